@@ -1,0 +1,8 @@
+/** The command table. Order is the order `xpkg --help` lists them in. */
+import type { Command } from 'commander';
+import { register as pack } from './pack.js';
+import { register as inspect } from './inspect.js';
+import { register as verify } from './verify.js';
+import { register as unpack } from './unpack.js';
+
+export const commands: ((program: Command) => void)[] = [pack, inspect, verify, unpack];

@@ -1,0 +1,15 @@
+import type { Command } from 'commander';
+import { inspectPackage, renderInspect } from '../../pack/index.js';
+import { action } from '../framework.js';
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('inspect')
+    .description('show name, version, id, variants and their requirements, pipeline, files and signature status')
+    .argument('<pkg>', 'package file')
+    .option('--json', 'print one JSON document on stdout');
+  action<[string], { json?: boolean }>(cmd, async (_io, pkg) => {
+    const r = await inspectPackage(pkg);
+    return { result: r, human: renderInspect(r) };
+  });
+}

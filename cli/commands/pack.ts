@@ -1,0 +1,26 @@
+import type { Command } from 'commander';
+import { formatBytes, packFolder } from '../../pack/index.js';
+import { action, usage } from '../framework.js';
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('pack')
+    .description('build a package from a folder holding xpkg.json and the files it references (deterministic)')
+    .argument('<dir>', 'source folder')
+    .option('-o, --output <file>', 'package to write (default: <name>-<version>.xpkg in the current folder)')
+    .option('--json', 'print one JSON document on stdout');
+  action<[string], { output?: string; json?: boolean }>(cmd, async (io, dir, opts) => {
+    if (!dir) throw usage('pack needs a source folder');
+    let out = opts.output;
+    if (!out) {
+      const { readManifestSource } = await import('../../pack/index.js');
+      const src = await readManifestSource(dir);
+      out = `${src.name.replace(/^@/, '').replace('/', '-')}-${src.version}.xpkg`;
+    }
+    const r = await packFolder(dir, out, { onProgress: io.progress(`packing ${out}`) });
+    return {
+      result: { path: r.path, id: r.id, size: r.size, files: r.files, payloadBytes: r.payloadBytes, name: r.manifest.name, version: r.manifest.version },
+      human: `packed ${r.manifest.name}@${r.manifest.version} → ${r.path}\n  id   ${r.id}\n  size ${formatBytes(r.size)} (${r.files} files)`,
+    };
+  });
+}

@@ -1,0 +1,17 @@
+import type { Command } from 'commander';
+import { formatBytes, unpackPackage } from '../../pack/index.js';
+import { action, usage } from '../framework.js';
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('unpack')
+    .description('extract a package safely (verified bytes only; never follows links in the destination; never overwrites)')
+    .argument('<pkg>', 'package file')
+    .requiredOption('-o, --output <dir>', 'destination folder (created if missing)')
+    .option('--json', 'print one JSON document on stdout');
+  action<[string], { output: string; json?: boolean }>(cmd, async (io, pkg, opts) => {
+    if (!opts.output) throw usage('unpack needs -o <dir>');
+    const r = await unpackPackage(pkg, opts.output, io.progress('unpacking'));
+    return { result: r, human: `unpacked ${r.files.length} files (${formatBytes(r.bytes)}) into ${r.dir}` };
+  });
+}

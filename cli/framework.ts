@@ -1,0 +1,94 @@
+/**
+ * CLI plumbing shared by every command: one exit handler, `--json` documents on stdout, human text
+ * otherwise, logs and progress on stderr. Commands are typed async functions returning a result
+ * object plus a human rendering; they never call process.exit or print the result themselves.
+ */
+import type { Command } from 'commander';
+import { toXpkgError, UsageError, type XpkgError } from '../spec/errors.js';
+
+export interface CommandOutcome<T> {
+  /** What `--json` prints as `{"result": …}`. */
+  result: T;
+  /** What a person sees on stdout without `--json`. */
+  human: string;
+  /** Exit status when the command ran but the answer is "no" (defaults to 0). */
+  exitStatus?: number;
+}
+
+export interface Io {
+  json: boolean;
+  /** A line for the person at the terminal; goes to stderr so stdout stays parseable. */
+  log(message: string): void;
+  /** Progress callback, drawn on stderr only when it is a TTY. */
+  progress(label: string): (done: number, total: number) => void;
+}
+
+export function makeIo(json: boolean): Io {
+  const tty = Boolean(process.stderr.isTTY) && !process.env.CI;
+  return {
+    json,
+    log: (m) => process.stderr.write(`${m}\n`),
+    progress(label) {
+      if (!tty) return () => {};
+      let last = -1;
+      return (done, total) => {
+        const pct = total > 0 ? Math.floor((done / total) * 100) : 100;
+        if (pct === last) return;
+        last = pct;
+        process.stderr.write(`\r${label} ${pct}%${pct >= 100 ? '\n' : ''}`);
+      };
+    },
+  };
+}
+
+let exitHandled = false;
+/** The single place where the process exit status and the error document are produced. */
+export function finish(io: Io, outcome: CommandOutcome<unknown> | { error: unknown }): never | void {
+  if (exitHandled) return;
+  exitHandled = true;
+  if ('error' in outcome) {
+    const err: XpkgError = toXpkgError(outcome.error);
+    if (io.json) process.stdout.write(`${JSON.stringify({ error: err.toJSON() })}\n`);
+    else {
+      process.stderr.write(`xpkg: error ${err.code}: ${err.message}\n`);
+      if (process.env.XPKG_DEBUG && err.stack) process.stderr.write(`${err.stack}\n`);
+    }
+    process.exitCode = err.exitStatus;
+    return;
+  }
+  if (io.json) process.stdout.write(`${JSON.stringify({ result: outcome.result })}\n`);
+  else if (outcome.human) process.stdout.write(outcome.human.endsWith('\n') ? outcome.human : `${outcome.human}\n`);
+  process.exitCode = outcome.exitStatus ?? 0;
+}
+
+/**
+ * Attaches an action: parses options, runs the typed command, hands the outcome to `finish`.
+ * `--json` is read from the command's own options (each command declares it).
+ */
+export function action<A extends unknown[], O extends { json?: boolean }>(
+  cmd: Command,
+  run: (io: Io, ...args: [...A, O]) => Promise<CommandOutcome<unknown>>,
+): Command {
+  return cmd.action(async (...raw: unknown[]) => {
+    // commander passes (...positionals, options, command)
+    const opts = raw[raw.length - 2] as O;
+    const positionals = raw.slice(0, -2) as A;
+    const io = makeIo(Boolean(opts?.json));
+    try {
+      finish(io, await run(io, ...positionals, opts));
+    } catch (e) {
+      finish(io, { error: e });
+    }
+  });
+}
+
+export function usage(summary: string, detail?: unknown): UsageError {
+  return new UsageError('E_USAGE', summary, detail);
+}
+
+/** Parses a positive integer option or throws E_USAGE. */
+export function intOption(value: string | undefined, name: string, min = 1): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[0-9]+$/.test(value) || Number(value) < min) throw usage(`--${name} must be an integer ≥ ${min}, not ${JSON.stringify(value)}`);
+  return Number(value);
+}

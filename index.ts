@@ -1,0 +1,6 @@
+/** Library entry point of xpkg. */
+export * from './spec/errors.js';
+export { canonicalize, canonicalBytes, parseStrictJson } from './spec/canonical.js';
+export { parseManifest, validateManifest, validateManifestSource, packageId } from './spec/manifest.js';
+export type { Manifest, ManifestSource, Variant, Model, Requirements, Step, FileRecord } from './spec/schema.js';
+export * from './pack/index.js';

@@ -1,0 +1,191 @@
+/**
+ * `xpkg pack`: folder → package, deterministically (spec/FORMAT.md §7).
+ *
+ * The layout is computed before a byte is written: every digest is 64 hex characters, so the
+ * canonical manifest's length is known from a placeholder manifest, and the manifest (first entry)
+ * is written last at offset 0. Each file is read once, in chunks, and the bytes hashed are exactly
+ * the bytes written; no file is ever held whole in memory.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { lstat, open, realpath, type FileHandle } from 'node:fs/promises';
+import { join, resolve, sep } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { canonicalBytes, parseStrictJson } from '../spec/canonical.js';
+import { FormatError, PackError, UsageError } from '../spec/errors.js';
+import { BLOCK_SIZE, FORMAT_ID, MANIFEST_PATH } from '../spec/limits.js';
+import { modelPaths, packageId, referencedPaths, validateManifest, validateManifestSource } from '../spec/manifest.js';
+import type { FileRecord, Manifest, ManifestSource } from '../spec/schema.js';
+import { writeAllAt, writeAtomic } from './atomic.js';
+import { encodeDirectory } from './writer.js';
+import * as Z from './zip.js';
+
+export const SOURCE_MANIFEST = 'xpkg.json';
+
+export interface PackOptions {
+  /** Overrides SOURCE_DATE_EPOCH for the entries' fixed timestamp. */
+  sourceDateEpoch?: string;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface PackResult {
+  path: string;
+  id: string;
+  size: number;
+  files: number;
+  payloadBytes: number;
+  manifest: Manifest;
+}
+
+interface Source {
+  path: string;
+  fh: FileHandle;
+  size: number;
+  aligned: boolean;
+}
+
+/** Reads and validates `<dir>/xpkg.json`. */
+export async function readManifestSource(dir: string): Promise<ManifestSource> {
+  const file = join(dir, SOURCE_MANIFEST);
+  const st = await lstat(file).catch(() => null);
+  if (!st) throw new PackError('E_PACK_SOURCE_MISSING', `no ${SOURCE_MANIFEST} in ${dir}`, { path: file });
+  if (st.isSymbolicLink()) throw new PackError('E_PACK_SOURCE_LINK', `${file} is a symbolic link`, { path: file });
+  if (!st.isFile()) throw new PackError('E_PACK_SOURCE_TYPE', `${file} is not a regular file`, { path: file });
+  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    return validateManifestSource(parseStrictJson(await fh.readFile()));
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Opens a referenced file, refusing links anywhere on its path, non-regular files and escapes. */
+async function openSource(root: string, rel: string): Promise<FileHandle> {
+  const segs = rel.split('/');
+  let cur = root;
+  for (let i = 0; i < segs.length; i++) {
+    cur = join(cur, segs[i]);
+    const st = await lstat(cur).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return null;
+      throw e;
+    });
+    if (!st) throw new PackError('E_PACK_SOURCE_MISSING', `${rel} is referenced by the manifest but does not exist`, { path: rel });
+    if (st.isSymbolicLink()) throw new PackError('E_PACK_SOURCE_LINK', `${rel}: ${segs.slice(0, i + 1).join('/')} is a symbolic link; packages never follow links`, { path: rel });
+    if (i < segs.length - 1 ? !st.isDirectory() : !st.isFile()) throw new PackError('E_PACK_SOURCE_TYPE', `${rel} is not a regular file`, { path: rel });
+  }
+  const real = await realpath(cur);
+  if (!real.startsWith(root + sep)) throw new PackError('E_PACK_SOURCE_OUTSIDE', `${rel} resolves outside the package folder`, { path: rel, resolved: real });
+  const fh = await open(cur, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const [a, b] = [await fh.stat(), await lstat(cur)];
+  if (a.ino !== b.ino || a.dev !== b.dev || !a.isFile()) {
+    await fh.close();
+    throw new PackError('E_PACK_SOURCE_CHANGED', `${rel} changed while being opened`, { path: rel });
+  }
+  return fh;
+}
+
+const ZERO = '0'.repeat(64);
+
+export async function packFolder(dir: string, outPath: string, options: PackOptions = {}): Promise<PackResult> {
+  const root = await realpath(resolve(dir)).catch(() => {
+    throw new UsageError('E_NOT_FOUND', `package folder ${dir} does not exist`, { path: dir });
+  });
+  const src = await readManifestSource(root);
+  let ts: { time: number; date: number };
+  try {
+    ts = Z.dosTimestamp(options.sourceDateEpoch ?? process.env.SOURCE_DATE_EPOCH);
+  } catch (e) {
+    throw new UsageError('E_USAGE', (e as Error).message);
+  }
+  const models = modelPaths(src);
+  const paths = [...referencedPaths(src).keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  const sources: Source[] = [];
+  try {
+    for (const p of paths) {
+      const fh = await openSource(root, p);
+      sources.push({ path: p, fh, size: (await fh.stat()).size, aligned: models.has(p) });
+    }
+    const { include: _include, format: _format, ...rest } = src;
+    const manifestFor = (records: FileRecord[]): Manifest => ({ ...rest, format: FORMAT_ID, blockSize: BLOCK_SIZE, files: records });
+    const placeholder = canonicalBytes(
+      manifestFor(sources.map((s) => ({ path: s.path, size: s.size, sha256: ZERO, blocks: Array(Math.ceil(s.size / BLOCK_SIZE)).fill(ZERO) }))),
+    );
+
+    // Layout: manifest at 0, then payloads in path order; an aligned entry that would need 1–3 bytes of
+    // padding (an extra record needs 4) is deferred behind the next entry. Deterministic either way.
+    const manifestLayout: Z.EntryLayout = { name: Buffer.from(MANIFEST_PATH), method: 0, crc32: 0, compressedSize: placeholder.length, size: placeholder.length, localHeaderOffset: 0, padding: 0 };
+    let cursor = Z.localHeaderLength(manifestLayout) + placeholder.length;
+    const order: { s: Source; layout: Z.EntryLayout }[] = [];
+    const queue = [...sources];
+    let deferrals = 0;
+    while (queue.length) {
+      const s = queue.shift()!;
+      const name = Buffer.from(s.path, 'utf8');
+      let padding = 0;
+      if (s.aligned && s.size > 0) {
+        const pad = Z.alignmentPadding(cursor, name, s.size);
+        if (pad === null) {
+          if (queue.length === 0 || ++deferrals > sources.length * 2) throw new PackError('E_PACK_SOURCE_TYPE', `cannot align ${s.path}: no entry left to place before it`, { path: s.path });
+          queue.splice(1, 0, s);
+          continue;
+        }
+        padding = pad;
+      }
+      const layout: Z.EntryLayout = { name, method: 0, crc32: 0, compressedSize: s.size, size: s.size, localHeaderOffset: cursor, padding };
+      order.push({ s, layout });
+      cursor += Z.localHeaderLength(layout) + s.size;
+    }
+
+    const total = sources.reduce((n, s) => n + s.size, 0);
+    let done = 0;
+    const records = new Map<string, FileRecord>();
+    await writeAtomic(outPath, async (out) => {
+      const buf = Buffer.allocUnsafe(BLOCK_SIZE);
+      for (const { s, layout } of order) {
+        const dataAt = layout.localHeaderOffset + Z.localHeaderLength(layout);
+        const whole = createHash('sha256');
+        const blocks: string[] = [];
+        let block: Hash | null = null;
+        let crc = 0;
+        let pos = 0;
+        // Chunks are BLOCK_SIZE-aligned reads, so each block digest sees exactly one block.
+        while (pos < s.size) {
+          const want = Math.min(BLOCK_SIZE, s.size - pos);
+          let got = 0;
+          while (got < want) {
+            const { bytesRead } = await s.fh.read(buf, got, want - got, pos + got);
+            if (bytesRead === 0) throw new PackError('E_PACK_SOURCE_CHANGED', `${s.path} shrank while being packed`, { path: s.path });
+            got += bytesRead;
+          }
+          const chunk = buf.subarray(0, want);
+          whole.update(chunk);
+          block = createHash('sha256').update(chunk);
+          blocks.push(block.digest('hex'));
+          crc = crc32(chunk, crc);
+          await writeAllAt(out, chunk, dataAt + pos);
+          pos += want;
+          done += want;
+          options.onProgress?.(done, total);
+        }
+        const { bytesRead: extra } = await s.fh.read(buf, 0, 1, s.size);
+        if (extra !== 0) throw new PackError('E_PACK_SOURCE_CHANGED', `${s.path} grew while being packed`, { path: s.path });
+        layout.crc32 = crc >>> 0;
+        await writeAllAt(out, Z.encodeLocalHeader(layout, ts), layout.localHeaderOffset);
+        records.set(s.path, { path: s.path, size: s.size, sha256: whole.digest('hex'), blocks });
+      }
+      const manifest = manifestFor(sources.map((s) => records.get(s.path)!));
+      validateManifest(manifest);
+      const bytes = canonicalBytes(manifest);
+      if (bytes.length !== placeholder.length) throw new FormatError('E_MANIFEST_NOT_CANONICAL', 'internal: manifest length changed between layout and write');
+      manifestLayout.crc32 = crc32(bytes) >>> 0;
+      await writeAllAt(out, Buffer.concat([Z.encodeLocalHeader(manifestLayout, ts), bytes]), 0);
+      await writeAllAt(out, encodeDirectory([manifestLayout, ...order.map((o) => o.layout)], cursor, ts), cursor);
+    });
+    const manifest = manifestFor(sources.map((s) => records.get(s.path)!));
+    const bytes = canonicalBytes(manifest);
+    const { size } = await (await import('node:fs/promises')).stat(outPath);
+    return { path: outPath, id: packageId(bytes), size, files: sources.length, payloadBytes: total, manifest };
+  } finally {
+    await Promise.all(sources.map((s) => s.fh.close().catch(() => {})));
+  }
+}

@@ -1,0 +1,480 @@
+/**
+ * The strict random-access reader every command uses (spec/FORMAT.md §2–§5).
+ *
+ * It trusts nothing: the end record, every central header, every local header, the layout (one
+ * contiguous run of entries, then the central directory, then the end record, no gaps, no overlap),
+ * the names, the manifest, and the match between entries and the manifest's file list are all
+ * checked on open. Payload digests are checked by verifyIntegrity() or per file by readVerified().
+ */
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { crc32, inflateRawSync } from 'node:zlib';
+import { FormatError, SigningError } from '../spec/errors.js';
+import { LIMITS, MANIFEST_PATH, PADDING_EXTRA_ID, RESERVED_PREFIX, SIGNATURES_PATH, ALIGNMENT } from '../spec/limits.js';
+import { modelPaths, parseManifest } from '../spec/manifest.js';
+import { assertNoCollisions, assertSafePath } from '../spec/paths.js';
+import type { Manifest } from '../spec/schema.js';
+import { HashPool } from './hash.js';
+import type { EntryInfo, IntegrityReport, OpenOptions, PackageReaderLike } from './types.js';
+import * as Z from './zip.js';
+
+interface CentralEntry extends EntryInfo {
+  time: number;
+  date: number;
+  nameBytes: Buffer;
+  zip64Sizes: boolean;
+  /** Alignment padding found in the local header. */
+  padding: number;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+export class PackageReader implements PackageReaderLike {
+  private constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+    readonly fileSize: number,
+    readonly entries: readonly EntryInfo[],
+    private readonly byName: ReadonlyMap<string, EntryInfo>,
+    readonly manifest: Manifest,
+    readonly manifestBytes: Buffer,
+    readonly id: string,
+    readonly signaturesBytes: Buffer | null,
+    /** Offset where the central directory starts (= end of the last entry). */
+    readonly centralDirectoryOffset: number,
+    /** The one DOS timestamp every entry carries. */
+    readonly dosTime: { time: number; date: number },
+  ) {}
+
+  /** Opens and structurally checks a package. Throws FormatError with a specific code. */
+  static async open(path: string): Promise<PackageReader> {
+    const fh = await open(path, 'r');
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new FormatError('E_ARCHIVE_SPECIAL_FILE', `${path} is not a regular file`, { path });
+      return await PackageReader.parse(path, fh, st.size);
+    } catch (e) {
+      await fh.close();
+      throw e;
+    }
+  }
+
+  private static async parse(path: string, fh: FileHandle, fileSize: number): Promise<PackageReader> {
+    const readAt = async (offset: number, length: number): Promise<Buffer> => {
+      if (offset < 0 || length < 0 || offset + length > fileSize) {
+        throw new FormatError('E_ARCHIVE_TRUNCATED', `record at ${offset}+${length} runs past the end of the file (${fileSize} bytes)`, { offset, length, fileSize });
+      }
+      const b = Buffer.alloc(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await fh.read(b, got, length - got, offset + got);
+        if (bytesRead === 0) throw new FormatError('E_ARCHIVE_TRUNCATED', 'file shrank while being read', { offset });
+        got += bytesRead;
+      }
+      return b;
+    };
+
+    // --- End of central directory: exactly at the end, no comment. -------------------------------
+    if (fileSize < Z.END_SIZE) throw new FormatError('E_ARCHIVE_TRUNCATED', `file is ${fileSize} bytes, too short for a ZIP end record`, { fileSize });
+    const endOffset = fileSize - Z.END_SIZE;
+    const end = await readAt(endOffset, Z.END_SIZE);
+    if (end.readUInt32LE(0) !== Z.SIG_END) {
+      // Tell "comment or trailing bytes" apart from "no end record at all".
+      const tailLen = Math.min(fileSize, 65535 + Z.END_SIZE + 1024);
+      const tail = await readAt(fileSize - tailLen, tailLen);
+      const at = tail.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+      if (at < 0) throw new FormatError('E_ARCHIVE_NO_END', 'no ZIP end-of-central-directory record', { fileSize });
+      const realEnd = fileSize - tailLen + at;
+      const commentLen = at + Z.END_SIZE <= tailLen ? tail.readUInt16LE(at + 20) : -1;
+      if (commentLen > 0 && realEnd + Z.END_SIZE + commentLen === fileSize) {
+        throw new FormatError('E_ARCHIVE_COMMENT', 'archive comments are not allowed', { commentLength: commentLen });
+      }
+      throw new FormatError('E_ARCHIVE_TRAILING', `${fileSize - realEnd - Z.END_SIZE} bytes after the end record`, { endOffset: realEnd, fileSize });
+    }
+    const disk = end.readUInt16LE(4);
+    const cdDisk = end.readUInt16LE(6);
+    let entriesOnDisk = end.readUInt16LE(8);
+    let entryCount = end.readUInt16LE(10);
+    let cdSize = end.readUInt32LE(12);
+    let cdOffset = end.readUInt32LE(16);
+    if (end.readUInt16LE(20) !== 0) throw new FormatError('E_ARCHIVE_COMMENT', 'archive comments are not allowed');
+    if (disk !== 0 || cdDisk !== 0) throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'multi-disk archives are not allowed', { disk, cdDisk });
+    let cdEnd = endOffset;
+    const z64 = entriesOnDisk === Z.U16_MAX || entryCount === Z.U16_MAX || cdSize === Z.U32_MAX || cdOffset === Z.U32_MAX;
+    if (z64) {
+      if (!(entriesOnDisk === Z.U16_MAX && entryCount === Z.U16_MAX && cdSize === Z.U32_MAX && cdOffset === Z.U32_MAX)) {
+        throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'a ZIP64 end record must be signalled by all end-record fields at their maximum');
+      }
+      const loc = await readAt(endOffset - Z.LOCATOR64_SIZE, Z.LOCATOR64_SIZE);
+      if (loc.readUInt32LE(0) !== Z.SIG_LOCATOR64) throw new FormatError('E_ARCHIVE_NO_END', 'ZIP64 end locator missing');
+      const end64Offset = Number(loc.readBigUInt64LE(8));
+      if (loc.readUInt32LE(4) !== 0 || loc.readUInt32LE(16) !== 1) throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'multi-disk archives are not allowed');
+      if (end64Offset !== endOffset - Z.LOCATOR64_SIZE - Z.END64_SIZE) {
+        throw new FormatError(end64Offset < endOffset - Z.LOCATOR64_SIZE - Z.END64_SIZE ? 'E_ARCHIVE_GAP' : 'E_ARCHIVE_OVERLAP', 'ZIP64 end record is not immediately before its locator', { end64Offset });
+      }
+      const e64 = await readAt(end64Offset, Z.END64_SIZE);
+      if (e64.readUInt32LE(0) !== Z.SIG_END64 || Number(e64.readBigUInt64LE(4)) !== Z.END64_SIZE - 12) {
+        throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'malformed ZIP64 end record (or an extensible data sector, which is not allowed)');
+      }
+      if (e64.readUInt32LE(16) !== 0 || e64.readUInt32LE(20) !== 0) throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'multi-disk archives are not allowed');
+      entriesOnDisk = Number(e64.readBigUInt64LE(24));
+      entryCount = Number(e64.readBigUInt64LE(32));
+      cdSize = Number(e64.readBigUInt64LE(40));
+      cdOffset = Number(e64.readBigUInt64LE(48));
+      cdEnd = end64Offset;
+      if (entryCount < Z.U16_MAX && cdSize < Z.U32_MAX && cdOffset < Z.U32_MAX) {
+        throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'ZIP64 end record used where the classic one suffices');
+      }
+    }
+    if (entriesOnDisk !== entryCount) throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'entry counts in the end record disagree', { entriesOnDisk, entryCount });
+    if (entryCount > LIMITS.entries) throw new FormatError('E_ARCHIVE_LIMIT', `${entryCount} entries; the limit is ${LIMITS.entries}`, { entries: entryCount, limit: LIMITS.entries });
+    if (cdSize > LIMITS.centralDirectoryBytes) throw new FormatError('E_ARCHIVE_LIMIT', `central directory of ${cdSize} bytes exceeds ${LIMITS.centralDirectoryBytes}`, { cdSize });
+    if (cdOffset + cdSize !== cdEnd) {
+      const between = cdOffset + cdSize < cdEnd && cdOffset + cdSize >= 0 ? await readAt(cdOffset + cdSize, Math.min(cdEnd - cdOffset - cdSize, 1 << 20)) : null;
+      if (between && between.indexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06])) >= 0) {
+        throw new FormatError('E_ARCHIVE_MULTIPLE_END', 'more than one end-of-central-directory record', { cdOffset, cdSize, endOffset: cdEnd });
+      }
+      if (cdOffset + cdSize > cdEnd) throw new FormatError('E_ARCHIVE_OVERLAP', 'central directory overlaps the end record', { cdOffset, cdSize, endOffset: cdEnd });
+      throw new FormatError('E_ARCHIVE_GAP', `${cdEnd - cdOffset - cdSize} unaccounted bytes between the central directory and the end record`, { cdOffset, cdSize, endOffset: cdEnd });
+    }
+
+    // --- Central directory. --------------------------------------------------------------------
+    const cd = await readAt(cdOffset, cdSize);
+    const central: CentralEntry[] = [];
+    let p = 0;
+    for (let i = 0; i < entryCount; i++) {
+      if (p + Z.CENTRAL_SIZE > cd.length) throw new FormatError('E_ARCHIVE_TRUNCATED', 'central directory ends inside a header', { index: i });
+      if (cd.readUInt32LE(p) !== Z.SIG_CENTRAL) throw new FormatError('E_ARCHIVE_HEADER_MISMATCH', `central header ${i} has a bad signature`, { index: i, offset: cdOffset + p });
+      const nameLen = cd.readUInt16LE(p + 28);
+      const extraLen = cd.readUInt16LE(p + 30);
+      const commentLen = cd.readUInt16LE(p + 32);
+      if (p + Z.CENTRAL_SIZE + nameLen + extraLen + commentLen > cd.length) throw new FormatError('E_ARCHIVE_TRUNCATED', 'central directory ends inside a header', { index: i });
+      central.push(parseCentral(cd, p, i, nameLen, extraLen, commentLen));
+      p += Z.CENTRAL_SIZE + nameLen + extraLen + commentLen;
+    }
+    if (p !== cd.length) throw new FormatError('E_ARCHIVE_GAP', `${cd.length - p} stray bytes at the end of the central directory`, { offset: cdOffset + p });
+
+    // Names: safe grammar, no duplicates or collisions, reserved names in their places.
+    for (const e of central) assertSafePath(e.name, { index: central.indexOf(e) });
+    assertNoCollisions(central.map((e) => e.name));
+    const ts = central[0] ? { time: central[0].time, date: central[0].date } : null;
+    for (const e of central) {
+      if (ts && (e.time !== ts.time || e.date !== ts.date)) throw new FormatError('E_ARCHIVE_TIMESTAMP', `entry ${JSON.stringify(e.name)} has a different timestamp from the first entry`, { name: e.name });
+    }
+
+    // --- Local headers and layout: contiguous from offset 0, in central-directory order. -----------
+    let cursor = 0;
+    for (const e of central) {
+      if (e.localHeaderOffset !== cursor) {
+        if (cursor === 0) throw new FormatError('E_ARCHIVE_PREFIX', `${e.localHeaderOffset} bytes before the first entry`, { offset: e.localHeaderOffset });
+        const k = central.indexOf(e);
+        if (e.localHeaderOffset < central[k - 1].localHeaderOffset) {
+          throw new FormatError('E_ARCHIVE_ORDER', 'central directory order differs from the order of the entries', { name: e.name });
+        }
+        throw new FormatError(e.localHeaderOffset < cursor ? 'E_ARCHIVE_OVERLAP' : 'E_ARCHIVE_GAP', `entry ${JSON.stringify(e.name)} starts at ${e.localHeaderOffset}, expected ${cursor}`, { name: e.name, offset: e.localHeaderOffset, expected: cursor });
+      }
+      const fixed = await readAt(cursor, Z.LOCAL_SIZE);
+      if (fixed.readUInt32LE(0) !== Z.SIG_LOCAL) throw new FormatError('E_ARCHIVE_HEADER_MISMATCH', `no local header for ${JSON.stringify(e.name)} at ${cursor}`, { name: e.name, offset: cursor });
+      const nameLen = fixed.readUInt16LE(26);
+      const extraLen = fixed.readUInt16LE(28);
+      const rest = await readAt(cursor + Z.LOCAL_SIZE, nameLen + extraLen);
+      checkLocal(e, fixed, rest, nameLen, extraLen);
+      e.dataOffset = cursor + Z.LOCAL_SIZE + nameLen + extraLen;
+      cursor = e.dataOffset + e.compressedSize;
+      if (cursor > cdOffset) throw new FormatError('E_ARCHIVE_OVERLAP', `data of ${JSON.stringify(e.name)} runs into the central directory`, { name: e.name, end: cursor, cdOffset });
+    }
+    if (central.length === 0 && cdOffset !== 0) throw new FormatError('E_ARCHIVE_PREFIX', `${cdOffset} bytes before the central directory`, { offset: cdOffset });
+    if (cursor !== cdOffset) throw new FormatError('E_ARCHIVE_GAP', `${cdOffset - cursor} bytes between the last entry and the central directory`, { end: cursor, cdOffset });
+
+    // --- Manifest first, signatures (optional) last, nothing else reserved. ----------------------
+    const manifestEntry = central.find((e) => e.name === MANIFEST_PATH);
+    if (!manifestEntry) throw new FormatError('E_MANIFEST_MISSING', `no ${MANIFEST_PATH} entry`);
+    if (central[0] !== manifestEntry) throw new FormatError('E_ARCHIVE_ORDER', `${MANIFEST_PATH} must be the first entry`);
+    const sigEntry = central.find((e) => e.name === SIGNATURES_PATH);
+    if (sigEntry && central[central.length - 1] !== sigEntry) throw new FormatError('E_ARCHIVE_ORDER', `${SIGNATURES_PATH} must be the last entry`);
+    for (const e of central) {
+      if (e !== manifestEntry && e !== sigEntry && e.name.toLowerCase().startsWith(RESERVED_PREFIX)) {
+        throw new FormatError('E_FILE_EXTRA', `unknown reserved entry ${JSON.stringify(e.name)}`, { path: e.name });
+      }
+    }
+    for (const e of central) checkCompression(e);
+
+    // Metadata is parsed before any digest check, so its CRC is checked here.
+    const metadata = async (e: CentralEntry): Promise<Buffer> => {
+      const data = entryBytes(e, await readAt(e.dataOffset, e.compressedSize));
+      if (e.method === 0) checkStoredCrc(e.name, data, e.crc32);
+      return data;
+    };
+    if (manifestEntry.size > LIMITS.manifestBytes) {
+      throw new FormatError('E_MANIFEST_TOO_LARGE', `manifest is ${manifestEntry.size} bytes; the limit is ${LIMITS.manifestBytes}`, { size: manifestEntry.size, limit: LIMITS.manifestBytes });
+    }
+    const { manifest, bytes, id } = parseManifest(await metadata(manifestEntry));
+    let signaturesBytes: Buffer | null = null;
+    if (sigEntry) {
+      if (sigEntry.size > LIMITS.signaturesBytes) {
+        throw new SigningError('E_SIG_TOO_LARGE', `${SIGNATURES_PATH} is ${sigEntry.size} bytes; the limit is ${LIMITS.signaturesBytes}`, { size: sigEntry.size, limit: LIMITS.signaturesBytes });
+      }
+      signaturesBytes = await metadata(sigEntry);
+    }
+
+    // --- Entries against the manifest's file list. ------------------------------------------------
+    const listed = new Map(manifest.files.map((f) => [f.path, f]));
+    const payload = central.filter((e) => e !== manifestEntry && e !== sigEntry);
+    for (const e of payload) {
+      const f = listed.get(e.name);
+      if (!f) throw new FormatError('E_FILE_EXTRA', `entry ${JSON.stringify(e.name)} is not in the manifest`, { path: e.name });
+      if (f.size !== e.size) throw new FormatError('E_FILE_SIZE', `entry ${JSON.stringify(e.name)} is ${e.size} bytes; the manifest says ${f.size}`, { path: e.name, size: e.size, expected: f.size });
+    }
+    const present = new Set(payload.map((e) => e.name));
+    for (const f of manifest.files) if (!present.has(f.path)) throw new FormatError('E_FILE_MISSING', `manifest lists ${JSON.stringify(f.path)} but the archive has no such entry`, { path: f.path });
+    const models = modelPaths(manifest);
+    for (const e of payload) {
+      const mustAlign = models.has(e.name) && e.size > 0;
+      if (mustAlign && (e.method !== 0 || e.dataOffset % ALIGNMENT !== 0)) {
+        throw new FormatError('E_ARCHIVE_ALIGNMENT', `model file ${JSON.stringify(e.name)} must be stored uncompressed at a multiple of ${ALIGNMENT}`, { path: e.name, dataOffset: e.dataOffset, method: e.method });
+      }
+      if (!mustAlign && e.padding !== 0) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `padding on ${JSON.stringify(e.name)}, which needs no alignment`, { path: e.name });
+    }
+    if (manifestEntry.padding || sigEntry?.padding) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', 'padding on a metadata entry');
+
+    const entries: EntryInfo[] = central.map(({ name, method, crc32: c, compressedSize, size, localHeaderOffset, dataOffset }) => ({ name, method, crc32: c, compressedSize, size, localHeaderOffset, dataOffset }));
+    return new PackageReader(path, fh, fileSize, entries, new Map(entries.map((e) => [e.name, e])), manifest, bytes, id, signaturesBytes, cdOffset, ts!);
+  }
+
+  entry(name: string): EntryInfo | undefined {
+    return this.byName.get(name);
+  }
+
+  get fd(): number {
+    return this.fh.fd;
+  }
+
+  /** Positional read of archive bytes (for copying the archive verbatim). */
+  async readFrom(buf: Buffer, length: number, position: number): Promise<{ bytesRead: number }> {
+    const r = await this.fh.read(buf, 0, length, position);
+    if (r.bytesRead === 0 && length > 0) throw new FormatError('E_ARCHIVE_TRUNCATED', 'package shrank after it was opened', { position });
+    return r;
+  }
+
+  /** Raw bytes of an entry's stored data (compressed form for deflated entries). Unverified. */
+  async readRaw(e: EntryInfo, offset = 0, length = e.compressedSize - offset): Promise<Buffer> {
+    const b = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await this.fh.read(b, got, length - got, e.dataOffset + offset + got);
+      if (bytesRead === 0) throw new FormatError('E_ARCHIVE_TRUNCATED', 'package shrank after it was opened', { path: e.name });
+      got += bytesRead;
+    }
+    return b;
+  }
+
+  async readVerified(path: string): Promise<Buffer> {
+    const e = this.byName.get(path);
+    const f = this.manifest.files.find((x) => x.path === path);
+    if (!e || !f) throw new FormatError('E_FILE_MISSING', `no payload file ${JSON.stringify(path)}`, { path });
+    const data = entryBytes(e, await this.readRaw(e));
+    const sha = createHash('sha256').update(data).digest('hex');
+    if (data.length !== f.size || sha !== f.sha256) throw new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)} does not match its manifest digest`, { path, expected: f.sha256, actual: sha });
+    return data;
+  }
+
+  async verifyIntegrity(options: OpenOptions = {}): Promise<IntegrityReport> {
+    const t0 = performance.now();
+    const bs = this.manifest.blockSize;
+    const total = this.manifest.files.reduce((n, f) => n + f.size, 0);
+    let done = 0;
+    const progress = (n: number) => {
+      done += n;
+      options.onProgress?.(done, total);
+    };
+    const mismatch = (path: string, what: string, detail: Record<string, unknown>) =>
+      new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)}: ${what} does not match the manifest`, { path, ...detail });
+    using pool = new HashPool(this.fh.fd);
+    const jobs: Promise<void>[] = [];
+    // Longest sequential jobs first so they overlap with the block jobs.
+    const files = [...this.manifest.files].sort((a, b) => b.size - a.size);
+    for (const f of files) {
+      const e = this.byName.get(f.path)!;
+      if (e.method === 8) {
+        jobs.push(
+          (async () => {
+            const data = entryBytes(e, await this.readRaw(e));
+            const sha = createHash('sha256').update(data).digest('hex');
+            if (sha !== f.sha256) throw mismatch(f.path, 'SHA-256', { expected: f.sha256, actual: sha });
+            f.blocks.forEach((d, k) => {
+              const got = createHash('sha256').update(data.subarray(k * bs, (k + 1) * bs)).digest('hex');
+              if (got !== d) throw mismatch(f.path, `block ${k}`, { block: k, expected: d, actual: got });
+            });
+            progress(f.size);
+          })(),
+        );
+        continue;
+      }
+      jobs.push(
+        pool.run({ kind: 'whole', offset: e.dataOffset, length: e.size }).then((r) => {
+          if (r.sha256 !== f.sha256) throw mismatch(f.path, 'SHA-256', { expected: f.sha256, actual: r.sha256 });
+          if (r.crc32 !== e.crc32) throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(f.path)}: CRC-32 does not match its header`, { path: f.path, expected: e.crc32, actual: r.crc32 });
+          if (f.blocks.length <= 1) progress(f.size);
+        }),
+      );
+      if (f.blocks.length <= 1) continue;
+      const perJob = 4; // blocks per job: fine-grained enough to balance two or more cores
+      for (let k = 0; k < f.blocks.length; k += perJob) {
+        const length = Math.min(perJob * bs, f.size - k * bs);
+        jobs.push(
+          pool.run({ kind: 'blocks', offset: e.dataOffset + k * bs, length, blockSize: bs }).then((r) => {
+            r.digests.forEach((d, j) => {
+              if (d !== f.blocks[k + j]) throw mismatch(f.path, `block ${k + j}`, { block: k + j, expected: f.blocks[k + j], actual: d });
+            });
+            progress(length);
+          }),
+        );
+      }
+    }
+    const results = await Promise.allSettled(jobs);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason instanceof FormatError ? failed.reason : new FormatError('E_ARCHIVE_TRUNCATED', `reading the package failed: ${String((failed.reason as Error)?.message ?? failed.reason)}`);
+    return { id: this.id, files: this.manifest.files.length, bytes: total, ms: performance.now() - t0 };
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close().catch(() => {});
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+function parseCentral(cd: Buffer, p: number, index: number, nameLen: number, extraLen: number, commentLen: number): CentralEntry {
+  const flags = cd.readUInt16LE(p + 8);
+  const method = cd.readUInt16LE(p + 10);
+  const nameBytes = Buffer.from(cd.subarray(p + Z.CENTRAL_SIZE, p + Z.CENTRAL_SIZE + nameLen));
+  let name: string;
+  try {
+    name = utf8.decode(nameBytes);
+  } catch {
+    throw new FormatError('E_PATH_UNSAFE', `entry ${index} has a name that is not valid UTF-8`, { index });
+  }
+  const where = { name, index };
+  if (commentLen) throw new FormatError('E_ARCHIVE_COMMENT', `entry ${JSON.stringify(name)} has a comment`, where);
+  if (flags & 0x0001 || flags & 0x0040 || method === 99) throw new FormatError('E_ARCHIVE_ENCRYPTED', `entry ${JSON.stringify(name)} is encrypted`, where);
+  if (flags & 0x0008) throw new FormatError('E_ARCHIVE_DATA_DESCRIPTOR', `entry ${JSON.stringify(name)} uses a data descriptor`, where);
+  if (flags !== Z.FLAG_UTF8) throw new FormatError('E_ARCHIVE_UNSUPPORTED', `entry ${JSON.stringify(name)} has general-purpose flags 0x${flags.toString(16)}; only the UTF-8 flag is allowed`, { ...where, flags });
+  if (method !== 0 && method !== 8) throw new FormatError('E_ARCHIVE_METHOD', `entry ${JSON.stringify(name)} uses compression method ${method}; only stored (0) and deflate (8) are allowed`, { ...where, method });
+  const madeBy = cd.readUInt16LE(p + 4);
+  const external = cd.readUInt32LE(p + 38);
+  const mode = external >>> 16;
+  if (madeBy >> 8 !== 3) throw new FormatError('E_ARCHIVE_UNSUPPORTED', `entry ${JSON.stringify(name)} was not made with Unix attributes`, { ...where, madeBy });
+  if ((mode & 0o170000) !== 0o100000 || name.endsWith('/')) throw new FormatError('E_ARCHIVE_SPECIAL_FILE', `entry ${JSON.stringify(name)} is not a regular file (mode ${mode.toString(8)})`, { ...where, mode });
+  if (external !== Z.EXTERNAL_ATTR) throw new FormatError('E_ARCHIVE_UNSUPPORTED', `entry ${JSON.stringify(name)} has attributes ${external.toString(16)}; only a regular 0644 file is allowed`, { ...where, external });
+  if (cd.readUInt16LE(p + 34) !== 0 || cd.readUInt16LE(p + 36) !== 0) throw new FormatError('E_ARCHIVE_UNSUPPORTED', `entry ${JSON.stringify(name)} has a disk number or internal attributes`, where);
+  let compressedSize = cd.readUInt32LE(p + 20);
+  let size = cd.readUInt32LE(p + 24);
+  let localHeaderOffset = cd.readUInt32LE(p + 42);
+  const zip64Sizes = compressedSize === Z.U32_MAX || size === Z.U32_MAX;
+  const zip64Offset = localHeaderOffset === Z.U32_MAX;
+  if (zip64Sizes && !(compressedSize === Z.U32_MAX && size === Z.U32_MAX)) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `entry ${JSON.stringify(name)}: ZIP64 sizes must both be in the extra field`, where);
+  const expectExtra = zip64Sizes || zip64Offset ? 4 + (zip64Sizes ? 16 : 0) + (zip64Offset ? 8 : 0) : 0;
+  if (extraLen !== expectExtra) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `entry ${JSON.stringify(name)} has ${extraLen} bytes of central extra field; expected ${expectExtra}`, where);
+  if (expectExtra) {
+    const x = p + Z.CENTRAL_SIZE + nameLen;
+    if (cd.readUInt16LE(x) !== Z.ZIP64_EXTRA_ID || cd.readUInt16LE(x + 2) !== expectExtra - 4) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `entry ${JSON.stringify(name)}: malformed ZIP64 extra field`, where);
+    let o = x + 4;
+    if (zip64Sizes) {
+      size = Number(cd.readBigUInt64LE(o));
+      compressedSize = Number(cd.readBigUInt64LE(o + 8));
+      o += 16;
+      if (!Z.needsZip64Sizes({ size, compressedSize })) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `entry ${JSON.stringify(name)}: ZIP64 sizes used where 32 bits suffice`, where);
+    }
+    if (zip64Offset) {
+      localHeaderOffset = Number(cd.readBigUInt64LE(o));
+      if (localHeaderOffset < Z.U32_MAX) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `entry ${JSON.stringify(name)}: ZIP64 offset used where 32 bits suffice`, where);
+    }
+    if (!Number.isSafeInteger(size) || !Number.isSafeInteger(compressedSize) || !Number.isSafeInteger(localHeaderOffset)) throw new FormatError('E_ARCHIVE_LIMIT', 'size or offset beyond 2^53', where);
+  }
+  const versionNeeded = cd.readUInt16LE(p + 6);
+  if (versionNeeded !== (zip64Sizes || zip64Offset ? 45 : 20)) throw new FormatError('E_ARCHIVE_UNSUPPORTED', `entry ${JSON.stringify(name)} needs version ${versionNeeded}`, { ...where, versionNeeded });
+  return {
+    name,
+    nameBytes,
+    method: method as 0 | 8,
+    crc32: cd.readUInt32LE(p + 16),
+    compressedSize,
+    size,
+    localHeaderOffset,
+    dataOffset: -1,
+    time: cd.readUInt16LE(p + 12),
+    date: cd.readUInt16LE(p + 14),
+    zip64Sizes,
+    padding: 0,
+  };
+}
+
+function checkLocal(e: CentralEntry, fixed: Buffer, rest: Buffer, nameLen: number, extraLen: number): void {
+  const mismatch = (field: string) => new FormatError('E_ARCHIVE_HEADER_MISMATCH', `local header of ${JSON.stringify(e.name)} disagrees with the central directory on ${field}`, { name: e.name, field });
+  const z64 = Z.needsZip64Sizes(e);
+  if (fixed.readUInt16LE(4) !== (z64 ? 45 : 20)) throw mismatch('version needed');
+  const flags = fixed.readUInt16LE(6);
+  if (flags & 0x0008) throw new FormatError('E_ARCHIVE_DATA_DESCRIPTOR', `entry ${JSON.stringify(e.name)} uses a data descriptor`, { name: e.name });
+  if (flags !== Z.FLAG_UTF8) throw mismatch('flags');
+  if (fixed.readUInt16LE(8) !== e.method) throw mismatch('method');
+  if (fixed.readUInt16LE(10) !== e.time || fixed.readUInt16LE(12) !== e.date) throw mismatch('timestamp');
+  if (fixed.readUInt32LE(14) !== e.crc32) throw mismatch('CRC-32');
+  const lc = fixed.readUInt32LE(18);
+  const ls = fixed.readUInt32LE(22);
+  if (z64 ? lc !== Z.U32_MAX || ls !== Z.U32_MAX : lc !== e.compressedSize || ls !== e.size) throw new FormatError('E_ARCHIVE_SIZE_MISMATCH', `local header of ${JSON.stringify(e.name)} declares other sizes than the central directory`, { name: e.name, local: { compressedSize: lc, size: ls }, central: { compressedSize: e.compressedSize, size: e.size } });
+  if (nameLen !== e.nameBytes.length || !rest.subarray(0, nameLen).equals(e.nameBytes)) throw mismatch('name');
+  // Local extra: [ZIP64 sizes] then [padding record], nothing else.
+  let o = nameLen;
+  const endX = nameLen + extraLen;
+  if (z64) {
+    if (endX - o < 20 || rest.readUInt16LE(o) !== Z.ZIP64_EXTRA_ID || rest.readUInt16LE(o + 2) !== 16) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `local ZIP64 extra field of ${JSON.stringify(e.name)} missing or malformed`, { name: e.name });
+    if (Number(rest.readBigUInt64LE(o + 4)) !== e.size || Number(rest.readBigUInt64LE(o + 12)) !== e.compressedSize) throw new FormatError('E_ARCHIVE_SIZE_MISMATCH', `local ZIP64 sizes of ${JSON.stringify(e.name)} disagree with the central directory`, { name: e.name });
+    o += 20;
+  }
+  if (o < endX) {
+    if (endX - o < 4 || rest.readUInt16LE(o) !== PADDING_EXTRA_ID || rest.readUInt16LE(o + 2) !== endX - o - 4) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `local extra field of ${JSON.stringify(e.name)} holds something other than ZIP64 sizes and alignment padding`, { name: e.name });
+    for (let k = o + 4; k < endX; k++) if (rest[k] !== 0) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `alignment padding of ${JSON.stringify(e.name)} is not zero`, { name: e.name });
+    const pad = endX - o;
+    const headerOffset = e.localHeaderOffset;
+    // Padding must be the minimal amount that aligns the data: no hidden room in headers.
+    if (Z.alignmentPadding(headerOffset, e.nameBytes, e.size) !== pad) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `alignment padding of ${JSON.stringify(e.name)} is not the minimal ${ALIGNMENT}-byte alignment`, { name: e.name, padding: pad });
+    e.padding = pad;
+  }
+}
+
+function checkCompression(e: CentralEntry): void {
+  if (e.method === 0) {
+    if (e.compressedSize !== e.size) throw new FormatError('E_ARCHIVE_SIZE_MISMATCH', `stored entry ${JSON.stringify(e.name)} has compressed size ${e.compressedSize} ≠ size ${e.size}`, { name: e.name });
+    return;
+  }
+  if (e.size > LIMITS.deflatedEntryBytes) throw new FormatError('E_ARCHIVE_BOMB', `deflated entry ${JSON.stringify(e.name)} expands to ${e.size} bytes; larger payloads must be stored`, { name: e.name, size: e.size, limit: LIMITS.deflatedEntryBytes });
+  if (e.size > LIMITS.ratioFreeBytes && e.size > e.compressedSize * LIMITS.compressionRatio) {
+    throw new FormatError('E_ARCHIVE_BOMB', `deflated entry ${JSON.stringify(e.name)} claims a compression ratio above ${LIMITS.compressionRatio}:1`, { name: e.name, size: e.size, compressedSize: e.compressedSize });
+  }
+}
+
+/** Decodes an entry's data (inflating with the declared size as a hard cap) and checks deflate framing and CRC. */
+function entryBytes(e: Pick<EntryInfo, 'name' | 'method' | 'size' | 'crc32'>, raw: Buffer): Buffer {
+  if (e.method === 0) return raw;
+  let out: Buffer;
+  let consumed: number;
+  try {
+    const r = inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size), info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+    out = r.buffer;
+    consumed = r.engine.bytesWritten;
+  } catch (err) {
+    const tooBig = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError;
+    throw new FormatError(tooBig ? 'E_ARCHIVE_BOMB' : 'E_ARCHIVE_SIZE_MISMATCH', `entry ${JSON.stringify(e.name)}: ${tooBig ? 'inflates past its declared size' : `deflate data is corrupt (${(err as Error).message})`}`, { name: e.name });
+  }
+  if (out.length !== e.size) throw new FormatError('E_ARCHIVE_SIZE_MISMATCH', `entry ${JSON.stringify(e.name)} inflates to ${out.length} bytes, not the declared ${e.size}`, { name: e.name, actual: out.length, size: e.size });
+  if (consumed !== raw.length) throw new FormatError('E_ARCHIVE_SIZE_MISMATCH', `entry ${JSON.stringify(e.name)}: deflate stream ends ${raw.length - consumed} bytes before its data does`, { name: e.name });
+  if ((crc32(out) >>> 0) !== e.crc32) throw new FormatError('E_ARCHIVE_CRC', `entry ${JSON.stringify(e.name)}: CRC-32 mismatch`, { name: e.name });
+  return out;
+}
+
+/** For the stored manifest/signatures (small): CRC check too, since they are parsed before any digest check. */
+export function checkStoredCrc(name: string, data: Buffer, expected: number): void {
+  if ((crc32(data) >>> 0) !== expected) throw new FormatError('E_ARCHIVE_CRC', `entry ${JSON.stringify(name)}: CRC-32 mismatch`, { name });
+}

@@ -1,0 +1,102 @@
+/**
+ * `xpkg unpack`: safe extraction. Every byte written is hashed as it is written and checked against
+ * the manifest; directories are created one segment at a time and a pre-existing link anywhere on a
+ * destination path is refused, never followed. Nothing is overwritten.
+ */
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, rm, rmdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { FormatError, PackError } from '../spec/errors.js';
+import { referencedPaths } from '../spec/manifest.js';
+import type { ManifestSource } from '../spec/schema.js';
+import { writeAllAt } from './atomic.js';
+import { SOURCE_MANIFEST } from './pack.js';
+import { PackageReader } from './reader.js';
+
+export interface UnpackResult {
+  dir: string;
+  id: string;
+  files: string[];
+  bytes: number;
+}
+
+async function ensureDir(path: string, shown: string): Promise<'created' | 'existed'> {
+  const st = await lstat(path).catch(() => null);
+  if (st?.isSymbolicLink()) throw new PackError('E_UNPACK_LINK', `${shown} is a symbolic link in the destination; refusing to follow it`, { path: shown });
+  if (st && !st.isDirectory()) throw new PackError('E_UNPACK_EXISTS', `${shown} exists and is not a directory`, { path: shown });
+  if (st) return 'existed';
+  await mkdir(path);
+  return 'created';
+}
+
+/** The manifest in its source form (what `pack` reads back), so unpack → pack round-trips. */
+export function sourceManifestOf(reader: PackageReader): ManifestSource {
+  const { files, blockSize: _b, ...rest } = reader.manifest;
+  const referenced = referencedPaths({ ...rest, files } as never);
+  const include = files.map((f) => f.path).filter((p) => !referenced.has(p));
+  return include.length ? { ...rest, include } : rest;
+}
+
+export async function unpackPackage(pkgPath: string, outDir: string, onProgress?: (d: number, t: number) => void): Promise<UnpackResult> {
+  await using reader = await PackageReader.open(pkgPath);
+  const root = resolve(outDir);
+  await ensureDir(root, outDir);
+  const createdFiles: string[] = [];
+  const createdDirs: string[] = [];
+  const total = reader.manifest.files.reduce((n, f) => n + f.size, 0);
+  let done = 0;
+  try {
+    const files = [...reader.manifest.files.map((f) => ({ path: f.path, record: f as typeof f | null }))];
+    if (!files.some((f) => f.path === SOURCE_MANIFEST)) files.push({ path: SOURCE_MANIFEST, record: null });
+    for (const { path, record } of files) {
+      const segs = path.split('/');
+      let cur = root;
+      for (let i = 0; i < segs.length - 1; i++) {
+        cur = join(cur, segs[i]);
+        if ((await ensureDir(cur, segs.slice(0, i + 1).join('/'))) === 'created') createdDirs.push(cur);
+      }
+      const target = join(root, path);
+      const pre = await lstat(target).catch(() => null);
+      if (pre?.isSymbolicLink()) throw new PackError('E_UNPACK_LINK', `${path} is a symbolic link in the destination; refusing to follow it`, { path });
+      if (pre) throw new PackError('E_UNPACK_EXISTS', `${path} already exists in the destination`, { path });
+      const fh = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'EEXIST' || e.code === 'ELOOP') throw new PackError(e.code === 'ELOOP' ? 'E_UNPACK_LINK' : 'E_UNPACK_EXISTS', `${path} appeared in the destination while unpacking`, { path });
+        throw e;
+      });
+      createdFiles.push(target);
+      try {
+        if (!record) {
+          await writeAllAt(fh, Buffer.from(`${JSON.stringify(sourceManifestOf(reader), null, 2)}\n`), 0);
+          continue;
+        }
+        const e = reader.entry(path)!;
+        const h = createHash('sha256');
+        if (e.method === 8) {
+          const data = await reader.readVerified(path);
+          h.update(data);
+          await writeAllAt(fh, data, 0);
+        } else {
+          const chunk = 4 * 1024 * 1024;
+          for (let p = 0; p < e.size; p += chunk) {
+            const part = await reader.readRaw(e, p, Math.min(chunk, e.size - p));
+            h.update(part);
+            await writeAllAt(fh, part, p);
+            done += part.length;
+            onProgress?.(done, total);
+          }
+        }
+        const sha = h.digest('hex');
+        if (sha !== record.sha256) throw new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)} does not match its manifest digest`, { path, expected: record.sha256, actual: sha });
+      } finally {
+        await fh.close();
+      }
+    }
+  } catch (e) {
+    // Leave the destination as it was: remove what this call created, newest first.
+    for (const f of createdFiles.reverse()) await rm(f, { force: true }).catch(() => {});
+    for (const d of createdDirs.reverse()) await rmdir(d).catch(() => {});
+    throw e;
+  }
+  return { dir: root, id: reader.id, files: reader.manifest.files.map((f) => f.path), bytes: total };
+}

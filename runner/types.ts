@@ -1,0 +1,71 @@
+/**
+ * Interfaces shared by host detection, variant selection, backends and the pipeline executor.
+ * Interfaces first: implementations live beside this file and depend on these shapes only.
+ */
+import type { Manifest, Variant } from '../spec/schema.js';
+
+export type DType = 'float32' | 'float16' | 'int64' | 'int32' | 'uint8' | 'int8' | 'bool';
+export type TypedData = Float32Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array | Int8Array;
+
+/** Backend-neutral tensor: row-major data plus dims. */
+export interface Tensor {
+  type: DType;
+  dims: readonly number[];
+  data: TypedData;
+}
+
+/** A loaded model, ready to run. */
+export interface ModelSession {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  release(): Promise<void>;
+}
+
+export interface SessionOptions {
+  /** Intra-op threads; 0 or undefined lets the backend choose. */
+  threads?: number;
+  /** onnxruntime graph optimisation level. */
+  graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+/** What a backend can load, decided from the detected host. */
+export interface BackendInit {
+  ok: boolean;
+  /** Runtime version when it loaded. */
+  version?: string;
+  /** Execution providers / devices that actually load. */
+  providers?: string[];
+  /** Why it failed to initialise. */
+  reason?: string;
+}
+
+/**
+ * A runtime that can run some variants (onnxruntime-node now; TensorRT, RKNN later). Backends
+ * register with a priority; the registry initialises each once and records failures.
+ */
+export interface Backend {
+  readonly name: string;
+  /** Manifest `runtime` values this backend runs. */
+  readonly runtimes: readonly string[];
+  init(): Promise<BackendInit>;
+  /** Loads a variant's entry file (bytes already verified by the caller). */
+  load(variant: Variant, files: ReadonlyMap<string, Buffer>, options: SessionOptions): Promise<ModelSession>;
+}
+
+/** Per-stage latencies in milliseconds. */
+export type Timings = Record<string, number>;
+
+/** What the pipeline executor needs from the runner; bytes handed out are verified. */
+export interface PipelineContext {
+  readonly manifest: Manifest;
+  /** The loaded session of a model (by model id); the runner chose its variant. */
+  session(modelId: string): Promise<ModelSession>;
+  /** Verified bytes of an asset, by asset id. */
+  asset(assetId: string): Promise<Buffer>;
+  /** Adds elapsed milliseconds to a named stage. */
+  time(stage: string, ms: number): void;
+}
+
+/** An image input as the library accepts it. */
+export type ImageInput = string | Buffer | { data: Uint8Array; width: number; height: number; channels: 1 | 2 | 3 | 4 };

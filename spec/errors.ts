@@ -1,0 +1,245 @@
+/**
+ * Error codes and exit statuses shared by every xpkg tool (spec/FORMAT.md §9).
+ *
+ * One error class per area, each with a closed union of codes. Tests assert `code`, never the
+ * message. Every code maps to one exit status; statuses are grouped by area so a shell script can
+ * tell "the file is damaged" from "the signature is wrong" from "you typed the command wrong".
+ */
+
+/** Exit statuses. Stable: scripts depend on them. */
+export const EXIT = {
+  ok: 0,
+  internal: 1,
+  usage: 2,
+  io: 3,
+  archive: 10,
+  path: 11,
+  manifest: 12,
+  integrity: 13,
+  pack: 14,
+  unpack: 15,
+  signature: 20,
+  trust: 21,
+  policy: 22,
+  key: 23,
+  runner: 30,
+  host: 31,
+  sandbox: 40,
+  native: 50,
+} as const;
+export type ExitStatus = (typeof EXIT)[keyof typeof EXIT];
+
+const codes = {
+  // usage / environment
+  E_USAGE: EXIT.usage,
+  E_IO: EXIT.io,
+  E_NOT_FOUND: EXIT.io,
+  E_INTERNAL: EXIT.internal,
+  // archive profile (strict ZIP subset)
+  E_ARCHIVE_TRUNCATED: EXIT.archive,
+  E_ARCHIVE_NO_END: EXIT.archive,
+  E_ARCHIVE_MULTIPLE_END: EXIT.archive,
+  E_ARCHIVE_COMMENT: EXIT.archive,
+  E_ARCHIVE_PREFIX: EXIT.archive,
+  E_ARCHIVE_TRAILING: EXIT.archive,
+  E_ARCHIVE_GAP: EXIT.archive,
+  E_ARCHIVE_OVERLAP: EXIT.archive,
+  E_ARCHIVE_HEADER_MISMATCH: EXIT.archive,
+  E_ARCHIVE_UNSUPPORTED: EXIT.archive,
+  E_ARCHIVE_ENCRYPTED: EXIT.archive,
+  E_ARCHIVE_DATA_DESCRIPTOR: EXIT.archive,
+  E_ARCHIVE_METHOD: EXIT.archive,
+  E_ARCHIVE_SPECIAL_FILE: EXIT.archive,
+  E_ARCHIVE_SIZE_MISMATCH: EXIT.archive,
+  E_ARCHIVE_BOMB: EXIT.archive,
+  E_ARCHIVE_LIMIT: EXIT.archive,
+  E_ARCHIVE_ORDER: EXIT.archive,
+  E_ARCHIVE_ALIGNMENT: EXIT.archive,
+  E_ARCHIVE_TIMESTAMP: EXIT.archive,
+  E_ARCHIVE_EXTRA_FIELD: EXIT.archive,
+  E_ARCHIVE_CRC: EXIT.archive,
+  // entry names
+  E_PATH_UNSAFE: EXIT.path,
+  E_PATH_DUPLICATE: EXIT.path,
+  E_PATH_COLLISION: EXIT.path,
+  // manifest
+  E_MANIFEST_MISSING: EXIT.manifest,
+  E_MANIFEST_JSON: EXIT.manifest,
+  E_MANIFEST_DUPLICATE_KEY: EXIT.manifest,
+  E_MANIFEST_NOT_CANONICAL: EXIT.manifest,
+  E_MANIFEST_SCHEMA: EXIT.manifest,
+  E_MANIFEST_REFERENCE: EXIT.manifest,
+  E_MANIFEST_TOO_LARGE: EXIT.manifest,
+  E_MANIFEST_VERSION: EXIT.manifest,
+  // integrity of payload files
+  E_FILE_EXTRA: EXIT.integrity,
+  E_FILE_MISSING: EXIT.integrity,
+  E_FILE_SIZE: EXIT.integrity,
+  E_DIGEST_MISMATCH: EXIT.integrity,
+  // pack (source folder problems)
+  E_PACK_SOURCE_MISSING: EXIT.pack,
+  E_PACK_SOURCE_LINK: EXIT.pack,
+  E_PACK_SOURCE_OUTSIDE: EXIT.pack,
+  E_PACK_SOURCE_TYPE: EXIT.pack,
+  E_PACK_SOURCE_CHANGED: EXIT.pack,
+  // unpack (destination problems)
+  E_UNPACK_LINK: EXIT.unpack,
+  E_UNPACK_EXISTS: EXIT.unpack,
+  // signatures (signing/)
+  E_SIG_MISSING: EXIT.signature,
+  E_SIG_INVALID: EXIT.signature,
+  E_SIG_MALFORMED: EXIT.signature,
+  E_SIG_MALLEABLE: EXIT.signature,
+  E_SIG_WEAK_KEY: EXIT.signature,
+  E_SIG_PAYLOAD_TYPE: EXIT.signature,
+  E_SIG_TOO_LARGE: EXIT.signature,
+  E_SIG_KEYID_MISMATCH: EXIT.signature,
+  E_SIG_WRONG_PACKAGE: EXIT.signature,
+  // trust and policy
+  E_TRUST_UNTRUSTED: EXIT.trust,
+  E_TRUST_THRESHOLD: EXIT.trust,
+  E_TRUST_REVOKED: EXIT.trust,
+  E_TRUST_STORE: EXIT.trust,
+  E_POLICY_EXPIRED: EXIT.policy,
+  E_POLICY_ROLLBACK: EXIT.policy,
+  E_POLICY_STATE: EXIT.policy,
+  // keys
+  E_KEY_FORMAT: EXIT.key,
+  E_KEY_PASSPHRASE: EXIT.key,
+  E_KEY_EXISTS: EXIT.key,
+  // runner
+  E_RUN_NO_VARIANT: EXIT.runner,
+  E_RUN_VARIANT_UNKNOWN: EXIT.runner,
+  E_RUN_VARIANT_UNSUPPORTED: EXIT.runner,
+  E_RUN_BACKEND: EXIT.runner,
+  E_RUN_LOAD: EXIT.runner,
+  E_RUN_INPUT: EXIT.runner,
+  E_RUN_PIPELINE: EXIT.runner,
+  E_RUN_CACHE: EXIT.runner,
+  E_HOST_PROFILE: EXIT.host,
+  // sandbox
+  E_SANDBOX_TIMEOUT: EXIT.sandbox,
+  E_SANDBOX_MEMORY: EXIT.sandbox,
+  E_SANDBOX_STACK: EXIT.sandbox,
+  E_SANDBOX_SCRIPT: EXIT.sandbox,
+  E_SANDBOX_IMPORT: EXIT.sandbox,
+  E_SANDBOX_HANDLE: EXIT.sandbox,
+  E_SANDBOX_OUTPUT: EXIT.sandbox,
+  E_SANDBOX_KILLED: EXIT.sandbox,
+  // native kernels
+  E_NATIVE_ARGUMENT: EXIT.native,
+  E_NATIVE_UNAVAILABLE: EXIT.native,
+  E_NATIVE_KERNEL: EXIT.native,
+} as const satisfies Record<string, ExitStatus>;
+
+export type ErrorCode = keyof typeof codes;
+export const ERROR_CODES: readonly ErrorCode[] = Object.keys(codes) as ErrorCode[];
+
+export function exitStatusOf(code: ErrorCode): ExitStatus {
+  return codes[code];
+}
+
+export interface ErrorJson {
+  code: ErrorCode;
+  summary: string;
+  detail?: unknown;
+}
+
+/**
+ * Base of every error xpkg throws on purpose. `summary` is one human sentence; `detail` is
+ * machine-readable context (offsets, paths, expected/actual) that `--json` prints verbatim.
+ */
+export class XpkgError extends Error {
+  readonly code: ErrorCode;
+  readonly detail: unknown;
+  constructor(code: ErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
+    super(summary, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.detail = detail;
+  }
+  get exitStatus(): ExitStatus {
+    return exitStatusOf(this.code);
+  }
+  toJSON(): ErrorJson {
+    const j: ErrorJson = { code: this.code, summary: this.message };
+    if (this.detail !== undefined) j.detail = this.detail;
+    return j;
+  }
+}
+
+type Prefixed<P extends string> = Extract<ErrorCode, `${P}${string}`>;
+
+/** Malformed or hostile archive bytes, unsafe names, bad manifests, payload integrity. */
+export type FormatErrorCode =
+  | Prefixed<'E_ARCHIVE_'>
+  | Prefixed<'E_PATH_'>
+  | Prefixed<'E_MANIFEST_'>
+  | Prefixed<'E_FILE_'>
+  | 'E_DIGEST_MISMATCH';
+export class FormatError extends XpkgError {
+  declare readonly code: FormatErrorCode;
+  constructor(code: FormatErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
+    super(code, summary, detail, options);
+  }
+}
+
+export type PackErrorCode = Prefixed<'E_PACK_'> | Prefixed<'E_UNPACK_'>;
+export class PackError extends XpkgError {
+  declare readonly code: PackErrorCode;
+  constructor(code: PackErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
+    super(code, summary, detail, options);
+  }
+}
+
+export type SigningErrorCode = Prefixed<'E_SIG_'> | Prefixed<'E_TRUST_'> | Prefixed<'E_POLICY_'> | Prefixed<'E_KEY_'>;
+export class SigningError extends XpkgError {
+  declare readonly code: SigningErrorCode;
+  constructor(code: SigningErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
+    super(code, summary, detail, options);
+  }
+}
+
+export type RunnerErrorCode = Prefixed<'E_RUN_'> | Prefixed<'E_HOST_'>;
+export class RunnerError extends XpkgError {
+  declare readonly code: RunnerErrorCode;
+  constructor(code: RunnerErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
+    super(code, summary, detail, options);
+  }
+}
+
+export type SandboxErrorCode = Prefixed<'E_SANDBOX_'>;
+export class SandboxError extends XpkgError {
+  declare readonly code: SandboxErrorCode;
+  constructor(code: SandboxErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
+    super(code, summary, detail, options);
+  }
+}
+
+export type NativeErrorCode = Prefixed<'E_NATIVE_'>;
+export class NativeError extends XpkgError {
+  declare readonly code: NativeErrorCode;
+  constructor(code: NativeErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
+    super(code, summary, detail, options);
+  }
+}
+
+export type UsageErrorCode = 'E_USAGE' | 'E_IO' | 'E_NOT_FOUND' | 'E_INTERNAL';
+export class UsageError extends XpkgError {
+  declare readonly code: UsageErrorCode;
+  constructor(code: UsageErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
+    super(code, summary, detail, options);
+  }
+}
+
+/** Turns any thrown value into an XpkgError, mapping common Node I/O errors to stable codes. */
+export function toXpkgError(e: unknown): XpkgError {
+  if (e instanceof XpkgError) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (err && typeof err === 'object' && typeof err.code === 'string') {
+    if (err.code === 'ENOENT') return new UsageError('E_NOT_FOUND', err.message, { path: err.path, syscall: err.syscall });
+    if (/^E[A-Z]+$/.test(err.code)) return new UsageError('E_IO', err.message, { errno: err.code, path: err.path, syscall: err.syscall });
+  }
+  const message = err instanceof Error ? err.message : String(e);
+  return new UsageError('E_INTERNAL', `internal error: ${message}`, err instanceof Error ? { stack: err.stack } : undefined);
+}
