@@ -9,12 +9,13 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
-// Eval'd worker (CommonJS): works the same from the TypeScript sources (tests) and from dist/.
+// Eval'd worker: works the same from the TypeScript sources (tests) and from dist/, and whether
+// the eval is treated as CommonJS or as a module (--input-type=module is inherited by workers).
 const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const fs = require('node:fs');
-const crypto = require('node:crypto');
-const zlib = require('node:zlib');
+const { parentPort } = process.getBuiltinModule('node:worker_threads');
+const fs = process.getBuiltinModule('node:fs');
+const crypto = process.getBuiltinModule('node:crypto');
+const zlib = process.getBuiltinModule('node:zlib');
 const CHUNK = 4 * 1024 * 1024;
 const buf = Buffer.allocUnsafe(CHUNK);
 function readFully(fd, n, pos) {

@@ -1,0 +1,7 @@
+/** Builds dist/ (the CLI tests run bin/xpkg.js) and the fixture packages once per test run. */
+import { execFileSync } from 'node:child_process';
+
+export default function setup(): void {
+  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  execFileSync(process.execPath, ['dist/fixtures/build.js'], { stdio: 'inherit' });
+}
