@@ -4,5 +4,7 @@ import { register as pack } from './pack.js';
 import { register as inspect } from './inspect.js';
 import { register as verify } from './verify.js';
 import { register as unpack } from './unpack.js';
+import { register as host } from './host.js';
+import { register as explain } from './explain.js';
 
-export const commands: ((program: Command) => void)[] = [pack, inspect, verify, unpack];
+export const commands: ((program: Command) => void)[] = [pack, inspect, verify, unpack, host, explain];

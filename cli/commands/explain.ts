@@ -1,0 +1,29 @@
+/** `xpkg explain <pkg>`: every variant of every model, chosen or rejected, and why, for this (or a given) host. */
+import type { Command } from 'commander';
+import { PackageReader } from '../../pack/index.js';
+import { explainVariants, resolveHost, type Precision } from '../../runner/index.js';
+import { action } from '../framework.js';
+
+interface ExplainOpts {
+  host?: string;
+  variant?: string[];
+  precision?: Precision;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('explain')
+    .description('list every variant as chosen / candidate / rejected for this host, with the reasons')
+    .argument('<pkg>', 'package file')
+    .option('--host <file>', 'a host profile (JSON) instead of detecting this machine (same as XPKG_HOST)')
+    .option('--variant <id...>', 'force a variant (fails clearly if the host cannot run it)')
+    .option('--precision <p>', 'prefer this precision everywhere (fp32, fp16, bf16, int8, …)')
+    .option('--json', 'print one JSON document on stdout');
+  action<[string], ExplainOpts>(cmd, async (_io, pkg, opts) => {
+    await using reader = await PackageReader.open(pkg);
+    const host = await resolveHost(opts.host !== undefined ? { host: opts.host } : {});
+    const { result, human } = explainVariants(reader.manifest, host, { ...(opts.variant ? { variant: opts.variant } : {}), ...(opts.precision ? { precision: opts.precision } : {}) });
+    return { result: { package: { name: reader.manifest.name, version: reader.manifest.version, id: reader.id }, ...result }, human: `${reader.manifest.name}@${reader.manifest.version}\n${human}` };
+  });
+}

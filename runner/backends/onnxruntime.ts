@@ -1,0 +1,240 @@
+/**
+ * The onnxruntime-node backend. `init()` loads the native binding (lazily, so a broken install is a
+ * recorded failure, not an import crash) and probes every execution provider the binding lists by
+ * creating a real session on a tiny model: a provider is reported only if that works. `load()`
+ * creates a session straight from the caller's verified Buffer with deliberate session options.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
+import { RunnerError } from '../../spec/errors.js';
+import type { Variant } from '../../spec/schema.js';
+import { physicalCores } from '../host-cpu.js';
+import { usableProviders, variantProviders } from '../providers.js';
+import type { Backend, BackendInit, DType, ModelSession, SessionOptions, Tensor, TypedData } from '../types.js';
+import { probeModel } from './probe-model.js';
+
+type Ort = typeof import('onnxruntime-node');
+
+export interface OrtInit extends BackendInit {
+  /** Providers the binding lists that did not load here, with why. */
+  unavailable: { name: string; reason: string }[];
+}
+
+/** The session options xpkg sets, all of them, so runs are reproducible and explainable. */
+export type OrtSessionOptions = Required<Pick<InferenceSession.SessionOptions, 'intraOpNumThreads' | 'interOpNumThreads' | 'graphOptimizationLevel' | 'executionMode' | 'enableCpuMemArena' | 'enableMemPattern' | 'logSeverityLevel'>> & {
+  executionProviders: string[];
+};
+
+/**
+ * Session options for a variant: intra-op threads from `options.threads` or the physical core
+ * count (hyper-threads slow GEMM-bound models down), one inter-op thread with sequential execution
+ * (the pipeline already runs models one after another), full graph optimisation by default.
+ */
+export function ortSessionOptions(variant: Variant, options: SessionOptions, availableProviders: readonly string[]): OrtSessionOptions {
+  const executionProviders = usableProviders(variant, availableProviders);
+  if (!executionProviders.length) {
+    throw new RunnerError('E_RUN_LOAD', `variant ${variant.id} needs execution provider ${variantProviders(variant).join(' or ')}, which does not load here (available: ${availableProviders.join(', ')})`, { variant: variant.id, wanted: variantProviders(variant), available: [...availableProviders] });
+  }
+  const threads = options.threads;
+  if (threads !== undefined && (!Number.isInteger(threads) || threads < 0)) throw new RunnerError('E_RUN_LOAD', `threads must be a non-negative integer, not ${threads}`);
+  return {
+    executionProviders,
+    intraOpNumThreads: threads || physicalCores(),
+    interOpNumThreads: 1,
+    graphOptimizationLevel: options.graphOptimization ?? 'all',
+    executionMode: 'sequential',
+    enableCpuMemArena: true,
+    enableMemPattern: true,
+    logSeverityLevel: 3,
+  };
+}
+
+type TypedCtor = { new (buf: ArrayBufferLike, off: number, len: number): TypedData; readonly BYTES_PER_ELEMENT: number };
+const TYPED: Record<DType, TypedCtor> = {
+  float32: Float32Array,
+  float16: Uint16Array,
+  int64: BigInt64Array,
+  int32: Int32Array,
+  uint8: Uint8Array,
+  int8: Int8Array,
+  bool: Uint8Array,
+};
+
+/** Checks a neutral tensor before it reaches native code (clear errors, no native asserts). */
+export function checkTensor(name: string, t: Tensor): void {
+  const ctor = TYPED[t.type];
+  if (!ctor) throw new RunnerError('E_RUN_INPUT', `input ${name}: unsupported dtype ${String(t.type)}`);
+  if (!(t.data instanceof ctor)) throw new RunnerError('E_RUN_INPUT', `input ${name}: ${t.type} data must be a ${ctor.name}, not ${t.data?.constructor?.name}`);
+  if (!t.dims.every((d) => Number.isInteger(d) && d >= 0)) throw new RunnerError('E_RUN_INPUT', `input ${name}: dims must be non-negative integers`, { dims: [...t.dims] });
+  const n = t.dims.reduce((a, b) => a * b, 1);
+  if (n !== t.data.length) throw new RunnerError('E_RUN_INPUT', `input ${name}: dims [${t.dims.join(', ')}] hold ${n} elements, data has ${t.data.length}`, { dims: [...t.dims], length: t.data.length });
+}
+
+/** ort tensor → neutral tensor, sharing the data array (no copy). */
+export function fromOrtTensor(name: string, t: OrtTensor): Tensor {
+  const type = t.type as string;
+  if (!(type in TYPED)) throw new RunnerError('E_RUN_BACKEND', `output ${name} has dtype ${type}, which xpkg tensors do not carry`, { output: name, type });
+  const ctor = TYPED[type as DType];
+  const data = t.data as unknown as TypedData;
+  // ort hands bool as Uint8Array and float16 as Uint16Array already; anything else is re-viewed, not copied
+  const view = data instanceof ctor ? data : new ctor(data.buffer, data.byteOffset, data.byteLength / ctor.BYTES_PER_ELEMENT);
+  return { type: type as DType, dims: t.dims, data: view };
+}
+
+/** A loaded onnxruntime session. Release it (or `await using`) to free native memory. */
+export class OrtModelSession implements ModelSession, AsyncDisposable {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  #session: InferenceSession | null;
+  readonly #ort: Ort;
+
+  constructor(
+    ort: Ort,
+    session: InferenceSession,
+    readonly variantId: string,
+    /** The options the session was created with, for explain and bench output. */
+    readonly options: OrtSessionOptions,
+  ) {
+    this.#ort = ort;
+    this.#session = session;
+    this.inputNames = [...session.inputNames];
+    this.outputNames = [...session.outputNames];
+  }
+
+  async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    const session = this.#session;
+    if (!session) throw new RunnerError('E_RUN_BACKEND', `session of variant ${this.variantId} was released`);
+    const missing = this.inputNames.filter((n) => !(n in feeds));
+    const extra = Object.keys(feeds).filter((n) => !this.inputNames.includes(n));
+    if (missing.length || extra.length) {
+      throw new RunnerError('E_RUN_INPUT', `model ${this.variantId} takes inputs ${this.inputNames.join(', ')}${missing.length ? `; missing ${missing.join(', ')}` : ''}${extra.length ? `; unknown ${extra.join(', ')}` : ''}`, { expected: this.inputNames, missing, extra });
+    }
+    const ortFeeds: Record<string, OrtTensor> = {};
+    for (const [name, t] of Object.entries(feeds)) {
+      checkTensor(name, t);
+      // the ort Tensor keeps a reference to t.data: no copy on the way in
+      ortFeeds[name] = new this.#ort.Tensor(t.type, t.data as never, t.dims);
+    }
+    let out: InferenceSession.ReturnType;
+    try {
+      out = await session.run(ortFeeds);
+    } catch (e) {
+      throw new RunnerError('E_RUN_BACKEND', `onnxruntime failed running ${this.variantId}: ${(e as Error).message}`, { variant: this.variantId }, { cause: e });
+    }
+    const result: Record<string, Tensor> = {};
+    for (const [name, value] of Object.entries(out)) result[name] = fromOrtTensor(name, value as OrtTensor);
+    return result;
+  }
+
+  async release(): Promise<void> {
+    const s = this.#session;
+    this.#session = null;
+    await s?.release();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+}
+
+/** Shared-library file of an out-of-tree provider, as onnxruntime names it on this platform. */
+function providerLibrary(name: string): string {
+  if (process.platform === 'win32') return `onnxruntime_providers_${name}.dll`;
+  if (process.platform === 'darwin') return `libonnxruntime_providers_${name}.dylib`;
+  return `libonnxruntime_providers_${name}.so`;
+}
+
+export interface OnnxruntimeBackendOptions {
+  /** Registry name (default `onnxruntime-node`). */
+  name?: string;
+  /** Module to load (default `onnxruntime-node`); another build of the same API can be named here. */
+  module?: string;
+}
+
+export class OnnxruntimeBackend implements Backend {
+  readonly name: string;
+  readonly runtimes = ['onnxruntime'] as const;
+  readonly #module: string;
+  #ort: Ort | undefined;
+  #providers: string[] = [];
+
+  constructor(options: OnnxruntimeBackendOptions = {}) {
+    this.name = options.name ?? 'onnxruntime-node';
+    this.#module = options.module ?? 'onnxruntime-node';
+  }
+
+  async init(): Promise<OrtInit> {
+    let ort: Ort;
+    let bindingDir: string | undefined;
+    try {
+      ort = (await import(this.#module)) as Ort;
+      const entry = createRequire(import.meta.url).resolve(this.#module);
+      bindingDir = join(dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);
+    } catch (e) {
+      return { ok: false, reason: `cannot load ${this.#module}: ${(e as Error).message.split('\n')[0]}`, unavailable: [] };
+    }
+    const version = ort.env.versions.node ?? ort.env.versions.common;
+    const listed = ort.listSupportedBackends().map((b) => ({ name: b.name, bundled: b.bundled }));
+    const providers: string[] = [];
+    const unavailable: { name: string; reason: string }[] = [];
+    // cpu first: if it fails the runtime itself is unusable
+    for (const { name, bundled } of [{ name: 'cpu', bundled: true }, ...listed.filter((b) => b.name !== 'cpu')]) {
+      const pre = this.#precheck(name, bundled, bindingDir);
+      if (pre) {
+        unavailable.push({ name, reason: pre });
+        continue;
+      }
+      try {
+        const s = await ort.InferenceSession.create(probeModel(), { executionProviders: [name], logSeverityLevel: 4 });
+        await s.release();
+        providers.push(name);
+      } catch (e) {
+        unavailable.push({ name, reason: (e as Error).message.split('\n')[0].slice(0, 300) });
+      }
+    }
+    if (!providers.includes('cpu')) return { ok: false, version, reason: `the CPU provider does not load: ${unavailable.find((u) => u.name === 'cpu')?.reason}`, providers, unavailable };
+    this.#ort = ort;
+    this.#providers = providers;
+    return { ok: true, version, providers, unavailable };
+  }
+
+  /**
+   * Reasons known without trying: trying a provider whose library is absent makes onnxruntime
+   * print errors on stderr, and webgpu without a GPU device makes Dawn print warnings.
+   */
+  #precheck(name: string, bundled: boolean, bindingDir: string | undefined): string | null {
+    if (!bundled && bindingDir) {
+      const lib = providerLibrary(name);
+      if (!existsSync(join(bindingDir, lib))) return `${lib} is not installed beside the onnxruntime-node binding (onnxruntime-node installs it only with --onnxruntime-node-install-cuda)`;
+    }
+    if (name === 'webgpu' && process.platform === 'linux') {
+      const dri = (() => {
+        try {
+          return readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
+        } catch {
+          return false;
+        }
+      })();
+      if (!dri && !existsSync('/dev/nvidia0')) return 'no GPU device node (/dev/dri/renderD*, /dev/nvidia0)';
+    }
+    return null;
+  }
+
+  async load(variant: Variant, files: ReadonlyMap<string, Buffer>, options: SessionOptions): Promise<OrtModelSession> {
+    const ort = this.#ort;
+    if (!ort) throw new RunnerError('E_RUN_BACKEND', `backend ${this.name} is not initialised; resolve it through the registry first`);
+    const entry = variant.files[0];
+    const bytes = files.get(entry);
+    if (!bytes) throw new RunnerError('E_RUN_LOAD', `variant ${variant.id}: entry file ${entry} was not provided`, { variant: variant.id, file: entry });
+    const sessionOptions = ortSessionOptions(variant, options, this.#providers);
+    try {
+      // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
+      const session = await ort.InferenceSession.create(bytes, sessionOptions);
+      return new OrtModelSession(ort, session, variant.id, sessionOptions);
+    } catch (e) {
+      throw new RunnerError('E_RUN_LOAD', `onnxruntime could not load variant ${variant.id} (${entry}): ${(e as Error).message.split('\n')[0]}`, { variant: variant.id, file: entry }, { cause: e });
+    }
+  }
+}

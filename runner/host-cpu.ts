@@ -1,0 +1,178 @@
+/**
+ * CPU facts: model, core counts and instruction-set features, from /proc/cpuinfo on Linux and
+ * `sysctl` on macOS. Feature names keep the kernel's spelling and add the normalised aliases that
+ * manifests use (asimddp → dotprod, asimd → neon, pni → sse3, AVX512VNNI → avx512_vnni), so a
+ * manifest can say `dotprod` whatever the kernel calls it.
+ */
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import type { HostProfile } from './host-profile.js';
+import { readText, runTool } from './host-util.js';
+
+export type CpuInfo = HostProfile['cpu'];
+type NotDetected = HostProfile['notDetected'];
+
+/** Kernel / sysctl spellings → the names manifests use. Both names stay in the feature list. */
+const ALIASES: Record<string, string> = {
+  pni: 'sse3',
+  asimd: 'neon',
+  advsimd: 'neon',
+  asimddp: 'dotprod',
+  asimdhp: 'fp16',
+  fphp: 'fp16',
+  asimdfhm: 'fhm',
+  avx1_0: 'avx',
+  avx2_0: 'avx2',
+  avx512vnni: 'avx512_vnni',
+  avx512bf16: 'avx512_bf16',
+  avx512fp16: 'avx512_fp16',
+  avxvnni: 'avx_vnni',
+  amxtile: 'amx_tile',
+  amxbf16: 'amx_bf16',
+  amxint8: 'amx_int8',
+};
+
+/** Features that give a CPU fast int8 dot products (the precision policy prefers int8 with them). */
+export const INT8_DOT_FEATURES = ['avx512_vnni', 'avx_vnni', 'amx_int8', 'dotprod', 'i8mm'] as const;
+
+export function normaliseFeatures(raw: Iterable<string>): string[] {
+  const out = new Set<string>();
+  for (const r of raw) {
+    const f = r.trim().toLowerCase().replace(/[.\s-]+/g, '_');
+    if (!/^[a-z0-9_.]{1,64}$/.test(f)) continue;
+    out.add(f);
+    const alias = ALIASES[f];
+    if (alias) out.add(alias);
+  }
+  return [...out].sort();
+}
+
+/** Arm's own core names by MIDR part number (implementer 0x41). */
+const ARM_PARTS: Record<string, string> = {
+  '0xd03': 'Cortex-A53', '0xd04': 'Cortex-A35', '0xd05': 'Cortex-A55', '0xd07': 'Cortex-A57', '0xd08': 'Cortex-A72',
+  '0xd09': 'Cortex-A73', '0xd0a': 'Cortex-A75', '0xd0b': 'Cortex-A76', '0xd0c': 'Neoverse-N1', '0xd0d': 'Cortex-A77',
+  '0xd40': 'Neoverse-V1', '0xd41': 'Cortex-A78', '0xd42': 'Cortex-A78AE', '0xd44': 'Cortex-X1', '0xd46': 'Cortex-A510',
+  '0xd47': 'Cortex-A710', '0xd48': 'Cortex-X2', '0xd49': 'Neoverse-N2', '0xd4d': 'Cortex-A715', '0xd4e': 'Cortex-X3',
+  '0xd4f': 'Neoverse-V2', '0xd80': 'Cortex-A520', '0xd81': 'Cortex-A720', '0xd82': 'Cortex-X4',
+};
+
+/** Parses /proc/cpuinfo text (x86 and Arm layouts). */
+export function parseCpuinfo(text: string): CpuInfo {
+  const blocks = text.split(/\n\s*\n/).map((b) => {
+    const m = new Map<string, string>();
+    for (const line of b.split('\n')) {
+      const i = line.indexOf(':');
+      if (i > 0) m.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
+    }
+    return m;
+  });
+  const procs = blocks.filter((b) => b.has('processor') && (b.has('flags') || b.has('features') || b.has('model name') || b.has('cpu part')));
+  const features = new Set<string>();
+  for (const b of procs) for (const f of (b.get('flags') ?? b.get('features') ?? '').split(/\s+/)) if (f) features.add(f);
+  const logical = Math.max(1, procs.length);
+
+  const cores = new Set(procs.filter((b) => b.has('core id')).map((b) => `${b.get('physical id') ?? 0}/${b.get('core id')}`));
+  let physical = cores.size || logical;
+  if (!cores.size && procs[0]?.has('cpu cores')) {
+    const packages = new Set(procs.map((b) => b.get('physical id') ?? '0')).size;
+    physical = Number(procs[0].get('cpu cores')) * packages || logical;
+  }
+
+  let model = procs[0]?.get('model name') ?? '';
+  if (!model) {
+    // Arm: describe the cores by MIDR part (big.LITTLE shows as "4× Cortex-A55 + 4× Cortex-A76")
+    const counts = new Map<string, number>();
+    for (const b of procs) {
+      const impl = b.get('cpu implementer');
+      const part = b.get('cpu part');
+      if (!part) continue;
+      const name = impl === '0x41' && ARM_PARTS[part] ? ARM_PARTS[part] : `implementer ${impl ?? '?'} part ${part}`;
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+    }
+    model = [...counts].map(([n, c]) => `${c}× ${n}`).join(' + ');
+  }
+  const hardware = blocks.map((b) => b.get('hardware')).find(Boolean);
+  if (!model) model = hardware ?? 'unknown';
+  return { model, logicalCores: logical, physicalCores: Math.min(physical, logical), features: normaliseFeatures(features) };
+}
+
+/** Parses `sysctl hw machdep.cpu` output (macOS). */
+export function parseSysctl(text: string): CpuInfo & { memoryBytes?: number } {
+  const kv = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^([\w.]+):\s*(.*)$/.exec(line.trim());
+    if (m) kv.set(m[1], m[2]);
+  }
+  const raw: string[] = [];
+  for (const [k, v] of kv) {
+    if (k.startsWith('hw.optional.') && v.trim() === '1') raw.push(k.slice('hw.optional.'.length).replace(/^arm\./, '').replace(/^FEAT_/, ''));
+  }
+  for (const k of ['machdep.cpu.features', 'machdep.cpu.leaf7_features', 'machdep.cpu.extfeatures']) {
+    for (const f of (kv.get(k) ?? '').split(/\s+/)) if (f) raw.push(f);
+  }
+  const int = (k: string) => (kv.has(k) && /^\d+$/.test(kv.get(k)!) ? Number(kv.get(k)) : undefined);
+  const logical = int('hw.logicalcpu') ?? int('hw.ncpu') ?? 1;
+  const mem = int('hw.memsize');
+  return {
+    model: kv.get('machdep.cpu.brand_string') || 'unknown',
+    logicalCores: logical,
+    physicalCores: int('hw.physicalcpu') ?? logical,
+    features: normaliseFeatures(raw),
+    ...(mem !== undefined ? { memoryBytes: mem } : {}),
+  };
+}
+
+function fromNode(): CpuInfo {
+  const cpus = os.cpus();
+  const logical = Math.max(1, cpus.length || os.availableParallelism());
+  return { model: cpus[0]?.model?.trim() || 'unknown', logicalCores: logical, physicalCores: logical, features: [] };
+}
+
+export async function detectCpu(): Promise<{ cpu: CpuInfo; memoryMiB: number; notDetected: NotDetected }> {
+  const notDetected: NotDetected = [];
+  let memoryMiB = Math.floor(os.totalmem() / 1048576);
+  let cpu: CpuInfo;
+  if (process.platform === 'linux' || process.platform === 'android') {
+    const r = await readText('/proc/cpuinfo', 8 << 20);
+    if (r.ok) cpu = parseCpuinfo(r.value);
+    else {
+      cpu = fromNode();
+      notDetected.push({ what: 'cpu features', reason: r.reason });
+    }
+    if (cpu.model === 'unknown') cpu.model = fromNode().model;
+    // Arm boards name the SoC in the device tree, not in cpuinfo
+    const dt = await readText('/proc/device-tree/model');
+    if (dt.ok && process.arch !== 'x64' && process.arch !== 'ia32') cpu.model = `${cpu.model} (${dt.value.replace(/\0/g, '').trim()})`;
+  } else if (process.platform === 'darwin') {
+    const r = await runTool('sysctl', ['hw', 'machdep.cpu']);
+    if (r.ok) {
+      const { memoryBytes, ...c } = parseSysctl(r.value);
+      cpu = c;
+      if (memoryBytes) memoryMiB = Math.floor(memoryBytes / 1048576);
+    } else {
+      cpu = fromNode();
+      notDetected.push({ what: 'cpu features', reason: r.reason });
+    }
+  } else {
+    cpu = fromNode();
+    notDetected.push({ what: 'cpu features', reason: `no feature source implemented for ${process.platform}` });
+  }
+  if (!cpu.features.length && !notDetected.some((n) => n.what === 'cpu features')) notDetected.push({ what: 'cpu features', reason: 'the CPU reported none' });
+  return { cpu, memoryMiB, notDetected };
+}
+
+let cachedPhysical: number | undefined;
+/** Physical core count (synchronous, cached): the default intra-op thread count of backends. */
+export function physicalCores(): number {
+  if (cachedPhysical) return cachedPhysical;
+  let n = fromNode().logicalCores;
+  if (process.platform === 'linux' || process.platform === 'android') {
+    try {
+      n = parseCpuinfo(readFileSync('/proc/cpuinfo', 'utf8')).physicalCores;
+    } catch {
+      // keep the logical count
+    }
+  }
+  cachedPhysical = Math.max(1, n);
+  return cachedPhysical;
+}

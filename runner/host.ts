@@ -1,0 +1,99 @@
+/**
+ * Host detection: OS, CPU, memory, GPUs, NPUs and usable runtimes, as one JSON-serialisable
+ * profile. Detection never throws for a missing tool or file; what it could not find is listed in
+ * `notDetected` with the reason. A profile can be injected instead (`--host <file>`, `XPKG_HOST`).
+ */
+import os from 'node:os';
+import { defaultRegistry } from './backends/index.js';
+import type { BackendRegistry } from './backends/registry.js';
+import { detectCpu } from './host-cpu.js';
+import { detectGpus } from './host-gpu.js';
+import { detectNpus } from './host-npu.js';
+import { HOST_PROFILE_FORMAT, loadHostProfile, type HostDevice, type HostProfile } from './host-profile.js';
+import { detectRuntimes } from './host-runtimes.js';
+
+export { HOST_PROFILE_FORMAT, loadHostProfile, devicesOf, type HostProfile, type HostDevice, type RuntimeInfo } from './host-profile.js';
+
+export interface DetectOptions {
+  /** Backends whose init decides which runtimes are usable (default: the process-wide registry). */
+  registry?: BackendRegistry;
+}
+
+export async function detectHost(options: DetectOptions = {}): Promise<HostProfile> {
+  const registry = options.registry ?? defaultRegistry();
+  const [cpuPart, gpuPart, rtPart] = await Promise.all([detectCpu(), detectGpus(), detectRuntimes(registry)]);
+  const npuPart = await detectNpus(cpuPart.cpu.model);
+  // strings from /proc, sysctl and tools are clipped to the schema's bounds: detection must not fail on them
+  const clip = (s: string, n = 256) => (s.length > n ? `${s.slice(0, n - 1)}…` : s) || 'unknown';
+  cpuPart.cpu.model = clip(cpuPart.cpu.model);
+  for (const d of [...gpuPart.gpus, ...npuPart.gpus, ...npuPart.npus]) d.name = clip(d.name);
+  const profile: HostProfile = {
+    format: HOST_PROFILE_FORMAT,
+    description: clip(`detected on ${os.hostname()}`, 1024),
+    os: process.platform as HostProfile['os'],
+    arch: process.arch as HostProfile['arch'],
+    cpu: cpuPart.cpu,
+    memoryMiB: cpuPart.memoryMiB,
+    gpus: [...gpuPart.gpus, ...npuPart.gpus],
+    npus: npuPart.npus,
+    runtimes: rtPart.runtimes,
+    notDetected: [...cpuPart.notDetected, ...gpuPart.notDetected, ...npuPart.notDetected, ...rtPart.notDetected],
+  };
+  // detection output must satisfy the same schema as injected profiles
+  return loadHostProfile(profile);
+}
+
+export interface ResolveHostOptions extends DetectOptions {
+  /** A profile, its JSON text, or a file path; wins over XPKG_HOST. */
+  host?: string | HostProfile;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The host to select for: `host` option, else the XPKG_HOST variable, else detection. */
+export async function resolveHost(options: ResolveHostOptions = {}): Promise<HostProfile> {
+  if (options.host !== undefined) return loadHostProfile(options.host);
+  const env = (options.env ?? process.env).XPKG_HOST;
+  if (env) return loadHostProfile(env);
+  return detectHost(options);
+}
+
+/** Features worth showing a person; the JSON form has all of them. */
+const SHOWN_FEATURES = ['sse4_2', 'avx', 'avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx512_bf16', 'avx512_fp16', 'avx_vnni', 'amx_tile', 'amx_int8', 'amx_bf16', 'neon', 'fp16', 'dotprod', 'i8mm', 'bf16', 'sve', 'sve2', 'sme'];
+
+function device(d: HostDevice): string {
+  const parts = [d.arch, d.memoryMiB !== undefined ? `${Math.round(d.memoryMiB / 1024)} GiB` : undefined, d.driver ? `driver ${d.driver}` : undefined, d.cuda ? `CUDA ${d.cuda}` : undefined].filter(Boolean);
+  return `${d.vendor} ${d.name}${parts.length ? ` (${parts.join(', ')})` : ''}`;
+}
+
+/** The human form of `xpkg host`. */
+export function renderHost(h: HostProfile): string {
+  const shown = SHOWN_FEATURES.filter((f) => h.cpu.features.includes(f));
+  const lines = [
+    `os        ${h.os} ${h.arch}`,
+    `cpu       ${h.cpu.model} — ${h.cpu.physicalCores} cores, ${h.cpu.logicalCores} threads`,
+    `features  ${shown.length ? shown.join(' ') : 'none of note'}${h.cpu.features.length > shown.length ? ` (+${h.cpu.features.length - shown.length} more in --json)` : ''}`,
+    `memory    ${(h.memoryMiB / 1024).toFixed(1)} GiB`,
+    `gpus      ${h.gpus.length ? h.gpus.map(device).join('; ') : 'none detected'}`,
+    `npus      ${h.npus.length ? h.npus.map(device).join('; ') : 'none detected'}`,
+    'runtimes',
+  ];
+  for (const [name, r] of Object.entries(h.runtimes).sort(([a], [b]) => a.localeCompare(b))) {
+    if (r.available) {
+      const prov = r.providers ? ` — providers: ${r.providers.join(', ')}` : '';
+      lines.push(`  ${name.padEnd(12)}${r.version ?? 'present'}${prov}${r.path ? ` (${r.path})` : ''}`);
+      for (const u of r.unavailable ?? []) lines.push(`  ${''.padEnd(12)}  ${u.name}: not available — ${u.reason}`);
+    } else lines.push(`  ${name.padEnd(12)}not detected — ${r.reason ?? 'absent'}`);
+  }
+  const other = h.notDetected.filter((n) => !n.what.startsWith('runtime '));
+  if (other.length) {
+    lines.push('not detected');
+    for (const n of other) lines.push(`  ${n.what}: ${n.reason}`);
+  }
+  return lines.join('\n');
+}
+
+/** One line naming the host, for the head of `explain`. */
+export function hostSummary(h: HostProfile): string {
+  const accel = [...h.gpus, ...h.npus].map((d) => `${d.vendor} ${d.kind}${d.arch ? ` ${d.arch}` : ''}`);
+  return `${h.os} ${h.arch}, ${h.cpu.model}, ${Math.round(h.memoryMiB / 1024)} GiB${accel.length ? `, ${accel.join(', ')}` : ', no accelerator'}`;
+}

@@ -1,0 +1,54 @@
+/** Public API of the runner: host detection, variant selection, backends. */
+export * from './types.js';
+export {
+  detectHost,
+  resolveHost,
+  renderHost,
+  hostSummary,
+  loadHostProfile,
+  devicesOf,
+  HOST_PROFILE_FORMAT,
+  type HostProfile,
+  type HostDevice,
+  type RuntimeInfo,
+  type DetectOptions,
+  type ResolveHostOptions,
+} from './host.js';
+export {
+  selectVariants,
+  loadWithFallback,
+  applyAttempts,
+  withModel,
+  explainVariants,
+  DEFAULT_PRECISION_POLICY,
+  preferPrecision,
+  type Selection,
+  type ModelSelection,
+  type VariantVerdict,
+  type VariantStatus,
+  type SelectOptions,
+  type LoadAttempt,
+  type Loaded,
+  type ExplainOutcome,
+  type ExplainJson,
+  type Precision,
+  type PrecisionPolicy,
+  type Reason,
+  type ReasonCode,
+  type ArchMatch,
+  type DeviceMatch,
+} from './select.js';
+export { renderSelection, selectionJson } from './explain.js';
+export { satisfies, parseVersion, compareVersions } from './semver.js';
+export { variantProviders } from './providers.js';
+export {
+  defaultRegistry,
+  BackendRegistry,
+  OnnxruntimeBackend,
+  OrtModelSession,
+  ortSessionOptions,
+  type BackendStatus,
+  type OrtInit,
+  type OrtSessionOptions,
+  type OnnxruntimeBackendOptions,
+} from './backends/index.js';
