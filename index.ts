@@ -4,3 +4,4 @@ export { canonicalize, canonicalBytes, parseStrictJson } from './spec/canonical.
 export { parseManifest, validateManifest, validateManifestSource, packageId } from './spec/manifest.js';
 export type { Manifest, ManifestSource, Variant, Model, Requirements, Step, FileRecord } from './spec/schema.js';
 export * from './pack/index.js';
+export { sign, verify, generateKeyPair, keygen, type VerifyPolicy, type VerifyResult } from './signing/index.js';

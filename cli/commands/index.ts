@@ -2,9 +2,11 @@
 import type { Command } from 'commander';
 import { register as pack } from './pack.js';
 import { register as inspect } from './inspect.js';
+import { register as keygen } from './keygen.js';
+import { register as sign } from './sign.js';
 import { register as verify } from './verify.js';
 import { register as unpack } from './unpack.js';
 import { register as host } from './host.js';
 import { register as explain } from './explain.js';
 
-export const commands: ((program: Command) => void)[] = [pack, inspect, verify, unpack, host, explain];
+export const commands: ((program: Command) => void)[] = [pack, inspect, keygen, sign, verify, unpack, host, explain];

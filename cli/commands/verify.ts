@@ -1,31 +1,43 @@
+/** `xpkg verify`: strict archive + integrity checks and signatures, through one open file (signing/verify.ts). */
 import type { Command } from 'commander';
-import { formatBytes, PackageReader } from '../../pack/index.js';
-import { SigningError } from '../../spec/errors.js';
-import { action } from '../framework.js';
+import { renderVerifyResult, verify } from '../../signing/index.js';
+import { action, intOption } from '../framework.js';
 
 interface VerifyOpts {
+  trust?: string[];
+  trustDir?: string;
+  threshold?: string;
   allowUnsigned?: boolean;
+  allowDowngrade?: boolean;
+  stateDir?: string;
   json?: boolean;
 }
 
 export function register(program: Command): void {
   const cmd = program
     .command('verify')
-    .description('check a package: strict archive structure, manifest, every digest (parallel), then signatures')
+    .description('check a package: strict archive structure, manifest, signatures and trust policy, every digest (parallel)')
     .argument('<pkg>', 'package file')
-    .option('--allow-unsigned', 'accept a package without a trusted signature (integrity only)')
+    .option('--trust <file.pub>', 'trust this public key (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--trust-dir <dir>', 'trust every *.pub in this folder; revoked.txt there lists revoked key ids')
+    .option('--threshold <n>', 'valid signatures by distinct trusted keys required (default 1)')
+    .option('--allow-unsigned', 'accept a package without a trusted signature (integrity is still checked)')
+    .option('--allow-downgrade', 'accept a lower sequence than already accepted from a signer (reported)')
+    .option('--state-dir <dir>', 'anti-rollback state folder (default $XPKG_STATE_DIR, $XDG_STATE_HOME/xpkg, ~/.local/state/xpkg)')
     .option('--json', 'print one JSON document on stdout');
   action<[string], VerifyOpts>(cmd, async (io, pkg, opts) => {
-    await using reader = await PackageReader.open(pkg);
-    const report = await reader.verifyIntegrity({ onProgress: io.progress('verifying') });
-    if (!opts.allowUnsigned) {
-      if (!reader.signaturesBytes) throw new SigningError('E_SIG_MISSING', 'package is not signed; pass --trust <key.pub> for a signed one or --allow-unsigned to check integrity only');
-      throw new SigningError('E_TRUST_UNTRUSTED', 'no trusted keys given; pass --trust <key.pub> or --allow-unsigned');
-    }
-    const m = reader.manifest;
-    return {
-      result: { ok: true, id: reader.id, name: m.name, version: m.version, sequence: m.sequence, integrity: report, signatures: { checked: false, reason: 'allow-unsigned' } },
-      human: `OK ${m.name}@${m.version} ${reader.id}\n  integrity: ${report.files} files, ${formatBytes(report.bytes)} in ${report.ms.toFixed(0)} ms\n  signatures: not checked (--allow-unsigned)`,
-    };
+    const r = await verify(
+      pkg,
+      {
+        trust: opts.trust ?? [],
+        trustDir: opts.trustDir,
+        threshold: intOption(opts.threshold, 'threshold'),
+        allowUnsigned: Boolean(opts.allowUnsigned),
+        allowDowngrade: Boolean(opts.allowDowngrade),
+        stateDir: opts.stateDir,
+      },
+      { onProgress: io.progress('verifying') },
+    );
+    return { result: r, human: renderVerifyResult(r) };
   });
 }

@@ -1,0 +1,152 @@
+/**
+ * Signing side: key files (`keygen`) and adding a signature to a package (`sign`). Kept apart from
+ * verification, which never needs a secret key.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { PackageReader } from '../pack/reader.js';
+import { writeSignatures } from '../pack/writer.js';
+import { SigningError } from '../spec/errors.js';
+import { signDetached } from './ed25519.js';
+import { decodeEnvelope, encodeEnvelope, PAYLOAD_TYPE, signedBytes, type SignatureEntry } from './envelope.js';
+import { writeFileAtomic } from './files.js';
+import { formatPublicKey, generateKeyPair, type KeyPair } from './keys.js';
+import { obtainPassphrase } from './passphrase.js';
+import { decodeSecretKey, DEFAULT_SCRYPT, encodeSecretKey, inspectSecretKey, type ScryptParams } from './secret-key.js';
+
+const KEY_FILE_MAX = 64 * 1024;
+
+export interface KeygenOptions {
+  /** Passphrase; null writes an unencrypted key (CI); undefined asks (XPKG_PASSPHRASE or the terminal). */
+  passphrase?: string | null;
+  /** Replace existing key files. */
+  force?: boolean;
+  /** scrypt cost (tests use a cheaper one); default N = 2^17, r = 8, p = 1. */
+  scrypt?: ScryptParams;
+  /** Derive the key from this seed instead of fresh randomness (tests, reproducible fixtures). */
+  seed?: Uint8Array;
+}
+
+export interface KeygenResult {
+  keyid: string;
+  publicKeyPath: string;
+  secretKeyPath: string;
+  encrypted: boolean;
+  publicKey: string;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? false : Promise.reject(e)),
+  );
+}
+
+/** Writes `<prefix>.key` (mode 0600) and `<prefix>.pub`. Throws E_KEY_EXISTS unless `force`. */
+export async function keygen(prefix: string, options: KeygenOptions = {}): Promise<KeygenResult> {
+  const secretKeyPath = `${prefix}.key`;
+  const publicKeyPath = `${prefix}.pub`;
+  if (!options.force) {
+    for (const p of [secretKeyPath, publicKeyPath]) {
+      if (await exists(p)) throw new SigningError('E_KEY_EXISTS', `${p} already exists (pass --force to replace it)`, { path: p });
+    }
+  }
+  const passphrase = options.passphrase === undefined ? await obtainPassphrase({ confirm: true, prompt: 'Passphrase for the new key: ' }) : options.passphrase;
+  const kp = generateKeyPair({ seed: options.seed });
+  const keyText = await encodeSecretKey(kp, passphrase, options.scrypt ?? DEFAULT_SCRYPT);
+  const pubText = formatPublicKey(kp.publicKey);
+  try {
+    await writeFileAtomic(secretKeyPath, keyText, { mode: 0o600, overwrite: Boolean(options.force) });
+    await writeFileAtomic(publicKeyPath, pubText, { mode: 0o644, overwrite: Boolean(options.force) });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+      const err = e as NodeJS.ErrnoException & { dest?: string };
+      const path = err.dest ?? err.path;
+      throw new SigningError('E_KEY_EXISTS', `${path ?? prefix} appeared while writing the key (pass --force to replace it)`, { path });
+    }
+    throw e;
+  }
+  return { keyid: kp.keyid, publicKeyPath, secretKeyPath, encrypted: passphrase !== null, publicKey: pubText };
+}
+
+/**
+ * Reads and decrypts a key file. `passphrase` undefined: asks (XPKG_PASSPHRASE or the terminal)
+ * only when the file is encrypted.
+ */
+export async function loadSigningKey(path: string, options: { passphrase?: string | null } = {}): Promise<KeyPair> {
+  const st = await stat(path);
+  if (!st.isFile() || st.size > KEY_FILE_MAX) throw new SigningError('E_KEY_FORMAT', `${path} is not a key file`, { path });
+  const text = await readFile(path, 'utf8');
+  const info = inspectSecretKey(text);
+  let passphrase = options.passphrase;
+  if (info.encrypted && (passphrase === undefined || passphrase === null)) passphrase = await obtainPassphrase({ prompt: `Passphrase for ${path}: ` });
+  return decodeSecretKey(text, passphrase);
+}
+
+export interface AddSignatureResult {
+  envelope: Buffer;
+  /** True when this key's earlier signature was replaced. */
+  replaced: boolean;
+  /** Key ids of signatures dropped because they were made for another package id. */
+  dropped: string[];
+  keyids: string[];
+}
+
+/**
+ * Pure: signs the canonical manifest and merges the signature into the existing envelope (one per
+ * key; the same key replaces its old one). Signatures of an envelope bound to another package id
+ * can never verify here, so they are dropped and reported rather than carried along.
+ */
+export function addSignature(manifestBytes: Uint8Array, packageId: string, existing: Uint8Array | null, key: KeyPair): AddSignatureResult {
+  const sig = signDetached(signedBytes(manifestBytes), key.secretKey);
+  let others: SignatureEntry[] = [];
+  let dropped: string[] = [];
+  let replaced = false;
+  if (existing) {
+    const env = decodeEnvelope(existing);
+    if (env.packageId !== packageId) dropped = env.signatures.map((s) => s.keyid);
+    else {
+      others = env.signatures.filter((s) => s.keyid !== key.keyid);
+      replaced = others.length !== env.signatures.length;
+    }
+  }
+  const signatures = [...others, { keyid: key.keyid, sig }];
+  const envelope = encodeEnvelope({ payloadType: PAYLOAD_TYPE, packageId, signatures });
+  return { envelope, replaced, dropped, keyids: signatures.map((s) => s.keyid).sort() };
+}
+
+export interface SignOptions {
+  /** Path of the `.key` file, or a key pair already loaded. */
+  key: string | KeyPair;
+  /** Output path; default: replace the package in place (atomically). */
+  out?: string;
+  /** Passphrase of the key file; undefined asks when needed. */
+  passphrase?: string | null;
+  /** Check every payload digest before signing (default true): never sign a broken package. */
+  checkIntegrity?: boolean;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface SignResult {
+  path: string;
+  packageId: string;
+  keyid: string;
+  /** Key ids of all signatures the package now carries. */
+  signatures: string[];
+  replaced: boolean;
+  dropped: string[];
+}
+
+/** Adds (or replaces) this key's signature. The package id and every other byte range stay the same. */
+export async function sign(pkgPath: string, options: SignOptions): Promise<SignResult> {
+  const key = typeof options.key === 'string' ? await loadSigningKey(options.key, { passphrase: options.passphrase }) : options.key;
+  const reader = await PackageReader.open(pkgPath);
+  try {
+    if (options.checkIntegrity !== false) await reader.verifyIntegrity({ onProgress: options.onProgress });
+    const r = addSignature(reader.manifestBytes, reader.id, reader.signaturesBytes, key);
+    const out = options.out ?? pkgPath;
+    await writeSignatures(reader, r.envelope, out);
+    return { path: out, packageId: reader.id, keyid: key.keyid, signatures: r.keyids, replaced: r.replaced, dropped: r.dropped };
+  } finally {
+    await reader.close();
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * Trust stores (spec/SIGNATURES.md §4): the keys a verifier accepts signatures from, given as
+ * `--trust` files or texts and/or a `--trust-dir` holding `*.pub` files and an optional
+ * `revoked.txt`. Fails closed: an unreadable or malformed entry is an error, never skipped.
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SigningError, XpkgError } from '../spec/errors.js';
+import { parsePublicKey, PUBLIC_KEY_TAG, PUBLIC_KEY_TEXT_MAX, type PublicKey } from './keys.js';
+
+export const REVOCATION_FILE = 'revoked.txt';
+const REVOCATION_TEXT_MAX = 1024 * 1024;
+
+export interface TrustedKey extends PublicKey {
+  /** Where the key came from: a file path or `<inline>`. */
+  source: string;
+}
+
+export interface TrustStore {
+  /** Trusted, non-revoked keys by key id. */
+  readonly keys: ReadonlyMap<string, TrustedKey>;
+  /** Revoked key ids: never trusted, whatever else says so. */
+  readonly revoked: ReadonlySet<string>;
+}
+
+export const EMPTY_TRUST_STORE: TrustStore = { keys: new Map(), revoked: new Set() };
+
+/** Parses a revocation list: one key id per line, `#` comments and blank lines allowed. */
+export function parseRevocationList(text: string, source = '<inline>'): string[] {
+  const ids: string[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.replace(/#.*$/, '').trim();
+    if (line === '') return;
+    if (!/^[0-9a-f]{64}$/.test(line)) {
+      throw new SigningError('E_TRUST_STORE', `${source}:${i + 1}: not a key id (64 lower-case hex digits)`, { source, line: i + 1 });
+    }
+    ids.push(line);
+  });
+  return ids;
+}
+
+/** Builds a store from parsed keys and revoked ids; revocation wins over trust. */
+export function buildTrustStore(keys: Iterable<TrustedKey>, revoked: Iterable<string> = []): TrustStore {
+  const revokedSet = new Set(revoked);
+  const map = new Map<string, TrustedKey>();
+  for (const k of keys) if (!revokedSet.has(k.keyid) && !map.has(k.keyid)) map.set(k.keyid, k);
+  return { keys: map, revoked: revokedSet };
+}
+
+/** True when a `--trust` value is key text rather than a path. */
+export function looksLikeKeyText(value: string): boolean {
+  const t = value.trimStart();
+  return t.startsWith(PUBLIC_KEY_TAG) || t.startsWith('#') || value.includes('\n');
+}
+
+async function readSmall(path: string, max: number, what: string): Promise<string> {
+  let text: string;
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) throw new SigningError('E_TRUST_STORE', `${what} ${path} is not a regular file`, { path });
+    if (st.size > max) throw new SigningError('E_TRUST_STORE', `${what} ${path} is larger than ${max} bytes`, { path, size: st.size });
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if (e instanceof XpkgError) throw e;
+    const err = e as NodeJS.ErrnoException;
+    throw new SigningError('E_TRUST_STORE', `cannot read ${what} ${path}: ${err.code ?? err.message}`, { path, errno: err.code });
+  }
+  return text;
+}
+
+async function keyFromFile(path: string): Promise<TrustedKey> {
+  const text = await readSmall(path, PUBLIC_KEY_TEXT_MAX, 'public key file');
+  return { ...parsePublicKey(text, path), source: path };
+}
+
+export interface TrustSources {
+  /** Public key files, or public key texts. */
+  trust?: readonly string[];
+  /** A folder of `*.pub` files with an optional `revoked.txt`. */
+  trustDir?: string;
+}
+
+/** Loads `--trust` and `--trust-dir` into one store. */
+export async function loadTrustStore(sources: TrustSources): Promise<TrustStore> {
+  const keys: TrustedKey[] = [];
+  const revoked: string[] = [];
+  for (const t of sources.trust ?? []) {
+    if (looksLikeKeyText(t)) keys.push({ ...parsePublicKey(t), source: '<inline>' });
+    else keys.push(await keyFromFile(t));
+  }
+  if (sources.trustDir !== undefined) {
+    const dir = sources.trustDir;
+    let names: string[];
+    try {
+      names = (await readdir(dir)).sort();
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new SigningError('E_TRUST_STORE', `cannot read trust directory ${dir}: ${err.code ?? err.message}`, { path: dir, errno: err.code });
+    }
+    for (const name of names) {
+      if (name.endsWith('.pub')) keys.push(await keyFromFile(join(dir, name)));
+      else if (name === REVOCATION_FILE) {
+        const path = join(dir, name);
+        revoked.push(...parseRevocationList(await readSmall(path, REVOCATION_TEXT_MAX, 'revocation list'), path));
+      }
+    }
+  }
+  return buildTrustStore(keys, revoked);
+}

@@ -1,0 +1,137 @@
+/**
+ * `verify`: the one verification path for the CLI, the library and the runner. The package is
+ * opened once; signatures and policy are decided on the manifest bytes the reader holds, then every
+ * payload is hashed through the same open file handle, so what was checked is what gets read.
+ */
+import { PackageReader } from '../pack/reader.js';
+import type { IntegrityReport, PackageReaderLike } from '../pack/types.js';
+import { UsageError } from '../spec/errors.js';
+import { assertThreshold, verifySignatures, type Downgrade, type ResolvedPolicy, type Signer, type SignatureStatus } from './policy.js';
+import { defaultStateDir, FileRollbackStore, type RollbackStore } from './state.js';
+import { loadTrustStore } from './trust.js';
+
+export interface VerifyPolicy {
+  /** Trusted public keys: `.pub` file paths or their text. */
+  trust?: readonly string[];
+  /** Folder of `*.pub` files, with an optional `revoked.txt` of key ids. */
+  trustDir?: string;
+  /** Valid signatures by distinct trusted keys required; default 1. */
+  threshold?: number;
+  /** Accept a package without a trusted signature (integrity is still checked). */
+  allowUnsigned?: boolean;
+  /** Accept a lower `sequence` than already seen from a signer (reported in the result). */
+  allowDowngrade?: boolean;
+  /** Folder of the anti-rollback state; default `$XPKG_STATE_DIR`, `$XDG_STATE_HOME/xpkg`, `~/.local/state/xpkg`. */
+  stateDir?: string;
+  /** A rollback store to use instead of the state folder; null disables anti-rollback. */
+  rollbackStore?: RollbackStore | null;
+  /** Clock for `expires`; default now. */
+  now?: Date;
+}
+
+export interface VerifyOptions {
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface SignatureSummary {
+  status: SignatureStatus;
+  threshold: number;
+  signers: Signer[];
+  untrusted: string[];
+  revoked: string[];
+  /** Downgrades accepted because of allowDowngrade; empty otherwise. */
+  downgrades: Downgrade[];
+  expires: string | null;
+  /** Where the anti-rollback state lives, or null when not used for this package. */
+  state: string | null;
+  /** Rollback records raised by this verification. */
+  recorded: number;
+}
+
+export interface VerifyResult {
+  ok: true;
+  path: string;
+  packageId: string;
+  name: string;
+  version: string;
+  sequence: number;
+  integrity: IntegrityReport;
+  signatures: SignatureSummary;
+}
+
+/** A policy with its trust store loaded and its rollback store opened. */
+export interface LoadedPolicy extends ResolvedPolicy {
+  rollback: RollbackStore | null;
+}
+
+/** Loads trust files and the rollback state named by a policy (no package involved). */
+export async function resolvePolicy(policy: VerifyPolicy = {}): Promise<LoadedPolicy> {
+  const threshold = policy.threshold ?? 1;
+  assertThreshold(threshold);
+  if (policy.now !== undefined && Number.isNaN(policy.now.getTime())) throw new UsageError('E_USAGE', 'now is not a valid date');
+  const store = await loadTrustStore({ trust: policy.trust, trustDir: policy.trustDir });
+  // Rollback memory is keyed by signer, so without trusted keys there is nothing to read or write.
+  let rollbackStore: RollbackStore | null = null;
+  if (store.keys.size > 0) {
+    if (policy.rollbackStore !== undefined) rollbackStore = policy.rollbackStore;
+    else rollbackStore = await FileRollbackStore.open(policy.stateDir ?? defaultStateDir());
+  }
+  return {
+    store,
+    threshold,
+    allowUnsigned: policy.allowUnsigned ?? false,
+    allowDowngrade: policy.allowDowngrade ?? false,
+    now: policy.now ?? new Date(),
+    rollback: rollbackStore,
+  };
+}
+
+/**
+ * Verifies an already open package: signatures and policy first (cheap, and they authenticate the
+ * manifest that the digests come from), then the integrity of every payload, then the rollback
+ * state is raised. Throws the first failure with its code.
+ */
+export async function verifyReader(reader: PackageReaderLike, policy: LoadedPolicy, options: VerifyOptions = {}): Promise<VerifyResult> {
+  const report = verifySignatures(
+    { manifestBytes: reader.manifestBytes, manifest: reader.manifest, id: reader.id, signaturesBytes: reader.signaturesBytes },
+    policy,
+  );
+  const integrity = await reader.verifyIntegrity({ onProgress: options.onProgress });
+  // Only a package that checked out completely may raise the high-water mark.
+  if (report.rollbackUpdates.length) await policy.rollback!.record(report.rollbackUpdates);
+  return {
+    ok: true,
+    path: reader.path,
+    packageId: reader.id,
+    name: report.name,
+    version: report.version,
+    sequence: report.sequence,
+    integrity,
+    signatures: {
+      status: report.status,
+      threshold: report.threshold,
+      signers: report.signers,
+      untrusted: report.untrusted,
+      revoked: report.revoked,
+      downgrades: report.downgrades,
+      expires: report.expires,
+      state: report.status === 'verified' && policy.rollback ? policy.rollback.location : null,
+      recorded: report.rollbackUpdates.length,
+    },
+  };
+}
+
+/**
+ * Verifies a package file: strict archive and manifest checks (on open), signatures and trust
+ * policy, every payload digest, anti-rollback. Returns the typed result or throws an XpkgError
+ * whose code the CLI maps to its exit status.
+ */
+export async function verify(pkgPath: string, policy: VerifyPolicy = {}, options: VerifyOptions = {}): Promise<VerifyResult> {
+  const loaded = await resolvePolicy(policy);
+  const reader = await PackageReader.open(pkgPath);
+  try {
+    return await verifyReader(reader, loaded, options);
+  } finally {
+    await reader.close();
+  }
+}
