@@ -86,6 +86,54 @@ async function openSource(root: string, rel: string): Promise<FileHandle> {
 
 const ZERO = '0'.repeat(64);
 
+/**
+ * Layout (FORMAT.md §2.5–2.6): manifest at 0, then payloads in path order. An aligned entry whose
+ * padding would be 1–3 bytes (an extra record needs 4) gets a 4-byte shim on the entry before it when
+ * that entry is unaligned; otherwise it is deferred behind the next entry, or, when it is last,
+ * moved before the previous one. A pure function of the input, so output stays deterministic.
+ */
+function layoutPayloads(manifest: Z.EntryLayout, sources: Source[]): { order: { s: Source; layout: Z.EntryLayout }[]; cursor: number } {
+  let sequence = [...sources];
+  for (let attempt = 0; attempt <= sources.length * 2; attempt++) {
+    const start = Z.localHeaderLength(manifest) + manifest.size;
+    const order: { s: Source; layout: Z.EntryLayout }[] = [];
+    let prev: Z.EntryLayout = { ...manifest, padding: 0 };
+    let cursor = start;
+    let conflict = -1;
+    for (let i = 0; i < sequence.length && conflict < 0; i++) {
+      const s = sequence[i];
+      const name = Buffer.from(s.path, 'utf8');
+      let padding = 0;
+      if (s.aligned && s.size > 0) {
+        let pad = Z.alignmentPadding(cursor, name, s.size);
+        const prevAligned = order.length > 0 && order[order.length - 1].s.aligned && order[order.length - 1].s.size > 0;
+        if (pad === null && !prevAligned) {
+          prev.padding = 4;
+          cursor += 4;
+          pad = Z.alignmentPadding(cursor, name, s.size);
+        }
+        if (pad === null) {
+          conflict = i;
+          break;
+        }
+        padding = pad;
+      }
+      const layout: Z.EntryLayout = { name, method: 0, crc32: 0, compressedSize: s.size, size: s.size, localHeaderOffset: cursor, padding };
+      order.push({ s, layout });
+      cursor += Z.localHeaderLength(layout) + s.size;
+      prev = layout;
+    }
+    if (conflict < 0) {
+      manifest.padding = order.length && order[0].layout.localHeaderOffset > start ? 4 : 0;
+      return { order, cursor };
+    }
+    const s = sequence[conflict];
+    sequence = sequence.filter((_, k) => k !== conflict);
+    sequence.splice(conflict + 1 < sources.length ? conflict + 1 : Math.max(0, conflict - 1), 0, s);
+  }
+  throw new PackError('E_PACK_SOURCE_TYPE', 'cannot lay out the model files on 64 KiB boundaries in any order tried', { files: sources.map((x) => x.path) });
+}
+
 export async function packFolder(dir: string, outPath: string, options: PackOptions = {}): Promise<PackResult> {
   const root = await realpath(resolve(dir)).catch(() => {
     throw new UsageError('E_NOT_FOUND', `package folder ${dir} does not exist`, { path: dir });
@@ -111,30 +159,8 @@ export async function packFolder(dir: string, outPath: string, options: PackOpti
       manifestFor(sources.map((s) => ({ path: s.path, size: s.size, sha256: ZERO, blocks: Array(Math.ceil(s.size / BLOCK_SIZE)).fill(ZERO) }))),
     );
 
-    // Layout: manifest at 0, then payloads in path order; an aligned entry that would need 1–3 bytes of
-    // padding (an extra record needs 4) is deferred behind the next entry. Deterministic either way.
     const manifestLayout: Z.EntryLayout = { name: Buffer.from(MANIFEST_PATH), method: 0, crc32: 0, compressedSize: placeholder.length, size: placeholder.length, localHeaderOffset: 0, padding: 0 };
-    let cursor = Z.localHeaderLength(manifestLayout) + placeholder.length;
-    const order: { s: Source; layout: Z.EntryLayout }[] = [];
-    const queue = [...sources];
-    let deferrals = 0;
-    while (queue.length) {
-      const s = queue.shift()!;
-      const name = Buffer.from(s.path, 'utf8');
-      let padding = 0;
-      if (s.aligned && s.size > 0) {
-        const pad = Z.alignmentPadding(cursor, name, s.size);
-        if (pad === null) {
-          if (queue.length === 0 || ++deferrals > sources.length * 2) throw new PackError('E_PACK_SOURCE_TYPE', `cannot align ${s.path}: no entry left to place before it`, { path: s.path });
-          queue.splice(1, 0, s);
-          continue;
-        }
-        padding = pad;
-      }
-      const layout: Z.EntryLayout = { name, method: 0, crc32: 0, compressedSize: s.size, size: s.size, localHeaderOffset: cursor, padding };
-      order.push({ s, layout });
-      cursor += Z.localHeaderLength(layout) + s.size;
-    }
+    const { order, cursor } = layoutPayloads(manifestLayout, sources);
 
     const total = sources.reduce((n, s) => n + s.size, 0);
     let done = 0;

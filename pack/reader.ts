@@ -7,27 +7,46 @@
  * checked on open. Payload digests are checked by verifyIntegrity() or per file by readVerified().
  */
 import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { crc32, inflateRawSync } from 'node:zlib';
+import { availableParallelism } from 'node:os';
+import { crc32 } from 'node:zlib';
 import { FormatError, SigningError } from '../spec/errors.js';
-import { LIMITS, MANIFEST_PATH, PADDING_EXTRA_ID, RESERVED_PREFIX, SIGNATURES_PATH, ALIGNMENT } from '../spec/limits.js';
+import { LIMITS, MANIFEST_PATH, RESERVED_PREFIX, SIGNATURES_PATH, ALIGNMENT } from '../spec/limits.js';
 import { modelPaths, parseManifest } from '../spec/manifest.js';
 import { assertNoCollisions, assertSafePath } from '../spec/paths.js';
 import type { Manifest } from '../spec/schema.js';
 import { HashPool } from './hash.js';
 import type { EntryInfo, IntegrityReport, OpenOptions, PackageReaderLike } from './types.js';
 import * as Z from './zip.js';
+import { checkCompression, checkLocal, checkStoredCrc, entryBytes, parseCentral, type CentralEntry } from './entries.js';
 
-interface CentralEntry extends EntryInfo {
-  time: number;
-  date: number;
-  nameBytes: Buffer;
-  zip64Sizes: boolean;
-  /** Alignment padding found in the local header. */
-  padding: number;
+/**
+ * §2.5: every non-empty model entry is stored at a multiple of ALIGNMENT with minimal padding. The
+ * only other padding allowed is the 4-byte "shim" on the entry right before an aligned one whose
+ * own padding would otherwise have to be 1–3 bytes (impossible: an extra record needs 4).
+ */
+function checkAlignment(central: CentralEntry[], models: ReadonlySet<string>, sigEntry: CentralEntry | undefined): void {
+  const mustAlign = (e: CentralEntry | undefined) => !!e && e !== sigEntry && models.has(e.name) && e.size > 0;
+  central.forEach((e, k) => {
+    if (mustAlign(e)) {
+      if (e.padding !== 0 && Z.alignmentPadding(e.localHeaderOffset, e.nameBytes, e.size) !== e.padding) {
+        throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `alignment padding of ${JSON.stringify(e.name)} is not the minimal ${ALIGNMENT}-byte alignment`, { path: e.name, padding: e.padding });
+      }
+      if (e.method !== 0 || e.dataOffset % ALIGNMENT !== 0) {
+        throw new FormatError('E_ARCHIVE_ALIGNMENT', `model file ${JSON.stringify(e.name)} must be stored uncompressed at a multiple of ${ALIGNMENT}`, { path: e.name, dataOffset: e.dataOffset, method: e.method });
+      }
+      if (Z.alignmentPadding(e.localHeaderOffset, e.nameBytes, e.size) !== e.padding) {
+        throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `alignment padding of ${JSON.stringify(e.name)} is not the minimal ${ALIGNMENT}-byte alignment`, { path: e.name, padding: e.padding });
+      }
+      return;
+    }
+    if (e.padding === 0) return;
+    const next = central[k + 1];
+    const shim = e.padding === 4 && mustAlign(next) && Z.alignmentPadding(next.localHeaderOffset - 4, next.nameBytes, next.size) === null;
+    if (!shim) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `padding on ${JSON.stringify(e.name)}, which needs no alignment`, { path: e.name, padding: e.padding });
+  });
 }
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export class PackageReader implements PackageReaderLike {
   private constructor(
@@ -48,7 +67,8 @@ export class PackageReader implements PackageReaderLike {
 
   /** Opens and structurally checks a package. Throws FormatError with a specific code. */
   static async open(path: string): Promise<PackageReader> {
-    const fh = await open(path, 'r');
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it would hang before the type check).
+    const fh = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
     try {
       const st = await fh.stat();
       if (!st.isFile()) throw new FormatError('E_ARCHIVE_SPECIAL_FILE', `${path} is not a regular file`, { path });
@@ -134,6 +154,12 @@ export class PackageReader implements PackageReaderLike {
       if (between && between.indexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06])) >= 0) {
         throw new FormatError('E_ARCHIVE_MULTIPLE_END', 'more than one end-of-central-directory record', { cdOffset, cdSize, endOffset: cdEnd });
       }
+      // A central directory found right before the end record, later than recorded: the whole
+      // archive was shifted by bytes put in front of it (e.g. `cat stub.sh pkg.xpkg`).
+      const shifted = cdEnd - cdSize;
+      if (cdSize >= 4 && shifted > cdOffset && (await readAt(shifted, 4)).readUInt32LE(0) === Z.SIG_CENTRAL) {
+        throw new FormatError('E_ARCHIVE_PREFIX', `${shifted - cdOffset} bytes before the archive`, { prefixLength: shifted - cdOffset });
+      }
       if (cdOffset + cdSize > cdEnd) throw new FormatError('E_ARCHIVE_OVERLAP', 'central directory overlaps the end record', { cdOffset, cdSize, endOffset: cdEnd });
       throw new FormatError('E_ARCHIVE_GAP', `${cdEnd - cdOffset - cdSize} unaccounted bytes between the central directory and the end record`, { cdOffset, cdSize, endOffset: cdEnd });
     }
@@ -155,7 +181,7 @@ export class PackageReader implements PackageReaderLike {
     if (p !== cd.length) throw new FormatError('E_ARCHIVE_GAP', `${cd.length - p} stray bytes at the end of the central directory`, { offset: cdOffset + p });
 
     // Names: safe grammar, no duplicates or collisions, reserved names in their places.
-    for (const e of central) assertSafePath(e.name, { index: central.indexOf(e) });
+    central.forEach((e, index) => assertSafePath(e.name, { index }));
     assertNoCollisions(central.map((e) => e.name));
     const ts = central[0] ? { time: central[0].time, date: central[0].date } : null;
     for (const e of central) {
@@ -164,11 +190,11 @@ export class PackageReader implements PackageReaderLike {
 
     // --- Local headers and layout: contiguous from offset 0, in central-directory order. -----------
     let cursor = 0;
-    for (const e of central) {
+    for (const [k, e] of central.entries()) {
       if (e.localHeaderOffset !== cursor) {
         if (cursor === 0) throw new FormatError('E_ARCHIVE_PREFIX', `${e.localHeaderOffset} bytes before the first entry`, { offset: e.localHeaderOffset });
-        const k = central.indexOf(e);
-        if (e.localHeaderOffset < central[k - 1].localHeaderOffset) {
+        // Out of order: listed before an entry stored earlier, or skipping an entry listed later.
+        if (e.localHeaderOffset < central[k - 1].localHeaderOffset || (e.localHeaderOffset > cursor && central.some((x) => x.localHeaderOffset === cursor))) {
           throw new FormatError('E_ARCHIVE_ORDER', 'central directory order differs from the order of the entries', { name: e.name });
         }
         throw new FormatError(e.localHeaderOffset < cursor ? 'E_ARCHIVE_OVERLAP' : 'E_ARCHIVE_GAP', `entry ${JSON.stringify(e.name)} starts at ${e.localHeaderOffset}, expected ${cursor}`, { name: e.name, offset: e.localHeaderOffset, expected: cursor });
@@ -227,15 +253,7 @@ export class PackageReader implements PackageReaderLike {
     }
     const present = new Set(payload.map((e) => e.name));
     for (const f of manifest.files) if (!present.has(f.path)) throw new FormatError('E_FILE_MISSING', `manifest lists ${JSON.stringify(f.path)} but the archive has no such entry`, { path: f.path });
-    const models = modelPaths(manifest);
-    for (const e of payload) {
-      const mustAlign = models.has(e.name) && e.size > 0;
-      if (mustAlign && (e.method !== 0 || e.dataOffset % ALIGNMENT !== 0)) {
-        throw new FormatError('E_ARCHIVE_ALIGNMENT', `model file ${JSON.stringify(e.name)} must be stored uncompressed at a multiple of ${ALIGNMENT}`, { path: e.name, dataOffset: e.dataOffset, method: e.method });
-      }
-      if (!mustAlign && e.padding !== 0) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `padding on ${JSON.stringify(e.name)}, which needs no alignment`, { path: e.name });
-    }
-    if (manifestEntry.padding || sigEntry?.padding) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', 'padding on a metadata entry');
+    checkAlignment(central, modelPaths(manifest), sigEntry);
 
     const entries: EntryInfo[] = central.map(({ name, method, crc32: c, compressedSize, size, localHeaderOffset, dataOffset }) => ({ name, method, crc32: c, compressedSize, size, localHeaderOffset, dataOffset }));
     return new PackageReader(path, fh, fileSize, entries, new Map(entries.map((e) => [e.name, e])), manifest, bytes, id, signaturesBytes, cdOffset, ts!);
@@ -289,29 +307,36 @@ export class PackageReader implements PackageReaderLike {
     };
     const mismatch = (path: string, what: string, detail: Record<string, unknown>) =>
       new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)}: ${what} does not match the manifest`, { path, ...detail });
-    using pool = new HashPool(this.fh.fd);
+    // Small and deflated files are hashed here; worker threads (≈50 ms to start) only pay off for big ones.
+    const SMALL = 1024 * 1024;
+    const inline = (f: (typeof this.manifest.files)[number]) => this.byName.get(f.path)!.method === 8 || f.size <= SMALL;
+    const bigOnes = this.manifest.files.filter((f) => !inline(f));
+    const workers = Math.min(availableParallelism(), 8, bigOnes.reduce((n, f) => n + 1 + Math.ceil(f.blocks.length / 4), 0));
+    using pool = bigOnes.length ? new HashPool(this.fh.fd, workers) : null;
     const jobs: Promise<void>[] = [];
     // Longest sequential jobs first so they overlap with the block jobs.
     const files = [...this.manifest.files].sort((a, b) => b.size - a.size);
     for (const f of files) {
       const e = this.byName.get(f.path)!;
-      if (e.method === 8) {
+      if (inline(f)) {
         jobs.push(
           (async () => {
-            const data = entryBytes(e, await this.readRaw(e));
+            const raw = await this.readRaw(e);
+            const data = entryBytes(e, raw);
             const sha = createHash('sha256').update(data).digest('hex');
             if (sha !== f.sha256) throw mismatch(f.path, 'SHA-256', { expected: f.sha256, actual: sha });
             f.blocks.forEach((d, k) => {
-              const got = createHash('sha256').update(data.subarray(k * bs, (k + 1) * bs)).digest('hex');
+              const got = f.blocks.length === 1 ? sha : createHash('sha256').update(data.subarray(k * bs, (k + 1) * bs)).digest('hex');
               if (got !== d) throw mismatch(f.path, `block ${k}`, { block: k, expected: d, actual: got });
             });
+            if (e.method === 0 && (crc32(data) >>> 0) !== e.crc32) throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(f.path)}: CRC-32 does not match its header`, { path: f.path });
             progress(f.size);
           })(),
         );
         continue;
       }
       jobs.push(
-        pool.run({ kind: 'whole', offset: e.dataOffset, length: e.size }).then((r) => {
+        pool!.run({ kind: 'whole', offset: e.dataOffset, length: e.size }).then((r) => {
           if (r.sha256 !== f.sha256) throw mismatch(f.path, 'SHA-256', { expected: f.sha256, actual: r.sha256 });
           if (r.crc32 !== e.crc32) throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(f.path)}: CRC-32 does not match its header`, { path: f.path, expected: e.crc32, actual: r.crc32 });
           if (f.blocks.length <= 1) progress(f.size);
@@ -322,7 +347,7 @@ export class PackageReader implements PackageReaderLike {
       for (let k = 0; k < f.blocks.length; k += perJob) {
         const length = Math.min(perJob * bs, f.size - k * bs);
         jobs.push(
-          pool.run({ kind: 'blocks', offset: e.dataOffset + k * bs, length, blockSize: bs }).then((r) => {
+          pool!.run({ kind: 'blocks', offset: e.dataOffset + k * bs, length, blockSize: bs }).then((r) => {
             r.digests.forEach((d, j) => {
               if (d !== f.blocks[k + j]) throw mismatch(f.path, `block ${k + j}`, { block: k + j, expected: f.blocks[k + j], actual: d });
             });
@@ -346,135 +371,3 @@ export class PackageReader implements PackageReaderLike {
   }
 }
 
-function parseCentral(cd: Buffer, p: number, index: number, nameLen: number, extraLen: number, commentLen: number): CentralEntry {
-  const flags = cd.readUInt16LE(p + 8);
-  const method = cd.readUInt16LE(p + 10);
-  const nameBytes = Buffer.from(cd.subarray(p + Z.CENTRAL_SIZE, p + Z.CENTRAL_SIZE + nameLen));
-  let name: string;
-  try {
-    name = utf8.decode(nameBytes);
-  } catch {
-    throw new FormatError('E_PATH_UNSAFE', `entry ${index} has a name that is not valid UTF-8`, { index });
-  }
-  const where = { name, index };
-  if (commentLen) throw new FormatError('E_ARCHIVE_COMMENT', `entry ${JSON.stringify(name)} has a comment`, where);
-  if (flags & 0x0001 || flags & 0x0040 || method === 99) throw new FormatError('E_ARCHIVE_ENCRYPTED', `entry ${JSON.stringify(name)} is encrypted`, where);
-  if (flags & 0x0008) throw new FormatError('E_ARCHIVE_DATA_DESCRIPTOR', `entry ${JSON.stringify(name)} uses a data descriptor`, where);
-  if (flags !== Z.FLAG_UTF8) throw new FormatError('E_ARCHIVE_UNSUPPORTED', `entry ${JSON.stringify(name)} has general-purpose flags 0x${flags.toString(16)}; only the UTF-8 flag is allowed`, { ...where, flags });
-  if (method !== 0 && method !== 8) throw new FormatError('E_ARCHIVE_METHOD', `entry ${JSON.stringify(name)} uses compression method ${method}; only stored (0) and deflate (8) are allowed`, { ...where, method });
-  const madeBy = cd.readUInt16LE(p + 4);
-  const external = cd.readUInt32LE(p + 38);
-  const mode = external >>> 16;
-  if (madeBy >> 8 !== 3) throw new FormatError('E_ARCHIVE_UNSUPPORTED', `entry ${JSON.stringify(name)} was not made with Unix attributes`, { ...where, madeBy });
-  if ((mode & 0o170000) !== 0o100000 || name.endsWith('/')) throw new FormatError('E_ARCHIVE_SPECIAL_FILE', `entry ${JSON.stringify(name)} is not a regular file (mode ${mode.toString(8)})`, { ...where, mode });
-  if (external !== Z.EXTERNAL_ATTR) throw new FormatError('E_ARCHIVE_UNSUPPORTED', `entry ${JSON.stringify(name)} has attributes ${external.toString(16)}; only a regular 0644 file is allowed`, { ...where, external });
-  if (cd.readUInt16LE(p + 34) !== 0 || cd.readUInt16LE(p + 36) !== 0) throw new FormatError('E_ARCHIVE_UNSUPPORTED', `entry ${JSON.stringify(name)} has a disk number or internal attributes`, where);
-  let compressedSize = cd.readUInt32LE(p + 20);
-  let size = cd.readUInt32LE(p + 24);
-  let localHeaderOffset = cd.readUInt32LE(p + 42);
-  const zip64Sizes = compressedSize === Z.U32_MAX || size === Z.U32_MAX;
-  const zip64Offset = localHeaderOffset === Z.U32_MAX;
-  if (zip64Sizes && !(compressedSize === Z.U32_MAX && size === Z.U32_MAX)) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `entry ${JSON.stringify(name)}: ZIP64 sizes must both be in the extra field`, where);
-  const expectExtra = zip64Sizes || zip64Offset ? 4 + (zip64Sizes ? 16 : 0) + (zip64Offset ? 8 : 0) : 0;
-  if (extraLen !== expectExtra) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `entry ${JSON.stringify(name)} has ${extraLen} bytes of central extra field; expected ${expectExtra}`, where);
-  if (expectExtra) {
-    const x = p + Z.CENTRAL_SIZE + nameLen;
-    if (cd.readUInt16LE(x) !== Z.ZIP64_EXTRA_ID || cd.readUInt16LE(x + 2) !== expectExtra - 4) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `entry ${JSON.stringify(name)}: malformed ZIP64 extra field`, where);
-    let o = x + 4;
-    if (zip64Sizes) {
-      size = Number(cd.readBigUInt64LE(o));
-      compressedSize = Number(cd.readBigUInt64LE(o + 8));
-      o += 16;
-      if (!Z.needsZip64Sizes({ size, compressedSize })) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `entry ${JSON.stringify(name)}: ZIP64 sizes used where 32 bits suffice`, where);
-    }
-    if (zip64Offset) {
-      localHeaderOffset = Number(cd.readBigUInt64LE(o));
-      if (localHeaderOffset < Z.U32_MAX) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `entry ${JSON.stringify(name)}: ZIP64 offset used where 32 bits suffice`, where);
-    }
-    if (!Number.isSafeInteger(size) || !Number.isSafeInteger(compressedSize) || !Number.isSafeInteger(localHeaderOffset)) throw new FormatError('E_ARCHIVE_LIMIT', 'size or offset beyond 2^53', where);
-  }
-  const versionNeeded = cd.readUInt16LE(p + 6);
-  if (versionNeeded !== (zip64Sizes || zip64Offset ? 45 : 20)) throw new FormatError('E_ARCHIVE_UNSUPPORTED', `entry ${JSON.stringify(name)} needs version ${versionNeeded}`, { ...where, versionNeeded });
-  return {
-    name,
-    nameBytes,
-    method: method as 0 | 8,
-    crc32: cd.readUInt32LE(p + 16),
-    compressedSize,
-    size,
-    localHeaderOffset,
-    dataOffset: -1,
-    time: cd.readUInt16LE(p + 12),
-    date: cd.readUInt16LE(p + 14),
-    zip64Sizes,
-    padding: 0,
-  };
-}
-
-function checkLocal(e: CentralEntry, fixed: Buffer, rest: Buffer, nameLen: number, extraLen: number): void {
-  const mismatch = (field: string) => new FormatError('E_ARCHIVE_HEADER_MISMATCH', `local header of ${JSON.stringify(e.name)} disagrees with the central directory on ${field}`, { name: e.name, field });
-  const z64 = Z.needsZip64Sizes(e);
-  if (fixed.readUInt16LE(4) !== (z64 ? 45 : 20)) throw mismatch('version needed');
-  const flags = fixed.readUInt16LE(6);
-  if (flags & 0x0008) throw new FormatError('E_ARCHIVE_DATA_DESCRIPTOR', `entry ${JSON.stringify(e.name)} uses a data descriptor`, { name: e.name });
-  if (flags !== Z.FLAG_UTF8) throw mismatch('flags');
-  if (fixed.readUInt16LE(8) !== e.method) throw mismatch('method');
-  if (fixed.readUInt16LE(10) !== e.time || fixed.readUInt16LE(12) !== e.date) throw mismatch('timestamp');
-  if (fixed.readUInt32LE(14) !== e.crc32) throw mismatch('CRC-32');
-  const lc = fixed.readUInt32LE(18);
-  const ls = fixed.readUInt32LE(22);
-  if (z64 ? lc !== Z.U32_MAX || ls !== Z.U32_MAX : lc !== e.compressedSize || ls !== e.size) throw new FormatError('E_ARCHIVE_SIZE_MISMATCH', `local header of ${JSON.stringify(e.name)} declares other sizes than the central directory`, { name: e.name, local: { compressedSize: lc, size: ls }, central: { compressedSize: e.compressedSize, size: e.size } });
-  if (nameLen !== e.nameBytes.length || !rest.subarray(0, nameLen).equals(e.nameBytes)) throw mismatch('name');
-  // Local extra: [ZIP64 sizes] then [padding record], nothing else.
-  let o = nameLen;
-  const endX = nameLen + extraLen;
-  if (z64) {
-    if (endX - o < 20 || rest.readUInt16LE(o) !== Z.ZIP64_EXTRA_ID || rest.readUInt16LE(o + 2) !== 16) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `local ZIP64 extra field of ${JSON.stringify(e.name)} missing or malformed`, { name: e.name });
-    if (Number(rest.readBigUInt64LE(o + 4)) !== e.size || Number(rest.readBigUInt64LE(o + 12)) !== e.compressedSize) throw new FormatError('E_ARCHIVE_SIZE_MISMATCH', `local ZIP64 sizes of ${JSON.stringify(e.name)} disagree with the central directory`, { name: e.name });
-    o += 20;
-  }
-  if (o < endX) {
-    if (endX - o < 4 || rest.readUInt16LE(o) !== PADDING_EXTRA_ID || rest.readUInt16LE(o + 2) !== endX - o - 4) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `local extra field of ${JSON.stringify(e.name)} holds something other than ZIP64 sizes and alignment padding`, { name: e.name });
-    for (let k = o + 4; k < endX; k++) if (rest[k] !== 0) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `alignment padding of ${JSON.stringify(e.name)} is not zero`, { name: e.name });
-    const pad = endX - o;
-    const headerOffset = e.localHeaderOffset;
-    // Padding must be the minimal amount that aligns the data: no hidden room in headers.
-    if (Z.alignmentPadding(headerOffset, e.nameBytes, e.size) !== pad) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `alignment padding of ${JSON.stringify(e.name)} is not the minimal ${ALIGNMENT}-byte alignment`, { name: e.name, padding: pad });
-    e.padding = pad;
-  }
-}
-
-function checkCompression(e: CentralEntry): void {
-  if (e.method === 0) {
-    if (e.compressedSize !== e.size) throw new FormatError('E_ARCHIVE_SIZE_MISMATCH', `stored entry ${JSON.stringify(e.name)} has compressed size ${e.compressedSize} ≠ size ${e.size}`, { name: e.name });
-    return;
-  }
-  if (e.size > LIMITS.deflatedEntryBytes) throw new FormatError('E_ARCHIVE_BOMB', `deflated entry ${JSON.stringify(e.name)} expands to ${e.size} bytes; larger payloads must be stored`, { name: e.name, size: e.size, limit: LIMITS.deflatedEntryBytes });
-  if (e.size > LIMITS.ratioFreeBytes && e.size > e.compressedSize * LIMITS.compressionRatio) {
-    throw new FormatError('E_ARCHIVE_BOMB', `deflated entry ${JSON.stringify(e.name)} claims a compression ratio above ${LIMITS.compressionRatio}:1`, { name: e.name, size: e.size, compressedSize: e.compressedSize });
-  }
-}
-
-/** Decodes an entry's data (inflating with the declared size as a hard cap) and checks deflate framing and CRC. */
-function entryBytes(e: Pick<EntryInfo, 'name' | 'method' | 'size' | 'crc32'>, raw: Buffer): Buffer {
-  if (e.method === 0) return raw;
-  let out: Buffer;
-  let consumed: number;
-  try {
-    const r = inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size), info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
-    out = r.buffer;
-    consumed = r.engine.bytesWritten;
-  } catch (err) {
-    const tooBig = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError;
-    throw new FormatError(tooBig ? 'E_ARCHIVE_BOMB' : 'E_ARCHIVE_SIZE_MISMATCH', `entry ${JSON.stringify(e.name)}: ${tooBig ? 'inflates past its declared size' : `deflate data is corrupt (${(err as Error).message})`}`, { name: e.name });
-  }
-  if (out.length !== e.size) throw new FormatError('E_ARCHIVE_SIZE_MISMATCH', `entry ${JSON.stringify(e.name)} inflates to ${out.length} bytes, not the declared ${e.size}`, { name: e.name, actual: out.length, size: e.size });
-  if (consumed !== raw.length) throw new FormatError('E_ARCHIVE_SIZE_MISMATCH', `entry ${JSON.stringify(e.name)}: deflate stream ends ${raw.length - consumed} bytes before its data does`, { name: e.name });
-  if ((crc32(out) >>> 0) !== e.crc32) throw new FormatError('E_ARCHIVE_CRC', `entry ${JSON.stringify(e.name)}: CRC-32 mismatch`, { name: e.name });
-  return out;
-}
-
-/** For the stored manifest/signatures (small): CRC check too, since they are parsed before any digest check. */
-export function checkStoredCrc(name: string, data: Buffer, expected: number): void {
-  if ((crc32(data) >>> 0) !== expected) throw new FormatError('E_ARCHIVE_CRC', `entry ${JSON.stringify(name)}: CRC-32 mismatch`, { name });
-}

@@ -26,6 +26,8 @@ export interface IntegrityReport {
   bytes: number;
   /** Milliseconds spent hashing. */
   ms: number;
+  /** True when the pass was skipped because payloads are checked as they are read. */
+  deferred?: boolean;
 }
 
 /**
@@ -46,7 +48,7 @@ export interface PackageReaderLike extends AsyncDisposable {
   /** Entries in archive order. */
   readonly entries: readonly EntryInfo[];
   entry(name: string): EntryInfo | undefined;
-  /** Reads one payload file whole and checks its size, SHA-256 and block digests on the bytes returned. */
+  /** Reads one payload file whole and checks its size and SHA-256 on exactly the bytes returned. */
   readVerified(path: string): Promise<Buffer>;
   /** Hashes every payload (parallel across blocks and cores) against the manifest. Throws on the first mismatch. */
   verifyIntegrity(options?: OpenOptions): Promise<IntegrityReport>;

@@ -7,6 +7,8 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { BLOCK_SIZE } from '../spec/limits.js';
 import { FormatError, PackError } from '../spec/errors.js';
 import { referencedPaths } from '../spec/manifest.js';
 import type { ManifestSource } from '../spec/schema.js';
@@ -41,9 +43,9 @@ export function sourceManifestOf(reader: PackageReader): ManifestSource {
 export async function unpackPackage(pkgPath: string, outDir: string, onProgress?: (d: number, t: number) => void): Promise<UnpackResult> {
   await using reader = await PackageReader.open(pkgPath);
   const root = resolve(outDir);
-  await ensureDir(root, outDir);
   const createdFiles: string[] = [];
   const createdDirs: string[] = [];
+  if ((await ensureDir(root, outDir)) === 'created') createdDirs.push(root);
   const total = reader.manifest.files.reduce((n, f) => n + f.size, 0);
   let done = 0;
   try {
@@ -71,20 +73,25 @@ export async function unpackPackage(pkgPath: string, outDir: string, onProgress?
           continue;
         }
         const e = reader.entry(path)!;
+        // The same checks as verify: whole-file SHA-256, every block digest, and the CRC-32.
         const h = createHash('sha256');
         if (e.method === 8) {
           const data = await reader.readVerified(path);
           h.update(data);
           await writeAllAt(fh, data, 0);
         } else {
-          const chunk = 4 * 1024 * 1024;
-          for (let p = 0; p < e.size; p += chunk) {
-            const part = await reader.readRaw(e, p, Math.min(chunk, e.size - p));
+          let crc = 0;
+          for (let p = 0, k = 0; p < e.size; p += BLOCK_SIZE, k++) {
+            const part = await reader.readRaw(e, p, Math.min(BLOCK_SIZE, e.size - p));
             h.update(part);
+            crc = crc32(part, crc);
+            const block = createHash('sha256').update(part).digest('hex');
+            if (block !== record.blocks[k]) throw new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)}: block ${k} does not match the manifest`, { path, block: k });
             await writeAllAt(fh, part, p);
             done += part.length;
             onProgress?.(done, total);
           }
+          if ((crc >>> 0) !== e.crc32) throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(path)}: CRC-32 does not match its header`, { path });
         }
         const sha = h.digest('hex');
         if (sha !== record.sha256) throw new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)} does not match its manifest digest`, { path, expected: record.sha256, actual: sha });

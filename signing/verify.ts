@@ -31,6 +31,12 @@ export interface VerifyPolicy {
 
 export interface VerifyOptions {
   onProgress?: (done: number, total: number) => void;
+  /**
+   * 'full' (default) hashes every payload now. 'on-read' skips that pass: the caller promises to
+   * read payloads only through `readVerified`, which checks the digest of exactly the bytes it
+   * returns (the runner does this, so a 5 GiB GPU variant is not hashed to run the CPU one).
+   */
+  integrity?: 'full' | 'on-read';
 }
 
 export interface SignatureSummary {
@@ -96,7 +102,10 @@ export async function verifyReader(reader: PackageReaderLike, policy: LoadedPoli
     { manifestBytes: reader.manifestBytes, manifest: reader.manifest, id: reader.id, signaturesBytes: reader.signaturesBytes },
     policy,
   );
-  const integrity = await reader.verifyIntegrity({ onProgress: options.onProgress });
+  const integrity =
+    options.integrity === 'on-read'
+      ? { id: reader.id, files: 0, bytes: 0, ms: 0, deferred: true as const }
+      : await reader.verifyIntegrity({ onProgress: options.onProgress });
   // Only a package that checked out completely may raise the high-water mark.
   if (report.rollbackUpdates.length) await policy.rollback!.record(report.rollbackUpdates);
   return {

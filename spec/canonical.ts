@@ -129,9 +129,10 @@ export function parseStrictJson(input: Uint8Array | string, options: ParseOption
     return n;
   };
   const value = (depth: number): Json => {
-    if (depth > maxDepth) fail(`nesting deeper than ${maxDepth}`);
     ws();
     const c = text[i];
+    // `depth` containers enclose this value; opening another must not make it maxDepth + 1.
+    if ((c === '{' || c === '[') && depth >= maxDepth) fail(`nesting deeper than ${maxDepth}`);
     if (c === '{') {
       i++;
       const obj: Record<string, Json> = {};

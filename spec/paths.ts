@@ -55,8 +55,12 @@ export function isReserved(path: string): boolean {
  * catches ß/SS and similar), then normalised again.
  */
 export function collisionKey(path: string): string {
-  return path.normalize('NFKC').toUpperCase().toLowerCase().normalize('NFKC');
+  return path.replace(HFS_IGNORABLE, '').normalize('NFKC').toUpperCase().toLowerCase().normalize('NFKC');
 }
+
+// Code points HFS+ skips when comparing names (Apple TN1150), so "a\u200cb" and "ab" are one file
+// there (the trick behind CVE-2014-9390). The grammar already refuses some of them; drop the rest.
+const HFS_IGNORABLE = /[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]/gu;
 
 /**
  * Checks a set of names for exact duplicates, collisions after folding, and file/directory clashes

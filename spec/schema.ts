@@ -14,7 +14,7 @@ const Semver = Type.String({
   description: 'semantic version 2.0.0',
 });
 const Text = (max: number, description?: string) => Type.String({ maxLength: max, ...(description ? { description } : {}) });
-const Params = Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }), Type.Unknown(), { description: 'step parameters; each op documents its own' });
+const Params = Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }), Type.Unknown(), { additionalProperties: false, description: 'step parameters; each op documents its own' });
 
 export const DataType = Type.Union(
   ['image', 'tensor', 'text', 'text-lines', 'classification', 'boxes', 'mask', 'json'].map((t) => Type.Literal(t)),
@@ -149,7 +149,7 @@ const common = {
   models: Type.Array(Model, { minItems: 1, maxItems: 64 }),
   pipeline: Pipeline,
   assets: Type.Optional(Type.Array(Asset, { maxItems: 1024 })),
-  metadata: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_.-]{0,63}$' }), Type.String({ maxLength: 4096 }), { description: 'free-form string metadata (authors, homepage, …)' })),
+  metadata: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_.-]{0,63}$' }), Type.String({ maxLength: 4096 }), { additionalProperties: false, description: 'free-form string metadata (authors, homepage, …)' })),
 };
 
 /** The manifest stored in a package (`xpkg/manifest.json`). */
