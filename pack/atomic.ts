@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 
 export async function writeAtomic<T>(target: string, fill: (fh: FileHandle, tempPath: string) => Promise<T>, mode = 0o644): Promise<T> {
   const temp = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(temp, 'wx', mode);
+  const fh = await open(temp, 'wx+', mode);
   let ok = false;
   try {
     const result = await fill(fh, temp);

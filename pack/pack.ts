@@ -6,7 +6,8 @@
  * is written last at offset 0. Each file is read once, in chunks, and the bytes hashed are exactly
  * the bytes written; no file is ever held whole in memory.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { constants } from 'node:fs';
 import { lstat, open, realpath, type FileHandle } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
@@ -17,6 +18,7 @@ import { BLOCK_SIZE, FORMAT_ID, MANIFEST_PATH } from '../spec/limits.js';
 import { modelPaths, packageId, referencedPaths, validateManifest, validateManifestSource } from '../spec/manifest.js';
 import type { FileRecord, Manifest, ManifestSource } from '../spec/schema.js';
 import { writeAllAt, writeAtomic } from './atomic.js';
+import { HashPool } from './hash.js';
 import { encodeDirectory } from './writer.js';
 import * as Z from './zip.js';
 
@@ -165,13 +167,17 @@ export async function packFolder(dir: string, outPath: string, options: PackOpti
     const total = sources.reduce((n, s) => n + s.size, 0);
     let done = 0;
     const records = new Map<string, FileRecord>();
+    // Big files: block digests are hashed by worker threads from the bytes just written to the
+    // output (so they cover exactly what the package holds), while this thread reads, writes and
+    // runs the sequential whole-file SHA-256 and CRC-32. Small files are hashed here.
+    const big = sources.some((x) => x.size > BLOCK_SIZE);
     await writeAtomic(outPath, async (out) => {
+      using pool = big ? new HashPool(out.fd, Math.max(1, Math.min(availableParallelism() - 1, 4))) : null;
       const buf = Buffer.allocUnsafe(BLOCK_SIZE);
       for (const { s, layout } of order) {
         const dataAt = layout.localHeaderOffset + Z.localHeaderLength(layout);
         const whole = createHash('sha256');
-        const blocks: string[] = [];
-        let block: Hash | null = null;
+        const blockJobs: Promise<string[]>[] = [];
         let crc = 0;
         let pos = 0;
         // Chunks are BLOCK_SIZE-aligned reads, so each block digest sees exactly one block.
@@ -185,10 +191,14 @@ export async function packFolder(dir: string, outPath: string, options: PackOpti
           }
           const chunk = buf.subarray(0, want);
           whole.update(chunk);
-          block = createHash('sha256').update(chunk);
-          blocks.push(block.digest('hex'));
           crc = crc32(chunk, crc);
           await writeAllAt(out, chunk, dataAt + pos);
+          if (pool && s.size > BLOCK_SIZE) {
+            const job = pool.run({ kind: 'blocks', offset: dataAt + pos, length: want, blockSize: BLOCK_SIZE }).then((r) => r.digests);
+            job.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
+            blockJobs.push(job);
+          }
+          else blockJobs.push(Promise.resolve([createHash('sha256').update(chunk).digest('hex')]));
           pos += want;
           done += want;
           options.onProgress?.(done, total);
@@ -197,7 +207,7 @@ export async function packFolder(dir: string, outPath: string, options: PackOpti
         if (extra !== 0) throw new PackError('E_PACK_SOURCE_CHANGED', `${s.path} grew while being packed`, { path: s.path });
         layout.crc32 = crc >>> 0;
         await writeAllAt(out, Z.encodeLocalHeader(layout, ts), layout.localHeaderOffset);
-        records.set(s.path, { path: s.path, size: s.size, sha256: whole.digest('hex'), blocks });
+        records.set(s.path, { path: s.path, size: s.size, sha256: whole.digest('hex'), blocks: (await Promise.all(blockJobs)).flat() });
       }
       const manifest = manifestFor(sources.map((s) => records.get(s.path)!));
       validateManifest(manifest);
