@@ -1,0 +1,118 @@
+/** `xpkg run` and `xpkg bench`: verify, select, load and run a package on inputs. */
+import type { Command } from 'commander';
+import { Runner, type RunnerOptions } from '../../runner/runner.js';
+import { renderSelection, selectionJson } from '../../runner/explain.js';
+import type { Manifest } from '../../spec/schema.js';
+import { RunnerError } from '../../spec/errors.js';
+import { action, intOption, usage } from '../framework.js';
+
+export interface RunFlags {
+  input?: string[];
+  trust?: string[];
+  trustDir?: string;
+  allowUnsigned?: boolean;
+  allowDowngrade?: boolean;
+  stateDir?: string;
+  variant?: string[];
+  host?: string;
+  threads?: string;
+  explain?: boolean;
+  json?: boolean;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+export function addRunOptions(cmd: Command): Command {
+  return cmd
+    .argument('<pkg>', 'package file')
+    .option('-i, --input <[name=]file>', 'an input file; name= selects the input (default: the first input)', collect)
+    .option('--trust <file.pub>', 'trust this public key (repeatable)', collect)
+    .option('--trust-dir <dir>', 'trust every *.pub in this folder')
+    .option('--allow-unsigned', 'run a package without a trusted signature (integrity is still checked)')
+    .option('--allow-downgrade', 'accept a lower sequence than already accepted from a signer')
+    .option('--state-dir <dir>', 'anti-rollback state folder')
+    .option('--variant <id...>', 'force a variant (fails clearly if this host cannot run it)')
+    .option('--host <file>', 'a host profile instead of detecting this machine (same as XPKG_HOST)')
+    .option('--threads <n>', 'intra-op threads per model')
+    .option('--json', 'print one JSON document on stdout');
+}
+
+export function runnerOptions(o: RunFlags): RunnerOptions {
+  return {
+    trust: o.trust ?? [],
+    ...(o.trustDir ? { trustDir: o.trustDir } : {}),
+    allowUnsigned: Boolean(o.allowUnsigned),
+    allowDowngrade: Boolean(o.allowDowngrade),
+    ...(o.stateDir ? { stateDir: o.stateDir } : {}),
+    ...(o.variant ? { variant: o.variant } : {}),
+    ...(o.host !== undefined ? { host: o.host } : {}),
+    ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads') } : {}),
+  };
+}
+
+/** Maps `--input` flags to the manifest's input names. */
+export function parseInputs(manifest: Manifest, flags: string[] = []): Record<string, unknown> {
+  const inputs: Record<string, unknown> = {};
+  for (const f of flags) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.+)$/.exec(f);
+    const name = m && manifest.inputs.some((i) => i.name === m[1]) ? m[1] : manifest.inputs.find((i) => !(i.name in inputs))?.name;
+    if (!name) throw usage(`more --input flags than the package has inputs (${manifest.inputs.map((i) => i.name).join(', ')})`);
+    inputs[name] = m && name === m[1] ? m[2] : f;
+  }
+  for (const i of manifest.inputs) if (!(i.name in inputs) && !i.optional) throw usage(`missing --input for ${i.name} (${i.type})`);
+  return inputs;
+}
+
+/** Human rendering of typed outputs. */
+export function renderOutputs(manifest: Manifest, outputs: Record<string, unknown>): string {
+  const out: string[] = [];
+  for (const spec of manifest.outputs) {
+    const v = outputs[spec.name] as any;
+    if (spec.type === 'text-lines' && Array.isArray(v)) out.push(...v.map((l: { text: string }) => l.text));
+    else if (spec.type === 'classification' && Array.isArray(v?.top ?? v)) out.push(...(v.top ?? v).map((c: { label: string; score: number }) => `${c.label}\t${c.score.toFixed(4)}`));
+    else if (spec.type === 'boxes' && Array.isArray(v)) out.push(`${v.length} boxes`, ...v.map((b: any) => `${b.label ?? b.class}\t${Number(b.score).toFixed(3)}\t${JSON.stringify(b.box ?? b.bbox)}`));
+    else out.push(`${spec.name}: ${JSON.stringify(v, (_k, x) => (ArrayBuffer.isView(x) ? `<${(x as Uint8Array).length} values>` : x))}`);
+  }
+  return out.join('\n');
+}
+
+export function register(program: Command): void {
+  const run = addRunOptions(program.command('run').description('verify, pick the best variant for this host, and run the package on inputs'))
+    .option('--explain', 'also print why each variant was chosen or rejected');
+  action<[string], RunFlags>(run, async (io, pkg, opts) => {
+    await using runner = await Runner.open(pkg, runnerOptions(opts));
+    const r = await runner.run(parseInputs(runner.manifest, opts.input));
+    const explain = opts.explain ? selectionJson(runner.selection) : undefined;
+    return {
+      result: { outputs: r.outputs, variant: r.variant, timings: r.timings, ...(explain ? { explain } : {}) },
+      human: `${renderOutputs(runner.manifest, r.outputs)}${opts.explain ? `\n\n${renderSelection(runner.selection)}` : ''}`,
+    };
+  });
+
+  const bench = addRunOptions(program.command('bench').description('latency percentiles of `run`, in total and per stage (decode, pre, infer per model, post)'))
+    .option('--runs <n>', 'measured runs (default 20)')
+    .option('--warmup <n>', 'unmeasured runs first (default 2)');
+  action<[string], RunFlags & { runs?: string; warmup?: string }>(bench, async (io, pkg, opts) => {
+    const runs = intOption(opts.runs, 'runs') ?? 20;
+    const warmup = intOption(opts.warmup, 'warmup', 0) ?? 2;
+    await using runner = await Runner.open(pkg, runnerOptions(opts));
+    const inputs = parseInputs(runner.manifest, opts.input);
+    for (let i = 0; i < warmup; i++) await runner.run(inputs);
+    const samples: Record<string, number[]> = {};
+    for (let i = 0; i < runs; i++) {
+      const r = await runner.run(inputs);
+      for (const [stage, ms] of Object.entries(r.timings)) if (stage !== 'load') (samples[stage] ??= []).push(ms);
+    }
+    if (!samples.total) throw new RunnerError('E_RUN_PIPELINE', 'no runs were measured');
+    const pct = (xs: number[], p: number) => {
+      const s = [...xs].sort((a, b) => a - b);
+      return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+    };
+    const stages = Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, { p50: pct(xs, 50), p90: pct(xs, 90), p99: pct(xs, 99), mean: xs.reduce((a, b) => a + b, 0) / xs.length }]));
+    const lines = [`${runner.manifest.name}@${runner.manifest.version}: ${runs} runs after ${warmup} warm-up`, `${'stage'.padEnd(18)} ${'p50'.padStart(9)} ${'p90'.padStart(9)} ${'p99'.padStart(9)}  (ms)`];
+    for (const [k, s] of Object.entries(stages)) lines.push(`${k.padEnd(18)} ${s.p50.toFixed(2).padStart(9)} ${s.p90.toFixed(2).padStart(9)} ${s.p99.toFixed(2).padStart(9)}`);
+    const variant: Record<string, string> = {};
+    for (const m of runner.selection.models) if (m.chosen) variant[m.model] = m.chosen.variant.id;
+    return { result: { runs, warmup, variant, latencyMs: stages }, human: lines.join('\n') };
+  });
+}

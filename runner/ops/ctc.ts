@@ -1,0 +1,93 @@
+/**
+ * CTC greedy (best-path) decoding: per time step take the most likely class, collapse repeats,
+ * drop blanks, map class ids to vocabulary entries.
+ */
+
+export interface CtcOptions {
+  /** Class id per vocabulary entry is `index + offset`; PaddleOCR puts blank at 0, so offset 1. */
+  vocabulary: readonly string[];
+  /** Blank class id. Default 0. */
+  blank?: number;
+  /** Class id of vocabulary[0]. Default 1 (blank first). */
+  offset?: number;
+  /** Valid time steps per sequence (padding beyond is ignored). Default: all. */
+  lengths?: ArrayLike<number>;
+  /**
+   * The scores are probabilities (each step sums to 1, e.g. a softmax output): a value above 0.5
+   * must be the step's maximum, so the scan of that step stops there. Same result, far fewer
+   * reads: most steps are a confident blank at class 0.
+   */
+  probabilities?: boolean;
+}
+
+export interface CtcResult {
+  texts: string[];
+  /** Mean probability of the emitted characters; 0 for an empty text. */
+  scores: Float32Array;
+}
+
+/**
+ * Decodes `batch × steps × classes` scores (probabilities, or logits when only the ranking
+ * matters). Unknown ids (outside the vocabulary) decode to nothing but still break repeats.
+ */
+export function ctcGreedyDecode(data: Float32Array, dims: readonly number[], options: CtcOptions): CtcResult {
+  if (dims.length !== 3) throw new RangeError(`ctc: expected 3 dims [batch, steps, classes], got [${dims.join(', ')}]`);
+  const [batch, steps, classes] = dims;
+  const blank = options.blank ?? 0;
+  const offset = options.offset ?? 1;
+  const vocab = options.vocabulary;
+  const probs = options.probabilities ?? false;
+  const texts: string[] = new Array(batch);
+  const scores = new Float32Array(batch);
+  for (let b = 0; b < batch; b++) {
+    const len = Math.min(steps, options.lengths ? options.lengths[b] : steps);
+    let prev = -1;
+    let text = '';
+    let sum = 0;
+    let count = 0;
+    for (let t = 0; t < len; t++) {
+      // Per-row argmax over a subarray keeps this loop monomorphic and tight: it is the hot part
+      // (classes ≈ 6.6k for the Chinese + Latin dictionary).
+      const row = data.subarray((b * steps + t) * classes, (b * steps + t + 1) * classes);
+      let best = 0;
+      let bv = row[0];
+      if (bv !== bv) bv = -Infinity;
+      if (!(probs && bv > 0.5)) {
+        for (let c = 1; c < classes; c++) {
+          const v = row[c];
+          if (v > bv) {
+            bv = v;
+            best = c;
+            if (probs && v > 0.5) break;
+          }
+        }
+      }
+      if (best !== blank && best !== prev) {
+        const ch = vocab[best - offset];
+        if (ch !== undefined) {
+          text += ch;
+          sum += bv;
+          count++;
+        }
+      }
+      prev = best;
+    }
+    texts[b] = text;
+    scores[b] = count ? sum / count : 0;
+  }
+  return { texts, scores };
+}
+
+/**
+ * Parses a vocabulary file: one token per line, `\n` or `\r\n`, a single trailing newline
+ * ignored (so a file with or without it gives the same list). Empty lines in the middle are kept
+ * as tokens, since their positions are class ids.
+ */
+export function parseVocabulary(text: string, options: { appendSpace?: boolean } = {}): string[] {
+  let body = text.startsWith('\ufeff') ? text.slice(1) : text;
+  if (body.endsWith('\r\n')) body = body.slice(0, -2);
+  else if (body.endsWith('\n')) body = body.slice(0, -1);
+  const lines = body.length ? body.split(/\r?\n/) : [];
+  if (options.appendSpace) lines.push(' ');
+  return lines;
+}

@@ -1,0 +1,378 @@
+/**
+ * Image ops: decode-image, resize, normalize, crop-regions, rotate-images. Ops taking an image
+ * also take an `images` batch and apply per item.
+ */
+import { Type } from '@sinclair/typebox';
+import sharp, { type Sharp } from 'sharp';
+import { RunnerError } from '../../spec/errors.js';
+import { cropQuad, resizeImage, rotateImage, toTensor } from '../ops/image.js';
+import { quadSize } from '../ops/geometry.js';
+import { Name, defineOp, type OpRun } from './registry.js';
+import type { ImageTransform, ImageValue, ImagesValue, TensorValue } from './values.js';
+
+const Opt = Type.Optional;
+
+async function decode(value: unknown, channels: 1 | 3, background: number[]): Promise<ImageValue> {
+  if (value && typeof value === 'object' && (value as { kind?: unknown }).kind === 'image') return value as ImageValue;
+  let img: Sharp;
+  if (value instanceof Uint8Array && !Buffer.isBuffer(value)) value = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  if (typeof value === 'string' || Buffer.isBuffer(value)) {
+    if (typeof value === 'string' && value.length === 0) throw new RunnerError('E_RUN_INPUT', 'image path is empty');
+    if (Buffer.isBuffer(value) && value.length === 0) throw new RunnerError('E_RUN_INPUT', 'image buffer is empty');
+    img = sharp(value, { failOn: 'error' }).autoOrient();
+  } else if (value && typeof value === 'object' && 'data' in value) {
+    const { data, width, height, channels: c } = value as { data: unknown; width: unknown; height: unknown; channels: unknown };
+    const okDims = [width, height].every((n) => Number.isInteger(n) && (n as number) > 0) && [1, 2, 3, 4].includes(c as number);
+    if (!okDims || !(data instanceof Uint8Array) || data.length !== (width as number) * (height as number) * (c as number)) {
+      throw new RunnerError('E_RUN_INPUT', 'raw image needs {data: Uint8Array, width, height, channels: 1-4} with data.length = width × height × channels', {
+        width, height, channels: c, length: data instanceof Uint8Array ? data.length : undefined,
+      });
+    }
+    // Fast path: already what the pipeline wants, no copy (ops never write their inputs).
+    if (c === channels) return { kind: 'image', data, width: width as number, height: height as number, channels };
+    img = sharp(data, { raw: { width: width as number, height: height as number, channels: c as 1 | 2 | 3 | 4 } });
+  } else {
+    throw new RunnerError('E_RUN_INPUT', 'an image input is a file path, an encoded image Buffer, or {data, width, height, channels}');
+  }
+  const bg = { r: background[0] ?? 255, g: background[1] ?? background[0] ?? 255, b: background[2] ?? background[0] ?? 255 };
+  img = img.flatten({ background: bg }).toColourspace(channels === 1 ? 'b-w' : 'srgb');
+  try {
+    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== channels) throw new Error(`decoded ${info.channels} channels, expected ${channels}`);
+    return { kind: 'image', data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels };
+  } catch (e) {
+    throw new RunnerError('E_RUN_INPUT', `cannot decode image: ${(e as Error).message}`, typeof value === 'string' ? { path: value } : undefined, { cause: e });
+  }
+}
+
+defineOp({
+  op: 'decode-image',
+  stage: 'decode',
+  summary: 'Decodes a file path, encoded Buffer or raw pixels into RGB (or grey) 8-bit pixels; EXIF orientation applied, alpha flattened.',
+  params: Type.Object(
+    { input: Name, output: Name, channels: Opt(Type.Union([Type.Literal(1), Type.Literal(3)])), background: Opt(Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), { minItems: 1, maxItems: 3 })) },
+    { additionalProperties: false },
+  ),
+  reads: (p) => [p.input],
+  writes: (p) => [p.output],
+  async run(p, x) {
+    const v = x.get(p.input, 'raw', 'image');
+    x.set(p.output, await decode(v.kind === 'raw' ? v.value : v, p.channels ?? 3, p.background ?? [255]));
+  },
+});
+
+const ResizeParams = Type.Object(
+  {
+    input: Name,
+    output: Name,
+    mode: Type.Union(['fixed', 'fit', 'letterbox', 'limit-side', 'fixed-height'].map((m) => Type.Literal(m))),
+    width: Opt(Type.Integer({ minimum: 1, maximum: 65536 })),
+    height: Opt(Type.Integer({ minimum: 1, maximum: 65536 })),
+    limitSide: Opt(Type.Integer({ minimum: 1, maximum: 65536 })),
+    limitType: Opt(Type.Union([Type.Literal('max'), Type.Literal('min')])),
+    maxSide: Opt(Type.Integer({ minimum: 1, maximum: 65536 })),
+    multipleOf: Opt(Type.Integer({ minimum: 1, maximum: 1024 })),
+    minWidth: Opt(Type.Integer({ minimum: 1, maximum: 65536 })),
+    maxWidth: Opt(Type.Integer({ minimum: 1, maximum: 65536 })),
+    overflow: Opt(Type.Union([Type.Literal('squeeze'), Type.Literal('crop')])),
+    padValue: Opt(Type.Integer({ minimum: 0, maximum: 255 })),
+    antialias: Opt(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+type ResizeP = (typeof ResizeParams)['static'];
+
+function roundTo(v: number, m: number): number {
+  return Math.max(m, Math.round(v / m) * m);
+}
+
+/** Target size and placement for one image. */
+function plan(p: ResizeP, w: number, h: number): { rw: number; rh: number; ow: number; oh: number; ox: number; oy: number } {
+  const m = p.multipleOf ?? 1;
+  switch (p.mode) {
+    case 'fixed':
+      return { rw: p.width!, rh: p.height!, ow: p.width!, oh: p.height!, ox: 0, oy: 0 };
+    case 'fit':
+    case 'letterbox': {
+      const s = Math.min(p.width! / w, p.height! / h);
+      const rw = Math.max(1, Math.round(w * s)), rh = Math.max(1, Math.round(h * s));
+      if (p.mode === 'fit') return { rw, rh, ow: rw, oh: rh, ox: 0, oy: 0 };
+      return { rw, rh, ow: p.width!, oh: p.height!, ox: (p.width! - rw) >> 1, oy: (p.height! - rh) >> 1 };
+    }
+    case 'limit-side': {
+      const limit = p.limitSide ?? 960;
+      let s = 1;
+      if ((p.limitType ?? 'max') === 'max') s = Math.max(w, h) > limit ? limit / Math.max(w, h) : 1;
+      else s = Math.min(w, h) < limit ? limit / Math.min(w, h) : 1;
+      if (p.maxSide && Math.max(w, h) * s > p.maxSide) s = p.maxSide / Math.max(w, h);
+      const rw = roundTo(w * s, m), rh = roundTo(h * s, m);
+      return { rw, rh, ow: rw, oh: rh, ox: 0, oy: 0 };
+    }
+    default: {
+      const hh = p.height!;
+      let rw = Math.max(1, Math.ceil((hh * w) / h));
+      if (p.minWidth) rw = Math.max(rw, p.minWidth);
+      if (m > 1) rw = roundTo(rw, m);
+      if (p.maxWidth && rw > p.maxWidth) {
+        // crop: keep the aspect ratio and the first maxWidth columns (e.g. enough of a long line
+        // to tell its orientation) instead of squeezing the whole line.
+        if (p.overflow === 'crop') return { rw, rh: hh, ow: p.maxWidth, oh: hh, ox: 0, oy: 0 };
+        rw = p.maxWidth;
+      }
+      return { rw, rh: hh, ow: rw, oh: hh, ox: 0, oy: 0 };
+    }
+  }
+}
+
+function resizeOne(p: ResizeP, img: ImageValue): ImageValue {
+  const { rw, rh, ow, oh, ox, oy } = plan(p, img.width, img.height);
+  const c = img.channels;
+  let data: Uint8Array;
+  if (rw > ow && ox === 0 && rw !== img.width) {
+    // Cropping overflow: resize only the source columns that reach the kept part (plus the
+    // filter's reach), not the whole line.
+    const sw = Math.min(img.width, Math.ceil((ow * img.width) / rw) + Math.ceil(img.width / rw) + 2);
+    const part = new Uint8Array(sw * img.height * c);
+    for (let y = 0; y < img.height; y++) part.set(img.data.subarray(y * img.width * c, (y * img.width + sw) * c), y * sw * c);
+    const pw = Math.max(ow, Math.round((sw * rw) / img.width));
+    const r = resizeImage(part, { width: sw, height: img.height, channels: c }, { width: pw, height: rh, antialias: p.antialias });
+    data = new Uint8Array(ow * rh * c);
+    for (let y = 0; y < rh; y++) data.set(r.subarray(y * pw * c, (y * pw + ow) * c), y * ow * c);
+  } else {
+    const shape = { width: img.width, height: img.height, channels: c };
+    data = rw === img.width && rh === img.height ? img.data : resizeImage(img.data, shape, { width: rw, height: rh, antialias: p.antialias });
+  }
+  if (data.length !== ow * oh * c) {
+    // Letterbox padding, or cropping to the output's top-left when it is the smaller one.
+    const canvas = new Uint8Array(ow * oh * c).fill(p.padValue ?? 114);
+    const dw = data.length / (rh * c);
+    const cw = Math.min(dw, ow) * c;
+    for (let y = 0; y < Math.min(rh, oh); y++) canvas.set(data.subarray(y * dw * c, y * dw * c + cw), ((y + oy) * ow + ox) * c);
+    data = canvas;
+  }
+  // Compose with any earlier transform so coordinates map back to the original image.
+  const sx = rw / img.width, sy = rh / img.height;
+  const t = img.transform;
+  const transform: ImageTransform = t
+    ? { scaleX: sx * t.scaleX, scaleY: sy * t.scaleY, offsetX: ox + t.offsetX * sx, offsetY: oy + t.offsetY * sy, width: t.width, height: t.height }
+    : { scaleX: sx, scaleY: sy, offsetX: ox, offsetY: oy, width: img.width, height: img.height };
+  return { kind: 'image', data, width: ow, height: oh, channels: img.channels, transform, ...(img.quad ? { quad: img.quad } : {}) };
+}
+
+defineOp({
+  op: 'resize',
+  stage: 'pre',
+  summary: 'Resizes an image (or each image of a batch): fixed, fit, letterbox, limit-side (keep ratio, bound a side, round to a multiple) or fixed-height (keep ratio, clamp width).',
+  params: ResizeParams,
+  reads: (p) => [p.input],
+  writes: (p) => [p.output],
+  check(p) {
+    if ((p.mode === 'fixed' || p.mode === 'fit' || p.mode === 'letterbox') && (!p.width || !p.height)) return `mode ${p.mode} needs width and height`;
+    if (p.mode === 'fixed-height' && !p.height) return 'mode fixed-height needs height';
+    if (p.minWidth && p.maxWidth && p.minWidth > p.maxWidth) return 'minWidth is above maxWidth';
+    return undefined;
+  },
+  run(p, x) {
+    const v = x.get(p.input, 'image', 'images');
+    x.set(p.output, v.kind === 'image' ? resizeOne(p, v) : { kind: 'images', items: v.items.map((i) => resizeOne(p, i)) });
+  },
+});
+
+const NormalizeParams = Type.Object(
+  {
+    input: Name,
+    output: Name,
+    scale: Opt(Type.Number()),
+    mean: Opt(Type.Array(Type.Number(), { minItems: 1, maxItems: 4 })),
+    std: Opt(Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, maxItems: 4 })),
+    layout: Opt(Type.Union([Type.Literal('nchw'), Type.Literal('nhwc')])),
+    channelOrder: Opt(Type.Union([Type.Literal('rgb'), Type.Literal('bgr')])),
+    dtype: Opt(Type.Union([Type.Literal('float32'), Type.Literal('float16'), Type.Literal('uint8')])),
+    padValue: Opt(Type.Number()),
+    minWidth: Opt(Type.Integer({ minimum: 0, maximum: 65536 })),
+    minHeight: Opt(Type.Integer({ minimum: 0, maximum: 65536 })),
+    batch: Opt(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+type NormalizeP = (typeof NormalizeParams)['static'];
+
+/** float32 → IEEE half bits, round to nearest even. */
+function toHalf(f: Float32Array): Uint16Array {
+  const out = new Uint16Array(f.length);
+  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  for (let i = 0; i < f.length; i++) {
+    const x = u[i];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    if (exp === 0xff) out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+    else {
+      const e = exp - 127 + 15;
+      if (e >= 0x1f) out[i] = sign | 0x7c00;
+      else if (e <= 0) {
+        if (e < -10) out[i] = sign;
+        else {
+          mant |= 0x800000;
+          const shift = 14 - e;
+          let h = mant >>> shift;
+          const rem = mant & ((1 << shift) - 1), half = 1 << (shift - 1);
+          if (rem > half || (rem === half && h & 1)) h++;
+          out[i] = sign | h;
+        }
+      } else {
+        let h = (e << 10) | (mant >>> 13);
+        const rem = mant & 0x1fff;
+        if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
+        out[i] = sign | h;
+      }
+    }
+  }
+  return out;
+}
+
+function toTensorValue(p: NormalizeP, items: ImageValue[], x: OpRun): TensorValue {
+  const c = items[0]?.channels ?? 3;
+  if (items.some((i) => i.channels !== c)) x.fail('images in one batch have different channel counts');
+  const pw = Math.max(p.minWidth ?? 0, ...items.map((i) => i.width));
+  const ph = Math.max(p.minHeight ?? 0, ...items.map((i) => i.height));
+  const nchw = (p.layout ?? 'nchw') === 'nchw';
+  const dims = nchw ? [items.length, c, ph, pw] : [items.length, ph, pw, c];
+  const per = pw * ph * c;
+  const dtype = p.dtype ?? 'float32';
+  const bc = (a: number[] | undefined) => (a && a.length === 1 ? Array(c).fill(a[0]) : a);
+  const opts = {
+    scale: dtype === 'uint8' ? 1 : p.scale ?? 1 / 255,
+    mean: dtype === 'uint8' ? undefined : bc(p.mean),
+    std: dtype === 'uint8' ? undefined : bc(p.std),
+    layout: p.layout,
+    bgr: p.channelOrder === 'bgr',
+    planeWidth: pw,
+    planeHeight: ph,
+    padValue: p.padValue ?? 0,
+  };
+  const f = new Float32Array(items.length * per);
+  items.forEach((img, n) => toTensor(img.data, img, { ...opts, dst: f, offset: n * per }));
+  if (dtype === 'uint8') return { kind: 'tensor', type: 'uint8', dims, data: Uint8Array.from(f) };
+  if (dtype === 'float16') return { kind: 'tensor', type: 'float16', dims, data: toHalf(f) };
+  return { kind: 'tensor', type: 'float32', dims, data: f };
+}
+
+defineOp({
+  op: 'normalize',
+  stage: 'pre',
+  summary: 'Turns an image, or a batch padded to a common size, into a tensor: (pixel × scale − mean) / std, NCHW or NHWC, RGB or BGR, float32 / float16 / uint8.',
+  params: NormalizeParams,
+  reads: (p) => [p.input],
+  writes: (p) => [p.output],
+  check(p) {
+    if (p.mean && p.std && p.mean.length !== p.std.length && p.mean.length !== 1 && p.std.length !== 1) return 'mean and std lengths differ';
+    return undefined;
+  },
+  run(p, x) {
+    const v = x.get(p.input, 'image', 'images');
+    const items = v.kind === 'image' ? [v] : v.items;
+    for (const i of items) {
+      for (const a of [p.mean, p.std]) if (a && a.length !== 1 && a.length !== i.channels) x.fail(`mean/std have ${a.length} values for a ${i.channels}-channel image`);
+    }
+    if (p.batch === false && v.kind === 'images') x.set(p.output, { kind: 'tensors', items: items.map((i) => toTensorValue(p, [i], x)) });
+    else x.set(p.output, toTensorValue(p, items, x));
+  },
+});
+
+/** A quad reordered after the crop was turned `turns` quarter turns counter-clockwise. */
+function turnQuad(q: number[], turns: number): number[] {
+  const out: number[] = [];
+  for (let k = 0; k < 4; k++) {
+    const j = (k + turns) % 4;
+    out.push(q[2 * j], q[2 * j + 1]);
+  }
+  return out;
+}
+
+function turn(img: ImageValue, turns: number): ImageValue {
+  const r = rotateImage(img.data, img, { turns });
+  return { kind: 'image', data: r.data, width: r.width, height: r.height, channels: img.channels, ...(img.quad ? { quad: turnQuad(img.quad, turns) } : {}) };
+}
+
+defineOp({
+  op: 'crop-regions',
+  stage: 'pre',
+  summary: 'Cuts each region (rotated quad or box) out of an image, perspective-corrected to an upright rectangle (optionally scaled to a height in the same pass); tall crops are turned 90° so vertical lines read left to right.',
+  params: Type.Object(
+    { image: Name, regions: Name, output: Name, rotateTall: Opt(Type.Number({ minimum: 0 })), height: Opt(Type.Integer({ minimum: 1, maximum: 4096 })) },
+    { additionalProperties: false },
+  ),
+  reads: (p) => [p.image, p.regions],
+  writes: (p) => [p.output],
+  run(p, x) {
+    const img = x.get(p.image, 'image');
+    const r = x.get(p.regions, 'regions', 'boxes');
+    const quads: number[][] = [];
+    if (r.kind === 'regions') {
+      if (r.width !== img.width || r.height !== img.height) x.fail(`regions refer to a ${r.width}×${r.height} image, not this ${img.width}×${img.height} one`);
+      for (let i = 0; i < r.count; i++) quads.push(Array.from(r.quads.subarray(8 * i, 8 * i + 8)));
+    } else {
+      for (let i = 0; i < r.count; i++) {
+        const [x1, y1, x2, y2] = r.boxes.subarray(4 * i, 4 * i + 4);
+        quads.push([x1, y1, x2, y1, x2, y2, x1, y2]);
+      }
+    }
+    const tall = p.rotateTall ?? 1.5;
+    const items: ImageValue[] = quads.map((region) => {
+      const s = quadSize(region);
+      let w = Math.max(1, Math.floor(s.width)), h = Math.max(1, Math.floor(s.height));
+      // A tall region is cut starting at its top-right corner: the crop comes out turned 90°
+      // counter-clockwise in the same pass, no separate rotation.
+      const quad = tall > 0 && h / w >= tall ? turnQuad(region, 1) : region;
+      if (quad !== region) [w, h] = [h, w];
+      let samples = 1;
+      if (p.height) {
+        // Scaled in the same pass: width keeps the aspect ratio; shrinking averages k×k samples.
+        samples = Math.min(8, Math.max(1, Math.round(h / p.height)));
+        w = Math.max(1, Math.ceil((p.height * w) / h));
+        h = p.height;
+      }
+      return { kind: 'image', data: cropQuad(img.data, img, { quad, width: w, height: h, samples }), width: w, height: h, channels: img.channels, quad };
+    });
+    x.set(p.output, { kind: 'images', items } satisfies ImagesValue);
+  },
+});
+
+defineOp({
+  op: 'rotate-images',
+  stage: 'pre',
+  summary: 'Rotates every image of a batch (or only those whose top class matches `label` with at least `minScore`) by 90, 180 or 270 degrees counter-clockwise.',
+  params: Type.Object(
+    {
+      input: Name,
+      output: Name,
+      angle: Type.Union([Type.Literal(90), Type.Literal(180), Type.Literal(270)]),
+      classes: Opt(Name),
+      label: Opt(Type.Union([Type.String({ maxLength: 256 }), Type.Integer({ minimum: 0 })])),
+      minScore: Opt(Type.Number()),
+    },
+    { additionalProperties: false },
+  ),
+  reads: (p) => [p.input, ...(p.classes ? [p.classes] : [])],
+  writes: (p) => [p.output],
+  check: (p) => (p.label !== undefined && !p.classes ? 'label needs classes' : undefined),
+  run(p, x) {
+    const v = x.get(p.input, 'image', 'images');
+    const items = v.kind === 'image' ? [v] : v.items;
+    const turns = p.angle / 90;
+    let pick = (_i: number) => true;
+    if (p.classes) {
+      const c = x.get(p.classes, 'classes');
+      if (c.count !== items.length) x.fail(`${c.count} classifications for ${items.length} images`);
+      const min = p.minScore ?? -Infinity;
+      pick = (i) => {
+        const idx = c.indices[i * c.k];
+        const label = typeof p.label === 'string' ? c.labels?.[idx] ?? String(idx) : idx;
+        return (p.label === undefined || label === p.label) && c.scores[i * c.k] >= min;
+      };
+    }
+    const out = items.map((img, i) => (pick(i) ? turn(img, turns) : img));
+    x.set(p.output, v.kind === 'image' ? out[0] : { kind: 'images', items: out });
+  },
+});

@@ -1,0 +1,350 @@
+/**
+ * Post-processing ops: db-postprocess, order-regions, softmax, top-k, argmax, ctc-decode, nms,
+ * text-lines.
+ */
+import { Type } from '@sinclair/typebox';
+import { argmax, softmax, topK } from '../ops/classify.js';
+import { ctcGreedyDecode, parseVocabulary } from '../ops/ctc.js';
+import { dbBoxes } from '../ops/detect.js';
+import { orderQuad, quadSize } from '../ops/geometry.js';
+import { nms } from '../ops/nms.js';
+import { readingOrder } from '../ops/order.js';
+import { AssetId, Labels, Name, defineOp, type OpRun } from './registry.js';
+import type { ImageTransform, RegionsValue, TensorValue, TextLine } from './values.js';
+
+const Opt = Type.Optional;
+
+function floats(t: TensorValue, x: OpRun): Float32Array {
+  if (t.data instanceof Float32Array) return t.data;
+  if (t.type === 'float16') x.fail('float16 outputs need converting first; not supported by this op');
+  return Float32Array.from(t.data as ArrayLike<number> & Iterable<number>, Number);
+}
+
+/** Rows × columns view of a tensor over its last axis. */
+function matrix(t: TensorValue): { rows: number; cols: number } {
+  const cols = t.dims.length ? t.dims[t.dims.length - 1] : 1;
+  const rows = t.dims.length > 1 ? t.dims.slice(0, -1).reduce((a, b) => a * b, 1) : 1;
+  return { rows: cols === 0 ? 0 : rows, cols };
+}
+
+async function labelsOf(p: { labels?: string[]; labelsAsset?: string }, x: OpRun): Promise<string[] | undefined> {
+  if (p.labels) return p.labels;
+  if (p.labelsAsset) {
+    const id = p.labelsAsset;
+    return x.memo(`labels:${id}`, async () => parseVocabulary(await x.text(id)));
+  }
+  return undefined;
+}
+
+function mapBack(t: ImageTransform | undefined, x: number, y: number): [number, number] {
+  if (!t) return [x, y];
+  return [(x - t.offsetX) / t.scaleX, (y - t.offsetY) / t.scaleY];
+}
+
+defineOp({
+  op: 'db-postprocess',
+  stage: 'post',
+  summary: 'Text-detection post-processing of a DB probability map: binarize, connected components, minimum-area rotated boxes, box score, unclip; boxes mapped back to the original image.',
+  params: Type.Object(
+    {
+      input: Name,
+      output: Name,
+      image: Opt(Name),
+      threshold: Opt(Type.Number({ minimum: 0, maximum: 1 })),
+      boxThreshold: Opt(Type.Number({ minimum: 0, maximum: 1 })),
+      unclipRatio: Opt(Type.Number({ minimum: 0, maximum: 100 })),
+      minSize: Opt(Type.Number({ minimum: 0 })),
+      minRegionSide: Opt(Type.Number({ minimum: 0 })),
+      maxCandidates: Opt(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+      dilate: Opt(Type.Boolean()),
+    },
+    { additionalProperties: false },
+  ),
+  reads: (p) => [p.input, ...(p.image ? [p.image] : [])],
+  writes: (p) => [p.output],
+  run(p, x) {
+    const t = x.get(p.input, 'tensor');
+    const d = t.dims;
+    if (d.length < 2 || d.slice(0, -2).some((v) => v !== 1)) x.fail(`expected a [1, 1, H, W] probability map, got [${d.join(', ')}]`);
+    const mh = d[d.length - 2], mw = d[d.length - 1];
+    const prob = floats(t, x);
+    const r = dbBoxes(prob, mw, mh, {
+      threshold: p.threshold ?? 0.3,
+      boxThreshold: p.boxThreshold ?? 0.6,
+      unclipRatio: p.unclipRatio ?? 1.5,
+      minSize: p.minSize ?? 3,
+      maxCandidates: p.maxCandidates ?? 1000,
+      dilate: p.dilate ?? false,
+    });
+    const img = p.image ? x.get(p.image, 'image') : undefined;
+    // Map pixels → image pixels → original image pixels.
+    const kx = img ? img.width / mw : 1, ky = img ? img.height / mh : 1;
+    const W = img?.transform?.width ?? img?.width ?? mw, H = img?.transform?.height ?? img?.height ?? mh;
+    const minSide = p.minRegionSide ?? 4;
+    const quads: number[] = [];
+    const scores: number[] = [];
+    for (let i = 0; i < r.count; i++) {
+      const q: number[] = [];
+      for (let k = 0; k < 4; k++) {
+        const [sx, sy] = mapBack(img?.transform, r.quads[8 * i + 2 * k] * kx, r.quads[8 * i + 2 * k + 1] * ky);
+        q.push(Math.min(Math.max(sx, 0), W), Math.min(Math.max(sy, 0), H));
+      }
+      const o = orderQuad(q);
+      const s = quadSize(o);
+      if (Math.min(s.width, s.height) < minSide) continue;
+      quads.push(...o);
+      scores.push(r.scores[i]);
+    }
+    x.set(p.output, { kind: 'regions', count: scores.length, quads: Float32Array.from(quads), scores: Float32Array.from(scores), width: W, height: H });
+  },
+});
+
+defineOp({
+  op: 'order-regions',
+  stage: 'post',
+  summary: 'Sorts regions into reading order: top to bottom, a column at a time, columns left to right.',
+  params: Type.Object(
+    { input: Name, output: Name, columnGap: Opt(Type.Number({ minimum: 0 })), minColumnWidth: Opt(Type.Number({ minimum: 0 })), shrink: Opt(Type.Number({ minimum: 0, maximum: 0.5 })) },
+    { additionalProperties: false },
+  ),
+  reads: (p) => [p.input],
+  writes: (p) => [p.output],
+  run(p, x) {
+    const r = x.get(p.input, 'regions');
+    const perm = readingOrder(r.quads, r.count, { columnGap: p.columnGap, minColumnWidth: p.minColumnWidth, shrink: p.shrink });
+    const quads = new Float32Array(r.count * 8);
+    const scores = new Float32Array(r.count);
+    perm.forEach((src, i) => {
+      quads.set(r.quads.subarray(8 * src, 8 * src + 8), 8 * i);
+      scores[i] = r.scores[src];
+    });
+    x.set(p.output, { ...r, quads, scores } satisfies RegionsValue);
+  },
+});
+
+defineOp({
+  op: 'softmax',
+  stage: 'post',
+  summary: 'Softmax over the last axis of a tensor.',
+  params: Type.Object({ input: Name, output: Name }, { additionalProperties: false }),
+  reads: (p) => [p.input],
+  writes: (p) => [p.output],
+  run(p, x) {
+    const t = x.get(p.input, 'tensor');
+    const { rows, cols } = matrix(t);
+    x.set(p.output, { kind: 'tensor', type: 'float32', dims: t.dims, data: softmax(floats(t, x), rows, cols) });
+  },
+});
+
+const LabelParams = { labels: Opt(Labels), labelsAsset: Opt(AssetId) };
+
+defineOp({
+  op: 'top-k',
+  stage: 'post',
+  summary: 'The k best classes of each row of a [N, C] tensor (softmax first if asked), with labels from params or a labels asset.',
+  params: Type.Object({ input: Name, output: Name, k: Opt(Type.Integer({ minimum: 1, maximum: 1000 })), softmax: Opt(Type.Boolean()), ...LabelParams }, { additionalProperties: false }),
+  reads: (p) => [p.input],
+  writes: (p) => [p.output],
+  assets: (p) => (p.labelsAsset ? [p.labelsAsset] : []),
+  check: (p) => (p.labels && p.labelsAsset ? 'give labels or labelsAsset, not both' : undefined),
+  async run(p, x) {
+    const v = x.get(p.input, 'tensor', 'tensors');
+    const indices: number[] = [];
+    const scores: number[] = [];
+    let count = 0;
+    let k = p.k ?? 1;
+    for (const t of v.kind === 'tensor' ? [v] : v.items) {
+      const { rows, cols } = matrix(t);
+      if (!rows) continue;
+      let data = floats(t, x);
+      if (p.softmax) data = softmax(data, rows, cols);
+      const r = topK(data, rows, cols, { k: p.k ?? 1 });
+      if (count && r.k !== k) x.fail('tensors in the list have different class counts');
+      k = r.k;
+      count += rows;
+      indices.push(...r.indices);
+      scores.push(...r.values);
+    }
+    const labels = await labelsOf(p, x);
+    x.set(p.output, { kind: 'classes', count, k, indices: Int32Array.from(indices), scores: Float32Array.from(scores), ...(labels ? { labels } : {}) });
+  },
+});
+
+defineOp({
+  op: 'argmax',
+  stage: 'post',
+  summary: 'Per-pixel class of a [1, C, H, W] score map (or channel 0 > threshold when given) as a label mask.',
+  params: Type.Object({ input: Name, output: Name, threshold: Opt(Type.Number()), ...LabelParams }, { additionalProperties: false }),
+  reads: (p) => [p.input],
+  writes: (p) => [p.output],
+  assets: (p) => (p.labelsAsset ? [p.labelsAsset] : []),
+  async run(p, x) {
+    const t = x.get(p.input, 'tensor');
+    const d = t.dims.length === 4 ? t.dims : t.dims.length === 3 ? [1, ...t.dims] : [];
+    if (d.length !== 4 || d[0] !== 1) x.fail(`expected [1, C, H, W] or [C, H, W], got [${t.dims.join(', ')}]`);
+    const [, c, h, w] = d;
+    const src = floats(t, x);
+    const plane = h * w;
+    const mask = new Int32Array(plane);
+    if (p.threshold !== undefined) for (let i = 0; i < plane; i++) mask[i] = src[i] > p.threshold ? 1 : 0;
+    else {
+      // Channel-major scan keeps memory access sequential.
+      const best = new Float32Array(plane).fill(-Infinity);
+      for (let k = 0; k < c; k++) {
+        const o = k * plane;
+        for (let i = 0; i < plane; i++) if (src[o + i] > best[i]) {
+          best[i] = src[o + i];
+          mask[i] = k;
+        }
+      }
+    }
+    const labels = await labelsOf(p, x);
+    x.set(p.output, { kind: 'mask', width: w, height: h, data: mask, ...(labels ? { labels } : {}) });
+  },
+});
+
+defineOp({
+  op: 'ctc-decode',
+  stage: 'post',
+  summary: 'CTC greedy decoding of a [N, T, C] score tensor with a vocabulary asset (one token per line): text and mean character confidence per row.',
+  params: Type.Object(
+    {
+      input: Name,
+      output: Name,
+      vocabulary: AssetId,
+      blank: Opt(Type.Integer({ minimum: 0 })),
+      appendSpace: Opt(Type.Boolean()),
+      softmax: Opt(Type.Boolean()),
+      probabilities: Opt(Type.Boolean()),
+    },
+    { additionalProperties: false },
+  ),
+  reads: (p) => [p.input],
+  writes: (p) => [p.output],
+  assets: (p) => [p.vocabulary],
+  async run(p, x) {
+    const v = x.get(p.input, 'tensor', 'tensors');
+    const vocab = await x.memo(`vocab:${p.vocabulary}:${p.appendSpace ? 1 : 0}`, async () => parseVocabulary(await x.text(p.vocabulary), { appendSpace: p.appendSpace }));
+    const texts: string[] = [];
+    const scores: number[] = [];
+    // A tensor list (one recognition call per region) decodes item by item, in order.
+    for (const t of v.kind === 'tensor' ? [v] : v.items) {
+      if (t.dims[0] === 0) continue;
+      if (t.dims.length !== 3) x.fail(`expected [N, T, C] scores, got [${t.dims.join(', ')}]`);
+      const classes = t.dims[2];
+      if (classes !== vocab.length + 1) x.fail(`model has ${classes} classes but the vocabulary gives ${vocab.length} tokens + blank`, { classes, tokens: vocab.length });
+      let data = floats(t, x);
+      if (p.softmax) data = softmax(data, t.dims[0] * t.dims[1], classes);
+      const blank = p.blank ?? 0;
+      const r = ctcGreedyDecode(data, t.dims, { vocabulary: vocab, blank, offset: blank === 0 ? 1 : 0, probabilities: p.softmax || p.probabilities });
+      texts.push(...r.texts);
+      scores.push(...r.scores);
+    }
+    x.set(p.output, { kind: 'texts', texts, scores: Float32Array.from(scores) });
+  },
+});
+
+defineOp({
+  op: 'nms',
+  stage: 'post',
+  summary: 'Non-maximum suppression of boxes (a boxes value or a detector tensor laid out box+score, box+score+class or box+class-scores), optionally mapped back through an image\'s resize.',
+  params: Type.Object(
+    {
+      input: Name,
+      output: Name,
+      iouThreshold: Type.Number({ minimum: 0, maximum: 1 }),
+      scoreThreshold: Opt(Type.Number()),
+      maxOutput: Opt(Type.Integer({ minimum: 0 })),
+      format: Opt(Type.Union([Type.Literal('xyxy'), Type.Literal('cxcywh')])),
+      layout: Opt(Type.Union(['box-score', 'box-score-class', 'box-class-scores'].map((l) => Type.Literal(l)))),
+      transpose: Opt(Type.Boolean()),
+      classAware: Opt(Type.Boolean()),
+      image: Opt(Name),
+      ...LabelParams,
+    },
+    { additionalProperties: false },
+  ),
+  reads: (p) => [p.input, ...(p.image ? [p.image] : [])],
+  writes: (p) => [p.output],
+  assets: (p) => (p.labelsAsset ? [p.labelsAsset] : []),
+  async run(p, x) {
+    const v = x.get(p.input, 'boxes', 'tensor');
+    let boxes: Float32Array, scores: Float32Array, classes: Int32Array | undefined, count: number;
+    if (v.kind === 'boxes') ({ boxes, scores, classes, count } = v);
+    else {
+      const d = v.dims.filter((n, i) => !(n === 1 && i < v.dims.length - 2));
+      if (d.length !== 2) x.fail(`expected a [N, K] detection tensor, got [${v.dims.join(', ')}]`);
+      const src = floats(v, x);
+      const [n, k] = p.transpose ? [d[1], d[0]] : [d[0], d[1]];
+      const at = (i: number, j: number) => (p.transpose ? src[j * n + i] : src[i * k + j]);
+      const layout = p.layout ?? 'box-score';
+      if (k < (layout === 'box-score-class' ? 6 : 5)) x.fail(`layout ${layout} needs more than ${k} values per box`);
+      count = n;
+      boxes = new Float32Array(4 * n);
+      scores = new Float32Array(n);
+      classes = layout === 'box-score' ? undefined : new Int32Array(n);
+      for (let i = 0; i < n; i++) {
+        let [a, b, c, e] = [at(i, 0), at(i, 1), at(i, 2), at(i, 3)];
+        if (p.format === 'cxcywh') [a, b, c, e] = [a - c / 2, b - e / 2, a + c / 2, b + e / 2];
+        boxes.set([a, b, c, e], 4 * i);
+        if (layout === 'box-class-scores') {
+          let best = 4;
+          for (let j = 5; j < k; j++) if (at(i, j) > at(i, best)) best = j;
+          scores[i] = at(i, best);
+          classes![i] = best - 4;
+        } else {
+          scores[i] = at(i, 4);
+          if (classes) classes[i] = at(i, 5);
+        }
+      }
+    }
+    const keep = nms(boxes, scores, count, { iouThreshold: p.iouThreshold, scoreThreshold: p.scoreThreshold, maxOutput: p.maxOutput, classes: p.classAware ? classes : undefined });
+    const img = p.image ? x.get(p.image, 'image') : undefined;
+    const t = img?.transform;
+    // Boxes are clipped to the image they refer to when it is known.
+    const W = t?.width ?? img?.width ?? Infinity, H = t?.height ?? img?.height ?? Infinity;
+    const clip = (v: number, max: number) => (img ? Math.min(Math.max(v, 0), max) : v);
+    const ob = new Float32Array(keep.length * 4);
+    keep.forEach((i, j) => {
+      const [x1, y1] = mapBack(t, boxes[4 * i], boxes[4 * i + 1]);
+      const [x2, y2] = mapBack(t, boxes[4 * i + 2], boxes[4 * i + 3]);
+      ob.set([clip(x1, W), clip(y1, H), clip(x2, W), clip(y2, H)], 4 * j);
+    });
+    const labels = await labelsOf(p, x);
+    x.set(p.output, {
+      kind: 'boxes',
+      count: keep.length,
+      boxes: ob,
+      scores: Float32Array.from(keep, (i) => scores[i]),
+      ...(classes ? { classes: Int32Array.from(keep, (i) => classes![i]) } : {}),
+      ...(labels ? { labels } : {}),
+    });
+  },
+});
+
+defineOp({
+  op: 'text-lines',
+  stage: 'post',
+  summary: 'Pairs decoded texts with their regions (crops carry their source quad) into {text, score, box} lines, dropping empty or low-confidence ones.',
+  params: Type.Object({ texts: Name, regions: Name, output: Name, minScore: Opt(Type.Number()), keepEmpty: Opt(Type.Boolean()) }, { additionalProperties: false }),
+  reads: (p) => [p.texts, p.regions],
+  writes: (p) => [p.output],
+  run(p, x) {
+    const t = x.get(p.texts, 'texts');
+    const r = x.get(p.regions, 'images', 'regions');
+    const quads: (ArrayLike<number> | undefined)[] = r.kind === 'images' ? r.items.map((i) => i.quad) : Array.from({ length: r.count }, (_, i) => r.quads.subarray(8 * i, 8 * i + 8));
+    if (quads.length !== t.texts.length) x.fail(`${t.texts.length} texts for ${quads.length} regions`);
+    const min = p.minScore ?? 0;
+    const lines: TextLine[] = [];
+    t.texts.forEach((raw, i) => {
+      const q = quads[i] ?? x.fail(`region ${i} has no source quad`);
+      // CTC emits the space token at line ends as readily as inside; edges carry no text.
+      const text = raw.trim();
+      const score = t.scores[i];
+      if ((!text && !p.keepEmpty) || !(score >= min)) return;
+      const pt = (k: number): [number, number] => [Math.round(q[2 * k]), Math.round(q[2 * k + 1])];
+      lines.push({ text, score: Math.round(score * 1e4) / 1e4, box: [pt(0), pt(1), pt(2), pt(3)] });
+    });
+    x.set(p.output, { kind: 'text-lines', lines });
+  },
+});

@@ -1,0 +1,73 @@
+/**
+ * The op registry: each pipeline op declares its parameter schema (TypeBox), which environment
+ * names it reads and writes (so a pipeline is checked for dataflow before it runs), the stage its
+ * time is charged to, and how it runs.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { RunnerError } from '../../spec/errors.js';
+import type { Step } from '../../spec/schema.js';
+import type { PipelineContext } from '../types.js';
+import type { Value, ValueKind } from './values.js';
+
+export type Stage = 'decode' | 'pre' | 'infer' | 'post';
+
+/** What a running op sees: its step, the environment, and the runner's context. */
+export interface OpRun {
+  readonly ctx: PipelineContext;
+  readonly step: Step;
+  readonly index: number;
+  /** Reads a value, checking its kind. */
+  get<K extends ValueKind>(name: string, ...kinds: K[]): Extract<Value, { kind: K }>;
+  /** Reads a value if present. */
+  peek(name: string): Value | undefined;
+  set(name: string, value: Value): void;
+  /** UTF-8 text of an asset, read once per context. */
+  text(assetId: string): Promise<string>;
+  /** A value derived once per context (e.g. a parsed vocabulary), by key. */
+  memo<T>(key: string, make: () => Promise<T>): Promise<T>;
+  /** Throws E_RUN_PIPELINE naming this step. */
+  fail(message: string, detail?: Record<string, unknown>): never;
+}
+
+export interface OpDef<S extends TSchema = TSchema> {
+  readonly op: string;
+  readonly stage: Stage;
+  /** One line for PIPELINE.md and error messages. */
+  readonly summary: string;
+  readonly params: S;
+  /** The step must name a model (`step.model`). */
+  readonly model?: boolean;
+  reads(p: Static<S>): string[];
+  writes(p: Static<S>): string[];
+  /** Asset ids the step needs. */
+  assets?(p: Static<S>): string[];
+  /** Cross-field checks a schema can't express; returns a problem or undefined. */
+  check?(p: Static<S>): string | undefined;
+  run(p: Static<S>, x: OpRun): Promise<void> | void;
+}
+
+const registry = new Map<string, OpDef>();
+
+export function defineOp<S extends TSchema>(def: OpDef<S>): OpDef<S> {
+  if (registry.has(def.op)) throw new Error(`pipeline op ${def.op} registered twice`);
+  registry.set(def.op, def as unknown as OpDef);
+  return def;
+}
+
+export function getOp(op: string): OpDef | undefined {
+  return registry.get(op);
+}
+
+export function listOps(): OpDef[] {
+  return [...registry.values()];
+}
+
+export function pipelineError(index: number, step: Step | undefined, message: string, detail?: Record<string, unknown>, cause?: unknown): RunnerError {
+  const where = step ? `step ${index} (${step.op}${step.id ? ` "${step.id}"` : ''})` : `step ${index}`;
+  return new RunnerError('E_RUN_PIPELINE', `pipeline ${where}: ${message}`, { step: index, op: step?.op, ...detail }, cause === undefined ? undefined : { cause });
+}
+
+// Shared parameter schemas.
+export const Name = Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_.-]{0,63}$', description: 'environment value name' });
+export const AssetId = Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' });
+export const Labels = Type.Array(Type.String({ maxLength: 256 }), { maxItems: 100_000 });

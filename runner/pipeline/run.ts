@@ -1,0 +1,111 @@
+/**
+ * The pipeline executor: interprets `manifest.pipeline.steps` in order over a small environment
+ * of named values, charging each step's time to its stage (decode, pre, infer:<model>, post).
+ */
+import { RunnerError, XpkgError } from '../../spec/errors.js';
+import type { PipelineContext, Timings } from '../types.js';
+import { convertOutput, type OutputValue } from './outputs.js';
+import { getOp, pipelineError, type OpRun } from './registry.js';
+import { validatePipeline } from './validate.js';
+import type { Value, ValueKind } from './values.js';
+
+export interface PipelineResult {
+  /** Keyed by the manifest's output names, converted per their declared type. */
+  outputs: Record<string, OutputValue>;
+  /** Milliseconds per stage; the same amounts were reported to `ctx.time`. */
+  timings: Timings;
+}
+
+/** Per-context caches (asset texts, parsed vocabularies): contexts live as long as a loaded package. */
+const memos = new WeakMap<PipelineContext, Map<string, Promise<unknown>>>();
+
+function memoOf(ctx: PipelineContext): Map<string, Promise<unknown>> {
+  let m = memos.get(ctx);
+  if (!m) memos.set(ctx, (m = new Map()));
+  return m;
+}
+
+function inputValue(type: string, name: string, v: unknown): Value {
+  if (type === 'tensor') {
+    const t = v as { type?: unknown; dims?: unknown; data?: unknown };
+    if (!t || typeof t !== 'object' || typeof t.type !== 'string' || !Array.isArray(t.dims) || !ArrayBuffer.isView(t.data)) {
+      throw new RunnerError('E_RUN_INPUT', `input ${name} must be a tensor {type, dims, data}`, { input: name });
+    }
+    return { kind: 'tensor', type: t.type as never, dims: t.dims as number[], data: t.data as never };
+  }
+  return { kind: 'raw', value: v };
+}
+
+export async function runPipeline(ctx: PipelineContext, inputs: Record<string, unknown>): Promise<PipelineResult> {
+  const m = ctx.manifest;
+  validatePipeline(m);
+  const env = new Map<string, Value>();
+  for (const spec of m.inputs) {
+    const v = inputs[spec.name];
+    if (v === undefined) {
+      if (spec.optional) continue;
+      throw new RunnerError('E_RUN_INPUT', `missing input ${JSON.stringify(spec.name)}`, { input: spec.name, expected: m.inputs.map((i) => i.name) });
+    }
+    env.set(spec.name, inputValue(spec.type, spec.name, v));
+  }
+  for (const k of Object.keys(inputs)) {
+    if (!m.inputs.some((i) => i.name === k)) throw new RunnerError('E_RUN_INPUT', `unknown input ${JSON.stringify(k)}`, { input: k, expected: m.inputs.map((i) => i.name) });
+  }
+  const timings: Timings = {};
+  const memo = memoOf(ctx);
+  const steps = m.pipeline.steps;
+  for (let index = 0; index < steps.length; index++) {
+    const step = steps[index];
+    const def = getOp(step.op)!;
+    const fail = (message: string, detail?: Record<string, unknown>): never => {
+      throw pipelineError(index, step, message, detail);
+    };
+    const x: OpRun = {
+      ctx,
+      step,
+      index,
+      get<K extends ValueKind>(name: string, ...kinds: K[]) {
+        const v = env.get(name);
+        if (!v) return fail(`value ${JSON.stringify(name)} is not set (an optional input left out?)`, { name });
+        if (kinds.length && !kinds.includes(v.kind as K)) return fail(`value ${JSON.stringify(name)} is ${v.kind}, expected ${kinds.join(' or ')}`, { name, kind: v.kind });
+        return v as Extract<Value, { kind: K }>;
+      },
+      peek: (name) => env.get(name),
+      set: (name, v) => void env.set(name, v),
+      memo<T>(key: string, make: () => Promise<T>): Promise<T> {
+        let p = memo.get(key) as Promise<T> | undefined;
+        if (!p) {
+          p = make();
+          memo.set(key, p);
+          p.catch(() => memo.delete(key));
+        }
+        return p;
+      },
+      text: (assetId) => x.memo(`asset:${assetId}`, async () => (await ctx.asset(assetId)).toString('utf8')),
+      fail,
+    };
+    const stage = def.stage === 'infer' ? `infer:${step.model}` : def.stage;
+    const t0 = performance.now();
+    try {
+      await def.run((step.params ?? {}) as never, x);
+    } catch (e) {
+      if (e instanceof XpkgError) throw e;
+      throw pipelineError(index, step, (e as Error)?.message ?? String(e), undefined, e);
+    }
+    const ms = performance.now() - t0;
+    timings[stage] = (timings[stage] ?? 0) + ms;
+    ctx.time(stage, ms);
+  }
+  const outputs: Record<string, OutputValue> = {};
+  for (const spec of m.outputs) {
+    const v = env.get(spec.name);
+    if (!v) {
+      if (spec.optional) continue;
+      throw pipelineError(steps.length - 1, steps[steps.length - 1], `output ${JSON.stringify(spec.name)} was not produced`);
+    }
+    const r = convertOutput(spec, v);
+    if ('problem' in r) throw pipelineError(steps.length - 1, steps[steps.length - 1], r.problem, { output: spec.name });
+    outputs[spec.name] = r.value;
+  }
+  return { outputs, timings };
+}

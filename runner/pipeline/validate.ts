@@ -1,0 +1,53 @@
+/**
+ * Static checks of a manifest's pipeline, before anything runs: every op is known, its params
+ * match its schema, the models and assets it names exist, every value it reads was written by
+ * an earlier step (or is an input), and every declared output gets written.
+ */
+import { Value as TB } from '@sinclair/typebox/value';
+import type { Manifest } from '../../spec/schema.js';
+import { getOp, pipelineError } from './registry.js';
+import './ops-image.js';
+import './ops-model.js';
+import './ops-post.js';
+
+export type PipelineManifest = Pick<Manifest, 'inputs' | 'outputs' | 'models' | 'pipeline'> & Partial<Pick<Manifest, 'assets'>>;
+
+const checked = new WeakMap<object, true>();
+
+/** Throws RunnerError E_RUN_PIPELINE naming the first bad step (index, op, problems). */
+export function validatePipeline(m: PipelineManifest): void {
+  if (checked.has(m.pipeline)) return;
+  const models = new Set(m.models.map((x) => x.id));
+  const assets = new Set((m.assets ?? []).map((a) => a.id));
+  const defined = new Set(m.inputs.map((i) => i.name));
+  const steps = m.pipeline.steps;
+  if (!steps.length) throw pipelineError(0, undefined, 'the pipeline has no steps');
+  steps.forEach((step, index) => {
+    const def = getOp(step.op);
+    if (!def) throw pipelineError(index, step, `unknown op ${JSON.stringify(step.op)}`);
+    if (step.script !== undefined || step.hook !== undefined) throw pipelineError(index, step, 'script hooks are not supported by built-in ops');
+    const params = step.params ?? {};
+    const errors = [...TB.Errors(def.params, params)].slice(0, 5);
+    if (errors.length) {
+      const problems = errors.map((e) => ({ path: `/params${e.path}`, message: e.message }));
+      throw pipelineError(index, step, `bad params: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`, { problems });
+    }
+    const problem = def.check?.(params as never);
+    if (problem) throw pipelineError(index, step, problem, { problems: [{ path: '/params', message: problem }] });
+    if (def.model) {
+      if (!step.model) throw pipelineError(index, step, 'needs a model');
+      if (!models.has(step.model)) throw pipelineError(index, step, `unknown model ${JSON.stringify(step.model)}`, { model: step.model });
+    } else if (step.model !== undefined) throw pipelineError(index, step, 'takes no model');
+    for (const a of def.assets?.(params as never) ?? []) {
+      if (!assets.has(a)) throw pipelineError(index, step, `unknown asset ${JSON.stringify(a)}`, { asset: a });
+    }
+    for (const r of def.reads(params as never)) {
+      if (!defined.has(r)) throw pipelineError(index, step, `reads ${JSON.stringify(r)} before any step writes it`, { name: r });
+    }
+    for (const w of def.writes(params as never)) defined.add(w);
+  });
+  for (const o of m.outputs) {
+    if (!o.optional && !defined.has(o.name)) throw pipelineError(steps.length - 1, steps[steps.length - 1], `no step writes output ${JSON.stringify(o.name)}`, { output: o.name });
+  }
+  checked.set(m.pipeline, true);
+}

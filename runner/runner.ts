@@ -1,0 +1,232 @@
+/**
+ * `Runner.open(path, options)` → `runner.run(inputs)`: the one way a package is run.
+ *
+ * Order matters: the package is opened once (strict structure + manifest), its signatures are
+ * checked against the trust policy before anything else happens, variants are selected for the
+ * host, and models and assets are read lazily through `readVerified`, which hashes exactly the
+ * bytes handed to the runtime. Nothing unverified ever reaches onnxruntime or the pipeline.
+ */
+import { PackageReader } from '../pack/reader.js';
+import { resolvePolicy, verifyReader, type VerifyResult } from '../signing/index.js';
+import { RunnerError } from '../spec/errors.js';
+import type { Manifest } from '../spec/schema.js';
+import { defaultRegistry, type BackendRegistry } from './backends/index.js';
+import { resolveHost, type HostProfile } from './host.js';
+import { runPipeline } from './pipeline/run.js';
+import { validatePipeline } from './pipeline/validate.js';
+import { applyAttempts, loadWithFallback, selectVariants, withModel, type Precision, type Selection } from './select.js';
+import type { ModelSession, PipelineContext, SessionOptions, Timings } from './types.js';
+
+export interface RunnerOptions {
+  /** Trusted public keys: file paths or their text. */
+  trust?: string[];
+  trustDir?: string;
+  threshold?: number;
+  /** Run a package without a trusted signature (its integrity is still checked). */
+  allowUnsigned?: boolean;
+  allowDowngrade?: boolean;
+  stateDir?: string;
+  /** Force variants by id (one per model at most). */
+  variant?: string | string[];
+  /** A host profile (object, JSON text or file path) instead of detecting this machine. */
+  host?: string | HostProfile;
+  precision?: Precision;
+  /** Intra-op threads per model (default: the backend's choice, physical cores). */
+  threads?: number;
+  graphOptimization?: SessionOptions['graphOptimization'];
+  /** Backend registry (default: the process-wide one). */
+  registry?: BackendRegistry;
+}
+
+export interface RunResult {
+  outputs: Record<string, unknown>;
+  /** Variant id that ran, per model id. */
+  variant: Record<string, string>;
+  /** Milliseconds per stage (decode, pre, infer:<model>, post) and `total`. */
+  timings: Timings;
+}
+
+interface LoadedModel {
+  session: ModelSession;
+  variant: string;
+}
+
+export class Runner implements AsyncDisposable {
+  private readonly models = new Map<string, Promise<LoadedModel>>();
+  private readonly assets = new Map<string, Promise<Buffer>>();
+  private closed = false;
+
+  private constructor(
+    private readonly reader: PackageReader,
+    readonly verification: VerifyResult,
+    readonly host: HostProfile,
+    private selectionState: Selection,
+    private readonly options: RunnerOptions,
+    private readonly registry: BackendRegistry,
+  ) {}
+
+  static async open(path: string, options: RunnerOptions = {}): Promise<Runner> {
+    const reader = await PackageReader.open(path);
+    try {
+      const policy = await resolvePolicy({
+        trust: options.trust ?? [],
+        trustDir: options.trustDir,
+        threshold: options.threshold,
+        allowUnsigned: Boolean(options.allowUnsigned),
+        allowDowngrade: Boolean(options.allowDowngrade),
+        stateDir: options.stateDir,
+      });
+      // Payloads are checked as they are read (readVerified), so only what runs is hashed.
+      const verification = await verifyReader(reader, policy, { integrity: 'on-read' });
+      validatePipeline(reader.manifest);
+      const host = typeof options.host === 'object' ? options.host : await resolveHost(options.host !== undefined ? { host: options.host } : {});
+      const registry = options.registry ?? defaultRegistry();
+      const selection = selectVariants(reader.manifest, host, {
+        ...(options.variant !== undefined ? { variant: options.variant } : {}),
+        ...(options.precision ? { precision: options.precision } : {}),
+        backends: registry.runtimes(),
+      });
+      return new Runner(reader, verification, host, selection, options, registry);
+    } catch (e) {
+      await reader.close();
+      throw e;
+    }
+  }
+
+  get manifest(): Manifest {
+    return this.reader.manifest;
+  }
+
+  get id(): string {
+    return this.reader.id;
+  }
+
+  /** The selection, updated with load attempts (failed variants become load-failed rejections). */
+  get selection(): Selection {
+    return this.selectionState;
+  }
+
+  /** Loads (once) the best loadable variant of a model, falling back and recording why. */
+  session(modelId: string): Promise<ModelSession> {
+    return this.model(modelId).then((m) => m.session);
+  }
+
+  private model(modelId: string): Promise<LoadedModel> {
+    this.assertOpen();
+    let p = this.models.get(modelId);
+    if (!p) {
+      p = this.loadModel(modelId);
+      this.models.set(modelId, p);
+      p.catch(() => this.models.delete(modelId));
+    }
+    return p;
+  }
+
+  private async loadModel(modelId: string): Promise<LoadedModel> {
+    const sel = this.selectionState.models.find((m) => m.model === modelId);
+    if (!sel) throw new RunnerError('E_RUN_PIPELINE', `the pipeline uses model ${JSON.stringify(modelId)}, which the manifest does not declare`, { model: modelId });
+    const sessionOptions: SessionOptions = {
+      ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
+      ...(this.options.graphOptimization ? { graphOptimization: this.options.graphOptimization } : {}),
+    };
+    // A digest mismatch means the package was altered: that is never a reason to fall back to
+    // another variant, it stops the run.
+    let tampered: unknown;
+    try {
+      const loaded = await loadWithFallback(sel, async (verdict) => {
+        const { backend } = await this.registry.resolve(verdict.variant.runtime);
+        const files = new Map<string, Buffer>();
+        for (const f of verdict.variant.files) {
+          files.set(
+            f,
+            await this.reader.readVerified(f).catch((e: unknown) => {
+              tampered ??= e;
+              throw e;
+            }),
+          );
+        }
+        return backend.load(verdict.variant, files, sessionOptions);
+      });
+      if (tampered) {
+        await loaded.value.release().catch(() => {});
+        throw tampered;
+      }
+      this.selectionState = withModel(this.selectionState, loaded.selection ?? applyAttempts(sel, loaded.attempts));
+      return { session: loaded.value, variant: loaded.verdict.variant.id };
+    } catch (e) {
+      const attempts = (e as { detail?: { attempts?: unknown } }).detail?.attempts;
+      if (Array.isArray(attempts)) this.selectionState = withModel(this.selectionState, applyAttempts(sel, attempts as never));
+      throw tampered ?? e;
+    }
+  }
+
+  /** Verified bytes of an asset, by id. */
+  asset(assetId: string): Promise<Buffer> {
+    this.assertOpen();
+    let p = this.assets.get(assetId);
+    if (!p) {
+      const a = (this.manifest.assets ?? []).find((x) => x.id === assetId);
+      if (!a) return Promise.reject(new RunnerError('E_RUN_PIPELINE', `no asset with id ${JSON.stringify(assetId)}`, { asset: assetId }));
+      p = this.reader.readVerified(a.path);
+      this.assets.set(assetId, p);
+      p.catch(() => this.assets.delete(assetId));
+    }
+    return p;
+  }
+
+  /** Loads every model the pipeline uses now instead of on the first run. */
+  async warmUp(): Promise<void> {
+    await Promise.all(this.manifest.models.map((m) => this.model(m.id)));
+  }
+
+  async run(inputs: Record<string, unknown>): Promise<RunResult> {
+    this.assertOpen();
+    const t0 = performance.now();
+    const timings: Timings = {};
+    const ctx: PipelineContext = {
+      manifest: this.manifest,
+      session: (id) => this.session(id),
+      asset: (id) => this.asset(id),
+      time: (stage, ms) => {
+        timings[stage] = (timings[stage] ?? 0) + ms;
+      },
+    };
+    // Load before timing the pipeline so a first run's stage times are not load times.
+    const tl = performance.now();
+    await this.warmUp();
+    const loadMs = performance.now() - tl;
+    const { outputs } = await runPipeline(this.cachedContext(ctx), inputs);
+    const variant: Record<string, string> = {};
+    for (const [id, p] of this.models) variant[id] = (await p).variant;
+    if (loadMs > 1) timings.load = loadMs;
+    timings.total = performance.now() - t0;
+    return { outputs, variant, timings };
+  }
+
+  // The pipeline memoises per-context work (parsed vocabularies…) by context identity: keep one.
+  private ctxCache?: PipelineContext;
+  private currentTime?: (stage: string, ms: number) => void;
+  private cachedContext(ctx: PipelineContext): PipelineContext {
+    this.currentTime = ctx.time;
+    this.ctxCache ??= { manifest: this.manifest, session: ctx.session, asset: ctx.asset, time: (s, ms) => this.currentTime?.(s, ms) };
+    return this.ctxCache;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new RunnerError('E_RUN_LOAD', 'runner is closed');
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const p of this.models.values()) {
+      const m = await p.catch(() => null);
+      await m?.session.release().catch(() => {});
+    }
+    await this.reader.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
