@@ -7,6 +7,7 @@
  * bytes handed to the runtime. Nothing unverified ever reaches onnxruntime or the pipeline.
  */
 import { PackageReader } from '../pack/reader.js';
+import { Sandbox, basicKernels, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
 import { resolvePolicy, verifyReader, type VerifyResult } from '../signing/index.js';
 import { RunnerError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
@@ -15,7 +16,7 @@ import { resolveHost, type HostProfile } from './host.js';
 import { runPipeline } from './pipeline/run.js';
 import { validatePipeline } from './pipeline/validate.js';
 import { applyAttempts, loadWithFallback, selectVariants, withModel, type Precision, type Selection } from './select.js';
-import type { ModelSession, PipelineContext, SessionOptions, Timings } from './types.js';
+import type { ModelSession, PipelineContext, ScriptHost, SessionOptions, Timings } from './types.js';
 
 export interface RunnerOptions {
   /** Trusted public keys: file paths or their text. */
@@ -36,6 +37,8 @@ export interface RunnerOptions {
   graphOptimization?: SessionOptions['graphOptimization'];
   /** Backend registry (default: the process-wide one). */
   registry?: BackendRegistry;
+  /** The runner's ceilings for package scripts; a package's declared policy is capped by these. */
+  sandboxCaps?: Partial<SandboxCaps>;
 }
 
 export interface RunResult {
@@ -54,6 +57,7 @@ interface LoadedModel {
 export class Runner implements AsyncDisposable {
   private readonly models = new Map<string, Promise<LoadedModel>>();
   private readonly assets = new Map<string, Promise<Buffer>>();
+  private readonly scripts = new Map<string, Promise<{ sandbox: Sandbox; host: ScriptHost }>>();
   private closed = false;
 
   private constructor(
@@ -174,6 +178,38 @@ export class Runner implements AsyncDisposable {
     return p;
   }
 
+  /**
+   * A package script loaded in its own sandbox (QuickJS in a worker, with the declared policy capped
+   * by `sandboxCaps`), created once and reused; its source and the assets it can read are verified.
+   */
+  script(path: string): Promise<ScriptHost> {
+    this.assertOpen();
+    let p = this.scripts.get(path);
+    if (!p) {
+      p = this.loadScript(path);
+      this.scripts.set(path, p);
+      p.catch(() => this.scripts.delete(path));
+    }
+    return p.then((s) => s.host);
+  }
+
+  private async loadScript(path: string): Promise<{ sandbox: Sandbox; host: ScriptHost }> {
+    const decl = (this.manifest.pipeline.scripts ?? []).find((s) => s.path === path);
+    if (!decl) throw new RunnerError('E_RUN_PIPELINE', `script ${JSON.stringify(path)} is not declared in pipeline.scripts`, { script: path });
+    const assets: Record<string, Uint8Array> = {};
+    for (const a of this.manifest.assets ?? []) assets[a.id] = await this.asset(a.id);
+    const source = (await this.reader.readVerified(path)).toString('utf8');
+    const sandbox = await Sandbox.create({ ...(decl.policy ? { policy: decl.policy } : {}), ...(this.options.sandboxCaps ? { caps: this.options.sandboxCaps } : {}), kernels: basicKernels, assets });
+    try {
+      await sandbox.load(source, path, { hooks: decl.hooks });
+    } catch (e) {
+      await sandbox.close();
+      throw e;
+    }
+    const host: ScriptHost = { call: (hook, args, o = {}) => sandbox.call(hook, args as Record<string, SandboxValue>, { script: path, ...o }) };
+    return { sandbox, host };
+  }
+
   /** Loads every model the pipeline uses now instead of on the first run. */
   async warmUp(): Promise<void> {
     await Promise.all(this.manifest.models.map((m) => this.model(m.id)));
@@ -187,6 +223,7 @@ export class Runner implements AsyncDisposable {
       manifest: this.manifest,
       session: (id) => this.session(id),
       asset: (id) => this.asset(id),
+      script: (path) => this.script(path),
       time: (stage, ms) => {
         timings[stage] = (timings[stage] ?? 0) + ms;
       },
@@ -208,7 +245,7 @@ export class Runner implements AsyncDisposable {
   private currentTime?: (stage: string, ms: number) => void;
   private cachedContext(ctx: PipelineContext): PipelineContext {
     this.currentTime = ctx.time;
-    this.ctxCache ??= { manifest: this.manifest, session: ctx.session, asset: ctx.asset, time: (s, ms) => this.currentTime?.(s, ms) };
+    this.ctxCache ??= { manifest: this.manifest, session: ctx.session, asset: ctx.asset, script: ctx.script, time: (s, ms) => this.currentTime?.(s, ms) };
     return this.ctxCache;
   }
 
@@ -222,6 +259,10 @@ export class Runner implements AsyncDisposable {
     for (const p of this.models.values()) {
       const m = await p.catch(() => null);
       await m?.session.release().catch(() => {});
+    }
+    for (const p of this.scripts.values()) {
+      const s = await p.catch(() => null);
+      await s?.sandbox.close().catch(() => {});
     }
     await this.reader.close();
   }

@@ -65,6 +65,13 @@ export interface PipelineContext {
   asset(assetId: string): Promise<Buffer>;
   /** Adds elapsed milliseconds to a named stage. */
   time(stage: string, ms: number): void;
+  /** A loaded package script (by path), running in the sandbox; absent where scripts cannot run. */
+  script?(path: string): Promise<ScriptHost>;
+}
+
+/** A package script loaded in the sandbox. */
+export interface ScriptHost {
+  call(hook: string, args: Record<string, unknown>, options?: { deadlineMs?: number }): Promise<unknown>;
 }
 
 /** An image input as the library accepts it. */

@@ -70,6 +70,7 @@ export function renderOutputs(manifest: Manifest, outputs: Record<string, unknow
     const v = outputs[spec.name] as any;
     if (spec.type === 'text-lines' && Array.isArray(v)) out.push(...v.map((l: { text: string }) => l.text));
     else if (spec.type === 'classification' && Array.isArray(v?.top ?? v)) out.push(...(v.top ?? v).map((c: { label: string; score: number }) => `${c.label}\t${c.score.toFixed(4)}`));
+    else if (spec.type === 'text' && typeof v === 'string') out.push(v.replace(/\n$/, ''));
     else if (spec.type === 'boxes' && Array.isArray(v)) out.push(`${v.length} boxes`, ...v.map((b: any) => `${b.label ?? b.class}\t${Number(b.score).toFixed(3)}\t${JSON.stringify(b.box ?? b.bbox)}`));
     else out.push(`${spec.name}: ${JSON.stringify(v, (_k, x) => (ArrayBuffer.isView(x) ? `<${(x as Uint8Array).length} values>` : x))}`);
   }

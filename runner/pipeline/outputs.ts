@@ -46,6 +46,7 @@ export function convertOutput(spec: IoSpec, v: Value): { value: OutputValue } | 
     case 'text':
       if (v.kind === 'texts') return { value: v.texts.join('\n') };
       if (v.kind === 'text-lines') return { value: v.lines.map((l) => l.text).join('\n') };
+      if (v.kind === 'raw' && typeof v.value === 'string') return { value: v.value };
       return bad;
     case 'classification': {
       if (v.kind !== 'classes') return bad;

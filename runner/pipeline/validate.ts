@@ -9,6 +9,7 @@ import { getOp, pipelineError } from './registry.js';
 import './ops-image.js';
 import './ops-model.js';
 import './ops-post.js';
+import './ops-script.js';
 
 export type PipelineManifest = Pick<Manifest, 'inputs' | 'outputs' | 'models' | 'pipeline'> & Partial<Pick<Manifest, 'assets'>>;
 
@@ -25,7 +26,12 @@ export function validatePipeline(m: PipelineManifest): void {
   steps.forEach((step, index) => {
     const def = getOp(step.op);
     if (!def) throw pipelineError(index, step, `unknown op ${JSON.stringify(step.op)}`);
-    if (step.script !== undefined || step.hook !== undefined) throw pipelineError(index, step, 'script hooks are not supported by built-in ops');
+    const scripted = step.op === 'script';
+    if (scripted && (step.script === undefined || step.hook === undefined)) throw pipelineError(index, step, 'a script step names its `script` and `hook`');
+    if (!scripted && (step.script !== undefined || step.hook !== undefined)) throw pipelineError(index, step, 'only `script` steps take `script` and `hook`');
+    if (scripted && !(m.pipeline.scripts ?? []).some((s) => s.path === step.script && s.hooks.includes(step.hook!))) {
+      throw pipelineError(index, step, `hook ${JSON.stringify(step.hook)} of ${JSON.stringify(step.script)} is not declared in pipeline.scripts`);
+    }
     const params = step.params ?? {};
     const errors = [...TB.Errors(def.params, params)].slice(0, 5);
     if (errors.length) {

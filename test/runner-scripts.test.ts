@@ -1,0 +1,82 @@
+/** Package scripts through Runner: same results as the declarative steps, limits enforced, host healthy after. */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { packFolder } from '../pack/pack.js';
+import { Runner } from '../runner/runner.js';
+import { pages, renderPng } from '../fixtures/images/render.js';
+import { tempDir } from './helpers/source.js';
+
+const TRUST = ['fixtures/keys/test.pub'];
+const state = () => tempDir('xpkg-state-');
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as { code?: string }).code ?? `not an XpkgError: ${String(e)}`;
+  }
+  return 'OK';
+}
+
+describe('package scripts in the runner', () => {
+  it('CTC decoding as a sandboxed script gives exactly the declarative result; the CSV report script adds a custom format', async () => {
+    await using declarative = await Runner.open('fixtures/dist/paddleocr-v4.xpkg', { trust: TRUST, stateDir: state() });
+    await using scripted = await Runner.open('fixtures/dist/ocr-script.xpkg', { trust: TRUST, stateDir: state() });
+    for (const spec of pages().slice(0, 3)) {
+      const png = await renderPng(spec);
+      const a = await declarative.run({ image: png });
+      const b = await scripted.run({ image: png });
+      expect(b.outputs.lines).toEqual(a.outputs.lines);
+      const csv = (b.outputs.report as string).trim().split('\n');
+      expect(csv[0]).toBe('text,score,x1,y1,x2,y2,x3,y3,x4,y4');
+      expect(csv.length).toBe((a.outputs.lines as unknown[]).length + 1);
+    }
+  });
+
+  it('a runaway script is stopped with its code within its deadline, and the next run works', async () => {
+    const src = tempDir('xpkg-script-src-');
+    mkdirSync(join(src, 'models'));
+    mkdirSync(join(src, 'scripts'));
+    const { addOneModel } = await import('../fixtures/onnx-tiny.js');
+    writeFileSync(join(src, 'models', 'add.onnx'), addOneModel());
+    writeFileSync(
+      join(src, 'scripts', 'post.js'),
+      `export function post(input) {
+        const v = input.y.read()[0];
+        if (v > 1000) { for (;;) {} }
+        if (v > 500) { const keep = []; for (;;) keep.push(new Uint8Array(1 << 20)); }
+        return { z: input.y };
+      }`,
+    );
+    writeFileSync(
+      join(src, 'xpkg.json'),
+      JSON.stringify({
+        name: 'script-limits', version: '1.0.0', sequence: 1, license: 'MIT', task: 'test',
+        inputs: [{ name: 'x', type: 'tensor' }], outputs: [{ name: 'z', type: 'tensor' }],
+        models: [{ id: 'add', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/add.onnx'] }] }],
+        pipeline: {
+          scripts: [{ path: 'scripts/post.js', hooks: ['post'], policy: { memoryMiB: 16, timeMs: 200 } }],
+          steps: [
+            { op: 'infer', model: 'add', params: { inputs: 'x', outputs: 'y' } },
+            { op: 'script', script: 'scripts/post.js', hook: 'post', params: { inputs: { y: 'y' }, outputs: { z: 'z' }, as: { z: 'tensor' } } },
+          ],
+        },
+      }),
+    );
+    const pkg = join(tempDir(), 'limits.xpkg');
+    await packFolder(src, pkg);
+    await using runner = await Runner.open(pkg, { allowUnsigned: true, stateDir: state() });
+    const x = (v: number) => ({ x: { type: 'float32', dims: [1], data: new Float32Array([v]) } });
+    const ok = await runner.run(x(1));
+    expect(Array.from((ok.outputs.z as { data: Float32Array }).data)).toEqual([2]);
+    let t = performance.now();
+    expect(await codeOf(runner.run(x(5000)))).toBe('E_SANDBOX_TIMEOUT');
+    expect(performance.now() - t).toBeLessThan(5000);
+    t = performance.now();
+    expect(await codeOf(runner.run(x(600)))).toBe('E_SANDBOX_MEMORY');
+    expect(performance.now() - t).toBeLessThan(10000);
+    const again = await runner.run(x(41));
+    expect(Array.from((again.outputs.z as { data: Float32Array }).data)).toEqual([42]);
+  });
+});
