@@ -54,6 +54,17 @@ interface LoadedModel {
   variant: string;
 }
 
+/** One shared load per key; a failed load is forgotten so the next call retries. */
+function once<T>(cache: Map<string, Promise<T>>, key: string, load: () => Promise<T>): Promise<T> {
+  let p = cache.get(key);
+  if (!p) {
+    p = load();
+    cache.set(key, p);
+    p.catch(() => cache.delete(key));
+  }
+  return p;
+}
+
 export class Runner implements AsyncDisposable {
   private readonly models = new Map<string, Promise<LoadedModel>>();
   private readonly assets = new Map<string, Promise<Buffer>>();
@@ -117,13 +128,7 @@ export class Runner implements AsyncDisposable {
 
   private model(modelId: string): Promise<LoadedModel> {
     this.assertOpen();
-    let p = this.models.get(modelId);
-    if (!p) {
-      p = this.loadModel(modelId);
-      this.models.set(modelId, p);
-      p.catch(() => this.models.delete(modelId));
-    }
-    return p;
+    return once(this.models, modelId, () => this.loadModel(modelId));
   }
 
   private async loadModel(modelId: string): Promise<LoadedModel> {
@@ -167,15 +172,9 @@ export class Runner implements AsyncDisposable {
   /** Verified bytes of an asset, by id. */
   asset(assetId: string): Promise<Buffer> {
     this.assertOpen();
-    let p = this.assets.get(assetId);
-    if (!p) {
-      const a = (this.manifest.assets ?? []).find((x) => x.id === assetId);
-      if (!a) return Promise.reject(new RunnerError('E_RUN_PIPELINE', `no asset with id ${JSON.stringify(assetId)}`, { asset: assetId }));
-      p = this.reader.readVerified(a.path);
-      this.assets.set(assetId, p);
-      p.catch(() => this.assets.delete(assetId));
-    }
-    return p;
+    const a = (this.manifest.assets ?? []).find((x) => x.id === assetId);
+    if (!a) return Promise.reject(new RunnerError('E_RUN_PIPELINE', `no asset with id ${JSON.stringify(assetId)}`, { asset: assetId }));
+    return once(this.assets, assetId, () => this.reader.readVerified(a.path));
   }
 
   /**
@@ -184,13 +183,7 @@ export class Runner implements AsyncDisposable {
    */
   script(path: string): Promise<ScriptHost> {
     this.assertOpen();
-    let p = this.scripts.get(path);
-    if (!p) {
-      p = this.loadScript(path);
-      this.scripts.set(path, p);
-      p.catch(() => this.scripts.delete(path));
-    }
-    return p.then((s) => s.host);
+    return once(this.scripts, path, () => this.loadScript(path)).then((s) => s.host);
   }
 
   private async loadScript(path: string): Promise<{ sandbox: Sandbox; host: ScriptHost }> {

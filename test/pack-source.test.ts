@@ -4,15 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { packFolder } from '../pack/pack.js';
 import { baseManifest, tempDir, writeSource } from './helpers/source.js';
+import { codeOf } from './helpers/errors.js';
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as { code: string }).code;
-  }
-  return 'OK';
-}
 
 describe('pack refuses bad source folders', () => {
   it('missing referenced file', async () => {

@@ -6,20 +6,13 @@ import { describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
 import { Runner } from '../runner/runner.js';
 import { tempDir } from './helpers/source.js';
+import { codeOf } from './helpers/errors.js';
 
 const OCR = 'fixtures/dist/paddleocr-v4.xpkg';
 const ADD = 'fixtures/dist/multi-variant.xpkg';
 const TRUST = ['fixtures/keys/test.pub'];
 const state = () => tempDir('xpkg-state-');
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as { code?: string }).code ?? `not an XpkgError: ${String(e)}`;
-  }
-  return 'OK';
-}
 
 async function textImage(lines: string[]): Promise<Buffer> {
   const h = 70 * lines.length + 40;

@@ -6,18 +6,11 @@ import { packFolder } from '../pack/pack.js';
 import { Runner } from '../runner/runner.js';
 import { pages, renderPng } from '../fixtures/images/render.js';
 import { tempDir } from './helpers/source.js';
+import { codeOf } from './helpers/errors.js';
 
 const TRUST = ['fixtures/keys/test.pub'];
 const state = () => tempDir('xpkg-state-');
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as { code?: string }).code ?? `not an XpkgError: ${String(e)}`;
-  }
-  return 'OK';
-}
 
 describe('package scripts in the runner', () => {
   it('CTC decoding as a sandboxed script gives exactly the declarative result; the CSV report script adds a custom format', async () => {
