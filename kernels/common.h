@@ -1,0 +1,155 @@
+// Shared helpers for the xpkg fused kernels: deterministic parallel loops, half floats, build facts.
+//
+// Every kernel is a plain C++17 function over raw pointers so the Node binding, the ASan build and
+// any standalone test can call it alike. Kernels throw xk::KernelError on bad input they can detect;
+// the TypeScript layer validates first, so a throw here means a binding bug or a caller that
+// bypassed TypeScript.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+namespace xk {
+
+struct KernelError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+inline int hardwareThreads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+// Runs fn(begin, end) over [0, n) in at most `threads` contiguous chunks. Chunk bounds depend only on
+// n, threads and minPerChunk, never on scheduling, and every kernel writes disjoint outputs per
+// index, so results are identical for any thread count. The caller's thread runs the first chunk;
+// an exception in any chunk is rethrown here after all chunks finish.
+template <class F>
+void parallelFor(int64_t n, int threads, int64_t minPerChunk, F&& fn) {
+  if (n <= 0) return;
+  if (minPerChunk < 1) minPerChunk = 1;
+  int64_t chunks = threads < 1 ? 1 : threads;
+  if (chunks > n / minPerChunk) chunks = n / minPerChunk;
+  if (chunks < 1) chunks = 1;
+  if (chunks == 1) {
+    fn(int64_t(0), n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(chunks));
+  pool.reserve(static_cast<size_t>(chunks - 1));
+  auto bound = [&](int64_t c) { return n * c / chunks; };
+  for (int64_t c = 1; c < chunks; c++) {
+    pool.emplace_back([&, c] {
+      try {
+        fn(bound(c), bound(c + 1));
+      } catch (...) {
+        errors[static_cast<size_t>(c)] = std::current_exception();
+      }
+    });
+  }
+  try {
+    fn(bound(0), bound(1));
+  } catch (...) {
+    errors[0] = std::current_exception();
+  }
+  for (auto& t : pool) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+// float -> IEEE half, round to nearest even (the same rule as F16C and the portable TypeScript).
+inline uint16_t floatToHalf(float f) {
+#if defined(__F16C__)
+  return static_cast<uint16_t>(_cvtss_sh(f, 0));
+#else
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000u;
+  uint32_t exp = (x >> 23) & 0xffu;
+  uint32_t man = x & 0x7fffffu;
+  if (exp == 0xffu) return static_cast<uint16_t>(sign | 0x7c00u | (man ? 0x200u | (man >> 13) : 0u));
+  int32_t e = static_cast<int32_t>(exp) - 127 + 15;
+  if (e >= 0x1f) return static_cast<uint16_t>(sign | 0x7c00u);
+  if (e <= 0) {
+    if (e < -10) return static_cast<uint16_t>(sign);
+    man |= 0x800000u;
+    uint32_t shift = static_cast<uint32_t>(14 - e);
+    uint32_t half = man >> shift;
+    uint32_t rem = man & ((1u << shift) - 1u);
+    uint32_t mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1u))) half++;
+    return static_cast<uint16_t>(sign | half);
+  }
+  uint32_t half = sign | (static_cast<uint32_t>(e) << 10) | (man >> 13);
+  uint32_t rem = man & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (half & 1u))) half++;  // may carry into the exponent: correct
+  return static_cast<uint16_t>(half);
+#endif
+}
+
+// SIMD level this translation unit was compiled for (from the compiler's target macros).
+inline const char* simdLevel() {
+#if defined(__AVX512F__)
+  return "avx512";
+#elif defined(__AVX2__)
+  return "avx2";
+#elif defined(__AVX__)
+  return "avx";
+#elif defined(__SSE4_2__)
+  return "sse4.2";
+#elif defined(__SSE2__)
+  return "sse2";
+#elif defined(__ARM_NEON)
+  return "neon";
+#else
+  return "none";
+#endif
+}
+
+// Pixel source shared by the image kernels: u8 interleaved rows with an arbitrary byte stride.
+struct ImageView {
+  const uint8_t* data = nullptr;
+  int width = 0;
+  int height = 0;
+  int64_t stride = 0;  // bytes per row, >= width * channels
+  int channels = 0;    // 1, 3 or 4
+};
+
+inline void checkImage(const ImageView& im) {
+  if (!im.data && im.width > 0 && im.height > 0) throw KernelError("image data is null");
+  if (im.width < 1 || im.height < 1) throw KernelError("image must be at least 1x1");
+  if (im.channels != 1 && im.channels != 3 && im.channels != 4) throw KernelError("image channels must be 1, 3 or 4");
+  if (im.stride < static_cast<int64_t>(im.width) * im.channels) throw KernelError("image stride is smaller than a row");
+}
+
+// Output tensor description shared by the image kernels: out = v * mul[k] + add[k] per output channel.
+struct TensorOut {
+  void* data = nullptr;  // float* or uint16_t* (half bits)
+  int64_t offset = 0;    // elements
+  bool nhwc = false;
+  bool f16 = false;
+  int channels = 3;      // 1 or 3
+  int chanMap[3] = {0, 1, 2};  // output channel k reads source channel chanMap[k]
+  float mul[3] = {1, 1, 1};
+  float add[3] = {0, 0, 0};
+  float pad[3] = {0, 0, 0};  // padding, already in output units
+};
+
+inline void storeValue(const TensorOut& t, int64_t index, float v) {
+  if (t.f16)
+    static_cast<uint16_t*>(t.data)[index] = floatToHalf(v);
+  else
+    static_cast<float*>(t.data)[index] = v;
+}
+
+}  // namespace xk

@@ -1,0 +1,58 @@
+/**
+ * Call plumbing of native/index.ts: sync and async forms of each kernel over whichever backend is
+ * active, and kernel errors turned into NativeError carrying the caller's stack (captured before
+ * the call, since the addon's own stack ends in a libuv worker).
+ */
+import { NativeError } from '../spec/errors.js';
+import type { Kernels } from './index.js';
+
+export type Prepared<R> = { kernel: keyof Kernels; raw: unknown; then: (r: any) => R };
+
+function wrap(kernel: string, e: unknown, site: string | undefined): NativeError {
+  if (e instanceof NativeError) return e;
+  const message = e instanceof Error ? e.message : String(e);
+  const err = new NativeError('E_NATIVE_KERNEL', `${kernel}: ${message}`, { kernel }, { cause: e });
+  if (site) err.stack = `${err.name}: ${err.message}\n${site.split('\n').slice(2).join('\n')}`;
+  return err;
+}
+
+export function runSync<O, R, T>(ks: Kernels, kernel: keyof Kernels, o: O, then: (r: R) => T, site: string | undefined): T {
+  let r: R;
+  try {
+    r = (ks[kernel] as unknown as (o: O) => R)(o);
+  } catch (e) {
+    throw wrap(kernel, e, site);
+  }
+  return then(r);
+}
+
+/** Async form: the addon runs the kernel on a libuv worker; the portable kernels run inline. */
+export async function runAsync<O, R, T>(ks: Kernels, kernel: keyof Kernels, o: O, then: (r: R) => T, site: string | undefined): Promise<T> {
+  let r: R;
+  try {
+    r = await (ks[kernel] as unknown as (o: O, async: true) => Promise<R>)(o, true);
+  } catch (e) {
+    throw wrap(kernel, e, site);
+  }
+  return then(r);
+}
+
+/** Sync and async forms of one kernel entry: validate and plan (prepare), then run on `kernels()`. */
+export function bothForms<A extends unknown[], R>(kernels: () => Kernels, prepare: (...a: A) => Prepared<R>): { sync: (...a: A) => R; async: (...a: A) => Promise<R> } {
+  return {
+    sync: (...a: A) => {
+      const site = new Error().stack;
+      const p = prepare(...a);
+      return runSync(kernels(), p.kernel, p.raw, p.then, site);
+    },
+    async: (...a: A) => {
+      const site = new Error().stack;
+      try {
+        const p = prepare(...a);
+        return runAsync(kernels(), p.kernel, p.raw, p.then, site);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    },
+  };
+}
