@@ -103,6 +103,25 @@ void softmaxTopK(const TopKParams& p) {
   });
 }
 
+// Index of the first maximum of x[0..n) (NaN never wins; 0 when no value beats -inf). Two passes a
+// compiler vectorises: per-lane maxima over 16 lanes, then the first element equal to their max;
+// the index-tracking single loop does not vectorise and was ~5x slower on 6.6k-class CTC rows.
+inline int firstMax(const float* x, int n) {
+  constexpr int L = 16;
+  float lane[L];
+  for (int k = 0; k < L; k++) lane[k] = -INFINITY;
+  int c = 0;
+  for (; c + L <= n; c += L)
+    for (int k = 0; k < L; k++) lane[k] = x[c + k] > lane[k] ? x[c + k] : lane[k];
+  float m = -INFINITY;
+  for (int k = 0; k < L; k++) m = lane[k] > m ? lane[k] : m;
+  for (; c < n; c++) m = x[c] > m ? x[c] : m;
+  if (!(m > -INFINITY)) return 0;
+  for (int k = 0; k < n; k++)
+    if (x[k] == m) return k;
+  return 0;
+}
+
 CtcResult ctcGreedy(const CtcParams& p) {
   if (p.batch < 0 || p.steps < 0 || p.classes < 1) throw KernelError("ctc dims must be [batch >= 0, steps >= 0, classes >= 1]");
   CtcResult out;
@@ -116,10 +135,8 @@ CtcResult ctcGreedy(const CtcParams& p) {
   parallelFor(cells, p.threads, 16, [&](int64_t a, int64_t b) {
     for (int64_t i = a; i < b; i++) {
       const float* x = p.data + i * p.classes;
-      float bv = -INFINITY;
-      int arg = 0;
-      for (int c = 0; c < p.classes; c++)
-        if (x[c] > bv) bv = x[c], arg = c;
+      const int arg = firstMax(x, p.classes);
+      const float bv = x[arg] > -INFINITY ? x[arg] : -INFINITY;  // an all-NaN row: -inf, as before
       best[i] = arg;
       conf[i] = p.softmax ? maxProb(x, p.classes, 1, bv) : bv;
     }

@@ -179,7 +179,8 @@ export function planCrop(image: ImageInput, quadsIn: ArrayLike<number>, opts: Cr
     // A region wider than the batch is squeezed into it, as PaddleOCR's recognizer resize does.
     if (widths[r] > W) widths[r] = W;
     const [wq, hq] = sizes[r];
-    samples[r] = supersample ? Math.max(1, Math.min(4, Math.ceil(Math.max(hq / H, wq / widths[r])))) : 1;
+    // Rounded, not ceiled: a shrink under 1.5× gains nothing visible from 2×2 samples but costs 4× the reads.
+    samples[r] = supersample ? Math.max(1, Math.min(4, Math.round(Math.max(hq / H, wq / widths[r])))) : 1;
     homographies.set(homography(quads[r], widths[r], H), r * 9);
   }
   const n = planNorm(im.format, o, { value: perChannel('padValue', o.padValue, 0) });

@@ -70,6 +70,19 @@ export const HostProfileSchema = Type.Object(
     /** By manifest runtime name: onnxruntime, tensorrt, rknn, openvino, coreml, … */
     runtimes: Type.Record(Type.String({ pattern: '^[a-z0-9-]{1,32}$' }), RuntimeInfo),
     notDetected: Type.Array(NotDetected, { maxItems: 256 }),
+    /** The pre/post-processing kernel backend of this xpkg (native/index.ts nativeInfo()). */
+    kernels: Type.Optional(
+      Type.Object(
+        {
+          backend: Type.Union([Type.Literal('native'), Type.Literal('portable')]),
+          simd: Type.String({ maxLength: 64 }),
+          threads: Type.Integer({ minimum: 1, maximum: 65536 }),
+          cuda: Type.Boolean(),
+          loadError: Type.Optional(Type.String({ maxLength: 2048 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false, $id: 'https://xpkg.dev/schema/host-1.json', title: 'xpkg host profile' },
 );

@@ -4,6 +4,7 @@
  * `notDetected` with the reason. A profile can be injected instead (`--host <file>`, `XPKG_HOST`).
  */
 import os from 'node:os';
+import { nativeInfo } from '../native/index.js';
 import { defaultRegistry } from './backends/index.js';
 import type { BackendRegistry } from './backends/registry.js';
 import { detectCpu } from './host-cpu.js';
@@ -38,9 +39,17 @@ export async function detectHost(options: DetectOptions = {}): Promise<HostProfi
     npus: npuPart.npus,
     runtimes: rtPart.runtimes,
     notDetected: [...cpuPart.notDetected, ...gpuPart.notDetected, ...npuPart.notDetected, ...rtPart.notDetected],
+    kernels: kernelBackend(),
   };
   // detection output must satisfy the same schema as injected profiles
   return loadHostProfile(profile);
+}
+
+/** Which pre/post-processing kernels this process runs: the addon (with its SIMD level) or portable TypeScript. */
+function kernelBackend(): NonNullable<HostProfile['kernels']> {
+  const k = nativeInfo();
+  const clip = (s: string) => (s.length > 2048 ? `${s.slice(0, 2047)}…` : s);
+  return { backend: k.backend, simd: k.simd.slice(0, 64), threads: k.threads, cuda: k.cudaBuilt, ...(k.loadError ? { loadError: clip(k.loadError) } : {}) };
 }
 
 export interface ResolveHostOptions extends DetectOptions {
@@ -75,8 +84,10 @@ export function renderHost(h: HostProfile): string {
     `memory    ${(h.memoryMiB / 1024).toFixed(1)} GiB`,
     `gpus      ${h.gpus.length ? h.gpus.map(device).join('; ') : 'none detected'}`,
     `npus      ${h.npus.length ? h.npus.map(device).join('; ') : 'none detected'}`,
-    'runtimes',
   ];
+  const k = h.kernels;
+  if (k) lines.push(`kernels   ${k.backend === 'native' ? `native (${k.simd}, ${k.threads} threads${k.cuda ? ', CUDA library built' : ''})` : `portable TypeScript — ${k.loadError ?? 'forced'}`}`);
+  lines.push('runtimes');
   for (const [name, r] of Object.entries(h.runtimes).sort(([a], [b]) => a.localeCompare(b))) {
     if (r.available) {
       const prov = r.providers ? ` — providers: ${r.providers.join(', ')}` : '';

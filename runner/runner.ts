@@ -7,13 +7,14 @@
  * bytes handed to the runtime. Nothing unverified ever reaches onnxruntime or the pipeline.
  */
 import { PackageReader } from '../pack/reader.js';
-import { Sandbox, basicKernels, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
+import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
 import { resolvePolicy, verifyReader, type VerifyResult } from '../signing/index.js';
 import { RunnerError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 import { defaultRegistry, type BackendRegistry } from './backends/index.js';
 import { resolveHost, type HostProfile } from './host.js';
 import { runPipeline } from './pipeline/run.js';
+import { sandboxKernels } from './sandbox-kernels.js';
 import { validatePipeline } from './pipeline/validate.js';
 import { applyAttempts, loadWithFallback, selectVariants, withModel, type Precision, type Selection } from './select.js';
 import type { ModelSession, PipelineContext, ScriptHost, SessionOptions, Timings } from './types.js';
@@ -192,7 +193,7 @@ export class Runner implements AsyncDisposable {
     const assets: Record<string, Uint8Array> = {};
     for (const a of this.manifest.assets ?? []) assets[a.id] = await this.asset(a.id);
     const source = (await this.reader.readVerified(path)).toString('utf8');
-    const sandbox = await Sandbox.create({ ...(decl.policy ? { policy: decl.policy } : {}), ...(this.options.sandboxCaps ? { caps: this.options.sandboxCaps } : {}), kernels: basicKernels, assets });
+    const sandbox = await Sandbox.create({ ...(decl.policy ? { policy: decl.policy } : {}), ...(this.options.sandboxCaps ? { caps: this.options.sandboxCaps } : {}), kernels: sandboxKernels, assets });
     try {
       await sandbox.load(source, path, { hooks: decl.hooks });
     } catch (e) {

@@ -3,12 +3,13 @@
  * fonts, sizes, colours, noise, a large page, a small line, two columns, rotated and upside-down
  * lines. Accuracy is 1 − CER over the lines in reading order.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { charAccuracy, expectedLines, pages, renderPng, renderRaw, type PageSpec } from '../fixtures/images/render.js';
 import { prepare } from '../fixtures/paddleocr-v4/build.js';
+import { setNativeBackend } from '../native/index.js';
 import { openLocalContext, runPipeline, type LocalContext, type TextLine } from '../runner/pipeline/index.js';
 
 let dir: string;
@@ -109,5 +110,46 @@ describe('paddleocr-v4 on rendered text', () => {
   it('reads the shipped example image (fixtures/images/example.png)', async () => {
     const lines = await ocr(await readFile(new URL('../fixtures/images/example.png', import.meta.url)));
     expect(charAccuracy(lines.map((l) => l.text), expectedLines(byName('paragraph')))).toBeGreaterThanOrEqual(0.95);
+  });
+
+  it('the portable TypeScript kernels read the same lines as the native ones', async () => {
+    for (const name of ['paragraph', 'upside-down', 'receipt']) {
+      const native = await page(byName(name));
+      setNativeBackend('portable');
+      let portable: TextLine[];
+      try {
+        portable = await ocr(images.get(name));
+      } finally {
+        setNativeBackend('auto');
+      }
+      expect(portable.map((l) => l.text)).toEqual(native.map((l) => l.text));
+      portable.forEach((l, i) => {
+        // float rounding differs between the backends (≤ 1e-5 after normalisation): same pixels ±1, scores ±1e-3
+        expect(Math.abs(l.score - native[i].score)).toBeLessThanOrEqual(1e-3);
+        l.box.forEach(([x, y], k) => {
+          expect(Math.abs(x - native[i].box[k][0])).toBeLessThanOrEqual(1);
+          expect(Math.abs(y - native[i].box[k][1])).toBeLessThanOrEqual(1);
+        });
+      });
+    }
+  });
+
+  it('recognition as one padded batch (crop-batch batch: true) reads as well as one call per line', async () => {
+    const staging = join(dir, 'batched');
+    await prepare(staging);
+    const m = JSON.parse(await readFile(join(staging, 'xpkg.json'), 'utf8'));
+    const step = m.pipeline.steps.find((s: { id?: string }) => s.id === 'rec-crop');
+    expect(step.params.batch).toBe(false);
+    step.params.batch = true;
+    await writeFile(join(staging, 'xpkg.json'), JSON.stringify(m));
+    const batched = await openLocalContext(staging);
+    try {
+      for (const name of ['two-column', 'upside-down']) {
+        const lines = (await runPipeline(batched, { image: images.get(name) ?? (await renderPng(byName(name))) })).outputs.lines as TextLine[];
+        expect(charAccuracy(lines.map((l) => l.text), expectedLines(byName(name)))).toBeGreaterThanOrEqual(0.95);
+      }
+    } finally {
+      await batched.release();
+    }
   });
 });

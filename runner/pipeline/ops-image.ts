@@ -5,7 +5,8 @@
 import { Type } from '@sinclair/typebox';
 import sharp, { type Sharp } from 'sharp';
 import { RunnerError } from '../../spec/errors.js';
-import { cropQuad, resizeImage, rotateImage, toTensor } from '../ops/image.js';
+import { cropBatch } from '../../native/index.js';
+import { resizeImage, rotateImage, toTensor } from '../ops/image.js';
 import { quadSize } from '../ops/geometry.js';
 import { Name, defineOp, type OpRun } from './registry.js';
 import type { ImageTransform, ImageValue, ImagesValue, TensorValue } from './values.js';
@@ -280,8 +281,14 @@ defineOp({
   },
 });
 
+function toU8(f: Float32Array): Uint8Array {
+  const out = new Uint8Array(f.length);
+  for (let i = 0; i < f.length; i++) out[i] = f[i] + 0.5;
+  return out;
+}
+
 /** A quad reordered after the crop was turned `turns` quarter turns counter-clockwise. */
-function turnQuad(q: number[], turns: number): number[] {
+export function turnQuad(q: number[], turns: number): number[] {
   const out: number[] = [];
   for (let k = 0; k < 4; k++) {
     const j = (k + turns) % 4;
@@ -305,7 +312,7 @@ defineOp({
   ),
   reads: (p) => [p.image, p.regions],
   writes: (p) => [p.output],
-  run(p, x) {
+  async run(p, x) {
     const img = x.get(p.image, 'image');
     const r = x.get(p.regions, 'regions', 'boxes');
     const quads: number[][] = [];
@@ -319,22 +326,27 @@ defineOp({
       }
     }
     const tall = p.rotateTall ?? 1.5;
-    const items: ImageValue[] = quads.map((region) => {
+    const sized = quads.map((region) => {
       const s = quadSize(region);
       let w = Math.max(1, Math.floor(s.width)), h = Math.max(1, Math.floor(s.height));
       // A tall region is cut starting at its top-right corner: the crop comes out turned 90°
       // counter-clockwise in the same pass, no separate rotation.
       const quad = tall > 0 && h / w >= tall ? turnQuad(region, 1) : region;
       if (quad !== region) [w, h] = [h, w];
-      let samples = 1;
       if (p.height) {
-        // Scaled in the same pass: width keeps the aspect ratio; shrinking averages k×k samples.
-        samples = Math.min(8, Math.max(1, Math.round(h / p.height)));
         w = Math.max(1, Math.ceil((p.height * w) / h));
         h = p.height;
       }
-      return { kind: 'image', data: cropQuad(img.data, img, { quad, width: w, height: h, samples }), width: w, height: h, channels: img.channels, quad };
+      return { quad, w, h };
     });
+    // One cropBatch call per region, at its own size; the kernel scales (averaging up to 4×4
+    // samples when shrinking) in the same pass.
+    const items: ImageValue[] = await Promise.all(sized.map(async ({ quad, w, h }) => {
+      const r = await cropBatch({ data: img.data, width: img.width, height: img.height, format: img.channels === 1 ? 'gray' : 'rgb' }, quad, {
+        height: h, width: w, minWidth: w, maxWidth: w, scale: 1, layout: 'nhwc',
+      });
+      return { kind: 'image', data: toU8(r.data as Float32Array), width: w, height: h, channels: img.channels, quad };
+    }));
     x.set(p.output, { kind: 'images', items } satisfies ImagesValue);
   },
 });

@@ -3,18 +3,17 @@
  * text-lines.
  */
 import { Type } from '@sinclair/typebox';
-import { argmax, softmax, topK } from '../ops/classify.js';
-import { ctcGreedyDecode, parseVocabulary } from '../ops/ctc.js';
-import { dbBoxes } from '../ops/detect.js';
+import { ctcGreedyDecode, dbPostprocess, nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
+import { softmax } from '../ops/classify.js';
+import { ctcGreedyDecode as ctcProbabilities, parseVocabulary } from '../ops/ctc.js';
 import { orderQuad, quadSize } from '../ops/geometry.js';
-import { nms } from '../ops/nms.js';
 import { readingOrder } from '../ops/order.js';
 import { AssetId, Labels, Name, defineOp, type OpRun } from './registry.js';
 import type { ImageTransform, RegionsValue, TensorValue, TextLine } from './values.js';
 
 const Opt = Type.Optional;
 
-function floats(t: TensorValue, x: OpRun): Float32Array {
+export function floats(t: TensorValue, x: OpRun): Float32Array {
   if (t.data instanceof Float32Array) return t.data;
   if (t.type === 'float16') x.fail('float16 outputs need converting first; not supported by this op');
   return Float32Array.from(t.data as ArrayLike<number> & Iterable<number>, Number);
@@ -27,7 +26,7 @@ function matrix(t: TensorValue): { rows: number; cols: number } {
   return { rows: cols === 0 ? 0 : rows, cols };
 }
 
-async function labelsOf(p: { labels?: string[]; labelsAsset?: string }, x: OpRun): Promise<string[] | undefined> {
+export async function labelsOf(p: { labels?: string[]; labelsAsset?: string }, x: OpRun): Promise<string[] | undefined> {
   if (p.labels) return p.labels;
   if (p.labelsAsset) {
     const id = p.labelsAsset;
@@ -36,7 +35,15 @@ async function labelsOf(p: { labels?: string[]; labelsAsset?: string }, x: OpRun
   return undefined;
 }
 
-function mapBack(t: ImageTransform | undefined, x: number, y: number): [number, number] {
+/** Width and height of an image tensor's plane (NCHW or NHWC, batch 1). */
+export function planeOf(t: TensorValue, x: OpRun): { width: number; height: number } {
+  const d = t.dims;
+  if (d.length !== 4) x.fail(`expected an image tensor [1, C, H, W] or [1, H, W, C], got [${d.join(', ')}]`);
+  // NHWC when the last axis looks like channels.
+  return d[3] <= 4 && d[1] > 4 ? { width: d[2], height: d[1] } : { width: d[3], height: d[2] };
+}
+
+export function mapBack(t: ImageTransform | undefined, x: number, y: number): [number, number] {
   if (!t) return [x, y];
   return [(x - t.offsetX) / t.scaleX, (y - t.offsetY) / t.scaleY];
 }
@@ -62,13 +69,15 @@ defineOp({
   ),
   reads: (p) => [p.input, ...(p.image ? [p.image] : [])],
   writes: (p) => [p.output],
-  run(p, x) {
+  async run(p, x) {
     const t = x.get(p.input, 'tensor');
     const d = t.dims;
     if (d.length < 2 || d.slice(0, -2).some((v) => v !== 1)) x.fail(`expected a [1, 1, H, W] probability map, got [${d.join(', ')}]`);
     const mh = d[d.length - 2], mw = d[d.length - 1];
     const prob = floats(t, x);
-    const r = dbBoxes(prob, mw, mh, {
+    const r = await dbPostprocess(prob, {
+      width: mw,
+      height: mh,
       threshold: p.threshold ?? 0.3,
       boxThreshold: p.boxThreshold ?? 0.6,
       unclipRatio: p.unclipRatio ?? 1.5,
@@ -76,7 +85,9 @@ defineOp({
       maxCandidates: p.maxCandidates ?? 1000,
       dilate: p.dilate ?? false,
     });
-    const img = p.image ? x.get(p.image, 'image') : undefined;
+    // `image`: the resized image the map was made from, or the tensor `preprocess` made of it.
+    const iv = p.image ? x.get(p.image, 'image', 'tensor') : undefined;
+    const img = iv?.kind === 'tensor' ? { ...planeOf(iv, x), transform: iv.transform } : iv;
     // Map pixels → image pixels → original image pixels.
     const kx = img ? img.width / mw : 1, ky = img ? img.height / mh : 1;
     const W = img?.transform?.width ?? img?.width ?? mw, H = img?.transform?.height ?? img?.height ?? mh;
@@ -136,7 +147,7 @@ defineOp({
   },
 });
 
-const LabelParams = { labels: Opt(Labels), labelsAsset: Opt(AssetId) };
+export const LabelParams = { labels: Opt(Labels), labelsAsset: Opt(AssetId) };
 
 defineOp({
   op: 'top-k',
@@ -156,11 +167,10 @@ defineOp({
     for (const t of v.kind === 'tensor' ? [v] : v.items) {
       const { rows, cols } = matrix(t);
       if (!rows) continue;
-      let data = floats(t, x);
-      if (p.softmax) data = softmax(data, rows, cols);
-      const r = topK(data, rows, cols, { k: p.k ?? 1 });
-      if (count && r.k !== k) x.fail('tensors in the list have different class counts');
-      k = r.k;
+      const kk = Math.min(p.k ?? 1, cols);
+      const r = await softmaxTopK(floats(t, x), { dims: [rows, cols], k: kk, softmax: p.softmax ?? false });
+      if (count && kk !== k) x.fail('tensors in the list have different class counts');
+      k = kk;
       count += rows;
       indices.push(...r.indices);
       scores.push(...r.values);
@@ -185,19 +195,11 @@ defineOp({
     const [, c, h, w] = d;
     const src = floats(t, x);
     const plane = h * w;
-    const mask = new Int32Array(plane);
-    if (p.threshold !== undefined) for (let i = 0; i < plane; i++) mask[i] = src[i] > p.threshold ? 1 : 0;
-    else {
-      // Channel-major scan keeps memory access sequential.
-      const best = new Float32Array(plane).fill(-Infinity);
-      for (let k = 0; k < c; k++) {
-        const o = k * plane;
-        for (let i = 0; i < plane; i++) if (src[o + i] > best[i]) {
-          best[i] = src[o + i];
-          mask[i] = k;
-        }
-      }
-    }
+    let mask: Int32Array;
+    if (p.threshold !== undefined) {
+      mask = new Int32Array(plane);
+      for (let i = 0; i < plane; i++) mask[i] = src[i] > p.threshold ? 1 : 0;
+    } else mask = Int32Array.from((await segmentArgmax(src, { dims: [1, c, h, w] })).labels);
     const labels = await labelsOf(p, x);
     x.set(p.output, { kind: 'mask', width: w, height: h, data: mask, ...(labels ? { labels } : {}) });
   },
@@ -216,10 +218,11 @@ defineOp({
       appendSpace: Opt(Type.Boolean()),
       softmax: Opt(Type.Boolean()),
       probabilities: Opt(Type.Boolean()),
+      widths: Opt(Name),
     },
     { additionalProperties: false },
   ),
-  reads: (p) => [p.input],
+  reads: (p) => [p.input, ...(p.widths ? [p.widths] : [])],
   writes: (p) => [p.output],
   assets: (p) => [p.vocabulary],
   async run(p, x) {
@@ -227,16 +230,27 @@ defineOp({
     const vocab = await x.memo(`vocab:${p.vocabulary}:${p.appendSpace ? 1 : 0}`, async () => parseVocabulary(await x.text(p.vocabulary), { appendSpace: p.appendSpace }));
     const texts: string[] = [];
     const scores: number[] = [];
+    // `widths`: the padded batch the model read (its items' valid widths); a per-item list needs none.
+    const wt = p.widths ? x.get(p.widths, 'tensor', 'tensors') : undefined;
+    const lens = wt?.kind === 'tensor' && wt.widths ? { widths: wt.widths, width: wt.dims[wt.dims.length - 1] } : undefined;
     // A tensor list (one recognition call per region) decodes item by item, in order.
     for (const t of v.kind === 'tensor' ? [v] : v.items) {
       if (t.dims[0] === 0) continue;
       if (t.dims.length !== 3) x.fail(`expected [N, T, C] scores, got [${t.dims.join(', ')}]`);
       const classes = t.dims[2];
       if (classes !== vocab.length + 1) x.fail(`model has ${classes} classes but the vocabulary gives ${vocab.length} tokens + blank`, { classes, tokens: vocab.length });
-      let data = floats(t, x);
-      if (p.softmax) data = softmax(data, t.dims[0] * t.dims[1], classes);
       const blank = p.blank ?? 0;
-      const r = ctcGreedyDecode(data, t.dims, { vocabulary: vocab, blank, offset: blank === 0 ? 1 : 0, probabilities: p.softmax || p.probabilities });
+      // A padded batch (crop-batch): steps past each item's valid width only saw padding.
+      let lengths: Int32Array | undefined;
+      if (lens && v.kind === 'tensor') {
+        if (lens.widths.length !== t.dims[0]) x.fail(`${lens.widths.length} widths for a batch of ${t.dims[0]}`);
+        lengths = Int32Array.from(lens.widths, (w) => Math.min(t.dims[1], Math.ceil((w * t.dims[1]) / lens.width)));
+      }
+      const common = { vocabulary: vocab, blank, offset: blank === 0 ? 1 : 0, ...(lengths ? { lengths } : {}) };
+      // Probabilities: the early-exit scan (runner/ops/ctc.ts) beats the kernel's full scan.
+      const r = p.probabilities && !p.softmax
+        ? ctcProbabilities(floats(t, x), t.dims, { ...common, probabilities: true })
+        : await ctcGreedyDecode(floats(t, x), { ...common, dims: [...t.dims], softmax: p.softmax ?? false });
       texts.push(...r.texts);
       scores.push(...r.scores);
     }
@@ -298,7 +312,14 @@ defineOp({
         }
       }
     }
-    const keep = nms(boxes, scores, count, { iouThreshold: p.iouThreshold, scoreThreshold: p.scoreThreshold, maxOutput: p.maxOutput, classes: p.classAware ? classes : undefined });
+    const keep = count
+      ? (await nms(boxes, scores, {
+          iouThreshold: p.iouThreshold,
+          ...(p.scoreThreshold !== undefined ? { scoreThreshold: p.scoreThreshold } : {}),
+          ...(p.maxOutput !== undefined ? { maxOutput: p.maxOutput } : {}),
+          ...(p.classAware && classes ? { classes } : {}),
+        })).keep
+      : new Int32Array(0);
     const img = p.image ? x.get(p.image, 'image') : undefined;
     const t = img?.transform;
     // Boxes are clipped to the image they refer to when it is known.

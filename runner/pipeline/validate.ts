@@ -10,6 +10,8 @@ import './ops-image.js';
 import './ops-model.js';
 import './ops-post.js';
 import './ops-script.js';
+import './ops-fused.js';
+import './ops-detect.js';
 
 export type PipelineManifest = Pick<Manifest, 'inputs' | 'outputs' | 'models' | 'pipeline'> & Partial<Pick<Manifest, 'assets'>>;
 

@@ -42,6 +42,10 @@ export interface ImagesValue {
 
 export interface TensorValue extends Tensor {
   kind: 'tensor';
+  /** For a tensor made from an image (`preprocess`): maps its plane's coordinates back to that image. */
+  transform?: ImageTransform;
+  /** For a batch padded on the right (`crop-batch`): each item's valid width, in tensor columns. */
+  widths?: Int32Array;
 }
 
 /** One tensor per item, for models run per region rather than batched. */

@@ -1,0 +1,179 @@
+/**
+ * Fused image → tensor ops over the native kernels (native/index.ts): `preprocess` (resize +
+ * normalise + layout in one pass) and `crop-batch` (cut regions out, scale them to one height and
+ * normalise them into one padded batch tensor, or one tensor per region).
+ */
+import { Type } from '@sinclair/typebox';
+import { cropBatch, preprocess, type CropOptions, type CropResult, type ImageInput, type ResizeSpec } from '../../native/index.js';
+import { quadSize } from '../ops/geometry.js';
+import { turnQuad } from './ops-image.js';
+import { Name, defineOp, type OpRun } from './registry.js';
+import type { ImageValue, RegionsValue, TensorValue } from './values.js';
+
+const Opt = Type.Optional;
+
+/** Normalisation params shared by both ops (the `normalize` op's names and defaults). */
+const NormParams = {
+  scale: Opt(Type.Number()),
+  mean: Opt(Type.Array(Type.Number(), { minItems: 1, maxItems: 3 })),
+  std: Opt(Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, maxItems: 3 })),
+  layout: Opt(Type.Union([Type.Literal('nchw'), Type.Literal('nhwc')])),
+  channelOrder: Opt(Type.Union([Type.Literal('rgb'), Type.Literal('bgr')])),
+  dtype: Opt(Type.Union([Type.Literal('float32'), Type.Literal('float16')])),
+};
+interface NormP {
+  scale?: number; mean?: number[]; std?: number[]; layout?: 'nchw' | 'nhwc'; channelOrder?: 'rgb' | 'bgr'; dtype?: 'float32' | 'float16';
+}
+
+function norm(p: NormP) {
+  return { scale: p.scale ?? 1 / 255, mean: p.mean, std: p.std, layout: p.layout ?? 'nchw', channelOrder: p.channelOrder ?? 'rgb', dtype: p.dtype === 'float16' ? 'f16' : 'f32' } as const;
+}
+
+function imageInput(img: ImageValue, x: OpRun): ImageInput {
+  if (img.channels !== 1 && img.channels !== 3) x.fail(`expected a 1- or 3-channel image, got ${img.channels} channels`);
+  return { data: img.data, width: img.width, height: img.height, format: img.channels === 1 ? 'gray' : 'rgb' };
+}
+
+const tensorType = (p: NormP) => (p.dtype === 'float16' ? 'float16' : 'float32');
+
+defineOp({
+  op: 'preprocess',
+  stage: 'pre',
+  summary: 'Image → tensor in one pass (native kernel): resize (fixed, letterbox, limit-side), normalise, channel order, NCHW/NHWC, float32/float16; the tensor maps its coordinates back to the image.',
+  params: Type.Object(
+    {
+      input: Name,
+      output: Name,
+      mode: Type.Union([Type.Literal('fixed'), Type.Literal('letterbox'), Type.Literal('limit-side')]),
+      width: Opt(Type.Integer({ minimum: 1, maximum: 32768 })),
+      height: Opt(Type.Integer({ minimum: 1, maximum: 32768 })),
+      limitSide: Opt(Type.Integer({ minimum: 1, maximum: 32768 })),
+      limitType: Opt(Type.Union([Type.Literal('max'), Type.Literal('min')])),
+      multipleOf: Opt(Type.Integer({ minimum: 1, maximum: 1024 })),
+      padValue: Opt(Type.Integer({ minimum: 0, maximum: 255 })),
+      interpolation: Opt(Type.Union([Type.Literal('bilinear'), Type.Literal('area'), Type.Literal('auto')])),
+      ...NormParams,
+    },
+    { additionalProperties: false },
+  ),
+  reads: (p) => [p.input],
+  writes: (p) => [p.output],
+  check: (p) => ((p.mode === 'fixed' || p.mode === 'letterbox') && (!p.width || !p.height) ? `mode ${p.mode} needs width and height` : undefined),
+  async run(p, x) {
+    const img = x.get(p.input, 'image');
+    let resize: ResizeSpec;
+    if (p.mode === 'fixed') resize = { mode: 'stretch', width: p.width!, height: p.height! };
+    else if (p.mode === 'letterbox') resize = { mode: 'letterbox', width: p.width!, height: p.height!, padPixel: p.padValue ?? 114 };
+    else resize = { mode: 'limitSide', limit: p.limitSide ?? 960, side: p.limitType ?? 'max', multiple: p.multipleOf ?? 1 };
+    const r = await preprocess(imageInput(img, x), { resize, interpolation: p.interpolation ?? 'auto', ...norm(p) });
+    // Compose with an earlier transform so later ops map back to the decoded image.
+    const t = img.transform;
+    const transform = t
+      ? { scaleX: r.scale.x * t.scaleX, scaleY: r.scale.y * t.scaleY, offsetX: r.pad.x + t.offsetX * r.scale.x, offsetY: r.pad.y + t.offsetY * r.scale.y, width: t.width, height: t.height }
+      : { scaleX: r.scale.x, scaleY: r.scale.y, offsetX: r.pad.x, offsetY: r.pad.y, width: img.width, height: img.height };
+    x.set(p.output, { kind: 'tensor', type: tensorType(p), dims: r.dims, data: r.data, transform } as TensorValue);
+  },
+});
+
+/** The first `fraction` of a quad along its reading direction (TL→TR, BL→BR). */
+function leading(q: number[], fraction: number): number[] {
+  const lerp = (a: number, b: number) => a + (b - a) * fraction;
+  return [q[0], q[1], lerp(q[0], q[2]), lerp(q[1], q[3]), lerp(q[6], q[4]), lerp(q[7], q[5]), q[6], q[7]];
+}
+
+defineOp({
+  op: 'crop-batch',
+  stage: 'pre',
+  summary: 'Cuts regions out of an image (perspective-corrected, tall ones turned, optionally turned per a classification), scales them to one height and normalises them into one padded batch tensor (widths per item) or one tensor per region (native kernel).',
+  params: Type.Object(
+    {
+      image: Name,
+      regions: Name,
+      output: Name,
+      regionsOutput: Opt(Name),
+      height: Type.Integer({ minimum: 1, maximum: 4096 }),
+      width: Opt(Type.Integer({ minimum: 1, maximum: 32768 })),
+      minWidth: Opt(Type.Integer({ minimum: 1, maximum: 32768 })),
+      maxWidth: Opt(Type.Integer({ minimum: 1, maximum: 32768 })),
+      widthMultiple: Opt(Type.Integer({ minimum: 1, maximum: 4096 })),
+      overflow: Opt(Type.Union([Type.Literal('squeeze'), Type.Literal('crop')])),
+      rotateTall: Opt(Type.Number({ minimum: 0 })),
+      classes: Opt(Name),
+      label: Opt(Type.Union([Type.String({ maxLength: 256 }), Type.Integer({ minimum: 0 })])),
+      minScore: Opt(Type.Number()),
+      angle: Opt(Type.Union([Type.Literal(90), Type.Literal(180), Type.Literal(270)])),
+      padValue: Opt(Type.Number()),
+      batch: Opt(Type.Boolean()),
+      ...NormParams,
+    },
+    { additionalProperties: false },
+  ),
+  reads: (p) => [p.image, p.regions, ...(p.classes ? [p.classes] : [])],
+  writes: (p) => [p.output, ...(p.regionsOutput ? [p.regionsOutput] : [])],
+  check(p) {
+    if ((p.classes === undefined) !== (p.angle === undefined)) return 'classes and angle go together';
+    if (p.minWidth && p.maxWidth && p.minWidth > p.maxWidth) return 'minWidth is above maxWidth';
+    return undefined;
+  },
+  async run(p, x) {
+    const img = x.get(p.image, 'image');
+    const r = x.get(p.regions, 'regions', 'boxes');
+    const quads: number[][] = [];
+    if (r.kind === 'regions') {
+      if (r.width !== img.width || r.height !== img.height) x.fail(`regions refer to a ${r.width}×${r.height} image, not this ${img.width}×${img.height} one`);
+      for (let i = 0; i < r.count; i++) quads.push(Array.from(r.quads.subarray(8 * i, 8 * i + 8)));
+    } else {
+      for (let i = 0; i < r.count; i++) {
+        const [x1, y1, x2, y2] = r.boxes.subarray(4 * i, 4 * i + 4);
+        quads.push([x1, y1, x2, y1, x2, y2, x1, y2]);
+      }
+    }
+    const tall = p.rotateTall ?? 1.5;
+    let turn = (_i: number) => 0;
+    if (p.classes) {
+      const c = x.get(p.classes, 'classes');
+      if (c.count !== quads.length) x.fail(`${c.count} classifications for ${quads.length} regions`);
+      const min = p.minScore ?? -Infinity;
+      turn = (i) => {
+        const idx = c.indices[i * c.k];
+        const label = typeof p.label === 'string' ? c.labels?.[idx] ?? String(idx) : idx;
+        return (p.label === undefined || label === p.label) && c.scores[i * c.k] >= min ? p.angle! / 90 : 0;
+      };
+    }
+    const H = p.height;
+    const limit = p.width ?? p.maxWidth;
+    const cut: number[] = [];
+    const turned = quads.map((q, i) => {
+      const s = quadSize(q);
+      // Tall regions read turned 90° counter-clockwise (start at their top-right corner).
+      let quad = tall > 0 && s.width > 0 && s.height / s.width >= tall ? turnQuad(q, 1) : q;
+      const k = turn(i);
+      if (k) quad = turnQuad(quad, k);
+      const t = quadSize(quad);
+      const w = t.height > 0 ? (H * t.width) / t.height : 0;
+      // overflow 'crop': keep the line's first `limit` columns at full resolution (enough to tell
+      // its orientation) instead of squeezing the whole line into them.
+      cut.push(...(p.overflow === 'crop' && limit && w > limit ? leading(quad, limit / w) : quad));
+      return quad;
+    });
+    const opts: CropOptions = {
+      height: H, ...(p.width ? { width: p.width } : {}), ...(p.minWidth ? { minWidth: p.minWidth } : {}), ...(p.maxWidth ? { maxWidth: p.maxWidth } : {}),
+      ...(p.widthMultiple ? { widthMultiple: p.widthMultiple } : {}), padValue: p.padValue ?? 0, ...norm(p),
+    };
+    const image = { ...imageInput(img, x) };
+    const value = (c: CropResult): TensorValue => ({ kind: 'tensor', type: tensorType(p), dims: c.dims, data: c.data, widths: c.widths });
+    if (p.batch === false) {
+      // One tensor per region at its own width (for CPUs, where padding costs as much as text).
+      const items = await Promise.all(turned.map((_, i) => cropBatch(image, cut.slice(8 * i, 8 * i + 8), opts)));
+      x.set(p.output, { kind: 'tensors', items: items.map(value) });
+    } else if (quads.length === 0) {
+      const c = img.channels === 1 ? 1 : 3, w = p.width ?? p.minWidth ?? 1;
+      const dims = (p.layout ?? 'nchw') === 'nchw' ? [0, c, H, w] : [0, H, w, c];
+      x.set(p.output, { kind: 'tensor', type: tensorType(p), dims, data: p.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0), widths: new Int32Array(0) } as TensorValue);
+    } else x.set(p.output, value(await cropBatch(image, cut, opts)));
+    if (p.regionsOutput) {
+      const scores = r.kind === 'regions' || r.kind === 'boxes' ? r.scores : new Float32Array(quads.length);
+      x.set(p.regionsOutput, { kind: 'regions', count: quads.length, quads: Float32Array.from(turned.flat()), scores: Float32Array.from(scores), width: img.width, height: img.height } satisfies RegionsValue);
+    }
+  },
+});
