@@ -69,7 +69,7 @@ function once<T>(cache: Map<string, Promise<T>>, key: string, load: () => Promis
 export class Runner implements AsyncDisposable {
   private readonly models = new Map<string, Promise<LoadedModel>>();
   private readonly assets = new Map<string, Promise<Buffer>>();
-  private readonly scripts = new Map<string, Promise<{ sandbox: Sandbox; host: ScriptHost }>>();
+  private readonly scripts = new Map<string, Promise<{ sandbox: Sandbox }>>();
   private closed = false;
 
   private constructor(
@@ -184,24 +184,40 @@ export class Runner implements AsyncDisposable {
    */
   script(path: string): Promise<ScriptHost> {
     this.assertOpen();
-    return once(this.scripts, path, () => this.loadScript(path)).then((s) => s.host);
+    const decl = (this.manifest.pipeline.scripts ?? []).find((s) => s.path === path);
+    if (!decl) return Promise.reject(new RunnerError('E_RUN_PIPELINE', `script ${JSON.stringify(path)} is not declared in pipeline.scripts`, { script: path }));
+    return once(this.scripts, '', () => this.loadScripts()).then(({ sandbox }) => ({
+      // Each script keeps its own declared deadline inside the shared runtime.
+      call: (hook, args, o = {}) =>
+        sandbox.call(hook, args as Record<string, SandboxValue>, {
+          script: path,
+          ...(o.deadlineMs !== undefined || decl.policy?.timeMs !== undefined ? { deadlineMs: Math.min(o.deadlineMs ?? Infinity, decl.policy?.timeMs ?? Infinity) } : {}),
+        }),
+    }));
   }
 
-  private async loadScript(path: string): Promise<{ sandbox: Sandbox; host: ScriptHost }> {
-    const decl = (this.manifest.pipeline.scripts ?? []).find((s) => s.path === path);
-    if (!decl) throw new RunnerError('E_RUN_PIPELINE', `script ${JSON.stringify(path)} is not declared in pipeline.scripts`, { script: path });
+  /**
+   * One sandbox runtime per loaded package (QuickJS in a worker): every declared script is loaded
+   * into it once, from verified bytes, with the largest declared memory/stack/time (each script's
+   * own deadline still applies per call), all capped by `sandboxCaps`.
+   */
+  private async loadScripts(): Promise<{ sandbox: Sandbox }> {
+    const decls = this.manifest.pipeline.scripts ?? [];
+    const max = (k: 'memoryMiB' | 'timeMs' | 'stackKiB') => {
+      const vals = decls.map((d) => d.policy?.[k]).filter((v): v is number => v !== undefined);
+      return vals.length ? { [k]: Math.max(...vals) } : {};
+    };
+    const policy = { ...max('memoryMiB'), ...max('timeMs'), ...max('stackKiB') };
     const assets: Record<string, Uint8Array> = {};
     for (const a of this.manifest.assets ?? []) assets[a.id] = await this.asset(a.id);
-    const source = (await this.reader.readVerified(path)).toString('utf8');
-    const sandbox = await Sandbox.create({ ...(decl.policy ? { policy: decl.policy } : {}), ...(this.options.sandboxCaps ? { caps: this.options.sandboxCaps } : {}), kernels: sandboxKernels, assets });
+    const sandbox = await Sandbox.create({ policy, ...(this.options.sandboxCaps ? { caps: this.options.sandboxCaps } : {}), kernels: sandboxKernels, assets });
     try {
-      await sandbox.load(source, path, { hooks: decl.hooks });
+      for (const d of decls) await sandbox.load((await this.reader.readVerified(d.path)).toString('utf8'), d.path, { hooks: d.hooks });
     } catch (e) {
       await sandbox.close();
       throw e;
     }
-    const host: ScriptHost = { call: (hook, args, o = {}) => sandbox.call(hook, args as Record<string, SandboxValue>, { script: path, ...o }) };
-    return { sandbox, host };
+    return { sandbox };
   }
 
   /** Loads every model the pipeline uses now instead of on the first run. */
