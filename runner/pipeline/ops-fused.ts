@@ -6,7 +6,7 @@
 import { Type } from '@sinclair/typebox';
 import { cropBatch, preprocess, type CropOptions, type CropResult, type ImageInput, type ResizeSpec } from '../../native/index.js';
 import { quadSize } from '../ops/geometry.js';
-import { turnQuad } from './ops-image.js';
+import { regionQuads, turnQuad } from './ops-image.js';
 import { Name, defineOp, type OpRun } from './registry.js';
 import type { ImageValue, RegionsValue, TensorValue } from './values.js';
 
@@ -118,16 +118,7 @@ defineOp({
   async run(p, x) {
     const img = x.get(p.image, 'image');
     const r = x.get(p.regions, 'regions', 'boxes');
-    const quads: number[][] = [];
-    if (r.kind === 'regions') {
-      if (r.width !== img.width || r.height !== img.height) x.fail(`regions refer to a ${r.width}×${r.height} image, not this ${img.width}×${img.height} one`);
-      for (let i = 0; i < r.count; i++) quads.push(Array.from(r.quads.subarray(8 * i, 8 * i + 8)));
-    } else {
-      for (let i = 0; i < r.count; i++) {
-        const [x1, y1, x2, y2] = r.boxes.subarray(4 * i, 4 * i + 4);
-        quads.push([x1, y1, x2, y1, x2, y2, x1, y2]);
-      }
-    }
+    const quads = regionQuads(img, r, x);
     const tall = p.rotateTall ?? 1.5;
     let turn = (_i: number) => 0;
     if (p.classes) {
@@ -172,7 +163,7 @@ defineOp({
       x.set(p.output, { kind: 'tensor', type: tensorType(p), dims, data: p.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0), widths: new Int32Array(0) } as TensorValue);
     } else x.set(p.output, value(await cropBatch(image, cut, opts)));
     if (p.regionsOutput) {
-      const scores = r.kind === 'regions' || r.kind === 'boxes' ? r.scores : new Float32Array(quads.length);
+      const scores = r.scores;
       x.set(p.regionsOutput, { kind: 'regions', count: quads.length, quads: Float32Array.from(turned.flat()), scores: Float32Array.from(scores), width: img.width, height: img.height } satisfies RegionsValue);
     }
   },

@@ -9,7 +9,7 @@ import { cropBatch } from '../../native/index.js';
 import { resizeImage, rotateImage, toTensor } from '../ops/image.js';
 import { quadSize } from '../ops/geometry.js';
 import { Name, defineOp, type OpRun } from './registry.js';
-import type { ImageTransform, ImageValue, ImagesValue, TensorValue } from './values.js';
+import type { BoxesValue, ImageTransform, ImageValue, ImagesValue, RegionsValue, TensorValue } from './values.js';
 
 const Opt = Type.Optional;
 
@@ -297,6 +297,21 @@ export function turnQuad(q: number[], turns: number): number[] {
   return out;
 }
 
+/** Regions (quads) or axis-aligned boxes of an image as quads TL, TR, BR, BL. */
+export function regionQuads(img: ImageValue, r: RegionsValue | BoxesValue, x: OpRun): number[][] {
+  const quads: number[][] = [];
+  if (r.kind === 'regions') {
+    if (r.width !== img.width || r.height !== img.height) x.fail(`regions refer to a ${r.width}×${r.height} image, not this ${img.width}×${img.height} one`);
+    for (let i = 0; i < r.count; i++) quads.push(Array.from(r.quads.subarray(8 * i, 8 * i + 8)));
+  } else {
+    for (let i = 0; i < r.count; i++) {
+      const [x1, y1, x2, y2] = r.boxes.subarray(4 * i, 4 * i + 4);
+      quads.push([x1, y1, x2, y1, x2, y2, x1, y2]);
+    }
+  }
+  return quads;
+}
+
 function turn(img: ImageValue, turns: number): ImageValue {
   const r = rotateImage(img.data, img, { turns });
   return { kind: 'image', data: r.data, width: r.width, height: r.height, channels: img.channels, ...(img.quad ? { quad: turnQuad(img.quad, turns) } : {}) };
@@ -314,17 +329,7 @@ defineOp({
   writes: (p) => [p.output],
   async run(p, x) {
     const img = x.get(p.image, 'image');
-    const r = x.get(p.regions, 'regions', 'boxes');
-    const quads: number[][] = [];
-    if (r.kind === 'regions') {
-      if (r.width !== img.width || r.height !== img.height) x.fail(`regions refer to a ${r.width}×${r.height} image, not this ${img.width}×${img.height} one`);
-      for (let i = 0; i < r.count; i++) quads.push(Array.from(r.quads.subarray(8 * i, 8 * i + 8)));
-    } else {
-      for (let i = 0; i < r.count; i++) {
-        const [x1, y1, x2, y2] = r.boxes.subarray(4 * i, 4 * i + 4);
-        quads.push([x1, y1, x2, y1, x2, y2, x1, y2]);
-      }
-    }
+    const quads = regionQuads(img, x.get(p.regions, 'regions', 'boxes'), x);
     const tall = p.rotateTall ?? 1.5;
     const sized = quads.map((region) => {
       const s = quadSize(region);
