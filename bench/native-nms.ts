@@ -9,17 +9,10 @@
 import { decodeDetectionsSync, nativeInfo, nmsSync, setNativeBackend } from '../native/index.js';
 
 const N = 8400, NC = 80;
+import { rng } from '../fixtures/random.js';
+
 const iterations = Number(process.argv[2] ?? 30);
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** 20 objects; every candidate a jittered copy of one (what a detector head produces). */
 function clustered(seed: number): { boxes: Float32Array; scores: Float32Array; classes: Int32Array } {

@@ -7,17 +7,9 @@ import { halfToFloat, nativeInfo, setNativeBackend } from '../native/index.js';
 
 export const nativeExpected = process.env.XPKG_NATIVE !== 'portable';
 
-/** mulberry32: small, fast, seeded. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../fixtures/random.js';
+
+export { rng };
 
 export function randomBytes(n: number, seed: number): Uint8Array {
   const r = rng(seed);

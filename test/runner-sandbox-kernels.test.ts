@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ctcGreedyDecodeSync, decodeDetectionsSync, nmsSync, preprocessSync, softmaxTopKSync } from '../native/index.js';
+import { rng } from '../fixtures/random.js';
 import { sandboxKernels } from '../runner/sandbox-kernels.js';
 import { Sandbox, type SandboxTensor } from '../sandbox/index.js';
 
@@ -37,10 +38,6 @@ beforeAll(async () => {
 });
 afterAll(() => sb?.close());
 
-function rng(seed: number) {
-  let s = seed >>> 0 || 1;
-  return () => ((s ^= s << 13), (s ^= s >>> 17), (s ^= s << 5), (s >>> 0) / 2 ** 32);
-}
 
 describe('runner sandbox kernels', () => {
   it('table holds the issue-6 names, all queued', () => {

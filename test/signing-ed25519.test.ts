@@ -26,6 +26,7 @@ import {
   scalarMult,
   type Point,
 } from '../signing/ed25519-math.js';
+import { syncCodeOf } from './helpers/errors.js';
 
 const hex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
 const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -39,15 +40,7 @@ function nodeVerify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8
   }
 }
 
-function codeOf(f: () => void): string | null {
-  try {
-    f();
-    return null;
-  } catch (e) {
-    expect(e).toBeInstanceOf(SigningError);
-    return (e as SigningError).code;
-  }
-}
+const codeOf = (f: () => unknown): string | null => syncCodeOf(f, SigningError);
 
 // RFC 8032 §7.1, tests 1–3.
 const RFC8032 = [

@@ -5,6 +5,7 @@ import { canonicalize } from '../spec/canonical.js';
 import { SigningError, XpkgError } from '../spec/errors.js';
 import { LIMITS } from '../spec/limits.js';
 import { decodeEnvelope, encodeEnvelope, MAX_SIGNATURES, pae, PAYLOAD_TYPE, signedBytes, type Envelope } from '../signing/envelope.js';
+import { syncCodeOf } from './helpers/errors.js';
 
 const ID = 'ab'.repeat(32);
 const k = (c: string) => c.repeat(64);
@@ -12,15 +13,7 @@ const sig = (b: number) => new Uint8Array(64).fill(b);
 const env = (n = 2): Envelope => ({ payloadType: PAYLOAD_TYPE, packageId: ID, signatures: Array.from({ length: n }, (_, i) => ({ keyid: k('0123456789abcdef'[i % 16]), sig: sig(i) })) });
 const canonical = (o: unknown) => Buffer.from(canonicalize(o));
 
-function codeOf(f: () => unknown): string | null {
-  try {
-    f();
-    return null;
-  } catch (e) {
-    expect(e).toBeInstanceOf(SigningError);
-    return (e as SigningError).code;
-  }
-}
+const codeOf = (f: () => unknown): string | null => syncCodeOf(f, SigningError);
 
 describe('PAE', () => {
   it('is "DSSEv1 <len> <type> <len> <body>" with byte lengths', () => {
