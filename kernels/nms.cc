@@ -172,7 +172,14 @@ int nms(const NmsParams& p, int32_t* keep) {
         tail[c] = e;
       }
   };
+  // Per cell, the kept box that last suppressed a candidate centred there: on clustered input (a
+  // detector head's duplicates) it nearly always suppresses the next one too, so one IoU test
+  // replaces the cell walk. Checking one extra kept box first never changes the greedy result.
+  std::vector<int32_t> lastSuppressor(static_cast<size_t>(gx) * gy, -1);
   for (int i = 0; i < m && kept < maxOut; i++) {
+    const size_t centre = static_cast<size_t>(cellY(0.5 * (s.y1[i] + s.y2[i]))) * gx + cellX(0.5 * (s.x1[i] + s.x2[i]));
+    const int hint = lastSuppressor[centre];
+    if (hint >= 0 && suppressedBy(i, hint)) continue;
     const int cx0 = cellX(s.x1[i]), cx1 = cellX(s.x2[i]), cy0 = cellY(s.y1[i]), cy1 = cellY(s.y2[i]);
     const bool wide = static_cast<int64_t>(cx1 - cx0 + 1) * (cy1 - cy0 + 1) > 64;
     bool drop = false;
@@ -180,6 +187,7 @@ int nms(const NmsParams& p, int32_t* keep) {
     for (int k : wide ? all : big)
       if (suppressedBy(i, k)) {
         drop = true;
+        lastSuppressor[centre] = k;
         break;
       }
     for (int y = cy0; y <= cy1 && !drop && !wide; y++)
@@ -190,6 +198,7 @@ int nms(const NmsParams& p, int32_t* keep) {
           stamp[k] = i;
           if (suppressedBy(i, k)) {
             drop = true;
+            lastSuppressor[centre] = k;
             break;
           }
         }
