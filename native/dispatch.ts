@@ -8,26 +8,30 @@ import type { Kernels } from './index.js';
 
 export type Prepared<R> = { kernel: keyof Kernels; raw: unknown; then: (r: any) => R };
 
-function wrap(kernel: string, e: unknown, site: string | undefined): NativeError {
+// The call site is an Error made before the call; its stack is only formatted (the costly part,
+// tens of µs) when a kernel actually fails.
+function wrap(kernel: string, e: unknown, site: Error | undefined): NativeError {
   if (e instanceof NativeError) return e;
   const message = e instanceof Error ? e.message : String(e);
   const err = new NativeError('E_NATIVE_KERNEL', `${kernel}: ${message}`, { kernel }, { cause: e });
-  if (site) err.stack = `${err.name}: ${err.message}\n${site.split('\n').slice(2).join('\n')}`;
+  const stack = site?.stack;
+  if (stack) err.stack = `${err.name}: ${err.message}\n${stack.split('\n').slice(2).join('\n')}`;
   return err;
 }
 
-export function runSync<O, R, T>(ks: Kernels, kernel: keyof Kernels, o: O, then: (r: R) => T, site: string | undefined): T {
+export function runSync<O, R, T>(ks: Kernels, kernel: keyof Kernels, o: O, then: (r: R) => T, site: Error | undefined): T {
   let r: R;
   try {
     r = (ks[kernel] as unknown as (o: O) => R)(o);
   } catch (e) {
-    throw wrap(kernel, e, site);
+    // Synchronous: the caller's frames are still on the stack, so the site can be taken now.
+    throw wrap(kernel, e, site ?? new Error());
   }
   return then(r);
 }
 
 /** Async form: the addon runs the kernel on a libuv worker; the portable kernels run inline. */
-export async function runAsync<O, R, T>(ks: Kernels, kernel: keyof Kernels, o: O, then: (r: R) => T, site: string | undefined): Promise<T> {
+export async function runAsync<O, R, T>(ks: Kernels, kernel: keyof Kernels, o: O, then: (r: R) => T, site: Error | undefined): Promise<T> {
   let r: R;
   try {
     r = await (ks[kernel] as unknown as (o: O, async: true) => Promise<R>)(o, true);
@@ -41,12 +45,11 @@ export async function runAsync<O, R, T>(ks: Kernels, kernel: keyof Kernels, o: O
 export function bothForms<A extends unknown[], R>(kernels: () => Kernels, prepare: (...a: A) => Prepared<R>): { sync: (...a: A) => R; async: (...a: A) => Promise<R> } {
   return {
     sync: (...a: A) => {
-      const site = new Error().stack;
       const p = prepare(...a);
-      return runSync(kernels(), p.kernel, p.raw, p.then, site);
+      return runSync(kernels(), p.kernel, p.raw, p.then, undefined);
     },
     async: (...a: A) => {
-      const site = new Error().stack;
+      const site = new Error();
       try {
         const p = prepare(...a);
         return runAsync(kernels(), p.kernel, p.raw, p.then, site);

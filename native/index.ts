@@ -214,10 +214,10 @@ type RawOf<K extends keyof Kernels> = Parameters<Kernels[K]>[0];
 type ResultOf<K extends keyof Kernels> = Awaited<ReturnType<Kernels[K]>>;
 /** Low-level entry: a kernel on prepared raw options (checked only by the kernel), e.g. a plan reused per frame. */
 export function runRawSync<K extends keyof Kernels>(kernel: K, raw: RawOf<K>): ResultOf<K> {
-  return runSync(kernels(), kernel, raw, (r: ResultOf<K>) => r, new Error().stack);
+  return runSync(kernels(), kernel, raw, (r: ResultOf<K>) => r, undefined);
 }
 export function runRaw<K extends keyof Kernels>(kernel: K, raw: RawOf<K>): Promise<ResultOf<K>> {
-  return runAsync(kernels(), kernel, raw, (r: ResultOf<K>) => r, new Error().stack);
+  return runAsync(kernels(), kernel, raw, (r: ResultOf<K>) => r, new Error());
 }
 /** The raw kernel table of one backend (tests and benchmarks compare them). */
 export function nativeKernels(backend: 'native' | 'portable'): Kernels {
