@@ -5,7 +5,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import { decodeDetections, segmentArgmax } from '../../native/index.js';
-import { LabelParams, floats, labelsOf, planeOf } from './ops-post.js';
+import { LabelParams, floats, labelHooks, labelsOf, planeOf } from './ops-post.js';
 import { Name, defineOp, type OpRun } from './registry.js';
 import type { ImageTransform, TensorValue } from './values.js';
 
@@ -43,8 +43,7 @@ defineOp({
   ),
   reads: (p) => [p.input, ...(p.image ? [p.image] : [])],
   writes: (p) => [p.output],
-  assets: (p) => (p.labelsAsset ? [p.labelsAsset] : []),
-  check: (p) => (p.labels && p.labelsAsset ? 'give labels or labelsAsset, not both' : undefined),
+  ...labelHooks,
   async run(p, x) {
     const t = x.get(p.input, 'tensor');
     const dims = t.dims.length === 2 ? [1, ...t.dims] : t.dims;
@@ -87,8 +86,7 @@ defineOp({
   ),
   reads: (p) => [p.input, ...(p.image ? [p.image] : [])],
   writes: (p) => [p.output],
-  assets: (p) => (p.labelsAsset ? [p.labelsAsset] : []),
-  check: (p) => (p.labels && p.labelsAsset ? 'give labels or labelsAsset, not both' : undefined),
+  ...labelHooks,
   async run(p, x) {
     const t = x.get(p.input, 'tensor');
     const d = t.dims.length === 3 ? [1, ...t.dims] : t.dims;

@@ -148,6 +148,12 @@ defineOp({
 });
 
 export const LabelParams = { labels: Opt(Labels), labelsAsset: Opt(AssetId) };
+/** Hooks of an op taking LabelParams: the asset it reads, and labels given one way only. */
+export const labelAssets = (p: { labelsAsset?: string }): string[] => (p.labelsAsset ? [p.labelsAsset] : []);
+export const labelHooks = {
+  assets: labelAssets,
+  check: (p: { labels?: string[]; labelsAsset?: string }): string | undefined => (p.labels && p.labelsAsset ? 'give labels or labelsAsset, not both' : undefined),
+};
 
 defineOp({
   op: 'top-k',
@@ -156,8 +162,7 @@ defineOp({
   params: Type.Object({ input: Name, output: Name, k: Opt(Type.Integer({ minimum: 1, maximum: 1000 })), softmax: Opt(Type.Boolean()), ...LabelParams }, { additionalProperties: false }),
   reads: (p) => [p.input],
   writes: (p) => [p.output],
-  assets: (p) => (p.labelsAsset ? [p.labelsAsset] : []),
-  check: (p) => (p.labels && p.labelsAsset ? 'give labels or labelsAsset, not both' : undefined),
+  ...labelHooks,
   async run(p, x) {
     const v = x.get(p.input, 'tensor', 'tensors');
     const indices: number[] = [];
@@ -187,7 +192,7 @@ defineOp({
   params: Type.Object({ input: Name, output: Name, threshold: Opt(Type.Number()), ...LabelParams }, { additionalProperties: false }),
   reads: (p) => [p.input],
   writes: (p) => [p.output],
-  assets: (p) => (p.labelsAsset ? [p.labelsAsset] : []),
+  assets: labelAssets,
   async run(p, x) {
     const t = x.get(p.input, 'tensor');
     const d = t.dims.length === 4 ? t.dims : t.dims.length === 3 ? [1, ...t.dims] : [];
@@ -280,7 +285,7 @@ defineOp({
   ),
   reads: (p) => [p.input, ...(p.image ? [p.image] : [])],
   writes: (p) => [p.output],
-  assets: (p) => (p.labelsAsset ? [p.labelsAsset] : []),
+  assets: labelAssets,
   async run(p, x) {
     const v = x.get(p.input, 'boxes', 'tensor');
     let boxes: Float32Array, scores: Float32Array, classes: Int32Array | undefined, count: number;
