@@ -1,8 +1,8 @@
 /**
  * The guest half of the capability API, evaluated in each fresh QuickJS context before any
  * package code. It receives the raw host functions as an argument (they never appear on the
- * global object), keeps them in its closure, and returns `invoke`, `poll`, `takeQueue` and
- * `functions` to the worker.
+ * global object), keeps them in its closure, and returns `invoke`, `poll`, `functions` and
+ * `warm` to the worker.
  *
  * It captures the intrinsics it uses before guest code runs, so a script that later patches
  * `JSON`, `Array.prototype` or `Function.prototype.call` only confuses itself. Security does
@@ -15,7 +15,8 @@
  *   ctx.isTensor(v)
  * and a tensor handle is a frozen object with dtype, shape, size, read() (copy out) and dispose().
  * Handles are valid for one call. Kernels that declare their results are queued: they return
- * handles at once and run in one batch when a result is needed (see types.ts `Kernel`).
+ * handles at once and the host runs them as they come, while the hook goes on (see types.ts
+ * `Kernel`).
  */
 import { DTYPE_ARRAY, MAX_QUEUED, SMALL_ARRAYS } from './protocol.js';
 
@@ -52,7 +53,7 @@ export function preludeSource(c: PreludeConfig): string {
   const keys = O.keys, arrayPush = uncurry(Array.prototype.push), arraySort = uncurry(Array.prototype.sort), arrayJoin = uncurry(Array.prototype.join);
   const ARR = create(null);
   for (const C of [Float32Array, Float64Array, Int32Array, Uint32Array, Int16Array, Uint16Array, Int8Array, Uint8Array, BigInt64Array]) ARR[C.name] = C;
-  const hostKernel = host.kernel, hostBatch = host.batch, hostRead = host.read, hostTensor = host.tensor, hostDispose = host.dispose;
+  const hostKernel = host.kernel, hostQueue = host.queue, hostSync = host.sync, hostRead = host.read, hostTensor = host.tensor, hostDispose = host.dispose;
   const hostAsset = host.asset, hostAssetText = host.assetText, hostFail = host.fail;
 
   // Index loop rather than Array.from: iterators are patchable by the script.
@@ -115,26 +116,26 @@ export function preludeSource(c: PreludeConfig): string {
   freeze(Tensor);
   const makeTensor = (id, dtype, shape) => new Tensor(TOKEN, id, dtype, shape);
 
-  // Queued kernel calls ({ k: name, a: arguments JSON, o: result ids }) and the handles awaiting
-  // their dtype and shape. Provisional ids are negative; the host adopts them when the batch runs.
-  let queue = [];
+  // Queued kernel calls ({ k: name, a: arguments JSON, o: result ids }) go to the host as they are
+  // made (it runs them while the hook goes on); the handles awaiting their dtype and shape wait for
+  // a sync. Provisional ids are negative; the host adopts them as the calls run.
+  let queued = 0;
   let queuedChars = 0;
   let waiting = [];
   let nextId = -1;
   function flush() {
-    if (queue.length === 0) return;
-    const ops = '[' + arrayJoin(queue, ',') + ']';
+    if (queued === 0) return;
     const handles = waiting;
-    queue = [];
+    queued = 0;
     queuedChars = 0;
     waiting = [];
-    const meta = parse(hostBatch(ops));
+    const meta = parse(hostSync());
     for (let i = 0; i < handles.length; i++) {
       const m = meta[handles[i][0]];
       if (m !== undefined) describeTensor(handles[i][1], m[0], m[1]);
     }
   }
-  // Every other host call runs the queue first: the host then knows every id it may be given.
+  // Every other host call syncs first: the host has then run every queued call before it.
   function hostCall(fn, a, b, c) {
     flush();
     return fn(a, b, c);
@@ -207,9 +208,10 @@ export function preludeSource(c: PreludeConfig): string {
             }
           }
           const op = stringify({ k: name, a, o });
-          arrayPush(queue, op);
+          hostQueue(op);
+          queued++;
           queuedChars += op.length;
-          if (queue.length >= MAX_QUEUED || queuedChars > OUTPUT) flush();
+          if (queued >= MAX_QUEUED || queuedChars > OUTPUT) flush();
           return result;
         };
     defineProperty(f, 'name', { value: name });
@@ -261,7 +263,7 @@ export function preludeSource(c: PreludeConfig): string {
   // Returns 'R'+json (result), 'E'+json (thrown value) or 'P' (a promise: drive jobs, then poll).
   function invoke(ns, hook, argsJson) {
     pending = null;
-    queue = [];
+    queued = 0;
     queuedChars = 0;
     waiting = [];
     const fn = ns[hook];
@@ -281,14 +283,6 @@ export function preludeSource(c: PreludeConfig): string {
     return settle(r);
   }
   function poll() { return pending === null ? 'N' : pending.s; }
-  // Queued calls left at the end of a hook: the host runs them before it reads the result.
-  function takeQueue() {
-    const ops = queue.length === 0 ? '' : '[' + arrayJoin(queue, ',') + ']';
-    queue = [];
-    queuedChars = 0;
-    waiting = [];
-    return ops;
-  }
   // Names of a module's exported functions, as JSON.
   function functions(ns) {
     const out = [];
@@ -300,6 +294,11 @@ export function preludeSource(c: PreludeConfig): string {
     }
     return stringify(arraySort(out));
   }
-  return freeze({ invoke, poll, takeQueue, functions });
+  // What a call does first (JSON through the reviver and the replacer), on throwaway data: run on
+  // the host's nudge to bring the interpreter back into the caches. Touches no state.
+  function warm() {
+    parse(stringify([{ a: 1, b: [0.5, 0.25], c: 'x', d: { e: null } }], replacer), reviver);
+  }
+  return freeze({ invoke, poll, functions, warm });
 })`;
 }

@@ -56,10 +56,11 @@ export type HostMessage =
 export type WorkerMessage =
   | { t: 'ready' }
   | { t: 'fatal'; message: string }
-  | { t: 'done'; ok: true; value: unknown; ops?: string; recycle?: boolean }
+  | { t: 'done'; ok: true; value: unknown; recycle?: boolean }
   | { t: 'done'; ok: false; failure: FailureInfo; reset: Reset }
   | { t: 'kernel'; name: string; args: string }
-  | { t: 'batch'; ops: string }
+  | { t: 'op'; op: string }
+  | { t: 'sync' }
   | { t: 'read'; id: number }
   | { t: 'tensor'; dtype: SandboxDType; shape: number[]; bytes: Uint8Array }
   | { t: 'dispose'; id: number }
@@ -76,21 +77,47 @@ export function send(port: MessagePort, ctl: Int32Array, slot: number, msg: Host
  * Blocks until a message arrives (worker side). The counter is read before looking at the port, so
  * a message posted between the two steps changes the counter and Atomics.wait returns at once.
  */
-export function receiveSync<T>(port: MessagePort, ctl: Int32Array, slot: number): T {
+export function receiveSync<T>(port: MessagePort, ctl: Int32Array, slot: number, onNudge?: () => void): T {
+  let nudged = false;
   for (;;) {
     const seen = Atomics.load(ctl, slot);
     const m = receiveMessageOnPort(port);
     if (m) return m.message as T;
+    // Woken without a message: the host's nudge (see nudge()); its message follows shortly.
+    if (nudged && onNudge) onNudge();
     // Spin briefly before sleeping: the next message of a call usually follows within microseconds,
     // and waking a sleeping thread costs ~50 µs on an idle virtual CPU.
-    const until = performance.now() + SPIN_MS;
+    const until = performance.now() + (nudged ? NUDGED_SPIN_MS : SPIN_MS);
     while (Atomics.load(ctl, slot) === seen && performance.now() < until);
-    if (Atomics.load(ctl, slot) === seen) Atomics.wait(ctl, slot, seen);
+    nudged = Atomics.load(ctl, slot) === seen && Atomics.wait(ctl, slot, seen) === 'ok';
   }
 }
 
 /** How long a waiting side spins before it sleeps. */
 export const SPIN_MS = 0.2;
+/** How long the worker spins after a nudge: the host is encoding the call's message. */
+export const NUDGED_SPIN_MS = 1;
+
+/**
+ * Wakes a sleeping receiver without a message. The host does this as a call starts, so the
+ * worker's wake-up (~0.1–0.5 ms for a halted virtual CPU) and its warm-up (it runs a little of
+ * the code the call will run, the caches being cold after a long sleep) overlap the host's own
+ * preparation of the message. The worker then spins up to NUDGED_SPIN_MS and sleeps again.
+ */
+export function nudge(ctl: Int32Array, slot: number): void {
+  Atomics.notify(ctl, slot);
+}
+
+/**
+ * Spins (at most `ms`) until the counter leaves `seen`; true if it did. The host uses it before
+ * falling back to Atomics.waitAsync, whose wake-up goes through the event loop (~0.1–0.3 ms).
+ * Only worth it with a spare core: spinning on one core delays the worker it waits for.
+ */
+export function spinUntilChanged(ctl: Int32Array, slot: number, seen: number, ms: number): boolean {
+  const until = performance.now() + ms;
+  while (Atomics.load(ctl, slot) === seen) if (performance.now() >= until) return false;
+  return true;
+}
 
 /** Bytes per element of each dtype. */
 export const DTYPE_BYTES: Readonly<Record<SandboxDType, number>> = Object.freeze({ float32: 4, float16: 2, int64: 8, int32: 4, uint8: 1, int8: 1, bool: 1 });
@@ -110,7 +137,7 @@ export const DTYPE_ARRAY = Object.freeze({
 export const SMALL_ARRAYS = Object.freeze(['Float32Array', 'Float64Array', 'Int32Array', 'Uint32Array', 'Int16Array', 'Uint16Array', 'Int8Array', 'Uint8Array'] as const);
 export type SmallArrayName = (typeof SMALL_ARRAYS)[number];
 
-/** Queued kernel calls the guest may accumulate before they must run. */
+/** Queued kernel calls the guest may post before it must sync (bounds what the host holds unread). */
 export const MAX_QUEUED = 64;
 
 /** Rank limit of tensors crossing the boundary (the manifest's IoSpec allows 8 dims). */

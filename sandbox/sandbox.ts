@@ -9,13 +9,14 @@
  * Calls run one at a time. Tensors in the arguments are lent to the guest as handles; tensors in
  * the result are the host's own objects (inputs or kernel outputs), never copies made by the guest.
  */
+import { availableParallelism } from 'node:os';
 import { receiveMessageOnPort } from 'node:worker_threads';
 import { SandboxError } from '../spec/errors.js';
 import { CallScope, decodeFromGuest, encodeForGuest } from './codec.js';
 import { validateOutputs } from './outputs.js';
 import { resolvePolicy, wasmMaxPages, workerStackMb } from './policy.js';
-import { TO_HOST, TO_WORKER, send, type HostMessage, type WorkerConfig, type WorkerMessage } from './protocol.js';
-import { KernelFailure, runBatch, serve, type HostSide } from './serve.js';
+import { TO_HOST, TO_WORKER, nudge, send, spinUntilChanged, type HostMessage, type WorkerConfig, type WorkerMessage } from './protocol.js';
+import { OpStream, serve, type HostSide } from './serve.js';
 import { compiledQuickJS, killThread, spawnThread, type Thread } from './thread.js';
 import type { CallOptions, EffectivePolicy, Kernel, LoadOptions, LoadedScript, SandboxOptions, SandboxStats, SandboxValue } from './types.js';
 
@@ -25,6 +26,12 @@ const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 /** Worker start-up (module compile, runtime, prelude) and replaying loaded scripts. */
 const STARTUP_MS = 30_000;
+/**
+ * How long the host spins for the worker's answer before sleeping in Atomics.waitAsync (whose
+ * wake-up goes through the event loop). Bounded, so the event loop stalls at most this long; off
+ * on one core, where spinning would delay the worker it waits for.
+ */
+const HOST_SPIN_MS = availableParallelism() > 1 ? 1 : 0;
 
 class Watchdog {}
 class Aborted {}
@@ -117,6 +124,8 @@ export class Sandbox implements AsyncDisposable {
     const { deadlineMs, outputs, signal } = options;
     if (deadlineMs !== undefined && !(Number.isInteger(deadlineMs) && deadlineMs > 0)) throw new RangeError('sandbox.call: deadlineMs must be a positive integer');
     if (outputs !== undefined && !Array.isArray(outputs)) throw new TypeError('sandbox.call: outputs must be an array of IoSpec');
+    // Wake the worker now: it spins while the arguments are encoded below.
+    if (this.thread && !this.thread.death) nudge(this.thread.ctl, TO_WORKER);
     return this.serial(async () => {
       this.assertOpen();
       const script = this.scriptFor(hook, options.script);
@@ -239,21 +248,20 @@ export class Sandbox implements AsyncDisposable {
       : undefined;
     t.worker.ref();
     send(t.port, t.ctl, TO_WORKER, msg);
+    const ops = scope ? new OpStream(this.host, scope, deadlineAt - this.policy.graceMs) : null;
     try {
       for (;;) {
         const m = await this.next(t, deadlineAt, signal, aborted);
+        if (m.t === 'op') {
+          // A queued kernel call, posted as the hook made it: run it now, no answer.
+          if (!ops) throw new SandboxError('E_SANDBOX_KILLED', 'sandbox protocol error', { reason: 'protocol' });
+          await ops.run(m.op);
+          continue;
+        }
         if (m.t === 'done') {
           if (m.ok) {
             if (m.recycle) this.retire(t, new SandboxError('E_SANDBOX_KILLED', 'the worker was replaced after its memory filled up', { reason: 'recycled' })).catch(() => undefined);
-            if (m.ops && scope) {
-              // Kernel calls the hook queued and never needed: they make its result's tensors.
-              try {
-                await runBatch(this.host, m.ops, scope, deadlineAt - this.policy.graceMs);
-              } catch (e) {
-                if (e instanceof KernelFailure) throw new SandboxError('E_SANDBOX_SCRIPT', `kernel '${e.kernel}' failed: ${e.message}`.slice(0, 2000), { kernel: e.kernel });
-                throw e;
-              }
-            }
+            ops?.finish();
             return m.value;
           }
           const err = new SandboxError(m.failure.code, m.failure.message, m.failure.detail);
@@ -261,7 +269,7 @@ export class Sandbox implements AsyncDisposable {
           throw err;
         }
         if (m.t === 'ready' || m.t === 'fatal') throw new SandboxError('E_SANDBOX_KILLED', 'sandbox protocol error', { reason: 'protocol' });
-        const r = await serve(this.host, m, scope, deadlineAt - this.policy.graceMs);
+        const r = await serve(this.host, m, scope, deadlineAt - this.policy.graceMs, ops);
         send(t.port, t.ctl, TO_WORKER, r.msg, r.transfer);
       }
     } catch (e) {
@@ -292,7 +300,8 @@ export class Sandbox implements AsyncDisposable {
       if (signal?.aborted) throw new Aborted();
       const left = deadlineAt - performance.now();
       if (left <= 0) throw new Watchdog();
-      // Sleeps without blocking the event loop; spinning first measured slower on a busy machine.
+      if (HOST_SPIN_MS > 0 && spinUntilChanged(t.ctl, TO_HOST, seen, Math.min(HOST_SPIN_MS, left))) continue;
+      // Sleeps without blocking the event loop.
       const w = waitAsync(t.ctl, TO_HOST, seen, left);
       if (w.async) await Promise.race(aborted ? [w.value, t.exit, aborted] : [w.value, t.exit]);
     }

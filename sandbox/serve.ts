@@ -1,6 +1,6 @@
 /**
- * The host's answers to a sandbox worker's requests during a call: kernel calls (one at a time
- * or a queued batch), tensor reads and copies, disposal, assets. What the guest sends is checked
+ * The host's answers to a sandbox worker's requests during a call: kernel calls (synchronous, or
+ * queued and streamed), tensor reads and copies, disposal, assets. What the guest sends is checked
  * here; failures it may not shrug off are returned as sticky (the call fails with that code).
  */
 import { SandboxError } from '../spec/errors.js';
@@ -38,30 +38,58 @@ function untilDeadline<T>(r: T | Promise<T>, deadline: number, name: string): T 
 }
 
 /**
- * Runs queued kernel calls in order, registering each result under the id the guest gave it;
- * returns their dtypes and shapes by id.
+ * The queued kernel calls of one hook call. The guest posts each one as it makes it and goes on
+ * without waiting; the host runs them in order as they arrive, so kernels run while the hook is
+ * still executing. Results are registered under the ids the guest chose; their dtypes and shapes
+ * go back when the guest syncs (it needs one, or makes another host call), or not at all.
+ *
+ * A failed kernel skips the calls after it up to the next sync (they would read its results):
+ * the sync reports it, catchable, like a failed synchronous kernel; unsynced at the end of the
+ * hook it fails the call (E_SANDBOX_SCRIPT). What the guest may not shrug off (a forged op, a
+ * budget, the deadline) is sticky: it fails the call even if the script catches it.
  */
-export async function runBatch(h: HostSide, json: string, scope: CallScope, deadline: number): Promise<string> {
-  let ops: unknown;
-  try {
-    ops = JSON.parse(json);
-  } catch {
-    ops = null;
+export class OpStream {
+  private meta: Record<string, [string, number[]]> = {};
+  private count = 0;
+  private failure: KernelFailure | null = null;
+  private sticky: SandboxError | null = null;
+
+  constructor(
+    private readonly h: HostSide,
+    private readonly scope: CallScope,
+    private readonly deadline: number,
+  ) {}
+
+  async run(json: string): Promise<void> {
+    if (this.failure || this.sticky) return;
+    try {
+      await this.runOne(json);
+    } catch (e) {
+      if (e instanceof KernelFailure) this.failure = e;
+      else if (e instanceof SandboxError) this.sticky = e;
+      else this.sticky = new SandboxError('E_SANDBOX_SCRIPT', `a queued kernel call failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 2000));
+    }
   }
-  const malformed = () => new SandboxError('E_SANDBOX_OUTPUT', 'malformed kernel batch from the sandbox');
-  if (!Array.isArray(ops) || ops.length > MAX_QUEUED) throw malformed();
-  const meta: Record<string, [string, number[]]> = {};
-  for (const op of ops as { k?: unknown; a?: unknown; o?: unknown }[]) {
-    const fn = typeof op?.k === 'string' ? h.kernels.get(op.k) : undefined;
+
+  private async runOne(json: string): Promise<void> {
+    const malformed = () => new SandboxError('E_SANDBOX_OUTPUT', 'malformed queued kernel call from the sandbox');
+    if (++this.count > MAX_QUEUED) throw malformed();
+    let op: { k?: unknown; a?: unknown; o?: unknown } | null;
+    try {
+      op = JSON.parse(json) as typeof op;
+    } catch {
+      op = null;
+    }
+    const fn = typeof op?.k === 'string' ? this.h.kernels.get(op.k) : undefined;
     const returns: KernelResults | undefined = fn?.returns;
-    if (!fn || !returns || typeof op.a !== 'string') throw malformed();
+    if (!op || !fn || !returns || typeof op.a !== 'string') throw malformed();
     const name = op.k as string;
-    if (performance.now() > deadline) throw new SandboxError('E_SANDBOX_TIMEOUT', 'queued kernel calls ran past the deadline', { kernel: name });
-    const args = decodeFromGuest(op.a, scope, h.policy.copyBytes);
+    if (performance.now() > this.deadline) throw new SandboxError('E_SANDBOX_TIMEOUT', 'queued kernel calls ran past the deadline', { kernel: name });
+    const args = decodeFromGuest(op.a, this.scope, this.h.policy.copyBytes);
     if (!Array.isArray(args)) throw malformed();
     let r: unknown;
     try {
-      r = await untilDeadline(fn(...(args as SandboxValue[])), deadline, name);
+      r = await untilDeadline(fn(...(args as SandboxValue[])), this.deadline, name);
     } catch (e) {
       if (e instanceof SandboxError) throw e;
       throw new KernelFailure(name, e instanceof Error ? e.message : String(e));
@@ -75,15 +103,32 @@ export async function runBatch(h: HostSide, json: string, scope: CallScope, dead
       } catch (e) {
         throw new KernelFailure(name, (e as Error).message);
       }
-      scope.adopt(id, x as SandboxTensor);
-      meta[String(id)] = [x.type, [...x.dims]];
+      this.scope.adopt(id, x as SandboxTensor);
+      this.meta[String(id)] = [x.type, [...x.dims]];
     }
   }
-  return JSON.stringify(meta);
+
+  /** The guest's sync: dtypes and shapes of the results since the last one, or why they are missing. */
+  sync(): Reply {
+    const { meta, failure, sticky } = this;
+    this.meta = {};
+    this.count = 0;
+    this.failure = null;
+    if (sticky) throw sticky;
+    if (failure) return refuse(`kernel '${failure.kernel}' failed: ${failure.message}`.slice(0, 2000));
+    return ok(JSON.stringify(meta));
+  }
+
+  /** At the end of the hook: a failure nobody synced fails the call. */
+  finish(): void {
+    if (this.sticky) throw this.sticky;
+    const f = this.failure;
+    if (f) throw new SandboxError('E_SANDBOX_SCRIPT', `kernel '${f.kernel}' failed: ${f.message}`.slice(0, 2000), { kernel: f.kernel });
+  }
 }
 
 /** Answers a worker's request; failures the guest may not shrug off are marked sticky. */
-export async function serve(h: HostSide, m: WorkerMessage, scope: CallScope | null, deadline: number): Promise<Reply> {
+export async function serve(h: HostSide, m: WorkerMessage, scope: CallScope | null, deadline: number, ops: OpStream | null): Promise<Reply> {
   const p = h.policy;
   try {
     if (!scope) throw new SandboxError('E_SANDBOX_HANDLE', 'no tensors exist outside a call');
@@ -101,13 +146,9 @@ export async function serve(h: HostSide, m: WorkerMessage, scope: CallScope | nu
           return refuse(`kernel '${m.name}' failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 2000));
         }
       }
-      case 'batch':
-        try {
-          return ok(await runBatch(h, m.ops, scope, deadline));
-        } catch (e) {
-          if (e instanceof KernelFailure) return refuse(`kernel '${e.kernel}' failed: ${e.message}`.slice(0, 2000));
-          throw e;
-        }
+      case 'sync':
+        if (!ops) throw new SandboxError('E_SANDBOX_KILLED', 'sandbox protocol error', { reason: 'protocol' });
+        return ops.sync();
       case 'read': {
         const x = scope.get(m.id);
         if (x.data.byteLength > p.copyBytes) throw new SandboxError('E_SANDBOX_MEMORY', `reading ${x.data.byteLength} bytes exceeds the copy budget of ${p.copyBytes}`, { limitBytes: p.copyBytes });

@@ -49,10 +49,12 @@ export type KernelResults = 'tensor' | readonly string[];
  * kernel must treat as read-only); the result may hold new tensors, which become handles owned by
  * the call. May be async: the guest waits synchronously, the host event loop does not.
  *
- * A kernel that declares `returns` is queued: the guest gets its result handles at once, and
- * queued calls run on the host in one batch when something needs them (reading data or a shape,
- * another kind of host call, the end of the hook). A chain of such kernels then costs one
- * thread hand-off instead of one per kernel; their errors surface where the batch runs.
+ * A kernel that declares `returns` is queued: the guest gets its result handles at once and goes
+ * on; the call is posted to the host, which runs queued calls in order as they arrive, while the
+ * hook is still running. The guest waits only when it needs a result's dtype or shape, makes
+ * another kind of host call, or has 64 calls outstanding (a sync). A chain of such kernels costs
+ * no thread hand-off of its own; a failure surfaces at the next sync (catchable) or, if none
+ * comes, fails the call at the end of the hook (E_SANDBOX_SCRIPT).
  */
 export type Kernel = ((...args: SandboxValue[]) => SandboxValue | undefined | Promise<SandboxValue | undefined>) & { returns?: KernelResults };
 export type KernelTable = Readonly<Record<string, Kernel>>;
