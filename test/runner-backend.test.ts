@@ -105,6 +105,7 @@ describe('onnxruntime backend', () => {
       enableCpuMemArena: true,
       enableMemPattern: true,
       logSeverityLevel: 3,
+      extra: { session: { force_spinning_stop: '1' } },
     });
     expect(ortSessionOptions(v, { threads: 3, graphOptimization: 'basic' }, ['cpu'])).toMatchObject({ intraOpNumThreads: 3, graphOptimizationLevel: 'basic' });
     const cuda: Variant = { ...v, requires: { executionProviders: ['tensorrt', 'cuda', 'cpu'] } };
