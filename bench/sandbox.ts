@@ -1,7 +1,9 @@
 /**
  * Sandbox costs and limits, printed side by side:
  *   1. a no-op hook call (worker round trip) vs a same-thread QuickJS call vs a plain JS call;
- *   2. a hook calling five kernels on a 640² image vs calling the same kernels directly;
+ *   2. a hook calling five kernels on a 640² image vs calling the same kernels directly, in a
+ *      steady loop and cold (a full GC before each call: caches evicted, and on a 2-core machine
+ *      V8's post-GC background work then competes with the worker for the second core);
  *   3. time to stop and peak memory for runaway scripts, and the cost of rebuilding a worker.
  *
  *   npx tsx bench/sandbox.ts [calls]      (from sources: workers start through tsx, slower rebuilds)
