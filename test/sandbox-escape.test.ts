@@ -235,7 +235,7 @@ describe('sandbox escape attempts', () => {
   });
 
   describe('tensor handles', () => {
-    it.each(['forgedHandle', 'forgedMarkerKernel', 'forgedMarkerResult', 'forgedCaught', 'readForeign', 'readAfterDispose', 'kernelAfterDispose', 'doubleDispose', 'returnDisposed', 'useFailedResult'])(
+    it.each(['forgedHandle', 'forgedMarkerKernel', 'forgedMarkerResult', 'forgedCaught', 'readForeign', 'readAfterDispose', 'kernelAfterDispose', 'kernelAfterDisposeCaught', 'doubleDispose', 'returnDisposed', 'useFailedResult'])(
       '%s fails with E_SANDBOX_HANDLE',
       async (hook) => {
         await fails(call(hook), 'E_SANDBOX_HANDLE');

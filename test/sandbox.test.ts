@@ -45,6 +45,21 @@ export function kernelError(input, ctx) { try { ctx.kernels.threshold(input.x, {
 export function syncKernelError(input, ctx) { try { ctx.kernels.strict(1); return 'no error'; } catch (e) { return String(e.message); } }
 export function lateKernelError(input, ctx) { return { t: ctx.kernels.threshold(input.x, { value: 'x' }) }; }
 export function order(input, ctx) { ctx.kernels.tick(); ctx.kernels.tick(); const t = ctx.kernels.tick(); const before = ctx.kernels.ticks(); const n = t.size; return { before, n, after: ctx.kernels.ticks() }; }
+export function failThenGoOn(input, ctx) {
+  const k = ctx.kernels, start = k.ticks();
+  k.threshold(input.x, { value: 'x' });
+  const skipped = k.tick();
+  let err = 'no error';
+  try { skipped.shape; } catch (e) { err = String(e.message); }
+  const after = k.tick();
+  return { err, ran: after.size - start, total: k.ticks() - start };
+}
+export function manyQueued(input, ctx) {
+  const k = ctx.kernels, start = k.ticks();
+  let t;
+  for (let i = 0; i < 150; i++) t = k.tick();
+  return t.size - start;
+}
 export function liar(input, ctx) { try { return ctx.kernels.liar().a.shape; } catch (e) { return e.message; } }
 export function clock() { return typeof Date; }
 export function disposeAll(input, ctx) { const { indices, values } = ctx.kernels.argmax(input.x); indices.dispose(); values.dispose(); return 'ok'; }
@@ -146,6 +161,18 @@ describe('Sandbox: normal use', () => {
 
   it('fails the call when a queued kernel that nothing waited for fails', async () => {
     await expect(sb.call('lateKernelError', { x })).rejects.toMatchObject({ code: 'E_SANDBOX_SCRIPT', detail: { kernel: 'threshold' } });
+  });
+
+  it('skips queued calls after a failed one up to the sync that reports it; the hook can go on', async () => {
+    // threshold fails on the host; the tick queued after it is skipped (it might read the failed
+    // result), its handle never learns a shape; the tick after the sync runs.
+    const r = await sb.call<{ err: string; ran: number; total: number }>('failThenGoOn', { x });
+    expect(r.err).toMatch(/kernel 'threshold' failed/);
+    expect(r).toMatchObject({ ran: 1, total: 1 });
+  });
+
+  it('syncs every 64 queued calls and runs all of them in order', async () => {
+    expect(await sb.call('manyQueued')).toBe(150);
   });
 
   it('runs queued kernels in order, before any other host call and when a result is needed', async () => {

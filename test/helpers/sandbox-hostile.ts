@@ -120,6 +120,7 @@ export function forgedCaught(input, ctx) { try { ctx.kernels.argmax({ $xpkg: 'te
 export function readForeign(input) { return input.x.read.call({ dtype: 'float32' }); }
 export function readAfterDispose(input, ctx) { const r = ctx.kernels.argmax(input.x); r.indices.dispose(); return r.indices.read(); }
 export function kernelAfterDispose(input, ctx) { const r = ctx.kernels.argmax(input.x); r.values.dispose(); return ctx.kernels.softmax(r.values); }
+export function kernelAfterDisposeCaught(input, ctx) { const r = ctx.kernels.argmax(input.x); r.values.dispose(); try { ctx.kernels.softmax(r.values).shape; } catch (e) {} return 'caught'; }
 export function doubleDispose(input) { input.x.dispose(); input.x.dispose(); }
 export function returnDisposed(input) { input.x.dispose(); return input.x; }
 export function useFailedResult(input, ctx) { const t = ctx.kernels.threshold(input.x, { value: 'x' }); try { t.read(); } catch (e) {} return t.shape; }
