@@ -22,6 +22,8 @@ import type { TextLine } from '../runner/pipeline/values.js';
 import { Runner } from '../runner/runner.js';
 import type { Timings } from '../runner/types.js';
 
+const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+
 interface Engine {
   what: string;
   run(file: string): Promise<{ lines: TextLine[]; timings: Timings }>;
@@ -94,10 +96,14 @@ async function main(): Promise<void> {
       const ourMs: number[] = [], peerMs: number[] = [];
       const stages: Record<string, number[]> = {};
       for (let r = 0; r < runs; r++) {
+        // A pause before each timed run: onnxruntime's intra-op threads spin for a while after a
+        // run (the peer's do; ours stop), and that must not land on the other engine's time.
+        await settle();
         let t = performance.now();
         const res = await engine.run(file);
         ourMs.push(performance.now() - t);
         for (const [k, v] of Object.entries(res.timings)) if (k !== 'total') (stages[k] ??= []).push(v);
+        await settle();
         t = performance.now();
         await peerRun();
         peerMs.push(performance.now() - t);
