@@ -16,6 +16,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { RELEASE_SYNC, newQuickJSWASMModuleFromVariant } from 'quickjs-emscripten';
 import { Sandbox, argmax, normalize, resize, softmax, threshold, basicKernels, queued, type SandboxTensor } from '../sandbox/index.js';
 import { SandboxError } from '../spec/errors.js';
+import { rng } from '../fixtures/random.js';
 
 const calls = Number(process.argv[2] ?? 20000);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -114,24 +115,38 @@ const gc = (globalThis as { gc?: () => void }).gc;
  * it every call starts cold (a full GC evicts caches and resets V8's stub caches), which costs
  * the hook path, with more JS between the kernels, more than the direct one. Both are printed.
  */
-async function fivePairs(forceGc: boolean, n = 60) {
+async function fivePairs(forceGc: boolean, n = 100) {
   const d5: number[] = [], h5: number[] = [], k5: number[] = [], dc: number[] = [], hc: number[] = [];
   const collect = forceGc && gc ? gc : () => {};
-  for (let i = 0; i < n; i++) {
+  const direct = () => {
     collect();
-    let c = process.cpuUsage();
-    let t = performance.now();
+    const c = process.cpuUsage();
+    const t = performance.now();
     directFive();
     d5.push(performance.now() - t);
     dc.push(cpuMs(process.cpuUsage(c)));
+  };
+  const hook = async () => {
     collect();
-    c = process.cpuUsage();
+    const c = process.cpuUsage();
     inKernels = 0;
-    t = performance.now();
+    const t = performance.now();
     await viaHook();
     h5.push(performance.now() - t);
     k5.push(inKernels);
     hc.push(cpuMs(process.cpuUsage(c)));
+  };
+  // Which side goes first is drawn per pair: the allocation pattern repeats exactly, so with a
+  // fixed order the periodic GC pauses lock onto one side for a whole run.
+  const coin = rng(6);
+  for (let i = 0; i < n; i++) {
+    if (coin() < 0.5) {
+      direct();
+      await hook();
+    } else {
+      await hook();
+      direct();
+    }
   }
   return {
     md: median(d5), mh: median(h5), mdiff: median(h5.map((h, i) => h - d5[i])), mpart: median(h5.map((h, i) => h - k5[i])), mdc: median(dc), mhc: median(hc),
@@ -195,7 +210,7 @@ console.log(`   plain JS function call                        ${us(direct)}`);
 console.log(`   one synchronous kernel call (no-op kernel)    ${us(perKernel)}`);
 console.log(`   one queued kernel call (tiny tensor)          ${us(perQueued)}`);
 console.log('');
-console.log(`2. five kernels on a 640×640×3 image (resize → normalize → softmax → argmax → threshold), 60 interleaved runs each`);
+console.log(`2. five kernels on a 640×640×3 image (resize → normalize → softmax → argmax → threshold), 100 interleaved pairs each, order drawn per pair`);
 for (const [what, r] of [['as in a pipeline (no forced GC)', steady], ['cold: a full GC before each call', cold]] as const) {
   if (!r) {
     console.log(`   ${what}: run with --expose-gc`);
