@@ -87,9 +87,7 @@ export function receiveSync<T>(port: MessagePort, ctl: Int32Array, slot: number,
     if (nudged && onNudge) onNudge();
     // Spin briefly before sleeping: the next message of a call usually follows within microseconds,
     // and waking a sleeping thread costs ~50 µs on an idle virtual CPU.
-    const until = performance.now() + (nudged ? NUDGED_SPIN_MS : SPIN_MS);
-    while (Atomics.load(ctl, slot) === seen && performance.now() < until);
-    nudged = Atomics.load(ctl, slot) === seen && Atomics.wait(ctl, slot, seen) === 'ok';
+    nudged = !spinUntilChanged(ctl, slot, seen, nudged ? NUDGED_SPIN_MS : SPIN_MS) && Atomics.wait(ctl, slot, seen) === 'ok';
   }
 }
 
@@ -109,9 +107,9 @@ export function nudge(ctl: Int32Array, slot: number): void {
 }
 
 /**
- * Spins (at most `ms`) until the counter leaves `seen`; true if it did. The host uses it before
- * falling back to Atomics.waitAsync, whose wake-up goes through the event loop (~0.1–0.3 ms).
- * Only worth it with a spare core: spinning on one core delays the worker it waits for.
+ * Spins (at most `ms`) until the counter leaves `seen`; true if it did. Both sides spin before
+ * sleeping; the host's alternative, Atomics.waitAsync, wakes through the event loop (~0.1–0.3 ms).
+ * Only worth it with a spare core: spinning on one core delays the thread it waits for.
  */
 export function spinUntilChanged(ctl: Int32Array, slot: number, seen: number, ms: number): boolean {
   const until = performance.now() + ms;

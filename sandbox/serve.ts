@@ -37,6 +37,18 @@ function untilDeadline<T>(r: T | Promise<T>, deadline: number, name: string): T 
   return Promise.race([r, late]).finally(() => clearTimeout(timer));
 }
 
+/** Calls a kernel; what it throws (not a SandboxError) becomes a KernelFailure the guest may catch. */
+async function callKernel(fn: Kernel, name: string, args: SandboxValue[], deadline: number): Promise<unknown> {
+  try {
+    return await untilDeadline(fn(...args), deadline, name);
+  } catch (e) {
+    if (e instanceof SandboxError) throw e;
+    throw new KernelFailure(name, e instanceof Error ? e.message : String(e));
+  }
+}
+
+const failureText = (f: KernelFailure) => `kernel '${f.kernel}' failed: ${f.message}`.slice(0, 2000);
+
 /**
  * The queued kernel calls of one hook call. The guest posts each one as it makes it and goes on
  * without waiting; the host runs them in order as they arrive, so kernels run while the hook is
@@ -87,13 +99,7 @@ export class OpStream {
     if (performance.now() > this.deadline) throw new SandboxError('E_SANDBOX_TIMEOUT', 'queued kernel calls ran past the deadline', { kernel: name });
     const args = decodeFromGuest(op.a, this.scope, this.h.policy.copyBytes);
     if (!Array.isArray(args)) throw malformed();
-    let r: unknown;
-    try {
-      r = await untilDeadline(fn(...(args as SandboxValue[])), this.deadline, name);
-    } catch (e) {
-      if (e instanceof SandboxError) throw e;
-      throw new KernelFailure(name, e instanceof Error ? e.message : String(e));
-    }
+    const r = await callKernel(fn, name, args as SandboxValue[], this.deadline);
     const outs: [unknown, unknown][] =
       returns === 'tensor' ? [[op.o, r]] : returns.map((key) => [(op.o as Record<string, unknown> | null)?.[key], (r as Record<string, unknown> | null)?.[key]]);
     for (const [id, x] of outs) {
@@ -115,7 +121,7 @@ export class OpStream {
     this.count = 0;
     this.failure = null;
     if (sticky) throw sticky;
-    if (failure) return refuse(`kernel '${failure.kernel}' failed: ${failure.message}`.slice(0, 2000));
+    if (failure) return refuse(failureText(failure));
     return ok(JSON.stringify(meta));
   }
 
@@ -123,7 +129,7 @@ export class OpStream {
   finish(): void {
     if (this.sticky) throw this.sticky;
     const f = this.failure;
-    if (f) throw new SandboxError('E_SANDBOX_SCRIPT', `kernel '${f.kernel}' failed: ${f.message}`.slice(0, 2000), { kernel: f.kernel });
+    if (f) throw new SandboxError('E_SANDBOX_SCRIPT', failureText(f), { kernel: f.kernel });
   }
 }
 
@@ -139,11 +145,11 @@ export async function serve(h: HostSide, m: WorkerMessage, scope: CallScope | nu
         const args = decodeFromGuest(m.args, scope, p.copyBytes);
         if (!Array.isArray(args)) return refuse('malformed kernel arguments');
         try {
-          const r = await untilDeadline(fn(...(args as SandboxValue[])), deadline, m.name);
+          const r = await callKernel(fn, m.name, args as SandboxValue[], deadline);
           return ok(encodeForGuest(r, (x) => scope.own(x), p.copyBytes, `kernel '${m.name}'`));
         } catch (e) {
           if (e instanceof SandboxError) throw e;
-          return refuse(`kernel '${m.name}' failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 2000));
+          return refuse(failureText(e instanceof KernelFailure ? e : new KernelFailure(m.name, e instanceof Error ? e.message : String(e))));
         }
       }
       case 'sync':
