@@ -6,7 +6,7 @@
 import { Type } from '@sinclair/typebox';
 import { cropBatch, preprocess, type CropOptions, type CropResult, type ImageInput, type ResizeSpec } from '../../native/index.js';
 import { quadSize } from '../ops/geometry.js';
-import { regionQuads, turnQuad } from './ops-image.js';
+import { classPicker, regionQuads, turnQuad } from './ops-image.js';
 import { Name, defineOp, type OpRun } from './registry.js';
 import type { ImageValue, RegionsValue, TensorValue } from './values.js';
 
@@ -120,17 +120,8 @@ defineOp({
     const r = x.get(p.regions, 'regions', 'boxes');
     const quads = regionQuads(img, r, x);
     const tall = p.rotateTall ?? 1.5;
-    let turn = (_i: number) => 0;
-    if (p.classes) {
-      const c = x.get(p.classes, 'classes');
-      if (c.count !== quads.length) x.fail(`${c.count} classifications for ${quads.length} regions`);
-      const min = p.minScore ?? -Infinity;
-      turn = (i) => {
-        const idx = c.indices[i * c.k];
-        const label = typeof p.label === 'string' ? c.labels?.[idx] ?? String(idx) : idx;
-        return (p.label === undefined || label === p.label) && c.scores[i * c.k] >= min ? p.angle! / 90 : 0;
-      };
-    }
+    const picked = p.classes ? classPicker(p, quads.length, 'regions', x) : () => false;
+    const turn = (i: number) => (picked(i) ? p.angle! / 90 : 0);
     const H = p.height;
     const limit = p.width ?? p.maxWidth;
     const cut: number[] = [];

@@ -312,6 +312,22 @@ export function regionQuads(img: ImageValue, r: RegionsValue | BoxesValue, x: Op
   return quads;
 }
 
+/**
+ * Which of `count` items a classification picks: those whose top class is `label` (a label name,
+ * or a class index) with a score of at least `minScore`; every item when `classes` is not given.
+ */
+export function classPicker(p: { classes?: string; label?: string | number; minScore?: number }, count: number, what: string, x: OpRun): (i: number) => boolean {
+  if (!p.classes) return () => true;
+  const c = x.get(p.classes, 'classes');
+  if (c.count !== count) x.fail(`${c.count} classifications for ${count} ${what}`);
+  const min = p.minScore ?? -Infinity;
+  return (i) => {
+    const idx = c.indices[i * c.k];
+    const label = typeof p.label === 'string' ? c.labels?.[idx] ?? String(idx) : idx;
+    return (p.label === undefined || label === p.label) && c.scores[i * c.k] >= min;
+  };
+}
+
 function turn(img: ImageValue, turns: number): ImageValue {
   const r = rotateImage(img.data, img, { turns });
   return { kind: 'image', data: r.data, width: r.width, height: r.height, channels: img.channels, ...(img.quad ? { quad: turnQuad(img.quad, turns) } : {}) };
@@ -378,17 +394,7 @@ defineOp({
     const v = x.get(p.input, 'image', 'images');
     const items = v.kind === 'image' ? [v] : v.items;
     const turns = p.angle / 90;
-    let pick = (_i: number) => true;
-    if (p.classes) {
-      const c = x.get(p.classes, 'classes');
-      if (c.count !== items.length) x.fail(`${c.count} classifications for ${items.length} images`);
-      const min = p.minScore ?? -Infinity;
-      pick = (i) => {
-        const idx = c.indices[i * c.k];
-        const label = typeof p.label === 'string' ? c.labels?.[idx] ?? String(idx) : idx;
-        return (p.label === undefined || label === p.label) && c.scores[i * c.k] >= min;
-      };
-    }
+    const pick = classPicker(p, items.length, 'images', x);
     const out = items.map((img, i) => (pick(i) ? turn(img, turns) : img));
     x.set(p.output, v.kind === 'image' ? out[0] : { kind: 'images', items: out });
   },
