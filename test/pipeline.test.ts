@@ -215,6 +215,25 @@ describe('runPipeline', () => {
     }
   });
 
+  it('rotate-images turns only the images whose classification matches; a count mismatch or a label without classes is refused', async () => {
+    const turnRed = (extra: Record<string, unknown>): Step => ({ op: 'rotate-images', params: { input: 'crops', output: 'turned', classes: 'colour', label: 'red', angle: 90, ...extra } });
+    const manifest = (rotate: Step) => ({ ...regionManifest([...regionSteps({}), rotate]), outputs: [{ name: 'turned', type: 'json' as const }] });
+    const sizes = async (name: string, rotate: Step) => {
+      const r = await runPipeline(await pkg(name, manifest(rotate)), scene());
+      return (r.outputs.turned as { items: { width: number; height: number }[] }).items.map((i) => [i.width, i.height]);
+    };
+    const bars = await sizes('rotate-none', turnRed({ minScore: 1.1 }));
+    expect(bars).toHaveLength(3);
+    for (const [w, h] of bars) expect(w).toBeGreaterThan(h);
+    // top to bottom: blue, red, green; only red is turned
+    expect(await sizes('rotate-red', turnRed({}))).toEqual([bars[0], [bars[1][1], bars[1][0]], bars[2]]);
+    const mismatch = await runPipeline(await pkg('rotate-count', manifest({ op: 'rotate-images', params: { input: 'rgb', output: 'turned', classes: 'colour', angle: 90 } })), scene()).catch((e) => e);
+    expect(mismatch.code).toBe('E_RUN_PIPELINE');
+    expect(mismatch.detail).toMatchObject({ op: 'rotate-images' });
+    const noClasses = pipelineError(() => validatePipeline(manifest({ op: 'rotate-images', params: { input: 'crops', output: 'turned', label: 'red', angle: 90 } })));
+    expect(noClasses.code).toBe('E_RUN_PIPELINE');
+  });
+
   it('zero regions flow through every step without calling the model', async () => {
     const ctx = await pkg('empty', regionManifest(regionSteps({})));
     const s = scene();
