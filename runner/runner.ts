@@ -13,11 +13,12 @@ import { RunnerError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 import { defaultRegistry, type BackendRegistry } from './backends/index.js';
 import { resolveHost, type HostProfile } from './host.js';
+import { checkModelInputs, resolveBudget } from './pipeline/budget.js';
 import { runPipeline } from './pipeline/run.js';
 import { sandboxKernels } from './sandbox-kernels.js';
 import { validatePipeline } from './pipeline/validate.js';
 import { applyAttempts, loadWithFallback, selectVariants, withModel, type Precision, type Selection } from './select.js';
-import type { ModelSession, PipelineContext, ScriptHost, SessionOptions, Timings } from './types.js';
+import type { ModelSession, PipelineContext, RunnerBudget, ScriptHost, SessionOptions, Timings } from './types.js';
 
 export interface RunnerOptions {
   /** Trusted public keys: file paths or their text. */
@@ -40,6 +41,8 @@ export interface RunnerOptions {
   registry?: BackendRegistry;
   /** The runner's ceilings for package scripts; a package's declared policy is capped by these. */
   sandboxCaps?: Partial<SandboxCaps>;
+  /** Ceilings for what a pipeline allocates (defaults: runner/pipeline/budget.ts DEFAULT_BUDGET). */
+  budget?: RunnerBudget;
 }
 
 export interface RunResult {
@@ -94,7 +97,7 @@ export class Runner implements AsyncDisposable {
       });
       // Payloads are checked as they are read (readVerified), so only what runs is hashed.
       const verification = await verifyReader(reader, policy, { integrity: 'on-read' });
-      validatePipeline(reader.manifest);
+      validatePipeline(reader.manifest, resolveBudget(options.budget));
       const host = typeof options.host === 'object' ? options.host : await resolveHost(options.host !== undefined ? { host: options.host } : {});
       const registry = options.registry ?? defaultRegistry();
       const selection = selectVariants(reader.manifest, host, {
@@ -160,6 +163,12 @@ export class Runner implements AsyncDisposable {
       if (tampered) {
         await loaded.value.release().catch(() => {});
         throw tampered;
+      }
+      try {
+        checkModelInputs(loaded.value, resolveBudget(this.options.budget), modelId, loaded.verdict.variant.id);
+      } catch (e) {
+        await loaded.value.release().catch(() => {});
+        throw e;
       }
       this.selectionState = withModel(this.selectionState, loaded.selection ?? applyAttempts(sel, loaded.attempts));
       return { session: loaded.value, variant: loaded.verdict.variant.id };
@@ -255,7 +264,7 @@ export class Runner implements AsyncDisposable {
   private currentTime?: (stage: string, ms: number) => void;
   private cachedContext(ctx: PipelineContext): PipelineContext {
     this.currentTime = ctx.time;
-    this.ctxCache ??= { manifest: this.manifest, session: ctx.session, asset: ctx.asset, script: ctx.script, time: (s, ms) => this.currentTime?.(s, ms) };
+    this.ctxCache ??= { manifest: this.manifest, budget: resolveBudget(this.options.budget), session: ctx.session, asset: ctx.asset, script: ctx.script, time: (s, ms) => this.currentTime?.(s, ms) };
     return this.ctxCache;
   }
 

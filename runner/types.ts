@@ -18,6 +18,11 @@ export interface Tensor {
 export interface ModelSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
+  /**
+   * Declared inputs where the backend knows them: element type and shape (numbers are fixed
+   * dims; strings, or -1, are dims the model leaves open). The runner checks them against its budget.
+   */
+  readonly inputShapes?: readonly { name: string; type: string; shape: readonly (number | string)[] }[];
   run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
   release(): Promise<void>;
 }
@@ -56,9 +61,23 @@ export interface Backend {
 /** Per-stage latencies in milliseconds. */
 export type Timings = Record<string, number>;
 
+/**
+ * The runner's resource ceilings (runner/pipeline/budget.ts has the defaults and why): checked
+ * from the manifest alone when a package is opened, against each model's declared input shape
+ * at load, and before every buffer a step allocates from its input's size.
+ */
+export interface RunnerBudget {
+  /** The most pixels of one image: decoded, or made by a step (a resize, a crop, a tensor's plane). */
+  maxPixels?: number;
+  /** The most bytes of one tensor value (a batch, or a list of per-item tensors, counted whole). */
+  maxTensorBytes?: number;
+}
+
 /** What the pipeline executor needs from the runner; bytes handed out are verified. */
 export interface PipelineContext {
   readonly manifest: Manifest;
+  /** Ceilings for what the pipeline allocates (default: DEFAULT_BUDGET). */
+  readonly budget?: RunnerBudget;
   /** The loaded session of a model (by model id); the runner chose its variant. */
   session(modelId: string): Promise<ModelSession>;
   /** Verified bytes of an asset, by asset id. */

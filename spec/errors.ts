@@ -116,6 +116,7 @@ const codes = {
   E_RUN_INPUT: EXIT.runner,
   E_RUN_PIPELINE: EXIT.runner,
   E_RUN_CACHE: EXIT.runner,
+  E_RUN_BUDGET: EXIT.runner,
   E_HOST_PROFILE: EXIT.host,
   // sandbox
   E_SANDBOX_TIMEOUT: EXIT.sandbox,

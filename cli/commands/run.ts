@@ -16,6 +16,8 @@ export interface RunFlags {
   variant?: string[];
   host?: string;
   threads?: string;
+  maxPixels?: string;
+  maxTensorBytes?: string;
   explain?: boolean;
   json?: boolean;
 }
@@ -34,6 +36,8 @@ export function addRunOptions(cmd: Command): Command {
     .option('--variant <id...>', 'force a variant (fails clearly if this host cannot run it)')
     .option('--host <file>', 'a host profile instead of detecting this machine (same as XPKG_HOST)')
     .option('--threads <n>', 'intra-op threads per model')
+    .option('--max-pixels <n>', 'the most pixels of one image, decoded or made by a step (default 100000000)')
+    .option('--max-tensor-bytes <n>', 'the most bytes of one tensor the pipeline makes (default 1073741824, 1 GiB)')
     .option('--json', 'print one JSON document on stdout');
 }
 
@@ -47,6 +51,9 @@ export function runnerOptions(o: RunFlags): RunnerOptions {
     ...(o.variant ? { variant: o.variant } : {}),
     ...(o.host !== undefined ? { host: o.host } : {}),
     ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads') } : {}),
+    ...(o.maxPixels !== undefined || o.maxTensorBytes !== undefined
+      ? { budget: { ...(o.maxPixels !== undefined ? { maxPixels: intOption(o.maxPixels, 'max-pixels') } : {}), ...(o.maxTensorBytes !== undefined ? { maxTensorBytes: intOption(o.maxTensorBytes, 'max-tensor-bytes') } : {}) } }
+      : {}),
   };
 }
 

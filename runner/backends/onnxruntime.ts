@@ -93,6 +93,7 @@ export function fromOrtTensor(name: string, t: OrtTensor): Tensor {
 export class OrtModelSession implements ModelSession, AsyncDisposable {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
+  readonly inputShapes: ModelSession['inputShapes'];
   #session: InferenceSession | null;
   readonly #ort: Ort;
 
@@ -107,6 +108,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     this.#session = session;
     this.inputNames = [...session.inputNames];
     this.outputNames = [...session.outputNames];
+    this.inputShapes = session.inputMetadata.flatMap((m) => (m.isTensor ? [{ name: m.name, type: m.type, shape: [...m.shape] }] : []));
   }
 
   async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {

@@ -102,6 +102,8 @@ defineOp({
       const tr = f.transform ?? { scaleX: 1, scaleY: 1, offsetX: 0, offsetY: 0, width: f.width, height: f.height };
       width = tr.width;
       height = tr.height;
+      // The mask is sized by the original image the transform names, not by the model's output.
+      x.fits({ pixels: width * height, bytes: width * height * 4 }, `a ${width}×${height} label mask`);
       const kx = mw / f.width, ky = mh / f.height;
       const xs = new Int32Array(width);
       for (let u = 0; u < width; u++) xs[u] = Math.min(mw - 1, Math.max(0, Math.floor(((u + 0.5) * tr.scaleX + tr.offsetX) * kx)));

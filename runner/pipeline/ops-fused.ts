@@ -5,8 +5,9 @@
  */
 import { Type } from '@sinclair/typebox';
 import { cropBatch, preprocess, type CropOptions, type CropResult, type ImageInput, type ResizeSpec } from '../../native/index.js';
+import { planCrop } from '../../native/plan.js';
 import { quadSize } from '../ops/geometry.js';
-import { classPicker, regionQuads, turnQuad } from './ops-image.js';
+import { classPicker, regionQuads, resizePlan, turnQuad } from './ops-image.js';
 import { Name, defineOp, type OpRun } from './registry.js';
 import type { ImageValue, RegionsValue, TensorValue } from './values.js';
 
@@ -35,6 +36,10 @@ function imageInput(img: ImageValue, x: OpRun): ImageInput {
 }
 
 const tensorType = (p: NormP) => (p.dtype === 'float16' ? 'float16' : 'float32');
+const elementBytes = (p: NormP) => (p.dtype === 'float16' ? 2 : 4);
+
+/** Bytes of the tensor a crop plan makes (count × channels × height × width elements). */
+const cropBytes = (image: ImageInput, quads: number[], opts: CropOptions, p: NormP) => planCrop(image, quads, opts).dims.reduce((n, d) => n * d, elementBytes(p));
 
 defineOp({
   op: 'preprocess',
@@ -59,8 +64,17 @@ defineOp({
   reads: (p) => [p.input],
   writes: (p) => [p.output],
   check: (p) => ((p.mode === 'fixed' || p.mode === 'letterbox') && (!p.width || !p.height) ? `mode ${p.mode} needs width and height` : undefined),
+  size(p) {
+    if (p.mode === 'limit-side') return undefined;
+    const px = p.width! * p.height!;
+    return { pixels: px, bytes: px * elementBytes(p), what: `a ${p.width}×${p.height} tensor plane` };
+  },
   async run(p, x) {
     const img = x.get(p.input, 'image');
+    // The plane the kernel will fill, sized as the resize op sizes it, checked before it is allocated.
+    const plane = resizePlan({ mode: p.mode, width: p.width, height: p.height, limitSide: p.limitSide, limitType: p.limitType, multipleOf: p.multipleOf }, img.width, img.height);
+    const c = img.channels === 1 ? 1 : 3;
+    x.fits({ pixels: plane.ow * plane.oh, bytes: plane.ow * plane.oh * c * elementBytes(p) }, `a ${c}×${plane.oh}×${plane.ow} tensor from a ${img.width}×${img.height} image`);
     let resize: ResizeSpec;
     if (p.mode === 'fixed') resize = { mode: 'stretch', width: p.width!, height: p.height! };
     else if (p.mode === 'letterbox') resize = { mode: 'letterbox', width: p.width!, height: p.height!, padPixel: p.padValue ?? 114 };
@@ -115,6 +129,10 @@ defineOp({
     if (p.minWidth && p.maxWidth && p.minWidth > p.maxWidth) return 'minWidth is above maxWidth';
     return undefined;
   },
+  size(p) {
+    const px = p.height * (p.width ?? p.minWidth ?? 1);
+    return { pixels: px, bytes: px * elementBytes(p), what: `a crop ${p.height} high, at least ${p.width ?? p.minWidth ?? 1} wide` };
+  },
   async run(p, x) {
     const img = x.get(p.image, 'image');
     const r = x.get(p.regions, 'regions', 'boxes');
@@ -145,6 +163,9 @@ defineOp({
     const image = { ...imageInput(img, x) };
     const value = (c: CropResult): TensorValue => ({ kind: 'tensor', type: tensorType(p), dims: c.dims, data: c.data, widths: c.widths });
     if (p.batch === false) {
+      // A list is held whole: its items count together.
+      const bytes = turned.reduce((n, _, i) => n + cropBytes(image, cut.slice(8 * i, 8 * i + 8), opts, p), 0);
+      x.fits({ bytes }, `a list of ${turned.length} crop tensors`);
       // One tensor per region at its own width (for CPUs, where padding costs as much as text).
       const items = await Promise.all(turned.map((_, i) => cropBatch(image, cut.slice(8 * i, 8 * i + 8), opts)));
       x.set(p.output, { kind: 'tensors', items: items.map(value) });
@@ -152,7 +173,10 @@ defineOp({
       const c = img.channels === 1 ? 1 : 3, w = p.width ?? p.minWidth ?? 1;
       const dims = (p.layout ?? 'nchw') === 'nchw' ? [0, c, H, w] : [0, H, w, c];
       x.set(p.output, { kind: 'tensor', type: tensorType(p), dims, data: p.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0), widths: new Int32Array(0) } as TensorValue);
-    } else x.set(p.output, value(await cropBatch(image, cut, opts)));
+    } else {
+      x.fits({ bytes: cropBytes(image, cut, opts, p) }, `a batch of ${quads.length} crops`);
+      x.set(p.output, value(await cropBatch(image, cut, opts)));
+    }
     if (p.regionsOutput) {
       const scores = r.scores;
       x.set(p.regionsOutput, { kind: 'regions', count: quads.length, quads: Float32Array.from(turned.flat()), scores: Float32Array.from(scores), width: img.width, height: img.height } satisfies RegionsValue);

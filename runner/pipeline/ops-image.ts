@@ -8,19 +8,49 @@ import { RunnerError } from '../../spec/errors.js';
 import { cropBatch } from '../../native/index.js';
 import { resizeImage, rotateImage, toTensor } from '../ops/image.js';
 import { quadSize } from '../ops/geometry.js';
+import type { RunnerBudget } from '../types.js';
+import { KERNEL_MAX_SIDE } from './budget.js';
 import { Name, defineOp, type OpRun } from './registry.js';
 import type { BoxesValue, ImageTransform, ImageValue, ImagesValue, RegionsValue, TensorValue } from './values.js';
 
 const Opt = Type.Optional;
 
-async function decode(value: unknown, channels: 1 | 3, background: number[]): Promise<ImageValue> {
+/**
+ * A caller's image too large to decode (above the pixel budget) or for the image kernels (a side
+ * above KERNEL_MAX_SIDE) is the caller's input error, refused from its size alone.
+ */
+function checkInputSize(width: number, height: number, budget: Required<RunnerBudget>, path?: string): void {
+  const where = path !== undefined ? { path } : {};
+  if (width * height > budget.maxPixels) {
+    throw new RunnerError('E_RUN_INPUT', `image is ${width}×${height} = ${width * height} pixels, above the budget of ${budget.maxPixels} (maxPixels, --max-pixels)`, {
+      width, height, limit: 'maxPixels', budget: budget.maxPixels, ...where,
+    });
+  }
+  if (Math.max(width, height) > KERNEL_MAX_SIDE) {
+    throw new RunnerError('E_RUN_INPUT', `image is ${width}×${height}; the image kernels take sides up to ${KERNEL_MAX_SIDE}`, { width, height, maxSide: KERNEL_MAX_SIDE, ...where });
+  }
+}
+
+async function decode(value: unknown, channels: 1 | 3, background: number[], budget: Required<RunnerBudget>): Promise<ImageValue> {
   if (value && typeof value === 'object' && (value as { kind?: unknown }).kind === 'image') return value as ImageValue;
   let img: Sharp;
   if (value instanceof Uint8Array && !Buffer.isBuffer(value)) value = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   if (typeof value === 'string' || Buffer.isBuffer(value)) {
     if (typeof value === 'string' && value.length === 0) throw new RunnerError('E_RUN_INPUT', 'image path is empty');
     if (Buffer.isBuffer(value) && value.length === 0) throw new RunnerError('E_RUN_INPUT', 'image buffer is empty');
-    img = sharp(value, { failOn: 'error' }).autoOrient();
+    // Header first: the size is checked against the budget before a pixel is decoded (so sharp's
+    // own pixel limit, which would refuse without saying the size, is off).
+    const path = typeof value === 'string' ? value : undefined;
+    img = sharp(value, { failOn: 'error', limitInputPixels: false });
+    let meta: { width?: number; height?: number };
+    try {
+      meta = await img.metadata();
+    } catch (e) {
+      throw new RunnerError('E_RUN_INPUT', `cannot decode image: ${(e as Error).message}`, path !== undefined ? { path } : undefined, { cause: e });
+    }
+    if (!meta.width || !meta.height) throw new RunnerError('E_RUN_INPUT', 'cannot decode image: its header gives no size', path !== undefined ? { path } : undefined);
+    checkInputSize(meta.width, meta.height, budget, path);
+    img = img.autoOrient();
   } else if (value && typeof value === 'object' && 'data' in value) {
     const { data, width, height, channels: c } = value as { data: unknown; width: unknown; height: unknown; channels: unknown };
     const okDims = [width, height].every((n) => Number.isInteger(n) && (n as number) > 0) && [1, 2, 3, 4].includes(c as number);
@@ -29,6 +59,7 @@ async function decode(value: unknown, channels: 1 | 3, background: number[]): Pr
         width, height, channels: c, length: data instanceof Uint8Array ? data.length : undefined,
       });
     }
+    checkInputSize(width as number, height as number, budget);
     // Fast path: already what the pipeline wants, no copy (ops never write their inputs).
     if (c === channels) return { kind: 'image', data, width: width as number, height: height as number, channels };
     img = sharp(data, { raw: { width: width as number, height: height as number, channels: c as 1 | 2 | 3 | 4 } });
@@ -58,7 +89,7 @@ defineOp({
   writes: (p) => [p.output],
   async run(p, x) {
     const v = x.get(p.input, 'raw', 'image');
-    x.set(p.output, await decode(v.kind === 'raw' ? v.value : v, p.channels ?? 3, p.background ?? [255]));
+    x.set(p.output, await decode(v.kind === 'raw' ? v.value : v, p.channels ?? 3, p.background ?? [255], x.budget));
   },
 });
 
@@ -87,8 +118,8 @@ function roundTo(v: number, m: number): number {
   return Math.max(m, Math.round(v / m) * m);
 }
 
-/** Target size and placement for one image. */
-function plan(p: ResizeP, w: number, h: number): { rw: number; rh: number; ow: number; oh: number; ox: number; oy: number } {
+/** Target size and placement for one image (`rw`×`rh` resized, placed at `ox`,`oy` in `ow`×`oh`). */
+export function resizePlan(p: Pick<ResizeP, 'mode' | 'width' | 'height' | 'limitSide' | 'limitType' | 'maxSide' | 'multipleOf' | 'minWidth' | 'maxWidth' | 'overflow'>, w: number, h: number): { rw: number; rh: number; ow: number; oh: number; ox: number; oy: number } {
   const m = p.multipleOf ?? 1;
   switch (p.mode) {
     case 'fixed':
@@ -125,8 +156,9 @@ function plan(p: ResizeP, w: number, h: number): { rw: number; rh: number; ow: n
   }
 }
 
-function resizeOne(p: ResizeP, img: ImageValue): ImageValue {
-  const { rw, rh, ow, oh, ox, oy } = plan(p, img.width, img.height);
+function resizeOne(p: ResizeP, img: ImageValue, x: OpRun): ImageValue {
+  const { rw, rh, ow, oh, ox, oy } = resizePlan(p, img.width, img.height);
+  x.fits({ pixels: Math.max(rw * rh, ow * oh) }, `resizing a ${img.width}×${img.height} image to ${rw}×${rh}`);
   const c = img.channels;
   let data: Uint8Array;
   if (rw > ow && ox === 0 && rw !== img.width) {
@@ -173,9 +205,14 @@ defineOp({
     if (p.minWidth && p.maxWidth && p.minWidth > p.maxWidth) return 'minWidth is above maxWidth';
     return undefined;
   },
+  size(p) {
+    if (p.mode === 'fixed' || p.mode === 'letterbox') return { pixels: p.width! * p.height!, what: `a ${p.width}×${p.height} image` };
+    if (p.mode === 'fixed-height') return { pixels: p.height! * (p.minWidth ?? 1), what: `an image ${p.height} high, at least ${p.minWidth ?? 1} wide` };
+    return undefined;
+  },
   run(p, x) {
     const v = x.get(p.input, 'image', 'images');
-    x.set(p.output, v.kind === 'image' ? resizeOne(p, v) : { kind: 'images', items: v.items.map((i) => resizeOne(p, i)) });
+    x.set(p.output, v.kind === 'image' ? resizeOne(p, v, x) : { kind: 'images', items: v.items.map((i) => resizeOne(p, i, x)) });
   },
 });
 
@@ -240,6 +277,8 @@ function toTensorValue(p: NormalizeP, items: ImageValue[], x: OpRun): TensorValu
   const nchw = (p.layout ?? 'nchw') === 'nchw';
   const dims = nchw ? [items.length, c, ph, pw] : [items.length, ph, pw, c];
   const per = pw * ph * c;
+  // The float32 batch comes first whatever the dtype (float16 and uint8 are converted from it).
+  x.fits({ pixels: pw * ph, bytes: items.length * per * 4 }, `a tensor of ${items.length} × ${c}×${ph}×${pw}`);
   const dtype = p.dtype ?? 'float32';
   const bc = (a: number[] | undefined) => (a && a.length === 1 ? Array(c).fill(a[0]) : a);
   const opts = {
@@ -270,13 +309,22 @@ defineOp({
     if (p.mean && p.std && p.mean.length !== p.std.length && p.mean.length !== 1 && p.std.length !== 1) return 'mean and std lengths differ';
     return undefined;
   },
+  size(p) {
+    const w = Math.max(1, p.minWidth ?? 0), h = Math.max(1, p.minHeight ?? 0);
+    return { pixels: w * h, bytes: w * h * 4, what: `a tensor plane of at least ${w}×${h}` };
+  },
   run(p, x) {
     const v = x.get(p.input, 'image', 'images');
     const items = v.kind === 'image' ? [v] : v.items;
     for (const i of items) {
       for (const a of [p.mean, p.std]) if (a && a.length !== 1 && a.length !== i.channels) x.fail(`mean/std have ${a.length} values for a ${i.channels}-channel image`);
     }
-    if (p.batch === false && v.kind === 'images') x.set(p.output, { kind: 'tensors', items: items.map((i) => toTensorValue(p, [i], x)) });
+    if (p.batch === false && v.kind === 'images') {
+      // A list is held whole: its items count together.
+      const bytes = items.reduce((n, i) => n + Math.max(p.minWidth ?? 0, i.width) * Math.max(p.minHeight ?? 0, i.height) * i.channels * 4, 0);
+      x.fits({ bytes }, `a list of ${items.length} tensors`);
+      x.set(p.output, { kind: 'tensors', items: items.map((i) => toTensorValue(p, [i], x)) });
+    }
     else x.set(p.output, toTensorValue(p, items, x));
   },
 });
@@ -358,6 +406,7 @@ defineOp({
         w = Math.max(1, Math.ceil((p.height * w) / h));
         h = p.height;
       }
+      x.fits({ pixels: w * h }, `a ${w}×${h} crop`);
       return { quad, w, h };
     });
     // One cropBatch call per region, at its own size; the kernel scales (averaging up to 4×4

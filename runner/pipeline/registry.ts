@@ -4,9 +4,10 @@
  * time is charged to, and how it runs.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { RunnerError } from '../../spec/errors.js';
+import { RunnerError, type RunnerErrorCode } from '../../spec/errors.js';
 import type { Step } from '../../spec/schema.js';
-import type { PipelineContext } from '../types.js';
+import type { PipelineContext, RunnerBudget } from '../types.js';
+import type { Need } from './budget.js';
 import type { Value, ValueKind } from './values.js';
 
 export type Stage = 'decode' | 'pre' | 'infer' | 'post';
@@ -27,6 +28,10 @@ export interface OpRun {
   memo<T>(key: string, make: () => Promise<T>): Promise<T>;
   /** Throws E_RUN_PIPELINE naming this step. */
   fail(message: string, detail?: Record<string, unknown>): never;
+  /** The runner's budget, defaults filled in. */
+  readonly budget: Required<RunnerBudget>;
+  /** Call before allocating: throws E_RUN_BUDGET naming this step when `need` is above the budget. */
+  fits(need: Need, what: string): void;
 }
 
 export interface OpDef<S extends TSchema = TSchema> {
@@ -43,6 +48,11 @@ export interface OpDef<S extends TSchema = TSchema> {
   assets?(p: Static<S>): string[];
   /** Cross-field checks a schema can't express; returns a problem or undefined. */
   check?(p: Static<S>): string | undefined;
+  /**
+   * The least the step allocates whatever its input (for one item of a batch), when the params
+   * alone tell: validation refuses a step that could never fit the runner's budget.
+   */
+  size?(p: Static<S>): (Need & { what: string }) | undefined;
   run(p: Static<S>, x: OpRun): Promise<void> | void;
 }
 
@@ -63,8 +73,13 @@ export function listOps(): OpDef[] {
 }
 
 export function pipelineError(index: number, step: Step | undefined, message: string, detail?: Record<string, unknown>, cause?: unknown): RunnerError {
+  return stepError('E_RUN_PIPELINE', index, step, message, detail, cause);
+}
+
+/** An error naming the step (index, op, id) it happened in. */
+export function stepError(code: RunnerErrorCode, index: number, step: Step | undefined, message: string, detail?: Record<string, unknown>, cause?: unknown): RunnerError {
   const where = step ? `step ${index} (${step.op}${step.id ? ` "${step.id}"` : ''})` : `step ${index}`;
-  return new RunnerError('E_RUN_PIPELINE', `pipeline ${where}: ${message}`, { step: index, op: step?.op, ...detail }, cause === undefined ? undefined : { cause });
+  return new RunnerError(code, `pipeline ${where}: ${message}`, { step: index, op: step?.op, ...detail }, cause === undefined ? undefined : { cause });
 }
 
 // Shared parameter schemas.

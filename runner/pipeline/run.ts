@@ -5,7 +5,8 @@
 import { RunnerError, XpkgError } from '../../spec/errors.js';
 import type { PipelineContext, Timings } from '../types.js';
 import { convertOutput, type OutputValue } from './outputs.js';
-import { getOp, pipelineError, type OpRun } from './registry.js';
+import { overBudget, resolveBudget } from './budget.js';
+import { getOp, pipelineError, stepError, type OpRun } from './registry.js';
 import { validatePipeline } from './validate.js';
 import type { Value, ValueKind } from './values.js';
 
@@ -38,7 +39,8 @@ function inputValue(type: string, name: string, v: unknown): Value {
 
 export async function runPipeline(ctx: PipelineContext, inputs: Record<string, unknown>): Promise<PipelineResult> {
   const m = ctx.manifest;
-  validatePipeline(m);
+  const budget = resolveBudget(ctx.budget);
+  validatePipeline(m, budget);
   const env = new Map<string, Value>();
   for (const spec of m.inputs) {
     const v = inputs[spec.name];
@@ -83,6 +85,11 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
       },
       text: (assetId) => x.memo(`asset:${assetId}`, async () => (await ctx.asset(assetId)).toString('utf8')),
       fail,
+      budget,
+      fits(need, what) {
+        const over = overBudget(budget, need, what);
+        if (over) throw stepError('E_RUN_BUDGET', index, step, over.message, over.detail);
+      },
     };
     const stage = def.stage === 'infer' ? `infer:${step.model}` : def.stage;
     const t0 = performance.now();

@@ -1,11 +1,14 @@
 /**
  * Static checks of a manifest's pipeline, before anything runs: every op is known, its params
  * match its schema, the models and assets it names exist, every value it reads was written by
- * an earlier step (or is an input), and every declared output gets written.
+ * an earlier step (or is an input), every declared output gets written, and no step asks for
+ * more than the runner's budget whatever the input.
  */
 import { Value as TB } from '@sinclair/typebox/value';
 import type { Manifest } from '../../spec/schema.js';
-import { getOp, pipelineError } from './registry.js';
+import type { RunnerBudget } from '../types.js';
+import { overBudget, resolveBudget } from './budget.js';
+import { getOp, pipelineError, stepError } from './registry.js';
 import './ops-image.js';
 import './ops-model.js';
 import './ops-post.js';
@@ -17,8 +20,21 @@ export type PipelineManifest = Pick<Manifest, 'inputs' | 'outputs' | 'models' | 
 
 const checked = new WeakMap<object, true>();
 
-/** Throws RunnerError E_RUN_PIPELINE naming the first bad step (index, op, problems). */
-export function validatePipeline(m: PipelineManifest): void {
+/**
+ * Throws RunnerError E_RUN_PIPELINE naming the first bad step (index, op, problems), or
+ * E_RUN_BUDGET naming the first step whose least allocation is above `budget` (default: DEFAULT_BUDGET).
+ */
+export function validatePipeline(m: PipelineManifest, budget?: RunnerBudget): void {
+  validateSteps(m);
+  const b = resolveBudget(budget);
+  m.pipeline.steps.forEach((step, index) => {
+    const need = getOp(step.op)!.size?.((step.params ?? {}) as never);
+    const over = need && overBudget(b, need, need.what);
+    if (over) throw stepError('E_RUN_BUDGET', index, step, over.message, over.detail);
+  });
+}
+
+function validateSteps(m: PipelineManifest): void {
   if (checked.has(m.pipeline)) return;
   const models = new Set(m.models.map((x) => x.id));
   const assets = new Set((m.assets ?? []).map((a) => a.id));
