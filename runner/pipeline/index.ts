@@ -4,6 +4,7 @@
  */
 export { runPipeline, type PipelineResult } from './run.js';
 export { validatePipeline, type PipelineManifest } from './validate.js';
+export { DEFAULT_BUDGET, resolveBudget } from './budget.js';
 export { listOps, getOp, type OpDef, type OpRun, type Stage } from './registry.js';
 export { convertOutput, type OutputValue, type Classification, type DetectedBox, type Mask } from './outputs.js';
 export { openLocalContext, type LocalContext } from './local.js';
