@@ -324,8 +324,7 @@ defineOp({
       const bytes = items.reduce((n, i) => n + Math.max(p.minWidth ?? 0, i.width) * Math.max(p.minHeight ?? 0, i.height) * i.channels * 4, 0);
       x.fits({ bytes }, `a list of ${items.length} tensors`);
       x.set(p.output, { kind: 'tensors', items: items.map((i) => toTensorValue(p, [i], x)) });
-    }
-    else x.set(p.output, toTensorValue(p, items, x));
+    } else x.set(p.output, toTensorValue(p, items, x));
   },
 });
 
