@@ -9,7 +9,7 @@ import { rmSync } from 'node:fs';
 import { constants, mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { RunnerError } from '../../spec/errors.js';
+import { RunnerError, XpkgError } from '../../spec/errors.js';
 import type { VariantFiles } from '../types.js';
 
 /** A variant's files given as bytes (tests, the local source-folder context): already trusted. */
@@ -52,7 +52,9 @@ export interface PrivateFolder {
  * their relative layout. On any failure the folder is removed before the error is rethrown.
  */
 export async function writePrivateFolder(source: VariantFiles, files: readonly { path: string; bytes?: Buffer }[], parent = tmpdir()): Promise<PrivateFolder> {
-  const dir = await mkdtemp(join(parent, 'xpkg-model-'));
+  const dir = await mkdtemp(join(parent, 'xpkg-model-')).catch((e: unknown) => {
+    throw folderError(e);
+  });
   track(dir);
   const folder: PrivateFolder = {
     dir,
@@ -79,7 +81,13 @@ export async function writePrivateFolder(source: VariantFiles, files: readonly {
     }
   } catch (e) {
     await folder.remove().catch(() => {});
-    throw e;
+    throw folderError(e);
   }
   return folder;
+}
+
+/** Coded errors (a digest mismatch while streaming…) pass through; file-system ones become E_RUN_LOAD. */
+function folderError(e: unknown): unknown {
+  if (e instanceof XpkgError) return e;
+  return new RunnerError('E_RUN_LOAD', `cannot write the model's private folder: ${(e as Error)?.message ?? String(e)}`, { reason: (e as { code?: unknown })?.code ?? null }, { cause: e });
 }
