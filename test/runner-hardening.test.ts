@@ -3,12 +3,14 @@
  * from files in the working directory, never from a location outside the variant's own files), and
  * concurrent runs on one Runner each get their own complete timings.
  */
-import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeModel } from '../fixtures/onnx-tiny.js';
 import { packFolder } from '../pack/pack.js';
+import { PackageReader } from '../pack/reader.js';
+import { filesFromMap, writePrivateFolder } from '../runner/backends/model-files.js';
 import { OnnxruntimeBackend } from '../runner/backends/onnxruntime.js';
 import { externalDataRefs } from '../runner/backends/onnx-external.js';
 import { Runner } from '../runner/runner.js';
@@ -69,33 +71,50 @@ describe('external data', () => {
     expect(externalDataRefs(encodeModel({ name: 'g', nodes: [{ op: 'Identity', inputs: ['X'], outputs: ['Y'] }], inputs: [{ name: 'X', type: 'float32', shape: [1] }], outputs: [{ name: 'Y', type: 'float32', shape: [1] }] }))).toEqual([]);
   });
 
-  it('a model with external data runs from the variant’s verified files, in a private folder removed on release', async () => {
+  it('a model with external data runs from the variant’s verified files, and leaves no folder behind', async () => {
     const files = new Map([
       ['m/net.onnx', externalAddModel('weights.bin')],
       ['m/weights.bin', bytesOf(WEIGHTS)],
       ['m/unused.bin', Buffer.from('x')],
     ]);
     const before = ours();
-    const s = await backend.load(variant(['m/net.onnx', 'm/weights.bin', 'm/unused.bin']), files, { threads: 1 });
+    await using s = await backend.load(variant(['m/net.onnx', 'm/weights.bin', 'm/unused.bin']), files, { threads: 1 });
+    expect([...ours()].filter((n) => !before.has(n))).toEqual([]);
+    const y = await s.run({ X: { type: 'float32', dims: [4], data: x } });
+    expect(Array.from(y.Y.data as Float32Array)).toEqual(expected);
+  });
+
+  it('the private folder is 0700 with read-only files, holds just what it is given, and is removed', async () => {
+    const folder = await writePrivateFolder(filesFromMap(new Map([['m/weights.bin', bytesOf(WEIGHTS)]])), [{ path: 'm/net.onnx', bytes: Buffer.from('entry') }, { path: 'm/weights.bin' }]);
     try {
-      const y = await s.run({ X: { type: 'float32', dims: [4], data: x } });
-      expect(Array.from(y.Y.data as Float32Array)).toEqual(expected);
-      const made = [...ours()].filter((n) => !before.has(n));
-      expect(made).toHaveLength(1);
-      const dir = join(tmpdir(), made[0]);
-      expect(statSync(dir).mode & 0o777).toBe(0o700);
-      // only what onnxruntime needs: the entry and the files it names
-      expect(readdirSync(join(dir, 'm')).sort()).toEqual(['net.onnx', 'weights.bin']);
-      expect(statSync(join(dir, 'm', 'weights.bin')).mode & 0o777).toBe(0o400);
+      expect(statSync(folder.dir).mode & 0o777).toBe(0o700);
+      expect(statSync(join(folder.dir, 'm')).mode & 0o777).toBe(0o700);
+      expect(readdirSync(join(folder.dir, 'm')).sort()).toEqual(['net.onnx', 'weights.bin']);
+      expect(statSync(folder.path('m/weights.bin')).mode & 0o777).toBe(0o400);
+      expect(readFileSync(folder.path('m/weights.bin')).equals(bytesOf(WEIGHTS))).toBe(true);
     } finally {
-      await s.release();
+      await folder.remove();
     }
+    expect(existsSync(folder.dir)).toBe(false);
+  });
+
+  it('external weights changed after open are refused while streamed (E_DIGEST_MISMATCH), leaving no folder', async () => {
+    const pkg = await externalPackage();
+    await using runner = await Runner.open(pkg, { allowUnsigned: true, stateDir: tempDir('xpkg-state-'), threads: 1 });
+    const reader = await PackageReader.open(pkg);
+    const at = reader.entry('models/weights.bin')!.dataOffset;
+    await reader.close();
+    const fd = openSync(pkg, 'r+');
+    writeSync(fd, bytesOf(PLANTED), 0, 16, at);
+    closeSync(fd);
+    const before = ours();
+    expect(await codeOf(runner.run({ x: { type: 'float32', dims: [4], data: x } }))).toBe('E_DIGEST_MISMATCH');
     expect([...ours()].filter((n) => !before.has(n))).toEqual([]);
   });
 
   it('a location outside the variant’s files is refused before onnxruntime sees the model', async () => {
     const load = (location: string, files: string[]) =>
-      codeOf(backend.load(variant(['m/net.onnx', ...files]), new Map([['m/net.onnx', externalAddModel(location)], ...files.map((f) => [f, bytesOf(WEIGHTS)] as [string, Buffer])]), {}));
+      codeOf(backend.load(variant(['m/net.onnx', ...files]), new Map([['m/net.onnx', externalAddModel(location)], ...files.map((f) => [f, bytesOf(WEIGHTS)] as [string, Buffer])]), {}).then((s) => s.release()));
     expect(await load('../weights.bin', ['weights.bin'])).toBe('E_RUN_MODEL_EXTERNAL');
     expect(await load('sub/../weights.bin', ['m/weights.bin'])).toBe('E_RUN_MODEL_EXTERNAL');
     expect(await load('/etc/passwd', ['m/weights.bin'])).toBe('E_RUN_MODEL_EXTERNAL');

@@ -105,7 +105,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     readonly variantId: string,
     /** The options the session was created with, for explain and bench output. */
     readonly options: OrtSessionOptions,
-    /** The private folder the model was loaded from (external data), removed on release. */
+    /** The private folder the model was loaded from, when it could not be removed after loading. */
     folder: PrivateFolder | null = null,
   ) {
     this.#folder = folder;
@@ -244,7 +244,8 @@ export class OnnxruntimeBackend implements Backend {
    * A model without external data is handed to onnxruntime as its verified bytes. One with external
    * data is checked first (every location must be one of the variant's files: E_RUN_MODEL_EXTERNAL)
    * and then loaded from a private folder holding just the entry and those files, verified as they
-   * were written, so onnxruntime never resolves a location against the working directory.
+   * were written (removed once the session exists), so onnxruntime never resolves a location
+   * against the working directory.
    */
   async load(variant: Variant, input: VariantFiles | ReadonlyMap<string, Buffer>, options: SessionOptions): Promise<OrtModelSession> {
     const ort = this.#ort;
@@ -260,7 +261,11 @@ export class OnnxruntimeBackend implements Backend {
     try {
       // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
       const session = await ort.InferenceSession.create((folder ? folder.path(entry) : bytes) as never, sessionOptions);
-      return new OrtModelSession(ort, session, variant.id, sessionOptions, folder);
+      // Creating the session read (or mapped) every initializer, so the folder can go now and
+      // nothing is left behind if the process is killed; where open files cannot be removed
+      // (Windows) it goes when the session is released.
+      const kept = folder && (await folder.remove().then(() => null, () => folder));
+      return new OrtModelSession(ort, session, variant.id, sessionOptions, kept);
     } catch (e) {
       await folder?.remove().catch(() => {});
       throw new RunnerError('E_RUN_LOAD', `onnxruntime could not load variant ${variant.id} (${entry}): ${(e as Error).message.split('\n')[0]}`, { variant: variant.id, file: entry }, { cause: e });
