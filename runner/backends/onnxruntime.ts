@@ -260,7 +260,7 @@ export class OnnxruntimeBackend implements Backend {
     const folder = external.length ? await writePrivateFolder(files, [{ path: entry, bytes }, ...external.map((path) => ({ path }))]) : null;
     try {
       // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
-      const session = await ort.InferenceSession.create((folder ? folder.path(entry) : bytes) as never, sessionOptions);
+      const session = folder ? await ort.InferenceSession.create(folder.path(entry), sessionOptions) : await ort.InferenceSession.create(bytes, sessionOptions);
       // Creating the session read (or mapped) every initializer, so the folder can go now and
       // nothing is left behind if the process is killed; where open files cannot be removed
       // (Windows) it goes when the session is released.
