@@ -3,7 +3,8 @@
  * written into a private folder for a runtime that must open files itself (an ONNX model with
  * external data, a payload too large for one Buffer). The folder is made for this one load (0700,
  * files 0400, created exclusively, never following links), every byte is hashed as it is written,
- * and it is removed when the session no longer needs it, or at the latest when the process exits.
+ * and it is removed once the runtime has read it (the backend decides when), or at the latest when
+ * the process exits.
  */
 import { rmSync } from 'node:fs';
 import { constants, mkdir, mkdtemp, open, rm } from 'node:fs/promises';
@@ -26,7 +27,7 @@ export function filesFromMap(files: ReadonlyMap<string, Uint8Array>): VariantFil
   };
 }
 
-// Folders still on disk, removed synchronously if the process exits before their sessions close.
+// Folders still on disk, removed synchronously if the process exits before their backends remove them.
 const live = new Set<string>();
 let hooked = false;
 function track(dir: string): void {
