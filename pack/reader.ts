@@ -6,12 +6,13 @@
  * the names, the manifest, and the match between entries and the manifest's file list are all
  * checked on open. Payload digests are checked by verifyIntegrity() or per file by readVerified().
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { crc32 } from 'node:zlib';
-import { FormatError, SigningError } from '../spec/errors.js';
+import { FormatError, SigningError, UsageError } from '../spec/errors.js';
 import { LIMITS, MANIFEST_PATH, RESERVED_PREFIX, SIGNATURES_PATH, ALIGNMENT } from '../spec/limits.js';
 import { modelPaths, parseManifest } from '../spec/manifest.js';
 import { assertNoCollisions, assertSafePath } from '../spec/paths.js';
@@ -47,6 +48,13 @@ function checkAlignment(central: CentralEntry[], models: ReadonlySet<string>, si
     if (!shim) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `padding on ${JSON.stringify(e.name)}, which needs no alignment`, { path: e.name, padding: e.padding });
   });
 }
+
+/** The most bytes one Buffer holds here (4 GiB on 64-bit Node 20); larger files must be streamed. */
+const MAX_BUFFER = bufferConstants.MAX_LENGTH;
+const STREAM_CHUNK = 4 * 1024 * 1024;
+
+const digestMismatch = (path: string, expected: string, actual: string) =>
+  new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)} does not match its manifest digest`, { path, expected, actual });
 
 export class PackageReader implements PackageReaderLike {
   private constructor(
@@ -286,14 +294,50 @@ export class PackageReader implements PackageReaderLike {
     return b;
   }
 
+  /**
+   * One payload file whole, its size and SHA-256 checked on exactly the bytes returned. A file too
+   * large for one Buffer is refused up front (E_USAGE): read it with `streamVerified` instead.
+   */
   async readVerified(path: string): Promise<Buffer> {
+    const { e, f } = this.payload(path);
+    if (f.size > MAX_BUFFER) throw new UsageError('E_USAGE', `${JSON.stringify(path)} is ${f.size} bytes, more than one Buffer holds (${MAX_BUFFER}); stream it with streamVerified`, { path, size: f.size, limit: MAX_BUFFER });
+    const data = entryBytes(e, await this.readRaw(e));
+    const sha = createHash('sha256').update(data).digest('hex');
+    if (data.length !== f.size || sha !== f.sha256) throw digestMismatch(path, f.sha256, sha);
+    return data;
+  }
+
+  /**
+   * One payload file in chunks of at most `chunkBytes`, for files of any size: each chunk is hashed
+   * as it is handed to `sink` (awaited before the next read, which may reuse the chunk's memory), and
+   * the SHA-256 of them all is checked after the last one, so the caller must discard everything it
+   * received when this throws. Deflated entries (never model files, §2.5) inflate whole first.
+   */
+  async streamVerified(path: string, sink: (chunk: Buffer) => void | Promise<void>, chunkBytes = STREAM_CHUNK): Promise<void> {
+    const { e, f } = this.payload(path);
+    if (e.method !== 0) return void (await sink(await this.readVerified(path)));
+    if (e.size !== f.size) throw new FormatError('E_FILE_SIZE', `entry ${JSON.stringify(path)} is ${e.size} bytes; the manifest says ${f.size}`, { path, size: e.size, expected: f.size });
+    const h = createHash('sha256');
+    const buf = Buffer.allocUnsafe(Math.max(1, Math.min(chunkBytes, e.size)));
+    let n = 0;
+    while (n < e.size) {
+      const len = Math.min(buf.length, e.size - n);
+      const { bytesRead } = await this.fh.read(buf, 0, len, e.dataOffset + n);
+      if (bytesRead === 0) throw new FormatError('E_ARCHIVE_TRUNCATED', 'package shrank after it was opened', { path });
+      const chunk = buf.subarray(0, bytesRead);
+      h.update(chunk);
+      n += bytesRead;
+      await sink(chunk);
+    }
+    const sha = h.digest('hex');
+    if (sha !== f.sha256) throw digestMismatch(path, f.sha256, sha);
+  }
+
+  private payload(path: string): { e: EntryInfo; f: Manifest['files'][number] } {
     const e = this.byName.get(path);
     const f = this.manifest.files.find((x) => x.path === path);
     if (!e || !f) throw new FormatError('E_FILE_MISSING', `no payload file ${JSON.stringify(path)}`, { path });
-    const data = entryBytes(e, await this.readRaw(e));
-    const sha = createHash('sha256').update(data).digest('hex');
-    if (data.length !== f.size || sha !== f.sha256) throw new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)} does not match its manifest digest`, { path, expected: f.sha256, actual: sha });
-    return data;
+    return { e, f };
   }
 
   async verifyIntegrity(options: OpenOptions = {}): Promise<IntegrityReport> {

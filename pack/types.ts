@@ -50,6 +50,8 @@ export interface PackageReaderLike extends AsyncDisposable {
   entry(name: string): EntryInfo | undefined;
   /** Reads one payload file whole and checks its size and SHA-256 on exactly the bytes returned. */
   readVerified(path: string): Promise<Buffer>;
+  /** Streams one payload file of any size in chunks; its SHA-256 is checked after the last chunk (discard what was received on error). */
+  streamVerified(path: string, sink: (chunk: Buffer) => void | Promise<void>, chunkBytes?: number): Promise<void>;
   /** Hashes every payload (parallel across blocks and cores) against the manifest. Throws on the first mismatch. */
   verifyIntegrity(options?: OpenOptions): Promise<IntegrityReport>;
   close(): Promise<void>;

@@ -9,7 +9,7 @@
 import { PackageReader } from '../pack/reader.js';
 import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
 import { resolvePolicy, verifyReader, type VerifyResult } from '../signing/index.js';
-import { RunnerError } from '../spec/errors.js';
+import { FormatError, RunnerError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 import { defaultRegistry, type BackendRegistry } from './backends/index.js';
 import { resolveHost, type HostProfile } from './host.js';
@@ -18,7 +18,7 @@ import { runPipeline } from './pipeline/run.js';
 import { sandboxKernels } from './sandbox-kernels.js';
 import { validatePipeline } from './pipeline/validate.js';
 import { applyAttempts, loadWithFallback, selectVariants, withModel, type Precision, type Selection } from './select.js';
-import type { ModelSession, PipelineContext, RunnerBudget, ScriptHost, SessionOptions, Timings } from './types.js';
+import type { ModelSession, PipelineContext, RunnerBudget, ScriptHost, SessionOptions, Timings, VariantFiles } from './types.js';
 
 export interface RunnerOptions {
   /** Trusted public keys: file paths or their text. */
@@ -82,7 +82,9 @@ export class Runner implements AsyncDisposable {
     private selectionState: Selection,
     private readonly options: RunnerOptions,
     private readonly registry: BackendRegistry,
-  ) {}
+  ) {
+    this.context = { manifest: reader.manifest, budget: resolveBudget(options.budget), session: (id) => this.session(id), asset: (id) => this.asset(id), script: (path) => this.script(path), time: () => {} };
+  }
 
   static async open(path: string, options: RunnerOptions = {}): Promise<Runner> {
     const reader = await PackageReader.open(path);
@@ -142,27 +144,21 @@ export class Runner implements AsyncDisposable {
       ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
       ...(this.options.graphOptimization ? { graphOptimization: this.options.graphOptimization } : {}),
     };
-    // A digest mismatch means the package was altered: that is never a reason to fall back to
-    // another variant, it stops the run.
-    let tampered: unknown;
+    // Altered package bytes (a digest or archive error while reading) are never a reason to fall
+    // back to another variant, and neither is a model naming files it may not read: both stop the
+    // run. Any other failure (a read too large, a full disk) is that variant's load failure.
+    let fatal: unknown;
     try {
       const loaded = await loadWithFallback(sel, async (verdict) => {
         const { backend } = await this.registry.resolve(verdict.variant.runtime);
-        const files = new Map<string, Buffer>();
-        for (const f of verdict.variant.files) {
-          files.set(
-            f,
-            await this.reader.readVerified(f).catch((e: unknown) => {
-              tampered ??= e;
-              throw e;
-            }),
-          );
-        }
-        return backend.load(verdict.variant, files, sessionOptions);
+        return backend.load(verdict.variant, this.variantFiles(verdict.variant.files, (e) => (fatal ??= e)), sessionOptions).catch((e: unknown) => {
+          if ((e as { code?: unknown }).code === 'E_RUN_MODEL_EXTERNAL') fatal ??= e;
+          throw e;
+        });
       });
-      if (tampered) {
+      if (fatal) {
         await loaded.value.release().catch(() => {});
-        throw tampered;
+        throw fatal;
       }
       try {
         checkModelInputs(loaded.value, resolveBudget(this.options.budget), modelId, loaded.verdict.variant.id);
@@ -175,8 +171,35 @@ export class Runner implements AsyncDisposable {
     } catch (e) {
       const attempts = (e as { detail?: { attempts?: unknown } }).detail?.attempts;
       if (Array.isArray(attempts)) this.selectionState = withModel(this.selectionState, applyAttempts(sel, attempts as never));
-      throw tampered ?? e;
+      throw fatal ?? e;
     }
+  }
+
+  /**
+   * A variant's files as its backend reads them, each verified against the manifest as it is read.
+   * Archive and digest errors go to `tampered` (and are rethrown); any other read error becomes
+   * E_RUN_LOAD with its reason.
+   */
+  private variantFiles(paths: readonly string[], tampered: (e: unknown) => void): VariantFiles {
+    const guard = <T>(path: string, p: () => Promise<T>): Promise<T> =>
+      p().catch((e: unknown) => {
+        if (e instanceof FormatError) {
+          tampered(e);
+          throw e;
+        }
+        if (e instanceof RunnerError) throw e;
+        throw new RunnerError('E_RUN_LOAD', `reading ${path} failed: ${(e as Error)?.message ?? String(e)}`, { file: path, reason: (e as { code?: unknown })?.code ?? null }, { cause: e });
+      });
+    const record = (path: string) => {
+      const f = paths.includes(path) ? this.manifest.files.find((x) => x.path === path) : undefined;
+      if (!f) throw new RunnerError('E_RUN_LOAD', `${path} is not one of the variant's files`, { file: path });
+      return f;
+    };
+    return {
+      size: (path) => record(path).size,
+      read: (path) => guard(path, async () => (record(path), this.reader.readVerified(path))),
+      stream: (path, sink) => guard(path, async () => (record(path), this.reader.streamVerified(path, sink))),
+    };
   }
 
   /** Verified bytes of an asset, by id. */
@@ -237,21 +260,14 @@ export class Runner implements AsyncDisposable {
   async run(inputs: Record<string, unknown>): Promise<RunResult> {
     this.assertOpen();
     const t0 = performance.now();
-    const timings: Timings = {};
-    const ctx: PipelineContext = {
-      manifest: this.manifest,
-      session: (id) => this.session(id),
-      asset: (id) => this.asset(id),
-      script: (path) => this.script(path),
-      time: (stage, ms) => {
-        timings[stage] = (timings[stage] ?? 0) + ms;
-      },
-    };
     // Load before timing the pipeline so a first run's stage times are not load times.
     const tl = performance.now();
     await this.warmUp();
     const loadMs = performance.now() - tl;
-    const { outputs } = await runPipeline(this.cachedContext(ctx), inputs);
+    // Runs may overlap (a daemon): each run's stage times come back with its own result, never
+    // through state shared on the runner.
+    const { outputs, timings: stages } = await runPipeline(this.context, inputs);
+    const timings: Timings = { ...stages };
     const variant: Record<string, string> = {};
     for (const [id, p] of this.models) variant[id] = (await p).variant;
     if (loadMs > 1) timings.load = loadMs;
@@ -259,14 +275,11 @@ export class Runner implements AsyncDisposable {
     return { outputs, variant, timings };
   }
 
-  // The pipeline memoises per-context work (parsed vocabularies…) by context identity: keep one.
-  private ctxCache?: PipelineContext;
-  private currentTime?: (stage: string, ms: number) => void;
-  private cachedContext(ctx: PipelineContext): PipelineContext {
-    this.currentTime = ctx.time;
-    this.ctxCache ??= { manifest: this.manifest, budget: resolveBudget(this.options.budget), session: ctx.session, asset: ctx.asset, script: ctx.script, time: (s, ms) => this.currentTime?.(s, ms) };
-    return this.ctxCache;
-  }
+  /**
+   * The one context every run shares: the pipeline memoises per-context work (parsed
+   * vocabularies…) by its identity, so it holds nothing that belongs to one run.
+   */
+  private readonly context: PipelineContext;
 
   private assertOpen(): void {
     if (this.closed) throw new RunnerError('E_RUN_LOAD', 'runner is closed');

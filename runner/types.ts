@@ -54,8 +54,21 @@ export interface Backend {
   /** Manifest `runtime` values this backend runs. */
   readonly runtimes: readonly string[];
   init(): Promise<BackendInit>;
-  /** Loads a variant's entry file (bytes already verified by the caller). */
-  load(variant: Variant, files: ReadonlyMap<string, Buffer>, options: SessionOptions): Promise<ModelSession>;
+  /**
+   * Loads a variant from its files, verified by `files` as they are read (a Map: bytes the caller
+   * already trusts). A backend reads only what the model uses and hands the runtime nothing else.
+   */
+  load(variant: Variant, files: VariantFiles | ReadonlyMap<string, Buffer>, options: SessionOptions): Promise<ModelSession>;
+}
+
+/** A variant's files, each checked against its manifest digest as it is read. */
+export interface VariantFiles {
+  /** Size in bytes of one of the variant's files. */
+  size(path: string): number;
+  /** One file whole (files that fit one Buffer). */
+  read(path: string): Promise<Buffer>;
+  /** One file in chunks, of any size; throws after the last chunk if the bytes do not match, so discard them then. */
+  stream(path: string, sink: (chunk: Buffer) => Promise<void>): Promise<void>;
 }
 
 /** Per-stage latencies in milliseconds. */

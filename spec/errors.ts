@@ -113,6 +113,7 @@ const codes = {
   E_RUN_VARIANT_UNSUPPORTED: EXIT.runner,
   E_RUN_BACKEND: EXIT.runner,
   E_RUN_LOAD: EXIT.runner,
+  E_RUN_MODEL_EXTERNAL: EXIT.runner,
   E_RUN_INPUT: EXIT.runner,
   E_RUN_PIPELINE: EXIT.runner,
   E_RUN_CACHE: EXIT.runner,

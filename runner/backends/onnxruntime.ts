@@ -2,7 +2,7 @@
  * The onnxruntime-node backend. `init()` loads the native binding (lazily, so a broken install is a
  * recorded failure, not an import crash) and probes every execution provider the binding lists by
  * creating a real session on a tiny model: a provider is reported only if that works. `load()`
- * creates a session straight from the caller's verified Buffer with deliberate session options.
+ * creates a session from verified bytes only, with deliberate session options.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -12,7 +12,9 @@ import { RunnerError } from '../../spec/errors.js';
 import type { Variant } from '../../spec/schema.js';
 import { physicalCores } from '../host-cpu.js';
 import { usableProviders, variantProviders } from '../providers.js';
-import type { Backend, BackendInit, DType, ModelSession, SessionOptions, Tensor, TypedData } from '../types.js';
+import type { Backend, BackendInit, DType, ModelSession, SessionOptions, Tensor, TypedData, VariantFiles } from '../types.js';
+import { filesFromMap, writePrivateFolder, type PrivateFolder } from './model-files.js';
+import { externalFiles } from './onnx-external.js';
 import { probeModel } from './probe-model.js';
 
 type Ort = typeof import('onnxruntime-node');
@@ -96,6 +98,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
   readonly inputShapes: ModelSession['inputShapes'];
   #session: InferenceSession | null;
   readonly #ort: Ort;
+  #folder: PrivateFolder | null;
 
   constructor(
     ort: Ort,
@@ -103,7 +106,10 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     readonly variantId: string,
     /** The options the session was created with, for explain and bench output. */
     readonly options: OrtSessionOptions,
+    /** The private folder the model was loaded from, when it could not be removed after loading. */
+    folder: PrivateFolder | null = null,
   ) {
+    this.#folder = folder;
     this.#ort = ort;
     this.#session = session;
     this.inputNames = [...session.inputNames];
@@ -138,8 +144,14 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
 
   async release(): Promise<void> {
     const s = this.#session;
+    const folder = this.#folder;
     this.#session = null;
-    await s?.release();
+    this.#folder = null;
+    try {
+      await s?.release();
+    } finally {
+      await folder?.remove();
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -230,19 +242,40 @@ export class OnnxruntimeBackend implements Backend {
     return null;
   }
 
-  async load(variant: Variant, files: ReadonlyMap<string, Buffer>, options: SessionOptions): Promise<OrtModelSession> {
+  /**
+   * A model without external data is handed to onnxruntime as its verified bytes. One with external
+   * data is checked first (every location must be one of the variant's files: E_RUN_MODEL_EXTERNAL)
+   * and then loaded from a private folder holding just the entry and those files, verified as they
+   * were written (removed once the session exists), so onnxruntime never resolves a location
+   * against the working directory.
+   */
+  async load(variant: Variant, input: VariantFiles | ReadonlyMap<string, Buffer>, options: SessionOptions): Promise<OrtModelSession> {
     const ort = this.#ort;
     if (!ort) throw new RunnerError('E_RUN_BACKEND', `backend ${this.name} is not initialised; resolve it through the registry first`);
+    const files = isVariantFiles(input) ? input : filesFromMap(input);
     const entry = variant.files[0];
-    const bytes = files.get(entry);
-    if (!bytes) throw new RunnerError('E_RUN_LOAD', `variant ${variant.id}: entry file ${entry} was not provided`, { variant: variant.id, file: entry });
+    const size = files.size(entry);
+    if (size > MAX_MODEL_BYTES) throw new RunnerError('E_RUN_LOAD', `variant ${variant.id}: ${entry} is ${size} bytes; an ONNX model file holds at most ${MAX_MODEL_BYTES} (protobuf), larger weights go in external data files`, { variant: variant.id, file: entry, size });
     const sessionOptions = ortSessionOptions(variant, options, this.#providers);
+    const bytes = await files.read(entry);
+    const external = externalFiles(variant.id, entry, variant.files, bytes);
+    const folder = external.length ? await writePrivateFolder(files, [{ path: entry, bytes }, ...external.map((path) => ({ path }))]) : null;
     try {
       // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
-      const session = await ort.InferenceSession.create(bytes, sessionOptions);
-      return new OrtModelSession(ort, session, variant.id, sessionOptions);
+      const session = folder ? await ort.InferenceSession.create(folder.path(entry), sessionOptions) : await ort.InferenceSession.create(bytes, sessionOptions);
+      // Creating the session read (or mapped) every initializer, so the folder can go now and
+      // nothing is left behind if the process is killed; where open files cannot be removed
+      // (Windows) it goes when the session is released.
+      const kept = folder && (await folder.remove().then(() => null, () => folder));
+      return new OrtModelSession(ort, session, variant.id, sessionOptions, kept);
     } catch (e) {
+      await folder?.remove().catch(() => {});
       throw new RunnerError('E_RUN_LOAD', `onnxruntime could not load variant ${variant.id} (${entry}): ${(e as Error).message.split('\n')[0]}`, { variant: variant.id, file: entry }, { cause: e });
     }
   }
 }
+
+/** protobuf's limit on one serialized message, so on an .onnx file (2 GiB - 1). */
+const MAX_MODEL_BYTES = 2 ** 31 - 1;
+
+const isVariantFiles = (x: VariantFiles | ReadonlyMap<string, Buffer>): x is VariantFiles => typeof (x as VariantFiles).stream === 'function';

@@ -1,0 +1,100 @@
+/**
+ * The reading half of a small protobuf wire-format codec for ONNX models (no protobuf library is
+ * installed); fixtures/onnx-proto.ts adds the writers and ONNX views on top of it.
+ *
+ * A message decodes into its ordered list of fields, each a view of its own original bytes (never a
+ * copy, so skipping a large `raw_data` costs nothing), and sub-messages decode on demand. Malformed
+ * input (truncated data, bad varints, unknown wire types) throws a plain Error naming what and
+ * where, never loops.
+ */
+
+/** Protobuf wire types ONNX uses: varint, 64-bit, length-delimited, 32-bit (groups are rejected). */
+export type WireType = 0 | 1 | 2 | 5;
+
+export interface Field {
+  readonly no: number;
+  readonly wire: WireType;
+  /** The field's whole encoding: key, length prefix if any, value. */
+  readonly raw: Uint8Array;
+  /** Where the value starts in `raw` (after the key and the length prefix). */
+  readonly at: number;
+}
+
+/** A decoded message: its fields in wire order. */
+export type Message = Field[];
+
+export function readVarint(buf: Uint8Array, pos: number, what: string): { value: bigint; end: number } {
+  let value = 0n;
+  for (let i = 0; i < 10; i++) {
+    if (pos + i >= buf.length) throw new Error(`${what}: truncated varint at byte ${pos}`);
+    const b = buf[pos + i];
+    // The 10th byte may only carry the 64th bit.
+    if (i === 9 && b > 1) throw new Error(`${what}: varint overflows 64 bits at byte ${pos}`);
+    value |= BigInt(b & 0x7f) << BigInt(7 * i);
+    if (!(b & 0x80)) return { value, end: pos + i + 1 };
+  }
+  throw new Error(`${what}: varint longer than 10 bytes at byte ${pos}`);
+}
+
+/** Splits `buf` into its fields (one level; sub-messages stay bytes until `sub()` decodes them). */
+export function decodeMessage(buf: Uint8Array, what = 'message'): Message {
+  const fields: Message = [];
+  let pos = 0;
+  while (pos < buf.length) {
+    const start = pos;
+    const k = readVarint(buf, pos, what);
+    const no = Number(k.value >> 3n);
+    const wire = Number(k.value & 7n);
+    if (no === 0 || no > 0x1fffffff) throw new Error(`${what}: invalid field number ${no} at byte ${start}`);
+    let at = k.end;
+    switch (wire) {
+      case 0:
+        pos = readVarint(buf, at, what).end;
+        break;
+      case 1:
+        pos = at + 8;
+        break;
+      case 5:
+        pos = at + 4;
+        break;
+      case 2: {
+        const len = readVarint(buf, at, what);
+        at = len.end;
+        if (len.value > BigInt(buf.length - at)) throw new Error(`${what}: field ${no} is truncated (length ${len.value}, ${buf.length - at} bytes left)`);
+        pos = at + Number(len.value);
+        break;
+      }
+      default:
+        throw new Error(`${what}: unsupported wire type ${wire} for field ${no} at byte ${start}`);
+    }
+    if (pos > buf.length) throw new Error(`${what}: field ${no} is truncated at byte ${start}`);
+    fields.push({ no, wire: wire as WireType, raw: buf.subarray(start, pos), at: at - start });
+  }
+  return fields;
+}
+
+const decoder = new TextDecoder();
+
+export function expectWire(f: Field, wire: WireType, what: string): void {
+  if (f.wire !== wire) throw new Error(`${what}: field ${f.no} has wire type ${f.wire}, expected ${wire}`);
+}
+
+export const fieldsOf = (m: Message, no: number): Field[] => m.filter((f) => f.no === no);
+/** The last occurrence wins for a singular field (protobuf merge semantics). */
+export function lastOf(m: Message, no: number): Field | undefined {
+  for (let i = m.length - 1; i >= 0; i--) if (m[i].no === no) return m[i];
+  return undefined;
+}
+
+export function bytesOf(f: Field, what = 'message'): Uint8Array {
+  expectWire(f, 2, what);
+  return f.raw.subarray(f.at);
+}
+export const stringOf = (f: Field, what = 'message'): string => decoder.decode(bytesOf(f, what));
+export const sub = (f: Field, what = 'message'): Message => decodeMessage(bytesOf(f, what), what);
+
+/** A varint field as a signed 64-bit integer (int64/int32/enum), as a JS number. */
+export function intOf(f: Field, what = 'message'): number {
+  expectWire(f, 0, what);
+  return Number(BigInt.asIntN(64, readVarint(f.raw, f.at, what).value));
+}
