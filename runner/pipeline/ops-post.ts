@@ -5,9 +5,9 @@
 import { Type } from '@sinclair/typebox';
 import { ctcGreedyDecode, dbPostprocess, nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
 import { softmax } from '../ops/classify.js';
-import { ctcGreedyDecode as ctcProbabilities, parseVocabulary } from '../ops/ctc.js';
+import { ctcGreedyDecode as ctcProbabilities, latinAscii, parseVocabulary } from '../ops/ctc.js';
 import { orderQuad, quadSize } from '../ops/geometry.js';
-import { readingOrder } from '../ops/order.js';
+import { readingLayout, readingOrder } from '../ops/order.js';
 import { AssetId, Labels, Name, defineOp, type OpRun } from './registry.js';
 import type { ImageTransform, RegionsValue, TensorValue, TextLine } from './values.js';
 
@@ -348,11 +348,44 @@ defineOp({
   },
 });
 
+/** Turns point (x, y) by `a` radians (clockwise, y down). */
+const turn = (x: number, y: number, a: number): [number, number] => [x * Math.cos(a) - y * Math.sin(a), x * Math.sin(a) + y * Math.cos(a)];
+
+/**
+ * One line of several boxes on a row: the rectangle around them in the page's frame (text along
+ * +x after turning by −angle), corners clockwise from its top-left, back in image pixels.
+ */
+function rowBox(quads: ArrayLike<number>[], angle: number): number[] {
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const q of quads) {
+    for (let k = 0; k < 4; k++) {
+      const [x, y] = turn(q[2 * k], q[2 * k + 1], -angle);
+      x0 = Math.min(x0, x);
+      x1 = Math.max(x1, x);
+      y0 = Math.min(y0, y);
+      y1 = Math.max(y1, y);
+    }
+  }
+  return [turn(x0, y0, angle), turn(x1, y0, angle), turn(x1, y1, angle), turn(x0, y1, angle)].flat();
+}
+
 defineOp({
   op: 'text-lines',
   stage: 'post',
-  summary: 'Pairs decoded texts with their regions (crops carry their source quad) into {text, score, box} lines, dropping empty or low-confidence ones.',
-  params: Type.Object({ texts: Name, regions: Name, output: Name, minScore: Opt(Type.Number()), keepEmpty: Opt(Type.Boolean()) }, { additionalProperties: false }),
+  summary: 'Pairs decoded texts with their regions (crops carry their source quad) into {text, score, box} lines, dropping empty or low-confidence ones; optionally in reading order with the boxes of a row joined, and full-width ASCII forms in Latin lines made ASCII.',
+  params: Type.Object(
+    {
+      texts: Name,
+      regions: Name,
+      output: Name,
+      minScore: Opt(Type.Number()),
+      keepEmpty: Opt(Type.Boolean()),
+      order: Opt(Type.Boolean()),
+      joinRows: Opt(Type.Boolean()),
+      latinAscii: Opt(Type.Boolean()),
+    },
+    { additionalProperties: false },
+  ),
   reads: (p) => [p.texts, p.regions],
   writes: (p) => [p.output],
   run(p, x) {
@@ -361,15 +394,33 @@ defineOp({
     const quads: (ArrayLike<number> | undefined)[] = r.kind === 'images' ? r.items.map((i) => i.quad) : Array.from({ length: r.count }, (_, i) => r.quads.subarray(8 * i, 8 * i + 8));
     if (quads.length !== t.texts.length) x.fail(`${t.texts.length} texts for ${quads.length} regions`);
     const min = p.minScore ?? 0;
-    const lines: TextLine[] = [];
+    let kept: { text: string; score: number; q: ArrayLike<number> }[] = [];
     t.texts.forEach((raw, i) => {
       const q = quads[i] ?? x.fail(`region ${i} has no source quad`);
       // CTC emits the space token at line ends as readily as inside; edges carry no text.
       const text = raw.trim();
       const score = t.scores[i];
       if ((!text && !p.keepEmpty) || !(score >= min)) return;
+      kept.push({ text, score, q });
+    });
+    if (p.order) {
+      // The boxes start at the text's own top-left (crop-batch regionsOutput), so their first
+      // edges give the page's direction a full turn round: upside-down pages read top down too.
+      const flat = new Float64Array(8 * kept.length);
+      kept.forEach((k, i) => flat.set(Array.from(k.q), 8 * i));
+      const { order, line, angle } = readingLayout(flat, kept.length, { direction: 'oriented' });
+      const rows: (typeof kept)[] = [];
+      order.forEach((src, k) => (p.joinRows !== false && k && line[k] === line[k - 1] ? rows[rows.length - 1] : rows[rows.push([]) - 1]).push(kept[src]));
+      kept = rows.map((parts) => {
+        if (parts.length === 1) return parts[0];
+        const chars = parts.reduce((n, l) => n + l.text.length, 0);
+        const score = parts.reduce((a, l) => a + l.score * l.text.length, 0) / Math.max(1, chars);
+        return { text: parts.map((l) => l.text).filter(Boolean).join(' '), score, q: rowBox(parts.map((l) => l.q), angle) };
+      });
+    }
+    const lines: TextLine[] = kept.map(({ text, score, q }) => {
       const pt = (k: number): [number, number] => [Math.round(q[2 * k]), Math.round(q[2 * k + 1])];
-      lines.push({ text, score: Math.round(score * 1e4) / 1e4, box: [pt(0), pt(1), pt(2), pt(3)] });
+      return { text: p.latinAscii ? latinAscii(text) : text, score: Math.round(score * 1e4) / 1e4, box: [pt(0), pt(1), pt(2), pt(3)] };
     });
     x.set(p.output, { kind: 'text-lines', lines });
   },
