@@ -98,7 +98,7 @@ const sameRow = (a: Node, b: Node) => Math.abs(a.cy - b.cy) <= Math.min(a.h, b.h
  * Whether two neighbouring would-be columns are one table (read row by row). Rows pair up: at
  * least 80% of the boxes of the side with fewer boxes have a box on the other side on their
  * baseline. Unless both sides are prose: as wide as a column (minWidth) and filled (the median
- * box ≥ 70% of the side's width): two text columns set on one baseline grid pair up too, but
+ * box ≥ 80% of the side's width: ragged-right prose leaves less than a word free): two text columns set on one baseline grid pair up too, but
  * their lines fill their column, where a table's labels, amounts and values are short and ragged.
  * Two text columns whose baselines don't pair up are columns whatever their fill.
  */
@@ -108,7 +108,7 @@ function isTable(a: number[], b: number[], nodes: Node[], p: Params): boolean {
   if (paired < 0.8 * few.length) return false;
   const prose = (g: number[]) => {
     const x0 = Math.min(...g.map((i) => nodes[i].x0)), x1 = Math.max(...g.map((i) => nodes[i].x1));
-    return x1 - x0 >= p.minWidth && median(g.map((i) => nodes[i].x1 - nodes[i].x0)) >= 0.7 * (x1 - x0);
+    return x1 - x0 >= p.minWidth && median(g.map((i) => nodes[i].x1 - nodes[i].x0)) >= 0.8 * (x1 - x0);
   };
   return !(prose(a) && prose(b));
 }
