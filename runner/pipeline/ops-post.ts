@@ -113,7 +113,7 @@ defineOp({
 defineOp({
   op: 'order-regions',
   stage: 'post',
-  summary: 'Sorts regions into reading order: top to bottom, a column at a time, columns left to right.',
+  summary: 'Sorts regions into reading order in the page\'s own frame (its text direction estimated from the boxes): top to bottom, a column at a time, columns left to right, tables row by row.',
   params: Type.Object(
     { input: Name, output: Name, columnGap: Opt(Type.Number({ minimum: 0 })), minColumnWidth: Opt(Type.Number({ minimum: 0 })), shrink: Opt(Type.Number({ minimum: 0, maximum: 0.5 })) },
     { additionalProperties: false },
