@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { articlePage, charAccuracy, expectedLines, layoutPages, receiptTable, renderPng, type PageSpec } from '../fixtures/images/render.js';
+import { prepare as prepareScripted } from '../fixtures/ocr-script/build.js';
 import { prepare } from '../fixtures/paddleocr-v4/build.js';
 import { latinAscii } from '../runner/ops/ctc.js';
 import { pageAngle, readingLayout } from '../runner/ops/order.js';
@@ -181,5 +182,13 @@ describe('paddleocr-v4 reading order on rendered pages', () => {
     expect(texts).toEqual(rawTexts.map(latinAscii));
     expect(texts.join('\n')).not.toMatch(/[\uff01-\uff5e\u3000]/);
     expect(texts[0]).toBe('Status (ok), a, b; c: d!');
+  });
+
+  it('the ocr-script package (CTC decoding as a script) keeps the same text-lines stage: ordered, rows joined, latinAscii', async () => {
+    const staging = join(dir, 'scripted');
+    await prepareScripted(staging);
+    const m = JSON.parse(await readFile(join(staging, 'xpkg.json'), 'utf8'));
+    const step = m.pipeline.steps.find((s: { op: string }) => s.op === 'text-lines');
+    expect(step.params).toMatchObject({ order: true, joinRows: true, latinAscii: true });
   });
 });

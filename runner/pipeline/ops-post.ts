@@ -6,7 +6,7 @@ import { Type } from '@sinclair/typebox';
 import { ctcGreedyDecode, dbPostprocess, nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
 import { softmax } from '../ops/classify.js';
 import { ctcGreedyDecode as ctcProbabilities, latinAscii, parseVocabulary } from '../ops/ctc.js';
-import { orderQuad, quadSize } from '../ops/geometry.js';
+import { enclosingQuad, orderQuad, quadSize } from '../ops/geometry.js';
 import { readingLayout, readingOrder } from '../ops/order.js';
 import { AssetId, Labels, Name, defineOp, type OpRun } from './registry.js';
 import type { ImageTransform, RegionsValue, TensorValue, TextLine } from './values.js';
@@ -115,14 +115,21 @@ defineOp({
   stage: 'post',
   summary: 'Sorts regions into reading order in the page\'s own frame (its text direction estimated from the boxes): top to bottom, a column at a time, columns left to right, tables row by row.',
   params: Type.Object(
-    { input: Name, output: Name, columnGap: Opt(Type.Number({ minimum: 0 })), minColumnWidth: Opt(Type.Number({ minimum: 0 })), shrink: Opt(Type.Number({ minimum: 0, maximum: 0.5 })) },
+    {
+      input: Name,
+      output: Name,
+      columnGap: Opt(Type.Number({ minimum: 0 })),
+      minColumnWidth: Opt(Type.Number({ minimum: 0 })),
+      shrink: Opt(Type.Number({ minimum: 0, maximum: 0.5 })),
+      direction: Opt(Type.Union([Type.Literal('axial'), Type.Literal('oriented'), Type.Literal('none')])),
+    },
     { additionalProperties: false },
   ),
   reads: (p) => [p.input],
   writes: (p) => [p.output],
   run(p, x) {
     const r = x.get(p.input, 'regions');
-    const perm = readingOrder(r.quads, r.count, { columnGap: p.columnGap, minColumnWidth: p.minColumnWidth, shrink: p.shrink });
+    const perm = readingOrder(r.quads, r.count, { columnGap: p.columnGap, minColumnWidth: p.minColumnWidth, shrink: p.shrink, direction: p.direction });
     const quads = new Float32Array(r.count * 8);
     const scores = new Float32Array(r.count);
     perm.forEach((src, i) => {
@@ -348,27 +355,6 @@ defineOp({
   },
 });
 
-/** Turns point (x, y) by `a` radians (clockwise, y down). */
-const turn = (x: number, y: number, a: number): [number, number] => [x * Math.cos(a) - y * Math.sin(a), x * Math.sin(a) + y * Math.cos(a)];
-
-/**
- * One line of several boxes on a row: the rectangle around them in the page's frame (text along
- * +x after turning by −angle), corners clockwise from its top-left, back in image pixels.
- */
-function rowBox(quads: ArrayLike<number>[], angle: number): number[] {
-  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-  for (const q of quads) {
-    for (let k = 0; k < 4; k++) {
-      const [x, y] = turn(q[2 * k], q[2 * k + 1], -angle);
-      x0 = Math.min(x0, x);
-      x1 = Math.max(x1, x);
-      y0 = Math.min(y0, y);
-      y1 = Math.max(y1, y);
-    }
-  }
-  return [turn(x0, y0, angle), turn(x1, y0, angle), turn(x1, y1, angle), turn(x0, y1, angle)].flat();
-}
-
 defineOp({
   op: 'text-lines',
   stage: 'post',
@@ -415,7 +401,7 @@ defineOp({
         if (parts.length === 1) return parts[0];
         const chars = parts.reduce((n, l) => n + l.text.length, 0);
         const score = parts.reduce((a, l) => a + l.score * l.text.length, 0) / Math.max(1, chars);
-        return { text: parts.map((l) => l.text).filter(Boolean).join(' '), score, q: rowBox(parts.map((l) => l.q), angle) };
+        return { text: parts.map((l) => l.text).filter(Boolean).join(' '), score, q: enclosingQuad(parts.map((l) => l.q), angle) };
       });
     }
     const lines: TextLine[] = kept.map(({ text, score, q }) => {
