@@ -396,7 +396,10 @@ defineOp({
       kept.forEach((k, i) => flat.set(Array.from(k.q), 8 * i));
       const { order, line, angle } = readingLayout(flat, kept.length, { direction: 'oriented' });
       const rows: (typeof kept)[] = [];
-      order.forEach((src, k) => (p.joinRows !== false && k && line[k] === line[k - 1] ? rows[rows.length - 1] : rows[rows.push([]) - 1]).push(kept[src]));
+      order.forEach((src, k) => {
+        if (p.joinRows !== false && k && line[k] === line[k - 1]) rows[rows.length - 1].push(kept[src]);
+        else rows.push([kept[src]]);
+      });
       kept = rows.map((parts) => {
         if (parts.length === 1) return parts[0];
         const chars = parts.reduce((n, l) => n + l.text.length, 0);
