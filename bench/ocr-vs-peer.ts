@@ -1,8 +1,10 @@
 /**
  * OCR side by side: our paddleocr-v4 pipeline versus @gutenye/ocr-node (the same PaddleOCR
  * det/rec models with sharp + opencv-js) on the same rendered images (fixtures/images/render.ts),
- * in one process. Prints character accuracy (1 − CER, reading order included) and the median
- * time per image for both, with the ratio ours / peer.
+ * in one process: the corpus of fixtures/images/render.ts `pages()` and its `layoutPages()` (an
+ * article tilted −40…+40° in 10° steps and turned 90/180/270°, a receipt table upright and tilted,
+ * the two-column page tilted). Prints character accuracy (1 − CER, reading order included) and
+ * the median time per image for both, with the ratio ours / peer.
  *
  * Ours runs the packed, signed fixtures/dist/paddleocr-v4.xpkg through `Runner` (verified
  * loading, as `xpkg run` does) when it has been built (`npm run fixtures`), else the package's
@@ -15,7 +17,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { prepare } from '../fixtures/paddleocr-v4/build.js';
-import { charAccuracy, expectedLines, pages, renderPng } from '../fixtures/images/render.js';
+import { charAccuracy, expectedLines, layoutPages, pages, renderPng } from '../fixtures/images/render.js';
 import { openLocalContext } from '../runner/pipeline/local.js';
 import { runPipeline } from '../runner/pipeline/run.js';
 import type { TextLine } from '../runner/pipeline/values.js';
@@ -82,7 +84,8 @@ async function main(): Promise<void> {
     const engine = await ours(dir);
     const peerModule = (await import('@gutenye/ocr-node')) as unknown as { default: { create(): Promise<PeerOcr> } };
     const peer = await peerModule.default.create();
-    const corpus = pages().filter((p) => !only || only.includes(p.name));
+    // The corpus, then the layout pages: a page tilted −40…+40° and turned, receipts as tables.
+    const corpus = [...pages(), ...layoutPages()].filter((p) => !only || only.includes(p.name));
     const rows: { name: string; clean: boolean; ours: { acc: number; ms: number }; peer: { acc: number; ms: number }; stages: Record<string, number> }[] = [];
     for (const page of corpus) {
       const file = join(dir, `${page.name}.png`);
@@ -136,10 +139,10 @@ async function main(): Promise<void> {
     console.log(`ours: ${engine.what}; peer: @gutenye/ocr-node (same det/rec models, no orientation model)\n`);
     const pad = (s: string, n: number) => s.padEnd(n);
     const num = (v: number, d = 3) => v.toFixed(d).padStart(8);
-    console.log(`${pad('image', 14)}${'acc ours'.padStart(9)}${'acc peer'.padStart(9)}${'ms ours'.padStart(9)}${'ms peer'.padStart(9)}${'ratio'.padStart(8)}   our stages (median ms)`);
+    console.log(`${pad('image', 20)}${'acc ours'.padStart(9)}${'acc peer'.padStart(9)}${'ms ours'.padStart(9)}${'ms peer'.padStart(9)}${'ratio'.padStart(8)}   our stages (median ms)`);
     for (const r of rows) {
       const st = Object.entries(r.stages).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ');
-      console.log(`${pad(r.name + (r.clean ? '' : '*'), 14)} ${num(r.ours.acc)} ${num(r.peer.acc)} ${num(r.ours.ms, 1)} ${num(r.peer.ms, 1)} ${num(r.ours.ms / r.peer.ms, 2).slice(1)}   ${st}`);
+      console.log(`${pad(r.name + (r.clean ? '' : '*'), 20)} ${num(r.ours.acc)} ${num(r.peer.acc)} ${num(r.ours.ms, 1)} ${num(r.peer.ms, 1)} ${num(r.ours.ms / r.peer.ms, 2).slice(1)}   ${st}`);
     }
     console.log(`\nmean accuracy: ours ${summary.accuracy.ours.toFixed(4)}, peer ${summary.accuracy.peer.toFixed(4)} (clean pages: ours ${summary.accuracy.oursClean.toFixed(4)}, peer ${summary.accuracy.peerClean.toFixed(4)}; * = noisy)`);
     console.log(`time per image: ours ${summary.msPerImage.ours.toFixed(1)} ms, peer ${summary.msPerImage.peer.toFixed(1)} ms, ratio ours/peer ${summary.timeRatio.toFixed(3)} (median of ${runs} runs each, alternating)`);

@@ -109,3 +109,21 @@ export function parseVocabulary(text: string, options: { appendSpace?: boolean }
   if (options.appendSpace) lines.push(' ');
   return lines;
 }
+
+const FULL_WIDTH = /[\uff01-\uff5e\u3000]/;
+const LATIN = /\p{Script=Latin}/gu;
+const CJK = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}\p{Script=Bopomofo}]/gu;
+
+/**
+ * Full-width ASCII forms (U+FF01–U+FF5E) → ASCII and the ideographic space (U+3000) → a space, in a
+ * line of Latin script: one with more Latin letters than CJK characters, or no CJK at all (digits
+ * and punctuation only). A recogniser with a Chinese dictionary reads `(ok)` and `a, b` as `（ok）`
+ * and `a，b`; CJK lines keep their own punctuation. The same mapping as NFKC for these forms, and
+ * only for them (NFKC would also rewrite ligatures, superscripts and the like).
+ */
+export function latinAscii(text: string): string {
+  if (!FULL_WIDTH.test(text)) return text;
+  const cjk = text.match(CJK)?.length ?? 0;
+  if (cjk && cjk >= (text.match(LATIN)?.length ?? 0)) return text;
+  return text.replace(/[\uff01-\uff5e\u3000]/g, (c) => (c === '\u3000' ? ' ' : String.fromCharCode(c.charCodeAt(0) - 0xfee0)));
+}

@@ -58,3 +58,28 @@ export function quadBounds(q: ArrayLike<number>, at = 0): [number, number, numbe
   }
   return [x0, y0, x1, y1];
 }
+
+/** Turns point (x, y) by `a` radians (clockwise, y down) about the origin. */
+function turn(x: number, y: number, a: number): [number, number] {
+  const c = Math.cos(a), s = Math.sin(a);
+  return [x * c - y * s, x * s + y * c];
+}
+
+/**
+ * The rectangle around several quads in a frame turned by `angle` (the text running along its
+ * x axis): corners clockwise from its top-left in that frame, back in image coordinates. One
+ * box for a row of boxes on a tilted page.
+ */
+export function enclosingQuad(quads: readonly ArrayLike<number>[], angle: number): number[] {
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const q of quads) {
+    for (let k = 0; k < 4; k++) {
+      const [x, y] = turn(q[2 * k], q[2 * k + 1], -angle);
+      x0 = Math.min(x0, x);
+      x1 = Math.max(x1, x);
+      y0 = Math.min(y0, y);
+      y1 = Math.max(y1, y);
+    }
+  }
+  return [turn(x0, y0, angle), turn(x1, y0, angle), turn(x1, y1, angle), turn(x0, y1, angle)].flat();
+}

@@ -5,9 +5,9 @@
 import { Type } from '@sinclair/typebox';
 import { ctcGreedyDecode, dbPostprocess, nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
 import { softmax } from '../ops/classify.js';
-import { ctcGreedyDecode as ctcProbabilities, parseVocabulary } from '../ops/ctc.js';
-import { orderQuad, quadSize } from '../ops/geometry.js';
-import { readingOrder } from '../ops/order.js';
+import { ctcGreedyDecode as ctcProbabilities, latinAscii, parseVocabulary } from '../ops/ctc.js';
+import { enclosingQuad, orderQuad, quadSize } from '../ops/geometry.js';
+import { readingLayout, readingOrder } from '../ops/order.js';
 import { AssetId, Labels, Name, defineOp, type OpRun } from './registry.js';
 import type { ImageTransform, RegionsValue, TensorValue, TextLine } from './values.js';
 
@@ -113,16 +113,23 @@ defineOp({
 defineOp({
   op: 'order-regions',
   stage: 'post',
-  summary: 'Sorts regions into reading order: top to bottom, a column at a time, columns left to right.',
+  summary: 'Sorts regions into reading order in the page\'s own frame (its text direction estimated from the boxes): top to bottom, a column at a time, columns left to right, tables row by row.',
   params: Type.Object(
-    { input: Name, output: Name, columnGap: Opt(Type.Number({ minimum: 0 })), minColumnWidth: Opt(Type.Number({ minimum: 0 })), shrink: Opt(Type.Number({ minimum: 0, maximum: 0.5 })) },
+    {
+      input: Name,
+      output: Name,
+      columnGap: Opt(Type.Number({ minimum: 0 })),
+      minColumnWidth: Opt(Type.Number({ minimum: 0 })),
+      shrink: Opt(Type.Number({ minimum: 0, maximum: 0.5 })),
+      direction: Opt(Type.Union([Type.Literal('axial'), Type.Literal('oriented'), Type.Literal('none')])),
+    },
     { additionalProperties: false },
   ),
   reads: (p) => [p.input],
   writes: (p) => [p.output],
   run(p, x) {
     const r = x.get(p.input, 'regions');
-    const perm = readingOrder(r.quads, r.count, { columnGap: p.columnGap, minColumnWidth: p.minColumnWidth, shrink: p.shrink });
+    const perm = readingOrder(r.quads, r.count, { columnGap: p.columnGap, minColumnWidth: p.minColumnWidth, shrink: p.shrink, direction: p.direction });
     const quads = new Float32Array(r.count * 8);
     const scores = new Float32Array(r.count);
     perm.forEach((src, i) => {
@@ -351,8 +358,20 @@ defineOp({
 defineOp({
   op: 'text-lines',
   stage: 'post',
-  summary: 'Pairs decoded texts with their regions (crops carry their source quad) into {text, score, box} lines, dropping empty or low-confidence ones.',
-  params: Type.Object({ texts: Name, regions: Name, output: Name, minScore: Opt(Type.Number()), keepEmpty: Opt(Type.Boolean()) }, { additionalProperties: false }),
+  summary: 'Pairs decoded texts with their regions (crops carry their source quad) into {text, score, box} lines, dropping empty or low-confidence ones; optionally in reading order with the boxes of a row joined, and full-width ASCII forms in Latin lines made ASCII.',
+  params: Type.Object(
+    {
+      texts: Name,
+      regions: Name,
+      output: Name,
+      minScore: Opt(Type.Number()),
+      keepEmpty: Opt(Type.Boolean()),
+      order: Opt(Type.Boolean()),
+      joinRows: Opt(Type.Boolean()),
+      latinAscii: Opt(Type.Boolean()),
+    },
+    { additionalProperties: false },
+  ),
   reads: (p) => [p.texts, p.regions],
   writes: (p) => [p.output],
   run(p, x) {
@@ -361,15 +380,36 @@ defineOp({
     const quads: (ArrayLike<number> | undefined)[] = r.kind === 'images' ? r.items.map((i) => i.quad) : Array.from({ length: r.count }, (_, i) => r.quads.subarray(8 * i, 8 * i + 8));
     if (quads.length !== t.texts.length) x.fail(`${t.texts.length} texts for ${quads.length} regions`);
     const min = p.minScore ?? 0;
-    const lines: TextLine[] = [];
+    let kept: { text: string; score: number; q: ArrayLike<number> }[] = [];
     t.texts.forEach((raw, i) => {
       const q = quads[i] ?? x.fail(`region ${i} has no source quad`);
       // CTC emits the space token at line ends as readily as inside; edges carry no text.
       const text = raw.trim();
       const score = t.scores[i];
       if ((!text && !p.keepEmpty) || !(score >= min)) return;
+      kept.push({ text, score, q });
+    });
+    if (p.order) {
+      // The boxes start at the text's own top-left (crop-batch regionsOutput), so their first
+      // edges give the page's direction a full turn round: upside-down pages read top down too.
+      const flat = new Float64Array(8 * kept.length);
+      kept.forEach((k, i) => flat.set(Array.from(k.q), 8 * i));
+      const { order, line, angle } = readingLayout(flat, kept.length, { direction: 'oriented' });
+      const rows: (typeof kept)[] = [];
+      order.forEach((src, k) => {
+        if (p.joinRows !== false && k && line[k] === line[k - 1]) rows[rows.length - 1].push(kept[src]);
+        else rows.push([kept[src]]);
+      });
+      kept = rows.map((parts) => {
+        if (parts.length === 1) return parts[0];
+        const chars = parts.reduce((n, l) => n + l.text.length, 0);
+        const score = parts.reduce((a, l) => a + l.score * l.text.length, 0) / Math.max(1, chars);
+        return { text: parts.map((l) => l.text).filter(Boolean).join(' '), score, q: enclosingQuad(parts.map((l) => l.q), angle) };
+      });
+    }
+    const lines: TextLine[] = kept.map(({ text, score, q }) => {
       const pt = (k: number): [number, number] => [Math.round(q[2 * k]), Math.round(q[2 * k + 1])];
-      lines.push({ text, score: Math.round(score * 1e4) / 1e4, box: [pt(0), pt(1), pt(2), pt(3)] });
+      return { text: p.latinAscii ? latinAscii(text) : text, score: Math.round(score * 1e4) / 1e4, box: [pt(0), pt(1), pt(2), pt(3)] };
     });
     x.set(p.output, { kind: 'text-lines', lines });
   },
