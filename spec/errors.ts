@@ -114,6 +114,7 @@ const codes = {
   E_RUN_BACKEND: EXIT.runner,
   E_RUN_LOAD: EXIT.runner,
   E_RUN_INPUT: EXIT.runner,
+  E_RUN_INPUT_FORMAT: EXIT.runner,
   E_RUN_PIPELINE: EXIT.runner,
   E_RUN_CACHE: EXIT.runner,
   E_HOST_PROFILE: EXIT.host,
