@@ -45,9 +45,10 @@ function parseHeader(text: string): { descr: string; fortran: boolean; shape: nu
     if (text[i] !== c) bad('header', `expected ${JSON.stringify(c)} at offset ${i}`, { offset: i });
     i++;
   };
-  const value = (): Lit => {
+  const value = (key?: string): Lit => {
     ws();
     const c = text[i];
+    if (c === '[' && key === 'descr') bad('dtype', 'structured dtypes are not supported');
     if (c === "'" || c === '"') {
       const end = text.indexOf(c, i + 1);
       if (end < 0) bad('header', 'unterminated string');
@@ -64,11 +65,10 @@ function parseHeader(text: string): { descr: string; fortran: boolean; shape: nu
       for (;;) {
         ws();
         if (text[i] === ')') break;
-        const m = /^(0|[1-9][0-9]{0,15})/.exec(text.slice(i));
-        if (!m) bad('shape', `a shape entry is not a non-negative integer at offset ${i}`, { offset: i });
-        dims.push(Number(m[1]));
-        i += m[1].length;
-        ws();
+        const token = /^[^,)]*/.exec(text.slice(i))![0];
+        if (!/^(0|[1-9][0-9]{0,15}) *$/.test(token)) bad('shape', `a shape entry is not a non-negative integer at offset ${i}`, { offset: i });
+        dims.push(Number(token));
+        i += token.length;
         if (text[i] === ',') i++;
         else if (text[i] !== ')') bad('header', `expected "," or ")" at offset ${i}`, { offset: i });
         // A one-element tuple must be written (n,): (n) is just a number in Python.
@@ -88,7 +88,7 @@ function parseHeader(text: string): { descr: string; fortran: boolean; shape: nu
     if (typeof key !== 'string') bad('header', 'a dict key is not a string');
     expect(':');
     if (dict.has(key)) bad('header', `duplicate key ${JSON.stringify(key)}`, { key });
-    dict.set(key, value());
+    dict.set(key, value(key));
     ws();
     if (text[i] === ',') i++;
     else if (text[i] !== '}') bad('header', `expected "," or "}" at offset ${i}`, { offset: i });
