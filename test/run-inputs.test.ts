@@ -13,7 +13,7 @@ import { Runner } from '../runner/runner.js';
 import { EXIT } from '../spec/errors.js';
 import type { IoSpec } from '../spec/schema.js';
 import { codeOf } from './helpers/errors.js';
-import { xpkg } from './helpers/cli.js';
+import { xpkgAsync } from './helpers/cli.js';
 
 const TRUST = ['--trust', 'fixtures/keys/test.pub'];
 const dist = (p: string) => `fixtures/dist/${p}.xpkg`;
@@ -47,19 +47,19 @@ beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'xpkg-inputs-'));
 });
 
-describe('xpkg run --json for every example package', () => {
-  it('paddleocr-v4: text lines with quads', () => {
-    const r = xpkg(['run', dist('paddleocr-v4'), ...TRUST, '-i', 'fixtures/images/example.png', '--json']);
+describe('xpkg run --json for every example package', async () => {
+  it('paddleocr-v4: text lines with quads', async () => {
+    const r = await xpkgAsync(['run', dist('paddleocr-v4'), ...TRUST, '-i', 'fixtures/images/example.png', '--json']);
     expect(r.status).toBe(0);
-    const lines = r.json!.result.outputs.lines as { text: string; score: number; box: number[][] }[];
+    const lines = r.lines[0].result.outputs.lines as { text: string; score: number; box: number[][] }[];
     expect(lines[0].text).toBe('The quick brown fox jumps over the lazy dog near the river bank.');
     for (const l of lines) expect(l.box.map((p) => p.length)).toEqual([2, 2, 2, 2]);
   });
 
-  it('ocr-script: the scripted lines and the CSV report', () => {
-    const r = xpkg(['run', dist('ocr-script'), ...TRUST, '-i', 'fixtures/images/example.png', '--json']);
+  it('ocr-script: the scripted lines and the CSV report', async () => {
+    const r = await xpkgAsync(['run', dist('ocr-script'), ...TRUST, '-i', 'fixtures/images/example.png', '--json']);
     expect(r.status).toBe(0);
-    const { lines, report } = r.json!.result.outputs;
+    const { lines, report } = r.lines[0].result.outputs;
     expect(lines[0].text).toBe('The quick brown fox jumps over the lazy dog near the river bank.');
     expect(typeof report).toBe('string');
     expect(report).toContain('The quick brown fox');
@@ -67,21 +67,21 @@ describe('xpkg run --json for every example package', () => {
 
   it('detector: boxes with labels, the same as the library', async () => {
     const img = 'fixtures/detector/eval/001.png';
-    const r = xpkg(['run', dist('detector'), ...TRUST, '-i', img, '--json']);
+    const r = await xpkgAsync(['run', dist('detector'), ...TRUST, '-i', img, '--json']);
     expect(r.status).toBe(0);
     await using runner = await Runner.open(dist('detector'), { trust: ['fixtures/keys/test.pub'] });
     const lib = await runner.run({ image: img });
-    expect(r.json!.result.outputs).toEqual(JSON.parse(JSON.stringify(lib.outputs)));
-    expect(r.json!.result.outputs.boxes.length).toBeGreaterThan(0);
-    for (const b of r.json!.result.outputs.boxes) expect(['circle', 'square', 'triangle', 'star']).toContain(b.label);
+    expect(r.lines[0].result.outputs).toEqual(JSON.parse(JSON.stringify(lib.outputs)));
+    expect(r.lines[0].result.outputs.boxes.length).toBeGreaterThan(0);
+    for (const b of r.lines[0].result.outputs.boxes) expect(['circle', 'square', 'triangle', 'star']).toContain(b.label);
   });
 
   it('segmenter: the 256×256 mask as base64 uint8 with its shape, equal to the library mask', async () => {
     const img = 'fixtures/segmenter/eval/000.png';
-    const r = xpkg(['run', dist('segmenter'), ...TRUST, '-i', img, '--json']);
+    const r = await xpkgAsync(['run', dist('segmenter'), ...TRUST, '-i', img, '--json']);
     expect(r.status).toBe(0);
     expect(r.stdout.length).toBeLessThan(120_000); // was 644 KB of {"0": …} before
-    const mask = r.json!.result.outputs.mask;
+    const mask = r.lines[0].result.outputs.mask;
     expect([mask.width, mask.height]).toEqual([256, 256]);
     expect(mask.data.shape).toEqual([256, 256]);
     await using runner = await Runner.open(dist('segmenter'), { trust: ['fixtures/keys/test.pub'] });
@@ -91,40 +91,40 @@ describe('xpkg run --json for every example package', () => {
     expect(new Set(got).size).toBeGreaterThan(1);
   });
 
-  it('multi-variant: a tensor from a .npy file, y = x + 1 as a JSON array with its dtype and dims', () => {
+  it('multi-variant: a tensor from a .npy file, y = x + 1 as a JSON array with its dtype and dims', async () => {
     const f = join(dir, 'x.npy');
     writeFileSync(f, npyF32([0.5, -2, 7, 100], [4]));
-    const r = xpkg(['run', dist('multi-variant'), ...TRUST, '--variant', 'cpu-fp32', '-i', f, '--json']);
+    const r = await xpkgAsync(['run', dist('multi-variant'), ...TRUST, '--variant', 'cpu-fp32', '-i', f, '--json']);
     expect(r.status).toBe(0);
-    expect(r.json!.result.outputs.y).toEqual({ type: 'float32', dims: [4], data: [1.5, -1, 8, 101] });
+    expect(r.lines[0].result.outputs.y).toEqual({ type: 'float32', dims: [4], data: [1.5, -1, 8, 101] });
   });
 
-  it('multi-variant: a big-endian .npy and a raw little-endian file give the same result', () => {
+  it('multi-variant: a big-endian .npy and a raw little-endian file give the same result', async () => {
     const be = join(dir, 'be.npy');
     writeFileSync(be, npyF32([1, 2, 3], [3], '>f4'));
     const raw = join(dir, 'x.f32');
     writeFileSync(raw, Buffer.from(new Float32Array([1, 2, 3]).buffer));
     for (const f of [be, raw]) {
-      const r = xpkg(['run', dist('multi-variant'), ...TRUST, '--variant', 'cpu-fp32', '-i', `x=${f}`, '--json']);
+      const r = await xpkgAsync(['run', dist('multi-variant'), ...TRUST, '--variant', 'cpu-fp32', '-i', `x=${f}`, '--json']);
       expect(r.status).toBe(0);
-      expect(r.json!.result.outputs.y).toEqual({ type: 'float32', dims: [3], data: [2, 3, 4] });
+      expect(r.lines[0].result.outputs.y).toEqual({ type: 'float32', dims: [3], data: [2, 3, 4] });
     }
   });
 
-  it(`multi-variant: a tensor of more than ${JSON_ARRAY_MAX} values comes back as base64 float32`, () => {
+  it(`multi-variant: a tensor of more than ${JSON_ARRAY_MAX} values comes back as base64 float32`, async () => {
     const n = JSON_ARRAY_MAX + 1;
     const x = Array.from({ length: n }, (_, i) => i / 8);
     const f = join(dir, 'big.npy');
     writeFileSync(f, npyF32(x, [n]));
-    const r = xpkg(['run', dist('multi-variant'), ...TRUST, '--variant', 'cpu-fp32', '-i', f, '--json']);
+    const r = await xpkgAsync(['run', dist('multi-variant'), ...TRUST, '--variant', 'cpu-fp32', '-i', f, '--json']);
     expect(r.status).toBe(0);
-    const y = r.json!.result.outputs.y;
+    const y = r.lines[0].result.outputs.y;
     expect(y.dims).toEqual([n]);
     expect(y.data.shape).toEqual([n]);
     expect(values(y.data, 'float32')).toEqual(x.map((v) => v + 1));
   });
 
-  it('multi-variant: a .npy of the wrong dtype, a malformed one, and a raw file of a partial value are refused with codes', () => {
+  it('multi-variant: a .npy of the wrong dtype, a malformed one, and a raw file of a partial value are refused with codes', async () => {
     const wrong = join(dir, 'i4.npy');
     writeFileSync(wrong, npyF32([1, 2], [2], '<i4'));
     const broken = join(dir, 'broken.npy');
@@ -133,8 +133,8 @@ describe('xpkg run --json for every example package', () => {
     writeFileSync(partial, Buffer.alloc(6));
     const cases: [string, string][] = [[wrong, 'E_RUN_INPUT'], [broken, 'E_RUN_INPUT_FORMAT'], [partial, 'E_RUN_INPUT_FORMAT']];
     for (const [f, code] of cases) {
-      const r = xpkg(['run', dist('multi-variant'), ...TRUST, '-i', f, '--json']);
-      expect([r.json!.error?.code, r.status]).toEqual([code, EXIT.runner]);
+      const r = await xpkgAsync(['run', dist('multi-variant'), ...TRUST, '-i', f, '--json']);
+      expect([r.lines[0].error?.code, r.status]).toEqual([code, EXIT.runner]);
     }
   });
 });

@@ -118,7 +118,7 @@ export async function runInputs(io: Io, runner: Runner, plan: InputPlan, o: RunI
     }
     if (error) {
       firstFailure ??= error.exitStatus;
-      entry = { input: r.source, error: error.toJSON() };
+      entry = { input: r.source, error: { detail: null, ...error.toJSON() } };
       human = '';
       if (!io.json) io.log(`xpkg: error ${error.code}: ${r.source}: ${error.message}`);
     } else {

@@ -34,9 +34,9 @@ function patternRegExp(pattern: string): RegExp {
 export async function expandInputPath(arg: string): Promise<Expanded> {
   const st = await stat(arg).catch(() => null);
   if (st?.isDirectory()) return { files: await regularFiles(arg, (n) => !n.startsWith('.')), many: true };
-  if (st || !isPattern(basename(arg))) return { files: [arg], many: false };
   const dir = dirname(arg);
-  if (isPattern(dir)) throw new UsageError('E_USAGE', `only the last part of an input pattern may hold * or ? (${arg})`, { pattern: arg });
+  if (!st && isPattern(dir)) throw new UsageError('E_USAGE', `only the last part of an input pattern may hold * or ? (${arg})`, { pattern: arg });
+  if (st || !isPattern(basename(arg))) return { files: [arg], many: false };
   const name = basename(arg);
   const re = patternRegExp(name);
   const files = await regularFiles(dir, (n) => re.test(n) && (name.startsWith('.') || !n.startsWith('.'))).catch((e: NodeJS.ErrnoException) => {
