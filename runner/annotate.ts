@@ -43,14 +43,15 @@ function shape(id: number, q: Pt[], color: string, stroke: number, inside: strin
   const poly = points(q);
   return (
     `<clipPath id="c${id}"><polygon points="${poly}"/></clipPath><g clip-path="url(#c${id})">` +
-    (veil ? `<polygon points="${poly}" fill="#ffffff" fill-opacity="0.6"/>` : '') +
+    (veil ? `<polygon points="${poly}" fill="#ffffff" fill-opacity="0.82"/>` : '') +
     inside +
     `<polygon points="${poly}" fill="none" stroke="${color}" stroke-width="${stroke * 2}"/></g>`
   );
 }
 
 function svgFor(manifest: Manifest, outputs: Record<string, unknown>, width: number, height: number): string {
-  const stroke = Math.max(1, Math.round(Math.min(width, height) / 300));
+  // At least 2 px inside the shape: a whole pixel row is covered whatever the fractional edge.
+  const stroke = Math.max(2, Math.round(Math.min(width, height) / 300));
   const parts: string[] = [];
   let id = 0;
   for (const spec of manifest.outputs) {
@@ -78,8 +79,10 @@ function svgFor(manifest: Manifest, outputs: Record<string, unknown>, width: num
         const len = Math.hypot(tr[0] - tl[0], tr[1] - tl[1]), h = Math.hypot(bl[0] - tl[0], bl[1] - tl[1]);
         const deg = (Math.atan2(tr[1] - tl[1], tr[0] - tl[0]) * 180) / Math.PI;
         const text = esc(l.text ?? '');
+        // librsvg ignores textLength: size the font so the line fits (DejaVu Sans averages ~0.6 em a glyph).
+        const font = Math.max(1, Math.min(h * 0.72, (len - h * 0.2) / (0.6 * Math.max(1, [...(l.text ?? '')].length))));
         const body = text
-          ? `<text transform="translate(${num(tl[0])},${num(tl[1])}) rotate(${num(deg)})" x="${num(h * 0.1)}" y="${num(h * 0.78)}" font-family="DejaVu Sans, sans-serif" font-size="${num(h * 0.7)}" fill="#c00000" textLength="${num(Math.max(1, len - h * 0.2))}" lengthAdjust="spacingAndGlyphs">${text}</text>`
+          ? `<text transform="translate(${num(tl[0])},${num(tl[1])}) rotate(${num(deg)})" x="${num(h * 0.1)}" y="${num(h / 2 + font * 0.36)}" font-family="DejaVu Sans, sans-serif" font-size="${num(font)}" fill="#c00000">${text}</text>`
           : '';
         parts.push(shape(id++, q, '#0050ff', stroke, body, true));
       }
