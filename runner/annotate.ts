@@ -125,7 +125,10 @@ export async function annotate(image: string | Buffer, manifest: Manifest, outpu
     layers.push({ input: fit, raw: { width: info.width, height: info.height, channels: 4 } });
   }
   layers.push({ input: Buffer.from(svgFor(manifest, outputs, info.width, info.height)) });
-  return sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } }).composite(layers).png().toBuffer();
+  const drawn = await sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } }).composite(layers).raw().toBuffer({ resolveWithObject: true });
+  // Composing adds an alpha channel; an opaque input stays opaque (and smaller).
+  const out = sharp(drawn.data, { raw: { width: drawn.info.width, height: drawn.info.height, channels: drawn.info.channels } });
+  return (info.channels === 4 || info.channels === 2 ? out : out.removeAlpha()).png().toBuffer();
 }
 
 /** The real path of `p`, or of its folder joined with its name when it does not exist yet. */

@@ -119,10 +119,10 @@ describe('--annotate', () => {
     copyFileSync('fixtures/detector/eval/004.png', input);
     const before = readFileSync(input);
     const r = await xpkgAsync(['run', 'fixtures/dist/detector.xpkg', ...TRUST, '-i', input, '--annotate', input, '--json']);
-    expect([r.lines[0].error?.code, r.status]).toEqual(['E_USAGE', EXIT.usage]);
+    expect([r.lines[0].error?.code, r.status, r.lines[0].error?.detail?.input]).toEqual(['E_USAGE', EXIT.usage, input]);
     expect(readFileSync(input).equals(before)).toBe(true);
     expect(readdirSync(dir).filter((f) => f.includes('.tmp'))).toEqual([]);
     const t = await xpkgAsync(['run', 'fixtures/dist/multi-variant.xpkg', ...TRUST, '-i', 'test/data/npy/f4-le-v1.npy', '--annotate', join(dir, 't.png'), '--json']);
-    expect(t.lines[0].error?.code).toBe('E_USAGE');
+    expect([t.lines[0].error?.code, t.lines[0].error?.detail?.inputs]).toEqual(['E_USAGE', [{ name: 'x', type: 'tensor' }]]);
   });
 });

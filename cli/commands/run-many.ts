@@ -67,7 +67,7 @@ async function annotationPaths(dest: string, sources: string[], many: boolean): 
 
 function imageInput(manifest: Manifest): string {
   const i = manifest.inputs.find((x) => x.type === 'image');
-  if (!i) throw usage(`--annotate needs an image input; this package's inputs are ${manifest.inputs.map((x) => `${x.name} (${x.type})`).join(', ')}`);
+  if (!i) throw usage(`--annotate needs an image input; this package's inputs are ${manifest.inputs.map((x) => `${x.name} (${x.type})`).join(', ')}`, { inputs: manifest.inputs.map((x) => ({ name: x.name, type: x.type })) });
   return i.name;
 }
 
@@ -88,10 +88,12 @@ export interface RunInputsOptions {
 export async function runInputs(io: Io, runner: Runner, plan: InputPlan, o: RunInputsOptions): Promise<CommandOutcome<unknown>> {
   const manifest = runner.manifest;
   const imageName = o.annotate !== undefined ? imageInput(manifest) : undefined;
-  const sources = plan.many ? plan.many.files : [plan.fixed[imageName ?? manifest.inputs[0].name] ?? Object.values(plan.fixed)[0] ?? ''];
-  const pictures = o.annotate !== undefined ? await annotationPaths(o.annotate, plan.many?.name === imageName ? sources : [plan.fixed[imageName!]], Boolean(plan.many)) : [];
+  // Pictures are named after the files that vary (the image, or whichever input was given many).
+  const pictures = imageName !== undefined ? await annotationPaths(o.annotate!, plan.many ? plan.many.files : [plan.fixed[imageName]], Boolean(plan.many)) : [];
   const allInputs = [...Object.values(plan.fixed), ...(plan.many?.files ?? [])];
-  const items: ManyInput[] = plan.many ? plan.many.files.map((f) => ({ source: f, files: { ...plan.fixed, [plan.many!.name]: f } })) : [{ source: sources[0], files: plan.fixed }];
+  const items: ManyInput[] = plan.many
+    ? plan.many.files.map((f) => ({ source: f, files: { ...plan.fixed, [plan.many!.name]: f } }))
+    : [{ source: Object.values(plan.fixed)[0] ?? '', files: plan.fixed }];
   const progress = io.progress('running');
   let firstFailure: number | undefined;
   let ok = 0;
@@ -101,7 +103,7 @@ export async function runInputs(io: Io, runner: Runner, plan: InputPlan, o: RunI
     let error = r.ok ? undefined : r.error;
     let annotated: string | undefined;
     if (r.ok && imageName !== undefined) {
-      annotated = pictures.length === 1 ? pictures[0] : pictures[r.index];
+      annotated = pictures[r.index];
       try {
         await writeAnnotation(annotated, await annotate(r.inputs[imageName] as Buffer, manifest, r.result.outputs), allInputs);
       } catch (e) {
