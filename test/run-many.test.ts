@@ -3,9 +3,10 @@
  * document per input (JSON Lines); a bad input gets its own error entry and the others still run;
  * the exit status is the first failure's. The library's `runner.runMany` yields the same, in order.
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Runner } from '../runner/runner.js';
 import { EXIT } from '../spec/errors.js';
@@ -66,6 +67,23 @@ describe('xpkg run over a folder', () => {
     expect(r.stdout).toContain(`== ${join(dir, 'in', 'a-good.png')}`);
     expect(r.stderr).toContain('E_RUN_INPUT_FORMAT');
     expect(r.status).toBe(EXIT.runner);
+  });
+});
+
+// `script` gives the CLI a terminal; the bar is drawn only there (and never under CI=…).
+const hasScript = spawnSync('script', ['--version']).status === 0;
+describe.skipIf(!hasScript)('progress on a terminal', () => {
+  it('a progress bar reaches 100% on stderr when it is a terminal', async () => {
+    const { CI: _ci, ...env } = process.env;
+    const cmd = [process.execPath, resolve('bin/xpkg.js'), 'run', PKG, '--trust', 'fixtures/keys/test.pub', '-i', join(dir, 'in', 'a-*.png'), '-i', 'fixtures/detector/eval/000.png'];
+    const r = await new Promise<string>((done) => {
+      let out = '';
+      const child = spawn('script', ['-qec', cmd.map((a) => `'${a}'`).join(' '), '/dev/null'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      child.on('close', () => done(out));
+    });
+    expect(r).toContain('running 50%');
+    expect(r).toContain('running 100%');
   });
 });
 
