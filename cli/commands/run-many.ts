@@ -98,39 +98,34 @@ export async function runInputs(io: Io, runner: Runner, plan: InputPlan, o: RunI
   let firstFailure: number | undefined;
   let ok = 0;
   for await (const r of runner.runMany(items)) {
-    let entry: Record<string, unknown>;
-    let human: string;
     let error = r.ok ? undefined : r.error;
-    let annotated: string | undefined;
-    if (r.ok && imageName !== undefined) {
-      annotated = pictures[r.index];
+    let result: Record<string, unknown> | undefined;
+    if (r.ok) {
+      let annotated: string | undefined;
       try {
-        await writeAnnotation(annotated, await annotate(r.inputs[imageName] as Buffer, manifest, r.result.outputs), allInputs);
+        if (imageName !== undefined) {
+          await writeAnnotation(pictures[r.index], await annotate(r.inputs[imageName] as Buffer, manifest, r.result.outputs), allInputs);
+          annotated = pictures[r.index];
+        }
+        result = { outputs: outputsToJson(r.result.outputs), variant: r.result.variant, timings: r.result.timings, ...(annotated ? { annotated } : {}) };
       } catch (e) {
         error = toXpkgError(e);
       }
     }
     if (!plan.many) {
-      if (error) throw error;
-      const res = r.ok ? r.result : undefined!;
-      return {
-        result: { outputs: outputsToJson(res.outputs), variant: res.variant, timings: res.timings, ...(annotated ? { annotated } : {}), ...(o.extra?.() ?? {}) },
-        human: `${o.render(res.outputs)}${o.humanExtra?.() ?? ''}`,
-      };
+      if (error || !r.ok || !result) throw error;
+      return { result: { ...result, ...(o.extra?.() ?? {}) }, human: `${o.render(r.result.outputs)}${o.humanExtra?.() ?? ''}` };
     }
-    if (error) {
+    if (error || !r.ok || !result) {
+      error ??= toXpkgError(new Error('no result'));
       firstFailure ??= error.exitStatus;
-      entry = { input: r.source, error: { detail: null, ...error.toJSON() } };
-      human = '';
-      if (!io.json) io.log(`xpkg: error ${error.code}: ${r.source}: ${error.message}`);
+      if (io.json) process.stdout.write(`${JSON.stringify({ input: r.source, error: { detail: null, ...error.toJSON() } })}\n`);
+      else io.log(`xpkg: error ${error.code}: ${r.source}: ${error.message}`);
     } else {
       ok++;
-      const res = r.ok ? r.result : undefined!;
-      entry = { input: r.source, result: { outputs: outputsToJson(res.outputs), variant: res.variant, timings: res.timings, ...(annotated ? { annotated } : {}) } };
-      human = `== ${r.source}\n${o.render(res.outputs)}\n`;
+      if (io.json) process.stdout.write(`${JSON.stringify({ input: r.source, result })}\n`);
+      else process.stdout.write(`== ${r.source}\n${o.render(r.result.outputs)}\n`);
     }
-    if (io.json) process.stdout.write(`${JSON.stringify(entry)}\n`);
-    else if (human) process.stdout.write(human);
     progress(r.index + 1, items.length);
   }
   const failed = items.length - ok;
