@@ -7,4 +7,5 @@ export * from './pack/index.js';
 export { sign, verify, generateKeyPair, keygen, type VerifyPolicy, type VerifyResult } from './signing/index.js';
 export { Runner, type RunnerOptions, type RunResult } from './runner/runner.js';
 export { detectHost, resolveHost, loadHostProfile, selectVariants, explainVariants, type HostProfile, type Selection } from './runner/index.js';
+export { loadInputFile, loadInputFiles, parseNpy, outputsToJson, annotate, writeAnnotation, expandInputPath, type ManyInput, type ManyResult } from './runner/index.js';
 export { Sandbox } from './sandbox/index.js';

@@ -13,6 +13,8 @@ export interface CommandOutcome<T> {
   human: string;
   /** Exit status when the command ran but the answer is "no" (defaults to 0). */
   exitStatus?: number;
+  /** The command printed its own stdout as it went (JSON Lines of `run` over many inputs): print nothing more. */
+  streamed?: boolean;
 }
 
 export interface Io {
@@ -56,7 +58,8 @@ export function finish(io: Io, outcome: CommandOutcome<unknown> | { error: unkno
     process.exitCode = err.exitStatus;
     return;
   }
-  if (io.json) process.stdout.write(`${JSON.stringify({ result: outcome.result })}\n`);
+  if (outcome.streamed) void 0;
+  else if (io.json) process.stdout.write(`${JSON.stringify({ result: outcome.result })}\n`);
   else if (outcome.human) process.stdout.write(outcome.human.endsWith('\n') ? outcome.human : `${outcome.human}\n`);
   process.exitCode = outcome.exitStatus ?? 0;
 }

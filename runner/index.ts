@@ -52,3 +52,9 @@ export {
   type OrtSessionOptions,
   type OnnxruntimeBackendOptions,
 } from './backends/index.js';
+export { loadInputFile, loadInputFiles, inputFromBytes } from './inputs/load.js';
+export { parseNpy, NPY_MAX_HEADER, type NpyProblem } from './inputs/npy.js';
+export { expandInputPath, type Expanded } from './inputs/expand.js';
+export { outputsToJson, typedToJson, JSON_ARRAY_MAX, type Base64Array } from './outputs-json.js';
+export { runMany, type ManyInput, type ManyResult } from './run-many.js';
+export { annotate, writeAnnotation } from './annotate.js';

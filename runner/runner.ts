@@ -18,6 +18,7 @@ import { runPipeline } from './pipeline/run.js';
 import { sandboxKernels } from './sandbox-kernels.js';
 import { validatePipeline } from './pipeline/validate.js';
 import { applyAttempts, loadWithFallback, selectVariants, withModel, type Precision, type Selection } from './select.js';
+import { runMany, type ManyInput, type ManyResult } from './run-many.js';
 import type { ModelSession, PipelineContext, RunnerBudget, ScriptHost, SessionOptions, Timings, VariantFiles } from './types.js';
 
 export interface RunnerOptions {
@@ -273,6 +274,11 @@ export class Runner implements AsyncDisposable {
     if (loadMs > 1) timings.load = loadMs;
     timings.total = performance.now() - t0;
     return { outputs, variant, timings };
+  }
+
+  /** Runs the package once per item, in order; a failing item yields its error and the next still runs (run-many.ts). */
+  runMany(items: Iterable<ManyInput> | AsyncIterable<ManyInput>): AsyncGenerator<ManyResult, void, undefined> {
+    return runMany(this, items);
   }
 
   /**

@@ -115,6 +115,7 @@ const codes = {
   E_RUN_LOAD: EXIT.runner,
   E_RUN_MODEL_EXTERNAL: EXIT.runner,
   E_RUN_INPUT: EXIT.runner,
+  E_RUN_INPUT_FORMAT: EXIT.runner,
   E_RUN_PIPELINE: EXIT.runner,
   E_RUN_CACHE: EXIT.runner,
   E_RUN_BUDGET: EXIT.runner,

@@ -5,6 +5,8 @@ import { renderSelection, selectionJson } from '../../runner/explain.js';
 import type { Manifest } from '../../spec/schema.js';
 import { RunnerError } from '../../spec/errors.js';
 import { action, intOption, usage } from '../framework.js';
+import { planInputs, runInputs } from './run-many.js';
+import { loadInputFiles } from '../../runner/inputs/load.js';
 
 export interface RunFlags {
   input?: string[];
@@ -20,6 +22,7 @@ export interface RunFlags {
   maxTensorBytes?: string;
   explain?: boolean;
   json?: boolean;
+  annotate?: string;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -27,7 +30,7 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 export function addRunOptions(cmd: Command): Command {
   return cmd
     .argument('<pkg>', 'package file')
-    .option('-i, --input <[name=]file>', 'an input file; name= selects the input (default: the first input)', collect)
+    .option('-i, --input <[name=]file>', 'an input file, folder or pattern (*, ? in the file name); name= selects the input (default: the first input); repeat for more', collect)
     .option('--trust <file.pub>', 'trust this public key (repeatable)', collect)
     .option('--trust-dir <dir>', 'trust every *.pub in this folder')
     .option('--allow-unsigned', 'run a package without a trusted signature (integrity is still checked)')
@@ -57,19 +60,6 @@ export function runnerOptions(o: RunFlags): RunnerOptions {
   };
 }
 
-/** Maps `--input` flags to the manifest's input names. */
-export function parseInputs(manifest: Manifest, flags: string[] = []): Record<string, unknown> {
-  const inputs: Record<string, unknown> = {};
-  for (const f of flags) {
-    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.+)$/.exec(f);
-    const name = m && manifest.inputs.some((i) => i.name === m[1]) ? m[1] : manifest.inputs.find((i) => !(i.name in inputs))?.name;
-    if (!name) throw usage(`more --input flags than the package has inputs (${manifest.inputs.map((i) => i.name).join(', ')})`);
-    inputs[name] = m && name === m[1] ? m[2] : f;
-  }
-  for (const i of manifest.inputs) if (!(i.name in inputs) && !i.optional) throw usage(`missing --input for ${i.name} (${i.type})`);
-  return inputs;
-}
-
 /** Human rendering of typed outputs. */
 export function renderOutputs(manifest: Manifest, outputs: Record<string, unknown>): string {
   const out: string[] = [];
@@ -87,14 +77,15 @@ export function renderOutputs(manifest: Manifest, outputs: Record<string, unknow
 export function register(program: Command): void {
   const run = addRunOptions(program.command('run').description('verify, pick the best variant for this host, and run the package on inputs'))
     .option('--explain', 'also print why each variant was chosen or rejected');
+  run.option('--annotate <file|dir>', 'write the input image with the outputs drawn on it (a folder for many inputs)');
   action<[string], RunFlags>(run, async (io, pkg, opts) => {
     await using runner = await Runner.open(pkg, runnerOptions(opts));
-    const r = await runner.run(parseInputs(runner.manifest, opts.input));
-    const explain = opts.explain ? selectionJson(runner.selection) : undefined;
-    return {
-      result: { outputs: r.outputs, variant: r.variant, timings: r.timings, ...(explain ? { explain } : {}) },
-      human: `${renderOutputs(runner.manifest, r.outputs)}${opts.explain ? `\n\n${renderSelection(runner.selection)}` : ''}`,
-    };
+    const plan = await planInputs(runner.manifest, opts.input);
+    return await runInputs(io, runner, plan, {
+      ...(opts.annotate !== undefined ? { annotate: opts.annotate } : {}),
+      render: (outputs) => renderOutputs(runner.manifest, outputs),
+      ...(opts.explain ? { extra: () => ({ explain: selectionJson(runner.selection) }), humanExtra: () => `\n\n${renderSelection(runner.selection)}` } : {}),
+    });
   });
 
   const bench = addRunOptions(program.command('bench').description('latency percentiles of `run`, in total and per stage (decode, pre, infer per model, post)'))
@@ -104,7 +95,9 @@ export function register(program: Command): void {
     const runs = intOption(opts.runs, 'runs') ?? 20;
     const warmup = intOption(opts.warmup, 'warmup', 0) ?? 2;
     await using runner = await Runner.open(pkg, runnerOptions(opts));
-    const inputs = parseInputs(runner.manifest, opts.input);
+    const plan = await planInputs(runner.manifest, opts.input);
+    if (plan.many) throw usage(`bench runs one input; --input ${plan.many.name} names ${plan.many.files.length} files`);
+    const inputs = await loadInputFiles(runner.manifest, plan.fixed);
     for (let i = 0; i < warmup; i++) await runner.run(inputs);
     const samples: Record<string, number[]> = {};
     for (let i = 0; i < runs; i++) {

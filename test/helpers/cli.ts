@@ -1,5 +1,5 @@
 /** Runs the built CLI (dist/, built by test/global-setup.ts) as a user would. */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 
 export interface CliRun {
@@ -18,4 +18,22 @@ export function xpkg(args: string[], env: Record<string, string> = {}, input?: s
     if (lines.length !== 1) throw new Error(`--json printed ${lines.length} lines on stdout`);
   }
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, json };
+}
+
+/**
+ * The CLI as a child process without blocking the test worker (a long spawnSync starves vitest's
+ * RPC on a loaded machine); stdout is split into JSON lines when `--json` is given.
+ */
+export function xpkgAsync(args: string[]): Promise<{ status: number; stdout: string; stderr: string; lines: any[] }> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [resolve('bin/xpkg.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', fail);
+    child.on('close', (status) => {
+      const lines = args.includes('--json') ? stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l)) : [];
+      done({ status: status ?? -1, stdout, stderr, lines });
+    });
+  });
 }

@@ -1,0 +1,48 @@
+/**
+ * Many input files from one argument: a folder (its regular, non-hidden files, not recursive) or a
+ * pattern with `*` / `?` in its last path segment (matched in that folder, hidden files only when
+ * the pattern starts with a dot). Results are sorted by name so runs are repeatable.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { UsageError } from '../../spec/errors.js';
+
+export interface Expanded {
+  files: string[];
+  /** True for a folder or a pattern: the caller then treats the argument as many inputs even if one file matched. */
+  many: boolean;
+}
+
+const isPattern = (s: string) => /[*?]/.test(s);
+
+async function regularFiles(dir: string, keep: (name: string) => boolean): Promise<string[]> {
+  const names = (await readdir(dir)).filter(keep).sort();
+  const out: string[] = [];
+  for (const n of names) {
+    const p = join(dir, n);
+    if ((await stat(p).catch(() => null))?.isFile()) out.push(p);
+  }
+  return out;
+}
+
+function patternRegExp(pattern: string): RegExp {
+  const body = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${body}$`, 's');
+}
+
+/** Expands one path argument; a plain file path comes back as itself (existence is checked when it is read). */
+export async function expandInputPath(arg: string): Promise<Expanded> {
+  const st = await stat(arg).catch(() => null);
+  if (st?.isDirectory()) return { files: await regularFiles(arg, (n) => !n.startsWith('.')), many: true };
+  const dir = dirname(arg);
+  if (!st && isPattern(dir)) throw new UsageError('E_USAGE', `only the last part of an input pattern may hold * or ? (${arg})`, { pattern: arg });
+  if (st || !isPattern(basename(arg))) return { files: [arg], many: false };
+  const name = basename(arg);
+  const re = patternRegExp(name);
+  const files = await regularFiles(dir, (n) => re.test(n) && (name.startsWith('.') || !n.startsWith('.'))).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return [];
+    throw e;
+  });
+  if (!files.length) throw new UsageError('E_NOT_FOUND', `no files match ${arg}`, { pattern: arg });
+  return { files, many: true };
+}

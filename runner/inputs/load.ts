@@ -1,0 +1,154 @@
+/**
+ * Input values from files, by the package's input declaration (its `type`, `dtype`, `shape`):
+ *
+ * - image: the file's bytes, checked to be an image sharp can read (decoded later by the pipeline);
+ * - tensor: a `.npy` file (strict reader, npy.ts), or any other file as raw little-endian bytes of
+ *   the declared dtype, its shape from the declaration (one unknown dimension is inferred);
+ * - text: strict UTF-8 (a leading BOM is dropped);
+ * - mask: a 2-D integer `.npy`, or JSON `{width, height, data}`;
+ * - json, text-lines, classification, boxes: a JSON document.
+ *
+ * A file that is not what its type needs → E_RUN_INPUT_FORMAT; a valid file that does not match the
+ * declaration (dtype, shape) → E_RUN_INPUT. Both carry `reason` and `path` in their detail.
+ */
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { RunnerError } from '../../spec/errors.js';
+import type { IoSpec, Manifest } from '../../spec/schema.js';
+import type { DType, Tensor } from '../types.js';
+import { parseNpy } from './npy.js';
+
+const ITEM: Record<DType, number> = { float32: 4, float16: 2, int64: 8, int32: 4, uint8: 1, int8: 1, bool: 1 };
+
+function formatError(reason: string, summary: string, path: string, detail: Record<string, unknown> = {}): RunnerError {
+  return new RunnerError('E_RUN_INPUT_FORMAT', summary, { reason, path, ...detail });
+}
+
+/** Reads one file as the value of the declared input `spec`. */
+export async function loadInputFile(spec: IoSpec, path: string): Promise<unknown> {
+  return inputFromBytes(spec, await readFile(path), path);
+}
+
+/** The value of input `spec` from a file's bytes; `path` names the file in errors and picks `.npy`. */
+export async function inputFromBytes(spec: IoSpec, bytes: Buffer, path: string): Promise<unknown> {
+  const npy = extname(path).toLowerCase() === '.npy';
+  switch (spec.type) {
+    case 'image': {
+      if (bytes.length === 0) throw formatError('empty', `${path} is empty, not an image`, path);
+      // Only the header is read here: a file of no image format is told apart from a damaged image,
+      // which the pipeline's decode step reports (E_RUN_INPUT) when it reads the pixels.
+      const { default: sharp } = await import('sharp');
+      try {
+        await sharp(bytes).metadata();
+      } catch (e) {
+        throw formatError('image', `${path} is not an image (${(e as Error).message})`, path);
+      }
+      return bytes;
+    }
+    case 'tensor':
+      return checkTensor(spec, npy ? npyOf(bytes, path) : rawTensor(spec, bytes, path), path);
+    case 'text':
+      return utf8(bytes, path);
+    case 'mask':
+      if (npy) return maskOf(npyOf(bytes, path), path);
+      return json(bytes, path);
+    default:
+      return json(bytes, path);
+  }
+}
+
+function npyOf(bytes: Buffer, path: string): Tensor {
+  try {
+    return parseNpy(bytes);
+  } catch (e) {
+    if (e instanceof RunnerError) throw new RunnerError(e.code, `${path}: ${e.message}`, { ...(e.detail as object), path });
+    throw e;
+  }
+}
+
+function utf8(bytes: Buffer, path: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw formatError('utf8', `${path} is not valid UTF-8 text`, path);
+  }
+}
+
+function json(bytes: Buffer, path: string): unknown {
+  const text = utf8(bytes, path);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw formatError('json', `${path} is not JSON (${(e as Error).message})`, path);
+  }
+}
+
+/** Raw little-endian bytes in the declared dtype; the declared shape with one unknown dimension inferred. */
+function rawTensor(spec: IoSpec, bytes: Buffer, path: string): Tensor {
+  const dtype = spec.dtype as DType | 'string' | undefined;
+  if (!dtype || dtype === 'string') {
+    throw new RunnerError('E_RUN_INPUT', `input ${spec.name} declares no numeric dtype, so ${path} can only be a .npy file`, { reason: 'dtype', path, input: spec.name });
+  }
+  const size = ITEM[dtype];
+  if (bytes.length % size !== 0) throw formatError('size', `${path} is ${bytes.length} bytes, not a whole number of ${dtype} values`, path, { bytes: bytes.length, dtype });
+  const count = bytes.length / size;
+  const shape = spec.shape ?? [-1];
+  const unknown = shape.filter((d) => typeof d !== 'number' || d < 0).length;
+  const known = shape.reduce<number>((p, d) => (typeof d === 'number' && d >= 0 ? p * d : p), 1);
+  if (unknown > 1) {
+    throw new RunnerError('E_RUN_INPUT', `input ${spec.name} has ${unknown} unknown dimensions: raw bytes can't tell its shape, use a .npy file`, { reason: 'shape', path, input: spec.name, shape });
+  }
+  if ((unknown === 0 && known !== count) || (unknown === 1 && (known === 0 ? count !== 0 : count % known !== 0))) {
+    throw formatError('size', `${path} holds ${count} ${dtype} values, which does not fit shape ${JSON.stringify(shape)}`, path, { count, shape });
+  }
+  const dims = shape.map((d) => (typeof d === 'number' && d >= 0 ? d : known === 0 ? 0 : count / known));
+  const data = new Uint8Array(bytes); // aligned copy
+  const b = data.buffer;
+  const typed =
+    dtype === 'float32' ? new Float32Array(b) : dtype === 'float16' ? new Uint16Array(b) : dtype === 'int64' ? new BigInt64Array(b) : dtype === 'int32' ? new Int32Array(b) : data;
+  return { type: dtype, dims, data: typed };
+}
+
+/** A tensor read from a file must match the declaration: dtype, rank, fixed sizes, and one size per named dimension. */
+function checkTensor(spec: IoSpec, t: Tensor, path: string): Tensor {
+  const mismatch = (reason: string, summary: string, detail: Record<string, unknown>) =>
+    new RunnerError('E_RUN_INPUT', `${path}: ${summary}`, { reason, path, input: spec.name, ...detail });
+  if (spec.dtype && spec.dtype !== t.type) throw mismatch('dtype', `dtype ${t.type}, input ${spec.name} is declared ${spec.dtype}`, { expected: spec.dtype, actual: t.type });
+  if (spec.shape) {
+    const named = new Map<string, number>();
+    const ok =
+      spec.shape.length === t.dims.length &&
+      spec.shape.every((d, i) => {
+        if (typeof d === 'number') return d < 0 || d === t.dims[i];
+        const seen = named.get(d);
+        named.set(d, t.dims[i]);
+        return seen === undefined || seen === t.dims[i];
+      });
+    if (!ok) throw mismatch('shape', `shape ${JSON.stringify(t.dims)} does not fit the declared ${JSON.stringify(spec.shape)}`, { expected: spec.shape, actual: t.dims });
+  }
+  return t;
+}
+
+function maskOf(t: Tensor, path: string): { width: number; height: number; data: Int32Array } {
+  if (t.dims.length !== 2 || !['int32', 'int64', 'uint8', 'int8'].includes(t.type)) {
+    throw new RunnerError('E_RUN_INPUT', `${path}: a mask is a 2-D integer array, not ${t.type} ${JSON.stringify(t.dims)}`, { reason: 'shape', path, dims: t.dims, dtype: t.type });
+  }
+  const data = Int32Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
+  return { height: t.dims[0], width: t.dims[1], data };
+}
+
+/** The input a bare `--input file` (no `name=`) feeds: the first declared input. */
+export function primaryInput(manifest: Manifest): IoSpec {
+  return manifest.inputs[0];
+}
+
+/** Loads every named file as its declared input; names that are not inputs → E_RUN_INPUT. */
+export async function loadInputFiles(manifest: Manifest, files: Record<string, string>): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const [name, path] of Object.entries(files)) {
+    const spec = manifest.inputs.find((i) => i.name === name);
+    if (!spec) throw new RunnerError('E_RUN_INPUT', `unknown input ${JSON.stringify(name)}`, { input: name, expected: manifest.inputs.map((i) => i.name) });
+    out[name] = await loadInputFile(spec, path);
+  }
+  return out;
+}
