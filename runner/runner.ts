@@ -8,7 +8,7 @@
  */
 import { PackageReader } from '../pack/reader.js';
 import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
-import { resolvePolicy, verifyReader, type VerifyResult } from '../signing/index.js';
+import { commitRollback, resolvePolicy, verifyReader, type VerifyResult } from '../signing/index.js';
 import { RunnerError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 import { defaultRegistry, type BackendRegistry } from './backends/index.js';
@@ -71,6 +71,8 @@ export class Runner implements AsyncDisposable {
   private readonly assets = new Map<string, Promise<Buffer>>();
   private readonly scripts = new Map<string, Promise<{ sandbox: Sandbox }>>();
   private closed = false;
+  /** Raises the anti-rollback state; set while a verified signer's sequence is still unrecorded. */
+  private commitRollback?: () => Promise<void>;
 
   private constructor(
     private readonly reader: PackageReader,
@@ -102,7 +104,10 @@ export class Runner implements AsyncDisposable {
         ...(options.precision ? { precision: options.precision } : {}),
         backends: registry.runtimes(),
       });
-      return new Runner(reader, verification, host, selection, options, registry);
+      const runner = new Runner(reader, verification, host, selection, options, registry);
+      // Recorded after the first successful run, when every byte it used has verified (on read).
+      if (verification.signatures.pending?.length) runner.commitRollback = () => commitRollback(policy, verification);
+      return runner;
     } catch (e) {
       await reader.close();
       throw e;
@@ -243,6 +248,7 @@ export class Runner implements AsyncDisposable {
     await this.warmUp();
     const loadMs = performance.now() - tl;
     const { outputs } = await runPipeline(this.cachedContext(ctx), inputs);
+    if (this.commitRollback) await this.commitRollback().then(() => (this.commitRollback = undefined));
     const variant: Record<string, string> = {};
     for (const [id, p] of this.models) variant[id] = (await p).variant;
     if (loadMs > 1) timings.load = loadMs;
