@@ -5,11 +5,9 @@
  * file system fails at once with its code instead of spinning.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { encodeModel } from '../fixtures/onnx-tiny.js';
 import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
 import { Runner } from '../runner/runner.js';
@@ -18,32 +16,13 @@ import { formatPublicKey, generateKeyPair, type KeyPair } from '../signing/keys.
 import { sign } from '../signing/sign.js';
 import { FileRollbackStore, ROLLBACK_FILE } from '../signing/state.js';
 import { verify } from '../signing/verify.js';
-import { xpkgAsync } from './hardening-cli-helpers.js';
+import { IMAGE_MODEL, writeImageSource, writePng, xpkgAsync } from './hardening-cli-helpers.js';
 import { codeOf } from './helpers/errors.js';
 import { tempDir } from './helpers/source.js';
 
-const MODEL = 'models/id.onnx';
-
-/** A signed image package (decode → 4×4 tensor → identity model) with the given sequence. */
+/** A signed image package with the given sequence. */
 async function release(dir: string, key: KeyPair, sequence: number): Promise<string> {
-  const src = join(dir, `src-${sequence}`);
-  await mkdir(join(src, 'models'), { recursive: true });
-  const shape = ['A', 'B', 'C', 'D'];
-  await writeFile(join(src, MODEL), encodeModel({ name: 'identity', nodes: [{ op: 'Identity', inputs: ['X'], outputs: ['Y'] }], inputs: [{ name: 'X', type: 'float32', shape }], outputs: [{ name: 'Y', type: 'float32', shape }] }));
-  const manifest = {
-    name: 'rollback-demo', version: `1.${sequence}.0`, sequence, license: 'MIT', task: 'test',
-    inputs: [{ name: 'image', type: 'image' }],
-    outputs: [{ name: 'y', type: 'tensor' }],
-    models: [{ id: 'net', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: [MODEL] }] }],
-    pipeline: {
-      steps: [
-        { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
-        { op: 'preprocess', params: { input: 'rgb', output: 'x', mode: 'fixed', width: 4, height: 4 } },
-        { op: 'infer', model: 'net', params: { inputs: 'x', outputs: 'y' } },
-      ],
-    },
-  };
-  await writeFile(join(src, 'xpkg.json'), JSON.stringify(manifest));
+  const src = await writeImageSource(join(dir, `src-${sequence}`), { name: 'rollback-demo', sequence });
   const out = join(dir, `v${sequence}.xpkg`);
   await packFolder(src, out);
   await sign(out, { key });
@@ -53,7 +32,7 @@ async function release(dir: string, key: KeyPair, sequence: number): Promise<str
 /** A copy of `pkg` with one byte of its model flipped (the signature still verifies; the digest does not). */
 async function damaged(pkg: string): Promise<string> {
   const reader = await PackageReader.open(pkg);
-  const at = reader.entry(MODEL)!.dataOffset + 10;
+  const at = reader.entry(IMAGE_MODEL)!.dataOffset + 10;
   await reader.close();
   const bytes = await readFile(pkg);
   bytes[at] ^= 0x40;
@@ -69,8 +48,7 @@ async function setup() {
   await writeFile(pub, formatPublicKey(key.publicKey));
   const v1 = await release(dir, key, 1);
   const v2 = await release(dir, key, 2);
-  const png = join(dir, 'in.png');
-  await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 10, g: 200, b: 30 } } }).png().toFile(png);
+  const png = await writePng(join(dir, 'in.png'));
   return { dir, pub, v1, v2, bad: await damaged(v2), png, state: join(dir, 'state') };
 }
 

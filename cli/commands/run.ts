@@ -33,7 +33,7 @@ export function addRunOptions(cmd: Command): Command {
     .option('--state-dir <dir>', 'anti-rollback state folder')
     .option('--variant <id...>', 'force a variant (fails clearly if this host cannot run it)')
     .option('--host <file>', 'a host profile instead of detecting this machine (same as XPKG_HOST)')
-    .option('--threads <n>', 'intra-op threads per model')
+    .option('--threads <n>', 'intra-op threads per model (0: the backend chooses)')
     .option('--json', 'print one JSON document on stdout');
 }
 
@@ -46,20 +46,25 @@ export function runnerOptions(o: RunFlags): RunnerOptions {
     ...(o.stateDir ? { stateDir: o.stateDir } : {}),
     ...(o.variant ? { variant: o.variant } : {}),
     ...(o.host !== undefined ? { host: o.host } : {}),
-    ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads') } : {}),
+    ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads', 0) } : {}),
   };
 }
+
+const declared = (manifest: Manifest) => manifest.inputs.map((i) => `${i.name} (${i.type}${i.optional ? ', optional' : ''})`).join(', ');
 
 /** Maps `--input` flags to the manifest's input names. */
 export function parseInputs(manifest: Manifest, flags: string[] = []): Record<string, unknown> {
   const inputs: Record<string, unknown> = {};
   for (const f of flags) {
     const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.+)$/.exec(f);
-    const name = m && manifest.inputs.some((i) => i.name === m[1]) ? m[1] : manifest.inputs.find((i) => !(i.name in inputs))?.name;
-    if (!name) throw usage(`more --input flags than the package has inputs (${manifest.inputs.map((i) => i.name).join(', ')})`);
-    inputs[name] = m && name === m[1] ? m[2] : f;
+    // `name=` always names an input (a path holding `=` is written ./a=b.png).
+    if (m && !manifest.inputs.some((i) => i.name === m[1])) throw usage(`--input ${m[1]}=…: this package has no input ${JSON.stringify(m[1])}; its inputs are ${declared(manifest)}`, { input: m[1], expected: manifest.inputs.map((i) => i.name) });
+    const name = m ? m[1] : manifest.inputs.find((i) => !(i.name in inputs))?.name;
+    if (!name) throw usage(`more --input flags than the package has inputs (${declared(manifest)})`);
+    if (name in inputs) throw usage(`--input ${name} given twice`, { input: name });
+    inputs[name] = m ? m[2] : f;
   }
-  for (const i of manifest.inputs) if (!(i.name in inputs) && !i.optional) throw usage(`missing --input for ${i.name} (${i.type})`);
+  for (const i of manifest.inputs) if (!(i.name in inputs) && !i.optional) throw usage(`missing --input for ${i.name} (${i.type}); this package's inputs are ${declared(manifest)}`);
   return inputs;
 }
 
