@@ -1,9 +1,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { EXIT } from '../spec/errors.js';
 import { xpkg } from './helpers/cli.js';
 import { tempDir, writeSource } from './helpers/source.js';
+
+// Every test here starts CLI processes (about 1–5 s each on a loaded two-core machine).
+vi.setConfig({ testTimeout: 240_000 });
 
 /** Each test packs its own package in its own temp folder: no test depends on another's files. */
 function packed(): string {

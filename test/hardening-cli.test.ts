@@ -6,13 +6,16 @@
 import { spawn } from 'node:child_process';
 import { chmod, link, lstat, mkdir, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { packFolder } from '../pack/pack.js';
 import { keygen } from '../signing/sign.js';
 import { EXIT } from '../spec/errors.js';
 import { writeImageSource, writePng, xpkgAsync } from './hardening-cli-helpers.js';
 import { codeOf } from './helpers/errors.js';
 import { tempDir, writeSource } from './helpers/source.js';
+
+// Every test here starts CLI processes (about 1–5 s each on a loaded two-core machine).
+vi.setConfig({ testTimeout: 240_000 });
 
 const MODEL = 'models/net.onnx';
 
@@ -84,7 +87,7 @@ describe('pack never destroys its sources or an existing file', () => {
       expect(await readdir(outDir)).toEqual(['big.xpkg']);
       expect(await readFile(out, 'utf8')).toBe('old package');
     }
-  }, 120_000);
+  });
 });
 
 describe('sign keeps what it does not own', () => {
