@@ -4,7 +4,7 @@
  * the middle of a large pack; `inspect` on a signed package, `--version`, `-i unknown=…`, `--threads 0`.
  */
 import { spawn } from 'node:child_process';
-import { chmod, link, lstat, mkdir, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { packFolder } from '../pack/pack.js';
@@ -69,23 +69,27 @@ describe('pack never destroys its sources or an existing file', () => {
     await mkdir(outDir);
     const out = join(outDir, 'big.xpkg');
     await writeFile(out, 'old package');
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-      const child = spawn(process.execPath, [resolve('bin/xpkg.js'), 'pack', src, '-o', out, '--force'], { stdio: 'ignore' });
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.on('exit', (code, sig) => done({ code, signal: sig })));
-      // Interrupt once the temp file exists and holds some data: the pack is under way.
-      let sent = false;
-      for (let i = 0; i < 4000 && !sent; i++) {
-        const tmp = (await readdir(outDir)).find((n) => n.endsWith('.tmp'));
-        if (tmp && (await stat(join(outDir, tmp)).catch(() => null))?.size) {
-          child.kill(signal);
-          sent = true;
-        } else await new Promise((r) => setTimeout(r, 5));
+    try {
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+        const child = spawn(process.execPath, [resolve('bin/xpkg.js'), 'pack', src, '-o', out, '--force'], { stdio: 'ignore' });
+        const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.on('exit', (code, sig) => done({ code, signal: sig })));
+        // Interrupt once the temp file exists and holds some data: the pack is under way.
+        let sent = false;
+        for (let i = 0; i < 4000 && !sent; i++) {
+          const tmp = (await readdir(outDir)).find((n) => n.endsWith('.tmp'));
+          if (tmp && (await stat(join(outDir, tmp)).catch(() => null))?.size) {
+            child.kill(signal);
+            sent = true;
+          } else await new Promise((r) => setTimeout(r, 5));
+        }
+        expect(sent, 'the pack finished before it could be interrupted').toBe(true);
+        const how = await exited;
+        expect(how.signal ?? how.code, signal).toBe(signal);
+        expect(await readdir(outDir)).toEqual(['big.xpkg']);
+        expect(await readFile(out, 'utf8')).toBe('old package');
       }
-      expect(sent, 'the pack finished before it could be interrupted').toBe(true);
-      const how = await exited;
-      expect(how.signal ?? how.code, signal).toBe(signal);
-      expect(await readdir(outDir)).toEqual(['big.xpkg']);
-      expect(await readFile(out, 'utf8')).toBe('old package');
+    } finally {
+      await rm(dir, { recursive: true, force: true }); // 256 MiB of source
     }
   });
 });
