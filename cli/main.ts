@@ -1,14 +1,33 @@
 #!/usr/bin/env node
 /** Entry point of the `xpkg` command. Each command lives in cli/commands/<name>.ts and registers itself. */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { finish, makeIo } from './framework.js';
 import { UsageError } from '../spec/errors.js';
 import { commands } from './commands/index.js';
 
+/**
+ * xpkg's own version, from the package.json above this file (cli/ in the sources, dist/cli/ when
+ * built): never `npm_package_version`, which is the version of whatever project runs `npm run`.
+ */
+export function ownVersion(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)), i = 0; i < 4; dir = dirname(dir), i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'xpkg' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // no package.json at this level
+    }
+  }
+  return 'unknown';
+}
+
 export function buildProgram(): Command {
   const program = new Command('xpkg')
     .description('Build, sign, verify and run .xpkg model packages')
-    .version(process.env.npm_package_version ?? '0.1.0')
+    .version(ownVersion())
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });

@@ -1,24 +1,101 @@
-/** Atomic file creation: write a temp file beside the target, fsync, rename. Nothing half-written is ever visible. */
+/**
+ * Atomic file creation: write a temp file beside the target, fsync, rename. Nothing half-written is
+ * ever visible, and no temp file outlives its writer: every temp file is in one registry, removed
+ * on error, on exit and on SIGINT / SIGTERM / SIGHUP (a Ctrl-C during a 5 GiB pack leaves nothing).
+ */
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { unlinkSync } from 'node:fs';
+import { link, lstat, open, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
-export async function writeAtomic<T>(target: string, fill: (fh: FileHandle, tempPath: string) => Promise<T>, mode = 0o644): Promise<T> {
-  const temp = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(temp, 'wx+', mode);
-  let ok = false;
+const temps = new Set<string>();
+const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+function removeTemps(): void {
+  for (const t of temps) {
+    try {
+      unlinkSync(t);
+    } catch {
+      // already gone
+    }
+  }
+  temps.clear();
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  const alone = process.listenerCount(signal) === 1;
+  removeTemps();
+  unlisten();
+  // Without another handler the signal's default action (terminate) is what the user asked for:
+  // raise it again now that ours is gone. An application with its own handler decides itself.
+  if (alone) process.kill(process.pid, signal);
+}
+
+function unlisten(): void {
+  for (const s of SIGNALS) process.removeListener(s, onSignal);
+  process.removeListener('exit', removeTemps);
+}
+
+/** Registers a temp file for removal on signals and exit. */
+function track(path: string): void {
+  if (temps.size === 0) {
+    for (const s of SIGNALS) process.on(s, onSignal);
+    process.on('exit', removeTemps);
+  }
+  temps.add(path);
+}
+
+function untrack(path: string): void {
+  temps.delete(path);
+  if (temps.size === 0) unlisten();
+}
+
+export interface AtomicOptions {
+  /**
+   * Mode of the file, set exactly (key files: 0600). Default: an existing target's mode is kept
+   * (re-signing a 0600 package keeps it 0600); a new file gets 0644 less the umask.
+   */
+  mode?: number;
+  /** Replace an existing target (default). When false an existing one fails with EEXIST, atomically. */
+  overwrite?: boolean;
+}
+
+/**
+ * Where the bytes go: a target that is a symbolic link is written through (the temp file beside
+ * the link's final target, which is replaced), so the link stays a link. Also the target's mode.
+ */
+async function resolveTarget(target: string): Promise<{ path: string; mode?: number }> {
+  const st = await stat(target).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return null;
+    throw e;
+  });
+  if (!st) return { path: target };
+  const path = (await lstat(target)).isSymbolicLink() ? await realpath(target) : target;
+  return { path, mode: st.mode & 0o7777 };
+}
+
+export async function writeAtomic<T>(target: string, fill: (fh: FileHandle, tempPath: string) => Promise<T>, options: AtomicOptions = {}): Promise<T> {
+  const overwrite = options.overwrite !== false;
+  const dest = overwrite ? await resolveTarget(target) : { path: target };
+  const mode = options.mode ?? dest.mode;
+  const temp = join(dirname(dest.path), `.${basename(dest.path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const fh = await open(temp, 'wx+', mode ?? 0o644);
+  track(temp);
+  let closed = false;
   try {
     const result = await fill(fh, temp);
+    if (mode !== undefined) await fh.chmod(mode);
     await fh.sync();
     await fh.close();
-    await rename(temp, target);
-    ok = true;
+    closed = true;
+    // link() fails with EEXIST instead of replacing: a no-clobber publish with no check-then-write race.
+    if (overwrite) await rename(temp, dest.path);
+    else await link(temp, dest.path);
     return result;
   } finally {
-    if (!ok) {
-      await fh.close().catch(() => {});
-      await unlink(temp).catch(() => {});
-    }
+    if (!closed) await fh.close().catch(() => {});
+    await unlink(temp).catch(() => {});
+    untrack(temp);
   }
 }
 

@@ -1,5 +1,8 @@
-/** `xpkg inspect`: what a package holds, read through the strict reader (no digest pass). */
-import { parseStrictJson } from '../spec/canonical.js';
+/**
+ * `xpkg inspect`: what a package holds, read through the strict reader (no digest pass, no
+ * signature check: signatures are reported as present, never as verified).
+ */
+import { toXpkgError } from '../spec/errors.js';
 import { modelPaths } from '../spec/manifest.js';
 import type { Requirements, Step } from '../spec/schema.js';
 import { PackageReader } from './reader.js';
@@ -20,21 +23,29 @@ export interface InspectResult {
   pipeline: { steps: Step[]; scripts: { path: string; hooks: string[] }[] };
   assets: { id: string; path: string; kind: string }[];
   files: { path: string; size: number; sha256: string; stored: 'stored' | 'deflate'; aligned: boolean; offset: number }[];
-  signatures: { status: 'unsigned' | 'signed' | 'unreadable'; keyids: string[] };
+  /** `present`: a signatures entry exists; whether it verifies is `xpkg verify`'s question. */
+  signatures: { status: 'unsigned' | 'present' | 'unreadable'; verified: false; keyids: string[]; error?: string };
 }
 
-export async function inspectPackage(path: string): Promise<InspectResult> {
+export interface InspectOptions {
+  /**
+   * Envelope decoder for the key ids (signing's `decodeEnvelope`, passed in because pack sits
+   * below signing). Without one, a signed package reports `present` with no key ids.
+   */
+  decodeEnvelope?: (bytes: Uint8Array) => { signatures: { keyid: string }[] };
+}
+
+export async function inspectPackage(path: string, options: InspectOptions = {}): Promise<InspectResult> {
   await using r = await PackageReader.open(path);
   const m = r.manifest;
   const sizeOf = new Map(m.files.map((f) => [f.path, f.size]));
   const models = modelPaths(m);
-  let signatures: InspectResult['signatures'] = { status: 'unsigned', keyids: [] };
+  let signatures: InspectResult['signatures'] = { status: 'unsigned', verified: false, keyids: [] };
   if (r.signaturesBytes) {
     try {
-      const doc = parseStrictJson(r.signaturesBytes) as { signatures?: { keyid?: unknown }[] };
-      signatures = { status: 'signed', keyids: (doc.signatures ?? []).map((s) => String(s.keyid)) };
-    } catch {
-      signatures = { status: 'unreadable', keyids: [] };
+      signatures = { status: 'present', verified: false, keyids: options.decodeEnvelope ? options.decodeEnvelope(r.signaturesBytes).signatures.map((s) => s.keyid) : [] };
+    } catch (e) {
+      signatures = { status: 'unreadable', verified: false, keyids: [], error: toXpkgError(e).code };
     }
   }
   return {
@@ -97,7 +108,10 @@ export function renderInspect(i: InspectResult): string {
   if (i.expires) lines.push(`  expires   ${i.expires}`);
   lines.push(`  inputs    ${i.inputs.map((x) => `${x.name}: ${x.type}`).join(', ')}`);
   lines.push(`  outputs   ${i.outputs.map((x) => `${x.name}: ${x.type}`).join(', ')}`);
-  lines.push(`  signature ${i.signatures.status}${i.signatures.keyids.length ? ` by ${i.signatures.keyids.join(', ')}` : ''}`);
+  const sig = i.signatures;
+  if (sig.status === 'unsigned') lines.push('  signature none');
+  else if (sig.status === 'unreadable') lines.push(`  signature present but unreadable (${sig.error}); not verified`);
+  else lines.push(`  signature present, not verified${sig.keyids.length ? ` (key ids ${sig.keyids.join(', ')})` : ''}; check it with xpkg verify --trust <key.pub>`);
   lines.push('models:');
   for (const m of i.models) {
     lines.push(`  ${m.id}`);

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { constants } from 'node:fs';
-import { lstat, open, realpath, type FileHandle } from 'node:fs/promises';
+import { lstat, open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { canonicalBytes, parseStrictJson } from '../spec/canonical.js';
@@ -28,6 +28,8 @@ export interface PackOptions {
   /** Overrides SOURCE_DATE_EPOCH for the entries' fixed timestamp. */
   sourceDateEpoch?: string;
   onProgress?: (done: number, total: number) => void;
+  /** Replace an existing output file (never a file of the package folder). */
+  force?: boolean;
 }
 
 export interface PackResult {
@@ -87,6 +89,22 @@ async function openSource(root: string, rel: string): Promise<FileHandle> {
 }
 
 const ZERO = '0'.repeat(64);
+
+/**
+ * Refuses an output that is (or links to) the manifest or a file being packed: the rename would
+ * replace the user's model with the package. An existing output needs `force`.
+ */
+async function checkOutput(outPath: string, manifestFile: string, sources: Source[], force: boolean): Promise<void> {
+  const out = await stat(outPath).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return null;
+    throw e;
+  });
+  if (!out) return;
+  const inputs = [{ path: SOURCE_MANIFEST, st: await stat(manifestFile) }, ...(await Promise.all(sources.map(async (s) => ({ path: s.path, st: await s.fh.stat() }))))];
+  const same = inputs.find((i) => i.st.ino === out.ino && i.st.dev === out.dev);
+  if (same) throw new PackError('E_PACK_OUTPUT_SOURCE', `${outPath} is ${same.path} of the package folder; writing the package there would destroy it`, { path: outPath, source: same.path });
+  if (!force) throw new PackError('E_PACK_OUTPUT_EXISTS', `${outPath} already exists (pass --force to replace it)`, { path: outPath });
+}
 
 /**
  * Layout (FORMAT.md §2.5–2.6): manifest at 0, then payloads in path order. An aligned entry whose
@@ -164,6 +182,7 @@ export async function packFolder(dir: string, outPath: string, options: PackOpti
     const manifestLayout: Z.EntryLayout = { name: Buffer.from(MANIFEST_PATH), method: 0, crc32: 0, compressedSize: placeholder.length, size: placeholder.length, localHeaderOffset: 0, padding: 0 };
     const { order, cursor } = layoutPayloads(manifestLayout, sources);
 
+    await checkOutput(outPath, join(root, SOURCE_MANIFEST), sources, Boolean(options.force));
     const total = sources.reduce((n, s) => n + s.size, 0);
     let done = 0;
     const records = new Map<string, FileRecord>();
@@ -216,10 +235,13 @@ export async function packFolder(dir: string, outPath: string, options: PackOpti
       manifestLayout.crc32 = crc32(bytes) >>> 0;
       await writeAllAt(out, Buffer.concat([Z.encodeLocalHeader(manifestLayout, ts), bytes]), 0);
       await writeAllAt(out, encodeDirectory([manifestLayout, ...order.map((o) => o.layout)], cursor, ts), cursor);
+    }, { overwrite: Boolean(options.force) }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'EEXIST') throw new PackError('E_PACK_OUTPUT_EXISTS', `${outPath} appeared while packing (pass --force to replace it)`, { path: outPath });
+      throw e;
     });
     const manifest = manifestFor(sources.map((s) => records.get(s.path)!));
     const bytes = canonicalBytes(manifest);
-    const { size } = await (await import('node:fs/promises')).stat(outPath);
+    const { size } = await stat(outPath);
     return { path: outPath, id: packageId(bytes), size, files: sources.length, payloadBytes: total, manifest };
   } finally {
     await Promise.all(sources.map((s) => s.fh.close().catch(() => {})));

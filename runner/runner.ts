@@ -8,7 +8,7 @@
  */
 import { PackageReader } from '../pack/reader.js';
 import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
-import { resolvePolicy, verifyReader, type VerifyResult } from '../signing/index.js';
+import { commitRollback, resolvePolicy, verifyReader, type VerifyResult } from '../signing/index.js';
 import { FormatError, RunnerError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 import { defaultRegistry, type BackendRegistry } from './backends/index.js';
@@ -75,6 +75,8 @@ export class Runner implements AsyncDisposable {
   private readonly assets = new Map<string, Promise<Buffer>>();
   private readonly scripts = new Map<string, Promise<{ sandbox: Sandbox }>>();
   private closed = false;
+  /** Raises the anti-rollback state; set while a verified signer's sequence is still unrecorded. */
+  private commitRollback?: () => Promise<void>;
 
   private constructor(
     private readonly reader: PackageReader,
@@ -108,7 +110,10 @@ export class Runner implements AsyncDisposable {
         ...(options.precision ? { precision: options.precision } : {}),
         backends: registry.runtimes(),
       });
-      return new Runner(reader, verification, host, selection, options, registry);
+      const runner = new Runner(reader, verification, host, selection, options, registry);
+      // Recorded after the first successful run, when every byte it used has verified (on read).
+      if (verification.signatures.pending?.length) runner.commitRollback = () => commitRollback(policy, verification);
+      return runner;
     } catch (e) {
       await reader.close();
       throw e;
@@ -269,6 +274,7 @@ export class Runner implements AsyncDisposable {
     // through state shared on the runner.
     const { outputs, timings: stages } = await runPipeline(this.context, inputs);
     const timings: Timings = { ...stages };
+    if (this.commitRollback) await this.commitRollback().then(() => (this.commitRollback = undefined));
     const variant: Record<string, string> = {};
     for (const [id, p] of this.models) variant[id] = (await p).variant;
     if (loadMs > 1) timings.load = loadMs;

@@ -1,5 +1,5 @@
 /** Public API of signing and trust (spec/SIGNATURES.md). Verification never needs a secret key. */
-export { verify, verifyReader, resolvePolicy, type VerifyPolicy, type VerifyOptions, type VerifyResult, type SignatureSummary, type LoadedPolicy } from './verify.js';
+export { verify, verifyReader, resolvePolicy, commitRollback, type VerifyPolicy, type VerifyOptions, type VerifyResult, type SignatureSummary, type LoadedPolicy } from './verify.js';
 export {
   verifySignatures,
   type SignatureInput,

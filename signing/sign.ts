@@ -5,7 +5,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { PackageReader } from '../pack/reader.js';
 import { writeSignatures } from '../pack/writer.js';
-import { SigningError } from '../spec/errors.js';
+import { PackError, SigningError } from '../spec/errors.js';
 import { signDetached } from './ed25519.js';
 import { decodeEnvelope, encodeEnvelope, PAYLOAD_TYPE, signedBytes, type SignatureEntry } from './envelope.js';
 import { writeFileAtomic } from './files.js';
@@ -117,8 +117,10 @@ export function addSignature(manifestBytes: Uint8Array, packageId: string, exist
 export interface SignOptions {
   /** Path of the `.key` file, or a key pair already loaded. */
   key: string | KeyPair;
-  /** Output path; default: replace the package in place (atomically). */
+  /** Output path; default: replace the package in place (atomically, keeping its mode; a link is written through). */
   out?: string;
+  /** Replace an existing `out` that is not the package itself. */
+  force?: boolean;
   /** Passphrase of the key file; undefined asks when needed. */
   passphrase?: string | null;
   /** Check every payload digest before signing (default true): never sign a broken package. */
@@ -136,8 +138,16 @@ export interface SignResult {
   dropped: string[];
 }
 
+/** An output other than the package itself must not exist (`force` replaces it). */
+async function refuseExisting(pkgPath: string, out: string): Promise<void> {
+  const [a, b] = await Promise.all([stat(pkgPath), stat(out).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? null : Promise.reject(e)))]);
+  if (b && (a.ino !== b.ino || a.dev !== b.dev)) throw new PackError('E_PACK_OUTPUT_EXISTS', `${out} already exists (pass --force to replace it)`, { path: out });
+}
+
 /** Adds (or replaces) this key's signature. The package id and every other byte range stay the same. */
 export async function sign(pkgPath: string, options: SignOptions): Promise<SignResult> {
+  // Before the passphrase prompt and the digest pass: nothing to do if the output is refused.
+  if (options.out !== undefined && !options.force) await refuseExisting(pkgPath, options.out);
   const key = typeof options.key === 'string' ? await loadSigningKey(options.key, { passphrase: options.passphrase }) : options.key;
   const reader = await PackageReader.open(pkgPath);
   try {

@@ -4,12 +4,13 @@
  * hosts without a file system. A damaged state file is an error (E_POLICY_STATE), never silently
  * reset: resetting it would re-open exactly the downgrade it exists to stop.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { canonicalize, parseStrictJson, type Json } from '../spec/canonical.js';
 import { SigningError, XpkgError } from '../spec/errors.js';
 import { writeFileAtomic } from './files.js';
+import { withFileLock, type LockOptions } from './lock.js';
 
 export const STATE_DIR_ENV = 'XPKG_STATE_DIR';
 export const ROLLBACK_FILE = 'rollback.json';
@@ -94,6 +95,25 @@ export function encodeRollbackState(table: Table): string {
   return `${canonicalize({ format: ROLLBACK_FORMAT, highest })}\n`;
 }
 
+/**
+ * `mkdir -p` by hand: Node's recursive mkdir loops forever where mkdir answers ENOENT under a
+ * parent that exists (procfs, sysfs), so each level is tried once and that answer is final.
+ */
+async function makeDirs(dir: string, mode: number): Promise<void> {
+  try {
+    await mkdir(dir, { mode });
+    return;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'EEXIST' && (await stat(dir)).isDirectory()) return;
+    if (err.code !== 'ENOENT' || dirname(dir) === dir) throw e;
+  }
+  await makeDirs(dirname(dir), mode);
+  await mkdir(dir, { mode }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EEXIST') throw e;
+  });
+}
+
 async function readTable(path: string): Promise<Table> {
   let bytes: Buffer;
   try {
@@ -112,12 +132,13 @@ export class FileRollbackStore implements RollbackStore {
     readonly dir: string,
     readonly location: string,
     private table: Table,
+    private readonly lock: LockOptions,
   ) {}
 
-  /** Reads `<dir>/rollback.json` (absent means empty). */
-  static async open(dir: string = defaultStateDir()): Promise<FileRollbackStore> {
+  /** Reads `<dir>/rollback.json` (absent means empty). `lock` bounds the wait for other writers. */
+  static async open(dir: string = defaultStateDir(), lock: LockOptions = {}): Promise<FileRollbackStore> {
     const path = join(dir, ROLLBACK_FILE);
-    return new FileRollbackStore(dir, path, await readTable(path));
+    return new FileRollbackStore(dir, path, await readTable(path), lock);
   }
 
   highest(keyid: string, name: string): number | undefined {
@@ -125,27 +146,28 @@ export class FileRollbackStore implements RollbackStore {
   }
 
   /**
-   * Re-reads the file, merges (maximum wins) and replaces it atomically, so two verifiers that ran
-   * at once can at worst both write the same maxima; a crash leaves the old or the new file.
+   * Under `<dir>/rollback.json.lock`: re-reads the file, merges (maximum wins) and replaces it
+   * atomically, so concurrent verifiers never lose each other's records; a crash leaves the old or
+   * the new file (and a lock that the next writer breaks).
    */
   async record(updates: readonly RollbackRecord[]): Promise<void> {
     if (updates.length === 0) return;
-    try {
-      await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    } catch (e) {
+    const fail = (what: string) => (e: unknown) => {
+      if (e instanceof XpkgError) throw e;
       const err = e as NodeJS.ErrnoException;
-      throw stateError(this.location, `cannot create ${this.dir}: ${err.code ?? err.message}`, { errno: err.code });
-    }
-    const fresh = await readTable(this.location);
-    let changed = false;
-    for (const u of updates) changed = raise(fresh, u) || changed;
-    this.table = fresh;
-    if (!changed) return;
-    try {
-      await writeFileAtomic(this.location, encodeRollbackState(fresh), { mode: 0o600 });
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      throw stateError(this.location, `cannot write: ${err.code ?? err.message}`, { errno: err.code });
-    }
+      throw stateError(this.location, `${what}: ${err.code === 'ELOCKED' ? err.message : (err.code ?? err.message)}`, { errno: err.code });
+    };
+    await makeDirs(this.dir, 0o700).catch(fail(`cannot create ${this.dir}`));
+    await withFileLock(
+      `${this.location}.lock`,
+      async () => {
+        const fresh = await readTable(this.location);
+        let changed = false;
+        for (const u of updates) changed = raise(fresh, u) || changed;
+        this.table = fresh;
+        if (changed) await writeFileAtomic(this.location, encodeRollbackState(fresh), { mode: 0o600 }).catch(fail('cannot write'));
+      },
+      this.lock,
+    ).catch(fail('cannot lock'));
   }
 }

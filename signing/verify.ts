@@ -7,7 +7,7 @@ import { PackageReader } from '../pack/reader.js';
 import type { IntegrityReport, PackageReaderLike } from '../pack/types.js';
 import { UsageError } from '../spec/errors.js';
 import { assertThreshold, verifySignatures, type Downgrade, type ResolvedPolicy, type Signer, type SignatureStatus } from './policy.js';
-import { defaultStateDir, FileRollbackStore, type RollbackStore } from './state.js';
+import { defaultStateDir, FileRollbackStore, type RollbackRecord, type RollbackStore } from './state.js';
 import { loadTrustStore } from './trust.js';
 
 export interface VerifyPolicy {
@@ -35,6 +35,9 @@ export interface VerifyOptions {
    * 'full' (default) hashes every payload now. 'on-read' skips that pass: the caller promises to
    * read payloads only through `readVerified`, which checks the digest of exactly the bytes it
    * returns (the runner does this, so a 5 GiB GPU variant is not hashed to run the CPU one).
+   * Nothing is recorded in the rollback state then: the records are left in `signatures.pending`
+   * for `commitRollback` once every byte the caller uses has verified (a damaged copy of a newer
+   * release must not lock out the intact older one).
    */
   integrity?: 'full' | 'on-read';
 }
@@ -52,6 +55,8 @@ export interface SignatureSummary {
   state: string | null;
   /** Rollback records raised by this verification. */
   recorded: number;
+  /** With integrity 'on-read': the records still to raise with `commitRollback`. */
+  pending?: RollbackRecord[];
 }
 
 export interface VerifyResult {
@@ -107,7 +112,8 @@ export async function verifyReader(reader: PackageReaderLike, policy: LoadedPoli
       ? { id: reader.id, files: 0, bytes: 0, ms: 0, deferred: true as const }
       : await reader.verifyIntegrity({ onProgress: options.onProgress });
   // Only a package that checked out completely may raise the high-water mark.
-  if (report.rollbackUpdates.length) await policy.rollback!.record(report.rollbackUpdates);
+  const deferred = options.integrity === 'on-read';
+  if (report.rollbackUpdates.length && !deferred) await policy.rollback!.record(report.rollbackUpdates);
   return {
     ok: true,
     path: reader.path,
@@ -125,9 +131,27 @@ export async function verifyReader(reader: PackageReaderLike, policy: LoadedPoli
       downgrades: report.downgrades,
       expires: report.expires,
       state: report.status === 'verified' && policy.rollback ? policy.rollback.location : null,
-      recorded: report.rollbackUpdates.length,
+      recorded: deferred ? 0 : report.rollbackUpdates.length,
+      ...(deferred ? { pending: report.rollbackUpdates } : {}),
     },
   };
+}
+
+/**
+ * Raises the rollback records an 'on-read' verification left pending. Call it only once every
+ * byte in use was read through `readVerified` (the runner: after a successful run).
+ */
+export async function commitRollback(policy: LoadedPolicy, result: VerifyResult): Promise<void> {
+  const pending = result.signatures.pending;
+  if (!pending?.length) return;
+  result.signatures.pending = [];
+  try {
+    await policy.rollback!.record(pending);
+  } catch (e) {
+    result.signatures.pending = pending; // the next successful run tries again
+    throw e;
+  }
+  result.signatures.recorded += pending.length;
 }
 
 /**

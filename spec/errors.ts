@@ -82,6 +82,8 @@ const codes = {
   E_PACK_SOURCE_OUTSIDE: EXIT.pack,
   E_PACK_SOURCE_TYPE: EXIT.pack,
   E_PACK_SOURCE_CHANGED: EXIT.pack,
+  E_PACK_OUTPUT_EXISTS: EXIT.pack,
+  E_PACK_OUTPUT_SOURCE: EXIT.pack,
   // unpack (destination problems)
   E_UNPACK_LINK: EXIT.unpack,
   E_UNPACK_EXISTS: EXIT.unpack,

@@ -1,21 +1,34 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { EXIT } from '../spec/errors.js';
 import { xpkg } from './helpers/cli.js';
 import { tempDir, writeSource } from './helpers/source.js';
 
-describe('xpkg CLI (pack / inspect / verify / unpack)', () => {
+// Every test here starts CLI processes (about 1–5 s each on a loaded two-core machine).
+vi.setConfig({ testTimeout: 240_000 });
+
+/** Each test packs its own package in its own temp folder: no test depends on another's files. */
+function packed(): string {
   const src = writeSource({ 'models/net.onnx': Buffer.alloc(70_000, 3) });
   const out = join(tempDir(), 'demo.xpkg');
+  const r = xpkg(['pack', src, '-o', out]);
+  if (r.status !== 0) throw new Error(`pack failed: ${r.stderr}`);
+  return out;
+}
 
+describe('xpkg CLI (pack / inspect / verify / unpack)', () => {
   it('pack --json prints one result document and writes the package', () => {
+    const src = writeSource({ 'models/net.onnx': Buffer.alloc(70_000, 3) });
+    const out = join(tempDir(), 'demo.xpkg');
     const r = xpkg(['pack', src, '-o', out, '--json']);
     expect(r.status).toBe(0);
     expect(r.json!.result.id).toMatch(/^[0-9a-f]{64}$/);
     expect(r.json!.result.files).toBe(2);
+    expect(xpkg(['verify', out, '--allow-unsigned']).status).toBe(0);
   });
   it('inspect shows name, variants and signature status', () => {
+    const out = packed();
     const r = xpkg(['inspect', out, '--json']);
     expect(r.status).toBe(0);
     expect(r.json!.result.name).toBe('demo');
@@ -26,6 +39,7 @@ describe('xpkg CLI (pack / inspect / verify / unpack)', () => {
     expect(human.stdout).toContain('[aligned]');
   });
   it('verify --allow-unsigned passes an intact package and fails a damaged one with its code and exit status', () => {
+    const out = packed();
     expect(xpkg(['verify', out, '--allow-unsigned']).status).toBe(0);
     const bad = join(tempDir(), 'bad.xpkg');
     const bytes = readFileSync(out);
@@ -36,11 +50,13 @@ describe('xpkg CLI (pack / inspect / verify / unpack)', () => {
     expect(r.status).toBe(EXIT.integrity);
   });
   it('verify without trust or --allow-unsigned refuses an unsigned package', () => {
+    const out = packed();
     const r = xpkg(['verify', out, '--json']);
     expect(r.json!.error!.code).toBe('E_SIG_MISSING');
     expect(r.status).toBe(EXIT.signature);
   });
   it('unpack extracts verified files and a source manifest that packs back to the same bytes', () => {
+    const out = packed();
     const dest = join(tempDir(), 'x');
     const r = xpkg(['unpack', out, '-o', dest, '--json']);
     expect(r.status).toBe(0);

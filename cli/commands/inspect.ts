@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { inspectPackage, renderInspect } from '../../pack/index.js';
+import { decodeEnvelope } from '../../signing/index.js';
 import { action } from '../framework.js';
 
 export function register(program: Command): void {
@@ -9,7 +10,7 @@ export function register(program: Command): void {
     .argument('<pkg>', 'package file')
     .option('--json', 'print one JSON document on stdout');
   action<[string], { json?: boolean }>(cmd, async (_io, pkg) => {
-    const r = await inspectPackage(pkg);
+    const r = await inspectPackage(pkg, { decodeEnvelope });
     return { result: r, human: renderInspect(r) };
   });
 }

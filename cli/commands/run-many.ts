@@ -27,14 +27,17 @@ export interface InputPlan {
  */
 export async function planInputs(manifest: Manifest, flags: string[] = []): Promise<InputPlan> {
   const given = new Map<string, string[]>();
+  const declared = manifest.inputs.map((i) => `${i.name} (${i.type}${i.optional ? ', optional' : ''})`).join(', ');
   for (const f of flags) {
     const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.+)$/.exec(f);
+    // `name=` always names an input (a path holding `=` is written ./a=b.png).
+    if (m && !manifest.inputs.some((i) => i.name === m[1])) throw usage(`--input ${m[1]}=…: this package has no input ${JSON.stringify(m[1])}; its inputs are ${declared}`, { input: m[1], expected: manifest.inputs.map((i) => i.name) });
     const named = m && manifest.inputs.some((i) => i.name === m[1]) ? m[1] : undefined;
     const name = named ?? manifest.inputs.find((i) => !given.has(i.name))?.name ?? (manifest.inputs.length === 1 ? manifest.inputs[0].name : undefined);
     if (!name) throw usage(`more --input flags than the package has inputs (${manifest.inputs.map((i) => i.name).join(', ')}); use name=file`);
     given.set(name, [...(given.get(name) ?? []), named ? m![2] : f]);
   }
-  for (const i of manifest.inputs) if (!given.has(i.name) && !i.optional) throw usage(`missing --input for ${i.name} (${i.type})`);
+  for (const i of manifest.inputs) if (!given.has(i.name) && !i.optional) throw usage(`missing --input for ${i.name} (${i.type}); this package's inputs are ${declared}`);
   const plan: InputPlan = { fixed: {} };
   for (const [name, args] of given) {
     const expanded = await Promise.all(args.map(expandInputPath));

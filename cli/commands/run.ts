@@ -38,7 +38,7 @@ export function addRunOptions(cmd: Command): Command {
     .option('--state-dir <dir>', 'anti-rollback state folder')
     .option('--variant <id...>', 'force a variant (fails clearly if this host cannot run it)')
     .option('--host <file>', 'a host profile instead of detecting this machine (same as XPKG_HOST)')
-    .option('--threads <n>', 'intra-op threads per model')
+    .option('--threads <n>', 'intra-op threads per model (0: the backend chooses)')
     .option('--max-pixels <n>', 'the most pixels of one image, decoded or made by a step (default 100000000)')
     .option('--max-tensor-bytes <n>', 'the most bytes of one tensor the pipeline makes (default 1073741824, 1 GiB)')
     .option('--json', 'print one JSON document on stdout');
@@ -53,7 +53,7 @@ export function runnerOptions(o: RunFlags): RunnerOptions {
     ...(o.stateDir ? { stateDir: o.stateDir } : {}),
     ...(o.variant ? { variant: o.variant } : {}),
     ...(o.host !== undefined ? { host: o.host } : {}),
-    ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads') } : {}),
+    ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads', 0) } : {}),
     ...(o.maxPixels !== undefined || o.maxTensorBytes !== undefined
       ? { budget: { ...(o.maxPixels !== undefined ? { maxPixels: intOption(o.maxPixels, 'max-pixels') } : {}), ...(o.maxTensorBytes !== undefined ? { maxTensorBytes: intOption(o.maxTensorBytes, 'max-tensor-bytes') } : {}) } }
       : {}),

@@ -5,6 +5,7 @@ import { action, usage } from '../framework.js';
 interface SignOpts {
   key?: string;
   output?: string;
+  force?: boolean;
   json?: boolean;
 }
 
@@ -17,10 +18,11 @@ export function register(program: Command): void {
     .argument('<pkg>', 'package file')
     .requiredOption('-k, --key <file.key>', 'secret key file from xpkg keygen (passphrase from XPKG_PASSPHRASE or a prompt)')
     .option('-o, --output <file>', 'write the signed package here instead of replacing <pkg> (atomically)')
+    .option('--force', 'replace an existing --output file')
     .option('--json', 'print one JSON document on stdout');
   action<[string], SignOpts>(cmd, async (io, pkg, opts) => {
     if (!opts.key) throw usage('sign needs --key <file.key>');
-    const r = await sign(pkg, { key: opts.key, out: opts.output, onProgress: io.progress('checking') });
+    const r = await sign(pkg, { key: opts.key, out: opts.output, force: Boolean(opts.force), onProgress: io.progress('checking') });
     const lines = [
       `signed ${r.path} with key ${short(r.keyid)}${r.replaced ? ' (replaced its earlier signature)' : ''}`,
       `  id         ${r.packageId} (unchanged)`,

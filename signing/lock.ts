@@ -1,0 +1,91 @@
+/**
+ * A cross-process lock for short read-modify-write updates of a state file: an O_EXCL lock file
+ * holding the owner's pid and host name. Node has no flock(), so a crashed owner's lock is broken
+ * when its pid is gone (same host) or it is older than `staleMs`; breaking goes through a second
+ * O_EXCL file so two waiters never both break it (one would delete the lock the other just took).
+ * Waiting is bounded: after `waitMs` the caller gets an ELOCKED error.
+ */
+import { open, readFile, stat, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface LockOptions {
+  /** Longest wait for a lock held by someone else (ms). */
+  waitMs?: number;
+  /** Age after which a lock is taken to be abandoned whoever holds it (ms). */
+  staleMs?: number;
+}
+
+export const LOCK_WAIT_MS = 15_000;
+export const LOCK_STALE_MS = 10_000;
+
+async function createExclusive(path: string): Promise<boolean> {
+  try {
+    const fh = await open(path, 'wx', 0o600);
+    try {
+      await fh.writeFile(`${process.pid} ${hostname()}\n`);
+    } finally {
+      await fh.close();
+    }
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** True when the lock at `path` is gone or abandoned (owner dead on this host, or too old). */
+async function abandoned(path: string, staleMs: number): Promise<boolean> {
+  const st = await stat(path).catch(() => null);
+  if (!st) return false;
+  if (Date.now() - st.mtimeMs > staleMs) return true;
+  const [pid, host] = (await readFile(path, 'utf8').catch(() => '')).trim().split(' ');
+  return host === hostname() && /^[1-9][0-9]*$/.test(pid ?? '') && !alive(Number(pid));
+}
+
+/** Removes an abandoned lock, holding `<path>.break` so no two waiters do it at once. */
+async function breakIfAbandoned(path: string, staleMs: number): Promise<void> {
+  const guard = `${path}.break`;
+  if (!(await createExclusive(guard))) {
+    // A breaker that died inside this tiny section leaves the guard behind: it ages out.
+    const st = await stat(guard).catch(() => null);
+    if (st && Date.now() - st.mtimeMs > staleMs) await unlink(guard).catch(() => {});
+    return;
+  }
+  try {
+    if (await abandoned(path, staleMs)) await unlink(path).catch(() => {});
+  } finally {
+    await unlink(guard).catch(() => {});
+  }
+}
+
+/** Runs `fn` while holding the lock file `path`. Errors other than "held" (ENOENT, EACCES…) are thrown as they are. */
+export async function withFileLock<T>(path: string, fn: () => Promise<T>, options: LockOptions = {}): Promise<T> {
+  const waitMs = options.waitMs ?? LOCK_WAIT_MS;
+  const staleMs = options.staleMs ?? LOCK_STALE_MS;
+  const deadline = Date.now() + waitMs;
+  let delay = 2;
+  while (!(await createExclusive(path))) {
+    if (Date.now() >= deadline) {
+      const owner = (await readFile(path, 'utf8').catch(() => '')).trim();
+      throw Object.assign(new Error(`${path} is held${owner ? ` by ${owner}` : ''}`), { code: 'ELOCKED', path, owner });
+    }
+    if (await abandoned(path, staleMs)) await breakIfAbandoned(path, staleMs);
+    await sleep(delay + Math.random() * delay);
+    delay = Math.min(delay * 2, 50);
+  }
+  try {
+    return await fn();
+  } finally {
+    await unlink(path).catch(() => {});
+  }
+}
