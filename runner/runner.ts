@@ -15,7 +15,7 @@ import { defaultRegistry, type BackendRegistry } from './backends/index.js';
 import { resolveHost, type HostProfile } from './host.js';
 import { checkModelInputs, resolveBudget } from './pipeline/budget.js';
 import { runPipeline } from './pipeline/run.js';
-import { sandboxKernels } from './sandbox-kernels.js';
+import { sandboxKernelsFor } from './sandbox-kernels.js';
 import { validatePipeline } from './pipeline/validate.js';
 import { applyAttempts, loadWithFallback, selectVariants, withModel, type Precision, type Selection } from './select.js';
 import { runMany, type ManyInput, type ManyResult } from './run-many.js';
@@ -248,7 +248,7 @@ export class Runner implements AsyncDisposable {
     const policy = { ...max('memoryMiB'), ...max('timeMs'), ...max('stackKiB') };
     const assets: Record<string, Uint8Array> = {};
     for (const a of this.manifest.assets ?? []) assets[a.id] = await this.asset(a.id);
-    const sandbox = await Sandbox.create({ policy, ...(this.options.sandboxCaps ? { caps: this.options.sandboxCaps } : {}), kernels: sandboxKernels, assets });
+    const sandbox = await Sandbox.create({ policy, ...(this.options.sandboxCaps ? { caps: this.options.sandboxCaps } : {}), kernels: sandboxKernelsFor(resolveBudget(this.options.budget)), assets });
     try {
       for (const d of decls) await sandbox.load((await this.reader.readVerified(d.path)).toString('utf8'), d.path, { hooks: d.hooks });
     } catch (e) {

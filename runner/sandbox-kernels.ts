@@ -5,7 +5,11 @@
  * rest. Built here so sandbox/ stays a leaf. All are queued: a script gets result handles at once.
  * Options are plain objects; bad arguments throw NativeError, which the guest sees as an error.
  */
-import { ctcGreedyDecode, decodeDetections, nmsSync, preprocess, softmaxTopK, type PixelFormat, type ResizeSpec } from '../native/index.js';
+import { ctcGreedyDecode, decodeDetections, nmsSync, preprocess, softmaxTopK, type PixelFormat, type PreprocessOptions, type ResizeSpec } from '../native/index.js';
+import { planPreprocess } from '../native/plan.js';
+import { RunnerError } from '../spec/errors.js';
+import { DEFAULT_BUDGET, overBudget } from './pipeline/budget.js';
+import type { RunnerBudget } from './types.js';
 import { basicKernels, queued, type KernelTable, type SandboxTensor, type SandboxValue } from '../sandbox/index.js';
 
 function tensor(v: SandboxValue | undefined, what: string, type?: string): SandboxTensor {
@@ -32,11 +36,11 @@ const f32 = (dims: number[], data: Float32Array): SandboxTensor => ({ type: 'flo
 const i32 = (dims: number[], data: Int32Array): SandboxTensor => ({ type: 'int32', dims, data });
 
 /** uint8 HWC → resized uint8 HWC (area when shrinking, else bilinear); float32 images use the basic kernel. */
-async function resize(img: SandboxValue, options?: SandboxValue): Promise<SandboxTensor> {
+async function resize(budget: Required<RunnerBudget>, img: SandboxValue, options?: SandboxValue): Promise<SandboxTensor> {
   if ((img as SandboxTensor)?.type === 'float32') return basicKernels.resize(img, options ?? null) as SandboxTensor;
   const im = image(img, 'resize: image');
   const o = opts(options);
-  const r = await preprocess(im, { resize: { mode: 'stretch', width: o.width, height: o.height }, scale: 1, layout: 'nhwc', interpolation: o.interpolation ?? 'auto' });
+  const r = await preprocess(im, withinBudget(budget, im, { resize: { mode: 'stretch', width: o.width, height: o.height }, scale: 1, layout: 'nhwc', interpolation: o.interpolation ?? 'auto' }, 'resize'));
   const c = r.dims[3];
   const out = new Uint8Array(r.data.length);
   for (let i = 0; i < out.length; i++) out[i] = r.data[i] + 0.5;
@@ -47,14 +51,14 @@ async function resize(img: SandboxValue, options?: SandboxValue): Promise<Sandbo
  * uint8 HWC → float32 [1, C, H, W] (or NHWC): `(x · scale − mean) / std` (scale default 1, as the
  * basic kernel), with an optional fused `resize` (stretch / letterbox / limitSide, native ResizeSpec).
  */
-async function normalize(img: SandboxValue, options?: SandboxValue): Promise<SandboxTensor> {
+async function normalize(budget: Required<RunnerBudget>, img: SandboxValue, options?: SandboxValue): Promise<SandboxTensor> {
   if ((img as SandboxTensor)?.type === 'float32') return basicKernels.normalize(img, options ?? null) as SandboxTensor;
   const im = image(img, 'normalize: image');
   const o = opts(options);
   const resize: ResizeSpec = o.resize ?? { mode: 'stretch', width: im.width, height: im.height };
-  const r = await preprocess(im, {
+  const r = await preprocess(im, withinBudget(budget, im, {
     resize, scale: o.scale ?? 1, mean: o.mean, std: o.std, channelOrder: o.channelOrder, layout: o.layout, interpolation: o.interpolation ?? (o.resize ? 'auto' : 'bilinear'),
-  });
+  }, 'normalize'));
   return f32(r.dims, r.data as Float32Array);
 }
 
@@ -101,11 +105,33 @@ async function ctcDecode(probs: SandboxValue, options?: SandboxValue): Promise<R
   return { ids: i32([r.ids.length], r.ids), confidences: f32([r.confidences.length], r.confidences), offsets: i32([r.offsets.length], r.offsets) };
 }
 
-/** The runner's sandbox kernel table: native kernels first, the basic ones for everything else. */
+/**
+ * A script's resize/normalize allocate on the host, outside the sandbox's memory cap: the plan's
+ * output size is checked against the runner's budget before anything is allocated (the pipeline
+ * ops do the same, runner/pipeline/budget.ts).
+ */
+function withinBudget(budget: Required<RunnerBudget>, im: ReturnType<typeof image>, o: PreprocessOptions, what: string): PreprocessOptions {
+  const plan = planPreprocess(im, o);
+  const pixels = plan.dims.reduce((n, d) => n * d, 1) / plan.dims[plan.raw.nhwc ? 3 : 1];
+  const over = overBudget(budget, { pixels, bytes: plan.dims.reduce((n, d) => n * d, plan.f16 ? 2 : 4) }, `script kernel ${what} to ${plan.dims.join('×')}`);
+  if (over) throw new RunnerError('E_RUN_BUDGET', over.message, over.detail);
+  return o;
+}
+
+/** The runner's sandbox kernel table for a budget: native kernels first, the basic ones for everything else. */
+export function sandboxKernelsFor(budget: Required<RunnerBudget> = DEFAULT_BUDGET): KernelTable {
+  return Object.freeze({
+    ...sandboxKernels,
+    resize: queued((img: SandboxValue, o?: SandboxValue) => resize(budget, img, o), 'tensor'),
+    normalize: queued((img: SandboxValue, o?: SandboxValue) => normalize(budget, img, o), 'tensor'),
+  });
+}
+
+/** The kernel table with the default budget. */
 export const sandboxKernels: KernelTable = Object.freeze({
   ...basicKernels,
-  resize: queued(resize, 'tensor'),
-  normalize: queued(normalize, 'tensor'),
+  resize: queued((img: SandboxValue, o?: SandboxValue) => resize(DEFAULT_BUDGET, img, o), 'tensor'),
+  normalize: queued((img: SandboxValue, o?: SandboxValue) => normalize(DEFAULT_BUDGET, img, o), 'tensor'),
   nms: queued(nms, 'tensor'),
   decode: queued(decode, ['boxes', 'scores', 'classes']),
   argmax: queued(argmax, ['indices', 'values']),

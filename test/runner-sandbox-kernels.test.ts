@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ctcGreedyDecodeSync, decodeDetectionsSync, nmsSync, preprocessSync, softmaxTopKSync } from '../native/index.js';
 import { rng } from '../fixtures/random.js';
-import { sandboxKernels } from '../runner/sandbox-kernels.js';
+import { sandboxKernels, sandboxKernelsFor } from '../runner/sandbox-kernels.js';
 import { Sandbox, type SandboxTensor } from '../sandbox/index.js';
 
 const SCRIPT = `
@@ -78,5 +78,33 @@ describe('runner sandbox kernels', () => {
   it('bad arguments surface in the script as a catchable error', async () => {
     const b = new Float32Array([0, 0, 1, 1]);
     expect(await sb.call('bad', { boxes: { type: 'float32', dims: [1, 4], data: b }, scores: { type: 'float32', dims: [1], data: new Float32Array([1]) } })).toBe('error');
+  });
+
+  it("a script's resize/normalize are held to the runner's budget before the host allocates", async () => {
+    const huge = `export function run(input, ctx) {
+      try { ctx.kernels.normalize(input.image, { resize: { mode: 'stretch', width: 32768, height: 32768 } }).read(); return 'allocated'; }
+      catch (e) { return String(e.message); }
+    }
+    export function small(input, ctx) {
+      try { ctx.kernels.resize(input.image, { width: 40, height: 40 }).read(); return 'allocated'; } catch (e) { return String(e.message); }
+    }`;
+    const image = { type: 'uint8', dims: [1, 1, 3], data: new Uint8Array(3) } as SandboxTensor;
+    const rss = process.memoryUsage().rss;
+    const t0 = performance.now();
+    const dflt = await Sandbox.create({ kernels: sandboxKernels });
+    const tight = await Sandbox.create({ kernels: sandboxKernelsFor({ maxPixels: 1000, maxTensorBytes: 1 << 30 }) });
+    try {
+      await dflt.load(huge, 'h.js');
+      await tight.load(huge, 'h.js');
+      // 32768² float32 RGB is 12.9 GB: refused by the default budget, quickly and without the memory.
+      expect(await dflt.call('run', { image })).toMatch(/budget/);
+      expect(performance.now() - t0).toBeLessThan(10_000);
+      expect(process.memoryUsage().rss - rss).toBeLessThan(500 * 2 ** 20);
+      expect(await tight.call('small', { image })).toMatch(/maxPixels/);
+      expect(await dflt.call('small', { image })).toBe('allocated');
+    } finally {
+      dflt.close();
+      tight.close();
+    }
   });
 });
