@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <climits>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
@@ -23,6 +24,16 @@ namespace xk {
 struct KernelError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// Overflow-checked size arithmetic over non-negative int64 (element counts and byte offsets).
+inline int64_t mulSize(int64_t a, int64_t b) {
+  if (a < 0 || b < 0 || (a != 0 && b > INT64_MAX / a)) throw KernelError("size out of range");
+  return a * b;
+}
+inline int64_t addSize(int64_t a, int64_t b) {
+  if (a < 0 || b < 0 || a > INT64_MAX - b) throw KernelError("size out of range");
+  return a + b;
+}
 
 inline int hardwareThreads() {
   unsigned n = std::thread::hardware_concurrency();

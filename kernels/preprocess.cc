@@ -149,6 +149,14 @@ void runRows(const PreprocessParams& p, const Taps& tx, const Taps& ty, int64_t 
 
 }  // namespace
 
+void checkRegion(const PreprocessParams& p) {
+  if (p.planeWidth < 1 || p.planeHeight < 1) throw KernelError("output plane must be at least 1x1");
+  // In int64: roiX + roiWidth overflows int for hostile raw options.
+  if (p.roiWidth < 1 || p.roiHeight < 1 || p.roiX < 0 || p.roiY < 0 ||
+      static_cast<int64_t>(p.roiX) + p.roiWidth > p.planeWidth || static_cast<int64_t>(p.roiY) + p.roiHeight > p.planeHeight)
+    throw KernelError("resize region outside the output plane");
+}
+
 void preprocess(const PreprocessParams& p) {
   checkImage(p.src);
   const TensorOut& o = p.out;
@@ -156,10 +164,7 @@ void preprocess(const PreprocessParams& p) {
   if (o.channels != 1 && o.channels != 3) throw KernelError("output channels must be 1 or 3");
   for (int k = 0; k < o.channels; k++)
     if (o.chanMap[k] < 0 || o.chanMap[k] >= p.src.channels) throw KernelError("channel map out of range");
-  if (p.planeWidth < 1 || p.planeHeight < 1) throw KernelError("output plane must be at least 1x1");
-  if (p.roiWidth < 1 || p.roiHeight < 1 || p.roiX < 0 || p.roiY < 0 || p.roiX + p.roiWidth > p.planeWidth ||
-      p.roiY + p.roiHeight > p.planeHeight)
-    throw KernelError("resize region outside the output plane");
+  checkRegion(p);
   const Taps tx = makeTaps(p.src.width, p.roiWidth, p.interp);
   const Taps ty = makeTaps(p.src.height, p.roiHeight, p.interp);
   // ~16k output values per chunk: below that a thread costs more than it saves.
