@@ -78,8 +78,11 @@ void parallelFor(int64_t n, int threads, int64_t minPerChunk, F&& fn) {
     if (e) std::rethrow_exception(e);
 }
 
-// float -> IEEE half, round to nearest even (the same rule as F16C and the portable TypeScript).
+// float -> IEEE half bits, bit for bit native/portable/f16.ts (the one definition): round to
+// nearest even (F16C's rule), and every NaN the canonical quiet NaN 0x7e00 (F16C would keep the
+// sign and the top payload bits, which differ between platforms).
 inline uint16_t floatToHalf(float f) {
+  if (f != f) return 0x7e00u;
 #if defined(__F16C__)
   return static_cast<uint16_t>(_cvtss_sh(f, 0));
 #else
@@ -88,7 +91,7 @@ inline uint16_t floatToHalf(float f) {
   uint32_t sign = (x >> 16) & 0x8000u;
   uint32_t exp = (x >> 23) & 0xffu;
   uint32_t man = x & 0x7fffffu;
-  if (exp == 0xffu) return static_cast<uint16_t>(sign | 0x7c00u | (man ? 0x200u | (man >> 13) : 0u));
+  if (exp == 0xffu) return static_cast<uint16_t>(sign | 0x7c00u);  // NaN returned above
   int32_t e = static_cast<int32_t>(exp) - 127 + 15;
   if (e >= 0x1f) return static_cast<uint16_t>(sign | 0x7c00u);
   if (e <= 0) {

@@ -381,4 +381,4 @@ export const dbPostprocess = db.async;
 export const dbPostprocessSync = db.sync;
 
 export { yoloGrid } from './portable/grid.js';
-export { floatToHalf, halfToFloat } from './portable/f16.js';
+export { floatToHalf, floatsToHalves, halfToFloat } from './portable/f16.js';

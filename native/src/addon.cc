@@ -47,6 +47,20 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// floatToHalf(src: Float32Array, dst: Uint16Array): the kernels' float -> half conversion over an
+// array, so tests can check it against native/portable/f16.ts bit for bit. Sync only.
+Napi::Value FloatToHalf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array)
+    throw Napi::TypeError::New(env, "floatToHalf(src: Float32Array, dst: Uint16Array)");
+  Napi::Float32Array src = info[0].As<Napi::Float32Array>();
+  Napi::Uint16Array dst = info[1].As<Napi::Uint16Array>();
+  if (dst.ElementLength() < src.ElementLength()) throw Napi::RangeError::New(env, "floatToHalf: dst is shorter than src");
+  for (size_t i = 0; i < src.ElementLength(); i++) dst[i] = xk::floatToHalf(src[i]);
+  return env.Undefined();
+}
+
 // Loads the separately built CUDA library (kernels/cuda, built when nvcc exists) and asks it for
 // devices. The addon itself never links CUDA, so a host without the toolkit still loads it.
 Napi::Value CudaProbe(const Napi::CallbackInfo& info) {
@@ -85,6 +99,7 @@ Napi::Value CudaProbe(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   exports.Set("cudaProbe", Napi::Function::New(env, CudaProbe, "cudaProbe"));
+  exports.Set("floatToHalf", Napi::Function::New(env, FloatToHalf, "floatToHalf"));
   registerImage(env, exports);
   registerDetect(env, exports);
   registerClassify(env, exports);
