@@ -40,7 +40,7 @@ const KERNELS = Object.keys(BASE) as (keyof Kernels)[];
 function hostileArrays(v: ArrayBufferView & { length: number }): unknown[] {
   const Ctor = v.constructor as new (n: number | ArrayBuffer, o?: number, l?: number) => ArrayBufferView;
   const detached = new (Ctor as new (n: number) => ArrayBufferView)(v.length);
-  structuredClone(detached.buffer, { transfer: [detached.buffer] });
+  structuredClone(detached.buffer, { transfer: [detached.buffer as ArrayBuffer] });
   const big = new ArrayBuffer((v.length + 8) * (v as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT);
   return [new Ctor(0), new Ctor(1), new Ctor(Math.max(0, v.length - 1)), detached, new Ctor(big, 8 * (v as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT, Math.max(0, v.length - 2)), new Float64Array(v.length), [1, 2, 3], null, 7];
 }
