@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
@@ -110,6 +111,24 @@ inline uint16_t floatToHalf(float f) {
   return static_cast<uint16_t>(half);
 #endif
 }
+
+// The SIMD level the dispatched kernels (NMS) run at, chosen once from the CPU: 2 AVX-512F, 1 AVX2,
+// 0 neither (or not x86). XPKG_NATIVE_SIMD=baseline|avx2 caps it, standing in for an older CPU.
+inline int simdSupport() {
+  static const int level = [] {
+    int l = 0;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) l = __builtin_cpu_supports("avx512f") ? 2 : 1;
+#endif
+    const char* cap = std::getenv("XPKG_NATIVE_SIMD");
+    if (cap && std::strcmp(cap, "baseline") == 0) l = 0;
+    if (cap && std::strcmp(cap, "avx2") == 0 && l > 1) l = 1;
+    return l;
+  }();
+  return level;
+}
+inline const char* simdName(int level) { return level == 2 ? "avx512" : level == 1 ? "avx2" : "baseline"; }
 
 // SIMD level this translation unit was compiled for (from the compiler's target macros).
 inline const char* simdLevel() {
