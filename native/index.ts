@@ -6,7 +6,10 @@
  * object (plan.ts); the same object goes to the addon (native/build/Release/xpkg_native.node,
  * sources in native/src and kernels/) or, when the addon is missing, to the portable TypeScript
  * kernels (native/portable, also the browser path), after a one-line warning on stderr.
- * Environment: XPKG_NATIVE=portable|native forces a backend; XPKG_NATIVE_PATH names the .node file.
+ * Environment: XPKG_NATIVE=portable|native forces a backend; XPKG_NATIVE_PATH names the .node file;
+ * XPKG_NATIVE_SIMD=baseline|avx2 caps the CPU features used (as if the CPU were older).
+ * Async calls copy their inputs and write their outputs through native scratch (native/src/util.h):
+ * a buffer detached while a worker runs is never read or written; sync calls work in place.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
