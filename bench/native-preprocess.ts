@@ -6,7 +6,7 @@
  * Run: npx tsx bench/native-preprocess.ts [iterations]
  */
 import sharp from 'sharp';
-import { nativeInfo, preprocessSync, setNativeBackend, type PreprocessOptions } from '../native/index.js';
+import { nativeInfo, preprocess, preprocessSync, setNativeBackend, type PreprocessOptions } from '../native/index.js';
 
 const W = 1920, H = 1080, S = 640;
 const iterations = Number(process.argv[2] ?? 40);
@@ -20,6 +20,9 @@ for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
   rgba[i + 3] = 255;
 }
 const image = { data: rgba, width: W, height: H, format: 'rgba' as const };
+const rgb = new Uint8Array(W * H * 3);
+for (let p = 0; p < W * H; p++) rgb.set(rgba.subarray(4 * p, 4 * p + 3), 3 * p);
+const imageRgb = { data: rgb, width: W, height: H, format: 'rgb' as const };
 const opts: PreprocessOptions = { resize: { mode: 'letterbox', width: S, height: S }, interpolation: 'bilinear' };
 const out = new Float32Array(3 * S * S);
 
@@ -82,6 +85,10 @@ const rows = [
   await time('native (auto: area for 3x shrink)', () => preprocessSync(image, { ...opts, interpolation: 'auto', out })),
   await time('native bilinear', () => preprocessSync(image, { ...opts, out })),
   await time('native bilinear, 1 thread', () => preprocessSync(image, { ...opts, out, threads: 1 })),
+  // Async calls copy the input into native memory and the output back (issue 10: a buffer detached
+  // while a worker runs must not be read); these rows show what that costs on 1080p RGB.
+  await time('native bilinear, RGB source, sync (in place)', () => preprocessSync(imageRgb, { ...opts, out })),
+  await time('native bilinear, RGB source, async (copies in and out)', () => preprocess(imageRgb, { ...opts, out })),
 ];
 setNativeBackend('portable');
 rows.push(await time('portable TS kernel', () => preprocessSync(image, { ...opts, out })));

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
@@ -23,6 +25,16 @@ namespace xk {
 struct KernelError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// Overflow-checked size arithmetic over non-negative int64 (element counts and byte offsets).
+inline int64_t mulSize(int64_t a, int64_t b) {
+  if (a < 0 || b < 0 || (a != 0 && b > INT64_MAX / a)) throw KernelError("size out of range");
+  return a * b;
+}
+inline int64_t addSize(int64_t a, int64_t b) {
+  if (a < 0 || b < 0 || a > INT64_MAX - b) throw KernelError("size out of range");
+  return a + b;
+}
 
 inline int hardwareThreads() {
   unsigned n = std::thread::hardware_concurrency();
@@ -67,8 +79,11 @@ void parallelFor(int64_t n, int threads, int64_t minPerChunk, F&& fn) {
     if (e) std::rethrow_exception(e);
 }
 
-// float -> IEEE half, round to nearest even (the same rule as F16C and the portable TypeScript).
+// float -> IEEE half bits, bit for bit native/portable/f16.ts (the one definition): round to
+// nearest even (F16C's rule), and every NaN the canonical quiet NaN 0x7e00 (F16C would keep the
+// sign and the top payload bits, which differ between platforms).
 inline uint16_t floatToHalf(float f) {
+  if (f != f) return 0x7e00u;
 #if defined(__F16C__)
   return static_cast<uint16_t>(_cvtss_sh(f, 0));
 #else
@@ -77,7 +92,7 @@ inline uint16_t floatToHalf(float f) {
   uint32_t sign = (x >> 16) & 0x8000u;
   uint32_t exp = (x >> 23) & 0xffu;
   uint32_t man = x & 0x7fffffu;
-  if (exp == 0xffu) return static_cast<uint16_t>(sign | 0x7c00u | (man ? 0x200u | (man >> 13) : 0u));
+  if (exp == 0xffu) return static_cast<uint16_t>(sign | 0x7c00u);  // NaN returned above
   int32_t e = static_cast<int32_t>(exp) - 127 + 15;
   if (e >= 0x1f) return static_cast<uint16_t>(sign | 0x7c00u);
   if (e <= 0) {
@@ -96,6 +111,24 @@ inline uint16_t floatToHalf(float f) {
   return static_cast<uint16_t>(half);
 #endif
 }
+
+// The SIMD level the dispatched kernels (NMS) run at, chosen once from the CPU: 2 AVX-512F, 1 AVX2,
+// 0 neither (or not x86). XPKG_NATIVE_SIMD=baseline|avx2 caps it, standing in for an older CPU.
+inline int simdSupport() {
+  static const int level = [] {
+    int l = 0;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) l = __builtin_cpu_supports("avx512f") ? 2 : 1;
+#endif
+    const char* cap = std::getenv("XPKG_NATIVE_SIMD");
+    if (cap && std::strcmp(cap, "baseline") == 0) l = 0;
+    if (cap && std::strcmp(cap, "avx2") == 0 && l > 1) l = 1;
+    return l;
+  }();
+  return level;
+}
+inline const char* simdName(int level) { return level == 2 ? "avx512" : level == 1 ? "avx2" : "baseline"; }
 
 // SIMD level this translation unit was compiled for (from the compiler's target macros).
 inline const char* simdLevel() {

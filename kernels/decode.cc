@@ -14,6 +14,22 @@ struct Candidates {
   std::vector<int32_t> classes, anchors;
 };
 
+// The class sweep of attribute-major heads (classes x anchors, the hot loop) vectorises; the build
+// targets a baseline CPU, so on x86 Linux GCC also compiles AVX2 and AVX-512 clones of it, picked
+// once at load by CPU (ifunc). Compares and selects only: the result is the same on every clone.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define XK_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define XK_CLONES
+#endif
+XK_CLONES void sweepClasses(const float* d, int64_t n, int first, int nc, int a0, int len, float* best, int32_t* arg) {
+  for (int c = 0; c < nc; c++) {
+    const float* row = d + static_cast<int64_t>(first + c) * n + a0;
+    for (int i = 0; i < len; i++)
+      if (row[i] > best[i]) best[i] = row[i], arg[i] = c;
+  }
+}
+
 // Best class and score of anchors [a0, a1) of one image, then box decode for those passing.
 void decodeRange(const DecodeParams& p, const float* d, int a0, int a1, Candidates& out) {
   const int n = p.anchors, first = p.objectness ? 5 : 4, nc = p.attrs - first;
@@ -25,11 +41,7 @@ void decodeRange(const DecodeParams& p, const float* d, int a0, int a1, Candidat
   };
   if (p.attrsFirst) {
     // Attribute-major: sweep each class row across the anchors (contiguous, vectorisable).
-    for (int c = 0; c < nc; c++) {
-      const float* row = d + static_cast<int64_t>(first + c) * n + a0;
-      for (int i = 0; i < len; i++)
-        if (row[i] > best[i]) best[i] = row[i], arg[i] = c;
-    }
+    sweepClasses(d, n, first, nc, a0, len, best.data(), arg.data());
   } else {
     for (int i = 0; i < len; i++) {
       const float* row = d + static_cast<int64_t>(a0 + i) * p.attrs + first;

@@ -30,7 +30,7 @@
 namespace xk {
 namespace {
 
-#if defined(XK_NMS_AVX512) || defined(XK_NMS_AVX2)
+#if defined(XK_NMS_X86)
 
 // The kept box of a pass. Modes of the IoU test: 0 thr == 0 (suppressed iff intersecting);
 // 1 the float margin test (thr in [2^-20, 1)); 2 every intersecting lane exact (0 < thr < 2^-20);
@@ -54,13 +54,8 @@ inline void pickBest(const float* bv, const int32_t* bx, int lanes, float* bs, i
   *bs = bv[at], *bi = bx[at];
 }
 
-#if defined(XK_NMS_AVX512)
-constexpr int kLanes = 16;
-#else
-constexpr int kLanes = 8;
-#endif
-
-// Marks slots [0, n) live and the rest of their last block dead.
+// Marks slots [0, n) live and the rest of their last block dead (kLanes: 16 AVX-512, 8 AVX2).
+template <int kLanes>
 inline void resetAlive(Work& w, int n) {
   uint16_t* a = w.alive.data();
   for (int b = 0; b < n / kLanes; b++) a[b] = static_cast<uint16_t>((1u << kLanes) - 1);
@@ -71,10 +66,8 @@ inline void resetAlive(Work& w, int n) {
 // and finds the best survivor (*bs, *bi); it returns the live count. Dead slots cost a little
 // until a compacting pass (Compact) moves the survivors to the front, in order (writes never pass
 // reads), so compaction, the dearest part, runs only when enough slots are dead.
-#if defined(XK_NMS_AVX512)
-
 template <bool Aware, int Mode, bool Compact>
-int pass(Work& w, const NmsParams& p, int len, const Pivot& k, float* bs, int32_t* bi) {
+XK_TARGET_AVX512 int pass512(Work& w, const NmsParams& p, int len, const Pivot& k, float* bs, int32_t* bi) {
   float *X1 = w.x1.data(), *Y1 = w.y1.data(), *X2 = w.x2.data(), *Y2 = w.y2.data(), *AR = w.area.data(), *S = w.score.data();
   int32_t *ID = w.id.data(), *CL = w.cls.data();
   uint16_t* alive = w.alive.data();
@@ -133,7 +126,7 @@ int pass(Work& w, const NmsParams& p, int len, const Pivot& k, float* bs, int32_
     bestI = _mm512_mask_mov_epi32(bestI, better, id);
     wp += __builtin_popcount(keep);
   }
-  if (Compact) resetAlive(w, wp);
+  if (Compact) resetAlive<16>(w, wp);
   if (wp == 0) return 0;
   alignas(64) float bv[16];
   alignas(64) int32_t bx[16];
@@ -142,12 +135,10 @@ int pass(Work& w, const NmsParams& p, int len, const Pivot& k, float* bs, int32_
   pickBest(bv, bx, 16, bs, bi);
   return wp;
 }
-#else
 // AVX2: 8 lanes; masks as bits, compaction by a permutation from the table, full-vector stores
 // (at wp <= r, so they only overwrite lanes already read).
-
 template <bool Aware, int Mode, bool Compact>
-int pass(Work& w, const NmsParams& p, int len, const Pivot& k, float* bs, int32_t* bi) {
+XK_TARGET_AVX2 int pass256(Work& w, const NmsParams& p, int len, const Pivot& k, float* bs, int32_t* bi) {
   float *X1 = w.x1.data(), *Y1 = w.y1.data(), *X2 = w.x2.data(), *Y2 = w.y2.data(), *AR = w.area.data(), *S = w.score.data();
   int32_t *ID = w.id.data(), *CL = w.cls.data();
   uint16_t* alive = w.alive.data();
@@ -190,7 +181,7 @@ int pass(Work& w, const NmsParams& p, int len, const Pivot& k, float* bs, int32_
     if (Mode == 3) keep &= ~_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(id, kid)));
     const __m256 s = _mm256_loadu_ps(S + r);
     if (Compact) {
-      const __m256i perm = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(kCompact.v[keep])));
+      const __m256i perm = compactPerm(keep);
       _mm256_storeu_ps(X1 + wp, _mm256_permutevar8x32_ps(x1, perm));
       _mm256_storeu_ps(Y1 + wp, _mm256_permutevar8x32_ps(y1, perm));
       _mm256_storeu_ps(X2 + wp, _mm256_permutevar8x32_ps(x2, perm));
@@ -208,7 +199,7 @@ int pass(Work& w, const NmsParams& p, int len, const Pivot& k, float* bs, int32_
     bestI = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(bestI), _mm256_castsi256_ps(id), better));
     wp += __builtin_popcount(static_cast<unsigned>(keep));
   }
-  if (Compact) resetAlive(w, wp);
+  if (Compact) resetAlive<8>(w, wp);
   if (wp == 0) return 0;
   alignas(32) float bv[8];
   alignas(32) int32_t bx[8];
@@ -217,16 +208,22 @@ int pass(Work& w, const NmsParams& p, int len, const Pivot& k, float* bs, int32_
   pickBest(bv, bx, 8, bs, bi);
   return wp;
 }
-#endif
 
-template <bool Aware, int Mode>
+// One pass at SIMD level L (2 AVX-512, 1 AVX2).
+template <int L, bool Aware, int Mode, bool Compact>
+inline int pass(Work& w, const NmsParams& p, int len, const Pivot& k, float* bs, int32_t* bi) {
+  return L == 2 ? pass512<Aware, Mode, Compact>(w, p, len, k, bs, bi) : pass256<Aware, Mode, Compact>(w, p, len, k, bs, bi);
+}
+
+template <int L, bool Aware, int Mode>
 int forwardLoop(Work& w, const NmsParams& p, int len, size_t limit) {
-  resetAlive(w, len);
+  constexpr int kLanes = L == 2 ? 16 : 8;
+  resetAlive<kLanes>(w, len);
   // A first pass with a box that meets nothing finds the best candidate.
   Pivot k{{INFINITY, INFINITY, -INFINITY, -INFINITY}, 0, -1, 0};
   float bs = 0;
   int32_t bi = -1;
-  int live = pass<Aware, Mode, false>(w, p, len, k, &bs, &bi);
+  int live = pass<L, Aware, Mode, false>(w, p, len, k, &bs, &bi);
   const int64_t m0 = len;
   int64_t spent = 0;
   int weak = 0;
@@ -238,9 +235,9 @@ int forwardLoop(Work& w, const NmsParams& p, int len, size_t limit) {
     const int before = live;
     spent += len;
     if ((len - live) * kCompactDead > len) {
-      live = len = pass<Aware, Mode, true>(w, p, len, k, &bs, &bi);
+      live = len = pass<L, Aware, Mode, true>(w, p, len, k, &bs, &bi);
     } else {
-      live = pass<Aware, Mode, false>(w, p, len, k, &bs, &bi);
+      live = pass<L, Aware, Mode, false>(w, p, len, k, &bs, &bi);
     }
     // Passes over a long list that sweep up little: the grid phase does better per candidate.
     if (before > 1024 && (before - live) * 64 < before) weak++;
@@ -259,16 +256,20 @@ int suppressForward(Work& w, const NmsParams& p, int nLive, size_t limit) {
   if (nLive == 0) return 0;
   const double thr = p.iouThreshold;
   const int mode = thr == 0 ? 0 : thr < 1.0 / (1 << 20) ? 2 : thr < 1 ? 1 : 3;
-  auto run = [&](auto aware) {
+  auto run = [&](auto level, auto aware) {
+    constexpr int L = decltype(level)::value;
     constexpr bool A = decltype(aware)::value;
     switch (mode) {
-      case 0: return forwardLoop<A, 0>(w, p, nLive, limit);
-      case 1: return forwardLoop<A, 1>(w, p, nLive, limit);
-      case 2: return forwardLoop<A, 2>(w, p, nLive, limit);
-      default: return forwardLoop<A, 3>(w, p, nLive, limit);
+      case 0: return forwardLoop<L, A, 0>(w, p, nLive, limit);
+      case 1: return forwardLoop<L, A, 1>(w, p, nLive, limit);
+      case 2: return forwardLoop<L, A, 2>(w, p, nLive, limit);
+      default: return forwardLoop<L, A, 3>(w, p, nLive, limit);
     }
   };
-  return p.classes ? run(std::true_type()) : run(std::false_type());
+  using Avx512 = std::integral_constant<int, 2>;
+  using Avx2 = std::integral_constant<int, 1>;
+  if (nmsSimd() == 2) return p.classes ? run(Avx512(), std::true_type()) : run(Avx512(), std::false_type());
+  return p.classes ? run(Avx2(), std::true_type()) : run(Avx2(), std::false_type());
 }
 
 #else

@@ -57,6 +57,21 @@ Taps makeTaps(int srcSize, int dstSize, Interp interp) {
 
 namespace {
 
+// The vertical pass (b = w * row, or b += w * row) is the vectorising loop; the build targets a
+// baseline CPU, so on x86 Linux GCC also compiles AVX2 and AVX-512 clones, picked once at load by
+// CPU (ifunc). Element-wise multiply and add without contraction: every clone gives the same bits.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define XK_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define XK_CLONES
+#endif
+XK_CLONES void blendRow(float* __restrict b, const uint8_t* __restrict r, float w, int len, bool first) {
+  if (first)
+    for (int i = 0; i < len; i++) b[i] = w * static_cast<float>(r[i]);
+  else
+    for (int i = 0; i < len; i++) b[i] += w * static_cast<float>(r[i]);
+}
+
 template <class OutT>
 inline void put(OutT* dst, int64_t i, float v);
 template <>
@@ -107,16 +122,8 @@ void runRows(const PreprocessParams& p, const Taps& tx, const Taps& ty, int64_t 
     const float* wy = &ty.w[static_cast<size_t>(oy) * ty.maxTaps];
     // Vertical pass: blend the contributing source rows into one float row (vectorises well).
     float* b = buf.data();
-    {
-      const uint8_t* r = im.data + static_cast<int64_t>(s) * im.stride + static_cast<int64_t>(x0) * C;
-      const float w = wy[0];
-      for (int i = 0; i < len; i++) b[i] = w * static_cast<float>(r[i]);
-    }
-    for (int k = 1; k < cnt; k++) {
-      const uint8_t* r = im.data + static_cast<int64_t>(s + k) * im.stride + static_cast<int64_t>(x0) * C;
-      const float w = wy[k];
-      for (int i = 0; i < len; i++) b[i] += w * static_cast<float>(r[i]);
-    }
+    for (int k = 0; k < cnt; k++)
+      blendRow(b, im.data + static_cast<int64_t>(s + k) * im.stride + static_cast<int64_t>(x0) * C, wy[k], len, k == 0);
     pad(0, p.roiX);
     // Horizontal pass + normalise + layout.
     const int n = tx.maxTaps;
@@ -149,6 +156,14 @@ void runRows(const PreprocessParams& p, const Taps& tx, const Taps& ty, int64_t 
 
 }  // namespace
 
+void checkRegion(const PreprocessParams& p) {
+  if (p.planeWidth < 1 || p.planeHeight < 1) throw KernelError("output plane must be at least 1x1");
+  // In int64: roiX + roiWidth overflows int for hostile raw options.
+  if (p.roiWidth < 1 || p.roiHeight < 1 || p.roiX < 0 || p.roiY < 0 ||
+      static_cast<int64_t>(p.roiX) + p.roiWidth > p.planeWidth || static_cast<int64_t>(p.roiY) + p.roiHeight > p.planeHeight)
+    throw KernelError("resize region outside the output plane");
+}
+
 void preprocess(const PreprocessParams& p) {
   checkImage(p.src);
   const TensorOut& o = p.out;
@@ -156,10 +171,7 @@ void preprocess(const PreprocessParams& p) {
   if (o.channels != 1 && o.channels != 3) throw KernelError("output channels must be 1 or 3");
   for (int k = 0; k < o.channels; k++)
     if (o.chanMap[k] < 0 || o.chanMap[k] >= p.src.channels) throw KernelError("channel map out of range");
-  if (p.planeWidth < 1 || p.planeHeight < 1) throw KernelError("output plane must be at least 1x1");
-  if (p.roiWidth < 1 || p.roiHeight < 1 || p.roiX < 0 || p.roiY < 0 || p.roiX + p.roiWidth > p.planeWidth ||
-      p.roiY + p.roiHeight > p.planeHeight)
-    throw KernelError("resize region outside the output plane");
+  checkRegion(p);
   const Taps tx = makeTaps(p.src.width, p.roiWidth, p.interp);
   const Taps ty = makeTaps(p.src.height, p.roiHeight, p.interp);
   // ~16k output values per chunk: below that a thread costs more than it saves.

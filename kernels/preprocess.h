@@ -36,6 +36,8 @@ struct PreprocessParams {
   int threads = 1;
 };
 
+// Throws unless the resize region lies inside the output plane.
+void checkRegion(const PreprocessParams& p);
 void preprocess(const PreprocessParams& p);
 
 }  // namespace xk

@@ -141,6 +141,7 @@ DbResult dbPostprocess(const DbParams& p) {
   const int W = p.width, H = p.height;
   const int64_t n = static_cast<int64_t>(W) * H;
   if (n == 0) return out;
+  if (n > INT32_MAX) throw KernelError("probability map over 2^31 - 1 pixels");  // int32 pixel indices below
   if (!p.prob) throw KernelError("probability map is null");
   std::vector<uint8_t> mask(static_cast<size_t>(n));
   parallelFor(n, p.threads, 65536, [&](int64_t a, int64_t b) {

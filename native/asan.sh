@@ -11,7 +11,7 @@ inc=$(node -p "require('node-addon-api').include_dir")
 nodeinc=${npm_config_nodedir:-$(dirname "$(dirname "$(command -v node)")")}/include/node
 [ -d "$nodeinc" ] || nodeinc=$(node -p "require('path').join(process.execPath, '../../include/node')")
 g++ -std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
-  -ffp-contract=off -march="${XPKG_NATIVE_MARCH:-native}" -fPIC -shared -pthread \
+  -ffp-contract=off -march="${XPKG_NATIVE_MARCH:-x86-64-v2}" -fPIC -shared -pthread \
   -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -I"$inc" -I"$nodeinc" -Ikernels \
   native/src/*.cc kernels/*.cc -o "$out/xpkg_native.node" -ldl
 asan=$(g++ -print-file-name=libasan.so)

@@ -1,10 +1,11 @@
 {
   # xpkg native kernels. Built by `npm ci` through node-gyp; kernels/ holds the portable C++17
-  # sources shared with the ASan build (asan.sh). XPKG_NATIVE_MARCH picks the x86 target
-  # (default "native": the machine that installs is the one that runs; set e.g. x86-64-v2 when
-  # building an image for other hosts).
+  # sources shared with the ASan build (asan.sh). XPKG_NATIVE_MARCH picks the x86 target; the
+  # default x86-64-v2 (SSE4.2, 2009 on) runs on any x86-64 host an image may land on, and the AVX2 /
+  # AVX-512 paths are chosen at run time (kernels/common.h simdSupport). A build for a newer target
+  # (e.g. "native") records its ISA; native/index.ts refuses it on a CPU that lacks any of it.
   "variables": {
-    "xpkg_march%": "<!(node -p \"process.env.XPKG_NATIVE_MARCH || 'native'\")"
+    "xpkg_march%": "<!(node -p \"process.env.XPKG_NATIVE_MARCH || 'x86-64-v2'\")"
   },
   "targets": [
     {

@@ -13,7 +13,9 @@ export type Prepared<R> = { kernel: keyof Kernels; raw: unknown; then: (r: any) 
 function wrap(kernel: string, e: unknown, site: Error | undefined): NativeError {
   if (e instanceof NativeError) return e;
   const message = e instanceof Error ? e.message : String(e);
-  const err = new NativeError('E_NATIVE_KERNEL', `${kernel}: ${message}`, { kernel }, { cause: e });
+  // The addon codes a detached or shrunk buffer (the caller's argument) itself; the rest are kernel errors.
+  const code = (e as { code?: unknown } | null)?.code === 'E_NATIVE_ARGUMENT' ? 'E_NATIVE_ARGUMENT' : 'E_NATIVE_KERNEL';
+  const err = new NativeError(code, `${kernel}: ${message}`, { kernel }, { cause: e });
   const stack = site?.stack;
   if (stack) err.stack = `${err.name}: ${err.message}\n${stack.split('\n').slice(2).join('\n')}`;
   return err;

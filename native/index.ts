@@ -6,9 +6,12 @@
  * object (plan.ts); the same object goes to the addon (native/build/Release/xpkg_native.node,
  * sources in native/src and kernels/) or, when the addon is missing, to the portable TypeScript
  * kernels (native/portable, also the browser path), after a one-line warning on stderr.
- * Environment: XPKG_NATIVE=portable|native forces a backend; XPKG_NATIVE_PATH names the .node file.
+ * Environment: XPKG_NATIVE=portable|native forces a backend; XPKG_NATIVE_PATH names the .node file;
+ * XPKG_NATIVE_SIMD=baseline|avx2 caps the CPU features used (as if the CPU were older).
+ * Async calls copy their inputs and write their outputs through native scratch (native/src/util.h):
+ * a buffer detached while a worker runs is never read or written; sync calls work in place.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -132,12 +135,12 @@ export interface Kernels {
   ctcGreedy: Call<RawCtc, RawCtcResult>; dbPostprocess: Call<RawDb, RawDbResult>;
 }
 interface Addon extends Kernels {
-  buildInfo(): { abi: number; simd: string; f16c: boolean; threads: number; compiler: string; sanitized: boolean };
+  buildInfo(): { abi: number; simd: string; buildSimd: string; isa: string; f16c: boolean; threads: number; compiler: string; sanitized: boolean };
   cudaProbe(path: string): { loaded: boolean; devices: number; error?: string };
 }
 
 // ---- loading ----------------------------------------------------------------------------------
-const ABI = 1;
+const ABI = 2;
 const here = dirname(fileURLToPath(import.meta.url));
 const CUDA_LIB = [join(here, 'build-cuda/libxpkg_cuda.so'), join(here, '../../native/build-cuda/libxpkg_cuda.so')].find((p) => existsSync(p)) ?? join(here, 'build-cuda/libxpkg_cuda.so');
 let addon: Addon | null | undefined;
@@ -158,6 +161,11 @@ function load(): Addon | null {
     loadError = `${paths[0]} not found (not built: run \`npm rebuild xpkg\` or \`npx node-gyp rebuild --directory=native\`)`;
     return null;
   }
+  const lacking = missingIsa(found);
+  if (lacking.length) {
+    loadError = `${found}: built for x86 features this CPU lacks (${lacking.join(', ')}); rebuild it (the default XPKG_NATIVE_MARCH=x86-64-v2 runs on any x86-64 host)`;
+    return null;
+  }
   try {
     const a = createRequire(import.meta.url)(found) as Addon;
     const abi = a.buildInfo().abi;
@@ -168,6 +176,36 @@ function load(): Addon | null {
     loadError = `${found}: ${e instanceof Error ? e.message : String(e)}`;
   }
   return addon;
+}
+
+// The x86-64-v2 features: what XPKG_NATIVE_SIMD=baseline leaves a CPU (an older one, for tests).
+const V2 = new Set(['sse', 'sse2', 'sse3', 'pni', 'ssse3', 'sse4_1', 'sse4_2', 'popcnt', 'cx16', 'lahf_lm', 'mmx', 'fxsr']);
+
+/**
+ * Features the addon at `path` was compiled to use (its xpkg-native-isa marker) that this CPU
+ * lacks, read from the file before loading it: code built for a newer CPU can fault with SIGILL
+ * anywhere, even while loading. Linux x86 only (elsewhere the build targets its own host).
+ */
+export function missingIsa(path: string, cpuFlags = cpuFeatures(), cap = process.env.XPKG_NATIVE_SIMD): string[] {
+  if (!cpuFlags) return [];
+  const bytes = readFileSync(path);
+  const need = new Set<string>();
+  for (let at = bytes.indexOf('xpkg-native-isa:'); at >= 0; at = bytes.indexOf('xpkg-native-isa:', at + 1)) {
+    const end = bytes.indexOf(';', at);
+    for (const f of bytes.subarray(at + 16, end < 0 ? at + 16 : end).toString('latin1').split(',')) if (/^[a-z0-9_]+$/.test(f)) need.add(f);
+  }
+  const has = (f: string) => cpuFlags.has(f) && (cap === 'baseline' ? V2.has(f) : cap === 'avx2' ? !f.startsWith('avx512') : true);
+  return [...need].filter((f) => !has(f));
+}
+
+function cpuFeatures(): Set<string> | undefined {
+  if (process.platform !== 'linux' || (process.arch !== 'x64' && process.arch !== 'ia32')) return undefined;
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'latin1').split('\n').find((l) => l.startsWith('flags'));
+    return line ? new Set(line.slice(line.indexOf(':') + 1).trim().split(/\s+/)) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function kernels(): Kernels {
@@ -381,4 +419,4 @@ export const dbPostprocess = db.async;
 export const dbPostprocessSync = db.sync;
 
 export { yoloGrid } from './portable/grid.js';
-export { floatToHalf, halfToFloat } from './portable/f16.js';
+export { floatToHalf, floatsToHalves, halfToFloat } from './portable/f16.js';

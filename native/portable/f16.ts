@@ -1,17 +1,19 @@
 /**
- * float32 -> IEEE half bits, round to nearest even: the rule of the F16C instruction the native
- * build uses and of kernels/common.h's software fallback.
+ * float32 -> IEEE half bits: the one converter of xpkg. The portable kernels and the runner's
+ * normalize op use it, and kernels/common.h floatToHalf (the addon, F16C or not) gives the same
+ * bits (test/native-hardening-f16.test.ts). Round to nearest even, overflow to ±Infinity, half
+ * subnormals; every NaN becomes the one canonical quiet NaN 0x7e00, since JS engines and CPUs
+ * disagree on a NaN's sign and payload (x86 arithmetic makes negative NaNs, JS may canonicalise),
+ * and tensor bits must not depend on the platform.
  */
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
+export const HALF_NAN = 0x7e00;
 
-export function floatToHalf(value: number): number {
-  f32[0] = value;
-  const x = u32[0];
+/** Half bits of the float32 with bit pattern x (an unsigned 32-bit integer). */
+export function halfOfFloatBits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let man = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (man ? 0x200 | (man >>> 13) : 0);
+  if (exp === 0xff) return man ? HALF_NAN : sign | 0x7c00;
   const e = exp - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00;
   if (e <= 0) {
@@ -26,8 +28,24 @@ export function floatToHalf(value: number): number {
   }
   let half = sign | (e << 10) | (man >>> 13);
   const rem = man & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;  // may carry into the exponent: correct
   return half;
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** A number rounded to float32, then to half bits. */
+export function floatToHalf(value: number): number {
+  f32[0] = value;
+  return halfOfFloatBits(u32[0]);
+}
+
+/** Every element of src as half bits, into dst at offset (default: a new array). */
+export function floatsToHalves(src: Float32Array, dst: Uint16Array = new Uint16Array(src.length), offset = 0): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < bits.length; i++) dst[offset + i] = halfOfFloatBits(bits[i]);
+  return dst;
 }
 
 /** Half bits -> number (for tests and callers reading f16 tensors). */

@@ -5,7 +5,7 @@
  * builds them.
  */
 import type { RawCrop, RawPreprocess } from '../index.js';
-import { floatToHalf } from './f16.js';
+import { floatToHalf, floatsToHalves } from './f16.js';
 
 export interface Taps {
   start: Int32Array;
@@ -113,7 +113,7 @@ function bilinearDirect(o: RawPreprocess, tx: Taps, ty: Taps): void {
       }
     }
   }
-  if (!(out instanceof Float32Array)) for (let i = 0; i < f32.length; i++) out[outOffset + i] = floatToHalf(f32[i]);
+  if (!(out instanceof Float32Array)) floatsToHalves(f32, out, outOffset);
 }
 
 export function preprocess(o: RawPreprocess): void {

@@ -26,5 +26,5 @@ export const portable: Kernels = {
 
 export { ctcGreedy, cropBatch, dbPostprocess, decodeDetections, nms, preprocess, segmentArgmax, softmaxTopK };
 export { makeTaps } from './image.js';
-export { floatToHalf, halfToFloat } from './f16.js';
+export { floatToHalf, floatsToHalves, halfToFloat } from './f16.js';
 export { yoloGrid } from './grid.js';

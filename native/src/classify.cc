@@ -13,24 +13,23 @@ struct ArgmaxJob : Job {
 };
 
 Napi::Value Argmax(const Napi::CallbackInfo& info) {
-  Opts o(info.Env(), info[0]);
   auto job = std::make_unique<ArgmaxJob>();
+  Opts o(info, job->io);
   xk::ArgmaxParams& p = job->p;
-  size_t nd = 0, nl = 0, ns = 0;
-  p.data = o.array<float>("data", napi_float32_array, &nd);
-  p.batch = o.i32("batch"), p.classes = o.i32("classes"), p.height = o.i32("height"), p.width = o.i32("width");
+  size_t nd = 0;
+  p.batch = o.i32("batch", 0, INT32_MAX), p.classes = o.i32("classes", 1, 65536);
+  p.height = o.i32("height", 0, INT32_MAX), p.width = o.i32("width", 0, INT32_MAX);
   p.nhwc = o.flag("nhwc");
   p.softmax = o.flag("softmax");
-  const bool wide = p.classes > 256;
-  p.labels = wide ? static_cast<void*>(o.array<uint16_t>("labels", napi_uint16_array, &nl))
-                  : static_cast<void*>(o.array<uint8_t>("labels", napi_uint8_array, &nl));
-  p.scores = o.array<float>("scores", napi_float32_array, &ns, true);
-  p.threads = o.i32("threads", 1);
-  if (p.batch < 0 || p.height < 0 || p.width < 0 || p.classes < 1) throw xk::KernelError("bad argmax dims");
-  const size_t pixels = static_cast<size_t>(p.batch) * static_cast<size_t>(p.height) * static_cast<size_t>(p.width);
-  if (nd < pixels * static_cast<size_t>(p.classes) || nl < pixels || (p.scores && ns < pixels))
-    throw xk::KernelError("argmax buffers too small");
-  return dispatch(info, o, std::move(job));
+  p.threads = o.threads();
+  const int64_t pixels = xk::mulSize(xk::mulSize(p.batch, p.height), p.width);
+  const int64_t size = xk::mulSize(pixels, p.classes);
+  p.data = o.in<float>("data", napi_float32_array, &nd);
+  if (nd < static_cast<uint64_t>(size)) throw xk::KernelError("argmax buffers too small");
+  p.labels = p.classes > 256 ? static_cast<void*>(o.out<uint16_t>("labels", napi_uint16_array, 0, pixels))
+                             : static_cast<void*>(o.out<uint8_t>("labels", napi_uint8_array, 0, pixels));
+  p.scores = o.has("scores") ? o.out<float>("scores", napi_float32_array, 0, pixels) : nullptr;
+  return dispatch(info, std::move(job));
 }
 
 struct TopKJob : Job {
@@ -39,21 +38,21 @@ struct TopKJob : Job {
 };
 
 Napi::Value TopK(const Napi::CallbackInfo& info) {
-  Opts o(info.Env(), info[0]);
   auto job = std::make_unique<TopKJob>();
+  Opts o(info, job->io);
   xk::TopKParams& p = job->p;
-  size_t nd = 0, ni = 0, nv = 0;
-  p.data = o.array<float>("data", napi_float32_array, &nd);
-  p.rows = o.i32("rows"), p.classes = o.i32("classes"), p.k = o.i32("k");
+  size_t nd = 0;
+  p.rows = o.i32("rows", 0, INT32_MAX), p.classes = o.i32("classes", 1, INT32_MAX);
+  p.k = o.i32("k", 1, p.classes);
   p.softmax = o.flag("softmax", true);
-  p.indices = o.array<int32_t>("indices", napi_int32_array, &ni);
-  p.values = o.array<float>("values", napi_float32_array, &nv);
-  p.threads = o.i32("threads", 1);
-  if (p.rows < 0 || p.classes < 1 || p.k < 1) throw xk::KernelError("bad top-k dims");
-  const size_t rk = static_cast<size_t>(p.rows) * static_cast<size_t>(p.k);
-  if (nd < static_cast<size_t>(p.rows) * static_cast<size_t>(p.classes) || ni < rk || nv < rk)
-    throw xk::KernelError("top-k buffers too small");
-  return dispatch(info, o, std::move(job));
+  p.threads = o.threads();
+  const int64_t rk = xk::mulSize(p.rows, p.k);
+  const int64_t size = xk::mulSize(p.rows, p.classes);
+  p.data = o.in<float>("data", napi_float32_array, &nd);
+  if (nd < static_cast<uint64_t>(size)) throw xk::KernelError("top-k buffers too small");
+  p.indices = o.out<int32_t>("indices", napi_int32_array, 0, rk);
+  p.values = o.out<float>("values", napi_float32_array, 0, rk);
+  return dispatch(info, std::move(job));
 }
 
 struct CtcJob : Job {
@@ -70,22 +69,20 @@ struct CtcJob : Job {
 };
 
 Napi::Value Ctc(const Napi::CallbackInfo& info) {
-  Opts o(info.Env(), info[0]);
   auto job = std::make_unique<CtcJob>();
+  Opts o(info, job->io);
   xk::CtcParams& p = job->p;
   size_t nd = 0, nl = 0;
-  p.data = o.array<float>("data", napi_float32_array, &nd);
-  p.batch = o.i32("batch"), p.steps = o.i32("steps"), p.classes = o.i32("classes");
-  p.lengths = o.array<int32_t>("lengths", napi_int32_array, &nl, true);
-  p.blank = o.i32("blank", 0);
+  p.batch = o.i32("batch", 0, INT32_MAX), p.steps = o.i32("steps", 0, INT32_MAX), p.classes = o.i32("classes", 1, INT32_MAX);
+  p.blank = o.i32("blank", 0, INT32_MAX, 0);
   p.mergeRepeats = o.flag("mergeRepeats", true);
   p.softmax = o.flag("softmax");
-  p.threads = o.i32("threads", 1);
-  if (p.batch < 0 || p.steps < 0 || p.classes < 1) throw xk::KernelError("bad ctc dims");
-  if (nd < static_cast<size_t>(p.batch) * static_cast<size_t>(p.steps) * static_cast<size_t>(p.classes) ||
-      (p.lengths && nl < static_cast<size_t>(p.batch)))
-    throw xk::KernelError("ctc buffers too small");
-  return dispatch(info, o, std::move(job));
+  p.threads = o.threads();
+  const int64_t size = xk::mulSize(xk::mulSize(p.batch, p.steps), p.classes);
+  p.data = o.in<float>("data", napi_float32_array, &nd);
+  p.lengths = o.in<int32_t>("lengths", napi_int32_array, &nl, true);
+  if (nd < static_cast<uint64_t>(size) || (p.lengths && nl < static_cast<size_t>(p.batch))) throw xk::KernelError("ctc buffers too small");
+  return dispatch(info, std::move(job));
 }
 
 struct DbJob : Job {
@@ -101,20 +98,22 @@ struct DbJob : Job {
 };
 
 Napi::Value Db(const Napi::CallbackInfo& info) {
-  Opts o(info.Env(), info[0]);
   auto job = std::make_unique<DbJob>();
+  Opts o(info, job->io);
   xk::DbParams& p = job->p;
   size_t nd = 0;
-  p.prob = o.array<float>("prob", napi_float32_array, &nd);
-  p.width = o.i32("width"), p.height = o.i32("height");
+  p.width = o.i32("width", 0, INT32_MAX), p.height = o.i32("height", 0, INT32_MAX);
   p.threshold = o.num("threshold"), p.boxThreshold = o.num("boxThreshold"), p.unclipRatio = o.num("unclipRatio");
-  p.minSize = o.num("minSize"), p.maxCandidates = o.i32("maxCandidates"), p.dilate = o.flag("dilate");
+  p.minSize = o.num("minSize"), p.maxCandidates = o.i32("maxCandidates", 0, INT32_MAX), p.dilate = o.flag("dilate");
   p.scaleX = o.num("scaleX", 1), p.scaleY = o.num("scaleY", 1);
   p.clipWidth = o.num("clipWidth", 0), p.clipHeight = o.num("clipHeight", 0);
-  p.threads = o.i32("threads", 1);
-  if (p.width < 0 || p.height < 0 || nd < static_cast<size_t>(p.width) * static_cast<size_t>(p.height))
-    throw xk::KernelError("probability map shorter than width * height");
-  return dispatch(info, o, std::move(job));
+  p.threads = o.threads();
+  // The flood fill indexes pixels with int32.
+  const int64_t pixels = xk::mulSize(p.width, p.height);
+  if (pixels > INT32_MAX) throw xk::KernelError("probability map over 2^31 - 1 pixels");
+  p.prob = o.in<float>("prob", napi_float32_array, &nd);
+  if (nd < static_cast<uint64_t>(pixels)) throw xk::KernelError("probability map shorter than width * height");
+  return dispatch(info, std::move(job));
 }
 
 }  // namespace

@@ -38,24 +38,24 @@ struct NmsJob : Job {
 };
 
 Napi::Value Nms(const Napi::CallbackInfo& info) {
-  Opts o(info.Env(), info[0]);
   auto job = std::make_unique<NmsJob>();
+  Opts o(info, job->io);
   xk::NmsParams& p = job->p;
-  size_t nb = 0, ns = 0, nc = 0;
-  p.boxes = o.array<float>("boxes", napi_float32_array, &nb);
-  p.scores = o.array<float>("scores", napi_float32_array, &ns);
-  p.classes = o.array<int32_t>("classes", napi_int32_array, &nc, true);
-  p.n = o.i32("n");
-  job->batch = o.i32("batch", 1);
-  job->threads = o.i32("threads", 1);
+  p.n = o.i32("n", 0, INT32_MAX);
+  job->batch = o.i32("batch", 0, INT32_MAX, 1);
+  job->threads = o.threads();
   p.iouThreshold = o.num("iouThreshold");
-  p.scoreThreshold = o.num("scoreThreshold", -INFINITY);
-  p.preTopK = o.i32("preTopK", -1);
-  p.maxOutput = o.i32("maxOutput", -1);
-  const size_t total = static_cast<size_t>(job->batch) * static_cast<size_t>(p.n);
-  if (p.n < 0 || job->batch < 0 || nb < total * 4 || ns < total || (p.classes && nc < total))
-    throw xk::KernelError("nms arrays shorter than batch * n");
-  return dispatch(info, o, std::move(job));
+  p.scoreThreshold = o.has("scoreThreshold") ? o.numOrInf("scoreThreshold") : -INFINITY;
+  p.preTopK = o.i32("preTopK", -1, INT32_MAX, -1);
+  p.maxOutput = o.i32("maxOutput", -1, INT32_MAX, -1);
+  const int64_t total = xk::mulSize(job->batch, p.n);
+  size_t nb = 0, ns = 0, nc = 0;
+  p.boxes = o.in<float>("boxes", napi_float32_array, &nb);
+  p.scores = o.in<float>("scores", napi_float32_array, &ns);
+  p.classes = o.in<int32_t>("classes", napi_int32_array, &nc, true);
+  const uint64_t t = static_cast<uint64_t>(total);
+  if (nb / 4 < t || ns < t || (p.classes && nc < t)) throw xk::KernelError("nms arrays shorter than batch * n");
+  return dispatch(info, std::move(job));
 }
 
 struct DecodeJob : Job {
@@ -74,33 +74,32 @@ struct DecodeJob : Job {
 };
 
 Napi::Value Decode(const Napi::CallbackInfo& info) {
-  Opts o(info.Env(), info[0]);
   auto job = std::make_unique<DecodeJob>();
+  Opts o(info, job->io);
   xk::DecodeParams& p = job->p;
   size_t nd = 0, ng = 0;
-  p.data = o.array<float>("data", napi_float32_array, &nd);
-  p.batch = o.i32("batch");
-  p.anchors = o.i32("anchors");
-  p.attrs = o.i32("attrs");
+  p.batch = o.i32("batch", 0, INT32_MAX);
+  p.anchors = o.i32("anchors", 0, INT32_MAX);
+  p.attrs = o.i32("attrs", 1, INT32_MAX);
+  const int64_t size = xk::mulSize(xk::mulSize(p.batch, p.anchors), p.attrs);
+  p.data = o.in<float>("data", napi_float32_array, &nd);
   p.attrsFirst = o.flag("attrsFirst");
   p.objectness = o.flag("objectness");
   p.xyxy = o.flag("xyxy");
   p.sigmoid = o.flag("sigmoid");
-  p.grid = o.array<float>("grid", napi_float32_array, &ng, true);
-  p.scoreThreshold = o.num("scoreThreshold");
+  p.grid = o.in<float>("grid", napi_float32_array, &ng, true);
+  p.scoreThreshold = o.numOrInf("scoreThreshold");
   p.padX = o.num("padX", 0), p.padY = o.num("padY", 0);
   p.scaleX = o.num("scaleX", 1), p.scaleY = o.num("scaleY", 1);
   p.clipWidth = o.num("clipWidth", 0), p.clipHeight = o.num("clipHeight", 0);
   p.agnostic = o.flag("agnostic");
   p.iouThreshold = o.num("iouThreshold");
-  p.preTopK = o.i32("preTopK", -1);
-  p.maxOutput = o.i32("maxOutput", -1);
-  p.threads = o.i32("threads", 1);
-  if (p.batch < 0 || p.anchors < 0 || p.attrs < 1 ||
-      nd < static_cast<size_t>(p.batch) * static_cast<size_t>(p.anchors) * static_cast<size_t>(p.attrs))
-    throw xk::KernelError("detector output shorter than batch * anchors * attrs");
-  if (p.grid && ng < static_cast<size_t>(p.anchors) * 5) throw xk::KernelError("grid must hold 5 numbers per anchor");
-  return dispatch(info, o, std::move(job));
+  p.preTopK = o.i32("preTopK", -1, INT32_MAX, -1);
+  p.maxOutput = o.i32("maxOutput", -1, INT32_MAX, -1);
+  p.threads = o.threads();
+  if (nd < static_cast<uint64_t>(size)) throw xk::KernelError("detector output shorter than batch * anchors * attrs");
+  if (p.grid && ng / 5 < static_cast<size_t>(p.anchors)) throw xk::KernelError("grid must hold 5 numbers per anchor");
+  return dispatch(info, std::move(job));
 }
 
 }  // namespace

@@ -15,25 +15,21 @@ struct PreprocessJob : Job {
 };
 
 Napi::Value Preprocess(const Napi::CallbackInfo& info) {
-  Opts o(info.Env(), info[0]);
   auto job = std::make_unique<PreprocessJob>();
+  Opts o(info, job->io);
   xk::PreprocessParams& p = job->p;
   p.src = readImage(o);
-  size_t outLen = 0;
-  p.out = readTensorOut(o, &outLen);
-  p.planeWidth = o.i32("planeWidth");
-  p.planeHeight = o.i32("planeHeight");
-  p.roiX = o.i32("roiX");
-  p.roiY = o.i32("roiY");
-  p.roiWidth = o.i32("roiWidth");
-  p.roiHeight = o.i32("roiHeight");
-  const int interp = o.i32("interp");
-  if (interp < 0 || interp > 2) throw xk::KernelError("interp must be 0, 1 or 2");
-  p.interp = static_cast<xk::Interp>(interp);
-  p.threads = o.i32("threads", 1);
-  const int64_t need = p.out.offset + static_cast<int64_t>(p.planeWidth) * p.planeHeight * p.out.channels;
-  if (p.out.offset < 0 || need > static_cast<int64_t>(outLen)) throw xk::KernelError("output buffer too small");
-  return dispatch(info, o, std::move(job));
+  p.planeWidth = o.i32("planeWidth", 1, INT32_MAX);
+  p.planeHeight = o.i32("planeHeight", 1, INT32_MAX);
+  p.roiX = o.i32("roiX", 0, INT32_MAX);
+  p.roiY = o.i32("roiY", 0, INT32_MAX);
+  p.roiWidth = o.i32("roiWidth", 1, INT32_MAX);
+  p.roiHeight = o.i32("roiHeight", 1, INT32_MAX);
+  p.interp = static_cast<xk::Interp>(o.i32("interp", 0, 2));
+  p.threads = o.threads();
+  xk::checkRegion(p);
+  p.out = readTensorOut(o, xk::mulSize(xk::mulSize(p.planeWidth, p.planeHeight), readOutChannels(o)));
+  return dispatch(info, std::move(job));
 }
 
 struct CropJob : Job {
@@ -42,25 +38,23 @@ struct CropJob : Job {
 };
 
 Napi::Value CropBatch(const Napi::CallbackInfo& info) {
-  Opts o(info.Env(), info[0]);
   auto job = std::make_unique<CropJob>();
+  Opts o(info, job->io);
   xk::CropParams& p = job->p;
   p.src = readImage(o);
-  size_t outLen = 0, hLen = 0, wLen = 0, sLen = 0;
-  p.out = readTensorOut(o, &outLen);
-  p.count = o.i32("count");
-  p.outWidth = o.i32("outWidth");
-  p.outHeight = o.i32("outHeight");
-  p.homographies = o.array<double>("homographies", napi_float64_array, &hLen);
-  p.widths = o.array<int32_t>("widths", napi_int32_array, &wLen);
-  p.samples = o.array<int32_t>("samples", napi_int32_array, &sLen);
-  p.threads = o.i32("threads", 1);
-  if (p.count < 0 || hLen < static_cast<size_t>(p.count) * 9 || wLen < static_cast<size_t>(p.count) ||
-      sLen < static_cast<size_t>(p.count))
-    throw xk::KernelError("region arrays shorter than count");
-  const int64_t need = p.out.offset + static_cast<int64_t>(p.count) * p.outWidth * p.outHeight * p.out.channels;
-  if (p.out.offset < 0 || need > static_cast<int64_t>(outLen)) throw xk::KernelError("output buffer too small");
-  return dispatch(info, o, std::move(job));
+  size_t hLen = 0, wLen = 0, sLen = 0;
+  p.count = o.i32("count", 0, INT32_MAX);
+  p.outWidth = o.i32("outWidth", 1, INT32_MAX);
+  p.outHeight = o.i32("outHeight", 1, INT32_MAX);
+  p.homographies = o.in<double>("homographies", napi_float64_array, &hLen);
+  p.widths = o.in<int32_t>("widths", napi_int32_array, &wLen);
+  p.samples = o.in<int32_t>("samples", napi_int32_array, &sLen);
+  p.threads = o.threads();
+  const size_t count = static_cast<size_t>(p.count);
+  if (hLen / 9 < count || wLen < count || sLen < count) throw xk::KernelError("region arrays shorter than count");
+  const int64_t plane = xk::mulSize(p.outWidth, p.outHeight);
+  p.out = readTensorOut(o, xk::mulSize(xk::mulSize(p.count, plane), readOutChannels(o)));
+  return dispatch(info, std::move(job));
 }
 
 }  // namespace

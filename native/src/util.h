@@ -1,14 +1,23 @@
 // Binding plumbing shared by every kernel entry point.
 //
 // Each exported function takes ONE options object (built and validated by native/index.ts) and a
-// boolean `async`. The options are read on the JS thread into a Job holding raw pointers into the
-// caller's typed arrays; a persistent reference to the options object keeps those arrays alive
-// while the job runs on a libuv worker (Napi::AsyncWorker). Outputs of known size are typed arrays
-// the caller allocated; data-dependent outputs are built in result() on the JS thread.
+// boolean `async`. Everything is re-checked here on the JS thread, since the raw API bypasses
+// TypeScript: every number must be finite (or a permitted infinity), integral where it is a size or
+// index, and in range, and sizes are computed with overflow-checked int64 arithmetic.
+//
+// Memory (async): a libuv worker must never read or write memory JavaScript can free while it
+// runs. A reference to a typed array does not pin its memory: its ArrayBuffer can be detached
+// (transfer, structuredClone) and the backing store then freed with its new owner, and N-API has
+// no way to pin it. So an async call copies its inputs into memory the job owns, and its outputs
+// go to job-owned scratch copied into the caller's arrays on the JS thread at completion, after
+// checking they are still attached and large enough. Sync calls read and write in place (no JS
+// runs meanwhile). Outputs of known size are typed arrays the caller allocated; data-dependent
+// outputs are built in result() on the JS thread.
 #pragma once
 
 #include <napi.h>
 
+#include <cmath>
 #include <memory>
 #include <string>
 
@@ -16,43 +25,112 @@
 
 namespace xn {
 
+// The largest integer a double holds exactly: the bound of every int64 size or offset option.
+constexpr double kMaxSafe = 9007199254740991.0;
+
+// An error thrown on the JS thread with a stable code that native/dispatch.ts keeps (instead of
+// E_NATIVE_KERNEL): a detached or shrunk buffer is the caller's argument error.
+inline Napi::Error codedError(Napi::Env env, const std::string& message, const char* code) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  return e;
+}
+
+inline bool detached(const Napi::TypedArray& ta) { return ta.ArrayBuffer().IsDetached(); }
+
+// The buffers of one call: async copies of inputs, and output scratch with where it goes.
+struct Io {
+  bool async = false;
+  std::vector<std::unique_ptr<uint8_t[]>> copies;
+  struct Out {
+    const char* key;
+    Napi::Reference<Napi::TypedArray> target;
+    size_t begin, count, elem;  // elements [begin, begin + count) of target, elem bytes each
+    std::unique_ptr<uint8_t[]> scratch;
+  };
+  std::vector<Out> outs;
+  // JS thread, after the job ran: copies scratch into the caller's arrays, or returns the key of
+  // one that was detached or shrunk meanwhile (then nothing is written).
+  const char* finish() {
+    for (Out& o : outs) {
+      Napi::TypedArray ta = o.target.Value();
+      if (detached(ta) || ta.ElementLength() < o.begin + o.count) return o.key;
+    }
+    for (Out& o : outs) {
+      Napi::TypedArray ta = o.target.Value();
+      if (o.count) std::memcpy(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset() + o.begin * o.elem, o.scratch.get(), o.count * o.elem);
+    }
+    return nullptr;
+  }
+};
+
 class Opts {
  public:
-  Opts(Napi::Env env, Napi::Value v) : env_(env) {
-    if (!v.IsObject()) throw Napi::TypeError::New(env, "xpkg native: options must be an object");
-    obj_ = v.As<Napi::Object>();
+  Opts(const Napi::CallbackInfo& info, Io& io) : env_(info.Env()), io_(io) {
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env_, "xpkg native: options must be an object");
+    obj_ = info[0].As<Napi::Object>();
+    io.async = info.Length() > 1 && info[1].ToBoolean().Value();
   }
-  Napi::Object object() const { return obj_; }
   bool has(const char* key) const {
     Napi::Value v = obj_.Get(key);
     return !v.IsUndefined() && !v.IsNull();
   }
-  double num(const char* key) const {
+  // A real number: never NaN; infinite only where allowInf.
+  double real(const char* key, bool allowInf) const {
     Napi::Value v = obj_.Get(key);
     if (!v.IsNumber()) fail(key, "a number");
-    return v.As<Napi::Number>().DoubleValue();
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (std::isnan(d) || (!allowInf && std::isinf(d))) fail(key, allowInf ? "a number (not NaN)" : "a finite number");
+    return d;
   }
+  double num(const char* key) const { return real(key, false); }
   double num(const char* key, double dflt) const { return has(key) ? num(key) : dflt; }
-  int i32(const char* key) const { return static_cast<int>(num(key)); }
-  int i32(const char* key, int dflt) const { return has(key) ? i32(key) : dflt; }
+  double numOrInf(const char* key) const { return real(key, true); }
+  // An integer in [lo, hi] (both within the exact range of a double).
+  int64_t integer(const char* key, double lo, double hi) const {
+    const double d = num(key);
+    if (d != std::trunc(d) || d < lo || d > hi)
+      fail(key, ("an integer in [" + std::to_string(static_cast<int64_t>(lo)) + ", " + std::to_string(static_cast<int64_t>(hi)) + "]").c_str());
+    return static_cast<int64_t>(d);
+  }
+  int i32(const char* key, int lo, int hi) const { return static_cast<int>(integer(key, lo, hi)); }
+  int i32(const char* key, int lo, int hi, int dflt) const { return has(key) ? i32(key, lo, hi) : dflt; }
+  int threads() const { return i32("threads", 1, 256, 1); }
   bool flag(const char* key, bool dflt = false) const {
     Napi::Value v = obj_.Get(key);
     if (v.IsUndefined() || v.IsNull()) return dflt;
     if (!v.IsBoolean()) fail(key, "a boolean");
     return v.As<Napi::Boolean>().Value();
   }
-  // Pointer and element count of a typed array property of the given type.
+  // An input typed array: its elements, in place (sync) or as a job-owned copy (async).
   template <class T>
-  T* array(const char* key, napi_typedarray_type type, size_t* length = nullptr, bool optional = false) const {
+  const T* in(const char* key, napi_typedarray_type type, size_t* length, bool optional = false) const {
     Napi::Value v = obj_.Get(key);
     if (optional && (v.IsUndefined() || v.IsNull())) {
-      if (length) *length = 0;
+      *length = 0;
       return nullptr;
     }
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) fail(key, typeName(type));
-    Napi::TypedArray ta = v.As<Napi::TypedArray>();
-    if (length) *length = ta.ElementLength();
-    return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+    Napi::TypedArray ta = typedArray(key, v, type);
+    *length = ta.ElementLength();
+    const T* p = reinterpret_cast<const T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+    if (!io_.async || *length == 0) return p;
+    io_.copies.emplace_back(new uint8_t[*length * sizeof(T)]);
+    std::memcpy(io_.copies.back().get(), p, *length * sizeof(T));
+    return reinterpret_cast<const T*>(io_.copies.back().get());
+  }
+  // Element count of an output typed array (checked: type, attached).
+  size_t outLength(const char* key, napi_typedarray_type type) const { return typedArray(key, obj_.Get(key), type).ElementLength(); }
+  // Elements [begin, begin + count) of an output typed array, written by the kernel: in place
+  // (sync) or job-owned scratch copied there at completion (async).
+  template <class T>
+  T* out(const char* key, napi_typedarray_type type, int64_t begin, int64_t count) const {
+    Napi::TypedArray ta = typedArray(key, obj_.Get(key), type);
+    if (begin < 0 || count < 0 || static_cast<uint64_t>(xk::addSize(begin, count)) > ta.ElementLength())
+      throw xk::KernelError(std::string("output '") + key + "' is too small");
+    if (!io_.async) return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset()) + begin;
+    io_.outs.push_back({key, Napi::Persistent(ta), static_cast<size_t>(begin), static_cast<size_t>(count), sizeof(T),
+                        std::unique_ptr<uint8_t[]>(new uint8_t[static_cast<size_t>(count) * sizeof(T) + 1])});
+    return reinterpret_cast<T*>(io_.outs.back().scratch.get());
   }
   bool isType(const char* key, napi_typedarray_type type) const {
     Napi::Value v = obj_.Get(key);
@@ -60,6 +138,12 @@ class Opts {
   }
 
  private:
+  Napi::TypedArray typedArray(const char* key, Napi::Value v, napi_typedarray_type type) const {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) fail(key, typeName(type));
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    if (detached(ta)) throw codedError(env_, std::string("xpkg native: option '") + key + "' is a detached buffer", "E_NATIVE_ARGUMENT");
+    return ta;
+  }
   [[noreturn]] void fail(const char* key, const char* what) const {
     throw Napi::TypeError::New(env_, std::string("xpkg native: option '") + key + "' must be " + what);
   }
@@ -74,10 +158,12 @@ class Opts {
     }
   }
   Napi::Env env_;
+  Io& io_;
   Napi::Object obj_;
 };
 
 struct Job {
+  Io io;
   virtual ~Job() = default;
   virtual void run() = 0;                                  // any thread; may throw
   virtual Napi::Value result(Napi::Env env) { return env.Undefined(); }  // JS thread
@@ -85,10 +171,8 @@ struct Job {
 
 class Worker : public Napi::AsyncWorker {
  public:
-  Worker(Napi::Env env, std::unique_ptr<Job> job, Napi::Object keep)
-      : Napi::AsyncWorker(env, "xpkg-native"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
-    keep_ = Napi::Persistent(keep);
-  }
+  Worker(Napi::Env env, std::unique_ptr<Job> job)
+      : Napi::AsyncWorker(env, "xpkg-native"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
@@ -99,13 +183,18 @@ class Worker : public Napi::AsyncWorker {
       SetError("unknown native error");
     }
   }
-  void OnOK() override { deferred_.Resolve(job_->result(Env())); }
+  void OnOK() override {
+    if (const char* key = job_->io.finish()) {
+      deferred_.Reject(codedError(Env(), std::string("xpkg native: output '") + key + "' was detached or shrunk while the kernel ran", "E_NATIVE_ARGUMENT").Value());
+      return;
+    }
+    deferred_.Resolve(job_->result(Env()));
+  }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
   std::unique_ptr<Job> job_;
   Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference keep_;
 };
 
 // Entry-point wrapper: node-addon-api converts only Napi::Error to a JS exception, so kernel errors
@@ -123,10 +212,9 @@ Napi::Value guarded(const Napi::CallbackInfo& info) {
 
 // Runs the job now (sync) or on a worker (async, returns a Promise). Kernel errors become JS Errors
 // whose message is the kernel's; index.ts turns them into NativeError with the caller's stack.
-inline Napi::Value dispatch(const Napi::CallbackInfo& info, const Opts& opts, std::unique_ptr<Job> job) {
+inline Napi::Value dispatch(const Napi::CallbackInfo& info, std::unique_ptr<Job> job) {
   Napi::Env env = info.Env();
-  const bool async = info.Length() > 1 && info[1].ToBoolean().Value();
-  if (!async) {
+  if (!job->io.async) {
     try {
       job->run();
     } catch (const std::exception& e) {
@@ -134,7 +222,7 @@ inline Napi::Value dispatch(const Napi::CallbackInfo& info, const Opts& opts, st
     }
     return job->result(env);
   }
-  Worker* w = new Worker(env, std::move(job), opts.object());
+  Worker* w = new Worker(env, std::move(job));
   Napi::Promise p = w->promise();
   w->Queue();
   return p;
@@ -154,34 +242,44 @@ inline Napi::Value i32(Napi::Env env, const std::vector<int32_t>& v) {
 }
 
 // Reads the image description every image kernel shares: data, width, height, stride, channels.
+// A row stays under 2 GiB so the kernels' int column offsets (x * channels) cannot overflow.
 inline xk::ImageView readImage(const Opts& o) {
   xk::ImageView im;
+  im.width = o.i32("width", 1, INT32_MAX);
+  im.height = o.i32("height", 1, INT32_MAX);
+  im.channels = o.i32("channels", 1, 4);
+  im.stride = o.integer("stride", 0, kMaxSafe);
+  if (static_cast<int64_t>(im.width) * im.channels > INT32_MAX) throw xk::KernelError("image rows must be under 2 GiB");
   size_t len = 0;
-  im.data = o.array<uint8_t>("data", napi_uint8_array, &len);
-  im.width = o.i32("width");
-  im.height = o.i32("height");
-  im.channels = o.i32("channels");
-  im.stride = static_cast<int64_t>(o.num("stride"));
+  im.data = o.in<uint8_t>("data", napi_uint8_array, &len);
   xk::checkImage(im);
-  const int64_t need = (static_cast<int64_t>(im.height) - 1) * im.stride + static_cast<int64_t>(im.width) * im.channels;
-  if (static_cast<int64_t>(len) < need) throw xk::KernelError("image data is shorter than height * stride");
+  const int64_t need = xk::addSize(xk::mulSize(im.height - 1, im.stride), static_cast<int64_t>(im.width) * im.channels);
+  if (static_cast<uint64_t>(need) > len) throw xk::KernelError("image data is shorter than height * stride");
+  if (!im.data) throw xk::KernelError("image data is null");
   return im;
 }
 
-// Output tensor: out (Float32Array or Uint16Array of half bits), outOffset, nhwc, channels,
-// chanMap (Int32Array of 3), norm (Float64Array of 9: mul[3], add[3], pad[3]).
-inline xk::TensorOut readTensorOut(const Opts& o, size_t* length) {
+// Output tensor of `size` elements at outOffset: out (Float32Array or Uint16Array of half bits),
+// nhwc, outChannels, chanMap (Int32Array of 3), norm (Float64Array of 9: mul[3], add[3], pad[3]).
+// The kernel sees the region at offset 0 (in place, or async scratch).
+inline int readOutChannels(const Opts& o) {
+  const int c = o.i32("outChannels", 1, 3);
+  if (c != 1 && c != 3) throw xk::KernelError("output channels must be 1 or 3");
+  return c;
+}
+inline xk::TensorOut readTensorOut(const Opts& o, int64_t size) {
   xk::TensorOut t;
   t.f16 = o.isType("out", napi_uint16_array);
-  t.data = t.f16 ? static_cast<void*>(o.array<uint16_t>("out", napi_uint16_array, length))
-                 : static_cast<void*>(o.array<float>("out", napi_float32_array, length));
-  t.offset = static_cast<int64_t>(o.num("outOffset", 0));
+  const int64_t offset = o.has("outOffset") ? o.integer("outOffset", 0, kMaxSafe) : 0;
+  t.data = t.f16 ? static_cast<void*>(o.out<uint16_t>("out", napi_uint16_array, offset, size))
+                 : static_cast<void*>(o.out<float>("out", napi_float32_array, offset, size));
+  t.offset = 0;
   t.nhwc = o.flag("nhwc");
-  t.channels = o.i32("outChannels");
+  t.channels = readOutChannels(o);
   size_t n = 0;
-  const int32_t* map = o.array<int32_t>("chanMap", napi_int32_array, &n);
+  const int32_t* map = o.in<int32_t>("chanMap", napi_int32_array, &n);
   if (n != 3) throw xk::KernelError("chanMap must hold 3 numbers");
-  const double* norm = o.array<double>("norm", napi_float64_array, &n);
+  const double* norm = o.in<double>("norm", napi_float64_array, &n);
   if (n != 9) throw xk::KernelError("norm must hold 9 numbers");
   for (int k = 0; k < 3; k++) {
     t.chanMap[k] = map[k];

@@ -5,7 +5,7 @@
 import { Type } from '@sinclair/typebox';
 import sharp, { type Sharp } from 'sharp';
 import { RunnerError } from '../../spec/errors.js';
-import { cropBatch } from '../../native/index.js';
+import { cropBatch, floatsToHalves } from '../../native/index.js';
 import { resizeImage, rotateImage, toTensor } from '../ops/image.js';
 import { quadSize } from '../ops/geometry.js';
 import type { RunnerBudget } from '../types.js';
@@ -235,40 +235,6 @@ const NormalizeParams = Type.Object(
 );
 type NormalizeP = (typeof NormalizeParams)['static'];
 
-/** float32 → IEEE half bits, round to nearest even. */
-function toHalf(f: Float32Array): Uint16Array {
-  const out = new Uint16Array(f.length);
-  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
-  for (let i = 0; i < f.length; i++) {
-    const x = u[i];
-    const sign = (x >>> 16) & 0x8000;
-    const exp = (x >>> 23) & 0xff;
-    let mant = x & 0x7fffff;
-    if (exp === 0xff) out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
-    else {
-      const e = exp - 127 + 15;
-      if (e >= 0x1f) out[i] = sign | 0x7c00;
-      else if (e <= 0) {
-        if (e < -10) out[i] = sign;
-        else {
-          mant |= 0x800000;
-          const shift = 14 - e;
-          let h = mant >>> shift;
-          const rem = mant & ((1 << shift) - 1), half = 1 << (shift - 1);
-          if (rem > half || (rem === half && h & 1)) h++;
-          out[i] = sign | h;
-        }
-      } else {
-        let h = (e << 10) | (mant >>> 13);
-        const rem = mant & 0x1fff;
-        if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
-        out[i] = sign | h;
-      }
-    }
-  }
-  return out;
-}
-
 function toTensorValue(p: NormalizeP, items: ImageValue[], x: OpRun): TensorValue {
   const c = items[0]?.channels ?? 3;
   if (items.some((i) => i.channels !== c)) x.fail('images in one batch have different channel counts');
@@ -294,7 +260,7 @@ function toTensorValue(p: NormalizeP, items: ImageValue[], x: OpRun): TensorValu
   const f = new Float32Array(items.length * per);
   items.forEach((img, n) => toTensor(img.data, img, { ...opts, dst: f, offset: n * per }));
   if (dtype === 'uint8') return { kind: 'tensor', type: 'uint8', dims, data: Uint8Array.from(f) };
-  if (dtype === 'float16') return { kind: 'tensor', type: 'float16', dims, data: toHalf(f) };
+  if (dtype === 'float16') return { kind: 'tensor', type: 'float16', dims, data: floatsToHalves(f) };
   return { kind: 'tensor', type: 'float32', dims, data: f };
 }
 
