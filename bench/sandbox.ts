@@ -6,11 +6,11 @@
  *      V8's post-GC background work then competes with the worker for the second core);
  *   3. time to stop and peak memory for runaway scripts, and the cost of rebuilding a worker.
  *
- *   npx tsx bench/sandbox.ts [calls]      (from sources: workers start through tsx, slower rebuilds)
- *   node dist/bench/sandbox.js [calls]    (built: the figures a user gets)
+ *   npx tsx bench/sandbox.ts [calls]               (from sources: workers start through tsx, slower rebuilds)
+ *   node dist-tools/bench/sandbox.js [calls]       (built: the figures a user gets)
  *
  * Goals (issue #6): no-op ≤ 50 µs; five kernels on 640² ≤ 5% over direct.
- * Run: npx tsc -p tsconfig.build.json && node --expose-gc dist/bench/sandbox.js
+ * Run: npm run build:tools && node --expose-gc dist-tools/bench/sandbox.js
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { RELEASE_SYNC, newQuickJSWASMModuleFromVariant } from 'quickjs-emscripten';

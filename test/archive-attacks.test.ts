@@ -1,6 +1,6 @@
 /**
  * One crafted package per attack class, built here from a freshly packed package (with an aligned,
- * non-empty model) by spec/vectors/craft.ts, each rejected with its specific code; then the safety
+ * non-empty model) by tools/vectors/craft.ts, each rejected with its specific code; then the safety
  * of `unpack` against a hostile destination.
  */
 import { execFileSync } from 'node:child_process';
@@ -13,8 +13,8 @@ import { LIMITS, SIGNATURES_PATH } from '../spec/limits.js';
 import { PackageReader } from '../pack/reader.js';
 import { unpackPackage } from '../pack/unpack.js';
 import * as Z from '../pack/zip.js';
-import { craftArchive, deflateFixed, manifestOf, parseArchive, withFiles, withManifest, type CraftEntry, type CraftOptions } from '../spec/vectors/craft.js';
-import { edit } from '../spec/vectors/generate.js';
+import { craftArchive, deflateFixed, manifestOf, parseArchive, withFiles, withManifest, type CraftEntry, type CraftOptions } from '../tools/vectors/craft.js';
+import { edit } from '../tools/vectors/generate.js';
 import { demoSource, outcome, packToBuffer, rejection, tempDir, writeSource } from './archive-helpers.js';
 
 const MODEL = Buffer.from(Array.from({ length: 200 }, (_, i) => (i * 37) & 0xff));

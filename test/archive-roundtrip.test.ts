@@ -16,7 +16,7 @@ import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
 import { unpackPackage } from '../pack/unpack.js';
 import * as Z from '../pack/zip.js';
-import { fileRecord } from '../spec/vectors/craft.js';
+import { fileRecord } from '../tools/vectors/craft.js';
 import { demoSource, outcomeOfFile, packToBuffer, tempDir, writeSource, type SourceFiles } from './archive-helpers.js';
 
 /** Deterministic pseudo-random bytes (SHA-256 in counter mode). */

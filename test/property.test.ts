@@ -11,7 +11,7 @@ import { FormatError, SigningError, XpkgError } from '../spec/errors.js';
 import { parseManifest } from '../spec/manifest.js';
 import { assertNoCollisions, assertSafePath, collisionKey, pathProblem } from '../spec/paths.js';
 import { PackageReader } from '../pack/reader.js';
-import { craftArchive, parseArchive, type CraftEntry } from '../spec/vectors/craft.js';
+import { craftArchive, parseArchive, type CraftEntry } from '../tools/vectors/craft.js';
 import { demoSource, packToBuffer, tempDir, writeSource } from './archive-helpers.js';
 
 /** Runs `f`; returns 'ok' or the FormatError's code, and fails on any other exception. */

@@ -2,6 +2,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { nativeInfo, setNativeBackend } from '../native/index.js';
 import { detectHost, loadHostProfile, renderHost } from '../runner/host.js';
+import { RunnerError } from '../spec/errors.js';
+import { syncCodeOf } from './helpers/errors.js';
 
 afterEach(() => setNativeBackend('auto'));
 
@@ -20,6 +22,6 @@ describe('host profile: kernel backend', () => {
     expect(renderHost(h)).toMatch(/^kernels +portable TypeScript — forced$/m);
     const { kernels: _k, ...without } = h;
     expect(renderHost(loadHostProfile(without))).not.toMatch(/^kernels/m);
-    expect(() => loadHostProfile({ ...h, kernels: { backend: 'gpu', simd: 'x', threads: 1, cuda: false } })).toThrow();
+    expect(syncCodeOf(() => loadHostProfile({ ...h, kernels: { backend: 'gpu', simd: 'x', threads: 1, cuda: false } }), RunnerError)).toBe('E_HOST_PROFILE');
   });
 });

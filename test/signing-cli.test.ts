@@ -83,7 +83,7 @@ describe('xpkg keygen / sign', () => {
     expect([wrong.status, wrong.json?.error?.code]).toEqual([EXIT.key, 'E_KEY_PASSPHRASE']);
     expect([none.status, none.json?.error?.code]).toEqual([EXIT.key, 'E_KEY_PASSPHRASE']);
     expect(right.status).toBe(0);
-    await expect(stat(join(dir, 'w.xpkg'))).rejects.toThrow();
+    await expect(stat(join(dir, 'w.xpkg'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
   it('usage and input errors: missing --key (exit 2), missing key file (exit 3), a .pub given as key (exit 23)', async () => {
     const [noKey, missing, pub] = await Promise.all([

@@ -181,7 +181,7 @@ describe('keygen on disk', () => {
     const prefix = join(dir, 'dave');
     if (!process.stdin.isTTY) {
       expect(await codeOf(() => keygen(prefix))).toBe('E_KEY_PASSPHRASE');
-      await expect(stat(`${prefix}.key`)).rejects.toThrow();
+      await expect(stat(`${prefix}.key`)).rejects.toMatchObject({ code: 'ENOENT' });
     }
   });
   it('loading a .pub as a signing key is a clear E_KEY_FORMAT', async () => {

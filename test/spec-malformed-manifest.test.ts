@@ -8,7 +8,7 @@ import { FormatError, type ErrorCode } from '../spec/errors.js';
 import { LIMITS } from '../spec/limits.js';
 import { parseManifest, validateManifestSource, type FieldProblem } from '../spec/manifest.js';
 import type { Manifest } from '../spec/schema.js';
-import { fileRecord } from '../spec/vectors/craft.js';
+import { fileRecord } from '../tools/vectors/craft.js';
 import { demoSource } from './archive-helpers.js';
 
 function valid(): Manifest & Record<string, unknown> {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../spec/errors.js';
-import { evaluate, generateVectors, type Expectation } from '../spec/vectors/generate.js';
+import { evaluate, generateVectors, type Expectation } from '../tools/vectors/generate.js';
 
 const DIR = join(import.meta.dirname, '..', 'spec', 'vectors');
 const expected = JSON.parse(await readFile(join(DIR, 'expected.json'), 'utf8')) as Record<string, Expectation>;

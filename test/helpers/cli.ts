@@ -1,5 +1,6 @@
 /** Runs the built CLI (dist/, built by test/global-setup.ts) as a user would. */
 import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { resolve } from 'node:path';
 
 export interface CliRun {
@@ -9,31 +10,33 @@ export interface CliRun {
   json: { result?: any; error?: { code: string; summary: string; detail?: unknown } } | null;
 }
 
-export function xpkg(args: string[], env: Record<string, string> = {}, input?: string): CliRun {
-  const r = spawnSync(process.execPath, [resolve('bin/xpkg.js'), ...args], { encoding: 'utf8', env: { ...process.env, ...env }, input });
+function outcome(args: string[], status: number | null, stdout: string, stderr: string): CliRun {
   let json = null;
   if (args.includes('--json')) {
-    const lines = r.stdout.trim().split('\n');
+    const lines = stdout.trim().split('\n');
     json = JSON.parse(lines[lines.length - 1]);
     if (lines.length !== 1) throw new Error(`--json printed ${lines.length} lines on stdout`);
   }
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, json };
+  return { status: status ?? -1, stdout, stderr, json };
+}
+
+export function xpkg(args: string[], env: Record<string, string> = {}, input?: string): CliRun {
+  const r = spawnSync(process.execPath, [resolve('bin/xpkg.js'), ...args], { encoding: 'utf8', env: { ...process.env, ...env }, input });
+  return outcome(args, r.status, r.stdout, r.stderr);
 }
 
 /**
- * The CLI as a child process without blocking the test worker (a long spawnSync starves vitest's
- * RPC on a loaded machine); stdout is split into JSON lines when `--json` is given.
+ * `xpkg` as a child process without blocking the test worker: for commands that take seconds (run,
+ * bench), where a blocked worker misses vitest's RPC deadlines. With `--json`, `lines` holds every
+ * JSON line (many inputs print JSON Lines) and `json` the document when exactly one was printed.
  */
-export function xpkgAsync(args: string[]): Promise<{ status: number; stdout: string; stderr: string; lines: any[] }> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [resolve('bin/xpkg.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', fail);
-    child.on('close', (status) => {
-      const lines = args.includes('--json') ? stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l)) : [];
-      done({ status: status ?? -1, stdout, stderr, lines });
-    });
-  });
+export async function xpkgAsync(args: string[], env: Record<string, string> = {}): Promise<CliRun & { lines: any[] }> {
+  const child = spawn(process.execPath, [resolve('bin/xpkg.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const [status] = (await once(child, 'close')) as [number | null];
+  const lines = args.includes('--json') ? stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l)) : [];
+  return { status: status ?? -1, stdout, stderr, json: lines.length === 1 ? lines[0] : null, lines };
 }

@@ -1,8 +1,9 @@
 /**
- * Builds the frozen test vectors in spec/vectors/: `npx tsx spec/vectors/generate.ts`.
+ * Builds the frozen test vectors in spec/vectors/: `npm run gen:vectors` (`npx tsx tools/vectors/generate.ts`).
+ * Lives outside spec/ because it packs and reads through pack/: the format layer depends on nothing.
  *
  * Good vectors are `xpkg pack` output of tiny sources (SOURCE_DATE_EPOCH fixed); bad ones are the
- * basic good package re-laid-out by spec/vectors/craft.ts with exactly one lie each. The expected
+ * basic good package re-laid-out by tools/vectors/craft.ts with exactly one lie each. The expected
  * result of every vector is declared here, not computed by the reader; after writing, the script
  * runs the reader on each vector and fails if any disagrees. The committed files are frozen:
  * test/vectors.test.ts checks them as they are, and separately that this script reproduces them.
@@ -12,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { crc32 as zcrc } from 'node:zlib';
-import { XpkgError, type ErrorCode } from '../errors.js';
-import { packageId } from '../manifest.js';
+import { XpkgError, type ErrorCode } from '../../spec/errors.js';
+import { packageId } from '../../spec/manifest.js';
 import { packFolder } from '../../pack/pack.js';
 import { PackageReader } from '../../pack/reader.js';
 import * as Z from '../../pack/zip.js';
@@ -238,11 +239,11 @@ export async function generateVectors(outDir: string): Promise<Record<string, Ex
 }
 
 async function main(): Promise<void> {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const expected = await generateVectors(here);
+  const vectors = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'spec', 'vectors');
+  const expected = await generateVectors(vectors);
   let bad = 0;
   for (const [file, want] of Object.entries(expected)) {
-    const got = await evaluate(join(here, file));
+    const got = await evaluate(join(vectors, file));
     const ok = 'ok' in want ? 'ok' in got && got.id === want.id : 'error' in got && got.error === want.error;
     if (!ok) bad++;
     console.log(`${ok ? 'ok  ' : 'FAIL'} ${file.padEnd(32)} ${'ok' in want ? 'ok' : want.error}${ok ? '' : `  (reader: ${JSON.stringify(got)})`}`);

@@ -10,9 +10,9 @@
  */
 import { createHash } from 'node:crypto';
 import { crc32, inflateRawSync } from 'node:zlib';
-import { canonicalBytes } from '../canonical.js';
-import { BLOCK_SIZE } from '../limits.js';
-import type { FileRecord } from '../schema.js';
+import { canonicalBytes } from '../../spec/canonical.js';
+import { BLOCK_SIZE } from '../../spec/limits.js';
+import type { FileRecord } from '../../spec/schema.js';
 import * as Z from '../../pack/zip.js';
 
 export type DosTime = { time: number; date: number };
