@@ -57,7 +57,7 @@ export type WorkerMessage =
   | { t: 'ready' }
   | { t: 'fatal'; message: string }
   | { t: 'done'; ok: true; value: unknown; recycle?: boolean }
-  | { t: 'done'; ok: false; failure: FailureInfo; reset: Reset }
+  | { t: 'done'; ok: false; failure: FailureInfo; reset: Reset; unrun?: boolean }
   | { t: 'kernel'; name: string; args: string }
   | { t: 'op'; op: string }
   | { t: 'sync' }

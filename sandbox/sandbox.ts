@@ -35,6 +35,8 @@ const HOST_SPIN_MS = availableParallelism() > 1 ? 1 : 0;
 
 class Watchdog {}
 class Aborted {}
+/** The worker died or gave up before it took the request: safe to send it again to a fresh one. */
+class Unrun {}
 export class Sandbox implements AsyncDisposable {
   readonly policy: EffectivePolicy;
   private readonly kernels = new Map<string, Kernel>();
@@ -50,6 +52,7 @@ export class Sandbox implements AsyncDisposable {
   private ids = 0;
   private liveTensors = 0;
   private workersStarted = 0;
+  private respawns = 0;
 
   private constructor(options: SandboxOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError('sandbox: options must be an object');
@@ -108,7 +111,7 @@ export class Sandbox implements AsyncDisposable {
       this.assertOpen();
       if (this.scripts.has(name)) throw new TypeError(`sandbox.load: a script named '${name}' is already loaded`);
       const t = await this.current();
-      const functions = await this.scoped((scope) => this.exchange(t, { t: 'load', name, source, timeMs, hooks }, timeMs, scope));
+      const functions = await this.scoped((scope) => this.live(t, (t) => this.exchange(t, { t: 'load', name, source, timeMs, hooks }, timeMs, scope)));
       if (!Array.isArray(functions) || !functions.every((f) => typeof f === 'string')) throw new SandboxError('E_SANDBOX_SCRIPT', `script '${name}' reported malformed exports`);
       this.scripts.set(name, { source, functions, hooks, timeMs });
       return { name, functions: [...functions] };
@@ -133,8 +136,9 @@ export class Sandbox implements AsyncDisposable {
       return this.scoped(async (scope) => {
         const json = encodeForGuest(args, (t) => scope.borrow(t), this.policy.copyBytes, 'sandbox.call arguments');
         if (json.length > this.policy.outputBytes) throw new RangeError(`sandbox.call: arguments are ${json.length} characters of JSON, over ${this.policy.outputBytes}; pass bulk data as tensors`);
+        const msg: HostMessage = { t: 'call', script, hook, args: json, timeMs };
         const t = this.thread && !this.thread.death ? this.thread : await this.current();
-        const value = await this.exchange(t, { t: 'call', script, hook, args: json, timeMs }, timeMs, scope, signal);
+        const value = await this.live(t, (t) => this.exchange(t, msg, timeMs, scope, signal));
         if (typeof value !== 'string' || value.length > this.policy.outputBytes) throw new SandboxError('E_SANDBOX_OUTPUT', 'the result is too large', { limit: this.policy.outputBytes });
         const result = decodeFromGuest(value, scope, this.policy.copyBytes);
         if (outputs) validateOutputs(result, outputs);
@@ -148,8 +152,8 @@ export class Sandbox implements AsyncDisposable {
     return this.serial(async () => {
       this.assertOpen();
       const t = await this.current();
-      const w = (await this.exchange(t, { t: 'stats' }, 5000, null)) as Omit<SandboxStats, 'liveTensors' | 'workersStarted'>;
-      return { ...w, liveTensors: this.liveTensors, workersStarted: this.workersStarted };
+      const w = (await this.live(t, (t) => this.exchange(t, { t: 'stats' }, 5000, null))) as Omit<SandboxStats, 'liveTensors' | 'workersStarted' | 'respawns'>;
+      return { ...w, liveTensors: this.liveTensors, workersStarted: this.workersStarted, respawns: this.respawns };
     });
   }
 
@@ -228,6 +232,26 @@ export class Sandbox implements AsyncDisposable {
     return t;
   }
 
+  /**
+   * Runs one exchange; when the worker turns out dead or broken before it took the request (it
+   * exited between calls, or its runtime could not be rebuilt after the previous failure), sends
+   * the request once more to a fresh worker: only the call that broke a worker reports it.
+   */
+  private async live<T>(t: Thread, exchange: (t: Thread) => Promise<T>): Promise<T> {
+    try {
+      return await exchange(t);
+    } catch (e) {
+      if (!(e instanceof Unrun) || this.closed) throw e instanceof Unrun ? t.death : e;
+      this.respawns++;
+      const fresh = await this.current();
+      try {
+        return await exchange(fresh);
+      } catch (e2) {
+        throw e2 instanceof Unrun ? fresh.death : e2;
+      }
+    }
+  }
+
   /** Kills a thread that cannot go on, and starts its successor in the background. */
   private async retire(t: Thread, why: SandboxError): Promise<void> {
     if (this.thread === t) this.thread = null;
@@ -249,9 +273,12 @@ export class Sandbox implements AsyncDisposable {
     t.worker.ref();
     send(t.port, t.ctl, TO_WORKER, msg);
     const ops = scope ? new OpStream(this.host, scope, deadlineAt - this.policy.graceMs) : null;
+    // Whether the worker has said anything about this request (a request, an op, an answer).
+    let heard = false;
     try {
       for (;;) {
         const m = await this.next(t, deadlineAt, signal, aborted);
+        heard = true;
         if (m.t === 'op') {
           // A queued kernel call, posted as the hook made it: run it now, no answer.
           if (!ops) throw new SandboxError('E_SANDBOX_KILLED', 'sandbox protocol error', { reason: 'protocol' });
@@ -266,6 +293,7 @@ export class Sandbox implements AsyncDisposable {
           }
           const err = new SandboxError(m.failure.code, m.failure.message, m.failure.detail);
           if (m.reset === 'worker') await this.retire(t, err);
+          if (m.unrun) throw new Unrun();
           throw err;
         }
         if (m.t === 'ready' || m.t === 'fatal') throw new SandboxError('E_SANDBOX_KILLED', 'sandbox protocol error', { reason: 'protocol' });
@@ -283,7 +311,12 @@ export class Sandbox implements AsyncDisposable {
         await this.retire(t, err);
         throw err;
       }
-      if (t.death && e === t.death && !this.closed) await this.retire(t, t.death);
+      if (t.death && e === t.death && !this.closed) {
+        await this.retire(t, t.death);
+        // Exited (not crashed, not killed by this host) before taking the request: terminated
+        // from outside between calls. Nothing of the request ran, so it may go to a fresh worker.
+        if (!heard && (t.death.detail as { reason?: string } | undefined)?.reason === 'exited') throw new Unrun();
+      }
       throw e;
     } finally {
       if (onAbort) signal?.removeEventListener('abort', onAbort);

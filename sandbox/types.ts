@@ -145,4 +145,6 @@ export interface SandboxStats {
   /** Workers started (1 + rebuilds) and in-worker runtime resets since creation. */
   workersStarted: number;
   runtimeResets: number;
+  /** Requests sent again to a fresh worker because theirs had died or broken before taking them. */
+  respawns: number;
 }

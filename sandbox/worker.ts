@@ -349,8 +349,16 @@ async function main(): Promise<void> {
       end();
     }
   };
+  // Set when the runtime could not be rebuilt: the WebAssembly instance may be corrupt, so this
+  // worker runs nothing more and answers every request as not run (the host then retries it on a
+  // fresh worker). Exiting instead would race the host's next request.
+  let broken: string | null = null;
   for (;;) {
-    const m = receiveSync<HostMessage>(port, ctl, TO_WORKER, warmUp);
+    const m = receiveSync<HostMessage>(port, ctl, TO_WORKER, broken ? undefined : warmUp);
+    if (broken) {
+      post({ t: 'done', ok: false, failure: { code: 'E_SANDBOX_KILLED', message: `the sandbox worker cannot go on: ${broken}`.slice(0, 1000), detail: { reason: 'respawn' } }, reset: 'worker', unrun: true });
+      continue;
+    }
     let out: Outcome;
     try {
       if (m.t === 'call') out = runCall(engine, m);
@@ -379,10 +387,11 @@ async function main(): Promise<void> {
         engine = new Engine(Q);
         runtimeResets++;
         for (const l of loaded) if ('failure' in runLoad(engine, l)) throw new Error(`script '${l.name}' failed to load again`);
-      } catch {
-        // Cannot happen with scripts that loaded before; if it does, end this worker: the host
-        // sees it exit and starts a fresh one.
-        process.exit(1);
+      } catch (e) {
+        // QuickJS 2025-09-13 (quickjs-emscripten 0.32) sometimes aborts in JS_FreeRuntime
+        // (assert list_empty(&rt->gc_obj_list)) after a job was interrupted or ran out of memory,
+        // with no job pending and every handle disposed: an engine leak, not ours to free.
+        broken = e instanceof Error ? e.message : String(e);
       }
     }
   }
