@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { inspectPackage, renderInspect } from '../../pack/index.js';
 import { action } from '../framework.js';
 
 export function register(program: Command): void {
@@ -9,6 +8,7 @@ export function register(program: Command): void {
     .argument('<pkg>', 'package file')
     .option('--json', 'print one JSON document on stdout');
   action<[string], { json?: boolean }>(cmd, async (_io, pkg) => {
+    const { inspectPackage, renderInspect } = await import('../../pack/index.js');
     const r = await inspectPackage(pkg);
     return { result: r, human: renderInspect(r) };
   });

@@ -1,6 +1,6 @@
 /** `xpkg run` and `xpkg bench`: verify, select, load and run a package on inputs. */
 import type { Command } from 'commander';
-import { Runner, type RunnerOptions } from '../../runner/runner.js';
+import type { RunnerOptions } from '../../runner/runner.js';
 import { renderSelection, selectionJson } from '../../runner/explain.js';
 import type { Manifest } from '../../spec/schema.js';
 import { RunnerError } from '../../spec/errors.js';
@@ -88,7 +88,7 @@ export function register(program: Command): void {
   const run = addRunOptions(program.command('run').description('verify, pick the best variant for this host, and run the package on inputs'))
     .option('--explain', 'also print why each variant was chosen or rejected');
   action<[string], RunFlags>(run, async (io, pkg, opts) => {
-    await using runner = await Runner.open(pkg, runnerOptions(opts));
+    await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, runnerOptions(opts));
     const r = await runner.run(parseInputs(runner.manifest, opts.input));
     const explain = opts.explain ? selectionJson(runner.selection) : undefined;
     return {
@@ -103,7 +103,7 @@ export function register(program: Command): void {
   action<[string], RunFlags & { runs?: string; warmup?: string }>(bench, async (io, pkg, opts) => {
     const runs = intOption(opts.runs, 'runs') ?? 20;
     const warmup = intOption(opts.warmup, 'warmup', 0) ?? 2;
-    await using runner = await Runner.open(pkg, runnerOptions(opts));
+    await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, runnerOptions(opts));
     const inputs = parseInputs(runner.manifest, opts.input);
     for (let i = 0; i < warmup; i++) await runner.run(inputs);
     const samples: Record<string, number[]> = {};

@@ -2,7 +2,7 @@
  * Image ops: decode-image, resize, normalize, crop-regions, rotate-images. Ops taking an image
  * also take an `images` batch and apply per item.
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../../spec/typebox-lite.js';
 import sharp, { type Sharp } from 'sharp';
 import { RunnerError } from '../../spec/errors.js';
 import { cropBatch } from '../../native/index.js';
