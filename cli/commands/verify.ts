@@ -25,7 +25,7 @@ export function register(program: Command): void {
     .option('--state-dir <dir>', 'anti-rollback state folder (default $XPKG_STATE_DIR, $XDG_STATE_HOME/xpkg, ~/.local/state/xpkg)')
     .option('--json', 'print one JSON document on stdout');
   action<[string], VerifyOpts>(cmd, async (io, pkg, opts) => {
-    const { renderVerifyResult, verify } = await import('../../signing/index.js');
+    const [{ verify }, { renderVerifyResult }] = await Promise.all([import('../../signing/verify.js'), import('../../signing/render.js')]);
     const r = await verify(
       pkg,
       {

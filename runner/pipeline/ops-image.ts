@@ -3,7 +3,8 @@
  * also take an `images` batch and apply per item.
  */
 import { Type } from '../../spec/typebox-lite.js';
-import sharp, { type Sharp } from 'sharp';
+import type { Sharp } from 'sharp';
+import { sharp } from './lazy-sharp.js';
 import { RunnerError } from '../../spec/errors.js';
 import { cropBatch } from '../../native/index.js';
 import { resizeImage, rotateImage, toTensor } from '../ops/image.js';
