@@ -3,7 +3,8 @@
  * TypeBox sources say, and each command, run as a real process, loads only what it needs.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Type as TypeBox } from '@sinclair/typebox';
@@ -15,6 +16,7 @@ import { HOST_PROFILE_FORMAT, loadHostProfile } from '../runner/host-profile.js'
 import { paramProblems } from '../runner/pipeline/params.js';
 import { getOp, type OpDef } from '../runner/pipeline/registry.js';
 import { validatePipeline } from '../runner/pipeline/validate.js';
+import { Runner } from '../runner/runner.js';
 import { tempDir } from './helpers/source.js';
 
 const plain = (v: unknown) => JSON.parse(JSON.stringify(v));
@@ -125,5 +127,48 @@ describe('what a command loads (the built CLI as a process)', () => {
     expect(loads(r.modules, ORT)).toEqual([]);
     expect(loads(r.modules, TYPEBOX)).toEqual([]);
     expect(loads(r.modules, /\/dist\/runner\/(?!explain\.js)/)).toEqual([]);
+  });
+});
+
+describe('the package file is read once', () => {
+  it('open + first run of the OCR package read no byte of it twice (directory, manifest, signatures, each model and asset once)', async () => {
+    const pkg = 'fixtures/dist/paddleocr-v4.xpkg';
+    const size = statSync(pkg).size;
+    // Record every positional read through a real FileHandle (the reader's only way to the file).
+    const probe = await openFile(pkg, 'r');
+    const proto = Object.getPrototypeOf(probe) as unknown as { read: (this: FileHandle, ...a: unknown[]) => Promise<{ bytesRead: number }> };
+    await probe.close();
+    const original = proto.read;
+    const reads = new Map<FileHandle, [number, number][]>();
+    proto.read = async function (this: FileHandle, ...args: unknown[]) {
+      const r = await original.apply(this, args);
+      const position = args[3];
+      if (typeof position === 'number' && r.bytesRead > 0) {
+        const list = reads.get(this) ?? [];
+        list.push([position, position + r.bytesRead]);
+        reads.set(this, list);
+      }
+      return r;
+    };
+    try {
+      const runner = await Runner.open(pkg, { trust: ['fixtures/keys/test.pub'], stateDir: tempDir() });
+      try {
+        const r = await runner.run({ image: 'fixtures/images/example.png' });
+        expect(JSON.stringify(r.outputs)).toContain('quick brown fox');
+      } finally {
+        await runner.close();
+      }
+    } finally {
+      proto.read = original;
+    }
+    // The package's handle is the one that read its end record.
+    const ranges = [...reads.values()].find((list) => list.some(([, end]) => end === size));
+    expect(ranges).toBeDefined();
+    const sorted = [...ranges!].sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < sorted.length; i++) {
+      expect(sorted[i][0], `bytes ${sorted[i][0]}..${sorted[i][1]} read again (overlap with ${sorted[i - 1][0]}..${sorted[i - 1][1]})`).toBeGreaterThanOrEqual(sorted[i - 1][1]);
+    }
+    // …and the three models were read (16 MB of a 16 MB file), not skipped.
+    expect(sorted.reduce((n, [a, b]) => n + (b - a), 0)).toBeGreaterThan(size * 0.95);
   });
 });
