@@ -3,7 +3,8 @@
  * TypeBox sources say, and each command, run as a real process, loads only what it needs.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -16,6 +17,7 @@ import { HOST_PROFILE_FORMAT, loadHostProfile } from '../runner/host-profile.js'
 import { paramProblems } from '../runner/pipeline/params.js';
 import { getOp, type OpDef } from '../runner/pipeline/registry.js';
 import { validatePipeline } from '../runner/pipeline/validate.js';
+import { runTool } from '../runner/host-util.js';
 import { Runner } from '../runner/runner.js';
 import { tempDir } from './helpers/source.js';
 
@@ -170,5 +172,33 @@ describe('the package file is read once', () => {
     }
     // …and the three models were read (16 MB of a 16 MB file), not skipped.
     expect(sorted.reduce((n, [a, b]) => n + (b - a), 0)).toBeGreaterThan(size * 0.95);
+  });
+});
+
+describe('host detection spawns only tools that exist', () => {
+  it.skipIf(process.platform === 'win32')('a tool missing from PATH is reported without a process; one on PATH runs', async () => {
+    const cp = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
+    const original = cp.execFile;
+    const spawned: string[] = [];
+    cp.execFile = ((file: string, ...rest: unknown[]) => {
+      spawned.push(file);
+      return (original as (...a: unknown[]) => unknown)(file, ...rest);
+    }) as typeof cp.execFile;
+    syncBuiltinESMExports(); // the ES binding host-util.ts imported now sees the wrapper
+    const path = process.env.PATH;
+    try {
+      const empty = tempDir();
+      process.env.PATH = empty;
+      expect(await runTool('nvidia-smi', [])).toEqual({ ok: false, reason: 'nvidia-smi not found' });
+      expect(spawned).toEqual([]);
+      writeFileSync(join(empty, 'nvidia-smi'), '#!/bin/sh\necho fake-smi\n');
+      chmodSync(join(empty, 'nvidia-smi'), 0o755);
+      expect(await runTool('nvidia-smi', [])).toEqual({ ok: true, value: 'fake-smi\n' });
+      expect(spawned).toEqual(['nvidia-smi']);
+    } finally {
+      process.env.PATH = path;
+      cp.execFile = original;
+      syncBuiltinESMExports();
+    }
   });
 });
