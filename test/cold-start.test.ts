@@ -103,13 +103,14 @@ const ORT = /node_modules\/onnxruntime-node\//;
 const QUICKJS = /quickjs/;
 
 describe('what a command loads (the built CLI as a process)', () => {
-  it('`xpkg run` of the OCR package loads no TypeBox, no ajv compiler and no QuickJS (it has no scripts)', () => {
+  it('`xpkg run` of the OCR package loads no TypeBox, no ajv compiler, no QuickJS (it has no scripts) and no tweetnacl', () => {
     const r = modulesLoadedBy(['run', 'fixtures/dist/paddleocr-v4.xpkg', '--trust', 'fixtures/keys/test.pub', '--input', 'fixtures/images/example.png', '--state-dir', tempDir()]);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('quick brown fox');
     expect(loads(r.modules, TYPEBOX)).toEqual([]);
     expect(loads(r.modules, AJV_COMPILER)).toEqual([]);
     expect(loads(r.modules, QUICKJS)).toEqual([]);
+    expect(loads(r.modules, /node_modules\/tweetnacl\//)).toEqual([]); // OpenSSL verifies; tweetnacl signs
     expect(loads(r.modules, SHARP).length).toBeGreaterThan(0); // it did decode the image
   });
 
