@@ -1,6 +1,8 @@
 /** Small I/O helpers for host detection: every probe reports why it found nothing, none throws. */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
 
 export type Probe<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -42,6 +44,11 @@ export async function linkName(path: string): Promise<string | null> {
  * becomes a reason, never an exception: detection must finish on any machine.
  */
 export function runTool(file: string, args: string[], timeoutMs = 3000): Promise<Probe<string>> {
+  // Spawning a missing tool costs as much as running one (~10 ms each, twice for nvidia-smi on
+  // every `xpkg run`): look it up on PATH first. Windows resolves extensions itself, so it spawns.
+  if (process.platform !== 'win32' && !file.includes('/') && !(process.env.PATH ?? '').split(delimiter).some((d) => d && existsSync(join(d, file)))) {
+    return Promise.resolve({ ok: false, reason: `${file} not found` });
+  }
   return new Promise((resolve) => {
     execFile(file, args, { timeout: timeoutMs, maxBuffer: 1 << 20, windowsHide: true, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout, stderr) => {
       if (!err) return resolve({ ok: true, value: stdout });

@@ -8,7 +8,7 @@
  */
 import { PackageReader } from '../pack/reader.js';
 import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
-import { commitRollback, resolvePolicy, verifyReader, type VerifyResult } from '../signing/index.js';
+import { commitRollback, resolvePolicy, verifyReader, type VerifyResult } from '../signing/verify.js';
 import { FormatError, RunnerError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 import { defaultRegistry, type BackendRegistry } from './backends/index.js';

@@ -16,9 +16,13 @@
  *    key enters a trust store and again before every verification.
  */
 import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import nacl from 'tweetnacl';
+import { createRequire } from 'node:module';
 import { SigningError } from '../spec/errors.js';
 import { decodePoint, hasSmallOrder, inPrimeOrderSubgroup, L, leToBigInt, type DecodeProblem } from './ed25519-math.js';
+
+// tweetnacl signs and is the fallback verifier: required on first use, not by every `xpkg run` (~15 ms).
+let naclModule: typeof import('tweetnacl') | undefined;
+const nacl = (): typeof import('tweetnacl') => (naclModule ??= createRequire(import.meta.url)('tweetnacl') as typeof import('tweetnacl'));
 
 export const PUBLIC_KEY_BYTES = 32;
 export const SECRET_KEY_BYTES = 64;
@@ -91,7 +95,7 @@ function nodeEquation(message: Uint8Array, signature: Uint8Array, publicKey: Uin
 
 const EQUATIONS: Record<Ed25519Backend, (m: Uint8Array, s: Uint8Array, k: Uint8Array) => boolean> = {
   node: nodeEquation,
-  tweetnacl: (m, s, k) => nacl.sign.detached.verify(m, s, k),
+  tweetnacl: (m, s, k) => nacl().sign.detached.verify(m, s, k),
 };
 
 /** Node's OpenSSL unless XPKG_ED25519=tweetnacl or it fails a known-answer self-test. */
@@ -158,13 +162,13 @@ export interface Ed25519KeyPair {
 
 export function keyPairFromSeed(seed: Uint8Array): Ed25519KeyPair {
   if (seed.length !== SEED_BYTES) throw new RangeError(`seed must be ${SEED_BYTES} bytes`);
-  return nacl.sign.keyPair.fromSeed(seed);
+  return nacl().sign.keyPair.fromSeed(seed);
 }
 
 export function randomSeed(): Uint8Array {
-  return nacl.randomBytes(SEED_BYTES);
+  return nacl().randomBytes(SEED_BYTES);
 }
 
 export function signDetached(message: Uint8Array, secretKey: Uint8Array): Uint8Array {
-  return nacl.sign.detached(message, secretKey);
+  return nacl().sign.detached(message, secretKey);
 }

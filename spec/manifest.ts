@@ -3,16 +3,13 @@
  * reported at once), then the cross-references a schema cannot express.
  */
 import { createHash } from 'node:crypto';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { canonicalBytes, parseStrictJson } from './canonical.js';
 import { FormatError } from './errors.js';
+import * as generated from './generated/manifest.js';
 import { BLOCK_SIZE, LIMITS } from './limits.js';
 import { assertNoCollisions, isReserved, pathProblem } from './paths.js';
-import { Manifest as ManifestSchema, ManifestSource as ManifestSourceSchema, type Manifest, type ManifestSource } from './schema.js';
-
-// ajv-formats ships CJS with a default export; under NodeNext it arrives wrapped.
-const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
+import type { Manifest, ManifestSource } from './schema.js';
 
 export interface FieldProblem {
   /** JSON pointer of the offending field. */
@@ -20,18 +17,10 @@ export interface FieldProblem {
   message: string;
 }
 
-let compiled: { manifest: ValidateFunction; source: ValidateFunction } | undefined;
-function validators() {
-  if (!compiled) {
-    const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false, allowUnionTypes: true });
-    addFormats(ajv);
-    compiled = {
-      manifest: ajv.compile(JSON.parse(JSON.stringify(ManifestSchema))),
-      source: ajv.compile(JSON.parse(JSON.stringify(ManifestSourceSchema))),
-    };
-  }
-  return compiled;
-}
+// Compiled at build time from spec/schema.ts by spec/gen-validators.ts (MANIFEST_AJV_OPTIONS, with
+// ajv-formats): building the TypeBox schemas and compiling them with ajv took most of the CLI's start.
+const compiled = { manifest: generated.manifest as unknown as ValidateFunction, source: generated.manifestSource as unknown as ValidateFunction };
+const validators = () => compiled;
 
 function ajvProblems(errors: ErrorObject[] | null | undefined): FieldProblem[] {
   return (errors ?? []).map((e) => {

@@ -29,6 +29,12 @@ const ORT_VERSION = (
 
 /** Trusted run flags with a fresh anti-rollback state folder, so no test depends on another's state. */
 const trusted = () => [...TRUST, '--state-dir', tempDir('xpkg-state-')];
+/** A 3-byte file: no whole number of float32 values. */
+const threeBytes = () => {
+  const f = join(tempDir(), 'three.bin');
+  writeFileSync(f, Buffer.from([1, 2, 3]));
+  return f;
+};
 
 /** The whole of stdout is one JSON document (not just its last line), and it is what the helper parsed. */
 function doc(r: CliRun): NonNullable<CliRun['json']> {
@@ -148,17 +154,16 @@ describe('xpkg run', { timeout: 240_000 }, () => {
       width: number;
       height: number;
       labels: string[];
-      data: number[] | Record<string, number>;
+      data: number[] | { dtype: string; shape: number[]; encoding: 'base64'; data: string };
     };
     const { data, info } = await sharp(`fixtures/segmenter/eval/${im.mask}`)
       .raw()
       .toBuffer({ resolveWithObject: true });
     expect([mask.width, mask.height]).toEqual([info.width, info.height]);
     expect(mask.labels).toEqual(['background', 'circle', 'square', 'triangle', 'star']);
-    // A typed array serialises as an index-keyed object; accept a plain array as well.
-    const pred = Array.isArray(mask.data)
-      ? mask.data
-      : Array.from({ length: mask.width * mask.height }, (_, i) => (mask.data as Record<string, number>)[i]);
+    // Large typed arrays come as base64 with their dtype and shape (runner/outputs-json.ts).
+    const pred = Array.isArray(mask.data) ? mask.data : Array.from(Buffer.from(mask.data.data, 'base64'));
+    if (!Array.isArray(mask.data)) expect([mask.data.dtype, mask.data.shape]).toEqual(['uint8', [mask.height, mask.width]]);
     const truth = Uint8Array.from({ length: info.width * info.height }, (_, i) => data[i * info.channels]);
     const conf = new Float64Array(25);
     accumulateConfusion(conf, pred, truth, 5);
@@ -174,14 +179,11 @@ describe('xpkg run', { timeout: 240_000 }, () => {
     expectHumanError(await xpkg(['run', PKG('detector'), '-i', img, '--state-dir', tempDir()]), 'E_TRUST_UNTRUSTED');
   });
 
-  it('an input that is not an image, and a file path for a tensor input, are E_RUN_INPUT', async () => {
-    expectError(await xpkg(['run', PKG('detector'), ...trusted(), '-i', 'package.json', '--json']), 'E_RUN_INPUT');
-    expectHumanError(await xpkg(['run', PKG('detector'), ...trusted(), '-i', 'package.json']), 'E_RUN_INPUT');
-    // multi-variant takes a float32 tensor, which a file path is not.
-    expectError(
-      await xpkg(['run', PKG('multi-variant'), ...trusted(), '-i', 'x=package.json', '--json']),
-      'E_RUN_INPUT',
-    );
+  it('a file that is not an image is E_RUN_INPUT_FORMAT; raw bytes that are no whole float32 tensor are E_RUN_INPUT', async () => {
+    expectError(await xpkg(['run', PKG('detector'), ...trusted(), '-i', 'package.json', '--json']), 'E_RUN_INPUT_FORMAT');
+    expectHumanError(await xpkg(['run', PKG('detector'), ...trusted(), '-i', 'package.json']), 'E_RUN_INPUT_FORMAT');
+    // multi-variant takes a float32 tensor: 3 raw bytes are not a whole number of values.
+    expectError(await xpkg(['run', PKG('multi-variant'), ...trusted(), '-i', `x=${threeBytes()}`, '--json']), 'E_RUN_INPUT');
   });
 
   it('a missing --input, a missing package and an unknown variant have their own codes', async () => {
@@ -278,7 +280,7 @@ describe('xpkg bench', { timeout: 240_000 }, () => {
       'E_USAGE',
     );
     expectError(
-      await xpkg(['bench', PKG('multi-variant'), ...trusted(), '-i', 'package.json', '--runs', '1', '--json']),
+      await xpkg(['bench', PKG('multi-variant'), ...trusted(), '-i', threeBytes(), '--runs', '1', '--json']),
       'E_RUN_INPUT',
     );
   });

@@ -1,7 +1,6 @@
 /** `xpkg explain <pkg>`: every variant of every model, chosen or rejected, and why, for this (or a given) host. */
 import type { Command } from 'commander';
-import { PackageReader } from '../../pack/index.js';
-import { explainVariants, resolveHost, type Precision } from '../../runner/index.js';
+import type { Precision } from '../../runner/index.js';
 import { action } from '../framework.js';
 
 interface ExplainOpts {
@@ -21,6 +20,7 @@ export function register(program: Command): void {
     .option('--precision <p>', 'prefer this precision everywhere (fp32, fp16, bf16, int8, …)')
     .option('--json', 'print one JSON document on stdout');
   action<[string], ExplainOpts>(cmd, async (_io, pkg, opts) => {
+    const [{ PackageReader }, { explainVariants }, { resolveHost }] = await Promise.all([import('../../pack/reader.js'), import('../../runner/select.js'), import('../../runner/host.js')]);
     await using reader = await PackageReader.open(pkg);
     const host = await resolveHost(opts.host !== undefined ? { host: opts.host } : {});
     const { result, human } = explainVariants(reader.manifest, host, { ...(opts.variant ? { variant: opts.variant } : {}), ...(opts.precision ? { precision: opts.precision } : {}) });

@@ -1,6 +1,6 @@
 /** `xpkg host [--json] [--host <file>]`: what this machine offers to variant selection. */
 import type { Command } from 'commander';
-import { resolveHost, renderHost, type HostProfile } from '../../runner/host.js';
+import type { HostProfile } from '../../runner/host.js';
 import { action, type CommandOutcome, type Io } from '../framework.js';
 
 export interface HostCommandOptions {
@@ -11,6 +11,7 @@ export interface HostCommandOptions {
 
 export async function hostCommand(_io: Io, opts: HostCommandOptions): Promise<CommandOutcome<HostProfile>> {
   const injected = opts.host ?? process.env.XPKG_HOST;
+  const { resolveHost, renderHost } = await import('../../runner/host.js');
   const profile = await resolveHost({ ...(opts.host !== undefined ? { host: opts.host } : {}) });
   const head = injected ? `host profile from ${opts.host !== undefined ? '--host' : 'XPKG_HOST'} (not detected)\n` : '';
   return { result: profile, human: head + renderHost(profile) };

@@ -1,4 +1,8 @@
-/** The command table. Order is the order `xpkg --help` lists them in. */
+/**
+ * The command table. Order is the order `xpkg --help` lists them in. Every command is registered at
+ * start (names, flags, help), so a command module imports only commander, the framework and types at
+ * its top, and its implementation inside the action: a command loads only what it runs.
+ */
 import type { Command } from 'commander';
 import { register as pack } from './pack.js';
 import { register as inspect } from './inspect.js';

@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { inspectPackage, renderInspect } from '../../pack/index.js';
-import { decodeEnvelope } from '../../signing/index.js';
 import { action } from '../framework.js';
 
 export function register(program: Command): void {
@@ -10,6 +8,8 @@ export function register(program: Command): void {
     .argument('<pkg>', 'package file')
     .option('--json', 'print one JSON document on stdout');
   action<[string], { json?: boolean }>(cmd, async (_io, pkg) => {
+    const { inspectPackage, renderInspect } = await import('../../pack/index.js');
+    const { decodeEnvelope } = await import('../../signing/index.js');
     const r = await inspectPackage(pkg, { decodeEnvelope });
     return { result: r, human: renderInspect(r) };
   });

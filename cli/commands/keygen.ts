@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { keygen } from '../../signing/index.js';
 import { action, usage } from '../framework.js';
 
 interface KeygenOpts {
@@ -20,6 +19,7 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document on stdout');
   action<[], KeygenOpts>(cmd, async (_io, opts) => {
     if (!opts.output) throw usage('keygen needs -o <prefix>');
+    const { keygen } = await import('../../signing/index.js');
     const r = await keygen(opts.output, { passphrase: opts.passphrase === false ? null : undefined, force: Boolean(opts.force) });
     return {
       result: { keyid: r.keyid, publicKeyPath: r.publicKeyPath, secretKeyPath: r.secretKeyPath, encrypted: r.encrypted },

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { formatBytes, packFolder } from '../../pack/index.js';
 import { action, usage } from '../framework.js';
 
 export function register(program: Command): void {
@@ -12,9 +11,9 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document on stdout');
   action<[string], { output?: string; force?: boolean; json?: boolean }>(cmd, async (io, dir, opts) => {
     if (!dir) throw usage('pack needs a source folder');
+    const { formatBytes, packFolder, readManifestSource } = await import('../../pack/index.js');
     let out = opts.output;
     if (!out) {
-      const { readManifestSource } = await import('../../pack/index.js');
       const src = await readManifestSource(dir);
       out = `${src.name.replace(/^@/, '').replace('/', '-')}-${src.version}.xpkg`;
     }

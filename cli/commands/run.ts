@@ -1,12 +1,10 @@
 /** `xpkg run` and `xpkg bench`: verify, select, load and run a package on inputs. */
 import type { Command } from 'commander';
-import { Runner, type RunnerOptions } from '../../runner/runner.js';
+import type { RunnerOptions } from '../../runner/runner.js';
 import { renderSelection, selectionJson } from '../../runner/explain.js';
 import type { Manifest } from '../../spec/schema.js';
 import { RunnerError } from '../../spec/errors.js';
 import { action, intOption, usage } from '../framework.js';
-import { planInputs, runInputs } from './run-many.js';
-import { loadInputFiles } from '../../runner/inputs/load.js';
 
 export interface RunFlags {
   input?: string[];
@@ -79,7 +77,8 @@ export function register(program: Command): void {
     .option('--explain', 'also print why each variant was chosen or rejected');
   run.option('--annotate <file|dir>', 'write the input image with the outputs drawn on it (a folder for many inputs)');
   action<[string], RunFlags>(run, async (io, pkg, opts) => {
-    await using runner = await Runner.open(pkg, runnerOptions(opts));
+    await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, runnerOptions(opts));
+    const { planInputs, runInputs } = await import('./run-many.js');
     const plan = await planInputs(runner.manifest, opts.input);
     return await runInputs(io, runner, plan, {
       ...(opts.annotate !== undefined ? { annotate: opts.annotate } : {}),
@@ -94,9 +93,11 @@ export function register(program: Command): void {
   action<[string], RunFlags & { runs?: string; warmup?: string }>(bench, async (io, pkg, opts) => {
     const runs = intOption(opts.runs, 'runs') ?? 20;
     const warmup = intOption(opts.warmup, 'warmup', 0) ?? 2;
-    await using runner = await Runner.open(pkg, runnerOptions(opts));
+    await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, runnerOptions(opts));
+    const { planInputs } = await import('./run-many.js');
     const plan = await planInputs(runner.manifest, opts.input);
     if (plan.many) throw usage(`bench runs one input; --input ${plan.many.name} names ${plan.many.files.length} files`);
+    const { loadInputFiles } = await import('../../runner/inputs/load.js');
     const inputs = await loadInputFiles(runner.manifest, plan.fixed);
     for (let i = 0; i < warmup; i++) await runner.run(inputs);
     const samples: Record<string, number[]> = {};

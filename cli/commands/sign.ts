@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { sign } from '../../signing/index.js';
 import { action, usage } from '../framework.js';
 
 interface SignOpts {
@@ -22,6 +21,7 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document on stdout');
   action<[string], SignOpts>(cmd, async (io, pkg, opts) => {
     if (!opts.key) throw usage('sign needs --key <file.key>');
+    const { sign } = await import('../../signing/index.js');
     const r = await sign(pkg, { key: opts.key, out: opts.output, force: Boolean(opts.force), onProgress: io.progress('checking') });
     const lines = [
       `signed ${r.path} with key ${short(r.keyid)}${r.replaced ? ' (replaced its earlier signature)' : ''}`,

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { formatBytes, unpackPackage } from '../../pack/index.js';
 import { action, usage } from '../framework.js';
 
 export function register(program: Command): void {
@@ -11,6 +10,7 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document on stdout');
   action<[string], { output: string; json?: boolean }>(cmd, async (io, pkg, opts) => {
     if (!opts.output) throw usage('unpack needs -o <dir>');
+    const { formatBytes, unpackPackage } = await import('../../pack/index.js');
     const r = await unpackPackage(pkg, opts.output, io.progress('unpacking'));
     return { result: r, human: `unpacked ${r.files.length} files (${formatBytes(r.bytes)}) into ${r.dir}` };
   });

@@ -1,6 +1,5 @@
 /** `xpkg verify`: strict archive + integrity checks and signatures, through one open file (signing/verify.ts). */
 import type { Command } from 'commander';
-import { renderVerifyResult, verify } from '../../signing/index.js';
 import { action, intOption } from '../framework.js';
 
 interface VerifyOpts {
@@ -26,6 +25,7 @@ export function register(program: Command): void {
     .option('--state-dir <dir>', 'anti-rollback state folder (default $XPKG_STATE_DIR, $XDG_STATE_HOME/xpkg, ~/.local/state/xpkg)')
     .option('--json', 'print one JSON document on stdout');
   action<[string], VerifyOpts>(cmd, async (io, pkg, opts) => {
+    const [{ verify }, { renderVerifyResult }] = await Promise.all([import('../../signing/verify.js'), import('../../signing/render.js')]);
     const r = await verify(
       pkg,
       {

@@ -3,7 +3,7 @@
  * class-aware NMS → boxes in original image pixels) and `segment-argmax` (score map → label mask,
  * optionally mapped back to the original image).
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../../spec/typebox-lite.js';
 import { decodeDetections, segmentArgmax } from '../../native/index.js';
 import { LabelParams, floats, labelHooks, labelsOf, planeOf } from './ops-post.js';
 import { Name, defineOp, type OpRun } from './registry.js';

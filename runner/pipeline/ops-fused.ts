@@ -3,7 +3,7 @@
  * normalise + layout in one pass) and `crop-batch` (cut regions out, scale them to one height and
  * normalise them into one padded batch tensor, or one tensor per region).
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../../spec/typebox-lite.js';
 import { cropBatch, preprocess, type CropOptions, type CropResult, type ImageInput, type ResizeSpec } from '../../native/index.js';
 import { planCrop } from '../../native/plan.js';
 import { quadSize } from '../ops/geometry.js';

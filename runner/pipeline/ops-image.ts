@@ -2,8 +2,9 @@
  * Image ops: decode-image, resize, normalize, crop-regions, rotate-images. Ops taking an image
  * also take an `images` batch and apply per item.
  */
-import { Type } from '@sinclair/typebox';
-import sharp, { type Sharp } from 'sharp';
+import { Type } from '../../spec/typebox-lite.js';
+import type { Sharp } from 'sharp';
+import { sharp } from './lazy-sharp.js';
 import { RunnerError } from '../../spec/errors.js';
 import { cropBatch, floatsToHalves } from '../../native/index.js';
 import { resizeImage, rotateImage, toTensor } from '../ops/image.js';

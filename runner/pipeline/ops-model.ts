@@ -2,7 +2,7 @@
  * The `infer` op: runs a model of the package on tensors from the environment. A batch tensor
  * runs in one call (or in chunks of `maxBatch` along dim 0); a `tensors` list runs once per item.
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../../spec/typebox-lite.js';
 import type { ModelSession, Tensor, TypedData } from '../types.js';
 import { Name, defineOp, type OpRun } from './registry.js';
 import { tensorValue, type TensorValue, type TensorsValue } from './values.js';

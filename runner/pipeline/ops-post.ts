@@ -2,7 +2,7 @@
  * Post-processing ops: db-postprocess, order-regions, softmax, top-k, argmax, ctc-decode, nms,
  * text-lines.
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../../spec/typebox-lite.js';
 import { ctcGreedyDecode, dbPostprocess, nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
 import { softmax } from '../ops/classify.js';
 import { ctcGreedyDecode as ctcProbabilities, latinAscii, parseVocabulary } from '../ops/ctc.js';

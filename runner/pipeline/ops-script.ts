@@ -4,7 +4,7 @@
  * the host); other values are copied as JSON. The limits are the sandbox's: the runner never runs
  * package code outside it.
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../../spec/typebox-lite.js';
 import { Name, defineOp, type OpRun } from './registry.js';
 import { tensorValue, type Value } from './values.js';
 

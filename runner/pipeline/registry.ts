@@ -3,7 +3,8 @@
  * names it reads and writes (so a pipeline is checked for dataflow before it runs), the stage its
  * time is charged to, and how it runs.
  */
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import type { Static, TSchema } from '@sinclair/typebox';
+import { Type } from '../../spec/typebox-lite.js';
 import { RunnerError, type RunnerErrorCode } from '../../spec/errors.js';
 import type { Step } from '../../spec/schema.js';
 import type { PipelineContext, RunnerBudget } from '../types.js';

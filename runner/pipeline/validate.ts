@@ -4,17 +4,12 @@
  * an earlier step (or is an input), every declared output gets written, and no step asks for
  * more than the runner's budget whatever the input.
  */
-import { Value as TB } from '@sinclair/typebox/value';
 import type { Manifest } from '../../spec/schema.js';
 import type { RunnerBudget } from '../types.js';
 import { overBudget, resolveBudget } from './budget.js';
+import { paramProblems } from './params.js';
 import { getOp, pipelineError, stepError } from './registry.js';
-import './ops-image.js';
-import './ops-model.js';
-import './ops-post.js';
-import './ops-script.js';
-import './ops-fused.js';
-import './ops-detect.js';
+import './builtin-ops.js';
 
 export type PipelineManifest = Pick<Manifest, 'inputs' | 'outputs' | 'models' | 'pipeline'> & Partial<Pick<Manifest, 'assets'>>;
 
@@ -51,7 +46,7 @@ function validateSteps(m: PipelineManifest): void {
       throw pipelineError(index, step, `hook ${JSON.stringify(step.hook)} of ${JSON.stringify(step.script)} is not declared in pipeline.scripts`);
     }
     const params = step.params ?? {};
-    const errors = [...TB.Errors(def.params, params)].slice(0, 5);
+    const errors = paramProblems(def, params);
     if (errors.length) {
       const problems = errors.map((e) => ({ path: `/params${e.path}`, message: e.message }));
       throw pipelineError(index, step, `bad params: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`, { problems });

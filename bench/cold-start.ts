@@ -1,0 +1,132 @@
+/**
+ * Cold start: `xpkg run` of the OCR package on one image as a fresh process, beside the peer's cold
+ * path (a fresh process that imports @gutenye/ocr-node, creates it and reads the same image), N
+ * times each, alternating which goes first. Prints the median wall time of each, the ratio, and each
+ * process's median CPU time (user + system, all its threads), which a loaded machine inflates less
+ * than wall time.
+ *
+ *   npm run build && npm run fixtures && npx tsx bench/cold-start.ts [--runs N] [--json] [--baseline DIR]
+ *
+ * `--baseline DIR` also times DIR/bin/xpkg.js (another checkout, built) in the same rotation, for a
+ * before/after figure that shares the machine's load.
+ *
+ * Goals (issue 11): xpkg ≤ 0.6 s median wall on an idle 2-core machine, and ≤ 0.5× the peer's cold
+ * path in the same run. One unmeasured run of each first, so both start with the files in the page
+ * cache: "cold" here is a new process, not a cold disk.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const PACKAGE = 'fixtures/dist/paddleocr-v4.xpkg';
+const KEY = 'fixtures/keys/test.pub';
+const IMAGE = 'fixtures/images/example.png';
+const GOAL_MS = 600;
+const GOAL_RATIO = 0.5;
+
+// Each child reports its own CPU time on exit (process-wide: onnxruntime's threads included).
+const CPU_MARK = 'xpkg-bench-cpu-ms';
+const cpuHook = `data:text/javascript,process.on('exit',()=>{const c=process.cpuUsage();process.stderr.write('\\n${CPU_MARK} '+((c.user+c.system)/1000).toFixed(1)+'\\n')})`;
+
+const PEER = `
+const { default: Ocr } = await import('@gutenye/ocr-node');
+const ocr = await Ocr.create();
+const lines = await ocr.detect(process.env.XPKG_BENCH_IMAGE);
+process.stdout.write(lines.map((l) => l.text).join('\\n') + '\\n');
+`;
+
+interface Sample {
+  wallMs: number;
+  cpuMs: number;
+  lines: number;
+}
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+function time(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Sample> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, ['--import', cpuHook, ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const wallMs = performance.now() - t0;
+      if (code !== 0) return reject(new Error(`${args.slice(0, 2).join(' ')} exited ${code}: ${err.trim().slice(-500)}`));
+      const cpu = new RegExp(`${CPU_MARK} ([0-9.]+)`).exec(err);
+      const lines = out.split('\n').filter((l) => l.trim()).length;
+      if (!lines) return reject(new Error(`${args.slice(0, 2).join(' ')} read no text`));
+      resolve({ wallMs, cpuMs: cpu ? Number(cpu[1]) : NaN, lines });
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const runs = Number(arg('runs') ?? 10);
+  const json = process.argv.includes('--json');
+  for (const f of ['dist/cli/main.js', PACKAGE]) {
+    if (!existsSync(join(root, f))) throw new Error(`${f} is missing: run \`npm run build && npm run fixtures\` first`);
+  }
+  const stateDir = mkdtempSync(join(tmpdir(), 'xpkg-cold-state-'));
+  try {
+    const baseline = arg('baseline');
+    const xpkgAt = (bin: string) => () => time([bin, 'run', PACKAGE, '--trust', KEY, '--input', IMAGE, '--state-dir', stateDir]);
+    const base = baseline ? xpkgAt(join(baseline, 'bin', 'xpkg.js')) : undefined;
+    const xpkg = () => time(['bin/xpkg.js', 'run', PACKAGE, '--trust', KEY, '--input', IMAGE, '--state-dir', stateDir]);
+    const peer = () => time(['--input-type=module', '-e', PEER], { XPKG_BENCH_IMAGE: IMAGE });
+    await xpkg();
+    await peer();
+    if (base) await base();
+    const ours: Sample[] = [];
+    const theirs: Sample[] = [];
+    const before: Sample[] = [];
+    const contenders: [() => Promise<Sample>, Sample[]][] = [[xpkg, ours], [peer, theirs], ...(base ? [[base, before] as [() => Promise<Sample>, Sample[]]] : [])];
+    for (let i = 0; i < runs; i++) {
+      // Rotate the order so a load change on the machine hits each alike.
+      for (let k = 0; k < contenders.length; k++) {
+        const [run, into] = contenders[(i + k) % contenders.length];
+        into.push(await run());
+      }
+    }
+    const summary = {
+      runs,
+      xpkg: { wallMs: median(ours.map((s) => s.wallMs)), cpuMs: median(ours.map((s) => s.cpuMs)), lines: ours[0].lines },
+      peer: { wallMs: median(theirs.map((s) => s.wallMs)), cpuMs: median(theirs.map((s) => s.cpuMs)), lines: theirs[0].lines },
+      ...(base ? { baseline: { dir: baseline, wallMs: median(before.map((s) => s.wallMs)), cpuMs: median(before.map((s) => s.cpuMs)), lines: before[0].lines } } : {}),
+      ratio: 0,
+      cpuRatio: 0,
+      goals: { wallMs: GOAL_MS, ratio: GOAL_RATIO },
+    };
+    summary.ratio = summary.xpkg.wallMs / summary.peer.wallMs;
+    summary.cpuRatio = summary.xpkg.cpuMs / summary.peer.cpuMs;
+    if (json) {
+      process.stdout.write(`${JSON.stringify({ summary, samples: { xpkg: ours, peer: theirs, ...(base ? { baseline: before } : {}) } }, null, 2)}\n`);
+      return;
+    }
+    const row = (name: string, s: { wallMs: number; cpuMs: number; lines: number }) => `${name.padEnd(34)} ${s.wallMs.toFixed(0).padStart(8)} ${s.cpuMs.toFixed(0).padStart(8)}   ${s.lines} lines`;
+    console.log(`cold start, fresh process per run, ${runs} runs each, alternating (medians)`);
+    console.log(`${''.padEnd(34)} ${'wall ms'.padStart(8)} ${'cpu ms'.padStart(8)}`);
+    console.log(row('xpkg run paddleocr-v4.xpkg', summary.xpkg));
+    console.log(row('@gutenye/ocr-node import+create+1', summary.peer));
+    if (summary.baseline) console.log(row(`baseline ${baseline}`, summary.baseline));
+    console.log(`ratio xpkg / peer: wall ${summary.ratio.toFixed(2)} (goal ≤ ${GOAL_RATIO}), cpu ${summary.cpuRatio.toFixed(2)}`);
+    console.log(`xpkg median wall ${summary.xpkg.wallMs.toFixed(0)} ms (goal ≤ ${GOAL_MS} ms on an idle 2-core machine)`);
+  } finally {
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,7 @@
+/** Registers the op vocabulary this build ships (runner/PIPELINE.md). Imported for its side effects. */
+import './ops-image.js';
+import './ops-model.js';
+import './ops-post.js';
+import './ops-script.js';
+import './ops-fused.js';
+import './ops-detect.js';
