@@ -25,6 +25,15 @@ export interface ModelSession {
   readonly inputShapes?: readonly { name: string; type: string; shape: readonly (number | string)[] }[];
   run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
   release(): Promise<void>;
+  /** The execution provider the model runs on (onnxruntime: the first provider of the session). */
+  readonly provider?: string;
+  /** Providers of the variant that failed to load before `provider` did, with why. */
+  readonly providerFallbacks?: readonly ProviderFallback[];
+}
+
+export interface ProviderFallback {
+  provider: string;
+  reason: string;
 }
 
 export interface SessionOptions {
