@@ -91,8 +91,10 @@ export function register(program: Command): void {
     await using runner = await Runner.open(pkg, runnerOptions(opts));
     const r = await runner.run(parseInputs(runner.manifest, opts.input));
     const explain = opts.explain ? selectionJson(runner.selection) : undefined;
+    // a fallback (a GPU variant or provider that did not load) is never silent, even without --json
+    for (const [model, fs] of Object.entries(r.fallbacks)) for (const f of fs) io.log(`xpkg: ${model}: ${f.variant}${f.provider ? ` on ${f.provider}` : ''} fell back — ${f.reason}`);
     return {
-      result: { outputs: r.outputs, variant: r.variant, timings: r.timings, ...(explain ? { explain } : {}) },
+      result: { outputs: r.outputs, variant: r.variant, actualProvider: r.actualProvider, ...(Object.keys(r.fallbacks).length ? { fallbacks: r.fallbacks } : {}), timings: r.timings, ...(explain ? { explain } : {}) },
       human: `${renderOutputs(runner.manifest, r.outputs)}${opts.explain ? `\n\n${renderSelection(runner.selection)}` : ''}`,
     };
   });
