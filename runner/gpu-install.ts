@@ -15,7 +15,6 @@ import { copyFile, mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/pro
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import * as tar from 'tar';
 import { RunnerError } from '../spec/errors.js';
 
 export interface PinnedFile {
@@ -161,13 +160,17 @@ export async function installGpuProviders(options: InstallOptions = {}): Promise
       log(`fetching ${pkg.spec} with npm pack (about 180 MB)…`);
       tarball = await npmPack(pkg.spec, work);
     }
-    const tarballSha256 = await sha256File(tarball);
+    const tarballSha256 = await sha256File(tarball).catch((e: unknown) => {
+      throw new RunnerError('E_GPU_FETCH', `cannot read ${tarball}: ${(e as Error).message}`, { file: tarball }, { cause: e });
+    });
     if (tarballSha256 !== pkg.tarballSha256) {
       throw new RunnerError('E_GPU_DIGEST', `${pkg.spec}: the tarball's sha256 is ${tarballSha256}, not the pinned ${pkg.tarballSha256}`, { file: tarball, expected: pkg.tarballSha256, actual: tarballSha256 });
     }
     const wanted = new Set(pkg.files.map((f) => f.entry));
     const out = join(work, 'x');
     await mkdir(out);
+    // loaded here only: host detection imports this module for the pins
+    const tar = await import('tar');
     try {
       await tar.x({ file: tarball, cwd: out, filter: (p) => wanted.has(p.replace(/^\.\//, '')), strict: true });
     } catch (e) {

@@ -69,6 +69,11 @@ describe('gpu install', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it('a tarball that cannot be read is E_GPU_FETCH, not a raw file-system error', async () => {
+    const { pkg } = await fakePackage(LIBS);
+    expect(await codeOf(installGpuProviders({ pkg, tarball: join(temp(), 'absent.tgz'), binding: { dir: temp(), version: '1.29.0' } }))).toBe('E_GPU_FETCH');
+  });
+
   it('refuses a library whose digest differs, before placing any', async () => {
     const { tarball, pkg } = await fakePackage(LIBS);
     pkg.files[1] = { ...pkg.files[1], sha256: '0'.repeat(64) };
