@@ -2,12 +2,14 @@
  * On a GPU machine: does xpkg's onnxruntime backend run the shipped models on the CUDA provider,
  * what does it cost against the CPU provider on the same machine, and do the outputs agree?
  *
- *   node dist/bench/gpu/prove-cuda.js [runs=30]
+ *   node dist/bench/gpu/prove-cuda.js [runs=30] [--check]     (npm run test:gpu = --check)
  *
  * Prints one JSON document: the CUDA/WebGPU checks, the backend's providers, the pins checked
  * against the libraries in place, a Runner run of multi-variant.xpkg on the detected host
  * (variant, actualProvider, fallbacks), and per model p50/p90 and first-run ms per provider with the
- * largest output difference. Models are read verified from the signed packages.
+ * largest output difference. Models are read verified from the signed packages. With --check it
+ * exits 1 unless cuda loads, the Runner chose and ran the CUDA variant with no fallback, every model
+ * ran on cuda, and outputs agree with the CPU's within 1e-2 of the output's largest magnitude.
  */
 import { PackageReader } from '../../pack/reader.js';
 import { OnnxruntimeBackend } from '../../runner/backends/onnxruntime.js';
@@ -17,7 +19,8 @@ import { Runner } from '../../runner/runner.js';
 import type { Tensor } from '../../runner/types.js';
 import type { Variant } from '../../spec/schema.js';
 
-const runs = Number(process.argv[2] ?? 30);
+const runs = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 30);
+const check = process.argv.includes('--check');
 const TRUST = ['fixtures/keys/test.pub'];
 
 const MODELS: { pkg: string; file: string; name: string; dims: number[] }[] = [
@@ -89,13 +92,39 @@ async function main(): Promise<void> {
     for (const p of ['cuda', 'webgpu']) {
       if (!outputs[p] || !outputs.cpu) continue;
       let d = 0;
-      for (let i = 0; i < outputs.cpu.length; i++) d = Math.max(d, Math.abs(outputs.cpu[i] - outputs[p][i]));
+      let scale = 0;
+      for (let i = 0; i < outputs.cpu.length; i++) {
+        d = Math.max(d, Math.abs(outputs.cpu[i] - outputs[p][i]));
+        scale = Math.max(scale, Math.abs(outputs.cpu[i]));
+      }
       res[`maxAbsDiff_${p}`] = d;
+      res[`relDiff_${p}`] = scale ? d / scale : d;
     }
     models.push(res);
   }
   out.models = models;
   process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);
+  if (check) {
+    const failures = checkFailures(out);
+    process.stderr.write(failures.length ? `GPU check FAILED:\n${failures.map((f) => `  ${f}`).join('\n')}\n` : 'GPU check passed\n');
+    process.exitCode = failures.length ? 1 : 0;
+  }
+}
+
+/** What must hold on a GPU machine with the CUDA provider installed. */
+function checkFailures(out: Record<string, unknown>): string[] {
+  const f: string[] = [];
+  if (!(out.providers as string[] | undefined)?.includes('cuda')) f.push(`cuda does not load: ${JSON.stringify(out.unavailable)}`);
+  const r = out.runnerMultiVariant as { variant: Record<string, string>; actualProvider: Record<string, string>; fallbacks: Record<string, unknown> };
+  if (r.variant['add-one'] !== 'cuda-fp16') f.push(`Runner chose ${r.variant['add-one']}, not cuda-fp16`);
+  if (r.actualProvider['add-one'] !== 'cuda') f.push(`Runner ran on ${r.actualProvider['add-one']}, not cuda`);
+  if (Object.keys(r.fallbacks).length) f.push(`Runner fell back: ${JSON.stringify(r.fallbacks)}`);
+  for (const m of out.models as Record<string, unknown>[]) {
+    const cuda = m.cuda as { actualProvider: string } | undefined;
+    if (cuda?.actualProvider !== 'cuda') f.push(`${m.model}: ran on ${cuda?.actualProvider ?? 'nothing'}, not cuda`);
+    if (!((m.relDiff_cuda as number) <= 1e-2)) f.push(`${m.model}: cuda output differs from the cpu's by ${String(m.relDiff_cuda)} of its magnitude`);
+  }
+  return f;
 }
 
 await main();
