@@ -21,6 +21,11 @@ export interface ProviderReport {
   actualProvider: Record<string, string>;
   /** Per model id, only for models where something fell back. */
   fallbacks: Record<string, ModelFallback[]>;
+  /**
+   * Per model id, where known: how many nodes each provider ran. On an accelerator the `cpu`
+   * count is the nodes its provider could not take (onnxruntime placed them on the CPU).
+   */
+  nodes: Record<string, Readonly<Record<string, number>>>;
 }
 
 /** The fallbacks of one loaded model: failed variants first, then failed providers of the one that loaded. */
@@ -32,12 +37,13 @@ export function modelFallbacks(variant: string, session: ModelSession, attempts:
 }
 
 export function providerReport(models: Iterable<{ model: string; variant: string; session: ModelSession; attempts: readonly LoadAttempt[] }>): ProviderReport {
-  const report: ProviderReport = { actualProvider: {}, fallbacks: {} };
+  const report: ProviderReport = { actualProvider: {}, fallbacks: {}, nodes: {} };
   for (const m of models) {
     // a backend that does not say runs on the CPU (the only place xpkg's other backends run today)
     report.actualProvider[m.model] = m.session.provider ?? 'cpu';
     const f = modelFallbacks(m.variant, m.session, m.attempts);
     if (f.length) report.fallbacks[m.model] = f;
+    if (m.session.nodesByProvider) report.nodes[m.model] = { ...m.session.nodesByProvider };
   }
   return report;
 }

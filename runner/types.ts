@@ -29,6 +29,8 @@ export interface ModelSession {
   readonly provider?: string;
   /** Providers of the variant that failed to load before `provider` did, with why. */
   readonly providerFallbacks?: readonly ProviderFallback[];
+  /** Nodes per provider that ran them (`{ cuda: 120, cpu: 4 }`), once known (after a profiled first run). */
+  readonly nodesByProvider?: Readonly<Record<string, number>>;
 }
 
 export interface ProviderFallback {

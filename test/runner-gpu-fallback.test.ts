@@ -80,6 +80,34 @@ describe('GPU provider selection and fallback', () => {
     }
   });
 
+  it('counts the nodes each provider ran from the first run\'s profile, then stops profiling and leaves no file', async () => {
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const before = readdirSync(tmpdir()).filter((f) => f.startsWith('xpkg-ort-profile-')).length;
+    const backend = new OnnxruntimeBackend({ placement: 'always' });
+    await backend.init();
+    const variant = { id: 'det', runtime: 'onnxruntime', precision: 'fp32', files: ['m.onnx'], requires: { executionProviders: ['cpu'] } } as Variant;
+    const session = await backend.load(variant, new Map([['m.onnx', readFileSync('fixtures/detector/model.onnx')]]), { threads: 1 });
+    try {
+      expect(session.nodesByProvider).toBeUndefined();
+      const feeds = { [session.inputNames[0]]: { type: 'float32' as const, dims: [1, 3, 320, 320], data: new Float32Array(3 * 320 * 320) } };
+      await session.run(feeds);
+      const nodes = session.nodesByProvider!;
+      expect(Object.keys(nodes)).toEqual(['cpu']);
+      expect(nodes.cpu).toBeGreaterThan(10);
+      await session.run(feeds);
+      expect(session.nodesByProvider).toEqual(nodes);
+      expect(readdirSync(tmpdir()).filter((f) => f.startsWith('xpkg-ort-profile-')).length).toBe(before);
+    } finally {
+      await session.release();
+    }
+  });
+
+  it('a CPU session is not profiled by default', async () => {
+    await using runner = await Runner.open(ADD, { trust: TRUST, stateDir: tempDir('xpkg-state-'), variant: 'cpu-fp32', threads: 1 });
+    expect((await runner.run({ x })).nodes).toEqual({});
+  });
+
   it('without attempting, a variant needing only cuda is refused before onnxruntime is asked', async () => {
     const backend = new OnnxruntimeBackend();
     await backend.init();

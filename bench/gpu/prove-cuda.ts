@@ -58,7 +58,7 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     await using runner = await Runner.open('fixtures/dist/multi-variant.xpkg', { trust: TRUST, allowUnsigned: false, stateDir: '/tmp/xpkg-state' });
     const r = await runner.run({ x: { type: 'float32', dims: [3], data: new Float32Array([1, 2, 3]) } });
-    out.runnerMultiVariant = { variant: r.variant, actualProvider: r.actualProvider, fallbacks: r.fallbacks, y: [...(r.outputs.y as Tensor).data], ms: r2(performance.now() - t0) };
+    out.runnerMultiVariant = { variant: r.variant, actualProvider: r.actualProvider, fallbacks: r.fallbacks, nodes: r.nodes, y: [...(r.outputs.y as Tensor).data], ms: r2(performance.now() - t0) };
   }
 
   const models: unknown[] = [];
@@ -86,7 +86,7 @@ async function main(): Promise<void> {
         else times.push(performance.now() - t);
       }
       outputs[provider] = last[s.outputNames[0]].data as Float32Array;
-      res[provider] = { actualProvider: s.provider, fallbacks: s.providerFallbacks, loadMs: r2(loadMs), firstMs: r2(first), p50: r2(pct(times, 50)), p90: r2(pct(times, 90)) };
+      res[provider] = { actualProvider: s.provider, nodes: s.nodesByProvider, fallbacks: s.providerFallbacks, loadMs: r2(loadMs), firstMs: r2(first), p50: r2(pct(times, 50)), p90: r2(pct(times, 90)) };
       await s.release();
     }
     for (const p of ['cuda', 'webgpu']) {

@@ -94,7 +94,7 @@ export function register(program: Command): void {
     // a fallback (a GPU variant or provider that did not load) is never silent, even without --json
     for (const [model, fs] of Object.entries(r.fallbacks)) for (const f of fs) io.log(`xpkg: ${model}: ${f.variant}${f.provider ? ` on ${f.provider}` : ''} fell back — ${f.reason}`);
     return {
-      result: { outputs: r.outputs, variant: r.variant, actualProvider: r.actualProvider, ...(Object.keys(r.fallbacks).length ? { fallbacks: r.fallbacks } : {}), timings: r.timings, ...(explain ? { explain } : {}) },
+      result: { outputs: r.outputs, variant: r.variant, actualProvider: r.actualProvider, ...(Object.keys(r.fallbacks).length ? { fallbacks: r.fallbacks } : {}), ...(Object.keys(r.nodes).length ? { nodes: r.nodes } : {}), timings: r.timings, ...(explain ? { explain } : {}) },
       human: `${renderOutputs(runner.manifest, r.outputs)}${opts.explain ? `\n\n${renderSelection(runner.selection)}` : ''}`,
     };
   });

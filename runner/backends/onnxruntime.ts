@@ -4,7 +4,7 @@
  * creating a real session on a tiny model: a provider is reported only if that works. `load()`
  * creates a session from verified bytes only, with deliberate session options.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
@@ -16,6 +16,7 @@ import { usableProviders, variantProviders } from '../providers.js';
 import type { Backend, BackendInit, DType, ModelSession, ProviderFallback, SessionOptions, Tensor, TypedData, VariantFiles } from '../types.js';
 import { filesFromMap, writePrivateFolder, type PrivateFolder } from './model-files.js';
 import { externalFiles } from './onnx-external.js';
+import { profileFolder, readPlacement } from './ort-placement.js';
 import { probeModel } from './probe-model.js';
 
 type Ort = typeof import('onnxruntime-node');
@@ -99,6 +100,9 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
   readonly inputShapes: ModelSession['inputShapes'];
   /** The provider the session was created for: nodes it cannot take run on the CPU provider. */
   readonly provider: string;
+  /** Nodes per provider, known after the first run of a profiled session. */
+  nodesByProvider: Record<string, number> | undefined;
+  #profileDir: string | null;
   #session: InferenceSession | null;
   readonly #ort: Ort;
   #folder: PrivateFolder | null;
@@ -113,7 +117,10 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     folder: PrivateFolder | null = null,
     /** Providers of the variant that failed to load before this session's first one did. */
     readonly providerFallbacks: readonly ProviderFallback[] = [],
+    /** Where the session's first run writes its profile (node placement), when it is profiled. */
+    profileDir: string | null = null,
   ) {
+    this.#profileDir = profileDir;
     this.#folder = folder;
     this.#ort = ort;
     this.#session = session;
@@ -143,6 +150,16 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     } catch (e) {
       throw new RunnerError('E_RUN_BACKEND', `onnxruntime failed running ${this.variantId}: ${(e as Error).message}`, { variant: this.variantId }, { cause: e });
     }
+    const dir = this.#profileDir;
+    if (dir) {
+      this.#profileDir = null;
+      try {
+        session.endProfiling();
+        this.nodesByProvider = readPlacement(dir) ?? undefined;
+      } catch {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
     const result: Record<string, Tensor> = {};
     for (const [name, value] of Object.entries(out)) result[name] = fromOrtTensor(name, value as OrtTensor);
     return result;
@@ -153,6 +170,8 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     const folder = this.#folder;
     this.#session = null;
     this.#folder = null;
+    if (this.#profileDir) rmSync(this.#profileDir, { recursive: true, force: true });
+    this.#profileDir = null;
     try {
       await s?.release();
     } finally {
@@ -184,6 +203,11 @@ export interface OnnxruntimeBackendOptions {
    * onnxruntime's own (recorded by the fallback): for diagnosis and for tests of the fallback.
    */
   attemptProviders?: string[];
+  /**
+   * Profile a session's first run to count its nodes per provider: `accelerated` (default) when
+   * its first provider is not the CPU, `always`, or `never`.
+   */
+  placement?: 'accelerated' | 'always' | 'never';
 }
 
 export class OnnxruntimeBackend implements Backend {
@@ -192,6 +216,7 @@ export class OnnxruntimeBackend implements Backend {
   readonly #module: string;
   readonly #accelEnv: AccelEnv | undefined;
   readonly #attempt: string[];
+  readonly #placement: NonNullable<OnnxruntimeBackendOptions['placement']>;
   #ort: Ort | undefined;
   #providers: string[] = [];
   #accel: Record<AccelProvider, AccelCheck> | undefined;
@@ -201,6 +226,7 @@ export class OnnxruntimeBackend implements Backend {
     this.#module = options.module ?? 'onnxruntime-node';
     this.#accelEnv = options.accelEnv;
     this.#attempt = [...(options.attemptProviders ?? [])];
+    this.#placement = options.placement ?? 'accelerated';
   }
 
   /** The CUDA and WebGPU checks init made (undefined before init). */
@@ -289,15 +315,18 @@ export class OnnxruntimeBackend implements Backend {
     let last: unknown;
     for (let i = 0; i < sessionOptions.executionProviders.length; i++) {
       const opts = { ...sessionOptions, executionProviders: sessionOptions.executionProviders.slice(i) };
+      const profile = this.#placement === 'always' || (this.#placement === 'accelerated' && opts.executionProviders[0] !== 'cpu') ? profileFolder() : null;
+      const create = profile ? { ...opts, enableProfiling: true, profileFilePrefix: join(profile, 'p') } : opts;
       try {
         // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
-        const session = folder ? await ort.InferenceSession.create(folder.path(entry), opts) : await ort.InferenceSession.create(bytes, opts);
+        const session = folder ? await ort.InferenceSession.create(folder.path(entry), create) : await ort.InferenceSession.create(bytes, create);
         // Creating the session read (or mapped) every initializer, so the folder can go now and
         // nothing is left behind if the process is killed; where open files cannot be removed
         // (Windows) it goes when the session is released.
         const kept = folder && (await folder.remove().then(() => null, () => folder));
-        return new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks);
+        return new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile);
       } catch (e) {
+        if (profile) rmSync(profile, { recursive: true, force: true });
         last = e;
         fallbacks.push({ provider: opts.executionProviders[0], reason: (e as Error).message.split('\n')[0].slice(0, 500) });
       }
