@@ -30,7 +30,20 @@ export const RuntimeInfo = Type.Object(
     /** onnxruntime: the execution providers that actually load. */
     providers: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z0-9_-]{1,32}$' }), { maxItems: 32 })),
     /** Providers the runtime knows but that did not load, with why. */
-    unavailable: Type.Optional(Type.Array(Type.Object({ name: Name, reason: Type.String({ maxLength: 2048 }) }, { additionalProperties: false }), { maxItems: 32 })),
+    unavailable: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: Name,
+            reason: Type.String({ maxLength: 2048 }),
+            /** Why, as a stable code (runner/host-accel.ts AccelReasonCode, or `load-failed`). */
+            code: Type.Optional(Type.String({ pattern: '^[a-z0-9-]{1,32}$' })),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 32 },
+      ),
+    ),
     /** Library file it was found at. */
     path: Type.Optional(Type.String({ maxLength: 4096 })),
     reason: Type.Optional(Type.String({ maxLength: 2048 })),

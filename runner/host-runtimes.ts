@@ -121,7 +121,7 @@ export async function detectRuntimes(registry: BackendRegistry): Promise<{ runti
     const mine = statuses.filter((s) => s.runtimes.includes(runtime));
     const ok = mine.find((s) => s.init.ok);
     if (ok) {
-      const init = ok.init as typeof ok.init & { unavailable?: { name: string; reason: string }[] };
+      const init = ok.init as typeof ok.init & { unavailable?: { name: string; reason: string; code?: string }[] };
       runtimes[runtime] = {
         available: true,
         ...(init.version ? { version: init.version } : {}),

@@ -17,7 +17,8 @@ import { checkModelInputs, resolveBudget } from './pipeline/budget.js';
 import { runPipeline } from './pipeline/run.js';
 import { sandboxKernelsFor } from './sandbox-kernels.js';
 import { validatePipeline } from './pipeline/validate.js';
-import { applyAttempts, loadWithFallback, selectVariants, withModel, type Precision, type Selection } from './select.js';
+import { providerReport, type ProviderReport } from './provider-report.js';
+import { applyAttempts, loadWithFallback, selectVariants, withModel, type LoadAttempt, type Precision, type Selection } from './select.js';
 import { runMany, type ManyInput, type ManyResult } from './run-many.js';
 import type { ModelSession, PipelineContext, RunnerBudget, ScriptHost, SessionOptions, Timings, VariantFiles } from './types.js';
 
@@ -46,7 +47,7 @@ export interface RunnerOptions {
   budget?: RunnerBudget;
 }
 
-export interface RunResult {
+export interface RunResult extends ProviderReport {
   outputs: Record<string, unknown>;
   /** Variant id that ran, per model id. */
   variant: Record<string, string>;
@@ -57,6 +58,8 @@ export interface RunResult {
 interface LoadedModel {
   session: ModelSession;
   variant: string;
+  /** Variants tried before (and including) the one that loaded. */
+  attempts: LoadAttempt[];
 }
 
 /** One shared load per key; a failed load is forgotten so the next call retries. */
@@ -173,7 +176,7 @@ export class Runner implements AsyncDisposable {
         throw e;
       }
       this.selectionState = withModel(this.selectionState, loaded.selection ?? applyAttempts(sel, loaded.attempts));
-      return { session: loaded.value, variant: loaded.verdict.variant.id };
+      return { session: loaded.value, variant: loaded.verdict.variant.id, attempts: loaded.attempts };
     } catch (e) {
       const attempts = (e as { detail?: { attempts?: unknown } }).detail?.attempts;
       if (Array.isArray(attempts)) this.selectionState = withModel(this.selectionState, applyAttempts(sel, attempts as never));
@@ -276,10 +279,15 @@ export class Runner implements AsyncDisposable {
     const timings: Timings = { ...stages };
     if (this.commitRollback) await this.commitRollback().then(() => (this.commitRollback = undefined));
     const variant: Record<string, string> = {};
-    for (const [id, p] of this.models) variant[id] = (await p).variant;
+    const loaded = [];
+    for (const [id, p] of this.models) {
+      const m = await p;
+      variant[id] = m.variant;
+      loaded.push({ model: id, ...m });
+    }
     if (loadMs > 1) timings.load = loadMs;
     timings.total = performance.now() - t0;
-    return { outputs, variant, timings };
+    return { outputs, variant, ...providerReport(loaded), timings };
   }
 
   /** Runs the package once per item, in order; a failing item yields its error and the next still runs (run-many.ts). */

@@ -25,6 +25,17 @@ export interface ModelSession {
   readonly inputShapes?: readonly { name: string; type: string; shape: readonly (number | string)[] }[];
   run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
   release(): Promise<void>;
+  /** The execution provider the model runs on (onnxruntime: the first provider of the session). */
+  readonly provider?: string;
+  /** Providers of the variant that failed to load before `provider` did, with why. */
+  readonly providerFallbacks?: readonly ProviderFallback[];
+  /** Nodes per provider that ran them (`{ cuda: 120, cpu: 4 }`), once known (after a profiled first run). */
+  readonly nodesByProvider?: Readonly<Record<string, number>>;
+}
+
+export interface ProviderFallback {
+  provider: string;
+  reason: string;
 }
 
 export interface SessionOptions {

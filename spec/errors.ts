@@ -24,6 +24,7 @@ export const EXIT = {
   key: 23,
   runner: 30,
   host: 31,
+  gpu: 32,
   sandbox: 40,
   native: 50,
 } as const;
@@ -122,6 +123,12 @@ const codes = {
   E_RUN_CACHE: EXIT.runner,
   E_RUN_BUDGET: EXIT.runner,
   E_HOST_PROFILE: EXIT.host,
+  // GPU provider install (`xpkg gpu install`)
+  E_GPU_PLATFORM: EXIT.gpu,
+  E_GPU_RUNTIME_VERSION: EXIT.gpu,
+  E_GPU_FETCH: EXIT.gpu,
+  E_GPU_DIGEST: EXIT.gpu,
+  E_GPU_PLACE: EXIT.gpu,
   // sandbox
   E_SANDBOX_TIMEOUT: EXIT.sandbox,
   E_SANDBOX_MEMORY: EXIT.sandbox,
@@ -205,7 +212,7 @@ export class SigningError extends XpkgError {
   }
 }
 
-export type RunnerErrorCode = Prefixed<'E_RUN_'> | Prefixed<'E_HOST_'>;
+export type RunnerErrorCode = Prefixed<'E_RUN_'> | Prefixed<'E_HOST_'> | Prefixed<'E_GPU_'>;
 export class RunnerError extends XpkgError {
   declare readonly code: RunnerErrorCode;
   constructor(code: RunnerErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {

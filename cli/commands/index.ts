@@ -12,6 +12,7 @@ import { register as verify } from './verify.js';
 import { register as unpack } from './unpack.js';
 import { register as host } from './host.js';
 import { register as explain } from './explain.js';
+import { register as gpu } from './gpu.js';
 import { register as run } from './run.js';
 
-export const commands: ((program: Command) => void)[] = [run, pack, inspect, keygen, sign, verify, unpack, host, explain];
+export const commands: ((program: Command) => void)[] = [run, pack, inspect, keygen, sign, verify, unpack, host, explain, gpu];

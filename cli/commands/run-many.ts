@@ -110,7 +110,14 @@ export async function runInputs(io: Io, runner: Runner, plan: InputPlan, o: RunI
           await writeAnnotation(pictures[r.index], await annotate(r.inputs[imageName] as Buffer, manifest, r.result.outputs), allInputs);
           annotated = pictures[r.index];
         }
-        result = { outputs: outputsToJson(r.result.outputs), variant: r.result.variant, timings: r.result.timings, ...(annotated ? { annotated } : {}) };
+        const { actualProvider, fallbacks, nodes } = r.result;
+        // a fallback (a GPU variant or provider that did not load) is never silent, even without --json
+        for (const [model, fs] of Object.entries(fallbacks)) for (const f of fs) io.log(`xpkg: ${model}: ${f.variant}${f.provider ? ` on ${f.provider}` : ''} fell back — ${f.reason}`);
+        result = {
+          outputs: outputsToJson(r.result.outputs), variant: r.result.variant, actualProvider,
+          ...(Object.keys(fallbacks).length ? { fallbacks } : {}), ...(Object.keys(nodes).length ? { nodes } : {}),
+          timings: r.result.timings, ...(annotated ? { annotated } : {}),
+        };
       } catch (e) {
         error = toXpkgError(e);
       }

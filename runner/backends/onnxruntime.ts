@@ -4,24 +4,26 @@
  * creating a real session on a tiny model: a provider is reported only if that works. `load()`
  * creates a session from verified bytes only, with deliberate session options.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import { RunnerError } from '../../spec/errors.js';
 import type { Variant } from '../../spec/schema.js';
+import { BLOCKING, checkAccel, probeAccelEnv, type AccelCheck, type AccelEnv, type AccelProvider } from '../host-accel.js';
 import { physicalCores } from '../host-cpu.js';
 import { usableProviders, variantProviders } from '../providers.js';
-import type { Backend, BackendInit, DType, ModelSession, SessionOptions, Tensor, TypedData, VariantFiles } from '../types.js';
+import type { Backend, BackendInit, DType, ModelSession, ProviderFallback, SessionOptions, Tensor, TypedData, VariantFiles } from '../types.js';
 import { filesFromMap, writePrivateFolder, type PrivateFolder } from './model-files.js';
 import { externalFiles } from './onnx-external.js';
+import { profileFolder, readPlacement } from './ort-placement.js';
 import { probeModel } from './probe-model.js';
 
 type Ort = typeof import('onnxruntime-node');
 
 export interface OrtInit extends BackendInit {
-  /** Providers the binding lists that did not load here, with why. */
-  unavailable: { name: string; reason: string }[];
+  /** Providers the binding lists that did not load here, with why (code: host-accel's reason code, or load-failed). */
+  unavailable: { name: string; reason: string; code?: string }[];
 }
 
 /** The session options xpkg sets, all of them, so runs are reproducible and explainable. */
@@ -96,6 +98,11 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   readonly inputShapes: ModelSession['inputShapes'];
+  /** The provider the session was created for: nodes it cannot take run on the CPU provider. */
+  readonly provider: string;
+  /** Nodes per provider, known after the first run of a profiled session. */
+  nodesByProvider: Record<string, number> | undefined;
+  #profileDir: string | null;
   #session: InferenceSession | null;
   readonly #ort: Ort;
   #folder: PrivateFolder | null;
@@ -108,10 +115,16 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     readonly options: OrtSessionOptions,
     /** The private folder the model was loaded from, when it could not be removed after loading. */
     folder: PrivateFolder | null = null,
+    /** Providers of the variant that failed to load before this session's first one did. */
+    readonly providerFallbacks: readonly ProviderFallback[] = [],
+    /** Where the session's first run writes its profile (node placement), when it is profiled. */
+    profileDir: string | null = null,
   ) {
+    this.#profileDir = profileDir;
     this.#folder = folder;
     this.#ort = ort;
     this.#session = session;
+    this.provider = options.executionProviders[0];
     this.inputNames = [...session.inputNames];
     this.outputNames = [...session.outputNames];
     this.inputShapes = session.inputMetadata.flatMap((m) => (m.isTensor ? [{ name: m.name, type: m.type, shape: [...m.shape] }] : []));
@@ -137,6 +150,16 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     } catch (e) {
       throw new RunnerError('E_RUN_BACKEND', `onnxruntime failed running ${this.variantId}: ${(e as Error).message}`, { variant: this.variantId }, { cause: e });
     }
+    const dir = this.#profileDir;
+    if (dir) {
+      this.#profileDir = null;
+      try {
+        session.endProfiling();
+        this.nodesByProvider = readPlacement(dir) ?? undefined;
+      } catch {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
     const result: Record<string, Tensor> = {};
     for (const [name, value] of Object.entries(out)) result[name] = fromOrtTensor(name, value as OrtTensor);
     return result;
@@ -147,6 +170,8 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     const folder = this.#folder;
     this.#session = null;
     this.#folder = null;
+    if (this.#profileDir) rmSync(this.#profileDir, { recursive: true, force: true });
+    this.#profileDir = null;
     try {
       await s?.release();
     } finally {
@@ -171,18 +196,42 @@ export interface OnnxruntimeBackendOptions {
   name?: string;
   /** Module to load (default `onnxruntime-node`); another build of the same API can be named here. */
   module?: string;
+  /** What the CUDA/WebGPU pre-checks read (default: probed on this machine at init). */
+  accelEnv?: AccelEnv;
+  /**
+   * Providers `load` tries even when init found them unusable, so that their failure is
+   * onnxruntime's own (recorded by the fallback): for diagnosis and for tests of the fallback.
+   */
+  attemptProviders?: string[];
+  /**
+   * Profile a session's first run to count its nodes per provider: `accelerated` (default) when
+   * its first provider is not the CPU, `always`, or `never`.
+   */
+  placement?: 'accelerated' | 'always' | 'never';
 }
 
 export class OnnxruntimeBackend implements Backend {
   readonly name: string;
   readonly runtimes = ['onnxruntime'] as const;
   readonly #module: string;
+  readonly #accelEnv: AccelEnv | undefined;
+  readonly #attempt: string[];
+  readonly #placement: NonNullable<OnnxruntimeBackendOptions['placement']>;
   #ort: Ort | undefined;
   #providers: string[] = [];
+  #accel: Record<AccelProvider, AccelCheck> | undefined;
 
   constructor(options: OnnxruntimeBackendOptions = {}) {
     this.name = options.name ?? 'onnxruntime-node';
     this.#module = options.module ?? 'onnxruntime-node';
+    this.#accelEnv = options.accelEnv;
+    this.#attempt = [...(options.attemptProviders ?? [])];
+    this.#placement = options.placement ?? 'accelerated';
+  }
+
+  /** The CUDA and WebGPU checks init made (undefined before init). */
+  get accel(): Readonly<Record<AccelProvider, AccelCheck>> | undefined {
+    return this.#accel;
   }
 
   async init(): Promise<OrtInit> {
@@ -196,14 +245,15 @@ export class OnnxruntimeBackend implements Backend {
       return { ok: false, reason: `cannot load ${this.#module}: ${(e as Error).message.split('\n')[0]}`, unavailable: [] };
     }
     const version = ort.env.versions.node ?? ort.env.versions.common;
+    this.#accel = checkAccel(this.#accelEnv ?? (await probeAccelEnv(bindingDir ? { binding: { dir: bindingDir, version } } : {})));
     const listed = ort.listSupportedBackends().map((b) => ({ name: b.name, bundled: b.bundled }));
     const providers: string[] = [];
-    const unavailable: { name: string; reason: string }[] = [];
+    const unavailable: OrtInit['unavailable'] = [];
     // cpu first: if it fails the runtime itself is unusable
     for (const { name, bundled } of [{ name: 'cpu', bundled: true }, ...listed.filter((b) => b.name !== 'cpu')]) {
       const pre = this.#precheck(name, bundled, bindingDir);
-      if (pre) {
-        unavailable.push({ name, reason: pre });
+      if (pre.block) {
+        unavailable.push({ name, reason: pre.block.reason, ...(pre.block.code ? { code: pre.block.code } : {}) });
         continue;
       }
       try {
@@ -211,7 +261,9 @@ export class OnnxruntimeBackend implements Backend {
         await s.release();
         providers.push(name);
       } catch (e) {
-        unavailable.push({ name, reason: (e as Error).message.split('\n')[0].slice(0, 300) });
+        // the scan's findings, when there are any, say why onnxruntime could not load it
+        const why = pre.hints.length ? ` (${pre.hints.map((h) => `${h.code}: ${h.message}`).join('; ')})` : '';
+        unavailable.push({ name, reason: `${(e as Error).message.split('\n')[0].slice(0, 300)}${why}`.slice(0, 2048), code: pre.hints[0]?.code ?? 'load-failed' });
       }
     }
     if (!providers.includes('cpu')) return { ok: false, version, reason: `the CPU provider does not load: ${unavailable.find((u) => u.name === 'cpu')?.reason}`, providers, unavailable };
@@ -222,24 +274,21 @@ export class OnnxruntimeBackend implements Backend {
 
   /**
    * Reasons known without trying: trying a provider whose library is absent makes onnxruntime
-   * print errors on stderr, and webgpu without a GPU device makes Dawn print warnings.
+   * print errors on stderr, and webgpu without a GPU makes Dawn print warnings. `block` skips the
+   * attempt; `hints` are findings that explain an attempt's failure.
    */
-  #precheck(name: string, bundled: boolean, bindingDir: string | undefined): string | null {
+  #precheck(name: string, bundled: boolean, bindingDir: string | undefined): { block?: { reason: string; code?: string }; hints: AccelCheck['reasons'] } {
+    const check = name === 'cuda' || name === 'webgpu' ? this.#accel?.[name] : undefined;
+    if (check) {
+      const blocking = check.reasons.filter((r) => BLOCKING.includes(r.code));
+      if (blocking.length) return { block: { reason: check.reasons.map((r) => `${r.code}: ${r.message}`).join('; ').slice(0, 2048), code: blocking[0].code }, hints: check.reasons };
+      return { hints: check.reasons };
+    }
     if (!bundled && bindingDir) {
       const lib = providerLibrary(name);
-      if (!existsSync(join(bindingDir, lib))) return `${lib} is not installed beside the onnxruntime-node binding (onnxruntime-node installs it only with --onnxruntime-node-install-cuda)`;
+      if (!existsSync(join(bindingDir, lib))) return { block: { reason: `${lib} is not installed beside the onnxruntime-node binding`, code: 'provider-libraries' }, hints: [] };
     }
-    if (name === 'webgpu' && process.platform === 'linux') {
-      const dri = (() => {
-        try {
-          return readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
-        } catch {
-          return false;
-        }
-      })();
-      if (!dri && !existsSync('/dev/nvidia0')) return 'no GPU device node (/dev/dri/renderD*, /dev/nvidia0)';
-    }
-    return null;
+    return { hints: [] };
   }
 
   /**
@@ -256,22 +305,35 @@ export class OnnxruntimeBackend implements Backend {
     const entry = variant.files[0];
     const size = files.size(entry);
     if (size > MAX_MODEL_BYTES) throw new RunnerError('E_RUN_LOAD', `variant ${variant.id}: ${entry} is ${size} bytes; an ONNX model file holds at most ${MAX_MODEL_BYTES} (protobuf), larger weights go in external data files`, { variant: variant.id, file: entry, size });
-    const sessionOptions = ortSessionOptions(variant, options, this.#providers);
+    const sessionOptions = ortSessionOptions(variant, options, [...this.#providers, ...this.#attempt.filter((p) => !this.#providers.includes(p))]);
     const bytes = await files.read(entry);
     const external = externalFiles(variant.id, entry, variant.files, bytes);
     const folder = external.length ? await writePrivateFolder(files, [{ path: entry, bytes }, ...external.map((path) => ({ path }))]) : null;
-    try {
-      // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
-      const session = folder ? await ort.InferenceSession.create(folder.path(entry), sessionOptions) : await ort.InferenceSession.create(bytes, sessionOptions);
-      // Creating the session read (or mapped) every initializer, so the folder can go now and
-      // nothing is left behind if the process is killed; where open files cannot be removed
-      // (Windows) it goes when the session is released.
-      const kept = folder && (await folder.remove().then(() => null, () => folder));
-      return new OrtModelSession(ort, session, variant.id, sessionOptions, kept);
-    } catch (e) {
-      await folder?.remove().catch(() => {});
-      throw new RunnerError('E_RUN_LOAD', `onnxruntime could not load variant ${variant.id} (${entry}): ${(e as Error).message.split('\n')[0]}`, { variant: variant.id, file: entry }, { cause: e });
+    // onnxruntime refuses a session whose first provider fails to load: the variant's next
+    // provider is tried then, and each failure is kept on the session
+    const fallbacks: ProviderFallback[] = [];
+    let last: unknown;
+    for (let i = 0; i < sessionOptions.executionProviders.length; i++) {
+      const opts = { ...sessionOptions, executionProviders: sessionOptions.executionProviders.slice(i) };
+      const profile = this.#placement === 'always' || (this.#placement === 'accelerated' && opts.executionProviders[0] !== 'cpu') ? profileFolder() : null;
+      const create = profile ? { ...opts, enableProfiling: true, profileFilePrefix: join(profile, 'p') } : opts;
+      try {
+        // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
+        const session = folder ? await ort.InferenceSession.create(folder.path(entry), create) : await ort.InferenceSession.create(bytes, create);
+        // Creating the session read (or mapped) every initializer, so the folder can go now and
+        // nothing is left behind if the process is killed; where open files cannot be removed
+        // (Windows) it goes when the session is released.
+        const kept = folder && (await folder.remove().then(() => null, () => folder));
+        return new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile);
+      } catch (e) {
+        if (profile) rmSync(profile, { recursive: true, force: true });
+        last = e;
+        fallbacks.push({ provider: opts.executionProviders[0], reason: (e as Error).message.split('\n')[0].slice(0, 500) });
+      }
     }
+    await folder?.remove().catch(() => {});
+    const tried = fallbacks.map((f) => `${f.provider}: ${f.reason}`).join('; ');
+    throw new RunnerError('E_RUN_LOAD', `onnxruntime could not load variant ${variant.id} (${entry}): ${tried}`, { variant: variant.id, file: entry, providers: fallbacks }, { cause: last });
   }
 }
 
