@@ -23,6 +23,7 @@ import { runPipeline } from '../runner/pipeline/run.js';
 import type { TextLine } from '../runner/pipeline/values.js';
 import { Runner } from '../runner/runner.js';
 import type { Timings } from '../runner/types.js';
+import { arg, median } from './util.js';
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
 
@@ -65,15 +66,6 @@ interface PeerOcr {
   detect(path: string): Promise<{ text: string; mean: number }[]>;
 }
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
 async function main(): Promise<void> {
   const runs = Number(arg('runs') ?? 5);

@@ -179,11 +179,11 @@ describe('xpkg run', { timeout: 240_000 }, () => {
     expectHumanError(await xpkg(['run', PKG('detector'), '-i', img, '--state-dir', tempDir()]), 'E_TRUST_UNTRUSTED');
   });
 
-  it('a file that is not an image is E_RUN_INPUT_FORMAT; raw bytes that are no whole float32 tensor are E_RUN_INPUT', async () => {
+  it('a file that is not an image is E_RUN_INPUT_FORMAT; raw bytes that are no whole float32 tensor too', async () => {
     expectError(await xpkg(['run', PKG('detector'), ...trusted(), '-i', 'package.json', '--json']), 'E_RUN_INPUT_FORMAT');
     expectHumanError(await xpkg(['run', PKG('detector'), ...trusted(), '-i', 'package.json']), 'E_RUN_INPUT_FORMAT');
     // multi-variant takes a float32 tensor: 3 raw bytes are not a whole number of values.
-    expectError(await xpkg(['run', PKG('multi-variant'), ...trusted(), '-i', `x=${threeBytes()}`, '--json']), 'E_RUN_INPUT');
+    expectError(await xpkg(['run', PKG('multi-variant'), ...trusted(), '-i', `x=${threeBytes()}`, '--json']), 'E_RUN_INPUT_FORMAT');
   });
 
   it('a missing --input, a missing package and an unknown variant have their own codes', async () => {
@@ -281,7 +281,7 @@ describe('xpkg bench', { timeout: 240_000 }, () => {
     );
     expectError(
       await xpkg(['bench', PKG('multi-variant'), ...trusted(), '-i', threeBytes(), '--runs', '1', '--json']),
-      'E_RUN_INPUT',
+      'E_RUN_INPUT_FORMAT',
     );
   });
 });
