@@ -1,11 +1,28 @@
 /** Library entry point of xpkg. */
-export * from './spec/errors.js';
-export { canonicalize, canonicalBytes, parseStrictJson } from './spec/canonical.js';
-export { parseManifest, validateManifest, validateManifestSource, packageId } from './spec/manifest.js';
-export type { Manifest, ManifestSource, Variant, Model, Requirements, Step, FileRecord } from './spec/schema.js';
+
 export * from './pack/index.js';
-export { sign, verify, generateKeyPair, keygen, type VerifyPolicy, type VerifyResult } from './signing/index.js';
+export {
+  annotate,
+  detectHost,
+  expandInputPath,
+  explainVariants,
+  type HostProfile,
+  loadHostProfile,
+  loadInputFile,
+  loadInputFiles,
+  type ManyInput,
+  type ManyResult,
+  outputsToJson,
+  parseNpy,
+  resolveHost,
+  type Selection,
+  selectVariants,
+  writeAnnotation,
+} from './runner/index.js';
 export { Runner, type RunnerOptions, type RunResult } from './runner/runner.js';
-export { detectHost, resolveHost, loadHostProfile, selectVariants, explainVariants, type HostProfile, type Selection } from './runner/index.js';
-export { loadInputFile, loadInputFiles, parseNpy, outputsToJson, annotate, writeAnnotation, expandInputPath, type ManyInput, type ManyResult } from './runner/index.js';
 export { Sandbox } from './sandbox/index.js';
+export { generateKeyPair, keygen, sign, type VerifyPolicy, type VerifyResult, verify } from './signing/index.js';
+export { canonicalBytes, canonicalize, parseStrictJson } from './spec/canonical.js';
+export * from './spec/errors.js';
+export { packageId, parseManifest, validateManifest, validateManifestSource } from './spec/manifest.js';
+export type { FileRecord, Manifest, ManifestSource, Model, Requirements, Step, Variant } from './spec/schema.js';

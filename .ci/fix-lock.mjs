@@ -3,10 +3,21 @@
 // entries (os/cpu only, never fetched on other platforms). Run after any `npm install`:
 //   node .ci/fix-lock.mjs package-lock.json
 import { readFileSync, writeFileSync } from 'node:fs';
+
 const lockPath = process.argv[2];
 const lock = JSON.parse(readFileSync(lockPath, 'utf8'));
 const rollup = lock.packages['node_modules/rollup'];
-const cpuOf = { arm: 'arm', 'arm-eabi': 'arm', arm64: 'arm64', x64: 'x64', ia32: 'ia32', loong64: 'loong64', ppc64: 'ppc64', riscv64: 'riscv64', s390x: 's390x' };
+const cpuOf = {
+  arm: 'arm',
+  'arm-eabi': 'arm',
+  arm64: 'arm64',
+  x64: 'x64',
+  ia32: 'ia32',
+  loong64: 'loong64',
+  ppc64: 'ppc64',
+  riscv64: 'riscv64',
+  s390x: 's390x',
+};
 let added = 0;
 for (const [name, version] of Object.entries(rollup.optionalDependencies)) {
   const key = `node_modules/${name}`;
@@ -21,6 +32,8 @@ for (const [name, version] of Object.entries(rollup.optionalDependencies)) {
   lock.packages[key] = entry;
   added++;
 }
-lock.packages = Object.fromEntries(Object.entries(lock.packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : a > b ? 1 : 0)));
+lock.packages = Object.fromEntries(
+  Object.entries(lock.packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : a > b ? 1 : 0)),
+);
 writeFileSync(lockPath, JSON.stringify(lock, null, 2) + '\n');
 console.log('added', added);

@@ -45,11 +45,14 @@ interface Sample {
   lines: number;
 }
 
-
 function time(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Sample> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, ['--import', cpuHook, ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', cpuHook, ...args], {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d));
@@ -57,7 +60,8 @@ function time(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Sample> {
     child.on('error', reject);
     child.on('close', (code) => {
       const wallMs = performance.now() - t0;
-      if (code !== 0) return reject(new Error(`${args.slice(0, 2).join(' ')} exited ${code}: ${err.trim().slice(-500)}`));
+      if (code !== 0)
+        return reject(new Error(`${args.slice(0, 2).join(' ')} exited ${code}: ${err.trim().slice(-500)}`));
       const cpu = new RegExp(`${CPU_MARK} ([0-9.]+)`).exec(err);
       const lines = out.split('\n').filter((l) => l.trim()).length;
       if (!lines) return reject(new Error(`${args.slice(0, 2).join(' ')} read no text`));
@@ -75,7 +79,8 @@ async function main(): Promise<void> {
   const stateDir = mkdtempSync(join(tmpdir(), 'xpkg-cold-state-'));
   try {
     const baseline = arg('baseline');
-    const xpkgAt = (bin: string) => () => time([bin, 'run', PACKAGE, '--trust', KEY, '--input', IMAGE, '--state-dir', stateDir]);
+    const xpkgAt = (bin: string) => () =>
+      time([bin, 'run', PACKAGE, '--trust', KEY, '--input', IMAGE, '--state-dir', stateDir]);
     const base = baseline ? xpkgAt(join(baseline, 'bin', 'xpkg.js')) : undefined;
     const xpkg = () => time(['bin/xpkg.js', 'run', PACKAGE, '--trust', KEY, '--input', IMAGE, '--state-dir', stateDir]);
     const peer = () => time(['--input-type=module', '-e', PEER], { XPKG_BENCH_IMAGE: IMAGE });
@@ -85,7 +90,11 @@ async function main(): Promise<void> {
     const ours: Sample[] = [];
     const theirs: Sample[] = [];
     const before: Sample[] = [];
-    const contenders: [() => Promise<Sample>, Sample[]][] = [[xpkg, ours], [peer, theirs], ...(base ? [[base, before] as [() => Promise<Sample>, Sample[]]] : [])];
+    const contenders: [() => Promise<Sample>, Sample[]][] = [
+      [xpkg, ours],
+      [peer, theirs],
+      ...(base ? [[base, before] as [() => Promise<Sample>, Sample[]]] : []),
+    ];
     for (let i = 0; i < runs; i++) {
       // Rotate the order so a load change on the machine hits each alike.
       for (let k = 0; k < contenders.length; k++) {
@@ -95,9 +104,26 @@ async function main(): Promise<void> {
     }
     const summary = {
       runs,
-      xpkg: { wallMs: median(ours.map((s) => s.wallMs)), cpuMs: median(ours.map((s) => s.cpuMs)), lines: ours[0].lines },
-      peer: { wallMs: median(theirs.map((s) => s.wallMs)), cpuMs: median(theirs.map((s) => s.cpuMs)), lines: theirs[0].lines },
-      ...(base ? { baseline: { dir: baseline, wallMs: median(before.map((s) => s.wallMs)), cpuMs: median(before.map((s) => s.cpuMs)), lines: before[0].lines } } : {}),
+      xpkg: {
+        wallMs: median(ours.map((s) => s.wallMs)),
+        cpuMs: median(ours.map((s) => s.cpuMs)),
+        lines: ours[0].lines,
+      },
+      peer: {
+        wallMs: median(theirs.map((s) => s.wallMs)),
+        cpuMs: median(theirs.map((s) => s.cpuMs)),
+        lines: theirs[0].lines,
+      },
+      ...(base
+        ? {
+            baseline: {
+              dir: baseline,
+              wallMs: median(before.map((s) => s.wallMs)),
+              cpuMs: median(before.map((s) => s.cpuMs)),
+              lines: before[0].lines,
+            },
+          }
+        : {}),
       ratio: 0,
       cpuRatio: 0,
       goals: { wallMs: GOAL_MS, ratio: GOAL_RATIO },
@@ -105,17 +131,24 @@ async function main(): Promise<void> {
     summary.ratio = summary.xpkg.wallMs / summary.peer.wallMs;
     summary.cpuRatio = summary.xpkg.cpuMs / summary.peer.cpuMs;
     if (json) {
-      process.stdout.write(`${JSON.stringify({ summary, samples: { xpkg: ours, peer: theirs, ...(base ? { baseline: before } : {}) } }, null, 2)}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ summary, samples: { xpkg: ours, peer: theirs, ...(base ? { baseline: before } : {}) } }, null, 2)}\n`,
+      );
       return;
     }
-    const row = (name: string, s: { wallMs: number; cpuMs: number; lines: number }) => `${name.padEnd(34)} ${s.wallMs.toFixed(0).padStart(8)} ${s.cpuMs.toFixed(0).padStart(8)}   ${s.lines} lines`;
+    const row = (name: string, s: { wallMs: number; cpuMs: number; lines: number }) =>
+      `${name.padEnd(34)} ${s.wallMs.toFixed(0).padStart(8)} ${s.cpuMs.toFixed(0).padStart(8)}   ${s.lines} lines`;
     console.log(`cold start, fresh process per run, ${runs} runs each, alternating (medians)`);
     console.log(`${''.padEnd(34)} ${'wall ms'.padStart(8)} ${'cpu ms'.padStart(8)}`);
     console.log(row('xpkg run paddleocr-v4.xpkg', summary.xpkg));
     console.log(row('@gutenye/ocr-node import+create+1', summary.peer));
     if (summary.baseline) console.log(row(`baseline ${baseline}`, summary.baseline));
-    console.log(`ratio xpkg / peer: wall ${summary.ratio.toFixed(2)} (goal ≤ ${GOAL_RATIO}), cpu ${summary.cpuRatio.toFixed(2)}`);
-    console.log(`xpkg median wall ${summary.xpkg.wallMs.toFixed(0)} ms (goal ≤ ${GOAL_MS} ms on an idle 2-core machine)`);
+    console.log(
+      `ratio xpkg / peer: wall ${summary.ratio.toFixed(2)} (goal ≤ ${GOAL_RATIO}), cpu ${summary.cpuRatio.toFixed(2)}`,
+    );
+    console.log(
+      `xpkg median wall ${summary.xpkg.wallMs.toFixed(0)} ms (goal ≤ ${GOAL_MS} ms on an idle 2-core machine)`,
+    );
   } finally {
     rmSync(stateDir, { recursive: true, force: true });
   }

@@ -9,9 +9,9 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setNativeBackend } from '../native/index.js';
-import { prepare } from '../fixtures/paddleocr-v4/build.js';
 import { charAccuracy, expectedLines, pages, renderPng } from '../fixtures/images/render.js';
+import { prepare } from '../fixtures/paddleocr-v4/build.js';
+import { setNativeBackend } from '../native/index.js';
 import { openLocalContext, runPipeline, type TextLine } from '../runner/pipeline/index.js';
 
 const arg = (n: string) => {
@@ -27,7 +27,9 @@ type Variant = { name: string; backend: 'native' | 'portable'; batch: boolean };
 const variants: Variant[] = [
   { name: 'native, batched rec', backend: 'native', batch: true },
   { name: 'native, per-line rec', backend: 'native', batch: false },
-  ...(process.argv.includes('--no-portable') ? [] : [{ name: 'portable, batched rec', backend: 'portable' as const, batch: true }]),
+  ...(process.argv.includes('--no-portable')
+    ? []
+    : [{ name: 'portable, batched rec', backend: 'portable' as const, batch: true }]),
 ];
 
 const dir = await mkdtemp(join(tmpdir(), 'xpkg-ocr-variants-'));
@@ -42,7 +44,9 @@ try {
     await writeFile(join(staging, 'xpkg.json'), JSON.stringify(mf));
     setNativeBackend(v.backend);
     const ctx = await openLocalContext(staging);
-    const acc: number[] = [], ms: number[] = [], texts: string[][] = [];
+    const acc: number[] = [],
+      ms: number[] = [],
+      texts: string[][] = [];
     await runPipeline(ctx, { image: pngs[0] }); // loads the models
     for (const [i, p] of corpus.entries()) {
       const times: number[] = [];
@@ -53,7 +57,12 @@ try {
         times.push(performance.now() - t0);
       }
       texts.push(lines.map((l) => l.text));
-      acc.push(charAccuracy(lines.map((l) => l.text), expectedLines(p)));
+      acc.push(
+        charAccuracy(
+          lines.map((l) => l.text),
+          expectedLines(p),
+        ),
+      );
       ms.push(median(times));
     }
     await ctx.release();
@@ -62,10 +71,28 @@ try {
   const base = results[0];
   console.log(`page`.padEnd(16) + results.map((r) => r.v.name.padStart(26)).join(''));
   corpus.forEach((p, i) => {
-    console.log(p.name.padEnd(16) + results.map((r) => `${r.acc[i].toFixed(3)} ${r.ms[i].toFixed(0).padStart(6)} ms ×${(r.ms[i] / base.ms[i]).toFixed(2)}`.padStart(26)).join(''));
+    console.log(
+      p.name.padEnd(16) +
+        results
+          .map((r) =>
+            `${r.acc[i].toFixed(3)} ${r.ms[i].toFixed(0).padStart(6)} ms ×${(r.ms[i] / base.ms[i]).toFixed(2)}`.padStart(
+              26,
+            ),
+          )
+          .join(''),
+    );
   });
   const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
-  console.log('mean'.padEnd(16) + results.map((r) => `${mean(r.acc).toFixed(3)} ${mean(r.ms).toFixed(0).padStart(6)} ms ×${(mean(r.ms) / mean(base.ms)).toFixed(2)}`.padStart(26)).join(''));
+  console.log(
+    'mean'.padEnd(16) +
+      results
+        .map((r) =>
+          `${mean(r.acc).toFixed(3)} ${mean(r.ms).toFixed(0).padStart(6)} ms ×${(mean(r.ms) / mean(base.ms)).toFixed(2)}`.padStart(
+            26,
+          ),
+        )
+        .join(''),
+  );
   for (const r of results.slice(1)) {
     const same = r.texts.every((t, i) => JSON.stringify(t) === JSON.stringify(base.texts[i]));
     console.log(`${r.v.name} reads the same text as ${base.v.name}: ${same}`);

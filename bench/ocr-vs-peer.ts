@@ -16,8 +16,8 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { prepare } from '../fixtures/paddleocr-v4/build.js';
 import { charAccuracy, expectedLines, layoutPages, pages, renderPng } from '../fixtures/images/render.js';
+import { prepare } from '../fixtures/paddleocr-v4/build.js';
 import { openLocalContext } from '../runner/pipeline/local.js';
 import { runPipeline } from '../runner/pipeline/run.js';
 import type { TextLine } from '../runner/pipeline/values.js';
@@ -39,7 +39,10 @@ const TEST_KEY = new URL('../fixtures/keys/test.pub', import.meta.url);
 async function ours(dir: string): Promise<Engine> {
   if (!process.argv.includes('--source') && existsSync(PACKAGE)) {
     const path = PACKAGE.pathname;
-    const runner = await Runner.open(path, existsSync(TEST_KEY) ? { trust: [TEST_KEY.pathname] } : { allowUnsigned: true });
+    const runner = await Runner.open(
+      path,
+      existsSync(TEST_KEY) ? { trust: [TEST_KEY.pathname] } : { allowUnsigned: true },
+    );
     return {
       what: `Runner on ${path}`,
       async run(file) {
@@ -66,7 +69,6 @@ interface PeerOcr {
   detect(path: string): Promise<{ text: string; mean: number }[]>;
 }
 
-
 async function main(): Promise<void> {
   const runs = Number(arg('runs') ?? 5);
   const only = arg('only')?.split(',');
@@ -78,7 +80,13 @@ async function main(): Promise<void> {
     const peer = await peerModule.default.create();
     // The corpus, then the layout pages: a page tilted −40…+40° and turned, receipts as tables.
     const corpus = [...pages(), ...layoutPages()].filter((p) => !only || only.includes(p.name));
-    const rows: { name: string; clean: boolean; ours: { acc: number; ms: number }; peer: { acc: number; ms: number }; stages: Record<string, number> }[] = [];
+    const rows: {
+      name: string;
+      clean: boolean;
+      ours: { acc: number; ms: number };
+      peer: { acc: number; ms: number };
+      stages: Record<string, number>;
+    }[] = [];
     for (const page of corpus) {
       const file = join(dir, `${page.name}.png`);
       await writeFile(file, await renderPng(page));
@@ -88,7 +96,8 @@ async function main(): Promise<void> {
       // Warm-up (session arenas, sharp caches), then alternate so load noise hits both alike.
       const ourText = await oursRun();
       const peerText = await peerRun();
-      const ourMs: number[] = [], peerMs: number[] = [];
+      const ourMs: number[] = [],
+        peerMs: number[] = [];
       const stages: Record<string, number[]> = {};
       for (let r = 0; r < runs; r++) {
         // A pause before each timed run: onnxruntime's intra-op threads spin for a while after a
@@ -110,17 +119,24 @@ async function main(): Promise<void> {
         peer: { acc: charAccuracy(peerText, truth), ms: median(peerMs) },
         stages: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, median(v)])),
       });
-      if (process.argv.includes('--verbose')) process.stderr.write(`${page.name}\n  ours: ${JSON.stringify(ourText)}\n  peer: ${JSON.stringify(peerText)}\n`);
+      if (process.argv.includes('--verbose'))
+        process.stderr.write(`${page.name}\n  ours: ${JSON.stringify(ourText)}\n  peer: ${JSON.stringify(peerText)}\n`);
     }
     await engine.close();
-    const mean = (f: (r: (typeof rows)[number]) => number, sel = rows) => sel.reduce((a, r) => a + f(r), 0) / Math.max(1, sel.length);
+    const mean = (f: (r: (typeof rows)[number]) => number, sel = rows) =>
+      sel.reduce((a, r) => a + f(r), 0) / Math.max(1, sel.length);
     const clean = rows.filter((r) => r.clean);
     const total = { ours: rows.reduce((a, r) => a + r.ours.ms, 0), peer: rows.reduce((a, r) => a + r.peer.ms, 0) };
     const summary = {
       ours: engine.what,
       images: rows.length,
       runs,
-      accuracy: { ours: mean((r) => r.ours.acc), peer: mean((r) => r.peer.acc), oursClean: mean((r) => r.ours.acc, clean), peerClean: mean((r) => r.peer.acc, clean) },
+      accuracy: {
+        ours: mean((r) => r.ours.acc),
+        peer: mean((r) => r.peer.acc),
+        oursClean: mean((r) => r.ours.acc, clean),
+        peerClean: mean((r) => r.peer.acc, clean),
+      },
       msPerImage: { ours: total.ours / rows.length, peer: total.peer / rows.length },
       timeRatio: total.ours / total.peer,
     };
@@ -131,13 +147,23 @@ async function main(): Promise<void> {
     console.log(`ours: ${engine.what}; peer: @gutenye/ocr-node (same det/rec models, no orientation model)\n`);
     const pad = (s: string, n: number) => s.padEnd(n);
     const num = (v: number, d = 3) => v.toFixed(d).padStart(8);
-    console.log(`${pad('image', 20)}${'acc ours'.padStart(9)}${'acc peer'.padStart(9)}${'ms ours'.padStart(9)}${'ms peer'.padStart(9)}${'ratio'.padStart(8)}   our stages (median ms)`);
+    console.log(
+      `${pad('image', 20)}${'acc ours'.padStart(9)}${'acc peer'.padStart(9)}${'ms ours'.padStart(9)}${'ms peer'.padStart(9)}${'ratio'.padStart(8)}   our stages (median ms)`,
+    );
     for (const r of rows) {
-      const st = Object.entries(r.stages).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ');
-      console.log(`${pad(r.name + (r.clean ? '' : '*'), 20)} ${num(r.ours.acc)} ${num(r.peer.acc)} ${num(r.ours.ms, 1)} ${num(r.peer.ms, 1)} ${num(r.ours.ms / r.peer.ms, 2).slice(1)}   ${st}`);
+      const st = Object.entries(r.stages)
+        .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+        .join(', ');
+      console.log(
+        `${pad(r.name + (r.clean ? '' : '*'), 20)} ${num(r.ours.acc)} ${num(r.peer.acc)} ${num(r.ours.ms, 1)} ${num(r.peer.ms, 1)} ${num(r.ours.ms / r.peer.ms, 2).slice(1)}   ${st}`,
+      );
     }
-    console.log(`\nmean accuracy: ours ${summary.accuracy.ours.toFixed(4)}, peer ${summary.accuracy.peer.toFixed(4)} (clean pages: ours ${summary.accuracy.oursClean.toFixed(4)}, peer ${summary.accuracy.peerClean.toFixed(4)}; * = noisy)`);
-    console.log(`time per image: ours ${summary.msPerImage.ours.toFixed(1)} ms, peer ${summary.msPerImage.peer.toFixed(1)} ms, ratio ours/peer ${summary.timeRatio.toFixed(3)} (median of ${runs} runs each, alternating)`);
+    console.log(
+      `\nmean accuracy: ours ${summary.accuracy.ours.toFixed(4)}, peer ${summary.accuracy.peer.toFixed(4)} (clean pages: ours ${summary.accuracy.oursClean.toFixed(4)}, peer ${summary.accuracy.peerClean.toFixed(4)}; * = noisy)`,
+    );
+    console.log(
+      `time per image: ours ${summary.msPerImage.ours.toFixed(1)} ms, peer ${summary.msPerImage.peer.toFixed(1)} ms, ratio ours/peer ${summary.timeRatio.toFixed(3)} (median of ${runs} runs each, alternating)`,
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

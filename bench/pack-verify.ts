@@ -25,9 +25,16 @@ closeSync(fd);
 writeFileSync(
   join(src, 'xpkg.json'),
   JSON.stringify({
-    name: 'bench', version: '1.0.0', sequence: 1, license: 'MIT', task: 'image-classification',
-    inputs: [{ name: 'image', type: 'image' }], outputs: [{ name: 'scores', type: 'tensor' }],
-    models: [{ id: 'm', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/big.onnx'] }] }],
+    name: 'bench',
+    version: '1.0.0',
+    sequence: 1,
+    license: 'MIT',
+    task: 'image-classification',
+    inputs: [{ name: 'image', type: 'image' }],
+    outputs: [{ name: 'scores', type: 'tensor' }],
+    models: [
+      { id: 'm', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/big.onnx'] }] },
+    ],
     pipeline: { steps: [] },
   }),
 );
@@ -44,7 +51,8 @@ function timed(label: string, cmd: string, args: string[]): { s: number; rssMB: 
   return { s, rssMB: m ? Number(m[1]) / 1024 : NaN };
 }
 const xpkg = (args: string[]) => [
-  '--input-type=module', '-e',
+  '--input-type=module',
+  '-e',
   `const m = await import(${JSON.stringify(main)}); await m.main(['node','xpkg',...${JSON.stringify(args)}]); process.stderr.write('RSS ' + process.resourceUsage().maxRSS + '\\n');`,
 ];
 

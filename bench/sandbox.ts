@@ -13,10 +13,20 @@
  * Run: npm run build:tools && node --expose-gc dist-tools/bench/sandbox.js
  */
 import { availableParallelism, loadavg } from 'node:os';
-import { RELEASE_SYNC, newQuickJSWASMModuleFromVariant } from 'quickjs-emscripten';
-import { Sandbox, argmax, normalize, resize, softmax, threshold, basicKernels, queued, type SandboxTensor } from '../sandbox/index.js';
-import { SandboxError } from '../spec/errors.js';
+import { newQuickJSWASMModuleFromVariant, RELEASE_SYNC } from 'quickjs-emscripten';
 import { rng } from '../fixtures/random.js';
+import {
+  argmax,
+  basicKernels,
+  normalize,
+  queued,
+  resize,
+  Sandbox,
+  type SandboxTensor,
+  softmax,
+  threshold,
+} from '../sandbox/index.js';
+import { SandboxError } from '../spec/errors.js';
 
 const calls = Number(process.argv[2] ?? 20000);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -38,7 +48,10 @@ const timed = Object.fromEntries(
     }, fn.returns!),
   ]),
 );
-const sb = await Sandbox.create({ kernels: { ...timed, nothing: () => null, tiny: queued(tiny, 'tensor') }, policy: { memoryMiB: 64, timeMs: 2000 } });
+const sb = await Sandbox.create({
+  kernels: { ...timed, nothing: () => null, tiny: queued(tiny, 'tensor') },
+  policy: { memoryMiB: 64, timeMs: 2000 },
+});
 await sb.load(
   `export function noop() { return null; }
    export function kernelCalls(input, ctx) { for (let i = 0; i < input.n; i++) ctx.kernels.nothing(); return null; }
@@ -66,7 +79,9 @@ async function perCall(fn: () => unknown, n: number, batches = 7): Promise<numbe
 const Q = await newQuickJSWASMModuleFromVariant(RELEASE_SYNC);
 const rt = Q.newRuntime();
 const qctx = rt.newContext();
-const qfn = qctx.unwrapResult(qctx.evalCode('(function noop(json) { JSON.parse(json); return JSON.stringify(null); })'));
+const qfn = qctx.unwrapResult(
+  qctx.evalCode('(function noop(json) { JSON.parse(json); return JSON.stringify(null); })'),
+);
 const sameThread = () => {
   const arg = qctx.newString('{}');
   const r = qctx.unwrapResult(qctx.callFunction(qfn, qctx.undefined, arg));
@@ -116,7 +131,11 @@ const gc = (globalThis as { gc?: () => void }).gc;
  * the hook path, with more JS between the kernels, more than the direct one. Both are printed.
  */
 async function fivePairs(forceGc: boolean, n = 100) {
-  const d5: number[] = [], h5: number[] = [], k5: number[] = [], dc: number[] = [], hc: number[] = [];
+  const d5: number[] = [],
+    h5: number[] = [],
+    k5: number[] = [],
+    dc: number[] = [],
+    hc: number[] = [];
   const collect = forceGc && gc ? gc : () => {};
   const direct = () => {
     collect();
@@ -149,7 +168,12 @@ async function fivePairs(forceGc: boolean, n = 100) {
     }
   }
   return {
-    md: median(d5), mh: median(h5), mdiff: median(h5.map((h, i) => h - d5[i])), mpart: median(h5.map((h, i) => h - k5[i])), mdc: median(dc), mhc: median(hc),
+    md: median(d5),
+    mh: median(h5),
+    mdiff: median(h5.map((h, i) => h - d5[i])),
+    mpart: median(h5.map((h, i) => h - k5[i])),
+    mdc: median(dc),
+    mhc: median(hc),
   };
 }
 const steady = await fivePairs(false);
@@ -177,14 +201,19 @@ for (const hook of ['loop', 'regex', 'jobs', 'recursion', 'native', 'typed', 'st
   let peak = base;
   const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 2);
   const t = performance.now();
-  const err = await hostile.call(hook, {}, { deadlineMs: ['typed', 'strings', 'objects'].includes(hook) ? 5000 : 200 }).then(
-    () => null,
-    (e: unknown) => e,
-  );
+  const err = await hostile
+    .call(hook, {}, { deadlineMs: ['typed', 'strings', 'objects'].includes(hook) ? 5000 : 200 })
+    .then(
+      () => null,
+      (e: unknown) => e,
+    );
   const ms = performance.now() - t;
   clearInterval(timer);
   const code = err instanceof SandboxError ? err.code : `unexpected: ${String(err)}`;
-  const wasm = (err as SandboxError)?.detail && typeof (err as SandboxError).detail === 'object' ? ((err as SandboxError).detail as { wasmBytes?: number }).wasmBytes : undefined;
+  const wasm =
+    (err as SandboxError)?.detail && typeof (err as SandboxError).detail === 'object'
+      ? ((err as SandboxError).detail as { wasmBytes?: number }).wasmBytes
+      : undefined;
   const t2 = performance.now();
   await hostile.call('ok');
   const next = performance.now() - t2;
@@ -210,8 +239,13 @@ console.log(`   plain JS function call                        ${us(direct)}`);
 console.log(`   one synchronous kernel call (no-op kernel)    ${us(perKernel)}`);
 console.log(`   one queued kernel call (tiny tensor)          ${us(perQueued)}`);
 console.log('');
-console.log(`2. five kernels on a 640×640×3 image (resize → normalize → softmax → argmax → threshold), 100 interleaved pairs each, order drawn per pair`);
-for (const [what, r] of [['as in a pipeline (no forced GC)', steady], ['cold: a full GC before each call', cold]] as const) {
+console.log(
+  `2. five kernels on a 640×640×3 image (resize → normalize → softmax → argmax → threshold), 100 interleaved pairs each, order drawn per pair`,
+);
+for (const [what, r] of [
+  ['as in a pipeline (no forced GC)', steady],
+  ['cold: a full GC before each call', cold],
+] as const) {
   if (!r) {
     console.log(`   ${what}: run with --expose-gc`);
     continue;
@@ -220,12 +254,24 @@ for (const [what, r] of [['as in a pipeline (no forced GC)', steady], ['cold: a 
   console.log(`     direct TypeScript kernels, median              ${r.md.toFixed(2).padStart(8)} ms`);
   console.log(`     via a sandbox hook, median                     ${r.mh.toFixed(2).padStart(8)} ms`);
   const note = r === steady ? 'goal ≤ 5%' : 'for reference: a cold start';
-  console.log(`     overhead (median of paired differences)        ${r.mdiff.toFixed(3).padStart(8)} ms = ${((r.mdiff / r.md) * 100).toFixed(2)}%   ${note}`);
-  console.log(`     sandbox's part of a hook call (hook − kernels) ${r.mpart.toFixed(3).padStart(8)} ms = ${((r.mpart / r.md) * 100).toFixed(2)}% of direct`);
-  console.log(`     CPU time (all threads), direct / via hook      ${r.mdc.toFixed(2).padStart(8)} ms / ${r.mhc.toFixed(2)} ms`);
+  console.log(
+    `     overhead (median of paired differences)        ${r.mdiff.toFixed(3).padStart(8)} ms = ${((r.mdiff / r.md) * 100).toFixed(2)}%   ${note}`,
+  );
+  console.log(
+    `     sandbox's part of a hook call (hook − kernels) ${r.mpart.toFixed(3).padStart(8)} ms = ${((r.mpart / r.md) * 100).toFixed(2)}% of direct`,
+  );
+  console.log(
+    `     CPU time (all threads), direct / via hook      ${r.mdc.toFixed(2).padStart(8)} ms / ${r.mhc.toFixed(2)} ms`,
+  );
 }
-console.log(`   machine: ${availableParallelism()} cores, load average ${loadavg()[0].toFixed(2)}; the five kernels are queued: posted as the hook makes them, run by the host while the hook goes on`);
+console.log(
+  `   machine: ${availableParallelism()} cores, load average ${loadavg()[0].toFixed(2)}; the five kernels are queued: posted as the hook makes them, run by the host while the hook goes on`,
+);
 console.log('');
-console.log(`3. runaway scripts (memoryMiB 32 → guest memory cap 48 MiB; deadline 200 ms, 5 s for the bombs; grace 100 ms)`);
+console.log(
+  `3. runaway scripts (memoryMiB 32 → guest memory cap 48 MiB; deadline 200 ms, 5 s for the bombs; grace 100 ms)`,
+);
 for (const r of rows) console.log(`   ${r}`);
-console.log(`   workers started ${stats.workersStarted}, in-worker runtime resets ${stats.runtimeResets}; Sandbox.create ${createMs.toFixed(0)} ms`);
+console.log(
+  `   workers started ${stats.workersStarted}, in-worker runtime resets ${stats.runtimeResets}; Sandbox.create ${createMs.toFixed(0)} ms`,
+);

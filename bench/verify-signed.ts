@@ -7,13 +7,14 @@
  * trust file, key checks, envelope, ed25519, integrity, rollback state), their difference, and the
  * signature layer alone per ed25519 backend (OpenSSL via node:crypto, tweetnacl).
  */
+
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
-import { ed25519Backend, setEd25519Backend, type Ed25519Backend } from '../signing/ed25519.js';
+import { type Ed25519Backend, ed25519Backend, setEd25519Backend } from '../signing/ed25519.js';
 import { verifySignatures } from '../signing/policy.js';
 import { keygen, sign } from '../signing/sign.js';
 import { resolvePolicy, verify } from '../signing/verify.js';
@@ -45,10 +46,18 @@ try {
   await writeFile(
     join(src, 'xpkg.json'),
     JSON.stringify({
-      name: 'bench', version: '1.0.0', sequence: 1, license: 'MIT', task: 'image-classification',
-      inputs: [{ name: 'image', type: 'image' }], outputs: [{ name: 'label', type: 'classification' }],
-      models: [{ id: 'm', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['model.onnx'] }] }],
-      pipeline: { steps: [{ op: 'run', model: 'm' }] }, assets: [{ id: 'labels', path: 'labels.txt', kind: 'labels' }],
+      name: 'bench',
+      version: '1.0.0',
+      sequence: 1,
+      license: 'MIT',
+      task: 'image-classification',
+      inputs: [{ name: 'image', type: 'image' }],
+      outputs: [{ name: 'label', type: 'classification' }],
+      models: [
+        { id: 'm', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['model.onnx'] }] },
+      ],
+      pipeline: { steps: [{ op: 'run', model: 'm' }] },
+      assets: [{ id: 'labels', path: 'labels.txt', kind: 'labels' }],
     }),
   );
   const pkg = join(dir, 'bench.xpkg');
@@ -68,7 +77,12 @@ try {
     coldPolicy = await time(async () => {
       loaded = await resolvePolicy(policy);
     });
-    coldSignatures = await time(() => verifySignatures({ manifestBytes: r.manifestBytes, manifest: r.manifest, id: r.id, signaturesBytes: r.signaturesBytes }, loaded));
+    coldSignatures = await time(() =>
+      verifySignatures(
+        { manifestBytes: r.manifestBytes, manifest: r.manifest, id: r.id, signaturesBytes: r.signaturesBytes },
+        loaded,
+      ),
+    );
   }
 
   // Interleaved pairs, so drift (page cache, other load on the machine) hits both sides alike;
@@ -102,7 +116,12 @@ try {
   {
     await using r = await PackageReader.open(pkg);
     const loaded = await resolvePolicy(policy);
-    const input = { manifestBytes: r.manifestBytes, manifest: r.manifest, id: r.id, signaturesBytes: r.signaturesBytes };
+    const input = {
+      manifestBytes: r.manifestBytes,
+      manifest: r.manifest,
+      id: r.id,
+      signaturesBytes: r.signaturesBytes,
+    };
     for (const b of ['node', 'tweetnacl'] as const) {
       setEd25519Backend(b);
       sigLayer[b] = await series(() => verifySignatures(input, loaded), Math.max(runs, 30));
@@ -120,7 +139,9 @@ try {
   console.log(`  cold (first in process): signatures       ${f(coldSignatures)}`);
   console.log(`  warm: trust file + state file load        ${f(loadPolicy)}`);
   console.log(`  warm: signature layer, OpenSSL            ${f(sigLayer.node)}`);
-  console.log(`  warm: signature layer, tweetnacl          ${f(sigLayer.tweetnacl)}   (${(sigLayer.tweetnacl / sigLayer.node).toFixed(1)}× OpenSSL)`);
+  console.log(
+    `  warm: signature layer, tweetnacl          ${f(sigLayer.tweetnacl)}   (${(sigLayer.tweetnacl / sigLayer.node).toFixed(1)}× OpenSSL)`,
+  );
 } finally {
   await rm(dir, { recursive: true, force: true });
 }

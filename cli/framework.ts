@@ -92,6 +92,7 @@ export function usage(summary: string, detail?: unknown): UsageError {
 /** Parses a positive integer option or throws E_USAGE. */
 export function intOption(value: string | undefined, name: string, min = 1): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^[0-9]+$/.test(value) || Number(value) < min) throw usage(`--${name} must be an integer ≥ ${min}, not ${JSON.stringify(value)}`);
+  if (!/^[0-9]+$/.test(value) || Number(value) < min)
+    throw usage(`--${name} must be an integer ≥ ${min}, not ${JSON.stringify(value)}`);
   return Number(value);
 }

@@ -4,9 +4,9 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { finish, makeIo } from './framework.js';
 import { UsageError } from '../spec/errors.js';
 import { commands } from './commands/index.js';
+import { finish, makeIo } from './framework.js';
 
 /**
  * xpkg's own version, from the package.json above this file (cli/ in the sources, dist/cli/ when
@@ -46,7 +46,9 @@ export async function main(argv: string[]): Promise<void> {
         process.exitCode = 0;
         return;
       }
-      finish(makeIo(argv.includes('--json')), { error: new UsageError('E_USAGE', e.message.replace(/^error: /, ''), { commander: e.code }) });
+      finish(makeIo(argv.includes('--json')), {
+        error: new UsageError('E_USAGE', e.message.replace(/^error: /, ''), { commander: e.code }),
+      });
       return;
     }
     finish(makeIo(argv.includes('--json')), { error: e });

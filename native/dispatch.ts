@@ -21,7 +21,13 @@ function wrap(kernel: string, e: unknown, site: Error | undefined): NativeError 
   return err;
 }
 
-export function runSync<O, R, T>(ks: Kernels, kernel: keyof Kernels, o: O, then: (r: R) => T, site: Error | undefined): T {
+export function runSync<O, R, T>(
+  ks: Kernels,
+  kernel: keyof Kernels,
+  o: O,
+  then: (r: R) => T,
+  site: Error | undefined,
+): T {
   let r: R;
   try {
     r = (ks[kernel] as unknown as (o: O) => R)(o);
@@ -33,7 +39,13 @@ export function runSync<O, R, T>(ks: Kernels, kernel: keyof Kernels, o: O, then:
 }
 
 /** Async form: the addon runs the kernel on a libuv worker; the portable kernels run inline. */
-export async function runAsync<O, R, T>(ks: Kernels, kernel: keyof Kernels, o: O, then: (r: R) => T, site: Error | undefined): Promise<T> {
+export async function runAsync<O, R, T>(
+  ks: Kernels,
+  kernel: keyof Kernels,
+  o: O,
+  then: (r: R) => T,
+  site: Error | undefined,
+): Promise<T> {
   let r: R;
   try {
     r = await (ks[kernel] as unknown as (o: O, async: true) => Promise<R>)(o, true);
@@ -44,7 +56,10 @@ export async function runAsync<O, R, T>(ks: Kernels, kernel: keyof Kernels, o: O
 }
 
 /** Sync and async forms of one kernel entry: validate and plan (prepare), then run on `kernels()`. */
-export function bothForms<A extends unknown[], R>(kernels: () => Kernels, prepare: (...a: A) => Prepared<R>): { sync: (...a: A) => R; async: (...a: A) => Promise<R> } {
+export function bothForms<A extends unknown[], R>(
+  kernels: () => Kernels,
+  prepare: (...a: A) => Prepared<R>,
+): { sync: (...a: A) => R; async: (...a: A) => Promise<R> } {
   return {
     sync: (...a: A) => {
       const p = prepare(...a);

@@ -17,7 +17,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NativeError } from '../spec/errors.js';
-import { bothForms, runAsync, runSync, type Prepared } from './dispatch.js';
+import { bothForms, type Prepared, runAsync, runSync } from './dispatch.js';
 import { planCrop, planPreprocess } from './plan.js';
 import { portable } from './portable/index.js';
 import { bool, dims, int, num, oneOf, options, outTensor, threadCount, typed } from './validate.js';
@@ -25,7 +25,13 @@ import { bool, dims, int, num, oneOf, options, outTensor, threadCount, typed } f
 // ---- public types ---------------------------------------------------------------------------
 export type PixelFormat = 'rgb' | 'rgba' | 'bgr' | 'bgra' | 'gray';
 /** u8 interleaved pixels; `stride` is bytes per row (default width × channels). */
-export interface ImageInput { data: Uint8Array; width: number; height: number; format: PixelFormat; stride?: number }
+export interface ImageInput {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  format: PixelFormat;
+  stride?: number;
+}
 export type ResizeSpec =
   | { mode: 'stretch'; width: number; height: number }
   /** Fit inside width×height keeping the aspect ratio; pad with `padPixel` (pixel units, default 114). */
@@ -34,8 +40,12 @@ export type ResizeSpec =
   | { mode: 'limitSide'; limit: number; side?: 'max' | 'min'; multiple?: number };
 interface NormOptions {
   /** Applied first (default 1/255), then `(v - mean[c]) / std[c]`, per OUTPUT channel. */
-  scale?: number; mean?: number | number[]; std?: number | number[];
-  channelOrder?: 'rgb' | 'bgr'; layout?: 'nchw' | 'nhwc'; dtype?: 'f32' | 'f16';
+  scale?: number;
+  mean?: number | number[];
+  std?: number | number[];
+  channelOrder?: 'rgb' | 'bgr';
+  layout?: 'nchw' | 'nhwc';
+  dtype?: 'f32' | 'f16';
   threads?: number;
 }
 export interface PreprocessOptions extends NormOptions {
@@ -43,111 +53,323 @@ export interface PreprocessOptions extends NormOptions {
   /** 'auto' (default): area averaging where an axis shrinks ≥ 2×, bilinear otherwise. */
   interpolation?: 'bilinear' | 'area' | 'auto';
   /** Write into this tensor (Float32Array, or Uint16Array of half bits for f16) at `outOffset`. */
-  out?: Float32Array | Uint16Array; outOffset?: number;
+  out?: Float32Array | Uint16Array;
+  outOffset?: number;
 }
 export interface PreprocessResult {
-  data: Float32Array | Uint16Array; dims: number[];
-  resized: { width: number; height: number }; pad: { x: number; y: number }; scale: { x: number; y: number };
+  data: Float32Array | Uint16Array;
+  dims: number[];
+  resized: { width: number; height: number };
+  pad: { x: number; y: number };
+  scale: { x: number; y: number };
 }
 export interface CropOptions extends NormOptions {
   /** Output height; each region gets width ceil(height × aspect) clamped to [minWidth, maxWidth]. */
-  height: number; maxWidth?: number; minWidth?: number;
+  height: number;
+  maxWidth?: number;
+  minWidth?: number;
   /** Fixed batch width (default: widest region rounded up to widthMultiple, at most maxWidth). */
-  width?: number; widthMultiple?: number;
+  width?: number;
+  widthMultiple?: number;
   /** Regions at least this many times taller than wide are read rotated 90° CCW (PaddleOCR: 1.5). */
   verticalRatio?: number;
   /** Padding right of each region, in output units (default 0). */
   padValue?: number | number[];
   /** Average up to 4×4 samples per pixel when shrinking (default true). */
   supersample?: boolean;
-  out?: Float32Array | Uint16Array; outOffset?: number;
+  out?: Float32Array | Uint16Array;
+  outOffset?: number;
 }
-export interface CropResult { data: Float32Array | Uint16Array; dims: number[]; widths: Int32Array; rotated: Uint8Array }
+export interface CropResult {
+  data: Float32Array | Uint16Array;
+  dims: number[];
+  widths: Int32Array;
+  rotated: Uint8Array;
+}
 export interface NmsOptions {
-  iouThreshold: number; scoreThreshold?: number; preTopK?: number; maxOutput?: number;
+  iouThreshold: number;
+  scoreThreshold?: number;
+  preTopK?: number;
+  maxOutput?: number;
   /** Class per box: only boxes of one class suppress each other. Omit for class-agnostic NMS. */
   classes?: Int32Array;
   /** Boxes are batch × n (scores batch × n); default 1. */
-  batch?: number; threads?: number;
+  batch?: number;
+  threads?: number;
 }
-export interface NmsResult { keep: Int32Array; counts: Int32Array }
+export interface NmsResult {
+  keep: Int32Array;
+  counts: Int32Array;
+}
 export interface DecodeOptions {
   /** [batch, anchors, attrs] or [batch, attrs, anchors]; layout says which (default: attrs-first when dims[1] < dims[2]). */
-  dims: number[]; layout?: 'attrs-first' | 'anchors-first';
+  dims: number[];
+  layout?: 'attrs-first' | 'anchors-first';
   /** 'anchor-free': [box4, classes…] (YOLOv8); 'objectness': [box4, obj, classes…] (YOLOv5). */
-  format?: 'anchor-free' | 'objectness'; box?: 'cxcywh' | 'xyxy'; sigmoid?: boolean;
+  format?: 'anchor-free' | 'objectness';
+  box?: 'cxcywh' | 'xyxy';
+  sigmoid?: boolean;
   /** Raw YOLOv5 head: 5 floats per anchor (gridX, gridY, stride, anchorW, anchorH), see yoloGrid. */
   grid?: Float32Array;
-  scoreThreshold?: number; iouThreshold?: number; agnostic?: boolean; preTopK?: number; maxOutput?: number;
+  scoreThreshold?: number;
+  iouThreshold?: number;
+  agnostic?: boolean;
+  preTopK?: number;
+  maxOutput?: number;
   /** Undo a letterbox (PreprocessResult.scale/pad) and clip to the source image. */
   letterbox?: { scale: { x: number; y: number }; pad: { x: number; y: number } };
   clip?: { width: number; height: number };
   threads?: number;
 }
-export interface Detections { boxes: Float32Array; scores: Float32Array; classes: Int32Array; anchors: Int32Array; counts: Int32Array }
-export interface ArgmaxOptions { dims: number[]; layout?: 'nchw' | 'nhwc'; softmax?: boolean; scores?: boolean; threads?: number }
-export interface ArgmaxResult { labels: Uint8Array | Uint16Array; scores?: Float32Array; dims: number[] }
-export interface TopKOptions { dims: number[]; k: number; softmax?: boolean; threads?: number }
-export interface TopKResult { indices: Int32Array; values: Float32Array }
+export interface Detections {
+  boxes: Float32Array;
+  scores: Float32Array;
+  classes: Int32Array;
+  anchors: Int32Array;
+  counts: Int32Array;
+}
+export interface ArgmaxOptions {
+  dims: number[];
+  layout?: 'nchw' | 'nhwc';
+  softmax?: boolean;
+  scores?: boolean;
+  threads?: number;
+}
+export interface ArgmaxResult {
+  labels: Uint8Array | Uint16Array;
+  scores?: Float32Array;
+  dims: number[];
+}
+export interface TopKOptions {
+  dims: number[];
+  k: number;
+  softmax?: boolean;
+  threads?: number;
+}
+export interface TopKResult {
+  indices: Int32Array;
+  values: Float32Array;
+}
 export interface CtcOptions {
-  dims: number[]; blank?: number; mergeRepeats?: boolean; softmax?: boolean; lengths?: Int32Array;
+  dims: number[];
+  blank?: number;
+  mergeRepeats?: boolean;
+  softmax?: boolean;
+  lengths?: Int32Array;
   /** Maps class id (index + offset) to text; ids outside it emit nothing. offset default 1. */
-  vocabulary?: readonly string[]; offset?: number; threads?: number;
+  vocabulary?: readonly string[];
+  offset?: number;
+  threads?: number;
 }
-export interface CtcResult { ids: Int32Array; confidences: Float32Array; offsets: Int32Array; texts: string[]; scores: Float32Array }
+export interface CtcResult {
+  ids: Int32Array;
+  confidences: Float32Array;
+  offsets: Int32Array;
+  texts: string[];
+  scores: Float32Array;
+}
 export interface DbOptions {
-  width: number; height: number; threshold?: number; boxThreshold?: number; unclipRatio?: number;
-  minSize?: number; maxCandidates?: number; dilate?: boolean;
+  width: number;
+  height: number;
+  threshold?: number;
+  boxThreshold?: number;
+  unclipRatio?: number;
+  minSize?: number;
+  maxCandidates?: number;
+  dilate?: boolean;
   /** Map quads to this image size (scaled and clipped); default: map coordinates. */
-  outputWidth?: number; outputHeight?: number; threads?: number;
+  outputWidth?: number;
+  outputHeight?: number;
+  threads?: number;
 }
-export interface DbResult { quads: Float32Array; scores: Float32Array; count: number }
+export interface DbResult {
+  quads: Float32Array;
+  scores: Float32Array;
+  count: number;
+}
 export interface BackendInfo {
-  backend: 'native' | 'portable'; path?: string; loadError?: string;
-  simd: string; f16c: boolean; hardwareThreads: number; threads: number; compiler: string; sanitized: boolean;
+  backend: 'native' | 'portable';
+  path?: string;
+  loadError?: string;
+  simd: string;
+  f16c: boolean;
+  hardwareThreads: number;
+  threads: number;
+  compiler: string;
+  sanitized: boolean;
   /** The CUDA kernel library was built (nvcc present at build time); cudaInfo() probes for devices. */
   cudaBuilt: boolean;
 }
 
 // ---- raw surface: what the addon and the portable kernels both implement ---------------------
-export interface RawImage { data: Uint8Array; width: number; height: number; channels: number; stride: number }
-export interface RawTensorOut { out: Float32Array | Uint16Array; outOffset: number; nhwc: boolean; outChannels: number; chanMap: Int32Array; norm: Float64Array }
-export interface RawPreprocess extends RawImage, RawTensorOut { planeWidth: number; planeHeight: number; roiX: number; roiY: number; roiWidth: number; roiHeight: number; interp: number; threads: number }
-export interface RawCrop extends RawImage, RawTensorOut { count: number; outWidth: number; outHeight: number; homographies: Float64Array; widths: Int32Array; samples: Int32Array; threads: number }
-export interface RawNms { boxes: Float32Array; scores: Float32Array; classes?: Int32Array; n: number; batch: number; iouThreshold: number; scoreThreshold: number; preTopK: number; maxOutput: number; threads: number }
+export interface RawImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: number;
+  stride: number;
+}
+export interface RawTensorOut {
+  out: Float32Array | Uint16Array;
+  outOffset: number;
+  nhwc: boolean;
+  outChannels: number;
+  chanMap: Int32Array;
+  norm: Float64Array;
+}
+export interface RawPreprocess extends RawImage, RawTensorOut {
+  planeWidth: number;
+  planeHeight: number;
+  roiX: number;
+  roiY: number;
+  roiWidth: number;
+  roiHeight: number;
+  interp: number;
+  threads: number;
+}
+export interface RawCrop extends RawImage, RawTensorOut {
+  count: number;
+  outWidth: number;
+  outHeight: number;
+  homographies: Float64Array;
+  widths: Int32Array;
+  samples: Int32Array;
+  threads: number;
+}
+export interface RawNms {
+  boxes: Float32Array;
+  scores: Float32Array;
+  classes?: Int32Array;
+  n: number;
+  batch: number;
+  iouThreshold: number;
+  scoreThreshold: number;
+  preTopK: number;
+  maxOutput: number;
+  threads: number;
+}
 export type RawNmsResult = NmsResult;
 export interface RawDecode {
-  data: Float32Array; batch: number; anchors: number; attrs: number; attrsFirst: boolean; objectness: boolean; xyxy: boolean; sigmoid: boolean;
-  grid?: Float32Array; scoreThreshold: number; padX: number; padY: number; scaleX: number; scaleY: number; clipWidth: number; clipHeight: number;
-  agnostic: boolean; iouThreshold: number; preTopK: number; maxOutput: number; threads: number;
+  data: Float32Array;
+  batch: number;
+  anchors: number;
+  attrs: number;
+  attrsFirst: boolean;
+  objectness: boolean;
+  xyxy: boolean;
+  sigmoid: boolean;
+  grid?: Float32Array;
+  scoreThreshold: number;
+  padX: number;
+  padY: number;
+  scaleX: number;
+  scaleY: number;
+  clipWidth: number;
+  clipHeight: number;
+  agnostic: boolean;
+  iouThreshold: number;
+  preTopK: number;
+  maxOutput: number;
+  threads: number;
 }
 export type RawDecodeResult = Detections;
-export interface RawArgmax { data: Float32Array; batch: number; classes: number; height: number; width: number; nhwc: boolean; softmax: boolean; labels: Uint8Array | Uint16Array; scores?: Float32Array; threads: number }
-export interface RawTopK { data: Float32Array; rows: number; classes: number; k: number; softmax: boolean; indices: Int32Array; values: Float32Array; threads: number }
-export interface RawCtc { data: Float32Array; batch: number; steps: number; classes: number; lengths?: Int32Array; blank: number; mergeRepeats: boolean; softmax: boolean; threads: number }
-export interface RawCtcResult { ids: Int32Array; confidences: Float32Array; offsets: Int32Array }
-export interface RawDb { prob: Float32Array; width: number; height: number; threshold: number; boxThreshold: number; unclipRatio: number; minSize: number; maxCandidates: number; dilate: boolean; scaleX: number; scaleY: number; clipWidth: number; clipHeight: number; threads: number }
-export interface RawDbResult { quads: Float32Array; scores: Float32Array }
+export interface RawArgmax {
+  data: Float32Array;
+  batch: number;
+  classes: number;
+  height: number;
+  width: number;
+  nhwc: boolean;
+  softmax: boolean;
+  labels: Uint8Array | Uint16Array;
+  scores?: Float32Array;
+  threads: number;
+}
+export interface RawTopK {
+  data: Float32Array;
+  rows: number;
+  classes: number;
+  k: number;
+  softmax: boolean;
+  indices: Int32Array;
+  values: Float32Array;
+  threads: number;
+}
+export interface RawCtc {
+  data: Float32Array;
+  batch: number;
+  steps: number;
+  classes: number;
+  lengths?: Int32Array;
+  blank: number;
+  mergeRepeats: boolean;
+  softmax: boolean;
+  threads: number;
+}
+export interface RawCtcResult {
+  ids: Int32Array;
+  confidences: Float32Array;
+  offsets: Int32Array;
+}
+export interface RawDb {
+  prob: Float32Array;
+  width: number;
+  height: number;
+  threshold: number;
+  boxThreshold: number;
+  unclipRatio: number;
+  minSize: number;
+  maxCandidates: number;
+  dilate: boolean;
+  scaleX: number;
+  scaleY: number;
+  clipWidth: number;
+  clipHeight: number;
+  threads: number;
+}
+export interface RawDbResult {
+  quads: Float32Array;
+  scores: Float32Array;
+}
 type Call<O, R> = { (o: O): R; (o: O, async: true): Promise<R> };
 export interface Kernels {
-  preprocess: Call<RawPreprocess, void>; cropBatch: Call<RawCrop, void>; nms: Call<RawNms, RawNmsResult>;
-  decodeDetections: Call<RawDecode, RawDecodeResult>; segmentArgmax: Call<RawArgmax, void>; softmaxTopK: Call<RawTopK, void>;
-  ctcGreedy: Call<RawCtc, RawCtcResult>; dbPostprocess: Call<RawDb, RawDbResult>;
+  preprocess: Call<RawPreprocess, void>;
+  cropBatch: Call<RawCrop, void>;
+  nms: Call<RawNms, RawNmsResult>;
+  decodeDetections: Call<RawDecode, RawDecodeResult>;
+  segmentArgmax: Call<RawArgmax, void>;
+  softmaxTopK: Call<RawTopK, void>;
+  ctcGreedy: Call<RawCtc, RawCtcResult>;
+  dbPostprocess: Call<RawDb, RawDbResult>;
 }
 interface Addon extends Kernels {
-  buildInfo(): { abi: number; simd: string; buildSimd: string; isa: string; f16c: boolean; threads: number; compiler: string; sanitized: boolean };
+  buildInfo(): {
+    abi: number;
+    simd: string;
+    buildSimd: string;
+    isa: string;
+    f16c: boolean;
+    threads: number;
+    compiler: string;
+    sanitized: boolean;
+  };
   cudaProbe(path: string): { loaded: boolean; devices: number; error?: string };
 }
 
 // ---- loading ----------------------------------------------------------------------------------
 const ABI = 2;
 const here = dirname(fileURLToPath(import.meta.url));
-const CUDA_LIB = [join(here, 'build-cuda/libxpkg_cuda.so'), join(here, '../../native/build-cuda/libxpkg_cuda.so')].find((p) => existsSync(p)) ?? join(here, 'build-cuda/libxpkg_cuda.so');
+const CUDA_LIB =
+  [join(here, 'build-cuda/libxpkg_cuda.so'), join(here, '../../native/build-cuda/libxpkg_cuda.so')].find((p) =>
+    existsSync(p),
+  ) ?? join(here, 'build-cuda/libxpkg_cuda.so');
 let addon: Addon | null | undefined;
 let addonPath: string | undefined;
 let loadError: string | undefined;
 let warned = false;
-let mode: 'auto' | 'native' | 'portable' = (['native', 'portable'].includes(process.env.XPKG_NATIVE ?? '') ? process.env.XPKG_NATIVE : 'auto') as never;
+let mode: 'auto' | 'native' | 'portable' = (
+  ['native', 'portable'].includes(process.env.XPKG_NATIVE ?? '') ? process.env.XPKG_NATIVE : 'auto'
+) as never;
 let threads = Math.max(1, Math.min(8, availableParallelism()));
 
 function load(): Addon | null {
@@ -155,7 +377,9 @@ function load(): Addon | null {
   addon = null;
   const explicit = process.env.XPKG_NATIVE_PATH;
   // Source tree (tsx, vitest) and compiled dist/native/ → package root.
-  const paths = explicit ? [resolve(explicit)] : [join(here, 'build/Release/xpkg_native.node'), join(here, '../../native/build/Release/xpkg_native.node')];
+  const paths = explicit
+    ? [resolve(explicit)]
+    : [join(here, 'build/Release/xpkg_native.node'), join(here, '../../native/build/Release/xpkg_native.node')];
   const found = paths.find((p) => existsSync(p));
   if (!found) {
     loadError = `${paths[0]} not found (not built: run \`npm rebuild xpkg\` or \`npx node-gyp rebuild --directory=native\`)`;
@@ -179,7 +403,20 @@ function load(): Addon | null {
 }
 
 // The x86-64-v2 features: what XPKG_NATIVE_SIMD=baseline leaves a CPU (an older one, for tests).
-const V2 = new Set(['sse', 'sse2', 'sse3', 'pni', 'ssse3', 'sse4_1', 'sse4_2', 'popcnt', 'cx16', 'lahf_lm', 'mmx', 'fxsr']);
+const V2 = new Set([
+  'sse',
+  'sse2',
+  'sse3',
+  'pni',
+  'ssse3',
+  'sse4_1',
+  'sse4_2',
+  'popcnt',
+  'cx16',
+  'lahf_lm',
+  'mmx',
+  'fxsr',
+]);
 
 /**
  * Features the addon at `path` was compiled to use (its xpkg-native-isa marker) that this CPU
@@ -192,17 +429,31 @@ export function missingIsa(path: string, cpuFlags = cpuFeatures(), cap = process
   const need = new Set<string>();
   for (let at = bytes.indexOf('xpkg-native-isa:'); at >= 0; at = bytes.indexOf('xpkg-native-isa:', at + 1)) {
     const end = bytes.indexOf(';', at);
-    for (const f of bytes.subarray(at + 16, end < 0 ? at + 16 : end).toString('latin1').split(',')) if (/^[a-z0-9_]+$/.test(f)) need.add(f);
+    for (const f of bytes
+      .subarray(at + 16, end < 0 ? at + 16 : end)
+      .toString('latin1')
+      .split(','))
+      if (/^[a-z0-9_]+$/.test(f)) need.add(f);
   }
-  const has = (f: string) => cpuFlags.has(f) && (cap === 'baseline' ? V2.has(f) : cap === 'avx2' ? !f.startsWith('avx512') : true);
+  const has = (f: string) =>
+    cpuFlags.has(f) && (cap === 'baseline' ? V2.has(f) : cap === 'avx2' ? !f.startsWith('avx512') : true);
   return [...need].filter((f) => !has(f));
 }
 
 function cpuFeatures(): Set<string> | undefined {
   if (process.platform !== 'linux' || (process.arch !== 'x64' && process.arch !== 'ia32')) return undefined;
   try {
-    const line = readFileSync('/proc/cpuinfo', 'latin1').split('\n').find((l) => l.startsWith('flags'));
-    return line ? new Set(line.slice(line.indexOf(':') + 1).trim().split(/\s+/)) : undefined;
+    const line = readFileSync('/proc/cpuinfo', 'latin1')
+      .split('\n')
+      .find((l) => l.startsWith('flags'));
+    return line
+      ? new Set(
+          line
+            .slice(line.indexOf(':') + 1)
+            .trim()
+            .split(/\s+/),
+        )
+      : undefined;
   } catch {
     return undefined;
   }
@@ -212,7 +463,8 @@ function kernels(): Kernels {
   if (mode === 'portable') return portable;
   const a = load();
   if (a) return a;
-  if (mode === 'native') throw new NativeError('E_NATIVE_UNAVAILABLE', `native kernels unavailable: ${loadError}`, { loadError });
+  if (mode === 'native')
+    throw new NativeError('E_NATIVE_UNAVAILABLE', `native kernels unavailable: ${loadError}`, { loadError });
   if (!warned) {
     warned = true;
     process.stderr.write(`xpkg: native kernels not loaded (${loadError}); using portable TypeScript kernels\n`);
@@ -232,9 +484,30 @@ export function setNativeThreads(n: number): void {
 export function nativeInfo(): BackendInfo {
   const a = mode === 'portable' ? null : load();
   const cudaBuilt = existsSync(CUDA_LIB);
-  if (!a) return { backend: 'portable', loadError, simd: 'none', f16c: false, hardwareThreads: availableParallelism(), threads, compiler: 'javascript', sanitized: false, cudaBuilt };
+  if (!a)
+    return {
+      backend: 'portable',
+      loadError,
+      simd: 'none',
+      f16c: false,
+      hardwareThreads: availableParallelism(),
+      threads,
+      compiler: 'javascript',
+      sanitized: false,
+      cudaBuilt,
+    };
   const b = a.buildInfo();
-  return { backend: 'native', path: addonPath, simd: b.simd, f16c: b.f16c, hardwareThreads: b.threads, threads, compiler: b.compiler, sanitized: b.sanitized, cudaBuilt };
+  return {
+    backend: 'native',
+    path: addonPath,
+    simd: b.simd,
+    f16c: b.f16c,
+    hardwareThreads: b.threads,
+    threads,
+    compiler: b.compiler,
+    sanitized: b.sanitized,
+    cudaBuilt,
+  };
 }
 
 /** Whether the CUDA kernel library (native/build-cuda/libxpkg_cuda.so, bench/cuda/build.sh) loads and sees a GPU. */
@@ -272,7 +545,11 @@ const pre = both((image: ImageInput, opts: PreprocessOptions): Prepared<Preproce
   const size = p.raw.planeWidth * p.raw.planeHeight * p.raw.outChannels;
   const t = outTensor(o, p.f16, size);
   const raw: RawPreprocess = { ...p.raw, ...t, threads: threadCount(o, threads) };
-  return { kernel: 'preprocess', raw, then: () => ({ data: t.out, dims: p.dims, resized: p.resized, pad: p.pad, scale: p.scale }) };
+  return {
+    kernel: 'preprocess',
+    raw,
+    then: () => ({ data: t.out, dims: p.dims, resized: p.resized, pad: p.pad, scale: p.scale }),
+  };
 });
 /** Fused resize (stretch / letterbox / limit-side) + normalise + layout + dtype of one image. */
 export const preprocess = pre.async;
@@ -283,7 +560,11 @@ const crop = both((image: ImageInput, quads: ArrayLike<number>, opts: CropOption
   const o = options<CropOptions>('options', opts);
   const t = outTensor(o, p.f16, p.raw.count * p.raw.outWidth * p.raw.outHeight * p.raw.outChannels);
   const raw: RawCrop = { ...p.raw, ...t, threads: threadCount(o, threads) };
-  return { kernel: 'cropBatch', raw, then: () => ({ data: t.out, dims: p.dims, widths: p.raw.widths, rotated: p.rotated }) };
+  return {
+    kernel: 'cropBatch',
+    raw,
+    then: () => ({ data: t.out, dims: p.dims, widths: p.raw.widths, rotated: p.rotated }),
+  };
 });
 /** Crops quads (8 numbers each: TL, TR, BR, BL; pixel i spans [i, i+1)) into one padded batch. */
 export const cropBatch = crop.async;
@@ -293,14 +574,21 @@ const nmsK = both((boxes: Float32Array, scores: Float32Array, opts: NmsOptions):
   const o = options<NmsOptions>('options', opts);
   const batch = int('batch', o.batch ?? 1, 0);
   typed('scores', scores, Float32Array);
-  if (batch === 0 ? scores.length !== 0 : scores.length % batch !== 0) throw new NativeError('E_NATIVE_ARGUMENT', 'scores: length must be a multiple of batch', { argument: 'scores' });
+  if (batch === 0 ? scores.length !== 0 : scores.length % batch !== 0)
+    throw new NativeError('E_NATIVE_ARGUMENT', 'scores: length must be a multiple of batch', { argument: 'scores' });
   const n = batch ? scores.length / batch : 0;
   typed('boxes', boxes, Float32Array, batch * n * 4);
   const classes = o.classes === undefined ? undefined : typed('classes', o.classes, Int32Array, batch * n);
   const raw: RawNms = {
-    boxes, scores, classes, n, batch, iouThreshold: num('iouThreshold', o.iouThreshold, { min: 0, max: 1 }),
+    boxes,
+    scores,
+    classes,
+    n,
+    batch,
+    iouThreshold: num('iouThreshold', o.iouThreshold, { min: 0, max: 1 }),
     scoreThreshold: num('scoreThreshold', o.scoreThreshold ?? -Infinity, { finite: false }),
-    preTopK: o.preTopK === undefined ? -1 : int('preTopK', o.preTopK, 0), maxOutput: o.maxOutput === undefined ? -1 : int('maxOutput', o.maxOutput, 0),
+    preTopK: o.preTopK === undefined ? -1 : int('preTopK', o.preTopK, 0),
+    maxOutput: o.maxOutput === undefined ? -1 : int('maxOutput', o.maxOutput, 0),
     threads: threadCount(o, threads),
   };
   return { kernel: 'nms', raw, then: (r: NmsResult) => r };
@@ -313,20 +601,39 @@ const dec = both((output: Float32Array, opts: DecodeOptions): Prepared<Detection
   const o = options<DecodeOptions>('options', opts);
   const [batch, d1, d2] = dims('dims', o.dims, 3);
   typed('output', output, Float32Array, batch * d1 * d2);
-  const attrsFirst = oneOf('layout', o.layout ?? (d1 < d2 ? 'attrs-first' : 'anchors-first'), ['attrs-first', 'anchors-first'] as const) === 'attrs-first';
+  const attrsFirst =
+    oneOf('layout', o.layout ?? (d1 < d2 ? 'attrs-first' : 'anchors-first'), [
+      'attrs-first',
+      'anchors-first',
+    ] as const) === 'attrs-first';
   const [attrs, anchors] = attrsFirst ? [d1, d2] : [d2, d1];
-  const objectness = oneOf('format', o.format ?? 'anchor-free', ['anchor-free', 'objectness'] as const) === 'objectness';
-  if (attrs <= (objectness ? 5 : 4)) throw new NativeError('E_NATIVE_ARGUMENT', `dims: ${attrs} attributes leave no class scores`, { argument: 'dims' });
+  const objectness =
+    oneOf('format', o.format ?? 'anchor-free', ['anchor-free', 'objectness'] as const) === 'objectness';
+  if (attrs <= (objectness ? 5 : 4))
+    throw new NativeError('E_NATIVE_ARGUMENT', `dims: ${attrs} attributes leave no class scores`, { argument: 'dims' });
   const lb = o.letterbox;
   const raw: RawDecode = {
-    data: output, batch, anchors, attrs, attrsFirst, objectness, xyxy: oneOf('box', o.box ?? 'cxcywh', ['cxcywh', 'xyxy'] as const) === 'xyxy',
-    sigmoid: bool('sigmoid', o.sigmoid ?? false), grid: o.grid === undefined ? undefined : typed('grid', o.grid, Float32Array, anchors * 5),
+    data: output,
+    batch,
+    anchors,
+    attrs,
+    attrsFirst,
+    objectness,
+    xyxy: oneOf('box', o.box ?? 'cxcywh', ['cxcywh', 'xyxy'] as const) === 'xyxy',
+    sigmoid: bool('sigmoid', o.sigmoid ?? false),
+    grid: o.grid === undefined ? undefined : typed('grid', o.grid, Float32Array, anchors * 5),
     scoreThreshold: num('scoreThreshold', o.scoreThreshold ?? 0.25, { finite: false }),
-    padX: lb ? num('letterbox.pad.x', lb.pad?.x) : 0, padY: lb ? num('letterbox.pad.y', lb.pad?.y) : 0,
-    scaleX: lb ? num('letterbox.scale.x', lb.scale?.x, { min: Number.MIN_VALUE }) : 1, scaleY: lb ? num('letterbox.scale.y', lb.scale?.y, { min: Number.MIN_VALUE }) : 1,
-    clipWidth: o.clip ? num('clip.width', o.clip.width, { min: 0 }) : 0, clipHeight: o.clip ? num('clip.height', o.clip.height, { min: 0 }) : 0,
-    agnostic: bool('agnostic', o.agnostic ?? false), iouThreshold: num('iouThreshold', o.iouThreshold ?? 0.45, { min: 0, max: 1 }),
-    preTopK: o.preTopK === undefined ? -1 : int('preTopK', o.preTopK, 0), maxOutput: int('maxOutput', o.maxOutput ?? 300, 0), threads: threadCount(o, threads),
+    padX: lb ? num('letterbox.pad.x', lb.pad?.x) : 0,
+    padY: lb ? num('letterbox.pad.y', lb.pad?.y) : 0,
+    scaleX: lb ? num('letterbox.scale.x', lb.scale?.x, { min: Number.MIN_VALUE }) : 1,
+    scaleY: lb ? num('letterbox.scale.y', lb.scale?.y, { min: Number.MIN_VALUE }) : 1,
+    clipWidth: o.clip ? num('clip.width', o.clip.width, { min: 0 }) : 0,
+    clipHeight: o.clip ? num('clip.height', o.clip.height, { min: 0 }) : 0,
+    agnostic: bool('agnostic', o.agnostic ?? false),
+    iouThreshold: num('iouThreshold', o.iouThreshold ?? 0.45, { min: 0, max: 1 }),
+    preTopK: o.preTopK === undefined ? -1 : int('preTopK', o.preTopK, 0),
+    maxOutput: int('maxOutput', o.maxOutput ?? 300, 0),
+    threads: threadCount(o, threads),
   };
   return { kernel: 'decodeDetections', raw, then: (r: Detections) => r };
 });
@@ -344,7 +651,18 @@ const argmax = both((logits: Float32Array, opts: ArgmaxOptions): Prepared<Argmax
   const pixels = batch * height * width;
   const labels = classes <= 256 ? new Uint8Array(pixels) : new Uint16Array(pixels);
   const scores = o.scores || o.softmax ? new Float32Array(pixels) : undefined;
-  const raw: RawArgmax = { data: logits, batch, classes, height, width, nhwc, softmax: bool('softmax', o.softmax ?? false), labels, scores, threads: threadCount(o, threads) };
+  const raw: RawArgmax = {
+    data: logits,
+    batch,
+    classes,
+    height,
+    width,
+    nhwc,
+    softmax: bool('softmax', o.softmax ?? false),
+    labels,
+    scores,
+    threads: threadCount(o, threads),
+  };
   return { kernel: 'segmentArgmax', raw, then: () => ({ labels, scores, dims: [batch, height, width] }) };
 });
 /** Per-pixel class (uint8 when ≤ 256 classes, else uint16) and optional max logit / probability. */
@@ -357,8 +675,18 @@ const topk = both((logits: Float32Array, opts: TopKOptions): Prepared<TopKResult
   int('classes', classes, 1);
   const k = int('k', o.k, 1, classes);
   typed('logits', logits, Float32Array, rows * classes);
-  const indices = new Int32Array(rows * k), values = new Float32Array(rows * k);
-  const raw: RawTopK = { data: logits, rows, classes, k, softmax: bool('softmax', o.softmax ?? true), indices, values, threads: threadCount(o, threads) };
+  const indices = new Int32Array(rows * k),
+    values = new Float32Array(rows * k);
+  const raw: RawTopK = {
+    data: logits,
+    rows,
+    classes,
+    k,
+    softmax: bool('softmax', o.softmax ?? true),
+    indices,
+    values,
+    threads: threadCount(o, threads),
+  };
   return { kernel: 'softmaxTopK', raw, then: () => ({ indices, values }) };
 });
 /** Best k classes per row (ties: lower index), with softmax probabilities (or raw values). */
@@ -372,16 +700,26 @@ const ctc = both((probs: Float32Array, opts: CtcOptions): Prepared<CtcResult> =>
   typed('probs', probs, Float32Array, batch * steps * classes);
   const offset = int('offset', o.offset ?? 1, -(2 ** 31));
   const raw: RawCtc = {
-    data: probs, batch, steps, classes, lengths: o.lengths === undefined ? undefined : typed('lengths', o.lengths, Int32Array, batch),
-    blank: int('blank', o.blank ?? 0, 0), mergeRepeats: bool('mergeRepeats', o.mergeRepeats ?? true), softmax: bool('softmax', o.softmax ?? false), threads: threadCount(o, threads),
+    data: probs,
+    batch,
+    steps,
+    classes,
+    lengths: o.lengths === undefined ? undefined : typed('lengths', o.lengths, Int32Array, batch),
+    blank: int('blank', o.blank ?? 0, 0),
+    mergeRepeats: bool('mergeRepeats', o.mergeRepeats ?? true),
+    softmax: bool('softmax', o.softmax ?? false),
+    threads: threadCount(o, threads),
   };
   return {
-    kernel: 'ctcGreedy', raw,
+    kernel: 'ctcGreedy',
+    raw,
     then: (r: RawCtcResult) => {
       const texts: string[] = [];
       const scores = new Float32Array(batch);
       for (let b = 0; b < batch; b++) {
-        let text = '', sum = 0, n = 0;
+        let text = '',
+          sum = 0,
+          n = 0;
         for (let i = r.offsets[b]; i < r.offsets[b + 1]; i++) {
           const ch = o.vocabulary?.[r.ids[i] - offset];
           if (o.vocabulary && ch === undefined) continue;
@@ -402,15 +740,26 @@ export const ctcGreedyDecodeSync = ctc.sync;
 
 const db = both((prob: Float32Array, opts: DbOptions): Prepared<DbResult> => {
   const o = options<DbOptions>('options', opts);
-  const width = int('width', o.width, 0), height = int('height', o.height, 0);
+  const width = int('width', o.width, 0),
+    height = int('height', o.height, 0);
   typed('prob', prob, Float32Array, width * height);
   const ow = o.outputWidth === undefined ? 0 : num('outputWidth', o.outputWidth, { min: 0 });
   const oh = o.outputHeight === undefined ? 0 : num('outputHeight', o.outputHeight, { min: 0 });
   const raw: RawDb = {
-    prob, width, height, threshold: num('threshold', o.threshold ?? 0.3), boxThreshold: num('boxThreshold', o.boxThreshold ?? 0.6),
-    unclipRatio: num('unclipRatio', o.unclipRatio ?? 1.5, { min: 0 }), minSize: num('minSize', o.minSize ?? 3, { min: 0 }),
-    maxCandidates: int('maxCandidates', o.maxCandidates ?? 1000, 0), dilate: bool('dilate', o.dilate ?? false),
-    scaleX: ow && width ? ow / width : 1, scaleY: oh && height ? oh / height : 1, clipWidth: ow, clipHeight: oh, threads: threadCount(o, threads),
+    prob,
+    width,
+    height,
+    threshold: num('threshold', o.threshold ?? 0.3),
+    boxThreshold: num('boxThreshold', o.boxThreshold ?? 0.6),
+    unclipRatio: num('unclipRatio', o.unclipRatio ?? 1.5, { min: 0 }),
+    minSize: num('minSize', o.minSize ?? 3, { min: 0 }),
+    maxCandidates: int('maxCandidates', o.maxCandidates ?? 1000, 0),
+    dilate: bool('dilate', o.dilate ?? false),
+    scaleX: ow && width ? ow / width : 1,
+    scaleY: oh && height ? oh / height : 1,
+    clipWidth: ow,
+    clipHeight: oh,
+    threads: threadCount(o, threads),
   };
   return { kernel: 'dbPostprocess', raw, then: (r: RawDbResult) => ({ ...r, count: r.scores.length }) };
 });
@@ -418,5 +767,5 @@ const db = both((prob: Float32Array, opts: DbOptions): Prepared<DbResult> => {
 export const dbPostprocess = db.async;
 export const dbPostprocessSync = db.sync;
 
+export { floatsToHalves, floatToHalf, halfToFloat } from './portable/f16.js';
 export { yoloGrid } from './portable/grid.js';
-export { floatToHalf, floatsToHalves, halfToFloat } from './portable/f16.js';

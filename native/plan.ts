@@ -3,7 +3,15 @@
  * flat raw options the kernels take (output size, letterbox placement, crop homographies,
  * normalisation constants rounded to float32). Native and portable code then run the same plan.
  */
-import type { CropOptions, ImageInput, PixelFormat, PreprocessOptions, RawCrop, RawImage, RawPreprocess } from './index.js';
+import type {
+  CropOptions,
+  ImageInput,
+  PixelFormat,
+  PreprocessOptions,
+  RawCrop,
+  RawImage,
+  RawPreprocess,
+} from './index.js';
 import { bool, fail, int, num, oneOf, options, perChannel, typed } from './validate.js';
 
 const FORMATS: Record<PixelFormat, { channels: number; r: number; g: number; b: number }> = {
@@ -34,7 +42,11 @@ interface NormPlan {
 }
 
 /** Normalisation and layout shared by preprocess and cropBatch; `pad` is in output units unless `padPixel`. */
-function planNorm(format: PixelFormat, o: PreprocessOptions | CropOptions, pad: { pixel?: [number, number, number]; value?: [number, number, number] }): NormPlan {
+function planNorm(
+  format: PixelFormat,
+  o: PreprocessOptions | CropOptions,
+  pad: { pixel?: [number, number, number]; value?: [number, number, number] },
+): NormPlan {
   const f = FORMATS[format];
   const order = oneOf('channelOrder', o.channelOrder ?? 'rgb', ['rgb', 'bgr'] as const);
   const gray = format === 'gray';
@@ -72,8 +84,14 @@ export function planPreprocess(image: ImageInput, opts: PreprocessOptions): Prep
   const o = options<PreprocessOptions>('options', opts);
   const rs = options<PreprocessOptions['resize']>('resize', o.resize);
   const mode = oneOf('resize.mode', rs.mode, ['stretch', 'letterbox', 'limitSide'] as const);
-  const w = im.width, h = im.height;
-  let planeW: number, planeH: number, roiX = 0, roiY = 0, roiW: number, roiH: number;
+  const w = im.width,
+    h = im.height;
+  let planeW: number,
+    planeH: number,
+    roiX = 0,
+    roiY = 0,
+    roiW: number,
+    roiH: number;
   let padPixel: [number, number, number] = [0, 0, 0];
   if (rs.mode === 'stretch' || rs.mode === 'letterbox') {
     planeW = int('resize.width', rs.width, 1, 1 << 15);
@@ -96,7 +114,14 @@ export function planPreprocess(image: ImageInput, opts: PreprocessOptions): Prep
     const limit = int('resize.limit', rs.limit, 1, 1 << 15);
     const side = oneOf('resize.side', rs.side ?? 'max', ['max', 'min'] as const);
     const multiple = int('resize.multiple', rs.multiple ?? 32, 1, 1 << 15);
-    const ratio = side === 'max' ? (Math.max(w, h) > limit ? limit / Math.max(w, h) : 1) : Math.min(w, h) < limit ? limit / Math.min(w, h) : 1;
+    const ratio =
+      side === 'max'
+        ? Math.max(w, h) > limit
+          ? limit / Math.max(w, h)
+          : 1
+        : Math.min(w, h) < limit
+          ? limit / Math.min(w, h)
+          : 1;
     planeW = Math.max(Math.round((w * ratio) / multiple) * multiple, multiple);
     planeH = Math.max(Math.round((h * ratio) / multiple) * multiple, multiple);
     if (planeW > 1 << 15 || planeH > 1 << 15) fail('resize', `output ${planeW}x${planeH} is too large`);
@@ -107,7 +132,20 @@ export function planPreprocess(image: ImageInput, opts: PreprocessOptions): Prep
   const n = planNorm(im.format, o, { pixel: padPixel });
   const c = n.outChannels;
   return {
-    raw: { ...im, outChannels: c, chanMap: n.chanMap, norm: n.norm, nhwc: n.nhwc, planeWidth: planeW, planeHeight: planeH, roiX, roiY, roiWidth: roiW, roiHeight: roiH, interp },
+    raw: {
+      ...im,
+      outChannels: c,
+      chanMap: n.chanMap,
+      norm: n.norm,
+      nhwc: n.nhwc,
+      planeWidth: planeW,
+      planeHeight: planeH,
+      roiX,
+      roiY,
+      roiWidth: roiW,
+      roiHeight: roiH,
+      interp,
+    },
     f16: n.f16,
     dims: n.nhwc ? [1, planeH, planeW, c] : [1, c, planeH, planeW],
     resized: { width: roiW, height: roiH },
@@ -123,27 +161,37 @@ export interface CropPlan {
   rotated: Uint8Array;
 }
 
-const dist = (q: ArrayLike<number>, a: number, b: number): number => Math.hypot(q[2 * a] - q[2 * b], q[2 * a + 1] - q[2 * b + 1]);
+const dist = (q: ArrayLike<number>, a: number, b: number): number =>
+  Math.hypot(q[2 * a] - q[2 * b], q[2 * a + 1] - q[2 * b + 1]);
 
 /** Projective map taking (0,0),(w,0),(w,h),(0,h) to the quad's TL, TR, BR, BL (Heckbert's square-to-quad). */
 export function homography(q: ArrayLike<number>, w: number, h: number): number[] {
   const [x0, y0, x1, y1, x2, y2, x3, y3] = [q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]];
-  const sx = x0 - x1 + x2 - x3, sy = y0 - y1 + y2 - y3;
-  const dx1 = x1 - x2, dx2 = x3 - x2, dy1 = y1 - y2, dy2 = y3 - y2;
+  const sx = x0 - x1 + x2 - x3,
+    sy = y0 - y1 + y2 - y3;
+  const dx1 = x1 - x2,
+    dx2 = x3 - x2,
+    dy1 = y1 - y2,
+    dy2 = y3 - y2;
   const den = dx1 * dy2 - dx2 * dy1;
-  let g = 0, k = 0;
+  let g = 0,
+    k = 0;
   if ((sx !== 0 || sy !== 0) && den !== 0) {
     g = (sx * dy2 - dx2 * sy) / den;
     k = (dx1 * sy - sx * dy1) / den;
   }
-  const a = x1 - x0 + g * x1, b = x3 - x0 + k * x3, d = y1 - y0 + g * y1, e = y3 - y0 + k * y3;
+  const a = x1 - x0 + g * x1,
+    b = x3 - x0 + k * x3,
+    d = y1 - y0 + g * y1,
+    e = y3 - y0 + k * y3;
   return [a / w, b / h, x0, d / w, e / h, y0, g / w, k / h, 1];
 }
 
 export function planCrop(image: ImageInput, quadsIn: ArrayLike<number>, opts: CropOptions): CropPlan {
   const im = planImage(image);
   const o = options<CropOptions>('options', opts);
-  if (!Array.isArray(quadsIn) && !(quadsIn instanceof Float32Array) && !(quadsIn instanceof Float64Array)) fail('quads', 'must be a number array or Float32Array/Float64Array');
+  if (!Array.isArray(quadsIn) && !(quadsIn instanceof Float32Array) && !(quadsIn instanceof Float64Array))
+    fail('quads', 'must be a number array or Float32Array/Float64Array');
   if (quadsIn.length % 8 !== 0) fail('quads', `length must be a multiple of 8, got ${quadsIn.length}`);
   const count = quadsIn.length / 8;
   for (let i = 0; i < quadsIn.length; i++) num(`quads[${i}]`, quadsIn[i]);
@@ -154,7 +202,9 @@ export function planCrop(image: ImageInput, quadsIn: ArrayLike<number>, opts: Cr
   const fixed = o.width === undefined ? undefined : int('width', o.width, 1, 1 << 15);
   const vertical = o.verticalRatio === undefined ? Infinity : num('verticalRatio', o.verticalRatio, { min: 0 });
   const supersample = o.supersample === undefined ? true : bool('supersample', o.supersample);
-  const widths = new Int32Array(count), samples = new Int32Array(count), rotated = new Uint8Array(count);
+  const widths = new Int32Array(count),
+    samples = new Int32Array(count),
+    rotated = new Uint8Array(count);
   const homographies = new Float64Array(count * 9);
   const quads: number[][] = [];
   const sizes: [number, number][] = [];
@@ -186,7 +236,19 @@ export function planCrop(image: ImageInput, quadsIn: ArrayLike<number>, opts: Cr
   const n = planNorm(im.format, o, { value: perChannel('padValue', o.padValue, 0) });
   const c = n.outChannels;
   return {
-    raw: { ...im, outChannels: c, chanMap: n.chanMap, norm: n.norm, nhwc: n.nhwc, count, outWidth: W, outHeight: H, homographies, widths, samples },
+    raw: {
+      ...im,
+      outChannels: c,
+      chanMap: n.chanMap,
+      norm: n.norm,
+      nhwc: n.nhwc,
+      count,
+      outWidth: W,
+      outHeight: H,
+      homographies,
+      widths,
+      samples,
+    },
     f16: n.f16,
     dims: n.nhwc ? [count, H, W, c] : [count, c, H, W],
     rotated,

@@ -29,13 +29,19 @@ export function bool(name: string, v: unknown): boolean {
 }
 
 export function oneOf<T extends string>(name: string, v: unknown, allowed: readonly T[]): T {
-  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) fail(name, `must be one of ${allowed.join(', ')}, got ${describe(v)}`);
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v))
+    fail(name, `must be one of ${allowed.join(', ')}, got ${describe(v)}`);
   return v as T;
 }
 
 type Ctor<T> = { new (...args: never[]): T; name: string };
 
-export function typed<T extends ArrayBufferView & { length: number }>(name: string, v: unknown, ctor: Ctor<T>, minLength = 0): T {
+export function typed<T extends ArrayBufferView & { length: number }>(
+  name: string,
+  v: unknown,
+  ctor: Ctor<T>,
+  minLength = 0,
+): T {
   if (!(v instanceof ctor)) fail(name, `must be a ${ctor.name}, got ${describe(v)}`);
   if (v.length < minLength) fail(name, `needs at least ${minLength} elements, has ${v.length}`);
   return v;
@@ -48,7 +54,8 @@ export function perChannel(name: string, v: unknown, fallback: number): [number,
     num(name, v);
     return [v, v, v];
   }
-  if (!Array.isArray(v) && !(v instanceof Float32Array) && !(v instanceof Float64Array)) fail(name, `must be a number or 3 numbers, got ${describe(v)}`);
+  if (!Array.isArray(v) && !(v instanceof Float32Array) && !(v instanceof Float64Array))
+    fail(name, `must be a number or 3 numbers, got ${describe(v)}`);
   const a = Array.from(v as ArrayLike<number>);
   if (a.length === 1) return perChannel(name, a[0], fallback);
   if (a.length !== 3) fail(name, `must hold 1 or 3 numbers, has ${a.length}`);
@@ -81,7 +88,11 @@ export function threadCount(o: { threads?: number }, dflt: number): number {
 }
 
 /** The caller's output tensor (checked for type and room) or a new one. */
-export function outTensor(o: { out?: Float32Array | Uint16Array; outOffset?: number }, f16: boolean, size: number): { out: Float32Array | Uint16Array; outOffset: number } {
+export function outTensor(
+  o: { out?: Float32Array | Uint16Array; outOffset?: number },
+  f16: boolean,
+  size: number,
+): { out: Float32Array | Uint16Array; outOffset: number } {
   if (o.out === undefined) return { out: f16 ? new Uint16Array(size) : new Float32Array(size), outOffset: 0 };
   const out = f16 ? typed('out', o.out, Uint16Array) : typed('out', o.out, Float32Array);
   const outOffset = int('outOffset', o.outOffset ?? 0, 0);

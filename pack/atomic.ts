@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
-import { link, lstat, open, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { type FileHandle, link, lstat, open, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 const temps = new Set<string>();
@@ -74,7 +74,11 @@ async function resolveTarget(target: string): Promise<{ path: string; mode?: num
   return { path, mode: st.mode & 0o7777 };
 }
 
-export async function writeAtomic<T>(target: string, fill: (fh: FileHandle, tempPath: string) => Promise<T>, options: AtomicOptions = {}): Promise<T> {
+export async function writeAtomic<T>(
+  target: string,
+  fill: (fh: FileHandle, tempPath: string) => Promise<T>,
+  options: AtomicOptions = {},
+): Promise<T> {
   const overwrite = options.overwrite !== false;
   const dest = overwrite ? await resolveTarget(target) : { path: target };
   const mode = options.mode ?? dest.mode;

@@ -64,14 +64,19 @@ export interface WholeJob {
   length: number;
 }
 export type HashJob = BlocksJob | WholeJob;
-export type HashResult<J extends HashJob> = J extends BlocksJob ? { digests: string[] } : { sha256: string; crc32: number };
+export type HashResult<J extends HashJob> = J extends BlocksJob
+  ? { digests: string[] }
+  : { sha256: string; crc32: number };
 
 /** A bounded pool of hashing workers over one open file descriptor. Dispose to stop the workers. */
 export class HashPool implements Disposable {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
   private readonly queue: { job: HashJob; resolve: (r: unknown) => void; reject: (e: Error) => void }[] = [];
-  private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void; worker: Worker }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (r: unknown) => void; reject: (e: Error) => void; worker: Worker }
+  >();
   private nextId = 1;
   private closed = false;
 

@@ -19,10 +19,27 @@ export interface InspectResult {
   size: number;
   inputs: { name: string; type: string }[];
   outputs: { name: string; type: string }[];
-  models: { id: string; variants: { id: string; runtime: string; precision: string; files: string[]; bytes: number; requires: Requirements }[] }[];
+  models: {
+    id: string;
+    variants: {
+      id: string;
+      runtime: string;
+      precision: string;
+      files: string[];
+      bytes: number;
+      requires: Requirements;
+    }[];
+  }[];
   pipeline: { steps: Step[]; scripts: { path: string; hooks: string[] }[] };
   assets: { id: string; path: string; kind: string }[];
-  files: { path: string; size: number; sha256: string; stored: 'stored' | 'deflate'; aligned: boolean; offset: number }[];
+  files: {
+    path: string;
+    size: number;
+    sha256: string;
+    stored: 'stored' | 'deflate';
+    aligned: boolean;
+    offset: number;
+  }[];
   /** `present`: a signatures entry exists; whether it verifies is `xpkg verify`'s question. */
   signatures: { status: 'unsigned' | 'present' | 'unreadable'; verified: false; keyids: string[]; error?: string };
 }
@@ -43,7 +60,11 @@ export async function inspectPackage(path: string, options: InspectOptions = {})
   let signatures: InspectResult['signatures'] = { status: 'unsigned', verified: false, keyids: [] };
   if (r.signaturesBytes) {
     try {
-      signatures = { status: 'present', verified: false, keyids: options.decodeEnvelope ? options.decodeEnvelope(r.signaturesBytes).signatures.map((s) => s.keyid) : [] };
+      signatures = {
+        status: 'present',
+        verified: false,
+        keyids: options.decodeEnvelope ? options.decodeEnvelope(r.signaturesBytes).signatures.map((s) => s.keyid) : [],
+      };
     } catch (e) {
       signatures = { status: 'unreadable', verified: false, keyids: [], error: toXpkgError(e).code };
     }
@@ -62,13 +83,30 @@ export async function inspectPackage(path: string, options: InspectOptions = {})
     outputs: m.outputs.map(({ name, type }) => ({ name, type })),
     models: m.models.map((mod) => ({
       id: mod.id,
-      variants: mod.variants.map((v) => ({ id: v.id, runtime: v.runtime, precision: v.precision, files: v.files, bytes: v.files.reduce((n, f) => n + (sizeOf.get(f) ?? 0), 0), requires: v.requires ?? {} })),
+      variants: mod.variants.map((v) => ({
+        id: v.id,
+        runtime: v.runtime,
+        precision: v.precision,
+        files: v.files,
+        bytes: v.files.reduce((n, f) => n + (sizeOf.get(f) ?? 0), 0),
+        requires: v.requires ?? {},
+      })),
     })),
-    pipeline: { steps: m.pipeline.steps, scripts: (m.pipeline.scripts ?? []).map(({ path: p, hooks }) => ({ path: p, hooks })) },
+    pipeline: {
+      steps: m.pipeline.steps,
+      scripts: (m.pipeline.scripts ?? []).map(({ path: p, hooks }) => ({ path: p, hooks })),
+    },
     assets: (m.assets ?? []).map(({ id, path: p, kind }) => ({ id, path: p, kind })),
     files: m.files.map((f) => {
       const e = r.entry(f.path)!;
-      return { path: f.path, size: f.size, sha256: f.sha256, stored: e.method === 0 ? 'stored' : 'deflate', aligned: models.has(f.path), offset: e.dataOffset };
+      return {
+        path: f.path,
+        size: f.size,
+        sha256: f.sha256,
+        stored: e.method === 0 ? 'stored' : 'deflate',
+        aligned: models.has(f.path),
+        offset: e.dataOffset,
+      };
     }),
     signatures,
   };
@@ -111,16 +149,27 @@ export function renderInspect(i: InspectResult): string {
   const sig = i.signatures;
   if (sig.status === 'unsigned') lines.push('  signature none');
   else if (sig.status === 'unreadable') lines.push(`  signature present but unreadable (${sig.error}); not verified`);
-  else lines.push(`  signature present, not verified${sig.keyids.length ? ` (key ids ${sig.keyids.join(', ')})` : ''}; check it with xpkg verify --trust <key.pub>`);
+  else
+    lines.push(
+      `  signature present, not verified${sig.keyids.length ? ` (key ids ${sig.keyids.join(', ')})` : ''}; check it with xpkg verify --trust <key.pub>`,
+    );
   lines.push('models:');
   for (const m of i.models) {
     lines.push(`  ${m.id}`);
-    for (const v of m.variants) lines.push(`    ${v.id.padEnd(22)} ${v.runtime} ${v.precision}  ${formatBytes(v.bytes).padStart(9)}  needs ${describeRequires(v.requires)}`);
+    for (const v of m.variants)
+      lines.push(
+        `    ${v.id.padEnd(22)} ${v.runtime} ${v.precision}  ${formatBytes(v.bytes).padStart(9)}  needs ${describeRequires(v.requires)}`,
+      );
   }
-  lines.push(`pipeline: ${i.pipeline.steps.map((s) => s.op + (s.model ? `(${s.model})` : '')).join(' → ') || '(none)'}`);
+  lines.push(
+    `pipeline: ${i.pipeline.steps.map((s) => s.op + (s.model ? `(${s.model})` : '')).join(' → ') || '(none)'}`,
+  );
   for (const s of i.pipeline.scripts) lines.push(`  script ${s.path} hooks ${s.hooks.join(', ')}`);
   if (i.assets.length) lines.push(`assets: ${i.assets.map((a) => `${a.id} (${a.kind}, ${a.path})`).join(', ')}`);
   lines.push(`files (${i.files.length}):`);
-  for (const f of i.files) lines.push(`  ${formatBytes(f.size).padStart(9)}  ${f.sha256.slice(0, 16)}…  ${f.path}${f.aligned ? '  [aligned]' : ''}`);
+  for (const f of i.files)
+    lines.push(
+      `  ${formatBytes(f.size).padStart(9)}  ${f.sha256.slice(0, 16)}…  ${f.path}${f.aligned ? '  [aligned]' : ''}`,
+    );
   return lines.join('\n');
 }

@@ -7,9 +7,9 @@
  * the bytes written; no file is ever held whole in memory.
  */
 import { createHash } from 'node:crypto';
-import { availableParallelism } from 'node:os';
 import { constants } from 'node:fs';
-import { lstat, open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { type FileHandle, lstat, open, realpath, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { canonicalBytes, parseStrictJson } from '../spec/canonical.js';
@@ -73,12 +73,25 @@ async function openSource(root: string, rel: string): Promise<FileHandle> {
       if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return null;
       throw e;
     });
-    if (!st) throw new PackError('E_PACK_SOURCE_MISSING', `${rel} is referenced by the manifest but does not exist`, { path: rel });
-    if (st.isSymbolicLink()) throw new PackError('E_PACK_SOURCE_LINK', `${rel}: ${segs.slice(0, i + 1).join('/')} is a symbolic link; packages never follow links`, { path: rel });
-    if (i < segs.length - 1 ? !st.isDirectory() : !st.isFile()) throw new PackError('E_PACK_SOURCE_TYPE', `${rel} is not a regular file`, { path: rel });
+    if (!st)
+      throw new PackError('E_PACK_SOURCE_MISSING', `${rel} is referenced by the manifest but does not exist`, {
+        path: rel,
+      });
+    if (st.isSymbolicLink())
+      throw new PackError(
+        'E_PACK_SOURCE_LINK',
+        `${rel}: ${segs.slice(0, i + 1).join('/')} is a symbolic link; packages never follow links`,
+        { path: rel },
+      );
+    if (i < segs.length - 1 ? !st.isDirectory() : !st.isFile())
+      throw new PackError('E_PACK_SOURCE_TYPE', `${rel} is not a regular file`, { path: rel });
   }
   const real = await realpath(cur);
-  if (!real.startsWith(root + sep)) throw new PackError('E_PACK_SOURCE_OUTSIDE', `${rel} resolves outside the package folder`, { path: rel, resolved: real });
+  if (!real.startsWith(root + sep))
+    throw new PackError('E_PACK_SOURCE_OUTSIDE', `${rel} resolves outside the package folder`, {
+      path: rel,
+      resolved: real,
+    });
   const fh = await open(cur, constants.O_RDONLY | constants.O_NOFOLLOW);
   const [a, b] = [await fh.stat(), await lstat(cur)];
   if (a.ino !== b.ino || a.dev !== b.dev || !a.isFile()) {
@@ -100,10 +113,21 @@ async function checkOutput(outPath: string, manifestFile: string, sources: Sourc
     throw e;
   });
   if (!out) return;
-  const inputs = [{ path: SOURCE_MANIFEST, st: await stat(manifestFile) }, ...(await Promise.all(sources.map(async (s) => ({ path: s.path, st: await s.fh.stat() }))))];
+  const inputs = [
+    { path: SOURCE_MANIFEST, st: await stat(manifestFile) },
+    ...(await Promise.all(sources.map(async (s) => ({ path: s.path, st: await s.fh.stat() })))),
+  ];
   const same = inputs.find((i) => i.st.ino === out.ino && i.st.dev === out.dev);
-  if (same) throw new PackError('E_PACK_OUTPUT_SOURCE', `${outPath} is ${same.path} of the package folder; writing the package there would destroy it`, { path: outPath, source: same.path });
-  if (!force) throw new PackError('E_PACK_OUTPUT_EXISTS', `${outPath} already exists (pass --force to replace it)`, { path: outPath });
+  if (same)
+    throw new PackError(
+      'E_PACK_OUTPUT_SOURCE',
+      `${outPath} is ${same.path} of the package folder; writing the package there would destroy it`,
+      { path: outPath, source: same.path },
+    );
+  if (!force)
+    throw new PackError('E_PACK_OUTPUT_EXISTS', `${outPath} already exists (pass --force to replace it)`, {
+      path: outPath,
+    });
 }
 
 /**
@@ -112,7 +136,10 @@ async function checkOutput(outPath: string, manifestFile: string, sources: Sourc
  * that entry is unaligned; otherwise it is deferred behind the next entry, or, when it is last,
  * moved before the previous one. A pure function of the input, so output stays deterministic.
  */
-function layoutPayloads(manifest: Z.EntryLayout, sources: Source[]): { order: { s: Source; layout: Z.EntryLayout }[]; cursor: number } {
+function layoutPayloads(
+  manifest: Z.EntryLayout,
+  sources: Source[],
+): { order: { s: Source; layout: Z.EntryLayout }[]; cursor: number } {
   let sequence = [...sources];
   for (let attempt = 0; attempt <= sources.length * 2; attempt++) {
     const start = Z.localHeaderLength(manifest) + manifest.size;
@@ -138,7 +165,15 @@ function layoutPayloads(manifest: Z.EntryLayout, sources: Source[]): { order: { 
         }
         padding = pad;
       }
-      const layout: Z.EntryLayout = { name, method: 0, crc32: 0, compressedSize: s.size, size: s.size, localHeaderOffset: cursor, padding };
+      const layout: Z.EntryLayout = {
+        name,
+        method: 0,
+        crc32: 0,
+        compressedSize: s.size,
+        size: s.size,
+        localHeaderOffset: cursor,
+        padding,
+      };
       order.push({ s, layout });
       cursor += Z.localHeaderLength(layout) + s.size;
       prev = layout;
@@ -151,7 +186,9 @@ function layoutPayloads(manifest: Z.EntryLayout, sources: Source[]): { order: { 
     sequence = sequence.filter((_, k) => k !== conflict);
     sequence.splice(conflict + 1 < sources.length ? conflict + 1 : Math.max(0, conflict - 1), 0, s);
   }
-  throw new PackError('E_PACK_SOURCE_TYPE', 'cannot lay out the model files on 64 KiB boundaries in any order tried', { files: sources.map((x) => x.path) });
+  throw new PackError('E_PACK_SOURCE_TYPE', 'cannot lay out the model files on 64 KiB boundaries in any order tried', {
+    files: sources.map((x) => x.path),
+  });
 }
 
 export async function packFolder(dir: string, outPath: string, options: PackOptions = {}): Promise<PackResult> {
@@ -174,12 +211,32 @@ export async function packFolder(dir: string, outPath: string, options: PackOpti
       sources.push({ path: p, fh, size: (await fh.stat()).size, aligned: models.has(p) });
     }
     const { include: _include, format: _format, ...rest } = src;
-    const manifestFor = (records: FileRecord[]): Manifest => ({ ...rest, format: FORMAT_ID, blockSize: BLOCK_SIZE, files: records });
+    const manifestFor = (records: FileRecord[]): Manifest => ({
+      ...rest,
+      format: FORMAT_ID,
+      blockSize: BLOCK_SIZE,
+      files: records,
+    });
     const placeholder = canonicalBytes(
-      manifestFor(sources.map((s) => ({ path: s.path, size: s.size, sha256: ZERO, blocks: Array(Math.ceil(s.size / BLOCK_SIZE)).fill(ZERO) }))),
+      manifestFor(
+        sources.map((s) => ({
+          path: s.path,
+          size: s.size,
+          sha256: ZERO,
+          blocks: Array(Math.ceil(s.size / BLOCK_SIZE)).fill(ZERO),
+        })),
+      ),
     );
 
-    const manifestLayout: Z.EntryLayout = { name: Buffer.from(MANIFEST_PATH), method: 0, crc32: 0, compressedSize: placeholder.length, size: placeholder.length, localHeaderOffset: 0, padding: 0 };
+    const manifestLayout: Z.EntryLayout = {
+      name: Buffer.from(MANIFEST_PATH),
+      method: 0,
+      crc32: 0,
+      compressedSize: placeholder.length,
+      size: placeholder.length,
+      localHeaderOffset: 0,
+      padding: 0,
+    };
     const { order, cursor } = layoutPayloads(manifestLayout, sources);
 
     await checkOutput(outPath, join(root, SOURCE_MANIFEST), sources, Boolean(options.force));
@@ -190,53 +247,72 @@ export async function packFolder(dir: string, outPath: string, options: PackOpti
     // output (so they cover exactly what the package holds), while this thread reads, writes and
     // runs the sequential whole-file SHA-256 and CRC-32. Small files are hashed here.
     const big = sources.some((x) => x.size > BLOCK_SIZE);
-    await writeAtomic(outPath, async (out) => {
-      using pool = big ? new HashPool(out.fd, Math.max(1, Math.min(availableParallelism() - 1, 4))) : null;
-      const buf = Buffer.allocUnsafe(BLOCK_SIZE);
-      for (const { s, layout } of order) {
-        const dataAt = layout.localHeaderOffset + Z.localHeaderLength(layout);
-        const whole = createHash('sha256');
-        const blockJobs: Promise<string[]>[] = [];
-        let crc = 0;
-        let pos = 0;
-        // Chunks are BLOCK_SIZE-aligned reads, so each block digest sees exactly one block.
-        while (pos < s.size) {
-          const want = Math.min(BLOCK_SIZE, s.size - pos);
-          let got = 0;
-          while (got < want) {
-            const { bytesRead } = await s.fh.read(buf, got, want - got, pos + got);
-            if (bytesRead === 0) throw new PackError('E_PACK_SOURCE_CHANGED', `${s.path} shrank while being packed`, { path: s.path });
-            got += bytesRead;
+    await writeAtomic(
+      outPath,
+      async (out) => {
+        using pool = big ? new HashPool(out.fd, Math.max(1, Math.min(availableParallelism() - 1, 4))) : null;
+        const buf = Buffer.allocUnsafe(BLOCK_SIZE);
+        for (const { s, layout } of order) {
+          const dataAt = layout.localHeaderOffset + Z.localHeaderLength(layout);
+          const whole = createHash('sha256');
+          const blockJobs: Promise<string[]>[] = [];
+          let crc = 0;
+          let pos = 0;
+          // Chunks are BLOCK_SIZE-aligned reads, so each block digest sees exactly one block.
+          while (pos < s.size) {
+            const want = Math.min(BLOCK_SIZE, s.size - pos);
+            let got = 0;
+            while (got < want) {
+              const { bytesRead } = await s.fh.read(buf, got, want - got, pos + got);
+              if (bytesRead === 0)
+                throw new PackError('E_PACK_SOURCE_CHANGED', `${s.path} shrank while being packed`, { path: s.path });
+              got += bytesRead;
+            }
+            const chunk = buf.subarray(0, want);
+            whole.update(chunk);
+            crc = crc32(chunk, crc);
+            await writeAllAt(out, chunk, dataAt + pos);
+            if (pool && s.size > BLOCK_SIZE) {
+              const job = pool
+                .run({ kind: 'blocks', offset: dataAt + pos, length: want, blockSize: BLOCK_SIZE })
+                .then((r) => r.digests);
+              job.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
+              blockJobs.push(job);
+            } else blockJobs.push(Promise.resolve([createHash('sha256').update(chunk).digest('hex')]));
+            pos += want;
+            done += want;
+            options.onProgress?.(done, total);
           }
-          const chunk = buf.subarray(0, want);
-          whole.update(chunk);
-          crc = crc32(chunk, crc);
-          await writeAllAt(out, chunk, dataAt + pos);
-          if (pool && s.size > BLOCK_SIZE) {
-            const job = pool.run({ kind: 'blocks', offset: dataAt + pos, length: want, blockSize: BLOCK_SIZE }).then((r) => r.digests);
-            job.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
-            blockJobs.push(job);
-          }
-          else blockJobs.push(Promise.resolve([createHash('sha256').update(chunk).digest('hex')]));
-          pos += want;
-          done += want;
-          options.onProgress?.(done, total);
+          const { bytesRead: extra } = await s.fh.read(buf, 0, 1, s.size);
+          if (extra !== 0)
+            throw new PackError('E_PACK_SOURCE_CHANGED', `${s.path} grew while being packed`, { path: s.path });
+          layout.crc32 = crc >>> 0;
+          await writeAllAt(out, Z.encodeLocalHeader(layout, ts), layout.localHeaderOffset);
+          records.set(s.path, {
+            path: s.path,
+            size: s.size,
+            sha256: whole.digest('hex'),
+            blocks: (await Promise.all(blockJobs)).flat(),
+          });
         }
-        const { bytesRead: extra } = await s.fh.read(buf, 0, 1, s.size);
-        if (extra !== 0) throw new PackError('E_PACK_SOURCE_CHANGED', `${s.path} grew while being packed`, { path: s.path });
-        layout.crc32 = crc >>> 0;
-        await writeAllAt(out, Z.encodeLocalHeader(layout, ts), layout.localHeaderOffset);
-        records.set(s.path, { path: s.path, size: s.size, sha256: whole.digest('hex'), blocks: (await Promise.all(blockJobs)).flat() });
-      }
-      const manifest = manifestFor(sources.map((s) => records.get(s.path)!));
-      validateManifest(manifest);
-      const bytes = canonicalBytes(manifest);
-      if (bytes.length !== placeholder.length) throw new FormatError('E_MANIFEST_NOT_CANONICAL', 'internal: manifest length changed between layout and write');
-      manifestLayout.crc32 = crc32(bytes) >>> 0;
-      await writeAllAt(out, Buffer.concat([Z.encodeLocalHeader(manifestLayout, ts), bytes]), 0);
-      await writeAllAt(out, encodeDirectory([manifestLayout, ...order.map((o) => o.layout)], cursor, ts), cursor);
-    }, { overwrite: Boolean(options.force) }).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'EEXIST') throw new PackError('E_PACK_OUTPUT_EXISTS', `${outPath} appeared while packing (pass --force to replace it)`, { path: outPath });
+        const manifest = manifestFor(sources.map((s) => records.get(s.path)!));
+        validateManifest(manifest);
+        const bytes = canonicalBytes(manifest);
+        if (bytes.length !== placeholder.length)
+          throw new FormatError(
+            'E_MANIFEST_NOT_CANONICAL',
+            'internal: manifest length changed between layout and write',
+          );
+        manifestLayout.crc32 = crc32(bytes) >>> 0;
+        await writeAllAt(out, Buffer.concat([Z.encodeLocalHeader(manifestLayout, ts), bytes]), 0);
+        await writeAllAt(out, encodeDirectory([manifestLayout, ...order.map((o) => o.layout)], cursor, ts), cursor);
+      },
+      { overwrite: Boolean(options.force) },
+    ).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'EEXIST')
+        throw new PackError('E_PACK_OUTPUT_EXISTS', `${outPath} appeared while packing (pass --force to replace it)`, {
+          path: outPath,
+        });
       throw e;
     });
     const manifest = manifestFor(sources.map((s) => records.get(s.path)!));

@@ -9,43 +9,73 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { crc32 } from 'node:zlib';
 import { FormatError, SigningError, UsageError } from '../spec/errors.js';
-import { LIMITS, MANIFEST_PATH, RESERVED_PREFIX, SIGNATURES_PATH, ALIGNMENT } from '../spec/limits.js';
+import { ALIGNMENT, LIMITS, MANIFEST_PATH, RESERVED_PREFIX, SIGNATURES_PATH } from '../spec/limits.js';
 import { modelPaths, parseManifest } from '../spec/manifest.js';
 import { assertNoCollisions, assertSafePath } from '../spec/paths.js';
 import type { Manifest } from '../spec/schema.js';
+import {
+  type CentralEntry,
+  checkCompression,
+  checkLocal,
+  checkStoredCrc,
+  entryBytes,
+  parseCentral,
+} from './entries.js';
 import { HashPool } from './hash.js';
 import type { EntryInfo, IntegrityReport, OpenOptions, PackageReaderLike } from './types.js';
 import * as Z from './zip.js';
-import { checkCompression, checkLocal, checkStoredCrc, entryBytes, parseCentral, type CentralEntry } from './entries.js';
 
 /**
  * §2.5: every non-empty model entry is stored at a multiple of ALIGNMENT with minimal padding. The
  * only other padding allowed is the 4-byte "shim" on the entry right before an aligned one whose
  * own padding would otherwise have to be 1–3 bytes (impossible: an extra record needs 4).
  */
-function checkAlignment(central: CentralEntry[], models: ReadonlySet<string>, sigEntry: CentralEntry | undefined): void {
+function checkAlignment(
+  central: CentralEntry[],
+  models: ReadonlySet<string>,
+  sigEntry: CentralEntry | undefined,
+): void {
   const mustAlign = (e: CentralEntry | undefined) => !!e && e !== sigEntry && models.has(e.name) && e.size > 0;
   central.forEach((e, k) => {
     if (mustAlign(e)) {
       if (e.padding !== 0 && Z.alignmentPadding(e.localHeaderOffset, e.nameBytes, e.size) !== e.padding) {
-        throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `alignment padding of ${JSON.stringify(e.name)} is not the minimal ${ALIGNMENT}-byte alignment`, { path: e.name, padding: e.padding });
+        throw new FormatError(
+          'E_ARCHIVE_EXTRA_FIELD',
+          `alignment padding of ${JSON.stringify(e.name)} is not the minimal ${ALIGNMENT}-byte alignment`,
+          { path: e.name, padding: e.padding },
+        );
       }
       if (e.method !== 0 || e.dataOffset % ALIGNMENT !== 0) {
-        throw new FormatError('E_ARCHIVE_ALIGNMENT', `model file ${JSON.stringify(e.name)} must be stored uncompressed at a multiple of ${ALIGNMENT}`, { path: e.name, dataOffset: e.dataOffset, method: e.method });
+        throw new FormatError(
+          'E_ARCHIVE_ALIGNMENT',
+          `model file ${JSON.stringify(e.name)} must be stored uncompressed at a multiple of ${ALIGNMENT}`,
+          { path: e.name, dataOffset: e.dataOffset, method: e.method },
+        );
       }
       if (Z.alignmentPadding(e.localHeaderOffset, e.nameBytes, e.size) !== e.padding) {
-        throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `alignment padding of ${JSON.stringify(e.name)} is not the minimal ${ALIGNMENT}-byte alignment`, { path: e.name, padding: e.padding });
+        throw new FormatError(
+          'E_ARCHIVE_EXTRA_FIELD',
+          `alignment padding of ${JSON.stringify(e.name)} is not the minimal ${ALIGNMENT}-byte alignment`,
+          { path: e.name, padding: e.padding },
+        );
       }
       return;
     }
     if (e.padding === 0) return;
     const next = central[k + 1];
-    const shim = e.padding === 4 && mustAlign(next) && Z.alignmentPadding(next.localHeaderOffset - 4, next.nameBytes, next.size) === null;
-    if (!shim) throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `padding on ${JSON.stringify(e.name)}, which needs no alignment`, { path: e.name, padding: e.padding });
+    const shim =
+      e.padding === 4 &&
+      mustAlign(next) &&
+      Z.alignmentPadding(next.localHeaderOffset - 4, next.nameBytes, next.size) === null;
+    if (!shim)
+      throw new FormatError('E_ARCHIVE_EXTRA_FIELD', `padding on ${JSON.stringify(e.name)}, which needs no alignment`, {
+        path: e.name,
+        padding: e.padding,
+      });
   });
 }
 
@@ -54,7 +84,11 @@ const MAX_BUFFER = bufferConstants.MAX_LENGTH;
 const STREAM_CHUNK = 4 * 1024 * 1024;
 
 const digestMismatch = (path: string, expected: string, actual: string) =>
-  new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)} does not match its manifest digest`, { path, expected, actual });
+  new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)} does not match its manifest digest`, {
+    path,
+    expected,
+    actual,
+  });
 
 export class PackageReader implements PackageReaderLike {
   private constructor(
@@ -90,7 +124,11 @@ export class PackageReader implements PackageReaderLike {
   private static async parse(path: string, fh: FileHandle, fileSize: number): Promise<PackageReader> {
     const readAt = async (offset: number, length: number): Promise<Buffer> => {
       if (offset < 0 || length < 0 || offset + length > fileSize) {
-        throw new FormatError('E_ARCHIVE_TRUNCATED', `record at ${offset}+${length} runs past the end of the file (${fileSize} bytes)`, { offset, length, fileSize });
+        throw new FormatError(
+          'E_ARCHIVE_TRUNCATED',
+          `record at ${offset}+${length} runs past the end of the file (${fileSize} bytes)`,
+          { offset, length, fileSize },
+        );
       }
       const b = Buffer.alloc(length);
       let got = 0;
@@ -103,7 +141,10 @@ export class PackageReader implements PackageReaderLike {
     };
 
     // --- End of central directory: exactly at the end, no comment. -------------------------------
-    if (fileSize < Z.END_SIZE) throw new FormatError('E_ARCHIVE_TRUNCATED', `file is ${fileSize} bytes, too short for a ZIP end record`, { fileSize });
+    if (fileSize < Z.END_SIZE)
+      throw new FormatError('E_ARCHIVE_TRUNCATED', `file is ${fileSize} bytes, too short for a ZIP end record`, {
+        fileSize,
+      });
     const endOffset = fileSize - Z.END_SIZE;
     const end = await readAt(endOffset, Z.END_SIZE);
     if (end.readUInt32LE(0) !== Z.SIG_END) {
@@ -117,7 +158,10 @@ export class PackageReader implements PackageReaderLike {
       if (commentLen > 0 && realEnd + Z.END_SIZE + commentLen === fileSize) {
         throw new FormatError('E_ARCHIVE_COMMENT', 'archive comments are not allowed', { commentLength: commentLen });
       }
-      throw new FormatError('E_ARCHIVE_TRAILING', `${fileSize - realEnd - Z.END_SIZE} bytes after the end record`, { endOffset: realEnd, fileSize });
+      throw new FormatError('E_ARCHIVE_TRAILING', `${fileSize - realEnd - Z.END_SIZE} bytes after the end record`, {
+        endOffset: realEnd,
+        fileSize,
+      });
     }
     const disk = end.readUInt16LE(4);
     const cdDisk = end.readUInt16LE(6);
@@ -126,25 +170,42 @@ export class PackageReader implements PackageReaderLike {
     let cdSize = end.readUInt32LE(12);
     let cdOffset = end.readUInt32LE(16);
     if (end.readUInt16LE(20) !== 0) throw new FormatError('E_ARCHIVE_COMMENT', 'archive comments are not allowed');
-    if (disk !== 0 || cdDisk !== 0) throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'multi-disk archives are not allowed', { disk, cdDisk });
+    if (disk !== 0 || cdDisk !== 0)
+      throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'multi-disk archives are not allowed', { disk, cdDisk });
     let cdEnd = endOffset;
-    const z64 = entriesOnDisk === Z.U16_MAX || entryCount === Z.U16_MAX || cdSize === Z.U32_MAX || cdOffset === Z.U32_MAX;
+    const z64 =
+      entriesOnDisk === Z.U16_MAX || entryCount === Z.U16_MAX || cdSize === Z.U32_MAX || cdOffset === Z.U32_MAX;
     if (z64) {
-      if (!(entriesOnDisk === Z.U16_MAX && entryCount === Z.U16_MAX && cdSize === Z.U32_MAX && cdOffset === Z.U32_MAX)) {
-        throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'a ZIP64 end record must be signalled by all end-record fields at their maximum');
+      if (
+        !(entriesOnDisk === Z.U16_MAX && entryCount === Z.U16_MAX && cdSize === Z.U32_MAX && cdOffset === Z.U32_MAX)
+      ) {
+        throw new FormatError(
+          'E_ARCHIVE_UNSUPPORTED',
+          'a ZIP64 end record must be signalled by all end-record fields at their maximum',
+        );
       }
       const loc = await readAt(endOffset - Z.LOCATOR64_SIZE, Z.LOCATOR64_SIZE);
-      if (loc.readUInt32LE(0) !== Z.SIG_LOCATOR64) throw new FormatError('E_ARCHIVE_NO_END', 'ZIP64 end locator missing');
+      if (loc.readUInt32LE(0) !== Z.SIG_LOCATOR64)
+        throw new FormatError('E_ARCHIVE_NO_END', 'ZIP64 end locator missing');
       const end64Offset = Number(loc.readBigUInt64LE(8));
-      if (loc.readUInt32LE(4) !== 0 || loc.readUInt32LE(16) !== 1) throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'multi-disk archives are not allowed');
+      if (loc.readUInt32LE(4) !== 0 || loc.readUInt32LE(16) !== 1)
+        throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'multi-disk archives are not allowed');
       if (end64Offset !== endOffset - Z.LOCATOR64_SIZE - Z.END64_SIZE) {
-        throw new FormatError(end64Offset < endOffset - Z.LOCATOR64_SIZE - Z.END64_SIZE ? 'E_ARCHIVE_GAP' : 'E_ARCHIVE_OVERLAP', 'ZIP64 end record is not immediately before its locator', { end64Offset });
+        throw new FormatError(
+          end64Offset < endOffset - Z.LOCATOR64_SIZE - Z.END64_SIZE ? 'E_ARCHIVE_GAP' : 'E_ARCHIVE_OVERLAP',
+          'ZIP64 end record is not immediately before its locator',
+          { end64Offset },
+        );
       }
       const e64 = await readAt(end64Offset, Z.END64_SIZE);
       if (e64.readUInt32LE(0) !== Z.SIG_END64 || Number(e64.readBigUInt64LE(4)) !== Z.END64_SIZE - 12) {
-        throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'malformed ZIP64 end record (or an extensible data sector, which is not allowed)');
+        throw new FormatError(
+          'E_ARCHIVE_UNSUPPORTED',
+          'malformed ZIP64 end record (or an extensible data sector, which is not allowed)',
+        );
       }
-      if (e64.readUInt32LE(16) !== 0 || e64.readUInt32LE(20) !== 0) throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'multi-disk archives are not allowed');
+      if (e64.readUInt32LE(16) !== 0 || e64.readUInt32LE(20) !== 0)
+        throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'multi-disk archives are not allowed');
       entriesOnDisk = Number(e64.readBigUInt64LE(24));
       entryCount = Number(e64.readBigUInt64LE(32));
       cdSize = Number(e64.readBigUInt64LE(40));
@@ -154,22 +215,53 @@ export class PackageReader implements PackageReaderLike {
         throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'ZIP64 end record used where the classic one suffices');
       }
     }
-    if (entriesOnDisk !== entryCount) throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'entry counts in the end record disagree', { entriesOnDisk, entryCount });
-    if (entryCount > LIMITS.entries) throw new FormatError('E_ARCHIVE_LIMIT', `${entryCount} entries; the limit is ${LIMITS.entries}`, { entries: entryCount, limit: LIMITS.entries });
-    if (cdSize > LIMITS.centralDirectoryBytes) throw new FormatError('E_ARCHIVE_LIMIT', `central directory of ${cdSize} bytes exceeds ${LIMITS.centralDirectoryBytes}`, { cdSize });
+    if (entriesOnDisk !== entryCount)
+      throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'entry counts in the end record disagree', {
+        entriesOnDisk,
+        entryCount,
+      });
+    if (entryCount > LIMITS.entries)
+      throw new FormatError('E_ARCHIVE_LIMIT', `${entryCount} entries; the limit is ${LIMITS.entries}`, {
+        entries: entryCount,
+        limit: LIMITS.entries,
+      });
+    if (cdSize > LIMITS.centralDirectoryBytes)
+      throw new FormatError(
+        'E_ARCHIVE_LIMIT',
+        `central directory of ${cdSize} bytes exceeds ${LIMITS.centralDirectoryBytes}`,
+        { cdSize },
+      );
     if (cdOffset + cdSize !== cdEnd) {
-      const between = cdOffset + cdSize < cdEnd && cdOffset + cdSize >= 0 ? await readAt(cdOffset + cdSize, Math.min(cdEnd - cdOffset - cdSize, 1 << 20)) : null;
+      const between =
+        cdOffset + cdSize < cdEnd && cdOffset + cdSize >= 0
+          ? await readAt(cdOffset + cdSize, Math.min(cdEnd - cdOffset - cdSize, 1 << 20))
+          : null;
       if (between && between.indexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06])) >= 0) {
-        throw new FormatError('E_ARCHIVE_MULTIPLE_END', 'more than one end-of-central-directory record', { cdOffset, cdSize, endOffset: cdEnd });
+        throw new FormatError('E_ARCHIVE_MULTIPLE_END', 'more than one end-of-central-directory record', {
+          cdOffset,
+          cdSize,
+          endOffset: cdEnd,
+        });
       }
       // A central directory found right before the end record, later than recorded: the whole
       // archive was shifted by bytes put in front of it (e.g. `cat stub.sh pkg.xpkg`).
       const shifted = cdEnd - cdSize;
       if (cdSize >= 4 && shifted > cdOffset && (await readAt(shifted, 4)).readUInt32LE(0) === Z.SIG_CENTRAL) {
-        throw new FormatError('E_ARCHIVE_PREFIX', `${shifted - cdOffset} bytes before the archive`, { prefixLength: shifted - cdOffset });
+        throw new FormatError('E_ARCHIVE_PREFIX', `${shifted - cdOffset} bytes before the archive`, {
+          prefixLength: shifted - cdOffset,
+        });
       }
-      if (cdOffset + cdSize > cdEnd) throw new FormatError('E_ARCHIVE_OVERLAP', 'central directory overlaps the end record', { cdOffset, cdSize, endOffset: cdEnd });
-      throw new FormatError('E_ARCHIVE_GAP', `${cdEnd - cdOffset - cdSize} unaccounted bytes between the central directory and the end record`, { cdOffset, cdSize, endOffset: cdEnd });
+      if (cdOffset + cdSize > cdEnd)
+        throw new FormatError('E_ARCHIVE_OVERLAP', 'central directory overlaps the end record', {
+          cdOffset,
+          cdSize,
+          endOffset: cdEnd,
+        });
+      throw new FormatError(
+        'E_ARCHIVE_GAP',
+        `${cdEnd - cdOffset - cdSize} unaccounted bytes between the central directory and the end record`,
+        { cdOffset, cdSize, endOffset: cdEnd },
+      );
     }
 
     // --- Central directory. --------------------------------------------------------------------
@@ -177,55 +269,99 @@ export class PackageReader implements PackageReaderLike {
     const central: CentralEntry[] = [];
     let p = 0;
     for (let i = 0; i < entryCount; i++) {
-      if (p + Z.CENTRAL_SIZE > cd.length) throw new FormatError('E_ARCHIVE_TRUNCATED', 'central directory ends inside a header', { index: i });
-      if (cd.readUInt32LE(p) !== Z.SIG_CENTRAL) throw new FormatError('E_ARCHIVE_HEADER_MISMATCH', `central header ${i} has a bad signature`, { index: i, offset: cdOffset + p });
+      if (p + Z.CENTRAL_SIZE > cd.length)
+        throw new FormatError('E_ARCHIVE_TRUNCATED', 'central directory ends inside a header', { index: i });
+      if (cd.readUInt32LE(p) !== Z.SIG_CENTRAL)
+        throw new FormatError('E_ARCHIVE_HEADER_MISMATCH', `central header ${i} has a bad signature`, {
+          index: i,
+          offset: cdOffset + p,
+        });
       const nameLen = cd.readUInt16LE(p + 28);
       const extraLen = cd.readUInt16LE(p + 30);
       const commentLen = cd.readUInt16LE(p + 32);
-      if (p + Z.CENTRAL_SIZE + nameLen + extraLen + commentLen > cd.length) throw new FormatError('E_ARCHIVE_TRUNCATED', 'central directory ends inside a header', { index: i });
+      if (p + Z.CENTRAL_SIZE + nameLen + extraLen + commentLen > cd.length)
+        throw new FormatError('E_ARCHIVE_TRUNCATED', 'central directory ends inside a header', { index: i });
       central.push(parseCentral(cd, p, i, nameLen, extraLen, commentLen));
       p += Z.CENTRAL_SIZE + nameLen + extraLen + commentLen;
     }
-    if (p !== cd.length) throw new FormatError('E_ARCHIVE_GAP', `${cd.length - p} stray bytes at the end of the central directory`, { offset: cdOffset + p });
+    if (p !== cd.length)
+      throw new FormatError('E_ARCHIVE_GAP', `${cd.length - p} stray bytes at the end of the central directory`, {
+        offset: cdOffset + p,
+      });
 
     // Names: safe grammar, no duplicates or collisions, reserved names in their places.
     central.forEach((e, index) => assertSafePath(e.name, { index }));
     assertNoCollisions(central.map((e) => e.name));
     const ts = central[0] ? { time: central[0].time, date: central[0].date } : null;
     for (const e of central) {
-      if (ts && (e.time !== ts.time || e.date !== ts.date)) throw new FormatError('E_ARCHIVE_TIMESTAMP', `entry ${JSON.stringify(e.name)} has a different timestamp from the first entry`, { name: e.name });
+      if (ts && (e.time !== ts.time || e.date !== ts.date))
+        throw new FormatError(
+          'E_ARCHIVE_TIMESTAMP',
+          `entry ${JSON.stringify(e.name)} has a different timestamp from the first entry`,
+          { name: e.name },
+        );
     }
 
     // --- Local headers and layout: contiguous from offset 0, in central-directory order. -----------
     let cursor = 0;
     for (const [k, e] of central.entries()) {
       if (e.localHeaderOffset !== cursor) {
-        if (cursor === 0) throw new FormatError('E_ARCHIVE_PREFIX', `${e.localHeaderOffset} bytes before the first entry`, { offset: e.localHeaderOffset });
+        if (cursor === 0)
+          throw new FormatError('E_ARCHIVE_PREFIX', `${e.localHeaderOffset} bytes before the first entry`, {
+            offset: e.localHeaderOffset,
+          });
         // Out of order: listed before an entry stored earlier, or skipping an entry listed later.
-        if (e.localHeaderOffset < central[k - 1].localHeaderOffset || (e.localHeaderOffset > cursor && central.some((x) => x.localHeaderOffset === cursor))) {
-          throw new FormatError('E_ARCHIVE_ORDER', 'central directory order differs from the order of the entries', { name: e.name });
+        if (
+          e.localHeaderOffset < central[k - 1].localHeaderOffset ||
+          (e.localHeaderOffset > cursor && central.some((x) => x.localHeaderOffset === cursor))
+        ) {
+          throw new FormatError('E_ARCHIVE_ORDER', 'central directory order differs from the order of the entries', {
+            name: e.name,
+          });
         }
-        throw new FormatError(e.localHeaderOffset < cursor ? 'E_ARCHIVE_OVERLAP' : 'E_ARCHIVE_GAP', `entry ${JSON.stringify(e.name)} starts at ${e.localHeaderOffset}, expected ${cursor}`, { name: e.name, offset: e.localHeaderOffset, expected: cursor });
+        throw new FormatError(
+          e.localHeaderOffset < cursor ? 'E_ARCHIVE_OVERLAP' : 'E_ARCHIVE_GAP',
+          `entry ${JSON.stringify(e.name)} starts at ${e.localHeaderOffset}, expected ${cursor}`,
+          { name: e.name, offset: e.localHeaderOffset, expected: cursor },
+        );
       }
       const fixed = await readAt(cursor, Z.LOCAL_SIZE);
-      if (fixed.readUInt32LE(0) !== Z.SIG_LOCAL) throw new FormatError('E_ARCHIVE_HEADER_MISMATCH', `no local header for ${JSON.stringify(e.name)} at ${cursor}`, { name: e.name, offset: cursor });
+      if (fixed.readUInt32LE(0) !== Z.SIG_LOCAL)
+        throw new FormatError(
+          'E_ARCHIVE_HEADER_MISMATCH',
+          `no local header for ${JSON.stringify(e.name)} at ${cursor}`,
+          { name: e.name, offset: cursor },
+        );
       const nameLen = fixed.readUInt16LE(26);
       const extraLen = fixed.readUInt16LE(28);
       const rest = await readAt(cursor + Z.LOCAL_SIZE, nameLen + extraLen);
       checkLocal(e, fixed, rest, nameLen, extraLen);
       e.dataOffset = cursor + Z.LOCAL_SIZE + nameLen + extraLen;
       cursor = e.dataOffset + e.compressedSize;
-      if (cursor > cdOffset) throw new FormatError('E_ARCHIVE_OVERLAP', `data of ${JSON.stringify(e.name)} runs into the central directory`, { name: e.name, end: cursor, cdOffset });
+      if (cursor > cdOffset)
+        throw new FormatError(
+          'E_ARCHIVE_OVERLAP',
+          `data of ${JSON.stringify(e.name)} runs into the central directory`,
+          { name: e.name, end: cursor, cdOffset },
+        );
     }
-    if (central.length === 0 && cdOffset !== 0) throw new FormatError('E_ARCHIVE_PREFIX', `${cdOffset} bytes before the central directory`, { offset: cdOffset });
-    if (cursor !== cdOffset) throw new FormatError('E_ARCHIVE_GAP', `${cdOffset - cursor} bytes between the last entry and the central directory`, { end: cursor, cdOffset });
+    if (central.length === 0 && cdOffset !== 0)
+      throw new FormatError('E_ARCHIVE_PREFIX', `${cdOffset} bytes before the central directory`, { offset: cdOffset });
+    if (cursor !== cdOffset)
+      throw new FormatError(
+        'E_ARCHIVE_GAP',
+        `${cdOffset - cursor} bytes between the last entry and the central directory`,
+        { end: cursor, cdOffset },
+      );
 
     // --- Manifest first, signatures (optional) last, nothing else reserved. ----------------------
     const manifestEntry = central.find((e) => e.name === MANIFEST_PATH);
     if (!manifestEntry) throw new FormatError('E_MANIFEST_MISSING', `no ${MANIFEST_PATH} entry`);
-    if (central[0] !== manifestEntry) throw new FormatError('E_ARCHIVE_ORDER', `${MANIFEST_PATH} must be the first entry`);
+    if (central[0] !== manifestEntry)
+      throw new FormatError('E_ARCHIVE_ORDER', `${MANIFEST_PATH} must be the first entry`);
     const sigEntry = central.find((e) => e.name === SIGNATURES_PATH);
-    if (sigEntry && central[central.length - 1] !== sigEntry) throw new FormatError('E_ARCHIVE_ORDER', `${SIGNATURES_PATH} must be the last entry`);
+    if (sigEntry && central[central.length - 1] !== sigEntry)
+      throw new FormatError('E_ARCHIVE_ORDER', `${SIGNATURES_PATH} must be the last entry`);
     for (const e of central) {
       if (e !== manifestEntry && e !== sigEntry && e.name.toLowerCase().startsWith(RESERVED_PREFIX)) {
         throw new FormatError('E_FILE_EXTRA', `unknown reserved entry ${JSON.stringify(e.name)}`, { path: e.name });
@@ -240,13 +376,21 @@ export class PackageReader implements PackageReaderLike {
       return data;
     };
     if (manifestEntry.size > LIMITS.manifestBytes) {
-      throw new FormatError('E_MANIFEST_TOO_LARGE', `manifest is ${manifestEntry.size} bytes; the limit is ${LIMITS.manifestBytes}`, { size: manifestEntry.size, limit: LIMITS.manifestBytes });
+      throw new FormatError(
+        'E_MANIFEST_TOO_LARGE',
+        `manifest is ${manifestEntry.size} bytes; the limit is ${LIMITS.manifestBytes}`,
+        { size: manifestEntry.size, limit: LIMITS.manifestBytes },
+      );
     }
     const { manifest, bytes, id } = parseManifest(await metadata(manifestEntry));
     let signaturesBytes: Buffer | null = null;
     if (sigEntry) {
       if (sigEntry.size > LIMITS.signaturesBytes) {
-        throw new SigningError('E_SIG_TOO_LARGE', `${SIGNATURES_PATH} is ${sigEntry.size} bytes; the limit is ${LIMITS.signaturesBytes}`, { size: sigEntry.size, limit: LIMITS.signaturesBytes });
+        throw new SigningError(
+          'E_SIG_TOO_LARGE',
+          `${SIGNATURES_PATH} is ${sigEntry.size} bytes; the limit is ${LIMITS.signaturesBytes}`,
+          { size: sigEntry.size, limit: LIMITS.signaturesBytes },
+        );
       }
       signaturesBytes = await metadata(sigEntry);
     }
@@ -256,15 +400,51 @@ export class PackageReader implements PackageReaderLike {
     const payload = central.filter((e) => e !== manifestEntry && e !== sigEntry);
     for (const e of payload) {
       const f = listed.get(e.name);
-      if (!f) throw new FormatError('E_FILE_EXTRA', `entry ${JSON.stringify(e.name)} is not in the manifest`, { path: e.name });
-      if (f.size !== e.size) throw new FormatError('E_FILE_SIZE', `entry ${JSON.stringify(e.name)} is ${e.size} bytes; the manifest says ${f.size}`, { path: e.name, size: e.size, expected: f.size });
+      if (!f)
+        throw new FormatError('E_FILE_EXTRA', `entry ${JSON.stringify(e.name)} is not in the manifest`, {
+          path: e.name,
+        });
+      if (f.size !== e.size)
+        throw new FormatError(
+          'E_FILE_SIZE',
+          `entry ${JSON.stringify(e.name)} is ${e.size} bytes; the manifest says ${f.size}`,
+          { path: e.name, size: e.size, expected: f.size },
+        );
     }
     const present = new Set(payload.map((e) => e.name));
-    for (const f of manifest.files) if (!present.has(f.path)) throw new FormatError('E_FILE_MISSING', `manifest lists ${JSON.stringify(f.path)} but the archive has no such entry`, { path: f.path });
+    for (const f of manifest.files)
+      if (!present.has(f.path))
+        throw new FormatError(
+          'E_FILE_MISSING',
+          `manifest lists ${JSON.stringify(f.path)} but the archive has no such entry`,
+          { path: f.path },
+        );
     checkAlignment(central, modelPaths(manifest), sigEntry);
 
-    const entries: EntryInfo[] = central.map(({ name, method, crc32: c, compressedSize, size, localHeaderOffset, dataOffset }) => ({ name, method, crc32: c, compressedSize, size, localHeaderOffset, dataOffset }));
-    return new PackageReader(path, fh, fileSize, entries, new Map(entries.map((e) => [e.name, e])), manifest, bytes, id, signaturesBytes, cdOffset, ts!);
+    const entries: EntryInfo[] = central.map(
+      ({ name, method, crc32: c, compressedSize, size, localHeaderOffset, dataOffset }) => ({
+        name,
+        method,
+        crc32: c,
+        compressedSize,
+        size,
+        localHeaderOffset,
+        dataOffset,
+      }),
+    );
+    return new PackageReader(
+      path,
+      fh,
+      fileSize,
+      entries,
+      new Map(entries.map((e) => [e.name, e])),
+      manifest,
+      bytes,
+      id,
+      signaturesBytes,
+      cdOffset,
+      ts!,
+    );
   }
 
   entry(name: string): EntryInfo | undefined {
@@ -278,7 +458,8 @@ export class PackageReader implements PackageReaderLike {
   /** Positional read of archive bytes (for copying the archive verbatim). */
   async readFrom(buf: Buffer, length: number, position: number): Promise<{ bytesRead: number }> {
     const r = await this.fh.read(buf, 0, length, position);
-    if (r.bytesRead === 0 && length > 0) throw new FormatError('E_ARCHIVE_TRUNCATED', 'package shrank after it was opened', { position });
+    if (r.bytesRead === 0 && length > 0)
+      throw new FormatError('E_ARCHIVE_TRUNCATED', 'package shrank after it was opened', { position });
     return r;
   }
 
@@ -288,7 +469,8 @@ export class PackageReader implements PackageReaderLike {
     let got = 0;
     while (got < length) {
       const { bytesRead } = await this.fh.read(b, got, length - got, e.dataOffset + offset + got);
-      if (bytesRead === 0) throw new FormatError('E_ARCHIVE_TRUNCATED', 'package shrank after it was opened', { path: e.name });
+      if (bytesRead === 0)
+        throw new FormatError('E_ARCHIVE_TRUNCATED', 'package shrank after it was opened', { path: e.name });
       got += bytesRead;
     }
     return b;
@@ -300,7 +482,12 @@ export class PackageReader implements PackageReaderLike {
    */
   async readVerified(path: string): Promise<Buffer> {
     const { e, f } = this.payload(path);
-    if (f.size > MAX_BUFFER) throw new UsageError('E_USAGE', `${JSON.stringify(path)} is ${f.size} bytes, more than one Buffer holds (${MAX_BUFFER}); stream it with streamVerified`, { path, size: f.size, limit: MAX_BUFFER });
+    if (f.size > MAX_BUFFER)
+      throw new UsageError(
+        'E_USAGE',
+        `${JSON.stringify(path)} is ${f.size} bytes, more than one Buffer holds (${MAX_BUFFER}); stream it with streamVerified`,
+        { path, size: f.size, limit: MAX_BUFFER },
+      );
     const data = entryBytes(e, await this.readRaw(e));
     const sha = createHash('sha256').update(data).digest('hex');
     if (data.length !== f.size || sha !== f.sha256) throw digestMismatch(path, f.sha256, sha);
@@ -313,10 +500,19 @@ export class PackageReader implements PackageReaderLike {
    * the SHA-256 of them all is checked after the last one, so the caller must discard everything it
    * received when this throws. Deflated entries (never model files, §2.5) inflate whole first.
    */
-  async streamVerified(path: string, sink: (chunk: Buffer) => void | Promise<void>, chunkBytes = STREAM_CHUNK): Promise<void> {
+  async streamVerified(
+    path: string,
+    sink: (chunk: Buffer) => void | Promise<void>,
+    chunkBytes = STREAM_CHUNK,
+  ): Promise<void> {
     const { e, f } = this.payload(path);
     if (e.method !== 0) return void (await sink(await this.readVerified(path)));
-    if (e.size !== f.size) throw new FormatError('E_FILE_SIZE', `entry ${JSON.stringify(path)} is ${e.size} bytes; the manifest says ${f.size}`, { path, size: e.size, expected: f.size });
+    if (e.size !== f.size)
+      throw new FormatError(
+        'E_FILE_SIZE',
+        `entry ${JSON.stringify(path)} is ${e.size} bytes; the manifest says ${f.size}`,
+        { path, size: e.size, expected: f.size },
+      );
     const h = createHash('sha256');
     const buf = Buffer.allocUnsafe(Math.max(1, Math.min(chunkBytes, e.size)));
     let n = 0;
@@ -350,12 +546,20 @@ export class PackageReader implements PackageReaderLike {
       options.onProgress?.(done, total);
     };
     const mismatch = (path: string, what: string, detail: Record<string, unknown>) =>
-      new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)}: ${what} does not match the manifest`, { path, ...detail });
+      new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)}: ${what} does not match the manifest`, {
+        path,
+        ...detail,
+      });
     // Small and deflated files are hashed here; worker threads (≈50 ms to start) only pay off for big ones.
     const SMALL = 1024 * 1024;
-    const inline = (f: (typeof this.manifest.files)[number]) => this.byName.get(f.path)!.method === 8 || f.size <= SMALL;
+    const inline = (f: (typeof this.manifest.files)[number]) =>
+      this.byName.get(f.path)!.method === 8 || f.size <= SMALL;
     const bigOnes = this.manifest.files.filter((f) => !inline(f));
-    const workers = Math.min(availableParallelism(), 8, bigOnes.reduce((n, f) => n + 1 + Math.ceil(f.blocks.length / 4), 0));
+    const workers = Math.min(
+      availableParallelism(),
+      8,
+      bigOnes.reduce((n, f) => n + 1 + Math.ceil(f.blocks.length / 4), 0),
+    );
     using pool = bigOnes.length ? new HashPool(this.fh.fd, workers) : null;
     const jobs: Promise<void>[] = [];
     // Longest sequential jobs first so they overlap with the block jobs.
@@ -370,10 +574,18 @@ export class PackageReader implements PackageReaderLike {
             const sha = createHash('sha256').update(data).digest('hex');
             if (sha !== f.sha256) throw mismatch(f.path, 'SHA-256', { expected: f.sha256, actual: sha });
             f.blocks.forEach((d, k) => {
-              const got = f.blocks.length === 1 ? sha : createHash('sha256').update(data.subarray(k * bs, (k + 1) * bs)).digest('hex');
+              const got =
+                f.blocks.length === 1
+                  ? sha
+                  : createHash('sha256')
+                      .update(data.subarray(k * bs, (k + 1) * bs))
+                      .digest('hex');
               if (got !== d) throw mismatch(f.path, `block ${k}`, { block: k, expected: d, actual: got });
             });
-            if (e.method === 0 && (crc32(data) >>> 0) !== e.crc32) throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(f.path)}: CRC-32 does not match its header`, { path: f.path });
+            if (e.method === 0 && crc32(data) >>> 0 !== e.crc32)
+              throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(f.path)}: CRC-32 does not match its header`, {
+                path: f.path,
+              });
             progress(f.size);
           })(),
         );
@@ -382,7 +594,12 @@ export class PackageReader implements PackageReaderLike {
       jobs.push(
         pool!.run({ kind: 'whole', offset: e.dataOffset, length: e.size }).then((r) => {
           if (r.sha256 !== f.sha256) throw mismatch(f.path, 'SHA-256', { expected: f.sha256, actual: r.sha256 });
-          if (r.crc32 !== e.crc32) throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(f.path)}: CRC-32 does not match its header`, { path: f.path, expected: e.crc32, actual: r.crc32 });
+          if (r.crc32 !== e.crc32)
+            throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(f.path)}: CRC-32 does not match its header`, {
+              path: f.path,
+              expected: e.crc32,
+              actual: r.crc32,
+            });
           if (f.blocks.length <= 1) progress(f.size);
         }),
       );
@@ -393,7 +610,8 @@ export class PackageReader implements PackageReaderLike {
         jobs.push(
           pool!.run({ kind: 'blocks', offset: e.dataOffset + k * bs, length, blockSize: bs }).then((r) => {
             r.digests.forEach((d, j) => {
-              if (d !== f.blocks[k + j]) throw mismatch(f.path, `block ${k + j}`, { block: k + j, expected: f.blocks[k + j], actual: d });
+              if (d !== f.blocks[k + j])
+                throw mismatch(f.path, `block ${k + j}`, { block: k + j, expected: f.blocks[k + j], actual: d });
             });
             progress(length);
           }),
@@ -402,7 +620,13 @@ export class PackageReader implements PackageReaderLike {
     }
     const results = await Promise.allSettled(jobs);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason instanceof FormatError ? failed.reason : new FormatError('E_ARCHIVE_TRUNCATED', `reading the package failed: ${String((failed.reason as Error)?.message ?? failed.reason)}`);
+    if (failed)
+      throw failed.reason instanceof FormatError
+        ? failed.reason
+        : new FormatError(
+            'E_ARCHIVE_TRUNCATED',
+            `reading the package failed: ${String((failed.reason as Error)?.message ?? failed.reason)}`,
+          );
     return { id: this.id, files: this.manifest.files.length, bytes: total, ms: performance.now() - t0 };
   }
 
@@ -414,4 +638,3 @@ export class PackageReader implements PackageReaderLike {
     await this.close();
   }
 }
-

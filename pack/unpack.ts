@@ -8,8 +8,8 @@ import { constants } from 'node:fs';
 import { lstat, mkdir, open, rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { BLOCK_SIZE } from '../spec/limits.js';
 import { FormatError, PackError } from '../spec/errors.js';
+import { BLOCK_SIZE } from '../spec/limits.js';
 import { referencedPaths } from '../spec/manifest.js';
 import type { ManifestSource } from '../spec/schema.js';
 import { writeAllAt } from './atomic.js';
@@ -25,8 +25,12 @@ export interface UnpackResult {
 
 async function ensureDir(path: string, shown: string): Promise<'created' | 'existed'> {
   const st = await lstat(path).catch(() => null);
-  if (st?.isSymbolicLink()) throw new PackError('E_UNPACK_LINK', `${shown} is a symbolic link in the destination; refusing to follow it`, { path: shown });
-  if (st && !st.isDirectory()) throw new PackError('E_UNPACK_EXISTS', `${shown} exists and is not a directory`, { path: shown });
+  if (st?.isSymbolicLink())
+    throw new PackError('E_UNPACK_LINK', `${shown} is a symbolic link in the destination; refusing to follow it`, {
+      path: shown,
+    });
+  if (st && !st.isDirectory())
+    throw new PackError('E_UNPACK_EXISTS', `${shown} exists and is not a directory`, { path: shown });
   if (st) return 'existed';
   await mkdir(path);
   return 'created';
@@ -40,7 +44,11 @@ export function sourceManifestOf(reader: PackageReader): ManifestSource {
   return include.length ? { ...rest, include } : rest;
 }
 
-export async function unpackPackage(pkgPath: string, outDir: string, onProgress?: (d: number, t: number) => void): Promise<UnpackResult> {
+export async function unpackPackage(
+  pkgPath: string,
+  outDir: string,
+  onProgress?: (d: number, t: number) => void,
+): Promise<UnpackResult> {
   await using reader = await PackageReader.open(pkgPath);
   const root = resolve(outDir);
   const createdFiles: string[] = [];
@@ -60,10 +68,22 @@ export async function unpackPackage(pkgPath: string, outDir: string, onProgress?
       }
       const target = join(root, path);
       const pre = await lstat(target).catch(() => null);
-      if (pre?.isSymbolicLink()) throw new PackError('E_UNPACK_LINK', `${path} is a symbolic link in the destination; refusing to follow it`, { path });
+      if (pre?.isSymbolicLink())
+        throw new PackError('E_UNPACK_LINK', `${path} is a symbolic link in the destination; refusing to follow it`, {
+          path,
+        });
       if (pre) throw new PackError('E_UNPACK_EXISTS', `${path} already exists in the destination`, { path });
-      const fh = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644).catch((e: NodeJS.ErrnoException) => {
-        if (e.code === 'EEXIST' || e.code === 'ELOOP') throw new PackError(e.code === 'ELOOP' ? 'E_UNPACK_LINK' : 'E_UNPACK_EXISTS', `${path} appeared in the destination while unpacking`, { path });
+      const fh = await open(
+        target,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+        0o644,
+      ).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'EEXIST' || e.code === 'ELOOP')
+          throw new PackError(
+            e.code === 'ELOOP' ? 'E_UNPACK_LINK' : 'E_UNPACK_EXISTS',
+            `${path} appeared in the destination while unpacking`,
+            { path },
+          );
         throw e;
       });
       createdFiles.push(target);
@@ -86,15 +106,28 @@ export async function unpackPackage(pkgPath: string, outDir: string, onProgress?
             h.update(part);
             crc = crc32(part, crc);
             const block = createHash('sha256').update(part).digest('hex');
-            if (block !== record.blocks[k]) throw new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)}: block ${k} does not match the manifest`, { path, block: k });
+            if (block !== record.blocks[k])
+              throw new FormatError(
+                'E_DIGEST_MISMATCH',
+                `${JSON.stringify(path)}: block ${k} does not match the manifest`,
+                { path, block: k },
+              );
             await writeAllAt(fh, part, p);
             done += part.length;
             onProgress?.(done, total);
           }
-          if ((crc >>> 0) !== e.crc32) throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(path)}: CRC-32 does not match its header`, { path });
+          if (crc >>> 0 !== e.crc32)
+            throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(path)}: CRC-32 does not match its header`, {
+              path,
+            });
         }
         const sha = h.digest('hex');
-        if (sha !== record.sha256) throw new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)} does not match its manifest digest`, { path, expected: record.sha256, actual: sha });
+        if (sha !== record.sha256)
+          throw new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)} does not match its manifest digest`, {
+            path,
+            expected: record.sha256,
+            actual: sha,
+          });
       } finally {
         await fh.close();
       }

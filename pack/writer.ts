@@ -10,7 +10,11 @@ import type { PackageReader } from './reader.js';
 import * as Z from './zip.js';
 
 /** Central directory + end records for entries laid out from offset 0 up to `cdOffset`. */
-export function encodeDirectory(entries: Z.EntryLayout[], cdOffset: number, ts: { time: number; date: number }): Buffer {
+export function encodeDirectory(
+  entries: Z.EntryLayout[],
+  cdOffset: number,
+  ts: { time: number; date: number },
+): Buffer {
   const cd = Buffer.concat(entries.map((e) => Z.encodeCentralHeader(e, ts)));
   return Buffer.concat([cd, Z.encodeEnd(entries.length, cdOffset, cd.length)]);
 }
@@ -20,12 +24,24 @@ export function encodeDirectory(entries: Z.EntryLayout[], cdOffset: number, ts: 
  * entry is `signatures` (or absent when null). Manifest and payload bytes are copied verbatim from
  * the reader's open file, so the package id cannot change.
  */
-export async function writeSignatures(reader: PackageReader, signatures: Buffer | null, outPath: string): Promise<void> {
+export async function writeSignatures(
+  reader: PackageReader,
+  signatures: Buffer | null,
+  outPath: string,
+): Promise<void> {
   const old = reader.entry(SIGNATURES_PATH);
   const payloadEnd = old ? old.localHeaderOffset : reader.centralDirectoryOffset;
   const kept: Z.EntryLayout[] = reader.entries
     .filter((e) => e.name !== SIGNATURES_PATH)
-    .map((e) => ({ name: Buffer.from(e.name, 'utf8'), method: e.method, crc32: e.crc32, compressedSize: e.compressedSize, size: e.size, localHeaderOffset: e.localHeaderOffset, padding: 0 }));
+    .map((e) => ({
+      name: Buffer.from(e.name, 'utf8'),
+      method: e.method,
+      crc32: e.crc32,
+      compressedSize: e.compressedSize,
+      size: e.size,
+      localHeaderOffset: e.localHeaderOffset,
+      padding: 0,
+    }));
   if (signatures && signatures.length === 0) throw new UsageError('E_USAGE', 'empty signatures entry');
   await writeAtomic(outPath, async (fh) => {
     const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
@@ -38,7 +54,15 @@ export async function writeSignatures(reader: PackageReader, signatures: Buffer 
     let cursor = payloadEnd;
     const all = [...kept];
     if (signatures) {
-      const sig: Z.EntryLayout = { name: Buffer.from(SIGNATURES_PATH), method: 0, crc32: crc32(signatures) >>> 0, compressedSize: signatures.length, size: signatures.length, localHeaderOffset: cursor, padding: 0 };
+      const sig: Z.EntryLayout = {
+        name: Buffer.from(SIGNATURES_PATH),
+        method: 0,
+        crc32: crc32(signatures) >>> 0,
+        compressedSize: signatures.length,
+        size: signatures.length,
+        localHeaderOffset: cursor,
+        padding: 0,
+      };
       const header = Z.encodeLocalHeader(sig, reader.dosTime);
       await writeAllAt(fh, Buffer.concat([header, signatures]), cursor);
       cursor += header.length + signatures.length;

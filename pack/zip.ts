@@ -29,10 +29,17 @@ export const EXTERNAL_ATTR = (0o100644 << 16) >>> 0;
 export const DEFAULT_DOS_TIME = { time: 0, date: (0 << 9) | (1 << 5) | 1 };
 
 /** Fixed timestamp for every entry: SOURCE_DATE_EPOCH (UTC, clamped to the DOS range) or 1980-01-01. */
-export function dosTimestamp(sourceDateEpoch: string | undefined = process.env.SOURCE_DATE_EPOCH): { time: number; date: number } {
+export function dosTimestamp(sourceDateEpoch: string | undefined = process.env.SOURCE_DATE_EPOCH): {
+  time: number;
+  date: number;
+} {
   if (sourceDateEpoch === undefined || sourceDateEpoch === '') return DEFAULT_DOS_TIME;
-  if (!/^[0-9]+$/.test(sourceDateEpoch)) throw new RangeError(`SOURCE_DATE_EPOCH must be a non-negative integer, not ${JSON.stringify(sourceDateEpoch)}`);
-  const ms = Math.min(Math.max(Number(sourceDateEpoch) * 1000, Date.UTC(1980, 0, 1)), Date.UTC(2107, 11, 31, 23, 59, 58));
+  if (!/^[0-9]+$/.test(sourceDateEpoch))
+    throw new RangeError(`SOURCE_DATE_EPOCH must be a non-negative integer, not ${JSON.stringify(sourceDateEpoch)}`);
+  const ms = Math.min(
+    Math.max(Number(sourceDateEpoch) * 1000, Date.UTC(1980, 0, 1)),
+    Date.UTC(2107, 11, 31, 23, 59, 58),
+  );
   const d = new Date(ms);
   return {
     time: (d.getUTCHours() << 11) | (d.getUTCMinutes() << 5) | (d.getUTCSeconds() >> 1),
@@ -51,7 +58,8 @@ export interface EntryLayout {
   padding: number;
 }
 
-export const needsZip64Sizes = (e: { size: number; compressedSize: number }) => e.size >= U32_MAX || e.compressedSize >= U32_MAX;
+export const needsZip64Sizes = (e: { size: number; compressedSize: number }) =>
+  e.size >= U32_MAX || e.compressedSize >= U32_MAX;
 export const needsZip64Offset = (e: { localHeaderOffset: number }) => e.localHeaderOffset >= U32_MAX;
 const versionNeeded = (zip64: boolean) => (zip64 ? 45 : 20);
 

@@ -18,22 +18,37 @@ import type { Manifest } from '../spec/schema.js';
 
 const PALETTE = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6', '#9a6324'];
 const MASK_RGB = [
-  [230, 25, 75], [60, 180, 75], [67, 99, 216], [245, 130, 49], [145, 30, 180], [66, 212, 244], [240, 50, 230], [154, 99, 36],
+  [230, 25, 75],
+  [60, 180, 75],
+  [67, 99, 216],
+  [245, 130, 49],
+  [145, 30, 180],
+  [66, 212, 244],
+  [240, 50, 230],
+  [154, 99, 36],
 ];
 const MASK_ALPHA = 110;
 
 type Pt = [number, number];
 
 const esc = (s: string) =>
-  s.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g, '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  s
+    .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g, '')
+    .replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const num = (n: number) => (Number.isFinite(n) ? Math.round(n * 100) / 100 : 0);
 const points = (q: Pt[]) => q.map(([x, y]) => `${num(x)},${num(y)}`).join(' ');
 
 function quadOf(box: unknown): Pt[] | null {
-  if (Array.isArray(box) && box.length === 4 && box.every((p) => Array.isArray(p) && p.length === 2)) return box as Pt[];
+  if (Array.isArray(box) && box.length === 4 && box.every((p) => Array.isArray(p) && p.length === 2))
+    return box as Pt[];
   if (Array.isArray(box) && box.length === 4 && box.every((v) => typeof v === 'number')) {
     const [x1, y1, x2, y2] = box as number[];
-    return [[x1, y1], [x2, y1], [x2, y2], [x1, y2]];
+    return [
+      [x1, y1],
+      [x2, y1],
+      [x2, y2],
+      [x1, y2],
+    ];
   }
   return null;
 }
@@ -62,8 +77,10 @@ function svgFor(manifest: Manifest, outputs: Record<string, unknown>, width: num
         const q = quadOf(b.box);
         if (!q) continue;
         const color = PALETTE[(b.class ?? 0) % PALETTE.length];
-        const tag = `${b.label ?? (b.class !== undefined ? String(b.class) : '')} ${typeof b.score === 'number' ? b.score.toFixed(2) : ''}`.trim();
-        const x = Math.min(...q.map((p) => p[0])), y = Math.min(...q.map((p) => p[1]));
+        const tag =
+          `${b.label ?? (b.class !== undefined ? String(b.class) : '')} ${typeof b.score === 'number' ? b.score.toFixed(2) : ''}`.trim();
+        const x = Math.min(...q.map((p) => p[0])),
+          y = Math.min(...q.map((p) => p[1]));
         const font = Math.max(9, Math.min(16, Math.round(Math.min(width, height) / 40)));
         const label = tag
           ? `<rect x="${num(x)}" y="${num(y)}" width="${num(tag.length * font * 0.62 + 4)}" height="${font + 4}" fill="${color}"/>` +
@@ -76,7 +93,8 @@ function svgFor(manifest: Manifest, outputs: Record<string, unknown>, width: num
         const q = quadOf(l.box);
         if (!q) continue;
         const [tl, tr, , bl] = q;
-        const len = Math.hypot(tr[0] - tl[0], tr[1] - tl[1]), h = Math.hypot(bl[0] - tl[0], bl[1] - tl[1]);
+        const len = Math.hypot(tr[0] - tl[0], tr[1] - tl[1]),
+          h = Math.hypot(bl[0] - tl[0], bl[1] - tl[1]);
         const deg = (Math.atan2(tr[1] - tl[1], tr[0] - tl[0]) * 180) / Math.PI;
         const text = esc(l.text ?? '');
         // librsvg ignores textLength: size the font so the line fits (DejaVu Sans averages ~0.6 em a glyph).
@@ -92,7 +110,10 @@ function svgFor(manifest: Manifest, outputs: Record<string, unknown>, width: num
 }
 
 /** The masks among the outputs as one RGBA layer of the image's size (null when there are none). */
-function maskLayer(manifest: Manifest, outputs: Record<string, unknown>): { data: Buffer; width: number; height: number } | null {
+function maskLayer(
+  manifest: Manifest,
+  outputs: Record<string, unknown>,
+): { data: Buffer; width: number; height: number } | null {
   for (const spec of manifest.outputs) {
     const m = outputs[spec.name] as { width?: number; height?: number; data?: ArrayLike<number> } | undefined;
     if (spec.type !== 'mask' || !m?.data || !m.width || !m.height || m.data.length !== m.width * m.height) continue;
@@ -112,28 +133,46 @@ function maskLayer(manifest: Manifest, outputs: Record<string, unknown>): { data
 }
 
 /** PNG bytes of `image` (a path or encoded bytes; EXIF orientation applied, as the pipeline does) with `outputs` drawn on it. */
-export async function annotate(image: string | Buffer, manifest: Manifest, outputs: Record<string, unknown>): Promise<Buffer> {
+export async function annotate(
+  image: string | Buffer,
+  manifest: Manifest,
+  outputs: Record<string, unknown>,
+): Promise<Buffer> {
   const { default: sharp } = await import('sharp');
-  const { data, info } = await sharp(image, { failOn: 'error' }).autoOrient().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  const { data, info } = await sharp(image, { failOn: 'error' })
+    .autoOrient()
+    .toColourspace('srgb')
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   const layers: { input: Buffer; raw?: { width: number; height: number; channels: 4 } }[] = [];
   const mask = maskLayer(manifest, outputs);
   if (mask) {
     const fit =
       mask.width === info.width && mask.height === info.height
         ? mask.data
-        : await sharp(mask.data, { raw: { width: mask.width, height: mask.height, channels: 4 } }).resize(info.width, info.height, { kernel: 'nearest' }).raw().toBuffer();
+        : await sharp(mask.data, { raw: { width: mask.width, height: mask.height, channels: 4 } })
+            .resize(info.width, info.height, { kernel: 'nearest' })
+            .raw()
+            .toBuffer();
     layers.push({ input: fit, raw: { width: info.width, height: info.height, channels: 4 } });
   }
   layers.push({ input: Buffer.from(svgFor(manifest, outputs, info.width, info.height)) });
-  const drawn = await sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } }).composite(layers).raw().toBuffer({ resolveWithObject: true });
+  const drawn = await sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } })
+    .composite(layers)
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   // Composing adds an alpha channel; an opaque input stays opaque (and smaller).
-  const out = sharp(drawn.data, { raw: { width: drawn.info.width, height: drawn.info.height, channels: drawn.info.channels } });
+  const out = sharp(drawn.data, {
+    raw: { width: drawn.info.width, height: drawn.info.height, channels: drawn.info.channels },
+  });
   return (info.channels === 4 || info.channels === 2 ? out : out.removeAlpha()).png().toBuffer();
 }
 
 /** The real path of `p`, or of its folder joined with its name when it does not exist yet. */
 async function canonical(p: string): Promise<string> {
-  return realpath(p).catch(async () => join(await realpath(dirname(resolve(p))).catch(() => dirname(resolve(p))), basename(p)));
+  return realpath(p).catch(async () =>
+    join(await realpath(dirname(resolve(p))).catch(() => dirname(resolve(p))), basename(p)),
+  );
 }
 
 /**
@@ -143,7 +182,8 @@ async function canonical(p: string): Promise<string> {
 export async function writeAnnotation(dest: string, png: Buffer, inputs: readonly string[]): Promise<void> {
   const target = await canonical(dest);
   for (const i of inputs) {
-    if ((await canonical(i)) === target) throw new UsageError('E_USAGE', `--annotate would overwrite the input ${i}`, { input: i, annotate: dest });
+    if ((await canonical(i)) === target)
+      throw new UsageError('E_USAGE', `--annotate would overwrite the input ${i}`, { input: i, annotate: dest });
   }
   const tmp = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {

@@ -1,6 +1,7 @@
 /** Renders a selection: a table for people, a stable JSON document for machines. */
-import type { ArchMatch, PrecisionPolicy, Reason } from './select-rules.js';
+
 import type { Selection, VariantStatus, VariantVerdict } from './select.js';
+import type { ArchMatch, PrecisionPolicy, Reason } from './select-rules.js';
 
 export interface ExplainVariantJson {
   id: string;
@@ -28,7 +29,15 @@ function variantJson(v: VariantVerdict): ExplainVariantJson {
     rank: v.rank ?? null,
     runtime: v.variant.runtime,
     precision: v.variant.precision,
-    device: v.device ? { kind: v.device.kind, vendor: v.device.vendor, name: v.device.name, arch: v.device.arch ?? null, match: v.device.match } : null,
+    device: v.device
+      ? {
+          kind: v.device.kind,
+          vendor: v.device.vendor,
+          name: v.device.name,
+          arch: v.device.arch ?? null,
+          match: v.device.match,
+        }
+      : null,
     providers: v.providers ?? null,
     reasons: v.reasons,
     notes: v.notes,
@@ -40,7 +49,12 @@ export function selectionJson(s: Selection): ExplainJson {
     host: s.host,
     backends: s.backends,
     policy: s.policy,
-    models: s.models.map((m) => ({ model: m.model, forced: m.forced ?? null, chosen: m.chosen?.variant.id ?? null, variants: m.variants.map(variantJson) })),
+    models: s.models.map((m) => ({
+      model: m.model,
+      forced: m.forced ?? null,
+      chosen: m.chosen?.variant.id ?? null,
+      variants: m.variants.map(variantJson),
+    })),
   };
 }
 
@@ -54,10 +68,19 @@ export function selectionJson(s: Selection): ExplainJson {
 export function renderSelection(s: Selection): string {
   const out = [`host: ${s.host}`, `backends: ${s.backends.join(', ') || 'none'}`];
   for (const m of s.models) {
-    out.push('', `model ${m.model}${m.forced ? ` (forced: ${m.forced})` : ''}: ${m.chosen ? `runs ${m.chosen.variant.id}` : 'NO VARIANT CAN RUN HERE'}`);
+    out.push(
+      '',
+      `model ${m.model}${m.forced ? ` (forced: ${m.forced})` : ''}: ${m.chosen ? `runs ${m.chosen.variant.id}` : 'NO VARIANT CAN RUN HERE'}`,
+    );
     const rows = m.variants.map((v) => {
       const why = v.status === 'rejected' ? v.reasons.map((r) => `${r.code}: ${r.message}`) : [v.notes.join('; ')];
-      return [v.status === 'rejected' ? 'rejected' : `${v.status} #${v.rank}`, v.variant.id, v.variant.runtime, v.variant.precision, why] as const;
+      return [
+        v.status === 'rejected' ? 'rejected' : `${v.status} #${v.rank}`,
+        v.variant.id,
+        v.variant.runtime,
+        v.variant.precision,
+        why,
+      ] as const;
     });
     const head = ['STATUS', 'VARIANT', 'RUNTIME', 'PRECISION'];
     const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));

@@ -47,8 +47,18 @@ export const CUDA_PROVIDER: ProviderPackage = {
   platform: 'linux',
   arch: 'x64',
   files: [
-    { entry: 'package/Plugins/Linux/x64/libonnxruntime_providers_shared.so', name: 'libonnxruntime_providers_shared.so', sha256: 'c6a12593396095f5670160e284c35d1700b7708cf3037b7042e2a5200ccae772', size: 14632 },
-    { entry: 'package/Plugins/Linux/x64/libonnxruntime_providers_cuda.so', name: 'libonnxruntime_providers_cuda.so', sha256: '56cf3254b118ad837ccc4ed8f6d1b23504bbf7ef91b34cbc0b289cb7f10b3037', size: 229780440 },
+    {
+      entry: 'package/Plugins/Linux/x64/libonnxruntime_providers_shared.so',
+      name: 'libonnxruntime_providers_shared.so',
+      sha256: 'c6a12593396095f5670160e284c35d1700b7708cf3037b7042e2a5200ccae772',
+      size: 14632,
+    },
+    {
+      entry: 'package/Plugins/Linux/x64/libonnxruntime_providers_cuda.so',
+      name: 'libonnxruntime_providers_cuda.so',
+      sha256: '56cf3254b118ad837ccc4ed8f6d1b23504bbf7ef91b34cbc0b289cb7f10b3037',
+      size: 229780440,
+    },
   ],
 };
 
@@ -81,13 +91,29 @@ export async function sha256File(path: string): Promise<string> {
 /** Runs `npm pack <spec>` into `dir` and returns the tarball's path. */
 export async function npmPack(spec: string, dir: string): Promise<string> {
   const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn(process.platform === 'win32' ? 'npm.cmd' : 'npm', ['pack', spec, '--silent', '--pack-destination', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.platform === 'win32' ? 'npm.cmd' : 'npm',
+      ['pack', spec, '--silent', '--pack-destination', dir],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (e) => reject(new RunnerError('E_GPU_FETCH', `cannot run npm to fetch ${spec}: ${e.message}`, { spec }, { cause: e })));
-    child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new RunnerError('E_GPU_FETCH', `npm pack ${spec} failed (exit ${code}): ${stderr.trim().split('\n').slice(-2).join(' ')}`, { spec, exitCode: code }))));
+    child.on('error', (e) =>
+      reject(new RunnerError('E_GPU_FETCH', `cannot run npm to fetch ${spec}: ${e.message}`, { spec }, { cause: e })),
+    );
+    child.on('close', (code) =>
+      code === 0
+        ? resolve(stdout)
+        : reject(
+            new RunnerError(
+              'E_GPU_FETCH',
+              `npm pack ${spec} failed (exit ${code}): ${stderr.trim().split('\n').slice(-2).join(' ')}`,
+              { spec, exitCode: code },
+            ),
+          ),
+    );
   });
   const named = out.trim().split('\n').pop()?.trim();
   const files = (await readdir(dir)).filter((f) => f.endsWith('.tgz'));
@@ -136,21 +162,40 @@ export async function installGpuProviders(options: InstallOptions = {}): Promise
   const arch = options.arch ?? process.arch;
   const log = options.log ?? (() => {});
   if (platform !== pkg.platform || arch !== pkg.arch) {
-    throw new RunnerError('E_GPU_PLATFORM', `${pkg.spec} has provider libraries for ${pkg.platform}-${pkg.arch} only; this is ${platform}-${arch}`, { platform, arch, supported: `${pkg.platform}-${pkg.arch}` });
+    throw new RunnerError(
+      'E_GPU_PLATFORM',
+      `${pkg.spec} has provider libraries for ${pkg.platform}-${pkg.arch} only; this is ${platform}-${arch}`,
+      { platform, arch, supported: `${pkg.platform}-${pkg.arch}` },
+    );
   }
   let binding: OrtBinding;
   try {
     binding = options.binding ?? ortBinding();
   } catch (e) {
-    throw new RunnerError('E_GPU_RUNTIME_VERSION', `onnxruntime-node is not installed: ${(e as Error).message.split('\n')[0]}`, { wanted: pkg.ortVersion }, { cause: e });
+    throw new RunnerError(
+      'E_GPU_RUNTIME_VERSION',
+      `onnxruntime-node is not installed: ${(e as Error).message.split('\n')[0]}`,
+      { wanted: pkg.ortVersion },
+      { cause: e },
+    );
   }
   if (binding.version !== pkg.ortVersion) {
-    throw new RunnerError('E_GPU_RUNTIME_VERSION', `the CUDA provider of ${pkg.spec} is built for onnxruntime ${pkg.ortVersion}; the installed onnxruntime-node is ${binding.version} (install onnxruntime-node@${pkg.ortVersion})`, { wanted: pkg.ortVersion, installed: binding.version });
+    throw new RunnerError(
+      'E_GPU_RUNTIME_VERSION',
+      `the CUDA provider of ${pkg.spec} is built for onnxruntime ${pkg.ortVersion}; the installed onnxruntime-node is ${binding.version} (install onnxruntime-node@${pkg.ortVersion})`,
+      { wanted: pkg.ortVersion, installed: binding.version },
+    );
   }
-  if (!existsSync(binding.dir)) throw new RunnerError('E_GPU_PLACE', `onnxruntime-node has no binding folder ${binding.dir}`, { dir: binding.dir });
+  if (!existsSync(binding.dir))
+    throw new RunnerError('E_GPU_PLACE', `onnxruntime-node has no binding folder ${binding.dir}`, { dir: binding.dir });
 
   const present = await Promise.all(pkg.files.map((f) => inPlace(binding.dir, f)));
-  const files: InstallResult['files'] = pkg.files.map((f, i) => ({ name: f.name, sha256: f.sha256, size: f.size, action: present[i] ? 'present' : 'installed' }));
+  const files: InstallResult['files'] = pkg.files.map((f, i) => ({
+    name: f.name,
+    sha256: f.sha256,
+    size: f.size,
+    action: present[i] ? 'present' : 'installed',
+  }));
   if (present.every(Boolean)) return { dir: binding.dir, ortVersion: binding.version, files };
 
   const work = await mkdtemp(join(tmpdir(), 'xpkg-gpu-'));
@@ -161,10 +206,19 @@ export async function installGpuProviders(options: InstallOptions = {}): Promise
       tarball = await npmPack(pkg.spec, work);
     }
     const tarballSha256 = await sha256File(tarball).catch((e: unknown) => {
-      throw new RunnerError('E_GPU_FETCH', `cannot read ${tarball}: ${(e as Error).message}`, { file: tarball }, { cause: e });
+      throw new RunnerError(
+        'E_GPU_FETCH',
+        `cannot read ${tarball}: ${(e as Error).message}`,
+        { file: tarball },
+        { cause: e },
+      );
     });
     if (tarballSha256 !== pkg.tarballSha256) {
-      throw new RunnerError('E_GPU_DIGEST', `${pkg.spec}: the tarball's sha256 is ${tarballSha256}, not the pinned ${pkg.tarballSha256}`, { file: tarball, expected: pkg.tarballSha256, actual: tarballSha256 });
+      throw new RunnerError(
+        'E_GPU_DIGEST',
+        `${pkg.spec}: the tarball's sha256 is ${tarballSha256}, not the pinned ${pkg.tarballSha256}`,
+        { file: tarball, expected: pkg.tarballSha256, actual: tarballSha256 },
+      );
     }
     const wanted = new Set(pkg.files.map((f) => f.entry));
     const out = join(work, 'x');
@@ -174,14 +228,24 @@ export async function installGpuProviders(options: InstallOptions = {}): Promise
     try {
       await tar.x({ file: tarball, cwd: out, filter: (p) => wanted.has(p.replace(/^\.\//, '')), strict: true });
     } catch (e) {
-      throw new RunnerError('E_GPU_FETCH', `cannot unpack ${tarball}: ${(e as Error).message}`, { file: tarball }, { cause: e });
+      throw new RunnerError(
+        'E_GPU_FETCH',
+        `cannot unpack ${tarball}: ${(e as Error).message}`,
+        { file: tarball },
+        { cause: e },
+      );
     }
     // every library is checked before any is placed
     for (const f of pkg.files) {
       const p = join(out, f.entry);
       if (!existsSync(p)) throw new RunnerError('E_GPU_DIGEST', `${pkg.spec} has no ${f.entry}`, { entry: f.entry });
       const sha = await sha256File(p);
-      if (sha !== f.sha256) throw new RunnerError('E_GPU_DIGEST', `${f.entry}: sha256 ${sha}, not the pinned ${f.sha256}`, { entry: f.entry, expected: f.sha256, actual: sha });
+      if (sha !== f.sha256)
+        throw new RunnerError('E_GPU_DIGEST', `${f.entry}: sha256 ${sha}, not the pinned ${f.sha256}`, {
+          entry: f.entry,
+          expected: f.sha256,
+          actual: sha,
+        });
     }
     for (const [i, f] of pkg.files.entries()) {
       if (present[i]) continue;
@@ -193,7 +257,12 @@ export async function installGpuProviders(options: InstallOptions = {}): Promise
         await rename(temp, dest);
       } catch (e) {
         await rm(temp, { force: true }).catch(() => {});
-        throw new RunnerError('E_GPU_PLACE', `cannot write ${dest}: ${(e as Error).message}`, { file: dest }, { cause: e });
+        throw new RunnerError(
+          'E_GPU_PLACE',
+          `cannot write ${dest}: ${(e as Error).message}`,
+          { file: dest },
+          { cause: e },
+        );
       }
       log(`placed ${dest}`);
     }

@@ -76,7 +76,8 @@ export const MIN_CUDA_DRIVER = 580;
  */
 export function ldCacheNames(bytes: Buffer): string[] {
   const out = new Set<string>();
-  for (const m of bytes.toString('latin1').matchAll(/(?:^|\0|\/)(lib[A-Za-z0-9_.+-]+\.so(?:\.[0-9.]+)?)(?=\0)/g)) out.add(m[1]);
+  for (const m of bytes.toString('latin1').matchAll(/(?:^|\0|\/)(lib[A-Za-z0-9_.+-]+\.so(?:\.[0-9.]+)?)(?=\0)/g))
+    out.add(m[1]);
   return [...out];
 }
 
@@ -109,7 +110,8 @@ export async function probeAccelEnv(options: ProbeOptions = {}): Promise<AccelEn
   const version = await readText(at('proc/driver/nvidia/version'));
   const nvidiaDriver = version.ok ? (parseNvidiaVersion(version.value) ?? 'unknown') : null;
   const vulkanIcds: string[] = [];
-  for (const d of ['usr/share/vulkan/icd.d', 'etc/vulkan/icd.d', 'usr/local/share/vulkan/icd.d']) for (const f of await listDir(at(d))) if (f.endsWith('.json')) vulkanIcds.push(join('/', d, f));
+  for (const d of ['usr/share/vulkan/icd.d', 'etc/vulkan/icd.d', 'usr/local/share/vulkan/icd.d'])
+    for (const f of await listDir(at(d))) if (f.endsWith('.json')) vulkanIcds.push(join('/', d, f));
   const deviceNodes = [
     ...(await listDir(at('dev/dri'))).filter((n) => n.startsWith('renderD')).map((n) => `/dev/dri/${n}`),
     ...(existsSync(at('dev/nvidia0')) ? ['/dev/nvidia0'] : []),
@@ -142,25 +144,56 @@ export function checkCuda(env: AccelEnv): AccelCheck {
   const reasons: AccelReason[] = [];
   const pkg = CUDA_PROVIDER;
   if (env.platform !== pkg.platform || env.arch !== pkg.arch) {
-    reasons.push({ code: 'platform', message: `the CUDA provider xpkg installs is built for ${pkg.platform}-${pkg.arch}; this is ${env.platform}-${env.arch}` });
+    reasons.push({
+      code: 'platform',
+      message: `the CUDA provider xpkg installs is built for ${pkg.platform}-${pkg.arch}; this is ${env.platform}-${env.arch}`,
+    });
     return { provider: 'cuda', usable: false, reasons };
   }
   const libs = pkg.files.map((f) => f.name);
   const absent = libs.filter((n) => !env.bindingFiles.includes(n));
-  if (absent.length) reasons.push({ code: 'provider-libraries', message: `${absent.join(' and ')} not installed beside onnxruntime-node's binding${env.binding ? ` (${env.binding.dir})` : ''}; run \`xpkg gpu install\``, missing: absent });
+  if (absent.length)
+    reasons.push({
+      code: 'provider-libraries',
+      message: `${absent.join(' and ')} not installed beside onnxruntime-node's binding${env.binding ? ` (${env.binding.dir})` : ''}; run \`xpkg gpu install\``,
+      missing: absent,
+    });
   else if (env.binding && env.binding.version !== pkg.ortVersion) {
-    reasons.push({ code: 'provider-version', message: `the provider libraries are built for onnxruntime ${pkg.ortVersion}; onnxruntime-node here is ${env.binding.version}` });
+    reasons.push({
+      code: 'provider-version',
+      message: `the provider libraries are built for onnxruntime ${pkg.ortVersion}; onnxruntime-node here is ${env.binding.version}`,
+    });
   }
-  if (env.nvidiaDriver === null) reasons.push({ code: 'no-driver', message: 'no NVIDIA driver loaded (/proc/driver/nvidia/version absent)' });
+  if (env.nvidiaDriver === null)
+    reasons.push({ code: 'no-driver', message: 'no NVIDIA driver loaded (/proc/driver/nvidia/version absent)' });
   else {
     const major = Number.parseInt(env.nvidiaDriver, 10);
-    if (Number.isFinite(major) && major < MIN_CUDA_DRIVER) reasons.push({ code: 'driver-too-old', message: `NVIDIA driver ${env.nvidiaDriver} is older than ${MIN_CUDA_DRIVER}, the first that runs CUDA 13` });
-    else if (!env.libraries.has('libcuda.so.1')) reasons.push({ code: 'no-libcuda', message: `the NVIDIA driver's libcuda.so.1 is not on the loader path (${env.searched} places searched)`, missing: ['libcuda.so.1'] });
+    if (Number.isFinite(major) && major < MIN_CUDA_DRIVER)
+      reasons.push({
+        code: 'driver-too-old',
+        message: `NVIDIA driver ${env.nvidiaDriver} is older than ${MIN_CUDA_DRIVER}, the first that runs CUDA 13`,
+      });
+    else if (!env.libraries.has('libcuda.so.1'))
+      reasons.push({
+        code: 'no-libcuda',
+        message: `the NVIDIA driver's libcuda.so.1 is not on the loader path (${env.searched} places searched)`,
+        missing: ['libcuda.so.1'],
+      });
   }
   const rt = missingOf(env, CUDA_RUNTIME_SONAMES);
-  if (rt.length) reasons.push({ code: 'cuda-runtime', message: `CUDA 13 runtime libraries missing: ${rt.join(', ')} (${env.searched} places searched; add the CUDA lib folder to LD_LIBRARY_PATH)`, missing: rt });
+  if (rt.length)
+    reasons.push({
+      code: 'cuda-runtime',
+      message: `CUDA 13 runtime libraries missing: ${rt.join(', ')} (${env.searched} places searched; add the CUDA lib folder to LD_LIBRARY_PATH)`,
+      missing: rt,
+    });
   const dnn = missingOf(env, CUDNN_SONAMES);
-  if (dnn.length) reasons.push({ code: 'cudnn', message: `cuDNN 9 missing: ${dnn.join(', ')} (${env.searched} places searched)`, missing: dnn });
+  if (dnn.length)
+    reasons.push({
+      code: 'cudnn',
+      message: `cuDNN 9 missing: ${dnn.join(', ')} (${env.searched} places searched)`,
+      missing: dnn,
+    });
   return { provider: 'cuda', usable: !reasons.length, reasons };
 }
 
@@ -168,9 +201,19 @@ export function checkCuda(env: AccelEnv): AccelCheck {
 export function checkWebgpu(env: AccelEnv): AccelCheck {
   const reasons: AccelReason[] = [];
   if (env.platform === 'linux') {
-    if (!env.libraries.has('libvulkan.so.1')) reasons.push({ code: 'no-vulkan', message: `no Vulkan loader (libvulkan.so.1; Debian: libvulkan1) in ${env.searched} places searched`, missing: ['libvulkan.so.1'] });
-    if (!env.vulkanIcds.length) reasons.push({ code: 'no-vulkan-driver', message: 'no Vulkan driver manifest in /usr/share/vulkan/icd.d, /etc/vulkan/icd.d' });
-    if (!env.deviceNodes.length) reasons.push({ code: 'no-gpu-device', message: 'no GPU device node (/dev/dri/renderD*, /dev/nvidia0)' });
+    if (!env.libraries.has('libvulkan.so.1'))
+      reasons.push({
+        code: 'no-vulkan',
+        message: `no Vulkan loader (libvulkan.so.1; Debian: libvulkan1) in ${env.searched} places searched`,
+        missing: ['libvulkan.so.1'],
+      });
+    if (!env.vulkanIcds.length)
+      reasons.push({
+        code: 'no-vulkan-driver',
+        message: 'no Vulkan driver manifest in /usr/share/vulkan/icd.d, /etc/vulkan/icd.d',
+      });
+    if (!env.deviceNodes.length)
+      reasons.push({ code: 'no-gpu-device', message: 'no GPU device node (/dev/dri/renderD*, /dev/nvidia0)' });
   }
   return { provider: 'webgpu', usable: !reasons.length, reasons };
 }
@@ -180,7 +223,14 @@ export function checkWebgpu(env: AccelEnv): AccelCheck {
  * then not tried. The others come from scanning the loader's path, which can miss what the loader
  * would find (RPATHs, nested ld.so.conf): the provider is tried, and they explain a failure.
  */
-export const BLOCKING: readonly AccelReasonCode[] = ['platform', 'provider-libraries', 'provider-version', 'no-driver', 'no-vulkan', 'no-gpu-device'];
+export const BLOCKING: readonly AccelReasonCode[] = [
+  'platform',
+  'provider-libraries',
+  'provider-version',
+  'no-driver',
+  'no-vulkan',
+  'no-gpu-device',
+];
 
 /** Both checks, for `xpkg host` and the backend's pre-check. */
 export function checkAccel(env: AccelEnv): Record<AccelProvider, AccelCheck> {

@@ -38,7 +38,10 @@ export const INT8_DOT_FEATURES = ['avx512_vnni', 'avx_vnni', 'amx_int8', 'dotpro
 export function normaliseFeatures(raw: Iterable<string>): string[] {
   const out = new Set<string>();
   for (const r of raw) {
-    const f = r.trim().toLowerCase().replace(/[.\s-]+/g, '_');
+    const f = r
+      .trim()
+      .toLowerCase()
+      .replace(/[.\s-]+/g, '_');
     if (!/^[a-z0-9_.]{1,64}$/.test(f)) continue;
     out.add(f);
     const alias = ALIASES[f];
@@ -49,11 +52,30 @@ export function normaliseFeatures(raw: Iterable<string>): string[] {
 
 /** Arm's own core names by MIDR part number (implementer 0x41). */
 const ARM_PARTS: Record<string, string> = {
-  '0xd03': 'Cortex-A53', '0xd04': 'Cortex-A35', '0xd05': 'Cortex-A55', '0xd07': 'Cortex-A57', '0xd08': 'Cortex-A72',
-  '0xd09': 'Cortex-A73', '0xd0a': 'Cortex-A75', '0xd0b': 'Cortex-A76', '0xd0c': 'Neoverse-N1', '0xd0d': 'Cortex-A77',
-  '0xd40': 'Neoverse-V1', '0xd41': 'Cortex-A78', '0xd42': 'Cortex-A78AE', '0xd44': 'Cortex-X1', '0xd46': 'Cortex-A510',
-  '0xd47': 'Cortex-A710', '0xd48': 'Cortex-X2', '0xd49': 'Neoverse-N2', '0xd4d': 'Cortex-A715', '0xd4e': 'Cortex-X3',
-  '0xd4f': 'Neoverse-V2', '0xd80': 'Cortex-A520', '0xd81': 'Cortex-A720', '0xd82': 'Cortex-X4',
+  '0xd03': 'Cortex-A53',
+  '0xd04': 'Cortex-A35',
+  '0xd05': 'Cortex-A55',
+  '0xd07': 'Cortex-A57',
+  '0xd08': 'Cortex-A72',
+  '0xd09': 'Cortex-A73',
+  '0xd0a': 'Cortex-A75',
+  '0xd0b': 'Cortex-A76',
+  '0xd0c': 'Neoverse-N1',
+  '0xd0d': 'Cortex-A77',
+  '0xd40': 'Neoverse-V1',
+  '0xd41': 'Cortex-A78',
+  '0xd42': 'Cortex-A78AE',
+  '0xd44': 'Cortex-X1',
+  '0xd46': 'Cortex-A510',
+  '0xd47': 'Cortex-A710',
+  '0xd48': 'Cortex-X2',
+  '0xd49': 'Neoverse-N2',
+  '0xd4d': 'Cortex-A715',
+  '0xd4e': 'Cortex-X3',
+  '0xd4f': 'Neoverse-V2',
+  '0xd80': 'Cortex-A520',
+  '0xd81': 'Cortex-A720',
+  '0xd82': 'Cortex-X4',
 };
 
 /** Parses /proc/cpuinfo text (x86 and Arm layouts). */
@@ -66,12 +88,17 @@ export function parseCpuinfo(text: string): CpuInfo {
     }
     return m;
   });
-  const procs = blocks.filter((b) => b.has('processor') && (b.has('flags') || b.has('features') || b.has('model name') || b.has('cpu part')));
+  const procs = blocks.filter(
+    (b) => b.has('processor') && (b.has('flags') || b.has('features') || b.has('model name') || b.has('cpu part')),
+  );
   const features = new Set<string>();
-  for (const b of procs) for (const f of (b.get('flags') ?? b.get('features') ?? '').split(/\s+/)) if (f) features.add(f);
+  for (const b of procs)
+    for (const f of (b.get('flags') ?? b.get('features') ?? '').split(/\s+/)) if (f) features.add(f);
   const logical = Math.max(1, procs.length);
 
-  const cores = new Set(procs.filter((b) => b.has('core id')).map((b) => `${b.get('physical id') ?? 0}/${b.get('core id')}`));
+  const cores = new Set(
+    procs.filter((b) => b.has('core id')).map((b) => `${b.get('physical id') ?? 0}/${b.get('core id')}`),
+  );
   let physical = cores.size || logical;
   if (!cores.size && procs[0]?.has('cpu cores')) {
     const packages = new Set(procs.map((b) => b.get('physical id') ?? '0')).size;
@@ -93,7 +120,12 @@ export function parseCpuinfo(text: string): CpuInfo {
   }
   const hardware = blocks.map((b) => b.get('hardware')).find(Boolean);
   if (!model) model = hardware ?? 'unknown';
-  return { model, logicalCores: logical, physicalCores: Math.min(physical, logical), features: normaliseFeatures(features) };
+  return {
+    model,
+    logicalCores: logical,
+    physicalCores: Math.min(physical, logical),
+    features: normaliseFeatures(features),
+  };
 }
 
 /** Parses `sysctl hw machdep.cpu` output (macOS). */
@@ -105,7 +137,13 @@ export function parseSysctl(text: string): CpuInfo & { memoryBytes?: number } {
   }
   const raw: string[] = [];
   for (const [k, v] of kv) {
-    if (k.startsWith('hw.optional.') && v.trim() === '1') raw.push(k.slice('hw.optional.'.length).replace(/^arm\./, '').replace(/^FEAT_/, ''));
+    if (k.startsWith('hw.optional.') && v.trim() === '1')
+      raw.push(
+        k
+          .slice('hw.optional.'.length)
+          .replace(/^arm\./, '')
+          .replace(/^FEAT_/, ''),
+      );
   }
   for (const k of ['machdep.cpu.features', 'machdep.cpu.leaf7_features', 'machdep.cpu.extfeatures']) {
     for (const f of (kv.get(k) ?? '').split(/\s+/)) if (f) raw.push(f);
@@ -142,7 +180,8 @@ export async function detectCpu(): Promise<{ cpu: CpuInfo; memoryMiB: number; no
     if (cpu.model === 'unknown') cpu.model = fromNode().model;
     // Arm boards name the SoC in the device tree, not in cpuinfo
     const dt = await readText('/proc/device-tree/model');
-    if (dt.ok && process.arch !== 'x64' && process.arch !== 'ia32') cpu.model = `${cpu.model} (${dt.value.replace(/\0/g, '').trim()})`;
+    if (dt.ok && process.arch !== 'x64' && process.arch !== 'ia32')
+      cpu.model = `${cpu.model} (${dt.value.replace(/\0/g, '').trim()})`;
   } else if (process.platform === 'darwin') {
     const r = await runTool('sysctl', ['hw', 'machdep.cpu']);
     if (r.ok) {
@@ -157,7 +196,8 @@ export async function detectCpu(): Promise<{ cpu: CpuInfo; memoryMiB: number; no
     cpu = fromNode();
     notDetected.push({ what: 'cpu features', reason: `no feature source implemented for ${process.platform}` });
   }
-  if (!cpu.features.length && !notDetected.some((n) => n.what === 'cpu features')) notDetected.push({ what: 'cpu features', reason: 'the CPU reported none' });
+  if (!cpu.features.length && !notDetected.some((n) => n.what === 'cpu features'))
+    notDetected.push({ what: 'cpu features', reason: 'the CPU reported none' });
   return { cpu, memoryMiB, notDetected };
 }
 

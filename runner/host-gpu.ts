@@ -24,7 +24,11 @@ export function parseNvidiaInformation(text: string): NvidiaProcGpu | null {
   }
   const name = kv.get('model');
   if (!name) return null;
-  return { name, ...(kv.get('bus location') ? { busId: kv.get('bus location') } : {}), ...(kv.get('gpu uuid') ? { uuid: kv.get('gpu uuid') } : {}) };
+  return {
+    name,
+    ...(kv.get('bus location') ? { busId: kv.get('bus location') } : {}),
+    ...(kv.get('gpu uuid') ? { uuid: kv.get('gpu uuid') } : {}),
+  };
 }
 
 /** Driver version from /proc/driver/nvidia/version ("NVRM version: … Kernel Module  550.54.14  …"). */
@@ -48,11 +52,22 @@ export const SMI_QUERY = ['name', 'compute_cap', 'memory.total', 'driver_version
  * with other columns still parses); without one, the order above is assumed.
  */
 export function parseNvidiaSmiCsv(text: string): SmiGpu[] {
-  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+  const lines = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter(Boolean);
   if (!lines.length) return [];
   let cols = SMI_QUERY;
   if (/\bname\b/i.test(lines[0]) && /driver_version|memory\.total/i.test(lines[0])) {
-    cols = lines.shift()!.split(',').map((c) => c.trim().toLowerCase().replace(/\s*\[.*\]$/, ''));
+    cols = lines
+      .shift()!
+      .split(',')
+      .map((c) =>
+        c
+          .trim()
+          .toLowerCase()
+          .replace(/\s*\[.*\]$/, ''),
+      );
   }
   return lines.map((line) => {
     const cells = line.split(',').map((c) => c.trim());
@@ -121,7 +136,10 @@ const TEGRA: Record<string, { name: string; arch: string }> = {
 
 /** The NUL-separated strings of /proc/device-tree/compatible. */
 export function parseCompatible(text: string): string[] {
-  return text.split('\0').map((s) => s.trim()).filter(Boolean);
+  return text
+    .split('\0')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 export function jetsonFromCompatible(compatible: string[]): { name: string; arch: string } | undefined {
@@ -140,7 +158,8 @@ export function parseCudaToolkitVersion(text: string): string | undefined {
   return /CUDA Version\s+(\d+\.\d+)/.exec(text)?.[1];
 }
 
-const busKey = (id: string | undefined) => (id ? id.toLowerCase().replace(/^0+/, '').split(':').slice(-2).join(':') : undefined);
+const busKey = (id: string | undefined) =>
+  id ? id.toLowerCase().replace(/^0+/, '').split(':').slice(-2).join(':') : undefined;
 
 async function nvidiaGpus(notDetected: NotDetected): Promise<HostDevice[]> {
   const procDir = '/proc/driver/nvidia/gpus';
@@ -169,10 +188,19 @@ async function nvidiaGpus(notDetected: NotDetected): Promise<HostDevice[]> {
       return d;
     });
   }
-  if (fromProc.length) notDetected.push({ what: 'nvidia compute capability and memory', reason: `${smi.reason}; arch guessed from the product name` });
+  if (fromProc.length)
+    notDetected.push({
+      what: 'nvidia compute capability and memory',
+      reason: `${smi.reason}; arch guessed from the product name`,
+    });
   return fromProc.map((g) => {
     const arch = smFromName(g.name);
-    const d: HostDevice = { kind: 'gpu', vendor: 'nvidia', name: g.name, source: `/proc/driver/nvidia/gpus/${busKey(g.busId) ?? ''}` };
+    const d: HostDevice = {
+      kind: 'gpu',
+      vendor: 'nvidia',
+      name: g.name,
+      source: `/proc/driver/nvidia/gpus/${busKey(g.busId) ?? ''}`,
+    };
     if (arch) d.arch = arch;
     if (procDriver) d.driver = procDriver;
     return d;
@@ -184,7 +212,13 @@ async function jetson(notDetected: NotDetected): Promise<HostDevice[]> {
   if (!compat.ok) return [];
   const soc = jetsonFromCompatible(parseCompatible(compat.value));
   if (!soc) return [];
-  const d: HostDevice = { kind: 'gpu', vendor: 'nvidia', name: soc.name, arch: soc.arch, source: '/proc/device-tree/compatible' };
+  const d: HostDevice = {
+    kind: 'gpu',
+    vendor: 'nvidia',
+    name: soc.name,
+    arch: soc.arch,
+    source: '/proc/device-tree/compatible',
+  };
   const release = await readText('/etc/nv_tegra_release');
   const l4t = release.ok ? /R(\d+).*REVISION:\s*([\d.]+)/.exec(release.value) : null;
   if (l4t) d.driver = `L4T R${l4t[1]}.${l4t[2]}`;
@@ -196,7 +230,8 @@ async function jetson(notDetected: NotDetected): Promise<HostDevice[]> {
       break;
     }
   }
-  if (!d.cuda) notDetected.push({ what: 'jetson cuda version', reason: '/usr/local/cuda/version.{json,txt} not readable' });
+  if (!d.cuda)
+    notDetected.push({ what: 'jetson cuda version', reason: '/usr/local/cuda/version.{json,txt} not readable' });
   return [d];
 }
 
@@ -210,7 +245,12 @@ async function drmGpus(skipNvidia: boolean): Promise<HostDevice[]> {
     const vendor = vendorId.ok ? PCI_VENDORS[vendorId.value.trim()] : undefined;
     if (!vendor || (vendor === 'nvidia' && skipNvidia)) continue; // virtual display adapters are not accelerators
     const deviceId = await readText(`${dev}/device`);
-    const d: HostDevice = { kind: 'gpu', vendor, name: `${vendor.toUpperCase()} GPU ${deviceId.ok ? deviceId.value.trim() : ''}`.trim(), source: dev };
+    const d: HostDevice = {
+      kind: 'gpu',
+      vendor,
+      name: `${vendor.toUpperCase()} GPU ${deviceId.ok ? deviceId.value.trim() : ''}`.trim(),
+      source: dev,
+    };
     const vram = await readText(`${dev}/mem_info_vram_total`);
     if (vram.ok && /^\d+$/.test(vram.value.trim())) d.memoryMiB = Math.floor(Number(vram.value.trim()) / 1048576);
     out.push(d);

@@ -5,14 +5,24 @@
  */
 import { existsSync } from 'node:fs';
 import os from 'node:os';
-import type { HostDevice, HostProfile } from './host-profile.js';
 import { parseCompatible } from './host-gpu.js';
+import type { HostDevice, HostProfile } from './host-profile.js';
 import { linkName, listDir, readText } from './host-util.js';
 
 type NotDetected = HostProfile['notDetected'];
 
 /** Rockchip SoCs that carry an NPU. */
-const ROCKCHIP_NPU_SOCS = new Set(['rk3588', 'rk3576', 'rk3568', 'rk3566', 'rk3562', 'rv1103', 'rv1106', 'rk3399pro', 'rk1808']);
+const ROCKCHIP_NPU_SOCS = new Set([
+  'rk3588',
+  'rk3576',
+  'rk3568',
+  'rk3566',
+  'rk3562',
+  'rv1103',
+  'rv1106',
+  'rk3399pro',
+  'rk1808',
+]);
 
 /** The Rockchip SoC named by a device-tree compatible list ("rockchip,rk3588s"), if any. */
 export function rockchipSoc(compatible: string[]): string | undefined {
@@ -48,10 +58,23 @@ async function rockchip(notDetected: NotDetected): Promise<HostDevice[]> {
   const devfreq = (await listDir('/sys/class/devfreq')).filter((n) => /npu/i.test(n));
   const arch = soc ? rockchipNpuArch(soc) : undefined;
   if (!arch && !nodes.length && !devfreq.length) return [];
-  const evidence = nodes.length ? `/dev/${nodes[0]}` : devfreq.length ? `/sys/class/devfreq/${devfreq[0]}` : '/proc/device-tree/compatible';
-  const d: HostDevice = { kind: 'npu', vendor: 'rockchip', name: `Rockchip NPU${soc ? ` (${soc.toUpperCase()})` : ''}`, source: evidence };
+  const evidence = nodes.length
+    ? `/dev/${nodes[0]}`
+    : devfreq.length
+      ? `/sys/class/devfreq/${devfreq[0]}`
+      : '/proc/device-tree/compatible';
+  const d: HostDevice = {
+    kind: 'npu',
+    vendor: 'rockchip',
+    name: `Rockchip NPU${soc ? ` (${soc.toUpperCase()})` : ''}`,
+    source: evidence,
+  };
   if (arch) d.arch = arch;
-  else notDetected.push({ what: 'rockchip soc', reason: `NPU node present but the device tree names ${soc ?? 'no rockchip SoC'}` });
+  else
+    notDetected.push({
+      what: 'rockchip soc',
+      reason: `NPU node present but the device tree names ${soc ?? 'no rockchip SoC'}`,
+    });
   const ver = await readText('/sys/module/rknpu/version');
   if (ver.ok) d.driver = ver.value.trim();
   return [d];
@@ -65,7 +88,13 @@ async function intelNpu(): Promise<HostDevice[]> {
     if (driver !== 'intel_vpu' || !existsSync(`/dev/accel/${acc}`)) continue;
     const id = await readText(`${dev}/device`);
     const gen = id.ok ? intelNpuFromPciId(id.value) : undefined;
-    const d: HostDevice = { kind: 'npu', vendor: 'intel', name: gen?.name ?? 'Intel NPU', source: `/dev/accel/${acc} (driver intel_vpu)`, driver: 'intel_vpu' };
+    const d: HostDevice = {
+      kind: 'npu',
+      vendor: 'intel',
+      name: gen?.name ?? 'Intel NPU',
+      source: `/dev/accel/${acc} (driver intel_vpu)`,
+      driver: 'intel_vpu',
+    };
     if (gen) d.arch = gen.arch;
     out.push(d);
   }
@@ -87,14 +116,22 @@ function apple(cpuModel: string, memoryMiB: number): { gpus: HostDevice[]; npus:
   };
 }
 
-export async function detectNpus(cpuModel: string): Promise<{ gpus: HostDevice[]; npus: HostDevice[]; notDetected: NotDetected }> {
+export async function detectNpus(
+  cpuModel: string,
+): Promise<{ gpus: HostDevice[]; npus: HostDevice[]; notDetected: NotDetected }> {
   const notDetected: NotDetected = [];
-  if (process.platform === 'darwin' && process.arch === 'arm64') return { ...apple(cpuModel, Math.floor(os.totalmem() / 1048576)), notDetected };
+  if (process.platform === 'darwin' && process.arch === 'arm64')
+    return { ...apple(cpuModel, Math.floor(os.totalmem() / 1048576)), notDetected };
   if (process.platform !== 'linux' && process.platform !== 'android') {
     notDetected.push({ what: 'npu', reason: `no NPU probe implemented for ${process.platform}` });
     return { gpus: [], npus: [], notDetected };
   }
   const npus = [...(await rockchip(notDetected)), ...(await intelNpu())];
-  if (!npus.length) notDetected.push({ what: 'npu', reason: 'no rockchip NPU (device tree, /dev/rknpu*, devfreq) and no /sys/class/accel device with driver intel_vpu' });
+  if (!npus.length)
+    notDetected.push({
+      what: 'npu',
+      reason:
+        'no rockchip NPU (device tree, /dev/rknpu*, devfreq) and no /sys/class/accel device with driver intel_vpu',
+    });
   return { gpus: [], npus, notDetected };
 }

@@ -2,7 +2,7 @@
  * The host profile's JSON Schema (TypeBox). Only types are taken from here at run time: the validator
  * is compiled at build time into spec/generated/host-profile.ts (`npm run gen:validators`).
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
 
 const Name = Type.String({ minLength: 1, maxLength: 256 });
 
@@ -51,15 +51,49 @@ export const RuntimeInfo = Type.Object(
   { additionalProperties: false },
 );
 
-export const NotDetected = Type.Object({ what: Name, reason: Type.String({ maxLength: 2048 }) }, { additionalProperties: false });
+export const NotDetected = Type.Object(
+  { what: Name, reason: Type.String({ maxLength: 2048 }) },
+  { additionalProperties: false },
+);
 
 export const HostProfileSchema = Type.Object(
   {
     format: Type.Literal('xpkg-host/1'), // HOST_PROFILE_FORMAT (host-profile.ts; kept apart so that file loads no TypeBox)
     /** Free text: which machine this profile describes. */
     description: Type.Optional(Type.String({ maxLength: 1024 })),
-    os: Type.Union(['linux', 'darwin', 'win32', 'android', 'browser', 'freebsd', 'openbsd', 'netbsd', 'sunos', 'aix', 'cygwin', 'haiku'].map((k) => Type.Literal(k))),
-    arch: Type.Union(['x64', 'arm64', 'arm', 'wasm32', 'riscv64', 'ia32', 'ppc', 'ppc64', 's390', 's390x', 'loong64', 'mips', 'mipsel'].map((k) => Type.Literal(k))),
+    os: Type.Union(
+      [
+        'linux',
+        'darwin',
+        'win32',
+        'android',
+        'browser',
+        'freebsd',
+        'openbsd',
+        'netbsd',
+        'sunos',
+        'aix',
+        'cygwin',
+        'haiku',
+      ].map((k) => Type.Literal(k)),
+    ),
+    arch: Type.Union(
+      [
+        'x64',
+        'arm64',
+        'arm',
+        'wasm32',
+        'riscv64',
+        'ia32',
+        'ppc',
+        'ppc64',
+        's390',
+        's390x',
+        'loong64',
+        'mips',
+        'mipsel',
+      ].map((k) => Type.Literal(k)),
+    ),
     cpu: Type.Object(
       {
         model: Name,
@@ -96,4 +130,3 @@ export const HostProfileSchema = Type.Object(
 export type HostProfile = Static<typeof HostProfileSchema>;
 export type HostDevice = Static<typeof Device>;
 export type RuntimeInfo = Static<typeof RuntimeInfo>;
-

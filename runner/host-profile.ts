@@ -19,7 +19,10 @@ const validate = hostProfile as unknown as ValidateFunction;
 
 function problemsOf(errors: ErrorObject[] | null | undefined): string[] {
   return (errors ?? []).map((e) => {
-    const extra = e.keyword === 'additionalProperties' ? ` ${JSON.stringify((e.params as { additionalProperty: string }).additionalProperty)}` : '';
+    const extra =
+      e.keyword === 'additionalProperties'
+        ? ` ${JSON.stringify((e.params as { additionalProperty: string }).additionalProperty)}`
+        : '';
     return `${e.instancePath || '/'}: ${e.message ?? 'invalid'}${extra}`;
   });
 }
@@ -39,19 +42,31 @@ export function loadHostProfile(input: string | object): HostProfile {
       try {
         text = readFileSync(input, 'utf8');
       } catch (e) {
-        throw new RunnerError('E_HOST_PROFILE', `cannot read host profile ${input}: ${(e as Error).message}`, { path: input }, { cause: e });
+        throw new RunnerError(
+          'E_HOST_PROFILE',
+          `cannot read host profile ${input}: ${(e as Error).message}`,
+          { path: input },
+          { cause: e },
+        );
       }
     }
     try {
       value = parseStrictJson(text);
     } catch (e) {
       const summary = e instanceof XpkgError ? e.message : String(e);
-      throw new RunnerError('E_HOST_PROFILE', `host profile ${origin} is not valid JSON: ${summary}`, { origin }, { cause: e });
+      throw new RunnerError(
+        'E_HOST_PROFILE',
+        `host profile ${origin} is not valid JSON: ${summary}`,
+        { origin },
+        { cause: e },
+      );
     }
   }
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new RunnerError('E_HOST_PROFILE', `host profile ${origin} is not a JSON object`, { origin });
+  if (!value || typeof value !== 'object' || Array.isArray(value))
+    throw new RunnerError('E_HOST_PROFILE', `host profile ${origin} is not a JSON object`, { origin });
   const v = value as Record<string, unknown>;
-  const cpu = v.cpu && typeof v.cpu === 'object' && !Array.isArray(v.cpu) ? (v.cpu as Record<string, unknown>) : undefined;
+  const cpu =
+    v.cpu && typeof v.cpu === 'object' && !Array.isArray(v.cpu) ? (v.cpu as Record<string, unknown>) : undefined;
   const filled = {
     ...v,
     gpus: v.gpus ?? [],
@@ -62,7 +77,11 @@ export function loadHostProfile(input: string | object): HostProfile {
   };
   if (!validate(filled)) {
     const problems = problemsOf(validate.errors);
-    throw new RunnerError('E_HOST_PROFILE', `host profile ${origin} is invalid: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? ` (and ${problems.length - 3} more)` : ''}`, { origin, problems });
+    throw new RunnerError(
+      'E_HOST_PROFILE',
+      `host profile ${origin} is invalid: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? ` (and ${problems.length - 3} more)` : ''}`,
+      { origin, problems },
+    );
   }
   const profile = filled as HostProfile;
   profile.cpu.features = [...profile.cpu.features].sort(); // stable output for explain and diffs

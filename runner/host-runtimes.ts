@@ -22,12 +22,24 @@ interface LibrarySpec {
 }
 
 export const LIBRARIES: LibrarySpec[] = [
-  { runtime: 'tensorrt', display: 'libnvinfer (TensorRT)', patterns: { linux: [/^libnvinfer\.so(?:\.([\d.]+))?$/], win32: [/^nvinfer(?:_(\d+))?\.dll$/i] } },
-  { runtime: 'rknn', display: 'librknnrt (RKNN runtime)', patterns: { linux: [/^librknnrt\.so(?:\.([\d.]+))?$/], android: [/^librknnrt\.so$/] } },
+  {
+    runtime: 'tensorrt',
+    display: 'libnvinfer (TensorRT)',
+    patterns: { linux: [/^libnvinfer\.so(?:\.([\d.]+))?$/], win32: [/^nvinfer(?:_(\d+))?\.dll$/i] },
+  },
+  {
+    runtime: 'rknn',
+    display: 'librknnrt (RKNN runtime)',
+    patterns: { linux: [/^librknnrt\.so(?:\.([\d.]+))?$/], android: [/^librknnrt\.so$/] },
+  },
   {
     runtime: 'openvino',
     display: 'libopenvino (OpenVINO)',
-    patterns: { linux: [/^libopenvino\.so(?:\.([\d.]+))?$/], darwin: [/^libopenvino(?:\.([\d.]+))?\.dylib$/], win32: [/^openvino\.dll$/i] },
+    patterns: {
+      linux: [/^libopenvino\.so(?:\.([\d.]+))?$/],
+      darwin: [/^libopenvino(?:\.([\d.]+))?\.dylib$/],
+      win32: [/^openvino\.dll$/i],
+    },
   },
 ];
 
@@ -48,17 +60,36 @@ export function pickLibrary(names: string[], patterns: RegExp[]): { file: string
 
 /** Directories the dynamic loader searches (an approximation good enough to say "present"). */
 export async function librarySearchPath(): Promise<string[]> {
-  const env = process.platform === 'win32' ? process.env.PATH : process.platform === 'darwin' ? process.env.DYLD_LIBRARY_PATH : process.env.LD_LIBRARY_PATH;
+  const env =
+    process.platform === 'win32'
+      ? process.env.PATH
+      : process.platform === 'darwin'
+        ? process.env.DYLD_LIBRARY_PATH
+        : process.env.LD_LIBRARY_PATH;
   const dirs = (env ?? '').split(delimiter).filter(Boolean);
   if (process.platform === 'linux') {
-    const confs = ['/etc/ld.so.conf', ...(await listDir('/etc/ld.so.conf.d')).filter((f) => f.endsWith('.conf')).map((f) => `/etc/ld.so.conf.d/${f}`)];
+    const confs = [
+      '/etc/ld.so.conf',
+      ...(await listDir('/etc/ld.so.conf.d')).filter((f) => f.endsWith('.conf')).map((f) => `/etc/ld.so.conf.d/${f}`),
+    ];
     for (const conf of confs) {
       const t = await readText(conf);
       if (t.ok) for (const line of t.value.split('\n')) if (line.trim().startsWith('/')) dirs.push(line.trim());
     }
     const triplet = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
-    dirs.push(`/usr/lib/${triplet}`, `/lib/${triplet}`, '/usr/lib64', '/lib64', '/usr/lib', '/lib', '/usr/local/lib', '/usr/local/cuda/lib64', '/usr/local/tensorrt/lib');
-    for (const d of (await listDir('/opt/intel')).filter((d) => d.startsWith('openvino'))) dirs.push(`/opt/intel/${d}/runtime/lib/intel64`);
+    dirs.push(
+      `/usr/lib/${triplet}`,
+      `/lib/${triplet}`,
+      '/usr/lib64',
+      '/lib64',
+      '/usr/lib',
+      '/lib',
+      '/usr/local/lib',
+      '/usr/local/cuda/lib64',
+      '/usr/local/tensorrt/lib',
+    );
+    for (const d of (await listDir('/opt/intel')).filter((d) => d.startsWith('openvino')))
+      dirs.push(`/opt/intel/${d}/runtime/lib/intel64`);
   } else if (process.platform === 'darwin') {
     dirs.push('/usr/local/lib', '/opt/homebrew/lib');
   }
@@ -101,7 +132,10 @@ async function findRuntimeLibraries(dirs: string[]): Promise<Record<string, Runt
       const v = await rknnVersion(found.path!);
       if (v) found.version = v;
     }
-    out[spec.runtime] = found ?? { available: false, reason: `${spec.display} not found in ${dirs.length} library directories` };
+    out[spec.runtime] = found ?? {
+      available: false,
+      reason: `${spec.display} not found in ${dirs.length} library directories`,
+    };
   }
   if (process.platform === 'darwin') {
     const fw = '/System/Library/Frameworks/CoreML.framework';
@@ -113,7 +147,9 @@ async function findRuntimeLibraries(dirs: string[]): Promise<Record<string, Runt
 }
 
 /** Runtimes from the backend registry (these really ran a model) and from shared libraries. */
-export async function detectRuntimes(registry: BackendRegistry): Promise<{ runtimes: Record<string, RuntimeInfo>; notDetected: NotDetected }> {
+export async function detectRuntimes(
+  registry: BackendRegistry,
+): Promise<{ runtimes: Record<string, RuntimeInfo>; notDetected: NotDetected }> {
   const notDetected: NotDetected = [];
   const [statuses, libs] = await Promise.all([registry.status(), librarySearchPath().then(findRuntimeLibraries)]);
   const runtimes: Record<string, RuntimeInfo> = { ...libs };
@@ -134,6 +170,8 @@ export async function detectRuntimes(registry: BackendRegistry): Promise<{ runti
       notDetected.push({ what: `runtime ${runtime}`, reason });
     }
   }
-  for (const [name, info] of Object.entries(libs)) if (!info.available && !registry.runtimes().includes(name)) notDetected.push({ what: `runtime ${name}`, reason: info.reason ?? 'absent' });
+  for (const [name, info] of Object.entries(libs))
+    if (!info.available && !registry.runtimes().includes(name))
+      notDetected.push({ what: `runtime ${name}`, reason: info.reason ?? 'absent' });
   return { runtimes, notDetected };
 }

@@ -46,17 +46,30 @@ export async function linkName(path: string): Promise<string | null> {
 export function runTool(file: string, args: string[], timeoutMs = 3000): Promise<Probe<string>> {
   // Spawning a missing tool costs as much as running one (~10 ms each, twice for nvidia-smi on
   // every `xpkg run`): look it up on PATH first. Windows resolves extensions itself, so it spawns.
-  if (process.platform !== 'win32' && !file.includes('/') && !(process.env.PATH ?? '').split(delimiter).some((d) => d && existsSync(join(d, file)))) {
+  if (
+    process.platform !== 'win32' &&
+    !file.includes('/') &&
+    !(process.env.PATH ?? '').split(delimiter).some((d) => d && existsSync(join(d, file)))
+  ) {
     return Promise.resolve({ ok: false, reason: `${file} not found` });
   }
   return new Promise((resolve) => {
-    execFile(file, args, { timeout: timeoutMs, maxBuffer: 1 << 20, windowsHide: true, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout, stderr) => {
-      if (!err) return resolve({ ok: true, value: stdout });
-      const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string };
-      if (e.code === 'ENOENT') return resolve({ ok: false, reason: `${file} not found` });
-      if (e.killed || e.signal) return resolve({ ok: false, reason: `${file} did not answer within ${timeoutMs} ms` });
-      const detail = String(stderr || stdout).trim().split('\n')[0]?.slice(0, 200);
-      resolve({ ok: false, reason: `${file} failed (${e.code ?? 'error'})${detail ? `: ${detail}` : ''}` });
-    });
+    execFile(
+      file,
+      args,
+      { timeout: timeoutMs, maxBuffer: 1 << 20, windowsHide: true, env: { ...process.env, LC_ALL: 'C' } },
+      (err, stdout, stderr) => {
+        if (!err) return resolve({ ok: true, value: stdout });
+        const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string };
+        if (e.code === 'ENOENT') return resolve({ ok: false, reason: `${file} not found` });
+        if (e.killed || e.signal)
+          return resolve({ ok: false, reason: `${file} did not answer within ${timeoutMs} ms` });
+        const detail = String(stderr || stdout)
+          .trim()
+          .split('\n')[0]
+          ?.slice(0, 200);
+        resolve({ ok: false, reason: `${file} failed (${e.code ?? 'error'})${detail ? `: ${detail}` : ''}` });
+      },
+    );
   });
 }

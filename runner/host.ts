@@ -10,10 +10,17 @@ import type { BackendRegistry } from './backends/registry.js';
 import { detectCpu } from './host-cpu.js';
 import { detectGpus } from './host-gpu.js';
 import { detectNpus } from './host-npu.js';
-import { HOST_PROFILE_FORMAT, loadHostProfile, type HostDevice, type HostProfile } from './host-profile.js';
+import { HOST_PROFILE_FORMAT, type HostDevice, type HostProfile, loadHostProfile } from './host-profile.js';
 import { detectRuntimes } from './host-runtimes.js';
 
-export { HOST_PROFILE_FORMAT, loadHostProfile, devicesOf, type HostProfile, type HostDevice, type RuntimeInfo } from './host-profile.js';
+export {
+  devicesOf,
+  HOST_PROFILE_FORMAT,
+  type HostDevice,
+  type HostProfile,
+  loadHostProfile,
+  type RuntimeInfo,
+} from './host-profile.js';
 
 export interface DetectOptions {
   /** Backends whose init decides which runtimes are usable (default: the process-wide registry). */
@@ -49,7 +56,13 @@ export async function detectHost(options: DetectOptions = {}): Promise<HostProfi
 function kernelBackend(): NonNullable<HostProfile['kernels']> {
   const k = nativeInfo();
   const clip = (s: string) => (s.length > 2048 ? `${s.slice(0, 2047)}…` : s);
-  return { backend: k.backend, simd: k.simd.slice(0, 64), threads: k.threads, cuda: k.cudaBuilt, ...(k.loadError ? { loadError: clip(k.loadError) } : {}) };
+  return {
+    backend: k.backend,
+    simd: k.simd.slice(0, 64),
+    threads: k.threads,
+    cuda: k.cudaBuilt,
+    ...(k.loadError ? { loadError: clip(k.loadError) } : {}),
+  };
 }
 
 export interface ResolveHostOptions extends DetectOptions {
@@ -67,10 +80,38 @@ export async function resolveHost(options: ResolveHostOptions = {}): Promise<Hos
 }
 
 /** Features worth showing a person; the JSON form has all of them. */
-const SHOWN_FEATURES = ['sse4_2', 'avx', 'avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx512_bf16', 'avx512_fp16', 'avx_vnni', 'amx_tile', 'amx_int8', 'amx_bf16', 'neon', 'fp16', 'dotprod', 'i8mm', 'bf16', 'sve', 'sve2', 'sme'];
+const SHOWN_FEATURES = [
+  'sse4_2',
+  'avx',
+  'avx2',
+  'fma',
+  'f16c',
+  'avx512f',
+  'avx512bw',
+  'avx512_vnni',
+  'avx512_bf16',
+  'avx512_fp16',
+  'avx_vnni',
+  'amx_tile',
+  'amx_int8',
+  'amx_bf16',
+  'neon',
+  'fp16',
+  'dotprod',
+  'i8mm',
+  'bf16',
+  'sve',
+  'sve2',
+  'sme',
+];
 
 function device(d: HostDevice): string {
-  const parts = [d.arch, d.memoryMiB !== undefined ? `${Math.round(d.memoryMiB / 1024)} GiB` : undefined, d.driver ? `driver ${d.driver}` : undefined, d.cuda ? `CUDA ${d.cuda}` : undefined].filter(Boolean);
+  const parts = [
+    d.arch,
+    d.memoryMiB !== undefined ? `${Math.round(d.memoryMiB / 1024)} GiB` : undefined,
+    d.driver ? `driver ${d.driver}` : undefined,
+    d.cuda ? `CUDA ${d.cuda}` : undefined,
+  ].filter(Boolean);
   return `${d.vendor} ${d.name}${parts.length ? ` (${parts.join(', ')})` : ''}`;
 }
 
@@ -86,7 +127,10 @@ export function renderHost(h: HostProfile): string {
     `npus      ${h.npus.length ? h.npus.map(device).join('; ') : 'none detected'}`,
   ];
   const k = h.kernels;
-  if (k) lines.push(`kernels   ${k.backend === 'native' ? `native (${k.simd}, ${k.threads} threads${k.cuda ? ', CUDA library built' : ''})` : `portable TypeScript — ${k.loadError ?? 'forced'}`}`);
+  if (k)
+    lines.push(
+      `kernels   ${k.backend === 'native' ? `native (${k.simd}, ${k.threads} threads${k.cuda ? ', CUDA library built' : ''})` : `portable TypeScript — ${k.loadError ?? 'forced'}`}`,
+    );
   lines.push('runtimes');
   for (const [name, r] of Object.entries(h.runtimes).sort(([a], [b]) => a.localeCompare(b))) {
     if (r.available) {

@@ -1,60 +1,61 @@
 /** Public API of the runner: host detection, variant selection, backends. */
-export * from './types.js';
+
+export { annotate, writeAnnotation } from './annotate.js';
 export {
+  BackendRegistry,
+  type BackendStatus,
+  defaultRegistry,
+  OnnxruntimeBackend,
+  type OnnxruntimeBackendOptions,
+  type OrtInit,
+  OrtModelSession,
+  type OrtSessionOptions,
+  ortSessionOptions,
+} from './backends/index.js';
+export { renderSelection, selectionJson } from './explain.js';
+export {
+  type DetectOptions,
   detectHost,
-  resolveHost,
-  renderHost,
-  hostSummary,
-  loadHostProfile,
   devicesOf,
   HOST_PROFILE_FORMAT,
-  type HostProfile,
   type HostDevice,
-  type RuntimeInfo,
-  type DetectOptions,
+  type HostProfile,
+  hostSummary,
+  loadHostProfile,
   type ResolveHostOptions,
+  type RuntimeInfo,
+  renderHost,
+  resolveHost,
 } from './host.js';
+export { type Expanded, expandInputPath } from './inputs/expand.js';
+export { inputFromBytes, loadInputFile, loadInputFiles } from './inputs/load.js';
+export { NPY_MAX_HEADER, type NpyProblem, parseNpy } from './inputs/npy.js';
+export { type Base64Array, JSON_ARRAY_MAX, outputsToJson, typedToJson } from './outputs-json.js';
+export { variantProviders } from './providers.js';
+export { type ManyInput, type ManyResult, runMany } from './run-many.js';
 export {
-  selectVariants,
-  loadWithFallback,
+  type ArchMatch,
   applyAttempts,
-  withModel,
-  explainVariants,
   DEFAULT_PRECISION_POLICY,
-  preferPrecision,
-  type Selection,
-  type ModelSelection,
-  type VariantVerdict,
-  type VariantStatus,
-  type SelectOptions,
+  type DeviceMatch,
+  type ExplainJson,
+  type ExplainOutcome,
+  explainVariants,
   type LoadAttempt,
   type Loaded,
-  type ExplainOutcome,
-  type ExplainJson,
+  loadWithFallback,
+  type ModelSelection,
   type Precision,
   type PrecisionPolicy,
+  preferPrecision,
   type Reason,
   type ReasonCode,
-  type ArchMatch,
-  type DeviceMatch,
+  type Selection,
+  type SelectOptions,
+  selectVariants,
+  type VariantStatus,
+  type VariantVerdict,
+  withModel,
 } from './select.js';
-export { renderSelection, selectionJson } from './explain.js';
-export { satisfies, parseVersion, compareVersions } from './semver.js';
-export { variantProviders } from './providers.js';
-export {
-  defaultRegistry,
-  BackendRegistry,
-  OnnxruntimeBackend,
-  OrtModelSession,
-  ortSessionOptions,
-  type BackendStatus,
-  type OrtInit,
-  type OrtSessionOptions,
-  type OnnxruntimeBackendOptions,
-} from './backends/index.js';
-export { loadInputFile, loadInputFiles, inputFromBytes } from './inputs/load.js';
-export { parseNpy, NPY_MAX_HEADER, type NpyProblem } from './inputs/npy.js';
-export { expandInputPath, type Expanded } from './inputs/expand.js';
-export { outputsToJson, typedToJson, JSON_ARRAY_MAX, type Base64Array } from './outputs-json.js';
-export { runMany, type ManyInput, type ManyResult } from './run-many.js';
-export { annotate, writeAnnotation } from './annotate.js';
+export { compareVersions, parseVersion, satisfies } from './semver.js';
+export * from './types.js';

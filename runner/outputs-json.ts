@@ -36,7 +36,9 @@ function dtypeOf(a: ArrayBufferView): Base64Array['dtype'] {
 
 /** IEEE half → number. */
 function halfToNumber(h: number): number {
-  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+  const s = h & 0x8000 ? -1 : 1,
+    e = (h >> 10) & 0x1f,
+    f = h & 0x3ff;
   if (e === 0) return s * f * 2 ** -24;
   if (e === 31) return f ? NaN : s * Infinity;
   return s * (1 + f / 1024) * 2 ** (e - 15);
@@ -50,7 +52,9 @@ export function typedToJson(a: ArrayBufferView, shape?: readonly number[], dtype
   const arr = a as unknown as AnyTyped;
   const dt = (dtype ?? dtypeOf(a)) as Base64Array['dtype'];
   const n = arr.length;
-  const unsafe = arr instanceof BigInt64Array && arr.some((v) => v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER));
+  const unsafe =
+    arr instanceof BigInt64Array &&
+    arr.some((v) => v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER));
   if (n <= JSON_ARRAY_MAX && !unsafe) {
     if (dt === 'float16') return Array.from(arr as Uint16Array, halfToNumber);
     return Array.from(arr as ArrayLike<number | bigint>, (v) => Number(v));
@@ -78,10 +82,20 @@ function plain(v: unknown): unknown {
     if (typeof o.type === 'string' && Array.isArray(o.dims) && ArrayBuffer.isView(o.data)) {
       return { ...o, data: typedToJson(o.data, o.dims as number[], o.type === 'bool' ? 'bool' : o.type) };
     }
-    if (typeof o.width === 'number' && typeof o.height === 'number' && o.data instanceof Int32Array && o.channels === undefined) {
+    if (
+      typeof o.width === 'number' &&
+      typeof o.height === 'number' &&
+      o.data instanceof Int32Array &&
+      o.channels === undefined
+    ) {
       return { ...mapValues(o), data: maskData(o.data, o.width, o.height) };
     }
-    if (typeof o.width === 'number' && typeof o.height === 'number' && typeof o.channels === 'number' && ArrayBuffer.isView(o.data)) {
+    if (
+      typeof o.width === 'number' &&
+      typeof o.height === 'number' &&
+      typeof o.channels === 'number' &&
+      ArrayBuffer.isView(o.data)
+    ) {
       return { ...o, data: typedToJson(o.data, [o.height, o.width, o.channels]) };
     }
     return mapValues(o);

@@ -29,14 +29,22 @@ export interface ProviderReport {
 }
 
 /** The fallbacks of one loaded model: failed variants first, then failed providers of the one that loaded. */
-export function modelFallbacks(variant: string, session: ModelSession, attempts: readonly LoadAttempt[]): ModelFallback[] {
+export function modelFallbacks(
+  variant: string,
+  session: ModelSession,
+  attempts: readonly LoadAttempt[],
+): ModelFallback[] {
   return [
-    ...attempts.filter((a) => !a.ok).map((a) => ({ variant: a.variant, ...(a.code ? { code: a.code } : {}), reason: a.reason ?? 'load failed' })),
+    ...attempts
+      .filter((a) => !a.ok)
+      .map((a) => ({ variant: a.variant, ...(a.code ? { code: a.code } : {}), reason: a.reason ?? 'load failed' })),
     ...(session.providerFallbacks ?? []).map((f) => ({ variant, provider: f.provider, reason: f.reason })),
   ];
 }
 
-export function providerReport(models: Iterable<{ model: string; variant: string; session: ModelSession; attempts: readonly LoadAttempt[] }>): ProviderReport {
+export function providerReport(
+  models: Iterable<{ model: string; variant: string; session: ModelSession; attempts: readonly LoadAttempt[] }>,
+): ProviderReport {
   const report: ProviderReport = { actualProvider: {}, fallbacks: {}, nodes: {} };
   for (const m of models) {
     // a backend that does not say runs on the CPU (the only place xpkg's other backends run today)

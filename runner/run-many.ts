@@ -24,7 +24,10 @@ interface Runs {
   run(inputs: Record<string, unknown>): Promise<RunResult>;
 }
 
-export async function* runMany(runner: Runs, items: Iterable<ManyInput> | AsyncIterable<ManyInput>): AsyncGenerator<ManyResult, void, undefined> {
+export async function* runMany(
+  runner: Runs,
+  items: Iterable<ManyInput> | AsyncIterable<ManyInput>,
+): AsyncGenerator<ManyResult, void, undefined> {
   let index = 0;
   for await (const item of items) {
     const it = typeof item === 'string' ? { files: { [primaryInput(runner.manifest).name]: item } } : item;

@@ -8,19 +8,35 @@
  */
 import { PackageReader } from '../pack/reader.js';
 import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
-import { commitRollback, resolvePolicy, verifyReader, type VerifyResult } from '../signing/verify.js';
+import { commitRollback, resolvePolicy, type VerifyResult, verifyReader } from '../signing/verify.js';
 import { FormatError, RunnerError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
-import { defaultRegistry, type BackendRegistry } from './backends/index.js';
-import { resolveHost, type HostProfile } from './host.js';
+import { type BackendRegistry, defaultRegistry } from './backends/index.js';
+import { type HostProfile, resolveHost } from './host.js';
 import { checkModelInputs, resolveBudget } from './pipeline/budget.js';
 import { runPipeline } from './pipeline/run.js';
-import { sandboxKernelsFor } from './sandbox-kernels.js';
 import { validatePipeline } from './pipeline/validate.js';
-import { providerReport, type ProviderReport } from './provider-report.js';
-import { applyAttempts, loadWithFallback, selectVariants, withModel, type LoadAttempt, type Precision, type Selection } from './select.js';
-import { runMany, type ManyInput, type ManyResult } from './run-many.js';
-import type { ModelSession, PipelineContext, RunnerBudget, ScriptHost, SessionOptions, Timings, VariantFiles } from './types.js';
+import { type ProviderReport, providerReport } from './provider-report.js';
+import { type ManyInput, type ManyResult, runMany } from './run-many.js';
+import { sandboxKernelsFor } from './sandbox-kernels.js';
+import {
+  applyAttempts,
+  type LoadAttempt,
+  loadWithFallback,
+  type Precision,
+  type Selection,
+  selectVariants,
+  withModel,
+} from './select.js';
+import type {
+  ModelSession,
+  PipelineContext,
+  RunnerBudget,
+  ScriptHost,
+  SessionOptions,
+  Timings,
+  VariantFiles,
+} from './types.js';
 
 export interface RunnerOptions {
   /** Trusted public keys: file paths or their text. */
@@ -89,7 +105,14 @@ export class Runner implements AsyncDisposable {
     private readonly options: RunnerOptions,
     private readonly registry: BackendRegistry,
   ) {
-    this.context = { manifest: reader.manifest, budget: resolveBudget(options.budget), session: (id) => this.session(id), asset: (id) => this.asset(id), script: (path) => this.script(path), time: () => {} };
+    this.context = {
+      manifest: reader.manifest,
+      budget: resolveBudget(options.budget),
+      session: (id) => this.session(id),
+      asset: (id) => this.asset(id),
+      script: (path) => this.script(path),
+      time: () => {},
+    };
   }
 
   static async open(path: string, options: RunnerOptions = {}): Promise<Runner> {
@@ -106,7 +129,10 @@ export class Runner implements AsyncDisposable {
       // Payloads are checked as they are read (readVerified), so only what runs is hashed.
       const verification = await verifyReader(reader, policy, { integrity: 'on-read' });
       validatePipeline(reader.manifest, resolveBudget(options.budget));
-      const host = typeof options.host === 'object' ? options.host : await resolveHost(options.host !== undefined ? { host: options.host } : {});
+      const host =
+        typeof options.host === 'object'
+          ? options.host
+          : await resolveHost(options.host !== undefined ? { host: options.host } : {});
       const registry = options.registry ?? defaultRegistry();
       const selection = selectVariants(reader.manifest, host, {
         ...(options.variant !== undefined ? { variant: options.variant } : {}),
@@ -148,7 +174,12 @@ export class Runner implements AsyncDisposable {
 
   private async loadModel(modelId: string): Promise<LoadedModel> {
     const sel = this.selectionState.models.find((m) => m.model === modelId);
-    if (!sel) throw new RunnerError('E_RUN_PIPELINE', `the pipeline uses model ${JSON.stringify(modelId)}, which the manifest does not declare`, { model: modelId });
+    if (!sel)
+      throw new RunnerError(
+        'E_RUN_PIPELINE',
+        `the pipeline uses model ${JSON.stringify(modelId)}, which the manifest does not declare`,
+        { model: modelId },
+      );
     const sessionOptions: SessionOptions = {
       ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
       ...(this.options.graphOptimization ? { graphOptimization: this.options.graphOptimization } : {}),
@@ -160,10 +191,16 @@ export class Runner implements AsyncDisposable {
     try {
       const loaded = await loadWithFallback(sel, async (verdict) => {
         const { backend } = await this.registry.resolve(verdict.variant.runtime);
-        return backend.load(verdict.variant, this.variantFiles(verdict.variant.files, (e) => (fatal ??= e)), sessionOptions).catch((e: unknown) => {
-          if ((e as { code?: unknown }).code === 'E_RUN_MODEL_EXTERNAL') fatal ??= e;
-          throw e;
-        });
+        return backend
+          .load(
+            verdict.variant,
+            this.variantFiles(verdict.variant.files, (e) => (fatal ??= e)),
+            sessionOptions,
+          )
+          .catch((e: unknown) => {
+            if ((e as { code?: unknown }).code === 'E_RUN_MODEL_EXTERNAL') fatal ??= e;
+            throw e;
+          });
       });
       if (fatal) {
         await loaded.value.release().catch(() => {});
@@ -179,7 +216,8 @@ export class Runner implements AsyncDisposable {
       return { session: loaded.value, variant: loaded.verdict.variant.id, attempts: loaded.attempts };
     } catch (e) {
       const attempts = (e as { detail?: { attempts?: unknown } }).detail?.attempts;
-      if (Array.isArray(attempts)) this.selectionState = withModel(this.selectionState, applyAttempts(sel, attempts as never));
+      if (Array.isArray(attempts))
+        this.selectionState = withModel(this.selectionState, applyAttempts(sel, attempts as never));
       throw fatal ?? e;
     }
   }
@@ -197,7 +235,12 @@ export class Runner implements AsyncDisposable {
           throw e;
         }
         if (e instanceof RunnerError) throw e;
-        throw new RunnerError('E_RUN_LOAD', `reading ${path} failed: ${(e as Error)?.message ?? String(e)}`, { file: path, reason: (e as { code?: unknown })?.code ?? null }, { cause: e });
+        throw new RunnerError(
+          'E_RUN_LOAD',
+          `reading ${path} failed: ${(e as Error)?.message ?? String(e)}`,
+          { file: path, reason: (e as { code?: unknown })?.code ?? null },
+          { cause: e },
+        );
       });
     const record = (path: string) => {
       const f = paths.includes(path) ? this.manifest.files.find((x) => x.path === path) : undefined;
@@ -215,7 +258,10 @@ export class Runner implements AsyncDisposable {
   asset(assetId: string): Promise<Buffer> {
     this.assertOpen();
     const a = (this.manifest.assets ?? []).find((x) => x.id === assetId);
-    if (!a) return Promise.reject(new RunnerError('E_RUN_PIPELINE', `no asset with id ${JSON.stringify(assetId)}`, { asset: assetId }));
+    if (!a)
+      return Promise.reject(
+        new RunnerError('E_RUN_PIPELINE', `no asset with id ${JSON.stringify(assetId)}`, { asset: assetId }),
+      );
     return once(this.assets, assetId, () => this.reader.readVerified(a.path));
   }
 
@@ -226,13 +272,20 @@ export class Runner implements AsyncDisposable {
   script(path: string): Promise<ScriptHost> {
     this.assertOpen();
     const decl = (this.manifest.pipeline.scripts ?? []).find((s) => s.path === path);
-    if (!decl) return Promise.reject(new RunnerError('E_RUN_PIPELINE', `script ${JSON.stringify(path)} is not declared in pipeline.scripts`, { script: path }));
+    if (!decl)
+      return Promise.reject(
+        new RunnerError('E_RUN_PIPELINE', `script ${JSON.stringify(path)} is not declared in pipeline.scripts`, {
+          script: path,
+        }),
+      );
     return once(this.scripts, '', () => this.loadScripts()).then(({ sandbox }) => ({
       // Each script keeps its own declared deadline inside the shared runtime.
       call: (hook, args, o = {}) =>
         sandbox.call(hook, args as Record<string, SandboxValue>, {
           script: path,
-          ...(o.deadlineMs !== undefined || decl.policy?.timeMs !== undefined ? { deadlineMs: Math.min(o.deadlineMs ?? Infinity, decl.policy?.timeMs ?? Infinity) } : {}),
+          ...(o.deadlineMs !== undefined || decl.policy?.timeMs !== undefined
+            ? { deadlineMs: Math.min(o.deadlineMs ?? Infinity, decl.policy?.timeMs ?? Infinity) }
+            : {}),
         }),
     }));
   }
@@ -251,9 +304,15 @@ export class Runner implements AsyncDisposable {
     const policy = { ...max('memoryMiB'), ...max('timeMs'), ...max('stackKiB') };
     const assets: Record<string, Uint8Array> = {};
     for (const a of this.manifest.assets ?? []) assets[a.id] = await this.asset(a.id);
-    const sandbox = await Sandbox.create({ policy, ...(this.options.sandboxCaps ? { caps: this.options.sandboxCaps } : {}), kernels: sandboxKernelsFor(resolveBudget(this.options.budget)), assets });
+    const sandbox = await Sandbox.create({
+      policy,
+      ...(this.options.sandboxCaps ? { caps: this.options.sandboxCaps } : {}),
+      kernels: sandboxKernelsFor(resolveBudget(this.options.budget)),
+      assets,
+    });
     try {
-      for (const d of decls) await sandbox.load((await this.reader.readVerified(d.path)).toString('utf8'), d.path, { hooks: d.hooks });
+      for (const d of decls)
+        await sandbox.load((await this.reader.readVerified(d.path)).toString('utf8'), d.path, { hooks: d.hooks });
     } catch (e) {
       await sandbox.close();
       throw e;

@@ -5,22 +5,33 @@
  * rest. Built here so sandbox/ stays a leaf. All are queued: a script gets result handles at once.
  * Options are plain objects; bad arguments throw NativeError, which the guest sees as an error.
  */
-import { ctcGreedyDecode, decodeDetections, nmsSync, preprocess, softmaxTopK, type PixelFormat, type PreprocessOptions, type ResizeSpec } from '../native/index.js';
+import {
+  ctcGreedyDecode,
+  decodeDetections,
+  nmsSync,
+  type PixelFormat,
+  type PreprocessOptions,
+  preprocess,
+  type ResizeSpec,
+  softmaxTopK,
+} from '../native/index.js';
 import { planPreprocess } from '../native/plan.js';
+import { basicKernels, type KernelTable, queued, type SandboxTensor, type SandboxValue } from '../sandbox/index.js';
 import { RunnerError } from '../spec/errors.js';
 import { DEFAULT_BUDGET, overBudget } from './pipeline/budget.js';
 import type { RunnerBudget } from './types.js';
-import { basicKernels, queued, type KernelTable, type SandboxTensor, type SandboxValue } from '../sandbox/index.js';
 
 function tensor(v: SandboxValue | undefined, what: string, type?: string): SandboxTensor {
   const t = v as SandboxTensor;
-  if (typeof t !== 'object' || t === null || !ArrayBuffer.isView(t.data) || !Array.isArray(t.dims)) throw new TypeError(`${what} must be a tensor`);
+  if (typeof t !== 'object' || t === null || !ArrayBuffer.isView(t.data) || !Array.isArray(t.dims))
+    throw new TypeError(`${what} must be a tensor`);
   if (type && t.type !== type) throw new TypeError(`${what} must be ${type}, got ${t.type}`);
   return t;
 }
 function opts(v: SandboxValue | undefined): Record<string, any> {
   if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v) || ArrayBuffer.isView(v)) throw new TypeError('options must be an object');
+  if (typeof v !== 'object' || Array.isArray(v) || ArrayBuffer.isView(v))
+    throw new TypeError('options must be an object');
   return v as Record<string, any>;
 }
 /** A uint8 [H, W, C] image as the kernels' image input. */
@@ -36,11 +47,28 @@ const f32 = (dims: number[], data: Float32Array): SandboxTensor => ({ type: 'flo
 const i32 = (dims: number[], data: Int32Array): SandboxTensor => ({ type: 'int32', dims, data });
 
 /** uint8 HWC → resized uint8 HWC (area when shrinking, else bilinear); float32 images use the basic kernel. */
-async function resize(budget: Required<RunnerBudget>, img: SandboxValue, options?: SandboxValue): Promise<SandboxTensor> {
+async function resize(
+  budget: Required<RunnerBudget>,
+  img: SandboxValue,
+  options?: SandboxValue,
+): Promise<SandboxTensor> {
   if ((img as SandboxTensor)?.type === 'float32') return basicKernels.resize(img, options ?? null) as SandboxTensor;
   const im = image(img, 'resize: image');
   const o = opts(options);
-  const r = await preprocess(im, withinBudget(budget, im, { resize: { mode: 'stretch', width: o.width, height: o.height }, scale: 1, layout: 'nhwc', interpolation: o.interpolation ?? 'auto' }, 'resize'));
+  const r = await preprocess(
+    im,
+    withinBudget(
+      budget,
+      im,
+      {
+        resize: { mode: 'stretch', width: o.width, height: o.height },
+        scale: 1,
+        layout: 'nhwc',
+        interpolation: o.interpolation ?? 'auto',
+      },
+      'resize',
+    ),
+  );
   const c = r.dims[3];
   const out = new Uint8Array(r.data.length);
   for (let i = 0; i < out.length; i++) out[i] = r.data[i] + 0.5;
@@ -51,14 +79,32 @@ async function resize(budget: Required<RunnerBudget>, img: SandboxValue, options
  * uint8 HWC → float32 [1, C, H, W] (or NHWC): `(x · scale − mean) / std` (scale default 1, as the
  * basic kernel), with an optional fused `resize` (stretch / letterbox / limitSide, native ResizeSpec).
  */
-async function normalize(budget: Required<RunnerBudget>, img: SandboxValue, options?: SandboxValue): Promise<SandboxTensor> {
+async function normalize(
+  budget: Required<RunnerBudget>,
+  img: SandboxValue,
+  options?: SandboxValue,
+): Promise<SandboxTensor> {
   if ((img as SandboxTensor)?.type === 'float32') return basicKernels.normalize(img, options ?? null) as SandboxTensor;
   const im = image(img, 'normalize: image');
   const o = opts(options);
   const resize: ResizeSpec = o.resize ?? { mode: 'stretch', width: im.width, height: im.height };
-  const r = await preprocess(im, withinBudget(budget, im, {
-    resize, scale: o.scale ?? 1, mean: o.mean, std: o.std, channelOrder: o.channelOrder, layout: o.layout, interpolation: o.interpolation ?? (o.resize ? 'auto' : 'bilinear'),
-  }, 'normalize'));
+  const r = await preprocess(
+    im,
+    withinBudget(
+      budget,
+      im,
+      {
+        resize,
+        scale: o.scale ?? 1,
+        mean: o.mean,
+        std: o.std,
+        channelOrder: o.channelOrder,
+        layout: o.layout,
+        interpolation: o.interpolation ?? (o.resize ? 'auto' : 'bilinear'),
+      },
+      'normalize',
+    ),
+  );
   return f32(r.dims, r.data as Float32Array);
 }
 
@@ -68,7 +114,11 @@ function nms(boxes: SandboxValue, scores: SandboxValue, options?: SandboxValue):
   const s = tensor(scores, 'nms: scores', 'float32');
   const o = opts(options);
   const classes = o.classes === undefined ? undefined : (tensor(o.classes, 'nms: classes', 'int32').data as Int32Array);
-  const r = nmsSync(b.data as Float32Array, s.data as Float32Array, { ...o, iouThreshold: o.iouThreshold, ...(classes ? { classes } : {}) });
+  const r = nmsSync(b.data as Float32Array, s.data as Float32Array, {
+    ...o,
+    iouThreshold: o.iouThreshold,
+    ...(classes ? { classes } : {}),
+  });
   return i32([r.keep.length], r.keep);
 }
 
@@ -100,9 +150,19 @@ async function argmax(x: SandboxValue): Promise<Record<string, SandboxTensor>> {
 async function ctcDecode(probs: SandboxValue, options?: SandboxValue): Promise<Record<string, SandboxTensor>> {
   const t = tensor(probs, 'ctcDecode: probs', 'float32');
   const o = opts(options);
-  const lengths = o.lengths === undefined ? undefined : (tensor(o.lengths, 'ctcDecode: lengths', 'int32').data as Int32Array);
-  const r = await ctcGreedyDecode(t.data as Float32Array, { ...o, dims: [...t.dims], vocabulary: undefined, ...(lengths ? { lengths } : {}) });
-  return { ids: i32([r.ids.length], r.ids), confidences: f32([r.confidences.length], r.confidences), offsets: i32([r.offsets.length], r.offsets) };
+  const lengths =
+    o.lengths === undefined ? undefined : (tensor(o.lengths, 'ctcDecode: lengths', 'int32').data as Int32Array);
+  const r = await ctcGreedyDecode(t.data as Float32Array, {
+    ...o,
+    dims: [...t.dims],
+    vocabulary: undefined,
+    ...(lengths ? { lengths } : {}),
+  });
+  return {
+    ids: i32([r.ids.length], r.ids),
+    confidences: f32([r.confidences.length], r.confidences),
+    offsets: i32([r.offsets.length], r.offsets),
+  };
 }
 
 /**
@@ -110,10 +170,19 @@ async function ctcDecode(probs: SandboxValue, options?: SandboxValue): Promise<R
  * output size is checked against the runner's budget before anything is allocated (the pipeline
  * ops do the same, runner/pipeline/budget.ts).
  */
-function withinBudget(budget: Required<RunnerBudget>, im: ReturnType<typeof image>, o: PreprocessOptions, what: string): PreprocessOptions {
+function withinBudget(
+  budget: Required<RunnerBudget>,
+  im: ReturnType<typeof image>,
+  o: PreprocessOptions,
+  what: string,
+): PreprocessOptions {
   const plan = planPreprocess(im, o);
   const pixels = plan.dims.reduce((n, d) => n * d, 1) / plan.dims[plan.raw.nhwc ? 3 : 1];
-  const over = overBudget(budget, { pixels, bytes: plan.dims.reduce((n, d) => n * d, plan.f16 ? 2 : 4) }, `script kernel ${what} to ${plan.dims.join('×')}`);
+  const over = overBudget(
+    budget,
+    { pixels, bytes: plan.dims.reduce((n, d) => n * d, plan.f16 ? 2 : 4) },
+    `script kernel ${what} to ${plan.dims.join('×')}`,
+  );
   if (over) throw new RunnerError('E_RUN_BUDGET', over.message, over.detail);
   return o;
 }

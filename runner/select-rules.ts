@@ -90,12 +90,23 @@ function archOk(acc: Accelerator, d: HostDevice): ArchMatch | null {
 const MATCH_ORDER: Record<ArchMatch, number> = { exact: 0, compatible: 1, any: 2 };
 
 /** The best host device for an accelerator requirement, or the reasons none fits. */
-export function matchAccelerator(acc: Accelerator, host: HostProfile): { device: DeviceMatch; notes: string[] } | { reasons: Reason[] } {
+export function matchAccelerator(
+  acc: Accelerator,
+  host: HostProfile,
+): { device: DeviceMatch; notes: string[] } | { reasons: Reason[] } {
   const all = devicesOf(host);
   const same = all.filter((d) => d.kind === acc.kind && d.vendor === acc.vendor);
   if (!same.length) {
     const has = all.map((d) => `${d.vendor} ${d.kind}${d.arch ? ` ${d.arch}` : ''}`);
-    return { reasons: [{ code: 'accelerator', message: `needs ${a(acc.vendor)} ${acc.kind}; host has ${list(has)}`, detail: { wanted: { kind: acc.kind, vendor: acc.vendor }, have: has } }] };
+    return {
+      reasons: [
+        {
+          code: 'accelerator',
+          message: `needs ${a(acc.vendor)} ${acc.kind}; host has ${list(has)}`,
+          detail: { wanted: { kind: acc.kind, vendor: acc.vendor }, have: has },
+        },
+      ],
+    };
   }
   const wantArch = [...(acc.arch ?? []), ...(acc.minArch ? [`≥ ${acc.minArch}`] : [])].join(' or ');
   const fits: { d: HostDevice; m: ArchMatch; memUnknown: boolean }[] = [];
@@ -103,11 +114,19 @@ export function matchAccelerator(acc: Accelerator, host: HostProfile): { device:
   for (const d of same) {
     const m = archOk(acc, d);
     if (!m) {
-      reasons.push({ code: 'accelerator-arch', message: `needs ${acc.vendor} ${acc.kind} arch ${wantArch}; ${d.name} is ${d.arch ?? 'of unknown arch'}`, detail: { device: d.name, arch: d.arch ?? null, wanted: acc.arch ?? [], minArch: acc.minArch ?? null } });
+      reasons.push({
+        code: 'accelerator-arch',
+        message: `needs ${acc.vendor} ${acc.kind} arch ${wantArch}; ${d.name} is ${d.arch ?? 'of unknown arch'}`,
+        detail: { device: d.name, arch: d.arch ?? null, wanted: acc.arch ?? [], minArch: acc.minArch ?? null },
+      });
       continue;
     }
     if (acc.minMemoryMiB !== undefined && d.memoryMiB !== undefined && d.memoryMiB < acc.minMemoryMiB) {
-      reasons.push({ code: 'accelerator-memory', message: `needs ${acc.minMemoryMiB} MiB of device memory; ${d.name} has ${d.memoryMiB} MiB`, detail: { device: d.name, have: d.memoryMiB, need: acc.minMemoryMiB } });
+      reasons.push({
+        code: 'accelerator-memory',
+        message: `needs ${acc.minMemoryMiB} MiB of device memory; ${d.name} has ${d.memoryMiB} MiB`,
+        detail: { device: d.name, have: d.memoryMiB, need: acc.minMemoryMiB },
+      });
       continue;
     }
     fits.push({ d, m, memUnknown: acc.minMemoryMiB !== undefined && d.memoryMiB === undefined });
@@ -115,10 +134,25 @@ export function matchAccelerator(acc: Accelerator, host: HostProfile): { device:
   if (!fits.length) return { reasons };
   fits.sort((a, b) => MATCH_ORDER[a.m] - MATCH_ORDER[b.m] || (b.d.memoryMiB ?? 0) - (a.d.memoryMiB ?? 0));
   const best = fits[0];
-  const how = best.m === 'exact' ? `exact arch ${best.d.arch}` : best.m === 'compatible' ? `${best.d.arch} ≥ minArch ${acc.minArch}` : 'no arch constraint';
+  const how =
+    best.m === 'exact'
+      ? `exact arch ${best.d.arch}`
+      : best.m === 'compatible'
+        ? `${best.d.arch} ≥ minArch ${acc.minArch}`
+        : 'no arch constraint';
   const notes = [`accelerator: ${best.d.vendor} ${best.d.kind} ${best.d.name} (${how})`];
-  if (best.memUnknown) notes.push(`device memory of ${best.d.name} unknown; minMemoryMiB ${acc.minMemoryMiB} not checked`);
-  return { device: { kind: best.d.kind, vendor: best.d.vendor, name: best.d.name, ...(best.d.arch ? { arch: best.d.arch } : {}), match: best.m }, notes };
+  if (best.memUnknown)
+    notes.push(`device memory of ${best.d.name} unknown; minMemoryMiB ${acc.minMemoryMiB} not checked`);
+  return {
+    device: {
+      kind: best.d.kind,
+      vendor: best.d.vendor,
+      name: best.d.name,
+      ...(best.d.arch ? { arch: best.d.arch } : {}),
+      match: best.m,
+    },
+    notes,
+  };
 }
 
 /** Every requirement of `variant` the host fails, plus the facts ranking uses. */
@@ -128,12 +162,27 @@ export function evaluateVariant(variant: Variant, host: HostProfile, backends: r
   const notes: string[] = [];
   const ev: Evaluation = { reasons, notes };
 
-  if (req.os && !(req.os as string[]).includes(host.os)) reasons.push({ code: 'os', message: `runs on ${list(req.os)}; host is ${host.os}`, detail: { wanted: req.os, have: host.os } });
-  if (req.arch && !(req.arch as string[]).includes(host.arch)) reasons.push({ code: 'arch', message: `runs on ${list(req.arch)}; host CPU is ${host.arch}`, detail: { wanted: req.arch, have: host.arch } });
+  if (req.os && !(req.os as string[]).includes(host.os))
+    reasons.push({
+      code: 'os',
+      message: `runs on ${list(req.os)}; host is ${host.os}`,
+      detail: { wanted: req.os, have: host.os },
+    });
+  if (req.arch && !(req.arch as string[]).includes(host.arch))
+    reasons.push({
+      code: 'arch',
+      message: `runs on ${list(req.arch)}; host CPU is ${host.arch}`,
+      detail: { wanted: req.arch, have: host.arch },
+    });
   const missing = (req.cpuFeatures ?? []).filter((f) => !host.cpu.features.includes(f));
-  if (missing.length) reasons.push({ code: 'cpu-features', message: `CPU lacks ${missing.join(', ')}`, detail: { missing } });
+  if (missing.length)
+    reasons.push({ code: 'cpu-features', message: `CPU lacks ${missing.join(', ')}`, detail: { missing } });
   if (req.minMemoryMiB !== undefined && host.memoryMiB < req.minMemoryMiB) {
-    reasons.push({ code: 'memory', message: `needs ${req.minMemoryMiB} MiB of memory; host has ${host.memoryMiB} MiB`, detail: { need: req.minMemoryMiB, have: host.memoryMiB } });
+    reasons.push({
+      code: 'memory',
+      message: `needs ${req.minMemoryMiB} MiB of memory; host has ${host.memoryMiB} MiB`,
+      detail: { need: req.minMemoryMiB, have: host.memoryMiB },
+    });
   }
   if (req.accelerator) {
     const m = matchAccelerator(req.accelerator, host);
@@ -146,17 +195,39 @@ export function evaluateVariant(variant: Variant, host: HostProfile, backends: r
 
   const rt = host.runtimes[variant.runtime];
   if (!backends.includes(variant.runtime)) {
-    reasons.push({ code: 'no-backend', message: `xpkg has no backend for runtime ${variant.runtime} (backends: ${list(backends)})`, detail: { runtime: variant.runtime, backends: [...backends] } });
+    reasons.push({
+      code: 'no-backend',
+      message: `xpkg has no backend for runtime ${variant.runtime} (backends: ${list(backends)})`,
+      detail: { runtime: variant.runtime, backends: [...backends] },
+    });
   }
   if (!rt?.available) {
-    reasons.push({ code: 'runtime-missing', message: `runtime ${variant.runtime} is not installed on this host${rt?.reason ? ` (${rt.reason})` : ''}`, detail: { runtime: variant.runtime } });
+    reasons.push({
+      code: 'runtime-missing',
+      message: `runtime ${variant.runtime} is not installed on this host${rt?.reason ? ` (${rt.reason})` : ''}`,
+      detail: { runtime: variant.runtime },
+    });
   } else {
     if (req.runtimeVersion !== undefined) {
       const bad = rangeProblem(req.runtimeVersion);
-      if (bad) reasons.push({ code: 'runtime-version', message: `runtimeVersion ${JSON.stringify(req.runtimeVersion)} is not a valid range: ${bad}`, detail: { range: req.runtimeVersion } });
-      else if (!rt.version) reasons.push({ code: 'runtime-version', message: `needs ${variant.runtime} ${req.runtimeVersion}; the installed version is unknown`, detail: { range: req.runtimeVersion, have: null } });
+      if (bad)
+        reasons.push({
+          code: 'runtime-version',
+          message: `runtimeVersion ${JSON.stringify(req.runtimeVersion)} is not a valid range: ${bad}`,
+          detail: { range: req.runtimeVersion },
+        });
+      else if (!rt.version)
+        reasons.push({
+          code: 'runtime-version',
+          message: `needs ${variant.runtime} ${req.runtimeVersion}; the installed version is unknown`,
+          detail: { range: req.runtimeVersion, have: null },
+        });
       else if (!satisfies(rt.version, req.runtimeVersion)) {
-        reasons.push({ code: 'runtime-version', message: `needs ${variant.runtime} ${req.runtimeVersion}; host has ${rt.version}`, detail: { range: req.runtimeVersion, have: rt.version } });
+        reasons.push({
+          code: 'runtime-version',
+          message: `needs ${variant.runtime} ${req.runtimeVersion}; host has ${rt.version}`,
+          detail: { range: req.runtimeVersion, have: rt.version },
+        });
       }
     }
     if (variant.runtime === 'onnxruntime') {
@@ -164,8 +235,15 @@ export function evaluateVariant(variant: Variant, host: HostProfile, backends: r
       const usable = usableProviders(variant, available);
       const wanted = variantProviders(variant);
       if (!usable.length) {
-        const why = wanted.map((p) => rt.unavailable?.find((u) => u.name === p)).filter(Boolean).map((u) => `${u!.name}: ${u!.reason}`);
-        reasons.push({ code: 'provider', message: `needs execution provider ${wanted.join(' or ')}; onnxruntime here loads ${list(available)}${why.length ? ` (${why.join('; ')})` : ''}`, detail: { wanted, available } });
+        const why = wanted
+          .map((p) => rt.unavailable?.find((u) => u.name === p))
+          .filter(Boolean)
+          .map((u) => `${u!.name}: ${u!.reason}`);
+        reasons.push({
+          code: 'provider',
+          message: `needs execution provider ${wanted.join(' or ')}; onnxruntime here loads ${list(available)}${why.length ? ` (${why.join('; ')})` : ''}`,
+          detail: { wanted, available },
+        });
       } else {
         ev.providers = usable;
         const skipped = wanted.filter((p) => !usable.includes(p));
@@ -177,8 +255,17 @@ export function evaluateVariant(variant: Variant, host: HostProfile, backends: r
 }
 
 /** The precision list that applies to a variant run on `device` (or the CPU), and why. */
-export function precisionList(policy: PrecisionPolicy, host: HostProfile, device: DeviceMatch | undefined): { list: Precision[]; label: string } {
-  if (device) return device.kind === 'gpu' ? { list: policy.gpu, label: 'gpu policy' } : { list: policy.npu, label: `${device.kind} policy` };
+export function precisionList(
+  policy: PrecisionPolicy,
+  host: HostProfile,
+  device: DeviceMatch | undefined,
+): { list: Precision[]; label: string } {
+  if (device)
+    return device.kind === 'gpu'
+      ? { list: policy.gpu, label: 'gpu policy' }
+      : { list: policy.npu, label: `${device.kind} policy` };
   const dot = INT8_DOT_FEATURES.filter((f) => host.cpu.features.includes(f));
-  return dot.length ? { list: policy.cpuInt8, label: `cpu policy with int8 dot product (${dot.join(', ')})` } : { list: policy.cpu, label: 'cpu policy' };
+  return dot.length
+    ? { list: policy.cpuInt8, label: `cpu policy with int8 dot product (${dot.join(', ')})` }
+    : { list: policy.cpu, label: 'cpu policy' };
 }

@@ -7,22 +7,31 @@
 import { RunnerError } from '../spec/errors.js';
 import type { Model, Variant } from '../spec/schema.js';
 import { defaultRegistry } from './backends/index.js';
-import { renderSelection, selectionJson, type ExplainJson } from './explain.js';
+import { type ExplainJson, renderSelection, selectionJson } from './explain.js';
 import { hostSummary } from './host.js';
 import type { HostProfile } from './host-profile.js';
 import {
   DEFAULT_PRECISION_POLICY,
-  evaluateVariant,
-  precisionList,
-  preferPrecision,
   type DeviceMatch,
+  evaluateVariant,
   type Precision,
   type PrecisionPolicy,
+  precisionList,
+  preferPrecision,
   type Reason,
 } from './select-rules.js';
 
-export { DEFAULT_PRECISION_POLICY, preferPrecision, type Precision, type PrecisionPolicy, type Reason, type ReasonCode, type DeviceMatch, type ArchMatch } from './select-rules.js';
 export type { ExplainJson } from './explain.js';
+export {
+  type ArchMatch,
+  DEFAULT_PRECISION_POLICY,
+  type DeviceMatch,
+  type Precision,
+  type PrecisionPolicy,
+  preferPrecision,
+  type Reason,
+  type ReasonCode,
+} from './select-rules.js';
 
 export type VariantStatus = 'chosen' | 'candidate' | 'rejected';
 
@@ -76,23 +85,44 @@ function resolvePolicy(p: SelectOptions['precision']): PrecisionPolicy {
   return { ...DEFAULT_PRECISION_POLICY, ...p };
 }
 
-const ordinal = (n: number) => `${n}${n % 10 === 1 && n % 100 !== 11 ? 'st' : n % 10 === 2 && n % 100 !== 12 ? 'nd' : n % 10 === 3 && n % 100 !== 13 ? 'rd' : 'th'}`;
+const ordinal = (n: number) =>
+  `${n}${n % 10 === 1 && n % 100 !== 11 ? 'st' : n % 10 === 2 && n % 100 !== 12 ? 'nd' : n % 10 === 3 && n % 100 !== 13 ? 'rd' : 'th'}`;
 const MATCH_RANK = { exact: 0, compatible: 1, any: 2 } as const;
 
-function selectModel(model: Model, host: HostProfile, policy: PrecisionPolicy, backends: readonly string[], forced: string | undefined): ModelSelection {
+function selectModel(
+  model: Model,
+  host: HostProfile,
+  policy: PrecisionPolicy,
+  backends: readonly string[],
+  forced: string | undefined,
+): ModelSelection {
   const runnable: { v: VariantVerdict; key: number[] }[] = [];
   const rejected: VariantVerdict[] = [];
   model.variants.forEach((variant, declared) => {
     const ev = evaluateVariant(variant, host, backends);
-    const verdict: VariantVerdict = { model: model.id, variant, status: 'rejected', reasons: ev.reasons, notes: ev.notes, declared };
+    const verdict: VariantVerdict = {
+      model: model.id,
+      variant,
+      status: 'rejected',
+      reasons: ev.reasons,
+      notes: ev.notes,
+      declared,
+    };
     if (ev.device) verdict.device = ev.device;
     if (ev.providers) verdict.providers = ev.providers;
     if (ev.reasons.length) return rejected.push(verdict);
     const { list, label } = precisionList(policy, host, ev.device);
     const place = list.indexOf(variant.precision);
-    verdict.notes.push(place >= 0 ? `precision ${variant.precision}: ${ordinal(place + 1)} in ${label}` : `precision ${variant.precision}: not in ${label}`);
+    verdict.notes.push(
+      place >= 0
+        ? `precision ${variant.precision}: ${ordinal(place + 1)} in ${label}`
+        : `precision ${variant.precision}: not in ${label}`,
+    );
     verdict.status = 'candidate';
-    runnable.push({ v: verdict, key: [ev.device ? 0 : 1, ev.device ? MATCH_RANK[ev.device.match] : 3, place >= 0 ? place : list.length, declared] });
+    runnable.push({
+      v: verdict,
+      key: [ev.device ? 0 : 1, ev.device ? MATCH_RANK[ev.device.match] : 3, place >= 0 ? place : list.length, declared],
+    });
   });
   runnable.sort((a, b) => {
     for (let i = 0; i < a.key.length; i++) if (a.key[i] !== b.key[i]) return a.key[i] - b.key[i];
@@ -115,26 +145,44 @@ function selectModel(model: Model, host: HostProfile, policy: PrecisionPolicy, b
  * Throws E_RUN_VARIANT_UNKNOWN / E_RUN_VARIANT_UNSUPPORTED for a bad `variant` option; a model
  * with no runnable variant is not an error here (explain lists it), loading reports it.
  */
-export function selectVariants(manifest: { models: readonly Model[] }, host: HostProfile, options: SelectOptions = {}): Selection {
+export function selectVariants(
+  manifest: { models: readonly Model[] },
+  host: HostProfile,
+  options: SelectOptions = {},
+): Selection {
   const policy = resolvePolicy(options.precision);
   const backends = [...(options.backends ?? defaultRegistry().runtimes())].sort();
-  const forcedIds = options.variant === undefined ? [] : typeof options.variant === 'string' ? [options.variant] : [...options.variant];
+  const forcedIds =
+    options.variant === undefined ? [] : typeof options.variant === 'string' ? [options.variant] : [...options.variant];
   const forcedByModel = new Map<string, string>();
   for (const id of forcedIds) {
     const model = manifest.models.find((m) => m.variants.some((v) => v.id === id));
     if (!model) {
       const known = manifest.models.flatMap((m) => m.variants.map((v) => v.id));
-      throw new RunnerError('E_RUN_VARIANT_UNKNOWN', `no variant ${JSON.stringify(id)} in this package (variants: ${known.join(', ')})`, { variant: id, known });
+      throw new RunnerError(
+        'E_RUN_VARIANT_UNKNOWN',
+        `no variant ${JSON.stringify(id)} in this package (variants: ${known.join(', ')})`,
+        { variant: id, known },
+      );
     }
     const other = forcedByModel.get(model.id);
-    if (other && other !== id) throw new RunnerError('E_RUN_VARIANT_UNSUPPORTED', `--variant names two variants of model ${model.id}: ${other} and ${id}`, { model: model.id, variants: [other, id] });
+    if (other && other !== id)
+      throw new RunnerError(
+        'E_RUN_VARIANT_UNSUPPORTED',
+        `--variant names two variants of model ${model.id}: ${other} and ${id}`,
+        { model: model.id, variants: [other, id] },
+      );
     forcedByModel.set(model.id, id);
   }
   for (const [modelId, id] of forcedByModel) {
     const model = manifest.models.find((m) => m.id === modelId)!;
     const ev = evaluateVariant(model.variants.find((v) => v.id === id)!, host, backends);
     if (ev.reasons.length) {
-      throw new RunnerError('E_RUN_VARIANT_UNSUPPORTED', `variant ${id} cannot run on this host: ${ev.reasons.map((r) => `${r.code}: ${r.message}`).join('; ')}`, { variant: id, model: modelId, reasons: ev.reasons });
+      throw new RunnerError(
+        'E_RUN_VARIANT_UNSUPPORTED',
+        `variant ${id} cannot run on this host: ${ev.reasons.map((r) => `${r.code}: ${r.message}`).join('; ')}`,
+        { variant: id, model: modelId, reasons: ev.reasons },
+      );
     }
   }
   return {
@@ -167,12 +215,23 @@ export function applyAttempts(sel: ModelSelection, attempts: readonly LoadAttemp
   const loaded = attempts.find((a) => a.ok)?.variant;
   const variants = sel.variants.map((v): VariantVerdict => {
     const a = byId.get(v.variant.id);
-    if (a && !a.ok) return { ...v, status: 'rejected', rank: undefined, reasons: [...v.reasons, { code: 'load-failed', message: `${a.code ?? 'error'}: ${a.reason}`, detail: { code: a.code } }] };
+    if (a && !a.ok)
+      return {
+        ...v,
+        status: 'rejected',
+        rank: undefined,
+        reasons: [
+          ...v.reasons,
+          { code: 'load-failed', message: `${a.code ?? 'error'}: ${a.reason}`, detail: { code: a.code } },
+        ],
+      };
     if (v.status === 'rejected') return v;
     return { ...v, status: v.variant.id === loaded ? 'chosen' : 'candidate' };
   });
   const order = (v: VariantVerdict) => (v.status === 'rejected' ? 1 : 0);
-  const sorted = [...variants].sort((a, b) => order(a) - order(b) || (a.rank ?? 0) - (b.rank ?? 0) || a.declared - b.declared);
+  const sorted = [...variants].sort(
+    (a, b) => order(a) - order(b) || (a.rank ?? 0) - (b.rank ?? 0) || a.declared - b.declared,
+  );
   const chosen = sorted.find((v) => v.status === 'chosen') ?? null;
   return { ...sel, chosen, candidates: sorted.filter((v) => v.status !== 'rejected'), variants: sorted };
 }
@@ -182,7 +241,10 @@ export function applyAttempts(sel: ModelSelection, attempts: readonly LoadAttemp
  * recorded. Throws E_RUN_NO_VARIANT with every selection rejection and load failure when nothing
  * loads. Given a ModelSelection it also returns the selection updated with the attempts.
  */
-export async function loadWithFallback<T>(candidates: ModelSelection | readonly VariantVerdict[], load: (verdict: VariantVerdict) => Promise<T>): Promise<Loaded<T>> {
+export async function loadWithFallback<T>(
+  candidates: ModelSelection | readonly VariantVerdict[],
+  load: (verdict: VariantVerdict) => Promise<T>,
+): Promise<Loaded<T>> {
   const sel = 'candidates' in candidates ? candidates : undefined;
   const list = sel ? sel.candidates : (candidates as readonly VariantVerdict[]);
   const attempts: LoadAttempt[] = [];
@@ -193,16 +255,27 @@ export async function loadWithFallback<T>(candidates: ModelSelection | readonly 
       return { verdict, value, attempts, ...(sel ? { selection: applyAttempts(sel, attempts) } : {}) };
     } catch (e) {
       const err = e as { code?: unknown; message?: unknown };
-      attempts.push({ variant: verdict.variant.id, ok: false, code: typeof err?.code === 'string' ? err.code : 'E_INTERNAL', reason: String(err?.message ?? e) });
+      attempts.push({
+        variant: verdict.variant.id,
+        ok: false,
+        code: typeof err?.code === 'string' ? err.code : 'E_INTERNAL',
+        reason: String(err?.message ?? e),
+      });
     }
   }
   const modelId = sel?.model ?? list[0]?.model ?? '?';
-  const rejected = (sel?.variants ?? []).filter((v) => v.status === 'rejected').map((v) => ({ variant: v.variant.id, reasons: v.reasons }));
+  const rejected = (sel?.variants ?? [])
+    .filter((v) => v.status === 'rejected')
+    .map((v) => ({ variant: v.variant.id, reasons: v.reasons }));
   const parts = [
     ...rejected.map((r) => `${r.variant}: ${r.reasons.map((x) => x.code).join(', ')}`),
     ...attempts.map((a) => `${a.variant}: load failed (${a.code})`),
   ];
-  throw new RunnerError('E_RUN_NO_VARIANT', `no variant of model ${modelId} can run on this host${parts.length ? `: ${parts.join('; ')}` : ''}`, { model: modelId, rejected, attempts });
+  throw new RunnerError(
+    'E_RUN_NO_VARIANT',
+    `no variant of model ${modelId} can run on this host${parts.length ? `: ${parts.join('; ')}` : ''}`,
+    { model: modelId, rejected, attempts },
+  );
 }
 
 /** Replaces one model's entry of a selection (after loadWithFallback). */
@@ -219,7 +292,11 @@ export interface ExplainOutcome {
 }
 
 /** The pure part of `xpkg explain`: select, then render as a table and as JSON. */
-export function explainVariants(manifest: { models: readonly Model[] }, host: HostProfile, options: SelectOptions = {}): ExplainOutcome {
+export function explainVariants(
+  manifest: { models: readonly Model[] },
+  host: HostProfile,
+  options: SelectOptions = {},
+): ExplainOutcome {
   const selection = selectVariants(manifest, host, options);
   return { result: selectionJson(selection), human: renderSelection(selection), selection };
 }

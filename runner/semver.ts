@@ -75,14 +75,30 @@ function expand(op: string, p: Partial): Comparator[] {
   const next = minor === undefined ? ver(major + 1) : patch === undefined ? ver(major, minor + 1) : null;
   switch (op) {
     case '^': {
-      const hi = major > 0 || minor === undefined ? ver(major + 1) : minor > 0 || patch === undefined ? ver(0, minor + 1) : ver(0, 0, (patch ?? 0) + 1);
-      return [{ op: '>=', v: lo }, { op: '<', v: hi }];
+      const hi =
+        major > 0 || minor === undefined
+          ? ver(major + 1)
+          : minor > 0 || patch === undefined
+            ? ver(0, minor + 1)
+            : ver(0, 0, (patch ?? 0) + 1);
+      return [
+        { op: '>=', v: lo },
+        { op: '<', v: hi },
+      ];
     }
     case '~':
-      return [{ op: '>=', v: lo }, { op: '<', v: minor === undefined ? ver(major + 1) : ver(major, minor + 1) }];
+      return [
+        { op: '>=', v: lo },
+        { op: '<', v: minor === undefined ? ver(major + 1) : ver(major, minor + 1) },
+      ];
     case '':
     case '=':
-      return next ? [{ op: '>=', v: lo }, { op: '<', v: next }] : [{ op: '=', v: lo }];
+      return next
+        ? [
+            { op: '>=', v: lo },
+            { op: '<', v: next },
+          ]
+        : [{ op: '=', v: lo }];
     case '>':
       return [{ op: next ? '>=' : '>', v: next ?? lo }];
     case '<=':
@@ -133,7 +149,9 @@ export function satisfies(version: string | Version, range: string): boolean {
   return parseRange(range).some((set) => {
     if (!set.every((c) => test(c, v))) return false;
     if (!v.pre.length) return true;
-    return set.some((c) => c.v.pre.length > 0 && c.v.major === v.major && c.v.minor === v.minor && c.v.patch === v.patch);
+    return set.some(
+      (c) => c.v.pre.length > 0 && c.v.major === v.major && c.v.minor === v.minor && c.v.patch === v.patch,
+    );
   });
 }
 

@@ -69,7 +69,11 @@ export interface Backend {
    * Loads a variant from its files, verified by `files` as they are read (a Map: bytes the caller
    * already trusts). A backend reads only what the model uses and hands the runtime nothing else.
    */
-  load(variant: Variant, files: VariantFiles | ReadonlyMap<string, Buffer>, options: SessionOptions): Promise<ModelSession>;
+  load(
+    variant: Variant,
+    files: VariantFiles | ReadonlyMap<string, Buffer>,
+    options: SessionOptions,
+  ): Promise<ModelSession>;
 }
 
 /** A variant's files, each checked against its manifest digest as it is read. */

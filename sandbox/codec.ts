@@ -7,7 +7,9 @@ import { SandboxError } from '../spec/errors.js';
 import { DTYPE_ARRAY, DTYPE_BYTES, MAX_RANK, SMALL_ARRAYS, type SmallArrayName } from './protocol.js';
 import type { SandboxDType, SandboxTensor } from './types.js';
 
-const SMALL_CTORS: Readonly<Record<SmallArrayName, new (src: ArrayLike<number>) => ArrayBufferView & ArrayLike<number>>> = {
+const SMALL_CTORS: Readonly<
+  Record<SmallArrayName, new (src: ArrayLike<number>) => ArrayBufferView & ArrayLike<number>>
+> = {
   Float32Array,
   Float64Array,
   Int32Array,
@@ -19,7 +21,8 @@ const SMALL_CTORS: Readonly<Record<SmallArrayName, new (src: ArrayLike<number>) 
 };
 const TENSOR_CTORS = { Float32Array, Uint16Array, BigInt64Array, Int32Array, Uint8Array, Int8Array } as const;
 
-const typedTag = (v: ArrayBufferView): string | undefined => (v as unknown as { [Symbol.toStringTag]?: string })[Symbol.toStringTag];
+const typedTag = (v: ArrayBufferView): string | undefined =>
+  (v as unknown as { [Symbol.toStringTag]?: string })[Symbol.toStringTag];
 
 function isDType(v: unknown): v is SandboxDType {
   return typeof v === 'string' && Object.hasOwn(DTYPE_BYTES, v);
@@ -38,7 +41,13 @@ export function elementCount(dims: unknown): number {
 
 /** A tensor-shaped host value: the test is structural, as runner tensors are plain objects. */
 export function looksLikeTensor(v: unknown): v is SandboxTensor {
-  return typeof v === 'object' && v !== null && typeof (v as SandboxTensor).type === 'string' && Array.isArray((v as SandboxTensor).dims) && ArrayBuffer.isView((v as SandboxTensor).data);
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as SandboxTensor).type === 'string' &&
+    Array.isArray((v as SandboxTensor).dims) &&
+    ArrayBuffer.isView((v as SandboxTensor).data)
+  );
 }
 
 /** Throws TypeError unless `t` is a consistent tensor (a host or kernel bug, not the guest's). */
@@ -46,8 +55,10 @@ export function checkTensor(t: SandboxTensor, where: string): void {
   if (!isDType(t.type)) throw new TypeError(`${where}: unknown tensor type '${String(t.type)}'`);
   const n = elementCount(t.dims);
   if (n < 0) throw new TypeError(`${where}: tensor dims must be at most ${MAX_RANK} non-negative integers`);
-  if (typedTag(t.data) !== DTYPE_ARRAY[t.type]) throw new TypeError(`${where}: a ${t.type} tensor must hold a ${DTYPE_ARRAY[t.type]}`);
-  if ((t.data as ArrayLike<unknown>).length !== n) throw new TypeError(`${where}: tensor has ${(t.data as ArrayLike<unknown>).length} elements, dims say ${n}`);
+  if (typedTag(t.data) !== DTYPE_ARRAY[t.type])
+    throw new TypeError(`${where}: a ${t.type} tensor must hold a ${DTYPE_ARRAY[t.type]}`);
+  if ((t.data as ArrayLike<unknown>).length !== n)
+    throw new TypeError(`${where}: tensor has ${(t.data as ArrayLike<unknown>).length} elements, dims say ${n}`);
 }
 
 export function tensorBytes(t: SandboxTensor): number {
@@ -82,7 +93,10 @@ export class CallScope {
     this.ownedBytes += tensorBytes(t);
     const id = this.put(t, true);
     if (this.ownedBytes > this.maxOwnedBytes) {
-      throw new SandboxError('E_SANDBOX_MEMORY', `tensors alive in this call exceed ${this.maxOwnedBytes} bytes`, { limitBytes: this.maxOwnedBytes, bytes: this.ownedBytes });
+      throw new SandboxError('E_SANDBOX_MEMORY', `tensors alive in this call exceed ${this.maxOwnedBytes} bytes`, {
+        limitBytes: this.maxOwnedBytes,
+        bytes: this.ownedBytes,
+      });
     }
     return id;
   }
@@ -92,7 +106,12 @@ export class CallScope {
    * used before in this call); anything else is a forged id.
    */
   adopt(id: unknown, t: SandboxTensor): void {
-    if (!Number.isSafeInteger(id) || (id as number) >= 0 || this.live.has(id as number) || this.adopted.has(id as number)) {
+    if (
+      !Number.isSafeInteger(id) ||
+      (id as number) >= 0 ||
+      this.live.has(id as number) ||
+      this.adopted.has(id as number)
+    ) {
       throw new SandboxError('E_SANDBOX_HANDLE', 'invalid provisional tensor id from the sandbox', { id: String(id) });
     }
     this.adopted.add(id as number);
@@ -101,7 +120,10 @@ export class CallScope {
     this.live.set(id as number, { tensor: t, owned });
     this.onCount(1);
     if (this.ownedBytes > this.maxOwnedBytes) {
-      throw new SandboxError('E_SANDBOX_MEMORY', `tensors alive in this call exceed ${this.maxOwnedBytes} bytes`, { limitBytes: this.maxOwnedBytes, bytes: this.ownedBytes });
+      throw new SandboxError('E_SANDBOX_MEMORY', `tensors alive in this call exceed ${this.maxOwnedBytes} bytes`, {
+        limitBytes: this.maxOwnedBytes,
+        bytes: this.ownedBytes,
+      });
     }
   }
 
@@ -114,7 +136,10 @@ export class CallScope {
 
   get(id: unknown): SandboxTensor {
     const e = typeof id === 'number' ? this.live.get(id) : undefined;
-    if (!e) throw new SandboxError('E_SANDBOX_HANDLE', 'unknown, disposed or expired tensor handle', { id: typeof id === 'number' ? id : String(id) });
+    if (!e)
+      throw new SandboxError('E_SANDBOX_HANDLE', 'unknown, disposed or expired tensor handle', {
+        id: typeof id === 'number' ? id : String(id),
+      });
     return e.tensor;
   }
 
@@ -137,10 +162,18 @@ export class CallScope {
   }
 }
 
-function encodeSmall(v: ArrayBufferView, copyBytes: number, where: string): { $xpkg: 'array'; type: string; data: number[] } {
+function encodeSmall(
+  v: ArrayBufferView,
+  copyBytes: number,
+  where: string,
+): { $xpkg: 'array'; type: string; data: number[] } {
   const tag = typedTag(v);
-  if (!tag || !(SMALL_ARRAYS as readonly string[]).includes(tag)) throw new TypeError(`${where}: cannot copy a ${tag ?? 'DataView'}; pass a tensor`);
-  if (v.byteLength > copyBytes) throw new RangeError(`${where}: a typed array of ${v.byteLength} bytes exceeds the copy budget of ${copyBytes}; pass a tensor`);
+  if (!tag || !(SMALL_ARRAYS as readonly string[]).includes(tag))
+    throw new TypeError(`${where}: cannot copy a ${tag ?? 'DataView'}; pass a tensor`);
+  if (v.byteLength > copyBytes)
+    throw new RangeError(
+      `${where}: a typed array of ${v.byteLength} bytes exceeds the copy budget of ${copyBytes}; pass a tensor`,
+    );
   return { $xpkg: 'array', type: tag, data: Array.from(v as unknown as ArrayLike<number>) };
 }
 
@@ -148,7 +181,12 @@ function encodeSmall(v: ArrayBufferView, copyBytes: number, where: string): { $x
  * Host value → JSON for the guest. `register` turns each tensor into an id (borrowed for call
  * arguments, owned for kernel results).
  */
-export function encodeForGuest(value: unknown, register: (t: SandboxTensor) => number, copyBytes: number, where: string): string {
+export function encodeForGuest(
+  value: unknown,
+  register: (t: SandboxTensor) => number,
+  copyBytes: number,
+  where: string,
+): string {
   const s = JSON.stringify(value === undefined ? null : value, function (this: unknown, _key, v: unknown) {
     if (typeof v !== 'object' || v === null) return v;
     if (looksLikeTensor(v)) {
@@ -167,15 +205,23 @@ export function encodeForGuest(value: unknown, register: (t: SandboxTensor) => n
  * array markers are size-checked, `__proto__` keys refused (E_SANDBOX_OUTPUT).
  */
 export function decodeFromGuest(json: string, scope: CallScope, copyBytes: number): unknown {
-  return JSON.parse(json, function (key, v: unknown) {
-    if (key === '__proto__') throw new SandboxError('E_SANDBOX_OUTPUT', "the key '__proto__' is not allowed in values from the sandbox");
+  return JSON.parse(json, (key, v: unknown) => {
+    if (key === '__proto__')
+      throw new SandboxError('E_SANDBOX_OUTPUT', "the key '__proto__' is not allowed in values from the sandbox");
     if (typeof v !== 'object' || v === null || !Object.hasOwn(v, '$xpkg')) return v;
     const m = v as { $xpkg: unknown; id?: unknown; type?: unknown; data?: unknown };
     if (m.$xpkg === 'tensor') return scope.get(m.id);
-    if (m.$xpkg === 'array' && typeof m.type === 'string' && Object.hasOwn(SMALL_CTORS, m.type) && Array.isArray(m.data)) {
+    if (
+      m.$xpkg === 'array' &&
+      typeof m.type === 'string' &&
+      Object.hasOwn(SMALL_CTORS, m.type) &&
+      Array.isArray(m.data)
+    ) {
       const C = SMALL_CTORS[m.type as SmallArrayName];
-      if (m.data.length * (C as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT > copyBytes) throw new SandboxError('E_SANDBOX_MEMORY', `a typed array exceeds the copy budget of ${copyBytes} bytes`);
-      if (!m.data.every((x) => x === null || typeof x === 'number')) throw new SandboxError('E_SANDBOX_OUTPUT', 'malformed typed array from the sandbox');
+      if (m.data.length * (C as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT > copyBytes)
+        throw new SandboxError('E_SANDBOX_MEMORY', `a typed array exceeds the copy budget of ${copyBytes} bytes`);
+      if (!m.data.every((x) => x === null || typeof x === 'number'))
+        throw new SandboxError('E_SANDBOX_OUTPUT', 'malformed typed array from the sandbox');
       return new C(m.data as number[]);
     }
     throw new SandboxError('E_SANDBOX_HANDLE', 'forged value marker from the sandbox');
@@ -188,8 +234,15 @@ export function tensorFromBytes(dtype: unknown, shape: unknown, bytes: unknown, 
   const n = elementCount(shape);
   if (n < 0) throw new TypeError(`ctx.tensor: shape must be at most ${MAX_RANK} non-negative integers`);
   if (!(bytes instanceof Uint8Array)) throw new TypeError('ctx.tensor: data missing');
-  if (bytes.byteLength > copyBytes) throw new SandboxError('E_SANDBOX_MEMORY', `ctx.tensor: ${bytes.byteLength} bytes exceeds the copy budget of ${copyBytes}`);
-  if (bytes.byteLength !== n * DTYPE_BYTES[dtype]) throw new TypeError(`ctx.tensor: ${bytes.byteLength} bytes do not fill shape [${(shape as number[]).join(', ')}] of ${dtype}`);
+  if (bytes.byteLength > copyBytes)
+    throw new SandboxError(
+      'E_SANDBOX_MEMORY',
+      `ctx.tensor: ${bytes.byteLength} bytes exceeds the copy budget of ${copyBytes}`,
+    );
+  if (bytes.byteLength !== n * DTYPE_BYTES[dtype])
+    throw new TypeError(
+      `ctx.tensor: ${bytes.byteLength} bytes do not fill shape [${(shape as number[]).join(', ')}] of ${dtype}`,
+    );
   // A fresh, aligned buffer: the transferred one may not be aligned for the element size.
   const buf = new Uint8Array(bytes.byteLength);
   buf.set(bytes);

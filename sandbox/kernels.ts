@@ -9,24 +9,32 @@ type F32 = SandboxTensor & { data: Float32Array };
 
 function tensorArg(v: SandboxValue | undefined, what: string, types: readonly string[]): SandboxTensor {
   const t = v as SandboxTensor;
-  if (typeof t !== 'object' || t === null || !ArrayBuffer.isView(t.data) || !Array.isArray(t.dims)) throw new TypeError(`${what} must be a tensor`);
+  if (typeof t !== 'object' || t === null || !ArrayBuffer.isView(t.data) || !Array.isArray(t.dims))
+    throw new TypeError(`${what} must be a tensor`);
   if (!types.includes(t.type)) throw new TypeError(`${what} must be ${types.join(' or ')}, got ${t.type}`);
   return t;
 }
 function opts(v: SandboxValue | undefined): Record<string, unknown> {
   if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v) || ArrayBuffer.isView(v)) throw new TypeError('options must be an object');
+  if (typeof v !== 'object' || Array.isArray(v) || ArrayBuffer.isView(v))
+    throw new TypeError('options must be an object');
   return v as Record<string, unknown>;
 }
 function int(v: unknown, what: string, min: number, max: number): number {
-  if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) throw new RangeError(`${what} must be an integer in ${min}..${max}`);
+  if (!Number.isInteger(v) || (v as number) < min || (v as number) > max)
+    throw new RangeError(`${what} must be an integer in ${min}..${max}`);
   return v as number;
 }
 function nums(v: unknown, n: number, what: string): number[] {
-  if (!Array.isArray(v) || v.length !== n || !v.every((x) => typeof x === 'number' && Number.isFinite(x))) throw new TypeError(`${what} must be ${n} finite numbers`);
+  if (!Array.isArray(v) || v.length !== n || !v.every((x) => typeof x === 'number' && Number.isFinite(x)))
+    throw new TypeError(`${what} must be ${n} finite numbers`);
   return v;
 }
-const f32 = (dims: number[], data = new Float32Array(dims.reduce((a, b) => a * b, 1))): F32 => ({ type: 'float32', dims, data });
+const f32 = (dims: number[], data = new Float32Array(dims.reduce((a, b) => a * b, 1))): F32 => ({
+  type: 'float32',
+  dims,
+  data,
+});
 /** Splits dims into rows × the last axis. */
 function rowsCols(t: SandboxTensor): [number, number] {
   if (t.dims.length === 0) throw new RangeError('tensor must have at least one axis');
@@ -46,7 +54,9 @@ export function resize(image: SandboxValue, options?: SandboxValue): SandboxTens
   const out = t.type === 'uint8' ? new Uint8Array(oh * ow * c) : new Float32Array(oh * ow * c);
   const sy = h / oh;
   const sx = w / ow;
-  const x0s = new Int32Array(ow), x1s = new Int32Array(ow), fxs = new Float32Array(ow);
+  const x0s = new Int32Array(ow),
+    x1s = new Int32Array(ow),
+    fxs = new Float32Array(ow);
   for (let x = 0; x < ow; x++) {
     const fx = Math.min(Math.max((x + 0.5) * sx - 0.5, 0), w - 1);
     x0s[x] = Math.floor(fx);
@@ -55,11 +65,16 @@ export function resize(image: SandboxValue, options?: SandboxValue): SandboxTens
   }
   for (let y = 0; y < oh; y++) {
     const fy = Math.min(Math.max((y + 0.5) * sy - 0.5, 0), h - 1);
-    const y0 = Math.floor(fy), y1 = Math.min(y0 + 1, h - 1), wy = fy - y0;
-    const r0 = y0 * w * c, r1 = y1 * w * c;
+    const y0 = Math.floor(fy),
+      y1 = Math.min(y0 + 1, h - 1),
+      wy = fy - y0;
+    const r0 = y0 * w * c,
+      r1 = y1 * w * c;
     let o2 = y * ow * c;
     for (let x = 0; x < ow; x++) {
-      const a = x0s[x] * c, b = x1s[x] * c, wx = fxs[x];
+      const a = x0s[x] * c,
+        b = x1s[x] * c,
+        wx = fxs[x];
       for (let k = 0; k < c; k++, o2++) {
         const top = src[r0 + a + k] + (src[r0 + b + k] - src[r0 + a + k]) * wx;
         const bot = src[r1 + a + k] + (src[r1 + b + k] - src[r1 + a + k]) * wx;
@@ -83,7 +98,10 @@ export function normalize(image: SandboxValue, options?: SandboxValue): SandboxT
   const out = f32([1, c, h, w]);
   const plane = h * w;
   for (let k = 0; k < c; k++) {
-    const m = mean[k], inv = 1 / std[k], dst = out.data, base = k * plane;
+    const m = mean[k],
+      inv = 1 / std[k],
+      dst = out.data,
+      base = k * plane;
     for (let i = 0, s = k; i < plane; i++, s += c) dst[base + i] = (src[s] * scale - m) * inv;
   }
   return out;
@@ -116,7 +134,8 @@ export function argmax(x: SandboxValue): { indices: SandboxTensor; values: Sandb
   const values = f32(dims);
   for (let r = 0; r < rows; r++) {
     const o = r * cols;
-    let best = -1, bv = NaN;
+    let best = -1,
+      bv = NaN;
     for (let i = 0; i < cols; i++) {
       const v = src[o + i];
       if (v === v && (best < 0 || v > bv)) (best = i), (bv = v);
@@ -177,7 +196,10 @@ export function gather(x: SandboxValue, indices: SandboxValue): SandboxTensor {
   const out = new C(idx.length * row);
   idx.forEach((i, k) => {
     if (!(i >= 0 && i < n)) throw new RangeError(`gather: index ${i} out of range 0..${n - 1}`);
-    (out as unknown as { set(a: ArrayLike<unknown>, o: number): void }).set(t.data.subarray(i * row, (i + 1) * row) as ArrayLike<unknown>, k * row);
+    (out as unknown as { set(a: ArrayLike<unknown>, o: number): void }).set(
+      t.data.subarray(i * row, (i + 1) * row) as ArrayLike<unknown>,
+      k * row,
+    );
   });
   return { type: t.type, dims: [idx.length, ...t.dims.slice(1)], data: out };
 }

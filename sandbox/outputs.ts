@@ -20,17 +20,24 @@ import type { SandboxTensor } from './types.js';
 
 class Mismatch extends Error {}
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v) && !looksLikeTensor(v);
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v) && !looksLikeTensor(v);
 const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
 function expect(ok: boolean, reason: string): asserts ok {
   if (!ok) throw new Mismatch(reason);
 }
 
-function fields(v: unknown, required: readonly string[], optional: readonly string[], what: string): Record<string, unknown> {
+function fields(
+  v: unknown,
+  required: readonly string[],
+  optional: readonly string[],
+  what: string,
+): Record<string, unknown> {
   expect(isPlainObject(v), `${what} must be an object`);
   for (const k of required) expect(Object.hasOwn(v, k), `${what} lacks '${k}'`);
-  for (const k of Object.keys(v)) expect(required.includes(k) || optional.includes(k), `${what} has an undeclared field '${k}'`);
+  for (const k of Object.keys(v))
+    expect(required.includes(k) || optional.includes(k), `${what} has an undeclared field '${k}'`);
   return v;
 }
 
@@ -43,8 +50,13 @@ function tensor(v: unknown, spec: Pick<IoSpec, 'dtype' | 'shape'>, what: string)
   expect(looksLikeTensor(v), `${what} must be a tensor`);
   if (spec.dtype) expect(v.type === spec.dtype, `${what} must be ${spec.dtype}, got ${v.type}`);
   if (spec.shape) {
-    expect(v.dims.length === spec.shape.length, `${what} must have rank ${spec.shape.length}, got [${v.dims.join(', ')}]`);
-    spec.shape.forEach((d, i) => expect(typeof d === 'string' || d === -1 || v.dims[i] === d, `${what} dim ${i} must be ${d}, got ${v.dims[i]}`));
+    expect(
+      v.dims.length === spec.shape.length,
+      `${what} must have rank ${spec.shape.length}, got [${v.dims.join(', ')}]`,
+    );
+    spec.shape.forEach((d, i) =>
+      expect(typeof d === 'string' || d === -1 || v.dims[i] === d, `${what} dim ${i} must be ${d}, got ${v.dims[i]}`),
+    );
   }
   return v;
 }
@@ -56,7 +68,8 @@ function jsonOnly(v: unknown, what: string, depth = 0): void {
   for (const x of Object.values(v as object)) jsonOnly(x, what, depth + 1);
 }
 
-const point = (v: unknown, what: string) => expect(Array.isArray(v) && v.length === 2 && v.every(finite), `${what} must be [x, y]`);
+const point = (v: unknown, what: string) =>
+  expect(Array.isArray(v) && v.length === 2 && v.every(finite), `${what} must be [x, y]`);
 
 function checkValue(spec: IoSpec, v: unknown): void {
   const what = `output '${spec.name}'`;
@@ -71,7 +84,10 @@ function checkValue(spec: IoSpec, v: unknown): void {
     }
     case 'mask': {
       const t = tensor(v, { shape: spec.shape }, what);
-      expect(t.dims.length === 2 && ['int32', 'uint8', 'bool'].includes(t.type), `${what} must be an int32, uint8 or bool [height, width] tensor`);
+      expect(
+        t.dims.length === 2 && ['int32', 'uint8', 'bool'].includes(t.type),
+        `${what} must be an int32, uint8 or bool [height, width] tensor`,
+      );
       return;
     }
     case 'text':
@@ -87,13 +103,19 @@ function checkValue(spec: IoSpec, v: unknown): void {
     case 'classification':
       return list(v, what, (item, w) => {
         const o = fields(item, ['index', 'score'], ['label'], w);
-        expect(Number.isSafeInteger(o.index) && (o.index as number) >= 0 && finite(o.score), `${w} needs a non-negative integer index and a finite score`);
+        expect(
+          Number.isSafeInteger(o.index) && (o.index as number) >= 0 && finite(o.score),
+          `${w} needs a non-negative integer index and a finite score`,
+        );
         expect(o.label === undefined || typeof o.label === 'string', `${w}.label must be a string`);
       });
     case 'boxes':
       return list(v, what, (item, w) => {
         const o = fields(item, ['box', 'score'], ['class', 'label'], w);
-        expect(Array.isArray(o.box) && o.box.length === 4 && o.box.every(finite) && finite(o.score), `${w} needs box [x1, y1, x2, y2] and a finite score`);
+        expect(
+          Array.isArray(o.box) && o.box.length === 4 && o.box.every(finite) && finite(o.score),
+          `${w} needs box [x1, y1, x2, y2] and a finite score`,
+        );
         expect(o.class === undefined || Number.isSafeInteger(o.class), `${w}.class must be an integer`);
         expect(o.label === undefined || typeof o.label === 'string', `${w}.label must be a string`);
       });

@@ -5,7 +5,11 @@
 import type { EffectivePolicy, SandboxCaps, SandboxPolicy } from './types.js';
 
 /** Used when a package declares nothing. */
-export const DEFAULT_POLICY: Readonly<Required<SandboxPolicy>> = Object.freeze({ memoryMiB: 64, timeMs: 1000, stackKiB: 512 });
+export const DEFAULT_POLICY: Readonly<Required<SandboxPolicy>> = Object.freeze({
+  memoryMiB: 64,
+  timeMs: 1000,
+  stackKiB: 512,
+});
 
 /** The host's ceilings unless the runner passes its own. */
 export const DEFAULT_CAPS: Readonly<SandboxCaps> = Object.freeze({
@@ -27,7 +31,8 @@ const STACK_KIB_MIN = 64;
 export const WASM_OVERHEAD_MIB = 16;
 
 function positiveInt(name: string, v: unknown, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new RangeError(`sandbox: ${name} must be an integer in 1..${max}, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max)
+    throw new RangeError(`sandbox: ${name} must be an integer in 1..${max}, got ${String(v)}`);
   return v;
 }
 
@@ -45,9 +50,11 @@ export function resolveCaps(caps: Partial<SandboxCaps> = {}): SandboxCaps {
 /** Declared policy → effective policy: each declared limit defaulted, then lowered to the cap. */
 export function resolvePolicy(declared: SandboxPolicy = {}, caps: Partial<SandboxCaps> = {}): EffectivePolicy {
   if (declared === null || typeof declared !== 'object') throw new TypeError('sandbox: policy must be an object');
-  for (const key of Object.keys(declared)) if (!(key in DEFAULT_POLICY)) throw new TypeError(`sandbox: unknown policy field '${key}'`);
+  for (const key of Object.keys(declared))
+    if (!(key in DEFAULT_POLICY)) throw new TypeError(`sandbox: unknown policy field '${key}'`);
   const c = resolveCaps(caps);
-  const pick = (key: keyof SandboxPolicy) => Math.min(positiveInt(`policy.${key}`, declared[key] ?? DEFAULT_POLICY[key]), c[key]);
+  const pick = (key: keyof SandboxPolicy) =>
+    Math.min(positiveInt(`policy.${key}`, declared[key] ?? DEFAULT_POLICY[key]), c[key]);
   return {
     ...c,
     memoryMiB: pick('memoryMiB'),

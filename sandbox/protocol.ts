@@ -7,7 +7,7 @@
  * receiver sleeps on that counter (Atomics.wait in the worker, Atomics.waitAsync on the host, so
  * the host's event loop keeps running) and takes the message with receiveMessageOnPort.
  */
-import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import type { SandboxErrorCode } from '../spec/errors.js';
 import type { SandboxDType } from './types.js';
 
@@ -67,7 +67,13 @@ export type WorkerMessage =
   | { t: 'asset'; id: string; text: boolean };
 
 /** Posts a message and wakes the other side. */
-export function send(port: MessagePort, ctl: Int32Array, slot: number, msg: HostMessage | WorkerMessage, transfer?: ArrayBuffer[]): void {
+export function send(
+  port: MessagePort,
+  ctl: Int32Array,
+  slot: number,
+  msg: HostMessage | WorkerMessage,
+  transfer?: ArrayBuffer[],
+): void {
   port.postMessage(msg, transfer);
   Atomics.add(ctl, slot, 1);
   Atomics.notify(ctl, slot);
@@ -87,7 +93,8 @@ export function receiveSync<T>(port: MessagePort, ctl: Int32Array, slot: number,
     if (nudged && onNudge) onNudge();
     // Spin briefly before sleeping: the next message of a call usually follows within microseconds,
     // and waking a sleeping thread costs ~50 µs on an idle virtual CPU.
-    nudged = !spinUntilChanged(ctl, slot, seen, nudged ? NUDGED_SPIN_MS : SPIN_MS) && Atomics.wait(ctl, slot, seen) === 'ok';
+    nudged =
+      !spinUntilChanged(ctl, slot, seen, nudged ? NUDGED_SPIN_MS : SPIN_MS) && Atomics.wait(ctl, slot, seen) === 'ok';
   }
 }
 
@@ -118,7 +125,15 @@ export function spinUntilChanged(ctl: Int32Array, slot: number, seen: number, ms
 }
 
 /** Bytes per element of each dtype. */
-export const DTYPE_BYTES: Readonly<Record<SandboxDType, number>> = Object.freeze({ float32: 4, float16: 2, int64: 8, int32: 4, uint8: 1, int8: 1, bool: 1 });
+export const DTYPE_BYTES: Readonly<Record<SandboxDType, number>> = Object.freeze({
+  float32: 4,
+  float16: 2,
+  int64: 8,
+  int32: 4,
+  uint8: 1,
+  int8: 1,
+  bool: 1,
+});
 
 /** The typed array class each dtype is stored in (host and guest alike). */
 export const DTYPE_ARRAY = Object.freeze({
@@ -132,7 +147,16 @@ export const DTYPE_ARRAY = Object.freeze({
 } as const satisfies Record<SandboxDType, string>);
 
 /** Small typed arrays copied by value (no bigint arrays: JSON cannot carry them). */
-export const SMALL_ARRAYS = Object.freeze(['Float32Array', 'Float64Array', 'Int32Array', 'Uint32Array', 'Int16Array', 'Uint16Array', 'Int8Array', 'Uint8Array'] as const);
+export const SMALL_ARRAYS = Object.freeze([
+  'Float32Array',
+  'Float64Array',
+  'Int32Array',
+  'Uint32Array',
+  'Int16Array',
+  'Uint16Array',
+  'Int8Array',
+  'Uint8Array',
+] as const);
 export type SmallArrayName = (typeof SMALL_ARRAYS)[number];
 
 /** Queued kernel calls the guest may post before it must sync (bounds what the host holds unread). */

@@ -15,12 +15,35 @@ import { SandboxError } from '../spec/errors.js';
 import { CallScope, decodeFromGuest, encodeForGuest } from './codec.js';
 import { validateOutputs } from './outputs.js';
 import { resolvePolicy, wasmMaxPages, workerStackMb } from './policy.js';
-import { TO_HOST, TO_WORKER, nudge, send, spinUntilChanged, type HostMessage, type WorkerConfig, type WorkerMessage } from './protocol.js';
-import { OpStream, serve, type HostSide } from './serve.js';
+import {
+  type HostMessage,
+  nudge,
+  send,
+  spinUntilChanged,
+  TO_HOST,
+  TO_WORKER,
+  type WorkerConfig,
+  type WorkerMessage,
+} from './protocol.js';
+import { type HostSide, OpStream, serve } from './serve.js';
 import { compiledQuickJS, killThread, spawnThread, type Thread } from './thread.js';
-import type { CallOptions, EffectivePolicy, Kernel, LoadOptions, LoadedScript, SandboxOptions, SandboxStats, SandboxValue } from './types.js';
+import type {
+  CallOptions,
+  EffectivePolicy,
+  Kernel,
+  LoadedScript,
+  LoadOptions,
+  SandboxOptions,
+  SandboxStats,
+  SandboxValue,
+} from './types.js';
 
-type WaitAsync = (a: Int32Array, i: number, v: number, t?: number) => { async: false; value: string } | { async: true; value: Promise<string> };
+type WaitAsync = (
+  a: Int32Array,
+  i: number,
+  v: number,
+  t?: number,
+) => { async: false; value: string } | { async: true; value: Promise<string> };
 const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
@@ -44,7 +67,10 @@ export class Sandbox implements AsyncDisposable {
   /** What serve.ts needs to answer the worker. */
   private readonly host: HostSide;
   private readonly config: WorkerConfig;
-  private readonly scripts = new Map<string, { source: string; functions: string[]; hooks: string[] | null; timeMs: number }>();
+  private readonly scripts = new Map<
+    string,
+    { source: string; functions: string[]; hooks: string[] | null; timeMs: number }
+  >();
   private thread: Thread | null = null;
   private starting: Promise<Thread> | null = null;
   private queue: Promise<unknown> = Promise.resolve();
@@ -58,10 +84,16 @@ export class Sandbox implements AsyncDisposable {
     if (options === null || typeof options !== 'object') throw new TypeError('sandbox: options must be an object');
     this.policy = resolvePolicy(options.policy, options.caps);
     for (const [name, fn] of Object.entries(options.kernels ?? {})) {
-      if (!NAME.test(name) || typeof fn !== 'function') throw new TypeError(`sandbox: kernel '${name}' must be a function with an identifier name`);
+      if (!NAME.test(name) || typeof fn !== 'function')
+        throw new TypeError(`sandbox: kernel '${name}' must be a function with an identifier name`);
       const r: unknown = fn.returns;
-      const names = Array.isArray(r) && r.length > 0 && r.every((k) => typeof k === 'string' && NAME.test(k)) && new Set(r).size === r.length;
-      if (r !== undefined && r !== 'tensor' && !names) throw new TypeError(`sandbox: kernel '${name}' declares invalid returns`);
+      const names =
+        Array.isArray(r) &&
+        r.length > 0 &&
+        r.every((k) => typeof k === 'string' && NAME.test(k)) &&
+        new Set(r).size === r.length;
+      if (r !== undefined && r !== 'tensor' && !names)
+        throw new TypeError(`sandbox: kernel '${name}' declares invalid returns`);
       this.kernels.set(name, fn);
     }
     const assets = options.assets instanceof Map ? [...options.assets] : Object.entries(options.assets ?? {});
@@ -80,7 +112,10 @@ export class Sandbox implements AsyncDisposable {
       copyBytes: p.copyBytes,
       sourceBytes: p.sourceBytes,
       clock: options.grants?.clock === true,
-      kernels: [...this.kernels].map(([name, fn]) => [name, fn.returns === undefined ? null : fn.returns === 'tensor' ? 'tensor' : [...fn.returns]]),
+      kernels: [...this.kernels].map(([name, fn]) => [
+        name,
+        fn.returns === undefined ? null : fn.returns === 'tensor' ? 'tensor' : [...fn.returns],
+      ]),
     };
   }
 
@@ -99,20 +134,28 @@ export class Sandbox implements AsyncDisposable {
   /** Evaluates an ES module; its exported functions become callable hooks. Imports are refused. */
   async load(source: string, name: string, options: LoadOptions = {}): Promise<LoadedScript> {
     if (typeof source !== 'string') throw new TypeError('sandbox.load: source must be a string');
-    if (typeof name !== 'string' || name.length === 0 || name.length > 512) throw new TypeError('sandbox.load: name must be a non-empty string');
+    if (typeof name !== 'string' || name.length === 0 || name.length > 512)
+      throw new TypeError('sandbox.load: name must be a non-empty string');
     const hooks = options.hooks ? [...options.hooks] : null;
-    if (hooks && !hooks.every((h) => typeof h === 'string' && NAME.test(h))) throw new TypeError('sandbox.load: hooks must be identifiers');
+    if (hooks && !hooks.every((h) => typeof h === 'string' && NAME.test(h)))
+      throw new TypeError('sandbox.load: hooks must be identifiers');
     const timeMs = Math.min(options.deadlineMs ?? this.policy.timeMs, this.policy.timeMs);
-    if (!(Number.isInteger(timeMs) && timeMs > 0)) throw new RangeError('sandbox.load: deadlineMs must be a positive integer');
+    if (!(Number.isInteger(timeMs) && timeMs > 0))
+      throw new RangeError('sandbox.load: deadlineMs must be a positive integer');
     if (Buffer.byteLength(source) > this.policy.sourceBytes) {
-      throw new SandboxError('E_SANDBOX_SCRIPT', `script '${name}' is larger than ${this.policy.sourceBytes} bytes`, { limitBytes: this.policy.sourceBytes });
+      throw new SandboxError('E_SANDBOX_SCRIPT', `script '${name}' is larger than ${this.policy.sourceBytes} bytes`, {
+        limitBytes: this.policy.sourceBytes,
+      });
     }
     return this.serial(async () => {
       this.assertOpen();
       if (this.scripts.has(name)) throw new TypeError(`sandbox.load: a script named '${name}' is already loaded`);
       const t = await this.current();
-      const functions = await this.scoped((scope) => this.live(t, (t) => this.exchange(t, { t: 'load', name, source, timeMs, hooks }, timeMs, scope)));
-      if (!Array.isArray(functions) || !functions.every((f) => typeof f === 'string')) throw new SandboxError('E_SANDBOX_SCRIPT', `script '${name}' reported malformed exports`);
+      const functions = await this.scoped((scope) =>
+        this.live(t, (t) => this.exchange(t, { t: 'load', name, source, timeMs, hooks }, timeMs, scope)),
+      );
+      if (!Array.isArray(functions) || !functions.every((f) => typeof f === 'string'))
+        throw new SandboxError('E_SANDBOX_SCRIPT', `script '${name}' reported malformed exports`);
       this.scripts.set(name, { source, functions, hooks, timeMs });
       return { name, functions: [...functions] };
     });
@@ -122,11 +165,17 @@ export class Sandbox implements AsyncDisposable {
    * Runs an exported hook as `hook(input, ctx)` with a copy of `args` (tensors lent as handles).
    * Resolves to the validated result; rejects with a SandboxError whose code names the failure.
    */
-  async call<T = unknown>(hook: string, args: SandboxValue | Record<string, SandboxValue> = {}, options: CallOptions = {}): Promise<T> {
+  async call<T = unknown>(
+    hook: string,
+    args: SandboxValue | Record<string, SandboxValue> = {},
+    options: CallOptions = {},
+  ): Promise<T> {
     if (typeof hook !== 'string' || !NAME.test(hook)) throw new TypeError('sandbox.call: hook must be an identifier');
     const { deadlineMs, outputs, signal } = options;
-    if (deadlineMs !== undefined && !(Number.isInteger(deadlineMs) && deadlineMs > 0)) throw new RangeError('sandbox.call: deadlineMs must be a positive integer');
-    if (outputs !== undefined && !Array.isArray(outputs)) throw new TypeError('sandbox.call: outputs must be an array of IoSpec');
+    if (deadlineMs !== undefined && !(Number.isInteger(deadlineMs) && deadlineMs > 0))
+      throw new RangeError('sandbox.call: deadlineMs must be a positive integer');
+    if (outputs !== undefined && !Array.isArray(outputs))
+      throw new TypeError('sandbox.call: outputs must be an array of IoSpec');
     // Wake the worker now: it spins while the arguments are encoded below.
     if (this.thread && !this.thread.death) nudge(this.thread.ctl, TO_WORKER);
     return this.serial(async () => {
@@ -135,11 +184,15 @@ export class Sandbox implements AsyncDisposable {
       const timeMs = Math.min(deadlineMs ?? this.policy.timeMs, this.policy.timeMs);
       return this.scoped(async (scope) => {
         const json = encodeForGuest(args, (t) => scope.borrow(t), this.policy.copyBytes, 'sandbox.call arguments');
-        if (json.length > this.policy.outputBytes) throw new RangeError(`sandbox.call: arguments are ${json.length} characters of JSON, over ${this.policy.outputBytes}; pass bulk data as tensors`);
+        if (json.length > this.policy.outputBytes)
+          throw new RangeError(
+            `sandbox.call: arguments are ${json.length} characters of JSON, over ${this.policy.outputBytes}; pass bulk data as tensors`,
+          );
         const msg: HostMessage = { t: 'call', script, hook, args: json, timeMs };
         const t = this.thread && !this.thread.death ? this.thread : await this.current();
         const value = await this.live(t, (t) => this.exchange(t, msg, timeMs, scope, signal));
-        if (typeof value !== 'string' || value.length > this.policy.outputBytes) throw new SandboxError('E_SANDBOX_OUTPUT', 'the result is too large', { limit: this.policy.outputBytes });
+        if (typeof value !== 'string' || value.length > this.policy.outputBytes)
+          throw new SandboxError('E_SANDBOX_OUTPUT', 'the result is too large', { limit: this.policy.outputBytes });
         const result = decodeFromGuest(value, scope, this.policy.copyBytes);
         if (outputs) validateOutputs(result, outputs);
         return result as T;
@@ -152,7 +205,10 @@ export class Sandbox implements AsyncDisposable {
     return this.serial(async () => {
       this.assertOpen();
       const t = await this.current();
-      const w = (await this.live(t, (t) => this.exchange(t, { t: 'stats' }, 5000, null))) as Omit<SandboxStats, 'liveTensors' | 'workersStarted' | 'respawns'>;
+      const w = (await this.live(t, (t) => this.exchange(t, { t: 'stats' }, 5000, null))) as Omit<
+        SandboxStats,
+        'liveTensors' | 'workersStarted' | 'respawns'
+      >;
       return { ...w, liveTensors: this.liveTensors, workersStarted: this.workersStarted, respawns: this.respawns };
     });
   }
@@ -184,7 +240,11 @@ export class Sandbox implements AsyncDisposable {
   }
 
   private async scoped<T>(fn: (scope: CallScope) => Promise<T>): Promise<T> {
-    const scope = new CallScope(() => ++this.ids, this.policy.hostTensorMiB * 2 ** 20, (d) => (this.liveTensors += d));
+    const scope = new CallScope(
+      () => ++this.ids,
+      this.policy.hostTensorMiB * 2 ** 20,
+      (d) => (this.liveTensors += d),
+    );
     try {
       return await fn(scope);
     } finally {
@@ -196,12 +256,17 @@ export class Sandbox implements AsyncDisposable {
     if (script !== undefined) {
       const s = this.scripts.get(script);
       if (!s) throw new TypeError(`sandbox.call: no script named '${script}' is loaded`);
-      if (!s.functions.includes(hook)) throw new SandboxError('E_SANDBOX_SCRIPT', `script '${script}' does not export a function '${hook}'`, { script, hook });
+      if (!s.functions.includes(hook))
+        throw new SandboxError('E_SANDBOX_SCRIPT', `script '${script}' does not export a function '${hook}'`, {
+          script,
+          hook,
+        });
       return script;
     }
     const found = [...this.scripts].filter(([, s]) => s.functions.includes(hook)).map(([n]) => n);
     if (found.length === 1) return found[0];
-    if (found.length > 1) throw new TypeError(`sandbox.call: hook '${hook}' is exported by ${found.join(', ')}; name the script`);
+    if (found.length > 1)
+      throw new TypeError(`sandbox.call: hook '${hook}' is exported by ${found.join(', ')}; name the script`);
     throw new SandboxError('E_SANDBOX_SCRIPT', `no loaded script exports a function '${hook}'`, { hook });
   }
 
@@ -217,14 +282,23 @@ export class Sandbox implements AsyncDisposable {
     t.worker.ref();
     try {
       const first = await this.next(t, performance.now() + STARTUP_MS, undefined);
-      if (first.t !== 'ready') throw new SandboxError('E_SANDBOX_KILLED', `the sandbox worker failed to start: ${first.t === 'fatal' ? first.message : first.t}`, { reason: 'startup' });
+      if (first.t !== 'ready')
+        throw new SandboxError(
+          'E_SANDBOX_KILLED',
+          `the sandbox worker failed to start: ${first.t === 'fatal' ? first.message : first.t}`,
+          { reason: 'startup' },
+        );
       for (const [name, s] of this.scripts) {
-        await this.scoped((scope) => this.exchange(t, { t: 'load', name, source: s.source, timeMs: s.timeMs, hooks: s.hooks }, s.timeMs, scope));
+        await this.scoped((scope) =>
+          this.exchange(t, { t: 'load', name, source: s.source, timeMs: s.timeMs, hooks: s.hooks }, s.timeMs, scope),
+        );
       }
       if (this.closed) throw new SandboxError('E_SANDBOX_KILLED', 'the sandbox was closed', { reason: 'disposed' });
     } catch (e) {
       await killThread(t, e instanceof SandboxError ? e : new SandboxError('E_SANDBOX_KILLED', 'start-up failed'));
-      throw e instanceof Watchdog ? new SandboxError('E_SANDBOX_KILLED', 'the sandbox worker did not start in time', { reason: 'startup' }) : e;
+      throw e instanceof Watchdog
+        ? new SandboxError('E_SANDBOX_KILLED', 'the sandbox worker did not start in time', { reason: 'startup' })
+        : e;
     } finally {
       t.worker.unref();
     }
@@ -260,7 +334,13 @@ export class Sandbox implements AsyncDisposable {
   }
 
   /** Sends one request and serves the worker's requests until its answer. */
-  private async exchange(t: Thread, msg: HostMessage, timeMs: number, scope: CallScope | null, signal?: AbortSignal): Promise<unknown> {
+  private async exchange(
+    t: Thread,
+    msg: HostMessage,
+    timeMs: number,
+    scope: CallScope | null,
+    signal?: AbortSignal,
+  ): Promise<unknown> {
     const deadlineAt = performance.now() + timeMs + this.policy.graceMs;
     let onAbort: (() => void) | undefined;
     const aborted = signal
@@ -287,7 +367,13 @@ export class Sandbox implements AsyncDisposable {
         }
         if (m.t === 'done') {
           if (m.ok) {
-            if (m.recycle) this.retire(t, new SandboxError('E_SANDBOX_KILLED', 'the worker was replaced after its memory filled up', { reason: 'recycled' })).catch(() => undefined);
+            if (m.recycle)
+              this.retire(
+                t,
+                new SandboxError('E_SANDBOX_KILLED', 'the worker was replaced after its memory filled up', {
+                  reason: 'recycled',
+                }),
+              ).catch(() => undefined);
             ops?.finish();
             return m.value;
           }
@@ -296,18 +382,25 @@ export class Sandbox implements AsyncDisposable {
           if (m.unrun) throw new Unrun();
           throw err;
         }
-        if (m.t === 'ready' || m.t === 'fatal') throw new SandboxError('E_SANDBOX_KILLED', 'sandbox protocol error', { reason: 'protocol' });
+        if (m.t === 'ready' || m.t === 'fatal')
+          throw new SandboxError('E_SANDBOX_KILLED', 'sandbox protocol error', { reason: 'protocol' });
         const r = await serve(this.host, m, scope, deadlineAt - this.policy.graceMs, ops);
         send(t.port, t.ctl, TO_WORKER, r.msg, r.transfer);
       }
     } catch (e) {
       if (e instanceof Watchdog) {
-        const err = new SandboxError('E_SANDBOX_KILLED', `the script did not stop within ${this.policy.graceMs} ms after its ${timeMs} ms deadline; its worker was terminated`, { reason: 'deadline', timeMs, graceMs: this.policy.graceMs });
+        const err = new SandboxError(
+          'E_SANDBOX_KILLED',
+          `the script did not stop within ${this.policy.graceMs} ms after its ${timeMs} ms deadline; its worker was terminated`,
+          { reason: 'deadline', timeMs, graceMs: this.policy.graceMs },
+        );
         await this.retire(t, err);
         throw err;
       }
       if (e instanceof Aborted) {
-        const err = new SandboxError('E_SANDBOX_KILLED', 'the call was aborted; its worker was terminated', { reason: 'aborted' });
+        const err = new SandboxError('E_SANDBOX_KILLED', 'the call was aborted; its worker was terminated', {
+          reason: 'aborted',
+        });
         await this.retire(t, err);
         throw err;
       }
@@ -324,12 +417,18 @@ export class Sandbox implements AsyncDisposable {
     }
   }
 
-  private async next(t: Thread, deadlineAt: number, signal: AbortSignal | undefined, aborted?: Promise<void>): Promise<WorkerMessage> {
+  private async next(
+    t: Thread,
+    deadlineAt: number,
+    signal: AbortSignal | undefined,
+    aborted?: Promise<void>,
+  ): Promise<WorkerMessage> {
     for (;;) {
       const seen = Atomics.load(t.ctl, TO_HOST);
       const got = receiveMessageOnPort(t.port);
       if (got) return got.message as WorkerMessage;
-      if (t.exited || t.death) throw t.death ?? new SandboxError('E_SANDBOX_KILLED', 'the sandbox worker exited', { reason: 'exited' });
+      if (t.exited || t.death)
+        throw t.death ?? new SandboxError('E_SANDBOX_KILLED', 'the sandbox worker exited', { reason: 'exited' });
       if (signal?.aborted) throw new Aborted();
       const left = deadlineAt - performance.now();
       if (left <= 0) throw new Watchdog();

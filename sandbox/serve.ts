@@ -4,8 +4,15 @@
  * here; failures it may not shrug off are returned as sticky (the call fails with that code).
  */
 import { SandboxError } from '../spec/errors.js';
-import { CallScope, checkTensor, decodeFromGuest, encodeForGuest, looksLikeTensor, tensorFromBytes } from './codec.js';
-import { MAX_QUEUED, type HostMessage, type WorkerMessage } from './protocol.js';
+import {
+  type CallScope,
+  checkTensor,
+  decodeFromGuest,
+  encodeForGuest,
+  looksLikeTensor,
+  tensorFromBytes,
+} from './codec.js';
+import { type HostMessage, MAX_QUEUED, type WorkerMessage } from './protocol.js';
 import type { EffectivePolicy, Kernel, KernelResults, SandboxTensor, SandboxValue } from './types.js';
 
 /** What serving needs from the sandbox. */
@@ -32,7 +39,15 @@ function untilDeadline<T>(r: T | Promise<T>, deadline: number, name: string): T 
   if (!(r instanceof Promise)) return r;
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new SandboxError('E_SANDBOX_TIMEOUT', `kernel '${name}' did not finish before the call's deadline`, { kernel: name })), Math.max(0, deadline - performance.now()));
+    timer = setTimeout(
+      () =>
+        reject(
+          new SandboxError('E_SANDBOX_TIMEOUT', `kernel '${name}' did not finish before the call's deadline`, {
+            kernel: name,
+          }),
+        ),
+      Math.max(0, deadline - performance.now()),
+    );
   });
   return Promise.race([r, late]).finally(() => clearTimeout(timer));
 }
@@ -79,7 +94,11 @@ export class OpStream {
     } catch (e) {
       if (e instanceof KernelFailure) this.failure = e;
       else if (e instanceof SandboxError) this.sticky = e;
-      else this.sticky = new SandboxError('E_SANDBOX_SCRIPT', `a queued kernel call failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 2000));
+      else
+        this.sticky = new SandboxError(
+          'E_SANDBOX_SCRIPT',
+          `a queued kernel call failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 2000),
+        );
     }
   }
 
@@ -96,12 +115,18 @@ export class OpStream {
     const returns: KernelResults | undefined = fn?.returns;
     if (!op || !fn || !returns || typeof op.a !== 'string') throw malformed();
     const name = op.k as string;
-    if (performance.now() > this.deadline) throw new SandboxError('E_SANDBOX_TIMEOUT', 'queued kernel calls ran past the deadline', { kernel: name });
+    if (performance.now() > this.deadline)
+      throw new SandboxError('E_SANDBOX_TIMEOUT', 'queued kernel calls ran past the deadline', { kernel: name });
     const args = decodeFromGuest(op.a, this.scope, this.h.policy.copyBytes);
     if (!Array.isArray(args)) throw malformed();
     const r = await callKernel(fn, name, args as SandboxValue[], this.deadline);
     const outs: [unknown, unknown][] =
-      returns === 'tensor' ? [[op.o, r]] : returns.map((key) => [(op.o as Record<string, unknown> | null)?.[key], (r as Record<string, unknown> | null)?.[key]]);
+      returns === 'tensor'
+        ? [[op.o, r]]
+        : returns.map((key) => [
+            (op.o as Record<string, unknown> | null)?.[key],
+            (r as Record<string, unknown> | null)?.[key],
+          ]);
     for (const [id, x] of outs) {
       if (!looksLikeTensor(x)) throw new KernelFailure(name, 'did not return the tensors it declares');
       try {
@@ -134,7 +159,13 @@ export class OpStream {
 }
 
 /** Answers a worker's request; failures the guest may not shrug off are marked sticky. */
-export async function serve(h: HostSide, m: WorkerMessage, scope: CallScope | null, deadline: number, ops: OpStream | null): Promise<Reply> {
+export async function serve(
+  h: HostSide,
+  m: WorkerMessage,
+  scope: CallScope | null,
+  deadline: number,
+  ops: OpStream | null,
+): Promise<Reply> {
   const p = h.policy;
   try {
     if (!scope) throw new SandboxError('E_SANDBOX_HANDLE', 'no tensors exist outside a call');
@@ -149,7 +180,11 @@ export async function serve(h: HostSide, m: WorkerMessage, scope: CallScope | nu
           return ok(encodeForGuest(r, (x) => scope.own(x), p.copyBytes, `kernel '${m.name}'`));
         } catch (e) {
           if (e instanceof SandboxError) throw e;
-          return refuse(failureText(e instanceof KernelFailure ? e : new KernelFailure(m.name, e instanceof Error ? e.message : String(e))));
+          return refuse(
+            failureText(
+              e instanceof KernelFailure ? e : new KernelFailure(m.name, e instanceof Error ? e.message : String(e)),
+            ),
+          );
         }
       }
       case 'sync':
@@ -157,7 +192,12 @@ export async function serve(h: HostSide, m: WorkerMessage, scope: CallScope | nu
         return ops.sync();
       case 'read': {
         const x = scope.get(m.id);
-        if (x.data.byteLength > p.copyBytes) throw new SandboxError('E_SANDBOX_MEMORY', `reading ${x.data.byteLength} bytes exceeds the copy budget of ${p.copyBytes}`, { limitBytes: p.copyBytes });
+        if (x.data.byteLength > p.copyBytes)
+          throw new SandboxError(
+            'E_SANDBOX_MEMORY',
+            `reading ${x.data.byteLength} bytes exceeds the copy budget of ${p.copyBytes}`,
+            { limitBytes: p.copyBytes },
+          );
         const copy = new Uint8Array(x.data.buffer, x.data.byteOffset, x.data.byteLength).slice();
         return ok(copy, [copy.buffer]);
       }
@@ -171,7 +211,12 @@ export async function serve(h: HostSide, m: WorkerMessage, scope: CallScope | nu
       case 'asset': {
         const bytes = h.assets.get(m.id);
         if (!bytes) return refuse(`no asset '${String(m.id).slice(0, 100)}'`);
-        if (bytes.byteLength > p.copyBytes) throw new SandboxError('E_SANDBOX_MEMORY', `asset '${m.id}' (${bytes.byteLength} bytes) exceeds the copy budget of ${p.copyBytes}`, { limitBytes: p.copyBytes });
+        if (bytes.byteLength > p.copyBytes)
+          throw new SandboxError(
+            'E_SANDBOX_MEMORY',
+            `asset '${m.id}' (${bytes.byteLength} bytes) exceeds the copy budget of ${p.copyBytes}`,
+            { limitBytes: p.copyBytes },
+          );
         if (m.text) return ok(new TextDecoder().decode(bytes));
         const copy = bytes.slice();
         return ok(copy, [copy.buffer]);
@@ -180,7 +225,19 @@ export async function serve(h: HostSide, m: WorkerMessage, scope: CallScope | nu
         throw new SandboxError('E_SANDBOX_KILLED', 'sandbox protocol error', { reason: 'protocol' });
     }
   } catch (e) {
-    if (e instanceof SandboxError) return { msg: { t: 'reply', ok: false, message: e.message, sticky: { code: e.code, message: e.message, ...(e.detail ? { detail: e.detail as Record<string, unknown> } : {}) } } };
+    if (e instanceof SandboxError)
+      return {
+        msg: {
+          t: 'reply',
+          ok: false,
+          message: e.message,
+          sticky: {
+            code: e.code,
+            message: e.message,
+            ...(e.detail ? { detail: e.detail as Record<string, unknown> } : {}),
+          },
+        },
+      };
     return refuse(e instanceof Error ? e.message : String(e));
   }
 }

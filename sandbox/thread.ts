@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { SandboxError } from '../spec/errors.js';
 import type { WorkerConfig, WorkerData } from './protocol.js';
 
@@ -31,9 +31,16 @@ function entry(): { file: string | URL; eval: boolean } {
   if (!here.endsWith('.ts')) return { file: new URL('./worker.js', here), eval: false };
   // Running from the TypeScript sources (tests, tsx): Node 20 cannot load worker.ts itself, so the
   // worker registers tsx's loader first. The built package (dist/) takes the branch above.
-  const api = pathToFileURL(createRequire(here).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+  const api = pathToFileURL(
+    createRequire(here)
+      .resolve('tsx/esm/api')
+      .replace(/\.cjs$/, '.mjs'),
+  ).href;
   const file = new URL('./worker.ts', here).href;
-  return { file: `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(file)}); });`, eval: true };
+  return {
+    file: `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(file)}); });`,
+    eval: true,
+  };
 }
 
 type WasmModule = object;
@@ -59,9 +66,15 @@ export function compiledQuickJS(): Promise<WasmModule | null> {
 
 function deathError(e: unknown): SandboxError {
   const err = e as NodeJS.ErrnoException;
-  if (err?.code === 'ERR_WORKER_OUT_OF_MEMORY') return new SandboxError('E_SANDBOX_MEMORY', 'the sandbox worker exceeded its V8 heap limit', { reason: 'worker-heap' });
+  if (err?.code === 'ERR_WORKER_OUT_OF_MEMORY')
+    return new SandboxError('E_SANDBOX_MEMORY', 'the sandbox worker exceeded its V8 heap limit', {
+      reason: 'worker-heap',
+    });
   const message = err instanceof Error ? err.message : String(e);
-  return new SandboxError('E_SANDBOX_KILLED', `the sandbox worker failed: ${message}`.slice(0, 1000), { reason: 'crashed', message });
+  return new SandboxError('E_SANDBOX_KILLED', `the sandbox worker failed: ${message}`.slice(0, 1000), {
+    reason: 'crashed',
+    message,
+  });
 }
 
 export function spawnThread(config: WorkerConfig, stackSizeMb: number, wasmModule: WasmModule | null): Thread {
@@ -77,7 +90,11 @@ export function spawnThread(config: WorkerConfig, stackSizeMb: number, wasmModul
     env: {},
     // The guest lives in WebAssembly memory, outside these; they bound the worker's own JavaScript
     // (copies of results and assets) and give QuickJS's native frames room (see policy.ts).
-    resourceLimits: { maxOldGenerationSizeMb: 64 + Math.ceil((4 * (config.outputChars + config.copyBytes)) / 2 ** 20), maxYoungGenerationSizeMb: 16, stackSizeMb },
+    resourceLimits: {
+      maxOldGenerationSizeMb: 64 + Math.ceil((4 * (config.outputChars + config.copyBytes)) / 2 ** 20),
+      maxYoungGenerationSizeMb: 16,
+      stackSizeMb,
+    },
   });
   live.add(worker);
   const t = { worker, ctl, port: port1, exited: false, death: null } as unknown as Thread & { exit: Promise<void> };

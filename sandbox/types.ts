@@ -56,7 +56,9 @@ export type KernelResults = 'tensor' | readonly string[];
  * no thread hand-off of its own; a failure surfaces at the next sync (catchable) or, if none
  * comes, fails the call at the end of the hook (E_SANDBOX_SCRIPT).
  */
-export type Kernel = ((...args: SandboxValue[]) => SandboxValue | undefined | Promise<SandboxValue | undefined>) & { returns?: KernelResults };
+export type Kernel = ((...args: SandboxValue[]) => SandboxValue | undefined | Promise<SandboxValue | undefined>) & {
+  returns?: KernelResults;
+};
 export type KernelTable = Readonly<Record<string, Kernel>>;
 
 /** The limits a package declares for a script (manifest `pipeline.scripts[].policy`). */

@@ -16,17 +16,27 @@
 import { workerData } from 'node:worker_threads';
 import {
   DefaultIntrinsics,
-  RELEASE_SYNC,
   newQuickJSWASMModuleFromVariant,
   newVariant,
   type QuickJSContext,
   type QuickJSHandle,
   type QuickJSRuntime,
   type QuickJSWASMModule,
+  RELEASE_SYNC,
 } from 'quickjs-emscripten';
 import type { SandboxErrorCode } from '../spec/errors.js';
 import { preludeSource } from './prelude.js';
-import { TO_HOST, TO_WORKER, receiveSync, send, type FailureInfo, type HostMessage, type Reset, type WorkerData, type WorkerMessage } from './protocol.js';
+import {
+  type FailureInfo,
+  type HostMessage,
+  type Reset,
+  receiveSync,
+  send,
+  TO_HOST,
+  TO_WORKER,
+  type WorkerData,
+  type WorkerMessage,
+} from './protocol.js';
 
 const { ctl, port, config, wasmModule } = workerData as WorkerData;
 const post = (msg: WorkerMessage, transfer?: ArrayBuffer[]) => send(port, ctl, TO_HOST, msg, transfer);
@@ -34,7 +44,9 @@ const receive = () => receiveSync<HostMessage>(port, ctl, TO_WORKER);
 
 // Node 20's types lack the WebAssembly value; the global exists at run time.
 type WasmMemory = { readonly buffer: ArrayBuffer };
-const { Memory } = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => WasmMemory } }).WebAssembly;
+const { Memory } = (
+  globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => WasmMemory } }
+).WebAssembly;
 const memory = new Memory({ initial: 256, maximum: config.wasmMaxPages });
 const wasmMaxBytes = config.wasmMaxPages * 65536;
 
@@ -53,7 +65,10 @@ const begin = (timeMs: number) => {
 const end = () => {
   deadline = -Infinity;
 };
-const fail = (code: SandboxErrorCode, message: string, detail?: Record<string, unknown>, reset: Reset = 'none') => ({ failure: { code, message, ...(detail ? { detail } : {}) }, reset });
+const fail = (code: SandboxErrorCode, message: string, detail?: Record<string, unknown>, reset: Reset = 'none') => ({
+  failure: { code, message, ...(detail ? { detail } : {}) },
+  reset,
+});
 type Outcome = { value: unknown } | { failure: FailureInfo; reset: Reset };
 
 let runtimesAlive = 0;
@@ -72,7 +87,16 @@ function request(msg: WorkerMessage, transfer?: ArrayBuffer[]): unknown {
   return r.value;
 }
 
-const SANDBOX_CODES = new Set(['E_SANDBOX_TIMEOUT', 'E_SANDBOX_MEMORY', 'E_SANDBOX_STACK', 'E_SANDBOX_SCRIPT', 'E_SANDBOX_IMPORT', 'E_SANDBOX_HANDLE', 'E_SANDBOX_OUTPUT', 'E_SANDBOX_KILLED']);
+const SANDBOX_CODES = new Set([
+  'E_SANDBOX_TIMEOUT',
+  'E_SANDBOX_MEMORY',
+  'E_SANDBOX_STACK',
+  'E_SANDBOX_SCRIPT',
+  'E_SANDBOX_IMPORT',
+  'E_SANDBOX_HANDLE',
+  'E_SANDBOX_OUTPUT',
+  'E_SANDBOX_KILLED',
+]);
 
 interface Loaded {
   name: string;
@@ -100,17 +124,23 @@ class Engine {
     // Refused at name resolution, before QuickJS looks the name up among loaded modules (an
     // import of another script of the package would otherwise succeed without the loader).
     const refuse = (name: string) => {
-      stick({ code: 'E_SANDBOX_IMPORT', message: `scripts may not import modules (tried '${name.slice(0, 200)}')`, detail: { specifier: name.slice(0, 200) } });
+      stick({
+        code: 'E_SANDBOX_IMPORT',
+        message: `scripts may not import modules (tried '${name.slice(0, 200)}')`,
+        detail: { specifier: name.slice(0, 200) },
+      });
       return { error: new Error('imports are not available in the sandbox') };
     };
     this.rt.setModuleLoader(refuse, (_base, requested) => refuse(requested));
     const ctx = (this.ctx = this.rt.newContext({ intrinsics: { ...DefaultIntrinsics, Date: config.clock } }));
     contextsAlive++;
     const host = ctx.newObject();
-    const def = (name: string, fn: (...a: QuickJSHandle[]) => QuickJSHandle | undefined) => ctx.newFunction(name, fn).consume((f) => ctx.setProp(host, name, f));
+    const def = (name: string, fn: (...a: QuickJSHandle[]) => QuickJSHandle | undefined) =>
+      ctx.newFunction(name, fn).consume((f) => ctx.setProp(host, name, f));
     const str = (h: QuickJSHandle) => (ctx.typeof(h) === 'string' ? ctx.getString(h) : '');
     const num = (h: QuickJSHandle) => (ctx.typeof(h) === 'number' ? ctx.getNumber(h) : NaN);
-    const buffer = (bytes: Uint8Array) => ctx.newArrayBuffer(bytes.buffer.byteLength === bytes.byteLength ? bytes.buffer : bytes.slice().buffer);
+    const buffer = (bytes: Uint8Array) =>
+      ctx.newArrayBuffer(bytes.buffer.byteLength === bytes.byteLength ? bytes.buffer : bytes.slice().buffer);
     def('kernel', (name, args) => {
       const json = str(args);
       if (json.length > config.outputChars) {
@@ -140,14 +170,19 @@ class Engine {
       } catch {
         dims = null;
       }
-      return ctx.newString(request({ t: 'tensor', dtype: str(dtype) as never, shape: dims as number[], bytes }, [bytes.buffer]) as string);
+      return ctx.newString(
+        request({ t: 'tensor', dtype: str(dtype) as never, shape: dims as number[], bytes }, [bytes.buffer]) as string,
+      );
     });
     def('dispose', (id) => void request({ t: 'dispose', id: num(id) }));
     def('asset', (id) => buffer(request({ t: 'asset', id: str(id), text: false }) as Uint8Array));
     def('assetText', (id) => ctx.newString(request({ t: 'asset', id: str(id), text: true }) as string));
     def('fail', (code, message) => {
       const c = str(code);
-      stick({ code: (SANDBOX_CODES.has(c) ? c : 'E_SANDBOX_SCRIPT') as SandboxErrorCode, message: str(message).slice(0, 2000) });
+      stick({
+        code: (SANDBOX_CODES.has(c) ? c : 'E_SANDBOX_SCRIPT') as SandboxErrorCode,
+        message: str(message).slice(0, 2000),
+      });
       return undefined;
     });
     begin(config.timeMs);
@@ -191,16 +226,31 @@ class Engine {
 const memoryFull = () => memory.buffer.byteLength >= wasmMaxBytes * 0.85;
 
 /** Maps a thrown value's description to a failure. */
-function classifyThrown(d: { error?: boolean; name?: string; message?: string; stack?: string; type?: string; value?: string }): Outcome {
+function classifyThrown(d: {
+  error?: boolean;
+  name?: string;
+  message?: string;
+  stack?: string;
+  type?: string;
+  value?: string;
+}): Outcome {
   // Out of memory on a small allocation leaves none for the error object: QuickJS throws null.
   // WebAssembly memory never shrinks, so a full one says the heap ran out during this run.
   const nullWhenFull = !d.error && d.type === 'object' && d.value === undefined && memoryFull();
   if (d.message === 'out of memory' || nullWhenFull) {
     // The peak is reported because the worker (and its grown memory) is discarded next.
-    return fail('E_SANDBOX_MEMORY', 'the script ran out of memory', { wasmBytes: memory.buffer.byteLength, wasmLimitBytes: wasmMaxBytes }, 'worker');
+    return fail(
+      'E_SANDBOX_MEMORY',
+      'the script ran out of memory',
+      { wasmBytes: memory.buffer.byteLength, wasmLimitBytes: wasmMaxBytes },
+      'worker',
+    );
   }
-  if (d.message === 'stack overflow') return fail('E_SANDBOX_STACK', 'the script overflowed its stack', { limitBytes: config.stackBytes });
-  const detail = d.error ? { thrown: 'error', name: d.name, message: d.message, stack: d.stack } : { thrown: d.type, value: d.value };
+  if (d.message === 'stack overflow')
+    return fail('E_SANDBOX_STACK', 'the script overflowed its stack', { limitBytes: config.stackBytes });
+  const detail = d.error
+    ? { thrown: 'error', name: d.name, message: d.message, stack: d.stack }
+    : { thrown: d.type, value: d.value };
   const what = d.error ? `${d.name ?? 'Error'}: ${d.message ?? ''}` : `a non-Error value (${d.type})`;
   return fail('E_SANDBOX_SCRIPT', `the script threw ${what}`.slice(0, 1000), detail);
 }
@@ -219,22 +269,31 @@ function classifyException(engine: Engine, err: QuickJSHandle, fromPrelude: bool
     const type = ctx.typeof(err);
     d = { error: false, type };
     if (type === 'object') {
-      const read = (k: string) => ctx.getProp(err, k).consume((h) => (ctx.typeof(h) === 'string' ? ctx.getString(h) : undefined));
+      const read = (k: string) =>
+        ctx.getProp(err, k).consume((h) => (ctx.typeof(h) === 'string' ? ctx.getString(h) : undefined));
       const message = read('message');
       if (message !== undefined) d = { error: true, name: read('name'), message, stack: read('stack') };
     }
   } catch {
     /* unreadable: keep what we have */
   }
-  if (fromPrelude && d.message !== 'stack overflow' && d.message !== 'out of memory') return classifyThrown({ message: 'out of memory' });
+  if (fromPrelude && d.message !== 'stack overflow' && d.message !== 'out of memory')
+    return classifyThrown({ message: 'out of memory' });
   return classifyThrown(d);
 }
 
 /** A JavaScript exception out of the WebAssembly module itself: the instance may be corrupt. */
 function classifyNative(e: unknown): Outcome {
   const msg = e instanceof Error ? e.message : String(e);
-  if (e instanceof RangeError && /call stack/i.test(msg)) return fail('E_SANDBOX_STACK', 'the script overflowed the native stack', { limitBytes: config.stackBytes }, 'worker');
-  if (/memory|OOM/i.test(msg)) return fail('E_SANDBOX_MEMORY', 'the sandbox ran out of memory', { message: msg }, 'worker');
+  if (e instanceof RangeError && /call stack/i.test(msg))
+    return fail(
+      'E_SANDBOX_STACK',
+      'the script overflowed the native stack',
+      { limitBytes: config.stackBytes },
+      'worker',
+    );
+  if (/memory|OOM/i.test(msg))
+    return fail('E_SANDBOX_MEMORY', 'the sandbox ran out of memory', { message: msg }, 'worker');
   return fail('E_SANDBOX_KILLED', `the sandbox engine failed: ${msg}`.slice(0, 1000), { message: msg }, 'worker');
 }
 
@@ -293,7 +352,9 @@ function runLoad(engine: Engine, m: Loaded): Outcome {
       ns = state.value;
     }
     const listed = ctx.callFunction(engine.functions, ctx.undefined, ns);
-    const out = listed.error ? listed.error.consume((e) => classifyException(engine, e, true)) : finish('R' + listed.value.consume((v) => ctx.getString(v)));
+    const out = listed.error
+      ? listed.error.consume((e) => classifyException(engine, e, true))
+      : finish('R' + listed.value.consume((v) => ctx.getString(v)));
     if ('failure' in out) {
       ns.dispose();
       return out;
@@ -302,7 +363,9 @@ function runLoad(engine: Engine, m: Loaded): Outcome {
     const missing = (m.hooks ?? []).filter((h) => !functions.includes(h));
     if (missing.length) {
       ns.dispose();
-      return fail('E_SANDBOX_SCRIPT', `script '${m.name}' does not export the declared hooks: ${missing.join(', ')}`, { missing });
+      return fail('E_SANDBOX_SCRIPT', `script '${m.name}' does not export the declared hooks: ${missing.join(', ')}`, {
+        missing,
+      });
     }
     engine.modules.get(m.name)?.dispose();
     engine.modules.set(m.name, ns);
@@ -332,7 +395,12 @@ function stats(engine: Engine) {
 }
 
 async function main(): Promise<void> {
-  const Q = await newQuickJSWASMModuleFromVariant(newVariant(RELEASE_SYNC, { wasmMemory: memory as never, ...(wasmModule ? { wasmModule: wasmModule as never } : {}) }));
+  const Q = await newQuickJSWASMModuleFromVariant(
+    newVariant(RELEASE_SYNC, {
+      wasmMemory: memory as never,
+      ...(wasmModule ? { wasmModule: wasmModule as never } : {}),
+    }),
+  );
   let engine = new Engine(Q);
   const loaded: Loaded[] = [];
   post({ t: 'ready' });
@@ -356,7 +424,17 @@ async function main(): Promise<void> {
   for (;;) {
     const m = receiveSync<HostMessage>(port, ctl, TO_WORKER, broken ? undefined : warmUp);
     if (broken) {
-      post({ t: 'done', ok: false, failure: { code: 'E_SANDBOX_KILLED', message: `the sandbox worker cannot go on: ${broken}`.slice(0, 1000), detail: { reason: 'respawn' } }, reset: 'worker', unrun: true });
+      post({
+        t: 'done',
+        ok: false,
+        failure: {
+          code: 'E_SANDBOX_KILLED',
+          message: `the sandbox worker cannot go on: ${broken}`.slice(0, 1000),
+          detail: { reason: 'respawn' },
+        },
+        reset: 'worker',
+        unrun: true,
+      });
       continue;
     }
     let out: Outcome;
@@ -386,7 +464,8 @@ async function main(): Promise<void> {
         engine.dispose();
         engine = new Engine(Q);
         runtimeResets++;
-        for (const l of loaded) if ('failure' in runLoad(engine, l)) throw new Error(`script '${l.name}' failed to load again`);
+        for (const l of loaded)
+          if ('failure' in runLoad(engine, l)) throw new Error(`script '${l.name}' failed to load again`);
       } catch (e) {
         // QuickJS 2025-09-13 (quickjs-emscripten 0.32) sometimes aborts in JS_FreeRuntime
         // (assert list_empty(&rt->gc_obj_list)) after a job was interrupted or ran out of memory,

@@ -18,11 +18,12 @@
 import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { SigningError } from '../spec/errors.js';
-import { decodePoint, hasSmallOrder, inPrimeOrderSubgroup, L, leToBigInt, type DecodeProblem } from './ed25519-math.js';
+import { type DecodeProblem, decodePoint, hasSmallOrder, inPrimeOrderSubgroup, L, leToBigInt } from './ed25519-math.js';
 
 // tweetnacl signs and is the fallback verifier: required on first use, not by every `xpkg run` (~15 ms).
 let naclModule: typeof import('tweetnacl') | undefined;
-const nacl = (): typeof import('tweetnacl') => (naclModule ??= createRequire(import.meta.url)('tweetnacl') as typeof import('tweetnacl'));
+const nacl = (): typeof import('tweetnacl') =>
+  (naclModule ??= createRequire(import.meta.url)('tweetnacl') as typeof import('tweetnacl'));
 
 export const PUBLIC_KEY_BYTES = 32;
 export const SECRET_KEY_BYTES = 64;
@@ -104,7 +105,10 @@ function pickBackend(): Ed25519Backend {
   try {
     // RFC 8032 test 1 must verify; one flipped bit must not.
     const pk = Buffer.from('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a', 'hex');
-    const sig = Buffer.from('e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b', 'hex');
+    const sig = Buffer.from(
+      'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
+      'hex',
+    );
     const ok = nodeEquation(new Uint8Array(0), sig, pk);
     sig[0] ^= 1;
     if (ok && !nodeEquation(new Uint8Array(0), sig, pk)) return 'node';
@@ -130,7 +134,12 @@ export function setEd25519Backend(b: Ed25519Backend): void {
  * The RFC 8032 equation [S]B = R + [k]A (cofactorless, like tweetnacl and OpenSSL) with S < L.
  * No key policy: see `verifyStrict`.
  */
-export function verifyEquation(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array, use: Ed25519Backend = backend): boolean {
+export function verifyEquation(
+  message: Uint8Array,
+  signature: Uint8Array,
+  publicKey: Uint8Array,
+  use: Ed25519Backend = backend,
+): boolean {
   if (signature.length !== SIGNATURE_BYTES || publicKey.length !== PUBLIC_KEY_BYTES) return false;
   // Checked here for both backends: tweetnacl 1.0.3 skips it.
   if (!hasCanonicalS(signature)) return false;
@@ -141,13 +150,25 @@ export function verifyEquation(message: Uint8Array, signature: Uint8Array, publi
  * Verifies or throws: E_SIG_MALFORMED (wrong length), E_SIG_WEAK_KEY, E_SIG_MALLEABLE (S ≥ L),
  * E_SIG_INVALID (the equation does not hold).
  */
-export function verifyStrict(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array, context: Record<string, unknown> = {}): void {
+export function verifyStrict(
+  message: Uint8Array,
+  signature: Uint8Array,
+  publicKey: Uint8Array,
+  context: Record<string, unknown> = {},
+): void {
   if (signature.length !== SIGNATURE_BYTES) {
-    throw new SigningError('E_SIG_MALFORMED', `signature is ${signature.length} bytes, not ${SIGNATURE_BYTES}`, { ...context, size: signature.length });
+    throw new SigningError('E_SIG_MALFORMED', `signature is ${signature.length} bytes, not ${SIGNATURE_BYTES}`, {
+      ...context,
+      size: signature.length,
+    });
   }
   assertStrongPublicKey(publicKey, context);
   if (!hasCanonicalS(signature)) {
-    throw new SigningError('E_SIG_MALLEABLE', 'signature scalar S is not reduced (S ≥ L): a malleated copy of a signature', context);
+    throw new SigningError(
+      'E_SIG_MALLEABLE',
+      'signature scalar S is not reduced (S ≥ L): a malleated copy of a signature',
+      context,
+    );
   }
   if (!EQUATIONS[backend](message, signature, publicKey)) {
     throw new SigningError('E_SIG_INVALID', 'signature does not verify', context);

@@ -8,6 +8,13 @@ export interface WriteOptions {
   overwrite?: boolean;
 }
 
-export async function writeFileAtomic(target: string, data: Uint8Array | string, options: WriteOptions = {}): Promise<void> {
-  await writeAtomic(target, (fh) => fh.writeFile(data), { mode: options.mode ?? 0o644, overwrite: options.overwrite !== false });
+export async function writeFileAtomic(
+  target: string,
+  data: Uint8Array | string,
+  options: WriteOptions = {},
+): Promise<void> {
+  await writeAtomic(target, (fh) => fh.writeFile(data), {
+    mode: options.mode ?? 0o644,
+    overwrite: options.overwrite !== false,
+  });
 }

@@ -36,7 +36,12 @@ export function generateKeyPair(options: { seed?: Uint8Array } = {}): KeyPair {
   const seed = options.seed ?? randomSeed();
   if (seed.length !== SEED_BYTES) throw new SigningError('E_KEY_FORMAT', `seed must be ${SEED_BYTES} bytes`);
   const kp = keyPairFromSeed(seed);
-  return { keyid: keyIdOf(kp.publicKey), publicKey: kp.publicKey, secretKey: kp.secretKey, seed: Uint8Array.from(seed) };
+  return {
+    keyid: keyIdOf(kp.publicKey),
+    publicKey: kp.publicKey,
+    secretKey: kp.secretKey,
+    seed: Uint8Array.from(seed),
+  };
 }
 
 export function formatPublicKey(publicKey: Uint8Array): string {
@@ -58,14 +63,26 @@ function keyFormat(summary: string, detail: Record<string, unknown>): SigningErr
  * id is not the hash of the key) or E_SIG_WEAK_KEY (non-canonical, small-order or torsion key).
  */
 export function parsePublicKey(text: string, source = '<inline>'): PublicKey {
-  if (text.length > PUBLIC_KEY_TEXT_MAX) throw keyFormat(`${source}: public key text longer than ${PUBLIC_KEY_TEXT_MAX} characters`, { source });
+  if (text.length > PUBLIC_KEY_TEXT_MAX)
+    throw keyFormat(`${source}: public key text longer than ${PUBLIC_KEY_TEXT_MAX} characters`, { source });
   if (/"format"\s*:\s*"xpkg-secret-key\//.test(text)) {
-    throw keyFormat(`${source} is a SECRET key file; give the .pub file instead (and keep the .key private)`, { source, reason: 'secret-key' });
+    throw keyFormat(`${source} is a SECRET key file; give the .pub file instead (and keep the .key private)`, {
+      source,
+      reason: 'secret-key',
+    });
   }
-  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
-  if (lines.length !== 1) throw keyFormat(`${source}: expected one "${PUBLIC_KEY_TAG} <keyid> <key>" line, found ${lines.length} non-comment lines`, { source });
+  const lines = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  if (lines.length !== 1)
+    throw keyFormat(
+      `${source}: expected one "${PUBLIC_KEY_TAG} <keyid> <key>" line, found ${lines.length} non-comment lines`,
+      { source },
+    );
   const parts = lines[0].split(/\s+/);
-  if (parts.length !== 3 || parts[0] !== PUBLIC_KEY_TAG) throw keyFormat(`${source}: not an xpkg public key (expected "${PUBLIC_KEY_TAG} <keyid> <key>")`, { source });
+  if (parts.length !== 3 || parts[0] !== PUBLIC_KEY_TAG)
+    throw keyFormat(`${source}: not an xpkg public key (expected "${PUBLIC_KEY_TAG} <keyid> <key>")`, { source });
   const [, keyid, b64] = parts;
   if (!/^[0-9a-f]{64}$/.test(keyid)) throw keyFormat(`${source}: key id is not 64 lower-case hex digits`, { source });
   const raw = Buffer.from(b64, 'base64');
@@ -75,7 +92,11 @@ export function parsePublicKey(text: string, source = '<inline>'): PublicKey {
   const publicKey = new Uint8Array(raw);
   const actual = keyIdOf(publicKey);
   if (actual !== keyid) {
-    throw new SigningError('E_SIG_KEYID_MISMATCH', `${source}: key id ${keyid.slice(0, 16)}… is not the id of the key it carries (${actual.slice(0, 16)}…)`, { source, stated: keyid, actual });
+    throw new SigningError(
+      'E_SIG_KEYID_MISMATCH',
+      `${source}: key id ${keyid.slice(0, 16)}… is not the id of the key it carries (${actual.slice(0, 16)}…)`,
+      { source, stated: keyid, actual },
+    );
   }
   assertStrongPublicKey(publicKey, { source, keyid });
   return { keyid, publicKey };

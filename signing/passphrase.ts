@@ -22,7 +22,10 @@ export async function obtainPassphrase(req: PassphraseRequest = {}): Promise<str
     return fromEnv;
   }
   if (!process.stdin.isTTY) {
-    throw new SigningError('E_KEY_PASSPHRASE', `no passphrase: set ${PASSPHRASE_ENV}, run in a terminal, or (keygen only) use --no-passphrase`);
+    throw new SigningError(
+      'E_KEY_PASSPHRASE',
+      `no passphrase: set ${PASSPHRASE_ENV}, run in a terminal, or (keygen only) use --no-passphrase`,
+    );
   }
   const first = await promptHidden(req.prompt ?? 'Passphrase: ');
   if (first === '') throw new SigningError('E_KEY_PASSPHRASE', 'empty passphrase');

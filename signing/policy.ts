@@ -76,7 +76,8 @@ export interface SignatureReport {
 }
 
 export function assertThreshold(threshold: number): void {
-  if (!Number.isSafeInteger(threshold) || threshold < 1) throw new UsageError('E_USAGE', `threshold must be an integer ≥ 1, not ${threshold}`);
+  if (!Number.isSafeInteger(threshold) || threshold < 1)
+    throw new UsageError('E_USAGE', `threshold must be an integer ≥ 1, not ${threshold}`);
 }
 
 /**
@@ -106,15 +107,23 @@ export function verifySignatures(input: SignatureInput, policy: ResolvedPolicy):
 
   if (input.signaturesBytes === null) {
     if (!policy.allowUnsigned) {
-      throw new SigningError('E_SIG_MISSING', noTrust ? 'package is not signed (pass --allow-unsigned to accept unsigned packages)' : 'package is not signed', { packageId: input.id });
+      throw new SigningError(
+        'E_SIG_MISSING',
+        noTrust ? 'package is not signed (pass --allow-unsigned to accept unsigned packages)' : 'package is not signed',
+        { packageId: input.id },
+      );
     }
   } else {
     const envelope = decodeEnvelope(input.signaturesBytes);
     if (envelope.packageId !== input.id) {
-      throw new SigningError('E_SIG_WRONG_PACKAGE', `signatures were made for package ${envelope.packageId.slice(0, 16)}…, not this one (${input.id.slice(0, 16)}…): the manifest changed or the signatures were copied`, {
-        expected: input.id,
-        envelope: envelope.packageId,
-      });
+      throw new SigningError(
+        'E_SIG_WRONG_PACKAGE',
+        `signatures were made for package ${envelope.packageId.slice(0, 16)}…, not this one (${input.id.slice(0, 16)}…): the manifest changed or the signatures were copied`,
+        {
+          expected: input.id,
+          envelope: envelope.packageId,
+        },
+      );
     }
     const message = signedBytes(input.manifestBytes);
     for (const { keyid, sig } of envelope.signatures) {
@@ -132,25 +141,43 @@ export function verifySignatures(input: SignatureInput, policy: ResolvedPolicy):
     if (report.signers.length >= policy.threshold) report.status = 'verified';
     else if (policy.allowUnsigned) report.status = 'untrusted';
     else {
-      const detail = { threshold: policy.threshold, signers: report.signers.map((s) => s.keyid), untrusted: report.untrusted, revoked: report.revoked };
+      const detail = {
+        threshold: policy.threshold,
+        signers: report.signers.map((s) => s.keyid),
+        untrusted: report.untrusted,
+        revoked: report.revoked,
+      };
       if (report.revoked.length > 0) {
-        throw new SigningError('E_TRUST_REVOKED', `signed by revoked key ${report.revoked[0].slice(0, 16)}…${report.signers.length ? `; ${report.signers.length} valid of ${policy.threshold} needed` : ''}`, detail);
+        throw new SigningError(
+          'E_TRUST_REVOKED',
+          `signed by revoked key ${report.revoked[0].slice(0, 16)}…${report.signers.length ? `; ${report.signers.length} valid of ${policy.threshold} needed` : ''}`,
+          detail,
+        );
       }
       if (report.signers.length === 0) {
         throw new SigningError(
           'E_TRUST_UNTRUSTED',
-          noTrust ? 'package is signed but no trusted keys were given (--trust, --trust-dir)' : `package is signed only by keys you do not trust (${report.untrusted.map((k) => `${k.slice(0, 16)}…`).join(', ')})`,
+          noTrust
+            ? 'package is signed but no trusted keys were given (--trust, --trust-dir)'
+            : `package is signed only by keys you do not trust (${report.untrusted.map((k) => `${k.slice(0, 16)}…`).join(', ')})`,
           detail,
         );
       }
-      throw new SigningError('E_TRUST_THRESHOLD', `${report.signers.length} valid signature(s) by trusted keys; ${policy.threshold} required`, detail);
+      throw new SigningError(
+        'E_TRUST_THRESHOLD',
+        `${report.signers.length} valid signature(s) by trusted keys; ${policy.threshold} required`,
+        detail,
+      );
     }
   }
 
   if (manifest.expires !== undefined) {
     const at = Date.parse(manifest.expires);
     if (!(at > policy.now.getTime())) {
-      throw new SigningError('E_POLICY_EXPIRED', `package expired at ${manifest.expires}`, { expires: manifest.expires, now: policy.now.toISOString() });
+      throw new SigningError('E_POLICY_EXPIRED', `package expired at ${manifest.expires}`, {
+        expires: manifest.expires,
+        now: policy.now.toISOString(),
+      });
     }
   }
 
@@ -159,13 +186,17 @@ export function verifySignatures(input: SignatureInput, policy: ResolvedPolicy):
       const highest = policy.rollback.highest(keyid, manifest.name);
       if (highest !== undefined && manifest.sequence < highest) {
         if (!policy.allowDowngrade) {
-          throw new SigningError('E_POLICY_ROLLBACK', `${manifest.name} sequence ${manifest.sequence} is older than ${highest}, already accepted from key ${keyid.slice(0, 16)}… (pass --allow-downgrade to accept it)`, {
-            name: manifest.name,
-            keyid,
-            sequence: manifest.sequence,
-            highest,
-            state: policy.rollback.location,
-          });
+          throw new SigningError(
+            'E_POLICY_ROLLBACK',
+            `${manifest.name} sequence ${manifest.sequence} is older than ${highest}, already accepted from key ${keyid.slice(0, 16)}… (pass --allow-downgrade to accept it)`,
+            {
+              name: manifest.name,
+              keyid,
+              sequence: manifest.sequence,
+              highest,
+              state: policy.rollback.location,
+            },
+          );
         }
         report.downgrades.push({ keyid, highest, sequence: manifest.sequence });
       } else if (highest === undefined || manifest.sequence > highest) {

@@ -21,7 +21,9 @@ export function renderVerifyResult(r: VerifyResult): string {
   if (s.untrusted.length) lines.push(`    untrusted (ignored): ${s.untrusted.map(short).join(', ')}`);
   if (s.revoked.length) lines.push(`    revoked (ignored):   ${s.revoked.map(short).join(', ')}`);
   for (const d of s.downgrades) {
-    lines.push(`  DOWNGRADE accepted (--allow-downgrade): sequence ${d.sequence} < ${d.highest} already accepted from ${short(d.keyid)}`);
+    lines.push(
+      `  DOWNGRADE accepted (--allow-downgrade): sequence ${d.sequence} < ${d.highest} already accepted from ${short(d.keyid)}`,
+    );
   }
   if (s.expires) lines.push(`  expires:    ${s.expires}`);
   return lines.join('\n');

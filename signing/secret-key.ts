@@ -4,8 +4,8 @@
  * (memory-hard), or in the clear when made with --no-passphrase. The GCM additional data is the
  * whole header, so editing the public key, key id or KDF parameters breaks decryption.
  */
-import { createCipheriv, createDecipheriv, randomBytes, scrypt as scryptCb, type ScryptOptions } from 'node:crypto';
-import { canonicalize, parseStrictJson, type Json } from '../spec/canonical.js';
+import { createCipheriv, createDecipheriv, randomBytes, type ScryptOptions, scrypt as scryptCb } from 'node:crypto';
+import { canonicalize, type Json, parseStrictJson } from '../spec/canonical.js';
 import { SigningError, XpkgError } from '../spec/errors.js';
 import { SEED_BYTES } from './ed25519.js';
 import { generateKeyPair, type KeyPair } from './keys.js';
@@ -34,7 +34,12 @@ interface Encryption {
 }
 
 function scrypt(passphrase: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
-  const options: ScryptOptions = { N: params.N, r: params.r, p: params.p, maxmem: 128 * params.N * params.r * params.p + 32 * 1024 * 1024 };
+  const options: ScryptOptions = {
+    N: params.N,
+    r: params.r,
+    p: params.p,
+    maxmem: 128 * params.N * params.r * params.p + 32 * 1024 * 1024,
+  };
   return new Promise((resolve, reject) =>
     scryptCb(passphrase.normalize('NFC'), salt, 32, options, (err, key) => (err ? reject(err) : resolve(key))),
   );
@@ -53,12 +58,26 @@ function header(kp: { keyid: string; publicKey: Uint8Array }, encryption: Encryp
  * Serialises a key pair as a key file. `passphrase: null` stores the seed in the clear (CI use).
  * An empty passphrase is refused: it would look encrypted and protect nothing.
  */
-export async function encodeSecretKey(kp: KeyPair, passphrase: string | null, params: ScryptParams = DEFAULT_SCRYPT): Promise<string> {
-  if (passphrase === null) return `${canonicalize({ ...header(kp, null), seed: Buffer.from(kp.seed).toString('base64') })}\n`;
-  if (passphrase.length === 0) throw new SigningError('E_KEY_PASSPHRASE', 'empty passphrase; use --no-passphrase for an unencrypted key');
+export async function encodeSecretKey(
+  kp: KeyPair,
+  passphrase: string | null,
+  params: ScryptParams = DEFAULT_SCRYPT,
+): Promise<string> {
+  if (passphrase === null)
+    return `${canonicalize({ ...header(kp, null), seed: Buffer.from(kp.seed).toString('base64') })}\n`;
+  if (passphrase.length === 0)
+    throw new SigningError('E_KEY_PASSPHRASE', 'empty passphrase; use --no-passphrase for an unencrypted key');
   const salt = randomBytes(16);
   const nonce = randomBytes(12);
-  const encryption: Encryption = { kdf: 'scrypt', N: params.N, r: params.r, p: params.p, salt: salt.toString('base64'), cipher: 'aes-256-gcm', nonce: nonce.toString('base64') };
+  const encryption: Encryption = {
+    kdf: 'scrypt',
+    N: params.N,
+    r: params.r,
+    p: params.p,
+    salt: salt.toString('base64'),
+    cipher: 'aes-256-gcm',
+    nonce: nonce.toString('base64'),
+  };
   const head = header(kp, encryption);
   const key = await scrypt(passphrase, salt, params);
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
@@ -92,7 +111,8 @@ interface Parsed {
 }
 
 function parse(text: string): Parsed {
-  if (/^\s*(#.*\n\s*)*xpkg-ed25519-pub /.test(text)) throw bad('this is a PUBLIC key file; sign with the .key file', { reason: 'public-key' });
+  if (/^\s*(#.*\n\s*)*xpkg-ed25519-pub /.test(text))
+    throw bad('this is a PUBLIC key file; sign with the .key file', { reason: 'public-key' });
   let doc: Json;
   try {
     doc = parseStrictJson(text.replace(/\n$/, ''), { maxDepth: 4 });
@@ -108,11 +128,18 @@ function parse(text: string): Parsed {
   const enc = doc.encryption;
   let encryption: Encryption | null = null;
   if (enc !== null) {
-    if (typeof enc !== 'object' || Array.isArray(enc) || enc === undefined) throw bad('encryption must be an object or null');
+    if (typeof enc !== 'object' || Array.isArray(enc) || enc === undefined)
+      throw bad('encryption must be an object or null');
     const { N, r, p } = enc as Record<string, Json>;
-    if (enc.kdf !== 'scrypt' || enc.cipher !== 'aes-256-gcm') throw bad('unsupported encryption (expected scrypt + aes-256-gcm)');
+    if (enc.kdf !== 'scrypt' || enc.cipher !== 'aes-256-gcm')
+      throw bad('unsupported encryption (expected scrypt + aes-256-gcm)');
     const ints = [N, r, p].every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 1);
-    if (!ints || ((N as number) & ((N as number) - 1)) !== 0 || (N as number) < 2 || 128 * (N as number) * (r as number) * (p as number) > MAX_SCRYPT_MEMORY) {
+    if (
+      !ints ||
+      ((N as number) & ((N as number) - 1)) !== 0 ||
+      (N as number) < 2 ||
+      128 * (N as number) * (r as number) * (p as number) > MAX_SCRYPT_MEMORY
+    ) {
       throw bad('scrypt parameters out of range', { N, r, p });
     }
     b64(enc.salt, 16, 'salt');
@@ -140,7 +167,10 @@ export async function decodeSecretKey(text: string, passphrase?: string | null):
   if (!encryption) {
     seed = b64(doc.seed, SEED_BYTES, 'seed');
   } else {
-    if (passphrase === undefined || passphrase === null) throw new SigningError('E_KEY_PASSPHRASE', 'key file is encrypted and no passphrase was given', { keyid: info.keyid });
+    if (passphrase === undefined || passphrase === null)
+      throw new SigningError('E_KEY_PASSPHRASE', 'key file is encrypted and no passphrase was given', {
+        keyid: info.keyid,
+      });
     const ct = b64(doc.ciphertext, SEED_BYTES + 16, 'ciphertext');
     const key = await scrypt(passphrase, Buffer.from(encryption.salt, 'base64'), encryption);
     const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(encryption.nonce, 'base64'));
@@ -149,7 +179,9 @@ export async function decodeSecretKey(text: string, passphrase?: string | null):
     try {
       seed = Buffer.concat([decipher.update(ct.subarray(0, SEED_BYTES)), decipher.final()]);
     } catch {
-      throw new SigningError('E_KEY_PASSPHRASE', 'wrong passphrase (or the key file was altered)', { keyid: info.keyid });
+      throw new SigningError('E_KEY_PASSPHRASE', 'wrong passphrase (or the key file was altered)', {
+        keyid: info.keyid,
+      });
     }
   }
   const kp = generateKeyPair({ seed: new Uint8Array(seed) });

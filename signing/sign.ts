@@ -7,11 +7,11 @@ import { PackageReader } from '../pack/reader.js';
 import { writeSignatures } from '../pack/writer.js';
 import { PackError, SigningError } from '../spec/errors.js';
 import { signDetached } from './ed25519.js';
-import { decodeEnvelope, encodeEnvelope, PAYLOAD_TYPE, signedBytes, type SignatureEntry } from './envelope.js';
+import { decodeEnvelope, encodeEnvelope, PAYLOAD_TYPE, type SignatureEntry, signedBytes } from './envelope.js';
 import { writeFileAtomic } from './files.js';
 import { formatPublicKey, generateKeyPair, type KeyPair } from './keys.js';
 import { obtainPassphrase } from './passphrase.js';
-import { decodeSecretKey, DEFAULT_SCRYPT, encodeSecretKey, inspectSecretKey, type ScryptParams } from './secret-key.js';
+import { DEFAULT_SCRYPT, decodeSecretKey, encodeSecretKey, inspectSecretKey, type ScryptParams } from './secret-key.js';
 
 const KEY_FILE_MAX = 64 * 1024;
 
@@ -47,10 +47,14 @@ export async function keygen(prefix: string, options: KeygenOptions = {}): Promi
   const publicKeyPath = `${prefix}.pub`;
   if (!options.force) {
     for (const p of [secretKeyPath, publicKeyPath]) {
-      if (await exists(p)) throw new SigningError('E_KEY_EXISTS', `${p} already exists (pass --force to replace it)`, { path: p });
+      if (await exists(p))
+        throw new SigningError('E_KEY_EXISTS', `${p} already exists (pass --force to replace it)`, { path: p });
     }
   }
-  const passphrase = options.passphrase === undefined ? await obtainPassphrase({ confirm: true, prompt: 'Passphrase for the new key: ' }) : options.passphrase;
+  const passphrase =
+    options.passphrase === undefined
+      ? await obtainPassphrase({ confirm: true, prompt: 'Passphrase for the new key: ' })
+      : options.passphrase;
   const kp = generateKeyPair({ seed: options.seed });
   const keyText = await encodeSecretKey(kp, passphrase, options.scrypt ?? DEFAULT_SCRYPT);
   const pubText = formatPublicKey(kp.publicKey);
@@ -61,7 +65,11 @@ export async function keygen(prefix: string, options: KeygenOptions = {}): Promi
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
       const err = e as NodeJS.ErrnoException & { dest?: string };
       const path = err.dest ?? err.path;
-      throw new SigningError('E_KEY_EXISTS', `${path ?? prefix} appeared while writing the key (pass --force to replace it)`, { path });
+      throw new SigningError(
+        'E_KEY_EXISTS',
+        `${path ?? prefix} appeared while writing the key (pass --force to replace it)`,
+        { path },
+      );
     }
     throw e;
   }
@@ -74,11 +82,13 @@ export async function keygen(prefix: string, options: KeygenOptions = {}): Promi
  */
 export async function loadSigningKey(path: string, options: { passphrase?: string | null } = {}): Promise<KeyPair> {
   const st = await stat(path);
-  if (!st.isFile() || st.size > KEY_FILE_MAX) throw new SigningError('E_KEY_FORMAT', `${path} is not a key file`, { path });
+  if (!st.isFile() || st.size > KEY_FILE_MAX)
+    throw new SigningError('E_KEY_FORMAT', `${path} is not a key file`, { path });
   const text = await readFile(path, 'utf8');
   const info = inspectSecretKey(text);
   let passphrase = options.passphrase;
-  if (info.encrypted && (passphrase === undefined || passphrase === null)) passphrase = await obtainPassphrase({ prompt: `Passphrase for ${path}: ` });
+  if (info.encrypted && (passphrase === undefined || passphrase === null))
+    passphrase = await obtainPassphrase({ prompt: `Passphrase for ${path}: ` });
   return decodeSecretKey(text, passphrase);
 }
 
@@ -96,7 +106,12 @@ export interface AddSignatureResult {
  * key; the same key replaces its old one). Signatures of an envelope bound to another package id
  * can never verify here, so they are dropped and reported rather than carried along.
  */
-export function addSignature(manifestBytes: Uint8Array, packageId: string, existing: Uint8Array | null, key: KeyPair): AddSignatureResult {
+export function addSignature(
+  manifestBytes: Uint8Array,
+  packageId: string,
+  existing: Uint8Array | null,
+  key: KeyPair,
+): AddSignatureResult {
   const sig = signDetached(signedBytes(manifestBytes), key.secretKey);
   let others: SignatureEntry[] = [];
   let dropped: string[] = [];
@@ -140,22 +155,36 @@ export interface SignResult {
 
 /** An output other than the package itself must not exist (`force` replaces it). */
 async function refuseExisting(pkgPath: string, out: string): Promise<void> {
-  const [a, b] = await Promise.all([stat(pkgPath), stat(out).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? null : Promise.reject(e)))]);
-  if (b && (a.ino !== b.ino || a.dev !== b.dev)) throw new PackError('E_PACK_OUTPUT_EXISTS', `${out} already exists (pass --force to replace it)`, { path: out });
+  const [a, b] = await Promise.all([
+    stat(pkgPath),
+    stat(out).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? null : Promise.reject(e))),
+  ]);
+  if (b && (a.ino !== b.ino || a.dev !== b.dev))
+    throw new PackError('E_PACK_OUTPUT_EXISTS', `${out} already exists (pass --force to replace it)`, { path: out });
 }
 
 /** Adds (or replaces) this key's signature. The package id and every other byte range stay the same. */
 export async function sign(pkgPath: string, options: SignOptions): Promise<SignResult> {
   // Before the passphrase prompt and the digest pass: nothing to do if the output is refused.
   if (options.out !== undefined && !options.force) await refuseExisting(pkgPath, options.out);
-  const key = typeof options.key === 'string' ? await loadSigningKey(options.key, { passphrase: options.passphrase }) : options.key;
+  const key =
+    typeof options.key === 'string'
+      ? await loadSigningKey(options.key, { passphrase: options.passphrase })
+      : options.key;
   const reader = await PackageReader.open(pkgPath);
   try {
     if (options.checkIntegrity !== false) await reader.verifyIntegrity({ onProgress: options.onProgress });
     const r = addSignature(reader.manifestBytes, reader.id, reader.signaturesBytes, key);
     const out = options.out ?? pkgPath;
     await writeSignatures(reader, r.envelope, out);
-    return { path: out, packageId: reader.id, keyid: key.keyid, signatures: r.keyids, replaced: r.replaced, dropped: r.dropped };
+    return {
+      path: out,
+      packageId: reader.id,
+      keyid: key.keyid,
+      signatures: r.keyids,
+      replaced: r.replaced,
+      dropped: r.dropped,
+    };
   } finally {
     await reader.close();
   }

@@ -7,10 +7,10 @@
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { canonicalize, parseStrictJson, type Json } from '../spec/canonical.js';
+import { canonicalize, type Json, parseStrictJson } from '../spec/canonical.js';
 import { SigningError, XpkgError } from '../spec/errors.js';
 import { writeFileAtomic } from './files.js';
-import { withFileLock, type LockOptions } from './lock.js';
+import { type LockOptions, withFileLock } from './lock.js';
 
 export const STATE_DIR_ENV = 'XPKG_STATE_DIR';
 export const ROLLBACK_FILE = 'rollback.json';
@@ -78,10 +78,12 @@ export function parseRollbackState(bytes: Uint8Array, path = '<inline>'): Table 
   }
   const table: Table = new Map();
   for (const [keyid, byName] of Object.entries(doc.highest)) {
-    if (!/^[0-9a-f]{64}$/.test(keyid) || !isObj(byName)) throw stateError(path, `bad entry for key ${JSON.stringify(keyid)}`);
+    if (!/^[0-9a-f]{64}$/.test(keyid) || !isObj(byName))
+      throw stateError(path, `bad entry for key ${JSON.stringify(keyid)}`);
     const m = new Map<string, number>();
     for (const [name, seq] of Object.entries(byName)) {
-      if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) throw stateError(path, `bad sequence for ${JSON.stringify(name)}`);
+      if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)
+        throw stateError(path, `bad sequence for ${JSON.stringify(name)}`);
       m.set(name, seq);
     }
     table.set(keyid, m);
@@ -155,7 +157,9 @@ export class FileRollbackStore implements RollbackStore {
     const fail = (what: string) => (e: unknown) => {
       if (e instanceof XpkgError) throw e;
       const err = e as NodeJS.ErrnoException;
-      throw stateError(this.location, `${what}: ${err.code === 'ELOCKED' ? err.message : (err.code ?? err.message)}`, { errno: err.code });
+      throw stateError(this.location, `${what}: ${err.code === 'ELOCKED' ? err.message : (err.code ?? err.message)}`, {
+        errno: err.code,
+      });
     };
     await makeDirs(this.dir, 0o700).catch(fail(`cannot create ${this.dir}`));
     await withFileLock(
@@ -165,7 +169,8 @@ export class FileRollbackStore implements RollbackStore {
         let changed = false;
         for (const u of updates) changed = raise(fresh, u) || changed;
         this.table = fresh;
-        if (changed) await writeFileAtomic(this.location, encodeRollbackState(fresh), { mode: 0o600 }).catch(fail('cannot write'));
+        if (changed)
+          await writeFileAtomic(this.location, encodeRollbackState(fresh), { mode: 0o600 }).catch(fail('cannot write'));
       },
       this.lock,
     ).catch(fail('cannot lock'));

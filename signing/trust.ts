@@ -6,7 +6,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SigningError, XpkgError } from '../spec/errors.js';
-import { parsePublicKey, PUBLIC_KEY_TAG, PUBLIC_KEY_TEXT_MAX, type PublicKey } from './keys.js';
+import { PUBLIC_KEY_TAG, PUBLIC_KEY_TEXT_MAX, type PublicKey, parsePublicKey } from './keys.js';
 
 export const REVOCATION_FILE = 'revoked.txt';
 const REVOCATION_TEXT_MAX = 1024 * 1024;
@@ -32,7 +32,10 @@ export function parseRevocationList(text: string, source = '<inline>'): string[]
     const line = raw.replace(/#.*$/, '').trim();
     if (line === '') return;
     if (!/^[0-9a-f]{64}$/.test(line)) {
-      throw new SigningError('E_TRUST_STORE', `${source}:${i + 1}: not a key id (64 lower-case hex digits)`, { source, line: i + 1 });
+      throw new SigningError('E_TRUST_STORE', `${source}:${i + 1}: not a key id (64 lower-case hex digits)`, {
+        source,
+        line: i + 1,
+      });
     }
     ids.push(line);
   });
@@ -58,12 +61,16 @@ async function readSmall(path: string, max: number, what: string): Promise<strin
   try {
     const st = await stat(path);
     if (!st.isFile()) throw new SigningError('E_TRUST_STORE', `${what} ${path} is not a regular file`, { path });
-    if (st.size > max) throw new SigningError('E_TRUST_STORE', `${what} ${path} is larger than ${max} bytes`, { path, size: st.size });
+    if (st.size > max)
+      throw new SigningError('E_TRUST_STORE', `${what} ${path} is larger than ${max} bytes`, { path, size: st.size });
     text = await readFile(path, 'utf8');
   } catch (e) {
     if (e instanceof XpkgError) throw e;
     const err = e as NodeJS.ErrnoException;
-    throw new SigningError('E_TRUST_STORE', `cannot read ${what} ${path}: ${err.code ?? err.message}`, { path, errno: err.code });
+    throw new SigningError('E_TRUST_STORE', `cannot read ${what} ${path}: ${err.code ?? err.message}`, {
+      path,
+      errno: err.code,
+    });
   }
   return text;
 }
@@ -95,7 +102,10 @@ export async function loadTrustStore(sources: TrustSources): Promise<TrustStore>
       names = (await readdir(dir)).sort();
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      throw new SigningError('E_TRUST_STORE', `cannot read trust directory ${dir}: ${err.code ?? err.message}`, { path: dir, errno: err.code });
+      throw new SigningError('E_TRUST_STORE', `cannot read trust directory ${dir}: ${err.code ?? err.message}`, {
+        path: dir,
+        errno: err.code,
+      });
     }
     for (const name of names) {
       if (name.endsWith('.pub')) keys.push(await keyFromFile(join(dir, name)));

@@ -6,7 +6,14 @@
 import { PackageReader } from '../pack/reader.js';
 import type { IntegrityReport, PackageReaderLike } from '../pack/types.js';
 import { UsageError } from '../spec/errors.js';
-import { assertThreshold, verifySignatures, type Downgrade, type ResolvedPolicy, type Signer, type SignatureStatus } from './policy.js';
+import {
+  assertThreshold,
+  type Downgrade,
+  type ResolvedPolicy,
+  type SignatureStatus,
+  type Signer,
+  verifySignatures,
+} from './policy.js';
 import { defaultStateDir, FileRollbackStore, type RollbackRecord, type RollbackStore } from './state.js';
 import { loadTrustStore } from './trust.js';
 
@@ -79,7 +86,8 @@ export interface LoadedPolicy extends ResolvedPolicy {
 export async function resolvePolicy(policy: VerifyPolicy = {}): Promise<LoadedPolicy> {
   const threshold = policy.threshold ?? 1;
   assertThreshold(threshold);
-  if (policy.now !== undefined && Number.isNaN(policy.now.getTime())) throw new UsageError('E_USAGE', 'now is not a valid date');
+  if (policy.now !== undefined && Number.isNaN(policy.now.getTime()))
+    throw new UsageError('E_USAGE', 'now is not a valid date');
   const store = await loadTrustStore({ trust: policy.trust, trustDir: policy.trustDir });
   // Rollback memory is keyed by signer, so without trusted keys there is nothing to read or write.
   let rollbackStore: RollbackStore | null = null;
@@ -102,9 +110,18 @@ export async function resolvePolicy(policy: VerifyPolicy = {}): Promise<LoadedPo
  * manifest that the digests come from), then the integrity of every payload, then the rollback
  * state is raised. Throws the first failure with its code.
  */
-export async function verifyReader(reader: PackageReaderLike, policy: LoadedPolicy, options: VerifyOptions = {}): Promise<VerifyResult> {
+export async function verifyReader(
+  reader: PackageReaderLike,
+  policy: LoadedPolicy,
+  options: VerifyOptions = {},
+): Promise<VerifyResult> {
   const report = verifySignatures(
-    { manifestBytes: reader.manifestBytes, manifest: reader.manifest, id: reader.id, signaturesBytes: reader.signaturesBytes },
+    {
+      manifestBytes: reader.manifestBytes,
+      manifest: reader.manifest,
+      id: reader.id,
+      signaturesBytes: reader.signaturesBytes,
+    },
     policy,
   );
   const integrity =
@@ -159,7 +176,11 @@ export async function commitRollback(policy: LoadedPolicy, result: VerifyResult)
  * policy, every payload digest, anti-rollback. Returns the typed result or throws an XpkgError
  * whose code the CLI maps to its exit status.
  */
-export async function verify(pkgPath: string, policy: VerifyPolicy = {}, options: VerifyOptions = {}): Promise<VerifyResult> {
+export async function verify(
+  pkgPath: string,
+  policy: VerifyPolicy = {},
+  options: VerifyOptions = {},
+): Promise<VerifyResult> {
   const loaded = await resolvePolicy(policy);
   const reader = await PackageReader.open(pkgPath);
   try {

@@ -25,7 +25,9 @@ export function canonicalize(value: unknown): string {
       if (Array.isArray(value)) return `[${value.map(canonicalize).join(',')}]`;
       const obj = value as Record<string, unknown>;
       // Default sort compares UTF-16 code units, which is exactly what RFC 8785 asks for.
-      const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+      const keys = Object.keys(obj)
+        .filter((k) => obj[k] !== undefined)
+        .sort();
       return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalize(obj[k])}`).join(',')}}`;
     }
     default:
@@ -61,7 +63,8 @@ export function parseStrictJson(input: Uint8Array | string, options: ParseOption
       throw new FormatError('E_MANIFEST_JSON', 'JSON is not valid UTF-8');
     }
   }
-  if (text.charCodeAt(0) === 0xfeff) throw new FormatError('E_MANIFEST_JSON', 'JSON starts with a byte-order mark', { offset: 0 });
+  if (text.charCodeAt(0) === 0xfeff)
+    throw new FormatError('E_MANIFEST_JSON', 'JSON starts with a byte-order mark', { offset: 0 });
   const maxDepth = options.maxDepth ?? 64;
   let i = 0;
   const fail = (what: string): never => {
@@ -93,14 +96,30 @@ export function parseStrictJson(input: Uint8Array | string, options: ParseOption
         const e = text[i + 1];
         i += 2;
         switch (e) {
-          case '"': out += '"'; break;
-          case '\\': out += '\\'; break;
-          case '/': out += '/'; break;
-          case 'b': out += '\b'; break;
-          case 'f': out += '\f'; break;
-          case 'n': out += '\n'; break;
-          case 'r': out += '\r'; break;
-          case 't': out += '\t'; break;
+          case '"':
+            out += '"';
+            break;
+          case '\\':
+            out += '\\';
+            break;
+          case '/':
+            out += '/';
+            break;
+          case 'b':
+            out += '\b';
+            break;
+          case 'f':
+            out += '\f';
+            break;
+          case 'n':
+            out += '\n';
+            break;
+          case 'r':
+            out += '\r';
+            break;
+          case 't':
+            out += '\t';
+            break;
           case 'u': {
             const hex = text.slice(i, i + 4);
             if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail('bad \\u escape');
@@ -148,7 +167,10 @@ export function parseStrictJson(input: Uint8Array | string, options: ParseOption
         const keyAt = i;
         const k = str();
         if (seen.has(k)) {
-          throw new FormatError('E_MANIFEST_DUPLICATE_KEY', `duplicate key ${JSON.stringify(k)} at offset ${keyAt}`, { key: k, offset: keyAt });
+          throw new FormatError('E_MANIFEST_DUPLICATE_KEY', `duplicate key ${JSON.stringify(k)} at offset ${keyAt}`, {
+            key: k,
+            offset: keyAt,
+          });
         }
         seen.add(k);
         ws();
@@ -157,8 +179,14 @@ export function parseStrictJson(input: Uint8Array | string, options: ParseOption
         const v = value(depth + 1);
         Object.defineProperty(obj, k, { value: v, enumerable: true, writable: true, configurable: true });
         ws();
-        if (text[i] === ',') { i++; continue; }
-        if (text[i] === '}') { i++; return obj; }
+        if (text[i] === ',') {
+          i++;
+          continue;
+        }
+        if (text[i] === '}') {
+          i++;
+          return obj;
+        }
         fail("expected ',' or '}'");
       }
     }
@@ -166,20 +194,38 @@ export function parseStrictJson(input: Uint8Array | string, options: ParseOption
       i++;
       const arr: Json[] = [];
       ws();
-      if (text[i] === ']') { i++; return arr; }
+      if (text[i] === ']') {
+        i++;
+        return arr;
+      }
       for (;;) {
         arr.push(value(depth + 1));
         ws();
-        if (text[i] === ',') { i++; continue; }
-        if (text[i] === ']') { i++; return arr; }
+        if (text[i] === ',') {
+          i++;
+          continue;
+        }
+        if (text[i] === ']') {
+          i++;
+          return arr;
+        }
         fail("expected ',' or ']'");
       }
     }
     if (c === '"') return str();
     if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) return num();
-    if (text.startsWith('true', i)) { i += 4; return true; }
-    if (text.startsWith('false', i)) { i += 5; return false; }
-    if (text.startsWith('null', i)) { i += 4; return null; }
+    if (text.startsWith('true', i)) {
+      i += 4;
+      return true;
+    }
+    if (text.startsWith('false', i)) {
+      i += 5;
+      return false;
+    }
+    if (text.startsWith('null', i)) {
+      i += 4;
+      return null;
+    }
     return fail(c === undefined ? 'unexpected end' : `unexpected ${JSON.stringify(c)}`);
   };
   const v = value(0);

@@ -249,9 +249,15 @@ export function toXpkgError(e: unknown): XpkgError {
   if (e instanceof XpkgError) return e;
   const err = e as NodeJS.ErrnoException;
   if (err && typeof err === 'object' && typeof err.code === 'string') {
-    if (err.code === 'ENOENT') return new UsageError('E_NOT_FOUND', err.message, { path: err.path, syscall: err.syscall });
-    if (/^E[A-Z]+$/.test(err.code)) return new UsageError('E_IO', err.message, { errno: err.code, path: err.path, syscall: err.syscall });
+    if (err.code === 'ENOENT')
+      return new UsageError('E_NOT_FOUND', err.message, { path: err.path, syscall: err.syscall });
+    if (/^E[A-Z]+$/.test(err.code))
+      return new UsageError('E_IO', err.message, { errno: err.code, path: err.path, syscall: err.syscall });
   }
   const message = err instanceof Error ? err.message : String(e);
-  return new UsageError('E_INTERNAL', `internal error: ${message}`, err instanceof Error ? { stack: err.stack } : undefined);
+  return new UsageError(
+    'E_INTERNAL',
+    `internal error: ${message}`,
+    err instanceof Error ? { stack: err.stack } : undefined,
+  );
 }

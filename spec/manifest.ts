@@ -19,20 +19,28 @@ export interface FieldProblem {
 
 // Compiled at build time from spec/schema.ts by spec/gen-validators.ts (MANIFEST_AJV_OPTIONS, with
 // ajv-formats): building the TypeBox schemas and compiling them with ajv took most of the CLI's start.
-const compiled = { manifest: generated.manifest as unknown as ValidateFunction, source: generated.manifestSource as unknown as ValidateFunction };
+const compiled = {
+  manifest: generated.manifest as unknown as ValidateFunction,
+  source: generated.manifestSource as unknown as ValidateFunction,
+};
 const validators = () => compiled;
 
 function ajvProblems(errors: ErrorObject[] | null | undefined): FieldProblem[] {
   return (errors ?? []).map((e) => {
     let message = e.message ?? 'invalid';
-    if (e.keyword === 'additionalProperties') message = `unknown field ${JSON.stringify((e.params as { additionalProperty: string }).additionalProperty)}`;
-    if (e.keyword === 'enum' || e.keyword === 'const') message += `: ${JSON.stringify((e.params as { allowedValues?: unknown; allowedValue?: unknown }).allowedValues ?? (e.params as { allowedValue?: unknown }).allowedValue)}`;
+    if (e.keyword === 'additionalProperties')
+      message = `unknown field ${JSON.stringify((e.params as { additionalProperty: string }).additionalProperty)}`;
+    if (e.keyword === 'enum' || e.keyword === 'const')
+      message += `: ${JSON.stringify((e.params as { allowedValues?: unknown; allowedValue?: unknown }).allowedValues ?? (e.params as { allowedValue?: unknown }).allowedValue)}`;
     return { path: e.instancePath || '/', message };
   });
 }
 
 function schemaError(kind: string, problems: FieldProblem[]): FormatError {
-  const head = problems.slice(0, 3).map((p) => `${p.path}: ${p.message}`).join('; ');
+  const head = problems
+    .slice(0, 3)
+    .map((p) => `${p.path}: ${p.message}`)
+    .join('; ');
   const more = problems.length > 3 ? ` (and ${problems.length - 3} more)` : '';
   return new FormatError('E_MANIFEST_SCHEMA', `${kind} does not match the schema: ${head}${more}`, { problems });
 }
@@ -59,17 +67,23 @@ function semanticProblems(m: ManifestSource | Manifest): FieldProblem[] {
   const unique = (items: { id: string }[], where: string, what: string) => {
     const seen = new Set<string>();
     items.forEach((it, i) => {
-      if (seen.has(it.id)) problems.push({ path: `${where}/${i}/id`, message: `duplicate ${what} id ${JSON.stringify(it.id)}` });
+      if (seen.has(it.id))
+        problems.push({ path: `${where}/${i}/id`, message: `duplicate ${what} id ${JSON.stringify(it.id)}` });
       seen.add(it.id);
     });
   };
   unique(m.models, '/models', 'model');
-  unique(m.models.flatMap((x) => x.variants), '/variants', 'variant');
+  unique(
+    m.models.flatMap((x) => x.variants),
+    '/variants',
+    'variant',
+  );
   unique(m.assets ?? [], '/assets', 'asset');
   const ioNames = (list: { name: string }[], where: string) => {
     const seen = new Set<string>();
     list.forEach((io, i) => {
-      if (seen.has(io.name)) problems.push({ path: `${where}/${i}/name`, message: `duplicate name ${JSON.stringify(io.name)}` });
+      if (seen.has(io.name))
+        problems.push({ path: `${where}/${i}/name`, message: `duplicate name ${JSON.stringify(io.name)}` });
       seen.add(io.name);
     });
   };
@@ -78,16 +92,24 @@ function semanticProblems(m: ManifestSource | Manifest): FieldProblem[] {
   const modelIds = new Set(m.models.map((x) => x.id));
   const scriptPaths = new Set((m.pipeline.scripts ?? []).map((s) => s.path));
   m.pipeline.steps.forEach((s, i) => {
-    if (s.model !== undefined && !modelIds.has(s.model)) problems.push({ path: `/pipeline/steps/${i}/model`, message: `no model with id ${JSON.stringify(s.model)}` });
-    if (s.script !== undefined && !scriptPaths.has(s.script)) problems.push({ path: `/pipeline/steps/${i}/script`, message: `script ${JSON.stringify(s.script)} is not declared in pipeline.scripts` });
-    if (s.hook !== undefined && s.script === undefined) problems.push({ path: `/pipeline/steps/${i}/hook`, message: 'hook without script' });
+    if (s.model !== undefined && !modelIds.has(s.model))
+      problems.push({ path: `/pipeline/steps/${i}/model`, message: `no model with id ${JSON.stringify(s.model)}` });
+    if (s.script !== undefined && !scriptPaths.has(s.script))
+      problems.push({
+        path: `/pipeline/steps/${i}/script`,
+        message: `script ${JSON.stringify(s.script)} is not declared in pipeline.scripts`,
+      });
+    if (s.hook !== undefined && s.script === undefined)
+      problems.push({ path: `/pipeline/steps/${i}/hook`, message: 'hook without script' });
   });
   for (const [p, where] of referencedPaths(m)) {
     const why = pathProblem(p);
     if (why) problems.push({ path: where, message: `unsafe path ${JSON.stringify(p)}: ${why}` });
-    else if (isReserved(p)) problems.push({ path: where, message: `path ${JSON.stringify(p)} is under the reserved xpkg/ prefix` });
+    else if (isReserved(p))
+      problems.push({ path: where, message: `path ${JSON.stringify(p)} is under the reserved xpkg/ prefix` });
   }
-  if (m.expires !== undefined && Number.isNaN(Date.parse(m.expires))) problems.push({ path: '/expires', message: 'not a date-time' });
+  if (m.expires !== undefined && Number.isNaN(Date.parse(m.expires)))
+    problems.push({ path: '/expires', message: 'not a date-time' });
   return problems;
 }
 
@@ -97,18 +119,32 @@ function filesProblems(m: Manifest): FieldProblem[] {
   m.files.forEach((f, i) => {
     const why = pathProblem(f.path);
     if (why) problems.push({ path: `/files/${i}/path`, message: `unsafe path: ${why}` });
-    else if (isReserved(f.path)) problems.push({ path: `/files/${i}/path`, message: 'path under the reserved xpkg/ prefix' });
+    else if (isReserved(f.path))
+      problems.push({ path: `/files/${i}/path`, message: 'path under the reserved xpkg/ prefix' });
     if (i > 0 && !(Buffer.compare(Buffer.from(m.files[i - 1].path), Buffer.from(f.path)) < 0)) {
-      problems.push({ path: `/files/${i}/path`, message: 'files are not sorted by path (UTF-8 byte order) or repeat a path' });
+      problems.push({
+        path: `/files/${i}/path`,
+        message: 'files are not sorted by path (UTF-8 byte order) or repeat a path',
+      });
     }
     const nBlocks = Math.ceil(f.size / BLOCK_SIZE);
-    if (f.blocks.length !== nBlocks) problems.push({ path: `/files/${i}/blocks`, message: `a ${f.size}-byte file has ${nBlocks} blocks, not ${f.blocks.length}` });
-    else if (nBlocks === 1 && f.blocks[0] !== f.sha256) problems.push({ path: `/files/${i}/blocks/0`, message: 'a one-block file has its sha256 as its only block digest' });
-    if (f.size === 0 && f.sha256 !== EMPTY_SHA256) problems.push({ path: `/files/${i}/sha256`, message: 'an empty file has the SHA-256 of no bytes' });
+    if (f.blocks.length !== nBlocks)
+      problems.push({
+        path: `/files/${i}/blocks`,
+        message: `a ${f.size}-byte file has ${nBlocks} blocks, not ${f.blocks.length}`,
+      });
+    else if (nBlocks === 1 && f.blocks[0] !== f.sha256)
+      problems.push({
+        path: `/files/${i}/blocks/0`,
+        message: 'a one-block file has its sha256 as its only block digest',
+      });
+    if (f.size === 0 && f.sha256 !== EMPTY_SHA256)
+      problems.push({ path: `/files/${i}/sha256`, message: 'an empty file has the SHA-256 of no bytes' });
     present.add(f.path);
   });
   for (const [p, where] of referencedPaths(m)) {
-    if (!present.has(p)) problems.push({ path: where, message: `references ${JSON.stringify(p)}, which is not in files` });
+    if (!present.has(p))
+      problems.push({ path: where, message: `references ${JSON.stringify(p)}, which is not in files` });
   }
   return problems;
 }
@@ -127,14 +163,32 @@ export function validateManifestSource(value: unknown): ManifestSource {
 }
 
 function referenceError(problems: FieldProblem[]): FormatError {
-  const head = problems.slice(0, 3).map((p) => `${p.path}: ${p.message}`).join('; ');
-  return new FormatError('E_MANIFEST_REFERENCE', `manifest is inconsistent: ${head}${problems.length > 3 ? ` (and ${problems.length - 3} more)` : ''}`, { problems });
+  const head = problems
+    .slice(0, 3)
+    .map((p) => `${p.path}: ${p.message}`)
+    .join('; ');
+  return new FormatError(
+    'E_MANIFEST_REFERENCE',
+    `manifest is inconsistent: ${head}${problems.length > 3 ? ` (and ${problems.length - 3} more)` : ''}`,
+    { problems },
+  );
 }
 
 /** Validates a complete manifest object. Throws E_MANIFEST_SCHEMA, E_MANIFEST_REFERENCE or E_PATH_*. */
 export function validateManifest(value: unknown): Manifest {
-  if (value && typeof value === 'object' && 'format' in value && typeof value.format === 'string' && value.format !== 'xpkg/1' && /^xpkg\//.test(value.format)) {
-    throw new FormatError('E_MANIFEST_VERSION', `unsupported format ${JSON.stringify(value.format)}; this reader knows xpkg/1`, { format: value.format });
+  if (
+    value &&
+    typeof value === 'object' &&
+    'format' in value &&
+    typeof value.format === 'string' &&
+    value.format !== 'xpkg/1' &&
+    /^xpkg\//.test(value.format)
+  ) {
+    throw new FormatError(
+      'E_MANIFEST_VERSION',
+      `unsupported format ${JSON.stringify(value.format)}; this reader knows xpkg/1`,
+      { format: value.format },
+    );
   }
   const v = validators().manifest;
   if (!v(value)) throw schemaError('manifest', ajvProblems(v.errors));
@@ -156,13 +210,20 @@ export interface ParsedManifest {
 /** Parses stored manifest bytes: size limit, strict JSON, canonical form, schema, references. */
 export function parseManifest(bytes: Uint8Array): ParsedManifest {
   if (bytes.length > LIMITS.manifestBytes) {
-    throw new FormatError('E_MANIFEST_TOO_LARGE', `manifest is ${bytes.length} bytes; the limit is ${LIMITS.manifestBytes}`, { size: bytes.length, limit: LIMITS.manifestBytes });
+    throw new FormatError(
+      'E_MANIFEST_TOO_LARGE',
+      `manifest is ${bytes.length} bytes; the limit is ${LIMITS.manifestBytes}`,
+      { size: bytes.length, limit: LIMITS.manifestBytes },
+    );
   }
   const value = parseStrictJson(bytes);
   const canon = canonicalBytes(value);
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (!canon.equals(buf)) {
-    throw new FormatError('E_MANIFEST_NOT_CANONICAL', 'manifest bytes are not in canonical JSON form (RFC 8785)', { expectedSize: canon.length, actualSize: buf.length });
+    throw new FormatError('E_MANIFEST_NOT_CANONICAL', 'manifest bytes are not in canonical JSON form (RFC 8785)', {
+      expectedSize: canon.length,
+      actualSize: buf.length,
+    });
   }
   const manifest = validateManifest(value);
   return { manifest, bytes: buf, id: packageId(buf) };

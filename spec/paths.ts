@@ -42,7 +42,12 @@ function isWellFormed(s: string): boolean {
 
 export function assertSafePath(path: string, context: Record<string, unknown> = {}): void {
   const p = pathProblem(path);
-  if (p) throw new FormatError('E_PATH_UNSAFE', `unsafe entry name ${JSON.stringify(path)}: ${p}`, { path, reason: p, ...context });
+  if (p)
+    throw new FormatError('E_PATH_UNSAFE', `unsafe entry name ${JSON.stringify(path)}: ${p}`, {
+      path,
+      reason: p,
+      ...context,
+    });
 }
 
 /** True for names the format reserves for itself (manifest, signatures). */
@@ -70,12 +75,17 @@ export function assertNoCollisions(paths: Iterable<string>): void {
   const exact = new Set<string>();
   const byKey = new Map<string, string>();
   for (const p of paths) {
-    if (exact.has(p)) throw new FormatError('E_PATH_DUPLICATE', `duplicate entry name ${JSON.stringify(p)}`, { path: p });
+    if (exact.has(p))
+      throw new FormatError('E_PATH_DUPLICATE', `duplicate entry name ${JSON.stringify(p)}`, { path: p });
     exact.add(p);
     const k = collisionKey(p);
     const other = byKey.get(k);
     if (other !== undefined) {
-      throw new FormatError('E_PATH_COLLISION', `entry names ${JSON.stringify(other)} and ${JSON.stringify(p)} collide after Unicode normalisation and case folding`, { paths: [other, p] });
+      throw new FormatError(
+        'E_PATH_COLLISION',
+        `entry names ${JSON.stringify(other)} and ${JSON.stringify(p)} collide after Unicode normalisation and case folding`,
+        { paths: [other, p] },
+      );
     }
     byKey.set(k, p);
   }
@@ -85,7 +95,11 @@ export function assertNoCollisions(paths: Iterable<string>): void {
       const dir = segs.slice(0, n).join('/');
       const clash = byKey.get(dir);
       if (clash !== undefined) {
-        throw new FormatError('E_PATH_COLLISION', `entry ${JSON.stringify(clash)} is a file but ${JSON.stringify(p)} needs it to be a directory`, { paths: [clash, p] });
+        throw new FormatError(
+          'E_PATH_COLLISION',
+          `entry ${JSON.stringify(clash)} is a file but ${JSON.stringify(p)} needs it to be a directory`,
+          { paths: [clash, p] },
+        );
       }
     }
   }

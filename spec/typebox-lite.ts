@@ -7,7 +7,20 @@
  */
 import type { Type as TypeBox } from '@sinclair/typebox';
 
-type Builder = Pick<typeof TypeBox, 'Array' | 'Boolean' | 'Integer' | 'Literal' | 'Number' | 'Object' | 'Optional' | 'Record' | 'String' | 'Union' | 'Unknown'>;
+type Builder = Pick<
+  typeof TypeBox,
+  | 'Array'
+  | 'Boolean'
+  | 'Integer'
+  | 'Literal'
+  | 'Number'
+  | 'Object'
+  | 'Optional'
+  | 'Record'
+  | 'String'
+  | 'Union'
+  | 'Unknown'
+>;
 type Schema = Record<string, unknown>;
 type Options = Record<string, unknown> | undefined;
 
@@ -26,7 +39,10 @@ const lite = {
   Optional: (schema: Schema) => ({ ...schema, [OPTIONAL]: true }),
   Object(properties: Record<string, Schema>, options?: Options) {
     const required = Object.keys(properties).filter((k) => !(OPTIONAL in properties[k]));
-    return make(required.length > 0 ? { type: 'object', required, properties } : { type: 'object', properties }, options);
+    return make(
+      required.length > 0 ? { type: 'object', required, properties } : { type: 'object', properties },
+      options,
+    );
   },
   Union(types: Schema[], options?: Options) {
     if (types.length === 0) return make({ not: {} }, options);
@@ -35,7 +51,10 @@ const lite = {
   /** Keys are a string schema: its pattern (or any string) becomes the one pattern property, as in TypeBox. */
   Record(key: Schema, value: Schema, options: Options = {}) {
     if (key.type !== 'string' || 'const' in key) throw new Error('typebox-lite: Record keys must be Type.String()');
-    return make({ type: 'object', patternProperties: { [typeof key.pattern === 'string' ? key.pattern : '^(.*)$']: value } }, options);
+    return make(
+      { type: 'object', patternProperties: { [typeof key.pattern === 'string' ? key.pattern : '^(.*)$']: value } },
+      options,
+    );
   },
 };
 

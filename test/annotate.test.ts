@@ -25,12 +25,14 @@ async function pixels(file: string): Promise<Pixels> {
   return { data, width: info.width, height: info.height, channels: info.channels };
 }
 /** Whether pixel (x, y) differs in any of R, G, B. */
-const differs = (a: Pixels, b: Pixels, x: number, y: number) => [0, 1, 2].some((c) => a.data[(y * a.width + x) * a.channels + c] !== b.data[(y * b.width + x) * b.channels + c]);
+const differs = (a: Pixels, b: Pixels, x: number, y: number) =>
+  [0, 1, 2].some((c) => a.data[(y * a.width + x) * a.channels + c] !== b.data[(y * b.width + x) * b.channels + c]);
 
 /** Compares two images: every pixel for which `inside` is false must be unchanged; returns how many changed. */
 function outsideUnchanged(a: Pixels, b: Pixels, inside: (x: number, y: number) => boolean): void {
   const bad: [number, number][] = [];
-  for (let y = 0; y < a.height; y++) for (let x = 0; x < a.width; x++) if (!inside(x, y) && differs(a, b, x, y)) bad.push([x, y]);
+  for (let y = 0; y < a.height; y++)
+    for (let x = 0; x < a.width; x++) if (!inside(x, y) && differs(a, b, x, y)) bad.push([x, y]);
   expect(bad.slice(0, 5)).toEqual([]);
 }
 
@@ -42,7 +44,16 @@ describe('--annotate', () => {
   it('detector: boxes — outside unchanged, every pixel along each box edge changed', async () => {
     const input = 'fixtures/detector/eval/002.png';
     const out = join(dir, 'det.png');
-    const r = await xpkgAsync(['run', 'fixtures/dist/detector.xpkg', ...TRUST, '-i', input, '--annotate', out, '--json']);
+    const r = await xpkgAsync([
+      'run',
+      'fixtures/dist/detector.xpkg',
+      ...TRUST,
+      '-i',
+      input,
+      '--annotate',
+      out,
+      '--json',
+    ]);
     expect(r.status).toBe(0);
     expect(r.lines[0].result.annotated).toBe(out);
     const boxes = r.lines[0].result.outputs.boxes.map((b: { box: number[] }) => b.box) as number[][];
@@ -64,13 +75,23 @@ describe('--annotate', () => {
   it('segmenter: the mask as a translucent overlay — exactly the labelled pixels change', async () => {
     const input = 'fixtures/segmenter/eval/003.png';
     const out = join(dir, 'seg.png');
-    const r = await xpkgAsync(['run', 'fixtures/dist/segmenter.xpkg', ...TRUST, '-i', input, '--annotate', out, '--json']);
+    const r = await xpkgAsync([
+      'run',
+      'fixtures/dist/segmenter.xpkg',
+      ...TRUST,
+      '-i',
+      input,
+      '--annotate',
+      out,
+      '--json',
+    ]);
     expect(r.status).toBe(0);
     const m = r.lines[0].result.outputs.mask;
     const labels = Buffer.from(m.data.data, 'base64');
     const [a, b] = [await pixels(input), await pixels(out)];
     expect([b.width, b.height]).toEqual([a.width, a.height]);
-    let changed = 0, labelled = 0;
+    let changed = 0,
+      labelled = 0;
     for (let y = 0; y < a.height; y++) {
       for (let x = 0; x < a.width; x++) {
         const l = labels[y * m.width + x];
@@ -88,12 +109,26 @@ describe('--annotate', () => {
   it('paddleocr-v4: each line quad veiled with its text; outside the quads unchanged', async () => {
     const input = 'fixtures/images/example.png';
     const out = join(dir, 'ocr.png');
-    const r = await xpkgAsync(['run', 'fixtures/dist/paddleocr-v4.xpkg', ...TRUST, '-i', input, '--annotate', out, '--json']);
+    const r = await xpkgAsync([
+      'run',
+      'fixtures/dist/paddleocr-v4.xpkg',
+      ...TRUST,
+      '-i',
+      input,
+      '--annotate',
+      out,
+      '--json',
+    ]);
     expect(r.status).toBe(0);
     const quads = r.lines[0].result.outputs.lines.map((l: { box: number[][] }) => l.box) as number[][][];
     const [a, b] = [await pixels(input), await pixels(out)];
     expect([b.width, b.height]).toEqual([a.width, a.height]);
-    const bbox = quads.map((q) => [Math.min(...q.map((p) => p[0])), Math.min(...q.map((p) => p[1])), Math.max(...q.map((p) => p[0])), Math.max(...q.map((p) => p[1]))]);
+    const bbox = quads.map((q) => [
+      Math.min(...q.map((p) => p[0])),
+      Math.min(...q.map((p) => p[1])),
+      Math.max(...q.map((p) => p[0])),
+      Math.max(...q.map((p) => p[1])),
+    ]);
     outsideUnchanged(a, b, (x, y) => bbox.some(([x1, y1, x2, y2]) => x + 1 > x1 && x < x2 && y + 1 > y1 && y < y2));
     // The outline: the middle of each quad's left edge, one pixel in.
     for (const [x1, y1, , y2] of bbox) expect(differs(a, b, Math.ceil(x1), Math.round((y1 + y2) / 2))).toBe(true);
@@ -104,7 +139,16 @@ describe('--annotate', () => {
     for (const f of ['000.png', '001.png']) copyFileSync(join('fixtures/detector/eval', f), join(dir, 'in', f));
     copyFileSync('fixtures/detector/eval/002.png', join(dir, 'in', '000.jpg')); // same stem as 000.png
     const out = join(dir, 'pictures');
-    const r = await xpkgAsync(['run', 'fixtures/dist/detector.xpkg', ...TRUST, '-i', join(dir, 'in'), '--annotate', out, '--json']);
+    const r = await xpkgAsync([
+      'run',
+      'fixtures/dist/detector.xpkg',
+      ...TRUST,
+      '-i',
+      join(dir, 'in'),
+      '--annotate',
+      out,
+      '--json',
+    ]);
     expect(r.status).toBe(0);
     expect(r.lines.map((l) => [l.input, l.result.annotated])).toEqual([
       [join(dir, 'in', '000.jpg'), join(out, '000.annotated.png')],
@@ -118,11 +162,32 @@ describe('--annotate', () => {
     const input = join(dir, 'keep.png');
     copyFileSync('fixtures/detector/eval/004.png', input);
     const before = readFileSync(input);
-    const r = await xpkgAsync(['run', 'fixtures/dist/detector.xpkg', ...TRUST, '-i', input, '--annotate', input, '--json']);
+    const r = await xpkgAsync([
+      'run',
+      'fixtures/dist/detector.xpkg',
+      ...TRUST,
+      '-i',
+      input,
+      '--annotate',
+      input,
+      '--json',
+    ]);
     expect([r.lines[0].error?.code, r.status, r.lines[0].error?.detail?.input]).toEqual(['E_USAGE', EXIT.usage, input]);
     expect(readFileSync(input).equals(before)).toBe(true);
     expect(readdirSync(dir).filter((f) => f.includes('.tmp'))).toEqual([]);
-    const t = await xpkgAsync(['run', 'fixtures/dist/multi-variant.xpkg', ...TRUST, '-i', 'test/data/npy/f4-le-v1.npy', '--annotate', join(dir, 't.png'), '--json']);
-    expect([t.lines[0].error?.code, t.lines[0].error?.detail?.inputs]).toEqual(['E_USAGE', [{ name: 'x', type: 'tensor' }]]);
+    const t = await xpkgAsync([
+      'run',
+      'fixtures/dist/multi-variant.xpkg',
+      ...TRUST,
+      '-i',
+      'test/data/npy/f4-le-v1.npy',
+      '--annotate',
+      join(dir, 't.png'),
+      '--json',
+    ]);
+    expect([t.lines[0].error?.code, t.lines[0].error?.detail?.inputs]).toEqual([
+      'E_USAGE',
+      [{ name: 'x', type: 'tensor' }],
+    ]);
   });
 });

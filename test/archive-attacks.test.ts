@@ -8,12 +8,21 @@ import { lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'n
 import { join } from 'node:path';
 import { crc32, inflateRawSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { FormatError, PackError } from '../spec/errors.js';
-import { LIMITS, SIGNATURES_PATH } from '../spec/limits.js';
 import { PackageReader } from '../pack/reader.js';
 import { unpackPackage } from '../pack/unpack.js';
 import * as Z from '../pack/zip.js';
-import { craftArchive, deflateFixed, manifestOf, parseArchive, withFiles, withManifest, type CraftEntry, type CraftOptions } from '../tools/vectors/craft.js';
+import { FormatError, PackError } from '../spec/errors.js';
+import { LIMITS, SIGNATURES_PATH } from '../spec/limits.js';
+import {
+  type CraftEntry,
+  type CraftOptions,
+  craftArchive,
+  deflateFixed,
+  manifestOf,
+  parseArchive,
+  withFiles,
+  withManifest,
+} from '../tools/vectors/craft.js';
 import { edit } from '../tools/vectors/generate.js';
 import { demoSource, outcome, packToBuffer, rejection, tempDir, writeSource } from './archive-helpers.js';
 
@@ -25,20 +34,36 @@ let base: CraftEntry[];
 let ts: { time: number; date: number };
 
 beforeAll(async () => {
-  pkg = await packToBuffer(await writeSource({ 'models/net.onnx': MODEL, 'assets/labels.txt': LABELS, 'scripts/post.js': SCRIPT }, demoSource()), { sourceDateEpoch: '1234567890' });
+  pkg = await packToBuffer(
+    await writeSource(
+      { 'models/net.onnx': MODEL, 'assets/labels.txt': LABELS, 'scripts/post.js': SCRIPT },
+      demoSource(),
+    ),
+    { sourceDateEpoch: '1234567890' },
+  );
   ({ entries: base, ts } = parseArchive(pkg));
 });
 
 const craft = (entries: CraftEntry[], o: CraftOptions = {}) => craftArchive(entries, { ts, ...o });
-const on = (name: string, patch: (e: CraftEntry) => Partial<CraftEntry>, o: CraftOptions = {}) => craft(edit(base, name, patch), o);
+const on = (name: string, patch: (e: CraftEntry) => Partial<CraftEntry>, o: CraftOptions = {}) =>
+  craft(edit(base, name, patch), o);
 const plus = (added: CraftEntry[], listed = false) => craft(withFiles(base, added, { listInManifest: listed }));
-const entry = (name: string | Buffer, data = 'x', more: Partial<CraftEntry> = {}): CraftEntry => ({ name, data: Buffer.from(data), ...more });
+const entry = (name: string | Buffer, data = 'x', more: Partial<CraftEntry> = {}): CraftEntry => ({
+  name,
+  data: Buffer.from(data),
+  ...more,
+});
 const LBL = 'assets/labels.txt';
 
 describe('the crafting toolkit', () => {
   it('re-lays out a packed package byte for byte and the reader accepts it', async () => {
     expect(craft(base).equals(pkg)).toBe(true);
-    expect(base.map((e) => e.name)).toEqual(['xpkg/manifest.json', 'assets/labels.txt', 'models/net.onnx', 'scripts/post.js']);
+    expect(base.map((e) => e.name)).toEqual([
+      'xpkg/manifest.json',
+      'assets/labels.txt',
+      'models/net.onnx',
+      'scripts/post.js',
+    ]);
     expect(await outcome(pkg)).toMatchObject({ ok: true });
   });
 
@@ -50,7 +75,30 @@ describe('the crafting toolkit', () => {
 });
 
 describe('entry names', () => {
-  const unsafe = ['../x', 'a/../../x', '/etc/passwd', 'a\\b', '..\\x', 'C:x', 'c:/x', 'a/./b', 'a//b', './a', 'CON', 'lpt1.txt', 'a /b', 'a./b', 'a\u0000b', 'a\nb', 'x\u202egpj.exe', 'a:b', 'e\u0301', '\ufeffa', 'a'.repeat(256), Array(33).fill('a').join('/')];
+  const unsafe = [
+    '../x',
+    'a/../../x',
+    '/etc/passwd',
+    'a\\b',
+    '..\\x',
+    'C:x',
+    'c:/x',
+    'a/./b',
+    'a//b',
+    './a',
+    'CON',
+    'lpt1.txt',
+    'a /b',
+    'a./b',
+    'a\u0000b',
+    'a\nb',
+    'x\u202egpj.exe',
+    'a:b',
+    'e\u0301',
+    '\ufeffa',
+    'a'.repeat(256),
+    Array(33).fill('a').join('/'),
+  ];
   for (const name of unsafe) {
     it(`${JSON.stringify(name.length > 40 ? `${name.slice(0, 20)}…` : name)} → E_PATH_UNSAFE`, async () => {
       expect(await rejection(plus([entry(name)]))).toBe('E_PATH_UNSAFE');
@@ -59,7 +107,17 @@ describe('entry names', () => {
   it('a name that is not valid UTF-8 → E_PATH_UNSAFE', async () => {
     expect(await rejection(plus([entry(Buffer.from([0x61, 0xc3, 0x28]))]))).toBe('E_PATH_UNSAFE');
   });
-  const collide: [string, string][] = [['assets/Labels.txt', LBL], ['\ufb01le', 'file'], ['stra\u00dfe', 'STRASSE'], ['\uff26ull', 'full'], ['assets/labels.txt/inner', LBL], ['MODELS', 'models/net.onnx'], ['models/net\u200c.onnx', 'models/net.onnx'], ['xpkg\u200d/manifest.json', 'xpkg/manifest.json'], ['scripts/post\u206a.js', 'scripts/post.js']];
+  const collide: [string, string][] = [
+    ['assets/Labels.txt', LBL],
+    ['\ufb01le', 'file'],
+    ['stra\u00dfe', 'STRASSE'],
+    ['\uff26ull', 'full'],
+    ['assets/labels.txt/inner', LBL],
+    ['MODELS', 'models/net.onnx'],
+    ['models/net\u200c.onnx', 'models/net.onnx'],
+    ['xpkg\u200d/manifest.json', 'xpkg/manifest.json'],
+    ['scripts/post\u206a.js', 'scripts/post.js'],
+  ];
   for (const [a, b] of collide) {
     it(`${JSON.stringify(a)} vs ${JSON.stringify(b)} → E_PATH_COLLISION`, async () => {
       const added = [entry(a), ...(base.some((e) => e.name === b) ? [] : [entry(b)])];
@@ -91,7 +149,12 @@ describe('local header against central header', () => {
   }
   it('an unknown local extra record → E_ARCHIVE_EXTRA_FIELD', async () => {
     const extra = Buffer.from([0x55, 0x54, 0x01, 0x00, 0x00]); // "UT" timestamp record
-    const bytes = on(LBL, () => ({ patchLocal: (h) => { h.writeUInt16LE(extra.length, 28); return Buffer.concat([h, extra]); } }));
+    const bytes = on(LBL, () => ({
+      patchLocal: (h) => {
+        h.writeUInt16LE(extra.length, 28);
+        return Buffer.concat([h, extra]);
+      },
+    }));
     expect(await rejection(bytes)).toBe('E_ARCHIVE_EXTRA_FIELD');
   });
 });
@@ -100,25 +163,48 @@ describe('layout', () => {
   it('two central headers pointing at one local header → E_ARCHIVE_OVERLAP', async () => {
     const lbl = base.findIndex((e) => e.name === LBL);
     let labelsAt = 0;
-    const bytes = craft(base.map((e, i) => (i === lbl ? { ...e, offset: (a: number) => (labelsAt = a) } : i === lbl + 1 ? { ...e, offset: () => labelsAt } : e)));
+    const bytes = craft(
+      base.map((e, i) =>
+        i === lbl
+          ? { ...e, offset: (a: number) => (labelsAt = a) }
+          : i === lbl + 1
+            ? { ...e, offset: () => labelsAt }
+            : e,
+      ),
+    );
     expect(await rejection(bytes)).toBe('E_ARCHIVE_OVERLAP');
   });
   it('data running into the central directory → E_ARCHIVE_OVERLAP', async () => {
-    expect(await rejection(on('scripts/post.js', (e) => ({ compressedSize: e.data.length + 40, size: e.data.length + 40 })))).toBe('E_ARCHIVE_OVERLAP');
+    expect(
+      await rejection(on('scripts/post.js', (e) => ({ compressedSize: e.data.length + 40, size: e.data.length + 40 }))),
+    ).toBe('E_ARCHIVE_OVERLAP');
   });
   it('gap bytes between entries → E_ARCHIVE_GAP', async () => {
     expect(await rejection(on('scripts/post.js', () => ({ gapBefore: Buffer.from('hidden') })))).toBe('E_ARCHIVE_GAP');
   });
   it('bytes before the archive, offsets shifted or not → E_ARCHIVE_PREFIX', async () => {
     expect(await rejection(Buffer.concat([Buffer.from('MZ\x90\x00'), pkg]))).toBe('E_ARCHIVE_PREFIX');
-    expect(await rejection(craft(base, { prefix: Buffer.from('MZ\x90\x00'), offsetsIncludePrefix: true }))).toBe('E_ARCHIVE_PREFIX');
+    expect(await rejection(craft(base, { prefix: Buffer.from('MZ\x90\x00'), offsetsIncludePrefix: true }))).toBe(
+      'E_ARCHIVE_PREFIX',
+    );
   });
   it('bytes after the end record → E_ARCHIVE_TRAILING', async () => {
     expect(await rejection(Buffer.concat([pkg, Buffer.from([0])]))).toBe('E_ARCHIVE_TRAILING');
   });
   it('archive comment and entry comment → E_ARCHIVE_COMMENT', async () => {
-    expect(await rejection(craft(base, { patchEnd: (h) => void h.writeUInt16LE(3, 20), suffix: Buffer.from('hey') }))).toBe('E_ARCHIVE_COMMENT');
-    expect(await rejection(on(LBL, () => ({ patchCentral: (h) => { h.writeUInt16LE(1, 32); return Buffer.concat([h, Buffer.from('!')]); } })))).toBe('E_ARCHIVE_COMMENT');
+    expect(
+      await rejection(craft(base, { patchEnd: (h) => void h.writeUInt16LE(3, 20), suffix: Buffer.from('hey') })),
+    ).toBe('E_ARCHIVE_COMMENT');
+    expect(
+      await rejection(
+        on(LBL, () => ({
+          patchCentral: (h) => {
+            h.writeUInt16LE(1, 32);
+            return Buffer.concat([h, Buffer.from('!')]);
+          },
+        })),
+      ),
+    ).toBe('E_ARCHIVE_COMMENT');
   });
   it('two end records → E_ARCHIVE_MULTIPLE_END', async () => {
     expect(await rejection(Buffer.concat([pkg, pkg.subarray(pkg.length - Z.END_SIZE)]))).toBe('E_ARCHIVE_MULTIPLE_END');
@@ -139,10 +225,28 @@ describe('layout', () => {
       h.writeUInt16LE(h.readUInt16LE(28) - 4, 28);
       return h.subarray(0, h.length - 4);
     };
-    expect(await rejection(on('models/net.onnx', () => ({ padding: 'align', patchLocal: shorter })))).toBe('E_ARCHIVE_EXTRA_FIELD');
+    expect(await rejection(on('models/net.onnx', () => ({ padding: 'align', patchLocal: shorter })))).toBe(
+      'E_ARCHIVE_EXTRA_FIELD',
+    );
     const lblIdx = base.findIndex((e) => e.name === LBL);
-    expect(await rejection(craft(base.map((e, i) => (i === lblIdx ? { ...e, padding: 16 } : e.name === 'models/net.onnx' ? { ...e, padding: 'align' as const } : e))))).toBe('E_ARCHIVE_EXTRA_FIELD');
-    expect(await rejection(on('models/net.onnx', () => ({ padding: 'align', patchLocal: (h) => void (h[h.length - 2] = 0xff) })))).toBe('E_ARCHIVE_EXTRA_FIELD');
+    expect(
+      await rejection(
+        craft(
+          base.map((e, i) =>
+            i === lblIdx
+              ? { ...e, padding: 16 }
+              : e.name === 'models/net.onnx'
+                ? { ...e, padding: 'align' as const }
+                : e,
+          ),
+        ),
+      ),
+    ).toBe('E_ARCHIVE_EXTRA_FIELD');
+    expect(
+      await rejection(
+        on('models/net.onnx', () => ({ padding: 'align', patchLocal: (h) => void (h[h.length - 2] = 0xff) })),
+      ),
+    ).toBe('E_ARCHIVE_EXTRA_FIELD');
   });
   it('ZIP64 records where 32 bits suffice → E_ARCHIVE_UNSUPPORTED / E_ARCHIVE_EXTRA_FIELD', async () => {
     expect(await rejection(craft(base, { forceZip64End: true }))).toBe('E_ARCHIVE_UNSUPPORTED');
@@ -163,10 +267,18 @@ describe('layout', () => {
 });
 
 describe('entry kinds, flags, methods', () => {
-  const kinds: [string, number][] = [['symlink', 0o120777], ['directory', 0o040755], ['fifo', 0o010644], ['char device', 0o020644], ['socket', 0o140644]];
+  const kinds: [string, number][] = [
+    ['symlink', 0o120777],
+    ['directory', 0o040755],
+    ['fifo', 0o010644],
+    ['char device', 0o020644],
+    ['socket', 0o140644],
+  ];
   for (const [kind, mode] of kinds) {
     it(`${kind} (mode 0${mode.toString(8)}) → E_ARCHIVE_SPECIAL_FILE`, async () => {
-      expect(await rejection(plus([entry('assets/special', '/etc/passwd', { externalAttr: (mode << 16) >>> 0 })]))).toBe('E_ARCHIVE_SPECIAL_FILE');
+      expect(
+        await rejection(plus([entry('assets/special', '/etc/passwd', { externalAttr: (mode << 16) >>> 0 })])),
+      ).toBe('E_ARCHIVE_SPECIAL_FILE');
     });
   }
   it('a regular file named like a directory → E_ARCHIVE_SPECIAL_FILE', async () => {
@@ -193,22 +305,40 @@ describe('size lies and bombs', () => {
     expect(await rejection(on(LBL, (e) => ({ size: e.data.length - 1 })))).toBe('E_ARCHIVE_SIZE_MISMATCH');
   });
   it('deflate inflating past its declared size → E_ARCHIVE_BOMB', async () => {
-    expect(await rejection(on(LBL, (e) => ({ method: 8, raw: deflateFixed(Buffer.concat([e.data, Buffer.alloc(5000)])) })))).toBe('E_ARCHIVE_BOMB');
+    expect(
+      await rejection(on(LBL, (e) => ({ method: 8, raw: deflateFixed(Buffer.concat([e.data, Buffer.alloc(5000)])) }))),
+    ).toBe('E_ARCHIVE_BOMB');
   });
   it('declared size larger than the stream, stream shorter than the data, corrupt stream → E_ARCHIVE_SIZE_MISMATCH', async () => {
-    expect(await rejection(on(LBL, (e) => ({ method: 8, raw: deflateFixed(e.data.subarray(1)) })))).toBe('E_ARCHIVE_SIZE_MISMATCH');
-    expect(await rejection(on(LBL, (e) => ({ method: 8, raw: Buffer.concat([deflateFixed(e.data), Buffer.from('tail')]) })))).toBe('E_ARCHIVE_SIZE_MISMATCH');
-    expect(await rejection(on(LBL, (e) => ({ method: 8, raw: deflateFixed(e.data).subarray(0, 5) })))).toBe('E_ARCHIVE_SIZE_MISMATCH');
+    expect(await rejection(on(LBL, (e) => ({ method: 8, raw: deflateFixed(e.data.subarray(1)) })))).toBe(
+      'E_ARCHIVE_SIZE_MISMATCH',
+    );
+    expect(
+      await rejection(on(LBL, (e) => ({ method: 8, raw: Buffer.concat([deflateFixed(e.data), Buffer.from('tail')]) }))),
+    ).toBe('E_ARCHIVE_SIZE_MISMATCH');
+    expect(await rejection(on(LBL, (e) => ({ method: 8, raw: deflateFixed(e.data).subarray(0, 5) })))).toBe(
+      'E_ARCHIVE_SIZE_MISMATCH',
+    );
   });
   it('huge compression ratio or a deflated entry above the size limit → E_ARCHIVE_BOMB (before inflating)', async () => {
-    expect(await rejection(plus([entry('assets/zeros', '', { data: Buffer.alloc(3 << 20), method: 8 })], true))).toBe('E_ARCHIVE_BOMB');
+    expect(await rejection(plus([entry('assets/zeros', '', { data: Buffer.alloc(3 << 20), method: 8 })], true))).toBe(
+      'E_ARCHIVE_BOMB',
+    );
     const tiny = deflateFixed(Buffer.alloc(1000));
-    expect(await rejection(plus([entry('assets/big', '', { data: Buffer.alloc(0), method: 8, raw: tiny, size: LIMITS.deflatedEntryBytes + 1 })]))).toBe('E_ARCHIVE_BOMB');
+    expect(
+      await rejection(
+        plus([
+          entry('assets/big', '', { data: Buffer.alloc(0), method: 8, raw: tiny, size: LIMITS.deflatedEntryBytes + 1 }),
+        ]),
+      ),
+    ).toBe('E_ARCHIVE_BOMB');
   });
   it('CRC-32 wrong in both headers, digests right → E_ARCHIVE_CRC', async () => {
     expect(await rejection(on(LBL, (e) => ({ crc32: crc32(e.data) ^ 0x10000 })))).toBe('E_ARCHIVE_CRC');
     expect(await rejection(on(LBL, (e) => ({ method: 8, crc32: crc32(e.data) ^ 0x10000 })))).toBe('E_ARCHIVE_CRC');
-    expect(await rejection(craft([{ ...base[0], crc32: crc32(base[0].data) ^ 1 }, ...base.slice(1)]))).toBe('E_ARCHIVE_CRC');
+    expect(await rejection(craft([{ ...base[0], crc32: crc32(base[0].data) ^ 1 }, ...base.slice(1)]))).toBe(
+      'E_ARCHIVE_CRC',
+    );
   });
 });
 
@@ -222,7 +352,9 @@ describe('entries against the manifest', () => {
   });
   it('a payload byte changed (CRC recomputed) → E_DIGEST_MISMATCH, in the aligned model too', async () => {
     for (const name of [LBL, 'models/net.onnx']) {
-      const bytes = on(name, (e) => ({ data: Buffer.from(e.data.map((v, i) => (i === e.data.length - 1 ? v ^ 1 : v))) }));
+      const bytes = on(name, (e) => ({
+        data: Buffer.from(e.data.map((v, i) => (i === e.data.length - 1 ? v ^ 1 : v))),
+      }));
       expect(await outcome(bytes)).toEqual({ error: 'E_DIGEST_MISMATCH', cls: 'FormatError' });
     }
   });
@@ -233,7 +365,9 @@ describe('entries against the manifest', () => {
   });
   it('manifest with a duplicate key deep inside → E_MANIFEST_DUPLICATE_KEY', async () => {
     const text = base[0].data.toString().replace('"id":"cpu"', '"id":"cpu","id":"gpu"');
-    expect(await rejection(craft([{ ...base[0], data: Buffer.from(text) }, ...base.slice(1)]))).toBe('E_MANIFEST_DUPLICATE_KEY');
+    expect(await rejection(craft([{ ...base[0], data: Buffer.from(text) }, ...base.slice(1)]))).toBe(
+      'E_MANIFEST_DUPLICATE_KEY',
+    );
   });
   it('manifest schema violations → E_MANIFEST_SCHEMA listing each', async () => {
     const m = manifestOf(base) as Record<string, unknown>;
@@ -242,7 +376,10 @@ describe('entries against the manifest', () => {
     expect(o).toEqual({ error: 'E_MANIFEST_SCHEMA', cls: 'FormatError' });
   });
   it('a signatures entry over its limit → E_SIG_TOO_LARGE (a SigningError)', async () => {
-    expect(await outcome(craft([...base, entry(SIGNATURES_PATH, ' '.repeat(LIMITS.signaturesBytes + 1))]))).toEqual({ error: 'E_SIG_TOO_LARGE', cls: 'SigningError' });
+    expect(await outcome(craft([...base, entry(SIGNATURES_PATH, ' '.repeat(LIMITS.signaturesBytes + 1))]))).toEqual({
+      error: 'E_SIG_TOO_LARGE',
+      cls: 'SigningError',
+    });
   });
   it('accepts a deflated manifest and deflated assets (other writers may compress)', async () => {
     const bytes = craft(base.map((e) => (e.name === 'models/net.onnx' ? e : { ...e, method: 8 })));
@@ -258,7 +395,11 @@ async function snapshot(dir: string): Promise<Record<string, string>> {
   for (const name of (await readdir(dir, { recursive: true })).sort()) {
     const p = join(dir, name);
     const st = await lstat(p);
-    out[name] = st.isSymbolicLink() ? `link → ${await readlink(p)}` : st.isDirectory() ? 'dir' : `file ${(await readFile(p)).toString('base64')}`;
+    out[name] = st.isSymbolicLink()
+      ? `link → ${await readlink(p)}`
+      : st.isDirectory()
+        ? 'dir'
+        : `file ${(await readFile(p)).toString('base64')}`;
   }
   return out;
 }
@@ -280,7 +421,10 @@ describe('unpack safety', () => {
   };
   const failure = async (dest: string, path = pkgPath) => {
     const before = await snapshot(dest);
-    const err = await unpackPackage(path, dest).then(() => null, (e: unknown) => e);
+    const err = await unpackPackage(path, dest).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(await snapshot(dest), 'destination changed by a failed unpack').toEqual(before);
     expect(await readdir(outside), 'something was written outside the destination').toEqual([]);
     return err as PackError | FormatError;
@@ -306,7 +450,10 @@ describe('unpack safety', () => {
       if (!target.includes('missing')) await writeFile(target, 'victim');
       await symlink(target, join(dest, 'scripts', 'post.js'));
       const before = await readdir(outside);
-      const err = await unpackPackage(pkgPath, dest).then(() => null, (e: unknown) => e as PackError);
+      const err = await unpackPackage(pkgPath, dest).then(
+        () => null,
+        (e: unknown) => e as PackError,
+      );
       expect(err?.code).toBe('E_UNPACK_LINK');
       expect(await readdir(outside)).toEqual(before);
       if (before.length) expect(await readFile(target, 'utf8')).toBe('victim');
@@ -323,7 +470,10 @@ describe('unpack safety', () => {
     const dest = await fresh();
     await writeFile(join(dest, 'keep.txt'), 'unrelated');
     const bad = join(await tempDir(), 'bad.xpkg');
-    await writeFile(bad, on('scripts/post.js', (e) => ({ data: Buffer.from(e.data.toString().replace('x;', 'y;')) })));
+    await writeFile(
+      bad,
+      on('scripts/post.js', (e) => ({ data: Buffer.from(e.data.toString().replace('x;', 'y;')) })),
+    );
     const err = await failure(dest, bad);
     expect(err).toBeInstanceOf(FormatError);
     expect(err.code).toBe('E_DIGEST_MISMATCH');
@@ -335,4 +485,3 @@ describe('unpack safety', () => {
     expect((await failure(dest, bad)).code).toBe('E_PATH_UNSAFE');
   });
 });
-

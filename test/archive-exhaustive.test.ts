@@ -8,8 +8,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { FormatError, SigningError } from '../spec/errors.js';
 import { PackageReader } from '../pack/reader.js';
+import { FormatError, SigningError } from '../spec/errors.js';
 import { demoSource, packToBuffer, tempDir, writeSource } from './archive-helpers.js';
 
 let pkg: Buffer;

@@ -3,9 +3,9 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll } from 'vitest';
-import { XpkgError, type ErrorCode } from '../spec/errors.js';
-import { packFolder, type PackOptions } from '../pack/pack.js';
+import { type PackOptions, packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
+import { type ErrorCode, XpkgError } from '../spec/errors.js';
 
 const made: string[] = [];
 // Registered when a test file imports this module, so it runs after that file's tests.
@@ -48,8 +48,16 @@ export function demoSource(extra: Record<string, unknown> = {}): Record<string, 
     task: 'image-classification',
     inputs: [{ name: 'image', type: 'image' }],
     outputs: [{ name: 'labels', type: 'classification' }],
-    models: [{ id: 'net', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/net.onnx'] }] }],
-    pipeline: { steps: [{ op: 'infer', model: 'net' }, { op: 'script', script: 'scripts/post.js', hook: 'post' }], scripts: [{ path: 'scripts/post.js', hooks: ['post'] }] },
+    models: [
+      { id: 'net', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/net.onnx'] }] },
+    ],
+    pipeline: {
+      steps: [
+        { op: 'infer', model: 'net' },
+        { op: 'script', script: 'scripts/post.js', hook: 'post' },
+      ],
+      scripts: [{ path: 'scripts/post.js', hooks: ['post'] }],
+    },
     assets: [{ id: 'labels', path: 'assets/labels.txt', kind: 'labels' }],
     ...extra,
   };

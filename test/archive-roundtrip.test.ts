@@ -8,16 +8,16 @@ import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { canonicalBytes } from '../spec/canonical.js';
-import { FormatError, UsageError } from '../spec/errors.js';
-import { BLOCK_SIZE, MANIFEST_PATH } from '../spec/limits.js';
-import { validateManifestSource } from '../spec/manifest.js';
 import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
 import { unpackPackage } from '../pack/unpack.js';
 import * as Z from '../pack/zip.js';
+import { canonicalBytes } from '../spec/canonical.js';
+import { FormatError, UsageError } from '../spec/errors.js';
+import { BLOCK_SIZE, MANIFEST_PATH } from '../spec/limits.js';
+import { validateManifestSource } from '../spec/manifest.js';
 import { fileRecord } from '../tools/vectors/craft.js';
-import { demoSource, outcomeOfFile, packToBuffer, tempDir, writeSource, type SourceFiles } from './archive-helpers.js';
+import { demoSource, outcomeOfFile, packToBuffer, type SourceFiles, tempDir, writeSource } from './archive-helpers.js';
 
 /** Deterministic pseudo-random bytes (SHA-256 in counter mode). */
 function bytes(n: number, seed: string): Buffer {
@@ -36,7 +36,19 @@ const FILES: SourceFiles = {
 };
 const SOURCE = demoSource({
   description: 'round trip',
-  models: [{ id: 'net', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/net.onnx', 'models/extra weights.bin'] }] }],
+  models: [
+    {
+      id: 'net',
+      variants: [
+        {
+          id: 'cpu',
+          runtime: 'onnxruntime',
+          precision: 'fp32',
+          files: ['models/net.onnx', 'models/extra weights.bin'],
+        },
+      ],
+    },
+  ],
   include: ['assets/café/naïve.txt', 'assets/empty.txt'],
   metadata: { homepage: 'https://example.invalid' },
 });
@@ -51,17 +63,27 @@ describe('pack → read', () => {
     const res = await packFolder(srcDir, out, { sourceDateEpoch: '1700000000' });
     await using r = await PackageReader.open(out);
     expect(r.id).toBe(res.id);
-    expect(r.manifest.files.map((f) => f.path)).toEqual(Object.keys(FILES).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
-    for (const [p, data] of Object.entries(FILES)) expect((await r.readVerified(p)).equals(Buffer.from(data)), p).toBe(true);
+    expect(r.manifest.files.map((f) => f.path)).toEqual(
+      Object.keys(FILES).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))),
+    );
+    for (const [p, data] of Object.entries(FILES))
+      expect((await r.readVerified(p)).equals(Buffer.from(data)), p).toBe(true);
     for (const p of ['models/net.onnx', 'models/extra weights.bin']) expect(r.entry(p)!.dataOffset % 65536, p).toBe(0);
     expect(r.entries[0].name).toBe(MANIFEST_PATH);
     expect(r.entries.every((e) => e.method === 0)).toBe(true);
     const report = await r.verifyIntegrity();
-    expect(report).toMatchObject({ id: res.id, files: 6, bytes: Object.values(FILES).reduce((n, d) => n + Buffer.byteLength(d), 0) });
+    expect(report).toMatchObject({
+      id: res.id,
+      files: 6,
+      bytes: Object.values(FILES).reduce((n, d) => n + Buffer.byteLength(d), 0),
+    });
   });
 
   it('packing twice gives identical bytes', async () => {
-    const [a, b] = [await packToBuffer(srcDir, { sourceDateEpoch: '1700000000' }), await packToBuffer(srcDir, { sourceDateEpoch: '1700000000' })];
+    const [a, b] = [
+      await packToBuffer(srcDir, { sourceDateEpoch: '1700000000' }),
+      await packToBuffer(srcDir, { sourceDateEpoch: '1700000000' }),
+    ];
     expect(a.equals(b)).toBe(true);
   });
 });
@@ -98,15 +120,23 @@ describe('SOURCE_DATE_EPOCH', () => {
     delete process.env.SOURCE_DATE_EPOCH;
     const dflt = await packToBuffer(srcDir);
     expect([dflt.readUInt16LE(10), dflt.readUInt16LE(12)]).toEqual([Z.DEFAULT_DOS_TIME.time, Z.DEFAULT_DOS_TIME.date]);
-    await expect(packToBuffer(srcDir, { sourceDateEpoch: '17e8' })).rejects.toSatisfy((e) => e instanceof UsageError && e.code === 'E_USAGE');
+    await expect(packToBuffer(srcDir, { sourceDateEpoch: '17e8' })).rejects.toSatisfy(
+      (e) => e instanceof UsageError && e.code === 'E_USAGE',
+    );
   });
 
   it('maps to DOS time in UTC with 2-second resolution, clamped to 1980–2107', () => {
     // 2023-11-14T22:13:20Z
-    expect(Z.dosTimestamp('1700000000')).toEqual({ time: (22 << 11) | (13 << 5) | 10, date: (43 << 9) | (11 << 5) | 14 });
+    expect(Z.dosTimestamp('1700000000')).toEqual({
+      time: (22 << 11) | (13 << 5) | 10,
+      date: (43 << 9) | (11 << 5) | 14,
+    });
     expect(Z.dosTimestamp('1700000001')).toEqual(Z.dosTimestamp('1700000000'));
     expect(Z.dosTimestamp('0')).toEqual(Z.DEFAULT_DOS_TIME);
-    expect(Z.dosTimestamp('99999999999')).toEqual({ time: (23 << 11) | (59 << 5) | 29, date: (127 << 9) | (12 << 5) | 31 });
+    expect(Z.dosTimestamp('99999999999')).toEqual({
+      time: (23 << 11) | (59 << 5) | 29,
+      date: (127 << 9) | (12 << 5) | 31,
+    });
     expect(Z.dosTimestamp('')).toEqual(Z.DEFAULT_DOS_TIME);
     for (const bad of ['-1', '1.5', ' 1', 'abc']) expect(() => Z.dosTimestamp(bad)).toThrow(RangeError);
   });
@@ -128,10 +158,11 @@ describe('unpack → pack', () => {
     expect(() => validateManifestSource(src)).not.toThrow();
     expect(src).not.toHaveProperty('files');
     expect(src).not.toHaveProperty('blockSize');
-    for (const [p, data] of Object.entries(FILES)) expect((await readFile(join(dest, p))).equals(Buffer.from(data)), p).toBe(true);
+    for (const [p, data] of Object.entries(FILES))
+      expect((await readFile(join(dest, p))).equals(Buffer.from(data)), p).toBe(true);
     const again = await packToBuffer(dest, { sourceDateEpoch: '1234567890' });
     expect(again.equals(await readFile(first))).toBe(true);
-    expect(res.id).toBe((await outcomeOfFile(first) as { id: string }).id);
+    expect(res.id).toBe(((await outcomeOfFile(first)) as { id: string }).id);
   });
 });
 
@@ -139,7 +170,30 @@ describe('multi-block digests', () => {
   const big = bytes(2 * BLOCK_SIZE + 1000, 'big');
   let pkgPath: string;
   beforeAll(async () => {
-    const dir = await writeSource({ 'models/big.onnx': big, 'models/one.bin': bytes(BLOCK_SIZE, 'one'), 'models/two.bin': bytes(BLOCK_SIZE + 1, 'two'), 'scripts/post.js': 'x', 'assets/labels.txt': 'l' }, demoSource({ models: [{ id: 'net', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/big.onnx', 'models/one.bin', 'models/two.bin'] }] }] }));
+    const dir = await writeSource(
+      {
+        'models/big.onnx': big,
+        'models/one.bin': bytes(BLOCK_SIZE, 'one'),
+        'models/two.bin': bytes(BLOCK_SIZE + 1, 'two'),
+        'scripts/post.js': 'x',
+        'assets/labels.txt': 'l',
+      },
+      demoSource({
+        models: [
+          {
+            id: 'net',
+            variants: [
+              {
+                id: 'cpu',
+                runtime: 'onnxruntime',
+                precision: 'fp32',
+                files: ['models/big.onnx', 'models/one.bin', 'models/two.bin'],
+              },
+            ],
+          },
+        ],
+      }),
+    );
     pkgPath = join(await tempDir(), 'big.xpkg');
     await packFolder(dir, pkgPath);
   });
@@ -151,7 +205,11 @@ describe('multi-block digests', () => {
     expect(rec('models/big.onnx').blocks).toHaveLength(3);
     expect(rec('models/one.bin').blocks).toEqual([rec('models/one.bin').sha256]);
     expect(rec('models/two.bin').blocks).toHaveLength(2);
-    expect(rec('models/two.bin').blocks[1]).toBe(createHash('sha256').update(bytes(BLOCK_SIZE + 1, 'two').subarray(BLOCK_SIZE)).digest('hex'));
+    expect(rec('models/two.bin').blocks[1]).toBe(
+      createHash('sha256')
+        .update(bytes(BLOCK_SIZE + 1, 'two').subarray(BLOCK_SIZE))
+        .digest('hex'),
+    );
     let last = 0;
     await r.verifyIntegrity({ onProgress: (done, total) => void (last = done === total ? done : last) });
     expect(last).toBe(big.length + 2 * BLOCK_SIZE + 1 + 2);
@@ -180,18 +238,50 @@ describe('ZIP64', () => {
     expect(Z.needsZip64Sizes({ size: Z.U32_MAX - 1, compressedSize: 0 })).toBe(false);
     expect(Z.needsZip64Sizes({ size: 0, compressedSize: Z.U32_MAX })).toBe(true);
     expect(Z.needsZip64Offset({ localHeaderOffset: Z.U32_MAX })).toBe(true);
-    const e: Z.EntryLayout = { name: Buffer.from('a'), method: 0, crc32: 0x12345678, size: 2 ** 33 + 5, compressedSize: 2 ** 33 + 5, localHeaderOffset: 2 ** 34, padding: 8 };
+    const e: Z.EntryLayout = {
+      name: Buffer.from('a'),
+      method: 0,
+      crc32: 0x12345678,
+      size: 2 ** 33 + 5,
+      compressedSize: 2 ** 33 + 5,
+      localHeaderOffset: 2 ** 34,
+      padding: 8,
+    };
     const local = Z.encodeLocalHeader(e, ts);
     expect(local.length).toBe(Z.localHeaderLength(e));
-    expect([local.readUInt16LE(4), local.readUInt32LE(18), local.readUInt32LE(22), local.readUInt16LE(28)]).toEqual([45, Z.U32_MAX, Z.U32_MAX, 28]);
-    expect([local.readUInt16LE(31), local.readUInt16LE(33), Number(local.readBigUInt64LE(35)), Number(local.readBigUInt64LE(43))]).toEqual([Z.ZIP64_EXTRA_ID, 16, e.size, e.compressedSize]);
+    expect([local.readUInt16LE(4), local.readUInt32LE(18), local.readUInt32LE(22), local.readUInt16LE(28)]).toEqual([
+      45,
+      Z.U32_MAX,
+      Z.U32_MAX,
+      28,
+    ]);
+    expect([
+      local.readUInt16LE(31),
+      local.readUInt16LE(33),
+      Number(local.readBigUInt64LE(35)),
+      Number(local.readBigUInt64LE(43)),
+    ]).toEqual([Z.ZIP64_EXTRA_ID, 16, e.size, e.compressedSize]);
     expect([local.readUInt16LE(51), local.readUInt16LE(53)]).toEqual([0x7078, 4]);
     const central = Z.encodeCentralHeader(e, ts);
-    expect([central.readUInt16LE(6), central.readUInt32LE(42), central.readUInt16LE(30), central.readUInt16LE(49)]).toEqual([45, Z.U32_MAX, 28, 24]);
-    expect([Number(central.readBigUInt64LE(51)), Number(central.readBigUInt64LE(59)), Number(central.readBigUInt64LE(67))]).toEqual([e.size, e.compressedSize, e.localHeaderOffset]);
+    expect([
+      central.readUInt16LE(6),
+      central.readUInt32LE(42),
+      central.readUInt16LE(30),
+      central.readUInt16LE(49),
+    ]).toEqual([45, Z.U32_MAX, 28, 24]);
+    expect([
+      Number(central.readBigUInt64LE(51)),
+      Number(central.readBigUInt64LE(59)),
+      Number(central.readBigUInt64LE(67)),
+    ]).toEqual([e.size, e.compressedSize, e.localHeaderOffset]);
     const end = Z.encodeEnd(3, 2 ** 32 + 7, 200);
     expect(end.length).toBe(Z.END64_SIZE + Z.LOCATOR64_SIZE + Z.END_SIZE);
-    expect([Number(end.readBigUInt64LE(32)), Number(end.readBigUInt64LE(40)), Number(end.readBigUInt64LE(48)), Number(end.readBigUInt64LE(Z.END64_SIZE + 8))]).toEqual([3, 200, 2 ** 32 + 7, 2 ** 32 + 207]);
+    expect([
+      Number(end.readBigUInt64LE(32)),
+      Number(end.readBigUInt64LE(40)),
+      Number(end.readBigUInt64LE(48)),
+      Number(end.readBigUInt64LE(Z.END64_SIZE + 8)),
+    ]).toEqual([3, 200, 2 ** 32 + 7, 2 ** 32 + 207]);
     expect(Z.encodeEnd(3, Z.U32_MAX - 1, 10).length).toBe(Z.END_SIZE);
     // Alignment accounts for the 20-byte ZIP64 record in front of the padding.
     const pad = Z.alignmentPadding(100, Buffer.from('m'), 2 ** 32)!;
@@ -204,7 +294,19 @@ describe('ZIP64', () => {
     const small = Buffer.from('after the big one\n');
     const fake = '0'.repeat(64);
     const manifest = {
-      ...demoSource({ models: [{ id: 'net', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/net.onnx'] }] }], pipeline: { steps: [] }, assets: [{ id: 'big', path: 'assets/big.bin', kind: 'other' }, { id: 'small', path: 'assets/small.txt', kind: 'other' }] }),
+      ...demoSource({
+        models: [
+          {
+            id: 'net',
+            variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/net.onnx'] }],
+          },
+        ],
+        pipeline: { steps: [] },
+        assets: [
+          { id: 'big', path: 'assets/big.bin', kind: 'other' },
+          { id: 'small', path: 'assets/small.txt', kind: 'other' },
+        ],
+      }),
       format: 'xpkg/1',
       blockSize: BLOCK_SIZE,
       files: [
@@ -219,7 +321,15 @@ describe('ZIP64', () => {
     try {
       let cursor = 0;
       const put = async (name: string, size: number, data: Buffer | null, crc: number) => {
-        const e: Z.EntryLayout = { name: Buffer.from(name), method: 0, crc32: crc, size, compressedSize: size, localHeaderOffset: cursor, padding: 0 };
+        const e: Z.EntryLayout = {
+          name: Buffer.from(name),
+          method: 0,
+          crc32: crc,
+          size,
+          compressedSize: size,
+          localHeaderOffset: cursor,
+          padding: 0,
+        };
         const h = Z.encodeLocalHeader(e, ts);
         await fh.write(h, 0, h.length, cursor);
         if (data) await fh.write(data, 0, data.length, cursor + h.length);
@@ -240,7 +350,12 @@ describe('ZIP64', () => {
       expect(Z.needsZip64Offset(layouts[2])).toBe(true);
       {
         await using r = await PackageReader.open(path);
-        expect(r.entries.map((e) => [e.name, e.size])).toEqual([[MANIFEST_PATH, mBytes.length], ['assets/big.bin', BIG], ['assets/small.txt', small.length], ['models/net.onnx', 0]]);
+        expect(r.entries.map((e) => [e.name, e.size])).toEqual([
+          [MANIFEST_PATH, mBytes.length],
+          ['assets/big.bin', BIG],
+          ['assets/small.txt', small.length],
+          ['models/net.onnx', 0],
+        ]);
         expect(r.entry('models/net.onnx')!.localHeaderOffset).toBeGreaterThan(Z.U32_MAX);
         expect((await r.readVerified('assets/small.txt')).equals(small)).toBe(true);
       }
@@ -249,7 +364,9 @@ describe('ZIP64', () => {
       const at = layouts[1].localHeaderOffset + Z.LOCAL_SIZE + layouts[1].name.length + 4;
       await f.write(Buffer.from([0x01]), 0, 1, at);
       await f.close();
-      await expect(PackageReader.open(path)).rejects.toSatisfy((e) => e instanceof FormatError && e.code === 'E_ARCHIVE_SIZE_MISMATCH');
+      await expect(PackageReader.open(path)).rejects.toSatisfy(
+        (e) => e instanceof FormatError && e.code === 'E_ARCHIVE_SIZE_MISMATCH',
+      );
     } finally {
       await rm(path, { force: true });
     }

@@ -163,7 +163,8 @@ describe('xpkg run', { timeout: 240_000 }, () => {
     expect(mask.labels).toEqual(['background', 'circle', 'square', 'triangle', 'star']);
     // Large typed arrays come as base64 with their dtype and shape (runner/outputs-json.ts).
     const pred = Array.isArray(mask.data) ? mask.data : Array.from(Buffer.from(mask.data.data, 'base64'));
-    if (!Array.isArray(mask.data)) expect([mask.data.dtype, mask.data.shape]).toEqual(['uint8', [mask.height, mask.width]]);
+    if (!Array.isArray(mask.data))
+      expect([mask.data.dtype, mask.data.shape]).toEqual(['uint8', [mask.height, mask.width]]);
     const truth = Uint8Array.from({ length: info.width * info.height }, (_, i) => data[i * info.channels]);
     const conf = new Float64Array(25);
     accumulateConfusion(conf, pred, truth, 5);
@@ -180,10 +181,16 @@ describe('xpkg run', { timeout: 240_000 }, () => {
   });
 
   it('a file that is not an image is E_RUN_INPUT_FORMAT; raw bytes that are no whole float32 tensor too', async () => {
-    expectError(await xpkg(['run', PKG('detector'), ...trusted(), '-i', 'package.json', '--json']), 'E_RUN_INPUT_FORMAT');
+    expectError(
+      await xpkg(['run', PKG('detector'), ...trusted(), '-i', 'package.json', '--json']),
+      'E_RUN_INPUT_FORMAT',
+    );
     expectHumanError(await xpkg(['run', PKG('detector'), ...trusted(), '-i', 'package.json']), 'E_RUN_INPUT_FORMAT');
     // multi-variant takes a float32 tensor: 3 raw bytes are not a whole number of values.
-    expectError(await xpkg(['run', PKG('multi-variant'), ...trusted(), '-i', `x=${threeBytes()}`, '--json']), 'E_RUN_INPUT_FORMAT');
+    expectError(
+      await xpkg(['run', PKG('multi-variant'), ...trusted(), '-i', `x=${threeBytes()}`, '--json']),
+      'E_RUN_INPUT_FORMAT',
+    );
   });
 
   it('a missing --input, a missing package and an unknown variant have their own codes', async () => {

@@ -4,21 +4,21 @@
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { type FileHandle, open as openFile } from 'node:fs/promises';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
-import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Type as TypeBox } from '@sinclair/typebox';
 import { describe, expect, it } from 'vitest';
-import { renderValidators } from '../spec/gen-validators.js';
-import { Type as Lite } from '../spec/typebox-lite.js';
-import { HostProfileSchema } from '../runner/host-profile-schema.js';
 import { HOST_PROFILE_FORMAT, loadHostProfile } from '../runner/host-profile.js';
+import { HostProfileSchema } from '../runner/host-profile-schema.js';
+import { runTool } from '../runner/host-util.js';
 import { paramProblems } from '../runner/pipeline/params.js';
 import { getOp, type OpDef } from '../runner/pipeline/registry.js';
 import { validatePipeline } from '../runner/pipeline/validate.js';
-import { runTool } from '../runner/host-util.js';
 import { Runner } from '../runner/runner.js';
+import { renderValidators } from '../spec/gen-validators.js';
+import { Type as Lite } from '../spec/typebox-lite.js';
 import { tempDir } from './helpers/source.js';
 
 const plain = (v: unknown) => JSON.parse(JSON.stringify(v));
@@ -34,7 +34,10 @@ describe('validators compiled at build time', () => {
     const build = (T: typeof Lite) => {
       const Name = T.String({ pattern: '^[a-z]+$', description: 'a name' });
       return [
-        T.Object({ a: Name, b: T.Optional(T.Integer({ minimum: 1 })), c: T.Optional(T.Array(T.Number(), { maxItems: 4 })) }, { additionalProperties: false }),
+        T.Object(
+          { a: Name, b: T.Optional(T.Integer({ minimum: 1 })), c: T.Optional(T.Array(T.Number(), { maxItems: 4 })) },
+          { additionalProperties: false },
+        ),
         T.Object({ only: T.Optional(T.Boolean()) }),
         T.Union([T.Literal('x'), T.Literal(2), T.Literal(true)], { description: 'u' }),
         T.Union([Name]),
@@ -49,14 +52,19 @@ describe('validators compiled at build time', () => {
 
   it('every built-in op is checked by its generated validator, and bad params are reported at their path', () => {
     const resize = getOp('resize')!;
-    expect(paramProblems(resize, { input: 'image', output: 'x', width: 'wide' }).map((p) => p.path)).toContain('/width');
+    expect(paramProblems(resize, { input: 'image', output: 'x', width: 'wide' }).map((p) => p.path)).toContain(
+      '/width',
+    );
     const missing = paramProblems(resize, { output: 'x' });
     expect(missing.map((p) => p.path)).toContain('/input');
     expect(paramProblems(resize, { input: 'image', output: 'x', bogus: 1 }).map((p) => p.path)).toContain('/bogus');
   });
 
   it('an op whose schema is not the generated one (defined elsewhere, or a stale file) is compiled at run time instead', () => {
-    const fake = { ...getOp('resize')!, params: Lite.Object({ size: Lite.Integer({ minimum: 2 }) }, { additionalProperties: false }) } as unknown as OpDef;
+    const fake = {
+      ...getOp('resize')!,
+      params: Lite.Object({ size: Lite.Integer({ minimum: 2 }) }, { additionalProperties: false }),
+    } as unknown as OpDef;
     expect(paramProblems(fake, { size: 4 })).toEqual([]);
     expect(paramProblems(fake, { size: 1 }).map((p) => p.path)).toEqual(['/size']);
     // the generated resize validator would refuse `size` and accept `input`: the fallback does not
@@ -65,8 +73,24 @@ describe('validators compiled at build time', () => {
 
   it('the host profile schema and its validator agree on the format tag', () => {
     expect(plain(HostProfileSchema).properties.format.const).toBe(HOST_PROFILE_FORMAT);
-    expect(() => loadHostProfile({ format: 'xpkg-host/0', os: 'linux', arch: 'x64', cpu: { model: 'm', logicalCores: 1, features: [] }, memoryMiB: 1 })).toThrow(/format/);
-    expect(loadHostProfile({ format: HOST_PROFILE_FORMAT, os: 'linux', arch: 'x64', cpu: { model: 'm', logicalCores: 1, features: [] }, memoryMiB: 1 }).cpu.physicalCores).toBe(1);
+    expect(() =>
+      loadHostProfile({
+        format: 'xpkg-host/0',
+        os: 'linux',
+        arch: 'x64',
+        cpu: { model: 'm', logicalCores: 1, features: [] },
+        memoryMiB: 1,
+      }),
+    ).toThrow(/format/);
+    expect(
+      loadHostProfile({
+        format: HOST_PROFILE_FORMAT,
+        os: 'linux',
+        arch: 'x64',
+        cpu: { model: 'm', logicalCores: 1, features: [] },
+        memoryMiB: 1,
+      }).cpu.physicalCores,
+    ).toBe(1);
   });
 
   it('the shipped OCR pipeline still validates', () => {
@@ -79,7 +103,10 @@ describe('validators compiled at build time', () => {
 function modulesLoadedBy(args: string[]): { status: number; stdout: string; modules: string[] } {
   const dir = tempDir('xpkg-cold-');
   const log = join(dir, 'modules.log');
-  writeFileSync(join(dir, 'hooks.mjs'), `import { appendFileSync } from 'node:fs';\nexport async function load(url, ctx, next) { appendFileSync(${JSON.stringify(log)}, url + '\\n'); return next(url, ctx); }\n`);
+  writeFileSync(
+    join(dir, 'hooks.mjs'),
+    `import { appendFileSync } from 'node:fs';\nexport async function load(url, ctx, next) { appendFileSync(${JSON.stringify(log)}, url + '\\n'); return next(url, ctx); }\n`,
+  );
   writeFileSync(
     join(dir, 'register.mjs'),
     [
@@ -90,7 +117,11 @@ function modulesLoadedBy(args: string[]): { status: number; stdout: string; modu
       `process.on('exit', () => appendFileSync(${JSON.stringify(log)}, Object.keys(cache).join('\\n') + '\\n'));`,
     ].join('\n'),
   );
-  const r = spawnSync(process.execPath, ['--import', pathToFileURL(join(dir, 'register.mjs')).href, resolve('bin/xpkg.js'), ...args], { encoding: 'utf8' });
+  const r = spawnSync(
+    process.execPath,
+    ['--import', pathToFileURL(join(dir, 'register.mjs')).href, resolve('bin/xpkg.js'), ...args],
+    { encoding: 'utf8' },
+  );
   const modules = readFileSync(log, 'utf8').split('\n').filter(Boolean);
   return { status: r.status ?? -1, stdout: r.stdout, modules };
 }
@@ -104,7 +135,16 @@ const QUICKJS = /quickjs/;
 
 describe('what a command loads (the built CLI as a process)', () => {
   it('`xpkg run` of the OCR package loads no TypeBox, no ajv compiler, no QuickJS (it has no scripts) and no tweetnacl', () => {
-    const r = modulesLoadedBy(['run', 'fixtures/dist/paddleocr-v4.xpkg', '--trust', 'fixtures/keys/test.pub', '--input', 'fixtures/images/example.png', '--state-dir', tempDir()]);
+    const r = modulesLoadedBy([
+      'run',
+      'fixtures/dist/paddleocr-v4.xpkg',
+      '--trust',
+      'fixtures/keys/test.pub',
+      '--input',
+      'fixtures/images/example.png',
+      '--state-dir',
+      tempDir(),
+    ]);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('quick brown fox');
     expect(loads(r.modules, TYPEBOX)).toEqual([]);
@@ -124,7 +164,14 @@ describe('what a command loads (the built CLI as a process)', () => {
   });
 
   it('`xpkg verify` loads neither sharp nor onnxruntime nor the pipeline', () => {
-    const r = modulesLoadedBy(['verify', 'fixtures/dist/paddleocr-v4.xpkg', '--trust', 'fixtures/keys/test.pub', '--state-dir', tempDir()]);
+    const r = modulesLoadedBy([
+      'verify',
+      'fixtures/dist/paddleocr-v4.xpkg',
+      '--trust',
+      'fixtures/keys/test.pub',
+      '--state-dir',
+      tempDir(),
+    ]);
     expect(r.status).toBe(0);
     expect(loads(r.modules, SHARP)).toEqual([]);
     expect(loads(r.modules, ORT)).toEqual([]);
@@ -139,7 +186,9 @@ describe('the package file is read once', () => {
     const size = statSync(pkg).size;
     // Record every positional read through a real FileHandle (the reader's only way to the file).
     const probe = await openFile(pkg, 'r');
-    const proto = Object.getPrototypeOf(probe) as unknown as { read: (this: FileHandle, ...a: unknown[]) => Promise<{ bytesRead: number }> };
+    const proto = Object.getPrototypeOf(probe) as unknown as {
+      read: (this: FileHandle, ...a: unknown[]) => Promise<{ bytesRead: number }>;
+    };
     await probe.close();
     const original = proto.read;
     const reads = new Map<FileHandle, [number, number][]>();
@@ -169,7 +218,10 @@ describe('the package file is read once', () => {
     expect(ranges).toBeDefined();
     const sorted = [...ranges!].sort((a, b) => a[0] - b[0]);
     for (let i = 1; i < sorted.length; i++) {
-      expect(sorted[i][0], `bytes ${sorted[i][0]}..${sorted[i][1]} read again (overlap with ${sorted[i - 1][0]}..${sorted[i - 1][1]})`).toBeGreaterThanOrEqual(sorted[i - 1][1]);
+      expect(
+        sorted[i][0],
+        `bytes ${sorted[i][0]}..${sorted[i][1]} read again (overlap with ${sorted[i - 1][0]}..${sorted[i - 1][1]})`,
+      ).toBeGreaterThanOrEqual(sorted[i - 1][1]);
     }
     // …and the three models were read (16 MB of a 16 MB file), not skipped.
     expect(sorted.reduce((n, [a, b]) => n + (b - a), 0)).toBeGreaterThan(size * 0.95);
@@ -177,29 +229,32 @@ describe('the package file is read once', () => {
 });
 
 describe('host detection spawns only tools that exist', () => {
-  it.skipIf(process.platform === 'win32')('a tool missing from PATH is reported without a process; one on PATH runs', async () => {
-    const cp = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
-    const original = cp.execFile;
-    const spawned: string[] = [];
-    cp.execFile = ((file: string, ...rest: unknown[]) => {
-      spawned.push(file);
-      return (original as (...a: unknown[]) => unknown)(file, ...rest);
-    }) as typeof cp.execFile;
-    syncBuiltinESMExports(); // the ES binding host-util.ts imported now sees the wrapper
-    const path = process.env.PATH;
-    try {
-      const empty = tempDir();
-      process.env.PATH = empty;
-      expect(await runTool('nvidia-smi', [])).toEqual({ ok: false, reason: 'nvidia-smi not found' });
-      expect(spawned).toEqual([]);
-      writeFileSync(join(empty, 'nvidia-smi'), '#!/bin/sh\necho fake-smi\n');
-      chmodSync(join(empty, 'nvidia-smi'), 0o755);
-      expect(await runTool('nvidia-smi', [])).toEqual({ ok: true, value: 'fake-smi\n' });
-      expect(spawned).toEqual(['nvidia-smi']);
-    } finally {
-      process.env.PATH = path;
-      cp.execFile = original;
-      syncBuiltinESMExports();
-    }
-  });
+  it.skipIf(process.platform === 'win32')(
+    'a tool missing from PATH is reported without a process; one on PATH runs',
+    async () => {
+      const cp = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
+      const original = cp.execFile;
+      const spawned: string[] = [];
+      cp.execFile = ((file: string, ...rest: unknown[]) => {
+        spawned.push(file);
+        return (original as (...a: unknown[]) => unknown)(file, ...rest);
+      }) as typeof cp.execFile;
+      syncBuiltinESMExports(); // the ES binding host-util.ts imported now sees the wrapper
+      const path = process.env.PATH;
+      try {
+        const empty = tempDir();
+        process.env.PATH = empty;
+        expect(await runTool('nvidia-smi', [])).toEqual({ ok: false, reason: 'nvidia-smi not found' });
+        expect(spawned).toEqual([]);
+        writeFileSync(join(empty, 'nvidia-smi'), '#!/bin/sh\necho fake-smi\n');
+        chmodSync(join(empty, 'nvidia-smi'), 0o755);
+        expect(await runTool('nvidia-smi', [])).toEqual({ ok: true, value: 'fake-smi\n' });
+        expect(spawned).toEqual(['nvidia-smi']);
+      } finally {
+        process.env.PATH = path;
+        cp.execFile = original;
+        syncBuiltinESMExports();
+      }
+    },
+  );
 });

@@ -11,18 +11,25 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openLocalContext, runPipeline, validatePipeline, type DetectedBox, type LocalContext, type Mask } from '../runner/pipeline/index.js';
+import {
+  type DetectedBox,
+  type LocalContext,
+  type Mask,
+  openLocalContext,
+  runPipeline,
+  validatePipeline,
+} from '../runner/pipeline/index.js';
 import { referencedPaths, validateManifestSource } from '../spec/manifest.js';
 import {
   accumulateConfusion,
   argmaxChannels,
   averagePrecision,
   boxIou,
+  type Detections,
   decodeDetections,
+  type GroundTruth,
   meanAveragePrecision,
   meanIou,
-  type Detections,
-  type GroundTruth,
 } from './helpers/metrics.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
@@ -59,7 +66,11 @@ function toInput(rgb: Buffer, width: number, height: number): ort.Tensor {
 }
 
 async function session(name: string, file: string): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(join(FIXTURES, name, file), { intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+  return ort.InferenceSession.create(join(FIXTURES, name, file), {
+    intraOpNumThreads: 2,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
 }
 
 async function runOne(s: ort.InferenceSession, input: ort.Tensor): Promise<ort.Tensor> {
@@ -78,10 +89,30 @@ describe('metric helpers (hand-computed cases)', () => {
   it('decode keeps the best class, suppresses same-class overlaps only, and respects the threshold', () => {
     // rows: cx cy w h s0 s1
     const out = Float32Array.from([
-      50, 50, 20, 20, 0.9, 0.1, // kept, class 0
-      51, 50, 20, 20, 0.8, 0.2, // IoU ≈ 0.9 with row 0, same class: suppressed
-      51, 51, 20, 20, 0.1, 0.7, // same place, class 1: kept (class-aware)
-      10, 10, 4, 4, 0.05, 0.01, // under the threshold
+      50,
+      50,
+      20,
+      20,
+      0.9,
+      0.1, // kept, class 0
+      51,
+      50,
+      20,
+      20,
+      0.8,
+      0.2, // IoU ≈ 0.9 with row 0, same class: suppressed
+      51,
+      51,
+      20,
+      20,
+      0.1,
+      0.7, // same place, class 1: kept (class-aware)
+      10,
+      10,
+      4,
+      4,
+      0.05,
+      0.01, // under the threshold
     ]);
     const d = decodeDetections(out, 4, 6, { scoreThreshold: 0.1, iouThreshold: 0.5, maxDetections: 10 });
     expect(d.classes).toEqual([0, 1]);
@@ -91,7 +122,9 @@ describe('metric helpers (hand-computed cases)', () => {
 
   it('mAP counts a duplicate as a false positive and a wrong class as a miss', () => {
     const gts: GroundTruth[] = [{ boxes: [0, 0, 10, 10, 20, 20, 30, 30], labels: [0, 1] }];
-    const dets: Detections[] = [{ boxes: [0, 0, 10, 10, 0, 0, 10, 10, 20, 20, 30, 30], scores: [0.9, 0.8, 0.7], classes: [0, 0, 0] }];
+    const dets: Detections[] = [
+      { boxes: [0, 0, 10, 10, 0, 0, 10, 10, 20, 20, 30, 30], scores: [0.9, 0.8, 0.7], classes: [0, 0, 0] },
+    ];
     const r = meanAveragePrecision(dets, gts, 2);
     expect(r.AP50).toEqual([1, 0]);
     expect(r.mAP50).toBe(0.5);
@@ -127,8 +160,12 @@ describe.each(['detector', 'segmenter'])('trained fixture %s', (name) => {
   it('has a valid manifest source whose files exist, models ≤ 10 MB, eval set ≤ 3 MB', () => {
     validatePipeline(manifest as Parameters<typeof validatePipeline>[0]);
     for (const p of referencedPaths(manifest).keys()) expect(existsSync(join(dir, p)), p).toBe(true);
-    for (const v of manifest.models[0].variants) expect(statSync(join(dir, v.files[0])).size).toBeLessThanOrEqual(10 * 1024 * 1024);
-    const evalBytes = ['labels.json', ...labels.images.flatMap((e) => [e.file, ...(e.mask ? [e.mask] : [])])].reduce((s, f) => s + statSync(join(dir, 'eval', f)).size, 0);
+    for (const v of manifest.models[0].variants)
+      expect(statSync(join(dir, v.files[0])).size).toBeLessThanOrEqual(10 * 1024 * 1024);
+    const evalBytes = ['labels.json', ...labels.images.flatMap((e) => [e.file, ...(e.mask ? [e.mask] : [])])].reduce(
+      (s, f) => s + statSync(join(dir, 'eval', f)).size,
+      0,
+    );
     expect(evalBytes).toBeLessThanOrEqual(3 * 1024 * 1024);
     expect(labels.images.length).toBe(metrics.committed.images);
     expect(readFileSync(join(dir, 'labels.txt'), 'utf8').trim().split('\n')).toEqual(metrics.classes);
@@ -144,7 +181,8 @@ describe.each(['detector', 'segmenter'])('trained fixture %s', (name) => {
     expect(got.length).toBe(ref.output.shape.reduce((a, b) => a * b, 1));
     expect(want.length).toBe(Math.ceil(got.length / ref.output.stride));
     let worst = 0;
-    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i * ref.output.stride] - want[i]) / Math.max(1, Math.abs(want[i])));
+    for (let i = 0; i < want.length; i++)
+      worst = Math.max(worst, Math.abs(got[i * ref.output.stride] - want[i]) / Math.max(1, Math.abs(want[i])));
     expect(worst).toBeLessThanOrEqual(1e-4);
   });
 
@@ -204,11 +242,17 @@ describe.each(['detector', 'segmenter'])('trained fixture %s', (name) => {
         for (const e of labels.images) {
           const boxes = (await runPipeline(ctx, { image: join(dir, 'eval', e.file) })).outputs.boxes as DetectedBox[];
           expect(boxes.every((b) => b.label === metrics.classes[b.class!])).toBe(true);
-          dets.push({ boxes: boxes.flatMap((b) => b.box as number[]), scores: boxes.map((b) => b.score), classes: boxes.map((b) => b.class!) });
+          dets.push({
+            boxes: boxes.flatMap((b) => b.box as number[]),
+            scores: boxes.map((b) => b.score),
+            classes: boxes.map((b) => b.class!),
+          });
           gts.push({ boxes: e.boxes.flat(), labels: e.labels });
         }
         // The package keeps scores ≥ 0.25 (metrics.json: ≥ 0.001), which can only cut the AP's tail.
-        expect(meanAveragePrecision(dets, gts, metrics.classes.length).mAP50).toBeGreaterThanOrEqual(metrics.committed.mAP50! - TOL);
+        expect(meanAveragePrecision(dets, gts, metrics.classes.length).mAP50).toBeGreaterThanOrEqual(
+          metrics.committed.mAP50! - TOL,
+        );
         return;
       }
       const n = metrics.classes.length;
@@ -227,12 +271,17 @@ describe.each(['detector', 'segmenter'])('trained fixture %s', (name) => {
       // bottom, shapes back at their trained size) and must map its answer onto the 2× picture.
       // (Shapes the letterbox would shrink below the trained size range, ~12 px, are missed.)
       const size = name === 'detector' ? 320 : 256;
-      const w = 2 * size, h = (3 * w) / 4;
-      let found = 0, total = 0;
+      const w = 2 * size,
+        h = (3 * w) / 4;
+      let found = 0,
+        total = 0;
       const n = metrics.classes.length;
       const conf = new Float64Array(n * n);
       for (const e of labels.images.slice(0, 6)) {
-        const big = await sharp(join(dir, 'eval', e.file)).resize(w, w).png().toBuffer();
+        const big = await sharp(join(dir, 'eval', e.file))
+          .resize(w, w)
+          .png()
+          .toBuffer();
         const image = await sharp(big).extract({ left: 0, top: 0, width: w, height: h }).png().toBuffer();
         const outputs = (await runPipeline(ctx, { image })).outputs;
         if (name === 'detector') {
@@ -247,7 +296,11 @@ describe.each(['detector', 'segmenter'])('trained fixture %s', (name) => {
         } else {
           const mask = outputs.mask as Mask;
           expect([mask.width, mask.height]).toEqual([w, h]);
-          const truth = await sharp(join(dir, 'eval', e.mask!)).toColourspace('b-w').resize(w, w, { kernel: 'nearest' }).raw().toBuffer();
+          const truth = await sharp(join(dir, 'eval', e.mask!))
+            .toColourspace('b-w')
+            .resize(w, w, { kernel: 'nearest' })
+            .raw()
+            .toBuffer();
           accumulateConfusion(conf, mask.data, truth.subarray(0, w * h), n);
         }
       }

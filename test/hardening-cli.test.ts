@@ -39,7 +39,8 @@ describe('pack never destroys its sources or an existing file', () => {
     await symlink(join(src, MODEL), join(dir, 'sym.xpkg'));
     await link(join(src, MODEL), join(dir, 'hard.xpkg'));
     for (const out of [join(src, MODEL), join(src, 'xpkg.json'), join(dir, 'sym.xpkg'), join(dir, 'hard.xpkg')]) {
-      for (const force of [false, true]) expect(await codeOf(packFolder(src, out, { force })), out).toBe('E_PACK_OUTPUT_SOURCE');
+      for (const force of [false, true])
+        expect(await codeOf(packFolder(src, out, { force })), out).toBe('E_PACK_OUTPUT_SOURCE');
     }
     const r = await xpkgAsync(['pack', src, '-o', join(src, MODEL), '--force', '--json']);
     expect(r.json!.error!.code).toBe('E_PACK_OUTPUT_SOURCE');
@@ -71,8 +72,12 @@ describe('pack never destroys its sources or an existing file', () => {
     await writeFile(out, 'old package');
     try {
       for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-        const child = spawn(process.execPath, [resolve('bin/xpkg.js'), 'pack', src, '-o', out, '--force'], { stdio: 'ignore' });
-        const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.on('exit', (code, sig) => done({ code, signal: sig })));
+        const child = spawn(process.execPath, [resolve('bin/xpkg.js'), 'pack', src, '-o', out, '--force'], {
+          stdio: 'ignore',
+        });
+        const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+          child.on('exit', (code, sig) => done({ code, signal: sig })),
+        );
         // Interrupt once the temp file exists and holds some data: the pack is under way.
         let sent = false;
         for (let i = 0; i < 4000 && !sent; i++) {

@@ -9,7 +9,15 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OnnxruntimeBackend } from '../runner/backends/onnxruntime.js';
 import { CUDA_PROVIDER } from '../runner/gpu-install.js';
-import { checkCuda, checkWebgpu, CUDA_RUNTIME_SONAMES, CUDNN_SONAMES, ldCacheNames, probeAccelEnv, type AccelReasonCode } from '../runner/host-accel.js';
+import {
+  type AccelReasonCode,
+  CUDA_RUNTIME_SONAMES,
+  CUDNN_SONAMES,
+  checkCuda,
+  checkWebgpu,
+  ldCacheNames,
+  probeAccelEnv,
+} from '../runner/host-accel.js';
 import { tempDir } from './helpers/source.js';
 
 const DRIVER = readFileSync(join(import.meta.dirname, 'data', 'hosts', 'nvidia-version-h100-recorded.txt'), 'utf8');
@@ -32,14 +40,22 @@ function fakeMachine(): Fake {
   writeFileSync(join(root, 'dev/dri/renderD128'), '');
   mkdirSync(join(root, 'usr/share/vulkan/icd.d'), { recursive: true });
   writeFileSync(join(root, 'usr/share/vulkan/icd.d/nvidia_icd.json'), '{}');
-  for (const n of [...CUDA_RUNTIME_SONAMES, ...CUDNN_SONAMES, 'libcuda.so.1', 'libvulkan.so.1']) writeFileSync(join(libs, n), '');
+  for (const n of [...CUDA_RUNTIME_SONAMES, ...CUDNN_SONAMES, 'libcuda.so.1', 'libvulkan.so.1'])
+    writeFileSync(join(libs, n), '');
   for (const f of CUDA_PROVIDER.files) writeFileSync(join(binding, f.name), '');
   writeFileSync(join(binding, 'libonnxruntime.so.1'), '');
   return { root, libs, binding };
 }
 
 const env = (f: Fake, version = '1.29.0', extra: { ldCache?: string | null; platform?: NodeJS.Platform } = {}) =>
-  probeAccelEnv({ root: f.root, libraryDirs: [f.libs], ldCache: extra.ldCache ?? null, binding: { dir: f.binding, version }, platform: extra.platform ?? 'linux', arch: 'x64' });
+  probeAccelEnv({
+    root: f.root,
+    libraryDirs: [f.libs],
+    ldCache: extra.ldCache ?? null,
+    binding: { dir: f.binding, version },
+    platform: extra.platform ?? 'linux',
+    arch: 'x64',
+  });
 const codes = (c: { reasons: { code: AccelReasonCode }[] }) => c.reasons.map((r) => r.code);
 
 describe('CUDA and WebGPU readiness', () => {
@@ -52,15 +68,30 @@ describe('CUDA and WebGPU readiness', () => {
 
   it('each missing piece gives its own reason', async () => {
     const cases: [string, (f: Fake) => void, AccelReasonCode, 'cuda' | 'webgpu'][] = [
-      ['provider libraries', (f) => rmSync(join(f.binding, 'libonnxruntime_providers_cuda.so')), 'provider-libraries', 'cuda'],
+      [
+        'provider libraries',
+        (f) => rmSync(join(f.binding, 'libonnxruntime_providers_cuda.so')),
+        'provider-libraries',
+        'cuda',
+      ],
       ['driver', (f) => rmSync(join(f.root, 'proc/driver/nvidia'), { recursive: true }), 'no-driver', 'cuda'],
-      ['old driver', (f) => writeFileSync(join(f.root, 'proc/driver/nvidia/version'), DRIVER.replace('580.159.04', '550.54.14')), 'driver-too-old', 'cuda'],
+      [
+        'old driver',
+        (f) => writeFileSync(join(f.root, 'proc/driver/nvidia/version'), DRIVER.replace('580.159.04', '550.54.14')),
+        'driver-too-old',
+        'cuda',
+      ],
       ['libcuda', (f) => rmSync(join(f.libs, 'libcuda.so.1')), 'no-libcuda', 'cuda'],
       ['cudart', (f) => rmSync(join(f.libs, 'libcudart.so.13')), 'cuda-runtime', 'cuda'],
       ['cublas', (f) => rmSync(join(f.libs, 'libcublasLt.so.13')), 'cuda-runtime', 'cuda'],
       ['cudnn', (f) => rmSync(join(f.libs, 'libcudnn.so.9')), 'cudnn', 'cuda'],
       ['vulkan loader', (f) => rmSync(join(f.libs, 'libvulkan.so.1')), 'no-vulkan', 'webgpu'],
-      ['vulkan driver', (f) => rmSync(join(f.root, 'usr/share/vulkan'), { recursive: true }), 'no-vulkan-driver', 'webgpu'],
+      [
+        'vulkan driver',
+        (f) => rmSync(join(f.root, 'usr/share/vulkan'), { recursive: true }),
+        'no-vulkan-driver',
+        'webgpu',
+      ],
       ['device nodes', (f) => (rmSync(join(f.root, 'dev'), { recursive: true }), undefined), 'no-gpu-device', 'webgpu'],
     ];
     for (const [what, remove, code, provider] of cases) {
@@ -90,7 +121,13 @@ describe('CUDA and WebGPU readiness', () => {
     const f = fakeMachine();
     rmSync(join(f.libs, 'libcudnn.so.9'));
     const cache = join(tempDir(), 'ld.so.cache');
-    writeFileSync(cache, Buffer.from('glibc-ld.so.cache1.1\0\0\0\0libcudnn.so.9\0/usr/lib/x86_64-linux-gnu/libcudnn.so.9\0libz.so.1\0', 'latin1'));
+    writeFileSync(
+      cache,
+      Buffer.from(
+        'glibc-ld.so.cache1.1\0\0\0\0libcudnn.so.9\0/usr/lib/x86_64-linux-gnu/libcudnn.so.9\0libz.so.1\0',
+        'latin1',
+      ),
+    );
     expect(ldCacheNames(readFileSync(cache))).toEqual(expect.arrayContaining(['libcudnn.so.9', 'libz.so.1']));
     expect(checkCuda(await env(f, '1.29.0', { ldCache: cache })).usable).toBe(true);
   });

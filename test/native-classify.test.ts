@@ -8,7 +8,14 @@ import { maxAbsDiff, nativeExpected, onBoth, onPortable, randomFloats, rng } fro
 
 const key = (v: number): number => (v === v ? v : -Infinity);
 
-function refArgmax(x: Float32Array, C: number, P: number, b: number, p: number, nhwc: boolean): { label: number; prob: number } {
+function refArgmax(
+  x: Float32Array,
+  C: number,
+  P: number,
+  b: number,
+  p: number,
+  nhwc: boolean,
+): { label: number; prob: number } {
   const at = (c: number) => x[nhwc ? (b * P + p) * C + c : (b * C + c) * P + p];
   let label = 0;
   for (let c = 1; c < C; c++) if (key(at(c)) > key(at(label))) label = c;
@@ -67,7 +74,9 @@ describe('segmentArgmax', () => {
 
 describe('softmaxTopK', () => {
   it('rows of logits: order (ties -> lower index, NaN last) and probabilities', () => {
-    const rows = 40, C = 50, k = 5;
+    const rows = 40,
+      C = 50,
+      k = 5;
     const x = randomFloats(rows * C, 3, 3);
     for (let i = 0; i < x.length; i += 17) x[i] = NaN;
     for (let r = 0; r < rows; r += 4) x[r * C + 9] = x[r * C + 3]; // exact ties
@@ -78,7 +87,8 @@ describe('softmaxTopK', () => {
       let sum = 0;
       for (let c = 0; c < C; c++) if (x[r * C + c] === x[r * C + c]) sum += Math.exp(x[r * C + c] - m);
       expect(Array.from(res.indices.subarray(r * k, r * k + k))).toEqual(idx.slice(0, k));
-      for (let j = 0; j < k; j++) expect(Math.abs(res.values[r * k + j] - Math.exp(x[r * C + idx[j]] - m) / sum)).toBeLessThan(1e-6);
+      for (let j = 0; j < k; j++)
+        expect(Math.abs(res.values[r * k + j] - Math.exp(x[r * C + idx[j]] - m) / sum)).toBeLessThan(1e-6);
     }
     if (nativeExpected) {
       const both = onBoth(() => softmaxTopKSync(x, { dims: [rows, C], k }));
@@ -132,7 +142,9 @@ describe('ctcGreedyDecode', () => {
   });
 
   it('logits with softmax confidence, NaN steps, blank not 0; ids outside the vocabulary emit no text', () => {
-    const B = 3, T = 40, C = 30;
+    const B = 3,
+      T = 40,
+      C = 30;
     const x = randomFloats(B * T * C, 5, 4);
     for (let i = 0; i < x.length; i += 23) x[i] = NaN;
     const o = { dims: [B, T, C], blank: 7, softmax: true, vocabulary: vocab, offset: 0 };

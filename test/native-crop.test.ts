@@ -4,7 +4,7 @@
  * portable (|Δ| ≤ 2e-5 on normalised values).
  */
 import { describe, expect, it } from 'vitest';
-import { cropBatchSync, type CropOptions, type ImageInput } from '../native/index.js';
+import { type CropOptions, cropBatchSync, type ImageInput } from '../native/index.js';
 import { halfMaxDiff, maxAbsDiff, nativeExpected, onBoth, onPortable, randomBytes, rng } from './native-helpers.js';
 
 function rgb(width: number, height: number, seed: number, extraStride = 0): ImageInput {
@@ -14,10 +14,17 @@ function rgb(width: number, height: number, seed: number, extraStride = 0): Imag
 
 /** Homography taking (0,0),(w,0),(w,h),(0,h) to the quad, from the 8x8 linear system. */
 function solveHomography(q: number[], w: number, h: number): number[] {
-  const src = [[0, 0], [w, 0], [w, h], [0, h]];
+  const src = [
+    [0, 0],
+    [w, 0],
+    [w, h],
+    [0, h],
+  ];
   const A: number[][] = [];
   for (let k = 0; k < 4; k++) {
-    const [x, y] = src[k], X = q[2 * k], Y = q[2 * k + 1];
+    const [x, y] = src[k],
+      X = q[2 * k],
+      Y = q[2 * k + 1];
     A.push([x, y, 1, 0, 0, 0, -x * X, -y * X, X]);
     A.push([0, 0, 0, x, y, 1, -x * Y, -y * Y, Y]);
   }
@@ -46,13 +53,20 @@ function refRegion(img: ImageInput, q: number[], w: number, H: number, s: number
         let acc = 0;
         for (let j = 0; j < s; j++) {
           for (let i = 0; i < s; i++) {
-            const u = x + (i + 0.5) / s, v = y + (j + 0.5) / s;
+            const u = x + (i + 0.5) / s,
+              v = y + (j + 0.5) / s;
             const d = h[6] * u + h[7] * v + h[8];
             const sx = Math.min(Math.max((h[0] * u + h[1] * v + h[2]) / d - 0.5, 0), img.width - 1);
             const sy = Math.min(Math.max((h[3] * u + h[4] * v + h[5]) / d - 0.5, 0), img.height - 1);
-            const x0 = Math.floor(sx), y0 = Math.floor(sy), fx = sx - x0, fy = sy - y0;
-            const x1 = Math.min(x0 + 1, img.width - 1), y1 = Math.min(y0 + 1, img.height - 1);
-            acc += (1 - fy) * ((1 - fx) * px(x0, y0, c) + fx * px(x1, y0, c)) + fy * ((1 - fx) * px(x0, y1, c) + fx * px(x1, y1, c));
+            const x0 = Math.floor(sx),
+              y0 = Math.floor(sy),
+              fx = sx - x0,
+              fy = sy - y0;
+            const x1 = Math.min(x0 + 1, img.width - 1),
+              y1 = Math.min(y0 + 1, img.height - 1);
+            acc +=
+              (1 - fy) * ((1 - fx) * px(x0, y0, c) + fx * px(x1, y0, c)) +
+              fy * ((1 - fx) * px(x0, y1, c) + fx * px(x1, y1, c));
           }
         }
         out[c * w * H + y * w + x] = acc / (s * s) / 255;
@@ -65,7 +79,8 @@ function refRegion(img: ImageInput, q: number[], w: number, H: number, s: number
 function region(data: Float32Array | Uint16Array, dims: number[], r: number, w: number): number[] {
   const [, C, H, W] = dims;
   const out: number[] = [];
-  for (let c = 0; c < C; c++) for (let y = 0; y < H; y++) for (let x = 0; x < w; x++) out.push(data[((r * C + c) * H + y) * W + x]);
+  for (let c = 0; c < C; c++)
+    for (let y = 0; y < H; y++) for (let x = 0; x < w; x++) out.push(data[((r * C + c) * H + y) * W + x]);
   return out;
 }
 
@@ -75,7 +90,8 @@ describe('cropBatch', () => {
     const r = onPortable(() => cropBatchSync(img, [0, 0, 23, 0, 23, 11, 0, 11], { height: 11, scale: 1 }));
     expect(r.dims).toEqual([1, 3, 11, 23]);
     const expected: number[] = [];
-    for (let c = 0; c < 3; c++) for (let y = 0; y < 11; y++) for (let x = 0; x < 23; x++) expected.push(img.data[y * img.stride! + x * 3 + c]);
+    for (let c = 0; c < 3; c++)
+      for (let y = 0; y < 11; y++) for (let x = 0; x < 23; x++) expected.push(img.data[y * img.stride! + x * 3 + c]);
     expect(maxAbsDiff(r.data, expected)).toBeLessThan(1e-3);
   });
 
@@ -84,7 +100,9 @@ describe('cropBatch', () => {
     // TL=(9,0) TR=(9,6) BR=(0,6) BL=(0,0): output (x, y) reads source column 8 - y, row x.
     const r = onPortable(() => cropBatchSync(img, [9, 0, 9, 6, 0, 6, 0, 0], { height: 9, scale: 1 }));
     expect(r.dims).toEqual([1, 3, 9, 6]);
-    for (let y = 0; y < 9; y++) for (let x = 0; x < 6; x++) expect(Math.abs(r.data[y * 6 + x] - img.data[x * img.stride! + (8 - y) * 3])).toBeLessThan(1e-3);
+    for (let y = 0; y < 9; y++)
+      for (let x = 0; x < 6; x++)
+        expect(Math.abs(r.data[y * 6 + x] - img.data[x * img.stride! + (8 - y) * 3])).toBeLessThan(1e-3);
   });
 
   it('rotated and perspective quads match the reference; batch padded to the widest', () => {
@@ -92,9 +110,19 @@ describe('cropBatch', () => {
     const r = rng(4);
     const quads: number[] = [];
     for (let k = 0; k < 6; k++) {
-      const cx = 30 + r() * 100, cy = 30 + r() * 60, a = (r() - 0.5) * 1.2, w = 20 + r() * 60, h = 8 + r() * 20;
-      const ca = Math.cos(a), sa = Math.sin(a);
-      for (const [dx, dy] of [[-w / 2, -h / 2], [w / 2, -h / 2], [w / 2, h / 2], [-w / 2, h / 2]]) {
+      const cx = 30 + r() * 100,
+        cy = 30 + r() * 60,
+        a = (r() - 0.5) * 1.2,
+        w = 20 + r() * 60,
+        h = 8 + r() * 20;
+      const ca = Math.cos(a),
+        sa = Math.sin(a);
+      for (const [dx, dy] of [
+        [-w / 2, -h / 2],
+        [w / 2, -h / 2],
+        [w / 2, h / 2],
+        [-w / 2, h / 2],
+      ]) {
         quads.push(cx + dx * ca - dy * sa + (r() - 0.5) * 4, cy + dx * sa + dy * ca + (r() - 0.5) * 4);
       }
     }
@@ -112,7 +140,7 @@ describe('cropBatch', () => {
       const s = Math.max(1, Math.min(4, Math.round(Math.max(hq / 16, wq / w)))); // samples per axis: the shrink factor, rounded
       expect(maxAbsDiff(region(res.data, res.dims, k, w), refRegion(img, q, w, H, s))).toBeLessThan(1e-4);
       // Padding right of the region.
-      for (let x = w; x < W; x++) expect(res.data[((k * 3) * H) * W + x]).toBe(-1);
+      for (let x = w; x < W; x++) expect(res.data[k * 3 * H * W + x]).toBe(-1);
     }
   });
 
@@ -148,7 +176,13 @@ describe.skipIf(!nativeExpected)('cropBatch native vs portable', () => {
     for (let i = 0; i < 40; i++) quads.push(r() * 300 - 20);
     for (const format of ['rgb', 'bgra', 'gray'] as const) {
       const ch = format === 'gray' ? 1 : format === 'rgb' ? 3 : 4;
-      const img: ImageInput = { data: randomBytes((257 * ch + 3) * 199, 8), width: 257, height: 199, format, stride: 257 * ch + 3 };
+      const img: ImageInput = {
+        data: randomBytes((257 * ch + 3) * 199, 8),
+        width: 257,
+        height: 199,
+        format,
+        stride: 257 * ch + 3,
+      };
       const o: CropOptions = { height: 32, maxWidth: 320, verticalRatio: 1.5, mean: 0.5, std: 0.5, threads: 2 };
       const f32 = onBoth(() => cropBatchSync(img, quads, o));
       expect(f32.native.widths).toEqual(f32.portable.widths);

@@ -11,12 +11,23 @@ import { describe, expect, it } from 'vitest';
 import { nativeExpected } from './native-helpers.js';
 
 function child(body: string): { stdout: string; stderr: string; status: number | null; signal: string | null } {
-  const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', `import * as n from './native/index.ts';\nn.setNativeBackend('native');\n${body}`], {
-    cwd: new URL('..', import.meta.url).pathname,
-    env: { ...process.env, XPKG_NATIVE: '' },
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--expose-gc',
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `import * as n from './native/index.ts';\nn.setNativeBackend('native');\n${body}`,
+    ],
+    {
+      cwd: new URL('..', import.meta.url).pathname,
+      env: { ...process.env, XPKG_NATIVE: '' },
+      encoding: 'utf8',
+      timeout: 120_000,
+    },
+  );
   return { stdout: r.stdout, stderr: r.stderr, status: r.status, signal: r.signal };
 }
 
@@ -36,7 +47,10 @@ describe.skipIf(!nativeExpected)('async kernels and detached buffers', () => {
         out.push(res.code ?? res.data.every((v) => Math.abs(v - round * 40) < 1e-3));
       }
       console.log(JSON.stringify(out));`);
-    expect({ status: r.status, signal: r.signal, stderr: r.stderr.slice(0, 400) }).toMatchObject({ status: 0, signal: null });
+    expect({ status: r.status, signal: r.signal, stderr: r.stderr.slice(0, 400) }).toMatchObject({
+      status: 0,
+      signal: null,
+    });
     expect(JSON.parse(r.stdout.trim())).toEqual([true, true, true]);
   });
 
@@ -56,7 +70,10 @@ describe.skipIf(!nativeExpected)('async kernels and detached buffers', () => {
       const ok = await n.preprocess({ data, width: 500, height: 500, format: 'rgb' }, { resize: { mode: 'stretch', width: 4, height: 4 }, scale: 1 });
       out.push(ok.data.every((v) => Math.abs(v - 7) < 1e-3));
       console.log(JSON.stringify(out));`);
-    expect({ status: r.status, signal: r.signal, stderr: r.stderr.slice(0, 400) }).toMatchObject({ status: 0, signal: null });
+    expect({ status: r.status, signal: r.signal, stderr: r.stderr.slice(0, 400) }).toMatchObject({
+      status: 0,
+      signal: null,
+    });
     expect(JSON.parse(r.stdout.trim())).toEqual(['E_NATIVE_ARGUMENT', 'E_NATIVE_ARGUMENT', 'E_NATIVE_ARGUMENT', true]);
   });
 
@@ -70,7 +87,10 @@ describe.skipIf(!nativeExpected)('async kernels and detached buffers', () => {
       const res = await p;
       out.push(Array.from(new Set(res.labels)));
       console.log(JSON.stringify(out));`);
-    expect({ status: r.status, signal: r.signal, stderr: r.stderr.slice(0, 400) }).toMatchObject({ status: 0, signal: null });
+    expect({ status: r.status, signal: r.signal, stderr: r.stderr.slice(0, 400) }).toMatchObject({
+      status: 0,
+      signal: null,
+    });
     expect(JSON.parse(r.stdout.trim())).toEqual([[1]]);
   });
 });

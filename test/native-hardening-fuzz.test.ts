@@ -8,12 +8,32 @@
  */
 import { describe, expect, it } from 'vitest';
 import { rng } from '../fixtures/random.js';
-import * as native from '../native/index.js';
 import type { Kernels } from '../native/index.js';
+import * as native from '../native/index.js';
 import { NativeError } from '../spec/errors.js';
 import { nativeExpected } from './native-helpers.js';
 
-const HOSTILE = [NaN, Infinity, -Infinity, -1, -(2 ** 31), 2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 32 + 1, 2 ** 53, 2 ** 62, 1e308, -1e308, 0.5, -0.5, 0, 1, 3, 65537];
+const HOSTILE = [
+  NaN,
+  Infinity,
+  -Infinity,
+  -1,
+  -(2 ** 31),
+  2 ** 31 - 1,
+  2 ** 31,
+  2 ** 32,
+  2 ** 32 + 1,
+  2 ** 53,
+  2 ** 62,
+  1e308,
+  -1e308,
+  0.5,
+  -0.5,
+  0,
+  1,
+  3,
+  65537,
+];
 
 const chan = () => new Int32Array([0, 1, 2]);
 const norm = () => new Float64Array([1, 1, 1, 0, 0, 0, 0, 0, 0]);
@@ -21,17 +41,126 @@ const image = () => ({ data: new Uint8Array(8 * 6 * 3), width: 8, height: 6, cha
 
 /** A valid raw call per kernel (each runs as is), its numeric fields, and its array fields. */
 const BASE: { [K in keyof Kernels]: () => Record<string, unknown> } = {
-  preprocess: () => ({ ...image(), out: new Float32Array(3 * 4 * 4), outOffset: 0, nhwc: false, outChannels: 3, chanMap: chan(), norm: norm(), planeWidth: 4, planeHeight: 4, roiX: 0, roiY: 0, roiWidth: 4, roiHeight: 3, interp: 2, threads: 2 }),
-  cropBatch: () => ({ ...image(), out: new Float32Array(2 * 3 * 4 * 5), outOffset: 0, nhwc: true, outChannels: 3, chanMap: chan(), norm: norm(), count: 2, outWidth: 5, outHeight: 4, homographies: new Float64Array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0.5, 0, 1, 0, 0.5, 1, 0, 0, 1]), widths: new Int32Array([5, 3]), samples: new Int32Array([1, 2]), threads: 2 }),
-  nms: () => ({ boxes: new Float32Array([0, 0, 10, 10, 1, 1, 11, 11, 20, 20, 30, 30, 0, 0, 5, 5]), scores: new Float32Array([0.9, 0.8, 0.7, 0.6]), classes: new Int32Array([0, 0, 1, 1]), n: 2, batch: 2, iouThreshold: 0.5, scoreThreshold: 0.1, preTopK: -1, maxOutput: -1, threads: 2 }),
-  decodeDetections: () => ({ data: new Float32Array(2 * 6 * 7).map((_, i) => (i % 7) / 7), batch: 2, anchors: 6, attrs: 7, attrsFirst: false, objectness: true, xyxy: false, sigmoid: true, grid: new Float32Array(30).fill(1), scoreThreshold: 0.1, padX: 1, padY: 2, scaleX: 0.5, scaleY: 0.5, clipWidth: 100, clipHeight: 100, agnostic: false, iouThreshold: 0.45, preTopK: -1, maxOutput: 300, threads: 2 }),
-  segmentArgmax: () => ({ data: new Float32Array(2 * 3 * 4 * 5).map((_, i) => Math.sin(i)), batch: 2, classes: 3, height: 4, width: 5, nhwc: false, softmax: true, labels: new Uint8Array(40), scores: new Float32Array(40), threads: 2 }),
-  softmaxTopK: () => ({ data: new Float32Array(3 * 10).map((_, i) => Math.cos(i)), rows: 3, classes: 10, k: 4, softmax: true, indices: new Int32Array(12), values: new Float32Array(12), threads: 2 }),
-  ctcGreedy: () => ({ data: new Float32Array(2 * 7 * 5).map((_, i) => (i * 7) % 5), batch: 2, steps: 7, classes: 5, lengths: new Int32Array([7, 3]), blank: 0, mergeRepeats: true, softmax: false, threads: 2 }),
+  preprocess: () => ({
+    ...image(),
+    out: new Float32Array(3 * 4 * 4),
+    outOffset: 0,
+    nhwc: false,
+    outChannels: 3,
+    chanMap: chan(),
+    norm: norm(),
+    planeWidth: 4,
+    planeHeight: 4,
+    roiX: 0,
+    roiY: 0,
+    roiWidth: 4,
+    roiHeight: 3,
+    interp: 2,
+    threads: 2,
+  }),
+  cropBatch: () => ({
+    ...image(),
+    out: new Float32Array(2 * 3 * 4 * 5),
+    outOffset: 0,
+    nhwc: true,
+    outChannels: 3,
+    chanMap: chan(),
+    norm: norm(),
+    count: 2,
+    outWidth: 5,
+    outHeight: 4,
+    homographies: new Float64Array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0.5, 0, 1, 0, 0.5, 1, 0, 0, 1]),
+    widths: new Int32Array([5, 3]),
+    samples: new Int32Array([1, 2]),
+    threads: 2,
+  }),
+  nms: () => ({
+    boxes: new Float32Array([0, 0, 10, 10, 1, 1, 11, 11, 20, 20, 30, 30, 0, 0, 5, 5]),
+    scores: new Float32Array([0.9, 0.8, 0.7, 0.6]),
+    classes: new Int32Array([0, 0, 1, 1]),
+    n: 2,
+    batch: 2,
+    iouThreshold: 0.5,
+    scoreThreshold: 0.1,
+    preTopK: -1,
+    maxOutput: -1,
+    threads: 2,
+  }),
+  decodeDetections: () => ({
+    data: new Float32Array(2 * 6 * 7).map((_, i) => (i % 7) / 7),
+    batch: 2,
+    anchors: 6,
+    attrs: 7,
+    attrsFirst: false,
+    objectness: true,
+    xyxy: false,
+    sigmoid: true,
+    grid: new Float32Array(30).fill(1),
+    scoreThreshold: 0.1,
+    padX: 1,
+    padY: 2,
+    scaleX: 0.5,
+    scaleY: 0.5,
+    clipWidth: 100,
+    clipHeight: 100,
+    agnostic: false,
+    iouThreshold: 0.45,
+    preTopK: -1,
+    maxOutput: 300,
+    threads: 2,
+  }),
+  segmentArgmax: () => ({
+    data: new Float32Array(2 * 3 * 4 * 5).map((_, i) => Math.sin(i)),
+    batch: 2,
+    classes: 3,
+    height: 4,
+    width: 5,
+    nhwc: false,
+    softmax: true,
+    labels: new Uint8Array(40),
+    scores: new Float32Array(40),
+    threads: 2,
+  }),
+  softmaxTopK: () => ({
+    data: new Float32Array(3 * 10).map((_, i) => Math.cos(i)),
+    rows: 3,
+    classes: 10,
+    k: 4,
+    softmax: true,
+    indices: new Int32Array(12),
+    values: new Float32Array(12),
+    threads: 2,
+  }),
+  ctcGreedy: () => ({
+    data: new Float32Array(2 * 7 * 5).map((_, i) => (i * 7) % 5),
+    batch: 2,
+    steps: 7,
+    classes: 5,
+    lengths: new Int32Array([7, 3]),
+    blank: 0,
+    mergeRepeats: true,
+    softmax: false,
+    threads: 2,
+  }),
   dbPostprocess: () => {
     const prob = new Float32Array(40 * 30);
     for (let y = 5; y < 15; y++) for (let x = 4; x < 30; x++) prob[y * 40 + x] = 0.9;
-    return { prob, width: 40, height: 30, threshold: 0.3, boxThreshold: 0.6, unclipRatio: 1.5, minSize: 3, maxCandidates: 1000, dilate: true, scaleX: 2, scaleY: 2, clipWidth: 80, clipHeight: 60, threads: 2 };
+    return {
+      prob,
+      width: 40,
+      height: 30,
+      threshold: 0.3,
+      boxThreshold: 0.6,
+      unclipRatio: 1.5,
+      minSize: 3,
+      maxCandidates: 1000,
+      dilate: true,
+      scaleX: 2,
+      scaleY: 2,
+      clipWidth: 80,
+      clipHeight: 60,
+      threads: 2,
+    };
   },
 };
 const KERNELS = Object.keys(BASE) as (keyof Kernels)[];
@@ -42,7 +171,17 @@ function hostileArrays(v: ArrayBufferView & { length: number }): unknown[] {
   const detached = new (Ctor as new (n: number) => ArrayBufferView)(v.length);
   structuredClone(detached.buffer, { transfer: [detached.buffer as ArrayBuffer] });
   const big = new ArrayBuffer((v.length + 8) * (v as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT);
-  return [new Ctor(0), new Ctor(1), new Ctor(Math.max(0, v.length - 1)), detached, new Ctor(big, 8 * (v as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT, Math.max(0, v.length - 2)), new Float64Array(v.length), [1, 2, 3], null, 7];
+  return [
+    new Ctor(0),
+    new Ctor(1),
+    new Ctor(Math.max(0, v.length - 1)),
+    detached,
+    new Ctor(big, 8 * (v as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT, Math.max(0, v.length - 2)),
+    new Float64Array(v.length),
+    [1, 2, 3],
+    null,
+    7,
+  ];
 }
 
 /** Calls one raw kernel; returns 'ok' or the error's code (anything but a NativeError fails the test). */
@@ -67,14 +206,33 @@ describe.skipIf(!nativeExpected)('raw options fuzz: every kernel, hostile number
   it('each numeric field set to each hostile value: ok or a coded error, sync and async', async () => {
     const codes = new Set<string>();
     for (const k of KERNELS) {
-      const fields = Object.entries(BASE[k]()).filter(([, v]) => typeof v === 'number').map(([f]) => f);
+      const fields = Object.entries(BASE[k]())
+        .filter(([, v]) => typeof v === 'number')
+        .map(([f]) => f);
       for (const f of fields)
         for (const v of HOSTILE)
           for (const async of [false, true]) {
             const code = await attempt(k, { ...BASE[k](), [f]: v }, async);
             codes.add(code);
             // Non-integral or non-finite sizes are never accepted.
-            if (['width', 'height', 'n', 'batch', 'count', 'rows', 'classes', 'stride', 'outOffset', 'anchors', 'attrs', 'steps'].includes(f) && !Number.isInteger(v)) expect([k, f, v, code]).toEqual([k, f, v, 'E_NATIVE_KERNEL']);
+            if (
+              [
+                'width',
+                'height',
+                'n',
+                'batch',
+                'count',
+                'rows',
+                'classes',
+                'stride',
+                'outOffset',
+                'anchors',
+                'attrs',
+                'steps',
+              ].includes(f) &&
+              !Number.isInteger(v)
+            )
+              expect([k, f, v, code]).toEqual([k, f, v, 'E_NATIVE_KERNEL']);
           }
     }
     expect([...codes].sort()).toEqual(['E_NATIVE_KERNEL', 'ok']);
@@ -85,7 +243,11 @@ describe.skipIf(!nativeExpected)('raw options fuzz: every kernel, hostile number
       const base = BASE[k]();
       for (const [f, v] of Object.entries(base)) {
         if (!ArrayBuffer.isView(v)) continue;
-        for (const bad of hostileArrays(v as never)) for (const async of [false, true]) expect(['ok', 'E_NATIVE_KERNEL', 'E_NATIVE_ARGUMENT']).toContain(await attempt(k, { ...BASE[k](), [f]: bad }, async));
+        for (const bad of hostileArrays(v as never))
+          for (const async of [false, true])
+            expect(['ok', 'E_NATIVE_KERNEL', 'E_NATIVE_ARGUMENT']).toContain(
+              await attempt(k, { ...BASE[k](), [f]: bad }, async),
+            );
       }
     }
   });
@@ -93,13 +255,13 @@ describe.skipIf(!nativeExpected)('raw options fuzz: every kernel, hostile number
   it('overflowing products and regions: refused, never read out of bounds', async () => {
     const big = 2 ** 31 - 1;
     const cases: [keyof Kernels, Record<string, unknown>][] = [
-      ['preprocess', { roiX: big - 1, roiWidth: 4 }],  // roiX + roiWidth wraps in int32
+      ['preprocess', { roiX: big - 1, roiWidth: 4 }], // roiX + roiWidth wraps in int32
       ['preprocess', { planeWidth: 65536, planeHeight: 65536, roiWidth: 4, roiHeight: 3 }],
-      ['preprocess', { height: 2 ** 20, stride: 2 ** 50 }],  // (h - 1) * stride overflows int64
+      ['preprocess', { height: 2 ** 20, stride: 2 ** 50 }], // (h - 1) * stride overflows int64
       ['preprocess', { stride: 2 ** 53 }],
       ['preprocess', { outOffset: 2 ** 53 - 1 }],
       ['cropBatch', { count: big, outWidth: big, outHeight: big }],
-      ['nms', { batch: big, n: big }],  // batch * n * 4 wraps to 0 in uint64
+      ['nms', { batch: big, n: big }], // batch * n * 4 wraps to 0 in uint64
       ['nms', { batch: 2 ** 30, n: 2 ** 32 / 2 ** 30 }],
       ['decodeDetections', { batch: big, anchors: big, attrs: 8 }],
       ['decodeDetections', { grid: new Float32Array(5), anchors: 2 ** 31 - 1 }],
@@ -110,7 +272,8 @@ describe.skipIf(!nativeExpected)('raw options fuzz: every kernel, hostile number
       ['dbPostprocess', { width: 65536, height: 65536 }],
     ];
     for (const [k, patch] of cases)
-      for (const async of [false, true]) expect([k, patch, await attempt(k, { ...BASE[k](), ...patch }, async)]).toEqual([k, patch, 'E_NATIVE_KERNEL']);
+      for (const async of [false, true])
+        expect([k, patch, await attempt(k, { ...BASE[k](), ...patch }, async)]).toEqual([k, patch, 'E_NATIVE_KERNEL']);
   });
 
   it('seeded random multi-field mutations: ok or a coded error', async () => {
@@ -121,8 +284,13 @@ describe.skipIf(!nativeExpected)('raw options fuzz: every kernel, hostile number
       const raw = BASE[k]();
       const fields = Object.keys(raw);
       for (let m = 1 + Math.floor(r() * 3); m > 0; m--) {
-        const f = pick(fields), v = raw[f];
-        raw[f] = ArrayBuffer.isView(v) ? pick(hostileArrays(v as never)) : typeof v === 'number' ? pick(HOSTILE) : pick([true, false, 'x', undefined, {}]);
+        const f = pick(fields),
+          v = raw[f];
+        raw[f] = ArrayBuffer.isView(v)
+          ? pick(hostileArrays(v as never))
+          : typeof v === 'number'
+            ? pick(HOSTILE)
+            : pick([true, false, 'x', undefined, {}]);
       }
       expect(['ok', 'E_NATIVE_KERNEL', 'E_NATIVE_ARGUMENT']).toContain(await attempt(k, raw, r() < 0.3));
     }

@@ -15,13 +15,26 @@ import { nativeExpected } from './native-helpers.js';
 
 const root = new URL('..', import.meta.url).pathname;
 
-function child(env: Record<string, string>, body: string): { out: any; stderr: string; status: number | null; signal: string | null } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `import * as n from './native/index.ts';\nimport { rng } from './fixtures/random.ts';\n${body}`], {
-    cwd: root,
-    env: { ...process.env, XPKG_NATIVE: '', XPKG_NATIVE_SIMD: '', ...env },
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
+function child(
+  env: Record<string, string>,
+  body: string,
+): { out: any; stderr: string; status: number | null; signal: string | null } {
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `import * as n from './native/index.ts';\nimport { rng } from './fixtures/random.ts';\n${body}`,
+    ],
+    {
+      cwd: root,
+      env: { ...process.env, XPKG_NATIVE: '', XPKG_NATIVE_SIMD: '', ...env },
+      encoding: 'utf8',
+      timeout: 120_000,
+    },
+  );
   let out: any;
   try {
     out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
@@ -47,49 +60,62 @@ const NMS_RUN = `
   console.log(JSON.stringify({ info: n.nativeInfo(), keeps: sets }));`;
 
 function cpuFlags(): Set<string> {
-  const line = readFileSync('/proc/cpuinfo', 'latin1').split('\n').find((l) => l.startsWith('flags')) ?? '';
-  return new Set(line.slice(line.indexOf(':') + 1).trim().split(/\s+/));
+  const line =
+    readFileSync('/proc/cpuinfo', 'latin1')
+      .split('\n')
+      .find((l) => l.startsWith('flags')) ?? '';
+  return new Set(
+    line
+      .slice(line.indexOf(':') + 1)
+      .trim()
+      .split(/\s+/),
+  );
 }
 
-describe.skipIf(!nativeExpected || process.arch !== 'x64' || process.platform !== 'linux')('native ISA: portable build, run-time dispatch, refusal before load', () => {
-  it('the default build needs only x86-64-v2, and this CPU has it', () => {
-    const info = native.nativeInfo();
-    expect(info.backend).toBe('native');
-    expect(native.missingIsa(info.path!, cpuFlags(), 'baseline')).toEqual([]);
-  });
+describe.skipIf(!nativeExpected || process.arch !== 'x64' || process.platform !== 'linux')(
+  'native ISA: portable build, run-time dispatch, refusal before load',
+  () => {
+    it('the default build needs only x86-64-v2, and this CPU has it', () => {
+      const info = native.nativeInfo();
+      expect(info.backend).toBe('native');
+      expect(native.missingIsa(info.path!, cpuFlags(), 'baseline')).toEqual([]);
+    });
 
-  it('the dispatch follows the CPU and the injected cap; every path keeps the same boxes', () => {
-    const flags = cpuFlags();
-    const best = flags.has('avx512f') ? 'avx512' : flags.has('avx2') ? 'avx2' : 'sse4.2';
-    const runs = ['', 'avx2', 'baseline'].map((cap) => ({ cap, ...child({ XPKG_NATIVE_SIMD: cap }, NMS_RUN) }));
-    const portable = child({ XPKG_NATIVE: 'portable' }, NMS_RUN);
-    for (const r of [...runs, portable]) expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null });
-    expect(runs.map((r) => [r.cap, r.out.info.backend, r.out.info.simd])).toEqual([
-      ['', 'native', best],
-      ['avx2', 'native', best === 'sse4.2' ? 'sse4.2' : 'avx2'],
-      ['baseline', 'native', 'sse4.2'],
-    ]);
-    for (const r of runs) expect(r.out.keeps).toEqual(portable.out.keeps);
-    expect(portable.out.keeps.flat().length).toBeGreaterThan(500);
-  });
+    it('the dispatch follows the CPU and the injected cap; every path keeps the same boxes', () => {
+      const flags = cpuFlags();
+      const best = flags.has('avx512f') ? 'avx512' : flags.has('avx2') ? 'avx2' : 'sse4.2';
+      const runs = ['', 'avx2', 'baseline'].map((cap) => ({ cap, ...child({ XPKG_NATIVE_SIMD: cap }, NMS_RUN) }));
+      const portable = child({ XPKG_NATIVE: 'portable' }, NMS_RUN);
+      for (const r of [...runs, portable])
+        expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null });
+      expect(runs.map((r) => [r.cap, r.out.info.backend, r.out.info.simd])).toEqual([
+        ['', 'native', best],
+        ['avx2', 'native', best === 'sse4.2' ? 'sse4.2' : 'avx2'],
+        ['baseline', 'native', 'sse4.2'],
+      ]);
+      for (const r of runs) expect(r.out.keeps).toEqual(portable.out.keeps);
+      expect(portable.out.keeps.flat().length).toBeGreaterThan(500);
+    });
 
-  it('a build needing a feature the CPU lacks is refused before loading: portable kernels, the reason in nativeInfo', () => {
-    // A copy of the addon whose ISA marker says AVX2 (as a -march=haswell build's would), on a CPU
-    // capped to x86-64-v2: loading it could fault, so it must not be loaded at all.
-    const bytes = readFileSync(native.nativeInfo().path!);
-    const at = bytes.indexOf('xpkg-native-isa:ssse3,');
-    expect(at).toBeGreaterThan(0);
-    bytes.write('avx2,', at + 16, 'latin1');
-    const dir = mkdtempSync(join(tmpdir(), 'xpkg-isa-'));
-    const path = join(dir, 'xpkg_native.node');
-    writeFileSync(path, bytes);
-    expect(native.missingIsa(path, cpuFlags(), 'baseline')).toEqual(['avx2']);
-    const old = child({ XPKG_NATIVE_PATH: path, XPKG_NATIVE_SIMD: 'baseline' }, NMS_RUN);
-    expect({ status: old.status, signal: old.signal }).toEqual({ status: 0, signal: null });
-    expect(old.out.info).toMatchObject({ backend: 'portable', loadError: expect.stringMatching(/lacks \(avx2\)/) });
-    expect(old.stderr).toMatch(/native kernels not loaded .*lacks \(avx2\).*using portable TypeScript kernels/);
-    // The same file on a CPU that has AVX2 loads (the marker only names what the code may use).
-    copyFileSync(path, join(dir, 'copy.node'));
-    if (cpuFlags().has('avx2')) expect(child({ XPKG_NATIVE_PATH: join(dir, 'copy.node') }, NMS_RUN).out.info.backend).toBe('native');
-  });
-});
+    it('a build needing a feature the CPU lacks is refused before loading: portable kernels, the reason in nativeInfo', () => {
+      // A copy of the addon whose ISA marker says AVX2 (as a -march=haswell build's would), on a CPU
+      // capped to x86-64-v2: loading it could fault, so it must not be loaded at all.
+      const bytes = readFileSync(native.nativeInfo().path!);
+      const at = bytes.indexOf('xpkg-native-isa:ssse3,');
+      expect(at).toBeGreaterThan(0);
+      bytes.write('avx2,', at + 16, 'latin1');
+      const dir = mkdtempSync(join(tmpdir(), 'xpkg-isa-'));
+      const path = join(dir, 'xpkg_native.node');
+      writeFileSync(path, bytes);
+      expect(native.missingIsa(path, cpuFlags(), 'baseline')).toEqual(['avx2']);
+      const old = child({ XPKG_NATIVE_PATH: path, XPKG_NATIVE_SIMD: 'baseline' }, NMS_RUN);
+      expect({ status: old.status, signal: old.signal }).toEqual({ status: 0, signal: null });
+      expect(old.out.info).toMatchObject({ backend: 'portable', loadError: expect.stringMatching(/lacks \(avx2\)/) });
+      expect(old.stderr).toMatch(/native kernels not loaded .*lacks \(avx2\).*using portable TypeScript kernels/);
+      // The same file on a CPU that has AVX2 loads (the marker only names what the code may use).
+      copyFileSync(path, join(dir, 'copy.node'));
+      if (cpuFlags().has('avx2'))
+        expect(child({ XPKG_NATIVE_PATH: join(dir, 'copy.node') }, NMS_RUN).out.info.backend).toBe('native');
+    });
+  },
+);

@@ -5,11 +5,23 @@
  * f16 within one half-float ulp.
  */
 import { describe, expect, it } from 'vitest';
-import { preprocessSync, type ImageInput, type PixelFormat, type PreprocessOptions, type PreprocessResult } from '../native/index.js';
+import {
+  type ImageInput,
+  type PixelFormat,
+  type PreprocessOptions,
+  type PreprocessResult,
+  preprocessSync,
+} from '../native/index.js';
 import { halfMaxDiff, maxAbsDiff, nativeExpected, onBoth, onPortable, randomBytes } from './native-helpers.js';
 
 const CH: Record<PixelFormat, number> = { rgb: 3, rgba: 4, bgr: 3, bgra: 4, gray: 1 };
-const RGB: Record<PixelFormat, number[]> = { rgb: [0, 1, 2], rgba: [0, 1, 2], bgr: [2, 1, 0], bgra: [2, 1, 0], gray: [0, 0, 0] };
+const RGB: Record<PixelFormat, number[]> = {
+  rgb: [0, 1, 2],
+  rgba: [0, 1, 2],
+  bgr: [2, 1, 0],
+  bgra: [2, 1, 0],
+  gray: [0, 0, 0],
+};
 
 function image(width: number, height: number, format: PixelFormat, seed: number, extraStride = 0): ImageInput {
   const stride = width * CH[format] + extraStride;
@@ -20,7 +32,8 @@ function image(width: number, height: number, format: PixelFormat, seed: number,
 function weight(kind: 'bilinear' | 'area', o: number, i: number, src: number, dst: number): number {
   const s = src / dst;
   if (kind === 'area') {
-    const lo = Math.max(o * s, i), hi = Math.min((o + 1) * s, i + 1);
+    const lo = Math.max(o * s, i),
+      hi = Math.min((o + 1) * s, i + 1);
     return hi > lo ? (hi - lo) / s : 0;
   }
   const c = Math.max((o + 0.5) * s - 0.5, 0);
@@ -51,12 +64,14 @@ function reference(img: ImageInput, o: PreprocessOptions, r: PreprocessResult): 
   const mean = [0, 1, 2].map((k) => (Array.isArray(o.mean) ? o.mean[k] : (o.mean ?? 0)));
   const std = [0, 1, 2].map((k) => (Array.isArray(o.std) ? o.std[k] : (o.std ?? 1)));
   const padPixel = o.resize.mode === 'letterbox' ? (o.resize.padPixel ?? 114) : 0;
-  const kx = kindOf(o.interpolation ?? 'auto', img.width, rw), ky = kindOf(o.interpolation ?? 'auto', img.height, rh);
+  const kx = kindOf(o.interpolation ?? 'auto', img.width, rw),
+    ky = kindOf(o.interpolation ?? 'auto', img.height, rh);
   const out = new Float64Array(W * H * K);
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
       for (let k = 0; k < K; k++) {
-        const ox = x - r.pad.x, oy = y - r.pad.y;
+        const ox = x - r.pad.x,
+          oy = y - r.pad.y;
         let v: number;
         if (ox < 0 || oy < 0 || ox >= rw || oy >= rh) v = (padPixel as number) * scale;
         else {
@@ -80,14 +95,40 @@ function reference(img: ImageInput, o: PreprocessOptions, r: PreprocessResult): 
 
 const cases: [string, ImageInput, PreprocessOptions][] = [
   ['rgb letterbox wide', image(97, 31, 'rgb', 1), { resize: { mode: 'letterbox', width: 64, height: 64 } }],
-  ['rgba stretch odd stride', image(41, 37, 'rgba', 2, 3), { resize: { mode: 'stretch', width: 20, height: 30 }, interpolation: 'bilinear' }],
-  ['bgr area shrink, bgr out, mean/std', image(120, 90, 'bgr', 3, 1), { resize: { mode: 'stretch', width: 23, height: 17 }, interpolation: 'area', channelOrder: 'bgr', mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }],
-  ['bgra auto (area x, bilinear y) nhwc', image(200, 20, 'bgra', 4), { resize: { mode: 'stretch', width: 40, height: 15 }, layout: 'nhwc' }],
+  [
+    'rgba stretch odd stride',
+    image(41, 37, 'rgba', 2, 3),
+    { resize: { mode: 'stretch', width: 20, height: 30 }, interpolation: 'bilinear' },
+  ],
+  [
+    'bgr area shrink, bgr out, mean/std',
+    image(120, 90, 'bgr', 3, 1),
+    {
+      resize: { mode: 'stretch', width: 23, height: 17 },
+      interpolation: 'area',
+      channelOrder: 'bgr',
+      mean: [0.485, 0.456, 0.406],
+      std: [0.229, 0.224, 0.225],
+    },
+  ],
+  [
+    'bgra auto (area x, bilinear y) nhwc',
+    image(200, 20, 'bgra', 4),
+    { resize: { mode: 'stretch', width: 40, height: 15 }, layout: 'nhwc' },
+  ],
   ['gray limitSide', image(70, 45, 'gray', 5, 7), { resize: { mode: 'limitSide', limit: 48, multiple: 16 } }],
   ['1x1 image letterbox', image(1, 1, 'rgb', 6), { resize: { mode: 'letterbox', width: 8, height: 5, padPixel: 0 } }],
-  ['1x300 extreme aspect', image(1, 300, 'rgba', 7), { resize: { mode: 'letterbox', width: 32, height: 32, anchor: 'topLeft' } }],
+  [
+    '1x300 extreme aspect',
+    image(1, 300, 'rgba', 7),
+    { resize: { mode: 'letterbox', width: 32, height: 32, anchor: 'topLeft' } },
+  ],
   ['300x1 extreme aspect', image(300, 1, 'rgb', 8, 5), { resize: { mode: 'letterbox', width: 32, height: 32 } }],
-  ['upscale 3x5 -> 17x11', image(3, 5, 'rgb', 9), { resize: { mode: 'stretch', width: 17, height: 11 }, interpolation: 'area', scale: 1, mean: 100, std: 50 }],
+  [
+    'upscale 3x5 -> 17x11',
+    image(3, 5, 'rgb', 9),
+    { resize: { mode: 'stretch', width: 17, height: 11 }, interpolation: 'area', scale: 1, mean: 100, std: 50 },
+  ],
 ];
 
 describe('preprocess vs reference', () => {
@@ -101,7 +142,9 @@ describe('preprocess vs reference', () => {
   }
 
   it('letterbox geometry: centred, scale and padding returned for the inverse mapping', () => {
-    const r = onPortable(() => preprocessSync(image(1920, 1080, 'rgba', 10), { resize: { mode: 'letterbox', width: 640, height: 640 } }));
+    const r = onPortable(() =>
+      preprocessSync(image(1920, 1080, 'rgba', 10), { resize: { mode: 'letterbox', width: 640, height: 640 } }),
+    );
     expect(r.dims).toEqual([1, 3, 640, 640]);
     expect(r.resized).toEqual({ width: 640, height: 360 });
     expect(r.pad).toEqual({ x: 0, y: 140 });
@@ -110,15 +153,28 @@ describe('preprocess vs reference', () => {
   });
 
   it('limitSide rounds each side to the multiple (PaddleOCR det resize)', () => {
-    const r = onPortable(() => preprocessSync(image(1000, 500, 'rgb', 11), { resize: { mode: 'limitSide', limit: 960 }, interpolation: 'bilinear' }));
+    const r = onPortable(() =>
+      preprocessSync(image(1000, 500, 'rgb', 11), {
+        resize: { mode: 'limitSide', limit: 960 },
+        interpolation: 'bilinear',
+      }),
+    );
     expect(r.dims).toEqual([1, 3, 480, 960]);
-    const s = onPortable(() => preprocessSync(image(10, 7, 'rgb', 12), { resize: { mode: 'limitSide', limit: 64, side: 'min', multiple: 32 } }));
+    const s = onPortable(() =>
+      preprocessSync(image(10, 7, 'rgb', 12), { resize: { mode: 'limitSide', limit: 64, side: 'min', multiple: 32 } }),
+    );
     expect(s.dims).toEqual([1, 3, 64, 96]);
   });
 
   it('writes into a batch tensor at an offset and leaves the rest alone', () => {
     const out = new Float32Array(2 * 3 * 16 * 16).fill(-7);
-    onPortable(() => preprocessSync(image(30, 20, 'rgb', 13), { resize: { mode: 'letterbox', width: 16, height: 16 }, out, outOffset: 3 * 16 * 16 }));
+    onPortable(() =>
+      preprocessSync(image(30, 20, 'rgb', 13), {
+        resize: { mode: 'letterbox', width: 16, height: 16 },
+        out,
+        outOffset: 3 * 16 * 16,
+      }),
+    );
     expect(out.subarray(0, 768).every((v) => v === -7)).toBe(true);
     expect(out.subarray(768).some((v) => v === -7)).toBe(false);
   });
@@ -139,7 +195,9 @@ describe.skipIf(!nativeExpected)('preprocess native vs portable', () => {
       const o: PreprocessOptions = { resize: { mode: 'letterbox', width: 640, height: 640 }, interpolation };
       const f32 = onBoth(() => preprocessSync(img, o));
       expect(maxAbsDiff(f32.native.data, f32.portable.data)).toBeLessThan(2e-5);
-      const f16 = onBoth(() => preprocessSync(img, { ...o, dtype: 'f16', layout: 'nhwc', mean: [0.5, 0.5, 0.5], std: 0.5 }));
+      const f16 = onBoth(() =>
+        preprocessSync(img, { ...o, dtype: 'f16', layout: 'nhwc', mean: [0.5, 0.5, 0.5], std: 0.5 }),
+      );
       expect(f16.native.data).toBeInstanceOf(Uint16Array);
       // One half-float ulp at |v| <= 1 is <= 2^-10.
       expect(halfMaxDiff(f16.native.data, f16.portable.data)).toBeLessThanOrEqual(2 ** -10);
@@ -148,7 +206,9 @@ describe.skipIf(!nativeExpected)('preprocess native vs portable', () => {
 
   it('same output for 1, 2 and 5 threads (deterministic)', () => {
     const img = image(333, 251, 'bgr', 15, 1);
-    const run = (threads: number) => onBoth(() => preprocessSync(img, { resize: { mode: 'letterbox', width: 160, height: 160 }, threads })).native.data;
+    const run = (threads: number) =>
+      onBoth(() => preprocessSync(img, { resize: { mode: 'letterbox', width: 160, height: 160 }, threads })).native
+        .data;
     const one = run(1);
     expect(run(2)).toEqual(one);
     expect(run(5)).toEqual(one);

@@ -4,7 +4,7 @@
  * and box scores. Native and portable must agree bit for bit (same double arithmetic).
  */
 import { describe, expect, it } from 'vitest';
-import { dbPostprocessSync, type DbOptions } from '../native/index.js';
+import { type DbOptions, dbPostprocessSync } from '../native/index.js';
 import { nativeExpected, onBoth, onPortable, rng } from './native-helpers.js';
 
 interface Rect {
@@ -20,10 +20,12 @@ function draw(W: number, H: number, rects: Rect[], seed: number): Float32Array {
   const r = rng(seed);
   const m = new Float32Array(W * H).map(() => r() * 0.1);
   for (const q of rects) {
-    const c = Math.cos(q.a), s = Math.sin(q.a);
+    const c = Math.cos(q.a),
+      s = Math.sin(q.a);
     for (let y = 0; y < H; y++) {
       for (let x = 0; x < W; x++) {
-        const dx = x - q.cx, dy = y - q.cy;
+        const dx = x - q.cx,
+          dy = y - q.cy;
         if (Math.abs(dx * c + dy * s) <= q.w / 2 && Math.abs(-dx * s + dy * c) <= q.h / 2) m[y * W + x] = 0.9;
       }
     }
@@ -38,8 +40,14 @@ function components(mask: Uint8Array, W: number, H: number): number[][] {
   for (let y = 0; y < H; y++)
     for (let x = 0; x < W; x++) {
       if (!mask[y * W + x]) continue;
-      for (const [dx, dy] of [[-1, -1], [0, -1], [1, -1], [-1, 0]]) {
-        const nx = x + dx, ny = y + dy;
+      for (const [dx, dy] of [
+        [-1, -1],
+        [0, -1],
+        [1, -1],
+        [-1, 0],
+      ]) {
+        const nx = x + dx,
+          ny = y + dy;
         if (nx >= 0 && ny >= 0 && nx < W && mask[ny * W + nx]) parent[find(y * W + x)] = find(ny * W + nx);
       }
     }
@@ -52,23 +60,32 @@ function components(mask: Uint8Array, W: number, H: number): number[][] {
 function sweepRect(pixels: number[], W: number): { w: number; h: number } {
   let best = { area: Infinity, w: 0, h: 0 };
   for (let d = 0; d < 90; d += 0.02) {
-    const a = (d * Math.PI) / 180, c = Math.cos(a), s = Math.sin(a);
-    let s0 = Infinity, s1 = -Infinity, t0 = Infinity, t1 = -Infinity;
+    const a = (d * Math.PI) / 180,
+      c = Math.cos(a),
+      s = Math.sin(a);
+    let s0 = Infinity,
+      s1 = -Infinity,
+      t0 = Infinity,
+      t1 = -Infinity;
     for (const p of pixels) {
-      const x = p % W, y = Math.floor(p / W);
-      const u = x * c + y * s, v = -x * s + y * c;
-      s0 = Math.min(s0, u), s1 = Math.max(s1, u), t0 = Math.min(t0, v), t1 = Math.max(t1, v);
+      const x = p % W,
+        y = Math.floor(p / W);
+      const u = x * c + y * s,
+        v = -x * s + y * c;
+      (s0 = Math.min(s0, u)), (s1 = Math.max(s1, u)), (t0 = Math.min(t0, v)), (t1 = Math.max(t1, v));
     }
     if ((s1 - s0) * (t1 - t0) < best.area) best = { area: (s1 - s0) * (t1 - t0), w: s1 - s0, h: t1 - t0 };
   }
   return best;
 }
 
-const side = (q: Float32Array, k: number, a: number, b: number) => Math.hypot(q[8 * k + 2 * a] - q[8 * k + 2 * b], q[8 * k + 2 * a + 1] - q[8 * k + 2 * b + 1]);
+const side = (q: Float32Array, k: number, a: number, b: number) =>
+  Math.hypot(q[8 * k + 2 * a] - q[8 * k + 2 * b], q[8 * k + 2 * a + 1] - q[8 * k + 2 * b + 1]);
 
 describe('dbPostprocess', () => {
   it('rotated text boxes: count, rectangle sides after unclip, score, corner order', () => {
-    const W = 160, H = 120;
+    const W = 160,
+      H = 120;
     const rects: Rect[] = [
       { cx: 40, cy: 30, w: 50, h: 12, a: 0.3 },
       { cx: 110, cy: 40, w: 60, h: 10, a: -0.15 },
@@ -115,7 +132,12 @@ describe('dbPostprocess', () => {
     expect(run(new Float32Array([1]), { width: 1, height: 1, minSize: 0 }).count).toBe(0);
     const nan = new Float32Array(400).fill(NaN);
     expect(run(nan, { width: 20, height: 20 }).count).toBe(0);
-    const many = draw(100, 40, [0, 1, 2, 3].map((i) => ({ cx: 12 + i * 25, cy: 20, w: 18, h: 10, a: 0 })), 2);
+    const many = draw(
+      100,
+      40,
+      [0, 1, 2, 3].map((i) => ({ cx: 12 + i * 25, cy: 20, w: 18, h: 10, a: 0 })),
+      2,
+    );
     expect(run(many, { width: 100, height: 40 }).count).toBe(4);
     expect(run(many, { width: 100, height: 40, maxCandidates: 2 }).count).toBe(2);
     expect(run(many, { width: 100, height: 40, boxThreshold: 0.95 }).count).toBe(0);
@@ -136,12 +158,27 @@ describe.skipIf(!nativeExpected)('dbPostprocess native vs portable (bit for bit)
   it('random blobs with dilation and odd sizes', () => {
     const r = rng(3);
     for (let trial = 0; trial < 4; trial++) {
-      const W = 97 + trial * 31, H = 61 + trial * 17;
-      const rects = Array.from({ length: 12 }, () => ({ cx: r() * W, cy: r() * H, w: 3 + r() * 40, h: 2 + r() * 12, a: (r() - 0.5) * 3 }));
+      const W = 97 + trial * 31,
+        H = 61 + trial * 17;
+      const rects = Array.from({ length: 12 }, () => ({
+        cx: r() * W,
+        cy: r() * H,
+        w: 3 + r() * 40,
+        h: 2 + r() * 12,
+        a: (r() - 0.5) * 3,
+      }));
       const prob = draw(W, H, rects, trial);
       for (let i = 0; i < prob.length; i += 97) prob[i] = NaN;
       for (const dilate of [false, true]) {
-        const o: DbOptions = { width: W, height: H, dilate, boxThreshold: 0.5, outputWidth: W * 2.5, outputHeight: H * 1.5, threads: 2 };
+        const o: DbOptions = {
+          width: W,
+          height: H,
+          dilate,
+          boxThreshold: 0.5,
+          outputWidth: W * 2.5,
+          outputHeight: H * 1.5,
+          threads: 2,
+        };
         const both = onBoth(() => dbPostprocessSync(prob, o));
         expect(both.native.count).toBeGreaterThan(0);
         expect(both.native).toEqual(both.portable);

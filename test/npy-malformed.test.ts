@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseNpy, NPY_MAX_HEADER, type NpyProblem } from '../runner/inputs/npy.js';
+import { NPY_MAX_HEADER, type NpyProblem, parseNpy } from '../runner/inputs/npy.js';
 import { RunnerError } from '../spec/errors.js';
 
 const data = (f: string) => readFileSync(join('test/data/npy', f));
@@ -23,10 +23,16 @@ function npy(header: string, body: Uint8Array = new Uint8Array(0), version = 1, 
   const len = Buffer.alloc(lenSize);
   if (version === 1) len.writeUInt16LE(h.length);
   else len.writeUInt32LE(h.length);
-  return Buffer.concat([Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, version, 0]), len, Buffer.from(h, 'latin1'), body]);
+  return Buffer.concat([
+    Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, version, 0]),
+    len,
+    Buffer.from(h, 'latin1'),
+    body,
+  ]);
 }
 const f32 = (...v: number[]) => new Uint8Array(new Float32Array(v).buffer);
-const header = (descr: string, shape: string, fortran = 'False') => `{'descr': '${descr}', 'fortran_order': ${fortran}, 'shape': ${shape}, }`;
+const header = (descr: string, shape: string, fortran = 'False') =>
+  `{'descr': '${descr}', 'fortran_order': ${fortran}, 'shape': ${shape}, }`;
 
 function refusal(bytes: Uint8Array): { code: string; reason: string } {
   try {
@@ -86,20 +92,32 @@ describe('malformed .npy files → E_RUN_INPUT_FORMAT with a reason', () => {
     ['version 1.1', Buffer.concat([good.subarray(0, 6), Buffer.from([1, 1]), good.subarray(8)]), 'version'],
     ['ends inside the header length of v2', npy(header('<f4', '(2,)'), f32(1, 2), 2).subarray(0, 10), 'truncated'],
     ['ends inside the header', good.subarray(0, 40), 'truncated'],
-    ['header longer than the limit', npy(`{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }${' '.repeat(NPY_MAX_HEADER)}`, f32(1, 2)), 'header'],
+    [
+      'header longer than the limit',
+      npy(`{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }${' '.repeat(NPY_MAX_HEADER)}`, f32(1, 2)),
+      'header',
+    ],
     ['header not a dict', npy("['descr', '<f4']", f32(1, 2)), 'header'],
     ['header without the newline', npy(header('<f4', '(2,)'), f32(1, 2), 1, false), 'header'],
     ['text after the dict', npy(`${header('<f4', '(2,)')} x`, f32(1, 2)), 'header'],
     ['a missing key', npy("{'descr': '<f4', 'shape': (2,), }", f32(1, 2)), 'header'],
     ['an extra key', npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'x': True, }", f32(1, 2)), 'header'],
-    ['a duplicate key', npy("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", f32(1, 2)), 'header'],
+    [
+      'a duplicate key',
+      npy("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", f32(1, 2)),
+      'header',
+    ],
     ['a non-ASCII byte in the header', npy(header('<f4', '(2,)').replace('}', ' \u00e9}'), f32(1, 2)), 'header'],
     ['an unterminated string', npy("{'descr: '<f4', 'fortran_order': False, 'shape': (2,), }", f32(1, 2)), 'header'],
     ['fortran_order not a bool', npy(header('<f4', '(2,)', '0'), f32(1, 2)), 'header'],
     ['Fortran order (NumPy wrote it)', data('fortran-v1.npy'), 'order'],
     ['float64 (NumPy wrote it)', data('f8-v1.npy'), 'dtype'],
     ['an object array (a pickle)', npy(header('|O', '(1,)'), new Uint8Array(8)), 'dtype'],
-    ['a structured dtype', npy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", f32(1, 2)), 'dtype'],
+    [
+      'a structured dtype',
+      npy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", f32(1, 2)),
+      'dtype',
+    ],
     ['a unicode string dtype', npy(header('<U3', '(1,)'), new Uint8Array(12)), 'dtype'],
     ['a multi-byte dtype without byte order', npy(header('|f4', '(2,)'), f32(1, 2)), 'dtype'],
     ['a bool that is neither 0 nor 1', npy(header('|b1', '(2,)'), new Uint8Array([1, 2])), 'dtype'],

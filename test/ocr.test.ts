@@ -7,10 +7,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { charAccuracy, expectedLines, pages, renderPng, renderRaw, type PageSpec } from '../fixtures/images/render.js';
+import { charAccuracy, expectedLines, type PageSpec, pages, renderPng, renderRaw } from '../fixtures/images/render.js';
 import { prepare } from '../fixtures/paddleocr-v4/build.js';
 import { setNativeBackend } from '../native/index.js';
-import { openLocalContext, runPipeline, type LocalContext, type TextLine } from '../runner/pipeline/index.js';
+import { type LocalContext, openLocalContext, runPipeline, type TextLine } from '../runner/pipeline/index.js';
 
 let dir: string;
 let ctx: LocalContext;
@@ -45,25 +45,36 @@ afterAll(async () => {
 });
 
 describe('paddleocr-v4 on rendered text', () => {
-  it.each(corpus.filter((p) => p.clean).map((p) => [p.name, p] as const))('%s: character accuracy ≥ 0.95', async (_name, p) => {
-    const lines = await page(p);
-    const acc = charAccuracy(lines.map((l) => l.text), expectedLines(p));
-    expect(acc, JSON.stringify(lines.map((l) => l.text))).toBeGreaterThanOrEqual(0.95);
-    for (const l of lines) {
-      expect(l.score).toBeGreaterThanOrEqual(0.5);
-      expect(l.score).toBeLessThanOrEqual(1);
-      for (const [x, y] of l.box) {
-        expect(x).toBeGreaterThanOrEqual(0);
-        expect(x).toBeLessThanOrEqual(p.width);
-        expect(y).toBeGreaterThanOrEqual(0);
-        expect(y).toBeLessThanOrEqual(p.height);
+  it.each(corpus.filter((p) => p.clean).map((p) => [p.name, p] as const))(
+    '%s: character accuracy ≥ 0.95',
+    async (_name, p) => {
+      const lines = await page(p);
+      const acc = charAccuracy(
+        lines.map((l) => l.text),
+        expectedLines(p),
+      );
+      expect(acc, JSON.stringify(lines.map((l) => l.text))).toBeGreaterThanOrEqual(0.95);
+      for (const l of lines) {
+        expect(l.score).toBeGreaterThanOrEqual(0.5);
+        expect(l.score).toBeLessThanOrEqual(1);
+        for (const [x, y] of l.box) {
+          expect(x).toBeGreaterThanOrEqual(0);
+          expect(x).toBeLessThanOrEqual(p.width);
+          expect(y).toBeGreaterThanOrEqual(0);
+          expect(y).toBeLessThanOrEqual(p.height);
+        }
       }
-    }
-  });
+    },
+  );
 
   it('noisy page: accuracy ≥ 0.9', async () => {
     const p = byName('noisy');
-    expect(charAccuracy((await page(p)).map((l) => l.text), expectedLines(p))).toBeGreaterThanOrEqual(0.9);
+    expect(
+      charAccuracy(
+        (await page(p)).map((l) => l.text),
+        expectedLines(p),
+      ),
+    ).toBeGreaterThanOrEqual(0.9);
   });
 
   it('two columns are read one after the other, the heading first', async () => {
@@ -75,7 +86,7 @@ describe('paddleocr-v4 on rendered text', () => {
     expect(want).toEqual(want.map((_, i) => i));
   });
 
-  it('line boxes start at the text\'s own top-left corner, rotated lines included', async () => {
+  it("line boxes start at the text's own top-left corner, rotated lines included", async () => {
     const [line] = await page(byName('paragraph'));
     expect(line.box[0][0]).toBeLessThan(line.box[1][0]); // left to right
     expect(line.box[0][1]).toBeLessThan(line.box[3][1]); // top above bottom
@@ -103,13 +114,20 @@ describe('paddleocr-v4 on rendered text', () => {
   });
 
   it('a blank image has no lines; a 1×1 image has no lines', async () => {
-    expect(await ocr({ data: new Uint8Array(320 * 200 * 3).fill(255), width: 320, height: 200, channels: 3 })).toEqual([]);
+    expect(await ocr({ data: new Uint8Array(320 * 200 * 3).fill(255), width: 320, height: 200, channels: 3 })).toEqual(
+      [],
+    );
     expect(await ocr({ data: new Uint8Array(3), width: 1, height: 1, channels: 3 })).toEqual([]);
   });
 
   it('reads the shipped example image (fixtures/images/example.png)', async () => {
     const lines = await ocr(await readFile(new URL('../fixtures/images/example.png', import.meta.url)));
-    expect(charAccuracy(lines.map((l) => l.text), expectedLines(byName('paragraph')))).toBeGreaterThanOrEqual(0.95);
+    expect(
+      charAccuracy(
+        lines.map((l) => l.text),
+        expectedLines(byName('paragraph')),
+      ),
+    ).toBeGreaterThanOrEqual(0.95);
   });
 
   it('the portable TypeScript kernels read the same lines as the native ones', async () => {
@@ -145,8 +163,14 @@ describe('paddleocr-v4 on rendered text', () => {
     const batched = await openLocalContext(staging);
     try {
       for (const name of ['two-column', 'upside-down']) {
-        const lines = (await runPipeline(batched, { image: images.get(name) ?? (await renderPng(byName(name))) })).outputs.lines as TextLine[];
-        expect(charAccuracy(lines.map((l) => l.text), expectedLines(byName(name)))).toBeGreaterThanOrEqual(0.95);
+        const lines = (await runPipeline(batched, { image: images.get(name) ?? (await renderPng(byName(name))) }))
+          .outputs.lines as TextLine[];
+        expect(
+          charAccuracy(
+            lines.map((l) => l.text),
+            expectedLines(byName(name)),
+          ),
+        ).toBeGreaterThanOrEqual(0.95);
       }
     } finally {
       await batched.release();

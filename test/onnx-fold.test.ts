@@ -9,8 +9,16 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { foldAffineConv, type FoldStats } from '../fixtures/onnx-fold.js';
-import { decodeMessage, encodeMessage, fieldsOf, messageField, ONNX, sub, type Message } from '../fixtures/onnx-proto.js';
+import { type FoldStats, foldAffineConv } from '../fixtures/onnx-fold.js';
+import {
+  decodeMessage,
+  encodeMessage,
+  fieldsOf,
+  type Message,
+  messageField,
+  ONNX,
+  sub,
+} from '../fixtures/onnx-proto.js';
 import { encodeModel, type GraphSpec, type Initializer } from '../fixtures/onnx-tiny.js';
 import { FILES, modelsDir } from '../fixtures/paddleocr-v4/build.js';
 import { rng } from '../fixtures/random.js';
@@ -24,14 +32,24 @@ const EXPECTED: Record<Name, FoldStats> = {
   cls: { pre: 0, hardSwish: 18, post: 0 },
 };
 
-const models = {} as Record<Name, { original: Uint8Array; folded: Uint8Array; stats: FoldStats; a: ort.InferenceSession; b: ort.InferenceSession }>;
-const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: 'all' };
+const models = {} as Record<
+  Name,
+  { original: Uint8Array; folded: Uint8Array; stats: FoldStats; a: ort.InferenceSession; b: ort.InferenceSession }
+>;
+const options: ort.InferenceSession.SessionOptions = {
+  intraOpNumThreads: 2,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: 'all',
+};
 
 beforeAll(async () => {
   for (const name of ['det', 'rec', 'cls'] as const) {
     const original = new Uint8Array(readFileSync(join(modelsDir(), file(name))));
     const { bytes: folded, stats } = foldAffineConv(original);
-    const [a, b] = await Promise.all([ort.InferenceSession.create(original, options), ort.InferenceSession.create(folded, options)]);
+    const [a, b] = await Promise.all([
+      ort.InferenceSession.create(original, options),
+      ort.InferenceSession.create(folded, options),
+    ]);
     models[name] = { original, folded, stats, a, b };
   }
 });
@@ -104,7 +122,12 @@ describe('foldAffineConv on the PaddleOCR models', () => {
   });
 
   it('rec: same probabilities and the same best class per column, at several widths', async () => {
-    for (const [width, seed] of [[8, 1], [40, 2], [160, 3], [320, 4]]) {
+    for (const [width, seed] of [
+      [8, 1],
+      [40, 2],
+      [160, 3],
+      [320, 4],
+    ]) {
       const r = await compare('rec', [2, 3, 48, width], seed);
       expect(r.max, `width ${width}`).toBeLessThanOrEqual(1e-4);
       const classes = r.dims[r.dims.length - 1];
@@ -119,7 +142,10 @@ describe('foldAffineConv on the PaddleOCR models', () => {
   });
 
   it('det: same probability map (opset 11: Clip bounds are inputs)', async () => {
-    for (const [dims, seed] of [[[1, 3, 64, 96], 6], [[1, 3, 96, 64], 7]] as const) {
+    for (const [dims, seed] of [
+      [[1, 3, 64, 96], 6],
+      [[1, 3, 96, 64], 7],
+    ] as const) {
       const r = await compare('det', [...dims], seed, strokes);
       expect(Math.max(...r.da)).toBeGreaterThan(0.9); // the map is not flat: the comparison means something
       expect(Math.min(...r.da)).toBeLessThan(0.1);
@@ -138,7 +164,12 @@ describe('foldAffineConv on the PaddleOCR models', () => {
 
 describe('foldAffineConv on tiny graphs (the conditions)', () => {
   const f32 = (...v: number[]) => new Uint8Array(new Float32Array(v).buffer);
-  const init = (name: string, dims: number[], values: number[]): Initializer => ({ name, type: 'float32', dims, raw: f32(...values) });
+  const init = (name: string, dims: number[], values: number[]): Initializer => ({
+    name,
+    type: 'float32',
+    dims,
+    raw: f32(...values),
+  });
   const W = init('W', [2, 2, 1, 1], [0.5, -1, 2, 0.25]);
   const base = (nodes: GraphSpec['nodes'], extra: Initializer[] = []) =>
     encodeModel({
@@ -152,7 +183,10 @@ describe('foldAffineConv on tiny graphs (the conditions)', () => {
   const quiet: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3 }; // the tiny graphs leave some initializers unused
   async function same(model: Uint8Array, folded: Uint8Array): Promise<void> {
     const x = input([1, 2, 3, 3], 9);
-    const [a, b] = await Promise.all([ort.InferenceSession.create(model, quiet), ort.InferenceSession.create(folded, quiet)]);
+    const [a, b] = await Promise.all([
+      ort.InferenceSession.create(model, quiet),
+      ort.InferenceSession.create(folded, quiet),
+    ]);
     const [ya, yb] = [(await a.run({ X: x })).Y.data as Float32Array, (await b.run({ X: x })).Y.data as Float32Array];
     for (let i = 0; i < ya.length; i++) expect(Math.abs(ya[i] - yb[i])).toBeLessThanOrEqual(1e-6);
     await Promise.all([a.release(), b.release()]);
@@ -218,7 +252,13 @@ describe('onnx-proto', () => {
     const tensor = (t: Message) => deep(t, {});
     const attribute = (a: Message) => deep(a, { [ONNX.attribute.t]: tensor });
     const node = (n: Message) => deep(n, { [ONNX.node.attribute]: attribute });
-    const graph = (g: Message) => deep(g, { [ONNX.graph.node]: node, [ONNX.graph.initializer]: tensor, [ONNX.graph.input]: (v) => v, [ONNX.graph.output]: (v) => v });
+    const graph = (g: Message) =>
+      deep(g, {
+        [ONNX.graph.node]: node,
+        [ONNX.graph.initializer]: tensor,
+        [ONNX.graph.input]: (v) => v,
+        [ONNX.graph.output]: (v) => v,
+      });
     return encodeMessage(deep(decodeMessage(model), { [ONNX.model.graph]: graph, [ONNX.model.opsetImport]: (o) => o }));
   }
 

@@ -7,7 +7,19 @@ const value = fc.oneof(
   { weight: 8, arbitrary: fc.float({ min: -50, max: 50, noNaN: true }) },
   { weight: 1, arbitrary: fc.constantFrom(NaN, -Infinity, Infinity, 0, 1) },
 );
-const matrixArb = fc.integer({ min: 0, max: 6 }).chain((rows) => fc.integer({ min: 1, max: 8 }).chain((cols) => fc.tuple(fc.constant(rows), fc.constant(cols), fc.array(value, { minLength: rows * cols, maxLength: rows * cols }))));
+const matrixArb = fc
+  .integer({ min: 0, max: 6 })
+  .chain((rows) =>
+    fc
+      .integer({ min: 1, max: 8 })
+      .chain((cols) =>
+        fc.tuple(
+          fc.constant(rows),
+          fc.constant(cols),
+          fc.array(value, { minLength: rows * cols, maxLength: rows * cols }),
+        ),
+      ),
+  );
 
 /** Reference ranking: NaN lowest, then by value descending, ties by index. */
 function refRank(row: number[]): number[] {
@@ -22,19 +34,31 @@ function refRank(row: number[]): number[] {
 describe('softmax', () => {
   it('rows sum to 1, are shift-invariant and keep the order', () => {
     fc.assert(
-      fc.property(fc.array(fc.float({ min: -30, max: 30, noNaN: true }), { minLength: 1, maxLength: 20 }), fc.float({ min: -100, max: 100, noNaN: true }), (row, shift) => {
-        const a = softmax(Float32Array.from(row), 1, row.length);
-        const b = softmax(Float32Array.from(row, (v) => v + shift), 1, row.length);
-        expect(a.reduce((s, v) => s + v, 0)).toBeCloseTo(1, 5);
-        a.forEach((v, i) => expect(v).toBeCloseTo(b[i], 3));
-        for (let i = 0; i < row.length; i++) for (let j = 0; j < row.length; j++) if (Math.fround(row[i]) > Math.fround(row[j])) expect(a[i]).toBeGreaterThanOrEqual(a[j]);
-      }),
+      fc.property(
+        fc.array(fc.float({ min: -30, max: 30, noNaN: true }), { minLength: 1, maxLength: 20 }),
+        fc.float({ min: -100, max: 100, noNaN: true }),
+        (row, shift) => {
+          const a = softmax(Float32Array.from(row), 1, row.length);
+          const b = softmax(
+            Float32Array.from(row, (v) => v + shift),
+            1,
+            row.length,
+          );
+          expect(a.reduce((s, v) => s + v, 0)).toBeCloseTo(1, 5);
+          a.forEach((v, i) => expect(v).toBeCloseTo(b[i], 3));
+          for (let i = 0; i < row.length; i++)
+            for (let j = 0; j < row.length; j++)
+              if (Math.fround(row[i]) > Math.fround(row[j])) expect(a[i]).toBeGreaterThanOrEqual(a[j]);
+        },
+      ),
     );
   });
 
   it('does not overflow, spreads an all -Infinity row evenly, and keeps NaN rows NaN', () => {
     expect(Array.from(softmax(new Float32Array([1000, 1000]), 1, 2))).toEqual([0.5, 0.5]);
-    expect(Array.from(softmax(new Float32Array([-Infinity, -Infinity, -Infinity, -Infinity]), 1, 4))).toEqual([0.25, 0.25, 0.25, 0.25]);
+    expect(Array.from(softmax(new Float32Array([-Infinity, -Infinity, -Infinity, -Infinity]), 1, 4))).toEqual([
+      0.25, 0.25, 0.25, 0.25,
+    ]);
     const r = softmax(new Float32Array([1, NaN, 0, 0]), 2, 2);
     expect(Number.isNaN(r[0]) && Number.isNaN(r[1])).toBe(true);
     expect(Array.from(r.subarray(2))).toEqual([0.5, 0.5]);
@@ -85,19 +109,30 @@ describe('ctcGreedyDecode', () => {
   };
 
   /** Reference: collapse runs, then drop blanks. */
-  const ref = (path: number[]) => path.filter((c, i) => i === 0 || c !== path[i - 1]).filter((c) => c !== 0).map((c) => vocab[c - 1]).join('');
+  const ref = (path: number[]) =>
+    path
+      .filter((c, i) => i === 0 || c !== path[i - 1])
+      .filter((c) => c !== 0)
+      .map((c) => vocab[c - 1])
+      .join('');
 
   it('matches collapse-then-drop-blanks on random paths', () => {
     fc.assert(
-      fc.property(fc.array(fc.array(fc.integer({ min: 0, max: 4 }), { minLength: 1, maxLength: 30 }), { minLength: 1, maxLength: 5 }), (paths) => {
-        // pad shorter paths with blanks: they add nothing
-        const len = Math.max(...paths.map((p) => p.length));
-        const padded = paths.map((p) => [...p, ...Array(len - p.length).fill(0)]);
-        const { d, dims } = scores(padded);
-        const r = ctcGreedyDecode(d, dims, { vocabulary: vocab });
-        expect(r.texts).toEqual(padded.map(ref));
-        r.texts.forEach((t, i) => expect(r.scores[i]).toBeCloseTo(t ? 0.9 : 0, 5));
-      }),
+      fc.property(
+        fc.array(fc.array(fc.integer({ min: 0, max: 4 }), { minLength: 1, maxLength: 30 }), {
+          minLength: 1,
+          maxLength: 5,
+        }),
+        (paths) => {
+          // pad shorter paths with blanks: they add nothing
+          const len = Math.max(...paths.map((p) => p.length));
+          const padded = paths.map((p) => [...p, ...Array(len - p.length).fill(0)]);
+          const { d, dims } = scores(padded);
+          const r = ctcGreedyDecode(d, dims, { vocabulary: vocab });
+          expect(r.texts).toEqual(padded.map(ref));
+          r.texts.forEach((t, i) => expect(r.scores[i]).toBeCloseTo(t ? 0.9 : 0, 5));
+        },
+      ),
     );
   });
 
@@ -114,15 +149,21 @@ describe('ctcGreedyDecode', () => {
 
   it('the probabilities shortcut decodes exactly the same as a full scan', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 12 }), fc.array(fc.float({ min: -6, max: 6, noNaN: true }), { minLength: 3 * 12 * 5, maxLength: 3 * 12 * 5 }), fc.float({ min: 1, max: 8, noNaN: true }), (n, steps, logits, sharp) => {
-        const classes = 5;
-        const raw = Float32Array.from(logits.slice(0, n * steps * classes), (v) => v * sharp);
-        const probs = softmax(raw, n * steps, classes);
-        const full = ctcGreedyDecode(probs, [n, steps, classes], { vocabulary: vocab });
-        const fast = ctcGreedyDecode(probs, [n, steps, classes], { vocabulary: vocab, probabilities: true });
-        expect(fast.texts).toEqual(full.texts);
-        expect(Array.from(fast.scores)).toEqual(Array.from(full.scores));
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 12 }),
+        fc.array(fc.float({ min: -6, max: 6, noNaN: true }), { minLength: 3 * 12 * 5, maxLength: 3 * 12 * 5 }),
+        fc.float({ min: 1, max: 8, noNaN: true }),
+        (n, steps, logits, sharp) => {
+          const classes = 5;
+          const raw = Float32Array.from(logits.slice(0, n * steps * classes), (v) => v * sharp);
+          const probs = softmax(raw, n * steps, classes);
+          const full = ctcGreedyDecode(probs, [n, steps, classes], { vocabulary: vocab });
+          const fast = ctcGreedyDecode(probs, [n, steps, classes], { vocabulary: vocab, probabilities: true });
+          expect(fast.texts).toEqual(full.texts);
+          expect(Array.from(fast.scores)).toEqual(Array.from(full.scores));
+        },
+      ),
     );
   });
 

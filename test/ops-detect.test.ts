@@ -8,9 +8,16 @@ import { orderQuad, polygonArea, quadSize } from '../runner/ops/geometry.js';
 
 /** Corners (TL, TR, BR, BL for small angles) of a rotated rectangle. */
 function rectCorners(r: { cx: number; cy: number; width: number; height: number; angle: number }): number[] {
-  const c = Math.cos(r.angle), s = Math.sin(r.angle);
-  const hw = r.width / 2, hh = r.height / 2;
-  return [[-hw, -hh], [hw, -hh], [hw, hh], [-hw, hh]].flatMap(([u, v]) => [r.cx + u * c - v * s, r.cy + u * s + v * c]);
+  const c = Math.cos(r.angle),
+    s = Math.sin(r.angle);
+  const hw = r.width / 2,
+    hh = r.height / 2;
+  return [
+    [-hw, -hh],
+    [hw, -hh],
+    [hw, hh],
+    [-hw, hh],
+  ].flatMap(([u, v]) => [r.cx + u * c - v * s, r.cy + u * s + v * c]);
 }
 
 describe('orderQuad / quadSize / polygonArea', () => {
@@ -42,7 +49,8 @@ describe('orderQuad / quadSize / polygonArea', () => {
 describe('dbBoxes', () => {
   function map(w: number, h: number, rects: [number, number, number, number, number][]): Float32Array {
     const p = new Float32Array(w * h);
-    for (const [x0, y0, x1, y1, v] of rects) for (let y = y0; y <= y1; y++) for (let x = x0; x <= x1; x++) p[y * w + x] = v;
+    for (const [x0, y0, x1, y1, v] of rects)
+      for (let y = y0; y <= y1; y++) for (let x = x0; x <= x1; x++) p[y * w + x] = v;
     return p;
   }
 
@@ -69,18 +77,22 @@ describe('dbBoxes', () => {
       [10, 20, 40, 30, 0.35], // above threshold but box score 0.35 < 0.6
     ]);
     expect(dbBoxes(prob, 50, 50, { threshold: 0.3, boxThreshold: 0.6, unclipRatio: 1.5 }).count).toBe(0);
-    expect(dbBoxes(new Float32Array(2500).fill(NaN), 50, 50, { threshold: 0.3, boxThreshold: 0.6, unclipRatio: 1.5 }).count).toBe(0);
+    expect(
+      dbBoxes(new Float32Array(2500).fill(NaN), 50, 50, { threshold: 0.3, boxThreshold: 0.6, unclipRatio: 1.5 }).count,
+    ).toBe(0);
     expect(dbBoxes(new Float32Array([1]), 1, 1, { threshold: 0.3, boxThreshold: 0.6, unclipRatio: 1.5 }).count).toBe(0);
     expect(dbBoxes(new Float32Array(0), 0, 0, { threshold: 0.3, boxThreshold: 0.6, unclipRatio: 1.5 }).count).toBe(0);
   });
 
   it('finds a rotated blob as a rotated box and honours maxCandidates', () => {
-    const w = 80, h = 80;
+    const w = 80,
+      h = 80;
     const prob = new Float32Array(w * h);
     const a = Math.PI / 6;
     for (let y = 0; y < h; y++)
       for (let x = 0; x < w; x++) {
-        const u = (x - 40) * Math.cos(a) + (y - 40) * Math.sin(a), v = -(x - 40) * Math.sin(a) + (y - 40) * Math.cos(a);
+        const u = (x - 40) * Math.cos(a) + (y - 40) * Math.sin(a),
+          v = -(x - 40) * Math.sin(a) + (y - 40) * Math.cos(a);
         if (Math.abs(u) <= 25 && Math.abs(v) <= 5) prob[y * w + x] = 1;
       }
     const r = dbBoxes(prob, w, h, { threshold: 0.5, boxThreshold: 0.5, unclipRatio: 0 });

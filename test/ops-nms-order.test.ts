@@ -17,20 +17,39 @@ describe('nms', () => {
     return keep;
   }
 
-  const boxArb = fc.tuple(fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 1, max: 30 }), fc.integer({ min: 1, max: 30 })).map(([x, y, w, h]) => [x, y, x + w, y + h]);
+  const boxArb = fc
+    .tuple(
+      fc.integer({ min: 0, max: 40 }),
+      fc.integer({ min: 0, max: 40 }),
+      fc.integer({ min: 1, max: 30 }),
+      fc.integer({ min: 1, max: 30 }),
+    )
+    .map(([x, y, w, h]) => [x, y, x + w, y + h]);
 
   it('matches the reference on random boxes, with NaN scores and classes', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(boxArb, fc.oneof(fc.float({ min: 0, max: 1, noNaN: true }), fc.constant(NaN)), fc.integer({ min: 0, max: 2 })), { maxLength: 25 }),
+        fc.array(
+          fc.tuple(
+            boxArb,
+            fc.oneof(fc.float({ min: 0, max: 1, noNaN: true }), fc.constant(NaN)),
+            fc.integer({ min: 0, max: 2 }),
+          ),
+          { maxLength: 25 },
+        ),
         fc.float({ min: 0, max: 1, noNaN: true }),
         fc.boolean(),
         (items, thr, byClass) => {
           const boxes = items.map((i) => i[0]);
           const scores = items.map((i) => i[1]);
           const classes = items.map((i) => i[2]);
-          const got = nms(boxes.flat(), Float32Array.from(scores), items.length, { iouThreshold: thr, classes: byClass ? classes : undefined });
-          expect(Array.from(got)).toEqual(refNms(boxes, Array.from(Float32Array.from(scores)), thr, byClass ? classes : undefined));
+          const got = nms(boxes.flat(), Float32Array.from(scores), items.length, {
+            iouThreshold: thr,
+            classes: byClass ? classes : undefined,
+          });
+          expect(Array.from(got)).toEqual(
+            refNms(boxes, Array.from(Float32Array.from(scores)), thr, byClass ? classes : undefined),
+          );
         },
       ),
     );
@@ -62,10 +81,16 @@ describe('readingOrder', () => {
   it('reads a single column top to bottom whatever the input order', () => {
     const lines = Array.from({ length: 8 }, (_, i) => q(20, 20 + i * 30, 200 + (i % 3) * 40, 28));
     fc.assert(
-      fc.property(fc.shuffledSubarray(lines.map((_, i) => i), { minLength: 8, maxLength: 8 }), (perm) => {
-        const got = orderOf(perm.map((i) => lines[i]));
-        expect(got.map((k) => perm[k])).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
-      }),
+      fc.property(
+        fc.shuffledSubarray(
+          lines.map((_, i) => i),
+          { minLength: 8, maxLength: 8 },
+        ),
+        (perm) => {
+          const got = orderOf(perm.map((i) => lines[i]));
+          expect(got.map((k) => perm[k])).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+        },
+      ),
     );
   });
 
@@ -76,9 +101,15 @@ describe('readingOrder', () => {
     const footer = q(40, 260, 680, 30);
     const all = [heading, ...left, ...right, footer];
     fc.assert(
-      fc.property(fc.shuffledSubarray(all.map((_, i) => i), { minLength: all.length, maxLength: all.length }), (perm) => {
-        expect(orderOf(perm.map((i) => all[i])).map((k) => perm[k])).toEqual(all.map((_, i) => i));
-      }),
+      fc.property(
+        fc.shuffledSubarray(
+          all.map((_, i) => i),
+          { minLength: all.length, maxLength: all.length },
+        ),
+        (perm) => {
+          expect(orderOf(perm.map((i) => all[i])).map((k) => perm[k])).toEqual(all.map((_, i) => i));
+        },
+      ),
       { numRuns: 50 },
     );
   });

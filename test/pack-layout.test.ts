@@ -50,10 +50,20 @@ describe('layout when alignment needs 1–3 bytes of padding', () => {
       // Model a's data starts aligned; b's header follows a's data: (−(sizeA + 30 + |nameB|)) mod 64K = r.
       const sizeA = ALIGNMENT * 2 - r - LOCAL - nameB.length;
       const manifest = baseManifest({
-        models: [{ id: 'net', variants: [{ id: 'v1', runtime: 'onnxruntime', precision: 'fp32', files: ['models/a.onnx', nameB] }] }],
+        models: [
+          {
+            id: 'net',
+            variants: [{ id: 'v1', runtime: 'onnxruntime', precision: 'fp32', files: ['models/a.onnx', nameB] }],
+          },
+        ],
       });
-      const entries = await packAndCheck({ 'models/a.onnx': Buffer.alloc(sizeA, 1), [nameB]: Buffer.alloc(1000, 2) }, manifest);
-      expect(entries.map((e) => e.name).sort()).toEqual(['assets/labels.txt', 'models/a.onnx', nameB, 'xpkg/manifest.json'].sort());
+      const entries = await packAndCheck(
+        { 'models/a.onnx': Buffer.alloc(sizeA, 1), [nameB]: Buffer.alloc(1000, 2) },
+        manifest,
+      );
+      expect(entries.map((e) => e.name).sort()).toEqual(
+        ['assets/labels.txt', 'models/a.onnx', nameB, 'xpkg/manifest.json'].sort(),
+      );
     }
   });
 });

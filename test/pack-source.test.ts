@@ -1,11 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, symlinkSync, writeFileSync, readdirSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { packFolder } from '../pack/pack.js';
-import { baseManifest, tempDir, writeSource } from './helpers/source.js';
 import { codeOf } from './helpers/errors.js';
-
+import { baseManifest, tempDir, writeSource } from './helpers/source.js';
 
 describe('pack refuses bad source folders', () => {
   it('missing referenced file', async () => {

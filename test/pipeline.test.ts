@@ -3,15 +3,21 @@
  * errors name the step, values flow through batches and per-region lists, outputs are typed,
  * timings are charged per stage.
  */
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeModel } from '../fixtures/onnx-tiny.js';
+import {
+  type Classification,
+  type LocalContext,
+  openLocalContext,
+  runPipeline,
+  validatePipeline,
+} from '../runner/pipeline/index.js';
 import { RunnerError } from '../spec/errors.js';
 import type { ManifestSource, Step } from '../spec/schema.js';
-import { openLocalContext, runPipeline, validatePipeline, type Classification, type LocalContext } from '../runner/pipeline/index.js';
 
 /** Class scores = softmax of the per-channel mean: the dominant colour wins. */
 const colourModel = () =>
@@ -34,7 +40,12 @@ const base = (steps: Step[], extra: Partial<ManifestSource> = {}): ManifestSourc
   task: 'image-classification',
   inputs: [{ name: 'image', type: 'image' }],
   outputs: [{ name: 'colour', type: 'classification' }],
-  models: [{ id: 'clf', variants: [{ id: 'clf-cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/colour.onnx'] }] }],
+  models: [
+    {
+      id: 'clf',
+      variants: [{ id: 'clf-cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/colour.onnx'] }],
+    },
+  ],
   assets: [{ id: 'labels', path: 'assets/labels.txt', kind: 'labels' }],
   pipeline: { steps },
   ...extra,
@@ -90,14 +101,50 @@ afterAll(async () => {
 describe('validatePipeline', () => {
   const cases: [string, Step[], number, Partial<ManifestSource>?][] = [
     ['unknown op', [classify[0], { op: 'sharpen', params: {} }, ...classify.slice(1)], 1],
-    ['param of the wrong type', [classify[0], { op: 'resize', params: { input: 'rgb', output: 'small', mode: 'fixed', width: 'eight', height: 8 } }, ...classify.slice(2)], 1],
-    ['unknown param', [classify[0], { op: 'resize', params: { input: 'rgb', output: 'small', mode: 'fixed', width: 8, height: 8, sharpen: true } }, ...classify.slice(2)], 1],
-    ['cross-field rule (fixed needs width)', [classify[0], { op: 'resize', params: { input: 'rgb', output: 'small', mode: 'fixed', height: 8 } }, ...classify.slice(2)], 1],
-    ['infer without a model', [...classify.slice(0, 3), { op: 'infer', params: { inputs: 'x', outputs: 'probs' } }, classify[4]], 3],
-    ['infer with an unknown model', [...classify.slice(0, 3), { op: 'infer', model: 'nope', params: { inputs: 'x', outputs: 'probs' } }, classify[4]], 3],
+    [
+      'param of the wrong type',
+      [
+        classify[0],
+        { op: 'resize', params: { input: 'rgb', output: 'small', mode: 'fixed', width: 'eight', height: 8 } },
+        ...classify.slice(2),
+      ],
+      1,
+    ],
+    [
+      'unknown param',
+      [
+        classify[0],
+        { op: 'resize', params: { input: 'rgb', output: 'small', mode: 'fixed', width: 8, height: 8, sharpen: true } },
+        ...classify.slice(2),
+      ],
+      1,
+    ],
+    [
+      'cross-field rule (fixed needs width)',
+      [
+        classify[0],
+        { op: 'resize', params: { input: 'rgb', output: 'small', mode: 'fixed', height: 8 } },
+        ...classify.slice(2),
+      ],
+      1,
+    ],
+    [
+      'infer without a model',
+      [...classify.slice(0, 3), { op: 'infer', params: { inputs: 'x', outputs: 'probs' } }, classify[4]],
+      3,
+    ],
+    [
+      'infer with an unknown model',
+      [...classify.slice(0, 3), { op: 'infer', model: 'nope', params: { inputs: 'x', outputs: 'probs' } }, classify[4]],
+      3,
+    ],
     ['a model on an op that takes none', [{ ...classify[0], model: 'clf' }, ...classify.slice(1)], 0],
     ['reading a value before it is written', [classify[0], classify[2], classify[1], ...classify.slice(3)], 1],
-    ['an unknown asset', [...classify.slice(0, 4), { op: 'top-k', params: { input: 'probs', output: 'colour', labelsAsset: 'missing' } }], 4],
+    [
+      'an unknown asset',
+      [...classify.slice(0, 4), { op: 'top-k', params: { input: 'probs', output: 'colour', labelsAsset: 'missing' } }],
+      4,
+    ],
     ['a script hook on a built-in op', [{ ...classify[0], hook: 'pre' }, ...classify.slice(1)], 0],
     ['an output no step writes', classify.slice(0, 4), 3],
     ['no steps at all', [], 0],
@@ -125,7 +172,9 @@ describe('validatePipeline', () => {
 describe('runPipeline', () => {
   it('classifies from a path, an encoded Buffer and raw pixels alike, with typed output and stage timings', async () => {
     const ctx = await pkg('single', base(classify));
-    const png = await sharp(solid(20, 10, [40, 200, 10]).data, { raw: { width: 20, height: 10, channels: 3 } }).png().toBuffer();
+    const png = await sharp(solid(20, 10, [40, 200, 10]).data, { raw: { width: 20, height: 10, channels: 3 } })
+      .png()
+      .toBuffer();
     const file = join(dir, 'green.png');
     await writeFile(file, png);
     ctx.resetTimings();
@@ -141,7 +190,10 @@ describe('runPipeline', () => {
     expect((await runPipeline(ctx, { image: solid(20, 10, [40, 200, 10]) })).outputs).toEqual(fromPath.outputs);
     // grey + alpha raw input is converted to RGB
     const grey = { data: new Uint8Array(4 * 4 * 2).fill(255), width: 4, height: 4, channels: 2 as const };
-    expect(((await runPipeline(ctx, { image: grey })).outputs.colour as Classification).scores[0]).toBeCloseTo(1 / 3, 3);
+    expect(((await runPipeline(ctx, { image: grey })).outputs.colour as Classification).scores[0]).toBeCloseTo(
+      1 / 3,
+      3,
+    );
   });
 
   it('rejects bad caller inputs with E_RUN_INPUT', async () => {
@@ -156,7 +208,14 @@ describe('runPipeline', () => {
   });
 
   it('a value of the wrong kind fails at run time naming the step', async () => {
-    const steps: Step[] = [classify[0], classify[1], classify[2], { op: 'resize', params: { input: 'x', output: 'y', mode: 'fixed', width: 2, height: 2 } }, classify[3], classify[4]];
+    const steps: Step[] = [
+      classify[0],
+      classify[1],
+      classify[2],
+      { op: 'resize', params: { input: 'x', output: 'y', mode: 'fixed', width: 2, height: 2 } },
+      classify[3],
+      classify[4],
+    ];
     const ctx = await pkg('kind', base(steps));
     const e = await runPipeline(ctx, { image: solid(4, 4, [1, 2, 3]) }).catch((x) => x);
     expect(e.code).toBe('E_RUN_PIPELINE');
@@ -166,7 +225,10 @@ describe('runPipeline', () => {
   /** Regions from a probability-map input → crops → one batched call, or one call per crop. */
   const regionSteps = (normalize: Record<string, unknown>, infer: Record<string, unknown> = {}): Step[] => [
     { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
-    { op: 'db-postprocess', params: { input: 'prob', output: 'regions', threshold: 0.5, boxThreshold: 0.5, unclipRatio: 0 } },
+    {
+      op: 'db-postprocess',
+      params: { input: 'prob', output: 'regions', threshold: 0.5, boxThreshold: 0.5, unclipRatio: 0 },
+    },
     { op: 'order-regions', params: { input: 'regions', output: 'regions' } },
     { op: 'crop-regions', params: { image: 'rgb', regions: 'regions', output: 'crops' } },
     { op: 'resize', params: { input: 'crops', output: 'small', mode: 'fixed-height', height: 6 } },
@@ -184,7 +246,8 @@ describe('runPipeline', () => {
 
   /** Three coloured bars, top to bottom: blue, red, green; the map marks them. */
   function scene() {
-    const w = 60, h = 40;
+    const w = 60,
+      h = 40;
     const img = solid(w, h, [255, 255, 255]);
     const prob = new Float32Array(w * h);
     const bars: [number, [number, number, number]][] = [
@@ -216,8 +279,14 @@ describe('runPipeline', () => {
   });
 
   it('rotate-images turns only the images whose classification matches; a count mismatch or a label without classes is refused', async () => {
-    const turnRed = (extra: Record<string, unknown>): Step => ({ op: 'rotate-images', params: { input: 'crops', output: 'turned', classes: 'colour', label: 'red', angle: 90, ...extra } });
-    const manifest = (rotate: Step) => ({ ...regionManifest([...regionSteps({}), rotate]), outputs: [{ name: 'turned', type: 'json' as const }] });
+    const turnRed = (extra: Record<string, unknown>): Step => ({
+      op: 'rotate-images',
+      params: { input: 'crops', output: 'turned', classes: 'colour', label: 'red', angle: 90, ...extra },
+    });
+    const manifest = (rotate: Step) => ({
+      ...regionManifest([...regionSteps({}), rotate]),
+      outputs: [{ name: 'turned', type: 'json' as const }],
+    });
     const sizes = async (name: string, rotate: Step) => {
       const r = await runPipeline(await pkg(name, manifest(rotate)), scene());
       return (r.outputs.turned as { items: { width: number; height: number }[] }).items.map((i) => [i.width, i.height]);
@@ -227,10 +296,20 @@ describe('runPipeline', () => {
     for (const [w, h] of bars) expect(w).toBeGreaterThan(h);
     // top to bottom: blue, red, green; only red is turned
     expect(await sizes('rotate-red', turnRed({}))).toEqual([bars[0], [bars[1][1], bars[1][0]], bars[2]]);
-    const mismatch = await runPipeline(await pkg('rotate-count', manifest({ op: 'rotate-images', params: { input: 'rgb', output: 'turned', classes: 'colour', angle: 90 } })), scene()).catch((e) => e);
+    const mismatch = await runPipeline(
+      await pkg(
+        'rotate-count',
+        manifest({ op: 'rotate-images', params: { input: 'rgb', output: 'turned', classes: 'colour', angle: 90 } }),
+      ),
+      scene(),
+    ).catch((e) => e);
     expect(mismatch.code).toBe('E_RUN_PIPELINE');
     expect(mismatch.detail).toMatchObject({ op: 'rotate-images' });
-    const noClasses = pipelineError(() => validatePipeline(manifest({ op: 'rotate-images', params: { input: 'crops', output: 'turned', label: 'red', angle: 90 } })));
+    const noClasses = pipelineError(() =>
+      validatePipeline(
+        manifest({ op: 'rotate-images', params: { input: 'crops', output: 'turned', label: 'red', angle: 90 } }),
+      ),
+    );
     expect(noClasses.code).toBe('E_RUN_PIPELINE');
   });
 
@@ -269,7 +348,20 @@ describe('runPipeline', () => {
       { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
       { op: 'resize', params: { input: 'rgb', output: 'boxed', mode: 'letterbox', width: 100, height: 100 } },
       { op: 'softmax', params: { input: 'logits', output: 'probs' } },
-      { op: 'nms', params: { input: 'dets', output: 'boxes', iouThreshold: 0.5, layout: 'box-class-scores', format: 'cxcywh', transpose: true, classAware: true, image: 'boxed', labels: ['cat', 'dog'] } },
+      {
+        op: 'nms',
+        params: {
+          input: 'dets',
+          output: 'boxes',
+          iouThreshold: 0.5,
+          layout: 'box-class-scores',
+          format: 'cxcywh',
+          transpose: true,
+          classAware: true,
+          image: 'boxed',
+          labels: ['cat', 'dog'],
+        },
+      },
       { op: 'argmax', params: { input: 'seg', output: 'mask', labels: ['bg', 'fg'] } },
     ];
     const m = base(steps, {
@@ -302,7 +394,9 @@ describe('runPipeline', () => {
       dets: { type: 'float32', dims: [1, 6, 3], data: Float32Array.from(dets) },
       seg: { type: 'float32', dims: [1, 2, 2, 2], data: Float32Array.from(seg) },
     });
-    expect(Array.from((r.outputs.probs as { data: Float32Array }).data).map((v) => +v.toFixed(4))).toEqual([0.25, 0.75]);
+    expect(Array.from((r.outputs.probs as { data: Float32Array }).data).map((v) => +v.toFixed(4))).toEqual([
+      0.25, 0.75,
+    ]);
     const boxes = r.outputs.boxes as { box: number[]; score: number; label: string }[];
     expect(boxes.map((b) => b.label)).toEqual(['cat', 'dog']);
     // letterbox: 200×100 → 100×50 at y offset 25; back-mapped ×2 and clipped to the image

@@ -3,15 +3,15 @@
  * mutation, the archive reader under byte mutation and splicing, and the safe-path grammar.
  */
 import { writeFile } from 'node:fs/promises';
-import { posix, win32, join } from 'node:path';
+import { join, posix, win32 } from 'node:path';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { canonicalize, parseStrictJson, type Json } from '../spec/canonical.js';
+import { PackageReader } from '../pack/reader.js';
+import { canonicalize, type Json, parseStrictJson } from '../spec/canonical.js';
 import { FormatError, SigningError, XpkgError } from '../spec/errors.js';
 import { parseManifest } from '../spec/manifest.js';
 import { assertNoCollisions, assertSafePath, collisionKey, pathProblem } from '../spec/paths.js';
-import { PackageReader } from '../pack/reader.js';
-import { craftArchive, parseArchive, type CraftEntry } from '../tools/vectors/craft.js';
+import { type CraftEntry, craftArchive, parseArchive } from '../tools/vectors/craft.js';
 import { demoSource, packToBuffer, tempDir, writeSource } from './archive-helpers.js';
 
 /** Runs `f`; returns 'ok' or the FormatError's code, and fails on any other exception. */
@@ -29,12 +29,45 @@ function formatOutcome(f: () => unknown): string {
 const anyUnits = fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)) });
 
 /** Random character-level edits of a text: insert, delete, replace. */
-const edits = fc.array(fc.tuple(fc.nat(), fc.constantFrom('insert', 'delete', 'replace'), fc.constantFrom('"', '\\', '{', '}', '[', ']', ',', ':', ' ', '0', '-', 'e', 'u', 'n', 'x', '\u00e9', '\ud800', '\u0000', '1e999', '"a":1')), { minLength: 1, maxLength: 6 });
+const edits = fc.array(
+  fc.tuple(
+    fc.nat(),
+    fc.constantFrom('insert', 'delete', 'replace'),
+    fc.constantFrom(
+      '"',
+      '\\',
+      '{',
+      '}',
+      '[',
+      ']',
+      ',',
+      ':',
+      ' ',
+      '0',
+      '-',
+      'e',
+      'u',
+      'n',
+      'x',
+      '\u00e9',
+      '\ud800',
+      '\u0000',
+      '1e999',
+      '"a":1',
+    ),
+  ),
+  { minLength: 1, maxLength: 6 },
+);
 function applyEdits(text: string, ops: [number, string, string][]): string {
   let t = text;
   for (const [at, op, s] of ops) {
     const i = t.length ? at % (t.length + 1) : 0;
-    t = op === 'insert' ? t.slice(0, i) + s + t.slice(i) : op === 'delete' ? t.slice(0, i) + t.slice(i + 1) : t.slice(0, i) + s + t.slice(i + 1);
+    t =
+      op === 'insert'
+        ? t.slice(0, i) + s + t.slice(i)
+        : op === 'delete'
+          ? t.slice(0, i) + t.slice(i + 1)
+          : t.slice(0, i) + s + t.slice(i + 1);
   }
   return t;
 }
@@ -64,10 +97,16 @@ describe('canonical JSON and the strict parser', () => {
 
   it('sorts keys by UTF-16 code units', () => {
     fc.assert(
-      fc.property(fc.dictionary(anyUnits.filter((k) => !/[\ud800-\udfff]/.test(k)), fc.integer()), (o) => {
-        const keys = Object.keys(parseStrictJson(canonicalize(o)) as object);
-        expect(keys).toEqual([...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
-      }),
+      fc.property(
+        fc.dictionary(
+          anyUnits.filter((k) => !/[\ud800-\udfff]/.test(k)),
+          fc.integer(),
+        ),
+        (o) => {
+          const keys = Object.keys(parseStrictJson(canonicalize(o)) as object);
+          expect(keys).toEqual([...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+        },
+      ),
     );
   });
 
@@ -79,7 +118,10 @@ describe('canonical JSON and the strict parser', () => {
     };
     fc.assert(fc.property(anyUnits, check), { numRuns: 500 });
     fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), check), { numRuns: 500 });
-    fc.assert(fc.property(fc.jsonValue({ maxDepth: 4 }), edits, (v, ops) => check(applyEdits(JSON.stringify(v), ops))), { numRuns: 1000 });
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 4 }), edits, (v, ops) => check(applyEdits(JSON.stringify(v), ops))),
+      { numRuns: 1000 },
+    );
   });
 
   it('agrees with JSON.parse on whatever it accepts', () => {
@@ -100,7 +142,13 @@ describe('canonical JSON and the strict parser', () => {
 
   it('always rejects a duplicate key, however the key is escaped and wherever the object is', () => {
     const escapeSome = (k: string, mask: number) =>
-      [...k].map((ch, i) => ((mask >> i) & 1 && ch.length === 1 ? `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}` : JSON.stringify(ch).slice(1, -1))).join('');
+      [...k]
+        .map((ch, i) =>
+          (mask >> i) & 1 && ch.length === 1
+            ? `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`
+            : JSON.stringify(ch).slice(1, -1),
+        )
+        .join('');
     fc.assert(
       fc.property(
         fc.string({ maxLength: 8 }),
@@ -110,7 +158,10 @@ describe('canonical JSON and the strict parser', () => {
         fc.dictionary(fc.string({ maxLength: 4 }), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 3 }),
         fc.nat(3),
         (key, mask, a, b, others, nesting) => {
-          const rest = Object.entries(others).filter(([k]) => k !== key).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)},`).join('');
+          const rest = Object.entries(others)
+            .filter(([k]) => k !== key)
+            .map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)},`)
+            .join('');
           let text = `{${JSON.stringify(key)}:${JSON.stringify(a)},${rest}"${escapeSome(key, mask)}":${JSON.stringify(b)}}`;
           for (let n = 0; n < nesting; n++) text = n % 2 ? `[1,${text}]` : `{"wrap":${text}}`;
           expect(formatOutcome(() => parseStrictJson(text))).toBe('E_MANIFEST_DUPLICATE_KEY');
@@ -132,7 +183,13 @@ let pkg: Buffer;
 let entries: CraftEntry[];
 let ts: { time: number; date: number };
 beforeAll(async () => {
-  pkg = await packToBuffer(await writeSource({ 'models/net.onnx': Buffer.alloc(0), 'assets/labels.txt': 'a\nb\n', 'scripts/post.js': 'x' }, demoSource()), { sourceDateEpoch: '1' });
+  pkg = await packToBuffer(
+    await writeSource(
+      { 'models/net.onnx': Buffer.alloc(0), 'assets/labels.txt': 'a\nb\n', 'scripts/post.js': 'x' },
+      demoSource(),
+    ),
+    { sourceDateEpoch: '1' },
+  );
   ({ entries, ts } = parseArchive(pkg));
 });
 
@@ -148,7 +205,12 @@ describe('manifest parser under mutation', () => {
   it('structural mutations (replace, delete, add) of a valid manifest throw only FormatError', () => {
     const base = JSON.parse(entries[0].data.toString());
     const all = nodes(base).filter((p) => p.length > 0);
-    const op = fc.tuple(fc.nat(), fc.constantFrom('set', 'delete', 'add'), fc.jsonValue({ maxDepth: 2 }), fc.string({ maxLength: 6 }));
+    const op = fc.tuple(
+      fc.nat(),
+      fc.constantFrom('set', 'delete', 'add'),
+      fc.jsonValue({ maxDepth: 2 }),
+      fc.string({ maxLength: 6 }),
+    );
     fc.assert(
       fc.property(fc.array(op, { minLength: 1, maxLength: 4 }), (ops) => {
         const m = structuredClone(base);
@@ -173,7 +235,9 @@ describe('manifest parser under mutation', () => {
     const text = entries[0].data.toString();
     fc.assert(
       fc.property(edits, (ops) => {
-        expect(formatOutcome(() => parseManifest(Buffer.from(applyEdits(text, ops))))).toMatch(/^(ok|E_MANIFEST_|E_PATH_)/);
+        expect(formatOutcome(() => parseManifest(Buffer.from(applyEdits(text, ops))))).toMatch(
+          /^(ok|E_MANIFEST_|E_PATH_)/,
+        );
       }),
       { numRuns: 400 },
     );
@@ -217,7 +281,8 @@ describe('archive reader under mutation', () => {
           if (m[0] === 'set') (b = Buffer.from(b))[Math.min(at, b.length - 1)] = m[2];
           else if (m[0] === 'delete') b = Buffer.concat([b.subarray(0, at), b.subarray(at + m[2])]);
           else if (m[0] === 'insert') b = Buffer.concat([b.subarray(0, at), m[2], b.subarray(at)]);
-          else b = Buffer.concat([b.subarray(0, at), b.subarray(m[2] % b.length, (m[2] % b.length) + 46), b.subarray(at)]);
+          else
+            b = Buffer.concat([b.subarray(0, at), b.subarray(m[2] % b.length, (m[2] % b.length) + 46), b.subarray(at)]);
         }
         const code = await readerOutcome(b);
         if (b.equals(pkg)) expect(code).toBe('ok');
@@ -242,21 +307,58 @@ describe('archive reader under mutation', () => {
       { requiredKeys: [] },
     );
     await fc.assert(
-      fc.asyncProperty(fc.nat(3), field, fc.option(fc.jsonValue({ maxDepth: 1 })), async (which, patch, manifestValue) => {
-        const es = entries.map((e, i) => (i === which ? { ...e, ...patch } : e));
-        if (manifestValue !== null && which === 0) es[0] = { ...es[0], data: Buffer.from(canonicalize(manifestValue)) };
-        const code = await readerOutcome(craftArchive(es, { ts }));
-        // readerOutcome fails the run on any exception other than FormatError/SigningError.
-        if (Object.keys(patch).length === 0 && (manifestValue === null || which !== 0)) expect(code).toBe('ok');
-      }),
+      fc.asyncProperty(
+        fc.nat(3),
+        field,
+        fc.option(fc.jsonValue({ maxDepth: 1 })),
+        async (which, patch, manifestValue) => {
+          const es = entries.map((e, i) => (i === which ? { ...e, ...patch } : e));
+          if (manifestValue !== null && which === 0)
+            es[0] = { ...es[0], data: Buffer.from(canonicalize(manifestValue)) };
+          const code = await readerOutcome(craftArchive(es, { ts }));
+          // readerOutcome fails the run on any exception other than FormatError/SigningError.
+          if (Object.keys(patch).length === 0 && (manifestValue === null || which !== 0)) expect(code).toBe('ok');
+        },
+      ),
       { numRuns: 300, timeout: 10_000 },
     );
   });
 });
 
 describe('safe-path grammar', () => {
-  const piece = fc.constantFrom('a', 'B', '..', '.', '/', '//', '\\', 'e\u0301', '\u00e9', 'C:', ':', ' ', 'CON', 'nul.txt', '\u0000', '\u0085', '\ufeff', '\u202e', 'ß', '\ufb01', '\ud800', '\udc00', '~', '%2e', '-', 'x'.repeat(120));
-  const pathish = fc.oneof(anyUnits, fc.array(piece, { maxLength: 8 }).map((p) => p.join('')), fc.array(piece, { maxLength: 6 }).map((p) => p.join('/')));
+  const piece = fc.constantFrom(
+    'a',
+    'B',
+    '..',
+    '.',
+    '/',
+    '//',
+    '\\',
+    'e\u0301',
+    '\u00e9',
+    'C:',
+    ':',
+    ' ',
+    'CON',
+    'nul.txt',
+    '\u0000',
+    '\u0085',
+    '\ufeff',
+    '\u202e',
+    'ß',
+    '\ufb01',
+    '\ud800',
+    '\udc00',
+    '~',
+    '%2e',
+    '-',
+    'x'.repeat(120),
+  );
+  const pathish = fc.oneof(
+    anyUnits,
+    fc.array(piece, { maxLength: 8 }).map((p) => p.join('')),
+    fc.array(piece, { maxLength: 6 }).map((p) => p.join('/')),
+  );
 
   it('never throws, and every accepted path is relative, NFC, free of . / .. / empty segments and backslashes', () => {
     fc.assert(

@@ -12,8 +12,8 @@ import { JSON_ARRAY_MAX, outputsToJson, typedToJson } from '../runner/outputs-js
 import { Runner } from '../runner/runner.js';
 import { EXIT } from '../spec/errors.js';
 import type { IoSpec } from '../spec/schema.js';
-import { codeOf } from './helpers/errors.js';
 import { xpkgAsync } from './helpers/cli.js';
+import { codeOf } from './helpers/errors.js';
 
 const TRUST = ['--trust', 'fixtures/keys/test.pub'];
 const dist = (p: string) => `fixtures/dist/${p}.xpkg`;
@@ -25,7 +25,8 @@ function npyF32(values: number[], shape: number[], descr = '<f4'): Buffer {
   h += ' '.repeat((64 - ((10 + h.length + 1) % 64)) % 64) + '\n';
   const len = Buffer.alloc(2);
   len.writeUInt16LE(h.length);
-  const body = descr === '<i4' ? Buffer.from(new Int32Array(values).buffer) : Buffer.from(new Float32Array(values).buffer);
+  const body =
+    descr === '<i4' ? Buffer.from(new Int32Array(values).buffer) : Buffer.from(new Float32Array(values).buffer);
   if (descr === '>f4') body.swap32();
   return Buffer.concat([Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]), len, Buffer.from(h, 'latin1'), body]);
 }
@@ -73,7 +74,8 @@ describe('xpkg run --json for every example package', async () => {
     const lib = await runner.run({ image: img });
     expect(r.lines[0].result.outputs).toEqual(JSON.parse(JSON.stringify(lib.outputs)));
     expect(r.lines[0].result.outputs.boxes.length).toBeGreaterThan(0);
-    for (const b of r.lines[0].result.outputs.boxes) expect(['circle', 'square', 'triangle', 'star']).toContain(b.label);
+    for (const b of r.lines[0].result.outputs.boxes)
+      expect(['circle', 'square', 'triangle', 'star']).toContain(b.label);
   });
 
   it('segmenter: the 256×256 mask as base64 uint8 with its shape, equal to the library mask', async () => {
@@ -105,7 +107,16 @@ describe('xpkg run --json for every example package', async () => {
     const raw = join(dir, 'x.f32');
     writeFileSync(raw, Buffer.from(new Float32Array([1, 2, 3]).buffer));
     for (const f of [be, raw]) {
-      const r = await xpkgAsync(['run', dist('multi-variant'), ...TRUST, '--variant', 'cpu-fp32', '-i', `x=${f}`, '--json']);
+      const r = await xpkgAsync([
+        'run',
+        dist('multi-variant'),
+        ...TRUST,
+        '--variant',
+        'cpu-fp32',
+        '-i',
+        `x=${f}`,
+        '--json',
+      ]);
       expect(r.status).toBe(0);
       expect(r.lines[0].result.outputs.y).toEqual({ type: 'float32', dims: [3], data: [2, 3, 4] });
     }
@@ -131,7 +142,11 @@ describe('xpkg run --json for every example package', async () => {
     writeFileSync(broken, npyF32([1, 2], [2]).subarray(0, 100));
     const partial = join(dir, 'partial.f32');
     writeFileSync(partial, Buffer.alloc(6));
-    const cases: [string, string][] = [[wrong, 'E_RUN_INPUT'], [broken, 'E_RUN_INPUT_FORMAT'], [partial, 'E_RUN_INPUT_FORMAT']];
+    const cases: [string, string][] = [
+      [wrong, 'E_RUN_INPUT'],
+      [broken, 'E_RUN_INPUT_FORMAT'],
+      [partial, 'E_RUN_INPUT_FORMAT'],
+    ];
     for (const [f, code] of cases) {
       const r = await xpkgAsync(['run', dist('multi-variant'), ...TRUST, '-i', f, '--json']);
       expect([r.lines[0].error?.code, r.status]).toEqual([code, EXIT.runner]);
@@ -143,7 +158,9 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
   const spec = (type: string, extra: Partial<IoSpec> = {}) => ({ name: 'v', type, ...extra }) as IoSpec;
   it('text: strict UTF-8, a BOM dropped; invalid UTF-8 → E_RUN_INPUT_FORMAT', async () => {
     expect(await inputFromBytes(spec('text'), Buffer.from('\ufeffhé\n'), 'a.txt')).toBe('hé\n');
-    expect(await codeOf(inputFromBytes(spec('text'), Buffer.from([0x61, 0xc3, 0x28]), 'a.txt'))).toBe('E_RUN_INPUT_FORMAT');
+    expect(await codeOf(inputFromBytes(spec('text'), Buffer.from([0x61, 0xc3, 0x28]), 'a.txt'))).toBe(
+      'E_RUN_INPUT_FORMAT',
+    );
   });
   it('json: parsed; not JSON → E_RUN_INPUT_FORMAT', async () => {
     expect(await inputFromBytes(spec('json'), Buffer.from('{"a": [1, 2]}'), 'a.json')).toEqual({ a: [1, 2] });
@@ -151,7 +168,11 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
   });
   it('mask: a 2-D integer .npy becomes {width, height, data}', async () => {
     const { readFileSync } = await import('node:fs');
-    expect(await inputFromBytes(spec('mask'), readFileSync('test/data/npy/mask-u1.npy'), 'm.npy')).toEqual({ width: 2, height: 2, data: new Int32Array([0, 1, 2, 0]) });
+    expect(await inputFromBytes(spec('mask'), readFileSync('test/data/npy/mask-u1.npy'), 'm.npy')).toEqual({
+      width: 2,
+      height: 2,
+      data: new Int32Array([0, 1, 2, 0]),
+    });
   });
   it('image: a file of no image format → E_RUN_INPUT_FORMAT; an empty one too', async () => {
     expect(await codeOf(inputFromBytes(spec('image'), Buffer.from('hello'), 'a.png'))).toBe('E_RUN_INPUT_FORMAT');
@@ -159,39 +180,70 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
   });
   it('raw tensor: the declared shape with one unknown dimension inferred; two unknowns → E_RUN_INPUT', async () => {
     const bytes = Buffer.from(new Int32Array([1, 2, 3, 4, 5, 6]).buffer);
-    expect(await inputFromBytes(spec('tensor', { dtype: 'int32', shape: [-1, 3] }), bytes, 'a.bin')).toEqual({ type: 'int32', dims: [2, 3], data: new Int32Array([1, 2, 3, 4, 5, 6]) });
-    expect(await codeOf(inputFromBytes(spec('tensor', { dtype: 'int32', shape: [4, 'N'] }), bytes, 'a.bin'))).toBe('E_RUN_INPUT_FORMAT');
-    expect(await codeOf(inputFromBytes(spec('tensor', { dtype: 'int32', shape: ['N', 'M'] }), bytes, 'a.bin'))).toBe('E_RUN_INPUT');
+    expect(await inputFromBytes(spec('tensor', { dtype: 'int32', shape: [-1, 3] }), bytes, 'a.bin')).toEqual({
+      type: 'int32',
+      dims: [2, 3],
+      data: new Int32Array([1, 2, 3, 4, 5, 6]),
+    });
+    expect(await codeOf(inputFromBytes(spec('tensor', { dtype: 'int32', shape: [4, 'N'] }), bytes, 'a.bin'))).toBe(
+      'E_RUN_INPUT_FORMAT',
+    );
+    expect(await codeOf(inputFromBytes(spec('tensor', { dtype: 'int32', shape: ['N', 'M'] }), bytes, 'a.bin'))).toBe(
+      'E_RUN_INPUT',
+    );
     expect(await codeOf(inputFromBytes(spec('tensor', { shape: [6] }), bytes, 'a.bin'))).toBe('E_RUN_INPUT');
   });
   it('a .npy must fit the declared shape, named dimensions agreeing', async () => {
     const f = npyF32([1, 2, 3, 4, 5, 6], [2, 3]);
-    expect(await codeOf(inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N', 'N'] }), f, 'a.npy'))).toBe('E_RUN_INPUT');
-    expect(await codeOf(inputFromBytes(spec('tensor', { dtype: 'float32', shape: [2] }), f, 'a.npy'))).toBe('E_RUN_INPUT');
-    expect(((await inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N', 3] }), f, 'a.npy')) as { dims: number[] }).dims).toEqual([2, 3]);
+    expect(await codeOf(inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N', 'N'] }), f, 'a.npy'))).toBe(
+      'E_RUN_INPUT',
+    );
+    expect(await codeOf(inputFromBytes(spec('tensor', { dtype: 'float32', shape: [2] }), f, 'a.npy'))).toBe(
+      'E_RUN_INPUT',
+    );
+    expect(
+      ((await inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N', 3] }), f, 'a.npy')) as { dims: number[] })
+        .dims,
+    ).toEqual([2, 3]);
   });
 });
 
 describe('typed arrays in JSON (runner/outputs-json.ts)', () => {
   it(`an array of ${JSON_ARRAY_MAX} values is a JSON array; one more is base64 with dtype and shape`, () => {
     expect(typedToJson(new Int32Array(JSON_ARRAY_MAX).fill(-3))).toEqual(new Array(JSON_ARRAY_MAX).fill(-3));
-    const b = typedToJson(new Int32Array(JSON_ARRAY_MAX + 1).fill(-3), [JSON_ARRAY_MAX + 1]) as { dtype: string; shape: number[]; data: string };
+    const b = typedToJson(new Int32Array(JSON_ARRAY_MAX + 1).fill(-3), [JSON_ARRAY_MAX + 1]) as {
+      dtype: string;
+      shape: number[];
+      data: string;
+    };
     expect([b.dtype, b.shape]).toEqual(['int32', [JSON_ARRAY_MAX + 1]]);
     expect(Buffer.from(b.data, 'base64').readInt32LE(4 * JSON_ARRAY_MAX)).toBe(-3);
   });
   it('float16 prints as numbers, int64 as numbers when safe and base64 when not, tensors keep their dtype', () => {
-    expect(outputsToJson({ t: { type: 'float16', dims: [2], data: new Uint16Array([0x3c00, 0xc000]) } })).toEqual({ t: { type: 'float16', dims: [2], data: [1, -2] } });
-    expect(outputsToJson({ t: { type: 'int64', dims: [1], data: new BigInt64Array([5n]) } })).toEqual({ t: { type: 'int64', dims: [1], data: [5] } });
-    const big = outputsToJson({ t: { type: 'int64', dims: [1], data: new BigInt64Array([2n ** 60n]) } }) as { t: { data: { dtype: string; shape: number[] } } };
+    expect(outputsToJson({ t: { type: 'float16', dims: [2], data: new Uint16Array([0x3c00, 0xc000]) } })).toEqual({
+      t: { type: 'float16', dims: [2], data: [1, -2] },
+    });
+    expect(outputsToJson({ t: { type: 'int64', dims: [1], data: new BigInt64Array([5n]) } })).toEqual({
+      t: { type: 'int64', dims: [1], data: [5] },
+    });
+    const big = outputsToJson({ t: { type: 'int64', dims: [1], data: new BigInt64Array([2n ** 60n]) } }) as {
+      t: { data: { dtype: string; shape: number[] } };
+    };
     expect([big.t.data.dtype, big.t.data.shape]).toEqual(['int64', [1]]);
-    const bool = outputsToJson({ t: { type: 'bool', dims: [5000], data: new Uint8Array(5000) } }) as { t: { data: { dtype: string } } };
+    const bool = outputsToJson({ t: { type: 'bool', dims: [5000], data: new Uint8Array(5000) } }) as {
+      t: { data: { dtype: string } };
+    };
     expect(bool.t.data.dtype).toBe('bool');
   });
   it('a small mask is a JSON array; a big one with a label over 255 stays int32', () => {
-    expect(outputsToJson({ m: { width: 2, height: 1, data: new Int32Array([0, 3]) } })).toEqual({ m: { width: 2, height: 1, data: [0, 3] } });
+    expect(outputsToJson({ m: { width: 2, height: 1, data: new Int32Array([0, 3]) } })).toEqual({
+      m: { width: 2, height: 1, data: [0, 3] },
+    });
     const data = new Int32Array(100 * 100);
     data[5] = 300;
-    const m = outputsToJson({ m: { width: 100, height: 100, data } }) as { m: { data: { dtype: string; shape: number[] } } };
+    const m = outputsToJson({ m: { width: 100, height: 100, data } }) as {
+      m: { data: { dtype: string; shape: number[] } };
+    };
     expect([m.m.data.dtype, m.m.data.shape]).toEqual(['int32', [100, 100]]);
   });
 });

@@ -33,7 +33,9 @@ beforeAll(() => {
 describe('xpkg run over a folder', () => {
   it('a good image, a corrupt one and a non-image: one JSON line each, in name order; errors with their codes; exit status of the first failure', async () => {
     const r = await run(['-i', join(dir, 'in'), '--json']);
-    expect(r.lines.map((l) => l.input)).toEqual(['a-good.png', 'b-corrupt.png', 'c-notes.txt'].map((f) => join(dir, 'in', f)));
+    expect(r.lines.map((l) => l.input)).toEqual(
+      ['a-good.png', 'b-corrupt.png', 'c-notes.txt'].map((f) => join(dir, 'in', f)),
+    );
     const [good, corrupt, text] = r.lines;
     expect(good.result.outputs.boxes.length).toBeGreaterThan(0);
     expect(good.result.variant.detector).toMatch(/^cpu-/);
@@ -75,10 +77,24 @@ const hasScript = spawnSync('script', ['--version']).status === 0;
 describe.skipIf(!hasScript)('progress on a terminal', () => {
   it('a progress bar reaches 100% on stderr when it is a terminal', async () => {
     const { CI: _ci, ...env } = process.env;
-    const cmd = [process.execPath, resolve('bin/xpkg.js'), 'run', PKG, '--trust', 'fixtures/keys/test.pub', '-i', join(dir, 'in', 'a-*.png'), '-i', 'fixtures/detector/eval/000.png'];
+    const cmd = [
+      process.execPath,
+      resolve('bin/xpkg.js'),
+      'run',
+      PKG,
+      '--trust',
+      'fixtures/keys/test.pub',
+      '-i',
+      join(dir, 'in', 'a-*.png'),
+      '-i',
+      'fixtures/detector/eval/000.png',
+    ];
     const r = await new Promise<string>((done) => {
       let out = '';
-      const child = spawn('script', ['-qec', cmd.map((a) => `'${a}'`).join(' '), '/dev/null'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('script', ['-qec', cmd.map((a) => `'${a}'`).join(' '), '/dev/null'], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
       child.on('close', () => done(out));
     });
@@ -92,7 +108,10 @@ describe('runner.runMany', () => {
     await using runner = await Runner.open(PKG, { trust: ['fixtures/keys/test.pub'] });
     const items = ['a-good.png', 'b-corrupt.png', 'missing.png', 'c-notes.txt'].map((f) => join(dir, 'in', f));
     const got: [number, string, string][] = [];
-    for await (const r of runner.runMany([...items, { source: 'in memory', inputs: { image: readFileSync('fixtures/detector/eval/000.png') } }])) {
+    for await (const r of runner.runMany([
+      ...items,
+      { source: 'in memory', inputs: { image: readFileSync('fixtures/detector/eval/000.png') } },
+    ])) {
       got.push([r.index, r.source, r.ok ? 'ok' : r.error.code]);
     }
     expect(got).toEqual([

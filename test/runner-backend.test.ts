@@ -6,7 +6,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { generatedModels, prepare } from '../fixtures/multi-variant/build.js';
 import { addOneFp16Model, addOneInt8Model, addOneModel, encodeModel, identityModel } from '../fixtures/onnx-tiny.js';
 import { defaultRegistry } from '../runner/backends/index.js';
-import { checkTensor, fromOrtTensor, OnnxruntimeBackend, ortSessionOptions, type OrtInit } from '../runner/backends/onnxruntime.js';
+import {
+  checkTensor,
+  fromOrtTensor,
+  OnnxruntimeBackend,
+  type OrtInit,
+  ortSessionOptions,
+} from '../runner/backends/onnxruntime.js';
 import { PROBE_MODEL_HEX } from '../runner/backends/probe-model.js';
 import { BackendRegistry } from '../runner/backends/registry.js';
 import { physicalCores } from '../runner/host-cpu.js';
@@ -14,7 +20,12 @@ import type { Tensor } from '../runner/types.js';
 import { validateManifestSource } from '../spec/manifest.js';
 import type { Variant } from '../spec/schema.js';
 
-const cpuVariant = (file: string, id = 'v'): Variant => ({ id, runtime: 'onnxruntime', precision: 'fp32', files: [file] });
+const cpuVariant = (file: string, id = 'v'): Variant => ({
+  id,
+  runtime: 'onnxruntime',
+  precision: 'fp32',
+  files: [file],
+});
 const x = (values: number[]): Tensor => ({ type: 'float32', dims: [values.length], data: new Float32Array(values) });
 
 describe('tiny ONNX models from the fixture encoder', () => {
@@ -45,7 +56,12 @@ describe('tiny ONNX models from the fixture encoder', () => {
   });
 
   it('an encoding mistake is caught by onnxruntime (the encoder is not trusted blindly)', async () => {
-    const wrongOpset = encodeModel({ name: 'g', nodes: [{ op: 'NoSuchOp', inputs: ['X'], outputs: ['Y'] }], inputs: [{ name: 'X', type: 'float32', shape: [1] }], outputs: [{ name: 'Y', type: 'float32', shape: [1] }] });
+    const wrongOpset = encodeModel({
+      name: 'g',
+      nodes: [{ op: 'NoSuchOp', inputs: ['X'], outputs: ['Y'] }],
+      inputs: [{ name: 'X', type: 'float32', shape: [1] }],
+      outputs: [{ name: 'Y', type: 'float32', shape: [1] }],
+    });
     // onnxruntime's own error (it has no code): it must name the unknown op, not fail for another reason.
     await expect(ort.InferenceSession.create(wrongOpset)).rejects.toThrow(/NoSuchOp/);
   });
@@ -63,7 +79,9 @@ describe('onnxruntime backend', () => {
     expect(init.version).toBe(ort.env.versions.node);
     expect(init.providers?.[0]).toBe('cpu');
     const listed = ort.listSupportedBackends().map((b) => b.name);
-    expect([...init.providers!, ...init.unavailable.map((u) => u.name)].sort()).toEqual([...new Set(['cpu', ...listed])].sort());
+    expect([...init.providers!, ...init.unavailable.map((u) => u.name)].sort()).toEqual(
+      [...new Set(['cpu', ...listed])].sort(),
+    );
     for (const u of init.unavailable) expect(u.reason.length).toBeGreaterThan(5);
     const bin = join('node_modules', 'onnxruntime-node', 'bin', 'napi-v6', process.platform, process.arch);
     if (process.platform === 'linux' && !existsSync(join(bin, 'libonnxruntime_providers_cuda.so'))) {
@@ -74,7 +92,11 @@ describe('onnxruntime backend', () => {
 
   it('loads from a Buffer and runs, with outputs as neutral tensors', async () => {
     const files = generatedModels();
-    for (const [file, precision] of [['models/add-one-fp32.onnx', 'fp32'], ['models/add-one-int8.onnx', 'int8'], ['models/add-one-fp16.onnx', 'fp16']] as const) {
+    for (const [file, precision] of [
+      ['models/add-one-fp32.onnx', 'fp32'],
+      ['models/add-one-int8.onnx', 'int8'],
+      ['models/add-one-fp16.onnx', 'fp16'],
+    ] as const) {
       await using s = await backend.load({ ...cpuVariant(file, `v-${precision}`), precision }, files, {});
       expect(s.inputNames).toEqual(['X']);
       expect(s.outputNames).toEqual(['Y']);
@@ -108,11 +130,18 @@ describe('onnxruntime backend', () => {
       logSeverityLevel: 3,
       extra: { session: { force_spinning_stop: '1' } },
     });
-    expect(ortSessionOptions(v, { threads: 3, graphOptimization: 'basic' }, ['cpu'])).toMatchObject({ intraOpNumThreads: 3, graphOptimizationLevel: 'basic' });
+    expect(ortSessionOptions(v, { threads: 3, graphOptimization: 'basic' }, ['cpu'])).toMatchObject({
+      intraOpNumThreads: 3,
+      graphOptimizationLevel: 'basic',
+    });
     const cuda: Variant = { ...v, requires: { executionProviders: ['tensorrt', 'cuda', 'cpu'] } };
     expect(ortSessionOptions(cuda, {}, ['cpu', 'cuda']).executionProviders).toEqual(['cuda', 'cpu']);
-    expect(() => ortSessionOptions({ ...v, requires: { executionProviders: ['cuda'] } }, {}, ['cpu'])).toThrow(expect.objectContaining({ code: 'E_RUN_LOAD' }));
-    expect(() => ortSessionOptions(v, { threads: -1 }, ['cpu'])).toThrow(expect.objectContaining({ code: 'E_RUN_LOAD' }));
+    expect(() => ortSessionOptions({ ...v, requires: { executionProviders: ['cuda'] } }, {}, ['cpu'])).toThrow(
+      expect.objectContaining({ code: 'E_RUN_LOAD' }),
+    );
+    expect(() => ortSessionOptions(v, { threads: -1 }, ['cpu'])).toThrow(
+      expect.objectContaining({ code: 'E_RUN_LOAD' }),
+    );
   });
 
   it('refuses to load a corrupt buffer, a missing entry, or a provider that does not load', async () => {
@@ -120,18 +149,29 @@ describe('onnxruntime backend', () => {
     await expect(backend.load(cpuVariant('m.onnx'), corrupt, {})).rejects.toMatchObject({ code: 'E_RUN_LOAD' });
     await expect(backend.load(cpuVariant('m.onnx'), new Map(), {})).rejects.toMatchObject({ code: 'E_RUN_LOAD' });
     const cudaOnly: Variant = { ...cpuVariant('m.onnx'), requires: { executionProviders: ['cuda'] } };
-    if (!init.providers!.includes('cuda')) await expect(backend.load(cudaOnly, new Map([['m.onnx', addOneModel()]]), {})).rejects.toMatchObject({ code: 'E_RUN_LOAD' });
-    await expect(new OnnxruntimeBackend().load(cpuVariant('m.onnx'), new Map([['m.onnx', addOneModel()]]), {})).rejects.toMatchObject({ code: 'E_RUN_BACKEND' });
+    if (!init.providers!.includes('cuda'))
+      await expect(backend.load(cudaOnly, new Map([['m.onnx', addOneModel()]]), {})).rejects.toMatchObject({
+        code: 'E_RUN_LOAD',
+      });
+    await expect(
+      new OnnxruntimeBackend().load(cpuVariant('m.onnx'), new Map([['m.onnx', addOneModel()]]), {}),
+    ).rejects.toMatchObject({ code: 'E_RUN_BACKEND' });
   });
 
   it('validates feeds before native code sees them', async () => {
     const s = await backend.load(cpuVariant('m.onnx'), new Map([['m.onnx', addOneModel()]]), { threads: 1 });
     await expect(s.run({})).rejects.toMatchObject({ code: 'E_RUN_INPUT' });
     await expect(s.run({ X: x([1]), Z: x([1]) })).rejects.toMatchObject({ code: 'E_RUN_INPUT' });
-    await expect(s.run({ X: { type: 'float32', dims: [2], data: new Float32Array(3) } })).rejects.toMatchObject({ code: 'E_RUN_INPUT' });
-    await expect(s.run({ X: { type: 'float32', dims: [2], data: new Int32Array(2) } })).rejects.toMatchObject({ code: 'E_RUN_INPUT' });
+    await expect(s.run({ X: { type: 'float32', dims: [2], data: new Float32Array(3) } })).rejects.toMatchObject({
+      code: 'E_RUN_INPUT',
+    });
+    await expect(s.run({ X: { type: 'float32', dims: [2], data: new Int32Array(2) } })).rejects.toMatchObject({
+      code: 'E_RUN_INPUT',
+    });
     // right shape and type for the checks, wrong element type for the model: onnxruntime's own error
-    await expect(s.run({ X: { type: 'int32', dims: [1], data: new Int32Array(1) } })).rejects.toMatchObject({ code: 'E_RUN_BACKEND' });
+    await expect(s.run({ X: { type: 'int32', dims: [1], data: new Int32Array(1) } })).rejects.toMatchObject({
+      code: 'E_RUN_BACKEND',
+    });
     await s.release();
     await s.release(); // idempotent
     await expect(s.run({ X: x([1]) })).rejects.toMatchObject({ code: 'E_RUN_BACKEND' });
@@ -143,9 +183,13 @@ describe('onnxruntime backend', () => {
     expect(t.data).toBe(data);
     const half = new Uint16Array([0x3c00]);
     expect(fromOrtTensor('h', new ort.Tensor('float16', half, [1])).data).toBe(half);
-    expect(() => fromOrtTensor('d', new ort.Tensor('float64', new Float64Array(1), [1]))).toThrow(expect.objectContaining({ code: 'E_RUN_BACKEND' }));
+    expect(() => fromOrtTensor('d', new ort.Tensor('float64', new Float64Array(1), [1]))).toThrow(
+      expect.objectContaining({ code: 'E_RUN_BACKEND' }),
+    );
     expect(() => checkTensor('b', { type: 'bool', dims: [2], data: new Uint8Array(2) })).not.toThrow();
-    expect(() => checkTensor('i', { type: 'int64', dims: [1], data: new Int32Array(1) })).toThrow(expect.objectContaining({ code: 'E_RUN_INPUT' }));
+    expect(() => checkTensor('i', { type: 'int64', dims: [1], data: new Int32Array(1) })).toThrow(
+      expect.objectContaining({ code: 'E_RUN_INPUT' }),
+    );
   });
 });
 
@@ -164,14 +208,20 @@ describe('backend registry', () => {
   it('a failing higher-priority backend is recorded and the next one is used', async () => {
     const reg = new BackendRegistry();
     const real = new OnnxruntimeBackend();
-    const absent = new OnnxruntimeBackend({ name: 'onnxruntime-gpu-build', module: 'onnxruntime-node-gpu-not-installed' });
+    const absent = new OnnxruntimeBackend({
+      name: 'onnxruntime-gpu-build',
+      module: 'onnxruntime-node-gpu-not-installed',
+    });
     reg.register(real, 10);
     reg.register(absent, 50);
     expect(reg.backendsFor('onnxruntime').map((b) => b.name)).toEqual(['onnxruntime-gpu-build', 'onnxruntime-node']);
     const r = await reg.resolve('onnxruntime');
     expect(r.backend).toBe(real);
     const status = await reg.status();
-    expect(status.find((s) => s.name === 'onnxruntime-gpu-build')?.init).toMatchObject({ ok: false, reason: expect.stringContaining('onnxruntime-node-gpu-not-installed') });
+    expect(status.find((s) => s.name === 'onnxruntime-gpu-build')?.init).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining('onnxruntime-node-gpu-not-installed'),
+    });
   });
 
   it('reports every failure together when no backend initialises', async () => {
@@ -181,7 +231,10 @@ describe('backend registry', () => {
     const err = await reg.resolve('onnxruntime').catch((e) => e);
     expect(err.code).toBe('E_RUN_BACKEND');
     expect(err.detail.failures.map((f: { backend: string }) => f.backend)).toEqual(['one', 'two']);
-    await expect(reg.resolve('tensorrt')).rejects.toMatchObject({ code: 'E_RUN_BACKEND', detail: { runtime: 'tensorrt' } });
+    await expect(reg.resolve('tensorrt')).rejects.toMatchObject({
+      code: 'E_RUN_BACKEND',
+      detail: { runtime: 'tensorrt' },
+    });
   });
 
   it('refuses a second, different backend under a taken name; re-registering updates priority', () => {
@@ -190,7 +243,9 @@ describe('backend registry', () => {
     reg.register(b, 1);
     reg.register(b, 7);
     expect(() => reg.register(new OnnxruntimeBackend(), 3)).toThrow(expect.objectContaining({ code: 'E_RUN_BACKEND' }));
-    expect(() => reg.register(new OnnxruntimeBackend({ name: 'x' }), Number.NaN)).toThrow(expect.objectContaining({ code: 'E_RUN_BACKEND' }));
+    expect(() => reg.register(new OnnxruntimeBackend({ name: 'x' }), Number.NaN)).toThrow(
+      expect.objectContaining({ code: 'E_RUN_BACKEND' }),
+    );
     expect(reg.runtimes()).toEqual(['onnxruntime']);
   });
 });
@@ -202,7 +257,8 @@ describe('multi-variant fixture source', () => {
     const m = validateManifestSource(JSON.parse(readFileSync(join(dir, 'xpkg.json'), 'utf8')));
     const files = m.models.flatMap((x) => x.variants.flatMap((v) => v.files));
     for (const f of files) expect(existsSync(join(dir, f))).toBe(true);
-    for (const f of files.filter((f) => f.endsWith('.placeholder'))) expect(readFileSync(join(dir, f), 'utf8')).toMatch(/NOT a real .* model/);
+    for (const f of files.filter((f) => f.endsWith('.placeholder')))
+      expect(readFileSync(join(dir, f), 'utf8')).toMatch(/NOT a real .* model/);
     for (const f of files.filter((f) => f.endsWith('.onnx'))) {
       const s = await ort.InferenceSession.create(readFileSync(join(dir, f)));
       await s.release();

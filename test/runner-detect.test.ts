@@ -11,10 +11,22 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeModel } from '../fixtures/onnx-tiny.js';
-import { openLocalContext, runPipeline, type DetectedBox, type LocalContext, type Mask } from '../runner/pipeline/index.js';
+import {
+  type DetectedBox,
+  type LocalContext,
+  type Mask,
+  openLocalContext,
+  runPipeline,
+} from '../runner/pipeline/index.js';
 import { Runner } from '../runner/runner.js';
 import type { ManifestSource, Step } from '../spec/schema.js';
-import { accumulateConfusion, meanAveragePrecision, meanIou, type Detections, type GroundTruth } from './helpers/metrics.js';
+import {
+  accumulateConfusion,
+  type Detections,
+  type GroundTruth,
+  meanAveragePrecision,
+  meanIou,
+} from './helpers/metrics.js';
 import { tempDir } from './helpers/source.js';
 
 let dir: string;
@@ -30,17 +42,32 @@ afterAll(async () => {
 /** Y = X for a float32 tensor of the given rank. */
 const identity = (rank: number) => {
   const shape = ['A', 'B', 'C', 'D'].slice(0, rank);
-  return encodeModel({ name: 'identity', nodes: [{ op: 'Identity', inputs: ['X'], outputs: ['Y'] }], inputs: [{ name: 'X', type: 'float32', shape }], outputs: [{ name: 'Y', type: 'float32', shape }] });
+  return encodeModel({
+    name: 'identity',
+    nodes: [{ op: 'Identity', inputs: ['X'], outputs: ['Y'] }],
+    inputs: [{ name: 'X', type: 'float32', shape }],
+    outputs: [{ name: 'Y', type: 'float32', shape }],
+  });
 };
 
-async function pkg(name: string, rank: number, m: Partial<ManifestSource> & { pipeline: { steps: Step[] } }): Promise<LocalContext> {
+async function pkg(
+  name: string,
+  rank: number,
+  m: Partial<ManifestSource> & { pipeline: { steps: Step[] } },
+): Promise<LocalContext> {
   const d = join(dir, name);
   await mkdir(join(d, 'models'), { recursive: true });
   await writeFile(join(d, 'models', 'id.onnx'), identity(rank));
   const manifest = {
-    name, version: '1.0.0', sequence: 1, license: 'MIT', task: 'test',
+    name,
+    version: '1.0.0',
+    sequence: 1,
+    license: 'MIT',
+    task: 'test',
     inputs: [{ name: 'image', type: 'image' }],
-    models: [{ id: 'net', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/id.onnx'] }] }],
+    models: [
+      { id: 'net', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/id.onnx'] }] },
+    ],
     ...m,
   };
   await writeFile(join(d, 'xpkg.json'), JSON.stringify(manifest));
@@ -51,7 +78,9 @@ async function pkg(name: string, rank: number, m: Partial<ManifestSource> & { pi
 
 /** 120×60: red left third, green middle third, blue right third. */
 function stripes(): { data: Uint8Array; width: number; height: number; channels: 3 } {
-  const w = 120, h = 60, data = new Uint8Array(w * h * 3);
+  const w = 120,
+    h = 60,
+    data = new Uint8Array(w * h * 3);
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data[(y * w + x) * 3 + Math.floor((3 * x) / w)] = 255;
   return { data, width: w, height: h, channels: 3 };
 }
@@ -63,9 +92,15 @@ describe('segment-argmax', () => {
       pipeline: {
         steps: [
           { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
-          { op: 'preprocess', params: { input: 'rgb', output: 'x', mode: 'letterbox', width: 64, height: 64, padValue: 0 } },
+          {
+            op: 'preprocess',
+            params: { input: 'rgb', output: 'x', mode: 'letterbox', width: 64, height: 64, padValue: 0 },
+          },
           { op: 'infer', model: 'net', params: { inputs: 'x', outputs: 'scores' } },
-          { op: 'segment-argmax', params: { input: 'scores', output: 'mask', image: 'x', labels: ['red', 'green', 'blue'] } },
+          {
+            op: 'segment-argmax',
+            params: { input: 'scores', output: 'mask', image: 'x', labels: ['red', 'green', 'blue'] },
+          },
         ],
       },
     });
@@ -84,11 +119,13 @@ describe('segment-argmax', () => {
 });
 
 describe('detect-decode', () => {
-  const N = 6, C = 3;
+  const N = 6,
+    C = 3;
   /** YOLOv8 layout [1, 4 + C, N] in the 64×64 letterbox plane of a 120×60 image (scale 64/120, pad y 16). */
   function head(): Float32Array {
     const h = new Float32Array((4 + C) * N);
-    const s = 64 / 120, pad = 16;
+    const s = 64 / 120,
+      pad = 16;
     // [cx, cy, w, h] in original pixels, class, score
     const boxes: [number, number, number, number, number, number][] = [
       [30, 20, 20, 10, 0, 0.9],
@@ -110,20 +147,42 @@ describe('detect-decode', () => {
 
   it('decodes, suppresses per class and maps boxes back through the letterbox, clipped to the image', async () => {
     const ctx = await pkg('det', 3, {
-      inputs: [{ name: 'image', type: 'image' }, { name: 'head', type: 'tensor' }],
+      inputs: [
+        { name: 'image', type: 'image' },
+        { name: 'head', type: 'tensor' },
+      ],
       outputs: [{ name: 'boxes', type: 'boxes' }],
       pipeline: {
         steps: [
           { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
           { op: 'preprocess', params: { input: 'rgb', output: 'x', mode: 'letterbox', width: 64, height: 64 } },
           { op: 'infer', model: 'net', params: { inputs: 'head', outputs: 'out' } },
-          { op: 'detect-decode', params: { input: 'out', output: 'boxes', image: 'x', layout: 'attrs-first', scoreThreshold: 0.25, iouThreshold: 0.5, labels: ['a', 'b', 'c'] } },
+          {
+            op: 'detect-decode',
+            params: {
+              input: 'out',
+              output: 'boxes',
+              image: 'x',
+              layout: 'attrs-first',
+              scoreThreshold: 0.25,
+              iouThreshold: 0.5,
+              labels: ['a', 'b', 'c'],
+            },
+          },
         ],
       },
     });
-    const r = await runPipeline(ctx, { image: stripes(), head: { type: 'float32', dims: [1, 4 + C, N], data: head() } });
+    const r = await runPipeline(ctx, {
+      image: stripes(),
+      head: { type: 'float32', dims: [1, 4 + C, N], data: head() },
+    });
     const boxes = r.outputs.boxes as DetectedBox[];
-    expect(boxes.map((b) => [b.class, b.label])).toEqual([[0, 'a'], [1, 'b'], [2, 'c'], [1, 'b']]);
+    expect(boxes.map((b) => [b.class, b.label])).toEqual([
+      [0, 'a'],
+      [1, 'b'],
+      [2, 'c'],
+      [1, 'b'],
+    ]);
     expect(boxes.map((b) => b.score)).toEqual([0.9, 0.7, 0.6, 0.5].map(Math.fround));
     const close = (got: number[], want: number[]) => got.forEach((v, i) => expect(v).toBeCloseTo(want[i], 3));
     close(boxes[0].box as number[], [20, 15, 40, 25]);
@@ -143,14 +202,24 @@ describe('trained detector and segmenter packages', () => {
 
   it('detector: mAP@0.5 on fixtures/detector/eval within 0.03 of metrics.json', async () => {
     const metrics = read('fixtures/detector/metrics.json');
-    const labels = read('fixtures/detector/eval/labels.json') as { classes: string[]; images: { file: string; boxes: number[][]; labels: number[] }[] };
-    await using runner = await Runner.open('fixtures/dist/detector.xpkg', { trust: TRUST, stateDir: tempDir('xpkg-state-') });
+    const labels = read('fixtures/detector/eval/labels.json') as {
+      classes: string[];
+      images: { file: string; boxes: number[][]; labels: number[] }[];
+    };
+    await using runner = await Runner.open('fixtures/dist/detector.xpkg', {
+      trust: TRUST,
+      stateDir: tempDir('xpkg-state-'),
+    });
     const dets: Detections[] = [];
     const gts: GroundTruth[] = [];
     for (const im of labels.images) {
       const boxes = (await runner.run({ image: `fixtures/detector/eval/${im.file}` })).outputs.boxes as DetectedBox[];
       for (const b of boxes) expect(b.label).toBe(labels.classes[b.class!]);
-      dets.push({ boxes: boxes.flatMap((b) => b.box as number[]), scores: boxes.map((b) => b.score), classes: boxes.map((b) => b.class!) });
+      dets.push({
+        boxes: boxes.flatMap((b) => b.box as number[]),
+        scores: boxes.map((b) => b.score),
+        classes: boxes.map((b) => b.class!),
+      });
       gts.push({ boxes: im.boxes.flat(), labels: im.labels });
     }
     expect(labels.images.length).toBe(metrics.committed.images);
@@ -162,11 +231,16 @@ describe('trained detector and segmenter packages', () => {
     const metrics = read('fixtures/segmenter/metrics.json');
     const labels = read('fixtures/segmenter/eval/labels.json') as { images: { file: string; mask: string }[] };
     const nl = metrics.classes.length;
-    await using runner = await Runner.open('fixtures/dist/segmenter.xpkg', { trust: TRUST, stateDir: tempDir('xpkg-state-') });
+    await using runner = await Runner.open('fixtures/dist/segmenter.xpkg', {
+      trust: TRUST,
+      stateDir: tempDir('xpkg-state-'),
+    });
     const conf = new Float64Array(nl * nl);
     for (const im of labels.images) {
       const m = (await runner.run({ image: `fixtures/segmenter/eval/${im.file}` })).outputs.mask as Mask;
-      const { data, info } = await sharp(`fixtures/segmenter/eval/${im.mask}`).raw().toBuffer({ resolveWithObject: true });
+      const { data, info } = await sharp(`fixtures/segmenter/eval/${im.mask}`)
+        .raw()
+        .toBuffer({ resolveWithObject: true });
       expect([m.width, m.height]).toEqual([info.width, info.height]);
       const truth = new Uint8Array(info.width * info.height);
       for (let i = 0; i < truth.length; i++) truth[i] = data[i * info.channels];

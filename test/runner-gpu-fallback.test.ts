@@ -45,7 +45,13 @@ describe('GPU provider selection and fallback', () => {
   });
 
   it('a CUDA variant that fails to load falls back to a CPU variant, recorded in the result', async () => {
-    await using runner = await Runner.open(ADD, { trust: TRUST, stateDir: tempDir('xpkg-state-'), host: H100, registry: attemptingCuda(), threads: 1 });
+    await using runner = await Runner.open(ADD, {
+      trust: TRUST,
+      stateDir: tempDir('xpkg-state-'),
+      host: H100,
+      registry: attemptingCuda(),
+      threads: 1,
+    });
     const r = await runner.run({ x });
     expect([...(r.outputs.y as { data: Float32Array }).data]).toEqual([2, 3, 4]);
     expect(r.variant['add-one']).not.toBe('cuda-fp16');
@@ -60,7 +66,12 @@ describe('GPU provider selection and fallback', () => {
   });
 
   it('a CPU run reports the CPU provider and no fallback', async () => {
-    await using runner = await Runner.open(ADD, { trust: TRUST, stateDir: tempDir('xpkg-state-'), variant: 'cpu-fp32', threads: 1 });
+    await using runner = await Runner.open(ADD, {
+      trust: TRUST,
+      stateDir: tempDir('xpkg-state-'),
+      variant: 'cpu-fp32',
+      threads: 1,
+    });
     const r = await runner.run({ x });
     expect(r.actualProvider).toEqual({ 'add-one': 'cpu' });
     expect(r.fallbacks).toEqual({});
@@ -69,7 +80,13 @@ describe('GPU provider selection and fallback', () => {
   it('within a variant listing cuda then cpu, a failing cuda provider falls back to cpu, recorded on the session', async () => {
     const backend = new OnnxruntimeBackend({ attemptProviders: ['cuda'] });
     expect((await backend.init()).ok).toBe(true);
-    const variant = { id: 'both', runtime: 'onnxruntime', precision: 'fp32', files: ['m.onnx'], requires: { executionProviders: ['cuda', 'cpu'] } } as Variant;
+    const variant = {
+      id: 'both',
+      runtime: 'onnxruntime',
+      precision: 'fp32',
+      files: ['m.onnx'],
+      requires: { executionProviders: ['cuda', 'cpu'] },
+    } as Variant;
     const session = await backend.load(variant, new Map([['m.onnx', Buffer.from(probeModel())]]), { threads: 1 });
     try {
       expect(session.provider).toBe('cpu');
@@ -80,17 +97,31 @@ describe('GPU provider selection and fallback', () => {
     }
   });
 
-  it('counts the nodes each provider ran from the first run\'s profile, then stops profiling and leaves no file', async () => {
+  it("counts the nodes each provider ran from the first run's profile, then stops profiling and leaves no file", async () => {
     const { readdirSync, readFileSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const before = readdirSync(tmpdir()).filter((f) => f.startsWith('xpkg-ort-profile-')).length;
     const backend = new OnnxruntimeBackend({ placement: 'always' });
     await backend.init();
-    const variant = { id: 'det', runtime: 'onnxruntime', precision: 'fp32', files: ['m.onnx'], requires: { executionProviders: ['cpu'] } } as Variant;
-    const session = await backend.load(variant, new Map([['m.onnx', readFileSync('fixtures/detector/model.onnx')]]), { threads: 1 });
+    const variant = {
+      id: 'det',
+      runtime: 'onnxruntime',
+      precision: 'fp32',
+      files: ['m.onnx'],
+      requires: { executionProviders: ['cpu'] },
+    } as Variant;
+    const session = await backend.load(variant, new Map([['m.onnx', readFileSync('fixtures/detector/model.onnx')]]), {
+      threads: 1,
+    });
     try {
       expect(session.nodesByProvider).toBeUndefined();
-      const feeds = { [session.inputNames[0]]: { type: 'float32' as const, dims: [1, 3, 320, 320], data: new Float32Array(3 * 320 * 320) } };
+      const feeds = {
+        [session.inputNames[0]]: {
+          type: 'float32' as const,
+          dims: [1, 3, 320, 320],
+          data: new Float32Array(3 * 320 * 320),
+        },
+      };
       await session.run(feeds);
       const nodes = session.nodesByProvider!;
       expect(Object.keys(nodes)).toEqual(['cpu']);
@@ -104,14 +135,27 @@ describe('GPU provider selection and fallback', () => {
   });
 
   it('a CPU session is not profiled by default', async () => {
-    await using runner = await Runner.open(ADD, { trust: TRUST, stateDir: tempDir('xpkg-state-'), variant: 'cpu-fp32', threads: 1 });
+    await using runner = await Runner.open(ADD, {
+      trust: TRUST,
+      stateDir: tempDir('xpkg-state-'),
+      variant: 'cpu-fp32',
+      threads: 1,
+    });
     expect((await runner.run({ x })).nodes).toEqual({});
   });
 
   it('without attempting, a variant needing only cuda is refused before onnxruntime is asked', async () => {
     const backend = new OnnxruntimeBackend();
     await backend.init();
-    const variant = { id: 'gpu', runtime: 'onnxruntime', precision: 'fp16', files: ['m.onnx'], requires: { executionProviders: ['cuda'] } } as Variant;
-    await expect(backend.load(variant, new Map([['m.onnx', Buffer.from(probeModel())]]), {})).rejects.toMatchObject({ code: 'E_RUN_LOAD' });
+    const variant = {
+      id: 'gpu',
+      runtime: 'onnxruntime',
+      precision: 'fp16',
+      files: ['m.onnx'],
+      requires: { executionProviders: ['cuda'] },
+    } as Variant;
+    await expect(backend.load(variant, new Map([['m.onnx', Buffer.from(probeModel())]]), {})).rejects.toMatchObject({
+      code: 'E_RUN_LOAD',
+    });
   });
 });

@@ -18,8 +18,8 @@ import { Runner } from '../runner/runner.js';
 import { canonicalBytes } from '../spec/canonical.js';
 import { BLOCK_SIZE, MANIFEST_PATH } from '../spec/limits.js';
 import { codeOf } from './helpers/errors.js';
-import { tempDir } from './helpers/source.js';
 import { externalAddModel } from './helpers/external-model.js';
+import { tempDir } from './helpers/source.js';
 
 const BIG = 2 ** 32 + 4096;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -52,8 +52,18 @@ async function sparsePackage(source: Record<string, unknown>, entries: SparseEnt
   const dir = tempDir('xpkg-sparse-');
   made.push(dir);
   const path = join(dir, 'big.xpkg');
-  const record = (e: SparseEntry) => ({ path: e.path, size: e.size, sha256: e.sha256 ?? sha(e.data!), blocks: e.blocks ?? (e.sha256 ? Array(Math.ceil(e.size / BLOCK_SIZE)).fill(FAKE) : blocksOf(e.data!)) });
-  const manifest = canonicalBytes({ ...source, format: 'xpkg/1', blockSize: BLOCK_SIZE, files: entries.map(record).sort((a, b) => (a.path < b.path ? -1 : 1)) });
+  const record = (e: SparseEntry) => ({
+    path: e.path,
+    size: e.size,
+    sha256: e.sha256 ?? sha(e.data!),
+    blocks: e.blocks ?? (e.sha256 ? Array(Math.ceil(e.size / BLOCK_SIZE)).fill(FAKE) : blocksOf(e.data!)),
+  });
+  const manifest = canonicalBytes({
+    ...source,
+    format: 'xpkg/1',
+    blockSize: BLOCK_SIZE,
+    files: entries.map(record).sort((a, b) => (a.path < b.path ? -1 : 1)),
+  });
   const all: (SparseEntry & { layout: Z.EntryLayout })[] = [];
   let cursor = 0;
   for (const e of [{ path: MANIFEST_PATH, size: manifest.length, data: manifest }, ...entries]) {
@@ -69,7 +79,15 @@ async function sparsePackage(source: Record<string, unknown>, entries: SparseEnt
       }
       padding = pad;
     }
-    const layout: Z.EntryLayout = { name, method: 0, crc32: e.data && e.data.length === e.size ? crc32(e.data) >>> 0 : 0, size: e.size, compressedSize: e.size, localHeaderOffset: cursor, padding };
+    const layout: Z.EntryLayout = {
+      name,
+      method: 0,
+      crc32: e.data && e.data.length === e.size ? crc32(e.data) >>> 0 : 0,
+      size: e.size,
+      compressedSize: e.size,
+      localHeaderOffset: cursor,
+      padding,
+    };
     all.push({ ...e, layout });
     cursor += Z.localHeaderLength(layout) + e.size;
   }
@@ -79,7 +97,8 @@ async function sparsePackage(source: Record<string, unknown>, entries: SparseEnt
       const h = Z.encodeLocalHeader(e.layout, Z.DEFAULT_DOS_TIME);
       await fh.write(h, 0, h.length, e.layout.localHeaderOffset);
       if (e.data) await fh.write(e.data, 0, e.data.length, e.layout.localHeaderOffset + h.length);
-      if (e.tail) await fh.write(e.tail, 0, e.tail.length, e.layout.localHeaderOffset + h.length + e.size - e.tail.length);
+      if (e.tail)
+        await fh.write(e.tail, 0, e.tail.length, e.layout.localHeaderOffset + h.length + e.size - e.tail.length);
     }
     const cd = Buffer.concat(all.map((e) => Z.encodeCentralHeader(e.layout, Z.DEFAULT_DOS_TIME)));
     const tail = Buffer.concat([cd, Z.encodeEnd(all.length, cursor, cd.length)]);
@@ -111,7 +130,9 @@ const tensorSource = (variants: { id: string; files: string[] }[], assets: strin
 const run = (r: Runner) => r.run({ x: { type: 'float32', dims: [2], data: new Float32Array([1, 2.5]) } });
 const ys = (r: Awaited<ReturnType<typeof run>>) => Array.from((r.outputs.y as { data: Float32Array }).data);
 const loadFailures = (r: Runner) =>
-  r.selection.models[0].variants.filter((v) => v.status === 'rejected').map((v) => [v.variant.id, v.reasons.map((x) => (x.detail as { code?: string } | undefined)?.code ?? x.code)]);
+  r.selection.models[0].variants
+    .filter((v) => v.status === 'rejected')
+    .map((v) => [v.variant.id, v.reasons.map((x) => (x.detail as { code?: string } | undefined)?.code ?? x.code)]);
 
 describe('payloads larger than one Buffer', () => {
   const small = addOneModel();
@@ -177,22 +198,42 @@ describe('payloads larger than one Buffer', () => {
 
   // A real > 4 GiB weights file end to end: ~4 GiB hashed while written to the private folder, so
   // opt-in (XPKG_TEST_LARGE=1): about 30 s on two shared cores, 4 GiB of free temp space.
-  it.runIf(process.env.XPKG_TEST_LARGE === '1')('a model whose external weights file is over 4 GiB runs', { timeout: 300_000 }, async () => {
-    const w = Buffer.from(new Float32Array([10, 20, 30, 40]).buffer);
-    const size = 2 ** 32 + w.length;
-    // SHA-256 of 2^32 zero bytes then w (computed once: hashing 4 GiB here would double the cost)
-    const digest = '18b2a7be8edc1fff5fe62ff1e35ea1c1d943c5b19643e85affd72878a8bb3a91';
-    const zeroBlock = sha(Buffer.alloc(BLOCK_SIZE));
-    const model = externalAddModel('weights.bin', 2 ** 32);
-    const pkg = await sparsePackage(tensorSource([{ id: 'cpu-ext', files: ['models/ext.onnx', 'models/weights.bin'] }]), [
-      { path: 'models/ext.onnx', size: model.length, data: model, model: true },
-      { path: 'models/weights.bin', size, tail: w, sha256: digest, blocks: [...Array(2 ** 32 / BLOCK_SIZE).fill(zeroBlock), sha(w)], model: true },
-    ]);
-    await using runner = await Runner.open(pkg, { allowUnsigned: true, stateDir: tempDir('xpkg-state-'), threads: 1 });
-    const t0 = performance.now();
-    const r = await runner.run({ x: { type: 'float32', dims: [4], data: new Float32Array([1, 2, 3, 4]) } });
-    console.log(`> 4 GiB external weights: first run (stream, hash, write, load) ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    expect(r.variant).toEqual({ net: 'cpu-ext' });
-    expect(ys(r)).toEqual([11, 22, 33, 44]);
-  });
+  it.runIf(process.env.XPKG_TEST_LARGE === '1')(
+    'a model whose external weights file is over 4 GiB runs',
+    { timeout: 300_000 },
+    async () => {
+      const w = Buffer.from(new Float32Array([10, 20, 30, 40]).buffer);
+      const size = 2 ** 32 + w.length;
+      // SHA-256 of 2^32 zero bytes then w (computed once: hashing 4 GiB here would double the cost)
+      const digest = '18b2a7be8edc1fff5fe62ff1e35ea1c1d943c5b19643e85affd72878a8bb3a91';
+      const zeroBlock = sha(Buffer.alloc(BLOCK_SIZE));
+      const model = externalAddModel('weights.bin', 2 ** 32);
+      const pkg = await sparsePackage(
+        tensorSource([{ id: 'cpu-ext', files: ['models/ext.onnx', 'models/weights.bin'] }]),
+        [
+          { path: 'models/ext.onnx', size: model.length, data: model, model: true },
+          {
+            path: 'models/weights.bin',
+            size,
+            tail: w,
+            sha256: digest,
+            blocks: [...Array(2 ** 32 / BLOCK_SIZE).fill(zeroBlock), sha(w)],
+            model: true,
+          },
+        ],
+      );
+      await using runner = await Runner.open(pkg, {
+        allowUnsigned: true,
+        stateDir: tempDir('xpkg-state-'),
+        threads: 1,
+      });
+      const t0 = performance.now();
+      const r = await runner.run({ x: { type: 'float32', dims: [4], data: new Float32Array([1, 2, 3, 4]) } });
+      console.log(
+        `> 4 GiB external weights: first run (stream, hash, write, load) ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      );
+      expect(r.variant).toEqual({ net: 'cpu-ext' });
+      expect(ys(r)).toEqual([11, 22, 33, 44]);
+    },
+  );
 });

@@ -12,7 +12,11 @@ describe('host profile: kernel backend', () => {
     const h = await detectHost();
     const info = nativeInfo();
     expect(h.kernels).toMatchObject({ backend: info.backend, simd: info.simd, threads: info.threads });
-    expect(renderHost(h)).toMatch(info.backend === 'native' ? new RegExp(`^kernels +native \\(${info.simd},`, 'm') : /^kernels +portable TypeScript/m);
+    expect(renderHost(h)).toMatch(
+      info.backend === 'native'
+        ? new RegExp(`^kernels +native \\(${info.simd},`, 'm')
+        : /^kernels +portable TypeScript/m,
+    );
   });
 
   it('a forced portable backend is reported with its reason; injected profiles may carry or omit it', async () => {
@@ -22,6 +26,11 @@ describe('host profile: kernel backend', () => {
     expect(renderHost(h)).toMatch(/^kernels +portable TypeScript — forced$/m);
     const { kernels: _k, ...without } = h;
     expect(renderHost(loadHostProfile(without))).not.toMatch(/^kernels/m);
-    expect(syncCodeOf(() => loadHostProfile({ ...h, kernels: { backend: 'gpu', simd: 'x', threads: 1, cuda: false } }), RunnerError)).toBe('E_HOST_PROFILE');
+    expect(
+      syncCodeOf(
+        () => loadHostProfile({ ...h, kernels: { backend: 'gpu', simd: 'x', threads: 1, cuda: false } }),
+        RunnerError,
+      ),
+    ).toBe('E_HOST_PROFILE');
   });
 });

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { hostCommand } from '../cli/commands/host.js';
 import { makeIo } from '../cli/framework.js';
 import { identityModel } from '../fixtures/onnx-tiny.js';
+import { detectHost, type HostProfile, hostSummary, loadHostProfile, renderHost, resolveHost } from '../runner/host.js';
 import { normaliseFeatures, parseCpuinfo, parseSysctl, physicalCores } from '../runner/host-cpu.js';
 import {
   jetsonFromCompatible,
@@ -23,7 +24,6 @@ import {
 } from '../runner/host-gpu.js';
 import { appleChip, intelNpuFromPciId, rockchipNpuArch, rockchipSoc } from '../runner/host-npu.js';
 import { pickLibrary } from '../runner/host-runtimes.js';
-import { detectHost, hostSummary, loadHostProfile, renderHost, resolveHost, type HostProfile } from '../runner/host.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const data = (name: string) => readFileSync(join(HERE, 'data', 'hosts', name), 'utf8');
@@ -45,7 +45,12 @@ describe('detectHost on this machine', () => {
 
   it.runIf(process.platform === 'linux')('finds every CPU feature /proc/cpuinfo lists', () => {
     const text = readFileSync('/proc/cpuinfo', 'utf8');
-    const listed = new Set(text.split('\n').filter((l) => /^(flags|Features)\s*:/.test(l)).flatMap((l) => l.split(':')[1].trim().split(/\s+/)));
+    const listed = new Set(
+      text
+        .split('\n')
+        .filter((l) => /^(flags|Features)\s*:/.test(l))
+        .flatMap((l) => l.split(':')[1].trim().split(/\s+/)),
+    );
     expect(listed.size).toBeGreaterThan(0);
     for (const f of listed) expect(host.cpu.features).toContain(f);
     if (listed.has('avx512_vnni')) expect(host.cpu.features).toContain('avx512_vnni');
@@ -63,7 +68,17 @@ describe('detectHost on this machine', () => {
       await s.release();
     }
     // this machine has no CUDA provider library: cuda must be reported unavailable, with why
-    const cudaLib = join(HERE, '..', 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so');
+    const cudaLib = join(
+      HERE,
+      '..',
+      'node_modules',
+      'onnxruntime-node',
+      'bin',
+      'napi-v6',
+      process.platform,
+      process.arch,
+      'libonnxruntime_providers_cuda.so',
+    );
     if (process.platform === 'linux' && !existsSync(cudaLib)) {
       expect(rt.providers).not.toContain('cuda');
       expect(rt.unavailable?.find((u) => u.name === 'cuda')?.reason).toMatch(/libonnxruntime_providers_cuda/);
@@ -77,7 +92,8 @@ describe('detectHost on this machine', () => {
       if (!r.available) expect(r.reason).toBeTruthy();
     }
     for (const n of host.notDetected) expect(n.reason.length).toBeGreaterThan(0);
-    if (!host.gpus.some((g) => g.vendor === 'nvidia')) expect(host.notDetected.map((n) => n.what)).toContain('nvidia gpu');
+    if (!host.gpus.some((g) => g.vendor === 'nvidia'))
+      expect(host.notDetected.map((n) => n.what)).toContain('nvidia gpu');
   });
 
   it('renders for people', () => {
@@ -120,21 +136,47 @@ describe('CPU parsers on recorded files', () => {
   });
 
   it('normalises kernel and vendor spellings to manifest names', () => {
-    expect(normaliseFeatures(['AVX512VNNI', 'asimddp', 'pni', 'AVX1.0', 'SSE4.2'])).toEqual(['asimddp', 'avx', 'avx1_0', 'avx512_vnni', 'avx512vnni', 'dotprod', 'pni', 'sse3', 'sse4_2']);
+    expect(normaliseFeatures(['AVX512VNNI', 'asimddp', 'pni', 'AVX1.0', 'SSE4.2'])).toEqual([
+      'asimddp',
+      'avx',
+      'avx1_0',
+      'avx512_vnni',
+      'avx512vnni',
+      'dotprod',
+      'pni',
+      'sse3',
+      'sse4_2',
+    ]);
   });
 });
 
 describe('GPU and NPU parsers on recorded files', () => {
   it('/proc/driver/nvidia files', () => {
-    expect(parseNvidiaInformation(data('nvidia-information-rtx4090.txt'))).toEqual({ name: 'NVIDIA GeForce RTX 4090', busId: '0000:01:00.0', uuid: 'GPU-6a3e5a8e-2f0e-6c1c-4b2a-3f1c9d9e7b11' });
+    expect(parseNvidiaInformation(data('nvidia-information-rtx4090.txt'))).toEqual({
+      name: 'NVIDIA GeForce RTX 4090',
+      busId: '0000:01:00.0',
+      uuid: 'GPU-6a3e5a8e-2f0e-6c1c-4b2a-3f1c9d9e7b11',
+    });
     expect(parseNvidiaVersion(data('nvidia-version.txt'))).toBe('550.54.14');
     expect(parseNvidiaVersion(data('nvidia-version-open.txt'))).toBe('535.129.03');
   });
 
   it('nvidia-smi csv with header and units, without, and from an old driver', () => {
     expect(parseNvidiaSmiCsv(data('nvidia-smi-h100x2.csv'))).toEqual([
-      { name: 'NVIDIA H100 80GB HBM3', computeCap: '9.0', memoryMiB: 81559, driver: '535.129.03', busId: '00000000:18:00.0' },
-      { name: 'NVIDIA H100 80GB HBM3', computeCap: '9.0', memoryMiB: 81559, driver: '535.129.03', busId: '00000000:2A:00.0' },
+      {
+        name: 'NVIDIA H100 80GB HBM3',
+        computeCap: '9.0',
+        memoryMiB: 81559,
+        driver: '535.129.03',
+        busId: '00000000:18:00.0',
+      },
+      {
+        name: 'NVIDIA H100 80GB HBM3',
+        computeCap: '9.0',
+        memoryMiB: 81559,
+        driver: '535.129.03',
+        busId: '00000000:2A:00.0',
+      },
     ]);
     const two = parseNvidiaSmiCsv(data('nvidia-smi-noheader-nounits.csv'));
     expect(two.map((g) => [g.name, g.computeCap && smFromComputeCap(g.computeCap), g.memoryMiB])).toEqual([
@@ -142,26 +184,61 @@ describe('GPU and NPU parsers on recorded files', () => {
       ['NVIDIA GeForce GTX 1080 Ti', 'sm_61', 11264],
     ]);
     const old = parseNvidiaSmiCsv(data('nvidia-smi-old-driver.csv'));
-    expect(old).toEqual([{ name: 'NVIDIA GeForce GTX 980', memoryMiB: 4096, driver: '470.223.02', busId: '00000000:03:00.0' }]);
+    expect(old).toEqual([
+      { name: 'NVIDIA GeForce GTX 980', memoryMiB: 4096, driver: '470.223.02', busId: '00000000:03:00.0' },
+    ]);
     expect(parseNvidiaSmiBanner(data('nvidia-smi-banner.txt'))).toEqual({ driver: '550.54.14', cuda: '12.4' });
   });
 
   it('files recorded on a real H100 host', () => {
-    expect(parseNvidiaInformation(data('nvidia-information-h100-recorded.txt'))).toMatchObject({ name: 'NVIDIA H100 80GB HBM3', busId: '0000:00:06.0' });
+    expect(parseNvidiaInformation(data('nvidia-information-h100-recorded.txt'))).toMatchObject({
+      name: 'NVIDIA H100 80GB HBM3',
+      busId: '0000:00:06.0',
+    });
     expect(parseNvidiaVersion(data('nvidia-version-h100-recorded.txt'))).toBe('580.159.04');
-    const want = [{ name: 'NVIDIA H100 80GB HBM3', computeCap: '9.0', memoryMiB: 81559, driver: '580.159.04', busId: '00000000:00:06.0' }];
+    const want = [
+      {
+        name: 'NVIDIA H100 80GB HBM3',
+        computeCap: '9.0',
+        memoryMiB: 81559,
+        driver: '580.159.04',
+        busId: '00000000:00:06.0',
+      },
+    ];
     expect(parseNvidiaSmiCsv(data('nvidia-smi-h100-recorded.csv'))).toEqual(want);
     expect(parseNvidiaSmiCsv(data('nvidia-smi-h100-recorded-noheader.csv'))).toEqual(want);
-    expect(parseNvidiaSmiBanner(data('nvidia-smi-banner-h100-recorded.txt'))).toEqual({ driver: '580.159.04', cuda: '13.0' });
+    expect(parseNvidiaSmiBanner(data('nvidia-smi-banner-h100-recorded.txt'))).toEqual({
+      driver: '580.159.04',
+      cuda: '13.0',
+    });
     expect(smFromComputeCap(want[0].computeCap)).toBe('sm_90');
   });
 
   it('compute capability names', () => {
-    expect(['5.3', '7.5', '8.0', '8.6', '8.7', '8.9', '9.0', '10.0', '12.0'].map(smFromComputeCap)).toEqual(['sm_53', 'sm_75', 'sm_80', 'sm_86', 'sm_87', 'sm_89', 'sm_90', 'sm_100', 'sm_120']);
+    expect(['5.3', '7.5', '8.0', '8.6', '8.7', '8.9', '9.0', '10.0', '12.0'].map(smFromComputeCap)).toEqual([
+      'sm_53',
+      'sm_75',
+      'sm_80',
+      'sm_86',
+      'sm_87',
+      'sm_89',
+      'sm_90',
+      'sm_100',
+      'sm_120',
+    ]);
     expect(smFromComputeCap('N/A')).toBeUndefined();
     expect(smNumber('sm_100')).toBeGreaterThan(smNumber('sm_90'));
     expect(smNumber('rk3588')).toBeNaN();
-    expect(['NVIDIA GeForce RTX 4090', 'NVIDIA H100 80GB HBM3', 'NVIDIA A100-SXM4-40GB', 'Tesla T4', 'NVIDIA GeForce RTX 3080', 'NVIDIA L4'].map(smFromName)).toEqual(['sm_89', 'sm_90', 'sm_80', 'sm_75', 'sm_86', 'sm_89']);
+    expect(
+      [
+        'NVIDIA GeForce RTX 4090',
+        'NVIDIA H100 80GB HBM3',
+        'NVIDIA A100-SXM4-40GB',
+        'Tesla T4',
+        'NVIDIA GeForce RTX 3080',
+        'NVIDIA L4',
+      ].map(smFromName),
+    ).toEqual(['sm_89', 'sm_90', 'sm_80', 'sm_75', 'sm_86', 'sm_89']);
     expect(smFromName('Some Future GPU')).toBeUndefined();
   });
 
@@ -184,9 +261,13 @@ describe('GPU and NPU parsers on recorded files', () => {
     expect(intelNpuFromPciId('0x7d1d\n')).toEqual({ arch: 'npu3720', name: 'Intel NPU (Meteor Lake)' });
     expect(intelNpuFromPciId('0x1234')).toBeUndefined();
     const trt = [/^libnvinfer\.so(?:\.([\d.]+))?$/];
-    expect(pickLibrary(['libnvinfer.so', 'libnvinfer.so.10', 'libnvinfer.so.10.3.0', 'libnvinfer_plugin.so.10'], trt)).toEqual({ file: 'libnvinfer.so.10.3.0', version: '10.3.0' });
+    expect(
+      pickLibrary(['libnvinfer.so', 'libnvinfer.so.10', 'libnvinfer.so.10.3.0', 'libnvinfer_plugin.so.10'], trt),
+    ).toEqual({ file: 'libnvinfer.so.10.3.0', version: '10.3.0' });
     expect(pickLibrary(['libnvinfer_plugin.so.10'], trt)).toBeUndefined();
-    expect(pickLibrary(['libopenvino.so.2440', 'libopenvino.so.2024.4.0'], [/^libopenvino\.so(?:\.([\d.]+))?$/])?.version).toBe('2024.4.0');
+    expect(
+      pickLibrary(['libopenvino.so.2440', 'libopenvino.so.2024.4.0'], [/^libopenvino\.so(?:\.([\d.]+))?$/])?.version,
+    ).toBe('2024.4.0');
   });
 });
 
@@ -196,7 +277,9 @@ describe('malformed input never crashes the parsers', () => {
     expect(parseCpuinfo('\0\0binary\xff: :::\n\n')).toMatchObject({ logicalCores: 1 });
     expect(parseSysctl('')).toMatchObject({ model: 'unknown', logicalCores: 1 });
     expect(parseNvidiaSmiCsv('')).toEqual([]);
-    expect(parseNvidiaSmiCsv('NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.')).toHaveLength(1);
+    expect(
+      parseNvidiaSmiCsv('NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.'),
+    ).toHaveLength(1);
     expect(parseNvidiaInformation('')).toBeNull();
     expect(parseNvidiaVersion('nothing here')).toBeUndefined();
     expect(parseCudaToolkitVersion('{not json')).toBeUndefined();
@@ -227,7 +310,13 @@ describe('injected host profiles', () => {
   });
 
   it('fills the optional parts of a hand-written profile', () => {
-    const p = loadHostProfile({ format: 'xpkg-host/1', os: 'linux', arch: 'x64', cpu: { model: 'hand-written', logicalCores: 4, features: ['avx2'] }, memoryMiB: 1024 });
+    const p = loadHostProfile({
+      format: 'xpkg-host/1',
+      os: 'linux',
+      arch: 'x64',
+      cpu: { model: 'hand-written', logicalCores: 4, features: ['avx2'] },
+      memoryMiB: 1024,
+    });
     expect(p).toMatchObject({ gpus: [], npus: [], runtimes: {}, notDetected: [], cpu: { physicalCores: 4 } });
   });
 
@@ -235,21 +324,76 @@ describe('injected host profiles', () => {
     ['not JSON', '{"format": '],
     ['duplicate keys', '{"format":"xpkg-host/1","format":"xpkg-host/1"}'],
     ['an array', '[]'],
-    ['wrong format id', { format: 'xpkg-host/2', os: 'linux', arch: 'x64', cpu: { model: 'm', logicalCores: 1, features: [] }, memoryMiB: 1 }],
+    [
+      'wrong format id',
+      {
+        format: 'xpkg-host/2',
+        os: 'linux',
+        arch: 'x64',
+        cpu: { model: 'm', logicalCores: 1, features: [] },
+        memoryMiB: 1,
+      },
+    ],
     ['missing cpu', { format: 'xpkg-host/1', os: 'linux', arch: 'x64', memoryMiB: 1 }],
-    ['unknown field', { format: 'xpkg-host/1', os: 'linux', arch: 'x64', cpu: { model: 'm', logicalCores: 1, features: [] }, memoryMiB: 1, gpu: [] }],
-    ['bad os', { format: 'xpkg-host/1', os: 'plan9', arch: 'x64', cpu: { model: 'm', logicalCores: 1, features: [] }, memoryMiB: 1 }],
-    ['upper-case feature', { format: 'xpkg-host/1', os: 'linux', arch: 'x64', cpu: { model: 'm', logicalCores: 1, features: ['AVX2'] }, memoryMiB: 1 }],
-    ['device without kind', { format: 'xpkg-host/1', os: 'linux', arch: 'x64', cpu: { model: 'm', logicalCores: 1, features: [] }, memoryMiB: 1, gpus: [{ vendor: 'nvidia', name: 'x' }] }],
+    [
+      'unknown field',
+      {
+        format: 'xpkg-host/1',
+        os: 'linux',
+        arch: 'x64',
+        cpu: { model: 'm', logicalCores: 1, features: [] },
+        memoryMiB: 1,
+        gpu: [],
+      },
+    ],
+    [
+      'bad os',
+      {
+        format: 'xpkg-host/1',
+        os: 'plan9',
+        arch: 'x64',
+        cpu: { model: 'm', logicalCores: 1, features: [] },
+        memoryMiB: 1,
+      },
+    ],
+    [
+      'upper-case feature',
+      {
+        format: 'xpkg-host/1',
+        os: 'linux',
+        arch: 'x64',
+        cpu: { model: 'm', logicalCores: 1, features: ['AVX2'] },
+        memoryMiB: 1,
+      },
+    ],
+    [
+      'device without kind',
+      {
+        format: 'xpkg-host/1',
+        os: 'linux',
+        arch: 'x64',
+        cpu: { model: 'm', logicalCores: 1, features: [] },
+        memoryMiB: 1,
+        gpus: [{ vendor: 'nvidia', name: 'x' }],
+      },
+    ],
     ['missing file', '/nonexistent/host.json'],
   ];
   it.each(bad)('refuses %s with E_HOST_PROFILE', (_name, input) => {
-    expect(() => loadHostProfile(input as string | object)).toThrow(expect.objectContaining({ code: 'E_HOST_PROFILE' }));
+    expect(() => loadHostProfile(input as string | object)).toThrow(
+      expect.objectContaining({ code: 'E_HOST_PROFILE' }),
+    );
   });
 
   it('lists every schema problem at once', () => {
     try {
-      loadHostProfile({ format: 'xpkg-host/1', os: 'plan9', arch: 'vax', cpu: { model: 'm', logicalCores: 0, features: [] }, memoryMiB: -1 });
+      loadHostProfile({
+        format: 'xpkg-host/1',
+        os: 'plan9',
+        arch: 'vax',
+        cpu: { model: 'm', logicalCores: 0, features: [] },
+        memoryMiB: -1,
+      });
       expect.unreachable();
     } catch (e) {
       expect((e as { detail: { problems: string[] } }).detail.problems.length).toBeGreaterThanOrEqual(4);
@@ -263,7 +407,9 @@ describe('injected host profiles', () => {
     expect((await resolveHost({ host: m2, env: { XPKG_HOST: rpi } })).os).toBe('darwin');
     const inline = readFileSync(m2, 'utf8');
     expect((await resolveHost({ env: { XPKG_HOST: inline } })).cpu.model).toBe('Apple M2');
-    await expect(resolveHost({ env: { XPKG_HOST: '/nonexistent.json' } })).rejects.toMatchObject({ code: 'E_HOST_PROFILE' });
+    await expect(resolveHost({ env: { XPKG_HOST: '/nonexistent.json' } })).rejects.toMatchObject({
+      code: 'E_HOST_PROFILE',
+    });
   });
 });
 
@@ -279,6 +425,8 @@ describe('xpkg host', () => {
     expect(injected.human).toMatch(/^host profile from --host \(not detected\)/);
     expect(injected.human).toMatch(/rockchip Rockchip NPU \(RK3588\) \(rk3588, driver 0\.9\.8\)/);
     expect(injected.human).toMatch(/rknn\s+2\.3\.0/);
-    await expect(hostCommand(makeIo(false), { host: join(dir, 'missing.json') })).rejects.toMatchObject({ code: 'E_HOST_PROFILE' });
+    await expect(hostCommand(makeIo(false), { host: join(dir, 'missing.json') })).rejects.toMatchObject({
+      code: 'E_HOST_PROFILE',
+    });
   });
 });

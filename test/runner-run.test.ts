@@ -1,23 +1,30 @@
 /** Runner.open → run on the real signed fixtures: verification first, typed results, tamper refusal. */
-import { copyFileSync, openSync, writeSync, closeSync, readFileSync } from 'node:fs';
+import { closeSync, copyFileSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
 import { Runner } from '../runner/runner.js';
-import { tempDir } from './helpers/source.js';
 import { codeOf } from './helpers/errors.js';
+import { tempDir } from './helpers/source.js';
 
 const OCR = 'fixtures/dist/paddleocr-v4.xpkg';
 const ADD = 'fixtures/dist/multi-variant.xpkg';
 const TRUST = ['fixtures/keys/test.pub'];
 const state = () => tempDir('xpkg-state-');
 
-
 async function textImage(lines: string[]): Promise<Buffer> {
   const h = 70 * lines.length + 40;
-  const body = lines.map((l, i) => `<text x="24" y="${64 + i * 70}" font-family="DejaVu Sans" font-size="34">${l}</text>`).join('');
-  return sharp(Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="900" height="${h}"><rect width="100%" height="100%" fill="white"/>${body}</svg>`)).png().toBuffer();
+  const body = lines
+    .map((l, i) => `<text x="24" y="${64 + i * 70}" font-family="DejaVu Sans" font-size="34">${l}</text>`)
+    .join('');
+  return sharp(
+    Buffer.from(
+      `<svg xmlns="http://www.w3.org/2000/svg" width="900" height="${h}"><rect width="100%" height="100%" fill="white"/>${body}</svg>`,
+    ),
+  )
+    .png()
+    .toBuffer();
 }
 
 describe('Runner', () => {
@@ -29,13 +36,17 @@ describe('Runner', () => {
     const texts = (r1.outputs.lines as { text: string }[]).map((l) => l.text);
     expect(texts).toEqual(['Package once, run anywhere', 'Signed models 12345']);
     expect(r1.variant).toEqual({ det: 'det-cpu-fp32', cls: 'cls-cpu-fp32', rec: 'rec-cpu-fp32' });
-    expect(Object.keys(r1.timings)).toEqual(expect.arrayContaining(['decode', 'pre', 'infer:det', 'infer:rec', 'post', 'total']));
+    expect(Object.keys(r1.timings)).toEqual(
+      expect.arrayContaining(['decode', 'pre', 'infer:det', 'infer:rec', 'post', 'total']),
+    );
     const path = join(tempDir(), 'in.png');
     await sharp(png).toFile(path);
     const r2 = await runner.run({ image: path });
     expect(r2.outputs).toEqual(r1.outputs);
     const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
-    const r3 = await runner.run({ image: { data, width: info.width, height: info.height, channels: info.channels as 3 | 4 } });
+    const r3 = await runner.run({
+      image: { data, width: info.width, height: info.height, channels: info.channels as 3 | 4 },
+    });
     expect((r3.outputs.lines as { text: string }[]).map((l) => l.text)).toEqual(texts);
   });
 
@@ -64,8 +75,12 @@ describe('Runner', () => {
   });
 
   it('forced variants: unknown and unsupported fail clearly; a supported one runs', async () => {
-    expect(await codeOf(Runner.open(ADD, { trust: TRUST, stateDir: state(), variant: 'nope' }))).toBe('E_RUN_VARIANT_UNKNOWN');
-    expect(await codeOf(Runner.open(ADD, { trust: TRUST, stateDir: state(), variant: 'coreml-fp16' }))).toBe('E_RUN_VARIANT_UNSUPPORTED');
+    expect(await codeOf(Runner.open(ADD, { trust: TRUST, stateDir: state(), variant: 'nope' }))).toBe(
+      'E_RUN_VARIANT_UNKNOWN',
+    );
+    expect(await codeOf(Runner.open(ADD, { trust: TRUST, stateDir: state(), variant: 'coreml-fp16' }))).toBe(
+      'E_RUN_VARIANT_UNSUPPORTED',
+    );
     await using runner = await Runner.open(ADD, { trust: TRUST, stateDir: state(), variant: 'cpu-fp32' });
     const r = await runner.run({ x: { type: 'float32', dims: [3], data: new Float32Array([1, 2, 3.5]) } });
     expect(r.variant).toEqual({ 'add-one': 'cpu-fp32' });
@@ -73,7 +88,11 @@ describe('Runner', () => {
   });
 
   it('selection uses an injected host profile', async () => {
-    await using runner = await Runner.open(ADD, { trust: TRUST, stateDir: state(), host: 'fixtures/hosts/x64-no-avx.json' });
+    await using runner = await Runner.open(ADD, {
+      trust: TRUST,
+      stateDir: state(),
+      host: 'fixtures/hosts/x64-no-avx.json',
+    });
     const r = await runner.run({ x: { type: 'float32', dims: [1], data: new Float32Array([41]) } });
     expect(r.variant['add-one']).toBe('cpu-fp32');
     expect(Array.from((r.outputs.y as { data: Float32Array }).data)).toEqual([42]);

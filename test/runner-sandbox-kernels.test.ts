@@ -4,8 +4,14 @@
  * compared with direct calls of native/index.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ctcGreedyDecodeSync, decodeDetectionsSync, nmsSync, preprocessSync, softmaxTopKSync } from '../native/index.js';
 import { rng } from '../fixtures/random.js';
+import {
+  ctcGreedyDecodeSync,
+  decodeDetectionsSync,
+  nmsSync,
+  preprocessSync,
+  softmaxTopKSync,
+} from '../native/index.js';
 import { sandboxKernels, sandboxKernelsFor } from '../runner/sandbox-kernels.js';
 import { Sandbox, type SandboxTensor } from '../sandbox/index.js';
 
@@ -38,38 +44,56 @@ beforeAll(async () => {
 });
 afterAll(() => sb?.close());
 
-
 describe('runner sandbox kernels', () => {
   it('table holds the issue-6 names, all queued', () => {
-    for (const name of ['resize', 'normalize', 'nms', 'decode', 'argmax', 'ctcDecode']) expect(sandboxKernels[name]?.returns, name).toBeDefined();
+    for (const name of ['resize', 'normalize', 'nms', 'decode', 'argmax', 'ctcDecode'])
+      expect(sandboxKernels[name]?.returns, name).toBeDefined();
   });
 
   it('a script calling each kernel gets what the native calls give', async () => {
     const r = rng(5);
     const img = Uint8Array.from({ length: 7 * 4 * 3 }, () => Math.floor(r() * 256));
     const n = 40;
-    const boxes = new Float32Array(n * 4), scores = Float32Array.from({ length: n }, r);
-    for (let i = 0; i < n; i++) boxes.set([r() * 50, r() * 50, 0, 0], 4 * i), (boxes[4 * i + 2] = boxes[4 * i] + 5 + r() * 20), (boxes[4 * i + 3] = boxes[4 * i + 1] + 5 + r() * 20);
-    const anchors = 30, attrs = 4 + 2;
+    const boxes = new Float32Array(n * 4),
+      scores = Float32Array.from({ length: n }, r);
+    for (let i = 0; i < n; i++)
+      boxes.set([r() * 50, r() * 50, 0, 0], 4 * i),
+        (boxes[4 * i + 2] = boxes[4 * i] + 5 + r() * 20),
+        (boxes[4 * i + 3] = boxes[4 * i + 1] + 5 + r() * 20);
+    const anchors = 30,
+      attrs = 4 + 2;
     const head = Float32Array.from({ length: attrs * anchors }, (_, i) => (i < 4 * anchors ? 10 + r() * 40 : r()));
     const probs = Float32Array.from({ length: 2 * 6 * 4 }, r);
-    const t = (type: string, dims: number[], data: ArrayBufferView): SandboxTensor => ({ type, dims, data }) as unknown as SandboxTensor;
+    const t = (type: string, dims: number[], data: ArrayBufferView): SandboxTensor =>
+      ({ type, dims, data }) as unknown as SandboxTensor;
     const out = await sb.call<Record<string, any>>('run', {
-      image: t('uint8', [4, 7, 3], img), boxes: t('float32', [n, 4], boxes), scores: t('float32', [n], scores),
-      head: t('float32', [1, attrs, anchors], head), probs: t('float32', [2, 6, 4], probs),
+      image: t('uint8', [4, 7, 3], img),
+      boxes: t('float32', [n, 4], boxes),
+      scores: t('float32', [n], scores),
+      head: t('float32', [1, attrs, anchors], head),
+      probs: t('float32', [2, 6, 4], probs),
     });
     const image = { data: img, width: 7, height: 4, format: 'rgb' as const };
     const rs = preprocessSync(image, { resize: { mode: 'stretch', width: 5, height: 3 }, scale: 1, layout: 'nhwc' });
     expect(out.resized.shape).toEqual([3, 5, 3]);
     expect(out.resized.data).toEqual(Array.from(rs.data, (v) => Math.floor(v + 0.5)));
-    const x = preprocessSync(image, { resize: { mode: 'letterbox', width: 8, height: 8 }, scale: 1 / 255, mean: 0.5, std: 0.5 });
+    const x = preprocessSync(image, {
+      resize: { mode: 'letterbox', width: 8, height: 8 },
+      scale: 1 / 255,
+      mean: 0.5,
+      std: 0.5,
+    });
     expect(out.x.shape).toEqual([1, 3, 8, 8]);
     expect(out.x.data).toEqual(Array.from(x.data));
     expect(out.keep).toEqual(Array.from(nmsSync(boxes, scores, { iouThreshold: 0.5 }).keep));
     expect(out.keep.length).toBeGreaterThan(3);
     const d = decodeDetectionsSync(head, { dims: [1, attrs, anchors], scoreThreshold: 0.3, iouThreshold: 0.5 });
     expect(out.det.scores.length).toBeGreaterThan(0);
-    expect(out.det).toEqual({ boxes: Array.from(d.boxes), scores: Array.from(d.scores), classes: Array.from(d.classes) });
+    expect(out.det).toEqual({
+      boxes: Array.from(d.boxes),
+      scores: Array.from(d.scores),
+      classes: Array.from(d.classes),
+    });
     expect(out.am).toEqual(Array.from(softmaxTopKSync(probs, { dims: [12, 4], k: 1, softmax: false }).indices));
     const c = ctcGreedyDecodeSync(probs, { dims: [2, 6, 4] });
     expect(out.ctc).toEqual({ ids: Array.from(c.ids), offsets: Array.from(c.offsets) });
@@ -77,7 +101,12 @@ describe('runner sandbox kernels', () => {
 
   it('bad arguments surface in the script as a catchable error', async () => {
     const b = new Float32Array([0, 0, 1, 1]);
-    expect(await sb.call('bad', { boxes: { type: 'float32', dims: [1, 4], data: b }, scores: { type: 'float32', dims: [1], data: new Float32Array([1]) } })).toBe('error');
+    expect(
+      await sb.call('bad', {
+        boxes: { type: 'float32', dims: [1, 4], data: b },
+        scores: { type: 'float32', dims: [1], data: new Float32Array([1]) },
+      }),
+    ).toBe('error');
   });
 
   it("a script's resize/normalize are held to the runner's budget before the host allocates", async () => {

@@ -2,15 +2,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { pages, renderPng } from '../fixtures/images/render.js';
 import { packFolder } from '../pack/pack.js';
 import { Runner } from '../runner/runner.js';
-import { pages, renderPng } from '../fixtures/images/render.js';
-import { tempDir } from './helpers/source.js';
 import { codeOf } from './helpers/errors.js';
+import { tempDir } from './helpers/source.js';
 
 const TRUST = ['fixtures/keys/test.pub'];
 const state = () => tempDir('xpkg-state-');
-
 
 describe('package scripts in the runner', () => {
   it('CTC decoding as a sandboxed script gives exactly the declarative result; the CSV report script adds a custom format', async () => {
@@ -45,14 +44,29 @@ describe('package scripts in the runner', () => {
     writeFileSync(
       join(src, 'xpkg.json'),
       JSON.stringify({
-        name: 'script-limits', version: '1.0.0', sequence: 1, license: 'MIT', task: 'test',
-        inputs: [{ name: 'x', type: 'tensor' }], outputs: [{ name: 'z', type: 'tensor' }],
-        models: [{ id: 'add', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/add.onnx'] }] }],
+        name: 'script-limits',
+        version: '1.0.0',
+        sequence: 1,
+        license: 'MIT',
+        task: 'test',
+        inputs: [{ name: 'x', type: 'tensor' }],
+        outputs: [{ name: 'z', type: 'tensor' }],
+        models: [
+          {
+            id: 'add',
+            variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/add.onnx'] }],
+          },
+        ],
         pipeline: {
           scripts: [{ path: 'scripts/post.js', hooks: ['post'], policy: { memoryMiB: 16, timeMs: 200 } }],
           steps: [
             { op: 'infer', model: 'add', params: { inputs: 'x', outputs: 'y' } },
-            { op: 'script', script: 'scripts/post.js', hook: 'post', params: { inputs: { y: 'y' }, outputs: { z: 'z' }, as: { z: 'tensor' } } },
+            {
+              op: 'script',
+              script: 'scripts/post.js',
+              hook: 'post',
+              params: { inputs: { y: 'y' }, outputs: { z: 'z' }, as: { z: 'tensor' } },
+            },
           ],
         },
       }),

@@ -9,7 +9,7 @@
  * minutes, the bombs grow to gigabytes). Measured figures are printed by bench/sandbox.ts.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Sandbox, basicKernels, liveSandboxThreads, type SandboxTensor } from '../sandbox/index.js';
+import { basicKernels, liveSandboxThreads, Sandbox, type SandboxTensor } from '../sandbox/index.js';
 import { SandboxError, type SandboxErrorCode } from '../spec/errors.js';
 import { HOSTILE, ROUTES } from './helpers/sandbox-hostile.js';
 
@@ -42,7 +42,11 @@ const options = {
 };
 
 /** Runs `p`, expects a SandboxError with `code`, returns it and the time it took. */
-async function fails(p: Promise<unknown>, code: SandboxErrorCode | SandboxErrorCode[], boundMs = STOP_MS): Promise<{ err: SandboxError; ms: number }> {
+async function fails(
+  p: Promise<unknown>,
+  code: SandboxErrorCode | SandboxErrorCode[],
+  boundMs = STOP_MS,
+): Promise<{ err: SandboxError; ms: number }> {
   const t0 = performance.now();
   const err = await p.then(
     (v) => v,
@@ -72,7 +76,8 @@ async function peakRss<T>(fn: () => Promise<T>): Promise<{ value: T; growth: num
 describe('sandbox escape attempts', () => {
   let sb: Sandbox;
   let objectsBefore = 0;
-  const call = (hook: string, args: Record<string, unknown> = { x }, o = {}) => sb.call(hook, args as never, { deadlineMs: DEADLINE, ...o });
+  const call = (hook: string, args: Record<string, unknown> = { x }, o = {}) =>
+    sb.call(hook, args as never, { deadlineMs: DEADLINE, ...o });
   const healthy = async () => expect(await sb.call('ok')).toBe('ok');
 
   beforeAll(async () => {
@@ -101,13 +106,23 @@ describe('sandbox escape attempts', () => {
   });
 
   describe('time', () => {
-    it.each(['loop', 'loopCatch', 'asyncLoop', 'jobChain', 'thenableLoop', 'regex', 'getterLoop', 'proxyLoop', 'toJSONLoop', 'kernelLoop', 'queueFlood', 'messageLoop'])(
-      '%s stops at the deadline with E_SANDBOX_TIMEOUT',
-      async (hook) => {
-        const { ms } = await fails(call(hook), 'E_SANDBOX_TIMEOUT');
-        expect(ms).toBeGreaterThanOrEqual(DEADLINE - 5);
-      },
-    );
+    it.each([
+      'loop',
+      'loopCatch',
+      'asyncLoop',
+      'jobChain',
+      'thenableLoop',
+      'regex',
+      'getterLoop',
+      'proxyLoop',
+      'toJSONLoop',
+      'kernelLoop',
+      'queueFlood',
+      'messageLoop',
+    ])('%s stops at the deadline with E_SANDBOX_TIMEOUT', async (hook) => {
+      const { ms } = await fails(call(hook), 'E_SANDBOX_TIMEOUT');
+      expect(ms).toBeGreaterThanOrEqual(DEADLINE - 5);
+    });
 
     it('recursion that catches its stack overflows is stopped by the interrupt or, failing that, the watchdog', async () => {
       // Each overflow builds a backtrace of the whole stack in native code, so interrupt checks
@@ -135,12 +150,18 @@ describe('sandbox escape attempts', () => {
     it('an aborted call is killed (E_SANDBOX_KILLED) and the sandbox rebuilt', async () => {
       const ac = new AbortController();
       setTimeout(() => ac.abort(), 50);
-      const { err } = await fails(sb.call('loop', { x }, { signal: ac.signal, deadlineMs: DEADLINE }), 'E_SANDBOX_KILLED');
+      const { err } = await fails(
+        sb.call('loop', { x }, { signal: ac.signal, deadlineMs: DEADLINE }),
+        'E_SANDBOX_KILLED',
+      );
       expect(err.detail).toMatchObject({ reason: 'aborted' });
     });
 
     it('a module that loops at load time fails to load; loaded scripts keep working', async () => {
-      await fails(sb.load('for (;;) {} export function f() {}', 'loops.js', { deadlineMs: DEADLINE }), 'E_SANDBOX_TIMEOUT');
+      await fails(
+        sb.load('for (;;) {} export function f() {}', 'loops.js', { deadlineMs: DEADLINE }),
+        'E_SANDBOX_TIMEOUT',
+      );
       await fails(sb.load('export function f() {} throw new Error("no")', 'throws.js'), 'E_SANDBOX_SCRIPT');
     });
   });
@@ -167,14 +188,19 @@ describe('sandbox escape attempts', () => {
   });
 
   describe('memory', () => {
-    it.each(['typedBomb', 'stringBomb', 'arrayBomb', 'objectBomb', 'bufferHuge'])('%s fails with E_SANDBOX_MEMORY inside the cap', async (hook) => {
-      const { value, growth } = await peakRss(() => fails(call(hook, { x }, { deadlineMs: LONG }), 'E_SANDBOX_MEMORY', LONG));
-      const d = value.err.detail as { wasmBytes: number; wasmLimitBytes: number };
-      expect(d.wasmLimitBytes).toBe(WASM_CAP);
-      expect(d.wasmBytes).toBeLessThanOrEqual(WASM_CAP);
-      // Whole-process growth: the guest's capped memory plus a fresh worker started meanwhile.
-      expect(growth).toBeLessThan(WASM_CAP + 96 * MiB);
-    });
+    it.each(['typedBomb', 'stringBomb', 'arrayBomb', 'objectBomb', 'bufferHuge'])(
+      '%s fails with E_SANDBOX_MEMORY inside the cap',
+      async (hook) => {
+        const { value, growth } = await peakRss(() =>
+          fails(call(hook, { x }, { deadlineMs: LONG }), 'E_SANDBOX_MEMORY', LONG),
+        );
+        const d = value.err.detail as { wasmBytes: number; wasmLimitBytes: number };
+        expect(d.wasmLimitBytes).toBe(WASM_CAP);
+        expect(d.wasmBytes).toBeLessThanOrEqual(WASM_CAP);
+        // Whole-process growth: the guest's capped memory plus a fresh worker started meanwhile.
+        expect(growth).toBeLessThan(WASM_CAP + 96 * MiB);
+      },
+    );
 
     it('a script that catches out-of-memory stays inside the cap, and its full worker is replaced', async () => {
       const before = (await sb.stats()).workersStarted;
@@ -186,9 +212,12 @@ describe('sandbox escape attempts', () => {
       expect(after.wasmBytes).toBe(16 * MiB); // a fresh worker's initial memory
     });
 
-    it.each(['hostTensorBomb', 'readBig', 'assetBig', 'copyInBig', 'copyOutBig'])('%s exceeds a host-side budget: E_SANDBOX_MEMORY', async (hook) => {
-      await fails(call(hook), 'E_SANDBOX_MEMORY');
-    });
+    it.each(['hostTensorBomb', 'readBig', 'assetBig', 'copyInBig', 'copyOutBig'])(
+      '%s exceeds a host-side budget: E_SANDBOX_MEMORY',
+      async (hook) => {
+        await fails(call(hook), 'E_SANDBOX_MEMORY');
+      },
+    );
   });
 
   describe('host realm', () => {
@@ -200,10 +229,13 @@ describe('sandbox escape attempts', () => {
       expect((globalThis as Record<string, unknown>).polluted).toBeUndefined();
     });
 
-    it.each(['processViaConstructor', 'processViaFunction', 'requireViaEval'])('%s throws inside the guest: E_SANDBOX_SCRIPT', async (hook) => {
-      const { err } = await fails(call(hook), 'E_SANDBOX_SCRIPT');
-      expect(err.detail).toMatchObject({ name: 'ReferenceError' });
-    });
+    it.each(['processViaConstructor', 'processViaFunction', 'requireViaEval'])(
+      '%s throws inside the guest: E_SANDBOX_SCRIPT',
+      async (hook) => {
+        const { err } = await fails(call(hook), 'E_SANDBOX_SCRIPT');
+        expect(err.detail).toMatchObject({ name: 'ReferenceError' });
+      },
+    );
   });
 
   describe('prototype pollution', () => {
@@ -219,10 +251,13 @@ describe('sandbox escape attempts', () => {
       expect(Object.getPrototypeOf(args.obj)).toBe(Object.prototype);
     });
 
-    it.each(['protoKeyResult', 'protoKeyKernel'])('%s: a __proto__ key from the guest is refused (E_SANDBOX_OUTPUT)', async (hook) => {
-      await fails(call(hook), 'E_SANDBOX_OUTPUT');
-      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
-    });
+    it.each(['protoKeyResult', 'protoKeyKernel'])(
+      '%s: a __proto__ key from the guest is refused (E_SANDBOX_OUTPUT)',
+      async (hook) => {
+        await fails(call(hook), 'E_SANDBOX_OUTPUT');
+        expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      },
+    );
 
     it('patched intrinsics in the guest do not break the capability API', async () => {
       await using own = await Sandbox.create(options);
@@ -235,12 +270,21 @@ describe('sandbox escape attempts', () => {
   });
 
   describe('tensor handles', () => {
-    it.each(['forgedHandle', 'forgedMarkerKernel', 'forgedMarkerResult', 'forgedCaught', 'readForeign', 'readAfterDispose', 'kernelAfterDispose', 'kernelAfterDisposeCaught', 'doubleDispose', 'returnDisposed', 'useFailedResult'])(
-      '%s fails with E_SANDBOX_HANDLE',
-      async (hook) => {
-        await fails(call(hook), 'E_SANDBOX_HANDLE');
-      },
-    );
+    it.each([
+      'forgedHandle',
+      'forgedMarkerKernel',
+      'forgedMarkerResult',
+      'forgedCaught',
+      'readForeign',
+      'readAfterDispose',
+      'kernelAfterDispose',
+      'kernelAfterDisposeCaught',
+      'doubleDispose',
+      'returnDisposed',
+      'useFailedResult',
+    ])('%s fails with E_SANDBOX_HANDLE', async (hook) => {
+      await fails(call(hook), 'E_SANDBOX_HANDLE');
+    });
 
     it('a handle kept from an earlier call is dead', async () => {
       expect(await call('stash')).toBe('kept');
@@ -249,9 +293,12 @@ describe('sandbox escape attempts', () => {
   });
 
   describe('outputs', () => {
-    it.each(['hugeString', 'hugeArray', 'cyclic', 'bigint', 'dataView', 'hugeKernelArgs'])('%s fails with E_SANDBOX_OUTPUT', async (hook) => {
-      await fails(call(hook), 'E_SANDBOX_OUTPUT');
-    });
+    it.each(['hugeString', 'hugeArray', 'cyclic', 'bigint', 'dataView', 'hugeKernelArgs'])(
+      '%s fails with E_SANDBOX_OUTPUT',
+      async (hook) => {
+        await fails(call(hook), 'E_SANDBOX_OUTPUT');
+      },
+    );
 
     const declared = [
       { name: 'label', type: 'text' as const },
@@ -273,13 +320,21 @@ describe('sandbox escape attempts', () => {
   });
 
   describe('thrown values', () => {
-    it.each(['throwNumber', 'throwString', 'throwNull', 'throwUndefined', 'throwSymbol', 'throwObjectLoopingToString', 'throwProxy', 'throwFunction', 'rejectNonError', 'throwErrorBadGetters'])(
-      '%s fails with E_SANDBOX_SCRIPT without running guest code on the host',
-      async (hook) => {
-        const { err } = await fails(call(hook), 'E_SANDBOX_SCRIPT');
-        expect(err.detail).toHaveProperty('thrown');
-      },
-    );
+    it.each([
+      'throwNumber',
+      'throwString',
+      'throwNull',
+      'throwUndefined',
+      'throwSymbol',
+      'throwObjectLoopingToString',
+      'throwProxy',
+      'throwFunction',
+      'rejectNonError',
+      'throwErrorBadGetters',
+    ])('%s fails with E_SANDBOX_SCRIPT without running guest code on the host', async (hook) => {
+      const { err } = await fails(call(hook), 'E_SANDBOX_SCRIPT');
+      expect(err.detail).toHaveProperty('thrown');
+    });
   });
 
   describe('imports', () => {
@@ -300,7 +355,19 @@ describe('sandbox escape attempts', () => {
   it('repeated calls and failures leak no QuickJS objects', async () => {
     // The worker disposes every handle it creates; one left behind per call would keep an object
     // alive each time. (Values in reference cycles wait for QuickJS's collector: none here.)
-    const hooks = ['ok', 'busy', 'throwNumber', 'throwString', 'forgedHandle', 'readAfterDispose', 'hugeString', 'protoKeyResult', 'dynamicImportCaught', 'hostTensorBomb', 'copyOutBig'];
+    const hooks = [
+      'ok',
+      'busy',
+      'throwNumber',
+      'throwString',
+      'forgedHandle',
+      'readAfterDispose',
+      'hugeString',
+      'protoKeyResult',
+      'dynamicImportCaught',
+      'hostTensorBomb',
+      'copyOutBig',
+    ];
     for (const h of hooks) await call(h).catch(() => undefined);
     const before = (await sb.stats()).objects;
     for (let i = 0; i < 20; i++) for (const h of hooks) await call(h).catch(() => undefined);

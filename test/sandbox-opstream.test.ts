@@ -5,19 +5,24 @@
  * on that.
  */
 import { describe, expect, it } from 'vitest';
-import { SandboxError } from '../spec/errors.js';
 import { CallScope } from '../sandbox/codec.js';
-import { resolvePolicy } from '../sandbox/policy.js';
 import { queued } from '../sandbox/kernels.js';
+import { resolvePolicy } from '../sandbox/policy.js';
 import { MAX_QUEUED } from '../sandbox/protocol.js';
-import { OpStream, type HostSide } from '../sandbox/serve.js';
+import { type HostSide, OpStream } from '../sandbox/serve.js';
 import type { Kernel } from '../sandbox/types.js';
+import { SandboxError } from '../spec/errors.js';
 
 const tensor = () => ({ type: 'int32' as const, dims: [1], data: new Int32Array(1) });
 const host: HostSide = {
   kernels: new Map<string, Kernel>([
     ['make', queued(tensor, 'tensor')],
-    ['boom', queued(() => { throw new RangeError('boom'); }, 'tensor')],
+    [
+      'boom',
+      queued(() => {
+        throw new RangeError('boom');
+      }, 'tensor'),
+    ],
     ['sync', () => 1],
   ]),
   assets: new Map(),
@@ -25,7 +30,11 @@ const host: HostSide = {
 };
 let ids = 0;
 const stream = (deadline = Infinity) => {
-  const scope = new CallScope(() => ++ids, 2 ** 20, () => {});
+  const scope = new CallScope(
+    () => ++ids,
+    2 ** 20,
+    () => {},
+  );
   return { scope, ops: new OpStream(host, scope, deadline) };
 };
 const op = (k: string, o: number, a = '[]') => JSON.stringify({ k, a, o });
@@ -45,7 +54,11 @@ describe('OpStream (host side of queued kernel calls)', () => {
     await ops.run(op('make', -2, JSON.stringify([{ $xpkg: 'tensor', id: -1 }])));
     expect(scope.size).toBe(2);
     const r = ops.sync();
-    expect(r.msg).toEqual({ t: 'reply', ok: true, value: JSON.stringify({ '-1': ['int32', [1]], '-2': ['int32', [1]] }) });
+    expect(r.msg).toEqual({
+      t: 'reply',
+      ok: true,
+      value: JSON.stringify({ '-1': ['int32', [1]], '-2': ['int32', [1]] }),
+    });
     expect(codeOf(() => ops.finish())).toBe('no error');
   });
 

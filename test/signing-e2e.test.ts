@@ -2,25 +2,25 @@
  * keygen → pack → sign → verify on real packages, and every attack through signed packages:
  * the format issue's archive attacks, then the signature and policy attacks, each with its code.
  */
-import { mkdtemp, readdir, readFile, rename, rm, writeFile, copyFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
 import { writeSignatures } from '../pack/writer.js';
-import { canonicalBytes } from '../spec/canonical.js';
-import { SigningError, XpkgError } from '../spec/errors.js';
-import { SIGNATURES_PATH } from '../spec/limits.js';
 import { bigIntToLe, L, leToBigInt } from '../signing/ed25519-math.js';
 import { decodeEnvelope, encodeEnvelope, PAYLOAD_TYPE } from '../signing/envelope.js';
 import { keyIdOf, parsePublicKey } from '../signing/keys.js';
 import { keygen, sign } from '../signing/sign.js';
 import { MemoryRollbackStore, ROLLBACK_FILE } from '../signing/state.js';
 import { REVOCATION_FILE } from '../signing/trust.js';
-import { resolvePolicy, verify, verifyReader, type VerifyPolicy } from '../signing/verify.js';
+import { resolvePolicy, type VerifyPolicy, verify, verifyReader } from '../signing/verify.js';
+import { canonicalBytes } from '../spec/canonical.js';
+import { SigningError, XpkgError } from '../spec/errors.js';
+import { SIGNATURES_PATH } from '../spec/limits.js';
 import { syncCodeOf } from './helpers/errors.js';
-import { assemble, packSource, rawEntries, storedEntry, type RawEntry } from './signing-helpers.js';
+import { assemble, packSource, type RawEntry, rawEntries, storedEntry } from './signing-helpers.js';
 
 let dir: string;
 let n = 0;
@@ -43,7 +43,12 @@ async function codeOf(p: Promise<unknown>): Promise<string | null> {
   }
 }
 /** verify --trust alice.pub, with a fresh state dir per call unless given. */
-const policy = (p: VerifyPolicy = {}): VerifyPolicy => ({ trust: [alice.pub], now: NOW, rollbackStore: new MemoryRollbackStore(), ...p });
+const policy = (p: VerifyPolicy = {}): VerifyPolicy => ({
+  trust: [alice.pub],
+  now: NOW,
+  rollbackStore: new MemoryRollbackStore(),
+  ...p,
+});
 
 async function makeKey(name: string) {
   const prefix = join(dir, 'keys', name);
@@ -91,7 +96,9 @@ describe('keygen → pack → sign → verify', () => {
     expect(both.signatures).toEqual([alice.keyid, bob.keyid].sort());
     const r = await verify(p, policy({ trust: [alice.pub, bob.pub], threshold: 2 }));
     expect(r.signatures.signers).toHaveLength(2);
-    expect(await codeOf(verify(p, policy({ trust: [alice.pub, mallory.pub], threshold: 2 })))).toBe('E_TRUST_THRESHOLD');
+    expect(await codeOf(verify(p, policy({ trust: [alice.pub, mallory.pub], threshold: 2 })))).toBe(
+      'E_TRUST_THRESHOLD',
+    );
     expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
   it('sign -o leaves the input untouched', async () => {
@@ -137,26 +144,134 @@ describe('archive attacks on a signed package (the signature does not help the a
   const withExtra = (...extra: RawEntry[]) => [...base.slice(0, -1), ...extra, base.at(-1)!];
   const replace = (name: string, f: (e: RawEntry) => RawEntry) => base.map((e) => (e.name === name ? f(e) : e));
   const cases: [string, () => Buffer, string][] = [
-    ['path traversal', () => assemble(withExtra(storedEntry('../evil.sh', Buffer.from('x'))), dosTime), 'E_PATH_UNSAFE'],
-    ['absolute path', () => assemble(withExtra(storedEntry('/etc/passwd', Buffer.from('x'))), dosTime), 'E_PATH_UNSAFE'],
-    ['case-folding collision', () => assemble(withExtra(storedEntry('Labels.txt', Buffer.from('x'))), dosTime), 'E_PATH_COLLISION'],
-    ['Unicode normalisation collision', () => assemble(withExtra(storedEntry('cafe\u0301.txt', Buffer.from('x')), storedEntry('caf\u00e9.txt', Buffer.from('y'))), dosTime), 'E_PATH_UNSAFE'],
-    ['duplicate name', () => assemble(withExtra(storedEntry('labels.txt', Buffer.from('cat\ndog\n'))), dosTime), 'E_PATH_DUPLICATE'],
-    ['local header disagrees with the central directory', () => assemble(replace('labels.txt', (e) => ({ ...e, patchLocal: (h) => h.writeUInt32LE((h.readUInt32LE(14) ^ 1) >>> 0, 14) })), dosTime), 'E_ARCHIVE_HEADER_MISMATCH'],
-    ['gap bytes between entries', () => assemble(replace('labels.txt', (e) => ({ ...e, gapAfter: Buffer.from('hidden') })), dosTime), 'E_ARCHIVE_GAP'],
-    ['size lie (stored entry claims more bytes than it has)', () => assemble(replace('labels.txt', (e) => ({ ...e, size: e.size + 1 })), dosTime), 'E_ARCHIVE_SIZE_MISMATCH'],
-    ['decompression bomb', () => {
-      const big = Buffer.alloc(8 * 1024 * 1024);
-      return assemble(replace('labels.txt', (e) => ({ ...e, method: 8, size: big.length, data: deflateRawSync(big) })), dosTime);
-    }, 'E_ARCHIVE_BOMB'],
-    ['bytes before the archive', () => assemble(base, dosTime, { prefix: Buffer.from('#!/bin/sh\n') }), 'E_ARCHIVE_PREFIX'],
+    [
+      'path traversal',
+      () => assemble(withExtra(storedEntry('../evil.sh', Buffer.from('x'))), dosTime),
+      'E_PATH_UNSAFE',
+    ],
+    [
+      'absolute path',
+      () => assemble(withExtra(storedEntry('/etc/passwd', Buffer.from('x'))), dosTime),
+      'E_PATH_UNSAFE',
+    ],
+    [
+      'case-folding collision',
+      () => assemble(withExtra(storedEntry('Labels.txt', Buffer.from('x'))), dosTime),
+      'E_PATH_COLLISION',
+    ],
+    [
+      'Unicode normalisation collision',
+      () =>
+        assemble(
+          withExtra(storedEntry('cafe\u0301.txt', Buffer.from('x')), storedEntry('caf\u00e9.txt', Buffer.from('y'))),
+          dosTime,
+        ),
+      'E_PATH_UNSAFE',
+    ],
+    [
+      'duplicate name',
+      () => assemble(withExtra(storedEntry('labels.txt', Buffer.from('cat\ndog\n'))), dosTime),
+      'E_PATH_DUPLICATE',
+    ],
+    [
+      'local header disagrees with the central directory',
+      () =>
+        assemble(
+          replace('labels.txt', (e) => ({
+            ...e,
+            patchLocal: (h) => h.writeUInt32LE((h.readUInt32LE(14) ^ 1) >>> 0, 14),
+          })),
+          dosTime,
+        ),
+      'E_ARCHIVE_HEADER_MISMATCH',
+    ],
+    [
+      'gap bytes between entries',
+      () =>
+        assemble(
+          replace('labels.txt', (e) => ({ ...e, gapAfter: Buffer.from('hidden') })),
+          dosTime,
+        ),
+      'E_ARCHIVE_GAP',
+    ],
+    [
+      'size lie (stored entry claims more bytes than it has)',
+      () =>
+        assemble(
+          replace('labels.txt', (e) => ({ ...e, size: e.size + 1 })),
+          dosTime,
+        ),
+      'E_ARCHIVE_SIZE_MISMATCH',
+    ],
+    [
+      'decompression bomb',
+      () => {
+        const big = Buffer.alloc(8 * 1024 * 1024);
+        return assemble(
+          replace('labels.txt', (e) => ({ ...e, method: 8, size: big.length, data: deflateRawSync(big) })),
+          dosTime,
+        );
+      },
+      'E_ARCHIVE_BOMB',
+    ],
+    [
+      'bytes before the archive',
+      () => assemble(base, dosTime, { prefix: Buffer.from('#!/bin/sh\n') }),
+      'E_ARCHIVE_PREFIX',
+    ],
     ['bytes after the archive', () => assemble(base, dosTime, { trailing: Buffer.from('tail') }), 'E_ARCHIVE_TRAILING'],
-    ['symbolic link entry', () => assemble(replace('labels.txt', (e) => ({ ...e, patchCentral: (h) => h.writeUInt32LE((0o120777 << 16) >>> 0, 38) })), dosTime), 'E_ARCHIVE_SPECIAL_FILE'],
-    ['file present but not in the manifest', () => assemble(withExtra(storedEntry('extra.txt', Buffer.from('x'))), dosTime), 'E_FILE_EXTRA'],
-    ['file in the manifest but missing', () => assemble(base.filter((e) => e.name !== 'labels.txt'), dosTime), 'E_FILE_MISSING'],
-    ['renamed file', () => assemble(replace('labels.txt', (e) => ({ ...e, name: 'labelz.txt' })), dosTime), 'E_FILE_EXTRA'],
-    ['digest mismatch (same size, CRC fixed up)', () => assemble(replace('labels.txt', () => storedEntry('labels.txt', Buffer.from('cat\ndoG\n'))), dosTime), 'E_DIGEST_MISMATCH'],
-    ['script swapped (CRC fixed up)', () => assemble(replace('scripts/post.js', (e) => storedEntry(e.name, Buffer.from('export function post(x) { return 1; }\n'.slice(0, e.size).padEnd(e.size)))), dosTime), 'E_DIGEST_MISMATCH'],
+    [
+      'symbolic link entry',
+      () =>
+        assemble(
+          replace('labels.txt', (e) => ({ ...e, patchCentral: (h) => h.writeUInt32LE((0o120777 << 16) >>> 0, 38) })),
+          dosTime,
+        ),
+      'E_ARCHIVE_SPECIAL_FILE',
+    ],
+    [
+      'file present but not in the manifest',
+      () => assemble(withExtra(storedEntry('extra.txt', Buffer.from('x'))), dosTime),
+      'E_FILE_EXTRA',
+    ],
+    [
+      'file in the manifest but missing',
+      () =>
+        assemble(
+          base.filter((e) => e.name !== 'labels.txt'),
+          dosTime,
+        ),
+      'E_FILE_MISSING',
+    ],
+    [
+      'renamed file',
+      () =>
+        assemble(
+          replace('labels.txt', (e) => ({ ...e, name: 'labelz.txt' })),
+          dosTime,
+        ),
+      'E_FILE_EXTRA',
+    ],
+    [
+      'digest mismatch (same size, CRC fixed up)',
+      () =>
+        assemble(
+          replace('labels.txt', () => storedEntry('labels.txt', Buffer.from('cat\ndoG\n'))),
+          dosTime,
+        ),
+      'E_DIGEST_MISMATCH',
+    ],
+    [
+      'script swapped (CRC fixed up)',
+      () =>
+        assemble(
+          replace('scripts/post.js', (e) =>
+            storedEntry(e.name, Buffer.from('export function post(x) { return 1; }\n'.slice(0, e.size).padEnd(e.size))),
+          ),
+          dosTime,
+        ),
+      'E_DIGEST_MISMATCH',
+    ],
   ];
   for (const [name, build, code] of cases) {
     it(`${name} → ${code}`, async () => {
@@ -221,7 +336,9 @@ describe('signature and policy attacks through packages', () => {
     const forgery = new Uint8Array(64);
     forgery.set(identity, 0); // R = identity, S = 0
     const { id } = await envelopeOf(signed);
-    const p = await withSignatures(encodeEnvelope({ payloadType: PAYLOAD_TYPE, packageId: id, signatures: [{ keyid, sig: forgery }] }));
+    const p = await withSignatures(
+      encodeEnvelope({ payloadType: PAYLOAD_TYPE, packageId: id, signatures: [{ keyid, sig: forgery }] }),
+    );
     expect(await codeOf(verify(p, policy({ trust: [pub] })))).toBe('E_SIG_WEAK_KEY');
     expect(syncCodeOf(() => parsePublicKey(pub), SigningError)).toBe('E_SIG_WEAK_KEY');
   });
@@ -232,7 +349,9 @@ describe('signature and policy attacks through packages', () => {
     const { env: otherEnv } = await envelopeOf(other);
     const { id } = await envelopeOf(signed);
     expect(await codeOf(verify(await withSignatures(encodeEnvelope(otherEnv)), policy()))).toBe('E_SIG_WRONG_PACKAGE');
-    expect(await codeOf(verify(await withSignatures(encodeEnvelope({ ...otherEnv, packageId: id })), policy()))).toBe('E_SIG_INVALID');
+    expect(await codeOf(verify(await withSignatures(encodeEnvelope({ ...otherEnv, packageId: id })), policy()))).toBe(
+      'E_SIG_INVALID',
+    );
   });
   it('payload-type confusion: E_SIG_PAYLOAD_TYPE', async () => {
     const doc = JSON.parse((await readSig(signed)).toString());
@@ -266,7 +385,13 @@ describe('signature and policy attacks through packages', () => {
     const stateDir = tmp('state2');
     const { entries, dosTime } = await rawEntries(signed);
     const p = tmp('bad-payload.xpkg');
-    await writeFile(p, assemble(entries.map((e) => (e.name === 'labels.txt' ? storedEntry(e.name, Buffer.from('cat\ndoG\n')) : e)), dosTime));
+    await writeFile(
+      p,
+      assemble(
+        entries.map((e) => (e.name === 'labels.txt' ? storedEntry(e.name, Buffer.from('cat\ndoG\n')) : e)),
+        dosTime,
+      ),
+    );
     expect(await codeOf(verify(p, { trust: [alice.pub], stateDir, now: NOW }))).toBe('E_DIGEST_MISMATCH');
     await expect(readFile(join(stateDir, ROLLBACK_FILE))).rejects.toMatchObject({ code: 'ENOENT' });
   });
@@ -275,7 +400,9 @@ describe('signature and policy attacks through packages', () => {
     await packSource(tmp('expired-src'), p, { expires: '2029-06-01T00:00:00Z' });
     await sign(p, { key: alice.key });
     expect(await codeOf(verify(p, policy()))).toBe('E_POLICY_EXPIRED');
-    expect((await verify(p, policy({ now: new Date('2029-01-01T00:00:00Z') }))).signatures.expires).toBe('2029-06-01T00:00:00Z');
+    expect((await verify(p, policy({ now: new Date('2029-01-01T00:00:00Z') }))).signatures.expires).toBe(
+      '2029-06-01T00:00:00Z',
+    );
   });
   it('a revoked key (trust dir with revoked.txt): E_TRUST_REVOKED', async () => {
     const td = tmp('trust.d');
@@ -327,7 +454,13 @@ describe('exhaustive single-byte changes', () => {
       for (let i = 0; i < data.length; i++) {
         const d = Buffer.from(data);
         d[i] ^= i % 2 ? 0x01 : 0x20;
-        await writeFile(p, assemble(entries.map((e, k) => (k === which ? storedEntry(e.name, d) : e)), dosTime));
+        await writeFile(
+          p,
+          assemble(
+            entries.map((e, k) => (k === which ? storedEntry(e.name, d) : e)),
+            dosTime,
+          ),
+        );
         try {
           await using reader = await PackageReader.open(p);
           await verifyReader(reader, loaded);
@@ -339,6 +472,7 @@ describe('exhaustive single-byte changes', () => {
       }
     }
     expect(passed).toEqual([]);
-    for (const c of ['E_SIG_WRONG_PACKAGE', 'E_SIG_MALFORMED', 'E_TRUST_UNTRUSTED', 'E_SIG_INVALID', 'E_MANIFEST_JSON']) expect(codes.get(c), c).toBeGreaterThan(0);
+    for (const c of ['E_SIG_WRONG_PACKAGE', 'E_SIG_MALFORMED', 'E_TRUST_UNTRUSTED', 'E_SIG_INVALID', 'E_MANIFEST_JSON'])
+      expect(codes.get(c), c).toBeGreaterThan(0);
   });
 });

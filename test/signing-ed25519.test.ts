@@ -7,8 +7,16 @@ import { createHash, createPublicKey, verify as nodeVerifyRaw } from 'node:crypt
 import fc from 'fast-check';
 import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
-import { SigningError } from '../spec/errors.js';
-import { ed25519Backend, hasCanonicalS, keyPairFromSeed, publicKeyProblem, setEd25519Backend, verifyEquation, verifyStrict, type Ed25519Backend } from '../signing/ed25519.js';
+import {
+  type Ed25519Backend,
+  ed25519Backend,
+  hasCanonicalS,
+  keyPairFromSeed,
+  publicKeyProblem,
+  setEd25519Backend,
+  verifyEquation,
+  verifyStrict,
+} from '../signing/ed25519.js';
 import {
   add,
   BASE,
@@ -22,10 +30,11 @@ import {
   leToBigInt,
   mod,
   P,
+  type Point,
   recoverX,
   scalarMult,
-  type Point,
 } from '../signing/ed25519-math.js';
+import { SigningError } from '../spec/errors.js';
 import { syncCodeOf } from './helpers/errors.js';
 
 const hex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
@@ -33,7 +42,10 @@ const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 function nodeVerify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   try {
-    const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey).toString('base64url') }, format: 'jwk' });
+    const key = createPublicKey({
+      key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey).toString('base64url') },
+      format: 'jwk',
+    });
     return nodeVerifyRaw(null, message, key, signature);
   } catch {
     return false;
@@ -81,7 +93,13 @@ const T8 = torsionGenerator();
 const SMALL_ORDER = Array.from({ length: 8 }, (_, i) => encodePoint(scalarMult(T8, BigInt(i))));
 
 /** Signs with an explicit scalar and public encoding, so tests can sign for odd keys. */
-function signWithScalar(a: bigint, publicEnc: Uint8Array, message: Uint8Array, r: bigint, rEnc?: Uint8Array): Uint8Array {
+function signWithScalar(
+  a: bigint,
+  publicEnc: Uint8Array,
+  message: Uint8Array,
+  r: bigint,
+  rEnc?: Uint8Array,
+): Uint8Array {
   const R = rEnc ?? encodePoint(scalarMult(BASE, r));
   const k = mod(leToBigInt(createHash('sha512').update(R).update(publicEnc).update(message).digest()), L);
   const S = mod(r + k * a, L);
@@ -216,8 +234,26 @@ describe('cross-check with node:crypto (OpenSSL) on edge vectors', () => {
   const vectors: { name: string; pk: Uint8Array; msg: Uint8Array; sig: Uint8Array }[] = [];
   for (const v of RFC8032) {
     vectors.push({ name: 'rfc8032', pk: hex(v.pk), msg: hex(v.msg), sig: hex(v.sig) });
-    vectors.push({ name: 'rfc8032 S+L', pk: hex(v.pk), msg: hex(v.msg), sig: (() => { const s = hex(v.sig); s.set(bigIntToLe(leToBigInt(s.subarray(32)) + L), 32); return s; })() });
-    vectors.push({ name: 'rfc8032 S|2^255', pk: hex(v.pk), msg: hex(v.msg), sig: (() => { const s = hex(v.sig); s[63] |= 0x80; return s; })() });
+    vectors.push({
+      name: 'rfc8032 S+L',
+      pk: hex(v.pk),
+      msg: hex(v.msg),
+      sig: (() => {
+        const s = hex(v.sig);
+        s.set(bigIntToLe(leToBigInt(s.subarray(32)) + L), 32);
+        return s;
+      })(),
+    });
+    vectors.push({
+      name: 'rfc8032 S|2^255',
+      pk: hex(v.pk),
+      msg: hex(v.msg),
+      sig: (() => {
+        const s = hex(v.sig);
+        s[63] |= 0x80;
+        return s;
+      })(),
+    });
   }
   const forgery = new Uint8Array(64);
   forgery.set(SMALL_ORDER[0], 0);
@@ -231,11 +267,19 @@ describe('cross-check with node:crypto (OpenSSL) on edge vectors', () => {
   }
   // Mixed-order key A + T8, signed with a's scalar: cofactorless verification holds iff 8 | k.
   const mixed = encodePoint(add(A, T8));
-  for (const [i, m] of messages.entries()) vectors.push({ name: 'mixed-order key', pk: mixed, msg: m, sig: signWithScalar(a, mixed, m, 1000n + BigInt(i)) });
+  for (const [i, m] of messages.entries())
+    vectors.push({ name: 'mixed-order key', pk: mixed, msg: m, sig: signWithScalar(a, mixed, m, 1000n + BigInt(i)) });
   // Small-order R with a legitimate key: S = k·a, R = identity. Valid by the equation.
-  for (const m of messages.slice(0, 4)) vectors.push({ name: 'small-order R', pk: Aenc, msg: m, sig: signWithScalar(a, Aenc, m, 0n, SMALL_ORDER[0]) });
+  for (const m of messages.slice(0, 4))
+    vectors.push({ name: 'small-order R', pk: Aenc, msg: m, sig: signWithScalar(a, Aenc, m, 0n, SMALL_ORDER[0]) });
   // Non-canonical R (identity as y = p + 1): the recomputed R is encoded canonically, so never equal.
-  for (const m of messages.slice(0, 4)) vectors.push({ name: 'non-canonical R', pk: Aenc, msg: m, sig: signWithScalar(a, Aenc, m, 0n, bigIntToLe(1n + P)) });
+  for (const m of messages.slice(0, 4))
+    vectors.push({
+      name: 'non-canonical R',
+      pk: Aenc,
+      msg: m,
+      sig: signWithScalar(a, Aenc, m, 0n, bigIntToLe(1n + P)),
+    });
   // Ordinary signatures with single bit flips in R, S, message and key.
   const ordinary = signWithScalar(a, Aenc, messages[0], 77n);
   vectors.push({ name: 'ordinary', pk: Aenc, msg: messages[0], sig: ordinary });
@@ -250,12 +294,15 @@ describe('cross-check with node:crypto (OpenSSL) on edge vectors', () => {
 
   it(`the tweetnacl and OpenSSL backends of verifyEquation agree with node:crypto on all ${vectors.length} vectors`, () => {
     for (const backend of ['tweetnacl', 'node'] as const) {
-      const disagreements = vectors.filter((v) => verifyEquation(v.msg, v.sig, v.pk, backend) !== nodeVerify(v.pk, v.msg, v.sig)).map((v) => v.name);
+      const disagreements = vectors
+        .filter((v) => verifyEquation(v.msg, v.sig, v.pk, backend) !== nodeVerify(v.pk, v.msg, v.sig))
+        .map((v) => v.name);
       expect(disagreements, backend).toEqual([]);
     }
   });
   it('the vector set exercises both outcomes in each weak class', () => {
-    const accepted = (name: string) => vectors.filter((v) => v.name === name).map((v) => nodeVerify(v.pk, v.msg, v.sig));
+    const accepted = (name: string) =>
+      vectors.filter((v) => v.name === name).map((v) => nodeVerify(v.pk, v.msg, v.sig));
     expect(accepted('mixed-order key')).toContain(true);
     expect(accepted('mixed-order key')).toContain(false);
     expect(accepted('small-order key, R=id S=0')).toContain(true);
@@ -281,18 +328,23 @@ describe('cross-check with node:crypto (OpenSSL) on edge vectors', () => {
   });
   it('random keys, messages and single-bit corruptions: verifyEquation agrees with node:crypto', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 200 }), fc.option(fc.nat({ max: 64 * 8 + 32 * 8 + 199 * 8 })), (seed, msg, flip) => {
-        const kp = keyPairFromSeed(seed);
-        const sig = nacl.sign.detached(msg, kp.secretKey);
-        const pk = Uint8Array.from(kp.publicKey);
-        const m = Uint8Array.from(msg);
-        if (flip !== null) {
-          if (flip < 512) sig[flip >> 3] ^= 1 << (flip & 7);
-          else if (flip < 768) pk[(flip - 512) >> 3] ^= 1 << (flip & 7);
-          else if (m.length > 0) m[((flip - 768) >> 3) % m.length] ^= 1 << (flip & 7);
-        }
-        expect(verifyEquation(m, sig, pk, 'tweetnacl')).toBe(nodeVerify(pk, m, sig));
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ maxLength: 200 }),
+        fc.option(fc.nat({ max: 64 * 8 + 32 * 8 + 199 * 8 })),
+        (seed, msg, flip) => {
+          const kp = keyPairFromSeed(seed);
+          const sig = nacl.sign.detached(msg, kp.secretKey);
+          const pk = Uint8Array.from(kp.publicKey);
+          const m = Uint8Array.from(msg);
+          if (flip !== null) {
+            if (flip < 512) sig[flip >> 3] ^= 1 << (flip & 7);
+            else if (flip < 768) pk[(flip - 512) >> 3] ^= 1 << (flip & 7);
+            else if (m.length > 0) m[((flip - 768) >> 3) % m.length] ^= 1 << (flip & 7);
+          }
+          expect(verifyEquation(m, sig, pk, 'tweetnacl')).toBe(nodeVerify(pk, m, sig));
+        },
+      ),
       { numRuns: 100 },
     );
   });

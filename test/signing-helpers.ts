@@ -33,7 +33,13 @@ export async function writeSource(dir: string, o: SourceOptions = {}): Promise<v
     inputs: [{ name: 'image', type: 'image' }],
     outputs: [{ name: 'label', type: 'classification' }],
     models: [{ id: 'm', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['model.onnx'] }] }],
-    pipeline: { steps: [{ op: 'run', model: 'm' }, { op: 'script', script: 'scripts/post.js', hook: 'post' }], scripts: [{ path: 'scripts/post.js', hooks: ['post'] }] },
+    pipeline: {
+      steps: [
+        { op: 'run', model: 'm' },
+        { op: 'script', script: 'scripts/post.js', hook: 'post' },
+      ],
+      scripts: [{ path: 'scripts/post.js', hooks: ['post'] }],
+    },
     assets: [{ id: 'labels', path: 'labels.txt', kind: 'labels' }],
   };
   await writeFile(join(dir, 'xpkg.json'), JSON.stringify(manifest, null, 2));
@@ -65,11 +71,19 @@ export interface RawEntry {
 }
 
 /** Reads a package's entries (checked by the strict reader) as raw, re-assemblable records. */
-export async function rawEntries(path: string): Promise<{ entries: RawEntry[]; dosTime: { time: number; date: number } }> {
+export async function rawEntries(
+  path: string,
+): Promise<{ entries: RawEntry[]; dosTime: { time: number; date: number } }> {
   const bytes = await readFile(path);
   const reader = await PackageReader.open(path);
   try {
-    const entries = reader.entries.map((e) => ({ name: e.name, method: e.method, crc32: e.crc32, size: e.size, data: bytes.subarray(e.dataOffset, e.dataOffset + e.compressedSize) }));
+    const entries = reader.entries.map((e) => ({
+      name: e.name,
+      method: e.method,
+      crc32: e.crc32,
+      size: e.size,
+      data: bytes.subarray(e.dataOffset, e.dataOffset + e.compressedSize),
+    }));
     return { entries, dosTime: reader.dosTime };
   } finally {
     await reader.close();
@@ -81,13 +95,25 @@ export function storedEntry(name: string, data: Buffer): RawEntry {
 }
 
 /** Lays out entries contiguously and writes the central directory and end record. */
-export function assemble(entries: RawEntry[], dosTime: { time: number; date: number }, o: { prefix?: Buffer; trailing?: Buffer } = {}): Buffer {
+export function assemble(
+  entries: RawEntry[],
+  dosTime: { time: number; date: number },
+  o: { prefix?: Buffer; trailing?: Buffer } = {},
+): Buffer {
   const parts: Buffer[] = [];
   const central: Buffer[] = [];
   let offset = o.prefix?.length ?? 0;
   if (o.prefix) parts.push(o.prefix);
   for (const e of entries) {
-    const layout: Z.EntryLayout = { name: Buffer.from(e.name, 'utf8'), method: e.method, crc32: e.crc32, compressedSize: e.data.length, size: e.size, localHeaderOffset: offset, padding: e.padding ?? 0 };
+    const layout: Z.EntryLayout = {
+      name: Buffer.from(e.name, 'utf8'),
+      method: e.method,
+      crc32: e.crc32,
+      compressedSize: e.data.length,
+      size: e.size,
+      localHeaderOffset: offset,
+      padding: e.padding ?? 0,
+    };
     const local = Z.encodeLocalHeader(layout, dosTime);
     e.patchLocal?.(local);
     const c = Z.encodeCentralHeader(layout, dosTime);

@@ -4,12 +4,12 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { SigningError } from '../spec/errors.js';
 import { bigIntToLe, P } from '../signing/ed25519-math.js';
-import { formatPublicKey, generateKeyPair, keyIdOf, parsePublicKey, PUBLIC_KEY_TAG } from '../signing/keys.js';
+import { formatPublicKey, generateKeyPair, keyIdOf, PUBLIC_KEY_TAG, parsePublicKey } from '../signing/keys.js';
 import { PASSPHRASE_ENV } from '../signing/passphrase.js';
-import { decodeSecretKey, DEFAULT_SCRYPT, encodeSecretKey, inspectSecretKey } from '../signing/secret-key.js';
+import { DEFAULT_SCRYPT, decodeSecretKey, encodeSecretKey, inspectSecretKey } from '../signing/secret-key.js';
 import { keygen, loadSigningKey } from '../signing/sign.js';
+import { SigningError } from '../spec/errors.js';
 
 const CHEAP = { N: 1 << 10, r: 8, p: 1 };
 const SEED = new Uint8Array(32).fill(42);
@@ -75,8 +75,16 @@ describe('public key text', () => {
     ['short key', `${PUBLIC_KEY_TAG} ${keyid} ${Buffer.alloc(31).toString('base64')}`, 'E_KEY_FORMAT'],
     ['unpadded key', `${PUBLIC_KEY_TAG} ${keyid} ${b64.replace('=', '')}`, 'E_KEY_FORMAT'],
     ['key id of another key', `${PUBLIC_KEY_TAG} ${other.keyid} ${b64}`, 'E_SIG_KEYID_MISMATCH'],
-    ['identity (small-order) key', `${PUBLIC_KEY_TAG} ${idOf(identity)} ${identity.toString('base64')}`, 'E_SIG_WEAK_KEY'],
-    ['non-canonical key', `${PUBLIC_KEY_TAG} ${idOf(nonCanonical)} ${nonCanonical.toString('base64')}`, 'E_SIG_WEAK_KEY'],
+    [
+      'identity (small-order) key',
+      `${PUBLIC_KEY_TAG} ${idOf(identity)} ${identity.toString('base64')}`,
+      'E_SIG_WEAK_KEY',
+    ],
+    [
+      'non-canonical key',
+      `${PUBLIC_KEY_TAG} ${idOf(nonCanonical)} ${nonCanonical.toString('base64')}`,
+      'E_SIG_WEAK_KEY',
+    ],
     ['a secret key file', '{"encryption":null,"format":"xpkg-secret-key/1"}', 'E_KEY_FORMAT'],
     ['huge', `# ${'x'.repeat(5000)}\n${line}`, 'E_KEY_FORMAT'],
   ];
@@ -117,14 +125,18 @@ describe('secret key files', () => {
     expect(await codeOf(() => decodeSecretKey(JSON.stringify(swapped), 'pw'))).toBe('E_KEY_PASSPHRASE');
     const ct = Buffer.from(doc.ciphertext, 'base64');
     ct[0] ^= 1;
-    expect(await codeOf(() => decodeSecretKey(JSON.stringify({ ...doc, ciphertext: ct.toString('base64') }), 'pw'))).toBe('E_KEY_PASSPHRASE');
+    expect(
+      await codeOf(() => decodeSecretKey(JSON.stringify({ ...doc, ciphertext: ct.toString('base64') }), 'pw')),
+    ).toBe('E_KEY_PASSPHRASE');
     const cheaper = { ...doc, encryption: { ...doc.encryption, N: 512 } };
     expect(await codeOf(() => decodeSecretKey(JSON.stringify(cheaper), 'pw'))).toBe('E_KEY_PASSPHRASE');
   });
   it('an unencrypted file whose seed does not give its public key is refused', async () => {
     const doc = JSON.parse(await encodeSecretKey(kp, null));
     const other = generateKeyPair({ seed: new Uint8Array(32).fill(1) });
-    expect(await codeOf(() => decodeSecretKey(JSON.stringify({ ...doc, seed: Buffer.from(other.seed).toString('base64') })))).toBe('E_KEY_FORMAT');
+    expect(
+      await codeOf(() => decodeSecretKey(JSON.stringify({ ...doc, seed: Buffer.from(other.seed).toString('base64') }))),
+    ).toBe('E_KEY_FORMAT');
   });
   it('malformed key files fail with E_KEY_FORMAT', async () => {
     const doc = JSON.parse(await encodeSecretKey(kp, 'pw', CHEAP));
@@ -140,7 +152,8 @@ describe('secret key files', () => {
       JSON.stringify({ ...doc, ciphertext: 'AA==' }),
       `{"format":"xpkg-secret-key/1","format":"xpkg-secret-key/1"}`,
     ];
-    for (const text of bad) expect(await codeOf(() => decodeSecretKey(text, 'pw')), text.slice(0, 60)).toBe('E_KEY_FORMAT');
+    for (const text of bad)
+      expect(await codeOf(() => decodeSecretKey(text, 'pw')), text.slice(0, 60)).toBe('E_KEY_FORMAT');
   });
 });
 

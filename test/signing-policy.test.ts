@@ -7,22 +7,30 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canonicalBytes } from '../spec/canonical.js';
-import { XpkgError } from '../spec/errors.js';
-import { bigIntToLe, L, leToBigInt } from '../signing/ed25519-math.js';
 import { signDetached } from '../signing/ed25519.js';
-import { decodeEnvelope, encodeEnvelope, pae, PAYLOAD_TYPE, signedBytes } from '../signing/envelope.js';
+import { bigIntToLe, L, leToBigInt } from '../signing/ed25519-math.js';
+import { decodeEnvelope, encodeEnvelope, PAYLOAD_TYPE, pae, signedBytes } from '../signing/envelope.js';
 import { formatPublicKey, generateKeyPair, type KeyPair } from '../signing/keys.js';
-import { verifySignatures, type ResolvedPolicy, type SignatureInput } from '../signing/policy.js';
+import { type ResolvedPolicy, type SignatureInput, verifySignatures } from '../signing/policy.js';
 import { addSignature } from '../signing/sign.js';
 import { defaultStateDir, FileRollbackStore, MemoryRollbackStore, ROLLBACK_FILE } from '../signing/state.js';
-import { buildTrustStore, EMPTY_TRUST_STORE, loadTrustStore, parseRevocationList, REVOCATION_FILE, type TrustedKey } from '../signing/trust.js';
+import {
+  buildTrustStore,
+  EMPTY_TRUST_STORE,
+  loadTrustStore,
+  parseRevocationList,
+  REVOCATION_FILE,
+  type TrustedKey,
+} from '../signing/trust.js';
 import { resolvePolicy } from '../signing/verify.js';
+import { canonicalBytes } from '../spec/canonical.js';
+import { XpkgError } from '../spec/errors.js';
 
 const alice = generateKeyPair({ seed: new Uint8Array(32).fill(1) });
 const bob = generateKeyPair({ seed: new Uint8Array(32).fill(2) });
 const mallory = generateKeyPair({ seed: new Uint8Array(32).fill(3) });
-const trusted = (...kps: KeyPair[]): TrustedKey[] => kps.map((k) => ({ keyid: k.keyid, publicKey: k.publicKey, source: `${k.keyid.slice(0, 4)}.pub` }));
+const trusted = (...kps: KeyPair[]): TrustedKey[] =>
+  kps.map((k) => ({ keyid: k.keyid, publicKey: k.publicKey, source: `${k.keyid.slice(0, 4)}.pub` }));
 
 interface Fields {
   name?: string;
@@ -30,7 +38,12 @@ interface Fields {
   expires?: string;
 }
 function input(fields: Fields, signers: KeyPair[]): SignatureInput {
-  const manifest = { name: fields.name ?? 'demo', version: '1.0.0', sequence: fields.sequence ?? 5, ...(fields.expires ? { expires: fields.expires } : {}) };
+  const manifest = {
+    name: fields.name ?? 'demo',
+    version: '1.0.0',
+    sequence: fields.sequence ?? 5,
+    ...(fields.expires ? { expires: fields.expires } : {}),
+  };
   const manifestBytes = canonicalBytes({ ...manifest, format: 'xpkg/1' });
   const id = createHash('sha256').update(manifestBytes).digest('hex');
   let sigs: Buffer | null = null;
@@ -38,7 +51,15 @@ function input(fields: Fields, signers: KeyPair[]): SignatureInput {
   return { manifestBytes, manifest, id, signaturesBytes: sigs };
 }
 function policy(p: Partial<ResolvedPolicy> = {}): ResolvedPolicy {
-  return { store: buildTrustStore(trusted(alice, bob)), threshold: 1, allowUnsigned: false, allowDowngrade: false, now: new Date('2030-01-01T00:00:00Z'), rollback: null, ...p };
+  return {
+    store: buildTrustStore(trusted(alice, bob)),
+    threshold: 1,
+    allowUnsigned: false,
+    allowDowngrade: false,
+    now: new Date('2030-01-01T00:00:00Z'),
+    rollback: null,
+    ...p,
+  };
 }
 async function codeOf(f: () => unknown): Promise<string | null> {
   try {
@@ -51,7 +72,11 @@ async function codeOf(f: () => unknown): Promise<string | null> {
 }
 const check = (i: SignatureInput, p: ResolvedPolicy) => codeOf(() => verifySignatures(i, p));
 /** Replaces the envelope with one built from raw parts. */
-function withEnvelope(i: SignatureInput, signatures: { keyid: string; sig: Uint8Array }[], packageId = i.id): SignatureInput {
+function withEnvelope(
+  i: SignatureInput,
+  signatures: { keyid: string; sig: Uint8Array }[],
+  packageId = i.id,
+): SignatureInput {
   return { ...i, signaturesBytes: encodeEnvelope({ payloadType: PAYLOAD_TYPE, packageId, signatures }) };
 }
 
@@ -131,7 +156,11 @@ describe('signatures and trust', () => {
     other.payloadType = 'application/vnd.in-toto+json';
     expect(await check({ ...i, signaturesBytes: canonicalBytes(other) }, policy())).toBe('E_SIG_PAYLOAD_TYPE');
     // Signed raw manifest bytes (no PAE) or a PAE with another type do not verify as xpkg signatures.
-    for (const message of [i.manifestBytes, pae('application/vnd.in-toto+json', i.manifestBytes), pae(PAYLOAD_TYPE, Buffer.concat([i.manifestBytes, Buffer.from(' ')]))]) {
+    for (const message of [
+      i.manifestBytes,
+      pae('application/vnd.in-toto+json', i.manifestBytes),
+      pae(PAYLOAD_TYPE, Buffer.concat([i.manifestBytes, Buffer.from(' ')])),
+    ]) {
       const sig = signDetached(message, alice.secretKey);
       expect(await check(withEnvelope(i, [{ keyid: alice.keyid, sig }]), policy())).toBe('E_SIG_INVALID');
     }
@@ -141,8 +170,12 @@ describe('signatures and trust', () => {
     const now = new Date('2030-01-01T00:00:00Z');
     expect(await check(input({ expires: '2029-12-31T23:59:59Z' }, [alice]), policy({ now }))).toBe('E_POLICY_EXPIRED');
     expect(await check(input({ expires: '2030-01-01T00:00:00Z' }, [alice]), policy({ now }))).toBe('E_POLICY_EXPIRED');
-    expect(await check(input({ expires: '2029-01-01T00:00:00Z' }, []), policy({ now, allowUnsigned: true }))).toBe('E_POLICY_EXPIRED');
-    expect(verifySignatures(input({ expires: '2030-01-01T00:00:01Z' }, [alice]), policy({ now })).expires).toBe('2030-01-01T00:00:01Z');
+    expect(await check(input({ expires: '2029-01-01T00:00:00Z' }, []), policy({ now, allowUnsigned: true }))).toBe(
+      'E_POLICY_EXPIRED',
+    );
+    expect(verifySignatures(input({ expires: '2030-01-01T00:00:01Z' }, [alice]), policy({ now })).expires).toBe(
+      '2030-01-01T00:00:01Z',
+    );
   });
 });
 
@@ -155,12 +188,16 @@ describe('anti-rollback decision', () => {
     expect(allowed.downgrades).toEqual([{ keyid: alice.keyid, highest: 5, sequence: 4 }]);
     expect(allowed.rollbackUpdates).toEqual([]);
     expect(verifySignatures(input({ sequence: 5 }, [alice]), policy({ rollback })).rollbackUpdates).toEqual([]);
-    expect(verifySignatures(input({ sequence: 6 }, [alice]), policy({ rollback })).rollbackUpdates).toEqual([{ keyid: alice.keyid, name: 'demo', sequence: 6 }]);
+    expect(verifySignatures(input({ sequence: 6 }, [alice]), policy({ rollback })).rollbackUpdates).toEqual([
+      { keyid: alice.keyid, name: 'demo', sequence: 6 },
+    ]);
   });
   it('is keyed by (signer, name): other names and other signers are independent', async () => {
     const rollback = new MemoryRollbackStore();
     await rollback.record([{ keyid: alice.keyid, name: 'demo', sequence: 9 }]);
-    expect(verifySignatures(input({ sequence: 1, name: 'other' }, [alice]), policy({ rollback })).status).toBe('verified');
+    expect(verifySignatures(input({ sequence: 1, name: 'other' }, [alice]), policy({ rollback })).status).toBe(
+      'verified',
+    );
     expect(verifySignatures(input({ sequence: 1 }, [bob]), policy({ rollback })).status).toBe('verified');
     // Any one trusted signer that saw a higher sequence blocks it.
     expect(await check(input({ sequence: 1 }, [alice, bob]), policy({ rollback }))).toBe('E_POLICY_ROLLBACK');
@@ -246,7 +283,12 @@ describe('rollback state file', () => {
     expect([c.highest(alice.keyid, 'x'), c.highest(bob.keyid, 'y')]).toEqual([1, 2]);
   });
   it('a damaged state file is E_POLICY_STATE, not a silent reset', async () => {
-    for (const content of ['{', '{"format":"xpkg-rollback/1","highest":{},"highest":{}}', '{"format":"other","highest":{}}', `{"format":"xpkg-rollback/1","highest":{"${alice.keyid}":{"demo":-1}}}`]) {
+    for (const content of [
+      '{',
+      '{"format":"xpkg-rollback/1","highest":{},"highest":{}}',
+      '{"format":"other","highest":{}}',
+      `{"format":"xpkg-rollback/1","highest":{"${alice.keyid}":{"demo":-1}}}`,
+    ]) {
       const sd = await mkdtemp(join(dir, 'bad-'));
       await writeFile(join(sd, ROLLBACK_FILE), content);
       expect(await codeOf(() => FileRollbackStore.open(sd))).toBe('E_POLICY_STATE');
@@ -261,8 +303,13 @@ describe('rollback state file', () => {
     const sd = await mkdtemp(join(dir, 'resolve-'));
     await writeFile(join(sd, ROLLBACK_FILE), 'garbage');
     expect((await resolvePolicy({ stateDir: sd, allowUnsigned: true })).rollback).toBeNull();
-    expect(await codeOf(() => resolvePolicy({ stateDir: sd, trust: [formatPublicKey(alice.publicKey)] }))).toBe('E_POLICY_STATE');
-    await writeFile(join(sd, ROLLBACK_FILE), canonicalBytes({ format: 'xpkg-rollback/1', highest: { [alice.keyid]: { demo: 3 } } }));
+    expect(await codeOf(() => resolvePolicy({ stateDir: sd, trust: [formatPublicKey(alice.publicKey)] }))).toBe(
+      'E_POLICY_STATE',
+    );
+    await writeFile(
+      join(sd, ROLLBACK_FILE),
+      canonicalBytes({ format: 'xpkg-rollback/1', highest: { [alice.keyid]: { demo: 3 } } }),
+    );
     const p = await resolvePolicy({ stateDir: sd, trust: [formatPublicKey(alice.publicKey)] });
     expect(p.rollback!.highest(alice.keyid, 'demo')).toBe(3);
     expect(await readFile(join(sd, ROLLBACK_FILE), 'utf8')).toContain(alice.keyid);

@@ -11,11 +11,11 @@ import { describe, expect, it, vi } from 'vitest';
 import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
 import { Runner } from '../runner/runner.js';
-import { EXIT } from '../spec/errors.js';
 import { formatPublicKey, generateKeyPair, type KeyPair } from '../signing/keys.js';
 import { sign } from '../signing/sign.js';
 import { FileRollbackStore, ROLLBACK_FILE } from '../signing/state.js';
 import { verify } from '../signing/verify.js';
+import { EXIT } from '../spec/errors.js';
 import { IMAGE_MODEL, writeImageSource, writePng, xpkgAsync } from './hardening-cli-helpers.js';
 import { codeOf } from './helpers/errors.js';
 import { tempDir } from './helpers/source.js';
@@ -71,7 +71,10 @@ describe('anti-rollback is raised only after verified bytes ran', () => {
     {
       // Opening (verifying the signature) alone records nothing either.
       await using v2 = await Runner.open(s.v2, opts);
-      expect(v2.verification.signatures).toMatchObject({ recorded: 0, pending: [{ name: 'rollback-demo', sequence: 2 }] });
+      expect(v2.verification.signatures).toMatchObject({
+        recorded: 0,
+        pending: [{ name: 'rollback-demo', sequence: 2 }],
+      });
       expect(await codeOf(Runner.open(s.v1, opts).then((r) => r.close()))).toBe('OK');
       await v2.run({ image: s.png });
       expect(v2.verification.signatures).toMatchObject({ recorded: 1, pending: [] });
@@ -89,7 +92,9 @@ describe('anti-rollback is raised only after verified bytes ran', () => {
     expect(v1.status).toBe(0);
     expect(v1.json!.result.outputs.y.dims).toEqual([1, 3, 4, 4]);
     // `xpkg verify` (full integrity) of the damaged copy records nothing either.
-    expect((await xpkgAsync(['verify', s.bad, '--trust', s.pub, '--state-dir', s.state, '--json'])).json!.error!.code).toBe('E_DIGEST_MISMATCH');
+    expect(
+      (await xpkgAsync(['verify', s.bad, '--trust', s.pub, '--state-dir', s.state, '--json'])).json!.error!.code,
+    ).toBe('E_DIGEST_MISMATCH');
     expect((await xpkgAsync(['run', s.v1, ...flags])).status).toBe(0);
     expect((await xpkgAsync(['run', s.v2, ...flags])).status).toBe(0);
     const refused = await xpkgAsync(['run', s.v1, ...flags]);
@@ -114,17 +119,25 @@ describe('rollback state file', () => {
       for (let j = 0; j < Number(each); j++) await store.record([{ keyid: 'a'.repeat(64), name: 'p' + id + '-' + j, sequence: j + 1 }]);
     `;
     const codes = await Promise.all(
-      Array.from({ length: procs }, (_, i) =>
-        new Promise<number | null>((done) => {
-          const child = spawn(process.execPath, ['--input-type=module', '-e', script, dir, String(i), String(each), String(start)], { stdio: ['ignore', 'ignore', 'inherit'] });
-          child.on('exit', (code) => done(code));
-        }),
+      Array.from(
+        { length: procs },
+        (_, i) =>
+          new Promise<number | null>((done) => {
+            const child = spawn(
+              process.execPath,
+              ['--input-type=module', '-e', script, dir, String(i), String(each), String(start)],
+              { stdio: ['ignore', 'ignore', 'inherit'] },
+            );
+            child.on('exit', (code) => done(code));
+          }),
       ),
     );
     expect(codes).toEqual(Array(procs).fill(0));
     const store = await FileRollbackStore.open(dir);
     const missing: string[] = [];
-    for (let i = 0; i < procs; i++) for (let j = 0; j < each; j++) if (store.highest('a'.repeat(64), `p${i}-${j}`) !== j + 1) missing.push(`p${i}-${j}`);
+    for (let i = 0; i < procs; i++)
+      for (let j = 0; j < each; j++)
+        if (store.highest('a'.repeat(64), `p${i}-${j}`) !== j + 1) missing.push(`p${i}-${j}`);
     expect(missing).toEqual([]);
   });
 
@@ -153,10 +166,15 @@ describe('rollback state file', () => {
       expect(await codeOf(verify(s.v1, { trust: [s.pub], stateDir }))).toBe('E_POLICY_STATE');
     }
     // Before the fix these spun forever: the time limit kills such a process (no JSON, the test fails).
-    const v = await xpkgAsync(['verify', s.v1, '--trust', s.pub, '--state-dir', '/proc/xpkg-state', '--json'], { timeoutMs: 60_000 });
+    const v = await xpkgAsync(['verify', s.v1, '--trust', s.pub, '--state-dir', '/proc/xpkg-state', '--json'], {
+      timeoutMs: 60_000,
+    });
     expect(v.json!.error!.code).toBe('E_POLICY_STATE');
     expect(v.status).toBe(EXIT.policy);
-    const r = await xpkgAsync(['run', s.v1, '--trust', s.pub, '--state-dir', '/proc/xpkg-state', '-i', s.png, '--json'], { timeoutMs: 60_000 });
+    const r = await xpkgAsync(
+      ['run', s.v1, '--trust', s.pub, '--state-dir', '/proc/xpkg-state', '-i', s.png, '--json'],
+      { timeoutMs: 60_000 },
+    );
     expect(r.json!.error!.code).toBe('E_POLICY_STATE');
   });
 });

@@ -4,9 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { canonicalBytes, parseStrictJson } from '../spec/canonical.js';
-import { FormatError, type ErrorCode } from '../spec/errors.js';
+import { type ErrorCode, FormatError } from '../spec/errors.js';
 import { LIMITS } from '../spec/limits.js';
-import { parseManifest, validateManifestSource, type FieldProblem } from '../spec/manifest.js';
+import { type FieldProblem, parseManifest, validateManifestSource } from '../spec/manifest.js';
 import type { Manifest } from '../spec/schema.js';
 import { fileRecord } from '../tools/vectors/craft.js';
 import { demoSource } from './archive-helpers.js';
@@ -17,7 +17,11 @@ function valid(): Manifest & Record<string, unknown> {
     ...src,
     format: 'xpkg/1',
     blockSize: 4194304,
-    files: [fileRecord('assets/labels.txt', Buffer.from('a\nb\n')), fileRecord('models/net.onnx', Buffer.from('onnx')), fileRecord('scripts/post.js', Buffer.from('x'))],
+    files: [
+      fileRecord('assets/labels.txt', Buffer.from('a\nb\n')),
+      fileRecord('models/net.onnx', Buffer.from('onnx')),
+      fileRecord('scripts/post.js', Buffer.from('x')),
+    ],
   } as Manifest & Record<string, unknown>;
 }
 
@@ -47,8 +51,16 @@ describe('bytes that are not a manifest', () => {
   const canon = canonicalBytes(valid()).toString();
   const cases: [string, Uint8Array, ErrorCode][] = [
     ['empty', Buffer.alloc(0), 'E_MANIFEST_JSON'],
-    ['invalid UTF-8', Buffer.concat([Buffer.from('{"name":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]), 'E_MANIFEST_JSON'],
-    ['overlong UTF-8 for "/"', Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xc0, 0xaf]), Buffer.from('"}')]), 'E_MANIFEST_JSON'],
+    [
+      'invalid UTF-8',
+      Buffer.concat([Buffer.from('{"name":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]),
+      'E_MANIFEST_JSON',
+    ],
+    [
+      'overlong UTF-8 for "/"',
+      Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xc0, 0xaf]), Buffer.from('"}')]),
+      'E_MANIFEST_JSON',
+    ],
     ['a byte-order mark', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(canon)]), 'E_MANIFEST_JSON'],
     ['trailing characters', Buffer.from(`${canon}x`), 'E_MANIFEST_JSON'],
     ['truncated', Buffer.from(canon.slice(0, -1)), 'E_MANIFEST_JSON'],
@@ -63,12 +75,32 @@ describe('bytes that are not a manifest', () => {
     ['nesting deeper than 64 in objects', Buffer.from(`${'{"a":'.repeat(65)}1${'}'.repeat(65)}`), 'E_MANIFEST_JSON'],
     ['a duplicate top-level key', Buffer.from(`{"name":"a",${canon.slice(1)}`), 'E_MANIFEST_DUPLICATE_KEY'],
     ['a duplicate key spelled with an escape', Buffer.from('{"ab":1,"a\\u0062":2}'), 'E_MANIFEST_DUPLICATE_KEY'],
-    ['a duplicate key in a nested object', Buffer.from(canon.replace('"id":"cpu"', '"id":"cpu","id":"cpu"')), 'E_MANIFEST_DUPLICATE_KEY'],
+    [
+      'a duplicate key in a nested object',
+      Buffer.from(canon.replace('"id":"cpu"', '"id":"cpu","id":"cpu"')),
+      'E_MANIFEST_DUPLICATE_KEY',
+    ],
     ['white space', Buffer.from(JSON.stringify(valid(), null, 2)), 'E_MANIFEST_NOT_CANONICAL'],
-    ['unsorted keys', Buffer.from(JSON.stringify(Object.fromEntries(Object.entries(valid()).reverse()))), 'E_MANIFEST_NOT_CANONICAL'],
-    ['an escaped slash', Buffer.from(canon.replace('assets/labels.txt', 'assets\\/labels.txt')), 'E_MANIFEST_NOT_CANONICAL'],
-    ['a needless \\u escape', Buffer.from(canon.replace('"name":"attack-demo"', '"name":"\\u0061ttack-demo"')), 'E_MANIFEST_NOT_CANONICAL'],
-    ['a non-canonical number', Buffer.from(canon.replace('"sequence":7', '"sequence":7.0')), 'E_MANIFEST_NOT_CANONICAL'],
+    [
+      'unsorted keys',
+      Buffer.from(JSON.stringify(Object.fromEntries(Object.entries(valid()).reverse()))),
+      'E_MANIFEST_NOT_CANONICAL',
+    ],
+    [
+      'an escaped slash',
+      Buffer.from(canon.replace('assets/labels.txt', 'assets\\/labels.txt')),
+      'E_MANIFEST_NOT_CANONICAL',
+    ],
+    [
+      'a needless \\u escape',
+      Buffer.from(canon.replace('"name":"attack-demo"', '"name":"\\u0061ttack-demo"')),
+      'E_MANIFEST_NOT_CANONICAL',
+    ],
+    [
+      'a non-canonical number',
+      Buffer.from(canon.replace('"sequence":7', '"sequence":7.0')),
+      'E_MANIFEST_NOT_CANONICAL',
+    ],
     ['an exponent number', Buffer.from(canon.replace('"sequence":7', '"sequence":0.7e1')), 'E_MANIFEST_NOT_CANONICAL'],
     ['too large', Buffer.alloc(LIMITS.manifestBytes + 1, 0x20), 'E_MANIFEST_TOO_LARGE'],
   ];
@@ -85,22 +117,51 @@ describe('bytes that are not a manifest', () => {
 
 describe('schema violations', () => {
   it('reports every failing field at once', () => {
-    const m = { ...valid(), name: 'Bad Name', version: '1.0', sequence: -1, license: '', task: 'OCR!', inputs: [], surprise: 1, blockSize: 1024 };
+    const m = {
+      ...valid(),
+      name: 'Bad Name',
+      version: '1.0',
+      sequence: -1,
+      license: '',
+      task: 'OCR!',
+      inputs: [],
+      surprise: 1,
+      blockSize: 1024,
+    };
     m.files = [{ ...m.files[0], sha256: 'XYZ' }, m.files[1], { ...m.files[2], size: 1.5 }];
     const e = failure(m);
     expect(e.code).toBe('E_MANIFEST_SCHEMA');
-    expect(pathsOf(e)).toEqual(['/', '/blockSize', '/files/0/sha256', '/files/2/size', '/inputs', '/license', '/name', '/sequence', '/task', '/version']);
+    expect(pathsOf(e)).toEqual([
+      '/',
+      '/blockSize',
+      '/files/0/sha256',
+      '/files/2/size',
+      '/inputs',
+      '/license',
+      '/name',
+      '/sequence',
+      '/task',
+      '/version',
+    ]);
     expect(problemsOf(e).find((p) => p.path === '/')!.message).toContain('surprise');
     expect(problemsOf(e)).toHaveLength(10);
   });
 
   it('reports nested fields with JSON pointers', () => {
     const m = valid();
-    m.inputs = [{ name: 'image', type: 'picture' as never }, { name: '1bad', type: 'image' }];
+    m.inputs = [
+      { name: 'image', type: 'picture' as never },
+      { name: '1bad', type: 'image' },
+    ];
     m.models[0].variants[0] = { ...m.models[0].variants[0], precision: 'fp64' as never, files: [] };
     const e = failure(m);
     expect(e.code).toBe('E_MANIFEST_SCHEMA');
-    expect(pathsOf(e)).toEqual(['/inputs/0/type', '/inputs/1/name', '/models/0/variants/0/files', '/models/0/variants/0/precision']);
+    expect(pathsOf(e)).toEqual([
+      '/inputs/0/type',
+      '/inputs/1/name',
+      '/models/0/variants/0/files',
+      '/models/0/variants/0/precision',
+    ]);
   });
 
   const single: [string, (m: Record<string, unknown>) => void, string][] = [
@@ -131,16 +192,30 @@ describe('schema violations', () => {
 describe('cross-reference violations', () => {
   it('reports every inconsistency at once (E_MANIFEST_REFERENCE)', () => {
     const m = valid();
-    m.models.push({ id: 'net', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/missing.onnx'] }] });
+    m.models.push({
+      id: 'net',
+      variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/missing.onnx'] }],
+    });
     m.outputs.push({ name: 'labels', type: 'json' });
-    m.pipeline.steps.push({ op: 'infer', model: 'nope' }, { op: 'x', hook: 'h' }, { op: 'y', script: 'scripts/undeclared.js' });
+    m.pipeline.steps.push(
+      { op: 'infer', model: 'nope' },
+      { op: 'x', hook: 'h' },
+      { op: 'y', script: 'scripts/undeclared.js' },
+    );
     m.files[1] = { ...m.files[1], blocks: [] };
     m.files[2] = { ...m.files[2], blocks: ['0'.repeat(64)] };
     const e = failure(m);
     expect(e.code).toBe('E_MANIFEST_REFERENCE');
     expect(pathsOf(e)).toEqual([
-      '/files/1/blocks', '/files/2/blocks/0', '/models/1/id', '/models/1/variants/0/files/0', '/outputs/1/name',
-      '/pipeline/steps/2/model', '/pipeline/steps/3/hook', '/pipeline/steps/4/script', '/variants/1/id',
+      '/files/1/blocks',
+      '/files/2/blocks/0',
+      '/models/1/id',
+      '/models/1/variants/0/files/0',
+      '/outputs/1/name',
+      '/pipeline/steps/2/model',
+      '/pipeline/steps/3/hook',
+      '/pipeline/steps/4/script',
+      '/variants/1/id',
     ]);
   });
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { renderSchemas } from '../spec/gen-schema.js';
 import { ERROR_CODES, exitStatusOf } from '../spec/errors.js';
+import { renderSchemas } from '../spec/gen-schema.js';
 
 describe('generated JSON Schema', () => {
   it('committed schema files match spec/schema.ts (run `npm run gen:schema` after changing it)', () => {

@@ -3,12 +3,12 @@
  * expected.json records. A second test checks that the generator still reproduces every file byte
  * for byte (so the vectors stay explainable), without ever writing into spec/vectors/.
  */
-import { readdir, readFile, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../spec/errors.js';
-import { evaluate, generateVectors, type Expectation } from '../tools/vectors/generate.js';
+import { type Expectation, evaluate, generateVectors } from '../tools/vectors/generate.js';
 
 const DIR = join(import.meta.dirname, '..', 'spec', 'vectors');
 const expected = JSON.parse(await readFile(join(DIR, 'expected.json'), 'utf8')) as Record<string, Expectation>;
@@ -27,11 +27,33 @@ describe('spec/vectors', () => {
   it('covers good packages and every attack class', () => {
     const codes = new Set(Object.values(expected).flatMap((w) => ('error' in w ? [w.error] : [])));
     for (const c of [
-      'E_PATH_UNSAFE', 'E_PATH_COLLISION', 'E_PATH_DUPLICATE', 'E_ARCHIVE_HEADER_MISMATCH', 'E_ARCHIVE_SIZE_MISMATCH',
-      'E_ARCHIVE_OVERLAP', 'E_ARCHIVE_GAP', 'E_ARCHIVE_BOMB', 'E_ARCHIVE_PREFIX', 'E_ARCHIVE_TRAILING', 'E_ARCHIVE_COMMENT',
-      'E_ARCHIVE_MULTIPLE_END', 'E_ARCHIVE_SPECIAL_FILE', 'E_ARCHIVE_ENCRYPTED', 'E_ARCHIVE_DATA_DESCRIPTOR', 'E_ARCHIVE_METHOD',
-      'E_FILE_EXTRA', 'E_FILE_MISSING', 'E_DIGEST_MISMATCH', 'E_MANIFEST_NOT_CANONICAL', 'E_MANIFEST_DUPLICATE_KEY',
-      'E_MANIFEST_SCHEMA', 'E_ARCHIVE_ALIGNMENT', 'E_ARCHIVE_ORDER', 'E_ARCHIVE_UNSUPPORTED', 'E_ARCHIVE_EXTRA_FIELD', 'E_ARCHIVE_CRC',
+      'E_PATH_UNSAFE',
+      'E_PATH_COLLISION',
+      'E_PATH_DUPLICATE',
+      'E_ARCHIVE_HEADER_MISMATCH',
+      'E_ARCHIVE_SIZE_MISMATCH',
+      'E_ARCHIVE_OVERLAP',
+      'E_ARCHIVE_GAP',
+      'E_ARCHIVE_BOMB',
+      'E_ARCHIVE_PREFIX',
+      'E_ARCHIVE_TRAILING',
+      'E_ARCHIVE_COMMENT',
+      'E_ARCHIVE_MULTIPLE_END',
+      'E_ARCHIVE_SPECIAL_FILE',
+      'E_ARCHIVE_ENCRYPTED',
+      'E_ARCHIVE_DATA_DESCRIPTOR',
+      'E_ARCHIVE_METHOD',
+      'E_FILE_EXTRA',
+      'E_FILE_MISSING',
+      'E_DIGEST_MISMATCH',
+      'E_MANIFEST_NOT_CANONICAL',
+      'E_MANIFEST_DUPLICATE_KEY',
+      'E_MANIFEST_SCHEMA',
+      'E_ARCHIVE_ALIGNMENT',
+      'E_ARCHIVE_ORDER',
+      'E_ARCHIVE_UNSUPPORTED',
+      'E_ARCHIVE_EXTRA_FIELD',
+      'E_ARCHIVE_CRC',
     ]) {
       expect(codes, c).toContain(c);
     }

@@ -24,12 +24,23 @@ const check = process.argv.includes('--check');
 const TRUST = ['fixtures/keys/test.pub'];
 
 const MODELS: { pkg: string; file: string; name: string; dims: number[] }[] = [
-  { pkg: 'fixtures/dist/paddleocr-v4.xpkg', file: 'models/det/ch_PP-OCRv4_det_infer.onnx', name: 'ocr-det 960²', dims: [1, 3, 960, 960] },
-  { pkg: 'fixtures/dist/paddleocr-v4.xpkg', file: 'models/rec/ch_PP-OCRv4_rec_infer.onnx', name: 'ocr-rec 48×320', dims: [1, 3, 48, 320] },
+  {
+    pkg: 'fixtures/dist/paddleocr-v4.xpkg',
+    file: 'models/det/ch_PP-OCRv4_det_infer.onnx',
+    name: 'ocr-det 960²',
+    dims: [1, 3, 960, 960],
+  },
+  {
+    pkg: 'fixtures/dist/paddleocr-v4.xpkg',
+    file: 'models/rec/ch_PP-OCRv4_rec_infer.onnx',
+    name: 'ocr-rec 48×320',
+    dims: [1, 3, 48, 320],
+  },
   { pkg: 'fixtures/dist/detector.xpkg', file: 'model.onnx', name: 'detector 320²', dims: [1, 3, 320, 320] },
 ];
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
 function input(dims: number[]): Float32Array {
@@ -56,9 +67,20 @@ async function main(): Promise<void> {
 
   {
     const t0 = performance.now();
-    await using runner = await Runner.open('fixtures/dist/multi-variant.xpkg', { trust: TRUST, allowUnsigned: false, stateDir: '/tmp/xpkg-state' });
+    await using runner = await Runner.open('fixtures/dist/multi-variant.xpkg', {
+      trust: TRUST,
+      allowUnsigned: false,
+      stateDir: '/tmp/xpkg-state',
+    });
     const r = await runner.run({ x: { type: 'float32', dims: [3], data: new Float32Array([1, 2, 3]) } });
-    out.runnerMultiVariant = { variant: r.variant, actualProvider: r.actualProvider, fallbacks: r.fallbacks, nodes: r.nodes, y: [...(r.outputs.y as Tensor).data], ms: r2(performance.now() - t0) };
+    out.runnerMultiVariant = {
+      variant: r.variant,
+      actualProvider: r.actualProvider,
+      fallbacks: r.fallbacks,
+      nodes: r.nodes,
+      y: [...(r.outputs.y as Tensor).data],
+      ms: r2(performance.now() - t0),
+    };
   }
 
   const models: unknown[] = [];
@@ -71,7 +93,13 @@ async function main(): Promise<void> {
     const outputs: Record<string, Float32Array> = {};
     for (const provider of ['cpu', 'cuda', 'webgpu']) {
       if (!init.providers?.includes(provider)) continue;
-      const variant = { id: `${m.name}-${provider}`, runtime: 'onnxruntime', precision: 'fp32', files: ['m.onnx'], requires: { executionProviders: [provider] } } as unknown as Variant;
+      const variant = {
+        id: `${m.name}-${provider}`,
+        runtime: 'onnxruntime',
+        precision: 'fp32',
+        files: ['m.onnx'],
+        requires: { executionProviders: [provider] },
+      } as unknown as Variant;
       const tl = performance.now();
       const s = await backend.load(variant, new Map([['m.onnx', bytes]]), {});
       const loadMs = performance.now() - tl;
@@ -86,7 +114,15 @@ async function main(): Promise<void> {
         else times.push(performance.now() - t);
       }
       outputs[provider] = last[s.outputNames[0]].data as Float32Array;
-      res[provider] = { actualProvider: s.provider, nodes: s.nodesByProvider, fallbacks: s.providerFallbacks, loadMs: r2(loadMs), firstMs: r2(first), p50: r2(pct(times, 50)), p90: r2(pct(times, 90)) };
+      res[provider] = {
+        actualProvider: s.provider,
+        nodes: s.nodesByProvider,
+        fallbacks: s.providerFallbacks,
+        loadMs: r2(loadMs),
+        firstMs: r2(first),
+        p50: r2(pct(times, 50)),
+        p90: r2(pct(times, 90)),
+      };
       await s.release();
     }
     for (const p of ['cuda', 'webgpu']) {
@@ -106,7 +142,9 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);
   if (check) {
     const failures = checkFailures(out);
-    process.stderr.write(failures.length ? `GPU check FAILED:\n${failures.map((f) => `  ${f}`).join('\n')}\n` : 'GPU check passed\n');
+    process.stderr.write(
+      failures.length ? `GPU check FAILED:\n${failures.map((f) => `  ${f}`).join('\n')}\n` : 'GPU check passed\n',
+    );
     process.exitCode = failures.length ? 1 : 0;
   }
 }
@@ -114,15 +152,21 @@ async function main(): Promise<void> {
 /** What must hold on a GPU machine with the CUDA provider installed. */
 function checkFailures(out: Record<string, unknown>): string[] {
   const f: string[] = [];
-  if (!(out.providers as string[] | undefined)?.includes('cuda')) f.push(`cuda does not load: ${JSON.stringify(out.unavailable)}`);
-  const r = out.runnerMultiVariant as { variant: Record<string, string>; actualProvider: Record<string, string>; fallbacks: Record<string, unknown> };
+  if (!(out.providers as string[] | undefined)?.includes('cuda'))
+    f.push(`cuda does not load: ${JSON.stringify(out.unavailable)}`);
+  const r = out.runnerMultiVariant as {
+    variant: Record<string, string>;
+    actualProvider: Record<string, string>;
+    fallbacks: Record<string, unknown>;
+  };
   if (r.variant['add-one'] !== 'cuda-fp16') f.push(`Runner chose ${r.variant['add-one']}, not cuda-fp16`);
   if (r.actualProvider['add-one'] !== 'cuda') f.push(`Runner ran on ${r.actualProvider['add-one']}, not cuda`);
   if (Object.keys(r.fallbacks).length) f.push(`Runner fell back: ${JSON.stringify(r.fallbacks)}`);
   for (const m of out.models as Record<string, unknown>[]) {
     const cuda = m.cuda as { actualProvider: string } | undefined;
     if (cuda?.actualProvider !== 'cuda') f.push(`${m.model}: ran on ${cuda?.actualProvider ?? 'nothing'}, not cuda`);
-    if (!((m.relDiff_cuda as number) <= 1e-2)) f.push(`${m.model}: cuda output differs from the cpu's by ${String(m.relDiff_cuda)} of its magnitude`);
+    if (!((m.relDiff_cuda as number) <= 1e-2))
+      f.push(`${m.model}: cuda output differs from the cpu's by ${String(m.relDiff_cuda)} of its magnitude`);
   }
   return f;
 }

@@ -20,10 +20,20 @@ export function register(program: Command): void {
     .option('--precision <p>', 'prefer this precision everywhere (fp32, fp16, bf16, int8, …)')
     .option('--json', 'print one JSON document on stdout');
   action<[string], ExplainOpts>(cmd, async (_io, pkg, opts) => {
-    const [{ PackageReader }, { explainVariants }, { resolveHost }] = await Promise.all([import('../../pack/reader.js'), import('../../runner/select.js'), import('../../runner/host.js')]);
+    const [{ PackageReader }, { explainVariants }, { resolveHost }] = await Promise.all([
+      import('../../pack/reader.js'),
+      import('../../runner/select.js'),
+      import('../../runner/host.js'),
+    ]);
     await using reader = await PackageReader.open(pkg);
     const host = await resolveHost(opts.host !== undefined ? { host: opts.host } : {});
-    const { result, human } = explainVariants(reader.manifest, host, { ...(opts.variant ? { variant: opts.variant } : {}), ...(opts.precision ? { precision: opts.precision } : {}) });
-    return { result: { package: { name: reader.manifest.name, version: reader.manifest.version, id: reader.id }, ...result }, human: `${reader.manifest.name}@${reader.manifest.version}\n${human}` };
+    const { result, human } = explainVariants(reader.manifest, host, {
+      ...(opts.variant ? { variant: opts.variant } : {}),
+      ...(opts.precision ? { precision: opts.precision } : {}),
+    });
+    return {
+      result: { package: { name: reader.manifest.name, version: reader.manifest.version, id: reader.id }, ...result },
+      human: `${reader.manifest.name}@${reader.manifest.version}\n${human}`,
+    };
   });
 }

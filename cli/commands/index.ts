@@ -4,15 +4,26 @@
  * its top, and its implementation inside the action: a command loads only what it runs.
  */
 import type { Command } from 'commander';
-import { register as pack } from './pack.js';
-import { register as inspect } from './inspect.js';
-import { register as keygen } from './keygen.js';
-import { register as sign } from './sign.js';
-import { register as verify } from './verify.js';
-import { register as unpack } from './unpack.js';
-import { register as host } from './host.js';
 import { register as explain } from './explain.js';
 import { register as gpu } from './gpu.js';
+import { register as host } from './host.js';
+import { register as inspect } from './inspect.js';
+import { register as keygen } from './keygen.js';
+import { register as pack } from './pack.js';
 import { register as run } from './run.js';
+import { register as sign } from './sign.js';
+import { register as unpack } from './unpack.js';
+import { register as verify } from './verify.js';
 
-export const commands: ((program: Command) => void)[] = [run, pack, inspect, keygen, sign, verify, unpack, host, explain, gpu];
+export const commands: ((program: Command) => void)[] = [
+  run,
+  pack,
+  inspect,
+  keygen,
+  sign,
+  verify,
+  unpack,
+  host,
+  explain,
+  gpu,
+];

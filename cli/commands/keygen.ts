@@ -12,17 +12,30 @@ interface KeygenOpts {
 export function register(program: Command): void {
   const cmd = program
     .command('keygen')
-    .description('create an ed25519 signing key: <prefix>.key (secret, passphrase-encrypted, mode 0600) and <prefix>.pub (share this)')
+    .description(
+      'create an ed25519 signing key: <prefix>.key (secret, passphrase-encrypted, mode 0600) and <prefix>.pub (share this)',
+    )
     .requiredOption('-o, --output <prefix>', 'path prefix of the two key files')
-    .option('--no-passphrase', 'store the secret key unencrypted (CI); otherwise the passphrase comes from XPKG_PASSPHRASE or a prompt')
+    .option(
+      '--no-passphrase',
+      'store the secret key unencrypted (CI); otherwise the passphrase comes from XPKG_PASSPHRASE or a prompt',
+    )
     .option('--force', 'replace existing key files')
     .option('--json', 'print one JSON document on stdout');
   action<[], KeygenOpts>(cmd, async (_io, opts) => {
     if (!opts.output) throw usage('keygen needs -o <prefix>');
     const { keygen } = await import('../../signing/index.js');
-    const r = await keygen(opts.output, { passphrase: opts.passphrase === false ? null : undefined, force: Boolean(opts.force) });
+    const r = await keygen(opts.output, {
+      passphrase: opts.passphrase === false ? null : undefined,
+      force: Boolean(opts.force),
+    });
     return {
-      result: { keyid: r.keyid, publicKeyPath: r.publicKeyPath, secretKeyPath: r.secretKeyPath, encrypted: r.encrypted },
+      result: {
+        keyid: r.keyid,
+        publicKeyPath: r.publicKeyPath,
+        secretKeyPath: r.secretKeyPath,
+        encrypted: r.encrypted,
+      },
       human: [
         `wrote ${r.secretKeyPath} (secret, ${r.encrypted ? 'encrypted' : 'NOT encrypted'}, mode 0600) and ${r.publicKeyPath}`,
         `  key id ${r.keyid}`,

@@ -19,7 +19,15 @@ export function register(program: Command): void {
     }
     const r = await packFolder(dir, out, { force: Boolean(opts.force), onProgress: io.progress(`packing ${out}`) });
     return {
-      result: { path: r.path, id: r.id, size: r.size, files: r.files, payloadBytes: r.payloadBytes, name: r.manifest.name, version: r.manifest.version },
+      result: {
+        path: r.path,
+        id: r.id,
+        size: r.size,
+        files: r.files,
+        payloadBytes: r.payloadBytes,
+        name: r.manifest.name,
+        version: r.manifest.version,
+      },
       human: `packed ${r.manifest.name}@${r.manifest.version} → ${r.path}\n  id   ${r.id}\n  size ${formatBytes(r.size)} (${r.files} files)`,
     };
   });

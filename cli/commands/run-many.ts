@@ -12,7 +12,7 @@ import type { ManyInput } from '../../runner/run-many.js';
 import type { Runner } from '../../runner/runner.js';
 import { toXpkgError } from '../../spec/errors.js';
 import type { Manifest } from '../../spec/schema.js';
-import { usage, type CommandOutcome, type Io } from '../framework.js';
+import { type CommandOutcome, type Io, usage } from '../framework.js';
 
 export interface InputPlan {
   /** Inputs with one file. */
@@ -31,13 +31,25 @@ export async function planInputs(manifest: Manifest, flags: string[] = []): Prom
   for (const f of flags) {
     const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.+)$/.exec(f);
     // `name=` always names an input (a path holding `=` is written ./a=b.png).
-    if (m && !manifest.inputs.some((i) => i.name === m[1])) throw usage(`--input ${m[1]}=…: this package has no input ${JSON.stringify(m[1])}; its inputs are ${declared}`, { input: m[1], expected: manifest.inputs.map((i) => i.name) });
+    if (m && !manifest.inputs.some((i) => i.name === m[1]))
+      throw usage(`--input ${m[1]}=…: this package has no input ${JSON.stringify(m[1])}; its inputs are ${declared}`, {
+        input: m[1],
+        expected: manifest.inputs.map((i) => i.name),
+      });
     const named = m && manifest.inputs.some((i) => i.name === m[1]) ? m[1] : undefined;
-    const name = named ?? manifest.inputs.find((i) => !given.has(i.name))?.name ?? (manifest.inputs.length === 1 ? manifest.inputs[0].name : undefined);
-    if (!name) throw usage(`more --input flags than the package has inputs (${manifest.inputs.map((i) => i.name).join(', ')}); use name=file`);
+    const name =
+      named ??
+      manifest.inputs.find((i) => !given.has(i.name))?.name ??
+      (manifest.inputs.length === 1 ? manifest.inputs[0].name : undefined);
+    if (!name)
+      throw usage(
+        `more --input flags than the package has inputs (${manifest.inputs.map((i) => i.name).join(', ')}); use name=file`,
+      );
     given.set(name, [...(given.get(name) ?? []), named ? m![2] : f]);
   }
-  for (const i of manifest.inputs) if (!given.has(i.name) && !i.optional) throw usage(`missing --input for ${i.name} (${i.type}); this package's inputs are ${declared}`);
+  for (const i of manifest.inputs)
+    if (!given.has(i.name) && !i.optional)
+      throw usage(`missing --input for ${i.name} (${i.type}); this package's inputs are ${declared}`);
   const plan: InputPlan = { fixed: {} };
   for (const [name, args] of given) {
     const expanded = await Promise.all(args.map(expandInputPath));
@@ -70,7 +82,11 @@ async function annotationPaths(dest: string, sources: string[], many: boolean): 
 
 function imageInput(manifest: Manifest): string {
   const i = manifest.inputs.find((x) => x.type === 'image');
-  if (!i) throw usage(`--annotate needs an image input; this package's inputs are ${manifest.inputs.map((x) => `${x.name} (${x.type})`).join(', ')}`, { inputs: manifest.inputs.map((x) => ({ name: x.name, type: x.type })) });
+  if (!i)
+    throw usage(
+      `--annotate needs an image input; this package's inputs are ${manifest.inputs.map((x) => `${x.name} (${x.type})`).join(', ')}`,
+      { inputs: manifest.inputs.map((x) => ({ name: x.name, type: x.type })) },
+    );
   return i.name;
 }
 
@@ -88,11 +104,19 @@ export interface RunInputsOptions {
  * Many: each result or error is printed as it comes (one JSON document per line with `--json`),
  * and the exit status is the first failure's.
  */
-export async function runInputs(io: Io, runner: Runner, plan: InputPlan, o: RunInputsOptions): Promise<CommandOutcome<unknown>> {
+export async function runInputs(
+  io: Io,
+  runner: Runner,
+  plan: InputPlan,
+  o: RunInputsOptions,
+): Promise<CommandOutcome<unknown>> {
   const manifest = runner.manifest;
   const imageName = o.annotate !== undefined ? imageInput(manifest) : undefined;
   // Pictures are named after the files that vary (the image, or whichever input was given many).
-  const pictures = imageName !== undefined ? await annotationPaths(o.annotate!, plan.many ? plan.many.files : [plan.fixed[imageName]], Boolean(plan.many)) : [];
+  const pictures =
+    imageName !== undefined
+      ? await annotationPaths(o.annotate!, plan.many ? plan.many.files : [plan.fixed[imageName]], Boolean(plan.many))
+      : [];
   const allInputs = [...Object.values(plan.fixed), ...(plan.many?.files ?? [])];
   const items: ManyInput[] = plan.many
     ? plan.many.files.map((f) => ({ source: f, files: { ...plan.fixed, [plan.many!.name]: f } }))
@@ -107,16 +131,26 @@ export async function runInputs(io: Io, runner: Runner, plan: InputPlan, o: RunI
       let annotated: string | undefined;
       try {
         if (imageName !== undefined) {
-          await writeAnnotation(pictures[r.index], await annotate(r.inputs[imageName] as Buffer, manifest, r.result.outputs), allInputs);
+          await writeAnnotation(
+            pictures[r.index],
+            await annotate(r.inputs[imageName] as Buffer, manifest, r.result.outputs),
+            allInputs,
+          );
           annotated = pictures[r.index];
         }
         const { actualProvider, fallbacks, nodes } = r.result;
         // a fallback (a GPU variant or provider that did not load) is never silent, even without --json
-        for (const [model, fs] of Object.entries(fallbacks)) for (const f of fs) io.log(`xpkg: ${model}: ${f.variant}${f.provider ? ` on ${f.provider}` : ''} fell back — ${f.reason}`);
+        for (const [model, fs] of Object.entries(fallbacks))
+          for (const f of fs)
+            io.log(`xpkg: ${model}: ${f.variant}${f.provider ? ` on ${f.provider}` : ''} fell back — ${f.reason}`);
         result = {
-          outputs: outputsToJson(r.result.outputs), variant: r.result.variant, actualProvider,
-          ...(Object.keys(fallbacks).length ? { fallbacks } : {}), ...(Object.keys(nodes).length ? { nodes } : {}),
-          timings: r.result.timings, ...(annotated ? { annotated } : {}),
+          outputs: outputsToJson(r.result.outputs),
+          variant: r.result.variant,
+          actualProvider,
+          ...(Object.keys(fallbacks).length ? { fallbacks } : {}),
+          ...(Object.keys(nodes).length ? { nodes } : {}),
+          timings: r.result.timings,
+          ...(annotated ? { annotated } : {}),
         };
       } catch (e) {
         error = toXpkgError(e);
@@ -124,12 +158,16 @@ export async function runInputs(io: Io, runner: Runner, plan: InputPlan, o: RunI
     }
     if (!plan.many) {
       if (error || !r.ok || !result) throw error;
-      return { result: { ...result, ...(o.extra?.() ?? {}) }, human: `${o.render(r.result.outputs)}${o.humanExtra?.() ?? ''}` };
+      return {
+        result: { ...result, ...(o.extra?.() ?? {}) },
+        human: `${o.render(r.result.outputs)}${o.humanExtra?.() ?? ''}`,
+      };
     }
     if (error || !r.ok || !result) {
       error ??= toXpkgError(new Error('no result'));
       firstFailure ??= error.exitStatus;
-      if (io.json) process.stdout.write(`${JSON.stringify({ input: r.source, error: { detail: null, ...error.toJSON() } })}\n`);
+      if (io.json)
+        process.stdout.write(`${JSON.stringify({ input: r.source, error: { detail: null, ...error.toJSON() } })}\n`);
       else io.log(`xpkg: error ${error.code}: ${r.source}: ${error.message}`);
     } else {
       ok++;

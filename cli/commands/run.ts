@@ -1,9 +1,9 @@
 /** `xpkg run` and `xpkg bench`: verify, select, load and run a package on inputs. */
 import type { Command } from 'commander';
-import type { RunnerOptions } from '../../runner/runner.js';
 import { renderSelection, selectionJson } from '../../runner/explain.js';
-import type { Manifest } from '../../spec/schema.js';
+import type { RunnerOptions } from '../../runner/runner.js';
 import { RunnerError } from '../../spec/errors.js';
+import type { Manifest } from '../../spec/schema.js';
 import { action, intOption, usage } from '../framework.js';
 
 export interface RunFlags {
@@ -28,7 +28,11 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 export function addRunOptions(cmd: Command): Command {
   return cmd
     .argument('<pkg>', 'package file')
-    .option('-i, --input <[name=]file>', 'an input file, folder or pattern (*, ? in the file name); name= selects the input (default: the first input); repeat for more', collect)
+    .option(
+      '-i, --input <[name=]file>',
+      'an input file, folder or pattern (*, ? in the file name); name= selects the input (default: the first input); repeat for more',
+      collect,
+    )
     .option('--trust <file.pub>', 'trust this public key (repeatable)', collect)
     .option('--trust-dir <dir>', 'trust every *.pub in this folder')
     .option('--allow-unsigned', 'run a package without a trusted signature (integrity is still checked)')
@@ -53,7 +57,14 @@ export function runnerOptions(o: RunFlags): RunnerOptions {
     ...(o.host !== undefined ? { host: o.host } : {}),
     ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads', 0) } : {}),
     ...(o.maxPixels !== undefined || o.maxTensorBytes !== undefined
-      ? { budget: { ...(o.maxPixels !== undefined ? { maxPixels: intOption(o.maxPixels, 'max-pixels') } : {}), ...(o.maxTensorBytes !== undefined ? { maxTensorBytes: intOption(o.maxTensorBytes, 'max-tensor-bytes') } : {}) } }
+      ? {
+          budget: {
+            ...(o.maxPixels !== undefined ? { maxPixels: intOption(o.maxPixels, 'max-pixels') } : {}),
+            ...(o.maxTensorBytes !== undefined
+              ? { maxTensorBytes: intOption(o.maxTensorBytes, 'max-tensor-bytes') }
+              : {}),
+          },
+        }
       : {}),
   };
 }
@@ -64,17 +75,28 @@ export function renderOutputs(manifest: Manifest, outputs: Record<string, unknow
   for (const spec of manifest.outputs) {
     const v = outputs[spec.name] as any;
     if (spec.type === 'text-lines' && Array.isArray(v)) out.push(...v.map((l: { text: string }) => l.text));
-    else if (spec.type === 'classification' && Array.isArray(v?.top ?? v)) out.push(...(v.top ?? v).map((c: { label: string; score: number }) => `${c.label}\t${c.score.toFixed(4)}`));
+    else if (spec.type === 'classification' && Array.isArray(v?.top ?? v))
+      out.push(...(v.top ?? v).map((c: { label: string; score: number }) => `${c.label}\t${c.score.toFixed(4)}`));
     else if (spec.type === 'text' && typeof v === 'string') out.push(v.replace(/\n$/, ''));
-    else if (spec.type === 'boxes' && Array.isArray(v)) out.push(`${v.length} boxes`, ...v.map((b: any) => `${b.label ?? b.class}\t${Number(b.score).toFixed(3)}\t${JSON.stringify(b.box ?? b.bbox)}`));
-    else out.push(`${spec.name}: ${JSON.stringify(v, (_k, x) => (ArrayBuffer.isView(x) ? `<${(x as Uint8Array).length} values>` : x))}`);
+    else if (spec.type === 'boxes' && Array.isArray(v))
+      out.push(
+        `${v.length} boxes`,
+        ...v.map(
+          (b: any) => `${b.label ?? b.class}\t${Number(b.score).toFixed(3)}\t${JSON.stringify(b.box ?? b.bbox)}`,
+        ),
+      );
+    else
+      out.push(
+        `${spec.name}: ${JSON.stringify(v, (_k, x) => (ArrayBuffer.isView(x) ? `<${(x as Uint8Array).length} values>` : x))}`,
+      );
   }
   return out.join('\n');
 }
 
 export function register(program: Command): void {
-  const run = addRunOptions(program.command('run').description('verify, pick the best variant for this host, and run the package on inputs'))
-    .option('--explain', 'also print why each variant was chosen or rejected');
+  const run = addRunOptions(
+    program.command('run').description('verify, pick the best variant for this host, and run the package on inputs'),
+  ).option('--explain', 'also print why each variant was chosen or rejected');
   run.option('--annotate <file|dir>', 'write the input image with the outputs drawn on it (a folder for many inputs)');
   action<[string], RunFlags>(run, async (io, pkg, opts) => {
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, runnerOptions(opts));
@@ -83,11 +105,20 @@ export function register(program: Command): void {
     return await runInputs(io, runner, plan, {
       ...(opts.annotate !== undefined ? { annotate: opts.annotate } : {}),
       render: (outputs) => renderOutputs(runner.manifest, outputs),
-      ...(opts.explain ? { extra: () => ({ explain: selectionJson(runner.selection) }), humanExtra: () => `\n\n${renderSelection(runner.selection)}` } : {}),
+      ...(opts.explain
+        ? {
+            extra: () => ({ explain: selectionJson(runner.selection) }),
+            humanExtra: () => `\n\n${renderSelection(runner.selection)}`,
+          }
+        : {}),
     });
   });
 
-  const bench = addRunOptions(program.command('bench').description('latency percentiles of `run`, in total and per stage (decode, pre, infer per model, post)'))
+  const bench = addRunOptions(
+    program
+      .command('bench')
+      .description('latency percentiles of `run`, in total and per stage (decode, pre, infer per model, post)'),
+  )
     .option('--runs <n>', 'measured runs (default 20)')
     .option('--warmup <n>', 'unmeasured runs first (default 2)');
   action<[string], RunFlags & { runs?: string; warmup?: string }>(bench, async (io, pkg, opts) => {
@@ -110,9 +141,20 @@ export function register(program: Command): void {
       const s = [...xs].sort((a, b) => a - b);
       return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
     };
-    const stages = Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, { p50: pct(xs, 50), p90: pct(xs, 90), p99: pct(xs, 99), mean: xs.reduce((a, b) => a + b, 0) / xs.length }]));
-    const lines = [`${runner.manifest.name}@${runner.manifest.version}: ${runs} runs after ${warmup} warm-up`, `${'stage'.padEnd(18)} ${'p50'.padStart(9)} ${'p90'.padStart(9)} ${'p99'.padStart(9)}  (ms)`];
-    for (const [k, s] of Object.entries(stages)) lines.push(`${k.padEnd(18)} ${s.p50.toFixed(2).padStart(9)} ${s.p90.toFixed(2).padStart(9)} ${s.p99.toFixed(2).padStart(9)}`);
+    const stages = Object.fromEntries(
+      Object.entries(samples).map(([k, xs]) => [
+        k,
+        { p50: pct(xs, 50), p90: pct(xs, 90), p99: pct(xs, 99), mean: xs.reduce((a, b) => a + b, 0) / xs.length },
+      ]),
+    );
+    const lines = [
+      `${runner.manifest.name}@${runner.manifest.version}: ${runs} runs after ${warmup} warm-up`,
+      `${'stage'.padEnd(18)} ${'p50'.padStart(9)} ${'p90'.padStart(9)} ${'p99'.padStart(9)}  (ms)`,
+    ];
+    for (const [k, s] of Object.entries(stages))
+      lines.push(
+        `${k.padEnd(18)} ${s.p50.toFixed(2).padStart(9)} ${s.p90.toFixed(2).padStart(9)} ${s.p99.toFixed(2).padStart(9)}`,
+      );
     const variant: Record<string, string> = {};
     for (const m of runner.selection.models) if (m.chosen) variant[m.model] = m.chosen.variant.id;
     return { result: { runs, warmup, variant, latencyMs: stages }, human: lines.join('\n') };

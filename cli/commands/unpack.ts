@@ -4,7 +4,9 @@ import { action, usage } from '../framework.js';
 export function register(program: Command): void {
   const cmd = program
     .command('unpack')
-    .description('extract a package safely (verified bytes only; never follows links in the destination; never overwrites)')
+    .description(
+      'extract a package safely (verified bytes only; never follows links in the destination; never overwrites)',
+    )
     .argument('<pkg>', 'package file')
     .requiredOption('-o, --output <dir>', 'destination folder (created if missing)')
     .option('--json', 'print one JSON document on stdout');

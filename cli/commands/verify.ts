@@ -15,17 +15,28 @@ interface VerifyOpts {
 export function register(program: Command): void {
   const cmd = program
     .command('verify')
-    .description('check a package: strict archive structure, manifest, signatures and trust policy, every digest (parallel)')
+    .description(
+      'check a package: strict archive structure, manifest, signatures and trust policy, every digest (parallel)',
+    )
     .argument('<pkg>', 'package file')
-    .option('--trust <file.pub>', 'trust this public key (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--trust <file.pub>', 'trust this public key (repeatable)', (v: string, prev: string[] = []) => [
+      ...prev,
+      v,
+    ])
     .option('--trust-dir <dir>', 'trust every *.pub in this folder; revoked.txt there lists revoked key ids')
     .option('--threshold <n>', 'valid signatures by distinct trusted keys required (default 1)')
     .option('--allow-unsigned', 'accept a package without a trusted signature (integrity is still checked)')
     .option('--allow-downgrade', 'accept a lower sequence than already accepted from a signer (reported)')
-    .option('--state-dir <dir>', 'anti-rollback state folder (default $XPKG_STATE_DIR, $XDG_STATE_HOME/xpkg, ~/.local/state/xpkg)')
+    .option(
+      '--state-dir <dir>',
+      'anti-rollback state folder (default $XPKG_STATE_DIR, $XDG_STATE_HOME/xpkg, ~/.local/state/xpkg)',
+    )
     .option('--json', 'print one JSON document on stdout');
   action<[string], VerifyOpts>(cmd, async (io, pkg, opts) => {
-    const [{ verify }, { renderVerifyResult }] = await Promise.all([import('../../signing/verify.js'), import('../../signing/render.js')]);
+    const [{ verify }, { renderVerifyResult }] = await Promise.all([
+      import('../../signing/verify.js'),
+      import('../../signing/render.js'),
+    ]);
     const r = await verify(
       pkg,
       {

@@ -49,12 +49,14 @@ export function softmaxTopK(o: RawTopK): void {
     };
     for (let i = 0; i < C; i++) idx[i] = i;
     const top = Array.from(idx).sort((i, j) => {
-      const u = key(i), v = key(j);
+      const u = key(i),
+        v = key(j);
       return u > v ? -1 : u < v ? 1 : i - j;
     });
     const max = key(top[0]);
     let sum = 0;
-    if (o.softmax && max > -Infinity) for (let c = 0; c < C; c++) if (data[base + c] === data[base + c]) sum += Math.exp(data[base + c] - max);
+    if (o.softmax && max > -Infinity)
+      for (let c = 0; c < C; c++) if (data[base + c] === data[base + c]) sum += Math.exp(data[base + c] - max);
     for (let j = 0; j < k; j++) {
       const i = top[j];
       const x = data[base + i];

@@ -21,7 +21,11 @@ function sortCandidates(scores: Float32Array, base: number, n: number, threshold
  * order), `scores`/`classes` n values from `base`. Kept indices best first.
  */
 export function nmsOne(
-  boxes: Float32Array, scores: Float32Array, classes: Int32Array | undefined, base: number, n: number,
+  boxes: Float32Array,
+  scores: Float32Array,
+  classes: Int32Array | undefined,
+  base: number,
+  n: number,
   o: { iouThreshold: number; scoreThreshold: number; preTopK: number; maxOutput: number },
 ): Int32Array {
   let order = sortCandidates(scores, base, n, o.scoreThreshold);
@@ -30,13 +34,19 @@ export function nmsOne(
   const maxOut = o.maxOutput < 0 ? m : Math.min(m, o.maxOutput);
   const keep = new Int32Array(maxOut);
   if (m === 0 || maxOut === 0) return keep;
-  const x1 = new Float64Array(m), y1 = new Float64Array(m), x2 = new Float64Array(m), y2 = new Float64Array(m);
+  const x1 = new Float64Array(m),
+    y1 = new Float64Array(m),
+    x2 = new Float64Array(m),
+    y2 = new Float64Array(m);
   const area = new Float64Array(m);
   const nan = new Uint8Array(m);
   const cls = new Int32Array(m);
   for (let i = 0; i < m; i++) {
     const b = (base + order[i]) * 4;
-    const a0 = boxes[b], a1 = boxes[b + 1], a2 = boxes[b + 2], a3 = boxes[b + 3];
+    const a0 = boxes[b],
+      a1 = boxes[b + 1],
+      a2 = boxes[b + 2],
+      a3 = boxes[b + 3];
     nan[i] = a0 !== a0 || a1 !== a1 || a2 !== a2 || a3 !== a3 ? 1 : 0;
     x1[i] = a0 < a2 ? a0 : a2;
     x2[i] = a0 < a2 ? a2 : a0;
@@ -103,12 +113,20 @@ export function decodeDetections(o: RawDecode): RawDecodeResult {
   const { data, anchors: n, attrs } = o;
   const first = o.objectness ? 5 : 4;
   const nc = attrs - first;
-  const boxesOut: number[] = [], scoresOut: number[] = [], classesOut: number[] = [], anchorsOut: number[] = [];
+  const boxesOut: number[] = [],
+    scoresOut: number[] = [],
+    classesOut: number[] = [],
+    anchorsOut: number[] = [];
   const counts = new Int32Array(o.batch);
   for (let b = 0; b < o.batch; b++) {
     const d = b * n * attrs;
-    const at = o.attrsFirst ? (a: number, c: number) => data[d + c * n + a] : (a: number, c: number) => data[d + a * attrs + c];
-    const cb: number[] = [], cs: number[] = [], cc: number[] = [], ca: number[] = [];
+    const at = o.attrsFirst
+      ? (a: number, c: number) => data[d + c * n + a]
+      : (a: number, c: number) => data[d + a * attrs + c];
+    const cb: number[] = [],
+      cs: number[] = [],
+      cc: number[] = [],
+      ca: number[] = [];
     for (let a = 0; a < n; a++) {
       let best = -Infinity;
       let arg = 0;
@@ -123,11 +141,16 @@ export function decodeDetections(o: RawDecode): RawDecodeResult {
       if (o.objectness) s = (o.sigmoid ? Math.fround(sigmoid(at(a, 4))) : at(a, 4)) * s;
       const score = Math.fround(s);
       if (!(score === score) || !(score >= o.scoreThreshold)) continue;
-      let b0 = at(a, 0), b1 = at(a, 1), b2 = at(a, 2), b3 = at(a, 3);
+      let b0 = at(a, 0),
+        b1 = at(a, 1),
+        b2 = at(a, 2),
+        b3 = at(a, 3);
       if (o.grid) {
         const g = a * 5;
-        const tx = Math.fround(sigmoid(b0)), ty = Math.fround(sigmoid(b1));
-        const tw = Math.fround(sigmoid(b2)), th = Math.fround(sigmoid(b3));
+        const tx = Math.fround(sigmoid(b0)),
+          ty = Math.fround(sigmoid(b1));
+        const tw = Math.fround(sigmoid(b2)),
+          th = Math.fround(sigmoid(b3));
         b0 = (tx * 2 - 0.5 + o.grid[g]) * o.grid[g + 2];
         b1 = (ty * 2 - 0.5 + o.grid[g + 1]) * o.grid[g + 2];
         b2 = tw * 2 * (tw * 2) * o.grid[g + 3];
@@ -153,9 +176,14 @@ export function decodeDetections(o: RawDecode): RawDecodeResult {
       cc.push(arg);
       ca.push(a);
     }
-    const boxes = Float32Array.from(cb), scores = Float32Array.from(cs), classes = Int32Array.from(cc);
+    const boxes = Float32Array.from(cb),
+      scores = Float32Array.from(cs),
+      classes = Int32Array.from(cc);
     const keep = nmsOne(boxes, scores, o.agnostic ? undefined : classes, 0, scores.length, {
-      iouThreshold: o.iouThreshold, scoreThreshold: -Infinity, preTopK: o.preTopK, maxOutput: o.maxOutput,
+      iouThreshold: o.iouThreshold,
+      scoreThreshold: -Infinity,
+      preTopK: o.preTopK,
+      maxOutput: o.maxOutput,
     });
     for (const j of keep) {
       boxesOut.push(boxes[4 * j], boxes[4 * j + 1], boxes[4 * j + 2], boxes[4 * j + 3]);
@@ -166,7 +194,10 @@ export function decodeDetections(o: RawDecode): RawDecodeResult {
     counts[b] = keep.length;
   }
   return {
-    boxes: Float32Array.from(boxesOut), scores: Float32Array.from(scoresOut), classes: Int32Array.from(classesOut),
-    anchors: Int32Array.from(anchorsOut), counts,
+    boxes: Float32Array.from(boxesOut),
+    scores: Float32Array.from(scoresOut),
+    classes: Int32Array.from(classesOut),
+    anchors: Int32Array.from(anchorsOut),
+    counts,
   };
 }

@@ -28,7 +28,7 @@ export function halfOfFloatBits(x: number): number {
   }
   let half = sign | (e << 10) | (man >>> 13);
   const rem = man & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;  // may carry into the exponent: correct
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++; // may carry into the exponent: correct
   return half;
 }
 
@@ -42,7 +42,11 @@ export function floatToHalf(value: number): number {
 }
 
 /** Every element of src as half bits, into dst at offset (default: a new array). */
-export function floatsToHalves(src: Float32Array, dst: Uint16Array = new Uint16Array(src.length), offset = 0): Uint16Array {
+export function floatsToHalves(
+  src: Float32Array,
+  dst: Uint16Array = new Uint16Array(src.length),
+  offset = 0,
+): Uint16Array {
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0; i < bits.length; i++) dst[offset + i] = halfOfFloatBits(bits[i]);
   return dst;

@@ -20,7 +20,8 @@ export function yoloGrid(o: YoloGridOptions): Float32Array {
     const stride = int(`strides[${level}]`, s, 1);
     const a = o.anchors[level];
     if (a.length === 0 || a.length % 2) fail(`anchors[${level}]`, 'must hold width, height pairs');
-    const nx = Math.ceil(int('inputWidth', o.inputWidth, 1) / stride), ny = Math.ceil(int('inputHeight', o.inputHeight, 1) / stride);
+    const nx = Math.ceil(int('inputWidth', o.inputWidth, 1) / stride),
+      ny = Math.ceil(int('inputHeight', o.inputHeight, 1) / stride);
     for (let k = 0; k < a.length; k += 2)
       for (let y = 0; y < ny; y++) for (let x = 0; x < nx; x++) rows.push(x, y, stride, a[k], a[k + 1]);
   });

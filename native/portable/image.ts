@@ -5,7 +5,7 @@
  * builds them.
  */
 import type { RawCrop, RawPreprocess } from '../index.js';
-import { floatToHalf, floatsToHalves } from './f16.js';
+import { floatsToHalves, floatToHalf } from './f16.js';
 
 export interface Taps {
   start: Int32Array;
@@ -74,25 +74,42 @@ function storeOf(out: Float32Array | Uint16Array): Store {
  * separable order: vertical blend first, then horizontal), writing padding as it goes.
  */
 function bilinearDirect(o: RawPreprocess, tx: Taps, ty: Taps): void {
-  const { data: src, channels: C, stride, planeWidth: W, planeHeight: H, roiX, roiY, roiWidth, roiHeight, out, outOffset } = o;
+  const {
+    data: src,
+    channels: C,
+    stride,
+    planeWidth: W,
+    planeHeight: H,
+    roiX,
+    roiY,
+    roiWidth,
+    roiHeight,
+    out,
+    outOffset,
+  } = o;
   const K = o.outChannels;
   const n = o.norm;
   const f32 = out instanceof Float32Array ? out : new Float32Array(W * H * K);
   const base = out instanceof Float32Array ? outOffset : 0;
-  const plane = W * H, step = o.nhwc ? K : 1;
+  const plane = W * H,
+    step = o.nhwc ? K : 1;
   const [c0, c1, c2] = o.chanMap;
-  const xa = new Int32Array(roiWidth), xb = new Int32Array(roiWidth);
+  const xa = new Int32Array(roiWidth),
+    xb = new Int32Array(roiWidth);
   for (let x = 0; x < roiWidth; x++) {
     xa[x] = tx.start[x] * C;
     xb[x] = (tx.count[x] > 1 ? tx.start[x] + 1 : tx.start[x]) * C;
   }
   for (let y = 0; y < H; y++) {
-    const d0 = base + (o.nhwc ? y * W * K : y * W), d1 = o.nhwc ? d0 + 1 : d0 + plane, d2 = o.nhwc ? d0 + 2 : d0 + 2 * plane;
+    const d0 = base + (o.nhwc ? y * W * K : y * W),
+      d1 = o.nhwc ? d0 + 1 : d0 + plane,
+      d2 = o.nhwc ? d0 + 2 : d0 + 2 * plane;
     const inRow = y >= roiY && y < roiY + roiHeight;
     const oy = y - roiY;
     const r0 = inRow ? ty.start[oy] * stride : 0;
     const r1 = inRow ? (ty.count[oy] > 1 ? ty.start[oy] + 1 : ty.start[oy]) * stride : 0;
-    const wy0 = inRow ? ty.w[oy * 2] : 0, wy1 = inRow ? ty.w[oy * 2 + 1] : 0;
+    const wy0 = inRow ? ty.w[oy * 2] : 0,
+      wy1 = inRow ? ty.w[oy * 2 + 1] : 0;
     for (let x = 0; x < W; x++) {
       const i = x * step;
       const ox = x - roiX;
@@ -104,12 +121,21 @@ function bilinearDirect(o: RawPreprocess, tx: Taps, ty: Taps): void {
         }
         continue;
       }
-      const a0 = r0 + xa[ox], a1 = r0 + xb[ox], b0 = r1 + xa[ox], b1 = r1 + xb[ox];
-      const w0 = tx.w[ox * 2], w1 = tx.w[ox * 2 + 1];
-      f32[d0 + i] = (w0 * (wy0 * src[a0 + c0] + wy1 * src[b0 + c0]) + w1 * (wy0 * src[a1 + c0] + wy1 * src[b1 + c0])) * n[0] + n[3];
+      const a0 = r0 + xa[ox],
+        a1 = r0 + xb[ox],
+        b0 = r1 + xa[ox],
+        b1 = r1 + xb[ox];
+      const w0 = tx.w[ox * 2],
+        w1 = tx.w[ox * 2 + 1];
+      f32[d0 + i] =
+        (w0 * (wy0 * src[a0 + c0] + wy1 * src[b0 + c0]) + w1 * (wy0 * src[a1 + c0] + wy1 * src[b1 + c0])) * n[0] + n[3];
       if (K > 1) {
-        f32[d1 + i] = (w0 * (wy0 * src[a0 + c1] + wy1 * src[b0 + c1]) + w1 * (wy0 * src[a1 + c1] + wy1 * src[b1 + c1])) * n[1] + n[4];
-        f32[d2 + i] = (w0 * (wy0 * src[a0 + c2] + wy1 * src[b0 + c2]) + w1 * (wy0 * src[a1 + c2] + wy1 * src[b1 + c2])) * n[2] + n[5];
+        f32[d1 + i] =
+          (w0 * (wy0 * src[a0 + c1] + wy1 * src[b0 + c1]) + w1 * (wy0 * src[a1 + c1] + wy1 * src[b1 + c1])) * n[1] +
+          n[4];
+        f32[d2 + i] =
+          (w0 * (wy0 * src[a0 + c2] + wy1 * src[b0 + c2]) + w1 * (wy0 * src[a1 + c2] + wy1 * src[b1 + c2])) * n[2] +
+          n[5];
       }
     }
   }
@@ -163,7 +189,9 @@ export function preprocess(o: RawPreprocess): void {
       const wx = ox * tx.maxTaps;
       let q = (tx.start[ox] - x0) * C;
       const c = tx.count[ox];
-      let v0 = 0, v1 = 0, v2 = 0;
+      let v0 = 0,
+        v1 = 0,
+        v2 = 0;
       for (let j = 0; j < c; j++, q += C) {
         const w = tx.w[wx + j];
         v0 += w * buf[q + ch[0]];
@@ -186,11 +214,13 @@ export function preprocess(o: RawPreprocess): void {
 export function cropBatch(o: RawCrop): void {
   const { data: src, width: sw, height: sh, channels: C, stride } = o;
   const K = o.outChannels;
-  const W = o.outWidth, H = o.outHeight;
+  const W = o.outWidth,
+    H = o.outHeight;
   const plane = W * H;
   const put = storeOf(o.out);
   const n = o.norm;
-  const maxX = sw - 1, maxY = sh - 1;
+  const maxX = sw - 1,
+    maxY = sh - 1;
   for (let r = 0; r < o.count; r++) {
     const h = o.homographies.subarray(r * 9, r * 9 + 9);
     const valid = o.widths[r];
@@ -212,11 +242,14 @@ export function cropBatch(o: RawCrop): void {
             else if (px > maxX) px = maxX;
             if (!(py >= 0)) py = 0;
             else if (py > maxY) py = maxY;
-            const ix = Math.trunc(px), iy = Math.trunc(py);
-            const fx = Math.fround(px - ix), fy = Math.fround(py - iy);
+            const ix = Math.trunc(px),
+              iy = Math.trunc(py);
+            const fx = Math.fround(px - ix),
+              fy = Math.fround(py - iy);
             const ix1 = ix < maxX ? ix + 1 : ix;
             const iy1 = iy < maxY ? iy + 1 : iy;
-            const r0 = iy * stride, r1 = iy1 * stride;
+            const r0 = iy * stride,
+              r1 = iy1 * stride;
             for (let k = 0; k < K; k++) {
               const c = o.chanMap[k];
               const top = (1 - fx) * src[r0 + ix * C + c] + fx * src[r0 + ix1 * C + c];

@@ -24,7 +24,7 @@ export const portable: Kernels = {
   dbPostprocess: call(dbPostprocess),
 } as Kernels;
 
-export { ctcGreedy, cropBatch, dbPostprocess, decodeDetections, nms, preprocess, segmentArgmax, softmaxTopK };
-export { makeTaps } from './image.js';
-export { floatToHalf, floatsToHalves, halfToFloat } from './f16.js';
+export { floatsToHalves, floatToHalf, halfToFloat } from './f16.js';
 export { yoloGrid } from './grid.js';
+export { makeTaps } from './image.js';
+export { cropBatch, ctcGreedy, dbPostprocess, decodeDetections, nms, preprocess, segmentArgmax, softmaxTopK };

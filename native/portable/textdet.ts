@@ -20,7 +20,8 @@ const cross = (ox: number, oy: number, ax: number, ay: number, bx: number, by: n
 function convexHull(pts: number[]): number[] {
   const n = pts.length / 2;
   if (n <= 2) return n === 2 && pts[0] === pts[2] && pts[1] === pts[3] ? pts.slice(0, 2) : pts.slice();
-  const hx = new Float64Array(2 * n), hy = new Float64Array(2 * n);
+  const hx = new Float64Array(2 * n),
+    hy = new Float64Array(2 * n);
   let k = 0;
   for (let i = 0; i < n; i++) {
     while (k >= 2 && cross(hx[k - 2], hy[k - 2], hx[k - 1], hy[k - 1], pts[2 * i], pts[2 * i + 1]) <= 0) k--;
@@ -50,14 +51,21 @@ function minAreaRect(hull: number[]): Rect {
   let bestArea = Infinity;
   for (let i = 0; i < n; i++) {
     const j = (i + 1) % n;
-    const xi = hull[2 * i], yi = hull[2 * i + 1];
-    const dx = hull[2 * j] - xi, dy = hull[2 * j + 1] - yi;
+    const xi = hull[2 * i],
+      yi = hull[2 * i + 1];
+    const dx = hull[2 * j] - xi,
+      dy = hull[2 * j + 1] - yi;
     const len = Math.sqrt(dx * dx + dy * dy);
     if (!(len > 0)) continue;
-    const ux = dx / len, uy = dy / len;
-    let minS = 0, maxS = 0, minT = 0, maxT = 0;
+    const ux = dx / len,
+      uy = dy / len;
+    let minS = 0,
+      maxS = 0,
+      minT = 0,
+      maxT = 0;
     for (let k = 0; k < n; k++) {
-      const ex = hull[2 * k] - xi, ey = hull[2 * k + 1] - yi;
+      const ex = hull[2 * k] - xi,
+        ey = hull[2 * k + 1] - yi;
       const s = ex * ux + ey * uy;
       const t = ey * ux - ex * uy;
       if (s < minS) minS = s;
@@ -68,7 +76,8 @@ function minAreaRect(hull: number[]): Rect {
     const area = (maxS - minS) * (maxT - minT);
     if (area < bestArea) {
       bestArea = area;
-      const cs = (minS + maxS) / 2, ct = (minT + maxT) / 2;
+      const cs = (minS + maxS) / 2,
+        ct = (minT + maxT) / 2;
       r.w = maxS - minS;
       r.h = maxT - minT;
       r.ux = ux;
@@ -81,29 +90,43 @@ function minAreaRect(hull: number[]): Rect {
 }
 
 function corners(r: Rect): number[] {
-  const hw = r.w / 2, hh = r.h / 2;
-  const ax = r.ux * hw, ay = r.uy * hw, bx = -r.uy * hh, by = r.ux * hh;
+  const hw = r.w / 2,
+    hh = r.h / 2;
+  const ax = r.ux * hw,
+    ay = r.uy * hw,
+    bx = -r.uy * hh,
+    by = r.ux * hh;
   return [
-    r.cx - ax - bx, r.cy - ay - by,
-    r.cx + ax - bx, r.cy + ay - by,
-    r.cx + ax + bx, r.cy + ay + by,
-    r.cx - ax + bx, r.cy - ay + by,
+    r.cx - ax - bx,
+    r.cy - ay - by,
+    r.cx + ax - bx,
+    r.cy + ay - by,
+    r.cx + ax + bx,
+    r.cy + ay + by,
+    r.cx - ax + bx,
+    r.cy - ay + by,
   ];
 }
 
 function quadMean(o: RawDb, q: number[]): number {
-  let minY = Infinity, maxY = -Infinity;
+  let minY = Infinity,
+    maxY = -Infinity;
   for (let k = 0; k < 4; k++) {
     minY = Math.min(minY, q[2 * k + 1]);
     maxY = Math.max(maxY, q[2 * k + 1]);
   }
   const y0 = Math.max(0, Math.ceil(minY - 1e-9));
   const y1 = Math.min(o.height - 1, Math.floor(maxY + 1e-9));
-  let sum = 0, cnt = 0;
+  let sum = 0,
+    cnt = 0;
   for (let y = y0; y <= y1; y++) {
-    let lo = Infinity, hi = -Infinity;
+    let lo = Infinity,
+      hi = -Infinity;
     for (let k = 0; k < 4; k++) {
-      const ax = q[2 * k], ay = q[2 * k + 1], bx = q[(2 * k + 2) % 8], by = q[(2 * k + 3) % 8];
+      const ax = q[2 * k],
+        ay = q[2 * k + 1],
+        bx = q[(2 * k + 2) % 8],
+        by = q[(2 * k + 3) % 8];
       if ((ay <= y && by >= y) || (by <= y && ay >= y)) {
         if (ay === by) {
           lo = Math.min(lo, Math.min(ax, bx));
@@ -116,7 +139,8 @@ function quadMean(o: RawDb, q: number[]): number {
       }
     }
     if (!(lo <= hi)) continue;
-    const xa = Math.max(0, Math.ceil(lo - 1e-9)), xb = Math.min(o.width - 1, Math.floor(hi + 1e-9));
+    const xa = Math.max(0, Math.ceil(lo - 1e-9)),
+      xb = Math.min(o.width - 1, Math.floor(hi + 1e-9));
     const row = y * o.width;
     for (let x = xa; x <= xb; x++) {
       const v = o.prob[row + x];
@@ -130,7 +154,8 @@ function quadMean(o: RawDb, q: number[]): number {
 /** PaddleOCR's corner order: stable sort by x, then top/bottom within the left and right pairs. */
 function orderCorners(q: number[]): number[] {
   const idx = [0, 1, 2, 3];
-  for (let i = 1; i < 4; i++) for (let j = i; j > 0 && q[2 * idx[j]] < q[2 * idx[j - 1]]; j--) [idx[j], idx[j - 1]] = [idx[j - 1], idx[j]];
+  for (let i = 1; i < 4; i++)
+    for (let j = i; j > 0 && q[2 * idx[j]] < q[2 * idx[j - 1]]; j--) [idx[j], idx[j - 1]] = [idx[j - 1], idx[j]];
   let [tl, bl, tr, br] = idx;
   if (q[2 * bl + 1] < q[2 * tl + 1]) [tl, bl] = [bl, tl];
   if (q[2 * br + 1] < q[2 * tr + 1]) [tr, br] = [br, tr];
@@ -140,13 +165,16 @@ function orderCorners(q: number[]): number[] {
 }
 
 export function dbPostprocess(o: RawDb): RawDbResult {
-  const W = o.width, H = o.height, n = W * H;
+  const W = o.width,
+    H = o.height,
+    n = W * H;
   let mask = new Uint8Array(n);
   for (let i = 0; i < n; i++) mask[i] = o.prob[i] > o.threshold ? 1 : 0;
   if (o.dilate) {
     const d = new Uint8Array(n);
     for (let y = 0; y < H; y++) {
-      const row = y * W, up = y > 0 ? row - W : row;
+      const row = y * W,
+        up = y > 0 ? row - W : row;
       for (let x = 0; x < W; x++) {
         const xl = x > 0 ? x - 1 : x;
         d[row + x] = mask[row + x] | mask[row + xl] | mask[up + x] | mask[up + xl];
@@ -154,7 +182,8 @@ export function dbPostprocess(o: RawDb): RawDbResult {
     }
     mask = d;
   }
-  const labels = new Int32Array(n), stack = new Int32Array(n);
+  const labels = new Int32Array(n),
+    stack = new Int32Array(n);
   const bounds: number[] = [];
   let count = 0;
   for (let start = 0; start < n && count < o.maxCandidates; start++) {
@@ -163,13 +192,22 @@ export function dbPostprocess(o: RawDb): RawDbResult {
     let sp = 0;
     stack[sp++] = start;
     labels[start] = id;
-    let bx0 = W, by0 = H, bx1 = -1, by1 = -1;
+    let bx0 = W,
+      by0 = H,
+      bx1 = -1,
+      by1 = -1;
     while (sp > 0) {
       const q = stack[--sp];
-      const py = Math.floor(q / W), px = q - py * W;
-      bx0 = Math.min(bx0, px); bx1 = Math.max(bx1, px); by0 = Math.min(by0, py); by1 = Math.max(by1, py);
-      const ya = py > 0 ? py - 1 : py, yb = py < H - 1 ? py + 1 : py;
-      const xa = px > 0 ? px - 1 : px, xb = px < W - 1 ? px + 1 : px;
+      const py = Math.floor(q / W),
+        px = q - py * W;
+      bx0 = Math.min(bx0, px);
+      bx1 = Math.max(bx1, px);
+      by0 = Math.min(by0, py);
+      by1 = Math.max(by1, py);
+      const ya = py > 0 ? py - 1 : py,
+        yb = py < H - 1 ? py + 1 : py;
+      const xa = px > 0 ? px - 1 : px,
+        xb = px < W - 1 ? px + 1 : px;
       for (let yy = ya; yy <= yb; yy++) {
         for (let xx = xa; xx <= xb; xx++) {
           const r = yy * W + xx;
@@ -182,7 +220,8 @@ export function dbPostprocess(o: RawDb): RawDbResult {
     }
     bounds.push(bx0, by0, bx1, by1);
   }
-  const quads: number[] = [], scores: number[] = [];
+  const quads: number[] = [],
+    scores: number[] = [];
   for (let c = 0; c < count; c++) {
     const id = c + 1;
     const [b0, b1, b2, b3] = bounds.slice(4 * c, 4 * c + 4);
@@ -190,10 +229,19 @@ export function dbPostprocess(o: RawDb): RawDbResult {
     const pts: number[] = [];
     for (let y = b1; y <= b3; y++) {
       const row = y * W;
-      let lo = -1, hi = -1;
-      for (let x = b0; x <= b2; x++) if (labels[row + x] === id) { lo = x; break; }
+      let lo = -1,
+        hi = -1;
+      for (let x = b0; x <= b2; x++)
+        if (labels[row + x] === id) {
+          lo = x;
+          break;
+        }
       if (lo < 0) continue;
-      for (let x = b2; x >= lo; x--) if (labels[row + x] === id) { hi = x; break; }
+      for (let x = b2; x >= lo; x--)
+        if (labels[row + x] === id) {
+          hi = x;
+          break;
+        }
       pts.push(lo, y);
       if (hi !== lo) pts.push(hi, y);
     }
@@ -208,7 +256,8 @@ export function dbPostprocess(o: RawDb): RawDbResult {
     if (Math.min(r.w, r.h) < o.minSize + 2) continue;
     const q = orderCorners(corners(r));
     for (let k = 0; k < 4; k++) {
-      let x = (q[2 * k] + 0.5) * o.scaleX, y = (q[2 * k + 1] + 0.5) * o.scaleY;
+      let x = (q[2 * k] + 0.5) * o.scaleX,
+        y = (q[2 * k + 1] + 0.5) * o.scaleY;
       if (o.clipWidth > 0) x = Math.min(Math.max(x, 0), o.clipWidth);
       if (o.clipHeight > 0) y = Math.min(Math.max(y, 0), o.clipHeight);
       quads.push(x, y);

@@ -2,8 +2,15 @@
 import { OnnxruntimeBackend } from './onnxruntime.js';
 import { BackendRegistry } from './registry.js';
 
+export {
+  OnnxruntimeBackend,
+  type OnnxruntimeBackendOptions,
+  type OrtInit,
+  OrtModelSession,
+  type OrtSessionOptions,
+  ortSessionOptions,
+} from './onnxruntime.js';
 export { BackendRegistry, type BackendStatus } from './registry.js';
-export { OnnxruntimeBackend, OrtModelSession, ortSessionOptions, type OrtInit, type OrtSessionOptions, type OnnxruntimeBackendOptions } from './onnxruntime.js';
 
 let registry: BackendRegistry | undefined;
 

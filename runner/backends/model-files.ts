@@ -52,7 +52,11 @@ export interface PrivateFolder {
  * streamed through `source.stream`, which checks the digest) into a new private folder, keeping
  * their relative layout. On any failure the folder is removed before the error is rethrown.
  */
-export async function writePrivateFolder(source: VariantFiles, files: readonly { path: string; bytes?: Buffer }[], parent = tmpdir()): Promise<PrivateFolder> {
+export async function writePrivateFolder(
+  source: VariantFiles,
+  files: readonly { path: string; bytes?: Buffer }[],
+  parent = tmpdir(),
+): Promise<PrivateFolder> {
   const dir = await mkdtemp(join(parent, 'xpkg-model-')).catch((e: unknown) => {
     throw folderError(e);
   });
@@ -69,7 +73,11 @@ export async function writePrivateFolder(source: VariantFiles, files: readonly {
     for (const { path, bytes } of files) {
       const target = folder.path(path);
       await mkdir(dirname(target), { recursive: true, mode: 0o700 });
-      const fh = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0), 0o400);
+      const fh = await open(
+        target,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0),
+        0o400,
+      );
       try {
         const write = async (chunk: Buffer) => {
           for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
@@ -90,5 +98,10 @@ export async function writePrivateFolder(source: VariantFiles, files: readonly {
 /** Coded errors (a digest mismatch while streaming…) pass through; file-system ones become E_RUN_LOAD. */
 function folderError(e: unknown): unknown {
   if (e instanceof XpkgError) return e;
-  return new RunnerError('E_RUN_LOAD', `cannot write the model's private folder: ${(e as Error)?.message ?? String(e)}`, { reason: (e as { code?: unknown })?.code ?? null }, { cause: e });
+  return new RunnerError(
+    'E_RUN_LOAD',
+    `cannot write the model's private folder: ${(e as Error)?.message ?? String(e)}`,
+    { reason: (e as { code?: unknown })?.code ?? null },
+    { cause: e },
+  );
 }

@@ -11,7 +11,7 @@
  */
 import { posix } from 'node:path';
 import { RunnerError } from '../../spec/errors.js';
-import { decodeMessage, fieldsOf, intOf, lastOf, stringOf, sub, type Message } from './protobuf.js';
+import { decodeMessage, fieldsOf, intOf, lastOf, type Message, stringOf, sub } from './protobuf.js';
 
 /** onnx.proto field numbers of the messages that can hold tensors. */
 const F = {
@@ -60,11 +60,14 @@ export function externalDataRefs(model: Uint8Array): ExternalRef[] {
   };
   const attribute = (m: Message, depth: number) => {
     for (const f of [...fieldsOf(m, F.attribute.t), ...fieldsOf(m, F.attribute.tensors)]) tensor(sub(f, 'TensorProto'));
-    for (const f of [...fieldsOf(m, F.attribute.sparseTensor), ...fieldsOf(m, F.attribute.sparseTensors)]) sparse(sub(f, 'SparseTensorProto'));
-    for (const f of [...fieldsOf(m, F.attribute.g), ...fieldsOf(m, F.attribute.graphs)]) graph(sub(f, 'GraphProto'), depth + 1);
+    for (const f of [...fieldsOf(m, F.attribute.sparseTensor), ...fieldsOf(m, F.attribute.sparseTensors)])
+      sparse(sub(f, 'SparseTensorProto'));
+    for (const f of [...fieldsOf(m, F.attribute.g), ...fieldsOf(m, F.attribute.graphs)])
+      graph(sub(f, 'GraphProto'), depth + 1);
   };
   const nodes = (fields: Message, depth: number) => {
-    for (const n of fields) for (const a of fieldsOf(sub(n, 'NodeProto'), F.node.attribute)) attribute(sub(a, 'AttributeProto'), depth);
+    for (const n of fields)
+      for (const a of fieldsOf(sub(n, 'NodeProto'), F.node.attribute)) attribute(sub(a, 'AttributeProto'), depth);
   };
   const graph = (m: Message, depth: number) => {
     if (depth > MAX_DEPTH) throw new Error(`sub-graphs nest deeper than ${MAX_DEPTH}`);
@@ -77,7 +80,8 @@ export function externalDataRefs(model: Uint8Array): ExternalRef[] {
   for (const f of fieldsOf(top, F.model.graph)) graph(sub(f, 'GraphProto'), 0);
   for (const f of fieldsOf(top, F.model.trainingInfo)) {
     const t = sub(f, 'TrainingInfoProto');
-    for (const g of [...fieldsOf(t, F.training.initialization), ...fieldsOf(t, F.training.algorithm)]) graph(sub(g, 'GraphProto'), 0);
+    for (const g of [...fieldsOf(t, F.training.initialization), ...fieldsOf(t, F.training.algorithm)])
+      graph(sub(g, 'GraphProto'), 0);
   }
   for (const f of fieldsOf(top, F.model.functions)) {
     const fn = sub(f, 'FunctionProto');
@@ -98,18 +102,29 @@ export function externalFiles(variantId: string, entry: string, files: readonly 
   try {
     refs = externalDataRefs(model);
   } catch (e) {
-    throw new RunnerError('E_RUN_LOAD', `onnxruntime could not load variant ${variantId} (${entry}): not a readable ONNX model: ${(e as Error).message}`, { variant: variantId, file: entry }, { cause: e });
+    throw new RunnerError(
+      'E_RUN_LOAD',
+      `onnxruntime could not load variant ${variantId} (${entry}): not a readable ONNX model: ${(e as Error).message}`,
+      { variant: variantId, file: entry },
+      { cause: e },
+    );
   }
   const needed = new Set<string>();
   for (const { tensor, location } of refs) {
     const refuse = (why: string): never => {
-      throw new RunnerError('E_RUN_MODEL_EXTERNAL', `variant ${variantId}: tensor ${JSON.stringify(tensor)} of ${entry} keeps its data in ${JSON.stringify(location)}, which ${why}`, { variant: variantId, file: entry, tensor, location });
+      throw new RunnerError(
+        'E_RUN_MODEL_EXTERNAL',
+        `variant ${variantId}: tensor ${JSON.stringify(tensor)} of ${entry} keeps its data in ${JSON.stringify(location)}, which ${why}`,
+        { variant: variantId, file: entry, tensor, location },
+      );
     };
     if (!location) refuse('is empty');
-    if (location.includes('\\') || location.includes('\0') || posix.isAbsolute(location) || /^[A-Za-z]:/.test(location)) refuse('is not a relative path');
+    if (location.includes('\\') || location.includes('\0') || posix.isAbsolute(location) || /^[A-Za-z]:/.test(location))
+      refuse('is not a relative path');
     if (location.split('/').includes('..')) refuse('leaves the model folder');
     const path = posix.join(posix.dirname(entry), location);
-    if (path === entry || !files.includes(path)) refuse(`is not one of the variant's files (${files.filter((f) => f !== entry).join(', ') || 'none'})`);
+    if (path === entry || !files.includes(path))
+      refuse(`is not one of the variant's files (${files.filter((f) => f !== entry).join(', ') || 'none'})`);
     needed.add(path);
   }
   return [...needed];

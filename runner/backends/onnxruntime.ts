@@ -10,11 +10,28 @@ import { dirname, join } from 'node:path';
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import { RunnerError } from '../../spec/errors.js';
 import type { Variant } from '../../spec/schema.js';
-import { BLOCKING, checkAccel, probeAccelEnv, type AccelCheck, type AccelEnv, type AccelProvider } from '../host-accel.js';
+import {
+  type AccelCheck,
+  type AccelEnv,
+  type AccelProvider,
+  BLOCKING,
+  checkAccel,
+  probeAccelEnv,
+} from '../host-accel.js';
 import { physicalCores } from '../host-cpu.js';
 import { usableProviders, variantProviders } from '../providers.js';
-import type { Backend, BackendInit, DType, ModelSession, ProviderFallback, SessionOptions, Tensor, TypedData, VariantFiles } from '../types.js';
-import { filesFromMap, writePrivateFolder, type PrivateFolder } from './model-files.js';
+import type {
+  Backend,
+  BackendInit,
+  DType,
+  ModelSession,
+  ProviderFallback,
+  SessionOptions,
+  Tensor,
+  TypedData,
+  VariantFiles,
+} from '../types.js';
+import { filesFromMap, type PrivateFolder, writePrivateFolder } from './model-files.js';
 import { externalFiles } from './onnx-external.js';
 import { profileFolder, readPlacement } from './ort-placement.js';
 import { probeModel } from './probe-model.js';
@@ -27,7 +44,18 @@ export interface OrtInit extends BackendInit {
 }
 
 /** The session options xpkg sets, all of them, so runs are reproducible and explainable. */
-export type OrtSessionOptions = Required<Pick<InferenceSession.SessionOptions, 'intraOpNumThreads' | 'interOpNumThreads' | 'graphOptimizationLevel' | 'executionMode' | 'enableCpuMemArena' | 'enableMemPattern' | 'logSeverityLevel'>> & {
+export type OrtSessionOptions = Required<
+  Pick<
+    InferenceSession.SessionOptions,
+    | 'intraOpNumThreads'
+    | 'interOpNumThreads'
+    | 'graphOptimizationLevel'
+    | 'executionMode'
+    | 'enableCpuMemArena'
+    | 'enableMemPattern'
+    | 'logSeverityLevel'
+  >
+> & {
   executionProviders: string[];
   extra: { session: { force_spinning_stop: '1' } };
 };
@@ -41,13 +69,22 @@ export type OrtSessionOptions = Required<Pick<InferenceSession.SessionOptions, '
  * (OCR on 2 cores: a one-line recognition 30–57 ms instead of 17), so spinning stops when a run
  * returns (`session.force_spinning_stop`) and still helps within a run.
  */
-export function ortSessionOptions(variant: Variant, options: SessionOptions, availableProviders: readonly string[]): OrtSessionOptions {
+export function ortSessionOptions(
+  variant: Variant,
+  options: SessionOptions,
+  availableProviders: readonly string[],
+): OrtSessionOptions {
   const executionProviders = usableProviders(variant, availableProviders);
   if (!executionProviders.length) {
-    throw new RunnerError('E_RUN_LOAD', `variant ${variant.id} needs execution provider ${variantProviders(variant).join(' or ')}, which does not load here (available: ${availableProviders.join(', ')})`, { variant: variant.id, wanted: variantProviders(variant), available: [...availableProviders] });
+    throw new RunnerError(
+      'E_RUN_LOAD',
+      `variant ${variant.id} needs execution provider ${variantProviders(variant).join(' or ')}, which does not load here (available: ${availableProviders.join(', ')})`,
+      { variant: variant.id, wanted: variantProviders(variant), available: [...availableProviders] },
+    );
   }
   const threads = options.threads;
-  if (threads !== undefined && (!Number.isInteger(threads) || threads < 0)) throw new RunnerError('E_RUN_LOAD', `threads must be a non-negative integer, not ${threads}`);
+  if (threads !== undefined && (!Number.isInteger(threads) || threads < 0))
+    throw new RunnerError('E_RUN_LOAD', `threads must be a non-negative integer, not ${threads}`);
   return {
     executionProviders,
     intraOpNumThreads: threads || physicalCores(),
@@ -61,7 +98,10 @@ export function ortSessionOptions(variant: Variant, options: SessionOptions, ava
   };
 }
 
-type TypedCtor = { new (buf: ArrayBufferLike, off: number, len: number): TypedData; readonly BYTES_PER_ELEMENT: number };
+type TypedCtor = {
+  new (buf: ArrayBufferLike, off: number, len: number): TypedData;
+  readonly BYTES_PER_ELEMENT: number;
+};
 const TYPED: Record<DType, TypedCtor> = {
   float32: Float32Array,
   float16: Uint16Array,
@@ -76,20 +116,35 @@ const TYPED: Record<DType, TypedCtor> = {
 export function checkTensor(name: string, t: Tensor): void {
   const ctor = TYPED[t.type];
   if (!ctor) throw new RunnerError('E_RUN_INPUT', `input ${name}: unsupported dtype ${String(t.type)}`);
-  if (!(t.data instanceof ctor)) throw new RunnerError('E_RUN_INPUT', `input ${name}: ${t.type} data must be a ${ctor.name}, not ${t.data?.constructor?.name}`);
-  if (!t.dims.every((d) => Number.isInteger(d) && d >= 0)) throw new RunnerError('E_RUN_INPUT', `input ${name}: dims must be non-negative integers`, { dims: [...t.dims] });
+  if (!(t.data instanceof ctor))
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      `input ${name}: ${t.type} data must be a ${ctor.name}, not ${t.data?.constructor?.name}`,
+    );
+  if (!t.dims.every((d) => Number.isInteger(d) && d >= 0))
+    throw new RunnerError('E_RUN_INPUT', `input ${name}: dims must be non-negative integers`, { dims: [...t.dims] });
   const n = t.dims.reduce((a, b) => a * b, 1);
-  if (n !== t.data.length) throw new RunnerError('E_RUN_INPUT', `input ${name}: dims [${t.dims.join(', ')}] hold ${n} elements, data has ${t.data.length}`, { dims: [...t.dims], length: t.data.length });
+  if (n !== t.data.length)
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      `input ${name}: dims [${t.dims.join(', ')}] hold ${n} elements, data has ${t.data.length}`,
+      { dims: [...t.dims], length: t.data.length },
+    );
 }
 
 /** ort tensor → neutral tensor, sharing the data array (no copy). */
 export function fromOrtTensor(name: string, t: OrtTensor): Tensor {
   const type = t.type as string;
-  if (!(type in TYPED)) throw new RunnerError('E_RUN_BACKEND', `output ${name} has dtype ${type}, which xpkg tensors do not carry`, { output: name, type });
+  if (!(type in TYPED))
+    throw new RunnerError('E_RUN_BACKEND', `output ${name} has dtype ${type}, which xpkg tensors do not carry`, {
+      output: name,
+      type,
+    });
   const ctor = TYPED[type as DType];
   const data = t.data as unknown as TypedData;
   // ort hands bool as Uint8Array and float16 as Uint16Array already; anything else is re-viewed, not copied
-  const view = data instanceof ctor ? data : new ctor(data.buffer, data.byteOffset, data.byteLength / ctor.BYTES_PER_ELEMENT);
+  const view =
+    data instanceof ctor ? data : new ctor(data.buffer, data.byteOffset, data.byteLength / ctor.BYTES_PER_ELEMENT);
   return { type: type as DType, dims: t.dims, data: view };
 }
 
@@ -127,7 +182,9 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     this.provider = options.executionProviders[0];
     this.inputNames = [...session.inputNames];
     this.outputNames = [...session.outputNames];
-    this.inputShapes = session.inputMetadata.flatMap((m) => (m.isTensor ? [{ name: m.name, type: m.type, shape: [...m.shape] }] : []));
+    this.inputShapes = session.inputMetadata.flatMap((m) =>
+      m.isTensor ? [{ name: m.name, type: m.type, shape: [...m.shape] }] : [],
+    );
   }
 
   async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
@@ -136,7 +193,11 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     const missing = this.inputNames.filter((n) => !(n in feeds));
     const extra = Object.keys(feeds).filter((n) => !this.inputNames.includes(n));
     if (missing.length || extra.length) {
-      throw new RunnerError('E_RUN_INPUT', `model ${this.variantId} takes inputs ${this.inputNames.join(', ')}${missing.length ? `; missing ${missing.join(', ')}` : ''}${extra.length ? `; unknown ${extra.join(', ')}` : ''}`, { expected: this.inputNames, missing, extra });
+      throw new RunnerError(
+        'E_RUN_INPUT',
+        `model ${this.variantId} takes inputs ${this.inputNames.join(', ')}${missing.length ? `; missing ${missing.join(', ')}` : ''}${extra.length ? `; unknown ${extra.join(', ')}` : ''}`,
+        { expected: this.inputNames, missing, extra },
+      );
     }
     const ortFeeds: Record<string, OrtTensor> = {};
     for (const [name, t] of Object.entries(feeds)) {
@@ -148,7 +209,12 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     try {
       out = await session.run(ortFeeds);
     } catch (e) {
-      throw new RunnerError('E_RUN_BACKEND', `onnxruntime failed running ${this.variantId}: ${(e as Error).message}`, { variant: this.variantId }, { cause: e });
+      throw new RunnerError(
+        'E_RUN_BACKEND',
+        `onnxruntime failed running ${this.variantId}: ${(e as Error).message}`,
+        { variant: this.variantId },
+        { cause: e },
+      );
     }
     const dir = this.#profileDir;
     if (dir) {
@@ -242,10 +308,16 @@ export class OnnxruntimeBackend implements Backend {
       const entry = createRequire(import.meta.url).resolve(this.#module);
       bindingDir = join(dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);
     } catch (e) {
-      return { ok: false, reason: `cannot load ${this.#module}: ${(e as Error).message.split('\n')[0]}`, unavailable: [] };
+      return {
+        ok: false,
+        reason: `cannot load ${this.#module}: ${(e as Error).message.split('\n')[0]}`,
+        unavailable: [],
+      };
     }
     const version = ort.env.versions.node ?? ort.env.versions.common;
-    this.#accel = checkAccel(this.#accelEnv ?? (await probeAccelEnv(bindingDir ? { binding: { dir: bindingDir, version } } : {})));
+    this.#accel = checkAccel(
+      this.#accelEnv ?? (await probeAccelEnv(bindingDir ? { binding: { dir: bindingDir, version } } : {})),
+    );
     const listed = ort.listSupportedBackends().map((b) => ({ name: b.name, bundled: b.bundled }));
     const providers: string[] = [];
     const unavailable: OrtInit['unavailable'] = [];
@@ -263,10 +335,21 @@ export class OnnxruntimeBackend implements Backend {
       } catch (e) {
         // the scan's findings, when there are any, say why onnxruntime could not load it
         const why = pre.hints.length ? ` (${pre.hints.map((h) => `${h.code}: ${h.message}`).join('; ')})` : '';
-        unavailable.push({ name, reason: `${(e as Error).message.split('\n')[0].slice(0, 300)}${why}`.slice(0, 2048), code: pre.hints[0]?.code ?? 'load-failed' });
+        unavailable.push({
+          name,
+          reason: `${(e as Error).message.split('\n')[0].slice(0, 300)}${why}`.slice(0, 2048),
+          code: pre.hints[0]?.code ?? 'load-failed',
+        });
       }
     }
-    if (!providers.includes('cpu')) return { ok: false, version, reason: `the CPU provider does not load: ${unavailable.find((u) => u.name === 'cpu')?.reason}`, providers, unavailable };
+    if (!providers.includes('cpu'))
+      return {
+        ok: false,
+        version,
+        reason: `the CPU provider does not load: ${unavailable.find((u) => u.name === 'cpu')?.reason}`,
+        providers,
+        unavailable,
+      };
     this.#ort = ort;
     this.#providers = providers;
     return { ok: true, version, providers, unavailable };
@@ -277,16 +360,34 @@ export class OnnxruntimeBackend implements Backend {
    * print errors on stderr, and webgpu without a GPU makes Dawn print warnings. `block` skips the
    * attempt; `hints` are findings that explain an attempt's failure.
    */
-  #precheck(name: string, bundled: boolean, bindingDir: string | undefined): { block?: { reason: string; code?: string }; hints: AccelCheck['reasons'] } {
+  #precheck(
+    name: string,
+    bundled: boolean,
+    bindingDir: string | undefined,
+  ): { block?: { reason: string; code?: string }; hints: AccelCheck['reasons'] } {
     const check = name === 'cuda' || name === 'webgpu' ? this.#accel?.[name] : undefined;
     if (check) {
       const blocking = check.reasons.filter((r) => BLOCKING.includes(r.code));
-      if (blocking.length) return { block: { reason: check.reasons.map((r) => `${r.code}: ${r.message}`).join('; ').slice(0, 2048), code: blocking[0].code }, hints: check.reasons };
+      if (blocking.length)
+        return {
+          block: {
+            reason: check.reasons
+              .map((r) => `${r.code}: ${r.message}`)
+              .join('; ')
+              .slice(0, 2048),
+            code: blocking[0].code,
+          },
+          hints: check.reasons,
+        };
       return { hints: check.reasons };
     }
     if (!bundled && bindingDir) {
       const lib = providerLibrary(name);
-      if (!existsSync(join(bindingDir, lib))) return { block: { reason: `${lib} is not installed beside the onnxruntime-node binding`, code: 'provider-libraries' }, hints: [] };
+      if (!existsSync(join(bindingDir, lib)))
+        return {
+          block: { reason: `${lib} is not installed beside the onnxruntime-node binding`, code: 'provider-libraries' },
+          hints: [],
+        };
     }
     return { hints: [] };
   }
@@ -298,46 +399,83 @@ export class OnnxruntimeBackend implements Backend {
    * were written (removed once the session exists), so onnxruntime never resolves a location
    * against the working directory.
    */
-  async load(variant: Variant, input: VariantFiles | ReadonlyMap<string, Buffer>, options: SessionOptions): Promise<OrtModelSession> {
+  async load(
+    variant: Variant,
+    input: VariantFiles | ReadonlyMap<string, Buffer>,
+    options: SessionOptions,
+  ): Promise<OrtModelSession> {
     const ort = this.#ort;
-    if (!ort) throw new RunnerError('E_RUN_BACKEND', `backend ${this.name} is not initialised; resolve it through the registry first`);
+    if (!ort)
+      throw new RunnerError(
+        'E_RUN_BACKEND',
+        `backend ${this.name} is not initialised; resolve it through the registry first`,
+      );
     const files = isVariantFiles(input) ? input : filesFromMap(input);
     const entry = variant.files[0];
     const size = files.size(entry);
-    if (size > MAX_MODEL_BYTES) throw new RunnerError('E_RUN_LOAD', `variant ${variant.id}: ${entry} is ${size} bytes; an ONNX model file holds at most ${MAX_MODEL_BYTES} (protobuf), larger weights go in external data files`, { variant: variant.id, file: entry, size });
-    const sessionOptions = ortSessionOptions(variant, options, [...this.#providers, ...this.#attempt.filter((p) => !this.#providers.includes(p))]);
+    if (size > MAX_MODEL_BYTES)
+      throw new RunnerError(
+        'E_RUN_LOAD',
+        `variant ${variant.id}: ${entry} is ${size} bytes; an ONNX model file holds at most ${MAX_MODEL_BYTES} (protobuf), larger weights go in external data files`,
+        { variant: variant.id, file: entry, size },
+      );
+    const sessionOptions = ortSessionOptions(variant, options, [
+      ...this.#providers,
+      ...this.#attempt.filter((p) => !this.#providers.includes(p)),
+    ]);
     const bytes = await files.read(entry);
     const external = externalFiles(variant.id, entry, variant.files, bytes);
-    const folder = external.length ? await writePrivateFolder(files, [{ path: entry, bytes }, ...external.map((path) => ({ path }))]) : null;
+    const folder = external.length
+      ? await writePrivateFolder(files, [{ path: entry, bytes }, ...external.map((path) => ({ path }))])
+      : null;
     // onnxruntime refuses a session whose first provider fails to load: the variant's next
     // provider is tried then, and each failure is kept on the session
     const fallbacks: ProviderFallback[] = [];
     let last: unknown;
     for (let i = 0; i < sessionOptions.executionProviders.length; i++) {
       const opts = { ...sessionOptions, executionProviders: sessionOptions.executionProviders.slice(i) };
-      const profile = this.#placement === 'always' || (this.#placement === 'accelerated' && opts.executionProviders[0] !== 'cpu') ? profileFolder() : null;
+      const profile =
+        this.#placement === 'always' || (this.#placement === 'accelerated' && opts.executionProviders[0] !== 'cpu')
+          ? profileFolder()
+          : null;
       const create = profile ? { ...opts, enableProfiling: true, profileFilePrefix: join(profile, 'p') } : opts;
       try {
         // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
-        const session = folder ? await ort.InferenceSession.create(folder.path(entry), create) : await ort.InferenceSession.create(bytes, create);
+        const session = folder
+          ? await ort.InferenceSession.create(folder.path(entry), create)
+          : await ort.InferenceSession.create(bytes, create);
         // Creating the session read (or mapped) every initializer, so the folder can go now and
         // nothing is left behind if the process is killed; where open files cannot be removed
         // (Windows) it goes when the session is released.
-        const kept = folder && (await folder.remove().then(() => null, () => folder));
+        const kept =
+          folder &&
+          (await folder.remove().then(
+            () => null,
+            () => folder,
+          ));
         return new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile);
       } catch (e) {
         if (profile) rmSync(profile, { recursive: true, force: true });
         last = e;
-        fallbacks.push({ provider: opts.executionProviders[0], reason: (e as Error).message.split('\n')[0].slice(0, 500) });
+        fallbacks.push({
+          provider: opts.executionProviders[0],
+          reason: (e as Error).message.split('\n')[0].slice(0, 500),
+        });
       }
     }
     await folder?.remove().catch(() => {});
     const tried = fallbacks.map((f) => `${f.provider}: ${f.reason}`).join('; ');
-    throw new RunnerError('E_RUN_LOAD', `onnxruntime could not load variant ${variant.id} (${entry}): ${tried}`, { variant: variant.id, file: entry, providers: fallbacks }, { cause: last });
+    throw new RunnerError(
+      'E_RUN_LOAD',
+      `onnxruntime could not load variant ${variant.id} (${entry}): ${tried}`,
+      { variant: variant.id, file: entry, providers: fallbacks },
+      { cause: last },
+    );
   }
 }
 
 /** protobuf's limit on one serialized message, so on an .onnx file (2 GiB - 1). */
 const MAX_MODEL_BYTES = 2 ** 31 - 1;
 
-const isVariantFiles = (x: VariantFiles | ReadonlyMap<string, Buffer>): x is VariantFiles => typeof (x as VariantFiles).stream === 'function';
+const isVariantFiles = (x: VariantFiles | ReadonlyMap<string, Buffer>): x is VariantFiles =>
+  typeof (x as VariantFiles).stream === 'function';

@@ -10,7 +10,12 @@ import { join } from 'node:path';
 
 /** onnxruntime's provider names → the manifest's (`CUDAExecutionProvider` → `cuda`). */
 export function shortProvider(ep: string): string {
-  const known: Record<string, string> = { CPUExecutionProvider: 'cpu', CUDAExecutionProvider: 'cuda', WebGpuExecutionProvider: 'webgpu', TensorrtExecutionProvider: 'tensorrt' };
+  const known: Record<string, string> = {
+    CPUExecutionProvider: 'cpu',
+    CUDAExecutionProvider: 'cuda',
+    WebGpuExecutionProvider: 'webgpu',
+    TensorrtExecutionProvider: 'tensorrt',
+  };
   return known[ep] ?? ep.replace(/ExecutionProvider$/, '').toLowerCase();
 }
 
@@ -28,7 +33,13 @@ export function countPlacement(trace: unknown): Record<string, number> | null {
   if (!Array.isArray(trace)) return null;
   const nodeProvider = new Map<string, string>();
   for (const e of trace as { cat?: unknown; name?: unknown; args?: { provider?: unknown } }[]) {
-    if (e?.cat !== 'Node' || typeof e.name !== 'string' || !e.name.endsWith('_kernel_time') || typeof e.args?.provider !== 'string') continue;
+    if (
+      e?.cat !== 'Node' ||
+      typeof e.name !== 'string' ||
+      !e.name.endsWith('_kernel_time') ||
+      typeof e.args?.provider !== 'string'
+    )
+      continue;
     nodeProvider.set(e.name.slice(0, -'_kernel_time'.length), shortProvider(e.args.provider));
   }
   if (!nodeProvider.size) return null;

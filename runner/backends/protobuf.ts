@@ -60,7 +60,8 @@ export function decodeMessage(buf: Uint8Array, what = 'message'): Message {
       case 2: {
         const len = readVarint(buf, at, what);
         at = len.end;
-        if (len.value > BigInt(buf.length - at)) throw new Error(`${what}: field ${no} is truncated (length ${len.value}, ${buf.length - at} bytes left)`);
+        if (len.value > BigInt(buf.length - at))
+          throw new Error(`${what}: field ${no} is truncated (length ${len.value}, ${buf.length - at} bytes left)`);
         pos = at + Number(len.value);
         break;
       }

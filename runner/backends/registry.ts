@@ -27,9 +27,15 @@ export class BackendRegistry {
    * backend under a name already taken is refused (two implementations would shadow each other).
    */
   register(backend: Backend, priority = 0): void {
-    if (!Number.isFinite(priority)) throw new RunnerError('E_RUN_BACKEND', `backend ${backend.name}: priority must be a finite number`);
+    if (!Number.isFinite(priority))
+      throw new RunnerError('E_RUN_BACKEND', `backend ${backend.name}: priority must be a finite number`);
     const same = this.#entries.find((e) => e.backend.name === backend.name);
-    if (same && same.backend !== backend) throw new RunnerError('E_RUN_BACKEND', `a different backend named ${JSON.stringify(backend.name)} is already registered`, { name: backend.name });
+    if (same && same.backend !== backend)
+      throw new RunnerError(
+        'E_RUN_BACKEND',
+        `a different backend named ${JSON.stringify(backend.name)} is already registered`,
+        { name: backend.name },
+      );
     if (same) same.priority = priority;
     else this.#entries.push({ backend, priority });
     // stable: equal priorities keep registration order
@@ -67,7 +73,11 @@ export class BackendRegistry {
   async resolve(runtime: string): Promise<{ backend: Backend; init: BackendInit }> {
     const candidates = this.backendsFor(runtime);
     if (!candidates.length) {
-      throw new RunnerError('E_RUN_BACKEND', `no backend is registered for runtime ${JSON.stringify(runtime)} (registered: ${this.runtimes().join(', ') || 'none'})`, { runtime, registered: this.runtimes() });
+      throw new RunnerError(
+        'E_RUN_BACKEND',
+        `no backend is registered for runtime ${JSON.stringify(runtime)} (registered: ${this.runtimes().join(', ') || 'none'})`,
+        { runtime, registered: this.runtimes() },
+      );
     }
     const failures: { backend: string; reason: string }[] = [];
     for (const backend of candidates) {
@@ -75,11 +85,22 @@ export class BackendRegistry {
       if (init.ok) return { backend, init };
       failures.push({ backend: backend.name, reason: init.reason ?? 'init failed' });
     }
-    throw new RunnerError('E_RUN_BACKEND', `no backend for runtime ${JSON.stringify(runtime)} initialised: ${failures.map((f) => `${f.backend}: ${f.reason}`).join('; ')}`, { runtime, failures });
+    throw new RunnerError(
+      'E_RUN_BACKEND',
+      `no backend for runtime ${JSON.stringify(runtime)} initialised: ${failures.map((f) => `${f.backend}: ${f.reason}`).join('; ')}`,
+      { runtime, failures },
+    );
   }
 
   /** Initialises every backend and reports each (for `xpkg host`). */
   async status(): Promise<BackendStatus[]> {
-    return Promise.all(this.#entries.map(async (e) => ({ name: e.backend.name, runtimes: e.backend.runtimes, priority: e.priority, init: await this.init(e.backend) })));
+    return Promise.all(
+      this.#entries.map(async (e) => ({
+        name: e.backend.name,
+        runtimes: e.backend.runtimes,
+        priority: e.priority,
+        init: await this.init(e.backend),
+      })),
+    );
   }
 }

@@ -26,7 +26,10 @@ async function regularFiles(dir: string, keep: (name: string) => boolean): Promi
 }
 
 function patternRegExp(pattern: string): RegExp {
-  const body = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body}$`, 's');
 }
 
@@ -35,14 +38,19 @@ export async function expandInputPath(arg: string): Promise<Expanded> {
   const st = await stat(arg).catch(() => null);
   if (st?.isDirectory()) return { files: await regularFiles(arg, (n) => !n.startsWith('.')), many: true };
   const dir = dirname(arg);
-  if (!st && isPattern(dir)) throw new UsageError('E_USAGE', `only the last part of an input pattern may hold * or ? (${arg})`, { pattern: arg });
+  if (!st && isPattern(dir))
+    throw new UsageError('E_USAGE', `only the last part of an input pattern may hold * or ? (${arg})`, {
+      pattern: arg,
+    });
   if (st || !isPattern(basename(arg))) return { files: [arg], many: false };
   const name = basename(arg);
   const re = patternRegExp(name);
-  const files = await regularFiles(dir, (n) => re.test(n) && (name.startsWith('.') || !n.startsWith('.'))).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENOENT') return [];
-    throw e;
-  });
+  const files = await regularFiles(dir, (n) => re.test(n) && (name.startsWith('.') || !n.startsWith('.'))).catch(
+    (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return [];
+      throw e;
+    },
+  );
   if (!files.length) throw new UsageError('E_NOT_FOUND', `no files match ${arg}`, { pattern: arg });
   return { files, many: true };
 }

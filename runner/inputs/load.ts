@@ -61,7 +61,8 @@ function npyOf(bytes: Buffer, path: string): Tensor {
   try {
     return parseNpy(bytes);
   } catch (e) {
-    if (e instanceof RunnerError) throw new RunnerError(e.code, `${path}: ${e.message}`, { ...(e.detail as object), path });
+    if (e instanceof RunnerError)
+      throw new RunnerError(e.code, `${path}: ${e.message}`, { ...(e.detail as object), path });
     throw e;
   }
 }
@@ -87,25 +88,50 @@ function json(bytes: Buffer, path: string): unknown {
 function rawTensor(spec: IoSpec, bytes: Buffer, path: string): Tensor {
   const dtype = spec.dtype as DType | 'string' | undefined;
   if (!dtype || dtype === 'string') {
-    throw new RunnerError('E_RUN_INPUT', `input ${spec.name} declares no numeric dtype, so ${path} can only be a .npy file`, { reason: 'dtype', path, input: spec.name });
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      `input ${spec.name} declares no numeric dtype, so ${path} can only be a .npy file`,
+      { reason: 'dtype', path, input: spec.name },
+    );
   }
   const size = ITEM[dtype];
-  if (bytes.length % size !== 0) throw formatError('size', `${path} is ${bytes.length} bytes, not a whole number of ${dtype} values`, path, { bytes: bytes.length, dtype });
+  if (bytes.length % size !== 0)
+    throw formatError('size', `${path} is ${bytes.length} bytes, not a whole number of ${dtype} values`, path, {
+      bytes: bytes.length,
+      dtype,
+    });
   const count = bytes.length / size;
   const shape = spec.shape ?? [-1];
   const unknown = shape.filter((d) => typeof d !== 'number' || d < 0).length;
   const known = shape.reduce<number>((p, d) => (typeof d === 'number' && d >= 0 ? p * d : p), 1);
   if (unknown > 1) {
-    throw new RunnerError('E_RUN_INPUT', `input ${spec.name} has ${unknown} unknown dimensions: raw bytes can't tell its shape, use a .npy file`, { reason: 'shape', path, input: spec.name, shape });
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      `input ${spec.name} has ${unknown} unknown dimensions: raw bytes can't tell its shape, use a .npy file`,
+      { reason: 'shape', path, input: spec.name, shape },
+    );
   }
   if ((unknown === 0 && known !== count) || (unknown === 1 && (known === 0 ? count !== 0 : count % known !== 0))) {
-    throw formatError('size', `${path} holds ${count} ${dtype} values, which does not fit shape ${JSON.stringify(shape)}`, path, { count, shape });
+    throw formatError(
+      'size',
+      `${path} holds ${count} ${dtype} values, which does not fit shape ${JSON.stringify(shape)}`,
+      path,
+      { count, shape },
+    );
   }
   const dims = shape.map((d) => (typeof d === 'number' && d >= 0 ? d : known === 0 ? 0 : count / known));
   const data = new Uint8Array(bytes); // aligned copy
   const b = data.buffer;
   const typed =
-    dtype === 'float32' ? new Float32Array(b) : dtype === 'float16' ? new Uint16Array(b) : dtype === 'int64' ? new BigInt64Array(b) : dtype === 'int32' ? new Int32Array(b) : data;
+    dtype === 'float32'
+      ? new Float32Array(b)
+      : dtype === 'float16'
+        ? new Uint16Array(b)
+        : dtype === 'int64'
+          ? new BigInt64Array(b)
+          : dtype === 'int32'
+            ? new Int32Array(b)
+            : data;
   return { type: dtype, dims, data: typed };
 }
 
@@ -113,7 +139,11 @@ function rawTensor(spec: IoSpec, bytes: Buffer, path: string): Tensor {
 function checkTensor(spec: IoSpec, t: Tensor, path: string): Tensor {
   const mismatch = (reason: string, summary: string, detail: Record<string, unknown>) =>
     new RunnerError('E_RUN_INPUT', `${path}: ${summary}`, { reason, path, input: spec.name, ...detail });
-  if (spec.dtype && spec.dtype !== t.type) throw mismatch('dtype', `dtype ${t.type}, input ${spec.name} is declared ${spec.dtype}`, { expected: spec.dtype, actual: t.type });
+  if (spec.dtype && spec.dtype !== t.type)
+    throw mismatch('dtype', `dtype ${t.type}, input ${spec.name} is declared ${spec.dtype}`, {
+      expected: spec.dtype,
+      actual: t.type,
+    });
   if (spec.shape) {
     const named = new Map<string, number>();
     const ok =
@@ -124,14 +154,23 @@ function checkTensor(spec: IoSpec, t: Tensor, path: string): Tensor {
         named.set(d, t.dims[i]);
         return seen === undefined || seen === t.dims[i];
       });
-    if (!ok) throw mismatch('shape', `shape ${JSON.stringify(t.dims)} does not fit the declared ${JSON.stringify(spec.shape)}`, { expected: spec.shape, actual: t.dims });
+    if (!ok)
+      throw mismatch(
+        'shape',
+        `shape ${JSON.stringify(t.dims)} does not fit the declared ${JSON.stringify(spec.shape)}`,
+        { expected: spec.shape, actual: t.dims },
+      );
   }
   return t;
 }
 
 function maskOf(t: Tensor, path: string): { width: number; height: number; data: Int32Array } {
   if (t.dims.length !== 2 || !['int32', 'int64', 'uint8', 'int8'].includes(t.type)) {
-    throw new RunnerError('E_RUN_INPUT', `${path}: a mask is a 2-D integer array, not ${t.type} ${JSON.stringify(t.dims)}`, { reason: 'shape', path, dims: t.dims, dtype: t.type });
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      `${path}: a mask is a 2-D integer array, not ${t.type} ${JSON.stringify(t.dims)}`,
+      { reason: 'shape', path, dims: t.dims, dtype: t.type },
+    );
   }
   const data = Int32Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
   return { height: t.dims[0], width: t.dims[1], data };
@@ -143,11 +182,18 @@ export function primaryInput(manifest: Manifest): IoSpec {
 }
 
 /** Loads every named file as its declared input; names that are not inputs → E_RUN_INPUT. */
-export async function loadInputFiles(manifest: Manifest, files: Record<string, string>): Promise<Record<string, unknown>> {
+export async function loadInputFiles(
+  manifest: Manifest,
+  files: Record<string, string>,
+): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   for (const [name, path] of Object.entries(files)) {
     const spec = manifest.inputs.find((i) => i.name === name);
-    if (!spec) throw new RunnerError('E_RUN_INPUT', `unknown input ${JSON.stringify(name)}`, { input: name, expected: manifest.inputs.map((i) => i.name) });
+    if (!spec)
+      throw new RunnerError('E_RUN_INPUT', `unknown input ${JSON.stringify(name)}`, {
+        input: name,
+        expected: manifest.inputs.map((i) => i.name),
+      });
     out[name] = await loadInputFile(spec, path);
   }
   return out;

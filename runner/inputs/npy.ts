@@ -18,7 +18,11 @@ const MAX_DIMS = 32;
 export type NpyProblem = 'magic' | 'version' | 'truncated' | 'header' | 'dtype' | 'order' | 'shape' | 'size';
 
 function bad(reason: NpyProblem, summary: string, detail: Record<string, unknown> = {}): never {
-  throw new RunnerError('E_RUN_INPUT_FORMAT', `not a valid .npy file: ${summary}`, { format: 'npy', reason, ...detail });
+  throw new RunnerError('E_RUN_INPUT_FORMAT', `not a valid .npy file: ${summary}`, {
+    format: 'npy',
+    reason,
+    ...detail,
+  });
 }
 
 /** descr without its byte-order character → dtype and item size. */
@@ -57,8 +61,8 @@ function parseHeader(text: string): { descr: string; fortran: boolean; shape: nu
       i = end + 1;
       return s;
     }
-    if (text.startsWith('True', i)) return (i += 4), true;
-    if (text.startsWith('False', i)) return (i += 5), false;
+    if (text.startsWith('True', i)) return ((i += 4), true);
+    if (text.startsWith('False', i)) return ((i += 5), false);
     if (c === '(') {
       i++;
       const dims: number[] = [];
@@ -66,7 +70,8 @@ function parseHeader(text: string): { descr: string; fortran: boolean; shape: nu
         ws();
         if (text[i] === ')') break;
         const token = /^[^,)]*/.exec(text.slice(i))![0];
-        if (!/^(0|[1-9][0-9]{0,15}) *$/.test(token)) bad('shape', `a shape entry is not a non-negative integer at offset ${i}`, { offset: i });
+        if (!/^(0|[1-9][0-9]{0,15}) *$/.test(token))
+          bad('shape', `a shape entry is not a non-negative integer at offset ${i}`, { offset: i });
         dims.push(Number(token));
         i += token.length;
         if (text[i] === ',') i++;
@@ -96,8 +101,13 @@ function parseHeader(text: string): { descr: string; fortran: boolean; shape: nu
   i++;
   if (!/^ *\n$/.test(text.slice(i))) bad('header', 'the header must end with spaces and one newline after the dict');
   const keys = [...dict.keys()].sort().join(',');
-  if (keys !== 'descr,fortran_order,shape') bad('header', `header keys are ${keys || 'none'}, expected descr, fortran_order, shape`, { keys: [...dict.keys()] });
-  const descr = dict.get('descr'), fortran = dict.get('fortran_order'), shape = dict.get('shape');
+  if (keys !== 'descr,fortran_order,shape')
+    bad('header', `header keys are ${keys || 'none'}, expected descr, fortran_order, shape`, {
+      keys: [...dict.keys()],
+    });
+  const descr = dict.get('descr'),
+    fortran = dict.get('fortran_order'),
+    shape = dict.get('shape');
   if (typeof descr !== 'string') bad('dtype', 'descr is not a string (structured dtypes are not supported)');
   if (typeof fortran !== 'boolean') bad('header', 'fortran_order is not True or False');
   if (!Array.isArray(shape)) bad('shape', 'shape is not a tuple');
@@ -112,14 +122,17 @@ function swap(b: Uint8Array, size: number): void {
 /** Reads a `.npy` file's bytes into a tensor (data copied, aligned, host byte order). */
 export function parseNpy(bytes: Uint8Array): Tensor {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buf.length < 10) bad(buf.length >= 6 && buf.subarray(0, 6).equals(MAGIC) ? 'truncated' : 'magic', 'file too short');
+  if (buf.length < 10)
+    bad(buf.length >= 6 && buf.subarray(0, 6).equals(MAGIC) ? 'truncated' : 'magic', 'file too short');
   if (!buf.subarray(0, 6).equals(MAGIC)) bad('magic', 'missing the \\x93NUMPY magic');
   const [major, minor] = [buf[6], buf[7]];
-  if (![1, 2, 3].includes(major) || minor !== 0) bad('version', `format version ${major}.${minor} (1.0, 2.0 and 3.0 are read)`, { version: `${major}.${minor}` });
+  if (![1, 2, 3].includes(major) || minor !== 0)
+    bad('version', `format version ${major}.${minor} (1.0, 2.0 and 3.0 are read)`, { version: `${major}.${minor}` });
   const lenSize = major === 1 ? 2 : 4;
   if (buf.length < 8 + lenSize) bad('truncated', 'file ends inside the header length');
   const hlen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  if (hlen > NPY_MAX_HEADER) bad('header', `header of ${hlen} bytes (at most ${NPY_MAX_HEADER})`, { headerBytes: hlen });
+  if (hlen > NPY_MAX_HEADER)
+    bad('header', `header of ${hlen} bytes (at most ${NPY_MAX_HEADER})`, { headerBytes: hlen });
   const start = 8 + lenSize + hlen;
   if (buf.length < start) bad('truncated', 'file ends inside the header', { headerBytes: hlen, fileBytes: buf.length });
   const raw = buf.subarray(8 + lenSize, start);
@@ -129,10 +142,14 @@ export function parseNpy(bytes: Uint8Array): Tensor {
   if (h.fortran) bad('order', 'Fortran-order arrays are not supported (save with C order)');
   const m = /^([<>|=])([a-zA-Z][0-9]+)$/.exec(h.descr);
   const known = m ? DTYPES[m[2]] : undefined;
-  if (!m || !known) bad('dtype', `dtype ${JSON.stringify(h.descr)} is not one of float32, float16, int64, int32, uint8, int8, bool`, { descr: h.descr });
+  if (!m || !known)
+    bad('dtype', `dtype ${JSON.stringify(h.descr)} is not one of float32, float16, int64, int32, uint8, int8, bool`, {
+      descr: h.descr,
+    });
   const [type, size] = known;
   // '|' is for single-byte types only; '=' is native order, and NumPy writes it only for those too.
-  if ((m[1] === '|' || m[1] === '=') && size !== 1) bad('dtype', `dtype ${JSON.stringify(h.descr)} has no byte order`, { descr: h.descr });
+  if ((m[1] === '|' || m[1] === '=') && size !== 1)
+    bad('dtype', `dtype ${JSON.stringify(h.descr)} has no byte order`, { descr: h.descr });
   if (h.shape.length > MAX_DIMS) bad('shape', `${h.shape.length} dimensions (at most ${MAX_DIMS})`);
   let count = 1;
   for (const d of h.shape) {
@@ -140,7 +157,13 @@ export function parseNpy(bytes: Uint8Array): Tensor {
     if (!Number.isSafeInteger(count * size)) bad('shape', 'the shape is too large', { shape: h.shape });
   }
   const body = buf.subarray(start);
-  if (body.length !== count * size) bad('size', `data is ${body.length} bytes, shape × itemsize is ${count * size}`, { expected: count * size, actual: body.length, shape: h.shape, descr: h.descr });
+  if (body.length !== count * size)
+    bad('size', `data is ${body.length} bytes, shape × itemsize is ${count * size}`, {
+      expected: count * size,
+      actual: body.length,
+      shape: h.shape,
+      descr: h.descr,
+    });
   const data = new Uint8Array(body); // a copy: aligned for the typed array, and ours to swap
   if (m[1] === '>' && size > 1) swap(data, size);
   if (type === 'bool' && data.some((b) => b > 1)) bad('dtype', 'a bool element is neither 0 nor 1');

@@ -37,7 +37,10 @@ export function ctcGreedyDecode(data: Float32Array, dims: readonly number[], opt
   if (dims.length !== 3) throw new RangeError(`ctc: expected 3 dims [batch, steps, classes], got [${dims.join(', ')}]`);
   if (options.probabilities) return decodeProbabilities(data, dims, options);
   const r = ctcGreedyDecodeSync(data, {
-    dims: [...dims], blank: options.blank ?? 0, offset: options.offset ?? 1, vocabulary: options.vocabulary,
+    dims: [...dims],
+    blank: options.blank ?? 0,
+    offset: options.offset ?? 1,
+    vocabulary: options.vocabulary,
     ...(options.lengths ? { lengths: Int32Array.from(options.lengths, (l) => Math.max(0, Math.min(dims[1], l))) } : {}),
   });
   return { texts: r.texts, scores: r.scores };
@@ -125,5 +128,7 @@ export function latinAscii(text: string): string {
   if (!FULL_WIDTH.test(text)) return text;
   const cjk = text.match(CJK)?.length ?? 0;
   if (cjk && cjk >= (text.match(LATIN)?.length ?? 0)) return text;
-  return text.replace(/[\uff01-\uff5e\u3000]/g, (c) => (c === '\u3000' ? ' ' : String.fromCharCode(c.charCodeAt(0) - 0xfee0)));
+  return text.replace(/[\uff01-\uff5e\u3000]/g, (c) =>
+    c === '\u3000' ? ' ' : String.fromCharCode(c.charCodeAt(0) - 0xfee0),
+  );
 }

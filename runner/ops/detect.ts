@@ -30,7 +30,13 @@ export interface DbResult {
 export function dbBoxes(prob: ArrayLike<number>, width: number, height: number, options: DbOptions): DbResult {
   const f = prob instanceof Float32Array ? prob : Float32Array.from({ length: width * height }, (_, i) => prob[i]);
   return dbPostprocessSync(f, {
-    width, height, threshold: options.threshold, boxThreshold: options.boxThreshold, unclipRatio: options.unclipRatio,
-    minSize: options.minSize ?? 3, maxCandidates: options.maxCandidates ?? 1000, dilate: options.dilate ?? false,
+    width,
+    height,
+    threshold: options.threshold,
+    boxThreshold: options.boxThreshold,
+    unclipRatio: options.unclipRatio,
+    minSize: options.minSize ?? 3,
+    maxCandidates: options.maxCandidates ?? 1000,
+    dilate: options.dilate ?? false,
   });
 }

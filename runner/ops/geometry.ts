@@ -8,7 +8,8 @@
  * x+y starts; ties go to the smaller y. Stable for axis-aligned and rotated boxes alike.
  */
 export function orderQuad(q: ArrayLike<number>): Float64Array {
-  const cx = (q[0] + q[2] + q[4] + q[6]) / 4, cy = (q[1] + q[3] + q[5] + q[7]) / 4;
+  const cx = (q[0] + q[2] + q[4] + q[6]) / 4,
+    cy = (q[1] + q[3] + q[5] + q[7]) / 4;
   const idx = [0, 1, 2, 3];
   // Clockwise on screen = increasing atan2 with y pointing down.
   const ang = idx.map((i) => Math.atan2(q[2 * i + 1] - cy, q[2 * i] - cx));
@@ -48,9 +49,13 @@ export function quadSize(q: ArrayLike<number>): { width: number; height: number 
 
 /** Axis-aligned bounds `[minX, minY, maxX, maxY]` of a quad. */
 export function quadBounds(q: ArrayLike<number>, at = 0): [number, number, number, number] {
-  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  let x0 = Infinity,
+    y0 = Infinity,
+    x1 = -Infinity,
+    y1 = -Infinity;
   for (let k = 0; k < 4; k++) {
-    const x = q[at + 2 * k], y = q[at + 2 * k + 1];
+    const x = q[at + 2 * k],
+      y = q[at + 2 * k + 1];
     if (x < x0) x0 = x;
     if (x > x1) x1 = x;
     if (y < y0) y0 = y;
@@ -61,7 +66,8 @@ export function quadBounds(q: ArrayLike<number>, at = 0): [number, number, numbe
 
 /** Turns point (x, y) by `a` radians (clockwise, y down) about the origin. */
 function turn(x: number, y: number, a: number): [number, number] {
-  const c = Math.cos(a), s = Math.sin(a);
+  const c = Math.cos(a),
+    s = Math.sin(a);
   return [x * c - y * s, x * s + y * c];
 }
 
@@ -71,7 +77,10 @@ function turn(x: number, y: number, a: number): [number, number] {
  * box for a row of boxes on a tilted page.
  */
 export function enclosingQuad(quads: readonly ArrayLike<number>[], angle: number): number[] {
-  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  let x0 = Infinity,
+    y0 = Infinity,
+    x1 = -Infinity,
+    y1 = -Infinity;
   for (const q of quads) {
     for (let k = 0; k < 4; k++) {
       const [x, y] = turn(q[2 * k], q[2 * k + 1], -angle);

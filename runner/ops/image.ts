@@ -3,7 +3,7 @@
  * native kernels (native/index.ts: `preprocess`, `cropBatch`; portable TypeScript when the addon
  * is missing). Only `rotateImage` (a pure copy, no kernel) is implemented here.
  */
-import { cropBatchSync, preprocessSync, type PixelFormat } from '../../native/index.js';
+import { cropBatchSync, type PixelFormat, preprocessSync } from '../../native/index.js';
 
 export interface ImageShape {
   width: number;
@@ -42,7 +42,12 @@ export function resizeImage(src: Uint8Array, shape: ImageShape, options: ResizeO
   if (sw === dw && sh === dh) return src.slice(0, sw * sh * c);
   const r = preprocessSync(
     { data: src, width: sw, height: sh, format: format(c) },
-    { resize: { mode: 'stretch', width: dw, height: dh }, scale: 1, layout: 'nhwc', interpolation: options.antialias ?? true ? 'area' : 'bilinear' },
+    {
+      resize: { mode: 'stretch', width: dw, height: dh },
+      scale: 1,
+      layout: 'nhwc',
+      interpolation: (options.antialias ?? true) ? 'area' : 'bilinear',
+    },
   );
   return toU8(r.data as Float32Array);
 }
@@ -53,7 +58,11 @@ export interface RotateOptions {
 }
 
 /** Rotates an HWC image by quarter turns counter-clockwise. Returns pixels and the new shape. */
-export function rotateImage(src: Uint8Array, shape: ImageShape, options: RotateOptions): { data: Uint8Array; width: number; height: number } {
+export function rotateImage(
+  src: Uint8Array,
+  shape: ImageShape,
+  options: RotateOptions,
+): { data: Uint8Array; width: number; height: number } {
   const { width: w, height: h, channels: c } = shape;
   const turns = ((options.turns % 4) + 4) % 4;
   const out = new Uint8Array(w * h * c);
@@ -102,9 +111,19 @@ export function cropQuad(src: Uint8Array, shape: ImageShape, options: CropQuadOp
   const { width: sw, height: sh, channels: c } = shape;
   const { width: ow, height: oh } = options;
   if (ow === 0 || oh === 0 || sw === 0 || sh === 0) return new Uint8Array(ow * oh * c);
-  const r = cropBatchSync({ data: src, width: sw, height: sh, format: format(c) }, Array.from(options.quad).slice(0, 8), {
-    height: oh, width: ow, minWidth: ow, maxWidth: ow, scale: 1, layout: 'nhwc', supersample: options.supersample ?? true,
-  });
+  const r = cropBatchSync(
+    { data: src, width: sw, height: sh, format: format(c) },
+    Array.from(options.quad).slice(0, 8),
+    {
+      height: oh,
+      width: ow,
+      minWidth: ow,
+      maxWidth: ow,
+      scale: 1,
+      layout: 'nhwc',
+      supersample: options.supersample ?? true,
+    },
+  );
   return toU8(r.data as Float32Array);
 }
 
@@ -141,13 +160,19 @@ export function toTensor(src: Uint8Array, shape: ImageShape, options: ToTensorOp
   const dst = options.dst ?? new Float32Array(pw * ph * c);
   const nchw = (options.layout ?? 'nchw') === 'nchw';
   const pad = options.padValue ?? 0;
-  const cw = Math.min(w, pw), chh = Math.min(h, ph);
+  const cw = Math.min(w, pw),
+    chh = Math.min(h, ph);
   if (cw < pw || chh < ph) dst.fill(pad, offset, offset + pw * ph * c);
   if (cw === 0 || chh === 0) return dst;
   const direct = cw === pw && chh === ph && w === pw && h === ph;
   const opts = {
-    resize: { mode: 'stretch' as const, width: w, height: h }, scale: options.scale ?? 1 / 255, mean: options.mean ? [...options.mean] : undefined,
-    std: options.std ? [...options.std] : undefined, layout: options.layout, channelOrder: options.bgr ? ('bgr' as const) : ('rgb' as const), interpolation: 'bilinear' as const,
+    resize: { mode: 'stretch' as const, width: w, height: h },
+    scale: options.scale ?? 1 / 255,
+    mean: options.mean ? [...options.mean] : undefined,
+    std: options.std ? [...options.std] : undefined,
+    layout: options.layout,
+    channelOrder: options.bgr ? ('bgr' as const) : ('rgb' as const),
+    interpolation: 'bilinear' as const,
   };
   const image = { data: src, width: w, height: h, format: format(c) };
   if (direct) {
@@ -157,7 +182,9 @@ export function toTensor(src: Uint8Array, shape: ImageShape, options: ToTensorOp
   // Padded plane: normalise at the image's size, then copy its rows into place.
   const t = preprocessSync(image, opts).data as Float32Array;
   if (nchw) {
-    for (let k = 0; k < c; k++) for (let y = 0; y < chh; y++) dst.set(t.subarray((k * h + y) * w, (k * h + y) * w + cw), offset + (k * ph + y) * pw);
+    for (let k = 0; k < c; k++)
+      for (let y = 0; y < chh; y++)
+        dst.set(t.subarray((k * h + y) * w, (k * h + y) * w + cw), offset + (k * ph + y) * pw);
   } else {
     for (let y = 0; y < chh; y++) dst.set(t.subarray(y * w * c, (y * w + cw) * c), offset + y * pw * c);
   }

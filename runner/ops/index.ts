@@ -3,10 +3,21 @@
  * with its portable TypeScript fallback) plus the logic no kernel covers (reading order, quad
  * helpers, rotation by quarter turns, vocabulary parsing, full softmax).
  */
-export { resizeImage, rotateImage, cropQuad, toTensor, type ImageShape, type ResizeOptions, type RotateOptions, type CropQuadOptions, type ToTensorOptions } from './image.js';
-export { orderQuad, polygonArea, quadSize, quadBounds } from './geometry.js';
-export { dbBoxes, type DbOptions, type DbResult } from './detect.js';
-export { softmax, argmax, topK } from './classify.js';
-export { ctcGreedyDecode, parseVocabulary, type CtcOptions, type CtcResult } from './ctc.js';
-export { nms, iou, type NmsOptions } from './nms.js';
-export { readingOrder, type ReadingOrderOptions } from './order.js';
+
+export { argmax, softmax, topK } from './classify.js';
+export { type CtcOptions, type CtcResult, ctcGreedyDecode, parseVocabulary } from './ctc.js';
+export { type DbOptions, type DbResult, dbBoxes } from './detect.js';
+export { orderQuad, polygonArea, quadBounds, quadSize } from './geometry.js';
+export {
+  type CropQuadOptions,
+  cropQuad,
+  type ImageShape,
+  type ResizeOptions,
+  type RotateOptions,
+  resizeImage,
+  rotateImage,
+  type ToTensorOptions,
+  toTensor,
+} from './image.js';
+export { iou, type NmsOptions, nms } from './nms.js';
+export { type ReadingOrderOptions, readingOrder } from './order.js';

@@ -107,7 +107,8 @@ function isTable(a: number[], b: number[], nodes: Node[], p: Params): boolean {
   const paired = few.filter((i) => many.some((j) => sameRow(nodes[i], nodes[j]))).length;
   if (paired < 0.8 * few.length) return false;
   const prose = (g: number[]) => {
-    const x0 = Math.min(...g.map((i) => nodes[i].x0)), x1 = Math.max(...g.map((i) => nodes[i].x1));
+    const x0 = Math.min(...g.map((i) => nodes[i].x0)),
+      x1 = Math.max(...g.map((i) => nodes[i].x1));
     return x1 - x0 >= p.minWidth && median(g.map((i) => nodes[i].x1 - nodes[i].x0)) >= 0.8 * (x1 - x0);
   };
   return !(prose(a) && prose(b));
@@ -117,7 +118,8 @@ function isTable(a: number[], b: number[], nodes: Node[], p: Params): boolean {
 function columns(ids: number[], nodes: Node[], p: Params): number[][] {
   const cols = split(ids, nodes, 0, p.colGap);
   const span = (g: number[]) => {
-    let x0 = Infinity, x1 = -Infinity;
+    let x0 = Infinity,
+      x1 = -Infinity;
     for (const i of g) {
       x0 = Math.min(x0, nodes[i].x0);
       x1 = Math.max(x1, nodes[i].x1);
@@ -157,7 +159,11 @@ function order(ids: number[], nodes: Node[], p: Params, out: number[]): void {
     // One visual line (or an overlapping tangle): left to right if every pair overlaps
     // vertically, else top to bottom.
     const sameLine = ids.every((a) => ids.every((b) => nodes[a].y0 <= nodes[b].y1 && nodes[b].y0 <= nodes[a].y1));
-    const sorted = [...ids].sort(sameLine ? (a, b) => nodes[a].x0 - nodes[b].x0 || a - b : (a, b) => nodes[a].cy - nodes[b].cy || nodes[a].x0 - nodes[b].x0 || a - b);
+    const sorted = [...ids].sort(
+      sameLine
+        ? (a, b) => nodes[a].x0 - nodes[b].x0 || a - b
+        : (a, b) => nodes[a].cy - nodes[b].cy || nodes[a].x0 - nodes[b].x0 || a - b,
+    );
     out.push(...sorted);
     return;
   }
@@ -191,7 +197,8 @@ export function pageAngle(quads: ArrayLike<number>, count: number, direction: 'a
   const k = (2 * Math.PI) / period;
   const angles: number[] = [];
   const weights: number[] = [];
-  let sx = 0, sy = 0;
+  let sx = 0,
+    sy = 0;
   for (let i = 0; i < count; i++) {
     const q = (j: number) => quads[8 * i + j];
     const { width, height } = quadSize(Array.from({ length: 8 }, (_, j) => q(j)));
@@ -228,20 +235,29 @@ export function pageAngle(quads: ArrayLike<number>, count: number, direction: 'a
  * Reading order and lines of `count` quads (8 numbers each, in `quads`) in the page's frame.
  * NaN coordinates sort last, in input order, each a line of its own.
  */
-export function readingLayout(quads: ArrayLike<number>, count: number, options: ReadingOrderOptions = {}): ReadingLayout {
+export function readingLayout(
+  quads: ArrayLike<number>,
+  count: number,
+  options: ReadingOrderOptions = {},
+): ReadingLayout {
   const shrink = options.shrink ?? 0.25;
   const angle = options.direction === 'none' ? 0 : pageAngle(quads, count, options.direction ?? 'axial');
   // Into the page's frame: turn every point by −angle, so the text runs along +x, tops up.
-  const c = Math.cos(angle), s = Math.sin(angle);
+  const c = Math.cos(angle),
+    s = Math.sin(angle);
   const nodes: Node[] = [];
   const heights: number[] = [];
   const valid: number[] = [];
   const invalid: number[] = [];
   for (let i = 0; i < count; i++) {
     const q = Array.from({ length: 8 }, (_, k) => quads[8 * i + k]);
-    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    let x0 = Infinity,
+      y0 = Infinity,
+      x1 = -Infinity,
+      y1 = -Infinity;
     for (let k = 0; k < 4; k++) {
-      const x = q[2 * k] * c + q[2 * k + 1] * s, y = q[2 * k + 1] * c - q[2 * k] * s;
+      const x = q[2 * k] * c + q[2 * k + 1] * s,
+        y = q[2 * k + 1] * c - q[2 * k] * s;
       x0 = Math.min(x0, x);
       x1 = Math.max(x1, x);
       y0 = Math.min(y0, y);
@@ -265,7 +281,8 @@ export function readingLayout(quads: ArrayLike<number>, count: number, options: 
   let n = 0;
   out.forEach((i, k) => {
     const prev = k ? nodes[out[k - 1]] : undefined;
-    line[k] = prev && sameRow(prev, nodes[i]) && nodes[i].x0 >= prev.x0 && nodes[i].x0 >= prev.x1 - nodes[i].h ? n - 1 : n++;
+    line[k] =
+      prev && sameRow(prev, nodes[i]) && nodes[i].x0 >= prev.x0 && nodes[i].x0 >= prev.x1 - nodes[i].h ? n - 1 : n++;
   });
   for (let k = out.length; k < count; k++) line[k] = n++;
   out.push(...invalid);

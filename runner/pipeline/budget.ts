@@ -16,12 +16,23 @@ import type { DType, ModelSession, RunnerBudget } from '../types.js';
  * and a batch of 500 text lines of 48×3200 (920 MB), and still fits a small machine. Both are
  * raised or lowered per runner (`budget`, `--max-pixels`, `--max-tensor-bytes`).
  */
-export const DEFAULT_BUDGET: Readonly<Required<RunnerBudget>> = Object.freeze({ maxPixels: 100_000_000, maxTensorBytes: 2 ** 30 });
+export const DEFAULT_BUDGET: Readonly<Required<RunnerBudget>> = Object.freeze({
+  maxPixels: 100_000_000,
+  maxTensorBytes: 2 ** 30,
+});
 
 /** The longest image side the image kernels take (native/plan.ts `planImage`). */
 export const KERNEL_MAX_SIDE = 1 << 16;
 
-export const DTYPE_BYTES: Readonly<Record<DType, number>> = { float32: 4, float16: 2, int64: 8, int32: 4, uint8: 1, int8: 1, bool: 1 };
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = {
+  float32: 4,
+  float16: 2,
+  int64: 8,
+  int32: 4,
+  uint8: 1,
+  int8: 1,
+  bool: 1,
+};
 
 /** The budget with defaults filled in; a bad value is E_RUN_BUDGET. */
 export function resolveBudget(b: RunnerBudget = {}): Required<RunnerBudget> {
@@ -29,7 +40,8 @@ export function resolveBudget(b: RunnerBudget = {}): Required<RunnerBudget> {
   for (const k of ['maxPixels', 'maxTensorBytes'] as const) {
     const v = b[k];
     if (v === undefined) continue;
-    if (!Number.isSafeInteger(v) || v < 1) throw new RunnerError('E_RUN_BUDGET', `budget.${k} must be a positive integer, not ${String(v)}`, { [k]: v });
+    if (!Number.isSafeInteger(v) || v < 1)
+      throw new RunnerError('E_RUN_BUDGET', `budget.${k} must be a positive integer, not ${String(v)}`, { [k]: v });
     out[k] = v;
   }
   return out;
@@ -42,12 +54,22 @@ export interface Need {
 }
 
 /** Why `need` does not fit `budget` (message and detail), or undefined when it fits. */
-export function overBudget(budget: Required<RunnerBudget>, need: Need, what: string): { message: string; detail: Record<string, unknown> } | undefined {
+export function overBudget(
+  budget: Required<RunnerBudget>,
+  need: Need,
+  what: string,
+): { message: string; detail: Record<string, unknown> } | undefined {
   if (need.pixels !== undefined && need.pixels > budget.maxPixels) {
-    return { message: `${what} needs ${need.pixels} pixels, above the budget of ${budget.maxPixels} (maxPixels, --max-pixels)`, detail: { limit: 'maxPixels', need: need.pixels, budget: budget.maxPixels } };
+    return {
+      message: `${what} needs ${need.pixels} pixels, above the budget of ${budget.maxPixels} (maxPixels, --max-pixels)`,
+      detail: { limit: 'maxPixels', need: need.pixels, budget: budget.maxPixels },
+    };
   }
   if (need.bytes !== undefined && need.bytes > budget.maxTensorBytes) {
-    return { message: `${what} needs ${need.bytes} bytes, above the budget of ${budget.maxTensorBytes} (maxTensorBytes, --max-tensor-bytes)`, detail: { limit: 'maxTensorBytes', need: need.bytes, budget: budget.maxTensorBytes } };
+    return {
+      message: `${what} needs ${need.bytes} bytes, above the budget of ${budget.maxTensorBytes} (maxTensorBytes, --max-tensor-bytes)`,
+      detail: { limit: 'maxTensorBytes', need: need.bytes, budget: budget.maxTensorBytes },
+    };
   }
   return undefined;
 }
@@ -62,9 +84,25 @@ export function tensorBytes(type: string, dims: readonly (number | string)[]): n
  * Refuses a loaded model whose declared input, at its least (open dims as 1), is above the tensor
  * budget: no input the pipeline could make would fit.
  */
-export function checkModelInputs(session: ModelSession, budget: Required<RunnerBudget>, model: string, variant: string): void {
+export function checkModelInputs(
+  session: ModelSession,
+  budget: Required<RunnerBudget>,
+  model: string,
+  variant: string,
+): void {
   for (const i of session.inputShapes ?? []) {
-    const over = overBudget(budget, { bytes: tensorBytes(i.type, i.shape) }, `input ${i.name} [${i.shape.join(', ')}] of model ${model} (variant ${variant})`);
-    if (over) throw new RunnerError('E_RUN_BUDGET', over.message, { model, variant, input: i.name, shape: [...i.shape], ...over.detail });
+    const over = overBudget(
+      budget,
+      { bytes: tensorBytes(i.type, i.shape) },
+      `input ${i.name} [${i.shape.join(', ')}] of model ${model} (variant ${variant})`,
+    );
+    if (over)
+      throw new RunnerError('E_RUN_BUDGET', over.message, {
+        model,
+        variant,
+        input: i.name,
+        shape: [...i.shape],
+        ...over.detail,
+      });
   }
 }

@@ -55,7 +55,10 @@ export async function openLocalContext(dir: string, options: SessionOptions = {}
         s = (async () => {
           const model = manifest.models.find((m) => m.id === modelId);
           const variant = model?.variants.find((v) => v.runtime === 'onnxruntime');
-          if (!model || !variant) throw new RunnerError('E_RUN_NO_VARIANT', `model ${modelId} has no onnxruntime variant`, { model: modelId });
+          if (!model || !variant)
+            throw new RunnerError('E_RUN_NO_VARIANT', `model ${modelId} has no onnxruntime variant`, {
+              model: modelId,
+            });
           const files = new Map<string, Buffer>();
           for (const f of variant.files) files.set(f, await readFile(join(dir, f)));
           return (await ortBackend()).load(variant, files, options);

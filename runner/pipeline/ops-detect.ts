@@ -3,16 +3,20 @@
  * class-aware NMS → boxes in original image pixels) and `segment-argmax` (score map → label mask,
  * optionally mapped back to the original image).
  */
-import { Type } from '../../spec/typebox-lite.js';
+
 import { decodeDetections, segmentArgmax } from '../../native/index.js';
-import { LabelParams, floats, labelHooks, labelsOf, planeOf } from './ops-post.js';
-import { Name, defineOp, type OpRun } from './registry.js';
+import { Type } from '../../spec/typebox-lite.js';
+import { floats, LabelParams, labelHooks, labelsOf, planeOf } from './ops-post.js';
+import { defineOp, Name, type OpRun } from './registry.js';
 import type { ImageTransform, TensorValue } from './values.js';
 
 const Opt = Type.Optional;
 
 /** The transform and plane size of the image (or `preprocess` tensor) a model saw. */
-function frameOf(name: string | undefined, x: OpRun): { transform?: ImageTransform; width: number; height: number } | undefined {
+function frameOf(
+  name: string | undefined,
+  x: OpRun,
+): { transform?: ImageTransform; width: number; height: number } | undefined {
   if (!name) return undefined;
   const v = x.get(name, 'image', 'tensor');
   if (v.kind === 'image') return { transform: v.transform, width: v.width, height: v.height };
@@ -22,7 +26,8 @@ function frameOf(name: string | undefined, x: OpRun): { transform?: ImageTransfo
 defineOp({
   op: 'detect-decode',
   stage: 'post',
-  summary: 'Decodes a YOLO-style detector output ([1, 4+C, A] anchor-free or [1, A, 5+C] with objectness), class-aware (or agnostic) NMS, boxes mapped back through the letterbox to the original image.',
+  summary:
+    'Decodes a YOLO-style detector output ([1, 4+C, A] anchor-free or [1, A, 5+C] with objectness), class-aware (or agnostic) NMS, boxes mapped back through the letterbox to the original image.',
   params: Type.Object(
     {
       input: Name,
@@ -47,7 +52,8 @@ defineOp({
   async run(p, x) {
     const t = x.get(p.input, 'tensor');
     const dims = t.dims.length === 2 ? [1, ...t.dims] : t.dims;
-    if (dims.length !== 3) x.fail(`expected a [1, attributes, anchors] or [1, anchors, attributes] tensor, got [${t.dims.join(', ')}]`);
+    if (dims.length !== 3)
+      x.fail(`expected a [1, attributes, anchors] or [1, anchors, attributes] tensor, got [${t.dims.join(', ')}]`);
     const f = frameOf(p.image, x);
     const tr = f?.transform;
     const r = await decodeDetections(floats(t, x), {
@@ -65,14 +71,22 @@ defineOp({
       ...(f ? { clip: { width: tr?.width ?? f.width, height: tr?.height ?? f.height } } : {}),
     });
     const labels = await labelsOf(p, x);
-    x.set(p.output, { kind: 'boxes', count: r.scores.length, boxes: r.boxes, scores: r.scores, classes: r.classes, ...(labels ? { labels } : {}) });
+    x.set(p.output, {
+      kind: 'boxes',
+      count: r.scores.length,
+      boxes: r.boxes,
+      scores: r.scores,
+      classes: r.classes,
+      ...(labels ? { labels } : {}),
+    });
   },
 });
 
 defineOp({
   op: 'segment-argmax',
   stage: 'post',
-  summary: 'Per-pixel class of a segmentation score map ([1, C, H, W] or NHWC, softmax optional) as a label mask; with `image`, mapped back to the original image (nearest, undoing the resize/letterbox).',
+  summary:
+    'Per-pixel class of a segmentation score map ([1, C, H, W] or NHWC, softmax optional) as a label mask; with `image`, mapped back to the original image (nearest, undoing the resize/letterbox).',
   params: Type.Object(
     {
       input: Name,
@@ -92,10 +106,17 @@ defineOp({
     const d = t.dims.length === 3 ? [1, ...t.dims] : t.dims;
     if (d.length !== 4 || d[0] !== 1) x.fail(`expected a [1, C, H, W] (or NHWC) score map, got [${t.dims.join(', ')}]`);
     const nhwc = p.layout === 'nhwc';
-    const r = await segmentArgmax(floats(t, x), { dims: [...d], layout: nhwc ? 'nhwc' : 'nchw', softmax: p.softmax ?? false });
-    const mh = nhwc ? d[1] : d[2], mw = nhwc ? d[2] : d[3];
+    const r = await segmentArgmax(floats(t, x), {
+      dims: [...d],
+      layout: nhwc ? 'nhwc' : 'nchw',
+      softmax: p.softmax ?? false,
+    });
+    const mh = nhwc ? d[1] : d[2],
+      mw = nhwc ? d[2] : d[3];
     const f = frameOf(p.image, x);
-    let width = mw, height = mh, data: Int32Array;
+    let width = mw,
+      height = mh,
+      data: Int32Array;
     if (!f) data = Int32Array.from(r.labels);
     else {
       // Original pixel centre → model-input plane → mask pixel (the mask may be smaller than the plane).
@@ -104,9 +125,11 @@ defineOp({
       height = tr.height;
       // The mask is sized by the original image the transform names, not by the model's output.
       x.fits({ pixels: width * height, bytes: width * height * 4 }, `a ${width}×${height} label mask`);
-      const kx = mw / f.width, ky = mh / f.height;
+      const kx = mw / f.width,
+        ky = mh / f.height;
       const xs = new Int32Array(width);
-      for (let u = 0; u < width; u++) xs[u] = Math.min(mw - 1, Math.max(0, Math.floor(((u + 0.5) * tr.scaleX + tr.offsetX) * kx)));
+      for (let u = 0; u < width; u++)
+        xs[u] = Math.min(mw - 1, Math.max(0, Math.floor(((u + 0.5) * tr.scaleX + tr.offsetX) * kx)));
       data = new Int32Array(width * height);
       for (let v = 0; v < height; v++) {
         const row = Math.min(mh - 1, Math.max(0, Math.floor(((v + 0.5) * tr.scaleY + tr.offsetY) * ky))) * mw;

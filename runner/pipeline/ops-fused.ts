@@ -3,12 +3,20 @@
  * normalise + layout in one pass) and `crop-batch` (cut regions out, scale them to one height and
  * normalise them into one padded batch tensor, or one tensor per region).
  */
-import { Type } from '../../spec/typebox-lite.js';
-import { cropBatch, preprocess, type CropOptions, type CropResult, type ImageInput, type ResizeSpec } from '../../native/index.js';
+
+import {
+  type CropOptions,
+  type CropResult,
+  cropBatch,
+  type ImageInput,
+  preprocess,
+  type ResizeSpec,
+} from '../../native/index.js';
 import { planCrop } from '../../native/plan.js';
+import { Type } from '../../spec/typebox-lite.js';
 import { quadSize } from '../ops/geometry.js';
 import { classPicker, regionQuads, resizePlan, turnQuad } from './ops-image.js';
-import { Name, defineOp, type OpRun } from './registry.js';
+import { defineOp, Name, type OpRun } from './registry.js';
 import type { ImageValue, RegionsValue, TensorValue } from './values.js';
 
 const Opt = Type.Optional;
@@ -23,15 +31,28 @@ const NormParams = {
   dtype: Opt(Type.Union([Type.Literal('float32'), Type.Literal('float16')])),
 };
 interface NormP {
-  scale?: number; mean?: number[]; std?: number[]; layout?: 'nchw' | 'nhwc'; channelOrder?: 'rgb' | 'bgr'; dtype?: 'float32' | 'float16';
+  scale?: number;
+  mean?: number[];
+  std?: number[];
+  layout?: 'nchw' | 'nhwc';
+  channelOrder?: 'rgb' | 'bgr';
+  dtype?: 'float32' | 'float16';
 }
 
 function norm(p: NormP) {
-  return { scale: p.scale ?? 1 / 255, mean: p.mean, std: p.std, layout: p.layout ?? 'nchw', channelOrder: p.channelOrder ?? 'rgb', dtype: p.dtype === 'float16' ? 'f16' : 'f32' } as const;
+  return {
+    scale: p.scale ?? 1 / 255,
+    mean: p.mean,
+    std: p.std,
+    layout: p.layout ?? 'nchw',
+    channelOrder: p.channelOrder ?? 'rgb',
+    dtype: p.dtype === 'float16' ? 'f16' : 'f32',
+  } as const;
 }
 
 function imageInput(img: ImageValue, x: OpRun): ImageInput {
-  if (img.channels !== 1 && img.channels !== 3) x.fail(`expected a 1- or 3-channel image, got ${img.channels} channels`);
+  if (img.channels !== 1 && img.channels !== 3)
+    x.fail(`expected a 1- or 3-channel image, got ${img.channels} channels`);
   return { data: img.data, width: img.width, height: img.height, format: img.channels === 1 ? 'gray' : 'rgb' };
 }
 
@@ -39,12 +60,14 @@ const tensorType = (p: NormP) => (p.dtype === 'float16' ? 'float16' : 'float32')
 const elementBytes = (p: NormP) => (p.dtype === 'float16' ? 2 : 4);
 
 /** Bytes of the tensor a crop plan makes (count × channels × height × width elements). */
-const cropBytes = (image: ImageInput, quads: number[], opts: CropOptions, p: NormP) => planCrop(image, quads, opts).dims.reduce((n, d) => n * d, elementBytes(p));
+const cropBytes = (image: ImageInput, quads: number[], opts: CropOptions, p: NormP) =>
+  planCrop(image, quads, opts).dims.reduce((n, d) => n * d, elementBytes(p));
 
 defineOp({
   op: 'preprocess',
   stage: 'pre',
-  summary: 'Image → tensor in one pass (native kernel): resize (fixed, letterbox, limit-side), normalise, channel order, NCHW/NHWC, float32/float16; the tensor maps its coordinates back to the image.',
+  summary:
+    'Image → tensor in one pass (native kernel): resize (fixed, letterbox, limit-side), normalise, channel order, NCHW/NHWC, float32/float16; the tensor maps its coordinates back to the image.',
   params: Type.Object(
     {
       input: Name,
@@ -63,7 +86,10 @@ defineOp({
   ),
   reads: (p) => [p.input],
   writes: (p) => [p.output],
-  check: (p) => ((p.mode === 'fixed' || p.mode === 'letterbox') && (!p.width || !p.height) ? `mode ${p.mode} needs width and height` : undefined),
+  check: (p) =>
+    (p.mode === 'fixed' || p.mode === 'letterbox') && (!p.width || !p.height)
+      ? `mode ${p.mode} needs width and height`
+      : undefined,
   size(p) {
     if (p.mode === 'limit-side') return undefined;
     const px = p.width! * p.height!;
@@ -72,19 +98,54 @@ defineOp({
   async run(p, x) {
     const img = x.get(p.input, 'image');
     // The plane the kernel will fill, sized as the resize op sizes it, checked before it is allocated.
-    const plane = resizePlan({ mode: p.mode, width: p.width, height: p.height, limitSide: p.limitSide, limitType: p.limitType, multipleOf: p.multipleOf }, img.width, img.height);
+    const plane = resizePlan(
+      {
+        mode: p.mode,
+        width: p.width,
+        height: p.height,
+        limitSide: p.limitSide,
+        limitType: p.limitType,
+        multipleOf: p.multipleOf,
+      },
+      img.width,
+      img.height,
+    );
     const c = img.channels === 1 ? 1 : 3;
-    x.fits({ pixels: plane.ow * plane.oh, bytes: plane.ow * plane.oh * c * elementBytes(p) }, `a ${c}×${plane.oh}×${plane.ow} tensor from a ${img.width}×${img.height} image`);
+    x.fits(
+      { pixels: plane.ow * plane.oh, bytes: plane.ow * plane.oh * c * elementBytes(p) },
+      `a ${c}×${plane.oh}×${plane.ow} tensor from a ${img.width}×${img.height} image`,
+    );
     let resize: ResizeSpec;
     if (p.mode === 'fixed') resize = { mode: 'stretch', width: p.width!, height: p.height! };
-    else if (p.mode === 'letterbox') resize = { mode: 'letterbox', width: p.width!, height: p.height!, padPixel: p.padValue ?? 114 };
-    else resize = { mode: 'limitSide', limit: p.limitSide ?? 960, side: p.limitType ?? 'max', multiple: p.multipleOf ?? 1 };
+    else if (p.mode === 'letterbox')
+      resize = { mode: 'letterbox', width: p.width!, height: p.height!, padPixel: p.padValue ?? 114 };
+    else
+      resize = {
+        mode: 'limitSide',
+        limit: p.limitSide ?? 960,
+        side: p.limitType ?? 'max',
+        multiple: p.multipleOf ?? 1,
+      };
     const r = await preprocess(imageInput(img, x), { resize, interpolation: p.interpolation ?? 'auto', ...norm(p) });
     // Compose with an earlier transform so later ops map back to the decoded image.
     const t = img.transform;
     const transform = t
-      ? { scaleX: r.scale.x * t.scaleX, scaleY: r.scale.y * t.scaleY, offsetX: r.pad.x + t.offsetX * r.scale.x, offsetY: r.pad.y + t.offsetY * r.scale.y, width: t.width, height: t.height }
-      : { scaleX: r.scale.x, scaleY: r.scale.y, offsetX: r.pad.x, offsetY: r.pad.y, width: img.width, height: img.height };
+      ? {
+          scaleX: r.scale.x * t.scaleX,
+          scaleY: r.scale.y * t.scaleY,
+          offsetX: r.pad.x + t.offsetX * r.scale.x,
+          offsetY: r.pad.y + t.offsetY * r.scale.y,
+          width: t.width,
+          height: t.height,
+        }
+      : {
+          scaleX: r.scale.x,
+          scaleY: r.scale.y,
+          offsetX: r.pad.x,
+          offsetY: r.pad.y,
+          width: img.width,
+          height: img.height,
+        };
     x.set(p.output, { kind: 'tensor', type: tensorType(p), dims: r.dims, data: r.data, transform } as TensorValue);
   },
 });
@@ -98,7 +159,8 @@ function leading(q: number[], fraction: number): number[] {
 defineOp({
   op: 'crop-batch',
   stage: 'pre',
-  summary: 'Cuts regions out of an image (perspective-corrected, tall ones turned, optionally turned per a classification), scales them to one height and normalises them into one padded batch tensor (widths per item) or one tensor per region (native kernel).',
+  summary:
+    'Cuts regions out of an image (perspective-corrected, tall ones turned, optionally turned per a classification), scales them to one height and normalises them into one padded batch tensor (widths per item) or one tensor per region (native kernel).',
   params: Type.Object(
     {
       image: Name,
@@ -131,7 +193,11 @@ defineOp({
   },
   size(p) {
     const px = p.height * (p.width ?? p.minWidth ?? 1);
-    return { pixels: px, bytes: px * elementBytes(p), what: `a crop ${p.height} high, at least ${p.width ?? p.minWidth ?? 1} wide` };
+    return {
+      pixels: px,
+      bytes: px * elementBytes(p),
+      what: `a crop ${p.height} high, at least ${p.width ?? p.minWidth ?? 1} wide`,
+    };
   },
   async run(p, x) {
     const img = x.get(p.image, 'image');
@@ -157,11 +223,22 @@ defineOp({
       return quad;
     });
     const opts: CropOptions = {
-      height: H, ...(p.width ? { width: p.width } : {}), ...(p.minWidth ? { minWidth: p.minWidth } : {}), ...(p.maxWidth ? { maxWidth: p.maxWidth } : {}),
-      ...(p.widthMultiple ? { widthMultiple: p.widthMultiple } : {}), padValue: p.padValue ?? 0, ...norm(p),
+      height: H,
+      ...(p.width ? { width: p.width } : {}),
+      ...(p.minWidth ? { minWidth: p.minWidth } : {}),
+      ...(p.maxWidth ? { maxWidth: p.maxWidth } : {}),
+      ...(p.widthMultiple ? { widthMultiple: p.widthMultiple } : {}),
+      padValue: p.padValue ?? 0,
+      ...norm(p),
     };
     const image = { ...imageInput(img, x) };
-    const value = (c: CropResult): TensorValue => ({ kind: 'tensor', type: tensorType(p), dims: c.dims, data: c.data, widths: c.widths });
+    const value = (c: CropResult): TensorValue => ({
+      kind: 'tensor',
+      type: tensorType(p),
+      dims: c.dims,
+      data: c.data,
+      widths: c.widths,
+    });
     if (p.batch === false) {
       // A list is held whole: its items count together.
       const bytes = turned.reduce((n, _, i) => n + cropBytes(image, cut.slice(8 * i, 8 * i + 8), opts, p), 0);
@@ -170,16 +247,30 @@ defineOp({
       const items = await Promise.all(turned.map((_, i) => cropBatch(image, cut.slice(8 * i, 8 * i + 8), opts)));
       x.set(p.output, { kind: 'tensors', items: items.map(value) });
     } else if (quads.length === 0) {
-      const c = img.channels === 1 ? 1 : 3, w = p.width ?? p.minWidth ?? 1;
+      const c = img.channels === 1 ? 1 : 3,
+        w = p.width ?? p.minWidth ?? 1;
       const dims = (p.layout ?? 'nchw') === 'nchw' ? [0, c, H, w] : [0, H, w, c];
-      x.set(p.output, { kind: 'tensor', type: tensorType(p), dims, data: p.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0), widths: new Int32Array(0) } as TensorValue);
+      x.set(p.output, {
+        kind: 'tensor',
+        type: tensorType(p),
+        dims,
+        data: p.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0),
+        widths: new Int32Array(0),
+      } as TensorValue);
     } else {
       x.fits({ bytes: cropBytes(image, cut, opts, p) }, `a batch of ${quads.length} crops`);
       x.set(p.output, value(await cropBatch(image, cut, opts)));
     }
     if (p.regionsOutput) {
       const scores = r.scores;
-      x.set(p.regionsOutput, { kind: 'regions', count: quads.length, quads: Float32Array.from(turned.flat()), scores: Float32Array.from(scores), width: img.width, height: img.height } satisfies RegionsValue);
+      x.set(p.regionsOutput, {
+        kind: 'regions',
+        count: quads.length,
+        quads: Float32Array.from(turned.flat()),
+        scores: Float32Array.from(scores),
+        width: img.width,
+        height: img.height,
+      } satisfies RegionsValue);
     }
   },
 });

@@ -2,17 +2,18 @@
  * Image ops: decode-image, resize, normalize, crop-regions, rotate-images. Ops taking an image
  * also take an `images` batch and apply per item.
  */
-import { Type } from '../../spec/typebox-lite.js';
+
 import type { Sharp } from 'sharp';
-import { sharp } from './lazy-sharp.js';
-import { RunnerError } from '../../spec/errors.js';
 import { cropBatch, floatsToHalves } from '../../native/index.js';
-import { resizeImage, rotateImage, toTensor } from '../ops/image.js';
+import { RunnerError } from '../../spec/errors.js';
+import { Type } from '../../spec/typebox-lite.js';
 import { quadSize } from '../ops/geometry.js';
+import { resizeImage, rotateImage, toTensor } from '../ops/image.js';
 import type { RunnerBudget } from '../types.js';
 import { KERNEL_MAX_SIDE } from './budget.js';
-import { Name, defineOp, type OpRun } from './registry.js';
-import type { BoxesValue, ImageTransform, ImageValue, ImagesValue, RegionsValue, TensorValue } from './values.js';
+import { sharp } from './lazy-sharp.js';
+import { defineOp, Name, type OpRun } from './registry.js';
+import type { BoxesValue, ImagesValue, ImageTransform, ImageValue, RegionsValue, TensorValue } from './values.js';
 
 const Opt = Type.Optional;
 
@@ -23,19 +24,37 @@ const Opt = Type.Optional;
 function checkInputSize(width: number, height: number, budget: Required<RunnerBudget>, path?: string): void {
   const where = path !== undefined ? { path } : {};
   if (width * height > budget.maxPixels) {
-    throw new RunnerError('E_RUN_INPUT', `image is ${width}×${height} = ${width * height} pixels, above the budget of ${budget.maxPixels} (maxPixels, --max-pixels)`, {
-      width, height, limit: 'maxPixels', budget: budget.maxPixels, ...where,
-    });
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      `image is ${width}×${height} = ${width * height} pixels, above the budget of ${budget.maxPixels} (maxPixels, --max-pixels)`,
+      {
+        width,
+        height,
+        limit: 'maxPixels',
+        budget: budget.maxPixels,
+        ...where,
+      },
+    );
   }
   if (Math.max(width, height) > KERNEL_MAX_SIDE) {
-    throw new RunnerError('E_RUN_INPUT', `image is ${width}×${height}; the image kernels take sides up to ${KERNEL_MAX_SIDE}`, { width, height, maxSide: KERNEL_MAX_SIDE, ...where });
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      `image is ${width}×${height}; the image kernels take sides up to ${KERNEL_MAX_SIDE}`,
+      { width, height, maxSide: KERNEL_MAX_SIDE, ...where },
+    );
   }
 }
 
-async function decode(value: unknown, channels: 1 | 3, background: number[], budget: Required<RunnerBudget>): Promise<ImageValue> {
+async function decode(
+  value: unknown,
+  channels: 1 | 3,
+  background: number[],
+  budget: Required<RunnerBudget>,
+): Promise<ImageValue> {
   if (value && typeof value === 'object' && (value as { kind?: unknown }).kind === 'image') return value as ImageValue;
   let img: Sharp;
-  if (value instanceof Uint8Array && !Buffer.isBuffer(value)) value = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof Uint8Array && !Buffer.isBuffer(value))
+    value = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   if (typeof value === 'string' || Buffer.isBuffer(value)) {
     if (typeof value === 'string' && value.length === 0) throw new RunnerError('E_RUN_INPUT', 'image path is empty');
     if (Buffer.isBuffer(value) && value.length === 0) throw new RunnerError('E_RUN_INPUT', 'image buffer is empty');
@@ -47,43 +66,94 @@ async function decode(value: unknown, channels: 1 | 3, background: number[], bud
     try {
       meta = await img.metadata();
     } catch (e) {
-      throw new RunnerError('E_RUN_INPUT', `cannot decode image: ${(e as Error).message}`, path !== undefined ? { path } : undefined, { cause: e });
+      throw new RunnerError(
+        'E_RUN_INPUT',
+        `cannot decode image: ${(e as Error).message}`,
+        path !== undefined ? { path } : undefined,
+        { cause: e },
+      );
     }
-    if (!meta.width || !meta.height) throw new RunnerError('E_RUN_INPUT', 'cannot decode image: its header gives no size', path !== undefined ? { path } : undefined);
+    if (!meta.width || !meta.height)
+      throw new RunnerError(
+        'E_RUN_INPUT',
+        'cannot decode image: its header gives no size',
+        path !== undefined ? { path } : undefined,
+      );
     checkInputSize(meta.width, meta.height, budget, path);
     img = img.autoOrient();
   } else if (value && typeof value === 'object' && 'data' in value) {
-    const { data, width, height, channels: c } = value as { data: unknown; width: unknown; height: unknown; channels: unknown };
-    const okDims = [width, height].every((n) => Number.isInteger(n) && (n as number) > 0) && [1, 2, 3, 4].includes(c as number);
-    if (!okDims || !(data instanceof Uint8Array) || data.length !== (width as number) * (height as number) * (c as number)) {
-      throw new RunnerError('E_RUN_INPUT', 'raw image needs {data: Uint8Array, width, height, channels: 1-4} with data.length = width × height × channels', {
-        width, height, channels: c, length: data instanceof Uint8Array ? data.length : undefined,
-      });
+    const {
+      data,
+      width,
+      height,
+      channels: c,
+    } = value as { data: unknown; width: unknown; height: unknown; channels: unknown };
+    const okDims =
+      [width, height].every((n) => Number.isInteger(n) && (n as number) > 0) && [1, 2, 3, 4].includes(c as number);
+    if (
+      !okDims ||
+      !(data instanceof Uint8Array) ||
+      data.length !== (width as number) * (height as number) * (c as number)
+    ) {
+      throw new RunnerError(
+        'E_RUN_INPUT',
+        'raw image needs {data: Uint8Array, width, height, channels: 1-4} with data.length = width × height × channels',
+        {
+          width,
+          height,
+          channels: c,
+          length: data instanceof Uint8Array ? data.length : undefined,
+        },
+      );
     }
     checkInputSize(width as number, height as number, budget);
     // Fast path: already what the pipeline wants, no copy (ops never write their inputs).
     if (c === channels) return { kind: 'image', data, width: width as number, height: height as number, channels };
     img = sharp(data, { raw: { width: width as number, height: height as number, channels: c as 1 | 2 | 3 | 4 } });
   } else {
-    throw new RunnerError('E_RUN_INPUT', 'an image input is a file path, an encoded image Buffer, or {data, width, height, channels}');
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      'an image input is a file path, an encoded image Buffer, or {data, width, height, channels}',
+    );
   }
-  const bg = { r: background[0] ?? 255, g: background[1] ?? background[0] ?? 255, b: background[2] ?? background[0] ?? 255 };
+  const bg = {
+    r: background[0] ?? 255,
+    g: background[1] ?? background[0] ?? 255,
+    b: background[2] ?? background[0] ?? 255,
+  };
   img = img.flatten({ background: bg }).toColourspace(channels === 1 ? 'b-w' : 'srgb');
   try {
     const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== channels) throw new Error(`decoded ${info.channels} channels, expected ${channels}`);
-    return { kind: 'image', data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels };
+    return {
+      kind: 'image',
+      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+      width: info.width,
+      height: info.height,
+      channels,
+    };
   } catch (e) {
-    throw new RunnerError('E_RUN_INPUT', `cannot decode image: ${(e as Error).message}`, typeof value === 'string' ? { path: value } : undefined, { cause: e });
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      `cannot decode image: ${(e as Error).message}`,
+      typeof value === 'string' ? { path: value } : undefined,
+      { cause: e },
+    );
   }
 }
 
 defineOp({
   op: 'decode-image',
   stage: 'decode',
-  summary: 'Decodes a file path, encoded Buffer or raw pixels into RGB (or grey) 8-bit pixels; EXIF orientation applied, alpha flattened.',
+  summary:
+    'Decodes a file path, encoded Buffer or raw pixels into RGB (or grey) 8-bit pixels; EXIF orientation applied, alpha flattened.',
   params: Type.Object(
-    { input: Name, output: Name, channels: Opt(Type.Union([Type.Literal(1), Type.Literal(3)])), background: Opt(Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), { minItems: 1, maxItems: 3 })) },
+    {
+      input: Name,
+      output: Name,
+      channels: Opt(Type.Union([Type.Literal(1), Type.Literal(3)])),
+      background: Opt(Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), { minItems: 1, maxItems: 3 })),
+    },
     { additionalProperties: false },
   ),
   reads: (p) => [p.input],
@@ -120,7 +190,23 @@ function roundTo(v: number, m: number): number {
 }
 
 /** Target size and placement for one image (`rw`×`rh` resized, placed at `ox`,`oy` in `ow`×`oh`). */
-export function resizePlan(p: Pick<ResizeP, 'mode' | 'width' | 'height' | 'limitSide' | 'limitType' | 'maxSide' | 'multipleOf' | 'minWidth' | 'maxWidth' | 'overflow'>, w: number, h: number): { rw: number; rh: number; ow: number; oh: number; ox: number; oy: number } {
+export function resizePlan(
+  p: Pick<
+    ResizeP,
+    | 'mode'
+    | 'width'
+    | 'height'
+    | 'limitSide'
+    | 'limitType'
+    | 'maxSide'
+    | 'multipleOf'
+    | 'minWidth'
+    | 'maxWidth'
+    | 'overflow'
+  >,
+  w: number,
+  h: number,
+): { rw: number; rh: number; ow: number; oh: number; ox: number; oy: number } {
   const m = p.multipleOf ?? 1;
   switch (p.mode) {
     case 'fixed':
@@ -128,7 +214,8 @@ export function resizePlan(p: Pick<ResizeP, 'mode' | 'width' | 'height' | 'limit
     case 'fit':
     case 'letterbox': {
       const s = Math.min(p.width! / w, p.height! / h);
-      const rw = Math.max(1, Math.round(w * s)), rh = Math.max(1, Math.round(h * s));
+      const rw = Math.max(1, Math.round(w * s)),
+        rh = Math.max(1, Math.round(h * s));
       if (p.mode === 'fit') return { rw, rh, ow: rw, oh: rh, ox: 0, oy: 0 };
       return { rw, rh, ow: p.width!, oh: p.height!, ox: (p.width! - rw) >> 1, oy: (p.height! - rh) >> 1 };
     }
@@ -138,7 +225,8 @@ export function resizePlan(p: Pick<ResizeP, 'mode' | 'width' | 'height' | 'limit
       if ((p.limitType ?? 'max') === 'max') s = Math.max(w, h) > limit ? limit / Math.max(w, h) : 1;
       else s = Math.min(w, h) < limit ? limit / Math.min(w, h) : 1;
       if (p.maxSide && Math.max(w, h) * s > p.maxSide) s = p.maxSide / Math.max(w, h);
-      const rw = roundTo(w * s, m), rh = roundTo(h * s, m);
+      const rw = roundTo(w * s, m),
+        rh = roundTo(h * s, m);
       return { rw, rh, ow: rw, oh: rh, ox: 0, oy: 0 };
     }
     default: {
@@ -167,53 +255,88 @@ function resizeOne(p: ResizeP, img: ImageValue, x: OpRun): ImageValue {
     // filter's reach), not the whole line.
     const sw = Math.min(img.width, Math.ceil((ow * img.width) / rw) + Math.ceil(img.width / rw) + 2);
     const part = new Uint8Array(sw * img.height * c);
-    for (let y = 0; y < img.height; y++) part.set(img.data.subarray(y * img.width * c, (y * img.width + sw) * c), y * sw * c);
+    for (let y = 0; y < img.height; y++)
+      part.set(img.data.subarray(y * img.width * c, (y * img.width + sw) * c), y * sw * c);
     const pw = Math.max(ow, Math.round((sw * rw) / img.width));
-    const r = resizeImage(part, { width: sw, height: img.height, channels: c }, { width: pw, height: rh, antialias: p.antialias });
+    const r = resizeImage(
+      part,
+      { width: sw, height: img.height, channels: c },
+      { width: pw, height: rh, antialias: p.antialias },
+    );
     data = new Uint8Array(ow * rh * c);
     for (let y = 0; y < rh; y++) data.set(r.subarray(y * pw * c, (y * pw + ow) * c), y * ow * c);
   } else {
     const shape = { width: img.width, height: img.height, channels: c };
-    data = rw === img.width && rh === img.height ? img.data : resizeImage(img.data, shape, { width: rw, height: rh, antialias: p.antialias });
+    data =
+      rw === img.width && rh === img.height
+        ? img.data
+        : resizeImage(img.data, shape, { width: rw, height: rh, antialias: p.antialias });
   }
   if (data.length !== ow * oh * c) {
     // Letterbox padding, or cropping to the output's top-left when it is the smaller one.
     const canvas = new Uint8Array(ow * oh * c).fill(p.padValue ?? 114);
     const dw = data.length / (rh * c);
     const cw = Math.min(dw, ow) * c;
-    for (let y = 0; y < Math.min(rh, oh); y++) canvas.set(data.subarray(y * dw * c, y * dw * c + cw), ((y + oy) * ow + ox) * c);
+    for (let y = 0; y < Math.min(rh, oh); y++)
+      canvas.set(data.subarray(y * dw * c, y * dw * c + cw), ((y + oy) * ow + ox) * c);
     data = canvas;
   }
   // Compose with any earlier transform so coordinates map back to the original image.
-  const sx = rw / img.width, sy = rh / img.height;
+  const sx = rw / img.width,
+    sy = rh / img.height;
   const t = img.transform;
   const transform: ImageTransform = t
-    ? { scaleX: sx * t.scaleX, scaleY: sy * t.scaleY, offsetX: ox + t.offsetX * sx, offsetY: oy + t.offsetY * sy, width: t.width, height: t.height }
+    ? {
+        scaleX: sx * t.scaleX,
+        scaleY: sy * t.scaleY,
+        offsetX: ox + t.offsetX * sx,
+        offsetY: oy + t.offsetY * sy,
+        width: t.width,
+        height: t.height,
+      }
     : { scaleX: sx, scaleY: sy, offsetX: ox, offsetY: oy, width: img.width, height: img.height };
-  return { kind: 'image', data, width: ow, height: oh, channels: img.channels, transform, ...(img.quad ? { quad: img.quad } : {}) };
+  return {
+    kind: 'image',
+    data,
+    width: ow,
+    height: oh,
+    channels: img.channels,
+    transform,
+    ...(img.quad ? { quad: img.quad } : {}),
+  };
 }
 
 defineOp({
   op: 'resize',
   stage: 'pre',
-  summary: 'Resizes an image (or each image of a batch): fixed, fit, letterbox, limit-side (keep ratio, bound a side, round to a multiple) or fixed-height (keep ratio, clamp width).',
+  summary:
+    'Resizes an image (or each image of a batch): fixed, fit, letterbox, limit-side (keep ratio, bound a side, round to a multiple) or fixed-height (keep ratio, clamp width).',
   params: ResizeParams,
   reads: (p) => [p.input],
   writes: (p) => [p.output],
   check(p) {
-    if ((p.mode === 'fixed' || p.mode === 'fit' || p.mode === 'letterbox') && (!p.width || !p.height)) return `mode ${p.mode} needs width and height`;
+    if ((p.mode === 'fixed' || p.mode === 'fit' || p.mode === 'letterbox') && (!p.width || !p.height))
+      return `mode ${p.mode} needs width and height`;
     if (p.mode === 'fixed-height' && !p.height) return 'mode fixed-height needs height';
     if (p.minWidth && p.maxWidth && p.minWidth > p.maxWidth) return 'minWidth is above maxWidth';
     return undefined;
   },
   size(p) {
-    if (p.mode === 'fixed' || p.mode === 'letterbox') return { pixels: p.width! * p.height!, what: `a ${p.width}×${p.height} image` };
-    if (p.mode === 'fixed-height') return { pixels: p.height! * (p.minWidth ?? 1), what: `an image ${p.height} high, at least ${p.minWidth ?? 1} wide` };
+    if (p.mode === 'fixed' || p.mode === 'letterbox')
+      return { pixels: p.width! * p.height!, what: `a ${p.width}×${p.height} image` };
+    if (p.mode === 'fixed-height')
+      return {
+        pixels: p.height! * (p.minWidth ?? 1),
+        what: `an image ${p.height} high, at least ${p.minWidth ?? 1} wide`,
+      };
     return undefined;
   },
   run(p, x) {
     const v = x.get(p.input, 'image', 'images');
-    x.set(p.output, v.kind === 'image' ? resizeOne(p, v, x) : { kind: 'images', items: v.items.map((i) => resizeOne(p, i, x)) });
+    x.set(
+      p.output,
+      v.kind === 'image' ? resizeOne(p, v, x) : { kind: 'images', items: v.items.map((i) => resizeOne(p, i, x)) },
+    );
   },
 });
 
@@ -249,7 +372,7 @@ function toTensorValue(p: NormalizeP, items: ImageValue[], x: OpRun): TensorValu
   const dtype = p.dtype ?? 'float32';
   const bc = (a: number[] | undefined) => (a && a.length === 1 ? Array(c).fill(a[0]) : a);
   const opts = {
-    scale: dtype === 'uint8' ? 1 : p.scale ?? 1 / 255,
+    scale: dtype === 'uint8' ? 1 : (p.scale ?? 1 / 255),
     mean: dtype === 'uint8' ? undefined : bc(p.mean),
     std: dtype === 'uint8' ? undefined : bc(p.std),
     layout: p.layout,
@@ -268,27 +391,35 @@ function toTensorValue(p: NormalizeP, items: ImageValue[], x: OpRun): TensorValu
 defineOp({
   op: 'normalize',
   stage: 'pre',
-  summary: 'Turns an image, or a batch padded to a common size, into a tensor: (pixel × scale − mean) / std, NCHW or NHWC, RGB or BGR, float32 / float16 / uint8.',
+  summary:
+    'Turns an image, or a batch padded to a common size, into a tensor: (pixel × scale − mean) / std, NCHW or NHWC, RGB or BGR, float32 / float16 / uint8.',
   params: NormalizeParams,
   reads: (p) => [p.input],
   writes: (p) => [p.output],
   check(p) {
-    if (p.mean && p.std && p.mean.length !== p.std.length && p.mean.length !== 1 && p.std.length !== 1) return 'mean and std lengths differ';
+    if (p.mean && p.std && p.mean.length !== p.std.length && p.mean.length !== 1 && p.std.length !== 1)
+      return 'mean and std lengths differ';
     return undefined;
   },
   size(p) {
-    const w = Math.max(1, p.minWidth ?? 0), h = Math.max(1, p.minHeight ?? 0);
+    const w = Math.max(1, p.minWidth ?? 0),
+      h = Math.max(1, p.minHeight ?? 0);
     return { pixels: w * h, bytes: w * h * 4, what: `a tensor plane of at least ${w}×${h}` };
   },
   run(p, x) {
     const v = x.get(p.input, 'image', 'images');
     const items = v.kind === 'image' ? [v] : v.items;
     for (const i of items) {
-      for (const a of [p.mean, p.std]) if (a && a.length !== 1 && a.length !== i.channels) x.fail(`mean/std have ${a.length} values for a ${i.channels}-channel image`);
+      for (const a of [p.mean, p.std])
+        if (a && a.length !== 1 && a.length !== i.channels)
+          x.fail(`mean/std have ${a.length} values for a ${i.channels}-channel image`);
     }
     if (p.batch === false && v.kind === 'images') {
       // A list is held whole: its items count together.
-      const bytes = items.reduce((n, i) => n + Math.max(p.minWidth ?? 0, i.width) * Math.max(p.minHeight ?? 0, i.height) * i.channels * 4, 0);
+      const bytes = items.reduce(
+        (n, i) => n + Math.max(p.minWidth ?? 0, i.width) * Math.max(p.minHeight ?? 0, i.height) * i.channels * 4,
+        0,
+      );
       x.fits({ bytes }, `a list of ${items.length} tensors`);
       x.set(p.output, { kind: 'tensors', items: items.map((i) => toTensorValue(p, [i], x)) });
     } else x.set(p.output, toTensorValue(p, items, x));
@@ -315,7 +446,8 @@ export function turnQuad(q: number[], turns: number): number[] {
 export function regionQuads(img: ImageValue, r: RegionsValue | BoxesValue, x: OpRun): number[][] {
   const quads: number[][] = [];
   if (r.kind === 'regions') {
-    if (r.width !== img.width || r.height !== img.height) x.fail(`regions refer to a ${r.width}×${r.height} image, not this ${img.width}×${img.height} one`);
+    if (r.width !== img.width || r.height !== img.height)
+      x.fail(`regions refer to a ${r.width}×${r.height} image, not this ${img.width}×${img.height} one`);
     for (let i = 0; i < r.count; i++) quads.push(Array.from(r.quads.subarray(8 * i, 8 * i + 8)));
   } else {
     for (let i = 0; i < r.count; i++) {
@@ -330,29 +462,48 @@ export function regionQuads(img: ImageValue, r: RegionsValue | BoxesValue, x: Op
  * Which of `count` items a classification picks: those whose top class is `label` (a label name,
  * or a class index) with a score of at least `minScore`; every item when `classes` is not given.
  */
-export function classPicker(p: { classes?: string; label?: string | number; minScore?: number }, count: number, what: string, x: OpRun): (i: number) => boolean {
+export function classPicker(
+  p: { classes?: string; label?: string | number; minScore?: number },
+  count: number,
+  what: string,
+  x: OpRun,
+): (i: number) => boolean {
   if (!p.classes) return () => true;
   const c = x.get(p.classes, 'classes');
   if (c.count !== count) x.fail(`${c.count} classifications for ${count} ${what}`);
   const min = p.minScore ?? -Infinity;
   return (i) => {
     const idx = c.indices[i * c.k];
-    const label = typeof p.label === 'string' ? c.labels?.[idx] ?? String(idx) : idx;
+    const label = typeof p.label === 'string' ? (c.labels?.[idx] ?? String(idx)) : idx;
     return (p.label === undefined || label === p.label) && c.scores[i * c.k] >= min;
   };
 }
 
 function turn(img: ImageValue, turns: number): ImageValue {
   const r = rotateImage(img.data, img, { turns });
-  return { kind: 'image', data: r.data, width: r.width, height: r.height, channels: img.channels, ...(img.quad ? { quad: turnQuad(img.quad, turns) } : {}) };
+  return {
+    kind: 'image',
+    data: r.data,
+    width: r.width,
+    height: r.height,
+    channels: img.channels,
+    ...(img.quad ? { quad: turnQuad(img.quad, turns) } : {}),
+  };
 }
 
 defineOp({
   op: 'crop-regions',
   stage: 'pre',
-  summary: 'Cuts each region (rotated quad or box) out of an image, perspective-corrected to an upright rectangle (optionally scaled to a height in the same pass); tall crops are turned 90° so vertical lines read left to right.',
+  summary:
+    'Cuts each region (rotated quad or box) out of an image, perspective-corrected to an upright rectangle (optionally scaled to a height in the same pass); tall crops are turned 90° so vertical lines read left to right.',
   params: Type.Object(
-    { image: Name, regions: Name, output: Name, rotateTall: Opt(Type.Number({ minimum: 0 })), height: Opt(Type.Integer({ minimum: 1, maximum: 4096 })) },
+    {
+      image: Name,
+      regions: Name,
+      output: Name,
+      rotateTall: Opt(Type.Number({ minimum: 0 })),
+      height: Opt(Type.Integer({ minimum: 1, maximum: 4096 })),
+    },
     { additionalProperties: false },
   ),
   reads: (p) => [p.image, p.regions],
@@ -363,7 +514,8 @@ defineOp({
     const tall = p.rotateTall ?? 1.5;
     const sized = quads.map((region) => {
       const s = quadSize(region);
-      let w = Math.max(1, Math.floor(s.width)), h = Math.max(1, Math.floor(s.height));
+      let w = Math.max(1, Math.floor(s.width)),
+        h = Math.max(1, Math.floor(s.height));
       // A tall region is cut starting at its top-right corner: the crop comes out turned 90°
       // counter-clockwise in the same pass, no separate rotation.
       const quad = tall > 0 && h / w >= tall ? turnQuad(region, 1) : region;
@@ -377,12 +529,23 @@ defineOp({
     });
     // One cropBatch call per region, at its own size; the kernel scales (averaging up to 4×4
     // samples when shrinking) in the same pass.
-    const items: ImageValue[] = await Promise.all(sized.map(async ({ quad, w, h }) => {
-      const r = await cropBatch({ data: img.data, width: img.width, height: img.height, format: img.channels === 1 ? 'gray' : 'rgb' }, quad, {
-        height: h, width: w, minWidth: w, maxWidth: w, scale: 1, layout: 'nhwc',
-      });
-      return { kind: 'image', data: toU8(r.data as Float32Array), width: w, height: h, channels: img.channels, quad };
-    }));
+    const items: ImageValue[] = await Promise.all(
+      sized.map(async ({ quad, w, h }) => {
+        const r = await cropBatch(
+          { data: img.data, width: img.width, height: img.height, format: img.channels === 1 ? 'gray' : 'rgb' },
+          quad,
+          {
+            height: h,
+            width: w,
+            minWidth: w,
+            maxWidth: w,
+            scale: 1,
+            layout: 'nhwc',
+          },
+        );
+        return { kind: 'image', data: toU8(r.data as Float32Array), width: w, height: h, channels: img.channels, quad };
+      }),
+    );
     x.set(p.output, { kind: 'images', items } satisfies ImagesValue);
   },
 });
@@ -390,7 +553,8 @@ defineOp({
 defineOp({
   op: 'rotate-images',
   stage: 'pre',
-  summary: 'Rotates every image of a batch (or only those whose top class matches `label` with at least `minScore`) by 90, 180 or 270 degrees counter-clockwise.',
+  summary:
+    'Rotates every image of a batch (or only those whose top class matches `label` with at least `minScore`) by 90, 180 or 270 degrees counter-clockwise.',
   params: Type.Object(
     {
       input: Name,

@@ -4,8 +4,8 @@
  */
 import { Type } from '../../spec/typebox-lite.js';
 import type { ModelSession, Tensor, TypedData } from '../types.js';
-import { Name, defineOp, type OpRun } from './registry.js';
-import { tensorValue, type TensorValue, type TensorsValue } from './values.js';
+import { defineOp, Name, type OpRun } from './registry.js';
+import { type TensorsValue, type TensorValue, tensorValue } from './values.js';
 
 const Binding = Type.Union([Name, Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Name)]);
 
@@ -19,13 +19,19 @@ function names(b: string | Record<string, string>): string[] {
 }
 
 /** Model-side name → environment name, a bare string meaning the model's first input/output. */
-function bind(b: string | Record<string, string>, modelNames: readonly string[], what: string, x: OpRun): [string, string][] {
+function bind(
+  b: string | Record<string, string>,
+  modelNames: readonly string[],
+  what: string,
+  x: OpRun,
+): [string, string][] {
   if (typeof b === 'string') {
     if (!modelNames.length) x.fail(`model has no ${what}s`);
     return [[modelNames[0], b]];
   }
   return Object.entries(b).map(([m, env]) => {
-    if (!modelNames.includes(m)) x.fail(`model has no ${what} named ${JSON.stringify(m)}`, { available: [...modelNames] });
+    if (!modelNames.includes(m))
+      x.fail(`model has no ${what} named ${JSON.stringify(m)}`, { available: [...modelNames] });
     return [m, env];
   });
 }
@@ -37,7 +43,11 @@ function bare(v: TensorValue): Tensor {
 
 function sliceBatch(t: Tensor, start: number, end: number): Tensor {
   const per = t.dims.slice(1).reduce((a, b) => a * b, 1);
-  return { type: t.type, dims: [end - start, ...t.dims.slice(1)], data: t.data.subarray(start * per, end * per) as TypedData };
+  return {
+    type: t.type,
+    dims: [end - start, ...t.dims.slice(1)],
+    data: t.data.subarray(start * per, end * per) as TypedData,
+  };
 }
 
 function concatBatch(parts: Tensor[]): Tensor {
@@ -53,7 +63,11 @@ function concatBatch(parts: Tensor[]): Tensor {
   return { type: parts[0].type, dims: [parts.reduce((a, p) => a + p.dims[0], 0), ...parts[0].dims.slice(1)], data };
 }
 
-async function runOnce(session: ModelSession, feeds: Record<string, Tensor>, maxBatch: number | undefined): Promise<Record<string, Tensor>> {
+async function runOnce(
+  session: ModelSession,
+  feeds: Record<string, Tensor>,
+  maxBatch: number | undefined,
+): Promise<Record<string, Tensor>> {
   const first = Object.values(feeds)[0];
   const n = first?.dims[0] ?? 0;
   if (!maxBatch || n <= maxBatch) return session.run(feeds);
@@ -72,7 +86,8 @@ defineOp({
   op: 'infer',
   stage: 'infer',
   model: true,
-  summary: 'Runs the step\'s `model` on environment tensors: a batch in one call (or chunks of maxBatch), a tensor list once per item. An empty batch skips the model.',
+  summary:
+    "Runs the step's `model` on environment tensors: a batch in one call (or chunks of maxBatch), a tensor list once per item. An empty batch skips the model.",
   params: InferParams,
   reads: (p) => names(p.inputs),
   writes: (p) => names(p.outputs),
@@ -85,7 +100,10 @@ defineOp({
     if (lists.length && lists.length !== values.length) x.fail('inputs mix a tensor list with single tensors');
     const call = async (feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> => {
       // An empty batch (no regions found) can't go through most runtimes; its outputs are empty.
-      if (Object.values(feeds).some((t) => t.dims[0] === 0)) return Object.fromEntries(outs.map(([m]) => [m, { type: 'float32', dims: [0], data: new Float32Array(0) } as Tensor]));
+      if (Object.values(feeds).some((t) => t.dims[0] === 0))
+        return Object.fromEntries(
+          outs.map(([m]) => [m, { type: 'float32', dims: [0], data: new Float32Array(0) } as Tensor]),
+        );
       try {
         return await runOnce(session, feeds, p.maxBatch);
       } catch (e) {
@@ -104,7 +122,8 @@ defineOp({
       return;
     }
     const count = (values[0][1] as TensorsValue).items.length;
-    if (values.some(([, v]) => (v as TensorsValue).items.length !== count)) x.fail('tensor lists have different lengths');
+    if (values.some(([, v]) => (v as TensorsValue).items.length !== count))
+      x.fail('tensor lists have different lengths');
     const results: TensorValue[][] = outs.map(() => []);
     for (let i = 0; i < count; i++) {
       const r = await call(Object.fromEntries(values.map(([m, v]) => [m, bare((v as TensorsValue).items[i])])));

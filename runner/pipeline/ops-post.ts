@@ -2,13 +2,14 @@
  * Post-processing ops: db-postprocess, order-regions, softmax, top-k, argmax, ctc-decode, nms,
  * text-lines.
  */
-import { Type } from '../../spec/typebox-lite.js';
+
 import { ctcGreedyDecode, dbPostprocess, nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
+import { Type } from '../../spec/typebox-lite.js';
 import { softmax } from '../ops/classify.js';
 import { ctcGreedyDecode as ctcProbabilities, latinAscii, parseVocabulary } from '../ops/ctc.js';
 import { enclosingQuad, orderQuad, quadSize } from '../ops/geometry.js';
 import { readingLayout, readingOrder } from '../ops/order.js';
-import { AssetId, Labels, Name, defineOp, type OpRun } from './registry.js';
+import { AssetId, defineOp, Labels, Name, type OpRun } from './registry.js';
 import type { ImageTransform, RegionsValue, TensorValue, TextLine } from './values.js';
 
 const Opt = Type.Optional;
@@ -26,7 +27,10 @@ function matrix(t: TensorValue): { rows: number; cols: number } {
   return { rows: cols === 0 ? 0 : rows, cols };
 }
 
-export async function labelsOf(p: { labels?: string[]; labelsAsset?: string }, x: OpRun): Promise<string[] | undefined> {
+export async function labelsOf(
+  p: { labels?: string[]; labelsAsset?: string },
+  x: OpRun,
+): Promise<string[] | undefined> {
   if (p.labels) return p.labels;
   if (p.labelsAsset) {
     const id = p.labelsAsset;
@@ -51,7 +55,8 @@ export function mapBack(t: ImageTransform | undefined, x: number, y: number): [n
 defineOp({
   op: 'db-postprocess',
   stage: 'post',
-  summary: 'Text-detection post-processing of a DB probability map: binarize, connected components, minimum-area rotated boxes, box score, unclip; boxes mapped back to the original image.',
+  summary:
+    'Text-detection post-processing of a DB probability map: binarize, connected components, minimum-area rotated boxes, box score, unclip; boxes mapped back to the original image.',
   params: Type.Object(
     {
       input: Name,
@@ -72,8 +77,10 @@ defineOp({
   async run(p, x) {
     const t = x.get(p.input, 'tensor');
     const d = t.dims;
-    if (d.length < 2 || d.slice(0, -2).some((v) => v !== 1)) x.fail(`expected a [1, 1, H, W] probability map, got [${d.join(', ')}]`);
-    const mh = d[d.length - 2], mw = d[d.length - 1];
+    if (d.length < 2 || d.slice(0, -2).some((v) => v !== 1))
+      x.fail(`expected a [1, 1, H, W] probability map, got [${d.join(', ')}]`);
+    const mh = d[d.length - 2],
+      mw = d[d.length - 1];
     const prob = floats(t, x);
     const r = await dbPostprocess(prob, {
       width: mw,
@@ -89,8 +96,10 @@ defineOp({
     const iv = p.image ? x.get(p.image, 'image', 'tensor') : undefined;
     const img = iv?.kind === 'tensor' ? { ...planeOf(iv, x), transform: iv.transform } : iv;
     // Map pixels → image pixels → original image pixels.
-    const kx = img ? img.width / mw : 1, ky = img ? img.height / mh : 1;
-    const W = img?.transform?.width ?? img?.width ?? mw, H = img?.transform?.height ?? img?.height ?? mh;
+    const kx = img ? img.width / mw : 1,
+      ky = img ? img.height / mh : 1;
+    const W = img?.transform?.width ?? img?.width ?? mw,
+      H = img?.transform?.height ?? img?.height ?? mh;
     const minSide = p.minRegionSide ?? 4;
     const quads: number[] = [];
     const scores: number[] = [];
@@ -106,14 +115,22 @@ defineOp({
       quads.push(...o);
       scores.push(r.scores[i]);
     }
-    x.set(p.output, { kind: 'regions', count: scores.length, quads: Float32Array.from(quads), scores: Float32Array.from(scores), width: W, height: H });
+    x.set(p.output, {
+      kind: 'regions',
+      count: scores.length,
+      quads: Float32Array.from(quads),
+      scores: Float32Array.from(scores),
+      width: W,
+      height: H,
+    });
   },
 });
 
 defineOp({
   op: 'order-regions',
   stage: 'post',
-  summary: 'Sorts regions into reading order in the page\'s own frame (its text direction estimated from the boxes): top to bottom, a column at a time, columns left to right, tables row by row.',
+  summary:
+    "Sorts regions into reading order in the page's own frame (its text direction estimated from the boxes): top to bottom, a column at a time, columns left to right, tables row by row.",
   params: Type.Object(
     {
       input: Name,
@@ -129,7 +146,12 @@ defineOp({
   writes: (p) => [p.output],
   run(p, x) {
     const r = x.get(p.input, 'regions');
-    const perm = readingOrder(r.quads, r.count, { columnGap: p.columnGap, minColumnWidth: p.minColumnWidth, shrink: p.shrink, direction: p.direction });
+    const perm = readingOrder(r.quads, r.count, {
+      columnGap: p.columnGap,
+      minColumnWidth: p.minColumnWidth,
+      shrink: p.shrink,
+      direction: p.direction,
+    });
     const quads = new Float32Array(r.count * 8);
     const scores = new Float32Array(r.count);
     perm.forEach((src, i) => {
@@ -159,14 +181,25 @@ export const LabelParams = { labels: Opt(Labels), labelsAsset: Opt(AssetId) };
 export const labelAssets = (p: { labelsAsset?: string }): string[] => (p.labelsAsset ? [p.labelsAsset] : []);
 export const labelHooks = {
   assets: labelAssets,
-  check: (p: { labels?: string[]; labelsAsset?: string }): string | undefined => (p.labels && p.labelsAsset ? 'give labels or labelsAsset, not both' : undefined),
+  check: (p: { labels?: string[]; labelsAsset?: string }): string | undefined =>
+    p.labels && p.labelsAsset ? 'give labels or labelsAsset, not both' : undefined,
 };
 
 defineOp({
   op: 'top-k',
   stage: 'post',
-  summary: 'The k best classes of each row of a [N, C] tensor (softmax first if asked), with labels from params or a labels asset.',
-  params: Type.Object({ input: Name, output: Name, k: Opt(Type.Integer({ minimum: 1, maximum: 1000 })), softmax: Opt(Type.Boolean()), ...LabelParams }, { additionalProperties: false }),
+  summary:
+    'The k best classes of each row of a [N, C] tensor (softmax first if asked), with labels from params or a labels asset.',
+  params: Type.Object(
+    {
+      input: Name,
+      output: Name,
+      k: Opt(Type.Integer({ minimum: 1, maximum: 1000 })),
+      softmax: Opt(Type.Boolean()),
+      ...LabelParams,
+    },
+    { additionalProperties: false },
+  ),
   reads: (p) => [p.input],
   writes: (p) => [p.output],
   ...labelHooks,
@@ -188,7 +221,14 @@ defineOp({
       scores.push(...r.values);
     }
     const labels = await labelsOf(p, x);
-    x.set(p.output, { kind: 'classes', count, k, indices: Int32Array.from(indices), scores: Float32Array.from(scores), ...(labels ? { labels } : {}) });
+    x.set(p.output, {
+      kind: 'classes',
+      count,
+      k,
+      indices: Int32Array.from(indices),
+      scores: Float32Array.from(scores),
+      ...(labels ? { labels } : {}),
+    });
   },
 });
 
@@ -196,7 +236,10 @@ defineOp({
   op: 'argmax',
   stage: 'post',
   summary: 'Per-pixel class of a [1, C, H, W] score map (or channel 0 > threshold when given) as a label mask.',
-  params: Type.Object({ input: Name, output: Name, threshold: Opt(Type.Number()), ...LabelParams }, { additionalProperties: false }),
+  params: Type.Object(
+    { input: Name, output: Name, threshold: Opt(Type.Number()), ...LabelParams },
+    { additionalProperties: false },
+  ),
   reads: (p) => [p.input],
   writes: (p) => [p.output],
   assets: labelAssets,
@@ -220,7 +263,8 @@ defineOp({
 defineOp({
   op: 'ctc-decode',
   stage: 'post',
-  summary: 'CTC greedy decoding of a [N, T, C] score tensor with a vocabulary asset (one token per line): text and mean character confidence per row.',
+  summary:
+    'CTC greedy decoding of a [N, T, C] score tensor with a vocabulary asset (one token per line): text and mean character confidence per row.',
   params: Type.Object(
     {
       input: Name,
@@ -239,18 +283,25 @@ defineOp({
   assets: (p) => [p.vocabulary],
   async run(p, x) {
     const v = x.get(p.input, 'tensor', 'tensors');
-    const vocab = await x.memo(`vocab:${p.vocabulary}:${p.appendSpace ? 1 : 0}`, async () => parseVocabulary(await x.text(p.vocabulary), { appendSpace: p.appendSpace }));
+    const vocab = await x.memo(`vocab:${p.vocabulary}:${p.appendSpace ? 1 : 0}`, async () =>
+      parseVocabulary(await x.text(p.vocabulary), { appendSpace: p.appendSpace }),
+    );
     const texts: string[] = [];
     const scores: number[] = [];
     // `widths`: the padded batch the model read (its items' valid widths); a per-item list needs none.
     const wt = p.widths ? x.get(p.widths, 'tensor', 'tensors') : undefined;
-    const lens = wt?.kind === 'tensor' && wt.widths ? { widths: wt.widths, width: wt.dims[wt.dims.length - 1] } : undefined;
+    const lens =
+      wt?.kind === 'tensor' && wt.widths ? { widths: wt.widths, width: wt.dims[wt.dims.length - 1] } : undefined;
     // A tensor list (one recognition call per region) decodes item by item, in order.
     for (const t of v.kind === 'tensor' ? [v] : v.items) {
       if (t.dims[0] === 0) continue;
       if (t.dims.length !== 3) x.fail(`expected [N, T, C] scores, got [${t.dims.join(', ')}]`);
       const classes = t.dims[2];
-      if (classes !== vocab.length + 1) x.fail(`model has ${classes} classes but the vocabulary gives ${vocab.length} tokens + blank`, { classes, tokens: vocab.length });
+      if (classes !== vocab.length + 1)
+        x.fail(`model has ${classes} classes but the vocabulary gives ${vocab.length} tokens + blank`, {
+          classes,
+          tokens: vocab.length,
+        });
       const blank = p.blank ?? 0;
       // A padded batch (crop-batch): steps past each item's valid width only saw padding.
       let lengths: Int32Array | undefined;
@@ -260,9 +311,10 @@ defineOp({
       }
       const common = { vocabulary: vocab, blank, offset: blank === 0 ? 1 : 0, ...(lengths ? { lengths } : {}) };
       // Probabilities: the early-exit scan (runner/ops/ctc.ts) beats the kernel's full scan.
-      const r = p.probabilities && !p.softmax
-        ? ctcProbabilities(floats(t, x), t.dims, { ...common, probabilities: true })
-        : await ctcGreedyDecode(floats(t, x), { ...common, dims: [...t.dims], softmax: p.softmax ?? false });
+      const r =
+        p.probabilities && !p.softmax
+          ? ctcProbabilities(floats(t, x), t.dims, { ...common, probabilities: true })
+          : await ctcGreedyDecode(floats(t, x), { ...common, dims: [...t.dims], softmax: p.softmax ?? false });
       texts.push(...r.texts);
       scores.push(...r.scores);
     }
@@ -273,7 +325,8 @@ defineOp({
 defineOp({
   op: 'nms',
   stage: 'post',
-  summary: 'Non-maximum suppression of boxes (a boxes value or a detector tensor laid out box+score, box+score+class or box+class-scores), optionally mapped back through an image\'s resize.',
+  summary:
+    "Non-maximum suppression of boxes (a boxes value or a detector tensor laid out box+score, box+score+class or box+class-scores), optionally mapped back through an image's resize.",
   params: Type.Object(
     {
       input: Name,
@@ -325,17 +378,20 @@ defineOp({
       }
     }
     const keep = count
-      ? (await nms(boxes, scores, {
-          iouThreshold: p.iouThreshold,
-          ...(p.scoreThreshold !== undefined ? { scoreThreshold: p.scoreThreshold } : {}),
-          ...(p.maxOutput !== undefined ? { maxOutput: p.maxOutput } : {}),
-          ...(p.classAware && classes ? { classes } : {}),
-        })).keep
+      ? (
+          await nms(boxes, scores, {
+            iouThreshold: p.iouThreshold,
+            ...(p.scoreThreshold !== undefined ? { scoreThreshold: p.scoreThreshold } : {}),
+            ...(p.maxOutput !== undefined ? { maxOutput: p.maxOutput } : {}),
+            ...(p.classAware && classes ? { classes } : {}),
+          })
+        ).keep
       : new Int32Array(0);
     const img = p.image ? x.get(p.image, 'image') : undefined;
     const t = img?.transform;
     // Boxes are clipped to the image they refer to when it is known.
-    const W = t?.width ?? img?.width ?? Infinity, H = t?.height ?? img?.height ?? Infinity;
+    const W = t?.width ?? img?.width ?? Infinity,
+      H = t?.height ?? img?.height ?? Infinity;
     const clip = (v: number, max: number) => (img ? Math.min(Math.max(v, 0), max) : v);
     const ob = new Float32Array(keep.length * 4);
     keep.forEach((i, j) => {
@@ -358,7 +414,8 @@ defineOp({
 defineOp({
   op: 'text-lines',
   stage: 'post',
-  summary: 'Pairs decoded texts with their regions (crops carry their source quad) into {text, score, box} lines, dropping empty or low-confidence ones; optionally in reading order with the boxes of a row joined, and full-width ASCII forms in Latin lines made ASCII.',
+  summary:
+    'Pairs decoded texts with their regions (crops carry their source quad) into {text, score, box} lines, dropping empty or low-confidence ones; optionally in reading order with the boxes of a row joined, and full-width ASCII forms in Latin lines made ASCII.',
   params: Type.Object(
     {
       texts: Name,
@@ -377,7 +434,10 @@ defineOp({
   run(p, x) {
     const t = x.get(p.texts, 'texts');
     const r = x.get(p.regions, 'images', 'regions');
-    const quads: (ArrayLike<number> | undefined)[] = r.kind === 'images' ? r.items.map((i) => i.quad) : Array.from({ length: r.count }, (_, i) => r.quads.subarray(8 * i, 8 * i + 8));
+    const quads: (ArrayLike<number> | undefined)[] =
+      r.kind === 'images'
+        ? r.items.map((i) => i.quad)
+        : Array.from({ length: r.count }, (_, i) => r.quads.subarray(8 * i, 8 * i + 8));
     if (quads.length !== t.texts.length) x.fail(`${t.texts.length} texts for ${quads.length} regions`);
     const min = p.minScore ?? 0;
     let kept: { text: string; score: number; q: ArrayLike<number> }[] = [];
@@ -404,12 +464,26 @@ defineOp({
         if (parts.length === 1) return parts[0];
         const chars = parts.reduce((n, l) => n + l.text.length, 0);
         const score = parts.reduce((a, l) => a + l.score * l.text.length, 0) / Math.max(1, chars);
-        return { text: parts.map((l) => l.text).filter(Boolean).join(' '), score, q: enclosingQuad(parts.map((l) => l.q), angle) };
+        return {
+          text: parts
+            .map((l) => l.text)
+            .filter(Boolean)
+            .join(' '),
+          score,
+          q: enclosingQuad(
+            parts.map((l) => l.q),
+            angle,
+          ),
+        };
       });
     }
     const lines: TextLine[] = kept.map(({ text, score, q }) => {
       const pt = (k: number): [number, number] => [Math.round(q[2 * k]), Math.round(q[2 * k + 1])];
-      return { text: p.latinAscii ? latinAscii(text) : text, score: Math.round(score * 1e4) / 1e4, box: [pt(0), pt(1), pt(2), pt(3)] };
+      return {
+        text: p.latinAscii ? latinAscii(text) : text,
+        score: Math.round(score * 1e4) / 1e4,
+        box: [pt(0), pt(1), pt(2), pt(3)],
+      };
     });
     x.set(p.output, { kind: 'text-lines', lines });
   },

@@ -5,7 +5,7 @@
  * package code outside it.
  */
 import { Type } from '../../spec/typebox-lite.js';
-import { Name, defineOp, type OpRun } from './registry.js';
+import { defineOp, Name, type OpRun } from './registry.js';
 import { tensorValue, type Value } from './values.js';
 
 const As = Type.Union([Type.Literal('json'), Type.Literal('tensor'), Type.Literal('tensors'), Type.Literal('texts')]);
@@ -40,7 +40,9 @@ function toGuest(v: Value, name: string, x: OpRun): unknown {
       return v.lines;
     case 'image':
     case 'images':
-      return x.fail(`value ${JSON.stringify(name)} is an image; pass scripts tensors (normalize first) so pixels stay on the host`);
+      return x.fail(
+        `value ${JSON.stringify(name)} is an image; pass scripts tensors (normalize first) so pixels stay on the host`,
+      );
     default: {
       const { kind: _kind, ...rest } = v;
       return rest;
@@ -49,7 +51,12 @@ function toGuest(v: Value, name: string, x: OpRun): unknown {
 }
 
 const isTensor = (t: unknown): t is { type: string; dims: number[]; data: ArrayBufferView } =>
-  !!t && typeof t === 'object' && 'type' in t && 'dims' in t && 'data' in t && ArrayBuffer.isView((t as { data: unknown }).data);
+  !!t &&
+  typeof t === 'object' &&
+  'type' in t &&
+  'dims' in t &&
+  'data' in t &&
+  ArrayBuffer.isView((t as { data: unknown }).data);
 
 function fromGuest(value: unknown, as: string, field: string, x: OpRun): Value {
   switch (as) {
@@ -60,7 +67,9 @@ function fromGuest(value: unknown, as: string, field: string, x: OpRun): Value {
       if (!Array.isArray(value) || !value.every(isTensor)) x.fail(`script result ${field} is not a list of tensors`);
       return { kind: 'tensors', items: (value as never[]).map((t) => tensorValue(t)) };
     case 'texts': {
-      const ok = Array.isArray(value) && value.every((t) => t && typeof t === 'object' && typeof t.text === 'string' && typeof t.score === 'number');
+      const ok =
+        Array.isArray(value) &&
+        value.every((t) => t && typeof t === 'object' && typeof t.text === 'string' && typeof t.score === 'number');
       if (!ok) x.fail(`script result ${field} is not a list of {text, score}`);
       const list = value as { text: string; score: number }[];
       return { kind: 'texts', texts: list.map((t) => t.text), scores: Float32Array.from(list, (t) => t.score) };
@@ -73,12 +82,14 @@ function fromGuest(value: unknown, as: string, field: string, x: OpRun): Value {
 defineOp({
   op: 'script',
   stage: 'post',
-  summary: 'Calls the step\'s `hook` of its `script` in the sandbox with `inputs` (tensors as handles) and `constants`; stores the result fields named in `outputs` (as json, tensor, tensors or texts).',
+  summary:
+    "Calls the step's `hook` of its `script` in the sandbox with `inputs` (tensors as handles) and `constants`; stores the result fields named in `outputs` (as json, tensor, tensors or texts).",
   params: ScriptParams,
   reads: (p) => Object.values(p.inputs),
   writes: (p) => Object.values(p.outputs),
   check: (p) => {
-    for (const k of Object.keys(p.as ?? {})) if (!(k in p.outputs)) return `as names ${JSON.stringify(k)}, which is not in outputs`;
+    for (const k of Object.keys(p.as ?? {}))
+      if (!(k in p.outputs)) return `as names ${JSON.stringify(k)}, which is not in outputs`;
     return undefined;
   },
   async run(p, x) {
@@ -87,7 +98,10 @@ defineOp({
     const host = await x.ctx.script!(x.step.script!);
     const args: Record<string, unknown> = { ...(p.constants ?? {}) };
     for (const [field, name] of Object.entries(p.inputs)) args[field] = toGuest(x.get(name), name, x);
-    const result = (await host.call(x.step.hook!, args, p.deadlineMs ? { deadlineMs: p.deadlineMs } : {})) as Record<string, unknown> | null;
+    const result = (await host.call(x.step.hook!, args, p.deadlineMs ? { deadlineMs: p.deadlineMs } : {})) as Record<
+      string,
+      unknown
+    > | null;
     if (!result || typeof result !== 'object' || Array.isArray(result)) x.fail('script hook did not return an object');
     for (const [field, name] of Object.entries(p.outputs)) {
       if (!(field in result!)) x.fail(`script result has no field ${JSON.stringify(field)}`);

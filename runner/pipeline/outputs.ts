@@ -28,12 +28,24 @@ export interface Mask {
 }
 
 /** What each declared output type comes back as. */
-export type OutputValue = TextLine[] | string | Classification | Classification[] | DetectedBox[] | Mask | Tensor | unknown;
+export type OutputValue =
+  | TextLine[]
+  | string
+  | Classification
+  | Classification[]
+  | DetectedBox[]
+  | Mask
+  | Tensor
+  | unknown;
 
 function classifications(v: Extract<Value, { kind: 'classes' }>): Classification[] {
   return Array.from({ length: v.count }, (_, i) => {
     const indices = Array.from(v.indices.subarray(i * v.k, (i + 1) * v.k));
-    return { indices, labels: indices.map((j) => v.labels?.[j] ?? String(j)), scores: Array.from(v.scores.subarray(i * v.k, (i + 1) * v.k)) };
+    return {
+      indices,
+      labels: indices.map((j) => v.labels?.[j] ?? String(j)),
+      scores: Array.from(v.scores.subarray(i * v.k, (i + 1) * v.k)),
+    };
   });
 }
 
@@ -69,19 +81,26 @@ export function convertOutput(spec: IoSpec, v: Value): { value: OutputValue } | 
       }
       if (v.kind === 'regions') {
         return {
-          value: Array.from({ length: v.count }, (_, i): DetectedBox => ({
-            box: [0, 1, 2, 3].map((k) => [v.quads[8 * i + 2 * k], v.quads[8 * i + 2 * k + 1]] as [number, number]),
-            score: v.scores[i],
-          })),
+          value: Array.from(
+            { length: v.count },
+            (_, i): DetectedBox => ({
+              box: [0, 1, 2, 3].map((k) => [v.quads[8 * i + 2 * k], v.quads[8 * i + 2 * k + 1]] as [number, number]),
+              score: v.scores[i],
+            }),
+          ),
         };
       }
       return bad;
     case 'mask':
-      return v.kind === 'mask' ? { value: { width: v.width, height: v.height, data: v.data, ...(v.labels ? { labels: v.labels } : {}) } } : bad;
+      return v.kind === 'mask'
+        ? { value: { width: v.width, height: v.height, data: v.data, ...(v.labels ? { labels: v.labels } : {}) } }
+        : bad;
     case 'tensor':
       return v.kind === 'tensor' ? { value: { type: v.type, dims: v.dims, data: v.data } satisfies Tensor } : bad;
     case 'image':
-      return v.kind === 'image' ? { value: { data: v.data, width: v.width, height: v.height, channels: v.channels } } : bad;
+      return v.kind === 'image'
+        ? { value: { data: v.data, width: v.width, height: v.height, channels: v.channels } }
+        : bad;
     default: {
       // json: the value without its tag
       const { kind: _kind, ...rest } = v as Value & Record<string, unknown>;

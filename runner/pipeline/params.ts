@@ -37,7 +37,12 @@ function validatorOf(def: OpDef): ValidateFunction {
 /** A missing or unknown param is reported at its own path (`/width`), not at the object's. */
 function pathOf(e: ErrorObject): string {
   const p = e.params as Record<string, unknown>;
-  const key = e.keyword === 'required' ? p.missingProperty : e.keyword === 'additionalProperties' ? p.additionalProperty : undefined;
+  const key =
+    e.keyword === 'required'
+      ? p.missingProperty
+      : e.keyword === 'additionalProperties'
+        ? p.additionalProperty
+        : undefined;
   return typeof key === 'string' ? `${e.instancePath}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}` : e.instancePath;
 }
 

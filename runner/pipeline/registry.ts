@@ -4,9 +4,9 @@
  * time is charged to, and how it runs.
  */
 import type { Static, TSchema } from '@sinclair/typebox';
-import { Type } from '../../spec/typebox-lite.js';
 import { RunnerError, type RunnerErrorCode } from '../../spec/errors.js';
 import type { Step } from '../../spec/schema.js';
+import { Type } from '../../spec/typebox-lite.js';
 import type { PipelineContext, RunnerBudget } from '../types.js';
 import type { Need } from './budget.js';
 import type { Value, ValueKind } from './values.js';
@@ -73,14 +73,32 @@ export function listOps(): OpDef[] {
   return [...registry.values()];
 }
 
-export function pipelineError(index: number, step: Step | undefined, message: string, detail?: Record<string, unknown>, cause?: unknown): RunnerError {
+export function pipelineError(
+  index: number,
+  step: Step | undefined,
+  message: string,
+  detail?: Record<string, unknown>,
+  cause?: unknown,
+): RunnerError {
   return stepError('E_RUN_PIPELINE', index, step, message, detail, cause);
 }
 
 /** An error naming the step (index, op, id) it happened in. */
-export function stepError(code: RunnerErrorCode, index: number, step: Step | undefined, message: string, detail?: Record<string, unknown>, cause?: unknown): RunnerError {
+export function stepError(
+  code: RunnerErrorCode,
+  index: number,
+  step: Step | undefined,
+  message: string,
+  detail?: Record<string, unknown>,
+  cause?: unknown,
+): RunnerError {
   const where = step ? `step ${index} (${step.op}${step.id ? ` "${step.id}"` : ''})` : `step ${index}`;
-  return new RunnerError(code, `pipeline ${where}: ${message}`, { step: index, op: step?.op, ...detail }, cause === undefined ? undefined : { cause });
+  return new RunnerError(
+    code,
+    `pipeline ${where}: ${message}`,
+    { step: index, op: step?.op, ...detail },
+    cause === undefined ? undefined : { cause },
+  );
 }
 
 // Shared parameter schemas.

@@ -4,9 +4,9 @@
  */
 import { RunnerError, XpkgError } from '../../spec/errors.js';
 import type { PipelineContext, Timings } from '../types.js';
-import { convertOutput, type OutputValue } from './outputs.js';
 import { overBudget, resolveBudget } from './budget.js';
-import { getOp, pipelineError, stepError, type OpRun } from './registry.js';
+import { convertOutput, type OutputValue } from './outputs.js';
+import { getOp, type OpRun, pipelineError, stepError } from './registry.js';
 import { validatePipeline } from './validate.js';
 import type { Value, ValueKind } from './values.js';
 
@@ -29,7 +29,13 @@ function memoOf(ctx: PipelineContext): Map<string, Promise<unknown>> {
 function inputValue(type: string, name: string, v: unknown): Value {
   if (type === 'tensor') {
     const t = v as { type?: unknown; dims?: unknown; data?: unknown };
-    if (!t || typeof t !== 'object' || typeof t.type !== 'string' || !Array.isArray(t.dims) || !ArrayBuffer.isView(t.data)) {
+    if (
+      !t ||
+      typeof t !== 'object' ||
+      typeof t.type !== 'string' ||
+      !Array.isArray(t.dims) ||
+      !ArrayBuffer.isView(t.data)
+    ) {
       throw new RunnerError('E_RUN_INPUT', `input ${name} must be a tensor {type, dims, data}`, { input: name });
     }
     return { kind: 'tensor', type: t.type as never, dims: t.dims as number[], data: t.data as never };
@@ -46,12 +52,19 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
     const v = inputs[spec.name];
     if (v === undefined) {
       if (spec.optional) continue;
-      throw new RunnerError('E_RUN_INPUT', `missing input ${JSON.stringify(spec.name)}`, { input: spec.name, expected: m.inputs.map((i) => i.name) });
+      throw new RunnerError('E_RUN_INPUT', `missing input ${JSON.stringify(spec.name)}`, {
+        input: spec.name,
+        expected: m.inputs.map((i) => i.name),
+      });
     }
     env.set(spec.name, inputValue(spec.type, spec.name, v));
   }
   for (const k of Object.keys(inputs)) {
-    if (!m.inputs.some((i) => i.name === k)) throw new RunnerError('E_RUN_INPUT', `unknown input ${JSON.stringify(k)}`, { input: k, expected: m.inputs.map((i) => i.name) });
+    if (!m.inputs.some((i) => i.name === k))
+      throw new RunnerError('E_RUN_INPUT', `unknown input ${JSON.stringify(k)}`, {
+        input: k,
+        expected: m.inputs.map((i) => i.name),
+      });
   }
   const timings: Timings = {};
   const memo = memoOf(ctx);
@@ -69,7 +82,11 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
       get<K extends ValueKind>(name: string, ...kinds: K[]) {
         const v = env.get(name);
         if (!v) return fail(`value ${JSON.stringify(name)} is not set (an optional input left out?)`, { name });
-        if (kinds.length && !kinds.includes(v.kind as K)) return fail(`value ${JSON.stringify(name)} is ${v.kind}, expected ${kinds.join(' or ')}`, { name, kind: v.kind });
+        if (kinds.length && !kinds.includes(v.kind as K))
+          return fail(`value ${JSON.stringify(name)} is ${v.kind}, expected ${kinds.join(' or ')}`, {
+            name,
+            kind: v.kind,
+          });
         return v as Extract<Value, { kind: K }>;
       },
       peek: (name) => env.get(name),
@@ -108,10 +125,15 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
     const v = env.get(spec.name);
     if (!v) {
       if (spec.optional) continue;
-      throw pipelineError(steps.length - 1, steps[steps.length - 1], `output ${JSON.stringify(spec.name)} was not produced`);
+      throw pipelineError(
+        steps.length - 1,
+        steps[steps.length - 1],
+        `output ${JSON.stringify(spec.name)} was not produced`,
+      );
     }
     const r = convertOutput(spec, v);
-    if ('problem' in r) throw pipelineError(steps.length - 1, steps[steps.length - 1], r.problem, { output: spec.name });
+    if ('problem' in r)
+      throw pipelineError(steps.length - 1, steps[steps.length - 1], r.problem, { output: spec.name });
     outputs[spec.name] = r.value;
   }
   return { outputs, timings };

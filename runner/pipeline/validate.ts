@@ -11,7 +11,8 @@ import { paramProblems } from './params.js';
 import { getOp, pipelineError, stepError } from './registry.js';
 import './builtin-ops.js';
 
-export type PipelineManifest = Pick<Manifest, 'inputs' | 'outputs' | 'models' | 'pipeline'> & Partial<Pick<Manifest, 'assets'>>;
+export type PipelineManifest = Pick<Manifest, 'inputs' | 'outputs' | 'models' | 'pipeline'> &
+  Partial<Pick<Manifest, 'assets'>>;
 
 const checked = new WeakMap<object, true>();
 
@@ -40,33 +41,49 @@ function validateSteps(m: PipelineManifest): void {
     const def = getOp(step.op);
     if (!def) throw pipelineError(index, step, `unknown op ${JSON.stringify(step.op)}`);
     const scripted = step.op === 'script';
-    if (scripted && (step.script === undefined || step.hook === undefined)) throw pipelineError(index, step, 'a script step names its `script` and `hook`');
-    if (!scripted && (step.script !== undefined || step.hook !== undefined)) throw pipelineError(index, step, 'only `script` steps take `script` and `hook`');
+    if (scripted && (step.script === undefined || step.hook === undefined))
+      throw pipelineError(index, step, 'a script step names its `script` and `hook`');
+    if (!scripted && (step.script !== undefined || step.hook !== undefined))
+      throw pipelineError(index, step, 'only `script` steps take `script` and `hook`');
     if (scripted && !(m.pipeline.scripts ?? []).some((s) => s.path === step.script && s.hooks.includes(step.hook!))) {
-      throw pipelineError(index, step, `hook ${JSON.stringify(step.hook)} of ${JSON.stringify(step.script)} is not declared in pipeline.scripts`);
+      throw pipelineError(
+        index,
+        step,
+        `hook ${JSON.stringify(step.hook)} of ${JSON.stringify(step.script)} is not declared in pipeline.scripts`,
+      );
     }
     const params = step.params ?? {};
     const errors = paramProblems(def, params);
     if (errors.length) {
       const problems = errors.map((e) => ({ path: `/params${e.path}`, message: e.message }));
-      throw pipelineError(index, step, `bad params: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`, { problems });
+      throw pipelineError(index, step, `bad params: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`, {
+        problems,
+      });
     }
     const problem = def.check?.(params as never);
     if (problem) throw pipelineError(index, step, problem, { problems: [{ path: '/params', message: problem }] });
     if (def.model) {
       if (!step.model) throw pipelineError(index, step, 'needs a model');
-      if (!models.has(step.model)) throw pipelineError(index, step, `unknown model ${JSON.stringify(step.model)}`, { model: step.model });
+      if (!models.has(step.model))
+        throw pipelineError(index, step, `unknown model ${JSON.stringify(step.model)}`, { model: step.model });
     } else if (step.model !== undefined) throw pipelineError(index, step, 'takes no model');
     for (const a of def.assets?.(params as never) ?? []) {
       if (!assets.has(a)) throw pipelineError(index, step, `unknown asset ${JSON.stringify(a)}`, { asset: a });
     }
     for (const r of def.reads(params as never)) {
-      if (!defined.has(r)) throw pipelineError(index, step, `reads ${JSON.stringify(r)} before any step writes it`, { name: r });
+      if (!defined.has(r))
+        throw pipelineError(index, step, `reads ${JSON.stringify(r)} before any step writes it`, { name: r });
     }
     for (const w of def.writes(params as never)) defined.add(w);
   });
   for (const o of m.outputs) {
-    if (!o.optional && !defined.has(o.name)) throw pipelineError(steps.length - 1, steps[steps.length - 1], `no step writes output ${JSON.stringify(o.name)}`, { output: o.name });
+    if (!o.optional && !defined.has(o.name))
+      throw pipelineError(
+        steps.length - 1,
+        steps[steps.length - 1],
+        `no step writes output ${JSON.stringify(o.name)}`,
+        { output: o.name },
+      );
   }
   checked.set(m.pipeline, true);
 }

@@ -21,7 +21,11 @@ function outcome(args: string[], status: number | null, stdout: string, stderr: 
 }
 
 export function xpkg(args: string[], env: Record<string, string> = {}, input?: string): CliRun {
-  const r = spawnSync(process.execPath, [resolve('bin/xpkg.js'), ...args], { encoding: 'utf8', env: { ...process.env, ...env }, input });
+  const r = spawnSync(process.execPath, [resolve('bin/xpkg.js'), ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    input,
+  });
   return outcome(args, r.status, r.stdout, r.stderr);
 }
 
@@ -31,12 +35,20 @@ export function xpkg(args: string[], env: Record<string, string> = {}, input?: s
  * JSON line (many inputs print JSON Lines) and `json` the document when exactly one was printed.
  */
 export async function xpkgAsync(args: string[], env: Record<string, string> = {}): Promise<CliRun & { lines: any[] }> {
-  const child = spawn(process.execPath, [resolve('bin/xpkg.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [resolve('bin/xpkg.js'), ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
   child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
   const [status] = (await once(child, 'close')) as [number | null];
-  const lines = args.includes('--json') ? stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l)) : [];
+  const lines = args.includes('--json')
+    ? stdout
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l))
+    : [];
   return { status: status ?? -1, stdout, stderr, json: lines.length === 1 ? lines[0] : null, lines };
 }

@@ -1,5 +1,14 @@
 /** A tiny ONNX model whose weights live in an external data file, written with the fixtures' codec. */
-import { decodeMessage, encodeMessage, fieldsOf, messageField, replaceFields, stringField, sub, varintField } from '../../fixtures/onnx-proto.js';
+import {
+  decodeMessage,
+  encodeMessage,
+  fieldsOf,
+  messageField,
+  replaceFields,
+  stringField,
+  sub,
+  varintField,
+} from '../../fixtures/onnx-proto.js';
 import { encodeModel } from '../../fixtures/onnx-tiny.js';
 
 /**
@@ -16,10 +25,17 @@ export function externalAddModel(location: string, offset = 0): Buffer {
   });
   const entry = (k: string, v: string) => messageField(13, [stringField(1, k), stringField(2, v)]);
   // TensorProto: dims=1, data_type=2, name=8, external_data=13, data_location=14 (EXTERNAL = 1)
-  const w = [varintField(1, 4), varintField(2, 1), stringField(8, 'W'), entry('location', location), entry('offset', String(offset)), entry('length', '16'), varintField(14, 1)];
+  const w = [
+    varintField(1, 4),
+    varintField(2, 1),
+    stringField(8, 'W'),
+    entry('location', location),
+    entry('offset', String(offset)),
+    entry('length', '16'),
+    varintField(14, 1),
+  ];
   const model = decodeMessage(plain);
   const graph = sub(fieldsOf(model, 7)[0]);
   const out = encodeMessage(replaceFields(model, 7, [messageField(7, replaceFields(graph, 5, [messageField(5, w)]))]));
   return Buffer.from(out.buffer, out.byteOffset, out.length);
 }
-

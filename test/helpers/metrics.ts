@@ -25,8 +25,14 @@ export interface DecodeOptions {
 
 /** IoU of boxes a[i] and b[j] (x1, y1, x2, y2 at offsets 4i and 4j). */
 export function boxIou(a: ArrayLike<number>, i: number, b: ArrayLike<number>, j: number): number {
-  const ax1 = a[4 * i], ay1 = a[4 * i + 1], ax2 = a[4 * i + 2], ay2 = a[4 * i + 3];
-  const bx1 = b[4 * j], by1 = b[4 * j + 1], bx2 = b[4 * j + 2], by2 = b[4 * j + 3];
+  const ax1 = a[4 * i],
+    ay1 = a[4 * i + 1],
+    ax2 = a[4 * i + 2],
+    ay2 = a[4 * i + 3];
+  const bx1 = b[4 * j],
+    by1 = b[4 * j + 1],
+    bx2 = b[4 * j + 2],
+    by2 = b[4 * j + 3];
   const iw = Math.max(0, Math.min(ax2, bx2) - Math.max(ax1, bx1));
   const ih = Math.max(0, Math.min(ay2, by2) - Math.max(ay1, by1));
   const inter = iw * ih;
@@ -57,8 +63,12 @@ export function decodeDetections(out: Float32Array, anchors: number, attrs: numb
   const boxes = new Float64Array(cand.length * 4);
   cand.forEach(({ row }, k) => {
     // Float32 arithmetic as numpy does it on the float32 output.
-    const cx = out[row * attrs], cy = out[row * attrs + 1], w = out[row * attrs + 2], h = out[row * attrs + 3];
-    const hw = Math.fround(w / 2), hh = Math.fround(h / 2);
+    const cx = out[row * attrs],
+      cy = out[row * attrs + 1],
+      w = out[row * attrs + 2],
+      h = out[row * attrs + 3];
+    const hw = Math.fround(w / 2),
+      hh = Math.fround(h / 2);
     boxes[4 * k] = Math.fround(cx - hw);
     boxes[4 * k + 1] = Math.fround(cy - hh);
     boxes[4 * k + 2] = Math.fround(cx + hw);
@@ -72,7 +82,8 @@ export function decodeDetections(out: Float32Array, anchors: number, attrs: numb
     res.scores.push(cand[i].score);
     res.classes.push(cand[i].cls);
     for (let j = i + 1; j < cand.length; j++) {
-      if (!suppressed[j] && cand[j].cls === cand[i].cls && boxIou(boxes, i, boxes, j) > o.iouThreshold) suppressed[j] = 1;
+      if (!suppressed[j] && cand[j].cls === cand[i].cls && boxIou(boxes, i, boxes, j) > o.iouThreshold)
+        suppressed[j] = 1;
     }
   }
   return res;
@@ -102,7 +113,12 @@ export function averagePrecision(tp: ArrayLike<number>, nGt: number): number {
  * (ties: image, then detection order); a detection is a hit when its best-IoU ground-truth box of
  * the class is at ≥ threshold and not yet matched. Mean over classes with ground truth.
  */
-export function meanAveragePrecision(dets: Detections[], gts: GroundTruth[], numClasses: number, iouThreshold = 0.5): { mAP50: number; AP50: (number | null)[] } {
+export function meanAveragePrecision(
+  dets: Detections[],
+  gts: GroundTruth[],
+  numClasses: number,
+  iouThreshold = 0.5,
+): { mAP50: number; AP50: (number | null)[] } {
   const aps: number[] = [];
   for (let c = 0; c < numClasses; c++) {
     const recs: { score: number; img: number; det: number }[] = [];
@@ -115,13 +131,16 @@ export function meanAveragePrecision(dets: Detections[], gts: GroundTruth[], num
       nGt += boxes.length / 4;
       return boxes;
     });
-    dets.forEach((d, img) => d.classes.forEach((cls, det) => cls === c && recs.push({ score: d.scores[det], img, det })));
+    dets.forEach((d, img) =>
+      d.classes.forEach((cls, det) => cls === c && recs.push({ score: d.scores[det], img, det })),
+    );
     recs.sort((p, q) => q.score - p.score || p.img - q.img || p.det - q.det);
     const matched = gtOf.map((b) => new Uint8Array(b.length / 4));
     const tp = new Uint8Array(recs.length);
     recs.forEach(({ img, det }, r) => {
       const gb = gtOf[img];
-      let best = -1, bestIou = -1;
+      let best = -1,
+        bestIou = -1;
       for (let k = 0; k < gb.length / 4; k++) {
         const iou = boxIou(dets[img].boxes, det, gb, k);
         if (iou > bestIou) {
@@ -137,14 +156,18 @@ export function meanAveragePrecision(dets: Detections[], gts: GroundTruth[], num
     aps.push(averagePrecision(tp, nGt));
   }
   const valid = aps.filter((a) => !Number.isNaN(a));
-  return { mAP50: valid.length ? valid.reduce((s, a) => s + a, 0) / valid.length : 0, AP50: aps.map((a) => (Number.isNaN(a) ? null : a)) };
+  return {
+    mAP50: valid.length ? valid.reduce((s, a) => s + a, 0) / valid.length : 0,
+    AP50: aps.map((a) => (Number.isNaN(a) ? null : a)),
+  };
 }
 
 /** Per-pixel argmax over channels of a [C, H, W] score map (first maximum wins). */
 export function argmaxChannels(scores: Float32Array, channels: number, pixels: number): Uint8Array {
   const out = new Uint8Array(pixels);
   for (let p = 0; p < pixels; p++) {
-    let best = scores[p], arg = 0;
+    let best = scores[p],
+      arg = 0;
     for (let c = 1; c < channels; c++) {
       const s = scores[c * pixels + p];
       if (s > best) {
@@ -158,7 +181,12 @@ export function argmaxChannels(scores: Float32Array, channels: number, pixels: n
 }
 
 /** Adds the pixels of one image to a confusion matrix [truth * n + pred]. */
-export function accumulateConfusion(conf: Float64Array, pred: ArrayLike<number>, truth: ArrayLike<number>, numLabels: number): void {
+export function accumulateConfusion(
+  conf: Float64Array,
+  pred: ArrayLike<number>,
+  truth: ArrayLike<number>,
+  numLabels: number,
+): void {
   for (let i = 0; i < pred.length; i++) conf[truth[i] * numLabels + pred[i]]++;
 }
 
@@ -166,7 +194,8 @@ export function accumulateConfusion(conf: Float64Array, pred: ArrayLike<number>,
 export function meanIou(conf: Float64Array, numLabels: number): { mIoU: number; IoU: (number | null)[] } {
   const iou: (number | null)[] = [];
   for (let k = 0; k < numLabels; k++) {
-    let row = 0, col = 0;
+    let row = 0,
+      col = 0;
     for (let j = 0; j < numLabels; j++) {
       row += conf[k * numLabels + j];
       col += conf[j * numLabels + k];

@@ -10,10 +10,10 @@
  */
 import { createHash } from 'node:crypto';
 import { crc32, inflateRawSync } from 'node:zlib';
+import * as Z from '../../pack/zip.js';
 import { canonicalBytes } from '../../spec/canonical.js';
 import { BLOCK_SIZE } from '../../spec/limits.js';
 import type { FileRecord } from '../../spec/schema.js';
-import * as Z from '../../pack/zip.js';
 
 export type DosTime = { time: number; date: number };
 
@@ -114,7 +114,9 @@ export function craftArchive(entries: CraftEntry[], options: CraftOptions = {}):
   const cd = Buffer.concat((options.centralOrder ?? centrals.map((_, i) => i)).map((i) => centrals[i]));
   const cdOffset = pos - base;
   push(cd);
-  const end = options.forceZip64End ? zip64End(centrals.length, cdOffset, cd.length) : Z.encodeEnd(centrals.length, cdOffset, cd.length);
+  const end = options.forceZip64End
+    ? zip64End(centrals.length, cdOffset, cd.length)
+    : Z.encodeEnd(centrals.length, cdOffset, cd.length);
   push(patched(end, options.patchEnd));
   if (options.suffix) push(options.suffix);
   return Buffer.concat(parts);
@@ -198,7 +200,12 @@ export function parseArchive(buf: Buffer): { entries: CraftEntry[]; ts: DosTime 
     const dataAt = offset + Z.LOCAL_SIZE + buf.readUInt16LE(offset + 26) + localExtra;
     const raw = Buffer.from(buf.subarray(dataAt, dataAt + compressedSize));
     // Padding is re-derived on layout ('align'), so entries stay aligned when the manifest changes length.
-    entries.push({ name: name.toString('utf8'), data: method === 8 ? inflateRawSync(raw) : raw, method, padding: localExtra ? 'align' : 0 });
+    entries.push({
+      name: name.toString('utf8'),
+      data: method === 8 ? inflateRawSync(raw) : raw,
+      method,
+      padding: localExtra ? 'align' : 0,
+    });
     p += Z.CENTRAL_SIZE + nameLen + buf.readUInt16LE(p + 30) + buf.readUInt16LE(p + 32);
   }
   return { entries, ts };
@@ -223,7 +230,11 @@ export function withManifest(entries: CraftEntry[], manifest: unknown): CraftEnt
 }
 
 /** Adds payload entries (sorted into the manifest's `files`, appended to the archive) and returns new entries. */
-export function withFiles(entries: CraftEntry[], added: CraftEntry[], options: { listInManifest?: boolean } = {}): CraftEntry[] {
+export function withFiles(
+  entries: CraftEntry[],
+  added: CraftEntry[],
+  options: { listInManifest?: boolean } = {},
+): CraftEntry[] {
   const m = manifestOf(entries);
   if (options.listInManifest !== false) {
     const byteOrder = (a: FileRecord, b: FileRecord) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path));
@@ -234,9 +245,14 @@ export function withFiles(entries: CraftEntry[], added: CraftEntry[], options: {
 
 // --- A deterministic fixed-Huffman deflate encoder (RFC 1951 §3.2.6) -------------------------------
 
-const LEN_BASE = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
+const LEN_BASE = [
+  3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258,
+];
 const LEN_EXTRA = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
-const DIST_BASE = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577];
+const DIST_BASE = [
+  1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145,
+  8193, 12289, 16385, 24577,
+];
 const DIST_EXTRA = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
 
 /** One final fixed-Huffman block; greedy LZ77 with a one-candidate hash. Deterministic by construction. */
@@ -289,7 +305,8 @@ export function deflateFixed(data: Buffer): Buffer {
       huff(d, 5);
       bits(dist - DIST_BASE[d], DIST_EXTRA[d]);
       // Index the positions inside the match too, so runs find distance 1 (13 bits per 258 bytes).
-      for (let k = i + 1; k < i + len && k + 3 <= data.length; k++) last.set((data[k] << 16) | (data[k + 1] << 8) | data[k + 2], k);
+      for (let k = i + 1; k < i + len && k + 3 <= data.length; k++)
+        last.set((data[k] << 16) | (data[k + 1] << 8) | data[k + 2], k);
       i += len;
     } else {
       symbol(data[i]);
