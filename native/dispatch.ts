@@ -6,7 +6,7 @@
 import { NativeError } from '../spec/errors.js';
 import type { Kernels } from './index.js';
 
-export type Prepared<R> = { kernel: keyof Kernels; raw: unknown; then: (r: any) => R };
+export type Prepared<R> = { kernel: keyof Kernels; raw: unknown; finish: (r: any) => R };
 
 // The call site is an Error made before the call; its stack is only formatted (the costly part,
 // tens of µs) when a kernel actually fails.
@@ -63,13 +63,13 @@ export function bothForms<A extends unknown[], R>(
   return {
     sync: (...a: A) => {
       const p = prepare(...a);
-      return runSync(kernels(), p.kernel, p.raw, p.then, undefined);
+      return runSync(kernels(), p.kernel, p.raw, p.finish, undefined);
     },
     async: (...a: A) => {
       const site = new Error();
       try {
         const p = prepare(...a);
-        return runAsync(kernels(), p.kernel, p.raw, p.then, site);
+        return runAsync(kernels(), p.kernel, p.raw, p.finish, site);
       } catch (e) {
         return Promise.reject(e);
       }

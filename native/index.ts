@@ -548,7 +548,7 @@ const pre = both((image: ImageInput, opts: PreprocessOptions): Prepared<Preproce
   return {
     kernel: 'preprocess',
     raw,
-    then: () => ({ data: t.out, dims: p.dims, resized: p.resized, pad: p.pad, scale: p.scale }),
+    finish: () => ({ data: t.out, dims: p.dims, resized: p.resized, pad: p.pad, scale: p.scale }),
   };
 });
 /** Fused resize (stretch / letterbox / limit-side) + normalise + layout + dtype of one image. */
@@ -563,7 +563,7 @@ const crop = both((image: ImageInput, quads: ArrayLike<number>, opts: CropOption
   return {
     kernel: 'cropBatch',
     raw,
-    then: () => ({ data: t.out, dims: p.dims, widths: p.raw.widths, rotated: p.rotated }),
+    finish: () => ({ data: t.out, dims: p.dims, widths: p.raw.widths, rotated: p.rotated }),
   };
 });
 /** Crops quads (8 numbers each: TL, TR, BR, BL; pixel i spans [i, i+1)) into one padded batch. */
@@ -591,7 +591,7 @@ const nmsK = both((boxes: Float32Array, scores: Float32Array, opts: NmsOptions):
     maxOutput: o.maxOutput === undefined ? -1 : int('maxOutput', o.maxOutput, 0),
     threads: threadCount(o, threads),
   };
-  return { kernel: 'nms', raw, then: (r: NmsResult) => r };
+  return { kernel: 'nms', raw, finish: (r: NmsResult) => r };
 });
 /** Greedy NMS; kept indices best first, per batch item (counts). NaN scores are dropped. */
 export const nms = nmsK.async;
@@ -635,7 +635,7 @@ const dec = both((output: Float32Array, opts: DecodeOptions): Prepared<Detection
     maxOutput: int('maxOutput', o.maxOutput ?? 300, 0),
     threads: threadCount(o, threads),
   };
-  return { kernel: 'decodeDetections', raw, then: (r: Detections) => r };
+  return { kernel: 'decodeDetections', raw, finish: (r: Detections) => r };
 });
 /** Decodes a YOLO-style head (anchor-free or objectness, optional raw grid), NMS, inverse letterbox. */
 export const decodeDetections = dec.async;
@@ -663,7 +663,7 @@ const argmax = both((logits: Float32Array, opts: ArgmaxOptions): Prepared<Argmax
     scores,
     threads: threadCount(o, threads),
   };
-  return { kernel: 'segmentArgmax', raw, then: () => ({ labels, scores, dims: [batch, height, width] }) };
+  return { kernel: 'segmentArgmax', raw, finish: () => ({ labels, scores, dims: [batch, height, width] }) };
 });
 /** Per-pixel class (uint8 when ≤ 256 classes, else uint16) and optional max logit / probability. */
 export const segmentArgmax = argmax.async;
@@ -687,7 +687,7 @@ const topk = both((logits: Float32Array, opts: TopKOptions): Prepared<TopKResult
     values,
     threads: threadCount(o, threads),
   };
-  return { kernel: 'softmaxTopK', raw, then: () => ({ indices, values }) };
+  return { kernel: 'softmaxTopK', raw, finish: () => ({ indices, values }) };
 });
 /** Best k classes per row (ties: lower index), with softmax probabilities (or raw values). */
 export const softmaxTopK = topk.async;
@@ -713,7 +713,7 @@ const ctc = both((probs: Float32Array, opts: CtcOptions): Prepared<CtcResult> =>
   return {
     kernel: 'ctcGreedy',
     raw,
-    then: (r: RawCtcResult) => {
+    finish: (r: RawCtcResult) => {
       const texts: string[] = [];
       const scores = new Float32Array(batch);
       for (let b = 0; b < batch; b++) {
@@ -761,7 +761,7 @@ const db = both((prob: Float32Array, opts: DbOptions): Prepared<DbResult> => {
     clipHeight: oh,
     threads: threadCount(o, threads),
   };
-  return { kernel: 'dbPostprocess', raw, then: (r: RawDbResult) => ({ ...r, count: r.scores.length }) };
+  return { kernel: 'dbPostprocess', raw, finish: (r: RawDbResult) => ({ ...r, count: r.scores.length }) };
 });
 /** DB text-detection post-processing: quads (TL, TR, BR, BL) with mean-probability scores. */
 export const dbPostprocess = db.async;

@@ -83,7 +83,7 @@ export function planPreprocess(image: ImageInput, opts: PreprocessOptions): Prep
   const im = planImage(image);
   const o = options<PreprocessOptions>('options', opts);
   const rs = options<PreprocessOptions['resize']>('resize', o.resize);
-  const mode = oneOf('resize.mode', rs.mode, ['stretch', 'letterbox', 'limitSide'] as const);
+  oneOf('resize.mode', rs.mode, ['stretch', 'letterbox', 'limitSide'] as const);
   const w = im.width,
     h = im.height;
   let planeW: number,

@@ -4,7 +4,7 @@
  */
 import { crc32, inflateRawSync } from 'node:zlib';
 import { FormatError } from '../spec/errors.js';
-import { ALIGNMENT, LIMITS, PADDING_EXTRA_ID } from '../spec/limits.js';
+import { LIMITS, PADDING_EXTRA_ID } from '../spec/limits.js';
 import type { EntryInfo } from './types.js';
 import * as Z from './zip.js';
 

@@ -33,6 +33,7 @@ type Pt = [number, number];
 
 const esc = (s: string) =>
   s
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: XML 1.0 cannot hold these characters; drop them
     .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g, '')
     .replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const num = (n: number) => (Number.isFinite(n) ? Math.round(n * 100) / 100 : 0);

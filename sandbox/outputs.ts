@@ -94,6 +94,7 @@ function checkValue(spec: IoSpec, v: unknown): void {
       expect(typeof v === 'string', `${what} must be a string`);
       return;
     case 'text-lines':
+      // biome-ignore lint/correctness/noVoidTypeReturn: returning the void check ends the case
       return list(v, what, (item, w) => {
         const o = fields(item, ['text', 'score', 'box'], [], w);
         expect(typeof o.text === 'string' && finite(o.score), `${w} needs a string text and a finite score`);
@@ -101,6 +102,7 @@ function checkValue(spec: IoSpec, v: unknown): void {
         (o.box as unknown[]).forEach((p, i) => point(p, `${w}.box[${i}]`));
       });
     case 'classification':
+      // biome-ignore lint/correctness/noVoidTypeReturn: returning the void check ends the case
       return list(v, what, (item, w) => {
         const o = fields(item, ['index', 'score'], ['label'], w);
         expect(
@@ -110,6 +112,7 @@ function checkValue(spec: IoSpec, v: unknown): void {
         expect(o.label === undefined || typeof o.label === 'string', `${w}.label must be a string`);
       });
     case 'boxes':
+      // biome-ignore lint/correctness/noVoidTypeReturn: returning the void check ends the case
       return list(v, what, (item, w) => {
         const o = fields(item, ['box', 'score'], ['class', 'label'], w);
         expect(

@@ -7,6 +7,7 @@ import { LIMITS, RESERVED_PREFIX } from './limits.js';
 
 const WINDOWS_RESERVED = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i;
 // Controls, DEL, C1 controls, and characters that are special on common file systems or shells.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
 const FORBIDDEN_CHAR = /[\u0000-\u001f\u007f-\u009f\\:*?"<>|\u2028\u2029\ufeff\ufff9-\ufffb]/u;
 // Bidi overrides and isolates let a name display as something it is not.
 const BIDI_CONTROL = /[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]/u;

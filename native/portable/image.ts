@@ -147,6 +147,7 @@ export function preprocess(o: RawPreprocess): void {
   const K = o.outChannels;
   const tx = makeTaps(o.width, roiWidth, o.interp);
   const ty = makeTaps(o.height, roiHeight, o.interp);
+  // biome-ignore lint/correctness/noVoidTypeReturn: the two-tap case is the whole kernel
   if (tx.maxTaps === 2 && ty.maxTaps === 2) return bilinearDirect(o, tx, ty);
   const put = storeOf(o.out);
   const plane = W * H;

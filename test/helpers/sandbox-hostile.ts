@@ -2,7 +2,7 @@
  * A hostile package script for test/sandbox-escape.test.ts: one exported hook per attack.
  * Hooks take `input.x`, a float32 [2, 3] tensor handle, where they need one.
  */
-export const HOSTILE = String.raw`
+export const HOSTILE = `
 const MiB = 1 << 20;
 let stashed = null;
 export function ok() { return 'ok'; }
