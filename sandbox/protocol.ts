@@ -124,16 +124,8 @@ export function spinUntilChanged(ctl: Int32Array, slot: number, seen: number, ms
   return true;
 }
 
-/** Bytes per element of each dtype. */
-export const DTYPE_BYTES: Readonly<Record<SandboxDType, number>> = Object.freeze({
-  float32: 4,
-  float16: 2,
-  int64: 8,
-  int32: 4,
-  uint8: 1,
-  int8: 1,
-  bool: 1,
-});
+/** Bytes per element of each dtype (the format's one table). */
+export { DTYPE_BYTES } from '../spec/dtypes.js';
 
 /** The typed array class each dtype is stored in (host and guest alike). */
 export const DTYPE_ARRAY = Object.freeze({

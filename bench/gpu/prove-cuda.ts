@@ -2,7 +2,7 @@
  * On a GPU machine: does xpkg's onnxruntime backend run the shipped models on the CUDA provider,
  * what does it cost against the CPU provider on the same machine, and do the outputs agree?
  *
- *   node dist/bench/gpu/prove-cuda.js [runs=30] [--check]     (npm run test:gpu = --check)
+ *   node dist-tools/bench/gpu/prove-cuda.js [runs=30] [--check]     (npm run test:gpu = --check)
  *
  * Prints one JSON document: the CUDA/WebGPU checks, the backend's providers, the pins checked
  * against the libraries in place, a Runner run of multi-variant.xpkg on the detected host

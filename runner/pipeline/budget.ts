@@ -6,6 +6,7 @@
  * package is opened (`validatePipeline`, each op's `size`), against every model's declared input
  * shape at load, and before every buffer a step sizes from its input.
  */
+import { DTYPE_BYTES } from '../../spec/dtypes.js';
 import { RunnerError } from '../../spec/errors.js';
 import type { DType, ModelSession, RunnerBudget } from '../types.js';
 
@@ -24,15 +25,7 @@ export const DEFAULT_BUDGET: Readonly<Required<RunnerBudget>> = Object.freeze({
 /** The longest image side the image kernels take (native/plan.ts `planImage`). */
 export const KERNEL_MAX_SIDE = 1 << 16;
 
-export const DTYPE_BYTES: Readonly<Record<DType, number>> = {
-  float32: 4,
-  float16: 2,
-  int64: 8,
-  int32: 4,
-  uint8: 1,
-  int8: 1,
-  bool: 1,
-};
+export { DTYPE_BYTES } from '../../spec/dtypes.js';
 
 /** The budget with defaults filled in; a bad value is E_RUN_BUDGET. */
 export function resolveBudget(b: RunnerBudget = {}): Required<RunnerBudget> {
