@@ -5,6 +5,8 @@
  * (`list_empty(&rt->gc_obj_list)` in JS_FreeRuntime), the worker exited, and the next call failed
  * with E_SANDBOX_KILLED: intermittent, so each shape runs in a loop.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import type { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { liveSandboxThreads, Sandbox } from '../sandbox/index.js';
@@ -91,6 +93,26 @@ describe('a runaway in promise jobs does not break the next call', () => {
       seen.push(await codeOf(own.call('ok')));
     }
     expect(seen).toEqual(Array.from({ length: ROUNDS }, () => 'OK'));
+  }, 120_000);
+
+  it("the issue's hook in a plain process (where the engine's abort shows): every healthy call after it succeeds", async () => {
+    // Before the fix, 38 of 40 healthy calls failed here with E_SANDBOX_KILLED (the worker exited
+    // after QuickJS aborted freeing the runtime); after it, none fail and the worker is replaced.
+    const child = spawn(process.execPath, ['test/helpers/runaway-repro.mjs', '20'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.resume();
+    const [status] = (await once(child, 'close')) as [number | null];
+    expect(status).toBe(0);
+    const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as {
+      rounds: number;
+      failed: string[];
+      respawns: number;
+    };
+    expect(r.rounds).toBe(20);
+    expect(r.failed).toEqual([]);
   }, 120_000);
 
   it('a worker terminated between calls is replaced and the next call succeeds', async () => {
