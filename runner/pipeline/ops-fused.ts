@@ -15,7 +15,7 @@ import {
 import { planCrop } from '../../native/plan.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { quadSize } from '../ops/geometry.js';
-import { classPicker, regionQuads, resizePlan, turnQuad } from './ops-image.js';
+import { classPicker, regionQuads, regionWindow, resizePlan, turnQuad } from './ops-image.js';
 import { defineOp, Name, type OpRun } from './registry.js';
 import type { ImageValue, RegionsValue, TensorValue } from './values.js';
 
@@ -54,31 +54,6 @@ function imageInput(img: ImageValue, x: OpRun): ImageInput {
   if (img.channels !== 1 && img.channels !== 3)
     x.fail(`expected a 1- or 3-channel image, got ${img.channels} channels`);
   return { data: img.data, width: img.width, height: img.height, format: img.channels === 1 ? 'gray' : 'rgb' };
-}
-
-/**
- * The rows and columns around one region (a few pixels beyond every tap the crop kernel samples),
- * as a strided view of the page, with the quad moved into it. An async kernel copies its whole
- * input image (native/src/util.h: JS may detach it meanwhile), so a per-line crop of a large page
- * would otherwise copy the page once per line.
- */
-function lineWindow(image: ImageInput, quad: number[]): [ImageInput, number[]] {
-  const M = 4;
-  const xs = [quad[0], quad[2], quad[4], quad[6]];
-  const ys = [quad[1], quad[3], quad[5], quad[7]];
-  if (![...xs, ...ys].every(Number.isFinite)) return [image, quad];
-  const x0 = Math.max(0, Math.floor(Math.min(...xs)) - M);
-  const y0 = Math.max(0, Math.floor(Math.min(...ys)) - M);
-  const x1 = Math.min(image.width, Math.ceil(Math.max(...xs)) + M);
-  const y1 = Math.min(image.height, Math.ceil(Math.max(...ys)) + M);
-  if (x1 - x0 < 1 || y1 - y0 < 1) return [image, quad];
-  const c = image.format === 'gray' ? 1 : 3;
-  const stride = image.stride ?? image.width * c;
-  const data = image.data.subarray(y0 * stride + x0 * c, (y1 - 1) * stride + x1 * c);
-  return [
-    { data, width: x1 - x0, height: y1 - y0, stride, format: image.format },
-    quad.map((v, k) => v - (k % 2 ? y0 : x0)),
-  ];
 }
 
 const tensorType = (p: NormP) => (p.dtype === 'float16' ? 'float16' : 'float32');
@@ -270,7 +245,7 @@ defineOp({
       x.fits({ bytes }, `a list of ${turned.length} crop tensors`);
       // One tensor per region at its own width (for CPUs, where padding costs as much as text).
       const items = await Promise.all(
-        turned.map((_, i) => cropBatch(...lineWindow(image, cut.slice(8 * i, 8 * i + 8)), opts)),
+        turned.map((_, i) => cropBatch(...regionWindow(image, cut.slice(8 * i, 8 * i + 8)), opts)),
       );
       x.set(p.output, { kind: 'tensors', items: items.map(value) });
     } else if (quads.length === 0) {

@@ -4,7 +4,7 @@
  */
 
 import type { Sharp } from 'sharp';
-import { cropBatch, floatsToHalves } from '../../native/index.js';
+import { cropBatch, floatsToHalves, type ImageInput } from '../../native/index.js';
 import { RunnerError } from '../../spec/errors.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { quadSize } from '../ops/geometry.js';
@@ -433,6 +433,31 @@ function toU8(f: Float32Array): Uint8Array {
 }
 
 /** A quad reordered after the crop was turned `turns` quarter turns counter-clockwise. */
+/**
+ * The rows and columns around one region (a few pixels beyond every tap the crop kernel samples),
+ * as a strided view of the page, with the quad moved into it. An async kernel copies its whole
+ * input image (native/src/util.h: JS may detach it meanwhile), so a crop per region of a large page
+ * would otherwise copy the page once per region.
+ */
+export function regionWindow(image: ImageInput, quad: number[]): [ImageInput, number[]] {
+  const M = 4;
+  const xs = [quad[0], quad[2], quad[4], quad[6]];
+  const ys = [quad[1], quad[3], quad[5], quad[7]];
+  if (![...xs, ...ys].every(Number.isFinite)) return [image, quad];
+  const x0 = Math.max(0, Math.floor(Math.min(...xs)) - M);
+  const y0 = Math.max(0, Math.floor(Math.min(...ys)) - M);
+  const x1 = Math.min(image.width, Math.ceil(Math.max(...xs)) + M);
+  const y1 = Math.min(image.height, Math.ceil(Math.max(...ys)) + M);
+  if (x1 - x0 < 1 || y1 - y0 < 1) return [image, quad];
+  const c = image.format === 'gray' ? 1 : 3;
+  const stride = image.stride ?? image.width * c;
+  const data = image.data.subarray(y0 * stride + x0 * c, (y1 - 1) * stride + x1 * c);
+  return [
+    { data, width: x1 - x0, height: y1 - y0, stride, format: image.format },
+    quad.map((v, k) => v - (k % 2 ? y0 : x0)),
+  ];
+}
+
 export function turnQuad(q: number[], turns: number): number[] {
   const out: number[] = [];
   for (let k = 0; k < 4; k++) {
@@ -532,8 +557,10 @@ defineOp({
     const items: ImageValue[] = await Promise.all(
       sized.map(async ({ quad, w, h }) => {
         const r = await cropBatch(
-          { data: img.data, width: img.width, height: img.height, format: img.channels === 1 ? 'gray' : 'rgb' },
-          quad,
+          ...regionWindow(
+            { data: img.data, width: img.width, height: img.height, format: img.channels === 1 ? 'gray' : 'rgb' },
+            quad,
+          ),
           {
             height: h,
             width: w,
