@@ -11,16 +11,13 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
 import * as Z from '../pack/zip.js';
-import { canonicalBytes } from '../spec/canonical.js';
-import { BLOCK_SIZE, MANIFEST_PATH } from '../spec/limits.js';
-import { fileRecord } from '../tools/vectors/craft.js';
-import { demoSource, tempDir } from './archive-helpers.js';
+import { MANIFEST_PATH } from '../spec/limits.js';
+import { tempDir } from './archive-helpers.js';
+import { writeSparseZip64 } from './helpers/zip64.js';
 
 const CI = Boolean(process.env.CI);
 const works = (cmd: string, args: string[]) => {
@@ -121,89 +118,11 @@ describe('example packages read by independent ZIP readers', { timeout: 180_000 
   );
 });
 
-/**
- * A valid package whose ZIP64 records are all needed: a 4 GiB + 4 KiB asset of zeros (a hole in a
- * sparse file, so nothing is written), then a small asset and an empty model past the 4 GiB mark.
- * Unlike the sparse archive of archive-roundtrip.test.ts, CRCs and digests are the true ones, so
- * every reader can check the whole file.
- */
-async function writeZip64Package(path: string): Promise<{ big: number; layouts: Z.EntryLayout[] }> {
-  const big = 2 ** 32 + 4096;
-  const zeros = Buffer.alloc(BLOCK_SIZE);
-  const blockDigest = createHash('sha256').update(zeros).digest('hex');
-  const whole = createHash('sha256');
-  let crc = 0;
-  for (let left = big; left > 0; left -= BLOCK_SIZE) {
-    const part = zeros.subarray(0, Math.min(BLOCK_SIZE, left));
-    whole.update(part);
-    crc = crc32(part, crc);
-  }
-  const blocks = Array.from({ length: Math.ceil(big / BLOCK_SIZE) }, (_, i) =>
-    i < Math.floor(big / BLOCK_SIZE)
-      ? blockDigest
-      : createHash('sha256')
-          .update(zeros.subarray(0, big % BLOCK_SIZE))
-          .digest('hex'),
-  );
-  const small = Buffer.from('after the big one\n');
-  const manifest = {
-    ...demoSource({
-      models: [
-        { id: 'net', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/net.onnx'] }] },
-      ],
-      pipeline: { steps: [] },
-      assets: [
-        { id: 'big', path: 'assets/big.bin', kind: 'other' },
-        { id: 'small', path: 'assets/small.txt', kind: 'other' },
-      ],
-    }),
-    format: 'xpkg/1',
-    blockSize: BLOCK_SIZE,
-    files: [
-      { path: 'assets/big.bin', size: big, sha256: whole.digest('hex'), blocks },
-      fileRecord('assets/small.txt', small),
-      fileRecord('models/net.onnx', Buffer.alloc(0)),
-    ],
-  };
-  const mBytes = canonicalBytes(manifest);
-  const layouts: Z.EntryLayout[] = [];
-  const fh = await open(path, 'w');
-  try {
-    let cursor = 0;
-    const put = async (name: string, size: number, data: Buffer | null, crc32: number) => {
-      const e: Z.EntryLayout = {
-        name: Buffer.from(name),
-        method: 0,
-        crc32,
-        size,
-        compressedSize: size,
-        localHeaderOffset: cursor,
-        padding: 0,
-      };
-      const h = Z.encodeLocalHeader(e, Z.DEFAULT_DOS_TIME);
-      await fh.write(h, 0, h.length, cursor);
-      if (data) await fh.write(data, 0, data.length, cursor + h.length);
-      cursor += h.length + size;
-      layouts.push(e);
-    };
-    await put(MANIFEST_PATH, mBytes.length, mBytes, crc32(mBytes));
-    await put('assets/big.bin', big, null, crc);
-    await put('assets/small.txt', small.length, small, crc32(small));
-    await put('models/net.onnx', 0, null, 0);
-    const cd = Buffer.concat(layouts.map((e) => Z.encodeCentralHeader(e, Z.DEFAULT_DOS_TIME)));
-    const tail = Buffer.concat([cd, Z.encodeEnd(layouts.length, cursor, cd.length)]);
-    await fh.write(tail, 0, tail.length, cursor);
-  } finally {
-    await fh.close();
-  }
-  return { big, layouts };
-}
-
 describe('a > 4 GiB ZIP64 package read by independent ZIP readers', { timeout: 300_000 }, () => {
   let made: { path: string; big: number; layouts: Z.EntryLayout[] };
   beforeAll(async () => {
     const path = join(await tempDir('xpkg-zip64-'), 'zip64.xpkg');
-    made = { path, ...(await writeZip64Package(path)) };
+    made = { path, ...(await writeSparseZip64(path, { trueDigests: true })) };
   });
 
   it('is a valid package to our reader, with ZIP64 sizes and offsets', async () => {
