@@ -105,9 +105,10 @@ export class Runner implements AsyncDisposable {
     private readonly options: RunnerOptions,
     private readonly registry: BackendRegistry,
   ) {
+    this.budget = resolveBudget(options.budget);
     this.context = {
       manifest: reader.manifest,
-      budget: resolveBudget(options.budget),
+      budget: this.budget,
       session: (id) => this.session(id),
       asset: (id) => this.asset(id),
       script: (path) => this.script(path),
@@ -207,7 +208,7 @@ export class Runner implements AsyncDisposable {
         throw fatal;
       }
       try {
-        checkModelInputs(loaded.value, resolveBudget(this.options.budget), modelId, loaded.verdict.variant.id);
+        checkModelInputs(loaded.value, this.budget, modelId, loaded.verdict.variant.id);
       } catch (e) {
         await loaded.value.release().catch(() => {});
         throw e;
@@ -307,7 +308,7 @@ export class Runner implements AsyncDisposable {
     const sandbox = await Sandbox.create({
       policy,
       ...(this.options.sandboxCaps ? { caps: this.options.sandboxCaps } : {}),
-      kernels: sandboxKernelsFor(resolveBudget(this.options.budget)),
+      kernels: sandboxKernelsFor(this.budget),
       assets,
     });
     try {
@@ -359,6 +360,8 @@ export class Runner implements AsyncDisposable {
    * vocabularies…) by its identity, so it holds nothing that belongs to one run.
    */
   private readonly context: PipelineContext;
+  /** The budget with its defaults, resolved once (runner/pipeline/budget.ts). */
+  private readonly budget: Required<RunnerBudget>;
 
   private assertOpen(): void {
     if (this.closed) throw new RunnerError('E_RUN_LOAD', 'runner is closed');
