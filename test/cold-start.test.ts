@@ -203,7 +203,12 @@ describe('the package file is read once', () => {
       return r;
     };
     try {
-      const runner = await Runner.open(pkg, { trust: ['fixtures/keys/test.pub'], stateDir: tempDir() });
+      // no optimised-model cache: this is about the package's own reads
+      const runner = await Runner.open(pkg, {
+        trust: ['fixtures/keys/test.pub'],
+        stateDir: tempDir(),
+        modelCache: false,
+      });
       try {
         const r = await runner.run({ image: 'fixtures/images/example.png' });
         expect(JSON.stringify(r.outputs)).toContain('quick brown fox');
