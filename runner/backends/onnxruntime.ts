@@ -516,9 +516,9 @@ function cacheFor(
 }
 
 /**
- * A session from the cached optimised model, with optimisation off (it was done), or null. The
- * entry's digest is checked while onnxruntime creates the session; a damaged entry is evicted and
- * the caller loads the model from the package.
+ * A session from the cached optimised model, with optimisation off (it was done), or null. A
+ * damaged entry (its digest differs from its record) is evicted and the caller loads the model
+ * from the package.
  */
 async function fromCache(
   ort: Ort,
@@ -528,28 +528,29 @@ async function fromCache(
 ): Promise<OrtModelSession | null> {
   const hit = await cache.store.lookup(cache.key);
   if (!hit) return null;
-  const create = { ...opts, enableMemPattern: hasStaticInputs(hit.bytes), graphOptimizationLevel: 'disabled' as const };
-  let session: InferenceSession | undefined;
-  try {
-    session = await ort.InferenceSession.create(hit.bytes, create);
-  } catch {
-    // onnxruntime could not read it (a half-written entry from a crash): evict, load from the package
+  if (hit.intact) {
+    const create = {
+      ...opts,
+      enableMemPattern: hasStaticInputs(hit.bytes),
+      graphOptimizationLevel: 'disabled' as const,
+    };
+    try {
+      const session = await ort.InferenceSession.create(hit.bytes, create);
+      const loaded = new OrtModelSession(
+        ort,
+        session,
+        variantId,
+        { ...opts, enableMemPattern: create.enableMemPattern },
+        null,
+        [],
+        null,
+      );
+      loaded.optimizedCache = 'hit';
+      return loaded;
+    } catch {
+      // onnxruntime could not read it (written by a build it does not know): evict, load from the package
+    }
   }
-  if (session && (await hit.intact)) {
-    const loaded = new OrtModelSession(
-      ort,
-      session,
-      variantId,
-      { ...opts, enableMemPattern: create.enableMemPattern },
-      null,
-      [],
-      null,
-    );
-    loaded.optimizedCache = 'hit';
-    return loaded;
-  }
-  await session?.release().catch(() => {});
-  await hit.intact.catch(() => false);
   await cache.store.evict(cache.key);
   return null;
 }

@@ -10,13 +10,13 @@
  * manifest, and is found by a key over that file's SHA-256 (from the manifest), the onnxruntime
  * version, the optimisation level, the providers and this CPU (the optimised graph may hold
  * kernels for this CPU's instruction set only). Each entry records its own SHA-256, checked on
- * every use beside the session's creation (off the main thread); a mismatch evicts the entry and
+ * every use before the session is created; a mismatch evicts the entry and
  * the model loads from the package. The folder is the user's own (0700, files 0600, refused when
  * owned by someone else or writable by others): it is as trusted as the user's home, like any
  * per-user cache, and can be deleted at any time. CPU-only sessions of single-file models only:
  * an optimised graph for another provider may hold that provider's fused nodes.
  */
-import { createHash, webcrypto } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { chmod, readFile, rm, stat } from 'node:fs/promises';
 import { arch, cpus } from 'node:os';
@@ -41,8 +41,8 @@ interface Meta {
 
 export interface CacheHit {
   bytes: Buffer;
-  /** Resolves true when the bytes are the ones stored (hashed off the main thread). */
-  intact: Promise<boolean>;
+  /** True when the bytes are the ones stored. */
+  intact: boolean;
 }
 
 /** The CPU the optimised graph was made for: architecture, model name and vector extensions. */
@@ -59,6 +59,8 @@ function cpuIdentity(): string {
 }
 
 let cpuId: string | undefined;
+
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 export class OrtModelCache {
   readonly dir: string;
@@ -84,10 +86,9 @@ export class OrtModelCache {
       const meta = JSON.parse(metaText) as Meta;
       if (meta.format !== FORMAT || meta.size !== st.size || !/^[0-9a-f]{64}$/.test(meta.sha256)) return null;
       const bytes = await readFile(modelPath);
-      const intact = webcrypto.subtle.digest('SHA-256', bytes).then(
-        (d) => Buffer.from(d).toString('hex') === meta.sha256 && bytes.length === meta.size,
-        () => false,
-      );
+      // node:crypto's one-shot SHA-256 (SHA-NI where the CPU has it) is ~5x faster here than
+      // WebCrypto's digest, which also blocks the caller while it copies its input
+      const intact = sha256(bytes) === meta.sha256 && bytes.length === meta.size;
       return { bytes, intact };
     } catch {
       return null;
@@ -115,8 +116,7 @@ export class OrtModelCache {
       // onnxruntime wrote it with the umask's mode; entries are the user's alone
       await chmod(temp, 0o600);
       const bytes = await readFile(temp);
-      const sha256 = Buffer.from(await webcrypto.subtle.digest('SHA-256', bytes)).toString('hex');
-      const meta: Meta = { format: FORMAT, sha256, size: bytes.length };
+      const meta: Meta = { format: FORMAT, sha256: sha256(bytes), size: bytes.length };
       writeFileSync(metaTemp, JSON.stringify(meta), { mode: 0o600 });
       // the model first: a record never points at a model that is not there yet
       renameSync(temp, join(this.dir, `${key}.onnx`));
