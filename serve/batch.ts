@@ -4,9 +4,10 @@
  * same trailing dimensions are joined along that dimension into one run and the outputs are cut back
  * into one slice per request. Only packages that declare it this way qualify; others run one by one.
  */
+
+import type { Tensor } from '../runner/types.js';
 import { ServeError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
-import type { Tensor } from '../runner/types.js';
 import type { RunReply } from './protocol.js';
 
 export interface BatchPlan {
@@ -57,7 +58,10 @@ function concat(parts: Typed[]): Typed {
 }
 
 /** One input set made of many requests' inputs, and each request's share of the batch dimension. */
-export function joinBatch(plan: BatchPlan, items: Record<string, unknown>[]): { inputs: Record<string, unknown>; sizes: number[] } {
+export function joinBatch(
+  plan: BatchPlan,
+  items: Record<string, unknown>[],
+): { inputs: Record<string, unknown>; sizes: number[] } {
   const sizes = items.map((it) => (it[plan.inputs[0]] as Tensor).dims[0]);
   const inputs: Record<string, unknown> = {};
   for (const n of plan.inputs) {

@@ -15,12 +15,16 @@ function textStream(out: NodeJS.WritableStream): DestinationStream {
       const fields = Object.entries(rest)
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
         .join(' ');
-      out.write(`${new Date(time as number).toISOString()} ${levels[level as number] ?? level} ${msg}${fields ? ` ${fields}` : ''}\n`);
+      out.write(
+        `${new Date(time as number).toISOString()} ${levels[level as number] ?? level} ${msg}${fields ? ` ${fields}` : ''}\n`,
+      );
     },
   };
 }
 
-export function createLogger(o: { format?: LogFormat; level?: string; destination?: NodeJS.WritableStream } = {}): Logger {
+export function createLogger(
+  o: { format?: LogFormat; level?: string; destination?: NodeJS.WritableStream } = {},
+): Logger {
   const out = o.destination ?? process.stderr;
   const opts = { level: o.level ?? 'info', base: undefined };
   return o.format === 'json' ? pino(opts, out as DestinationStream) : pino(opts, textStream(out));

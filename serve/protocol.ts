@@ -1,7 +1,8 @@
 /** Messages between the daemon and a model worker (a child process or a worker thread running one Runner). */
+
+import type { RunnerOptions } from '../runner/runner.js';
 import type { ErrorJson } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
-import type { RunnerOptions } from '../runner/runner.js';
 
 export type ToWorker =
   /** Open (and so verify) the package; `expectId` makes a replacement worker refuse other bytes. */

@@ -86,7 +86,9 @@ export class Repository extends EventEmitter {
       });
     });
     if (!st.isDirectory())
-      throw new ServeError('E_SERVE_REPO', `model repository ${this.config.dir} is not a folder`, { path: this.config.dir });
+      throw new ServeError('E_SERVE_REPO', `model repository ${this.config.dir} is not a folder`, {
+        path: this.config.dir,
+      });
     await this.scan(true);
     await this.idle();
     this.ready = true;
@@ -132,7 +134,10 @@ export class Repository extends EventEmitter {
     } catch (e) {
       const why = (e as Error).message;
       if (why !== this.repoError)
-        this.log.error({ code: 'E_SERVE_REPO', dir: this.config.dir, err: why }, 'model repository unreadable; keeping what is loaded');
+        this.log.error(
+          { code: 'E_SERVE_REPO', dir: this.config.dir, err: why },
+          'model repository unreadable; keeping what is loaded',
+        );
       this.repoError = why;
       return;
     }
@@ -191,19 +196,24 @@ export class Repository extends EventEmitter {
   pick(name: string, pinned?: string): LoadedVersion {
     const e = this.models.get(name);
     if (!e || (!e.current && e.versions.size === 0))
-      throw new ServeError('E_SERVE_MODEL_UNKNOWN', `no model named ${JSON.stringify(name)} is loaded`, { model: name });
+      throw new ServeError('E_SERVE_MODEL_UNKNOWN', `no model named ${JSON.stringify(name)} is loaded`, {
+        model: name,
+      });
     if (pinned !== undefined) {
       const hits = [...e.versions.values()].filter((v) => v.state !== 'closed' && v.id.startsWith(pinned));
       if (pinned.length < 8 || hits.length !== 1)
-        throw new ServeError('E_SERVE_VERSION_UNKNOWN', `model ${name} has no loaded version ${JSON.stringify(pinned)}`, {
-          model: name,
-          version: pinned,
-          loaded: [...e.versions.keys()],
-        });
+        throw new ServeError(
+          'E_SERVE_VERSION_UNKNOWN',
+          `model ${name} has no loaded version ${JSON.stringify(pinned)}`,
+          {
+            model: name,
+            version: pinned,
+            loaded: [...e.versions.keys()],
+          },
+        );
       return hits[0];
     }
-    if (!e.current)
-      throw new ServeError('E_SERVE_UNAVAILABLE', `model ${name} has no version ready`, { model: name });
+    if (!e.current) throw new ServeError('E_SERVE_UNAVAILABLE', `model ${name} has no version ready`, { model: name });
     return e.current;
   }
 
@@ -211,7 +221,10 @@ export class Repository extends EventEmitter {
     const reason = toXpkgError(e).toJSON();
     this.files.set(file, { key, status: 'refused', reason, ...extra });
     if (extra.name) this.config.metrics.swaps.inc({ model: extra.name, event: 'refused' });
-    this.log.warn({ file, ...extra, code: reason.code, reason: reason.summary }, 'package refused; what was serving keeps serving');
+    this.log.warn(
+      { file, ...extra, code: reason.code, reason: reason.summary },
+      'package refused; what was serving keeps serving',
+    );
     this.emit('refused', { file, ...extra, reason });
   }
 
@@ -254,7 +267,11 @@ export class Repository extends EventEmitter {
     if (o.api && !v.signed)
       return decline(
         'refused',
-        new ServeError('E_SERVE_UNSIGNED', `the repository API loads signed packages only; ${file} has no trusted signature`, who),
+        new ServeError(
+          'E_SERVE_UNSIGNED',
+          `the repository API loads signed packages only; ${file} has no trusted signature`,
+          who,
+        ),
       );
     if (e.current && v.sequence <= e.current.sequence)
       return decline(
@@ -269,12 +286,16 @@ export class Repository extends EventEmitter {
     if (budget !== undefined && this.used() + v.memory > budget)
       return decline(
         'refused',
-        new ServeError('E_SERVE_MEMORY', `loading ${v.name} needs about ${mib(v.memory)} MiB; ${mib(this.used())} of ${mib(budget)} MiB are in use`, {
-          ...who,
-          need: v.memory,
-          used: this.used(),
-          budget,
-        }),
+        new ServeError(
+          'E_SERVE_MEMORY',
+          `loading ${v.name} needs about ${mib(v.memory)} MiB; ${mib(this.used())} of ${mib(budget)} MiB are in use`,
+          {
+            ...who,
+            need: v.memory,
+            used: this.used(),
+            budget,
+          },
+        ),
       );
     try {
       await v.warm();
@@ -284,12 +305,16 @@ export class Repository extends EventEmitter {
     if (budget !== undefined && this.used() + v.memory > budget)
       return decline(
         'refused',
-        new ServeError('E_SERVE_MEMORY', `${v.name} holds ${mib(v.memory)} MiB once loaded; the budget is ${mib(budget)} MiB`, {
-          ...who,
-          need: v.memory,
-          used: this.used(),
-          budget,
-        }),
+        new ServeError(
+          'E_SERVE_MEMORY',
+          `${v.name} holds ${mib(v.memory)} MiB once loaded; the budget is ${mib(budget)} MiB`,
+          {
+            ...who,
+            need: v.memory,
+            used: this.used(),
+            budget,
+          },
+        ),
       );
     if ((await this.fileKey(file)) !== key) return decline('standby'); // changed while loading: the next scan retries
     this.switchTo(e, v, file, key, performance.now() - t0);
@@ -303,13 +328,22 @@ export class Repository extends EventEmitter {
     e.versions.set(v.id, v);
     e.current = v; // the switch: every request picked from now on runs on v
     this.files.set(file, { key, status: 'serving', name: v.name, id: v.id, sequence: v.sequence });
-    for (const [f, s] of this.files) if (f !== file && s.status === 'serving' && s.name === v.name) s.status = 'standby';
+    for (const [f, s] of this.files)
+      if (f !== file && s.status === 'serving' && s.name === v.name) s.status = 'standby';
     const m = this.config.metrics;
     m.swaps.inc({ model: v.name, event: old ? 'swapped' : 'loaded' });
     m.loaded.set({ model: v.name }, e.versions.size);
     m.memory.set({ model: v.name, version: v.id }, v.memory);
     this.log.info(
-      { model: v.name, version: v.id, sequence: v.sequence, file, from: old?.id, loadMs: Math.round(loadMs), memory: v.memory },
+      {
+        model: v.name,
+        version: v.id,
+        sequence: v.sequence,
+        file,
+        from: old?.id,
+        loadMs: Math.round(loadMs),
+        memory: v.memory,
+      },
       old ? 'swapped to a new version' : 'model loaded',
     );
     this.emit('swapped', { name: v.name, from: old?.id, to: v.id });
@@ -321,7 +355,10 @@ export class Repository extends EventEmitter {
     e.versions.delete(v.id);
     this.config.metrics.loaded.set({ model: e.name }, e.versions.size);
     this.config.metrics.memory.remove({ model: e.name, version: v.id });
-    this.log.info({ model: e.name, version: v.id, drained: r.drained, drainMs: Math.round(r.ms) }, 'old version unloaded');
+    this.log.info(
+      { model: e.name, version: v.id, drained: r.drained, drainMs: Math.round(r.ms) },
+      'old version unloaded',
+    );
   }
 
   /** A file gone: its version unloads if it was serving; other files of that name get another look. */
@@ -361,14 +398,24 @@ export class Repository extends EventEmitter {
     const now = this.models.get(name)?.current;
     if (now) return now;
     const refused = files.map((f) => this.files.get(f)?.reason).find(Boolean);
-    if (refused) throw new ServeError(refused.code.startsWith('E_SERVE_') ? (refused.code as never) : 'E_SERVE_UNAVAILABLE', refused.summary, refused.detail);
-    throw new ServeError('E_SERVE_MODEL_UNKNOWN', `no package of model ${JSON.stringify(name)} in the repository`, { model: name });
+    if (refused)
+      throw new ServeError(
+        refused.code.startsWith('E_SERVE_') ? (refused.code as never) : 'E_SERVE_UNAVAILABLE',
+        refused.summary,
+        refused.detail,
+      );
+    throw new ServeError('E_SERVE_MODEL_UNKNOWN', `no package of model ${JSON.stringify(name)} in the repository`, {
+      model: name,
+    });
   }
 
   /** Repository API: unload a model and keep it unloaded until an API load. */
   async unloadModel(name: string): Promise<void> {
     const e = this.models.get(name);
-    if (!e?.current) throw new ServeError('E_SERVE_MODEL_UNKNOWN', `no model named ${JSON.stringify(name)} is loaded`, { model: name });
+    if (!e?.current)
+      throw new ServeError('E_SERVE_MODEL_UNKNOWN', `no model named ${JSON.stringify(name)} is loaded`, {
+        model: name,
+      });
     e.held = true;
     const task = new Promise<void>((resolve) => {
       this.enqueue(`api:${name}`, async () => {

@@ -80,7 +80,10 @@ export function repositoryRoutes(app: FastifyInstance, ctx: ServeContext): void 
   });
   // Triton's load takes a config or file contents in parameters; here a package comes only from the folder.
   const body = {
-    anyOf: [{ type: 'null' }, { type: 'object', properties: { ready: { type: 'boolean' } }, additionalProperties: false }],
+    anyOf: [
+      { type: 'null' },
+      { type: 'object', properties: { ready: { type: 'boolean' } }, additionalProperties: false },
+    ],
   };
   app.post('/v2/repository/index', { schema: { body } }, async (req) => {
     const only = (req.body as { ready?: boolean } | null)?.ready;

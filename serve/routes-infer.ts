@@ -39,7 +39,21 @@ const inferSchema = {
           name: { type: 'string', maxLength: 64 },
           shape: { type: 'array', maxItems: 8, items: { type: 'integer', minimum: 0 } },
           datatype: {
-            enum: ['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64', 'BYTES'],
+            enum: [
+              'BOOL',
+              'UINT8',
+              'UINT16',
+              'UINT32',
+              'UINT64',
+              'INT8',
+              'INT16',
+              'INT32',
+              'INT64',
+              'FP16',
+              'FP32',
+              'FP64',
+              'BYTES',
+            ],
           },
           parameters: {
             type: 'object',
@@ -84,7 +98,14 @@ function observe(ctx: ServeContext, name: string, ran: Ran, workerMs: number): v
     if (stage !== 'total') h.observe({ model: name, stage }, ms / 1000);
 }
 
-async function submit(ctx: ServeContext, req: FastifyRequest, name: string, pinned: string | undefined, inputs: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<Ran> {
+async function submit(
+  ctx: ServeContext,
+  req: FastifyRequest,
+  name: string,
+  pinned: string | undefined,
+  inputs: Record<string, unknown>,
+  transfer: ArrayBuffer[] = [],
+): Promise<Ran> {
   const entry = ctx.repository.models.get(name);
   if (!entry) ctx.repository.pick(name); // throws the right 404
   const t0 = performance.now();
@@ -95,6 +116,8 @@ async function submit(ctx: ServeContext, req: FastifyRequest, name: string, pinn
 }
 
 export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
+  // infer takes JSON or the binary extension only: anything else is 415, not a schema error
+  app.removeContentTypeParser('text/plain');
   // The binary tensor data extension: application/octet-stream with the JSON header's length in a header.
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (req, body, done) => {
     const raw = req.headers[HEADER_LENGTH];
@@ -102,22 +125,31 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     const buf = body as Buffer;
     if (raw === undefined || !Number.isSafeInteger(n) || n < 2 || n > buf.length)
       return done(
-        new ServeError('E_SERVE_REQUEST', `a binary request needs an ${HEADER_LENGTH} header between 2 and the body's ${buf.length} bytes`, {
-          header: raw ?? null,
-        }),
+        new ServeError(
+          'E_SERVE_REQUEST',
+          `a binary request needs an ${HEADER_LENGTH} header between 2 and the body's ${buf.length} bytes`,
+          {
+            header: raw ?? null,
+          },
+        ),
       );
     let header: InferBody;
     try {
       header = JSON.parse(buf.subarray(0, n).toString('utf8'));
     } catch (e) {
-      return done(new ServeError('E_SERVE_REQUEST', `the JSON header of the binary request is not JSON: ${(e as Error).message}`));
+      return done(
+        new ServeError('E_SERVE_REQUEST', `the JSON header of the binary request is not JSON: ${(e as Error).message}`),
+      );
     }
     if (header && typeof header === 'object' && !Array.isArray(header))
       Object.defineProperty(header, BINARY, { value: buf.subarray(n), enumerable: false });
     done(null, header);
   });
 
-  const infer = async (req: FastifyRequest<{ Params: ModelParams; Body: InferBody }>, reply: import('fastify').FastifyReply) => {
+  const infer = async (
+    req: FastifyRequest<{ Params: ModelParams; Body: InferBody }>,
+    reply: import('fastify').FastifyReply,
+  ) => {
     const { name, version } = req.params;
     const body = req.body;
     const manifest = ctx.repository.pick(name, version).manifest;
@@ -127,7 +159,9 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
       const size = (t.parameters as { binary_data_size?: number } | undefined)?.binary_data_size;
       if (size === undefined) {
         if (t.data === undefined)
-          throw new ServeError('E_SERVE_REQUEST', `input ${t.name} has neither data nor parameters.binary_data_size`, { input: t.name });
+          throw new ServeError('E_SERVE_REQUEST', `input ${t.name} has neither data nor parameters.binary_data_size`, {
+            input: t.name,
+          });
         return undefined;
       }
       if (!binary || off + size > binary.length)
@@ -153,7 +187,8 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
           expected: manifest.outputs.map((s) => s.name),
         });
     // A thread worker takes the body's memory as it is (no copy) when the body owns its whole buffer.
-    const whole = binary && binary.buffer.byteLength >= 4096 && binary.byteOffset + binary.length === binary.buffer.byteLength;
+    const whole =
+      binary && binary.buffer.byteLength >= 4096 && binary.byteOffset + binary.length === binary.buffer.byteLength;
     const transfer = ctx.isolation === 'thread' && whole ? [binary.buffer as ArrayBuffer] : [];
     const ran = await submit(ctx, req, name, version, inputs, transfer);
     const spec = ran.version.manifest.outputs;
@@ -189,20 +224,31 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
 /** POST /xpkg/models/{name}[/versions/{v}]/run: an image as the body, `xpkg run --json`'s result back. */
 export function runRoutes(app: FastifyInstance, ctx: ServeContext): void {
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-  const run = async (req: FastifyRequest<{ Params: ModelParams; Querystring: { input?: string } }>, reply: import('fastify').FastifyReply) => {
+  const run = async (
+    req: FastifyRequest<{ Params: ModelParams; Querystring: { input?: string } }>,
+    reply: import('fastify').FastifyReply,
+  ) => {
     const { name, version } = req.params;
     const manifest = ctx.repository.pick(name, version).manifest;
     if (!Buffer.isBuffer(req.body))
-      throw new ServeError('E_SERVE_MEDIA_TYPE', 'the run route takes the image itself as the body (image/*, application/octet-stream)');
+      throw new ServeError(
+        'E_SERVE_MEDIA_TYPE',
+        'the run route takes the image itself as the body (image/*, application/octet-stream)',
+      );
     const input = req.query.input ?? manifest.inputs.find((i) => i.type === 'image')?.name;
     const spec = manifest.inputs.find((i) => i.name === input);
     const others = manifest.inputs.filter((i) => i.name !== input && !i.optional);
     if (!spec || spec.type !== 'image' || others.length > 0)
-      throw new ServeError('E_SERVE_INPUT', `model ${name} does not take one image${input ? ` as ${input}` : ''}; use the infer route`, {
-        input: input ?? null,
-        inputs: manifest.inputs.map((i) => ({ name: i.name, type: i.type })),
-      });
-    if (req.body.length === 0) throw new ServeError('E_SERVE_INPUT', 'the body is empty, not an image', { input: spec.name });
+      throw new ServeError(
+        'E_SERVE_INPUT',
+        `model ${name} does not take one image${input ? ` as ${input}` : ''}; use the infer route`,
+        {
+          input: input ?? null,
+          inputs: manifest.inputs.map((i) => ({ name: i.name, type: i.type })),
+        },
+      );
+    if (req.body.length === 0)
+      throw new ServeError('E_SERVE_INPUT', 'the body is empty, not an image', { input: spec.name });
     const ran = await submit(ctx, req, name, version, { [spec.name]: req.body });
     const r = ran.result;
     reply.header('xpkg-model-version', ran.version.id);
@@ -219,7 +265,10 @@ export function runRoutes(app: FastifyInstance, ctx: ServeContext): void {
     };
   };
   const opts = {
-    schema: { params: modelParams, querystring: { type: 'object', properties: { input: { type: 'string', maxLength: 64 } } } },
+    schema: {
+      params: modelParams,
+      querystring: { type: 'object', properties: { input: { type: 'string', maxLength: 64 } } },
+    },
   };
   app.post('/xpkg/models/:name/run', opts, run);
   app.post('/xpkg/models/:name/versions/:version/run', opts, run);

@@ -168,7 +168,10 @@ export class ModelScheduler {
         this.finish(live[0], { version, result, queueMs: started - live[0].enqueued, batched: 1 });
       } else {
         const plan = this.config.batch!.plan;
-        const joined = joinBatch(plan, live.map((j) => j.inputs));
+        const joined = joinBatch(
+          plan,
+          live.map((j) => j.inputs),
+        );
         const result = await version.run(joined.inputs);
         const parts = splitBatch(plan, result, joined.sizes);
         live.forEach((j, i) =>

@@ -88,9 +88,13 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   const host = o.host ?? '127.0.0.1';
   if (o.repositoryApi && !o.repositoryToken && !isLoopbackHost(host))
-    throw new ServeError('E_SERVE_CONFIG', `the repository API on ${host} needs a token (it is open without one only on loopback)`, {
-      host,
-    });
+    throw new ServeError(
+      'E_SERVE_CONFIG',
+      `the repository API on ${host} needs a token (it is open without one only on loopback)`,
+      {
+        host,
+      },
+    );
   const log = o.log ?? createLogger({ format: o.logFormat ?? 'text', level: o.logLevel ?? 'info' });
   const metrics = new ServeMetrics();
   const isolation = o.isolation ?? 'process';
@@ -120,6 +124,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     closing: false,
   };
 
+  const requestTimeout = o.requestTimeoutMs ?? 30_000;
   const app: FastifyInstance = Fastify({
     // pino's Logger is what fastify logs with; its types name a narrower interface
     loggerInstance: log as unknown as FastifyBaseLogger,
@@ -137,8 +142,9 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     serverFactory: (handler) =>
       createServer(
         {
-          headersTimeout: o.headersTimeoutMs ?? 10_000,
-          requestTimeout: o.requestTimeoutMs ?? 30_000,
+          // Node requires headers to arrive no later than the whole request
+          headersTimeout: Math.min(o.headersTimeoutMs ?? 10_000, requestTimeout),
+          requestTimeout,
           keepAliveTimeout: o.keepAliveTimeoutMs ?? 5_000,
           connectionsCheckingInterval: 500,
         },
@@ -156,7 +162,14 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     const model = t.model ?? '';
     metrics.requests.inc({ route, status: reply.statusCode, code: t.code ?? 'ok', model });
     metrics.latency.observe({ route, model }, reply.elapsedTime / 1000);
-    const line = { reqId: req.id, method: req.method, url: req.url, status: reply.statusCode, ms: Number(reply.elapsedTime.toFixed(2)), ...t };
+    const line = {
+      reqId: req.id,
+      method: req.method,
+      url: req.url,
+      status: reply.statusCode,
+      ms: Number(reply.elapsedTime.toFixed(2)),
+      ...t,
+    };
     if (reply.statusCode >= 500) log.warn(line, 'request failed');
     else log.info(line, 'request');
   });
@@ -170,7 +183,11 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     const v2 = req.url.startsWith('/v2');
     return reply
       .code(status)
-      .send(v2 ? { error: e.message, code: e.code, ...(e.detail !== undefined ? { detail: e.detail } : {}) } : { error: e.toJSON() });
+      .send(
+        v2
+          ? { error: e.message, code: e.code, ...(e.detail !== undefined ? { detail: e.detail } : {}) }
+          : { error: e.toJSON() },
+      );
   });
   app.setNotFoundHandler(async (req) => {
     throw new ServeError('E_SERVE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
@@ -190,7 +207,10 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     });
   }
   const addr = app.server.address();
-  const url = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : String(addr);
+  const url =
+    typeof addr === 'object' && addr
+      ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
+      : String(addr);
   log.info({ url, repo: o.repo, isolation }, 'listening');
   const ready = repository.start().then(() => log.info({ models: [...repository.models.keys()] }, 'ready'));
   ready.catch(() => {});

@@ -9,10 +9,11 @@
  * Outputs go back the same way: tensors, masks and images as numeric tensors, everything else (boxes,
  * text lines, classifications) as one BYTES element holding its `xpkg run --json` form.
  */
-import { ServeError } from '../spec/errors.js';
-import type { IoSpec, Manifest } from '../spec/schema.js';
+
 import { outputsToJson } from '../runner/outputs-json.js';
 import type { DType, Tensor } from '../runner/types.js';
+import { ServeError } from '../spec/errors.js';
+import type { IoSpec, Manifest } from '../spec/schema.js';
 
 export type V2Datatype =
   | 'BOOL'
@@ -196,10 +197,15 @@ function checkShape(spec: IoSpec, shape: number[]): void {
       return seen === undefined || seen === shape[i];
     });
   if (!ok)
-    throw bad(spec.name, 'shape', `shape ${JSON.stringify(shape)} does not fit the declared ${JSON.stringify(spec.shape)}`, {
-      expected: spec.shape,
-      actual: shape,
-    });
+    throw bad(
+      spec.name,
+      'shape',
+      `shape ${JSON.stringify(shape)} does not fit the declared ${JSON.stringify(spec.shape)}`,
+      {
+        expected: spec.shape,
+        actual: shape,
+      },
+    );
 }
 
 /** BYTES elements: binary (4-byte little-endian length, then the bytes) or JSON strings. */
@@ -244,10 +250,15 @@ export function inputValue(spec: IoSpec, t: RequestTensor, binary?: Uint8Array):
   const numeric = (dtype: DType): Tensor['data'] => {
     if (binary) {
       if (binary.byteLength !== n * ITEM[dtype])
-        throw bad(t.name, 'size', `binary data is ${binary.byteLength} bytes, ${t.datatype} ${JSON.stringify(t.shape)} is ${n * ITEM[dtype]}`, {
-          bytes: binary.byteLength,
-          need: n * ITEM[dtype],
-        });
+        throw bad(
+          t.name,
+          'size',
+          `binary data is ${binary.byteLength} bytes, ${t.datatype} ${JSON.stringify(t.shape)} is ${n * ITEM[dtype]}`,
+          {
+            bytes: binary.byteLength,
+            need: n * ITEM[dtype],
+          },
+        );
       return fromBytes(dtype, binary);
     }
     return fromJson(t.name, dtype, t.data, n);
@@ -257,19 +268,29 @@ export function inputValue(spec: IoSpec, t: RequestTensor, binary?: Uint8Array):
       const dtype = FROM_V2[t.datatype];
       const declared = spec.dtype && spec.dtype !== 'string' ? (spec.dtype as DType) : undefined;
       if (!dtype || (declared && declared !== dtype))
-        throw bad(t.name, 'dtype', `datatype ${t.datatype}, the input is declared ${declared ? TO_V2[declared] : 'numeric'}`, {
-          expected: declared ? TO_V2[declared] : undefined,
-          actual: t.datatype,
-        });
+        throw bad(
+          t.name,
+          'dtype',
+          `datatype ${t.datatype}, the input is declared ${declared ? TO_V2[declared] : 'numeric'}`,
+          {
+            expected: declared ? TO_V2[declared] : undefined,
+            actual: t.datatype,
+          },
+        );
       checkShape(spec, t.shape);
       return { type: dtype, dims: t.shape, data: numeric(dtype) } satisfies Tensor;
     }
     case 'image': {
       if (t.datatype === 'BYTES') return one();
       if (t.datatype !== 'UINT8' || t.shape.length !== 3 || t.shape[2] < 1 || t.shape[2] > 4)
-        throw bad(t.name, 'shape', `an image is UINT8 [height, width, channels 1-4] or BYTES [1] (encoded), not ${t.datatype} ${JSON.stringify(t.shape)}`, {
-          actual: t.shape,
-        });
+        throw bad(
+          t.name,
+          'shape',
+          `an image is UINT8 [height, width, channels 1-4] or BYTES [1] (encoded), not ${t.datatype} ${JSON.stringify(t.shape)}`,
+          {
+            actual: t.shape,
+          },
+        );
       const [height, width, channels] = t.shape;
       return { data: numeric('uint8') as Uint8Array, width, height, channels: channels as 1 | 2 | 3 | 4 };
     }
@@ -381,7 +402,13 @@ function outputsToJsonArray(a: ArrayBufferView, datatype: V2Datatype): unknown[]
       const s = bits & 0x8000 ? -1 : 1;
       const e = (bits >> 10) & 0x1f;
       const f = bits & 0x3ff;
-      return e === 0 ? s * f * 2 ** -24 : e === 31 ? (f ? Number.NaN : s * Infinity) : s * (1 + f / 1024) * 2 ** (e - 15);
+      return e === 0
+        ? s * f * 2 ** -24
+        : e === 31
+          ? f
+            ? Number.NaN
+            : s * Infinity
+          : s * (1 + f / 1024) * 2 ** (e - 15);
     });
   }
   if (a instanceof BigInt64Array) return Array.from(a, (x) => Number(x));

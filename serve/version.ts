@@ -143,11 +143,15 @@ export class LoadedVersion {
       clearTimeout(timer);
     }
     if (!drained) {
-      const why = new ServeError('E_SERVE_DRAINED', `version ${this.id} of ${this.name} was unloaded before this request finished`, {
-        model: this.name,
-        version: this.id,
-        deadlineMs,
-      });
+      const why = new ServeError(
+        'E_SERVE_DRAINED',
+        `version ${this.id} of ${this.name} was unloaded before this request finished`,
+        {
+          model: this.name,
+          version: this.id,
+          deadlineMs,
+        },
+      );
       for (const w of this.workers) w.kill(why);
     }
     await this.close();

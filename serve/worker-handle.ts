@@ -47,8 +47,16 @@ export class ModelWorker extends EventEmitter {
     this.pid = child?.pid;
     const onMessage = (m: FromWorker) => this.onMessage(m);
     const onExit = (code: number | null, signal?: NodeJS.Signals | null) => this.onExit(code, signal ?? null);
-    if (child) child.on('message', onMessage).on('exit', onExit).on('error', () => {});
-    else thread!.on('message', onMessage).on('exit', (code) => onExit(code)).on('error', () => {});
+    if (child)
+      child
+        .on('message', onMessage)
+        .on('exit', onExit)
+        .on('error', () => {});
+    else
+      thread!
+        .on('message', onMessage)
+        .on('exit', (code) => onExit(code))
+        .on('error', () => {});
   }
 
   static spawn(isolation: Isolation): ModelWorker {
