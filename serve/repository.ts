@@ -53,6 +53,9 @@ export interface ModelEntry {
   scheduler: ModelScheduler;
   /** Unloaded through the repository API: files of this name wait for an API load. */
   held: boolean;
+  /** The file the current version came from: deleting it unloads the model, even if it has since been
+   * replaced by a package that was refused (the version in memory kept serving meanwhile). */
+  file?: string;
 }
 
 export class Repository extends EventEmitter {
@@ -327,6 +330,8 @@ export class Repository extends EventEmitter {
     e.scheduler.setBatch(b && plan ? { ...b, plan } : undefined);
     e.versions.set(v.id, v);
     e.current = v; // the switch: every request picked from now on runs on v
+    e.file = file;
+    e.held = false;
     this.files.set(file, { key, status: 'serving', name: v.name, id: v.id, sequence: v.sequence });
     for (const [f, s] of this.files)
       if (f !== file && s.status === 'serving' && s.name === v.name) s.status = 'standby';
@@ -363,18 +368,15 @@ export class Repository extends EventEmitter {
 
   /** A file gone: its version unloads if it was serving; other files of that name get another look. */
   private async remove(file: string): Promise<void> {
-    const s = this.files.get(file);
     this.files.delete(file);
     this.seen.delete(file);
-    if (s?.status !== 'serving' || !s.name) return;
-    const e = this.models.get(s.name);
-    if (!e?.current || e.current.id !== s.id) return;
-    await this.unload(e, `${file} was removed`);
+    for (const e of this.models.values()) if (e.current && e.file === file) await this.unload(e, `${file} was removed`);
   }
 
   private async unload(e: ModelEntry, why: string): Promise<void> {
     const v = e.current!;
     e.current = undefined;
+    e.file = undefined;
     this.config.metrics.swaps.inc({ model: e.name, event: 'unloaded' });
     this.log.info({ model: e.name, version: v.id, why }, 'model unloading');
     this.emit('unloaded', { name: e.name, id: v.id });
@@ -386,13 +388,13 @@ export class Repository extends EventEmitter {
 
   /** Repository API: (re)load the files of a model; only signed packages are accepted this way. */
   async loadModel(name: string): Promise<LoadedVersion> {
-    const e = this.models.get(name);
-    if (e) e.held = false;
+    // a held model stays held until a load through the API succeeds (switchTo releases it)
     let files = [...this.files].filter(([, s]) => s.name === name).map(([f]) => f);
     if (files.length === 0) files = [`${name}.xpkg`];
     for (const f of files) {
       this.files.delete(f);
-      this.enqueue(f, () => this.load(f, { api: true }));
+      // its own queue key: a watcher load of the same file already queued must not swallow the API's
+      this.enqueue(`api:${f}`, () => this.load(f, { api: true }));
     }
     await this.idle();
     const now = this.models.get(name)?.current;

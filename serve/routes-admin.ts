@@ -43,12 +43,14 @@ export function healthRoutes(app: FastifyInstance, ctx: ServeContext): void {
     const { name, version } = req.params;
     const e = ctx.repository.models.get(name);
     if (!e) ctx.repository.pick(name); // 404 with its code
+    // a model that was loaded and is not now (unloaded, between versions) is known but not ready
     let ok = false;
-    try {
-      ok = ctx.repository.pick(name, version).state === 'ready';
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'E_SERVE_UNAVAILABLE') throw err;
-    }
+    if (e?.current || version !== undefined)
+      try {
+        ok = ctx.repository.pick(name, version).state === 'ready';
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'E_SERVE_UNAVAILABLE') throw err;
+      }
     return reply.code(ok ? 200 : 503).send({ name, ready: ok });
   };
   const opts = { schema: { params: modelParams } };

@@ -137,7 +137,8 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     },
     forceCloseConnections: 'idle',
     return503OnClosing: true,
-    ajv: { customOptions: { coerceTypes: false, allErrors: false } },
+    // validate as written: no coercion, and an unknown property is an error (never silently dropped)
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     // Node's own guards against slow clients: a request (headers, then everything) must arrive in time.
     serverFactory: (handler) =>
       createServer(
