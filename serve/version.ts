@@ -30,6 +30,8 @@ export class LoadedVersion {
   state: 'loading' | 'ready' | 'draining' | 'closed' = 'loading';
   private workers: ModelWorker[] = [];
   private running = 0;
+  /** A replacement worker starting: runs that find no live worker wait for it instead of failing. */
+  private replacing: Promise<unknown> | undefined;
   private idle: (() => void)[] = [];
 
   private constructor(
@@ -72,6 +74,7 @@ export class LoadedVersion {
     const failed = more.find((x) => !(x instanceof ModelWorker));
     if (failed) throw failed;
     const warmed = await Promise.all(this.workers.map((w) => w.warm()));
+    for (const w of this.workers) w.ready = true;
     const measured = warmed.map((x) => x.rss);
     if (measured.every((x) => x !== null)) this.memory = measured.reduce((a, b) => a + b!, 0);
     this.state = 'ready';
@@ -96,14 +99,21 @@ export class LoadedVersion {
       if (!unexpected || this.state !== 'ready') return;
       this.config.log.warn({ model: this.name, version: this.id, code, signal }, 'model worker died; replacing it');
       this.config.onRestart?.(this);
-      void this.spawnOne()
-        .then((nw) => nw.warm())
+      const replacing = this.spawnOne()
+        .then(async (nw) => {
+          await nw.warm();
+          nw.ready = true;
+        })
         .catch((e: unknown) =>
           this.config.log.error(
             { model: this.name, version: this.id, err: (e as Error).message, code: (e as { code?: string }).code },
             'replacing the model worker failed',
           ),
-        );
+        )
+        .finally(() => {
+          if (this.replacing === replacing) this.replacing = undefined;
+        });
+      this.replacing = replacing;
     });
   }
 
@@ -113,7 +123,11 @@ export class LoadedVersion {
 
   /** Runs on the least busy live worker. */
   async run(inputs: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<RunReply> {
-    const live = this.workers.filter((w) => !w.exited);
+    let live = this.workers.filter((w) => !w.exited && w.ready);
+    if (live.length === 0 && this.replacing) {
+      await this.replacing;
+      live = this.workers.filter((w) => !w.exited && w.ready);
+    }
     if (this.state === 'closed' || live.length === 0)
       throw new ServeError('E_SERVE_UNAVAILABLE', `version ${this.id} of ${this.name} has no live worker`, {
         model: this.name,

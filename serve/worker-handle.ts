@@ -37,6 +37,8 @@ export class ModelWorker extends EventEmitter {
   /** What the runs in flight fail with when this worker is ended on purpose. */
   private killReason: ServeError | undefined;
   exited = false;
+  /** Warmed up: runs may go to it. */
+  ready = false;
   readonly pid: number | undefined;
 
   private constructor(
