@@ -81,8 +81,8 @@ export class Repository extends EventEmitter {
     return this.config.log;
   }
 
-  /** Loads what the folder holds (readiness waits for this), then keeps watching it. */
-  async start(): Promise<void> {
+  /** The folder exists and is a folder (checked before the server listens). */
+  async check(): Promise<void> {
     const st = await stat(this.config.dir).catch((e: unknown) => {
       throw new ServeError('E_SERVE_REPO', `model repository ${this.config.dir}: ${(e as Error).message}`, {
         path: this.config.dir,
@@ -92,6 +92,10 @@ export class Repository extends EventEmitter {
       throw new ServeError('E_SERVE_REPO', `model repository ${this.config.dir} is not a folder`, {
         path: this.config.dir,
       });
+  }
+
+  /** Loads what the folder holds (readiness waits for this), then keeps watching it. */
+  async start(): Promise<void> {
     await this.scan(true);
     await this.idle();
     this.ready = true;

@@ -199,6 +199,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   await app.register(async (scope) => runRoutes(scope, ctx));
   if (o.repositoryApi) await app.register(async (scope) => repositoryRoutes(scope, ctx));
 
+  await repository.check();
   try {
     await app.listen({ host, port: o.port ?? 8000 });
   } catch (e) {
@@ -214,7 +215,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
       : String(addr);
   log.info({ url, repo: o.repo, isolation }, 'listening');
   const ready = repository.start().then(() => log.info({ models: [...repository.models.keys()] }, 'ready'));
-  ready.catch(() => {});
+  ready.catch((e: unknown) => log.error({ err: (e as Error).message }, 'the first load of the repository failed'));
 
   let closing: Promise<void> | undefined;
   return {

@@ -111,4 +111,8 @@ else {
   process.on('message', onMessage);
   // The daemon gone (killed, crashed): nothing is left to answer to.
   process.on('disconnect', () => process.exit(0));
+  // Ctrl-C or a stop signal reaches the whole process group: the daemon stops its workers itself,
+  // after the requests in flight have finished.
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => {});
 }
