@@ -2,6 +2,7 @@
  * Prometheus metrics of the daemon (prom-client), on a registry of its own so that two servers in
  * one process (tests, benches) never share counters.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Latency buckets in seconds: 0.5 ms to 30 s. */
@@ -66,7 +67,25 @@ export class ServeMetrics {
     registers: [this.registry],
   });
 
+  /** Sampled every millisecond; a sample is the time between two wake-ups, so the lag is that minus 1 ms. */
+  private readonly loop = monitorEventLoopDelay({ resolution: 1 });
+  readonly loopLag = new Gauge({
+    name: 'xpkg_serve_event_loop_lag_p99_seconds',
+    help: 'p99 of how late the event loop woke up since the previous scrape (1 ms sampling)',
+    registers: [this.registry],
+    collect: () => {
+      const p99 = this.loop.count > 0 ? Math.max(0, this.loop.percentile(99) / 1e6 - 1) : 0;
+      this.loopLag.set(p99 / 1000);
+      this.loop.reset();
+    },
+  });
+
   constructor(process = true) {
     if (process) collectDefaultMetrics({ register: this.registry, prefix: 'xpkg_serve_' });
+    this.loop.enable();
+  }
+
+  close(): void {
+    this.loop.disable();
   }
 }

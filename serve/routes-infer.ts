@@ -11,6 +11,7 @@ import type { ServeContext } from './server.js';
 import { outputTensor, type RequestTensor, requestInputs } from './tensors.js';
 
 const BINARY = Symbol('binary tensor data');
+const round = (ms: number) => Math.round(ms * 1000) / 1000;
 const HEADER_LENGTH = 'inference-header-content-length';
 
 interface InferBody {
@@ -204,7 +205,13 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
       model_name: name,
       model_version: ran.version.id,
       ...(body.id !== undefined ? { id: body.id } : {}),
-      parameters: { sequence: ran.version.sequence, batched: ran.batched },
+      // where the time went: waiting for a run slot, and the run itself in the worker
+      parameters: {
+        sequence: ran.version.sequence,
+        batched: ran.batched,
+        queue_ms: round(ran.queueMs),
+        run_ms: round(ran.result.timings.total ?? 0),
+      },
       outputs: enc.map((e) => e.tensor),
     };
     reply.header('xpkg-model-version', ran.version.id);

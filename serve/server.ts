@@ -231,6 +231,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
         await app.close(); // stops accepting; requests in flight finish (their workers are still up)
         await ready.catch(() => {});
         await repository.close();
+        metrics.close();
         log.info('stopped');
       })()),
   };
