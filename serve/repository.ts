@@ -11,12 +11,12 @@
  * time, so decisions never race. A folder that cannot be read changes nothing that is loaded.
  */
 import { EventEmitter } from 'node:events';
-import { type FSWatcher, watch } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { type ErrorJson, ServeError, toXpkgError } from '../spec/errors.js';
+import { type ErrorJson, ServeError, toXpkgError, XpkgError } from '../spec/errors.js';
 import { batchPlan } from './batch.js';
+import { FolderWatch, fileKey } from './folder.js';
 import type { ServeMetrics } from './metrics.js';
 import { ModelScheduler, type SchedulerConfig } from './scheduler.js';
 import { LoadedVersion, type VersionConfig } from './version.js';
@@ -60,21 +60,20 @@ export interface ModelEntry {
 
 export class Repository extends EventEmitter {
   private readonly files = new Map<string, FileState>();
-  /** Keys seen and since when, so only settled files load. */
-  private readonly seen = new Map<string, { key: string; since: number }>();
   readonly models = new Map<string, ModelEntry>();
   private chain: Promise<void> = Promise.resolve();
   private readonly queued = new Set<string>();
-  private watcher: FSWatcher | undefined;
-  private poller: NodeJS.Timeout | undefined;
-  private settleTimer: NodeJS.Timeout | undefined;
-  private scanning: Promise<void> | undefined;
-  private repoError: string | undefined;
+  private readonly folder: FolderWatch;
   private closed = false;
   ready = false;
 
   constructor(private readonly config: RepositoryConfig) {
     super();
+    this.folder = new FolderWatch(config.dir, config, {
+      known: () => new Map([...this.files].map(([f, st]) => [f, st.key])),
+      changed: (f) => this.enqueue(f, () => this.load(f)),
+      removed: (f) => this.enqueue(f, () => this.remove(f)),
+    });
   }
 
   private get log(): Logger {
@@ -99,13 +98,7 @@ export class Repository extends EventEmitter {
     await this.scan(true);
     await this.idle();
     this.ready = true;
-    try {
-      this.watcher = watch(this.config.dir, () => void this.scan());
-      this.watcher.on('error', () => {});
-    } catch {
-      // polling alone still sees every change
-    }
-    this.poller = setInterval(() => void this.scan(), this.config.pollMs);
+    this.folder.start();
   }
 
   /** Resolves when every queued load and unload has finished. */
@@ -128,50 +121,9 @@ export class Repository extends EventEmitter {
       .catch((e: unknown) => this.log.error({ file, err: (e as Error).message }, 'repository task failed'));
   }
 
-  /** Lists the folder and queues loads for settled new or changed files and unloads for removed ones. */
-  scan(initial = false): Promise<void> {
-    this.scanning ??= this.scanOnce(initial).finally(() => (this.scanning = undefined));
-    return this.scanning;
-  }
-
-  private async scanOnce(initial: boolean): Promise<void> {
-    let names: string[];
-    try {
-      names = (await readdir(this.config.dir)).filter((n) => n.endsWith('.xpkg') && !n.startsWith('.'));
-    } catch (e) {
-      const why = (e as Error).message;
-      if (why !== this.repoError)
-        this.log.error(
-          { code: 'E_SERVE_REPO', dir: this.config.dir, err: why },
-          'model repository unreadable; keeping what is loaded',
-        );
-      this.repoError = why;
-      return;
-    }
-    if (this.repoError) this.log.info({ dir: this.config.dir }, 'model repository readable again');
-    this.repoError = undefined;
-    const now = performance.now();
-    let wait = Infinity;
-    for (const n of names) {
-      const st = await stat(join(this.config.dir, n)).catch(() => null);
-      if (!st?.isFile()) continue;
-      const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
-      if (this.files.get(n)?.key === key) continue;
-      const s = this.seen.get(n);
-      if (s?.key !== key) this.seen.set(n, { key, since: now });
-      const age = now - (this.seen.get(n)?.since ?? now);
-      if (!initial && age < this.config.settleMs) {
-        wait = Math.min(wait, this.config.settleMs - age);
-        continue;
-      }
-      this.enqueue(n, () => this.load(n));
-    }
-    for (const n of this.files.keys()) if (!names.includes(n)) this.enqueue(n, () => this.remove(n));
-    if (wait !== Infinity && !this.settleTimer)
-      this.settleTimer = setTimeout(() => {
-        this.settleTimer = undefined;
-        void this.scan();
-      }, wait + 5);
+  /** Lists the folder now and queues loads for new or changed files and unloads for removed ones. */
+  scan(now = false): Promise<void> {
+    return this.folder.scan(now);
   }
 
   private entry(name: string): ModelEntry {
@@ -235,11 +187,6 @@ export class Repository extends EventEmitter {
     this.emit('refused', { file, ...extra, reason });
   }
 
-  private async fileKey(file: string): Promise<string | null> {
-    const st = await stat(join(this.config.dir, file)).catch(() => null);
-    return st?.isFile() ? `${st.ino}:${st.size}:${st.mtimeMs}` : null;
-  }
-
   private used(): number {
     let n = 0;
     for (const e of this.models.values()) for (const v of e.versions.values()) n += v.memory;
@@ -248,7 +195,7 @@ export class Repository extends EventEmitter {
 
   /** One file: open and verify, decide, warm up, switch. */
   private async load(file: string, o: { api?: boolean } = {}): Promise<void> {
-    const key = await this.fileKey(file);
+    const key = await fileKey(join(this.config.dir, file));
     if (key === null) return;
     this.files.set(file, { key, status: 'loading' });
     const t0 = performance.now();
@@ -323,7 +270,7 @@ export class Repository extends EventEmitter {
           },
         ),
       );
-    if ((await this.fileKey(file)) !== key) return decline('standby'); // changed while loading: the next scan retries
+    if ((await fileKey(join(this.config.dir, file))) !== key) return decline('standby'); // changed while loading: the next scan retries
     this.switchTo(e, v, file, key, performance.now() - t0);
   }
 
@@ -373,7 +320,7 @@ export class Repository extends EventEmitter {
   /** A file gone: its version unloads if it was serving; other files of that name get another look. */
   private async remove(file: string): Promise<void> {
     this.files.delete(file);
-    this.seen.delete(file);
+    this.folder.forget(file);
     for (const e of this.models.values()) if (e.current && e.file === file) await this.unload(e, `${file} was removed`);
   }
 
@@ -404,12 +351,8 @@ export class Repository extends EventEmitter {
     const now = this.models.get(name)?.current;
     if (now) return now;
     const refused = files.map((f) => this.files.get(f)?.reason).find(Boolean);
-    if (refused)
-      throw new ServeError(
-        refused.code.startsWith('E_SERVE_') ? (refused.code as never) : 'E_SERVE_UNAVAILABLE',
-        refused.summary,
-        refused.detail,
-      );
+    // the refusal as it was: its own code (a digest, a signature, a rollback, the budget…)
+    if (refused) throw new XpkgError(refused.code, refused.summary, refused.detail);
     throw new ServeError('E_SERVE_MODEL_UNKNOWN', `no package of model ${JSON.stringify(name)} in the repository`, {
       model: name,
     });
@@ -448,10 +391,7 @@ export class Repository extends EventEmitter {
   /** Stops watching and unloads everything (runs in flight finish first, within the drain deadline). */
   async close(): Promise<void> {
     this.closed = true;
-    this.watcher?.close();
-    clearInterval(this.poller);
-    clearTimeout(this.settleTimer);
-    await this.scanning;
+    await this.folder.close();
     await this.idle();
     await Promise.all(
       [...this.models.values()].flatMap((e) => {

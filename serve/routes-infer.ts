@@ -8,7 +8,8 @@ import { outputsToJson } from '../runner/outputs-json.js';
 import { ServeError } from '../spec/errors.js';
 import type { Ran } from './scheduler.js';
 import type { ServeContext } from './server.js';
-import { outputTensor, type RequestTensor, requestInputs } from './tensors.js';
+import { outputTensor } from './tensor-output.js';
+import { type RequestTensor, requestInputs } from './tensors.js';
 
 const BINARY = Symbol('binary tensor data');
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
@@ -245,7 +246,7 @@ export function runRoutes(app: FastifyInstance, ctx: ServeContext): void {
     const input = req.query.input ?? manifest.inputs.find((i) => i.type === 'image')?.name;
     const spec = manifest.inputs.find((i) => i.name === input);
     const others = manifest.inputs.filter((i) => i.name !== input && !i.optional);
-    if (!spec || spec.type !== 'image' || others.length > 0)
+    if (spec?.type !== 'image' || others.length > 0)
       throw new ServeError(
         'E_SERVE_INPUT',
         `model ${name} does not take one image${input ? ` as ${input}` : ''}; use the infer route`,

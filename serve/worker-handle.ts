@@ -14,7 +14,8 @@ import type { FromWorker, Opened, RunReply, ToWorker } from './protocol.js';
 
 export type Isolation = 'process' | 'thread';
 
-type Pending = { resolve: (v: any) => void; reject: (e: unknown) => void };
+// each caller knows what its message answers with (call<T>)
+type Pending = { resolve: (v: never) => void; reject: (e: unknown) => void };
 
 /** The worker module: compiled JS, or from the TypeScript sources (tests, tsx) through tsx's loader. */
 function entry(): { file: URL; ts: boolean; tsx?: string } {
@@ -97,7 +98,7 @@ export class ModelWorker extends EventEmitter {
   private call<T>(m: ToWorker): Promise<T> {
     if (this.exited) return Promise.reject(crashed('the worker has exited'));
     return new Promise<T>((resolve, reject) => {
-      this.control = { resolve, reject };
+      this.control = { resolve: resolve as (v: never) => void, reject };
       this.post(m);
     });
   }
@@ -114,7 +115,7 @@ export class ModelWorker extends EventEmitter {
     if (this.exited) return Promise.reject(crashed('the worker has exited'));
     const rid = this.nextRid++;
     return new Promise<RunReply>((resolve, reject) => {
-      this.inflight.set(rid, { resolve, reject });
+      this.inflight.set(rid, { resolve: resolve as (v: never) => void, reject });
       this.post({ t: 'run', rid, inputs }, transfer);
     });
   }
@@ -143,14 +144,14 @@ export class ModelWorker extends EventEmitter {
     if (m.t === 'result' || (m.t === 'error' && m.rid !== undefined)) {
       const p = this.inflight.get(m.rid!);
       this.inflight.delete(m.rid!);
-      if (m.t === 'result') p?.resolve(m.result);
+      if (m.t === 'result') p?.resolve(m.result as never);
       else p?.reject(revive(m.error));
       return;
     }
     const c = this.control;
     this.control = undefined;
     if (m.t === 'error') c?.reject(revive(m.error));
-    else c?.resolve(m);
+    else c?.resolve(m as never);
     // a closed thread does not exit by itself while onnxruntime holds handles
     if (m.t === 'closed' && this.thread) void this.thread.terminate();
   }
