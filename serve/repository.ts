@@ -110,13 +110,13 @@ export class Repository extends EventEmitter {
     } while (c !== this.chain);
   }
 
-  private enqueue(file: string, task: () => Promise<void>): void {
+  private enqueue(file: string, task: () => Promise<unknown>): void {
     if (this.queued.has(file)) return;
     this.queued.add(file);
     this.chain = this.chain
-      .then(() => {
+      .then(async () => {
         this.queued.delete(file);
-        return this.closed ? undefined : task();
+        if (!this.closed) await task();
       })
       .catch((e: unknown) => this.log.error({ file, err: (e as Error).message }, 'repository task failed'));
   }
@@ -176,7 +176,7 @@ export class Repository extends EventEmitter {
     return e.current;
   }
 
-  private refuse(file: string, key: string, e: unknown, extra: Partial<FileState> = {}): void {
+  private refuse(file: string, key: string, e: unknown, extra: Partial<FileState> = {}): ErrorJson {
     const reason = toXpkgError(e).toJSON();
     this.files.set(file, { key, status: 'refused', reason, ...extra });
     if (extra.name) this.config.metrics.swaps.inc({ model: extra.name, event: 'refused' });
@@ -185,6 +185,7 @@ export class Repository extends EventEmitter {
       'package refused; what was serving keeps serving',
     );
     this.emit('refused', { file, ...extra, reason });
+    return reason;
   }
 
   private used(): number {
@@ -193,10 +194,10 @@ export class Repository extends EventEmitter {
     return n;
   }
 
-  /** One file: open and verify, decide, warm up, switch. */
-  private async load(file: string, o: { api?: boolean } = {}): Promise<void> {
+  /** One file: open and verify, decide, warm up, switch. Resolves with why it was refused, if it was. */
+  private async load(file: string, o: { api?: boolean } = {}): Promise<ErrorJson | undefined> {
     const key = await fileKey(join(this.config.dir, file));
-    if (key === null) return;
+    if (key === null) return undefined;
     this.files.set(file, { key, status: 'loading' });
     const t0 = performance.now();
     let v: LoadedVersion;
@@ -206,15 +207,15 @@ export class Repository extends EventEmitter {
         onRestart: (x) => this.config.metrics.restarts.inc({ model: x.name }),
       });
     } catch (e) {
-      this.refuse(file, key, e);
-      return;
+      return this.refuse(file, key, e);
     }
     const who = { name: v.name, id: v.id, sequence: v.sequence };
     const e = this.entry(v.name);
     const decline = async (status: FileStatus, err?: unknown) => {
       await v.close();
-      if (err) this.refuse(file, key, err, who);
-      else this.files.set(file, { key, status, ...who });
+      if (err) return this.refuse(file, key, err, who);
+      this.files.set(file, { key, status, ...who });
+      return undefined;
     };
     if (e.current?.id === v.id) return decline('serving');
     if (e.held && !o.api) return decline('standby');
@@ -272,6 +273,7 @@ export class Repository extends EventEmitter {
       );
     if ((await fileKey(join(this.config.dir, file))) !== key) return decline('standby'); // changed while loading: the next scan retries
     this.switchTo(e, v, file, key, performance.now() - t0);
+    return undefined;
   }
 
   private switchTo(e: ModelEntry, v: LoadedVersion, file: string, key: string, loadMs: number): void {
@@ -331,8 +333,9 @@ export class Repository extends EventEmitter {
     this.config.metrics.swaps.inc({ model: e.name, event: 'unloaded' });
     this.log.info({ model: e.name, version: v.id, why }, 'model unloading');
     this.emit('unloaded', { name: e.name, id: v.id });
-    // another file with this name may serve now: look at those files again
-    for (const [f, st] of this.files) if (st.name === e.name && st.status !== 'serving') this.files.delete(f);
+    // another file with this name may serve now: the next scan looks at those files again (a key
+    // no file has), and they stay known by name meanwhile (an API load finds them)
+    for (const st of this.files.values()) if (st.name === e.name && st.status !== 'serving') st.key = '';
     await this.retire(e, v);
     if (!this.closed) void this.scan(true);
   }
@@ -342,15 +345,19 @@ export class Repository extends EventEmitter {
     // a held model stays held until a load through the API succeeds (switchTo releases it)
     let files = [...this.files].filter(([, s]) => s.name === name).map(([f]) => f);
     if (files.length === 0) files = [`${name}.xpkg`];
+    const reasons: ErrorJson[] = [];
     for (const f of files) {
       this.files.delete(f);
       // its own queue key: a watcher load of the same file already queued must not swallow the API's
-      this.enqueue(`api:${f}`, () => this.load(f, { api: true }));
+      this.enqueue(`api:${f}`, async () => {
+        const why = await this.load(f, { api: true });
+        if (why) reasons.push(why);
+      });
     }
     await this.idle();
     const now = this.models.get(name)?.current;
     if (now) return now;
-    const refused = files.map((f) => this.files.get(f)?.reason).find(Boolean);
+    const refused = reasons[0];
     // the refusal as it was: its own code (a digest, a signature, a rollback, the budget…)
     if (refused) throw new XpkgError(refused.code, refused.summary, refused.detail);
     throw new ServeError('E_SERVE_MODEL_UNKNOWN', `no package of model ${JSON.stringify(name)} in the repository`, {

@@ -78,7 +78,7 @@ describe('xpkg serve (CLI)', () => {
       const r = await inflight;
       expect(r.status).toBe(200);
       expect(r.body.result.outputs.boxes.length).toBeGreaterThan(0);
-      const [code] = (await new Promise((res) => d.child.once('exit', (...a) => res(a)))) as [number];
+      const code = await new Promise<number | null>((res) => d.child.once('exit', (c) => res(c)));
       expect(code).toBe(0);
       expect(JSON.parse(d.stdout())).toEqual({ result: { url, stopped: 'SIGTERM' } });
       expect(d.lines.every((l) => !('text' in l) || l.text.startsWith('xpkg serve: stopped'))).toBe(true);
