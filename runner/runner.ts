@@ -13,19 +13,25 @@ import { FormatError, RunnerError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 import { type BackendRegistry, defaultRegistry } from './backends/index.js';
 import { type HostProfile, resolveHost } from './host.js';
+import { ModelSlot, type RunFailure, type SlotLoad } from './model-slot.js';
 import { checkModelInputs, resolveBudget } from './pipeline/budget.js';
-import { runPipeline } from './pipeline/run.js';
+import { type PipelineCopies, runPipeline } from './pipeline/run.js';
+import { pipelineShapes } from './pipeline/shapes.js';
 import { validatePipeline } from './pipeline/validate.js';
+import { DEFAULT_MAX_SHAPES, type OpenReport, type PrewarmOptions, prewarmSession } from './prewarm.js';
 import { type ProviderReport, providerReport } from './provider-report.js';
+import { variantProviders } from './providers.js';
 import { type ManyInput, type ManyResult, runMany } from './run-many.js';
 import { sandboxKernelsFor } from './sandbox-kernels.js';
 import {
   applyAttempts,
-  type LoadAttempt,
+  type Loaded,
   loadWithFallback,
+  type ModelSelection,
   type Precision,
   type Selection,
   selectVariants,
+  type VariantVerdict,
   withModel,
 } from './select.js';
 import type {
@@ -61,6 +67,12 @@ export interface RunnerOptions {
   sandboxCaps?: Partial<SandboxCaps>;
   /** Ceilings for what a pipeline allocates (defaults: runner/pipeline/budget.ts DEFAULT_BUDGET). */
   budget?: RunnerBudget;
+  /**
+   * Load models in `open` and run them once at every input shape the pipeline can make, so no first
+   * run pays a GPU's per-shape set-up (runner/prewarm.ts). A mode alone or with `maxShapes`;
+   * default `auto`: only models whose chosen variant runs on an accelerator.
+   */
+  prewarm?: PrewarmOptions['mode'] | PrewarmOptions;
 }
 
 export interface RunResult extends ProviderReport {
@@ -69,14 +81,20 @@ export interface RunResult extends ProviderReport {
   variant: Record<string, string>;
   /** Milliseconds per stage (decode, pre, infer:<model>, post) and `total`. */
   timings: Timings;
+  /**
+   * Bytes this run handed to and took back from models on an accelerator (their input and output
+   * tensors, which cross between host and device memory); zero for models on the CPU.
+   */
+  copies: PipelineCopies;
 }
 
-interface LoadedModel {
-  session: ModelSession;
-  variant: string;
-  /** Variants tried before (and including) the one that loaded. */
-  attempts: LoadAttempt[];
-}
+/** The providers of a variant that failed while running. */
+const failedProviders = (failed: readonly RunFailure[]) => (variant: string) =>
+  failed.filter((f) => f.variant === variant).map((f) => f.provider);
+
+/** Whether every provider a variant declares failed while running. */
+const allFailed = (v: VariantVerdict, excluded: (variant: string) => string[]) =>
+  variantProviders(v.variant).every((p) => excluded(v.variant.id).includes(p));
 
 /** One shared load per key; a failed load is forgotten so the next call retries. */
 function once<T>(cache: Map<string, Promise<T>>, key: string, load: () => Promise<T>): Promise<T> {
@@ -90,12 +108,13 @@ function once<T>(cache: Map<string, Promise<T>>, key: string, load: () => Promis
 }
 
 export class Runner implements AsyncDisposable {
-  private readonly models = new Map<string, Promise<LoadedModel>>();
+  private readonly models = new Map<string, Promise<ModelSlot>>();
   private readonly assets = new Map<string, Promise<Buffer>>();
   private readonly scripts = new Map<string, Promise<{ sandbox: Sandbox }>>();
   private closed = false;
   /** Raises the anti-rollback state; set while a verified signer's sequence is still unrecorded. */
   private commitRollback?: () => Promise<void>;
+  #opened: OpenReport = { ms: { total: 0, load: 0, prewarm: 0 }, prewarm: {} };
 
   private constructor(
     private readonly reader: PackageReader,
@@ -117,6 +136,7 @@ export class Runner implements AsyncDisposable {
   }
 
   static async open(path: string, options: RunnerOptions = {}): Promise<Runner> {
+    const t0 = performance.now();
     const reader = await PackageReader.open(path);
     try {
       const policy = await resolvePolicy({
@@ -143,6 +163,7 @@ export class Runner implements AsyncDisposable {
       const runner = new Runner(reader, verification, host, selection, options, registry);
       // Recorded after the first successful run, when every byte it used has verified (on read).
       if (verification.signatures.pending?.length) runner.commitRollback = () => commitRollback(policy, verification);
+      await runner.prewarm(t0);
       return runner;
     } catch (e) {
       await reader.close();
@@ -165,15 +186,20 @@ export class Runner implements AsyncDisposable {
 
   /** Loads (once) the best loadable variant of a model, falling back and recording why. */
   session(modelId: string): Promise<ModelSession> {
-    return this.model(modelId).then((m) => m.session);
+    return this.model(modelId);
   }
 
-  private model(modelId: string): Promise<LoadedModel> {
+  /** What `open` cost and what it pre-warmed (runner/prewarm.ts). */
+  get opened(): OpenReport {
+    return this.#opened;
+  }
+
+  private model(modelId: string): Promise<ModelSlot> {
     this.assertOpen();
     return once(this.models, modelId, () => this.loadModel(modelId));
   }
 
-  private async loadModel(modelId: string): Promise<LoadedModel> {
+  private modelSelection(modelId: string): ModelSelection {
     const sel = this.selectionState.models.find((m) => m.model === modelId);
     if (!sel)
       throw new RunnerError(
@@ -181,22 +207,82 @@ export class Runner implements AsyncDisposable {
         `the pipeline uses model ${JSON.stringify(modelId)}, which the manifest does not declare`,
         { model: modelId },
       );
+    return sel;
+  }
+
+  private async loadModel(modelId: string): Promise<ModelSlot> {
+    const sel = this.modelSelection(modelId);
+    try {
+      const loaded = await this.loadFirst(modelId, sel, () => []);
+      this.selectionState = withModel(this.selectionState, loaded.selection ?? applyAttempts(sel, loaded.attempts));
+      const first = { session: loaded.value, variant: loaded.verdict.variant.id, attempts: loaded.attempts };
+      return new ModelSlot(
+        first,
+        (failed) => this.replaceModel(modelId, failed),
+        (next, failed) => this.switched(modelId, next, failed),
+      );
+    } catch (e) {
+      const attempts = (e as { detail?: { attempts?: unknown } }).detail?.attempts;
+      if (Array.isArray(attempts))
+        this.selectionState = withModel(this.selectionState, applyAttempts(sel, attempts as never));
+      throw e;
+    }
+  }
+
+  /** After a session failed while running: the model's best candidate other than the failed (variant, provider) pairs, or null. */
+  private async replaceModel(modelId: string, failed: readonly RunFailure[]): Promise<SlotLoad | null> {
+    const excluded = failedProviders(failed);
+    const candidates = this.modelSelection(modelId).candidates.filter((v) => !allFailed(v, excluded));
+    if (!candidates.length) return null;
+    try {
+      const loaded = await this.loadFirst(modelId, candidates, excluded);
+      return { session: loaded.value, variant: loaded.verdict.variant.id, attempts: loaded.attempts };
+    } catch {
+      return null;
+    }
+  }
+
+  /** The selection after a switch: variants whose every provider failed while running are rejected (run-failed). */
+  private switched(modelId: string, next: SlotLoad, failed: readonly RunFailure[]): void {
+    const excluded = failedProviders(failed);
+    const sel = this.modelSelection(modelId);
+    const runFailed = sel.variants
+      .filter((v) => allFailed(v, excluded))
+      .map((v) => ({
+        variant: v.variant.id,
+        ok: false,
+        code: 'E_RUN_BACKEND',
+        phase: 'run' as const,
+        reason: `failed while running on ${excluded(v.variant.id).join(', ')}`,
+      }));
+    this.selectionState = withModel(this.selectionState, applyAttempts(sel, [...runFailed, ...next.attempts]));
+  }
+
+  /**
+   * Tries `candidates` in order (leaving out each variant's `excluded` providers), verifying the
+   * bytes read. Altered package bytes (a digest or archive error while reading) are never a reason
+   * to fall back to another variant, and neither is a model naming files it may not read: both stop
+   * the run. Any other failure (a read too large, a full disk) is that variant's load failure.
+   */
+  private async loadFirst(
+    modelId: string,
+    candidates: ModelSelection | readonly VariantVerdict[],
+    excluded: (variant: string) => string[],
+  ): Promise<Loaded<ModelSession>> {
     const sessionOptions: SessionOptions = {
       ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
       ...(this.options.graphOptimization ? { graphOptimization: this.options.graphOptimization } : {}),
     };
-    // Altered package bytes (a digest or archive error while reading) are never a reason to fall
-    // back to another variant, and neither is a model naming files it may not read: both stop the
-    // run. Any other failure (a read too large, a full disk) is that variant's load failure.
     let fatal: unknown;
     try {
-      const loaded = await loadWithFallback(sel, async (verdict) => {
+      const loaded = await loadWithFallback(candidates, async (verdict) => {
         const { backend } = await this.registry.resolve(verdict.variant.runtime);
+        const ex = excluded(verdict.variant.id);
         return backend
           .load(
             verdict.variant,
             this.variantFiles(verdict.variant.files, (e) => (fatal ??= e)),
-            sessionOptions,
+            ex.length ? { ...sessionOptions, excludeProviders: ex } : sessionOptions,
           )
           .catch((e: unknown) => {
             if ((e as { code?: unknown }).code === 'E_RUN_MODEL_EXTERNAL') fatal ??= e;
@@ -213,14 +299,58 @@ export class Runner implements AsyncDisposable {
         await loaded.value.release().catch(() => {});
         throw e;
       }
-      this.selectionState = withModel(this.selectionState, loaded.selection ?? applyAttempts(sel, loaded.attempts));
-      return { session: loaded.value, variant: loaded.verdict.variant.id, attempts: loaded.attempts };
+      return loaded;
     } catch (e) {
-      const attempts = (e as { detail?: { attempts?: unknown } }).detail?.attempts;
-      if (Array.isArray(attempts))
-        this.selectionState = withModel(this.selectionState, applyAttempts(sel, attempts as never));
       throw fatal ?? e;
     }
+  }
+
+  /**
+   * Loads in `open` the models the pre-warm mode names and runs each accelerated one (any one
+   * under `always`) at every shape the pipeline can make. A model that fails to load here is
+   * recorded and loads again (and reports its error) on the first run; open itself does not fail.
+   */
+  private async prewarm(t0: number): Promise<void> {
+    const o = typeof this.options.prewarm === 'object' ? this.options.prewarm : { mode: this.options.prewarm };
+    const mode = o.mode ?? 'auto';
+    const maxShapes = o.maxShapes ?? DEFAULT_MAX_SHAPES;
+    if (!Number.isInteger(maxShapes) || maxShapes < 0)
+      throw new RunnerError('E_RUN_LOAD', `prewarm maxShapes must be a non-negative integer, not ${maxShapes}`);
+    const accelerated = (p: string | undefined) => p !== undefined && p !== 'cpu';
+    const ids =
+      mode === 'off'
+        ? []
+        : this.selectionState.models
+            .filter((m) => mode === 'always' || m.chosen?.providers?.some(accelerated))
+            .map((m) => m.model);
+    const report: OpenReport = { ms: { total: 0, load: 0, prewarm: 0 }, prewarm: {} };
+    const tl = performance.now();
+    const slots = await Promise.all(ids.map((id) => this.model(id).catch((e: unknown) => e as Error)));
+    report.ms.load = performance.now() - tl;
+    const spaces = pipelineShapes(this.manifest);
+    const tp = performance.now();
+    for (const [i, id] of ids.entries()) {
+      const slot = slots[i];
+      if (!(slot instanceof ModelSlot)) {
+        report.prewarm[id] = {
+          provider: 'none',
+          shapes: [],
+          possible: null,
+          ms: 0,
+          skipped: { code: 'failed', reason: `load failed: ${String(slot?.message ?? slot).slice(0, 300)}` },
+        };
+        continue;
+      }
+      if (mode === 'auto' && !accelerated(slot.provider)) {
+        const reason = 'runs on the CPU provider, which has no per-shape set-up';
+        report.prewarm[id] = { provider: 'cpu', shapes: [], possible: null, ms: 0, skipped: { code: 'cpu', reason } };
+        continue;
+      }
+      report.prewarm[id] = await prewarmSession(slot, spaces[id] ?? [], maxShapes);
+    }
+    report.ms.prewarm = performance.now() - tp;
+    report.ms.total = performance.now() - t0;
+    this.#opened = report;
   }
 
   /**
@@ -335,19 +465,19 @@ export class Runner implements AsyncDisposable {
     const loadMs = performance.now() - tl;
     // Runs may overlap (a daemon): each run's stage times come back with its own result, never
     // through state shared on the runner.
-    const { outputs, timings: stages } = await runPipeline(this.context, inputs);
+    const { outputs, timings: stages, copies } = await runPipeline(this.context, inputs);
     const timings: Timings = { ...stages };
     if (this.commitRollback) await this.commitRollback().then(() => (this.commitRollback = undefined));
     const variant: Record<string, string> = {};
     const loaded = [];
     for (const [id, p] of this.models) {
-      const m = await p;
-      variant[id] = m.variant;
-      loaded.push({ model: id, ...m });
+      const slot = await p;
+      variant[id] = slot.current.variant;
+      loaded.push({ model: id, ...slot.current, runFallbacks: slot.runFallbacks });
     }
     if (loadMs > 1) timings.load = loadMs;
     timings.total = performance.now() - t0;
-    return { outputs, variant, ...providerReport(loaded), timings };
+    return { outputs, variant, ...providerReport(loaded), timings, copies };
   }
 
   /** Runs the package once per item, in order; a failing item yields its error and the next still runs (run-many.ts). */
@@ -372,7 +502,7 @@ export class Runner implements AsyncDisposable {
     this.closed = true;
     for (const p of this.models.values()) {
       const m = await p.catch(() => null);
-      await m?.session.release().catch(() => {});
+      await m?.release().catch(() => {});
     }
     for (const p of this.scripts.values()) {
       const s = await p.catch(() => null);

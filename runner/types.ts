@@ -43,6 +43,8 @@ export interface SessionOptions {
   threads?: number;
   /** onnxruntime graph optimisation level. */
   graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Providers not to use for this load (ones whose session of the variant failed while running). */
+  excludeProviders?: readonly string[];
 }
 
 /** What a backend can load, decided from the detected host. */

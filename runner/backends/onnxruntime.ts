@@ -74,12 +74,18 @@ export function ortSessionOptions(
   options: SessionOptions,
   availableProviders: readonly string[],
 ): OrtSessionOptions {
-  const executionProviders = usableProviders(variant, availableProviders);
+  const excluded = options.excludeProviders ?? [];
+  const executionProviders = usableProviders(variant, availableProviders).filter((p) => !excluded.includes(p));
   if (!executionProviders.length) {
     throw new RunnerError(
       'E_RUN_LOAD',
-      `variant ${variant.id} needs execution provider ${variantProviders(variant).join(' or ')}, which does not load here (available: ${availableProviders.join(', ')})`,
-      { variant: variant.id, wanted: variantProviders(variant), available: [...availableProviders] },
+      `variant ${variant.id} needs execution provider ${variantProviders(variant).join(' or ')}, which does not load here (available: ${availableProviders.join(', ')}${excluded.length ? `; failed while running: ${excluded.join(', ')}` : ''})`,
+      {
+        variant: variant.id,
+        wanted: variantProviders(variant),
+        available: [...availableProviders],
+        excluded: [...excluded],
+      },
     );
   }
   const threads = options.threads;
@@ -209,10 +215,11 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     try {
       out = await session.run(ortFeeds);
     } catch (e) {
+      // phase 'run': the session loaded and then failed, which the runner may answer with a fallback
       throw new RunnerError(
         'E_RUN_BACKEND',
-        `onnxruntime failed running ${this.variantId}: ${(e as Error).message}`,
-        { variant: this.variantId },
+        `onnxruntime failed running ${this.variantId} on ${this.provider}: ${(e as Error).message}`,
+        { variant: this.variantId, provider: this.provider, phase: 'run' },
         { cause: e },
       );
     }
@@ -274,6 +281,11 @@ export interface OnnxruntimeBackendOptions {
    * its first provider is not the CPU, `always`, or `never`.
    */
   placement?: 'accelerated' | 'always' | 'never';
+  /**
+   * Run every variant on these providers, in order, instead of the ones it declares: for benchmarks
+   * and diagnosis (a CPU variant's model on cuda), never chosen by selection.
+   */
+  forceProviders?: string[];
 }
 
 export class OnnxruntimeBackend implements Backend {
@@ -283,6 +295,7 @@ export class OnnxruntimeBackend implements Backend {
   readonly #accelEnv: AccelEnv | undefined;
   readonly #attempt: string[];
   readonly #placement: NonNullable<OnnxruntimeBackendOptions['placement']>;
+  readonly #force: string[] | undefined;
   #ort: Ort | undefined;
   #providers: string[] = [];
   #accel: Record<AccelProvider, AccelCheck> | undefined;
@@ -293,6 +306,7 @@ export class OnnxruntimeBackend implements Backend {
     this.#accelEnv = options.accelEnv;
     this.#attempt = [...(options.attemptProviders ?? [])];
     this.#placement = options.placement ?? 'accelerated';
+    this.#force = options.forceProviders?.length ? [...options.forceProviders] : undefined;
   }
 
   /** The CUDA and WebGPU checks init made (undefined before init). */
@@ -419,7 +433,10 @@ export class OnnxruntimeBackend implements Backend {
         `variant ${variant.id}: ${entry} is ${size} bytes; an ONNX model file holds at most ${MAX_MODEL_BYTES} (protobuf), larger weights go in external data files`,
         { variant: variant.id, file: entry, size },
       );
-    const sessionOptions = ortSessionOptions(variant, options, [
+    const declared = this.#force
+      ? { ...variant, requires: { ...variant.requires, executionProviders: this.#force } }
+      : variant;
+    const sessionOptions = ortSessionOptions(declared, options, [
       ...this.#providers,
       ...this.#attempt.filter((p) => !this.#providers.includes(p)),
     ]);
