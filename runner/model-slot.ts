@@ -87,6 +87,9 @@ export class ModelSlot implements ModelSession {
   get nodesByProvider(): Readonly<Record<string, number>> | undefined {
     return this.#current.session.nodesByProvider;
   }
+  get sessions(): number | undefined {
+    return this.#current.session.sessions;
+  }
 
   async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
     const used = this.#current;

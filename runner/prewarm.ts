@@ -1,10 +1,12 @@
 /**
  * Shape pre-warming. onnxruntime's CUDA provider, as the stock Node binding creates it, searches
- * cuDNN's convolution algorithms exhaustively the first time a session sees an input shape (only
- * `deviceId` reaches the provider, so the search mode cannot be set): 0.3–1.2 s per new shape on
- * an H200 against 2–5 ms steady. So `Runner.open` runs each accelerated session once at every
- * shape the pipeline can hand it (runner/pipeline/shapes.ts), largest first, and reports what that
- * cost. A model whose shapes are open (an image of any size) or too many is left as it is, with why.
+ * cuDNN's convolution algorithms exhaustively whenever a session's input shape changes (only
+ * `deviceId` reaches the provider, so the search mode cannot be set; measured by
+ * bench/gpu/conv-search.ts): 0.3–1.2 s per shape on an H200 against 2–5 ms steady. So a model on an
+ * accelerator gets a session per input shape (backends/shape-sessions.ts), and `Runner.open` runs
+ * each at every shape the pipeline can hand it (runner/pipeline/shapes.ts), largest first, and
+ * reports what that cost. A model whose shapes are open (an image of any size) or too many is left
+ * as it is, with why.
  */
 import { enumerateShapes, type ModelFeedSpace, openReason, shapeCount, withDeclared } from './pipeline/shapes.js';
 import type { DType, ModelSession, Tensor, TypedData } from './types.js';
@@ -19,11 +21,14 @@ export type PrewarmMode = 'auto' | 'always' | 'off';
 
 export interface PrewarmOptions {
   mode?: PrewarmMode;
-  /** The most shapes one model is warmed at; above it none are (default 32). */
+  /**
+   * The most shapes one model is warmed at, above which none are; also the most sessions a model on
+   * an accelerator holds, one per shape (default 16).
+   */
   maxShapes?: number;
 }
 
-export const DEFAULT_MAX_SHAPES = 32;
+export const DEFAULT_MAX_SHAPES = 16;
 
 export type PrewarmSkip =
   /** The session runs on the CPU provider under `auto`. */
@@ -45,6 +50,8 @@ export interface ModelPrewarm {
   skipped?: { code: PrewarmSkip; reason: string };
   /** Shapes the pipeline can make (null: unbounded). */
   possible: number | null;
+  /** Runtime sessions the model holds after pre-warming (one per shape on an accelerator). */
+  sessions?: number;
   ms: number;
 }
 
@@ -164,6 +171,7 @@ export async function prewarmSession(
   }
   // a run that fell back moved the model to another provider
   report.provider = session.provider ?? 'cpu';
+  if (session.sessions !== undefined) report.sessions = session.sessions;
   report.ms = performance.now() - t0;
   return report;
 }

@@ -189,6 +189,15 @@ export class Runner implements AsyncDisposable {
     return this.model(modelId);
   }
 
+  /** The most input shapes one model is pre-warmed at, and the most sessions it holds on an accelerator. */
+  private get maxShapes(): number {
+    const p = this.options.prewarm;
+    const n = (typeof p === 'object' ? p.maxShapes : undefined) ?? DEFAULT_MAX_SHAPES;
+    if (!Number.isInteger(n) || n < 0)
+      throw new RunnerError('E_RUN_LOAD', `prewarm maxShapes must be a non-negative integer, not ${n}`);
+    return n;
+  }
+
   /** What `open` cost and what it pre-warmed (runner/prewarm.ts). */
   get opened(): OpenReport {
     return this.#opened;
@@ -272,6 +281,8 @@ export class Runner implements AsyncDisposable {
     const sessionOptions: SessionOptions = {
       ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
       ...(this.options.graphOptimization ? { graphOptimization: this.options.graphOptimization } : {}),
+      // as many sessions per model on an accelerator as shapes are pre-warmed (one per shape)
+      shapeSessions: this.maxShapes,
     };
     let fatal: unknown;
     try {
@@ -313,9 +324,7 @@ export class Runner implements AsyncDisposable {
   private async prewarm(t0: number): Promise<void> {
     const o = typeof this.options.prewarm === 'object' ? this.options.prewarm : { mode: this.options.prewarm };
     const mode = o.mode ?? 'auto';
-    const maxShapes = o.maxShapes ?? DEFAULT_MAX_SHAPES;
-    if (!Number.isInteger(maxShapes) || maxShapes < 0)
-      throw new RunnerError('E_RUN_LOAD', `prewarm maxShapes must be a non-negative integer, not ${maxShapes}`);
+    const maxShapes = this.maxShapes;
     const accelerated = (p: string | undefined) => p !== undefined && p !== 'cpu';
     const ids =
       mode === 'off'

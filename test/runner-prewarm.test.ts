@@ -16,7 +16,7 @@ import { BackendRegistry } from '../runner/backends/registry.js';
 import { loadHostProfile } from '../runner/host-profile.js';
 import { enumerateShapes, pipelineShapes, shapeCount, shapeSummary } from '../runner/pipeline/shapes.js';
 import { Runner } from '../runner/runner.js';
-import type { Manifest } from '../spec/schema.js';
+import type { Manifest, Variant } from '../spec/schema.js';
 import { codeOf } from './helpers/errors.js';
 import { tempDir } from './helpers/source.js';
 import { SpyBackend } from './helpers/spy-backend.js';
@@ -250,7 +250,7 @@ describe('Runner.open pre-warms', () => {
       prewarm: 'always',
     });
     const p = ocr.opened.prewarm;
-    expect(p.det.skipped).toEqual({ code: 'too-many-shapes', reason: 'x: 900 shapes, above the limit of 32' });
+    expect(p.det.skipped).toEqual({ code: 'too-many-shapes', reason: 'x: 900 shapes, above the limit of 16' });
     expect(p.cls.skipped?.code).toBe('open-shape');
     expect(p.rec.skipped?.code).toBe('too-many-shapes');
     expect(spy.runs()).toEqual([]);
@@ -270,5 +270,53 @@ describe('Runner.open pre-warms', () => {
         Runner.open(pkg, { allowUnsigned: true, stateDir: state(), prewarm: { mode: 'always', maxShapes: -1 } }),
       ),
     ).toBe('E_RUN_LOAD');
+  });
+});
+
+describe('one session per input shape', () => {
+  it('a model gets a session per shape up to the limit; further shapes share the first; all give the same outputs', async () => {
+    const backend = new OnnxruntimeBackend({ shapeSessions: 'always', placement: 'never' });
+    await backend.init();
+    const variant = { id: 'id', runtime: 'onnxruntime', precision: 'fp32', files: ['m.onnx'] } as Variant;
+    const s = await backend.load(variant, new Map([['m.onnx', identity(2)]]), { threads: 1, shapeSessions: 3 });
+    try {
+      const run = async (w: number) => {
+        const data = Float32Array.from({ length: 2 * w }, (_, i) => i);
+        const out = await s.run({ X: { type: 'float32', dims: [2, w], data } });
+        expect([...(out.Y.data as Float32Array)]).toEqual([...data]);
+      };
+      const counts: number[] = [];
+      for (const w of [5, 6, 5, 7, 8, 6, 8]) {
+        await run(w);
+        counts.push(s.sessions);
+      }
+      // 5 → the first session, 6 and 7 their own, 8 over the limit shares the first
+      expect(counts).toEqual([1, 2, 2, 3, 3, 3, 3]);
+    } finally {
+      await s.release();
+    }
+    expect(s.sessions).toBe(0);
+  });
+
+  it('pre-warming in open leaves one session per pre-warmed shape', async () => {
+    const registry = new BackendRegistry();
+    registry.register(new OnnxruntimeBackend({ shapeSessions: 'always', placement: 'never' }), 100);
+    await using runner = await Runner.open(await bucketPackage(), {
+      allowUnsigned: true,
+      stateDir: state(),
+      registry,
+      threads: 1,
+      prewarm: 'always',
+    });
+    expect(runner.opened.prewarm.linenet.sessions).toBe(3);
+    expect(runner.opened.prewarm.boxnet.sessions).toBe(1);
+    // on the CPU provider (the default), one session whatever the shapes
+    await using cpu = await Runner.open(await bucketPackage(), {
+      allowUnsigned: true,
+      stateDir: state(),
+      threads: 1,
+      prewarm: 'always',
+    });
+    expect(cpu.opened.prewarm.linenet.sessions).toBe(1);
   });
 });

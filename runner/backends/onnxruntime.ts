@@ -35,6 +35,7 @@ import { filesFromMap, type PrivateFolder, writePrivateFolder } from './model-fi
 import { externalFiles } from './onnx-external.js';
 import { profileFolder, readPlacement } from './ort-placement.js';
 import { probeModel } from './probe-model.js';
+import { ShapeSessions, shapeKey } from './shape-sessions.js';
 
 type Ort = typeof import('onnxruntime-node');
 
@@ -165,6 +166,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
   nodesByProvider: Record<string, number> | undefined;
   #profileDir: string | null;
   #session: InferenceSession | null;
+  readonly #pool: ShapeSessions;
   readonly #ort: Ort;
   #folder: PrivateFolder | null;
 
@@ -180,8 +182,11 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     readonly providerFallbacks: readonly ProviderFallback[] = [],
     /** Where the session's first run writes its profile (node placement), when it is profiled. */
     profileDir: string | null = null,
+    /** Sessions for further input shapes (shape-sessions.ts): how to make one, and the most to hold. */
+    perShape: { create: () => Promise<InferenceSession>; limit: number } | null = null,
   ) {
     this.#profileDir = profileDir;
+    this.#pool = new ShapeSessions(session, perShape?.create ?? null, perShape?.limit ?? 1);
     this.#folder = folder;
     this.#ort = ort;
     this.#session = session;
@@ -193,9 +198,13 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     );
   }
 
+  /** onnxruntime sessions held: one per input shape seen, on an accelerator (shape-sessions.ts). */
+  get sessions(): number {
+    return this.#session ? this.#pool.count : 0;
+  }
+
   async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
-    const session = this.#session;
-    if (!session) throw new RunnerError('E_RUN_BACKEND', `session of variant ${this.variantId} was released`);
+    if (!this.#session) throw new RunnerError('E_RUN_BACKEND', `session of variant ${this.variantId} was released`);
     const missing = this.inputNames.filter((n) => !(n in feeds));
     const extra = Object.keys(feeds).filter((n) => !this.inputNames.includes(n));
     if (missing.length || extra.length) {
@@ -211,6 +220,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
       // the ort Tensor keeps a reference to t.data: no copy on the way in
       ortFeeds[name] = new this.#ort.Tensor(t.type, t.data as never, t.dims);
     }
+    const session = await this.#pool.pick(shapeKey(this.inputNames, (n) => feeds[n].dims));
     let out: InferenceSession.ReturnType;
     try {
       out = await session.run(ortFeeds);
@@ -224,7 +234,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
       );
     }
     const dir = this.#profileDir;
-    if (dir) {
+    if (dir && session === this.#pool.first) {
       this.#profileDir = null;
       try {
         session.endProfiling();
@@ -246,6 +256,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     if (this.#profileDir) rmSync(this.#profileDir, { recursive: true, force: true });
     this.#profileDir = null;
     try {
+      await this.#pool.releaseOthers();
       await s?.release();
     } finally {
       await folder?.remove();
@@ -286,6 +297,11 @@ export interface OnnxruntimeBackendOptions {
    * and diagnosis (a CPU variant's model on cuda), never chosen by selection.
    */
   forceProviders?: string[];
+  /**
+   * Where a model gets one session per input shape (shape-sessions.ts), up to `SessionOptions.shapeSessions`:
+   * `accelerated` (default) when its provider is not the CPU, `always` (tests), `never`.
+   */
+  shapeSessions?: 'accelerated' | 'always' | 'never';
 }
 
 export class OnnxruntimeBackend implements Backend {
@@ -296,6 +312,7 @@ export class OnnxruntimeBackend implements Backend {
   readonly #attempt: string[];
   readonly #placement: NonNullable<OnnxruntimeBackendOptions['placement']>;
   readonly #force: string[] | undefined;
+  readonly #shapeSessions: NonNullable<OnnxruntimeBackendOptions['shapeSessions']>;
   #ort: Ort | undefined;
   #providers: string[] = [];
   #accel: Record<AccelProvider, AccelCheck> | undefined;
@@ -307,6 +324,7 @@ export class OnnxruntimeBackend implements Backend {
     this.#attempt = [...(options.attemptProviders ?? [])];
     this.#placement = options.placement ?? 'accelerated';
     this.#force = options.forceProviders?.length ? [...options.forceProviders] : undefined;
+    this.#shapeSessions = options.shapeSessions ?? 'accelerated';
   }
 
   /** The CUDA and WebGPU checks init made (undefined before init). */
@@ -470,7 +488,16 @@ export class OnnxruntimeBackend implements Backend {
             () => null,
             () => folder,
           ));
-        return new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile);
+        // more sessions of the same verified bytes, one per input shape (a model with external data keeps one)
+        const limit = options.shapeSessions ?? 1;
+        const perShape =
+          !folder &&
+          limit > 1 &&
+          (this.#shapeSessions === 'always' ||
+            (this.#shapeSessions === 'accelerated' && opts.executionProviders[0] !== 'cpu'))
+            ? { create: () => ort.InferenceSession.create(bytes, opts), limit }
+            : null;
+        return new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile, perShape);
       } catch (e) {
         if (profile) rmSync(profile, { recursive: true, force: true });
         last = e;
