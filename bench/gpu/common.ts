@@ -24,6 +24,27 @@ export const pct = (xs: readonly number[], p: number) =>
   xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)] : Number.NaN;
 export const r2 = (x: number) => Math.round(x * 100) / 100;
 
+/**
+ * Times `f` up to `runs` times but stops once `budgetMs` is spent (at least `min` runs): a package
+ * whose runs take seconds (no shape buckets on a GPU) must not eat the machine's time.
+ */
+export async function timeRuns<T>(
+  f: () => Promise<T>,
+  runs: number,
+  budgetMs: number,
+  min = 3,
+): Promise<{ ms: number[]; last: T }> {
+  const ms: number[] = [];
+  const start = performance.now();
+  let last!: T;
+  for (let i = 0; i < runs && (i < min || performance.now() - start < budgetMs); i++) {
+    const t = performance.now();
+    last = await f();
+    ms.push(performance.now() - t);
+  }
+  return { ms, last };
+}
+
 /** This machine as selection sees it, without its GPUs and NPUs: what a CPU-only user gets. */
 export async function cpuOnlyHost(): Promise<HostProfile> {
   const h = await resolveHost();

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Packs everything the GPU suite and benchmarks need on a GPU machine that has no registry access
-# into parts small enough to carry one per call of the device tool (the working tree travels too):
+# into parts small enough to carry one per call of the device tool (the working tree travels too,
+# and tree + carry must stay under 64 MiB: parts of 36 MB beside a ~28 MiB tree):
 #
 #   npm run build && npm run build:tools && npm run fixtures      # what is packed must be built
 #   bench/gpu/prepare-device.sh [part-bytes, default 36000000]
 #
 # It needs ../shared/gpu/prepare-cuda-carry.sh's bundle in .gpu/cuda (node, onnxruntime-node 1.29.0,
 # the CUDA provider; made once: ../shared/gpu/prepare-cuda-carry.sh .gpu/cuda 33). Writes
-# .gpu/p0 … .gpu/pN, each holding one part, all.sha256 and dev.sh. Then, one call per part:
+# .gpu/p0 … .gpu/pN, each holding one part, all.sha256 and dev.sh. The device tool sends the
+# checkout the session was started in (not a helper's worktree): run this there, or move the
+# folders into an ignored folder of that checkout. Then, one call per part, back to back (the
+# machine keeps /tmp only while warm: about 30 s between calls):
 #   carry [.gpu/pK], command: bash .gpu/pK/dev.sh receive
 # and with the last part: bash .gpu/pN/dev.sh receive && bash .gpu/pN/dev.sh setup && bash /tmp/gpu/dev.sh suite
-# (the machine keeps /tmp only while warm: about 30 s between calls).
+# then: bash /tmp/gpu/dev.sh bench. On the H200 the 7 parts took about 4 s each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 size=${1:-36000000}

@@ -15,7 +15,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Runner, RunResult } from '../../runner/runner.js';
-import { compareBoxes, compareOutputs, openCpu, openGpu, pct, r2, rawImage } from './common.js';
+import { compareBoxes, compareOutputs, openCpu, openGpu, pct, r2, rawImage, timeRuns } from './common.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string, d: string) => {
@@ -25,17 +25,13 @@ const flag = (name: string, d: string) => {
 const DATA = flag('--data', '.gpu/data');
 const RUNS = Number(flag('--runs', '200'));
 const OUT = flag('--out', '');
+const COLD = Number(flag('--cold-runs', '3'));
 
-async function timed(runner: Runner, inputs: Record<string, unknown>, runs: number, warm = 10) {
+/** Warm-up runs, then up to `runs` timed runs within `budgetMs` (wall time around each run). */
+async function timed(runner: Runner, inputs: Record<string, unknown>, runs: number, warm = 10, budgetMs = 30_000) {
   for (let i = 0; i < warm; i++) await runner.run(inputs);
-  const ms: number[] = [];
-  let last: RunResult | undefined;
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    last = await runner.run(inputs);
-    ms.push(performance.now() - t);
-  }
-  return { p50: r2(pct(ms, 50)), p99: r2(pct(ms, 99)), last: last! };
+  const { ms, last } = await timeRuns(() => runner.run(inputs), runs, budgetMs);
+  return { p50: r2(pct(ms, 50)), p99: r2(pct(ms, 99)), runs: ms.length, last: last as RunResult };
 }
 
 const row = (name: string, p50: number, p99: number, extra = '') =>
@@ -49,7 +45,7 @@ async function detector(lines: string[], out: Record<string, unknown>): Promise<
   const cpu = await openCpu(pkg);
   try {
     const gpu = await timed(g.runner, inputs, RUNS);
-    const c = await timed(cpu, inputs, Math.min(RUNS, 50), 3);
+    const c = await timed(cpu, inputs, Math.min(RUNS, 50), 3, 10_000);
     const raw = '/tmp/xpkg-det-1080p.rgb';
     writeFileSync(raw, img.data);
     const py = spawnSync(
@@ -88,7 +84,7 @@ async function detector(lines: string[], out: Record<string, unknown>): Promise<
       },
     };
     lines.push(
-      `detector, ${img.width}×${img.height} RGB in memory → boxes (${RUNS} runs)   p50 ms    p99 ms`,
+      `detector, ${img.width}×${img.height} RGB in memory → boxes (${gpu.runs} runs)   p50 ms    p99 ms`,
       row(
         `xpkg GPU (${g.mode}: ${Object.values(gpu.last.variant).join(',')})`,
         gpu.p50,
@@ -119,8 +115,8 @@ async function ocr(lines: string[], out: Record<string, unknown>): Promise<void>
   const g = await openGpu(pkg);
   const cpu = await openCpu(pkg);
   try {
-    const gpu = await timed(g.runner, inputs, Math.min(RUNS, 50), 3);
-    const c = await timed(cpu, inputs, 5, 1);
+    const gpu = await timed(g.runner, inputs, Math.min(RUNS, 50), 1);
+    const c = await timed(cpu, inputs, 5, 1, 10_000);
     const same = compareOutputs(g.runner.manifest, gpu.last.outputs, c.last.outputs);
     out.ocr = {
       image: `${img.width}x${img.height}`,
@@ -151,11 +147,11 @@ function coldStart(lines: string[], out: Record<string, unknown>, modes: Record<
     ['fixtures/dist/paddleocr-v4.xpkg', join(DATA, 'ocr-page-1080p.png'), modes.ocr ?? 'variant'],
   ];
   const res: Record<string, unknown> = {};
-  lines.push('', 'cold start, process start → first result (verification, GPU, pre-warm included): median of 3');
+  lines.push('', `cold start, process start → first result (verification, GPU, pre-warm included): median of ${COLD}`);
   for (const [pkg, image, mode] of cases) {
     const walls: number[] = [];
     let child: Record<string, unknown> = {};
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < COLD; i++) {
       const t = performance.now();
       const p = spawnSync(process.execPath, ['dist-tools/bench/gpu/cold-child.js', pkg, image, mode], {
         encoding: 'utf8',
@@ -174,6 +170,8 @@ function coldStart(lines: string[], out: Record<string, unknown>, modes: Record<
 
 const lines: string[] = [];
 const out: Record<string, unknown> = {};
+let printed = 0;
+/** Runs one benchmark, then prints its lines and writes everything known so far (a time limit may end the run). */
 const step = async (name: string, f: () => Promise<void> | void) => {
   try {
     await f();
@@ -181,6 +179,9 @@ const step = async (name: string, f: () => Promise<void> | void) => {
     out[`${name}Error`] = String((e as Error)?.stack ?? e).slice(0, 2000);
     lines.push(`${name} failed: ${(e as Error)?.message}`);
   }
+  process.stdout.write(`${lines.slice(printed).join('\n')}\n`);
+  printed = lines.length;
+  if (OUT) writeFileSync(OUT, JSON.stringify(out, null, 1));
 };
 await step('detector', () => detector(lines, out));
 await step('ocr', () => ocr(lines, out));
@@ -190,5 +191,3 @@ await step('coldStart', () =>
     ocr: (out.ocr as { gpuMode?: string } | undefined)?.gpuMode ?? 'variant',
   }),
 );
-if (OUT) writeFileSync(OUT, JSON.stringify(out, null, 1));
-process.stdout.write(`${lines.join('\n')}\n`);
