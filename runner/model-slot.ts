@@ -8,7 +8,8 @@
  * is thrown with nothing switched.
  */
 import { type ModelFallback, modelFallbacks } from './provider-report.js';
-import type { LoadAttempt } from './select.js';
+import { variantProviders } from './providers.js';
+import { applyAttempts, type LoadAttempt, type ModelSelection, type VariantVerdict } from './select.js';
 import type { ModelSession, ProviderFallback, Tensor } from './types.js';
 
 export interface SlotLoad {
@@ -34,6 +35,39 @@ export type OnSwitch = (next: SlotLoad, failed: readonly RunFailure[]) => void;
 export function isRunFailure(e: unknown): e is Error & { code: string; detail?: { phase?: unknown } } {
   const x = e as { code?: unknown; detail?: { phase?: unknown } } | null;
   return x?.code === 'E_RUN_BACKEND' && x.detail?.phase === 'run';
+}
+
+/** The providers of a variant that failed while running. */
+export const failedProviders = (failed: readonly RunFailure[]) => (variant: string) =>
+  failed.filter((f) => f.variant === variant).map((f) => f.provider);
+
+/** Whether every provider a variant declares failed while running. */
+const allFailed = (v: VariantVerdict, excluded: (variant: string) => string[]) =>
+  variantProviders(v.variant).every((p) => excluded(v.variant.id).includes(p));
+
+/** The model's candidates still worth loading after `failed`, best first. */
+export function replacementCandidates(sel: ModelSelection, failed: readonly RunFailure[]): VariantVerdict[] {
+  const excluded = failedProviders(failed);
+  return sel.candidates.filter((v) => !allFailed(v, excluded));
+}
+
+/** The selection after a switch: variants whose every provider failed while running are rejected (run-failed). */
+export function selectionAfterSwitch(
+  sel: ModelSelection,
+  next: SlotLoad,
+  failed: readonly RunFailure[],
+): ModelSelection {
+  const excluded = failedProviders(failed);
+  const runFailed = sel.variants
+    .filter((v) => allFailed(v, excluded))
+    .map((v) => ({
+      variant: v.variant.id,
+      ok: false,
+      code: 'E_RUN_BACKEND',
+      phase: 'run' as const,
+      reason: `failed while running on ${excluded(v.variant.id).join(', ')}`,
+    }));
+  return applyAttempts(sel, [...runFailed, ...next.attempts]);
 }
 
 const firstLine = (e: unknown) =>

@@ -8,7 +8,15 @@
  * reports what that cost. A model whose shapes are open (an image of any size) or too many is left
  * as it is, with why.
  */
-import { enumerateShapes, type ModelFeedSpace, openReason, shapeCount, withDeclared } from './pipeline/shapes.js';
+import {
+  enumerateShapes,
+  type ModelFeedSpace,
+  openReason,
+  type PipelineShapes,
+  shapeCount,
+  withDeclared,
+} from './pipeline/shapes.js';
+import type { Selection } from './select.js';
 import type { DType, ModelSession, Tensor, TypedData } from './types.js';
 
 /**
@@ -173,5 +181,56 @@ export async function prewarmSession(
   report.provider = session.provider ?? 'cpu';
   if (session.sessions !== undefined) report.sessions = session.sessions;
   report.ms = performance.now() - t0;
+  return report;
+}
+
+const accelerated = (p: string | undefined) => p !== undefined && p !== 'cpu';
+
+/**
+ * What `Runner.open` does after selection: loads the models `mode` names (all under `always`, those
+ * whose chosen variant runs on an accelerator under `auto`, none under `off`), then runs each
+ * accelerated one (any one under `always`) at its shapes. A model that fails to load is recorded
+ * (it loads again, and reports its error, on the first run): open itself does not fail.
+ */
+export async function prewarmOpen(o: {
+  mode: PrewarmMode;
+  maxShapes: number;
+  selection: Selection;
+  shapes: PipelineShapes;
+  load: (model: string) => Promise<ModelSession>;
+  /** When open started (performance.now()). */
+  t0: number;
+}): Promise<OpenReport> {
+  const ids =
+    o.mode === 'off'
+      ? []
+      : o.selection.models
+          .filter((m) => o.mode === 'always' || m.chosen?.providers?.some(accelerated))
+          .map((m) => m.model);
+  const report: OpenReport = { ms: { total: 0, load: 0, prewarm: 0 }, prewarm: {} };
+  const tl = performance.now();
+  const loaded = await Promise.all(
+    ids.map((id) =>
+      o.load(id).then(
+        (s) => ({ s }),
+        (e: unknown) => ({ e }),
+      ),
+    ),
+  );
+  report.ms.load = performance.now() - tl;
+  const tp = performance.now();
+  for (const [i, id] of ids.entries()) {
+    const r = loaded[i];
+    const none = { shapes: [], possible: null, ms: 0 };
+    if (!('s' in r)) {
+      const reason = `load failed: ${String((r.e as Error)?.message ?? r.e).slice(0, 300)}`;
+      report.prewarm[id] = { provider: 'none', ...none, skipped: { code: 'failed', reason } };
+    } else if (o.mode === 'auto' && !accelerated(r.s.provider)) {
+      const reason = 'runs on the CPU provider, which has no per-shape set-up';
+      report.prewarm[id] = { provider: 'cpu', ...none, skipped: { code: 'cpu', reason } };
+    } else report.prewarm[id] = await prewarmSession(r.s, o.shapes[id] ?? [], o.maxShapes);
+  }
+  report.ms.prewarm = performance.now() - tp;
+  report.ms.total = performance.now() - o.t0;
   return report;
 }

@@ -13,14 +13,20 @@ import { FormatError, RunnerError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 import { type BackendRegistry, defaultRegistry } from './backends/index.js';
 import { type HostProfile, resolveHost } from './host.js';
-import { ModelSlot, type RunFailure, type SlotLoad } from './model-slot.js';
+import {
+  failedProviders,
+  ModelSlot,
+  type RunFailure,
+  replacementCandidates,
+  type SlotLoad,
+  selectionAfterSwitch,
+} from './model-slot.js';
 import { checkModelInputs, resolveBudget } from './pipeline/budget.js';
 import { type PipelineCopies, runPipeline } from './pipeline/run.js';
 import { pipelineShapes } from './pipeline/shapes.js';
 import { validatePipeline } from './pipeline/validate.js';
-import { DEFAULT_MAX_SHAPES, type OpenReport, type PrewarmOptions, prewarmSession } from './prewarm.js';
+import { DEFAULT_MAX_SHAPES, type OpenReport, type PrewarmOptions, prewarmOpen } from './prewarm.js';
 import { type ProviderReport, providerReport } from './provider-report.js';
-import { variantProviders } from './providers.js';
 import { type ManyInput, type ManyResult, runMany } from './run-many.js';
 import { sandboxKernelsFor } from './sandbox-kernels.js';
 import {
@@ -87,14 +93,6 @@ export interface RunResult extends ProviderReport {
    */
   copies: PipelineCopies;
 }
-
-/** The providers of a variant that failed while running. */
-const failedProviders = (failed: readonly RunFailure[]) => (variant: string) =>
-  failed.filter((f) => f.variant === variant).map((f) => f.provider);
-
-/** Whether every provider a variant declares failed while running. */
-const allFailed = (v: VariantVerdict, excluded: (variant: string) => string[]) =>
-  variantProviders(v.variant).every((p) => excluded(v.variant.id).includes(p));
 
 /** One shared load per key; a failed load is forgotten so the next call retries. */
 function once<T>(cache: Map<string, Promise<T>>, key: string, load: () => Promise<T>): Promise<T> {
@@ -240,31 +238,21 @@ export class Runner implements AsyncDisposable {
 
   /** After a session failed while running: the model's best candidate other than the failed (variant, provider) pairs, or null. */
   private async replaceModel(modelId: string, failed: readonly RunFailure[]): Promise<SlotLoad | null> {
-    const excluded = failedProviders(failed);
-    const candidates = this.modelSelection(modelId).candidates.filter((v) => !allFailed(v, excluded));
+    const candidates = replacementCandidates(this.modelSelection(modelId), failed);
     if (!candidates.length) return null;
     try {
-      const loaded = await this.loadFirst(modelId, candidates, excluded);
+      const loaded = await this.loadFirst(modelId, candidates, failedProviders(failed));
       return { session: loaded.value, variant: loaded.verdict.variant.id, attempts: loaded.attempts };
     } catch {
       return null;
     }
   }
 
-  /** The selection after a switch: variants whose every provider failed while running are rejected (run-failed). */
   private switched(modelId: string, next: SlotLoad, failed: readonly RunFailure[]): void {
-    const excluded = failedProviders(failed);
-    const sel = this.modelSelection(modelId);
-    const runFailed = sel.variants
-      .filter((v) => allFailed(v, excluded))
-      .map((v) => ({
-        variant: v.variant.id,
-        ok: false,
-        code: 'E_RUN_BACKEND',
-        phase: 'run' as const,
-        reason: `failed while running on ${excluded(v.variant.id).join(', ')}`,
-      }));
-    this.selectionState = withModel(this.selectionState, applyAttempts(sel, [...runFailed, ...next.attempts]));
+    this.selectionState = withModel(
+      this.selectionState,
+      selectionAfterSwitch(this.modelSelection(modelId), next, failed),
+    );
   }
 
   /**
@@ -317,49 +305,19 @@ export class Runner implements AsyncDisposable {
   }
 
   /**
-   * Loads in `open` the models the pre-warm mode names and runs each accelerated one (any one
-   * under `always`) at every shape the pipeline can make. A model that fails to load here is
-   * recorded and loads again (and reports its error) on the first run; open itself does not fail.
+   * Loads in `open` the models the pre-warm mode names and runs them at their input shapes
+   * (runner/prewarm.ts prewarmOpen); a model that fails to load there reports it on the first run.
    */
   private async prewarm(t0: number): Promise<void> {
-    const o = typeof this.options.prewarm === 'object' ? this.options.prewarm : { mode: this.options.prewarm };
-    const mode = o.mode ?? 'auto';
-    const maxShapes = this.maxShapes;
-    const accelerated = (p: string | undefined) => p !== undefined && p !== 'cpu';
-    const ids =
-      mode === 'off'
-        ? []
-        : this.selectionState.models
-            .filter((m) => mode === 'always' || m.chosen?.providers?.some(accelerated))
-            .map((m) => m.model);
-    const report: OpenReport = { ms: { total: 0, load: 0, prewarm: 0 }, prewarm: {} };
-    const tl = performance.now();
-    const slots = await Promise.all(ids.map((id) => this.model(id).catch((e: unknown) => e as Error)));
-    report.ms.load = performance.now() - tl;
-    const spaces = pipelineShapes(this.manifest);
-    const tp = performance.now();
-    for (const [i, id] of ids.entries()) {
-      const slot = slots[i];
-      if (!(slot instanceof ModelSlot)) {
-        report.prewarm[id] = {
-          provider: 'none',
-          shapes: [],
-          possible: null,
-          ms: 0,
-          skipped: { code: 'failed', reason: `load failed: ${String(slot?.message ?? slot).slice(0, 300)}` },
-        };
-        continue;
-      }
-      if (mode === 'auto' && !accelerated(slot.provider)) {
-        const reason = 'runs on the CPU provider, which has no per-shape set-up';
-        report.prewarm[id] = { provider: 'cpu', shapes: [], possible: null, ms: 0, skipped: { code: 'cpu', reason } };
-        continue;
-      }
-      report.prewarm[id] = await prewarmSession(slot, spaces[id] ?? [], maxShapes);
-    }
-    report.ms.prewarm = performance.now() - tp;
-    report.ms.total = performance.now() - t0;
-    this.#opened = report;
+    const p = this.options.prewarm;
+    this.#opened = await prewarmOpen({
+      mode: (typeof p === 'object' ? p.mode : p) ?? 'auto',
+      maxShapes: this.maxShapes,
+      selection: this.selectionState,
+      shapes: pipelineShapes(this.manifest),
+      load: (id) => this.model(id),
+      t0,
+    });
   }
 
   /**
