@@ -13,6 +13,8 @@ export interface ModelFallback {
   provider?: string;
   /** Error code of a variant that did not load (E_RUN_LOAD, E_RUN_BACKEND, …). */
   code?: string;
+  /** `run`: the session loaded and then failed while running; later runs use the fallback. */
+  at?: 'run';
   reason: string;
 }
 
@@ -43,13 +45,21 @@ export function modelFallbacks(
 }
 
 export function providerReport(
-  models: Iterable<{ model: string; variant: string; session: ModelSession; attempts: readonly LoadAttempt[] }>,
+  models: Iterable<{
+    model: string;
+    variant: string;
+    session: ModelSession;
+    attempts: readonly LoadAttempt[];
+    /** Switches made because a session failed while running (runner/model-slot.ts), first to last. */
+    runFallbacks?: readonly ModelFallback[];
+  }>,
 ): ProviderReport {
   const report: ProviderReport = { actualProvider: {}, fallbacks: {}, nodes: {} };
   for (const m of models) {
     // a backend that does not say runs on the CPU (the only place xpkg's other backends run today)
     report.actualProvider[m.model] = m.session.provider ?? 'cpu';
-    const f = modelFallbacks(m.variant, m.session, m.attempts);
+    // the first load's failures, then every run-time switch, then the current session's failed providers
+    const f = [...(m.runFallbacks ?? []), ...modelFallbacks(m.variant, m.session, m.attempts)];
     if (f.length) report.fallbacks[m.model] = f;
     if (m.session.nodesByProvider) report.nodes[m.model] = { ...m.session.nodesByProvider };
   }

@@ -14,19 +14,31 @@ import type { Manifest } from '../spec/schema.js';
 import { type BackendRegistry, defaultRegistry } from './backends/index.js';
 import { cacheRoot } from './cache-dir.js';
 import { type HostProfile, resolveHost } from './host.js';
+import {
+  failedProviders,
+  ModelSlot,
+  type RunFailure,
+  replacementCandidates,
+  type SlotLoad,
+  selectionAfterSwitch,
+} from './model-slot.js';
 import { checkModelInputs, resolveBudget } from './pipeline/budget.js';
-import { runPipeline } from './pipeline/run.js';
+import { type PipelineCopies, runPipeline } from './pipeline/run.js';
+import { pipelineShapes } from './pipeline/shapes.js';
 import { validatePipeline } from './pipeline/validate.js';
+import { DEFAULT_MAX_SHAPES, type OpenReport, type PrewarmOptions, prewarmOpen } from './prewarm.js';
 import { type ProviderReport, providerReport } from './provider-report.js';
 import { type ManyInput, type ManyResult, runMany } from './run-many.js';
 import { sandboxKernelsFor } from './sandbox-kernels.js';
 import {
   applyAttempts,
-  type LoadAttempt,
+  type Loaded,
   loadWithFallback,
+  type ModelSelection,
   type Precision,
   type Selection,
   selectVariants,
+  type VariantVerdict,
   withModel,
 } from './select.js';
 import type {
@@ -67,6 +79,12 @@ export interface RunnerOptions {
   sandboxCaps?: Partial<SandboxCaps>;
   /** Ceilings for what a pipeline allocates (defaults: runner/pipeline/budget.ts DEFAULT_BUDGET). */
   budget?: RunnerBudget;
+  /**
+   * Load models in `open` and run them once at every input shape the pipeline can make, so no first
+   * run pays a GPU's per-shape set-up (runner/prewarm.ts). A mode alone or with `maxShapes`;
+   * default `auto`: only models whose chosen variant runs on an accelerator.
+   */
+  prewarm?: PrewarmOptions['mode'] | PrewarmOptions;
 }
 
 export interface RunResult extends ProviderReport {
@@ -75,13 +93,11 @@ export interface RunResult extends ProviderReport {
   variant: Record<string, string>;
   /** Milliseconds per stage (decode, pre, infer:<model>, post) and `total`. */
   timings: Timings;
-}
-
-interface LoadedModel {
-  session: ModelSession;
-  variant: string;
-  /** Variants tried before (and including) the one that loaded. */
-  attempts: LoadAttempt[];
+  /**
+   * Bytes this run handed to and took back from models on an accelerator (their input and output
+   * tensors, which cross between host and device memory); zero for models on the CPU.
+   */
+  copies: PipelineCopies;
 }
 
 /** One shared load per key; a failed load is forgotten so the next call retries. */
@@ -96,12 +112,13 @@ function once<T>(cache: Map<string, Promise<T>>, key: string, load: () => Promis
 }
 
 export class Runner implements AsyncDisposable {
-  private readonly models = new Map<string, Promise<LoadedModel>>();
+  private readonly models = new Map<string, Promise<ModelSlot>>();
   private readonly assets = new Map<string, Promise<Buffer>>();
   private readonly scripts = new Map<string, Promise<{ sandbox: Sandbox }>>();
   private closed = false;
   /** Raises the anti-rollback state; set while a verified signer's sequence is still unrecorded. */
   private commitRollback?: () => Promise<void>;
+  #opened: OpenReport = { ms: { total: 0, load: 0, prewarm: 0 }, prewarm: {} };
 
   private constructor(
     private readonly reader: PackageReader,
@@ -123,6 +140,7 @@ export class Runner implements AsyncDisposable {
   }
 
   static async open(path: string, options: RunnerOptions = {}): Promise<Runner> {
+    const t0 = performance.now();
     const reader = await PackageReader.open(path);
     try {
       const policy = await resolvePolicy({
@@ -149,6 +167,7 @@ export class Runner implements AsyncDisposable {
       const runner = new Runner(reader, verification, host, selection, options, registry);
       // Recorded after the first successful run, when every byte it used has verified (on read).
       if (verification.signatures.pending?.length) runner.commitRollback = () => commitRollback(policy, verification);
+      await runner.prewarm(t0);
       return runner;
     } catch (e) {
       await reader.close();
@@ -171,15 +190,29 @@ export class Runner implements AsyncDisposable {
 
   /** Loads (once) the best loadable variant of a model, falling back and recording why. */
   session(modelId: string): Promise<ModelSession> {
-    return this.model(modelId).then((m) => m.session);
+    return this.model(modelId);
   }
 
-  private model(modelId: string): Promise<LoadedModel> {
+  /** The most input shapes one model is pre-warmed at, and the most sessions it holds on an accelerator. */
+  private get maxShapes(): number {
+    const p = this.options.prewarm;
+    const n = (typeof p === 'object' ? p.maxShapes : undefined) ?? DEFAULT_MAX_SHAPES;
+    if (!Number.isInteger(n) || n < 0)
+      throw new RunnerError('E_RUN_LOAD', `prewarm maxShapes must be a non-negative integer, not ${n}`);
+    return n;
+  }
+
+  /** What `open` cost and what it pre-warmed (runner/prewarm.ts). */
+  get opened(): OpenReport {
+    return this.#opened;
+  }
+
+  private model(modelId: string): Promise<ModelSlot> {
     this.assertOpen();
     return once(this.models, modelId, () => this.loadModel(modelId));
   }
 
-  private async loadModel(modelId: string): Promise<LoadedModel> {
+  private modelSelection(modelId: string): ModelSelection {
     const sel = this.selectionState.models.find((m) => m.model === modelId);
     if (!sel)
       throw new RunnerError(
@@ -187,23 +220,75 @@ export class Runner implements AsyncDisposable {
         `the pipeline uses model ${JSON.stringify(modelId)}, which the manifest does not declare`,
         { model: modelId },
       );
+    return sel;
+  }
+
+  private async loadModel(modelId: string): Promise<ModelSlot> {
+    const sel = this.modelSelection(modelId);
+    try {
+      const loaded = await this.loadFirst(modelId, sel, () => []);
+      this.selectionState = withModel(this.selectionState, loaded.selection ?? applyAttempts(sel, loaded.attempts));
+      const first = { session: loaded.value, variant: loaded.verdict.variant.id, attempts: loaded.attempts };
+      return new ModelSlot(
+        first,
+        (failed) => this.replaceModel(modelId, failed),
+        (next, failed) => this.switched(modelId, next, failed),
+      );
+    } catch (e) {
+      const attempts = (e as { detail?: { attempts?: unknown } }).detail?.attempts;
+      if (Array.isArray(attempts))
+        this.selectionState = withModel(this.selectionState, applyAttempts(sel, attempts as never));
+      throw e;
+    }
+  }
+
+  /** After a session failed while running: the model's best candidate other than the failed (variant, provider) pairs, or null. */
+  private async replaceModel(modelId: string, failed: readonly RunFailure[]): Promise<SlotLoad | null> {
+    const candidates = replacementCandidates(this.modelSelection(modelId), failed);
+    if (!candidates.length) return null;
+    try {
+      const loaded = await this.loadFirst(modelId, candidates, failedProviders(failed));
+      return { session: loaded.value, variant: loaded.verdict.variant.id, attempts: loaded.attempts };
+    } catch {
+      return null;
+    }
+  }
+
+  private switched(modelId: string, next: SlotLoad, failed: readonly RunFailure[]): void {
+    this.selectionState = withModel(
+      this.selectionState,
+      selectionAfterSwitch(this.modelSelection(modelId), next, failed),
+    );
+  }
+
+  /**
+   * Tries `candidates` in order (leaving out each variant's `excluded` providers), verifying the
+   * bytes read. Altered package bytes (a digest or archive error while reading) are never a reason
+   * to fall back to another variant, and neither is a model naming files it may not read: both stop
+   * the run. Any other failure (a read too large, a full disk) is that variant's load failure.
+   */
+  private async loadFirst(
+    modelId: string,
+    candidates: ModelSelection | readonly VariantVerdict[],
+    excluded: (variant: string) => string[],
+  ): Promise<Loaded<ModelSession>> {
     const sessionOptions: SessionOptions = {
       ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
       ...(this.options.graphOptimization ? { graphOptimization: this.options.graphOptimization } : {}),
       modelCache: this.options.modelCache ?? cacheRoot(),
+      // as many sessions per model on an accelerator as shapes are pre-warmed (one per shape)
+      shapeSessions: this.maxShapes,
     };
-    // Altered package bytes (a digest or archive error while reading) are never a reason to fall
-    // back to another variant, and neither is a model naming files it may not read: both stop the
-    // run. Any other failure (a read too large, a full disk) is that variant's load failure.
     let fatal: unknown;
     try {
-      const loaded = await loadWithFallback(sel, async (verdict) => {
+      const loaded = await loadWithFallback(candidates, async (verdict) => {
         const { backend } = await this.registry.resolve(verdict.variant.runtime);
+        const ex = excluded(verdict.variant.id);
         return backend
           .load(
             verdict.variant,
             this.variantFiles(verdict.variant.files, (e) => (fatal ??= e)),
-            sessionOptions,
+            ex.length ? { ...sessionOptions, excludeProviders: ex } : sessionOptions,
           )
           .catch((e: unknown) => {
             if ((e as { code?: unknown }).code === 'E_RUN_MODEL_EXTERNAL') fatal ??= e;
@@ -220,14 +305,26 @@ export class Runner implements AsyncDisposable {
         await loaded.value.release().catch(() => {});
         throw e;
       }
-      this.selectionState = withModel(this.selectionState, loaded.selection ?? applyAttempts(sel, loaded.attempts));
-      return { session: loaded.value, variant: loaded.verdict.variant.id, attempts: loaded.attempts };
+      return loaded;
     } catch (e) {
-      const attempts = (e as { detail?: { attempts?: unknown } }).detail?.attempts;
-      if (Array.isArray(attempts))
-        this.selectionState = withModel(this.selectionState, applyAttempts(sel, attempts as never));
       throw fatal ?? e;
     }
+  }
+
+  /**
+   * Loads in `open` the models the pre-warm mode names and runs them at their input shapes
+   * (runner/prewarm.ts prewarmOpen); a model that fails to load there reports it on the first run.
+   */
+  private async prewarm(t0: number): Promise<void> {
+    const p = this.options.prewarm;
+    this.#opened = await prewarmOpen({
+      mode: (typeof p === 'object' ? p.mode : p) ?? 'auto',
+      maxShapes: this.maxShapes,
+      selection: this.selectionState,
+      shapes: pipelineShapes(this.manifest),
+      load: (id) => this.model(id),
+      t0,
+    });
   }
 
   /**
@@ -343,19 +440,19 @@ export class Runner implements AsyncDisposable {
     const loadMs = performance.now() - tl;
     // Runs may overlap (a daemon): each run's stage times come back with its own result, never
     // through state shared on the runner.
-    const { outputs, timings: stages } = await runPipeline(this.context, inputs);
+    const { outputs, timings: stages, copies } = await runPipeline(this.context, inputs);
     const timings: Timings = { ...stages };
     if (this.commitRollback) await this.commitRollback().then(() => (this.commitRollback = undefined));
     const variant: Record<string, string> = {};
     const loaded = [];
     for (const [id, p] of this.models) {
-      const m = await p;
-      variant[id] = m.variant;
-      loaded.push({ model: id, ...m });
+      const slot = await p;
+      variant[id] = slot.current.variant;
+      loaded.push({ model: id, ...slot.current, runFallbacks: slot.runFallbacks });
     }
     if (loadMs > 1) timings.load = loadMs;
     timings.total = performance.now() - t0;
-    return { outputs, variant, ...providerReport(loaded), timings };
+    return { outputs, variant, ...providerReport(loaded), timings, copies };
   }
 
   /** Runs the package once per item, in order; a failing item yields its error and the next still runs (run-many.ts). */
@@ -380,7 +477,7 @@ export class Runner implements AsyncDisposable {
     this.closed = true;
     for (const p of this.models.values()) {
       const m = await p.catch(() => null);
-      await m?.session.release().catch(() => {});
+      await m?.release().catch(() => {});
     }
     for (const p of this.scripts.values()) {
       const s = await p.catch(() => null);

@@ -47,7 +47,8 @@ export type ReasonCode =
   | 'runtime-missing'
   | 'runtime-version'
   | 'provider'
-  | 'load-failed';
+  | 'load-failed'
+  | 'run-failed';
 
 export interface Reason {
   code: ReasonCode;

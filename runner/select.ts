@@ -196,6 +196,8 @@ export function selectVariants(
 export interface LoadAttempt {
   variant: string;
   ok: boolean;
+  /** `run`: the variant loaded, then failed while running (runner/model-slot.ts). */
+  phase?: 'run';
   /** Error code of the failure (E_RUN_LOAD, E_RUN_BACKEND, …). */
   code?: string;
   reason?: string;
@@ -222,7 +224,11 @@ export function applyAttempts(sel: ModelSelection, attempts: readonly LoadAttemp
         rank: undefined,
         reasons: [
           ...v.reasons,
-          { code: 'load-failed', message: `${a.code ?? 'error'}: ${a.reason}`, detail: { code: a.code } },
+          {
+            code: a.phase === 'run' ? 'run-failed' : 'load-failed',
+            message: `${a.code ?? 'error'}: ${a.reason}`,
+            detail: { code: a.code },
+          },
         ],
       };
     if (v.status === 'rejected') return v;
@@ -233,7 +239,9 @@ export function applyAttempts(sel: ModelSelection, attempts: readonly LoadAttemp
     (a, b) => order(a) - order(b) || (a.rank ?? 0) - (b.rank ?? 0) || a.declared - b.declared,
   );
   const chosen = sorted.find((v) => v.status === 'chosen') ?? null;
-  return { ...sel, chosen, candidates: sorted.filter((v) => v.status !== 'rejected'), variants: sorted };
+  // a forced variant stays the only candidate (a fallback after a run failure must not pick another)
+  const candidates = sorted.filter((v) => v.status !== 'rejected' && (!sel.forced || v.variant.id === sel.forced));
+  return { ...sel, chosen, candidates, variants: sorted };
 }
 
 /**

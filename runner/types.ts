@@ -31,6 +31,8 @@ export interface ModelSession {
   readonly providerFallbacks?: readonly ProviderFallback[];
   /** Nodes per provider that ran them (`{ cuda: 120, cpu: 4 }`), once known (after a profiled first run). */
   readonly nodesByProvider?: Readonly<Record<string, number>>;
+  /** Runtime sessions the model holds (one per input shape on an accelerator). */
+  readonly sessions?: number;
 }
 
 export interface ProviderFallback {
@@ -48,6 +50,13 @@ export interface SessionOptions {
    * false or absent: no cache. See runner/backends/ort-cache.ts.
    */
   modelCache?: string | false;
+  /** Providers not to use for this load (ones whose session of the variant failed while running). */
+  excludeProviders?: readonly string[];
+  /**
+   * The most runtime sessions a model on an accelerator may hold, one per input shape (the CUDA
+   * provider redoes its per-shape set-up whenever the shape changes; runner/backends/shape-sessions.ts).
+   */
+  shapeSessions?: number;
 }
 
 /** What a backend can load, decided from the detected host. */

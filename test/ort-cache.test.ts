@@ -10,7 +10,9 @@ import { describe, expect, it } from 'vitest';
 import { hasStaticInputs } from '../runner/backends/onnx-inputs.js';
 import type { OrtModelSession } from '../runner/backends/onnxruntime.js';
 import { cacheRoot } from '../runner/cache-dir.js';
+import type { ModelSlot } from '../runner/model-slot.js';
 import { Runner, type RunnerOptions } from '../runner/runner.js';
+import type { ModelSession } from '../runner/types.js';
 import { tempDir } from './helpers/source.js';
 
 const PKG = 'fixtures/dist/paddleocr-v4.xpkg';
@@ -22,12 +24,15 @@ async function ocr(options: RunnerOptions) {
   try {
     const r = await runner.run({ image: IMAGE });
     const cache: Record<string, string | undefined> = {};
-    for (const m of MODELS) cache[m] = ((await runner.session(m)) as OrtModelSession).optimizedCache;
+    for (const m of MODELS) cache[m] = ortSession(await runner.session(m)).optimizedCache;
     return { outputs: r.outputs, cache };
   } finally {
     await runner.close();
   }
 }
+
+/** The onnxruntime session behind the runner's model slot. */
+const ortSession = (slot: ModelSession) => (slot as ModelSlot).current.session as OrtModelSession;
 
 const entries = (dir: string) => readdirSync(join(dir, 'ort')).sort();
 
@@ -136,7 +141,7 @@ describe('memory pattern only for fixed input shapes', () => {
     });
     try {
       for (const m of MODELS) {
-        const s = (await runner.session(m)) as OrtModelSession;
+        const s = ortSession(await runner.session(m));
         // every PP-OCR input has a dynamic dimension (batch, width, page size)
         expect(s.options.enableMemPattern, m).toBe(false);
       }
@@ -149,7 +154,7 @@ describe('memory pattern only for fixed input shapes', () => {
       modelCache: false,
     });
     try {
-      const s = (await det.session('detector')) as OrtModelSession;
+      const s = ortSession(await det.session('detector'));
       expect(s.inputShapes?.[0].shape.every((d) => typeof d === 'number')).toBe(true);
       expect(s.options.enableMemPattern).toBe(true);
     } finally {

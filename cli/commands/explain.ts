@@ -20,10 +20,11 @@ export function register(program: Command): void {
     .option('--precision <p>', 'prefer this precision everywhere (fp32, fp16, bf16, int8, …)')
     .option('--json', 'print one JSON document on stdout');
   action<[string], ExplainOpts>(cmd, async (_io, pkg, opts) => {
-    const [{ PackageReader }, { explainVariants }, { resolveHost }] = await Promise.all([
+    const [{ PackageReader }, { explainVariants }, { resolveHost }, { shapeSummary }] = await Promise.all([
       import('../../pack/reader.js'),
       import('../../runner/select.js'),
       import('../../runner/host.js'),
+      import('../../runner/pipeline/shapes.js'),
     ]);
     await using reader = await PackageReader.open(pkg);
     const host = await resolveHost(opts.host !== undefined ? { host: opts.host } : {});
@@ -31,9 +32,18 @@ export function register(program: Command): void {
       ...(opts.variant ? { variant: opts.variant } : {}),
       ...(opts.precision ? { precision: opts.precision } : {}),
     });
+    // the input shapes a GPU session is pre-warmed at in open (runner/prewarm.ts)
+    const shapes = shapeSummary(reader.manifest);
+    const shapeLines = Object.entries(shapes).map(
+      ([m, s]) => `  ${m}: ${s.shapes === null ? `any (${s.open})` : `${s.shapes} shape${s.shapes === 1 ? '' : 's'}`}`,
+    );
     return {
-      result: { package: { name: reader.manifest.name, version: reader.manifest.version, id: reader.id }, ...result },
-      human: `${reader.manifest.name}@${reader.manifest.version}\n${human}`,
+      result: {
+        package: { name: reader.manifest.name, version: reader.manifest.version, id: reader.id },
+        ...result,
+        shapes,
+      },
+      human: `${reader.manifest.name}@${reader.manifest.version}\n${human}${shapeLines.length ? `\n\ninput shapes the pipeline can make (pre-warmed on a GPU up to 32 per model):\n${shapeLines.join('\n')}` : ''}`,
     };
   });
 }

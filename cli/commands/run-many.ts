@@ -139,10 +139,12 @@ export async function runInputs(
           annotated = pictures[r.index];
         }
         const { actualProvider, fallbacks, nodes } = r.result;
-        // a fallback (a GPU variant or provider that did not load) is never silent, even without --json
+        // a fallback (a GPU variant or provider that did not load or failed running) is never silent, even without --json
         for (const [model, fs] of Object.entries(fallbacks))
           for (const f of fs)
-            io.log(`xpkg: ${model}: ${f.variant}${f.provider ? ` on ${f.provider}` : ''} fell back — ${f.reason}`);
+            io.log(
+              `xpkg: ${model}: ${f.variant}${f.provider ? ` on ${f.provider}` : ''} ${f.at === 'run' ? 'failed while running' : 'did not load'}, fell back — ${f.reason}`,
+            );
         result = {
           outputs: outputsToJson(r.result.outputs),
           variant: r.result.variant,
@@ -150,6 +152,7 @@ export async function runInputs(
           ...(Object.keys(fallbacks).length ? { fallbacks } : {}),
           ...(Object.keys(nodes).length ? { nodes } : {}),
           timings: r.result.timings,
+          copies: r.result.copies,
           ...(annotated ? { annotated } : {}),
         };
       } catch (e) {

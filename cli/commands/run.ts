@@ -18,6 +18,8 @@ export interface RunFlags {
   threads?: string;
   maxPixels?: string;
   maxTensorBytes?: string;
+  prewarm?: string;
+  maxPrewarmShapes?: string;
   explain?: boolean;
   json?: boolean;
   annotate?: string;
@@ -46,11 +48,29 @@ export function addRunOptions(cmd: Command): Command {
     .option('--max-pixels <n>', 'the most pixels of one image, decoded or made by a step (default 100000000)')
     .option('--max-tensor-bytes <n>', 'the most bytes of one tensor the pipeline makes (default 1073741824, 1 GiB)')
     .option('--no-model-cache', 'neither use nor fill the cache of models optimised for this machine (XPKG_CACHE)')
+    .option(
+      '--prewarm <mode>',
+      'auto (default: models on a GPU run once at every input shape the pipeline can make, inside open), always, or off',
+    )
+    .option('--max-prewarm-shapes <n>', 'the most shapes one model is pre-warmed at (default 32)')
     .option('--json', 'print one JSON document on stdout');
 }
 
+const PREWARM = ['auto', 'always', 'off'] as const;
+
+function prewarmOption(o: RunFlags): RunnerOptions['prewarm'] | undefined {
+  if (o.prewarm === undefined && o.maxPrewarmShapes === undefined) return undefined;
+  const mode = o.prewarm ?? 'auto';
+  if (!(PREWARM as readonly string[]).includes(mode))
+    throw usage(`--prewarm must be one of ${PREWARM.join(', ')}, not ${JSON.stringify(mode)}`);
+  const maxShapes = intOption(o.maxPrewarmShapes, 'max-prewarm-shapes', 0);
+  return { mode: mode as (typeof PREWARM)[number], ...(maxShapes !== undefined ? { maxShapes } : {}) };
+}
+
 export function runnerOptions(o: RunFlags): RunnerOptions {
+  const prewarm = prewarmOption(o);
   return {
+    ...(prewarm ? { prewarm } : {}),
     trust: o.trust ?? [],
     ...(o.trustDir ? { trustDir: o.trustDir } : {}),
     allowUnsigned: Boolean(o.allowUnsigned),
@@ -109,12 +129,12 @@ export function register(program: Command): void {
     return await runInputs(io, runner, plan, {
       ...(opts.annotate !== undefined ? { annotate: opts.annotate } : {}),
       render: (outputs) => renderOutputs(runner.manifest, outputs),
-      ...(opts.explain
-        ? {
-            extra: () => ({ explain: selectionJson(runner.selection) }),
-            humanExtra: () => `\n\n${renderSelection(runner.selection)}`,
-          }
-        : {}),
+      // what open cost (models loaded and pre-warmed in it): with the single result
+      extra: () => ({
+        open: runner.opened,
+        ...(opts.explain ? { explain: selectionJson(runner.selection) } : {}),
+      }),
+      ...(opts.explain ? { humanExtra: () => `\n\n${renderSelection(runner.selection)}` } : {}),
     });
   });
 
@@ -161,6 +181,15 @@ export function register(program: Command): void {
       );
     const variant: Record<string, string> = {};
     for (const m of runner.selection.models) if (m.chosen) variant[m.model] = m.chosen.variant.id;
-    return { result: { runs, warmup, variant, latencyMs: stages }, human: lines.join('\n') };
+    const o = runner.opened;
+    if (Object.keys(o.prewarm).length)
+      lines.push(
+        `open ${o.ms.total.toFixed(0)} ms (load ${o.ms.load.toFixed(0)}, pre-warm ${o.ms.prewarm.toFixed(0)}): ${Object.entries(
+          o.prewarm,
+        )
+          .map(([m, p]) => `${m} ${p.skipped ? `not pre-warmed (${p.skipped.code})` : `${p.shapes.length} shapes`}`)
+          .join(', ')}`,
+      );
+    return { result: { runs, warmup, variant, latencyMs: stages, open: o }, human: lines.join('\n') };
   });
 }

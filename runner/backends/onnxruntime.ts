@@ -37,6 +37,7 @@ import { hasStaticInputs } from './onnx-inputs.js';
 import { OrtModelCache } from './ort-cache.js';
 import { profileFolder, readPlacement } from './ort-placement.js';
 import { probeModel } from './probe-model.js';
+import { ShapeSessions, shapeKey } from './shape-sessions.js';
 
 type Ort = typeof import('onnxruntime-node');
 
@@ -76,12 +77,18 @@ export function ortSessionOptions(
   options: SessionOptions,
   availableProviders: readonly string[],
 ): OrtSessionOptions {
-  const executionProviders = usableProviders(variant, availableProviders);
+  const excluded = options.excludeProviders ?? [];
+  const executionProviders = usableProviders(variant, availableProviders).filter((p) => !excluded.includes(p));
   if (!executionProviders.length) {
     throw new RunnerError(
       'E_RUN_LOAD',
-      `variant ${variant.id} needs execution provider ${variantProviders(variant).join(' or ')}, which does not load here (available: ${availableProviders.join(', ')})`,
-      { variant: variant.id, wanted: variantProviders(variant), available: [...availableProviders] },
+      `variant ${variant.id} needs execution provider ${variantProviders(variant).join(' or ')}, which does not load here (available: ${availableProviders.join(', ')}${excluded.length ? `; failed while running: ${excluded.join(', ')}` : ''})`,
+      {
+        variant: variant.id,
+        wanted: variantProviders(variant),
+        available: [...availableProviders],
+        excluded: [...excluded],
+      },
     );
   }
   const threads = options.threads;
@@ -162,6 +169,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
   nodesByProvider: Record<string, number> | undefined;
   #profileDir: string | null;
   #session: InferenceSession | null;
+  readonly #pool: ShapeSessions;
   readonly #ort: Ort;
   #folder: PrivateFolder | null;
   /** `hit`: created from this machine's cache of optimised models; `stored`: its graph was cached now. */
@@ -179,8 +187,11 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     readonly providerFallbacks: readonly ProviderFallback[] = [],
     /** Where the session's first run writes its profile (node placement), when it is profiled. */
     profileDir: string | null = null,
+    /** Sessions for further input shapes (shape-sessions.ts): how to make one, and the most to hold. */
+    perShape: { create: () => Promise<InferenceSession>; limit: number } | null = null,
   ) {
     this.#profileDir = profileDir;
+    this.#pool = new ShapeSessions(session, perShape?.create ?? null, perShape?.limit ?? 1);
     this.#folder = folder;
     this.#ort = ort;
     this.#session = session;
@@ -192,9 +203,13 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     );
   }
 
+  /** onnxruntime sessions held: one per input shape seen, on an accelerator (shape-sessions.ts). */
+  get sessions(): number {
+    return this.#session ? this.#pool.count : 0;
+  }
+
   async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
-    const session = this.#session;
-    if (!session) throw new RunnerError('E_RUN_BACKEND', `session of variant ${this.variantId} was released`);
+    if (!this.#session) throw new RunnerError('E_RUN_BACKEND', `session of variant ${this.variantId} was released`);
     const missing = this.inputNames.filter((n) => !(n in feeds));
     const extra = Object.keys(feeds).filter((n) => !this.inputNames.includes(n));
     if (missing.length || extra.length) {
@@ -210,19 +225,21 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
       // the ort Tensor keeps a reference to t.data: no copy on the way in
       ortFeeds[name] = new this.#ort.Tensor(t.type, t.data as never, t.dims);
     }
+    const session = await this.#pool.pick(shapeKey(this.inputNames, (n) => feeds[n].dims));
     let out: InferenceSession.ReturnType;
     try {
       out = await session.run(ortFeeds);
     } catch (e) {
+      // phase 'run': the session loaded and then failed, which the runner may answer with a fallback
       throw new RunnerError(
         'E_RUN_BACKEND',
-        `onnxruntime failed running ${this.variantId}: ${(e as Error).message}`,
-        { variant: this.variantId },
+        `onnxruntime failed running ${this.variantId} on ${this.provider}: ${(e as Error).message}`,
+        { variant: this.variantId, provider: this.provider, phase: 'run' },
         { cause: e },
       );
     }
     const dir = this.#profileDir;
-    if (dir) {
+    if (dir && session === this.#pool.first) {
       this.#profileDir = null;
       try {
         session.endProfiling();
@@ -244,6 +261,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     if (this.#profileDir) rmSync(this.#profileDir, { recursive: true, force: true });
     this.#profileDir = null;
     try {
+      await this.#pool.releaseOthers();
       await s?.release();
     } finally {
       await folder?.remove();
@@ -279,6 +297,16 @@ export interface OnnxruntimeBackendOptions {
    * its first provider is not the CPU, `always`, or `never`.
    */
   placement?: 'accelerated' | 'always' | 'never';
+  /**
+   * Run every variant on these providers, in order, instead of the ones it declares: for benchmarks
+   * and diagnosis (a CPU variant's model on cuda), never chosen by selection.
+   */
+  forceProviders?: string[];
+  /**
+   * Where a model gets one session per input shape (shape-sessions.ts), up to `SessionOptions.shapeSessions`:
+   * `accelerated` (default) when its provider is not the CPU, `always` (tests), `never`.
+   */
+  shapeSessions?: 'accelerated' | 'always' | 'never';
 }
 
 export class OnnxruntimeBackend implements Backend {
@@ -288,6 +316,8 @@ export class OnnxruntimeBackend implements Backend {
   readonly #accelEnv: AccelEnv | undefined;
   readonly #attempt: string[];
   readonly #placement: NonNullable<OnnxruntimeBackendOptions['placement']>;
+  readonly #force: string[] | undefined;
+  readonly #shapeSessions: NonNullable<OnnxruntimeBackendOptions['shapeSessions']>;
   #ort: Ort | undefined;
   #providers: string[] = [];
   #accel: Record<AccelProvider, AccelCheck> | undefined;
@@ -298,6 +328,8 @@ export class OnnxruntimeBackend implements Backend {
     this.#accelEnv = options.accelEnv;
     this.#attempt = [...(options.attemptProviders ?? [])];
     this.#placement = options.placement ?? 'accelerated';
+    this.#force = options.forceProviders?.length ? [...options.forceProviders] : undefined;
+    this.#shapeSessions = options.shapeSessions ?? 'accelerated';
   }
 
   /** The CUDA and WebGPU checks init made (undefined before init). */
@@ -424,11 +456,16 @@ export class OnnxruntimeBackend implements Backend {
         `variant ${variant.id}: ${entry} is ${size} bytes; an ONNX model file holds at most ${MAX_MODEL_BYTES} (protobuf), larger weights go in external data files`,
         { variant: variant.id, file: entry, size },
       );
-    const sessionOptions = ortSessionOptions(variant, options, [
+    const declared = this.#force
+      ? { ...variant, requires: { ...variant.requires, executionProviders: this.#force } }
+      : variant;
+    const sessionOptions = ortSessionOptions(declared, options, [
       ...this.#providers,
       ...this.#attempt.filter((p) => !this.#providers.includes(p)),
     ]);
-    const cache = cacheFor(options, files, entry, sessionOptions, ort);
+    // per-shape sessions are made from the package's bytes; the cache holds one session's graph
+    const perShapeOnCpu = this.#shapeSessions === 'always' && (options.shapeSessions ?? 1) > 1;
+    const cache = perShapeOnCpu ? null : cacheFor(options, files, entry, sessionOptions, ort);
     if (cache) {
       const hit = await fromCache(ort, cache, variant.id, sessionOptions);
       if (hit) return hit;
@@ -469,7 +506,16 @@ export class OnnxruntimeBackend implements Backend {
             () => null,
             () => folder,
           ));
-        const loaded = new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile);
+        // more sessions of the same verified bytes, one per input shape (a model with external data keeps one)
+        const limit = options.shapeSessions ?? 1;
+        const perShape =
+          !folder &&
+          limit > 1 &&
+          (this.#shapeSessions === 'always' ||
+            (this.#shapeSessions === 'accelerated' && opts.executionProviders[0] !== 'cpu'))
+            ? { create: () => ort.InferenceSession.create(bytes, opts), limit }
+            : null;
+        const loaded = new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile, perShape);
         if (save && cache) loaded.optimizedCache = (await cache.store.commit(cache.key, save)) ? 'stored' : undefined;
         return loaded;
       } catch (e) {

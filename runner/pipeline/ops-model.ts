@@ -63,6 +63,8 @@ function concatBatch(parts: Tensor[]): Tensor {
   return { type: parts[0].type, dims: [parts.reduce((a, p) => a + p.dims[0], 0), ...parts[0].dims.slice(1)], data };
 }
 
+const bytesOf = (ts: Tensor[]) => ts.reduce((n, t) => n + t.data.byteLength, 0);
+
 async function runOnce(
   session: ModelSession,
   feeds: Record<string, Tensor>,
@@ -104,11 +106,16 @@ defineOp({
         return Object.fromEntries(
           outs.map(([m]) => [m, { type: 'float32', dims: [0], data: new Float32Array(0) } as Tensor]),
         );
+      let out: Record<string, Tensor>;
       try {
-        return await runOnce(session, feeds, p.maxBatch);
+        out = await runOnce(session, feeds, p.maxBatch);
       } catch (e) {
         return x.fail(`model ${x.step.model} failed: ${(e as Error).message}`);
       }
+      // read after the run: a session that failed while running may have been replaced by a CPU one
+      if (session.provider && session.provider !== 'cpu')
+        x.copied(x.step.model!, bytesOf(Object.values(feeds)), bytesOf(Object.values(out)));
+      return out;
     };
     const pick = (r: Record<string, Tensor>, m: string): TensorValue => {
       const t = r[m];

@@ -33,6 +33,8 @@ export interface OpRun {
   readonly budget: Required<RunnerBudget>;
   /** Call before allocating: throws E_RUN_BUDGET naming this step when `need` is above the budget. */
   fits(need: Need, what: string): void;
+  /** Counts bytes a model on an accelerator took in and handed back (run.ts PipelineCopies). */
+  copied(model: string, hostToDevice: number, deviceToHost: number): void;
 }
 
 export interface OpDef<S extends TSchema = TSchema> {

@@ -10,11 +10,24 @@ import { getOp, type OpRun, pipelineError, stepError } from './registry.js';
 import { validatePipeline } from './validate.js';
 import type { Value, ValueKind } from './values.js';
 
+/**
+ * Bytes that crossed between host and accelerator memory in one run: the input tensors handed to,
+ * and the output tensors taken back from, models whose session runs on an accelerator. Copies a
+ * runtime makes inside a model (to nodes it placed on the CPU) are not seen here.
+ */
+export interface PipelineCopies {
+  hostToDevice: number;
+  deviceToHost: number;
+  /** Per model id, only models that ran on an accelerator. */
+  models: Record<string, { hostToDevice: number; deviceToHost: number }>;
+}
+
 export interface PipelineResult {
   /** Keyed by the manifest's output names, converted per their declared type. */
   outputs: Record<string, OutputValue>;
   /** Milliseconds per stage; the same amounts were reported to `ctx.time`. */
   timings: Timings;
+  copies: PipelineCopies;
 }
 
 /** Per-context caches (asset texts, parsed vocabularies): contexts live as long as a loaded package. */
@@ -67,6 +80,7 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
       });
   }
   const timings: Timings = {};
+  const copies: PipelineCopies = { hostToDevice: 0, deviceToHost: 0, models: {} };
   const memo = memoOf(ctx);
   const steps = m.pipeline.steps;
   for (let index = 0; index < steps.length; index++) {
@@ -107,6 +121,13 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
         const over = overBudget(budget, need, what);
         if (over) throw stepError('E_RUN_BUDGET', index, step, over.message, over.detail);
       },
+      copied(model, hostToDevice, deviceToHost) {
+        const m = (copies.models[model] ??= { hostToDevice: 0, deviceToHost: 0 });
+        m.hostToDevice += hostToDevice;
+        m.deviceToHost += deviceToHost;
+        copies.hostToDevice += hostToDevice;
+        copies.deviceToHost += deviceToHost;
+      },
     };
     const stage = def.stage === 'infer' ? `infer:${step.model}` : def.stage;
     const t0 = performance.now();
@@ -136,5 +157,5 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
       throw pipelineError(steps.length - 1, steps[steps.length - 1], r.problem, { output: spec.name });
     outputs[spec.name] = r.value;
   }
-  return { outputs, timings };
+  return { outputs, timings, copies };
 }

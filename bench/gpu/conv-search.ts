@@ -1,0 +1,51 @@
+/**
+ * Does any session option reach the CUDA provider's cuDNN algorithm search from onnxruntime-node?
+ * (Its binding copies only `deviceId` into the provider options it creates: js/node/src/
+ * session_options_helper.cc, 1.29.) Creates the OCR recogniser (dynamic width) on cuda with each
+ * candidate option and times the first and second run at three new widths: an option that reached
+ * cuDNN as HEURISTIC would cut the first runs from hundreds of ms to a few.
+ *
+ *   node dist-tools/bench/gpu/conv-search.js
+ */
+import * as ort from 'onnxruntime-node';
+import { PackageReader } from '../../pack/reader.js';
+import { r2 } from './common.js';
+
+const reader = await PackageReader.open('fixtures/dist/paddleocr-v4.xpkg');
+const bytes = await reader.readVerified('models/rec/ch_PP-OCRv4_rec_infer.onnx');
+await reader.close();
+
+const variants: Record<string, ort.InferenceSession.SessionOptions> = {
+  default: { executionProviders: ['cuda'] },
+  'provider option objects': {
+    executionProviders: [
+      { name: 'cuda', cudnnConvAlgoSearch: 'HEURISTIC', cudnn_conv_algo_search: 'HEURISTIC' } as never,
+    ],
+  },
+  'config ep.cuda.*': {
+    executionProviders: ['cuda'],
+    extra: { ep: { cuda: { cudnn_conv_algo_search: 'HEURISTIC' } } },
+  },
+  'config ep.cudaexecutionprovider.*': {
+    executionProviders: ['cuda'],
+    extra: { ep: { cudaexecutionprovider: { cudnn_conv_algo_search: 'HEURISTIC' } } },
+  },
+};
+
+const out: Record<string, unknown> = {};
+for (const [name, opts] of Object.entries(variants)) {
+  const s = await ort.InferenceSession.create(bytes, { ...opts, logSeverityLevel: 3 });
+  const rows: unknown[] = [];
+  for (const w of [320, 480, 640]) {
+    const x = new ort.Tensor('float32', new Float32Array(3 * 48 * w), [1, 3, 48, w]);
+    let t = performance.now();
+    await s.run({ [s.inputNames[0]]: x });
+    const first = performance.now() - t;
+    t = performance.now();
+    await s.run({ [s.inputNames[0]]: x });
+    rows.push({ width: w, firstMs: r2(first), secondMs: r2(performance.now() - t) });
+  }
+  out[name] = rows;
+  await s.release();
+}
+process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);

@@ -1,0 +1,193 @@
+/**
+ * GPU benchmarks side by side, in one run (on the GPU machine, after make-data.ts):
+ *
+ *   node dist-tools/bench/gpu/side-by-side.js [--data dir] [--runs n] [--out file.json]
+ *
+ * 1. Detector, a 1920×1080 RGB image in memory → boxes: xpkg on the GPU (its GPU variant, else
+ *    its model forced onto cuda) vs xpkg on the CPU (the CPU variant) vs the detector's own PyTorch
+ *    module in eager mode on the same GPU (detector_torch.py: GPU resize/normalise,
+ *    torchvision.ops.batched_nms). p50/p99 and ratios. Goal: p50 ≤ 3 ms, ≤ 1.0× PyTorch, p99 ≤ 1.5× p50.
+ * 2. OCR, a 1920×1080 page of 30 lines → text: GPU p50 vs CPU p50, text identical. Goal p50 ≤ 30 ms.
+ * 3. Cold start, process start → first result with verification, per package on the GPU (cold-child.ts). Goal ≤ 2 s.
+ * Bytes copied device → host per image are in each xpkg row (goal ≤ 64 KB).
+ */
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Runner, RunResult } from '../../runner/runner.js';
+import { compareBoxes, compareOutputs, openCpu, openGpu, pct, r2, rawImage, timeRuns } from './common.js';
+
+const argv = process.argv.slice(2);
+const flag = (name: string, d: string) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : d;
+};
+const DATA = flag('--data', '.gpu/data');
+const RUNS = Number(flag('--runs', '200'));
+const OUT = flag('--out', '');
+const COLD = Number(flag('--cold-runs', '3'));
+
+/** Warm-up runs, then up to `runs` timed runs within `budgetMs` (wall time around each run). */
+async function timed(runner: Runner, inputs: Record<string, unknown>, runs: number, warm = 10, budgetMs = 30_000) {
+  for (let i = 0; i < warm; i++) await runner.run(inputs);
+  const { ms, last } = await timeRuns(() => runner.run(inputs), runs, budgetMs);
+  return { p50: r2(pct(ms, 50)), p99: r2(pct(ms, 99)), runs: ms.length, last: last as RunResult };
+}
+
+const row = (name: string, p50: number, p99: number, extra = '') =>
+  `${name.padEnd(34)} ${p50.toFixed(2).padStart(9)} ${p99.toFixed(2).padStart(9)}  ${extra}`;
+
+async function detector(lines: string[], out: Record<string, unknown>): Promise<void> {
+  const pkg = 'fixtures/dist/detector.xpkg';
+  const img = await rawImage(join(DATA, 'det-scene-1080p.png'));
+  const inputs = { image: { data: img.data, width: img.width, height: img.height, channels: 3 } };
+  const g = await openGpu(pkg);
+  const cpu = await openCpu(pkg);
+  try {
+    const gpu = await timed(g.runner, inputs, RUNS);
+    const c = await timed(cpu, inputs, Math.min(RUNS, 50), 3, 10_000);
+    const raw = '/tmp/xpkg-det-1080p.rgb';
+    writeFileSync(raw, img.data);
+    const py = spawnSync(
+      'python3',
+      [
+        'bench/gpu/detector_torch.py',
+        '--image',
+        raw,
+        '--width',
+        String(img.width),
+        '--height',
+        String(img.height),
+        '--runs',
+        String(RUNS),
+      ],
+      { encoding: 'utf8', maxBuffer: 64 << 20 },
+    );
+    const torch = py.status === 0 ? JSON.parse(py.stdout.trim().split('\n').pop()!) : { error: py.stderr.slice(-2000) };
+    const gb = gpu.last.outputs.boxes as never;
+    const vsCpu = compareOutputs(g.runner.manifest, gpu.last.outputs, c.last.outputs);
+    const vsTorch = torch.boxes ? compareBoxes(gb, torch.boxes) : undefined;
+    out.detector = {
+      image: `${img.width}x${img.height}`,
+      gpuMode: g.mode,
+      variant: gpu.last.variant,
+      actualProvider: gpu.last.actualProvider,
+      xpkgGpu: { p50: gpu.p50, p99: gpu.p99, copies: gpu.last.copies, timings: gpu.last.timings },
+      xpkgCpu: { p50: c.p50, p99: c.p99 },
+      torch,
+      gpuVsCpu: vsCpu.detail,
+      gpuVsTorch: vsTorch,
+      ratios: {
+        xpkgGpuOverTorchP50: torch.p50 ? r2(gpu.p50 / torch.p50) : null,
+        xpkgGpuP99OverP50: r2(gpu.p99 / gpu.p50),
+        cpuOverGpuP50: r2(c.p50 / gpu.p50),
+      },
+    };
+    lines.push(
+      `detector, ${img.width}×${img.height} RGB in memory → boxes (${gpu.runs} runs)   p50 ms    p99 ms`,
+      row(
+        `xpkg GPU (${g.mode}: ${Object.values(gpu.last.variant).join(',')})`,
+        gpu.p50,
+        gpu.p99,
+        `${gpu.last.copies.deviceToHost} B device→host`,
+      ),
+      row('xpkg CPU (CPU variant)', c.p50, c.p99, `${r2(c.p50 / gpu.p50)}× the GPU's p50`),
+      torch.p50
+        ? row(
+            `PyTorch ${torch.torch} eager, same GPU`,
+            torch.p50,
+            torch.p99,
+            `xpkg GPU / PyTorch p50 = ${r2(gpu.p50 / torch.p50)}`,
+          )
+        : `PyTorch reference failed: ${String(torch.error).slice(-300)}`,
+      `  xpkg GPU p99/p50 = ${r2(gpu.p99 / gpu.p50)}; boxes GPU vs CPU ${JSON.stringify(vsCpu.detail.boxes)}; vs PyTorch max ${vsTorch ? `${r2(vsTorch.maxPx)} px` : '-'}`,
+    );
+  } finally {
+    await g.runner.close();
+    await cpu.close();
+  }
+}
+
+async function ocr(lines: string[], out: Record<string, unknown>): Promise<void> {
+  const pkg = 'fixtures/dist/paddleocr-v4.xpkg';
+  const img = await rawImage(join(DATA, 'ocr-page-1080p.png'));
+  const inputs = { image: { data: img.data, width: img.width, height: img.height, channels: 3 } };
+  const g = await openGpu(pkg);
+  const cpu = await openCpu(pkg);
+  try {
+    const gpu = await timed(g.runner, inputs, Math.min(RUNS, 50), 1);
+    const c = await timed(cpu, inputs, 5, 1, 10_000);
+    const same = compareOutputs(g.runner.manifest, gpu.last.outputs, c.last.outputs);
+    out.ocr = {
+      image: `${img.width}x${img.height}`,
+      gpuMode: g.mode,
+      variant: gpu.last.variant,
+      actualProvider: gpu.last.actualProvider,
+      lines: (gpu.last.outputs.lines as unknown[]).length,
+      xpkgGpu: { p50: gpu.p50, p99: gpu.p99, copies: gpu.last.copies, timings: gpu.last.timings },
+      xpkgCpu: { p50: c.p50 },
+      textIdentical: same.ok,
+    };
+    lines.push(
+      '',
+      `OCR, ${img.width}×${img.height} page of 30 lines → text              p50 ms    p99 ms`,
+      row(`xpkg GPU (${g.mode})`, gpu.p50, gpu.p99, `${gpu.last.copies.deviceToHost} B device→host`),
+      row('xpkg CPU (CPU variants)', c.p50, c.p99, `${r2(c.p50 / gpu.p50)}× the GPU's p50`),
+      `  ${(gpu.last.outputs.lines as unknown[]).length} lines; text identical to the CPU's: ${same.ok}; GPU stages ${JSON.stringify(Object.fromEntries(Object.entries(gpu.last.timings).map(([k, v]) => [k, r2(v)])))}`,
+    );
+  } finally {
+    await g.runner.close();
+    await cpu.close();
+  }
+}
+
+function coldStart(lines: string[], out: Record<string, unknown>, modes: Record<string, string>): void {
+  const cases = [
+    ['fixtures/dist/detector.xpkg', join(DATA, 'det-scene-1080p.png'), modes.detector ?? 'variant'],
+    ['fixtures/dist/paddleocr-v4.xpkg', join(DATA, 'ocr-page-1080p.png'), modes.ocr ?? 'variant'],
+  ];
+  const res: Record<string, unknown> = {};
+  lines.push('', `cold start, process start → first result (verification, GPU, pre-warm included): median of ${COLD}`);
+  for (const [pkg, image, mode] of cases) {
+    const walls: number[] = [];
+    let child: Record<string, unknown> = {};
+    for (let i = 0; i < COLD; i++) {
+      const t = performance.now();
+      const p = spawnSync(process.execPath, ['dist-tools/bench/gpu/cold-child.js', pkg, image, mode], {
+        encoding: 'utf8',
+      });
+      walls.push(performance.now() - t);
+      child = p.status === 0 ? JSON.parse(p.stdout.trim()) : { error: p.stderr.slice(-1000) };
+    }
+    const name = pkg.split('/').pop()!;
+    res[name] = { wallMs: r2(pct(walls, 50)), all: walls.map(r2), last: child };
+    lines.push(
+      `  ${name.padEnd(22)} ${r2(pct(walls, 50))} ms (${mode}; in-process: import ${r2(Number(child.importMs))}, open ${r2(Number(child.openMs))} of which pre-warm ${r2(Number(child.prewarmMs))}, first run ${r2(Number(child.firstRunMs))})`,
+    );
+  }
+  out.coldStart = res;
+}
+
+const lines: string[] = [];
+const out: Record<string, unknown> = {};
+let printed = 0;
+/** Runs one benchmark, then prints its lines and writes everything known so far (a time limit may end the run). */
+const step = async (name: string, f: () => Promise<void> | void) => {
+  try {
+    await f();
+  } catch (e) {
+    out[`${name}Error`] = String((e as Error)?.stack ?? e).slice(0, 2000);
+    lines.push(`${name} failed: ${(e as Error)?.message}`);
+  }
+  process.stdout.write(`${lines.slice(printed).join('\n')}\n`);
+  printed = lines.length;
+  if (OUT) writeFileSync(OUT, JSON.stringify(out, null, 1));
+};
+await step('detector', () => detector(lines, out));
+await step('ocr', () => ocr(lines, out));
+await step('coldStart', () =>
+  coldStart(lines, out, {
+    detector: (out.detector as { gpuMode?: string } | undefined)?.gpuMode ?? 'variant',
+    ocr: (out.ocr as { gpuMode?: string } | undefined)?.gpuMode ?? 'variant',
+  }),
+);

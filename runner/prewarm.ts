@@ -1,0 +1,236 @@
+/**
+ * Shape pre-warming. onnxruntime's CUDA provider, as the stock Node binding creates it, searches
+ * cuDNN's convolution algorithms exhaustively whenever a session's input shape changes (only
+ * `deviceId` reaches the provider, so the search mode cannot be set; measured by
+ * bench/gpu/conv-search.ts): 0.3–1.2 s per shape on an H200 against 2–5 ms steady. So a model on an
+ * accelerator gets a session per input shape (backends/shape-sessions.ts), and `Runner.open` runs
+ * each at every shape the pipeline can hand it (runner/pipeline/shapes.ts), largest first, and
+ * reports what that cost. A model whose shapes are open (an image of any size) or too many is left
+ * as it is, with why.
+ */
+import {
+  enumerateShapes,
+  type ModelFeedSpace,
+  openReason,
+  type PipelineShapes,
+  shapeCount,
+  withDeclared,
+} from './pipeline/shapes.js';
+import type { Selection } from './select.js';
+import type { DType, ModelSession, Tensor, TypedData } from './types.js';
+
+/**
+ * `auto` (default): models whose chosen variant runs on an accelerator are loaded in `open` and
+ * pre-warmed when their session really runs there; `always`: every model, on any provider (the
+ * CPU needs no algorithm search, so it only moves first-run costs into open); `off`: load on
+ * first run, as without a GPU.
+ */
+export type PrewarmMode = 'auto' | 'always' | 'off';
+
+export interface PrewarmOptions {
+  mode?: PrewarmMode;
+  /**
+   * The most shapes one model is warmed at, above which none are; also the most sessions a model on
+   * an accelerator holds, one per shape (default 16).
+   */
+  maxShapes?: number;
+}
+
+export const DEFAULT_MAX_SHAPES = 16;
+
+export type PrewarmSkip =
+  /** The session runs on the CPU provider under `auto`. */
+  | 'cpu'
+  /** A dimension the pipeline makes can take any value (an input image's size, a region count). */
+  | 'open-shape'
+  /** More shapes than `maxShapes`. */
+  | 'too-many-shapes'
+  /** Several inputs vary together, or one the pipeline does not feed has no fixed shape, or an unsupported element type. */
+  | 'inputs'
+  /** The model failed to load (the run reports it) or a warm-up run failed. */
+  | 'failed';
+
+export interface ModelPrewarm {
+  provider: string;
+  /** Each shape run, largest first, with its first run's milliseconds. */
+  shapes: { dims: Record<string, number[]>; ms: number }[];
+  /** Why the model was not pre-warmed (or not at every shape). */
+  skipped?: { code: PrewarmSkip; reason: string };
+  /** Shapes the pipeline can make (null: unbounded). */
+  possible: number | null;
+  /** Runtime sessions the model holds after pre-warming (one per shape on an accelerator). */
+  sessions?: number;
+  ms: number;
+}
+
+export interface OpenReport {
+  /** Milliseconds: the whole open, loading models in it, running them at their shapes. */
+  ms: { total: number; load: number; prewarm: number };
+  /** Per model loaded in open. */
+  prewarm: Record<string, ModelPrewarm>;
+}
+
+type Plan =
+  | { feeds: Record<string, number[]>[]; possible: number }
+  | { skip: PrewarmSkip; reason: string; possible: number | null };
+
+const ZEROS: Record<DType, (n: number) => TypedData> = {
+  float32: (n) => new Float32Array(n),
+  float16: (n) => new Uint16Array(n),
+  int64: (n) => new BigInt64Array(n),
+  int32: (n) => new Int32Array(n),
+  uint8: (n) => new Uint8Array(n),
+  int8: (n) => new Int8Array(n),
+  bool: (n) => new Uint8Array(n),
+};
+
+/** The feeds to warm a loaded session with: one per shape, from what the pipeline makes and what the model declares. */
+export function prewarmPlan(spaces: readonly ModelFeedSpace[], session: ModelSession, maxShapes: number): Plan {
+  const declared = new Map((session.inputShapes ?? []).map((s) => [s.name, s]));
+  const byStep = new Map<number, ModelFeedSpace[]>();
+  for (const f of spaces) byStep.set(f.step, [...(byStep.get(f.step) ?? []), f]);
+  const all = new Map<string, Record<string, number[]>>();
+  let possible: number | null = 0;
+  for (const feeds of byStep.values()) {
+    const inputs: { name: string; shapes: number[][] }[] = [];
+    for (const f of feeds) {
+      const name = f.input ?? session.inputNames[0];
+      if (!f.dims) return { skip: 'open-shape', reason: `${name}: ${f.why ?? 'unknown shape'}`, possible: null };
+      const dims = withDeclared(f.dims, declared.get(name)?.shape);
+      const count = shapeCount(dims);
+      if (count === null) return { skip: 'open-shape', reason: `${name}: ${openReason(dims)}`, possible: null };
+      if (count > maxShapes)
+        return {
+          skip: 'too-many-shapes',
+          reason: `${name}: ${count} shapes, above the limit of ${maxShapes}`,
+          possible: count,
+        };
+      inputs.push({ name, shapes: enumerateShapes(dims) });
+    }
+    // an input no step feeds must have a fixed declared shape
+    for (const name of session.inputNames) {
+      if (inputs.some((i) => i.name === name)) continue;
+      const d = declared.get(name)?.shape;
+      if (!d?.every((x) => typeof x === 'number' && x >= 0))
+        return {
+          skip: 'inputs',
+          reason: `input ${name} is not fed by the pipeline and has no fixed shape`,
+          possible: null,
+        };
+      inputs.push({ name, shapes: [d as number[]] });
+    }
+    const varying = inputs.filter((i) => i.shapes.length > 1);
+    if (varying.length > 1)
+      return {
+        skip: 'inputs',
+        reason: `inputs ${varying.map((v) => v.name).join(', ')} vary together; which combinations occur is not known`,
+        possible: null,
+      };
+    const n = varying[0]?.shapes.length ?? 1;
+    for (let k = 0; k < n; k++) {
+      const feed = Object.fromEntries(inputs.map((i) => [i.name, i.shapes.length > 1 ? i.shapes[k] : i.shapes[0]]));
+      all.set(JSON.stringify(feed), feed);
+    }
+    possible += n;
+  }
+  for (const name of session.inputNames) {
+    const type = declared.get(name)?.type;
+    if (type && !(type in ZEROS)) return { skip: 'inputs', reason: `input ${name} is ${type}`, possible };
+  }
+  const feeds = [...all.values()];
+  if (feeds.length > maxShapes)
+    return { skip: 'too-many-shapes', reason: `${feeds.length} shapes, above the limit of ${maxShapes}`, possible };
+  return { feeds, possible: feeds.length };
+}
+
+/** Runs `session` once per planned shape on zeros (largest first), timing each first run. */
+export async function prewarmSession(
+  session: ModelSession,
+  spaces: readonly ModelFeedSpace[],
+  maxShapes: number,
+): Promise<ModelPrewarm> {
+  const t0 = performance.now();
+  const plan = prewarmPlan(spaces, session, maxShapes);
+  const report: ModelPrewarm = { provider: session.provider ?? 'cpu', shapes: [], possible: plan.possible, ms: 0 };
+  if ('skip' in plan) {
+    report.skipped = { code: plan.skip, reason: plan.reason };
+    return report;
+  }
+  const declared = new Map((session.inputShapes ?? []).map((s) => [s.name, s.type as DType]));
+  for (const dims of plan.feeds) {
+    const feeds: Record<string, Tensor> = {};
+    for (const [name, d] of Object.entries(dims)) {
+      const type = declared.get(name) ?? 'float32';
+      feeds[name] = { type, dims: d, data: ZEROS[type](d.reduce((a, b) => a * b, 1)) };
+    }
+    const t = performance.now();
+    try {
+      await session.run(feeds);
+    } catch (e) {
+      report.skipped = {
+        code: 'failed',
+        reason: `at ${JSON.stringify(dims)}: ${String((e as Error)?.message ?? e)
+          .split('\n')[0]
+          .slice(0, 300)}`,
+      };
+      break;
+    }
+    report.shapes.push({ dims, ms: performance.now() - t });
+  }
+  // a run that fell back moved the model to another provider
+  report.provider = session.provider ?? 'cpu';
+  if (session.sessions !== undefined) report.sessions = session.sessions;
+  report.ms = performance.now() - t0;
+  return report;
+}
+
+const accelerated = (p: string | undefined) => p !== undefined && p !== 'cpu';
+
+/**
+ * What `Runner.open` does after selection: loads the models `mode` names (all under `always`, those
+ * whose chosen variant runs on an accelerator under `auto`, none under `off`), then runs each
+ * accelerated one (any one under `always`) at its shapes. A model that fails to load is recorded
+ * (it loads again, and reports its error, on the first run): open itself does not fail.
+ */
+export async function prewarmOpen(o: {
+  mode: PrewarmMode;
+  maxShapes: number;
+  selection: Selection;
+  shapes: PipelineShapes;
+  load: (model: string) => Promise<ModelSession>;
+  /** When open started (performance.now()). */
+  t0: number;
+}): Promise<OpenReport> {
+  const ids =
+    o.mode === 'off'
+      ? []
+      : o.selection.models
+          .filter((m) => o.mode === 'always' || m.chosen?.providers?.some(accelerated))
+          .map((m) => m.model);
+  const report: OpenReport = { ms: { total: 0, load: 0, prewarm: 0 }, prewarm: {} };
+  const tl = performance.now();
+  const loaded = await Promise.all(
+    ids.map((id) =>
+      o.load(id).then(
+        (s) => ({ s }),
+        (e: unknown) => ({ e }),
+      ),
+    ),
+  );
+  report.ms.load = performance.now() - tl;
+  const tp = performance.now();
+  for (const [i, id] of ids.entries()) {
+    const r = loaded[i];
+    const none = { shapes: [], possible: null, ms: 0 };
+    if (!('s' in r)) {
+      const reason = `load failed: ${String((r.e as Error)?.message ?? r.e).slice(0, 300)}`;
+      report.prewarm[id] = { provider: 'none', ...none, skipped: { code: 'failed', reason } };
+    } else if (o.mode === 'auto' && !accelerated(r.s.provider)) {
+      const reason = 'runs on the CPU provider, which has no per-shape set-up';
+      report.prewarm[id] = { provider: 'cpu', ...none, skipped: { code: 'cpu', reason } };
+    } else report.prewarm[id] = await prewarmSession(r.s, o.shapes[id] ?? [], o.maxShapes);
+  }
+  report.ms.prewarm = performance.now() - tp;
+  report.ms.total = performance.now() - o.t0;
+  return report;
+}
