@@ -10,10 +10,11 @@ import { PackageReader } from '../pack/reader.js';
 import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
 import { commitRollback, resolvePolicy, type VerifyResult, verifyReader } from '../signing/verify.js';
 import { FormatError, RunnerError } from '../spec/errors.js';
-import type { Manifest } from '../spec/schema.js';
+import type { Manifest, Variant } from '../spec/schema.js';
 import { type BackendRegistry, defaultRegistry } from './backends/index.js';
 import { type HostProfile, resolveHost } from './host.js';
 import { checkModelInputs, resolveBudget } from './pipeline/budget.js';
+import { withVariants } from './pipeline/patch.js';
 import { runPipeline } from './pipeline/run.js';
 import { validatePipeline } from './pipeline/validate.js';
 import { type ProviderReport, providerReport } from './provider-report.js';
@@ -110,6 +111,7 @@ export class Runner implements AsyncDisposable {
       manifest: reader.manifest,
       budget: this.budget,
       session: (id) => this.session(id),
+      variant: (id) => this.model(id).then((m) => this.variantOf(id, m.variant)),
       asset: (id) => this.asset(id),
       script: (path) => this.script(path),
       time: () => {},
@@ -129,7 +131,11 @@ export class Runner implements AsyncDisposable {
       });
       // Payloads are checked as they are read (readVerified), so only what runs is hashed.
       const verification = await verifyReader(reader, policy, { integrity: 'on-read' });
-      validatePipeline(reader.manifest, resolveBudget(options.budget));
+      // The manifest's pipeline, and the pipeline as each variant's step patches change it.
+      const budget = resolveBudget(options.budget);
+      validatePipeline(reader.manifest, budget);
+      for (const m of reader.manifest.models)
+        for (const v of m.variants) if (v.steps) validatePipeline(withVariants(reader.manifest, [v]), budget);
       const host =
         typeof options.host === 'object'
           ? options.host
@@ -161,6 +167,10 @@ export class Runner implements AsyncDisposable {
   /** The selection, updated with load attempts (failed variants become load-failed rejections). */
   get selection(): Selection {
     return this.selectionState;
+  }
+
+  private variantOf(modelId: string, variantId: string): Variant {
+    return this.manifest.models.find((m) => m.id === modelId)!.variants.find((v) => v.id === variantId)!;
   }
 
   /** Loads (once) the best loadable variant of a model, falling back and recording why. */

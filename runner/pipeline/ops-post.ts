@@ -56,7 +56,7 @@ defineOp({
   op: 'db-postprocess',
   stage: 'post',
   summary:
-    'Text-detection post-processing of a DB probability map: binarize, connected components, minimum-area rotated boxes, box score, unclip; boxes mapped back to the original image.',
+    'Text-detection post-processing of a DB probability map (float, or uint8 holding p × 255): binarize, connected components, minimum-area rotated boxes, box score, unclip; boxes mapped back to the original image.',
   params: Type.Object(
     {
       input: Name,
@@ -81,7 +81,8 @@ defineOp({
       x.fail(`expected a [1, 1, H, W] probability map, got [${d.join(', ')}]`);
     const mh = d[d.length - 2],
       mw = d[d.length - 1];
-    const prob = floats(t, x);
+    // A uint8 map holds round(p × 255) (a GPU variant thresholds and quantises in the model).
+    const prob = t.type === 'uint8' ? Float32Array.from(t.data as Uint8Array, (q) => q / 255) : floats(t, x);
     const r = await dbPostprocess(prob, {
       width: mw,
       height: mh,
@@ -260,11 +261,60 @@ defineOp({
   },
 });
 
+/**
+ * CTC greedy decoding of per-step best classes `ids` [N, T] (int) and their `scores` [N, T], as a
+ * model with an in-graph ArgMax returns them: the same rule as the full scan (repeats collapsed,
+ * blank dropped, unknown ids break repeats but emit nothing; the text's score is the mean score
+ * of its characters).
+ */
+function decodeBest(
+  ids: TensorValue,
+  sc: TensorValue,
+  vocab: readonly string[],
+  blank: number,
+  lens: { widths: Int32Array; width: number } | undefined,
+  x: OpRun,
+): { texts: string[]; scores: number[] } {
+  if (ids.dims.length !== 2 || ids.type.startsWith('float'))
+    x.fail(`with scores, input must hold [N, T] class ids, got ${ids.type} [${ids.dims.join(', ')}]`);
+  if (sc.dims.length !== 2 || sc.dims[0] !== ids.dims[0] || sc.dims[1] !== ids.dims[1])
+    x.fail(`scores [${sc.dims.join(', ')}] do not match class ids [${ids.dims.join(', ')}]`);
+  const [n, steps] = ids.dims;
+  if (lens && lens.widths.length !== n) x.fail(`${lens.widths.length} widths for a batch of ${n}`);
+  const id = ids.data as ArrayLike<number | bigint>;
+  const prob = floats(sc, x);
+  const offset = blank === 0 ? 1 : 0;
+  const texts: string[] = [];
+  const scores: number[] = [];
+  for (let b = 0; b < n; b++) {
+    const len = lens ? Math.min(steps, Math.ceil((lens.widths[b] * steps) / lens.width)) : steps;
+    let prev = -1;
+    let text = '';
+    let sum = 0;
+    let count = 0;
+    for (let t = 0; t < len; t++) {
+      const c = Number(id[b * steps + t]);
+      if (c !== blank && c !== prev) {
+        const ch = vocab[c - offset];
+        if (ch !== undefined) {
+          text += ch;
+          sum += prob[b * steps + t];
+          count++;
+        }
+      }
+      prev = c;
+    }
+    texts.push(text);
+    scores.push(count ? sum / count : 0);
+  }
+  return { texts, scores };
+}
+
 defineOp({
   op: 'ctc-decode',
   stage: 'post',
   summary:
-    'CTC greedy decoding of a [N, T, C] score tensor with a vocabulary asset (one token per line): text and mean character confidence per row.',
+    'CTC greedy decoding of a [N, T, C] score tensor (or [N, T] best classes with their `scores`) with a vocabulary asset (one token per line): text and mean character confidence per row.',
   params: Type.Object(
     {
       input: Name,
@@ -275,10 +325,15 @@ defineOp({
       softmax: Opt(Type.Boolean()),
       probabilities: Opt(Type.Boolean()),
       widths: Opt(Name),
+      scores: Opt(Name),
     },
     { additionalProperties: false },
   ),
-  reads: (p) => [p.input, ...(p.widths ? [p.widths] : [])],
+  reads: (p) => [p.input, ...(p.widths ? [p.widths] : []), ...(p.scores ? [p.scores] : [])],
+  check: (p) =>
+    p.scores && (p.softmax || p.probabilities)
+      ? 'with scores the input holds best classes: softmax and probabilities do not apply'
+      : undefined,
   writes: (p) => [p.output],
   assets: (p) => [p.vocabulary],
   async run(p, x) {
@@ -288,13 +343,29 @@ defineOp({
     );
     const texts: string[] = [];
     const scores: number[] = [];
+    // `scores`: the model did the per-step argmax itself (a GPU variant), `input` holds class ids.
+    const best = p.scores ? x.get(p.scores, 'tensor', 'tensors') : undefined;
+    const bestOf = (i: number): TensorValue | undefined =>
+      best && (best.kind === 'tensor' ? (i === 0 ? best : undefined) : best.items[i]);
+    if (best && (best.kind === 'tensor') !== (v.kind === 'tensor'))
+      x.fail('input and scores must both be tensors or both be tensor lists');
     // `widths`: the padded batch the model read (its items' valid widths); a per-item list needs none.
     const wt = p.widths ? x.get(p.widths, 'tensor', 'tensors') : undefined;
     const lens =
       wt?.kind === 'tensor' && wt.widths ? { widths: wt.widths, width: wt.dims[wt.dims.length - 1] } : undefined;
     // A tensor list (one recognition call per region) decodes item by item, in order.
-    for (const t of v.kind === 'tensor' ? [v] : v.items) {
+    const items = v.kind === 'tensor' ? [v] : v.items;
+    if (best && best.kind === 'tensors' && best.items.length !== items.length)
+      x.fail(`${items.length} inputs and ${best.items.length} scores`);
+    for (const [i, t] of items.entries()) {
       if (t.dims[0] === 0) continue;
+      const s = bestOf(i);
+      if (s) {
+        const r = decodeBest(t, s, vocab, p.blank ?? 0, lens && v.kind === 'tensor' ? lens : undefined, x);
+        texts.push(...r.texts);
+        scores.push(...r.scores);
+        continue;
+      }
       if (t.dims.length !== 3) x.fail(`expected [N, T, C] scores, got [${t.dims.join(', ')}]`);
       const classes = t.dims[2];
       if (classes !== vocab.length + 1)
