@@ -110,7 +110,7 @@ export interface PipelineContext {
   session(modelId: string): Promise<ModelSession>;
   /**
    * The variant `session(modelId)` runs, loading it if needed: its step patches apply to the run
-   * (FORMAT.md §6.1). A context without it runs the manifest's steps as they are.
+   * (FORMAT.md §4.1). A context without it runs the manifest's steps as they are.
    */
   variant?(modelId: string): Promise<Variant>;
   /** Verified bytes of an asset, by asset id. */

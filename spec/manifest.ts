@@ -118,7 +118,7 @@ function semanticProblems(m: ManifestSource | Manifest): FieldProblem[] {
 const BOUND_OPS = new Set(['infer', 'script']);
 
 /**
- * Variants' step patches (FORMAT.md §6.1): each names one step by a unique id; a step is patched
+ * Variants' step patches (FORMAT.md §4.1): each names one step by a unique id; a step is patched
  * by the variants of one model at most, so any choice of variants combines without conflict.
  */
 function stepPatchProblems(m: ManifestSource | Manifest): FieldProblem[] {

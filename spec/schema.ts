@@ -147,7 +147,7 @@ export const Variant = Type.Object(
         additionalProperties: false,
         maxProperties: 256,
         description:
-          'changes this variant makes to pipeline steps, by step id, when it is the variant loaded (FORMAT.md §6.1)',
+          'changes this variant makes to pipeline steps, by step id, when it is the variant loaded (FORMAT.md §4.1)',
       }),
     ),
   },

@@ -1,5 +1,5 @@
 /**
- * Variant step patches (FORMAT.md §6.1): the manifest rules that keep them composable, RFC 7396
+ * Variant step patches (FORMAT.md §4.1): the manifest rules that keep them composable, RFC 7396
  * merge semantics, and a real package whose two variants run two different pipelines through the
  * Runner (the patch of the variant actually chosen applies; a patch that breaks the pipeline is
  * refused when the package is opened).

@@ -1,5 +1,5 @@
 /**
- * Variant step patches (FORMAT.md §6.1): a variant may change pipeline steps, by step id, when it
+ * Variant step patches (FORMAT.md §4.1): a variant may change pipeline steps, by step id, when it
  * is the variant a model runs — a GPU variant that takes uint8 pixels and returns class ids instead
  * of scores changes the steps around its `infer`. The pipeline a run executes is the manifest's,
  * with the patches of the variants actually loaded applied; the manifest validator has already
