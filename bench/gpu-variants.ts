@@ -45,27 +45,37 @@ interface Measured<T> {
   bytes: Record<string, number>[];
 }
 
-/** Runs `images` through `run` (`runs` times), keeping the last results and the median times. */
-async function measure<T>(
-  name: string,
-  images: unknown[],
-  run: (image: unknown) => Promise<T>,
-  counter?: { bytes: OutputBytes; model: (variant: string) => string },
-): Promise<Measured<T>> {
-  await run(images[0]); // loads the models
-  const times: number[][] = images.map(() => []);
-  const results: T[] = [];
-  const bytes: Record<string, number>[] = [];
+interface Contender<T> {
+  name: string;
+  run(image: unknown): Promise<T>;
+  /** Counts what the models return, by model id. */
+  counter?: { bytes: OutputBytes; model: (variant: string) => string };
+}
+
+/**
+ * Runs every image through every contender, `runs` times, the contenders interleaved per image so
+ * that a machine's changing load (this one is shared) weighs on all of them alike.
+ */
+async function measureAll<T>(images: unknown[], contenders: Contender<T>[]): Promise<Measured<T>[]> {
+  for (const c of contenders) await c.run(images[0]); // loads the models
+  const out = contenders.map((c) => ({
+    name: c.name,
+    results: [] as T[],
+    times: images.map(() => [] as number[]),
+    bytes: [] as Record<string, number>[],
+  }));
   for (let k = 0; k < runs; k++)
-    for (const [i, image] of images.entries()) {
-      counter?.bytes.reset();
-      const t0 = performance.now();
-      results[i] = await run(image);
-      times[i].push(performance.now() - t0);
-      if (counter) bytes[i] = Object.fromEntries([...counter.bytes.byVariant].map(([v, n]) => [counter.model(v), n]));
-    }
-  process.stderr.write(`  ${name}: done\n`);
-  return { name, results, ms: times.map(median), bytes };
+    for (const [i, image] of images.entries())
+      for (const [n, c] of contenders.entries()) {
+        c.counter?.bytes.reset();
+        const t0 = performance.now();
+        out[n].results[i] = await c.run(image);
+        out[n].times[i].push(performance.now() - t0);
+        const counter = c.counter;
+        if (counter)
+          out[n].bytes[i] = Object.fromEntries([...counter.bytes.byVariant].map(([v, b]) => [counter.model(v), b]));
+      }
+  return out.map((o) => ({ name: o.name, results: o.results, ms: o.times.map(median), bytes: o.bytes }));
 }
 
 /**
@@ -92,6 +102,8 @@ const mb = (n: number) => `${(n / 1024 / 1024).toFixed(2)} MB`;
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const mean = (xs: number[]) => sum(xs) / Math.max(1, xs.length);
 const row = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
+/** The median over images of this contender's time / the reference's. */
+const ratio = (m: Measured<unknown>, ref: Measured<unknown>) => median(m.ms.map((t, i) => t / ref.ms[i])).toFixed(2);
 const byModel = (m: Measured<unknown>, model?: string) =>
   m.bytes.map((b) => (model ? (b[model] ?? 0) : sum(Object.values(b))));
 
@@ -110,33 +122,38 @@ try {
     registry: ocrGpu.registry,
   });
   const lines = (r: { outputs: Record<string, unknown> }) => r.outputs.lines as TextLine[];
-  const ocr = [
-    await measure('cpu-fp32', corpus, async (image) => lines(await cpuRunner.run({ image })), {
-      bytes: ocrCpu.bytes,
-      model: ocrModel,
-    }),
-  ];
   const ocrFiles = [
     'models/det/ch_PP-OCRv4_det_infer.onnx',
     'models/cls/ch_ppocr_mobile_v2.0_cls_infer.onnx',
     'models/rec/ch_PP-OCRv4_rec_infer.onnx',
   ];
-  for (const [how, name] of [
-    ['fp16', 'fp16 models, CPU provider (float32 inside)'],
-    ['simulated', 'fp16 simulated (every half value rounded)'],
-  ] as const) {
+  const ctxs: Awaited<ReturnType<typeof replaced>>[] = [];
+  for (const how of ['fp16', 'simulated'] as const) {
     const dir = join(tmp, `ocr-${how}`);
     await prepareOcr(dir, { gpu: false });
-    const ctx = await replaced(dir, ocrFiles, how);
-    ocr.push(await measure(name, corpus, async (image) => lines(await runPipeline(ctx, { image }))));
-    await ctx.release();
+    ctxs.push(await replaced(dir, ocrFiles, how));
   }
-  ocr.push(
-    await measure('GPU variants on CPU provider', corpus, async (image) => lines(await gpuRunner.run({ image })), {
-      bytes: ocrGpu.bytes,
-      model: ocrModel,
-    }),
-  );
+  const ocr = await measureAll(corpus, [
+    {
+      name: 'cpu-fp32',
+      run: async (image) => lines(await cpuRunner.run({ image })),
+      counter: { bytes: ocrCpu.bytes, model: ocrModel },
+    },
+    {
+      name: 'fp16 models, CPU provider (float32 inside)',
+      run: async (image) => lines(await runPipeline(ctxs[0], { image })),
+    },
+    {
+      name: 'fp16 simulated (every half value rounded)',
+      run: async (image) => lines(await runPipeline(ctxs[1], { image })),
+    },
+    {
+      name: 'GPU variants on CPU provider',
+      run: async (image) => lines(await gpuRunner.run({ image })),
+      counter: { bytes: ocrGpu.bytes, model: ocrModel },
+    },
+  ]);
+  for (const c of ctxs) await c.release();
   await cpuRunner.close();
   await gpuRunner.close();
 
@@ -147,34 +164,36 @@ try {
   };
   const evalImages = labels.images.map((e) => `fixtures/detector/eval/${e.file}`);
   const boxes = (r: { outputs: Record<string, unknown> }) => r.outputs.boxes as DetectedBox[];
-  const det: Measured<DetectedBox[]>[] = [];
+  const contenders: Contender<DetectedBox[]>[] = [];
+  const runners: Runner[] = [];
   for (const variant of ['cpu-fp32', 'cpu-fp16']) {
     const c = gpuVariantsOnCpu();
-    await using r = await Runner.open('fixtures/dist/detector.xpkg', { ...base, variant, registry: c.registry });
-    det.push(
-      await measure(variant, evalImages, async (image) => boxes(await r.run({ image })), {
-        bytes: c.bytes,
-        model: () => 'detector',
-      }),
-    );
+    const r = await Runner.open('fixtures/dist/detector.xpkg', { ...base, variant, registry: c.registry });
+    runners.push(r);
+    contenders.push({
+      name: variant,
+      run: async (image) => boxes(await r.run({ image })),
+      counter: { bytes: c.bytes, model: () => 'detector' },
+    });
   }
   const detSim = join(tmp, 'det-sim');
   await prepareDetector(detSim);
   const detSimCtx = await replaced(detSim, ['model.onnx'], 'simulated');
-  det.push(
-    await measure('fp32 model, fp16 simulated', evalImages, async (image) =>
-      boxes(await runPipeline(detSimCtx, { image })),
-    ),
-  );
-  await detSimCtx.release();
+  contenders.push({
+    name: 'fp32 model, fp16 simulated',
+    run: async (image) => boxes(await runPipeline(detSimCtx, { image })),
+  });
   const dg = gpuVariantsOnCpu();
-  await using detGpu = await Runner.open('fixtures/dist/detector.xpkg', { ...base, host: H100, registry: dg.registry });
-  det.push(
-    await measure('GPU variant on CPU provider', evalImages, async (image) => boxes(await detGpu.run({ image })), {
-      bytes: dg.bytes,
-      model: () => 'detector',
-    }),
-  );
+  const detGpu = await Runner.open('fixtures/dist/detector.xpkg', { ...base, host: H100, registry: dg.registry });
+  runners.push(detGpu);
+  contenders.push({
+    name: 'GPU variant on CPU provider',
+    run: async (image) => boxes(await detGpu.run({ image })),
+    counter: { bytes: dg.bytes, model: () => 'detector' },
+  });
+  const det = await measureAll(evalImages, contenders);
+  await detSimCtx.release();
+  for (const r of runners) await r.close();
 
   // --- sizes -------------------------------------------------------------------------------------
   process.stderr.write('package sizes\n');
@@ -209,10 +228,11 @@ try {
       'max |Δ score|',
       'max |Δ box| px',
       'ms / image (median)',
+      '× cpu-fp32 (median per image)',
       'model output / image (mean, max)',
     ]),
   );
-  out.push(row(['---', '---', '---', '---', '---', '---', '---']));
+  out.push(row(['---', '---', '---', '---', '---', '---', '---', '---']));
   const ref = ocr[0].results;
   for (const m of ocr) {
     let same = 0,
@@ -240,6 +260,7 @@ try {
         ds.toFixed(4),
         db,
         median(m.ms).toFixed(0),
+        ratio(m, ocr[0]),
         m.bytes.length ? `${kb(mean(b))}, ${kb(Math.max(...b))}` : '—',
       ]),
     );
@@ -255,12 +276,13 @@ try {
       'mAP@0.5',
       'boxes',
       'images with other boxes',
-      'max |Δ box| px vs cpu-fp32',
+      'max |Δ box| px vs cpu-fp32 (paired by class)',
       'ms / image (median)',
+      '× cpu-fp32 (median per image)',
       'model output / image',
     ]),
   );
-  out.push(row(['---', '---', '---', '---', '---', '---', '---']));
+  out.push(row(['---', '---', '---', '---', '---', '---', '---', '---']));
   const gts = labels.images.map((e) => ({ boxes: e.boxes.flat(), labels: e.labels }));
   for (const m of det) {
     const map = meanAveragePrecision(
@@ -291,6 +313,7 @@ try {
         other,
         worst.toFixed(3),
         median(m.ms).toFixed(1),
+        ratio(m, det[0]),
         m.bytes.length ? kb(mean(b)) : '—',
       ]),
     );
