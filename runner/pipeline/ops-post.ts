@@ -6,7 +6,7 @@
 import { ctcGreedyDecode, dbPostprocess, nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { softmax } from '../ops/classify.js';
-import { ctcGreedyDecode as ctcProbabilities, latinAscii, parseVocabulary } from '../ops/ctc.js';
+import { ctcDecodeBest, ctcGreedyDecode as ctcProbabilities, latinAscii, parseVocabulary } from '../ops/ctc.js';
 import { enclosingQuad, orderQuad, quadSize } from '../ops/geometry.js';
 import { readingLayout, readingOrder } from '../ops/order.js';
 import { AssetId, defineOp, Labels, Name, type OpRun } from './registry.js';
@@ -261,55 +261,6 @@ defineOp({
   },
 });
 
-/**
- * CTC greedy decoding of per-step best classes `ids` [N, T] (int) and their `scores` [N, T], as a
- * model with an in-graph ArgMax returns them: the same rule as the full scan (repeats collapsed,
- * blank dropped, unknown ids break repeats but emit nothing; the text's score is the mean score
- * of its characters).
- */
-function decodeBest(
-  ids: TensorValue,
-  sc: TensorValue,
-  vocab: readonly string[],
-  blank: number,
-  lens: { widths: Int32Array; width: number } | undefined,
-  x: OpRun,
-): { texts: string[]; scores: number[] } {
-  if (ids.dims.length !== 2 || ids.type.startsWith('float'))
-    x.fail(`with scores, input must hold [N, T] class ids, got ${ids.type} [${ids.dims.join(', ')}]`);
-  if (sc.dims.length !== 2 || sc.dims[0] !== ids.dims[0] || sc.dims[1] !== ids.dims[1])
-    x.fail(`scores [${sc.dims.join(', ')}] do not match class ids [${ids.dims.join(', ')}]`);
-  const [n, steps] = ids.dims;
-  if (lens && lens.widths.length !== n) x.fail(`${lens.widths.length} widths for a batch of ${n}`);
-  const id = ids.data as ArrayLike<number | bigint>;
-  const prob = floats(sc, x);
-  const offset = blank === 0 ? 1 : 0;
-  const texts: string[] = [];
-  const scores: number[] = [];
-  for (let b = 0; b < n; b++) {
-    const len = lens ? Math.min(steps, Math.ceil((lens.widths[b] * steps) / lens.width)) : steps;
-    let prev = -1;
-    let text = '';
-    let sum = 0;
-    let count = 0;
-    for (let t = 0; t < len; t++) {
-      const c = Number(id[b * steps + t]);
-      if (c !== blank && c !== prev) {
-        const ch = vocab[c - offset];
-        if (ch !== undefined) {
-          text += ch;
-          sum += prob[b * steps + t];
-          count++;
-        }
-      }
-      prev = c;
-    }
-    texts.push(text);
-    scores.push(count ? sum / count : 0);
-  }
-  return { texts, scores };
-}
-
 defineOp({
   op: 'ctc-decode',
   stage: 'post',
@@ -357,11 +308,23 @@ defineOp({
     const items = v.kind === 'tensor' ? [v] : v.items;
     if (best && best.kind === 'tensors' && best.items.length !== items.length)
       x.fail(`${items.length} inputs and ${best.items.length} scores`);
+    const blank = p.blank ?? 0;
     for (const [i, t] of items.entries()) {
       if (t.dims[0] === 0) continue;
+      // A padded batch (crop-batch): steps past each item's valid width only saw padding.
+      let lengths: Int32Array | undefined;
+      if (lens && v.kind === 'tensor') {
+        if (lens.widths.length !== t.dims[0]) x.fail(`${lens.widths.length} widths for a batch of ${t.dims[0]}`);
+        lengths = Int32Array.from(lens.widths, (w) => Math.min(t.dims[1], Math.ceil((w * t.dims[1]) / lens.width)));
+      }
+      const common = { vocabulary: vocab, blank, offset: blank === 0 ? 1 : 0, ...(lengths ? { lengths } : {}) };
       const s = bestOf(i);
       if (s) {
-        const r = decodeBest(t, s, vocab, p.blank ?? 0, lens && v.kind === 'tensor' ? lens : undefined, x);
+        if (t.dims.length !== 2 || t.type.startsWith('float'))
+          x.fail(`with scores, input must hold [N, T] class ids, got ${t.type} [${t.dims.join(', ')}]`);
+        if (s.dims.length !== 2 || s.dims[0] !== t.dims[0] || s.dims[1] !== t.dims[1])
+          x.fail(`scores [${s.dims.join(', ')}] do not match class ids [${t.dims.join(', ')}]`);
+        const r = ctcDecodeBest(t.data as ArrayLike<number | bigint>, floats(s, x), t.dims, common);
         texts.push(...r.texts);
         scores.push(...r.scores);
         continue;
@@ -373,14 +336,6 @@ defineOp({
           classes,
           tokens: vocab.length,
         });
-      const blank = p.blank ?? 0;
-      // A padded batch (crop-batch): steps past each item's valid width only saw padding.
-      let lengths: Int32Array | undefined;
-      if (lens && v.kind === 'tensor') {
-        if (lens.widths.length !== t.dims[0]) x.fail(`${lens.widths.length} widths for a batch of ${t.dims[0]}`);
-        lengths = Int32Array.from(lens.widths, (w) => Math.min(t.dims[1], Math.ceil((w * t.dims[1]) / lens.width)));
-      }
-      const common = { vocabulary: vocab, blank, offset: blank === 0 ? 1 : 0, ...(lengths ? { lengths } : {}) };
       // Probabilities: the early-exit scan (runner/ops/ctc.ts) beats the kernel's full scan.
       const r =
         p.probabilities && !p.softmax
