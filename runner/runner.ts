@@ -12,6 +12,7 @@ import { commitRollback, resolvePolicy, type VerifyResult, verifyReader } from '
 import { FormatError, RunnerError } from '../spec/errors.js';
 import type { Manifest, Variant } from '../spec/schema.js';
 import { type BackendRegistry, defaultRegistry } from './backends/index.js';
+import { cacheRoot } from './cache-dir.js';
 import { type HostProfile, resolveHost } from './host.js';
 import { checkModelInputs, resolveBudget } from './pipeline/budget.js';
 import { withVariants } from './pipeline/patch.js';
@@ -56,6 +57,11 @@ export interface RunnerOptions {
   /** Intra-op threads per model (default: the backend's choice, physical cores). */
   threads?: number;
   graphOptimization?: SessionOptions['graphOptimization'];
+  /**
+   * Cache of models onnxruntime optimised for this machine, so later opens skip the optimisers:
+   * a folder, or false for none. Default: `cacheRoot()` (`XPKG_CACHE`, else the user's cache folder).
+   */
+  modelCache?: string | false;
   /** Backend registry (default: the process-wide one). */
   registry?: BackendRegistry;
   /** The runner's ceilings for package scripts; a package's declared policy is capped by these. */
@@ -194,6 +200,7 @@ export class Runner implements AsyncDisposable {
     const sessionOptions: SessionOptions = {
       ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
       ...(this.options.graphOptimization ? { graphOptimization: this.options.graphOptimization } : {}),
+      modelCache: this.options.modelCache ?? cacheRoot(),
     };
     // Altered package bytes (a digest or archive error while reading) are never a reason to fall
     // back to another variant, and neither is a model naming files it may not read: both stop the
@@ -262,6 +269,7 @@ export class Runner implements AsyncDisposable {
       size: (path) => record(path).size,
       read: (path) => guard(path, async () => (record(path), this.reader.readVerified(path))),
       stream: (path, sink) => guard(path, async () => (record(path), this.reader.streamVerified(path, sink))),
+      sha256: (path) => record(path).sha256,
     };
   }
 

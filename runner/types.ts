@@ -43,6 +43,11 @@ export interface SessionOptions {
   threads?: number;
   /** onnxruntime graph optimisation level. */
   graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * Folder of the cache of models the backend optimised for this machine (runner/cache-dir.ts);
+   * false or absent: no cache. See runner/backends/ort-cache.ts.
+   */
+  modelCache?: string | false;
 }
 
 /** What a backend can load, decided from the detected host. */
@@ -84,6 +89,8 @@ export interface VariantFiles {
   read(path: string): Promise<Buffer>;
   /** One file in chunks, of any size; throws after the last chunk if the bytes do not match, so discard them then. */
   stream(path: string, sink: (chunk: Buffer) => Promise<void>): Promise<void>;
+  /** SHA-256 of one of the files as the signed manifest records it (absent for unsigned sources). */
+  sha256?(path: string): string;
 }
 
 /** Per-stage latencies in milliseconds. */

@@ -27,6 +27,7 @@ export const EXIT = {
   gpu: 32,
   sandbox: 40,
   native: 50,
+  serve: 60,
 } as const;
 export type ExitStatus = (typeof EXIT)[keyof typeof EXIT];
 
@@ -142,6 +143,26 @@ const codes = {
   E_NATIVE_ARGUMENT: EXIT.native,
   E_NATIVE_UNAVAILABLE: EXIT.native,
   E_NATIVE_KERNEL: EXIT.native,
+  // inference daemon (`xpkg serve`); the HTTP status each maps to is in serve/errors.ts
+  E_SERVE_CONFIG: EXIT.serve,
+  E_SERVE_LISTEN: EXIT.serve,
+  E_SERVE_REPO: EXIT.serve,
+  E_SERVE_NOT_FOUND: EXIT.serve,
+  E_SERVE_MODEL_UNKNOWN: EXIT.serve,
+  E_SERVE_VERSION_UNKNOWN: EXIT.serve,
+  E_SERVE_UNAVAILABLE: EXIT.serve,
+  E_SERVE_REQUEST: EXIT.serve,
+  E_SERVE_INPUT: EXIT.serve,
+  E_SERVE_BODY_TOO_LARGE: EXIT.serve,
+  E_SERVE_MEDIA_TYPE: EXIT.serve,
+  E_SERVE_QUEUE_FULL: EXIT.serve,
+  E_SERVE_TIMEOUT: EXIT.serve,
+  E_SERVE_WORKER_CRASHED: EXIT.serve,
+  E_SERVE_DRAINED: EXIT.serve,
+  E_SERVE_MEMORY: EXIT.serve,
+  E_SERVE_ROLLBACK: EXIT.serve,
+  E_SERVE_UNSIGNED: EXIT.serve,
+  E_SERVE_UNAUTHORIZED: EXIT.serve,
 } as const satisfies Record<string, ExitStatus>;
 
 export type ErrorCode = keyof typeof codes;
@@ -232,6 +253,14 @@ export type NativeErrorCode = Prefixed<'E_NATIVE_'>;
 export class NativeError extends XpkgError {
   declare readonly code: NativeErrorCode;
   constructor(code: NativeErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
+    super(code, summary, detail, options);
+  }
+}
+
+export type ServeErrorCode = Prefixed<'E_SERVE_'>;
+export class ServeError extends XpkgError {
+  declare readonly code: ServeErrorCode;
+  constructor(code: ServeErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
     super(code, summary, detail, options);
   }
 }

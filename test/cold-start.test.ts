@@ -159,7 +159,7 @@ describe('what a command loads (the built CLI as a process)', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('verify');
     // runner/explain.js is run's renderer of `--explain` (no imports of its own)
-    expect(loads(r.modules, /\/dist\/(pack|signing|runner\/(?!explain\.js)|sandbox|native)/)).toEqual([]);
+    expect(loads(r.modules, /\/dist\/(pack|signing|runner\/(?!explain\.js)|sandbox|native|serve)/)).toEqual([]);
     expect(loads(r.modules, /node_modules\/(?!commander\/)/)).toEqual([]);
   });
 
@@ -204,7 +204,12 @@ describe('the package file is read once', () => {
     };
     let used = 0;
     try {
-      const runner = await Runner.open(pkg, { trust: ['fixtures/keys/test.pub'], stateDir: tempDir() });
+      // no optimised-model cache: this is about the package's own reads
+      const runner = await Runner.open(pkg, {
+        trust: ['fixtures/keys/test.pub'],
+        stateDir: tempDir(),
+        modelCache: false,
+      });
       try {
         const r = await runner.run({ image: 'fixtures/images/example.png' });
         expect(JSON.stringify(r.outputs)).toContain('quick brown fox');

@@ -3,12 +3,21 @@
  * tooling, kept out of the published dist/) and the fixture packages once per test run.
  */
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
-export default function setup(): void {
+export default function setup(): () => void {
+  // Tests (and the CLI processes they spawn) keep optimised models in a cache of their own, never
+  // in the user's.
+  const cache = mkdtempSync(join(tmpdir(), 'xpkg-test-cache-'));
+  process.env.XPKG_CACHE = cache;
+  const teardown = () => rmSync(cache, { recursive: true, force: true });
   // XPKG_TEST_SKIP_BUILD=1 reuses the current dist/ and fixtures/dist/ (for quick local re-runs).
-  if (process.env.XPKG_TEST_SKIP_BUILD === '1') return;
+  if (process.env.XPKG_TEST_SKIP_BUILD === '1') return teardown;
   const tsc = 'node_modules/typescript/bin/tsc';
   execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
   execFileSync(process.execPath, [tsc, '-p', 'tsconfig.tools.json'], { stdio: 'inherit' });
   execFileSync(process.execPath, ['dist-tools/fixtures/build.js'], { stdio: 'inherit' });
+  return teardown;
 }

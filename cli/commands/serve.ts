@@ -1,0 +1,130 @@
+/** `xpkg serve`: the inference daemon (serve/), until SIGTERM or SIGINT, then a graceful stop. */
+import type { Command } from 'commander';
+import { action, intOption, usage } from '../framework.js';
+import type { RunFlags } from './run.js';
+
+interface ServeFlags
+  extends Pick<
+    RunFlags,
+    'trust' | 'trustDir' | 'allowUnsigned' | 'allowDowngrade' | 'stateDir' | 'threads' | 'maxPixels' | 'maxTensorBytes'
+  > {
+  repo: string;
+  /** The address to listen on (`run`'s --host is a host profile; here that is --host-profile). */
+  host?: string;
+  hostProfile?: string;
+  port?: string;
+  isolation?: string;
+  workers?: string;
+  concurrency?: string;
+  queue?: string;
+  inferTimeout?: string;
+  bodyLimit?: string;
+  headersTimeout?: string;
+  requestTimeout?: string;
+  drainTimeout?: string;
+  poll?: string;
+  memoryBudget?: string;
+  batchMax?: string;
+  batchDelay?: string;
+  repositoryApi?: boolean;
+  logFormat?: string;
+  logLevel?: string;
+  json?: boolean;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('serve')
+    .description(
+      'serve the packages of a folder over the Open Inference Protocol (V2 REST), with hot swap, metrics and logs',
+    )
+    .requiredOption('--repo <dir>', 'model repository: a folder of signed .xpkg files (watched: add, replace, delete)')
+    .option('--host <address>', 'address to listen on (default 127.0.0.1)')
+    .option('--port <n>', 'port (default 8000; 0 picks a free one)')
+    .option('--trust <file.pub>', 'trust this public key (repeatable)', collect)
+    .option('--trust-dir <dir>', 'trust every *.pub in this folder')
+    .option('--allow-unsigned', 'serve packages without a trusted signature (integrity is still checked)')
+    .option('--allow-downgrade', 'accept a lower sequence than already accepted from a signer')
+    .option('--state-dir <dir>', 'anti-rollback state folder')
+    .option('--host-profile <file>', 'a host profile instead of detecting this machine (same as XPKG_HOST)')
+    .option('--threads <n>', 'intra-op threads per model (0: the backend chooses)')
+    .option('--max-pixels <n>', 'the most pixels of one image (default 100000000)')
+    .option('--max-tensor-bytes <n>', 'the most bytes of one tensor (default 1 GiB)')
+    .option('--isolation <kind>', 'model workers: process (default; a crash ends only that worker) or thread')
+    .option('--workers <n>', 'workers per loaded version (default 1)')
+    .option('--concurrency <n>', 'runs in flight per model (default 4)')
+    .option('--queue <n>', 'requests waiting per model beyond those; more get 429 (default 64)')
+    .option('--infer-timeout <ms>', 'a request queued or running longer fails with 504 (default 30000)')
+    .option('--body-limit <bytes>', 'largest request body (default 67108864)')
+    .option('--headers-timeout <ms>', 'time to receive the headers (default 10000)')
+    .option('--request-timeout <ms>', 'time to receive a whole request; slower clients get 408 (default 30000)')
+    .option('--drain-timeout <ms>', 'time an old version may finish its requests after a swap (default 30000)')
+    .option('--poll <ms>', 'repository poll period besides file events (default 1000)')
+    .option('--memory-budget <MiB>', 'memory all loaded versions may hold, both copies during a swap included')
+    .option(
+      '--batch-max <n>',
+      'dynamic batching: join up to n requests of a batchable model (inputs and outputs ["N", …])',
+    )
+    .option('--batch-delay <ms>', 'dynamic batching: wait up to this long for a batch to fill (default 2)')
+    .option(
+      '--repository-api',
+      'enable load/unload/index (loopback only, or with XPKG_REPOSITORY_TOKEN as a bearer token)',
+    )
+    .option('--log-format <format>', 'text (default) or json (one object per line, with the request id)')
+    .option('--log-level <level>', 'info (default), debug, warn, error')
+    .option('--json', 'print one JSON document on stdout when the server stops');
+  action<[], ServeFlags>(cmd, async (io, opts) => {
+    const isolation = opts.isolation ?? 'process';
+    if (isolation !== 'process' && isolation !== 'thread')
+      throw usage(`--isolation is process or thread, not ${JSON.stringify(isolation)}`);
+    const logFormat = opts.logFormat ?? 'text';
+    if (logFormat !== 'text' && logFormat !== 'json')
+      throw usage(`--log-format is text or json, not ${JSON.stringify(logFormat)}`);
+    const { runnerOptions } = await import('./run.js');
+    const { startServer } = await import('../../serve/server.js');
+    const { ownVersion } = await import('../main.js');
+    const batchMax = intOption(opts.batchMax, 'batch-max', 2);
+    const server = await startServer({
+      repo: opts.repo,
+      host: opts.host ?? '127.0.0.1',
+      port: intOption(opts.port, 'port', 0) ?? 8000,
+      runner: runnerOptions({ ...opts, host: opts.hostProfile }),
+      isolation,
+      ...(opts.workers !== undefined ? { workers: intOption(opts.workers, 'workers') } : {}),
+      ...(opts.concurrency !== undefined ? { concurrency: intOption(opts.concurrency, 'concurrency') } : {}),
+      ...(opts.queue !== undefined ? { queue: intOption(opts.queue, 'queue', 0) } : {}),
+      ...(opts.inferTimeout !== undefined ? { inferTimeoutMs: intOption(opts.inferTimeout, 'infer-timeout') } : {}),
+      ...(opts.bodyLimit !== undefined ? { bodyLimit: intOption(opts.bodyLimit, 'body-limit') } : {}),
+      ...(opts.headersTimeout !== undefined
+        ? { headersTimeoutMs: intOption(opts.headersTimeout, 'headers-timeout') }
+        : {}),
+      ...(opts.requestTimeout !== undefined
+        ? { requestTimeoutMs: intOption(opts.requestTimeout, 'request-timeout') }
+        : {}),
+      ...(opts.drainTimeout !== undefined ? { drainMs: intOption(opts.drainTimeout, 'drain-timeout', 0) } : {}),
+      ...(opts.poll !== undefined ? { pollMs: intOption(opts.poll, 'poll', 10) } : {}),
+      ...(opts.memoryBudget !== undefined
+        ? { memoryBudget: intOption(opts.memoryBudget, 'memory-budget')! * 1048576 }
+        : {}),
+      ...(batchMax !== undefined
+        ? { batch: { max: batchMax, delayMs: intOption(opts.batchDelay, 'batch-delay', 0) ?? 2 } }
+        : {}),
+      repositoryApi: Boolean(opts.repositoryApi),
+      ...(process.env.XPKG_REPOSITORY_TOKEN ? { repositoryToken: process.env.XPKG_REPOSITORY_TOKEN } : {}),
+      logFormat,
+      ...(opts.logLevel ? { logLevel: opts.logLevel } : {}),
+      serverVersion: ownVersion(),
+    });
+    // Graceful stop: stop accepting, finish what is in flight, unload, exit 0.
+    const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+      process.once('SIGINT', () => resolve('SIGINT'));
+    });
+    server.log.info({ signal }, 'stopping');
+    await server.close();
+    io.log(`xpkg serve: stopped on ${signal}`);
+    return { result: { url: server.url, stopped: signal }, human: '' };
+  });
+}

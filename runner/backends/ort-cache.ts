@@ -1,0 +1,145 @@
+/**
+ * A per-user cache of the models onnxruntime optimised for this machine.
+ *
+ * Why: creating a session runs onnxruntime's graph optimisers (fusions, the NCHWc layout for this
+ * CPU's vector width, constant folding), which on the OCR package is most of `Runner.open`'s cost
+ * (~70% of session creation on a 2-core VM). onnxruntime can write the optimised graph out
+ * (`optimizedModelFilePath`) and load it later with optimisation off.
+ *
+ * Integrity: an entry is only ever written from a model whose bytes verified against the signed
+ * manifest, and is found by a key over that file's SHA-256 (from the manifest), the onnxruntime
+ * version, the optimisation level, the providers and this CPU (the optimised graph may hold
+ * kernels for this CPU's instruction set only). Each entry records its own SHA-256, checked on
+ * every use before the session is created; a mismatch evicts the entry and
+ * the model loads from the package. The folder is the user's own (0700, files 0600, refused when
+ * owned by someone else or writable by others): it is as trusted as the user's home, like any
+ * per-user cache, and can be deleted at any time. CPU-only sessions of single-file models only:
+ * an optimised graph for another provider may hold that provider's fused nodes.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmod, readFile, rm, stat } from 'node:fs/promises';
+import { arch, cpus } from 'node:os';
+import { join } from 'node:path';
+
+const FORMAT = 'xpkg-ort-cache/1';
+
+export interface OrtCacheKey {
+  /** onnxruntime's version: its serialised graphs are only read back by the same build. */
+  runtime: string;
+  /** SHA-256 of the model file, from the signed manifest. */
+  model: string;
+  optimization: string;
+  providers: readonly string[];
+}
+
+interface Meta {
+  format: string;
+  sha256: string;
+  size: number;
+}
+
+export interface CacheHit {
+  bytes: Buffer;
+  /** True when the bytes are the ones stored. */
+  intact: boolean;
+}
+
+/** The CPU the optimised graph was made for: architecture, model name and vector extensions. */
+function cpuIdentity(): string {
+  let flags = '';
+  try {
+    // x86 flags decide NCHWc block sizes and kernels; a VM moved to another host may change them
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    flags = /^flags\s*:\s*(.*)$/m.exec(info)?.[1] ?? /^Features\s*:\s*(.*)$/m.exec(info)?.[1] ?? '';
+  } catch {
+    // not Linux: the model name stands for the instruction set
+  }
+  return `${arch()} ${cpus()[0]?.model ?? ''} ${flags}`;
+}
+
+let cpuId: string | undefined;
+
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+export class OrtModelCache {
+  readonly dir: string;
+
+  constructor(root: string) {
+    this.dir = join(root, 'ort');
+  }
+
+  key(k: OrtCacheKey): string {
+    cpuId ??= cpuIdentity();
+    return createHash('sha256')
+      .update(JSON.stringify([FORMAT, k.runtime, k.model, k.optimization, [...k.providers], cpuId]))
+      .digest('hex');
+  }
+
+  /** The stored optimised model, or null (absent, unreadable, not ours, or its record is damaged). */
+  async lookup(key: string): Promise<CacheHit | null> {
+    try {
+      const metaPath = join(this.dir, `${key}.json`);
+      const modelPath = join(this.dir, `${key}.onnx`);
+      const [metaText, st] = await Promise.all([readFile(metaPath, 'utf8'), stat(modelPath)]);
+      if (!this.#ours(st)) return null;
+      const meta = JSON.parse(metaText) as Meta;
+      if (meta.format !== FORMAT || meta.size !== st.size || !/^[0-9a-f]{64}$/.test(meta.sha256)) return null;
+      const bytes = await readFile(modelPath);
+      // node:crypto's one-shot SHA-256 (SHA-NI where the CPU has it) is ~5x faster here than
+      // WebCrypto's digest, which also blocks the caller while it copies its input
+      const intact = sha256(bytes) === meta.sha256 && bytes.length === meta.size;
+      return { bytes, intact };
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * A fresh path in the cache folder for onnxruntime to write the optimised model to, or null when
+   * the folder cannot be made (read-only home): caching is then skipped, never an error.
+   */
+  prepare(key: string): string | null {
+    try {
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      if (!this.#ours(statSync(this.dir))) return null;
+      return join(this.dir, `${key}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp.onnx`);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Records the model onnxruntime wrote at `temp` under `key` (temp files + rename); best effort. */
+  async commit(key: string, temp: string): Promise<boolean> {
+    const metaTemp = `${temp}.json`;
+    try {
+      // onnxruntime wrote it with the umask's mode; entries are the user's alone
+      await chmod(temp, 0o600);
+      const bytes = await readFile(temp);
+      const meta: Meta = { format: FORMAT, sha256: sha256(bytes), size: bytes.length };
+      writeFileSync(metaTemp, JSON.stringify(meta), { mode: 0o600 });
+      // the model first: a record never points at a model that is not there yet
+      renameSync(temp, join(this.dir, `${key}.onnx`));
+      renameSync(metaTemp, join(this.dir, `${key}.json`));
+      return true;
+    } catch {
+      rmSync(temp, { force: true });
+      rmSync(metaTemp, { force: true });
+      return false;
+    }
+  }
+
+  async evict(key: string): Promise<void> {
+    await Promise.all([
+      rm(join(this.dir, `${key}.json`), { force: true }),
+      rm(join(this.dir, `${key}.onnx`), { force: true }),
+    ]).catch(() => {});
+  }
+
+  /** Ours: a regular file or folder owned by this user that no one else can write. */
+  #ours(st: { uid: number; mode: number; isFile(): boolean; isDirectory(): boolean }): boolean {
+    if (!st.isFile() && !st.isDirectory()) return false;
+    if (process.platform === 'win32') return true;
+    return st.uid === process.getuid?.() && (st.mode & 0o022) === 0;
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * Every error the daemon answers with, as one XpkgError with a stable code, and the HTTP status of
+ * each code. Fastify's own failures (body too large, bad JSON, schema, media type) become E_SERVE_*
+ * codes here too, so a client always gets a code.
+ */
+import { type ErrorCode, ServeError, toXpkgError, type XpkgError } from '../spec/errors.js';
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  E_SERVE_NOT_FOUND: 404,
+  E_SERVE_MODEL_UNKNOWN: 404,
+  E_SERVE_VERSION_UNKNOWN: 404,
+  E_SERVE_UNAVAILABLE: 503,
+  E_SERVE_REQUEST: 400,
+  E_SERVE_INPUT: 400,
+  E_SERVE_BODY_TOO_LARGE: 413,
+  E_SERVE_MEDIA_TYPE: 415,
+  E_SERVE_QUEUE_FULL: 429,
+  E_SERVE_TIMEOUT: 504,
+  E_SERVE_WORKER_CRASHED: 503,
+  E_SERVE_DRAINED: 503,
+  E_SERVE_MEMORY: 507,
+  E_SERVE_ROLLBACK: 409,
+  E_SERVE_UNSIGNED: 403,
+  E_SERVE_UNAUTHORIZED: 401,
+  E_SERVE_REPO: 500,
+  // the caller's input, read by the pipeline
+  E_RUN_INPUT: 400,
+  E_RUN_INPUT_FORMAT: 400,
+  E_RUN_BUDGET: 413,
+};
+
+export function httpStatusOf(code: ErrorCode): number {
+  return STATUS[code] ?? 500;
+}
+
+/** Fastify's and Node's HTTP errors as daemon codes; anything else through toXpkgError. */
+export function asServeError(e: unknown): XpkgError {
+  const err = e as { code?: string; statusCode?: number; message?: string; validation?: unknown[] };
+  if (err?.validation)
+    return new ServeError('E_SERVE_REQUEST', `the request does not match the protocol: ${err.message}`, {
+      problems: err.validation,
+    });
+  switch (err?.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ServeError('E_SERVE_BODY_TOO_LARGE', 'the request body is larger than the server accepts');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ServeError('E_SERVE_MEDIA_TYPE', err.message ?? 'unsupported media type');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+    case 'FST_ERR_CTP_EMPTY_TYPE':
+    case 'FST_ERR_CTP_INVALID_TYPE':
+      return new ServeError('E_SERVE_REQUEST', err.message ?? 'malformed request body');
+  }
+  if (e instanceof SyntaxError || (err?.statusCode === 400 && !(typeof err?.code === 'string' && /^E_/.test(err.code))))
+    return new ServeError('E_SERVE_REQUEST', `malformed request: ${err?.message ?? String(e)}`);
+  return toXpkgError(e);
+}

@@ -1,0 +1,41 @@
+/** Messages between the daemon and a model worker (a child process or a worker thread running one Runner). */
+
+import type { RunnerOptions } from '../runner/runner.js';
+import type { ErrorJson } from '../spec/errors.js';
+import type { Manifest } from '../spec/schema.js';
+
+export type ToWorker =
+  /** Open (and so verify) the package; `expectId` makes a replacement worker refuse other bytes. */
+  | { t: 'open'; path: string; options: RunnerOptions; expectId?: string }
+  /** Load every model and run the package once on its example input, if it has one. */
+  | { t: 'warm' }
+  | { t: 'run'; rid: number; inputs: Record<string, unknown> }
+  | { t: 'close' };
+
+export interface Opened {
+  t: 'opened';
+  id: string;
+  manifest: Manifest;
+  /** At least one trusted signature verified (not merely allowed unsigned). */
+  signed: boolean;
+  /** Bytes of the files of every chosen variant: what the models will hold in memory at least. */
+  variantBytes: number;
+  /** The worker's resident memory now (null in a thread, where it is the whole process's). */
+  rss: number | null;
+}
+
+export interface RunReply {
+  outputs: Record<string, unknown>;
+  variant: Record<string, string>;
+  actualProvider: Record<string, string>;
+  fallbacks: Record<string, unknown[]>;
+  nodes: Record<string, unknown>;
+  timings: Record<string, number>;
+}
+
+export type FromWorker =
+  | Opened
+  | { t: 'warmed'; rss: number | null; ms: number; example: boolean }
+  | { t: 'result'; rid: number; result: RunReply }
+  | { t: 'error'; rid?: number; error: ErrorJson }
+  | { t: 'closed' };

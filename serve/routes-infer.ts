@@ -1,0 +1,283 @@
+/**
+ * Inference routes: the Open Inference Protocol's infer (JSON tensors, or the binary tensor data
+ * extension: a JSON header of `Inference-Header-Content-Length` bytes, then raw tensor bytes), and
+ * the raw-image convenience route that answers with `xpkg run --json`'s result.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { outputsToJson } from '../runner/outputs-json.js';
+import { ServeError } from '../spec/errors.js';
+import type { Ran } from './scheduler.js';
+import type { ServeContext } from './server.js';
+import { outputTensor } from './tensor-output.js';
+import { type RequestTensor, requestInputs } from './tensors.js';
+
+const BINARY = Symbol('binary tensor data');
+const round = (ms: number) => Math.round(ms * 1000) / 1000;
+const HEADER_LENGTH = 'inference-header-content-length';
+
+interface InferBody {
+  id?: string;
+  parameters?: { binary_data_output?: boolean } & Record<string, unknown>;
+  inputs: RequestTensor[];
+  outputs?: { name: string; parameters?: { binary_data?: boolean } & Record<string, unknown> }[];
+  [BINARY]?: Buffer;
+}
+
+const parameters = { type: 'object' } as const;
+const inferSchema = {
+  type: 'object',
+  required: ['inputs'],
+  properties: {
+    id: { type: 'string', maxLength: 256 },
+    parameters,
+    inputs: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 64,
+      items: {
+        type: 'object',
+        required: ['name', 'shape', 'datatype'],
+        properties: {
+          name: { type: 'string', maxLength: 64 },
+          shape: { type: 'array', maxItems: 8, items: { type: 'integer', minimum: 0 } },
+          datatype: {
+            enum: [
+              'BOOL',
+              'UINT8',
+              'UINT16',
+              'UINT32',
+              'UINT64',
+              'INT8',
+              'INT16',
+              'INT32',
+              'INT64',
+              'FP16',
+              'FP32',
+              'FP64',
+              'BYTES',
+            ],
+          },
+          parameters: {
+            type: 'object',
+            properties: { binary_data_size: { type: 'integer', minimum: 0 } },
+          },
+          data: { type: 'array' },
+        },
+      },
+    },
+    outputs: {
+      type: 'array',
+      maxItems: 64,
+      items: {
+        type: 'object',
+        required: ['name'],
+        properties: {
+          name: { type: 'string', maxLength: 64 },
+          parameters: { type: 'object', properties: { binary_data: { type: 'boolean' } } },
+        },
+      },
+    },
+  },
+} as const;
+
+export const modelParams = {
+  type: 'object',
+  required: ['name'],
+  properties: {
+    name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' },
+    version: { type: 'string', pattern: '^[0-9a-f]{8,64}$' },
+  },
+} as const;
+
+export type ModelParams = { name: string; version?: string };
+
+/** Stage times of one inference into the histograms. */
+function observe(ctx: ServeContext, name: string, ran: Ran, workerMs: number): void {
+  const h = ctx.metrics.stages;
+  h.observe({ model: name, stage: 'queue' }, ran.queueMs / 1000);
+  h.observe({ model: name, stage: 'worker' }, workerMs / 1000);
+  for (const [stage, ms] of Object.entries(ran.result.timings))
+    if (stage !== 'total') h.observe({ model: name, stage }, ms / 1000);
+}
+
+async function submit(
+  ctx: ServeContext,
+  req: FastifyRequest,
+  name: string,
+  pinned: string | undefined,
+  inputs: Record<string, unknown>,
+  transfer: ArrayBuffer[] = [],
+): Promise<Ran> {
+  const entry = ctx.repository.models.get(name);
+  if (!entry) ctx.repository.pick(name); // throws the right 404
+  const t0 = performance.now();
+  const ran = await entry!.scheduler.submit(inputs, { ...(pinned ? { pinned } : {}), transfer });
+  observe(ctx, name, ran, performance.now() - t0 - ran.queueMs);
+  (req as FastifyRequest & { xpkg?: object }).xpkg = { model: name, version: ran.version.id };
+  return ran;
+}
+
+export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
+  // infer takes JSON or the binary extension only: anything else is 415, not a schema error
+  app.removeContentTypeParser('text/plain');
+  // The binary tensor data extension: application/octet-stream with the JSON header's length in a header.
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (req, body, done) => {
+    const raw = req.headers[HEADER_LENGTH];
+    const n = Number(raw);
+    const buf = body as Buffer;
+    if (raw === undefined || !Number.isSafeInteger(n) || n < 2 || n > buf.length)
+      return done(
+        new ServeError(
+          'E_SERVE_REQUEST',
+          `a binary request needs an ${HEADER_LENGTH} header between 2 and the body's ${buf.length} bytes`,
+          {
+            header: raw ?? null,
+          },
+        ),
+      );
+    let header: InferBody;
+    try {
+      header = JSON.parse(buf.subarray(0, n).toString('utf8'));
+    } catch (e) {
+      return done(
+        new ServeError('E_SERVE_REQUEST', `the JSON header of the binary request is not JSON: ${(e as Error).message}`),
+      );
+    }
+    if (header && typeof header === 'object' && !Array.isArray(header))
+      Object.defineProperty(header, BINARY, { value: buf.subarray(n), enumerable: false });
+    done(null, header);
+  });
+
+  const infer = async (
+    req: FastifyRequest<{ Params: ModelParams; Body: InferBody }>,
+    reply: import('fastify').FastifyReply,
+  ) => {
+    const { name, version } = req.params;
+    const body = req.body;
+    const manifest = ctx.repository.pick(name, version).manifest;
+    const binary = body[BINARY];
+    let off = 0;
+    const parts = body.inputs.map((t) => {
+      const size = (t.parameters as { binary_data_size?: number } | undefined)?.binary_data_size;
+      if (size === undefined) {
+        if (t.data === undefined)
+          throw new ServeError('E_SERVE_REQUEST', `input ${t.name} has neither data nor parameters.binary_data_size`, {
+            input: t.name,
+          });
+        return undefined;
+      }
+      if (!binary || off + size > binary.length)
+        throw new ServeError('E_SERVE_REQUEST', `input ${t.name}: binary_data_size ${size} runs past the binary data`, {
+          input: t.name,
+          binaryBytes: binary?.length ?? 0,
+        });
+      const part = binary.subarray(off, off + size);
+      off += size;
+      return part;
+    });
+    if (binary && off !== binary.length)
+      throw new ServeError('E_SERVE_REQUEST', `the binary data is ${binary.length} bytes; the inputs declare ${off}`, {
+        binaryBytes: binary.length,
+        declared: off,
+      });
+    const inputs = requestInputs(manifest, body.inputs, parts);
+    const wanted: NonNullable<InferBody['outputs']> = body.outputs ?? manifest.outputs.map((o) => ({ name: o.name }));
+    for (const o of wanted)
+      if (!manifest.outputs.some((s) => s.name === o.name))
+        throw new ServeError('E_SERVE_REQUEST', `the model has no output ${JSON.stringify(o.name)}`, {
+          output: o.name,
+          expected: manifest.outputs.map((s) => s.name),
+        });
+    // A thread worker takes the body's memory as it is (no copy) when the body owns its whole buffer.
+    const whole =
+      binary && binary.buffer.byteLength >= 4096 && binary.byteOffset + binary.length === binary.buffer.byteLength;
+    const transfer = ctx.isolation === 'thread' && whole ? [binary.buffer as ArrayBuffer] : [];
+    const ran = await submit(ctx, req, name, version, inputs, transfer);
+    const spec = ran.version.manifest.outputs;
+    const enc = wanted.map((o) =>
+      outputTensor(
+        spec.find((s) => s.name === o.name),
+        o.name,
+        ran.result.outputs[o.name],
+        o.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false,
+      ),
+    );
+    const response = {
+      model_name: name,
+      model_version: ran.version.id,
+      ...(body.id !== undefined ? { id: body.id } : {}),
+      // where the time went: waiting for a run slot, and the run itself in the worker
+      parameters: {
+        sequence: ran.version.sequence,
+        batched: ran.batched,
+        queue_ms: round(ran.queueMs),
+        run_ms: round(ran.result.timings.total ?? 0),
+      },
+      outputs: enc.map((e) => e.tensor),
+    };
+    reply.header('xpkg-model-version', ran.version.id);
+    const bins = enc.filter((e) => e.binary).map((e) => e.binary!);
+    if (bins.length === 0) return response;
+    const json = Buffer.from(JSON.stringify(response));
+    return reply
+      .header(HEADER_LENGTH, String(json.length))
+      .type('application/octet-stream')
+      .send(Buffer.concat([json, ...bins]));
+  };
+  const opts = { schema: { params: modelParams, body: inferSchema } };
+  app.post('/v2/models/:name/infer', opts, infer);
+  app.post('/v2/models/:name/versions/:version/infer', opts, infer);
+}
+
+/** POST /xpkg/models/{name}[/versions/{v}]/run: an image as the body, `xpkg run --json`'s result back. */
+export function runRoutes(app: FastifyInstance, ctx: ServeContext): void {
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  const run = async (
+    req: FastifyRequest<{ Params: ModelParams; Querystring: { input?: string } }>,
+    reply: import('fastify').FastifyReply,
+  ) => {
+    const { name, version } = req.params;
+    const manifest = ctx.repository.pick(name, version).manifest;
+    if (!Buffer.isBuffer(req.body))
+      throw new ServeError(
+        'E_SERVE_MEDIA_TYPE',
+        'the run route takes the image itself as the body (image/*, application/octet-stream)',
+      );
+    const input = req.query.input ?? manifest.inputs.find((i) => i.type === 'image')?.name;
+    const spec = manifest.inputs.find((i) => i.name === input);
+    const others = manifest.inputs.filter((i) => i.name !== input && !i.optional);
+    if (spec?.type !== 'image' || others.length > 0)
+      throw new ServeError(
+        'E_SERVE_INPUT',
+        `model ${name} does not take one image${input ? ` as ${input}` : ''}; use the infer route`,
+        {
+          input: input ?? null,
+          inputs: manifest.inputs.map((i) => ({ name: i.name, type: i.type })),
+        },
+      );
+    if (req.body.length === 0)
+      throw new ServeError('E_SERVE_INPUT', 'the body is empty, not an image', { input: spec.name });
+    const ran = await submit(ctx, req, name, version, { [spec.name]: req.body });
+    const r = ran.result;
+    reply.header('xpkg-model-version', ran.version.id);
+    return {
+      result: {
+        outputs: outputsToJson(r.outputs),
+        variant: r.variant,
+        actualProvider: r.actualProvider,
+        ...(Object.keys(r.fallbacks).length ? { fallbacks: r.fallbacks } : {}),
+        ...(Object.keys(r.nodes).length ? { nodes: r.nodes } : {}),
+        timings: r.timings,
+        model: { name, version: ran.version.id, sequence: ran.version.sequence },
+      },
+    };
+  };
+  const opts = {
+    schema: {
+      params: modelParams,
+      querystring: { type: 'object', properties: { input: { type: 'string', maxLength: 64 } } },
+    },
+  };
+  app.post('/xpkg/models/:name/run', opts, run);
+  app.post('/xpkg/models/:name/versions/:version/run', opts, run);
+}

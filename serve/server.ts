@@ -1,0 +1,238 @@
+/**
+ * `startServer(options)`: the inference daemon behind `xpkg serve`. Fastify serves the routes (JSON
+ * schemas on every route, one error handler that maps codes to HTTP statuses), pino logs one line
+ * per request with its id, prom-client counts. The server listens at once (live) and is ready when
+ * the repository's first load has finished (every model warmed up).
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import type { RunnerOptions } from '../runner/runner.js';
+import { ServeError } from '../spec/errors.js';
+import { asServeError, httpStatusOf } from './errors.js';
+import { createLogger, type LogFormat } from './log.js';
+import { ServeMetrics } from './metrics.js';
+import { Repository } from './repository.js';
+import { healthRoutes, isLoopbackHost, repositoryRoutes } from './routes-admin.js';
+import { inferRoutes, runRoutes } from './routes-infer.js';
+import type { Isolation } from './worker-handle.js';
+
+export interface ServeOptions {
+  /** The model repository: a folder of .xpkg files. */
+  repo: string;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Trust and budget, as for Runner.open (each worker opens its package with these). */
+  runner?: RunnerOptions;
+  /** Model workers are child processes (default: a crash takes down only that worker) or worker threads (cheaper hand-off). */
+  isolation?: Isolation;
+  /** Workers per loaded version (default 1). */
+  workers?: number;
+  /** Runs in flight per model (default 4) and requests waiting beyond them (default 64). */
+  concurrency?: number;
+  queue?: number;
+  /** A request queued or running longer fails with E_SERVE_TIMEOUT (default 30 s). */
+  inferTimeoutMs?: number;
+  /** Largest request body (default 64 MiB). */
+  bodyLimit?: number;
+  /** Time to receive a request's headers (default 10 s) and the whole request (default 30 s): slow clients get 408. */
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  keepAliveTimeoutMs?: number;
+  /** How long an old version may finish its runs after a swap or removal (default 30 s). */
+  drainMs?: number;
+  /** Repository poll period (default 1 s) and how long a file must stay unchanged before it loads (default 500 ms). */
+  pollMs?: number;
+  settleMs?: number;
+  /** Memory all loaded versions may hold together, in bytes (two copies during a swap included). */
+  memoryBudget?: number;
+  /** Dynamic batching for models whose inputs and outputs share a named first dimension. */
+  batch?: { max: number; delayMs: number };
+  /** The repository API (load, unload, index): off unless enabled; loopback-only without a token. */
+  repositoryApi?: boolean;
+  repositoryToken?: string;
+  log?: Logger;
+  logFormat?: LogFormat;
+  logLevel?: string;
+  /** What server metadata reports as the version. */
+  serverVersion?: string;
+}
+
+/** What the routes share. */
+export interface ServeContext {
+  repository: Repository;
+  metrics: ServeMetrics;
+  isolation: Isolation;
+  repositoryApi: boolean;
+  repositoryToken?: string;
+  serverVersion: string;
+  closing: boolean;
+}
+
+export interface XpkgServer {
+  url: string;
+  app: FastifyInstance;
+  repository: Repository;
+  metrics: ServeMetrics;
+  log: Logger;
+  /** Resolves when the first load of the repository has finished (the server is ready). */
+  ready: Promise<void>;
+  /** Stops accepting, finishes the requests in flight, unloads every model. */
+  close(): Promise<void>;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export async function startServer(o: ServeOptions): Promise<XpkgServer> {
+  const host = o.host ?? '127.0.0.1';
+  if (o.repositoryApi && !o.repositoryToken && !isLoopbackHost(host))
+    throw new ServeError(
+      'E_SERVE_CONFIG',
+      `the repository API on ${host} needs a token (it is open without one only on loopback)`,
+      {
+        host,
+      },
+    );
+  const log = o.log ?? createLogger({ format: o.logFormat ?? 'text', level: o.logLevel ?? 'info' });
+  const metrics = new ServeMetrics();
+  const isolation = o.isolation ?? 'process';
+  const repository = new Repository({
+    dir: o.repo,
+    pollMs: o.pollMs ?? 1000,
+    settleMs: o.settleMs ?? 500,
+    drainMs: o.drainMs ?? 30_000,
+    ...(o.memoryBudget !== undefined ? { memoryBudget: o.memoryBudget } : {}),
+    version: { isolation, workers: o.workers ?? 1, runner: o.runner ?? {}, log },
+    scheduler: {
+      concurrency: o.concurrency ?? 4,
+      queue: o.queue ?? 64,
+      timeoutMs: o.inferTimeoutMs ?? 30_000,
+      ...(o.batch ? { batch: o.batch } : {}),
+    },
+    metrics,
+    log,
+  });
+  const ctx: ServeContext = {
+    repository,
+    metrics,
+    isolation,
+    repositoryApi: Boolean(o.repositoryApi),
+    ...(o.repositoryToken ? { repositoryToken: o.repositoryToken } : {}),
+    serverVersion: o.serverVersion ?? 'dev',
+    closing: false,
+  };
+
+  const requestTimeout = o.requestTimeoutMs ?? 30_000;
+  const app: FastifyInstance = Fastify({
+    // pino's Logger is what fastify logs with; its types name a narrower interface
+    loggerInstance: log as unknown as FastifyBaseLogger,
+    // one line per request comes from the onResponse hook below, with the model and version
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: o.bodyLimit ?? 64 * 1024 * 1024,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    // validate as written: no coercion, and an unknown property is an error (never silently dropped)
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    // Node's own guards against slow clients: a request (headers, then everything) must arrive in time.
+    serverFactory: (handler) =>
+      createServer(
+        {
+          // Node requires headers to arrive no later than the whole request
+          headersTimeout: Math.min(o.headersTimeoutMs ?? 10_000, requestTimeout),
+          requestTimeout,
+          keepAliveTimeout: o.keepAliveTimeoutMs ?? 5_000,
+          connectionsCheckingInterval: 500,
+        },
+        handler,
+      ),
+  });
+
+  type Tagged = FastifyRequest & { xpkg?: { model?: string; version?: string; code?: string } };
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  app.addHook('onResponse', async (req: Tagged, reply) => {
+    const route = req.routeOptions.url ?? 'none';
+    const t = req.xpkg ?? {};
+    const model = t.model ?? '';
+    metrics.requests.inc({ route, status: reply.statusCode, code: t.code ?? 'ok', model });
+    metrics.latency.observe({ route, model }, reply.elapsedTime / 1000);
+    const line = {
+      reqId: req.id,
+      method: req.method,
+      url: req.url,
+      status: reply.statusCode,
+      ms: Number(reply.elapsedTime.toFixed(2)),
+      ...t,
+    };
+    if (reply.statusCode >= 500) log.warn(line, 'request failed');
+    else log.info(line, 'request');
+  });
+  app.setErrorHandler(async (err, req: Tagged, reply) => {
+    const e = asServeError(err);
+    const status = httpStatusOf(e.code);
+    req.xpkg = { ...req.xpkg, code: e.code };
+    const retry = (e.detail as { retryAfter?: number } | undefined)?.retryAfter;
+    if (status === 429 || status === 503) reply.header('retry-after', String(retry ?? 1));
+    if (e.code === 'E_INTERNAL') log.error({ reqId: req.id, err }, 'internal error');
+    const v2 = req.url.startsWith('/v2');
+    return reply
+      .code(status)
+      .send(
+        v2
+          ? { error: e.message, code: e.code, ...(e.detail !== undefined ? { detail: e.detail } : {}) }
+          : { error: e.toJSON() },
+      );
+  });
+  app.setNotFoundHandler(async (req) => {
+    throw new ServeError('E_SERVE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
+  });
+
+  healthRoutes(app, ctx);
+  await app.register(async (scope) => inferRoutes(scope, ctx));
+  await app.register(async (scope) => runRoutes(scope, ctx));
+  if (o.repositoryApi) await app.register(async (scope) => repositoryRoutes(scope, ctx));
+
+  await repository.check();
+  try {
+    await app.listen({ host, port: o.port ?? 8000 });
+  } catch (e) {
+    throw new ServeError('E_SERVE_LISTEN', `cannot listen on ${host}:${o.port ?? 8000}: ${(e as Error).message}`, {
+      host,
+      port: o.port ?? 8000,
+    });
+  }
+  const addr = app.server.address();
+  const url =
+    typeof addr === 'object' && addr
+      ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
+      : String(addr);
+  log.info({ url, repo: o.repo, isolation }, 'listening');
+  const ready = repository.start().then(() => log.info({ models: [...repository.models.keys()] }, 'ready'));
+  ready.catch((e: unknown) => log.error({ err: (e as Error).message }, 'the first load of the repository failed'));
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    app,
+    repository,
+    metrics,
+    log,
+    ready,
+    close: () =>
+      (closing ??= (async () => {
+        ctx.closing = true;
+        await app.close(); // stops accepting; requests in flight finish (their workers are still up)
+        await ready.catch(() => {});
+        await repository.close();
+        metrics.close();
+        log.info('stopped');
+      })()),
+  };
+}

@@ -1,0 +1,184 @@
+/**
+ * One loaded version of a model: a package id, its verified manifest and the workers that run it.
+ * Runs go to the least busy worker. A worker that dies is replaced by a fresh one that must open the
+ * same package id (E_SERVE_VERSION_UNKNOWN otherwise: the file changed, the repository will load it).
+ * Draining waits for the runs in flight up to a deadline, then ends the workers.
+ */
+import type { Logger } from 'pino';
+import type { RunnerOptions } from '../runner/runner.js';
+import { ServeError } from '../spec/errors.js';
+import type { Manifest } from '../spec/schema.js';
+import type { Opened, RunReply } from './protocol.js';
+import { type Isolation, ModelWorker } from './worker-handle.js';
+
+export interface VersionConfig {
+  isolation: Isolation;
+  workers: number;
+  runner: RunnerOptions;
+  log: Logger;
+  onRestart?: (v: LoadedVersion) => void;
+}
+
+export class LoadedVersion {
+  readonly id: string;
+  readonly name: string;
+  readonly sequence: number;
+  readonly manifest: Manifest;
+  readonly signed: boolean;
+  /** Resident bytes charged to the memory budget (measured per worker where it can be, else estimated). */
+  memory: number;
+  state: 'loading' | 'ready' | 'draining' | 'closed' = 'loading';
+  private workers: ModelWorker[] = [];
+  private running = 0;
+  /** A replacement worker starting: runs that find no live worker wait for it instead of failing. */
+  private replacing: Promise<unknown> | undefined;
+  private idle: (() => void)[] = [];
+
+  private constructor(
+    readonly path: string,
+    opened: Opened,
+    first: ModelWorker,
+    private readonly config: VersionConfig,
+  ) {
+    this.id = opened.id;
+    this.manifest = opened.manifest;
+    this.name = opened.manifest.name;
+    this.sequence = opened.manifest.sequence;
+    this.signed = opened.signed;
+    this.memory = LoadedVersion.estimate(opened) * config.workers;
+    this.adopt(first);
+  }
+
+  /** What one worker of this package will hold: its memory after opening plus the chosen models' bytes. */
+  static estimate(o: Opened): number {
+    return (o.rss ?? 0) + o.variantBytes;
+  }
+
+  /** Opens (verifies) the package in one worker; nothing is loaded yet beyond the manifest. */
+  static async open(path: string, config: VersionConfig): Promise<LoadedVersion> {
+    const w = ModelWorker.spawn(config.isolation);
+    try {
+      const opened = await w.open(path, config.runner);
+      return new LoadedVersion(path, opened, w, config);
+    } catch (e) {
+      w.kill();
+      throw e;
+    }
+  }
+
+  /** Starts the other workers and warms every one up (models loaded, one example run). */
+  async warm(): Promise<void> {
+    const more = await Promise.all(
+      Array.from({ length: this.config.workers - 1 }, () => this.spawnOne().catch((e: unknown) => e)),
+    );
+    const failed = more.find((x) => !(x instanceof ModelWorker));
+    if (failed) throw failed;
+    const warmed = await Promise.all(this.workers.map((w) => w.warm()));
+    for (const w of this.workers) w.ready = true;
+    const measured = warmed.map((x) => x.rss);
+    if (measured.every((x) => x !== null)) this.memory = measured.reduce((a, b) => a + b!, 0);
+    this.state = 'ready';
+  }
+
+  private async spawnOne(): Promise<ModelWorker> {
+    const w = ModelWorker.spawn(this.config.isolation);
+    try {
+      await w.open(this.path, this.config.runner, this.id);
+    } catch (e) {
+      w.kill();
+      throw e;
+    }
+    this.adopt(w);
+    return w;
+  }
+
+  private adopt(w: ModelWorker): void {
+    this.workers.push(w);
+    w.on('exit', ({ unexpected, code, signal }) => {
+      this.workers = this.workers.filter((x) => x !== w);
+      if (!unexpected || this.state !== 'ready') return;
+      this.config.log.warn({ model: this.name, version: this.id, code, signal }, 'model worker died; replacing it');
+      this.config.onRestart?.(this);
+      const replacing = this.spawnOne()
+        .then(async (nw) => {
+          await nw.warm();
+          nw.ready = true;
+        })
+        .catch((e: unknown) =>
+          this.config.log.error(
+            { model: this.name, version: this.id, err: (e as Error).message, code: (e as { code?: string }).code },
+            'replacing the model worker failed',
+          ),
+        )
+        .finally(() => {
+          if (this.replacing === replacing) this.replacing = undefined;
+        });
+      this.replacing = replacing;
+    });
+  }
+
+  get inflight(): number {
+    return this.running;
+  }
+
+  /** Runs on the least busy live worker. */
+  async run(inputs: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<RunReply> {
+    let live = this.workers.filter((w) => !w.exited && w.ready);
+    if (live.length === 0 && this.replacing) {
+      await this.replacing;
+      live = this.workers.filter((w) => !w.exited && w.ready);
+    }
+    if (this.state === 'closed' || live.length === 0)
+      throw new ServeError('E_SERVE_UNAVAILABLE', `version ${this.id} of ${this.name} has no live worker`, {
+        model: this.name,
+        version: this.id,
+      });
+    const w = live.reduce((a, b) => (b.busy < a.busy ? b : a));
+    this.running++;
+    try {
+      return await w.run(inputs, transfer);
+    } finally {
+      this.running--;
+      if (this.running === 0) for (const f of this.idle.splice(0)) f();
+    }
+  }
+
+  /** Waits for the runs in flight (at most `deadlineMs`), then ends the workers; runs still going fail. */
+  async drain(deadlineMs: number): Promise<{ drained: boolean; ms: number }> {
+    const t0 = performance.now();
+    this.state = 'draining';
+    let drained = true;
+    if (this.running > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      drained = await Promise.race([
+        new Promise<boolean>((r) => this.idle.push(() => r(true))),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), deadlineMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    if (!drained) {
+      const why = new ServeError(
+        'E_SERVE_DRAINED',
+        `version ${this.id} of ${this.name} was unloaded before this request finished`,
+        {
+          model: this.name,
+          version: this.id,
+          deadlineMs,
+        },
+      );
+      for (const w of this.workers) w.kill(why);
+    }
+    await this.close();
+    return { drained, ms: performance.now() - t0 };
+  }
+
+  async close(): Promise<void> {
+    this.state = 'closed';
+    await Promise.all(this.workers.map((w) => w.close()));
+  }
+
+  /** Process ids of the workers (for operators and fault tests). */
+  pids(): number[] {
+    return this.workers.map((w) => w.pid).filter((p): p is number => p !== undefined);
+  }
+}

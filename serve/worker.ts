@@ -1,0 +1,118 @@
+/**
+ * A model worker: one Runner (Runner.open: the one verification path) in a child process or a
+ * worker thread, so that decoding, pre/post-processing and scripts never run on the daemon's event
+ * loop, and a crash takes down only this worker and the requests it holds.
+ */
+import { parentPort } from 'node:worker_threads';
+import { Runner } from '../runner/runner.js';
+import { ServeError, toXpkgError } from '../spec/errors.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+
+const inThread = parentPort !== null;
+const send = (m: FromWorker, transfer: ArrayBuffer[] = []): void => {
+  if (parentPort) parentPort.postMessage(m, transfer);
+  else process.send!(m);
+};
+const rss = () => (inThread ? null : process.memoryUsage().rss);
+
+let runner: Runner | undefined;
+
+/** Structured clone turns Buffers into Uint8Arrays: encoded images and raw bytes are Buffers again. */
+function revive(inputs: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(inputs))
+    out[k] = v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v;
+  return out;
+}
+
+/** Output buffers that can move to the daemon without a copy: whole, unshared (not Buffer's pool) ArrayBuffers. */
+function transferable(v: unknown, out: Set<ArrayBuffer>): Set<ArrayBuffer> {
+  if (ArrayBuffer.isView(v)) {
+    const b = v.buffer;
+    if (b instanceof ArrayBuffer && v.byteOffset === 0 && b.byteLength === v.byteLength && b.byteLength >= 4096)
+      out.add(b);
+  } else if (Array.isArray(v)) for (const x of v) transferable(x, out);
+  else if (v && typeof v === 'object') for (const x of Object.values(v)) transferable(x, out);
+  return out;
+}
+
+/** One run on the package's example asset (an image input), so the first request is not the slow one. */
+async function warmRun(r: Runner): Promise<boolean> {
+  const example = (r.manifest.assets ?? []).find((a) => a.kind === 'example');
+  const image = r.manifest.inputs.filter((i) => !i.optional);
+  if (!example || image.length !== 1 || image[0].type !== 'image') return false;
+  await r.run({ [image[0].name]: await r.asset(example.id) });
+  return true;
+}
+
+async function handle(m: ToWorker): Promise<void> {
+  switch (m.t) {
+    case 'open': {
+      const r = await Runner.open(m.path, m.options);
+      if (m.expectId && r.id !== m.expectId) {
+        await r.close();
+        throw new ServeError('E_SERVE_VERSION_UNKNOWN', `${m.path} now holds package ${r.id}, not ${m.expectId}`, {
+          path: m.path,
+          expected: m.expectId,
+          actual: r.id,
+        });
+      }
+      runner = r;
+      let variantBytes = 0;
+      for (const sel of r.selection.models)
+        for (const f of sel.chosen?.variant.files ?? [])
+          variantBytes += r.manifest.files.find((x) => x.path === f)?.size ?? 0;
+      send({
+        t: 'opened',
+        id: r.id,
+        manifest: r.manifest,
+        signed: r.verification.signatures.status === 'verified',
+        variantBytes,
+        rss: rss(),
+      });
+      return;
+    }
+    case 'warm': {
+      const t0 = performance.now();
+      await runner!.warmUp();
+      const example = await warmRun(runner!);
+      send({ t: 'warmed', rss: rss(), ms: performance.now() - t0, example });
+      return;
+    }
+    case 'run': {
+      const r = await runner!.run(revive(m.inputs));
+      const result = {
+        outputs: r.outputs,
+        variant: r.variant,
+        actualProvider: r.actualProvider,
+        fallbacks: r.fallbacks,
+        nodes: r.nodes,
+        timings: r.timings,
+      };
+      send({ t: 'result', rid: m.rid, result }, inThread ? [...transferable(r.outputs, new Set())] : []);
+      return;
+    }
+    case 'close':
+      await runner?.close();
+      runner = undefined;
+      send({ t: 'closed' });
+      if (parentPort) parentPort.close();
+      else process.disconnect?.();
+      return;
+  }
+}
+
+const onMessage = (m: ToWorker) =>
+  void handle(m).catch((e: unknown) =>
+    send({ t: 'error', ...(m.t === 'run' ? { rid: m.rid } : {}), error: toXpkgError(e).toJSON() }),
+  );
+if (parentPort) parentPort.on('message', onMessage);
+else {
+  process.on('message', onMessage);
+  // The daemon gone (killed, crashed): nothing is left to answer to.
+  process.on('disconnect', () => process.exit(0));
+  // Ctrl-C or a stop signal reaches the whole process group: the daemon stops its workers itself,
+  // after the requests in flight have finished.
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => {});
+}

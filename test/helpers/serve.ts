@@ -1,0 +1,141 @@
+/**
+ * Helpers for the `xpkg serve` tests: versioned packages made from the multi-variant fixture source
+ * (Y = X + k, a given sequence, signed with the test key), a server on loopback with its log lines
+ * captured, and small HTTP clients (JSON and the binary tensor extension).
+ */
+import { copyFile, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { prepare as prepareMultiVariant } from '../../fixtures/multi-variant/build.js';
+import { encodeModel } from '../../fixtures/onnx-tiny.js';
+import { packFolder } from '../../pack/pack.js';
+import { createLogger } from '../../serve/log.js';
+import { type ServeOptions, startServer, type XpkgServer } from '../../serve/server.js';
+import { sign } from '../../signing/sign.js';
+import { tempDir } from './source.js';
+
+export const TRUST = ['fixtures/keys/test.pub'];
+
+/** Y = X + k in float32, X of shape [N]. */
+export function addModel(k: number): Buffer {
+  return encodeModel({
+    name: `add_${k}`,
+    nodes: [{ op: 'Add', inputs: ['X', 'k'], outputs: ['Y'] }],
+    inputs: [{ name: 'X', type: 'float32', shape: ['N'] }],
+    outputs: [{ name: 'Y', type: 'float32', shape: ['N'] }],
+    initializers: [{ name: 'k', type: 'float32', dims: [], raw: new Uint8Array(new Float32Array([k]).buffer) }],
+  });
+}
+
+/**
+ * The multi-variant fixture source with every model replaced by Y = X + k and the given sequence,
+ * packed and signed with fixtures/keys/test.key (unless `signed: false`). Returns the package path.
+ */
+export async function versionedPackage(o: {
+  sequence: number;
+  k: number;
+  signed?: boolean;
+  name?: string;
+}): Promise<string> {
+  const src = tempDir('xpkg-serve-src-');
+  await prepareMultiVariant(src);
+  const manifest = JSON.parse(await readFile(join(src, 'xpkg.json'), 'utf8'));
+  manifest.sequence = o.sequence;
+  if (o.name) manifest.name = o.name;
+  await writeFile(join(src, 'xpkg.json'), JSON.stringify(manifest, null, 2));
+  for (const f of ['add-one-fp32.onnx', 'add-one-int8.onnx', 'add-one-fp16.onnx'])
+    await writeFile(join(src, 'models', f), addModel(o.k));
+  const out = join(tempDir('xpkg-serve-pkg-'), `v${o.sequence}.xpkg`);
+  await packFolder(src, out, { sourceDateEpoch: '' });
+  if (o.signed !== false) await sign(out, { key: 'fixtures/keys/test.key', out, passphrase: '', force: true });
+  return out;
+}
+
+/** Puts a file into the repository the way a deployment should: a hidden temp name, then one rename. */
+export async function dropIn(src: string, repo: string, name: string): Promise<void> {
+  const tmp = join(repo, `.${name}.tmp`);
+  await copyFile(src, tmp);
+  await rename(tmp, join(repo, name));
+}
+
+export interface TestServer extends XpkgServer {
+  lines: Record<string, unknown>[];
+}
+
+/** A server on a free loopback port; its JSON log lines are kept in `lines`. */
+export async function testServer(o: Partial<ServeOptions> & { repo: string }): Promise<TestServer> {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  const server = await startServer({
+    port: 0,
+    pollMs: 100,
+    settleMs: 100,
+    drainMs: 5000,
+    runner: { trust: TRUST, stateDir: tempDir('xpkg-serve-state-') },
+    log: createLogger({ format: 'json', level: 'info', destination: sink }),
+    ...o,
+  });
+  await server.ready;
+  return Object.assign(server, { lines });
+}
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  body: any;
+  raw: Buffer;
+}
+
+export async function http(url: string, init: RequestInit = {}): Promise<Reply> {
+  const r = await fetch(url, init);
+  const raw = Buffer.from(await r.arrayBuffer());
+  let body: unknown = raw;
+  if ((r.headers.get('content-type') ?? '').includes('json')) body = JSON.parse(raw.toString('utf8'));
+  return { status: r.status, headers: r.headers, body, raw };
+}
+
+export const postJson = (url: string, body: unknown, headers: Record<string, string> = {}) =>
+  http(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+
+/** A binary-extension request: the JSON header, then each input's raw bytes in order. */
+export function binaryRequest(header: unknown, parts: Uint8Array[]): { body: Buffer; headers: Record<string, string> } {
+  const json = Buffer.from(JSON.stringify(header));
+  return {
+    body: Buffer.concat([json, ...parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength))]),
+    headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(json.length) },
+  };
+}
+
+/** A binary-extension response: its JSON header and the bytes of each binary output, in order. */
+export function parseBinaryReply(r: Reply): { header: any; outputs: Record<string, Buffer> } {
+  const n = Number(r.headers.get('inference-header-content-length'));
+  const header = JSON.parse(r.raw.subarray(0, n).toString('utf8'));
+  const outputs: Record<string, Buffer> = {};
+  let off = n;
+  for (const o of header.outputs) {
+    const size = o.parameters?.binary_data_size;
+    if (size === undefined) continue;
+    outputs[o.name] = r.raw.subarray(off, off + size);
+    off += size;
+  }
+  return { header, outputs };
+}
+
+/** Waits until `f` returns true (polling), or fails after `ms`. */
+export async function until(f: () => boolean | Promise<boolean>, ms: number, what: string): Promise<number> {
+  const t0 = performance.now();
+  while (!(await f())) {
+    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return performance.now() - t0;
+}

@@ -1,0 +1,436 @@
+/**
+ * `xpkg serve` over real HTTP on loopback with the real fixture packages: every V2 endpoint in the
+ * shapes of the Open Inference Protocol's published examples (JSON tensors, Triton's binary tensor
+ * data extension), the raw-image route against `xpkg run --json`, and bad input → the right 4xx
+ * with a code, the daemon healthy after.
+ */
+import { copyFile, readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PackageReader } from '../pack/reader.js';
+import { outputsToJson } from '../runner/outputs-json.js';
+import { Runner } from '../runner/runner.js';
+import {
+  binaryRequest,
+  http,
+  parseBinaryReply,
+  postJson,
+  type TestServer,
+  TRUST,
+  testServer,
+} from './helpers/serve.js';
+import { tempDir } from './helpers/source.js';
+
+const ADD = 'multi-variant-add-one';
+let s: TestServer;
+let addId: string;
+let detectorId: string;
+const png = () => readFile('fixtures/detector/eval/000.png');
+
+beforeAll(async () => {
+  const repo = tempDir('xpkg-serve-repo-');
+  await copyFile('fixtures/dist/multi-variant.xpkg', join(repo, 'multi-variant.xpkg'));
+  await copyFile('fixtures/dist/detector.xpkg', join(repo, 'detector.xpkg'));
+  for (const [p, set] of [
+    ['fixtures/dist/multi-variant.xpkg', (x: string) => (addId = x)],
+    ['fixtures/dist/detector.xpkg', (x: string) => (detectorId = x)],
+  ] as const) {
+    const r = await PackageReader.open(p);
+    set(r.id);
+    await r.close();
+  }
+  s = await testServer({ repo, bodyLimit: 4 * 1024 * 1024, requestTimeoutMs: 1500, concurrency: 1, queue: 2 });
+});
+afterAll(async () => s?.close());
+
+describe('health and metadata', () => {
+  it('live, ready, server metadata and model metadata in the protocol shapes', async () => {
+    expect((await http(`${s.url}/v2/health/live`)).body).toEqual({ live: true });
+    const ready = await http(`${s.url}/v2/health/ready`);
+    expect([ready.status, ready.body]).toEqual([200, { ready: true }]);
+    const meta = await http(`${s.url}/v2`);
+    expect(meta.body).toMatchObject({ name: 'xpkg', extensions: ['binary_tensor_data'] });
+    expect(typeof meta.body.version).toBe('string');
+    const m = await http(`${s.url}/v2/models/${ADD}`);
+    expect(m.body).toMatchObject({
+      name: ADD,
+      versions: [addId],
+      platform: 'xpkg',
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [-1] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: [-1] }],
+      parameters: { version: addId, sequence: 1 },
+    });
+    const d = await http(`${s.url}/v2/models/detector/versions/${detectorId}`);
+    expect(d.body.inputs).toEqual([
+      { name: 'image', datatype: 'UINT8', shape: [-1, -1, -1], parameters: { xpkg_type: 'image' } },
+    ]);
+    expect(d.body.outputs[0]).toMatchObject({ name: 'boxes', datatype: 'BYTES', shape: [1] });
+    expect((await http(`${s.url}/v2/models/${ADD}/ready`)).body).toEqual({ name: ADD, ready: true });
+    expect((await http(`${s.url}/v2/models/${ADD}/versions/${addId.slice(0, 12)}/ready`)).status).toBe(200);
+  });
+
+  it('unknown model, version and route are 404s with their codes', async () => {
+    const cases: [string, string][] = [
+      ['/v2/models/nope', 'E_SERVE_MODEL_UNKNOWN'],
+      ['/v2/models/nope/ready', 'E_SERVE_MODEL_UNKNOWN'],
+      [`/v2/models/${ADD}/versions/0123456789abcdef`, 'E_SERVE_VERSION_UNKNOWN'],
+      ['/v2/nothing/here', 'E_SERVE_NOT_FOUND'],
+    ];
+    for (const [path, code] of cases) {
+      const r = await http(`${s.url}${path}`);
+      expect([path, r.status, r.body.code, typeof r.body.error]).toEqual([path, 404, code, 'string']);
+    }
+  });
+});
+
+describe('infer', () => {
+  it('JSON tensors as in the published example: id echoed, model and version named, outputs typed', async () => {
+    const r = await postJson(`${s.url}/v2/models/${ADD}/infer`, {
+      id: '42',
+      inputs: [{ name: 'x', shape: [4], datatype: 'FP32', data: [1, 2, 3, 4] }],
+      outputs: [{ name: 'y' }],
+    });
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({
+      model_name: ADD,
+      model_version: addId,
+      id: '42',
+      outputs: [{ name: 'y', shape: [4], datatype: 'FP32', data: [2, 3, 4, 5] }],
+    });
+    expect(r.headers.get('xpkg-model-version')).toBe(addId);
+    // nested data is row-major too; a pinned version (by prefix) answers with its full id
+    const nested = await postJson(`${s.url}/v2/models/${ADD}/versions/${addId.slice(0, 16)}/infer`, {
+      inputs: [
+        {
+          name: 'x',
+          shape: [4],
+          datatype: 'FP32',
+          data: [
+            [1, 2],
+            [3, 4],
+          ],
+        },
+      ],
+    });
+    expect([nested.body.model_version, nested.body.outputs[0].data, 'id' in nested.body]).toEqual([
+      addId,
+      [2, 3, 4, 5],
+      false,
+    ]);
+  });
+
+  it('binary tensor data: request as in the extension example, outputs back as binary when asked', async () => {
+    // the int8 variant this host may pick is exact on a 1/16 grid in [-8, 7.9375]
+    const x = new Float32Array([0.5, -1, 6.5, 2.25, 3]);
+    const { body, headers } = binaryRequest(
+      {
+        inputs: [{ name: 'x', shape: [5], datatype: 'FP32', parameters: { binary_data_size: 20 } }],
+        outputs: [{ name: 'y', parameters: { binary_data: true } }],
+      },
+      [new Uint8Array(x.buffer)],
+    );
+    const r = await http(`${s.url}/v2/models/${ADD}/infer`, { method: 'POST', headers, body });
+    expect([r.status, r.headers.get('content-type')]).toEqual([200, 'application/octet-stream']);
+    const { header, outputs } = parseBinaryReply(r);
+    expect(header.outputs).toEqual([{ name: 'y', shape: [5], datatype: 'FP32', parameters: { binary_data_size: 20 } }]);
+    const y = new Float32Array(new Uint8Array(outputs.y).buffer);
+    expect(Array.from(y)).toEqual(Array.from(x, (v) => v + 1));
+    // binary in, JSON out (no output asked as binary) is a plain JSON response
+    const j = await http(`${s.url}/v2/models/${ADD}/infer`, {
+      method: 'POST',
+      ...binaryRequest(
+        { inputs: [{ name: 'x', shape: [5], datatype: 'FP32', parameters: { binary_data_size: 20 } }] },
+        [new Uint8Array(x.buffer)],
+      ),
+    });
+    expect(j.body.outputs[0].data).toEqual(Array.from(x, (v) => v + 1));
+  });
+
+  it('an image as raw UINT8 pixels (binary) and as an encoded image (BYTES, base64 in JSON) gives the package result', async () => {
+    const bytes = await png();
+    const { data, info } = await sharp(bytes).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const { body, headers } = binaryRequest(
+      {
+        inputs: [
+          {
+            name: 'image',
+            shape: [info.height, info.width, 3],
+            datatype: 'UINT8',
+            parameters: { binary_data_size: data.length },
+          },
+        ],
+        parameters: { binary_data_output: true },
+      },
+      [data],
+    );
+    const raw = await http(`${s.url}/v2/models/detector/infer`, { method: 'POST', headers, body });
+    expect(raw.status).toBe(200);
+    const { header, outputs } = parseBinaryReply(raw);
+    expect(header.outputs[0]).toMatchObject({
+      name: 'boxes',
+      datatype: 'BYTES',
+      shape: [1],
+      parameters: { content_type: 'application/json' },
+    });
+    const boxesRaw = JSON.parse(outputs.boxes.subarray(4).toString('utf8'));
+    const enc = await postJson(`${s.url}/v2/models/detector/infer`, {
+      inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [bytes.toString('base64')] }],
+    });
+    expect(enc.status).toBe(200);
+    const boxesEnc = JSON.parse(enc.body.outputs[0].data[0]);
+    await using runner = await Runner.open('fixtures/dist/detector.xpkg', { trust: TRUST, stateDir: tempDir() });
+    const direct = outputsToJson((await runner.run({ image: bytes })).outputs).boxes;
+    expect(boxesEnc).toEqual(direct);
+    expect(boxesRaw.map((b: { label: string }) => b.label)).toEqual(
+      (direct as { label: string }[]).map((b) => b.label),
+    );
+  });
+
+  it("the raw-image route answers with `xpkg run --json`'s result and names the version", async () => {
+    const bytes = await png();
+    const r = await http(`${s.url}/xpkg/models/detector/run`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: bytes,
+    });
+    expect(r.status).toBe(200);
+    await using runner = await Runner.open('fixtures/dist/detector.xpkg', { trust: TRUST, stateDir: tempDir() });
+    const direct = await runner.run({ image: bytes });
+    expect(r.body.result.outputs).toEqual(outputsToJson(direct.outputs));
+    expect(r.body.result).toMatchObject({
+      variant: direct.variant,
+      actualProvider: direct.actualProvider,
+      model: { name: 'detector', version: detectorId, sequence: 1 },
+    });
+    expect(Object.keys(r.body.result.timings)).toEqual(
+      expect.arrayContaining(['decode', 'pre', 'infer:detector', 'post', 'total']),
+    );
+  });
+});
+
+describe('bad input: the right 4xx with a code, and the daemon stays healthy', () => {
+  const url = () => `${s.url}/v2/models/${ADD}/infer`;
+  it('malformed JSON, schema violations, wrong dtype, shape and size, unknown input and output', async () => {
+    const cases: [string, RequestInit | unknown, number, string, string?][] = [
+      [
+        'malformed JSON',
+        { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs": [' },
+        400,
+        'E_SERVE_REQUEST',
+      ],
+      ['no inputs', {}, 400, 'E_SERVE_REQUEST'],
+      [
+        'unknown datatype',
+        { inputs: [{ name: 'x', shape: [1], datatype: 'FP128', data: [1] }] },
+        400,
+        'E_SERVE_REQUEST',
+      ],
+      ['negative dim', { inputs: [{ name: 'x', shape: [-1], datatype: 'FP32', data: [1] }] }, 400, 'E_SERVE_REQUEST'],
+      [
+        'wrong dtype',
+        { inputs: [{ name: 'x', shape: [2], datatype: 'INT32', data: [1, 2] }] },
+        400,
+        'E_SERVE_INPUT',
+        'dtype',
+      ],
+      [
+        'published example dtype (UINT32)',
+        { inputs: [{ name: 'x', shape: [2, 2], datatype: 'UINT32', data: [1, 2, 3, 4] }] },
+        400,
+        'E_SERVE_INPUT',
+        'dtype',
+      ],
+      [
+        'wrong rank',
+        { inputs: [{ name: 'x', shape: [2, 2], datatype: 'FP32', data: [1, 2, 3, 4] }] },
+        400,
+        'E_SERVE_INPUT',
+        'shape',
+      ],
+      [
+        'too few values',
+        { inputs: [{ name: 'x', shape: [3], datatype: 'FP32', data: [1, 2] }] },
+        400,
+        'E_SERVE_INPUT',
+        'size',
+      ],
+      [
+        'string in FP32',
+        { inputs: [{ name: 'x', shape: [2], datatype: 'FP32', data: [1, 'a'] }] },
+        400,
+        'E_SERVE_INPUT',
+        'dtype',
+      ],
+      [
+        'unknown input',
+        { inputs: [{ name: 'z', shape: [1], datatype: 'FP32', data: [1] }] },
+        400,
+        'E_SERVE_INPUT',
+        'name',
+      ],
+      ['no data', { inputs: [{ name: 'x', shape: [1], datatype: 'FP32' }] }, 400, 'E_SERVE_REQUEST'],
+      [
+        'unknown output',
+        { inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }], outputs: [{ name: 'q' }] },
+        400,
+        'E_SERVE_REQUEST',
+      ],
+      [
+        'text body',
+        { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hello' },
+        415,
+        'E_SERVE_MEDIA_TYPE',
+      ],
+    ];
+    for (const [what, req, status, code, reason] of cases) {
+      const r = (req as RequestInit).method ? await http(url(), req as RequestInit) : await postJson(url(), req);
+      expect([what, r.status, r.body.code, reason && r.body.detail?.reason]).toEqual([what, status, code, reason]);
+    }
+  });
+
+  it('binary framing errors, a huge body, a non-image body, an empty body', async () => {
+    const f = new Uint8Array(new Float32Array([1, 2]).buffer);
+    const hdr = { inputs: [{ name: 'x', shape: [2], datatype: 'FP32', parameters: { binary_data_size: 8 } }] };
+    const short = binaryRequest(hdr, [f.subarray(0, 4)]);
+    expect((await http(url(), { method: 'POST', ...short })).body.code).toBe('E_SERVE_REQUEST');
+    const extra = binaryRequest(hdr, [f, f]);
+    expect((await http(url(), { method: 'POST', ...extra })).body.code).toBe('E_SERVE_REQUEST');
+    const noHeader = binaryRequest(hdr, [f]);
+    delete noHeader.headers['inference-header-content-length'];
+    expect((await http(url(), { method: 'POST', ...noHeader })).body.code).toBe('E_SERVE_REQUEST');
+    const wrongSize = binaryRequest(
+      { inputs: [{ name: 'x', shape: [3], datatype: 'FP32', parameters: { binary_data_size: 8 } }] },
+      [f],
+    );
+    expect((await http(url(), { method: 'POST', ...wrongSize })).body.detail?.reason).toBe('size');
+    const huge = await http(url(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.alloc(5 * 1024 * 1024, 32),
+    });
+    expect([huge.status, huge.body.code]).toEqual([413, 'E_SERVE_BODY_TOO_LARGE']);
+    const run = `${s.url}/xpkg/models/detector/run`;
+    const notImage = await http(run, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: 'not an image at all',
+    });
+    expect([notImage.status, notImage.body.error.code]).toEqual([400, 'E_RUN_INPUT']);
+    const empty = await http(run, { method: 'POST', headers: { 'content-type': 'image/png' }, body: '' });
+    expect([empty.status, empty.body.error.code]).toEqual([400, 'E_SERVE_INPUT']);
+    const tensorModel = await http(`${s.url}/xpkg/models/${ADD}/run`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: await png(),
+    });
+    expect([tensorModel.status, tensorModel.body.error.code]).toEqual([400, 'E_SERVE_INPUT']);
+  });
+
+  it('a slow client is cut off (408) within the request timeout; a normal request right after succeeds', async () => {
+    const t0 = performance.now();
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = connect(Number(new URL(s.url).port), '127.0.0.1');
+      let got = '';
+      sock.on('data', (d) => (got += d.toString()));
+      sock.on('close', () => resolve(got));
+      sock.on('error', reject);
+      sock.write(
+        `POST /v2/models/${ADD}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"inputs":`,
+      );
+      const drip = setInterval(() => sock.write(' '), 200); // a byte now and then: never the whole body
+      sock.on('close', () => clearInterval(drip));
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+    expect(performance.now() - t0).toBeLessThan(5000);
+    const ok = await postJson(`${s.url}/v2/models/${ADD}/infer`, {
+      inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [3] }],
+    });
+    expect(ok.body.outputs[0].data).toEqual([4]);
+    expect((await http(`${s.url}/v2/health/ready`)).status).toBe(200);
+  });
+
+  it('a full queue answers 429 at once with Retry-After; the others are served', async () => {
+    const bytes = await png();
+    const replies = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        http(`${s.url}/xpkg/models/detector/run`, {
+          method: 'POST',
+          headers: { 'content-type': 'image/png' },
+          body: bytes,
+        }),
+      ),
+    );
+    const codes = replies.map((r) => r.status).sort();
+    expect(codes.filter((c) => c === 200).length).toBeGreaterThanOrEqual(3); // 1 running + 2 queued
+    const full = replies.filter((r) => r.status === 429);
+    expect(full.length).toBeGreaterThan(0);
+    for (const r of full) {
+      expect(r.body.error.code).toBe('E_SERVE_QUEUE_FULL');
+      expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    }
+    expect(codes.every((c) => c === 200 || c === 429)).toBe(true);
+  });
+});
+
+describe('observability', () => {
+  it('/metrics counts requests by code and times stages; logs are JSON lines with the request id', async () => {
+    const r = await postJson(
+      `${s.url}/v2/models/${ADD}/infer`,
+      { inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }] },
+      { 'x-request-id': 'trace-abc.1' },
+    );
+    expect(r.headers.get('x-request-id')).toBe('trace-abc.1');
+    const line = s.lines.find((l) => l.reqId === 'trace-abc.1');
+    expect(line).toMatchObject({
+      msg: 'request',
+      status: 200,
+      model: ADD,
+      version: addId,
+      url: `/v2/models/${ADD}/infer`,
+    });
+    const m = (await http(`${s.url}/metrics`)).raw.toString();
+    expect(m).toMatch(
+      /xpkg_serve_requests_total\{route="\/v2\/models\/:name\/infer",status="400",code="E_SERVE_INPUT",model=""\} [1-9]/,
+    );
+    expect(m).toMatch(
+      /xpkg_serve_requests_total\{route="\/xpkg\/models\/:name\/run",status="429",code="E_SERVE_QUEUE_FULL"/,
+    );
+    for (const stage of ['queue', 'worker', 'infer:detector', 'decode'])
+      expect(m).toContain(`xpkg_serve_stage_duration_seconds_count{model="detector",stage="${stage}"}`);
+    expect(m).toMatch(/xpkg_serve_loaded_versions\{model="detector"\} 1/);
+    expect(m).toMatch(/xpkg_serve_swap_events_total\{model="detector",event="loaded"\} 1/);
+    expect(m).toMatch(/xpkg_serve_queue_depth\{model="detector"\} 0/);
+  });
+});
+
+describe('threads and dynamic batching', () => {
+  it('a thread-isolated server joins concurrent requests of a batchable model and gives each its own rows', async () => {
+    const repo = tempDir('xpkg-serve-repo-');
+    await copyFile('fixtures/dist/multi-variant.xpkg', join(repo, 'multi-variant.xpkg'));
+    const t = await testServer({ repo, isolation: 'thread', concurrency: 1, batch: { max: 8, delayMs: 20 } });
+    try {
+      const replies = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          postJson(`${t.url}/v2/models/${ADD}/infer`, {
+            inputs: [
+              {
+                name: 'x',
+                shape: [(i % 3) + 1],
+                datatype: 'FP32',
+                data: Array.from({ length: (i % 3) + 1 }, () => i * 0.5),
+              },
+            ],
+          }),
+        ),
+      );
+      replies.forEach((r, i) =>
+        expect(r.body.outputs[0].data).toEqual(Array.from({ length: (i % 3) + 1 }, () => i * 0.5 + 1)),
+      );
+      expect(Math.max(...replies.map((r) => r.body.parameters.batched))).toBeGreaterThan(1);
+    } finally {
+      await t.close();
+    }
+  });
+});
