@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pages, renderPng } from '../fixtures/images/render.js';
 import { PackageReader } from '../pack/reader.js';
+import { BackendRegistry, OnnxruntimeBackend } from '../runner/backends/index.js';
 import { loadHostProfile } from '../runner/host-profile.js';
 import type { DetectedBox, TextLine } from '../runner/pipeline/index.js';
 import { Runner, type RunnerOptions } from '../runner/runner.js';
@@ -149,6 +150,22 @@ describe('the GPU variants on onnxruntime CPU match the CPU variants', () => {
     expect(det).toBeGreaterThan(0);
     expect(rec).toBeGreaterThan(0);
     expect(rec).toBeLessThan(64 * 1024);
+  });
+});
+
+describe('a GPU host whose CUDA provider fails to load', () => {
+  it('falls back to the CPU variants, recorded, and runs their own pipeline (not the GPU patches)', async () => {
+    // onnxruntime really attempts CUDA here and fails (no provider libraries on this machine)
+    const registry = new BackendRegistry();
+    registry.register(new OnnxruntimeBackend({ attemptProviders: ['cuda'] }), 100);
+    await using gpuHost = await Runner.open(OCR, { ...base(), host: host('h100'), registry });
+    await using cpu = await Runner.open(OCR, base());
+    const image = readFileSync('fixtures/images/example.png');
+    const r = await gpuHost.run({ image });
+    expect(r.variant).toEqual({ det: 'det-cpu-fp32', cls: 'cls-cpu-fp32', rec: 'rec-cpu-fp32' });
+    expect(Object.keys(r.fallbacks).sort()).toEqual(['cls', 'det', 'rec']);
+    expect(r.fallbacks.rec[0]).toMatchObject({ variant: 'rec-cuda-fp16', code: 'E_RUN_LOAD' });
+    expect(r.outputs.lines).toEqual((await cpu.run({ image })).outputs.lines);
   });
 });
 
