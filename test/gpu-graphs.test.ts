@@ -103,35 +103,41 @@ describe('bestClass', () => {
 });
 
 describe('detections', () => {
-  it('returns the rows from which detect-decode finds exactly the boxes it finds in the whole output', async () => {
-    const [A, C] = [400, 3];
-    const g = identity(17, [1, A, 4 + C]);
-    const o = { scoreThreshold: 0.25, iouThreshold: 0.5, maxOutput: 20 };
-    detections(g, o);
-    const r = rng(7);
-    const out = new Float32Array(A * (4 + C));
-    for (let a = 0; a < A; a++) {
-      // clusters of overlapping boxes, so NMS has work, and scores around the threshold
-      const k = a % 25;
-      out.set(
-        [40 + (k % 5) * 50 + r() * 12, 40 + Math.floor(k / 5) * 50 + r() * 12, 20 + r() * 30, 20 + r() * 30],
-        a * 7,
-      );
-      for (let c = 0; c < C; c++) out[a * 7 + 4 + c] = r() ** 2;
-    }
-    const rows = (await run(g, { X: new ort.Tensor('float32', out, [1, A, 4 + C]) }))[g.outputs[0].name];
-    expect(rows.dims[0]).toBe(1);
-    expect(rows.dims[1]).toBeLessThanOrEqual(o.maxOutput);
-    expect(rows.dims[2]).toBe(4 + C);
-    const decode = (data: Float32Array, anchors: number) =>
-      decodeDetections(data, { dims: [1, anchors, 4 + C], layout: 'anchors-first', ...o });
-    const want = await decode(out, A);
-    const got = await decode(rows.data as Float32Array, rows.dims[1]);
-    expect(want.scores.length).toBeGreaterThan(5);
-    expect([...got.boxes]).toEqual([...want.boxes]);
-    expect([...got.scores]).toEqual([...want.scores]);
-    expect([...got.classes]).toEqual([...want.classes]);
-  });
+  it.each(['cxcywh', 'xyxy'] as const)(
+    'returns the rows from which detect-decode finds exactly the boxes it finds in the whole output (%s)',
+    async (box) => {
+      const [A, C] = [400, 3];
+      const g = identity(17, [1, A, 4 + C]);
+      const o = { scoreThreshold: 0.25, iouThreshold: 0.5, maxOutput: 20, box };
+      detections(g, o);
+      const r = rng(7);
+      const out = new Float32Array(A * (4 + C));
+      for (let a = 0; a < A; a++) {
+        // clusters of overlapping boxes, so NMS has work, and scores around the threshold
+        const k = a % 25;
+        const [cx, cy, w, h] = [
+          40 + (k % 5) * 50 + r() * 12,
+          40 + Math.floor(k / 5) * 50 + r() * 12,
+          20 + r() * 30,
+          20 + r() * 30,
+        ];
+        out.set(box === 'cxcywh' ? [cx, cy, w, h] : [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], a * 7);
+        for (let c = 0; c < C; c++) out[a * 7 + 4 + c] = r() ** 2;
+      }
+      const rows = (await run(g, { X: new ort.Tensor('float32', out, [1, A, 4 + C]) }))[g.outputs[0].name];
+      expect(rows.dims[0]).toBe(1);
+      expect(rows.dims[1]).toBeLessThanOrEqual(o.maxOutput);
+      expect(rows.dims[2]).toBe(4 + C);
+      const decode = (data: Float32Array, anchors: number) =>
+        decodeDetections(data, { dims: [1, anchors, 4 + C], layout: 'anchors-first', ...o });
+      const want = await decode(out, A);
+      const got = await decode(rows.data as Float32Array, rows.dims[1]);
+      expect(want.scores.length).toBeGreaterThan(5);
+      expect([...got.boxes]).toEqual([...want.boxes]);
+      expect([...got.scores]).toEqual([...want.scores]);
+      expect([...got.classes]).toEqual([...want.classes]);
+    },
+  );
 
   it('returns [1, 0, 4 + C] when no score passes', async () => {
     const g = identity(17, [1, 10, 6]);
