@@ -7,6 +7,7 @@
  * candidate fails on the same feeds the feeds are at fault, not the provider, and the first error
  * is thrown with nothing switched.
  */
+import { RestartPipeline } from './pipeline/registry.js';
 import { type ModelFallback, modelFallbacks } from './provider-report.js';
 import { variantProviders } from './providers.js';
 import { applyAttempts, type LoadAttempt, type ModelSelection, type VariantVerdict } from './select.js';
@@ -75,6 +76,17 @@ const firstLine = (e: unknown) =>
     .split('\n')[0]
     .slice(0, 500);
 
+/**
+ * Thrown by a slot that switched, while running, to a variant whose step patches differ from the
+ * failed one's (FORMAT.md §4.1): the feeds it holds were made for the other pipeline, so the
+ * runner runs the whole pipeline again with the new variant's patches.
+ */
+export class PipelineChanged extends RestartPipeline {
+  constructor(readonly model: string) {
+    super(`model ${model} switched to a variant with its own pipeline steps`);
+  }
+}
+
 export class ModelSlot implements ModelSession {
   #current: SlotLoad;
   readonly #replace: Replace;
@@ -87,10 +99,23 @@ export class ModelSlot implements ModelSession {
   readonly #retired = new Set<ModelSession>();
   #released = false;
 
-  constructor(first: SlotLoad, replace: Replace, onSwitch?: OnSwitch) {
+  readonly #sameFeeds: (a: string, b: string) => boolean;
+
+  /**
+   * `sameFeeds(a, b)`: whether variant b takes the feeds made for variant a (same step patches);
+   * when not, a switch to b ends the failed run with PipelineChanged instead of retrying in place.
+   */
+  constructor(
+    first: SlotLoad,
+    replace: Replace,
+    onSwitch?: OnSwitch,
+    sameFeeds: (a: string, b: string) => boolean = () => true,
+    readonly model = '',
+  ) {
     this.#current = first;
     this.#replace = replace;
     this.#onSwitch = onSwitch;
+    this.#sameFeeds = sameFeeds;
   }
 
   /** The session every new run goes to, its variant and load attempts. */
@@ -147,6 +172,10 @@ export class ModelSlot implements ModelSession {
       for (;;) {
         const next = await this.#replace([...this.#failed, ...failed]).catch(() => null);
         if (!next) throw error;
+        if (!this.#sameFeeds(used.variant, next.variant)) {
+          this.#commit(used, next, failed, reasons);
+          throw new PipelineChanged(this.model);
+        }
         try {
           const out = await this.#runOn(next.session, feeds);
           this.#commit(used, next, failed, reasons);

@@ -10,19 +10,21 @@ import { PackageReader } from '../pack/reader.js';
 import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
 import { commitRollback, resolvePolicy, type VerifyResult, verifyReader } from '../signing/verify.js';
 import { FormatError, RunnerError } from '../spec/errors.js';
-import type { Manifest } from '../spec/schema.js';
+import type { Manifest, Variant } from '../spec/schema.js';
 import { type BackendRegistry, defaultRegistry } from './backends/index.js';
 import { cacheRoot } from './cache-dir.js';
 import { type HostProfile, resolveHost } from './host.js';
 import {
   failedProviders,
   ModelSlot,
+  PipelineChanged,
   type RunFailure,
   replacementCandidates,
   type SlotLoad,
   selectionAfterSwitch,
 } from './model-slot.js';
 import { checkModelInputs, resolveBudget } from './pipeline/budget.js';
+import { withVariants } from './pipeline/patch.js';
 import { type PipelineCopies, runPipeline } from './pipeline/run.js';
 import { pipelineShapes } from './pipeline/shapes.js';
 import { validatePipeline } from './pipeline/validate.js';
@@ -133,6 +135,7 @@ export class Runner implements AsyncDisposable {
       manifest: reader.manifest,
       budget: this.budget,
       session: (id) => this.session(id),
+      variant: (id) => this.model(id).then((m) => this.variantOf(id, m.current.variant)),
       asset: (id) => this.asset(id),
       script: (path) => this.script(path),
       time: () => {},
@@ -153,7 +156,11 @@ export class Runner implements AsyncDisposable {
       });
       // Payloads are checked as they are read (readVerified), so only what runs is hashed.
       const verification = await verifyReader(reader, policy, { integrity: 'on-read' });
-      validatePipeline(reader.manifest, resolveBudget(options.budget));
+      // The manifest's pipeline, and the pipeline as each variant's step patches change it.
+      const budget = resolveBudget(options.budget);
+      validatePipeline(reader.manifest, budget);
+      for (const m of reader.manifest.models)
+        for (const v of m.variants) if (v.steps) validatePipeline(withVariants(reader.manifest, [v]), budget);
       const host =
         typeof options.host === 'object'
           ? options.host
@@ -186,6 +193,10 @@ export class Runner implements AsyncDisposable {
   /** The selection, updated with load attempts (failed variants become load-failed rejections). */
   get selection(): Selection {
     return this.selectionState;
+  }
+
+  private variantOf(modelId: string, variantId: string): Variant {
+    return this.manifest.models.find((m) => m.id === modelId)!.variants.find((v) => v.id === variantId)!;
   }
 
   /** Loads (once) the best loadable variant of a model, falling back and recording why. */
@@ -233,6 +244,10 @@ export class Runner implements AsyncDisposable {
         first,
         (failed) => this.replaceModel(modelId, failed),
         (next, failed) => this.switched(modelId, next, failed),
+        (a, b) =>
+          JSON.stringify(this.variantOf(modelId, a).steps ?? {}) ===
+          JSON.stringify(this.variantOf(modelId, b).steps ?? {}),
+        modelId,
       );
     } catch (e) {
       const attempts = (e as { detail?: { attempts?: unknown } }).detail?.attempts;
@@ -440,7 +455,7 @@ export class Runner implements AsyncDisposable {
     const loadMs = performance.now() - tl;
     // Runs may overlap (a daemon): each run's stage times come back with its own result, never
     // through state shared on the runner.
-    const { outputs, timings: stages, copies } = await runPipeline(this.context, inputs);
+    const { outputs, timings: stages, copies } = await this.runSwitching(inputs);
     const timings: Timings = { ...stages };
     if (this.commitRollback) await this.commitRollback().then(() => (this.commitRollback = undefined));
     const variant: Record<string, string> = {};
@@ -453,6 +468,26 @@ export class Runner implements AsyncDisposable {
     if (loadMs > 1) timings.load = loadMs;
     timings.total = performance.now() - t0;
     return { outputs, variant, ...providerReport(loaded), timings, copies };
+  }
+
+  /**
+   * One pipeline run; when a model falls back, while running, to a variant with other step
+   * patches, the run starts over with the new pipeline (at most once per model: each switch
+   * rejects the variant that failed).
+   */
+  private async runSwitching(inputs: Record<string, unknown>): ReturnType<typeof runPipeline> {
+    const variants = this.manifest.models.reduce((n, m) => n + m.variants.length, 0);
+    for (let switches = 0; ; switches++) {
+      try {
+        return await runPipeline(this.context, inputs);
+      } catch (e) {
+        if (!(e instanceof PipelineChanged)) throw e;
+        if (switches >= variants)
+          throw new RunnerError('E_RUN_BACKEND', `${e.message}, more often than the package has variants`, {
+            model: e.model,
+          });
+      }
+    }
   }
 
   /** Runs the package once per item, in order; a failing item yields its error and the next still runs (run-many.ts). */

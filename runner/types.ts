@@ -124,6 +124,11 @@ export interface PipelineContext {
   readonly budget?: RunnerBudget;
   /** The loaded session of a model (by model id); the runner chose its variant. */
   session(modelId: string): Promise<ModelSession>;
+  /**
+   * The variant `session(modelId)` runs, loading it if needed: its step patches apply to the run
+   * (FORMAT.md §4.1). A context without it runs the manifest's steps as they are.
+   */
+  variant?(modelId: string): Promise<Variant>;
   /** Verified bytes of an asset, by asset id. */
   asset(assetId: string): Promise<Buffer>;
   /** Adds elapsed milliseconds to a named stage. */

@@ -102,6 +102,7 @@ function semanticProblems(m: ManifestSource | Manifest): FieldProblem[] {
     if (s.hook !== undefined && s.script === undefined)
       problems.push({ path: `/pipeline/steps/${i}/hook`, message: 'hook without script' });
   });
+  problems.push(...stepPatchProblems(m));
   for (const [p, where] of referencedPaths(m)) {
     const why = pathProblem(p);
     if (why) problems.push({ path: where, message: `unsafe path ${JSON.stringify(p)}: ${why}` });
@@ -110,6 +111,50 @@ function semanticProblems(m: ManifestSource | Manifest): FieldProblem[] {
   }
   if (m.expires !== undefined && Number.isNaN(Date.parse(m.expires)))
     problems.push({ path: '/expires', message: 'not a date-time' });
+  return problems;
+}
+
+/** Ops whose steps carry more than params (a model, a script): a variant may not turn a step into one or out of one. */
+const BOUND_OPS = new Set(['infer', 'script']);
+
+/**
+ * Variants' step patches (FORMAT.md §4.1): each names one step by a unique id; a step is patched
+ * by the variants of one model at most, so any choice of variants combines without conflict.
+ */
+function stepPatchProblems(m: ManifestSource | Manifest): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  const steps = m.pipeline.steps;
+  const patchedBy = new Map<string, string>();
+  m.models.forEach((model, i) =>
+    model.variants.forEach((v, j) => {
+      for (const [id, patch] of Object.entries(v.steps ?? {})) {
+        const where = `/models/${i}/variants/${j}/steps/${id}`;
+        const matches = steps.filter((s) => s.id === id);
+        if (matches.length !== 1) {
+          problems.push({
+            path: where,
+            message: matches.length
+              ? `step id ${JSON.stringify(id)} is not unique`
+              : `no pipeline step with id ${JSON.stringify(id)}`,
+          });
+          continue;
+        }
+        const other = patchedBy.get(id);
+        if (other !== undefined && other !== model.id)
+          problems.push({
+            path: where,
+            message: `step ${JSON.stringify(id)} is already changed by variants of model ${JSON.stringify(other)}`,
+          });
+        patchedBy.set(id, model.id);
+        const op = matches[0].op;
+        if (patch.op !== undefined && patch.op !== op && (BOUND_OPS.has(op) || BOUND_OPS.has(patch.op)))
+          problems.push({
+            path: `${where}/op`,
+            message: `${op} → ${patch.op}: infer and script steps keep their op, and no step becomes one`,
+          });
+      }
+    }),
+  );
   return problems;
 }
 

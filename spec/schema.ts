@@ -108,6 +108,25 @@ export const Requirements = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * What a variant changes in one pipeline step: its params, merged over the step's (RFC 7396 JSON
+ * merge patch: a value replaces, an object merges, null removes), and optionally its op.
+ */
+export const StepPatch = Type.Object(
+  {
+    op: Type.Optional(
+      Type.String({ pattern: '^[a-z][a-z0-9-]{0,63}$', description: "a different op: params then replace the step's" }),
+    ),
+    params: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }), Type.Unknown(), {
+        additionalProperties: false,
+        description: "merged over the step's params (RFC 7396: null removes a param)",
+      }),
+    ),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+
 export const Variant = Type.Object(
   {
     id: Id,
@@ -123,6 +142,14 @@ export const Variant = Type.Object(
     }),
     requires: Type.Optional(Requirements),
     description: Type.Optional(Text(1024)),
+    steps: Type.Optional(
+      Type.Record(Id, StepPatch, {
+        additionalProperties: false,
+        maxProperties: 256,
+        description:
+          'changes this variant makes to pipeline steps, by step id, when it is the variant loaded (FORMAT.md §4.1)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -274,6 +301,7 @@ export type Manifest = Static<typeof Manifest>;
 export type ManifestSource = Static<typeof ManifestSource>;
 export type FileRecord = Static<typeof FileRecord>;
 export type Variant = Static<typeof Variant>;
+export type StepPatch = Static<typeof StepPatch>;
 export type Model = Static<typeof Model>;
 export type Requirements = Static<typeof Requirements>;
 export type Accelerator = Static<typeof Accelerator>;

@@ -5,12 +5,14 @@
  * straightforward reference post-processing of test/helpers/metrics.ts, and end to end through
  * the package's own pipeline.
  */
+
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GPU_FILE as DETECTOR_GPU_FILE } from '../fixtures/detector/build.js';
 import {
   type DetectedBox,
   type LocalContext,
@@ -159,9 +161,12 @@ describe.each(['detector', 'segmenter'])('trained fixture %s', (name) => {
 
   it('has a valid manifest source whose files exist, models ≤ 10 MB, eval set ≤ 3 MB', () => {
     validatePipeline(manifest as Parameters<typeof validatePipeline>[0]);
-    for (const p of referencedPaths(manifest).keys()) expect(existsSync(join(dir, p)), p).toBe(true);
+    // the GPU variant's model is made by the fixture's build script (fixtures/detector/build.ts)
+    const built = name === 'detector' ? [DETECTOR_GPU_FILE] : [];
+    for (const p of referencedPaths(manifest).keys()) expect(existsSync(join(dir, p)), p).toBe(!built.includes(p));
     for (const v of manifest.models[0].variants)
-      expect(statSync(join(dir, v.files[0])).size).toBeLessThanOrEqual(10 * 1024 * 1024);
+      if (!built.includes(v.files[0]))
+        expect(statSync(join(dir, v.files[0])).size).toBeLessThanOrEqual(10 * 1024 * 1024);
     const evalBytes = ['labels.json', ...labels.images.flatMap((e) => [e.file, ...(e.mask ? [e.mask] : [])])].reduce(
       (s, f) => s + statSync(join(dir, 'eval', f)).size,
       0,

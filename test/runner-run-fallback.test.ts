@@ -47,7 +47,11 @@ const failsAtRun = () =>
   });
 
 /** One model with the given variants (id → model bytes), tried in declared order; a tensor in, a tensor out. */
-async function variantsPackage(variants: Record<string, Buffer>, maxBatch?: number): Promise<string> {
+async function variantsPackage(
+  variants: Record<string, Buffer>,
+  maxBatch?: number,
+  steps: Record<string, Record<string, unknown>> = {},
+): Promise<string> {
   const src = tempDir('xpkg-runfail-src-');
   mkdirSync(join(src, 'models'));
   for (const [id, bytes] of Object.entries(variants)) writeFileSync(join(src, 'models', `${id}.onnx`), bytes);
@@ -70,11 +74,19 @@ async function variantsPackage(variants: Record<string, Buffer>, maxBatch?: numb
             precision: 'fp32',
             files: [`models/${id}.onnx`],
             requires: { executionProviders: ['cpu'] },
+            ...(steps[id] ? { steps: steps[id] } : {}),
           })),
         },
       ],
       pipeline: {
-        steps: [{ op: 'infer', model: 'm', params: { inputs: 'x', outputs: 'y', ...(maxBatch ? { maxBatch } : {}) } }],
+        steps: [
+          {
+            op: 'infer',
+            id: 'inf',
+            model: 'm',
+            params: { inputs: 'x', outputs: 'y', ...(maxBatch ? { maxBatch } : {}) },
+          },
+        ],
       },
     }),
   );
@@ -115,6 +127,21 @@ describe('a session that fails while running', () => {
     // the broken session ran once; later runs go straight to the fallback
     expect(spy.runs()).toEqual(['broken 3', 'good 3', 'good 1']);
     expect(spy.events.filter((e) => e.kind === 'load').map((e) => e.variant)).toEqual(['broken', 'good']);
+  });
+
+  it('a fallback to a variant with other step patches runs the whole pipeline again, with its own steps', async () => {
+    // `broken` splits the batch (its patch); `good` runs the declared step: the feeds differ
+    const pkg = await variantsPackage({ broken: failsAtRun(), good: addOne() }, undefined, {
+      broken: { inf: { params: { maxBatch: 1 } } },
+    });
+    const spy = new SpyBackend();
+    await using runner = await Runner.open(pkg, { allowUnsigned: true, stateDir: state(), registry: spy.registry() });
+    const r = await runner.run(x(1, 2, 3));
+    expect(values(r)).toEqual([2, 3, 4]);
+    expect(r.variant).toEqual({ m: 'good' });
+    expect(r.fallbacks.m[0]).toMatchObject({ variant: 'broken', at: 'run' });
+    // not retried in place with the patched feeds (that would be 'good 1' three times)
+    expect(spy.runs()).toEqual(['broken 1', 'good 3']);
   });
 
   it('overlapping runs that fail together switch once', async () => {

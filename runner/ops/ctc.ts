@@ -100,6 +100,47 @@ function decodeProbabilities(data: Float32Array, dims: readonly number[], option
 }
 
 /**
+ * The same decoding from per-step best classes `ids` and their `scores` (`batch × steps` each), as
+ * a model with an in-graph ArgMax returns them: repeats collapsed, blank dropped, unknown ids
+ * break repeats but emit nothing, the text's score the mean score of its characters.
+ */
+export function ctcDecodeBest(
+  ids: ArrayLike<number | bigint>,
+  scores: Float32Array,
+  dims: readonly number[],
+  options: CtcOptions,
+): CtcResult {
+  if (dims.length !== 2) throw new RangeError(`ctc: expected 2 dims [batch, steps], got [${dims.join(', ')}]`);
+  const [batch, steps] = dims;
+  const blank = options.blank ?? 0;
+  const offset = options.offset ?? 1;
+  const texts: string[] = new Array(batch);
+  const out = new Float32Array(batch);
+  for (let b = 0; b < batch; b++) {
+    const len = Math.min(steps, options.lengths ? options.lengths[b] : steps);
+    let prev = -1;
+    let text = '';
+    let sum = 0;
+    let count = 0;
+    for (let t = 0; t < len; t++) {
+      const c = Number(ids[b * steps + t]);
+      if (c !== blank && c !== prev) {
+        const ch = options.vocabulary[c - offset];
+        if (ch !== undefined) {
+          text += ch;
+          sum += scores[b * steps + t];
+          count++;
+        }
+      }
+      prev = c;
+    }
+    texts[b] = text;
+    out[b] = count ? sum / count : 0;
+  }
+  return { texts, scores: out };
+}
+
+/**
  * Parses a vocabulary file: one token per line, `\n` or `\r\n`, a single trailing newline
  * ignored (so a file with or without it gives the same list). Empty lines in the middle are kept
  * as tokens, since their positions are class ids.

@@ -40,6 +40,13 @@ export async function openLocalContext(dir: string, options: SessionOptions = {}
   // A source has no file records yet; the pipeline reads only models, assets, inputs, outputs, steps.
   const manifest = source as unknown as Manifest;
   const sessions = new Map<string, Promise<ModelSession>>();
+  const variantOf = (modelId: string) => {
+    const model = manifest.models.find((m) => m.id === modelId);
+    const variant = model?.variants.find((v) => v.runtime === 'onnxruntime');
+    if (!model || !variant)
+      throw new RunnerError('E_RUN_NO_VARIANT', `model ${modelId} has no onnxruntime variant`, { model: modelId });
+    return variant;
+  };
   let timings: Timings = {};
   const ctx: LocalContext = {
     manifest,
@@ -53,12 +60,7 @@ export async function openLocalContext(dir: string, options: SessionOptions = {}
       let s = sessions.get(modelId);
       if (!s) {
         s = (async () => {
-          const model = manifest.models.find((m) => m.id === modelId);
-          const variant = model?.variants.find((v) => v.runtime === 'onnxruntime');
-          if (!model || !variant)
-            throw new RunnerError('E_RUN_NO_VARIANT', `model ${modelId} has no onnxruntime variant`, {
-              model: modelId,
-            });
+          const variant = variantOf(modelId);
           const files = new Map<string, Buffer>();
           for (const f of variant.files) files.set(f, await readFile(join(dir, f)));
           return (await ortBackend()).load(variant, files, options);
@@ -67,6 +69,9 @@ export async function openLocalContext(dir: string, options: SessionOptions = {}
         s.catch(() => sessions.delete(modelId));
       }
       return s;
+    },
+    async variant(modelId) {
+      return variantOf(modelId);
     },
     async asset(assetId) {
       const a = manifest.assets?.find((x) => x.id === assetId);

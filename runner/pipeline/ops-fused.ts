@@ -28,7 +28,7 @@ const NormParams = {
   std: Opt(Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, maxItems: 3 })),
   layout: Opt(Type.Union([Type.Literal('nchw'), Type.Literal('nhwc')])),
   channelOrder: Opt(Type.Union([Type.Literal('rgb'), Type.Literal('bgr')])),
-  dtype: Opt(Type.Union([Type.Literal('float32'), Type.Literal('float16')])),
+  dtype: Opt(Type.Union([Type.Literal('float32'), Type.Literal('float16'), Type.Literal('uint8')])),
 };
 interface NormP {
   scale?: number;
@@ -36,14 +36,16 @@ interface NormP {
   std?: number[];
   layout?: 'nchw' | 'nhwc';
   channelOrder?: 'rgb' | 'bgr';
-  dtype?: 'float32' | 'float16';
+  dtype?: 'float32' | 'float16' | 'uint8';
 }
 
+/** uint8: the pixels as they are (for a model that normalises its input itself); scale, mean and std do not apply. */
 function norm(p: NormP) {
+  const raw = p.dtype === 'uint8';
   return {
-    scale: p.scale ?? 1 / 255,
-    mean: p.mean,
-    std: p.std,
+    scale: raw ? 1 : (p.scale ?? 1 / 255),
+    mean: raw ? undefined : p.mean,
+    std: raw ? undefined : p.std,
     layout: p.layout ?? 'nchw',
     channelOrder: p.channelOrder ?? 'rgb',
     dtype: p.dtype === 'float16' ? 'f16' : 'f32',
@@ -56,8 +58,16 @@ function imageInput(img: ImageValue, x: OpRun): ImageInput {
   return { data: img.data, width: img.width, height: img.height, format: img.channels === 1 ? 'gray' : 'rgb' };
 }
 
-const tensorType = (p: NormP) => (p.dtype === 'float16' ? 'float16' : 'float32');
+const tensorType = (p: NormP) => p.dtype ?? 'float32';
+/** Bytes per element the kernel writes: uint8 tensors are rounded from its float32 output. */
 const elementBytes = (p: NormP) => (p.dtype === 'float16' ? 2 : 4);
+
+/** The kernel's float32 output as uint8 (rounded to nearest even, clamped), for `dtype: uint8`. */
+function outData(p: NormP, data: Float32Array | Uint16Array): Float32Array | Uint16Array | Uint8Array {
+  if (p.dtype !== 'uint8') return data;
+  const u = new Uint8ClampedArray(data as Float32Array);
+  return new Uint8Array(u.buffer, u.byteOffset, u.length);
+}
 
 /** Bytes of the tensor a crop plan makes (count × channels × height × width elements). */
 const cropBytes = (image: ImageInput, quads: number[], opts: CropOptions, p: NormP) =>
@@ -67,7 +77,7 @@ defineOp({
   op: 'preprocess',
   stage: 'pre',
   summary:
-    'Image → tensor in one pass (native kernel): resize (fixed, letterbox, limit-side), normalise, channel order, NCHW/NHWC, float32/float16; the tensor maps its coordinates back to the image.',
+    'Image → tensor in one pass (native kernel): resize (fixed, letterbox, limit-side), normalise, channel order, NCHW/NHWC, float32/float16 (or uint8 pixels); the tensor maps its coordinates back to the image.',
   params: Type.Object(
     {
       input: Name,
@@ -146,7 +156,13 @@ defineOp({
           width: img.width,
           height: img.height,
         };
-    x.set(p.output, { kind: 'tensor', type: tensorType(p), dims: r.dims, data: r.data, transform } as TensorValue);
+    x.set(p.output, {
+      kind: 'tensor',
+      type: tensorType(p),
+      dims: r.dims,
+      data: outData(p, r.data),
+      transform,
+    } as TensorValue);
   },
 });
 
@@ -236,7 +252,7 @@ defineOp({
       kind: 'tensor',
       type: tensorType(p),
       dims: c.dims,
-      data: c.data,
+      data: outData(p, c.data),
       widths: c.widths,
     });
     if (p.batch === false) {
@@ -256,7 +272,7 @@ defineOp({
         kind: 'tensor',
         type: tensorType(p),
         dims,
-        data: p.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0),
+        data: outData(p, p.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0)),
         widths: new Int32Array(0),
       } as TensorValue);
     } else {

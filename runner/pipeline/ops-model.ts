@@ -4,7 +4,7 @@
  */
 import { Type } from '../../spec/typebox-lite.js';
 import type { ModelSession, Tensor, TypedData } from '../types.js';
-import { defineOp, Name, type OpRun } from './registry.js';
+import { defineOp, Name, type OpRun, RestartPipeline } from './registry.js';
 import { type TensorsValue, type TensorValue, tensorValue } from './values.js';
 
 const Binding = Type.Union([Name, Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Name)]);
@@ -110,6 +110,7 @@ defineOp({
       try {
         out = await runOnce(session, feeds, p.maxBatch);
       } catch (e) {
+        if (e instanceof RestartPipeline) throw e;
         return x.fail(`model ${x.step.model} failed: ${(e as Error).message}`);
       }
       // read after the run: a session that failed while running may have been replaced by a CPU one

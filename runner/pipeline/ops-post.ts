@@ -6,7 +6,7 @@
 import { ctcGreedyDecode, dbPostprocess, nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { softmax } from '../ops/classify.js';
-import { ctcGreedyDecode as ctcProbabilities, latinAscii, parseVocabulary } from '../ops/ctc.js';
+import { ctcDecodeBest, ctcGreedyDecode as ctcProbabilities, latinAscii, parseVocabulary } from '../ops/ctc.js';
 import { enclosingQuad, orderQuad, quadSize } from '../ops/geometry.js';
 import { readingLayout, readingOrder } from '../ops/order.js';
 import { AssetId, defineOp, Labels, Name, type OpRun } from './registry.js';
@@ -56,7 +56,7 @@ defineOp({
   op: 'db-postprocess',
   stage: 'post',
   summary:
-    'Text-detection post-processing of a DB probability map: binarize, connected components, minimum-area rotated boxes, box score, unclip; boxes mapped back to the original image.',
+    'Text-detection post-processing of a DB probability map (float, or uint8 holding p × 255): binarize, connected components, minimum-area rotated boxes, box score, unclip; boxes mapped back to the original image.',
   params: Type.Object(
     {
       input: Name,
@@ -81,7 +81,8 @@ defineOp({
       x.fail(`expected a [1, 1, H, W] probability map, got [${d.join(', ')}]`);
     const mh = d[d.length - 2],
       mw = d[d.length - 1];
-    const prob = floats(t, x);
+    // A uint8 map holds round(p × 255) (a GPU variant thresholds and quantises in the model).
+    const prob = t.type === 'uint8' ? Float32Array.from(t.data as Uint8Array, (q) => q / 255) : floats(t, x);
     const r = await dbPostprocess(prob, {
       width: mw,
       height: mh,
@@ -264,7 +265,7 @@ defineOp({
   op: 'ctc-decode',
   stage: 'post',
   summary:
-    'CTC greedy decoding of a [N, T, C] score tensor with a vocabulary asset (one token per line): text and mean character confidence per row.',
+    'CTC greedy decoding of a [N, T, C] score tensor (or [N, T] best classes with their `scores`) with a vocabulary asset (one token per line): text and mean character confidence per row.',
   params: Type.Object(
     {
       input: Name,
@@ -275,10 +276,15 @@ defineOp({
       softmax: Opt(Type.Boolean()),
       probabilities: Opt(Type.Boolean()),
       widths: Opt(Name),
+      scores: Opt(Name),
     },
     { additionalProperties: false },
   ),
-  reads: (p) => [p.input, ...(p.widths ? [p.widths] : [])],
+  reads: (p) => [p.input, ...(p.widths ? [p.widths] : []), ...(p.scores ? [p.scores] : [])],
+  check: (p) =>
+    p.scores && (p.softmax || p.probabilities)
+      ? 'with scores the input holds best classes: softmax and probabilities do not apply'
+      : undefined,
   writes: (p) => [p.output],
   assets: (p) => [p.vocabulary],
   async run(p, x) {
@@ -288,21 +294,23 @@ defineOp({
     );
     const texts: string[] = [];
     const scores: number[] = [];
+    // `scores`: the model did the per-step argmax itself (a GPU variant), `input` holds class ids.
+    const best = p.scores ? x.get(p.scores, 'tensor', 'tensors') : undefined;
+    const bestOf = (i: number): TensorValue | undefined =>
+      best && (best.kind === 'tensor' ? (i === 0 ? best : undefined) : best.items[i]);
+    if (best && (best.kind === 'tensor') !== (v.kind === 'tensor'))
+      x.fail('input and scores must both be tensors or both be tensor lists');
     // `widths`: the padded batch the model read (its items' valid widths); a per-item list needs none.
     const wt = p.widths ? x.get(p.widths, 'tensor', 'tensors') : undefined;
     const lens =
       wt?.kind === 'tensor' && wt.widths ? { widths: wt.widths, width: wt.dims[wt.dims.length - 1] } : undefined;
     // A tensor list (one recognition call per region) decodes item by item, in order.
-    for (const t of v.kind === 'tensor' ? [v] : v.items) {
+    const items = v.kind === 'tensor' ? [v] : v.items;
+    if (best && best.kind === 'tensors' && best.items.length !== items.length)
+      x.fail(`${items.length} inputs and ${best.items.length} scores`);
+    const blank = p.blank ?? 0;
+    for (const [i, t] of items.entries()) {
       if (t.dims[0] === 0) continue;
-      if (t.dims.length !== 3) x.fail(`expected [N, T, C] scores, got [${t.dims.join(', ')}]`);
-      const classes = t.dims[2];
-      if (classes !== vocab.length + 1)
-        x.fail(`model has ${classes} classes but the vocabulary gives ${vocab.length} tokens + blank`, {
-          classes,
-          tokens: vocab.length,
-        });
-      const blank = p.blank ?? 0;
       // A padded batch (crop-batch): steps past each item's valid width only saw padding.
       let lengths: Int32Array | undefined;
       if (lens && v.kind === 'tensor') {
@@ -310,6 +318,24 @@ defineOp({
         lengths = Int32Array.from(lens.widths, (w) => Math.min(t.dims[1], Math.ceil((w * t.dims[1]) / lens.width)));
       }
       const common = { vocabulary: vocab, blank, offset: blank === 0 ? 1 : 0, ...(lengths ? { lengths } : {}) };
+      const s = bestOf(i);
+      if (s) {
+        if (t.dims.length !== 2 || t.type.startsWith('float'))
+          x.fail(`with scores, input must hold [N, T] class ids, got ${t.type} [${t.dims.join(', ')}]`);
+        if (s.dims.length !== 2 || s.dims[0] !== t.dims[0] || s.dims[1] !== t.dims[1])
+          x.fail(`scores [${s.dims.join(', ')}] do not match class ids [${t.dims.join(', ')}]`);
+        const r = ctcDecodeBest(t.data as ArrayLike<number | bigint>, floats(s, x), t.dims, common);
+        texts.push(...r.texts);
+        scores.push(...r.scores);
+        continue;
+      }
+      if (t.dims.length !== 3) x.fail(`expected [N, T, C] scores, got [${t.dims.join(', ')}]`);
+      const classes = t.dims[2];
+      if (classes !== vocab.length + 1)
+        x.fail(`model has ${classes} classes but the vocabulary gives ${vocab.length} tokens + blank`, {
+          classes,
+          tokens: vocab.length,
+        });
       // Probabilities: the early-exit scan (runner/ops/ctc.ts) beats the kernel's full scan.
       const r =
         p.probabilities && !p.softmax

@@ -85,6 +85,12 @@ export function pipelineError(
   return stepError('E_RUN_PIPELINE', index, step, message, detail, cause);
 }
 
+/**
+ * Thrown by a model session when this run's feeds no longer fit it (it fell back to a variant
+ * with other step patches): steps pass it on untouched and the runner starts the run over.
+ */
+export class RestartPipeline extends Error {}
+
 /** An error naming the step (index, op, id) it happened in. */
 export function stepError(
   code: RunnerErrorCode,

@@ -6,7 +6,8 @@ import { RunnerError, XpkgError } from '../../spec/errors.js';
 import type { PipelineContext, Timings } from '../types.js';
 import { overBudget, resolveBudget } from './budget.js';
 import { convertOutput, type OutputValue } from './outputs.js';
-import { getOp, type OpRun, pipelineError, stepError } from './registry.js';
+import { patchingModels, withVariants } from './patch.js';
+import { getOp, type OpRun, pipelineError, RestartPipeline, stepError } from './registry.js';
 import { validatePipeline } from './validate.js';
 import type { Value, ValueKind } from './values.js';
 
@@ -56,8 +57,23 @@ function inputValue(type: string, name: string, v: unknown): Value {
   return { kind: 'raw', value: v };
 }
 
+/**
+ * The manifest this run executes: with the step patches of the variants the context loaded. A
+ * model's variant holds for the whole run (a runner that swaps one re-runs the pipeline).
+ */
+async function runManifest(ctx: PipelineContext): Promise<PipelineContext['manifest']> {
+  const ids = ctx.variant ? patchingModels(ctx.manifest) : [];
+  if (!ids.length) return ctx.manifest;
+  const variants = await Promise.all(ids.map((id) => ctx.variant!(id)));
+  const key = variants.map((v) => v.id).join('\u0000');
+  const memo = memoOf(ctx);
+  let p = memo.get(`patched:${key}`) as Promise<PipelineContext['manifest']> | undefined;
+  if (!p) memo.set(`patched:${key}`, (p = Promise.resolve(withVariants(ctx.manifest, variants))));
+  return p;
+}
+
 export async function runPipeline(ctx: PipelineContext, inputs: Record<string, unknown>): Promise<PipelineResult> {
-  const m = ctx.manifest;
+  const m = await runManifest(ctx);
   const budget = resolveBudget(ctx.budget);
   validatePipeline(m, budget);
   const env = new Map<string, Value>();
@@ -134,7 +150,7 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
     try {
       await def.run((step.params ?? {}) as never, x);
     } catch (e) {
-      if (e instanceof XpkgError) throw e;
+      if (e instanceof XpkgError || e instanceof RestartPipeline) throw e;
       throw pipelineError(index, step, (e as Error)?.message ?? String(e), undefined, e);
     }
     const ms = performance.now() - t0;

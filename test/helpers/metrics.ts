@@ -207,3 +207,30 @@ export function meanIou(conf: Float64Array, numLabels: number): { mIoU: number; 
   const present = iou.filter((v): v is number => v !== null);
   return { mIoU: present.length ? present.reduce((s, v) => s + v, 0) / present.length : 0, IoU: iou };
 }
+
+/**
+ * Pairs every box of `a` with an unpaired box of `b` of the same class, the nearest one (by the
+ * largest coordinate difference); order does not matter, since boxes whose scores are a hair apart
+ * may swap places. `paired` is false when the counts differ or a box finds no partner.
+ */
+export function pairBoxes(
+  a: readonly { box: readonly number[]; class?: number }[],
+  b: readonly { box: readonly number[]; class?: number }[],
+): { paired: boolean; worst: number } {
+  if (a.length !== b.length) return { paired: false, worst: Infinity };
+  const used = new Set<number>();
+  let worst = 0;
+  for (const x of a) {
+    let best = -1;
+    let d = Infinity;
+    b.forEach((y, j) => {
+      if (used.has(j) || y.class !== x.class) return;
+      const e = Math.max(...x.box.map((v, k) => Math.abs(v - y.box[k])));
+      if (e < d) [best, d] = [j, e];
+    });
+    if (best < 0) return { paired: false, worst: Infinity };
+    used.add(best);
+    worst = Math.max(worst, d);
+  }
+  return { paired: true, worst };
+}

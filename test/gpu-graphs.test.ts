@@ -1,0 +1,225 @@
+/**
+ * The build-time graph surgery of the GPU variants, each edit on a small graph run by the real
+ * onnxruntime (CPU provider) against what the host-side step computes: uint8 NHWC input normalised
+ * in the model (fixtures/onnx-prepost.ts imageInput), the quantised DB map whose threshold is exact
+ * (quantizedMap), in-graph best class (bestClass), in-graph detection selection against the
+ * runner's own detect-decode kernel (detections), and the float16 converter (fixtures/onnx-fp16.ts).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { foldAffineConv } from '../fixtures/onnx-fold.js';
+import { convertToFloat16, simulateFloat16 } from '../fixtures/onnx-fp16.js';
+import { DT, OnnxGraph } from '../fixtures/onnx-graph.js';
+import { bestClass, detections, imageInput, quantizedMap } from '../fixtures/onnx-prepost.js';
+import { encodeModel, type OnnxElem } from '../fixtures/onnx-tiny.js';
+import { FILES, modelsDir } from '../fixtures/paddleocr-v4/build.js';
+import { rng } from '../fixtures/random.js';
+import { decodeDetections, preprocess } from '../native/index.js';
+
+const OPTIONS: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, logSeverityLevel: 3 };
+
+/** Y = Identity(X) at `opset`, X of `shape`. */
+function identity(opset: number, shape: (number | string)[], type: OnnxElem = 'float32'): OnnxGraph {
+  return OnnxGraph.decode(
+    encodeModel({
+      name: 'identity',
+      opset,
+      nodes: [{ op: 'Identity', inputs: ['X'], outputs: ['Y'] }],
+      inputs: [{ name: 'X', type, shape }],
+      outputs: [{ name: 'Y', type, shape }],
+    }),
+  );
+}
+
+async function run(g: OnnxGraph, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+  const s = await ort.InferenceSession.create(g.encode(), OPTIONS);
+  try {
+    return await s.run(feeds);
+  } finally {
+    await s.release();
+  }
+}
+
+describe('imageInput', () => {
+  it('turns uint8 NHWC pixels into the float NCHW tensor the host kernel makes, in opset 9', async () => {
+    const g = identity(9, ['N', 3, 'H', 'W']);
+    const mean = [0.485, 0.456, 0.406];
+    const std = [0.229, 0.224, 0.225];
+    imageInput(g, { mean, std });
+    expect(g.inputs[0]).toMatchObject({ name: 'X', elemType: DT.UINT8, shape: ['N', 'H', 'W', 3] });
+    const [h, w] = [5, 7];
+    const r = rng(1);
+    const px = Uint8Array.from({ length: h * w * 3 }, () => Math.floor(r() * 256));
+    const y = (await run(g, { X: new ort.Tensor('uint8', px, [1, h, w, 3]) })).Y;
+    expect(y.dims).toEqual([1, 3, h, w]);
+    // the same pixels through the native preprocess kernel at their own size (no resampling)
+    const host = await preprocess(
+      { data: px, width: w, height: h, format: 'rgb' },
+      { resize: { mode: 'stretch', width: w, height: h }, mean, std },
+    );
+    const got = y.data as Float32Array;
+    for (let i = 0; i < got.length; i++) expect(Math.abs(got[i] - host.data[i])).toBeLessThan(1e-5);
+  });
+});
+
+describe('quantizedMap', () => {
+  it('q / 255 > threshold exactly where p > threshold, and q = round(255 p) elsewhere', async () => {
+    const g = identity(11, [1, 1, 1, 'W']);
+    quantizedMap(g, 0.3);
+    expect(g.outputs[0].elemType).toBe(DT.UINT8);
+    const t = Math.fround(0.3);
+    const near = [t, t + 1e-7, t - 1e-7, 0.3005, 0.2995, 76.5 / 255, 77 / 255, 0.2999, 0.30001];
+    const p = Float32Array.from([...near, 0, 1, 0.5, 0.1, 0.9999, 0.0001, 0.75]);
+    const q = (await run(g, { X: new ort.Tensor('float32', p, [1, 1, 1, p.length]) }))[g.outputs[0].name]
+      .data as Uint8Array;
+    p.forEach((v, i) => {
+      expect(q[i] / 255 > 0.3, `p = ${v}`).toBe(v > t);
+      expect(Math.abs(q[i] - v * 255)).toBeLessThanOrEqual(1);
+    });
+    expect([q[9], q[10], q[11]]).toEqual([0, 255, 128]); // 127.5 rounds to even
+  });
+
+  it('refuses a model older than Round (opset 11) and a threshold on the 1/255 grid', () => {
+    expect(() => quantizedMap(identity(9, [1, 1, 2, 2]), 0.3)).toThrow(/opset 11/);
+    expect(() => quantizedMap(identity(11, [1, 1, 2, 2]), 51 / 255)).toThrow(/integer/);
+  });
+});
+
+describe('bestClass', () => {
+  it('gives int32 ids (first on ties) and their scores, in opset 9', async () => {
+    const g = identity(9, ['N', 'T', 5]);
+    bestClass(g);
+    expect(g.outputs.map((o) => [o.name, o.elemType])).toEqual([
+      ['ids', DT.INT32],
+      ['scores', DT.FLOAT],
+    ]);
+    const x = Float32Array.from([0.1, 0.5, 0.2, 0.1, 0.1, 0.3, 0.3, 0.1, 0.2, 0.1, 0, 0, 0, 0, 1]);
+    const r = await run(g, { X: new ort.Tensor('float32', x, [1, 3, 5]) });
+    expect([...(r.ids.data as Int32Array)]).toEqual([1, 0, 4]);
+    expect([...(r.scores.data as Float32Array)]).toEqual([0.5, Math.fround(0.3), 1]);
+  });
+});
+
+describe('detections', () => {
+  it.each(['cxcywh', 'xyxy'] as const)(
+    'returns the rows from which detect-decode finds exactly the boxes it finds in the whole output (%s)',
+    async (box) => {
+      const [A, C] = [400, 3];
+      const g = identity(17, [1, A, 4 + C]);
+      const o = { scoreThreshold: 0.25, iouThreshold: 0.5, maxOutput: 20, box };
+      detections(g, o);
+      const r = rng(7);
+      const out = new Float32Array(A * (4 + C));
+      for (let a = 0; a < A; a++) {
+        // clusters of overlapping boxes, so NMS has work, and scores around the threshold
+        const k = a % 25;
+        const [cx, cy, w, h] = [
+          40 + (k % 5) * 50 + r() * 12,
+          40 + Math.floor(k / 5) * 50 + r() * 12,
+          20 + r() * 30,
+          20 + r() * 30,
+        ];
+        out.set(box === 'cxcywh' ? [cx, cy, w, h] : [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], a * 7);
+        for (let c = 0; c < C; c++) out[a * 7 + 4 + c] = r() ** 2;
+      }
+      const rows = (await run(g, { X: new ort.Tensor('float32', out, [1, A, 4 + C]) }))[g.outputs[0].name];
+      expect(rows.dims[0]).toBe(1);
+      expect(rows.dims[1]).toBeLessThanOrEqual(o.maxOutput);
+      expect(rows.dims[2]).toBe(4 + C);
+      const decode = (data: Float32Array, anchors: number) =>
+        decodeDetections(data, { dims: [1, anchors, 4 + C], layout: 'anchors-first', ...o });
+      const want = await decode(out, A);
+      const got = await decode(rows.data as Float32Array, rows.dims[1]);
+      expect(want.scores.length).toBeGreaterThan(5);
+      expect([...got.boxes]).toEqual([...want.boxes]);
+      expect([...got.scores]).toEqual([...want.scores]);
+      expect([...got.classes]).toEqual([...want.classes]);
+    },
+  );
+
+  it('returns [1, 0, 4 + C] when no score passes', async () => {
+    const g = identity(17, [1, 10, 6]);
+    detections(g, { scoreThreshold: 0.5, iouThreshold: 0.5, maxOutput: 5 });
+    const rows = (await run(g, { X: new ort.Tensor('float32', new Float32Array(60).fill(0.1), [1, 10, 6]) }))[
+      g.outputs[0].name
+    ];
+    expect(rows.dims).toEqual([1, 0, 6]);
+  });
+});
+
+describe('float16 conversion', () => {
+  const cls = () => {
+    const from = Object.keys(FILES).find((f) => f.includes('_cls_'))!;
+    return foldAffineConv(readFileSync(join(modelsDir(), from))).bytes;
+  };
+
+  it('halves the weights, keeps opset and float32 I/O, and the outputs within half rounding', async () => {
+    const f32 = cls();
+    const g = OnnxGraph.decode(f32);
+    const stats = convertToFloat16(g);
+    expect(stats.half).toBeGreaterThan(100);
+    expect(stats.keptForRange).toBe(0);
+    const f16 = g.encode();
+    expect(f16.length / f32.length).toBeLessThan(0.55);
+    const back = OnnxGraph.decode(f16);
+    expect(back.opset).toBe(OnnxGraph.decode(f32).opset);
+    expect([...back.inputs, ...back.outputs].map((v) => v.elemType)).toEqual([DT.FLOAT, DT.FLOAT]);
+    const r = rng(3);
+    const x = new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: 2 * 3 * 48 * 192 }, () => r() * 2 - 1),
+      [2, 3, 48, 192],
+    );
+    const a = await ort.InferenceSession.create(f32, OPTIONS);
+    const b = await ort.InferenceSession.create(f16, OPTIONS);
+    const ya = Object.values(await a.run({ x }))[0].data as Float32Array;
+    const yb = Object.values(await b.run({ x }))[0].data as Float32Array;
+    await a.release();
+    await b.release();
+    for (let i = 0; i < ya.length; i++) expect(Math.abs(ya[i] - yb[i])).toBeLessThan(0.02);
+  });
+
+  it('keeps float32 a node whose weights do not fit in half, and the node feeding it', async () => {
+    const f32 = (name: string, dims: number[], v: number[]) => ({
+      name,
+      type: 'float32' as const,
+      dims,
+      raw: new Uint8Array(Float32Array.from(v).buffer),
+    });
+    const model = encodeModel({
+      name: 'wide',
+      opset: 11,
+      nodes: [
+        { op: 'Mul', inputs: ['X', 'k'], outputs: ['big'] },
+        { op: 'BatchNormalization', inputs: ['big', 'one', 'zero', 'zero', 'var'], outputs: ['norm'] },
+        { op: 'Relu', inputs: ['norm'], outputs: ['Y'] },
+      ],
+      inputs: [{ name: 'X', type: 'float32', shape: [1, 2, 1, 1] }],
+      outputs: [{ name: 'Y', type: 'float32', shape: [1, 2, 1, 1] }],
+      initializers: [
+        f32('k', [], [1e4]),
+        f32('one', [2], [1, 1]),
+        f32('zero', [2], [0, 0]),
+        f32('var', [2], [1e8, 1e8]),
+      ],
+    });
+    const g = OnnxGraph.decode(model);
+    expect(convertToFloat16(g)).toMatchObject({ half: 1, keptForRange: 2 });
+    expect(g.inits.get('var')!.dataType).toBe(DT.FLOAT);
+    // 7 × 1e4 overflows half; the float32 Mul and BatchNormalization get (7e4 / 1e4) = 7 right
+    const y = (await run(g, { X: new ort.Tensor('float32', Float32Array.from([7, -3]), [1, 2, 1, 1]) })).Y;
+    expect(Math.abs((y.data as Float32Array)[0] - 7)).toBeLessThan(0.01);
+    expect((y.data as Float32Array)[1]).toBe(0);
+  });
+
+  it('simulates half storage on a float32 graph: Cast pairs after each half node, weights on the half grid', () => {
+    const g = OnnxGraph.decode(cls());
+    const nodes = g.nodes.length;
+    const stats = simulateFloat16(g);
+    expect(g.nodes.length).toBe(nodes + stats.casts);
+    expect(stats.casts).toBeGreaterThan(2 * 100);
+    expect([...g.inits.values()].every((t) => t.dataType !== DT.FLOAT16)).toBe(true);
+  });
+});

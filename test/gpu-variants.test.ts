@@ -1,0 +1,209 @@
+/**
+ * The GPU variants of the shipped OCR and detector packages (fixtures/dist, built by `npm run
+ * fixtures`), on this CPU machine: they are in the packages, selection picks them on GPU host
+ * profiles and never on CPU ones, and their real models — half precision, uint8 input normalised
+ * in the graph, outputs reduced in the graph — run by onnxruntime's CPU provider through the
+ * packages' pipelines (their step patches applied) read the same text and find the same boxes as
+ * the CPU variants, while returning a fraction of the bytes.
+ */
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pages, renderPng } from '../fixtures/images/render.js';
+import { PackageReader } from '../pack/reader.js';
+import { BackendRegistry, OnnxruntimeBackend } from '../runner/backends/index.js';
+import { loadHostProfile } from '../runner/host-profile.js';
+import type { DetectedBox, TextLine } from '../runner/pipeline/index.js';
+import { Runner, type RunnerOptions } from '../runner/runner.js';
+import { selectVariants } from '../runner/select.js';
+import type { Manifest } from '../spec/schema.js';
+import { gpuVariantsOnCpu } from './helpers/gpu-on-cpu.js';
+import { meanAveragePrecision, pairBoxes } from './helpers/metrics.js';
+import { tempDir } from './helpers/source.js';
+
+const OCR = 'fixtures/dist/paddleocr-v4.xpkg';
+const DETECTOR = 'fixtures/dist/detector.xpkg';
+const host = (name: string) => loadHostProfile(`fixtures/hosts/${name}.json`);
+const base = (): RunnerOptions => ({ trust: ['fixtures/keys/test.pub'], stateDir: tempDir('xpkg-state-'), threads: 2 });
+
+async function manifestOf(path: string): Promise<Manifest> {
+  const r = await PackageReader.open(path);
+  try {
+    return r.manifest;
+  } finally {
+    await r.close();
+  }
+}
+
+let ocr: Manifest;
+let detector: Manifest;
+beforeAll(async () => {
+  ocr = await manifestOf(OCR);
+  detector = await manifestOf(DETECTOR);
+});
+
+describe('GPU variants in the built packages', () => {
+  it('each model has a CUDA fp16 variant after its CPU ones, half the size of the fp32 model', () => {
+    for (const [m, gpuIds] of [
+      [ocr, ['det-cuda-fp16', 'cls-cuda-fp16', 'rec-cuda-fp16']],
+      [detector, ['cuda-fp16']],
+    ] as const) {
+      m.models.forEach((model, i) => {
+        const gpu = model.variants.at(-1)!;
+        expect(gpu.id).toBe(gpuIds[i]);
+        expect(gpu).toMatchObject({ precision: 'fp16', requires: { executionProviders: ['cuda'] } });
+        expect(gpu.requires?.accelerator).toMatchObject({ kind: 'gpu', vendor: 'nvidia' });
+        expect(gpu.steps && Object.keys(gpu.steps).length).toBeGreaterThan(0);
+        const size = (v: (typeof model.variants)[number]) => m.files.find((f) => f.path === v.files[0])!.size;
+        const fp32 = model.variants.find((v) => v.precision === 'fp32')!;
+        expect(size(gpu) / size(fp32)).toBeGreaterThan(0.45);
+        expect(size(gpu) / size(fp32)).toBeLessThan(0.56);
+      });
+    }
+  });
+
+  it('ocr-script, whose pipeline lacks the steps they change, has none', async () => {
+    const m = await manifestOf('fixtures/dist/ocr-script.xpkg');
+    expect(m.models.flatMap((x) => x.variants.map((v) => v.id))).toEqual([
+      'det-cpu-fp32',
+      'cls-cpu-fp32',
+      'rec-cpu-fp32',
+    ]);
+  });
+});
+
+describe('selection with injected host profiles', () => {
+  const chosen = (m: Manifest, h: string) =>
+    selectVariants(m, host(h), { backends: ['onnxruntime'] }).models.map((x) => x.chosen?.variant.id);
+
+  it.each(['h100', 'rtx4090', 'rtx3050-laptop'])(
+    '%s (NVIDIA, CUDA provider) runs every model on its GPU variant',
+    (h) => {
+      expect(chosen(ocr, h)).toEqual(['det-cuda-fp16', 'cls-cuda-fp16', 'rec-cuda-fp16']);
+      expect(chosen(detector, h)).toEqual(['cuda-fp16']);
+    },
+  );
+
+  it.each(['x64-avx2', 'x64-avx512-vnni', 'apple-m2', 'graviton3', 'jetson-orin', 'gpu-no-cuda'])(
+    '%s keeps the CPU variants',
+    (h) => {
+      expect(chosen(ocr, h)).toEqual(['det-cpu-fp32', 'cls-cpu-fp32', 'rec-cpu-fp32']);
+      expect(chosen(detector, h)).toEqual(['cpu-fp32']);
+    },
+  );
+
+  it('says why not: no CUDA provider, or an NVIDIA GPU older than sm_75', () => {
+    const reasons = (h: ReturnType<typeof host>) =>
+      selectVariants(detector, h, { backends: ['onnxruntime'] })
+        .models[0].variants.find((v) => v.variant.id === 'cuda-fp16')!
+        .reasons.map((r) => r.code);
+    expect(reasons(host('gpu-no-cuda'))).toEqual(['provider']);
+    const v100 = host('h100');
+    v100.gpus = v100.gpus.map((g) => ({ ...g, name: 'Tesla V100', arch: 'sm_70' }));
+    expect(reasons(v100)).toEqual(['accelerator-arch']);
+  });
+});
+
+describe('the GPU variants on onnxruntime CPU match the CPU variants', () => {
+  const gpu = gpuVariantsOnCpu();
+  let cpuRunner: Runner;
+  let gpuRunner: Runner;
+  beforeAll(async () => {
+    cpuRunner = await Runner.open(OCR, base());
+    gpuRunner = await Runner.open(OCR, { ...base(), host: host('h100'), registry: gpu.registry });
+  });
+  afterAll(async () => {
+    await cpuRunner?.close();
+    await gpuRunner?.close();
+  });
+
+  const corpus = pages();
+  const images: [string, () => Promise<Buffer>][] = [
+    ['example.png', async () => readFileSync('fixtures/images/example.png')],
+    // upside-down and rotated lines exercise the classifier and the 180° turn; receipt and
+    // two-column, small text and many lines
+    ...['upside-down', 'rotated-90', 'receipt', 'two-column'].map(
+      (n) => [n, () => renderPng(corpus.find((p) => p.name === n)!)] as [string, () => Promise<Buffer>],
+    ),
+  ];
+
+  it.each(images)('OCR %s: the same lines, boxes within a pixel, far fewer bytes back', async (_name, load) => {
+    const image = await load();
+    gpu.bytes.reset();
+    const a = await cpuRunner.run({ image });
+    const b = await gpuRunner.run({ image });
+    expect(b.variant).toEqual({ det: 'det-cuda-fp16', cls: 'cls-cuda-fp16', rec: 'rec-cuda-fp16' });
+    const la = a.outputs.lines as TextLine[];
+    const lb = b.outputs.lines as TextLine[];
+    expect(la.length).toBeGreaterThan(0);
+    expect(lb.map((l) => l.text)).toEqual(la.map((l) => l.text));
+    // half-precision probabilities: the mean character score moves by up to 0.019 on the OCR corpus
+    lb.forEach((l, i) => {
+      expect(Math.abs(l.score - la[i].score)).toBeLessThan(0.03);
+      l.box.forEach(([x, y], k) => {
+        expect(Math.abs(x - la[i].box[k][0])).toBeLessThanOrEqual(1);
+        expect(Math.abs(y - la[i].box[k][1])).toBeLessThanOrEqual(1);
+      });
+    });
+    // det: one byte a pixel of the map; rec: 8 bytes a step instead of 4 × 6625
+    const det = gpu.bytes.byVariant.get('det-cuda-fp16')!;
+    const rec = gpu.bytes.byVariant.get('rec-cuda-fp16')!;
+    expect(det).toBeGreaterThan(0);
+    expect(rec).toBeGreaterThan(0);
+    expect(rec).toBeLessThan(64 * 1024);
+  });
+});
+
+describe('a GPU host whose CUDA provider fails to load', () => {
+  it('falls back to the CPU variants, recorded, and runs their own pipeline (not the GPU patches)', async () => {
+    // onnxruntime really attempts CUDA here and fails (no provider libraries on this machine)
+    const registry = new BackendRegistry();
+    registry.register(new OnnxruntimeBackend({ attemptProviders: ['cuda'] }), 100);
+    await using gpuHost = await Runner.open(OCR, { ...base(), host: host('h100'), registry });
+    await using cpu = await Runner.open(OCR, base());
+    const image = readFileSync('fixtures/images/example.png');
+    const r = await gpuHost.run({ image });
+    expect(r.variant).toEqual({ det: 'det-cpu-fp32', cls: 'cls-cpu-fp32', rec: 'rec-cpu-fp32' });
+    expect(Object.keys(r.fallbacks).sort()).toEqual(['cls', 'det', 'rec']);
+    expect(r.fallbacks.rec[0]).toMatchObject({ variant: 'rec-cuda-fp16', code: 'E_RUN_LOAD' });
+    expect(r.outputs.lines).toEqual((await cpu.run({ image })).outputs.lines);
+  });
+});
+
+describe('detector GPU variant on onnxruntime CPU', () => {
+  it('finds the boxes of cpu-fp32 within 0.5 px, of the same classes, and its mAP, on the committed eval set', async () => {
+    const labels = JSON.parse(readFileSync('fixtures/detector/eval/labels.json', 'utf8')) as {
+      images: { file: string; boxes: number[][]; labels: number[] }[];
+    };
+    const gpu = gpuVariantsOnCpu();
+    await using cpu = await Runner.open(DETECTOR, { ...base(), variant: 'cpu-fp32' });
+    await using gpuRunner = await Runner.open(DETECTOR, { ...base(), host: host('h100'), registry: gpu.registry });
+    const dets = { cpu: [] as DetectedBox[][], gpu: [] as DetectedBox[][] };
+    let worst = 0;
+    for (const e of labels.images) {
+      const image = `fixtures/detector/eval/${e.file}`;
+      const a = (await cpu.run({ image })).outputs.boxes as DetectedBox[];
+      const r = await gpuRunner.run({ image });
+      expect(r.variant).toEqual({ detector: 'cuda-fp16' });
+      const b = r.outputs.boxes as DetectedBox[];
+      const p = pairBoxes(b as { box: number[]; class?: number }[], a as { box: number[]; class?: number }[]);
+      expect(p.paired, e.file).toBe(true);
+      worst = Math.max(worst, p.worst);
+      dets.cpu.push(a);
+      dets.gpu.push(b);
+    }
+    expect(worst).toBeLessThanOrEqual(0.5);
+    const map = (d: DetectedBox[][]) =>
+      meanAveragePrecision(
+        d.map((bs) => ({
+          boxes: bs.flatMap((x) => x.box as number[]),
+          scores: bs.map((x) => x.score),
+          classes: bs.map((x) => x.class!),
+        })),
+        labels.images.map((e) => ({ boxes: e.boxes.flat(), labels: e.labels })),
+        4,
+      ).mAP50;
+    expect(map(dets.gpu)).toBe(map(dets.cpu));
+    // at most maxOutput rows of 8 floats come back per image, instead of 2100 × 8
+    expect(gpu.bytes.byVariant.get('cuda-fp16')! / labels.images.length).toBeLessThanOrEqual(100 * 8 * 4);
+  });
+});

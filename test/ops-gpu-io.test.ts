@@ -1,0 +1,195 @@
+/**
+ * The pipeline ops' side of the GPU variants, run through runPipeline on real kernels: uint8 NHWC
+ * tensors from `preprocess` and `crop-batch` (the float path's pixels, rounded), `db-postprocess`
+ * reading a uint8 map as p × 255, and `ctc-decode` reading in-graph best classes with their scores
+ * exactly as it decodes the full score tensor they come from.
+ */
+import { describe, expect, it } from 'vitest';
+import { rng } from '../fixtures/random.js';
+import { runPipeline } from '../runner/pipeline/index.js';
+import type { PipelineContext, Tensor } from '../runner/types.js';
+import type { Manifest, Step } from '../spec/schema.js';
+import { codeOf } from './helpers/errors.js';
+
+const VOCAB = 'a\nb\nc\nd\n';
+
+/** A context for pipelines without models: the ops and their kernels only. */
+function context(steps: Step[], inputs: [string, string][], outputs: [string, string][]): PipelineContext {
+  const manifest = {
+    name: 'ops',
+    version: '1.0.0',
+    sequence: 1,
+    license: 'MIT',
+    task: 'test',
+    inputs: inputs.map(([name, type]) => ({ name, type })),
+    outputs: outputs.map(([name, type]) => ({ name, type })),
+    models: [{ id: 'none', variants: [{ id: 'v', runtime: 'onnxruntime', precision: 'fp32', files: ['m'] }] }],
+    assets: [{ id: 'vocab', path: 'vocab.txt', kind: 'vocabulary' }],
+    pipeline: { steps },
+  } as unknown as Manifest;
+  return {
+    manifest,
+    session: () => Promise.reject(new Error('no models here')),
+    asset: async () => Buffer.from(VOCAB),
+    time: () => {},
+  };
+}
+
+const r = rng(11);
+const W = 37,
+  H = 23;
+const pixels = {
+  data: Uint8Array.from({ length: W * H * 3 }, () => Math.floor(r() * 256)),
+  width: W,
+  height: H,
+  channels: 3,
+};
+
+describe('uint8 pixels for models that normalise their input themselves', () => {
+  it('preprocess: the float path with scale 1, rounded; mean and std do not apply; same transform', async () => {
+    const common = { input: 'rgb', mode: 'letterbox', width: 32, height: 32, channelOrder: 'bgr' };
+    const ctx = context(
+      [
+        { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+        { op: 'preprocess', params: { ...common, output: 'f', scale: 1, layout: 'nhwc' } },
+        { op: 'preprocess', params: { ...common, output: 'u', dtype: 'uint8', layout: 'nhwc', mean: [9], std: [9] } },
+      ],
+      [['image', 'image']],
+      [
+        ['f', 'json'],
+        ['u', 'json'],
+      ],
+    );
+    const { outputs } = await runPipeline(ctx, { image: pixels });
+    const f = outputs.f as Tensor & { transform: unknown };
+    const u = outputs.u as Tensor & { transform: unknown };
+    expect(u.type).toBe('uint8');
+    expect(u.dims).toEqual([1, 32, 32, 3]);
+    expect(u.transform).toEqual(f.transform);
+    const fd = f.data as Float32Array;
+    expect(fd.some((v) => v !== Math.round(v))).toBe(true); // resampled: not integers
+    (u.data as Uint8Array).forEach((v, i) => expect(Math.abs(v - fd[i])).toBeLessThanOrEqual(0.5));
+  });
+
+  it('crop-batch: uint8 crops of the float crops, padded with padValue in pixel units', async () => {
+    // a region found by db-postprocess in a map the size of the image
+    const map = new Float32Array(W * H);
+    for (let y = 6; y < 16; y++) for (let x = 4; x < 30; x++) map[y * W + x] = 0.9;
+    const crop = { image: 'rgb', regions: 'regions', height: 12, width: 64, layout: 'nhwc', padValue: 128 };
+    const ctx = context(
+      [
+        { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+        { op: 'db-postprocess', params: { input: 'map', output: 'regions', unclipRatio: 0.5 } },
+        { op: 'crop-batch', params: { ...crop, output: 'f', scale: 1 } },
+        { op: 'crop-batch', params: { ...crop, output: 'u', dtype: 'uint8', mean: [9], std: [9] } },
+      ],
+      [
+        ['image', 'image'],
+        ['map', 'tensor'],
+      ],
+      [
+        ['f', 'json'],
+        ['u', 'json'],
+      ],
+    );
+    const { outputs } = await runPipeline(ctx, {
+      image: pixels,
+      map: { type: 'float32', dims: [1, 1, H, W], data: map },
+    });
+    const f = outputs.f as Tensor & { widths: Int32Array };
+    const u = outputs.u as Tensor & { widths: Int32Array };
+    expect(u.type).toBe('uint8');
+    expect(u.dims).toEqual([1, 12, 64, 3]);
+    expect(u.widths).toEqual(f.widths);
+    expect(u.widths[0]).toBeLessThan(64);
+    const fd = f.data as Float32Array;
+    (u.data as Uint8Array).forEach((v, i) => expect(Math.abs(v - fd[i])).toBeLessThanOrEqual(0.5));
+    expect((u.data as Uint8Array).at(-1)).toBe(128);
+  });
+});
+
+describe('db-postprocess on a uint8 map', () => {
+  it('finds the regions of the float map q / 255', async () => {
+    const [w, h] = [64, 48];
+    const q = new Uint8Array(w * h);
+    // two text-like blobs above the threshold (77 = 0.302) on a background below it (76 = 0.298)
+    q.fill(76);
+    for (let y = 10; y < 20; y++) for (let x = 5; x < 40; x++) q[y * w + x] = 200;
+    for (let y = 30; y < 38; y++) for (let x = 20; x < 60; x++) q[y * w + x] = 77;
+    const f = Float32Array.from(q, (v) => v / 255);
+    const steps = (input: string): Step[] => [
+      { op: 'db-postprocess', params: { input, output: 'regions', threshold: 0.3, boxThreshold: 0.2 } },
+    ];
+    const run = (input: string, t: Tensor) =>
+      runPipeline(context(steps(input), [[input, 'tensor']], [['regions', 'json']]), { [input]: t });
+    const a = (await run('map', { type: 'float32', dims: [1, 1, h, w], data: f })).outputs.regions as {
+      count: number;
+      quads: Float32Array;
+      scores: Float32Array;
+    };
+    const b = (await run('map', { type: 'uint8', dims: [1, 1, h, w], data: q })).outputs.regions as typeof a;
+    expect(a.count).toBe(2);
+    expect(b).toEqual(a);
+  });
+});
+
+describe('ctc-decode of in-graph best classes', () => {
+  /** Random [N, T, C] probabilities, and their per-step best classes and scores. */
+  function scores(n: number, t: number, c: number) {
+    const p = new Float32Array(n * t * c);
+    const ids = new Int32Array(n * t);
+    const best = new Float32Array(n * t);
+    for (let s = 0; s < n * t; s++) {
+      // mostly blanks and repeats, as a recogniser's output is
+      const k = r() < 0.5 ? 0 : Math.floor(r() * (c + 1)) % c;
+      let sum = 0;
+      for (let j = 0; j < c; j++) sum += p[s * c + j] = j === k ? 2 + r() : r();
+      for (let j = 0; j < c; j++) p[s * c + j] /= sum;
+      ids[s] = k;
+      best[s] = p[s * c + k];
+    }
+    return { p, ids, best };
+  }
+
+  const decode = (params: Record<string, unknown>, inputs: Record<string, Tensor>) =>
+    runPipeline(
+      context(
+        [{ op: 'ctc-decode', params: { output: 'texts', vocabulary: 'vocab', ...params } }],
+        Object.keys(inputs).map((k) => [k, 'tensor']),
+        [['texts', 'json']],
+      ),
+      inputs,
+    );
+
+  it('gives the texts and scores of the full scan, with and without widths', async () => {
+    const [n, t, c] = [6, 40, 5];
+    const { p, ids, best } = scores(n, t, c);
+    const full = await decode(
+      { input: 'p', probabilities: true },
+      { p: { type: 'float32', dims: [n, t, c], data: p } },
+    );
+    const fromBest = await decode(
+      { input: 'ids', scores: 's' },
+      { ids: { type: 'int32', dims: [n, t], data: ids }, s: { type: 'float32', dims: [n, t], data: best } },
+    );
+    expect(fromBest.outputs.texts).toEqual(full.outputs.texts);
+    expect((full.outputs.texts as { texts: string[] }).texts.some((x) => x.length > 3)).toBe(true);
+    // int64 ids (ArgMax's own type) read the same
+    const wide = await decode(
+      { input: 'ids', scores: 's' },
+      {
+        ids: { type: 'int64', dims: [n, t], data: BigInt64Array.from(ids, BigInt) },
+        s: { type: 'float32', dims: [n, t], data: best },
+      },
+    );
+    expect(wide.outputs.texts).toEqual(full.outputs.texts);
+  });
+
+  it('refuses float ids, mismatched scores, and scores with softmax or probabilities', async () => {
+    const s: Tensor = { type: 'float32', dims: [1, 4], data: new Float32Array(4) };
+    expect(await codeOf(decode({ input: 'ids', scores: 's' }, { ids: s, s }))).toBe('E_RUN_PIPELINE');
+    const ids: Tensor = { type: 'int32', dims: [1, 3], data: new Int32Array(3) };
+    expect(await codeOf(decode({ input: 'ids', scores: 's' }, { ids, s }))).toBe('E_RUN_PIPELINE');
+    expect(await codeOf(decode({ input: 'ids', scores: 's', probabilities: true }, { ids, s }))).toBe('E_RUN_PIPELINE');
+  });
+});
