@@ -10,6 +10,7 @@ import { PackageReader } from '../pack/reader.js';
 import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
 import { commitRollback, resolvePolicy, type VerifyResult, verifyReader } from '../signing/verify.js';
 import { FormatError, RunnerError } from '../spec/errors.js';
+import { absentVariants } from '../spec/partial.js';
 import type { Manifest } from '../spec/schema.js';
 import { type BackendRegistry, defaultRegistry } from './backends/index.js';
 import { type HostProfile, resolveHost } from './host.js';
@@ -139,6 +140,7 @@ export class Runner implements AsyncDisposable {
         ...(options.variant !== undefined ? { variant: options.variant } : {}),
         ...(options.precision ? { precision: options.precision } : {}),
         backends: registry.runtimes(),
+        absent: absentVariants(reader.manifest, reader.absent),
       });
       const runner = new Runner(reader, verification, host, selection, options, registry);
       // Recorded after the first successful run, when every byte it used has verified (on read).

@@ -47,7 +47,9 @@ export type ReasonCode =
   | 'runtime-missing'
   | 'runtime-version'
   | 'provider'
-  | 'load-failed';
+  | 'load-failed'
+  /** A partial package leaves the variant's files out (spec/OCI.md §4). */
+  | 'absent';
 
 export interface Reason {
   code: ReasonCode;

@@ -27,6 +27,7 @@ export const EXIT = {
   gpu: 32,
   sandbox: 40,
   native: 50,
+  oci: 70,
 } as const;
 export type ExitStatus = (typeof EXIT)[keyof typeof EXIT];
 
@@ -77,6 +78,7 @@ const codes = {
   E_FILE_MISSING: EXIT.integrity,
   E_FILE_SIZE: EXIT.integrity,
   E_DIGEST_MISMATCH: EXIT.integrity,
+  E_FILE_PARTIAL: EXIT.integrity,
   // pack (source folder problems)
   E_PACK_SOURCE_MISSING: EXIT.pack,
   E_PACK_SOURCE_LINK: EXIT.pack,
@@ -114,6 +116,7 @@ const codes = {
   E_RUN_NO_VARIANT: EXIT.runner,
   E_RUN_VARIANT_UNKNOWN: EXIT.runner,
   E_RUN_VARIANT_UNSUPPORTED: EXIT.runner,
+  E_RUN_VARIANT_ABSENT: EXIT.runner,
   E_RUN_BACKEND: EXIT.runner,
   E_RUN_LOAD: EXIT.runner,
   E_RUN_MODEL_EXTERNAL: EXIT.runner,
@@ -142,6 +145,17 @@ const codes = {
   E_NATIVE_ARGUMENT: EXIT.native,
   E_NATIVE_UNAVAILABLE: EXIT.native,
   E_NATIVE_KERNEL: EXIT.native,
+  // OCI distribution (push, pull, export/import, cache, run by reference)
+  E_OCI_REFERENCE: EXIT.oci,
+  E_OCI_NETWORK: EXIT.oci,
+  E_OCI_AUTH: EXIT.oci,
+  E_OCI_NOT_FOUND: EXIT.oci,
+  E_OCI_REGISTRY: EXIT.oci,
+  E_OCI_DIGEST: EXIT.oci,
+  E_OCI_MANIFEST: EXIT.oci,
+  E_OCI_PARTIAL: EXIT.oci,
+  E_OCI_LAYOUT: EXIT.oci,
+  E_OCI_CACHE: EXIT.oci,
 } as const satisfies Record<string, ExitStatus>;
 
 export type ErrorCode = keyof typeof codes;
@@ -232,6 +246,14 @@ export type NativeErrorCode = Prefixed<'E_NATIVE_'>;
 export class NativeError extends XpkgError {
   declare readonly code: NativeErrorCode;
   constructor(code: NativeErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
+    super(code, summary, detail, options);
+  }
+}
+
+export type OciErrorCode = Prefixed<'E_OCI_'>;
+export class OciError extends XpkgError {
+  declare readonly code: OciErrorCode;
+  constructor(code: OciErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
     super(code, summary, detail, options);
   }
 }
