@@ -126,16 +126,17 @@ export async function pull(reference: string, options: PullOptions = {}): Promis
   const name = formatReference(ref);
   let oci: { bytes: Buffer; digest: string };
   let offline = false;
+  // With a cached resolution to fall back on, an unreachable registry is not waited for.
+  const known = ref.digest ?? (await cache.getRef(name));
   try {
-    oci = await registry.getManifest(ref.repository, manifestRef(ref));
+    oci = await registry.getManifest(ref.repository, manifestRef(ref), known ? 0 : registry.retries);
     await cache.putBlob(oci.digest, oci.bytes);
     await cache.setRef(name, oci.digest);
   } catch (e) {
     if (!(e instanceof OciError && e.code === 'E_OCI_NETWORK')) throw e;
-    const digest = ref.digest ?? (await cache.getRef(name));
-    const bytes = digest ? await cache.getBlob(digest) : null;
-    if (!digest || !bytes) throw e;
-    oci = { bytes, digest };
+    const bytes = known ? await cache.getBlob(known) : null;
+    if (!known || !bytes) throw e;
+    oci = { bytes, digest: known };
     offline = true;
   }
   const m = await materialize(cache, oci.bytes, registrySource(registry, ref.repository), options);

@@ -196,8 +196,8 @@ export class Registry {
   }
 
   /** The manifest bytes and their digest (checked against a pinned digest). */
-  async getManifest(repo: string, reference: string): Promise<{ bytes: Buffer; digest: string }> {
-    return withRetries(this.retries, async () => {
+  async getManifest(repo: string, reference: string, retries = this.retries): Promise<{ bytes: Buffer; digest: string }> {
+    return withRetries(retries, async () => {
       const res = await this.request({
         method: 'GET',
         path: `/v2/${repo}/manifests/${reference}`,
@@ -234,7 +234,7 @@ export class Registry {
    * without the registry's credentials.
    */
   async getBlob(repo: string, digest: string, offset = 0): Promise<{ stream: IncomingMessage; offset: number }> {
-    const range = offset > 0 ? { range: `bytes=${offset}-` } : {};
+    const range: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
     let res = await this.request({ method: 'GET', path: `/v2/${repo}/blobs/${digest}`, repo, headers: range });
     for (let hops = 0; res.statusCode && [301, 302, 303, 307, 308].includes(res.statusCode) && hops < 5; hops++) {
       const to = new URL(res.headers.location ?? '', `${this.base}/`).toString();

@@ -6,6 +6,7 @@
  * host, and models and assets are read lazily through `readVerified`, which hashes exactly the
  * bytes handed to the runtime. Nothing unverified ever reaches onnxruntime or the pipeline.
  */
+import { isReference } from '../oci/ref.js';
 import { PackageReader } from '../pack/reader.js';
 import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
 import { commitRollback, resolvePolicy, type VerifyResult, verifyReader } from '../signing/verify.js';
@@ -62,6 +63,8 @@ export interface RunnerOptions {
   sandboxCaps?: Partial<SandboxCaps>;
   /** Ceilings for what a pipeline allocates (defaults: runner/pipeline/budget.ts DEFAULT_BUDGET). */
   budget?: RunnerBudget;
+  /** Progress of pulling a package opened by reference (`oci://…`). */
+  onPullProgress?: (done: number, total: number) => void;
 }
 
 export interface RunResult extends ProviderReport {
@@ -118,6 +121,13 @@ export class Runner implements AsyncDisposable {
   }
 
   static async open(path: string, options: RunnerOptions = {}): Promise<Runner> {
+    // A registry reference is pulled into the cache first; the cached file is then opened below.
+    if (isReference(path))
+      path = await (await import('./reference.js')).resolveReference(path, {
+        ...options,
+        ...(options.registry ? { runtimes: options.registry.runtimes() } : {}),
+        ...(options.onPullProgress ? { onProgress: options.onPullProgress } : {}),
+      });
     const reader = await PackageReader.open(path);
     try {
       const policy = await resolvePolicy({
