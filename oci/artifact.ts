@@ -101,7 +101,11 @@ export async function artifactOf(reader: PackageReader): Promise<Artifact> {
       absent: [...reader.absent],
     });
   const skeleton = await skeletonOf(reader);
-  const config: Descriptor = { mediaType: MEDIA.config, digest: `sha256:${reader.id}`, size: reader.manifestBytes.length };
+  const config: Descriptor = {
+    mediaType: MEDIA.config,
+    digest: `sha256:${reader.id}`,
+    size: reader.manifestBytes.length,
+  };
   const blobs: PackageBlob[] = [{ descriptor: config, bytes: reader.manifestBytes }];
   const layers: Descriptor[] = [];
   const add = (d: Descriptor, src: Omit<PackageBlob, 'descriptor'>) => {
@@ -109,7 +113,12 @@ export async function artifactOf(reader: PackageReader): Promise<Artifact> {
     if (!blobs.some((b) => b.descriptor.digest === d.digest)) blobs.push({ descriptor: d, ...src });
   };
   add(
-    { mediaType: MEDIA.skeleton, digest: sha256(skeleton), size: skeleton.length, annotations: { [ANNOTATION.title]: 'xpkg/skeleton' } },
+    {
+      mediaType: MEDIA.skeleton,
+      digest: sha256(skeleton),
+      size: skeleton.length,
+      annotations: { [ANNOTATION.title]: 'xpkg/skeleton' },
+    },
     { bytes: skeleton },
   );
   if (reader.signaturesBytes)
@@ -156,7 +165,8 @@ export async function artifactOf(reader: PackageReader): Promise<Artifact> {
 
 function variantsByFile(m: Manifest): Map<string, string[]> {
   const out = new Map<string, string[]>();
-  for (const model of m.models) for (const v of model.variants) for (const f of v.files) out.set(f, [...(out.get(f) ?? []), v.id]);
+  for (const model of m.models)
+    for (const v of model.variants) for (const f of v.files) out.set(f, [...(out.get(f) ?? []), v.id]);
   return out;
 }
 

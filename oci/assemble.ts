@@ -39,7 +39,9 @@ const JOURNAL_EVERY = 32 * 1024 * 1024;
 /** A small blob whole, size and digest checked. */
 export async function fetchSmall(source: BlobSource, desc: Descriptor, limit: number): Promise<Buffer> {
   if (desc.size > limit)
-    throw new OciError('E_OCI_MANIFEST', `blob ${desc.digest} of ${desc.size} bytes is over the ${limit}-byte limit`, { digest: desc.digest });
+    throw new OciError('E_OCI_MANIFEST', `blob ${desc.digest} of ${desc.size} bytes is over the ${limit}-byte limit`, {
+      digest: desc.digest,
+    });
   return withRetries(source.retries, async () => {
     const { stream } = await source.open(desc, 0);
     const parts: Buffer[] = [];
@@ -103,7 +105,11 @@ export async function assemble(
   const part = cache.tmpPath(`${name}.part`);
   const journalPath = `${part}.json`;
   // The journal belongs to exactly this plan: same pieces at the same offsets.
-  const planKey = sha256(Buffer.from(JSON.stringify(plan.pieces.map((p) => ('layer' in p ? [p.at, p.layer.digest] : [p.at, sha256(p.bytes)])))));
+  const planKey = sha256(
+    Buffer.from(
+      JSON.stringify(plan.pieces.map((p) => ('layer' in p ? [p.at, p.layer.digest] : [p.at, sha256(p.bytes)]))),
+    ),
+  );
   let done: Record<number, number> = {};
   try {
     const j = JSON.parse(await readFile(journalPath, 'utf8')) as { plan: string; done: Record<number, number> };
@@ -174,9 +180,13 @@ export async function assemble(
         try {
           for await (const c of stream as AsyncIterable<Buffer>) {
             if (pos + c.length > layer.size)
-              throw new OciError('E_OCI_DIGEST', `blob ${layer.digest} from ${source.where} is longer than ${layer.size} bytes`, {
-                digest: layer.digest,
-              });
+              throw new OciError(
+                'E_OCI_DIGEST',
+                `blob ${layer.digest} from ${source.where} is longer than ${layer.size} bytes`,
+                {
+                  digest: layer.digest,
+                },
+              );
             await writeAllAt(fh, c, at + pos);
             h.update(c);
             pos += c.length;
@@ -192,16 +202,24 @@ export async function assemble(
         } catch (e) {
           stream.destroy();
           if (e instanceof OciError) throw e;
-          throw new OciError('E_OCI_NETWORK', `download of ${layer.digest} from ${source.where} broke off at byte ${pos}: ${(e as Error).message}`, {
-            digest: layer.digest,
-            at: pos,
-          });
+          throw new OciError(
+            'E_OCI_NETWORK',
+            `download of ${layer.digest} from ${source.where} broke off at byte ${pos}: ${(e as Error).message}`,
+            {
+              digest: layer.digest,
+              at: pos,
+            },
+          );
         }
         if (pos < layer.size)
-          throw new OciError('E_OCI_NETWORK', `download of ${layer.digest} from ${source.where} ended at byte ${pos} of ${layer.size}`, {
-            digest: layer.digest,
-            at: pos,
-          });
+          throw new OciError(
+            'E_OCI_NETWORK',
+            `download of ${layer.digest} from ${source.where} ended at byte ${pos} of ${layer.size}`,
+            {
+              digest: layer.digest,
+              at: pos,
+            },
+          );
       });
       const actual = `sha256:${h.digest('hex')}`;
       if (actual !== layer.digest) {

@@ -80,6 +80,7 @@ export function parseChallenge(header: string | undefined): Challenge | null {
   if (!m) return null;
   const params: Record<string, string> = {};
   const re = /([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?\s*/g;
-  for (let x = re.exec(m[2]); x; x = re.exec(m[2])) params[x[1].toLowerCase()] = x[2] !== undefined ? x[2].replace(/\\(.)/g, '$1') : x[3];
+  for (let x = re.exec(m[2]); x; x = re.exec(m[2]))
+    params[x[1].toLowerCase()] = x[2] !== undefined ? x[2].replace(/\\(.)/g, '$1') : x[3];
   return { scheme: m[1].toLowerCase(), params };
 }

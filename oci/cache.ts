@@ -232,12 +232,14 @@ export class Cache {
       try {
         const oci = parseOciManifest(mb);
         keepIds.add(hexOf(oci.config.digest));
-        for (const d of [oci.config, ...oci.layers]) if (d.mediaType !== 'application/vnd.xpkg.file.v1') keepBlobs.add(hexOf(d.digest));
+        for (const d of [oci.config, ...oci.layers])
+          if (d.mediaType !== 'application/vnd.xpkg.file.v1') keepBlobs.add(hexOf(d.digest));
       } catch {
         // not a package manifest: only the manifest blob itself is kept
       }
     }
-    for (const p of await this.packages()) if (!keepIds.has(p.id)) await drop(this.packagePath(p.file), `package ${p.file}`);
+    for (const p of await this.packages())
+      if (!keepIds.has(p.id)) await drop(this.packagePath(p.file), `package ${p.file}`);
     for (const b of await readdir(join(this.root, 'blobs', 'sha256')))
       if (!keepBlobs.has(b)) await drop(join(this.root, 'blobs', 'sha256', b), `blob sha256:${b}`);
     // Temp files of assemblies nobody holds a lock on are abandoned; resumable ones too when --all.
@@ -251,7 +253,11 @@ export class Cache {
   }
 
   /** Re-checks every blob against its name and every package completely (structure, id, every digest). */
-  async verify(): Promise<{ blobs: number; packages: number; problems: { path: string; code: string; summary: string }[] }> {
+  async verify(): Promise<{
+    blobs: number;
+    packages: number;
+    problems: { path: string; code: string; summary: string }[];
+  }> {
     const problems: { path: string; code: string; summary: string }[] = [];
     const blobs = await readdir(join(this.root, 'blobs', 'sha256'));
     for (const b of blobs) {
@@ -264,7 +270,8 @@ export class Cache {
       try {
         const reader = await PackageReader.open(this.packagePath(p.file));
         try {
-          if (reader.id !== p.id) throw new OciError('E_OCI_CACHE', `package id is ${reader.id}, not the one in its name`);
+          if (reader.id !== p.id)
+            throw new OciError('E_OCI_CACHE', `package id is ${reader.id}, not the one in its name`);
           await reader.verifyIntegrity();
         } finally {
           await reader.close();

@@ -14,7 +14,7 @@ import { OciError } from '../spec/errors.js';
 import { artifactOf, hexOf, MEDIA } from './artifact.js';
 import { type BlobSource, fetchSmall } from './assemble.js';
 import type { Cache } from './cache.js';
-import { type Materialized, materialize, type MaterializeOptions } from './pull.js';
+import { type Materialized, type MaterializeOptions, materialize } from './pull.js';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 const isTar = (p: string) => /\.tar$/i.test(p);
@@ -37,7 +37,13 @@ export async function exportLayout(pkgPath: string, dest: string, tag = 'latest'
     let bytes = 0;
     const put = async (hex: string, write: (path: string) => Promise<void>) => {
       const path = join(dir, 'blobs', 'sha256', hex);
-      if (await stat(path).then(() => true, () => false)) return;
+      if (
+        await stat(path).then(
+          () => true,
+          () => false,
+        )
+      )
+        return;
       await write(`${path}.tmp`);
       await rename(`${path}.tmp`, path);
     };
@@ -49,7 +55,10 @@ export async function exportLayout(pkgPath: string, dest: string, tag = 'latest'
           ? writeFile(p, b.bytes)
           : d.size === 0
             ? writeFile(p, Buffer.alloc(0))
-            : pipeline(createReadStream(pkgPath, { start: b.offset!, end: b.offset! + d.size - 1 }), createWriteStream(p)),
+            : pipeline(
+                createReadStream(pkgPath, { start: b.offset!, end: b.offset! + d.size - 1 }),
+                createWriteStream(p),
+              ),
       );
     }
     await put(hexOf(art.digest), (p) => writeFile(p, art.manifestBytes));
@@ -57,7 +66,13 @@ export async function exportLayout(pkgPath: string, dest: string, tag = 'latest'
     const index = {
       schemaVersion: 2,
       manifests: [
-        { mediaType: MEDIA.ociManifest, artifactType: MEDIA.artifact, digest: art.digest, size: art.manifestBytes.length, annotations: { [REF_NAME]: tag } },
+        {
+          mediaType: MEDIA.ociManifest,
+          artifactType: MEDIA.artifact,
+          digest: art.digest,
+          size: art.manifestBytes.length,
+          annotations: { [REF_NAME]: tag },
+        },
       ],
     };
     await writeFile(join(dir, 'index.json'), JSON.stringify(index));
@@ -106,7 +121,9 @@ export async function importLayout(
           file: src,
           cwd: extracted,
           strict: true,
-          filter: (p, e) => (e as { type?: string }).type === 'File' && /^(\.\/)?(oci-layout|index\.json|blobs\/sha256\/[a-f0-9]{64})$/.test(p),
+          filter: (p, e) =>
+            (e as { type?: string }).type === 'File' &&
+            /^(\.\/)?(oci-layout|index\.json|blobs\/sha256\/[a-f0-9]{64})$/.test(p),
         })
         .catch((e: Error) => {
           throw bad(`${src} is not a readable tar: ${e.message}`);
@@ -114,7 +131,10 @@ export async function importLayout(
       dir = extracted;
     }
     const index = await readFile(join(dir, 'index.json'), 'utf8')
-      .then((t) => JSON.parse(t) as { manifests?: { digest?: string; size?: number; annotations?: Record<string, string> }[] })
+      .then(
+        (t) =>
+          JSON.parse(t) as { manifests?: { digest?: string; size?: number; annotations?: Record<string, string> }[] },
+      )
       .catch(() => {
         throw bad(`${src} is not an OCI layout (no readable index.json)`);
       });
@@ -122,7 +142,9 @@ export async function importLayout(
     const chosen = tag ? all.filter((m) => m.annotations?.[REF_NAME] === tag) : all;
     if (chosen.length !== 1 || typeof chosen[0].digest !== 'string')
       throw bad(
-        tag ? `the layout has ${chosen.length} manifests tagged ${JSON.stringify(tag)}` : `the layout has ${all.length} manifests; name one with --tag`,
+        tag
+          ? `the layout has ${chosen.length} manifests tagged ${JSON.stringify(tag)}`
+          : `the layout has ${all.length} manifests; name one with --tag`,
         { tags: all.map((m) => m.annotations?.[REF_NAME] ?? null) },
       );
     const desc = { mediaType: MEDIA.ociManifest, digest: chosen[0].digest, size: chosen[0].size ?? 0 };
@@ -135,4 +157,3 @@ export async function importLayout(
     if (extracted) await rm(extracted, { recursive: true, force: true });
   }
 }
-

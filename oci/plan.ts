@@ -40,7 +40,9 @@ const bad = (summary: string, detail?: unknown) => new OciError('E_OCI_MANIFEST'
 function match(input: PlanInput): { entry: SkeletonEntry; layer?: Descriptor; bytes?: Buffer }[] {
   const { oci, manifest, manifestBytes, signatures } = input;
   const sk = parseSkeleton(input.skeleton);
-  const files = new Map(oci.layers.filter((l) => l.mediaType === MEDIA.file).map((l) => [l.annotations?.[ANNOTATION.title], l]));
+  const files = new Map(
+    oci.layers.filter((l) => l.mediaType === MEDIA.file).map((l) => [l.annotations?.[ANNOTATION.title], l]),
+  );
   const listed = new Map(manifest.files.map((f) => [f.path, f]));
   const out = sk.entries.map((entry) => {
     if (entry.name === MANIFEST_PATH) {
@@ -62,7 +64,8 @@ function match(input: PlanInput): { entry: SkeletonEntry; layer?: Descriptor; by
     return { entry, layer };
   });
   if (files.size) throw bad('layers that are not entries of the package', { paths: [...files.keys()] });
-  if (signatures && !sk.entries.some((e) => e.name === SIGNATURES_PATH)) throw bad('signatures layer without its entry');
+  if (signatures && !sk.entries.some((e) => e.name === SIGNATURES_PATH))
+    throw bad('signatures layer without its entry');
   return out;
 }
 
@@ -88,6 +91,14 @@ export function planWhole(input: PlanInput): Plan {
 export function planPartial(input: PlanInput, keepVariants: ReadonlySet<string>): Plan {
   const absent = absentFilesFor(input.manifest, keepVariants);
   if (absent.length === 0) return planWhole(input);
+  return layoutPartial(input, absent, partialBytes(absent));
+}
+
+/**
+ * The partial layout with `absent` left out and `record` as `xpkg/partial.json`. planPartial passes
+ * the canonical record of exactly what it leaves out; tests pass others to check that readers refuse them.
+ */
+export function layoutPartial(input: PlanInput, absent: readonly string[], record: Buffer): Plan {
   const gone = new Set(absent);
   const matched = match(input);
   const ts = parseSkeleton(input.skeleton).dosTime;
@@ -123,9 +134,17 @@ export function planPartial(input: PlanInput, keepVariants: ReadonlySet<string>)
     layouts.push(layout);
   }
   let at = cursor;
-  const partial = partialBytes(absent);
+  const partial = record;
   const stored = (name: string, bytes: Buffer, crc: number): Z.EntryLayout => {
-    const l: Z.EntryLayout = { name: Buffer.from(name), method: 0, crc32: crc, compressedSize: bytes.length, size: bytes.length, localHeaderOffset: at, padding: 0 };
+    const l: Z.EntryLayout = {
+      name: Buffer.from(name),
+      method: 0,
+      crc32: crc,
+      compressedSize: bytes.length,
+      size: bytes.length,
+      localHeaderOffset: at,
+      padding: 0,
+    };
     put(l, bytes);
     layouts.push(l);
     at += Z.localHeaderLength(l) + bytes.length;
@@ -136,5 +155,5 @@ export function planPartial(input: PlanInput, keepVariants: ReadonlySet<string>)
   if (sig) stored(SIGNATURES_PATH, sig.bytes!, sig.entry.crc32);
   const tail = encodeDirectory(layouts, at, ts);
   pieces.push({ at, bytes: tail });
-  return { size: at + tail.length, pieces, absent, partial };
+  return { size: at + tail.length, pieces, absent: [...absent], partial };
 }

@@ -6,8 +6,8 @@
 import { constants } from 'node:fs';
 import { copyFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { LIMITS } from '../spec/limits.js';
 import { OciError } from '../spec/errors.js';
+import { LIMITS } from '../spec/limits.js';
 import { parseManifest } from '../spec/manifest.js';
 import type { Manifest } from '../spec/schema.js';
 import { hexOf, MAX_SKELETON, MEDIA, type OciManifest, parseOciManifest } from './artifact.js';
@@ -39,7 +39,11 @@ export interface Materialized {
   transfer: TransferCounts;
 }
 
-const exists = (p: string) => stat(p).then(() => true, () => false);
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 /** An artifact (its OCI manifest) from a source → a package file in the cache. */
 export async function materialize(
@@ -77,7 +81,8 @@ export async function materialize(
   const keep = typeof options.variants === 'function' ? options.variants(manifest) : options.variants;
   const plan = keep ? planPartial(input, keep) : planWhole(input);
   const whole = Cache.packageName(id, null);
-  const name = options.preferWhole && (await exists(cache.packagePath(whole))) ? whole : Cache.packageName(id, plan.partial);
+  const name =
+    options.preferWhole && (await exists(cache.packagePath(whole))) ? whole : Cache.packageName(id, plan.partial);
   const result = async (cached: boolean, transfer: TransferCounts): Promise<Materialized> => ({
     path: cache.packagePath(name),
     packageId: id,
@@ -122,7 +127,10 @@ export async function pull(reference: string, options: PullOptions = {}): Promis
   const env = options.env ?? process.env;
   const ref = parseReference(reference, env);
   const cache = options.cache ?? (await Cache.open());
-  const registry = new Registry(ref.registry, { env, ...(options.retries !== undefined ? { retries: options.retries } : {}) });
+  const registry = new Registry(ref.registry, {
+    env,
+    ...(options.retries !== undefined ? { retries: options.retries } : {}),
+  });
   const name = formatReference(ref);
   let oci: { bytes: Buffer; digest: string };
   let offline = false;

@@ -19,7 +19,8 @@ export const SCHEME = 'oci://';
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 export const DIGEST = /^sha256:[a-f0-9]{64}$/;
-const HOST = /^(?:localhost|\[[0-9a-f:]+\]|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)(?::[0-9]{1,5})?$/i;
+const HOST =
+  /^(?:localhost|\[[0-9a-f:]+\]|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)(?::[0-9]{1,5})?$/i;
 
 const bad = (ref: string, why: string) =>
   new OciError('E_OCI_REFERENCE', `${JSON.stringify(ref)} is not a package reference: ${why}`, { reference: ref });
@@ -29,7 +30,9 @@ const isRegistryHost = (s: string) => HOST.test(s) && (s.includes('.') || s.incl
 
 /** The default registry (and namespace) short names resolve through, or null when none is configured. */
 export function defaultRegistry(env: NodeJS.ProcessEnv = process.env): string | null {
-  const v = env.XPKG_REGISTRY?.trim().replace(/^oci:\/\//, '').replace(/\/+$/, '');
+  const v = env.XPKG_REGISTRY?.trim()
+    .replace(/^oci:\/\//, '')
+    .replace(/\/+$/, '');
   return v ? v : null;
 }
 
@@ -56,7 +59,8 @@ export function parseReference(input: string, env: NodeJS.ProcessEnv = process.e
     parts = parts.slice(1);
   } else {
     const base = defaultRegistry(env);
-    if (!base) throw bad(input, 'no registry host, and no default registry (set XPKG_REGISTRY=host[:port][/namespace])');
+    if (!base)
+      throw bad(input, 'no registry host, and no default registry (set XPKG_REGISTRY=host[:port][/namespace])');
     const [host, ...ns] = base.split('/');
     if (!isRegistryHost(host)) throw bad(base, 'XPKG_REGISTRY does not start with a registry host');
     registry = host.toLowerCase();
@@ -94,6 +98,10 @@ export function registryBaseUrl(registry: string, env: NodeJS.ProcessEnv = proce
     .map((s) => s.trim().toLowerCase())
     .filter(Boolean);
   const plain =
-    host === 'localhost' || /^127\./.test(host) || host === '[::1]' || insecure.includes(registry) || insecure.includes(host);
+    host === 'localhost' ||
+    /^127\./.test(host) ||
+    host === '[::1]' ||
+    insecure.includes(registry) ||
+    insecure.includes(host);
   return `${plain ? 'http' : 'https'}://${registry}`;
 }

@@ -167,13 +167,20 @@ export class Registry {
     let header: string;
     if (challenge?.scheme === 'basic') {
       if (!creds)
-        throw new OciError('E_OCI_AUTH', `${this.registry} asks for a user name and password; none found in the auth files`, {
-          registry: this.registry,
-        });
+        throw new OciError(
+          'E_OCI_AUTH',
+          `${this.registry} asks for a user name and password; none found in the auth files`,
+          {
+            registry: this.registry,
+          },
+        );
       header = basicHeader(creds);
     } else if (challenge?.scheme === 'bearer' && challenge.params.realm) {
       header = `Bearer ${await this.token(challenge.params, scopes, creds)}`;
-    } else throw new OciError('E_OCI_AUTH', `${this.registry} answered 401 without a usable challenge`, { registry: this.registry });
+    } else
+      throw new OciError('E_OCI_AUTH', `${this.registry} answered 401 without a usable challenge`, {
+        registry: this.registry,
+      });
     this.auth.set(key, header);
     res = await go(header);
     if (res.statusCode === 401) throw await failure(res, `${req.method} ${req.path}`);
@@ -184,19 +191,30 @@ export class Registry {
     const u = new URL(params.realm);
     if (params.service) u.searchParams.set('service', params.service);
     for (const s of scopes) u.searchParams.append('scope', s);
-    const res = await send({ method: 'GET', url: u.toString(), headers: creds ? { authorization: basicHeader(creds) } : {} });
+    const res = await send({
+      method: 'GET',
+      url: u.toString(),
+      headers: creds ? { authorization: basicHeader(creds) } : {},
+    });
     if (res.statusCode !== 200) {
       const e = await failure(res, `token from ${u.host}`);
       throw new OciError('E_OCI_AUTH', `the token server refused: ${e.message}`, e.detail);
     }
-    const body = JSON.parse((await readBody(res, 1024 * 1024)).toString('utf8')) as { token?: string; access_token?: string };
+    const body = JSON.parse((await readBody(res, 1024 * 1024)).toString('utf8')) as {
+      token?: string;
+      access_token?: string;
+    };
     const token = body.token ?? body.access_token;
     if (!token) throw new OciError('E_OCI_AUTH', `the token server at ${u.host} sent no token`);
     return token;
   }
 
   /** The manifest bytes and their digest (checked against a pinned digest). */
-  async getManifest(repo: string, reference: string, retries = this.retries): Promise<{ bytes: Buffer; digest: string }> {
+  async getManifest(
+    repo: string,
+    reference: string,
+    retries = this.retries,
+  ): Promise<{ bytes: Buffer; digest: string }> {
     return withRetries(retries, async () => {
       const res = await this.request({
         method: 'GET',
@@ -208,7 +226,10 @@ export class Registry {
       const bytes = await readBody(res);
       const digest = sha256(bytes);
       if (DIGEST.test(reference) && digest !== reference)
-        throw new OciError('E_OCI_DIGEST', `manifest ${repo}@${reference} has digest ${digest}`, { expected: reference, actual: digest });
+        throw new OciError('E_OCI_DIGEST', `manifest ${repo}@${reference} has digest ${digest}`, {
+          expected: reference,
+          actual: digest,
+        });
       return { bytes, digest };
     });
   }
@@ -280,7 +301,13 @@ export class Registry {
     const mount = options.mountFrom && options.mountFrom !== repo ? options.mountFrom : undefined;
     const start = await withRetries(this.retries, async () => {
       const q = mount ? `?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(mount)}` : '';
-      const res = await this.request({ method: 'POST', path: `/v2/${repo}/blobs/uploads/${q}`, repo, push: true, mountFrom: mount });
+      const res = await this.request({
+        method: 'POST',
+        path: `/v2/${repo}/blobs/uploads/${q}`,
+        repo,
+        push: true,
+        mountFrom: mount,
+      });
       res.resume();
       if (res.statusCode === 201 && mount) return null;
       if (res.statusCode !== 202 || !res.headers.location) throw await failure(res, `start upload of ${desc.digest}`);
@@ -333,7 +360,12 @@ export class Registry {
         if (attempt++ >= this.retries || !isRetryable(e)) throw e;
         await new Promise((r) => setTimeout(r, Math.min(3000, 150 * 2 ** attempt)));
         // Where the registry got to: the next chunk starts after its Range.
-        const st = await this.request({ method: 'GET', path: new URL(location, `${this.base}/`).toString(), repo, push: true });
+        const st = await this.request({
+          method: 'GET',
+          path: new URL(location, `${this.base}/`).toString(),
+          repo,
+          push: true,
+        });
         st.resume();
         if (st.statusCode !== 204) throw await failure(st, `upload status of ${desc.digest}`);
         location = st.headers.location ?? location;

@@ -20,14 +20,17 @@ export interface ReferenceOptions {
 
 /** Variants to fetch: the forced ones, or every variant this host can run (for fallback). */
 export function variantsForHost(manifest: Manifest, host: HostProfile, options: ReferenceOptions): Set<string> {
-  if (options.variant !== undefined) return new Set(typeof options.variant === 'string' ? [options.variant] : options.variant);
+  if (options.variant !== undefined)
+    return new Set(typeof options.variant === 'string' ? [options.variant] : options.variant);
   const sel = selectVariants(manifest, host, { backends: options.runtimes ?? defaultBackends().runtimes() });
   return new Set(sel.models.flatMap((m) => m.candidates.map((c) => c.variant.id)));
 }
 
 export async function resolveReference(reference: string, options: ReferenceOptions = {}): Promise<string> {
   const host =
-    typeof options.host === 'object' ? options.host : await resolveHost(options.host !== undefined ? { host: options.host } : {});
+    typeof options.host === 'object'
+      ? options.host
+      : await resolveHost(options.host !== undefined ? { host: options.host } : {});
   const r = await pull(reference, {
     cache: await Cache.open(options.cacheDir),
     variants: (m) => variantsForHost(m, host, options),

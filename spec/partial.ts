@@ -60,7 +60,8 @@ export function parsePartial(bytes: Buffer, manifest: Manifest): ReadonlySet<str
   const models = modelPaths(manifest);
   const other = new Set([...referencedPaths(manifest).keys()].filter((p) => !models.has(p)));
   for (const p of absent as string[]) {
-    if (!listed.has(p)) throw bad(`${PARTIAL_PATH} names ${JSON.stringify(p)}, which the manifest does not list`, { path: p });
+    if (!listed.has(p))
+      throw bad(`${PARTIAL_PATH} names ${JSON.stringify(p)}, which the manifest does not list`, { path: p });
     if (!models.has(p) || other.has(p))
       throw bad(`${PARTIAL_PATH} leaves out ${JSON.stringify(p)}, which is not only a model file`, { path: p });
   }

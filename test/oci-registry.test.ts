@@ -9,7 +9,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EXIT } from '../spec/errors.js';
 import { xpkgAsync as xpkg } from './helpers/cli.js';
-import { registryAvailable, startCuttingProxy, startRegistry, storedBlobs, type TestRegistry } from './helpers/registry.js';
+import {
+  registryAvailable,
+  startCuttingProxy,
+  startRegistry,
+  storedBlobs,
+  type TestRegistry,
+} from './helpers/registry.js';
 import { baseManifest, tempDir, writeSource } from './helpers/source.js';
 
 vi.setConfig({ testTimeout: 120_000 });
@@ -60,7 +66,8 @@ describe.skipIf(!available)('xpkg push / pull against docker-registry', () => {
     // Every payload file is a blob of the registry under its own sha256.
     const inspect = await xpkg(['inspect', MULTI, '--json']);
     const stored = storedBlobs(reg);
-    for (const f of inspect.json!.result.files as { sha256: string }[]) expect(stored.has(`sha256:${f.sha256}`)).toBe(true);
+    for (const f of inspect.json!.result.files as { sha256: string }[])
+      expect(stored.has(`sha256:${f.sha256}`)).toBe(true);
     expect(stored.has(`sha256:${inspect.json!.result.id}`)).toBe(true); // the config is the manifest
   });
 
@@ -81,12 +88,17 @@ describe.skipIf(!available)('xpkg push / pull against docker-registry', () => {
     expect(ran.status, ran.stderr).toBe(0);
     expect(ran.json!.result.variant['add-one']).toBe('cpu-fp32');
     expect(ran.json!.result.outputs.y.data).toEqual([2, 3, 4]);
-    const refused = await xpkg(['run', part, ...TRUST, '--variant', 'cpu-int8-vnni', '--input', `x=${x}`, '--json'], env);
+    const refused = await xpkg(
+      ['run', part, ...TRUST, '--variant', 'cpu-int8-vnni', '--input', `x=${x}`, '--json'],
+      env,
+    );
     expect(refused.json!.error!.code).toBe('E_RUN_VARIANT_ABSENT');
     expect(refused.status).toBe(EXIT.runner);
     // The same selection pulled twice is the same file (the partial layout is deterministic).
     const again = join(tempDir(), 'again.xpkg');
-    expect((await xpkg(['pull', `${reg.host}/fx/multi:2`, '--variant', 'cpu-fp32', '-o', again], cacheEnv())).status).toBe(0);
+    expect(
+      (await xpkg(['pull', `${reg.host}/fx/multi:2`, '--variant', 'cpu-fp32', '-o', again], cacheEnv())).status,
+    ).toBe(0);
     expect(readFileSync(again).equals(readFileSync(part))).toBe(true);
   });
 
@@ -123,7 +135,10 @@ describe.skipIf(!available)('xpkg push / pull against docker-registry', () => {
       expect(readdirSync(join(env.XPKG_CACHE, 'tmp')).some((f) => f.endsWith('.part'))).toBe(true);
       const sentFirst = proxy.bytes();
       const out = join(tempDir(), 'resumed.xpkg');
-      const second = await xpkg(['pull', `${proxy.host}/resume/p:1`, '-o', out, '--json'], { ...env, XPKG_OCI_RETRIES: '8' });
+      const second = await xpkg(['pull', `${proxy.host}/resume/p:1`, '-o', out, '--json'], {
+        ...env,
+        XPKG_OCI_RETRIES: '8',
+      });
       expect(second.status, second.stderr).toBe(0);
       expect(readFileSync(out).equals(readFileSync(big))).toBe(true);
       const t = second.json!.result.transfer;
@@ -187,7 +202,10 @@ describe.skipIf(!available)('xpkg push / pull against docker-registry', () => {
     expect(offline.status, offline.stderr).toBe(0);
     expect(offline.json!.result.outputs.y.data).toEqual([6]);
     // A short name through the default registry.
-    const short = await xpkg(['run', 'fx/run:1', ...TRUST, '--input', `x=${x}`, '--json'], { ...env, XPKG_REGISTRY: reg.host });
+    const short = await xpkg(['run', 'fx/run:1', ...TRUST, '--input', `x=${x}`, '--json'], {
+      ...env,
+      XPKG_REGISTRY: reg.host,
+    });
     expect(short.status, short.stderr).toBe(0);
   });
 
@@ -196,7 +214,9 @@ describe.skipIf(!available)('xpkg push / pull against docker-registry', () => {
     expect((await xpkg(['push', MULTI, `${reg.host}/fx/cache:1`], env)).status).toBe(0);
     expect((await xpkg(['pull', `${reg.host}/fx/cache:1`], env)).status).toBe(0);
     const ls = await xpkg(['cache', 'ls', '--json'], env);
-    expect(ls.json!.result.references.map((r: { reference: string }) => r.reference)).toContain(`${reg.host}/fx/cache:1`);
+    expect(ls.json!.result.references.map((r: { reference: string }) => r.reference)).toContain(
+      `${reg.host}/fx/cache:1`,
+    );
     expect(ls.json!.result.packages).toHaveLength(1);
     const file = join(env.XPKG_CACHE, 'packages', ls.json!.result.packages[0].file);
     const bytes = readFileSync(file);

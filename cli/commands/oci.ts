@@ -3,9 +3,8 @@
  * Each action imports its implementation when it runs.
  */
 import type { Command } from 'commander';
-import { action, type Io, usage } from '../framework.js';
+import { action, usage } from '../framework.js';
 
-const collect = (v: string, prev: string[] = []) => [...prev, v];
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
 
 interface SelectFlags {
@@ -25,27 +24,32 @@ async function variantChooser(o: SelectFlags) {
   return (m: Parameters<typeof variantsForHost>[0]) => variantsForHost(m, host, {});
 }
 
-async function done<T>(io: Io, run: () => Promise<T>): Promise<T> {
+/** Runs a command that talks to registries, then frees idle connections so the process exits at once. */
+async function networked<T>(run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } finally {
     (await import('../../oci/registry.js')).closeConnections();
-    void io;
   }
 }
 
 export function register(program: Command): void {
   const push = program
     .command('push')
-    .description('publish a package to an OCI registry (one layer per file; blobs the registry has are skipped or mounted)')
+    .description(
+      'publish a package to an OCI registry (one layer per file; blobs the registry has are skipped or mounted)',
+    )
     .argument('<pkg>', 'package file')
     .argument('<ref>', 'host[:port]/repository[:tag], or a short name with XPKG_REGISTRY')
     .option('--mount-from <repo>', 'another repository of the same registry to mount shared blobs from')
     .option('--json', 'print one JSON document on stdout');
   action<[string, string], { mountFrom?: string; json?: boolean }>(push, (io, pkg, ref, o) =>
-    done(io, async () => {
+    networked(async () => {
       const { push: run } = await import('../../oci/push.js');
-      const r = await run(pkg, ref, { ...(o.mountFrom ? { mountFrom: o.mountFrom } : {}), onProgress: io.progress('pushing') });
+      const r = await run(pkg, ref, {
+        ...(o.mountFrom ? { mountFrom: o.mountFrom } : {}),
+        onProgress: io.progress('pushing'),
+      });
       const count = (k: string) => r.blobs.filter((b) => b.outcome === k).length;
       return {
         result: r,
@@ -56,7 +60,9 @@ export function register(program: Command): void {
 
   const pull = program
     .command('pull')
-    .description('fetch a package from an OCI registry into the cache (whole, or only what this host can run), digests checked')
+    .description(
+      'fetch a package from an OCI registry into the cache (whole, or only what this host can run), digests checked',
+    )
     .argument('<ref>', 'host[:port]/repository[:tag|@sha256:…], or a short name with XPKG_REGISTRY')
     .option('-o, --output <file>', 'also write the package here')
     .option('--variant <id...>', 'only these variants (a partial package)')
@@ -64,10 +70,17 @@ export function register(program: Command): void {
     .option('--force', 'replace an existing output file')
     .option('--json', 'print one JSON document on stdout');
   action<[string], SelectFlags & { output?: string; force?: boolean; json?: boolean }>(pull, (io, ref, o) =>
-    done(io, async () => {
+    networked(async () => {
       const { pull: run, copyOut } = await import('../../oci/pull.js');
       const { stat } = await import('node:fs/promises');
-      if (o.output && !o.force && (await stat(o.output).then(() => true, () => false)))
+      if (
+        o.output &&
+        !o.force &&
+        (await stat(o.output).then(
+          () => true,
+          () => false,
+        ))
+      )
         throw usage(`${o.output} already exists (pass --force to replace it)`, { path: o.output });
       const variants = await variantChooser(o);
       const r = await run(ref, { ...(variants ? { variants } : {}), onProgress: io.progress('pulling') });
@@ -82,14 +95,19 @@ export function register(program: Command): void {
 
   const exp = program
     .command('export')
-    .description('write a package (file or reference) as an OCI image layout, a folder or a .tar, for air-gapped transfer')
+    .description(
+      'write a package (file or reference) as an OCI image layout, a folder or a .tar, for air-gapped transfer',
+    )
     .argument('<pkg>', 'package file, or a reference to pull first')
     .requiredOption('--oci-layout <dir|tar>', 'destination folder, or a file ending in .tar')
     .option('--tag <tag>', 'tag recorded in the layout (default latest)')
     .option('--json', 'print one JSON document on stdout');
   action<[string], { ociLayout: string; tag?: string; json?: boolean }>(exp, (io, pkg, o) =>
-    done(io, async () => {
-      const [{ exportLayout }, { isReference }] = await Promise.all([import('../../oci/layout.js'), import('../../oci/ref.js')]);
+    networked(async () => {
+      const [{ exportLayout }, { isReference }] = await Promise.all([
+        import('../../oci/layout.js'),
+        import('../../oci/ref.js'),
+      ]);
       const file = isReference(pkg) ? (await (await import('../../oci/pull.js')).pull(pkg)).path : pkg;
       const r = await exportLayout(file, o.ociLayout, o.tag);
       return { result: r, human: `exported ${r.digest} (${r.blobs} blobs, ${mib(r.bytes)}) to ${r.path}` };
@@ -106,20 +124,29 @@ export function register(program: Command): void {
     .option('--variant <id...>', 'only these variants (a partial package)')
     .option('--host <auto|profile.json>', 'only the variants this host can run')
     .option('--json', 'print one JSON document on stdout');
-  action<[string], SelectFlags & { tag?: string; output?: string; as?: string; json?: boolean }>(imp, async (io, src, o) => {
-    const [{ importLayout }, { Cache }, { copyOut }, ref] = await Promise.all([
-      import('../../oci/layout.js'),
-      import('../../oci/cache.js'),
-      import('../../oci/pull.js'),
-      import('../../oci/ref.js'),
-    ]);
-    const cache = await Cache.open();
-    const variants = await variantChooser(o);
-    const r = await importLayout(cache, src, o.tag, { ...(variants ? { variants } : {}), onProgress: io.progress('importing') });
-    if (o.as) await cache.setRef(ref.formatReference(ref.parseReference(o.as)), r.digest);
-    if (o.output) await copyOut(r.path, o.output);
-    return { result: { ...r, ...(o.output ? { output: o.output } : {}) }, human: `${r.name}@${r.version}: ${o.output ?? r.path}` };
-  });
+  action<[string], SelectFlags & { tag?: string; output?: string; as?: string; json?: boolean }>(
+    imp,
+    async (io, src, o) => {
+      const [{ importLayout }, { Cache }, { copyOut }, ref] = await Promise.all([
+        import('../../oci/layout.js'),
+        import('../../oci/cache.js'),
+        import('../../oci/pull.js'),
+        import('../../oci/ref.js'),
+      ]);
+      const cache = await Cache.open();
+      const variants = await variantChooser(o);
+      const r = await importLayout(cache, src, o.tag, {
+        ...(variants ? { variants } : {}),
+        onProgress: io.progress('importing'),
+      });
+      if (o.as) await cache.setRef(ref.formatReference(ref.parseReference(o.as)), r.digest);
+      if (o.output) await copyOut(r.path, o.output);
+      return {
+        result: { ...r, ...(o.output ? { output: o.output } : {}) },
+        human: `${r.name}@${r.version}: ${o.output ?? r.path}`,
+      };
+    },
+  );
 
   const cache = program
     .command('cache')
@@ -133,9 +160,14 @@ export function register(program: Command): void {
     if (what === 'ls') {
       const r = await c.list();
       const lines = [`${r.root}: ${r.packages.length} packages, ${r.blobs} blobs, ${mib(r.bytes)}`];
-      for (const x of r.references) lines.push(`${x.reference}  ${x.digest.slice(0, 19)}  ${x.cached.length ? x.cached.join(' ') : '(not pulled)'}`);
+      for (const x of r.references)
+        lines.push(
+          `${x.reference}  ${x.digest.slice(0, 19)}  ${x.cached.length ? x.cached.join(' ') : '(not pulled)'}`,
+        );
       for (const p of r.packages)
-        lines.push(`${p.file}  ${p.name}@${p.version}  ${mib(p.size)}${p.absent?.length ? `  partial: ${p.absent.length} files absent` : ''}`);
+        lines.push(
+          `${p.file}  ${p.name}@${p.version}  ${mib(p.size)}${p.absent?.length ? `  partial: ${p.absent.length} files absent` : ''}`,
+        );
       return { result: r, human: lines.join('\n') };
     }
     if (what === 'gc') {
@@ -146,7 +178,11 @@ export function register(program: Command): void {
       const r = await c.verify();
       if (r.problems.length) {
         const { OciError } = await import('../../spec/errors.js');
-        throw new OciError('E_OCI_CACHE', `${r.problems.length} damaged items in the cache (run xpkg cache gc --all, or pull again)`, r);
+        throw new OciError(
+          'E_OCI_CACHE',
+          `${r.problems.length} damaged items in the cache (run xpkg cache gc --all, or pull again)`,
+          r,
+        );
       }
       return { result: r, human: `${r.packages} packages and ${r.blobs} blobs verified` };
     }

@@ -83,10 +83,27 @@ const b64url = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 async function startTokenServer(dir: string, service: string, issuer: string): Promise<TokenServer> {
   const key = join(dir, 'token.key');
   const cert = join(dir, 'token.crt');
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=xpkg-test-token',
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=xpkg-test-token',
+    ],
+    { stdio: 'ignore' },
+  );
   const pem = readFileSync(cert, 'utf8');
   const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
   const privateKey = createPrivateKey(readFileSync(key));
@@ -106,11 +123,22 @@ async function startTokenServer(dir: string, service: string, issuer: string): P
     });
     const now = Math.floor(Date.now() / 1000);
     const header = { typ: 'JWT', alg: 'ES256', x5c: [der.toString('base64')] };
-    const claims = { iss: issuer, sub: USER, aud: service, exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access };
+    const claims = {
+      iss: issuer,
+      sub: USER,
+      aud: service,
+      exp: now + 300,
+      nbf: now - 10,
+      iat: now,
+      jti: randomBytes(8).toString('hex'),
+      access,
+    };
     const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
     const sig = sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' });
     state.issued++;
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: `${input}.${b64url(sig)}`, expires_in: 300 }));
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ token: `${input}.${b64url(sig)}`, expires_in: 300 }));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as net.AddressInfo;
@@ -141,7 +169,9 @@ async function waitUp(port: number, child: ChildProcess, log: () => string): Pro
   throw new Error(`docker-registry did not answer on ${port}: ${log()}`);
 }
 
-export async function startRegistry(auth: 'none' | 'basic' | 'token' = 'none'): Promise<TestRegistry & { tokens?: TokenServer }> {
+export async function startRegistry(
+  auth: 'none' | 'basic' | 'token' = 'none',
+): Promise<TestRegistry & { tokens?: TokenServer }> {
   const dir = tempDir('xpkg-registry-');
   const storage = join(dir, 'storage');
   mkdirSync(storage);
