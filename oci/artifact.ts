@@ -10,7 +10,7 @@ import type { PackageReader } from '../pack/reader.js';
 import * as Z from '../pack/zip.js';
 import { canonicalBytes, parseStrictJson } from '../spec/canonical.js';
 import { OciError } from '../spec/errors.js';
-import { MANIFEST_PATH, SIGNATURES_PATH } from '../spec/limits.js';
+import { MANIFEST_PATH, PADDING_EXTRA_ID, SIGNATURES_PATH } from '../spec/limits.js';
 import type { Manifest } from '../spec/schema.js';
 import { DIGEST } from './ref.js';
 
@@ -71,13 +71,28 @@ export interface Artifact {
   blobs: PackageBlob[];
 }
 
-/** Every byte of the archive that is not entry data: local headers in order, then the directory and end records. */
+/** Offset and data length of the alignment padding record in a local header's extra field, if any. */
+function paddingRecord(header: Buffer, at: number, end: number): { at: number; length: number } | null {
+  let x = at + Z.LOCAL_SIZE + header.readUInt16LE(at + 26);
+  while (x + 4 <= end) {
+    const length = header.readUInt16LE(x + 2);
+    if (header.readUInt16LE(x) === PADDING_EXTRA_ID) return { at: x, length };
+    x += 4 + length;
+  }
+  return null;
+}
+
+/**
+ * Every byte of the archive that is not entry data: local headers in order, then the directory and
+ * end records; the all-zero data of alignment padding records (up to 64 KiB per model) is left out.
+ */
 async function skeletonOf(reader: PackageReader): Promise<Buffer> {
   const parts: Buffer[] = [];
   for (const e of reader.entries) {
     const header = Buffer.allocUnsafe(e.dataOffset - e.localHeaderOffset);
     await readFully(reader, header, e.localHeaderOffset);
-    parts.push(header);
+    const pad = paddingRecord(header, 0, header.length);
+    parts.push(pad ? header.subarray(0, pad.at + 4) : header);
   }
   const tail = Buffer.allocUnsafe(reader.fileSize - reader.centralDirectoryOffset);
   await readFully(reader, tail, reader.centralDirectoryOffset);
@@ -245,7 +260,22 @@ export function parseSkeleton(bytes: Buffer): Skeleton {
     if (p + Z.LOCAL_SIZE > bytes.length) throw badManifest('skeleton ends inside a local header');
     const nameLen = bytes.readUInt16LE(p + 26);
     const extraLen = bytes.readUInt16LE(p + 28);
-    const end = p + Z.LOCAL_SIZE + nameLen + extraLen;
+    // Walk the extra records: a padding record's zero data is not in the skeleton and is put back.
+    let x = p + Z.LOCAL_SIZE + nameLen;
+    let left = extraLen;
+    let zeros = 0;
+    while (left > 0) {
+      if (left < 4 || x + 4 > bytes.length) throw badManifest('skeleton ends inside a local header');
+      const len = bytes.readUInt16LE(x + 2);
+      if (4 + len > left) throw badManifest('extra record runs past its header in the skeleton');
+      if (bytes.readUInt16LE(x) === PADDING_EXTRA_ID) {
+        if (4 + len !== left) throw badManifest('padding record is not the last extra record');
+        zeros = len;
+        x += 4;
+      } else x += 4 + len;
+      left -= 4 + len;
+    }
+    const end = x;
     if (end > bytes.length) throw badManifest('skeleton ends inside a local header');
     let name: string;
     try {
@@ -256,15 +286,15 @@ export function parseSkeleton(bytes: Buffer): Skeleton {
     let compressedSize = bytes.readUInt32LE(p + 18);
     let size = bytes.readUInt32LE(p + 22);
     if (compressedSize === Z.U32_MAX || size === Z.U32_MAX) {
-      const x = p + Z.LOCAL_SIZE + nameLen;
-      if (extraLen < 20 || bytes.readUInt16LE(x) !== Z.ZIP64_EXTRA_ID || bytes.readUInt16LE(x + 2) !== 16)
+      const z = p + Z.LOCAL_SIZE + nameLen;
+      if (extraLen < 20 || bytes.readUInt16LE(z) !== Z.ZIP64_EXTRA_ID || bytes.readUInt16LE(z + 2) !== 16)
         throw badManifest(`skeleton entry ${JSON.stringify(name)} lacks its ZIP64 sizes`);
-      size = Number(bytes.readBigUInt64LE(x + 4));
-      compressedSize = Number(bytes.readBigUInt64LE(x + 12));
+      size = Number(bytes.readBigUInt64LE(z + 4));
+      compressedSize = Number(bytes.readBigUInt64LE(z + 12));
     }
     entries.push({
       name,
-      header: bytes.subarray(p, end),
+      header: zeros ? Buffer.concat([bytes.subarray(p, end), Buffer.alloc(zeros)]) : bytes.subarray(p, end),
       method: bytes.readUInt16LE(p + 8),
       crc32: bytes.readUInt32LE(p + 14),
       size,
