@@ -16,7 +16,7 @@ export interface RegistryOptions {
   env?: NodeJS.ProcessEnv;
   /** Attempts after the first for idempotent requests and transfers (default XPKG_OCI_RETRIES or 4). */
   retries?: number;
-  /** Upload chunk size in bytes (default 64 MiB); smaller blobs go up in one request. */
+  /** Upload chunk size in bytes (default XPKG_OCI_CHUNK_BYTES or 64 MiB, at least 1 MiB); smaller blobs go up in one request. */
   chunkBytes?: number;
 }
 
@@ -139,7 +139,8 @@ export class Registry {
     this.base = registryBaseUrl(registry, this.env);
     const r = options.retries ?? Number(this.env.XPKG_OCI_RETRIES ?? 4);
     this.retries = Number.isInteger(r) && r >= 0 ? r : 4;
-    this.chunkBytes = options.chunkBytes ?? 64 * 1024 * 1024;
+    const chunk = options.chunkBytes ?? Number(this.env.XPKG_OCI_CHUNK_BYTES ?? 64 * 1024 * 1024);
+    this.chunkBytes = Number.isSafeInteger(chunk) && chunk >= 1024 * 1024 ? chunk : 64 * 1024 * 1024;
   }
 
   private credentials(repo: string): Credentials | null {

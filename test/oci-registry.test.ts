@@ -168,9 +168,19 @@ describe.skipIf(!available)('xpkg push / pull against docker-registry', () => {
     expect(readdirSync(join(env.XPKG_CACHE, 'packages'))).toEqual([]);
   });
 
-  it('concurrent pulls of one package into one cache all succeed and leave one intact copy', async () => {
+  it('a package pushed in chunks: concurrent pulls of it into one cache all succeed and leave one intact copy', async () => {
     const pkg = await packWith('concurrent', random(3 * 1024 * 1024, 5));
-    expect((await xpkg(['push', pkg, `${reg.host}/conc/p:1`], cacheEnv())).status).toBe(0);
+    // Pushed in 1 MiB PATCH chunks (the chunked upload path; 64 MiB chunks by default).
+    const push = await xpkg(['push', pkg, `${reg.host}/conc/p:1`, '--json'], {
+      ...cacheEnv(),
+      XPKG_OCI_CHUNK_BYTES: String(1 << 20),
+    });
+    expect(push.status, push.stderr).toBe(0);
+    expect(
+      push.json!.result.blobs.some(
+        (b: { size: number; outcome: string }) => b.size > 1 << 20 && b.outcome === 'uploaded',
+      ),
+    ).toBe(true);
     const env = cacheEnv();
     const outs = [0, 1, 2].map((i) => join(tempDir(), `c${i}.xpkg`));
     const runs = await Promise.all(outs.map((o) => xpkg(['pull', `${reg.host}/conc/p:1`, '-o', o, '--json'], env)));
