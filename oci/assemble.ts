@@ -35,6 +35,7 @@ export interface TransferCounts {
 
 const CHUNK = 4 * 1024 * 1024;
 const JOURNAL_EVERY = 32 * 1024 * 1024;
+const WRITE_RUN = 1024 * 1024;
 
 /** A small blob whole, size and digest checked. */
 export async function fetchSmall(source: BlobSource, desc: Descriptor, limit: number): Promise<Buffer> {
@@ -168,6 +169,33 @@ export async function assemble(
         }
       }
       let sinceJournal = 0;
+      // Received bytes are hashed at once and written in runs of WRITE_RUN bytes, one run in flight
+      // while the next arrives (a write per 64 KiB network chunk cost a thread-pool round trip
+      // each). `queued` counts bytes handed to the writer, `pos` bytes written: a retry resumes at `pos`.
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      let queued = pos;
+      let writing: Promise<void> = Promise.resolve();
+      const flush = async (wait: boolean) => {
+        if (pendingBytes) {
+          const run = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
+          const where = at + queued;
+          pending = [];
+          pendingBytes = 0;
+          queued += run.length;
+          writing = writing.then(async () => {
+            await writeAllAt(fh, run, where);
+            pos += run.length;
+            done[i] = pos;
+            sinceJournal += run.length;
+            if (sinceJournal >= JOURNAL_EVERY) {
+              sinceJournal = 0;
+              void saveJournal();
+            }
+          });
+        }
+        if (wait || queued - pos > 4 * WRITE_RUN) await writing;
+      };
       await withRetries(source.retries, async () => {
         if (pos >= layer.size) return;
         const { stream, offset } = await source.open(layer, pos);
@@ -175,11 +203,12 @@ export async function assemble(
           // The source could not resume: start this blob again.
           advance(-pos);
           pos = 0;
+          queued = 0;
           h = createHash('sha256');
         }
         try {
           for await (const c of stream as AsyncIterable<Buffer>) {
-            if (pos + c.length > layer.size)
+            if (queued + pendingBytes + c.length > layer.size)
               throw new OciError(
                 'E_OCI_DIGEST',
                 `blob ${layer.digest} from ${source.where} is longer than ${layer.size} bytes`,
@@ -187,38 +216,30 @@ export async function assemble(
                   digest: layer.digest,
                 },
               );
-            await writeAllAt(fh, c, at + pos);
             h.update(c);
-            pos += c.length;
+            pending.push(c);
+            pendingBytes += c.length;
             counts.downloaded += c.length;
-            done[i] = pos;
             advance(c.length);
-            sinceJournal += c.length;
-            if (sinceJournal >= JOURNAL_EVERY) {
-              sinceJournal = 0;
-              void saveJournal();
-            }
+            if (pendingBytes >= WRITE_RUN) await flush(false);
           }
         } catch (e) {
           stream.destroy();
+          if (e instanceof OciError && e.code === 'E_OCI_DIGEST') throw e;
+          await flush(true); // what arrived before the break is good: a retry resumes after it
           if (e instanceof OciError) throw e;
           throw new OciError(
             'E_OCI_NETWORK',
             `download of ${layer.digest} from ${source.where} broke off at byte ${pos}: ${(e as Error).message}`,
-            {
-              digest: layer.digest,
-              at: pos,
-            },
+            { digest: layer.digest, at: pos },
           );
         }
+        await flush(true);
         if (pos < layer.size)
           throw new OciError(
             'E_OCI_NETWORK',
             `download of ${layer.digest} from ${source.where} ended at byte ${pos} of ${layer.size}`,
-            {
-              digest: layer.digest,
-              at: pos,
-            },
+            { digest: layer.digest, at: pos },
           );
       });
       const actual = `sha256:${h.digest('hex')}`;

@@ -15,6 +15,7 @@ import { artifactOf, hexOf, MEDIA } from './artifact.js';
 import { type BlobSource, fetchSmall } from './assemble.js';
 import type { Cache } from './cache.js';
 import { type Materialized, type MaterializeOptions, materialize } from './pull.js';
+import { DIGEST } from './ref.js';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 const isTar = (p: string) => /\.tar$/i.test(p);
@@ -140,7 +141,7 @@ export async function importLayout(
       });
     const all = index.manifests ?? [];
     const chosen = tag ? all.filter((m) => m.annotations?.[REF_NAME] === tag) : all;
-    if (chosen.length !== 1 || typeof chosen[0].digest !== 'string')
+    if (chosen.length !== 1 || typeof chosen[0].digest !== 'string' || !DIGEST.test(chosen[0].digest))
       throw bad(
         tag
           ? `the layout has ${chosen.length} manifests tagged ${JSON.stringify(tag)}`

@@ -158,8 +158,10 @@ export class Registry {
     if (req.mountFrom) scopes.push(`repository:${req.mountFrom}:pull`);
     const key = scopes.join(' ');
     const url = req.path.startsWith('http') ? req.path : `${this.base}${req.path}`;
+    // Credentials go only to the registry itself, never to another host an upload Location names.
+    const own = new URL(url).origin === new URL(this.base).origin;
     const go = (authorization?: string) =>
-      send({ ...req, url, headers: { ...req.headers, ...(authorization ? { authorization } : {}) } });
+      send({ ...req, url, headers: { ...req.headers, ...(authorization && own ? { authorization } : {}) } });
     let res = await go(this.auth.get(key));
     if (res.statusCode !== 401) return res;
     const challenge = parseChallenge(res.headers['www-authenticate']);
