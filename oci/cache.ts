@@ -14,10 +14,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { homedir, platform } from 'node:os';
 import { join } from 'node:path';
-import lockfile from 'proper-lockfile';
 import { PackageReader } from '../pack/reader.js';
 import { OciError, toXpkgError } from '../spec/errors.js';
-import { hexOf, parseOciManifest, sha256 } from './artifact.js';
+import { hexOf, MEDIA, parseOciManifest, sha256 } from './artifact.js';
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.XPKG_CACHE) return env.XPKG_CACHE;
@@ -138,6 +137,8 @@ export class Cache {
    */
   async withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
     let release: () => Promise<void>;
+    // Loaded on first use: a warm run by reference never takes a lock.
+    const { default: lockfile } = await import('proper-lockfile');
     try {
       release = await lockfile.lock(this.tmpPath(name), {
         realpath: false,
@@ -232,8 +233,7 @@ export class Cache {
       try {
         const oci = parseOciManifest(mb);
         keepIds.add(hexOf(oci.config.digest));
-        for (const d of [oci.config, ...oci.layers])
-          if (d.mediaType !== 'application/vnd.xpkg.file.v1') keepBlobs.add(hexOf(d.digest));
+        for (const d of [oci.config, ...oci.layers]) if (d.mediaType !== MEDIA.file) keepBlobs.add(hexOf(d.digest));
       } catch {
         // not a package manifest: only the manifest blob itself is kept
       }
@@ -243,6 +243,7 @@ export class Cache {
     for (const b of await readdir(join(this.root, 'blobs', 'sha256')))
       if (!keepBlobs.has(b)) await drop(join(this.root, 'blobs', 'sha256', b), `blob sha256:${b}`);
     // Temp files of assemblies nobody holds a lock on are abandoned; resumable ones too when --all.
+    const { default: lockfile } = await import('proper-lockfile');
     for (const t of await readdir(join(this.root, 'tmp'))) {
       if (t.endsWith('.lock')) continue;
       const base = t.replace(/\.(part|part\.json|tmp)$/, '');

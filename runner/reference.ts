@@ -26,7 +26,11 @@ export function variantsForHost(manifest: Manifest, host: HostProfile, options: 
   return new Set(sel.models.flatMap((m) => m.candidates.map((c) => c.variant.id)));
 }
 
-export async function resolveReference(reference: string, options: ReferenceOptions = {}): Promise<string> {
+/** The cached package's path, and the host profile resolved on the way (Runner.open reuses it). */
+export async function resolveReference(
+  reference: string,
+  options: ReferenceOptions = {},
+): Promise<{ path: string; host: HostProfile }> {
   const host =
     typeof options.host === 'object'
       ? options.host
@@ -37,5 +41,5 @@ export async function resolveReference(reference: string, options: ReferenceOpti
     preferWhole: true,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
-  return r.path;
+  return { path: r.path, host };
 }

@@ -122,12 +122,15 @@ export class Runner implements AsyncDisposable {
 
   static async open(path: string, options: RunnerOptions = {}): Promise<Runner> {
     // A registry reference is pulled into the cache first; the cached file is then opened below.
-    if (isReference(path))
-      path = await (await import('./reference.js')).resolveReference(path, {
+    let resolvedHost: HostProfile | undefined;
+    if (isReference(path)) {
+      const { resolveReference } = await import('./reference.js');
+      ({ path, host: resolvedHost } = await resolveReference(path, {
         ...options,
         ...(options.registry ? { runtimes: options.registry.runtimes() } : {}),
         ...(options.onPullProgress ? { onProgress: options.onPullProgress } : {}),
-      });
+      }));
+    }
     const reader = await PackageReader.open(path);
     try {
       const policy = await resolvePolicy({
@@ -142,9 +145,10 @@ export class Runner implements AsyncDisposable {
       const verification = await verifyReader(reader, policy, { integrity: 'on-read' });
       validatePipeline(reader.manifest, resolveBudget(options.budget));
       const host =
-        typeof options.host === 'object'
+        resolvedHost ??
+        (typeof options.host === 'object'
           ? options.host
-          : await resolveHost(options.host !== undefined ? { host: options.host } : {});
+          : await resolveHost(options.host !== undefined ? { host: options.host } : {}));
       const registry = options.registry ?? defaultRegistry();
       const selection = selectVariants(reader.manifest, host, {
         ...(options.variant !== undefined ? { variant: options.variant } : {}),
