@@ -6,7 +6,7 @@
 import { constants } from 'node:fs';
 import { copyFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { OciError } from '../spec/errors.js';
+import { OciError, UsageError } from '../spec/errors.js';
 import { LIMITS } from '../spec/limits.js';
 import { parseManifest } from '../spec/manifest.js';
 import type { Manifest } from '../spec/schema.js';
@@ -79,6 +79,17 @@ export async function materialize(
     signatures: sigLayer ? await small(sigLayer.digest, LIMITS.signaturesBytes) : null,
   };
   const keep = typeof options.variants === 'function' ? options.variants(manifest) : options.variants;
+  const known = manifest.models.flatMap((m) => m.variants.map((v) => v.id));
+  const unknown = [...(keep ?? [])].filter((v) => !known.includes(v));
+  if (unknown.length)
+    throw new UsageError(
+      'E_USAGE',
+      `no variant ${unknown.join(', ')} in ${manifest.name}@${manifest.version} (variants: ${known.join(', ')})`,
+      {
+        unknown,
+        known,
+      },
+    );
   const plan = keep ? planPartial(input, keep) : planWhole(input);
   const whole = Cache.packageName(id, null);
   const name =

@@ -94,6 +94,9 @@ describe.skipIf(!available)('xpkg push / pull against docker-registry', () => {
     );
     expect(refused.json!.error!.code).toBe('E_RUN_VARIANT_ABSENT');
     expect(refused.status).toBe(EXIT.runner);
+    const unknown = await xpkg(['pull', `${reg.host}/fx/multi:2`, '--variant', 'no-such', '--json'], cacheEnv());
+    expect(unknown.json!.error!.code).toBe('E_USAGE');
+    expect(unknown.status).toBe(EXIT.usage);
     // The same selection pulled twice is the same file (the partial layout is deterministic).
     const again = join(tempDir(), 'again.xpkg');
     expect(
