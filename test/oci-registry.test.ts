@@ -94,6 +94,27 @@ describe.skipIf(!available)('xpkg push / pull against docker-registry', () => {
     );
     expect(refused.json!.error!.code).toBe('E_RUN_VARIANT_ABSENT');
     expect(refused.status).toBe(EXIT.runner);
+    // --host <profile>: exactly the variants explain says that host can run, and their files.
+    const jetson = 'fixtures/hosts/jetson-orin.json';
+    const explained = await xpkg(['explain', MULTI, '--host', jetson, '--json']);
+    const runnable = (explained.json!.result.models[0].variants as { id: string; status: string }[])
+      .filter((v) => v.status !== 'rejected')
+      .map((v) => v.id);
+    const forHost = await xpkg(['pull', `${reg.host}/fx/multi:2`, '--host', jetson, '--json'], cacheEnv());
+    expect(forHost.status, forHost.stderr).toBe(0);
+    const manifest = (await xpkg(['inspect', MULTI, '--json'])).json!.result;
+    const kept = new Set(
+      (manifest.models[0].variants as { id: string; files: string[] }[])
+        .filter((v) => runnable.includes(v.id))
+        .flatMap((v) => v.files),
+    );
+    expect(kept.size).toBeGreaterThan(0);
+    expect(forHost.json!.result.absent.sort()).toEqual(
+      (manifest.files as { path: string }[])
+        .map((f) => f.path)
+        .filter((p) => !kept.has(p))
+        .sort(),
+    );
     const unknown = await xpkg(['pull', `${reg.host}/fx/multi:2`, '--variant', 'no-such', '--json'], cacheEnv());
     expect(unknown.json!.error!.code).toBe('E_USAGE');
     expect(unknown.status).toBe(EXIT.usage);
