@@ -41,11 +41,15 @@ export interface PackResult {
   manifest: Manifest;
 }
 
-interface Source {
+/** What the layout needs of an entry: its name, its stored size and whether it is a model file (§2.5). */
+export interface LayoutItem {
   path: string;
-  fh: FileHandle;
   size: number;
   aligned: boolean;
+}
+
+interface Source extends LayoutItem {
+  fh: FileHandle;
 }
 
 /** Reads and validates `<dir>/xpkg.json`. */
@@ -135,15 +139,16 @@ async function checkOutput(outPath: string, manifestFile: string, sources: Sourc
  * padding would be 1–3 bytes (an extra record needs 4) gets a 4-byte shim on the entry before it when
  * that entry is unaligned; otherwise it is deferred behind the next entry, or, when it is last,
  * moved before the previous one. A pure function of the input, so output stays deterministic.
+ * Also lays out partial packages (oci/partial.ts), whose entries are the present payloads.
  */
-function layoutPayloads(
+export function layoutPayloads<S extends LayoutItem>(
   manifest: Z.EntryLayout,
-  sources: Source[],
-): { order: { s: Source; layout: Z.EntryLayout }[]; cursor: number } {
+  sources: S[],
+): { order: { s: S; layout: Z.EntryLayout }[]; cursor: number } {
   let sequence = [...sources];
   for (let attempt = 0; attempt <= sources.length * 2; attempt++) {
     const start = Z.localHeaderLength(manifest) + manifest.size;
-    const order: { s: Source; layout: Z.EntryLayout }[] = [];
+    const order: { s: S; layout: Z.EntryLayout }[] = [];
     let prev: Z.EntryLayout = { ...manifest, padding: 0 };
     let cursor = start;
     let conflict = -1;

@@ -15,6 +15,7 @@ import { crc32 } from 'node:zlib';
 import { FormatError, SigningError, UsageError } from '../spec/errors.js';
 import { ALIGNMENT, LIMITS, MANIFEST_PATH, RESERVED_PREFIX, SIGNATURES_PATH } from '../spec/limits.js';
 import { modelPaths, parseManifest } from '../spec/manifest.js';
+import { PARTIAL_PATH, parsePartial } from '../spec/partial.js';
 import { assertNoCollisions, assertSafePath } from '../spec/paths.js';
 import type { Manifest } from '../spec/schema.js';
 import {
@@ -105,6 +106,8 @@ export class PackageReader implements PackageReaderLike {
     readonly centralDirectoryOffset: number,
     /** The one DOS timestamp every entry carries. */
     readonly dosTime: { time: number; date: number },
+    /** Payload files a partial package leaves out (spec/OCI.md §4); empty for a whole package. */
+    readonly absent: ReadonlySet<string> = new Set(),
   ) {}
 
   /** Opens and structurally checks a package. Throws FormatError with a specific code. */
@@ -362,8 +365,16 @@ export class PackageReader implements PackageReaderLike {
     const sigEntry = central.find((e) => e.name === SIGNATURES_PATH);
     if (sigEntry && central[central.length - 1] !== sigEntry)
       throw new FormatError('E_ARCHIVE_ORDER', `${SIGNATURES_PATH} must be the last entry`);
+    const partialEntry = central.find((e) => e.name === PARTIAL_PATH);
+    if (partialEntry && central[central.length - (sigEntry ? 2 : 1)] !== partialEntry)
+      throw new FormatError('E_ARCHIVE_ORDER', `${PARTIAL_PATH} must come right before the signatures, or last`);
     for (const e of central) {
-      if (e !== manifestEntry && e !== sigEntry && e.name.toLowerCase().startsWith(RESERVED_PREFIX)) {
+      if (
+        e !== manifestEntry &&
+        e !== sigEntry &&
+        e !== partialEntry &&
+        e.name.toLowerCase().startsWith(RESERVED_PREFIX)
+      ) {
         throw new FormatError('E_FILE_EXTRA', `unknown reserved entry ${JSON.stringify(e.name)}`, { path: e.name });
       }
     }
@@ -394,11 +405,21 @@ export class PackageReader implements PackageReaderLike {
       }
       signaturesBytes = await metadata(sigEntry);
     }
+    let absent: ReadonlySet<string> = new Set();
+    if (partialEntry) {
+      if (partialEntry.size > LIMITS.manifestBytes)
+        throw new FormatError('E_FILE_PARTIAL', `${PARTIAL_PATH} is larger than ${LIMITS.manifestBytes} bytes`);
+      absent = parsePartial(await metadata(partialEntry), manifest);
+    }
 
     // --- Entries against the manifest's file list. ------------------------------------------------
     const listed = new Map(manifest.files.map((f) => [f.path, f]));
-    const payload = central.filter((e) => e !== manifestEntry && e !== sigEntry);
+    const payload = central.filter((e) => e !== manifestEntry && e !== sigEntry && e !== partialEntry);
     for (const e of payload) {
+      if (absent.has(e.name))
+        throw new FormatError('E_FILE_PARTIAL', `${JSON.stringify(e.name)} is recorded absent but is in the archive`, {
+          path: e.name,
+        });
       const f = listed.get(e.name);
       if (!f)
         throw new FormatError('E_FILE_EXTRA', `entry ${JSON.stringify(e.name)} is not in the manifest`, {
@@ -413,7 +434,7 @@ export class PackageReader implements PackageReaderLike {
     }
     const present = new Set(payload.map((e) => e.name));
     for (const f of manifest.files)
-      if (!present.has(f.path))
+      if (!present.has(f.path) && !absent.has(f.path))
         throw new FormatError(
           'E_FILE_MISSING',
           `manifest lists ${JSON.stringify(f.path)} but the archive has no such entry`,
@@ -444,6 +465,7 @@ export class PackageReader implements PackageReaderLike {
       signaturesBytes,
       cdOffset,
       ts!,
+      absent,
     );
   }
 
@@ -532,14 +554,20 @@ export class PackageReader implements PackageReaderLike {
   private payload(path: string): { e: EntryInfo; f: Manifest['files'][number] } {
     const e = this.byName.get(path);
     const f = this.manifest.files.find((x) => x.path === path);
-    if (!e || !f) throw new FormatError('E_FILE_MISSING', `no payload file ${JSON.stringify(path)}`, { path });
+    if (!e || !f)
+      throw new FormatError('E_FILE_MISSING', `no payload file ${JSON.stringify(path)}`, {
+        path,
+        ...(this.absent.has(path) ? { absent: true } : {}),
+      });
     return { e, f };
   }
 
   async verifyIntegrity(options: OpenOptions = {}): Promise<IntegrityReport> {
     const t0 = performance.now();
     const bs = this.manifest.blockSize;
-    const total = this.manifest.files.reduce((n, f) => n + f.size, 0);
+    // A partial package holds only its present files; the absent ones are not there to check.
+    const present = this.manifest.files.filter((f) => !this.absent.has(f.path));
+    const total = present.reduce((n, f) => n + f.size, 0);
     let done = 0;
     const progress = (n: number) => {
       done += n;
@@ -554,7 +582,7 @@ export class PackageReader implements PackageReaderLike {
     const SMALL = 1024 * 1024;
     const inline = (f: (typeof this.manifest.files)[number]) =>
       this.byName.get(f.path)!.method === 8 || f.size <= SMALL;
-    const bigOnes = this.manifest.files.filter((f) => !inline(f));
+    const bigOnes = present.filter((f) => !inline(f));
     const workers = Math.min(
       availableParallelism(),
       8,
@@ -563,7 +591,7 @@ export class PackageReader implements PackageReaderLike {
     using pool = bigOnes.length ? new HashPool(this.fh.fd, workers) : null;
     const jobs: Promise<void>[] = [];
     // Longest sequential jobs first so they overlap with the block jobs.
-    const files = [...this.manifest.files].sort((a, b) => b.size - a.size);
+    const files = [...present].sort((a, b) => b.size - a.size);
     for (const f of files) {
       const e = this.byName.get(f.path)!;
       if (inline(f)) {
@@ -627,7 +655,13 @@ export class PackageReader implements PackageReaderLike {
             'E_ARCHIVE_TRUNCATED',
             `reading the package failed: ${String((failed.reason as Error)?.message ?? failed.reason)}`,
           );
-    return { id: this.id, files: this.manifest.files.length, bytes: total, ms: performance.now() - t0 };
+    return {
+      id: this.id,
+      files: present.length,
+      bytes: total,
+      ms: performance.now() - t0,
+      ...(this.absent.size ? { absent: [...this.absent] } : {}),
+    };
   }
 
   async close(): Promise<void> {

@@ -28,6 +28,8 @@ export interface IntegrityReport {
   ms: number;
   /** True when the pass was skipped because payloads are checked as they are read. */
   deferred?: boolean;
+  /** Files a partial package leaves out (spec/OCI.md §4); absent for a whole package. */
+  absent?: string[];
 }
 
 /**
@@ -47,6 +49,8 @@ export interface PackageReaderLike extends AsyncDisposable {
   readonly signaturesBytes: Buffer | null;
   /** Entries in archive order. */
   readonly entries: readonly EntryInfo[];
+  /** Payload files a partial package leaves out (spec/OCI.md §4); empty for a whole package. */
+  readonly absent?: ReadonlySet<string>;
   entry(name: string): EntryInfo | undefined;
   /** Reads one payload file whole and checks its size and SHA-256 on exactly the bytes returned. */
   readVerified(path: string): Promise<Buffer>;

@@ -6,10 +6,12 @@
  * host, and models and assets are read lazily through `readVerified`, which hashes exactly the
  * bytes handed to the runtime. Nothing unverified ever reaches onnxruntime or the pipeline.
  */
+import { isReference } from '../oci/ref.js';
 import { PackageReader } from '../pack/reader.js';
 import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
 import { commitRollback, resolvePolicy, type VerifyResult, verifyReader } from '../signing/verify.js';
 import { FormatError, RunnerError } from '../spec/errors.js';
+import { absentVariants } from '../spec/partial.js';
 import type { Manifest, Variant } from '../spec/schema.js';
 import { type BackendRegistry, defaultRegistry } from './backends/index.js';
 import { cacheRoot } from './cache-dir.js';
@@ -87,6 +89,8 @@ export interface RunnerOptions {
    * default `auto`: only models whose chosen variant runs on an accelerator.
    */
   prewarm?: PrewarmOptions['mode'] | PrewarmOptions;
+  /** Progress of pulling a package opened by reference (`oci://…`). */
+  onPullProgress?: (done: number, total: number) => void;
 }
 
 export interface RunResult extends ProviderReport {
@@ -144,6 +148,16 @@ export class Runner implements AsyncDisposable {
 
   static async open(path: string, options: RunnerOptions = {}): Promise<Runner> {
     const t0 = performance.now();
+    // A registry reference is pulled into the cache first; the cached file is then opened below.
+    let resolvedHost: HostProfile | undefined;
+    if (isReference(path)) {
+      const { resolveReference } = await import('./reference.js');
+      ({ path, host: resolvedHost } = await resolveReference(path, {
+        ...options,
+        ...(options.registry ? { runtimes: options.registry.runtimes() } : {}),
+        ...(options.onPullProgress ? { onProgress: options.onPullProgress } : {}),
+      }));
+    }
     const reader = await PackageReader.open(path);
     try {
       const policy = await resolvePolicy({
@@ -162,14 +176,16 @@ export class Runner implements AsyncDisposable {
       for (const m of reader.manifest.models)
         for (const v of m.variants) if (v.steps) validatePipeline(withVariants(reader.manifest, [v]), budget);
       const host =
-        typeof options.host === 'object'
+        resolvedHost ??
+        (typeof options.host === 'object'
           ? options.host
-          : await resolveHost(options.host !== undefined ? { host: options.host } : {});
+          : await resolveHost(options.host !== undefined ? { host: options.host } : {}));
       const registry = options.registry ?? defaultRegistry();
       const selection = selectVariants(reader.manifest, host, {
         ...(options.variant !== undefined ? { variant: options.variant } : {}),
         ...(options.precision ? { precision: options.precision } : {}),
         backends: registry.runtimes(),
+        absent: absentVariants(reader.manifest, reader.absent),
       });
       const runner = new Runner(reader, verification, host, selection, options, registry);
       // Recorded after the first successful run, when every byte it used has verified (on read).

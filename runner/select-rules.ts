@@ -48,7 +48,9 @@ export type ReasonCode =
   | 'runtime-version'
   | 'provider'
   | 'load-failed'
-  | 'run-failed';
+  | 'run-failed'
+  /** A partial package leaves the variant's files out (spec/OCI.md §4). */
+  | 'absent';
 
 export interface Reason {
   code: ReasonCode;

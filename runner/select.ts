@@ -77,6 +77,8 @@ export interface SelectOptions {
   precision?: Precision | Partial<PrecisionPolicy>;
   /** Runtimes with a registered backend (default: the process-wide registry's). */
   backends?: readonly string[];
+  /** Variant ids a partial package lacks (spec/partial.ts absentVariants): never selected. */
+  absent?: ReadonlySet<string>;
 }
 
 function resolvePolicy(p: SelectOptions['precision']): PrecisionPolicy {
@@ -95,11 +97,14 @@ function selectModel(
   policy: PrecisionPolicy,
   backends: readonly string[],
   forced: string | undefined,
+  absent: ReadonlySet<string>,
 ): ModelSelection {
   const runnable: { v: VariantVerdict; key: number[] }[] = [];
   const rejected: VariantVerdict[] = [];
   model.variants.forEach((variant, declared) => {
     const ev = evaluateVariant(variant, host, backends);
+    if (absent.has(variant.id))
+      ev.reasons.push({ code: 'absent', message: 'this partial package leaves its files out' });
     const verdict: VariantVerdict = {
       model: model.id,
       variant,
@@ -174,7 +179,14 @@ export function selectVariants(
       );
     forcedByModel.set(model.id, id);
   }
+  const absent = options.absent ?? new Set<string>();
   for (const [modelId, id] of forcedByModel) {
+    if (absent.has(id))
+      throw new RunnerError(
+        'E_RUN_VARIANT_ABSENT',
+        `variant ${id} is not in this partial package; pull it (xpkg pull --variant ${id}) or use the whole package`,
+        { variant: id, model: modelId },
+      );
     const model = manifest.models.find((m) => m.id === modelId)!;
     const ev = evaluateVariant(model.variants.find((v) => v.id === id)!, host, backends);
     if (ev.reasons.length) {
@@ -189,7 +201,7 @@ export function selectVariants(
     host: hostSummary(host),
     policy,
     backends,
-    models: manifest.models.map((m) => selectModel(m, host, policy, backends, forcedByModel.get(m.id))),
+    models: manifest.models.map((m) => selectModel(m, host, policy, backends, forcedByModel.get(m.id), absent)),
   };
 }
 

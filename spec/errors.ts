@@ -28,6 +28,7 @@ export const EXIT = {
   sandbox: 40,
   native: 50,
   serve: 60,
+  oci: 70,
 } as const;
 export type ExitStatus = (typeof EXIT)[keyof typeof EXIT];
 
@@ -78,6 +79,7 @@ const codes = {
   E_FILE_MISSING: EXIT.integrity,
   E_FILE_SIZE: EXIT.integrity,
   E_DIGEST_MISMATCH: EXIT.integrity,
+  E_FILE_PARTIAL: EXIT.integrity,
   // pack (source folder problems)
   E_PACK_SOURCE_MISSING: EXIT.pack,
   E_PACK_SOURCE_LINK: EXIT.pack,
@@ -115,6 +117,7 @@ const codes = {
   E_RUN_NO_VARIANT: EXIT.runner,
   E_RUN_VARIANT_UNKNOWN: EXIT.runner,
   E_RUN_VARIANT_UNSUPPORTED: EXIT.runner,
+  E_RUN_VARIANT_ABSENT: EXIT.runner,
   E_RUN_BACKEND: EXIT.runner,
   E_RUN_LOAD: EXIT.runner,
   E_RUN_MODEL_EXTERNAL: EXIT.runner,
@@ -163,6 +166,17 @@ const codes = {
   E_SERVE_ROLLBACK: EXIT.serve,
   E_SERVE_UNSIGNED: EXIT.serve,
   E_SERVE_UNAUTHORIZED: EXIT.serve,
+  // OCI distribution (push, pull, export/import, cache, run by reference)
+  E_OCI_REFERENCE: EXIT.oci,
+  E_OCI_NETWORK: EXIT.oci,
+  E_OCI_AUTH: EXIT.oci,
+  E_OCI_NOT_FOUND: EXIT.oci,
+  E_OCI_REGISTRY: EXIT.oci,
+  E_OCI_DIGEST: EXIT.oci,
+  E_OCI_MANIFEST: EXIT.oci,
+  E_OCI_PARTIAL: EXIT.oci,
+  E_OCI_LAYOUT: EXIT.oci,
+  E_OCI_CACHE: EXIT.oci,
 } as const satisfies Record<string, ExitStatus>;
 
 export type ErrorCode = keyof typeof codes;
@@ -261,6 +275,14 @@ export type ServeErrorCode = Prefixed<'E_SERVE_'>;
 export class ServeError extends XpkgError {
   declare readonly code: ServeErrorCode;
   constructor(code: ServeErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
+    super(code, summary, detail, options);
+  }
+}
+
+export type OciErrorCode = Prefixed<'E_OCI_'>;
+export class OciError extends XpkgError {
+  declare readonly code: OciErrorCode;
+  constructor(code: OciErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
     super(code, summary, detail, options);
   }
 }

@@ -159,7 +159,7 @@ describe('what a command loads (the built CLI as a process)', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('verify');
     // runner/explain.js is run's renderer of `--explain` (no imports of its own)
-    expect(loads(r.modules, /\/dist\/(pack|signing|runner\/(?!explain\.js)|sandbox|native|serve)/)).toEqual([]);
+    expect(loads(r.modules, /\/dist\/(pack|signing|runner\/(?!explain\.js)|sandbox|native|serve|oci)/)).toEqual([]);
     expect(loads(r.modules, /node_modules\/(?!commander\/)/)).toEqual([]);
   });
 

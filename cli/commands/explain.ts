@@ -20,17 +20,20 @@ export function register(program: Command): void {
     .option('--precision <p>', 'prefer this precision everywhere (fp32, fp16, bf16, int8, …)')
     .option('--json', 'print one JSON document on stdout');
   action<[string], ExplainOpts>(cmd, async (_io, pkg, opts) => {
-    const [{ PackageReader }, { explainVariants }, { resolveHost }, { shapeSummary }] = await Promise.all([
-      import('../../pack/reader.js'),
-      import('../../runner/select.js'),
-      import('../../runner/host.js'),
-      import('../../runner/pipeline/shapes.js'),
-    ]);
+    const [{ PackageReader }, { explainVariants }, { resolveHost }, { shapeSummary }, { absentVariants }] =
+      await Promise.all([
+        import('../../pack/reader.js'),
+        import('../../runner/select.js'),
+        import('../../runner/host.js'),
+        import('../../runner/pipeline/shapes.js'),
+        import('../../spec/partial.js'),
+      ]);
     await using reader = await PackageReader.open(pkg);
     const host = await resolveHost(opts.host !== undefined ? { host: opts.host } : {});
     const { result, human } = explainVariants(reader.manifest, host, {
       ...(opts.variant ? { variant: opts.variant } : {}),
       ...(opts.precision ? { precision: opts.precision } : {}),
+      absent: absentVariants(reader.manifest, reader.absent),
     });
     // the input shapes a GPU session is pre-warmed at in open (runner/prewarm.ts)
     const shapes = shapeSummary(reader.manifest);

@@ -9,6 +9,7 @@ import { register as gpu } from './gpu.js';
 import { register as host } from './host.js';
 import { register as inspect } from './inspect.js';
 import { register as keygen } from './keygen.js';
+import { register as oci } from './oci.js';
 import { register as pack } from './pack.js';
 import { register as run } from './run.js';
 import { register as serve } from './serve.js';
@@ -28,4 +29,5 @@ export const commands: ((program: Command) => void)[] = [
   explain,
   gpu,
   serve,
+  oci,
 ];

@@ -31,7 +31,7 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export function addRunOptions(cmd: Command): Command {
   return cmd
-    .argument('<pkg>', 'package file')
+    .argument('<pkg>', 'package file, or oci://host/repo:tag (pulled into the cache)')
     .option(
       '-i, --input <[name=]file>',
       'an input file, folder or pattern (*, ? in the file name); name= selects the input (default: the first input); repeat for more',
@@ -123,7 +123,10 @@ export function register(program: Command): void {
   ).option('--explain', 'also print why each variant was chosen or rejected');
   run.option('--annotate <file|dir>', 'write the input image with the outputs drawn on it (a folder for many inputs)');
   action<[string], RunFlags>(run, async (io, pkg, opts) => {
-    await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, runnerOptions(opts));
+    await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, {
+      ...runnerOptions(opts),
+      onPullProgress: io.progress('pulling'),
+    });
     const { planInputs, runInputs } = await import('./run-many.js');
     const plan = await planInputs(runner.manifest, opts.input);
     return await runInputs(io, runner, plan, {

@@ -1,0 +1,86 @@
+/**
+ * Registry credentials from the files users already have (Podman's auth.json, Docker's config.json)
+ * and the two challenge schemes registries use: Basic, and Bearer through a token server.
+ * Credential helpers (`credsStore`, `credHelpers`) are not run.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+/** Auth files in the order Podman and skopeo read them, then Docker's. */
+export function authFiles(env: NodeJS.ProcessEnv = process.env): string[] {
+  const home = env.HOME ?? homedir();
+  const files: string[] = [];
+  if (env.REGISTRY_AUTH_FILE) files.push(env.REGISTRY_AUTH_FILE);
+  if (env.XDG_RUNTIME_DIR) files.push(join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json'));
+  files.push(join(env.XDG_CONFIG_HOME ?? join(home, '.config'), 'containers', 'auth.json'));
+  files.push(join(env.DOCKER_CONFIG ?? join(home, '.docker'), 'config.json'));
+  return files;
+}
+
+/** `https://host:port/v1/` → `host:port`; `host/namespace` keeps its path (Podman scopes entries by repository). */
+const normalizeKey = (key: string) =>
+  key
+    .replace(/^[a-z]+:\/\//i, '')
+    .replace(/\/v[12]\/?$/, '')
+    .replace(/\/+$/, '')
+    .toLowerCase();
+
+/**
+ * Credentials for `registry/repository`: the most specific entry wins (`host/ns/repo` over `host`),
+ * the first file that has one wins. Null when no file has any.
+ */
+export function findCredentials(
+  registry: string,
+  repository: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Credentials | null {
+  const wanted = `${registry}/${repository}`.toLowerCase();
+  for (const file of authFiles(env)) {
+    let auths: Record<string, { auth?: string; username?: string; password?: string }>;
+    try {
+      auths = (JSON.parse(readFileSync(file, 'utf8')) as { auths?: typeof auths }).auths ?? {};
+    } catch {
+      continue; // absent or unreadable: the next file may have it
+    }
+    let best: { len: number; c: Credentials } | null = null;
+    for (const [key, entry] of Object.entries(auths)) {
+      const k = normalizeKey(key);
+      if (!(wanted === k || wanted.startsWith(`${k}/`))) continue;
+      let c: Credentials | null = null;
+      if (entry?.auth) {
+        const text = Buffer.from(entry.auth, 'base64').toString('utf8');
+        const i = text.indexOf(':');
+        if (i > 0) c = { username: text.slice(0, i), password: text.slice(i + 1) };
+      } else if (entry?.username && entry.password) c = { username: entry.username, password: entry.password };
+      if (c && (!best || k.length > best.len)) best = { len: k.length, c };
+    }
+    if (best) return best.c;
+  }
+  return null;
+}
+
+export const basicHeader = (c: Credentials) =>
+  `Basic ${Buffer.from(`${c.username}:${c.password}`, 'utf8').toString('base64')}`;
+
+export interface Challenge {
+  scheme: string;
+  params: Record<string, string>;
+}
+
+/** Parses `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` (one challenge). */
+export function parseChallenge(header: string | undefined): Challenge | null {
+  if (!header) return null;
+  const m = /^\s*([A-Za-z]+)\s*(.*)$/s.exec(header);
+  if (!m) return null;
+  const params: Record<string, string> = {};
+  const re = /([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?\s*/g;
+  for (let x = re.exec(m[2]); x; x = re.exec(m[2]))
+    params[x[1].toLowerCase()] = x[2] !== undefined ? x[2].replace(/\\(.)/g, '$1') : x[3];
+  return { scheme: m[1].toLowerCase(), params };
+}

@@ -1,0 +1,160 @@
+/**
+ * `xpkg export --oci-layout` and `xpkg import`: the same artifact as in a registry, written as an
+ * OCI image layout (a folder, or a tar of one) for air-gapped transfer, and read back through the
+ * same assembly as a pull, every blob checked against its digest.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar';
+import { PackageReader } from '../pack/reader.js';
+import { OciError } from '../spec/errors.js';
+import { artifactOf, hexOf, MEDIA } from './artifact.js';
+import { type BlobSource, fetchSmall } from './assemble.js';
+import type { Cache } from './cache.js';
+import { type Materialized, type MaterializeOptions, materialize } from './pull.js';
+import { DIGEST } from './ref.js';
+
+const REF_NAME = 'org.opencontainers.image.ref.name';
+const isTar = (p: string) => /\.tar$/i.test(p);
+
+export interface ExportResult {
+  path: string;
+  digest: string;
+  tag: string;
+  blobs: number;
+  bytes: number;
+}
+
+/** Writes the package's artifact as an OCI layout at `dest` (a folder, or a `.tar` file). */
+export async function exportLayout(pkgPath: string, dest: string, tag = 'latest'): Promise<ExportResult> {
+  const reader = await PackageReader.open(pkgPath);
+  const dir = isTar(dest) ? await mkdtemp(join(tmpdir(), 'xpkg-layout-')) : resolve(dest);
+  try {
+    const art = await artifactOf(reader);
+    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+    let bytes = 0;
+    const put = async (hex: string, write: (path: string) => Promise<void>) => {
+      const path = join(dir, 'blobs', 'sha256', hex);
+      if (
+        await stat(path).then(
+          () => true,
+          () => false,
+        )
+      )
+        return;
+      await write(`${path}.tmp`);
+      await rename(`${path}.tmp`, path);
+    };
+    for (const b of art.blobs) {
+      const d = b.descriptor;
+      bytes += d.size;
+      await put(hexOf(d.digest), (p) =>
+        b.bytes
+          ? writeFile(p, b.bytes)
+          : d.size === 0
+            ? writeFile(p, Buffer.alloc(0))
+            : pipeline(
+                createReadStream(pkgPath, { start: b.offset!, end: b.offset! + d.size - 1 }),
+                createWriteStream(p),
+              ),
+      );
+    }
+    await put(hexOf(art.digest), (p) => writeFile(p, art.manifestBytes));
+    await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    const index = {
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: MEDIA.ociManifest,
+          artifactType: MEDIA.artifact,
+          digest: art.digest,
+          size: art.manifestBytes.length,
+          annotations: { [REF_NAME]: tag },
+        },
+      ],
+    };
+    await writeFile(join(dir, 'index.json'), JSON.stringify(index));
+    if (isTar(dest)) {
+      const tmp = `${resolve(dest)}.${process.pid}.tmp`;
+      await tar.c({ file: tmp, cwd: dir, portable: true, noMtime: true }, ['oci-layout', 'index.json', 'blobs']);
+      await rename(tmp, resolve(dest));
+    }
+    return { path: resolve(dest), digest: art.digest, tag, blobs: art.blobs.length + 1, bytes };
+  } finally {
+    await reader.close();
+    if (isTar(dest)) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const bad = (summary: string, detail?: unknown) => new OciError('E_OCI_LAYOUT', summary, detail);
+
+function layoutSource(dir: string): BlobSource {
+  return {
+    where: dir,
+    retries: 0,
+    async open(desc, offset) {
+      const path = join(dir, 'blobs', 'sha256', hexOf(desc.digest));
+      const st = await stat(path).catch(() => null);
+      if (!st?.isFile()) throw bad(`the layout has no blob ${desc.digest}`, { digest: desc.digest });
+      return { stream: createReadStream(path, { start: offset, highWaterMark: 1 << 20 }), offset };
+    },
+  };
+}
+
+/** Reads an OCI layout (folder or tar) into the cache: the manifest tagged `tag`, or the only one. */
+export async function importLayout(
+  cache: Cache,
+  src: string,
+  tag: string | undefined,
+  options: MaterializeOptions = {},
+): Promise<Materialized & { digest: string }> {
+  let dir = resolve(src);
+  let extracted: string | null = null;
+  try {
+    if (isTar(src)) {
+      extracted = await mkdtemp(join(cache.tmpPath(''), 'layout-'));
+      // Only the layout's own regular files are taken out of the archive.
+      await tar
+        .x({
+          file: src,
+          cwd: extracted,
+          strict: true,
+          filter: (p, e) =>
+            (e as { type?: string }).type === 'File' &&
+            /^(\.\/)?(oci-layout|index\.json|blobs\/sha256\/[a-f0-9]{64})$/.test(p),
+        })
+        .catch((e: Error) => {
+          throw bad(`${src} is not a readable tar: ${e.message}`);
+        });
+      dir = extracted;
+    }
+    const index = await readFile(join(dir, 'index.json'), 'utf8')
+      .then(
+        (t) =>
+          JSON.parse(t) as { manifests?: { digest?: string; size?: number; annotations?: Record<string, string> }[] },
+      )
+      .catch(() => {
+        throw bad(`${src} is not an OCI layout (no readable index.json)`);
+      });
+    const all = index.manifests ?? [];
+    const chosen = tag ? all.filter((m) => m.annotations?.[REF_NAME] === tag) : all;
+    if (chosen.length !== 1 || typeof chosen[0].digest !== 'string' || !DIGEST.test(chosen[0].digest))
+      throw bad(
+        tag
+          ? `the layout has ${chosen.length} manifests tagged ${JSON.stringify(tag)}`
+          : `the layout has ${all.length} manifests; name one with --tag`,
+        { tags: all.map((m) => m.annotations?.[REF_NAME] ?? null) },
+      );
+    const desc = { mediaType: MEDIA.ociManifest, digest: chosen[0].digest, size: chosen[0].size ?? 0 };
+    const source = layoutSource(dir);
+    const bytes = await fetchSmall(source, desc, 4 * 1024 * 1024);
+    await cache.putBlob(desc.digest, bytes);
+    const m = await materialize(cache, bytes, source, options);
+    return { ...m, digest: desc.digest };
+  } finally {
+    if (extracted) await rm(extracted, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,392 @@
+/**
+ * A client for the OCI distribution API (spec/OCI.md §5): manifests, blobs with ranges, chunked
+ * uploads, cross-repository mounts; Basic and Bearer (token server) auth from the user's auth files.
+ * Node's own http/https with keep-alive: transfers stream between sockets and files, nothing is
+ * held whole in memory but manifests.
+ */
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+import { OciError } from '../spec/errors.js';
+import { MAX_OCI_MANIFEST, MEDIA, sha256 } from './artifact.js';
+import { basicHeader, type Credentials, findCredentials, parseChallenge } from './auth.js';
+import { DIGEST, registryBaseUrl } from './ref.js';
+
+export interface RegistryOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Attempts after the first for idempotent requests and transfers (default XPKG_OCI_RETRIES or 4). */
+  retries?: number;
+  /** Upload chunk size in bytes (default XPKG_OCI_CHUNK_BYTES or 64 MiB, at least 1 MiB); smaller blobs go up in one request. */
+  chunkBytes?: number;
+}
+
+type Body = Buffer | (() => Readable);
+
+interface Send {
+  method: string;
+  url: string;
+  headers?: Record<string, string>;
+  body?: Body;
+  bodyLength?: number;
+}
+
+const agents = {
+  'http:': new http.Agent({ keepAlive: true, maxSockets: 16 }),
+  'https:': new https.Agent({ keepAlive: true, maxSockets: 16 }),
+};
+
+/** Whether an error is worth another attempt: the network failed, or the registry had a 5xx or 429. */
+export function isRetryable(e: unknown): boolean {
+  if (!(e instanceof OciError)) return false;
+  if (e.code === 'E_OCI_NETWORK') return true;
+  const status = (e.detail as { status?: number } | undefined)?.status ?? 0;
+  return e.code === 'E_OCI_REGISTRY' && (status >= 500 || status === 429);
+}
+
+export async function withRetries<T>(retries: number, fn: (attempt: number) => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn(attempt);
+    } catch (e) {
+      if (attempt >= retries || !isRetryable(e)) throw e;
+      await new Promise((r) => setTimeout(r, Math.min(3000, 150 * 2 ** attempt)));
+    }
+  }
+}
+
+function send(req: Send): Promise<IncomingMessage> {
+  const url = new URL(req.url);
+  const agent = agents[url.protocol as 'http:' | 'https:'];
+  if (!agent) return Promise.reject(new OciError('E_OCI_REFERENCE', `unsupported URL ${req.url}`));
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string | number> = { 'user-agent': 'xpkg', ...req.headers };
+    if (Buffer.isBuffer(req.body)) headers['content-length'] = req.body.length;
+    else if (req.body) headers['content-length'] = req.bodyLength ?? 0;
+    else if (req.method === 'PUT' || req.method === 'POST' || req.method === 'PATCH') headers['content-length'] = 0;
+    const r = (url.protocol === 'https:' ? https : http).request(url, { method: req.method, headers, agent }, resolve);
+    const fail = (e: NodeJS.ErrnoException) =>
+      reject(
+        new OciError('E_OCI_NETWORK', `${req.method} ${url.host}${url.pathname}: ${e.message}`, {
+          url: `${url.origin}${url.pathname}`,
+          errno: e.code ?? null,
+        }),
+      );
+    r.on('error', fail);
+    r.setTimeout(60_000, () => r.destroy(Object.assign(new Error('no response for 60 s'), { code: 'ETIMEDOUT' })));
+    if (Buffer.isBuffer(req.body)) r.end(req.body);
+    else if (req.body) {
+      const src = req.body();
+      src.on('error', (e) => r.destroy(e));
+      src.pipe(r);
+    } else r.end();
+  });
+}
+
+/** The response body, at most `limit` bytes (a larger one is E_OCI_REGISTRY). */
+export async function readBody(res: IncomingMessage, limit = MAX_OCI_MANIFEST): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  try {
+    for await (const c of res as AsyncIterable<Buffer>) {
+      n += c.length;
+      if (n > limit) {
+        res.destroy();
+        throw new OciError('E_OCI_REGISTRY', `response larger than ${limit} bytes`, { limit });
+      }
+      parts.push(c);
+    }
+  } catch (e) {
+    if (e instanceof OciError) throw e;
+    throw new OciError('E_OCI_NETWORK', `response cut short: ${(e as Error).message}`);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Drains and turns an unexpected response into an error with the registry's own codes. */
+async function failure(res: IncomingMessage, what: string): Promise<OciError> {
+  const body = await readBody(res, 64 * 1024).catch(() => Buffer.alloc(0));
+  let errors: unknown = null;
+  try {
+    errors = (JSON.parse(body.toString('utf8')) as { errors?: unknown }).errors ?? null;
+  } catch {
+    // not JSON
+  }
+  const status = res.statusCode ?? 0;
+  const detail = { status, errors };
+  const codes = Array.isArray(errors) ? errors.map((x) => (x as { code?: string })?.code) : [];
+  if (status === 401 || status === 403) return new OciError('E_OCI_AUTH', `${what}: access denied (${status})`, detail);
+  if (status === 404) return new OciError('E_OCI_NOT_FOUND', `${what}: not found`, detail);
+  if (codes.includes('DIGEST_INVALID') || codes.includes('SIZE_INVALID'))
+    return new OciError('E_OCI_DIGEST', `${what}: the registry says the bytes do not match their digest`, detail);
+  return new OciError('E_OCI_REGISTRY', `${what}: unexpected response ${status}`, detail);
+}
+
+export type UploadOutcome = 'exists' | 'mounted' | 'uploaded';
+
+export class Registry {
+  readonly base: string;
+  readonly retries: number;
+  private readonly chunkBytes: number;
+  private readonly env: NodeJS.ProcessEnv;
+  /** Authorization header per scope set, once a challenge was answered. */
+  private readonly auth = new Map<string, string>();
+
+  constructor(
+    readonly registry: string,
+    options: RegistryOptions = {},
+  ) {
+    this.env = options.env ?? process.env;
+    this.base = registryBaseUrl(registry, this.env);
+    const r = options.retries ?? Number(this.env.XPKG_OCI_RETRIES ?? 4);
+    this.retries = Number.isInteger(r) && r >= 0 ? r : 4;
+    const chunk = options.chunkBytes ?? Number(this.env.XPKG_OCI_CHUNK_BYTES ?? 64 * 1024 * 1024);
+    this.chunkBytes = Number.isSafeInteger(chunk) && chunk >= 1024 * 1024 ? chunk : 64 * 1024 * 1024;
+  }
+
+  private credentials(repo: string): Credentials | null {
+    return findCredentials(this.registry, repo, this.env);
+  }
+
+  /**
+   * One request with auth: sent with what answered this scope before; on 401 the challenge is
+   * answered (Basic with stored credentials, or a token from the realm) and the request sent again.
+   */
+  async request(
+    req: Omit<Send, 'url'> & { path: string; repo: string; push?: boolean; mountFrom?: string },
+  ): Promise<IncomingMessage> {
+    const scopes = [`repository:${req.repo}:${req.push ? 'pull,push' : 'pull'}`];
+    if (req.mountFrom) scopes.push(`repository:${req.mountFrom}:pull`);
+    const key = scopes.join(' ');
+    const url = req.path.startsWith('http') ? req.path : `${this.base}${req.path}`;
+    // Credentials go only to the registry itself, never to another host an upload Location names.
+    const own = new URL(url).origin === new URL(this.base).origin;
+    const go = (authorization?: string) =>
+      send({ ...req, url, headers: { ...req.headers, ...(authorization && own ? { authorization } : {}) } });
+    let res = await go(this.auth.get(key));
+    if (res.statusCode !== 401) return res;
+    const challenge = parseChallenge(res.headers['www-authenticate']);
+    res.resume();
+    const creds = this.credentials(req.repo);
+    let header: string;
+    if (challenge?.scheme === 'basic') {
+      if (!creds)
+        throw new OciError(
+          'E_OCI_AUTH',
+          `${this.registry} asks for a user name and password; none found in the auth files`,
+          {
+            registry: this.registry,
+          },
+        );
+      header = basicHeader(creds);
+    } else if (challenge?.scheme === 'bearer' && challenge.params.realm) {
+      header = `Bearer ${await this.token(challenge.params, scopes, creds)}`;
+    } else
+      throw new OciError('E_OCI_AUTH', `${this.registry} answered 401 without a usable challenge`, {
+        registry: this.registry,
+      });
+    this.auth.set(key, header);
+    res = await go(header);
+    if (res.statusCode === 401) throw await failure(res, `${req.method} ${req.path}`);
+    return res;
+  }
+
+  private async token(params: Record<string, string>, scopes: string[], creds: Credentials | null): Promise<string> {
+    const u = new URL(params.realm);
+    if (params.service) u.searchParams.set('service', params.service);
+    for (const s of scopes) u.searchParams.append('scope', s);
+    const res = await send({
+      method: 'GET',
+      url: u.toString(),
+      headers: creds ? { authorization: basicHeader(creds) } : {},
+    });
+    if (res.statusCode !== 200) {
+      const e = await failure(res, `token from ${u.host}`);
+      throw new OciError('E_OCI_AUTH', `the token server refused: ${e.message}`, e.detail);
+    }
+    const body = JSON.parse((await readBody(res, 1024 * 1024)).toString('utf8')) as {
+      token?: string;
+      access_token?: string;
+    };
+    const token = body.token ?? body.access_token;
+    if (!token) throw new OciError('E_OCI_AUTH', `the token server at ${u.host} sent no token`);
+    return token;
+  }
+
+  /** The manifest bytes and their digest (checked against a pinned digest). */
+  async getManifest(
+    repo: string,
+    reference: string,
+    retries = this.retries,
+  ): Promise<{ bytes: Buffer; digest: string }> {
+    return withRetries(retries, async () => {
+      const res = await this.request({
+        method: 'GET',
+        path: `/v2/${repo}/manifests/${reference}`,
+        repo,
+        headers: { accept: MEDIA.ociManifest },
+      });
+      if (res.statusCode !== 200) throw await failure(res, `manifest ${repo}:${reference}`);
+      const bytes = await readBody(res);
+      const digest = sha256(bytes);
+      if (DIGEST.test(reference) && digest !== reference)
+        throw new OciError('E_OCI_DIGEST', `manifest ${repo}@${reference} has digest ${digest}`, {
+          expected: reference,
+          actual: digest,
+        });
+      return { bytes, digest };
+    });
+  }
+
+  async putManifest(repo: string, tag: string, bytes: Buffer): Promise<void> {
+    await withRetries(this.retries, async () => {
+      const res = await this.request({
+        method: 'PUT',
+        path: `/v2/${repo}/manifests/${tag}`,
+        repo,
+        push: true,
+        headers: { 'content-type': MEDIA.ociManifest },
+        body: bytes,
+      });
+      if (res.statusCode !== 201 && res.statusCode !== 200) throw await failure(res, `PUT manifest ${repo}:${tag}`);
+      res.resume();
+    });
+  }
+
+  /**
+   * A blob's bytes from `offset` (a Range request). The offset actually served comes back: 0 when
+   * the registry ignored the range. Redirects (blob storage behind the registry) are followed
+   * without the registry's credentials.
+   */
+  async getBlob(repo: string, digest: string, offset = 0): Promise<{ stream: IncomingMessage; offset: number }> {
+    const range: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
+    let res = await this.request({ method: 'GET', path: `/v2/${repo}/blobs/${digest}`, repo, headers: range });
+    for (let hops = 0; res.statusCode && [301, 302, 303, 307, 308].includes(res.statusCode) && hops < 5; hops++) {
+      const to = new URL(res.headers.location ?? '', `${this.base}/`).toString();
+      res.resume();
+      res = await send({ method: 'GET', url: to, headers: range });
+    }
+    if (res.statusCode === 206) {
+      const start = Number(/bytes (\d+)-/.exec(res.headers['content-range'] ?? '')?.[1] ?? -1);
+      if (start === offset) return { stream: res, offset };
+      res.destroy();
+      return this.getBlob(repo, digest, 0);
+    }
+    if (res.statusCode === 416 && offset > 0) {
+      res.resume();
+      return this.getBlob(repo, digest, 0);
+    }
+    if (res.statusCode !== 200) throw await failure(res, `blob ${digest}`);
+    return { stream: res, offset: 0 };
+  }
+
+  async hasBlob(repo: string, digest: string): Promise<boolean> {
+    return withRetries(this.retries, async () => {
+      const res = await this.request({ method: 'HEAD', path: `/v2/${repo}/blobs/${digest}`, repo, push: true });
+      res.resume();
+      if (res.statusCode === 200) return true;
+      if (res.statusCode === 404) return false;
+      throw await failure(res, `HEAD blob ${digest}`);
+    });
+  }
+
+  /**
+   * Uploads a blob unless the repository has it: a cross-repository mount from `mountFrom` when
+   * given (no bytes move), else a monolithic PUT for small blobs or PATCH chunks for large ones. A
+   * failed chunk is resumed from the offset the registry reports.
+   */
+  async upload(
+    repo: string,
+    desc: { digest: string; size: number },
+    read: (start: number, end: number) => Readable,
+    options: { mountFrom?: string; onBytes?: (n: number) => void } = {},
+  ): Promise<UploadOutcome> {
+    if (await this.hasBlob(repo, desc.digest)) return 'exists';
+    const mount = options.mountFrom && options.mountFrom !== repo ? options.mountFrom : undefined;
+    const start = await withRetries(this.retries, async () => {
+      const q = mount ? `?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(mount)}` : '';
+      const res = await this.request({
+        method: 'POST',
+        path: `/v2/${repo}/blobs/uploads/${q}`,
+        repo,
+        push: true,
+        mountFrom: mount,
+      });
+      res.resume();
+      if (res.statusCode === 201 && mount) return null;
+      if (res.statusCode !== 202 || !res.headers.location) throw await failure(res, `start upload of ${desc.digest}`);
+      return res.headers.location;
+    });
+    if (start === null) return 'mounted';
+    const withDigest = (loc: string) => {
+      const u = new URL(loc, `${this.base}/`);
+      u.searchParams.set('digest', desc.digest);
+      return u.toString();
+    };
+    const octets = { 'content-type': 'application/octet-stream' };
+    if (desc.size <= this.chunkBytes) {
+      await withRetries(this.retries, async () => {
+        const res = await this.request({
+          method: 'PUT',
+          path: withDigest(start),
+          repo,
+          push: true,
+          headers: octets,
+          body: () => read(0, desc.size),
+          bodyLength: desc.size,
+        });
+        res.resume();
+        if (res.statusCode !== 201) throw await failure(res, `upload of ${desc.digest}`);
+      });
+      options.onBytes?.(desc.size);
+      return 'uploaded';
+    }
+    let location = start;
+    let done = 0;
+    for (let attempt = 0; done < desc.size; ) {
+      const end = Math.min(desc.size, done + this.chunkBytes);
+      try {
+        const res = await this.request({
+          method: 'PATCH',
+          path: new URL(location, `${this.base}/`).toString(),
+          repo,
+          push: true,
+          headers: { ...octets, 'content-range': `${done}-${end - 1}` },
+          body: () => read(done, end),
+          bodyLength: end - done,
+        });
+        res.resume();
+        if (res.statusCode !== 202) throw await failure(res, `chunk ${done}-${end - 1} of ${desc.digest}`);
+        location = res.headers.location ?? location;
+        options.onBytes?.(end - done);
+        done = end;
+      } catch (e) {
+        if (attempt++ >= this.retries || !isRetryable(e)) throw e;
+        await new Promise((r) => setTimeout(r, Math.min(3000, 150 * 2 ** attempt)));
+        // Where the registry got to: the next chunk starts after its Range.
+        const st = await this.request({
+          method: 'GET',
+          path: new URL(location, `${this.base}/`).toString(),
+          repo,
+          push: true,
+        });
+        st.resume();
+        if (st.statusCode !== 204) throw await failure(st, `upload status of ${desc.digest}`);
+        location = st.headers.location ?? location;
+        const got = /^0-(\d+)$/.exec(String(st.headers.range ?? ''));
+        done = got ? Number(got[1]) + 1 : 0;
+      }
+    }
+    await withRetries(this.retries, async () => {
+      const res = await this.request({ method: 'PUT', path: withDigest(location), repo, push: true });
+      res.resume();
+      if (res.statusCode !== 201) throw await failure(res, `finish upload of ${desc.digest}`);
+    });
+    return 'uploaded';
+  }
+}
+
+/** Frees idle keep-alive sockets (a CLI command ends with this so the process can exit at once). */
+export function closeConnections(): void {
+  agents['http:'].destroy();
+  agents['https:'].destroy();
+}
