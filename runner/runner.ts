@@ -8,7 +8,13 @@
  */
 import { PackageReader } from '../pack/reader.js';
 import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
-import { commitRollback, resolvePolicy, type VerifyResult, verifyReader } from '../signing/verify.js';
+import {
+  commitRollback,
+  type LoadedPolicy,
+  resolvePolicy,
+  type VerifyResult,
+  verifyReader,
+} from '../signing/verify.js';
 import { FormatError, RunnerError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 import { type BackendRegistry, defaultRegistry } from './backends/index.js';
@@ -127,27 +133,35 @@ export class Runner implements AsyncDisposable {
         allowDowngrade: Boolean(options.allowDowngrade),
         stateDir: options.stateDir,
       });
-      // Payloads are checked as they are read (readVerified), so only what runs is hashed.
-      const verification = await verifyReader(reader, policy, { integrity: 'on-read' });
-      validatePipeline(reader.manifest, resolveBudget(options.budget));
-      const host =
-        typeof options.host === 'object'
-          ? options.host
-          : await resolveHost(options.host !== undefined ? { host: options.host } : {});
-      const registry = options.registry ?? defaultRegistry();
-      const selection = selectVariants(reader.manifest, host, {
-        ...(options.variant !== undefined ? { variant: options.variant } : {}),
-        ...(options.precision ? { precision: options.precision } : {}),
-        backends: registry.runtimes(),
-      });
-      const runner = new Runner(reader, verification, host, selection, options, registry);
-      // Recorded after the first successful run, when every byte it used has verified (on read).
-      if (verification.signatures.pending?.length) runner.commitRollback = () => commitRollback(policy, verification);
-      return runner;
+      return await Runner.fromReader(reader, policy, options);
     } catch (e) {
       await reader.close();
       throw e;
     }
+  }
+
+  /**
+   * Runs a package already open (the browser build opens a File, Blob or URL) under a loaded trust
+   * policy: the rest of `open`. The runner owns the reader from here; on failure the caller closes it.
+   */
+  static async fromReader(reader: PackageReader, policy: LoadedPolicy, options: RunnerOptions = {}): Promise<Runner> {
+    // Payloads are checked as they are read (readVerified), so only what runs is hashed.
+    const verification = await verifyReader(reader, policy, { integrity: 'on-read' });
+    validatePipeline(reader.manifest, resolveBudget(options.budget));
+    const host =
+      typeof options.host === 'object'
+        ? options.host
+        : await resolveHost(options.host !== undefined ? { host: options.host } : {});
+    const registry = options.registry ?? defaultRegistry();
+    const selection = selectVariants(reader.manifest, host, {
+      ...(options.variant !== undefined ? { variant: options.variant } : {}),
+      ...(options.precision ? { precision: options.precision } : {}),
+      backends: registry.runtimes(),
+    });
+    const runner = new Runner(reader, verification, host, selection, options, registry);
+    // Recorded after the first successful run, when every byte it used has verified (on read).
+    if (verification.signatures.pending?.length) runner.commitRollback = () => commitRollback(policy, verification);
+    return runner;
   }
 
   get manifest(): Manifest {

@@ -1,0 +1,164 @@
+/**
+ * Where a package's bytes come from in a browser, as the reader's ByteSource (pack/source.ts):
+ * a File or Blob read in place through `slice` (nothing is loaded whole), bytes in memory, or a
+ * URL read with HTTP range requests. Each source counts the bytes it read, so the page can show
+ * that opening a 200 MB package read a few KiB.
+ */
+import type { ByteSource } from '../pack/source.js';
+import { BrowserError } from '../spec/errors.js';
+
+export interface CountingSource extends ByteSource {
+  /** Bytes handed to the reader so far. */
+  readonly bytesRead: number;
+  /** Bytes loaded from where the package lives (a URL source reads whole windows). */
+  readonly bytesFetched: number;
+}
+
+export class BlobSource implements CountingSource {
+  bytesRead = 0;
+  get bytesFetched(): number {
+    return this.bytesRead;
+  }
+  constructor(
+    private readonly blob: Blob,
+    readonly name: string = blob instanceof File ? blob.name : 'blob',
+  ) {}
+
+  get size(): number {
+    return this.blob.size;
+  }
+
+  async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
+    const end = Math.min(this.blob.size, position + length);
+    if (end <= position) return { bytesRead: 0 };
+    const bytes = new Uint8Array(await this.blob.slice(position, end).arrayBuffer());
+    buffer.set(bytes, offset);
+    this.bytesRead += bytes.length;
+    return { bytesRead: bytes.length };
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Reads smaller than this fetch a whole window, kept for the reads that follow (headers are small and close together). */
+const WINDOW = 64 * 1024;
+const WINDOWS_KEPT = 8;
+
+/**
+ * A package on a web server, read with `Range` requests: the server must answer 206 (a 200 with
+ * the whole body is refused, not downloaded) and keep the same validator (ETag or Last-Modified)
+ * for every request, so one package is read throughout.
+ */
+export class UrlSource implements CountingSource {
+  bytesRead = 0;
+  bytesFetched = 0;
+  requests = 0;
+  private readonly windows = new Map<number, Uint8Array>();
+
+  private constructor(
+    readonly name: string,
+    readonly size: number,
+    private readonly validator: string | null,
+    tail: Uint8Array,
+    private readonly init: RequestInit,
+  ) {
+    // The first response (the file's last bytes) is kept: the end record and central directory are there.
+    this.windows.set(size - tail.length, tail);
+  }
+
+  static async open(url: string, init: RequestInit = {}): Promise<UrlSource> {
+    const r = await UrlSource.fetchRange(url, `bytes=-${WINDOW}`, init, null);
+    const total = /\/(\d+)$/.exec(r.headers.get('Content-Range') ?? '')?.[1];
+    if (total === undefined)
+      throw new BrowserError('E_BROWSER_FETCH', `${url}: no total size in Content-Range`, { url, reason: 'no-range' });
+    const tail = new Uint8Array(await r.arrayBuffer());
+    const s = new UrlSource(url, Number(total), UrlSource.validatorOf(r), tail, init);
+    s.requests = 1;
+    s.bytesFetched = tail.length;
+    return s;
+  }
+
+  private static validatorOf(r: Response): string | null {
+    return r.headers.get('ETag') ?? r.headers.get('Last-Modified');
+  }
+
+  private static async fetchRange(
+    url: string,
+    range: string,
+    init: RequestInit,
+    validator: string | null,
+  ): Promise<Response> {
+    let r: Response;
+    try {
+      r = await fetch(url, { ...init, headers: { ...(init.headers ?? {}), Range: range } });
+    } catch (e) {
+      throw new BrowserError('E_BROWSER_FETCH', `${url}: ${(e as Error).message}`, { url, reason: 'network' });
+    }
+    if (r.status !== 206) {
+      void r.body?.cancel();
+      throw new BrowserError(
+        'E_BROWSER_FETCH',
+        r.ok
+          ? `${url}: the server does not answer range requests (status ${r.status}); serve the package with range support`
+          : `${url}: HTTP status ${r.status}`,
+        { url, status: r.status, reason: r.ok ? 'no-range' : 'status' },
+      );
+    }
+    if (validator !== null && UrlSource.validatorOf(r) !== validator) {
+      void r.body?.cancel();
+      throw new BrowserError('E_BROWSER_FETCH', `${url} changed while it was being read`, { url, reason: 'changed' });
+    }
+    return r;
+  }
+
+  private cached(position: number, length: number): Uint8Array | null {
+    for (const [start, bytes] of this.windows)
+      if (position >= start && position + length <= start + bytes.length)
+        return bytes.subarray(position - start, position - start + length);
+    return null;
+  }
+
+  async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
+    const end = Math.min(this.size, position + length);
+    if (end <= position) return { bytesRead: 0 };
+    let bytes = this.cached(position, end - position);
+    if (!bytes) {
+      const small = end - position < WINDOW;
+      const from = small ? Math.max(0, Math.min(position, this.size - WINDOW)) : position;
+      const to = small ? Math.min(this.size, from + WINDOW) : end;
+      this.requests++;
+      const r = await UrlSource.fetchRange(this.name, `bytes=${from}-${to - 1}`, this.init, this.validator);
+      const got = new Uint8Array(await r.arrayBuffer());
+      this.bytesFetched += got.length;
+      if (got.length !== to - from)
+        throw new BrowserError('E_BROWSER_FETCH', `${this.name}: asked for ${to - from} bytes, got ${got.length}`, {
+          url: this.name,
+          reason: 'short',
+        });
+      if (small) {
+        if (this.windows.size >= WINDOWS_KEPT) this.windows.delete(this.windows.keys().next().value!);
+        this.windows.set(from, got);
+      }
+      bytes = got.subarray(position - from, end - from);
+    }
+    buffer.set(bytes, offset);
+    this.bytesRead += bytes.length;
+    return { bytesRead: bytes.length };
+  }
+
+  async close(): Promise<void> {
+    this.windows.clear();
+  }
+}
+
+/** The source for what a caller hands the browser entry. */
+export async function sourceOf(
+  input: Blob | ArrayBuffer | Uint8Array | string | URL,
+  init?: RequestInit,
+): Promise<CountingSource> {
+  if (input instanceof Blob) return new BlobSource(input);
+  if (input instanceof ArrayBuffer || input instanceof Uint8Array)
+    return new BlobSource(new Blob([input as Uint8Array<ArrayBuffer>]), 'bytes');
+  if (typeof input === 'string' || input instanceof URL) return UrlSource.open(String(input), init);
+  throw new BrowserError('E_BROWSER_UNSUPPORTED', 'open a File, Blob, ArrayBuffer, Uint8Array or URL');
+}
