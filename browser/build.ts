@@ -27,7 +27,13 @@ export const TWINS: Readonly<Record<string, string>> = {
 };
 
 /** The onnxruntime-web files served beside the bundle (its WASM build; loaded only to run a model). */
-const ORT_FILES = ['ort-wasm-simd-threaded.wasm', 'ort-wasm-simd-threaded.mjs'];
+const ORT_FILES = [
+  'ort-wasm-simd-threaded.wasm',
+  'ort-wasm-simd-threaded.mjs',
+  // WebGPU (only fetched when asked for and an adapter exists).
+  'ort-wasm-simd-threaded.asyncify.wasm',
+  'ort-wasm-simd-threaded.asyncify.mjs',
+];
 
 function findRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));

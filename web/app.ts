@@ -134,6 +134,7 @@ async function runImage(file: File): Promise<void> {
     return announce(`Run failed: ${text}`, 'error');
   } finally {
     $('progress').hidden = true;
+    $('progress-label').textContent = '';
   }
   const bitmap = await createImageBitmap(file);
   const canvas = $<HTMLCanvasElement>('canvas');

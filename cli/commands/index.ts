@@ -14,6 +14,7 @@ import { register as run } from './run.js';
 import { register as sign } from './sign.js';
 import { register as unpack } from './unpack.js';
 import { register as verify } from './verify.js';
+import { register as web } from './web.js';
 
 export const commands: ((program: Command) => void)[] = [
   run,
@@ -26,4 +27,5 @@ export const commands: ((program: Command) => void)[] = [
   host,
   explain,
   gpu,
+  web,
 ];
