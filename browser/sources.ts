@@ -67,7 +67,10 @@ export class UrlSource implements CountingSource {
   }
 
   static async open(url: string, init: RequestInit = {}): Promise<UrlSource> {
-    const r = await UrlSource.fetchRange(url, `bytes=-${WINDOW}`, init, null);
+    const r = await UrlSource.fetchRange(url, `bytes=-${WINDOW}`, init, null, true);
+    // An empty file has no last bytes to give (416 with its size, 0): the reader says what that is.
+    if (r.status === 416 && /^bytes \*\/0$/.test(r.headers.get('Content-Range') ?? ''))
+      return new UrlSource(url, 0, UrlSource.validatorOf(r), new Uint8Array(0), init);
     const total = /\/(\d+)$/.exec(r.headers.get('Content-Range') ?? '')?.[1];
     if (total === undefined)
       throw new BrowserError('E_BROWSER_FETCH', `${url}: no total size in Content-Range`, { url, reason: 'no-range' });
@@ -87,6 +90,7 @@ export class UrlSource implements CountingSource {
     range: string,
     init: RequestInit,
     validator: string | null,
+    first = false,
   ): Promise<Response> {
     let r: Response;
     try {
@@ -94,6 +98,7 @@ export class UrlSource implements CountingSource {
     } catch (e) {
       throw new BrowserError('E_BROWSER_FETCH', `${url}: ${(e as Error).message}`, { url, reason: 'network' });
     }
+    if (first && r.status === 416) return r;
     if (r.status !== 206) {
       void r.body?.cancel();
       throw new BrowserError(
