@@ -13,9 +13,9 @@ import { Runner, type RunResult } from '../runner/runner.js';
 import { decodeEnvelope } from '../signing/envelope.js';
 import type { Signer } from '../signing/policy.js';
 import { type LoadedPolicy, type VerifyResult, verifyReader } from '../signing/verify-reader.js';
-import { type ErrorJson, toXpkgError } from '../spec/errors.js';
+import { BrowserError, type ErrorJson, toXpkgError } from '../spec/errors.js';
 import { decodeImage, decodeTarget } from './image.js';
-import { WebOrtBackend, type WebOrtInfo } from './ort-web.js';
+import { DEFAULT_MAX_MODEL_BYTES, WebOrtBackend, type WebOrtInfo } from './ort-web.js';
 import { type CountingSource, sourceOf } from './sources.js';
 import { detectHost } from './twins/host.js';
 import { resolvePolicy } from './twins/verify.js';
@@ -75,6 +75,25 @@ export interface BrowserRunResult extends RunResult {
 }
 
 const errorJson = (e: unknown): ErrorJson => toXpkgError(e).toJSON();
+
+/**
+ * A model none of whose variants fit in the browser: the runner tried each (a smaller one would
+ * have run) and reports E_RUN_NO_VARIANT with their refusals; the page is told the real reason.
+ */
+function tooLargeOnly(e: unknown, limit: number): BrowserError | null {
+  const x = e as {
+    code?: string;
+    detail?: { model?: string; attempts?: { code?: string; variant?: string; reason?: string }[] };
+  };
+  const attempts = x.detail?.attempts ?? [];
+  if (x.code !== 'E_RUN_NO_VARIANT' || !attempts.length || !attempts.every((a) => a.code === 'E_BROWSER_TOO_LARGE'))
+    return null;
+  return new BrowserError('E_BROWSER_TOO_LARGE', `model ${x.detail?.model}: ${attempts[0].reason}`, {
+    model: x.detail?.model,
+    variants: attempts.map((a) => a.variant),
+    limit,
+  });
+}
 
 export class PackageSession {
   private runner: Runner | null = null;
@@ -136,6 +155,10 @@ export class PackageSession {
   async run(inputs: Record<string, unknown>, onProgress?: (p: Progress) => void): Promise<BrowserRunResult> {
     this.progress = onProgress;
     const runner = await this.ensureRunner();
+    // Models first, as Node's runner does: a model that cannot load is reported before any input is read.
+    await runner.warmUp().catch((e: unknown) => {
+      throw tooLargeOnly(e, this.options.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES) ?? e;
+    });
     const manifest = this.reader.manifest;
     const budget = resolveBudget(undefined);
     const values: Record<string, unknown> = {};

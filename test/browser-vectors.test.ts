@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+// Code handed to page.evaluate runs in the page: it is typed with the DOM library.
 /**
  * Every frozen vector of spec/vectors, opened and verified in a real Chromium through `xpkg/browser`
  * (its worker, WebCrypto block digests, DecompressionStream), gives the result and code Node's

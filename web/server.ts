@@ -26,6 +26,8 @@ export interface WebServerOptions {
   isolation?: boolean;
   /** The built dist/ folder (default: the one this module is in). */
   root?: string;
+  /** Called with every byte range of a package served (for tests and benchmarks of in-place reads). */
+  onRange?: (name: string, start: number, end: number) => void;
 }
 
 export interface WebServer {
@@ -109,6 +111,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
       return;
     }
     end = Math.max(start, end);
+    options.onRange?.(basename(path), start, end + 1);
     res.writeHead(206, {
       ...base,
       'Content-Range': `bytes ${start}-${end}/${st.size}`,

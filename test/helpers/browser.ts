@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+// Code handed to page.evaluate runs in the page: it is typed with the DOM library.
 /**
  * A real headless Chromium (Debian's, through playwright-core) on pages served by `xpkg web`'s
  * server on loopback. `.ci/run` installs Chromium where it is missing; elsewhere the browser suites
@@ -83,6 +85,24 @@ export async function loadLibrary(page: Page): Promise<void> {
   await page.waitForFunction(() => 'xpkg' in window);
 }
 
-/** The library as page code sees it. */
-export type Lib = typeof import('../../browser/index.js');
-export const lib = (): Lib => (window as unknown as { xpkg: Lib }).xpkg;
+/** What page code uses of `xpkg/browser` (browser/index.ts; typed here without the DOM library). */
+export interface Lib {
+  openPackage(
+    input: unknown,
+    options?: Record<string, unknown>,
+  ): Promise<{
+    info: { name: string; id: string; bytesRead: number; ms: number; signatures: unknown };
+    verify(options?: {
+      onProgress?: (p: unknown) => void;
+    }): Promise<{ packageId: string; integrity: { ms: number; bytes: number } }>;
+    run(
+      inputs: Record<string, unknown>,
+      options?: { onProgress?: (p: unknown) => void },
+    ): Promise<{
+      outputs: Record<string, unknown>;
+      timings: Record<string, number>;
+      runtime: { threads: number } | null;
+    }>;
+    close(): Promise<void>;
+  }>;
+}
