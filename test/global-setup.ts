@@ -1,14 +1,17 @@
 /**
- * Builds dist/ (the CLI tests run bin/xpkg.js), the tools (dist-tools/: fixtures, benches, vector
- * tooling, kept out of the published dist/) and the fixture packages once per test run.
+ * Builds dist/ (the CLI tests run bin/xpkg.js; the browser suites serve dist/browser and dist/web),
+ * the tools (dist-tools/: fixtures, benches, vector tooling, kept out of the published dist/) and the
+ * fixture packages once per test run.
  */
 import { execFileSync } from 'node:child_process';
+import { buildBrowser } from '../browser/build.js';
 
-export default function setup(): void {
+export default async function setup(): Promise<void> {
   // XPKG_TEST_SKIP_BUILD=1 reuses the current dist/ and fixtures/dist/ (for quick local re-runs).
   if (process.env.XPKG_TEST_SKIP_BUILD === '1') return;
   const tsc = 'node_modules/typescript/bin/tsc';
   execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
   execFileSync(process.execPath, [tsc, '-p', 'tsconfig.tools.json'], { stdio: 'inherit' });
   execFileSync(process.execPath, ['dist-tools/fixtures/build.js'], { stdio: 'inherit' });
+  await buildBrowser('dist');
 }
