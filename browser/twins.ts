@@ -4,14 +4,15 @@
  * from the module it replaces: a change on the Node side that a twin does not follow fails the
  * typecheck instead of the bundle at run time.
  */
-import type * as NodeVerify from '../signing/verify.js';
+
+import type * as NodeNativeEnv from '../native/env.js';
 import type * as NodeFileSource from '../pack/file-source.js';
 import type * as NodePlatform from '../platform/index.js';
-import type * as NodeNativeEnv from '../native/env.js';
 import type * as NodeBackends from '../runner/backends/index.js';
 import type * as NodeHost from '../runner/host.js';
 import type * as NodeSharp from '../runner/pipeline/lazy-sharp.js';
 import type * as NodeSandbox from '../sandbox/index.js';
+import type * as NodeVerify from '../signing/verify.js';
 import type * as BrowserPlatform from './platform.js';
 import type * as BrowserBackends from './twins/backends.js';
 import type * as BrowserFileSource from './twins/file-source.js';
@@ -31,7 +32,10 @@ export type Checked = [
     Pick<typeof NodeVerify, 'resolvePolicy' | 'verifyReader' | 'commitRollback' | 'policyFromStore' | 'verify'>,
     typeof BrowserVerify
   >,
-  Same<{ FileSource: { open(path: string): Promise<import('../pack/source.js').ByteSource> } }, typeof BrowserFileSource>,
+  Same<
+    { FileSource: { open(path: string): Promise<import('../pack/source.js').ByteSource> } },
+    typeof BrowserFileSource
+  >,
   Same<Pick<typeof NodeFileSource, never>, typeof BrowserFileSource>,
   Same<Pick<typeof NodeBackends, 'defaultRegistry' | 'BackendRegistry'>, typeof BrowserBackends>,
   Same<Pick<typeof NodeHost, 'resolveHost' | 'hostSummary' | 'devicesOf' | 'loadHostProfile'>, typeof BrowserHost>,

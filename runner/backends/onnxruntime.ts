@@ -23,12 +23,10 @@ import { usableProviders, variantProviders } from '../providers.js';
 import type {
   Backend,
   BackendInit,
-  DType,
   ModelSession,
   ProviderFallback,
   SessionOptions,
   Tensor,
-  TypedData,
   VariantFiles,
 } from '../types.js';
 import { filesFromMap, type PrivateFolder, writePrivateFolder } from './model-files.js';
