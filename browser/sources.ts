@@ -4,7 +4,7 @@
  * URL read with HTTP range requests. Each source counts the bytes it read, so the page can show
  * that opening a 200 MB package read a few KiB.
  */
-import type { ByteSource } from '../pack/source.js';
+import type { ByteSource, PayloadHasher } from '../pack/source.js';
 import { BrowserError } from '../spec/errors.js';
 
 export interface CountingSource extends ByteSource {
@@ -37,8 +37,48 @@ export class BlobSource implements CountingSource {
     return { bytesRead: bytes.length };
   }
 
+  /**
+   * Block digests straight from the Blob: each block's slice goes to WebCrypto as read, with no
+   * copy, at most IN_FLIGHT at once (memory stays a few blocks whatever the size). Blocks only
+   * (spec/FORMAT.md §10.1).
+   */
+  hasher(): PayloadHasher {
+    const lanes: Promise<void>[] = [];
+    const digest = async (from: number, to: number): Promise<string> => {
+      const data = await this.blob.slice(from, to).arrayBuffer();
+      if (data.byteLength !== to - from) throw new Error('package shrank after it was opened');
+      this.bytesRead += data.byteLength;
+      return hex(await crypto.subtle.digest('SHA-256', data));
+    };
+    return {
+      blocks: async (offset, length, blockSize) => {
+        const out: Promise<string>[] = [];
+        for (let p = 0; p < length; p += blockSize) {
+          const from = offset + p;
+          const to = offset + Math.min(length, p + blockSize);
+          // A bounded number of blocks in flight: wait for a lane before starting the next one.
+          while (lanes.length >= IN_FLIGHT) await Promise.race(lanes);
+          const job = digest(from, to);
+          const lane: Promise<void> = job.then(
+            () => void lanes.splice(lanes.indexOf(lane), 1),
+            () => void lanes.splice(lanes.indexOf(lane), 1),
+          );
+          lanes.push(lane);
+          out.push(job);
+        }
+        return Promise.all(out);
+      },
+      [Symbol.dispose]: () => {},
+    };
+  }
+
   async close(): Promise<void> {}
 }
+
+/** Blocks hashed at once from a Blob (4 MiB each). */
+const IN_FLIGHT = 4;
+
+const hex = (d: ArrayBuffer) => Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, '0')).join('');
 
 /** Reads smaller than this fetch a whole window, kept for the reads that follow (headers are small and close together). */
 const WINDOW = 64 * 1024;
