@@ -14,27 +14,76 @@ export interface CountingSource extends ByteSource {
   readonly bytesFetched: number;
 }
 
-export class BlobSource implements CountingSource {
+/** Reads smaller than this load a whole window, kept for the reads that follow (headers are small and close together). */
+const WINDOW = 64 * 1024;
+const WINDOWS_KEPT = 8;
+
+/**
+ * Positional reads over a source where each access costs a round trip (a Blob slice crosses to the
+ * browser's process, a range request to a server): a read smaller than WINDOW loads the window it
+ * starts (the next header usually lies in it), larger reads load exactly what they ask.
+ */
+abstract class WindowedSource implements CountingSource {
   bytesRead = 0;
-  get bytesFetched(): number {
-    return this.bytesRead;
+  bytesFetched = 0;
+  private readonly windows = new Map<number, Uint8Array>();
+  abstract readonly name: string;
+  abstract readonly size: number;
+
+  /** Exactly the bytes [from, to). */
+  protected abstract load(from: number, to: number): Promise<Uint8Array>;
+
+  protected keep(from: number, bytes: Uint8Array): void {
+    if (this.windows.size >= WINDOWS_KEPT) this.windows.delete(this.windows.keys().next().value!);
+    this.windows.set(from, bytes);
   }
+
+  private cached(position: number, length: number): Uint8Array | null {
+    for (const [start, bytes] of this.windows)
+      if (position >= start && position + length <= start + bytes.length)
+        return bytes.subarray(position - start, position - start + length);
+    return null;
+  }
+
+  async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
+    const end = Math.min(this.size, position + length);
+    if (end <= position) return { bytesRead: 0 };
+    let bytes = this.cached(position, end - position);
+    if (!bytes) {
+      const small = end - position < WINDOW;
+      const from = small ? Math.max(0, Math.min(position, this.size - WINDOW)) : position;
+      const to = small ? Math.min(this.size, from + WINDOW) : end;
+      const got = await this.load(from, to);
+      this.bytesFetched += got.length;
+      if (small) this.keep(from, got);
+      bytes = got.subarray(position - from, end - from);
+    }
+    buffer.set(bytes, offset);
+    this.bytesRead += bytes.length;
+    return { bytesRead: bytes.length };
+  }
+
+  async close(): Promise<void> {
+    this.windows.clear();
+  }
+}
+
+export class BlobSource extends WindowedSource {
   constructor(
     private readonly blob: Blob,
     readonly name: string = blob instanceof File ? blob.name : 'blob',
-  ) {}
+  ) {
+    super();
+  }
 
   get size(): number {
     return this.blob.size;
   }
 
-  async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
-    const end = Math.min(this.blob.size, position + length);
-    if (end <= position) return { bytesRead: 0 };
-    const bytes = new Uint8Array(await this.blob.slice(position, end).arrayBuffer());
-    buffer.set(bytes, offset);
-    this.bytesRead += bytes.length;
-    return { bytesRead: bytes.length };
+  protected async load(from: number, to: number): Promise<Uint8Array> {
+    const bytes = new Uint8Array(await this.blob.slice(from, to).arrayBuffer());
+    if (bytes.length !== to - from) throw new Error('package shrank after it was opened');
+    return bytes;
   }
 
   /**
@@ -48,6 +97,7 @@ export class BlobSource implements CountingSource {
       const data = await this.blob.slice(from, to).arrayBuffer();
       if (data.byteLength !== to - from) throw new Error('package shrank after it was opened');
       this.bytesRead += data.byteLength;
+      this.bytesFetched += data.byteLength;
       return hex(await crypto.subtle.digest('SHA-256', data));
     };
     return {
@@ -71,8 +121,6 @@ export class BlobSource implements CountingSource {
       [Symbol.dispose]: () => {},
     };
   }
-
-  async close(): Promise<void> {}
 }
 
 /** Blocks hashed at once from a Blob (4 MiB each). */
@@ -80,20 +128,13 @@ const IN_FLIGHT = 4;
 
 const hex = (d: ArrayBuffer) => Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, '0')).join('');
 
-/** Reads smaller than this fetch a whole window, kept for the reads that follow (headers are small and close together). */
-const WINDOW = 64 * 1024;
-const WINDOWS_KEPT = 8;
-
 /**
  * A package on a web server, read with `Range` requests: the server must answer 206 (a 200 with
  * the whole body is refused, not downloaded) and keep the same validator (ETag or Last-Modified)
  * for every request, so one package is read throughout.
  */
-export class UrlSource implements CountingSource {
-  bytesRead = 0;
-  bytesFetched = 0;
+export class UrlSource extends WindowedSource {
   requests = 0;
-  private readonly windows = new Map<number, Uint8Array>();
 
   private constructor(
     readonly name: string,
@@ -102,8 +143,9 @@ export class UrlSource implements CountingSource {
     tail: Uint8Array,
     private readonly init: RequestInit,
   ) {
+    super();
     // The first response (the file's last bytes) is kept: the end record and central directory are there.
-    this.windows.set(size - tail.length, tail);
+    this.keep(size - tail.length, tail);
   }
 
   static async open(url: string, init: RequestInit = {}): Promise<UrlSource> {
@@ -156,43 +198,16 @@ export class UrlSource implements CountingSource {
     return r;
   }
 
-  private cached(position: number, length: number): Uint8Array | null {
-    for (const [start, bytes] of this.windows)
-      if (position >= start && position + length <= start + bytes.length)
-        return bytes.subarray(position - start, position - start + length);
-    return null;
-  }
-
-  async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
-    const end = Math.min(this.size, position + length);
-    if (end <= position) return { bytesRead: 0 };
-    let bytes = this.cached(position, end - position);
-    if (!bytes) {
-      const small = end - position < WINDOW;
-      const from = small ? Math.max(0, Math.min(position, this.size - WINDOW)) : position;
-      const to = small ? Math.min(this.size, from + WINDOW) : end;
-      this.requests++;
-      const r = await UrlSource.fetchRange(this.name, `bytes=${from}-${to - 1}`, this.init, this.validator);
-      const got = new Uint8Array(await r.arrayBuffer());
-      this.bytesFetched += got.length;
-      if (got.length !== to - from)
-        throw new BrowserError('E_BROWSER_FETCH', `${this.name}: asked for ${to - from} bytes, got ${got.length}`, {
-          url: this.name,
-          reason: 'short',
-        });
-      if (small) {
-        if (this.windows.size >= WINDOWS_KEPT) this.windows.delete(this.windows.keys().next().value!);
-        this.windows.set(from, got);
-      }
-      bytes = got.subarray(position - from, end - from);
-    }
-    buffer.set(bytes, offset);
-    this.bytesRead += bytes.length;
-    return { bytesRead: bytes.length };
-  }
-
-  async close(): Promise<void> {
-    this.windows.clear();
+  protected async load(from: number, to: number): Promise<Uint8Array> {
+    this.requests++;
+    const r = await UrlSource.fetchRange(this.name, `bytes=${from}-${to - 1}`, this.init, this.validator);
+    const got = new Uint8Array(await r.arrayBuffer());
+    if (got.length !== to - from)
+      throw new BrowserError('E_BROWSER_FETCH', `${this.name}: asked for ${to - from} bytes, got ${got.length}`, {
+        url: this.name,
+        reason: 'short',
+      });
+    return got;
   }
 }
 
