@@ -13,7 +13,7 @@ import { Runner, type RunResult } from '../runner/runner.js';
 import { decodeEnvelope } from '../signing/envelope.js';
 import type { Signer } from '../signing/policy.js';
 import { type LoadedPolicy, type VerifyResult, verifyReader } from '../signing/verify-reader.js';
-import { BrowserError, type ErrorJson, toXpkgError } from '../spec/errors.js';
+import { BrowserError, type ErrorJson, SandboxError, toXpkgError } from '../spec/errors.js';
 import { decodeImage, decodeTarget } from './image.js';
 import { DEFAULT_MAX_MODEL_BYTES, WebOrtBackend, type WebOrtInfo } from './ort-web.js';
 import { type CountingSource, sourceOf } from './sources.js';
@@ -177,6 +177,13 @@ export class PackageSession {
 
   private async ensureRunner(): Promise<Runner> {
     if (this.runner) return this.runner;
+    const scripts = this.reader.manifest.pipeline.scripts ?? [];
+    if (scripts.length)
+      throw new SandboxError(
+        'E_SANDBOX_KILLED',
+        'package scripts do not run in the browser build yet (QuickJS there needs a browser transport for the sandbox worker)',
+        { reason: 'unsupported', scripts: scripts.map((s) => s.path) },
+      );
     const backend = new WebOrtBackend({
       ...(this.options.webgpu ? { webgpu: true } : {}),
       ...(this.options.threads ? { threads: this.options.threads } : {}),
