@@ -8,7 +8,7 @@
  *
  *   node dist-tools/browser/build.js [--outdir dist] [--metafile]
  */
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -134,7 +134,6 @@ export async function buildBrowser(outRoot = 'dist', options: { minify?: boolean
   );
   for (const f of ORT_FILES) copyFileSync(join(ortDir, f), join(lib, f));
   for (const f of ['index.html', 'app.css', 'embed.html']) copyFileSync(join(root, 'web', f), join(web, f));
-  writeFileSync(join(lib, 'meta.json'), JSON.stringify(metafile));
   return { outdir: out, metafile };
 }
 

@@ -97,6 +97,8 @@ class DirectChannel implements Channel {
         }
         case 'verify':
           return await session().verify(onProgress);
+        case 'prepare':
+          return await session().prepare(onProgress);
         case 'run':
           return await session().run(body.inputs as Record<string, unknown>, onProgress);
         case 'close': {
@@ -133,6 +135,14 @@ export class XpkgPackage {
     options: { onProgress?: (p: Progress) => void } = {},
   ): Promise<import('../signing/verify-reader.js').VerifyResult> {
     return this.channel.call('verify', { pkg: this.pkg }, options.onProgress) as never;
+  }
+
+  /**
+   * Loads onnxruntime-web and the models now (verified as read) instead of on the first run: a page
+   * overlaps it with verify() or with the user choosing an input.
+   */
+  prepare(options: { onProgress?: (p: Progress) => void } = {}): Promise<void> {
+    return this.channel.call('prepare', { pkg: this.pkg }, options.onProgress) as Promise<void>;
   }
 
   /** Runs the package: an image input may be a File/Blob, an ImageBitmap or ImageData. */

@@ -5,6 +5,7 @@ import type { PackageInput, Progress, SessionOptions } from './session.js';
 export type Request =
   | { id: number; op: 'open'; input: PackageInput; options: SessionOptions }
   | { id: number; op: 'verify'; pkg: number }
+  | { id: number; op: 'prepare'; pkg: number }
   | { id: number; op: 'run'; pkg: number; inputs: Record<string, unknown> }
   | { id: number; op: 'close'; pkg: number };
 

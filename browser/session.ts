@@ -149,16 +149,26 @@ export class PackageSession {
   }
 
   /**
+   * Loads the runtime and every model the pipeline uses now (each block verified as it is read, as
+   * on a run), so that a page can overlap it with verification or with the user choosing an input.
+   */
+  async prepare(onProgress?: (p: Progress) => void): Promise<void> {
+    this.progress ??= onProgress;
+    const runner = await this.ensureRunner();
+    await runner.warmUp().catch((e: unknown) => {
+      throw tooLargeOnly(e, this.options.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES) ?? e;
+    });
+  }
+
+  /**
    * Runs the package on inputs: an image input may be a Blob (a dropped file), an ImageBitmap or
    * ImageData; other inputs are passed as the runner takes them. Models load on the first run.
    */
   async run(inputs: Record<string, unknown>, onProgress?: (p: Progress) => void): Promise<BrowserRunResult> {
     this.progress = onProgress;
-    const runner = await this.ensureRunner();
     // Models first, as Node's runner does: a model that cannot load is reported before any input is read.
-    await runner.warmUp().catch((e: unknown) => {
-      throw tooLargeOnly(e, this.options.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES) ?? e;
-    });
+    await this.prepare();
+    const runner = this.runner!;
     const manifest = this.reader.manifest;
     const budget = resolveBudget(undefined);
     const values: Record<string, unknown> = {};
@@ -175,8 +185,18 @@ export class PackageSession {
     return { ...result, runtime: this.backend?.info ?? null };
   }
 
-  private async ensureRunner(): Promise<Runner> {
-    if (this.runner) return this.runner;
+  private starting: Promise<Runner> | null = null;
+
+  /** The runner, created once (concurrent callers share it; a failure is retried next time). */
+  private ensureRunner(): Promise<Runner> {
+    this.starting ??= this.startRunner().catch((e: unknown) => {
+      this.starting = null;
+      throw e;
+    });
+    return this.starting;
+  }
+
+  private async startRunner(): Promise<Runner> {
     const scripts = this.reader.manifest.pipeline.scripts ?? [];
     if (scripts.length)
       throw new SandboxError(

@@ -30,6 +30,8 @@ async function handle(m: Request): Promise<unknown> {
     }
     case 'verify':
       return session(m.pkg).verify((progress) => post({ id: m.id, progress }));
+    case 'prepare':
+      return session(m.pkg).prepare((progress) => post({ id: m.id, progress }));
     case 'run':
       return session(m.pkg).run(m.inputs, (progress) => post({ id: m.id, progress }));
     case 'close': {

@@ -71,6 +71,8 @@ async function openFile(input: File | string): Promise<void> {
   );
   try {
     if (!sig.ok) throw Object.assign(new Error(sig.error.summary), { code: sig.error.code });
+    // Models load (each block verified as read) while the whole package verifies; a failure shows on run.
+    if (pkg.info.inspect.inputs.some((x) => x.type === 'image')) void pkg.prepare().catch(() => {});
     const v = await pkg.verify({ onProgress: showProgress });
     const who = v.signatures.signers.map((s) => s.keyid.slice(0, 16)).join(', ');
     $('verdict').innerHTML =
