@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Runner } from '../runner/runner.js';
-import { ARTIFACTS, type BrowserRig, BUILT, haveBrowser, type Lib, loadLibrary, startRig } from './helpers/browser.js';
+import { type BrowserRig, BUILT, haveBrowser, type Lib, loadLibrary, startRig } from './helpers/browser.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const FIXTURES = join(ROOT, 'fixtures', 'dist');

@@ -2,12 +2,12 @@
 import type { ByteSource } from '../../pack/source.js';
 import { UsageError } from '../../spec/errors.js';
 
-export class FileSource {
-  static async open(path: string): Promise<ByteSource> {
+export const FileSource = {
+  async open(path: string): Promise<ByteSource> {
     throw new UsageError(
       'E_USAGE',
       `no file system in the browser: open ${JSON.stringify(path)} as a File, Blob, ArrayBuffer or URL`,
       { path },
     );
-  }
-}
+  },
+};
