@@ -23,7 +23,8 @@ export const TWINS: Readonly<Record<string, string>> = {
   'runner/host.ts': 'browser/twins/host.ts',
   'runner/backends/index.ts': 'browser/twins/backends.ts',
   'runner/pipeline/lazy-sharp.ts': 'browser/twins/lazy-sharp.ts',
-  'sandbox/index.ts': 'browser/twins/sandbox.ts',
+  'sandbox/transport.ts': 'browser/sandbox/transport.ts',
+  'sandbox/thread.ts': 'browser/sandbox/thread.ts',
 };
 
 /** The onnxruntime-web files served beside the bundle (its WASM build; loaded only to run a model). */
@@ -101,7 +102,11 @@ export async function buildBrowser(outRoot = 'dist', options: { minify?: boolean
   };
   const result = await build({
     ...common,
-    entryPoints: { xpkg: 'browser/index.ts', 'xpkg-worker': 'browser/worker.ts' },
+    entryPoints: {
+      xpkg: 'browser/index.ts',
+      'xpkg-worker': 'browser/worker.ts',
+      'xpkg-sandbox': 'browser/sandbox-worker.ts',
+    },
     outdir: lib,
     // The in-page mode's library and onnxruntime-web load on first use, as their own chunks.
     splitting: true,
@@ -133,6 +138,9 @@ export async function buildBrowser(outRoot = 'dist', options: { minify?: boolean
     createRequire(join(root, 'package.json')).resolve('onnxruntime-web/ort-wasm-simd-threaded.wasm'),
   );
   for (const f of ORT_FILES) copyFileSync(join(ortDir, f), join(lib, f));
+  // QuickJS for package scripts (the sandbox compiles it once per page).
+  const require = createRequire(createRequire(join(root, 'package.json')).resolve('quickjs-emscripten'));
+  copyFileSync(require.resolve('@jitl/quickjs-wasmfile-release-sync/wasm'), join(lib, 'quickjs-release-sync.wasm'));
   for (const f of ['index.html', 'app.css', 'embed.html']) copyFileSync(join(root, 'web', f), join(web, f));
   return { outdir: out, metafile };
 }

@@ -14,6 +14,7 @@ import { decodeEnvelope } from '../signing/envelope.js';
 import type { Signer } from '../signing/policy.js';
 import { type LoadedPolicy, type VerifyResult, verifyReader } from '../signing/verify-reader.js';
 import { BrowserError, type ErrorJson, SandboxError, toXpkgError } from '../spec/errors.js';
+import { setAssetBase } from './assets.js';
 import { decodeImage, decodeTarget } from './image.js';
 import { DEFAULT_MAX_MODEL_BYTES, WebOrtBackend, type WebOrtInfo } from './ort-web.js';
 import { type CountingSource, sourceOf } from './sources.js';
@@ -34,7 +35,7 @@ export interface SessionOptions {
   threads?: number;
   /** The largest model variant loaded, in bytes (default DEFAULT_MAX_MODEL_BYTES). */
   maxModelBytes?: number;
-  /** Base URL of onnxruntime-web's WASM files (default: beside the bundle). */
+  /** Base URL of the bundle's files: onnxruntime-web's and QuickJS's WASM, the sandbox worker (default: beside the bundle). */
   wasmBase?: string;
 }
 
@@ -111,6 +112,7 @@ export class PackageSession {
   /** Opens a package: archive and manifest checks, then the signatures against the trust given. */
   static async open(input: PackageInput, options: SessionOptions = {}): Promise<PackageSession> {
     const t0 = performance.now();
+    if (options.wasmBase) setAssetBase(options.wasmBase);
     const policy = await resolvePolicy({
       trust: options.trust ?? [],
       ...(options.threshold !== undefined ? { threshold: options.threshold } : {}),
@@ -197,12 +199,14 @@ export class PackageSession {
   }
 
   private async startRunner(): Promise<Runner> {
+    // Scripts run in QuickJS in a nested worker that shares memory with this one (browser/sandbox):
+    // said before anything loads when the page cannot share memory.
     const scripts = this.reader.manifest.pipeline.scripts ?? [];
-    if (scripts.length)
+    if (scripts.length && !(globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated)
       throw new SandboxError(
         'E_SANDBOX_KILLED',
-        'package scripts do not run in the browser build yet (QuickJS there needs a browser transport for the sandbox worker)',
-        { reason: 'unsupported', scripts: scripts.map((s) => s.path) },
+        'package scripts need a cross-origin-isolated page (COOP/COEP headers, as `xpkg web` serves)',
+        { reason: 'not-isolated', scripts: scripts.map((s) => s.path) },
       );
     const backend = new WebOrtBackend({
       ...(this.options.webgpu ? { webgpu: true } : {}),

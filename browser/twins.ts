@@ -11,15 +11,17 @@ import type * as NodePlatform from '../platform/index.js';
 import type * as NodeBackends from '../runner/backends/index.js';
 import type * as NodeHost from '../runner/host.js';
 import type * as NodeSharp from '../runner/pipeline/lazy-sharp.js';
-import type * as NodeSandbox from '../sandbox/index.js';
+import type * as NodeThread from '../sandbox/thread.js';
+import type * as NodeTransport from '../sandbox/transport.js';
 import type * as NodeVerify from '../signing/verify.js';
 import type * as BrowserPlatform from './platform.js';
+import type * as BrowserThread from './sandbox/thread.js';
+import type * as BrowserTransport from './sandbox/transport.js';
 import type * as BrowserBackends from './twins/backends.js';
 import type * as BrowserFileSource from './twins/file-source.js';
 import type * as BrowserHost from './twins/host.js';
 import type * as BrowserSharp from './twins/lazy-sharp.js';
 import type * as BrowserNativeEnv from './twins/native-env.js';
-import type * as BrowserSandbox from './twins/sandbox.js';
 import type * as BrowserVerify from './twins/verify.js';
 
 type Same<Node, Browser extends Node> = Browser;
@@ -39,6 +41,8 @@ export type Checked = [
   Same<Pick<typeof NodeFileSource, never>, typeof BrowserFileSource>,
   Same<Pick<typeof NodeBackends, 'defaultRegistry' | 'BackendRegistry'>, typeof BrowserBackends>,
   Same<Pick<typeof NodeHost, 'resolveHost' | 'hostSummary' | 'devicesOf' | 'loadHostProfile'>, typeof BrowserHost>,
-  Same<Pick<typeof NodeSandbox, 'basicKernels' | 'queued' | 'resolvePolicy' | 'DEFAULT_CAPS'>, typeof BrowserSandbox>,
-  Same<{ create(options?: NodeSandbox.SandboxOptions): Promise<unknown> }, typeof BrowserSandbox.Sandbox>,
+  // The ports differ (a MessagePort, shared rings): what is checked is that every function exists with its shape.
+  Same<Record<keyof typeof NodeTransport, unknown>, typeof BrowserTransport>,
+  Same<Pick<typeof NodeThread, 'liveSandboxThreads'>, typeof BrowserThread>,
+  Same<Record<'compiledQuickJS' | 'spawnThread' | 'killThread', (...a: never[]) => unknown>, typeof BrowserThread>,
 ];

@@ -3,8 +3,8 @@
 /**
  * The runner in Chromium against Node's on the same packages and inputs: variant selection on the
  * browser host (the multi-variant package's CPU variant, also when WebGPU is asked for and headless
- * Chromium has no adapter); a package with scripts is refused with its code before anything loads
- * (QuickJS does not run in the browser build yet). test/browser-models.test.ts has the image models.
+ * Chromium has no adapter); a package's scripts in QuickJS, in a nested worker sharing memory with
+ * the runner's. test/browser-models.test.ts has the image models.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -64,25 +64,59 @@ describe.skipIf(!haveBrowser)('the runner in Chromium', () => {
     ]);
   });
 
-  it('a package with scripts is refused with E_SANDBOX_KILLED (reason unsupported), not run without them', async () => {
+  it('a package with scripts runs them in QuickJS (a nested worker over shared memory) and gives the outputs Node gives', async () => {
+    const image = join(ROOT, 'fixtures', 'images', 'example.png');
+    const node = await nodeRun('ocr-script.xpkg', { image });
     const page = await rig.page();
     await page.goto(rig.server.url);
     await loadLibrary(page);
-    const png = (await readFile(join(ROOT, 'fixtures', 'images', 'example.png'))).toString('base64');
+    const png = (await readFile(image)).toString('base64');
     const r = await page.evaluate(
       async ({ key, png }) => {
         const { openPackage } = (window as unknown as { xpkg: Lib }).xpkg;
         const p = await openPackage('/packages/ocr-script.xpkg', { trust: [key] });
         const blob = new Blob([Uint8Array.from(atob(png), (ch) => ch.charCodeAt(0))], { type: 'image/png' });
-        const e = await p.run({ image: blob }).then(
-          () => null,
-          (e: { code?: string; detail?: unknown }) => ({ code: e.code, detail: e.detail }),
-        );
-        await p.close();
-        return e;
+        try {
+          return { outputs: JSON.parse(JSON.stringify((await p.run({ image: blob })).outputs)) };
+        } catch (e) {
+          return {
+            error: {
+              code: (e as { code?: string }).code,
+              message: String(e),
+              detail: (e as { detail?: unknown }).detail,
+            },
+          };
+        } finally {
+          await p.close();
+        }
       },
       { key, png },
     );
-    expect(r).toMatchObject({ code: 'E_SANDBOX_KILLED', detail: { reason: 'unsupported' } });
+    expect(r).toEqual({ outputs: JSON.parse(JSON.stringify(node.outputs)) });
+  });
+  it('on a page that is not cross-origin isolated, a package with scripts is refused before anything loads', async () => {
+    const plain = await startRig({ packages: FIXTURES, isolation: false });
+    try {
+      const page = await plain.page();
+      await page.goto(plain.server.url);
+      await loadLibrary(page);
+      const r = await page.evaluate(async (key) => {
+        const { openPackage } = (window as unknown as { xpkg: Lib }).xpkg;
+        const p = await openPackage('/packages/ocr-script.xpkg', { trust: [key] });
+        const e = await p.run({ image: new Blob() }).then(
+          () => null,
+          (e: { code?: string; detail?: unknown }) => ({
+            code: e.code,
+            detail: e.detail,
+            isolated: crossOriginIsolated,
+          }),
+        );
+        await p.close();
+        return e;
+      }, key);
+      expect(r).toMatchObject({ code: 'E_SANDBOX_KILLED', detail: { reason: 'not-isolated' }, isolated: false });
+    } finally {
+      await plain.close();
+    }
   });
 });
