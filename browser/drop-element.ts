@@ -4,7 +4,8 @@
  * place, firing `xpkg-manifest` (what it is, who signed it), `xpkg-progress` and `xpkg-verified`
  * (or `xpkg-error` with the code). Dropping an image on it then runs the package: `xpkg-result`.
  * The host element carries a `dragging` attribute while something is dragged over it (style it with
- * `xpkg-drop[dragging]`), and a real labelled file input for keyboard users.
+ * `xpkg-drop[dragging]`), a real labelled file input for keyboard users, and a one-line status
+ * (part `status`, a live region).
  *
  * Attributes: `trust` (public key text; the `trust` property takes several), `allow-unsigned`.
  */
@@ -19,7 +20,8 @@ const TEMPLATE = `
   input:focus-visible + label { outline: 2px solid #2563eb; }
 </style>
 <div part="zone"><slot>Drop an <code>.xpkg</code> package here, or </slot>
-<input id="f" type="file" accept=".xpkg,image/*"><label for="f" part="pick">choose a file</label></div>`;
+<input id="f" type="file" accept=".xpkg,image/*"><label for="f" part="pick">choose a file</label>
+<p part="status" role="status" aria-live="polite"></p></div>`;
 
 export class XpkgDropElement extends HTMLElement {
   /** Trusted public keys (text of `.pub` files); the `trust` attribute adds one. */
@@ -63,6 +65,11 @@ export class XpkgDropElement extends HTMLElement {
     return this.dispatchEvent(new CustomEvent(type, { detail, cancelable, bubbles: true, composed: true }));
   }
 
+  /** The element's own one-line account (part "status", a live region): what the events say. */
+  private say(text: string): void {
+    this.shadowRoot!.querySelector('[part="status"]')!.textContent = text;
+  }
+
   /** A dropped or chosen file: a package is opened and verified; anything else runs the package on it. */
   async accept(file: File): Promise<void> {
     const isPackage = /\.xpkg$/i.test(file.name) || !file.type.startsWith('image/') || !this.package;
@@ -77,11 +84,15 @@ export class XpkgDropElement extends HTMLElement {
         allowUnsigned: this.hasAttribute('allow-unsigned'),
       });
       this.package = pkg;
+      this.say(`${pkg.info.name} ${pkg.info.version}: verifying…`);
       this.emit('xpkg-manifest', pkg.info);
       const verified = await pkg.verify({ onProgress: (p) => this.emit('xpkg-progress', p) });
+      this.say(`${pkg.info.name} ${pkg.info.version}: ${verified.signatures.status}; drop an image to run it`);
       this.emit('xpkg-verified', verified);
     } catch (e) {
-      this.emit('xpkg-error', { stage: this.package ? 'verify' : 'open', ...errorOf(e) });
+      const err = errorOf(e);
+      this.say(`rejected: ${err.code}`);
+      this.emit('xpkg-error', { stage: this.package ? 'verify' : 'open', ...err });
     }
   }
 
@@ -89,10 +100,14 @@ export class XpkgDropElement extends HTMLElement {
     const pkg = this.package!;
     const input = pkg.info.inspect.inputs.find((i) => i.type === 'image')?.name ?? pkg.info.inspect.inputs[0]?.name;
     try {
+      this.say(`running ${pkg.info.name} on ${file.name}…`);
       const result = await pkg.run({ [input]: file }, { onProgress: (p) => this.emit('xpkg-progress', p) });
+      this.say(`${pkg.info.name} ran on ${file.name} in ${Math.round(result.timings.total ?? 0)} ms`);
       this.emit('xpkg-result', { file, result });
     } catch (e) {
-      this.emit('xpkg-error', { stage: 'run', ...errorOf(e) });
+      const err = errorOf(e);
+      this.say(`run failed: ${err.code}`);
+      this.emit('xpkg-error', { stage: 'run', ...err });
     }
   }
 }

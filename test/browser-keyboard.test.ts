@@ -119,6 +119,9 @@ describe.skipIf(!haveBrowser)('keyboard and embedding', () => {
       result: { outputs: { lines: { text: string }[] } };
     };
     expect(result.result.outputs.lines.map((l) => l.text)).toContain(FIRST_LINE);
+    expect(await page.locator('xpkg-drop').getByRole('status').textContent()).toMatch(
+      /^paddleocr-v4 ran on example\.png/,
+    );
     await page.screenshot({ path: join(ARTIFACTS, 'xpkg-drop-embed.png') });
   });
 });
