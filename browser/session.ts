@@ -77,6 +77,23 @@ export interface BrowserRunResult extends RunResult {
 
 const errorJson = (e: unknown): ErrorJson => toXpkgError(e).toJSON();
 
+/** What reading and verifying need from the browser, said with a code rather than failing later. */
+function requireFeatures(): void {
+  const g = globalThis as { crypto?: Crypto; DecompressionStream?: unknown; isSecureContext?: boolean };
+  if (!g.crypto?.subtle)
+    throw new BrowserError(
+      'E_BROWSER_UNSUPPORTED',
+      g.isSecureContext === false
+        ? 'WebCrypto is only available on secure pages: serve the page over HTTPS or from localhost'
+        : 'this browser has no WebCrypto (crypto.subtle)',
+      { feature: 'crypto.subtle' },
+    );
+  if (typeof g.DecompressionStream !== 'function')
+    throw new BrowserError('E_BROWSER_UNSUPPORTED', 'this browser has no DecompressionStream', {
+      feature: 'DecompressionStream',
+    });
+}
+
 /**
  * A model none of whose variants fit in the browser: the runner tried each (a smaller one would
  * have run) and reports E_RUN_NO_VARIANT with their refusals; the page is told the real reason.
@@ -112,6 +129,7 @@ export class PackageSession {
   /** Opens a package: archive and manifest checks, then the signatures against the trust given. */
   static async open(input: PackageInput, options: SessionOptions = {}): Promise<PackageSession> {
     const t0 = performance.now();
+    requireFeatures();
     if (options.wasmBase) setAssetBase(options.wasmBase);
     const policy = await resolvePolicy({
       trust: options.trust ?? [],

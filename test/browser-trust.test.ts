@@ -4,7 +4,8 @@
  * The page and the library against trust and size, in a real Chromium on loopback: a package
  * signed by nobody trusted is refused with its code; a package opened by URL reads little of it
  * (range requests), and a model too large for the browser is refused before any byte of it is
- * fetched (the server's log of ranges served says so).
+ * fetched (the server's log of ranges served says so). The same on the page's own thread, and a
+ * browser without WebCrypto is told so with a code.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -72,5 +73,27 @@ describe.skipIf(!haveBrowser)('trust and size in Chromium', () => {
       const into = served.slice(atOpen).filter((s) => s.start < e.dataOffset + e.size && s.end > e.dataOffset);
       expect(into, path).toEqual([]);
     }
+  });
+  it('on the calling thread (worker: false) it verifies the same way; without WebCrypto it says E_BROWSER_UNSUPPORTED', async () => {
+    const page = await rig.page();
+    await page.goto(rig.server.url);
+    await loadLibrary(page);
+    const key = await readFile(KEY, 'utf8');
+    const r = await page.evaluate(async (key) => {
+      const { openPackage } = (window as unknown as { xpkg: Lib }).xpkg;
+      const pkg = await openPackage('/packages/multi-variant.xpkg', { trust: [key], worker: false });
+      const v = await pkg.verify();
+      await pkg.close();
+      Object.defineProperty(window.crypto, 'subtle', { get: () => undefined });
+      const e = await openPackage('/packages/multi-variant.xpkg', { trust: [key], worker: false }).then(
+        () => null,
+        (e: { code?: string; detail?: unknown }) => ({ code: e.code, detail: e.detail }),
+      );
+      return { status: (v as unknown as { signatures: { status: string } }).signatures.status, e };
+    }, key);
+    expect(r).toEqual({
+      status: 'verified',
+      e: { code: 'E_BROWSER_UNSUPPORTED', detail: { feature: 'crypto.subtle' } },
+    });
   });
 });
