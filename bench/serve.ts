@@ -263,7 +263,7 @@ try {
           const r = await fetch(`${floor.url}/echo`, {
             method: 'POST',
             headers: { 'content-type': 'application/octet-stream' },
-            body: px,
+            body: new Uint8Array(px.buffer as ArrayBuffer, px.byteOffset, px.length),
           });
           await r.arrayBuffer();
           return r.status === 200;

@@ -11,16 +11,21 @@
  * Async calls copy their inputs and write their outputs through native scratch (native/src/util.h):
  * a buffer detached while a worker runs is never read or written; sync calls work in place.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { NativeError } from '../spec/errors.js';
 import { bothForms, type Prepared, runAsync, runSync } from './dispatch.js';
+import { nativeEnv } from './env.js';
 import { planCrop, planPreprocess } from './plan.js';
 import { portable } from './portable/index.js';
 import { bool, dims, int, num, oneOf, options, outTensor, threadCount, typed } from './validate.js';
+
+const {
+  join,
+  resolve,
+  exists: existsSync,
+  read: readFileSync,
+  getenv,
+  hardwareThreads: availableParallelism,
+} = nativeEnv;
 
 // ---- public types ---------------------------------------------------------------------------
 export type PixelFormat = 'rgb' | 'rgba' | 'bgr' | 'bgra' | 'gray';
@@ -358,7 +363,7 @@ interface Addon extends Kernels {
 
 // ---- loading ----------------------------------------------------------------------------------
 const ABI = 2;
-const here = dirname(fileURLToPath(import.meta.url));
+const here = nativeEnv.dir;
 const CUDA_LIB =
   [join(here, 'build-cuda/libxpkg_cuda.so'), join(here, '../../native/build-cuda/libxpkg_cuda.so')].find((p) =>
     existsSync(p),
@@ -368,14 +373,14 @@ let addonPath: string | undefined;
 let loadError: string | undefined;
 let warned = false;
 let mode: 'auto' | 'native' | 'portable' = (
-  ['native', 'portable'].includes(process.env.XPKG_NATIVE ?? '') ? process.env.XPKG_NATIVE : 'auto'
+  ['native', 'portable'].includes(getenv('XPKG_NATIVE') ?? '') ? getenv('XPKG_NATIVE') : 'auto'
 ) as never;
 let threads = Math.max(1, Math.min(8, availableParallelism()));
 
 function load(): Addon | null {
   if (addon !== undefined) return addon;
   addon = null;
-  const explicit = process.env.XPKG_NATIVE_PATH;
+  const explicit = getenv('XPKG_NATIVE_PATH');
   // Source tree (tsx, vitest) and compiled dist/native/ → package root.
   const paths = explicit
     ? [resolve(explicit)]
@@ -391,7 +396,7 @@ function load(): Addon | null {
     return null;
   }
   try {
-    const a = createRequire(import.meta.url)(found) as Addon;
+    const a = nativeEnv.requireAddon(found) as Addon;
     const abi = a.buildInfo().abi;
     if (abi !== ABI) throw new Error(`stale build (abi ${abi}, expected ${ABI}); rebuild it`);
     addon = a;
@@ -423,7 +428,7 @@ const V2 = new Set([
  * lacks, read from the file before loading it: code built for a newer CPU can fault with SIGILL
  * anywhere, even while loading. Linux x86 only (elsewhere the build targets its own host).
  */
-export function missingIsa(path: string, cpuFlags = cpuFeatures(), cap = process.env.XPKG_NATIVE_SIMD): string[] {
+export function missingIsa(path: string, cpuFlags = cpuFeatures(), cap = getenv('XPKG_NATIVE_SIMD')): string[] {
   if (!cpuFlags) return [];
   const bytes = readFileSync(path);
   const need = new Set<string>();
@@ -441,9 +446,10 @@ export function missingIsa(path: string, cpuFlags = cpuFeatures(), cap = process
 }
 
 function cpuFeatures(): Set<string> | undefined {
-  if (process.platform !== 'linux' || (process.arch !== 'x64' && process.arch !== 'ia32')) return undefined;
+  if (nativeEnv.platform !== 'linux' || (nativeEnv.arch !== 'x64' && nativeEnv.arch !== 'ia32')) return undefined;
   try {
-    const line = readFileSync('/proc/cpuinfo', 'latin1')
+    const line = readFileSync('/proc/cpuinfo')
+      .toString('latin1')
       .split('\n')
       .find((l) => l.startsWith('flags'));
     return line
@@ -467,7 +473,7 @@ function kernels(): Kernels {
     throw new NativeError('E_NATIVE_UNAVAILABLE', `native kernels unavailable: ${loadError}`, { loadError });
   if (!warned) {
     warned = true;
-    process.stderr.write(`xpkg: native kernels not loaded (${loadError}); using portable TypeScript kernels\n`);
+    nativeEnv.warn(`xpkg: native kernels not loaded (${loadError}); using portable TypeScript kernels\n`);
   }
   return portable;
 }

@@ -15,11 +15,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PackageReader } from '../pack/reader.js';
-import { cacheRoot } from '../runner/cache-dir.js';
+import { cacheRoot } from '../platform/cache-dir.js';
 import { OciError, toXpkgError } from '../spec/errors.js';
 import { hexOf, MEDIA, parseOciManifest, sha256 } from './artifact.js';
 
-/** The cache folder pull, run and serve share (runner/cache-dir.ts: `XPKG_CACHE`, else the user's cache folder). */
+/** The cache folder pull, run and serve share (platform/cache-dir.ts: `XPKG_CACHE`, else the user's cache folder). */
 export const defaultCacheDir = (env: NodeJS.ProcessEnv = process.env): string => cacheRoot(env);
 
 export interface RefRecord {

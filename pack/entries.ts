@@ -2,7 +2,7 @@
  * Per-entry checks of the strict profile: central header fields, local header against central,
  * compression limits, and decoding (inflate with the declared size as a hard cap, CRC).
  */
-import { crc32, inflateRawSync } from 'node:zlib';
+import { crc32, InflateFailure, inflateRaw } from '../platform/index.js';
 import { FormatError } from '../spec/errors.js';
 import { LIMITS, PADDING_EXTRA_ID } from '../spec/limits.js';
 import type { EntryInfo } from './types.js';
@@ -253,19 +253,19 @@ export function checkCompression(e: CentralEntry): void {
 }
 
 /** Decodes an entry's data (inflating with the declared size as a hard cap) and checks deflate framing and CRC. */
-export function entryBytes(e: Pick<EntryInfo, 'name' | 'method' | 'size' | 'crc32'>, raw: Buffer): Buffer {
+export async function entryBytes(
+  e: Pick<EntryInfo, 'name' | 'method' | 'size' | 'crc32'>,
+  raw: Buffer,
+): Promise<Buffer> {
   if (e.method === 0) return raw;
   let out: Buffer;
   let consumed: number;
   try {
-    const r = inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size), info: true }) as unknown as {
-      buffer: Buffer;
-      engine: { bytesWritten: number };
-    };
-    out = r.buffer;
-    consumed = r.engine.bytesWritten;
+    const r = await inflateRaw(raw, e.size);
+    out = Buffer.from(r.out.buffer, r.out.byteOffset, r.out.byteLength);
+    consumed = r.consumed;
   } catch (err) {
-    const tooBig = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError;
+    const tooBig = err instanceof InflateFailure && err.reason === 'too-large';
     throw new FormatError(
       tooBig ? 'E_ARCHIVE_BOMB' : 'E_ARCHIVE_SIZE_MISMATCH',
       `entry ${JSON.stringify(e.name)}: ${tooBig ? 'inflates past its declared size' : `deflate data is corrupt (${(err as Error).message})`}`,
@@ -284,13 +284,13 @@ export function entryBytes(e: Pick<EntryInfo, 'name' | 'method' | 'size' | 'crc3
       `entry ${JSON.stringify(e.name)}: deflate stream ends ${raw.length - consumed} bytes before its data does`,
       { name: e.name },
     );
-  if (crc32(out) >>> 0 !== e.crc32)
+  if (crc32(out) !== e.crc32)
     throw new FormatError('E_ARCHIVE_CRC', `entry ${JSON.stringify(e.name)}: CRC-32 mismatch`, { name: e.name });
   return out;
 }
 
 /** For the stored manifest/signatures (small): CRC check too, since they are parsed before any digest check. */
 export function checkStoredCrc(name: string, data: Buffer, expected: number): void {
-  if (crc32(data) >>> 0 !== expected)
+  if (crc32(data) !== expected)
     throw new FormatError('E_ARCHIVE_CRC', `entry ${JSON.stringify(name)}: CRC-32 mismatch`, { name });
 }

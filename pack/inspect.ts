@@ -54,6 +54,11 @@ export interface InspectOptions {
 
 export async function inspectPackage(path: string, options: InspectOptions = {}): Promise<InspectResult> {
   await using r = await PackageReader.open(path);
+  return inspectReader(r, options);
+}
+
+/** What an open package holds (the browser build inspects a File or URL it opened). */
+export function inspectReader(r: PackageReader, options: InspectOptions = {}): InspectResult {
   const m = r.manifest;
   const sizeOf = new Map(m.files.map((f) => [f.path, f.size]));
   const models = modelPaths(m);

@@ -5,13 +5,10 @@
  * contiguous run of entries, then the central directory, then the end record, no gaps, no overlap),
  * the names, the manifest, and the match between entries and the manifest's file list are all
  * checked on open. Payload digests are checked by verifyIntegrity() or per file by readVerified().
+ * All reads go through one ByteSource (pack/source.ts): a file handle under Node, a File, Blob or
+ * URL in the browser, so the browser runs exactly these checks.
  */
-import { constants as bufferConstants } from 'node:buffer';
-import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
-import { crc32 } from 'node:zlib';
+import { crc32, INTEGRITY, MAX_BYTES, sha256Blocks, sha256Hex, sha256Incremental } from '../platform/index.js';
 import { FormatError, SigningError, UsageError } from '../spec/errors.js';
 import { ALIGNMENT, LIMITS, MANIFEST_PATH, RESERVED_PREFIX, SIGNATURES_PATH } from '../spec/limits.js';
 import { modelPaths, parseManifest } from '../spec/manifest.js';
@@ -26,7 +23,8 @@ import {
   entryBytes,
   parseCentral,
 } from './entries.js';
-import { HashPool } from './hash.js';
+import { FileSource } from './file-source.js';
+import { type ByteSource, localHasher } from './source.js';
 import type { EntryInfo, IntegrityReport, OpenOptions, PackageReaderLike } from './types.js';
 import * as Z from './zip.js';
 
@@ -80,8 +78,8 @@ function checkAlignment(
   });
 }
 
-/** The most bytes one Buffer holds here (4 GiB on 64-bit Node 20); larger files must be streamed. */
-const MAX_BUFFER = bufferConstants.MAX_LENGTH;
+/** The most bytes one buffer holds here (4 GiB on 64-bit Node 20); larger files must be streamed. */
+const MAX_BUFFER = MAX_BYTES;
 const STREAM_CHUNK = 4 * 1024 * 1024;
 
 const digestMismatch = (path: string, expected: string, actual: string) =>
@@ -94,7 +92,7 @@ const digestMismatch = (path: string, expected: string, actual: string) =>
 export class PackageReader implements PackageReaderLike {
   private constructor(
     readonly path: string,
-    private readonly fh: FileHandle,
+    private readonly source: ByteSource,
     readonly fileSize: number,
     readonly entries: readonly EntryInfo[],
     private readonly byName: ReadonlyMap<string, EntryInfo>,
@@ -112,19 +110,20 @@ export class PackageReader implements PackageReaderLike {
 
   /** Opens and structurally checks a package. Throws FormatError with a specific code. */
   static async open(path: string): Promise<PackageReader> {
-    // O_NONBLOCK: opening a FIFO must not wait for a writer (it would hang before the type check).
-    const fh = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+    return PackageReader.fromSource(await FileSource.open(path));
+  }
+
+  /** Opens and checks a package from any random-access source; the source is closed on failure. */
+  static async fromSource(source: ByteSource): Promise<PackageReader> {
     try {
-      const st = await fh.stat();
-      if (!st.isFile()) throw new FormatError('E_ARCHIVE_SPECIAL_FILE', `${path} is not a regular file`, { path });
-      return await PackageReader.parse(path, fh, st.size);
+      return await PackageReader.parse(source.name, source, source.size);
     } catch (e) {
-      await fh.close();
+      await source.close();
       throw e;
     }
   }
 
-  private static async parse(path: string, fh: FileHandle, fileSize: number): Promise<PackageReader> {
+  private static async parse(path: string, source: ByteSource, fileSize: number): Promise<PackageReader> {
     const readAt = async (offset: number, length: number): Promise<Buffer> => {
       if (offset < 0 || length < 0 || offset + length > fileSize) {
         throw new FormatError(
@@ -136,7 +135,7 @@ export class PackageReader implements PackageReaderLike {
       const b = Buffer.alloc(length);
       let got = 0;
       while (got < length) {
-        const { bytesRead } = await fh.read(b, got, length - got, offset + got);
+        const { bytesRead } = await source.read(b, got, length - got, offset + got);
         if (bytesRead === 0) throw new FormatError('E_ARCHIVE_TRUNCATED', 'file shrank while being read', { offset });
         got += bytesRead;
       }
@@ -382,7 +381,7 @@ export class PackageReader implements PackageReaderLike {
 
     // Metadata is parsed before any digest check, so its CRC is checked here.
     const metadata = async (e: CentralEntry): Promise<Buffer> => {
-      const data = entryBytes(e, await readAt(e.dataOffset, e.compressedSize));
+      const data = await entryBytes(e, await readAt(e.dataOffset, e.compressedSize));
       if (e.method === 0) checkStoredCrc(e.name, data, e.crc32);
       return data;
     };
@@ -455,7 +454,7 @@ export class PackageReader implements PackageReaderLike {
     );
     return new PackageReader(
       path,
-      fh,
+      source,
       fileSize,
       entries,
       new Map(entries.map((e) => [e.name, e])),
@@ -473,13 +472,9 @@ export class PackageReader implements PackageReaderLike {
     return this.byName.get(name);
   }
 
-  get fd(): number {
-    return this.fh.fd;
-  }
-
   /** Positional read of archive bytes (for copying the archive verbatim). */
   async readFrom(buf: Buffer, length: number, position: number): Promise<{ bytesRead: number }> {
-    const r = await this.fh.read(buf, 0, length, position);
+    const r = await this.source.read(buf, 0, length, position);
     if (r.bytesRead === 0 && length > 0)
       throw new FormatError('E_ARCHIVE_TRUNCATED', 'package shrank after it was opened', { position });
     return r;
@@ -490,7 +485,7 @@ export class PackageReader implements PackageReaderLike {
     const b = Buffer.allocUnsafe(length);
     let got = 0;
     while (got < length) {
-      const { bytesRead } = await this.fh.read(b, got, length - got, e.dataOffset + offset + got);
+      const { bytesRead } = await this.source.read(b, got, length - got, e.dataOffset + offset + got);
       if (bytesRead === 0)
         throw new FormatError('E_ARCHIVE_TRUNCATED', 'package shrank after it was opened', { path: e.name });
       got += bytesRead;
@@ -510,9 +505,18 @@ export class PackageReader implements PackageReaderLike {
         `${JSON.stringify(path)} is ${f.size} bytes, more than one Buffer holds (${MAX_BUFFER}); stream it with streamVerified`,
         { path, size: f.size, limit: MAX_BUFFER },
       );
-    const data = entryBytes(e, await this.readRaw(e));
-    const sha = createHash('sha256').update(data).digest('hex');
-    if (data.length !== f.size || sha !== f.sha256) throw digestMismatch(path, f.sha256, sha);
+    const data = await entryBytes(e, await this.readRaw(e));
+    if (data.length !== f.size) throw digestMismatch(path, f.sha256, `${data.length} bytes`);
+    // 'blocks' (spec/FORMAT.md §10.1): the signed block digests cover every byte; a one-block
+    // file's block digest is its SHA-256.
+    if (INTEGRITY === 'blocks' && f.blocks.length > 1) {
+      const got = await sha256Blocks(data, this.manifest.blockSize);
+      const k = got.findIndex((d, i) => d !== f.blocks[i]);
+      if (k >= 0) throw digestMismatch(path, f.blocks[k], got[k]);
+      return data;
+    }
+    const sha = sha256Hex(data);
+    if (sha !== f.sha256) throw digestMismatch(path, f.sha256, sha);
     return data;
   }
 
@@ -535,20 +539,36 @@ export class PackageReader implements PackageReaderLike {
         `entry ${JSON.stringify(path)} is ${e.size} bytes; the manifest says ${f.size}`,
         { path, size: e.size, expected: f.size },
       );
-    const h = createHash('sha256');
+    if (INTEGRITY === 'blocks') return this.streamBlocks(e, f, sink);
+    const h = sha256Incremental();
     const buf = Buffer.allocUnsafe(Math.max(1, Math.min(chunkBytes, e.size)));
     let n = 0;
     while (n < e.size) {
       const len = Math.min(buf.length, e.size - n);
-      const { bytesRead } = await this.fh.read(buf, 0, len, e.dataOffset + n);
+      const { bytesRead } = await this.source.read(buf, 0, len, e.dataOffset + n);
       if (bytesRead === 0) throw new FormatError('E_ARCHIVE_TRUNCATED', 'package shrank after it was opened', { path });
       const chunk = buf.subarray(0, bytesRead);
       h.update(chunk);
       n += bytesRead;
       await sink(chunk);
     }
-    const sha = h.digest('hex');
+    const sha = h.digest();
     if (sha !== f.sha256) throw digestMismatch(path, f.sha256, sha);
+  }
+
+  /** streamVerified by blocks (§10.1): each block is checked before it is handed over. */
+  private async streamBlocks(
+    e: EntryInfo,
+    f: Manifest['files'][number],
+    sink: (chunk: Buffer) => void | Promise<void>,
+  ): Promise<void> {
+    const bs = this.manifest.blockSize;
+    for (let k = 0; k * bs < e.size; k++) {
+      const block = await this.readRaw(e, k * bs, Math.min(bs, e.size - k * bs));
+      const [got] = await sha256Blocks(block, bs);
+      if (got !== f.blocks[k]) throw digestMismatch(f.path, f.blocks[k], got);
+      await sink(block);
+    }
   }
 
   private payload(path: string): { e: EntryInfo; f: Manifest['files'][number] } {
@@ -583,12 +603,10 @@ export class PackageReader implements PackageReaderLike {
     const inline = (f: (typeof this.manifest.files)[number]) =>
       this.byName.get(f.path)!.method === 8 || f.size <= SMALL;
     const bigOnes = present.filter((f) => !inline(f));
-    const workers = Math.min(
-      availableParallelism(),
-      8,
-      bigOnes.reduce((n, f) => n + 1 + Math.ceil(f.blocks.length / 4), 0),
-    );
-    using pool = bigOnes.length ? new HashPool(this.fh.fd, workers) : null;
+    const jobCount = bigOnes.reduce((n, f) => n + 1 + Math.ceil(f.blocks.length / 4), 0);
+    using pool = bigOnes.length ? (this.source.hasher?.(jobCount) ?? localHasher(this.source)) : null;
+    // Without a whole-file pass, big stored files are verified by their signed blocks alone (§10.1).
+    const whole = pool?.whole?.bind(pool);
     const jobs: Promise<void>[] = [];
     // Longest sequential jobs first so they overlap with the block jobs.
     const files = [...present].sort((a, b) => b.size - a.size);
@@ -598,19 +616,14 @@ export class PackageReader implements PackageReaderLike {
         jobs.push(
           (async () => {
             const raw = await this.readRaw(e);
-            const data = entryBytes(e, raw);
-            const sha = createHash('sha256').update(data).digest('hex');
+            const data = await entryBytes(e, raw);
+            const sha = sha256Hex(data);
             if (sha !== f.sha256) throw mismatch(f.path, 'SHA-256', { expected: f.sha256, actual: sha });
+            const digests = f.blocks.length === 1 ? [sha] : await sha256Blocks(data, bs);
             f.blocks.forEach((d, k) => {
-              const got =
-                f.blocks.length === 1
-                  ? sha
-                  : createHash('sha256')
-                      .update(data.subarray(k * bs, (k + 1) * bs))
-                      .digest('hex');
-              if (got !== d) throw mismatch(f.path, `block ${k}`, { block: k, expected: d, actual: got });
+              if (digests[k] !== d) throw mismatch(f.path, `block ${k}`, { block: k, expected: d, actual: digests[k] });
             });
-            if (e.method === 0 && crc32(data) >>> 0 !== e.crc32)
+            if (e.method === 0 && crc32(data) !== e.crc32)
               throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(f.path)}: CRC-32 does not match its header`, {
                 path: f.path,
               });
@@ -619,25 +632,27 @@ export class PackageReader implements PackageReaderLike {
         );
         continue;
       }
-      jobs.push(
-        pool!.run({ kind: 'whole', offset: e.dataOffset, length: e.size }).then((r) => {
-          if (r.sha256 !== f.sha256) throw mismatch(f.path, 'SHA-256', { expected: f.sha256, actual: r.sha256 });
-          if (r.crc32 !== e.crc32)
-            throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(f.path)}: CRC-32 does not match its header`, {
-              path: f.path,
-              expected: e.crc32,
-              actual: r.crc32,
-            });
-          if (f.blocks.length <= 1) progress(f.size);
-        }),
-      );
-      if (f.blocks.length <= 1) continue;
+      if (whole) {
+        jobs.push(
+          whole(e.dataOffset, e.size).then((r) => {
+            if (r.sha256 !== f.sha256) throw mismatch(f.path, 'SHA-256', { expected: f.sha256, actual: r.sha256 });
+            if (r.crc32 !== e.crc32)
+              throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(f.path)}: CRC-32 does not match its header`, {
+                path: f.path,
+                expected: e.crc32,
+                actual: r.crc32,
+              });
+            if (f.blocks.length <= 1) progress(f.size);
+          }),
+        );
+        if (f.blocks.length <= 1) continue;
+      }
       const perJob = 4; // blocks per job: fine-grained enough to balance two or more cores
       for (let k = 0; k < f.blocks.length; k += perJob) {
         const length = Math.min(perJob * bs, f.size - k * bs);
         jobs.push(
-          pool!.run({ kind: 'blocks', offset: e.dataOffset + k * bs, length, blockSize: bs }).then((r) => {
-            r.digests.forEach((d, j) => {
+          pool!.blocks(e.dataOffset + k * bs, length, bs).then((digests) => {
+            digests.forEach((d, j) => {
               if (d !== f.blocks[k + j])
                 throw mismatch(f.path, `block ${k + j}`, { block: k + j, expected: f.blocks[k + j], actual: d });
             });
@@ -661,11 +676,12 @@ export class PackageReader implements PackageReaderLike {
       bytes: total,
       ms: performance.now() - t0,
       ...(this.absent.size ? { absent: [...this.absent] } : {}),
+      ...(bigOnes.length && !whole ? { mode: 'blocks' as const } : {}),
     };
   }
 
   async close(): Promise<void> {
-    await this.fh.close().catch(() => {});
+    await this.source.close().catch(() => {});
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -30,12 +30,14 @@ export interface IntegrityReport {
   deferred?: boolean;
   /** Files a partial package leaves out (spec/OCI.md §4); absent for a whole package. */
   absent?: string[];
+  /** 'blocks' when large files were verified by their signed block digests and sizes alone (spec/FORMAT.md §10.1). */
+  mode?: 'blocks';
 }
 
 /**
  * A package opened for strict random access. Opening checks the whole archive structure and the
  * manifest (but not the payload digests: call `verifyIntegrity()` or read with `readVerified()`).
- * All reads go through the one file handle opened here, so what was checked is what is read.
+ * All reads go through the one source opened here, so what was checked is what is read.
  */
 export interface PackageReaderLike extends AsyncDisposable {
   readonly path: string;

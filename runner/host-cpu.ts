@@ -32,8 +32,7 @@ const ALIASES: Record<string, string> = {
   amxint8: 'amx_int8',
 };
 
-/** Features that give a CPU fast int8 dot products (the precision policy prefers int8 with them). */
-export const INT8_DOT_FEATURES = ['avx512_vnni', 'avx_vnni', 'amx_int8', 'dotprod', 'i8mm'] as const;
+export { INT8_DOT_FEATURES } from './host-profile.js';
 
 export function normaliseFeatures(raw: Iterable<string>): string[] {
   const out = new Set<string>();

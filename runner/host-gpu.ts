@@ -99,11 +99,7 @@ export function smFromComputeCap(cc: string): string | undefined {
   return m ? `sm_${m[1]}${m[2]}` : undefined;
 }
 
-/** Numeric value of "sm_89" (89), for minArch comparisons; NaN when not an sm name. */
-export function smNumber(arch: string): number {
-  const m = /^sm_(\d{2,3})$/.exec(arch);
-  return m ? Number(m[1]) : Number.NaN;
-}
+export { smNumber } from './host-profile.js';
 
 /**
  * Compute capability by product name, for when only the driver's files are readable (no

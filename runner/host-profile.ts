@@ -3,8 +3,8 @@
  * a profile recorded on one machine (or written by hand) can stand in for detection anywhere
  * (`--host <file>`, `XPKG_HOST`): every selection rule is testable without the hardware.
  */
-import { readFileSync } from 'node:fs';
 import type { ErrorObject, ValidateFunction } from 'ajv';
+import { readTextFileSync } from '../platform/index.js';
 import { parseStrictJson } from '../spec/canonical.js';
 import { RunnerError, XpkgError } from '../spec/errors.js';
 import { hostProfile } from '../spec/generated/host-profile.js';
@@ -40,7 +40,7 @@ export function loadHostProfile(input: string | object): HostProfile {
     if (!input.trimStart().startsWith('{')) {
       origin = input;
       try {
-        text = readFileSync(input, 'utf8');
+        text = readTextFileSync(input);
       } catch (e) {
         throw new RunnerError(
           'E_HOST_PROFILE',
@@ -91,4 +91,19 @@ export function loadHostProfile(input: string | object): HostProfile {
 /** Every accelerator of the host, GPUs first. */
 export function devicesOf(host: HostProfile): HostDevice[] {
   return [...host.gpus, ...host.npus];
+}
+
+/** One line naming the host, for the head of `explain`. */
+export function hostSummary(h: HostProfile): string {
+  const accel = [...h.gpus, ...h.npus].map((d) => `${d.vendor} ${d.kind}${d.arch ? ` ${d.arch}` : ''}`);
+  return `${h.os} ${h.arch}, ${h.cpu.model}, ${Math.round(h.memoryMiB / 1024)} GiB${accel.length ? `, ${accel.join(', ')}` : ', no accelerator'}`;
+}
+
+/** Features that give a CPU fast int8 dot products (the precision policy prefers int8 with them). */
+export const INT8_DOT_FEATURES = ['avx512_vnni', 'avx_vnni', 'amx_int8', 'dotprod', 'i8mm'] as const;
+
+/** Numeric value of "sm_89" (89), for minArch comparisons; NaN when not an sm name. */
+export function smNumber(arch: string): number {
+  const m = /^sm_(\d{2,3})$/.exec(arch);
+  return m ? Number(m[1]) : Number.NaN;
 }

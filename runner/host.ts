@@ -18,6 +18,7 @@ export {
   HOST_PROFILE_FORMAT,
   type HostDevice,
   type HostProfile,
+  hostSummary,
   loadHostProfile,
   type RuntimeInfo,
 } from './host-profile.js';
@@ -145,10 +146,4 @@ export function renderHost(h: HostProfile): string {
     for (const n of other) lines.push(`  ${n.what}: ${n.reason}`);
   }
   return lines.join('\n');
-}
-
-/** One line naming the host, for the head of `explain`. */
-export function hostSummary(h: HostProfile): string {
-  const accel = [...h.gpus, ...h.npus].map((d) => `${d.vendor} ${d.kind}${d.arch ? ` ${d.arch}` : ''}`);
-  return `${h.os} ${h.arch}, ${h.cpu.model}, ${Math.round(h.memoryMiB / 1024)} GiB${accel.length ? `, ${accel.join(', ')}` : ', no accelerator'}`;
 }

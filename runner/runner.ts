@@ -9,12 +9,17 @@
 import { isReference } from '../oci/ref.js';
 import { PackageReader } from '../pack/reader.js';
 import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
-import { commitRollback, resolvePolicy, type VerifyResult, verifyReader } from '../signing/verify.js';
+import {
+  commitRollback,
+  type LoadedPolicy,
+  resolvePolicy,
+  type VerifyResult,
+  verifyReader,
+} from '../signing/verify.js';
 import { FormatError, RunnerError } from '../spec/errors.js';
 import { absentVariants } from '../spec/partial.js';
 import type { Manifest, Variant } from '../spec/schema.js';
 import { type BackendRegistry, defaultRegistry } from './backends/index.js';
-import { cacheRoot } from './cache-dir.js';
 import { type HostProfile, resolveHost } from './host.js';
 import {
   failedProviders,
@@ -74,7 +79,8 @@ export interface RunnerOptions {
   graphOptimization?: SessionOptions['graphOptimization'];
   /**
    * Cache of models onnxruntime optimised for this machine, so later opens skip the optimisers:
-   * a folder, or false for none. Default: `cacheRoot()` (`XPKG_CACHE`, else the user's cache folder).
+   * a folder, or false for none. Default: `cacheRoot()` (platform/cache-dir.ts: `XPKG_CACHE`, else
+   * the user's cache folder) where the backend keeps one (onnxruntime-node).
    */
   modelCache?: string | false;
   /** Backend registry (default: the process-wide one). */
@@ -168,34 +174,49 @@ export class Runner implements AsyncDisposable {
         allowDowngrade: Boolean(options.allowDowngrade),
         stateDir: options.stateDir,
       });
-      // Payloads are checked as they are read (readVerified), so only what runs is hashed.
-      const verification = await verifyReader(reader, policy, { integrity: 'on-read' });
-      // The manifest's pipeline, and the pipeline as each variant's step patches change it.
-      const budget = resolveBudget(options.budget);
-      validatePipeline(reader.manifest, budget);
-      for (const m of reader.manifest.models)
-        for (const v of m.variants) if (v.steps) validatePipeline(withVariants(reader.manifest, [v]), budget);
-      const host =
-        resolvedHost ??
-        (typeof options.host === 'object'
-          ? options.host
-          : await resolveHost(options.host !== undefined ? { host: options.host } : {}));
-      const registry = options.registry ?? defaultRegistry();
-      const selection = selectVariants(reader.manifest, host, {
-        ...(options.variant !== undefined ? { variant: options.variant } : {}),
-        ...(options.precision ? { precision: options.precision } : {}),
-        backends: registry.runtimes(),
-        absent: absentVariants(reader.manifest, reader.absent),
-      });
-      const runner = new Runner(reader, verification, host, selection, options, registry);
-      // Recorded after the first successful run, when every byte it used has verified (on read).
-      if (verification.signatures.pending?.length) runner.commitRollback = () => commitRollback(policy, verification);
-      await runner.prewarm(t0);
-      return runner;
+      return await Runner.fromReader(reader, policy, options, { t0, ...(resolvedHost ? { host: resolvedHost } : {}) });
     } catch (e) {
       await reader.close();
       throw e;
     }
+  }
+
+  /**
+   * Runs a package already open (the browser build opens a File, Blob or URL) under a loaded trust
+   * policy: the rest of `open`. The runner owns the reader from here; on failure the caller closes it.
+   */
+  static async fromReader(
+    reader: PackageReader,
+    policy: LoadedPolicy,
+    options: RunnerOptions = {},
+    /** From `open`: when opening began, and the host a registry reference was resolved for. */
+    from: { t0?: number; host?: HostProfile } = {},
+  ): Promise<Runner> {
+    const t0 = from.t0 ?? performance.now();
+    // Payloads are checked as they are read (readVerified), so only what runs is hashed.
+    const verification = await verifyReader(reader, policy, { integrity: 'on-read' });
+    // The manifest's pipeline, and the pipeline as each variant's step patches change it.
+    const budget = resolveBudget(options.budget);
+    validatePipeline(reader.manifest, budget);
+    for (const m of reader.manifest.models)
+      for (const v of m.variants) if (v.steps) validatePipeline(withVariants(reader.manifest, [v]), budget);
+    const host =
+      from.host ??
+      (typeof options.host === 'object'
+        ? options.host
+        : await resolveHost(options.host !== undefined ? { host: options.host } : {}));
+    const registry = options.registry ?? defaultRegistry();
+    const selection = selectVariants(reader.manifest, host, {
+      ...(options.variant !== undefined ? { variant: options.variant } : {}),
+      ...(options.precision ? { precision: options.precision } : {}),
+      backends: registry.runtimes(),
+      absent: absentVariants(reader.manifest, reader.absent),
+    });
+    const runner = new Runner(reader, verification, host, selection, options, registry);
+    // Recorded after the first successful run, when every byte it used has verified (on read).
+    if (verification.signatures.pending?.length) runner.commitRollback = () => commitRollback(policy, verification);
+    await runner.prewarm(t0);
+    return runner;
   }
 
   get manifest(): Manifest {
@@ -306,7 +327,7 @@ export class Runner implements AsyncDisposable {
     const sessionOptions: SessionOptions = {
       ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
       ...(this.options.graphOptimization ? { graphOptimization: this.options.graphOptimization } : {}),
-      modelCache: this.options.modelCache ?? cacheRoot(),
+      ...(this.options.modelCache !== undefined ? { modelCache: this.options.modelCache } : {}),
       // as many sessions per model on an accelerator as shapes are pre-warmed (one per shape)
       shapeSessions: this.maxShapes,
     };

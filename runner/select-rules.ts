@@ -4,9 +4,7 @@
  * variant, the host profile and the set of runtimes xpkg has backends for.
  */
 import type { Accelerator, Variant } from '../spec/schema.js';
-import { INT8_DOT_FEATURES } from './host-cpu.js';
-import { smNumber } from './host-gpu.js';
-import { devicesOf, type HostDevice, type HostProfile } from './host-profile.js';
+import { devicesOf, type HostDevice, type HostProfile, INT8_DOT_FEATURES, smNumber } from './host-profile.js';
 import { usableProviders, variantProviders } from './providers.js';
 import { rangeProblem, satisfies } from './semver.js';
 

@@ -46,8 +46,8 @@ export interface SessionOptions {
   /** onnxruntime graph optimisation level. */
   graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /**
-   * Folder of the cache of models the backend optimised for this machine (runner/cache-dir.ts);
-   * false or absent: no cache. See runner/backends/ort-cache.ts.
+   * Folder of the cache of models the backend optimised for this machine, or false for none;
+   * absent: the backend's default (onnxruntime-node: platform/cache-dir.ts). See runner/backends/ort-cache.ts.
    */
   modelCache?: string | false;
   /** Providers not to use for this load (ones whose session of the variant failed while running). */

@@ -3,12 +3,12 @@
  *
  * Why not plain postMessage: a worker's 'message' event costs ~90 µs a round trip here, too much
  * for a 50 µs hook call, and the worker must block while the host runs a kernel for it. Each side
- * posts on a MessagePort without listening on it, then bumps a counter in shared memory; the
+ * posts on its port without listening on it, then bumps a counter in shared memory; the
  * receiver sleeps on that counter (Atomics.wait in the worker, Atomics.waitAsync on the host, so
- * the host's event loop keeps running) and takes the message with receiveMessageOnPort.
+ * the host's event loop keeps running) and takes the message synchronously (transport.ts).
  */
-import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import type { SandboxErrorCode } from '../spec/errors.js';
+import { type Port, postTo, take } from './transport.js';
 import type { SandboxDType } from './types.js';
 
 /** Counter slots in the shared Int32Array. */
@@ -31,7 +31,7 @@ export interface WorkerConfig {
 
 export interface WorkerData {
   ctl: Int32Array;
-  port: MessagePort;
+  port: Port;
   config: WorkerConfig;
   /** QuickJS's compiled WebAssembly.Module, shared between workers; null: compile in the worker. */
   wasmModule: object | null;
@@ -68,13 +68,13 @@ export type WorkerMessage =
 
 /** Posts a message and wakes the other side. */
 export function send(
-  port: MessagePort,
+  port: Port,
   ctl: Int32Array,
   slot: number,
   msg: HostMessage | WorkerMessage,
   transfer?: ArrayBuffer[],
 ): void {
-  port.postMessage(msg, transfer);
+  postTo(port, msg, transfer);
   Atomics.add(ctl, slot, 1);
   Atomics.notify(ctl, slot);
 }
@@ -83,11 +83,11 @@ export function send(
  * Blocks until a message arrives (worker side). The counter is read before looking at the port, so
  * a message posted between the two steps changes the counter and Atomics.wait returns at once.
  */
-export function receiveSync<T>(port: MessagePort, ctl: Int32Array, slot: number, onNudge?: () => void): T {
+export function receiveSync<T>(port: Port, ctl: Int32Array, slot: number, onNudge?: () => void): T {
   let nudged = false;
   for (;;) {
     const seen = Atomics.load(ctl, slot);
-    const m = receiveMessageOnPort(port);
+    const m = take(port);
     if (m) return m.message as T;
     // Woken without a message: the host's nudge (see nudge()); its message follows shortly.
     if (nudged && onNudge) onNudge();

@@ -9,8 +9,6 @@
  * Calls run one at a time. Tensors in the arguments are lent to the guest as handles; tensors in
  * the result are the host's own objects (inputs or kernel outputs), never copies made by the guest.
  */
-import { availableParallelism } from 'node:os';
-import { receiveMessageOnPort } from 'node:worker_threads';
 import { SandboxError } from '../spec/errors.js';
 import { CallScope, decodeFromGuest, encodeForGuest } from './codec.js';
 import { validateOutputs } from './outputs.js';
@@ -27,6 +25,7 @@ import {
 } from './protocol.js';
 import { type HostSide, OpStream, serve } from './serve.js';
 import { compiledQuickJS, killThread, spawnThread, type Thread } from './thread.js';
+import { hardwareThreads, take } from './transport.js';
 import type {
   CallOptions,
   EffectivePolicy,
@@ -54,7 +53,7 @@ const STARTUP_MS = 30_000;
  * wake-up goes through the event loop). Bounded, so the event loop stalls at most this long; off
  * on one core, where spinning would delay the worker it waits for.
  */
-const HOST_SPIN_MS = availableParallelism() > 1 ? 1 : 0;
+const HOST_SPIN_MS = hardwareThreads() > 1 ? 1 : 0;
 
 class Watchdog {}
 class Aborted {}
@@ -425,7 +424,7 @@ export class Sandbox implements AsyncDisposable {
   ): Promise<WorkerMessage> {
     for (;;) {
       const seen = Atomics.load(t.ctl, TO_HOST);
-      const got = receiveMessageOnPort(t.port);
+      const got = take(t.port);
       if (got) return got.message as WorkerMessage;
       if (t.exited || t.death)
         throw t.death ?? new SandboxError('E_SANDBOX_KILLED', 'the sandbox worker exited', { reason: 'exited' });

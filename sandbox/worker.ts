@@ -13,7 +13,6 @@
  * - Outside this file, the host's watchdog, which terminates this thread when the interrupt
  *   handler is not reached (one long native call) and starts a fresh one.
  */
-import { workerData } from 'node:worker_threads';
 import {
   DefaultIntrinsics,
   newQuickJSWASMModuleFromVariant,
@@ -37,8 +36,9 @@ import {
   type WorkerData,
   type WorkerMessage,
 } from './protocol.js';
+import { startData } from './transport.js';
 
-const { ctl, port, config, wasmModule } = workerData as WorkerData;
+const { ctl, port, config, wasmModule } = startData() as WorkerData;
 const post = (msg: WorkerMessage, transfer?: ArrayBuffer[]) => send(port, ctl, TO_HOST, msg, transfer);
 const receive = () => receiveSync<HostMessage>(port, ctl, TO_WORKER);
 

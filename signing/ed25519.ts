@@ -15,15 +15,12 @@
  *  - `publicKeyProblem` / `assertStrongPublicKey`: key policy, stricter than OpenSSL. Applied when a
  *    key enters a trust store and again before every verification.
  */
-import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { createRequire } from 'node:module';
+import { ed25519Native, tweetnacl } from '../platform/index.js';
 import { SigningError } from '../spec/errors.js';
 import { type DecodeProblem, decodePoint, hasSmallOrder, inPrimeOrderSubgroup, L, leToBigInt } from './ed25519-math.js';
 
-// tweetnacl signs and is the fallback verifier: required on first use, not by every `xpkg run` (~15 ms).
-let naclModule: typeof import('tweetnacl') | undefined;
-const nacl = (): typeof import('tweetnacl') =>
-  (naclModule ??= createRequire(import.meta.url)('tweetnacl') as typeof import('tweetnacl'));
+// tweetnacl signs and is the fallback verifier: loaded on first use, not by every `xpkg run` (~15 ms).
+const nacl = tweetnacl;
 
 export const PUBLIC_KEY_BYTES = 32;
 export const SECRET_KEY_BYTES = 64;
@@ -76,23 +73,9 @@ export function hasCanonicalS(signature: Uint8Array): boolean {
 
 export type Ed25519Backend = 'node' | 'tweetnacl';
 
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-const nodeKeys = new Map<string, KeyObject>();
-
-function nodeEquation(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
-  const id = Buffer.from(publicKey).toString('hex');
-  let key = nodeKeys.get(id);
-  try {
-    if (!key) {
-      key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: 'der', type: 'spki' });
-      if (nodeKeys.size > 1024) nodeKeys.clear();
-      nodeKeys.set(id, key);
-    }
-    return cryptoVerify(null, message, key, signature);
-  } catch {
-    return false;
-  }
-}
+// OpenSSL's equation (platform/index.ts); absent in the browser build, where tweetnacl computes it.
+const nodeEquation = (message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean =>
+  ed25519Native ? ed25519Native(message, signature, publicKey) : false;
 
 const EQUATIONS: Record<Ed25519Backend, (m: Uint8Array, s: Uint8Array, k: Uint8Array) => boolean> = {
   node: nodeEquation,
@@ -101,6 +84,7 @@ const EQUATIONS: Record<Ed25519Backend, (m: Uint8Array, s: Uint8Array, k: Uint8A
 
 /** Node's OpenSSL unless XPKG_ED25519=tweetnacl or it fails a known-answer self-test. */
 function pickBackend(): Ed25519Backend {
+  if (!ed25519Native) return 'tweetnacl';
   if (typeof process !== 'undefined' && process.env?.XPKG_ED25519 === 'tweetnacl') return 'tweetnacl';
   try {
     // RFC 8032 test 1 must verify; one flipped bit must not.

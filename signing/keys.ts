@@ -4,7 +4,7 @@
  *   # xpkg public key (ed25519) …free comment lines…
  *   xpkg-ed25519-pub <keyid: 64 hex> <key: 44 chars of base64>
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../platform/index.js';
 import { SigningError } from '../spec/errors.js';
 import { assertStrongPublicKey, keyPairFromSeed, PUBLIC_KEY_BYTES, randomSeed, SEED_BYTES } from './ed25519.js';
 
@@ -28,7 +28,7 @@ export interface KeyPair extends PublicKey {
 /** Key id: SHA-256 of the raw public key. Full length, so ids never collide in practice. */
 export function keyIdOf(publicKey: Uint8Array): string {
   if (publicKey.length !== PUBLIC_KEY_BYTES) throw new RangeError(`public key must be ${PUBLIC_KEY_BYTES} bytes`);
-  return createHash('sha256').update(publicKey).digest('hex');
+  return sha256Hex(publicKey);
 }
 
 /** Makes a new ed25519 key pair (or derives it from a 32-byte seed). */

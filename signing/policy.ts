@@ -8,7 +8,7 @@ import type { Manifest } from '../spec/schema.js';
 import { verifyStrict } from './ed25519.js';
 import { decodeEnvelope, signedBytes } from './envelope.js';
 import type { RollbackRecord } from './state.js';
-import type { TrustStore } from './trust.js';
+import type { TrustStore } from './trust-store.js';
 
 export interface SignatureInput {
   /** Canonical manifest bytes, exactly as stored. */

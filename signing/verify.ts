@@ -1,21 +1,29 @@
 /**
- * `verify`: the one verification path for the CLI, the library and the runner. The package is
- * opened once; signatures and policy are decided on the manifest bytes the reader holds, then every
- * payload is hashed through the same open file handle, so what was checked is what gets read.
+ * `verify` of a package file, and the trust and rollback state it reads from files. The checks
+ * themselves are signing/verify-reader.ts's, the one path every front end takes.
  */
 import { PackageReader } from '../pack/reader.js';
-import type { IntegrityReport, PackageReaderLike } from '../pack/types.js';
 import { UsageError } from '../spec/errors.js';
-import {
-  assertThreshold,
-  type Downgrade,
-  type ResolvedPolicy,
-  type SignatureStatus,
-  type Signer,
-  verifySignatures,
-} from './policy.js';
-import { defaultStateDir, FileRollbackStore, type RollbackRecord, type RollbackStore } from './state.js';
+import { assertThreshold } from './policy.js';
+import { defaultStateDir, FileRollbackStore, type RollbackStore } from './state.js';
 import { loadTrustStore } from './trust.js';
+import {
+  type LoadedPolicy,
+  policyFromStore,
+  type VerifyOptions,
+  type VerifyResult,
+  verifyReader,
+} from './verify-reader.js';
+
+export {
+  commitRollback,
+  type LoadedPolicy,
+  policyFromStore,
+  type SignatureSummary,
+  type VerifyOptions,
+  type VerifyResult,
+  verifyReader,
+} from './verify-reader.js';
 
 export interface VerifyPolicy {
   /** Trusted public keys: `.pub` file paths or their text. */
@@ -36,56 +44,9 @@ export interface VerifyPolicy {
   now?: Date;
 }
 
-export interface VerifyOptions {
-  onProgress?: (done: number, total: number) => void;
-  /**
-   * 'full' (default) hashes every payload now. 'on-read' skips that pass: the caller promises to
-   * read payloads only through `readVerified`, which checks the digest of exactly the bytes it
-   * returns (the runner does this, so a 5 GiB GPU variant is not hashed to run the CPU one).
-   * Nothing is recorded in the rollback state then: the records are left in `signatures.pending`
-   * for `commitRollback` once every byte the caller uses has verified (a damaged copy of a newer
-   * release must not lock out the intact older one).
-   */
-  integrity?: 'full' | 'on-read';
-}
-
-export interface SignatureSummary {
-  status: SignatureStatus;
-  threshold: number;
-  signers: Signer[];
-  untrusted: string[];
-  revoked: string[];
-  /** Downgrades accepted because of allowDowngrade; empty otherwise. */
-  downgrades: Downgrade[];
-  expires: string | null;
-  /** Where the anti-rollback state lives, or null when not used for this package. */
-  state: string | null;
-  /** Rollback records raised by this verification. */
-  recorded: number;
-  /** With integrity 'on-read': the records still to raise with `commitRollback`. */
-  pending?: RollbackRecord[];
-}
-
-export interface VerifyResult {
-  ok: true;
-  path: string;
-  packageId: string;
-  name: string;
-  version: string;
-  sequence: number;
-  integrity: IntegrityReport;
-  signatures: SignatureSummary;
-}
-
-/** A policy with its trust store loaded and its rollback store opened. */
-export interface LoadedPolicy extends ResolvedPolicy {
-  rollback: RollbackStore | null;
-}
-
 /** Loads trust files and the rollback state named by a policy (no package involved). */
 export async function resolvePolicy(policy: VerifyPolicy = {}): Promise<LoadedPolicy> {
-  const threshold = policy.threshold ?? 1;
-  assertThreshold(threshold);
+  assertThreshold(policy.threshold ?? 1);
   if (policy.now !== undefined && Number.isNaN(policy.now.getTime()))
     throw new UsageError('E_USAGE', 'now is not a valid date');
   const store = await loadTrustStore({ trust: policy.trust, trustDir: policy.trustDir });
@@ -95,80 +56,7 @@ export async function resolvePolicy(policy: VerifyPolicy = {}): Promise<LoadedPo
     if (policy.rollbackStore !== undefined) rollbackStore = policy.rollbackStore;
     else rollbackStore = await FileRollbackStore.open(policy.stateDir ?? defaultStateDir());
   }
-  return {
-    store,
-    threshold,
-    allowUnsigned: policy.allowUnsigned ?? false,
-    allowDowngrade: policy.allowDowngrade ?? false,
-    now: policy.now ?? new Date(),
-    rollback: rollbackStore,
-  };
-}
-
-/**
- * Verifies an already open package: signatures and policy first (cheap, and they authenticate the
- * manifest that the digests come from), then the integrity of every payload, then the rollback
- * state is raised. Throws the first failure with its code.
- */
-export async function verifyReader(
-  reader: PackageReaderLike,
-  policy: LoadedPolicy,
-  options: VerifyOptions = {},
-): Promise<VerifyResult> {
-  const report = verifySignatures(
-    {
-      manifestBytes: reader.manifestBytes,
-      manifest: reader.manifest,
-      id: reader.id,
-      signaturesBytes: reader.signaturesBytes,
-    },
-    policy,
-  );
-  const integrity =
-    options.integrity === 'on-read'
-      ? { id: reader.id, files: 0, bytes: 0, ms: 0, deferred: true as const }
-      : await reader.verifyIntegrity({ onProgress: options.onProgress });
-  // Only a package that checked out completely may raise the high-water mark.
-  const deferred = options.integrity === 'on-read';
-  if (report.rollbackUpdates.length && !deferred) await policy.rollback!.record(report.rollbackUpdates);
-  return {
-    ok: true,
-    path: reader.path,
-    packageId: reader.id,
-    name: report.name,
-    version: report.version,
-    sequence: report.sequence,
-    integrity,
-    signatures: {
-      status: report.status,
-      threshold: report.threshold,
-      signers: report.signers,
-      untrusted: report.untrusted,
-      revoked: report.revoked,
-      downgrades: report.downgrades,
-      expires: report.expires,
-      state: report.status === 'verified' && policy.rollback ? policy.rollback.location : null,
-      recorded: deferred ? 0 : report.rollbackUpdates.length,
-      ...(deferred ? { pending: report.rollbackUpdates } : {}),
-    },
-  };
-}
-
-/**
- * Raises the rollback records an 'on-read' verification left pending. Call it only once every
- * byte in use was read through `readVerified` (the runner: after a successful run).
- */
-export async function commitRollback(policy: LoadedPolicy, result: VerifyResult): Promise<void> {
-  const pending = result.signatures.pending;
-  if (!pending?.length) return;
-  result.signatures.pending = [];
-  try {
-    await policy.rollback!.record(pending);
-  } catch (e) {
-    result.signatures.pending = pending; // the next successful run tries again
-    throw e;
-  }
-  result.signatures.recorded += pending.length;
+  return policyFromStore(store, rollbackStore, policy);
 }
 
 /**

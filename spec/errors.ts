@@ -25,6 +25,7 @@ export const EXIT = {
   runner: 30,
   host: 31,
   gpu: 32,
+  browser: 33,
   sandbox: 40,
   native: 50,
   serve: 60,
@@ -133,6 +134,10 @@ const codes = {
   E_GPU_FETCH: EXIT.gpu,
   E_GPU_DIGEST: EXIT.gpu,
   E_GPU_PLACE: EXIT.gpu,
+  E_BROWSER_TOO_LARGE: EXIT.browser,
+  E_BROWSER_FETCH: EXIT.browser,
+  E_BROWSER_UNSUPPORTED: EXIT.browser,
+  E_BROWSER_WORKER: EXIT.browser,
   // sandbox
   E_SANDBOX_TIMEOUT: EXIT.sandbox,
   E_SANDBOX_MEMORY: EXIT.sandbox,
@@ -251,6 +256,15 @@ export type RunnerErrorCode = Prefixed<'E_RUN_'> | Prefixed<'E_HOST_'> | Prefixe
 export class RunnerError extends XpkgError {
   declare readonly code: RunnerErrorCode;
   constructor(code: RunnerErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
+    super(code, summary, detail, options);
+  }
+}
+
+/** The browser entry (xpkg/browser): what a page cannot hold, fetch or do. */
+export type BrowserErrorCode = Prefixed<'E_BROWSER_'>;
+export class BrowserError extends XpkgError {
+  declare readonly code: BrowserErrorCode;
+  constructor(code: BrowserErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
     super(code, summary, detail, options);
   }
 }

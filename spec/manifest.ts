@@ -2,8 +2,8 @@
  * Reading and validating manifests: strict JSON, canonical form, JSON Schema (every failing field
  * reported at once), then the cross-references a schema cannot express.
  */
-import { createHash } from 'node:crypto';
 import type { ErrorObject, ValidateFunction } from 'ajv';
+import { sha256Hex } from '../platform/index.js';
 import { canonicalBytes, parseStrictJson } from './canonical.js';
 import { FormatError } from './errors.js';
 import * as generated from './generated/manifest.js';
@@ -275,5 +275,5 @@ export function parseManifest(bytes: Uint8Array): ParsedManifest {
 }
 
 export function packageId(canonicalManifest: Uint8Array): string {
-  return createHash('sha256').update(canonicalManifest).digest('hex');
+  return sha256Hex(canonicalManifest);
 }

@@ -1,13 +1,15 @@
 /**
- * Builds dist/ (the CLI tests run bin/xpkg.js), the tools (dist-tools/: fixtures, benches, vector
- * tooling, kept out of the published dist/) and the fixture packages once per test run.
+ * Builds dist/ (the CLI tests run bin/xpkg.js; the browser suites serve dist/browser and dist/web),
+ * the tools (dist-tools/: fixtures, benches, vector tooling, kept out of the published dist/) and the
+ * fixture packages once per test run.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { buildBrowser } from '../browser/build.js';
 
-export default function setup(): () => void {
+export default async function setup(): Promise<() => void> {
   // Tests (and the CLI processes they spawn) keep optimised models in a cache of their own, never
   // in the user's.
   const cache = mkdtempSync(join(tmpdir(), 'xpkg-test-cache-'));
@@ -19,5 +21,6 @@ export default function setup(): () => void {
   execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
   execFileSync(process.execPath, [tsc, '-p', 'tsconfig.tools.json'], { stdio: 'inherit' });
   execFileSync(process.execPath, ['dist-tools/fixtures/build.js'], { stdio: 'inherit' });
+  await buildBrowser('dist');
   return teardown;
 }

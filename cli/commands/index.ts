@@ -16,6 +16,7 @@ import { register as serve } from './serve.js';
 import { register as sign } from './sign.js';
 import { register as unpack } from './unpack.js';
 import { register as verify } from './verify.js';
+import { register as web } from './web.js';
 
 export const commands: ((program: Command) => void)[] = [
   run,
@@ -30,4 +31,5 @@ export const commands: ((program: Command) => void)[] = [
   gpu,
   serve,
   oci,
+  web,
 ];

@@ -8,6 +8,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
+import { cacheRoot } from '../../platform/cache-dir.js';
 import { RunnerError } from '../../spec/errors.js';
 import type { Variant } from '../../spec/schema.js';
 import {
@@ -23,12 +24,10 @@ import { usableProviders, variantProviders } from '../providers.js';
 import type {
   Backend,
   BackendInit,
-  DType,
   ModelSession,
   ProviderFallback,
   SessionOptions,
   Tensor,
-  TypedData,
   VariantFiles,
 } from '../types.js';
 import { filesFromMap, type PrivateFolder, writePrivateFolder } from './model-files.js';
@@ -36,8 +35,11 @@ import { externalFiles } from './onnx-external.js';
 import { hasStaticInputs } from './onnx-inputs.js';
 import { OrtModelCache } from './ort-cache.js';
 import { profileFolder, readPlacement } from './ort-placement.js';
+import { checkTensor, fromOrtTensor } from './ort-tensor.js';
 import { probeModel } from './probe-model.js';
 import { ShapeSessions, shapeKey } from './shape-sessions.js';
+
+export { checkTensor, fromOrtTensor } from './ort-tensor.js';
 
 type Ort = typeof import('onnxruntime-node');
 
@@ -106,56 +108,6 @@ export function ortSessionOptions(
     logSeverityLevel: 3,
     extra: { session: { force_spinning_stop: '1' } },
   };
-}
-
-type TypedCtor = {
-  new (buf: ArrayBufferLike, off: number, len: number): TypedData;
-  readonly BYTES_PER_ELEMENT: number;
-};
-const TYPED: Record<DType, TypedCtor> = {
-  float32: Float32Array,
-  float16: Uint16Array,
-  int64: BigInt64Array,
-  int32: Int32Array,
-  uint8: Uint8Array,
-  int8: Int8Array,
-  bool: Uint8Array,
-};
-
-/** Checks a neutral tensor before it reaches native code (clear errors, no native asserts). */
-export function checkTensor(name: string, t: Tensor): void {
-  const ctor = TYPED[t.type];
-  if (!ctor) throw new RunnerError('E_RUN_INPUT', `input ${name}: unsupported dtype ${String(t.type)}`);
-  if (!(t.data instanceof ctor))
-    throw new RunnerError(
-      'E_RUN_INPUT',
-      `input ${name}: ${t.type} data must be a ${ctor.name}, not ${t.data?.constructor?.name}`,
-    );
-  if (!t.dims.every((d) => Number.isInteger(d) && d >= 0))
-    throw new RunnerError('E_RUN_INPUT', `input ${name}: dims must be non-negative integers`, { dims: [...t.dims] });
-  const n = t.dims.reduce((a, b) => a * b, 1);
-  if (n !== t.data.length)
-    throw new RunnerError(
-      'E_RUN_INPUT',
-      `input ${name}: dims [${t.dims.join(', ')}] hold ${n} elements, data has ${t.data.length}`,
-      { dims: [...t.dims], length: t.data.length },
-    );
-}
-
-/** ort tensor → neutral tensor, sharing the data array (no copy). */
-export function fromOrtTensor(name: string, t: OrtTensor): Tensor {
-  const type = t.type as string;
-  if (!(type in TYPED))
-    throw new RunnerError('E_RUN_BACKEND', `output ${name} has dtype ${type}, which xpkg tensors do not carry`, {
-      output: name,
-      type,
-    });
-  const ctor = TYPED[type as DType];
-  const data = t.data as unknown as TypedData;
-  // ort hands bool as Uint8Array and float16 as Uint16Array already; anything else is re-viewed, not copied
-  const view =
-    data instanceof ctor ? data : new ctor(data.buffer, data.byteOffset, data.byteLength / ctor.BYTES_PER_ELEMENT);
-  return { type: type as DType, dims: t.dims, data: view };
 }
 
 /** A loaded onnxruntime session. Release it (or `await using`) to free native memory. */
@@ -551,9 +503,10 @@ function cacheFor(
   ort: Ort,
 ): { store: OrtModelCache; key: string } | null {
   const sha256 = files.sha256?.(entry);
-  if (!options.modelCache || !sha256 || opts.graphOptimizationLevel === 'disabled') return null;
+  const folder = options.modelCache ?? cacheRoot();
+  if (!folder || !sha256 || opts.graphOptimizationLevel === 'disabled') return null;
   if (opts.executionProviders.join() !== 'cpu') return null;
-  const store = new OrtModelCache(options.modelCache);
+  const store = new OrtModelCache(folder);
   const runtime = `onnxruntime ${ort.env.versions.node ?? ort.env.versions.common}`;
   return {
     store,

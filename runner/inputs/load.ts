@@ -11,10 +11,10 @@
  * A file that is not what its type needs → E_RUN_INPUT_FORMAT; a valid file that does not match the
  * declaration (dtype, shape) → E_RUN_INPUT. Both carry `reason` and `path` in their detail.
  */
-import { readFile } from 'node:fs/promises';
-import { extname } from 'node:path';
+import { readFileBytes } from '../../platform/index.js';
 import { RunnerError } from '../../spec/errors.js';
 import type { IoSpec, Manifest } from '../../spec/schema.js';
+import { sharp } from '../pipeline/lazy-sharp.js';
 import type { DType, Tensor } from '../types.js';
 import { parseNpy } from './npy.js';
 
@@ -26,18 +26,17 @@ function formatError(reason: string, summary: string, path: string, detail: Reco
 
 /** Reads one file as the value of the declared input `spec`. */
 export async function loadInputFile(spec: IoSpec, path: string): Promise<unknown> {
-  return inputFromBytes(spec, await readFile(path), path);
+  return inputFromBytes(spec, await readFileBytes(path), path);
 }
 
 /** The value of input `spec` from a file's bytes; `path` names the file in errors and picks `.npy`. */
 export async function inputFromBytes(spec: IoSpec, bytes: Buffer, path: string): Promise<unknown> {
-  const npy = extname(path).toLowerCase() === '.npy';
+  const npy = /\.npy$/i.test(path);
   switch (spec.type) {
     case 'image': {
       if (bytes.length === 0) throw formatError('empty', `${path} is empty, not an image`, path);
       // Only the header is read here: a file of no image format is told apart from a damaged image,
       // which the pipeline's decode step reports (E_RUN_INPUT) when it reads the pixels.
-      const { default: sharp } = await import('sharp');
       try {
         await sharp(bytes).metadata();
       } catch (e) {

@@ -4,8 +4,8 @@
  * outside this build, or a generated file not yet regenerated) is compiled here, once, with ajv
  * loaded only then: the answer never depends on the generated file being current.
  */
-import { createRequire } from 'node:module';
 import type { ErrorObject, ValidateFunction } from 'ajv';
+import { ajvModule } from '../../platform/index.js';
 import { opParams } from '../../spec/generated/ops.js';
 import { OPS_AJV_OPTIONS } from '../../spec/validator-options.js';
 import type { OpDef } from './registry.js';
@@ -26,7 +26,7 @@ function validatorOf(def: OpDef): ValidateFunction {
     const schema = JSON.stringify(def.params);
     if (g && g.schema === schema) v = g.validate;
     else {
-      const { Ajv } = createRequire(import.meta.url)('ajv') as typeof import('ajv');
+      const { Ajv } = ajvModule();
       v = new Ajv(OPS_AJV_OPTIONS).compile(JSON.parse(schema));
     }
     validators.set(def, v);

@@ -107,10 +107,15 @@ export const postJson = (url: string, body: unknown, headers: Record<string, str
   });
 
 /** A binary-extension request: the JSON header, then each input's raw bytes in order. */
-export function binaryRequest(header: unknown, parts: Uint8Array[]): { body: Buffer; headers: Record<string, string> } {
+export function binaryRequest(
+  header: unknown,
+  parts: Uint8Array[],
+): { body: Uint8Array<ArrayBuffer>; headers: Record<string, string> } {
   const json = Buffer.from(JSON.stringify(header));
+  const all = Buffer.concat([json, ...parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength))]);
   return {
-    body: Buffer.concat([json, ...parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength))]),
+    // a view typed as fetch's body (the DOM lib, which the browser suites load, refuses a Buffer)
+    body: new Uint8Array(all.buffer as ArrayBuffer, all.byteOffset, all.length),
     headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(json.length) },
   };
 }

@@ -1,0 +1,80 @@
+/**
+ * Image inputs in the browser: the browser's own decoder (createImageBitmap, EXIF orientation
+ * applied) into an OffscreenCanvas, then alpha flattened over the package's background into the
+ * channel count its decode-image step asks for (sharp's job under Node). The pipeline then takes
+ * the raw pixels as they are.
+ */
+import { RunnerError } from '../spec/errors.js';
+import type { Manifest } from '../spec/schema.js';
+
+export interface RawImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 1 | 3;
+}
+
+/** What the package's decode-image step reading `input` wants (channels 3 and a white background by default). */
+export function decodeTarget(manifest: Manifest, input: string): { channels: 1 | 3; background: number[] } {
+  const step = manifest.pipeline.steps.find(
+    (s) => s.op === 'decode-image' && (s.params as { input?: string } | undefined)?.input === input,
+  );
+  const p = (step?.params ?? {}) as { channels?: 1 | 3; background?: number[] };
+  return { channels: p.channels ?? 3, background: p.background ?? [255] };
+}
+
+/** Decodes an image Blob (or takes an ImageBitmap / ImageData) into the pixels the package wants. */
+export async function decodeImage(
+  value: Blob | ImageBitmap | ImageData,
+  target: { channels: 1 | 3; background: number[] },
+  maxPixels: number,
+): Promise<RawImage> {
+  let rgba: Uint8ClampedArray;
+  let width: number;
+  let height: number;
+  if (value instanceof ImageData) {
+    ({ width, height } = value);
+    rgba = value.data;
+  } else {
+    let bitmap: ImageBitmap;
+    try {
+      bitmap = value instanceof Blob ? await createImageBitmap(value) : value;
+    } catch (e) {
+      throw new RunnerError('E_RUN_INPUT', `cannot decode image: ${(e as Error).message}`);
+    }
+    ({ width, height } = bitmap);
+    if (width * height > maxPixels)
+      throw new RunnerError(
+        'E_RUN_INPUT',
+        `image is ${width}×${height} = ${width * height} pixels, above the budget of ${maxPixels}`,
+        {
+          width,
+          height,
+          limit: 'maxPixels',
+          budget: maxPixels,
+        },
+      );
+    const canvas = new OffscreenCanvas(width, height);
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
+    if (!ctx) throw new RunnerError('E_RUN_INPUT', 'cannot decode image: no 2D canvas');
+    ctx.drawImage(bitmap, 0, 0);
+    if (value instanceof Blob) bitmap.close();
+    rgba = ctx.getImageData(0, 0, width, height).data;
+  }
+  const { channels, background } = target;
+  const bg = [background[0], background[1] ?? background[0], background[2] ?? background[0]];
+  const n = width * height;
+  const out = new Uint8Array(n * channels);
+  for (let i = 0; i < n; i++) {
+    const a = rgba[i * 4 + 3] / 255;
+    const r = rgba[i * 4] * a + bg[0] * (1 - a);
+    const g = rgba[i * 4 + 1] * a + bg[1] * (1 - a);
+    const b = rgba[i * 4 + 2] * a + bg[2] * (1 - a);
+    if (channels === 3) {
+      out[i * 3] = Math.round(r);
+      out[i * 3 + 1] = Math.round(g);
+      out[i * 3 + 2] = Math.round(b);
+    } else out[i] = Math.round(0.2126 * r + 0.7152 * g + 0.0722 * b);
+  }
+  return { data: out, width, height, channels };
+}

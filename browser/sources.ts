@@ -1,0 +1,224 @@
+/**
+ * Where a package's bytes come from in a browser, as the reader's ByteSource (pack/source.ts):
+ * a File or Blob read in place through `slice` (nothing is loaded whole), bytes in memory, or a
+ * URL read with HTTP range requests. Each source counts the bytes it read, so the page can show
+ * that opening a 200 MB package read a few KiB.
+ */
+import type { ByteSource, PayloadHasher } from '../pack/source.js';
+import { BrowserError } from '../spec/errors.js';
+
+export interface CountingSource extends ByteSource {
+  /** Bytes handed to the reader so far. */
+  readonly bytesRead: number;
+  /** Bytes loaded from where the package lives (a URL source reads whole windows). */
+  readonly bytesFetched: number;
+}
+
+/** Reads smaller than this load a whole window, kept for the reads that follow (headers are small and close together). */
+const WINDOW = 64 * 1024;
+const WINDOWS_KEPT = 8;
+
+/**
+ * Positional reads over a source where each access costs a round trip (a Blob slice crosses to the
+ * browser's process, a range request to a server): a read smaller than WINDOW loads the window it
+ * starts (the next header usually lies in it), larger reads load exactly what they ask.
+ */
+abstract class WindowedSource implements CountingSource {
+  bytesRead = 0;
+  bytesFetched = 0;
+  private readonly windows = new Map<number, Uint8Array>();
+  abstract readonly name: string;
+  abstract readonly size: number;
+
+  /** Exactly the bytes [from, to). */
+  protected abstract load(from: number, to: number): Promise<Uint8Array>;
+
+  protected keep(from: number, bytes: Uint8Array): void {
+    if (this.windows.size >= WINDOWS_KEPT) this.windows.delete(this.windows.keys().next().value!);
+    this.windows.set(from, bytes);
+  }
+
+  private cached(position: number, length: number): Uint8Array | null {
+    for (const [start, bytes] of this.windows)
+      if (position >= start && position + length <= start + bytes.length)
+        return bytes.subarray(position - start, position - start + length);
+    return null;
+  }
+
+  async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
+    const end = Math.min(this.size, position + length);
+    if (end <= position) return { bytesRead: 0 };
+    let bytes = this.cached(position, end - position);
+    if (!bytes) {
+      const small = end - position < WINDOW;
+      const from = small ? Math.max(0, Math.min(position, this.size - WINDOW)) : position;
+      const to = small ? Math.min(this.size, from + WINDOW) : end;
+      const got = await this.load(from, to);
+      this.bytesFetched += got.length;
+      if (small) this.keep(from, got);
+      bytes = got.subarray(position - from, end - from);
+    }
+    buffer.set(bytes, offset);
+    this.bytesRead += bytes.length;
+    return { bytesRead: bytes.length };
+  }
+
+  async close(): Promise<void> {
+    this.windows.clear();
+  }
+}
+
+export class BlobSource extends WindowedSource {
+  constructor(
+    private readonly blob: Blob,
+    readonly name: string = blob instanceof File ? blob.name : 'blob',
+  ) {
+    super();
+  }
+
+  get size(): number {
+    return this.blob.size;
+  }
+
+  protected async load(from: number, to: number): Promise<Uint8Array> {
+    const bytes = new Uint8Array(await this.blob.slice(from, to).arrayBuffer());
+    if (bytes.length !== to - from) throw new Error('package shrank after it was opened');
+    return bytes;
+  }
+
+  /**
+   * Block digests straight from the Blob: each block's slice goes to WebCrypto as read, with no
+   * copy, at most IN_FLIGHT at once (memory stays a few blocks whatever the size). Blocks only
+   * (spec/FORMAT.md §10.1).
+   */
+  hasher(): PayloadHasher {
+    const lanes: Promise<void>[] = [];
+    const digest = async (from: number, to: number): Promise<string> => {
+      const data = await this.blob.slice(from, to).arrayBuffer();
+      if (data.byteLength !== to - from) throw new Error('package shrank after it was opened');
+      this.bytesRead += data.byteLength;
+      this.bytesFetched += data.byteLength;
+      return hex(await crypto.subtle.digest('SHA-256', data));
+    };
+    return {
+      blocks: async (offset, length, blockSize) => {
+        const out: Promise<string>[] = [];
+        for (let p = 0; p < length; p += blockSize) {
+          const from = offset + p;
+          const to = offset + Math.min(length, p + blockSize);
+          // A bounded number of blocks in flight: wait for a lane before starting the next one.
+          while (lanes.length >= IN_FLIGHT) await Promise.race(lanes);
+          const job = digest(from, to);
+          const lane: Promise<void> = job.then(
+            () => void lanes.splice(lanes.indexOf(lane), 1),
+            () => void lanes.splice(lanes.indexOf(lane), 1),
+          );
+          lanes.push(lane);
+          out.push(job);
+        }
+        return Promise.all(out);
+      },
+      [Symbol.dispose]: () => {},
+    };
+  }
+}
+
+/** Blocks hashed at once from a Blob (4 MiB each). */
+const IN_FLIGHT = 4;
+
+const hex = (d: ArrayBuffer) => Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, '0')).join('');
+
+/**
+ * A package on a web server, read with `Range` requests: the server must answer 206 (a 200 with
+ * the whole body is refused, not downloaded) and keep the same validator (ETag or Last-Modified)
+ * for every request, so one package is read throughout.
+ */
+export class UrlSource extends WindowedSource {
+  requests = 0;
+
+  private constructor(
+    readonly name: string,
+    readonly size: number,
+    private readonly validator: string | null,
+    tail: Uint8Array,
+    private readonly init: RequestInit,
+  ) {
+    super();
+    // The first response (the file's last bytes) is kept: the end record and central directory are there.
+    this.keep(size - tail.length, tail);
+  }
+
+  static async open(url: string, init: RequestInit = {}): Promise<UrlSource> {
+    const r = await UrlSource.fetchRange(url, `bytes=-${WINDOW}`, init, null, true);
+    // An empty file has no last bytes to give (416 with its size, 0): the reader says what that is.
+    if (r.status === 416 && /^bytes \*\/0$/.test(r.headers.get('Content-Range') ?? ''))
+      return new UrlSource(url, 0, UrlSource.validatorOf(r), new Uint8Array(0), init);
+    const total = /\/(\d+)$/.exec(r.headers.get('Content-Range') ?? '')?.[1];
+    if (total === undefined)
+      throw new BrowserError('E_BROWSER_FETCH', `${url}: no total size in Content-Range`, { url, reason: 'no-range' });
+    const tail = new Uint8Array(await r.arrayBuffer());
+    const s = new UrlSource(url, Number(total), UrlSource.validatorOf(r), tail, init);
+    s.requests = 1;
+    s.bytesFetched = tail.length;
+    return s;
+  }
+
+  private static validatorOf(r: Response): string | null {
+    return r.headers.get('ETag') ?? r.headers.get('Last-Modified');
+  }
+
+  private static async fetchRange(
+    url: string,
+    range: string,
+    init: RequestInit,
+    validator: string | null,
+    first = false,
+  ): Promise<Response> {
+    let r: Response;
+    try {
+      r = await fetch(url, { ...init, headers: { ...(init.headers ?? {}), Range: range } });
+    } catch (e) {
+      throw new BrowserError('E_BROWSER_FETCH', `${url}: ${(e as Error).message}`, { url, reason: 'network' });
+    }
+    if (first && r.status === 416) return r;
+    if (r.status !== 206) {
+      void r.body?.cancel();
+      throw new BrowserError(
+        'E_BROWSER_FETCH',
+        r.ok
+          ? `${url}: the server does not answer range requests (status ${r.status}); serve the package with range support`
+          : `${url}: HTTP status ${r.status}`,
+        { url, status: r.status, reason: r.ok ? 'no-range' : 'status' },
+      );
+    }
+    if (validator !== null && UrlSource.validatorOf(r) !== validator) {
+      void r.body?.cancel();
+      throw new BrowserError('E_BROWSER_FETCH', `${url} changed while it was being read`, { url, reason: 'changed' });
+    }
+    return r;
+  }
+
+  protected async load(from: number, to: number): Promise<Uint8Array> {
+    this.requests++;
+    const r = await UrlSource.fetchRange(this.name, `bytes=${from}-${to - 1}`, this.init, this.validator);
+    const got = new Uint8Array(await r.arrayBuffer());
+    if (got.length !== to - from)
+      throw new BrowserError('E_BROWSER_FETCH', `${this.name}: asked for ${to - from} bytes, got ${got.length}`, {
+        url: this.name,
+        reason: 'short',
+      });
+    return got;
+  }
+}
+
+/** The source for what a caller hands the browser entry. */
+export async function sourceOf(
+  input: Blob | ArrayBuffer | Uint8Array | string | URL,
+  init?: RequestInit,
+): Promise<CountingSource> {
+  if (input instanceof Blob) return new BlobSource(input);
+  if (input instanceof ArrayBuffer || input instanceof Uint8Array)
+    return new BlobSource(new Blob([input as Uint8Array<ArrayBuffer>]), 'bytes');
+  if (typeof input === 'string' || input instanceof URL) return UrlSource.open(String(input), init);
+  throw new BrowserError('E_BROWSER_UNSUPPORTED', 'open a File, Blob, ArrayBuffer, Uint8Array or URL');
+}

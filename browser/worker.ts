@@ -1,0 +1,52 @@
+/**
+ * The browser entry's worker: packages are opened, verified and run here, off the page's thread
+ * (hashing, onnxruntime-web and the kernels would otherwise freeze it). One PackageSession per
+ * opened package; each request answers once, with progress messages before.
+ */
+import type { Reply, Request } from './protocol.js';
+import { errorJson, PackageSession } from './session.js';
+
+const scope = self as unknown as { postMessage(m: unknown): void; onmessage: ((e: MessageEvent) => void) | null };
+
+const sessions = new Map<number, PackageSession>();
+let next = 1;
+// onnxruntime-web's WASM files sit beside this bundle.
+const wasmBase = new URL('./', import.meta.url).href;
+
+const post = (m: Reply) => scope.postMessage(m);
+
+async function handle(m: Request): Promise<unknown> {
+  const session = (pkg: number) => {
+    const s = sessions.get(pkg);
+    if (!s) throw new Error(`package ${pkg} is closed`);
+    return s;
+  };
+  switch (m.op) {
+    case 'open': {
+      const s = await PackageSession.open(m.input, { wasmBase, ...m.options });
+      const pkg = next++;
+      sessions.set(pkg, s);
+      return { pkg, opened: s.opened };
+    }
+    case 'verify':
+      return session(m.pkg).verify((progress) => post({ id: m.id, progress }));
+    case 'prepare':
+      return session(m.pkg).prepare((progress) => post({ id: m.id, progress }));
+    case 'run':
+      return session(m.pkg).run(m.inputs, (progress) => post({ id: m.id, progress }));
+    case 'close': {
+      const s = sessions.get(m.pkg);
+      sessions.delete(m.pkg);
+      await s?.close();
+      return null;
+    }
+  }
+}
+
+scope.onmessage = (e: MessageEvent) => {
+  const m = e.data as Request;
+  handle(m).then(
+    (value) => post({ id: m.id, ok: true, value }),
+    (err: unknown) => post({ id: m.id, ok: false, error: errorJson(err) }),
+  );
+};

@@ -1,0 +1,120 @@
+/**
+ * The few primitives the format layers (spec, pack, signing) take from their environment: hashing
+ * and CRC of small in-memory data, raw inflate, the largest buffer, and the native ed25519 and
+ * tweetnacl loaders. This file is the Node implementation; the browser bundle swaps in
+ * browser/platform.ts (browser/build.ts lists every swap, browser/twins.ts type-checks that each
+ * twin exports what the module it replaces does). A leaf: it imports no other layer.
+ */
+import { constants as bufferConstants } from 'node:buffer';
+import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { inflateRawSync, crc32 as zlibCrc32 } from 'node:zlib';
+
+/** The most bytes one buffer may hold here (4 GiB on 64-bit Node 20); larger files are streamed. */
+export const MAX_BYTES: number = bufferConstants.MAX_LENGTH;
+
+/** Lower-case hex SHA-256 of data in memory (manifests, keys, small payloads). */
+export function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** The ZIP CRC-32 of `data`, continuing from `value` (unsigned). */
+export function crc32(data: Uint8Array, value = 0): number {
+  return zlibCrc32(data, value) >>> 0;
+}
+
+/** Why raw inflate failed: the output would pass the cap, or the stream is not valid deflate. */
+export class InflateFailure extends Error {
+  constructor(
+    readonly reason: 'too-large' | 'corrupt',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Inflates raw deflate data into at most `maxOutputLength` bytes; `consumed` is how many input
+ * bytes the stream used (the reader refuses data after the stream's end).
+ */
+export async function inflateRaw(
+  raw: Uint8Array,
+  maxOutputLength: number,
+): Promise<{ out: Uint8Array; consumed: number }> {
+  try {
+    const r = inflateRawSync(raw, { maxOutputLength: Math.max(1, maxOutputLength), info: true }) as unknown as {
+      buffer: Buffer;
+      engine: { bytesWritten: number };
+    };
+    return { out: r.buffer, consumed: r.engine.bytesWritten };
+  } catch (err) {
+    const tooBig = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError;
+    throw new InflateFailure(tooBig ? 'too-large' : 'corrupt', (err as Error).message);
+  }
+}
+
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+const nodeKeys = new Map<string, KeyObject>();
+
+/**
+ * OpenSSL's ed25519 equation (~0.1 ms against tweetnacl's ~6 ms on a slow core); null where the
+ * environment has none. Key policy is signing/ed25519.ts's, applied before this is called.
+ */
+export const ed25519Native: ((message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array) => boolean) | null = (
+  message,
+  signature,
+  publicKey,
+) => {
+  const id = Buffer.from(publicKey).toString('hex');
+  let key = nodeKeys.get(id);
+  try {
+    if (!key) {
+      key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: 'der', type: 'spki' });
+      if (nodeKeys.size > 1024) nodeKeys.clear();
+      nodeKeys.set(id, key);
+    }
+    return cryptoVerify(null, message, key, signature);
+  } catch {
+    return false;
+  }
+};
+
+/** ajv, for op schemas not compiled at build time (an op defined outside this build). */
+export const ajvModule = (): typeof import('ajv') => createRequire(import.meta.url)('ajv') as typeof import('ajv');
+
+let naclModule: typeof import('tweetnacl') | undefined;
+/** tweetnacl, required on first use (not by every `xpkg run`: ~15 ms). */
+export const tweetnacl = (): typeof import('tweetnacl') =>
+  (naclModule ??= createRequire(import.meta.url)('tweetnacl') as typeof import('tweetnacl'));
+
+/**
+ * How this environment verifies payloads (spec/FORMAT.md §10): 'full' also computes each file's
+ * whole SHA-256 and CRC-32 (one sequential pass beside the block digests, cheap with OpenSSL on
+ * worker threads); 'blocks' relies on the signed block digests and sizes alone (§10.1).
+ */
+export const INTEGRITY: 'full' | 'blocks' = 'full';
+
+/** An incremental SHA-256 (streamed payloads in 'full' mode). */
+export function sha256Incremental(): { update(data: Uint8Array): void; digest(): string } {
+  const h = createHash('sha256');
+  return { update: (d) => void h.update(d), digest: () => h.digest('hex') };
+}
+
+/** The SHA-256 of each consecutive `blockSize` bytes of `data` (none for empty data). */
+export async function sha256Blocks(data: Uint8Array, blockSize: number): Promise<string[]> {
+  const out: string[] = [];
+  for (let p = 0; p < data.length; p += blockSize) out.push(sha256Hex(data.subarray(p, p + blockSize)));
+  return out;
+}
+
+/** A small text file, synchronously (a host profile named by path). */
+export function readTextFileSync(path: string): string {
+  return readFileSync(path, 'utf8');
+}
+
+/** A whole file's bytes (inputs named by path; the browser has no paths). */
+export function readFileBytes(path: string): Promise<Buffer> {
+  return readFile(path);
+}

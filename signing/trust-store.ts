@@ -1,0 +1,52 @@
+/**
+ * Trust stores (spec/SIGNATURES.md §4) as data: the keys a verifier accepts signatures from and the
+ * revoked key ids. Building one needs no file system (the browser build pastes keys); loading them
+ * from `--trust` files and `--trust-dir` folders is signing/trust.ts's.
+ */
+import { SigningError } from '../spec/errors.js';
+import { PUBLIC_KEY_TAG, type PublicKey } from './keys.js';
+
+export interface TrustedKey extends PublicKey {
+  /** Where the key came from: a file path or `<inline>`. */
+  source: string;
+}
+
+export interface TrustStore {
+  /** Trusted, non-revoked keys by key id. */
+  readonly keys: ReadonlyMap<string, TrustedKey>;
+  /** Revoked key ids: never trusted, whatever else says so. */
+  readonly revoked: ReadonlySet<string>;
+}
+
+export const EMPTY_TRUST_STORE: TrustStore = { keys: new Map(), revoked: new Set() };
+
+/** Parses a revocation list: one key id per line, `#` comments and blank lines allowed. */
+export function parseRevocationList(text: string, source = '<inline>'): string[] {
+  const ids: string[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.replace(/#.*$/, '').trim();
+    if (line === '') return;
+    if (!/^[0-9a-f]{64}$/.test(line)) {
+      throw new SigningError('E_TRUST_STORE', `${source}:${i + 1}: not a key id (64 lower-case hex digits)`, {
+        source,
+        line: i + 1,
+      });
+    }
+    ids.push(line);
+  });
+  return ids;
+}
+
+/** Builds a store from parsed keys and revoked ids; revocation wins over trust. */
+export function buildTrustStore(keys: Iterable<TrustedKey>, revoked: Iterable<string> = []): TrustStore {
+  const revokedSet = new Set(revoked);
+  const map = new Map<string, TrustedKey>();
+  for (const k of keys) if (!revokedSet.has(k.keyid) && !map.has(k.keyid)) map.set(k.keyid, k);
+  return { keys: map, revoked: revokedSet };
+}
+
+/** True when a `--trust` value is key text rather than a path. */
+export function looksLikeKeyText(value: string): boolean {
+  const t = value.trimStart();
+  return t.startsWith(PUBLIC_KEY_TAG) || t.startsWith('#') || value.includes('\n');
+}

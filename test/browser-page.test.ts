@@ -1,0 +1,77 @@
+/// <reference lib="dom" />
+// Code handed to page.evaluate runs in the page: it is typed with the DOM library.
+/**
+ * The drop page in a real Chromium, served by `xpkg web`'s server on loopback: the shipped OCR
+ * package and an image dropped on it show "Verified" and the text Node's runner reads from the same
+ * image; a package with one byte flipped in a model shows its code. Screenshots go to
+ * test-results/browser/. (test/browser-trust.test.ts: untrusted signers, URLs, too-large models.)
+ */
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectedLines, pages } from '../fixtures/images/render.js';
+import { PackageReader } from '../pack/reader.js';
+import { Runner } from '../runner/runner.js';
+import { ARTIFACTS, type BrowserRig, BUILT, dropFiles, haveBrowser, startRig } from './helpers/browser.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const OCR = join(ROOT, 'fixtures', 'dist', 'paddleocr-v4.xpkg');
+const IMAGE = join(ROOT, 'fixtures', 'images', 'example.png');
+const KEY = join(ROOT, 'fixtures', 'keys', 'test.pub');
+
+describe.skipIf(!haveBrowser)('the drop page in Chromium', () => {
+  let rig: BrowserRig;
+  let dir: string;
+  let nodeLines: string[];
+
+  beforeAll(async () => {
+    if (!BUILT) throw new Error('dist/browser is not built: run npm run build');
+    dir = await mkdtemp(join(tmpdir(), 'xpkg-browser-'));
+    await copyFile(OCR, join(dir, 'paddleocr-v4.xpkg'));
+    // One byte flipped in the middle of the recognition model: structure and signature still check out.
+    const bytes = await readFile(OCR);
+    await using r = await PackageReader.open(OCR);
+    const rec = r.entry('models/rec/ch_PP-OCRv4_rec_infer.onnx')!;
+    bytes[rec.dataOffset + (rec.size >> 1)] ^= 0x01;
+    await writeFile(join(dir, 'flipped.xpkg'), bytes);
+    rig = await startRig({ packages: dir, trust: [await readFile(KEY, 'utf8')] });
+    await using runner = await Runner.open(OCR, { trust: [KEY], rollbackStore: null } as never);
+    const out = await runner.run({ image: IMAGE });
+    nodeLines = (out.outputs.lines as { text: string }[]).map((l) => l.text);
+  });
+  afterAll(async () => {
+    await rig?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('dropping the OCR package and an image shows "Verified" and the text Node reads', async () => {
+    const page = await rig.page();
+    await page.goto(rig.server.url);
+    await page.waitForFunction(() => (document.getElementById('trust') as HTMLTextAreaElement).value.length > 0);
+    await dropFiles(page, 'body', [{ url: '/packages/paddleocr-v4.xpkg', name: 'paddleocr-v4.xpkg' }]);
+    await expect.poll(() => page.textContent('#verdict'), { timeout: 30_000 }).toMatch(/^Verified/);
+    expect(await page.textContent('#signers')).toMatch(/Trusted signers: [0-9a-f]{16}/);
+    expect(await page.textContent('#variants')).toContain('rec-cpu-fp32');
+    await page.setInputFiles('#image-file', IMAGE);
+    await page.waitForSelector('#results li', { timeout: 90_000 });
+    const lines = await page.$$eval('#results li', (els) => els.map((e) => e.textContent));
+    expect(lines).toEqual(nodeLines);
+    expect(nodeLines.join('\n')).toContain(expectedLines(pages()[0])[0]);
+    expect(await page.textContent('#status')).toContain('result(s)');
+    expect(await page.textContent('#timings')).toMatch(/infer:rec [\d.]+ ms .* \d+ thread/);
+    await page.screenshot({ path: join(ARTIFACTS, 'ocr-verified.png'), fullPage: true });
+  });
+
+  it('a package with one byte flipped in a model shows E_DIGEST_MISMATCH', async () => {
+    const page = await rig.page();
+    await page.goto(rig.server.url);
+    await page.waitForFunction(() => (document.getElementById('trust') as HTMLTextAreaElement).value.length > 0);
+    await page.setInputFiles('#pkg-file', join(dir, 'flipped.xpkg'));
+    await expect.poll(() => page.textContent('#verdict'), { timeout: 30_000 }).toMatch(/^Not verified/);
+    expect(await page.textContent('#verdict [data-code]')).toBe('E_DIGEST_MISMATCH');
+    expect(await page.textContent('#status')).toContain('changed after it was made');
+    expect(await page.isVisible('#run')).toBe(false);
+    await page.screenshot({ path: join(ARTIFACTS, 'flipped-byte.png'), fullPage: true });
+  });
+});

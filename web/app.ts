@@ -1,0 +1,250 @@
+/**
+ * The drop page (served by `xpkg web`): drop or pick a package, see what it is and who signed it
+ * at once, watch it verify, then drop an image and see the results drawn over it. Everything runs
+ * through `xpkg/browser` in its worker; this file only renders. Results and errors are announced
+ * in the live region #status for screen readers.
+ */
+import { type BrowserRunResult, openPackage, type Progress, type XpkgPackage } from '../browser/index.js';
+import { MESSAGES } from './messages.js';
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const status = $('status');
+const trustBox = $<HTMLTextAreaElement>('trust');
+const allowUnsigned = $<HTMLInputElement>('allow-unsigned');
+let current: XpkgPackage | null = null;
+let lastImage: File | null = null;
+
+function announce(text: string, kind: 'ok' | 'error' | 'info' = 'info'): void {
+  status.textContent = text;
+  status.dataset.kind = kind;
+}
+
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const fmt = (n: number) =>
+  n < 1024 ? `${n} B` : n < 2 ** 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 2 ** 20).toFixed(1)} MiB`;
+
+function errorText(e: unknown): { code: string; text: string } {
+  const x = e as { code?: string; message?: string };
+  const code = x.code ?? 'E_INTERNAL';
+  const human = MESSAGES[code as keyof typeof MESSAGES] ?? 'Unexpected error.';
+  return { code, text: `${human} (${code}: ${x.message ?? String(e)})` };
+}
+
+function trustKeys(): string[] {
+  // One key per `xpkg-ed25519-pub` line; comment lines above a key belong to it.
+  return trustBox.value
+    .split(/\n(?=(?:#[^\n]*\n)*xpkg-ed25519-pub )/)
+    .map((k) => k.trim())
+    .filter((k) => k.includes('xpkg-ed25519-pub'));
+}
+
+function showProgress(p: Progress): void {
+  const bar = $<HTMLProgressElement>('progress');
+  bar.hidden = false;
+  bar.max = p.total || 1;
+  bar.value = p.done;
+  $('progress-label').textContent =
+    `${p.phase === 'verify' ? 'Verifying' : `Loading ${p.path ?? 'model'}`}: ${fmt(p.done)} of ${fmt(p.total)}`;
+}
+
+async function openFile(input: File | string): Promise<void> {
+  await current?.close().catch(() => {});
+  current = null;
+  $('package').hidden = true;
+  $('run').hidden = true;
+  $('verdict').textContent = '';
+  announce(`Opening ${typeof input === 'string' ? input : input.name}…`);
+  let pkg: XpkgPackage;
+  try {
+    pkg = await openPackage(input, { trust: trustKeys(), allowUnsigned: allowUnsigned.checked });
+  } catch (e) {
+    const { code, text } = errorText(e);
+    $('verdict').innerHTML = `<strong class="bad">Rejected</strong> <code data-code>${esc(code)}</code> ${esc(text)}`;
+    announce(`Rejected: ${text}`, 'error');
+    return;
+  }
+  current = pkg;
+  renderPackage(pkg);
+  const sig = pkg.info.signatures;
+  announce(
+    `${pkg.info.name} ${pkg.info.version} opened in ${pkg.info.ms.toFixed(0)} ms (${fmt(pkg.info.bytesRead)} read). Verifying…`,
+  );
+  try {
+    if (!sig.ok) throw Object.assign(new Error(sig.error.summary), { code: sig.error.code });
+    // Models load (each block verified as read) while the whole package verifies; a failure shows on run.
+    if (pkg.info.inspect.inputs.some((x) => x.type === 'image')) void pkg.prepare().catch(() => {});
+    const v = await pkg.verify({ onProgress: showProgress });
+    const who = v.signatures.signers.map((s) => s.keyid.slice(0, 16)).join(', ');
+    $('verdict').innerHTML =
+      `<strong class="good" data-verdict="verified">${v.signatures.status === 'verified' ? 'Verified' : `Intact, ${esc(v.signatures.status)}`}</strong> ` +
+      `${v.integrity.files} files, ${fmt(v.integrity.bytes)} in ${v.integrity.ms.toFixed(0)} ms${who ? `; signed by ${esc(who)}…` : ''}`;
+    announce(
+      `${pkg.info.name} is ${v.signatures.status === 'verified' ? 'verified' : v.signatures.status}. Choose an image to run it.`,
+      'ok',
+    );
+    $('run').hidden = false;
+    if (lastImage) void runImage(lastImage);
+  } catch (e) {
+    const { code, text } = errorText(e);
+    $('verdict').innerHTML =
+      `<strong class="bad" data-verdict="failed">Not verified</strong> <code data-code>${esc(code)}</code> ${esc(text)}`;
+    announce(`Not verified: ${text}`, 'error');
+  } finally {
+    $('progress').hidden = true;
+    $('progress-label').textContent = '';
+  }
+}
+
+function renderPackage(pkg: XpkgPackage): void {
+  const i = pkg.info.inspect;
+  $('pkg-name').textContent = `${i.name} ${i.version}`;
+  $('pkg-meta').innerHTML =
+    `${esc(i.description ?? '')}<br><span>id <code>${i.id.slice(0, 16)}…</code> · ${fmt(i.size)} · ${esc(i.license)} · task ${esc(i.task)}</span>`;
+  $('variants').innerHTML = i.models
+    .flatMap((m) =>
+      m.variants.map(
+        (v) =>
+          `<tr><td>${esc(m.id)}</td><td>${esc(v.id)}</td><td>${esc(v.runtime)} ${esc(v.precision)}</td><td>${fmt(v.bytes)}</td><td>${esc(JSON.stringify(v.requires))}</td></tr>`,
+      ),
+    )
+    .join('');
+  $('files').innerHTML = i.files
+    .map((f) => `<tr><td>${esc(f.path)}</td><td>${fmt(f.size)}</td><td>${f.stored}</td></tr>`)
+    .join('');
+  const s = pkg.info.signatures;
+  $('signers').innerHTML = s.ok
+    ? `${s.status === 'verified' ? 'Trusted signers' : `Signatures: ${esc(s.status)}`}: ${
+        s.signers.map((x) => `<code>${x.keyid.slice(0, 16)}…</code>`).join(', ') || 'none'
+      }${s.untrusted.length ? `; untrusted: ${s.untrusted.map((k) => `<code>${k.slice(0, 16)}…</code>`).join(', ')}` : ''}`
+    : `Key ids in the package: ${i.signatures.keyids.map((k) => `<code>${k.slice(0, 16)}…</code>`).join(', ') || 'none'}`;
+  $('package').hidden = false;
+}
+
+async function runImage(file: File): Promise<void> {
+  lastImage = file;
+  if (!current) return;
+  const pkg = current;
+  const input = pkg.info.inspect.inputs.find((x) => x.type === 'image')?.name;
+  if (!input) return announce('This package takes no image input.', 'error');
+  announce(`Running ${pkg.info.name} on ${file.name}…`);
+  let r: BrowserRunResult;
+  try {
+    r = await pkg.run({ [input]: file }, { onProgress: showProgress });
+  } catch (e) {
+    const { text } = errorText(e);
+    $('results').innerHTML = `<p class="bad">${esc(text)}</p>`;
+    return announce(`Run failed: ${text}`, 'error');
+  } finally {
+    $('progress').hidden = true;
+    $('progress-label').textContent = '';
+  }
+  const bitmap = await createImageBitmap(file);
+  const canvas = $<HTMLCanvasElement>('canvas');
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
+  const ctx = canvas.getContext('2d')!;
+  ctx.drawImage(bitmap, 0, 0);
+  const lines = draw(ctx, r.outputs);
+  $('results').innerHTML = lines.length
+    ? `<ol>${lines.map((l) => `<li>${esc(l)}</li>`).join('')}</ol>`
+    : '<p>No results.</p>';
+  const t = r.timings;
+  $('timings').textContent = `${Object.entries(t)
+    .map(([k, v]) => `${k} ${v.toFixed(1)} ms`)
+    .join(' · ')} · ${r.runtime?.threads ?? 1} thread(s)${r.runtime?.crossOriginIsolated ? ' (isolated page)' : ''}`;
+  announce(`${lines.length} result(s): ${lines.slice(0, 5).join('; ')}`, 'ok');
+}
+
+/** Draws every output the picture can show and returns one text line per result. */
+function draw(ctx: CanvasRenderingContext2D, outputs: Record<string, unknown>): string[] {
+  const text: string[] = [];
+  ctx.lineWidth = Math.max(2, ctx.canvas.width / 400);
+  ctx.font = `${Math.max(12, ctx.canvas.width / 60)}px sans-serif`;
+  for (const value of Object.values(outputs)) {
+    if (!Array.isArray(value) && value && typeof value === 'object' && 'width' in value && 'data' in value) {
+      const m = value as { width: number; height: number; data: ArrayLike<number>; labels?: string[] };
+      const img = ctx.createImageData(m.width, m.height);
+      const seen = new Set<number>();
+      for (let k = 0; k < m.width * m.height; k++) {
+        const l = m.data[k];
+        if (!l) continue;
+        seen.add(l);
+        img.data.set([(l * 97) % 255, (l * 57) % 255, (l * 151) % 255, 110], k * 4);
+      }
+      const layer = new OffscreenCanvas(m.width, m.height);
+      layer.getContext('2d')!.putImageData(img, 0, 0);
+      ctx.drawImage(layer, 0, 0, ctx.canvas.width, ctx.canvas.height);
+      text.push(`mask: ${[...seen].map((l) => m.labels?.[l] ?? l).join(', ')}`);
+      continue;
+    }
+    if (!Array.isArray(value)) continue;
+    for (const item of value as { text?: string; label?: string; score?: number; box?: unknown }[]) {
+      const box = item.box as number[] | [number, number][] | undefined;
+      if (!box) continue;
+      const pts: [number, number][] = Array.isArray(box[0])
+        ? (box as [number, number][])
+        : (() => {
+            const [x1, y1, x2, y2] = box as number[];
+            return [
+              [x1, y1],
+              [x2, y1],
+              [x2, y2],
+              [x1, y2],
+            ];
+          })();
+      ctx.strokeStyle = item.text !== undefined ? '#16a34a' : '#dc2626';
+      ctx.beginPath();
+      pts.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+      ctx.closePath();
+      ctx.stroke();
+      const label = item.text ?? `${item.label ?? '?'} ${((item.score ?? 0) * 100).toFixed(0)}%`;
+      ctx.fillStyle = ctx.strokeStyle;
+      ctx.fillText(label, pts[0][0], Math.max(12, pts[0][1] - 4));
+      text.push(label);
+    }
+  }
+  return text;
+}
+
+function route(file: File): void {
+  if (/\.pub$/i.test(file.name)) {
+    void file.text().then((t) => {
+      trustBox.value = `${trustBox.value.trim()}\n${t}`.trim();
+      announce(`Trusted key added from ${file.name}.`, 'ok');
+    });
+  } else if (file.type.startsWith('image/')) void runImage(file);
+  else void openFile(file);
+}
+
+$<HTMLInputElement>('pkg-file').addEventListener('change', (e) => {
+  const f = (e.target as HTMLInputElement).files?.[0];
+  if (f) void openFile(f);
+});
+$<HTMLInputElement>('image-file').addEventListener('change', (e) => {
+  const f = (e.target as HTMLInputElement).files?.[0];
+  if (f) void runImage(f);
+});
+document.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  document.body.classList.add('dragging');
+});
+document.addEventListener('dragleave', (e) => {
+  if (!e.relatedTarget) document.body.classList.remove('dragging');
+});
+document.addEventListener('drop', (e) => {
+  e.preventDefault();
+  document.body.classList.remove('dragging');
+  for (const f of e.dataTransfer?.files ?? []) route(f);
+});
+
+// `xpkg web --trust key.pub` hands its keys to the page; `?package=URL` opens one by URL.
+void fetch('config.json')
+  .then((r) => (r.ok ? r.json() : null))
+  .then((c: { trust?: string[] } | null) => {
+    if (c?.trust?.length) trustBox.value = c.trust.join('\n');
+  })
+  .catch(() => {})
+  .finally(() => {
+    const url = new URLSearchParams(location.search).get('package');
+    if (url) void openFile(url);
+  });

@@ -1,0 +1,187 @@
+/**
+ * `xpkg web`: serves the drop page and the `xpkg/browser` bundle (dist/web, dist/browser) on
+ * loopback by default, cross-origin isolated (COOP/COEP, so onnxruntime-web may use threads),
+ * text and WASM gzipped once and kept in memory. Optionally a folder of packages under
+ * /packages/ with HTTP range support (the browser entry reads URLs in place) and trusted public
+ * keys handed to the page as /config.json. Node only; the page itself is static files.
+ */
+import { createReadStream } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { basename, dirname, extname, join, normalize, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { UsageError } from '../spec/errors.js';
+
+export interface WebServerOptions {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Folder whose `*.xpkg` files are served under /packages/. */
+  packages?: string;
+  /** Public key texts the page trusts from the start. */
+  trust?: string[];
+  /** Leave out COOP/COEP (onnxruntime-web then runs on one thread). */
+  isolation?: boolean;
+  /** The built dist/ folder (default: the one this module is in). */
+  root?: string;
+  /** Called with every byte range of a package served (for tests and benchmarks of in-place reads). */
+  onRange?: (name: string, start: number, end: number) => void;
+}
+
+export interface WebServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.map': 'application/json',
+  '.wasm': 'application/wasm',
+  '.txt': 'text/plain; charset=utf-8',
+  '.xpkg': 'application/octet-stream',
+};
+const COMPRESS = new Set(['.html', '.js', '.mjs', '.css', '.json', '.map', '.wasm', '.txt']);
+
+/** Serves `root/web` and `root/browser` (and packages) until closed. */
+export async function startWebServer(options: WebServerOptions = {}): Promise<WebServer> {
+  const root = options.root ?? join(dirname(fileURLToPath(import.meta.url)), '..');
+  for (const d of ['web', 'browser'])
+    if (!(await stat(join(root, d, d === 'web' ? 'index.html' : 'xpkg.js')).catch(() => null)))
+      throw new UsageError('E_USAGE', `${join(root, d)} is not built: run npm run build`, { root });
+  const packages = options.packages;
+  if (packages !== undefined && !(await stat(packages).catch(() => null))?.isDirectory())
+    throw new UsageError('E_USAGE', `--packages ${packages} is not a folder`, { packages });
+  const config = Buffer.from(JSON.stringify({ trust: options.trust ?? [] }));
+  const gz = new Map<string, Buffer>();
+
+  const headers = (type: string): Record<string, string> => ({
+    'Content-Type': type,
+    'Cache-Control': 'no-cache',
+    'X-Content-Type-Options': 'nosniff',
+    ...(options.isolation === false
+      ? {}
+      : { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' }),
+    'Cross-Origin-Resource-Policy': 'same-origin',
+  });
+
+  async function file(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const type = TYPES[extname(path)] ?? 'application/octet-stream';
+    if (COMPRESS.has(extname(path)) && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
+      let body = gz.get(path);
+      if (!body) gz.set(path, (body = gzipSync(await readFile(path), { level: 9 })));
+      res.writeHead(200, {
+        ...headers(type),
+        'Content-Encoding': 'gzip',
+        'Content-Length': body.length,
+        Vary: 'Accept-Encoding',
+      });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
+    const st = await stat(path);
+    res.writeHead(200, { ...headers(type), 'Content-Length': st.size });
+    if (req.method === 'HEAD') res.end();
+    else createReadStream(path).pipe(res);
+  }
+
+  /** One `Range: bytes=a-b` (or `-n`) per request: what the browser entry sends. */
+  async function ranged(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const st = await stat(path);
+    const etag = `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
+    const base = { ...headers(TYPES['.xpkg']), 'Accept-Ranges': 'bytes', ETag: etag };
+    const m = /^bytes=(\d*)-(\d*)$/.exec(String(req.headers.range ?? ''));
+    if (!m) {
+      res.writeHead(200, { ...base, 'Content-Length': st.size });
+      if (req.method === 'HEAD') res.end();
+      else createReadStream(path).pipe(res);
+      return;
+    }
+    let start = m[1] === '' ? Math.max(0, st.size - Number(m[2])) : Number(m[1]);
+    let end = m[1] === '' || m[2] === '' ? st.size - 1 : Math.min(Number(m[2]), st.size - 1);
+    if (m[1] === '' && m[2] === '') start = end + 1;
+    if (start > end || start >= st.size) {
+      res.writeHead(416, { ...base, 'Content-Range': `bytes */${st.size}` });
+      res.end();
+      return;
+    }
+    end = Math.max(start, end);
+    options.onRange?.(basename(path), start, end + 1);
+    res.writeHead(206, {
+      ...base,
+      'Content-Range': `bytes ${start}-${end}/${st.size}`,
+      'Content-Length': end - start + 1,
+    });
+    if (req.method === 'HEAD') res.end();
+    else createReadStream(path, { start, end }).pipe(res);
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD' });
+      return void res.end();
+    }
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    let path: string;
+    try {
+      path = decodeURIComponent(url.pathname);
+    } catch {
+      res.writeHead(400);
+      return void res.end();
+    }
+    if (path === '/' || path === '/web') {
+      res.writeHead(302, { Location: `/web/${url.search}` });
+      return void res.end();
+    }
+    if (path === '/web/config.json') {
+      res.writeHead(200, { ...headers(TYPES['.json']), 'Content-Length': config.length });
+      return void res.end(req.method === 'HEAD' ? undefined : config);
+    }
+    if (path === '/packages/' && packages !== undefined) {
+      const names = (await readdir(packages)).filter((n) => n.endsWith('.xpkg')).sort();
+      const body = Buffer.from(JSON.stringify(names));
+      res.writeHead(200, { ...headers(TYPES['.json']), 'Content-Length': body.length });
+      return void res.end(body);
+    }
+    const pkg = /^\/packages\/([^/]+\.xpkg)$/.exec(path);
+    if (pkg && packages !== undefined && basename(pkg[1]) === pkg[1]) {
+      const p = join(packages, pkg[1]);
+      if ((await stat(p).catch(() => null))?.isFile()) return ranged(req, res, p);
+    }
+    // Only files under web/ and browser/ of the built folder, never through `..`.
+    const rel = normalize(path.endsWith('/') ? `${path}index.html` : path).replace(/^[/\\]+/, '');
+    const top = rel.split(sep)[0];
+    if ((top === 'web' || top === 'browser') && !rel.split(sep).includes('..')) {
+      const p = join(root, rel);
+      if ((await stat(p).catch(() => null))?.isFile()) return file(req, res, p);
+    }
+    res.writeHead(404, headers('text/plain; charset=utf-8'));
+    res.end('not found\n');
+  }
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch(() => {
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const a = server.address() as AddressInfo;
+  const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+  return {
+    url: `http://${host}:${a.port}/web/`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
