@@ -96,8 +96,9 @@ void decodeRange(const DecodeParams& p, const float* d, int a0, int a1, Candidat
 
 Detections decodeDetections(const DecodeParams& p) {
   const int first = p.objectness ? 5 : 4;
-  if (!p.data) throw KernelError("detector output is null");
   if (p.batch < 0 || p.anchors < 0) throw KernelError("batch and anchors must be >= 0");
+  // zero anchors is a real output (a detector whose in-graph NMS kept nothing): no data to point at
+  if (!p.data && static_cast<int64_t>(p.batch) * p.anchors > 0) throw KernelError("detector output is null");
   if (p.attrs <= first) throw KernelError("detector output has no class scores");
   if (!(p.scaleX > 0) || !(p.scaleY > 0)) throw KernelError("letterbox scale must be positive");
   Detections det;

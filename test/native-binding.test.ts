@@ -113,6 +113,22 @@ describe('native surface', () => {
     });
   });
 
+  it('a detector output with no anchors (an in-graph NMS that kept nothing) decodes to no boxes, natively and portably', async () => {
+    try {
+      for (const backend of ['native', 'portable'] as const) {
+        if (backend === 'native' && !nativeExpected) continue;
+        native.setNativeBackend(backend);
+        for (const layout of ['anchors-first', 'attrs-first'] as const) {
+          const dims = layout === 'anchors-first' ? [1, 0, 8] : [1, 8, 0];
+          const r = await native.decodeDetections(new Float32Array(0), { dims, layout });
+          expect([backend, layout, r.scores.length, r.boxes.length]).toEqual([backend, layout, 0, 0]);
+        }
+      }
+    } finally {
+      native.setNativeBackend('auto');
+    }
+  });
+
   it.skipIf(!nativeExpected)(
     'a kernel error carries E_NATIVE_KERNEL and the JS call-site stack, sync and async',
     async () => {
