@@ -4,15 +4,27 @@
  * that cannot be written never stops a run.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { PackageReader } from '../pack/reader.js';
 import { cacheRoot } from '../platform/cache-dir.js';
 import { hasStaticInputs } from '../runner/backends/onnx-inputs.js';
 import type { OrtModelSession } from '../runner/backends/onnxruntime.js';
 import type { ModelSlot } from '../runner/model-slot.js';
 import { Runner, type RunnerOptions } from '../runner/runner.js';
 import type { ModelSession } from '../runner/types.js';
+import { codeOf } from './helpers/errors.js';
 import { tempDir } from './helpers/source.js';
 
 const PKG = 'fixtures/dist/paddleocr-v4.xpkg';
@@ -68,6 +80,25 @@ describe('optimised-model cache', () => {
     expect(again.cache).toEqual({ det: 'stored', cls: 'stored', rec: 'stored' });
     expect(again.outputs).toEqual(first.outputs);
     expect((await ocr({ modelCache: dir })).cache).toEqual({ det: 'hit', cls: 'hit', rec: 'hit' });
+  });
+
+  it('a package whose model changed after its graph was cached is still refused (its bytes are read and checked)', async () => {
+    const dir = tempDir();
+    await ocr({ modelCache: dir });
+    const copy = join(tempDir(), 'ocr.xpkg');
+    copyFileSync(PKG, copy);
+    const reader = await PackageReader.open(PKG);
+    const rec = reader.entry('models/rec/ch_PP-OCRv4_rec_infer.onnx')!;
+    await reader.close();
+    const fd = openSync(copy, 'r+');
+    writeSync(fd, Buffer.from([0x42]), 0, 1, rec.dataOffset + 5000);
+    closeSync(fd);
+    const runner = await Runner.open(copy, { trust: ['fixtures/keys/test.pub'], stateDir: tempDir(), modelCache: dir });
+    try {
+      expect(await codeOf(runner.run({ image: IMAGE }))).toBe('E_DIGEST_MISMATCH');
+    } finally {
+      await runner.close();
+    }
   });
 
   it.skipIf(process.platform === 'win32')('an entry others may write is not used', async () => {

@@ -62,9 +62,7 @@ describe('Runner', () => {
   it('never loads bytes it has not verified: a model changed after open is refused at load', async () => {
     const copy = join(tempDir(), 'ocr.xpkg');
     copyFileSync(OCR, copy);
-    // No optimised-model cache: an entry made earlier from the verified model would be used instead
-    // of the package's bytes, which are then never read (test/ort-cache.test.ts).
-    await using runner = await Runner.open(copy, { trust: TRUST, stateDir: state(), modelCache: false });
+    await using runner = await Runner.open(copy, { trust: TRUST, stateDir: state() });
     // Tamper in place (same inode, same open file) after verification, before the model is loaded.
     const reader = await PackageReader.open(OCR);
     const rec = reader.entry('models/rec/ch_PP-OCRv4_rec_infer.onnx')!;
