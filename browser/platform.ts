@@ -22,14 +22,9 @@ export function crc32(data: Uint8Array, value = 0): number {
   return crc32Of(data, value) >>> 0;
 }
 
-export class InflateFailure extends Error {
-  constructor(
-    readonly reason: 'too-large' | 'corrupt',
-    message: string,
-  ) {
-    super(message);
-  }
-}
+import { InflateFailure } from '../platform/inflate-failure.js';
+
+export { InflateFailure };
 
 /**
  * DecompressionStream refuses data after the end of the stream (Compression Streams spec), so a

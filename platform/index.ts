@@ -25,15 +25,9 @@ export function crc32(data: Uint8Array, value = 0): number {
   return zlibCrc32(data, value) >>> 0;
 }
 
-/** Why raw inflate failed: the output would pass the cap, or the stream is not valid deflate. */
-export class InflateFailure extends Error {
-  constructor(
-    readonly reason: 'too-large' | 'corrupt',
-    message: string,
-  ) {
-    super(message);
-  }
-}
+import { InflateFailure } from './inflate-failure.js';
+
+export { InflateFailure };
 
 /**
  * Inflates raw deflate data into at most `maxOutputLength` bytes; `consumed` is how many input
