@@ -13,6 +13,7 @@ import { ServeError } from '../spec/errors.js';
 import { asServeError, httpStatusOf } from './errors.js';
 import { createLogger, type LogFormat } from './log.js';
 import { ServeMetrics } from './metrics.js';
+import { ReferenceSync, type ServeReference } from './references.js';
 import { Repository } from './repository.js';
 import { healthRoutes, isLoopbackHost, repositoryRoutes } from './routes-admin.js';
 import { inferRoutes, runRoutes } from './routes-infer.js';
@@ -58,6 +59,9 @@ export interface ServeOptions {
   logLevel?: string;
   /** What server metadata reports as the version. */
   serverVersion?: string;
+  /** Registry references served as `<name>.xpkg` in the repository (serve/references.ts), re-resolved every `refPollMs` (default 60 s). */
+  references?: readonly ServeReference[];
+  refPollMs?: number;
 }
 
 /** What the routes share. */
@@ -214,7 +218,12 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
       ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
       : String(addr);
   log.info({ url, repo: o.repo, isolation }, 'listening');
-  const ready = repository.start().then(() => log.info({ models: [...repository.models.keys()] }, 'ready'));
+  const refs = o.references?.length
+    ? new ReferenceSync(o.references, o.repo, o.runner ?? {}, log, o.refPollMs ?? 60_000)
+    : undefined;
+  const ready = (refs ? refs.start() : Promise.resolve())
+    .then(() => repository.start())
+    .then(() => log.info({ models: [...repository.models.keys()] }, 'ready'));
   ready.catch((e: unknown) => log.error({ err: (e as Error).message }, 'the first load of the repository failed'));
 
   let closing: Promise<void> | undefined;
@@ -230,6 +239,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
         ctx.closing = true;
         await app.close(); // stops accepting; requests in flight finish (their workers are still up)
         await ready.catch(() => {});
+        await refs?.close();
         await repository.close();
         metrics.close();
         log.info('stopped');

@@ -9,6 +9,8 @@ interface ServeFlags
     'trust' | 'trustDir' | 'allowUnsigned' | 'allowDowngrade' | 'stateDir' | 'threads' | 'maxPixels' | 'maxTensorBytes'
   > {
   repo: string;
+  ref?: string[];
+  refPoll?: string;
   /** The address to listen on (`run`'s --host is a host profile; here that is --host-profile). */
   host?: string;
   hostProfile?: string;
@@ -72,6 +74,15 @@ export function register(program: Command): void {
       '--repository-api',
       'enable load/unload/index (loopback only, or with XPKG_REPOSITORY_TOKEN as a bearer token)',
     )
+    .option(
+      '--ref <[name=]reference>',
+      'also serve this registry reference (oci://host/repo:tag): pulled into the cache and kept in the repository as <name>.xpkg (repeatable)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      '--ref-poll <ms>',
+      'how often references are resolved again, so a moved tag swaps in (default 60000; 0: only at start)',
+    )
     .option('--log-format <format>', 'text (default) or json (one object per line, with the request id)')
     .option('--log-level <level>', 'info (default), debug, warn, error')
     .option('--json', 'print one JSON document on stdout when the server stops');
@@ -86,8 +97,12 @@ export function register(program: Command): void {
     const { startServer } = await import('../../serve/server.js');
     const { ownVersion } = await import('../main.js');
     const batchMax = intOption(opts.batchMax, 'batch-max', 2);
+    const { parseReference } = await import('../../serve/references.js');
+    const references = (opts.ref ?? []).map(parseReference);
     const server = await startServer({
       repo: opts.repo,
+      ...(references.length ? { references } : {}),
+      ...(opts.refPoll !== undefined ? { refPollMs: intOption(opts.refPoll, 'ref-poll', 0) } : {}),
       host: opts.host ?? '127.0.0.1',
       port: intOption(opts.port, 'port', 0) ?? 8000,
       runner: runnerOptions({ ...opts, host: opts.hostProfile }),

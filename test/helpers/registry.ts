@@ -201,7 +201,8 @@ export async function startRegistry(
     dir,
     ...(tokens ? { tokens } : {}),
     async stop() {
-      if (child.exitCode === null) {
+      // a child killed by a signal has signalCode set and exitCode null: stopping twice must not wait again
+      if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
         await new Promise((r) => child.once('exit', r));
       }
