@@ -6,11 +6,10 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Cache } from '../oci/cache.js';
 import { push } from '../oci/push.js';
-import { PackageReader } from '../pack/reader.js';
 import { parseReference } from '../serve/references.js';
 import { codeOf } from './helpers/errors.js';
 import { registryAvailable, startRegistry, type TestRegistry } from './helpers/registry.js';
-import { postJson, type TestServer, testServer, until, versionedPackage } from './helpers/serve.js';
+import { idOf, postJson, type TestServer, testServer, until, versionedPackage } from './helpers/serve.js';
 import { tempDir } from './helpers/source.js';
 
 vi.setConfig({ testTimeout: 120_000 });
@@ -19,15 +18,6 @@ const available = registryAvailable();
 if (!available && process.env.CI) throw new Error('docker-registry is missing (.ci/run installs it)');
 
 const NAME = 'multi-variant-add-one';
-
-async function idOf(p: string): Promise<string> {
-  const r = await PackageReader.open(p);
-  try {
-    return r.id;
-  } finally {
-    await r.close();
-  }
-}
 
 it('a reference names its model file: name=… or the repository’s last segment', async () => {
   expect(parseReference('oci://127.0.0.1:5000/models/ocr:4')).toEqual({

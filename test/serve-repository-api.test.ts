@@ -5,21 +5,11 @@
 import { copyFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PackageReader } from '../pack/reader.js';
-import { dropIn, http, postJson, testServer, versionedPackage } from './helpers/serve.js';
+import { dropIn, http, idOf, postJson, testServer, versionedPackage } from './helpers/serve.js';
 import { tempDir } from './helpers/source.js';
 
 const NAME = 'multi-variant-add-one';
 let v2: string;
-
-async function idOf(p: string): Promise<string> {
-  const r = await PackageReader.open(p);
-  try {
-    return r.id;
-  } finally {
-    await r.close();
-  }
-}
 
 beforeAll(async () => {
   v2 = await versionedPackage({ sequence: 2, k: 2 });

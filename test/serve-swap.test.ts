@@ -8,11 +8,11 @@
 import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PackageReader } from '../pack/reader.js';
 import {
   addModel,
   dropIn,
   http,
+  idOf,
   postJson,
   type TestServer,
   testServer,
@@ -27,15 +27,6 @@ let v1: string;
 let v2: string;
 let broken: string;
 const ids: Record<string, number> = {};
-
-async function idOf(p: string): Promise<string> {
-  const r = await PackageReader.open(p);
-  try {
-    return r.id;
-  } finally {
-    await r.close();
-  }
-}
 
 beforeAll(async () => {
   v1 = await versionedPackage({ sequence: 1, k: 1 });

@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { prepare as prepareMultiVariant } from '../../fixtures/multi-variant/build.js';
 import { encodeModel } from '../../fixtures/onnx-tiny.js';
 import { packFolder } from '../../pack/pack.js';
+import { PackageReader } from '../../pack/reader.js';
 import { createLogger } from '../../serve/log.js';
 import { type ServeOptions, startServer, type XpkgServer } from '../../serve/server.js';
 import { sign } from '../../signing/sign.js';
@@ -143,4 +144,14 @@ export async function until(f: () => boolean | Promise<boolean>, ms: number, wha
     await new Promise((r) => setTimeout(r, 20));
   }
   return performance.now() - t0;
+}
+
+/** A package file's id (its versions' names in responses). */
+export async function idOf(p: string): Promise<string> {
+  const r = await PackageReader.open(p);
+  try {
+    return r.id;
+  } finally {
+    await r.close();
+  }
 }
