@@ -418,6 +418,8 @@ export class OnnxruntimeBackend implements Backend {
     // The model's bytes are read, and so verified, even when the cache has its optimised graph: a
     // package damaged after it was cached is refused like any other (~15 ms for 11 MB, SHA-NI).
     const bytes = await files.read(entry);
+    // the cached graph declares the same inputs: one decision for both paths
+    sessionOptions.enableMemPattern = hasStaticInputs(bytes);
     // per-shape sessions are made from the package's bytes; the cache holds one session's graph
     const perShapeOnCpu = this.#shapeSessions === 'always' && (options.shapeSessions ?? 1) > 1;
     const cache = perShapeOnCpu ? null : cacheFor(options, files, entry, sessionOptions, ort);
@@ -425,7 +427,6 @@ export class OnnxruntimeBackend implements Backend {
       const hit = await fromCache(ort, cache, variant.id, sessionOptions);
       if (hit) return hit;
     }
-    sessionOptions.enableMemPattern = hasStaticInputs(bytes);
     const external = externalFiles(variant.id, entry, variant.files, bytes);
     const folder = external.length
       ? await writePrivateFolder(files, [{ path: entry, bytes }, ...external.map((path) => ({ path }))])
@@ -530,22 +531,10 @@ async function fromCache(
   const hit = await cache.store.lookup(cache.key);
   if (!hit) return null;
   if (hit.intact) {
-    const create = {
-      ...opts,
-      enableMemPattern: hasStaticInputs(hit.bytes),
-      graphOptimizationLevel: 'disabled' as const,
-    };
+    const create = { ...opts, graphOptimizationLevel: 'disabled' as const };
     try {
       const session = await ort.InferenceSession.create(hit.bytes, create);
-      const loaded = new OrtModelSession(
-        ort,
-        session,
-        variantId,
-        { ...opts, enableMemPattern: create.enableMemPattern },
-        null,
-        [],
-        null,
-      );
+      const loaded = new OrtModelSession(ort, session, variantId, opts, null, [], null);
       loaded.optimizedCache = 'hit';
       return loaded;
     } catch {
