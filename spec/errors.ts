@@ -30,6 +30,7 @@ export const EXIT = {
   native: 50,
   serve: 60,
   oci: 70,
+  fabric: 80,
 } as const;
 export type ExitStatus = (typeof EXIT)[keyof typeof EXIT];
 
@@ -182,6 +183,15 @@ const codes = {
   E_OCI_PARTIAL: EXIT.oci,
   E_OCI_LAYOUT: EXIT.oci,
   E_OCI_CACHE: EXIT.oci,
+  // split inference across machines (fabric/): cutting models, offloading to peers, discovery
+  E_FABRIC_CONFIG: EXIT.fabric,
+  E_FABRIC_SPLIT: EXIT.fabric,
+  E_FABRIC_NO_PEER: EXIT.fabric,
+  E_FABRIC_PEER: EXIT.fabric,
+  E_FABRIC_AUTH: EXIT.fabric,
+  E_FABRIC_PACKAGE_UNKNOWN: EXIT.fabric,
+  E_FABRIC_DEADLINE: EXIT.fabric,
+  E_FABRIC_DISCOVERY: EXIT.fabric,
 } as const satisfies Record<string, ExitStatus>;
 
 export type ErrorCode = keyof typeof codes;
@@ -297,6 +307,15 @@ export type OciErrorCode = Prefixed<'E_OCI_'>;
 export class OciError extends XpkgError {
   declare readonly code: OciErrorCode;
   constructor(code: OciErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
+    super(code, summary, detail, options);
+  }
+}
+
+/** Split inference across machines: model cuts, offload to peers, peer authentication, discovery. */
+export type FabricErrorCode = Prefixed<'E_FABRIC_'>;
+export class FabricError extends XpkgError {
+  declare readonly code: FabricErrorCode;
+  constructor(code: FabricErrorCode, summary: string, detail?: unknown, options?: { cause?: unknown }) {
     super(code, summary, detail, options);
   }
 }

@@ -143,4 +143,12 @@ export const MESSAGES: Readonly<Record<ErrorCode, string>> = {
   E_OCI_PARTIAL: 'The partial download cannot be assembled.',
   E_OCI_LAYOUT: 'The OCI layout is invalid.',
   E_OCI_CACHE: 'The package cache cannot be used.',
+  E_FABRIC_CONFIG: 'The split-inference settings are not valid.',
+  E_FABRIC_SPLIT: 'The model cannot be cut at that tensor.',
+  E_FABRIC_NO_PEER: 'No peer can run this part of the model.',
+  E_FABRIC_PEER: 'The peer failed to run this part of the model.',
+  E_FABRIC_AUTH: 'The peer did not authenticate.',
+  E_FABRIC_PACKAGE_UNKNOWN: 'The peer does not hold this exact package version.',
+  E_FABRIC_DEADLINE: 'The peer did not answer before the deadline.',
+  E_FABRIC_DISCOVERY: 'Peer discovery failed.',
 };
