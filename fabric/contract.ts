@@ -3,6 +3,7 @@
  * built apart: the runner's offload step (runner/), the peer client and server route (fabric/, serve/),
  * and discovery (fabric/discovery). The runner knows only `Offloader`; it never opens a socket.
  */
+import type { HostProfile } from '../runner/host-profile-schema.js';
 import type { Tensor } from '../runner/types.js';
 
 /** One peer `xpkg serve` as a device sees it (from mDNS or a static `--peer` list). */
@@ -19,6 +20,8 @@ export interface PeerInfo {
   free: number;
   /** When it was last heard from (ms since epoch). */
   seen: number;
+  /** Its whole host profile, when known (fabric/discovery reads it from the peer's `GET /v2/xpkg/peer`): routing selects variants against it. */
+  profile?: HostProfile;
 }
 
 /** Where peers come from; `list()` holds only peers heard from recently. */

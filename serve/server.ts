@@ -13,6 +13,15 @@ import { ServeError } from '../spec/errors.js';
 import { asServeError, httpStatusOf } from './errors.js';
 import { createLogger, type LogFormat } from './log.js';
 import { ServeMetrics } from './metrics.js';
+import {
+  type AnnounceOptions,
+  type Announcing,
+  defaultPeerName,
+  type PeerState,
+  peerRoute,
+  peerState,
+  startAnnouncing,
+} from './peer.js';
 import { ReferenceSync, type ServeReference } from './references.js';
 import { Repository } from './repository.js';
 import { healthRoutes, isLoopbackHost, repositoryRoutes } from './routes-admin.js';
@@ -62,6 +71,8 @@ export interface ServeOptions {
   /** Registry references served as `<name>.xpkg` in the repository (serve/references.ts), re-resolved every `refPollMs` (default 60 s). */
   references?: readonly ServeReference[];
   refPollMs?: number;
+  /** Announce the daemon on the local network for split inference (DNS-SD `_xpkg._tcp`, serve/peer.ts). */
+  announce?: AnnounceOptions;
 }
 
 /** What the routes share. */
@@ -199,6 +210,11 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   });
 
   healthRoutes(app, ctx);
+  let peer: Promise<PeerState> | undefined;
+  const port = () => (app.server.address() as { port: number }).port;
+  const state = () =>
+    (peer ??= peerState(repository, o.runner?.host, o.concurrency ?? 4, o.announce?.name ?? defaultPeerName(port())));
+  peerRoute(app, state);
   await app.register(async (scope) => inferRoutes(scope, ctx));
   await app.register(async (scope) => runRoutes(scope, ctx));
   if (o.repositoryApi) await app.register(async (scope) => repositoryRoutes(scope, ctx));
@@ -225,6 +241,17 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     .then(() => repository.start())
     .then(() => log.info({ models: [...repository.models.keys()] }, 'ready'));
   ready.catch((e: unknown) => log.error({ err: (e as Error).message }, 'the first load of the repository failed'));
+  let announcing: Announcing | undefined;
+  if (o.announce)
+    try {
+      announcing = await startAnnouncing(o.announce, await state(), { host, port: port() }, log);
+    } catch (e) {
+      await app.close();
+      await ready.catch(() => {});
+      await refs?.close();
+      await repository.close();
+      throw e;
+    }
 
   let closing: Promise<void> | undefined;
   return {
@@ -237,6 +264,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     close: () =>
       (closing ??= (async () => {
         ctx.closing = true;
+        await announcing?.close(); // the goodbye first: devices stop choosing this peer while it drains
         await app.close(); // stops accepting; requests in flight finish (their workers are still up)
         await ready.catch(() => {});
         await refs?.close();

@@ -11,6 +11,7 @@ import { register as inspect } from './inspect.js';
 import { register as keygen } from './keygen.js';
 import { register as oci } from './oci.js';
 import { register as pack } from './pack.js';
+import { register as peers } from './peers.js';
 import { register as run } from './run.js';
 import { register as serve } from './serve.js';
 import { register as sign } from './sign.js';
@@ -30,6 +31,7 @@ export const commands: ((program: Command) => void)[] = [
   explain,
   gpu,
   serve,
+  peers,
   oci,
   web,
 ];

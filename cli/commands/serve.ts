@@ -32,6 +32,11 @@ interface ServeFlags
   logFormat?: string;
   logLevel?: string;
   json?: boolean;
+  announce?: boolean;
+  announceName?: string;
+  announceTtl?: string;
+  mdnsInterface?: string;
+  mdnsPort?: string;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -85,7 +90,12 @@ export function register(program: Command): void {
     )
     .option('--log-format <format>', 'text (default) or json (one object per line, with the request id)')
     .option('--log-level <level>', 'info (default), debug, warn, error')
-    .option('--json', 'print one JSON document on stdout when the server stops');
+    .option('--json', 'print one JSON document on stdout when the server stops')
+    .option('--announce', 'announce this daemon on the local network as a split-inference peer (DNS-SD _xpkg._tcp)')
+    .option('--announce-name <name>', 'instance name to announce (default xpkg-<hostname>-<port>)')
+    .option('--announce-ttl <s>', 'TTL of the announcement: devices forget a silent peer after it (default 120)')
+    .option('--mdns-interface <ipv4>', 'announce on this interface only (default: all)')
+    .option('--mdns-port <n>', 'mDNS UDP port (default 5353)');
   action<[], ServeFlags>(cmd, async (io, opts) => {
     const isolation = opts.isolation ?? 'process';
     if (isolation !== 'process' && isolation !== 'thread')
@@ -99,6 +109,7 @@ export function register(program: Command): void {
     const batchMax = intOption(opts.batchMax, 'batch-max', 2);
     const { parseReference } = await import('../../serve/references.js');
     const references = (opts.ref ?? []).map(parseReference);
+    const announce = opts.announce ? await announceOptions(opts) : undefined;
     const server = await startServer({
       repo: opts.repo,
       ...(references.length ? { references } : {}),
@@ -131,6 +142,7 @@ export function register(program: Command): void {
       logFormat,
       ...(opts.logLevel ? { logLevel: opts.logLevel } : {}),
       serverVersion: ownVersion(),
+      ...(announce ? { announce } : {}),
     });
     // Graceful stop: stop accepting, finish what is in flight, unload, exit 0.
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
@@ -142,4 +154,16 @@ export function register(program: Command): void {
     io.log(`xpkg serve: stopped on ${signal}`);
     return { result: { url: server.url, stopped: signal }, human: '' };
   });
+}
+
+async function announceOptions(opts: ServeFlags) {
+  const { mdnsOptions } = await import('./peers.js');
+  const { checkInstanceName } = await import('../../fabric/discovery/announce.js');
+  if (opts.announceName !== undefined) checkInstanceName(opts.announceName);
+  const ttl = intOption(opts.announceTtl, 'announce-ttl');
+  return {
+    ...mdnsOptions(opts),
+    ...(opts.announceName !== undefined ? { name: opts.announceName } : {}),
+    ...(ttl !== undefined ? { ttlSec: ttl } : {}),
+  };
 }

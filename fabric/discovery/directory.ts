@@ -1,0 +1,289 @@
+/**
+ * `MdnsPeerDirectory`: the peers a device can offload to. It browses `_xpkg._tcp` (and/or reads a
+ * static list of URLs), then fetches each peer's document (`GET /v2/xpkg/peer`: whole host profile,
+ * every package id) — that fetch is also the first health probe. A peer is listed only once its
+ * document is read, and forgotten when it says goodbye (TTL 0), when its records' TTL runs out
+ * without a fresh answer (the directory re-asks at half the TTL), or when `markDown(id)` is called
+ * (a failed call or probe); a marked peer is ignored for `downMs`. A malformed announcement or
+ * document is ignored with its reason logged once, never thrown.
+ */
+import type { Answer } from 'dns-packet';
+import type { PeerDirectory, PeerInfo } from '../contract.js';
+import { closeMdns, type Mdns, type MdnsOptions, openMdns, type Warn } from './mdns.js';
+import { fetchPeerDocument, type PeerDocument } from './peer-doc.js';
+import { type Announcement, decodeTxt, SERVICE_TYPE } from './txt.js';
+
+export interface DirectoryLog {
+  info: Warn;
+  warn: Warn;
+}
+
+export interface DirectoryOptions extends MdnsOptions {
+  /** Browse mDNS (default true when no static peers are given). */
+  discover?: boolean;
+  /** Static peers: base URLs (`http://host:port`), probed every `staticRefreshMs`. */
+  peers?: readonly string[];
+  /** How long a peer marked down is ignored (default 30 s). */
+  downMs?: number;
+  /** Time limit of a document fetch (default 2 s). */
+  fetchTimeoutMs?: number;
+  /** Period of the expiry check and refresh queries (default 500 ms). */
+  tickMs?: number;
+  staticRefreshMs?: number;
+  /** Sent with document fetches (a bearer token, when peers want one). */
+  headers?: Record<string, string>;
+  log?: DirectoryLog;
+}
+
+interface Entry {
+  key: string;
+  source: 'mdns' | 'static';
+  url?: string;
+  srv?: { port: number; target: string };
+  address?: string;
+  txt?: Announcement;
+  seen: number;
+  ttlMs: number;
+  doc?: PeerDocument;
+  /** The url and digest the document was fetched for: another announcement of either fetches again. */
+  docFor?: string;
+  fetching?: boolean;
+  downUntil?: number;
+}
+
+const SUFFIX = `.${SERVICE_TYPE}`;
+const lower = (s: string) => s.toLowerCase();
+
+export class MdnsPeerDirectory implements PeerDirectory {
+  private readonly entries = new Map<string, Entry>();
+  private readonly listeners = new Set<(peers: PeerInfo[]) => void>();
+  private readonly warned = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private staticTimer: NodeJS.Timeout | undefined;
+  private lastQuery = 0;
+  private signature = '[]';
+  private closed = false;
+
+  private constructor(
+    private readonly m: Mdns | undefined,
+    private readonly o: DirectoryOptions,
+  ) {}
+
+  static async start(o: DirectoryOptions = {}): Promise<MdnsPeerDirectory> {
+    const log = o.log ?? { info: () => {}, warn: () => {} };
+    const discover = o.discover ?? !o.peers?.length;
+    const m = discover ? await openMdns(o, log.warn) : undefined;
+    const d = new MdnsPeerDirectory(m, { ...o, log });
+    if (m) {
+      m.on('response', (p, rinfo) => d.onResponse([...(p.answers ?? []), ...(p.additionals ?? [])], rinfo.address));
+      d.query();
+      // a second question in case the first went out before every peer's membership (RFC 6762 §5.2 repeats too)
+      setTimeout(() => d.closed || d.query(), 1000).unref();
+    }
+    for (const url of o.peers ?? []) {
+      const key = url.replace(/\/+$/, '');
+      d.entries.set(key, { key, source: 'static', url: key, seen: Date.now(), ttlMs: Number.POSITIVE_INFINITY });
+    }
+    d.probeStatic();
+    d.timer = setInterval(() => d.tick(), o.tickMs ?? 500);
+    d.timer.unref();
+    if (o.peers?.length) {
+      d.staticTimer = setInterval(() => d.probeStatic(), o.staticRefreshMs ?? 10_000);
+      d.staticTimer.unref();
+    }
+    return d;
+  }
+
+  private get log(): DirectoryLog {
+    return this.o.log!;
+  }
+
+  list(): PeerInfo[] {
+    const now = Date.now();
+    const out: PeerInfo[] = [];
+    for (const e of this.entries.values()) {
+      if (!e.doc || !e.url || (e.downUntil ?? 0) > now) continue;
+      out.push({
+        id: e.doc.name,
+        url: e.url,
+        host: e.doc.host,
+        // the TXT record is fresher than the document for capacity; ids come from the document
+        packages: e.doc.packages.map((p) => p.id),
+        free: e.txt && e.txt.digest === e.doc.digest ? e.txt.free : e.doc.free,
+        seen: e.seen,
+        profile: e.doc.profile,
+      });
+    }
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  onChange(listener: (peers: PeerInfo[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** A call or probe to this peer failed: forget it for `downMs` (it is listed again after a later announcement). */
+  markDown(id: string, reason = 'marked down'): void {
+    for (const e of this.entries.values())
+      if (e.doc?.name === id || e.key === id) {
+        e.downUntil = Date.now() + (this.o.downMs ?? 30_000);
+        e.doc = undefined;
+        e.docFor = undefined;
+        this.log.info({ peer: id, reason }, 'peer down');
+      }
+    this.changed();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    clearInterval(this.staticTimer);
+    this.listeners.clear();
+    if (this.m) await closeMdns(this.m);
+  }
+
+  private query(): void {
+    this.lastQuery = Date.now();
+    this.m?.query({ questions: [{ name: SERVICE_TYPE, type: 'PTR' }] });
+  }
+
+  private changed(): void {
+    const peers = this.list();
+    const sig = JSON.stringify(peers.map(({ seen: _, profile: __, ...p }) => p));
+    if (sig === this.signature) return;
+    this.signature = sig;
+    for (const l of this.listeners) l(peers);
+  }
+
+  private ignore(key: string, reason: string): void {
+    const k = `${key}\n${reason}`;
+    if (this.warned.has(k)) return;
+    this.warned.add(k);
+    this.log.warn({ peer: key, reason }, 'ignored a peer announcement');
+  }
+
+  private forget(key: string, reason: string): void {
+    const e = this.entries.get(key);
+    if (e?.source !== 'mdns') return;
+    this.entries.delete(key);
+    if (e.doc) this.log.info({ peer: e.doc.name, reason }, 'peer gone');
+    this.changed();
+  }
+
+  private onResponse(records: Answer[], from: string): void {
+    if (this.closed) return;
+    const now = Date.now();
+    const addresses = new Map<string, string>();
+    for (const r of records) if (r.type === 'A' && (r.ttl ?? 0) > 0) addresses.set(lower(r.name), String(r.data));
+    const touched = new Set<string>();
+    const instanceOf = (name: string) => {
+      const n = lower(name);
+      return n.endsWith(SUFFIX) && n.length > SUFFIX.length ? n.slice(0, -SUFFIX.length) : undefined;
+    };
+    const entry = (key: string) => {
+      let e = this.entries.get(key);
+      if (!e) this.entries.set(key, (e = { key, source: 'mdns', seen: now, ttlMs: 0 }));
+      return e;
+    };
+    for (const r of records) {
+      const key =
+        r.type === 'PTR' && lower(r.name) === SERVICE_TYPE
+          ? instanceOf(String(r.data))
+          : r.type === 'SRV' || r.type === 'TXT'
+            ? instanceOf(r.name)
+            : undefined;
+      if (!key) continue;
+      const ttl = 'ttl' in r ? (r.ttl ?? 0) : 0;
+      if (ttl === 0) {
+        this.forget(key, 'goodbye');
+        touched.delete(key);
+        continue;
+      }
+      const e = entry(key);
+      e.seen = now;
+      e.ttlMs = e.ttlMs ? Math.min(e.ttlMs, ttl * 1000) : ttl * 1000;
+      touched.add(key);
+      if (r.type === 'SRV') {
+        const d = r.data as { port?: unknown; target?: unknown };
+        if (Number.isInteger(d.port) && (d.port as number) > 0 && typeof d.target === 'string')
+          e.srv = { port: d.port as number, target: lower(d.target) };
+        else this.ignore(key, 'SRV record without a port and target');
+      } else if (r.type === 'TXT') {
+        const t = decodeTxt(([] as (Buffer | string)[]).concat(r.data as Buffer | Buffer[]));
+        if ('reason' in t) {
+          this.ignore(key, t.reason);
+          e.txt = undefined;
+        } else e.txt = t;
+      }
+    }
+    for (const key of touched) {
+      const e = this.entries.get(key)!;
+      if (e.srv) e.address = addresses.get(e.srv.target) ?? e.address ?? from;
+      if (!e.srv || !e.txt) {
+        if (e.doc && !e.txt) {
+          e.doc = undefined; // its TXT became malformed: not routable until it announces a valid one
+          this.changed();
+        }
+        continue;
+      }
+      e.url = `${e.txt.scheme}://${e.address}:${e.srv.port}`;
+      this.refresh(e);
+    }
+    this.changed();
+  }
+
+  /** Fetches the peer's document when it is new or its package list or address changed. */
+  private refresh(e: Entry): void {
+    const now = Date.now();
+    if ((e.downUntil ?? 0) > now || e.fetching || !e.url) return;
+    const want = `${e.url} ${e.txt?.digest ?? ''}`;
+    if (e.source === 'mdns' && e.docFor === want) return;
+    e.fetching = true;
+    void fetchPeerDocument(e.url, {
+      timeoutMs: this.o.fetchTimeoutMs ?? 2000,
+      ...(this.o.headers ? { headers: this.o.headers } : {}),
+    }).then((doc) => {
+      e.fetching = false;
+      if (this.closed || this.entries.get(e.key) !== e) return;
+      if ('reason' in doc) {
+        this.ignore(e.key, doc.reason);
+        if (e.doc) this.markDown(e.doc.name, doc.reason);
+        else e.downUntil = Date.now() + (this.o.downMs ?? 30_000);
+        return;
+      }
+      if (e.source === 'mdns' && lower(doc.name) !== e.key) {
+        this.ignore(e.key, `the document names ${JSON.stringify(doc.name)}`);
+        return;
+      }
+      const fresh = !e.doc;
+      e.doc = doc;
+      e.docFor = want;
+      e.downUntil = undefined;
+      if (e.source === 'static') e.seen = Date.now();
+      if (fresh) this.log.info({ peer: doc.name, url: e.url, packages: doc.packages.length }, 'peer found');
+      this.changed();
+    });
+  }
+
+  private probeStatic(): void {
+    for (const e of this.entries.values()) if (e.source === 'static') this.refresh(e);
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    let ask = false;
+    for (const e of [...this.entries.values()]) {
+      if (e.source !== 'mdns') continue;
+      if (now > e.seen + e.ttlMs) this.forget(e.key, 'TTL ran out');
+      // RFC 6762 §5.2 asks again from 80% of the TTL; half leaves room for a lost packet on a busy link
+      else if (now > e.seen + e.ttlMs / 2) ask = true;
+      else if ((e.downUntil ?? 0) !== 0 && (e.downUntil ?? 0) <= now && !e.doc) {
+        e.downUntil = undefined;
+        this.refresh(e);
+      }
+    }
+    if (ask && now - this.lastQuery >= (this.o.tickMs ?? 500)) this.query();
+    this.changed();
+  }
+}
