@@ -3,7 +3,8 @@
  * A peer qualifies when it holds exactly the package id, has a free slot and a known host profile on
  * which the project's variant selection (runner/select.ts) finds a runnable variant of the tail model.
  * Qualified peers are ranked by the variant they would run — accelerator over CPU, exact device
- * match over compatible, the precision policy's place for that device, then manifest order — then
+ * match over compatible, a build for the CPU's features over a generic one, the precision policy's
+ * place for that device, then manifest order — then
  * by free slots (most first), then by id, so the same inputs always give the same peer.
  */
 import { selectVariants } from '../runner/select.js';
@@ -58,6 +59,8 @@ export function rankPeers(peers: readonly PeerInfo[], need: TailNeed): PeerRanki
       const key = [
         chosen.device ? 0 : 1,
         chosen.device ? MATCH_RANK[chosen.device.match] : 3,
+        // a build for this CPU's features beats the generic fallback another peer would run
+        chosen.variant.requires?.cpuFeatures?.length ? 0 : 1,
         place >= 0 ? place : list.length,
         chosen.declared,
       ];
