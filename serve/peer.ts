@@ -8,6 +8,8 @@ import { networkInterfaces, hostname as osHostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Announcer } from '../fabric/discovery/announce.js';
+import type { DirectoryOptions, MdnsPeerDirectory } from '../fabric/discovery/directory.js';
+import { createPeerDirectory } from '../fabric/discovery/index.js';
 import type { MdnsOptions } from '../fabric/discovery/mdns.js';
 import { hostSummaryOf, type PeerDocument } from '../fabric/discovery/peer-doc.js';
 import { encodeTxt, packagesDigest } from '../fabric/discovery/txt.js';
@@ -131,4 +133,14 @@ export async function startAnnouncing(
       log.info({ name: state.name }, 'announcement withdrawn');
     },
   };
+}
+
+/** The device side: a directory of peers, its comings and goings logged. */
+export async function discoverPeers(o: DirectoryOptions, log: Logger): Promise<MdnsPeerDirectory> {
+  const dir = await createPeerDirectory({
+    log: { info: (obj, msg) => log.info(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
+    ...o,
+  });
+  dir.onChange((peers) => log.info({ peers: peers.map((p) => p.id) }, 'peers'));
+  return dir;
 }

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import type { DirectoryOptions, MdnsPeerDirectory } from '../fabric/discovery/directory.js';
 import type { RunnerOptions } from '../runner/runner.js';
 import { ServeError } from '../spec/errors.js';
 import { asServeError, httpStatusOf } from './errors.js';
@@ -17,6 +18,7 @@ import {
   type AnnounceOptions,
   type Announcing,
   defaultPeerName,
+  discoverPeers,
   type PeerState,
   peerRoute,
   peerState,
@@ -73,6 +75,8 @@ export interface ServeOptions {
   refPollMs?: number;
   /** Announce the daemon on the local network for split inference (DNS-SD `_xpkg._tcp`, serve/peer.ts). */
   announce?: AnnounceOptions;
+  /** Find peers to offload to (mDNS and/or static URLs): `XpkgServer.peers` lists them. */
+  discover?: DirectoryOptions;
 }
 
 /** What the routes share. */
@@ -96,6 +100,8 @@ export interface XpkgServer {
   ready: Promise<void>;
   /** Stops accepting, finishes the requests in flight, unloads every model. */
   close(): Promise<void>;
+  /** The peers found with `discover` (fabric/discovery), for the offload step. */
+  peers?: MdnsPeerDirectory;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -242,10 +248,13 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     .then(() => log.info({ models: [...repository.models.keys()] }, 'ready'));
   ready.catch((e: unknown) => log.error({ err: (e as Error).message }, 'the first load of the repository failed'));
   let announcing: Announcing | undefined;
-  if (o.announce)
+  let peers: MdnsPeerDirectory | undefined;
+  if (o.announce || o.discover)
     try {
-      announcing = await startAnnouncing(o.announce, await state(), { host, port: port() }, log);
+      if (o.announce) announcing = await startAnnouncing(o.announce, await state(), { host, port: port() }, log);
+      if (o.discover) peers = await discoverPeers(o.discover, log);
     } catch (e) {
+      await announcing?.close();
       await app.close();
       await ready.catch(() => {});
       await refs?.close();
@@ -261,10 +270,12 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     metrics,
     log,
     ready,
+    ...(peers ? { peers } : {}),
     close: () =>
       (closing ??= (async () => {
         ctx.closing = true;
         await announcing?.close(); // the goodbye first: devices stop choosing this peer while it drains
+        await peers?.close();
         await app.close(); // stops accepting; requests in flight finish (their workers are still up)
         await ready.catch(() => {});
         await refs?.close();

@@ -13,12 +13,12 @@ import { join, resolve } from 'node:path';
 import makeMdns from 'multicast-dns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PeerInfo } from '../fabric/contract.js';
-import { createPeerDirectory, encodeTxt, type MdnsPeerDirectory } from '../fabric/discovery/index.js';
+import { Announcer, createPeerDirectory, encodeTxt, type MdnsPeerDirectory } from '../fabric/discovery/index.js';
 import { pickPeer } from '../fabric/route.js';
 import { EXIT } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 import { xpkgAsync } from './helpers/cli.js';
-import { dropIn, idOf, until, versionedPackage } from './helpers/serve.js';
+import { dropIn, idOf, testServer, until, versionedPackage } from './helpers/serve.js';
 import { tempDir } from './helpers/source.js';
 
 const MDNS_PORT = 20_000 + Math.floor(Math.random() * 20_000);
@@ -112,6 +112,15 @@ describe('peer discovery over mDNS (loopback, real daemons)', () => {
     const manifest = JSON.parse(readFileSync('fixtures/multi-variant/xpkg.json', 'utf8')) as Manifest;
     const choice = pickPeer(dir.list(), { packageId: id, model: manifest.models[0] });
     expect([choice?.peer.id, choice?.variant]).toEqual(['peer-b', 'cpu-int8-vnni']);
+
+    // a daemon as the device (serve's discover option) sees them too, and stops browsing when closed
+    const device = await testServer({ repo: tempDir(), discover: { discover: true, ...LOOPBACK } });
+    try {
+      await until(() => device.peers?.list().length === 2, 15_000, "the device daemon's peers");
+      expect(device.peers!.list().map((p) => p.id)).toEqual(['peer-a', 'peer-b']);
+    } finally {
+      await device.close();
+    }
 
     // the CLI lists the same peers
     const cli = await xpkgAsync([
@@ -211,5 +220,45 @@ describe('peer discovery over mDNS (loopback, real daemons)', () => {
     const r = await xpkgAsync(['serve', '--repo', tempDir(), '--announce', '--announce-name', 'a.b', '--json']);
     expect(r.status).toBe(EXIT.fabric);
     expect(r.json?.error?.code).toBe('E_FABRIC_CONFIG');
+  }, 20_000);
+});
+
+describe('announcer', () => {
+  it('re-announces a changed TXT (capacity) at most once per minIntervalMs, ending on the latest value', async () => {
+    const port = MDNS_PORT + 1;
+    const heard: number[] = [];
+    const m = makeMdns({ interface: '127.0.0.1', port, ip: '224.0.0.251', bind: '224.0.0.251' });
+    m.on('response', (p) => {
+      for (const r of p.answers)
+        if (r.type === 'TXT' && r.name === 'rl._xpkg._tcp.local' && r.ttl) {
+          const free = ([] as Buffer[]).concat(r.data as Buffer[]).find((b) => String(b).startsWith('free='));
+          heard.push(Number(String(free).slice(5)));
+        }
+    });
+    await new Promise((r) => m.once('ready', r));
+    const host = { cpu: 'x64', accelerators: [], runtimes: [] };
+    const txt = (free: number) => encodeTxt({ host, packages: [], free });
+    const a = await Announcer.start(
+      { name: 'rl', port: 1, addresses: ['127.0.0.1'], interface: '127.0.0.1', mdnsPort: port, minIntervalMs: 400 },
+      txt(0),
+    );
+    try {
+      // 40 capacity changes over ~1.2 s
+      for (let free = 1; free <= 40; free++) {
+        a.update(txt(free));
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      await until(() => heard.at(-1) === 40, 5_000, 'the last capacity announced');
+      // start (free 0, twice: RFC 6762 §8.3) plus rate-limited updates: a handful, never one per change
+      expect(heard.length).toBeLessThanOrEqual(10);
+      expect(heard.filter((f) => f > 0).length).toBeGreaterThanOrEqual(2);
+      const before = heard.length;
+      a.update(txt(40)); // unchanged: nothing sent
+      await new Promise((r) => setTimeout(r, 600));
+      expect(heard.length).toBe(before);
+    } finally {
+      await a.close();
+      await new Promise<void>((r) => m.destroy(() => r()));
+    }
   }, 20_000);
 });

@@ -37,6 +37,8 @@ interface ServeFlags
   announceTtl?: string;
   mdnsInterface?: string;
   mdnsPort?: string;
+  discover?: boolean;
+  peer?: string[];
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -94,7 +96,9 @@ export function register(program: Command): void {
     .option('--announce', 'announce this daemon on the local network as a split-inference peer (DNS-SD _xpkg._tcp)')
     .option('--announce-name <name>', 'instance name to announce (default xpkg-<hostname>-<port>)')
     .option('--announce-ttl <s>', 'TTL of the announcement: devices forget a silent peer after it (default 120)')
-    .option('--mdns-interface <ipv4>', 'announce on this interface only (default: all)')
+    .option('--discover', 'find peers to offload split models to (DNS-SD _xpkg._tcp over mDNS)')
+    .option('--peer <url>', 'a peer xpkg serve at this base URL to offload to (repeatable)', collect)
+    .option('--mdns-interface <ipv4>', 'announce and discover on this interface only (default: all)')
     .option('--mdns-port <n>', 'mDNS UDP port (default 5353)');
   action<[], ServeFlags>(cmd, async (io, opts) => {
     const isolation = opts.isolation ?? 'process';
@@ -110,6 +114,8 @@ export function register(program: Command): void {
     const { parseReference } = await import('../../serve/references.js');
     const references = (opts.ref ?? []).map(parseReference);
     const announce = opts.announce ? await announceOptions(opts) : undefined;
+    const discover =
+      opts.discover || opts.peer?.length ? (await import('./peers.js')).directoryOptions(opts) : undefined;
     const server = await startServer({
       repo: opts.repo,
       ...(references.length ? { references } : {}),
@@ -143,6 +149,7 @@ export function register(program: Command): void {
       ...(opts.logLevel ? { logLevel: opts.logLevel } : {}),
       serverVersion: ownVersion(),
       ...(announce ? { announce } : {}),
+      ...(discover ? { discover } : {}),
     });
     // Graceful stop: stop accepting, finish what is in flight, unload, exit 0.
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
