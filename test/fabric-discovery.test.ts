@@ -131,7 +131,7 @@ describe('peer discovery over mDNS (loopback, real daemons)', () => {
       '--mdns-port',
       String(MDNS_PORT),
       '--wait',
-      '2500',
+      '1500',
       '--json',
     ]);
     expect(cli.status).toBe(0);

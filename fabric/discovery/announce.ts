@@ -25,6 +25,8 @@ export interface AnnouncerOptions extends MdnsOptions {
   warn?: Warn;
 }
 
+/** Answers to queries go out at most this often: a storm of questions gets one multicast answer (RFC 6762 §6). */
+const QUERY_INTERVAL_MS = 250;
 const LABEL = /^[^.\s\\][^.\\]{0,62}$/;
 
 export function checkInstanceName(name: string): void {
@@ -108,21 +110,26 @@ export class Announcer {
         (name === this.fqdn.toLowerCase() && (type === 'SRV' || type === 'TXT' || type === 'ANY'))
       );
     });
-    if (asked) this.send();
+    if (asked) this.sendSoon(QUERY_INTERVAL_MS);
   }
 
-  /** New TXT strings (capacity or packages changed): announced now, or once the rate limit allows. */
-  update(txt: Buffer[]): void {
-    if (this.closed || (txt.length === this.txt.length && txt.every((b, i) => b.equals(this.txt[i])))) return;
-    this.txt = txt;
+  /** Sends now, or once `gap` ms have passed since the last send (one pending send covers every ask meanwhile). */
+  private sendSoon(gap: number): void {
     if (this.pending) return;
-    const wait = this.lastSent + (this.o.minIntervalMs ?? 1000) - Date.now();
+    const wait = this.lastSent + gap - Date.now();
     if (wait <= 0) this.send();
     else
       this.pending = this.later(wait, () => {
         this.pending = undefined;
         this.send();
       });
+  }
+
+  /** New TXT strings (capacity or packages changed): announced now, or once the rate limit allows. */
+  update(txt: Buffer[]): void {
+    if (this.closed || (txt.length === this.txt.length && txt.every((b, i) => b.equals(this.txt[i])))) return;
+    this.txt = txt;
+    this.sendSoon(this.o.minIntervalMs ?? 1000);
   }
 
   /** Sends the goodbye (every record with TTL 0) and closes the socket. */

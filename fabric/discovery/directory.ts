@@ -52,6 +52,9 @@ interface Entry {
 }
 
 const SUFFIX = `.${SERVICE_TYPE}`;
+/** Bounds on what the network can make the directory hold: instances, and how long one lives unheard. */
+const MAX_ENTRIES = 1024;
+const MAX_TTL_S = 75 * 60;
 const lower = (s: string) => s.toLowerCase();
 
 export class MdnsPeerDirectory implements PeerDirectory {
@@ -183,7 +186,8 @@ export class MdnsPeerDirectory implements PeerDirectory {
     };
     const entry = (key: string) => {
       let e = this.entries.get(key);
-      if (!e) this.entries.set(key, (e = { key, source: 'mdns', seen: now, ttlMs: 0 }));
+      if (!e && this.entries.size < MAX_ENTRIES)
+        this.entries.set(key, (e = { key, source: 'mdns', seen: now, ttlMs: 0 }));
       return e;
     };
     for (const r of records) {
@@ -201,8 +205,13 @@ export class MdnsPeerDirectory implements PeerDirectory {
         continue;
       }
       const e = entry(key);
+      if (!e) {
+        this.ignore(key, `more than ${MAX_ENTRIES} instances on the network`);
+        continue;
+      }
       e.seen = now;
-      e.ttlMs = e.ttlMs ? Math.min(e.ttlMs, ttl * 1000) : ttl * 1000;
+      const ms = Math.min(ttl, MAX_TTL_S) * 1000;
+      e.ttlMs = e.ttlMs ? Math.min(e.ttlMs, ms) : ms;
       touched.add(key);
       if (r.type === 'SRV') {
         const d = r.data as { port?: unknown; target?: unknown };
