@@ -122,6 +122,19 @@ describe('peer discovery over mDNS (loopback, real daemons)', () => {
       await device.close();
     }
 
+    // a static peer list reads the same document, without mDNS; a bad URL is a configuration error
+    const fixed = await createPeerDirectory({ peers: [pa.url] });
+    try {
+      await until(() => fixed.list().length === 1, 10_000, 'the static peer');
+      expect(fixed.list()[0]).toMatchObject({ id: 'peer-a', url: pa.url, packages: [id], free: 4 });
+    } finally {
+      await fixed.close();
+    }
+    await expect(createPeerDirectory({ peers: ['ftp://127.0.0.1:1'] })).rejects.toMatchObject({
+      code: 'E_FABRIC_CONFIG',
+    });
+    await expect(createPeerDirectory({})).rejects.toMatchObject({ code: 'E_FABRIC_CONFIG' });
+
     // the CLI lists the same peers
     const cli = await xpkgAsync([
       'peers',
