@@ -22,7 +22,7 @@ export function discoveryFlags(cmd: Command, what = 'peers'): Command {
   return cmd
     .option('--discover', `find ${what} on the local network (DNS-SD _xpkg._tcp over mDNS)`)
     .option('--peer <url>', 'a peer xpkg serve at this base URL, e.g. http://10.0.0.5:8000 (repeatable)', collect)
-    .option('--mdns-interface <ipv4>', 'announce and browse on this interface only (default: all)')
+    .option('--mdns-interface <ipv4>', 'browse on this interface only (default: all)')
     .option('--mdns-port <n>', 'mDNS UDP port (default 5353)');
 }
 
