@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { checkToken } from '../fabric/auth.js';
 import type { RunnerOptions } from '../runner/runner.js';
 import { ServeError } from '../spec/errors.js';
 import { asServeError, httpStatusOf } from './errors.js';
@@ -16,6 +17,7 @@ import { ServeMetrics } from './metrics.js';
 import { ReferenceSync, type ServeReference } from './references.js';
 import { Repository } from './repository.js';
 import { healthRoutes, isLoopbackHost, repositoryRoutes } from './routes-admin.js';
+import { fabricRoutes } from './routes-fabric.js';
 import { inferRoutes, runRoutes } from './routes-infer.js';
 import type { Isolation } from './worker-handle.js';
 
@@ -62,6 +64,8 @@ export interface ServeOptions {
   /** Registry references served as `<name>.xpkg` in the repository (serve/references.ts), re-resolved every `refPollMs` (default 60 s). */
   references?: readonly ServeReference[];
   refPollMs?: number;
+  /** Serve the tails of split models to peers that present this token (serve/routes-fabric.ts); off without one. */
+  fabricToken?: string;
 }
 
 /** What the routes share. */
@@ -201,6 +205,10 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   healthRoutes(app, ctx);
   await app.register(async (scope) => inferRoutes(scope, ctx));
   await app.register(async (scope) => runRoutes(scope, ctx));
+  if (o.fabricToken) {
+    const token = checkToken(o.fabricToken);
+    await app.register(async (scope) => fabricRoutes(scope, ctx, token));
+  }
   if (o.repositoryApi) await app.register(async (scope) => repositoryRoutes(scope, ctx));
 
   await repository.check();

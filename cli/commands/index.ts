@@ -14,6 +14,7 @@ import { register as pack } from './pack.js';
 import { register as run } from './run.js';
 import { register as serve } from './serve.js';
 import { register as sign } from './sign.js';
+import { register as split } from './split.js';
 import { register as unpack } from './unpack.js';
 import { register as verify } from './verify.js';
 import { register as web } from './web.js';
@@ -32,4 +33,5 @@ export const commands: ((program: Command) => void)[] = [
   serve,
   oci,
   web,
+  split,
 ];

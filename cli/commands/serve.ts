@@ -31,6 +31,7 @@ interface ServeFlags
   repositoryApi?: boolean;
   logFormat?: string;
   logLevel?: string;
+  fabricTokenFile?: string;
   json?: boolean;
 }
 
@@ -83,6 +84,10 @@ export function register(program: Command): void {
       '--ref-poll <ms>',
       'how often references are resolved again, so a moved tag swaps in (default 60000; 0: only at start)',
     )
+    .option(
+      '--fabric-token-file <file>',
+      'serve the tails of split models to peers presenting the token in this file (split inference)',
+    )
     .option('--log-format <format>', 'text (default) or json (one object per line, with the request id)')
     .option('--log-level <level>', 'info (default), debug, warn, error')
     .option('--json', 'print one JSON document on stdout when the server stops');
@@ -99,6 +104,9 @@ export function register(program: Command): void {
     const batchMax = intOption(opts.batchMax, 'batch-max', 2);
     const { parseReference } = await import('../../serve/references.js');
     const references = (opts.ref ?? []).map(parseReference);
+    const fabricToken = opts.fabricTokenFile
+      ? await (await import('../../fabric/auth.js')).readToken(opts.fabricTokenFile)
+      : undefined;
     const server = await startServer({
       repo: opts.repo,
       ...(references.length ? { references } : {}),
@@ -127,6 +135,7 @@ export function register(program: Command): void {
         ? { batch: { max: batchMax, delayMs: intOption(opts.batchDelay, 'batch-delay', 0) ?? 2 } }
         : {}),
       repositoryApi: Boolean(opts.repositoryApi),
+      ...(fabricToken ? { fabricToken } : {}),
       ...(process.env.XPKG_REPOSITORY_TOKEN ? { repositoryToken: process.env.XPKG_REPOSITORY_TOKEN } : {}),
       logFormat,
       ...(opts.logLevel ? { logLevel: opts.logLevel } : {}),
