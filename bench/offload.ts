@@ -5,9 +5,11 @@
  *   (a) all local on a CPU-only device profile (one intra-op thread: the small device),
  *   (b) the image sent to the peer's image route (the peer runs everything),
  *   (c) the head here, its cut tensors sent to the peer, which runs the tail,
- * side by side, and the link bandwidths at which (c) beats (a) and (b), from the measured parts.
+ * side by side, with the device process's CPU time per image (the peer is its own `xpkg serve`
+ * process, so its work is not counted; the proxy's is), and the link bandwidths at which (c) beats
+ * (a) and (b), from the measured parts.
  *
- *   npm run build:tools && node dist-tools/bench/offload.js [--mbit 20] [--delay 20] [--images 10] [--reps 3]
+ *   npm run build && npm run build:tools && node dist-tools/bench/offload.js [--mbit 20] [--delay 20] [--images 10] [--reps 3]
  */
 
 import { mkdtempSync } from 'node:fs';
@@ -20,9 +22,8 @@ import { StaticPeers } from '../fabric/peers.js';
 import { prepare } from '../fixtures/detector-split/build.js';
 import { packFolder } from '../pack/pack.js';
 import { Runner } from '../runner/runner.js';
-import { createLogger } from '../serve/log.js';
-import { startServer } from '../serve/server.js';
 import { sign } from '../signing/sign.js';
+import { startPeer } from '../test/helpers/fabric.js';
 import { arg, median } from './util.js';
 
 const MBIT = Number(arg('mbit') ?? 20);
@@ -77,14 +78,7 @@ const pkg = await alwaysOffload();
 const repo = tmp('xpkg-bench-repo-');
 await copyFile(pkg, join(repo, 'detector-split.xpkg'));
 const trust = { trust: ['fixtures/keys/test.pub'] };
-const peer = await startServer({
-  repo,
-  port: 0,
-  runner: { ...trust, stateDir: tmp('xpkg-bench-state-'), host: 'fixtures/hosts/x64-avx512-vnni.json' },
-  fabricToken: TOKEN,
-  log: createLogger({ format: 'json', level: 'warn' }),
-});
-await peer.ready;
+const peer = await startPeer({ repo, hostProfile: 'fixtures/hosts/x64-avx512-vnni.json', token: TOKEN });
 const l = await link(Number(new URL(peer.url).port));
 const device = { ...trust, host: 'fixtures/hosts/x64-avx2.json', threads: 1 };
 const alone = await Runner.open(pkg, { ...device, stateDir: tmp('xpkg-bench-a-') });
@@ -94,11 +88,12 @@ const split = await Runner.open(pkg, {
   offloader: new HttpOffloader({ peers: new StaticPeers([l.url]), token: TOKEN }),
 });
 
-type Row = { ms: number[]; bytes: number[]; extra: number[] };
-const rows: Record<'a' | 'b' | 'c', Row> = {
-  a: { ms: [], bytes: [], extra: [] },
-  b: { ms: [], bytes: [], extra: [] },
-  c: { ms: [], bytes: [], extra: [] },
+type Row = { ms: number[]; cpu: number[]; bytes: number[]; extra: number[] };
+const row = (): Row => ({ ms: [], cpu: [], bytes: [], extra: [] });
+const rows: Record<'a' | 'b' | 'c', Row> = { a: row(), b: row(), c: row() };
+const cpuMs = (since: NodeJS.CpuUsage) => {
+  const u = process.cpuUsage(since);
+  return (u.user + u.system) / 1000;
 };
 const images = await Promise.all(
   Array.from({ length: IMAGES }, (_, i) => readFile(`fixtures/detector/eval/${String(i).padStart(3, '0')}.png`)),
@@ -113,13 +108,16 @@ await fetch(`${l.url}/xpkg/models/detector-split/run`, {
 });
 for (let rep = 0; rep < REPS; rep++)
   for (const img of images) {
+    let c0 = process.cpuUsage();
     let t0 = performance.now();
     const a = await alone.run({ image: img });
     rows.a.ms.push(performance.now() - t0);
+    rows.a.cpu.push(cpuMs(c0));
     rows.a.bytes.push(0);
     rows.a.extra.push(a.split!['detector-head'].tail.ms);
 
     const before = l.sent.bytes;
+    c0 = process.cpuUsage();
     t0 = performance.now();
     const r = await fetch(`${l.url}/xpkg/models/detector-split/run`, {
       method: 'POST',
@@ -128,11 +126,14 @@ for (let rep = 0; rep < REPS; rep++)
     });
     await r.arrayBuffer();
     rows.b.ms.push(performance.now() - t0);
+    rows.b.cpu.push(cpuMs(c0));
     rows.b.bytes.push(l.sent.bytes - before);
 
+    c0 = process.cpuUsage();
     t0 = performance.now();
     const c = await split.run({ image: img });
     rows.c.ms.push(performance.now() - t0);
+    rows.c.cpu.push(cpuMs(c0));
     const p = c.split!['detector-head'];
     if (p.tail.where === 'local') throw new Error(`(c) ran locally: ${JSON.stringify(p.decision)}`);
     rows.c.bytes.push(p.tail.bytesOut!);
@@ -141,7 +142,7 @@ for (let rep = 0; rep < REPS; rep++)
 
 const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
 const out = (k: 'a' | 'b' | 'c', what: string) =>
-  `${what.padEnd(44)} ${median(rows[k].ms).toFixed(1).padStart(8)} ms  ${Math.round(mean(rows[k].bytes)).toString().padStart(9)} B sent`;
+  `${what.padEnd(44)} ${median(rows[k].ms).toFixed(1).padStart(8)} ms ${median(rows[k].cpu).toFixed(1).padStart(8)} ms ${Math.round(mean(rows[k].bytes)).toString().padStart(9)} B`;
 const la = median(rows.a.ms);
 const lb = median(rows.b.ms);
 const lc = median(rows.c.ms);
@@ -161,7 +162,9 @@ console.log(
     .map((x) => x.toFixed(2))
     .join(' ')}`,
 );
-console.log(`${''.padEnd(44)} ${'median'.padStart(8)}     ${'mean'.padStart(9)}`);
+console.log(
+  `${'per image (medians; sent: mean)'.padEnd(44)} ${'latency'.padStart(11)} ${'device CPU'.padStart(11)} ${'sent'.padStart(11)}`,
+);
 console.log(out('a', '(a) all local, CPU-only device (1 thread)'));
 console.log(out('b', '(b) image to the peer'));
 console.log(out('c', '(c) head here, cut tensors to the peer'));
@@ -169,9 +172,19 @@ console.log(
   `(c) receives ${Math.round(mean(rows.c.extra))} B (the tail's [1, 2100, 8] f32); (a)'s tail alone: ${median(rows.a.extra).toFixed(1)} ms`,
 );
 console.log(
-  `ratios at ${MBIT} Mbit/s: (c)/(a) ${(lc / la).toFixed(2)}, (b)/(a) ${(lb / la).toFixed(2)}, (c)/(b) ${(lc / lb).toFixed(2)}; bytes (c)/(b) ${(bc / bb).toFixed(1)}`,
+  `device CPU (c)/(a) ${(median(rows.c.cpu) / median(rows.a.cpu)).toFixed(2)}, (b)/(a) ${(median(rows.b.cpu) / median(rows.a.cpu)).toFixed(2)} (the proxy's copies count on the device)`,
+);
+console.log(
+  `latency at ${MBIT} Mbit/s: (c)/(a) ${(lc / la).toFixed(2)}, (b)/(a) ${(lb / la).toFixed(2)}, (c)/(b) ${(lc / lb).toFixed(2)}; bytes (c)/(b) ${(bc / bb).toFixed(1)}`,
 );
 console.log(`crossover: (c) beats (a) above ${crossover(lc, bc, la)}; (b) beats (a) above ${crossover(lb, bb, la)}`);
+// Here the device and the peer are one CPU. On a device k× slower, (a) takes k·la and (c) k·(la − T) + R
+// (T: the tail here, R: everything (c) waits for beyond the device's own work), so (c) wins for k > R / T.
+const T = median(rows.a.extra);
+const slower = (mbit: number) => (at(lc, bc, mbit) - (la - T)) / T;
+console.log(
+  `(c) beats (a) on a device k× slower than this CPU for k > ${[5, 20, 100, 1000].map((m) => `${slower(m).toFixed(0)} at ${m} Mbit/s`).join(', ')}`,
+);
 for (const mbit of [5, 20, 100, 1000])
   console.log(
     `  at ${String(mbit).padStart(4)} Mbit/s: (a) ${la.toFixed(0)} ms, (b) ${at(lb, bb, mbit).toFixed(0)} ms, (c) ${at(lc, bc, mbit).toFixed(0)} ms`,
@@ -179,4 +192,4 @@ for (const mbit of [5, 20, 100, 1000])
 await alone.close();
 await split.close();
 l.server.close();
-await peer.close();
+await peer.stop();
