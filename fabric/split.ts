@@ -7,7 +7,7 @@
  *
  * The models carry no value_info, so the cut tensors' element types come from a small forward
  * propagation over the nodes (Cast's `to`, integer/boolean-producing ops, else the first typed input);
- * shapes are left open and onnxruntime infers them. `checkSplit` (fabric/split-check.ts) verifies
+ * shapes are declared when given (`shapes`), else left open for onnxruntime to infer. `checkSplit` (fabric/split-check.ts) verifies
  * head∘tail against the whole.
  */
 import { attrOf, DT, type GNode, OnnxGraph, valueInfo } from '../runner/backends/onnx-graph.js';
@@ -19,6 +19,11 @@ export interface CutOptions {
   at: string[];
   /** Further tensors the head computes and returns (not read by the tail). */
   headOutputs?: string[];
+  /**
+   * Shapes to declare for cut tensors (and head outputs), e.g. those a check observed; a tensor left
+   * out is declared without a shape. A peer checks what it is sent against the tail's declared shapes.
+   */
+  shapes?: Record<string, number[]>;
 }
 
 export interface CutTensor {
@@ -106,12 +111,19 @@ function closure(g: OnnxGraph, targets: string[], stop: Set<string>): { nodes: S
 }
 
 /** A copy of the decoded model with the given nodes (in their order), inputs and outputs. */
-function part(bytes: Uint8Array, keep: Set<number>, inputs: CutTensor[] | null, outputs: CutTensor[] | null) {
+function part(
+  bytes: Uint8Array,
+  keep: Set<number>,
+  inputs: CutTensor[] | null,
+  outputs: CutTensor[] | null,
+  shapes: Record<string, number[]>,
+) {
   const g = OnnxGraph.decode(bytes);
   const wholeInputs = new Map(g.inputs.map((v) => [v.name, v]));
+  const value = (c: CutTensor) => valueInfo(c.name, c.elemType, shapes[c.name]);
   g.nodes = g.nodes.filter((_n, i) => keep.has(i));
-  if (inputs) g.inputs = inputs.map((c) => wholeInputs.get(c.name) ?? valueInfo(c.name, c.elemType));
-  if (outputs) g.outputs = outputs.map((c) => valueInfo(c.name, c.elemType));
+  if (inputs) g.inputs = inputs.map((c) => wholeInputs.get(c.name) ?? value(c));
+  if (outputs) g.outputs = outputs.map(value);
   return g;
 }
 
@@ -160,8 +172,9 @@ export function cutModel(bytes: Uint8Array, o: CutOptions): Cut {
     return { name, elemType };
   };
   const cut = at.map(typed);
-  const headModel = part(bytes, head.nodes, null, [...cut, ...extra.map(typed)]);
-  const tailModel = part(bytes, tail.nodes, cut, null);
+  const shapes = o.shapes ?? {};
+  const headModel = part(bytes, head.nodes, null, [...cut, ...extra.map(typed)], shapes);
+  const tailModel = part(bytes, tail.nodes, cut, null, shapes);
   let both = 0;
   for (const i of head.nodes) if (tail.nodes.has(i)) both++;
   return {

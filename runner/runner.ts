@@ -132,6 +132,35 @@ function splitTails(m: Manifest): Set<string> {
   return new Set(m.models.flatMap((x) => (x.split ? [x.split.tail] : [])));
 }
 
+/**
+ * Cut tensors from a peer, checked against the tail's declared inputs before they reach the runtime
+ * (a malformed request is E_RUN_INPUT, never a run failure that would make the model fall back).
+ */
+function checkTailFeeds(
+  session: ModelSession,
+  feeds: Record<string, Tensor>,
+  tail: string,
+  budget: Required<RunnerBudget>,
+): void {
+  for (const [name, t] of Object.entries(feeds)) {
+    const bad = (why: string) =>
+      new RunnerError('E_RUN_INPUT', `cut tensor ${name} of ${tail}: ${why}`, { input: name, dims: t.dims });
+    const count = t.dims.reduce((a, b) => a * b, 1);
+    if (t.data.length !== count) throw bad(`${t.data.length} values for dims [${t.dims.join(', ')}]`);
+    if (t.data.byteLength > budget.maxTensorBytes) throw bad(`larger than the budget's ${budget.maxTensorBytes} bytes`);
+    const want = session.inputShapes?.find((s) => s.name === name);
+    if (!want) continue;
+    if (want.type !== t.type) throw bad(`${t.type}, the model takes ${want.type}`);
+    // no dims declared (a cut without shapes): any rank
+    if (want.shape.length > 0 && want.shape.length !== t.dims.length)
+      throw bad(`rank ${t.dims.length}, the model takes ${want.shape.length}`);
+    want.shape.forEach((d, i) => {
+      if (typeof d === 'number' && d >= 0 && t.dims[i] !== d)
+        throw bad(`dim ${i} is ${t.dims[i]}, the model takes ${d}`);
+    });
+  }
+}
+
 /** One shared load per key; a failed load is forgotten so the next call retries. */
 function once<T>(cache: Map<string, Promise<T>>, key: string, load: () => Promise<T>): Promise<T> {
   let p = cache.get(key);
@@ -527,6 +556,7 @@ export class Runner implements AsyncDisposable {
         expected: split.at,
         given: names,
       });
+    checkTailFeeds(slot, inputs, split.tail, this.budget);
     const outputs = await slot.run(inputs);
     return {
       outputs,

@@ -14,9 +14,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpOffloader } from '../fabric/client.js';
 import { StaticPeers } from '../fabric/peers.js';
 import { encodeV2, HEADER_LENGTH } from '../fabric/v2-binary.js';
+import { CUT } from '../fixtures/detector-split/build.js';
 import { Runner, type RunResult } from '../runner/runner.js';
-import type { SplitPlacement } from '../runner/types.js';
-import { otherVersion, type Peer, relay, startPeer, TOKEN } from './helpers/fabric.js';
+import type { SplitPlacement, Tensor } from '../runner/types.js';
+import { xpkgAsync } from './helpers/cli.js';
+import { otherVersion, type Peer, relay, startPeer, TOKEN, tokenFile } from './helpers/fabric.js';
 import { http } from './helpers/serve.js';
 import { tempDir } from './helpers/source.js';
 
@@ -168,6 +170,81 @@ describe('split inference across processes', () => {
     } finally {
       await new Promise((r) => impostor.close(r));
     }
+  });
+
+  it('refuses malformed cut tensors with 400 before they reach the runtime, and keeps serving', async () => {
+    const path = `/v2/fabric/packages/${local.id}/models/detector-head/tail/infer`;
+    const post = (tensors: Record<string, Tensor>) => {
+      const { body, headerLength } = encodeV2({}, 'inputs', tensors);
+      return http(peer.url + path, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${TOKEN}`,
+          'content-type': 'application/octet-stream',
+          [HEADER_LENGTH]: String(headerLength),
+        },
+        body: new Uint8Array(body),
+      });
+    };
+    const f32 = (dims: number[]): Tensor => ({
+      type: 'float32',
+      dims,
+      data: new Float32Array(dims.reduce((a, b) => a * b, 1)),
+    });
+    const right = { [CUT[0]]: f32([1, 64, 40, 40]), [CUT[1]]: f32([1, 96, 20, 20]), [CUT[2]]: f32([1, 128, 10, 10]) };
+    for (const wrong of [
+      { ...right, [CUT[0]]: f32([1, 64, 20, 20]) }, // a dim
+      { ...right, [CUT[2]]: f32([128, 10, 10]) }, // the rank
+      { ...right, [CUT[1]]: { type: 'int32', dims: [1, 96, 20, 20], data: new Int32Array(96 * 400) } as Tensor },
+      { [CUT[0]]: right[CUT[0]], [CUT[1]]: right[CUT[1]] }, // one missing
+    ]) {
+      const r = await post(wrong);
+      expect(r.status).toBe(400);
+      expect(r.body.code).toBe('E_RUN_INPUT');
+    }
+    const ok = await post(right);
+    expect(ok.status).toBe(200);
+    // the right tensors after the wrong ones still run on the same variant (nothing fell back)
+    await using d = await device([peer.url]);
+    expect(placement(await d.run({ image: LOW })).tail).toMatchObject({
+      where: new URL(peer.url).host,
+      variant: 'tail-cpu-fp32',
+    });
+  });
+
+  it('xpkg run --peer offloads from the command line', async () => {
+    const r = await xpkgAsync([
+      'run',
+      PKG,
+      '--trust',
+      'fixtures/keys/test.pub',
+      '--state-dir',
+      tempDir(),
+      '--host',
+      DEVICE,
+      '--peer',
+      peer.url,
+      '--peer-token-file',
+      await tokenFile(),
+      '--input',
+      'fixtures/detector/eval/001.png',
+      '--json',
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.json!.result.split['detector-head'].tail.where).toBe(new URL(peer.url).host);
+    expect(r.json!.result.outputs.boxes.length).toBeGreaterThan(0);
+    const missing = await xpkgAsync([
+      'run',
+      PKG,
+      '--trust',
+      'fixtures/keys/test.pub',
+      '--peer',
+      peer.url,
+      '--input',
+      'x.png',
+      '--json',
+    ]);
+    expect(missing.json!.error!.code).toBe('E_USAGE');
   });
 
   it('a device without a variant of the tail must offload, and fails with the code when no peer can', async () => {

@@ -58,7 +58,7 @@ describe('xpkg split on the detector', () => {
     // and on a real image, here with onnxruntime directly
     const [w, h, t] = await Promise.all([MODEL, head, tail].map((f) => ort.InferenceSession.create(f)));
     expect(h.outputNames).toEqual(at);
-    expect(t.inputNames.sort()).toEqual([...at].sort());
+    expect([...t.inputNames].sort()).toEqual([...at].sort());
     const x = await image();
     const whole = (await w.run({ images: x })).output.data as Float32Array;
     const split = (await t.run(await h.run({ images: x }))).output.data as Float32Array;

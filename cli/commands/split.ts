@@ -45,13 +45,15 @@ export function register(program: Command): void {
       throw new UsageError(e.code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `cannot read ${model}: ${e.message}`);
     });
     const { cutModel } = await import('../../fabric/split.js');
-    const cut = cutModel(whole, { at: opts.at, ...(opts.headOutput ? { headOutputs: opts.headOutput } : {}) });
+    const options = { at: opts.at, ...(opts.headOutput ? { headOutputs: opts.headOutput } : {}) };
+    let cut = cutModel(whole, options);
+    const { OnnxGraph } = await import('../../runner/backends/onnx-graph.js');
+    const wholeGraph = OnnxGraph.decode(whole);
     const { checkSplit, randomFeeds } = await import('../../fabric/split-check.js');
     let samples: Awaited<ReturnType<typeof randomFeeds>>[];
     if (opts.sample?.length) {
       const { parseNpy } = await import('../../runner/inputs/npy.js');
-      const { OnnxGraph } = await import('../../runner/backends/onnx-graph.js');
-      const first = OnnxGraph.decode(whole).inputs[0]?.name ?? '';
+      const first = wholeGraph.inputs[0]?.name ?? '';
       samples = await Promise.all(
         opts.sample.map(async (s) => {
           const eq = s.indexOf('=');
@@ -61,6 +63,9 @@ export function register(program: Command): void {
       );
     } else samples = Array.from({ length: checks }, () => randomFeeds(whole));
     const check = samples.length ? await checkSplit(whole, cut.head, cut.tail, samples, tolerance) : undefined;
+    // A model of fixed input shapes has fixed cut shapes: declared, a peer checks what it is sent.
+    const fixed = wholeGraph.inputs.every((v) => v.shape?.every((d) => typeof d === 'number' && d > 0));
+    if (check && fixed) cut = cutModel(whole, { ...options, shapes: check.cutShapes });
     const { writeAtomic } = await import('../../pack/atomic.js');
     for (const [path, bytes] of [
       [opts.head, cut.head],
