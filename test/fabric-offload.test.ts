@@ -250,7 +250,7 @@ describe('split inference across processes', () => {
   it('a device without a variant of the tail must offload, and fails with the code when no peer can', async () => {
     // the package with only the tail's GPU variant: this CPU-only device cannot run the tail itself
     const pkg = await otherVersion((m) => {
-      m.models[1].variants = m.models[1].variants.filter((v: { id: string }) => v.id === 'tail-cuda-fp32');
+      m.models[1].variants = m.models[1].variants.filter((v) => v.id === 'tail-cuda-fp32');
     });
     await using d = await Runner.open(pkg, {
       trust: ['fixtures/keys/test.pub'],

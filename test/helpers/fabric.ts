@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { prepare } from '../../fixtures/detector-split/build.js';
 import { packFolder } from '../../pack/pack.js';
 import { sign } from '../../signing/sign.js';
+import type { ManifestSource } from '../../spec/schema.js';
 import { tempDir } from './source.js';
 
 export const TOKEN = 'test-fabric-token-0123456789abcdef';
@@ -81,7 +82,7 @@ export async function startPeer(o: { repo: string; token?: string; hostProfile: 
 }
 
 /** The detector-split fixture as another signed version (sequence 2, `edit`ed): the same name, another id. */
-export async function otherVersion(edit?: (manifest: any) => void): Promise<string> {
+export async function otherVersion(edit?: (manifest: ManifestSource) => void): Promise<string> {
   const src = tempDir('xpkg-fabric-src-');
   await prepare(src);
   const m = JSON.parse(await readFile(join(src, 'xpkg.json'), 'utf8'));
