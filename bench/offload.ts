@@ -49,6 +49,9 @@ async function link(port: number) {
   const received = { bytes: 0 };
   const server = createServer((device) => {
     const peer = connect(port, '127.0.0.1');
+    // the link's delay is the simulated one: no Nagle waits on top
+    device.setNoDelay(true);
+    peer.setNoDelay(true);
     pipe(device, peer, sent);
     pipe(peer, device, received);
     const end = () => {

@@ -4,16 +4,49 @@
  * and a loopback TCP relay that can end the peer behind it when a request starts arriving.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
+import { HttpOffloader } from '../../fabric/client.js';
+import { StaticPeers } from '../../fabric/peers.js';
 import { prepare } from '../../fixtures/detector-split/build.js';
 import { packFolder } from '../../pack/pack.js';
+import { Runner, type RunResult } from '../../runner/runner.js';
+import type { SplitPlacement } from '../../runner/types.js';
 import { sign } from '../../signing/sign.js';
 import type { ManifestSource } from '../../spec/schema.js';
 import { tempDir } from './source.js';
 
 export const TOKEN = 'test-fabric-token-0123456789abcdef';
+
+export const PKG = 'fixtures/dist/detector-split.xpkg';
+/** The device: a CPU-only host profile. */
+export const DEVICE = 'fixtures/hosts/x64-avx2.json';
+export const PEER_HOST = 'fixtures/hosts/x64-avx512-vnni.json';
+export const LOW = readFileSync('fixtures/detector/eval/001.png'); // the head's score ≈ 0.005
+export const HIGH = readFileSync('fixtures/detector/eval/000.png'); // ≈ 0.81
+export const DEADLINE_MS = 2000; // the fixture's split step
+
+/** A repository folder holding `pkg` as detector-split.xpkg. */
+export async function repoWith(pkg: string): Promise<string> {
+  const repo = tempDir('xpkg-fabric-repo-');
+  await copyFile(pkg, join(repo, 'detector-split.xpkg'));
+  return repo;
+}
+
+/** The device: the fixture opened here with an offloader to `urls`. */
+export function device(urls: string[], token = TOKEN, pkg = PKG): Promise<Runner> {
+  return Runner.open(pkg, {
+    trust: ['fixtures/keys/test.pub'],
+    stateDir: tempDir('xpkg-fabric-device-'),
+    host: DEVICE,
+    offloader: new HttpOffloader({ peers: new StaticPeers(urls), token }),
+  });
+}
+
+export const placement = (r: RunResult): SplitPlacement => r.split!['detector-head'];
+export const boxes = (r: RunResult) => r.outputs.boxes as { box: number[]; label: string }[];
 
 export async function tokenFile(token = TOKEN): Promise<string> {
   const f = join(tempDir('xpkg-fabric-token-'), 'token');
@@ -95,8 +128,15 @@ export async function otherVersion(edit?: (manifest: ManifestSource) => void): P
   return out;
 }
 
-/** A loopback relay to `target`; `onRequest` runs when the first bytes of a connection arrive. */
-export async function relay(target: URL, onRequest: () => void): Promise<{ url: string; close(): Promise<void> }> {
+/**
+ * A loopback relay to `target`; `onRequest` runs when the first bytes of a connection arrive. With
+ * `stall`, requests are taken in and never passed on (a peer that stopped answering).
+ */
+export async function relay(
+  target: URL,
+  onRequest: () => void,
+  o: { stall?: boolean } = {},
+): Promise<{ url: string; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
     const up = connect(Number(target.port), target.hostname);
@@ -107,7 +147,7 @@ export async function relay(target: URL, onRequest: () => void): Promise<{ url: 
         first = false;
         onRequest();
       }
-      up.write(d);
+      if (!o.stall) up.write(d);
     });
     up.on('data', (d) => client.write(d));
     // either side gone: the other goes too (a killed peer resets the device's connection)
