@@ -7,7 +7,9 @@
  * compared in constant time; else 401 E_FABRIC_AUTH) and the answer carries the proof that this peer
  * holds it too (fabric/auth.ts). The id must be one this daemon has loaded, exactly (no prefix, no
  * other version of the same name; else 404 E_FABRIC_PACKAGE_UNKNOWN): the tail then runs in that
- * version's workers, which opened and verified the package like every other request's.
+ * version's workers, which opened and verified the package like every other request's. A request
+ * still queued after the device's `parameters.deadline_ms` is dropped (E_SERVE_TIMEOUT): by then the
+ * device has run the tail itself.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { bearerMatches, NONCE_HEADER, PROOF_HEADER, proofOf } from '../fabric/auth.js';
@@ -49,9 +51,12 @@ export function fabricRoutes(app: FastifyInstance, ctx: ServeContext, token: str
       });
     if (!Buffer.isBuffer(req.body))
       throw new FabricError('E_FABRIC_MESSAGE', 'the body must be V2 binary tensors (application/octet-stream)');
-    const { tensors } = decodeV2(req.body, req.headers[HEADER_LENGTH], 'inputs');
+    const { header, tensors } = decodeV2(req.body, req.headers[HEADER_LENGTH], 'inputs');
+    // the device's deadline: a request still queued after it is dropped (the device ran the tail itself)
+    const left = (header.parameters as { deadline_ms?: unknown } | undefined)?.deadline_ms;
+    const timeoutMs = typeof left === 'number' && left >= 1 ? Math.ceil(left) : undefined;
     (req as FastifyRequest & { xpkg?: object }).xpkg = { model: entry.name, version: id };
-    const ran = await entry.scheduler.submit(tensors, { pinned: id, tail: model });
+    const ran = await entry.scheduler.submit(tensors, { pinned: id, tail: model, ...(timeoutMs ? { timeoutMs } : {}) });
     const r = ran.result;
     const { body, headerLength } = encodeV2(
       {

@@ -70,7 +70,7 @@ export class ModelScheduler {
 
   submit(
     inputs: Record<string, unknown>,
-    o: { pinned?: string; transfer?: ArrayBuffer[]; tail?: string } = {},
+    o: { pinned?: string; transfer?: ArrayBuffer[]; tail?: string; timeoutMs?: number } = {},
   ): Promise<Ran> {
     if (this.active >= this.config.concurrency && this.queue.length >= this.config.queue) {
       const waves = Math.ceil((this.queue.length + 1) / this.config.concurrency);
@@ -97,11 +97,13 @@ export class ModelScheduler {
         resolve,
         reject,
       };
+      // a caller's own deadline (an offloading device's) may be shorter: nobody waits for the answer after it
+      const ms = Math.min(this.config.timeoutMs, o.timeoutMs ?? Infinity);
       job.timer = setTimeout(() => {
         const i = this.queue.indexOf(job);
         if (i >= 0) this.queue.splice(i, 1);
-        this.finish(job, undefined, timeout(this.name, this.config.timeoutMs, i >= 0 ? 'queued' : 'running'));
-      }, this.config.timeoutMs);
+        this.finish(job, undefined, timeout(this.name, ms, i >= 0 ? 'queued' : 'running'));
+      }, ms);
       this.queue.push(job);
       this.pump();
     });

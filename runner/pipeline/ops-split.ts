@@ -78,6 +78,9 @@ defineOp({
     if (p.when) {
       const s = out[p.when.output];
       if (!s) return x.fail(`the head has no output ${JSON.stringify(p.when.output)} for the condition`);
+      // float16 arrives as raw bits and int64 as bigints: a score is a float32 (or a small integer type)
+      if (s.type === 'float16' || s.type === 'int64' || s.type === 'bool')
+        return x.fail(`the condition's output ${p.when.output} is ${s.type}; it must be float32 or int32/uint8/int8`);
       score = reduce(s, p.when.reduce);
     }
     const localOk = x.ctx.canRun?.(split.tail) ?? true;
