@@ -6,6 +6,7 @@
  * host, and models and assets are read lazily through `readVerified`, which hashes exactly the
  * bytes handed to the runtime. Nothing unverified ever reaches onnxruntime or the pipeline.
  */
+import type { Offloader } from '../fabric/contract.js';
 import { isReference } from '../oci/ref.js';
 import { PackageReader } from '../pack/reader.js';
 import { Sandbox, type SandboxCaps, type SandboxValue } from '../sandbox/index.js';
@@ -16,7 +17,7 @@ import {
   type VerifyResult,
   verifyReader,
 } from '../signing/verify.js';
-import { FormatError, RunnerError } from '../spec/errors.js';
+import { FabricError, FormatError, RunnerError } from '../spec/errors.js';
 import { absentVariants } from '../spec/partial.js';
 import type { Manifest, Variant } from '../spec/schema.js';
 import { type BackendRegistry, defaultRegistry } from './backends/index.js';
@@ -56,6 +57,8 @@ import type {
   RunnerBudget,
   ScriptHost,
   SessionOptions,
+  SplitPlacement,
+  Tensor,
   Timings,
   VariantFiles,
 } from './types.js';
@@ -97,6 +100,8 @@ export interface RunnerOptions {
   prewarm?: PrewarmOptions['mode'] | PrewarmOptions;
   /** Progress of pulling a package opened by reference (`oci://…`). */
   onPullProgress?: (done: number, total: number) => void;
+  /** Runs split models' tails on peers (fabric/ HttpOffloader); without one, tails run here. */
+  offloader?: Offloader;
 }
 
 export interface RunResult extends ProviderReport {
@@ -110,6 +115,50 @@ export interface RunResult extends ProviderReport {
    * tensors, which cross between host and device memory); zero for models on the CPU.
    */
   copies: PipelineCopies;
+  /** Where the head and tail of each split model ran, by head model id (packages with a `split` step). */
+  split?: Record<string, SplitPlacement>;
+}
+
+/** What a peer returns for the tail of a split model (`Runner.runTail`). */
+export interface TailResult {
+  outputs: Record<string, Tensor>;
+  variant: string;
+  provider: string;
+  ms: number;
+}
+
+/** Models that are the tail of a split: loaded when a run needs them here, not up front. */
+function splitTails(m: Manifest): Set<string> {
+  return new Set(m.models.flatMap((x) => (x.split ? [x.split.tail] : [])));
+}
+
+/**
+ * Cut tensors from a peer, checked against the tail's declared inputs before they reach the runtime
+ * (a malformed request is E_RUN_INPUT, never a run failure that would make the model fall back).
+ */
+function checkTailFeeds(
+  session: ModelSession,
+  feeds: Record<string, Tensor>,
+  tail: string,
+  budget: Required<RunnerBudget>,
+): void {
+  for (const [name, t] of Object.entries(feeds)) {
+    const bad = (why: string) =>
+      new RunnerError('E_RUN_INPUT', `cut tensor ${name} of ${tail}: ${why}`, { input: name, dims: t.dims });
+    const count = t.dims.reduce((a, b) => a * b, 1);
+    if (t.data.length !== count) throw bad(`${t.data.length} values for dims [${t.dims.join(', ')}]`);
+    if (t.data.byteLength > budget.maxTensorBytes) throw bad(`larger than the budget's ${budget.maxTensorBytes} bytes`);
+    const want = session.inputShapes?.find((s) => s.name === name);
+    if (!want) continue;
+    if (want.type !== t.type) throw bad(`${t.type}, the model takes ${want.type}`);
+    // no dims declared (a cut without shapes): any rank
+    if (want.shape.length > 0 && want.shape.length !== t.dims.length)
+      throw bad(`rank ${t.dims.length}, the model takes ${want.shape.length}`);
+    want.shape.forEach((d, i) => {
+      if (typeof d === 'number' && d >= 0 && t.dims[i] !== d)
+        throw bad(`dim ${i} is ${t.dims[i]}, the model takes ${d}`);
+    });
+  }
 }
 
 /** One shared load per key; a failed load is forgotten so the next call retries. */
@@ -149,6 +198,9 @@ export class Runner implements AsyncDisposable {
       asset: (id) => this.asset(id),
       script: (path) => this.script(path),
       time: () => {},
+      packageId: reader.id,
+      ...(options.offloader ? { offloader: options.offloader } : {}),
+      canRun: (id) => Boolean(this.selectionState.models.find((m) => m.model === id)?.chosen),
     };
   }
 
@@ -480,7 +532,38 @@ export class Runner implements AsyncDisposable {
 
   /** Loads every model the pipeline uses now instead of on the first run. */
   async warmUp(): Promise<void> {
-    await Promise.all(this.manifest.models.map((m) => this.model(m.id)));
+    // A split's tail may run on a peer, and this host may have no variant of it.
+    const tails = splitTails(this.manifest);
+    await Promise.all(this.manifest.models.filter((m) => !tails.has(m.id)).map((m) => this.model(m.id)));
+  }
+
+  /**
+   * Runs the tail of split model `headId` on its cut tensors: a peer's side of an offload
+   * (serve/routes-fabric.ts), through the same verified, loaded sessions as `run`.
+   */
+  async runTail(headId: string, inputs: Record<string, Tensor>): Promise<TailResult> {
+    this.assertOpen();
+    const split = this.manifest.models.find((m) => m.id === headId)?.split;
+    if (!split)
+      throw new FabricError('E_FABRIC_SPLIT', `model ${JSON.stringify(headId)} is not the head of a split`, {
+        model: headId,
+      });
+    const t0 = performance.now();
+    const slot = await this.model(split.tail);
+    const names = Object.keys(inputs).sort();
+    if (names.join('\u0000') !== [...split.at].sort().join('\u0000'))
+      throw new RunnerError('E_RUN_INPUT', `the tail of ${headId} takes the cut tensors ${split.at.join(', ')}`, {
+        expected: split.at,
+        given: names,
+      });
+    checkTailFeeds(slot, inputs, split.tail, this.budget);
+    const outputs = await slot.run(inputs);
+    return {
+      outputs,
+      variant: slot.current.variant,
+      provider: slot.current.session.provider ?? 'cpu',
+      ms: performance.now() - t0,
+    };
   }
 
   async run(inputs: Record<string, unknown>): Promise<RunResult> {
@@ -492,7 +575,7 @@ export class Runner implements AsyncDisposable {
     const loadMs = performance.now() - tl;
     // Runs may overlap (a daemon): each run's stage times come back with its own result, never
     // through state shared on the runner.
-    const { outputs, timings: stages, copies } = await this.runSwitching(inputs);
+    const { outputs, timings: stages, copies, split } = await this.runSwitching(inputs);
     const timings: Timings = { ...stages };
     if (this.commitRollback) await this.commitRollback().then(() => (this.commitRollback = undefined));
     const variant: Record<string, string> = {};
@@ -504,7 +587,14 @@ export class Runner implements AsyncDisposable {
     }
     if (loadMs > 1) timings.load = loadMs;
     timings.total = performance.now() - t0;
-    return { outputs, variant, ...providerReport(loaded), timings, copies };
+    return {
+      outputs,
+      variant,
+      ...providerReport(loaded),
+      timings,
+      copies,
+      ...(Object.keys(split).length ? { split } : {}),
+    };
   }
 
   /**

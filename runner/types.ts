@@ -2,6 +2,7 @@
  * Interfaces shared by host detection, variant selection, backends and the pipeline executor.
  * Interfaces first: implementations live beside this file and depend on these shapes only.
  */
+import type { Offloader } from '../fabric/contract.js';
 import type { Manifest, Variant } from '../spec/schema.js';
 
 export type DType = 'float32' | 'float16' | 'int64' | 'int32' | 'uint8' | 'int8' | 'bool';
@@ -135,6 +136,34 @@ export interface PipelineContext {
   time(stage: string, ms: number): void;
   /** A loaded package script (by path), running in the sandbox; absent where scripts cannot run. */
   script?(path: string): Promise<ScriptHost>;
+  /** The package's id (content address of the signed version): what an offload names. */
+  readonly packageId?: string;
+  /** Runs a split model's tail on a peer (fabric/); absent: tails run here. The runner opens no socket itself. */
+  readonly offloader?: Offloader;
+  /** Whether this host has a variant of the model it may load (absent: assume it has). */
+  canRun?(modelId: string): boolean;
+}
+
+/** Where the two parts of a split model ran in one run (the `split` op). */
+export interface SplitPlacement {
+  head: { where: 'local'; variant?: string; provider?: string };
+  tail: {
+    /** `local`, or the id of the peer that ran it. */
+    where: string;
+    variant?: string;
+    provider?: string;
+    /** Bytes sent to and received from the peer (offloaded runs only). */
+    bytesOut?: number;
+    bytesIn?: number;
+    ms: number;
+  };
+  /** Why the tail was (or was not) offloaded, the head's score when a condition declares one, and a failed offload. */
+  decision: {
+    offload: boolean;
+    reason: string;
+    score?: number;
+    fallback?: { code: string; message: string };
+  };
 }
 
 /** A package script loaded in the sandbox. */

@@ -27,6 +27,11 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   E_RUN_INPUT: 400,
   E_RUN_INPUT_FORMAT: 400,
   E_RUN_BUDGET: 413,
+  // the peer side of split inference (routes-fabric.ts)
+  E_FABRIC_AUTH: 401,
+  E_FABRIC_PACKAGE_UNKNOWN: 404,
+  E_FABRIC_MESSAGE: 400,
+  E_FABRIC_SPLIT: 400,
 };
 
 export function httpStatusOf(code: ErrorCode): number {

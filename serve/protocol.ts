@@ -9,7 +9,8 @@ export type ToWorker =
   | { t: 'open'; path: string; options: RunnerOptions; expectId?: string }
   /** Load every model and run the package once on its example input, if it has one. */
   | { t: 'warm' }
-  | { t: 'run'; rid: number; inputs: Record<string, unknown> }
+  /** `tail`: run only the tail of that split model (its head's id) on cut tensors (serve/routes-fabric.ts). */
+  | { t: 'run'; rid: number; inputs: Record<string, unknown>; tail?: string }
   | { t: 'close' };
 
 export interface Opened {

@@ -31,6 +31,8 @@ interface Job {
   inputs: Record<string, unknown>;
   transfer: ArrayBuffer[];
   pinned?: string;
+  /** Only the tail of this split model (never batched with other jobs). */
+  tail?: string;
   enqueued: number;
   done: boolean;
   timer?: NodeJS.Timeout;
@@ -66,7 +68,10 @@ export class ModelScheduler {
     return { queued: this.queue.length, active: this.active };
   }
 
-  submit(inputs: Record<string, unknown>, o: { pinned?: string; transfer?: ArrayBuffer[] } = {}): Promise<Ran> {
+  submit(
+    inputs: Record<string, unknown>,
+    o: { pinned?: string; transfer?: ArrayBuffer[]; tail?: string; timeoutMs?: number } = {},
+  ): Promise<Ran> {
     if (this.active >= this.config.concurrency && this.queue.length >= this.config.queue) {
       const waves = Math.ceil((this.queue.length + 1) / this.config.concurrency);
       const retryAfter = Math.max(1, Math.ceil((waves * this.runMs) / 1000));
@@ -86,16 +91,19 @@ export class ModelScheduler {
         inputs,
         transfer: o.transfer ?? [],
         ...(o.pinned ? { pinned: o.pinned } : {}),
+        ...(o.tail ? { tail: o.tail } : {}),
         enqueued: performance.now(),
         done: false,
         resolve,
         reject,
       };
+      // a caller's own deadline (an offloading device's) may be shorter: nobody waits for the answer after it
+      const ms = Math.min(this.config.timeoutMs, o.timeoutMs ?? Infinity);
       job.timer = setTimeout(() => {
         const i = this.queue.indexOf(job);
         if (i >= 0) this.queue.splice(i, 1);
-        this.finish(job, undefined, timeout(this.name, this.config.timeoutMs, i >= 0 ? 'queued' : 'running'));
-      }, this.config.timeoutMs);
+        this.finish(job, undefined, timeout(this.name, ms, i >= 0 ? 'queued' : 'running'));
+      }, ms);
       this.queue.push(job);
       this.pump();
     });
@@ -140,10 +148,11 @@ export class ModelScheduler {
   private takeBatch(max: number, plan: BatchPlan): Job[] {
     const first = this.queue.shift()!;
     const jobs = [first];
+    if (first.tail) return jobs;
     const key = plan.key(first.inputs);
     for (let i = 0; i < this.queue.length && jobs.length < max; ) {
       const j = this.queue[i];
-      if (j.pinned === first.pinned && key !== null && plan.key(j.inputs) === key) {
+      if (j.pinned === first.pinned && !j.tail && key !== null && plan.key(j.inputs) === key) {
         jobs.push(j);
         this.queue.splice(i, 1);
       } else i++;
@@ -164,7 +173,7 @@ export class ModelScheduler {
     }
     try {
       if (live.length === 1) {
-        const result = await version.run(live[0].inputs, live[0].transfer);
+        const result = await version.run(live[0].inputs, live[0].transfer, live[0].tail);
         this.finish(live[0], { version, result, queueMs: started - live[0].enqueued, batched: 1 });
       } else {
         const plan = this.config.batch!.plan;

@@ -9,6 +9,7 @@ import { createServer } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { DirectoryOptions, MdnsPeerDirectory } from '../fabric/discovery/directory.js';
+import { checkToken } from '../fabric/auth.js';
 import type { RunnerOptions } from '../runner/runner.js';
 import { ServeError } from '../spec/errors.js';
 import { asServeError, httpStatusOf } from './errors.js';
@@ -27,6 +28,7 @@ import {
 import { ReferenceSync, type ServeReference } from './references.js';
 import { Repository } from './repository.js';
 import { healthRoutes, isLoopbackHost, repositoryRoutes } from './routes-admin.js';
+import { fabricRoutes } from './routes-fabric.js';
 import { inferRoutes, runRoutes } from './routes-infer.js';
 import type { Isolation } from './worker-handle.js';
 
@@ -77,6 +79,8 @@ export interface ServeOptions {
   announce?: AnnounceOptions;
   /** Find peers to offload to (mDNS and/or static URLs): `XpkgServer.peers` lists them. */
   discover?: DirectoryOptions;
+  /** Serve the tails of split models to peers that present this token (serve/routes-fabric.ts); off without one. */
+  fabricToken?: string;
 }
 
 /** What the routes share. */
@@ -223,6 +227,10 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   peerRoute(app, state);
   await app.register(async (scope) => inferRoutes(scope, ctx));
   await app.register(async (scope) => runRoutes(scope, ctx));
+  if (o.fabricToken) {
+    const token = checkToken(o.fabricToken);
+    await app.register(async (scope) => fabricRoutes(scope, ctx, token));
+  }
   if (o.repositoryApi) await app.register(async (scope) => repositoryRoutes(scope, ctx));
 
   await repository.check();

@@ -122,7 +122,7 @@ export class LoadedVersion {
   }
 
   /** Runs on the least busy live worker. */
-  async run(inputs: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<RunReply> {
+  async run(inputs: Record<string, unknown>, transfer: ArrayBuffer[] = [], tail?: string): Promise<RunReply> {
     let live = this.workers.filter((w) => !w.exited && w.ready);
     if (live.length === 0 && this.replacing) {
       await this.replacing;
@@ -136,7 +136,7 @@ export class LoadedVersion {
     const w = live.reduce((a, b) => (b.busy < a.busy ? b : a));
     this.running++;
     try {
-      return await w.run(inputs, transfer);
+      return await w.run(inputs, transfer, tail);
     } finally {
       this.running--;
       if (this.running === 0) for (const f of this.idle.splice(0)) f();

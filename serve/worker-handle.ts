@@ -111,12 +111,12 @@ export class ModelWorker extends EventEmitter {
     return this.call({ t: 'warm' });
   }
 
-  run(inputs: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<RunReply> {
+  run(inputs: Record<string, unknown>, transfer: ArrayBuffer[] = [], tail?: string): Promise<RunReply> {
     if (this.exited) return Promise.reject(crashed('the worker has exited'));
     const rid = this.nextRid++;
     return new Promise<RunReply>((resolve, reject) => {
       this.inflight.set(rid, { resolve: resolve as (v: never) => void, reject });
-      this.post({ t: 'run', rid, inputs }, transfer);
+      this.post({ t: 'run', rid, inputs, ...(tail ? { tail } : {}) }, transfer);
     });
   }
 

@@ -5,6 +5,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { Runner } from '../runner/runner.js';
+import type { Tensor } from '../runner/types.js';
 import { ServeError, toXpkgError } from '../spec/errors.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
@@ -80,6 +81,19 @@ async function handle(m: ToWorker): Promise<void> {
       return;
     }
     case 'run': {
+      if (m.tail) {
+        const t = await runner!.runTail(m.tail, m.inputs as Record<string, Tensor>);
+        const result = {
+          outputs: t.outputs,
+          variant: { [m.tail]: t.variant },
+          actualProvider: { [m.tail]: t.provider },
+          fallbacks: {},
+          nodes: {},
+          timings: { total: t.ms },
+        };
+        send({ t: 'result', rid: m.rid, result }, inThread ? [...transferable(t.outputs, new Set())] : []);
+        return;
+      }
       const r = await runner!.run(revive(m.inputs));
       const result = {
         outputs: r.outputs,

@@ -192,6 +192,7 @@ const codes = {
   E_FABRIC_PACKAGE_UNKNOWN: EXIT.fabric,
   E_FABRIC_DEADLINE: EXIT.fabric,
   E_FABRIC_DISCOVERY: EXIT.fabric,
+  E_FABRIC_MESSAGE: EXIT.fabric,
 } as const satisfies Record<string, ExitStatus>;
 
 export type ErrorCode = keyof typeof codes;

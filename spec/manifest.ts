@@ -102,7 +102,7 @@ function semanticProblems(m: ManifestSource | Manifest): FieldProblem[] {
     if (s.hook !== undefined && s.script === undefined)
       problems.push({ path: `/pipeline/steps/${i}/hook`, message: 'hook without script' });
   });
-  problems.push(...stepPatchProblems(m));
+  problems.push(...stepPatchProblems(m), ...splitProblems(m));
   for (const [p, where] of referencedPaths(m)) {
     const why = pathProblem(p);
     if (why) problems.push({ path: where, message: `unsafe path ${JSON.stringify(p)}: ${why}` });
@@ -111,6 +111,25 @@ function semanticProblems(m: ManifestSource | Manifest): FieldProblem[] {
   }
   if (m.expires !== undefined && Number.isNaN(Date.parse(m.expires)))
     problems.push({ path: '/expires', message: 'not a date-time' });
+  return problems;
+}
+
+/** A split's tail is another declared model, the tail of one split only, and not itself a head. */
+function splitProblems(m: ManifestSource | Manifest): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  const byId = new Map(m.models.map((x) => [x.id, x]));
+  const tails = new Set<string>();
+  m.models.forEach((model, i) => {
+    if (!model.split) return;
+    const where = `/models/${i}/split/tail`;
+    const tail = byId.get(model.split.tail);
+    if (!tail) problems.push({ path: where, message: `no model with id ${JSON.stringify(model.split.tail)}` });
+    else if (tail.id === model.id) problems.push({ path: where, message: 'a model cannot be its own tail' });
+    else if (tail.split) problems.push({ path: where, message: `the tail ${JSON.stringify(tail.id)} is itself split` });
+    else if (tails.has(tail.id))
+      problems.push({ path: where, message: `${JSON.stringify(tail.id)} is already the tail of another split` });
+    tails.add(model.split.tail);
+  });
   return problems;
 }
 

@@ -154,11 +154,29 @@ export const Variant = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * A model declared as the head of a split (FORMAT.md §4.2): its outputs named in `at` are the cut
+ * tensors, which model `tail` takes as inputs by the same names and finishes, here or on a peer.
+ */
+export const Split = Type.Object(
+  {
+    tail: Id,
+    at: Type.Array(Type.String({ minLength: 1, maxLength: 256 }), {
+      minItems: 1,
+      maxItems: 16,
+      uniqueItems: true,
+      description: "the cut tensors: outputs of this model and, by the same names, the tail model's inputs",
+    }),
+  },
+  { additionalProperties: false },
+);
+
 export const Model = Type.Object(
   {
     id: Id,
     description: Type.Optional(Text(1024)),
     variants: Type.Array(Variant, { minItems: 1, maxItems: 64 }),
+    split: Type.Optional(Split),
   },
   { additionalProperties: false },
 );
@@ -303,6 +321,7 @@ export type FileRecord = Static<typeof FileRecord>;
 export type Variant = Static<typeof Variant>;
 export type StepPatch = Static<typeof StepPatch>;
 export type Model = Static<typeof Model>;
+export type Split = Static<typeof Split>;
 export type Requirements = Static<typeof Requirements>;
 export type Accelerator = Static<typeof Accelerator>;
 export type Step = Static<typeof Step>;

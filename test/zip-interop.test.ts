@@ -79,6 +79,7 @@ const EXAMPLES = readdirSync('fixtures/dist')
 describe('example packages read by independent ZIP readers', { timeout: 180_000 }, () => {
   it('fixtures/dist holds every example package', () => {
     expect(EXAMPLES).toEqual([
+      'detector-split.xpkg',
       'detector.xpkg',
       'multi-variant.xpkg',
       'ocr-script.xpkg',

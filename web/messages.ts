@@ -151,4 +151,5 @@ export const MESSAGES: Readonly<Record<ErrorCode, string>> = {
   E_FABRIC_PACKAGE_UNKNOWN: 'The peer does not hold this exact package version.',
   E_FABRIC_DEADLINE: 'The peer did not answer before the deadline.',
   E_FABRIC_DISCOVERY: 'Peer discovery failed.',
+  E_FABRIC_MESSAGE: 'A message between peers (tensors) is malformed.',
 };

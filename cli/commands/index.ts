@@ -15,6 +15,7 @@ import { register as peers } from './peers.js';
 import { register as run } from './run.js';
 import { register as serve } from './serve.js';
 import { register as sign } from './sign.js';
+import { register as split } from './split.js';
 import { register as unpack } from './unpack.js';
 import { register as verify } from './verify.js';
 import { register as web } from './web.js';
@@ -34,4 +35,5 @@ export const commands: ((program: Command) => void)[] = [
   peers,
   oci,
   web,
+  split,
 ];

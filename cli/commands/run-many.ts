@@ -153,6 +153,7 @@ export async function runInputs(
           ...(Object.keys(nodes).length ? { nodes } : {}),
           timings: r.result.timings,
           copies: r.result.copies,
+          ...(r.result.split ? { split: r.result.split } : {}),
           ...(annotated ? { annotated } : {}),
         };
       } catch (e) {

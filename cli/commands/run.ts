@@ -25,6 +25,9 @@ export interface RunFlags {
   annotate?: string;
   /** commander's `--no-model-cache`: false when given. */
   modelCache?: boolean;
+  /** Split inference: peers that may run split models' tails, and the shared token. */
+  peer?: string[];
+  peerTokenFile?: string;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -117,14 +120,32 @@ export function renderOutputs(manifest: Manifest, outputs: Record<string, unknow
   return out.join('\n');
 }
 
+/** The HTTP offloader to the peers given (fabric/client.ts). */
+async function offloaderOf(peers: string[], tokenFile: string | undefined): Promise<RunnerOptions['offloader']> {
+  if (!tokenFile) throw usage('--peer needs --peer-token-file (peers refuse callers without the token)');
+  const [{ HttpOffloader }, { StaticPeers }, { readToken }] = await Promise.all([
+    import('../../fabric/client.js'),
+    import('../../fabric/peers.js'),
+    import('../../fabric/auth.js'),
+  ]);
+  return new HttpOffloader({ peers: new StaticPeers(peers), token: await readToken(tokenFile) });
+}
+
 export function register(program: Command): void {
   const run = addRunOptions(
     program.command('run').description('verify, pick the best variant for this host, and run the package on inputs'),
   ).option('--explain', 'also print why each variant was chosen or rejected');
   run.option('--annotate <file|dir>', 'write the input image with the outputs drawn on it (a folder for many inputs)');
+  run.option(
+    '--peer <url>',
+    "split inference: a peer xpkg serve that may run split models' tails (repeatable)",
+    collect,
+  );
+  run.option('--peer-token-file <file>', 'split inference: the token the peers share (needed with --peer)');
   action<[string], RunFlags>(run, async (io, pkg, opts) => {
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, {
       ...runnerOptions(opts),
+      ...(opts.peer?.length ? { offloader: await offloaderOf(opts.peer, opts.peerTokenFile) } : {}),
       onPullProgress: io.progress('pulling'),
     });
     const { planInputs, runInputs } = await import('./run-many.js');

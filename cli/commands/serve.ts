@@ -31,6 +31,7 @@ interface ServeFlags
   repositoryApi?: boolean;
   logFormat?: string;
   logLevel?: string;
+  fabricTokenFile?: string;
   json?: boolean;
   announce?: boolean;
   announceName?: string;
@@ -90,6 +91,10 @@ export function register(program: Command): void {
       '--ref-poll <ms>',
       'how often references are resolved again, so a moved tag swaps in (default 60000; 0: only at start)',
     )
+    .option(
+      '--fabric-token-file <file>',
+      'serve the tails of split models to peers presenting the token in this file (split inference)',
+    )
     .option('--log-format <format>', 'text (default) or json (one object per line, with the request id)')
     .option('--log-level <level>', 'info (default), debug, warn, error')
     .option('--json', 'print one JSON document on stdout when the server stops')
@@ -116,6 +121,9 @@ export function register(program: Command): void {
     const announce = opts.announce ? await announceOptions(opts) : undefined;
     const discover =
       opts.discover || opts.peer?.length ? (await import('./peers.js')).directoryOptions(opts) : undefined;
+    const fabricToken = opts.fabricTokenFile
+      ? await (await import('../../fabric/auth.js')).readToken(opts.fabricTokenFile)
+      : undefined;
     const server = await startServer({
       repo: opts.repo,
       ...(references.length ? { references } : {}),
@@ -144,6 +152,7 @@ export function register(program: Command): void {
         ? { batch: { max: batchMax, delayMs: intOption(opts.batchDelay, 'batch-delay', 0) ?? 2 } }
         : {}),
       repositoryApi: Boolean(opts.repositoryApi),
+      ...(fabricToken ? { fabricToken } : {}),
       ...(process.env.XPKG_REPOSITORY_TOKEN ? { repositoryToken: process.env.XPKG_REPOSITORY_TOKEN } : {}),
       logFormat,
       ...(opts.logLevel ? { logLevel: opts.logLevel } : {}),

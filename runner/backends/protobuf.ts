@@ -1,6 +1,6 @@
 /**
  * The reading half of a small protobuf wire-format codec for ONNX models (no protobuf library is
- * installed); fixtures/onnx-proto.ts adds the writers and ONNX views on top of it.
+ * installed); runner/backends/onnx-proto.ts adds the writers and ONNX views on top of it.
  *
  * A message decodes into its ordered list of fields, each a view of its own original bytes (never a
  * copy, so skipping a large `raw_data` costs nothing), and sub-messages decode on demand. Malformed

@@ -5,3 +5,4 @@ import './ops-post.js';
 import './ops-script.js';
 import './ops-fused.js';
 import './ops-detect.js';
+import './ops-split.js';

@@ -7,7 +7,7 @@ import type { ModelSession, Tensor, TypedData } from '../types.js';
 import { defineOp, Name, type OpRun, RestartPipeline } from './registry.js';
 import { type TensorsValue, type TensorValue, tensorValue } from './values.js';
 
-const Binding = Type.Union([Name, Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Name)]);
+export const Binding = Type.Union([Name, Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Name)]);
 
 const InferParams = Type.Object(
   { inputs: Binding, outputs: Binding, maxBatch: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })) },
@@ -19,7 +19,7 @@ function names(b: string | Record<string, string>): string[] {
 }
 
 /** Model-side name → environment name, a bare string meaning the model's first input/output. */
-function bind(
+export function bind(
   b: string | Record<string, string>,
   modelNames: readonly string[],
   what: string,
@@ -37,7 +37,7 @@ function bind(
 }
 
 /** The backend-neutral tensor, without the environment's tag. */
-function bare(v: TensorValue): Tensor {
+export function bare(v: TensorValue): Tensor {
   return { type: v.type, dims: v.dims, data: v.data };
 }
 

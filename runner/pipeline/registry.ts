@@ -7,7 +7,7 @@ import type { Static, TSchema } from '@sinclair/typebox';
 import { RunnerError, type RunnerErrorCode } from '../../spec/errors.js';
 import type { Step } from '../../spec/schema.js';
 import { Type } from '../../spec/typebox-lite.js';
-import type { PipelineContext, RunnerBudget } from '../types.js';
+import type { PipelineContext, RunnerBudget, SplitPlacement } from '../types.js';
 import type { Need } from './budget.js';
 import type { Value, ValueKind } from './values.js';
 
@@ -35,6 +35,8 @@ export interface OpRun {
   fits(need: Need, what: string): void;
   /** Counts bytes a model on an accelerator took in and handed back (run.ts PipelineCopies). */
   copied(model: string, hostToDevice: number, deviceToHost: number): void;
+  /** Records where the parts of a split model ran (the `split` op), by its head model id. */
+  placed(model: string, placement: SplitPlacement): void;
 }
 
 export interface OpDef<S extends TSchema = TSchema> {

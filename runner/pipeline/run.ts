@@ -3,7 +3,7 @@
  * of named values, charging each step's time to its stage (decode, pre, infer:<model>, post).
  */
 import { RunnerError, XpkgError } from '../../spec/errors.js';
-import type { PipelineContext, Timings } from '../types.js';
+import type { PipelineContext, SplitPlacement, Timings } from '../types.js';
 import { overBudget, resolveBudget } from './budget.js';
 import { convertOutput, type OutputValue } from './outputs.js';
 import { patchingModels, withVariants } from './patch.js';
@@ -29,6 +29,8 @@ export interface PipelineResult {
   /** Milliseconds per stage; the same amounts were reported to `ctx.time`. */
   timings: Timings;
   copies: PipelineCopies;
+  /** Where the parts of each split model ran, by head model id (only when a `split` step ran). */
+  split: Record<string, SplitPlacement>;
 }
 
 /** Per-context caches (asset texts, parsed vocabularies): contexts live as long as a loaded package. */
@@ -97,6 +99,7 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
   }
   const timings: Timings = {};
   const copies: PipelineCopies = { hostToDevice: 0, deviceToHost: 0, models: {} };
+  const split: Record<string, SplitPlacement> = {};
   const memo = memoOf(ctx);
   const steps = m.pipeline.steps;
   for (let index = 0; index < steps.length; index++) {
@@ -144,6 +147,9 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
         copies.hostToDevice += hostToDevice;
         copies.deviceToHost += deviceToHost;
       },
+      placed(model, placement) {
+        split[model] = placement;
+      },
     };
     const stage = def.stage === 'infer' ? `infer:${step.model}` : def.stage;
     const t0 = performance.now();
@@ -173,5 +179,5 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
       throw pipelineError(steps.length - 1, steps[steps.length - 1], r.problem, { output: spec.name });
     outputs[spec.name] = r.value;
   }
-  return { outputs, timings, copies };
+  return { outputs, timings, copies, split };
 }

@@ -1,0 +1,102 @@
+/**
+ * The device side of an offload: the Offloader the runner is handed. It POSTs the cut tensors to a
+ * peer's fabric route (serve/routes-fabric.ts) in the V2 binary tensor extension, with the shared
+ * token and a nonce, under the call's deadline; checks the peer's proof of the token; and decodes
+ * the tail's outputs. Peers are tried in `pick` order until one answers or the deadline passes.
+ */
+import { FabricError, toXpkgError, type XpkgError } from '../spec/errors.js';
+import { NONCE_HEADER, newNonce, PROOF_HEADER, proofMatches } from './auth.js';
+import type { OffloadAnswer, OffloadCall, Offloader, PeerDirectory, PeerInfo } from './contract.js';
+import { type PickPeers, pickPeers } from './peers.js';
+import { decodeV2, encodeV2, HEADER_LENGTH } from './v2-binary.js';
+
+export interface HttpOffloaderOptions {
+  peers: PeerDirectory;
+  token: string;
+  pick?: PickPeers;
+}
+
+/** The peer route for the tail of split model `model` of package `id`. */
+export const tailPath = (id: string, model: string) =>
+  `/v2/fabric/packages/${encodeURIComponent(id)}/models/${encodeURIComponent(model)}/tail/infer`;
+
+export class HttpOffloader implements Offloader {
+  constructor(private readonly o: HttpOffloaderOptions) {}
+
+  async run(call: OffloadCall): Promise<OffloadAnswer> {
+    const peers = (this.o.pick ?? pickPeers)(this.o.peers.list(), call.packageId);
+    if (!peers.length)
+      throw new FabricError('E_FABRIC_NO_PEER', `no peer can run package ${call.packageId}`, {
+        package: call.packageId,
+      });
+    let last: XpkgError | undefined;
+    for (const peer of peers) {
+      if (Date.now() >= call.deadline || call.signal?.aborted) break;
+      try {
+        return await this.one(peer, call);
+      } catch (e) {
+        last = toXpkgError(e);
+      }
+    }
+    throw (
+      last ??
+      new FabricError('E_FABRIC_DEADLINE', 'the deadline passed before a peer was tried', { package: call.packageId })
+    );
+  }
+
+  private async one(peer: PeerInfo, call: OffloadCall): Promise<OffloadAnswer> {
+    const left = call.deadline - Date.now();
+    const { body, headerLength } = encodeV2({ parameters: { deadline_ms: left } }, 'inputs', call.inputs);
+    const nonce = newNonce();
+    const signals = [AbortSignal.timeout(Math.max(1, left)), ...(call.signal ? [call.signal] : [])];
+    const detail = { peer: peer.id, url: peer.url };
+    let res: Response;
+    let bytes: Buffer;
+    try {
+      res = await fetch(peer.url + tailPath(call.packageId, call.model), {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${this.o.token}`,
+          'content-type': 'application/octet-stream',
+          [HEADER_LENGTH]: String(headerLength),
+          [NONCE_HEADER]: nonce,
+        },
+        body: new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.length),
+        signal: AbortSignal.any(signals),
+      });
+      bytes = Buffer.from(await res.arrayBuffer());
+    } catch (e) {
+      if (signals.some((s) => s.aborted))
+        throw new FabricError('E_FABRIC_DEADLINE', `peer ${peer.id} did not answer within ${left} ms`, detail);
+      const why = (e as { cause?: { code?: string; message?: string } }).cause;
+      throw new FabricError(
+        'E_FABRIC_PEER',
+        `peer ${peer.id} failed: ${why?.code ?? why?.message ?? (e as Error).message}`,
+        detail,
+      );
+    }
+    if (res.status !== 200) {
+      let code: string | undefined;
+      let message = `peer ${peer.id} answered ${res.status}`;
+      try {
+        const j = JSON.parse(bytes.toString('utf8')) as { code?: string; error?: string };
+        code = j.code;
+        if (j.error) message += `: ${j.error}`;
+      } catch {}
+      const known = code?.startsWith('E_FABRIC_') ? (code as 'E_FABRIC_PEER') : 'E_FABRIC_PEER';
+      throw new FabricError(known, message, { ...detail, status: res.status, code: code ?? null });
+    }
+    if (!proofMatches(res.headers.get(PROOF_HEADER), this.o.token, nonce))
+      throw new FabricError('E_FABRIC_AUTH', `peer ${peer.id} did not prove it holds the fabric token`, detail);
+    const { header, tensors } = decodeV2(bytes, res.headers.get(HEADER_LENGTH) ?? undefined, 'outputs');
+    const p = (header.parameters ?? {}) as { variant?: unknown; provider?: unknown };
+    return {
+      outputs: tensors,
+      peer: peer.id,
+      variant: typeof p.variant === 'string' ? p.variant : '',
+      provider: typeof p.provider === 'string' ? p.provider : '',
+      bytesOut: body.length,
+      bytesIn: bytes.length,
+    };
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Checks a cut with onnxruntime-node: on sample inputs (random ones of the whole model's declared
+ * shapes, open dims taken as 1, or given tensors), tail(head(x)) must equal whole(x) within a
+ * tolerance. Reports the largest difference and the bytes of the cut tensors per sample.
+ */
+import { randomFillSync } from 'node:crypto';
+import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
+import { OnnxGraph } from '../runner/backends/onnx-graph.js';
+import type { Tensor } from '../runner/types.js';
+import { FabricError } from '../spec/errors.js';
+
+export interface CheckReport {
+  samples: number;
+  /** Largest absolute difference between the whole model's outputs and the tail's, over all samples. */
+  maxAbsDiff: number;
+  /** Bytes of the cut tensors (what a device would send) per sample. */
+  cutBytes: number;
+  /** Shapes the cut tensors had on the first sample. */
+  cutShapes: Record<string, number[]>;
+  tolerance: number;
+}
+
+const ORT_TYPE: Record<number, OrtTensor.Type> = {
+  1: 'float32',
+  2: 'uint8',
+  3: 'int8',
+  6: 'int32',
+  7: 'int64',
+  9: 'bool',
+};
+
+/** Random feeds of the model's declared inputs (float: uniform [0, 1); integers: 0…9). */
+export function randomFeeds(model: Uint8Array): Record<string, Tensor> {
+  const g = OnnxGraph.decode(model);
+  const feeds: Record<string, Tensor> = {};
+  for (const v of g.inputs) {
+    const dims = (v.shape ?? []).map((d) => (typeof d === 'number' && d > 0 ? d : 1));
+    const n = dims.reduce((a, b) => a * b, 1);
+    const type = ORT_TYPE[v.elemType];
+    if (type === 'float32') {
+      const u = new Uint32Array(n);
+      randomFillSync(u);
+      feeds[v.name] = { type, dims, data: Float32Array.from(u, (x) => x / 2 ** 32) };
+    } else if (type === 'uint8') {
+      const d = new Uint8Array(n);
+      randomFillSync(d);
+      feeds[v.name] = { type, dims, data: d };
+    } else if (type === 'int64')
+      feeds[v.name] = { type, dims, data: BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 10)) };
+    else if (type === 'int32') feeds[v.name] = { type, dims, data: Int32Array.from({ length: n }, (_, i) => i % 10) };
+    else
+      throw new FabricError(
+        'E_FABRIC_SPLIT',
+        `input ${v.name}: no random samples for element type ${v.elemType}; give .npy samples`,
+        {
+          input: v.name,
+        },
+      );
+  }
+  return feeds;
+}
+
+export async function checkSplit(
+  whole: Uint8Array,
+  head: Uint8Array,
+  tail: Uint8Array,
+  samples: Record<string, Tensor>[],
+  tolerance = 1e-4,
+): Promise<CheckReport> {
+  const ort = await import('onnxruntime-node');
+  const open = (b: Uint8Array) => ort.InferenceSession.create(b, { executionProviders: ['cpu'] });
+  const [w, h, t] = await Promise.all([open(whole), open(head), open(tail)]);
+  const toOrt = (x: Tensor) => new ort.Tensor(x.type as OrtTensor.Type, x.data as never, x.dims as number[]);
+  const run = async (s: InferenceSession, feeds: Record<string, OrtTensor>, names: readonly string[]) => {
+    const r = await s.run(Object.fromEntries(names.map((n) => [n, feeds[n]])));
+    return r;
+  };
+  let maxAbsDiff = 0;
+  let cutBytes = 0;
+  const cutShapes: Record<string, number[]> = {};
+  try {
+    for (const [k, sample] of samples.entries()) {
+      const feeds = Object.fromEntries(Object.entries(sample).map(([n, x]) => [n, toOrt(x)]));
+      const a = await run(w, feeds, w.inputNames);
+      const mid = await run(h, feeds, h.inputNames);
+      const b = await run(t, mid, t.inputNames);
+      if (k === 0) {
+        for (const n of t.inputNames) cutShapes[n] = [...mid[n].dims];
+        cutBytes = t.inputNames.reduce((s, n) => s + (mid[n].data as ArrayBufferView).byteLength, 0);
+      }
+      for (const n of w.outputNames) {
+        const x = a[n].data as ArrayLike<number>;
+        const y = b[n]?.data as ArrayLike<number> | undefined;
+        if (!y || y.length !== x.length || a[n].dims.join() !== b[n].dims.join())
+          throw new FabricError('E_FABRIC_SPLIT', `output ${n}: the tail's shape differs from the whole model's`, {
+            output: n,
+            whole: a[n].dims,
+            tail: b[n]?.dims ?? null,
+          });
+        for (let i = 0; i < x.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(Number(x[i]) - Number(y[i])));
+      }
+    }
+  } finally {
+    await Promise.all([w.release(), h.release(), t.release()]);
+  }
+  if (!(maxAbsDiff <= tolerance))
+    throw new FabricError(
+      'E_FABRIC_SPLIT',
+      `head∘tail differs from the whole model by ${maxAbsDiff} (tolerance ${tolerance})`,
+      {
+        maxAbsDiff,
+        tolerance,
+      },
+    );
+  return { samples: samples.length, maxAbsDiff, cutBytes, cutShapes, tolerance };
+}
