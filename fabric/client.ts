@@ -7,7 +7,7 @@
 import { FabricError, toXpkgError, type XpkgError } from '../spec/errors.js';
 import { NONCE_HEADER, newNonce, PROOF_HEADER, proofMatches } from './auth.js';
 import type { OffloadAnswer, OffloadCall, Offloader, PeerDirectory, PeerInfo } from './contract.js';
-import { type PickPeers, pickPeers } from './peers.js';
+import { orderPeers, type PickPeers } from './peers.js';
 import { decodeV2, encodeV2, HEADER_LENGTH } from './v2-binary.js';
 
 export interface HttpOffloaderOptions {
@@ -24,7 +24,8 @@ export class HttpOffloader implements Offloader {
   constructor(private readonly o: HttpOffloaderOptions) {}
 
   async run(call: OffloadCall): Promise<OffloadAnswer> {
-    const peers = (this.o.pick ?? pickPeers)(this.o.peers.list(), call.packageId);
+    const list = this.o.peers.list();
+    const peers = this.o.pick ? this.o.pick(list, call.packageId) : orderPeers(list, call);
     if (!peers.length)
       throw new FabricError('E_FABRIC_NO_PEER', `no peer can run package ${call.packageId}`, {
         package: call.packageId,
@@ -36,6 +37,8 @@ export class HttpOffloader implements Offloader {
         return await this.one(peer, call);
       } catch (e) {
         last = toXpkgError(e);
+        // a peer that failed is left out of later calls until it is heard from again
+        if (!call.signal?.aborted) this.o.peers.markDown?.(peer.id, last.message);
       }
     }
     throw (

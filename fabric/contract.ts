@@ -5,6 +5,7 @@
  */
 import type { HostProfile } from '../runner/host-profile-schema.js';
 import type { Tensor } from '../runner/types.js';
+import type { Model } from '../spec/schema.js';
 
 /** One peer `xpkg serve` as a device sees it (from mDNS or a static `--peer` list). */
 export interface PeerInfo {
@@ -29,6 +30,8 @@ export interface PeerDirectory {
   list(): PeerInfo[];
   /** Called whenever a peer comes, changes or goes. Returns an unsubscribe function. */
   onChange(listener: (peers: PeerInfo[]) => void): () => void;
+  /** A call to this peer failed: leave it out until it is heard from again (directories that can). */
+  markDown?(id: string, reason?: string): void;
   close(): Promise<void>;
 }
 
@@ -38,6 +41,8 @@ export interface OffloadCall {
   packageId: string;
   /** Model id in the manifest whose `tail` part is wanted. */
   model: string;
+  /** The tail model as the manifest declares it, so a peer can be chosen by the variant it would run. */
+  tail?: Model;
   /** The cut tensors, by name. */
   inputs: Record<string, Tensor>;
   /** Absolute deadline, ms since epoch. */

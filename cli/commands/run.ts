@@ -1,10 +1,12 @@
 /** `xpkg run` and `xpkg bench`: verify, select, load and run a package on inputs. */
 import type { Command } from 'commander';
+import type { PeerDirectory } from '../../fabric/contract.js';
 import { renderSelection, selectionJson } from '../../runner/explain.js';
 import type { RunnerOptions } from '../../runner/runner.js';
 import { RunnerError } from '../../spec/errors.js';
 import type { Manifest } from '../../spec/schema.js';
 import { action, intOption, usage } from '../framework.js';
+import { discoveryFlags } from './peers.js';
 
 export interface RunFlags {
   input?: string[];
@@ -25,9 +27,13 @@ export interface RunFlags {
   annotate?: string;
   /** commander's `--no-model-cache`: false when given. */
   modelCache?: boolean;
-  /** Split inference: peers that may run split models' tails, and the shared token. */
+  /** Split inference: peers that may run split models' tails (given or discovered), and the shared token. */
   peer?: string[];
   peerTokenFile?: string;
+  discover?: boolean;
+  discoverWait?: string;
+  mdnsInterface?: string;
+  mdnsPort?: string;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -120,15 +126,40 @@ export function renderOutputs(manifest: Manifest, outputs: Record<string, unknow
   return out.join('\n');
 }
 
-/** The HTTP offloader to the peers given (fabric/client.ts). */
-async function offloaderOf(peers: string[], tokenFile: string | undefined): Promise<RunnerOptions['offloader']> {
-  if (!tokenFile) throw usage('--peer needs --peer-token-file (peers refuse callers without the token)');
-  const [{ HttpOffloader }, { StaticPeers }, { readToken }] = await Promise.all([
+/**
+ * The HTTP offloader (fabric/client.ts) to the peers given by URL or, with --discover, found by mDNS
+ * (fabric/discovery/: their documents say what they hold and run, so the tail goes to the peer with its
+ * best variant, least loaded first). Returns the directory too, to close after the run.
+ */
+async function offloaderOf(opts: RunFlags): Promise<{ offloader: RunnerOptions['offloader']; peers: PeerDirectory }> {
+  if (!opts.peerTokenFile)
+    throw usage('--peer and --discover need --peer-token-file (peers refuse callers without the token)');
+  const [{ HttpOffloader }, { readToken }] = await Promise.all([
     import('../../fabric/client.js'),
-    import('../../fabric/peers.js'),
     import('../../fabric/auth.js'),
   ]);
-  return new HttpOffloader({ peers: new StaticPeers(peers), token: await readToken(tokenFile) });
+  const token = await readToken(opts.peerTokenFile);
+  let peers: PeerDirectory;
+  if (opts.discover) {
+    const wait = intOption(opts.discoverWait, 'discover-wait', 0) ?? 2000;
+    const [{ createPeerDirectory }, { directoryOptions }] = await Promise.all([
+      import('../../fabric/discovery/index.js'),
+      import('./peers.js'),
+    ]);
+    peers = await createPeerDirectory(directoryOptions(opts));
+    // a one-shot run waits for the first peer (or --discover-wait ms), then runs with what it has
+    await new Promise<void>((done) => {
+      const t = setTimeout(finish, wait);
+      const off = peers.onChange((list) => list.length && finish());
+      function finish() {
+        clearTimeout(t);
+        off();
+        done();
+      }
+      if (peers.list().length) finish();
+    });
+  } else peers = new (await import('../../fabric/peers.js')).StaticPeers(opts.peer ?? []);
+  return { offloader: new HttpOffloader({ peers, token }), peers };
 }
 
 export function register(program: Command): void {
@@ -136,16 +167,15 @@ export function register(program: Command): void {
     program.command('run').description('verify, pick the best variant for this host, and run the package on inputs'),
   ).option('--explain', 'also print why each variant was chosen or rejected');
   run.option('--annotate <file|dir>', 'write the input image with the outputs drawn on it (a folder for many inputs)');
-  run.option(
-    '--peer <url>',
-    "split inference: a peer xpkg serve that may run split models' tails (repeatable)",
-    collect,
-  );
-  run.option('--peer-token-file <file>', 'split inference: the token the peers share (needed with --peer)');
+  discoveryFlags(run, "peers that may run split models' tails");
+  run.option('--discover-wait <ms>', 'with --discover: wait this long for a first peer (default 2000)');
+  run.option('--peer-token-file <file>', 'split inference: the token the peers share (needed with --peer, --discover)');
   action<[string], RunFlags>(run, async (io, pkg, opts) => {
+    const fabric = opts.peer?.length || opts.discover ? await offloaderOf(opts) : undefined;
+    await using _peers = { [Symbol.asyncDispose]: async () => fabric?.peers.close() };
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, {
       ...runnerOptions(opts),
-      ...(opts.peer?.length ? { offloader: await offloaderOf(opts.peer, opts.peerTokenFile) } : {}),
+      ...(fabric ? { offloader: fabric.offloader } : {}),
       onPullProgress: io.progress('pulling'),
     });
     const { planInputs, runInputs } = await import('./run-many.js');

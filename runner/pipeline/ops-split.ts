@@ -114,11 +114,13 @@ defineOp({
       if (!x.ctx.offloader || !x.ctx.packageId) failed('E_FABRIC_NO_PEER', 'no peers are configured');
       else {
         const deadlineMs = p.deadlineMs ?? DEFAULT_DEADLINE_MS;
+        const tailModel = x.ctx.manifest.models.find((m) => m.id === split.tail);
         let answer: OffloadAnswer | undefined;
         try {
           answer = await x.ctx.offloader.run({
             packageId: x.ctx.packageId,
             model: headId,
+            ...(tailModel ? { tail: tailModel } : {}),
             inputs: cut,
             deadline: Date.now() + deadlineMs,
             signal: AbortSignal.timeout(deadlineMs),
