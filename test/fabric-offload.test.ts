@@ -138,4 +138,23 @@ describe('split inference across processes', () => {
     ]);
     expect(missing.json!.error!.code).toBe('E_USAGE');
   });
+
+  it('xpkg run --discover finds an announced peer by mDNS and sends the tail there', async () => {
+    const mdns = ['--mdns-interface', '127.0.0.1', '--mdns-port', String(20_000 + Math.floor(Math.random() * 20_000))];
+    const announced = await startPeer({
+      repo: await repoWith(PKG),
+      hostProfile: PEER_HOST,
+      extra: ['--announce', '--announce-name', 'big-peer', ...mdns],
+    });
+    peers.push(announced);
+    const r = await xpkgAsync([
+      ...['run', PKG, '--trust', 'fixtures/keys/test.pub', '--state-dir', tempDir(), '--host', DEVICE],
+      ...['--discover', ...mdns, '--discover-wait', '30000', '--peer-token-file', await tokenFile()],
+      ...['--input', 'fixtures/detector/eval/001.png', '--json'],
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    // the peer's announced name, not a URL: it came from discovery, not from --peer
+    expect(r.json!.result.split['detector-head'].tail.where).toBe('big-peer');
+    expect(r.json!.result.split['detector-head'].decision.offload).toBe(true);
+  });
 });

@@ -61,7 +61,13 @@ export interface Peer {
 }
 
 /** `xpkg serve` on a free loopback port, serving `repo`, ready (warmed up) when this resolves. */
-export async function startPeer(o: { repo: string; token?: string; hostProfile: string }): Promise<Peer> {
+export async function startPeer(o: {
+  repo: string;
+  token?: string;
+  hostProfile: string;
+  /** More `xpkg serve` flags (e.g. --announce). */
+  extra?: string[];
+}): Promise<Peer> {
   const child = spawn(
     process.execPath,
     [
@@ -81,6 +87,7 @@ export async function startPeer(o: { repo: string; token?: string; hostProfile: 
       await tokenFile(o.token),
       '--log-format',
       'json',
+      ...(o.extra ?? []),
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
