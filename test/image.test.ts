@@ -79,6 +79,7 @@ describe.skipIf(!enabled)('container image (XPKG_TEST_IMAGE=1)', () => {
     expect(Object.keys(config.config.Volumes)).toEqual(['/mnt/models']);
     const env = Object.fromEntries(config.config.Env.map((e: string) => e.split(/=(.*)/s).slice(0, 2)));
     for (const k of ['HOME', 'XPKG_CACHE', 'XPKG_STATE_DIR']) expect(env[k]).toMatch(/^\/tmp(\/|$)/);
+    expect(env.ORT_DISABLE_TELEMETRY).toBe('1');
     // SOURCE_DATE_EPOCH: the build's times are the last commit's, not the build's.
     expect(config.created).toBe(config.history.at(-1).created);
     expect(Date.parse(config.created)).toBeLessThan(Date.now() - 1000);
@@ -124,6 +125,8 @@ describe.skipIf(!enabled)('container image (XPKG_TEST_IMAGE=1)', () => {
       expect(boxes.length).toBeGreaterThan(0);
       expect(boxes[0].score).toBeGreaterThan(0.5);
       expect(serverUid()).toBe(65532);
+      // No onnxruntime telemetry (ORT_DISABLE_TELEMETRY in the image) and CPU features found.
+      expect(r.log()).not.toMatch(/telemetry|cpuinfo/i);
     } finally {
       expect(await r.stop()).toBe(0);
     }

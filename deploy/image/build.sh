@@ -103,6 +103,8 @@ chmod -R a+rX,go-w "$APP/opt"
 find "$BASE" "$APP" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 # --- assemble ---
+# ORT_DISABLE_TELEMETRY: onnxruntime-node (1.29, Linux) otherwise starts a telemetry system that writes
+# a device id under $HOME/.cache/Microsoft and tries HTTPS uploads; a server image wants neither.
 OCI=$WORK/oci
 rm -rf "$OCI"
 umoci init --layout "$OCI"
@@ -118,6 +120,7 @@ umoci config --image "$OCI:$TAG" --no-history --created "$CREATED" --author xpkg
   --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   --config.env NODE_ENV=production --config.env HOME=/tmp \
   --config.env XPKG_CACHE=/tmp/xpkg/cache --config.env XPKG_STATE_DIR=/tmp/xpkg/state \
+  --config.env ORT_DISABLE_TELEMETRY=1 \
   --config.entrypoint /usr/bin/node --config.entrypoint /opt/xpkg/bin/xpkg.js --config.entrypoint serve \
   --config.cmd --repo --config.cmd /mnt/models --config.cmd --host --config.cmd 0.0.0.0 \
   --config.cmd --port --config.cmd 8080 --config.cmd --trust-dir --config.cmd /etc/xpkg/trust \

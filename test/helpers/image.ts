@@ -116,6 +116,8 @@ export async function runChroot(o: RunOptions, work = IMAGE_WORK): Promise<Runni
     'R=$1; M=$2; T=$3; shift 3',
     'mount --bind "$R" "$R"',
     'mount -t proc proc "$R/proc"',
+    // onnxruntime reads the CPU's features from /sys (cpuinfo), as it can in a container.
+    'mount --rbind /sys "$R/sys" && mount -o remount,bind,ro "$R/sys"',
     'mount --rbind /dev "$R/dev"',
     'mount -t tmpfs -o mode=1777,size=512m tmpfs "$R/tmp"',
     'mount --bind "$M" "$R/mnt/models" && mount -o remount,bind,ro "$R/mnt/models"',
