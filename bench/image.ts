@@ -9,7 +9,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, copyFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
@@ -84,25 +84,72 @@ if (podmanAvailable()) {
   modes.push(['podman run --read-only (runc)', () => runPodman(podmanRef!, { models, trust })]);
 } else console.log('  (podman or runc missing: no container run)');
 
+/**
+ * CPU time (user + system, ms) of the running `xpkg.js serve` process and its model workers: robust to
+ * the other load on this machine, unlike wall time. The newest matching process is this run's (the
+ * modes run one at a time; podman's is a child of conmon, not of this script).
+ */
+function serverCpuMs(): number {
+  const tick = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+  const procs = new Map<number, { ppid: number; cpu: number; start: number; cmd: string }>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      procs.set(Number(d), {
+        ppid: Number(f[1]),
+        cpu: (Number(f[11]) + Number(f[12])) * tick,
+        start: Number(f[19]),
+        cmd,
+      });
+    } catch {} // exited meanwhile
+  }
+  const servers = [...procs]
+    .filter(([, p]) => / \S*xpkg\.js serve /.test(p.cmd))
+    .sort((a, b) => b[1].start - a[1].start);
+  if (!servers.length) return Number.NaN;
+  const tree = new Set([servers[0][0]]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, p] of procs)
+      if (!tree.has(pid) && tree.has(p.ppid)) {
+        tree.add(pid);
+        grew = true;
+      }
+  }
+  return [...tree].reduce((a, pid) => a + procs.get(pid)!.cpu, 0);
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const results: [string, number[]][] = [];
+const results: [string, number[], number[]][] = [];
+const load0 = loadavg()[0];
 for (const [name, start] of modes) {
   const times: number[] = [];
+  const cpu: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     const t0 = performance.now();
     const r = await start();
     try {
       times.push(await waitReady(r, t0));
+      cpu.push(serverCpuMs());
     } finally {
       await r.stop();
     }
   }
-  results.push([name, times]);
+  results.push([name, times, cpu]);
 }
-const base = median(results[0][1]);
-console.log(`\nstart → ready, detector only, median of ${RUNS} (load average ${loadavg()[0].toFixed(2)}):`);
-for (const [name, times] of results)
+const [base, baseCpu] = [median(results[0][1]), median(results[0][2])];
+console.log(
+  `\nstart → ready, detector only, median of ${RUNS} (load average ${load0.toFixed(2)} → ${loadavg()[0].toFixed(2)}):`,
+);
+console.log(`  ${''.padEnd(44)} ${'wall'.padStart(9)} (min–max)         ratio  ${'server CPU'.padStart(10)}  ratio`);
+for (const [name, times, cpu] of results)
   console.log(
-    `  ${name.padEnd(44)} ${median(times).toFixed(0).padStart(6)} ms  (min ${Math.min(...times).toFixed(0)}, max ${Math.max(...times).toFixed(0)})  ×${(median(times) / base).toFixed(2)}`,
+    `  ${name.padEnd(44)} ${median(times).toFixed(0).padStart(6)} ms (${Math.min(...times).toFixed(0)}–${Math.max(...times).toFixed(0)})`.padEnd(
+      80,
+    ) +
+      ` ×${(median(times) / base).toFixed(2)}  ${median(cpu).toFixed(0).padStart(7)} ms  ×${(median(cpu) / baseCpu).toFixed(2)}`,
   );
 if (podmanRef) execFileSync('podman', [...PODMAN, 'rmi', '--force', podmanRef], { stdio: 'ignore' });
