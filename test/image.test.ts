@@ -134,15 +134,17 @@ describe.skipIf(!enabled)('container image (XPKG_TEST_IMAGE=1)', () => {
 
   describe.skipIf(!registryAvailable() || !podmanAvailable())('pushed to a loopback registry, run with podman', () => {
     let reg: TestRegistry;
+    let ref: string | undefined;
     beforeAll(async () => {
       reg = await startRegistry();
     });
     afterAll(async () => {
+      if (ref) execFileSync('podman', ['rmi', '--force', ref], { stdio: 'ignore' });
       await reg?.stop();
     });
 
     it('skopeo push, podman pull, podman run --read-only: ready, detects, runs as 65532', async () => {
-      const ref = `${reg.host}/xpkg/serve:${info.tag}`;
+      ref = `${reg.host}/xpkg/serve:${info.tag}`;
       execFileSync('skopeo', [
         'copy',
         '--quiet',
@@ -163,7 +165,6 @@ describe.skipIf(!enabled)('container image (XPKG_TEST_IMAGE=1)', () => {
       } finally {
         await r.stop();
       }
-      execFileSync('podman', ['rmi', '--force', ref], { stdio: 'ignore' });
     }, 300_000);
   });
 });
