@@ -15,6 +15,7 @@ import { xpkg } from './helpers/cli.js';
 import { freePort } from './helpers/registry.js';
 import { tempDir } from './helpers/source.js';
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed YAML, walked along the manifests' known shape
 type Doc = Record<string, any>;
 const load = (p: string): Doc[] =>
   parseAllDocuments(readFileSync(p, 'utf8')).map((d) => {

@@ -50,14 +50,36 @@ export async function buildImage(extra: string[] = []): Promise<number> {
   return performance.now() - t0;
 }
 
+interface Descriptor {
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+}
+/** The parts of an OCI image manifest and config the checks read. */
+export interface OciImage {
+  manifest: { config: Descriptor; layers: Descriptor[] };
+  config: {
+    created: string;
+    history: { created: string }[];
+    config: {
+      User: string;
+      Entrypoint: string[];
+      Cmd: string[];
+      Env: string[];
+      ExposedPorts: Record<string, object>;
+      Volumes: Record<string, object>;
+    };
+  };
+}
+
 /** The manifest and config of the tagged image in the OCI layout. */
-export function ociImage(tag: string, work = IMAGE_WORK): { manifest: any; config: any } {
+export function ociImage(tag: string, work = IMAGE_WORK): OciImage {
   const layout = join(work, 'oci');
   const blob = (digest: string) => JSON.parse(readFileSync(join(layout, 'blobs', digest.replace(':', '/')), 'utf8'));
-  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
-  const ref = index.manifests.find((m: any) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
+  const index: { manifests: Descriptor[] } = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+  const ref = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
   if (!ref) throw new Error(`no tag ${tag} in ${layout}`);
-  const manifest = blob(ref.digest);
+  const manifest: OciImage['manifest'] = blob(ref.digest);
   return { manifest, config: blob(manifest.config.digest) };
 }
 
