@@ -31,12 +31,12 @@ export interface PrewarmOptions {
   mode?: PrewarmMode;
   /**
    * The most shapes one model is warmed at, above which none are; also the most sessions a model on
-   * an accelerator holds, one per shape (default 16).
+   * an accelerator holds, one per shape (default 32: the OCR recogniser's GPU variant has 17 width buckets).
    */
   maxShapes?: number;
 }
 
-export const DEFAULT_MAX_SHAPES = 16;
+export const DEFAULT_MAX_SHAPES = 32;
 
 export type PrewarmSkip =
   /** The session runs on the CPU provider under `auto`. */

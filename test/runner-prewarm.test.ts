@@ -250,7 +250,7 @@ describe('Runner.open pre-warms', () => {
       prewarm: 'always',
     });
     const p = ocr.opened.prewarm;
-    expect(p.det.skipped).toEqual({ code: 'too-many-shapes', reason: 'x: 900 shapes, above the limit of 16' });
+    expect(p.det.skipped).toEqual({ code: 'too-many-shapes', reason: 'x: 900 shapes, above the limit of 32' });
     expect(p.cls.skipped?.code).toBe('open-shape');
     expect(p.rec.skipped?.code).toBe('too-many-shapes');
     expect(spy.runs()).toEqual([]);
