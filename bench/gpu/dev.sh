@@ -5,7 +5,8 @@
 #   bash /tmp/gpu/dev.sh suite    the GPU suite       (writes suite.json, suite.err under $OUT)
 #   bash /tmp/gpu/dev.sh bench    cuDNN search options, then the side-by-side benchmarks (conv-search.json, bench.json, bench.txt under $OUT)
 #   bash /tmp/gpu/dev.sh profile  the detector's GPU runs under V8's profiler ($OUT/prof/*.cpuprofile, profile.txt)
-#   bash /tmp/gpu/dev.sh webgpu   with .gpu/gl/*.deb carried (Debian amd64 libvulkan1 + libglvnd0, from apt-get download):
+#   bash /tmp/gpu/dev.sh webgpu   with .gpu/gl/*.deb carried (Debian amd64 libvulkan1 libegl1 libglvnd0 libopengl0 libgl1
+#                                 libglx0 libgles2, from apt-get download; vulkan1 + glvnd0 alone: no adapter on the H200):
 #                                 unpacked, then `xpkg host`, and the suite forced onto webgpu (webgpu.json, webgpu.err)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
