@@ -91,6 +91,24 @@ export interface ProbeOptions {
   root?: string;
   platform?: NodeJS.Platform;
   arch?: string;
+  /** Environment read for the Vulkan loader's driver lists (default process.env). */
+  env?: Record<string, string | undefined>;
+}
+
+/**
+ * Driver manifests the Vulkan loader takes from the environment instead of (VK_DRIVER_FILES,
+ * VK_ICD_FILENAMES) or beside (VK_ADD_DRIVER_FILES) its folders: ':'-separated files or folders.
+ * A container's driver often lives outside the folders (the NVIDIA one in /usr/local/nvidia/share).
+ */
+async function envIcds(env: Record<string, string | undefined>, at: (p: string) => string): Promise<string[]> {
+  const out: string[] = [];
+  for (const k of ['VK_DRIVER_FILES', 'VK_ICD_FILENAMES', 'VK_ADD_DRIVER_FILES'])
+    for (const p of (env[k] ?? '').split(':').filter(Boolean)) {
+      if (p.endsWith('.json')) {
+        if (existsSync(at(p))) out.push(p);
+      } else for (const f of await listDir(at(p))) if (f.endsWith('.json')) out.push(join(p, f));
+    }
+  return out;
 }
 
 export async function probeAccelEnv(options: ProbeOptions = {}): Promise<AccelEnv> {
@@ -112,6 +130,7 @@ export async function probeAccelEnv(options: ProbeOptions = {}): Promise<AccelEn
   const vulkanIcds: string[] = [];
   for (const d of ['usr/share/vulkan/icd.d', 'etc/vulkan/icd.d', 'usr/local/share/vulkan/icd.d'])
     for (const f of await listDir(at(d))) if (f.endsWith('.json')) vulkanIcds.push(join('/', d, f));
+  vulkanIcds.push(...(await envIcds(options.env ?? process.env, at)));
   const deviceNodes = [
     ...(await listDir(at('dev/dri'))).filter((n) => n.startsWith('renderD')).map((n) => `/dev/dri/${n}`),
     ...(existsSync(at('dev/nvidia0')) ? ['/dev/nvidia0'] : []),
@@ -210,7 +229,7 @@ export function checkWebgpu(env: AccelEnv): AccelCheck {
     if (!env.vulkanIcds.length)
       reasons.push({
         code: 'no-vulkan-driver',
-        message: 'no Vulkan driver manifest in /usr/share/vulkan/icd.d, /etc/vulkan/icd.d',
+        message: 'no Vulkan driver manifest in /usr/share/vulkan/icd.d, /etc/vulkan/icd.d or VK_DRIVER_FILES',
       });
     if (!env.deviceNodes.length)
       reasons.push({ code: 'no-gpu-device', message: 'no GPU device node (/dev/dri/renderD*, /dev/nvidia0)' });

@@ -31,12 +31,12 @@ export interface PrewarmOptions {
   mode?: PrewarmMode;
   /**
    * The most shapes one model is warmed at, above which none are; also the most sessions a model on
-   * an accelerator holds, one per shape (default 16).
+   * an accelerator holds, one per shape (default 32: the OCR recogniser's GPU variant has 17 width buckets).
    */
   maxShapes?: number;
 }
 
-export const DEFAULT_MAX_SHAPES = 16;
+export const DEFAULT_MAX_SHAPES = 32;
 
 export type PrewarmSkip =
   /** The session runs on the CPU provider under `auto`. */
@@ -196,7 +196,11 @@ export async function prewarmOpen(o: {
   mode: PrewarmMode;
   maxShapes: number;
   selection: Selection;
-  shapes: PipelineShapes;
+  /**
+   * The shapes the pipeline makes once the models named are loaded: a variant's step patches
+   * (uint8 input, width buckets, padded batches) change them, so they follow the variants loaded.
+   */
+  shapes: (loaded: readonly string[]) => Promise<PipelineShapes>;
   load: (model: string) => Promise<ModelSession>;
   /** When open started (performance.now()). */
   t0: number;
@@ -219,6 +223,7 @@ export async function prewarmOpen(o: {
   );
   report.ms.load = performance.now() - tl;
   const tp = performance.now();
+  const shapes = ids.length ? await o.shapes(ids.filter((_, i) => 's' in loaded[i])) : {};
   for (const [i, id] of ids.entries()) {
     const r = loaded[i];
     const none = { shapes: [], possible: null, ms: 0 };
@@ -228,7 +233,7 @@ export async function prewarmOpen(o: {
     } else if (o.mode === 'auto' && !accelerated(r.s.provider)) {
       const reason = 'runs on the CPU provider, which has no per-shape set-up';
       report.prewarm[id] = { provider: 'cpu', ...none, skipped: { code: 'cpu', reason } };
-    } else report.prewarm[id] = await prewarmSession(r.s, o.shapes[id] ?? [], o.maxShapes);
+    } else report.prewarm[id] = await prewarmSession(r.s, shapes[id] ?? [], o.maxShapes);
   }
   report.ms.prewarm = performance.now() - tp;
   report.ms.total = performance.now() - o.t0;

@@ -32,7 +32,7 @@ import {
   selectionAfterSwitch,
 } from './model-slot.js';
 import { checkModelInputs, resolveBudget } from './pipeline/budget.js';
-import { withVariants } from './pipeline/patch.js';
+import { patchingModels, withVariants } from './pipeline/patch.js';
 import { type PipelineCopies, runPipeline } from './pipeline/run.js';
 import { pipelineShapes } from './pipeline/shapes.js';
 import { validatePipeline } from './pipeline/validate.js';
@@ -425,7 +425,22 @@ export class Runner implements AsyncDisposable {
       mode: (typeof p === 'object' ? p.mode : p) ?? 'auto',
       maxShapes: this.maxShapes,
       selection: this.selectionState,
-      shapes: pipelineShapes(this.manifest),
+      shapes: async (loaded) => {
+        // the variants loaded in open, else the ones selection chose (not loaded here for this)
+        const variants = await Promise.all(
+          patchingModels(this.manifest).map((id) =>
+            loaded.includes(id)
+              ? this.context.variant!(id)
+              : this.selectionState.models.find((m) => m.model === id)?.chosen?.variant,
+          ),
+        );
+        return pipelineShapes(
+          withVariants(
+            this.manifest,
+            variants.filter((v) => v !== undefined),
+          ),
+        );
+      },
       load: (id) => this.model(id),
       t0,
     });

@@ -47,7 +47,11 @@ function fakeMachine(): Fake {
   return { root, libs, binding };
 }
 
-const env = (f: Fake, version = '1.29.0', extra: { ldCache?: string | null; platform?: NodeJS.Platform } = {}) =>
+const env = (
+  f: Fake,
+  version = '1.29.0',
+  extra: { ldCache?: string | null; platform?: NodeJS.Platform; env?: Record<string, string | undefined> } = {},
+) =>
   probeAccelEnv({
     root: f.root,
     libraryDirs: [f.libs],
@@ -55,6 +59,7 @@ const env = (f: Fake, version = '1.29.0', extra: { ldCache?: string | null; plat
     binding: { dir: f.binding, version },
     platform: extra.platform ?? 'linux',
     arch: 'x64',
+    env: extra.env ?? {},
   });
 const codes = (c: { reasons: { code: AccelReasonCode }[] }) => c.reasons.map((r) => r.code);
 
@@ -115,6 +120,26 @@ describe('CUDA and WebGPU readiness', () => {
   it('refuses provider libraries under another onnxruntime release, and other platforms', async () => {
     expect(codes(checkCuda(await env(fakeMachine(), '1.30.0')))).toEqual(['provider-version']);
     expect(codes(checkCuda(await env(fakeMachine(), '1.29.0', { platform: 'darwin' })))).toEqual(['platform']);
+  });
+
+  it('finds a Vulkan driver named by VK_DRIVER_FILES (a file or a folder) outside the usual folders', async () => {
+    const f = fakeMachine();
+    rmSync(join(f.root, 'usr/share/vulkan'), { recursive: true });
+    expect(codes(checkWebgpu(await env(f)))).toEqual(['no-vulkan-driver']);
+    const icd = 'usr/local/nvidia/share/vulkan/icd.d';
+    mkdirSync(join(f.root, icd), { recursive: true });
+    writeFileSync(join(f.root, icd, 'nvidia_icd.json'), '{}');
+    for (const e of [
+      { VK_DRIVER_FILES: `/${icd}/nvidia_icd.json` },
+      { VK_ICD_FILENAMES: `/nowhere.json:/${icd}` },
+      { VK_ADD_DRIVER_FILES: `/${icd}` },
+    ]) {
+      const found = await env(f, '1.29.0', { env: e });
+      expect(found.vulkanIcds).toEqual([`/${icd}/nvidia_icd.json`]);
+      expect(checkWebgpu(found).usable).toBe(true);
+    }
+    // a named file that is not there is no driver
+    expect(checkWebgpu(await env(f, '1.29.0', { env: { VK_DRIVER_FILES: '/nowhere.json' } })).usable).toBe(false);
   });
 
   it('finds libraries the loader knows from ld.so.cache alone', async () => {

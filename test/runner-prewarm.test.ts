@@ -18,6 +18,7 @@ import { enumerateShapes, pipelineShapes, shapeCount, shapeSummary } from '../ru
 import { Runner } from '../runner/runner.js';
 import type { Manifest, Variant } from '../spec/schema.js';
 import { codeOf } from './helpers/errors.js';
+import { gpuVariantsOnCpu } from './helpers/gpu-on-cpu.js';
 import { tempDir } from './helpers/source.js';
 import { SpyBackend } from './helpers/spy-backend.js';
 
@@ -240,6 +241,22 @@ describe('Runner.open pre-warms', () => {
     expect(r.fallbacks['add-one'][0]).toMatchObject({ variant: 'cuda-fp16', code: 'E_RUN_LOAD' });
   });
 
+  it('follows the pipeline of the variants loaded: the OCR GPU variants’ patches make cls one shape, rec 17', async () => {
+    // the GPU variants, run on the CPU provider; a GPU host profile makes selection choose them
+    await using ocr = await Runner.open('fixtures/dist/paddleocr-v4.xpkg', {
+      trust: TRUST,
+      stateDir: state(),
+      host: loadHostProfile('fixtures/hosts/h100.json'),
+      registry: gpuVariantsOnCpu().registry,
+      threads: 1,
+      prewarm: { mode: 'always', maxShapes: 1 },
+    });
+    const p = ocr.opened.prewarm;
+    expect(p.cls.shapes.map((x) => x.dims)).toEqual([{ x: [16, 48, 192, 3] }]);
+    expect(p.rec.skipped).toEqual({ code: 'too-many-shapes', reason: 'x: 17 shapes, above the limit of 1' });
+    expect(p.det.skipped?.code).toBe('too-many-shapes');
+  });
+
   it('leaves models with open or too many shapes as they are, with the reason, and honours maxShapes', async () => {
     const spy = new SpyBackend();
     await using ocr = await Runner.open('fixtures/dist/paddleocr-v4.xpkg', {
@@ -250,7 +267,7 @@ describe('Runner.open pre-warms', () => {
       prewarm: 'always',
     });
     const p = ocr.opened.prewarm;
-    expect(p.det.skipped).toEqual({ code: 'too-many-shapes', reason: 'x: 900 shapes, above the limit of 16' });
+    expect(p.det.skipped).toEqual({ code: 'too-many-shapes', reason: 'x: 900 shapes, above the limit of 32' });
     expect(p.cls.skipped?.code).toBe('open-shape');
     expect(p.rec.skipped?.code).toBe('too-many-shapes');
     expect(spy.runs()).toEqual([]);

@@ -18,6 +18,8 @@ export const TRUST = ['fixtures/keys/test.pub'];
  * a dry run of the scripts on a machine without a GPU (every GPU check then fails, as it should).
  */
 export const GPU_PROVIDER = process.env.XPKG_SUITE_PROVIDER ?? 'cuda';
+/** `XPKG_SUITE_MODE=forced`: models run forced onto GPU_PROVIDER even where a GPU variant exists (e.g. on webgpu). */
+const GPU_MODE = process.env.XPKG_SUITE_MODE === 'forced' ? 'forced' : undefined;
 export const ACCELERATED = (p: string | undefined) => p !== undefined && p !== 'cpu';
 
 export const pct = (xs: readonly number[], p: number) =>
@@ -70,7 +72,11 @@ export interface GpuOpen {
  * Opens a package for the GPU: its own GPU variants when selection picks one, else every model
  * forced onto cuda. `mode` skips finding out (a cold start opens once).
  */
-export async function openGpu(pkg: string, extra: RunnerOptions = {}, mode?: GpuOpen['mode']): Promise<GpuOpen> {
+export async function openGpu(
+  pkg: string,
+  extra: RunnerOptions = {},
+  mode: GpuOpen['mode'] | undefined = GPU_MODE,
+): Promise<GpuOpen> {
   const base: RunnerOptions = { trust: TRUST, stateDir: '/tmp/xpkg-gpu-state', ...extra };
   let t = performance.now();
   if (mode !== 'forced') {

@@ -4,13 +4,17 @@
 #   bash .gpu/pN/dev.sh setup     after the last part: check, unpack to /tmp/gpu/app, put the CUDA provider in place
 #   bash /tmp/gpu/dev.sh suite    the GPU suite       (writes suite.json, suite.err under $OUT)
 #   bash /tmp/gpu/dev.sh bench    cuDNN search options, then the side-by-side benchmarks (conv-search.json, bench.json, bench.txt under $OUT)
+#   bash /tmp/gpu/dev.sh profile  the detector's GPU runs under V8's profiler ($OUT/prof/*.cpuprofile, profile.txt)
+#   bash /tmp/gpu/dev.sh webgpu   with .gpu/gl/*.deb carried (Debian amd64 libvulkan1 libegl1 libglvnd0 libopengl0 libgl1
+#                                 libglx0 libgles2, from apt-get download; vulkan1 + glvnd0 alone: no adapter on the H200):
+#                                 unpacked, then `xpkg host`, and the suite forced onto webgpu (webgpu.json, webgpu.err)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 g=/tmp/gpu
 out=${OUT:-/tmp/gpu/out}
 mkdir -p "$g" "$out"
 env_file=$g/env.sh
-case "${1:?receive|setup|suite|bench}" in
+case "${1:?receive|setup|suite|bench|profile|webgpu}" in
   receive)
     mv "$here"/part.* "$g/"
     cp "$here/all.sha256" "$here/dev.sh" "$g/"
@@ -39,5 +43,20 @@ case "${1:?receive|setup|suite|bench}" in
     node dist-tools/bench/gpu/conv-search.js > "$out/conv-search.json" || echo "conv-search failed"
     node dist-tools/bench/gpu/side-by-side.js --data data --out "$out/bench.json" | tee "$out/bench.txt"
     cat "$out/conv-search.json"
+    ;;
+  profile)
+    . "$env_file"; cd "$g/app"
+    node --cpu-prof --cpu-prof-dir="$out/prof" dist-tools/bench/gpu/side-by-side.js --data data --only detector --runs 300 | tee "$out/profile.txt"
+    ;;
+  webgpu)
+    for f in .gpu/gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+    # the NVIDIA Vulkan driver's manifest lives beside the driver, outside the loader's folders
+    icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    [ -f "$icd" ] && export VK_DRIVER_FILES=$icd
+    . "$env_file"; cd "$g/app"
+    node bin/xpkg.js host --json > "$out/host.json" || true
+    node bin/xpkg.js host || true
+    XPKG_SUITE_PROVIDER=webgpu XPKG_SUITE_MODE=forced node dist-tools/bench/gpu/suite.js --data data --runs 10 --out "$out/webgpu.json" \
+      fixtures/dist/detector.xpkg fixtures/dist/multi-variant.xpkg > /dev/null 2> >(tee "$out/webgpu.err" >&2) || true
     ;;
 esac

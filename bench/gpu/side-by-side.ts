@@ -1,7 +1,7 @@
 /**
  * GPU benchmarks side by side, in one run (on the GPU machine, after make-data.ts):
  *
- *   node dist-tools/bench/gpu/side-by-side.js [--data dir] [--runs n] [--out file.json]
+ *   node dist-tools/bench/gpu/side-by-side.js [--data dir] [--runs n] [--out file.json] [--cold-runs n] [--only detector,ocr,cold]
  *
  * 1. Detector, a 1920×1080 RGB image in memory → boxes: xpkg on the GPU (its GPU variant, else
  *    its model forced onto cuda) vs xpkg on the CPU (the CPU variant) vs the detector's own PyTorch
@@ -27,11 +27,24 @@ const RUNS = Number(flag('--runs', '200'));
 const OUT = flag('--out', '');
 const COLD = Number(flag('--cold-runs', '3'));
 
-/** Warm-up runs, then up to `runs` timed runs within `budgetMs` (wall time around each run). */
+/**
+ * Warm-up runs, then up to `runs` timed runs within `budgetMs` (wall time around each run), with
+ * the median of each pipeline stage's time over the timed runs (where the time goes).
+ */
 async function timed(runner: Runner, inputs: Record<string, unknown>, runs: number, warm = 10, budgetMs = 30_000) {
   for (let i = 0; i < warm; i++) await runner.run(inputs);
-  const { ms, last } = await timeRuns(() => runner.run(inputs), runs, budgetMs);
-  return { p50: r2(pct(ms, 50)), p99: r2(pct(ms, 99)), runs: ms.length, last: last as RunResult };
+  const stages: Record<string, number[]> = {};
+  const { ms, last } = await timeRuns(
+    async () => {
+      const r = await runner.run(inputs);
+      for (const [k, v] of Object.entries(r.timings)) (stages[k] ??= []).push(v);
+      return r;
+    },
+    runs,
+    budgetMs,
+  );
+  const stageP50 = Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, r2(pct(v, 50))]));
+  return { p50: r2(pct(ms, 50)), p99: r2(pct(ms, 99)), runs: ms.length, last: last as RunResult, stageP50 };
 }
 
 const row = (name: string, p50: number, p99: number, extra = '') =>
@@ -72,8 +85,8 @@ async function detector(lines: string[], out: Record<string, unknown>): Promise<
       gpuMode: g.mode,
       variant: gpu.last.variant,
       actualProvider: gpu.last.actualProvider,
-      xpkgGpu: { p50: gpu.p50, p99: gpu.p99, copies: gpu.last.copies, timings: gpu.last.timings },
-      xpkgCpu: { p50: c.p50, p99: c.p99 },
+      xpkgGpu: { p50: gpu.p50, p99: gpu.p99, copies: gpu.last.copies, stageP50: gpu.stageP50 },
+      xpkgCpu: { p50: c.p50, p99: c.p99, stageP50: c.stageP50 },
       torch,
       gpuVsCpu: vsCpu.detail,
       gpuVsTorch: vsTorch,
@@ -101,6 +114,7 @@ async function detector(lines: string[], out: Record<string, unknown>): Promise<
           )
         : `PyTorch reference failed: ${String(torch.error).slice(-300)}`,
       `  xpkg GPU p99/p50 = ${r2(gpu.p99 / gpu.p50)}; boxes GPU vs CPU ${JSON.stringify(vsCpu.detail.boxes)}; vs PyTorch max ${vsTorch ? `${r2(vsTorch.maxPx)} px` : '-'}`,
+      `  stage medians, ms: GPU ${JSON.stringify(gpu.stageP50)}; CPU ${JSON.stringify(c.stageP50)}`,
     );
   } finally {
     await g.runner.close();
@@ -124,16 +138,22 @@ async function ocr(lines: string[], out: Record<string, unknown>): Promise<void>
       variant: gpu.last.variant,
       actualProvider: gpu.last.actualProvider,
       lines: (gpu.last.outputs.lines as unknown[]).length,
-      xpkgGpu: { p50: gpu.p50, p99: gpu.p99, copies: gpu.last.copies, timings: gpu.last.timings },
-      xpkgCpu: { p50: c.p50 },
+      xpkgGpu: { p50: gpu.p50, p99: gpu.p99, copies: gpu.last.copies, stageP50: gpu.stageP50 },
+      xpkgCpu: { p50: c.p50, stageP50: c.stageP50 },
       textIdentical: same.ok,
+      opened: g.runner.opened,
     };
+    const o = g.runner.opened;
     lines.push(
       '',
       `OCR, ${img.width}×${img.height} page of 30 lines → text              p50 ms    p99 ms`,
       row(`xpkg GPU (${g.mode})`, gpu.p50, gpu.p99, `${gpu.last.copies.deviceToHost} B device→host`),
       row('xpkg CPU (CPU variants)', c.p50, c.p99, `${r2(c.p50 / gpu.p50)}× the GPU's p50`),
-      `  ${(gpu.last.outputs.lines as unknown[]).length} lines; text identical to the CPU's: ${same.ok}; GPU stages ${JSON.stringify(Object.fromEntries(Object.entries(gpu.last.timings).map(([k, v]) => [k, r2(v)])))}`,
+      `  ${(gpu.last.outputs.lines as unknown[]).length} lines; text identical to the CPU's: ${same.ok}; stage medians, ms: GPU ${JSON.stringify(gpu.stageP50)}; CPU ${JSON.stringify(c.stageP50)}`,
+      `  device→host by model ${JSON.stringify(Object.fromEntries(Object.entries(gpu.last.copies.models).map(([k, v]) => [k, v.deviceToHost])))}`,
+      `  open ${r2(o.ms.total)} ms (load ${r2(o.ms.load)}, pre-warm ${r2(o.ms.prewarm)}): ${Object.entries(o.prewarm)
+        .map(([m, w]) => `${m} ${w.shapes.length} shapes ${r2(w.ms)} ms${w.skipped ? ` (${w.skipped.code})` : ''}`)
+        .join(', ')}`,
     );
   } finally {
     await g.runner.close();
@@ -142,27 +162,30 @@ async function ocr(lines: string[], out: Record<string, unknown>): Promise<void>
 }
 
 function coldStart(lines: string[], out: Record<string, unknown>, modes: Record<string, string>): void {
-  const cases = [
-    ['fixtures/dist/detector.xpkg', join(DATA, 'det-scene-1080p.png'), modes.detector ?? 'variant'],
-    ['fixtures/dist/paddleocr-v4.xpkg', join(DATA, 'ocr-page-1080p.png'), modes.ocr ?? 'variant'],
-  ];
+  const cases = ['auto', 'off'].flatMap((prewarm) => [
+    ['fixtures/dist/detector.xpkg', join(DATA, 'det-scene-1080p.png'), modes.detector ?? 'variant', prewarm],
+    ['fixtures/dist/paddleocr-v4.xpkg', join(DATA, 'ocr-page-1080p.png'), modes.ocr ?? 'variant', prewarm],
+  ]);
   const res: Record<string, unknown> = {};
-  lines.push('', `cold start, process start → first result (verification, GPU, pre-warm included): median of ${COLD}`);
-  for (const [pkg, image, mode] of cases) {
+  lines.push(
+    '',
+    `cold start, process start → first result (verification, GPU variant; pre-warm in open auto / off): median of ${COLD}`,
+  );
+  for (const [pkg, image, mode, prewarm] of cases) {
     const walls: number[] = [];
     let child: Record<string, unknown> = {};
     for (let i = 0; i < COLD; i++) {
       const t = performance.now();
-      const p = spawnSync(process.execPath, ['dist-tools/bench/gpu/cold-child.js', pkg, image, mode], {
+      const p = spawnSync(process.execPath, ['dist-tools/bench/gpu/cold-child.js', pkg, image, mode, prewarm], {
         encoding: 'utf8',
       });
       walls.push(performance.now() - t);
       child = p.status === 0 ? JSON.parse(p.stdout.trim()) : { error: p.stderr.slice(-1000) };
     }
-    const name = pkg.split('/').pop()!;
+    const name = `${pkg.split('/').pop()!} prewarm ${prewarm}`;
     res[name] = { wallMs: r2(pct(walls, 50)), all: walls.map(r2), last: child };
     lines.push(
-      `  ${name.padEnd(22)} ${r2(pct(walls, 50))} ms (${mode}; in-process: import ${r2(Number(child.importMs))}, open ${r2(Number(child.openMs))} of which pre-warm ${r2(Number(child.prewarmMs))}, first run ${r2(Number(child.firstRunMs))})`,
+      `  ${name.padEnd(34)} ${r2(pct(walls, 50))} ms (${mode}; in-process: import ${r2(Number(child.importMs))}, open ${r2(Number(child.openMs))} of which pre-warm ${r2(Number(child.prewarmMs))}, first run ${r2(Number(child.firstRunMs))})`,
     );
   }
   out.coldStart = res;
@@ -183,11 +206,13 @@ const step = async (name: string, f: () => Promise<void> | void) => {
   printed = lines.length;
   if (OUT) writeFileSync(OUT, JSON.stringify(out, null, 1));
 };
-await step('detector', () => detector(lines, out));
-await step('ocr', () => ocr(lines, out));
-await step('coldStart', () =>
-  coldStart(lines, out, {
-    detector: (out.detector as { gpuMode?: string } | undefined)?.gpuMode ?? 'variant',
-    ocr: (out.ocr as { gpuMode?: string } | undefined)?.gpuMode ?? 'variant',
-  }),
-);
+const only = flag('--only', 'detector,ocr,cold').split(',');
+if (only.includes('detector')) await step('detector', () => detector(lines, out));
+if (only.includes('ocr')) await step('ocr', () => ocr(lines, out));
+if (only.includes('cold'))
+  await step('coldStart', () =>
+    coldStart(lines, out, {
+      detector: (out.detector as { gpuMode?: string } | undefined)?.gpuMode ?? 'variant',
+      ocr: (out.ocr as { gpuMode?: string } | undefined)?.gpuMode ?? 'variant',
+    }),
+  );

@@ -57,7 +57,15 @@ const checks: Check[] = [];
 const check = (name: string, ok: boolean | null, detail?: unknown) => checks.push({ name, ok, detail });
 
 const zeros = (type: DType, n: number): TypedData =>
-  type === 'float16' ? new Uint16Array(n) : type === 'int64' ? new BigInt64Array(n) : new Float32Array(n);
+  type === 'float16'
+    ? new Uint16Array(n)
+    : type === 'int64'
+      ? new BigInt64Array(n)
+      : type === 'uint8'
+        ? new Uint8Array(n)
+        : type === 'int32'
+          ? new Int32Array(n)
+          : new Float32Array(n);
 
 /** First run at a shape, then the median of `runs` more, on the runner's own session of `model`. */
 async function firstVsSteady(runner: Runner, model: string, dims: Record<string, number[]>, runs: number) {
@@ -106,7 +114,7 @@ async function checkPackage(pkg: string, images: RawImage[]): Promise<Record<str
     g.mode === 'variant' ? true : null,
     g.mode === 'variant'
       ? g.runner.selection.models.map((x) => `${x.model}: ${x.chosen?.variant.id}`)
-      : 'no GPU variant in the package: its models were forced onto cuda',
+      : `no GPU variant chosen (or XPKG_SUITE_MODE=forced): its models were forced onto ${GPU_PROVIDER}`,
   );
   try {
     const isImage = m.inputs.some((i) => i.type === 'image');

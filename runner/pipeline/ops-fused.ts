@@ -196,6 +196,7 @@ defineOp({
       angle: Opt(Type.Union([Type.Literal(90), Type.Literal(180), Type.Literal(270)])),
       padValue: Opt(Type.Number()),
       batch: Opt(Type.Boolean()),
+      widthBuckets: Opt(Type.Array(Type.Integer({ minimum: 1, maximum: 32768 }), { minItems: 1, maxItems: 64 })),
       ...NormParams,
     },
     { additionalProperties: false },
@@ -205,6 +206,10 @@ defineOp({
   check(p) {
     if ((p.classes === undefined) !== (p.angle === undefined)) return 'classes and angle go together';
     if (p.minWidth && p.maxWidth && p.minWidth > p.maxWidth) return 'minWidth is above maxWidth';
+    if (p.widthBuckets) {
+      if (p.width) return 'width and widthBuckets exclude each other';
+      if (p.widthBuckets.some((w, i) => i > 0 && w <= p.widthBuckets![i - 1])) return 'widthBuckets must ascend';
+    }
     return undefined;
   },
   size(p) {
@@ -254,19 +259,32 @@ defineOp({
       dims: c.dims,
       data: outData(p, c.data),
       widths: c.widths,
+      paddedWidth: c.dims[(p.layout ?? 'nchw') === 'nhwc' ? 2 : 3],
     });
+    // widthBuckets: the width is the smallest bucket that holds the line (the last one squeezes
+    // wider lines), so an accelerator sees a few shapes it can prepare for, not one per line.
+    const bucketOf = (from: number, to: number) => {
+      let w = 0;
+      for (let i = from; i < to; i++) {
+        const s = quadSize(cut.slice(8 * i, 8 * i + 8));
+        w = Math.max(w, s.height > 0 ? Math.ceil((H * s.width) / s.height) : 1);
+      }
+      const b = p.widthBuckets!;
+      return { width: b.find((v) => v >= w) ?? b[b.length - 1] };
+    };
     if (p.batch === false) {
+      const optsOf = (i: number) => (p.widthBuckets ? { ...opts, ...bucketOf(i, i + 1) } : opts);
       // A list is held whole: its items count together.
-      const bytes = turned.reduce((n, _, i) => n + cropBytes(image, cut.slice(8 * i, 8 * i + 8), opts, p), 0);
+      const bytes = turned.reduce((n, _, i) => n + cropBytes(image, cut.slice(8 * i, 8 * i + 8), optsOf(i), p), 0);
       x.fits({ bytes }, `a list of ${turned.length} crop tensors`);
       // One tensor per region at its own width (for CPUs, where padding costs as much as text).
       const items = await Promise.all(
-        turned.map((_, i) => cropBatch(...regionWindow(image, cut.slice(8 * i, 8 * i + 8)), opts)),
+        turned.map((_, i) => cropBatch(...regionWindow(image, cut.slice(8 * i, 8 * i + 8)), optsOf(i))),
       );
       x.set(p.output, { kind: 'tensors', items: items.map(value) });
     } else if (quads.length === 0) {
       const c = img.channels === 1 ? 1 : 3,
-        w = p.width ?? p.minWidth ?? 1;
+        w = p.width ?? p.widthBuckets?.[0] ?? p.minWidth ?? 1;
       const dims = (p.layout ?? 'nchw') === 'nchw' ? [0, c, H, w] : [0, H, w, c];
       x.set(p.output, {
         kind: 'tensor',
@@ -276,8 +294,9 @@ defineOp({
         widths: new Int32Array(0),
       } as TensorValue);
     } else {
-      x.fits({ bytes: cropBytes(image, cut, opts, p) }, `a batch of ${quads.length} crops`);
-      x.set(p.output, value(await cropBatch(image, cut, opts)));
+      const o = p.widthBuckets ? { ...opts, ...bucketOf(0, quads.length) } : opts;
+      x.fits({ bytes: cropBytes(image, cut, o, p) }, `a batch of ${quads.length} crops`);
+      x.set(p.output, value(await cropBatch(image, cut, o)));
     }
     if (p.regionsOutput) {
       const scores = r.scores;

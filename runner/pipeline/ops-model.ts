@@ -10,7 +10,16 @@ import { type TensorsValue, type TensorValue, tensorValue } from './values.js';
 export const Binding = Type.Union([Name, Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Name)]);
 
 const InferParams = Type.Object(
-  { inputs: Binding, outputs: Binding, maxBatch: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })) },
+  {
+    inputs: Binding,
+    outputs: Binding,
+    maxBatch: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    // A tensor list's items of one shape run together (up to maxBatch a call), in one call each.
+    batchList: Type.Optional(Type.Boolean()),
+    // Every call carries exactly maxBatch items (zero items added, their outputs dropped): one
+    // shape for an accelerator to prepare instead of one per count.
+    padBatch: Type.Optional(Type.Boolean()),
+  },
   { additionalProperties: false },
 );
 
@@ -65,23 +74,58 @@ function concatBatch(parts: Tensor[]): Tensor {
 
 const bytesOf = (ts: Tensor[]) => ts.reduce((n, t) => n + t.data.byteLength, 0);
 
+/** `t` with zero items appended up to `n` along dim 0. */
+function padTo(t: Tensor, n: number): Tensor {
+  const have = t.dims[0];
+  if (have >= n) return t;
+  const Ctor = t.data.constructor as new (n: number) => TypedData;
+  const data = new Ctor((t.data.length / Math.max(1, have)) * n);
+  (data as Float32Array).set(t.data as Float32Array);
+  return { type: t.type, dims: [n, ...t.dims.slice(1)], data };
+}
+
+/** Runs one chunk, padded to `pad` items when asked; the outputs keep the chunk's own items. */
+async function runChunk(session: ModelSession, feeds: Record<string, Tensor>, pad: number | undefined) {
+  const n = Object.values(feeds)[0]?.dims[0] ?? 0;
+  if (!pad || n >= pad) return session.run(feeds);
+  const padded = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, padTo(t, pad)]));
+  const out = await session.run(padded);
+  for (const [k, t] of Object.entries(out)) {
+    if (t.dims[0] !== pad) throw new Error(`output ${k} has ${t.dims[0]} items for a batch of ${pad}`);
+    out[k] = sliceBatch(t, 0, n);
+  }
+  return out;
+}
+
 async function runOnce(
   session: ModelSession,
   feeds: Record<string, Tensor>,
   maxBatch: number | undefined,
+  padBatch: boolean | undefined,
 ): Promise<Record<string, Tensor>> {
   const first = Object.values(feeds)[0];
   const n = first?.dims[0] ?? 0;
-  if (!maxBatch || n <= maxBatch) return session.run(feeds);
+  const pad = padBatch ? maxBatch : undefined;
+  if (!maxBatch || n <= maxBatch) return runChunk(session, feeds, pad);
   const chunks: Record<string, Tensor>[] = [];
   for (let s = 0; s < n; s += maxBatch) {
     const part: Record<string, Tensor> = {};
     for (const [k, t] of Object.entries(feeds)) part[k] = sliceBatch(t, s, Math.min(n, s + maxBatch));
-    chunks.push(await session.run(part));
+    chunks.push(await runChunk(session, part, pad));
   }
   const out: Record<string, Tensor> = {};
   for (const k of Object.keys(chunks[0])) out[k] = concatBatch(chunks.map((c) => c[k]));
   return out;
+}
+
+/** Indexes of a list's items grouped by their shapes (all inputs'), in first-seen order. */
+function sameShapes(lists: readonly TensorsValue[], count: number): number[][] {
+  const groups = new Map<string, number[]>();
+  for (let i = 0; i < count; i++) {
+    const key = lists.map((l) => l.items[i].dims.join('x')).join(';');
+    groups.set(key, [...(groups.get(key) ?? []), i]);
+  }
+  return [...groups.values()];
 }
 
 defineOp({
@@ -89,10 +133,11 @@ defineOp({
   stage: 'infer',
   model: true,
   summary:
-    "Runs the step's `model` on environment tensors: a batch in one call (or chunks of maxBatch), a tensor list once per item. An empty batch skips the model.",
+    "Runs the step's `model` on environment tensors: a batch in one call (or chunks of maxBatch, padded to maxBatch with padBatch), a tensor list once per item (or items of one shape together with batchList). An empty batch skips the model.",
   params: InferParams,
   reads: (p) => names(p.inputs),
   writes: (p) => names(p.outputs),
+  check: (p) => (p.padBatch && !p.maxBatch ? 'padBatch needs maxBatch' : undefined),
   async run(p, x) {
     const session = await x.ctx.session(x.step.model!);
     const ins = bind(p.inputs, session.inputNames, 'input', x);
@@ -108,7 +153,7 @@ defineOp({
         );
       let out: Record<string, Tensor>;
       try {
-        out = await runOnce(session, feeds, p.maxBatch);
+        out = await runOnce(session, feeds, p.maxBatch, p.padBatch);
       } catch (e) {
         if (e instanceof RestartPipeline) throw e;
         return x.fail(`model ${x.step.model} failed: ${(e as Error).message}`);
@@ -133,9 +178,34 @@ defineOp({
     if (values.some(([, v]) => (v as TensorsValue).items.length !== count))
       x.fail('tensor lists have different lengths');
     const results: TensorValue[][] = outs.map(() => []);
-    for (let i = 0; i < count; i++) {
-      const r = await call(Object.fromEntries(values.map(([m, v]) => [m, bare((v as TensorsValue).items[i])])));
-      outs.forEach(([m], k) => results[k].push(pick(r, m)));
+    const item = (i: number) => Object.fromEntries(values.map(([m, v]) => [m, bare((v as TensorsValue).items[i])]));
+    if (!p.batchList) {
+      for (let i = 0; i < count; i++) {
+        const r = await call(item(i));
+        outs.forEach(([m], k) => results[k].push(pick(r, m)));
+      }
+    } else {
+      // Items of one shape concatenated along dim 0 (chunks of maxBatch), the outputs split back.
+      for (const group of sameShapes(
+        values.map(([, v]) => v as TensorsValue),
+        count,
+      )) {
+        const feeds = group.map(item);
+        const joined = Object.fromEntries(ins.map(([m]) => [m, concatBatch(feeds.map((f) => f[m]))]));
+        const rows = joined[ins[0][0]].dims[0];
+        const r = await call(joined);
+        outs.forEach(([m], k) => {
+          const t = pick(r, m);
+          if (rows && t.dims[0] !== rows)
+            x.fail(`model ${x.step.model} returned ${t.dims[0]} items of ${m} for a batch of ${rows}`);
+          let at = 0;
+          for (const [j, i] of group.entries()) {
+            const n = feeds[j][ins[0][0]].dims[0];
+            results[k][i] = rows ? tensorValue(sliceBatch(t, at, at + n)) : t;
+            at += n;
+          }
+        });
+      }
     }
     outs.forEach(([, env], k) => x.set(env, { kind: 'tensors', items: results[k] }));
   },

@@ -39,6 +39,16 @@ export async function labelsOf(
   return undefined;
 }
 
+/** q / 255 for every byte value, as float32 (the same values as dividing each one). */
+const UNQUANTIZE = Float32Array.from({ length: 256 }, (_, q) => q / 255);
+
+/** A uint8 map holding round(p × 255) as probabilities: a table look-up a pixel (a mapping callback costs ~10×). */
+function fromQuantized(q: Uint8Array): Float32Array {
+  const out = new Float32Array(q.length);
+  for (let i = 0; i < q.length; i++) out[i] = UNQUANTIZE[q[i]];
+  return out;
+}
+
 /** Width and height of an image tensor's plane (NCHW or NHWC, batch 1). */
 export function planeOf(t: TensorValue, x: OpRun): { width: number; height: number } {
   const d = t.dims;
@@ -82,7 +92,7 @@ defineOp({
     const mh = d[d.length - 2],
       mw = d[d.length - 1];
     // A uint8 map holds round(p × 255) (a GPU variant thresholds and quantises in the model).
-    const prob = t.type === 'uint8' ? Float32Array.from(t.data as Uint8Array, (q) => q / 255) : floats(t, x);
+    const prob = t.type === 'uint8' ? fromQuantized(t.data as Uint8Array) : floats(t, x);
     const r = await dbPostprocess(prob, {
       width: mw,
       height: mh,
@@ -300,20 +310,24 @@ defineOp({
       best && (best.kind === 'tensor' ? (i === 0 ? best : undefined) : best.items[i]);
     if (best && (best.kind === 'tensor') !== (v.kind === 'tensor'))
       x.fail('input and scores must both be tensors or both be tensor lists');
-    // `widths`: the padded batch the model read (its items' valid widths); a per-item list needs none.
+    // `widths`: the padded tensor(s) the model read (crop-batch: each item's valid width).
     const wt = p.widths ? x.get(p.widths, 'tensor', 'tensors') : undefined;
-    const lens =
-      wt?.kind === 'tensor' && wt.widths ? { widths: wt.widths, width: wt.dims[wt.dims.length - 1] } : undefined;
+    const lensOf = (w: TensorValue | undefined) =>
+      w?.widths ? { widths: w.widths, width: w.paddedWidth ?? w.dims[w.dims.length - 1] } : undefined;
     // A tensor list (one recognition call per region) decodes item by item, in order.
     const items = v.kind === 'tensor' ? [v] : v.items;
     if (best && best.kind === 'tensors' && best.items.length !== items.length)
       x.fail(`${items.length} inputs and ${best.items.length} scores`);
+    if (wt && wt.kind !== v.kind) x.fail('input and widths must both be tensors or both be tensor lists');
+    if (wt?.kind === 'tensors' && wt.items.length !== items.length)
+      x.fail(`${items.length} inputs and ${wt.items.length} padded tensors`);
     const blank = p.blank ?? 0;
     for (const [i, t] of items.entries()) {
       if (t.dims[0] === 0) continue;
-      // A padded batch (crop-batch): steps past each item's valid width only saw padding.
+      // A padded tensor (crop-batch): steps past each item's valid width only saw padding.
       let lengths: Int32Array | undefined;
-      if (lens && v.kind === 'tensor') {
+      const lens = lensOf(wt?.kind === 'tensor' ? wt : wt?.items[i]);
+      if (lens) {
         if (lens.widths.length !== t.dims[0]) x.fail(`${lens.widths.length} widths for a batch of ${t.dims[0]}`);
         lengths = Int32Array.from(lens.widths, (w) => Math.min(t.dims[1], Math.ceil((w * t.dims[1]) / lens.width)));
       }

@@ -72,8 +72,15 @@ function fixedHeightWidths(p: { minWidth?: number; maxWidth?: number; multipleOf
 }
 
 /** Widths `crop-batch` makes (native/plan.ts planCrop: maxWidth 4096 unless given). */
-function cropWidths(p: { width?: number; minWidth?: number; maxWidth?: number; widthMultiple?: number }): Dim {
+function cropWidths(p: {
+  width?: number;
+  minWidth?: number;
+  maxWidth?: number;
+  widthMultiple?: number;
+  widthBuckets?: number[];
+}): Dim {
   if (p.width) return fixed(p.width);
+  if (p.widthBuckets) return fixed(...p.widthBuckets);
   const max = p.maxWidth ?? 4096;
   const m = p.widthMultiple ?? 1;
   return fixed(...range(Math.min(p.minWidth ?? 1, max), max, (v) => Math.min(max, Math.ceil(v / m) * m)));
@@ -106,6 +113,9 @@ interface Params {
   channels?: number;
   angle?: number;
   maxBatch?: number;
+  padBatch?: boolean;
+  batchList?: boolean;
+  widthBuckets?: number[];
   inputs?: string | Record<string, string>;
   outputs?: string | Record<string, string>;
 }
@@ -196,9 +206,17 @@ function declaredTensor(shape: readonly (number | string)[] | undefined, name: s
   };
 }
 
-/** `maxBatch` splits dim 0 into chunks: each call's batch is maxBatch or the remainder. */
-function chunked(dims: Dim[], maxBatch: number | undefined): Dim[] {
-  if (!maxBatch || !dims.length) return dims;
+/**
+ * `maxBatch` splits dim 0 into chunks: each call's batch is maxBatch or the remainder (exactly
+ * maxBatch with `padBatch`). `batchList` runs a list's items of one shape together: up to
+ * maxBatch of them, or as many as there are regions.
+ */
+function chunked(dims: Dim[], p: Pick<Params, 'maxBatch' | 'padBatch' | 'batchList'>, list: boolean): Dim[] {
+  const maxBatch = p.maxBatch;
+  if (!dims.length) return dims;
+  if (maxBatch && p.padBatch) return [fixed(maxBatch), ...dims.slice(1)];
+  if (list && p.batchList) dims = [open(REGIONS), ...dims.slice(1)];
+  if (!maxBatch) return dims;
   const [n, ...rest] = dims;
   const batch = isOpen(n)
     ? fixed(...range(1, maxBatch, (v) => v))
@@ -227,7 +245,7 @@ export function pipelineShapes(manifest: Pick<Manifest, 'inputs' | 'pipeline'>):
         const v = get(env);
         const feed: ModelFeedSpace =
           v.kind === 'tensor'
-            ? { step: index, input, dims: chunked(v.dims, p.maxBatch) }
+            ? { step: index, input, dims: chunked(v.dims, p, v.list) }
             : { step: index, input, dims: null, why: v.kind === 'unknown' ? v.why : `${env} is an image` };
         (out[step.model] ??= []).push(feed);
       }

@@ -46,6 +46,8 @@ export interface TensorValue extends Tensor {
   transform?: ImageTransform;
   /** For a batch padded on the right (`crop-batch`): each item's valid width, in tensor columns. */
   widths?: Int32Array;
+  /** With `widths`: the tensor's width, which `widths` are out of (its last dim in NCHW, dim 2 in NHWC). */
+  paddedWidth?: number;
 }
 
 /** One tensor per item, for models run per region rather than batched. */

@@ -32,7 +32,23 @@ class CpuStandIn implements Backend {
     const requires = { ...variant.requires, executionProviders: ['cpu'] };
     const session = await this.#ort.load({ ...variant, requires }, files, options);
     const counted = this.counted;
-    return Object.assign(Object.create(session) as ModelSession, {
+    // a plain object reading through to the session (its getters use private fields)
+    return {
+      inputNames: session.inputNames,
+      outputNames: session.outputNames,
+      inputShapes: session.inputShapes,
+      get provider() {
+        return session.provider;
+      },
+      get providerFallbacks() {
+        return session.providerFallbacks;
+      },
+      get nodesByProvider() {
+        return session.nodesByProvider;
+      },
+      get sessions() {
+        return session.sessions;
+      },
       async run(feeds: Record<string, Tensor>) {
         const out = await session.run(feeds);
         const bytes = Object.values(out).reduce((n, t) => n + t.data.byteLength, 0);
@@ -40,7 +56,7 @@ class CpuStandIn implements Backend {
         return out;
       },
       release: () => session.release(),
-    });
+    };
   }
 }
 

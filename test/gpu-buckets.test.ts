@@ -1,0 +1,221 @@
+/**
+ * Shape buckets for accelerators, on real kernels and a real onnxruntime session: `crop-batch`
+ * `widthBuckets` (a line padded to the narrowest bucket that holds it), `infer` `batchList` and
+ * `padBatch` (a list's items of one shape in one call, each call exactly maxBatch items), and
+ * `ctc-decode` ignoring the padded steps of each item of a list. Then the OCR package's GPU
+ * variants: the shapes their pipeline can make are few, so open can pre-warm all of them.
+ */
+import { describe, expect, it } from 'vitest';
+import { encodeModel } from '../fixtures/onnx-tiny.js';
+import { rng } from '../fixtures/random.js';
+import { PackageReader } from '../pack/reader.js';
+import { OnnxruntimeBackend } from '../runner/backends/onnxruntime.js';
+import { runPipeline } from '../runner/pipeline/index.js';
+import { withVariants } from '../runner/pipeline/patch.js';
+import { enumerateShapes, pipelineShapes } from '../runner/pipeline/shapes.js';
+import type { ModelSession, PipelineContext, Tensor } from '../runner/types.js';
+import type { Manifest, Step, Variant } from '../spec/schema.js';
+import { codeOf } from './helpers/errors.js';
+
+/** ids = int32(max over C and H of X), scores = that max: [N, W] from [N, C, H, W]. */
+const columnMax = encodeModel({
+  name: 'colmax',
+  opset: 18,
+  irVersion: 8,
+  nodes: [
+    { op: 'ReduceMax', inputs: ['X', 'axes'], outputs: ['S'], intAttrs: { keepdims: 0 } },
+    { op: 'Cast', inputs: ['S'], outputs: ['I'], intAttrs: { to: 6 } },
+  ],
+  inputs: [{ name: 'X', type: 'float32', shape: ['N', 'C', 'H', 'W'] }],
+  outputs: [
+    { name: 'I', type: 'int32', shape: ['N', 'W'] },
+    { name: 'S', type: 'float32', shape: ['N', 'W'] },
+  ],
+  initializers: [{ name: 'axes', type: 'int64', dims: [2], raw: new Uint8Array(new BigInt64Array([1n, 2n]).buffer) }],
+});
+
+// three text lines in a map the size of the image: two short (one bucket), one long
+const W = 200,
+  H = 42;
+const r = rng(12);
+const pixels = { data: Uint8Array.from({ length: W * H * 3 }, () => Math.floor(r() * 256)), width: W, height: H };
+const map = new Float32Array(W * H);
+for (const [y0, y1, x1] of [
+  [3, 11, 60],
+  [16, 24, 66],
+  [29, 37, 190],
+])
+  for (let y = y0; y < y1; y++) for (let x = 5; x < x1; x++) map[y * W + x] = 0.9;
+const BUCKETS = [24, 64, 128, 160, 384];
+
+/** Runs `steps` after db-postprocess on the map, with the column-max model as `m`; counts its calls. */
+async function run(steps: Step[], outputs: string[]) {
+  const backend = new OnnxruntimeBackend({ placement: 'never' });
+  await backend.init();
+  const variant = { id: 'v', runtime: 'onnxruntime', precision: 'fp32', files: ['m.onnx'] } as Variant;
+  const session = await backend.load(variant, new Map([['m.onnx', columnMax]]), { threads: 1 });
+  const calls: number[][] = [];
+  const counted: ModelSession = Object.assign(Object.create(session) as ModelSession, {
+    run: (feeds: Record<string, Tensor>) => (calls.push([...feeds.X.dims]), session.run(feeds)),
+  });
+  const manifest = {
+    name: 'buckets',
+    version: '1.0.0',
+    sequence: 1,
+    license: 'MIT',
+    task: 'test',
+    inputs: [
+      { name: 'image', type: 'image' },
+      { name: 'map', type: 'tensor' },
+    ],
+    outputs: outputs.map((name) => ({ name, type: 'json' })),
+    models: [{ id: 'm', variants: [variant] }],
+    assets: [{ id: 'vocab', path: 'vocab.txt', kind: 'vocabulary' }],
+    pipeline: {
+      steps: [
+        { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+        { op: 'db-postprocess', params: { input: 'map', output: 'regions', unclipRatio: 0.5 } },
+        ...steps,
+      ],
+    },
+  } as unknown as Manifest;
+  const ctx: PipelineContext = {
+    manifest,
+    session: async () => counted,
+    // ids 1…4 of the column maxima (scale 4/255: pixels 0…4) are a…d
+    asset: async () => Buffer.from('a\nb\nc\nd\n'),
+    time: () => {},
+  };
+  try {
+    const res = await runPipeline(ctx, {
+      image: { ...pixels, channels: 3 },
+      map: { type: 'float32', dims: [1, 1, H, W], data: map },
+    });
+    return { outputs: res.outputs, calls };
+  } finally {
+    await session.release();
+  }
+}
+
+const crop = { image: 'rgb', regions: 'regions', height: 8, batch: false, scale: 4 / 255, padValue: 2 };
+type Item = Tensor & { widths: Int32Array; paddedWidth: number };
+const items = (v: unknown) => (v as { items: Item[] }).items;
+
+describe('crop-batch widthBuckets', () => {
+  it('pads each line to the narrowest bucket that holds it; its own columns are the unbucketed crop', async () => {
+    const { outputs } = await run(
+      [
+        { op: 'crop-batch', params: { ...crop, output: 'own' } },
+        { op: 'crop-batch', params: { ...crop, output: 'b', widthBuckets: BUCKETS } },
+        { op: 'crop-batch', params: { ...crop, output: 'one', batch: true, widthBuckets: BUCKETS } },
+        { op: 'crop-batch', params: { ...crop, output: 'squeezed', widthBuckets: [24] } },
+      ],
+      ['own', 'b', 'one', 'squeezed'],
+    );
+    const own = items(outputs.own);
+    const b = items(outputs.b);
+    expect(own).toHaveLength(3);
+    const widths = own.map((t) => t.dims[3]);
+    // two short lines share a bucket, the long one has another
+    expect(new Set(b.map((t) => t.dims[3])).size).toBe(2);
+    own.forEach((o, i) => {
+      const w = widths[i];
+      const bucket = BUCKETS.find((x) => x >= w)!;
+      expect(b[i].dims).toEqual([1, 3, 8, bucket]);
+      expect([...b[i].widths]).toEqual([w]);
+      expect(b[i].paddedWidth).toBe(bucket);
+      const got = b[i].data as Float32Array;
+      const want = o.data as Float32Array;
+      for (let row = 0; row < 3 * 8; row++) {
+        expect([...got.subarray(row * bucket, row * bucket + w)]).toEqual([...want.subarray(row * w, row * w + w)]);
+        expect(got.subarray(row * bucket + w, (row + 1) * bucket).every((v) => v === 2)).toBe(true);
+      }
+    });
+    // a padded batch takes the bucket of its widest line
+    const one = outputs.one as Item;
+    expect(one.dims).toEqual([3, 3, 8, BUCKETS.find((x) => x >= Math.max(...widths))]);
+    expect([...one.widths]).toEqual(widths);
+    // lines wider than the last bucket are squeezed into it
+    expect(items(outputs.squeezed).map((t) => [t.dims[3], t.widths[0]])).toEqual(
+      widths.map((w) => [24, Math.min(w, 24)]),
+    );
+  });
+
+  it('refuses buckets that do not ascend, or beside a fixed width', async () => {
+    for (const params of [
+      { ...crop, output: 'b', widthBuckets: [64, 32] },
+      { ...crop, output: 'b', widthBuckets: [32, 64], width: 64 },
+    ])
+      expect(await codeOf(run([{ op: 'crop-batch', params }], ['b']))).toBe('E_RUN_PIPELINE');
+  });
+});
+
+describe('infer batchList / padBatch, ctc-decode over bucketed items', () => {
+  it('runs a bucket’s lines together, maxBatch a call padded to maxBatch, with the outputs of one call per line', async () => {
+    const infer = (outputs: Record<string, string>, extra: object = {}): Step => ({
+      op: 'infer',
+      model: 'm',
+      params: { inputs: 'x', outputs, ...extra },
+    });
+    const ctc = (input: string, scores: string, output: string, widths: string): Step => ({
+      op: 'ctc-decode',
+      params: { input, scores, output, widths, vocabulary: 'vocab' },
+    });
+    const each = await run(
+      [
+        { op: 'crop-batch', params: { ...crop, output: 'own' } },
+        { op: 'infer', model: 'm', params: { inputs: 'own', outputs: { I: 'oi', S: 'os' } } },
+        ctc('oi', 'os', 'texts', 'own'),
+      ],
+      ['oi', 'texts'],
+    );
+    const together = await run(
+      [
+        { op: 'crop-batch', params: { ...crop, output: 'x', widthBuckets: BUCKETS } },
+        infer({ I: 'i', S: 's' }, { batchList: true, maxBatch: 4, padBatch: true }),
+        ctc('i', 's', 'texts', 'x'),
+        // without widths, the padded steps (class 2, "b") are read as text
+        ctc('i', 's', 'raw', 'i'),
+      ],
+      ['i', 'texts', 'raw'],
+    );
+    // one call per bucket, each of exactly maxBatch items
+    expect(each.calls.map((d) => d[0])).toEqual([1, 1, 1]);
+    expect(together.calls).toHaveLength(2);
+    expect(together.calls.every((d) => d[0] === 4)).toBe(true);
+    // each line's ids over its own columns are the ones it had alone
+    const a = items(each.outputs.oi);
+    const b = items(together.outputs.i);
+    expect(b.map((t) => t.dims[0])).toEqual([1, 1, 1]);
+    a.forEach((t, i) => expect([...b[i].data.subarray(0, t.dims[1])]).toEqual([...t.data]));
+    const texts = (v: unknown) => (v as { texts: string[] }).texts;
+    expect(texts(together.outputs.texts)).toEqual(texts(each.outputs.texts));
+    expect(texts(each.outputs.texts).every((t) => t.length > 0)).toBe(true);
+    expect(texts(together.outputs.raw)).not.toEqual(texts(each.outputs.texts));
+  });
+
+  it('padBatch needs maxBatch', async () => {
+    const steps: Step[] = [
+      { op: 'crop-batch', params: { ...crop, output: 'x' } },
+      { op: 'infer', model: 'm', params: { inputs: 'x', outputs: 'y', padBatch: true } },
+    ];
+    expect(await codeOf(run(steps, ['y']))).toBe('E_RUN_PIPELINE');
+  });
+});
+
+describe('the OCR package on a GPU', () => {
+  it('its GPU variants make few shapes: one for cls, one per width bucket for rec', async () => {
+    const reader = await PackageReader.open('fixtures/dist/paddleocr-v4.xpkg');
+    const m = reader.manifest;
+    await reader.close();
+    const gpu = m.models.map((x) => x.variants.find((v) => v.id.includes('cuda'))!);
+    const shapes = pipelineShapes(withVariants(m, gpu));
+    const rec = m.models.find((x) => x.id === 'rec')!.variants.find((v) => v.id.includes('cuda'))!;
+    const buckets = (rec.steps!['rec-crop'].params as { widthBuckets: number[] }).widthBuckets;
+    expect(shapes.cls.map((f) => enumerateShapes(f.dims!))).toEqual([[[16, 48, 192, 3]]]);
+    expect(shapes.rec.map((f) => enumerateShapes(f.dims!))).toEqual([
+      [...buckets].reverse().map((w) => [16, 48, w, 3]),
+    ]);
+    expect(buckets.length).toBeLessThanOrEqual(32);
+  });
+});
