@@ -40,6 +40,33 @@ export interface WebOrtInfo {
   webgpu: boolean;
 }
 
+/**
+ * Why a variant is not loaded in the browser, decided from the manifest before any byte of it is
+ * read (null: it loads): larger than the runtime's memory allows, or split into external data files.
+ */
+export function browserRefusal(
+  variant: Variant,
+  sizeOf: (path: string) => number,
+  max = DEFAULT_MAX_MODEL_BYTES,
+): BrowserError | RunnerError | null {
+  const total = variant.files.reduce((n, p) => n + sizeOf(p), 0);
+  if (total > max)
+    return new BrowserError(
+      'E_BROWSER_TOO_LARGE',
+      `variant ${variant.id} is ${total} bytes; a browser holds models up to ${max} bytes (the WASM runtime's memory is 4 GiB)`,
+      { variant: variant.id, bytes: total, limit: max },
+    );
+  if (variant.files.length > 1)
+    return new RunnerError(
+      'E_RUN_LOAD',
+      `variant ${variant.id}: models with external data files do not load in the browser`,
+      {
+        variant: variant.id,
+      },
+    );
+  return null;
+}
+
 export class WebOrtBackend implements Backend {
   readonly name = 'onnxruntime-web';
   readonly runtimes = ['onnxruntime'] as const;
@@ -88,22 +115,8 @@ export class WebOrtBackend implements Backend {
         { variant: variant.id, wanted: variantProviders(variant) },
       );
     const sizeOf = (p: string) => (files instanceof Map ? files.get(p)!.length : (files as VariantFiles).size(p));
-    const total = variant.files.reduce((n, p) => n + sizeOf(p), 0);
-    const max = this.options.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES;
-    if (total > max)
-      throw new BrowserError(
-        'E_BROWSER_TOO_LARGE',
-        `variant ${variant.id} is ${total} bytes; a browser holds models up to ${max} bytes (the WASM runtime's memory is 4 GiB)`,
-        { variant: variant.id, bytes: total, limit: max },
-      );
-    if (variant.files.length > 1)
-      throw new RunnerError(
-        'E_RUN_LOAD',
-        `variant ${variant.id}: models with external data files do not load in the browser`,
-        {
-          variant: variant.id,
-        },
-      );
+    const refused = browserRefusal(variant, sizeOf, this.options.maxModelBytes);
+    if (refused) throw refused;
     const path = variant.files[0];
     const model = await this.#read(files, path, sizeOf(path));
     const executionProviders = providers.map((p) => (p === 'cpu' ? 'wasm' : p));
