@@ -38,7 +38,18 @@ export interface WebOrtInfo {
   threads: number;
   crossOriginIsolated: boolean;
   webgpu: boolean;
+  /** Milliseconds to start the runtime: its script, and its WASM fetched, compiled and initialised. */
+  startMs: number;
+  /** Per variant loaded: milliseconds to read (and verify) its model, and to create its session. */
+  loads: Record<string, { readMs: number; createMs: number }>;
 }
+
+/**
+ * The smallest model (one Identity node, float32 [N] → [N]): creating its session starts the WASM
+ * runtime at init, while the package's models are still being read, and times that start apart.
+ */
+const IDENTITY_MODEL =
+  'CAcSDXhwa2ctZml4dHVyZXM6RAoUCgFYEgFZGgJuMCIISWRlbnRpdHkSCGlkZW50aXR5WhAKAVgSCwoJCAESBQoDEgFOYhAKAVkSCwoJCAESBQoDEgFOQgQKABAN';
 
 /**
  * Why a variant is not loaded in the browser, decided from the manifest before any byte of it is
@@ -86,6 +97,7 @@ export class WebOrtBackend implements Backend {
       const gpu = (globalThis.navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
       webgpu = Boolean(await gpu?.requestAdapter().catch(() => null));
     }
+    const t0 = performance.now();
     // The WebGPU build is a larger download: only when it will be used.
     const ort = (webgpu ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm')) as Ort;
     const base = this.options.wasmBase;
@@ -95,8 +107,22 @@ export class WebOrtBackend implements Backend {
     const threads = isolated ? Math.max(1, Math.min(this.options.threads || cores, 16)) : 1;
     ort.env.wasm.numThreads = threads;
     ort.env.logLevel = 'error';
+    const warm = await ort.InferenceSession.create(
+      Uint8Array.from(atob(IDENTITY_MODEL), (c) => c.charCodeAt(0)),
+      {
+        executionProviders: ['wasm'],
+      },
+    );
+    await warm.release();
     this.#ort = ort;
-    this.#info = { version: ort.env.versions.web ?? 'unknown', threads, crossOriginIsolated: isolated, webgpu };
+    this.#info = {
+      version: ort.env.versions.web ?? 'unknown',
+      threads,
+      crossOriginIsolated: isolated,
+      webgpu,
+      startMs: performance.now() - t0,
+      loads: {},
+    };
     return { ok: true, version: this.#info.version, providers: webgpu ? ['webgpu', 'cpu', 'wasm'] : ['cpu', 'wasm'] };
   }
 
@@ -118,7 +144,9 @@ export class WebOrtBackend implements Backend {
     const refused = browserRefusal(variant, sizeOf, this.options.maxModelBytes);
     if (refused) throw refused;
     const path = variant.files[0];
+    const t0 = performance.now();
     const model = await this.#read(files, path, sizeOf(path));
+    const t1 = performance.now();
     const executionProviders = providers.map((p) => (p === 'cpu' ? 'wasm' : p));
     let session: OrtWeb.InferenceSession;
     try {
@@ -132,6 +160,7 @@ export class WebOrtBackend implements Backend {
         variant: variant.id,
       });
     }
+    this.#info.loads[variant.id] = { readMs: t1 - t0, createMs: performance.now() - t1 };
     return new WebOrtSession(
       ort,
       session,

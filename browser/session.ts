@@ -179,6 +179,9 @@ export class PackageSession {
   async prepare(onProgress?: (p: Progress) => void): Promise<void> {
     this.progress ??= onProgress;
     const runner = await this.ensureRunner();
+    // The runtime starts once the read-ahead is in: started together, its WASM compile takes the
+    // browser's pool threads from the digests of the very blocks its sessions wait for.
+    await this.reading;
     try {
       await runner.warmUp();
     } catch (e) {
@@ -247,18 +250,20 @@ export class PackageSession {
     const host = await detectHost({ registry });
     this.runner = await Runner.fromReader(this.reader, this.policy, { host, registry });
     this.backend = backend;
-    this.readAhead(this.runner);
+    this.reading = this.readAhead(this.runner);
     return this.runner;
   }
 
   private modelFiles: string[] = [];
+  /** The reads readAhead started, settled. */
+  private reading: Promise<unknown> = Promise.resolve();
 
   /**
-   * Starts reading (and checking) what the run will use while onnxruntime-web starts: each model's
-   * first candidate variant, unless the browser refuses it before reading, and the assets and
-   * scripts. A verification meanwhile awaits these reads instead of reading the files again.
+   * Reads (and checks) what the run will use before onnxruntime-web starts: each model's first
+   * candidate variant, unless the browser refuses it before reading, and the assets and scripts.
+   * A verification meanwhile awaits these reads instead of reading the files again.
    */
-  private readAhead(runner: Runner): void {
+  private readAhead(runner: Runner): Promise<unknown> {
     const files = this.reader.manifest.files;
     const sizeOf = (p: string) => files.find((f) => f.path === p)?.size ?? Number.POSITIVE_INFINITY;
     for (const m of runner.selection.models) {
@@ -268,7 +273,7 @@ export class PackageSession {
     }
     const manifest = this.reader.manifest;
     const rest = [...(manifest.assets ?? []), ...(manifest.pipeline.scripts ?? [])].map((a) => a.path);
-    for (const p of [...this.modelFiles, ...rest]) this.reader.prefetch(p);
+    return Promise.all([...this.modelFiles, ...rest].map((p) => this.reader.prefetch(p)));
   }
 
   async close(): Promise<void> {

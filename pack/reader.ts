@@ -508,10 +508,11 @@ export class PackageReader implements PackageReaderLike {
   /**
    * Starts the verified read of a whole payload file now (say, while a runtime starts) for the
    * read that will use it: readVerified/streamVerified hand these bytes over, and verifyIntegrity
-   * awaits their check instead of reading the file again.
+   * awaits their check instead of reading the file again. Resolves once the read settled (a
+   * failure is the taker's to see).
    */
-  prefetch(path: string): void {
-    this.shared.prefetch(path, () => this.readWhole(path));
+  prefetch(path: string): Promise<void> {
+    return this.shared.prefetch(path, () => this.readWhole(path));
   }
 
   /** Lets go of prefetched bytes no read took (all of them by default). */

@@ -34,12 +34,14 @@ export class SharedReads {
     return this.checked.get(path) ?? null;
   }
 
-  /** Starts `read` of `path` now, unless one is already waiting to be taken. */
-  prefetch(path: string, read: () => Promise<Buffer>): void {
-    if (this.ahead.has(path)) return;
-    const p = this.track(path, read());
-    p.catch(() => {}); // the taker sees the failure
-    this.ahead.set(path, p);
+  /** Starts `read` of `path` now, unless one is already waiting to be taken; resolves when it settles. */
+  prefetch(path: string, read: () => Promise<Buffer>): Promise<void> {
+    let p = this.ahead.get(path);
+    if (!p) this.ahead.set(path, (p = this.track(path, read())));
+    return p.then(
+      () => {},
+      () => {}, // the taker sees the failure
+    );
   }
 
   /** The bytes of a prefetch of `path`, once; null when none is waiting. */
