@@ -12,6 +12,8 @@ export class SharedReads {
   /** Per file: resolves true once a verified read of all of it passed, false if one stopped for another reason. */
   private readonly checked = new Map<string, Promise<boolean>>();
   private readonly ahead = new Map<string, Promise<Buffer>>();
+  /** Files a verified read of all of them passed at least once. */
+  private readonly passed = new Set<string>();
 
   /**
    * Records a verified read of `path`. A digest or archive error is kept (a verification awaiting
@@ -19,10 +21,12 @@ export class SharedReads {
    * to be checked again, unless an earlier read already did.
    */
   track<T>(path: string, read: Promise<T>): Promise<T> {
-    const before = this.checked.get(path);
     const done = read.then(
-      () => true,
-      (e: unknown) => (e instanceof FormatError ? Promise.reject(e) : (before ?? false)),
+      () => {
+        this.passed.add(path);
+        return true;
+      },
+      (e: unknown) => (e instanceof FormatError ? Promise.reject(e) : this.passed.has(path)),
     );
     done.catch(() => {}); // awaited by a verification, if one comes
     this.checked.set(path, done);
