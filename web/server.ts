@@ -90,8 +90,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
   async function file(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const type = TYPES[extname(path)] ?? 'application/octet-stream';
     const st = await stat(path);
-    // A validator, so a return visit revalidates instead of downloading again, and Chromium reuses
-    // the code it compiled from the runtime's WASM (its code cache is keyed to the cached response).
+    // A validator, so a return visit revalidates instead of downloading the files (14 MB of WASM) again.
     const etag = etagOf(st);
     if (req.headers['if-none-match'] === etag) {
       res.writeHead(304, { ...headers(type), ETag: etag });
