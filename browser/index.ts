@@ -38,7 +38,7 @@ class WorkerChannel implements Channel {
     { resolve: (v: unknown) => void; reject: (e: Error) => void; progress?: (p: Progress) => void }
   >();
 
-  private start(): Worker {
+  start(): Worker {
     if (this.worker) return this.worker;
     const w = new Worker(new URL('./xpkg-worker.js', import.meta.url), { type: 'module', name: 'xpkg' });
     w.onmessage = (e: MessageEvent<Reply>) => {
@@ -158,6 +158,14 @@ export class XpkgPackage {
     this.closed = true;
     await this.channel.call('close', { pkg: this.pkg });
   }
+}
+
+/**
+ * Starts the worker (and the library inside it) now, so that a page opening a package later does
+ * not wait for it: a page calls this on load, while the user picks a file.
+ */
+export function preload(): void {
+  (shared ??= new WorkerChannel()).start();
 }
 
 /**

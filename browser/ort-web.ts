@@ -38,6 +38,44 @@ export interface WebOrtInfo {
   threads: number;
   crossOriginIsolated: boolean;
   webgpu: boolean;
+  /** Milliseconds to start the runtime: its script, and its WASM fetched, compiled and initialised. */
+  startMs: number;
+  /** Per variant loaded: milliseconds to read (and verify) its model, and to create its session. */
+  loads: Record<string, { readMs: number; createMs: number }>;
+}
+
+/**
+ * The smallest model (one Identity node, float32 [N] → [N]): creating its session starts the WASM
+ * runtime at init, while the package's models are still being read, and times that start apart.
+ */
+const IDENTITY_MODEL =
+  'CAcSDXhwa2ctZml4dHVyZXM6RAoUCgFYEgFZGgJuMCIISWRlbnRpdHkSCGlkZW50aXR5WhAKAVgSCwoJCAESBQoDEgFOYhAKAVkSCwoJCAESBQoDEgFOQgQKABAN';
+
+/**
+ * Why a variant is not loaded in the browser, decided from the manifest before any byte of it is
+ * read (null: it loads): larger than the runtime's memory allows, or split into external data files.
+ */
+export function browserRefusal(
+  variant: Variant,
+  sizeOf: (path: string) => number,
+  max = DEFAULT_MAX_MODEL_BYTES,
+): BrowserError | RunnerError | null {
+  const total = variant.files.reduce((n, p) => n + sizeOf(p), 0);
+  if (total > max)
+    return new BrowserError(
+      'E_BROWSER_TOO_LARGE',
+      `variant ${variant.id} is ${total} bytes; a browser holds models up to ${max} bytes (the WASM runtime's memory is 4 GiB)`,
+      { variant: variant.id, bytes: total, limit: max },
+    );
+  if (variant.files.length > 1)
+    return new RunnerError(
+      'E_RUN_LOAD',
+      `variant ${variant.id}: models with external data files do not load in the browser`,
+      {
+        variant: variant.id,
+      },
+    );
+  return null;
 }
 
 export class WebOrtBackend implements Backend {
@@ -59,6 +97,7 @@ export class WebOrtBackend implements Backend {
       const gpu = (globalThis.navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
       webgpu = Boolean(await gpu?.requestAdapter().catch(() => null));
     }
+    const t0 = performance.now();
     // The WebGPU build is a larger download: only when it will be used.
     const ort = (webgpu ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm')) as Ort;
     const base = this.options.wasmBase;
@@ -68,8 +107,22 @@ export class WebOrtBackend implements Backend {
     const threads = isolated ? Math.max(1, Math.min(this.options.threads || cores, 16)) : 1;
     ort.env.wasm.numThreads = threads;
     ort.env.logLevel = 'error';
+    const warm = await ort.InferenceSession.create(
+      Uint8Array.from(atob(IDENTITY_MODEL), (c) => c.charCodeAt(0)),
+      {
+        executionProviders: ['wasm'],
+      },
+    );
+    await warm.release();
     this.#ort = ort;
-    this.#info = { version: ort.env.versions.web ?? 'unknown', threads, crossOriginIsolated: isolated, webgpu };
+    this.#info = {
+      version: ort.env.versions.web ?? 'unknown',
+      threads,
+      crossOriginIsolated: isolated,
+      webgpu,
+      startMs: performance.now() - t0,
+      loads: {},
+    };
     return { ok: true, version: this.#info.version, providers: webgpu ? ['webgpu', 'cpu', 'wasm'] : ['cpu', 'wasm'] };
   }
 
@@ -88,24 +141,12 @@ export class WebOrtBackend implements Backend {
         { variant: variant.id, wanted: variantProviders(variant) },
       );
     const sizeOf = (p: string) => (files instanceof Map ? files.get(p)!.length : (files as VariantFiles).size(p));
-    const total = variant.files.reduce((n, p) => n + sizeOf(p), 0);
-    const max = this.options.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES;
-    if (total > max)
-      throw new BrowserError(
-        'E_BROWSER_TOO_LARGE',
-        `variant ${variant.id} is ${total} bytes; a browser holds models up to ${max} bytes (the WASM runtime's memory is 4 GiB)`,
-        { variant: variant.id, bytes: total, limit: max },
-      );
-    if (variant.files.length > 1)
-      throw new RunnerError(
-        'E_RUN_LOAD',
-        `variant ${variant.id}: models with external data files do not load in the browser`,
-        {
-          variant: variant.id,
-        },
-      );
+    const refused = browserRefusal(variant, sizeOf, this.options.maxModelBytes);
+    if (refused) throw refused;
     const path = variant.files[0];
+    const t0 = performance.now();
     const model = await this.#read(files, path, sizeOf(path));
+    const t1 = performance.now();
     const executionProviders = providers.map((p) => (p === 'cpu' ? 'wasm' : p));
     let session: OrtWeb.InferenceSession;
     try {
@@ -119,6 +160,7 @@ export class WebOrtBackend implements Backend {
         variant: variant.id,
       });
     }
+    this.#info.loads[variant.id] = { readMs: t1 - t0, createMs: performance.now() - t1 };
     return new WebOrtSession(
       ort,
       session,

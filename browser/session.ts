@@ -16,7 +16,7 @@ import { type LoadedPolicy, type VerifyResult, verifyReader } from '../signing/v
 import { BrowserError, type ErrorJson, SandboxError, toXpkgError } from '../spec/errors.js';
 import { setAssetBase } from './assets.js';
 import { decodeImage, decodeTarget } from './image.js';
-import { DEFAULT_MAX_MODEL_BYTES, WebOrtBackend, type WebOrtInfo } from './ort-web.js';
+import { browserRefusal, DEFAULT_MAX_MODEL_BYTES, WebOrtBackend, type WebOrtInfo } from './ort-web.js';
 import { type CountingSource, sourceOf } from './sources.js';
 import { detectHost } from './twins/host.js';
 import { resolvePolicy } from './twins/verify.js';
@@ -73,6 +73,8 @@ export interface Opened {
 
 export interface BrowserRunResult extends RunResult {
   runtime: WebOrtInfo | null;
+  /** Bytes read from the package so far (opening, verifying and loading included). */
+  bytesRead: number;
 }
 
 const errorJson = (e: unknown): ErrorJson => toXpkgError(e).toJSON();
@@ -162,6 +164,8 @@ export class PackageSession {
 
   /** Signatures, trust and every payload digest (by blocks, spec/FORMAT.md §10.1). Throws the first failure's code. */
   async verify(onProgress?: (p: Progress) => void): Promise<VerifyResult & { bytesRead: number }> {
+    // A prepare() under way first says which files its load reads: those are checked once, as read.
+    await this.starting?.catch(() => {});
     const r = await verifyReader(this.reader, this.policy, {
       onProgress: (done, total) => onProgress?.({ phase: 'verify', done, total }),
     });
@@ -175,9 +179,17 @@ export class PackageSession {
   async prepare(onProgress?: (p: Progress) => void): Promise<void> {
     this.progress ??= onProgress;
     const runner = await this.ensureRunner();
-    await runner.warmUp().catch((e: unknown) => {
+    // The runtime starts once the read-ahead is in: started together, its WASM compile takes the
+    // browser's pool threads from the digests of the very blocks its sessions wait for.
+    await this.reading;
+    try {
+      await runner.warmUp();
+    } catch (e) {
       throw tooLargeOnly(e, this.options.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES) ?? e;
-    });
+    } finally {
+      // A model file read ahead for a variant that did not load is not kept.
+      this.reader.dropPrefetched(this.modelFiles);
+    }
   }
 
   /**
@@ -202,7 +214,7 @@ export class PackageSession {
       values[name] = image ? await decodeImage(value as Blob, decodeTarget(manifest, name), budget.maxPixels) : value;
     }
     const result = await runner.run(values);
-    return { ...result, runtime: this.backend?.info ?? null };
+    return { ...result, runtime: this.backend?.info ?? null, bytesRead: this.source.bytesFetched };
   }
 
   private starting: Promise<Runner> | null = null;
@@ -238,10 +250,34 @@ export class PackageSession {
     const host = await detectHost({ registry });
     this.runner = await Runner.fromReader(this.reader, this.policy, { host, registry });
     this.backend = backend;
+    this.reading = this.readAhead(this.runner);
     return this.runner;
   }
 
+  private modelFiles: string[] = [];
+  /** The reads readAhead started, settled. */
+  private reading: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Reads (and checks) what the run will use before onnxruntime-web starts: each model's first
+   * candidate variant, unless the browser refuses it before reading, and the assets and scripts.
+   * A verification meanwhile awaits these reads instead of reading the files again.
+   */
+  private readAhead(runner: Runner): Promise<unknown> {
+    const files = this.reader.manifest.files;
+    const sizeOf = (p: string) => files.find((f) => f.path === p)?.size ?? Number.POSITIVE_INFINITY;
+    for (const m of runner.selection.models) {
+      const v = m.candidates[0]?.variant;
+      if (!v || browserRefusal(v, sizeOf, this.options.maxModelBytes)) continue;
+      this.modelFiles.push(...v.files);
+    }
+    const manifest = this.reader.manifest;
+    const rest = [...(manifest.assets ?? []), ...(manifest.pipeline.scripts ?? [])].map((a) => a.path);
+    return Promise.all([...this.modelFiles, ...rest].map((p) => this.reader.prefetch(p)));
+  }
+
   async close(): Promise<void> {
+    this.reader.dropPrefetched();
     if (this.runner) await this.runner.close();
     else await this.reader.close();
   }

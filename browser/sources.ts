@@ -176,7 +176,9 @@ export class UrlSource extends WindowedSource {
   ): Promise<Response> {
     let r: Response;
     try {
-      r = await fetch(url, { ...init, headers: { ...(init.headers ?? {}), Range: range } });
+      // Past the HTTP cache: it would hold the concurrent range requests of one URL behind each
+      // other's cache entry and revalidate them (each byte is checked against the manifest anyway).
+      r = await fetch(url, { cache: 'no-store', ...init, headers: { ...(init.headers ?? {}), Range: range } });
     } catch (e) {
       throw new BrowserError('E_BROWSER_FETCH', `${url}: ${(e as Error).message}`, { url, reason: 'network' });
     }

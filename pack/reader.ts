@@ -24,6 +24,7 @@ import {
   parseCentral,
 } from './entries.js';
 import { FileSource } from './file-source.js';
+import { SharedReads } from './shared-reads.js';
 import { type ByteSource, localHasher } from './source.js';
 import type { EntryInfo, IntegrityReport, OpenOptions, PackageReaderLike } from './types.js';
 import * as Z from './zip.js';
@@ -90,6 +91,9 @@ const digestMismatch = (path: string, expected: string, actual: string) =>
   });
 
 export class PackageReader implements PackageReaderLike {
+  /** Verified reads a full verification reuses, and reads started ahead (pack/shared-reads.ts). */
+  private readonly shared = new SharedReads();
+
   private constructor(
     readonly path: string,
     private readonly source: ByteSource,
@@ -497,7 +501,26 @@ export class PackageReader implements PackageReaderLike {
    * One payload file whole, its size and SHA-256 checked on exactly the bytes returned. A file too
    * large for one Buffer is refused up front (E_USAGE): read it with `streamVerified` instead.
    */
-  async readVerified(path: string): Promise<Buffer> {
+  readVerified(path: string): Promise<Buffer> {
+    return this.shared.take(path) ?? this.shared.track(path, this.readWhole(path));
+  }
+
+  /**
+   * Starts the verified read of a whole payload file now (say, while a runtime starts) for the
+   * read that will use it: readVerified/streamVerified hand these bytes over, and verifyIntegrity
+   * awaits their check instead of reading the file again. Resolves once the read settled (a
+   * failure is the taker's to see).
+   */
+  prefetch(path: string): Promise<void> {
+    return this.shared.prefetch(path, () => this.readWhole(path));
+  }
+
+  /** Lets go of prefetched bytes no read took (all of them by default). */
+  dropPrefetched(paths?: Iterable<string>): void {
+    this.shared.drop(paths);
+  }
+
+  private async readWhole(path: string): Promise<Buffer> {
     const { e, f } = this.payload(path);
     if (f.size > MAX_BUFFER)
       throw new UsageError(
@@ -531,8 +554,19 @@ export class PackageReader implements PackageReaderLike {
     sink: (chunk: Buffer) => void | Promise<void>,
     chunkBytes = STREAM_CHUNK,
   ): Promise<void> {
+    const ahead = this.shared.take(path);
+    if (!ahead) return this.shared.track(path, this.streamNow(path, sink, chunkBytes));
+    const data = await ahead;
+    for (let p = 0; p < data.length; p += chunkBytes) await sink(data.subarray(p, p + chunkBytes));
+  }
+
+  private async streamNow(
+    path: string,
+    sink: (chunk: Buffer) => void | Promise<void>,
+    chunkBytes = STREAM_CHUNK,
+  ): Promise<void> {
     const { e, f } = this.payload(path);
-    if (e.method !== 0) return void (await sink(await this.readVerified(path)));
+    if (e.method !== 0) return void (await sink(await this.readWhole(path)));
     if (e.size !== f.size)
       throw new FormatError(
         'E_FILE_SIZE',
@@ -612,6 +646,18 @@ export class PackageReader implements PackageReaderLike {
     const files = [...present].sort((a, b) => b.size - a.size);
     for (const f of files) {
       const e = this.byName.get(f.path)!;
+      const covered = this.shared.covered(f.path);
+      if (covered) {
+        // Read whole and checked by a load through this reader (or being read now): not read again.
+        // A read that stopped short for another reason leaves it to be checked here, block by block.
+        jobs.push(
+          covered.then(async (ok) => {
+            if (!ok) await this.streamNow(f.path, () => {});
+            progress(f.size);
+          }),
+        );
+        continue;
+      }
       if (inline(f)) {
         jobs.push(
           (async () => {

@@ -13,7 +13,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedLines, pages } from '../fixtures/images/render.js';
 import { PackageReader } from '../pack/reader.js';
 import { Runner } from '../runner/runner.js';
-import { ARTIFACTS, type BrowserRig, BUILT, dropFiles, haveBrowser, startRig } from './helpers/browser.js';
+import {
+  ARTIFACTS,
+  type BrowserRig,
+  BUILT,
+  dropFiles,
+  haveBrowser,
+  type Lib,
+  loadLibrary,
+  startRig,
+} from './helpers/browser.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const OCR = join(ROOT, 'fixtures', 'dist', 'paddleocr-v4.xpkg');
@@ -61,6 +70,38 @@ describe.skipIf(!haveBrowser)('the drop page in Chromium', () => {
     expect(await page.textContent('#status')).toContain('result(s)');
     expect(await page.textContent('#timings')).toMatch(/infer:rec [\d.]+ ms .* \d+ thread/);
     await page.screenshot({ path: join(ARTIFACTS, 'ocr-verified.png'), fullPage: true });
+  });
+
+  it('a dropped File read as the page reads it (models loading while it verifies, then a run) reads each byte once', async () => {
+    const page = await rig.page();
+    await page.goto(rig.server.url);
+    await loadLibrary(page);
+    const png = (await readFile(IMAGE)).toString('base64');
+    const r = await page.evaluate(
+      async ({ key, png }) => {
+        const { openPackage } = (window as unknown as { xpkg: Lib }).xpkg;
+        const file = new File([await (await fetch('/packages/paddleocr-v4.xpkg')).blob()], 'paddleocr-v4.xpkg');
+        const pkg = (await openPackage(file, { trust: [key] })) as Awaited<ReturnType<Lib['openPackage']>> & {
+          prepare(): Promise<void>;
+        };
+        const [, verified] = await Promise.all([pkg.prepare(), pkg.verify()]);
+        const image = new Blob([Uint8Array.from(atob(png), (c) => c.charCodeAt(0))], { type: 'image/png' });
+        const run = (await pkg.run({ image })) as unknown as { bytesRead: number; outputs: { lines: unknown[] } };
+        await pkg.close();
+        return {
+          size: file.size,
+          verified: (verified as unknown as { bytesRead: number }).bytesRead,
+          ran: run.bytesRead,
+          lines: run.outputs.lines.length,
+        };
+      },
+      { key: await readFile(KEY, 'utf8'), png },
+    );
+    expect(r.lines).toBe(nodeLines.length);
+    // Opening reads a few 64 KiB windows (headers, manifest, signatures); every payload byte once.
+    expect(r.ran).toBeGreaterThanOrEqual(r.size - 64 * 1024);
+    expect(r.ran).toBeLessThanOrEqual(r.size + 512 * 1024);
+    expect(r.verified).toBe(r.ran);
   });
 
   it('a package with one byte flipped in a model shows E_DIGEST_MISMATCH', async () => {

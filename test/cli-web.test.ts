@@ -43,6 +43,11 @@ describe('xpkg web', () => {
     expect(wasm.headers.get('content-encoding')).toBe('gzip');
     const bytes = new Uint8Array(await wasm.arrayBuffer());
     expect(bytes.length).toBe((await stat(join(ROOT, 'dist', 'browser', 'ort-wasm-simd-threaded.wasm'))).size);
+    // A return visit revalidates instead of downloading the WASM again.
+    const etag = wasm.headers.get('etag');
+    expect(etag).toMatch(/^".+"$/);
+    const again = await fetch(`${base}/browser/ort-wasm-simd-threaded.wasm`, { headers: { 'If-None-Match': etag! } });
+    expect(again.status).toBe(304);
     expect((await fetch(`${base}/web/config.json`).then((r) => r.json())).trust).toEqual([await readFile(KEY, 'utf8')]);
   });
 

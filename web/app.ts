@@ -4,7 +4,7 @@
  * through `xpkg/browser` in its worker; this file only renders. Results and errors are announced
  * in the live region #status for screen readers.
  */
-import { type BrowserRunResult, openPackage, type Progress, type XpkgPackage } from '../browser/index.js';
+import { type BrowserRunResult, openPackage, type Progress, preload, type XpkgPackage } from '../browser/index.js';
 import { MESSAGES } from './messages.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -151,8 +151,19 @@ async function runImage(file: File): Promise<void> {
   const t = r.timings;
   $('timings').textContent = `${Object.entries(t)
     .map(([k, v]) => `${k} ${v.toFixed(1)} ms`)
-    .join(' · ')} · ${r.runtime?.threads ?? 1} thread(s)${r.runtime?.crossOriginIsolated ? ' (isolated page)' : ''}`;
+    .join(
+      ' · ',
+    )} · ${r.runtime?.threads ?? 1} thread(s)${r.runtime?.crossOriginIsolated ? ' (isolated page)' : ''}${loadTimes(r)}`;
   announce(`${lines.length} result(s): ${lines.slice(0, 5).join('; ')}`, 'ok');
+}
+
+/** What starting the runtime and loading each model took (read and verified + session created). */
+function loadTimes(r: BrowserRunResult): string {
+  if (!r.runtime) return '';
+  const loads = Object.entries(r.runtime.loads).map(
+    ([v, t]) => ` · load ${v} ${t.readMs.toFixed(0)} + ${t.createMs.toFixed(0)} ms`,
+  );
+  return ` · runtime start ${r.runtime.startMs.toFixed(0)} ms${loads.join('')}`;
 }
 
 /** Draws every output the picture can show and returns one text line per result. */
@@ -237,6 +248,8 @@ document.addEventListener('drop', (e) => {
   for (const f of e.dataTransfer?.files ?? []) route(f);
 });
 
+// The worker starts while the page asks for its configuration and the user picks a file.
+preload();
 // `xpkg web --trust key.pub` hands its keys to the page; `?package=URL` opens one by URL.
 void fetch('config.json')
   .then((r) => (r.ok ? r.json() : null))

@@ -11,7 +11,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { basename, dirname, extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { gzip as gzipCb } from 'node:zlib';
 import { UsageError } from '../spec/errors.js';
 
 export interface WebServerOptions {
@@ -47,6 +48,11 @@ const TYPES: Record<string, string> = {
   '.xpkg': 'application/octet-stream',
 };
 const COMPRESS = new Set(['.html', '.js', '.mjs', '.css', '.json', '.map', '.wasm', '.txt']);
+const gzip = promisify(gzipCb);
+
+/** A validator from size and modification time: a rebuilt file gets a new one. */
+const etagOf = (st: { size: number; mtimeMs: number }) =>
+  `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
 
 /** Serves `root/web` and `root/browser` (and packages) until closed. */
 export async function startWebServer(options: WebServerOptions = {}): Promise<WebServer> {
@@ -58,7 +64,18 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
   if (packages !== undefined && !(await stat(packages).catch(() => null))?.isDirectory())
     throw new UsageError('E_USAGE', `--packages ${packages} is not a folder`, { packages });
   const config = Buffer.from(JSON.stringify({ trust: options.trust ?? [] }));
-  const gz = new Map<string, Buffer>();
+  /** Gzipped bodies by path and validator, compressed off the event loop once. */
+  const gz = new Map<string, Promise<Buffer>>();
+  const gzipped = (path: string, etag: string): Promise<Buffer> => {
+    const key = `${path} ${etag}`;
+    let body = gz.get(key);
+    if (!body) {
+      body = readFile(path).then((b) => gzip(b, { level: 9 }));
+      body.catch(() => gz.delete(key));
+      gz.set(key, body);
+    }
+    return body;
+  };
 
   const headers = (type: string): Record<string, string> => ({
     'Content-Type': type,
@@ -72,11 +89,18 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
 
   async function file(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const type = TYPES[extname(path)] ?? 'application/octet-stream';
+    const st = await stat(path);
+    // A validator, so a return visit revalidates instead of downloading the files (14 MB of WASM) again.
+    const etag = etagOf(st);
+    if (req.headers['if-none-match'] === etag) {
+      res.writeHead(304, { ...headers(type), ETag: etag });
+      return void res.end();
+    }
     if (COMPRESS.has(extname(path)) && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
-      let body = gz.get(path);
-      if (!body) gz.set(path, (body = gzipSync(await readFile(path), { level: 9 })));
+      const body = await gzipped(path, etag);
       res.writeHead(200, {
         ...headers(type),
+        ETag: etag,
         'Content-Encoding': 'gzip',
         'Content-Length': body.length,
         Vary: 'Accept-Encoding',
@@ -84,8 +108,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
       res.end(req.method === 'HEAD' ? undefined : body);
       return;
     }
-    const st = await stat(path);
-    res.writeHead(200, { ...headers(type), 'Content-Length': st.size });
+    res.writeHead(200, { ...headers(type), ETag: etag, 'Content-Length': st.size });
     if (req.method === 'HEAD') res.end();
     else createReadStream(path).pipe(res);
   }
@@ -93,7 +116,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
   /** One `Range: bytes=a-b` (or `-n`) per request: what the browser entry sends. */
   async function ranged(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const st = await stat(path);
-    const etag = `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
+    const etag = etagOf(st);
     const base = { ...headers(TYPES['.xpkg']), 'Accept-Ranges': 'bytes', ETag: etag };
     const m = /^bytes=(\d*)-(\d*)$/.exec(String(req.headers.range ?? ''));
     if (!m) {
@@ -174,6 +197,12 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
     server.once('error', reject);
     server.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => resolve());
   });
+  // The runtime's WASM (14 MB) takes about a second of CPU to gzip: done now, in the background,
+  // rather than while the first visitor waits for a first run.
+  const wasm = join(root, 'browser', 'ort-wasm-simd-threaded.wasm');
+  void stat(wasm)
+    .then((st) => gzipped(wasm, etagOf(st)))
+    .catch(() => {});
   const a = server.address() as AddressInfo;
   const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
   return {
