@@ -4,7 +4,7 @@ import { renderSelection, selectionJson } from '../../runner/explain.js';
 import type { RunnerOptions } from '../../runner/runner.js';
 import { RunnerError } from '../../spec/errors.js';
 import type { Manifest } from '../../spec/schema.js';
-import { action, intOption, usage } from '../framework.js';
+import { action, endsWhenDone, intOption, usage } from '../framework.js';
 
 export interface RunFlags {
   input?: string[];
@@ -122,6 +122,7 @@ export function register(program: Command): void {
     program.command('run').description('verify, pick the best variant for this host, and run the package on inputs'),
   ).option('--explain', 'also print why each variant was chosen or rejected');
   run.option('--annotate <file|dir>', 'write the input image with the outputs drawn on it (a folder for many inputs)');
+  endsWhenDone(run);
   action<[string], RunFlags>(run, async (io, pkg, opts) => {
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, {
       ...runnerOptions(opts),
@@ -148,6 +149,7 @@ export function register(program: Command): void {
   )
     .option('--runs <n>', 'measured runs (default 20)')
     .option('--warmup <n>', 'unmeasured runs first (default 2)');
+  endsWhenDone(bench);
   action<[string], RunFlags & { runs?: string; warmup?: string }>(bench, async (io, pkg, opts) => {
     const runs = intOption(opts.runs, 'runs') ?? 20;
     const warmup = intOption(opts.warmup, 'warmup', 0) ?? 2;
