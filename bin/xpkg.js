@@ -1,4 +1,9 @@
 #!/usr/bin/env node
-import { main } from '../dist/cli/main.js';
+// run/bench may go on in a child started with huge-page malloc (cli/relaunch.ts); then this process
+// only waits for it and exits as it did
+import { relaunch } from '../dist/cli/relaunch.js';
 
-await main(process.argv);
+if (!(await relaunch())) {
+  const { main } = await import('../dist/cli/main.js');
+  await main(process.argv);
+}

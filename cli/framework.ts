@@ -64,6 +64,13 @@ export function finish(io: Io, outcome: CommandOutcome<unknown> | { error: unkno
   process.exitCode = outcome.exitStatus ?? 0;
 }
 
+const oneShot = new WeakSet<Command>();
+/** Marks a one-shot command: its process ends as soon as its output is flushed (cli/exit.ts). */
+export function endsWhenDone(cmd: Command): Command {
+  oneShot.add(cmd);
+  return cmd;
+}
+
 /**
  * Attaches an action: parses options, runs the typed command, hands the outcome to `finish`.
  * `--json` is read from the command's own options (each command declares it).
@@ -82,6 +89,7 @@ export function action<A extends unknown[], O extends { json?: boolean }>(
     } catch (e) {
       finish(io, { error: e });
     }
+    if (oneShot.has(cmd)) await (await import('./exit.js')).exitWhenFlushed();
   });
 }
 

@@ -359,6 +359,8 @@ interface Addon extends Kernels {
     sanitized: boolean;
   };
   cudaProbe(path: string): { loaded: boolean; devices: number; error?: string };
+  /** Ends the process now (`_Exit`): no destructors, atexit handlers or thread joins. Absent from older builds. */
+  exitNow?(code: number): never;
 }
 
 // ---- loading ----------------------------------------------------------------------------------
@@ -522,6 +524,15 @@ export function cudaInfo(path = CUDA_LIB): { loaded: boolean; devices: number; e
   if (!a) return { loaded: false, devices: 0, error: loadError };
   if (!existsSync(path)) return { loaded: false, devices: 0, error: `${path} not found` };
   return a.cudaProbe(path);
+}
+
+/**
+ * The addon's immediate process exit, or null (no addon, an older build, or XPKG_NATIVE=portable):
+ * for a command that has flushed its output and has nothing left to do (cli/exit.ts).
+ */
+export function exitNow(): ((code: number) => never) | null {
+  const a = mode === 'portable' ? null : load();
+  return a && typeof a.exitNow === 'function' ? a.exitNow.bind(a) : null;
 }
 
 // ---- dispatch ---------------------------------------------------------------------------------

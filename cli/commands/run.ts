@@ -5,7 +5,7 @@ import { renderSelection, selectionJson } from '../../runner/explain.js';
 import type { RunnerOptions } from '../../runner/runner.js';
 import { RunnerError } from '../../spec/errors.js';
 import type { Manifest } from '../../spec/schema.js';
-import { action, intOption, usage } from '../framework.js';
+import { action, endsWhenDone, intOption, usage } from '../framework.js';
 import { discoveryFlags } from './peers.js';
 
 export interface RunFlags {
@@ -170,6 +170,7 @@ export function register(program: Command): void {
   discoveryFlags(run, "peers that may run split models' tails");
   run.option('--discover-wait <ms>', 'with --discover: wait this long for a first peer (default 2000)');
   run.option('--peer-token-file <file>', 'split inference: the token the peers share (needed with --peer, --discover)');
+  endsWhenDone(run);
   action<[string], RunFlags>(run, async (io, pkg, opts) => {
     const fabric = opts.peer?.length || opts.discover ? await offloaderOf(opts) : undefined;
     await using _peers = { [Symbol.asyncDispose]: async () => fabric?.peers.close() };
@@ -199,6 +200,7 @@ export function register(program: Command): void {
   )
     .option('--runs <n>', 'measured runs (default 20)')
     .option('--warmup <n>', 'unmeasured runs first (default 2)');
+  endsWhenDone(bench);
   action<[string], RunFlags & { runs?: string; warmup?: string }>(bench, async (io, pkg, opts) => {
     const runs = intOption(opts.runs, 'runs') ?? 20;
     const warmup = intOption(opts.warmup, 'warmup', 0) ?? 2;

@@ -1,0 +1,195 @@
+/**
+ * How `xpkg run` ends (issue 11, cold start): the process ends as soon as its output is flushed,
+ * without its teardown (cli/exit.ts), and on Linux with glibc it runs in a child started with
+ * huge-page malloc (cli/relaunch.ts). Both through the real built CLI on the real fixtures.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { relaunchEnv } from '../cli/relaunch.js';
+import { exitNow } from '../native/index.js';
+import { tempDir } from './helpers/source.js';
+
+const BIN = resolve('bin/xpkg.js');
+const KEY = 'fixtures/keys/test.pub';
+const IMAGE = 'fixtures/images/example.png';
+const OCR = 'fixtures/dist/paddleocr-v4.xpkg';
+
+/** Runs the CLI with stdout piped to a reader that takes nothing for `stallMs`, then all of it. */
+function runSlowReader(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  stallMs: number,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
+    const out: Buffer[] = [];
+    let err = '';
+    child.stdout.pause();
+    setTimeout(() => child.stdout.resume(), stallMs);
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    child.on('error', fail);
+    child.on('close', (code) => done({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: err }));
+  });
+}
+
+const linuxFacts = {
+  platform: 'linux' as const,
+  argv: ['node', 'xpkg.js', 'run', 'p.xpkg'],
+  env: {},
+  glibc: () => true,
+  thp: () => 'always [madvise] never\n',
+};
+
+describe('relaunch with huge-page malloc: when', () => {
+  it('run and bench on Linux with glibc and THP get the tunable, added to any already set', () => {
+    expect(relaunchEnv(linuxFacts)?.GLIBC_TUNABLES).toBe('glibc.malloc.hugetlb=1');
+    expect(
+      relaunchEnv({
+        ...linuxFacts,
+        argv: ['node', 'x', 'bench', 'p'],
+        env: { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2', A: '1' },
+      }),
+    ).toEqual({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1', A: '1' });
+  });
+
+  it('not for other commands, another OS, musl, THP off, a tunable the user set, or XPKG_RELAUNCH=0', () => {
+    for (const argv of [
+      ['node', 'x'],
+      ['node', 'x', '--help'],
+      ['node', 'x', 'verify', 'run'],
+      ['node', 'x', 'serve'],
+    ])
+      expect(relaunchEnv({ ...linuxFacts, argv })).toBeNull();
+    expect(relaunchEnv({ ...linuxFacts, platform: 'darwin' })).toBeNull();
+    expect(relaunchEnv({ ...linuxFacts, glibc: () => false })).toBeNull();
+    expect(relaunchEnv({ ...linuxFacts, thp: () => 'always madvise [never]\n' })).toBeNull();
+    expect(relaunchEnv({ ...linuxFacts, thp: () => null })).toBeNull();
+    expect(relaunchEnv({ ...linuxFacts, env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' } })).toBeNull();
+    expect(relaunchEnv({ ...linuxFacts, env: { XPKG_RELAUNCH: '0' } })).toBeNull();
+  });
+});
+
+// Whether this machine relaunches (Linux, glibc, THP not never): the process tests below need it.
+const relaunches = (() => {
+  if (process.platform !== 'linux') return false;
+  const thp = existsSync('/sys/kernel/mm/transparent_hugepage/enabled')
+    ? readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8')
+    : null;
+  return Boolean(
+    relaunchEnv({
+      platform: 'linux',
+      argv: ['node', 'x', 'run'],
+      env: {},
+      glibc: () => /\/libc\.so\.6$/m.test(readFileSync('/proc/self/maps', 'utf8')),
+      thp: () => thp,
+    }),
+  );
+})();
+
+describe.skipIf(!relaunches)('relaunch with huge-page malloc: the process', () => {
+  it('xpkg run reads the page in a child that has the tunable and node’s own flags', () => {
+    const dir = tempDir('xpkg-relaunch-');
+    const log = join(dir, 'pids.log');
+    const hook = join(dir, 'hook.mjs');
+    writeFileSync(
+      hook,
+      `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(log)}, JSON.stringify({ pid: process.pid, ppid: process.ppid, tunables: process.env.GLIBC_TUNABLES ?? null }) + '\\n');\n`,
+    );
+    const args = ['run', OCR, '--trust', KEY, '--input', IMAGE, '--state-dir', tempDir()];
+    const r = spawnSync(process.execPath, ['--import', pathToFileURL(hook).href, BIN, ...args], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const procs = readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(procs).toHaveLength(2);
+    expect(procs[0].tunables).toBeNull();
+    expect(procs[1]).toMatchObject({ ppid: procs[0].pid, tunables: 'glibc.malloc.hugetlb=1' });
+    expect(r.stdout).toContain('The quick brown fox jumps over the lazy dog near the river bank.');
+  });
+
+  it('a failing run exits with the same status and error document as one run in-process', () => {
+    const args = [
+      'run',
+      OCR,
+      '--trust',
+      KEY,
+      '--input',
+      'fixtures/no-such-image.png',
+      '--json',
+      '--state-dir',
+      tempDir(),
+    ];
+    const a = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+    const b = spawnSync(process.execPath, [BIN, ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, XPKG_RELAUNCH: '0' },
+    });
+    expect(a.status).not.toBe(0);
+    expect(a.status).toBe(b.status);
+    expect(JSON.parse(a.stdout).error.code).toBe(JSON.parse(b.stdout).error.code);
+  });
+
+  it('SIGTERM to the launcher reaches the child, and the launcher dies of it', async () => {
+    const parent: ChildProcess = spawn(
+      process.execPath,
+      [BIN, 'bench', OCR, '--trust', KEY, '--input', IMAGE, '--runs', '1000', '--state-dir', tempDir()],
+      { stdio: 'ignore' },
+    );
+    const children = `/proc/${parent.pid}/task/${parent.pid}/children`;
+    let child = 0;
+    for (let i = 0; i < 300 && !child; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      child = Number(existsSync(children) ? readFileSync(children, 'utf8').trim().split(' ')[0] : 0);
+    }
+    expect(child).toBeGreaterThan(0);
+    const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) =>
+      parent.on('exit', (code, signal) => r([code, signal])),
+    );
+    parent.kill('SIGTERM');
+    expect(await exited).toEqual([null, 'SIGTERM']);
+    // the child is gone too (reaped by the launcher before it died)
+    expect(
+      existsSync(`/proc/${child}/cmdline`) && readFileSync(`/proc/${child}/cmdline`, 'utf8').includes('bench'),
+    ).toBe(false);
+  }, 60_000);
+});
+
+describe.skipIf(!exitNow())('ending as soon as the output is flushed', () => {
+  it('a 400 KB --json document reaches a reader that stalls first, whole', async () => {
+    // more than a pipe holds: the process must wait for the reader before it ends
+    const r = await runSlowReader(
+      ['run', 'fixtures/dist/segmenter.xpkg', '--trust', KEY, '--input', IMAGE, '--json', '--state-dir', tempDir()],
+      { XPKG_RELAUNCH: '0' },
+      1500,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.length).toBeGreaterThan(256 * 1024);
+    const doc = JSON.parse(r.stdout);
+    expect(Object.keys(doc.result.outputs)).toEqual(['mask']);
+  }, 60_000);
+
+  it('the optimised-model cache a first run fills is complete when the process has ended', () => {
+    const cache = tempDir('xpkg-exit-cache-');
+    const r = spawnSync(
+      process.execPath,
+      [BIN, 'run', OCR, '--trust', KEY, '--input', IMAGE, '--state-dir', tempDir()],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, XPKG_CACHE: cache },
+      },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const files = readdirSync(join(cache, 'ort')).sort();
+    // one optimised model and its record per model of the pipeline (det, cls, rec), no temp files
+    expect(files.filter((f) => f.endsWith('.onnx'))).toHaveLength(3);
+    expect(files.filter((f) => f.endsWith('.json'))).toHaveLength(3);
+    expect(files).toHaveLength(6);
+    for (const f of files.filter((x) => x.endsWith('.json')))
+      expect(() => JSON.parse(readFileSync(join(cache, 'ort', f), 'utf8'))).not.toThrow();
+  }, 60_000);
+});
