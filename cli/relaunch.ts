@@ -74,10 +74,14 @@ export function relaunch(f: RelaunchFacts = facts()): Promise<boolean> {
   const env = relaunchEnv(f);
   if (!env) return Promise.resolve(false);
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...process.execArgv, ...f.argv.slice(1)], { env, stdio: 'inherit' });
-    // forwarded from the start: a signal before the child is up still reaches it (kill is a no-op until then)
-    const handlers = FORWARD.map((s) => [s, () => child.kill(s)] as const);
+    // handlers first: a signal that lands between the fork and their registration would otherwise
+    // kill this process by default and leave the child running; one before the spawn is passed on after it
+    let child: ReturnType<typeof spawn> | undefined;
+    let early: NodeJS.Signals | undefined;
+    const handlers = FORWARD.map((s) => [s, () => (child ? child.kill(s) : (early = s))] as const);
     for (const [s, h] of handlers) process.on(s, h);
+    child = spawn(process.execPath, [...process.execArgv, ...f.argv.slice(1)], { env, stdio: 'inherit' });
+    if (early) child.kill(early);
     let started = false;
     child.once('spawn', () => (started = true));
     // a failure to start (no memory, no process slots) leaves this process to do the work
