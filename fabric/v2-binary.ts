@@ -6,30 +6,14 @@
  * length, JSON, names, datatypes, shapes, sizes against shapes and against the body) and fails with
  * E_FABRIC_MESSAGE, never a crash; tensor bytes are copied into aligned typed arrays.
  */
-import type { DType, Tensor, TypedData } from '../runner/types.js';
+import { TYPED } from '../runner/backends/ort-tensor.js';
+import type { DType, Tensor } from '../runner/types.js';
+import { TO_V2 } from '../serve/tensors.js';
 import { FabricError } from '../spec/errors.js';
 
 export const HEADER_LENGTH = 'inference-header-content-length';
 
-const V2_TYPE: Record<DType, string> = {
-  float32: 'FP32',
-  float16: 'FP16',
-  int64: 'INT64',
-  int32: 'INT32',
-  uint8: 'UINT8',
-  int8: 'INT8',
-  bool: 'BOOL',
-};
-const FROM_V2 = new Map(Object.entries(V2_TYPE).map(([k, v]) => [v, k as DType]));
-const CTOR: Record<DType, { BYTES_PER_ELEMENT: number; new (b: ArrayBuffer): TypedData }> = {
-  float32: Float32Array,
-  float16: Uint16Array,
-  int64: BigInt64Array,
-  int32: Int32Array,
-  uint8: Uint8Array,
-  int8: Int8Array,
-  bool: Uint8Array,
-};
+const FROM_V2 = new Map<string, DType>(Object.entries(TO_V2).map(([k, v]) => [v, k as DType]));
 const MAX_HEADER = 1 << 20;
 const MAX_TENSORS = 64;
 /** Tensor names as ONNX writes them (`/td3/td3.2/Mul_output_0`, `onnx::Conv_1`): printable, no spaces. */
@@ -52,7 +36,7 @@ export function encodeV2(
   const list = Object.entries(tensors).map(([name, t]) => ({
     name,
     shape: [...t.dims],
-    datatype: V2_TYPE[t.type],
+    datatype: TO_V2[t.type],
     parameters: { binary_data_size: t.data.byteLength },
   }));
   const json = Buffer.from(JSON.stringify({ ...header, [key]: list }));
@@ -100,7 +84,7 @@ export function decodeV2(body: Uint8Array, headerLength: unknown, key: 'inputs' 
       throw bad(`${key}[${i}]: shape must be at most 8 non-negative integers`, where);
     const count = (shape as number[]).reduce((a, b) => a * b, 1);
     const size = t.parameters?.binary_data_size;
-    const C = CTOR[type];
+    const C = TYPED[type];
     if (!Number.isSafeInteger(count) || size !== count * C.BYTES_PER_ELEMENT)
       throw bad(
         `${key}[${i}]: binary_data_size ${JSON.stringify(size ?? null)} is not its shape's ${count * C.BYTES_PER_ELEMENT} bytes`,
@@ -111,7 +95,7 @@ export function decodeV2(body: Uint8Array, headerLength: unknown, key: 'inputs' 
     const copy = new ArrayBuffer(size);
     new Uint8Array(copy).set(body.subarray(off, off + size));
     off += size;
-    tensors[t.name] = { type, dims: shape as number[], data: new C(copy) };
+    tensors[t.name] = { type, dims: shape as number[], data: new C(copy, 0, count) };
   }
   if (off !== body.length) throw bad(`the body has ${body.length - off} bytes after the last tensor`);
   return { header: rest, tensors };

@@ -10,7 +10,8 @@ type TypedCtor = {
   new (buf: ArrayBufferLike, off: number, len: number): TypedData;
   readonly BYTES_PER_ELEMENT: number;
 };
-const TYPED: Record<DType, TypedCtor> = {
+/** The typed array that holds each element type (float16 as raw bits). */
+export const TYPED: Record<DType, TypedCtor> = {
   float32: Float32Array,
   float16: Uint16Array,
   int64: BigInt64Array,
