@@ -19,6 +19,7 @@ import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import sharp from 'sharp';
+import { prepare as prepareDetector } from '../fixtures/detector/build.js';
 import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
 import { Runner } from '../runner/runner.js';
@@ -296,7 +297,7 @@ try {
 
   // Hot swap of the detector under steady load (concurrency 4): a sequence-2 build dropped in.
   const src = tempDir('xpkg-bench-det-');
-  await cp('fixtures/detector', src, { recursive: true });
+  await prepareDetector(src);
   const manifest = JSON.parse(await readFile(join(src, 'xpkg.json'), 'utf8'));
   manifest.sequence = 2;
   await writeFile(join(src, 'xpkg.json'), JSON.stringify(manifest));

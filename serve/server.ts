@@ -13,6 +13,7 @@ import { ServeError } from '../spec/errors.js';
 import { asServeError, httpStatusOf } from './errors.js';
 import { createLogger, type LogFormat } from './log.js';
 import { ServeMetrics } from './metrics.js';
+import { BufferPool } from './pool.js';
 import { ReferenceSync, type ServeReference } from './references.js';
 import { Repository } from './repository.js';
 import { healthRoutes, isLoopbackHost, repositoryRoutes } from './routes-admin.js';
@@ -67,6 +68,8 @@ export interface ServeOptions {
 /** What the routes share. */
 export interface ServeContext {
   repository: Repository;
+  /** Memory for big request bodies, reused (pool.ts). */
+  pool: BufferPool;
   metrics: ServeMetrics;
   isolation: Isolation;
   repositoryApi: boolean;
@@ -120,6 +123,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   });
   const ctx: ServeContext = {
     repository,
+    pool: new BufferPool(),
     metrics,
     isolation,
     repositoryApi: Boolean(o.repositoryApi),

@@ -3,9 +3,12 @@
  * worker thread, so that decoding, pre/post-processing and scripts never run on the daemon's event
  * loop, and a crash takes down only this worker and the requests it holds.
  */
+import { Socket } from 'node:net';
 import { parentPort } from 'node:worker_threads';
 import { Runner } from '../runner/runner.js';
 import { ServeError, toXpkgError } from '../spec/errors.js';
+import { BulkReader, joinBulk } from './bulk.js';
+import { BufferPool, POOL_MIN } from './pool.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
 const inThread = parentPort !== null;
@@ -16,6 +19,11 @@ const send = (m: FromWorker, transfer: ArrayBuffer[] = []): void => {
 const rss = () => (inThread ? null : process.memoryUsage().rss);
 
 let runner: Runner | undefined;
+
+/** A process worker's bulk pipe from the daemon (fd 4; bulk.ts). */
+const pool = new BufferPool();
+const bulk = new BulkReader(pool);
+if (!inThread) new Socket({ fd: 4, readable: true, writable: false }).on('data', (c: Buffer) => bulk.push(c));
 
 /** Structured clone turns Buffers into Uint8Arrays: encoded images and raw bytes are Buffers again. */
 function revive(inputs: Record<string, unknown>): Record<string, unknown> {
@@ -33,6 +41,15 @@ function transferable(v: unknown, out: Set<ArrayBuffer>): Set<ArrayBuffer> {
       out.add(b);
   } else if (Array.isArray(v)) for (const x of v) transferable(x, out);
   else if (v && typeof v === 'object') for (const x of Object.values(v)) transferable(x, out);
+  return out;
+}
+
+/** The big memory under the inputs' arrays (a thread's share of the daemon's body pool, among others). */
+function bodies(v: unknown, out: Set<ArrayBuffer>): Set<ArrayBuffer> {
+  if (ArrayBuffer.isView(v)) {
+    if (v.buffer instanceof ArrayBuffer && v.buffer.byteLength >= POOL_MIN) out.add(v.buffer);
+  } else if (Array.isArray(v)) for (const x of v) bodies(x, out);
+  else if (v && typeof v === 'object') for (const x of Object.values(v)) bodies(x, out);
   return out;
 }
 
@@ -80,16 +97,28 @@ async function handle(m: ToWorker): Promise<void> {
       return;
     }
     case 'run': {
-      const r = await runner!.run(revive(m.inputs));
-      const result = {
-        outputs: r.outputs,
-        variant: r.variant,
-        actualProvider: r.actualProvider,
-        fallbacks: r.fallbacks,
-        nodes: r.nodes,
-        timings: r.timings,
-      };
-      send({ t: 'result', rid: m.rid, result }, inThread ? [...transferable(r.outputs, new Set())] : []);
+      // taken even when the run is refused below: the pipe's next bytes belong to the next run
+      const bufs = m.bulk ? await bulk.take(m.bulk.map((p) => p.bytes)) : [];
+      try {
+        const inputs = m.bulk ? joinBulk(m.inputs, m.bulk, bufs) : m.inputs;
+        const r = await runner!.run(revive(inputs));
+        const out = inThread ? transferable(r.outputs, new Set()) : new Set<ArrayBuffer>();
+        // the daemon's body memory goes back to it (not what an output still views)
+        const recycle = inThread ? [...bodies(m.inputs, new Set())].filter((b) => !out.has(b)) : [];
+        const result = {
+          outputs: r.outputs,
+          variant: r.variant,
+          actualProvider: r.actualProvider,
+          fallbacks: r.fallbacks,
+          nodes: r.nodes,
+          timings: r.timings,
+          ...(recycle.length ? { recycle } : {}),
+        };
+        send({ t: 'result', rid: m.rid, result }, [...out, ...recycle]);
+      } finally {
+        // sent (a process's message is serialised at once): the pipe's buffers can take the next run
+        for (const b of bufs) pool.give(b.buffer);
+      }
       return;
     }
     case 'close':
