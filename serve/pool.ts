@@ -47,10 +47,15 @@ export class BufferPool {
     return this.mine.has(ab as ArrayBuffer);
   }
 
-  /** Back to the pool, when it is one of ours, still attached, and there is room. */
-  give(ab: ArrayBufferLike | undefined): void {
-    if (!ab || !this.owns(ab) || isDetached(ab) || this.free.includes(ab)) return;
-    if (this.free.length >= this.maxBuffers || this.bytes + ab.byteLength > this.maxBytes) return;
+  /**
+   * Back to the pool, when it is one of ours (or `adopt`: memory nobody else holds, such as what a
+   * thread transferred back: a transfer makes a new ArrayBuffer object), still attached, and there is room.
+   */
+  give(ab: ArrayBufferLike | undefined, adopt = false): void {
+    if (!(ab instanceof ArrayBuffer) || !(adopt || this.owns(ab)) || isDetached(ab) || this.free.includes(ab)) return;
+    if (ab.byteLength < POOL_MIN || this.free.length >= this.maxBuffers || this.bytes + ab.byteLength > this.maxBytes)
+      return;
+    this.mine.add(ab);
     this.free.push(ab);
     this.bytes += ab.byteLength;
   }

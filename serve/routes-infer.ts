@@ -206,7 +206,7 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     const ran = await submit(ctx, req, name, version, inputs, transfer);
     // done with the body: a process worker has read all of it; a thread worker handed it back
     if (own) ctx.pool.give(binary.buffer);
-    for (const b of ran.result.recycle ?? []) ctx.pool.give(b);
+    for (const b of ran.result.recycle ?? []) ctx.pool.give(b, true);
     const spec = ran.version.manifest.outputs;
     const enc = wanted.map((o) =>
       outputTensor(
