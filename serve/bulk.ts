@@ -54,6 +54,14 @@ export function isDetached(b: ArrayBufferLike): boolean {
   }
 }
 
+/** Whether any typed array in the inputs (plain objects and arrays, a few levels deep) lost its memory. */
+export function hasDetached(v: unknown, depth = 0): boolean {
+  if (ArrayBuffer.isView(v)) return isDetached(v.buffer);
+  if (depth > 4) return false;
+  if (Array.isArray(v)) return v.some((x) => hasDetached(x, depth + 1));
+  return plain(v) && Object.values(v).some((x) => hasDetached(x, depth + 1));
+}
+
 /** The request's memory is gone (handed to a worker already): it cannot be sent again. */
 export function detachedError(): ServeError {
   return new ServeError(

@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { RunnerOptions } from '../runner/runner.js';
 import { type ErrorCode, type ErrorJson, ServeError, XpkgError } from '../spec/errors.js';
-import { detachedError, isDetached, splitBulk } from './bulk.js';
+import { detachedError, hasDetached, isDetached, splitBulk } from './bulk.js';
 import type { FromWorker, Opened, RunReply, ToWorker } from './protocol.js';
 
 export type Isolation = 'process' | 'thread';
@@ -123,7 +123,8 @@ export class ModelWorker extends EventEmitter {
    */
   run(inputs: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<RunReply> {
     if (this.exited) return Promise.reject(crashed('the worker has exited'));
-    if (transfer.some(isDetached)) return Promise.reject(detachedError());
+    // a thread would refuse to clone it (and the worker would be lost): refused here, the request only
+    if (transfer.some(isDetached) || hasDetached(inputs)) return Promise.reject(detachedError());
     let split: ReturnType<typeof splitBulk> | undefined;
     try {
       if (this.bulk) split = splitBulk(inputs);

@@ -44,12 +44,12 @@ function transferable(v: unknown, out: Set<ArrayBuffer>): Set<ArrayBuffer> {
   return out;
 }
 
-/** The big memory under the inputs' arrays (a thread's share of the daemon's body pool, among others). */
-function bodies(v: unknown, out: Set<ArrayBuffer>): Set<ArrayBuffer> {
+/** The memory under every typed array in `v` (at least `min` bytes of it). */
+function memoryOf(v: unknown, out: Set<ArrayBuffer>, min = 0): Set<ArrayBuffer> {
   if (ArrayBuffer.isView(v)) {
-    if (v.buffer instanceof ArrayBuffer && v.buffer.byteLength >= POOL_MIN) out.add(v.buffer);
-  } else if (Array.isArray(v)) for (const x of v) bodies(x, out);
-  else if (v && typeof v === 'object') for (const x of Object.values(v)) bodies(x, out);
+    if (v.buffer instanceof ArrayBuffer && v.buffer.byteLength >= min) out.add(v.buffer);
+  } else if (Array.isArray(v)) for (const x of v) memoryOf(x, out, min);
+  else if (v && typeof v === 'object') for (const x of Object.values(v)) memoryOf(x, out, min);
   return out;
 }
 
@@ -103,8 +103,9 @@ async function handle(m: ToWorker): Promise<void> {
         const inputs = m.bulk ? joinBulk(m.inputs, m.bulk, bufs) : m.inputs;
         const r = await runner!.run(revive(inputs));
         const out = inThread ? transferable(r.outputs, new Set()) : new Set<ArrayBuffer>();
-        // the daemon's body memory goes back to it (not what an output still views)
-        const recycle = inThread ? [...bodies(m.inputs, new Set())].filter((b) => !out.has(b)) : [];
+        // the daemon's body memory goes back to it, unless an output still views it
+        const viewed = inThread ? memoryOf(r.outputs, new Set()) : new Set<ArrayBuffer>();
+        const recycle = inThread ? [...memoryOf(m.inputs, new Set(), POOL_MIN)].filter((b) => !viewed.has(b)) : [];
         const result = {
           outputs: r.outputs,
           variant: r.variant,
