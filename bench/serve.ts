@@ -348,7 +348,7 @@ try {
       let localCpu = 0;
       overheadMs.length = 0;
       // what the idle daemon's main thread spends per second (the 1 ms lag sampler, the folder poll),
-      // taken off the per-request figure below
+      // part of every request's figure below
       const i0 = daemonCpu(child.pid!);
       const ti = performance.now();
       await new Promise((r) => setTimeout(r, 3000));
@@ -385,7 +385,7 @@ try {
       overheads.push(
         `${name}: served − in-process p50 ${(served.p50 - local.p50).toFixed(2)} ms, p99 ${(served.p99 - local.p99).toFixed(2)} ms; ` +
           `wall − run in the worker p50 ${pct(overheadMs, 50).toFixed(2)} ms, p99 ${pct(overheadMs, 99).toFixed(2)} ms; ` +
-          `CPU per request: daemon main thread ${(daemonMs / n).toFixed(2)} ms, ${((daemonMs - idlePerMs * sv.reduce((x, y) => x + y, 0)) / n).toFixed(2)} ms net of its idle ${(idlePerMs * 1000).toFixed(0)} ms/s (${((d1.faults - d0.faults) / n).toFixed(0)} page faults), ` +
+          `CPU per request: daemon main thread ${(daemonMs / n).toFixed(2)} ms (${((d1.faults - d0.faults) / n).toFixed(0)} page faults; idle it spends ${(idlePerMs * 1000).toFixed(0)} ms a second), ` +
           `worker side ${(workerMs / n).toFixed(2)} ms, in-process run ${(localCpu / n).toFixed(2)} ms (/proc ticks are 10 ms: ${n} requests)`,
       );
     }
