@@ -2,23 +2,31 @@
  * `xpkg serve` against `runner.run` in process, side by side, on loopback (bounded in count and time):
  *
  * 1. detector and OCR, 640×640×3 UINT8 pixels as binary tensors, at concurrency 1, 4 and 16:
- *    throughput, p50 and p99, and the daemon's overhead over in-process at concurrency 1;
+ *    throughput, p50 and p99, and the daemon's overhead over in-process at concurrency 1 (served and
+ *    in-process requests alternating, so both see the same machine load), with the CPU time per
+ *    request of the daemon's main thread and of its workers (from /proc: robust to load) and the
+ *    floor any HTTP daemon pays (a bare fastify taking the same body);
  * 2. the daemon's event-loop lag p99 while saturated (prom-client's own gauge, scraped after);
  * 3. dynamic batching off and on for the batchable add-one package at concurrency 16;
  * 4. a hot swap of the detector (a sequence-2 build dropped in) under steady load: failures and
  *    p99 during the swap against the steady p99.
  *
  *   npm run build && npx tsx bench/serve.ts [--requests 40] [--isolation process|thread] [--skip-ocr]
+ *     [--bin <another build>/bin/xpkg.js]   (the daemon of another build, to compare before/after)
  *
  * The daemon is the real CLI (dist/) in its own process; load and the in-process runner run here.
  * Goals (issue #14): overhead ≤ 0.5 ms p50 and ≤ 1 ms p99; lag p99 ≤ 5 ms; swap: 0 failed, p99 ≤ 2× steady.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { cp, readFile, rename, writeFile } from 'node:fs/promises';
+import { Agent, request } from 'node:http';
 import { createRequire } from 'node:module';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import sharp from 'sharp';
+import { prepare as prepareDetector } from '../fixtures/detector/build.js';
 import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
 import { Runner } from '../runner/runner.js';
@@ -30,6 +38,8 @@ import { arg } from './util.js';
 
 const REQUESTS = Number(arg('requests') ?? 40);
 const ISOLATION = arg('isolation') ?? 'process';
+/** The CLI the daemon runs (another build's bin/xpkg.js, to compare before and after). */
+const BIN = resolve(arg('bin') ?? 'bin/xpkg.js');
 const TRUST = resolve('fixtures/keys/test.pub');
 const SIDE = 640;
 
@@ -70,6 +80,35 @@ async function pixels(file: string): Promise<Buffer> {
   return sharp(file).resize(SIDE, SIDE, { fit: 'fill' }).removeAlpha().raw().toBuffer();
 }
 
+/**
+ * The client: node:http with kept-alive connections. fetch (undici) spends ~3 ms of CPU per 1.2 MB
+ * request here, on the same two cores as the daemon; a lean client keeps the figures the daemon's.
+ */
+const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+function post(url: string, headers: Record<string, string>, body: Buffer): Promise<{ status: number; body: Buffer }> {
+  const u = new URL(url);
+  return new Promise((res, rej) => {
+    const r = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'POST',
+        agent,
+        headers: { ...headers, 'content-length': String(body.length) },
+      },
+      (resp) => {
+        const chunks: Buffer[] = [];
+        resp.on('data', (c: Buffer) => chunks.push(c));
+        resp.on('end', () => res({ status: resp.statusCode ?? 0, body: Buffer.concat(chunks) }));
+        resp.on('error', rej);
+      },
+    );
+    r.on('error', rej);
+    r.end(body);
+  });
+}
+
 /** Per request: wall time at the client minus the run's own time in the worker (the daemon's whole overhead). */
 const overheadMs: number[] = [];
 
@@ -88,18 +127,45 @@ function binaryInfer(url: string, model: string, px: Buffer, record = false): ()
   };
   return async () => {
     const t = performance.now();
-    const r = await fetch(`${url}/v2/models/${model}/infer`, { method: 'POST', headers, body });
-    const j = (await r.json()) as { parameters?: { run_ms?: number } };
+    const r = await post(`${url}/v2/models/${model}/infer`, headers, body);
+    const j = JSON.parse(r.body.toString('utf8')) as { parameters?: { run_ms?: number } };
     if (record && j.parameters?.run_ms !== undefined) overheadMs.push(performance.now() - t - j.parameters.run_ms);
     return r.status === 200;
   };
 }
 
+/** CPU milliseconds (user + system) and minor page faults of a thread or process, from /proc (Linux). */
+function procStat(path: string): { cpu: number; faults: number } {
+  try {
+    const f = readFileSync(path, 'utf8').split(') ')[1].split(' ');
+    return { cpu: ((Number(f[11]) + Number(f[12])) * 1000) / 100, faults: Number(f[7]) };
+  } catch {
+    return { cpu: Number.NaN, faults: Number.NaN };
+  }
+}
+
+/** The daemon's main thread, the whole daemon, and its child processes (process workers). */
+function daemonCpu(pid: number): { main: number; faults: number; all: number } {
+  const main = procStat(`/proc/${pid}/task/${pid}/stat`);
+  let all = procStat(`/proc/${pid}/stat`).cpu;
+  let kids: string[] = [];
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  } catch {}
+  for (const k of kids) all += procStat(`/proc/${k}/stat`).cpu;
+  return { main: main.cpu, faults: main.faults, all };
+}
+
+const load = () =>
+  `load average ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')} on ${cpus().length} CPUs`;
+
 function startDaemon(repo: string, extra: string[] = []): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
     [
-      resolve('bin/xpkg.js'),
+      BIN,
       'serve',
       '--repo',
       repo,
@@ -242,7 +308,8 @@ if (!process.argv.includes('--skip-ocr')) {
   models.push(['paddleocr-v4', 'fixtures/dist/paddleocr-v4.xpkg', 'fixtures/images/example.png']);
 }
 const { url, child } = await startDaemon(repo);
-process.stderr.write(`daemon ${url} (${ISOLATION} workers), ${REQUESTS} requests per row\n`);
+const loadBefore = load();
+process.stderr.write(`daemon ${url} (${ISOLATION} workers), ${REQUESTS} requests per row, ${loadBefore}\n`);
 rows.push(`${''.padEnd(26)} ${'in process'.padStart(26)} │ ${'xpkg serve'.padStart(26)} │`);
 rows.push(
   `${'model, concurrency'.padEnd(26)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} │ ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} │ ${'ratio'.padStart(9)} ${'failed'.padStart(8)}`,
@@ -259,15 +326,8 @@ try {
     if (name === 'detector') {
       const floor = await startFloor();
       try {
-        const call = async () => {
-          const r = await fetch(`${floor.url}/echo`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/octet-stream' },
-            body: new Uint8Array(px.buffer as ArrayBuffer, px.byteOffset, px.length),
-          });
-          await r.arrayBuffer();
-          return r.status === 200;
-        };
+        const call = async () =>
+          (await post(`${floor.url}/echo`, { 'content-type': 'application/octet-stream' }, px)).status === 200;
         for (let i = 0; i < 20; i++) await call();
         const st = await closedLoop(REQUESTS * 5, 1, call);
         overheads.push(
@@ -277,26 +337,73 @@ try {
         floor.child.kill();
       }
     }
-    for (const c of [1, 4, 16]) {
+    // c=1, the goal's measure: in-process and served requests alternate one by one, so both see the
+    // same load on a shared machine; CPU per request (from /proc) does not depend on that load.
+    {
+      const n = REQUESTS * 2;
+      const localRun = async () => (await runner.run(input), true);
+      const servedRun = binaryInfer(url, name, px, true);
+      const l: number[] = [];
+      const sv: number[] = [];
+      let localCpu = 0;
+      overheadMs.length = 0;
+      // what the idle daemon's main thread spends per second (the 1 ms lag sampler, the folder poll),
+      // part of every request's figure below
+      const i0 = daemonCpu(child.pid!);
+      const ti = performance.now();
+      await new Promise((r) => setTimeout(r, 3000));
+      const idlePerMs = (daemonCpu(child.pid!).main - i0.main) / (performance.now() - ti);
+      const d0 = daemonCpu(child.pid!);
+      let daemonMs = 0;
+      let workerMs = 0;
+      for (let i = 0; i < n; i++) {
+        const c0 = process.cpuUsage();
+        let t = performance.now();
+        await localRun();
+        l.push(performance.now() - t);
+        const c1 = process.cpuUsage(c0);
+        localCpu += (c1.user + c1.system) / 1000;
+        const a = daemonCpu(child.pid!);
+        t = performance.now();
+        await servedRun();
+        sv.push(performance.now() - t);
+        const b = daemonCpu(child.pid!);
+        daemonMs += b.main - a.main;
+        workerMs += b.all - a.all - (b.main - a.main);
+      }
+      const d1 = daemonCpu(child.pid!);
+      const st = (xs: number[]): Stats => ({
+        rps: 1000 / (xs.reduce((x, y) => x + y, 0) / xs.length),
+        p50: pct(xs, 50),
+        p99: pct(xs, 99),
+        failed: 0,
+        n: xs.length,
+      });
+      const local = st(l);
+      const served = st(sv);
+      row(`${name}, c=1 (alternating)`, local, served);
+      overheads.push(
+        `${name}: served − in-process p50 ${(served.p50 - local.p50).toFixed(2)} ms, p99 ${(served.p99 - local.p99).toFixed(2)} ms; ` +
+          `wall − run in the worker p50 ${pct(overheadMs, 50).toFixed(2)} ms, p99 ${pct(overheadMs, 99).toFixed(2)} ms; ` +
+          `CPU per request: daemon main thread ${(daemonMs / n).toFixed(2)} ms (${((d1.faults - d0.faults) / n).toFixed(0)} page faults; idle it spends ${(idlePerMs * 1000).toFixed(0)} ms a second), ` +
+          `worker side ${(workerMs / n).toFixed(2)} ms, in-process run ${(localCpu / n).toFixed(2)} ms (/proc ticks are 10 ms: ${n} requests)`,
+      );
+    }
+    for (const c of [4, 16]) {
       const n = Math.max(REQUESTS, c * 3);
       const local = await closedLoop(n, c, async () => (await runner.run(input), true));
       await lagP99(url); // resets the daemon's lag histogram
-      overheadMs.length = 0;
-      const served = await closedLoop(n, c, binaryInfer(url, name, px, c === 1));
+      const served = await closedLoop(n, c, binaryInfer(url, name, px));
       const lag = await lagP99(url);
       row(`${name}, c=${c}`, local, served);
       lags.push(`${name} c=${c}: ${lag.toFixed(2)} ms`);
-      if (c === 1)
-        overheads.push(
-          `${name}: wall − run in the worker p50 ${pct(overheadMs, 50).toFixed(2)} ms, p99 ${pct(overheadMs, 99).toFixed(2)} ms (served − in-process p50 ${(served.p50 - local.p50).toFixed(2)} ms)`,
-        );
     }
     await runner.close();
   }
 
   // Hot swap of the detector under steady load (concurrency 4): a sequence-2 build dropped in.
   const src = tempDir('xpkg-bench-det-');
-  await cp('fixtures/detector', src, { recursive: true });
+  await prepareDetector(src);
   const manifest = JSON.parse(await readFile(join(src, 'xpkg.json'), 'utf8'));
   manifest.sequence = 2;
   await writeFile(join(src, 'xpkg.json'), JSON.stringify(manifest));
@@ -348,12 +455,11 @@ try {
   );
   const recBody = Buffer.concat([header, lineBytes]);
   const recCall = (u: string) => async () => {
-    const r = await fetch(`${u}/v2/models/rec-batch/infer`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
-      body: recBody,
-    });
-    await r.arrayBuffer();
+    const r = await post(
+      `${u}/v2/models/rec-batch/infer`,
+      { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
+      recBody,
+    );
     return r.status === 200;
   };
   rows.push('');
@@ -377,5 +483,5 @@ try {
   child.kill('SIGTERM');
 }
 process.stdout.write(
-  `${rows.join('\n')}\n\n${libraryCosts()}\nevent-loop lag p99 of the daemon while loaded: ${lags.join(', ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8): ${overheads.join('; ')}\n`,
+  `${ISOLATION} workers; before: ${loadBefore}; after: ${load()}\n${rows.join('\n')}\n\n${libraryCosts()}\nevent-loop lag p99 of the daemon while loaded: ${lags.join(', ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8):\n  ${overheads.join('\n  ')}\n`,
 );

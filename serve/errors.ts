@@ -18,6 +18,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   E_SERVE_TIMEOUT: 504,
   E_SERVE_WORKER_CRASHED: 503,
   E_SERVE_DRAINED: 503,
+  // the daemon tried to send a request's memory twice: its own fault, never the client's
+  E_SERVE_DETACHED: 500,
   E_SERVE_MEMORY: 507,
   E_SERVE_ROLLBACK: 409,
   E_SERVE_UNSIGNED: 403,

@@ -3,14 +3,18 @@
 import type { RunnerOptions } from '../runner/runner.js';
 import type { ErrorJson } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
+import type { BulkPart } from './bulk.js';
 
 export type ToWorker =
   /** Open (and so verify) the package; `expectId` makes a replacement worker refuse other bytes. */
   | { t: 'open'; path: string; options: RunnerOptions; expectId?: string }
   /** Load every model and run the package once on its example input, if it has one. */
   | { t: 'warm' }
-  /** `tail`: run only the tail of that split model (its head's id) on cut tensors (serve/routes-fabric.ts). */
-  | { t: 'run'; rid: number; inputs: Record<string, unknown>; tail?: string }
+  /**
+   * `tail`: run only the tail of that split model (its head's id) on cut tensors (serve/routes-fabric.ts);
+   * `bulk`: arrays cut out of `inputs` whose bytes follow on the worker's bulk pipe (bulk.ts).
+   */
+  | { t: 'run'; rid: number; inputs: Record<string, unknown>; tail?: string; bulk?: BulkPart[] }
   | { t: 'close' };
 
 export interface Opened {
@@ -32,6 +36,8 @@ export interface RunReply {
   fallbacks: Record<string, unknown[]>;
   nodes: Record<string, unknown>;
   timings: Record<string, number>;
+  /** A thread worker's input memory handed back for the daemon's body pool (pool.ts). */
+  recycle?: ArrayBuffer[];
 }
 
 export type FromWorker =

@@ -3,9 +3,11 @@
  * extension: a JSON header of `Inference-Header-Content-Length` bytes, then raw tensor bytes), and
  * the raw-image convenience route that answers with `xpkg run --json`'s result.
  */
+import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { outputsToJson } from '../runner/outputs-json.js';
 import { ServeError } from '../spec/errors.js';
+import { readBody } from './pool.js';
 import type { Ran } from './scheduler.js';
 import type { ServeContext } from './server.js';
 import { outputTensor } from './tensor-output.js';
@@ -121,31 +123,41 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // infer takes JSON or the binary extension only: anything else is 415, not a schema error
   app.removeContentTypeParser('text/plain');
   // The binary tensor data extension: application/octet-stream with the JSON header's length in a header.
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (req, body, done) => {
+  // The body is read into pooled memory (pool.ts), padded so that the tensor bytes after the JSON header
+  // start 8-aligned: FP32/INT64 tensors are then views, never copies.
+  app.addContentTypeParser('application/octet-stream', async (req: FastifyRequest, payload: Readable) => {
     const raw = req.headers[HEADER_LENGTH];
     const n = Number(raw);
-    const buf = body as Buffer;
-    if (raw === undefined || !Number.isSafeInteger(n) || n < 2 || n > buf.length)
-      return done(
-        new ServeError(
-          'E_SERVE_REQUEST',
-          `a binary request needs an ${HEADER_LENGTH} header between 2 and the body's ${buf.length} bytes`,
-          {
-            header: raw ?? null,
-          },
-        ),
+    const length = req.headers['content-length'];
+    const declared = length === undefined ? Number.POSITIVE_INFINITY : Number(length);
+    if (raw === undefined || !Number.isSafeInteger(n) || n < 2 || n > declared)
+      throw new ServeError(
+        'E_SERVE_REQUEST',
+        `a binary request needs an ${HEADER_LENGTH} header between 2 and the body's ${length ?? 'unknown'} bytes`,
+        { header: raw ?? null },
       );
+    const buf = await readBody(payload, {
+      limit: req.routeOptions.bodyLimit ?? Number.POSITIVE_INFINITY,
+      ...(length !== undefined ? { length } : {}),
+      pool: ctx.pool,
+      pad: (8 - (n % 8)) % 8,
+    });
+    if (n > buf.length)
+      throw new ServeError('E_SERVE_REQUEST', `the ${HEADER_LENGTH} ${n} runs past the body's ${buf.length} bytes`, {
+        header: raw,
+      });
     let header: InferBody;
     try {
       header = JSON.parse(buf.subarray(0, n).toString('utf8'));
     } catch (e) {
-      return done(
-        new ServeError('E_SERVE_REQUEST', `the JSON header of the binary request is not JSON: ${(e as Error).message}`),
+      throw new ServeError(
+        'E_SERVE_REQUEST',
+        `the JSON header of the binary request is not JSON: ${(e as Error).message}`,
       );
     }
     if (header && typeof header === 'object' && !Array.isArray(header))
       Object.defineProperty(header, BINARY, { value: buf.subarray(n), enumerable: false });
-    done(null, header);
+    return header;
   });
 
   const infer = async (
@@ -188,11 +200,13 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
           output: o.name,
           expected: manifest.outputs.map((s) => s.name),
         });
-    // A thread worker takes the body's memory as it is (no copy) when the body owns its whole buffer.
-    const whole =
-      binary && binary.buffer.byteLength >= 4096 && binary.byteOffset + binary.length === binary.buffer.byteLength;
-    const transfer = ctx.isolation === 'thread' && whole ? [binary.buffer as ArrayBuffer] : [];
+    // A thread worker takes the body's memory as it is (no copy) when the memory is the body's alone.
+    const own = binary && ctx.pool.owns(binary.buffer);
+    const transfer = ctx.isolation === 'thread' && own ? [binary.buffer as ArrayBuffer] : [];
     const ran = await submit(ctx, req, name, version, inputs, transfer);
+    // done with the body: a process worker has read all of it; a thread worker handed it back
+    if (own) ctx.pool.give(binary.buffer);
+    for (const b of ran.result.recycle ?? []) ctx.pool.give(b, true);
     const spec = ran.version.manifest.outputs;
     const enc = wanted.map((o) =>
       outputTensor(

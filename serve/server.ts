@@ -8,8 +8,8 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
-import type { DirectoryOptions, MdnsPeerDirectory } from '../fabric/discovery/directory.js';
 import { checkToken } from '../fabric/auth.js';
+import type { DirectoryOptions, MdnsPeerDirectory } from '../fabric/discovery/directory.js';
 import type { RunnerOptions } from '../runner/runner.js';
 import { ServeError } from '../spec/errors.js';
 import { asServeError, httpStatusOf } from './errors.js';
@@ -25,6 +25,7 @@ import {
   peerState,
   startAnnouncing,
 } from './peer.js';
+import { BufferPool } from './pool.js';
 import { ReferenceSync, type ServeReference } from './references.js';
 import { Repository } from './repository.js';
 import { healthRoutes, isLoopbackHost, repositoryRoutes } from './routes-admin.js';
@@ -86,6 +87,8 @@ export interface ServeOptions {
 /** What the routes share. */
 export interface ServeContext {
   repository: Repository;
+  /** Memory for big request bodies, reused (pool.ts). */
+  pool: BufferPool;
   metrics: ServeMetrics;
   isolation: Isolation;
   repositoryApi: boolean;
@@ -141,6 +144,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   });
   const ctx: ServeContext = {
     repository,
+    pool: new BufferPool(),
     metrics,
     isolation,
     repositoryApi: Boolean(o.repositoryApi),

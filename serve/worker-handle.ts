@@ -6,10 +6,12 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
+import type { Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { RunnerOptions } from '../runner/runner.js';
 import { type ErrorCode, type ErrorJson, ServeError, XpkgError } from '../spec/errors.js';
+import { detachedError, hasDetached, isDetached, splitBulk } from './bulk.js';
 import type { FromWorker, Opened, RunReply, ToWorker } from './protocol.js';
 
 export type Isolation = 'process' | 'thread';
@@ -41,6 +43,8 @@ export class ModelWorker extends EventEmitter {
   /** Warmed up: runs may go to it. */
   ready = false;
   readonly pid: number | undefined;
+  /** A process worker's bulk pipe (fd 4): the big arrays of each run, beside the IPC message (bulk.ts). */
+  private readonly bulk: Writable | undefined;
 
   private constructor(
     private readonly child: ChildProcess | undefined,
@@ -48,6 +52,8 @@ export class ModelWorker extends EventEmitter {
   ) {
     super();
     this.pid = child?.pid;
+    // a dead worker's pipe fails its writes; 'exit' fails the runs
+    this.bulk = (child?.stdio[4] as Writable | null | undefined)?.on('error', () => {}) ?? undefined;
     const onMessage = (m: FromWorker) => this.onMessage(m);
     const onExit = (code: number | null, signal?: NodeJS.Signals | null) => this.onExit(code, signal ?? null);
     if (child)
@@ -68,7 +74,7 @@ export class ModelWorker extends EventEmitter {
       const child = fork(e.file, [], {
         serialization: 'advanced',
         execArgv: e.ts ? ['--import', e.tsx!] : [],
-        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc', 'pipe'],
       });
       return new ModelWorker(child, undefined);
     }
@@ -111,12 +117,31 @@ export class ModelWorker extends EventEmitter {
     return this.call({ t: 'warm' });
   }
 
+  /**
+   * A thread takes the `transfer` buffers as they are (they are detached here after); a process gets
+   * the big arrays on its bulk pipe, written from the caller's memory without a copy. `tail`: run only
+   * that split model's tail (serve/routes-fabric.ts).
+   */
   run(inputs: Record<string, unknown>, transfer: ArrayBuffer[] = [], tail?: string): Promise<RunReply> {
     if (this.exited) return Promise.reject(crashed('the worker has exited'));
+    // a thread would refuse to clone it (and the worker would be lost): refused here, the request only
+    if (transfer.some(isDetached) || hasDetached(inputs)) return Promise.reject(detachedError());
+    let split: ReturnType<typeof splitBulk> | undefined;
+    try {
+      if (this.bulk) split = splitBulk(inputs);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const rid = this.nextRid++;
     return new Promise<RunReply>((resolve, reject) => {
       this.inflight.set(rid, { resolve: resolve as (v: never) => void, reject });
-      this.post({ t: 'run', rid, inputs, ...(tail ? { tail } : {}) }, transfer);
+      const part = tail ? { tail } : {};
+      if (!split) return this.post({ t: 'run', rid, inputs, ...part }, transfer);
+      this.post({ t: 'run', rid, inputs: split.inputs, ...part, ...(split.parts.length ? { bulk: split.parts } : {}) });
+      // same order as the messages: one writer, and the message goes first
+      this.bulk!.cork();
+      for (const v of split.views) this.bulk!.write(v);
+      this.bulk!.uncork();
     });
   }
 

@@ -3,10 +3,13 @@
  * worker thread, so that decoding, pre/post-processing and scripts never run on the daemon's event
  * loop, and a crash takes down only this worker and the requests it holds.
  */
+import { Socket } from 'node:net';
 import { parentPort } from 'node:worker_threads';
 import { Runner } from '../runner/runner.js';
 import type { Tensor } from '../runner/types.js';
 import { ServeError, toXpkgError } from '../spec/errors.js';
+import { BulkReader, joinBulk } from './bulk.js';
+import { BufferPool, POOL_MIN } from './pool.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
 const inThread = parentPort !== null;
@@ -17,6 +20,11 @@ const send = (m: FromWorker, transfer: ArrayBuffer[] = []): void => {
 const rss = () => (inThread ? null : process.memoryUsage().rss);
 
 let runner: Runner | undefined;
+
+/** A process worker's bulk pipe from the daemon (fd 4; bulk.ts). */
+const pool = new BufferPool();
+const bulk = new BulkReader(pool);
+if (!inThread) new Socket({ fd: 4, readable: true, writable: false }).on('data', (c: Buffer) => bulk.push(c));
 
 /** Structured clone turns Buffers into Uint8Arrays: encoded images and raw bytes are Buffers again. */
 function revive(inputs: Record<string, unknown>): Record<string, unknown> {
@@ -37,6 +45,15 @@ function transferable(v: unknown, out: Set<ArrayBuffer>): Set<ArrayBuffer> {
   return out;
 }
 
+/** The memory under every typed array in `v` (at least `min` bytes of it). */
+function memoryOf(v: unknown, out: Set<ArrayBuffer>, min = 0): Set<ArrayBuffer> {
+  if (ArrayBuffer.isView(v)) {
+    if (v.buffer instanceof ArrayBuffer && v.buffer.byteLength >= min) out.add(v.buffer);
+  } else if (Array.isArray(v)) for (const x of v) memoryOf(x, out, min);
+  else if (v && typeof v === 'object') for (const x of Object.values(v)) memoryOf(x, out, min);
+  return out;
+}
+
 /** One run on the package's example asset (an image input), so the first request is not the slow one. */
 async function warmRun(r: Runner): Promise<boolean> {
   const example = (r.manifest.assets ?? []).find((a) => a.kind === 'example');
@@ -44,6 +61,32 @@ async function warmRun(r: Runner): Promise<boolean> {
   if (!example || image.length !== 1 || image[0].type !== 'image') return false;
   await r.run({ [image[0].name]: await r.asset(example.id) });
   return true;
+}
+
+/** A whole run, as the daemon answers it. */
+async function runWhole(inputs: Record<string, unknown>) {
+  const r = await runner!.run(revive(inputs));
+  return {
+    outputs: r.outputs,
+    variant: r.variant,
+    actualProvider: r.actualProvider,
+    fallbacks: r.fallbacks,
+    nodes: r.nodes,
+    timings: r.timings,
+  };
+}
+
+/** Only the tail of split model `head` on cut tensors, in the same shape. */
+async function runTail(head: string, inputs: Record<string, Tensor>) {
+  const t = await runner!.runTail(head, inputs);
+  return {
+    outputs: t.outputs,
+    variant: { [head]: t.variant },
+    actualProvider: { [head]: t.provider },
+    fallbacks: {},
+    nodes: {},
+    timings: { total: t.ms },
+  };
 }
 
 async function handle(m: ToWorker): Promise<void> {
@@ -81,29 +124,21 @@ async function handle(m: ToWorker): Promise<void> {
       return;
     }
     case 'run': {
-      if (m.tail) {
-        const t = await runner!.runTail(m.tail, m.inputs as Record<string, Tensor>);
-        const result = {
-          outputs: t.outputs,
-          variant: { [m.tail]: t.variant },
-          actualProvider: { [m.tail]: t.provider },
-          fallbacks: {},
-          nodes: {},
-          timings: { total: t.ms },
-        };
-        send({ t: 'result', rid: m.rid, result }, inThread ? [...transferable(t.outputs, new Set())] : []);
-        return;
+      // taken even when the run is refused below: the pipe's next bytes belong to the next run
+      const bufs = m.bulk ? await bulk.take(m.bulk.map((p) => p.bytes)) : [];
+      try {
+        const inputs = m.bulk ? joinBulk(m.inputs, m.bulk, bufs) : m.inputs;
+        const base = m.tail ? await runTail(m.tail, inputs as Record<string, Tensor>) : await runWhole(inputs);
+        const out = inThread ? transferable(base.outputs, new Set()) : new Set<ArrayBuffer>();
+        // the daemon's body memory goes back to it, unless an output still views it
+        const viewed = inThread ? memoryOf(base.outputs, new Set()) : new Set<ArrayBuffer>();
+        const recycle = inThread ? [...memoryOf(m.inputs, new Set(), POOL_MIN)].filter((b) => !viewed.has(b)) : [];
+        const result = { ...base, ...(recycle.length ? { recycle } : {}) };
+        send({ t: 'result', rid: m.rid, result }, [...out, ...recycle]);
+      } finally {
+        // sent (a process's message is serialised at once): the pipe's buffers can take the next run
+        for (const b of bufs) pool.give(b.buffer);
       }
-      const r = await runner!.run(revive(m.inputs));
-      const result = {
-        outputs: r.outputs,
-        variant: r.variant,
-        actualProvider: r.actualProvider,
-        fallbacks: r.fallbacks,
-        nodes: r.nodes,
-        timings: r.timings,
-      };
-      send({ t: 'result', rid: m.rid, result }, inThread ? [...transferable(r.outputs, new Set())] : []);
       return;
     }
     case 'close':

@@ -129,6 +129,7 @@ export const MESSAGES: Readonly<Record<ErrorCode, string>> = {
   E_SERVE_TIMEOUT: 'The request took too long.',
   E_SERVE_WORKER_CRASHED: "The model's worker stopped while running the request.",
   E_SERVE_DRAINED: 'The model version was replaced while the request waited.',
+  E_SERVE_DETACHED: "The daemon tried to send a request's memory to a worker twice.",
   E_SERVE_MEMORY: 'The server has no memory left for this model.',
   E_SERVE_ROLLBACK: 'This package is older than a version already served.',
   E_SERVE_UNSIGNED: 'The server loads signed packages only.',
