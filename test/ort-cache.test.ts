@@ -158,6 +158,20 @@ it('`xpkg run` fills XPKG_CACHE, and `--no-model-cache` leaves it alone', () => 
   expect(r2.stdout).toBe(r1.stdout);
 });
 
+it("`xpkg run` leaves nothing of onnxruntime's telemetry in the user's home", () => {
+  const home = tempDir();
+  const env = { ...process.env, HOME: home, XPKG_CACHE: join(home, 'c') };
+  delete env.ORT_DISABLE_TELEMETRY;
+  const r = spawnSync(
+    process.execPath,
+    ['bin/xpkg.js', 'run', PKG, '--trust', 'fixtures/keys/test.pub', '--input', IMAGE, '--state-dir', tempDir()],
+    { env, encoding: 'utf8' },
+  );
+  expect(r.status, r.stderr).toBe(0);
+  // onnxruntime-node 1.29 otherwise writes ~/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,onnxruntime.db}
+  expect(readdirSync(join(home))).not.toContain('.cache');
+});
+
 it('tests and the processes they spawn keep their cache away from the user’s (global set-up)', () => {
   expect(process.env.XPKG_CACHE).toMatch(/xpkg-test-cache-/);
   expect(cacheRoot()).toBe(process.env.XPKG_CACHE);

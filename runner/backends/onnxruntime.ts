@@ -293,6 +293,9 @@ export class OnnxruntimeBackend implements Backend {
     let ort: Ort;
     let bindingDir: string | undefined;
     try {
+      // onnxruntime's own telemetry writes a device id and a database under the user's home and
+      // would upload from it: off unless the user set the variable (read when the library starts)
+      process.env.ORT_DISABLE_TELEMETRY ??= '1';
       ort = (await import(this.#module)) as Ort;
       const entry = createRequire(import.meta.url).resolve(this.#module);
       bindingDir = join(dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);
