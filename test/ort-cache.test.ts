@@ -160,7 +160,7 @@ it('`xpkg run` fills XPKG_CACHE, and `--no-model-cache` leaves it alone', () => 
 
 it("`xpkg run` leaves nothing of onnxruntime's telemetry in the user's home", () => {
   const home = tempDir();
-  const env = { ...process.env, HOME: home, XPKG_CACHE: join(home, 'c') };
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, XPKG_CACHE: join(home, 'c') };
   delete env.ORT_DISABLE_TELEMETRY;
   const r = spawnSync(
     process.execPath,
