@@ -12,7 +12,7 @@ export type ToWorker =
   | { t: 'warm' }
   /**
    * `tail`: run only the tail of that split model (its head's id) on cut tensors (serve/routes-fabric.ts);
-   * `bulk`: arrays cut out of `inputs` whose bytes follow on the worker's bulk pipe (bulk.ts).
+   * `bulk`: arrays cut out of `inputs` whose bytes are in the worker's bulk file (bulk.ts).
    */
   | { t: 'run'; rid: number; inputs: Record<string, unknown>; tail?: string; bulk?: BulkPart[] }
   | { t: 'close' };
