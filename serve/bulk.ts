@@ -220,7 +220,10 @@ export class BulkFile {
   write(parts: BulkPart[], views: Uint8Array[], done: (e: Error | null, at?: number) => void): void {
     const total = parts.reduce((a, p) => a + p.bytes, 0);
     const at = this.closing ? undefined : this.take(total);
-    if (at === undefined) return done(new Error('the bulk file is full or closed'));
+    if (at === undefined) {
+      done(new Error('the bulk file is full or closed'));
+      return;
+    }
     let o = at;
     for (const p of parts) {
       p.at = o;
