@@ -5,12 +5,11 @@
  * array of the inputs is cut out of the message (its place recorded as a path) and its bytes are
  * written, from the request's own memory, to a file the daemon shares with that worker (in /dev/shm:
  * memory, unlinked at once, the worker holds it as fd 4); the message says where, and the worker
- * reads them back with one positioned read. The write runs on libuv's thread pool: one system call,
- * no copy and no wake-ups on the daemon's event loop (a pipe took ~6-19 writes, each waiting for the
- * worker to drain it, every one a wake-up of both processes).
+ * reads them back with one positioned read. One system call and no wake-ups on the daemon's side (a
+ * pipe took ~6-19 writes, each waiting for the worker to drain it: a wake-up of both processes).
  */
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, openSync, readSync, unlinkSync, writev } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, unlinkSync, writevSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ServeError, XpkgError } from '../spec/errors.js';
@@ -142,8 +141,7 @@ export class BulkFile {
   private readonly free: { at: number; n: number }[] = [];
   private readonly used = new Map<number, number>();
   private end = 0;
-  private writing = 0;
-  private closing = false;
+  private closed = false;
 
   private constructor(
     readonly fd: number,
@@ -213,42 +211,32 @@ export class BulkFile {
   }
 
   /**
-   * Writes the views one after another on the thread pool; `done` gets the range to release once the
-   * worker has answered (the parts' offsets set), or an error (the file is full or closed, the write
-   * failed) after which the caller sends the arrays inline instead.
+   * Writes the views one after another, at once (one pwritev of memory the kernel already holds for
+   * this file: tens of microseconds for a 1.2 MB body, less than handing it to the thread pool and
+   * being woken when it is done, and no thread competing with the event loop for a core). Returns the
+   * range to release once the worker has answered (the parts' offsets set), or undefined (the file is
+   * full or closed, the write failed) after which the caller sends the arrays inline instead.
    */
-  write(parts: BulkPart[], views: Uint8Array[], done: (e: Error | null, at?: number) => void): void {
+  write(parts: BulkPart[], views: Uint8Array[]): number | undefined {
     const total = parts.reduce((a, p) => a + p.bytes, 0);
-    const at = this.closing ? undefined : this.take(total);
-    if (at === undefined) {
-      done(new Error('the bulk file is full or closed'));
-      return;
-    }
+    const at = this.closed ? undefined : this.take(total);
+    if (at === undefined) return undefined;
     let o = at;
     for (const p of parts) {
       p.at = o;
       o += p.bytes;
     }
-    this.writing++;
-    writev(this.fd, views, at, (e, n) => {
-      this.writing--;
-      if (this.closing && this.writing === 0) closeSync(this.fd);
-      if (e || n !== total || this.closing) {
-        this.release(at);
-        return done(e ?? new Error('the bulk file was written short or closed'));
-      }
-      done(null, at);
-    });
+    try {
+      if (writevSync(this.fd, views, at) === total) return at;
+    } catch {}
+    this.release(at);
+    return undefined;
   }
 
-  /**
-   * Closes the descriptor once no write is in flight (a write on a closed descriptor number could
-   * land in whatever file took the number next).
-   */
   close(): void {
-    if (this.closing) return;
-    this.closing = true;
-    if (this.writing === 0) closeSync(this.fd);
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
   }
 }
 

@@ -124,8 +124,8 @@ export class ModelWorker extends EventEmitter {
 
   /**
    * A thread takes the `transfer` buffers as they are (they are detached here after); a process gets
-   * the big arrays in its bulk file, written from the caller's memory off the event loop (inline in
-   * the message when that fails). `tail`: run only that split model's tail (serve/routes-fabric.ts).
+   * the big arrays in its bulk file, written from the caller's memory (inline in the message when
+   * that fails). `tail`: run only that split model's tail (serve/routes-fabric.ts).
    */
   run(inputs: Record<string, unknown>, transfer: ArrayBuffer[] = [], tail?: string): Promise<RunReply> {
     if (this.exited) return Promise.reject(crashed('the worker has exited'));
@@ -142,17 +142,10 @@ export class ModelWorker extends EventEmitter {
       this.inflight.set(rid, { resolve: resolve as (v: never) => void, reject });
       const part = tail ? { tail } : {};
       if (!split?.parts.length) return this.post({ t: 'run', rid, inputs: split?.inputs ?? inputs, ...part }, transfer);
-      const { parts } = split;
-      this.bulk!.write(parts, split.views, (e, at) => {
-        // failed or timed out meanwhile (the worker died, the run was refused): nothing to send
-        if (!this.inflight.has(rid) || this.exited) {
-          if (at !== undefined) this.bulk!.release(at);
-          return;
-        }
-        if (e) return this.post({ t: 'run', rid, inputs, ...part });
-        this.ranges.set(rid, at!);
-        this.post({ t: 'run', rid, inputs: split.inputs, ...part, bulk: parts });
-      });
+      const at = this.bulk!.write(split.parts, split.views);
+      if (at === undefined) return this.post({ t: 'run', rid, inputs, ...part }, transfer);
+      this.ranges.set(rid, at);
+      this.post({ t: 'run', rid, inputs: split.inputs, ...part, bulk: split.parts });
     });
   }
 
