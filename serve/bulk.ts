@@ -148,15 +148,26 @@ export class BulkFile {
     private readonly maxBytes: number,
   ) {}
 
-  /** A new file, already unlinked (only the open descriptors keep it): in /dev/shm where there is one. */
-  static create(maxBytes = 256 * 1024 * 1024): BulkFile {
-    const dir = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
-    const path = join(dir, `xpkg-serve-${process.pid}-${randomUUID()}`);
-    const fd = openSync(path, 'wx+', 0o600);
-    try {
-      unlinkSync(path);
-    } catch {}
-    return new BulkFile(fd, maxBytes);
+  /**
+   * A new file, already unlinked (only the open descriptors keep it): in /dev/shm where there is
+   * one, else the temp folder; undefined where neither can be written (a sandboxed service): the
+   * arrays then go inline in the messages.
+   */
+  static create(maxBytes = 256 * 1024 * 1024): BulkFile | undefined {
+    for (const dir of existsSync('/dev/shm') ? ['/dev/shm', tmpdir()] : [tmpdir()]) {
+      const path = join(dir, `xpkg-serve-${process.pid}-${randomUUID()}`);
+      let fd: number;
+      try {
+        fd = openSync(path, 'wx+', 0o600);
+      } catch {
+        continue;
+      }
+      try {
+        unlinkSync(path);
+      } catch {}
+      return new BulkFile(fd, maxBytes);
+    }
+    return undefined;
   }
 
   /** Bytes the file spans now (its high-water mark). */

@@ -183,10 +183,12 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   });
 
   type Tagged = FastifyRequest & { xpkg?: { model?: string; version?: string; code?: string } };
-  app.addHook('onSend', async (req, reply) => {
+  // callback hooks, not async ones: no promise per hook per request on the event loop
+  app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
+    done(null, payload);
   });
-  app.addHook('onResponse', async (req: Tagged, reply) => {
+  app.addHook('onResponse', (req: Tagged, reply, done) => {
     const route = req.routeOptions.url ?? 'none';
     const t = req.xpkg ?? {};
     const model = t.model ?? '';
@@ -202,6 +204,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     };
     if (reply.statusCode >= 500) log.warn(line, 'request failed');
     else log.info(line, 'request');
+    done();
   });
   app.setErrorHandler(async (err, req: Tagged, reply) => {
     const e = asServeError(err);

@@ -75,11 +75,11 @@ export class ModelWorker extends EventEmitter {
         const child = fork(e.file, [], {
           serialization: 'advanced',
           execArgv: e.ts ? ['--import', e.tsx!] : [],
-          stdio: ['ignore', 'ignore', 'inherit', 'ipc', bulk.fd],
+          stdio: ['ignore', 'ignore', 'inherit', 'ipc', bulk?.fd ?? 'ignore'],
         });
         return new ModelWorker(child, undefined, bulk);
       } catch (err) {
-        bulk.close();
+        bulk?.close();
         throw err;
       }
     }

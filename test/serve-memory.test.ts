@@ -142,7 +142,7 @@ describe('the pieces', () => {
     ]);
     expect(inputs.a.data).toBe(f32); // the caller's objects are left alone
     const total = parts.reduce((a, p) => a + p.bytes, 0);
-    const file = BulkFile.create(3 * total);
+    const file = BulkFile.create(3 * total)!;
     const write = (ps: BulkPart[]) => file.write(ps, views);
     try {
       const first = write(parts);
