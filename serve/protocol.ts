@@ -6,8 +6,11 @@ import type { Manifest } from '../spec/schema.js';
 import type { BulkPart } from './bulk.js';
 
 export type ToWorker =
-  /** Open (and so verify) the package; `expectId` makes a replacement worker refuse other bytes. */
-  | { t: 'open'; path: string; options: RunnerOptions; expectId?: string }
+  /**
+   * Open (and so verify) the package; `expectId` makes a replacement worker refuse other bytes;
+   * `nice`: the worker's CPU priority, set first (its model threads, started later, inherit it).
+   */
+  | { t: 'open'; path: string; options: RunnerOptions; expectId?: string; nice?: number }
   /** Load every model and run the package once on its example input, if it has one. */
   | { t: 'warm' }
   /**

@@ -114,8 +114,8 @@ export class ModelWorker extends EventEmitter {
     });
   }
 
-  open(path: string, options: RunnerOptions, expectId?: string): Promise<Opened> {
-    return this.call({ t: 'open', path, options, ...(expectId ? { expectId } : {}) });
+  open(path: string, options: RunnerOptions, expectId?: string, nice?: number): Promise<Opened> {
+    return this.call({ t: 'open', path, options, ...(expectId ? { expectId } : {}), ...(nice ? { nice } : {}) });
   }
 
   warm(): Promise<{ rss: number | null; ms: number; example: boolean }> {

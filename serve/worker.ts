@@ -3,6 +3,7 @@
  * worker thread, so that decoding, pre/post-processing and scripts never run on the daemon's event
  * loop, and a crash takes down only this worker and the requests it holds.
  */
+import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { Runner } from '../runner/runner.js';
 import type { Tensor } from '../runner/types.js';
@@ -90,6 +91,8 @@ async function runTail(head: string, inputs: Record<string, Tensor>) {
 async function handle(m: ToWorker): Promise<void> {
   switch (m.t) {
     case 'open': {
+      // this thread only (Linux): the worker's main thread, before onnxruntime starts its own
+      if (m.nice) setPriority(m.nice);
       const r = await Runner.open(m.path, m.options);
       if (m.expectId && r.id !== m.expectId) {
         await r.close();
