@@ -16,6 +16,7 @@
  *   npm run build && npx tsx bench/serve.ts [--requests 40] [--isolation process|thread] [--skip-ocr]
  *     [--bin <another build>/bin/xpkg.js]      (the daemon of another build instead of this one)
  *     [--before <another build>/bin/xpkg.js]   (a second daemon of another build, measured side by side)
+ *     [--worker-nice n]                        (this build's daemon with `--worker-nice n`)
  *
  * The daemon is the real CLI (dist/) in its own process; load and the in-process runner run here.
  * Goals (issue #14): overhead ≤ 0.5 ms p50 and ≤ 1 ms p99; lag p99 ≤ 5 ms; swap: 0 failed, p99 ≤ 2× steady.
@@ -265,7 +266,8 @@ if (!process.argv.includes('--skip-ocr')) {
   await cp('fixtures/dist/paddleocr-v4.xpkg', join(repo, 'ocr.xpkg'));
   models.push(['paddleocr-v4', 'fixtures/dist/paddleocr-v4.xpkg', 'fixtures/images/example.png']);
 }
-const { url, child } = await startDaemon(repo);
+const NICE = arg('worker-nice');
+const { url, child } = await startDaemon(repo, NICE ? ['--worker-nice', NICE] : []);
 /** The daemons measured: this build's, and another build's beside it (`--before`). */
 const daemons: { label: string; url: string; child: ChildProcess }[] = [{ label: 'xpkg serve', url, child }];
 if (BEFORE) {
@@ -462,5 +464,5 @@ try {
   floor.child.kill();
 }
 process.stdout.write(
-  `${ISOLATION} workers; before: ${loadBefore}; after: ${load()}\n${rows.join('\n')}\n\n${libraryCosts()}\nevent-loop lag p99 of the daemon while loaded (1 ms sampling):\n  ${lags.join('\n  ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8):\n  ${overheads.join('\n  ')}\n`,
+  `${ISOLATION} workers${NICE ? ` (this build's at niceness ${NICE})` : ''}; before: ${loadBefore}; after: ${load()}\n${rows.join('\n')}\n\n${libraryCosts()}\nevent-loop lag p99 of the daemon while loaded (1 ms sampling):\n  ${lags.join('\n  ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8):\n  ${overheads.join('\n  ')}\n`,
 );
