@@ -2,23 +2,26 @@
  * `xpkg serve` against `runner.run` in process, side by side, on loopback (bounded in count and time):
  *
  * 1. detector and OCR, 640×640×3 UINT8 pixels as binary tensors, at concurrency 1, 4 and 16:
- *    throughput, p50 and p99, and the daemon's overhead over in-process at concurrency 1 (served and
- *    in-process requests alternating, so both see the same machine load), with the CPU time per
- *    request of the daemon's main thread and of its workers (from /proc: robust to load) and the
- *    floor any HTTP daemon pays (a bare fastify taking the same body);
- * 2. the daemon's event-loop lag p99 while saturated (prom-client's own gauge, scraped after);
+ *    throughput, p50 and p99, and the daemon's overhead over in-process at concurrency 1. At c=1
+ *    in-process runs, served requests and the floor any HTTP daemon pays (a bare fastify taking the
+ *    same body, bench/serve-probe.ts) alternate one by one, so all see the same machine load; beside
+ *    the latencies, the CPU time and page faults per request of each one's main thread (from /proc:
+ *    robust to load) and of the daemon's workers;
+ * 2. the daemon's event-loop lag p99 while saturated (prom-client's own gauge, scraped after), beside
+ *    the lag the idle floor process sees at the same time with the same 1 ms sampler (the machine's);
  * 3. dynamic batching off and on for the batchable add-one package at concurrency 16;
  * 4. a hot swap of the detector (a sequence-2 build dropped in) under steady load: failures and
  *    p99 during the swap against the steady p99.
  *
  *   npm run build && npx tsx bench/serve.ts [--requests 40] [--isolation process|thread] [--skip-ocr]
- *     [--bin <another build>/bin/xpkg.js]   (the daemon of another build, to compare before/after)
+ *     [--bin <another build>/bin/xpkg.js]      (the daemon of another build instead of this one)
+ *     [--before <another build>/bin/xpkg.js]   (a second daemon of another build, measured side by side)
+ *     [--worker-nice n]                        (this build's daemon with `--worker-nice n`)
  *
  * The daemon is the real CLI (dist/) in its own process; load and the in-process runner run here.
  * Goals (issue #14): overhead ≤ 0.5 ms p50 and ≤ 1 ms p99; lag p99 ≤ 5 ms; swap: 0 failed, p99 ≤ 2× steady.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { cp, readFile, rename, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { createRequire } from 'node:module';
@@ -34,12 +37,15 @@ import { createLogger } from '../serve/log.js';
 import { ServeMetrics } from '../serve/metrics.js';
 import { sign } from '../signing/sign.js';
 import { tempDir } from '../test/helpers/source.js';
+import { daemonLag, floorLag, minus, plus, startFloor, type Usage, usage, ZERO } from './serve-probe.js';
 import { arg } from './util.js';
 
 const REQUESTS = Number(arg('requests') ?? 40);
 const ISOLATION = arg('isolation') ?? 'process';
 /** The CLI the daemon runs (another build's bin/xpkg.js, to compare before and after). */
 const BIN = resolve(arg('bin') ?? 'bin/xpkg.js');
+/** A second daemon, of another build, measured side by side with the first. */
+const BEFORE = arg('before') ? resolve(arg('before')!) : undefined;
 const TRUST = resolve('fixtures/keys/test.pub');
 const SIDE = 640;
 
@@ -109,10 +115,8 @@ function post(url: string, headers: Record<string, string>, body: Buffer): Promi
   });
 }
 
-/** Per request: wall time at the client minus the run's own time in the worker (the daemon's whole overhead). */
-const overheadMs: number[] = [];
-
-function binaryInfer(url: string, model: string, px: Buffer, record = false): () => Promise<boolean> {
+/** `record`: per request, wall time at the client minus the run's own time in the worker (the daemon's whole overhead). */
+function binaryInfer(url: string, model: string, px: Buffer, record?: number[]): () => Promise<boolean> {
   const header = Buffer.from(
     JSON.stringify({
       inputs: [
@@ -129,31 +133,9 @@ function binaryInfer(url: string, model: string, px: Buffer, record = false): ()
     const t = performance.now();
     const r = await post(`${url}/v2/models/${model}/infer`, headers, body);
     const j = JSON.parse(r.body.toString('utf8')) as { parameters?: { run_ms?: number } };
-    if (record && j.parameters?.run_ms !== undefined) overheadMs.push(performance.now() - t - j.parameters.run_ms);
+    if (record && j.parameters?.run_ms !== undefined) record.push(performance.now() - t - j.parameters.run_ms);
     return r.status === 200;
   };
-}
-
-/** CPU milliseconds (user + system) and minor page faults of a thread or process, from /proc (Linux). */
-function procStat(path: string): { cpu: number; faults: number } {
-  try {
-    const f = readFileSync(path, 'utf8').split(') ')[1].split(' ');
-    return { cpu: ((Number(f[11]) + Number(f[12])) * 1000) / 100, faults: Number(f[7]) };
-  } catch {
-    return { cpu: Number.NaN, faults: Number.NaN };
-  }
-}
-
-/** The daemon's main thread, the whole daemon, and its child processes (process workers). */
-function daemonCpu(pid: number): { main: number; faults: number; all: number } {
-  const main = procStat(`/proc/${pid}/task/${pid}/stat`);
-  let all = procStat(`/proc/${pid}/stat`).cpu;
-  let kids: string[] = [];
-  try {
-    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
-  } catch {}
-  for (const k of kids) all += procStat(`/proc/${k}/stat`).cpu;
-  return { main: main.cpu, faults: main.faults, all };
 }
 
 const load = () =>
@@ -161,11 +143,11 @@ const load = () =>
     .map((x) => x.toFixed(2))
     .join(' ')} on ${cpus().length} CPUs`;
 
-function startDaemon(repo: string, extra: string[] = []): Promise<{ url: string; child: ChildProcess }> {
+function startDaemon(repo: string, extra: string[] = [], bin = BIN): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
     [
-      BIN,
+      bin,
       'serve',
       '--repo',
       repo,
@@ -203,29 +185,6 @@ function startDaemon(repo: string, extra: string[] = []): Promise<{ url: string;
     });
     child.on('exit', (code) => rej(new Error(`daemon exited ${code}: ${buf}`)));
   });
-}
-
-/**
- * The floor any HTTP daemon pays: a bare fastify in its own process that takes the same binary body
- * and answers a small JSON document, with no model behind it.
- */
-function startFloor(): Promise<{ url: string; child: ChildProcess }> {
-  const code = `import Fastify from 'fastify';
-const app = Fastify({ bodyLimit: 64 << 20 });
-app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_r, b, done) => done(null, b));
-app.post('/echo', async (req) => ({ bytes: req.body.length }));
-await app.listen({ host: '127.0.0.1', port: 0 });
-process.stdout.write('http://127.0.0.1:' + app.server.address().port + '\\n');`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((res) =>
-    child.stdout!.setEncoding('utf8').once('data', (s: string) => res({ url: s.trim(), child })),
-  );
-}
-
-/** The daemon's event-loop lag p99 (seconds → ms) since the last scrape (prom-client resets it per scrape). */
-async function lagP99(url: string): Promise<number> {
-  const m = await (await fetch(`${url}/metrics`)).text();
-  return Number(/^xpkg_serve_event_loop_lag_p99_seconds (\S+)$/m.exec(m)?.[1]) * 1000;
 }
 
 /** The PP-OCRv4 recogniser alone, declared batchable: x ["N", 3, 48, 320] → y ["N", "T", "C"], signed. */
@@ -307,7 +266,16 @@ if (!process.argv.includes('--skip-ocr')) {
   await cp('fixtures/dist/paddleocr-v4.xpkg', join(repo, 'ocr.xpkg'));
   models.push(['paddleocr-v4', 'fixtures/dist/paddleocr-v4.xpkg', 'fixtures/images/example.png']);
 }
-const { url, child } = await startDaemon(repo);
+const NICE = arg('worker-nice');
+const { url, child } = await startDaemon(repo, NICE ? ['--worker-nice', NICE] : []);
+/** The daemons measured: this build's, and another build's beside it (`--before`). */
+const daemons: { label: string; url: string; child: ChildProcess }[] = [{ label: 'xpkg serve', url, child }];
+if (BEFORE) {
+  const repo2 = tempDir('xpkg-bench-repo-');
+  for (const f of ['detector.xpkg', 'ocr.xpkg']) await cp(join(repo, f), join(repo2, f)).catch(() => {});
+  daemons.unshift({ label: 'before', ...(await startDaemon(repo2, [], BEFORE)) });
+}
+const floor = await startFloor();
 const loadBefore = load();
 process.stderr.write(`daemon ${url} (${ISOLATION} workers), ${REQUESTS} requests per row, ${loadBefore}\n`);
 rows.push(`${''.padEnd(26)} ${'in process'.padStart(26)} │ ${'xpkg serve'.padStart(26)} │`);
@@ -316,46 +284,41 @@ rows.push(
 );
 const lags: string[] = [];
 const overheads: string[] = [];
+const ms = (x: number) => x.toFixed(2);
+/** One column set of the main-thread table: CPU (user + system), page faults, per request. */
+const perReq = (u: Usage, n: number) =>
+  `${ms((u.user + u.sys) / n).padStart(6)} ms (user ${ms(u.user / n)}, system ${ms(u.sys / n)}), ${(u.faults / n).toFixed(0).padStart(4)} page faults`;
 try {
   for (const [name, pkg, image] of models) {
     const px = await pixels(image);
     const runner = await Runner.open(pkg, { trust: [TRUST], stateDir: tempDir() });
     const input = { image: { data: px, width: SIDE, height: SIDE, channels: 3 as const } };
+    const localRun = async () => (await runner.run(input), true);
+    const floorCall = async () =>
+      (await post(`${floor.url}/echo`, { 'content-type': 'application/octet-stream' }, px)).status === 200;
     for (let i = 0; i < 3; i++) await runner.run(input);
-    for (let i = 0; i < 3; i++) await binaryInfer(url, name, px)();
-    if (name === 'detector') {
-      const floor = await startFloor();
-      try {
-        const call = async () =>
-          (await post(`${floor.url}/echo`, { 'content-type': 'application/octet-stream' }, px)).status === 200;
-        for (let i = 0; i < 20; i++) await call();
-        const st = await closedLoop(REQUESTS * 5, 1, call);
-        overheads.push(
-          `bare fastify taking the same body and answering JSON: p50 ${st.p50.toFixed(2)} ms, p99 ${st.p99.toFixed(2)} ms`,
-        );
-      } finally {
-        floor.child.kill();
-      }
-    }
-    // c=1, the goal's measure: in-process and served requests alternate one by one, so both see the
-    // same load on a shared machine; CPU per request (from /proc) does not depend on that load.
+    for (const d of daemons) for (let i = 0; i < 3; i++) await binaryInfer(d.url, name, px)();
+    for (let i = 0; i < 20; i++) await floorCall();
+    // c=1, the goal's measure: in-process runs, served requests (each daemon) and the floor's
+    // requests alternate one by one, so all see the same load on a shared machine; CPU per request
+    // (from /proc) does not depend on that load.
     {
       const n = REQUESTS * 2;
-      const localRun = async () => (await runner.run(input), true);
-      const servedRun = binaryInfer(url, name, px, true);
       const l: number[] = [];
-      const sv: number[] = [];
+      const fl: number[] = [];
       let localCpu = 0;
-      overheadMs.length = 0;
-      // what the idle daemon's main thread spends per second (the 1 ms lag sampler, the folder poll),
-      // part of every request's figure below
-      const i0 = daemonCpu(child.pid!);
+      let floorUse = ZERO;
+      const per = daemons.map((d) => ({ ...d, wall: [] as number[], over: [] as number[], use: ZERO, idle: 0 }));
+      // what each idle daemon's main thread spends per second (the 1 ms lag sampler, the folder
+      // poll): part of every request's figure below
+      const i0 = per.map((d) => usage(d.child.pid!));
       const ti = performance.now();
       await new Promise((r) => setTimeout(r, 3000));
-      const idlePerMs = (daemonCpu(child.pid!).main - i0.main) / (performance.now() - ti);
-      const d0 = daemonCpu(child.pid!);
-      let daemonMs = 0;
-      let workerMs = 0;
+      per.forEach((d, i) => {
+        const u = minus(usage(d.child.pid!), i0[i]);
+        d.idle = ((u.user + u.sys) / (performance.now() - ti)) * 1000;
+      });
+      const calls = per.map((d) => binaryInfer(d.url, name, px, d.over));
       for (let i = 0; i < n; i++) {
         const c0 = process.cpuUsage();
         let t = performance.now();
@@ -363,15 +326,19 @@ try {
         l.push(performance.now() - t);
         const c1 = process.cpuUsage(c0);
         localCpu += (c1.user + c1.system) / 1000;
-        const a = daemonCpu(child.pid!);
+        for (const [k, d] of per.entries()) {
+          const a = usage(d.child.pid!);
+          t = performance.now();
+          await calls[k]();
+          d.wall.push(performance.now() - t);
+          d.use = plus(d.use, minus(usage(d.child.pid!), a));
+        }
+        const a = usage(floor.child.pid!);
         t = performance.now();
-        await servedRun();
-        sv.push(performance.now() - t);
-        const b = daemonCpu(child.pid!);
-        daemonMs += b.main - a.main;
-        workerMs += b.all - a.all - (b.main - a.main);
+        await floorCall();
+        fl.push(performance.now() - t);
+        floorUse = plus(floorUse, minus(usage(floor.child.pid!), a));
       }
-      const d1 = daemonCpu(child.pid!);
       const st = (xs: number[]): Stats => ({
         rps: 1000 / (xs.reduce((x, y) => x + y, 0) / xs.length),
         p50: pct(xs, 50),
@@ -380,23 +347,37 @@ try {
         n: xs.length,
       });
       const local = st(l);
-      const served = st(sv);
-      row(`${name}, c=1 (alternating)`, local, served);
+      const fs = st(fl);
       overheads.push(
-        `${name}: served − in-process p50 ${(served.p50 - local.p50).toFixed(2)} ms, p99 ${(served.p99 - local.p99).toFixed(2)} ms; ` +
-          `wall − run in the worker p50 ${pct(overheadMs, 50).toFixed(2)} ms, p99 ${pct(overheadMs, 99).toFixed(2)} ms; ` +
-          `CPU per request: daemon main thread ${(daemonMs / n).toFixed(2)} ms (${((d1.faults - d0.faults) / n).toFixed(0)} page faults; idle it spends ${(idlePerMs * 1000).toFixed(0)} ms a second), ` +
-          `worker side ${(workerMs / n).toFixed(2)} ms, in-process run ${(localCpu / n).toFixed(2)} ms (/proc ticks are 10 ms: ${n} requests)`,
+        `${name}, ${n} requests each (/proc ticks are 10 ms); main thread per request: CPU, page faults │ wall p50, p99 │ − in-process p50, p99`,
+      );
+      for (const d of per) {
+        const served = st(d.wall);
+        row(`${name}, c=1 (${d.label === 'xpkg serve' ? 'alternating' : d.label})`, local, served);
+        overheads.push(
+          `  ${d.label.padEnd(12)} ${perReq(d.use, n)} │ ${ms(served.p50)}, ${ms(served.p99)} ms │ ${ms(served.p50 - local.p50)}, ${ms(served.p99 - local.p99)} ms; ` +
+            `wall − run in the worker p50 ${ms(pct(d.over, 50))}, p99 ${ms(pct(d.over, 99))} ms; workers ${ms(d.use.rest / n)} ms CPU; idle the main thread spends ${d.idle.toFixed(0)} ms a second`,
+        );
+      }
+      overheads.push(
+        `  ${'bare fastify'.padEnd(12)} ${perReq(floorUse, n)} │ ${ms(fs.p50)}, ${ms(fs.p99)} ms │ (the same body, no model; the floor any Node HTTP daemon pays)`,
+        `  ${'in process'.padEnd(12)} run ${ms(localCpu / n)} ms CPU │ ${ms(local.p50)}, ${ms(local.p99)} ms`,
       );
     }
     for (const c of [4, 16]) {
       const n = Math.max(REQUESTS, c * 3);
-      const local = await closedLoop(n, c, async () => (await runner.run(input), true));
-      await lagP99(url); // resets the daemon's lag histogram
-      const served = await closedLoop(n, c, binaryInfer(url, name, px));
-      const lag = await lagP99(url);
-      row(`${name}, c=${c}`, local, served);
-      lags.push(`${name} c=${c}: ${lag.toFixed(2)} ms`);
+      const local = await closedLoop(n, c, localRun);
+      for (const d of daemons) {
+        await daemonLag(d.url); // resets the daemon's lag histogram
+        await floorLag(floor.url);
+        const served = await closedLoop(n, c, binaryInfer(d.url, name, px));
+        const lag = await daemonLag(d.url);
+        const idle = await floorLag(floor.url);
+        row(`${name}, c=${c}${d.label === 'xpkg serve' ? '' : ` (${d.label})`}`, local, served);
+        lags.push(
+          `${name} c=${c}${d.label === 'xpkg serve' ? '' : ` (${d.label})`}: ${lag.toFixed(2)} ms (an idle process at the same time: ${idle.toFixed(2)} ms)`,
+        );
+      }
     }
     await runner.close();
   }
@@ -413,7 +394,6 @@ try {
   const v2id = await PackageReader.open(v2).then(async (r) => (await r.close(), r.id));
   const px = await pixels('fixtures/detector/eval/000.png');
   const remote = binaryInfer(url, 'detector', px);
-  overheadMs.length = 0;
   const steady = await closedLoop(REQUESTS * 2, 4, remote);
   let stop = false;
   const during = closedLoop(Number.MAX_SAFE_INTEGER, 4, remote, () => stop);
@@ -480,8 +460,9 @@ try {
   }
   rows.push(`  batching: ${(batchRows[1].rps / batchRows[0].rps).toFixed(2)}× the throughput`);
 } finally {
-  child.kill('SIGTERM');
+  for (const d of daemons) d.child.kill('SIGTERM');
+  floor.child.kill();
 }
 process.stdout.write(
-  `${ISOLATION} workers; before: ${loadBefore}; after: ${load()}\n${rows.join('\n')}\n\n${libraryCosts()}\nevent-loop lag p99 of the daemon while loaded: ${lags.join(', ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8):\n  ${overheads.join('\n  ')}\n`,
+  `${ISOLATION} workers${NICE ? ` (this build's at niceness ${NICE})` : ''}; before: ${loadBefore}; after: ${load()}\n${rows.join('\n')}\n\n${libraryCosts()}\nevent-loop lag p99 of the daemon while loaded (1 ms sampling):\n  ${lags.join('\n  ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8):\n  ${overheads.join('\n  ')}\n`,
 );

@@ -3,8 +3,8 @@
  * the bytes into it (page faults and zeroing by the kernel, then unmapping: ~2 ms of CPU against
  * 0.07 ms for the copy, measured here), and on the daemon's main thread that is event-loop time.
  * So bodies are read straight into buffers taken from a bounded pool and given back once their
- * request is done with them: by the daemon after a process worker answered (its bulk pipe has read
- * every byte by then), or by a thread worker that hands the memory back with its result.
+ * request is done with them: by the daemon after a process worker answered (it has read the bytes from
+ * its bulk file by then), or by a thread worker that hands the memory back with its result.
  */
 import type { Readable } from 'node:stream';
 import { ServeError } from '../spec/errors.js';

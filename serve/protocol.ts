@@ -6,13 +6,16 @@ import type { Manifest } from '../spec/schema.js';
 import type { BulkPart } from './bulk.js';
 
 export type ToWorker =
-  /** Open (and so verify) the package; `expectId` makes a replacement worker refuse other bytes. */
-  | { t: 'open'; path: string; options: RunnerOptions; expectId?: string }
+  /**
+   * Open (and so verify) the package; `expectId` makes a replacement worker refuse other bytes;
+   * `nice`: the worker's CPU priority, set first (its model threads, started later, inherit it).
+   */
+  | { t: 'open'; path: string; options: RunnerOptions; expectId?: string; nice?: number }
   /** Load every model and run the package once on its example input, if it has one. */
   | { t: 'warm' }
   /**
    * `tail`: run only the tail of that split model (its head's id) on cut tensors (serve/routes-fabric.ts);
-   * `bulk`: arrays cut out of `inputs` whose bytes follow on the worker's bulk pipe (bulk.ts).
+   * `bulk`: arrays cut out of `inputs` whose bytes are in the worker's bulk file (bulk.ts).
    */
   | { t: 'run'; rid: number; inputs: Record<string, unknown>; tail?: string; bulk?: BulkPart[] }
   | { t: 'close' };

@@ -15,6 +15,8 @@ export interface VersionConfig {
   isolation: Isolation;
   workers: number;
   runner: RunnerOptions;
+  /** Niceness of the workers (0: as the daemon; higher: the event loop wins a contended core). */
+  nice?: number;
   log: Logger;
   onRestart?: (v: LoadedVersion) => void;
 }
@@ -58,7 +60,7 @@ export class LoadedVersion {
   static async open(path: string, config: VersionConfig): Promise<LoadedVersion> {
     const w = ModelWorker.spawn(config.isolation);
     try {
-      const opened = await w.open(path, config.runner);
+      const opened = await w.open(path, config.runner, undefined, config.nice);
       return new LoadedVersion(path, opened, w, config);
     } catch (e) {
       w.kill();
@@ -83,7 +85,7 @@ export class LoadedVersion {
   private async spawnOne(): Promise<ModelWorker> {
     const w = ModelWorker.spawn(this.config.isolation);
     try {
-      await w.open(this.path, this.config.runner, this.id);
+      await w.open(this.path, this.config.runner, this.id, this.config.nice);
     } catch (e) {
       w.kill();
       throw e;

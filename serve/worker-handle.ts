@@ -6,12 +6,11 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
-import type { Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { RunnerOptions } from '../runner/runner.js';
 import { type ErrorCode, type ErrorJson, ServeError, XpkgError } from '../spec/errors.js';
-import { detachedError, hasDetached, isDetached, splitBulk } from './bulk.js';
+import { BulkFile, detachedError, hasDetached, isDetached, splitBulk } from './bulk.js';
 import type { FromWorker, Opened, RunReply, ToWorker } from './protocol.js';
 
 export type Isolation = 'process' | 'thread';
@@ -43,17 +42,17 @@ export class ModelWorker extends EventEmitter {
   /** Warmed up: runs may go to it. */
   ready = false;
   readonly pid: number | undefined;
-  /** A process worker's bulk pipe (fd 4): the big arrays of each run, beside the IPC message (bulk.ts). */
-  private readonly bulk: Writable | undefined;
+  /** The range of the bulk file each run in flight holds, released when it is answered. */
+  private readonly ranges = new Map<number, number>();
 
   private constructor(
     private readonly child: ChildProcess | undefined,
     private readonly thread: Worker | undefined,
+    /** A process worker's shared file (its fd 4): the big arrays of each run, beside the IPC message (bulk.ts). */
+    private readonly bulk: BulkFile | undefined,
   ) {
     super();
     this.pid = child?.pid;
-    // a dead worker's pipe fails its writes; 'exit' fails the runs
-    this.bulk = (child?.stdio[4] as Writable | null | undefined)?.on('error', () => {}) ?? undefined;
     const onMessage = (m: FromWorker) => this.onMessage(m);
     const onExit = (code: number | null, signal?: NodeJS.Signals | null) => this.onExit(code, signal ?? null);
     if (child)
@@ -71,12 +70,18 @@ export class ModelWorker extends EventEmitter {
   static spawn(isolation: Isolation): ModelWorker {
     const e = entry();
     if (isolation === 'process') {
-      const child = fork(e.file, [], {
-        serialization: 'advanced',
-        execArgv: e.ts ? ['--import', e.tsx!] : [],
-        stdio: ['ignore', 'ignore', 'inherit', 'ipc', 'pipe'],
-      });
-      return new ModelWorker(child, undefined);
+      const bulk = BulkFile.create();
+      try {
+        const child = fork(e.file, [], {
+          serialization: 'advanced',
+          execArgv: e.ts ? ['--import', e.tsx!] : [],
+          stdio: ['ignore', 'ignore', 'inherit', 'ipc', bulk?.fd ?? 'ignore'],
+        });
+        return new ModelWorker(child, undefined, bulk);
+      } catch (err) {
+        bulk?.close();
+        throw err;
+      }
     }
     const thread = e.ts
       ? new Worker(
@@ -84,7 +89,7 @@ export class ModelWorker extends EventEmitter {
           { eval: true },
         )
       : new Worker(e.file);
-    return new ModelWorker(undefined, thread);
+    return new ModelWorker(undefined, thread, undefined);
   }
 
   get busy(): number {
@@ -109,8 +114,8 @@ export class ModelWorker extends EventEmitter {
     });
   }
 
-  open(path: string, options: RunnerOptions, expectId?: string): Promise<Opened> {
-    return this.call({ t: 'open', path, options, ...(expectId ? { expectId } : {}) });
+  open(path: string, options: RunnerOptions, expectId?: string, nice?: number): Promise<Opened> {
+    return this.call({ t: 'open', path, options, ...(expectId ? { expectId } : {}), ...(nice ? { nice } : {}) });
   }
 
   warm(): Promise<{ rss: number | null; ms: number; example: boolean }> {
@@ -119,8 +124,8 @@ export class ModelWorker extends EventEmitter {
 
   /**
    * A thread takes the `transfer` buffers as they are (they are detached here after); a process gets
-   * the big arrays on its bulk pipe, written from the caller's memory without a copy. `tail`: run only
-   * that split model's tail (serve/routes-fabric.ts).
+   * the big arrays in its bulk file, written from the caller's memory (inline in the message when
+   * that fails). `tail`: run only that split model's tail (serve/routes-fabric.ts).
    */
   run(inputs: Record<string, unknown>, transfer: ArrayBuffer[] = [], tail?: string): Promise<RunReply> {
     if (this.exited) return Promise.reject(crashed('the worker has exited'));
@@ -136,12 +141,11 @@ export class ModelWorker extends EventEmitter {
     return new Promise<RunReply>((resolve, reject) => {
       this.inflight.set(rid, { resolve: resolve as (v: never) => void, reject });
       const part = tail ? { tail } : {};
-      if (!split) return this.post({ t: 'run', rid, inputs, ...part }, transfer);
-      this.post({ t: 'run', rid, inputs: split.inputs, ...part, ...(split.parts.length ? { bulk: split.parts } : {}) });
-      // same order as the messages: one writer, and the message goes first
-      this.bulk!.cork();
-      for (const v of split.views) this.bulk!.write(v);
-      this.bulk!.uncork();
+      if (!split?.parts.length) return this.post({ t: 'run', rid, inputs: split?.inputs ?? inputs, ...part }, transfer);
+      const at = this.bulk!.write(split.parts, split.views);
+      if (at === undefined) return this.post({ t: 'run', rid, inputs, ...part }, transfer);
+      this.ranges.set(rid, at);
+      this.post({ t: 'run', rid, inputs: split.inputs, ...part, bulk: split.parts });
     });
   }
 
@@ -169,6 +173,11 @@ export class ModelWorker extends EventEmitter {
     if (m.t === 'result' || (m.t === 'error' && m.rid !== undefined)) {
       const p = this.inflight.get(m.rid!);
       this.inflight.delete(m.rid!);
+      const at = this.ranges.get(m.rid!);
+      if (at !== undefined) {
+        this.ranges.delete(m.rid!);
+        this.bulk!.release(at);
+      }
       if (m.t === 'result') p?.resolve(m.result as never);
       else p?.reject(revive(m.error));
       return;
@@ -189,6 +198,8 @@ export class ModelWorker extends EventEmitter {
       crashed(`the model worker exited (${signal ?? `code ${code}`}) while running this request`, { code, signal });
     for (const p of this.inflight.values()) p.reject(why);
     this.inflight.clear();
+    this.ranges.clear();
+    this.bulk?.close();
     this.control?.reject(why);
     this.control = undefined;
     this.emit('exit', { unexpected: !this.closing, code, signal });

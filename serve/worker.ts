@@ -3,12 +3,12 @@
  * worker thread, so that decoding, pre/post-processing and scripts never run on the daemon's event
  * loop, and a crash takes down only this worker and the requests it holds.
  */
-import { Socket } from 'node:net';
+import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { Runner } from '../runner/runner.js';
 import type { Tensor } from '../runner/types.js';
 import { ServeError, toXpkgError } from '../spec/errors.js';
-import { BulkReader, joinBulk } from './bulk.js';
+import { joinBulk, readBulk } from './bulk.js';
 import { BufferPool, POOL_MIN } from './pool.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
@@ -21,10 +21,9 @@ const rss = () => (inThread ? null : process.memoryUsage().rss);
 
 let runner: Runner | undefined;
 
-/** A process worker's bulk pipe from the daemon (fd 4; bulk.ts). */
+/** A process worker's bulk file from the daemon (bulk.ts), read into reused memory. */
+const BULK_FD = 4;
 const pool = new BufferPool();
-const bulk = new BulkReader(pool);
-if (!inThread) new Socket({ fd: 4, readable: true, writable: false }).on('data', (c: Buffer) => bulk.push(c));
 
 /** Structured clone turns Buffers into Uint8Arrays: encoded images and raw bytes are Buffers again. */
 function revive(inputs: Record<string, unknown>): Record<string, unknown> {
@@ -92,6 +91,8 @@ async function runTail(head: string, inputs: Record<string, Tensor>) {
 async function handle(m: ToWorker): Promise<void> {
   switch (m.t) {
     case 'open': {
+      // this thread only (Linux): the worker's main thread, before onnxruntime starts its own
+      if (m.nice) setPriority(m.nice);
       const r = await Runner.open(m.path, m.options);
       if (m.expectId && r.id !== m.expectId) {
         await r.close();
@@ -124,8 +125,7 @@ async function handle(m: ToWorker): Promise<void> {
       return;
     }
     case 'run': {
-      // taken even when the run is refused below: the pipe's next bytes belong to the next run
-      const bufs = m.bulk ? await bulk.take(m.bulk.map((p) => p.bytes)) : [];
+      const bufs = m.bulk ? readBulk(BULK_FD, m.bulk, pool) : [];
       try {
         const inputs = m.bulk ? joinBulk(m.inputs, m.bulk, bufs) : m.inputs;
         const base = m.tail ? await runTail(m.tail, inputs as Record<string, Tensor>) : await runWhole(inputs);
@@ -136,7 +136,7 @@ async function handle(m: ToWorker): Promise<void> {
         const result = { ...base, ...(recycle.length ? { recycle } : {}) };
         send({ t: 'result', rid: m.rid, result }, [...out, ...recycle]);
       } finally {
-        // sent (a process's message is serialised at once): the pipe's buffers can take the next run
+        // sent (a process's message is serialised at once): the buffers can take the next run
         for (const b of bufs) pool.give(b.buffer);
       }
       return;

@@ -1,6 +1,6 @@
 /**
  * How request memory reaches the model workers (serve/bulk.ts, serve/pool.ts), over real HTTP on
- * loopback with the real fixture packages: big tensors on a process worker's bulk pipe, bodies read
+ * loopback with the real fixture packages: big tensors through a process worker's bulk file, bodies read
  * into pooled memory that is reused (and handed to a thread worker and back) without one request's
  * bytes showing up in another's answer, and memory sent twice refused with E_SERVE_DETACHED.
  */
@@ -10,7 +10,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { outputsToJson } from '../runner/outputs-json.js';
 import { Runner } from '../runner/runner.js';
-import { BulkReader, joinBulk, splitBulk } from '../serve/bulk.js';
+import { BulkFile, type BulkPart, joinBulk, readBulk, splitBulk } from '../serve/bulk.js';
 import { BufferPool, POOL_MIN } from '../serve/pool.js';
 import { type Isolation, ModelWorker } from '../serve/worker-handle.js';
 import { binaryRequest, http, parseBinaryReply, type TestServer, TRUST, testServer } from './helpers/serve.js';
@@ -72,7 +72,7 @@ describe.each(['process', 'thread'] as Isolation[])('%s workers', (isolation) =>
   });
 
   it('a FP32 tensor after a JSON header of odd length: exact values, binary out', async () => {
-    // 20 000 values (80 kB: the bulk pipe's size) on the 1/16 grid the int8 variant keeps exact
+    // 20 000 values (80 kB: through the bulk file) on the 1/16 grid the int8 variant keeps exact
     for (const shift of [0, 3]) {
       const x = new Float32Array(20_000).map((_, i) => (((i + shift) % 240) - 128) / 16);
       const header = {
@@ -128,7 +128,7 @@ describe('memory sent twice', () => {
 });
 
 describe('the pieces', () => {
-  it('bulk: typed arrays cut out of nested inputs come back equal, whatever the pipe chunks', async () => {
+  it('bulk: typed arrays cut out of nested inputs come back equal through the shared file; its ranges are reused', async () => {
     const f32 = new Float32Array(30_000).map((_, i) => i / 7);
     const i64 = new BigInt64Array(10_000).map((_, i) => BigInt(i) * 3n - 7n);
     const u8 = Buffer.alloc(100_000, 9);
@@ -141,16 +141,33 @@ describe('the pieces', () => {
       [['c'], 'Uint8Array'],
     ]);
     expect(inputs.a.data).toBe(f32); // the caller's objects are left alone
-    const all = Buffer.concat(views);
-    const reader = new BulkReader(new BufferPool());
-    const got = reader.take(parts.map((p) => p.bytes));
-    for (let o = 0; o < all.length; o += 4093) reader.push(all.subarray(o, o + 4093));
-    const back = joinBulk(structuredClone(light), parts, await got) as typeof inputs;
-    expect(back.a.data).toEqual(f32);
-    expect(back.b[0]).toEqual(i64);
-    expect(back.b[1]).toEqual(small);
-    expect(Buffer.compare(back.c, u8)).toBe(0);
-    expect(back.d).toBe('text');
+    const total = parts.reduce((a, p) => a + p.bytes, 0);
+    const file = BulkFile.create(3 * total)!;
+    const write = (ps: BulkPart[]) => file.write(ps, views);
+    try {
+      const first = write(parts);
+      expect(first).toBe(0);
+      const back = joinBulk(structuredClone(light), parts, readBulk(file.fd, parts, new BufferPool())) as typeof inputs;
+      expect(back.a.data).toEqual(f32);
+      expect(back.b[0]).toEqual(i64);
+      expect(back.b[1]).toEqual(small);
+      expect(Buffer.compare(back.c, u8)).toBe(0);
+      expect(back.d).toBe('text');
+      // held ranges are not overwritten; released ones are used again, lowest first
+      const copy = () => parts.map((p) => ({ ...p }));
+      const second = write(copy())!;
+      expect(second).toBeGreaterThanOrEqual(total);
+      expect(write(copy())).toBeUndefined(); // past the file's bound: the caller sends inline
+      file.release(first!);
+      expect(write(copy())).toBe(first);
+      file.release(first!);
+      file.release(second);
+      expect(file.size).toBe(0);
+      file.close();
+      expect(write(copy())).toBeUndefined(); // closed (its worker gone)
+    } finally {
+      file.close();
+    }
   });
 
   it('pool: memory comes back and is reused; detached, foreign-unless-adopted and small memory is not kept', () => {

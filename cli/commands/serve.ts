@@ -17,6 +17,7 @@ interface ServeFlags
   port?: string;
   isolation?: string;
   workers?: string;
+  workerNice?: string;
   concurrency?: string;
   queue?: string;
   inferTimeout?: string;
@@ -64,6 +65,10 @@ export function register(program: Command): void {
     .option('--max-tensor-bytes <n>', 'the most bytes of one tensor (default 1 GiB)')
     .option('--isolation <kind>', 'model workers: process (default; a crash ends only that worker) or thread')
     .option('--workers <n>', 'workers per loaded version (default 1)')
+    .option(
+      '--worker-nice <n>',
+      'CPU niceness of the model workers, 0-19: the event loop first on a busy machine (default 0)',
+    )
     .option('--concurrency <n>', 'runs in flight per model (default 4)')
     .option('--queue <n>', 'requests waiting per model beyond those; more get 429 (default 64)')
     .option('--infer-timeout <ms>', 'a request queued or running longer fails with 504 (default 30000)')
@@ -133,6 +138,7 @@ export function register(program: Command): void {
       runner: runnerOptions({ ...opts, host: opts.hostProfile }),
       isolation,
       ...(opts.workers !== undefined ? { workers: intOption(opts.workers, 'workers') } : {}),
+      ...(opts.workerNice !== undefined ? { workerNice: niceOption(opts.workerNice) } : {}),
       ...(opts.concurrency !== undefined ? { concurrency: intOption(opts.concurrency, 'concurrency') } : {}),
       ...(opts.queue !== undefined ? { queue: intOption(opts.queue, 'queue', 0) } : {}),
       ...(opts.inferTimeout !== undefined ? { inferTimeoutMs: intOption(opts.inferTimeout, 'infer-timeout') } : {}),
@@ -182,4 +188,11 @@ async function announceOptions(opts: ServeFlags) {
     ...(opts.announceName !== undefined ? { name: opts.announceName } : {}),
     ...(ttl !== undefined ? { ttlSec: ttl } : {}),
   };
+}
+
+/** --worker-nice: 0 to 19 (raising a worker's niceness needs no privilege; lowering would). */
+function niceOption(value: string): number {
+  const n = intOption(value, 'worker-nice', 0)!;
+  if (n > 19) throw usage(`--worker-nice is 0 to 19, not ${n}`);
+  return n;
 }

@@ -1,0 +1,86 @@
+/**
+ * What bench/serve.ts measures a daemon with, from outside: CPU and page faults of its main thread
+ * and of its workers (from /proc: robust to load), and the floor any Node HTTP daemon pays — a bare
+ * fastify in its own process that takes the same binary body, answers a small JSON document and
+ * samples its own event-loop lag with the same 1 ms sampler as the daemon (its lag while the daemon
+ * is saturated is the machine's: how late an idle process gets a CPU).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+/** CPU milliseconds (user, system) and minor page faults of a thread or process, from /proc (Linux). */
+export function procStat(path: string): { user: number; sys: number; faults: number } {
+  try {
+    const f = readFileSync(path, 'utf8').split(') ')[1].split(' ');
+    return { user: (Number(f[11]) * 1000) / 100, sys: (Number(f[12]) * 1000) / 100, faults: Number(f[7]) };
+  } catch {
+    return { user: Number.NaN, sys: Number.NaN, faults: Number.NaN };
+  }
+}
+
+export interface Usage {
+  /** The main thread's CPU (user, system) and page faults. */
+  user: number;
+  sys: number;
+  faults: number;
+  /** CPU of the process's other threads and of its child processes (the model workers). */
+  rest: number;
+}
+
+/** The process `pid`: its main thread, and everything else it and its children spend. */
+export function usage(pid: number): Usage {
+  const main = procStat(`/proc/${pid}/task/${pid}/stat`);
+  const whole = procStat(`/proc/${pid}/stat`);
+  let all = whole.user + whole.sys;
+  let kids: string[] = [];
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  } catch {}
+  for (const k of kids) {
+    const s = procStat(`/proc/${k}/stat`);
+    all += s.user + s.sys;
+  }
+  return { user: main.user, sys: main.sys, faults: main.faults, rest: all - main.user - main.sys };
+}
+
+export function minus(a: Usage, b: Usage): Usage {
+  return { user: a.user - b.user, sys: a.sys - b.sys, faults: a.faults - b.faults, rest: a.rest - b.rest };
+}
+
+export function plus(a: Usage, b: Usage): Usage {
+  return { user: a.user + b.user, sys: a.sys + b.sys, faults: a.faults + b.faults, rest: a.rest + b.rest };
+}
+
+export const ZERO: Usage = { user: 0, sys: 0, faults: 0, rest: 0 };
+
+/** The floor: `POST /echo` takes the body, `GET /lag` answers the lag p99 (ms) since the last call. */
+export function startFloor(): Promise<{ url: string; child: ChildProcess }> {
+  const code = `import Fastify from 'fastify';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+const loop = monitorEventLoopDelay({ resolution: 1 });
+loop.enable();
+const app = Fastify({ bodyLimit: 64 << 20 });
+app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_r, b, done) => done(null, b));
+app.post('/echo', async (req) => ({ bytes: req.body.length }));
+app.get('/lag', async () => {
+  const p99 = loop.count > 0 ? Math.max(0, loop.percentile(99) / 1e6 - 1) : 0;
+  loop.reset();
+  return { p99 };
+});
+await app.listen({ host: '127.0.0.1', port: 0 });
+process.stdout.write('http://127.0.0.1:' + app.server.address().port + '\\n');`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((res) =>
+    child.stdout!.setEncoding('utf8').once('data', (s: string) => res({ url: s.trim(), child })),
+  );
+}
+
+export async function floorLag(url: string): Promise<number> {
+  return ((await (await fetch(`${url}/lag`)).json()) as { p99: number }).p99;
+}
+
+/** A daemon's event-loop lag p99 (seconds → ms) since the last scrape (prom-client resets it per scrape). */
+export async function daemonLag(url: string): Promise<number> {
+  const m = await (await fetch(`${url}/metrics`)).text();
+  return Number(/^xpkg_serve_event_loop_lag_p99_seconds (\S+)$/m.exec(m)?.[1]) * 1000;
+}
