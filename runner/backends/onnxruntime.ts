@@ -223,8 +223,8 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
       await this.#pool.releaseOthers();
       await s?.release();
     } finally {
-      // only once onnxruntime no longer reads them
-      this.#modelBytes = null;
+      // let go of the bytes only once onnxruntime no longer reads them
+      if (this.#modelBytes) this.#modelBytes = null;
       await folder?.remove();
     }
   }
