@@ -208,4 +208,28 @@ describe('memory pattern only for fixed input shapes', () => {
     expect(hasStaticInputs(new Uint8Array([0xff, 0xff, 0xff]))).toBe(false);
     expect(hasStaticInputs(new Uint8Array(0))).toBe(false);
   });
+
+  it('a session from the cache makes the same decision (kept in the entry’s record)', async () => {
+    const dir = tempDir();
+    const pattern = async (pkg: string, model: string) => {
+      const runner = await Runner.open(pkg, {
+        trust: ['fixtures/keys/test.pub'],
+        stateDir: tempDir(),
+        modelCache: dir,
+      });
+      try {
+        const s = ortSession(await runner.session(model));
+        return [s.optimizedCache, s.options.enableMemPattern];
+      } finally {
+        await runner.close();
+      }
+    };
+    for (const [pkg, model, fixed] of [
+      ['fixtures/dist/detector.xpkg', 'detector', true],
+      [PKG, 'rec', false],
+    ] as const) {
+      expect(await pattern(pkg, model)).toEqual(['stored', fixed]);
+      expect(await pattern(pkg, model)).toEqual(['hit', fixed]);
+    }
+  });
 });

@@ -41,12 +41,16 @@ interface Meta {
   format: string;
   sha256: string;
   size: number;
+  /** hasStaticInputs() of the package's model, so a hit need not parse its protobuf again. */
+  staticInputs: boolean;
 }
 
 export interface CacheHit {
   bytes: Buffer;
   /** True when the bytes are the ones stored. */
   intact: boolean;
+  /** Whether every input of the model has a fixed shape (the memory pattern's switch, onnx-inputs.ts). */
+  staticInputs: boolean;
 }
 
 /** The CPU the optimised graph was made for: architecture, model name and vector extensions. */
@@ -88,12 +92,18 @@ export class OrtModelCache {
       const [metaText, st] = await Promise.all([readFile(metaPath, 'utf8'), stat(modelPath)]);
       if (!this.#ours(st)) return null;
       const meta = JSON.parse(metaText) as Meta;
-      if (meta.format !== FORMAT || meta.size !== st.size || !/^[0-9a-f]{64}$/.test(meta.sha256)) return null;
+      if (
+        meta.format !== FORMAT ||
+        meta.size !== st.size ||
+        !/^[0-9a-f]{64}$/.test(meta.sha256) ||
+        typeof meta.staticInputs !== 'boolean'
+      )
+        return null;
       const bytes = await readFile(modelPath);
       // node:crypto's one-shot SHA-256 (SHA-NI where the CPU has it) is ~5x faster here than
       // WebCrypto's digest, which also blocks the caller while it copies its input
       const intact = sha256(bytes) === meta.sha256 && bytes.length === meta.size;
-      return { bytes, intact };
+      return { bytes, intact, staticInputs: meta.staticInputs };
     } catch {
       return null;
     }
@@ -114,13 +124,13 @@ export class OrtModelCache {
   }
 
   /** Records the model onnxruntime wrote at `temp` under `key` (temp files + rename); best effort. */
-  async commit(key: string, temp: string): Promise<boolean> {
+  async commit(key: string, temp: string, staticInputs: boolean): Promise<boolean> {
     const metaTemp = `${temp}.json`;
     try {
       // onnxruntime wrote it with the umask's mode; entries are the user's alone
       await chmod(temp, 0o600);
       const bytes = await readFile(temp);
-      const meta: Meta = { format: FORMAT, sha256: sha256(bytes), size: bytes.length };
+      const meta: Meta = { format: FORMAT, sha256: sha256(bytes), size: bytes.length, staticInputs };
       writeFileSync(metaTemp, JSON.stringify(meta), { mode: 0o600 });
       // the model first: a record never points at a model that is not there yet
       renameSync(temp, join(this.dir, `${key}.ort`));
