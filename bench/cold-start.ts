@@ -18,7 +18,7 @@
  * cache: "cold" here is a new process, not a cold disk.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,6 +42,12 @@ const ocr = await Ocr.create();
 const lines = await ocr.detect(process.env.XPKG_BENCH_IMAGE);
 process.stdout.write(lines.map((l) => l.text).join('\\n') + '\\n');
 `;
+
+/** Whether bin/xpkg.js takes the bundle (it does when it is at least as new as dist/cli/main.js). */
+function bundled(): boolean {
+  const bundle = join(root, 'dist/cli-bundle/main.js');
+  return existsSync(bundle) && statSync(bundle).mtimeMs >= statSync(join(root, 'dist/cli/main.js')).mtimeMs;
+}
 
 interface Sample {
   wallMs: number;
@@ -163,6 +169,9 @@ async function main(): Promise<void> {
       `${name.padEnd(34)} ${s.wallMs.toFixed(0).padStart(8)} ${s.cpuMs.toFixed(0).padStart(8)}   ${s.lines} lines`;
     console.log(
       `cold start, fresh process per run, ${runs} runs each, alternating (medians); load average ${load[0].toFixed(2)} before, ${load[1].toFixed(2)} after`,
+    );
+    console.log(
+      `xpkg loads ${bundled() ? 'the CLI bundle (dist/cli-bundle)' : 'the separate modules (no current bundle)'}`,
     );
     console.log(`${''.padEnd(34)} ${'wall ms'.padStart(8)} ${'cpu ms'.padStart(8)}`);
     console.log(row('xpkg run paddleocr-v4.xpkg', summary.xpkg));

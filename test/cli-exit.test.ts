@@ -186,7 +186,7 @@ describe.skipIf(!exitNow())('ending as soon as the output is flushed', () => {
     expect(r.status, r.stderr).toBe(0);
     const files = readdirSync(join(cache, 'ort')).sort();
     // one optimised model and its record per model of the pipeline (det, cls, rec), no temp files
-    expect(files.filter((f) => f.endsWith('.onnx'))).toHaveLength(3);
+    expect(files.filter((f) => f.endsWith('.ort'))).toHaveLength(3);
     expect(files.filter((f) => f.endsWith('.json'))).toHaveLength(3);
     expect(files).toHaveLength(6);
     for (const f of files.filter((x) => x.endsWith('.json')))

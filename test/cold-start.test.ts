@@ -6,8 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { type FileHandle, open as openFile } from 'node:fs/promises';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Type as TypeBox } from '@sinclair/typebox';
 import { describe, expect, it } from 'vitest';
 import { HOST_PROFILE_FORMAT, loadHostProfile } from '../runner/host-profile.js';
@@ -100,7 +100,7 @@ describe('validators compiled at build time', () => {
 });
 
 /** Runs the built CLI and returns every module it loaded: ES modules (a loader hook) and CommonJS ones (require.cache at exit). */
-function modulesLoadedBy(args: string[]): { status: number; stdout: string; modules: string[] } {
+function modulesLoadedBy(args: string[]): { status: number; stdout: string; modules: string[]; bundled: boolean } {
   const dir = tempDir('xpkg-cold-');
   const log = join(dir, 'modules.log');
   writeFileSync(
@@ -122,8 +122,21 @@ function modulesLoadedBy(args: string[]): { status: number; stdout: string; modu
     ['--import', pathToFileURL(join(dir, 'register.mjs')).href, resolve('bin/xpkg.js'), ...args],
     { encoding: 'utf8' },
   );
-  const modules = readFileSync(log, 'utf8').split('\n').filter(Boolean);
-  return { status: r.status ?? -1, stdout: r.stdout, modules };
+  const loaded = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+  const modules = loaded.flatMap(unbundled);
+  return { status: r.status ?? -1, stdout: r.stdout, modules, bundled: modules.length > loaded.length };
+}
+
+/** A chunk of the CLI bundle (tools/bundle-cli.ts) stands for the dist modules it holds. */
+const BUNDLE = resolve('dist/cli-bundle');
+let chunks: Record<string, string[]> | undefined;
+function unbundled(module: string): string[] {
+  const path = module.startsWith('file:') ? fileURLToPath(module) : module;
+  if (dirname(path) !== BUNDLE) return [module];
+  chunks ??= JSON.parse(readFileSync(join(BUNDLE, 'meta.json'), 'utf8')) as Record<string, string[]>;
+  const inputs = chunks[basename(path)];
+  if (!inputs) throw new Error(`${path} is not in dist/cli-bundle/meta.json: rebuild the bundle`);
+  return inputs.map((i) => resolve('dist', i));
 }
 
 const loads = (modules: string[], what: RegExp) => modules.filter((m) => what.test(m.replace(/\\/g, '/')));
@@ -147,6 +160,7 @@ describe('what a command loads (the built CLI as a process)', () => {
     ]);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('quick brown fox');
+    expect(r.bundled).toBe(true); // bin/xpkg.js took the bundle (npm run build makes it)
     expect(loads(r.modules, TYPEBOX)).toEqual([]);
     expect(loads(r.modules, AJV_COMPILER)).toEqual([]);
     expect(loads(r.modules, QUICKJS)).toEqual([]);

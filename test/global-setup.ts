@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildBrowser } from '../browser/build.js';
+import { bundleCli } from '../tools/bundle-cli.js';
 
 export default async function setup(): Promise<() => void> {
   // Tests (and the CLI processes they spawn) keep optimised models in a cache of their own, never
@@ -19,6 +20,7 @@ export default async function setup(): Promise<() => void> {
   if (process.env.XPKG_TEST_SKIP_BUILD === '1') return teardown;
   const tsc = 'node_modules/typescript/bin/tsc';
   execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  await bundleCli('dist');
   execFileSync(process.execPath, [tsc, '-p', 'tsconfig.tools.json'], { stdio: 'inherit' });
   execFileSync(process.execPath, ['dist-tools/fixtures/build.js'], { stdio: 'inherit' });
   await buildBrowser('dist');

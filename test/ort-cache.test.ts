@@ -53,7 +53,7 @@ describe('optimised-model cache', () => {
     const dir = tempDir();
     const first = await ocr({ modelCache: dir });
     expect(first.cache).toEqual({ det: 'stored', cls: 'stored', rec: 'stored' });
-    expect(entries(dir).filter((f) => f.endsWith('.onnx'))).toHaveLength(3);
+    expect(entries(dir).filter((f) => f.endsWith('.ort'))).toHaveLength(3);
     expect(entries(dir).some((f) => f.includes('.tmp'))).toBe(false);
     const second = await ocr({ modelCache: dir });
     expect(second.cache).toEqual({ det: 'hit', cls: 'hit', rec: 'hit' });
@@ -69,7 +69,7 @@ describe('optimised-model cache', () => {
     const dir = tempDir();
     const first = await ocr({ modelCache: dir });
     // flip bytes in the middle of every stored model (weights: onnxruntime would load them)
-    for (const f of entries(dir).filter((n) => n.endsWith('.onnx'))) {
+    for (const f of entries(dir).filter((n) => n.endsWith('.ort'))) {
       const path = join(dir, 'ort', f);
       const size = readFileSync(path).length;
       const fd = openSync(path, 'r+');
@@ -104,7 +104,7 @@ describe('optimised-model cache', () => {
   it.skipIf(process.platform === 'win32')('an entry others may write is not used', async () => {
     const dir = tempDir();
     await ocr({ modelCache: dir });
-    for (const f of entries(dir).filter((n) => n.endsWith('.onnx'))) chmodSync(join(dir, 'ort', f), 0o666);
+    for (const f of entries(dir).filter((n) => n.endsWith('.ort'))) chmodSync(join(dir, 'ort', f), 0o666);
     expect((await ocr({ modelCache: dir })).cache).toEqual({ det: 'stored', cls: 'stored', rec: 'stored' });
   });
 
@@ -123,7 +123,7 @@ describe('optimised-model cache', () => {
     await ocr({ modelCache: dir });
     const basic = await ocr({ modelCache: dir, graphOptimization: 'basic' });
     expect(basic.cache).toEqual({ det: 'stored', cls: 'stored', rec: 'stored' });
-    expect(entries(dir).filter((f) => f.endsWith('.onnx'))).toHaveLength(6);
+    expect(entries(dir).filter((f) => f.endsWith('.ort'))).toHaveLength(6);
     // level `disabled` has nothing to cache
     expect((await ocr({ modelCache: dir, graphOptimization: 'disabled' })).cache.det).toBeUndefined();
   });
@@ -154,7 +154,7 @@ it('`xpkg run` fills XPKG_CACHE, and `--no-model-cache` leaves it alone', () => 
   const on = tempDir();
   const r2 = run(on);
   expect(r2.status, r2.stderr).toBe(0);
-  expect(entries(on).filter((f) => f.endsWith('.onnx'))).toHaveLength(3);
+  expect(entries(on).filter((f) => f.endsWith('.ort'))).toHaveLength(3);
   expect(r2.stdout).toBe(r1.stdout);
 });
 
@@ -207,5 +207,29 @@ describe('memory pattern only for fixed input shapes', () => {
     }
     expect(hasStaticInputs(new Uint8Array([0xff, 0xff, 0xff]))).toBe(false);
     expect(hasStaticInputs(new Uint8Array(0))).toBe(false);
+  });
+
+  it('a session from the cache makes the same decision (kept in the entry’s record)', async () => {
+    const dir = tempDir();
+    const pattern = async (pkg: string, model: string) => {
+      const runner = await Runner.open(pkg, {
+        trust: ['fixtures/keys/test.pub'],
+        stateDir: tempDir(),
+        modelCache: dir,
+      });
+      try {
+        const s = ortSession(await runner.session(model));
+        return [s.optimizedCache, s.options.enableMemPattern];
+      } finally {
+        await runner.close();
+      }
+    };
+    for (const [pkg, model, fixed] of [
+      ['fixtures/dist/detector.xpkg', 'detector', true],
+      [PKG, 'rec', false],
+    ] as const) {
+      expect(await pattern(pkg, model)).toEqual(['stored', fixed]);
+      expect(await pattern(pkg, model)).toEqual(['hit', fixed]);
+    }
   });
 });

@@ -124,6 +124,8 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
   readonly #pool: ShapeSessions;
   readonly #ort: Ort;
   #folder: PrivateFolder | null;
+  /** The model bytes onnxruntime reads in place (a cached ORT-format graph), kept until release. */
+  #modelBytes: Uint8Array | null = null;
   /** `hit`: created from this machine's cache of optimised models; `stored`: its graph was cached now. */
   optimizedCache: 'hit' | 'stored' | undefined;
 
@@ -153,6 +155,11 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     this.inputShapes = session.inputMetadata.flatMap((m) =>
       m.isTensor ? [{ name: m.name, type: m.type, shape: [...m.shape] }] : [],
     );
+  }
+
+  /** Keeps `bytes` alive while the session is: it was created to read them in place. */
+  holdModelBytes(bytes: Uint8Array): void {
+    this.#modelBytes = bytes;
   }
 
   /** onnxruntime sessions held: one per input shape seen, on an accelerator (shape-sessions.ts). */
@@ -216,6 +223,8 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
       await this.#pool.releaseOthers();
       await s?.release();
     } finally {
+      // let go of the bytes only once onnxruntime no longer reads them
+      if (this.#modelBytes) this.#modelBytes = null;
       await folder?.remove();
     }
   }
@@ -421,15 +430,16 @@ export class OnnxruntimeBackend implements Backend {
     // The model's bytes are read, and so verified, even when the cache has its optimised graph: a
     // package damaged after it was cached is refused like any other (~15 ms for 11 MB, SHA-NI).
     const bytes = await files.read(entry);
-    // the cached graph declares the same inputs: one decision for both paths
-    sessionOptions.enableMemPattern = hasStaticInputs(bytes);
     // per-shape sessions are made from the package's bytes; the cache holds one session's graph
     const perShapeOnCpu = this.#shapeSessions === 'always' && (options.shapeSessions ?? 1) > 1;
     const cache = perShapeOnCpu ? null : cacheFor(options, files, entry, sessionOptions, ort);
     if (cache) {
+      // a hit's record says whether the inputs are static (read from this model when it was stored)
       const hit = await fromCache(ort, cache, variant.id, sessionOptions);
       if (hit) return hit;
     }
+    // a walk of the graph's protobuf (20–40 ms of CPU for the OCR package's three models in a cold process)
+    sessionOptions.enableMemPattern = hasStaticInputs(bytes);
     const external = externalFiles(variant.id, entry, variant.files, bytes);
     const folder = external.length
       ? await writePrivateFolder(files, [{ path: entry, bytes }, ...external.map((path) => ({ path }))])
@@ -448,13 +458,13 @@ export class OnnxruntimeBackend implements Backend {
       const create = {
         ...opts,
         ...(profile ? { enableProfiling: true, profileFilePrefix: join(profile, 'p') } : {}),
-        ...(save ? { optimizedModelFilePath: save } : {}),
+        ...(save ? { optimizedModelFilePath: save, extra: { session: { ...opts.extra.session, ...SAVE_ORT } } } : {}),
       };
       try {
         // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
         const session = folder
           ? await ort.InferenceSession.create(folder.path(entry), create)
-          : await ort.InferenceSession.create(bytes, create);
+          : await createSaving(ort, bytes, create, opts);
         // Creating the session read (or mapped) every initializer, so the folder can go now and
         // nothing is left behind if the process is killed; where open files cannot be removed
         // (Windows) it goes when the session is released.
@@ -474,7 +484,10 @@ export class OnnxruntimeBackend implements Backend {
             ? { create: () => ort.InferenceSession.create(bytes, opts), limit }
             : null;
         const loaded = new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile, perShape);
-        if (save && cache) loaded.optimizedCache = (await cache.store.commit(cache.key, save)) ? 'stored' : undefined;
+        if (save && cache)
+          loaded.optimizedCache = (await cache.store.commit(cache.key, save, opts.enableMemPattern))
+            ? 'stored'
+            : undefined;
         return loaded;
       } catch (e) {
         if (save) rmSync(save, { force: true });
@@ -521,6 +534,35 @@ function cacheFor(
 }
 
 /**
+ * A session of `bytes`; when it was to write its optimised graph for the cache and that attempt
+ * fails, one without writing it (a graph onnxruntime cannot save in its format must still load;
+ * the cache's commit then finds no file and stores nothing).
+ */
+async function createSaving(
+  ort: Ort,
+  bytes: Uint8Array,
+  create: OrtSessionOptions & { optimizedModelFilePath?: string },
+  plain: OrtSessionOptions,
+): Promise<InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(bytes, create);
+  } catch (e) {
+    if (!create.optimizedModelFilePath) throw e;
+    rmSync(create.optimizedModelFilePath, { force: true });
+    const { optimizedModelFilePath: _, ...rest } = create;
+    return await ort.InferenceSession.create(bytes, { ...rest, extra: plain.extra });
+  }
+}
+
+/** onnxruntime writes the optimised graph in its own format (ort-cache.ts says why). */
+const SAVE_ORT = { save_model_format: 'ORT' } as const;
+/**
+ * A session of an ORT-format model uses the given bytes in place, weights included (no copy): the
+ * bytes must then outlive the session (OrtModelSession.holdModelBytes).
+ */
+const READ_ORT_IN_PLACE = { use_ort_model_bytes_directly: '1', use_ort_model_bytes_for_initializers: '1' } as const;
+
+/**
  * A session from the cached optimised model, with optimisation off (it was done), or null. A
  * damaged entry (its digest differs from its record) is evicted and the caller loads the model
  * from the package.
@@ -534,10 +576,17 @@ async function fromCache(
   const hit = await cache.store.lookup(cache.key);
   if (!hit) return null;
   if (hit.intact) {
-    const create = { ...opts, graphOptimizationLevel: 'disabled' as const };
+    const created = { ...opts, enableMemPattern: hit.staticInputs };
+    const create = {
+      ...created,
+      graphOptimizationLevel: 'disabled' as const,
+      extra: { session: { ...opts.extra.session, ...READ_ORT_IN_PLACE } },
+    };
     try {
       const session = await ort.InferenceSession.create(hit.bytes, create);
-      const loaded = new OrtModelSession(ort, session, variantId, opts, null, [], null);
+      const loaded = new OrtModelSession(ort, session, variantId, created, null, [], null);
+      // onnxruntime reads the weights from these bytes for as long as the session lives
+      loaded.holdModelBytes(hit.bytes);
       loaded.optimizedCache = 'hit';
       return loaded;
     } catch {
