@@ -8,10 +8,12 @@ import {
   chmodSync,
   closeSync,
   copyFileSync,
+  mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
   statSync,
+  utimesSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -21,6 +23,7 @@ import { PackageReader } from '../pack/reader.js';
 import { cacheRoot } from '../platform/cache-dir.js';
 import { hasStaticInputs } from '../runner/backends/onnx-inputs.js';
 import type { OrtModelSession } from '../runner/backends/onnxruntime.js';
+import { OrtModelCache } from '../runner/backends/ort-cache.js';
 import type { ModelSlot } from '../runner/model-slot.js';
 import { Runner, type RunnerOptions } from '../runner/runner.js';
 import type { ModelSession } from '../runner/types.js';
@@ -170,6 +173,32 @@ it("`xpkg run` leaves nothing of onnxruntime's telemetry in the user's home", ()
   expect(r.status, r.stderr).toBe(0);
   // onnxruntime-node 1.29 otherwise writes ~/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,onnxruntime.db}
   expect(readdirSync(join(home))).not.toContain('.cache');
+});
+
+it('a store keeps the folder bounded: old formats, dead writers’ temp files, orphan records, oldest entries beyond the limit', async () => {
+  const cache = new OrtModelCache(tempDir());
+  const dir = cache.dir;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = (name: string, bytes: number, ageS: number) => {
+    writeFileSync(join(dir, name), Buffer.alloc(bytes), { mode: 0o600 });
+    const t = Date.now() / 1000 - ageS;
+    utimesSync(join(dir, name), t, t);
+  };
+  for (const [key, age] of [
+    ['new', 10],
+    ['mid', 100],
+    ['old', 1000],
+  ] as const) {
+    file(`${key}.ort`, 400, age);
+    file(`${key}.json`, 10, age);
+  }
+  file('formatone.onnx', 50, 5);
+  file('formatone.json', 10, 5);
+  file('k.123.abc.tmp.ort', 50, 7200);
+  file('k.456.def.tmp.ort', 50, 5);
+  file('orphan.json', 10, 5);
+  await cache.prune(900);
+  expect(readdirSync(dir).sort()).toEqual(['k.456.def.tmp.ort', 'mid.json', 'mid.ort', 'new.json', 'new.ort'].sort());
 });
 
 it('tests and the processes they spawn keep their cache away from the user’s (global set-up)', () => {

@@ -22,11 +22,15 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { chmod, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { arch, cpus } from 'node:os';
 import { join } from 'node:path';
 
 const FORMAT = 'xpkg-ort-cache/2';
+/** The most bytes of entries kept; a store beyond it removes the least recently written ones. */
+export const CACHE_LIMIT_BYTES = 1 << 30;
+/** A temp file older than this was left by a process that died while writing it. */
+const STALE_TEMP_MS = 60 * 60 * 1000;
 
 export interface OrtCacheKey {
   /** onnxruntime's version: its serialised graphs are only read back by the same build. */
@@ -135,6 +139,7 @@ export class OrtModelCache {
       // the model first: a record never points at a model that is not there yet
       renameSync(temp, join(this.dir, `${key}.ort`));
       renameSync(metaTemp, join(this.dir, `${key}.json`));
+      await this.prune();
       return true;
     } catch {
       rmSync(temp, { force: true });
@@ -148,6 +153,41 @@ export class OrtModelCache {
       rm(join(this.dir, `${key}.json`), { force: true }),
       rm(join(this.dir, `${key}.ort`), { force: true }),
     ]).catch(() => {});
+  }
+
+  /**
+   * Keeps the folder bounded (run after a store, so a cache hit pays nothing): removes entries of
+   * other formats (`*.onnx` of format 1), temp files of writers that died, records without their
+   * model, and the oldest entries beyond `limit` bytes. Best effort: another process may be
+   * pruning or storing at the same time, and a removed entry only costs a later miss.
+   */
+  async prune(limit = CACHE_LIMIT_BYTES, now = Date.now()): Promise<void> {
+    try {
+      const names = await readdir(this.dir);
+      const entries: { key: string; size: number; mtime: number }[] = [];
+      const drop: string[] = [];
+      for (const name of names) {
+        const path = join(this.dir, name);
+        const st = await stat(path).catch(() => null);
+        if (!st?.isFile()) continue;
+        if (name.includes('.tmp.')) {
+          if (now - st.mtimeMs > STALE_TEMP_MS) drop.push(name);
+        } else if (name.endsWith('.ort')) {
+          entries.push({ key: name.slice(0, -4), size: st.size, mtime: st.mtimeMs });
+        } else if (name.endsWith('.json')) {
+          if (!names.includes(`${name.slice(0, -5)}.ort`)) drop.push(name);
+        } else if (name.endsWith('.onnx')) drop.push(name);
+      }
+      entries.sort((a, b) => b.mtime - a.mtime);
+      let kept = 0;
+      for (const e of entries) {
+        kept += e.size;
+        if (kept > limit) drop.push(`${e.key}.json`, `${e.key}.ort`);
+      }
+      await Promise.all(drop.map((n) => rm(join(this.dir, n), { force: true })));
+    } catch {
+      // a folder that cannot be listed is left as it is
+    }
   }
 
   /** Ours: a regular file or folder owned by this user that no one else can write. */
