@@ -83,12 +83,26 @@ type Plan =
   | { feeds: Record<string, number[]>[]; possible: number }
   | { skip: PrewarmSkip; reason: string; possible: number | null };
 
+/** Deterministic noise: pixels that are all zero can skip data-dependent paths (a detector's NMS with no candidates) that a real input then pays for on its first run. */
+function noise(n: number): Uint8Array {
+  const a = new Uint8Array(n);
+  let s = 0x9e3779b9;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    a[i] = s >>> 24;
+  }
+  return a;
+}
+
+/** Warm-up feeds: pixels (uint8) and float32 values as noise, other types zeros (ids and masks must stay valid). */
 const ZEROS: Record<DType, (n: number) => TypedData> = {
-  float32: (n) => new Float32Array(n),
+  float32: (n) => Float32Array.from(noise(n), (v) => v / 255),
   float16: (n) => new Uint16Array(n),
   int64: (n) => new BigInt64Array(n),
   int32: (n) => new Int32Array(n),
-  uint8: (n) => new Uint8Array(n),
+  uint8: noise,
   int8: (n) => new Int8Array(n),
   bool: (n) => new Uint8Array(n),
 };
@@ -152,7 +166,7 @@ export function prewarmPlan(spaces: readonly ModelFeedSpace[], session: ModelSes
   return { feeds, possible: feeds.length };
 }
 
-/** Runs `session` `runs` times per planned shape on zeros (largest first; default by provider), timing the first and last. */
+/** Runs `session` `runs` times per planned shape on noise (largest first; default by provider), timing the first and last. */
 export async function prewarmSession(
   session: ModelSession,
   spaces: readonly ModelFeedSpace[],

@@ -42,7 +42,7 @@ export interface SessionBinding {
   /** `xpkg-ort-capi`: xpkg's binding over onnxruntime's C API; `onnxruntime-node`: the stock one. */
   name: 'xpkg-ort-capi' | 'onnxruntime-node';
   /** cuDNN's convolution algorithm search the CUDA sessions use. */
-  convAlgoSearch?: 'HEURISTIC' | 'EXHAUSTIVE';
+  convAlgoSearch?: 'HEURISTIC' | 'DEFAULT' | 'EXHAUSTIVE';
   /** Why the stock binding was used instead of xpkg's (never silent). */
   fallback?: { code: string; reason: string };
 }

@@ -35,7 +35,14 @@ import { filesFromMap, type PrivateFolder, writePrivateFolder } from './model-fi
 import { externalFiles } from './onnx-external.js';
 import { hasStaticInputs } from './onnx-inputs.js';
 import { OrtModelCache } from './ort-cache.js';
-import { type CapiCreateOptions, createCapiSession, loadCapi, type OrtSessionLike } from './ort-capi.js';
+import {
+  type CapiCreateOptions,
+  type ConvAlgoSearch,
+  capiDefaults,
+  createCapiSession,
+  loadCapi,
+  type OrtSessionLike,
+} from './ort-capi.js';
 import { profileFolder, readPlacement } from './ort-placement.js';
 import { checkTensor, fromOrtTensor } from './ort-tensor.js';
 import { probeModel } from './probe-model.js';
@@ -270,6 +277,13 @@ export interface OnnxruntimeBackendOptions {
    * and the session's `binding` says why.
    */
   capi?: 'cuda' | 'always' | 'never';
+  /** cuDNN's search for the binding's CUDA sessions (default: XPKG_CUDNN_CONV_ALGO_SEARCH, else HEURISTIC). */
+  convAlgoSearch?: ConvAlgoSearch;
+  /**
+   * The binding's CUDA sessions also one per input shape, as the stock binding's (default:
+   * XPKG_ORT_CAPI_SHAPE_SESSIONS=1); else one session serves every shape.
+   */
+  capiShapeSessions?: boolean;
 }
 
 const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } as const;
@@ -277,6 +291,7 @@ const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } a
 /** The binding's options object for the options a stock session would be created with. */
 export function capiOptions(
   create: OrtSessionOptions & { profileFilePrefix?: string; enableProfiling?: boolean },
+  search: ConvAlgoSearch = 'HEURISTIC',
 ): CapiCreateOptions {
   const cuda = create.executionProviders[0] === 'cuda';
   return {
@@ -284,7 +299,7 @@ export function capiOptions(
     providerOptions: cuda
       ? [
           ['device_id', '0'],
-          ['cudnn_conv_algo_search', 'HEURISTIC'],
+          ['cudnn_conv_algo_search', search],
         ]
       : [],
     intraOpThreads: create.intraOpNumThreads,
@@ -310,6 +325,8 @@ export class OnnxruntimeBackend implements Backend {
   readonly #force: string[] | undefined;
   readonly #shapeSessions: NonNullable<OnnxruntimeBackendOptions['shapeSessions']>;
   readonly #capi: NonNullable<OnnxruntimeBackendOptions['capi']>;
+  readonly #search: ConvAlgoSearch;
+  readonly #capiShapeSessions: boolean;
   #bindingDir: string | undefined;
   #ort: Ort | undefined;
   #providers: string[] = [];
@@ -324,6 +341,9 @@ export class OnnxruntimeBackend implements Backend {
     this.#force = options.forceProviders?.length ? [...options.forceProviders] : undefined;
     this.#shapeSessions = options.shapeSessions ?? 'accelerated';
     this.#capi = options.capi ?? 'cuda';
+    const d = capiDefaults();
+    this.#search = options.convAlgoSearch ?? d.convAlgoSearch;
+    this.#capiShapeSessions = options.capiShapeSessions ?? d.shapeSessions;
   }
 
   /** The CUDA and WebGPU checks init made (undefined before init). */
@@ -449,8 +469,8 @@ export class OnnxruntimeBackend implements Backend {
       const c = loadCapi(this.#bindingDir);
       if ('capi' in c) {
         try {
-          const session = await createCapiSession(c.capi, bytes, capiOptions(create));
-          return { session, binding: { name: 'xpkg-ort-capi', ...(cuda ? { convAlgoSearch: 'HEURISTIC' } : {}) } };
+          const session = await createCapiSession(c.capi, bytes, capiOptions(create, this.#search));
+          return { session, binding: { name: 'xpkg-ort-capi', ...(cuda ? { convAlgoSearch: this.#search } : {}) } };
         } catch (e) {
           fallback = {
             code: 'create-failed',
@@ -546,14 +566,13 @@ export class OnnxruntimeBackend implements Backend {
           ));
         // more sessions of the same verified bytes, one per input shape (a model with external data keeps one)
         const limit = options.shapeSessions ?? 1;
-        // HEURISTIC search makes a new shape cheap: the binding's sessions serve every shape
         const perShape =
           !folder &&
           limit > 1 &&
-          binding?.name !== 'xpkg-ort-capi' &&
+          (binding?.name !== 'xpkg-ort-capi' || this.#capiShapeSessions) &&
           (this.#shapeSessions === 'always' ||
             (this.#shapeSessions === 'accelerated' && opts.executionProviders[0] !== 'cpu'))
-            ? { create: () => ort.InferenceSession.create(bytes, opts), limit }
+            ? { create: async () => (await this.#create(ort, bytes, null, opts)).session, limit }
             : null;
         const loaded = new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile, perShape, binding);
         if (save && cache) loaded.optimizedCache = (await cache.store.commit(cache.key, save)) ? 'stored' : undefined;
