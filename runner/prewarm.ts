@@ -35,9 +35,9 @@ export interface PrewarmOptions {
    */
   maxShapes?: number;
   /**
-   * Runs per shape (1–10). Default: 2 on an accelerator, where onnxruntime's first run at a shape
-   * searches cuDNN's algorithms and records the shape's allocations, and only later runs reuse that
-   * plan (measured on the H200: a single warm run left the first real run at 2.3× steady); 1 on the CPU.
+   * Runs per shape (1–10, default 1). On the H200 a second warm run did not move the detector's
+   * first real run after open (2.2–2.5× steady either way; each warmed shape's own first run after
+   * open is 1.4–1.6×), so one is the default.
    */
   runs?: number;
 }
@@ -83,26 +83,12 @@ type Plan =
   | { feeds: Record<string, number[]>[]; possible: number }
   | { skip: PrewarmSkip; reason: string; possible: number | null };
 
-/** Deterministic noise: pixels that are all zero can skip data-dependent paths (a detector's NMS with no candidates) that a real input then pays for on its first run. */
-function noise(n: number): Uint8Array {
-  const a = new Uint8Array(n);
-  let s = 0x9e3779b9;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    a[i] = s >>> 24;
-  }
-  return a;
-}
-
-/** Warm-up feeds: pixels (uint8) and float32 values as noise, other types zeros (ids and masks must stay valid). */
 const ZEROS: Record<DType, (n: number) => TypedData> = {
-  float32: (n) => Float32Array.from(noise(n), (v) => v / 255),
+  float32: (n) => new Float32Array(n),
   float16: (n) => new Uint16Array(n),
   int64: (n) => new BigInt64Array(n),
   int32: (n) => new Int32Array(n),
-  uint8: noise,
+  uint8: (n) => new Uint8Array(n),
   int8: (n) => new Int8Array(n),
   bool: (n) => new Uint8Array(n),
 };
@@ -166,12 +152,12 @@ export function prewarmPlan(spaces: readonly ModelFeedSpace[], session: ModelSes
   return { feeds, possible: feeds.length };
 }
 
-/** Runs `session` `runs` times per planned shape on noise (largest first; default by provider), timing the first and last. */
+/** Runs `session` `runs` times per planned shape on zeros (largest first), timing the first and last. */
 export async function prewarmSession(
   session: ModelSession,
   spaces: readonly ModelFeedSpace[],
   maxShapes: number,
-  runs = accelerated(session.provider) ? 2 : 1,
+  runs = 1,
 ): Promise<ModelPrewarm> {
   const t0 = performance.now();
   const plan = prewarmPlan(spaces, session, maxShapes);
@@ -224,7 +210,7 @@ const accelerated = (p: string | undefined) => p !== undefined && p !== 'cpu';
 export async function prewarmOpen(o: {
   mode: PrewarmMode;
   maxShapes: number;
-  /** Runs per shape; undefined: by provider (PrewarmOptions.runs). */
+  /** Runs per shape (PrewarmOptions.runs). */
   runs?: number;
   selection: Selection;
   /**

@@ -302,7 +302,7 @@ export class Runner implements AsyncDisposable {
     return n;
   }
 
-  /** Runs per pre-warmed shape, when given (else by provider: runner/prewarm.ts). */
+  /** Runs per pre-warmed shape, when given (runner/prewarm.ts). */
   private get warmRuns(): number | undefined {
     const p = this.options.prewarm;
     const n = typeof p === 'object' ? p.runs : undefined;

@@ -38,7 +38,6 @@ import { OrtModelCache } from './ort-cache.js';
 import {
   type CapiCreateOptions,
   type ConvAlgoSearch,
-  capiDefaults,
   createCapiSession,
   loadCapi,
   type OrtSessionLike,
@@ -277,13 +276,13 @@ export interface OnnxruntimeBackendOptions {
    * and the session's `binding` says why.
    */
   capi?: 'cuda' | 'always' | 'never';
-  /** cuDNN's search for the binding's CUDA sessions (default: XPKG_CUDNN_CONV_ALGO_SEARCH, else HEURISTIC). */
-  convAlgoSearch?: ConvAlgoSearch;
   /**
-   * The binding's CUDA sessions also one per input shape, as the stock binding's (default:
-   * XPKG_ORT_CAPI_SHAPE_SESSIONS=1); else one session serves every shape.
+   * cuDNN's search for the binding's CUDA sessions (default HEURISTIC). Its sessions are still one per
+   * input shape: on the H200 the fp16 OCR models paid 1.5–3 s at every shape change of one session
+   * with HEURISTIC or EXHAUSTIVE, also at shapes seen before; DEFAULT had no such cost but ran 20×
+   * slower (bench/gpu/conv-modes.ts).
    */
-  capiShapeSessions?: boolean;
+  convAlgoSearch?: ConvAlgoSearch;
 }
 
 const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } as const;
@@ -326,7 +325,6 @@ export class OnnxruntimeBackend implements Backend {
   readonly #shapeSessions: NonNullable<OnnxruntimeBackendOptions['shapeSessions']>;
   readonly #capi: NonNullable<OnnxruntimeBackendOptions['capi']>;
   readonly #search: ConvAlgoSearch;
-  readonly #capiShapeSessions: boolean;
   #bindingDir: string | undefined;
   #ort: Ort | undefined;
   #providers: string[] = [];
@@ -341,9 +339,7 @@ export class OnnxruntimeBackend implements Backend {
     this.#force = options.forceProviders?.length ? [...options.forceProviders] : undefined;
     this.#shapeSessions = options.shapeSessions ?? 'accelerated';
     this.#capi = options.capi ?? 'cuda';
-    const d = capiDefaults();
-    this.#search = options.convAlgoSearch ?? d.convAlgoSearch;
-    this.#capiShapeSessions = options.capiShapeSessions ?? d.shapeSessions;
+    this.#search = options.convAlgoSearch ?? 'HEURISTIC';
   }
 
   /** The CUDA and WebGPU checks init made (undefined before init). */
@@ -569,7 +565,6 @@ export class OnnxruntimeBackend implements Backend {
         const perShape =
           !folder &&
           limit > 1 &&
-          (binding?.name !== 'xpkg-ort-capi' || this.#capiShapeSessions) &&
           (this.#shapeSessions === 'always' ||
             (this.#shapeSessions === 'accelerated' && opts.executionProviders[0] !== 'cpu'))
             ? { create: async () => (await this.#create(ort, bytes, null, opts)).session, limit }

@@ -69,18 +69,6 @@ interface NativeCapi {
 
 export type ConvAlgoSearch = 'HEURISTIC' | 'DEFAULT' | 'EXHAUSTIVE';
 
-/** Defaults of the binding's CUDA sessions from the environment (measurements without a rebuild). */
-export function capiDefaults(env: NodeJS.ProcessEnv = process.env): {
-  convAlgoSearch: ConvAlgoSearch;
-  shapeSessions: boolean;
-} {
-  const s = env.XPKG_CUDNN_CONV_ALGO_SEARCH;
-  return {
-    convAlgoSearch: s === 'DEFAULT' || s === 'EXHAUSTIVE' ? s : 'HEURISTIC',
-    shapeSessions: env.XPKG_ORT_CAPI_SHAPE_SESSIONS === '1',
-  };
-}
-
 // ---- loading ----------------------------------------------------------------------------------
 /** Why the binding is not used: `off` (XPKG_ORT_CAPI=off), `not-built`, `load-failed` (the .node or onnxruntime). */
 export type CapiUnavailable = { code: 'off' | 'not-built' | 'load-failed'; reason: string };
