@@ -35,9 +35,10 @@ export interface PrewarmOptions {
    */
   maxShapes?: number;
   /**
-   * Runs per shape (1–10, default 1). On the H200 a second warm run did not move the detector's
-   * first real run after open (2.2–2.5× steady either way; each warmed shape's own first run after
-   * open is 1.4–1.6×), so one is the default.
+   * Runs per shape (1–10, default 1). On the H200 (GPU suite, four runs) a second warm run made no
+   * clear difference: the detector's first real image after open stayed at 2.2–2.6× steady either
+   * way, and warmed shapes whose first run after open exceeded 2× steady (2.5–3.1×) numbered 1 of 19
+   * with one run, 2 with two (0 in two suites that warmed with two runs of noise instead of zeros).
    */
   runs?: number;
 }
