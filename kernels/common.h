@@ -6,6 +6,7 @@
 // bypassed TypeScript.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <climits>
 #include <cstdlib>
@@ -167,10 +168,11 @@ inline void checkImage(const ImageView& im) {
 
 // Output tensor description shared by the image kernels: out = v * mul[k] + add[k] per output channel.
 struct TensorOut {
-  void* data = nullptr;  // float* or uint16_t* (half bits)
+  void* data = nullptr;  // float*, uint16_t* (half bits) or uint8_t*
   int64_t offset = 0;    // elements
   bool nhwc = false;
   bool f16 = false;
+  bool u8 = false;       // pixels for a model that normalises itself: rounded half to even, clamped 0..255
   int channels = 3;      // 1 or 3
   int chanMap[3] = {0, 1, 2};  // output channel k reads source channel chanMap[k]
   float mul[3] = {1, 1, 1};
@@ -178,8 +180,15 @@ struct TensorOut {
   float pad[3] = {0, 0, 0};  // padding, already in output units
 };
 
+// Float to u8 as a Uint8ClampedArray stores it (NaN -> 0), so both backends write the same bytes.
+inline uint8_t floatToU8(float v) {
+  return v > 0 ? (v < 255 ? static_cast<uint8_t>(std::nearbyint(v)) : 255) : 0;
+}
+
 inline void storeValue(const TensorOut& t, int64_t index, float v) {
-  if (t.f16)
+  if (t.u8)
+    static_cast<uint8_t*>(t.data)[index] = floatToU8(v);
+  else if (t.f16)
     static_cast<uint16_t*>(t.data)[index] = floatToHalf(v);
   else
     static_cast<float*>(t.data)[index] = v;

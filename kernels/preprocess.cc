@@ -82,6 +82,10 @@ template <>
 inline void put<uint16_t>(uint16_t* dst, int64_t i, float v) {
   dst[i] = floatToHalf(v);
 }
+template <>
+inline void put<uint8_t>(uint8_t* dst, int64_t i, float v) {
+  dst[i] = floatToU8(v);
+}
 
 template <class OutT, bool NHWC>
 void runRows(const PreprocessParams& p, const Taps& tx, const Taps& ty, int64_t y0, int64_t y1) {
@@ -177,7 +181,10 @@ void preprocess(const PreprocessParams& p) {
   // ~16k output values per chunk: below that a thread costs more than it saves.
   const int64_t minRows = std::max<int64_t>(1, 16384 / (static_cast<int64_t>(p.planeWidth) * o.channels));
   parallelFor(p.planeHeight, p.threads, minRows, [&](int64_t a, int64_t b) {
-    if (o.f16) {
+    if (o.u8) {
+      if (o.nhwc) runRows<uint8_t, true>(p, tx, ty, a, b);
+      else runRows<uint8_t, false>(p, tx, ty, a, b);
+    } else if (o.f16) {
       if (o.nhwc) runRows<uint16_t, true>(p, tx, ty, a, b);
       else runRows<uint16_t, false>(p, tx, ty, a, b);
     } else {

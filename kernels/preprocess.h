@@ -1,5 +1,5 @@
 // Fused image pre-processing: u8 pixels (any stride) -> resample into a region of an output plane ->
-// per-channel affine normalisation -> channel order -> NCHW or NHWC -> f32 or f16, one pass.
+// per-channel affine normalisation -> channel order -> NCHW or NHWC -> f32, f16 or u8, one pass.
 #pragma once
 
 #include "common.h"

@@ -29,6 +29,9 @@ const {
 
 // ---- public types ---------------------------------------------------------------------------
 export type PixelFormat = 'rgb' | 'rgba' | 'bgr' | 'bgra' | 'gray';
+/** Tensor element types the image kernels write: float32, half bits, or u8 pixels (preprocess only). */
+export type TensorDtype = 'f32' | 'f16' | 'u8';
+export type TensorData = Float32Array | Uint16Array | Uint8Array;
 /** u8 interleaved pixels; `stride` is bytes per row (default width × channels). */
 export interface ImageInput {
   data: Uint8Array;
@@ -50,25 +53,31 @@ interface NormOptions {
   std?: number | number[];
   channelOrder?: 'rgb' | 'bgr';
   layout?: 'nchw' | 'nhwc';
-  dtype?: 'f32' | 'f16';
   threads?: number;
 }
 export interface PreprocessOptions extends NormOptions {
+  /**
+   * u8: each value rounded half to even and clamped to 0..255 in the kernel (for a model that takes
+   * pixels and normalises them itself; with the default scale 1/255 pass scale 1). Native and portable
+   * write the same bytes.
+   */
+  dtype?: TensorDtype;
   resize: ResizeSpec;
   /** 'auto' (default): area averaging where an axis shrinks ≥ 2×, bilinear otherwise. */
   interpolation?: 'bilinear' | 'area' | 'auto';
-  /** Write into this tensor (Float32Array, or Uint16Array of half bits for f16) at `outOffset`. */
-  out?: Float32Array | Uint16Array;
+  /** Write into this tensor (Float32Array, Uint16Array of half bits for f16, Uint8Array for u8) at `outOffset`. */
+  out?: TensorData;
   outOffset?: number;
 }
 export interface PreprocessResult {
-  data: Float32Array | Uint16Array;
+  data: TensorData;
   dims: number[];
   resized: { width: number; height: number };
   pad: { x: number; y: number };
   scale: { x: number; y: number };
 }
 export interface CropOptions extends NormOptions {
+  dtype?: 'f32' | 'f16';
   /** Output height; each region gets width ceil(height × aspect) clamped to [minWidth, maxWidth]. */
   height: number;
   maxWidth?: number;
@@ -215,7 +224,8 @@ export interface RawImage {
   stride: number;
 }
 export interface RawTensorOut {
-  out: Float32Array | Uint16Array;
+  /** The array type is the dtype: Float32Array f32, Uint16Array f16, Uint8Array u8. */
+  out: TensorData;
   outOffset: number;
   nhwc: boolean;
   outChannels: number;
@@ -233,6 +243,7 @@ export interface RawPreprocess extends RawImage, RawTensorOut {
   threads: number;
 }
 export interface RawCrop extends RawImage, RawTensorOut {
+  out: Float32Array | Uint16Array;
   count: number;
   outWidth: number;
   outHeight: number;
@@ -560,7 +571,7 @@ const pre = both((image: ImageInput, opts: PreprocessOptions): Prepared<Preproce
   const p = planPreprocess(image, opts);
   const o = options<PreprocessOptions>('options', opts);
   const size = p.raw.planeWidth * p.raw.planeHeight * p.raw.outChannels;
-  const t = outTensor(o, p.f16, size);
+  const t = outTensor(o, p.dtype, size);
   const raw: RawPreprocess = { ...p.raw, ...t, threads: threadCount(o, threads) };
   return {
     kernel: 'preprocess',
@@ -575,7 +586,7 @@ export const preprocessSync = pre.sync;
 const crop = both((image: ImageInput, quads: ArrayLike<number>, opts: CropOptions): Prepared<CropResult> => {
   const p = planCrop(image, quads, opts);
   const o = options<CropOptions>('options', opts);
-  const t = outTensor(o, p.f16, p.raw.count * p.raw.outWidth * p.raw.outHeight * p.raw.outChannels);
+  const t = outTensor(o, p.dtype, p.raw.count * p.raw.outWidth * p.raw.outHeight * p.raw.outChannels);
   const raw: RawCrop = { ...p.raw, ...t, threads: threadCount(o, threads) };
   return {
     kernel: 'cropBatch',

@@ -11,6 +11,7 @@ import type {
   RawCrop,
   RawImage,
   RawPreprocess,
+  TensorDtype,
 } from './index.js';
 import { bool, fail, int, num, oneOf, options, perChannel, typed } from './validate.js';
 
@@ -38,14 +39,18 @@ interface NormPlan {
   chanMap: Int32Array;
   norm: Float64Array;
   nhwc: boolean;
-  f16: boolean;
+  dtype: TensorDtype;
 }
 
-/** Normalisation and layout shared by preprocess and cropBatch; `pad` is in output units unless `padPixel`. */
+/**
+ * Normalisation and layout shared by preprocess and cropBatch; `pad` is in output units unless `padPixel`.
+ * `dtypes`: the element types the kernel offers (u8 only where both backends write the same bytes).
+ */
 function planNorm(
   format: PixelFormat,
   o: PreprocessOptions | CropOptions,
   pad: { pixel?: [number, number, number]; value?: [number, number, number] },
+  dtypes: readonly TensorDtype[],
 ): NormPlan {
   const f = FORMATS[format];
   const order = oneOf('channelOrder', o.channelOrder ?? 'rgb', ['rgb', 'bgr'] as const);
@@ -64,15 +69,15 @@ function planNorm(
     norm[6 + k] = Math.fround(pad.pixel ? pad.pixel[k] * norm[k] + norm[3 + k] : pad.value![k]);
   }
   const layout = oneOf('layout', o.layout ?? 'nchw', ['nchw', 'nhwc'] as const);
-  const dtype = oneOf('dtype', o.dtype ?? 'f32', ['f32', 'f16'] as const);
-  return { outChannels, chanMap, norm, nhwc: layout === 'nhwc', f16: dtype === 'f16' };
+  const dtype = oneOf('dtype', o.dtype ?? 'f32', dtypes);
+  return { outChannels, chanMap, norm, nhwc: layout === 'nhwc', dtype };
 }
 
 const INTERP = { bilinear: 0, area: 1, auto: 2 } as const;
 
 export interface PreprocessPlan {
   raw: Omit<RawPreprocess, 'out' | 'outOffset' | 'threads'>;
-  f16: boolean;
+  dtype: TensorDtype;
   dims: number[];
   resized: { width: number; height: number };
   pad: { x: number; y: number };
@@ -129,7 +134,7 @@ export function planPreprocess(image: ImageInput, opts: PreprocessOptions): Prep
     roiH = planeH;
   }
   const interp = INTERP[oneOf('interpolation', o.interpolation ?? 'auto', ['bilinear', 'area', 'auto'] as const)];
-  const n = planNorm(im.format, o, { pixel: padPixel });
+  const n = planNorm(im.format, o, { pixel: padPixel }, ['f32', 'f16', 'u8']);
   const c = n.outChannels;
   return {
     raw: {
@@ -146,7 +151,7 @@ export function planPreprocess(image: ImageInput, opts: PreprocessOptions): Prep
       roiHeight: roiH,
       interp,
     },
-    f16: n.f16,
+    dtype: n.dtype,
     dims: n.nhwc ? [1, planeH, planeW, c] : [1, c, planeH, planeW],
     resized: { width: roiW, height: roiH },
     pad: { x: roiX, y: roiY },
@@ -156,7 +161,7 @@ export function planPreprocess(image: ImageInput, opts: PreprocessOptions): Prep
 
 export interface CropPlan {
   raw: Omit<RawCrop, 'out' | 'outOffset' | 'threads'>;
-  f16: boolean;
+  dtype: 'f32' | 'f16';
   dims: number[];
   rotated: Uint8Array;
 }
@@ -233,7 +238,7 @@ export function planCrop(image: ImageInput, quadsIn: ArrayLike<number>, opts: Cr
     samples[r] = supersample ? Math.max(1, Math.min(4, Math.round(Math.max(hq / H, wq / widths[r])))) : 1;
     homographies.set(homography(quads[r], widths[r], H), r * 9);
   }
-  const n = planNorm(im.format, o, { value: perChannel('padValue', o.padValue, 0) });
+  const n = planNorm(im.format, o, { value: perChannel('padValue', o.padValue, 0) }, ['f32', 'f16']);
   const c = n.outChannels;
   return {
     raw: {
@@ -249,7 +254,7 @@ export function planCrop(image: ImageInput, quadsIn: ArrayLike<number>, opts: Cr
       widths,
       samples,
     },
-    f16: n.f16,
+    dtype: n.dtype as 'f32' | 'f16',
     dims: n.nhwc ? [count, H, W, c] : [count, c, H, W],
     rotated,
   };

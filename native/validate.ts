@@ -4,6 +4,7 @@
  * re-checks sizes, so a bypass cannot read out of bounds).
  */
 import { NativeError } from '../spec/errors.js';
+import type { TensorData, TensorDtype } from './index.js';
 
 export function fail(argument: string, message: string, detail: Record<string, unknown> = {}): never {
   throw new NativeError('E_NATIVE_ARGUMENT', `${argument}: ${message}`, { argument, ...detail });
@@ -87,14 +88,17 @@ export function threadCount(o: { threads?: number }, dflt: number): number {
   return o.threads === undefined ? dflt : int('threads', o.threads, 1, 256);
 }
 
-/** The caller's output tensor (checked for type and room) or a new one. */
-export function outTensor(
-  o: { out?: Float32Array | Uint16Array; outOffset?: number },
-  f16: boolean,
+const OUT = { f32: Float32Array, f16: Uint16Array, u8: Uint8Array } as const;
+
+/** The caller's output tensor (checked for type and room) or a new one; the array type tells the kernel the dtype. */
+export function outTensor<D extends TensorDtype>(
+  o: { out?: TensorData; outOffset?: number },
+  dtype: D,
   size: number,
-): { out: Float32Array | Uint16Array; outOffset: number } {
-  if (o.out === undefined) return { out: f16 ? new Uint16Array(size) : new Float32Array(size), outOffset: 0 };
-  const out = f16 ? typed('out', o.out, Uint16Array) : typed('out', o.out, Float32Array);
+): { out: InstanceType<(typeof OUT)[D]>; outOffset: number } {
+  type Out = InstanceType<(typeof OUT)[D]>;
+  if (o.out === undefined) return { out: new OUT[dtype](size) as Out, outOffset: 0 };
+  const out = typed<Out>('out', o.out, OUT[dtype] as unknown as Ctor<Out>);
   const outOffset = int('outOffset', o.outOffset ?? 0, 0);
   if (outOffset + size > out.length) fail('out', `needs ${outOffset + size} elements, has ${out.length}`);
   return { out, outOffset };

@@ -34,9 +34,17 @@ export interface PrewarmOptions {
    * an accelerator holds, one per shape (default 32: the OCR recogniser's GPU variant has 17 width buckets).
    */
   maxShapes?: number;
+  /**
+   * Runs per shape (1–10, default 1). On the H200 (GPU suite, four runs) a second warm run made no
+   * clear difference: the detector's first real image after open stayed at 2.2–2.6× steady either
+   * way, and warmed shapes whose first run after open exceeded 2× steady (2.5–3.1×) numbered 1 of 19
+   * with one run, 2 with two (0 in two suites that warmed with two runs of noise instead of zeros).
+   */
+  runs?: number;
 }
 
 export const DEFAULT_MAX_SHAPES = 32;
+export const MAX_WARM_RUNS = 10;
 
 export type PrewarmSkip =
   /** The session runs on the CPU provider under `auto`. */
@@ -52,8 +60,10 @@ export type PrewarmSkip =
 
 export interface ModelPrewarm {
   provider: string;
-  /** Each shape run, largest first, with its first run's milliseconds. */
-  shapes: { dims: Record<string, number[]>; ms: number }[];
+  /** Each shape run, largest first, with its first run's milliseconds (and its last's, when run more than once). */
+  shapes: { dims: Record<string, number[]>; ms: number; lastMs?: number }[];
+  /** Runs per shape. */
+  runs?: number;
   /** Why the model was not pre-warmed (or not at every shape). */
   skipped?: { code: PrewarmSkip; reason: string };
   /** Shapes the pipeline can make (null: unbounded). */
@@ -143,11 +153,12 @@ export function prewarmPlan(spaces: readonly ModelFeedSpace[], session: ModelSes
   return { feeds, possible: feeds.length };
 }
 
-/** Runs `session` once per planned shape on zeros (largest first), timing each first run. */
+/** Runs `session` `runs` times per planned shape on zeros (largest first), timing the first and last. */
 export async function prewarmSession(
   session: ModelSession,
   spaces: readonly ModelFeedSpace[],
   maxShapes: number,
+  runs = 1,
 ): Promise<ModelPrewarm> {
   const t0 = performance.now();
   const plan = prewarmPlan(spaces, session, maxShapes);
@@ -163,9 +174,13 @@ export async function prewarmSession(
       const type = declared.get(name) ?? 'float32';
       feeds[name] = { type, dims: d, data: ZEROS[type](d.reduce((a, b) => a * b, 1)) };
     }
-    const t = performance.now();
+    const ms: number[] = [];
     try {
-      await session.run(feeds);
+      for (let k = 0; k < runs; k++) {
+        const t = performance.now();
+        await session.run(feeds);
+        ms.push(performance.now() - t);
+      }
     } catch (e) {
       report.skipped = {
         code: 'failed',
@@ -175,8 +190,9 @@ export async function prewarmSession(
       };
       break;
     }
-    report.shapes.push({ dims, ms: performance.now() - t });
+    report.shapes.push({ dims, ms: ms[0], ...(runs > 1 ? { lastMs: ms[runs - 1] } : {}) });
   }
+  report.runs = runs;
   // a run that fell back moved the model to another provider
   report.provider = session.provider ?? 'cpu';
   if (session.sessions !== undefined) report.sessions = session.sessions;
@@ -195,6 +211,8 @@ const accelerated = (p: string | undefined) => p !== undefined && p !== 'cpu';
 export async function prewarmOpen(o: {
   mode: PrewarmMode;
   maxShapes: number;
+  /** Runs per shape (PrewarmOptions.runs). */
+  runs?: number;
   selection: Selection;
   /**
    * The shapes the pipeline makes once the models named are loaded: a variant's step patches
@@ -233,7 +251,7 @@ export async function prewarmOpen(o: {
     } else if (o.mode === 'auto' && !accelerated(r.s.provider)) {
       const reason = 'runs on the CPU provider, which has no per-shape set-up';
       report.prewarm[id] = { provider: 'cpu', ...none, skipped: { code: 'cpu', reason } };
-    } else report.prewarm[id] = await prewarmSession(r.s, shapes[id] ?? [], o.maxShapes);
+    } else report.prewarm[id] = await prewarmSession(r.s, shapes[id] ?? [], o.maxShapes, o.runs);
   }
   report.ms.prewarm = performance.now() - tp;
   report.ms.total = performance.now() - o.t0;

@@ -4,7 +4,7 @@
  * with its reason. A GPU variant that falls back to the CPU is never silent.
  */
 import type { LoadAttempt } from './select.js';
-import type { ModelSession } from './types.js';
+import type { ModelSession, SessionBinding } from './types.js';
 
 export interface ModelFallback {
   /** The variant that was tried. */
@@ -28,6 +28,11 @@ export interface ProviderReport {
    * count is the nodes its provider could not take (onnxruntime placed them on the CPU).
    */
   nodes: Record<string, Readonly<Record<string, number>>>;
+  /**
+   * Per model id, for models whose backend chose between native bindings (onnxruntime on CUDA):
+   * which one made its sessions, cuDNN's search mode, and why not xpkg's when it was not.
+   */
+  bindings?: Record<string, SessionBinding>;
 }
 
 /** The fallbacks of one loaded model: failed variants first, then failed providers of the one that loaded. */
@@ -62,6 +67,7 @@ export function providerReport(
     const f = [...(m.runFallbacks ?? []), ...modelFallbacks(m.variant, m.session, m.attempts)];
     if (f.length) report.fallbacks[m.model] = f;
     if (m.session.nodesByProvider) report.nodes[m.model] = { ...m.session.nodesByProvider };
+    if (m.session.binding) (report.bindings ??= {})[m.model] = { ...m.session.binding };
   }
   return report;
 }

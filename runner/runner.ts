@@ -36,7 +36,7 @@ import { patchingModels, withVariants } from './pipeline/patch.js';
 import { type PipelineCopies, runPipeline } from './pipeline/run.js';
 import { pipelineShapes } from './pipeline/shapes.js';
 import { validatePipeline } from './pipeline/validate.js';
-import { DEFAULT_MAX_SHAPES, type OpenReport, type PrewarmOptions, prewarmOpen } from './prewarm.js';
+import { DEFAULT_MAX_SHAPES, MAX_WARM_RUNS, type OpenReport, type PrewarmOptions, prewarmOpen } from './prewarm.js';
 import { type ProviderReport, providerReport } from './provider-report.js';
 import { type ManyInput, type ManyResult, runMany } from './run-many.js';
 import { sandboxKernelsFor } from './sandbox-kernels.js';
@@ -94,7 +94,7 @@ export interface RunnerOptions {
   budget?: RunnerBudget;
   /**
    * Load models in `open` and run them once at every input shape the pipeline can make, so no first
-   * run pays a GPU's per-shape set-up (runner/prewarm.ts). A mode alone or with `maxShapes`;
+   * run pays a GPU's per-shape set-up (runner/prewarm.ts). A mode alone or with `maxShapes` and `runs`;
    * default `auto`: only models whose chosen variant runs on an accelerator.
    */
   prewarm?: PrewarmOptions['mode'] | PrewarmOptions;
@@ -302,6 +302,15 @@ export class Runner implements AsyncDisposable {
     return n;
   }
 
+  /** Runs per pre-warmed shape, when given (runner/prewarm.ts). */
+  private get warmRuns(): number | undefined {
+    const p = this.options.prewarm;
+    const n = typeof p === 'object' ? p.runs : undefined;
+    if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > MAX_WARM_RUNS))
+      throw new RunnerError('E_RUN_LOAD', `prewarm runs must be an integer from 1 to ${MAX_WARM_RUNS}, not ${n}`);
+    return n;
+  }
+
   /** What `open` cost and what it pre-warmed (runner/prewarm.ts). */
   get opened(): OpenReport {
     return this.#opened;
@@ -424,6 +433,7 @@ export class Runner implements AsyncDisposable {
     this.#opened = await prewarmOpen({
       mode: (typeof p === 'object' ? p.mode : p) ?? 'auto',
       maxShapes: this.maxShapes,
+      runs: this.warmRuns,
       selection: this.selectionState,
       shapes: async (loaded) => {
         // the variants loaded in open, else the ones selection chose (not loaded here for this)

@@ -180,7 +180,7 @@ function withinBudget(
   const pixels = plan.dims.reduce((n, d) => n * d, 1) / plan.dims[plan.raw.nhwc ? 3 : 1];
   const over = overBudget(
     budget,
-    { pixels, bytes: plan.dims.reduce((n, d) => n * d, plan.f16 ? 2 : 4) },
+    { pixels, bytes: plan.dims.reduce((n, d) => n * d, plan.dtype === 'f32' ? 4 : plan.dtype === 'f16' ? 2 : 1) },
     `script kernel ${what} to ${plan.dims.join('×')}`,
   );
   if (over) throw new RunnerError('E_RUN_BUDGET', over.message, over.detail);

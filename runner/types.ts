@@ -34,6 +34,17 @@ export interface ModelSession {
   readonly nodesByProvider?: Readonly<Record<string, number>>;
   /** Runtime sessions the model holds (one per input shape on an accelerator). */
   readonly sessions?: number;
+  /** The native binding the sessions came from, where the backend has a choice (onnxruntime on CUDA). */
+  readonly binding?: SessionBinding;
+}
+
+export interface SessionBinding {
+  /** `xpkg-ort-capi`: xpkg's binding over onnxruntime's C API; `onnxruntime-node`: the stock one. */
+  name: 'xpkg-ort-capi' | 'onnxruntime-node';
+  /** cuDNN's convolution algorithm search the CUDA sessions use. */
+  convAlgoSearch?: 'HEURISTIC' | 'DEFAULT' | 'EXHAUSTIVE';
+  /** Why the stock binding was used instead of xpkg's (never silent). */
+  fallback?: { code: string; reason: string };
 }
 
 export interface ProviderFallback {

@@ -135,6 +135,7 @@ const codes = {
   E_GPU_FETCH: EXIT.gpu,
   E_GPU_DIGEST: EXIT.gpu,
   E_GPU_PLACE: EXIT.gpu,
+  E_GPU_BUILD: EXIT.gpu,
   E_BROWSER_TOO_LARGE: EXIT.browser,
   E_BROWSER_FETCH: EXIT.browser,
   E_BROWSER_UNSUPPORTED: EXIT.browser,

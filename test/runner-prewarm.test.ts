@@ -212,6 +212,38 @@ describe('Runner.open pre-warms', () => {
     for (const run of later) expect(warmed.has(run)).toBe(true);
   });
 
+  it('runs each shape `runs` times (first and last timed); a runs value out of range is refused', async () => {
+    const pkg = await bucketPackage();
+    const spy = new SpyBackend();
+    await using runner = await Runner.open(pkg, {
+      allowUnsigned: true,
+      stateDir: state(),
+      registry: spy.registry(),
+      threads: 1,
+      prewarm: { mode: 'always', runs: 3 },
+    });
+    expect(spy.runs()).toEqual([
+      ...Array(3).fill('box-cpu 1x3x48x64'),
+      ...Array(3).fill('line-cpu 1x3x16x96'),
+      ...Array(3).fill('line-cpu 1x3x16x64'),
+      ...Array(3).fill('line-cpu 1x3x16x32'),
+    ]);
+    const w = runner.opened.prewarm.linenet;
+    expect(w.runs).toBe(3);
+    for (const s of w.shapes) expect(s.lastMs).toBeGreaterThan(0);
+    for (const runs of [0, 11, 1.5])
+      expect(
+        await codeOf(
+          Runner.open(pkg, {
+            allowUnsigned: true,
+            stateDir: state(),
+            registry: spy.registry(),
+            prewarm: { mode: 'always', runs },
+          }),
+        ),
+      ).toBe('E_RUN_LOAD');
+  });
+
   it('by default a CPU host loads nothing in open (models still load on the first run)', async () => {
     const pkg = await bucketPackage();
     const spy = new SpyBackend();

@@ -98,6 +98,7 @@ export const MESSAGES: Readonly<Record<ErrorCode, string>> = {
   E_GPU_FETCH: 'The GPU provider could not be fetched.',
   E_GPU_DIGEST: 'The GPU provider did not match its pinned digest.',
   E_GPU_PLACE: 'The GPU provider could not be installed.',
+  E_GPU_BUILD: 'The GPU binding could not be built.',
   E_BROWSER_TOO_LARGE: 'This model is too large to run in a browser; it was refused before being read.',
   E_BROWSER_FETCH: 'The package URL could not be read with range requests.',
   E_BROWSER_UNSUPPORTED: 'This browser lacks a feature xpkg needs.',

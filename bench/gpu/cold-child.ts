@@ -27,6 +27,7 @@ process.stdout.write(
     openMs: t1 - t0,
     prewarmMs: g.runner.opened.ms.prewarm,
     firstRunMs: t2 - t1,
+    bindings: r.bindings,
     outputs: Object.keys(r.outputs),
   })}\n`,
 );

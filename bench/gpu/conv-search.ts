@@ -5,10 +5,16 @@
  * candidate option and times the first and second run at three new widths: an option that reached
  * cuDNN as HEURISTIC would cut the first runs from hundreds of ms to a few.
  *
+ * Last, the same through xpkg's C API binding (runner/backends/ort-capi.ts), which sets
+ * cudnn_conv_algo_search=HEURISTIC: one session, the same widths, then two more never seen.
+ *
  *   node dist-tools/bench/gpu/conv-search.js
  */
 import * as ort from 'onnxruntime-node';
 import { PackageReader } from '../../pack/reader.js';
+import { capiOptions, ortSessionOptions } from '../../runner/backends/onnxruntime.js';
+import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
+import { ortBinding } from '../../runner/gpu-install.js';
 import { r2 } from './common.js';
 
 const reader = await PackageReader.open('fixtures/dist/paddleocr-v4.xpkg');
@@ -48,4 +54,33 @@ for (const [name, opts] of Object.entries(variants)) {
   out[name] = rows;
   await s.release();
 }
+const c = loadCapi(ortBinding().dir);
+if ('capi' in c) {
+  const variant = {
+    id: 'rec',
+    runtime: 'onnxruntime',
+    precision: 'fp32',
+    files: ['m'],
+    requires: { executionProviders: ['cuda'] },
+  };
+  const t0 = performance.now();
+  const s = await createCapiSession(
+    c.capi,
+    bytes,
+    capiOptions(ortSessionOptions(variant as never, {}, ['cuda', 'cpu'])),
+  );
+  const createMs = r2(performance.now() - t0);
+  const rows: unknown[] = [];
+  for (const w of [320, 480, 640, 1280, 800]) {
+    const x = { type: 'float32', dims: [1, 3, 48, w], data: new Float32Array(3 * 48 * w) };
+    let t = performance.now();
+    await s.run({ [s.inputNames[0]]: x });
+    const first = performance.now() - t;
+    t = performance.now();
+    await s.run({ [s.inputNames[0]]: x });
+    rows.push({ width: w, firstMs: r2(first), secondMs: r2(performance.now() - t) });
+  }
+  out['xpkg C API binding, HEURISTIC (one session)'] = { createMs, rows };
+  await s.release();
+} else out['xpkg C API binding, HEURISTIC (one session)'] = { unavailable: c };
 process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);

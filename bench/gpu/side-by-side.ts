@@ -85,7 +85,13 @@ async function detector(lines: string[], out: Record<string, unknown>): Promise<
       gpuMode: g.mode,
       variant: gpu.last.variant,
       actualProvider: gpu.last.actualProvider,
-      xpkgGpu: { p50: gpu.p50, p99: gpu.p99, copies: gpu.last.copies, stageP50: gpu.stageP50 },
+      xpkgGpu: {
+        p50: gpu.p50,
+        p99: gpu.p99,
+        copies: gpu.last.copies,
+        stageP50: gpu.stageP50,
+        bindings: gpu.last.bindings,
+      },
       xpkgCpu: { p50: c.p50, p99: c.p99, stageP50: c.stageP50 },
       torch,
       gpuVsCpu: vsCpu.detail,
@@ -115,6 +121,7 @@ async function detector(lines: string[], out: Record<string, unknown>): Promise<
         : `PyTorch reference failed: ${String(torch.error).slice(-300)}`,
       `  xpkg GPU p99/p50 = ${r2(gpu.p99 / gpu.p50)}; boxes GPU vs CPU ${JSON.stringify(vsCpu.detail.boxes)}; vs PyTorch max ${vsTorch ? `${r2(vsTorch.maxPx)} px` : '-'}`,
       `  stage medians, ms: GPU ${JSON.stringify(gpu.stageP50)}; CPU ${JSON.stringify(c.stageP50)}`,
+      `  sessions: ${JSON.stringify(gpu.last.bindings)}`,
     );
   } finally {
     await g.runner.close();
@@ -138,7 +145,13 @@ async function ocr(lines: string[], out: Record<string, unknown>): Promise<void>
       variant: gpu.last.variant,
       actualProvider: gpu.last.actualProvider,
       lines: (gpu.last.outputs.lines as unknown[]).length,
-      xpkgGpu: { p50: gpu.p50, p99: gpu.p99, copies: gpu.last.copies, stageP50: gpu.stageP50 },
+      xpkgGpu: {
+        p50: gpu.p50,
+        p99: gpu.p99,
+        copies: gpu.last.copies,
+        stageP50: gpu.stageP50,
+        bindings: gpu.last.bindings,
+      },
       xpkgCpu: { p50: c.p50, stageP50: c.stageP50 },
       textIdentical: same.ok,
       opened: g.runner.opened,
@@ -161,31 +174,39 @@ async function ocr(lines: string[], out: Record<string, unknown>): Promise<void>
   }
 }
 
+/**
+ * With cuDNN's HEURISTIC search (xpkg's C API binding, the default where it is built) and without
+ * (XPKG_ORT_CAPI=off: the stock binding, exhaustive search; that costs tens of seconds on the OCR
+ * package, so it runs once).
+ */
 function coldStart(lines: string[], out: Record<string, unknown>, modes: Record<string, string>): void {
-  const cases = ['auto', 'off'].flatMap((prewarm) => [
-    ['fixtures/dist/detector.xpkg', join(DATA, 'det-scene-1080p.png'), modes.detector ?? 'variant', prewarm],
-    ['fixtures/dist/paddleocr-v4.xpkg', join(DATA, 'ocr-page-1080p.png'), modes.ocr ?? 'variant', prewarm],
-  ]);
+  const cases = ['on', 'off'].flatMap((capi) =>
+    ['auto', 'off'].flatMap((prewarm) => [
+      ['fixtures/dist/detector.xpkg', join(DATA, 'det-scene-1080p.png'), modes.detector ?? 'variant', prewarm, capi],
+      ['fixtures/dist/paddleocr-v4.xpkg', join(DATA, 'ocr-page-1080p.png'), modes.ocr ?? 'variant', prewarm, capi],
+    ]),
+  );
   const res: Record<string, unknown> = {};
   lines.push(
     '',
-    `cold start, process start → first result (verification, GPU variant; pre-warm in open auto / off): median of ${COLD}`,
+    `cold start, process start → first result (verification, GPU variant; pre-warm in open auto / off; HEURISTIC on: median of ${COLD}, off: 1 run)`,
   );
-  for (const [pkg, image, mode, prewarm] of cases) {
+  for (const [pkg, image, mode, prewarm, capi] of cases) {
     const walls: number[] = [];
     let child: Record<string, unknown> = {};
-    for (let i = 0; i < COLD; i++) {
+    for (let i = 0; i < (capi === 'on' ? COLD : 1); i++) {
       const t = performance.now();
       const p = spawnSync(process.execPath, ['dist-tools/bench/gpu/cold-child.js', pkg, image, mode, prewarm], {
         encoding: 'utf8',
+        env: { ...process.env, ...(capi === 'off' ? { XPKG_ORT_CAPI: 'off' } : {}) },
       });
       walls.push(performance.now() - t);
       child = p.status === 0 ? JSON.parse(p.stdout.trim()) : { error: p.stderr.slice(-1000) };
     }
-    const name = `${pkg.split('/').pop()!} prewarm ${prewarm}`;
+    const name = `${pkg.split('/').pop()!} prewarm ${prewarm} HEURISTIC ${capi}`;
     res[name] = { wallMs: r2(pct(walls, 50)), all: walls.map(r2), last: child };
     lines.push(
-      `  ${name.padEnd(34)} ${r2(pct(walls, 50))} ms (${mode}; in-process: import ${r2(Number(child.importMs))}, open ${r2(Number(child.openMs))} of which pre-warm ${r2(Number(child.prewarmMs))}, first run ${r2(Number(child.firstRunMs))})`,
+      `  ${name.padEnd(48)} ${r2(pct(walls, 50))} ms (${mode}; in-process: import ${r2(Number(child.importMs))}, open ${r2(Number(child.openMs))} of which pre-warm ${r2(Number(child.prewarmMs))}, first run ${r2(Number(child.firstRunMs))}; binding ${JSON.stringify(child.bindings)})`,
     );
   }
   out.coldStart = res;

@@ -156,6 +156,13 @@ async function checkPackage(pkg: string, images: RawImage[]): Promise<Record<str
         first.fallbacks,
       );
       check(`${name} ${where}: outputs match the CPU's`, cmp.ok, cmp.detail);
+      // cuDNN HEURISTIC search needs xpkg's C API binding (built by `xpkg gpu install`); without it, a warning with why
+      const bindings = Object.values(first.bindings ?? {});
+      check(
+        `${name} ${where}: CUDA sessions through xpkg's C API binding (cuDNN HEURISTIC)`,
+        bindings.length > 0 && bindings.every((b) => b.name === 'xpkg-ort-capi') ? true : null,
+        first.bindings ?? 'no CUDA sessions',
+      );
       for (const model of covered) {
         if (ft[model] === undefined) continue;
         // a shape pre-warmed in open: its first run within 2× steady (plus 1 ms of timer noise)

@@ -2,9 +2,10 @@
  * Portable image kernels: the same pixel loops as kernels/preprocess.cc and kernels/crop.cc, over
  * the same raw options, so native and portable differ only by float rounding (|Δ| ≤ 1e-5 after
  * normalisation; ≤ 1 half-float ulp for f16). Filter weights are built exactly as the native code
- * builds them.
+ * builds them. preprocess's general path rounds every product and sum to float32 as the native code
+ * computes them, so u8 output (rounded to whole pixels) is the same bytes on both backends.
  */
-import type { RawCrop, RawPreprocess } from '../index.js';
+import type { RawCrop, RawPreprocess, TensorData } from '../index.js';
 import { floatsToHalves, floatToHalf } from './f16.js';
 
 export interface Taps {
@@ -64,8 +65,13 @@ export function makeTaps(srcSize: number, dstSize: number, interp: number): Taps
 
 type Store = (i: number, v: number) => void;
 
-function storeOf(out: Float32Array | Uint16Array): Store {
+function storeOf(out: TensorData): Store {
   if (out instanceof Float32Array) return (i, v) => (out[i] = v);
+  if (out instanceof Uint8Array) {
+    // A clamped view stores as xk::floatToU8 does: half to even, clamped to 0..255, NaN as 0.
+    const u = new Uint8ClampedArray(out.buffer, out.byteOffset, out.length);
+    return (i, v) => (u[i] = v);
+  }
   return (i, v) => (out[i] = floatToHalf(v));
 }
 
@@ -139,7 +145,7 @@ function bilinearDirect(o: RawPreprocess, tx: Taps, ty: Taps): void {
       }
     }
   }
-  if (!(out instanceof Float32Array)) floatsToHalves(f32, out, outOffset);
+  if (out instanceof Uint16Array) floatsToHalves(f32, out, outOffset);
 }
 
 export function preprocess(o: RawPreprocess): void {
@@ -147,8 +153,10 @@ export function preprocess(o: RawPreprocess): void {
   const K = o.outChannels;
   const tx = makeTaps(o.width, roiWidth, o.interp);
   const ty = makeTaps(o.height, roiHeight, o.interp);
+  // u8 takes the float32-exact path below: a value a double sum puts on the other side of x.5 would round differently.
   // biome-ignore lint/correctness/noVoidTypeReturn: the two-tap case is the whole kernel
-  if (tx.maxTaps === 2 && ty.maxTaps === 2) return bilinearDirect(o, tx, ty);
+  if (tx.maxTaps === 2 && ty.maxTaps === 2 && !(o.out instanceof Uint8Array)) return bilinearDirect(o, tx, ty);
+  const f = Math.fround;
   const put = storeOf(o.out);
   const plane = W * H;
   const x0 = tx.start[0];
@@ -182,8 +190,9 @@ export function preprocess(o: RawPreprocess): void {
     for (let k = 0; k < cnt; k++) {
       const r = (s + k) * stride + x0 * C;
       const w = ty.w[wb + k];
+      // w × pixel is exact in double, so the store rounds it once, as float32 does; likewise the sum.
       if (k === 0) for (let i = 0; i < len; i++) buf[i] = w * src[r + i];
-      else for (let i = 0; i < len; i++) buf[i] += w * src[r + i];
+      else for (let i = 0; i < len; i++) buf[i] += f(w * src[r + i]);
     }
     pad(0, roiX);
     for (let ox = 0; ox < roiWidth; ox++) {
@@ -195,17 +204,17 @@ export function preprocess(o: RawPreprocess): void {
         v2 = 0;
       for (let j = 0; j < c; j++, q += C) {
         const w = tx.w[wx + j];
-        v0 += w * buf[q + ch[0]];
+        v0 = f(v0 + f(w * buf[q + ch[0]]));
         if (K > 1) {
-          v1 += w * buf[q + ch[1]];
-          v2 += w * buf[q + ch[2]];
+          v1 = f(v1 + f(w * buf[q + ch[1]]));
+          v2 = f(v2 + f(w * buf[q + ch[2]]));
         }
       }
       const x = (roiX + ox) * step;
-      put(d0 + x, v0 * n[0] + n[3]);
+      put(d0 + x, f(f(v0 * n[0]) + n[3]));
       if (K > 1) {
-        put(d1 + x, v1 * n[1] + n[4]);
-        put(d2 + x, v2 * n[2] + n[5]);
+        put(d1 + x, f(f(v1 * n[1]) + n[4]));
+        put(d2 + x, f(f(v2 * n[2]) + n[5]));
       }
     }
     pad(roiX + roiWidth, W);

@@ -259,7 +259,7 @@ inline xk::ImageView readImage(const Opts& o) {
   return im;
 }
 
-// Output tensor of `size` elements at outOffset: out (Float32Array or Uint16Array of half bits),
+// Output tensor of `size` elements at outOffset: out (Float32Array, Uint16Array of half bits or Uint8Array),
 // nhwc, outChannels, chanMap (Int32Array of 3), norm (Float64Array of 9: mul[3], add[3], pad[3]).
 // The kernel sees the region at offset 0 (in place, or async scratch).
 inline int readOutChannels(const Opts& o) {
@@ -270,9 +270,11 @@ inline int readOutChannels(const Opts& o) {
 inline xk::TensorOut readTensorOut(const Opts& o, int64_t size) {
   xk::TensorOut t;
   t.f16 = o.isType("out", napi_uint16_array);
+  t.u8 = o.isType("out", napi_uint8_array);
   const int64_t offset = o.has("outOffset") ? o.integer("outOffset", 0, kMaxSafe) : 0;
-  t.data = t.f16 ? static_cast<void*>(o.out<uint16_t>("out", napi_uint16_array, offset, size))
-                 : static_cast<void*>(o.out<float>("out", napi_float32_array, offset, size));
+  t.data = t.f16  ? static_cast<void*>(o.out<uint16_t>("out", napi_uint16_array, offset, size))
+           : t.u8 ? static_cast<void*>(o.out<uint8_t>("out", napi_uint8_array, offset, size))
+                  : static_cast<void*>(o.out<float>("out", napi_float32_array, offset, size));
   t.offset = 0;
   t.nhwc = o.flag("nhwc");
   t.channels = readOutChannels(o);

@@ -26,6 +26,7 @@ import type {
   BackendInit,
   ModelSession,
   ProviderFallback,
+  SessionBinding,
   SessionOptions,
   Tensor,
   VariantFiles,
@@ -34,6 +35,13 @@ import { filesFromMap, type PrivateFolder, writePrivateFolder } from './model-fi
 import { externalFiles } from './onnx-external.js';
 import { hasStaticInputs } from './onnx-inputs.js';
 import { OrtModelCache } from './ort-cache.js';
+import {
+  type CapiCreateOptions,
+  type ConvAlgoSearch,
+  createCapiSession,
+  loadCapi,
+  type OrtSessionLike,
+} from './ort-capi.js';
 import { profileFolder, readPlacement } from './ort-placement.js';
 import { checkTensor, fromOrtTensor } from './ort-tensor.js';
 import { probeModel } from './probe-model.js';
@@ -120,8 +128,8 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
   /** Nodes per provider, known after the first run of a profiled session. */
   nodesByProvider: Record<string, number> | undefined;
   #profileDir: string | null;
-  #session: InferenceSession | null;
-  readonly #pool: ShapeSessions;
+  #session: OrtSessionLike | null;
+  readonly #pool: ShapeSessions<OrtSessionLike>;
   readonly #ort: Ort;
   #folder: PrivateFolder | null;
   /** The model bytes onnxruntime reads in place (a cached ORT-format graph), kept until release. */
@@ -131,7 +139,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
 
   constructor(
     ort: Ort,
-    session: InferenceSession,
+    session: OrtSessionLike,
     readonly variantId: string,
     /** The options the session was created with, for explain and bench output. */
     readonly options: OrtSessionOptions,
@@ -142,7 +150,9 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     /** Where the session's first run writes its profile (node placement), when it is profiled. */
     profileDir: string | null = null,
     /** Sessions for further input shapes (shape-sessions.ts): how to make one, and the most to hold. */
-    perShape: { create: () => Promise<InferenceSession>; limit: number } | null = null,
+    perShape: { create: () => Promise<OrtSessionLike>; limit: number } | null = null,
+    /** Which binding made the sessions (CUDA: xpkg's C API binding, or the stock one and why). */
+    readonly binding?: SessionBinding,
   ) {
     this.#profileDir = profileDir;
     this.#pool = new ShapeSessions(session, perShape?.create ?? null, perShape?.limit ?? 1);
@@ -153,7 +163,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     this.inputNames = [...session.inputNames];
     this.outputNames = [...session.outputNames];
     this.inputShapes = session.inputMetadata.flatMap((m) =>
-      m.isTensor ? [{ name: m.name, type: m.type, shape: [...m.shape] }] : [],
+      m.isTensor ? [{ name: m.name, type: String(m.type), shape: [...(m.shape as (number | string)[])] }] : [],
     );
   }
 
@@ -185,7 +195,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
       ortFeeds[name] = new this.#ort.Tensor(t.type, t.data as never, t.dims);
     }
     const session = await this.#pool.pick(shapeKey(this.inputNames, (n) => feeds[n].dims));
-    let out: InferenceSession.ReturnType;
+    let out: Record<string, unknown>;
     try {
       out = await session.run(ortFeeds);
     } catch (e) {
@@ -268,6 +278,49 @@ export interface OnnxruntimeBackendOptions {
    * `accelerated` (default) when its provider is not the CPU, `always` (tests), `never`.
    */
   shapeSessions?: 'accelerated' | 'always' | 'never';
+  /**
+   * Which sessions come from xpkg's binding over onnxruntime's C API (ort-capi.ts), which sets
+   * cuDNN's search to HEURISTIC: `cuda` (default) those whose first provider is cuda, `always` (tests
+   * of the binding on the CPU), `never`. Where it is absent or fails, the stock binding makes them
+   * and the session's `binding` says why.
+   */
+  capi?: 'cuda' | 'always' | 'never';
+  /**
+   * cuDNN's search for the binding's CUDA sessions (default HEURISTIC). Its sessions are still one per
+   * input shape: on the H200 the fp16 OCR models paid 1.5–3 s at every shape change of one session
+   * with HEURISTIC or EXHAUSTIVE, also at shapes seen before; DEFAULT had no such cost but ran 20×
+   * slower (bench/gpu/conv-modes.ts).
+   */
+  convAlgoSearch?: ConvAlgoSearch;
+}
+
+const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } as const;
+
+/** The binding's options object for the options a stock session would be created with. */
+export function capiOptions(
+  create: OrtSessionOptions & { profileFilePrefix?: string; enableProfiling?: boolean },
+  search: ConvAlgoSearch = 'HEURISTIC',
+): CapiCreateOptions {
+  const cuda = create.executionProviders[0] === 'cuda';
+  return {
+    provider: cuda ? 'cuda' : 'cpu',
+    providerOptions: cuda
+      ? [
+          ['device_id', '0'],
+          ['cudnn_conv_algo_search', search],
+        ]
+      : [],
+    intraOpThreads: create.intraOpNumThreads,
+    interOpThreads: create.interOpNumThreads,
+    graphOptimization: GRAPH_LEVEL[create.graphOptimizationLevel],
+    logSeverity: create.logSeverityLevel,
+    sequential: create.executionMode === 'sequential',
+    memArena: create.enableCpuMemArena,
+    memPattern: create.enableMemPattern,
+    // the stock binding's `extra` entries are session config entries under their dotted names
+    config: Object.entries(create.extra.session).map(([k, v]) => [`session.${k}`, String(v)]),
+    ...(create.enableProfiling && create.profileFilePrefix ? { profilePrefix: create.profileFilePrefix } : {}),
+  };
 }
 
 export class OnnxruntimeBackend implements Backend {
@@ -279,6 +332,9 @@ export class OnnxruntimeBackend implements Backend {
   readonly #placement: NonNullable<OnnxruntimeBackendOptions['placement']>;
   readonly #force: string[] | undefined;
   readonly #shapeSessions: NonNullable<OnnxruntimeBackendOptions['shapeSessions']>;
+  readonly #capi: NonNullable<OnnxruntimeBackendOptions['capi']>;
+  readonly #search: ConvAlgoSearch;
+  #bindingDir: string | undefined;
   #ort: Ort | undefined;
   #providers: string[] = [];
   #accel: Record<AccelProvider, AccelCheck> | undefined;
@@ -291,6 +347,8 @@ export class OnnxruntimeBackend implements Backend {
     this.#placement = options.placement ?? 'accelerated';
     this.#force = options.forceProviders?.length ? [...options.forceProviders] : undefined;
     this.#shapeSessions = options.shapeSessions ?? 'accelerated';
+    this.#capi = options.capi ?? 'cuda';
+    this.#search = options.convAlgoSearch ?? 'HEURISTIC';
   }
 
   /** The CUDA and WebGPU checks init made (undefined before init). */
@@ -353,6 +411,7 @@ export class OnnxruntimeBackend implements Backend {
       };
     this.#ort = ort;
     this.#providers = providers;
+    this.#bindingDir = bindingDir;
     return { ok: true, version, providers, unavailable };
   }
 
@@ -391,6 +450,51 @@ export class OnnxruntimeBackend implements Backend {
         };
     }
     return { hints: [] };
+  }
+
+  /**
+   * One session: through xpkg's C API binding where `capi` says so (CUDA with HEURISTIC search),
+   * else, or when that binding is absent or fails, through the stock binding with the reason kept.
+   */
+  async #create(
+    ort: Ort,
+    bytes: Buffer,
+    path: string | null,
+    create: OrtSessionOptions & {
+      enableProfiling?: boolean;
+      profileFilePrefix?: string;
+      optimizedModelFilePath?: string;
+    },
+    plain: OrtSessionOptions = create,
+  ): Promise<CreatedSession> {
+    const cuda = create.executionProviders[0] === 'cuda';
+    // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
+    const stock = () => (path ? ort.InferenceSession.create(path, create) : createSaving(ort, bytes, create, plain));
+    if (!(this.#capi === 'always' || (this.#capi === 'cuda' && cuda))) return { session: await stock() };
+    let fallback: { code: string; reason: string };
+    if (path)
+      fallback = { code: 'external-data', reason: 'the model has external data files: the binding takes bytes only' };
+    else if (!this.#bindingDir) fallback = { code: 'not-built', reason: 'onnxruntime-node has no binding folder' };
+    else {
+      const c = loadCapi(this.#bindingDir);
+      if ('capi' in c) {
+        try {
+          const session = await createCapiSession(c.capi, bytes, capiOptions(create, this.#search));
+          return { session, binding: { name: 'xpkg-ort-capi', ...(cuda ? { convAlgoSearch: this.#search } : {}) } };
+        } catch (e) {
+          fallback = {
+            code: 'create-failed',
+            reason: String((e as Error).message ?? e)
+              .split('\n')[0]
+              .slice(0, 500),
+          };
+        }
+      } else fallback = { code: c.code, reason: c.reason };
+    }
+    return {
+      session: await stock(),
+      binding: { name: 'onnxruntime-node', ...(cuda ? { convAlgoSearch: 'EXHAUSTIVE' } : {}), fallback },
+    };
   }
 
   /**
@@ -461,10 +565,7 @@ export class OnnxruntimeBackend implements Backend {
         ...(save ? { optimizedModelFilePath: save, extra: { session: { ...opts.extra.session, ...SAVE_ORT } } } : {}),
       };
       try {
-        // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
-        const session = folder
-          ? await ort.InferenceSession.create(folder.path(entry), create)
-          : await createSaving(ort, bytes, create, opts);
+        const { session, binding } = await this.#create(ort, bytes, folder ? folder.path(entry) : null, create, opts);
         // Creating the session read (or mapped) every initializer, so the folder can go now and
         // nothing is left behind if the process is killed; where open files cannot be removed
         // (Windows) it goes when the session is released.
@@ -481,9 +582,9 @@ export class OnnxruntimeBackend implements Backend {
           limit > 1 &&
           (this.#shapeSessions === 'always' ||
             (this.#shapeSessions === 'accelerated' && opts.executionProviders[0] !== 'cpu'))
-            ? { create: () => ort.InferenceSession.create(bytes, opts), limit }
+            ? { create: async () => (await this.#create(ort, bytes, null, opts)).session, limit }
             : null;
-        const loaded = new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile, perShape);
+        const loaded = new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile, perShape, binding);
         if (save && cache)
           loaded.optimizedCache = (await cache.store.commit(cache.key, save, opts.enableMemPattern))
             ? 'stored'
@@ -508,6 +609,11 @@ export class OnnxruntimeBackend implements Backend {
       { cause: last },
     );
   }
+}
+
+export interface CreatedSession {
+  session: OrtSessionLike;
+  binding?: SessionBinding;
 }
 
 /**

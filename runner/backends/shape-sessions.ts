@@ -8,17 +8,20 @@
  * its own, up to `limit` (each holds its own copy of the weights on the device); further shapes
  * share the first session. A session that cannot be created (device memory) falls back to the first.
  */
-import type { InferenceSession } from 'onnxruntime-node';
+/** A session as far as the pool needs it (onnxruntime-node's, or one of xpkg's C API binding). */
+interface Releasable {
+  release(): Promise<void>;
+}
 
-export class ShapeSessions {
-  readonly #byShape = new Map<string, Promise<InferenceSession>>();
-  readonly #made: InferenceSession[] = [];
+export class ShapeSessions<S extends Releasable> {
+  readonly #byShape = new Map<string, Promise<S>>();
+  readonly #made: S[] = [];
   #firstKey: string | undefined;
 
   constructor(
-    readonly first: InferenceSession,
+    readonly first: S,
     /** Makes another session like the first (null: one session only). */
-    readonly create: (() => Promise<InferenceSession>) | null,
+    readonly create: (() => Promise<S>) | null,
     readonly limit: number,
   ) {}
 
@@ -28,7 +31,7 @@ export class ShapeSessions {
   }
 
   /** The session for inputs of shape `key`. */
-  pick(key: string): InferenceSession | Promise<InferenceSession> {
+  pick(key: string): S | Promise<S> {
     if (!this.create || this.limit <= 1) return this.first;
     this.#firstKey ??= key;
     if (key === this.#firstKey) return this.first;

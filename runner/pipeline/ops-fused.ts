@@ -39,7 +39,10 @@ interface NormP {
   dtype?: 'float32' | 'float16' | 'uint8';
 }
 
-/** uint8: the pixels as they are (for a model that normalises its input itself); scale, mean and std do not apply. */
+/**
+ * uint8: the pixels as they are (for a model that normalises its input itself); scale, mean and std
+ * do not apply. The preprocess kernel writes them itself (`u8`); crop-batch's are rounded from float32.
+ */
 function norm(p: NormP) {
   const raw = p.dtype === 'uint8';
   return {
@@ -59,15 +62,18 @@ function imageInput(img: ImageValue, x: OpRun): ImageInput {
 }
 
 const tensorType = (p: NormP) => p.dtype ?? 'float32';
-/** Bytes per element the kernel writes: uint8 tensors are rounded from its float32 output. */
+/** Bytes per element the crop kernel writes: uint8 tensors are rounded from its float32 output. */
 const elementBytes = (p: NormP) => (p.dtype === 'float16' ? 2 : 4);
 
-/** The kernel's float32 output as uint8 (rounded to nearest even, clamped), for `dtype: uint8`. */
+/** The crop kernel's float32 output as uint8 (rounded to nearest even, clamped), for `dtype: uint8`. */
 function outData(p: NormP, data: Float32Array | Uint16Array): Float32Array | Uint16Array | Uint8Array {
   if (p.dtype !== 'uint8') return data;
   const u = new Uint8ClampedArray(data as Float32Array);
   return new Uint8Array(u.buffer, u.byteOffset, u.length);
 }
+
+/** Bytes per element the preprocess kernel writes (it writes uint8 itself). */
+const preprocessBytes = (p: NormP) => (p.dtype === 'uint8' ? 1 : elementBytes(p));
 
 /** Bytes of the tensor a crop plan makes (count × channels × height × width elements). */
 const cropBytes = (image: ImageInput, quads: number[], opts: CropOptions, p: NormP) =>
@@ -103,7 +109,7 @@ defineOp({
   size(p) {
     if (p.mode === 'limit-side') return undefined;
     const px = p.width! * p.height!;
-    return { pixels: px, bytes: px * elementBytes(p), what: `a ${p.width}×${p.height} tensor plane` };
+    return { pixels: px, bytes: px * preprocessBytes(p), what: `a ${p.width}×${p.height} tensor plane` };
   },
   async run(p, x) {
     const img = x.get(p.input, 'image');
@@ -122,7 +128,7 @@ defineOp({
     );
     const c = img.channels === 1 ? 1 : 3;
     x.fits(
-      { pixels: plane.ow * plane.oh, bytes: plane.ow * plane.oh * c * elementBytes(p) },
+      { pixels: plane.ow * plane.oh, bytes: plane.ow * plane.oh * c * preprocessBytes(p) },
       `a ${c}×${plane.oh}×${plane.ow} tensor from a ${img.width}×${img.height} image`,
     );
     let resize: ResizeSpec;
@@ -136,7 +142,14 @@ defineOp({
         side: p.limitType ?? 'max',
         multiple: p.multipleOf ?? 1,
       };
-    const r = await preprocess(imageInput(img, x), { resize, interpolation: p.interpolation ?? 'auto', ...norm(p) });
+    // uint8 straight from the kernel: no float32 plane, no second pass over it.
+    const dtype = p.dtype === 'uint8' ? 'u8' : norm(p).dtype;
+    const r = await preprocess(imageInput(img, x), {
+      resize,
+      interpolation: p.interpolation ?? 'auto',
+      ...norm(p),
+      dtype,
+    });
     // Compose with an earlier transform so later ops map back to the decoded image.
     const t = img.transform;
     const transform = t
@@ -160,7 +173,7 @@ defineOp({
       kind: 'tensor',
       type: tensorType(p),
       dims: r.dims,
-      data: outData(p, r.data),
+      data: r.data,
       transform,
     } as TensorValue);
   },

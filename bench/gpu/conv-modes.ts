@@ -1,0 +1,78 @@
+/**
+ * cuDNN's convolution search modes through xpkg's C API binding, on the OCR GPU variants (fp16,
+ * uint8 NHWC input): one session per mode and model, a sequence of input shapes with revisits, the
+ * first and second run at each, and the largest difference of each output from EXHAUSTIVE's.
+ *
+ *   node dist-tools/bench/gpu/conv-modes.js [modes, default EXHAUSTIVE,HEURISTIC,DEFAULT]
+ */
+import { PackageReader } from '../../pack/reader.js';
+import { capiOptions, ortSessionOptions } from '../../runner/backends/onnxruntime.js';
+import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
+import { ortBinding } from '../../runner/gpu-install.js';
+import { r2 } from './common.js';
+
+const modes = (process.argv[2] ?? 'EXHAUSTIVE,HEURISTIC,DEFAULT').split(',');
+const c = loadCapi(ortBinding().dir);
+if (!('capi' in c)) throw new Error(`binding unavailable: ${c.reason}`);
+const reader = await PackageReader.open('fixtures/dist/paddleocr-v4.xpkg');
+const models = {
+  rec: {
+    bytes: await reader.readVerified('models/rec/rec-gpu-fp16.onnx'),
+    shapes: [320, 480, 320, 1280, 480].map((w) => [16, 48, w, 3]),
+  },
+  det: {
+    bytes: await reader.readVerified('models/det/det-gpu-fp16.onnx'),
+    shapes: [
+      [1, 544, 960, 3],
+      [1, 960, 544, 3],
+      [1, 544, 960, 3],
+    ],
+  },
+};
+await reader.close();
+const variant = {
+  id: 'm',
+  runtime: 'onnxruntime',
+  precision: 'fp16',
+  files: ['m'],
+  requires: { executionProviders: ['cuda'] },
+};
+const out: Record<string, unknown> = {};
+const reference: Record<string, Record<string, unknown>> = {};
+for (const [name, m] of Object.entries(models)) {
+  for (const mode of modes) {
+    const o = capiOptions(ortSessionOptions(variant as never, {}, ['cuda', 'cpu']));
+    o.providerOptions = o.providerOptions.map(([k, v]) => [k, k === 'cudnn_conv_algo_search' ? mode : v]);
+    o.memPattern = false;
+    const t0 = performance.now();
+    const s = await createCapiSession(c.capi, m.bytes, o);
+    const rows: unknown[] = [{ createMs: r2(performance.now() - t0) }];
+    for (const dims of m.shapes) {
+      const n = dims.reduce((a, b) => a * b, 1);
+      const data = new Uint8Array(n);
+      for (let i = 0; i < n; i++) data[i] = (i * 2654435761) >>> 24;
+      const x = { type: 'uint8', dims, data };
+      let t = performance.now();
+      const r = await s.run({ [s.inputNames[0]]: x });
+      const first = performance.now() - t;
+      t = performance.now();
+      await s.run({ [s.inputNames[0]]: x });
+      const second = performance.now() - t;
+      const key = dims.join('x');
+      let diff = 0;
+      const ref = (reference[name] ??= {})[key] as Record<string, { data: ArrayLike<number> }> | undefined;
+      if (!ref) reference[name][key] = r;
+      else
+        for (const [k, v] of Object.entries(r)) {
+          const a = (v as { data: ArrayLike<number> }).data,
+            b = ref[k].data;
+          for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(Number(a[i]) - Number(b[i])));
+        }
+      rows.push({ dims: key, firstMs: r2(first), secondMs: r2(second), maxDiffVsFirstMode: diff });
+    }
+    out[`${name} ${mode}`] = rows;
+    await s.release();
+    process.stderr.write(`${name} ${mode}: ${JSON.stringify(rows)}\n`);
+  }
+}
+process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);

@@ -1,0 +1,410 @@
+// A small Node binding over onnxruntime's C API, for what the stock onnxruntime-node binding cannot
+// pass: CUDA provider options (cuDNN's convolution algorithm search). It dlopens the SAME
+// libonnxruntime.so.1 onnxruntime-node loaded (one runtime, one OrtEnv in the process), creates
+// sessions from bytes and runs them on libuv workers (Napi::AsyncWorker) with host tensors in and
+// out. Surface and options: runner/backends/ort-capi.ts (the one place it is loaded). Built only by
+// `xpkg gpu install`, against the C API header of the matching onnxruntime release (pinned there).
+#include <dlfcn.h>
+#include <napi.h>
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "onnxruntime_c_api.h"
+
+namespace {
+
+const OrtApiBase* base = nullptr;
+const OrtApi* api = nullptr;
+OrtEnv* env = nullptr;
+OrtMemoryInfo* cpuInfo = nullptr;
+
+// Throws the status's message (and frees it); the workers turn it into a rejected promise.
+void check(OrtStatus* s) {
+  if (!s) return;
+  std::string m = api->GetErrorMessage(s);
+  api->ReleaseStatus(s);
+  throw std::runtime_error(m);
+}
+
+size_t elementSize(ONNXTensorElementDataType t) {
+  switch (t) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return 4;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return 1;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return 2;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return 8;
+    default: return 0;  // element types xpkg tensors do not carry
+  }
+}
+
+// init(path to libonnxruntime): loads the library (already loaded by onnxruntime-node: the same
+// handle), takes the API of the header's version and the process's OrtEnv. Returns the version string.
+Napi::Value InitApi(const Napi::CallbackInfo& info) {
+  Napi::Env e = info.Env();
+  const std::string path = info[0].As<Napi::String>();
+  if (!api) {
+    void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!lib) throw Napi::Error::New(e, std::string("dlopen failed: ") + dlerror());
+    using GetBase = const OrtApiBase* (*)();
+    auto get = reinterpret_cast<GetBase>(dlsym(lib, "OrtGetApiBase"));
+    if (!get) throw Napi::Error::New(e, "no OrtGetApiBase in " + path);
+    base = get();
+    const OrtApi* a = base->GetApi(ORT_API_VERSION);
+    if (!a)
+      throw Napi::Error::New(e, std::string("onnxruntime ") + base->GetVersionString() + " does not offer C API version " +
+                                    std::to_string(ORT_API_VERSION));
+    api = a;
+    try {
+      // onnxruntime keeps one OrtEnv per process: this is onnxruntime-node's, counted once more
+      check(api->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "xpkg", &env));
+      check(api->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &cpuInfo));
+    } catch (const std::exception& x) {
+      api = nullptr;
+      throw Napi::Error::New(e, x.what());
+    }
+  }
+  return Napi::String::New(e, base->GetVersionString());
+}
+
+struct CreateOptions {
+  std::string provider;  // "cpu" or "cuda"
+  std::vector<std::pair<std::string, std::string>> providerOptions;
+  int intraOpThreads = 0, interOpThreads = 1, graphOptimization = 99, logSeverity = 3;
+  bool sequential = true, memArena = true, memPattern = true;
+  std::vector<std::pair<std::string, std::string>> config;
+  std::string profilePrefix;
+};
+
+std::vector<std::pair<std::string, std::string>> pairs(const Napi::Object& o, const char* key) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return out;
+  Napi::Array a = o.Get(key).As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Array kv = a.Get(i).As<Napi::Array>();
+    out.emplace_back(kv.Get(0u).As<Napi::String>(), kv.Get(1u).As<Napi::String>());
+  }
+  return out;
+}
+
+OrtSessionOptions* sessionOptions(const CreateOptions& c) {
+  OrtSessionOptions* so = nullptr;
+  check(api->CreateSessionOptions(&so));
+  try {
+    check(api->SetIntraOpNumThreads(so, c.intraOpThreads));
+    check(api->SetInterOpNumThreads(so, c.interOpThreads));
+    check(api->SetSessionExecutionMode(so, c.sequential ? ORT_SEQUENTIAL : ORT_PARALLEL));
+    check(api->SetSessionGraphOptimizationLevel(so, static_cast<GraphOptimizationLevel>(c.graphOptimization)));
+    check(c.memArena ? api->EnableCpuMemArena(so) : api->DisableCpuMemArena(so));
+    check(c.memPattern ? api->EnableMemPattern(so) : api->DisableMemPattern(so));
+    check(api->SetSessionLogSeverityLevel(so, c.logSeverity));
+    for (const auto& [k, v] : c.config) check(api->AddSessionConfigEntry(so, k.c_str(), v.c_str()));
+    if (!c.profilePrefix.empty()) check(api->EnableProfiling(so, c.profilePrefix.c_str()));
+    if (c.provider == "cuda") {
+      OrtCUDAProviderOptionsV2* cuda = nullptr;
+      check(api->CreateCUDAProviderOptions(&cuda));
+      std::vector<const char*> keys, values;
+      for (const auto& [k, v] : c.providerOptions) keys.push_back(k.c_str()), values.push_back(v.c_str());
+      OrtStatus* s = api->UpdateCUDAProviderOptions(cuda, keys.data(), values.data(), keys.size());
+      if (!s) s = api->SessionOptionsAppendExecutionProvider_CUDA_V2(so, cuda);
+      api->ReleaseCUDAProviderOptions(cuda);
+      check(s);
+    } else if (c.provider != "cpu") {
+      throw std::runtime_error("provider " + c.provider + " is not offered by this binding");
+    }
+  } catch (...) {
+    api->ReleaseSessionOptions(so);
+    throw;
+  }
+  return so;
+}
+
+class Session : public Napi::ObjectWrap<Session> {
+ public:
+  static Napi::FunctionReference ctor;
+  static Napi::Function Define(Napi::Env e) {
+    return DefineClass(e, "Session",
+                       {InstanceMethod("run", &Session::Run), InstanceMethod("release", &Session::Release),
+                        InstanceMethod("endProfiling", &Session::EndProfiling)});
+  }
+  explicit Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(info) {
+    session_ = info[0].As<Napi::External<OrtSession>>().Data();
+  }
+  ~Session() override { if (session_) api->ReleaseSession(session_); }
+
+  OrtSession* session_ = nullptr;
+  std::atomic<int> running_{0};
+  bool releaseWanted_ = false;
+
+  void done() {
+    if (--running_ == 0 && releaseWanted_ && session_) api->ReleaseSession(session_), session_ = nullptr;
+  }
+
+ private:
+  Napi::Value Run(const Napi::CallbackInfo& info);
+  // Released now, or after the runs in flight finish.
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    if (running_ > 0) releaseWanted_ = true;
+    else if (session_) api->ReleaseSession(session_), session_ = nullptr;
+    return info.Env().Undefined();
+  }
+  Napi::Value EndProfiling(const Napi::CallbackInfo& info) {
+    if (!session_) throw Napi::Error::New(info.Env(), "session released");
+    OrtAllocator* alloc = nullptr;
+    char* file = nullptr;
+    try {
+      check(api->GetAllocatorWithDefaultOptions(&alloc));
+      check(api->SessionEndProfiling(session_, alloc, &file));
+    } catch (const std::exception& x) {
+      throw Napi::Error::New(info.Env(), x.what());
+    }
+    Napi::String s = Napi::String::New(info.Env(), file ? file : "");
+    if (file) alloc->Free(alloc, file);
+    return s;
+  }
+};
+Napi::FunctionReference Session::ctor;
+
+Napi::Array names(Napi::Env e, OrtSession* s, bool inputs) {
+  OrtAllocator* alloc = nullptr;
+  check(api->GetAllocatorWithDefaultOptions(&alloc));
+  size_t n = 0;
+  check(inputs ? api->SessionGetInputCount(s, &n) : api->SessionGetOutputCount(s, &n));
+  Napi::Array out = Napi::Array::New(e, n);
+  for (size_t i = 0; i < n; i++) {
+    char* name = nullptr;
+    check(inputs ? api->SessionGetInputName(s, i, alloc, &name) : api->SessionGetOutputName(s, i, alloc, &name));
+    Napi::Object m = Napi::Object::New(e);
+    m.Set("name", name);
+    alloc->Free(alloc, name);
+    OrtTypeInfo* ti = nullptr;
+    check(inputs ? api->SessionGetInputTypeInfo(s, i, &ti) : api->SessionGetOutputTypeInfo(s, i, &ti));
+    const OrtTensorTypeAndShapeInfo* t = nullptr;
+    if (OrtStatus* cs = api->CastTypeInfoToTensorInfo(ti, &t)) api->ReleaseStatus(cs), t = nullptr;  // null: not a tensor
+    if (t) {
+      ONNXTensorElementDataType et;
+      size_t rank = 0;
+      check(api->GetTensorElementType(t, &et));
+      check(api->GetDimensionsCount(t, &rank));
+      std::vector<int64_t> dims(rank);
+      std::vector<const char*> sym(rank, nullptr);
+      check(api->GetDimensions(t, dims.data(), rank));
+      check(api->GetSymbolicDimensions(t, sym.data(), rank));
+      Napi::Array shape = Napi::Array::New(e, rank);
+      for (size_t k = 0; k < rank; k++) {
+        if (dims[k] >= 0) shape.Set(k, Napi::Number::New(e, static_cast<double>(dims[k])));
+        else if (sym[k] && *sym[k]) shape.Set(k, Napi::String::New(e, sym[k]));
+        else shape.Set(k, Napi::Number::New(e, -1));
+      }
+      m.Set("type", Napi::Number::New(e, et));
+      m.Set("shape", shape);
+    }
+    api->ReleaseTypeInfo(ti);
+    out.Set(i, m);
+  }
+  return out;
+}
+
+// create(bytes: Uint8Array, options) → Promise<Session>; the bytes are copied (JS may detach them meanwhile).
+class CreateWorker : public Napi::AsyncWorker {
+ public:
+  CreateWorker(Napi::Env e, std::vector<uint8_t> bytes, CreateOptions o)
+      : Napi::AsyncWorker(e, "xpkg-ort-create"), deferred_(Napi::Promise::Deferred::New(e)), bytes_(std::move(bytes)), o_(std::move(o)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      OrtSessionOptions* so = sessionOptions(o_);
+      OrtStatus* s = api->CreateSessionFromArray(env, bytes_.data(), bytes_.size(), so, &session_);
+      api->ReleaseSessionOptions(so);
+      check(s);
+    } catch (const std::exception& x) {
+      SetError(x.what());
+    }
+  }
+  void OnOK() override {
+    Napi::Env e = Env();
+    try {
+      Napi::Object obj = Session::ctor.New({Napi::External<OrtSession>::New(e, session_)});
+      OrtSession* s = session_;
+      session_ = nullptr;  // the object owns it now
+      obj.Set("inputs", names(e, s, true));
+      obj.Set("outputs", names(e, s, false));
+      deferred_.Resolve(obj);
+    } catch (const std::exception& x) {
+      if (session_) api->ReleaseSession(session_);
+      deferred_.Reject(Napi::Error::New(e, x.what()).Value());
+    }
+  }
+  void OnError(const Napi::Error& err) override { deferred_.Reject(err.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<uint8_t> bytes_;
+  CreateOptions o_;
+  OrtSession* session_ = nullptr;
+};
+
+Napi::Value Create(const Napi::CallbackInfo& info) {
+  Napi::Env e = info.Env();
+  if (!api) throw Napi::Error::New(e, "init() first");
+  Napi::Uint8Array b = info[0].As<Napi::Uint8Array>();
+  Napi::Object o = info[1].As<Napi::Object>();
+  CreateOptions c;
+  c.provider = o.Get("provider").As<Napi::String>();
+  c.providerOptions = pairs(o, "providerOptions");
+  c.config = pairs(o, "config");
+  c.intraOpThreads = o.Get("intraOpThreads").As<Napi::Number>().Int32Value();
+  c.interOpThreads = o.Get("interOpThreads").As<Napi::Number>().Int32Value();
+  c.graphOptimization = o.Get("graphOptimization").As<Napi::Number>().Int32Value();
+  c.logSeverity = o.Get("logSeverity").As<Napi::Number>().Int32Value();
+  c.sequential = o.Get("sequential").ToBoolean();
+  c.memArena = o.Get("memArena").ToBoolean();
+  c.memPattern = o.Get("memPattern").ToBoolean();
+  if (o.Has("profilePrefix") && o.Get("profilePrefix").IsString()) c.profilePrefix = o.Get("profilePrefix").As<Napi::String>();
+  std::vector<uint8_t> bytes(b.Data(), b.Data() + b.ByteLength());
+  auto* w = new CreateWorker(e, std::move(bytes), std::move(c));
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+struct Input {
+  std::string name;
+  ONNXTensorElementDataType type;
+  std::vector<int64_t> dims;
+  std::vector<uint8_t> data;
+};
+
+// session.run(inputs: {name, type, dims, data}[], outputNames) → Promise<{name, type, dims, data}[]>:
+// inputs copied in, onnxruntime runs on a worker, outputs (host memory) copied into new arrays.
+class RunWorker : public Napi::AsyncWorker {
+ public:
+  RunWorker(Napi::Env e, Session* s, std::vector<Input> in, std::vector<std::string> out)
+      : Napi::AsyncWorker(e, "xpkg-ort-run"), deferred_(Napi::Promise::Deferred::New(e)), s_(s), in_(std::move(in)), outNames_(std::move(out)) {
+    s_->Ref();
+    s_->running_++;
+  }
+  ~RunWorker() override {
+    for (OrtValue* v : outs_) if (v) api->ReleaseValue(v);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    std::vector<OrtValue*> ins(in_.size(), nullptr);
+    try {
+      std::vector<const char*> inNames, outNames;
+      for (size_t i = 0; i < in_.size(); i++) {
+        Input& x = in_[i];
+        check(api->CreateTensorWithDataAsOrtValue(cpuInfo, x.data.data(), x.data.size(), x.dims.data(), x.dims.size(), x.type, &ins[i]));
+        inNames.push_back(x.name.c_str());
+      }
+      for (const auto& n : outNames_) outNames.push_back(n.c_str());
+      outs_.assign(outNames.size(), nullptr);
+      check(api->Run(s_->session_, nullptr, inNames.data(), ins.data(), ins.size(), outNames.data(), outNames.size(), outs_.data()));
+    } catch (const std::exception& x) {
+      SetError(x.what());
+    }
+    for (OrtValue* v : ins) if (v) api->ReleaseValue(v);
+  }
+  void OnOK() override {
+    Napi::Env e = Env();
+    try {
+      Napi::Array result = Napi::Array::New(e, outs_.size());
+      for (size_t i = 0; i < outs_.size(); i++) {
+        OrtTensorTypeAndShapeInfo* t = nullptr;
+        check(api->GetTensorTypeAndShape(outs_[i], &t));
+        ONNXTensorElementDataType et;
+        size_t rank = 0, count = 0;
+        OrtStatus* s = api->GetTensorElementType(t, &et);
+        if (!s) s = api->GetDimensionsCount(t, &rank);
+        std::vector<int64_t> dims(rank);
+        if (!s) s = api->GetDimensions(t, dims.data(), rank);
+        if (!s) s = api->GetTensorShapeElementCount(t, &count);
+        api->ReleaseTensorTypeAndShapeInfo(t);
+        check(s);
+        const size_t es = elementSize(et);
+        if (!es) throw std::runtime_error("output " + outNames_[i] + " has element type " + std::to_string(et) + ", which xpkg tensors do not carry");
+        void* data = nullptr;
+        check(api->GetTensorMutableData(outs_[i], &data));
+        Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(e, count * es);
+        if (count) std::memcpy(buf.Data(), data, count * es);
+        Napi::Object o = Napi::Object::New(e);
+        Napi::Array d = Napi::Array::New(e, rank);
+        for (size_t k = 0; k < rank; k++) d.Set(k, Napi::Number::New(e, static_cast<double>(dims[k])));
+        o.Set("name", outNames_[i]);
+        o.Set("type", Napi::Number::New(e, et));
+        o.Set("dims", d);
+        o.Set("data", buf);
+        result.Set(i, o);
+      }
+      deferred_.Resolve(result);
+    } catch (const std::exception& x) {
+      deferred_.Reject(Napi::Error::New(e, x.what()).Value());
+    }
+    finish();
+  }
+  void OnError(const Napi::Error& err) override {
+    deferred_.Reject(err.Value());
+    finish();
+  }
+
+ private:
+  void finish() {
+    s_->done();
+    s_->Unref();
+  }
+  Napi::Promise::Deferred deferred_;
+  Session* s_;
+  std::vector<Input> in_;
+  std::vector<std::string> outNames_;
+  std::vector<OrtValue*> outs_;
+};
+
+Napi::Value Session::Run(const Napi::CallbackInfo& info) {
+  Napi::Env e = info.Env();
+  if (!session_ || releaseWanted_) throw Napi::Error::New(e, "session released");
+  Napi::Array a = info[0].As<Napi::Array>();
+  Napi::Array o = info[1].As<Napi::Array>();
+  std::vector<Input> in;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Object t = a.Get(i).As<Napi::Object>();
+    Input x;
+    x.name = t.Get("name").As<Napi::String>();
+    x.type = static_cast<ONNXTensorElementDataType>(t.Get("type").As<Napi::Number>().Int32Value());
+    Napi::Array d = t.Get("dims").As<Napi::Array>();
+    size_t count = 1;
+    for (uint32_t k = 0; k < d.Length(); k++) {
+      const int64_t v = d.Get(k).As<Napi::Number>().Int64Value();
+      if (v < 0) throw Napi::Error::New(e, "negative dimension");
+      x.dims.push_back(v);
+      count *= static_cast<size_t>(v);
+    }
+    Napi::TypedArray data = t.Get("data").As<Napi::TypedArray>();
+    const size_t es = elementSize(x.type);
+    if (!es || data.ByteLength() != count * es) throw Napi::Error::New(e, "input " + x.name + ": data does not match its type and dims");
+    const uint8_t* p = static_cast<const uint8_t*>(data.ArrayBuffer().Data()) + data.ByteOffset();
+    x.data.assign(p, p + data.ByteLength());
+    in.push_back(std::move(x));
+  }
+  std::vector<std::string> outs;
+  for (uint32_t i = 0; i < o.Length(); i++) outs.push_back(o.Get(i).As<Napi::String>());
+  auto* w = new RunWorker(e, this, std::move(in), std::move(outs));
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Object ModuleInit(Napi::Env e, Napi::Object exports) {
+  Napi::Function c = Session::Define(e);
+  Session::ctor = Napi::Persistent(c);
+  exports.Set("init", Napi::Function::New(e, InitApi, "init"));
+  exports.Set("create", Napi::Function::New(e, Create, "create"));
+  exports.Set("apiVersion", Napi::Number::New(e, ORT_API_VERSION));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(xpkg_ort, ModuleInit)
