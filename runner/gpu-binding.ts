@@ -96,11 +96,20 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ cod
  * E_GPU_DIGEST or E_GPU_BUILD (no compiler, no node-gyp).
  */
 export async function buildOrtBinding(
-  o: { tarball?: string; rebuild?: boolean; log?: (line: string) => void; pkg?: HeaderPackage } = {},
+  o: {
+    tarball?: string;
+    rebuild?: boolean;
+    log?: (line: string) => void;
+    pkg?: HeaderPackage;
+    /** The binding's source folder (binding.gyp), built in place (default native/ort). */
+    source?: string;
+  } = {},
 ): Promise<BindingResult> {
   const pkg = o.pkg ?? ORT_HEADERS;
   const log = o.log ?? (() => {});
-  if (existsSync(CAPI_BUILT) && !o.rebuild) return { path: CAPI_BUILT, action: 'present' };
+  const source = o.source ?? join(PACKAGE_ROOT, 'native', 'ort');
+  const built = o.source ? join(source, 'build', 'Release', 'xpkg_ort.node') : CAPI_BUILT;
+  if (existsSync(built) && !o.rebuild) return { path: built, action: 'present' };
   const gyp = nodeGyp();
   if (!gyp) throw new RunnerError('E_GPU_BUILD', 'node-gyp not found (it comes with npm)', {});
   const work = await mkdtemp(join(tmpdir(), 'xpkg-ort-headers-'));
@@ -143,12 +152,11 @@ export async function buildOrtBinding(
     // node's own headers where this node has them (distribution packages), else node-gyp fetches them
     const nodedir = dirname(dirname(process.execPath));
     const local = existsSync(join(nodedir, 'include', 'node', 'node_api.h')) ? [`--nodedir=${nodedir}`] : [];
-    const r = await run(
-      process.execPath,
-      [gyp, 'rebuild', `--directory=${join(PACKAGE_ROOT, 'native', 'ort')}`, ...local],
-      { ...process.env, XPKG_ORT_HEADERS: headers },
-    ).catch((e: unknown) => ({ code: -1, output: String((e as Error).message) }));
-    if (r.code !== 0 || !existsSync(CAPI_BUILT))
+    const r = await run(process.execPath, [gyp, 'rebuild', `--directory=${source}`, ...local], {
+      ...process.env,
+      XPKG_ORT_HEADERS: headers,
+    }).catch((e: unknown) => ({ code: -1, output: String((e as Error).message) }));
+    if (r.code !== 0 || !existsSync(built))
       throw new RunnerError(
         'E_GPU_BUILD',
         `node-gyp could not build the binding: ${r.output.trim().split('\n').slice(-3).join(' ')}`,
@@ -156,8 +164,8 @@ export async function buildOrtBinding(
           exitCode: r.code,
         },
       );
-    log(`built ${CAPI_BUILT}`);
-    return { path: CAPI_BUILT, action: 'built', tarballSha256 };
+    log(`built ${built}`);
+    return { path: built, action: 'built', tarballSha256 };
   } finally {
     await rm(work, { recursive: true, force: true }).catch(() => {});
   }

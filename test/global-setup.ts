@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildBrowser } from '../browser/build.js';
+import { buildOrtBinding } from '../runner/gpu-binding.js';
 import { bundleCli } from '../tools/bundle-cli.js';
 
 export default async function setup(): Promise<() => void> {
@@ -16,6 +17,10 @@ export default async function setup(): Promise<() => void> {
   const cache = mkdtempSync(join(tmpdir(), 'xpkg-test-cache-'));
   process.env.XPKG_CACHE = cache;
   const teardown = () => rmSync(cache, { recursive: true, force: true });
+  // With onnxruntime's C API headers at hand (.ci/run fetches them), the C API binding is built
+  // once, so its tests (test/ort-capi.test.ts) run rather than skip.
+  const headers = process.env.XPKG_ORT_HEADERS_TARBALL;
+  if (headers) await buildOrtBinding({ tarball: headers, log: (line) => console.log(`global set-up: ${line}`) });
   // XPKG_TEST_SKIP_BUILD=1 reuses the current dist/ and fixtures/dist/ (for quick local re-runs).
   if (process.env.XPKG_TEST_SKIP_BUILD === '1') return teardown;
   const tsc = 'node_modules/typescript/bin/tsc';

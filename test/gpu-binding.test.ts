@@ -5,7 +5,7 @@
  * XPKG_ORT_HEADERS_TARBALL pointing at it (then the binding is really built and loaded).
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tar from 'tar';
@@ -65,10 +65,17 @@ describe('gpu install: the C API binding', () => {
   it.skipIf(!process.env.XPKG_ORT_HEADERS_TARBALL)(
     'builds the binding from the real pinned package and loads it on onnxruntime-node’s library',
     async () => {
-      const r = await buildOrtBinding({ tarball: process.env.XPKG_ORT_HEADERS_TARBALL!, rebuild: true });
+      // a copy of the sources inside the checkout (node-addon-api resolves from there), so the
+      // binding other test files load (built by the global set-up) is never rebuilt under them
+      const source = mkdtempSync(join(process.cwd(), 'native', 'ort-build-test-'));
+      dirs.push(source);
+      for (const f of ['binding.gyp', 'session.cc']) copyFileSync(join('native', 'ort', f), join(source, f));
+      const r = await buildOrtBinding({ tarball: process.env.XPKG_ORT_HEADERS_TARBALL!, rebuild: true, source });
       expect(r).toMatchObject({ action: 'built', tarballSha256: ORT_HEADERS.tarballSha256 });
       resetCapi();
-      expect(loadCapi(ortBinding().dir)).toMatchObject({ version: ortBinding().version });
+      expect(loadCapi(ortBinding().dir, { XPKG_ORT_CAPI_PATH: r.path })).toMatchObject({
+        version: ortBinding().version,
+      });
     },
     240_000,
   );
