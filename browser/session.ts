@@ -16,6 +16,7 @@ import { type LoadedPolicy, type VerifyResult, verifyReader } from '../signing/v
 import { BrowserError, type ErrorJson, SandboxError, toXpkgError } from '../spec/errors.js';
 import { setAssetBase } from './assets.js';
 import { decodeImage, decodeTarget } from './image.js';
+import { mark } from './marks.js';
 import { browserRefusal, DEFAULT_MAX_MODEL_BYTES, WebOrtBackend, type WebOrtInfo } from './ort-web.js';
 import { type CountingSource, sourceOf } from './sources.js';
 import { detectHost } from './twins/host.js';
@@ -131,6 +132,7 @@ export class PackageSession {
   /** Opens a package: archive and manifest checks, then the signatures against the trust given. */
   static async open(input: PackageInput, options: SessionOptions = {}): Promise<PackageSession> {
     const t0 = performance.now();
+    mark('open');
     requireFeatures();
     if (options.wasmBase) setAssetBase(options.wasmBase);
     const policy = await resolvePolicy({
@@ -159,6 +161,7 @@ export class PackageSession {
       ms: performance.now() - t0,
       bytesRead: source.bytesFetched,
     };
+    mark('opened');
     return new PackageSession(reader, source, policy, options, opened);
   }
 
@@ -166,9 +169,11 @@ export class PackageSession {
   async verify(onProgress?: (p: Progress) => void): Promise<VerifyResult & { bytesRead: number }> {
     // A prepare() under way first says which files its load reads: those are checked once, as read.
     await this.starting?.catch(() => {});
+    mark('verify');
     const r = await verifyReader(this.reader, this.policy, {
       onProgress: (done, total) => onProgress?.({ phase: 'verify', done, total }),
     });
+    mark('verified');
     return { ...r, bytesRead: this.source.bytesFetched };
   }
 
@@ -179,11 +184,13 @@ export class PackageSession {
   async prepare(onProgress?: (p: Progress) => void): Promise<void> {
     this.progress ??= onProgress;
     const runner = await this.ensureRunner();
-    // The runtime starts once the read-ahead is in: started together, its WASM compile takes the
-    // browser's pool threads from the digests of the very blocks its sessions wait for.
+    // The runtime started with the runner (its WASM streams and compiles beside the reads); the
+    // sessions are created once the reads are in, so that no read or digest waits behind them.
     await this.reading;
+    mark('read-ahead');
     try {
       await runner.warmUp();
+      mark('models');
     } catch (e) {
       throw tooLargeOnly(e, this.options.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES) ?? e;
     } finally {
@@ -213,7 +220,9 @@ export class PackageSession {
           (typeof ImageData !== 'undefined' && value instanceof ImageData));
       values[name] = image ? await decodeImage(value as Blob, decodeTarget(manifest, name), budget.maxPixels) : value;
     }
+    mark('run');
     const result = await runner.run(values);
+    mark('ran');
     return { ...result, runtime: this.backend?.info ?? null, bytesRead: this.source.bytesFetched };
   }
 

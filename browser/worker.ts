@@ -3,6 +3,8 @@
  * (hashing, onnxruntime-web and the kernels would otherwise freeze it). One PackageSession per
  * opened package; each request answers once, with progress messages before.
  */
+
+import { startRuntime } from './ort-web.js';
 import type { Reply, Request } from './protocol.js';
 import { errorJson, PackageSession } from './session.js';
 
@@ -34,6 +36,10 @@ async function handle(m: Request): Promise<unknown> {
       return session(m.pkg).prepare((progress) => post({ id: m.id, progress }));
     case 'run':
       return session(m.pkg).run(m.inputs, (progress) => post({ id: m.id, progress }));
+    case 'runtime':
+      // Resolves once started; a failure is reported again by the model load that awaits it.
+      await startRuntime({ wasmBase, ...m.options }).started;
+      return null;
     case 'close': {
       const s = sessions.get(m.pkg);
       sessions.delete(m.pkg);

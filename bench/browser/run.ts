@@ -274,11 +274,12 @@ async function main(): Promise<void> {
         }
       }
       await nodeRunner.close();
-      const ocrPage = await browser.newPage();
-      await ocrPage.goto(server.url);
-      await withLibrary(ocrPage);
-      const browserOcr = async (threads: number) =>
-        ocrPage.evaluate(
+      // A page per thread count: onnxruntime-web starts once per page (its first start decides the threads).
+      const browserOcr = async (threads: number) => {
+        const ocrPage = await browser.newPage();
+        await ocrPage.goto(server.url);
+        await withLibrary(ocrPage);
+        const r = await ocrPage.evaluate(
           async ({ pngs, runs, threads, trust }) => {
             const { openPackage } = (window as unknown as { xpkg: typeof import('../../browser/index.js') }).xpkg;
             const pkg = await openPackage('/packages/paddleocr-v4.xpkg', { trust: [trust], threads });
@@ -298,6 +299,9 @@ async function main(): Promise<void> {
           },
           { pngs: images.map((f) => readFileSync(f).toString('base64')), runs: RUNS, threads, trust },
         );
+        await ocrPage.close();
+        return r;
+      };
       const one = await browserOcr(1);
       const two = await browserOcr(2);
       const nm = median(nodeMs);
@@ -313,7 +317,6 @@ async function main(): Promise<void> {
         true,
       );
       row('  ratio Chromium (threaded) / Node', `${(b2 / nm).toFixed(2)}×`, '', true);
-      await ocrPage.close();
     }
     // --- 4. cold page to first OCR result; 5. first visit ---------------------------------------
     const colds: number[] = [];
