@@ -184,10 +184,8 @@ export class PackageSession {
   async prepare(onProgress?: (p: Progress) => void): Promise<void> {
     this.progress ??= onProgress;
     const runner = await this.ensureRunner();
-    // The runtime started with the runner (its WASM streams and compiles beside the reads); the
-    // sessions are created once the reads are in, so that no read or digest waits behind them.
-    await this.reading;
-    mark('read-ahead');
+    // The runtime started with the runner, in its own worker (its WASM streams and compiles beside
+    // the reads); each model's session is created as soon as its file is read and checked.
     try {
       await runner.warmUp();
       mark('models');
@@ -205,9 +203,21 @@ export class PackageSession {
    */
   async run(inputs: Record<string, unknown>, onProgress?: (p: Progress) => void): Promise<BrowserRunResult> {
     this.progress = onProgress;
-    // Models first, as Node's runner does: a model that cannot load is reported before any input is read.
+    // Images decode while the models load (the page's worker is idle meanwhile); a model that
+    // cannot load is still reported first, as Node's runner does, before any input error.
+    const decoding = this.decodeInputs(inputs);
+    decoding.catch(() => {});
     await this.prepare();
+    const values = await decoding;
     const runner = this.runner!;
+    mark('run');
+    const result = await runner.run(values);
+    mark('ran');
+    return { ...result, runtime: this.backend?.info ?? null, bytesRead: this.source.bytesFetched };
+  }
+
+  /** The inputs as the runner takes them: images decoded by the browser, anything else as given. */
+  private async decodeInputs(inputs: Record<string, unknown>): Promise<Record<string, unknown>> {
     const manifest = this.reader.manifest;
     const budget = resolveBudget(undefined);
     const values: Record<string, unknown> = {};
@@ -220,10 +230,7 @@ export class PackageSession {
           (typeof ImageData !== 'undefined' && value instanceof ImageData));
       values[name] = image ? await decodeImage(value as Blob, decodeTarget(manifest, name), budget.maxPixels) : value;
     }
-    mark('run');
-    const result = await runner.run(values);
-    mark('ran');
-    return { ...result, runtime: this.backend?.info ?? null, bytesRead: this.source.bytesFetched };
+    return values;
   }
 
   private starting: Promise<Runner> | null = null;
@@ -259,16 +266,14 @@ export class PackageSession {
     const host = await detectHost({ registry });
     this.runner = await Runner.fromReader(this.reader, this.policy, { host, registry });
     this.backend = backend;
-    this.reading = this.readAhead(this.runner);
+    void this.readAhead(this.runner).then(() => mark('read-ahead'));
     return this.runner;
   }
 
   private modelFiles: string[] = [];
-  /** The reads readAhead started, settled. */
-  private reading: Promise<unknown> = Promise.resolve();
 
   /**
-   * Reads (and checks) what the run will use before onnxruntime-web starts: each model's first
+   * Reads (and checks) what the run will use while onnxruntime-web starts: each model's first
    * candidate variant, unless the browser refuses it before reading, and the assets and scripts.
    * A verification meanwhile awaits these reads instead of reading the files again.
    */
