@@ -101,6 +101,11 @@ class DirectChannel implements Channel {
           return await session().prepare(onProgress);
         case 'run':
           return await session().run(body.inputs as Record<string, unknown>, onProgress);
+        case 'runtime': {
+          const { startRuntime } = await import('./ort-web.js');
+          await startRuntime({ wasmBase: new URL('./', import.meta.url).href, ...(body.options as object) }).started;
+          return null;
+        }
         case 'close': {
           const s = this.sessions.get(body.pkg as number);
           this.sessions.delete(body.pkg as number);
@@ -162,10 +167,16 @@ export class XpkgPackage {
 
 /**
  * Starts the worker (and the library inside it) now, so that a page opening a package later does
- * not wait for it: a page calls this on load, while the user picks a file.
+ * not wait for it: a page calls this on load, while the user picks a file. With `runtime: true`
+ * (a page about to run a package, e.g. one named in its URL) onnxruntime-web's script and WASM
+ * are fetched, compiled and started too, beside the package's reads (14 MB, so only when a run is
+ * expected); `threads` as in openPackage (the first start in the worker decides them).
  */
-export function preload(): void {
-  (shared ??= new WorkerChannel()).start();
+export function preload(options: { runtime?: boolean; threads?: number } = {}): void {
+  const channel = (shared ??= new WorkerChannel());
+  channel.start();
+  if (options.runtime)
+    void channel.call('runtime', { options: options.threads ? { threads: options.threads } : {} }).catch(() => {}); // a failed start is reported by the run that needs it
 }
 
 /**

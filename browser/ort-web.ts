@@ -1,19 +1,20 @@
 /**
  * The onnxruntime-web backend of the browser build: the same Backend contract as onnxruntime-node
  * (runner/types.ts), on the WASM CPU provider, or WebGPU when asked for and an adapter exists.
- * onnxruntime-web is imported on the first model load, so a page that only inspects and verifies
- * never downloads it. A variant larger than the browser can hold is refused before any byte of it
- * is read (E_BROWSER_TOO_LARGE); the rest is read through the runner's verified reads, block by
- * block, into one buffer handed to the runtime.
+ * onnxruntime-web runs in its own worker (browser/ort-host.ts), started on the first model load
+ * or earlier when a run is expected (startRuntime), so a page that only inspects and verifies never
+ * downloads it. A variant larger than the browser can hold is refused before any byte of it is read
+ * (E_BROWSER_TOO_LARGE); the rest is read through the runner's verified reads, block by block, into
+ * one buffer handed (transferred) to the runtime's worker.
  */
-import type * as OrtWeb from 'onnxruntime-web';
-import { checkTensor, fromOrtTensor } from '../runner/backends/ort-tensor.js';
+import type { InferenceSession } from 'onnxruntime-web';
+import { checkTensor } from '../runner/backends/ort-tensor.js';
 import { usableProviders, variantProviders } from '../runner/providers.js';
 import type { Backend, BackendInit, ModelSession, SessionOptions, Tensor, VariantFiles } from '../runner/types.js';
 import { BrowserError, RunnerError } from '../spec/errors.js';
 import type { Variant } from '../spec/schema.js';
-
-type Ort = typeof OrtWeb;
+import { mark } from './marks.js';
+import type { CreatedSession, HostReply, HostRequest } from './ort-protocol.js';
 
 /** onnxruntime-web's WASM heap is 32-bit: the model, its copy in the heap and the activations share 4 GiB. */
 export const DEFAULT_MAX_MODEL_BYTES = 1536 * 2 ** 20;
@@ -45,13 +46,6 @@ export interface WebOrtInfo {
 }
 
 /**
- * The smallest model (one Identity node, float32 [N] → [N]): creating its session starts the WASM
- * runtime at init, while the package's models are still being read, and times that start apart.
- */
-const IDENTITY_MODEL =
-  'CAcSDXhwa2ctZml4dHVyZXM6RAoUCgFYEgFZGgJuMCIISWRlbnRpdHkSCGlkZW50aXR5WhAKAVgSCwoJCAESBQoDEgFOYhAKAVkSCwoJCAESBQoDEgFOQgQKABAN';
-
-/**
  * Why a variant is not loaded in the browser, decided from the manifest before any byte of it is
  * read (null: it loads): larger than the runtime's memory allows, or split into external data files.
  */
@@ -78,10 +72,96 @@ export function browserRefusal(
   return null;
 }
 
+type Body = HostRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+
+/** onnxruntime-web's worker: requests answered in any order; a crash fails what is pending. */
+class RuntimeHost {
+  private readonly worker: Worker;
+  private next = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private failed: Error | null = null;
+
+  constructor(base: string) {
+    this.worker = new Worker(new URL('xpkg-ort.js', base), { type: 'module', name: 'xpkg-ort' });
+    this.worker.onmessage = (e: MessageEvent<HostReply>) => {
+      const m = e.data;
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (m.ok) p?.resolve(m.value);
+      else p?.reject(new Error(m.message));
+    };
+    this.worker.onerror = (e) => {
+      e.preventDefault();
+      this.failed = new Error(`onnxruntime-web's worker failed: ${e.message || 'it could not start'}`);
+      for (const p of this.pending.values()) p.reject(this.failed);
+      this.pending.clear();
+    };
+  }
+
+  call<T>(body: Body, transfer: Transferable[] = []): Promise<T> {
+    if (this.failed) return Promise.reject(this.failed);
+    const id = this.next++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ id, ...body }, transfer);
+    });
+  }
+
+  terminate(): void {
+    this.worker.terminate();
+  }
+}
+
+/** A started onnxruntime-web: its worker, and what starting it gave. */
+interface Runtime {
+  host: RuntimeHost;
+  threads: number;
+  startMs: number;
+}
+
+/** One runtime per build in this realm: onnxruntime-web initialises its WASM once (threads included). */
+const runtimes = new Map<'wasm' | 'webgpu', { version: Promise<string>; started: Promise<Runtime> }>();
+
+/**
+ * Starts onnxruntime-web now, once per build: its worker, its script, then its WASM fetched and
+ * compiled (streamed) and instantiated, with its threads, by creating one tiny session. Started as
+ * soon as a run is expected (preload({ runtime: true }), or a package's runner), beside the
+ * package's reads; `version` resolves once the script is in, `started` once models can load.
+ */
+export function startRuntime(options: Pick<WebOrtOptions, 'wasmBase' | 'threads'> & { webgpu?: boolean } = {}): {
+  version: Promise<string>;
+  started: Promise<Runtime>;
+} {
+  const build = options.webgpu ? 'webgpu' : 'wasm';
+  const known = runtimes.get(build);
+  if (known) return known;
+  const isolated = Boolean((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated);
+  const cores = Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1);
+  // Without isolation there is no SharedArrayBuffer: onnxruntime-web would fall back to one thread itself.
+  const threads = isolated ? Math.max(1, Math.min(options.threads || cores, 16)) : 1;
+  const wasmBase = options.wasmBase ?? new URL('./', globalThis.location?.href).href;
+  const host = new RuntimeHost(wasmBase);
+  const version = host
+    .call<{ version: string }>({ op: 'start', webgpu: build === 'webgpu', threads, wasmBase })
+    .then((v) => v.version);
+  const started = version.then(async () => {
+    const r = await host.call<{ threads: number; startMs: number }>({ op: 'ready' });
+    return { host, ...r };
+  });
+  const entry = { version, started };
+  runtimes.set(build, entry);
+  // A failed start is tried again by the next caller (a network error, say).
+  started.catch(() => {
+    if (runtimes.get(build) === entry) runtimes.delete(build);
+    host.terminate();
+  });
+  return entry;
+}
+
 export class WebOrtBackend implements Backend {
   readonly name = 'onnxruntime-web';
   readonly runtimes = ['onnxruntime'] as const;
-  #ort: Ort | undefined;
+  #runtime: Promise<Runtime> | undefined;
   #info: WebOrtInfo | undefined;
 
   constructor(readonly options: WebOrtOptions = {}) {}
@@ -90,6 +170,10 @@ export class WebOrtBackend implements Backend {
     return this.#info;
   }
 
+  /**
+   * Says what this backend offers once onnxruntime-web's script is in (in its worker); its WASM
+   * start goes on meanwhile (a load awaits it).
+   */
   async init(): Promise<BackendInit> {
     const isolated = Boolean((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated);
     let webgpu = false;
@@ -97,30 +181,15 @@ export class WebOrtBackend implements Backend {
       const gpu = (globalThis.navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
       webgpu = Boolean(await gpu?.requestAdapter().catch(() => null));
     }
-    const t0 = performance.now();
-    // The WebGPU build is a larger download: only when it will be used.
-    const ort = (webgpu ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm')) as Ort;
-    const base = this.options.wasmBase;
-    if (base) ort.env.wasm.wasmPaths = base;
-    const cores = Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1);
-    // Without isolation there is no SharedArrayBuffer: onnxruntime-web would fall back to one thread itself.
-    const threads = isolated ? Math.max(1, Math.min(this.options.threads || cores, 16)) : 1;
-    ort.env.wasm.numThreads = threads;
-    ort.env.logLevel = 'error';
-    const warm = await ort.InferenceSession.create(
-      Uint8Array.from(atob(IDENTITY_MODEL), (c) => c.charCodeAt(0)),
-      {
-        executionProviders: ['wasm'],
-      },
-    );
-    await warm.release();
-    this.#ort = ort;
+    const { version, started } = startRuntime({ ...this.options, webgpu });
+    started.catch(() => {}); // reported by load()
+    this.#runtime = started;
     this.#info = {
-      version: ort.env.versions.web ?? 'unknown',
-      threads,
+      version: await version,
+      threads: 0,
       crossOriginIsolated: isolated,
       webgpu,
-      startMs: performance.now() - t0,
+      startMs: 0,
       loads: {},
     };
     return { ok: true, version: this.#info.version, providers: webgpu ? ['webgpu', 'cpu', 'wasm'] : ['cpu', 'wasm'] };
@@ -131,8 +200,7 @@ export class WebOrtBackend implements Backend {
     files: VariantFiles | ReadonlyMap<string, Buffer>,
     options: SessionOptions,
   ): Promise<ModelSession> {
-    const ort = this.#ort;
-    if (!ort || !this.#info) throw new RunnerError('E_RUN_BACKEND', 'onnxruntime-web is not initialised');
+    if (!this.#runtime || !this.#info) throw new RunnerError('E_RUN_BACKEND', 'onnxruntime-web is not initialised');
     const providers = usableProviders(variant, this.#info.webgpu ? ['webgpu', 'cpu', 'wasm'] : ['cpu', 'wasm']);
     if (!providers.length)
       throw new RunnerError(
@@ -147,22 +215,39 @@ export class WebOrtBackend implements Backend {
     const t0 = performance.now();
     const model = await this.#read(files, path, sizeOf(path));
     const t1 = performance.now();
-    const executionProviders = providers.map((p) => (p === 'cpu' ? 'wasm' : p));
-    let session: OrtWeb.InferenceSession;
+    mark(`read:${variant.id}`);
+    let runtime: Runtime;
     try {
-      session = await ort.InferenceSession.create(model, {
-        executionProviders,
-        graphOptimizationLevel: options.graphOptimization ?? 'all',
-        executionMode: 'sequential',
-      });
+      runtime = await this.#runtime;
+    } catch (e) {
+      throw new RunnerError('E_RUN_BACKEND', `onnxruntime-web did not start: ${(e as Error).message}`);
+    }
+    // The threads the runtime was started with (the first start decides them).
+    this.#info.threads = runtime.threads;
+    this.#info.startMs = runtime.startMs;
+    const t2 = performance.now();
+    const executionProviders = providers.map((p) => (p === 'cpu' ? 'wasm' : p));
+    const sessionOptions: InferenceSession.SessionOptions = {
+      executionProviders,
+      graphOptimizationLevel: options.graphOptimization ?? 'all',
+      executionMode: 'sequential',
+    };
+    let session: CreatedSession;
+    try {
+      // The model's bytes move to the runtime's worker (a copy when they are the caller's own).
+      const bytes = files instanceof Map ? new Uint8Array(model) : model;
+      session = await runtime.host.call<CreatedSession>({ op: 'create', model: bytes, options: sessionOptions }, [
+        bytes.buffer,
+      ]);
     } catch (e) {
       throw new RunnerError('E_RUN_LOAD', `onnxruntime-web could not load ${variant.id}: ${(e as Error).message}`, {
         variant: variant.id,
       });
     }
-    this.#info.loads[variant.id] = { readMs: t1 - t0, createMs: performance.now() - t1 };
+    mark(`created:${variant.id}`);
+    this.#info.loads[variant.id] = { readMs: t1 - t0, createMs: performance.now() - t2 };
     return new WebOrtSession(
-      ort,
+      runtime.host,
       session,
       variant.id,
       executionProviders[0] === 'wasm' ? 'cpu' : executionProviders[0],
@@ -187,37 +272,36 @@ class WebOrtSession implements ModelSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   readonly inputShapes: ModelSession['inputShapes'];
+  private released = false;
 
   constructor(
-    private readonly ort: Ort,
-    private session: OrtWeb.InferenceSession | null,
+    private readonly host: RuntimeHost,
+    private readonly created: CreatedSession,
     readonly variantId: string,
     readonly provider: string,
   ) {
-    this.inputNames = [...session!.inputNames];
-    this.outputNames = [...session!.outputNames];
-    this.inputShapes = session!.inputMetadata.flatMap((m) =>
-      m.isTensor ? [{ name: m.name, type: m.type, shape: [...m.shape] }] : [],
-    );
+    this.inputNames = created.inputNames;
+    this.outputNames = created.outputNames;
+    this.inputShapes = created.inputShapes;
   }
 
   async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
-    const session = this.session;
-    if (!session) throw new RunnerError('E_RUN_BACKEND', `session of variant ${this.variantId} was released`);
+    if (this.released) throw new RunnerError('E_RUN_BACKEND', `session of variant ${this.variantId} was released`);
     const missing = this.inputNames.filter((n) => !(n in feeds));
     if (missing.length)
       throw new RunnerError('E_RUN_INPUT', `model ${this.variantId} takes inputs ${this.inputNames.join(', ')}`, {
         expected: this.inputNames,
         missing,
       });
-    const ortFeeds: Record<string, OrtWeb.Tensor> = {};
+    const sent: Record<string, Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) {
       checkTensor(name, t);
-      ortFeeds[name] = new this.ort.Tensor(t.type, t.data as never, t.dims);
+      // Posting a view copies its whole buffer: a view into a larger one is sliced first.
+      const whole = t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength;
+      sent[name] = whole ? t : { type: t.type, dims: t.dims, data: t.data.slice() as Tensor['data'] };
     }
-    let out: OrtWeb.InferenceSession.ReturnType;
     try {
-      out = await session.run(ortFeeds);
+      return await this.host.call<Record<string, Tensor>>({ op: 'run', sid: this.created.sid, feeds: sent });
     } catch (e) {
       throw new RunnerError(
         'E_RUN_BACKEND',
@@ -227,14 +311,11 @@ class WebOrtSession implements ModelSession {
         },
       );
     }
-    const result: Record<string, Tensor> = {};
-    for (const [name, value] of Object.entries(out)) result[name] = fromOrtTensor(name, value);
-    return result;
   }
 
   async release(): Promise<void> {
-    const s = this.session;
-    this.session = null;
-    await s?.release();
+    if (this.released) return;
+    this.released = true;
+    await this.host.call({ op: 'release', sid: this.created.sid }).catch(() => {});
   }
 }

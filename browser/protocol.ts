@@ -7,7 +7,8 @@ export type Request =
   | { id: number; op: 'verify'; pkg: number }
   | { id: number; op: 'prepare'; pkg: number }
   | { id: number; op: 'run'; pkg: number; inputs: Record<string, unknown> }
-  | { id: number; op: 'close'; pkg: number };
+  | { id: number; op: 'close'; pkg: number }
+  | { id: number; op: 'runtime'; options: Pick<SessionOptions, 'threads'> };
 
 export type Reply =
   | { id: number; ok: true; value: unknown }

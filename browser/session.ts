@@ -16,6 +16,7 @@ import { type LoadedPolicy, type VerifyResult, verifyReader } from '../signing/v
 import { BrowserError, type ErrorJson, SandboxError, toXpkgError } from '../spec/errors.js';
 import { setAssetBase } from './assets.js';
 import { decodeImage, decodeTarget } from './image.js';
+import { mark } from './marks.js';
 import { browserRefusal, DEFAULT_MAX_MODEL_BYTES, WebOrtBackend, type WebOrtInfo } from './ort-web.js';
 import { type CountingSource, sourceOf } from './sources.js';
 import { detectHost } from './twins/host.js';
@@ -131,6 +132,7 @@ export class PackageSession {
   /** Opens a package: archive and manifest checks, then the signatures against the trust given. */
   static async open(input: PackageInput, options: SessionOptions = {}): Promise<PackageSession> {
     const t0 = performance.now();
+    mark('open');
     requireFeatures();
     if (options.wasmBase) setAssetBase(options.wasmBase);
     const policy = await resolvePolicy({
@@ -159,6 +161,7 @@ export class PackageSession {
       ms: performance.now() - t0,
       bytesRead: source.bytesFetched,
     };
+    mark('opened');
     return new PackageSession(reader, source, policy, options, opened);
   }
 
@@ -166,9 +169,11 @@ export class PackageSession {
   async verify(onProgress?: (p: Progress) => void): Promise<VerifyResult & { bytesRead: number }> {
     // A prepare() under way first says which files its load reads: those are checked once, as read.
     await this.starting?.catch(() => {});
+    mark('verify');
     const r = await verifyReader(this.reader, this.policy, {
       onProgress: (done, total) => onProgress?.({ phase: 'verify', done, total }),
     });
+    mark('verified');
     return { ...r, bytesRead: this.source.bytesFetched };
   }
 
@@ -179,11 +184,11 @@ export class PackageSession {
   async prepare(onProgress?: (p: Progress) => void): Promise<void> {
     this.progress ??= onProgress;
     const runner = await this.ensureRunner();
-    // The runtime starts once the read-ahead is in: started together, its WASM compile takes the
-    // browser's pool threads from the digests of the very blocks its sessions wait for.
-    await this.reading;
+    // The runtime started with the runner, in its own worker (its WASM streams and compiles beside
+    // the reads); each model's session is created as soon as its file is read and checked.
     try {
       await runner.warmUp();
+      mark('models');
     } catch (e) {
       throw tooLargeOnly(e, this.options.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES) ?? e;
     } finally {
@@ -198,9 +203,21 @@ export class PackageSession {
    */
   async run(inputs: Record<string, unknown>, onProgress?: (p: Progress) => void): Promise<BrowserRunResult> {
     this.progress = onProgress;
-    // Models first, as Node's runner does: a model that cannot load is reported before any input is read.
+    // Images decode while the models load (the page's worker is idle meanwhile); a model that
+    // cannot load is still reported first, as Node's runner does, before any input error.
+    const decoding = this.decodeInputs(inputs);
+    decoding.catch(() => {});
     await this.prepare();
+    const values = await decoding;
     const runner = this.runner!;
+    mark('run');
+    const result = await runner.run(values);
+    mark('ran');
+    return { ...result, runtime: this.backend?.info ?? null, bytesRead: this.source.bytesFetched };
+  }
+
+  /** The inputs as the runner takes them: images decoded by the browser, anything else as given. */
+  private async decodeInputs(inputs: Record<string, unknown>): Promise<Record<string, unknown>> {
     const manifest = this.reader.manifest;
     const budget = resolveBudget(undefined);
     const values: Record<string, unknown> = {};
@@ -213,8 +230,7 @@ export class PackageSession {
           (typeof ImageData !== 'undefined' && value instanceof ImageData));
       values[name] = image ? await decodeImage(value as Blob, decodeTarget(manifest, name), budget.maxPixels) : value;
     }
-    const result = await runner.run(values);
-    return { ...result, runtime: this.backend?.info ?? null, bytesRead: this.source.bytesFetched };
+    return values;
   }
 
   private starting: Promise<Runner> | null = null;
@@ -250,16 +266,14 @@ export class PackageSession {
     const host = await detectHost({ registry });
     this.runner = await Runner.fromReader(this.reader, this.policy, { host, registry });
     this.backend = backend;
-    this.reading = this.readAhead(this.runner);
+    void this.readAhead(this.runner).then(() => mark('read-ahead'));
     return this.runner;
   }
 
   private modelFiles: string[] = [];
-  /** The reads readAhead started, settled. */
-  private reading: Promise<unknown> = Promise.resolve();
 
   /**
-   * Reads (and checks) what the run will use before onnxruntime-web starts: each model's first
+   * Reads (and checks) what the run will use while onnxruntime-web starts: each model's first
    * candidate variant, unless the browser refuses it before reading, and the assets and scripts.
    * A verification meanwhile awaits these reads instead of reading the files again.
    */

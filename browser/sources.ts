@@ -27,6 +27,8 @@ abstract class WindowedSource implements CountingSource {
   bytesRead = 0;
   bytesFetched = 0;
   private readonly windows = new Map<number, Uint8Array>();
+  /** Windows being loaded ahead of their reads (prefetch), by start. */
+  private readonly loading = new Map<number, Promise<Uint8Array>>();
   abstract readonly name: string;
   abstract readonly size: number;
 
@@ -45,14 +47,53 @@ abstract class WindowedSource implements CountingSource {
     return null;
   }
 
+  /** The window a small read at `position` loads: the one it starts, kept whole inside the source. */
+  private windowAt(position: number): [number, number] {
+    const from = Math.max(0, Math.min(position, this.size - WINDOW));
+    return [from, Math.min(this.size, from + WINDOW)];
+  }
+
+  /**
+   * Starts loading the windows of the headers the reader reads next, all at once: the same windows
+   * its reads would load one round trip after another, no more than are kept.
+   */
+  prefetch(positions: readonly number[]): void {
+    for (const position of positions) {
+      if (this.windows.size + this.loading.size >= WINDOWS_KEPT) return;
+      if (position >= this.size || this.cached(position, 1) || this.ahead(position, 1)) continue;
+      const [from, to] = this.windowAt(position);
+      const p = this.load(from, to).then((got) => {
+        this.bytesFetched += got.length;
+        this.keep(from, got);
+        return got;
+      });
+      this.loading.set(from, p);
+      p.then(
+        () => this.loading.delete(from),
+        () => this.loading.delete(from), // the read that wanted it loads it again, and reports
+      );
+    }
+  }
+
+  /** A window being loaded that will hold [position, position + length). */
+  private ahead(position: number, length: number): [number, Promise<Uint8Array>] | null {
+    for (const [start, p] of this.loading)
+      if (position >= start && position + length <= Math.min(this.size, start + WINDOW)) return [start, p];
+    return null;
+  }
+
   async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
     const end = Math.min(this.size, position + length);
     if (end <= position) return { bytesRead: 0 };
     let bytes = this.cached(position, end - position);
+    const ahead = bytes ? null : this.ahead(position, end - position);
+    if (ahead) {
+      const got = await ahead[1].catch(() => null);
+      if (got) bytes = got.subarray(position - ahead[0], end - ahead[0]);
+    }
     if (!bytes) {
       const small = end - position < WINDOW;
-      const from = small ? Math.max(0, Math.min(position, this.size - WINDOW)) : position;
-      const to = small ? Math.min(this.size, from + WINDOW) : end;
+      const [from, to] = small ? this.windowAt(position) : [position, end];
       const got = await this.load(from, to);
       this.bytesFetched += got.length;
       if (small) this.keep(from, got);
@@ -65,6 +106,7 @@ abstract class WindowedSource implements CountingSource {
 
   async close(): Promise<void> {
     this.windows.clear();
+    this.loading.clear();
   }
 }
 

@@ -3,8 +3,15 @@
  * (hashing, onnxruntime-web and the kernels would otherwise freeze it). One PackageSession per
  * opened package; each request answers once, with progress messages before.
  */
+
+import { toXpkgError } from '../spec/errors.js';
 import type { Reply, Request } from './protocol.js';
-import { errorJson, PackageSession } from './session.js';
+import type { PackageSession } from './session.js';
+
+// The library (the bundle's largest chunk) loads now but is not waited for by a runtime start:
+// onnxruntime-web's worker starts as soon as this small script runs.
+const library = import('./session.js');
+library.catch(() => {}); // reported by the requests that need it
 
 const scope = self as unknown as { postMessage(m: unknown): void; onmessage: ((e: MessageEvent) => void) | null };
 
@@ -23,6 +30,7 @@ async function handle(m: Request): Promise<unknown> {
   };
   switch (m.op) {
     case 'open': {
+      const { PackageSession } = await library;
       const s = await PackageSession.open(m.input, { wasmBase, ...m.options });
       const pkg = next++;
       sessions.set(pkg, s);
@@ -34,6 +42,10 @@ async function handle(m: Request): Promise<unknown> {
       return session(m.pkg).prepare((progress) => post({ id: m.id, progress }));
     case 'run':
       return session(m.pkg).run(m.inputs, (progress) => post({ id: m.id, progress }));
+    case 'runtime':
+      // Resolves once started; a failure is reported again by the model load that awaits it.
+      await (await import('./ort-web.js')).startRuntime({ wasmBase, ...m.options }).started;
+      return null;
     case 'close': {
       const s = sessions.get(m.pkg);
       sessions.delete(m.pkg);
@@ -47,6 +59,6 @@ scope.onmessage = (e: MessageEvent) => {
   const m = e.data as Request;
   handle(m).then(
     (value) => post({ id: m.id, ok: true, value }),
-    (err: unknown) => post({ id: m.id, ok: false, error: errorJson(err) }),
+    (err: unknown) => post({ id: m.id, ok: false, error: toXpkgError(err).toJSON() }),
   );
 };

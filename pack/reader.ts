@@ -309,6 +309,7 @@ export class PackageReader implements PackageReaderLike {
     }
 
     // --- Local headers and layout: contiguous from offset 0, in central-directory order. -----------
+    source.prefetch?.(central.map((e) => e.localHeaderOffset));
     let cursor = 0;
     for (const [k, e] of central.entries()) {
       if (e.localHeaderOffset !== cursor) {

@@ -29,6 +29,11 @@ export interface ByteSource {
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   /** A hasher for `jobs` independent jobs; without one the reader hashes on its own thread. */
   hasher?(jobs: number): PayloadHasher;
+  /**
+   * Positions the reader reads small headers at next, in order: a source where each read is a
+   * round trip (a range request) may start them at once instead of one after another.
+   */
+  prefetch?(positions: readonly number[]): void;
   close(): Promise<void>;
 }
 

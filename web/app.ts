@@ -55,6 +55,9 @@ async function openFile(input: File | string): Promise<void> {
   $('verdict').textContent = '';
   announce(`Opening ${typeof input === 'string' ? input : input.name}…`);
   let pkg: XpkgPackage;
+  performance.mark('xpkg:page-open');
+  // This page runs what it opens: onnxruntime-web starts now, beside the package's reads.
+  preload({ runtime: true });
   try {
     pkg = await openPackage(input, { trust: trustKeys(), allowUnsigned: allowUnsigned.checked });
   } catch (e) {
@@ -65,6 +68,7 @@ async function openFile(input: File | string): Promise<void> {
   }
   current = pkg;
   renderPackage(pkg);
+  performance.mark('xpkg:page-manifest');
   const sig = pkg.info.signatures;
   announce(
     `${pkg.info.name} ${pkg.info.version} opened in ${pkg.info.ms.toFixed(0)} ms (${fmt(pkg.info.bytesRead)} read). Verifying…`,
@@ -83,6 +87,7 @@ async function openFile(input: File | string): Promise<void> {
       'ok',
     );
     $('run').hidden = false;
+    performance.mark('xpkg:page-verified');
     if (lastImage) void runImage(lastImage);
   } catch (e) {
     const { code, text } = errorText(e);
@@ -138,6 +143,7 @@ async function runImage(file: File): Promise<void> {
     $('progress').hidden = true;
     $('progress-label').textContent = '';
   }
+  performance.mark('xpkg:page-ran');
   const bitmap = await createImageBitmap(file);
   const canvas = $<HTMLCanvasElement>('canvas');
   canvas.width = bitmap.width;
@@ -248,8 +254,10 @@ document.addEventListener('drop', (e) => {
   for (const f of e.dataTransfer?.files ?? []) route(f);
 });
 
-// The worker starts while the page asks for its configuration and the user picks a file.
-preload();
+performance.mark('xpkg:page-script');
+// The worker starts while the page asks for its configuration and the user picks a file (and
+// the runtime too when the URL names a package to open).
+preload({ runtime: new URLSearchParams(location.search).has('package') });
 // `xpkg web --trust key.pub` hands its keys to the page; `?package=URL` opens one by URL.
 void fetch('config.json')
   .then((r) => (r.ok ? r.json() : null))

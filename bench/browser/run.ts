@@ -93,8 +93,34 @@ function descendantsCpuMs(): number {
   });
 }
 
-/** Sums `of(pid)` = [parent, value] over the processes under this one. */
-function descendants(of: (pid: string) => [number, number]): number {
+/**
+ * CPU milliseconds so far of every thread of the processes under this one, by thread name with
+ * digits dropped ("ThreadPoolForegroundWorker", "DedicatedWorker thread", "CrRendererMain"...).
+ */
+function threadsCpuMs(): Map<string, number> {
+  const out = new Map<string, number>();
+  const under = new Set<number>();
+  descendants((d) => {
+    const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+    return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]), Number(d)];
+  }, under);
+  for (const pid of under) {
+    try {
+      for (const tid of readdirSync(`/proc/${pid}/task`)) {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/\d+$/, '');
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
+      }
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+/** Sums `of(pid)` = [parent, value] over the processes under this one (their pids added to `pids`). */
+function descendants(of: (pid: string) => [number, number], pids?: Set<number>): number {
   const children = new Map<number, number[]>();
   const rss = new Map<number, number>();
   for (const d of readdirSync('/proc')) {
@@ -111,6 +137,7 @@ function descendants(of: (pid: string) => [number, number]): number {
   const walk = (pid: number) => {
     for (const c of children.get(pid) ?? []) {
       total += rss.get(c) ?? 0;
+      pids?.add(c);
       walk(c);
     }
   };
@@ -274,11 +301,12 @@ async function main(): Promise<void> {
         }
       }
       await nodeRunner.close();
-      const ocrPage = await browser.newPage();
-      await ocrPage.goto(server.url);
-      await withLibrary(ocrPage);
-      const browserOcr = async (threads: number) =>
-        ocrPage.evaluate(
+      // A page per thread count: onnxruntime-web starts once per page (its first start decides the threads).
+      const browserOcr = async (threads: number) => {
+        const ocrPage = await browser.newPage();
+        await ocrPage.goto(server.url);
+        await withLibrary(ocrPage);
+        const r = await ocrPage.evaluate(
           async ({ pngs, runs, threads, trust }) => {
             const { openPackage } = (window as unknown as { xpkg: typeof import('../../browser/index.js') }).xpkg;
             const pkg = await openPackage('/packages/paddleocr-v4.xpkg', { trust: [trust], threads });
@@ -298,6 +326,9 @@ async function main(): Promise<void> {
           },
           { pngs: images.map((f) => readFileSync(f).toString('base64')), runs: RUNS, threads, trust },
         );
+        await ocrPage.close();
+        return r;
+      };
       const one = await browserOcr(1);
       const two = await browserOcr(2);
       const nm = median(nodeMs);
@@ -313,7 +344,6 @@ async function main(): Promise<void> {
         true,
       );
       row('  ratio Chromium (threaded) / Node', `${(b2 / nm).toFixed(2)}×`, '', true);
-      await ocrPage.close();
     }
     // --- 4. cold page to first OCR result; 5. first visit ---------------------------------------
     const colds: number[] = [];
@@ -342,6 +372,7 @@ async function main(): Promise<void> {
       const run = wire(p);
       served = 0;
       const cpu0 = descendantsCpuMs();
+      const threads0 = threadsCpuMs();
       const t0 = performance.now();
       await p.goto(`${server.url}?package=/packages/paddleocr-v4.xpkg`);
       await p.setInputFiles('#image-file', images[0]);
@@ -355,11 +386,17 @@ async function main(): Promise<void> {
       ]);
       colds.push(result);
       cpus.push(descendantsCpuMs() - cpu0);
+      // Threads that exited meanwhile (a closed page's) are not counted here.
+      const byThread = [...threadsCpuMs()]
+        .map(([n, ms]) => [n, ms - (threads0.get(n) ?? 0)] as const)
+        .filter(([, ms]) => ms >= 50)
+        .sort((a, b) => b[1] - a[1]);
       fetched.push(served);
       console.log(
         `  cold run ${k + 1}: manifest on screen ${manifest.toFixed(0)} ms · verified ${verified.toFixed(0)} ms · ` +
           `result ${result.toFixed(0)} ms; Chromium CPU ${(cpus[k] / 1000).toFixed(1)} s; ` +
-          `${(served / 1e6).toFixed(2)} MB of the package fetched\n    page's stages: ${await p.textContent('#timings')}`,
+          `${(served / 1e6).toFixed(2)} MB of the package fetched\n    page's stages: ${await p.textContent('#timings')}` +
+          `\n    CPU by thread (ms): ${byThread.map(([n, ms]) => `${n} ${ms}`).join(' · ')}`,
       );
       await p.waitForTimeout(200);
       firstRun = run.bytes;

@@ -1,0 +1,108 @@
+/**
+ * onnxruntime-web's own worker (nested in the xpkg worker, or started by the page in `worker: false`
+ * mode). Its start and each session's creation are long synchronous WASM calls: here they never
+ * hold the package's reads and digests behind them, and the runtime starts while the package
+ * opens. It only ever receives model bytes the xpkg side has already verified (browser/ort-web.ts).
+ */
+import type * as OrtWeb from 'onnxruntime-web';
+import { fromOrtTensor } from '../runner/backends/ort-tensor.js';
+import type { Tensor } from '../runner/types.js';
+import { mark } from './marks.js';
+import type { HostReply, HostRequest } from './ort-protocol.js';
+
+type Ort = typeof OrtWeb;
+
+/**
+ * The smallest model (one Identity node, float32 [N] → [N]): creating its session starts the WASM
+ * runtime (fetched, compiled as it streams, instantiated with its threads) before any package model.
+ */
+const IDENTITY_MODEL =
+  'CAcSDXhwa2ctZml4dHVyZXM6RAoUCgFYEgFZGgJuMCIISWRlbnRpdHkSCGlkZW50aXR5WhAKAVgSCwoJCAESBQoDEgFOYhAKAVkSCwoJCAESBQoDEgFOQgQKABAN';
+
+const scope = self as unknown as {
+  postMessage(m: HostReply, transfer?: Transferable[]): void;
+  onmessage: ((e: MessageEvent<HostRequest>) => void) | null;
+};
+
+let ort: Promise<Ort> | null = null;
+let started: Promise<{ threads: number; startMs: number }> | null = null;
+const sessions = new Map<number, OrtWeb.InferenceSession>();
+let next = 1;
+
+async function handle(m: HostRequest): Promise<[unknown, Transferable[]?]> {
+  switch (m.op) {
+    case 'start': {
+      if (!ort) {
+        const t0 = performance.now();
+        mark('runtime');
+        const o = m.webgpu ? import('onnxruntime-web/webgpu') : import('onnxruntime-web/wasm');
+        ort = o.then((x) => {
+          const r = x as Ort;
+          r.env.wasm.wasmPaths = m.wasmBase;
+          r.env.wasm.numThreads = m.threads;
+          r.env.logLevel = 'error';
+          return r;
+        });
+        started = ort.then(async (r) => {
+          const model = Uint8Array.from(atob(IDENTITY_MODEL), (c) => c.charCodeAt(0));
+          await (await r.InferenceSession.create(model, { executionProviders: ['wasm'] })).release();
+          mark('runtime-ready');
+          return { threads: m.threads, startMs: performance.now() - t0 };
+        });
+        started.catch(() => {}); // answered to 'ready'
+      }
+      return [{ version: (await ort).env.versions.web ?? 'unknown' }];
+    }
+    case 'ready':
+      if (!started) throw new Error('onnxruntime-web was not started');
+      return [await started];
+    case 'create': {
+      await started;
+      const r = await ort!;
+      const session = await r.InferenceSession.create(m.model, m.options);
+      const sid = next++;
+      sessions.set(sid, session);
+      return [
+        {
+          sid,
+          inputNames: [...session.inputNames],
+          outputNames: [...session.outputNames],
+          inputShapes: session.inputMetadata.flatMap((x) =>
+            x.isTensor ? [{ name: x.name, type: x.type, shape: [...x.shape] }] : [],
+          ),
+        },
+      ];
+    }
+    case 'run': {
+      const session = sessions.get(m.sid);
+      if (!session) throw new Error('the session was released');
+      const r = await ort!;
+      const feeds: Record<string, OrtWeb.Tensor> = {};
+      for (const [name, t] of Object.entries(m.feeds)) feeds[name] = new r.Tensor(t.type, t.data as never, t.dims);
+      const out = await session.run(feeds);
+      const outputs: Record<string, Tensor> = {};
+      const transfer = new Set<ArrayBuffer>();
+      for (const [name, value] of Object.entries(out)) {
+        outputs[name] = fromOrtTensor(name, value);
+        const d = outputs[name].data;
+        if (d.byteOffset === 0 && d.byteLength === d.buffer.byteLength) transfer.add(d.buffer as ArrayBuffer);
+      }
+      return [outputs, [...transfer]];
+    }
+    case 'release': {
+      const session = sessions.get(m.sid);
+      sessions.delete(m.sid);
+      await session?.release();
+      return [null];
+    }
+  }
+}
+
+scope.onmessage = (e) => {
+  const m = e.data;
+  handle(m).then(
+    ([value, transfer]) => scope.postMessage({ id: m.id, ok: true, value }, transfer ?? []),
+    (err: unknown) =>
+      scope.postMessage({ id: m.id, ok: false, message: err instanceof Error ? err.message : String(err) }),
+  );
+};
