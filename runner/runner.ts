@@ -79,8 +79,6 @@ export interface RunnerOptions {
   precision?: Precision;
   /** Intra-op threads per model (default: the backend's choice, physical cores). */
   threads?: number;
-  /** Intra-op threads spin-wait within a run (default true; SessionOptions.spinWait). */
-  spinWait?: boolean;
   graphOptimization?: SessionOptions['graphOptimization'];
   /**
    * Cache of models onnxruntime optimised for this machine, so later opens skip the optimisers:
@@ -389,7 +387,6 @@ export class Runner implements AsyncDisposable {
   ): Promise<Loaded<ModelSession>> {
     const sessionOptions: SessionOptions = {
       ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
-      ...(this.options.spinWait !== undefined ? { spinWait: this.options.spinWait } : {}),
       ...(this.options.graphOptimization ? { graphOptimization: this.options.graphOptimization } : {}),
       ...(this.options.modelCache !== undefined ? { modelCache: this.options.modelCache } : {}),
       // as many sessions per model on an accelerator as shapes are pre-warmed (one per shape)

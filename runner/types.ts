@@ -55,11 +55,6 @@ export interface ProviderFallback {
 export interface SessionOptions {
   /** Intra-op threads; 0 or undefined lets the backend choose. */
   threads?: number;
-  /**
-   * Whether idle intra-op threads spin-wait for work within a run (default true: lowest latency
-   * when the process has the cores to itself; false where other threads need them, as in a daemon).
-   */
-  spinWait?: boolean;
   /** onnxruntime graph optimisation level. */
   graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /**

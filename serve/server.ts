@@ -138,14 +138,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     settleMs: o.settleMs ?? 500,
     drainMs: o.drainMs ?? 30_000,
     ...(o.memoryBudget !== undefined ? { memoryBudget: o.memoryBudget } : {}),
-    // model threads that spin-wait within a run take the cores from the event loop and other workers
-    version: {
-      isolation,
-      workers: o.workers ?? 1,
-      runner: { spinWait: false, ...o.runner },
-      log,
-      nice: o.workerNice ?? 0,
-    },
+    version: { isolation, workers: o.workers ?? 1, runner: o.runner ?? {}, log, nice: o.workerNice ?? 0 },
     scheduler: {
       concurrency: o.concurrency ?? 4,
       queue: o.queue ?? 64,

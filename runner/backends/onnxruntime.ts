@@ -70,7 +70,7 @@ export type OrtSessionOptions = Required<
   >
 > & {
   executionProviders: string[];
-  extra: { session: { force_spinning_stop: '1'; 'intra_op.allow_spinning'?: '0' } };
+  extra: { session: { force_spinning_stop: '1' } };
 };
 
 /**
@@ -114,12 +114,9 @@ export function ortSessionOptions(
     // load() turns it off for models with a dynamic input dimension (onnx-inputs.ts says why)
     enableMemPattern: true,
     logSeverityLevel: 3,
-    // onnxruntime's config entry session.intra_op.allow_spinning (the binding prefixes `session.`)
-    extra: { session: { force_spinning_stop: '1', ...(options.spinWait === false ? SPIN_OFF : {}) } },
+    extra: { session: { force_spinning_stop: '1' } },
   };
 }
-
-const SPIN_OFF = { 'intra_op.allow_spinning': '0' } as const;
 
 /** A loaded onnxruntime session. Release it (or `await using`) to free native memory. */
 export class OrtModelSession implements ModelSession, AsyncDisposable {
