@@ -155,6 +155,8 @@ export const ONNX = {
 export const ATTR = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, GRAPH: 5, FLOATS: 6, INTS: 7, GRAPHS: 10 } as const;
 /** TensorProto.DataType.FLOAT */
 export const FLOAT = 1;
+/** ONNX TensorProto.DataType values of the element types xpkg's tensors have. */
+export const ONNX_TYPE = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10 } as const;
 
 export interface NodeView {
   input: string[];

@@ -15,6 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RunnerError } from '../../spec/errors.js';
 import type { DType, TypedData } from '../types.js';
+import { ONNX_TYPE } from './onnx-proto.js';
 import { TYPED } from './ort-tensor.js';
 
 // ---- the native surface ---------------------------------------------------------------------
@@ -123,8 +124,7 @@ export function resetCapi(): void {
 }
 
 // ---- sessions -----------------------------------------------------------------------------------
-const ONNX_TYPE: Record<DType, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10 };
-const DTYPE_OF = new Map(Object.entries(ONNX_TYPE).map(([k, v]) => [v, k as DType]));
+const DTYPE_OF = new Map<number, DType>(Object.entries(ONNX_TYPE).map(([k, v]) => [v, k as DType]));
 
 /** A tensor as the sessions here take and give it (onnxruntime-common's Tensor has these fields). */
 export interface CapiTensor {
