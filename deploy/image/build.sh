@@ -124,6 +124,7 @@ umoci config --image "$OCI:$TAG" --no-history --created "$CREATED" --author xpkg
   --config.entrypoint /usr/bin/node --config.entrypoint /opt/xpkg/bin/xpkg.js --config.entrypoint serve \
   --config.cmd --repo --config.cmd /mnt/models --config.cmd --host --config.cmd 0.0.0.0 \
   --config.cmd --port --config.cmd 8080 --config.cmd --trust-dir --config.cmd /etc/xpkg/trust \
+  --config.cmd --worker-nice --config.cmd 10 \
   --config.exposedports 8080/tcp --config.volume /mnt/models \
   --config.label "org.opencontainers.image.title=xpkg serve" \
   --config.label "org.opencontainers.image.version=$TAG" \
