@@ -38,20 +38,31 @@ const variants: Record<string, ort.InferenceSession.SessionOptions> = {
   },
 };
 
+const line = (w: number) => new Float32Array(3 * 48 * w);
+
+/** The first and the second run at each width of one session (a first run pays the per-shape search). */
+async function firstAndSecond<T>(
+  s: { inputNames: readonly string[]; run(feeds: Record<string, T>): Promise<unknown> },
+  widths: number[],
+  input: (width: number) => T,
+): Promise<{ width: number; firstMs: number; secondMs: number }[]> {
+  const rows = [];
+  for (const w of widths) {
+    const feeds = { [s.inputNames[0]]: input(w) };
+    let t = performance.now();
+    await s.run(feeds);
+    const first = performance.now() - t;
+    t = performance.now();
+    await s.run(feeds);
+    rows.push({ width: w, firstMs: r2(first), secondMs: r2(performance.now() - t) });
+  }
+  return rows;
+}
+
 const out: Record<string, unknown> = {};
 for (const [name, opts] of Object.entries(variants)) {
   const s = await ort.InferenceSession.create(bytes, { ...opts, logSeverityLevel: 3 });
-  const rows: unknown[] = [];
-  for (const w of [320, 480, 640]) {
-    const x = new ort.Tensor('float32', new Float32Array(3 * 48 * w), [1, 3, 48, w]);
-    let t = performance.now();
-    await s.run({ [s.inputNames[0]]: x });
-    const first = performance.now() - t;
-    t = performance.now();
-    await s.run({ [s.inputNames[0]]: x });
-    rows.push({ width: w, firstMs: r2(first), secondMs: r2(performance.now() - t) });
-  }
-  out[name] = rows;
+  out[name] = await firstAndSecond(s, [320, 480, 640], (w) => new ort.Tensor('float32', line(w), [1, 3, 48, w]));
   await s.release();
 }
 const c = loadCapi(ortBinding().dir);
@@ -70,16 +81,11 @@ if ('capi' in c) {
     capiOptions(ortSessionOptions(variant as never, {}, ['cuda', 'cpu'])),
   );
   const createMs = r2(performance.now() - t0);
-  const rows: unknown[] = [];
-  for (const w of [320, 480, 640, 1280, 800]) {
-    const x = { type: 'float32', dims: [1, 3, 48, w], data: new Float32Array(3 * 48 * w) };
-    let t = performance.now();
-    await s.run({ [s.inputNames[0]]: x });
-    const first = performance.now() - t;
-    t = performance.now();
-    await s.run({ [s.inputNames[0]]: x });
-    rows.push({ width: w, firstMs: r2(first), secondMs: r2(performance.now() - t) });
-  }
+  const rows = await firstAndSecond(s, [320, 480, 640, 1280, 800], (w) => ({
+    type: 'float32',
+    dims: [1, 3, 48, w],
+    data: line(w),
+  }));
   out['xpkg C API binding, HEURISTIC (one session)'] = { createMs, rows };
   await s.release();
 } else out['xpkg C API binding, HEURISTIC (one session)'] = { unavailable: c };

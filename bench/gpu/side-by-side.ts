@@ -31,6 +31,17 @@ const COLD = Number(flag('--cold-runs', '3'));
  * Warm-up runs, then up to `runs` timed runs within `budgetMs` (wall time around each run), with
  * the median of each pipeline stage's time over the timed runs (where the time goes).
  */
+/** The GPU variant's figures as both reports print them. */
+function gpuRow(gpu: Awaited<ReturnType<typeof timed>>) {
+  return {
+    p50: gpu.p50,
+    p99: gpu.p99,
+    copies: gpu.last.copies,
+    stageP50: gpu.stageP50,
+    bindings: gpu.last.bindings,
+  };
+}
+
 async function timed(runner: Runner, inputs: Record<string, unknown>, runs: number, warm = 10, budgetMs = 30_000) {
   for (let i = 0; i < warm; i++) await runner.run(inputs);
   const stages: Record<string, number[]> = {};
@@ -85,13 +96,7 @@ async function detector(lines: string[], out: Record<string, unknown>): Promise<
       gpuMode: g.mode,
       variant: gpu.last.variant,
       actualProvider: gpu.last.actualProvider,
-      xpkgGpu: {
-        p50: gpu.p50,
-        p99: gpu.p99,
-        copies: gpu.last.copies,
-        stageP50: gpu.stageP50,
-        bindings: gpu.last.bindings,
-      },
+      xpkgGpu: gpuRow(gpu),
       xpkgCpu: { p50: c.p50, p99: c.p99, stageP50: c.stageP50 },
       torch,
       gpuVsCpu: vsCpu.detail,
@@ -145,13 +150,7 @@ async function ocr(lines: string[], out: Record<string, unknown>): Promise<void>
       variant: gpu.last.variant,
       actualProvider: gpu.last.actualProvider,
       lines: (gpu.last.outputs.lines as unknown[]).length,
-      xpkgGpu: {
-        p50: gpu.p50,
-        p99: gpu.p99,
-        copies: gpu.last.copies,
-        stageP50: gpu.stageP50,
-        bindings: gpu.last.bindings,
-      },
+      xpkgGpu: gpuRow(gpu),
       xpkgCpu: { p50: c.p50, stageP50: c.stageP50 },
       textIdentical: same.ok,
       opened: g.runner.opened,

@@ -164,6 +164,7 @@ export class OrtModelCache {
   async prune(limit = CACHE_LIMIT_BYTES, now = Date.now()): Promise<void> {
     try {
       const names = await readdir(this.dir);
+      const present = new Set(names);
       const entries: { key: string; size: number; mtime: number }[] = [];
       const drop: string[] = [];
       for (const name of names) {
@@ -175,7 +176,7 @@ export class OrtModelCache {
         } else if (name.endsWith('.ort')) {
           entries.push({ key: name.slice(0, -4), size: st.size, mtime: st.mtimeMs });
         } else if (name.endsWith('.json')) {
-          if (!names.includes(`${name.slice(0, -5)}.ort`)) drop.push(name);
+          if (!present.has(`${name.slice(0, -5)}.ort`)) drop.push(name);
         } else if (name.endsWith('.onnx')) drop.push(name);
       }
       entries.sort((a, b) => b.mtime - a.mtime);
