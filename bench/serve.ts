@@ -37,7 +37,7 @@ import { createLogger } from '../serve/log.js';
 import { ServeMetrics } from '../serve/metrics.js';
 import { sign } from '../signing/sign.js';
 import { tempDir } from '../test/helpers/source.js';
-import { daemonLag, floorLag, minus, plus, startFloor, type Usage, usage, ZERO } from './serve-probe.js';
+import { daemonGcs, daemonLag, floorLag, minus, plus, startFloor, type Usage, usage, ZERO } from './serve-probe.js';
 import { arg } from './util.js';
 
 const REQUESTS = Number(arg('requests') ?? 40);
@@ -143,7 +143,12 @@ const load = () =>
     .map((x) => x.toFixed(2))
     .join(' ')} on ${cpus().length} CPUs`;
 
-function startDaemon(repo: string, extra: string[] = [], bin = BIN): Promise<{ url: string; child: ChildProcess }> {
+/** `pid`: the daemon's own process, which a launcher may have started (cli/relaunch.ts); it says so in its log. */
+function startDaemon(
+  repo: string,
+  extra: string[] = [],
+  bin = BIN,
+): Promise<{ url: string; child: ChildProcess; pid: number }> {
   const child = spawn(
     process.execPath,
     [
@@ -180,7 +185,7 @@ function startDaemon(repo: string, extra: string[] = [], bin = BIN): Promise<{ u
       const url = /"url":"(http:[^"]+)"/.exec(buf)?.[1];
       if (url && buf.includes('"msg":"ready"')) {
         started = true;
-        res({ url, child });
+        res({ url, child, pid: Number(/"pid":(\d+)/.exec(buf)?.[1] ?? child.pid) });
       }
     });
     child.on('exit', (code) => rej(new Error(`daemon exited ${code}: ${buf}`)));
@@ -267,9 +272,11 @@ if (!process.argv.includes('--skip-ocr')) {
   models.push(['paddleocr-v4', 'fixtures/dist/paddleocr-v4.xpkg', 'fixtures/images/example.png']);
 }
 const NICE = arg('worker-nice');
-const { url, child } = await startDaemon(repo, NICE ? ['--worker-nice', NICE] : []);
+const { url, child, pid } = await startDaemon(repo, NICE ? ['--worker-nice', NICE] : []);
 /** The daemons measured: this build's, and another build's beside it (`--before`). */
-const daemons: { label: string; url: string; child: ChildProcess }[] = [{ label: 'xpkg serve', url, child }];
+const daemons: { label: string; url: string; child: ChildProcess; pid: number }[] = [
+  { label: 'xpkg serve', url, child, pid },
+];
 if (BEFORE) {
   const repo2 = tempDir('xpkg-bench-repo-');
   for (const f of ['detector.xpkg', 'ocr.xpkg']) await cp(join(repo, f), join(repo2, f)).catch(() => {});
@@ -311,11 +318,11 @@ try {
       const per = daemons.map((d) => ({ ...d, wall: [] as number[], over: [] as number[], use: ZERO, idle: 0 }));
       // what each idle daemon's main thread spends per second (the 1 ms lag sampler, the folder
       // poll): part of every request's figure below
-      const i0 = per.map((d) => usage(d.child.pid!));
+      const i0 = per.map((d) => usage(d.pid));
       const ti = performance.now();
       await new Promise((r) => setTimeout(r, 3000));
       per.forEach((d, i) => {
-        const u = minus(usage(d.child.pid!), i0[i]);
+        const u = minus(usage(d.pid), i0[i]);
         d.idle = ((u.user + u.sys) / (performance.now() - ti)) * 1000;
       });
       const calls = per.map((d) => binaryInfer(d.url, name, px, d.over));
@@ -327,11 +334,11 @@ try {
         const c1 = process.cpuUsage(c0);
         localCpu += (c1.user + c1.system) / 1000;
         for (const [k, d] of per.entries()) {
-          const a = usage(d.child.pid!);
+          const a = usage(d.pid);
           t = performance.now();
           await calls[k]();
           d.wall.push(performance.now() - t);
-          d.use = plus(d.use, minus(usage(d.child.pid!), a));
+          d.use = plus(d.use, minus(usage(d.pid), a));
         }
         const a = usage(floor.child.pid!);
         t = performance.now();
@@ -368,14 +375,17 @@ try {
       const n = Math.max(REQUESTS, c * 3);
       const local = await closedLoop(n, c, localRun);
       for (const d of daemons) {
+        const gc0 = await daemonGcs(d.url);
         await daemonLag(d.url); // resets the daemon's lag histogram
         await floorLag(floor.url);
         const served = await closedLoop(n, c, binaryInfer(d.url, name, px));
         const lag = await daemonLag(d.url);
         const idle = await floorLag(floor.url);
+        const gc = await daemonGcs(d.url);
         row(`${name}, c=${c}${d.label === 'xpkg serve' ? '' : ` (${d.label})`}`, local, served);
         lags.push(
-          `${name} c=${c}${d.label === 'xpkg serve' ? '' : ` (${d.label})`}: ${lag.toFixed(2)} ms (an idle process at the same time: ${idle.toFixed(2)} ms)`,
+          `${name} c=${c}${d.label === 'xpkg serve' ? '' : ` (${d.label})`}: ${lag.toFixed(2)} ms (an idle process at the same time: ${idle.toFixed(2)} ms); ` +
+            `GCs in the daemon ${gc.major - gc0.major} full, ${gc.minor - gc0.minor} young (${n} requests)`,
         );
       }
     }

@@ -166,10 +166,15 @@ export function register(program: Command): void {
       ...(announce ? { announce } : {}),
       ...(discover ? { discover } : {}),
     });
-    // Graceful stop: stop accepting, finish what is in flight, unload, exit 0.
-    const signal = await new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
+    // Graceful stop: stop accepting, finish what is in flight, unload, exit 0. Later stop signals
+    // change nothing: a terminal's Ctrl-C reaches this daemon twice when it runs under the launcher
+    // (cli/relaunch.ts forwards what the launcher got), and the second must not cut the drain short.
+    // A launcher killed outright (SIGKILL passes nothing on) stops the daemon as SIGTERM would.
+    const { launcherGone } = await import('../relaunch.js');
+    const signal = await new Promise<NodeJS.Signals | 'launcher gone'>((resolve) => {
+      process.on('SIGTERM', () => resolve('SIGTERM'));
+      process.on('SIGINT', () => resolve('SIGINT'));
+      void launcherGone().then(() => resolve('launcher gone'));
     });
     server.log.info({ signal }, 'stopping');
     await server.close();
