@@ -10,13 +10,14 @@
  * 2. the daemon's event-loop lag p99 while saturated (prom-client's own gauge, scraped after), beside
  *    the lag the idle floor process sees at the same time with the same 1 ms sampler (the machine's);
  * 3. dynamic batching off and on for the batchable add-one package at concurrency 16;
- * 4. a hot swap of the detector (a sequence-2 build dropped in) under steady load: failures and
+ * 4. a hot swap of the detector (a sequence-2 build dropped in) under steady load, each daemon in turn: failures and
  *    p99 during the swap against the steady p99.
  *
  *   npm run build && npx tsx bench/serve.ts [--requests 40] [--isolation process|thread] [--skip-ocr]
  *     [--bin <another build>/bin/xpkg.js]      (the daemon of another build instead of this one)
  *     [--before <another build>/bin/xpkg.js]   (a second daemon of another build, measured side by side)
  *     [--worker-nice n]                        (this build's daemon with `--worker-nice n`)
+ *     [--loaded n]                             (requests per row at concurrency 4 and 16)
  *
  * The daemon is the real CLI (dist/) in its own process; load and the in-process runner run here.
  * Goals (issue #14): overhead ≤ 0.5 ms p50 and ≤ 1 ms p99; lag p99 ≤ 5 ms; swap: 0 failed, p99 ≤ 2× steady.
@@ -41,6 +42,8 @@ import { daemonGcs, daemonLag, floorLag, minus, plus, startFloor, type Usage, us
 import { arg } from './util.js';
 
 const REQUESTS = Number(arg('requests') ?? 40);
+/** Requests per row at concurrency 4 and 16 (a saturated daemon's GCs show over a few hundred). */
+const LOADED = arg('loaded') ? Number(arg('loaded')) : undefined;
 const ISOLATION = arg('isolation') ?? 'process';
 /** The CLI the daemon runs (another build's bin/xpkg.js, to compare before and after). */
 const BIN = resolve(arg('bin') ?? 'bin/xpkg.js');
@@ -274,13 +277,13 @@ if (!process.argv.includes('--skip-ocr')) {
 const NICE = arg('worker-nice');
 const { url, child, pid } = await startDaemon(repo, NICE ? ['--worker-nice', NICE] : []);
 /** The daemons measured: this build's, and another build's beside it (`--before`). */
-const daemons: { label: string; url: string; child: ChildProcess; pid: number }[] = [
-  { label: 'xpkg serve', url, child, pid },
+const daemons: { label: string; url: string; child: ChildProcess; pid: number; repo: string }[] = [
+  { label: 'xpkg serve', url, child, pid, repo },
 ];
 if (BEFORE) {
   const repo2 = tempDir('xpkg-bench-repo-');
   for (const f of ['detector.xpkg', 'ocr.xpkg']) await cp(join(repo, f), join(repo2, f)).catch(() => {});
-  daemons.unshift({ label: 'before', ...(await startDaemon(repo2, [], BEFORE)) });
+  daemons.unshift({ label: 'before', repo: repo2, ...(await startDaemon(repo2, [], BEFORE)) });
 }
 const floor = await startFloor();
 const loadBefore = load();
@@ -372,7 +375,7 @@ try {
       );
     }
     for (const c of [4, 16]) {
-      const n = Math.max(REQUESTS, c * 3);
+      const n = LOADED ?? Math.max(REQUESTS, c * 3);
       const local = await closedLoop(n, c, localRun);
       for (const d of daemons) {
         const gc0 = await daemonGcs(d.url);
@@ -403,30 +406,33 @@ try {
   await sign(v2, { key: 'fixtures/keys/test.key', out: v2, passphrase: '', force: true });
   const v2id = await PackageReader.open(v2).then(async (r) => (await r.close(), r.id));
   const px = await pixels('fixtures/detector/eval/000.png');
-  const remote = binaryInfer(url, 'detector', px);
-  const steady = await closedLoop(REQUESTS * 2, 4, remote);
-  let stop = false;
-  const during = closedLoop(Number.MAX_SAFE_INTEGER, 4, remote, () => stop);
-  const t0 = performance.now();
-  await cp(v2, join(repo, '.detector.tmp'));
-  await rename(join(repo, '.detector.tmp'), join(repo, 'detector.xpkg'));
-  let seen = false;
-  while (!seen && performance.now() - t0 < 60_000) {
-    const m = (await (await fetch(`${url}/v2/models/detector`)).json()) as { parameters?: { version?: string } };
-    seen = m.parameters?.version === v2id;
-    if (!seen) await new Promise((r) => setTimeout(r, 50));
-  }
-  const switchMs = performance.now() - t0;
-  await new Promise((r) => setTimeout(r, 1500)); // the old version drains under the same load
-  stop = true;
-  const swap = await during;
   rows.push('');
-  rows.push(
-    `hot swap of the detector under load (c=4): new version serving ${switchMs.toFixed(0)} ms after the drop-in${seen ? '' : ' (NOT SEEN)'}`,
-  );
-  rows.push(
-    `  steady: p99 ${steady.p99.toFixed(1)} ms; during the swap: ${swap.n} requests, ${swap.failed} failed, p99 ${swap.p99.toFixed(1)} ms (${(swap.p99 / steady.p99).toFixed(2)}× steady)`,
-  );
+  // each daemon in turn (the other one idle), so that both swap on the same machine
+  for (const d of daemons) {
+    const remote = binaryInfer(d.url, 'detector', px);
+    const steady = await closedLoop(REQUESTS * 2, 4, remote);
+    let stop = false;
+    const during = closedLoop(Number.MAX_SAFE_INTEGER, 4, remote, () => stop);
+    const t0 = performance.now();
+    await cp(v2, join(d.repo, '.detector.tmp'));
+    await rename(join(d.repo, '.detector.tmp'), join(d.repo, 'detector.xpkg'));
+    let seen = false;
+    while (!seen && performance.now() - t0 < 60_000) {
+      const m = (await (await fetch(`${d.url}/v2/models/detector`)).json()) as { parameters?: { version?: string } };
+      seen = m.parameters?.version === v2id;
+      if (!seen) await new Promise((r) => setTimeout(r, 50));
+    }
+    const switchMs = performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 1500)); // the old version drains under the same load
+    stop = true;
+    const swap = await during;
+    rows.push(
+      `hot swap of the detector under load (c=4)${d.label === 'xpkg serve' ? '' : ` (${d.label})`}: new version serving ${switchMs.toFixed(0)} ms after the drop-in${seen ? '' : ' (NOT SEEN)'}`,
+    );
+    rows.push(
+      `  steady: p99 ${steady.p99.toFixed(1)} ms; during the swap: ${swap.n} requests, ${swap.failed} failed, p99 ${swap.p99.toFixed(1)} ms (${(swap.p99 / steady.p99).toFixed(2)}× steady)`,
+    );
+  }
 
   // Dynamic batching, off and on: the OCR recogniser as a tensor package whose input and output
   // share the batch dimension ("N"), one 48×320 text line per request.
