@@ -134,18 +134,29 @@ export function relaunch(f: RelaunchFacts = facts()): Promise<boolean> {
 /**
  * In a child this module started: resolves when the launcher has died without passing a signal on
  * (SIGKILL), so that a daemon does not outlive it holding its port; never elsewhere. Polls the parent
- * pid once a second (an unref'd timer: it keeps nothing alive).
+ * pid once a second (an unref'd timer: it keeps nothing alive). Call it before starting processes of
+ * your own: it takes the variable out of the environment they inherit.
  */
 export function launcherGone(): Promise<void> {
   const launcher = Number(process.env.XPKG_LAUNCHER);
   // the model workers and anything else this process starts are not the launcher's children
   delete process.env.XPKG_LAUNCHER;
-  if (!launcher || process.ppid !== launcher) return new Promise(() => {});
+  if (!launcher || (process.ppid !== launcher && alive(launcher))) return new Promise(() => {}); // not ours
   return new Promise((resolve) => {
+    if (process.ppid !== launcher) return resolve(); // gone already
     const timer = setInterval(() => {
       if (process.ppid === launcher) return;
       clearInterval(timer);
       resolve();
     }, 1000).unref();
   });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -93,6 +93,23 @@ describe('relaunch with huge-page malloc: when', () => {
     expect(relaunchPlan({ ...serve, platform: 'darwin', argv: ['node', 'x', 'run'] })).toBeNull();
     expect(relaunchPlan({ ...serve, env: { XPKG_RELAUNCH: '0' } })).toBeNull();
   });
+
+  it('a child whose launcher is already gone sees it at once; a stray XPKG_LAUNCHER naming a live process is ignored', () => {
+    const watch = (launcher: number) =>
+      spawnSync(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `const { launcherGone } = await import(${JSON.stringify(pathToFileURL(resolve('dist/cli/relaunch.js')).href)});\nlauncherGone().then(() => console.log('gone'));`,
+        ],
+        { encoding: 'utf8', env: { ...process.env, XPKG_LAUNCHER: String(launcher) }, timeout: 20_000 },
+      );
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    expect(watch(dead).stdout.trim()).toBe('gone');
+    // pid 1 is alive and not the child's parent: the variable was inherited from elsewhere, nothing to watch
+    expect(watch(1)).toMatchObject({ status: 0, stdout: '' });
+  });
 });
 
 // Whether this machine relaunches (Linux, glibc, THP not never): the process tests below need it.
