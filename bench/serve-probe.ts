@@ -84,3 +84,13 @@ export async function daemonLag(url: string): Promise<number> {
   const m = await (await fetch(`${url}/metrics`)).text();
   return Number(/^xpkg_serve_event_loop_lag_p99_seconds (\S+)$/m.exec(m)?.[1]) * 1000;
 }
+
+/** How many full (mark-compact) and young-generation GCs the daemon has run (prom-client's GC histogram). */
+export async function daemonGcs(url: string): Promise<{ major: number; minor: number }> {
+  const m = await (await fetch(`${url}/metrics`)).text();
+  const count = (kind: string) =>
+    Number(
+      new RegExp(`^xpkg_serve_nodejs_gc_duration_seconds_count\\{kind="${kind}"\\} (\\S+)$`, 'm').exec(m)?.[1] ?? 0,
+    );
+  return { major: count('major'), minor: count('minor') };
+}

@@ -10,13 +10,14 @@
  * 2. the daemon's event-loop lag p99 while saturated (prom-client's own gauge, scraped after), beside
  *    the lag the idle floor process sees at the same time with the same 1 ms sampler (the machine's);
  * 3. dynamic batching off and on for the batchable add-one package at concurrency 16;
- * 4. a hot swap of the detector (a sequence-2 build dropped in) under steady load: failures and
+ * 4. a hot swap of the detector (a sequence-2 build dropped in) under steady load, each daemon in turn: failures and
  *    p99 during the swap against the steady p99.
  *
  *   npm run build && npx tsx bench/serve.ts [--requests 40] [--isolation process|thread] [--skip-ocr]
  *     [--bin <another build>/bin/xpkg.js]      (the daemon of another build instead of this one)
  *     [--before <another build>/bin/xpkg.js]   (a second daemon of another build, measured side by side)
  *     [--worker-nice n]                        (this build's daemon with `--worker-nice n`)
+ *     [--loaded n]                             (requests per row at concurrency 4 and 16)
  *
  * The daemon is the real CLI (dist/) in its own process; load and the in-process runner run here.
  * Goals (issue #14): overhead ≤ 0.5 ms p50 and ≤ 1 ms p99; lag p99 ≤ 5 ms; swap: 0 failed, p99 ≤ 2× steady.
@@ -37,10 +38,12 @@ import { createLogger } from '../serve/log.js';
 import { ServeMetrics } from '../serve/metrics.js';
 import { sign } from '../signing/sign.js';
 import { tempDir } from '../test/helpers/source.js';
-import { daemonLag, floorLag, minus, plus, startFloor, type Usage, usage, ZERO } from './serve-probe.js';
+import { daemonGcs, daemonLag, floorLag, minus, plus, startFloor, type Usage, usage, ZERO } from './serve-probe.js';
 import { arg } from './util.js';
 
 const REQUESTS = Number(arg('requests') ?? 40);
+/** Requests per row at concurrency 4 and 16 (a saturated daemon's GCs show over a few hundred). */
+const LOADED = arg('loaded') ? Number(arg('loaded')) : undefined;
 const ISOLATION = arg('isolation') ?? 'process';
 /** The CLI the daemon runs (another build's bin/xpkg.js, to compare before and after). */
 const BIN = resolve(arg('bin') ?? 'bin/xpkg.js');
@@ -143,7 +146,12 @@ const load = () =>
     .map((x) => x.toFixed(2))
     .join(' ')} on ${cpus().length} CPUs`;
 
-function startDaemon(repo: string, extra: string[] = [], bin = BIN): Promise<{ url: string; child: ChildProcess }> {
+/** `pid`: the daemon's own process, which a launcher may have started (cli/relaunch.ts); it says so in its log. */
+function startDaemon(
+  repo: string,
+  extra: string[] = [],
+  bin = BIN,
+): Promise<{ url: string; child: ChildProcess; pid: number }> {
   const child = spawn(
     process.execPath,
     [
@@ -180,7 +188,7 @@ function startDaemon(repo: string, extra: string[] = [], bin = BIN): Promise<{ u
       const url = /"url":"(http:[^"]+)"/.exec(buf)?.[1];
       if (url && buf.includes('"msg":"ready"')) {
         started = true;
-        res({ url, child });
+        res({ url, child, pid: Number(/"pid":(\d+)/.exec(buf)?.[1] ?? child.pid) });
       }
     });
     child.on('exit', (code) => rej(new Error(`daemon exited ${code}: ${buf}`)));
@@ -267,13 +275,15 @@ if (!process.argv.includes('--skip-ocr')) {
   models.push(['paddleocr-v4', 'fixtures/dist/paddleocr-v4.xpkg', 'fixtures/images/example.png']);
 }
 const NICE = arg('worker-nice');
-const { url, child } = await startDaemon(repo, NICE ? ['--worker-nice', NICE] : []);
+const { url, child, pid } = await startDaemon(repo, NICE ? ['--worker-nice', NICE] : []);
 /** The daemons measured: this build's, and another build's beside it (`--before`). */
-const daemons: { label: string; url: string; child: ChildProcess }[] = [{ label: 'xpkg serve', url, child }];
+const daemons: { label: string; url: string; child: ChildProcess; pid: number; repo: string }[] = [
+  { label: 'xpkg serve', url, child, pid, repo },
+];
 if (BEFORE) {
   const repo2 = tempDir('xpkg-bench-repo-');
   for (const f of ['detector.xpkg', 'ocr.xpkg']) await cp(join(repo, f), join(repo2, f)).catch(() => {});
-  daemons.unshift({ label: 'before', ...(await startDaemon(repo2, [], BEFORE)) });
+  daemons.unshift({ label: 'before', repo: repo2, ...(await startDaemon(repo2, [], BEFORE)) });
 }
 const floor = await startFloor();
 const loadBefore = load();
@@ -311,11 +321,11 @@ try {
       const per = daemons.map((d) => ({ ...d, wall: [] as number[], over: [] as number[], use: ZERO, idle: 0 }));
       // what each idle daemon's main thread spends per second (the 1 ms lag sampler, the folder
       // poll): part of every request's figure below
-      const i0 = per.map((d) => usage(d.child.pid!));
+      const i0 = per.map((d) => usage(d.pid));
       const ti = performance.now();
       await new Promise((r) => setTimeout(r, 3000));
       per.forEach((d, i) => {
-        const u = minus(usage(d.child.pid!), i0[i]);
+        const u = minus(usage(d.pid), i0[i]);
         d.idle = ((u.user + u.sys) / (performance.now() - ti)) * 1000;
       });
       const calls = per.map((d) => binaryInfer(d.url, name, px, d.over));
@@ -327,11 +337,11 @@ try {
         const c1 = process.cpuUsage(c0);
         localCpu += (c1.user + c1.system) / 1000;
         for (const [k, d] of per.entries()) {
-          const a = usage(d.child.pid!);
+          const a = usage(d.pid);
           t = performance.now();
           await calls[k]();
           d.wall.push(performance.now() - t);
-          d.use = plus(d.use, minus(usage(d.child.pid!), a));
+          d.use = plus(d.use, minus(usage(d.pid), a));
         }
         const a = usage(floor.child.pid!);
         t = performance.now();
@@ -365,17 +375,20 @@ try {
       );
     }
     for (const c of [4, 16]) {
-      const n = Math.max(REQUESTS, c * 3);
+      const n = LOADED ?? Math.max(REQUESTS, c * 3);
       const local = await closedLoop(n, c, localRun);
       for (const d of daemons) {
+        const gc0 = await daemonGcs(d.url);
         await daemonLag(d.url); // resets the daemon's lag histogram
         await floorLag(floor.url);
         const served = await closedLoop(n, c, binaryInfer(d.url, name, px));
         const lag = await daemonLag(d.url);
         const idle = await floorLag(floor.url);
+        const gc = await daemonGcs(d.url);
         row(`${name}, c=${c}${d.label === 'xpkg serve' ? '' : ` (${d.label})`}`, local, served);
         lags.push(
-          `${name} c=${c}${d.label === 'xpkg serve' ? '' : ` (${d.label})`}: ${lag.toFixed(2)} ms (an idle process at the same time: ${idle.toFixed(2)} ms)`,
+          `${name} c=${c}${d.label === 'xpkg serve' ? '' : ` (${d.label})`}: ${lag.toFixed(2)} ms (an idle process at the same time: ${idle.toFixed(2)} ms); ` +
+            `GCs in the daemon ${gc.major - gc0.major} full, ${gc.minor - gc0.minor} young (${n} requests)`,
         );
       }
     }
@@ -393,30 +406,33 @@ try {
   await sign(v2, { key: 'fixtures/keys/test.key', out: v2, passphrase: '', force: true });
   const v2id = await PackageReader.open(v2).then(async (r) => (await r.close(), r.id));
   const px = await pixels('fixtures/detector/eval/000.png');
-  const remote = binaryInfer(url, 'detector', px);
-  const steady = await closedLoop(REQUESTS * 2, 4, remote);
-  let stop = false;
-  const during = closedLoop(Number.MAX_SAFE_INTEGER, 4, remote, () => stop);
-  const t0 = performance.now();
-  await cp(v2, join(repo, '.detector.tmp'));
-  await rename(join(repo, '.detector.tmp'), join(repo, 'detector.xpkg'));
-  let seen = false;
-  while (!seen && performance.now() - t0 < 60_000) {
-    const m = (await (await fetch(`${url}/v2/models/detector`)).json()) as { parameters?: { version?: string } };
-    seen = m.parameters?.version === v2id;
-    if (!seen) await new Promise((r) => setTimeout(r, 50));
-  }
-  const switchMs = performance.now() - t0;
-  await new Promise((r) => setTimeout(r, 1500)); // the old version drains under the same load
-  stop = true;
-  const swap = await during;
   rows.push('');
-  rows.push(
-    `hot swap of the detector under load (c=4): new version serving ${switchMs.toFixed(0)} ms after the drop-in${seen ? '' : ' (NOT SEEN)'}`,
-  );
-  rows.push(
-    `  steady: p99 ${steady.p99.toFixed(1)} ms; during the swap: ${swap.n} requests, ${swap.failed} failed, p99 ${swap.p99.toFixed(1)} ms (${(swap.p99 / steady.p99).toFixed(2)}× steady)`,
-  );
+  // each daemon in turn (the other one idle), so that both swap on the same machine
+  for (const d of daemons) {
+    const remote = binaryInfer(d.url, 'detector', px);
+    const steady = await closedLoop(REQUESTS * 2, 4, remote);
+    let stop = false;
+    const during = closedLoop(Number.MAX_SAFE_INTEGER, 4, remote, () => stop);
+    const t0 = performance.now();
+    await cp(v2, join(d.repo, '.detector.tmp'));
+    await rename(join(d.repo, '.detector.tmp'), join(d.repo, 'detector.xpkg'));
+    let seen = false;
+    while (!seen && performance.now() - t0 < 60_000) {
+      const m = (await (await fetch(`${d.url}/v2/models/detector`)).json()) as { parameters?: { version?: string } };
+      seen = m.parameters?.version === v2id;
+      if (!seen) await new Promise((r) => setTimeout(r, 50));
+    }
+    const switchMs = performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 1500)); // the old version drains under the same load
+    stop = true;
+    const swap = await during;
+    rows.push(
+      `hot swap of the detector under load (c=4)${d.label === 'xpkg serve' ? '' : ` (${d.label})`}: new version serving ${switchMs.toFixed(0)} ms after the drop-in${seen ? '' : ' (NOT SEEN)'}`,
+    );
+    rows.push(
+      `  steady: p99 ${steady.p99.toFixed(1)} ms; during the swap: ${swap.n} requests, ${swap.failed} failed, p99 ${swap.p99.toFixed(1)} ms (${(swap.p99 / steady.p99).toFixed(2)}× steady)`,
+    );
+  }
 
   // Dynamic batching, off and on: the OCR recogniser as a tensor package whose input and output
   // share the batch dimension ("N"), one 48×320 text line per request.

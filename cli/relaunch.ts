@@ -1,6 +1,7 @@
 /**
- * Runs `xpkg run`/`xpkg bench` in a child process with glibc's malloc asking for transparent huge
- * pages (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`), which glibc reads only at process start.
+ * Runs `xpkg run`/`xpkg bench`/`xpkg serve` in a child process with glibc's malloc asking for
+ * transparent huge pages (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`), which glibc reads only at process
+ * start, and `serve` also with V8 heap flags (FLAGS below), which V8 reads only at process start.
  *
  * Why: a cold `run` of the OCR package first-touches ~55,000 pages (onnxruntime's arenas, the
  * package's bytes, V8's heap); on a virtual machine each such fault is expensive. With the tunable
@@ -8,14 +9,23 @@
  * run, which pays for the second process start (~40 ms) many times over. The child inherits stdio,
  * arguments and node's own flags; the parent forwards termination signals and exits as the child did.
  *
- * Only where it can help: Linux, glibc (musl ignores the variable), transparent huge pages not
- * `never`, the tunable not already set, and `XPKG_RELAUNCH` not `0`.
+ * The tunable only where it can help: Linux, glibc (musl ignores the variable), transparent huge
+ * pages not `never`, the tunable not already set; the flags unless this process has them already;
+ * neither when `XPKG_RELAUNCH` is `0`.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 /** The commands that load models, where the faults are. */
-const COMMANDS = new Set(['run', 'bench']);
+const COMMANDS = new Set(['run', 'bench', 'serve']);
+/**
+ * Node flags per command. The daemon's old generation starts at 64 MiB: from V8's default small
+ * start, a daemon under sustained load (every request's objects outlive a young-generation GC) ran a
+ * full mark-compact every ~20 requests, each freeing ~1 MB of a 15 MB heap and pausing the event
+ * loop; from 64 MiB, about one per 300 requests (bench/serve.ts, the GC lines). Node refuses this
+ * flag in NODE_OPTIONS, so the daemon gets it from a relaunch.
+ */
+const FLAGS: Record<string, readonly string[]> = { serve: ['--initial-old-space-size=64'] };
 const TUNABLE = 'glibc.malloc.hugetlb=1';
 const FORWARD = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 
@@ -28,13 +38,17 @@ export interface RelaunchFacts {
   glibc: () => boolean;
   /** The text of /sys/kernel/mm/transparent_hugepage/enabled, or null. */
   thp: () => string | null;
+  /** process.execArgv (node's own flags of this process). */
+  execArgv?: readonly string[];
 }
+
+/** The first argument that is not an option is the command (`xpkg [--flags] run …`). */
+const commandOf = (argv: readonly string[]) => argv.slice(2).find((a) => !a.startsWith('-'));
 
 /** The environment of the child to start, or null to run in this process. */
 export function relaunchEnv(f: RelaunchFacts): NodeJS.ProcessEnv | null {
   if (f.platform !== 'linux' || f.env.XPKG_RELAUNCH === '0') return null;
-  // the first argument that is not an option is the command (`xpkg [--flags] run …`)
-  const command = f.argv.slice(2).find((a) => !a.startsWith('-'));
+  const command = commandOf(f.argv);
   if (!command || !COMMANDS.has(command)) return null;
   const tunables = f.env.GLIBC_TUNABLES ?? '';
   if (/(^|:)glibc\.malloc\.hugetlb=/.test(tunables)) return null;
@@ -43,11 +57,25 @@ export function relaunchEnv(f: RelaunchFacts): NodeJS.ProcessEnv | null {
   return { ...f.env, GLIBC_TUNABLES: tunables ? `${tunables}:${TUNABLE}` : TUNABLE };
 }
 
+/** What the child gets: its environment and node flags beyond this process's own; null to run here. */
+export function relaunchPlan(f: RelaunchFacts): { env: NodeJS.ProcessEnv; execArgv: string[] } | null {
+  if (f.env.XPKG_RELAUNCH === '0') return null;
+  const command = commandOf(f.argv);
+  // flags this process was started with already (the child itself, or a user's) are not added again
+  const flags = (FLAGS[command ?? ''] ?? []).filter(
+    (flag) => !(f.execArgv ?? []).some((a) => a.split('=')[0] === flag.split('=')[0]),
+  );
+  const env = relaunchEnv(f);
+  if (!env && flags.length === 0) return null;
+  return { env: env ?? f.env, execArgv: flags };
+}
+
 function facts(): RelaunchFacts {
   return {
     platform: process.platform,
     env: process.env,
     argv: process.argv,
+    execArgv: process.execArgv,
     // the C library mapped into this process: glibc's is libc.so.6, musl's ld-musl-*.so.1
     glibc: () => {
       try {
@@ -71,8 +99,8 @@ function facts(): RelaunchFacts {
  * run the command itself (nothing to gain, or the child could not be started).
  */
 export function relaunch(f: RelaunchFacts = facts()): Promise<boolean> {
-  const env = relaunchEnv(f);
-  if (!env) return Promise.resolve(false);
+  const plan = relaunchPlan(f);
+  if (!plan) return Promise.resolve(false);
   return new Promise((resolve) => {
     // handlers first: a signal that lands between the fork and their registration would otherwise
     // kill this process by default and leave the child running; one before the spawn is passed on after it
@@ -80,7 +108,11 @@ export function relaunch(f: RelaunchFacts = facts()): Promise<boolean> {
     let early: NodeJS.Signals | undefined;
     const handlers = FORWARD.map((s) => [s, () => (child ? child.kill(s) : (early = s))] as const);
     for (const [s, h] of handlers) process.on(s, h);
-    child = spawn(process.execPath, [...process.execArgv, ...f.argv.slice(1)], { env, stdio: 'inherit' });
+    // XPKG_LAUNCHER: a long-running child (serve) stops when this process is gone (launcherGone)
+    child = spawn(process.execPath, [...process.execArgv, ...plan.execArgv, ...f.argv.slice(1)], {
+      env: { ...plan.env, XPKG_LAUNCHER: String(process.pid) },
+      stdio: 'inherit',
+    });
     if (early) child.kill(early);
     let started = false;
     child.once('spawn', () => (started = true));
@@ -97,4 +129,34 @@ export function relaunch(f: RelaunchFacts = facts()): Promise<boolean> {
       else process.exit(code ?? 1);
     });
   });
+}
+
+/**
+ * In a child this module started: resolves when the launcher has died without passing a signal on
+ * (SIGKILL), so that a daemon does not outlive it holding its port; never elsewhere. Polls the parent
+ * pid once a second (an unref'd timer: it keeps nothing alive). Call it before starting processes of
+ * your own: it takes the variable out of the environment they inherit.
+ */
+export function launcherGone(): Promise<void> {
+  const launcher = Number(process.env.XPKG_LAUNCHER);
+  // the model workers and anything else this process starts are not the launcher's children
+  delete process.env.XPKG_LAUNCHER;
+  if (!launcher || (process.ppid !== launcher && alive(launcher))) return new Promise(() => {}); // not ours
+  return new Promise((resolve) => {
+    if (process.ppid !== launcher) return resolve(); // gone already
+    const timer = setInterval(() => {
+      if (process.ppid === launcher) return;
+      clearInterval(timer);
+      resolve();
+    }, 1000).unref();
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -260,7 +260,8 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     typeof addr === 'object' && addr
       ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
       : String(addr);
-  log.info({ url, repo: o.repo, isolation }, 'listening');
+  // the pid: the process to watch (a launcher may have started this one, cli/relaunch.ts)
+  log.info({ url, repo: o.repo, isolation, pid: process.pid }, 'listening');
   const refs = o.references?.length
     ? new ReferenceSync(o.references, o.repo, o.runner ?? {}, log, o.refPollMs ?? 60_000)
     : undefined;

@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { relaunchEnv } from '../cli/relaunch.js';
+import { relaunchEnv, relaunchPlan } from '../cli/relaunch.js';
 import { exitNow } from '../native/index.js';
 import { tempDir } from './helpers/source.js';
 
@@ -45,8 +45,11 @@ const linuxFacts = {
 };
 
 describe('relaunch with huge-page malloc: when', () => {
-  it('run and bench on Linux with glibc and THP get the tunable, added to any already set', () => {
+  it('run, bench and serve on Linux with glibc and THP get the tunable, added to any already set', () => {
     expect(relaunchEnv(linuxFacts)?.GLIBC_TUNABLES).toBe('glibc.malloc.hugetlb=1');
+    expect(relaunchEnv({ ...linuxFacts, argv: ['node', 'x', 'serve', '--repo', 'r'] })?.GLIBC_TUNABLES).toBe(
+      'glibc.malloc.hugetlb=1',
+    );
     expect(
       relaunchEnv({
         ...linuxFacts,
@@ -61,7 +64,7 @@ describe('relaunch with huge-page malloc: when', () => {
       ['node', 'x'],
       ['node', 'x', '--help'],
       ['node', 'x', 'verify', 'run'],
-      ['node', 'x', 'serve'],
+      ['node', 'x', 'serve-models'],
     ])
       expect(relaunchEnv({ ...linuxFacts, argv })).toBeNull();
     expect(relaunchEnv({ ...linuxFacts, platform: 'darwin' })).toBeNull();
@@ -70,6 +73,42 @@ describe('relaunch with huge-page malloc: when', () => {
     expect(relaunchEnv({ ...linuxFacts, thp: () => null })).toBeNull();
     expect(relaunchEnv({ ...linuxFacts, env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' } })).toBeNull();
     expect(relaunchEnv({ ...linuxFacts, env: { XPKG_RELAUNCH: '0' } })).toBeNull();
+  });
+
+  it('serve also gets the daemon heap flag, on any OS, unless its process has it already', () => {
+    const serve = { ...linuxFacts, argv: ['node', 'x', 'serve', '--repo', 'r'] };
+    const flag = '--initial-old-space-size=64';
+    expect(relaunchPlan(serve)).toEqual({ env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' }, execArgv: [flag] });
+    expect(relaunchPlan({ ...serve, platform: 'darwin', env: { A: '1' } })).toEqual({
+      env: { A: '1' },
+      execArgv: [flag],
+    });
+    // the child itself: both already there, nothing to relaunch (no loop)
+    expect(
+      relaunchPlan({ ...serve, env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' }, execArgv: ['--import', 'h', flag] }),
+    ).toBeNull();
+    // a user's own size is kept; the tunable still relaunches
+    expect(relaunchPlan({ ...serve, execArgv: ['--initial-old-space-size=256'] })?.execArgv).toEqual([]);
+    expect(relaunchPlan(linuxFacts)?.execArgv).toEqual([]);
+    expect(relaunchPlan({ ...serve, platform: 'darwin', argv: ['node', 'x', 'run'] })).toBeNull();
+    expect(relaunchPlan({ ...serve, env: { XPKG_RELAUNCH: '0' } })).toBeNull();
+  });
+
+  it('a child whose launcher is already gone sees it at once; a stray XPKG_LAUNCHER naming a live process is ignored', () => {
+    const watch = (launcher: number) =>
+      spawnSync(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `const { launcherGone } = await import(${JSON.stringify(pathToFileURL(resolve('dist/cli/relaunch.js')).href)});\nlauncherGone().then(() => console.log('gone'));`,
+        ],
+        { encoding: 'utf8', env: { ...process.env, XPKG_LAUNCHER: String(launcher) }, timeout: 20_000 },
+      );
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    expect(watch(dead).stdout.trim()).toBe('gone');
+    // pid 1 is alive and not the child's parent: the variable was inherited from elsewhere, nothing to watch
+    expect(watch(1)).toMatchObject({ status: 0, stdout: '' });
   });
 });
 

@@ -31,6 +31,14 @@ interface Daemon {
   repo: string;
 }
 
+/** SIGKILL to the daemon's own process (it logs its pid), not to the launcher that started it. */
+function killDaemon(d: Daemon): void {
+  const pid = d.lines.find((l) => l.msg === 'listening')?.pid;
+  try {
+    if (pid) process.kill(pid, 'SIGKILL');
+  } catch {}
+}
+
 function announce(name: string, hostFile: string, ttlSec: number): Daemon {
   const repo = tempDir('xpkg-peer-repo-');
   const child = spawn(
@@ -89,6 +97,7 @@ describe('peer discovery over mDNS (loopback, real daemons)', () => {
 
   afterAll(async () => {
     for (const d of [a, b]) if (d && d.child.exitCode === null && d.child.signalCode === null) d.child.kill('SIGKILL');
+    for (const d of [a, b]) if (d) killDaemon(d);
     await dir?.close();
   });
 
@@ -221,7 +230,8 @@ describe('peer discovery over mDNS (loopback, real daemons)', () => {
     await until(() => a.child.exitCode !== null, 20_000, 'peer-a stopped');
     expect(a.lines.some((l) => l.msg === 'announcement withdrawn')).toBe(true);
     expect(byId('peer-b')).toBeDefined();
-    b.child.kill('SIGKILL');
+    // the daemon itself (its launcher, cli/relaunch.ts, would stop it gracefully, with a goodbye)
+    killDaemon(b);
     const t0 = Date.now();
     await until(() => byId('peer-b') === undefined, 15_000, 'peer-b forgotten');
     expect(logged.find((l) => l.msg === 'peer gone' && l.obj.peer === 'peer-b')?.obj.reason).toBe('TTL ran out');

@@ -111,6 +111,9 @@ export function register(program: Command): void {
     .option('--mdns-interface <ipv4>', 'announce and discover on this interface only (default: all)')
     .option('--mdns-port <n>', 'mDNS UDP port (default 5353)');
   action<[], ServeFlags>(cmd, async (io, opts) => {
+    // A launcher killed outright (SIGKILL passes nothing on) stops the daemon as SIGTERM would;
+    // asked first, before any model worker inherits the environment.
+    const orphaned = (await import('../relaunch.js')).launcherGone();
     const isolation = opts.isolation ?? 'process';
     if (isolation !== 'process' && isolation !== 'thread')
       throw usage(`--isolation is process or thread, not ${JSON.stringify(isolation)}`);
@@ -166,10 +169,13 @@ export function register(program: Command): void {
       ...(announce ? { announce } : {}),
       ...(discover ? { discover } : {}),
     });
-    // Graceful stop: stop accepting, finish what is in flight, unload, exit 0.
-    const signal = await new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
+    // Graceful stop: stop accepting, finish what is in flight, unload, exit 0. Later stop signals
+    // change nothing: a terminal's Ctrl-C reaches this daemon twice when it runs under the launcher
+    // (cli/relaunch.ts forwards what the launcher got), and the second must not cut the drain short.
+    const signal = await new Promise<NodeJS.Signals | 'launcher gone'>((resolve) => {
+      process.on('SIGTERM', () => resolve('SIGTERM'));
+      process.on('SIGINT', () => resolve('SIGINT'));
+      void orphaned.then(() => resolve('launcher gone'));
     });
     server.log.info({ signal }, 'stopping');
     await server.close();

@@ -57,6 +57,8 @@ export async function tokenFile(token = TOKEN): Promise<string> {
 export interface Peer {
   url: string;
   child: ChildProcess;
+  /** The daemon's own process (the child is the launcher that started it, cli/relaunch.ts). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -92,6 +94,7 @@ export async function startPeer(o: {
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let url: string | undefined;
+  let pid = 0;
   let buf = '';
   const ready = new Promise<void>((ok, fail) => {
     child.once('exit', (code) =>
@@ -101,8 +104,8 @@ export async function startPeer(o: {
       buf += s;
       for (const line of buf.split('\n')) {
         if (!line.startsWith('{')) continue;
-        const l = JSON.parse(line) as { msg?: string; url?: string };
-        if (l.msg === 'listening') url = l.url;
+        const l = JSON.parse(line) as { msg?: string; url?: string; pid?: number };
+        if (l.msg === 'listening') [url, pid] = [l.url, l.pid ?? child.pid!];
         if (l.msg === 'ready' && url) ok();
       }
       buf = buf.slice(buf.lastIndexOf('\n') + 1);
@@ -112,6 +115,7 @@ export async function startPeer(o: {
   return {
     url: url!,
     child,
+    pid,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const gone = new Promise((r) => child.once('exit', r));
