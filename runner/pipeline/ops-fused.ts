@@ -41,7 +41,7 @@ interface NormP {
 
 /**
  * uint8: the pixels as they are (for a model that normalises its input itself); scale, mean and std
- * do not apply. The preprocess kernel writes them itself (`u8`); crop-batch's are rounded from float32.
+ * do not apply. Both kernels write them themselves (`u8`: no float32 tensor, no pass over it).
  */
 function norm(p: NormP) {
   const raw = p.dtype === 'uint8';
@@ -51,7 +51,7 @@ function norm(p: NormP) {
     std: raw ? undefined : p.std,
     layout: p.layout ?? 'nchw',
     channelOrder: p.channelOrder ?? 'rgb',
-    dtype: p.dtype === 'float16' ? 'f16' : 'f32',
+    dtype: p.dtype === 'float16' ? 'f16' : raw ? 'u8' : 'f32',
   } as const;
 }
 
@@ -62,18 +62,8 @@ function imageInput(img: ImageValue, x: OpRun): ImageInput {
 }
 
 const tensorType = (p: NormP) => p.dtype ?? 'float32';
-/** Bytes per element the crop kernel writes: uint8 tensors are rounded from its float32 output. */
-const elementBytes = (p: NormP) => (p.dtype === 'float16' ? 2 : 4);
-
-/** The crop kernel's float32 output as uint8 (rounded to nearest even, clamped), for `dtype: uint8`. */
-function outData(p: NormP, data: Float32Array | Uint16Array): Float32Array | Uint16Array | Uint8Array {
-  if (p.dtype !== 'uint8') return data;
-  const u = new Uint8ClampedArray(data as Float32Array);
-  return new Uint8Array(u.buffer, u.byteOffset, u.length);
-}
-
-/** Bytes per element the preprocess kernel writes (it writes uint8 itself). */
-const preprocessBytes = (p: NormP) => (p.dtype === 'uint8' ? 1 : elementBytes(p));
+/** Bytes per element the kernels write. */
+const elementBytes = (p: NormP) => (p.dtype === 'uint8' ? 1 : p.dtype === 'float16' ? 2 : 4);
 
 /** Bytes of the tensor a crop plan makes (count × channels × height × width elements). */
 const cropBytes = (image: ImageInput, quads: number[], opts: CropOptions, p: NormP) =>
@@ -109,7 +99,7 @@ defineOp({
   size(p) {
     if (p.mode === 'limit-side') return undefined;
     const px = p.width! * p.height!;
-    return { pixels: px, bytes: px * preprocessBytes(p), what: `a ${p.width}×${p.height} tensor plane` };
+    return { pixels: px, bytes: px * elementBytes(p), what: `a ${p.width}×${p.height} tensor plane` };
   },
   async run(p, x) {
     const img = x.get(p.input, 'image');
@@ -128,7 +118,7 @@ defineOp({
     );
     const c = img.channels === 1 ? 1 : 3;
     x.fits(
-      { pixels: plane.ow * plane.oh, bytes: plane.ow * plane.oh * c * preprocessBytes(p) },
+      { pixels: plane.ow * plane.oh, bytes: plane.ow * plane.oh * c * elementBytes(p) },
       `a ${c}×${plane.oh}×${plane.ow} tensor from a ${img.width}×${img.height} image`,
     );
     let resize: ResizeSpec;
@@ -142,13 +132,10 @@ defineOp({
         side: p.limitType ?? 'max',
         multiple: p.multipleOf ?? 1,
       };
-    // uint8 straight from the kernel: no float32 plane, no second pass over it.
-    const dtype = p.dtype === 'uint8' ? 'u8' : norm(p).dtype;
     const r = await preprocess(imageInput(img, x), {
       resize,
       interpolation: p.interpolation ?? 'auto',
       ...norm(p),
-      dtype,
     });
     // Compose with an earlier transform so later ops map back to the decoded image.
     const t = img.transform;
@@ -270,7 +257,7 @@ defineOp({
       kind: 'tensor',
       type: tensorType(p),
       dims: c.dims,
-      data: outData(p, c.data),
+      data: c.data,
       widths: c.widths,
       paddedWidth: c.dims[(p.layout ?? 'nchw') === 'nhwc' ? 2 : 3],
     });
@@ -303,7 +290,8 @@ defineOp({
         kind: 'tensor',
         type: tensorType(p),
         dims,
-        data: outData(p, p.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0)),
+        data:
+          p.dtype === 'uint8' ? new Uint8Array(0) : p.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0),
         widths: new Int32Array(0),
       } as TensorValue);
     } else {
