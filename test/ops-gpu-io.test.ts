@@ -1,7 +1,7 @@
 /**
  * The pipeline ops' side of the GPU variants, run through runPipeline on real kernels: uint8 NHWC
  * tensors from `preprocess` and `crop-batch` (the float path's pixels, rounded), `db-postprocess`
- * reading a uint8 map as p × 255, and `ctc-decode` reading in-graph best classes with their scores
+ * reading a uint8 map as p × 255 or the sparse 8×8-block map, and `ctc-decode` reading in-graph best classes with their scores
  * exactly as it decodes the full score tensor they come from.
  */
 import { describe, expect, it } from 'vitest';
@@ -130,6 +130,87 @@ describe('db-postprocess on a uint8 map', () => {
     const b = (await run('map', { type: 'uint8', dims: [1, 1, h, w], data: q })).outputs.regions as typeof a;
     expect(a.count).toBe(2);
     expect(b).toEqual(a);
+  });
+});
+
+describe('db-postprocess on a sparse map (8×8 mask blocks with their means)', () => {
+  /** What fixtures/onnx-prepost.ts sparseMap sends for `p` (gpu-graphs.test.ts checks the graph against it). */
+  function sparse(p: Float32Array, w: number, h: number, t = 0.3) {
+    const bw = w / 8;
+    const flags = new Uint8Array((bw * h) / 64);
+    const blocks: number[] = [];
+    const means: number[] = [];
+    for (let b = 0; b < flags.length * 8; b++) {
+      const x0 = (b % bw) * 8,
+        y0 = Math.floor(b / bw) * 8;
+      const rows: number[] = [];
+      let sum = 0,
+        n = 0;
+      for (let y = y0; y < y0 + 8; y++) {
+        let row = 0;
+        for (let x = x0; x < x0 + 8; x++) if (p[y * w + x] > t) (row |= 0x80 >> (x - x0)), (sum += p[y * w + x]), n++;
+        rows.push(row);
+      }
+      if (!n) continue;
+      flags[b >> 3] |= 0x80 >> (b & 7);
+      blocks.push(...rows);
+      means.push(Math.round((255 * sum) / n));
+    }
+    const u8 = (data: number[] | Uint8Array, dims: number[]): Tensor => ({
+      type: 'uint8',
+      dims,
+      data: Uint8Array.from(data),
+    });
+    return {
+      flags: u8(flags, [h / 32, w / 16]),
+      blocks: u8(blocks, [means.length, 8]),
+      means: u8(means, [means.length]),
+    };
+  }
+  const [w, h] = [64, 64];
+  const map = new Float32Array(w * h);
+  for (let y = 10; y < 20; y++) for (let x = 5; x < 40; x++) map[y * w + x] = 0.9;
+  for (let y = 30; y < 38; y++) for (let x = 20; x < 60; x++) map[y * w + x] = y === 30 ? 0.35 : 0.8;
+  const post = { output: 'regions', threshold: 0.3, boxThreshold: 0.2 };
+  const run = (step: Record<string, unknown>, feeds: Record<string, Tensor>) =>
+    runPipeline(
+      context(
+        [{ op: 'db-postprocess', params: { ...post, ...step } }],
+        Object.keys(feeds).map((k) => [k, 'tensor']),
+        [['regions', 'json']],
+      ),
+      feeds,
+    );
+  type Regions = { count: number; quads: Float32Array; scores: Float32Array };
+
+  it('finds the regions of the float map, scores within a 255th', async () => {
+    const s = sparse(map, w, h);
+    expect(s.means.dims).toEqual([2 * 5 + 2 * 6]); // 8×8 blocks touched by each bar
+    const a = (await run({ input: 'map' }, { map: { type: 'float32', dims: [1, 1, h, w], data: map } })).outputs
+      .regions as Regions;
+    const b = (await run({ input: 'f', blocks: 'b', blockMeans: 'm' }, { f: s.flags, b: s.blocks, m: s.means })).outputs
+      .regions as Regions;
+    expect(a.count).toBe(2);
+    expect(b.quads).toEqual(a.quads);
+    b.scores.forEach((v, i) => expect(Math.abs(v - a.scores[i])).toBeLessThan(1 / 255));
+  });
+
+  it('refuses blocks without means, a count that is not the flags', async () => {
+    const s = sparse(map, w, h);
+    const code = (step: Record<string, unknown>, feeds: Record<string, Tensor>) => codeOf(run(step, feeds));
+    expect(await code({ input: 'f', blocks: 'b' }, { f: s.flags, b: s.blocks })).toBe('E_RUN_PIPELINE');
+    const fewer = { ...s.means, dims: [21], data: s.means.data.subarray(1) };
+    expect(await code({ input: 'f', blocks: 'b', blockMeans: 'm' }, { f: s.flags, b: s.blocks, m: fewer })).toBe(
+      'E_RUN_PIPELINE',
+    );
+    const flat = { ...s.flags, dims: [s.flags.data.length] };
+    expect(await code({ input: 'f', blocks: 'b', blockMeans: 'm' }, { f: flat, b: s.blocks, m: s.means })).toBe(
+      'E_RUN_PIPELINE',
+    );
+    const floats: Tensor = { type: 'float32', dims: s.blocks.dims, data: Float32Array.from(s.blocks.data) };
+    expect(await code({ input: 'f', blocks: 'b', blockMeans: 'm' }, { f: s.flags, b: floats, m: s.means })).toBe(
+      'E_RUN_PIPELINE',
+    );
   });
 });
 

@@ -9,6 +9,7 @@ import { softmax } from '../ops/classify.js';
 import { ctcDecodeBest, ctcGreedyDecode as ctcProbabilities, latinAscii, parseVocabulary } from '../ops/ctc.js';
 import { enclosingQuad, orderQuad, quadSize } from '../ops/geometry.js';
 import { readingLayout, readingOrder } from '../ops/order.js';
+import { denseFromSparse, SparseMapError } from '../ops/sparse-map.js';
 import { AssetId, defineOp, Labels, Name, type OpRun } from './registry.js';
 import type { ImageTransform, RegionsValue, TensorValue, TextLine } from './values.js';
 
@@ -66,7 +67,7 @@ defineOp({
   op: 'db-postprocess',
   stage: 'post',
   summary:
-    'Text-detection post-processing of a DB probability map (float, or uint8 holding p × 255): binarize, connected components, minimum-area rotated boxes, box score, unclip; boxes mapped back to the original image.',
+    'Text-detection post-processing of a DB probability map (float, uint8 holding p × 255, or sparse: block flags in `input` with `blocks` and `blockMeans`): binarize, connected components, minimum-area rotated boxes, box score, unclip; boxes mapped back to the original image.',
   params: Type.Object(
     {
       input: Name,
@@ -79,20 +80,53 @@ defineOp({
       minRegionSide: Opt(Type.Number({ minimum: 0 })),
       maxCandidates: Opt(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
       dilate: Opt(Type.Boolean()),
+      // The sparse map (fixtures/onnx-prepost.ts sparseMap): `input` holds the block flags.
+      blocks: Opt(Name),
+      blockMeans: Opt(Name),
     },
     { additionalProperties: false },
   ),
-  reads: (p) => [p.input, ...(p.image ? [p.image] : [])],
+  reads: (p) => [
+    p.input,
+    ...(p.image ? [p.image] : []),
+    ...(p.blocks ? [p.blocks] : []),
+    ...(p.blockMeans ? [p.blockMeans] : []),
+  ],
   writes: (p) => [p.output],
+  check: (p) =>
+    (p.blocks === undefined) !== (p.blockMeans === undefined) ? 'blocks and blockMeans go together' : undefined,
   async run(p, x) {
     const t = x.get(p.input, 'tensor');
     const d = t.dims;
-    if (d.length < 2 || d.slice(0, -2).some((v) => v !== 1))
-      x.fail(`expected a [1, 1, H, W] probability map, got [${d.join(', ')}]`);
-    const mh = d[d.length - 2],
+    let prob: Float32Array, mh: number, mw: number;
+    if (p.blocks) {
+      const bytes = (v: TensorValue, what: string) =>
+        v.type === 'uint8' ? (v.data as Uint8Array) : x.fail(`${what} must be uint8, got ${v.type}`);
+      const b = x.get(p.blocks, 'tensor');
+      const m = x.get(p.blockMeans!, 'tensor');
+      try {
+        const s = denseFromSparse(
+          {
+            flags: bytes(t, 'block flags'),
+            flagDims: d,
+            blocks: bytes(b, 'blocks'),
+            means: bytes(m, 'block means'),
+          },
+          p.threshold ?? 0.3,
+        );
+        ({ prob, height: mh, width: mw } = s);
+      } catch (e) {
+        if (e instanceof SparseMapError) x.fail(`sparse map: ${e.message}`);
+        throw e;
+      }
+    } else {
+      if (d.length < 2 || d.slice(0, -2).some((v) => v !== 1))
+        x.fail(`expected a [1, 1, H, W] probability map, got [${d.join(', ')}]`);
+      mh = d[d.length - 2];
       mw = d[d.length - 1];
-    // A uint8 map holds round(p × 255) (a GPU variant thresholds and quantises in the model).
-    const prob = t.type === 'uint8' ? fromQuantized(t.data as Uint8Array) : floats(t, x);
+      // A uint8 map holds round(p × 255) (a GPU variant thresholds and quantises in the model).
+      prob = t.type === 'uint8' ? fromQuantized(t.data as Uint8Array) : floats(t, x);
+    }
     const r = await dbPostprocess(prob, {
       width: mw,
       height: mh,
