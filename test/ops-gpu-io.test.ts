@@ -207,7 +207,7 @@ describe('db-postprocess on a sparse map (8×8 mask blocks with their means)', (
     expect(await code({ input: 'f', blocks: 'b', blockMeans: 'm' }, { f: flat, b: s.blocks, m: s.means })).toBe(
       'E_RUN_PIPELINE',
     );
-    const floats: Tensor = { type: 'float32', dims: s.blocks.dims, data: Float32Array.from(s.blocks.data) };
+    const floats: Tensor = { type: 'float32', dims: s.blocks.dims, data: Float32Array.from(s.blocks.data as Uint8Array) };
     expect(await code({ input: 'f', blocks: 'b', blockMeans: 'm' }, { f: s.flags, b: floats, m: s.means })).toBe(
       'E_RUN_PIPELINE',
     );
