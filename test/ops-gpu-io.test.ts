@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { rng } from '../fixtures/random.js';
+import { cropBatchSync } from '../native/index.js';
 import { runPipeline } from '../runner/pipeline/index.js';
 import type { PipelineContext, Tensor } from '../runner/types.js';
 import type { Manifest, Step } from '../spec/schema.js';
@@ -108,6 +109,51 @@ describe('uint8 pixels for models that normalise their input themselves', () => 
   });
 });
 
+describe('crop-batch at a fixed width, split over several kernel calls', () => {
+  it('writes the bytes of one kernel call over all regions, f32 and uint8', async () => {
+    // five regions found by db-postprocess: the op crops them in up to 4 calls into one tensor
+    const [w, h] = [96, 80];
+    const img = {
+      data: Uint8Array.from({ length: w * h * 3 }, () => Math.floor(r() * 256)),
+      width: w,
+      height: h,
+      channels: 3,
+    };
+    const map = new Float32Array(w * h);
+    for (let k = 0; k < 5; k++)
+      for (let y = 4 + 15 * k; y < 12 + 15 * k; y++) for (let x = 3 + 5 * k; x < 60 + 6 * k; x++) map[y * w + x] = 0.9;
+    const crop = { image: 'rgb', regions: 'regions', height: 12, width: 160, padValue: 128, channelOrder: 'bgr' };
+    const ctx = context(
+      [
+        { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+        { op: 'db-postprocess', params: { input: 'map', output: 'regions', unclipRatio: 0.5 } },
+        { op: 'crop-batch', params: { ...crop, output: 'f', regionsOutput: 'quads', mean: [0.5], std: [0.5] } },
+        { op: 'crop-batch', params: { ...crop, output: 'u', dtype: 'uint8', layout: 'nhwc' } },
+      ],
+      [
+        ['image', 'image'],
+        ['map', 'tensor'],
+      ],
+      [
+        ['f', 'json'],
+        ['u', 'json'],
+        ['quads', 'json'],
+      ],
+    );
+    const { outputs } = await runPipeline(ctx, { image: img, map: { type: 'float32', dims: [1, 1, h, w], data: map } });
+    const quads = (outputs.quads as { quads: Float32Array }).quads;
+    expect(quads.length).toBe(5 * 8);
+    const image = { data: img.data, width: w, height: h, format: 'rgb' as const };
+    const common = { height: 12, width: 160, channelOrder: 'bgr' as const, verticalRatio: 1.5 };
+    const f = cropBatchSync(image, quads, { ...common, mean: [0.5], std: [0.5], padValue: 128 });
+    const u = cropBatchSync(image, quads, { ...common, dtype: 'u8', scale: 1, layout: 'nhwc', padValue: 128 });
+    expect((outputs.f as Tensor).dims).toEqual(f.dims);
+    expect((outputs.f as Tensor).data).toEqual(f.data);
+    expect((outputs.f as Tensor & { widths: Int32Array }).widths).toEqual(f.widths);
+    expect((outputs.u as Tensor).data).toEqual(u.data);
+  });
+});
+
 describe('db-postprocess on a uint8 map', () => {
   it('finds the regions of the float map q / 255', async () => {
     const [w, h] = [64, 48];
@@ -207,7 +253,11 @@ describe('db-postprocess on a sparse map (8×8 mask blocks with their means)', (
     expect(await code({ input: 'f', blocks: 'b', blockMeans: 'm' }, { f: flat, b: s.blocks, m: s.means })).toBe(
       'E_RUN_PIPELINE',
     );
-    const floats: Tensor = { type: 'float32', dims: s.blocks.dims, data: Float32Array.from(s.blocks.data as Uint8Array) };
+    const floats: Tensor = {
+      type: 'float32',
+      dims: s.blocks.dims,
+      data: Float32Array.from(s.blocks.data as Uint8Array),
+    };
     expect(await code({ input: 'f', blocks: 'b', blockMeans: 'm' }, { f: s.flags, b: floats, m: s.means })).toBe(
       'E_RUN_PIPELINE',
     );

@@ -166,6 +166,42 @@ defineOp({
   },
 });
 
+/** Kernel calls a fixed-width batch is split into (libuv's default pool: 4 workers). */
+const SPLIT = 4;
+
+/**
+ * One fixed-width batch crop as up to SPLIT kernel calls at once, each writing its regions into
+ * the shared tensor: the same bytes as one call (a region's pixels depend on it alone once the
+ * width is fixed), on more cores (one call's threads take contiguous rows, so long lines bunch up).
+ */
+async function cropSplit(image: ImageInput, cut: number[], o: CropOptions): Promise<CropResult> {
+  const n = cut.length / 8;
+  const parts = Math.min(SPLIT, n);
+  if (parts < 2) return cropBatch(image, cut, o);
+  const dims = planCrop(image, cut.slice(0, 8), o).dims;
+  const per = dims.slice(1).reduce((a, b) => a * b, 1);
+  const out =
+    o.dtype === 'u8'
+      ? new Uint8Array(per * n)
+      : o.dtype === 'f16'
+        ? new Uint16Array(per * n)
+        : new Float32Array(per * n);
+  const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((n * i) / parts));
+  const rs = await Promise.all(
+    bounds
+      .slice(0, -1)
+      .map((b, i) => cropBatch(image, cut.slice(8 * b, 8 * bounds[i + 1]), { ...o, out, outOffset: per * b })),
+  );
+  const join = <T extends Int32Array | Uint8Array>(k: 'widths' | 'rotated', C: new (v: number[]) => T) =>
+    new C(rs.flatMap((r) => Array.from(r[k])));
+  return {
+    data: out,
+    dims: [n, ...dims.slice(1)],
+    widths: join('widths', Int32Array),
+    rotated: join('rotated', Uint8Array),
+  };
+}
+
 /** The first `fraction` of a quad along its reading direction (TL→TR, BL→BR). */
 function leading(q: number[], fraction: number): number[] {
   const lerp = (a: number, b: number) => a + (b - a) * fraction;
@@ -297,7 +333,7 @@ defineOp({
     } else {
       const o = p.widthBuckets ? { ...opts, ...bucketOf(0, quads.length) } : opts;
       x.fits({ bytes: cropBytes(image, cut, o, p) }, `a batch of ${quads.length} crops`);
-      x.set(p.output, value(await cropBatch(image, cut, o)));
+      x.set(p.output, value(o.width ? await cropSplit(image, cut, o) : await cropBatch(image, cut, o)));
     }
     if (p.regionsOutput) {
       const scores = r.scores;
