@@ -12,7 +12,15 @@ import { describe, expect, it } from 'vitest';
 import { foldAffineConv } from '../fixtures/onnx-fold.js';
 import { convertToFloat16, simulateFloat16 } from '../fixtures/onnx-fp16.js';
 import { DT, OnnxGraph } from '../fixtures/onnx-graph.js';
-import { bestClass, detections, imageInput, quantizedMap, SPARSE_MAP, sparseMap } from '../fixtures/onnx-prepost.js';
+import {
+  bestClass,
+  bestClassPacked,
+  detections,
+  imageInput,
+  quantizedMap,
+  SPARSE_MAP,
+  sparseMap,
+} from '../fixtures/onnx-prepost.js';
 import { encodeModel, type OnnxElem } from '../fixtures/onnx-tiny.js';
 import { FILES, modelsDir } from '../fixtures/paddleocr-v4/build.js';
 import { rng } from '../fixtures/random.js';
@@ -179,6 +187,21 @@ describe('bestClass', () => {
     const r = await run(g, { X: new ort.Tensor('float32', x, [1, 3, 5]) });
     expect([...(r.ids.data as Int32Array)]).toEqual([1, 0, 4]);
     expect([...(r.scores.data as Float32Array)]).toEqual([0.5, Math.fround(0.3), 1]);
+  });
+});
+
+describe('bestClassPacked', () => {
+  it.each([9, 13])('gives id × 256 + round(255 p) in one int32 (first on ties), in opset %i', async (opset) => {
+    const g = identity(opset, ['N', 'T', 5]);
+    bestClassPacked(g);
+    expect(g.outputs.map((o) => [o.name, o.elemType])).toEqual([['best', DT.INT32]]);
+    const x = Float32Array.from([
+      0.1, 0.5, 0.2, 0.1, 0.1, 0.3, 0.3, 0.1, 0.2, 0.1, 0, 0, 0, 0, 1, 0.2, 0.2, 0.2, 0.2, 0.2,
+    ]);
+    const best = (await run(g, { X: new ort.Tensor('float32', x, [2, 2, 5]) })).best;
+    expect(best.dims).toEqual([2, 2]);
+    // 0.5 × 255 = 127.5 rounds up; 0.3 × 255 = 76.5 (in float32 a hair above) rounds up
+    expect([...(best.data as Int32Array)]).toEqual([1 * 256 + 128, 0 * 256 + 77, 4 * 256 + 255, 0 * 256 + 51]);
   });
 });
 

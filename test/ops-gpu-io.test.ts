@@ -316,6 +316,29 @@ describe('ctc-decode of in-graph best classes', () => {
     expect(wide.outputs.texts).toEqual(full.outputs.texts);
   });
 
+  it('packed (class × 256 + 8-bit score): the texts of the full scan, mean scores within 1/510', async () => {
+    const [n, t, c] = [6, 40, 5];
+    const { p, ids, best } = scores(n, t, c);
+    const full = (
+      await decode({ input: 'p', probabilities: true }, { p: { type: 'float32', dims: [n, t, c], data: p } })
+    ).outputs.texts as { texts: string[]; scores: Float32Array };
+    const packed = Int32Array.from(ids, (k, i) => k * 256 + Math.round(best[i] * 255));
+    const got = (await decode({ input: 'best', packed: true }, { best: { type: 'int32', dims: [n, t], data: packed } }))
+      .outputs.texts as typeof full;
+    expect(got.texts).toEqual(full.texts);
+    got.scores.forEach((v, i) => expect(Math.abs(v - full.scores[i])).toBeLessThanOrEqual(1 / 510 + 1e-6));
+  });
+
+  it('refuses packed input that is not int32 [N, T], and packed with scores or probabilities', async () => {
+    const f: Tensor = { type: 'float32', dims: [1, 4], data: new Float32Array(4) };
+    const i3: Tensor = { type: 'int32', dims: [1, 2, 2], data: new Int32Array(4) };
+    const ok: Tensor = { type: 'int32', dims: [1, 4], data: new Int32Array(4) };
+    expect(await codeOf(decode({ input: 'b', packed: true }, { b: f }))).toBe('E_RUN_PIPELINE');
+    expect(await codeOf(decode({ input: 'b', packed: true }, { b: i3 }))).toBe('E_RUN_PIPELINE');
+    expect(await codeOf(decode({ input: 'b', packed: true, scores: 's' }, { b: ok, s: f }))).not.toBeUndefined();
+    expect(await codeOf(decode({ input: 'b', packed: true, probabilities: true }, { b: ok }))).not.toBeUndefined();
+  });
+
   it('refuses float ids, mismatched scores, and scores with softmax or probabilities', async () => {
     const s: Tensor = { type: 'float32', dims: [1, 4], data: new Float32Array(4) };
     expect(await codeOf(decode({ input: 'ids', scores: 's' }, { ids: s, s }))).toBe('E_RUN_PIPELINE');

@@ -309,7 +309,7 @@ defineOp({
   op: 'ctc-decode',
   stage: 'post',
   summary:
-    'CTC greedy decoding of a [N, T, C] score tensor (or [N, T] best classes with their `scores`) with a vocabulary asset (one token per line): text and mean character confidence per row.',
+    'CTC greedy decoding of a [N, T, C] score tensor (or [N, T] best classes with their `scores`, or packed as class × 256 + round(255 × score) with `packed`) with a vocabulary asset (one token per line): text and mean character confidence per row.',
   params: Type.Object(
     {
       input: Name,
@@ -321,14 +321,18 @@ defineOp({
       probabilities: Opt(Type.Boolean()),
       widths: Opt(Name),
       scores: Opt(Name),
+      // input: int32 [N, T] of best class × 256 + round(255 × its probability) (fixtures/onnx-prepost.ts bestClassPacked)
+      packed: Opt(Type.Boolean()),
     },
     { additionalProperties: false },
   ),
   reads: (p) => [p.input, ...(p.widths ? [p.widths] : []), ...(p.scores ? [p.scores] : [])],
   check: (p) =>
-    p.scores && (p.softmax || p.probabilities)
-      ? 'with scores the input holds best classes: softmax and probabilities do not apply'
-      : undefined,
+    (p.scores || p.packed) && (p.softmax || p.probabilities)
+      ? 'with scores or packed the input holds best classes: softmax and probabilities do not apply'
+      : p.scores && p.packed
+        ? 'packed input carries its scores: scores does not apply'
+        : undefined,
   writes: (p) => [p.output],
   assets: (p) => [p.vocabulary],
   async run(p, x) {
@@ -366,6 +370,21 @@ defineOp({
         lengths = Int32Array.from(lens.widths, (w) => Math.min(t.dims[1], Math.ceil((w * t.dims[1]) / lens.width)));
       }
       const common = { vocabulary: vocab, blank, offset: blank === 0 ? 1 : 0, ...(lengths ? { lengths } : {}) };
+      if (p.packed) {
+        if (t.dims.length !== 2 || t.type !== 'int32')
+          x.fail(`packed input must be int32 [N, T], got ${t.type} [${t.dims.join(', ')}]`);
+        const v = t.data as Int32Array;
+        const ids = new Int32Array(v.length);
+        const sc = new Float32Array(v.length);
+        for (let k = 0; k < v.length; k++) {
+          ids[k] = v[k] >> 8;
+          sc[k] = (v[k] & 255) / 255;
+        }
+        const r = ctcDecodeBest(ids, sc, t.dims, common);
+        texts.push(...r.texts);
+        scores.push(...r.scores);
+        continue;
+      }
       const s = bestOf(i);
       if (s) {
         if (t.dims.length !== 2 || t.type.startsWith('float'))
