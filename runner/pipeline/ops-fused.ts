@@ -166,17 +166,15 @@ defineOp({
   },
 });
 
-/** Kernel calls a fixed-width batch is split into (libuv's default pool: 4 workers). */
-const SPLIT = 4;
-
 /**
- * One fixed-width batch crop as up to SPLIT kernel calls at once, each writing its regions into
- * the shared tensor: the same bytes as one call (a region's pixels depend on it alone once the
- * width is fixed), on more cores (one call's threads take contiguous rows, so long lines bunch up).
+ * One fixed-width batch crop as `calls` kernel calls at once, each on the window of the image its
+ * regions need (regionWindow: an async call copies its input image) and writing its regions into
+ * the shared tensor: more cores than one call's threads, which take contiguous rows so long lines
+ * bunch up. The quads move into each window, so values may differ from one call's by float rounding.
  */
-async function cropSplit(image: ImageInput, cut: number[], o: CropOptions): Promise<CropResult> {
+async function cropSplit(image: ImageInput, cut: number[], o: CropOptions, calls: number): Promise<CropResult> {
   const n = cut.length / 8;
-  const parts = Math.min(SPLIT, n);
+  const parts = Math.min(calls, n);
   if (parts < 2) return cropBatch(image, cut, o);
   const dims = planCrop(image, cut.slice(0, 8), o).dims;
   const per = dims.slice(1).reduce((a, b) => a * b, 1);
@@ -190,7 +188,9 @@ async function cropSplit(image: ImageInput, cut: number[], o: CropOptions): Prom
   const rs = await Promise.all(
     bounds
       .slice(0, -1)
-      .map((b, i) => cropBatch(image, cut.slice(8 * b, 8 * bounds[i + 1]), { ...o, out, outOffset: per * b })),
+      .map((b, i) =>
+        cropBatch(...regionWindow(image, cut.slice(8 * b, 8 * bounds[i + 1])), { ...o, out, outOffset: per * b }),
+      ),
   );
   const join = <T extends Int32Array | Uint8Array>(k: 'widths' | 'rotated', C: new (v: number[]) => T) =>
     new C(rs.flatMap((r) => Array.from(r[k])));
@@ -233,6 +233,7 @@ defineOp({
       padValue: Opt(Type.Number()),
       batch: Opt(Type.Boolean()),
       widthBuckets: Opt(Type.Array(Type.Integer({ minimum: 1, maximum: 32768 }), { minItems: 1, maxItems: 64 })),
+      calls: Opt(Type.Integer({ minimum: 1, maximum: 64 })),
       ...NormParams,
     },
     { additionalProperties: false },
@@ -246,6 +247,8 @@ defineOp({
       if (p.width) return 'width and widthBuckets exclude each other';
       if (p.widthBuckets.some((w, i) => i > 0 && w <= p.widthBuckets![i - 1])) return 'widthBuckets must ascend';
     }
+    if (p.calls && p.calls > 1 && (p.batch === false || (!p.width && !p.widthBuckets)))
+      return 'calls splits a batch of a fixed width (width or widthBuckets)';
     return undefined;
   },
   size(p) {
@@ -333,7 +336,10 @@ defineOp({
     } else {
       const o = p.widthBuckets ? { ...opts, ...bucketOf(0, quads.length) } : opts;
       x.fits({ bytes: cropBytes(image, cut, o, p) }, `a batch of ${quads.length} crops`);
-      x.set(p.output, value(o.width ? await cropSplit(image, cut, o) : await cropBatch(image, cut, o)));
+      x.set(
+        p.output,
+        value(o.width && p.calls ? await cropSplit(image, cut, o, p.calls) : await cropBatch(image, cut, o)),
+      );
     }
     if (p.regionsOutput) {
       const scores = r.scores;
