@@ -77,7 +77,8 @@ export interface PreprocessResult {
   scale: { x: number; y: number };
 }
 export interface CropOptions extends NormOptions {
-  dtype?: 'f32' | 'f16';
+  /** u8: rounded half to even and clamped 0..255, as a Uint8ClampedArray stores the f32 values. */
+  dtype?: 'f32' | 'f16' | 'u8';
   /** Output height; each region gets width ceil(height × aspect) clamped to [minWidth, maxWidth]. */
   height: number;
   maxWidth?: number;
@@ -91,11 +92,11 @@ export interface CropOptions extends NormOptions {
   padValue?: number | number[];
   /** Average up to 4×4 samples per pixel when shrinking (default true). */
   supersample?: boolean;
-  out?: Float32Array | Uint16Array;
+  out?: Float32Array | Uint16Array | Uint8Array;
   outOffset?: number;
 }
 export interface CropResult {
-  data: Float32Array | Uint16Array;
+  data: Float32Array | Uint16Array | Uint8Array;
   dims: number[];
   widths: Int32Array;
   rotated: Uint8Array;
@@ -243,7 +244,7 @@ export interface RawPreprocess extends RawImage, RawTensorOut {
   threads: number;
 }
 export interface RawCrop extends RawImage, RawTensorOut {
-  out: Float32Array | Uint16Array;
+  out: Float32Array | Uint16Array | Uint8Array;
   count: number;
   outWidth: number;
   outHeight: number;

@@ -161,7 +161,7 @@ export function planPreprocess(image: ImageInput, opts: PreprocessOptions): Prep
 
 export interface CropPlan {
   raw: Omit<RawCrop, 'out' | 'outOffset' | 'threads'>;
-  dtype: 'f32' | 'f16';
+  dtype: 'f32' | 'f16' | 'u8';
   dims: number[];
   rotated: Uint8Array;
 }
@@ -238,7 +238,7 @@ export function planCrop(image: ImageInput, quadsIn: ArrayLike<number>, opts: Cr
     samples[r] = supersample ? Math.max(1, Math.min(4, Math.round(Math.max(hq / H, wq / widths[r])))) : 1;
     homographies.set(homography(quads[r], widths[r], H), r * 9);
   }
-  const n = planNorm(im.format, o, { value: perChannel('padValue', o.padValue, 0) }, ['f32', 'f16']);
+  const n = planNorm(im.format, o, { value: perChannel('padValue', o.padValue, 0) }, ['f32', 'f16', 'u8']);
   const c = n.outChannels;
   return {
     raw: {
@@ -254,7 +254,7 @@ export function planCrop(image: ImageInput, quadsIn: ArrayLike<number>, opts: Cr
       widths,
       samples,
     },
-    dtype: n.dtype as 'f32' | 'f16',
+    dtype: n.dtype,
     dims: n.nhwc ? [count, H, W, c] : [count, c, H, W],
     rotated,
   };

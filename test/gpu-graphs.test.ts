@@ -2,7 +2,7 @@
  * The build-time graph surgery of the GPU variants, each edit on a small graph run by the real
  * onnxruntime (CPU provider) against what the host-side step computes: uint8 NHWC input normalised
  * in the model (fixtures/onnx-prepost.ts imageInput), the quantised DB map whose threshold is exact
- * (quantizedMap), in-graph best class (bestClass), in-graph detection selection against the
+ * (quantizedMap) and its sparse 8×8-block form (sparseMap), in-graph best class (bestClass), in-graph detection selection against the
  * runner's own detect-decode kernel (detections), and the float16 converter (fixtures/onnx-fp16.ts).
  */
 import { readFileSync } from 'node:fs';
@@ -12,11 +12,20 @@ import { describe, expect, it } from 'vitest';
 import { foldAffineConv } from '../fixtures/onnx-fold.js';
 import { convertToFloat16, simulateFloat16 } from '../fixtures/onnx-fp16.js';
 import { DT, OnnxGraph } from '../fixtures/onnx-graph.js';
-import { bestClass, detections, imageInput, quantizedMap } from '../fixtures/onnx-prepost.js';
+import {
+  bestClass,
+  bestClassPacked,
+  detections,
+  imageInput,
+  quantizedMap,
+  SPARSE_MAP,
+  sparseMap,
+} from '../fixtures/onnx-prepost.js';
 import { encodeModel, type OnnxElem } from '../fixtures/onnx-tiny.js';
 import { FILES, modelsDir } from '../fixtures/paddleocr-v4/build.js';
 import { rng } from '../fixtures/random.js';
-import { decodeDetections, preprocess } from '../native/index.js';
+import { dbPostprocess, decodeDetections, preprocess } from '../native/index.js';
+import { denseFromSparse } from '../runner/ops/sparse-map.js';
 
 const OPTIONS: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, logSeverityLevel: 3 };
 
@@ -87,6 +96,85 @@ describe('quantizedMap', () => {
   });
 });
 
+describe('sparseMap', () => {
+  /** A DB-like map: a few bright text bars, soft edges, faint noise; H and W multiples of 32. */
+  function map(h: number, w: number, seed: number): Float32Array {
+    const r = rng(seed);
+    const p = Float32Array.from({ length: h * w }, () => r() * 0.05);
+    for (let k = 0; k < 6; k++) {
+      const y0 = Math.floor(r() * (h - 12)),
+        x0 = Math.floor(r() * (w - 60)),
+        bh = 3 + Math.floor(r() * 9),
+        bw = 10 + Math.floor(r() * 50);
+      for (let y = y0; y < y0 + bh; y++)
+        for (let x = x0; x < x0 + bw; x++) p[y * w + x] = y === y0 || x === x0 ? 0.2 + r() * 0.3 : 0.6 + r() * 0.4;
+    }
+    p[0] = Math.fround(0.3);
+    p[1] = 0.30001;
+    return p;
+  }
+
+  it('sends exactly the mask in the blocks holding text, with their mean; db-postprocess finds the same boxes', async () => {
+    const g = identity(11, [1, 1, 'H', 'W']);
+    sparseMap(g, 0.3);
+    expect(g.outputs.map((o) => [o.name, o.elemType])).toEqual([
+      [SPARSE_MAP.flags, DT.UINT8],
+      [SPARSE_MAP.blocks, DT.UINT8],
+      [SPARSE_MAP.means, DT.UINT8],
+    ]);
+    for (const [h, w, seed] of [
+      [96, 160, 1],
+      [64, 32, 2],
+      [32, 288, 3],
+    ]) {
+      const p = map(h, w, seed);
+      const o = await run(g, { X: new ort.Tensor('float32', p, [1, 1, h, w]) });
+      const flags = o[SPARSE_MAP.flags];
+      expect(flags.dims).toEqual([h / 32, w / 16]);
+      const s = denseFromSparse(
+        {
+          flags: flags.data as Uint8Array,
+          flagDims: flags.dims,
+          blocks: o[SPARSE_MAP.blocks].data as Uint8Array,
+          means: o[SPARSE_MAP.means].data as Uint8Array,
+        },
+        0.3,
+      );
+      expect([s.height, s.width]).toEqual([h, w]);
+      let sent = 0;
+      for (let i = 0; i < p.length; i++) expect(s.prob[i] > 0.3, `pixel ${i}`).toBe(p[i] > 0.3);
+      // a block is sent where it holds text, and its value is the mean of its text pixels
+      for (let by = 0; by < h / 8; by++)
+        for (let bx = 0; bx < w / 8; bx++) {
+          let sum = 0,
+            n = 0;
+          for (let y = by * 8; y < by * 8 + 8; y++)
+            for (let x = bx * 8; x < bx * 8 + 8; x++) if (p[y * w + x] > 0.3) (sum += p[y * w + x]), n++;
+          if (!n) continue;
+          sent++;
+          const y = by * 8,
+            x = bx * 8;
+          const at = [...Array(64).keys()].find((i) => p[(y + (i >> 3)) * w + x + (i & 7)] > 0.3)!;
+          expect(Math.abs(s.prob[(y + (at >> 3)) * w + x + (at & 7)] - sum / n)).toBeLessThanOrEqual(0.5 / 255 + 1e-6);
+        }
+      expect(o[SPARSE_MAP.means].dims).toEqual([sent]);
+      expect(o[SPARSE_MAP.blocks].dims).toEqual([sent, 8]);
+      const opts = { width: w, height: h, threshold: 0.3, boxThreshold: 0, unclipRatio: 2 };
+      const a = await dbPostprocess(p, opts);
+      const b = await dbPostprocess(s.prob, opts);
+      expect(b.quads).toEqual(a.quads);
+      // every box (boxThreshold 0): the mask is exact, so the same boxes; the scores lose only the
+      // sub-threshold pixels inside each box (this map's soft edges: real DB maps are sharper)
+      expect(a.count).toBeGreaterThan(0);
+      for (let i = 0; i < a.count; i++) expect(Math.abs(b.scores[i] - a.scores[i])).toBeLessThan(0.03);
+    }
+  });
+
+  it('refuses a model older than Compress with an axis (opset 11)', () => {
+    expect(() => sparseMap(identity(9, [1, 1, 'H', 'W']), 0.3)).toThrow(/opset 11/);
+  });
+});
+
 describe('bestClass', () => {
   it('gives int32 ids (first on ties) and their scores, in opset 9', async () => {
     const g = identity(9, ['N', 'T', 5]);
@@ -99,6 +187,21 @@ describe('bestClass', () => {
     const r = await run(g, { X: new ort.Tensor('float32', x, [1, 3, 5]) });
     expect([...(r.ids.data as Int32Array)]).toEqual([1, 0, 4]);
     expect([...(r.scores.data as Float32Array)]).toEqual([0.5, Math.fround(0.3), 1]);
+  });
+});
+
+describe('bestClassPacked', () => {
+  it.each([9, 13])('gives id × 256 + round(255 p) in one int32 (first on ties), in opset %i', async (opset) => {
+    const g = identity(opset, ['N', 'T', 5]);
+    bestClassPacked(g);
+    expect(g.outputs.map((o) => [o.name, o.elemType])).toEqual([['best', DT.INT32]]);
+    const x = Float32Array.from([
+      0.1, 0.5, 0.2, 0.1, 0.1, 0.3, 0.3, 0.1, 0.2, 0.1, 0, 0, 0, 0, 1, 0.2, 0.2, 0.2, 0.2, 0.2,
+    ]);
+    const best = (await run(g, { X: new ort.Tensor('float32', x, [2, 2, 5]) })).best;
+    expect(best.dims).toEqual([2, 2]);
+    // 0.5 × 255 = 127.5 rounds up; 0.3 × 255 = 76.5 (in float32 a hair above) rounds up
+    expect([...(best.data as Int32Array)]).toEqual([1 * 256 + 128, 0 * 256 + 77, 4 * 256 + 255, 0 * 256 + 51]);
   });
 });
 

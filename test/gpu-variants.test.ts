@@ -145,7 +145,7 @@ describe('the GPU variants on onnxruntime CPU match the CPU variants', () => {
         expect(Math.abs(y - la[i].box[k][1])).toBeLessThanOrEqual(1);
       });
     });
-    // det: one byte a pixel of the map; rec: 8 bytes a step instead of 4 × 6625
+    // det: the thresholded map as sparse 8×8 mask blocks; rec: 4 bytes a step instead of 4 × 6625
     const det = gpu.bytes.byVariant.get('det-cuda-fp16')!;
     const rec = gpu.bytes.byVariant.get('rec-cuda-fp16')!;
     expect(det).toBeGreaterThan(0);

@@ -76,7 +76,7 @@ function refRegion(img: ImageInput, q: number[], w: number, H: number, s: number
   return out;
 }
 
-function region(data: Float32Array | Uint16Array, dims: number[], r: number, w: number): number[] {
+function region(data: Float32Array | Uint16Array | Uint8Array, dims: number[], r: number, w: number): number[] {
   const [, C, H, W] = dims;
   const out: number[] = [];
   for (let c = 0; c < C; c++)
@@ -191,5 +191,59 @@ describe.skipIf(!nativeExpected)('cropBatch native vs portable', () => {
       // One half-float ulp at |v| <= 1 is <= 2^-10.
       expect(halfMaxDiff(f16.native.data, f16.portable.data)).toBeLessThanOrEqual(2 ** -10);
     }
+  });
+});
+
+describe('cropBatch u8 (pixels for a model that normalises itself)', () => {
+  const r = rng(11);
+  const quads: number[] = [];
+  for (let i = 0; i < 48; i++) quads.push(r() * 300 - 20);
+  const img: ImageInput = {
+    data: randomBytes((257 * 3 + 3) * 199, 12),
+    width: 257,
+    height: 199,
+    format: 'rgb',
+    stride: 257 * 3 + 3,
+  };
+  const o: CropOptions = {
+    height: 48,
+    maxWidth: 320,
+    verticalRatio: 1.5,
+    scale: 1,
+    padValue: 128,
+    layout: 'nhwc',
+    threads: 2,
+  };
+  /** The f32 tensor as a Uint8ClampedArray stores it: what crop-batch made of it before the kernel wrote u8. */
+  const rounded = (f: Float32Array) => new Uint8Array(new Uint8ClampedArray(f).buffer);
+
+  it.each(['portable', ...(nativeExpected ? ['native'] : [])])(
+    '%s: the f32 crop rounded half to even, clamped, padding 128',
+    (backend) => {
+      const run = (d: CropOptions) =>
+        backend === 'portable'
+          ? onPortable(() => cropBatchSync(img, quads, d))
+          : onBoth(() => cropBatchSync(img, quads, d)).native;
+      const u8 = run({ ...o, dtype: 'u8' });
+      const f32 = run(o);
+      expect(u8.data).toBeInstanceOf(Uint8Array);
+      expect(u8.dims).toEqual(f32.dims);
+      expect(u8.widths).toEqual(f32.widths);
+      expect(u8.data).toEqual(rounded(f32.data as Float32Array));
+      const [, , W, C] = u8.dims;
+      const k = u8.widths.findIndex((w) => w < W);
+      expect(k).toBeGreaterThanOrEqual(0);
+      expect(u8.data[(k * 48 * W + W - 1) * C]).toBe(128);
+    },
+  );
+
+  it("into a caller's Uint8Array at an offset; a float array for u8 is refused", () => {
+    const n = onPortable(() => cropBatchSync(img, quads.slice(0, 8), { ...o, dtype: 'u8' }));
+    const out = new Uint8Array(n.data.length + 5);
+    onPortable(() => cropBatchSync(img, quads.slice(0, 8), { ...o, dtype: 'u8', out, outOffset: 5 }));
+    expect(out.subarray(5)).toEqual(n.data);
+    expect(() =>
+      cropBatchSync(img, quads.slice(0, 8), { ...o, dtype: 'u8', out: new Float32Array(out.length) }),
+    ).toThrow();
   });
 });

@@ -2,7 +2,8 @@
  * preprocess with dtype u8: the kernel writes pixels itself (for GPU variants that normalise in the
  * model). Contracts: native and portable write the same bytes; native u8 is exactly the native
  * float32 output as a Uint8ClampedArray stores it (the float plane the runner rounded before); the
- * portable u8 is the float32 value rounded the same way; crops stay float (refused with a code).
+ * portable u8 is the float32 value rounded the same way; an unknown dtype is refused with a code
+ * (crops write u8 too: test/native-crop.test.ts).
  */
 import { describe, expect, it } from 'vitest';
 import {
@@ -113,10 +114,10 @@ describe('preprocess u8', () => {
     ).toBe('E_NATIVE_ARGUMENT');
   });
 
-  it('crops stay float: u8 is refused with a code', () => {
+  it('an unknown dtype is refused with a code, by crops too', () => {
     const img = image(40, 30, 'rgb', 8);
     const quad = [2, 2, 30, 2, 30, 12, 2, 12];
-    expect(syncCodeOf(() => cropBatchSync(img, quad, { height: 16, dtype: 'u8' as 'f32' }), NativeError)).toBe(
+    expect(syncCodeOf(() => cropBatchSync(img, quad, { height: 16, dtype: 'u16' as 'f32' }), NativeError)).toBe(
       'E_NATIVE_ARGUMENT',
     );
   });

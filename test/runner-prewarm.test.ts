@@ -284,7 +284,7 @@ describe('Runner.open pre-warms', () => {
       prewarm: { mode: 'always', maxShapes: 1 },
     });
     const p = ocr.opened.prewarm;
-    expect(p.cls.shapes.map((x) => x.dims)).toEqual([{ x: [16, 48, 192, 3] }]);
+    expect(p.cls.shapes.map((x) => x.dims)).toEqual([{ x: [32, 48, 192, 3] }]);
     expect(p.rec.skipped).toEqual({ code: 'too-many-shapes', reason: 'x: 17 shapes, above the limit of 1' });
     expect(p.det.skipped?.code).toBe('too-many-shapes');
   });

@@ -3,7 +3,7 @@
 #   bash .gpu/pK/dev.sh receive   keep this call's part in /tmp/gpu
 #   bash .gpu/pN/dev.sh setup     after the last part: check, unpack to /tmp/gpu/app, put the CUDA provider in place
 #   bash /tmp/gpu/dev.sh suite    the GPU suite       (writes suite.json, suite.err under $OUT)
-#   bash /tmp/gpu/dev.sh bench    cuDNN search options and modes, the GPU variants' host pre-processing (preprocess-u8.txt), then the side-by-side benchmarks (conv-search.json, bench.json, bench.txt under $OUT)
+#   bash /tmp/gpu/dev.sh bench    cuDNN search options and modes, the GPU variants' host pre-processing (preprocess-u8.txt), then the side-by-side benchmarks and the OCR steps (conv-search.json, bench.json, bench.txt, steps.txt under $OUT)
 #   bash /tmp/gpu/dev.sh profile  the detector's GPU runs under V8's profiler ($OUT/prof/*.cpuprofile, profile.txt)
 #   bash /tmp/gpu/dev.sh webgpu   with .gpu/gl/*.deb carried (Debian amd64 libvulkan1 libegl1 libglvnd0 libopengl0 libgl1
 #                                 libglx0 libgles2, from apt-get download; vulkan1 + glvnd0 alone: no adapter on the H200):
@@ -44,6 +44,7 @@ case "${1:?receive|setup|suite|bench|profile|webgpu}" in
     node dist-tools/bench/gpu/conv-modes.js > "$out/conv-modes.json" || echo "conv-modes failed (needs the C API binding)"
     node dist-tools/bench/preprocess-u8.js --runs 300 | tee "$out/preprocess-u8.txt" || echo "preprocess-u8 failed"
     node dist-tools/bench/gpu/side-by-side.js --data data --out "$out/bench.json" | tee "$out/bench.txt"
+    node dist-tools/bench/gpu/steps.js --data data | tee "$out/steps.txt" || echo "steps failed"
     cat "$out/conv-search.json"
     ;;
   profile)

@@ -197,6 +197,8 @@ async function checkPackage(pkg: string, images: RawImage[]): Promise<Record<str
         .map((r) => (r.nodes as Record<string, Record<string, number>>)[model])
         .find((n) => n !== undefined);
       check(`${name}: ${model} nodes on ${GPU_PROVIDER}`, (nodes?.[GPU_PROVIDER] ?? 0) > 0, nodes);
+      // a node onnxruntime placed on the CPU copies its inputs off the device inside the run (uncounted)
+      check(`${name}: ${model} no nodes left on the CPU`, (nodes?.cpu ?? 0) === 0 ? true : null, nodes);
     }
     check(`${name}: bytes device → host per image ≤ 64 KB (goal)`, maxCopied <= BYTES_GOAL ? true : null, {
       max: maxCopied,

@@ -227,7 +227,9 @@ export function cropBatch(o: RawCrop): void {
   const W = o.outWidth,
     H = o.outHeight;
   const plane = W * H;
-  const put = storeOf(o.out);
+  const store = storeOf(o.out);
+  // u8: rounded from the float32 value, as the native kernel rounds its float result
+  const put: Store = o.out instanceof Uint8Array ? (i, v) => store(i, Math.fround(v)) : store;
   const n = o.norm;
   const maxX = sw - 1,
     maxY = sh - 1;

@@ -41,7 +41,7 @@ interface NormP {
 
 /**
  * uint8: the pixels as they are (for a model that normalises its input itself); scale, mean and std
- * do not apply. The preprocess kernel writes them itself (`u8`); crop-batch's are rounded from float32.
+ * do not apply. Both kernels write them themselves (`u8`: no float32 tensor, no pass over it).
  */
 function norm(p: NormP) {
   const raw = p.dtype === 'uint8';
@@ -51,7 +51,7 @@ function norm(p: NormP) {
     std: raw ? undefined : p.std,
     layout: p.layout ?? 'nchw',
     channelOrder: p.channelOrder ?? 'rgb',
-    dtype: p.dtype === 'float16' ? 'f16' : 'f32',
+    dtype: p.dtype === 'float16' ? 'f16' : raw ? 'u8' : 'f32',
   } as const;
 }
 
@@ -62,18 +62,8 @@ function imageInput(img: ImageValue, x: OpRun): ImageInput {
 }
 
 const tensorType = (p: NormP) => p.dtype ?? 'float32';
-/** Bytes per element the crop kernel writes: uint8 tensors are rounded from its float32 output. */
-const elementBytes = (p: NormP) => (p.dtype === 'float16' ? 2 : 4);
-
-/** The crop kernel's float32 output as uint8 (rounded to nearest even, clamped), for `dtype: uint8`. */
-function outData(p: NormP, data: Float32Array | Uint16Array): Float32Array | Uint16Array | Uint8Array {
-  if (p.dtype !== 'uint8') return data;
-  const u = new Uint8ClampedArray(data as Float32Array);
-  return new Uint8Array(u.buffer, u.byteOffset, u.length);
-}
-
-/** Bytes per element the preprocess kernel writes (it writes uint8 itself). */
-const preprocessBytes = (p: NormP) => (p.dtype === 'uint8' ? 1 : elementBytes(p));
+/** Bytes per element the kernels write. */
+const elementBytes = (p: NormP) => (p.dtype === 'uint8' ? 1 : p.dtype === 'float16' ? 2 : 4);
 
 /** Bytes of the tensor a crop plan makes (count × channels × height × width elements). */
 const cropBytes = (image: ImageInput, quads: number[], opts: CropOptions, p: NormP) =>
@@ -109,7 +99,7 @@ defineOp({
   size(p) {
     if (p.mode === 'limit-side') return undefined;
     const px = p.width! * p.height!;
-    return { pixels: px, bytes: px * preprocessBytes(p), what: `a ${p.width}×${p.height} tensor plane` };
+    return { pixels: px, bytes: px * elementBytes(p), what: `a ${p.width}×${p.height} tensor plane` };
   },
   async run(p, x) {
     const img = x.get(p.input, 'image');
@@ -128,7 +118,7 @@ defineOp({
     );
     const c = img.channels === 1 ? 1 : 3;
     x.fits(
-      { pixels: plane.ow * plane.oh, bytes: plane.ow * plane.oh * c * preprocessBytes(p) },
+      { pixels: plane.ow * plane.oh, bytes: plane.ow * plane.oh * c * elementBytes(p) },
       `a ${c}×${plane.oh}×${plane.ow} tensor from a ${img.width}×${img.height} image`,
     );
     let resize: ResizeSpec;
@@ -142,13 +132,10 @@ defineOp({
         side: p.limitType ?? 'max',
         multiple: p.multipleOf ?? 1,
       };
-    // uint8 straight from the kernel: no float32 plane, no second pass over it.
-    const dtype = p.dtype === 'uint8' ? 'u8' : norm(p).dtype;
     const r = await preprocess(imageInput(img, x), {
       resize,
       interpolation: p.interpolation ?? 'auto',
       ...norm(p),
-      dtype,
     });
     // Compose with an earlier transform so later ops map back to the decoded image.
     const t = img.transform;
@@ -178,6 +165,42 @@ defineOp({
     } as TensorValue);
   },
 });
+
+/**
+ * One fixed-width batch crop as `calls` kernel calls at once, each on the window of the image its
+ * regions need (regionWindow: an async call copies its input image) and writing its regions into
+ * the shared tensor: more cores than one call's threads, which take contiguous rows so long lines
+ * bunch up. The quads move into each window, so values may differ from one call's by float rounding.
+ */
+async function cropSplit(image: ImageInput, cut: number[], o: CropOptions, calls: number): Promise<CropResult> {
+  const n = cut.length / 8;
+  const parts = Math.min(calls, n);
+  if (parts < 2) return cropBatch(image, cut, o);
+  const dims = planCrop(image, cut.slice(0, 8), o).dims;
+  const per = dims.slice(1).reduce((a, b) => a * b, 1);
+  const out =
+    o.dtype === 'u8'
+      ? new Uint8Array(per * n)
+      : o.dtype === 'f16'
+        ? new Uint16Array(per * n)
+        : new Float32Array(per * n);
+  const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((n * i) / parts));
+  const rs = await Promise.all(
+    bounds
+      .slice(0, -1)
+      .map((b, i) =>
+        cropBatch(...regionWindow(image, cut.slice(8 * b, 8 * bounds[i + 1])), { ...o, out, outOffset: per * b }),
+      ),
+  );
+  const join = <T extends Int32Array | Uint8Array>(k: 'widths' | 'rotated', C: new (v: number[]) => T) =>
+    new C(rs.flatMap((r) => Array.from(r[k])));
+  return {
+    data: out,
+    dims: [n, ...dims.slice(1)],
+    widths: join('widths', Int32Array),
+    rotated: join('rotated', Uint8Array),
+  };
+}
 
 /** The first `fraction` of a quad along its reading direction (TL→TR, BL→BR). */
 function leading(q: number[], fraction: number): number[] {
@@ -210,6 +233,7 @@ defineOp({
       padValue: Opt(Type.Number()),
       batch: Opt(Type.Boolean()),
       widthBuckets: Opt(Type.Array(Type.Integer({ minimum: 1, maximum: 32768 }), { minItems: 1, maxItems: 64 })),
+      calls: Opt(Type.Integer({ minimum: 1, maximum: 64 })),
       ...NormParams,
     },
     { additionalProperties: false },
@@ -223,6 +247,8 @@ defineOp({
       if (p.width) return 'width and widthBuckets exclude each other';
       if (p.widthBuckets.some((w, i) => i > 0 && w <= p.widthBuckets![i - 1])) return 'widthBuckets must ascend';
     }
+    if (p.calls && p.calls > 1 && (p.batch === false || (!p.width && !p.widthBuckets)))
+      return 'calls splits a batch of a fixed width (width or widthBuckets)';
     return undefined;
   },
   size(p) {
@@ -270,7 +296,7 @@ defineOp({
       kind: 'tensor',
       type: tensorType(p),
       dims: c.dims,
-      data: outData(p, c.data),
+      data: c.data,
       widths: c.widths,
       paddedWidth: c.dims[(p.layout ?? 'nchw') === 'nhwc' ? 2 : 3],
     });
@@ -303,13 +329,17 @@ defineOp({
         kind: 'tensor',
         type: tensorType(p),
         dims,
-        data: outData(p, p.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0)),
+        data:
+          p.dtype === 'uint8' ? new Uint8Array(0) : p.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0),
         widths: new Int32Array(0),
       } as TensorValue);
     } else {
       const o = p.widthBuckets ? { ...opts, ...bucketOf(0, quads.length) } : opts;
       x.fits({ bytes: cropBytes(image, cut, o, p) }, `a batch of ${quads.length} crops`);
-      x.set(p.output, value(await cropBatch(image, cut, o)));
+      x.set(
+        p.output,
+        value(o.width && p.calls ? await cropSplit(image, cut, o, p.calls) : await cropBatch(image, cut, o)),
+      );
     }
     if (p.regionsOutput) {
       const scores = r.scores;

@@ -434,15 +434,15 @@ function toU8(f: Float32Array): Uint8Array {
 
 /** A quad reordered after the crop was turned `turns` quarter turns counter-clockwise. */
 /**
- * The rows and columns around one region (a few pixels beyond every tap the crop kernel samples),
- * as a strided view of the page, with the quad moved into it. An async kernel copies its whole
- * input image (native/src/util.h: JS may detach it meanwhile), so a crop per region of a large page
- * would otherwise copy the page once per region.
+ * The rows and columns around one region, or several (quads of 8 numbers each), a few pixels beyond
+ * every tap the crop kernel samples, as a strided view of the page, with the quads moved into it.
+ * An async kernel copies its whole input image (native/src/util.h: JS may detach it meanwhile), so a
+ * crop per region of a large page would otherwise copy the page once per region.
  */
 export function regionWindow(image: ImageInput, quad: number[]): [ImageInput, number[]] {
   const M = 4;
-  const xs = [quad[0], quad[2], quad[4], quad[6]];
-  const ys = [quad[1], quad[3], quad[5], quad[7]];
+  const xs = quad.filter((_, k) => k % 2 === 0);
+  const ys = quad.filter((_, k) => k % 2 === 1);
   if (![...xs, ...ys].every(Number.isFinite)) return [image, quad];
   const x0 = Math.max(0, Math.floor(Math.min(...xs)) - M);
   const y0 = Math.max(0, Math.floor(Math.min(...ys)) - M);

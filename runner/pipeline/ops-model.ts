@@ -84,12 +84,21 @@ function padTo(t: Tensor, n: number): Tensor {
   return { type: t.type, dims: [n, ...t.dims.slice(1)], data };
 }
 
+/** Bytes a session's runs read and returned, padding included (on a GPU: copied each way). */
+interface Moved {
+  in: number;
+  out: number;
+}
+
 /** Runs one chunk, padded to `pad` items when asked; the outputs keep the chunk's own items. */
-async function runChunk(session: ModelSession, feeds: Record<string, Tensor>, pad: number | undefined) {
+async function runChunk(session: ModelSession, feeds: Record<string, Tensor>, pad: number | undefined, moved: Moved) {
   const n = Object.values(feeds)[0]?.dims[0] ?? 0;
-  if (!pad || n >= pad) return session.run(feeds);
-  const padded = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, padTo(t, pad)]));
+  const padded =
+    !pad || n >= pad ? feeds : Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, padTo(t, pad)]));
   const out = await session.run(padded);
+  moved.in += bytesOf(Object.values(padded));
+  moved.out += bytesOf(Object.values(out));
+  if (padded === feeds) return out;
   for (const [k, t] of Object.entries(out)) {
     if (t.dims[0] !== pad) throw new Error(`output ${k} has ${t.dims[0]} items for a batch of ${pad}`);
     out[k] = sliceBatch(t, 0, n);
@@ -102,16 +111,17 @@ async function runOnce(
   feeds: Record<string, Tensor>,
   maxBatch: number | undefined,
   padBatch: boolean | undefined,
+  moved: Moved,
 ): Promise<Record<string, Tensor>> {
   const first = Object.values(feeds)[0];
   const n = first?.dims[0] ?? 0;
   const pad = padBatch ? maxBatch : undefined;
-  if (!maxBatch || n <= maxBatch) return runChunk(session, feeds, pad);
+  if (!maxBatch || n <= maxBatch) return runChunk(session, feeds, pad, moved);
   const chunks: Record<string, Tensor>[] = [];
   for (let s = 0; s < n; s += maxBatch) {
     const part: Record<string, Tensor> = {};
     for (const [k, t] of Object.entries(feeds)) part[k] = sliceBatch(t, s, Math.min(n, s + maxBatch));
-    chunks.push(await runChunk(session, part, pad));
+    chunks.push(await runChunk(session, part, pad, moved));
   }
   const out: Record<string, Tensor> = {};
   for (const k of Object.keys(chunks[0])) out[k] = concatBatch(chunks.map((c) => c[k]));
@@ -152,15 +162,15 @@ defineOp({
           outs.map(([m]) => [m, { type: 'float32', dims: [0], data: new Float32Array(0) } as Tensor]),
         );
       let out: Record<string, Tensor>;
+      const moved: Moved = { in: 0, out: 0 };
       try {
-        out = await runOnce(session, feeds, p.maxBatch, p.padBatch);
+        out = await runOnce(session, feeds, p.maxBatch, p.padBatch, moved);
       } catch (e) {
         if (e instanceof RestartPipeline) throw e;
         return x.fail(`model ${x.step.model} failed: ${(e as Error).message}`);
       }
       // read after the run: a session that failed while running may have been replaced by a CPU one
-      if (session.provider && session.provider !== 'cpu')
-        x.copied(x.step.model!, bytesOf(Object.values(feeds)), bytesOf(Object.values(out)));
+      if (session.provider && session.provider !== 'cpu') x.copied(x.step.model!, moved.in, moved.out);
       return out;
     };
     const pick = (r: Record<string, Tensor>, m: string): TensorValue => {

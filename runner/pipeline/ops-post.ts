@@ -9,6 +9,7 @@ import { softmax } from '../ops/classify.js';
 import { ctcDecodeBest, ctcGreedyDecode as ctcProbabilities, latinAscii, parseVocabulary } from '../ops/ctc.js';
 import { enclosingQuad, orderQuad, quadSize } from '../ops/geometry.js';
 import { readingLayout, readingOrder } from '../ops/order.js';
+import { denseFromSparse, SparseMapError } from '../ops/sparse-map.js';
 import { AssetId, defineOp, Labels, Name, type OpRun } from './registry.js';
 import type { ImageTransform, RegionsValue, TensorValue, TextLine } from './values.js';
 
@@ -66,7 +67,7 @@ defineOp({
   op: 'db-postprocess',
   stage: 'post',
   summary:
-    'Text-detection post-processing of a DB probability map (float, or uint8 holding p × 255): binarize, connected components, minimum-area rotated boxes, box score, unclip; boxes mapped back to the original image.',
+    'Text-detection post-processing of a DB probability map (float, uint8 holding p × 255, or sparse: block flags in `input` with `blocks` and `blockMeans`): binarize, connected components, minimum-area rotated boxes, box score, unclip; boxes mapped back to the original image.',
   params: Type.Object(
     {
       input: Name,
@@ -79,20 +80,53 @@ defineOp({
       minRegionSide: Opt(Type.Number({ minimum: 0 })),
       maxCandidates: Opt(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
       dilate: Opt(Type.Boolean()),
+      // The sparse map (fixtures/onnx-prepost.ts sparseMap): `input` holds the block flags.
+      blocks: Opt(Name),
+      blockMeans: Opt(Name),
     },
     { additionalProperties: false },
   ),
-  reads: (p) => [p.input, ...(p.image ? [p.image] : [])],
+  reads: (p) => [
+    p.input,
+    ...(p.image ? [p.image] : []),
+    ...(p.blocks ? [p.blocks] : []),
+    ...(p.blockMeans ? [p.blockMeans] : []),
+  ],
   writes: (p) => [p.output],
+  check: (p) =>
+    (p.blocks === undefined) !== (p.blockMeans === undefined) ? 'blocks and blockMeans go together' : undefined,
   async run(p, x) {
     const t = x.get(p.input, 'tensor');
     const d = t.dims;
-    if (d.length < 2 || d.slice(0, -2).some((v) => v !== 1))
-      x.fail(`expected a [1, 1, H, W] probability map, got [${d.join(', ')}]`);
-    const mh = d[d.length - 2],
+    let prob: Float32Array, mh: number, mw: number;
+    if (p.blocks) {
+      const bytes = (v: TensorValue, what: string) =>
+        v.type === 'uint8' ? (v.data as Uint8Array) : x.fail(`${what} must be uint8, got ${v.type}`);
+      const b = x.get(p.blocks, 'tensor');
+      const m = x.get(p.blockMeans!, 'tensor');
+      try {
+        const s = denseFromSparse(
+          {
+            flags: bytes(t, 'block flags'),
+            flagDims: d,
+            blocks: bytes(b, 'blocks'),
+            means: bytes(m, 'block means'),
+          },
+          p.threshold ?? 0.3,
+        );
+        ({ prob, height: mh, width: mw } = s);
+      } catch (e) {
+        if (e instanceof SparseMapError) x.fail(`sparse map: ${e.message}`);
+        throw e;
+      }
+    } else {
+      if (d.length < 2 || d.slice(0, -2).some((v) => v !== 1))
+        x.fail(`expected a [1, 1, H, W] probability map, got [${d.join(', ')}]`);
+      mh = d[d.length - 2];
       mw = d[d.length - 1];
-    // A uint8 map holds round(p × 255) (a GPU variant thresholds and quantises in the model).
-    const prob = t.type === 'uint8' ? fromQuantized(t.data as Uint8Array) : floats(t, x);
+      // A uint8 map holds round(p × 255) (a GPU variant thresholds and quantises in the model).
+      prob = t.type === 'uint8' ? fromQuantized(t.data as Uint8Array) : floats(t, x);
+    }
     const r = await dbPostprocess(prob, {
       width: mw,
       height: mh,
@@ -275,7 +309,7 @@ defineOp({
   op: 'ctc-decode',
   stage: 'post',
   summary:
-    'CTC greedy decoding of a [N, T, C] score tensor (or [N, T] best classes with their `scores`) with a vocabulary asset (one token per line): text and mean character confidence per row.',
+    'CTC greedy decoding of a [N, T, C] score tensor (or [N, T] best classes with their `scores`, or packed as class × 256 + round(255 × score) with `packed`) with a vocabulary asset (one token per line): text and mean character confidence per row.',
   params: Type.Object(
     {
       input: Name,
@@ -287,14 +321,18 @@ defineOp({
       probabilities: Opt(Type.Boolean()),
       widths: Opt(Name),
       scores: Opt(Name),
+      // input: int32 [N, T] of best class × 256 + round(255 × its probability) (fixtures/onnx-prepost.ts bestClassPacked)
+      packed: Opt(Type.Boolean()),
     },
     { additionalProperties: false },
   ),
   reads: (p) => [p.input, ...(p.widths ? [p.widths] : []), ...(p.scores ? [p.scores] : [])],
   check: (p) =>
-    p.scores && (p.softmax || p.probabilities)
-      ? 'with scores the input holds best classes: softmax and probabilities do not apply'
-      : undefined,
+    (p.scores || p.packed) && (p.softmax || p.probabilities)
+      ? 'with scores or packed the input holds best classes: softmax and probabilities do not apply'
+      : p.scores && p.packed
+        ? 'packed input carries its scores: scores does not apply'
+        : undefined,
   writes: (p) => [p.output],
   assets: (p) => [p.vocabulary],
   async run(p, x) {
@@ -332,6 +370,21 @@ defineOp({
         lengths = Int32Array.from(lens.widths, (w) => Math.min(t.dims[1], Math.ceil((w * t.dims[1]) / lens.width)));
       }
       const common = { vocabulary: vocab, blank, offset: blank === 0 ? 1 : 0, ...(lengths ? { lengths } : {}) };
+      if (p.packed) {
+        if (t.dims.length !== 2 || t.type !== 'int32')
+          x.fail(`packed input must be int32 [N, T], got ${t.type} [${t.dims.join(', ')}]`);
+        const v = t.data as Int32Array;
+        const ids = new Int32Array(v.length);
+        const sc = new Float32Array(v.length);
+        for (let k = 0; k < v.length; k++) {
+          ids[k] = v[k] >> 8;
+          sc[k] = (v[k] & 255) / 255;
+        }
+        const r = ctcDecodeBest(ids, sc, t.dims, common);
+        texts.push(...r.texts);
+        scores.push(...r.scores);
+        continue;
+      }
       const s = bestOf(i);
       if (s) {
         if (t.dims.length !== 2 || t.type.startsWith('float'))

@@ -1,0 +1,56 @@
+/**
+ * Where an OCR run's time goes, step by step (the stages of side-by-side.ts split by step id), GPU
+ * variant and CPU variant in one run, on the GPU machine:
+ *
+ *   node dist-tools/bench/gpu/steps.js [--data dir] [--runs n]
+ *
+ * Each pipeline op's `run` is wrapped to time its steps; per step the median over the timed runs,
+ * with the process CPU time per run (the native kernels' threads and onnxruntime's included).
+ */
+import { join } from 'node:path';
+import { getOp } from '../../runner/pipeline/registry.js';
+import { openCpu, openGpu, pct, r2, rawImage } from './common.js';
+
+const argv = process.argv.slice(2);
+const flag = (name: string, d: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : d);
+const DATA = flag('--data', '.gpu/data');
+const RUNS = Number(flag('--runs', '40'));
+const PKG = 'fixtures/dist/paddleocr-v4.xpkg';
+
+const times: Record<string, number[]> = {};
+for (const op of ['preprocess', 'crop-batch', 'db-postprocess', 'ctc-decode', 'text-lines', 'top-k', 'infer']) {
+  const def = getOp(op)!;
+  const run = def.run;
+  def.run = async (p, x) => {
+    const t = performance.now();
+    await run(p, x);
+    (times[x.step.id ?? op] ??= []).push(performance.now() - t);
+  };
+}
+
+const img = await rawImage(join(DATA, 'ocr-page-1080p.png'));
+const inputs = { image: { data: img.data, width: img.width, height: img.height, channels: 3 } };
+for (const [name, runs, open] of [
+  ['GPU variant', RUNS, async () => (await openGpu(PKG)).runner],
+  ['CPU variant', Math.max(3, Math.round(RUNS / 8)), () => openCpu(PKG)],
+] as const) {
+  const runner = await open();
+  try {
+    for (let i = 0; i < 3; i++) await runner.run(inputs);
+    for (const k of Object.keys(times)) delete times[k];
+    const total: number[] = [];
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < runs; i++) {
+      const t = performance.now();
+      await runner.run(inputs);
+      total.push(performance.now() - t);
+    }
+    const cpu = process.cpuUsage(c0);
+    const steps = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, r2(pct(v, 50))]));
+    console.log(
+      `${name}: p50 ${r2(pct(total, 50))} ms, process CPU ${r2((cpu.user + cpu.system) / 1000 / runs)} ms a run; step medians, ms: ${JSON.stringify(steps)}`,
+    );
+  } finally {
+    await runner.close();
+  }
+}
