@@ -172,6 +172,8 @@ export function register(program: Command): void {
   run.option('--peer-token-file <file>', 'split inference: the token the peers share (needed with --peer, --discover)');
   endsWhenDone(run);
   action<[string], RunFlags>(run, async (io, pkg, opts) => {
+    // sharp loads in the decoder's worker while the package opens and its models load
+    if (opts.input?.length) (await import('../../runner/pipeline/image-decoder.js')).startImageDecoder();
     const fabric = opts.peer?.length || opts.discover ? await offloaderOf(opts) : undefined;
     await using _peers = { [Symbol.asyncDispose]: async () => fabric?.peers.close() };
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, {
@@ -202,6 +204,7 @@ export function register(program: Command): void {
     .option('--warmup <n>', 'unmeasured runs first (default 2)');
   endsWhenDone(bench);
   action<[string], RunFlags & { runs?: string; warmup?: string }>(bench, async (io, pkg, opts) => {
+    if (opts.input?.length) (await import('../../runner/pipeline/image-decoder.js')).startImageDecoder();
     const runs = intOption(opts.runs, 'runs') ?? 20;
     const warmup = intOption(opts.warmup, 'warmup', 0) ?? 2;
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, runnerOptions(opts));
