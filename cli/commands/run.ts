@@ -162,6 +162,16 @@ async function offloaderOf(opts: RunFlags): Promise<{ offloader: RunnerOptions['
   return { offloader: new HttpOffloader({ peers, token }), peers };
 }
 
+/**
+ * Work that would wait its turn on the main thread goes to the second core: SHA-256 of the models
+ * (platform/hash-thread.ts) and, with inputs, loading sharp and decoding images
+ * (runner/pipeline/image-decoder.ts). Both threads start now, while the package opens.
+ */
+async function startHelperThreads(opts: RunFlags): Promise<void> {
+  (await import('../../platform/index.js')).startHashThread();
+  if (opts.input?.length) (await import('../../runner/pipeline/image-decoder.js')).startImageDecoder();
+}
+
 export function register(program: Command): void {
   const run = addRunOptions(
     program.command('run').description('verify, pick the best variant for this host, and run the package on inputs'),
@@ -172,8 +182,7 @@ export function register(program: Command): void {
   run.option('--peer-token-file <file>', 'split inference: the token the peers share (needed with --peer, --discover)');
   endsWhenDone(run);
   action<[string], RunFlags>(run, async (io, pkg, opts) => {
-    // sharp loads in the decoder's worker while the package opens and its models load
-    if (opts.input?.length) (await import('../../runner/pipeline/image-decoder.js')).startImageDecoder();
+    await startHelperThreads(opts);
     const fabric = opts.peer?.length || opts.discover ? await offloaderOf(opts) : undefined;
     await using _peers = { [Symbol.asyncDispose]: async () => fabric?.peers.close() };
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, {
@@ -204,7 +213,7 @@ export function register(program: Command): void {
     .option('--warmup <n>', 'unmeasured runs first (default 2)');
   endsWhenDone(bench);
   action<[string], RunFlags & { runs?: string; warmup?: string }>(bench, async (io, pkg, opts) => {
-    if (opts.input?.length) (await import('../../runner/pipeline/image-decoder.js')).startImageDecoder();
+    await startHelperThreads(opts);
     const runs = intOption(opts.runs, 'runs') ?? 20;
     const warmup = intOption(opts.warmup, 'warmup', 0) ?? 2;
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, runnerOptions(opts));

@@ -25,6 +25,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } 
 import { chmod, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { arch, cpus } from 'node:os';
 import { join } from 'node:path';
+import { sha256Moving } from '../../platform/index.js';
 
 const FORMAT = 'xpkg-ort-cache/2';
 /** The most bytes of entries kept; a store beyond it removes the least recently written ones. */
@@ -103,10 +104,11 @@ export class OrtModelCache {
         typeof meta.staticInputs !== 'boolean'
       )
         return null;
-      const bytes = await readFile(modelPath);
       // node:crypto's one-shot SHA-256 (SHA-NI where the CPU has it) is ~5x faster here than
-      // WebCrypto's digest, which also blocks the caller while it copies its input
-      const intact = sha256(bytes) === meta.sha256 && bytes.length === meta.size;
+      // WebCrypto's digest, which also blocks the caller while it copies its input; on the hashing
+      // thread when it runs (platform/hash-thread.ts), the bytes moved there and back
+      const { bytes, hex } = await sha256Moving(await readFile(modelPath));
+      const intact = hex === meta.sha256 && bytes.length === meta.size;
       return { bytes, intact, staticInputs: meta.staticInputs };
     } catch {
       return null;
