@@ -26,6 +26,9 @@ export interface Hashed {
 const hashHere = (data: Buffer): Hashed => ({ bytes: data, hex: createHash('sha256').update(data).digest('hex') });
 
 let thread: Worker | null = null;
+/** Set once the thread said it is ready: a buffer moved to a thread that failed to start would be lost. */
+let ready = false;
+let starting: Promise<boolean> | undefined;
 let nextId = 0;
 const pending = new Map<number, { resolve: (h: Hashed) => void; reject: (e: unknown) => void }>();
 
@@ -45,35 +48,54 @@ function entry(): { file: string | URL; eval: boolean } {
   };
 }
 
-/** The thread died: what was moved to it is lost with it, so those reads fail (and may be retried). */
+/** The thread died: what was moved to it is lost with it, so those reads fail; later ones hash here. */
 function lost(w: Worker, why: unknown): void {
   if (thread !== w) return;
   thread = null;
+  ready = false;
   const owed = [...pending.values()];
   pending.clear();
   for (const p of owed) p.reject(new Error(`the hashing thread stopped: ${(why as Error)?.message ?? String(why)}`));
 }
 
-/** Starts the hashing thread (once per process); false where it cannot start (hashing is then done here). */
-export function startHashThread(): boolean {
-  if (thread) return true;
+/**
+ * Starts the hashing thread (once per process). Settles with true once it is ready, false where it
+ * cannot start (hashing is then done here); nothing need wait for it.
+ */
+export function startHashThread(): Promise<boolean> {
+  if (starting) return starting;
   try {
     const { file, eval: isEval } = entry();
     const w = new Worker(file, { eval: isEval });
     w.unref();
-    w.on('message', (m: { id: number; buffer: ArrayBuffer; offset: number; length: number; hex: string }) => {
-      const p = pending.get(m.id);
-      if (!p) return;
-      pending.delete(m.id);
-      if (!pending.size) w.unref();
-      p.resolve({ bytes: Buffer.from(m.buffer, m.offset, m.length), hex: m.hex });
+    starting = new Promise<boolean>((settle) => {
+      w.on(
+        'message',
+        (m: 'ready' | { id: number; buffer: ArrayBuffer; offset: number; length: number; hex: string }) => {
+          if (m === 'ready') {
+            ready = thread === w;
+            return settle(ready);
+          }
+          const p = pending.get(m.id);
+          if (!p) return;
+          pending.delete(m.id);
+          if (!pending.size) w.unref();
+          p.resolve({ bytes: Buffer.from(m.buffer, m.offset, m.length), hex: m.hex });
+        },
+      );
+      w.on('error', (e) => {
+        lost(w, e);
+        settle(false);
+      });
+      w.on('exit', (code) => {
+        lost(w, `exit ${code}`);
+        settle(false);
+      });
     });
-    w.on('error', (e) => lost(w, e));
-    w.on('exit', (code) => lost(w, `exit ${code}`));
     thread = w;
-    return true;
+    return starting;
   } catch {
-    return false;
+    return (starting = Promise.resolve(false));
   }
 }
 
@@ -82,7 +104,7 @@ export function startHashThread(): boolean {
  * returned `bytes` afterwards: `data` may be detached.
  */
 export function sha256Moving(data: Buffer): Promise<Hashed> {
-  const w = thread;
+  const w = ready ? thread : null;
   const buffer = data.buffer;
   if (
     !w ||

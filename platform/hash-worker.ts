@@ -10,3 +10,4 @@ port.on('message', (m: { id: number; buffer: ArrayBuffer; offset: number; length
     .digest('hex');
   port.postMessage({ ...m, hex }, [m.buffer]);
 });
+port.postMessage('ready');

@@ -20,7 +20,7 @@ describe('the hashing thread', () => {
   let dir: string;
   let flipped: string;
   beforeAll(async () => {
-    expect(startHashThread()).toBe(true);
+    expect(await startHashThread()).toBe(true);
     dir = tempDir('xpkg-hash-');
     flipped = join(dir, 'flipped.xpkg');
     await copyFile(OCR, flipped);

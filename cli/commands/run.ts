@@ -168,7 +168,7 @@ async function offloaderOf(opts: RunFlags): Promise<{ offloader: RunnerOptions['
  * (runner/pipeline/image-decoder.ts). Both threads start now, while the package opens.
  */
 async function startHelperThreads(opts: RunFlags): Promise<void> {
-  (await import('../../platform/index.js')).startHashThread();
+  void (await import('../../platform/index.js')).startHashThread();
   if (opts.input?.length) (await import('../../runner/pipeline/image-decoder.js')).startImageDecoder();
 }
 
