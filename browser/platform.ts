@@ -93,10 +93,6 @@ export async function sha256Blocks(data: Uint8Array, blockSize: number): Promise
 }
 
 /** No hashing thread here: whole files are hashed in place (bulk payloads go through browser/sources.ts). */
-export async function startHashThread(): Promise<boolean> {
-  return false;
-}
-
 export interface Hashed {
   bytes: Buffer;
   hex: string;

@@ -15,7 +15,7 @@ import { inflateRawSync, crc32 as zlibCrc32 } from 'node:zlib';
 /** The most bytes one buffer may hold here (4 GiB on 64-bit Node 20); larger files are streamed. */
 export const MAX_BYTES: number = bufferConstants.MAX_LENGTH;
 
-export { type Hashed, sha256Moving, startHashThread } from './hash-thread.js';
+export { type Hashed, sha256Moving } from './hash-thread.js';
 
 /** Lower-case hex SHA-256 of data in memory (manifests, keys, small payloads). */
 export function sha256Hex(data: Uint8Array): string {

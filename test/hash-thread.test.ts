@@ -1,26 +1,30 @@
 /**
- * SHA-256 on the hashing thread (platform/hash-thread.ts): large buffers move there and back with
- * their digest, and the two reads that use it (a package's model files, the cache of optimised
- * models) still refuse a changed byte.
+ * SHA-256 on another thread (platform/hash-thread.ts, served by the image decoder's worker): large
+ * buffers move there and back with their digest, and the two reads that use it (a package's model
+ * files, the cache of optimised models) still refuse a changed byte.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
-import { sha256Moving, startHashThread } from '../platform/index.js';
+import { hashesServed, sha256Moving } from '../platform/hash-thread.js';
 import { OrtModelCache } from '../runner/backends/ort-cache.js';
+import { startImageDecoder } from '../runner/pipeline/image-decoder.js';
 import { tempDir } from './helpers/source.js';
 
 const OCR = join(import.meta.dirname, '..', 'fixtures', 'dist', 'paddleocr-v4.xpkg');
 const REC = 'models/rec/ch_PP-OCRv4_rec_infer.onnx';
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-describe('the hashing thread', () => {
+describe("hashing on the image decoder's worker", () => {
   let dir: string;
   let flipped: string;
   beforeAll(async () => {
-    expect(await startHashThread()).toBe(true);
+    expect(startImageDecoder()).toBe(true);
+    // the worker says when it serves hashes (at its start, before sharp loads)
+    for (let i = 0; i < 600 && !hashesServed(); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(hashesServed()).toBe(true);
     dir = tempDir('xpkg-hash-');
     flipped = join(dir, 'flipped.xpkg');
     await copyFile(OCR, flipped);

@@ -163,13 +163,12 @@ async function offloaderOf(opts: RunFlags): Promise<{ offloader: RunnerOptions['
 }
 
 /**
- * Work that would wait its turn on the main thread goes to the second core: SHA-256 of the models
- * (platform/hash-thread.ts) and, with inputs, loading sharp and decoding images
- * (runner/pipeline/image-decoder.ts). Both threads start now, while the package opens.
+ * Work that would wait its turn on the main thread goes to the second core, in one worker started
+ * now, while the package opens: loading sharp and decoding the input images, and SHA-256 of the
+ * models (runner/pipeline/image-decoder.ts).
  */
-async function startHelperThreads(opts: RunFlags): Promise<void> {
-  void (await import('../../platform/index.js')).startHashThread();
-  if (opts.input?.length) (await import('../../runner/pipeline/image-decoder.js')).startImageDecoder();
+async function startHelperThread(): Promise<void> {
+  (await import('../../runner/pipeline/image-decoder.js')).startImageDecoder();
 }
 
 export function register(program: Command): void {
@@ -182,7 +181,7 @@ export function register(program: Command): void {
   run.option('--peer-token-file <file>', 'split inference: the token the peers share (needed with --peer, --discover)');
   endsWhenDone(run);
   action<[string], RunFlags>(run, async (io, pkg, opts) => {
-    await startHelperThreads(opts);
+    await startHelperThread();
     const fabric = opts.peer?.length || opts.discover ? await offloaderOf(opts) : undefined;
     await using _peers = { [Symbol.asyncDispose]: async () => fabric?.peers.close() };
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, {
@@ -213,7 +212,7 @@ export function register(program: Command): void {
     .option('--warmup <n>', 'unmeasured runs first (default 2)');
   endsWhenDone(bench);
   action<[string], RunFlags & { runs?: string; warmup?: string }>(bench, async (io, pkg, opts) => {
-    await startHelperThreads(opts);
+    await startHelperThread();
     const runs = intOption(opts.runs, 'runs') ?? 20;
     const warmup = intOption(opts.warmup, 'warmup', 0) ?? 2;
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, runnerOptions(opts));

@@ -1,12 +1,18 @@
 /**
  * The image decoder's worker thread (image-decoder.ts): loads sharp as soon as it starts, then
- * decodes and probes on request with the same code as the main thread (decode-sharp.ts).
+ * decodes and probes on request with the same code as the main thread (decode-sharp.ts), and hashes
+ * the main thread's large buffers (platform/hash-thread.ts).
  */
 import { createRequire } from 'node:module';
-import { parentPort } from 'node:worker_threads';
+import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
+import { serveHashes } from '../../platform/hash-thread.js';
 import { XpkgError } from '../../spec/errors.js';
 import { decodeHere, probeHere } from './decode-sharp.js';
 import type { DecodeReply, DecodeRequest } from './image-decoder.js';
+
+// SHA-256 for the main thread (platform/hash-thread.ts), served from the start
+const { hashes } = (workerData ?? {}) as { hashes?: MessagePort };
+if (hashes) serveHashes(hashes);
 
 // the CJS build lazy-sharp.ts requires: loaded now, while the main thread does other work
 createRequire(import.meta.url)('sharp');

@@ -9,12 +9,16 @@
  * thread (decode-sharp.ts): the pixels and the errors (code, message, detail) are the same. If the
  * worker cannot start or dies, requests are served here instead.
  *
+ * The same worker computes SHA-256 of large buffers for platform/hash-thread.ts (the package's
+ * model files, the cached optimised models), so `xpkg run` starts one thread, not two.
+ *
  * The worker is never terminated (sharp's libraries must stay loaded while a thread may use them);
  * it is unreferenced while idle, so it never keeps a process alive.
  */
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import { hashOn } from '../../platform/hash-thread.js';
 import { RunnerError, type RunnerErrorCode } from '../../spec/errors.js';
 import type { Manifest } from '../../spec/schema.js';
 import type { RunnerBudget } from '../types.js';
@@ -82,8 +86,11 @@ export function startImageDecoder(): boolean {
   if (worker) return true;
   try {
     const { file, eval: isEval } = entry();
-    const w = new Worker(file, { eval: isEval });
+    // the worker also hashes this thread's large buffers (platform/hash-thread.ts): one thread's start, not two
+    const hashes = new MessageChannel();
+    const w = new Worker(file, { eval: isEval, workerData: { hashes: hashes.port2 }, transferList: [hashes.port2] });
     w.unref();
+    hashOn(hashes.port1);
     w.on('message', (m: DecodeReply) => {
       const p = pending.get(m.id);
       if (!p) return;
