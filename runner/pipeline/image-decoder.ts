@@ -25,17 +25,11 @@ import type { RunnerBudget } from '../types.js';
 import { decodeHere, probeHere } from './decode-sharp.js';
 import type { ImageValue } from './values.js';
 
+type Ask =
+  | { op: 'decode'; value: string | Uint8Array; channels: 1 | 3; background: number[]; budget: Required<RunnerBudget> }
+  | { op: 'probe'; bytes: Uint8Array };
 /** What the worker is asked (decode-worker.ts). */
-export type DecodeRequest =
-  | {
-      id: number;
-      op: 'decode';
-      value: string | Uint8Array;
-      channels: 1 | 3;
-      background: number[];
-      budget: Required<RunnerBudget>;
-    }
-  | { id: number; op: 'probe'; bytes: Uint8Array };
+export type DecodeRequest = Ask & { id: number };
 
 /** What it answers: the pixels, or the error as it would have been thrown here. */
 export type DecodeReply =
@@ -110,10 +104,7 @@ export function startImageDecoder(): boolean {
   }
 }
 
-function ask<T extends ImageValue | undefined>(
-  request: DecodeRequest extends infer R ? (R extends unknown ? Omit<R, 'id'> : never) : never,
-  here: () => Promise<T>,
-): Promise<T> {
+function ask<T extends ImageValue | undefined>(request: Ask, here: () => Promise<T>): Promise<T> {
   const w = worker;
   if (!w) return here();
   const id = nextId++;
