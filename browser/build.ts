@@ -23,6 +23,7 @@ export const TWINS: Readonly<Record<string, string>> = {
   'runner/host.ts': 'browser/twins/host.ts',
   'runner/backends/index.ts': 'browser/twins/backends.ts',
   'runner/pipeline/lazy-sharp.ts': 'browser/twins/lazy-sharp.ts',
+  'runner/pipeline/image-decoder.ts': 'browser/twins/image-decoder.ts',
   'sandbox/transport.ts': 'browser/sandbox/transport.ts',
   'sandbox/thread.ts': 'browser/sandbox/thread.ts',
   'oci/ref.ts': 'browser/twins/oci-ref.ts',

@@ -92,6 +92,16 @@ export async function sha256Blocks(data: Uint8Array, blockSize: number): Promise
   return (await Promise.all(jobs)).map((d) => bytesToHex(new Uint8Array(d)));
 }
 
+/** No hashing thread here: whole files are hashed in place (bulk payloads go through browser/sources.ts). */
+export interface Hashed {
+  bytes: Buffer;
+  hex: string;
+}
+
+export async function sha256Moving(data: Buffer): Promise<Hashed> {
+  return { bytes: data, hex: sha256Hex(data) };
+}
+
 export function readFileBytes(path: string): Promise<Buffer> {
   return Promise.reject(
     new UsageError(

@@ -11,6 +11,7 @@ import type * as NodeFileSource from '../pack/file-source.js';
 import type * as NodePlatform from '../platform/index.js';
 import type * as NodeBackends from '../runner/backends/index.js';
 import type * as NodeHost from '../runner/host.js';
+import type * as NodeDecoder from '../runner/pipeline/image-decoder.js';
 import type * as NodeSharp from '../runner/pipeline/lazy-sharp.js';
 import type * as NodeReference from '../runner/reference.js';
 import type * as NodeThread from '../sandbox/thread.js';
@@ -22,6 +23,7 @@ import type * as BrowserTransport from './sandbox/transport.js';
 import type * as BrowserBackends from './twins/backends.js';
 import type * as BrowserFileSource from './twins/file-source.js';
 import type * as BrowserHost from './twins/host.js';
+import type * as BrowserDecoder from './twins/image-decoder.js';
 import type * as BrowserSharp from './twins/lazy-sharp.js';
 import type * as BrowserNativeEnv from './twins/native-env.js';
 import type * as BrowserOciRef from './twins/oci-ref.js';
@@ -34,6 +36,7 @@ export type Checked = [
   Same<typeof NodePlatform, typeof BrowserPlatform>,
   Same<Pick<typeof NodeNativeEnv, 'nativeEnv'>, typeof BrowserNativeEnv>,
   Same<typeof NodeSharp, typeof BrowserSharp>,
+  Same<typeof NodeDecoder, typeof BrowserDecoder>,
   Same<
     Pick<typeof NodeVerify, 'resolvePolicy' | 'verifyReader' | 'commitRollback' | 'policyFromStore' | 'verify'>,
     typeof BrowserVerify

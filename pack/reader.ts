@@ -8,7 +8,15 @@
  * All reads go through one ByteSource (pack/source.ts): a file handle under Node, a File, Blob or
  * URL in the browser, so the browser runs exactly these checks.
  */
-import { crc32, INTEGRITY, MAX_BYTES, sha256Blocks, sha256Hex, sha256Incremental } from '../platform/index.js';
+import {
+  crc32,
+  INTEGRITY,
+  MAX_BYTES,
+  sha256Blocks,
+  sha256Hex,
+  sha256Incremental,
+  sha256Moving,
+} from '../platform/index.js';
 import { FormatError, SigningError, UsageError } from '../spec/errors.js';
 import { ALIGNMENT, LIMITS, MANIFEST_PATH, RESERVED_PREFIX, SIGNATURES_PATH } from '../spec/limits.js';
 import { modelPaths, parseManifest } from '../spec/manifest.js';
@@ -539,9 +547,10 @@ export class PackageReader implements PackageReaderLike {
       if (k >= 0) throw digestMismatch(path, f.blocks[k], got[k]);
       return data;
     }
-    const sha = sha256Hex(data);
-    if (sha !== f.sha256) throw digestMismatch(path, f.sha256, sha);
-    return data;
+    // hashed on the hashing thread when it runs (platform/hash-thread.ts): `data` moves there and back
+    const { bytes, hex } = await sha256Moving(data);
+    if (hex !== f.sha256) throw digestMismatch(path, f.sha256, hex);
+    return bytes;
   }
 
   /**

@@ -15,6 +15,8 @@ import { inflateRawSync, crc32 as zlibCrc32 } from 'node:zlib';
 /** The most bytes one buffer may hold here (4 GiB on 64-bit Node 20); larger files are streamed. */
 export const MAX_BYTES: number = bufferConstants.MAX_LENGTH;
 
+export { type Hashed, sha256Moving } from './hash-thread.js';
+
 /** Lower-case hex SHA-256 of data in memory (manifests, keys, small payloads). */
 export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');

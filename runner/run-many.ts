@@ -22,6 +22,8 @@ export type ManyResult =
 interface Runs {
   readonly manifest: Manifest;
   run(inputs: Record<string, unknown>): Promise<RunResult>;
+  /** Loads the models (Runner.warmUp); a load that fails here is tried again, and reported, by `run`. */
+  warmUp?(): Promise<void>;
 }
 
 export async function* runMany(
@@ -30,6 +32,8 @@ export async function* runMany(
 ): AsyncGenerator<ManyResult, void, undefined> {
   let index = 0;
   for await (const item of items) {
+    // the models load while the first item's files are read and checked (images in the decoder's worker)
+    if (index === 0) runner.warmUp?.().catch(() => {});
     const it = typeof item === 'string' ? { files: { [primaryInput(runner.manifest).name]: item } } : item;
     const source = it.source ?? Object.values(it.files ?? {})[0] ?? `#${index}`;
     try {

@@ -27,9 +27,13 @@ export function powMod(base: bigint, exp: bigint, m: bigint = P): bigint {
 }
 
 const inv = (a: bigint): bigint => powMod(a, P - 2n);
+// The constants here and the base point below are literals (RFC 8032 §5.1): computing them at import
+// took ~5 ms of every cold command that checks a signature; test/signing-ed25519.test.ts checks them
+// against their definitions.
 /** Curve constant d = -121665/121666. */
-export const D = mod(-121665n * inv(121666n));
-const SQRT_M1 = powMod(2n, (P - 1n) / 4n);
+export const D = 37095705934669439343138083508754565189542113879843219016388785533085940283555n;
+/** A square root of -1 mod P: 2^((P-1)/4). */
+export const SQRT_M1 = 19681161376707505956807079304988542015446066515923890162744021073123829784752n;
 
 /** Extended homogeneous coordinates (X:Y:Z:T), x = X/Z, y = Y/Z, xy = T/Z. */
 export interface Point {
@@ -158,10 +162,10 @@ export function equals(p: Point, q: Point): boolean {
   return mod(p.X * q.Z - q.X * p.Z) === 0n && mod(p.Y * q.Z - q.Y * p.Z) === 0n;
 }
 
-/** Base point B (y = 4/5, x even). */
+/** Base point B (y = 4/5, x even; RFC 8032 §5.1, a literal for the reason above). */
 export const BASE: Point = (() => {
-  const y = mod(4n * inv(5n));
-  const x = recoverX(y, 0)!;
+  const x = 15112221349535400772501151409588531511454012693041857206046113283949847762202n;
+  const y = 46316835694926478169428394003475163141307993866256225615783033603165251855960n;
   return { X: x, Y: y, Z: 1n, T: (x * y) % P };
 })();
 

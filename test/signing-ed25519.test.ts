@@ -21,6 +21,7 @@ import {
   add,
   BASE,
   bigIntToLe,
+  D,
   decodePoint,
   encodePoint,
   hasSmallOrder,
@@ -31,7 +32,9 @@ import {
   mod,
   P,
   type Point,
+  powMod,
   recoverX,
+  SQRT_M1,
   scalarMult,
 } from '../signing/ed25519-math.js';
 import { SigningError } from '../spec/errors.js';
@@ -115,6 +118,14 @@ function scalarOfSeed(seed: Uint8Array): bigint {
 }
 
 describe('group arithmetic sanity', () => {
+  it('the constants written as literals are what they are defined as', () => {
+    const inv = (a: bigint) => powMod(a, P - 2n);
+    expect(D).toBe(mod(-121665n * inv(121666n)));
+    expect(SQRT_M1).toBe(powMod(2n, (P - 1n) / 4n));
+    expect(mod(SQRT_M1 * SQRT_M1)).toBe(P - 1n);
+    const y = mod(4n * inv(5n));
+    expect(BASE).toEqual({ X: recoverX(y, 0), Y: y, Z: 1n, T: mod(recoverX(y, 0)! * y) });
+  });
   it('encodes the base point as in RFC 8032 and round-trips encodings', () => {
     expect(toHex(encodePoint(BASE))).toBe('58' + '66'.repeat(31));
     const p = scalarMult(BASE, 123456789n);

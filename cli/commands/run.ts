@@ -162,6 +162,15 @@ async function offloaderOf(opts: RunFlags): Promise<{ offloader: RunnerOptions['
   return { offloader: new HttpOffloader({ peers, token }), peers };
 }
 
+/**
+ * Work that would wait its turn on the main thread goes to the second core, in one worker started
+ * now, while the package opens: loading sharp and decoding the input images, and SHA-256 of the
+ * models (runner/pipeline/image-decoder.ts).
+ */
+async function startHelperThread(): Promise<void> {
+  (await import('../../runner/pipeline/image-decoder.js')).startImageDecoder();
+}
+
 export function register(program: Command): void {
   const run = addRunOptions(
     program.command('run').description('verify, pick the best variant for this host, and run the package on inputs'),
@@ -172,6 +181,7 @@ export function register(program: Command): void {
   run.option('--peer-token-file <file>', 'split inference: the token the peers share (needed with --peer, --discover)');
   endsWhenDone(run);
   action<[string], RunFlags>(run, async (io, pkg, opts) => {
+    await startHelperThread();
     const fabric = opts.peer?.length || opts.discover ? await offloaderOf(opts) : undefined;
     await using _peers = { [Symbol.asyncDispose]: async () => fabric?.peers.close() };
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, {
@@ -202,6 +212,7 @@ export function register(program: Command): void {
     .option('--warmup <n>', 'unmeasured runs first (default 2)');
   endsWhenDone(bench);
   action<[string], RunFlags & { runs?: string; warmup?: string }>(bench, async (io, pkg, opts) => {
+    await startHelperThread();
     const runs = intOption(opts.runs, 'runs') ?? 20;
     const warmup = intOption(opts.warmup, 'warmup', 0) ?? 2;
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, runnerOptions(opts));

@@ -22,9 +22,10 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { chmod, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { arch, cpus } from 'node:os';
 import { join } from 'node:path';
+import { sha256Moving } from '../../platform/index.js';
 
 const FORMAT = 'xpkg-ort-cache/2';
 /** The most bytes of entries kept; a store beyond it removes the least recently written ones. */
@@ -72,6 +73,23 @@ function cpuIdentity(): string {
 
 let cpuId: string | undefined;
 
+/**
+ * A file of known size in one read (fs.promises.readFile reads in 512 KiB steps, each a round trip
+ * to the thread pool, ~22 for the OCR recogniser's entry, between which this thread idles). A file
+ * that changed size since it was measured comes back short or is refused by its recorded size.
+ */
+async function readAll(path: string, size: number): Promise<Buffer> {
+  await using file = await open(path, 'r');
+  const bytes = Buffer.allocUnsafe(size);
+  let got = 0;
+  while (got < size) {
+    const { bytesRead } = await file.read(bytes, got, size - got, got);
+    if (bytesRead === 0) return bytes.subarray(0, got);
+    got += bytesRead;
+  }
+  return bytes;
+}
+
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 export class OrtModelCache {
@@ -103,10 +121,11 @@ export class OrtModelCache {
         typeof meta.staticInputs !== 'boolean'
       )
         return null;
-      const bytes = await readFile(modelPath);
       // node:crypto's one-shot SHA-256 (SHA-NI where the CPU has it) is ~5x faster here than
-      // WebCrypto's digest, which also blocks the caller while it copies its input
-      const intact = sha256(bytes) === meta.sha256 && bytes.length === meta.size;
+      // WebCrypto's digest, which also blocks the caller while it copies its input; on the hashing
+      // thread when it runs (platform/hash-thread.ts), the bytes moved there and back
+      const { bytes, hex } = await sha256Moving(await readAll(modelPath, st.size));
+      const intact = hex === meta.sha256 && bytes.length === meta.size;
       return { bytes, intact, staticInputs: meta.staticInputs };
     } catch {
       return null;

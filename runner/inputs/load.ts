@@ -14,7 +14,7 @@
 import { readFileBytes } from '../../platform/index.js';
 import { RunnerError } from '../../spec/errors.js';
 import type { IoSpec, Manifest } from '../../spec/schema.js';
-import { sharp } from '../pipeline/lazy-sharp.js';
+import { probeImage } from '../pipeline/image-decoder.js';
 import type { DType, Tensor } from '../types.js';
 import { parseNpy } from './npy.js';
 
@@ -38,7 +38,7 @@ export async function inputFromBytes(spec: IoSpec, bytes: Buffer, path: string):
       // Only the header is read here: a file of no image format is told apart from a damaged image,
       // which the pipeline's decode step reports (E_RUN_INPUT) when it reads the pixels.
       try {
-        await sharp(bytes).metadata();
+        await probeImage(bytes);
       } catch (e) {
         throw formatError('image', `${path} is not an image (${(e as Error).message})`, path);
       }

@@ -3,144 +3,15 @@
  * also take an `images` batch and apply per item.
  */
 
-import type { Sharp } from 'sharp';
 import { cropBatch, floatsToHalves, type ImageInput } from '../../native/index.js';
-import { RunnerError } from '../../spec/errors.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { quadSize } from '../ops/geometry.js';
 import { resizeImage, rotateImage, toTensor } from '../ops/image.js';
-import type { RunnerBudget } from '../types.js';
-import { KERNEL_MAX_SIDE } from './budget.js';
-import { sharp } from './lazy-sharp.js';
+import { decodeImage } from './image-decoder.js';
 import { defineOp, Name, type OpRun } from './registry.js';
 import type { BoxesValue, ImagesValue, ImageTransform, ImageValue, RegionsValue, TensorValue } from './values.js';
 
 const Opt = Type.Optional;
-
-/**
- * A caller's image too large to decode (above the pixel budget) or for the image kernels (a side
- * above KERNEL_MAX_SIDE) is the caller's input error, refused from its size alone.
- */
-function checkInputSize(width: number, height: number, budget: Required<RunnerBudget>, path?: string): void {
-  const where = path !== undefined ? { path } : {};
-  if (width * height > budget.maxPixels) {
-    throw new RunnerError(
-      'E_RUN_INPUT',
-      `image is ${width}×${height} = ${width * height} pixels, above the budget of ${budget.maxPixels} (maxPixels, --max-pixels)`,
-      {
-        width,
-        height,
-        limit: 'maxPixels',
-        budget: budget.maxPixels,
-        ...where,
-      },
-    );
-  }
-  if (Math.max(width, height) > KERNEL_MAX_SIDE) {
-    throw new RunnerError(
-      'E_RUN_INPUT',
-      `image is ${width}×${height}; the image kernels take sides up to ${KERNEL_MAX_SIDE}`,
-      { width, height, maxSide: KERNEL_MAX_SIDE, ...where },
-    );
-  }
-}
-
-async function decode(
-  value: unknown,
-  channels: 1 | 3,
-  background: number[],
-  budget: Required<RunnerBudget>,
-): Promise<ImageValue> {
-  if (value && typeof value === 'object' && (value as { kind?: unknown }).kind === 'image') return value as ImageValue;
-  let img: Sharp;
-  if (value instanceof Uint8Array && !Buffer.isBuffer(value))
-    value = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  if (typeof value === 'string' || Buffer.isBuffer(value)) {
-    if (typeof value === 'string' && value.length === 0) throw new RunnerError('E_RUN_INPUT', 'image path is empty');
-    if (Buffer.isBuffer(value) && value.length === 0) throw new RunnerError('E_RUN_INPUT', 'image buffer is empty');
-    // Header first: the size is checked against the budget before a pixel is decoded (so sharp's
-    // own pixel limit, which would refuse without saying the size, is off).
-    const path = typeof value === 'string' ? value : undefined;
-    img = sharp(value, { failOn: 'error', limitInputPixels: false });
-    let meta: { width?: number; height?: number };
-    try {
-      meta = await img.metadata();
-    } catch (e) {
-      throw new RunnerError(
-        'E_RUN_INPUT',
-        `cannot decode image: ${(e as Error).message}`,
-        path !== undefined ? { path } : undefined,
-        { cause: e },
-      );
-    }
-    if (!meta.width || !meta.height)
-      throw new RunnerError(
-        'E_RUN_INPUT',
-        'cannot decode image: its header gives no size',
-        path !== undefined ? { path } : undefined,
-      );
-    checkInputSize(meta.width, meta.height, budget, path);
-    img = img.autoOrient();
-  } else if (value && typeof value === 'object' && 'data' in value) {
-    const {
-      data,
-      width,
-      height,
-      channels: c,
-    } = value as { data: unknown; width: unknown; height: unknown; channels: unknown };
-    const okDims =
-      [width, height].every((n) => Number.isInteger(n) && (n as number) > 0) && [1, 2, 3, 4].includes(c as number);
-    if (
-      !okDims ||
-      !(data instanceof Uint8Array) ||
-      data.length !== (width as number) * (height as number) * (c as number)
-    ) {
-      throw new RunnerError(
-        'E_RUN_INPUT',
-        'raw image needs {data: Uint8Array, width, height, channels: 1-4} with data.length = width × height × channels',
-        {
-          width,
-          height,
-          channels: c,
-          length: data instanceof Uint8Array ? data.length : undefined,
-        },
-      );
-    }
-    checkInputSize(width as number, height as number, budget);
-    // Fast path: already what the pipeline wants, no copy (ops never write their inputs).
-    if (c === channels) return { kind: 'image', data, width: width as number, height: height as number, channels };
-    img = sharp(data, { raw: { width: width as number, height: height as number, channels: c as 1 | 2 | 3 | 4 } });
-  } else {
-    throw new RunnerError(
-      'E_RUN_INPUT',
-      'an image input is a file path, an encoded image Buffer, or {data, width, height, channels}',
-    );
-  }
-  const bg = {
-    r: background[0] ?? 255,
-    g: background[1] ?? background[0] ?? 255,
-    b: background[2] ?? background[0] ?? 255,
-  };
-  img = img.flatten({ background: bg }).toColourspace(channels === 1 ? 'b-w' : 'srgb');
-  try {
-    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
-    if (info.channels !== channels) throw new Error(`decoded ${info.channels} channels, expected ${channels}`);
-    return {
-      kind: 'image',
-      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
-      width: info.width,
-      height: info.height,
-      channels,
-    };
-  } catch (e) {
-    throw new RunnerError(
-      'E_RUN_INPUT',
-      `cannot decode image: ${(e as Error).message}`,
-      typeof value === 'string' ? { path: value } : undefined,
-      { cause: e },
-    );
-  }
-}
 
 defineOp({
   op: 'decode-image',
@@ -160,7 +31,10 @@ defineOp({
   writes: (p) => [p.output],
   async run(p, x) {
     const v = x.get(p.input, 'raw', 'image');
-    x.set(p.output, await decode(v.kind === 'raw' ? v.value : v, p.channels ?? 3, p.background ?? [255], x.budget));
+    x.set(
+      p.output,
+      await decodeImage(v.kind === 'raw' ? v.value : v, p.channels ?? 3, p.background ?? [255], x.budget),
+    );
   },
 });
 

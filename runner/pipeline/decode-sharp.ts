@@ -1,0 +1,143 @@
+/**
+ * Decoding with sharp (libvips): encoded bytes or a file path, or raw pixels of another channel
+ * count, to the 8-bit pixels the pipeline takes. Runs in this thread or in the decoder's worker
+ * (image-decoder.ts), with the same code either way, so the pixels are the same.
+ */
+import type { Sharp } from 'sharp';
+import { RunnerError } from '../../spec/errors.js';
+import type { RunnerBudget } from '../types.js';
+import { KERNEL_MAX_SIDE } from './budget.js';
+import { sharp } from './lazy-sharp.js';
+import type { ImageValue } from './values.js';
+
+/**
+ * A caller's image too large to decode (above the pixel budget) or for the image kernels (a side
+ * above KERNEL_MAX_SIDE) is the caller's input error, refused from its size alone.
+ */
+export function checkInputSize(width: number, height: number, budget: Required<RunnerBudget>, path?: string): void {
+  const where = path !== undefined ? { path } : {};
+  if (width * height > budget.maxPixels) {
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      `image is ${width}×${height} = ${width * height} pixels, above the budget of ${budget.maxPixels} (maxPixels, --max-pixels)`,
+      {
+        width,
+        height,
+        limit: 'maxPixels',
+        budget: budget.maxPixels,
+        ...where,
+      },
+    );
+  }
+  if (Math.max(width, height) > KERNEL_MAX_SIDE) {
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      `image is ${width}×${height}; the image kernels take sides up to ${KERNEL_MAX_SIDE}`,
+      { width, height, maxSide: KERNEL_MAX_SIDE, ...where },
+    );
+  }
+}
+
+export async function decodeHere(
+  value: unknown,
+  channels: 1 | 3,
+  background: number[],
+  budget: Required<RunnerBudget>,
+): Promise<ImageValue> {
+  if (value && typeof value === 'object' && (value as { kind?: unknown }).kind === 'image') return value as ImageValue;
+  let img: Sharp;
+  if (value instanceof Uint8Array && !Buffer.isBuffer(value))
+    value = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  if (typeof value === 'string' || Buffer.isBuffer(value)) {
+    if (typeof value === 'string' && value.length === 0) throw new RunnerError('E_RUN_INPUT', 'image path is empty');
+    if (Buffer.isBuffer(value) && value.length === 0) throw new RunnerError('E_RUN_INPUT', 'image buffer is empty');
+    // Header first: the size is checked against the budget before a pixel is decoded (so sharp's
+    // own pixel limit, which would refuse without saying the size, is off).
+    const path = typeof value === 'string' ? value : undefined;
+    img = sharp(value, { failOn: 'error', limitInputPixels: false });
+    let meta: { width?: number; height?: number };
+    try {
+      meta = await img.metadata();
+    } catch (e) {
+      throw new RunnerError(
+        'E_RUN_INPUT',
+        `cannot decode image: ${(e as Error).message}`,
+        path !== undefined ? { path } : undefined,
+        { cause: e },
+      );
+    }
+    if (!meta.width || !meta.height)
+      throw new RunnerError(
+        'E_RUN_INPUT',
+        'cannot decode image: its header gives no size',
+        path !== undefined ? { path } : undefined,
+      );
+    checkInputSize(meta.width, meta.height, budget, path);
+    img = img.autoOrient();
+  } else if (value && typeof value === 'object' && 'data' in value) {
+    const {
+      data,
+      width,
+      height,
+      channels: c,
+    } = value as { data: unknown; width: unknown; height: unknown; channels: unknown };
+    const okDims =
+      [width, height].every((n) => Number.isInteger(n) && (n as number) > 0) && [1, 2, 3, 4].includes(c as number);
+    if (
+      !okDims ||
+      !(data instanceof Uint8Array) ||
+      data.length !== (width as number) * (height as number) * (c as number)
+    ) {
+      throw new RunnerError(
+        'E_RUN_INPUT',
+        'raw image needs {data: Uint8Array, width, height, channels: 1-4} with data.length = width × height × channels',
+        {
+          width,
+          height,
+          channels: c,
+          length: data instanceof Uint8Array ? data.length : undefined,
+        },
+      );
+    }
+    checkInputSize(width as number, height as number, budget);
+    // Fast path: already what the pipeline wants, no copy (ops never write their inputs).
+    if (c === channels) return { kind: 'image', data, width: width as number, height: height as number, channels };
+    img = sharp(data, { raw: { width: width as number, height: height as number, channels: c as 1 | 2 | 3 | 4 } });
+  } else {
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      'an image input is a file path, an encoded image Buffer, or {data, width, height, channels}',
+    );
+  }
+  const bg = {
+    r: background[0] ?? 255,
+    g: background[1] ?? background[0] ?? 255,
+    b: background[2] ?? background[0] ?? 255,
+  };
+  img = img.flatten({ background: bg }).toColourspace(channels === 1 ? 'b-w' : 'srgb');
+  try {
+    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== channels) throw new Error(`decoded ${info.channels} channels, expected ${channels}`);
+    return {
+      kind: 'image',
+      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+      width: info.width,
+      height: info.height,
+      channels,
+    };
+  } catch (e) {
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      `cannot decode image: ${(e as Error).message}`,
+      typeof value === 'string' ? { path: value } : undefined,
+      { cause: e },
+    );
+  }
+}
+
+/** Throws unless sharp can read `bytes`' header (only the header is read). */
+export async function probeHere(bytes: Uint8Array): Promise<void> {
+  await sharp(
+    Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+  ).metadata();
+}
