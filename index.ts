@@ -17,6 +17,7 @@ export {
   resolveHost,
   type Selection,
   selectVariants,
+  startImageDecoder,
   writeAnnotation,
 } from './runner/index.js';
 export { Runner, type RunnerOptions, type RunResult } from './runner/runner.js';
