@@ -136,16 +136,20 @@ describe.skipIf(!relaunches)('relaunch with huge-page malloc: the process', () =
     const hook = join(dir, 'hook.mjs');
     writeFileSync(
       hook,
-      `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(log)}, JSON.stringify({ pid: process.pid, ppid: process.ppid, tunables: process.env.GLIBC_TUNABLES ?? null }) + '\\n');\n`,
+      // node runs --import hooks in worker threads too (the image decoder's): each line names its thread
+      `import { appendFileSync } from 'node:fs';\nimport { threadId } from 'node:worker_threads';\nappendFileSync(${JSON.stringify(log)}, JSON.stringify({ pid: process.pid, ppid: process.ppid, threadId, tunables: process.env.GLIBC_TUNABLES ?? null }) + '\\n');\n`,
     );
     const args = ['run', OCR, '--trust', KEY, '--input', IMAGE, '--state-dir', tempDir()];
     const r = spawnSync(process.execPath, ['--import', pathToFileURL(hook).href, BIN, ...args], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
-    const procs = readFileSync(log, 'utf8')
+    const lines = readFileSync(log, 'utf8')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
+    const procs = lines.filter((l) => l.threadId === 0);
     expect(procs).toHaveLength(2);
+    // any other thread is the child's (the launcher only waits)
+    for (const t of lines.filter((l) => l.threadId !== 0)) expect(t.pid).toBe(procs[1].pid);
     expect(procs[0].tunables).toBeNull();
     expect(procs[1]).toMatchObject({ ppid: procs[0].pid, tunables: 'glibc.malloc.hugetlb=1' });
     expect(r.stdout).toContain('The quick brown fox jumps over the lazy dog near the river bank.');
