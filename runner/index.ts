@@ -30,8 +30,8 @@ export {
 export { type Expanded, expandInputPath } from './inputs/expand.js';
 export { inputFromBytes, loadInputFile, loadInputFiles } from './inputs/load.js';
 export { NPY_MAX_HEADER, type NpyProblem, parseNpy } from './inputs/npy.js';
-export { startImageDecoder } from './pipeline/image-decoder.js';
 export { type Base64Array, JSON_ARRAY_MAX, outputsToJson, typedToJson } from './outputs-json.js';
+export { startImageDecoder } from './pipeline/image-decoder.js';
 export { variantProviders } from './providers.js';
 export { type ManyInput, type ManyResult, runMany } from './run-many.js';
 export {
