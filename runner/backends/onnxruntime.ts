@@ -18,6 +18,7 @@ import {
   BLOCKING,
   checkAccel,
   probeAccelEnv,
+  withBinding,
 } from '../host-accel.js';
 import { physicalCores } from '../host-cpu.js';
 import { usableProviders, variantProviders } from '../providers.js';
@@ -359,6 +360,9 @@ export class OnnxruntimeBackend implements Backend {
   async init(): Promise<OrtInit> {
     let ort: Ort;
     let bindingDir: string | undefined;
+    // the machine's scan (~20 file-system round trips) runs while onnxruntime's library loads
+    const scan = this.#accelEnv ? undefined : probeAccelEnv();
+    scan?.catch(() => {}); // awaited below; not when the import fails
     try {
       // onnxruntime's own telemetry writes a device id and a database under the user's home and
       // would upload from it: off unless the user set the variable (read when the library starts)
@@ -374,9 +378,8 @@ export class OnnxruntimeBackend implements Backend {
       };
     }
     const version = ort.env.versions.node ?? ort.env.versions.common;
-    this.#accel = checkAccel(
-      this.#accelEnv ?? (await probeAccelEnv(bindingDir ? { binding: { dir: bindingDir, version } } : {})),
-    );
+    const env = this.#accelEnv ?? (await scan!);
+    this.#accel = checkAccel(this.#accelEnv || !bindingDir ? env : withBinding(env, { dir: bindingDir, version }));
     const listed = ort.listSupportedBackends().map((b) => ({ name: b.name, bundled: b.bundled }));
     const providers: string[] = [];
     const unavailable: OrtInit['unavailable'] = [];
