@@ -1,7 +1,8 @@
 /**
  * The onnxruntime-node backend. `init()` loads the native binding (lazily, so a broken install is a
  * recorded failure, not an import crash) and probes every execution provider the binding lists by
- * creating a real session on a tiny model: a provider is reported only if that works. `load()`
+ * creating a real session on a tiny model: a provider is reported only if that works. The CPU
+ * provider, part of the library the binding loads, is reported once the binding loads. `load()`
  * creates a session from verified bytes only, with deliberate session options.
  */
 import { existsSync, rmSync } from 'node:fs';
@@ -388,6 +389,13 @@ export class OnnxruntimeBackend implements Backend {
       const pre = this.#precheck(name, bundled, bindingDir);
       if (pre.block) {
         unavailable.push({ name, reason: pre.block.reason, ...(pre.block.code ? { code: pre.block.code } : {}) });
+        continue;
+      }
+      // The CPU provider is compiled into libonnxruntime, which the import above loaded: no probe
+      // session for it (one cost ~25 ms of each `xpkg run`: its thread pool started and joined).
+      // The others are libraries of their own, which only a session that asks for them loads.
+      if (name === 'cpu') {
+        providers.push(name);
         continue;
       }
       try {
