@@ -114,10 +114,19 @@ async function envIcds(env: Record<string, string | undefined>, at: (p: string) 
 export async function probeAccelEnv(options: ProbeOptions = {}): Promise<AccelEnv> {
   const root = options.root ?? '/';
   const at = (p: string) => join(root, p);
-  const dirs = options.libraryDirs ?? (await librarySearchPath());
-  const libraries = new Set<string>();
-  for (const d of dirs) for (const n of await listDir(d)) libraries.add(n);
   const cachePath = options.ldCache === undefined ? '/etc/ld.so.cache' : options.ldCache;
+  // every listing and read at once: each is a round trip to the thread pool, ~20 of them
+  const icdDirs = ['usr/share/vulkan/icd.d', 'etc/vulkan/icd.d', 'usr/local/share/vulkan/icd.d'];
+  const searchPath = options.libraryDirs ? Promise.resolve(options.libraryDirs) : librarySearchPath();
+  const [dirs, listings, version, icds, envIcdFiles, dri] = await Promise.all([
+    searchPath,
+    searchPath.then((ds) => Promise.all(ds.map((d) => listDir(d)))),
+    readText(at('proc/driver/nvidia/version')),
+    Promise.all(icdDirs.map((d) => listDir(at(d)))),
+    envIcds(options.env ?? process.env, at),
+    listDir(at('dev/dri')),
+  ]);
+  const libraries = new Set<string>(listings.flat());
   if (cachePath) {
     try {
       for (const n of ldCacheNames(readFileSync(cachePath))) libraries.add(n);
@@ -125,35 +134,38 @@ export async function probeAccelEnv(options: ProbeOptions = {}): Promise<AccelEn
       // no cache (musl, containers): the directory listings stand alone
     }
   }
-  const version = await readText(at('proc/driver/nvidia/version'));
   const nvidiaDriver = version.ok ? (parseNvidiaVersion(version.value) ?? 'unknown') : null;
-  const vulkanIcds: string[] = [];
-  for (const d of ['usr/share/vulkan/icd.d', 'etc/vulkan/icd.d', 'usr/local/share/vulkan/icd.d'])
-    for (const f of await listDir(at(d))) if (f.endsWith('.json')) vulkanIcds.push(join('/', d, f));
-  vulkanIcds.push(...(await envIcds(options.env ?? process.env, at)));
+  const vulkanIcds = icdDirs.flatMap((d, i) => icds[i].filter((f) => f.endsWith('.json')).map((f) => join('/', d, f)));
+  vulkanIcds.push(...envIcdFiles);
   const deviceNodes = [
-    ...(await listDir(at('dev/dri'))).filter((n) => n.startsWith('renderD')).map((n) => `/dev/dri/${n}`),
+    ...dri.filter((n) => n.startsWith('renderD')).map((n) => `/dev/dri/${n}`),
     ...(existsSync(at('dev/nvidia0')) ? ['/dev/nvidia0'] : []),
   ];
-  let bindingFiles: string[] = [];
-  if (options.binding) {
-    try {
-      bindingFiles = readdirSync(options.binding.dir);
-    } catch {
-      bindingFiles = [];
-    }
-  }
-  return {
+  const env: AccelEnv = {
     platform: options.platform ?? process.platform,
     arch: options.arch ?? process.arch,
-    ...(options.binding ? { binding: options.binding } : {}),
-    bindingFiles,
+    bindingFiles: [],
     libraries,
     searched: dirs.length + (cachePath ? 1 : 0),
     nvidiaDriver,
     vulkanIcds,
     deviceNodes,
   };
+  return options.binding ? withBinding(env, options.binding) : env;
+}
+
+/**
+ * `env` with onnxruntime-node's binding folder and what is in it: the backend scans the machine
+ * while onnxruntime's library loads, and adds the binding (whose version it knows once loaded) after.
+ */
+export function withBinding(env: AccelEnv, binding: { dir: string; version: string }): AccelEnv {
+  let bindingFiles: string[];
+  try {
+    bindingFiles = readdirSync(binding.dir);
+  } catch {
+    bindingFiles = [];
+  }
+  return { ...env, binding, bindingFiles };
 }
 
 const missingOf = (env: AccelEnv, names: string[]) => names.filter((n) => !env.libraries.has(n));

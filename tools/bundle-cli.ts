@@ -61,6 +61,9 @@ export async function bundleCli(distDir = 'dist'): Promise<void> {
     chunkNames: '[name]-[hash]',
     entryNames: '[name]',
     metafile: true,
+    // whitespace only (names and code stay as they are): V8 scans every byte of a chunk when it
+    // loads it, and the ~1 MB of generated validators shrinks by half (~15 ms of CPU at each start)
+    minifyWhitespace: true,
     logLevel: 'warning',
     plugins: [ownUrlPlugin(dist)],
   });

@@ -1,7 +1,8 @@
 /**
  * The onnxruntime-node backend. `init()` loads the native binding (lazily, so a broken install is a
  * recorded failure, not an import crash) and probes every execution provider the binding lists by
- * creating a real session on a tiny model: a provider is reported only if that works. `load()`
+ * creating a real session on a tiny model: a provider is reported only if that works. The CPU
+ * provider, part of the library the binding loads, is reported once the binding loads. `load()`
  * creates a session from verified bytes only, with deliberate session options.
  */
 import { existsSync, rmSync } from 'node:fs';
@@ -18,6 +19,7 @@ import {
   BLOCKING,
   checkAccel,
   probeAccelEnv,
+  withBinding,
 } from '../host-accel.js';
 import { physicalCores } from '../host-cpu.js';
 import { usableProviders, variantProviders } from '../providers.js';
@@ -359,6 +361,9 @@ export class OnnxruntimeBackend implements Backend {
   async init(): Promise<OrtInit> {
     let ort: Ort;
     let bindingDir: string | undefined;
+    // the machine's scan (~20 file-system round trips) runs while onnxruntime's library loads
+    const scan = this.#accelEnv ? undefined : probeAccelEnv();
+    scan?.catch(() => {}); // awaited below; not when the import fails
     try {
       // onnxruntime's own telemetry writes a device id and a database under the user's home and
       // would upload from it: off unless the user set the variable (read when the library starts)
@@ -374,9 +379,8 @@ export class OnnxruntimeBackend implements Backend {
       };
     }
     const version = ort.env.versions.node ?? ort.env.versions.common;
-    this.#accel = checkAccel(
-      this.#accelEnv ?? (await probeAccelEnv(bindingDir ? { binding: { dir: bindingDir, version } } : {})),
-    );
+    const env = this.#accelEnv ?? (await scan!);
+    this.#accel = checkAccel(this.#accelEnv || !bindingDir ? env : withBinding(env, { dir: bindingDir, version }));
     const listed = ort.listSupportedBackends().map((b) => ({ name: b.name, bundled: b.bundled }));
     const providers: string[] = [];
     const unavailable: OrtInit['unavailable'] = [];
@@ -385,6 +389,13 @@ export class OnnxruntimeBackend implements Backend {
       const pre = this.#precheck(name, bundled, bindingDir);
       if (pre.block) {
         unavailable.push({ name, reason: pre.block.reason, ...(pre.block.code ? { code: pre.block.code } : {}) });
+        continue;
+      }
+      // The CPU provider is compiled into libonnxruntime, which the import above loaded: no probe
+      // session for it (one cost ~25 ms of each `xpkg run`: its thread pool started and joined).
+      // The others are libraries of their own, which only a session that asks for them loads.
+      if (name === 'cpu') {
+        providers.push(name);
         continue;
       }
       try {
