@@ -15,6 +15,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { processAlive as alive } from '../platform/process.js';
 
 /** The commands that load models, where the faults are. */
 const COMMANDS = new Set(['run', 'bench', 'serve']);
@@ -150,13 +151,4 @@ export function launcherGone(): Promise<void> {
       resolve();
     }, 1000).unref();
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

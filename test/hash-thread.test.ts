@@ -4,14 +4,14 @@
  * files, the cache of optimised models) still refuse a changed byte.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
 import { hashesServed, sha256Moving } from '../platform/hash-thread.js';
 import { OrtModelCache } from '../runner/backends/ort-cache.js';
 import { startImageDecoder } from '../runner/pipeline/image-decoder.js';
-import { tempDir } from './helpers/source.js';
+import { flipByteIn, tempDir } from './helpers/source.js';
 
 const OCR = join(import.meta.dirname, '..', 'fixtures', 'dist', 'paddleocr-v4.xpkg');
 const REC = 'models/rec/ch_PP-OCRv4_rec_infer.onnx';
@@ -27,12 +27,7 @@ describe("hashing on the image decoder's worker", () => {
     expect(hashesServed()).toBe(true);
     dir = tempDir('xpkg-hash-');
     flipped = join(dir, 'flipped.xpkg');
-    await copyFile(OCR, flipped);
-    const bytes = await readFile(OCR);
-    await using r = await PackageReader.open(OCR);
-    const rec = r.entry(REC)!;
-    bytes[rec.dataOffset + (rec.size >> 1)] ^= 0x01;
-    await writeFile(flipped, bytes);
+    await flipByteIn(OCR, REC, flipped);
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 

@@ -5,13 +5,13 @@
  * a damaged model still fails with its code on both paths, and a load that stops short for
  * another reason leaves the file to be checked by the verification itself.
  */
-import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileSource } from '../pack/file-source.js';
 import { PackageReader } from '../pack/reader.js';
 import type { ByteSource } from '../pack/source.js';
-import { tempDir } from './helpers/source.js';
+import { flipByteIn, tempDir } from './helpers/source.js';
 
 const OCR = join(import.meta.dirname, '..', 'fixtures', 'dist', 'paddleocr-v4.xpkg');
 const REC = 'models/rec/ch_PP-OCRv4_rec_infer.onnx';
@@ -54,12 +54,7 @@ describe('verification and model loads share one read', () => {
   beforeAll(async () => {
     dir = tempDir('xpkg-shared-');
     flipped = join(dir, 'flipped.xpkg');
-    await copyFile(OCR, flipped);
-    const bytes = await readFile(OCR);
-    await using r = await PackageReader.open(OCR);
-    const rec = r.entry(REC)!;
-    bytes[rec.dataOffset + (rec.size >> 1)] ^= 0x01;
-    await writeFile(flipped, bytes);
+    await flipByteIn(OCR, REC, flipped);
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 

@@ -46,3 +46,18 @@ export function writeSource(
   writeFileSync(join(dir, 'xpkg.json'), JSON.stringify(manifest, null, 2));
   return dir;
 }
+
+/**
+ * A copy of the package at `path`, written to `out`, with one byte of the stored file `entry` flipped
+ * (the middle one): intact archive and signatures, one file's digest wrong.
+ */
+export async function flipByteIn(path: string, entry: string, out: string): Promise<void> {
+  const { readFile, writeFile } = await import('node:fs/promises');
+  const { PackageReader } = await import('../../pack/reader.js');
+  const bytes = await readFile(path);
+  await using r = await PackageReader.open(path);
+  const e = r.entry(entry);
+  if (!e) throw new Error(`${path} has no ${entry}`);
+  bytes[e.dataOffset + (e.size >> 1)] ^= 0x01;
+  await writeFile(out, bytes);
+}
