@@ -25,7 +25,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } 
 import { chmod, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { arch, cpus } from 'node:os';
 import { join } from 'node:path';
-import { sha256Moving } from '../../platform/index.js';
+import { sha256Hex, sha256Moving } from '../../platform/index.js';
 
 const FORMAT = 'xpkg-ort-cache/2';
 /** The most bytes of entries kept; a store beyond it removes the least recently written ones. */
@@ -90,8 +90,6 @@ async function readAll(path: string, size: number): Promise<Buffer> {
   return bytes;
 }
 
-const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
-
 export class OrtModelCache {
   readonly dir: string;
 
@@ -153,7 +151,7 @@ export class OrtModelCache {
       // onnxruntime wrote it with the umask's mode; entries are the user's alone
       await chmod(temp, 0o600);
       const bytes = await readFile(temp);
-      const meta: Meta = { format: FORMAT, sha256: sha256(bytes), size: bytes.length, staticInputs };
+      const meta: Meta = { format: FORMAT, sha256: sha256Hex(bytes), size: bytes.length, staticInputs };
       writeFileSync(metaTemp, JSON.stringify(meta), { mode: 0o600 });
       // the model first: a record never points at a model that is not there yet
       renameSync(temp, join(this.dir, `${key}.ort`));
