@@ -22,6 +22,11 @@ const outcome = (p: Promise<unknown>) =>
   );
 
 describe('image decoding in the worker', () => {
+  it("a program using the library starts it from the package's entry (its exports map allows no deep import)", async () => {
+    const lib = await import('../index.js');
+    expect(lib.startImageDecoder).toBe(startImageDecoder);
+  });
+
   it('starts, and decodes to the pixels this thread decodes (RGB, grey, alpha flattened, a pooled Buffer view)', async () => {
     expect(startImageDecoder()).toBe(true);
     const rgba = await sharp({
