@@ -28,6 +28,8 @@ for (const op of ['preprocess', 'crop-batch', 'db-postprocess', 'ctc-decode', 't
   };
 }
 
+/** Per variant: the run's p50 and each step's median, for the ratio line at the end. */
+const results: Record<string, { p50: number; steps: Record<string, number> }> = {};
 const img = await rawImage(join(DATA, 'ocr-page-1080p.png'));
 const inputs = { image: { data: img.data, width: img.width, height: img.height, channels: 3 } };
 for (const [name, runs, open] of [
@@ -47,10 +49,17 @@ for (const [name, runs, open] of [
     }
     const cpu = process.cpuUsage(c0);
     const steps = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, r2(pct(v, 50))]));
+    results[name] = { p50: pct(total, 50), steps };
     console.log(
       `${name}: p50 ${r2(pct(total, 50))} ms, process CPU ${r2((cpu.user + cpu.system) / 1000 / runs)} ms a run; step medians, ms: ${JSON.stringify(steps)}`,
     );
   } finally {
     await runner.close();
   }
+}
+const [gpu, cpu] = [results['GPU variant'], results['CPU variant']];
+if (gpu && cpu) {
+  const ratio = (a: number, b: number) => (b > 0 ? r2(a / b) : null);
+  const perStep = Object.fromEntries(Object.keys(gpu.steps).map((k) => [k, ratio(gpu.steps[k], cpu.steps[k] ?? 0)]));
+  console.log(`GPU / CPU variant: run p50 ${ratio(gpu.p50, cpu.p50)}×; per step ${JSON.stringify(perStep)}`);
 }
