@@ -373,8 +373,8 @@ describe('ctc-decode of in-graph best classes', () => {
     const ok: Tensor = { type: 'int32', dims: [1, 4], data: new Int32Array(4) };
     expect(await codeOf(decode({ input: 'b', packed: true }, { b: f }))).toBe('E_RUN_PIPELINE');
     expect(await codeOf(decode({ input: 'b', packed: true }, { b: i3 }))).toBe('E_RUN_PIPELINE');
-    expect(await codeOf(decode({ input: 'b', packed: true, scores: 's' }, { b: ok, s: f }))).not.toBeUndefined();
-    expect(await codeOf(decode({ input: 'b', packed: true, probabilities: true }, { b: ok }))).not.toBeUndefined();
+    expect(await codeOf(decode({ input: 'b', packed: true, scores: 's' }, { b: ok, s: f }))).toBe('E_RUN_PIPELINE');
+    expect(await codeOf(decode({ input: 'b', packed: true, probabilities: true }, { b: ok }))).toBe('E_RUN_PIPELINE');
   });
 
   it('refuses float ids, mismatched scores, and scores with softmax or probabilities', async () => {
