@@ -10,14 +10,16 @@
  * 2. the daemon's event-loop lag p99 while saturated (prom-client's own gauge, scraped after), beside
  *    the lag the idle floor process sees at the same time with the same 1 ms sampler (the machine's);
  * 3. dynamic batching off and on for the batchable add-one package at concurrency 16;
- * 4. a hot swap of the detector (a sequence-2 build dropped in) under steady load, each daemon in turn: failures and
- *    p99 during the swap against the steady p99.
+ * 4. hot swaps of the detector (builds of sequence 2, 3, … dropped in) under steady load, each daemon in turn:
+ *    failures and p99 during each swap against the steady p99 of the window just before it.
  *
  *   npm run build && npx tsx bench/serve.ts [--requests 40] [--isolation process|thread] [--skip-ocr]
  *     [--bin <another build>/bin/xpkg.js]      (the daemon of another build instead of this one)
  *     [--before <another build>/bin/xpkg.js]   (a second daemon of another build, measured side by side)
- *     [--worker-nice n]                        (this build's daemon with `--worker-nice n`)
+ *     [--worker-nice n]                        (the daemons with `--worker-nice n`)
  *     [--loaded n]                             (requests per row at concurrency 4 and 16)
+ *     [--swaps n]                              (hot swaps per daemon, default 3)
+ *     [--only latency,swap,batch]              (only those parts)
  *
  * The daemon is the real CLI (dist/) in its own process; load and the in-process runner run here.
  * Goals (issue #14): overhead ≤ 0.5 ms p50 and ≤ 1 ms p99; lag p99 ≤ 5 ms; swap: 0 failed, p99 ≤ 2× steady.
@@ -50,6 +52,11 @@ const BIN = resolve(arg('bin') ?? 'bin/xpkg.js');
 /** A second daemon, of another build, measured side by side with the first. */
 const BEFORE = arg('before') ? resolve(arg('before')!) : undefined;
 const TRUST = resolve('fixtures/keys/test.pub');
+/** Hot swaps per daemon, each against the steady window just before it. */
+const SWAPS = Number(arg('swaps') ?? 3);
+/** `--only latency,swap,batch`: the parts to run (default all). */
+const ONLY = arg('only')?.split(',');
+const want = (part: string) => !ONLY || ONLY.includes(part);
 const SIDE = 640;
 
 function pct(xs: number[], p: number): number {
@@ -283,7 +290,11 @@ const daemons: { label: string; url: string; child: ChildProcess; pid: number; r
 if (BEFORE) {
   const repo2 = tempDir('xpkg-bench-repo-');
   for (const f of ['detector.xpkg', 'ocr.xpkg']) await cp(join(repo, f), join(repo2, f)).catch(() => {});
-  daemons.unshift({ label: 'before', repo: repo2, ...(await startDaemon(repo2, [], BEFORE)) });
+  daemons.unshift({
+    label: 'before',
+    repo: repo2,
+    ...(await startDaemon(repo2, NICE ? ['--worker-nice', NICE] : [], BEFORE)),
+  });
 }
 const floor = await startFloor();
 const loadBefore = load();
@@ -299,7 +310,7 @@ const ms = (x: number) => x.toFixed(2);
 const perReq = (u: Usage, n: number) =>
   `${ms((u.user + u.sys) / n).padStart(6)} ms (user ${ms(u.user / n)}, system ${ms(u.sys / n)}), ${(u.faults / n).toFixed(0).padStart(4)} page faults`;
 try {
-  for (const [name, pkg, image] of models) {
+  for (const [name, pkg, image] of want('latency') ? models : []) {
     const px = await pixels(image);
     const runner = await Runner.open(pkg, { trust: [TRUST], stateDir: tempDir() });
     const input = { image: { data: px, width: SIDE, height: SIDE, channels: 3 as const } };
@@ -395,90 +406,106 @@ try {
     await runner.close();
   }
 
-  // Hot swap of the detector under steady load (concurrency 4): a sequence-2 build dropped in.
-  const src = tempDir('xpkg-bench-det-');
-  await prepareDetector(src);
-  const manifest = JSON.parse(await readFile(join(src, 'xpkg.json'), 'utf8'));
-  manifest.sequence = 2;
-  await writeFile(join(src, 'xpkg.json'), JSON.stringify(manifest));
-  const v2 = join(tempDir(), 'detector-2.xpkg');
-  await packFolder(src, v2, { sourceDateEpoch: '' });
-  await sign(v2, { key: 'fixtures/keys/test.key', out: v2, passphrase: '', force: true });
-  const v2id = await PackageReader.open(v2).then(async (r) => (await r.close(), r.id));
-  const px = await pixels('fixtures/detector/eval/000.png');
-  rows.push('');
-  // each daemon in turn (the other one idle), so that both swap on the same machine
-  for (const d of daemons) {
-    const remote = binaryInfer(d.url, 'detector', px);
-    const steady = await closedLoop(REQUESTS * 2, 4, remote);
-    let stop = false;
-    const during = closedLoop(Number.MAX_SAFE_INTEGER, 4, remote, () => stop);
-    const t0 = performance.now();
-    await cp(v2, join(d.repo, '.detector.tmp'));
-    await rename(join(d.repo, '.detector.tmp'), join(d.repo, 'detector.xpkg'));
-    let seen = false;
-    while (!seen && performance.now() - t0 < 60_000) {
-      const m = (await (await fetch(`${d.url}/v2/models/detector`)).json()) as { parameters?: { version?: string } };
-      seen = m.parameters?.version === v2id;
-      if (!seen) await new Promise((r) => setTimeout(r, 50));
+  if (want('swap')) {
+    // Hot swaps of the detector under steady load (concurrency 4): builds of sequence 2, 3, … dropped
+    // in one after another, each after a steady window of the same load (one swap is one noisy sample).
+    const src = tempDir('xpkg-bench-det-');
+    await prepareDetector(src);
+    const manifest = JSON.parse(await readFile(join(src, 'xpkg.json'), 'utf8'));
+    const builds: { file: string; id: string }[] = [];
+    for (let k = 0; k < SWAPS; k++) {
+      manifest.sequence = 2 + k;
+      await writeFile(join(src, 'xpkg.json'), JSON.stringify(manifest));
+      const file = join(tempDir(), `detector-${2 + k}.xpkg`);
+      await packFolder(src, file, { sourceDateEpoch: '' });
+      await sign(file, { key: 'fixtures/keys/test.key', out: file, passphrase: '', force: true });
+      builds.push({ file, id: await PackageReader.open(file).then(async (r) => (await r.close(), r.id)) });
     }
-    const switchMs = performance.now() - t0;
-    await new Promise((r) => setTimeout(r, 1500)); // the old version drains under the same load
-    stop = true;
-    const swap = await during;
-    rows.push(
-      `hot swap of the detector under load (c=4)${d.label === 'xpkg serve' ? '' : ` (${d.label})`}: new version serving ${switchMs.toFixed(0)} ms after the drop-in${seen ? '' : ' (NOT SEEN)'}`,
-    );
-    rows.push(
-      `  steady: p99 ${steady.p99.toFixed(1)} ms; during the swap: ${swap.n} requests, ${swap.failed} failed, p99 ${swap.p99.toFixed(1)} ms (${(swap.p99 / steady.p99).toFixed(2)}× steady)`,
-    );
-  }
-
-  // Dynamic batching, off and on: the OCR recogniser as a tensor package whose input and output
-  // share the batch dimension ("N"), one 48×320 text line per request.
-  const rec = await recPackage();
-  const brepo = tempDir('xpkg-bench-batch-');
-  await cp(rec, join(brepo, 'rec.xpkg'));
-  const line = new Float32Array(3 * 48 * 320).map((_, i) => ((i * 7919) % 255) / 255);
-  const lineBytes = Buffer.from(line.buffer);
-  const header = Buffer.from(
-    JSON.stringify({
-      inputs: [
-        { name: 'x', shape: [1, 3, 48, 320], datatype: 'FP32', parameters: { binary_data_size: lineBytes.length } },
-      ],
-      parameters: { binary_data_output: true },
-    }),
-  );
-  const recBody = Buffer.concat([header, lineBytes]);
-  const recCall = (u: string) => async () => {
-    const r = await post(
-      `${u}/v2/models/rec-batch/infer`,
-      { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
-      recBody,
-    );
-    return r.status === 200;
-  };
-  rows.push('');
-  const batchRows: Stats[] = [];
-  for (const [label, extra] of [
-    ['rec line c=16, no batching', ['--concurrency', '2']],
-    ['rec line c=16, batching 16', ['--concurrency', '2', '--batch-max', '16', '--batch-delay', '2']],
-  ] as const) {
-    const d = await startDaemon(brepo, [...extra]);
-    try {
-      for (let i = 0; i < 5; i++) await recCall(d.url)();
-      const st = await closedLoop(REQUESTS * 4, 16, recCall(d.url));
-      batchRows.push(st);
-      row(label, st);
-    } finally {
-      d.child.kill('SIGTERM');
+    const px = await pixels('fixtures/detector/eval/000.png');
+    rows.push('');
+    // each daemon in turn (the other one idle), so that both swap on the same machine
+    for (const d of daemons) {
+      const remote = binaryInfer(d.url, 'detector', px);
+      const ratios: number[] = [];
+      const tag = d.label === 'xpkg serve' ? '' : ` (${d.label})`;
+      for (const b of builds) {
+        const steady = await closedLoop(REQUESTS * 2, 4, remote);
+        let stop = false;
+        const during = closedLoop(Number.MAX_SAFE_INTEGER, 4, remote, () => stop);
+        const t0 = performance.now();
+        await cp(b.file, join(d.repo, '.detector.tmp'));
+        await rename(join(d.repo, '.detector.tmp'), join(d.repo, 'detector.xpkg'));
+        let seen = false;
+        while (!seen && performance.now() - t0 < 60_000) {
+          const m = (await (await fetch(`${d.url}/v2/models/detector`)).json()) as {
+            parameters?: { version?: string };
+          };
+          seen = m.parameters?.version === b.id;
+          if (!seen) await new Promise((r) => setTimeout(r, 50));
+        }
+        const switchMs = performance.now() - t0;
+        await new Promise((r) => setTimeout(r, 1500)); // the old version drains under the same load
+        stop = true;
+        const swap = await during;
+        ratios.push(swap.p99 / steady.p99);
+        rows.push(
+          `hot swap ${ratios.length}/${SWAPS} of the detector under load (c=4)${tag}: new version serving ${switchMs.toFixed(0)} ms after the drop-in${seen ? '' : ' (NOT SEEN)'}; ` +
+            `steady p99 ${steady.p99.toFixed(1)} ms; during: ${swap.n} requests, ${swap.failed} failed, p99 ${swap.p99.toFixed(1)} ms (${(swap.p99 / steady.p99).toFixed(2)}× steady)`,
+        );
+      }
+      const sorted = [...ratios].sort((a, b) => a - b);
+      rows.push(
+        `  swap p99 / steady p99${tag}: median ${sorted[Math.floor(sorted.length / 2)].toFixed(2)}×, worst ${sorted[sorted.length - 1].toFixed(2)}× over ${ratios.length} swaps`,
+      );
     }
   }
-  rows.push(`  batching: ${(batchRows[1].rps / batchRows[0].rps).toFixed(2)}× the throughput`);
+  if (want('batch')) {
+    // Dynamic batching, off and on: the OCR recogniser as a tensor package whose input and output
+    // share the batch dimension ("N"), one 48×320 text line per request.
+    const rec = await recPackage();
+    const brepo = tempDir('xpkg-bench-batch-');
+    await cp(rec, join(brepo, 'rec.xpkg'));
+    const line = new Float32Array(3 * 48 * 320).map((_, i) => ((i * 7919) % 255) / 255);
+    const lineBytes = Buffer.from(line.buffer);
+    const header = Buffer.from(
+      JSON.stringify({
+        inputs: [
+          { name: 'x', shape: [1, 3, 48, 320], datatype: 'FP32', parameters: { binary_data_size: lineBytes.length } },
+        ],
+        parameters: { binary_data_output: true },
+      }),
+    );
+    const recBody = Buffer.concat([header, lineBytes]);
+    const recCall = (u: string) => async () => {
+      const r = await post(
+        `${u}/v2/models/rec-batch/infer`,
+        { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
+        recBody,
+      );
+      return r.status === 200;
+    };
+    rows.push('');
+    const batchRows: Stats[] = [];
+    for (const [label, extra] of [
+      ['rec line c=16, no batching', ['--concurrency', '2']],
+      ['rec line c=16, batching 16', ['--concurrency', '2', '--batch-max', '16', '--batch-delay', '2']],
+    ] as const) {
+      const d = await startDaemon(brepo, [...extra]);
+      try {
+        for (let i = 0; i < 5; i++) await recCall(d.url)();
+        const st = await closedLoop(REQUESTS * 4, 16, recCall(d.url));
+        batchRows.push(st);
+        row(label, st);
+      } finally {
+        d.child.kill('SIGTERM');
+      }
+    }
+    rows.push(`  batching: ${(batchRows[1].rps / batchRows[0].rps).toFixed(2)}× the throughput`);
+  }
 } finally {
   for (const d of daemons) d.child.kill('SIGTERM');
   floor.child.kill();
 }
 process.stdout.write(
-  `${ISOLATION} workers${NICE ? ` (this build's at niceness ${NICE})` : ''}; before: ${loadBefore}; after: ${load()}\n${rows.join('\n')}\n\n${libraryCosts()}\nevent-loop lag p99 of the daemon while loaded (1 ms sampling):\n  ${lags.join('\n  ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8):\n  ${overheads.join('\n  ')}\n`,
+  `${ISOLATION} workers${NICE ? ` (at niceness ${NICE})` : ''}; before: ${loadBefore}; after: ${load()}\n${rows.join('\n')}\n\n${libraryCosts()}\nevent-loop lag p99 of the daemon while loaded (1 ms sampling):\n  ${lags.join('\n  ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8):\n  ${overheads.join('\n  ')}\n`,
 );

@@ -122,6 +122,11 @@ export class ModelWorker extends EventEmitter {
     return this.call({ t: 'warm' });
   }
 
+  /** Every thread of a process worker to niceness `nice` (serve/priority.ts); a thread worker stays as it is. */
+  async renice(nice: number): Promise<void> {
+    if (this.child) await this.call<{ threads: number }>({ t: 'nice', nice });
+  }
+
   /**
    * A thread takes the `transfer` buffers as they are (they are detached here after); a process gets
    * the big arrays in its bulk file, written from the caller's memory (inline in the message when
