@@ -26,7 +26,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { cp, readFile, rename, writeFile } from 'node:fs/promises';
-import { Agent, request } from 'node:http';
 import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -40,7 +39,19 @@ import { createLogger } from '../serve/log.js';
 import { ServeMetrics } from '../serve/metrics.js';
 import { sign } from '../signing/sign.js';
 import { tempDir } from '../test/helpers/source.js';
-import { daemonGcs, daemonLag, floorLag, minus, plus, startFloor, type Usage, usage, ZERO } from './serve-probe.js';
+import { encodePost, HttpClient } from './http-client.js';
+import {
+  daemonGcs,
+  daemonLag,
+  daemonSums,
+  floorLag,
+  minus,
+  plus,
+  startFloor,
+  type Usage,
+  usage,
+  ZERO,
+} from './serve-probe.js';
 import { arg } from './util.js';
 
 const REQUESTS = Number(arg('requests') ?? 40);
@@ -96,37 +107,17 @@ async function pixels(file: string): Promise<Buffer> {
   return sharp(file).resize(SIDE, SIDE, { fit: 'fill' }).removeAlpha().raw().toBuffer();
 }
 
-/**
- * The client: node:http with kept-alive connections. fetch (undici) spends ~3 ms of CPU per 1.2 MB
- * request here, on the same two cores as the daemon; a lean client keeps the figures the daemon's.
- */
-const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-function post(url: string, headers: Record<string, string>, body: Buffer): Promise<{ status: number; body: Buffer }> {
-  const u = new URL(url);
-  return new Promise((res, rej) => {
-    const r = request(
-      {
-        host: u.hostname,
-        port: u.port,
-        path: u.pathname,
-        method: 'POST',
-        agent,
-        headers: { ...headers, 'content-length': String(body.length) },
-      },
-      (resp) => {
-        const chunks: Buffer[] = [];
-        resp.on('data', (c: Buffer) => chunks.push(c));
-        resp.on('end', () => res({ status: resp.statusCode ?? 0, body: Buffer.concat(chunks) }));
-        resp.on('error', rej);
-      },
-    );
-    r.on('error', rej);
-    r.end(body);
-  });
-}
+/** The load generator (bench/http-client.ts): pre-encoded requests on kept-alive connections. */
+const client = new HttpClient();
 
 /** `record`: per request, wall time at the client minus the run's own time in the worker (the daemon's whole overhead). */
-function binaryInfer(url: string, model: string, px: Buffer, record?: number[]): () => Promise<boolean> {
+function binaryInfer(
+  url: string,
+  model: string,
+  px: Buffer,
+  record?: number[],
+  runs?: number[],
+): () => Promise<boolean> {
   const header = Buffer.from(
     JSON.stringify({
       inputs: [
@@ -135,15 +126,20 @@ function binaryInfer(url: string, model: string, px: Buffer, record?: number[]):
     }),
   );
   const body = Buffer.concat([header, px]);
-  const headers = {
-    'content-type': 'application/octet-stream',
-    'inference-header-content-length': String(header.length),
-  };
+  const wire = encodePost(
+    `${url}/v2/models/${model}/infer`,
+    {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(header.length),
+    },
+    body,
+  );
   return async () => {
     const t = performance.now();
-    const r = await post(`${url}/v2/models/${model}/infer`, headers, body);
+    const r = await client.send(wire);
     const j = JSON.parse(r.body.toString('utf8')) as { parameters?: { run_ms?: number } };
     if (record && j.parameters?.run_ms !== undefined) record.push(performance.now() - t - j.parameters.run_ms);
+    if (runs && j.parameters?.run_ms !== undefined) runs.push(j.parameters.run_ms);
     return r.status === 200;
   };
 }
@@ -315,8 +311,8 @@ try {
     const runner = await Runner.open(pkg, { trust: [TRUST], stateDir: tempDir() });
     const input = { image: { data: px, width: SIDE, height: SIDE, channels: 3 as const } };
     const localRun = async () => (await runner.run(input), true);
-    const floorCall = async () =>
-      (await post(`${floor.url}/echo`, { 'content-type': 'application/octet-stream' }, px)).status === 200;
+    const floorWire = encodePost(`${floor.url}/echo`, { 'content-type': 'application/octet-stream' }, px);
+    const floorCall = async () => (await client.send(floorWire)).status === 200;
     for (let i = 0; i < 3; i++) await runner.run(input);
     for (const d of daemons) for (let i = 0; i < 3; i++) await binaryInfer(d.url, name, px)();
     for (let i = 0; i < 20; i++) await floorCall();
@@ -329,7 +325,14 @@ try {
       const fl: number[] = [];
       let localCpu = 0;
       let floorUse = ZERO;
-      const per = daemons.map((d) => ({ ...d, wall: [] as number[], over: [] as number[], use: ZERO, idle: 0 }));
+      const per = daemons.map((d) => ({
+        ...d,
+        wall: [] as number[],
+        over: [] as number[],
+        runs: [] as number[],
+        use: ZERO,
+        idle: 0,
+      }));
       // what each idle daemon's main thread spends per second (the 1 ms lag sampler, the folder
       // poll): part of every request's figure below
       const i0 = per.map((d) => usage(d.pid));
@@ -339,7 +342,8 @@ try {
         const u = minus(usage(d.pid), i0[i]);
         d.idle = ((u.user + u.sys) / (performance.now() - ti)) * 1000;
       });
-      const calls = per.map((d) => binaryInfer(d.url, name, px, d.over));
+      const calls = per.map((d) => binaryInfer(d.url, name, px, d.over, d.runs));
+      const sums0 = await Promise.all(per.map((d) => daemonSums(d.url, name)));
       for (let i = 0; i < n; i++) {
         const c0 = process.cpuUsage();
         let t = performance.now();
@@ -372,12 +376,24 @@ try {
       overheads.push(
         `${name}, ${n} requests each (/proc ticks are 10 ms); main thread per request: CPU, page faults │ wall p50, p99 │ − in-process p50, p99`,
       );
-      for (const d of per) {
+      const sums1 = await Promise.all(per.map((d) => daemonSums(d.url, name)));
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      for (const [k, d] of per.entries()) {
         const served = st(d.wall);
         row(`${name}, c=1 (${d.label === 'xpkg serve' ? 'alternating' : d.label})`, local, served);
         overheads.push(
           `  ${d.label.padEnd(12)} ${perReq(d.use, n)} │ ${ms(served.p50)}, ${ms(served.p99)} ms │ ${ms(served.p50 - local.p50)}, ${ms(served.p99 - local.p99)} ms; ` +
             `wall − run in the worker p50 ${ms(pct(d.over, 50))}, p99 ${ms(pct(d.over, 99))} ms; workers ${ms(d.use.rest / n)} ms CPU; idle the main thread spends ${d.idle.toFixed(0)} ms a second`,
+        );
+        // means per request, from the daemon's own histograms: client wall = the run in the worker
+        // + the rest of the worker's round trip (IPC, wake-ups, the bulk read) + the daemon's main
+        // thread from the request's headers to its response + HTTP transport and the client itself
+        const r = sums1[k].n - sums0[k].n;
+        const req = (sums1[k].requestMs - sums0[k].requestMs) / r;
+        const trip = (sums1[k].workerMs - sums0[k].workerMs) / r;
+        const run = mean(d.runs);
+        overheads.push(
+          `  ${''.padEnd(12)} means: wall ${ms(mean(d.wall))} = run ${ms(run)} + worker round trip beyond the run ${ms(trip - run)} + daemon headers→response beyond the worker ${ms(req - trip)} + HTTP and client ${ms(mean(d.wall) - req)} ms`,
         );
       }
       overheads.push(
@@ -423,12 +439,13 @@ try {
     }
     const px = await pixels('fixtures/detector/eval/000.png');
     rows.push('');
-    // each daemon in turn (the other one idle), so that both swap on the same machine
-    for (const d of daemons) {
-      const remote = binaryInfer(d.url, 'detector', px);
-      const ratios: number[] = [];
-      const tag = d.label === 'xpkg serve' ? '' : ` (${d.label})`;
-      for (const b of builds) {
+    // swap k of each daemon in turn (the other one idle), then swap k+1: both swap on the same
+    // machine, and a stretch of outside load falls on both alike
+    const ratios = new Map(daemons.map((d) => [d, [] as number[]]));
+    const tagOf = (d: (typeof daemons)[number]) => (d.label === 'xpkg serve' ? '' : ` (${d.label})`);
+    for (const [k, b] of builds.entries())
+      for (const d of daemons) {
+        const remote = binaryInfer(d.url, 'detector', px);
         const steady = await closedLoop(REQUESTS * 2, 4, remote);
         let stop = false;
         const during = closedLoop(Number.MAX_SAFE_INTEGER, 4, remote, () => stop);
@@ -447,15 +464,16 @@ try {
         await new Promise((r) => setTimeout(r, 1500)); // the old version drains under the same load
         stop = true;
         const swap = await during;
-        ratios.push(swap.p99 / steady.p99);
+        ratios.get(d)!.push(swap.p99 / steady.p99);
         rows.push(
-          `hot swap ${ratios.length}/${SWAPS} of the detector under load (c=4)${tag}: new version serving ${switchMs.toFixed(0)} ms after the drop-in${seen ? '' : ' (NOT SEEN)'}; ` +
+          `hot swap ${k + 1}/${SWAPS} of the detector under load (c=4)${tagOf(d)}: new version serving ${switchMs.toFixed(0)} ms after the drop-in${seen ? '' : ' (NOT SEEN)'}; ` +
             `steady p99 ${steady.p99.toFixed(1)} ms; during: ${swap.n} requests, ${swap.failed} failed, p99 ${swap.p99.toFixed(1)} ms (${(swap.p99 / steady.p99).toFixed(2)}× steady)`,
         );
       }
-      const sorted = [...ratios].sort((a, b) => a - b);
+    for (const [d, r] of ratios) {
+      const sorted = [...r].sort((a, b) => a - b);
       rows.push(
-        `  swap p99 / steady p99${tag}: median ${sorted[Math.floor(sorted.length / 2)].toFixed(2)}×, worst ${sorted[sorted.length - 1].toFixed(2)}× over ${ratios.length} swaps`,
+        `  swap p99 / steady p99${tagOf(d)}: median ${sorted[Math.floor(sorted.length / 2)].toFixed(2)}×, worst ${sorted[sorted.length - 1].toFixed(2)}× over ${r.length} swaps`,
       );
     }
   }
@@ -476,13 +494,13 @@ try {
       }),
     );
     const recBody = Buffer.concat([header, lineBytes]);
-    const recCall = (u: string) => async () => {
-      const r = await post(
+    const recCall = (u: string) => {
+      const wire = encodePost(
         `${u}/v2/models/rec-batch/infer`,
         { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
         recBody,
       );
-      return r.status === 200;
+      return async () => (await client.send(wire)).status === 200;
     };
     rows.push('');
     const batchRows: Stats[] = [];
