@@ -317,6 +317,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
         await repository.close();
         metrics.close();
         log.info('stopped');
+        log.flush(); // a batched destination (log.ts): out before whatever the caller prints next
       })()),
   };
 }
