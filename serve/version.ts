@@ -66,9 +66,10 @@ export class LoadedVersion {
 
   /** Opens (verifies) the package in one worker; nothing is loaded yet beyond the manifest. */
   static async open(path: string, config: VersionConfig): Promise<LoadedVersion> {
-    const w = ModelWorker.spawn(config.isolation);
+    const nice = config.loadNice ?? config.nice;
+    const w = ModelWorker.spawn(config.isolation, nice);
     try {
-      const opened = await w.open(path, config.runner, undefined, config.loadNice ?? config.nice);
+      const opened = await w.open(path, config.runner, undefined, nice);
       return new LoadedVersion(path, opened, w, config);
     } catch (e) {
       w.kill();
@@ -92,9 +93,10 @@ export class LoadedVersion {
   }
 
   private async spawnOne(): Promise<ModelWorker> {
-    const w = ModelWorker.spawn(this.config.isolation);
+    const nice = this.config.loadNice ?? this.config.nice;
+    const w = ModelWorker.spawn(this.config.isolation, nice);
     try {
-      await w.open(this.path, this.config.runner, this.id, this.config.loadNice ?? this.config.nice);
+      await w.open(this.path, this.config.runner, this.id, nice);
     } catch (e) {
       w.kill();
       throw e;

@@ -9,6 +9,7 @@ import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOAD_NICE, loadNiceFor, mayLowerNiceTo } from '../serve/priority.js';
+import { ModelWorker } from '../serve/worker-handle.js';
 import {
   binaryRequest,
   dropIn,
@@ -77,6 +78,21 @@ describe('who may lower a niceness (from /proc/self/status and /proc/self/limits
     expect(loadNiceFor('thread', 3)).toBe(3);
     expect(loadNiceFor('process', 19)).toBe(19);
   });
+});
+
+describe.skipIf(process.platform !== 'linux')('a process worker started at a niceness', () => {
+  it('has it on every thread before it was told anything (its start runs at that priority too)', async () => {
+    const w = ModelWorker.spawn('process', 13);
+    try {
+      // a first answer (warm before open is refused): the worker is up, its modules loaded
+      await expect(w.warm()).rejects.toBeTruthy();
+      const nices = threadNices(w.pid!);
+      expect(nices.length).toBeGreaterThan(1);
+      expect(nices).toEqual(nices.map(() => 13));
+    } finally {
+      w.kill();
+    }
+  }, 60_000);
 });
 
 describe.skipIf(process.platform !== 'linux')('a version loads at low priority and serves at the asked one', () => {
