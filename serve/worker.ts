@@ -3,7 +3,7 @@
  * worker thread, so that decoding, pre/post-processing and scripts never run on the daemon's event
  * loop, and a crash takes down only this worker and the requests it holds.
  */
-import { getPriority } from 'node:os';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { Runner } from '../runner/runner.js';
 import type { Tensor } from '../runner/types.js';
@@ -92,8 +92,9 @@ async function runTail(head: string, inputs: Record<string, Tensor>) {
 async function handle(m: ToWorker): Promise<void> {
   switch (m.t) {
     case 'open': {
-      // every thread there is now (V8's helpers included), before onnxruntime starts its own: they inherit it
-      if (m.nice) setProcessNice(m.nice);
+      // before onnxruntime starts its threads: they inherit it. A process worker: every thread there is
+      // (V8's helpers included); a thread worker: this thread only (the others are the daemon's)
+      if (m.nice) inThread ? setPriority(m.nice) : setProcessNice(m.nice);
       const r = await Runner.open(m.path, m.options);
       if (m.expectId && r.id !== m.expectId) {
         await r.close();

@@ -80,6 +80,22 @@ describe('who may lower a niceness (from /proc/self/status and /proc/self/limits
   });
 });
 
+describe.skipIf(process.platform !== 'linux')('thread workers', () => {
+  it('take the niceness on their own threads; the event loop keeps its own', async () => {
+    const repo = tempDir('xpkg-serve-nice-thread-');
+    await copyFile('fixtures/dist/multi-variant.xpkg', join(repo, 'multi-variant.xpkg'));
+    const before = niceOf(process.pid);
+    const t = await testServer({ repo, workerNice: 6, isolation: 'thread' });
+    try {
+      expect(niceOf(process.pid)).toBe(before);
+      // the worker thread and the onnxruntime threads it started are this process's, at 6
+      expect(threadNices(process.pid).filter((n) => n === 6).length).toBeGreaterThan(0);
+    } finally {
+      await t.close();
+    }
+  }, 60_000);
+});
+
 describe.skipIf(process.platform !== 'linux')('a process worker started at a niceness', () => {
   it('has it on every thread before it was told anything (its start runs at that priority too)', async () => {
     const w = ModelWorker.spawn('process', 13);
