@@ -108,7 +108,16 @@ export class LoadedVersion {
   /** A worker that loaded at a lower priority back at the serving one, before any request reaches it. */
   private async serving(w: ModelWorker): Promise<void> {
     const { nice = 0, loadNice = nice } = this.config;
-    if (loadNice !== nice) await w.renice(nice);
+    if (loadNice === nice) return;
+    // refused despite priority.ts's check (a seccomp filter, a changed limit): it serves, slower
+    await w
+      .renice(nice)
+      .catch((e: unknown) =>
+        this.config.log.warn(
+          { model: this.name, version: this.id, err: (e as Error).message, nice: loadNice },
+          'a loaded worker could not go back to the serving niceness',
+        ),
+      );
   }
 
   private adopt(w: ModelWorker): void {
