@@ -91,13 +91,24 @@ export class HttpClient {
     this.idle.set(key, free);
     let c = free.pop();
     while (c?.closed) c = free.pop();
-    if (!c) {
-      const socket = connect(w.port, w.host);
-      await new Promise<void>((res, rej) => socket.once('connect', res).once('error', rej));
-      c = new Connection(socket);
+    const reused = c !== undefined;
+    c ??= await this.open(w);
+    let r: Reply;
+    try {
+      r = await c.send(w.bytes);
+    } catch (e) {
+      // a kept-alive connection the server closed as this request went out: once more, on a new one
+      if (!reused) throw e;
+      c = await this.open(w);
+      r = await c.send(w.bytes);
     }
-    const r = await c.send(w.bytes);
     if (!c.closed) free.push(c);
     return r;
+  }
+
+  private async open(w: Wire): Promise<Connection> {
+    const socket = connect(w.port, w.host);
+    await new Promise<void>((res, rej) => socket.once('connect', res).once('error', rej));
+    return new Connection(socket);
   }
 }
