@@ -94,3 +94,22 @@ export async function daemonGcs(url: string): Promise<{ major: number; minor: nu
     );
   return { major: count('major'), minor: count('minor') };
 }
+
+/**
+ * Where a daemon's time went, summed over its requests to `model` so far (prom-client's histograms):
+ * each request from its headers to its response, and each run's round trip to its worker.
+ */
+export async function daemonSums(
+  url: string,
+  model: string,
+): Promise<{ n: number; requestMs: number; workerMs: number }> {
+  const m = await (await fetch(`${url}/metrics`)).text();
+  const get = (metric: string, labels: string) =>
+    Number(new RegExp(`^${metric}\\{${labels}\\} (\\S+)$`, 'm').exec(m)?.[1] ?? 0);
+  const route = `route="/v2/models/:name/infer",model="${model}"`;
+  return {
+    n: get('xpkg_serve_request_duration_seconds_count', route),
+    requestMs: get('xpkg_serve_request_duration_seconds_sum', route) * 1000,
+    workerMs: get('xpkg_serve_stage_duration_seconds_sum', `model="${model}",stage="worker"`) * 1000,
+  };
+}

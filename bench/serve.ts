@@ -10,21 +10,22 @@
  * 2. the daemon's event-loop lag p99 while saturated (prom-client's own gauge, scraped after), beside
  *    the lag the idle floor process sees at the same time with the same 1 ms sampler (the machine's);
  * 3. dynamic batching off and on for the batchable add-one package at concurrency 16;
- * 4. a hot swap of the detector (a sequence-2 build dropped in) under steady load, each daemon in turn: failures and
- *    p99 during the swap against the steady p99.
+ * 4. hot swaps of the detector (builds of sequence 2, 3, … dropped in) under steady load, each daemon in turn:
+ *    failures and p99 during each swap against the steady p99 of the window just before it.
  *
  *   npm run build && npx tsx bench/serve.ts [--requests 40] [--isolation process|thread] [--skip-ocr]
  *     [--bin <another build>/bin/xpkg.js]      (the daemon of another build instead of this one)
  *     [--before <another build>/bin/xpkg.js]   (a second daemon of another build, measured side by side)
- *     [--worker-nice n]                        (this build's daemon with `--worker-nice n`)
+ *     [--worker-nice n]                        (the daemons with `--worker-nice n`)
  *     [--loaded n]                             (requests per row at concurrency 4 and 16)
+ *     [--swaps n]                              (hot swaps per daemon, default 3)
+ *     [--only latency,swap,batch]              (only those parts)
  *
  * The daemon is the real CLI (dist/) in its own process; load and the in-process runner run here.
  * Goals (issue #14): overhead ≤ 0.5 ms p50 and ≤ 1 ms p99; lag p99 ≤ 5 ms; swap: 0 failed, p99 ≤ 2× steady.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { cp, readFile, rename, writeFile } from 'node:fs/promises';
-import { Agent, request } from 'node:http';
 import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -38,7 +39,19 @@ import { createLogger } from '../serve/log.js';
 import { ServeMetrics } from '../serve/metrics.js';
 import { sign } from '../signing/sign.js';
 import { tempDir } from '../test/helpers/source.js';
-import { daemonGcs, daemonLag, floorLag, minus, plus, startFloor, type Usage, usage, ZERO } from './serve-probe.js';
+import { encodePost, HttpClient } from './http-client.js';
+import {
+  daemonGcs,
+  daemonLag,
+  daemonSums,
+  floorLag,
+  minus,
+  plus,
+  startFloor,
+  type Usage,
+  usage,
+  ZERO,
+} from './serve-probe.js';
 import { arg } from './util.js';
 
 const REQUESTS = Number(arg('requests') ?? 40);
@@ -50,6 +63,11 @@ const BIN = resolve(arg('bin') ?? 'bin/xpkg.js');
 /** A second daemon, of another build, measured side by side with the first. */
 const BEFORE = arg('before') ? resolve(arg('before')!) : undefined;
 const TRUST = resolve('fixtures/keys/test.pub');
+/** Hot swaps per daemon, each against the steady window just before it. */
+const SWAPS = Number(arg('swaps') ?? 3);
+/** `--only latency,swap,batch`: the parts to run (default all). */
+const ONLY = arg('only')?.split(',');
+const want = (part: string) => !ONLY || ONLY.includes(part);
 const SIDE = 640;
 
 function pct(xs: number[], p: number): number {
@@ -89,37 +107,17 @@ async function pixels(file: string): Promise<Buffer> {
   return sharp(file).resize(SIDE, SIDE, { fit: 'fill' }).removeAlpha().raw().toBuffer();
 }
 
-/**
- * The client: node:http with kept-alive connections. fetch (undici) spends ~3 ms of CPU per 1.2 MB
- * request here, on the same two cores as the daemon; a lean client keeps the figures the daemon's.
- */
-const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-function post(url: string, headers: Record<string, string>, body: Buffer): Promise<{ status: number; body: Buffer }> {
-  const u = new URL(url);
-  return new Promise((res, rej) => {
-    const r = request(
-      {
-        host: u.hostname,
-        port: u.port,
-        path: u.pathname,
-        method: 'POST',
-        agent,
-        headers: { ...headers, 'content-length': String(body.length) },
-      },
-      (resp) => {
-        const chunks: Buffer[] = [];
-        resp.on('data', (c: Buffer) => chunks.push(c));
-        resp.on('end', () => res({ status: resp.statusCode ?? 0, body: Buffer.concat(chunks) }));
-        resp.on('error', rej);
-      },
-    );
-    r.on('error', rej);
-    r.end(body);
-  });
-}
+/** The load generator (bench/http-client.ts): pre-encoded requests on kept-alive connections. */
+const client = new HttpClient();
 
 /** `record`: per request, wall time at the client minus the run's own time in the worker (the daemon's whole overhead). */
-function binaryInfer(url: string, model: string, px: Buffer, record?: number[]): () => Promise<boolean> {
+function binaryInfer(
+  url: string,
+  model: string,
+  px: Buffer,
+  record?: number[],
+  runs?: number[],
+): () => Promise<boolean> {
   const header = Buffer.from(
     JSON.stringify({
       inputs: [
@@ -128,15 +126,20 @@ function binaryInfer(url: string, model: string, px: Buffer, record?: number[]):
     }),
   );
   const body = Buffer.concat([header, px]);
-  const headers = {
-    'content-type': 'application/octet-stream',
-    'inference-header-content-length': String(header.length),
-  };
+  const wire = encodePost(
+    `${url}/v2/models/${model}/infer`,
+    {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(header.length),
+    },
+    body,
+  );
   return async () => {
     const t = performance.now();
-    const r = await post(`${url}/v2/models/${model}/infer`, headers, body);
+    const r = await client.send(wire);
     const j = JSON.parse(r.body.toString('utf8')) as { parameters?: { run_ms?: number } };
     if (record && j.parameters?.run_ms !== undefined) record.push(performance.now() - t - j.parameters.run_ms);
+    if (runs && j.parameters?.run_ms !== undefined) runs.push(j.parameters.run_ms);
     return r.status === 200;
   };
 }
@@ -283,7 +286,11 @@ const daemons: { label: string; url: string; child: ChildProcess; pid: number; r
 if (BEFORE) {
   const repo2 = tempDir('xpkg-bench-repo-');
   for (const f of ['detector.xpkg', 'ocr.xpkg']) await cp(join(repo, f), join(repo2, f)).catch(() => {});
-  daemons.unshift({ label: 'before', repo: repo2, ...(await startDaemon(repo2, [], BEFORE)) });
+  daemons.unshift({
+    label: 'before',
+    repo: repo2,
+    ...(await startDaemon(repo2, NICE ? ['--worker-nice', NICE] : [], BEFORE)),
+  });
 }
 const floor = await startFloor();
 const loadBefore = load();
@@ -299,13 +306,13 @@ const ms = (x: number) => x.toFixed(2);
 const perReq = (u: Usage, n: number) =>
   `${ms((u.user + u.sys) / n).padStart(6)} ms (user ${ms(u.user / n)}, system ${ms(u.sys / n)}), ${(u.faults / n).toFixed(0).padStart(4)} page faults`;
 try {
-  for (const [name, pkg, image] of models) {
+  for (const [name, pkg, image] of want('latency') ? models : []) {
     const px = await pixels(image);
     const runner = await Runner.open(pkg, { trust: [TRUST], stateDir: tempDir() });
     const input = { image: { data: px, width: SIDE, height: SIDE, channels: 3 as const } };
     const localRun = async () => (await runner.run(input), true);
-    const floorCall = async () =>
-      (await post(`${floor.url}/echo`, { 'content-type': 'application/octet-stream' }, px)).status === 200;
+    const floorWire = encodePost(`${floor.url}/echo`, { 'content-type': 'application/octet-stream' }, px);
+    const floorCall = async () => (await client.send(floorWire)).status === 200;
     for (let i = 0; i < 3; i++) await runner.run(input);
     for (const d of daemons) for (let i = 0; i < 3; i++) await binaryInfer(d.url, name, px)();
     for (let i = 0; i < 20; i++) await floorCall();
@@ -318,7 +325,14 @@ try {
       const fl: number[] = [];
       let localCpu = 0;
       let floorUse = ZERO;
-      const per = daemons.map((d) => ({ ...d, wall: [] as number[], over: [] as number[], use: ZERO, idle: 0 }));
+      const per = daemons.map((d) => ({
+        ...d,
+        wall: [] as number[],
+        over: [] as number[],
+        runs: [] as number[],
+        use: ZERO,
+        idle: 0,
+      }));
       // what each idle daemon's main thread spends per second (the 1 ms lag sampler, the folder
       // poll): part of every request's figure below
       const i0 = per.map((d) => usage(d.pid));
@@ -328,7 +342,8 @@ try {
         const u = minus(usage(d.pid), i0[i]);
         d.idle = ((u.user + u.sys) / (performance.now() - ti)) * 1000;
       });
-      const calls = per.map((d) => binaryInfer(d.url, name, px, d.over));
+      const calls = per.map((d) => binaryInfer(d.url, name, px, d.over, d.runs));
+      const sums0 = await Promise.all(per.map((d) => daemonSums(d.url, name)));
       for (let i = 0; i < n; i++) {
         const c0 = process.cpuUsage();
         let t = performance.now();
@@ -361,12 +376,24 @@ try {
       overheads.push(
         `${name}, ${n} requests each (/proc ticks are 10 ms); main thread per request: CPU, page faults │ wall p50, p99 │ − in-process p50, p99`,
       );
-      for (const d of per) {
+      const sums1 = await Promise.all(per.map((d) => daemonSums(d.url, name)));
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      for (const [k, d] of per.entries()) {
         const served = st(d.wall);
         row(`${name}, c=1 (${d.label === 'xpkg serve' ? 'alternating' : d.label})`, local, served);
         overheads.push(
           `  ${d.label.padEnd(12)} ${perReq(d.use, n)} │ ${ms(served.p50)}, ${ms(served.p99)} ms │ ${ms(served.p50 - local.p50)}, ${ms(served.p99 - local.p99)} ms; ` +
             `wall − run in the worker p50 ${ms(pct(d.over, 50))}, p99 ${ms(pct(d.over, 99))} ms; workers ${ms(d.use.rest / n)} ms CPU; idle the main thread spends ${d.idle.toFixed(0)} ms a second`,
+        );
+        // means per request, from the daemon's own histograms: client wall = the run in the worker
+        // + the rest of the worker's round trip (IPC, wake-ups, the bulk read) + the daemon's main
+        // thread from the request's headers to its response + HTTP transport and the client itself
+        const r = sums1[k].n - sums0[k].n;
+        const req = (sums1[k].requestMs - sums0[k].requestMs) / r;
+        const trip = (sums1[k].workerMs - sums0[k].workerMs) / r;
+        const run = mean(d.runs);
+        overheads.push(
+          `  ${''.padEnd(12)} means: wall ${ms(mean(d.wall))} = run ${ms(run)} + worker round trip beyond the run ${ms(trip - run)} + daemon headers→response beyond the worker ${ms(req - trip)} + HTTP and client ${ms(mean(d.wall) - req)} ms`,
         );
       }
       overheads.push(
@@ -395,90 +422,108 @@ try {
     await runner.close();
   }
 
-  // Hot swap of the detector under steady load (concurrency 4): a sequence-2 build dropped in.
-  const src = tempDir('xpkg-bench-det-');
-  await prepareDetector(src);
-  const manifest = JSON.parse(await readFile(join(src, 'xpkg.json'), 'utf8'));
-  manifest.sequence = 2;
-  await writeFile(join(src, 'xpkg.json'), JSON.stringify(manifest));
-  const v2 = join(tempDir(), 'detector-2.xpkg');
-  await packFolder(src, v2, { sourceDateEpoch: '' });
-  await sign(v2, { key: 'fixtures/keys/test.key', out: v2, passphrase: '', force: true });
-  const v2id = await PackageReader.open(v2).then(async (r) => (await r.close(), r.id));
-  const px = await pixels('fixtures/detector/eval/000.png');
-  rows.push('');
-  // each daemon in turn (the other one idle), so that both swap on the same machine
-  for (const d of daemons) {
-    const remote = binaryInfer(d.url, 'detector', px);
-    const steady = await closedLoop(REQUESTS * 2, 4, remote);
-    let stop = false;
-    const during = closedLoop(Number.MAX_SAFE_INTEGER, 4, remote, () => stop);
-    const t0 = performance.now();
-    await cp(v2, join(d.repo, '.detector.tmp'));
-    await rename(join(d.repo, '.detector.tmp'), join(d.repo, 'detector.xpkg'));
-    let seen = false;
-    while (!seen && performance.now() - t0 < 60_000) {
-      const m = (await (await fetch(`${d.url}/v2/models/detector`)).json()) as { parameters?: { version?: string } };
-      seen = m.parameters?.version === v2id;
-      if (!seen) await new Promise((r) => setTimeout(r, 50));
+  if (want('swap')) {
+    // Hot swaps of the detector under steady load (concurrency 4): builds of sequence 2, 3, … dropped
+    // in one after another, each after a steady window of the same load (one swap is one noisy sample).
+    const src = tempDir('xpkg-bench-det-');
+    await prepareDetector(src);
+    const manifest = JSON.parse(await readFile(join(src, 'xpkg.json'), 'utf8'));
+    const builds: { file: string; id: string }[] = [];
+    for (let k = 0; k < SWAPS; k++) {
+      manifest.sequence = 2 + k;
+      await writeFile(join(src, 'xpkg.json'), JSON.stringify(manifest));
+      const file = join(tempDir(), `detector-${2 + k}.xpkg`);
+      await packFolder(src, file, { sourceDateEpoch: '' });
+      await sign(file, { key: 'fixtures/keys/test.key', out: file, passphrase: '', force: true });
+      builds.push({ file, id: await PackageReader.open(file).then(async (r) => (await r.close(), r.id)) });
     }
-    const switchMs = performance.now() - t0;
-    await new Promise((r) => setTimeout(r, 1500)); // the old version drains under the same load
-    stop = true;
-    const swap = await during;
-    rows.push(
-      `hot swap of the detector under load (c=4)${d.label === 'xpkg serve' ? '' : ` (${d.label})`}: new version serving ${switchMs.toFixed(0)} ms after the drop-in${seen ? '' : ' (NOT SEEN)'}`,
-    );
-    rows.push(
-      `  steady: p99 ${steady.p99.toFixed(1)} ms; during the swap: ${swap.n} requests, ${swap.failed} failed, p99 ${swap.p99.toFixed(1)} ms (${(swap.p99 / steady.p99).toFixed(2)}× steady)`,
-    );
-  }
-
-  // Dynamic batching, off and on: the OCR recogniser as a tensor package whose input and output
-  // share the batch dimension ("N"), one 48×320 text line per request.
-  const rec = await recPackage();
-  const brepo = tempDir('xpkg-bench-batch-');
-  await cp(rec, join(brepo, 'rec.xpkg'));
-  const line = new Float32Array(3 * 48 * 320).map((_, i) => ((i * 7919) % 255) / 255);
-  const lineBytes = Buffer.from(line.buffer);
-  const header = Buffer.from(
-    JSON.stringify({
-      inputs: [
-        { name: 'x', shape: [1, 3, 48, 320], datatype: 'FP32', parameters: { binary_data_size: lineBytes.length } },
-      ],
-      parameters: { binary_data_output: true },
-    }),
-  );
-  const recBody = Buffer.concat([header, lineBytes]);
-  const recCall = (u: string) => async () => {
-    const r = await post(
-      `${u}/v2/models/rec-batch/infer`,
-      { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
-      recBody,
-    );
-    return r.status === 200;
-  };
-  rows.push('');
-  const batchRows: Stats[] = [];
-  for (const [label, extra] of [
-    ['rec line c=16, no batching', ['--concurrency', '2']],
-    ['rec line c=16, batching 16', ['--concurrency', '2', '--batch-max', '16', '--batch-delay', '2']],
-  ] as const) {
-    const d = await startDaemon(brepo, [...extra]);
-    try {
-      for (let i = 0; i < 5; i++) await recCall(d.url)();
-      const st = await closedLoop(REQUESTS * 4, 16, recCall(d.url));
-      batchRows.push(st);
-      row(label, st);
-    } finally {
-      d.child.kill('SIGTERM');
+    const px = await pixels('fixtures/detector/eval/000.png');
+    rows.push('');
+    // swap k of each daemon in turn (the other one idle), then swap k+1: both swap on the same
+    // machine, and a stretch of outside load falls on both alike
+    const ratios = new Map(daemons.map((d) => [d, [] as number[]]));
+    const tagOf = (d: (typeof daemons)[number]) => (d.label === 'xpkg serve' ? '' : ` (${d.label})`);
+    for (const [k, b] of builds.entries())
+      for (const d of daemons) {
+        const remote = binaryInfer(d.url, 'detector', px);
+        const steady = await closedLoop(REQUESTS * 2, 4, remote);
+        let stop = false;
+        const during = closedLoop(Number.MAX_SAFE_INTEGER, 4, remote, () => stop);
+        const t0 = performance.now();
+        await cp(b.file, join(d.repo, '.detector.tmp'));
+        await rename(join(d.repo, '.detector.tmp'), join(d.repo, 'detector.xpkg'));
+        let seen = false;
+        while (!seen && performance.now() - t0 < 60_000) {
+          const m = (await (await fetch(`${d.url}/v2/models/detector`)).json()) as {
+            parameters?: { version?: string };
+          };
+          seen = m.parameters?.version === b.id;
+          if (!seen) await new Promise((r) => setTimeout(r, 50));
+        }
+        const switchMs = performance.now() - t0;
+        await new Promise((r) => setTimeout(r, 1500)); // the old version drains under the same load
+        stop = true;
+        const swap = await during;
+        ratios.get(d)!.push(swap.p99 / steady.p99);
+        rows.push(
+          `hot swap ${k + 1}/${SWAPS} of the detector under load (c=4)${tagOf(d)}: new version serving ${switchMs.toFixed(0)} ms after the drop-in${seen ? '' : ' (NOT SEEN)'}; ` +
+            `steady p99 ${steady.p99.toFixed(1)} ms; during: ${swap.n} requests, ${swap.failed} failed, p99 ${swap.p99.toFixed(1)} ms (${(swap.p99 / steady.p99).toFixed(2)}× steady)`,
+        );
+      }
+    for (const [d, r] of ratios) {
+      const sorted = [...r].sort((a, b) => a - b);
+      rows.push(
+        `  swap p99 / steady p99${tagOf(d)}: median ${sorted[Math.floor(sorted.length / 2)].toFixed(2)}×, worst ${sorted[sorted.length - 1].toFixed(2)}× over ${r.length} swaps`,
+      );
     }
   }
-  rows.push(`  batching: ${(batchRows[1].rps / batchRows[0].rps).toFixed(2)}× the throughput`);
+  if (want('batch')) {
+    // Dynamic batching, off and on: the OCR recogniser as a tensor package whose input and output
+    // share the batch dimension ("N"), one 48×320 text line per request.
+    const rec = await recPackage();
+    const brepo = tempDir('xpkg-bench-batch-');
+    await cp(rec, join(brepo, 'rec.xpkg'));
+    const line = new Float32Array(3 * 48 * 320).map((_, i) => ((i * 7919) % 255) / 255);
+    const lineBytes = Buffer.from(line.buffer);
+    const header = Buffer.from(
+      JSON.stringify({
+        inputs: [
+          { name: 'x', shape: [1, 3, 48, 320], datatype: 'FP32', parameters: { binary_data_size: lineBytes.length } },
+        ],
+        parameters: { binary_data_output: true },
+      }),
+    );
+    const recBody = Buffer.concat([header, lineBytes]);
+    const recCall = (u: string) => {
+      const wire = encodePost(
+        `${u}/v2/models/rec-batch/infer`,
+        { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
+        recBody,
+      );
+      return async () => (await client.send(wire)).status === 200;
+    };
+    rows.push('');
+    const batchRows: Stats[] = [];
+    for (const [label, extra] of [
+      ['rec line c=16, no batching', ['--concurrency', '2']],
+      ['rec line c=16, batching 16', ['--concurrency', '2', '--batch-max', '16', '--batch-delay', '2']],
+    ] as const) {
+      const d = await startDaemon(brepo, [...extra]);
+      try {
+        for (let i = 0; i < 5; i++) await recCall(d.url)();
+        const st = await closedLoop(REQUESTS * 4, 16, recCall(d.url));
+        batchRows.push(st);
+        row(label, st);
+      } finally {
+        d.child.kill('SIGTERM');
+      }
+    }
+    rows.push(`  batching: ${(batchRows[1].rps / batchRows[0].rps).toFixed(2)}× the throughput`);
+  }
 } finally {
   for (const d of daemons) d.child.kill('SIGTERM');
   floor.child.kill();
 }
 process.stdout.write(
-  `${ISOLATION} workers${NICE ? ` (this build's at niceness ${NICE})` : ''}; before: ${loadBefore}; after: ${load()}\n${rows.join('\n')}\n\n${libraryCosts()}\nevent-loop lag p99 of the daemon while loaded (1 ms sampling):\n  ${lags.join('\n  ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8):\n  ${overheads.join('\n  ')}\n`,
+  `${ISOLATION} workers${NICE ? ` (at niceness ${NICE})` : ''}; before: ${loadBefore}; after: ${load()}\n${rows.join('\n')}\n\n${libraryCosts()}\nevent-loop lag p99 of the daemon while loaded (1 ms sampling):\n  ${lags.join('\n  ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8):\n  ${overheads.join('\n  ')}\n`,
 );

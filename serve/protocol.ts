@@ -18,6 +18,8 @@ export type ToWorker =
    * `bulk`: arrays cut out of `inputs` whose bytes are in the worker's bulk file (bulk.ts).
    */
   | { t: 'run'; rid: number; inputs: Record<string, unknown>; tail?: string; bulk?: BulkPart[] }
+  /** Every thread of the worker to this niceness (a loaded version starts serving: serve/priority.ts). */
+  | { t: 'nice'; nice: number }
   | { t: 'close' };
 
 export interface Opened {
@@ -30,6 +32,8 @@ export interface Opened {
   variantBytes: number;
   /** The worker's resident memory now (null in a thread, where it is the whole process's). */
   rss: number | null;
+  /** The niceness the worker opened the package at (its main thread's). */
+  nice: number;
 }
 
 export interface RunReply {
@@ -46,6 +50,7 @@ export interface RunReply {
 export type FromWorker =
   | Opened
   | { t: 'warmed'; rss: number | null; ms: number; example: boolean }
+  | { t: 'niced'; threads: number }
   | { t: 'result'; rid: number; result: RunReply }
   | { t: 'error'; rid?: number; error: ErrorJson }
   | { t: 'closed' };

@@ -300,6 +300,7 @@ export class Repository extends EventEmitter {
         file,
         from: old?.id,
         loadMs: Math.round(loadMs),
+        loadedAtNice: v.loadedAtNice,
         memory: v.memory,
       },
       old ? 'swapped to a new version' : 'model loaded',

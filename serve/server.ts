@@ -26,6 +26,7 @@ import {
   startAnnouncing,
 } from './peer.js';
 import { BufferPool } from './pool.js';
+import { loadNiceFor } from './priority.js';
 import { ReferenceSync, type ServeReference } from './references.js';
 import { Repository } from './repository.js';
 import { healthRoutes, isLoopbackHost, repositoryRoutes } from './routes-admin.js';
@@ -51,6 +52,11 @@ export interface ServeOptions {
    * the workers' share against other processes.
    */
   workerNice?: number;
+  /**
+   * Niceness of a worker while it verifies, loads and warms up a version (default 19 where it can be
+   * undone at the switch: process workers, Linux, CAP_SYS_NICE or RLIMIT_NICE; else `workerNice`).
+   */
+  loadNice?: number;
   /** Runs in flight per model (default 4) and requests waiting beyond them (default 64). */
   concurrency?: number;
   queue?: number;
@@ -138,7 +144,14 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     settleMs: o.settleMs ?? 500,
     drainMs: o.drainMs ?? 30_000,
     ...(o.memoryBudget !== undefined ? { memoryBudget: o.memoryBudget } : {}),
-    version: { isolation, workers: o.workers ?? 1, runner: o.runner ?? {}, log, nice: o.workerNice ?? 0 },
+    version: {
+      isolation,
+      workers: o.workers ?? 1,
+      runner: o.runner ?? {},
+      log,
+      nice: o.workerNice ?? 0,
+      loadNice: o.loadNice ?? loadNiceFor(isolation, o.workerNice ?? 0),
+    },
     scheduler: {
       concurrency: o.concurrency ?? 4,
       queue: o.queue ?? 64,
@@ -304,6 +317,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
         await repository.close();
         metrics.close();
         log.info('stopped');
+        log.flush(); // a batched destination (log.ts): out before whatever the caller prints next
       })()),
   };
 }

@@ -17,6 +17,11 @@ export interface VersionConfig {
   runner: RunnerOptions;
   /** Niceness of the workers (0: as the daemon; higher: the event loop wins a contended core). */
   nice?: number;
+  /**
+   * Niceness of a worker while it opens and warms up (serve/priority.ts): higher than `nice`, so that
+   * loading a version takes only what the serving workers leave; back to `nice` before it serves.
+   */
+  loadNice?: number;
   log: Logger;
   onRestart?: (v: LoadedVersion) => void;
 }
@@ -27,6 +32,8 @@ export class LoadedVersion {
   readonly sequence: number;
   readonly manifest: Manifest;
   readonly signed: boolean;
+  /** The niceness its first worker verified and loaded the package at (serve/priority.ts). */
+  readonly loadedAtNice: number;
   /** Resident bytes charged to the memory budget (measured per worker where it can be, else estimated). */
   memory: number;
   state: 'loading' | 'ready' | 'draining' | 'closed' = 'loading';
@@ -47,6 +54,7 @@ export class LoadedVersion {
     this.name = opened.manifest.name;
     this.sequence = opened.manifest.sequence;
     this.signed = opened.signed;
+    this.loadedAtNice = opened.nice;
     this.memory = LoadedVersion.estimate(opened) * config.workers;
     this.adopt(first);
   }
@@ -58,9 +66,10 @@ export class LoadedVersion {
 
   /** Opens (verifies) the package in one worker; nothing is loaded yet beyond the manifest. */
   static async open(path: string, config: VersionConfig): Promise<LoadedVersion> {
-    const w = ModelWorker.spawn(config.isolation);
+    const nice = config.loadNice ?? config.nice;
+    const w = ModelWorker.spawn(config.isolation, nice);
     try {
-      const opened = await w.open(path, config.runner, undefined, config.nice);
+      const opened = await w.open(path, config.runner, undefined, nice);
       return new LoadedVersion(path, opened, w, config);
     } catch (e) {
       w.kill();
@@ -76,6 +85,7 @@ export class LoadedVersion {
     const failed = more.find((x) => !(x instanceof ModelWorker));
     if (failed) throw failed;
     const warmed = await Promise.all(this.workers.map((w) => w.warm()));
+    await Promise.all(this.workers.map((w) => this.serving(w)));
     for (const w of this.workers) w.ready = true;
     const measured = warmed.map((x) => x.rss);
     if (measured.every((x) => x !== null)) this.memory = measured.reduce((a, b) => a + b!, 0);
@@ -83,15 +93,31 @@ export class LoadedVersion {
   }
 
   private async spawnOne(): Promise<ModelWorker> {
-    const w = ModelWorker.spawn(this.config.isolation);
+    const nice = this.config.loadNice ?? this.config.nice;
+    const w = ModelWorker.spawn(this.config.isolation, nice);
     try {
-      await w.open(this.path, this.config.runner, this.id, this.config.nice);
+      await w.open(this.path, this.config.runner, this.id, nice);
     } catch (e) {
       w.kill();
       throw e;
     }
     this.adopt(w);
     return w;
+  }
+
+  /** A worker that loaded at a lower priority back at the serving one, before any request reaches it. */
+  private async serving(w: ModelWorker): Promise<void> {
+    const { nice = 0, loadNice = nice } = this.config;
+    if (loadNice === nice) return;
+    // refused despite priority.ts's check (a seccomp filter, a changed limit): it serves, slower
+    await w
+      .renice(nice)
+      .catch((e: unknown) =>
+        this.config.log.warn(
+          { model: this.name, version: this.id, err: (e as Error).message, nice: loadNice },
+          'a loaded worker could not go back to the serving niceness',
+        ),
+      );
   }
 
   private adopt(w: ModelWorker): void {
@@ -104,6 +130,7 @@ export class LoadedVersion {
       const replacing = this.spawnOne()
         .then(async (nw) => {
           await nw.warm();
+          await this.serving(nw);
           nw.ready = true;
         })
         .catch((e: unknown) =>

@@ -19,11 +19,12 @@ export type Isolation = 'process' | 'thread';
 type Pending = { resolve: (v: never) => void; reject: (e: unknown) => void };
 
 /** The worker module: compiled JS, or from the TypeScript sources (tests, tsx) through tsx's loader. */
-function entry(): { file: URL; ts: boolean; tsx?: string } {
+function entry(): { file: URL; preload: URL; ts: boolean; tsx?: string } {
   const here = import.meta.url;
-  if (!here.endsWith('.ts')) return { file: new URL('./worker.js', here), ts: false };
+  if (!here.endsWith('.ts'))
+    return { file: new URL('./worker.js', here), preload: new URL('./worker-nice.js', here), ts: false };
   const tsx = pathToFileURL(createRequire(here).resolve('tsx/esm')).href;
-  return { file: new URL('./worker.ts', here), ts: true, tsx };
+  return { file: new URL('./worker.ts', here), preload: new URL('./worker-nice.ts', here), ts: true, tsx };
 }
 
 /** An error from the worker, with its code and detail as the worker threw it. */
@@ -67,14 +68,16 @@ export class ModelWorker extends EventEmitter {
         .on('error', () => {});
   }
 
-  static spawn(isolation: Isolation): ModelWorker {
+  /** `nice`: a process worker's niceness from its first instruction on (serve/worker-nice.ts). */
+  static spawn(isolation: Isolation, nice = 0): ModelWorker {
     const e = entry();
     if (isolation === 'process') {
       const bulk = BulkFile.create();
       try {
         const child = fork(e.file, [], {
           serialization: 'advanced',
-          execArgv: e.ts ? ['--import', e.tsx!] : [],
+          execArgv: [...(e.ts ? ['--import', e.tsx!] : []), ...(nice > 0 ? ['--import', e.preload.href] : [])],
+          env: nice > 0 ? { ...process.env, XPKG_WORKER_NICE: String(nice) } : process.env,
           stdio: ['ignore', 'ignore', 'inherit', 'ipc', bulk?.fd ?? 'ignore'],
         });
         return new ModelWorker(child, undefined, bulk);
@@ -120,6 +123,11 @@ export class ModelWorker extends EventEmitter {
 
   warm(): Promise<{ rss: number | null; ms: number; example: boolean }> {
     return this.call({ t: 'warm' });
+  }
+
+  /** Every thread of a process worker to niceness `nice` (serve/priority.ts); a thread worker stays as it is. */
+  async renice(nice: number): Promise<void> {
+    if (this.child) await this.call<{ threads: number }>({ t: 'nice', nice });
   }
 
   /**

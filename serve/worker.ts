@@ -3,13 +3,14 @@
  * worker thread, so that decoding, pre/post-processing and scripts never run on the daemon's event
  * loop, and a crash takes down only this worker and the requests it holds.
  */
-import { setPriority } from 'node:os';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { Runner } from '../runner/runner.js';
 import type { Tensor } from '../runner/types.js';
 import { ServeError, toXpkgError } from '../spec/errors.js';
 import { joinBulk, readBulk } from './bulk.js';
 import { BufferPool, POOL_MIN } from './pool.js';
+import { setProcessNice } from './priority.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
 const inThread = parentPort !== null;
@@ -91,8 +92,9 @@ async function runTail(head: string, inputs: Record<string, Tensor>) {
 async function handle(m: ToWorker): Promise<void> {
   switch (m.t) {
     case 'open': {
-      // this thread only (Linux): the worker's main thread, before onnxruntime starts its own
-      if (m.nice) setPriority(m.nice);
+      // before onnxruntime starts its threads: they inherit it. A process worker: every thread there is
+      // (V8's helpers included); a thread worker: this thread only (the others are the daemon's)
+      if (m.nice) inThread ? setPriority(m.nice) : setProcessNice(m.nice);
       const r = await Runner.open(m.path, m.options);
       if (m.expectId && r.id !== m.expectId) {
         await r.close();
@@ -114,6 +116,7 @@ async function handle(m: ToWorker): Promise<void> {
         signed: r.verification.signatures.status === 'verified',
         variantBytes,
         rss: rss(),
+        nice: getPriority(),
       });
       return;
     }
@@ -141,6 +144,9 @@ async function handle(m: ToWorker): Promise<void> {
       }
       return;
     }
+    case 'nice':
+      send({ t: 'niced', threads: setProcessNice(m.nice) });
+      return;
     case 'close':
       await runner?.close();
       runner = undefined;

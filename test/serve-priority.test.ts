@@ -1,16 +1,35 @@
 /**
  * `workerNice` (`xpkg serve --worker-nice`): the model workers run at that niceness, so the event
- * loop gets a contended core first; replacements too. Real process workers on the real fixture.
+ * loop gets a contended core first; replacements too. A worker loads its version at niceness 19
+ * where that can be undone (serve/priority.ts) and serves at `workerNice`: every one of its threads,
+ * onnxruntime's (started while loading) included. Real process workers on the real fixture.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { binaryRequest, http, parseBinaryReply, type TestServer, testServer } from './helpers/serve.js';
+import { LOAD_NICE, loadNiceFor, mayLowerNiceTo } from '../serve/priority.js';
+import { ModelWorker } from '../serve/worker-handle.js';
+import {
+  binaryRequest,
+  dropIn,
+  http,
+  idOf,
+  parseBinaryReply,
+  type TestServer,
+  testServer,
+  until,
+  versionedPackage,
+} from './helpers/serve.js';
 import { tempDir } from './helpers/source.js';
 
 /** The niceness of a process's main thread, from /proc (field 19). */
 const niceOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[16]);
+/** The niceness of every thread of a process. */
+const threadNices = (pid: number) =>
+  readdirSync(`/proc/${pid}/task`).map((tid) =>
+    Number(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ')[16]),
+  );
 
 describe.skipIf(process.platform !== 'linux')('worker niceness', () => {
   let s: TestServer;
@@ -42,4 +61,103 @@ describe.skipIf(process.platform !== 'linux')('worker niceness', () => {
     const y = parseBinaryReply(r).outputs.y;
     expect(Array.from(new Float32Array(y.buffer.slice(y.byteOffset, y.byteOffset + y.length)))).toEqual([2, 3, 4]);
   });
+});
+
+describe('who may lower a niceness (from /proc/self/status and /proc/self/limits)', () => {
+  const limits = (soft: string) => `Limit  Soft Limit  Hard Limit  Units\nMax nice priority  ${soft}  ${soft}\n`;
+  it('CAP_SYS_NICE (bit 23 of CapEff) allows any; without it RLIMIT_NICE n allows down to 20 - n', () => {
+    expect(mayLowerNiceTo(0, 'CapEff:\t0000000000800000\n', limits('0'))).toBe(true);
+    expect(mayLowerNiceTo(0, 'CapEff:\t000001ffffffffff\n', limits('0'))).toBe(true);
+    expect(mayLowerNiceTo(0, 'CapEff:\t0000000000000000\n', limits('0'))).toBe(false);
+    expect(mayLowerNiceTo(10, 'CapEff:\t0000000000000000\n', limits('10'))).toBe(true);
+    expect(mayLowerNiceTo(9, 'CapEff:\t0000000000000000\n', limits('10'))).toBe(false);
+    expect(mayLowerNiceTo(0, 'CapEff:\t0000000000000000\n', limits('unlimited'))).toBe(true);
+    expect(mayLowerNiceTo(0, '', '')).toBe(false);
+  });
+  it('thread workers and workers at 19 already load at their serving niceness', () => {
+    expect(loadNiceFor('thread', 3)).toBe(3);
+    expect(loadNiceFor('process', 19)).toBe(19);
+  });
+});
+
+describe.skipIf(process.platform !== 'linux')('thread workers', () => {
+  it('take the niceness on their own threads; the event loop keeps its own', async () => {
+    const repo = tempDir('xpkg-serve-nice-thread-');
+    await copyFile('fixtures/dist/multi-variant.xpkg', join(repo, 'multi-variant.xpkg'));
+    const before = niceOf(process.pid);
+    const t = await testServer({ repo, workerNice: 6, isolation: 'thread' });
+    try {
+      expect(niceOf(process.pid)).toBe(before);
+      // the worker thread and the onnxruntime threads it started are this process's, at 6
+      expect(threadNices(process.pid).filter((n) => n === 6).length).toBeGreaterThan(0);
+    } finally {
+      await t.close();
+    }
+  }, 60_000);
+});
+
+describe.skipIf(process.platform !== 'linux')('a process worker started at a niceness', () => {
+  it('has it on every thread before it was told anything (its start runs at that priority too)', async () => {
+    const w = ModelWorker.spawn('process', 13);
+    try {
+      // a first answer (warm before open is refused): the worker is up, its modules loaded
+      await expect(w.warm()).rejects.toBeTruthy();
+      const nices = threadNices(w.pid!);
+      expect(nices.length).toBeGreaterThan(1);
+      expect(nices).toEqual(nices.map(() => 13));
+    } finally {
+      w.kill();
+    }
+  }, 60_000);
+});
+
+describe.skipIf(process.platform !== 'linux')('a version loads at low priority and serves at the asked one', () => {
+  const NAME = 'multi-variant-add-one';
+  const loadNice = loadNiceFor('process', 5);
+  let s: TestServer;
+  let repo: string;
+  beforeAll(async () => {
+    repo = tempDir('xpkg-serve-loadnice-');
+    await dropIn(await versionedPackage({ sequence: 1, k: 1 }), repo, 'm.xpkg');
+    s = await testServer({ repo, workerNice: 5, isolation: 'process' });
+  }, 60_000);
+  afterAll(async () => s?.close());
+
+  /** The serving version's workers: every thread at 5, and answering. */
+  async function servingAt5(k: number) {
+    // the request first: with the only worker replaced it waits for the new one to be ready
+    const r = await http(`${s.url}/v2/models/${NAME}/infer`, {
+      method: 'POST',
+      ...binaryRequest({ inputs: [{ name: 'x', shape: [1], datatype: 'FP32', parameters: { binary_data_size: 4 } }] }, [
+        new Uint8Array(new Float32Array([1]).buffer),
+      ]),
+    });
+    expect(r.status).toBe(200);
+    expect(r.body.outputs[0].data).toEqual([1 + k]);
+    const v = s.repository.models.get(NAME)!.current!;
+    expect(v.loadedAtNice).toBe(loadNice);
+    const pids = v.pids();
+    expect(pids.length).toBe(1);
+    for (const pid of pids) expect(threadNices(pid)).toEqual(threadNices(pid).map(() => 5));
+  }
+
+  it('where the niceness can be lowered again (here: CAP_SYS_NICE or RLIMIT_NICE), loading runs at 19', () => {
+    const may = mayLowerNiceTo(5, readFileSync('/proc/self/status', 'utf8'), readFileSync('/proc/self/limits', 'utf8'));
+    expect(loadNice).toBe(may ? LOAD_NICE : 5);
+  });
+
+  it('the first load, a hot swap and a replaced worker each serve with every thread at 5', async () => {
+    await servingAt5(1);
+    const v2 = await versionedPackage({ sequence: 2, k: 2 });
+    const id2 = await idOf(v2);
+    await dropIn(v2, repo, 'm.xpkg');
+    await until(() => s.repository.models.get(NAME)?.current?.id === id2, 30_000, 'the swap');
+    await servingAt5(2);
+    const v = s.repository.models.get(NAME)!.current!;
+    const [pid] = v.pids();
+    process.kill(pid, 'SIGKILL');
+    await until(() => v.pids().length === 1 && !v.pids().includes(pid), 30_000, 'the replacement');
+    // ready once reniced: a request now waits for it and runs at 5
+    await servingAt5(2);
+  }, 90_000);
 });
