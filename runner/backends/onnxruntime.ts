@@ -82,9 +82,9 @@ export type OrtSessionOptions = Required<
  * Each session has its own intra-op pool, whose threads do not spin waiting for work
  * (`session.intra_op.allow_spinning` 0): spinning after a run took the CPU from the next model and
  * from the native kernels (OCR on 2 cores: a one-line recognition 30–57 ms instead of 17), and
- * spinning within a run doubled a model's CPU time for no gain in wall time as soon as the cores
- * were shared (a cold OCR `xpkg run` at load ~6: 1780 ms CPU, 2.8 s wall, against 2216 ms and
- * 4.4 s with spinning within runs).
+ * spinning within a run cost a cold OCR `xpkg run` 8–13% more CPU for a wall time within ±4% at
+ * load 3–5, and much longer under heavy load (at ~6: 1780 ms CPU and 2.8 s without, 2216 ms and
+ * 4.4 s with).
  */
 export function ortSessionOptions(
   variant: Variant,
