@@ -45,7 +45,8 @@ describe.skipIf(!haveBrowser)('the drop page in Chromium', () => {
     bytes[rec.dataOffset + (rec.size >> 1)] ^= 0x01;
     await writeFile(join(dir, 'flipped.xpkg'), bytes);
     rig = await startRig({ packages: dir, trust: [await readFile(KEY, 'utf8')] });
-    await using runner = await Runner.open(OCR, { trust: [KEY], rollbackStore: null } as never);
+    // the page's CPU (WebAssembly) takes the float32 recogniser: Node reads with the same one
+    await using runner = await Runner.open(OCR, { trust: [KEY], rollbackStore: null, precision: 'fp32' } as never);
     const out = await runner.run({ image: IMAGE });
     nodeLines = (out.outputs.lines as { text: string }[]).map((l) => l.text);
   });

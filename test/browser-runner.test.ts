@@ -16,8 +16,12 @@ const ROOT = join(import.meta.dirname, '..');
 const FIXTURES = join(ROOT, 'fixtures', 'dist');
 const KEY = join(ROOT, 'fixtures', 'keys', 'test.pub');
 
-async function nodeRun(pkg: string, inputs: Record<string, unknown>) {
-  await using runner = await Runner.open(join(FIXTURES, pkg), { trust: [KEY], rollbackStore: null } as never);
+async function nodeRun(pkg: string, inputs: Record<string, unknown>, precision?: 'fp32') {
+  await using runner = await Runner.open(join(FIXTURES, pkg), {
+    trust: [KEY],
+    rollbackStore: null,
+    precision,
+  } as never);
   return await runner.run(inputs);
 }
 
@@ -66,7 +70,8 @@ describe.skipIf(!haveBrowser)('the runner in Chromium', () => {
 
   it('a package with scripts runs them in QuickJS (a nested worker over shared memory) and gives the outputs Node gives', async () => {
     const image = join(ROOT, 'fixtures', 'images', 'example.png');
-    const node = await nodeRun('ocr-script.xpkg', { image });
+    // the page's CPU (WebAssembly) takes the float32 recogniser: Node reads with the same one
+    const node = await nodeRun('ocr-script.xpkg', { image }, 'fp32');
     const page = await rig.page();
     await page.goto(rig.server.url);
     await loadLibrary(page);

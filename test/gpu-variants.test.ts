@@ -18,6 +18,7 @@ import { selectVariants } from '../runner/select.js';
 import type { Manifest } from '../spec/schema.js';
 import { gpuVariantsOnCpu } from './helpers/gpu-on-cpu.js';
 import { meanAveragePrecision, pairBoxes } from './helpers/metrics.js';
+import { recVariantFor } from './helpers/ocr-variants.js';
 import { tempDir } from './helpers/source.js';
 
 const OCR = 'fixtures/dist/paddleocr-v4.xpkg';
@@ -67,6 +68,7 @@ describe('GPU variants in the built packages', () => {
       'det-cpu-fp32',
       'cls-cpu-fp32',
       'rec-cpu-fp32',
+      'rec-cpu-int8',
     ]);
   });
 });
@@ -86,7 +88,8 @@ describe('selection with injected host profiles', () => {
   it.each(['x64-avx2', 'x64-avx512-vnni', 'apple-m2', 'graviton3', 'jetson-orin', 'gpu-no-cuda'])(
     '%s keeps the CPU variants',
     (h) => {
-      expect(chosen(ocr, h)).toEqual(['det-cpu-fp32', 'cls-cpu-fp32', 'rec-cpu-fp32']);
+      // the recogniser's int8 variant where the CPU has int8 dot products (all of these but x64-avx2)
+      expect(chosen(ocr, h)).toEqual(['det-cpu-fp32', 'cls-cpu-fp32', recVariantFor(host(h).cpu.features)]);
       expect(chosen(detector, h)).toEqual(['cpu-fp32']);
     },
   );
@@ -108,7 +111,8 @@ describe('the GPU variants on onnxruntime CPU match the CPU variants', () => {
   let cpuRunner: Runner;
   let gpuRunner: Runner;
   beforeAll(async () => {
-    cpuRunner = await Runner.open(OCR, base());
+    // the float32 CPU variants, which the GPU models are made from (not the int8 recogniser a VNNI CPU picks)
+    cpuRunner = await Runner.open(OCR, { ...base(), precision: 'fp32' });
     gpuRunner = await Runner.open(OCR, { ...base(), host: host('h100'), registry: gpu.registry });
   });
   afterAll(async () => {
@@ -160,10 +164,11 @@ describe('a GPU host whose CUDA provider fails to load', () => {
     const registry = new BackendRegistry();
     registry.register(new OnnxruntimeBackend({ attemptProviders: ['cuda'] }), 100);
     await using gpuHost = await Runner.open(OCR, { ...base(), host: host('h100'), registry });
-    await using cpu = await Runner.open(OCR, base());
+    // the h100 profile's CPU has VNNI: its CPU fallback is the int8 recogniser, compared with the same here
+    await using cpu = await Runner.open(OCR, { ...base(), precision: 'int8' });
     const image = readFileSync('fixtures/images/example.png');
     const r = await gpuHost.run({ image });
-    expect(r.variant).toEqual({ det: 'det-cpu-fp32', cls: 'cls-cpu-fp32', rec: 'rec-cpu-fp32' });
+    expect(r.variant).toEqual({ det: 'det-cpu-fp32', cls: 'cls-cpu-fp32', rec: 'rec-cpu-int8' });
     expect(Object.keys(r.fallbacks).sort()).toEqual(['cls', 'det', 'rec']);
     expect(r.fallbacks.rec[0]).toMatchObject({ variant: 'rec-cuda-fp16', code: 'E_RUN_LOAD' });
     expect(r.outputs.lines).toEqual((await cpu.run({ image })).outputs.lines);

@@ -28,6 +28,7 @@ import type { ModelSlot } from '../runner/model-slot.js';
 import { Runner, type RunnerOptions } from '../runner/runner.js';
 import type { ModelSession } from '../runner/types.js';
 import { codeOf } from './helpers/errors.js';
+import { cpuRecFile } from './helpers/ocr-variants.js';
 import { tempDir } from './helpers/source.js';
 
 const PKG = 'fixtures/dist/paddleocr-v4.xpkg';
@@ -91,7 +92,7 @@ describe('optimised-model cache', () => {
     const copy = join(tempDir(), 'ocr.xpkg');
     copyFileSync(PKG, copy);
     const reader = await PackageReader.open(PKG);
-    const rec = reader.entry('models/rec/ch_PP-OCRv4_rec_infer.onnx')!;
+    const rec = reader.entry(await cpuRecFile())!;
     await reader.close();
     const fd = openSync(copy, 'r+');
     writeSync(fd, Buffer.from([0x42]), 0, 1, rec.dataOffset + 5000);

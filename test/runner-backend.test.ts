@@ -128,7 +128,7 @@ describe('onnxruntime backend', () => {
       enableCpuMemArena: true,
       enableMemPattern: true,
       logSeverityLevel: 3,
-      extra: { session: { force_spinning_stop: '1' } },
+      extra: { session: { 'intra_op.allow_spinning': '0' } },
     });
     expect(ortSessionOptions(v, { threads: 3, graphOptimization: 'basic' }, ['cpu'])).toMatchObject({
       intraOpNumThreads: 3,

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
 import { Runner } from '../runner/runner.js';
 import { codeOf } from './helpers/errors.js';
+import { cpuRecFile, cpuRecVariant } from './helpers/ocr-variants.js';
 import { tempDir } from './helpers/source.js';
 
 const OCR = 'fixtures/dist/paddleocr-v4.xpkg';
@@ -35,7 +36,7 @@ describe('Runner', () => {
     const r1 = await runner.run({ image: png });
     const texts = (r1.outputs.lines as { text: string }[]).map((l) => l.text);
     expect(texts).toEqual(['Package once, run anywhere', 'Signed models 12345']);
-    expect(r1.variant).toEqual({ det: 'det-cpu-fp32', cls: 'cls-cpu-fp32', rec: 'rec-cpu-fp32' });
+    expect(r1.variant).toEqual({ det: 'det-cpu-fp32', cls: 'cls-cpu-fp32', rec: await cpuRecVariant() });
     expect(Object.keys(r1.timings)).toEqual(
       expect.arrayContaining(['decode', 'pre', 'infer:det', 'infer:rec', 'post', 'total']),
     );
@@ -65,7 +66,7 @@ describe('Runner', () => {
     await using runner = await Runner.open(copy, { trust: TRUST, stateDir: state() });
     // Tamper in place (same inode, same open file) after verification, before the model is loaded.
     const reader = await PackageReader.open(OCR);
-    const rec = reader.entry('models/rec/ch_PP-OCRv4_rec_infer.onnx')!;
+    const rec = reader.entry(await cpuRecFile())!;
     await reader.close();
     const fd = openSync(copy, 'r+');
     const orig = readFileSync(copy).subarray(rec.dataOffset + 1000, rec.dataOffset + 1001);

@@ -72,17 +72,19 @@ export type OrtSessionOptions = Required<
   >
 > & {
   executionProviders: string[];
-  extra: { session: { force_spinning_stop: '1' } };
+  extra: { session: { 'intra_op.allow_spinning': '0' } };
 };
 
 /**
  * Session options for a variant: intra-op threads from `options.threads` or the physical core
  * count (hyper-threads slow GEMM-bound models down), one inter-op thread with sequential execution
  * (the pipeline already runs models one after another), full graph optimisation by default.
- * Each session has its own intra-op pool whose threads spin after a run; with several models in
- * a pipeline the idle pools' spinning took the CPU from the next model and from the native kernels
- * (OCR on 2 cores: a one-line recognition 30–57 ms instead of 17), so spinning stops when a run
- * returns (`session.force_spinning_stop`) and still helps within a run.
+ * Each session has its own intra-op pool, whose threads do not spin waiting for work
+ * (`session.intra_op.allow_spinning` 0): spinning after a run took the CPU from the next model and
+ * from the native kernels (OCR on 2 cores: a one-line recognition 30–57 ms instead of 17), and
+ * spinning within a run cost a cold OCR `xpkg run` 8–13% more CPU for a wall time within ±4% at
+ * load 3–5, and much longer under heavy load (at ~6: 1780 ms CPU and 2.8 s without, 2216 ms and
+ * 4.4 s with).
  */
 export function ortSessionOptions(
   variant: Variant,
@@ -116,7 +118,7 @@ export function ortSessionOptions(
     // load() turns it off for models with a dynamic input dimension (onnx-inputs.ts says why)
     enableMemPattern: true,
     logSeverityLevel: 3,
-    extra: { session: { force_spinning_stop: '1' } },
+    extra: { session: { 'intra_op.allow_spinning': '0' } },
   };
 }
 
