@@ -143,10 +143,10 @@ export function startRuntime(options: Pick<WebOrtOptions, 'wasmBase' | 'threads'
   const isolated = Boolean((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated);
   const cores = Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1);
   // Without isolation there is no SharedArrayBuffer: onnxruntime-web would fall back to one thread itself.
-  // Unasked, half the cores up to 4, as onnxruntime-web itself defaults: its pool threads spin between
-  // operators, and on a small machine they took the cores that the page's other work (V8's compiler,
-  // the xpkg worker) needs; a cold first result on 2 cores took ~1.5 s more CPU with a second thread.
-  const threads = isolated ? Math.max(1, Math.min(options.threads || Math.min(4, Math.ceil(cores / 2)), 16)) : 1;
+  // Unasked, every core: on 2 cores a second thread's spinning costs a first visit ~0.5–1 s of CPU
+  // (V8's compiler wants that core) but no time to its first result, and a repeat visit's first
+  // result came ~1 s sooner with it (bench/browser/cold.ts, measured both ways).
+  const threads = isolated ? Math.max(1, Math.min(options.threads || cores, 16)) : 1;
   const wasmBase = options.wasmBase ?? new URL('./', globalThis.location?.href).href;
   // The WASM build's 14 MB are fetched and compiled from here, now: not after the runtime's worker,
   // its script and onnxruntime-web's loader have loaded one after another (a few round trips and

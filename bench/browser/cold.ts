@@ -155,7 +155,7 @@ export async function coldFigures(o: ColdOptions): Promise<void> {
   const image = join(folder, 'page.png');
   await writeFile(image, await renderPng(pages()[0]));
   const trust = readFileSync(`${KEY}.pub`, 'utf8');
-  const builds = [await serve('this build', o.dist, folder, trust)];
+  const builds = [await serve(resolve(o.dist) === join(ROOT, 'dist') ? 'this build' : o.dist, o.dist, folder, trust)];
   if (o.baseline) builds.push(await serve('baseline', resolve(o.baseline), folder, trust));
   const runs = new Map<Build, { first: ColdRun[]; repeat: ColdRun[] }>(
     builds.map((b) => [b, { first: [], repeat: [] }]),
