@@ -56,7 +56,7 @@ async function main(): Promise<void> {
     trust: [readFileSync(join(ROOT, 'fixtures', 'keys', 'test.pub'), 'utf8')],
   });
   // A profile on disk, as a user's browser has (its caches persist across starts: --repeat).
-  const profile = await mkdtemp(join(tmpdir(), 'xpkg-trace-'));
+  const profile = await mkdtemp(join(tmpdir(), 'xpkg-browser-profile-'));
   const launch = () =>
     chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
   console.log(

@@ -165,7 +165,7 @@ export async function coldFigures(o: ColdOptions): Promise<void> {
     // The page alone (no package) in a fresh context, loaded until the network is idle: the
     // first-visit download, and each server has made its gzipped bodies before any cold run.
     for (const b of builds) {
-      const profile = await mkdtemp(join(tmpdir(), 'xpkg-cold-'));
+      const profile = await mkdtemp(join(tmpdir(), 'xpkg-browser-profile-'));
       const ctx = await launch(profile);
       const q = await ctx.newPage();
       const visit = wire(q);
@@ -185,7 +185,7 @@ export async function coldFigures(o: ColdOptions): Promise<void> {
       // Alternating which build goes first, so neither always follows the other.
       const order = k % 2 ? [...builds].reverse() : builds;
       for (const b of order) {
-        const profile = await mkdtemp(join(tmpdir(), 'xpkg-cold-'));
+        const profile = await mkdtemp(join(tmpdir(), 'xpkg-browser-profile-'));
         let ctx = await launch(profile);
         // The first page stays a few seconds after its result, as a user's does: Chromium stores the
         // code it compiled for the WASM a little after compiling it (closed at once, nothing is kept).
