@@ -110,6 +110,7 @@ export async function buildBrowser(outRoot = 'dist', options: { minify?: boolean
       'xpkg-worker': 'browser/worker.ts',
       'xpkg-sandbox': 'browser/sandbox-worker.ts',
       'xpkg-ort': 'browser/ort-host.ts',
+      'xpkg-ort-factory': 'browser/ort-factory.ts',
     },
     outdir: lib,
     // The in-page mode's library and onnxruntime-web load on first use, as their own chunks.

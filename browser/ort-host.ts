@@ -8,7 +8,7 @@ import type * as OrtWeb from 'onnxruntime-web';
 import { fromOrtTensor } from '../runner/backends/ort-tensor.js';
 import type { Tensor } from '../runner/types.js';
 import { mark } from './marks.js';
-import type { HostReply, HostRequest } from './ort-protocol.js';
+import { type HostReply, type HostRequest, ORT_WASM, PRECOMPILED, type Precompiled } from './ort-protocol.js';
 
 type Ort = typeof OrtWeb;
 
@@ -24,6 +24,8 @@ const scope = self as unknown as {
   onmessage: ((e: MessageEvent<HostRequest>) => void) | null;
 };
 
+/** The module compiled by the caller ('module'), when 'start' said one is coming. */
+let provide: ((m: WebAssembly.Module | null) => void) | null = null;
 let ort: Promise<Ort> | null = null;
 let started: Promise<{ threads: number; startMs: number }> | null = null;
 const sessions = new Map<number, OrtWeb.InferenceSession>();
@@ -36,16 +38,29 @@ async function handle(m: HostRequest): Promise<[unknown, Transferable[]?]> {
         const t0 = performance.now();
         mark('runtime');
         const o = m.webgpu ? import('onnxruntime-web/webgpu') : import('onnxruntime-web/wasm');
+        let failed: Promise<never> | null = null;
+        if (m.precompiled) {
+          // onnxruntime-web loads browser/ort-factory.ts's loader, which instantiates the module given.
+          const module = new Promise<WebAssembly.Module | null>((resolve) => (provide = resolve));
+          failed = new Promise<never>((_, reject) => {
+            const given: Precompiled = { module, failed: reject };
+            (self as { [PRECOMPILED]?: Precompiled })[PRECOMPILED] = given;
+          });
+          failed.catch(() => {}); // raced below
+        }
         ort = o.then((x) => {
           const r = x as Ort;
-          r.env.wasm.wasmPaths = m.wasmBase;
+          r.env.wasm.wasmPaths = m.precompiled
+            ? { mjs: new URL('xpkg-ort-factory.js', m.wasmBase).href, wasm: new URL(ORT_WASM, m.wasmBase).href }
+            : m.wasmBase;
           r.env.wasm.numThreads = m.threads;
           r.env.logLevel = 'error';
           return r;
         });
         started = ort.then(async (r) => {
           const model = Uint8Array.from(atob(IDENTITY_MODEL), (c) => c.charCodeAt(0));
-          await (await r.InferenceSession.create(model, { executionProviders: ['wasm'] })).release();
+          const created = r.InferenceSession.create(model, { executionProviders: ['wasm'] });
+          await (await (failed ? Promise.race([created, failed]) : created)).release();
           mark('runtime-ready');
           return { threads: m.threads, startMs: performance.now() - t0 };
         });
@@ -53,6 +68,9 @@ async function handle(m: HostRequest): Promise<[unknown, Transferable[]?]> {
       }
       return [{ version: (await ort).env.versions.web ?? 'unknown' }];
     }
+    case 'module':
+      provide?.(m.module);
+      return [null];
     case 'ready':
       if (!started) throw new Error('onnxruntime-web was not started');
       return [await started];

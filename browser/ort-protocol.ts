@@ -3,7 +3,9 @@ import type { InferenceSession } from 'onnxruntime-web';
 import type { ModelSession, Tensor } from '../runner/types.js';
 
 export type HostRequest = { id: number } & (
-  | { op: 'start'; webgpu: boolean; threads: number; wasmBase: string }
+  | { op: 'start'; webgpu: boolean; threads: number; wasmBase: string; precompiled: boolean }
+  /** The runtime's WASM compiled by the caller (null: it could not, the worker fetches it itself). */
+  | { op: 'module'; module: WebAssembly.Module | null }
   | { op: 'ready' }
   | { op: 'create'; model: Uint8Array; options: InferenceSession.SessionOptions }
   | { op: 'run'; sid: number; feeds: Record<string, Tensor> }
@@ -18,4 +20,17 @@ export interface CreatedSession {
   inputNames: string[];
   outputNames: string[];
   inputShapes: NonNullable<ModelSession['inputShapes']>;
+}
+
+/** onnxruntime-web's WASM build (its CPU provider), served beside the bundle. */
+export const ORT_WASM = 'ort-wasm-simd-threaded.wasm';
+
+/** Where the runtime's worker leaves a module compiled ahead for browser/ort-factory.ts's loader. */
+export const PRECOMPILED = Symbol.for('xpkg.ort.precompiled');
+
+export interface Precompiled {
+  /** The compiled module, or null: the loader fetches and compiles it itself. */
+  module: Promise<WebAssembly.Module | null>;
+  /** Called when instantiating failed (the loader has no way to say so itself: its start would never end). */
+  failed(error: unknown): void;
 }

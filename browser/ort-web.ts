@@ -14,7 +14,7 @@ import type { Backend, BackendInit, ModelSession, SessionOptions, Tensor, Varian
 import { BrowserError, RunnerError } from '../spec/errors.js';
 import type { Variant } from '../spec/schema.js';
 import { mark } from './marks.js';
-import type { CreatedSession, HostReply, HostRequest } from './ort-protocol.js';
+import { type CreatedSession, type HostReply, type HostRequest, ORT_WASM } from './ort-protocol.js';
 
 /** onnxruntime-web's WASM heap is 32-bit: the model, its copy in the heap and the activations share 4 GiB. */
 export const DEFAULT_MAX_MODEL_BYTES = 1536 * 2 ** 20;
@@ -119,6 +119,11 @@ interface Runtime {
   startMs: number;
 }
 
+/** The runtime's WASM fetched and compiled as it streams; null when that fails (the runtime's worker then fetches it, and says why it cannot). */
+function compileRuntimeWasm(url: string): Promise<WebAssembly.Module | null> {
+  return WebAssembly.compileStreaming(fetch(url, { credentials: 'same-origin' })).catch(() => null);
+}
+
 /** One runtime per build in this realm: onnxruntime-web initialises its WASM once (threads included). */
 const runtimes = new Map<'wasm' | 'webgpu', { version: Promise<string>; started: Promise<Runtime> }>();
 
@@ -138,12 +143,26 @@ export function startRuntime(options: Pick<WebOrtOptions, 'wasmBase' | 'threads'
   const isolated = Boolean((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated);
   const cores = Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1);
   // Without isolation there is no SharedArrayBuffer: onnxruntime-web would fall back to one thread itself.
+  // Unasked, every core: on 2 cores a second thread's spinning costs a first visit ~0.5–1 s of CPU
+  // (V8's compiler wants that core) but no time to its first result, and a repeat visit's first
+  // result came ~1 s sooner with it (bench/browser/cold.ts, measured both ways).
   const threads = isolated ? Math.max(1, Math.min(options.threads || cores, 16)) : 1;
   const wasmBase = options.wasmBase ?? new URL('./', globalThis.location?.href).href;
+  // The WASM build's 14 MB are fetched and compiled from here, now: not after the runtime's worker,
+  // its script and onnxruntime-web's loader have loaded one after another (a few round trips and
+  // script compilations later), and streamed, so Chromium keeps the code it compiled for a later visit.
+  const compiled = build === 'wasm' ? compileRuntimeWasm(new URL(ORT_WASM, wasmBase).href) : null;
   const host = new RuntimeHost(wasmBase);
   const version = host
-    .call<{ version: string }>({ op: 'start', webgpu: build === 'webgpu', threads, wasmBase })
+    .call<{ version: string }>({
+      op: 'start',
+      webgpu: build === 'webgpu',
+      threads,
+      wasmBase,
+      precompiled: compiled !== null,
+    })
     .then((v) => v.version);
+  void compiled?.then((module) => host.call({ op: 'module', module }).catch(() => {}));
   const started = version.then(async () => {
     const r = await host.call<{ threads: number; startMs: number }>({ op: 'ready' });
     return { host, ...r };

@@ -99,6 +99,64 @@ describe.skipIf(!haveBrowser)('the runner in Chromium', () => {
     );
     expect(r).toEqual({ outputs: JSON.parse(JSON.stringify(node.outputs)) });
   });
+  it('onnxruntime-web starts from the WASM compiled ahead (fetched once), and from its own fetch when that compile fails', async () => {
+    const x = new Float32Array([1, 2.5, -3]);
+    const node = await nodeRun('multi-variant.xpkg', { x: { type: 'float32', dims: [3], data: x } });
+    const y = Array.from((node.outputs.y as { data: Float32Array }).data);
+    const runOn = async (breakCompile: boolean) => {
+      const ctx = await rig.browser.newContext();
+      try {
+        const wasm: string[] = [];
+        // Requests of the page and its workers (the runtime's WASM is fetched from a nested one).
+        let loader = 0;
+        ctx.on('request', (r) => {
+          if (r.url().endsWith('/ort-wasm-simd-threaded.wasm')) wasm.push(r.url());
+          if (r.url().endsWith('/xpkg-ort-factory.js')) loader++;
+        });
+        if (breakCompile)
+          // The first response of the WASM without its type: compileStreaming refuses it, the loader fetches it again.
+          await ctx.route('**/ort-wasm-simd-threaded.wasm', async (route) => {
+            const r = await route.fetch();
+            await route.fulfill({
+              response: r,
+              headers: { ...r.headers(), 'content-type': 'application/octet-stream' },
+            });
+            await ctx.unroute('**/ort-wasm-simd-threaded.wasm');
+          });
+        const page = await ctx.newPage();
+        await page.goto(rig.server.url);
+        await loadLibrary(page);
+        const got = await page.evaluate(
+          async ({ key, x }) => {
+            const { openPackage } = (window as unknown as { xpkg: Lib }).xpkg;
+            const pkg = await openPackage('/packages/multi-variant.xpkg', { trust: [key] });
+            const r = (await pkg.run({ x: { type: 'float32', dims: [3], data: new Float32Array(x) } })) as unknown as {
+              outputs: { y: { data: Float32Array } };
+              runtime: { threads: number };
+            };
+            await pkg.close();
+            return {
+              y: Array.from(r.outputs.y.data),
+              threads: r.runtime.threads,
+              cores: navigator.hardwareConcurrency,
+            };
+          },
+          { key, x: Array.from(x) },
+        );
+        return { ...got, fetches: wasm.length, loader };
+      } finally {
+        await ctx.close();
+      }
+    };
+    const ahead = await runOn(false);
+    // The loader that takes a compiled module ran, and the WASM was fetched once: that module was used
+    // (an isolated page's runtime, unasked, with a thread per core up to 16).
+    expect(ahead).toEqual({ y, threads: Math.min(16, ahead.cores), cores: ahead.cores, fetches: 1, loader: 1 });
+    const fallback = await runOn(true);
+    expect(fallback.y).toEqual(y);
+    expect(fallback.fetches).toBe(2);
+  });
+
   it('on a page that is not cross-origin isolated, a package with scripts is refused before anything loads', async () => {
     const plain = await startRig({ packages: FIXTURES, isolation: false });
     try {

@@ -11,12 +11,13 @@
  *     the browser's memory growth meanwhile (RSS of its processes; limit 64 MiB);
  *  3. OCR per image, onnxruntime-web on one thread, against Node's runner on the same images
  *     (limit 3.5×), and the threaded figure on the cross-origin-isolated page;
- *  4. cold page to first OCR result (new browser context, package by URL; limit 3 s);
+ *  4. cold page to first OCR result (package by URL; limit 3 s), a first visit and a repeat one
+ *     (bench/browser/cold.ts; `--baseline DIR` measures another build beside it);
  *  5. first-visit download of the page without a package (bytes on the wire; limit 5 MB).
  *
- *   npm run build && npm run fixtures && npx tsx bench/browser/run.ts [--mb 200] [--images 3] [--runs 3] [--only cold]
+ *   npm run build && npm run fixtures && npx tsx bench/browser/run.ts [--mb 200] [--images 3] [--runs 3] [--only cold] [--baseline DIR]
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +28,8 @@ import { Runner } from '../../runner/runner.js';
 import { sign } from '../../signing/sign.js';
 import { startWebServer } from '../../web/server.js';
 import { arg, median } from '../util.js';
+import { CHROMIUM, coldFigures, row } from './cold.js';
+import { descendantsRss } from './proc.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const OUT = join(ROOT, 'bench', 'out', 'browser');
@@ -37,12 +40,6 @@ const IMAGES = Number(arg('images') ?? 3);
 const RUNS = Number(arg('runs') ?? 3);
 /** `--only cold`: the cold page figures alone (4, 5). */
 const COLD_ONLY = arg('only') === 'cold';
-const CHROMIUM = [process.env.XPKG_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-headless-shell'].find(
-  (p): p is string => Boolean(p && existsSync(p)),
-);
-
-const row = (what: string, value: string, limit: string, ok: boolean) =>
-  console.log(`${what.padEnd(58)} ${value.padStart(16)}   ${limit.padEnd(22)} ${ok ? 'ok' : 'OVER'}`);
 
 /** A signed package holding one `mb` MB model of random bytes (built once, kept in bench/out). */
 async function bigPackage(): Promise<string> {
@@ -75,76 +72,6 @@ async function bigPackage(): Promise<string> {
   return out;
 }
 
-/** Resident memory of every process under this one (the browser and its renderers and workers). */
-function descendantsRss(): number {
-  return descendants((d) => {
-    const status = readFileSync(`/proc/${d}/status`, 'utf8');
-    return [Number(/PPid:\s+(\d+)/.exec(status)?.[1]), Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024];
-  });
-}
-
-/** CPU milliseconds (user + system) used so far by every process under this one: robust to the machine's load. */
-function descendantsCpuMs(): number {
-  const tick = 1000 / 100; // USER_HZ is 100 on Linux
-  return descendants((d) => {
-    const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return [Number(f[1]), (Number(f[11]) + Number(f[12])) * tick];
-  });
-}
-
-/**
- * CPU milliseconds so far of every thread of the processes under this one, by thread name with
- * digits dropped ("ThreadPoolForegroundWorker", "DedicatedWorker thread", "CrRendererMain"...).
- */
-function threadsCpuMs(): Map<string, number> {
-  const out = new Map<string, number>();
-  const under = new Set<number>();
-  descendants((d) => {
-    const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-    return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]), Number(d)];
-  }, under);
-  for (const pid of under) {
-    try {
-      for (const tid of readdirSync(`/proc/${pid}/task`)) {
-        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-        const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/\d+$/, '');
-        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
-      }
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
-}
-
-/** Sums `of(pid)` = [parent, value] over the processes under this one (their pids added to `pids`). */
-function descendants(of: (pid: string) => [number, number], pids?: Set<number>): number {
-  const children = new Map<number, number[]>();
-  const rss = new Map<number, number>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const [ppid, value] = of(d);
-      rss.set(Number(d), value);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(d)]);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  let total = 0;
-  const walk = (pid: number) => {
-    for (const c of children.get(pid) ?? []) {
-      total += rss.get(c) ?? 0;
-      pids?.add(c);
-      walk(c);
-    }
-  };
-  walk(process.pid);
-  return total;
-}
-
 async function withLibrary(page: Page): Promise<void> {
   await page.addScriptTag({ type: 'module', content: "import * as x from '/browser/xpkg.js'; window.xpkg = x;" });
   await page.waitForFunction(() => 'xpkg' in window);
@@ -167,14 +94,12 @@ async function main(): Promise<void> {
     images.push(f);
   }
   const trust = readFileSync(`${KEY}.pub`, 'utf8');
-  let served = 0;
   const server = await startWebServer({
     port: 0,
     // `--dist DIR`: serve another build of the page and bundle (a before/after comparison).
     root: arg('dist') ?? join(ROOT, 'dist'),
     packages: folder,
     trust: [trust],
-    onRange: (_name, start, end) => void (served += end - start),
   });
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
   console.log(`Chromium ${browser.version()}, ${server.url}; ${MB} MB model package, ${IMAGES} images, ${RUNS} runs`);
@@ -345,81 +270,13 @@ async function main(): Promise<void> {
       );
       row('  ratio Chromium (threaded) / Node', `${(b2 / nm).toFixed(2)}×`, '', true);
     }
-    // --- 4. cold page to first OCR result; 5. first visit ---------------------------------------
-    const colds: number[] = [];
-    const cpus: number[] = [];
-    const fetched: number[] = [];
-    let firstVisit = 0;
-    let firstRun = 0;
-    /** Bytes on the wire (bodies as encoded, plus headers) of everything a page and its workers fetch. */
-    const wire = (p: Page) => {
-      const total = { bytes: 0 };
-      p.on('requestfinished', (r) => {
-        void r.sizes().then((z) => (total.bytes += z.responseBodySize + z.responseHeadersSize));
-      });
-      return total;
-    };
-    for (let k = 0; k < Math.max(1, RUNS - 1); k++) {
-      const ctx = await browser.newContext();
-      // The page alone (no package), in a fresh context: loaded until the network is idle.
-      const q = await ctx.newPage();
-      const visit = wire(q);
-      await q.goto(server.url, { waitUntil: 'networkidle' });
-      firstVisit = visit.bytes;
-      await q.close();
-      const ctx2 = await browser.newContext();
-      const p = await ctx2.newPage();
-      const run = wire(p);
-      served = 0;
-      const cpu0 = descendantsCpuMs();
-      const threads0 = threadsCpuMs();
-      const t0 = performance.now();
-      await p.goto(`${server.url}?package=/packages/paddleocr-v4.xpkg`);
-      await p.setInputFiles('#image-file', images[0]);
-      // When the manifest and signers, the verdict and the result show, as seen from here.
-      const shown = (selector: string) =>
-        p.waitForSelector(selector, { timeout: 120_000, state: 'attached' }).then(() => performance.now() - t0);
-      const [manifest, verified, result] = await Promise.all([
-        shown('#signers code'),
-        shown('[data-verdict]'),
-        shown('#results li'),
-      ]);
-      colds.push(result);
-      cpus.push(descendantsCpuMs() - cpu0);
-      // Threads that exited meanwhile (a closed page's) are not counted here.
-      const byThread = [...threadsCpuMs()]
-        .map(([n, ms]) => [n, ms - (threads0.get(n) ?? 0)] as const)
-        .filter(([, ms]) => ms >= 50)
-        .sort((a, b) => b[1] - a[1]);
-      fetched.push(served);
-      console.log(
-        `  cold run ${k + 1}: manifest on screen ${manifest.toFixed(0)} ms · verified ${verified.toFixed(0)} ms · ` +
-          `result ${result.toFixed(0)} ms; Chromium CPU ${(cpus[k] / 1000).toFixed(1)} s; ` +
-          `${(served / 1e6).toFixed(2)} MB of the package fetched\n    page's stages: ${await p.textContent('#timings')}` +
-          `\n    CPU by thread (ms): ${byThread.map(([n, ms]) => `${n} ${ms}`).join(' · ')}`,
-      );
-      await p.waitForTimeout(200);
-      firstRun = run.bytes;
-      await ctx.close();
-      await ctx2.close();
-    }
-    const cold = median(colds);
-    const size = statSync(OCR).size;
-    row('cold page → first OCR result (loopback)', `${cold.toFixed(0)} ms`, '≤ 3000 ms', cold <= 3000);
-    row('  Chromium CPU over it (all its processes)', `${(median(cpus) / 1000).toFixed(1)} s`, 'reported', true);
-    row(
-      '  package bytes fetched over it (each byte once)',
-      `${(median(fetched) / 1e6).toFixed(2)} MB`,
-      `≤ ${(size / 1e6).toFixed(2)} MB + 1 MiB`,
-      median(fetched) <= size + 2 ** 20,
-    );
-    row(
-      'first visit of the page without a package (on the wire)',
-      `${(firstVisit / 1e6).toFixed(3)} MB`,
-      '≤ 5 MB',
-      firstVisit <= 5e6,
-    );
-    row('  page, runtime and a first OCR run (on the wire)', `${(firstRun / 1e6).toFixed(2)} MB`, '', true);
+    // --- 4. cold page to first OCR result (first and repeat visit); 5. first visit -------------
+    // Browsers of their own, on profiles kept on disk (bench/browser/cold.ts).
+    await coldFigures({
+      runs: Math.max(1, RUNS - 1),
+      dist: arg('dist') ?? join(ROOT, 'dist'),
+      ...(arg('baseline') ? { baseline: arg('baseline') } : {}),
+    });
   } finally {
     await browser.close();
     await server.close();
