@@ -43,6 +43,8 @@ export interface SessionBinding {
   name: 'xpkg-ort-capi' | 'onnxruntime-node';
   /** cuDNN's convolution algorithm search the CUDA sessions use. */
   convAlgoSearch?: 'HEURISTIC' | 'DEFAULT' | 'EXHAUSTIVE';
+  /** CUDA: whether float32 convolutions and matrix products may run as TF32 (xpkg's binding sets it). */
+  tf32?: boolean;
   /** Why the stock binding was used instead of xpkg's (never silent). */
   fallback?: { code: string; reason: string };
 }

@@ -294,6 +294,11 @@ export interface OnnxruntimeBackendOptions {
    * slower (bench/gpu/conv-modes.ts).
    */
   convAlgoSearch?: ConvAlgoSearch;
+  /**
+   * Let the binding's CUDA sessions run float32 convolutions and matrix products as TF32 (default:
+   * off, or XPKG_ORT_TF32=1): a float32 variant then computes in float32, as its CPU twin does.
+   */
+  tf32?: boolean;
 }
 
 const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } as const;
@@ -302,6 +307,7 @@ const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } a
 export function capiOptions(
   create: OrtSessionOptions & { profileFilePrefix?: string; enableProfiling?: boolean },
   search: ConvAlgoSearch = 'HEURISTIC',
+  tf32 = false,
 ): CapiCreateOptions {
   const cuda = create.executionProviders[0] === 'cuda';
   return {
@@ -310,6 +316,7 @@ export function capiOptions(
       ? [
           ['device_id', '0'],
           ['cudnn_conv_algo_search', search],
+          ['use_tf32', tf32 ? '1' : '0'],
         ]
       : [],
     intraOpThreads: create.intraOpNumThreads,
@@ -336,6 +343,7 @@ export class OnnxruntimeBackend implements Backend {
   readonly #shapeSessions: NonNullable<OnnxruntimeBackendOptions['shapeSessions']>;
   readonly #capi: NonNullable<OnnxruntimeBackendOptions['capi']>;
   readonly #search: ConvAlgoSearch;
+  readonly #tf32: boolean;
   #bindingDir: string | undefined;
   #ort: Ort | undefined;
   #providers: string[] = [];
@@ -351,6 +359,7 @@ export class OnnxruntimeBackend implements Backend {
     this.#shapeSessions = options.shapeSessions ?? 'accelerated';
     this.#capi = options.capi ?? 'cuda';
     this.#search = options.convAlgoSearch ?? 'HEURISTIC';
+    this.#tf32 = options.tf32 ?? process.env.XPKG_ORT_TF32 === '1';
   }
 
   /** The CUDA and WebGPU checks init made (undefined before init). */
@@ -490,8 +499,12 @@ export class OnnxruntimeBackend implements Backend {
       const c = loadCapi(this.#bindingDir);
       if ('capi' in c) {
         try {
-          const session = await createCapiSession(c.capi, bytes, capiOptions(create, this.#search));
-          return { session, binding: { name: 'xpkg-ort-capi', ...(cuda ? { convAlgoSearch: this.#search } : {}) } };
+          const session = await createCapiSession(c.capi, bytes, capiOptions(create, this.#search, this.#tf32));
+          const binding = {
+            name: 'xpkg-ort-capi' as const,
+            ...(cuda ? { convAlgoSearch: this.#search, tf32: this.#tf32 } : {}),
+          };
+          return { session, binding };
         } catch (e) {
           fallback = {
             code: 'create-failed',
