@@ -12,6 +12,7 @@ import { PackageReader } from '../pack/reader.js';
 import { OnnxruntimeBackend } from '../runner/backends/onnxruntime.js';
 import { runPipeline } from '../runner/pipeline/index.js';
 import { withVariants } from '../runner/pipeline/patch.js';
+import { RestartPipeline } from '../runner/pipeline/registry.js';
 import { enumerateShapes, pipelineShapes } from '../runner/pipeline/shapes.js';
 import type { ModelSession, PipelineContext, Tensor } from '../runner/types.js';
 import type { Manifest, Step, Variant } from '../spec/schema.js';
@@ -49,7 +50,12 @@ for (const [y0, y1, x1] of [
 const BUCKETS = [24, 64, 128, 160, 384];
 
 /** Runs `steps` after db-postprocess on the map, with the column-max model as `m`; counts its calls. */
-async function run(steps: Step[], outputs: string[], probability = map) {
+async function run(
+  steps: Step[],
+  outputs: string[],
+  probability = map,
+  wrap: (s: ModelSession) => ModelSession = (s) => s,
+) {
   const backend = new OnnxruntimeBackend({ placement: 'never' });
   await backend.init();
   const variant = { id: 'v', runtime: 'onnxruntime', precision: 'fp32', files: ['m.onnx'] } as Variant;
@@ -81,7 +87,7 @@ async function run(steps: Step[], outputs: string[], probability = map) {
   } as unknown as Manifest;
   const ctx: PipelineContext = {
     manifest,
-    session: async () => counted,
+    session: async () => wrap(counted),
     // ids 1…4 of the column maxima (scale 4/255: pixels 0…4) are a…d
     asset: async () => Buffer.from('a\nb\nc\nd\n'),
     time: () => {},
@@ -218,6 +224,30 @@ describe('crop-batch groupSize', () => {
     expect(texts(outputs.gTexts)).toEqual(order.map((i) => texts(outputs.ownTexts)[i]));
     // three calls of one line each, then two of exactly maxBatch
     expect(calls.map((d) => d[0])).toEqual([1, 1, 1, 2, 2]);
+  });
+
+  it('parallel: when one call asks for a restart and another fails (the replaced session), the restart wins', async () => {
+    let calls = 0;
+    const failing = (s: ModelSession): ModelSession =>
+      Object.assign(Object.create(s) as ModelSession, {
+        run: async () => {
+          const k = calls++;
+          // the first call fails first, with the error a CPU session gives a GPU variant's feeds
+          await new Promise((r) => setTimeout(r, k === 0 ? 1 : 30));
+          throw k === 0 ? new Error('invalid dimensions') : new RestartPipeline('rec failed on cuda');
+        },
+      });
+    const steps: Step[] = [
+      { op: 'crop-batch', params: { ...crop, output: 'g', batch: true, widthBuckets: BUCKETS, groupSize: 2 } },
+      { op: 'infer', model: 'm', params: { inputs: 'g', outputs: { I: 'i', S: 's' }, parallel: true } },
+    ];
+    await expect(run(steps, ['i'], longFirst, failing)).rejects.toBeInstanceOf(RestartPipeline);
+    expect(calls).toBe(2);
+    // in turn, the first error stops the step
+    calls = 0;
+    const inTurn = [steps[0], { ...steps[1], params: { ...steps[1].params, parallel: false } }] as Step[];
+    expect(await codeOf(run(inTurn, ['i'], longFirst, failing))).toBe('E_RUN_PIPELINE');
+    expect(calls).toBe(1);
   });
 
   it('an empty page makes an empty list; groupSize needs widthBuckets and a batch, not calls', async () => {

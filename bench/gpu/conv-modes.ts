@@ -2,17 +2,18 @@
  * cuDNN's convolution search modes through xpkg's C API binding, on the OCR GPU variants (float32,
  * uint8 NHWC input): one session per mode and model, a sequence of input shapes with revisits, the
  * first and second run at each, and the largest difference of each output from the first mode's.
- * A mode is a search (EXHAUSTIVE, HEURISTIC, DEFAULT), `+tf32` letting float32 run as TF32.
+ * A mode is a search (EXHAUSTIVE, HEURISTIC, DEFAULT), then `+tf32` (float32 as TF32), `+ws0`
+ * (cuDNN's workspace not at its maximum), `+same` (the device arena grown by what is asked).
  *
- *   node dist-tools/bench/gpu/conv-modes.js [modes, default HEURISTIC,HEURISTIC+tf32,EXHAUSTIVE]
+ *   node dist-tools/bench/gpu/conv-modes.js [modes, default HEURISTIC+tf32,HEURISTIC+tf32+ws0,DEFAULT+tf32]
  */
 import { PackageReader } from '../../pack/reader.js';
-import { capiOptions, ortSessionOptions } from '../../runner/backends/onnxruntime.js';
+import { type CudaTuning, capiOptions, cudaTuning, ortSessionOptions } from '../../runner/backends/onnxruntime.js';
 import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
 import { ortBinding } from '../../runner/gpu-install.js';
 import { r2 } from './common.js';
 
-const modes = (process.argv[2] ?? 'HEURISTIC,HEURISTIC+tf32,EXHAUSTIVE').split(',');
+const modes = (process.argv[2] ?? 'HEURISTIC+tf32,HEURISTIC+tf32+ws0,DEFAULT+tf32').split(',');
 const c = loadCapi(ortBinding().dir);
 if (!('capi' in c)) throw new Error(`binding unavailable: ${c.reason}`);
 const reader = await PackageReader.open('fixtures/dist/paddleocr-v4.xpkg');
@@ -42,8 +43,17 @@ const out: Record<string, unknown> = {};
 const reference: Record<string, Record<string, unknown>> = {};
 for (const [name, m] of Object.entries(models)) {
   for (const mode of modes) {
-    const [search, tf32] = mode.split('+');
-    const o = capiOptions(ortSessionOptions(variant as never, {}, ['cuda', 'cpu']), search as never, tf32 === 'tf32');
+    const [search, ...opts] = mode.split('+');
+    const tuning = cudaTuning(
+      {
+        convAlgoSearch: search as CudaTuning['convAlgoSearch'],
+        tf32: opts.includes('tf32'),
+        convMaxWorkspace: !opts.includes('ws0'),
+        arenaExtend: opts.includes('same') ? 'same-as-requested' : 'power-of-two',
+      },
+      {},
+    );
+    const o = capiOptions(ortSessionOptions(variant as never, {}, ['cuda', 'cpu']), tuning);
     o.memPattern = false;
     const t0 = performance.now();
     const s = await createCapiSession(c.capi, m.bytes, o);

@@ -294,11 +294,36 @@ export interface OnnxruntimeBackendOptions {
    * slower (bench/gpu/conv-modes.ts).
    */
   convAlgoSearch?: ConvAlgoSearch;
-  /**
-   * Let the binding's CUDA sessions run float32 convolutions and matrix products as TF32 (default:
-   * off, or XPKG_ORT_TF32=1): a float32 variant then computes in float32, as its CPU twin does.
-   */
-  tf32?: boolean;
+  /** The binding's other CUDA settings (cudaTuning: the defaults, XPKG_ORT_* for measuring). */
+  cuda?: Partial<Omit<CudaTuning, 'convAlgoSearch'>>;
+}
+
+/** CUDA provider settings xpkg's binding passes (onnxruntime's CUDA provider options). */
+export interface CudaTuning {
+  convAlgoSearch: ConvAlgoSearch;
+  /** Float32 convolutions and matrix products as TF32 (`use_tf32`; onnxruntime's default: on). */
+  tf32: boolean;
+  /** cuDNN may use as much workspace as an algorithm asks (`cudnn_conv_use_max_workspace`; default on). */
+  convMaxWorkspace: boolean;
+  /** How the device arena grows (`arena_extend_strategy`): by powers of two (default) or by what is asked. */
+  arenaExtend: 'power-of-two' | 'same-as-requested';
+}
+
+/**
+ * The binding's CUDA settings: options first, then XPKG_ORT_CONV_SEARCH, XPKG_ORT_TF32 (0/1),
+ * XPKG_ORT_CONV_MAX_WS (0/1), XPKG_ORT_ARENA (`same`), for side-by-side measurements on a GPU.
+ */
+export function cudaTuning(o: Partial<CudaTuning> = {}, env: NodeJS.ProcessEnv = process.env): CudaTuning {
+  const flag = (v: string | undefined, d: boolean) => (v === '1' ? true : v === '0' ? false : d);
+  const search = env.XPKG_ORT_CONV_SEARCH;
+  return {
+    convAlgoSearch:
+      o.convAlgoSearch ??
+      (search === 'DEFAULT' || search === 'EXHAUSTIVE' || search === 'HEURISTIC' ? search : 'HEURISTIC'),
+    tf32: o.tf32 ?? flag(env.XPKG_ORT_TF32, true),
+    convMaxWorkspace: o.convMaxWorkspace ?? flag(env.XPKG_ORT_CONV_MAX_WS, true),
+    arenaExtend: o.arenaExtend ?? (env.XPKG_ORT_ARENA === 'same' ? 'same-as-requested' : 'power-of-two'),
+  };
 }
 
 const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } as const;
@@ -306,8 +331,7 @@ const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } a
 /** The binding's options object for the options a stock session would be created with. */
 export function capiOptions(
   create: OrtSessionOptions & { profileFilePrefix?: string; enableProfiling?: boolean },
-  search: ConvAlgoSearch = 'HEURISTIC',
-  tf32 = false,
+  tuning: CudaTuning = cudaTuning({}, {}),
 ): CapiCreateOptions {
   const cuda = create.executionProviders[0] === 'cuda';
   return {
@@ -315,8 +339,10 @@ export function capiOptions(
     providerOptions: cuda
       ? [
           ['device_id', '0'],
-          ['cudnn_conv_algo_search', search],
-          ['use_tf32', tf32 ? '1' : '0'],
+          ['cudnn_conv_algo_search', tuning.convAlgoSearch],
+          ['use_tf32', tuning.tf32 ? '1' : '0'],
+          ['cudnn_conv_use_max_workspace', tuning.convMaxWorkspace ? '1' : '0'],
+          ['arena_extend_strategy', tuning.arenaExtend === 'power-of-two' ? 'kNextPowerOfTwo' : 'kSameAsRequested'],
         ]
       : [],
     intraOpThreads: create.intraOpNumThreads,
@@ -342,8 +368,7 @@ export class OnnxruntimeBackend implements Backend {
   readonly #force: string[] | undefined;
   readonly #shapeSessions: NonNullable<OnnxruntimeBackendOptions['shapeSessions']>;
   readonly #capi: NonNullable<OnnxruntimeBackendOptions['capi']>;
-  readonly #search: ConvAlgoSearch;
-  readonly #tf32: boolean;
+  readonly #cuda: CudaTuning;
   #bindingDir: string | undefined;
   #ort: Ort | undefined;
   #providers: string[] = [];
@@ -358,8 +383,7 @@ export class OnnxruntimeBackend implements Backend {
     this.#force = options.forceProviders?.length ? [...options.forceProviders] : undefined;
     this.#shapeSessions = options.shapeSessions ?? 'accelerated';
     this.#capi = options.capi ?? 'cuda';
-    this.#search = options.convAlgoSearch ?? 'HEURISTIC';
-    this.#tf32 = options.tf32 ?? process.env.XPKG_ORT_TF32 === '1';
+    this.#cuda = cudaTuning({ ...options.cuda, convAlgoSearch: options.convAlgoSearch });
   }
 
   /** The CUDA and WebGPU checks init made (undefined before init). */
@@ -499,10 +523,10 @@ export class OnnxruntimeBackend implements Backend {
       const c = loadCapi(this.#bindingDir);
       if ('capi' in c) {
         try {
-          const session = await createCapiSession(c.capi, bytes, capiOptions(create, this.#search, this.#tf32));
+          const session = await createCapiSession(c.capi, bytes, capiOptions(create, this.#cuda));
           const binding = {
             name: 'xpkg-ort-capi' as const,
-            ...(cuda ? { convAlgoSearch: this.#search, tf32: this.#tf32 } : {}),
+            ...(cuda ? { ...this.#cuda } : {}),
           };
           return { session, binding };
         } catch (e) {

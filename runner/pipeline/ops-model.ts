@@ -131,6 +131,17 @@ async function runOnce(
   return out;
 }
 
+/**
+ * Waits for every call; then a restart (a session failed and was replaced by another provider's)
+ * wins over the other calls' errors, which may only be that replacement seeing inputs made for
+ * the failed one.
+ */
+async function settled(calls: Promise<void>[]): Promise<void> {
+  const rs = await Promise.allSettled(calls);
+  const failed = rs.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  if (failed.length) throw failed.find((e) => e instanceof RestartPipeline) ?? failed[0];
+}
+
 /** Indexes of a list's items grouped by their shapes (all inputs'), in first-seen order. */
 function sameShapes(lists: readonly TensorsValue[], count: number): number[][] {
   const groups = new Map<string, number[]>();
@@ -199,7 +210,7 @@ defineOp({
           results[k][i] = pick(r, m);
         });
       };
-      if (p.parallel) await Promise.all(Array.from({ length: count }, (_, i) => each(i)));
+      if (p.parallel) await settled(Array.from({ length: count }, (_, i) => each(i)));
       else for (let i = 0; i < count; i++) await each(i);
     } else {
       // Items of one shape concatenated along dim 0 (chunks of maxBatch), the outputs split back.
@@ -224,7 +235,7 @@ defineOp({
           }
         });
       };
-      if (p.parallel) await Promise.all(groups.map(runGroup));
+      if (p.parallel) await settled(groups.map(runGroup));
       else for (const group of groups) await runGroup(group);
     }
     outs.forEach(([, env], k) => x.set(env, { kind: 'tensors', items: results[k] }));
