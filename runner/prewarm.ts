@@ -44,9 +44,10 @@ export interface PrewarmOptions {
    */
   runs?: number;
   /**
-   * Shapes of one model warmed at once (1–16; default 4 on an accelerator, 1 on the CPU). Each
-   * shape has its own session on an accelerator, so their set-ups (creating the session, the
-   * convolution algorithm choice) overlap on the host's cores instead of adding up.
+   * Shapes of one model warmed at once (1–16, default 1); above 1, the models on accelerators warm
+   * together too. On the H200 it saved nothing: the OCR recogniser's 17 float32 shapes took 8.5 s
+   * four at a time, what one at a time costs (bench/gpu/conv-modes.ts: 0.5–0.8 s a new shape), so
+   * the set-up serialises below xpkg.
    */
   parallel?: number;
 }
@@ -54,7 +55,7 @@ export interface PrewarmOptions {
 export const DEFAULT_MAX_SHAPES = 32;
 export const MAX_WARM_RUNS = 10;
 export const MAX_WARM_PARALLEL = 16;
-const DEFAULT_WARM_PARALLEL = 4;
+const DEFAULT_WARM_PARALLEL = 1;
 
 export type PrewarmSkip =
   /** The session runs on the CPU provider under `auto`. */
@@ -285,8 +286,7 @@ export async function prewarmOpen(o: {
       const reason = 'runs on the CPU provider, which has no per-shape set-up';
       return { provider: 'cpu', ...none, skipped: { code: 'cpu', reason } };
     }
-    const parallel = o.parallel ?? (accelerated(r.s.provider) ? DEFAULT_WARM_PARALLEL : 1);
-    return prewarmSession(r.s, shapes[id] ?? [], o.maxShapes, o.runs, parallel);
+    return prewarmSession(r.s, shapes[id] ?? [], o.maxShapes, o.runs, o.parallel ?? DEFAULT_WARM_PARALLEL);
   };
   // models on accelerators warm at once (their sessions are their own); on the CPU one after another
   const together =

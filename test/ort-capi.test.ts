@@ -141,25 +141,25 @@ describe('the CUDA provider options the binding passes', () => {
   const cudaOptions = (tuning: Parameters<typeof capiOptions>[1]) =>
     Object.fromEntries(capiOptions(ortSessionOptions(CUDA_VARIANT, {}, ['cuda', 'cpu']), tuning).providerOptions);
 
-  it('HEURISTIC search, onnxruntime’s TF32, workspace and arena defaults; XPKG_ORT_* change each; options win', () => {
+  it('HEURISTIC search, TF32 on, workspace not at its maximum, arena grown as asked; XPKG_ORT_* change each; options win', () => {
     expect(cudaOptions(cudaTuning({}, {}))).toEqual({
       device_id: '0',
       cudnn_conv_algo_search: 'HEURISTIC',
       use_tf32: '1',
-      cudnn_conv_use_max_workspace: '1',
-      arena_extend_strategy: 'kNextPowerOfTwo',
+      cudnn_conv_use_max_workspace: '0',
+      arena_extend_strategy: 'kSameAsRequested',
     });
     const env = {
       XPKG_ORT_CONV_SEARCH: 'DEFAULT',
       XPKG_ORT_TF32: '0',
-      XPKG_ORT_CONV_MAX_WS: '0',
-      XPKG_ORT_ARENA: 'same',
+      XPKG_ORT_CONV_MAX_WS: '1',
+      XPKG_ORT_ARENA: 'power-of-two',
     };
     expect(cudaOptions(cudaTuning({}, env))).toMatchObject({
       cudnn_conv_algo_search: 'DEFAULT',
       use_tf32: '0',
-      cudnn_conv_use_max_workspace: '0',
-      arena_extend_strategy: 'kSameAsRequested',
+      cudnn_conv_use_max_workspace: '1',
+      arena_extend_strategy: 'kNextPowerOfTwo',
     });
     expect(cudaTuning({ convAlgoSearch: 'EXHAUSTIVE', tf32: true }, env)).toMatchObject({
       convAlgoSearch: 'EXHAUSTIVE',

@@ -303,15 +303,24 @@ export interface CudaTuning {
   convAlgoSearch: ConvAlgoSearch;
   /** Float32 convolutions and matrix products as TF32 (`use_tf32`; onnxruntime's default: on). */
   tf32: boolean;
-  /** cuDNN may use as much workspace as an algorithm asks (`cudnn_conv_use_max_workspace`; default on). */
+  /**
+   * cuDNN may use as much workspace as an algorithm asks (`cudnn_conv_use_max_workspace`;
+   * onnxruntime's default on, xpkg's off: on the H200 the OCR package's float32 recogniser, a
+   * session per input shape, ran out of device memory in its arenas with it on).
+   */
   convMaxWorkspace: boolean;
-  /** How the device arena grows (`arena_extend_strategy`): by powers of two (default) or by what is asked. */
+  /**
+   * How the device arena grows (`arena_extend_strategy`): by powers of two (onnxruntime's default)
+   * or by what is asked (xpkg's default, for the same reason).
+   */
   arenaExtend: 'power-of-two' | 'same-as-requested';
 }
 
 /**
  * The binding's CUDA settings: options first, then XPKG_ORT_CONV_SEARCH, XPKG_ORT_TF32 (0/1),
- * XPKG_ORT_CONV_MAX_WS (0/1), XPKG_ORT_ARENA (`same`), for side-by-side measurements on a GPU.
+ * XPKG_ORT_CONV_MAX_WS (0/1), XPKG_ORT_ARENA (`power-of-two`), for side-by-side measurements on a GPU.
+ * TF32 stays on: the float32 recogniser took 52 ms a page without it on the H200, 20 ms with it,
+ * the same text on the benchmark page.
  */
 export function cudaTuning(o: Partial<CudaTuning> = {}, env: NodeJS.ProcessEnv = process.env): CudaTuning {
   const flag = (v: string | undefined, d: boolean) => (v === '1' ? true : v === '0' ? false : d);
@@ -321,8 +330,8 @@ export function cudaTuning(o: Partial<CudaTuning> = {}, env: NodeJS.ProcessEnv =
       o.convAlgoSearch ??
       (search === 'DEFAULT' || search === 'EXHAUSTIVE' || search === 'HEURISTIC' ? search : 'HEURISTIC'),
     tf32: o.tf32 ?? flag(env.XPKG_ORT_TF32, true),
-    convMaxWorkspace: o.convMaxWorkspace ?? flag(env.XPKG_ORT_CONV_MAX_WS, true),
-    arenaExtend: o.arenaExtend ?? (env.XPKG_ORT_ARENA === 'same' ? 'same-as-requested' : 'power-of-two'),
+    convMaxWorkspace: o.convMaxWorkspace ?? flag(env.XPKG_ORT_CONV_MAX_WS, false),
+    arenaExtend: o.arenaExtend ?? (env.XPKG_ORT_ARENA === 'power-of-two' ? 'power-of-two' : 'same-as-requested'),
   };
 }
 
