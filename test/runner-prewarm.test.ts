@@ -244,7 +244,7 @@ describe('Runner.open pre-warms', () => {
       ).toBe('E_RUN_LOAD');
   });
 
-  it('a model’s shapes warm `parallel` at once, the models on accelerators together; by default one at a time', async () => {
+  it('on an accelerator a model’s shapes warm `parallel` at once (default 4) and the models together; 1 keeps them in turn', async () => {
     /** The most runs in flight at once while opening with `prewarm`. */
     const inFlight = async (prewarm: object) => {
       const spy = new SpyBackend('cuda');
@@ -286,9 +286,9 @@ describe('Runner.open pre-warms', () => {
       return most;
     };
     // linenet's 3 shapes and boxnet's 1
-    expect(await inFlight({ parallel: 4 })).toBe(4);
+    expect(await inFlight({})).toBe(4);
     expect(await inFlight({ parallel: 2 })).toBe(3);
-    expect(await inFlight({})).toBe(1);
+    expect(await inFlight({ parallel: 1 })).toBe(1);
     for (const parallel of [0, 17, 1.5])
       expect(
         await codeOf(
