@@ -435,6 +435,7 @@ export class Runner implements AsyncDisposable {
       mode: (typeof p === 'object' ? p.mode : p) ?? 'auto',
       maxShapes: this.maxShapes,
       runs: this.warmRuns,
+      parallel: typeof p === 'object' ? p.parallel : undefined,
       selection: this.selectionState,
       shapes: async (loaded) => {
         // the variants loaded in open, else the ones selection chose (not loaded here for this)

@@ -43,6 +43,10 @@ export interface SessionBinding {
   name: 'xpkg-ort-capi' | 'onnxruntime-node';
   /** cuDNN's convolution algorithm search the CUDA sessions use. */
   convAlgoSearch?: 'HEURISTIC' | 'DEFAULT' | 'EXHAUSTIVE';
+  /** xpkg's binding, CUDA: its other provider settings (backends/onnxruntime.ts CudaTuning). */
+  tf32?: boolean;
+  convMaxWorkspace?: boolean;
+  arenaExtend?: 'power-of-two' | 'same-as-requested';
   /** Why the stock binding was used instead of xpkg's (never silent). */
   fallback?: { code: string; reason: string };
 }

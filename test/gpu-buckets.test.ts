@@ -12,6 +12,7 @@ import { PackageReader } from '../pack/reader.js';
 import { OnnxruntimeBackend } from '../runner/backends/onnxruntime.js';
 import { runPipeline } from '../runner/pipeline/index.js';
 import { withVariants } from '../runner/pipeline/patch.js';
+import { RestartPipeline } from '../runner/pipeline/registry.js';
 import { enumerateShapes, pipelineShapes } from '../runner/pipeline/shapes.js';
 import type { ModelSession, PipelineContext, Tensor } from '../runner/types.js';
 import type { Manifest, Step, Variant } from '../spec/schema.js';
@@ -49,7 +50,12 @@ for (const [y0, y1, x1] of [
 const BUCKETS = [24, 64, 128, 160, 384];
 
 /** Runs `steps` after db-postprocess on the map, with the column-max model as `m`; counts its calls. */
-async function run(steps: Step[], outputs: string[]) {
+async function run(
+  steps: Step[],
+  outputs: string[],
+  probability = map,
+  wrap: (s: ModelSession) => ModelSession = (s) => s,
+) {
   const backend = new OnnxruntimeBackend({ placement: 'never' });
   await backend.init();
   const variant = { id: 'v', runtime: 'onnxruntime', precision: 'fp32', files: ['m.onnx'] } as Variant;
@@ -81,7 +87,7 @@ async function run(steps: Step[], outputs: string[]) {
   } as unknown as Manifest;
   const ctx: PipelineContext = {
     manifest,
-    session: async () => counted,
+    session: async () => wrap(counted),
     // ids 1…4 of the column maxima (scale 4/255: pixels 0…4) are a…d
     asset: async () => Buffer.from('a\nb\nc\nd\n'),
     time: () => {},
@@ -89,7 +95,7 @@ async function run(steps: Step[], outputs: string[]) {
   try {
     const res = await runPipeline(ctx, {
       image: { ...pixels, channels: 3 },
-      map: { type: 'float32', dims: [1, 1, H, W], data: map },
+      map: { type: 'float32', dims: [1, 1, H, W], data: probability },
     });
     return { outputs: res.outputs, calls };
   } finally {
@@ -150,6 +156,146 @@ describe('crop-batch widthBuckets', () => {
   });
 });
 
+describe('crop-batch groupSize', () => {
+  // the long line on top: sorting by width moves it last
+  const longFirst = new Float32Array(W * H);
+  for (const [y0, y1, x1] of [
+    [3, 11, 190],
+    [16, 24, 60],
+    [29, 37, 66],
+  ])
+    for (let y = y0; y < y1; y++) for (let x = 5; x < x1; x++) longFirst[y * W + x] = 0.9;
+  const quads = (v: unknown) => Array.from((v as { quads: Float32Array }).quads);
+  const texts = (v: unknown) => (v as { texts: string[] }).texts;
+
+  it('cuts the lines sorted by width into batches at the bucket of each one’s widest; regions follow that order', async () => {
+    const { outputs, calls } = await run(
+      [
+        { op: 'crop-batch', params: { ...crop, output: 'own', regionsOutput: 'q' } },
+        { op: 'infer', model: 'm', params: { inputs: 'own', outputs: { I: 'oi', S: 'os' } } },
+        {
+          op: 'ctc-decode',
+          params: { input: 'oi', scores: 'os', output: 'ownTexts', widths: 'own', vocabulary: 'vocab' },
+        },
+        {
+          op: 'crop-batch',
+          params: { ...crop, output: 'g', regionsOutput: 'gq', batch: true, widthBuckets: BUCKETS, groupSize: 2 },
+        },
+        {
+          op: 'infer',
+          model: 'm',
+          params: { inputs: 'g', outputs: { I: 'gi', S: 'gs' }, maxBatch: 2, padBatch: true, parallel: true },
+        },
+        { op: 'ctc-decode', params: { input: 'gi', scores: 'gs', output: 'gTexts', widths: 'g', vocabulary: 'vocab' } },
+      ],
+      ['own', 'q', 'ownTexts', 'g', 'gq', 'gTexts'],
+      longFirst,
+    );
+    const own = items(outputs.own);
+    const widths = own.map((t) => t.dims[3]);
+    const order = widths.map((_, i) => i).sort((a, b) => widths[a] - widths[b]);
+    expect(order).not.toEqual([0, 1, 2]);
+    const g = items(outputs.g);
+    // two short lines at their bucket, then the long one alone at its own
+    const bucket = (w: number) => BUCKETS.find((x) => x >= w)!;
+    expect(g.map((t) => t.dims)).toEqual([
+      [2, 3, 8, bucket(Math.max(widths[order[0]], widths[order[1]]))],
+      [1, 3, 8, bucket(widths[order[2]])],
+    ]);
+    expect(g.flatMap((t) => [...t.widths])).toEqual(order.map((i) => widths[i]));
+    // each row's own columns are the line's own crop; the rest is padding
+    let row = 0;
+    for (const t of g)
+      for (let k = 0; k < t.dims[0]; k++, row++) {
+        const o = own[order[row]];
+        const w = widths[order[row]];
+        const bw = t.dims[3];
+        const got = t.data as Float32Array;
+        const want = o.data as Float32Array;
+        for (let r = 0; r < 3 * 8; r++) {
+          const at = (k * 3 * 8 + r) * bw;
+          expect([...got.subarray(at, at + w)]).toEqual([...want.subarray(r * w, r * w + w)]);
+          expect(got.subarray(at + w, at + bw).every((v) => v === 2)).toBe(true);
+        }
+      }
+    // the regions come in the batches' order, so texts and regions still pair up
+    const q = quads(outputs.q);
+    expect(quads(outputs.gq)).toEqual(order.flatMap((i) => q.slice(8 * i, 8 * i + 8)));
+    expect(texts(outputs.gTexts)).toEqual(order.map((i) => texts(outputs.ownTexts)[i]));
+    // three calls of one line each, then two of exactly maxBatch
+    expect(calls.map((d) => d[0])).toEqual([1, 1, 1, 2, 2]);
+  });
+
+  it('parallel: when one call asks for a restart and another fails (the replaced session), the restart wins', async () => {
+    let calls = 0;
+    const failing = (s: ModelSession): ModelSession =>
+      Object.assign(Object.create(s) as ModelSession, {
+        run: async () => {
+          const k = calls++;
+          // the first call fails first, with the error a CPU session gives a GPU variant's feeds
+          await new Promise((r) => setTimeout(r, k === 0 ? 1 : 30));
+          throw k === 0 ? new Error('invalid dimensions') : new RestartPipeline('rec failed on cuda');
+        },
+      });
+    const steps: Step[] = [
+      { op: 'crop-batch', params: { ...crop, output: 'g', batch: true, widthBuckets: BUCKETS, groupSize: 2 } },
+      { op: 'infer', model: 'm', params: { inputs: 'g', outputs: { I: 'i', S: 's' }, parallel: true } },
+    ];
+    await expect(run(steps, ['i'], longFirst, failing)).rejects.toBeInstanceOf(RestartPipeline);
+    expect(calls).toBe(2);
+    // in turn, the first error stops the step
+    calls = 0;
+    const inTurn = [steps[0], { ...steps[1], params: { ...steps[1].params, parallel: false } }] as Step[];
+    expect(await codeOf(run(inTurn, ['i'], longFirst, failing))).toBe('E_RUN_PIPELINE');
+    expect(calls).toBe(1);
+  });
+
+  it('an empty page makes an empty list; groupSize needs widthBuckets and a batch, not calls', async () => {
+    const { outputs } = await run(
+      [{ op: 'crop-batch', params: { ...crop, output: 'g', batch: true, widthBuckets: BUCKETS, groupSize: 2 } }],
+      ['g'],
+      new Float32Array(W * H),
+    );
+    expect(items(outputs.g)).toEqual([]);
+    for (const params of [
+      { ...crop, output: 'g', batch: true, groupSize: 2 },
+      { ...crop, output: 'g', widthBuckets: BUCKETS, groupSize: 2 },
+      { ...crop, output: 'g', batch: true, widthBuckets: BUCKETS, groupSize: 2, calls: 2 },
+    ])
+      expect(await codeOf(run([{ op: 'crop-batch', params }], ['g']))).toBe('E_RUN_PIPELINE');
+  });
+
+  it('its shapes: one per bucket at maxBatch when padded, else every batch size up to groupSize', () => {
+    const manifest = (infer: object) =>
+      ({
+        inputs: [{ name: 'image', type: 'image' }],
+        pipeline: {
+          steps: [
+            { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+            {
+              op: 'crop-batch',
+              params: {
+                ...crop,
+                image: 'rgb',
+                regions: 'r',
+                output: 'x',
+                batch: true,
+                widthBuckets: [32, 64],
+                groupSize: 3,
+              },
+            },
+            { op: 'infer', model: 'm', params: { inputs: 'x', outputs: 'y', ...infer } },
+          ],
+        },
+      }) as never;
+    expect(enumerateShapes(pipelineShapes(manifest({ maxBatch: 3, padBatch: true })).m[0].dims!)).toEqual([
+      [3, 3, 8, 64],
+      [3, 3, 8, 32],
+    ]);
+    expect(enumerateShapes(pipelineShapes(manifest({})).m[0].dims!)).toHaveLength(6);
+  });
+});
+
 describe('infer batchList / padBatch, ctc-decode over bucketed items', () => {
   it('runs a bucket’s lines together, maxBatch a call padded to maxBatch, with the outputs of one call per line', async () => {
     const infer = (outputs: Record<string, string>, extra: object = {}): Step => ({
@@ -204,7 +350,7 @@ describe('infer batchList / padBatch, ctc-decode over bucketed items', () => {
 });
 
 describe('the OCR package on a GPU', () => {
-  it('its GPU variants make few shapes: one for cls, one per width bucket for rec (32 lines a call)', async () => {
+  it('its GPU variants make few shapes: one for cls, one per width bucket for rec (8 lines a call)', async () => {
     const reader = await PackageReader.open('fixtures/dist/paddleocr-v4.xpkg');
     const m = reader.manifest;
     await reader.close();
@@ -213,9 +359,7 @@ describe('the OCR package on a GPU', () => {
     const rec = m.models.find((x) => x.id === 'rec')!.variants.find((v) => v.id.includes('cuda'))!;
     const buckets = (rec.steps!['rec-crop'].params as { widthBuckets: number[] }).widthBuckets;
     expect(shapes.cls.map((f) => enumerateShapes(f.dims!))).toEqual([[[32, 48, 192, 3]]]);
-    expect(shapes.rec.map((f) => enumerateShapes(f.dims!))).toEqual([
-      [...buckets].reverse().map((w) => [32, 48, w, 3]),
-    ]);
+    expect(shapes.rec.map((f) => enumerateShapes(f.dims!))).toEqual([[...buckets].reverse().map((w) => [8, 48, w, 3])]);
     expect(buckets.length).toBeLessThanOrEqual(32);
   });
 });

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BackendRegistry, OnnxruntimeBackend } from '../runner/backends/index.js';
+import { capiOptions, cudaTuning, ortSessionOptions } from '../runner/backends/onnxruntime.js';
 import { CAPI_BUILT, loadCapi, resetCapi } from '../runner/backends/ort-capi.js';
 import { Runner } from '../runner/runner.js';
 import type { Tensor } from '../runner/types.js';
@@ -126,5 +127,50 @@ describe.skipIf(!built)('C API binding on the CPU provider (built by xpkg gpu in
       await a.release();
       await s.release();
     }
+  });
+});
+
+describe('the CUDA provider options the binding passes', () => {
+  const CUDA_VARIANT = {
+    id: 'v',
+    runtime: 'onnxruntime',
+    precision: 'fp32',
+    files: ['m'],
+    requires: { executionProviders: ['cuda'] },
+  } as never;
+  const cudaOptions = (tuning: Parameters<typeof capiOptions>[1]) =>
+    Object.fromEntries(capiOptions(ortSessionOptions(CUDA_VARIANT, {}, ['cuda', 'cpu']), tuning).providerOptions);
+
+  it('HEURISTIC search, TF32 on, workspace not at its maximum, arena grown as asked; XPKG_ORT_* change each; options win', () => {
+    expect(cudaOptions(cudaTuning({}, {}))).toEqual({
+      device_id: '0',
+      cudnn_conv_algo_search: 'HEURISTIC',
+      use_tf32: '1',
+      cudnn_conv_use_max_workspace: '0',
+      arena_extend_strategy: 'kSameAsRequested',
+    });
+    const env = {
+      XPKG_ORT_CONV_SEARCH: 'DEFAULT',
+      XPKG_ORT_TF32: '0',
+      XPKG_ORT_CONV_MAX_WS: '1',
+      XPKG_ORT_ARENA: 'power-of-two',
+    };
+    expect(cudaOptions(cudaTuning({}, env))).toMatchObject({
+      cudnn_conv_algo_search: 'DEFAULT',
+      use_tf32: '0',
+      cudnn_conv_use_max_workspace: '1',
+      arena_extend_strategy: 'kNextPowerOfTwo',
+    });
+    expect(cudaTuning({ convAlgoSearch: 'EXHAUSTIVE', tf32: true }, env)).toMatchObject({
+      convAlgoSearch: 'EXHAUSTIVE',
+      tf32: true,
+    });
+    // an unknown search name keeps HEURISTIC; a CPU session gets no provider options
+    expect(cudaTuning({}, { XPKG_ORT_CONV_SEARCH: 'FAST' }).convAlgoSearch).toBe('HEURISTIC');
+    expect(
+      capiOptions(
+        ortSessionOptions({ id: 'v', runtime: 'onnxruntime', precision: 'fp32', files: ['m'] } as never, {}, ['cpu']),
+      ).providerOptions,
+    ).toEqual([]);
   });
 });

@@ -244,6 +244,64 @@ describe('Runner.open pre-warms', () => {
       ).toBe('E_RUN_LOAD');
   });
 
+  it('on an accelerator a model’s shapes warm `parallel` at once (default 4) and the models together; 1 keeps them in turn', async () => {
+    /** The most runs in flight at once while opening with `prewarm`. */
+    const inFlight = async (prewarm: object) => {
+      const spy = new SpyBackend('cuda');
+      let now = 0;
+      let most = 0;
+      const registry = new BackendRegistry();
+      registry.register(
+        {
+          name: spy.name,
+          runtimes: spy.runtimes,
+          init: () => spy.init(),
+          async load(...a: Parameters<SpyBackend['load']>) {
+            const s = await spy.load(...a);
+            return {
+              ...s,
+              run: async (feeds: Parameters<typeof s.run>[0]) => {
+                most = Math.max(most, ++now);
+                try {
+                  return await s.run(feeds);
+                } finally {
+                  now--;
+                }
+              },
+            };
+          },
+        },
+        100,
+      );
+      await using runner = await Runner.open(await bucketPackage(), {
+        allowUnsigned: true,
+        stateDir: state(),
+        registry,
+        threads: 1,
+        prewarm: { mode: 'always', ...prewarm },
+      });
+      // every shape warmed, reported largest first whatever finished first
+      expect(runner.opened.prewarm.linenet.shapes.map((x) => x.dims.X[3])).toEqual([96, 64, 32]);
+      expect(spy.runs()).toHaveLength(4);
+      return most;
+    };
+    // linenet's 3 shapes and boxnet's 1
+    expect(await inFlight({})).toBe(4);
+    expect(await inFlight({ parallel: 2 })).toBe(3);
+    expect(await inFlight({ parallel: 1 })).toBe(1);
+    for (const parallel of [0, 17, 1.5])
+      expect(
+        await codeOf(
+          Runner.open(await bucketPackage(), {
+            allowUnsigned: true,
+            stateDir: state(),
+            registry: new SpyBackend('cuda').registry(),
+            prewarm: { mode: 'always', parallel },
+          }),
+        ),
+      ).toBe('E_RUN_LOAD');
+  });
+
   it('by default a CPU host loads nothing in open (models still load on the first run)', async () => {
     const pkg = await bucketPackage();
     const spy = new SpyBackend();

@@ -1,27 +1,29 @@
 /**
- * cuDNN's convolution search modes through xpkg's C API binding, on the OCR GPU variants (fp16,
+ * cuDNN's convolution search modes through xpkg's C API binding, on the OCR GPU variants (float32,
  * uint8 NHWC input): one session per mode and model, a sequence of input shapes with revisits, the
- * first and second run at each, and the largest difference of each output from EXHAUSTIVE's.
+ * first and second run at each, and the largest difference of each output from the first mode's.
+ * A mode is a search (EXHAUSTIVE, HEURISTIC, DEFAULT), then `+tf32` (float32 as TF32), `+ws0`
+ * (cuDNN's workspace not at its maximum), `+same` (the device arena grown by what is asked).
  *
- *   node dist-tools/bench/gpu/conv-modes.js [modes, default EXHAUSTIVE,HEURISTIC,DEFAULT]
+ *   node dist-tools/bench/gpu/conv-modes.js [modes, default HEURISTIC+tf32,HEURISTIC+tf32+ws0,DEFAULT+tf32]
  */
 import { PackageReader } from '../../pack/reader.js';
-import { capiOptions, ortSessionOptions } from '../../runner/backends/onnxruntime.js';
+import { type CudaTuning, capiOptions, cudaTuning, ortSessionOptions } from '../../runner/backends/onnxruntime.js';
 import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
 import { ortBinding } from '../../runner/gpu-install.js';
 import { r2 } from './common.js';
 
-const modes = (process.argv[2] ?? 'EXHAUSTIVE,HEURISTIC,DEFAULT').split(',');
+const modes = (process.argv[2] ?? 'HEURISTIC+tf32,HEURISTIC+tf32+ws0,DEFAULT+tf32').split(',');
 const c = loadCapi(ortBinding().dir);
 if (!('capi' in c)) throw new Error(`binding unavailable: ${c.reason}`);
 const reader = await PackageReader.open('fixtures/dist/paddleocr-v4.xpkg');
 const models = {
   rec: {
-    bytes: await reader.readVerified('models/rec/rec-gpu-fp16.onnx'),
-    shapes: [320, 480, 320, 1280, 480].map((w) => [16, 48, w, 3]),
+    bytes: await reader.readVerified('models/rec/rec-gpu-fp32.onnx'),
+    shapes: [320, 480, 320, 1280, 480].map((w) => [8, 48, w, 3]),
   },
   det: {
-    bytes: await reader.readVerified('models/det/det-gpu-fp16.onnx'),
+    bytes: await reader.readVerified('models/det/det-gpu-fp32.onnx'),
     shapes: [
       [1, 544, 960, 3],
       [1, 960, 544, 3],
@@ -33,7 +35,7 @@ await reader.close();
 const variant = {
   id: 'm',
   runtime: 'onnxruntime',
-  precision: 'fp16',
+  precision: 'fp32',
   files: ['m'],
   requires: { executionProviders: ['cuda'] },
 };
@@ -41,8 +43,17 @@ const out: Record<string, unknown> = {};
 const reference: Record<string, Record<string, unknown>> = {};
 for (const [name, m] of Object.entries(models)) {
   for (const mode of modes) {
-    const o = capiOptions(ortSessionOptions(variant as never, {}, ['cuda', 'cpu']));
-    o.providerOptions = o.providerOptions.map(([k, v]) => [k, k === 'cudnn_conv_algo_search' ? mode : v]);
+    const [search, ...opts] = mode.split('+');
+    const tuning = cudaTuning(
+      {
+        convAlgoSearch: search as CudaTuning['convAlgoSearch'],
+        tf32: opts.includes('tf32'),
+        convMaxWorkspace: !opts.includes('ws0'),
+        arenaExtend: opts.includes('same') ? 'same-as-requested' : 'power-of-two',
+      },
+      {},
+    );
+    const o = capiOptions(ortSessionOptions(variant as never, {}, ['cuda', 'cpu']), tuning);
     o.memPattern = false;
     const t0 = performance.now();
     const s = await createCapiSession(c.capi, m.bytes, o);

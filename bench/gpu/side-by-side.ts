@@ -163,6 +163,7 @@ async function ocr(lines: string[], out: Record<string, unknown>): Promise<void>
       row('xpkg CPU (CPU variants)', c.p50, c.p99, `${r2(c.p50 / gpu.p50)}× the GPU's p50`),
       `  ${(gpu.last.outputs.lines as unknown[]).length} lines; text identical to the CPU's: ${same.ok}; stage medians, ms: GPU ${JSON.stringify(gpu.stageP50)}; CPU ${JSON.stringify(c.stageP50)}`,
       `  device→host by model ${JSON.stringify(Object.fromEntries(Object.entries(gpu.last.copies.models).map(([k, v]) => [k, v.deviceToHost])))}`,
+      `  sessions: ${JSON.stringify(gpu.last.bindings)}`,
       `  open ${r2(o.ms.total)} ms (load ${r2(o.ms.load)}, pre-warm ${r2(o.ms.prewarm)}): ${Object.entries(o.prewarm)
         .map(([m, w]) => `${m} ${w.shapes.length} shapes ${r2(w.ms)} ms${w.skipped ? ` (${w.skipped.code})` : ''}`)
         .join(', ')}`,

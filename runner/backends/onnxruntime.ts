@@ -296,6 +296,45 @@ export interface OnnxruntimeBackendOptions {
    * slower (bench/gpu/conv-modes.ts).
    */
   convAlgoSearch?: ConvAlgoSearch;
+  /** The binding's other CUDA settings (cudaTuning: the defaults, XPKG_ORT_* for measuring). */
+  cuda?: Partial<Omit<CudaTuning, 'convAlgoSearch'>>;
+}
+
+/** CUDA provider settings xpkg's binding passes (onnxruntime's CUDA provider options). */
+export interface CudaTuning {
+  convAlgoSearch: ConvAlgoSearch;
+  /** Float32 convolutions and matrix products as TF32 (`use_tf32`; onnxruntime's default: on). */
+  tf32: boolean;
+  /**
+   * cuDNN may use as much workspace as an algorithm asks (`cudnn_conv_use_max_workspace`;
+   * onnxruntime's default on, xpkg's off: on the H200 the OCR package's float32 recogniser, a
+   * session per input shape, ran out of device memory in its arenas with it on).
+   */
+  convMaxWorkspace: boolean;
+  /**
+   * How the device arena grows (`arena_extend_strategy`): by powers of two (onnxruntime's default)
+   * or by what is asked (xpkg's default, for the same reason).
+   */
+  arenaExtend: 'power-of-two' | 'same-as-requested';
+}
+
+/**
+ * The binding's CUDA settings: options first, then XPKG_ORT_CONV_SEARCH, XPKG_ORT_TF32 (0/1),
+ * XPKG_ORT_CONV_MAX_WS (0/1), XPKG_ORT_ARENA (`power-of-two`), for side-by-side measurements on a GPU.
+ * TF32 stays on: the float32 recogniser took 52 ms a page without it on the H200, 20 ms with it,
+ * the same text on the benchmark page.
+ */
+export function cudaTuning(o: Partial<CudaTuning> = {}, env: NodeJS.ProcessEnv = process.env): CudaTuning {
+  const flag = (v: string | undefined, d: boolean) => (v === '1' ? true : v === '0' ? false : d);
+  const search = env.XPKG_ORT_CONV_SEARCH;
+  return {
+    convAlgoSearch:
+      o.convAlgoSearch ??
+      (search === 'DEFAULT' || search === 'EXHAUSTIVE' || search === 'HEURISTIC' ? search : 'HEURISTIC'),
+    tf32: o.tf32 ?? flag(env.XPKG_ORT_TF32, true),
+    convMaxWorkspace: o.convMaxWorkspace ?? flag(env.XPKG_ORT_CONV_MAX_WS, false),
+    arenaExtend: o.arenaExtend ?? (env.XPKG_ORT_ARENA === 'power-of-two' ? 'power-of-two' : 'same-as-requested'),
+  };
 }
 
 const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } as const;
@@ -303,7 +342,7 @@ const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } a
 /** The binding's options object for the options a stock session would be created with. */
 export function capiOptions(
   create: OrtSessionOptions & { profileFilePrefix?: string; enableProfiling?: boolean },
-  search: ConvAlgoSearch = 'HEURISTIC',
+  tuning: CudaTuning = cudaTuning({}, {}),
 ): CapiCreateOptions {
   const cuda = create.executionProviders[0] === 'cuda';
   return {
@@ -311,7 +350,10 @@ export function capiOptions(
     providerOptions: cuda
       ? [
           ['device_id', '0'],
-          ['cudnn_conv_algo_search', search],
+          ['cudnn_conv_algo_search', tuning.convAlgoSearch],
+          ['use_tf32', tuning.tf32 ? '1' : '0'],
+          ['cudnn_conv_use_max_workspace', tuning.convMaxWorkspace ? '1' : '0'],
+          ['arena_extend_strategy', tuning.arenaExtend === 'power-of-two' ? 'kNextPowerOfTwo' : 'kSameAsRequested'],
         ]
       : [],
     intraOpThreads: create.intraOpNumThreads,
@@ -337,7 +379,7 @@ export class OnnxruntimeBackend implements Backend {
   readonly #force: string[] | undefined;
   readonly #shapeSessions: NonNullable<OnnxruntimeBackendOptions['shapeSessions']>;
   readonly #capi: NonNullable<OnnxruntimeBackendOptions['capi']>;
-  readonly #search: ConvAlgoSearch;
+  readonly #cuda: CudaTuning;
   #bindingDir: string | undefined;
   #ort: Ort | undefined;
   #providers: string[] = [];
@@ -352,7 +394,7 @@ export class OnnxruntimeBackend implements Backend {
     this.#force = options.forceProviders?.length ? [...options.forceProviders] : undefined;
     this.#shapeSessions = options.shapeSessions ?? 'accelerated';
     this.#capi = options.capi ?? 'cuda';
-    this.#search = options.convAlgoSearch ?? 'HEURISTIC';
+    this.#cuda = cudaTuning({ ...options.cuda, convAlgoSearch: options.convAlgoSearch });
   }
 
   /** The CUDA and WebGPU checks init made (undefined before init). */
@@ -492,8 +534,12 @@ export class OnnxruntimeBackend implements Backend {
       const c = loadCapi(this.#bindingDir);
       if ('capi' in c) {
         try {
-          const session = await createCapiSession(c.capi, bytes, capiOptions(create, this.#search));
-          return { session, binding: { name: 'xpkg-ort-capi', ...(cuda ? { convAlgoSearch: this.#search } : {}) } };
+          const session = await createCapiSession(c.capi, bytes, capiOptions(create, this.#cuda));
+          const binding = {
+            name: 'xpkg-ort-capi' as const,
+            ...(cuda ? { ...this.#cuda } : {}),
+          };
+          return { session, binding };
         } catch (e) {
           fallback = {
             code: 'create-failed',

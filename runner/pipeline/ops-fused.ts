@@ -176,21 +176,34 @@ async function cropSplit(image: ImageInput, cut: number[], o: CropOptions, calls
   const n = cut.length / 8;
   const parts = Math.min(calls, n);
   if (parts < 2) return cropBatch(image, cut, o);
-  const dims = planCrop(image, cut.slice(0, 8), o).dims;
+  const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((n * i) / parts));
+  return cropParts(
+    image,
+    cut,
+    bounds.slice(0, -1).map((b, i) => Array.from({ length: bounds[i + 1] - b }, (_, k) => b + k)),
+    o,
+  );
+}
+
+/** One batch of the regions `parts` lists (its rows in that order), one kernel call per part, all at once. */
+async function cropParts(image: ImageInput, cut: number[], parts: number[][], o: CropOptions): Promise<CropResult> {
+  const quadsOf = (part: number[]) => part.flatMap((i) => cut.slice(8 * i, 8 * i + 8));
+  const dims = planCrop(image, quadsOf(parts[0]).slice(0, 8), o).dims;
   const per = dims.slice(1).reduce((a, b) => a * b, 1);
+  const n = parts.reduce((a, q) => a + q.length, 0);
   const out =
     o.dtype === 'u8'
       ? new Uint8Array(per * n)
       : o.dtype === 'f16'
         ? new Uint16Array(per * n)
         : new Float32Array(per * n);
-  const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((n * i) / parts));
+  let at = 0;
   const rs = await Promise.all(
-    bounds
-      .slice(0, -1)
-      .map((b, i) =>
-        cropBatch(...regionWindow(image, cut.slice(8 * b, 8 * bounds[i + 1])), { ...o, out, outOffset: per * b }),
-      ),
+    parts.map((part) => {
+      const outOffset = per * at;
+      at += part.length;
+      return cropBatch(...regionWindow(image, quadsOf(part)), { ...o, out, outOffset });
+    }),
   );
   const join = <T extends Int32Array | Uint8Array>(k: 'widths' | 'rotated', C: new (v: number[]) => T) =>
     new C(rs.flatMap((r) => Array.from(r[k])));
@@ -212,7 +225,7 @@ defineOp({
   op: 'crop-batch',
   stage: 'pre',
   summary:
-    'Cuts regions out of an image (perspective-corrected, tall ones turned, optionally turned per a classification), scales them to one height and normalises them into one padded batch tensor (widths per item) or one tensor per region (native kernel).',
+    'Cuts regions out of an image (perspective-corrected, tall ones turned, optionally turned per a classification), scales them to one height and normalises them into one padded batch tensor (widths per item), one tensor per region, or (groupSize) a list of batches of lines of similar width (native kernel).',
   params: Type.Object(
     {
       image: Name,
@@ -234,6 +247,7 @@ defineOp({
       batch: Opt(Type.Boolean()),
       widthBuckets: Opt(Type.Array(Type.Integer({ minimum: 1, maximum: 32768 }), { minItems: 1, maxItems: 64 })),
       calls: Opt(Type.Integer({ minimum: 1, maximum: 64 })),
+      groupSize: Opt(Type.Integer({ minimum: 1, maximum: 4096 })),
       ...NormParams,
     },
     { additionalProperties: false },
@@ -249,6 +263,8 @@ defineOp({
     }
     if (p.calls && p.calls > 1 && (p.batch === false || (!p.width && !p.widthBuckets)))
       return 'calls splits a batch of a fixed width (width or widthBuckets)';
+    if (p.groupSize && (!p.widthBuckets || p.batch === false || p.calls))
+      return 'groupSize cuts batches at widthBuckets (not with batch false or calls)';
     return undefined;
   },
   size(p) {
@@ -311,7 +327,38 @@ defineOp({
       const b = p.widthBuckets!;
       return { width: b.find((v) => v >= w) ?? b[b.length - 1] };
     };
-    if (p.batch === false) {
+    // Region i of regionsOutput is line order[i] (groupSize sorts them).
+    let order: number[] | undefined;
+    if (p.groupSize) {
+      // The lines by width, cut into batches of groupSize, each at the bucket of its widest line:
+      // padding stays near each line's own width, and the shapes are the buckets (one batch size).
+      const w = quads.map((_, i) => bucketOf(i, i + 1).width);
+      const own = quads.map((_, i) => {
+        const s = quadSize(cut.slice(8 * i, 8 * i + 8));
+        return s.height > 0 ? (H * s.width) / s.height : 0;
+      });
+      order = quads.map((_, i) => i).sort((a, b) => own[a] - own[b] || a - b);
+      const groups: number[][] = [];
+      for (let k = 0; k < order.length; k += p.groupSize) groups.push(order.slice(k, k + p.groupSize));
+      const optsOfGroup = (g: number[]) => ({ ...opts, width: Math.max(...g.map((i) => w[i])) });
+      const bytes = groups.reduce(
+        (n, g) => n + cropBytes(image, cut.slice(8 * g[0], 8 * g[0] + 8), optsOfGroup(g), p) * g.length,
+        0,
+      );
+      x.fits({ bytes }, `${groups.length} batches of up to ${p.groupSize} crops`);
+      // one kernel call a line, each on its own window (an async call copies its input), all at once
+      const items = await Promise.all(
+        groups.map((g) =>
+          cropParts(
+            image,
+            cut,
+            g.map((i) => [i]),
+            optsOfGroup(g),
+          ),
+        ),
+      );
+      x.set(p.output, { kind: 'tensors', items: items.map(value) });
+    } else if (p.batch === false) {
       const optsOf = (i: number) => (p.widthBuckets ? { ...opts, ...bucketOf(i, i + 1) } : opts);
       // A list is held whole: its items count together.
       const bytes = turned.reduce((n, _, i) => n + cropBytes(image, cut.slice(8 * i, 8 * i + 8), optsOf(i), p), 0);
@@ -346,8 +393,8 @@ defineOp({
       x.set(p.regionsOutput, {
         kind: 'regions',
         count: quads.length,
-        quads: Float32Array.from(turned.flat()),
-        scores: Float32Array.from(scores),
+        quads: Float32Array.from(order ? order.flatMap((i) => turned[i]) : turned.flat()),
+        scores: Float32Array.from(order ? order.map((i) => scores[i]) : scores),
         width: img.width,
         height: img.height,
       } satisfies RegionsValue);

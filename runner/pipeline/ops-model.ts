@@ -19,6 +19,9 @@ const InferParams = Type.Object(
     // Every call carries exactly maxBatch items (zero items added, their outputs dropped): one
     // shape for an accelerator to prepare instead of one per count.
     padBatch: Type.Optional(Type.Boolean()),
+    // A list's items (or batchList's groups) run all at once: on an accelerator the shapes have a
+    // session each (backends/shape-sessions.ts), so small calls overlap instead of queueing.
+    parallel: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -128,6 +131,17 @@ async function runOnce(
   return out;
 }
 
+/**
+ * Waits for every call; then a restart (a session failed and was replaced by another provider's)
+ * wins over the other calls' errors, which may only be that replacement seeing inputs made for
+ * the failed one.
+ */
+async function settled(calls: Promise<void>[]): Promise<void> {
+  const rs = await Promise.allSettled(calls);
+  const failed = rs.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  if (failed.length) throw failed.find((e) => e instanceof RestartPipeline) ?? failed[0];
+}
+
 /** Indexes of a list's items grouped by their shapes (all inputs'), in first-seen order. */
 function sameShapes(lists: readonly TensorsValue[], count: number): number[][] {
   const groups = new Map<string, number[]>();
@@ -143,7 +157,7 @@ defineOp({
   stage: 'infer',
   model: true,
   summary:
-    "Runs the step's `model` on environment tensors: a batch in one call (or chunks of maxBatch, padded to maxBatch with padBatch), a tensor list once per item (or items of one shape together with batchList). An empty batch skips the model.",
+    "Runs the step's `model` on environment tensors: a batch in one call (or chunks of maxBatch, padded to maxBatch with padBatch), a tensor list once per item (or items of one shape together with batchList; all at once with parallel). An empty batch skips the model.",
   params: InferParams,
   reads: (p) => names(p.inputs),
   writes: (p) => names(p.outputs),
@@ -190,16 +204,21 @@ defineOp({
     const results: TensorValue[][] = outs.map(() => []);
     const item = (i: number) => Object.fromEntries(values.map(([m, v]) => [m, bare((v as TensorsValue).items[i])]));
     if (!p.batchList) {
-      for (let i = 0; i < count; i++) {
+      const each = async (i: number) => {
         const r = await call(item(i));
-        outs.forEach(([m], k) => results[k].push(pick(r, m)));
-      }
+        outs.forEach(([m], k) => {
+          results[k][i] = pick(r, m);
+        });
+      };
+      if (p.parallel) await settled(Array.from({ length: count }, (_, i) => each(i)));
+      else for (let i = 0; i < count; i++) await each(i);
     } else {
       // Items of one shape concatenated along dim 0 (chunks of maxBatch), the outputs split back.
-      for (const group of sameShapes(
+      const groups = sameShapes(
         values.map(([, v]) => v as TensorsValue),
         count,
-      )) {
+      );
+      const runGroup = async (group: number[]) => {
         const feeds = group.map(item);
         const joined = Object.fromEntries(ins.map(([m]) => [m, concatBatch(feeds.map((f) => f[m]))]));
         const rows = joined[ins[0][0]].dims[0];
@@ -215,7 +234,9 @@ defineOp({
             at += n;
           }
         });
-      }
+      };
+      if (p.parallel) await settled(groups.map(runGroup));
+      else for (const group of groups) await runGroup(group);
     }
     outs.forEach(([, env], k) => x.set(env, { kind: 'tensors', items: results[k] }));
   },

@@ -116,6 +116,7 @@ interface Params {
   padBatch?: boolean;
   batchList?: boolean;
   widthBuckets?: number[];
+  groupSize?: number;
   inputs?: string | Record<string, string>;
   outputs?: string | Record<string, string>;
 }
@@ -173,8 +174,9 @@ const OPS: Record<string, (p: Params, get: Get) => ValueSpace | undefined> = {
   'crop-batch'(p, get) {
     const img = get(p.image);
     const c = img.kind === 'image' ? img.channels : open('the image channels');
-    const list = p.batch === false;
-    const n = list ? fixed(1) : open(REGIONS);
+    // groupSize: a list of batches of 1…groupSize lines
+    const list = p.batch === false || Boolean(p.groupSize);
+    const n = p.batch === false ? fixed(1) : p.groupSize ? fixed(...range(1, p.groupSize, (v) => v)) : open(REGIONS);
     return { kind: 'tensor', list, dims: planeDims(n, c, fixed(p.height), cropWidths(p), p.layout) };
   },
   'crop-regions'(p, get) {
