@@ -9,25 +9,21 @@
  *
  *   npm run build && npm run fixtures && npx tsx bench/browser/cold-trace.ts [--dist DIR] [--top 6] [--repeat] [--profile]
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { pages, renderPng } from '../../fixtures/images/render.js';
 import { startWebServer } from '../../web/server.js';
 import { arg } from '../util.js';
+import { CHROMIUM, servedFolder } from './cold.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const OUT = join(ROOT, 'bench', 'out', 'browser');
-const OCR = join(ROOT, 'fixtures', 'dist', 'paddleocr-v4.xpkg');
 const TOP = Number(arg('top') ?? 6);
 /** Trace a repeat visit: the same profile, after a first visit in a browser since closed. */
 const REPEAT = process.argv.includes('--repeat');
 const PROFILE = process.argv.includes('--profile');
-const CHROMIUM = [process.env.XPKG_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-headless-shell'].find(
-  (p): p is string => Boolean(p && existsSync(p)),
-);
 
 interface TraceEvent {
   name: string;
@@ -43,12 +39,7 @@ interface TraceEvent {
 
 async function main(): Promise<void> {
   if (!CHROMIUM) throw new Error('no Chromium: apt-get install chromium (or set XPKG_CHROMIUM)');
-  const folder = join(OUT, 'trace-served');
-  await rm(folder, { recursive: true, force: true });
-  await mkdir(folder, { recursive: true });
-  await symlink(OCR, join(folder, 'paddleocr-v4.xpkg'));
-  const image = join(folder, 'page.png');
-  await writeFile(image, await renderPng(pages()[0]));
+  const { folder, image } = await servedFolder('trace-served');
   const server = await startWebServer({
     port: 0,
     root: arg('dist') ?? join(ROOT, 'dist'),

@@ -145,15 +145,21 @@ export interface ColdOptions {
   baseline?: string;
 }
 
-/** Prints the cold page figures (4 and 5 of bench/browser/run.ts) for this build, and the baseline's beside them. */
-export async function coldFigures(o: ColdOptions): Promise<void> {
+/** A fresh folder under bench/out/browser to serve: the OCR package (linked) and a rendered page. */
+export async function servedFolder(name: string): Promise<{ folder: string; image: string }> {
   if (!existsSync(OCR)) throw new Error('run npm run fixtures first');
-  const folder = join(OUT, 'cold-served');
+  const folder = join(OUT, name);
   await rm(folder, { recursive: true, force: true });
   await mkdir(folder, { recursive: true });
   await symlink(OCR, join(folder, 'paddleocr-v4.xpkg'));
   const image = join(folder, 'page.png');
   await writeFile(image, await renderPng(pages()[0]));
+  return { folder, image };
+}
+
+/** Prints the cold page figures (4 and 5 of bench/browser/run.ts) for this build, and the baseline's beside them. */
+export async function coldFigures(o: ColdOptions): Promise<void> {
+  const { folder, image } = await servedFolder('cold-served');
   const trust = readFileSync(`${KEY}.pub`, 'utf8');
   const builds = [await serve(resolve(o.dist) === join(ROOT, 'dist') ? 'this build' : o.dist, o.dist, folder, trust)];
   if (o.baseline) builds.push(await serve('baseline', resolve(o.baseline), folder, trust));
