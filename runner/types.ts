@@ -43,7 +43,7 @@ export interface SessionBinding {
   name: 'xpkg-ort-capi' | 'onnxruntime-node';
   /** cuDNN's convolution algorithm search the CUDA sessions use. */
   convAlgoSearch?: 'HEURISTIC' | 'DEFAULT' | 'EXHAUSTIVE';
-  /** xpkg's binding, CUDA: its other provider settings (backends/onnxruntime.ts CudaTuning). */
+  /** xpkg's binding, CUDA: its other provider settings (backends/capi-options.ts CudaTuning). */
   tf32?: boolean;
   convMaxWorkspace?: boolean;
   arenaExtend?: 'power-of-two' | 'same-as-requested';

@@ -8,7 +8,8 @@
  *   node dist-tools/bench/gpu/conv-modes.js [modes, default HEURISTIC+tf32,HEURISTIC+tf32+ws0,DEFAULT+tf32]
  */
 import { PackageReader } from '../../pack/reader.js';
-import { type CudaTuning, capiOptions, cudaTuning, ortSessionOptions } from '../../runner/backends/onnxruntime.js';
+import { type CudaTuning, capiOptions, cudaTuning } from '../../runner/backends/capi-options.js';
+import { ortSessionOptions } from '../../runner/backends/onnxruntime.js';
 import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
 import { ortBinding } from '../../runner/gpu-install.js';
 import { r2 } from './common.js';

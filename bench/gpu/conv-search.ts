@@ -12,7 +12,8 @@
  */
 import * as ort from 'onnxruntime-node';
 import { PackageReader } from '../../pack/reader.js';
-import { capiOptions, ortSessionOptions } from '../../runner/backends/onnxruntime.js';
+import { capiOptions } from '../../runner/backends/capi-options.js';
+import { ortSessionOptions } from '../../runner/backends/onnxruntime.js';
 import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
 import { ortBinding } from '../../runner/gpu-install.js';
 import { r2 } from './common.js';

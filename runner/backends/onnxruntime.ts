@@ -33,17 +33,12 @@ import type {
   Tensor,
   VariantFiles,
 } from '../types.js';
+import { type CudaTuning, capiOptions, cudaTuning } from './capi-options.js';
 import { filesFromMap, type PrivateFolder, writePrivateFolder } from './model-files.js';
 import { externalFiles } from './onnx-external.js';
 import { hasStaticInputs } from './onnx-inputs.js';
 import { OrtModelCache } from './ort-cache.js';
-import {
-  type CapiCreateOptions,
-  type ConvAlgoSearch,
-  createCapiSession,
-  loadCapi,
-  type OrtSessionLike,
-} from './ort-capi.js';
+import { type ConvAlgoSearch, createCapiSession, loadCapi, type OrtSessionLike } from './ort-capi.js';
 import { profileFolder, readPlacement } from './ort-placement.js';
 import { checkTensor, fromOrtTensor } from './ort-tensor.js';
 import { probeModel } from './probe-model.js';
@@ -298,75 +293,6 @@ export interface OnnxruntimeBackendOptions {
   convAlgoSearch?: ConvAlgoSearch;
   /** The binding's other CUDA settings (cudaTuning: the defaults, XPKG_ORT_* for measuring). */
   cuda?: Partial<Omit<CudaTuning, 'convAlgoSearch'>>;
-}
-
-/** CUDA provider settings xpkg's binding passes (onnxruntime's CUDA provider options). */
-export interface CudaTuning {
-  convAlgoSearch: ConvAlgoSearch;
-  /** Float32 convolutions and matrix products as TF32 (`use_tf32`; onnxruntime's default: on). */
-  tf32: boolean;
-  /**
-   * cuDNN may use as much workspace as an algorithm asks (`cudnn_conv_use_max_workspace`;
-   * onnxruntime's default on, xpkg's off: on the H200 the OCR package's float32 recogniser, a
-   * session per input shape, ran out of device memory in its arenas with it on).
-   */
-  convMaxWorkspace: boolean;
-  /**
-   * How the device arena grows (`arena_extend_strategy`): by powers of two (onnxruntime's default)
-   * or by what is asked (xpkg's default, for the same reason).
-   */
-  arenaExtend: 'power-of-two' | 'same-as-requested';
-}
-
-/**
- * The binding's CUDA settings: options first, then XPKG_ORT_CONV_SEARCH, XPKG_ORT_TF32 (0/1),
- * XPKG_ORT_CONV_MAX_WS (0/1), XPKG_ORT_ARENA (`power-of-two`), for side-by-side measurements on a GPU.
- * TF32 stays on: the float32 recogniser took 52 ms a page without it on the H200, 20 ms with it,
- * the same text on the benchmark page.
- */
-export function cudaTuning(o: Partial<CudaTuning> = {}, env: NodeJS.ProcessEnv = process.env): CudaTuning {
-  const flag = (v: string | undefined, d: boolean) => (v === '1' ? true : v === '0' ? false : d);
-  const search = env.XPKG_ORT_CONV_SEARCH;
-  return {
-    convAlgoSearch:
-      o.convAlgoSearch ??
-      (search === 'DEFAULT' || search === 'EXHAUSTIVE' || search === 'HEURISTIC' ? search : 'HEURISTIC'),
-    tf32: o.tf32 ?? flag(env.XPKG_ORT_TF32, true),
-    convMaxWorkspace: o.convMaxWorkspace ?? flag(env.XPKG_ORT_CONV_MAX_WS, false),
-    arenaExtend: o.arenaExtend ?? (env.XPKG_ORT_ARENA === 'power-of-two' ? 'power-of-two' : 'same-as-requested'),
-  };
-}
-
-const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } as const;
-
-/** The binding's options object for the options a stock session would be created with. */
-export function capiOptions(
-  create: OrtSessionOptions & { profileFilePrefix?: string; enableProfiling?: boolean },
-  tuning: CudaTuning = cudaTuning({}, {}),
-): CapiCreateOptions {
-  const cuda = create.executionProviders[0] === 'cuda';
-  return {
-    provider: cuda ? 'cuda' : 'cpu',
-    providerOptions: cuda
-      ? [
-          ['device_id', '0'],
-          ['cudnn_conv_algo_search', tuning.convAlgoSearch],
-          ['use_tf32', tuning.tf32 ? '1' : '0'],
-          ['cudnn_conv_use_max_workspace', tuning.convMaxWorkspace ? '1' : '0'],
-          ['arena_extend_strategy', tuning.arenaExtend === 'power-of-two' ? 'kNextPowerOfTwo' : 'kSameAsRequested'],
-        ]
-      : [],
-    intraOpThreads: create.intraOpNumThreads,
-    interOpThreads: create.interOpNumThreads,
-    graphOptimization: GRAPH_LEVEL[create.graphOptimizationLevel],
-    logSeverity: create.logSeverityLevel,
-    sequential: create.executionMode === 'sequential',
-    memArena: create.enableCpuMemArena,
-    memPattern: create.enableMemPattern,
-    // the stock binding's `extra` entries are session config entries under their dotted names
-    config: Object.entries(create.extra.session).map(([k, v]) => [`session.${k}`, String(v)]),
-    ...(create.enableProfiling && create.profileFilePrefix ? { profilePrefix: create.profileFilePrefix } : {}),
-  };
 }
 
 export class OnnxruntimeBackend implements Backend {
