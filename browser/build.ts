@@ -53,7 +53,7 @@ function findRoot(): string {
   }
 }
 
-function twinsPlugin(root: string): Plugin {
+export function twinsPlugin(root: string): Plugin {
   return {
     name: 'xpkg-twins',
     setup(b) {

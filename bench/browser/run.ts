@@ -15,13 +15,13 @@
  *     (bench/browser/cold.ts; `--baseline DIR` measures another build beside it);
  *  5. first-visit download of the page without a package (bytes on the wire; limit 5 MB).
  *
- *   npm run build && npm run fixtures && npx tsx bench/browser/run.ts [--mb 200] [--images 3] [--runs 3] [--only cold] [--baseline DIR]
+ *   npm run build && npm run fixtures && npx tsx bench/browser/run.ts [--mb 200] [--images 3] [--runs 3] [--only cold|verify] [--baseline DIR]
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Page } from 'playwright-core';
+import { type Browser, chromium, type Page } from 'playwright-core';
 import { pages, renderPng } from '../../fixtures/images/render.js';
 import { packFolder } from '../../pack/pack.js';
 import { Runner } from '../../runner/runner.js';
@@ -38,8 +38,9 @@ const OCR = join(ROOT, 'fixtures', 'dist', 'paddleocr-v4.xpkg');
 const MB = Number(arg('mb') ?? 200);
 const IMAGES = Number(arg('images') ?? 3);
 const RUNS = Number(arg('runs') ?? 3);
-/** `--only cold`: the cold page figures alone (4, 5). */
+/** `--only cold`: the cold page figures alone (4, 5); `--only verify`: figure 2 alone. */
 const COLD_ONLY = arg('only') === 'cold';
+const VERIFY_ONLY = arg('only') === 'verify';
 
 /** A signed package holding one `mb` MB model of random bytes (built once, kept in bench/out). */
 async function bigPackage(): Promise<string> {
@@ -77,6 +78,62 @@ async function withLibrary(page: Page): Promise<void> {
   await page.waitForFunction(() => 'xpkg' in window);
 }
 
+/** A page of the server at `url` with the library and the big package's File in a hidden input (#bench-file). */
+async function filePage(browser: Browser, url: string, file: string): Promise<Page> {
+  const page = await browser.newPage();
+  await page.goto(url);
+  await page.waitForFunction(() => (document.getElementById('trust') as HTMLTextAreaElement).value.length > 0);
+  await withLibrary(page);
+  // The File as a dropped one is: picked by path through a detached input.
+  await page.evaluate(() => {
+    const i = document.createElement('input');
+    i.type = 'file';
+    i.id = 'bench-file';
+    i.hidden = true;
+    document.body.append(i);
+  });
+  await page.setInputFiles('#bench-file', file);
+  return page;
+}
+
+/** One `pkg.verify()` of the File on `page`: its time, and the growth of the browser's RSS meanwhile (sampled every 25 ms). */
+async function verifyOnce(page: Page, trust: string): Promise<{ ms: number; growth: number }> {
+  const base = descendantsRss();
+  let peak = base;
+  const sampler = setInterval(() => (peak = Math.max(peak, descendantsRss())), 25);
+  const ms = await page.evaluate(async (trust) => {
+    const file = (document.getElementById('bench-file') as HTMLInputElement).files![0];
+    const { openPackage } = (window as unknown as { xpkg: typeof import('../../browser/index.js') }).xpkg;
+    const pkg = await openPackage(file, { trust: [trust] });
+    const t0 = performance.now();
+    await pkg.verify();
+    const t1 = performance.now();
+    await pkg.close();
+    return t1 - t0;
+  }, trust);
+  clearInterval(sampler);
+  return { ms, growth: peak - base };
+}
+
+/**
+ * The model read whole for running (`pkg.prepare()`; the big package's model is random bytes, so
+ * onnxruntime-web refuses it after the read): the growth of the browser's RSS meanwhile.
+ */
+async function loadOnce(page: Page, trust: string): Promise<number> {
+  const base = descendantsRss();
+  let peak = base;
+  const sampler = setInterval(() => (peak = Math.max(peak, descendantsRss())), 25);
+  await page.evaluate(async (trust) => {
+    const file = (document.getElementById('bench-file') as HTMLInputElement).files![0];
+    const { openPackage } = (window as unknown as { xpkg: typeof import('../../browser/index.js') }).xpkg;
+    const pkg = await openPackage(file, { trust: [trust] });
+    await pkg.prepare().catch(() => {});
+    await pkg.close();
+  }, trust);
+  clearInterval(sampler);
+  return peak - base;
+}
+
 async function main(): Promise<void> {
   if (!CHROMIUM) throw new Error('no Chromium: apt-get install chromium (or set XPKG_CHROMIUM)');
   if (!existsSync(join(ROOT, 'dist', 'browser', 'xpkg.js')) || !existsSync(OCR))
@@ -112,22 +169,10 @@ async function main(): Promise<void> {
   try {
     if (!COLD_ONLY) {
       // --- 1. open, 2. verify ------------------------------------------------------------------
-      const page = await browser.newPage();
-      await page.goto(server.url);
-      await page.waitForFunction(() => (document.getElementById('trust') as HTMLTextAreaElement).value.length > 0);
-      await withLibrary(page);
-      // The File as a dropped one is: picked by path through a detached input, then dropped on the page.
-      await page.evaluate(() => {
-        const i = document.createElement('input');
-        i.type = 'file';
-        i.id = 'bench-file';
-        i.hidden = true;
-        document.body.append(i);
-      });
-      await page.setInputFiles('#bench-file', big);
+      const page = await filePage(browser, server.url, big);
       const opens: number[] = [];
       let bytesRead = 0;
-      for (let k = 0; k < RUNS + 1; k++) {
+      for (let k = 0; k < (VERIFY_ONLY ? 0 : RUNS + 1); k++) {
         const r = await page.evaluate(async () => {
           const file = (document.getElementById('bench-file') as HTMLInputElement).files![0];
           const signers = document.getElementById('signers')!;
@@ -154,15 +199,24 @@ async function main(): Promise<void> {
         if (m) bytesRead = Number(m[1]) * (m[2] === 'MiB' ? 2 ** 20 : m[2] === 'KiB' ? 1024 : 1);
         await page.waitForSelector('[data-verdict]', { timeout: 120_000 });
       }
-      const openMs = median(opens);
-      row(
-        `drop → manifest and signers on screen (${MB} MB model)`,
-        `${openMs.toFixed(1)} ms`,
-        '≤ 100 ms',
-        openMs <= 100,
-      );
-      row('  bytes read to show them', `${(bytesRead / 1024).toFixed(1)} KiB`, '≤ 1 MiB', bytesRead <= 2 ** 20);
+      if (!VERIFY_ONLY) {
+        const openMs = median(opens);
+        row(
+          `drop → manifest and signers on screen (${MB} MB model)`,
+          `${openMs.toFixed(1)} ms`,
+          '≤ 100 ms',
+          openMs <= 100,
+        );
+        row('  bytes read to show them', `${(bytesRead / 1024).toFixed(1)} KiB`, '≤ 1 MiB', bytesRead <= 2 ** 20);
+      }
 
+      // `--baseline DIR`: the same verification by another build, on a page of its own server, runs interleaved.
+      const baseServer = arg('baseline')
+        ? await startWebServer({ port: 0, root: arg('baseline')!, packages: folder, trust: [trust] })
+        : null;
+      const basePage = baseServer ? await filePage(browser, baseServer.url, big) : null;
+      const baseVerifies: number[] = [];
+      let baseGrowth = 0;
       const verifies: number[] = [];
       const limits: number[] = [];
       let growth = 0;
@@ -184,22 +238,18 @@ async function main(): Promise<void> {
             return ms;
           }),
         );
-        const base = descendantsRss();
-        let peak = base;
-        const sampler = setInterval(() => (peak = Math.max(peak, descendantsRss())), 25);
-        const ms = await page.evaluate(async (trust) => {
-          const file = (document.getElementById('bench-file') as HTMLInputElement).files![0];
-          const { openPackage } = (window as unknown as { xpkg: typeof import('../../browser/index.js') }).xpkg;
-          const pkg = await openPackage(file, { trust: [trust] });
-          const t0 = performance.now();
-          await pkg.verify();
-          const t1 = performance.now();
-          await pkg.close();
-          return t1 - t0;
-        }, trust);
-        clearInterval(sampler);
-        verifies.push(ms);
-        growth = Math.max(growth, peak - base);
+        // Which build goes first alternates (a garbage collection left over from one lands in the other's window).
+        const baseline = async () => {
+          if (!basePage) return;
+          const b = await verifyOnce(basePage, trust);
+          baseVerifies.push(b.ms);
+          baseGrowth = Math.max(baseGrowth, b.growth);
+        };
+        if (k % 2) await baseline();
+        const r = await verifyOnce(page, trust);
+        verifies.push(r.ms);
+        growth = Math.max(growth, r.growth);
+        if (!(k % 2)) await baseline();
       }
       const v = median(verifies);
       const lim = median(limits);
@@ -212,8 +262,37 @@ async function main(): Promise<void> {
         '≤ 64 MiB',
         growth <= 64 * 2 ** 20,
       );
+      // The load path: the model's bytes read whole for running (a model of MB MB needs MB MB; the rest is the read's).
+      const loads: number[] = [];
+      const baseLoads: number[] = [];
+      for (let k = 0; k < RUNS; k++) {
+        if (basePage && k % 2) baseLoads.push(await loadOnce(basePage, trust));
+        loads.push(await loadOnce(page, trust));
+        if (basePage && !(k % 2)) baseLoads.push(await loadOnce(basePage, trust));
+      }
+      row(
+        `  memory growth while loading the model to run it (RSS)`,
+        `${(median(loads) / 2 ** 20).toFixed(1)} MiB`,
+        'reported',
+        true,
+      );
+      if (basePage) {
+        row(
+          '  baseline: memory growth while loading the model (RSS)',
+          `${(median(baseLoads) / 2 ** 20).toFixed(1)} MiB`,
+          '',
+          true,
+        );
+        const bv = median(baseVerifies);
+        row(`  baseline (${arg('baseline')}): fully verified`, `${bv.toFixed(0)} ms`, '', true);
+        row('  ratio verify / baseline', `${(v / bv).toFixed(2)}×`, '', true);
+        row('  baseline memory growth while verifying (RSS)', `${(baseGrowth / 2 ** 20).toFixed(1)} MiB`, '', true);
+        await basePage.close();
+        await baseServer!.close();
+      }
       await page.close();
-
+    }
+    if (!COLD_ONLY && !VERIFY_ONLY) {
       // --- 3. OCR per image: Node vs Chromium ----------------------------------------------------
       const nodeRunner = await Runner.open(OCR, { trust: [`${KEY}.pub`], rollbackStore: null } as never);
       const nodeMs: number[] = [];
@@ -272,11 +351,12 @@ async function main(): Promise<void> {
     }
     // --- 4. cold page to first OCR result (first and repeat visit); 5. first visit -------------
     // Browsers of their own, on profiles kept on disk (bench/browser/cold.ts).
-    await coldFigures({
-      runs: Math.max(1, RUNS - 1),
-      dist: arg('dist') ?? join(ROOT, 'dist'),
-      ...(arg('baseline') ? { baseline: arg('baseline') } : {}),
-    });
+    if (!VERIFY_ONLY)
+      await coldFigures({
+        runs: Math.max(1, RUNS - 1),
+        dist: arg('dist') ?? join(ROOT, 'dist'),
+        ...(arg('baseline') ? { baseline: arg('baseline') } : {}),
+      });
   } finally {
     await browser.close();
     await server.close();

@@ -1,0 +1,184 @@
+/// <reference lib="dom" />
+// Code handed to page.evaluate runs in the page: it is typed with the DOM library.
+/**
+ * A File's bytes read through reused buffers in a real Chromium (browser/sources.ts: a BYOB reader
+ * on the Blob's byte stream), against fresh `slice().arrayBuffer()` reads (the path where Blob
+ * streams are not byte streams): the strict reader over each gives the same verification result
+ * and code on every spec vector, on a 40 MB package and on a copy of it with one byte flipped, and
+ * the same bytes of every file read whole; the reused path makes at most a few buffers whatever it read.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { twinsPlugin } from '../browser/build.js';
+import { packFolder } from '../pack/pack.js';
+import { PackageReader } from '../pack/reader.js';
+import { XpkgError } from '../spec/errors.js';
+import { type BrowserRig, haveBrowser, startRig } from './helpers/browser.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const VECTORS = join(ROOT, 'spec', 'vectors');
+const MODEL_BYTES = 40e6; // 10 blocks of 4 MiB
+
+type Outcome = { ok: true } | { code: string; block?: number };
+
+async function nodeOutcome(file: string): Promise<Outcome> {
+  const r = await PackageReader.open(file).catch((e) => e as Error);
+  if (r instanceof Error) return { code: (r as XpkgError).code };
+  try {
+    await r.verifyIntegrity();
+    return { ok: true };
+  } catch (e) {
+    if (e instanceof XpkgError) return { code: e.code };
+    throw e;
+  } finally {
+    await r.close();
+  }
+}
+
+/** The browser's reader and Blob source, bundled as the library is (its browser twins, the Buffer shim). */
+async function testBundle(): Promise<string> {
+  const r = await build({
+    stdin: {
+      contents: "export { BlobSource } from './browser/sources.ts'; export { PackageReader } from './pack/reader.ts';",
+      resolveDir: ROOT,
+      loader: 'ts',
+    },
+    absWorkingDir: ROOT,
+    bundle: true,
+    write: false,
+    format: 'iife',
+    globalName: 'blobReads',
+    platform: 'browser',
+    target: ['chrome120'],
+    inject: [join(ROOT, 'browser/buffer-shim.ts')],
+    plugins: [twinsPlugin(ROOT)],
+    logLevel: 'warning',
+  });
+  return r.outputFiles[0].text;
+}
+
+describe.skipIf(!haveBrowser)('a Blob read through reused buffers in Chromium', () => {
+  let rig: BrowserRig;
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'xpkg-blob-reads-'));
+    const src = join(dir, 'src');
+    await mkdir(join(src, 'models'), { recursive: true });
+    await writeFile(join(src, 'models', 'big.onnx'), randomBytes(MODEL_BYTES));
+    await writeFile(
+      join(src, 'xpkg.json'),
+      JSON.stringify({
+        name: 'big-model',
+        version: '1.0.0',
+        sequence: 1,
+        license: 'MIT',
+        task: 'other',
+        inputs: [{ name: 'x', type: 'tensor', dtype: 'float32' }],
+        outputs: [{ name: 'y', type: 'tensor' }],
+        models: [
+          {
+            id: 'net',
+            variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/big.onnx'] }],
+          },
+        ],
+        pipeline: { steps: [{ op: 'infer', model: 'net', params: { inputs: 'x', outputs: 'y' } }] },
+      }),
+    );
+    await packFolder(src, join(dir, 'big.xpkg'));
+    const bytes = await readFile(join(dir, 'big.xpkg'));
+    bytes[Math.floor(bytes.length / 2)] ^= 0x01; // inside the model, a block in the middle
+    await writeFile(join(dir, 'flipped.xpkg'), bytes);
+    for (const f of await readdir(VECTORS))
+      if (f.endsWith('.xpkg')) await writeFile(join(dir, `vector-${f}`), await readFile(join(VECTORS, f)));
+    rig = await startRig({ packages: dir });
+  }, 120_000);
+  afterAll(async () => {
+    await rig?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('same results, codes and bytes as fresh slices; at most IN_FLIGHT buffers made', async () => {
+    const names = (await readdir(dir)).filter((f) => f.endsWith('.xpkg')).sort();
+    const node: Record<string, Outcome> = {};
+    for (const n of names) node[n] = await nodeOutcome(join(dir, n));
+    expect(node['big.xpkg']).toEqual({ ok: true });
+    expect(node['flipped.xpkg']).toEqual({ code: 'E_DIGEST_MISMATCH' });
+
+    const page = await rig.page();
+    await page.goto(rig.server.url);
+    await page.addScriptTag({ content: await testBundle() });
+    const got = await page.evaluate(async (names: string[]) => {
+      type Source = { buffersMade: number; bytesRead: number };
+      const { BlobSource, PackageReader } = (
+        window as unknown as {
+          blobReads: {
+            BlobSource: new (b: Blob, name: string, reuse: boolean) => Source;
+            PackageReader: {
+              fromSource(s: Source): Promise<{
+                manifest: { files: { path: string }[] };
+                verifyIntegrity(): Promise<unknown>;
+                readVerified(path: string): Promise<Uint8Array>;
+                close(): Promise<void>;
+              }>;
+            };
+          };
+        }
+      ).blobReads;
+      const sha = async (b: Uint8Array) =>
+        Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', b as Uint8Array<ArrayBuffer>)), (x) =>
+          x.toString(16).padStart(2, '0'),
+        ).join('');
+      const read = async (blob: Blob, reuse: boolean) => {
+        const source = new BlobSource(blob, 'p', reuse);
+        let outcome: Record<string, unknown> = { ok: true };
+        const files: Record<string, string> = {};
+        try {
+          const reader = await PackageReader.fromSource(source);
+          try {
+            await reader.verifyIntegrity();
+            // Every file read whole, as a load for running reads it.
+            for (const f of reader.manifest.files) files[f.path] = await sha(await reader.readVerified(f.path));
+          } finally {
+            await reader.close();
+          }
+        } catch (e) {
+          const { code, detail } = e as { code?: string; detail?: { block?: number } };
+          outcome = { code: code ?? String(e), ...(detail?.block !== undefined ? { block: detail.block } : {}) };
+        }
+        return { outcome, files, buffersMade: source.buffersMade, bytesRead: source.bytesRead };
+      };
+      const out: Record<string, unknown> = {};
+      for (const n of names) {
+        const blob = await (await fetch(`/packages/${n}`)).blob();
+        out[n] = { reused: await read(blob, true), fresh: await read(blob, false) };
+      }
+      return out as Record<
+        string,
+        { reused: Awaited<ReturnType<typeof read>>; fresh: Awaited<ReturnType<typeof read>> }
+      >;
+    }, names);
+
+    for (const n of names) {
+      const { reused, fresh } = got[n];
+      expect(reused.outcome, n).toEqual(fresh.outcome);
+      expect(reused.files, n).toEqual(fresh.files);
+      expect(reused.bytesRead, n).toBe(fresh.bytesRead);
+      expect('code' in reused.outcome ? reused.outcome.code : undefined, `${n}: against Node`).toBe(
+        'code' in node[n] ? node[n].code : undefined,
+      );
+      expect(fresh.buffersMade, n).toBe(0);
+    }
+    // The 40 MB package: verified (10 blocks) and its model read whole for running, through the same few buffers.
+    const big = got['big.xpkg'].reused;
+    expect(Object.keys(big.files).sort()).toEqual(['models/big.onnx']);
+    expect(big.bytesRead).toBeGreaterThan(2 * MODEL_BYTES);
+    expect(big.buffersMade).toBeGreaterThan(0);
+    expect(big.buffersMade).toBeLessThanOrEqual(4);
+    // The flipped byte: the block it lies in, named alike by both paths.
+    expect(got['flipped.xpkg'].reused.outcome).toMatchObject({ code: 'E_DIGEST_MISMATCH', block: expect.any(Number) });
+  }, 120_000);
+});
