@@ -31,8 +31,8 @@ const IMAGE = 'fixtures/images/example.png';
 const GOAL_MS = 600;
 const GOAL_RATIO = 0.5;
 
-// Each process reports its own CPU time on exit (process-wide: onnxruntime's threads included); an
-// `xpkg run` that relaunches itself (cli/relaunch.ts) is two processes, whose marks are summed.
+// Each process reports its own CPU time on exit (process-wide: onnxruntime's threads included); a
+// command that relaunches itself (cli/relaunch.ts; `run` did before) is two processes, whose marks are summed.
 const CPU_MARK = 'xpkg-bench-cpu-ms';
 const cpuHook = `data:text/javascript,process.on('exit',()=>{const c=process.cpuUsage();process.stderr.write('\\n${CPU_MARK} '+((c.user+c.system)/1000).toFixed(1)+'\\n')})`;
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// run/bench may go on in a child started with huge-page malloc (cli/relaunch.ts); then this process
-// only waits for it and exits as it did
+// serve goes on in a child started with its heap flag (cli/relaunch.ts); then this process only
+// waits for it and exits as it did
 import { statSync } from 'node:fs';
 import { relaunch } from '../dist/cli/relaunch.js';
 

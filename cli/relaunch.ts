@@ -1,13 +1,16 @@
 /**
- * Runs `xpkg run`/`xpkg bench`/`xpkg serve` in a child process with glibc's malloc asking for
- * transparent huge pages (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`), which glibc reads only at process
- * start, and `serve` also with V8 heap flags (FLAGS below), which V8 reads only at process start.
+ * Runs `xpkg serve` in a child process started with V8 heap flags (FLAGS below), which V8 reads
+ * only at process start, and, where it can help, with glibc's malloc asking for transparent huge
+ * pages (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`), which glibc reads only at process start: the
+ * daemon's main thread then takes a few page faults per large request body instead of dozens. The
+ * child inherits stdio, arguments and node's own flags; the parent forwards termination signals and
+ * exits as the child did.
  *
- * Why: a cold `run` of the OCR package first-touches ~55,000 pages (onnxruntime's arenas, the
- * package's bytes, V8's heap); on a virtual machine each such fault is expensive. With the tunable
- * glibc madvises its large blocks for huge pages: ~18,000 faults and ~20% less CPU for the whole
- * run, which pays for the second process start (~40 ms) many times over. The child inherits stdio,
- * arguments and node's own flags; the parent forwards termination signals and exits as the child did.
+ * One-shot commands (`run`, `bench`) run in this process. They were relaunched for huge pages too,
+ * until a side-by-side measure on the 2-core VM (15 rounds, alternating) showed the second process
+ * costing more than the faults it saved: a cold OCR `xpkg run` took 1.11 s wall and 1.48 s CPU
+ * relaunched, 1.09 / 1.42 with the tunable set by hand, 1.02 / 1.36 in one process without it
+ * (~48,000 page faults against ~19,000), and twelve images in one run no less CPU with it.
  *
  * The tunable only where it can help: Linux, glibc (musl ignores the variable), transparent huge
  * pages not `never`, the tunable not already set; the flags unless this process has them already;
@@ -17,8 +20,8 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { processAlive as alive } from '../platform/process.js';
 
-/** The commands that load models, where the faults are. */
-const COMMANDS = new Set(['run', 'bench', 'serve']);
+/** The long-running command, whose start cost is paid once. */
+const COMMANDS = new Set(['serve']);
 /**
  * Node flags per command. The daemon's old generation starts at 64 MiB: from V8's default small
  * start, a daemon under sustained load (every request's objects outlive a young-generation GC) ran a

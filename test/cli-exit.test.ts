@@ -1,7 +1,8 @@
 /**
- * How `xpkg run` ends (issue 11, cold start): the process ends as soon as its output is flushed,
- * without its teardown (cli/exit.ts), and on Linux with glibc it runs in a child started with
- * huge-page malloc (cli/relaunch.ts). Both through the real built CLI on the real fixtures.
+ * How `xpkg run` starts and ends (issue 11, cold start): in one process, which ends as soon as its
+ * output is flushed, without its teardown (cli/exit.ts); only `xpkg serve` goes on in a child
+ * (cli/relaunch.ts: its heap flag, and huge-page malloc on Linux with glibc), whose launcher passes
+ * signals on and exits as it did. Through the real built CLI on the real fixtures.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -38,35 +39,34 @@ function runSlowReader(
 
 const linuxFacts = {
   platform: 'linux' as const,
-  argv: ['node', 'xpkg.js', 'run', 'p.xpkg'],
+  argv: ['node', 'xpkg.js', 'serve', '--repo', 'r'],
   env: {},
   glibc: () => true,
   thp: () => 'always [madvise] never\n',
 };
 
-describe('relaunch with huge-page malloc: when', () => {
-  it('run, bench and serve on Linux with glibc and THP get the tunable, added to any already set', () => {
+describe('when the launcher starts a child', () => {
+  it('serve on Linux with glibc and THP gets the tunable, added to any already set', () => {
     expect(relaunchEnv(linuxFacts)?.GLIBC_TUNABLES).toBe('glibc.malloc.hugetlb=1');
-    expect(relaunchEnv({ ...linuxFacts, argv: ['node', 'x', 'serve', '--repo', 'r'] })?.GLIBC_TUNABLES).toBe(
-      'glibc.malloc.hugetlb=1',
-    );
     expect(
       relaunchEnv({
         ...linuxFacts,
-        argv: ['node', 'x', 'bench', 'p'],
+        argv: ['node', 'x', '--json', 'serve', '--repo', 'r'],
         env: { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2', A: '1' },
       }),
     ).toEqual({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1', A: '1' });
   });
 
-  it('not for other commands, another OS, musl, THP off, a tunable the user set, or XPKG_RELAUNCH=0', () => {
+  it('not for one-shot commands (run, bench), another OS, musl, THP off, a tunable the user set, or XPKG_RELAUNCH=0', () => {
     for (const argv of [
       ['node', 'x'],
       ['node', 'x', '--help'],
-      ['node', 'x', 'verify', 'run'],
+      ['node', 'x', 'run', 'p.xpkg'],
+      ['node', 'x', 'bench', 'p.xpkg'],
+      ['node', 'x', 'verify', 'serve'],
       ['node', 'x', 'serve-models'],
     ])
-      expect(relaunchEnv({ ...linuxFacts, argv })).toBeNull();
+      expect(relaunchPlan({ ...linuxFacts, argv })).toBeNull();
     expect(relaunchEnv({ ...linuxFacts, platform: 'darwin' })).toBeNull();
     expect(relaunchEnv({ ...linuxFacts, glibc: () => false })).toBeNull();
     expect(relaunchEnv({ ...linuxFacts, thp: () => 'always madvise [never]\n' })).toBeNull();
@@ -89,7 +89,6 @@ describe('relaunch with huge-page malloc: when', () => {
     ).toBeNull();
     // a user's own size is kept; the tunable still relaunches
     expect(relaunchPlan({ ...serve, execArgv: ['--initial-old-space-size=256'] })?.execArgv).toEqual([]);
-    expect(relaunchPlan(linuxFacts)?.execArgv).toEqual([]);
     expect(relaunchPlan({ ...serve, platform: 'darwin', argv: ['node', 'x', 'run'] })).toBeNull();
     expect(relaunchPlan({ ...serve, env: { XPKG_RELAUNCH: '0' } })).toBeNull();
   });
@@ -112,61 +111,38 @@ describe('relaunch with huge-page malloc: when', () => {
   });
 });
 
-// Whether this machine relaunches (Linux, glibc, THP not never): the process tests below need it.
-const relaunches = (() => {
-  if (process.platform !== 'linux') return false;
-  const thp = existsSync('/sys/kernel/mm/transparent_hugepage/enabled')
-    ? readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8')
-    : null;
-  return Boolean(
-    relaunchEnv({
-      platform: 'linux',
-      argv: ['node', 'x', 'run'],
-      env: {},
-      glibc: () => /\/libc\.so\.6$/m.test(readFileSync('/proc/self/maps', 'utf8')),
-      thp: () => thp,
-    }),
-  );
-})();
-
-describe.skipIf(!relaunches)('relaunch with huge-page malloc: the process', () => {
-  it('xpkg run reads the page in a child that has the tunable and node’s own flags', () => {
+describe('one process for run; the launcher of serve', () => {
+  it('xpkg run reads the page in this one process, without the tunable', () => {
     const dir = tempDir('xpkg-relaunch-');
     const log = join(dir, 'pids.log');
     const hook = join(dir, 'hook.mjs');
     writeFileSync(
       hook,
       // node runs --import hooks in worker threads too (the image decoder's): each line names its thread
-      `import { appendFileSync } from 'node:fs';\nimport { threadId } from 'node:worker_threads';\nappendFileSync(${JSON.stringify(log)}, JSON.stringify({ pid: process.pid, ppid: process.ppid, threadId, tunables: process.env.GLIBC_TUNABLES ?? null }) + '\\n');\n`,
+      `import { appendFileSync } from 'node:fs';\nimport { threadId } from 'node:worker_threads';\nappendFileSync(${JSON.stringify(log)}, JSON.stringify({ pid: process.pid, threadId, tunables: process.env.GLIBC_TUNABLES ?? null }) + '\\n');\n`,
     );
     const args = ['run', OCR, '--trust', KEY, '--input', IMAGE, '--state-dir', tempDir()];
-    const r = spawnSync(process.execPath, ['--import', pathToFileURL(hook).href, BIN, ...args], { encoding: 'utf8' });
+    const env = { ...process.env };
+    delete env.GLIBC_TUNABLES;
+    delete env.XPKG_RELAUNCH;
+    const r = spawnSync(process.execPath, ['--import', pathToFileURL(hook).href, BIN, ...args], {
+      encoding: 'utf8',
+      env,
+    });
     expect(r.status, r.stderr).toBe(0);
     const lines = readFileSync(log, 'utf8')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
     const procs = lines.filter((l) => l.threadId === 0);
-    expect(procs).toHaveLength(2);
-    // any other thread is the child's (the launcher only waits)
-    for (const t of lines.filter((l) => l.threadId !== 0)) expect(t.pid).toBe(procs[1].pid);
-    expect(procs[0].tunables).toBeNull();
-    expect(procs[1]).toMatchObject({ ppid: procs[0].pid, tunables: 'glibc.malloc.hugetlb=1' });
+    expect(procs).toHaveLength(1);
+    expect(procs[0]).toMatchObject({ pid: r.pid, tunables: null });
+    for (const t of lines) expect(t.pid).toBe(r.pid);
     expect(r.stdout).toContain('The quick brown fox jumps over the lazy dog near the river bank.');
-  });
+  }, 60_000);
 
-  it('a failing run exits with the same status and error document as one run in-process', () => {
-    const args = [
-      'run',
-      OCR,
-      '--trust',
-      KEY,
-      '--input',
-      'fixtures/no-such-image.png',
-      '--json',
-      '--state-dir',
-      tempDir(),
-    ];
+  it('a daemon that cannot start exits with the same status and error document launched as in one process', () => {
+    const args = ['serve', '--repo', join(tempDir(), 'no-such-folder'), '--trust', KEY, '--port', '0', '--json'];
     const a = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
     const b = spawnSync(process.execPath, [BIN, ...args], {
       encoding: 'utf8',
@@ -174,32 +150,37 @@ describe.skipIf(!relaunches)('relaunch with huge-page malloc: the process', () =
     });
     expect(a.status).not.toBe(0);
     expect(a.status).toBe(b.status);
+    expect(JSON.parse(a.stdout).error.code).toBe('E_SERVE_REPO');
     expect(JSON.parse(a.stdout).error.code).toBe(JSON.parse(b.stdout).error.code);
-  });
-
-  it('SIGTERM to the launcher reaches the child, and the launcher dies of it', async () => {
-    const parent: ChildProcess = spawn(
-      process.execPath,
-      [BIN, 'bench', OCR, '--trust', KEY, '--input', IMAGE, '--runs', '1000', '--state-dir', tempDir()],
-      { stdio: 'ignore' },
-    );
-    const children = `/proc/${parent.pid}/task/${parent.pid}/children`;
-    let child = 0;
-    for (let i = 0; i < 300 && !child; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      child = Number(existsSync(children) ? readFileSync(children, 'utf8').trim().split(' ')[0] : 0);
-    }
-    expect(child).toBeGreaterThan(0);
-    const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) =>
-      parent.on('exit', (code, signal) => r([code, signal])),
-    );
-    parent.kill('SIGTERM');
-    expect(await exited).toEqual([null, 'SIGTERM']);
-    // the child is gone too (reaped by the launcher before it died)
-    expect(
-      existsSync(`/proc/${child}/cmdline`) && readFileSync(`/proc/${child}/cmdline`, 'utf8').includes('bench'),
-    ).toBe(false);
   }, 60_000);
+
+  it.skipIf(process.platform !== 'linux')(
+    'a signal the daemon does not handle (SIGHUP) reaches it through the launcher, and the launcher dies of it too',
+    async () => {
+      const parent: ChildProcess = spawn(
+        process.execPath,
+        [BIN, 'serve', '--repo', tempDir(), '--trust', KEY, '--port', '0', '--state-dir', tempDir()],
+        { stdio: 'ignore' },
+      );
+      const children = `/proc/${parent.pid}/task/${parent.pid}/children`;
+      let child = 0;
+      for (let i = 0; i < 300 && !child; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        child = Number(existsSync(children) ? readFileSync(children, 'utf8').trim().split(' ')[0] : 0);
+      }
+      expect(child).toBeGreaterThan(0);
+      const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) =>
+        parent.on('exit', (code, signal) => r([code, signal])),
+      );
+      parent.kill('SIGHUP');
+      expect(await exited).toEqual([null, 'SIGHUP']);
+      // the child is gone too (reaped by the launcher before it died)
+      expect(
+        existsSync(`/proc/${child}/cmdline`) && readFileSync(`/proc/${child}/cmdline`, 'utf8').includes('serve'),
+      ).toBe(false);
+    },
+    60_000,
+  );
 });
 
 describe.skipIf(!exitNow())('ending as soon as the output is flushed', () => {
