@@ -53,7 +53,6 @@ function lost(p: MessagePort): void {
 export function hashOn(p: MessagePort): void {
   port = p;
   ready = false;
-  p.unref();
   p.on('message', (m: 'ready' | (Request & { hex: string })) => {
     if (m === 'ready') return void (ready = port === p);
     const o = pending.get(m.id);
@@ -63,6 +62,9 @@ export function hashOn(p: MessagePort): void {
     o.resolve({ bytes: Buffer.from(m.buffer, m.offset, m.length), hex: m.hex });
   });
   p.on('close', () => lost(p));
+  // after the listeners: adding a 'message' listener refs a port again, and an idle port must not
+  // keep the process alive
+  p.unref();
 }
 
 /** Whether a thread serves hashes now (it said it is ready and has not gone). */

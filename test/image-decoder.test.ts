@@ -1,13 +1,18 @@
 /**
  * The image decoder's worker (runner/pipeline/image-decoder.ts) gives what decoding in this thread
- * gives: the same pixels, and the same errors (code, message, detail), for real images and bad ones.
+ * gives: the same pixels, and the same errors (code, message, detail), for real images and bad ones;
+ * asked to, it starts onnxruntime (its library loads in the worker, not the main thread).
  */
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { resolveBudget } from '../runner/pipeline/budget.js';
 import { decodeHere, probeHere } from '../runner/pipeline/decode-sharp.js';
 import { decodeImage, decodeInputsAhead, probeImage, startImageDecoder } from '../runner/pipeline/image-decoder.js';
+import { tempDir } from './helpers/source.js';
 
 const png = readFileSync('fixtures/images/example.png');
 const budget = resolveBudget();
@@ -86,5 +91,41 @@ describe('image decoding in the worker', () => {
     const again = await decodeImage(bytes, 1, [255], budget);
     expect(again).not.toBe(grey);
     expect(Buffer.from(again.data).equals(Buffer.from(here.data))).toBe(true);
+  });
+});
+
+describe.skipIf(process.platform !== 'linux')("onnxruntime's start in the worker", () => {
+  // A fresh process of the built library: it decodes one image (the worker is up, sharp loaded),
+  // then waits until onnxruntime's library is mapped or 5 s have passed, never importing it itself.
+  const probe = (options: string) => {
+    // a file, not --eval: workers inherit node's flags, and --input-type fails a worker's start
+    const script = join(tempDir('xpkg-ort-start-'), 'probe.mjs');
+    writeFileSync(
+      script,
+      `const d = await import(${JSON.stringify(pathToFileURL(resolve('dist/runner/pipeline/image-decoder.js')).href)});
+const { resolveBudget } = await import(${JSON.stringify(pathToFileURL(resolve('dist/runner/pipeline/budget.js')).href)});
+const { readFileSync } = await import('node:fs');
+if (!d.startImageDecoder(${options})) throw new Error('no worker');
+await d.decodeImage(readFileSync('fixtures/images/example.png'), 3, [255], resolveBudget());
+const mapped = () => /libonnxruntime\\.so/.test(readFileSync('/proc/self/maps', 'utf8'));
+for (let i = 0; i < 100 && !mapped(); i++) await new Promise((r) => setTimeout(r, 50));
+console.log(JSON.stringify({ mapped: mapped() }));`,
+    );
+    return spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 20_000 });
+  };
+
+  // each process must also end by itself: the idle worker and its hash port hold nothing open
+  it('with onnxruntime: true the worker loads and starts it (the main thread imports nothing of it)', () => {
+    const r = probe('{ onnxruntime: true }');
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout), r.stderr).toEqual({ mapped: true });
+  });
+
+  it('without it, onnxruntime is never loaded', () => {
+    const r = probe('');
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ mapped: false });
   });
 });

@@ -6,7 +6,7 @@ import { decodeHere, probeHere } from '../../runner/pipeline/decode-sharp.js';
 import type { ImageValue } from '../../runner/pipeline/values.js';
 import type { RunnerBudget } from '../../runner/types.js';
 
-export function startImageDecoder(): boolean {
+export function startImageDecoder(_options: { onnxruntime?: boolean } = {}): boolean {
   return false;
 }
 

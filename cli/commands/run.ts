@@ -164,11 +164,11 @@ async function offloaderOf(opts: RunFlags): Promise<{ offloader: RunnerOptions['
 
 /**
  * Work that would wait its turn on the main thread goes to the second core, in one worker started
- * now, while the package opens: loading sharp and decoding the input images, and SHA-256 of the
- * models (runner/pipeline/image-decoder.ts).
+ * now, while the package opens: loading sharp and decoding the input images, SHA-256 of the
+ * models, and onnxruntime's once-per-process start (runner/pipeline/image-decoder.ts).
  */
 async function startHelperThread(): Promise<void> {
-  (await import('../../runner/pipeline/image-decoder.js')).startImageDecoder();
+  (await import('../../runner/pipeline/image-decoder.js')).startImageDecoder({ onnxruntime: true });
 }
 
 export function register(program: Command): void {
