@@ -8,12 +8,13 @@
  * the same bytes of every file read whole; the reused path makes at most a few buffers whatever it read.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { twinsPlugin } from '../browser/build.js';
+import { writeBigModelSource } from '../fixtures/big-model.js';
 import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
 import { XpkgError } from '../spec/errors.js';
@@ -67,27 +68,7 @@ describe.skipIf(!haveBrowser)('a Blob read through reused buffers in Chromium', 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'xpkg-blob-reads-'));
     const src = join(dir, 'src');
-    await mkdir(join(src, 'models'), { recursive: true });
-    await writeFile(join(src, 'models', 'big.onnx'), randomBytes(MODEL_BYTES));
-    await writeFile(
-      join(src, 'xpkg.json'),
-      JSON.stringify({
-        name: 'big-model',
-        version: '1.0.0',
-        sequence: 1,
-        license: 'MIT',
-        task: 'other',
-        inputs: [{ name: 'x', type: 'tensor', dtype: 'float32' }],
-        outputs: [{ name: 'y', type: 'tensor' }],
-        models: [
-          {
-            id: 'net',
-            variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/big.onnx'] }],
-          },
-        ],
-        pipeline: { steps: [{ op: 'infer', model: 'net', params: { inputs: 'x', outputs: 'y' } }] },
-      }),
-    );
+    await writeBigModelSource(src, randomBytes(MODEL_BYTES));
     await packFolder(src, join(dir, 'big.xpkg'));
     const bytes = await readFile(join(dir, 'big.xpkg'));
     bytes[Math.floor(bytes.length / 2)] ^= 0x01; // inside the model, a block in the middle

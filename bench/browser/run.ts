@@ -22,6 +22,7 @@ import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
+import { writeBigModelSource } from '../../fixtures/big-model.js';
 import { pages, renderPng } from '../../fixtures/images/render.js';
 import { packFolder } from '../../pack/pack.js';
 import { Runner } from '../../runner/runner.js';
@@ -47,26 +48,9 @@ async function bigPackage(): Promise<string> {
   const out = join(OUT, `model-${MB}mb.xpkg`);
   if (existsSync(out)) return out;
   const src = join(OUT, `model-${MB}mb-src`);
-  await mkdir(join(src, 'models'), { recursive: true });
   const bytes = Buffer.allocUnsafe(MB * 1e6);
   for (let i = 0; i < bytes.length; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
-  await writeFile(join(src, 'models', 'big.onnx'), bytes);
-  await writeFile(
-    join(src, 'xpkg.json'),
-    JSON.stringify({
-      name: 'big-model',
-      version: '1.0.0',
-      sequence: 1,
-      license: 'MIT',
-      task: 'other',
-      inputs: [{ name: 'x', type: 'tensor', dtype: 'float32' }],
-      outputs: [{ name: 'y', type: 'tensor' }],
-      models: [
-        { id: 'net', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/big.onnx'] }] },
-      ],
-      pipeline: { steps: [{ op: 'infer', model: 'net', params: { inputs: 'x', outputs: 'y' } }] },
-    }),
-  );
+  await writeBigModelSource(src, bytes);
   await packFolder(src, out);
   await sign(out, { key: `${KEY}.key`, passphrase: null });
   await rm(src, { recursive: true, force: true });
