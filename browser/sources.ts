@@ -123,8 +123,8 @@ abstract class WindowedSource implements CountingSource {
 
 export class BlobSource extends WindowedSource {
   /**
-   * Block-sized buffers made by this source so far. Reads through a byte stream reuse them, so this
-   * stays at the most reads at once (IN_FLIGHT blocks hashing, a few loads), whatever the size read.
+   * Block-sized buffers made by this source so far. Reads through the Blob's stream reuse them, so
+   * this stays at the most reads at once (IN_FLIGHT blocks hashing, a few loads), whatever the size read.
    */
   buffersMade = 0;
   /** Buffers free for the next read. */
@@ -134,12 +134,12 @@ export class BlobSource extends WindowedSource {
     private readonly blob: Blob,
     readonly name: string = blob instanceof File ? blob.name : 'blob',
     /**
-     * Read large ranges into reused buffers through the Blob's byte stream (a BYOB reader). Without
-     * one (or with false) each read is a fresh ArrayBuffer from `slice().arrayBuffer()`, memory the
-     * browser only takes back at a later garbage collection: ~17 blocks of 4 MiB piled up in
-     * Chromium while verifying, where the reused buffers keep IN_FLIGHT.
+     * Read large ranges into reused buffers through the Blob's stream. Without `Blob.stream()` (or
+     * with false) each read is a fresh ArrayBuffer from `slice().arrayBuffer()`, memory the browser
+     * only takes back at a later garbage collection: ~17 blocks of 4 MiB piled up in Chromium while
+     * verifying, where the reused buffers keep IN_FLIGHT.
      */
-    private readonly reuse: boolean = blobStreamsAreBytes(),
+    private readonly reuse: boolean = blobStreams(),
   ) {
     super();
   }
@@ -154,53 +154,48 @@ export class BlobSource extends WindowedSource {
     return bytes;
   }
 
-  /** Large reads stream into the caller's memory through one reused buffer instead of a copy of the whole range. */
+  /** Large reads stream into the caller's memory instead of a fresh copy of the whole range. */
   protected override async loadInto(into: Uint8Array, from: number): Promise<void> {
     if (!this.reuse) return super.loadInto(into, from);
+    await this.streamInto(into, from);
+  }
+
+  /** Fills the first `length` bytes of a pooled buffer with [from, from + length); the buffer is the caller's to give back. */
+  private async fill(from: number, length: number): Promise<ArrayBuffer> {
+    const buffer = this.take(length);
+    try {
+      await this.streamInto(new Uint8Array(buffer, 0, length), from);
+    } catch (e) {
+      this.giveBack(buffer);
+      throw e;
+    }
+    return buffer;
+  }
+
+  /**
+   * Exactly [from, from + into.length) of the Blob into `into`, through its stream read to its end:
+   * the stream's chunks are small, short-lived allocations a young-generation collection takes back
+   * at once. (A BYOB reader on the same streams, reading straight into the pooled buffers, stalled
+   * every later read of the Blob in Chromium 156 after a few hundred block reads.)
+   */
+  private async streamInto(into: Uint8Array, from: number): Promise<void> {
     const reader = this.blob
       .slice(from, from + into.length)
       .stream()
-      .getReader({ mode: 'byob' });
-    let buffer = this.take(BLOCK);
+      .getReader();
     let got = 0;
     try {
       for (;;) {
-        const { value, done } = await reader.read(new Uint8Array(buffer));
-        if (value) buffer = value.buffer; // the memory moves into each read and back out with its bytes
-        if (done || !value) break;
+        const { value, done } = await reader.read();
+        if (done) break;
+        if (got + value.length > into.length) throw new Error('package changed after it was opened');
         into.set(value, got);
         got += value.length;
       }
-      if (got !== into.length) throw new Error('package shrank after it was opened');
-      this.giveBack(buffer);
     } finally {
       reader.releaseLock();
     }
-  }
-
-  /** Fills the first `length` bytes of a pooled buffer with [from, from + length); the buffer (moved) is the caller's to give back. */
-  private async fill(from: number, length: number): Promise<ArrayBuffer> {
-    const reader = this.blob
-      .slice(from, from + length)
-      .stream()
-      .getReader({ mode: 'byob' });
-    let buffer = this.take(length);
-    let got = 0;
-    try {
-      while (got < length) {
-        const { value, done } = await reader.read(new Uint8Array(buffer, got, length - got));
-        if (value) buffer = value.buffer;
-        if (done || !value) break;
-        got += value.length;
-      }
-    } finally {
-      reader.releaseLock();
-    }
-    if (got !== length) {
-      if (buffer.byteLength) this.giveBack(buffer);
-      throw new Error('package shrank after it was opened');
-    }
-    return buffer;
+    if (got !== into.length) throw new Error('package shrank after it was opened');
   }
 
   private take(length: number): ArrayBuffer {
@@ -216,7 +211,7 @@ export class BlobSource extends WindowedSource {
 
   /**
    * Block digests straight from the Blob, at most IN_FLIGHT blocks at once: each block is read into
-   * a reused buffer (or, without byte streams, a fresh slice) and handed to WebCrypto, which copies
+   * a reused buffer (or, without Blob streams, a fresh slice) and handed to WebCrypto, which copies
    * it (memory stays a few blocks whatever the size). Blocks only (spec/FORMAT.md §10.1).
    */
   hasher(): PayloadHasher {
@@ -271,18 +266,9 @@ const IN_FLIGHT = 4;
 /** The size of a reused buffer (a block of the usual block size). */
 const BLOCK = 4 * 1024 * 1024;
 
-let byteStreams: boolean | undefined;
-/** Whether this browser's `Blob.stream()` is a byte stream, i.e. takes a BYOB reader (Chromium, Firefox and Node do). */
-export function blobStreamsAreBytes(): boolean {
-  if (byteStreams === undefined) {
-    try {
-      new Blob([]).stream().getReader({ mode: 'byob' }).releaseLock();
-      byteStreams = true;
-    } catch {
-      byteStreams = false;
-    }
-  }
-  return byteStreams;
+/** Whether this browser has `Blob.stream()` (every current one does). */
+export function blobStreams(): boolean {
+  return typeof Blob !== 'undefined' && typeof Blob.prototype.stream === 'function';
 }
 
 const hex = (d: ArrayBuffer) => Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, '0')).join('');
