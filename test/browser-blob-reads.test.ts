@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { twinsPlugin } from '../browser/build.js';
-import { writeBigModelSource } from '../fixtures/big-model.js';
+import { writeOneModelSource } from '../fixtures/one-model.js';
 import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
 import { XpkgError } from '../spec/errors.js';
@@ -69,7 +69,7 @@ describe.skipIf(!haveBrowser)('a Blob read through reused buffers in Chromium', 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'xpkg-blob-reads-'));
     const src = join(dir, 'src');
-    await writeBigModelSource(src, randomBytes(MODEL_BYTES));
+    await writeOneModelSource(src, randomBytes(MODEL_BYTES));
     await packFolder(src, join(dir, 'big.xpkg'));
     const bytes = await readFile(join(dir, 'big.xpkg'));
     bytes[Math.floor(bytes.length / 2)] ^= 0x01; // inside the model, a block in the middle

@@ -22,8 +22,8 @@ import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
-import { writeBigModelSource } from '../../fixtures/big-model.js';
 import { pages, renderPng } from '../../fixtures/images/render.js';
+import { writeOneModelSource } from '../../fixtures/one-model.js';
 import { packFolder } from '../../pack/pack.js';
 import { Runner } from '../../runner/runner.js';
 import { sign } from '../../signing/sign.js';
@@ -50,7 +50,7 @@ async function bigPackage(): Promise<string> {
   const src = join(OUT, `model-${MB}mb-src`);
   const bytes = Buffer.allocUnsafe(MB * 1e6);
   for (let i = 0; i < bytes.length; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
-  await writeBigModelSource(src, bytes);
+  await writeOneModelSource(src, bytes);
   await packFolder(src, out);
   await sign(out, { key: `${KEY}.key`, passphrase: null });
   await rm(src, { recursive: true, force: true });
