@@ -173,10 +173,11 @@ export class BlobSource extends WindowedSource {
   }
 
   /**
-   * Exactly [from, from + into.length) of the Blob into `into`, through its stream read to its end:
-   * the stream's chunks are small, short-lived allocations a young-generation collection takes back
-   * at once. (A BYOB reader on the same streams, reading straight into the pooled buffers, stalled
-   * every later read of the Blob in Chromium 156 after a few hundred block reads.)
+   * Exactly [from, from + into.length) of the Blob into `into`, through its stream read to its end
+   * (cancelled if a read fails). Its chunks are still fresh allocations: verifying a 200 MB model grew
+   * Chromium's RSS by 74–107 MiB, against 91–114 with a fresh slice per block. A BYOB reader straight
+   * into the pooled buffers allocated nothing, but stalled every later read of the Blob in Chromium
+   * 156 after a few hundred block reads.
    */
   private async streamInto(into: Uint8Array, from: number): Promise<void> {
     const reader = this.blob
@@ -184,6 +185,7 @@ export class BlobSource extends WindowedSource {
       .stream()
       .getReader();
     let got = 0;
+    let ended = false;
     try {
       for (;;) {
         const { value, done } = await reader.read();
@@ -192,7 +194,9 @@ export class BlobSource extends WindowedSource {
         into.set(value, got);
         got += value.length;
       }
+      ended = true;
     } finally {
+      if (!ended) await reader.cancel().catch(() => {});
       reader.releaseLock();
     }
     if (got !== into.length) throw new Error('package shrank after it was opened');
