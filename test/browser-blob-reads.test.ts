@@ -15,11 +15,11 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { twinsPlugin } from '../browser/build.js';
-import { writeOneModelSource } from '../fixtures/one-model.js';
 import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
 import { XpkgError } from '../spec/errors.js';
 import { type BrowserRig, haveBrowser, startRig } from './helpers/browser.js';
+import { oneModelManifest, writeSource } from './helpers/source.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const VECTORS = join(ROOT, 'spec', 'vectors');
@@ -69,7 +69,7 @@ describe.skipIf(!haveBrowser)('a Blob read through reused buffers in Chromium', 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'xpkg-blob-reads-'));
     const src = join(dir, 'src');
-    await writeOneModelSource(src, randomBytes(MODEL_BYTES));
+    writeSource({ 'models/big.onnx': randomBytes(MODEL_BYTES) }, oneModelManifest(), src, false);
     await packFolder(src, join(dir, 'big.xpkg'));
     const bytes = await readFile(join(dir, 'big.xpkg'));
     bytes[Math.floor(bytes.length / 2)] ^= 0x01; // inside the model, a block in the middle

@@ -28,15 +28,39 @@ export function baseManifest(extra: Record<string, unknown> = {}): Record<string
   };
 }
 
-/** Writes a source folder: xpkg.json plus files (path → content). */
+/**
+ * A package with one model, one tensor in and one out (`infer` alone): for tests and benches that
+ * need a model's bytes in a package (a big one to read and verify, a real one to time the runner
+ * around), not a pipeline. Its model file is `models/<file>`.
+ */
+export function oneModelManifest(
+  o: { name?: string; id?: string; file?: string; license?: string; task?: string } = {},
+): Record<string, unknown> {
+  const { name = 'big-model', id = 'net', file = 'big.onnx', license = 'MIT', task = 'other' } = o;
+  return baseManifest({
+    name,
+    license,
+    task,
+    inputs: [{ name: 'x', type: 'tensor', dtype: 'float32' }],
+    outputs: [{ name: 'y', type: 'tensor' }],
+    models: [{ id, variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: [`models/${file}`] }] }],
+    pipeline: { steps: [{ op: 'infer', model: id, params: { inputs: 'x', outputs: 'y' } }] },
+    assets: undefined,
+  });
+}
+
+/**
+ * Writes a source folder: xpkg.json plus files (path → content), and unless `defaults` is false
+ * the files baseManifest() names.
+ */
 export function writeSource(
-  files: Record<string, string | Buffer> = {},
+  files: Record<string, string | Uint8Array> = {},
   manifest: Record<string, unknown> = baseManifest(),
   dir = tempDir(),
+  defaults = true,
 ): string {
-  const all: Record<string, string | Buffer> = {
-    'models/net.onnx': Buffer.alloc(5000, 7),
-    'assets/labels.txt': 'cat\ndog\n',
+  const all: Record<string, string | Uint8Array> = {
+    ...(defaults ? { 'models/net.onnx': Buffer.alloc(5000, 7), 'assets/labels.txt': 'cat\ndog\n' } : {}),
     ...files,
   };
   for (const [p, c] of Object.entries(all)) {
