@@ -33,6 +33,11 @@ export interface ProviderReport {
    * which one made its sessions, cuDNN's search mode, and why not xpkg's when it was not.
    */
   bindings?: Record<string, SessionBinding>;
+  /**
+   * Per model id, for models whose sessions were asked to run as CUDA graphs: sessions by state
+   * (`captured`; `pending` before their first run; `failed: <why>`, which then run node by node).
+   */
+  graphs?: Record<string, Readonly<Record<string, number>>>;
 }
 
 /** The fallbacks of one loaded model: failed variants first, then failed providers of the one that loaded. */
@@ -68,6 +73,8 @@ export function providerReport(
     if (f.length) report.fallbacks[m.model] = f;
     if (m.session.nodesByProvider) report.nodes[m.model] = { ...m.session.nodesByProvider };
     if (m.session.binding) (report.bindings ??= {})[m.model] = { ...m.session.binding };
+    const g = m.session.graphs;
+    if (g && Object.keys(g).length) (report.graphs ??= {})[m.model] = { ...g };
   }
   return report;
 }

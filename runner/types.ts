@@ -34,6 +34,8 @@ export interface ModelSession {
   readonly nodesByProvider?: Readonly<Record<string, number>>;
   /** Runtime sessions the model holds (one per input shape on an accelerator). */
   readonly sessions?: number;
+  /** Its sessions by CUDA graph state (`captured`, `pending`, `failed: <why>`), where graphs were asked for. */
+  readonly graphs?: Readonly<Record<string, number>>;
   /** The native binding the sessions came from, where the backend has a choice (onnxruntime on CUDA). */
   readonly binding?: SessionBinding;
 }
@@ -47,6 +49,8 @@ export interface SessionBinding {
   tf32?: boolean;
   convMaxWorkspace?: boolean;
   arenaExtend?: 'power-of-two' | 'same-as-requested';
+  /** Sessions made for one input shape run as CUDA graphs (see ProviderReport.graphs for what each did). */
+  cudaGraph?: boolean;
   /** Why the stock binding was used instead of xpkg's (never silent). */
   fallback?: { code: string; reason: string };
 }

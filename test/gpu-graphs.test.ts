@@ -3,7 +3,7 @@
  * onnxruntime (CPU provider) against what the host-side step computes: uint8 NHWC input normalised
  * in the model (fixtures/onnx-prepost.ts imageInput), the quantised DB map whose threshold is exact
  * (quantizedMap) and its sparse 8×8-block form (sparseMap), in-graph best class (bestClass), in-graph detection selection against the
- * runner's own detect-decode kernel (detections), and the float16 converter (fixtures/onnx-fp16.ts).
+ * runner's own detect-decode kernel (bestRows), and the float16 converter (fixtures/onnx-fp16.ts).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { DT, OnnxGraph } from '../fixtures/onnx-graph.js';
 import {
   bestClass,
   bestClassPacked,
-  detections,
+  bestRows,
   imageInput,
   quantizedMap,
   SPARSE_MAP,
@@ -205,36 +205,39 @@ describe('bestClassPacked', () => {
   });
 });
 
-describe('detections', () => {
+describe('bestRows', () => {
   it.each(['cxcywh', 'xyxy'] as const)(
-    'returns the rows from which detect-decode finds exactly the boxes it finds in the whole output (%s)',
+    'returns fixed [1, k, 4 + C] rows from which detect-decode finds exactly the boxes it finds in the whole output (%s)',
     async (box) => {
-      const [A, C] = [400, 3];
+      const [A, C, k] = [400, 3, 200];
       const g = identity(17, [1, A, 4 + C]);
+      bestRows(g, k);
       const o = { scoreThreshold: 0.25, iouThreshold: 0.5, maxOutput: 20, box };
-      detections(g, o);
       const r = rng(7);
       const out = new Float32Array(A * (4 + C));
       for (let a = 0; a < A; a++) {
-        // clusters of overlapping boxes, so NMS has work, and scores around the threshold
-        const k = a % 25;
+        // clusters of overlapping boxes, so NMS has work; ~30% of the rows pass the threshold
+        const q = a % 25;
         const [cx, cy, w, h] = [
-          40 + (k % 5) * 50 + r() * 12,
-          40 + Math.floor(k / 5) * 50 + r() * 12,
+          40 + (q % 5) * 50 + r() * 12,
+          40 + Math.floor(q / 5) * 50 + r() * 12,
           20 + r() * 30,
           20 + r() * 30,
         ];
         out.set(box === 'cxcywh' ? [cx, cy, w, h] : [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], a * 7);
-        for (let c = 0; c < C; c++) out[a * 7 + 4 + c] = r() ** 2;
+        for (let c = 0; c < C; c++) out[a * 7 + 4 + c] = r() ** 12;
       }
       const rows = (await run(g, { X: new ort.Tensor('float32', out, [1, A, 4 + C]) }))[g.outputs[0].name];
-      expect(rows.dims[0]).toBe(1);
-      expect(rows.dims[1]).toBeLessThanOrEqual(o.maxOutput);
-      expect(rows.dims[2]).toBe(4 + C);
+      expect(rows.dims).toEqual([1, k, 4 + C]);
       const decode = (data: Float32Array, anchors: number) =>
         decodeDetections(data, { dims: [1, anchors, 4 + C], layout: 'anchors-first', ...o });
       const want = await decode(out, A);
-      const got = await decode(rows.data as Float32Array, rows.dims[1]);
+      const got = await decode(rows.data as Float32Array, k);
+      const passing = Array.from({ length: A }, (_, a) => Math.max(...out.subarray(a * 7 + 4, a * 7 + 7))).filter(
+        (v) => v > o.scoreThreshold,
+      ).length;
+      expect(passing).toBeGreaterThan(20);
+      expect(passing).toBeLessThanOrEqual(k);
       expect(want.scores.length).toBeGreaterThan(5);
       expect([...got.boxes]).toEqual([...want.boxes]);
       expect([...got.scores]).toEqual([...want.scores]);
@@ -242,13 +245,16 @@ describe('detections', () => {
     },
   );
 
-  it('returns [1, 0, 4 + C] when no score passes', async () => {
-    const g = identity(17, [1, 10, 6]);
-    detections(g, { scoreThreshold: 0.5, iouThreshold: 0.5, maxOutput: 5 });
-    const rows = (await run(g, { X: new ort.Tensor('float32', new Float32Array(60).fill(0.1), [1, 10, 6]) }))[
-      g.outputs[0].name
-    ];
-    expect(rows.dims).toEqual([1, 0, 6]);
+  it('keeps the rows best first by their best class score', async () => {
+    const g = identity(17, [1, 6, 6]);
+    bestRows(g, 3);
+    // rows 0..5, best class scores 0.1, 0.9, 0.3, 0.8, 0.2, 0.7 (in either class column)
+    const best = [0.1, 0.9, 0.3, 0.8, 0.2, 0.7];
+    const x = new Float32Array(36);
+    best.forEach((v, a) => x.set([a, a, 1, 1, a % 2 ? v : 0.05, a % 2 ? 0.05 : v], a * 6));
+    const rows = (await run(g, { X: new ort.Tensor('float32', x, [1, 6, 6]) }))[g.outputs[0].name];
+    expect(rows.dims).toEqual([1, 3, 6]);
+    expect([0, 1, 2].map((i) => (rows.data as Float32Array)[i * 6])).toEqual([1, 3, 5]);
   });
 });
 

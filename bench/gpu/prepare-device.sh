@@ -26,6 +26,12 @@ w=.gpu/stage; rm -rf "$w" .gpu/p[0-9]*; mkdir -p "$w/app/fixtures/dist" "$w/app/
 # the app: the built library and tools, the packages, the PyTorch reference, the test images, the runtime dependencies
 cp -r dist dist-tools bin package.json "$w/app/"
 cp native/build/Release/xpkg_native.node "$w/app/native/build/Release/"
+# xpkg's C API binding (cuDNN HEURISTIC search), built here by `xpkg gpu install` (the GPU machine has no npm)
+if [ -f native/ort/build/Release/xpkg_ort.node ]; then
+  mkdir -p "$w/app/native/ort/build/Release" && cp native/ort/build/Release/xpkg_ort.node "$w/app/native/ort/build/Release/"
+else
+  echo "note: native/ort/build/Release/xpkg_ort.node not built: the GPU machine gets the stock binding only" >&2
+fi
 cp fixtures/dist/detector.xpkg fixtures/dist/paddleocr-v4.xpkg fixtures/dist/multi-variant.xpkg "$w/app/fixtures/dist/"
 cp fixtures/keys/test.pub "$w/app/fixtures/keys/"
 cp fixtures/detector/train.py fixtures/detector/model.onnx "$w/app/fixtures/detector/"

@@ -10,6 +10,8 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -39,6 +41,38 @@ size_t elementSize(ONNXTensorElementDataType t) {
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return 8;
     default: return 0;  // element types xpkg tensors do not carry
   }
+}
+
+// The CUDA runtime's copy and sync entry points, from the libcudart the CUDA provider loaded: a
+// graph session (below) copies its inputs and outputs into and out of fixed device buffers itself.
+struct Cudart {
+  int (*memcpy)(void*, const void*, size_t, int) = nullptr;  // cudaMemcpy; kinds 1 H2D, 2 D2H
+  int (*streamSync)(void*) = nullptr;                        // cudaStreamSynchronize
+  int (*setDevice)(int) = nullptr;                           // cudaSetDevice
+  const char* (*errorString)(int) = nullptr;                 // cudaGetErrorString
+  std::string error;                                         // why it is not usable
+};
+const Cudart& cudart() {
+  static Cudart c;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* lib = nullptr;
+    for (const char* n : {"libcudart.so.13", "libcudart.so.12", "libcudart.so"})
+      if ((lib = dlopen(n, RTLD_NOW | RTLD_LOCAL))) break;
+    if (!lib) {
+      c.error = std::string("libcudart not found: ") + dlerror();
+      return;
+    }
+    c.memcpy = reinterpret_cast<int (*)(void*, const void*, size_t, int)>(dlsym(lib, "cudaMemcpy"));
+    c.streamSync = reinterpret_cast<int (*)(void*)>(dlsym(lib, "cudaStreamSynchronize"));
+    c.setDevice = reinterpret_cast<int (*)(int)>(dlsym(lib, "cudaSetDevice"));
+    c.errorString = reinterpret_cast<const char* (*)(int)>(dlsym(lib, "cudaGetErrorString"));
+    if (!c.memcpy || !c.streamSync || !c.setDevice || !c.errorString) c.error = "libcudart lacks cudaMemcpy, cudaStreamSynchronize or cudaSetDevice";
+  });
+  return c;
+}
+void cudaCheck(int rc, const char* what) {
+  if (rc != 0) throw std::runtime_error(std::string(what) + ": " + cudart().errorString(rc));
 }
 
 // init(path to libonnxruntime): loads the library (already loaded by onnxruntime-node: the same
@@ -77,6 +111,12 @@ struct CreateOptions {
   bool sequential = true, memArena = true, memPattern = true;
   std::vector<std::pair<std::string, std::string>> config;
   std::string profilePrefix;
+  // CUDA graph: the session runs on fixed device buffers and replays one captured graph (its input
+  // shapes never change: per-shape sessions). freeDims fix symbolic input dimensions, so shape
+  // computations fold away and no node is left on the CPU (which would keep onnxruntime from capturing).
+  bool cudaGraph = false;
+  int deviceId = 0;
+  std::vector<std::pair<std::string, std::string>> freeDims;
 };
 
 std::vector<std::pair<std::string, std::string>> pairs(const Napi::Object& o, const char* key) {
@@ -103,6 +143,7 @@ OrtSessionOptions* sessionOptions(const CreateOptions& c) {
     check(api->SetSessionLogSeverityLevel(so, c.logSeverity));
     for (const auto& [k, v] : c.config) check(api->AddSessionConfigEntry(so, k.c_str(), v.c_str()));
     if (!c.profilePrefix.empty()) check(api->EnableProfiling(so, c.profilePrefix.c_str()));
+    for (const auto& [k, v] : c.freeDims) check(api->AddFreeDimensionOverrideByName(so, k.c_str(), std::stoll(v)));
     if (c.provider == "cuda") {
       OrtCUDAProviderOptionsV2* cuda = nullptr;
       check(api->CreateCUDAProviderOptions(&cuda));
@@ -122,25 +163,175 @@ OrtSessionOptions* sessionOptions(const CreateOptions& c) {
   return so;
 }
 
+struct Input {
+  std::string name;
+  ONNXTensorElementDataType type;
+  std::vector<int64_t> dims;
+  std::vector<uint8_t> data;
+};
+
+// Host tensor (a CPU OrtValue) of this type and shape, from onnxruntime's default CPU allocator.
+OrtValue* hostTensor(const std::vector<int64_t>& dims, ONNXTensorElementDataType type, void** data) {
+  OrtAllocator* a = nullptr;
+  check(api->GetAllocatorWithDefaultOptions(&a));
+  OrtValue* v = nullptr;
+  check(api->CreateTensorAsOrtValue(a, dims.data(), dims.size(), type, &v));
+  if (OrtStatus* s = api->GetTensorMutableData(v, data)) api->ReleaseValue(v), check(s);
+  return v;
+}
+
+// A session's CUDA graph: fixed device buffers for its inputs and outputs, bound once, into which
+// each run copies its host inputs (and out of which its outputs); onnxruntime captures the graph on
+// the first run over them and replays it afterwards (one launch instead of one per node). The first
+// call runs the model normally (capture skipped) for the output shapes, then binds and captures. A
+// capture that fails leaves the session running normally, with the reason kept (graphState()).
+// onnxruntime captures in CUDA's global capture mode: while one session captures, a CUDA call from
+// any other thread (another session's run, a copy) fails and breaks the capture. Captures take this
+// lock alone; every other run and copy shares it.
+std::shared_mutex capturing;
+
+struct Graph {
+  struct Buf {
+    std::string name;
+    ONNXTensorElementDataType type;
+    std::vector<int64_t> dims;
+    size_t bytes = 0;
+    OrtValue* value = nullptr;
+    void* ptr = nullptr;
+  };
+  std::mutex m;  // runs of one graph session take turns: they share its buffers
+  int device = 0;
+  OrtRunOptions* skip = nullptr;  // gpu_graph_id -1: a normal run, no capture or replay
+  OrtMemoryInfo* info = nullptr;
+  OrtAllocator* alloc = nullptr;
+  OrtIoBinding* binding = nullptr;
+  std::vector<Buf> ins, outs;
+  bool captured = false;
+  std::string error;
+
+  explicit Graph(int d) : device(d) {
+    check(api->CreateRunOptions(&skip));
+    check(api->AddRunConfigEntry(skip, "gpu_graph_id", "-1"));
+  }
+  ~Graph() {
+    release();
+    if (skip) api->ReleaseRunOptions(skip);
+  }
+  void release() {
+    if (binding) api->ReleaseIoBinding(binding), binding = nullptr;
+    for (auto* v : {&ins, &outs})
+      for (Buf& b : *v)
+        if (b.value) api->ReleaseValue(b.value);
+    ins.clear(), outs.clear();
+    if (alloc) api->ReleaseAllocator(alloc), alloc = nullptr;
+    if (info) api->ReleaseMemoryInfo(info), info = nullptr;
+    captured = false;
+  }
+  Buf deviceBuf(const std::string& name, ONNXTensorElementDataType type, const std::vector<int64_t>& dims) {
+    size_t n = 1;
+    for (int64_t d : dims) n *= static_cast<size_t>(d);
+    Buf b{name, type, dims, n * elementSize(type)};
+    check(api->CreateTensorAsOrtValue(alloc, dims.data(), dims.size(), type, &b.value));
+    check(api->GetTensorMutableData(b.value, &b.ptr));
+    return b;
+  }
+  // Binds buffers shaped like this run's inputs and the outputs `outs` it produced, then captures.
+  void bindAndCapture(OrtSession* s, const std::vector<Input>& in, const std::vector<std::string>& outNames, const std::vector<OrtValue*>& outs0) {
+    const Cudart& c = cudart();
+    if (!c.error.empty()) throw std::runtime_error(c.error);
+    check(api->CreateMemoryInfo("Cuda", OrtArenaAllocator, device, OrtMemTypeDefault, &info));
+    check(api->CreateAllocator(s, info, &alloc));
+    check(api->CreateIoBinding(s, &binding));
+    for (const Input& x : in) {
+      ins.push_back(deviceBuf(x.name, x.type, x.dims));
+      check(api->BindInput(binding, x.name.c_str(), ins.back().value));
+    }
+    for (size_t i = 0; i < outs0.size(); i++) {
+      OrtTensorTypeAndShapeInfo* t = nullptr;
+      check(api->GetTensorTypeAndShape(outs0[i], &t));
+      ONNXTensorElementDataType et;
+      size_t rank = 0;
+      OrtStatus* st = api->GetTensorElementType(t, &et);
+      if (!st) st = api->GetDimensionsCount(t, &rank);
+      std::vector<int64_t> dims(rank);
+      if (!st) st = api->GetDimensions(t, dims.data(), rank);
+      api->ReleaseTensorTypeAndShapeInfo(t);
+      check(st);
+      outs.push_back(deviceBuf(outNames[i], et, dims));
+      check(api->BindOutput(binding, outNames[i].c_str(), outs.back().value));
+    }
+    copyIn(in);
+    check(api->RunWithBinding(s, nullptr, binding));  // onnxruntime runs until it has captured
+    captured = true;
+  }
+  void copyIn(const std::vector<Input>& in) {
+    const Cudart& c = cudart();
+    cudaCheck(c.setDevice(device), "cudaSetDevice");
+    if (in.size() != ins.size()) throw std::runtime_error("a graph session takes the inputs it was captured with");
+    for (const Input& x : in) {
+      Buf* b = nullptr;
+      for (Buf& k : ins)
+        if (k.name == x.name) b = &k;
+      if (!b || b->type != x.type || b->dims != x.dims)
+        throw std::runtime_error("input " + x.name + ": a graph session runs at the shape it was captured at");
+      cudaCheck(c.memcpy(b->ptr, x.data.data(), b->bytes, 1), "cudaMemcpy to the device");
+    }
+    // a copy from pageable memory may return before its DMA ends: the legacy stream waits for it
+    cudaCheck(c.streamSync(nullptr), "cudaStreamSynchronize");
+  }
+  // Copies the inputs in, replays, and copies every output out into new host tensors.
+  void replay(OrtSession* s, const std::vector<Input>& in, const std::vector<std::string>& outNames, std::vector<OrtValue*>& result) {
+    copyIn(in);
+    check(api->RunWithBinding(s, nullptr, binding));  // ends with a sync of onnxruntime's stream
+    const Cudart& c = cudart();
+    result.assign(outNames.size(), nullptr);
+    for (size_t i = 0; i < outNames.size(); i++) {
+      const Buf* b = nullptr;
+      for (const Buf& k : outs)
+        if (k.name == outNames[i]) b = &k;
+      if (!b) throw std::runtime_error("output " + outNames[i] + " is not bound in this graph session");
+      void* host = nullptr;
+      result[i] = hostTensor(b->dims, b->type, &host);
+      if (b->bytes) cudaCheck(c.memcpy(host, b->ptr, b->bytes, 2), "cudaMemcpy to the host");
+    }
+  }
+};
+
 class Session : public Napi::ObjectWrap<Session> {
  public:
   static Napi::FunctionReference ctor;
   static Napi::Function Define(Napi::Env e) {
     return DefineClass(e, "Session",
                        {InstanceMethod("run", &Session::Run), InstanceMethod("release", &Session::Release),
-                        InstanceMethod("endProfiling", &Session::EndProfiling)});
+                        InstanceMethod("endProfiling", &Session::EndProfiling),
+                        InstanceMethod("graphState", &Session::GraphState)});
   }
   explicit Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(info) {
+    // the graph first: if it throws, the session is still the creator's to release
+    if (info.Length() > 1 && info[1].ToBoolean()) {
+      try {
+        graph_ = std::make_unique<Graph>(info.Length() > 2 ? info[2].As<Napi::Number>().Int32Value() : 0);
+      } catch (const std::exception& x) {
+        throw Napi::Error::New(info.Env(), x.what());
+      }
+    }
     session_ = info[0].As<Napi::External<OrtSession>>().Data();
   }
-  ~Session() override { if (session_) api->ReleaseSession(session_); }
+  ~Session() override { releaseNow(); }
 
   OrtSession* session_ = nullptr;
+  std::unique_ptr<Graph> graph_;
   std::atomic<int> running_{0};
   bool releaseWanted_ = false;
 
+  // The graph's buffers and binding go before the session they belong to.
+  void releaseNow() {
+    std::shared_lock<std::shared_mutex> shared(capturing);  // it frees device memory
+    graph_.reset();
+    if (session_) api->ReleaseSession(session_), session_ = nullptr;
+  }
   void done() {
-    if (--running_ == 0 && releaseWanted_ && session_) api->ReleaseSession(session_), session_ = nullptr;
+    if (--running_ == 0 && releaseWanted_) releaseNow();
   }
 
  private:
@@ -148,8 +339,15 @@ class Session : public Napi::ObjectWrap<Session> {
   // Released now, or after the runs in flight finish.
   Napi::Value Release(const Napi::CallbackInfo& info) {
     if (running_ > 0) releaseWanted_ = true;
-    else if (session_) api->ReleaseSession(session_), session_ = nullptr;
+    else releaseNow();
     return info.Env().Undefined();
+  }
+  // "off" (no graph asked), "pending" (not run yet), "captured", or "failed: <why>" (runs go on without it).
+  Napi::Value GraphState(const Napi::CallbackInfo& info) {
+    if (!graph_) return Napi::String::New(info.Env(), "off");
+    std::lock_guard<std::mutex> lk(graph_->m);
+    if (!graph_->error.empty()) return Napi::String::New(info.Env(), "failed: " + graph_->error);
+    return Napi::String::New(info.Env(), graph_->captured ? "captured" : "pending");
   }
   Napi::Value EndProfiling(const Napi::CallbackInfo& info) {
     if (!session_) throw Napi::Error::New(info.Env(), "session released");
@@ -217,6 +415,7 @@ class CreateWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       OrtSessionOptions* so = sessionOptions(o_);
+      std::shared_lock<std::shared_mutex> shared(capturing);  // it allocates on the device
       OrtStatus* s = api->CreateSessionFromArray(env, bytes_.data(), bytes_.size(), so, &session_);
       api->ReleaseSessionOptions(so);
       check(s);
@@ -227,7 +426,8 @@ class CreateWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env e = Env();
     try {
-      Napi::Object obj = Session::ctor.New({Napi::External<OrtSession>::New(e, session_)});
+      Napi::Object obj = Session::ctor.New({Napi::External<OrtSession>::New(e, session_), Napi::Boolean::New(e, o_.cudaGraph),
+                                            Napi::Number::New(e, o_.deviceId)});
       OrtSession* s = session_;
       session_ = nullptr;  // the object owns it now
       obj.Set("inputs", names(e, s, true));
@@ -264,19 +464,19 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   c.memArena = o.Get("memArena").ToBoolean();
   c.memPattern = o.Get("memPattern").ToBoolean();
   if (o.Has("profilePrefix") && o.Get("profilePrefix").IsString()) c.profilePrefix = o.Get("profilePrefix").As<Napi::String>();
+  c.cudaGraph = o.Has("cudaGraph") && o.Get("cudaGraph").ToBoolean();
+  if (o.Has("deviceId") && o.Get("deviceId").IsNumber()) c.deviceId = o.Get("deviceId").As<Napi::Number>().Int32Value();
+  c.freeDims = pairs(o, "freeDims");
+  if (c.cudaGraph) {
+    if (c.provider != "cuda") throw Napi::Error::New(e, "cudaGraph needs the cuda provider");
+    c.providerOptions.emplace_back("enable_cuda_graph", "1");
+  }
   std::vector<uint8_t> bytes(b.Data(), b.Data() + b.ByteLength());
   auto* w = new CreateWorker(e, std::move(bytes), std::move(c));
   Napi::Promise p = w->promise();
   w->Queue();
   return p;
 }
-
-struct Input {
-  std::string name;
-  ONNXTensorElementDataType type;
-  std::vector<int64_t> dims;
-  std::vector<uint8_t> data;
-};
 
 // session.run(inputs: {name, type, dims, data}[], outputNames) → Promise<{name, type, dims, data}[]>:
 // inputs copied in, onnxruntime runs on a worker, outputs (host memory) copied into new arrays.
@@ -292,6 +492,32 @@ class RunWorker : public Napi::AsyncWorker {
   }
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
+    try {
+      Graph* g = s_->graph_.get();
+      if (!g) {
+        std::shared_lock<std::shared_mutex> shared(capturing);
+        return plainRun(nullptr);
+      }
+      std::lock_guard<std::mutex> lk(g->m);
+      {
+        std::shared_lock<std::shared_mutex> shared(capturing);
+        if (!g->error.empty()) return plainRun(g->skip);
+        if (g->captured) return g->replay(s_->session_, in_, outNames_, outs_);
+        plainRun(g->skip);  // this call's result, and the output shapes to bind
+      }
+      std::unique_lock<std::shared_mutex> alone(capturing);
+      try {
+        g->bindAndCapture(s_->session_, in_, outNames_, outs_);
+      } catch (const std::exception& x) {
+        g->error = x.what();
+        g->release();
+      }
+    } catch (const std::exception& x) {
+      SetError(x.what());
+    }
+  }
+  // A run on host tensors (onnxruntime copies them to the device and the outputs back).
+  void plainRun(const OrtRunOptions* ro) {
     std::vector<OrtValue*> ins(in_.size(), nullptr);
     try {
       std::vector<const char*> inNames, outNames;
@@ -302,9 +528,10 @@ class RunWorker : public Napi::AsyncWorker {
       }
       for (const auto& n : outNames_) outNames.push_back(n.c_str());
       outs_.assign(outNames.size(), nullptr);
-      check(api->Run(s_->session_, nullptr, inNames.data(), ins.data(), ins.size(), outNames.data(), outNames.size(), outs_.data()));
-    } catch (const std::exception& x) {
-      SetError(x.what());
+      check(api->Run(s_->session_, ro, inNames.data(), ins.data(), ins.size(), outNames.data(), outNames.size(), outs_.data()));
+    } catch (...) {
+      for (OrtValue* v : ins) if (v) api->ReleaseValue(v);
+      throw;
     }
     for (OrtValue* v : ins) if (v) api->ReleaseValue(v);
   }

@@ -22,11 +22,18 @@ export interface CudaTuning {
    * or by what is asked (xpkg's default, for the same reason).
    */
   arenaExtend: 'power-of-two' | 'same-as-requested';
+  /**
+   * Sessions made for one input shape (shape-sessions.ts) run as a CUDA graph: fixed device buffers,
+   * one captured graph replayed per run instead of a launch per node (`enable_cuda_graph`; the
+   * binding's Graph). On the H200 the small models here spent most of a run launching nodes.
+   */
+  cudaGraph: boolean;
 }
 
 /**
  * The binding's CUDA settings: options first, then XPKG_ORT_CONV_SEARCH, XPKG_ORT_TF32 (0/1),
- * XPKG_ORT_CONV_MAX_WS (0/1), XPKG_ORT_ARENA (`power-of-two`), for side-by-side measurements on a GPU.
+ * XPKG_ORT_CONV_MAX_WS (0/1), XPKG_ORT_ARENA (`power-of-two`), XPKG_ORT_CUDA_GRAPH (0/1), for side-by-side
+ * measurements on a GPU.
  * TF32 stays on: the float32 recogniser took 52 ms a page without it on the H200, 20 ms with it,
  * the same text on the benchmark page.
  */
@@ -40,6 +47,7 @@ export function cudaTuning(o: Partial<CudaTuning> = {}, env: NodeJS.ProcessEnv =
     tf32: o.tf32 ?? flag(env.XPKG_ORT_TF32, true),
     convMaxWorkspace: o.convMaxWorkspace ?? flag(env.XPKG_ORT_CONV_MAX_WS, false),
     arenaExtend: o.arenaExtend ?? (env.XPKG_ORT_ARENA === 'power-of-two' ? 'power-of-two' : 'same-as-requested'),
+    cudaGraph: o.cudaGraph ?? flag(env.XPKG_ORT_CUDA_GRAPH, true),
   };
 }
 
@@ -49,9 +57,17 @@ const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } a
 export function capiOptions(
   create: OrtSessionOptions & { profileFilePrefix?: string; enableProfiling?: boolean },
   tuning: CudaTuning = cudaTuning({}, {}),
+  /** A session for this one input shape: its symbolic dimensions fixed, and a CUDA graph where tuning says so. */
+  shape?: { freeDims: [string, number][] },
 ): CapiCreateOptions {
   const cuda = create.executionProviders[0] === 'cuda';
   return {
+    ...(shape
+      ? {
+          freeDims: shape.freeDims.map(([k, v]) => [k, String(v)] as [string, string]),
+          ...(cuda && tuning.cudaGraph ? { cudaGraph: true, deviceId: 0 } : {}),
+        }
+      : {}),
     provider: cuda ? 'cuda' : 'cpu',
     providerOptions: cuda
       ? [

@@ -1,5 +1,8 @@
 /**
- * Whether every input of an ONNX model has a fixed shape, read from the graph's declared inputs.
+ * What xpkg reads of an ONNX model's graph before creating sessions: whether every input has a fixed
+ * shape (memory pattern), and which ops make output shapes depend on the data (CUDA graphs).
+ *
+ * Fixed inputs, read from the graph's declared inputs.
  *
  * Why: onnxruntime's memory pattern plans a run's allocations from the shapes of the run before;
  * it pays only when shapes repeat. With a dynamic dimension (a text line's width, a page's size)
@@ -12,7 +15,8 @@ import { decodeMessage, fieldsOf, lastOf, stringOf, sub } from './protobuf.js';
 /** onnx.proto: ModelProto.graph, GraphProto.input/initializer, ValueInfoProto.type, TypeProto… */
 const F = {
   model: { graph: 7 },
-  graph: { input: 11, initializer: 5 },
+  graph: { node: 1, input: 11, initializer: 5 },
+  node: { opType: 4 },
   valueInfo: { name: 1, type: 2 },
   type: { tensor: 1 },
   tensorType: { shape: 2 },
@@ -50,5 +54,29 @@ export function hasStaticInputs(model: Uint8Array): boolean {
   } catch {
     // unreadable here: onnxruntime will say why; plan as for dynamic shapes meanwhile
     return false;
+  }
+}
+
+/**
+ * Ops whose output shapes follow the values, not the shapes, of their inputs (and control flow):
+ * a CUDA graph replays the shapes of the run it captured, so a model holding any of them never
+ * runs as one (its capture may even succeed and its replays then be wrong).
+ */
+const DATA_SHAPED = new Set(['NonZero', 'Compress', 'NonMaxSuppression', 'Unique', 'If', 'Loop', 'Scan']);
+
+/** The data-shaped ops of the model's main graph (empty: its output shapes follow its input shapes); unreadable: ['?']. */
+export function dataShapedOps(model: Uint8Array): string[] {
+  try {
+    const graphField = lastOf(decodeMessage(model, 'ModelProto'), F.model.graph);
+    if (!graphField) return ['?'];
+    const found = new Set<string>();
+    for (const f of fieldsOf(sub(graphField, 'GraphProto'), F.graph.node)) {
+      const op = lastOf(sub(f, 'NodeProto'), F.node.opType);
+      const name = op ? stringOf(op) : '';
+      if (DATA_SHAPED.has(name)) found.add(name);
+    }
+    return [...found];
+  } catch {
+    return ['?'];
   }
 }

@@ -36,13 +36,13 @@ import type {
 import { type CudaTuning, capiOptions, cudaTuning } from './capi-options.js';
 import { filesFromMap, type PrivateFolder, writePrivateFolder } from './model-files.js';
 import { externalFiles } from './onnx-external.js';
-import { hasStaticInputs } from './onnx-inputs.js';
+import { dataShapedOps, hasStaticInputs } from './onnx-inputs.js';
 import { OrtModelCache } from './ort-cache.js';
 import { type ConvAlgoSearch, createCapiSession, loadCapi, type OrtSessionLike } from './ort-capi.js';
 import { profileFolder, readPlacement } from './ort-placement.js';
 import { checkTensor, fromOrtTensor } from './ort-tensor.js';
 import { probeModel } from './probe-model.js';
-import { ShapeSessions, shapeKey } from './shape-sessions.js';
+import { freeDimsOf, ShapeSessions, shapeKey } from './shape-sessions.js';
 
 export { checkTensor, fromOrtTensor } from './ort-tensor.js';
 
@@ -129,6 +129,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
   #profileDir: string | null;
   #session: OrtSessionLike | null;
   readonly #pool: ShapeSessions<OrtSessionLike>;
+  readonly #profiled: (s: OrtSessionLike) => boolean;
   readonly #ort: Ort;
   #folder: PrivateFolder | null;
   /** The model bytes onnxruntime reads in place (a cached ORT-format graph), kept until release. */
@@ -148,13 +149,23 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     readonly providerFallbacks: readonly ProviderFallback[] = [],
     /** Where the session's first run writes its profile (node placement), when it is profiled. */
     profileDir: string | null = null,
-    /** Sessions for further input shapes (shape-sessions.ts): how to make one, and the most to hold. */
-    perShape: { create: () => Promise<OrtSessionLike>; limit: number } | null = null,
+    /**
+     * Sessions for further input shapes (shape-sessions.ts): how to make one, the most to hold,
+     * whether the first session serves the first shape (not with CUDA graphs), and which session's
+     * first run writes the placement profile (default: the first session's).
+     */
+    perShape: {
+      create: (key: string) => Promise<OrtSessionLike>;
+      limit: number;
+      firstTakesShape?: boolean;
+      profiled?: (s: OrtSessionLike) => boolean;
+    } | null = null,
     /** Which binding made the sessions (CUDA: xpkg's C API binding, or the stock one and why). */
     readonly binding?: SessionBinding,
   ) {
     this.#profileDir = profileDir;
-    this.#pool = new ShapeSessions(session, perShape?.create ?? null, perShape?.limit ?? 1);
+    this.#pool = new ShapeSessions(session, perShape?.create ?? null, perShape?.limit ?? 1, perShape?.firstTakesShape);
+    this.#profiled = perShape?.profiled ?? ((s) => s === this.#pool.first);
     this.#folder = folder;
     this.#ort = ort;
     this.#session = session;
@@ -164,6 +175,19 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     this.inputShapes = session.inputMetadata.flatMap((m) =>
       m.isTensor ? [{ name: m.name, type: String(m.type), shape: [...(m.shape as (number | string)[])] }] : [],
     );
+  }
+
+  /**
+   * Sessions by CUDA graph state (xpkg's binding: `captured`, `pending`, `failed: <why>`); empty
+   * where no session was asked to run as a graph.
+   */
+  get graphs(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const s of this.#session ? this.#pool.all() : []) {
+      const state = (s as { graphState?: () => string }).graphState?.() ?? 'off';
+      if (state !== 'off') out[state] = (out[state] ?? 0) + 1;
+    }
+    return out;
   }
 
   /** Keeps `bytes` alive while the session is: it was created to read them in place. */
@@ -207,7 +231,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
       );
     }
     const dir = this.#profileDir;
-    if (dir && session === this.#pool.first) {
+    if (dir && this.#profiled(session)) {
       this.#profileDir = null;
       try {
         session.endProfiling();
@@ -433,6 +457,13 @@ export class OnnxruntimeBackend implements Backend {
     return { hints: [] };
   }
 
+  /** Whether sessions made per input shape run as CUDA graphs: CUDA through xpkg's binding, tuned so. */
+  #graphs(opts: OrtSessionOptions): boolean {
+    if (opts.executionProviders[0] !== 'cuda' || !this.#cuda.cudaGraph || this.#capi === 'never' || !this.#bindingDir)
+      return false;
+    return 'capi' in loadCapi(this.#bindingDir);
+  }
+
   /**
    * One session: through xpkg's C API binding where `capi` says so (CUDA with HEURISTIC search),
    * else, or when that binding is absent or fails, through the stock binding with the reason kept.
@@ -447,6 +478,8 @@ export class OnnxruntimeBackend implements Backend {
       optimizedModelFilePath?: string;
     },
     plain: OrtSessionOptions = create,
+    /** A session for one input shape (capiOptions: fixed dimensions, a CUDA graph where tuned so). */
+    shape?: { freeDims: [string, number][] },
   ): Promise<CreatedSession> {
     const cuda = create.executionProviders[0] === 'cuda';
     // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
@@ -460,7 +493,7 @@ export class OnnxruntimeBackend implements Backend {
       const c = loadCapi(this.#bindingDir);
       if ('capi' in c) {
         try {
-          const session = await createCapiSession(c.capi, bytes, capiOptions(create, this.#cuda));
+          const session = await createCapiSession(c.capi, bytes, capiOptions(create, this.#cuda, shape));
           const binding = {
             name: 'xpkg-ort-capi' as const,
             ...(cuda ? { ...this.#cuda } : {}),
@@ -544,9 +577,19 @@ export class OnnxruntimeBackend implements Backend {
           ? profileFolder()
           : null;
       const save = cache && !folder && opts.executionProviders.join() === 'cpu' ? cache.store.prepare(cache.key) : null;
+      const limit = options.shapeSessions ?? 1;
+      const shapeSessions =
+        !folder &&
+        limit > 1 &&
+        (this.#shapeSessions === 'always' ||
+          (this.#shapeSessions === 'accelerated' && opts.executionProviders[0] !== 'cpu'));
+      // CUDA graphs (xpkg's binding): every shape gets a session of its own, captured at that shape;
+      // the first session serves only shapes over the limit, so the first shape's session is profiled
+      const graphs = shapeSessions && this.#graphs(opts) && dataShapedOps(bytes).length === 0;
+      const profiling = profile ? { enableProfiling: true, profileFilePrefix: join(profile, 'p') } : {};
       const create = {
         ...opts,
-        ...(profile ? { enableProfiling: true, profileFilePrefix: join(profile, 'p') } : {}),
+        ...(graphs ? {} : profiling),
         ...(save ? { optimizedModelFilePath: save, extra: { session: { ...opts.extra.session, ...SAVE_ORT } } } : {}),
       };
       try {
@@ -561,14 +604,25 @@ export class OnnxruntimeBackend implements Backend {
             () => folder,
           ));
         // more sessions of the same verified bytes, one per input shape (a model with external data keeps one)
-        const limit = options.shapeSessions ?? 1;
-        const perShape =
-          !folder &&
-          limit > 1 &&
-          (this.#shapeSessions === 'always' ||
-            (this.#shapeSessions === 'accelerated' && opts.executionProviders[0] !== 'cpu'))
-            ? { create: async () => (await this.#create(ort, bytes, null, opts)).session, limit }
-            : null;
+        const shapes = session.inputMetadata.map((m) => (m.isTensor ? (m.shape as (number | string)[]) : undefined));
+        const profiled = new WeakSet<OrtSessionLike>();
+        let profileNext = graphs && profile;
+        const perShape = shapeSessions
+          ? {
+              create: async (key: string) => {
+                const withProfile = profileNext;
+                profileNext = false;
+                const shape = { freeDims: freeDimsOf(key, shapes) };
+                const made = (
+                  await this.#create(ort, bytes, null, withProfile ? { ...opts, ...profiling } : opts, opts, shape)
+                ).session;
+                if (withProfile) profiled.add(made);
+                return made;
+              },
+              limit,
+              ...(graphs ? { firstTakesShape: false, profiled: (s: OrtSessionLike) => profiled.has(s) } : {}),
+            }
+          : null;
         const loaded = new OrtModelSession(ort, session, variant.id, opts, kept, fallbacks, profile, perShape, binding);
         if (save && cache)
           loaded.optimizedCache = (await cache.store.commit(cache.key, save, opts.enableMemPattern))

@@ -52,13 +52,21 @@ export interface CapiCreateOptions {
   memPattern: boolean;
   config: [string, string][];
   profilePrefix?: string;
+  /** Run as a CUDA graph over fixed device buffers (one input shape; session.cc's Graph). */
+  cudaGraph?: boolean;
+  deviceId?: number;
+  /** Symbolic input dimensions fixed to these sizes (onnxruntime's free dimension overrides). */
+  freeDims?: [string, string][];
 }
+/** A graph session's state: `off`, `pending` (not run yet), `captured`, or `failed: <why>` (it runs without). */
+export type GraphState = string;
 interface NativeSession {
   readonly inputs: NativeMeta[];
   readonly outputs: NativeMeta[];
   run(inputs: NativeTensor[], outputNames: string[]): Promise<NativeOutput[]>;
   release(): void;
   endProfiling(): string;
+  graphState(): GraphState;
 }
 interface NativeCapi {
   /** Loads onnxruntime at this path (the process's copy), returns its version. */
@@ -182,6 +190,11 @@ export class CapiSession implements OrtSessionLike {
 
   endProfiling(): void {
     this.#s.endProfiling();
+  }
+
+  /** Whether the session runs as a CUDA graph (its state; `off` unless it was asked for). */
+  graphState(): GraphState {
+    return this.#s.graphState();
   }
 
   async release(): Promise<void> {

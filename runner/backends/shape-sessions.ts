@@ -20,9 +20,14 @@ export class ShapeSessions<S extends Releasable> {
 
   constructor(
     readonly first: S,
-    /** Makes another session like the first (null: one session only). */
-    readonly create: (() => Promise<S>) | null,
+    /** Makes another session like the first, for inputs of shape `key` (null: one session only). */
+    readonly create: ((key: string) => Promise<S>) | null,
     readonly limit: number,
+    /**
+     * The first session also serves the first shape seen (default). False where sessions made for
+     * one shape differ from the first (CUDA graphs): then the first serves only shapes over the limit.
+     */
+    readonly firstTakesShape = true,
   ) {}
 
   /** Sessions held now (the first included). */
@@ -33,17 +38,24 @@ export class ShapeSessions<S extends Releasable> {
   /** The session for inputs of shape `key`. */
   pick(key: string): S | Promise<S> {
     if (!this.create || this.limit <= 1) return this.first;
-    this.#firstKey ??= key;
-    if (key === this.#firstKey) return this.first;
+    if (this.firstTakesShape) {
+      this.#firstKey ??= key;
+      if (key === this.#firstKey) return this.first;
+    }
     const known = this.#byShape.get(key);
     if (known) return known;
     if (1 + this.#byShape.size >= this.limit) return this.first;
-    const made = this.create().then(
+    const made = this.create(key).then(
       (s) => (this.#made.push(s), s),
       () => this.first,
     );
     this.#byShape.set(key, made);
     return made;
+  }
+
+  /** Every session held now, the first one first. */
+  all(): S[] {
+    return [this.first, ...this.#made];
   }
 
   /** Releases every session but the first (its owner releases that one). */
@@ -58,3 +70,23 @@ export class ShapeSessions<S extends Releasable> {
 /** The key of a run's input shapes, in input order. */
 export const shapeKey = (names: readonly string[], dims: (name: string) => readonly number[]) =>
   names.map((n) => dims(n).join('x')).join(';');
+
+/**
+ * The sizes a shape key gives the inputs' symbolic dimensions (a symbol met with two sizes is left
+ * out): a session made for that one shape fixes them, so onnxruntime folds the shape arithmetic.
+ */
+export function freeDimsOf(
+  key: string,
+  shapes: readonly (readonly (number | string)[] | undefined)[],
+): [string, number][] {
+  const dims = key.split(';').map((d) => (d === '' ? [] : d.split('x').map(Number)));
+  const seen = new Map<string, number | null>();
+  shapes.forEach((shape, i) =>
+    shape?.forEach((s, j) => {
+      if (typeof s !== 'string' || dims[i]?.[j] === undefined) return;
+      const v = dims[i][j];
+      seen.set(s, seen.has(s) && seen.get(s) !== v ? null : v);
+    }),
+  );
+  return [...seen].filter((e): e is [string, number] => e[1] !== null);
+}

@@ -1,0 +1,153 @@
+/**
+ * What decides whether a model's sessions run as CUDA graphs, tested without a GPU: which models
+ * have data-shaped ops (never graphs), the symbolic dimensions a per-shape session fixes, the
+ * session pool when the first session takes no shape, the options handed to xpkg's binding, and the
+ * binding's fixed dimensions and its refusal of a graph on the CPU provider. The graphs themselves
+ * run on the GPU machine (bench/gpu/node-profile.ts, the GPU suite).
+ */
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { PackageReader } from '../pack/reader.js';
+import { capiOptions, cudaTuning } from '../runner/backends/capi-options.js';
+import { dataShapedOps } from '../runner/backends/onnx-inputs.js';
+import { ortSessionOptions } from '../runner/backends/onnxruntime.js';
+import { CAPI_BUILT, createCapiSession, loadCapi } from '../runner/backends/ort-capi.js';
+import { freeDimsOf, ShapeSessions } from '../runner/backends/shape-sessions.js';
+import { ortBinding } from '../runner/gpu-install.js';
+
+async function modelOf(pkg: string, file: string): Promise<Uint8Array> {
+  const r = await PackageReader.open(pkg);
+  try {
+    return await r.readVerified(file);
+  } finally {
+    await r.close();
+  }
+}
+
+const variant = (p: string) =>
+  ({
+    id: 'm',
+    runtime: 'onnxruntime',
+    precision: 'fp32',
+    files: ['m'],
+    requires: { executionProviders: [p] },
+  }) as never;
+
+describe('data-shaped ops', () => {
+  it('finds the ops whose output shapes follow values in the shipped GPU models, and none where shapes are fixed', async () => {
+    const ocr = 'fixtures/dist/paddleocr-v4.xpkg';
+    expect(dataShapedOps(await modelOf(ocr, 'models/det/det-gpu-fp32.onnx'))).toEqual(['Compress']);
+    expect(dataShapedOps(await modelOf(ocr, 'models/cls/cls-gpu-fp32.onnx'))).toEqual([]);
+    expect(dataShapedOps(await modelOf(ocr, 'models/rec/rec-gpu-fp32.onnx'))).toEqual([]);
+    // the detector's GPU model returns its best rows (fixed shape), not NonMaxSuppression's
+    expect(dataShapedOps(await modelOf('fixtures/dist/detector.xpkg', 'model-cuda-fp16.onnx'))).toEqual([]);
+  });
+
+  it('an unreadable model counts as data-shaped', () => {
+    expect(dataShapedOps(new Uint8Array([0xff, 0xff, 0xff]))).toEqual(['?']);
+    expect(dataShapedOps(new Uint8Array(0))).toEqual(['?']);
+  });
+});
+
+describe('fixed dimensions of a per-shape session', () => {
+  it('gives each symbol its size in the key; a symbol met with two sizes, and numbered dims, are left out', () => {
+    expect(freeDimsOf('8x48x320x3', [['N', 48, 'W', 3]])).toEqual([
+      ['N', 8],
+      ['W', 320],
+    ]);
+    expect(
+      freeDimsOf('2x5;2x7', [
+        ['B', 'S'],
+        ['B', -1],
+      ]),
+    ).toEqual([
+      ['B', 2],
+      ['S', 5],
+    ]);
+    expect(
+      freeDimsOf('2x5;3x5', [
+        ['B', 5],
+        ['B', 5],
+      ]),
+    ).toEqual([]);
+    expect(freeDimsOf('4', [undefined])).toEqual([]);
+  });
+});
+
+describe('ShapeSessions without a shape for the first session', () => {
+  it('makes a session for every shape, the first one serving only shapes over the limit', async () => {
+    const made: string[] = [];
+    const pool = new ShapeSessions(
+      { id: 'first', release: async () => {} },
+      async (key) => (made.push(key), { id: key, release: async () => {} }),
+      3,
+      false,
+    );
+    expect((await pool.pick('a')).id).toBe('a');
+    expect((await pool.pick('b')).id).toBe('b');
+    expect((await pool.pick('a')).id).toBe('a');
+    expect((await pool.pick('c')).id).toBe('first');
+    expect(made).toEqual(['a', 'b']);
+    expect(pool.all().map((s) => s.id)).toEqual(['first', 'a', 'b']);
+  });
+});
+
+describe('the options of a per-shape session', () => {
+  const cuda = ortSessionOptions(variant('cuda'), {}, ['cuda', 'cpu']);
+  it('CUDA: fixed dimensions and a graph on its device; off through XPKG_ORT_CUDA_GRAPH=0 or the tuning', () => {
+    const shape = { freeDims: [['N', 8] as [string, number]] };
+    expect(capiOptions(cuda, cudaTuning({}, {}), shape)).toMatchObject({
+      freeDims: [['N', '8']],
+      cudaGraph: true,
+      deviceId: 0,
+    });
+    const off = capiOptions(cuda, cudaTuning({}, { XPKG_ORT_CUDA_GRAPH: '0' }), shape);
+    expect(off.freeDims).toEqual([['N', '8']]);
+    expect(off.cudaGraph).toBeUndefined();
+    expect(capiOptions(cuda, cudaTuning({ cudaGraph: false }, {}), shape).cudaGraph).toBeUndefined();
+    // a session made for no one shape (the first) never runs as a graph
+    expect(capiOptions(cuda, cudaTuning({}, {})).cudaGraph).toBeUndefined();
+  });
+
+  it('CPU: fixed dimensions only', () => {
+    const cpu = ortSessionOptions(variant('cpu'), {}, ['cpu']);
+    const o = capiOptions(cpu, cudaTuning({}, {}), { freeDims: [['W', 320]] });
+    expect(o.freeDims).toEqual([['W', '320']]);
+    expect(o.cudaGraph).toBeUndefined();
+  });
+});
+
+describe.skipIf(!existsSync(CAPI_BUILT))('the binding: fixed dimensions, and graphs only on CUDA', () => {
+  it('a recogniser session with its dimensions fixed gives the same outputs; a graph on the CPU provider is refused', async () => {
+    const c = loadCapi(ortBinding().dir);
+    if (!('capi' in c)) throw new Error(c.reason);
+    const bytes = await modelOf('fixtures/dist/paddleocr-v4.xpkg', 'models/rec/rec-gpu-fp32.onnx');
+    const cpu = ortSessionOptions(variant('cpu'), { threads: 1 }, ['cpu']);
+    const plain = await createCapiSession(c.capi, bytes, capiOptions(cpu));
+    const shapes = plain.inputMetadata.map((m) => m.shape as (number | string)[]);
+    const dims = [2, 48, 160, 3];
+    const freeDims = freeDimsOf(dims.join('x'), shapes);
+    expect(freeDims.length).toBeGreaterThan(0);
+    const fixed = await createCapiSession(c.capi, bytes, capiOptions(cpu, cudaTuning({}, {}), { freeDims }));
+    try {
+      const data = new Uint8Array(dims.reduce((a, b) => a * b, 1));
+      for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+      const feed = { [plain.inputNames[0]]: { type: 'uint8', dims, data } };
+      const [a, b] = await Promise.all([plain.run(feed), fixed.run(feed)]);
+      expect(b).toEqual(a);
+      expect(fixed.graphState()).toBe('off');
+      // the fixed session refuses another width: its dimensions are fixed
+      await expect(
+        fixed.run({
+          [plain.inputNames[0]]: { type: 'uint8', dims: [2, 48, 192, 3], data: new Uint8Array(2 * 48 * 192 * 3) },
+        }),
+      ).rejects.toThrow();
+      await expect(createCapiSession(c.capi, bytes, { ...capiOptions(cpu), cudaGraph: true })).rejects.toThrow(
+        /cudaGraph needs the cuda provider/,
+      );
+    } finally {
+      await plain.release();
+      await fixed.release();
+    }
+  });
+});
