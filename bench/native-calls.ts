@@ -191,7 +191,7 @@ function start(env: NodeJS.ProcessEnv): Child {
 
 async function main(): Promise<void> {
   const envOf = (path?: string) => {
-    const e = { ...process.env, XPKG_NATIVE: 'native' };
+    const e: NodeJS.ProcessEnv = { ...process.env, XPKG_NATIVE: 'native' };
     if (path) e.XPKG_NATIVE_PATH = path;
     else delete e.XPKG_NATIVE_PATH;
     return e;
