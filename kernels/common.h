@@ -6,15 +6,22 @@
 // bypassed TypeScript.
 #pragma once
 
-#include <cmath>
-#include <cstdint>
+#include <algorithm>
+#include <atomic>
 #include <climits>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <exception>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #if defined(__F16C__)
@@ -42,10 +49,129 @@ inline int hardwareThreads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
+namespace detail {
+
+// One parallelFor call: its chunks, handed out by an atomic counter to the caller and to pool
+// threads alike. Shared (shared_ptr) so a pool thread may still touch it after the caller returned.
+struct ForJob {
+  void (*call)(void* ctx, int64_t begin, int64_t end) = nullptr;
+  void* ctx = nullptr;  // the caller's fn: only called for claimed chunks, all done before it returns
+  int64_t n = 0, chunks = 0;
+  std::atomic<int64_t> next{0};  // next chunk to claim
+  std::atomic<int64_t> left{0};  // chunks not finished
+  std::mutex m;
+  std::condition_variable cv;
+  std::exception_ptr error;  // of the lowest-numbered chunk that threw, as the thread-per-chunk loop kept
+  int64_t errorChunk = INT64_MAX;
+
+  // Runs chunks until none is left to claim. Chunk bounds are the thread-per-chunk loop's.
+  void work() {
+    for (;;) {
+      const int64_t c = next.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks) return;
+      try {
+        call(ctx, n * c / chunks, n * (c + 1) / chunks);
+      } catch (...) {
+        std::lock_guard<std::mutex> l(m);
+        if (c < errorChunk) {
+          errorChunk = c;
+          error = std::current_exception();
+        }
+      }
+      if (left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> l(m);
+        cv.notify_all();
+      }
+    }
+  }
+  bool exhausted() const { return next.load(std::memory_order_relaxed) >= chunks; }
+  // Waits for the chunks other threads claimed (they are running, so this never waits on itself).
+  void wait() {
+    std::unique_lock<std::mutex> l(m);
+    cv.wait(l, [&] { return left.load(std::memory_order_acquire) == 0; });
+    // Moved out, so a pool thread dropping the job last never touches the exception being handled.
+    std::exception_ptr e = std::move(error);
+    error = nullptr;
+    l.unlock();
+    if (e) std::rethrow_exception(e);
+  }
+};
+
+// Worker threads shared by every parallelFor in the process, created on first need and grown up to
+// the most helpers one call asked for (at most hardware threads - 1, and 63). Never destroyed: the
+// threads are detached and simply vanish with the process, so exit joins nothing. A caller runs its
+// own job's chunks too, and waits only for chunks a running thread claimed, so jobs from several
+// threads at once (libuv workers, nested calls) complete even when every pool thread is busy.
+class ThreadPool {
+ public:
+  static ThreadPool& get() {
+    static ThreadPool* pool = new ThreadPool();  // leaked on purpose: no destructor at exit
+    return *pool;
+  }
+  void run(const std::shared_ptr<ForJob>& job, int helpers) {
+    int workers;
+    {
+      std::lock_guard<std::mutex> l(m_);
+      const int want = std::min(helpers, cap_);
+      while (workers_ < want) {
+        try {
+          std::thread([this] { loop(); }).detach();
+          workers_++;
+        } catch (...) {
+          cap_ = workers_;  // no more threads to be had: run with those there are
+          break;
+        }
+      }
+      workers = workers_;
+      if (workers > 0) queue_.push_back(job);
+    }
+    if (helpers >= workers)
+      cv_.notify_all();
+    else
+      for (int i = 0; i < helpers; i++) cv_.notify_one();
+    job->work();
+    {
+      std::lock_guard<std::mutex> l(m_);
+      for (auto it = queue_.begin(); it != queue_.end(); ++it)
+        if (*it == job) {
+          queue_.erase(it);
+          break;
+        }
+    }
+    job->wait();
+  }
+
+ private:
+  ThreadPool() : cap_(std::max(1, std::min(63, hardwareThreads() - 1))) {}
+  void loop() {
+    std::unique_lock<std::mutex> l(m_);
+    for (;;) {
+      cv_.wait(l, [&] { return !queue_.empty(); });
+      std::shared_ptr<ForJob> job = queue_.front();
+      if (job->exhausted()) {
+        queue_.pop_front();
+        continue;
+      }
+      l.unlock();
+      job->work();
+      job.reset();
+      l.lock();
+    }
+  }
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<ForJob>> queue_;
+  int workers_ = 0;
+  int cap_;
+};
+
+}  // namespace detail
+
 // Runs fn(begin, end) over [0, n) in at most `threads` contiguous chunks. Chunk bounds depend only on
 // n, threads and minPerChunk, never on scheduling, and every kernel writes disjoint outputs per
-// index, so results are identical for any thread count. The caller's thread runs the first chunk;
-// an exception in any chunk is rethrown here after all chunks finish.
+// index, so results are identical for any thread count. The chunks go to the calling thread and the
+// process's persistent pool (detail::ThreadPool: no thread is created or joined per call); an
+// exception in any chunk is rethrown here after all chunks finish (the lowest-numbered chunk's).
 template <class F>
 void parallelFor(int64_t n, int threads, int64_t minPerChunk, F&& fn) {
   if (n <= 0) return;
@@ -57,27 +183,14 @@ void parallelFor(int64_t n, int threads, int64_t minPerChunk, F&& fn) {
     fn(int64_t(0), n);
     return;
   }
-  std::vector<std::thread> pool;
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(chunks));
-  pool.reserve(static_cast<size_t>(chunks - 1));
-  auto bound = [&](int64_t c) { return n * c / chunks; };
-  for (int64_t c = 1; c < chunks; c++) {
-    pool.emplace_back([&, c] {
-      try {
-        fn(bound(c), bound(c + 1));
-      } catch (...) {
-        errors[static_cast<size_t>(c)] = std::current_exception();
-      }
-    });
-  }
-  try {
-    fn(bound(0), bound(1));
-  } catch (...) {
-    errors[0] = std::current_exception();
-  }
-  for (auto& t : pool) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  using Fn = std::remove_reference_t<F>;
+  auto job = std::make_shared<detail::ForJob>();
+  job->call = [](void* ctx, int64_t a, int64_t b) { (*static_cast<Fn*>(ctx))(a, b); };
+  job->ctx = const_cast<void*>(static_cast<const void*>(std::addressof(fn)));
+  job->n = n;
+  job->chunks = chunks;
+  job->left.store(chunks, std::memory_order_relaxed);
+  detail::ThreadPool::get().run(job, static_cast<int>(chunks - 1));
 }
 
 // float -> IEEE half bits, bit for bit native/portable/f16.ts (the one definition): round to

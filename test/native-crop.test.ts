@@ -3,6 +3,7 @@
  * solves each homography from its four corner pairs by Gaussian elimination, and native vs
  * portable (|Δ| ≤ 2e-5 on normalised values).
  */
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { type CropOptions, cropBatchSync, type ImageInput } from '../native/index.js';
 import { halfMaxDiff, maxAbsDiff, nativeExpected, onBoth, onPortable, randomBytes, rng } from './native-helpers.js';
@@ -246,4 +247,64 @@ describe('cropBatch u8 (pixels for a model that normalises itself)', () => {
       cropBatchSync(img, quads.slice(0, 8), { ...o, dtype: 'u8', out: new Float32Array(out.length) }),
     ).toThrow();
   });
+});
+
+/**
+ * The kernel's bytes pinned: sha256 of native outputs recorded from the plain per-sample loop (one
+ * homography division a coordinate) before the affine path and the hoisting, so any change of
+ * arithmetic in kernels/crop.cc shows here. Affine quads (upright and rotated rectangles with exact
+ * corners: h[6] = h[7] = 0) take the division-free path; perspective ones the general one. Portable stays within its usual distance.
+ */
+describe.skipIf(!nativeExpected)('cropBatch bytes: affine and perspective quads', () => {
+  const img: ImageInput = {
+    data: randomBytes((331 * 3 + 5) * 173, 21),
+    width: 331,
+    height: 173,
+    format: 'rgb',
+    stride: 331 * 3 + 5,
+  };
+  const affine = [
+    [10, 10, 200, 10, 200, 40, 10, 40], // upright
+    [0.5, 60.25, 330.75, 60.25, 330.75, 70.5, 0.5, 70.5], // upright, fractional, shrunk
+    [20, 30, 220, 50, 217, 80, 17, 60], // rotated rectangle, sides (200, 20) and (-3, 30): exact corners
+    [60, 120, 160, 105, 166, 145, 66, 160], // the other way, sides (100, -15) and (6, 40)
+    [-20, -5, 400, -5, 400, 200, -20, 200], // beyond the image: edge replication
+  ].flat();
+  const perspective = [
+    [12, 20, 250, 14, 244, 60, 18, 52],
+    [40, 90, 300, 100, 290, 160, 30, 140],
+    [100, 5, 180, 5, 200, 30, 90, 30],
+    // a rectangle rotated by cos/sin: corners off by rounding, so h[6], h[7] ~1e-18 (the general path)
+    [41.3189, 77.3353, 260.7801, 92.7293, 258.6811, 122.6647, 39.2199, 107.2707],
+  ].flat();
+  const sha = (a: ArrayBufferView) =>
+    createHash('sha256')
+      .update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))
+      .digest('hex')
+      .slice(0, 16);
+  const shapes: [string, CropOptions][] = [
+    ['u8 nhwc', { height: 48, maxWidth: 640, scale: 1, dtype: 'u8', layout: 'nhwc', threads: 2 }],
+    ['f32 nchw', { height: 32, maxWidth: 640, mean: 0.5, std: 0.5, threads: 3 }],
+    ['f16 nhwc bgr', { height: 24, maxWidth: 640, dtype: 'f16', layout: 'nhwc', channelOrder: 'bgr', threads: 2 }],
+  ];
+  const golden: Record<string, string> = {
+    'affine u8 nhwc': 'e38b2b5e274aa9a3',
+    'affine f32 nchw': 'cc07bd0b210aac35',
+    'affine f16 nhwc bgr': '969e0a1b53c0e5d4',
+    'perspective u8 nhwc': '581879a8da27344f',
+    'perspective f32 nchw': '17d67a1991ab67bc',
+    'perspective f16 nhwc bgr': '8004dc33cb69735a',
+  };
+  for (const [kind, quads] of [
+    ['affine', affine],
+    ['perspective', perspective],
+  ] as const)
+    it.each(shapes)(`${kind}: %s`, (name, o) => {
+      const r = onBoth(() => cropBatchSync(img, quads, o));
+      expect(sha(r.native.data)).toBe(golden[`${kind} ${name}`]);
+      expect(r.native.widths).toEqual(r.portable.widths);
+      if (o.dtype === 'u8') expect(maxAbsDiff(r.native.data, r.portable.data)).toBeLessThanOrEqual(1);
+      else if (o.dtype === 'f16') expect(halfMaxDiff(r.native.data, r.portable.data)).toBeLessThanOrEqual(2 ** -10);
+      else expect(maxAbsDiff(r.native.data, r.portable.data)).toBeLessThan(2e-5);
+    });
 });

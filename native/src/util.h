@@ -12,14 +12,21 @@
 // go to job-owned scratch copied into the caller's arrays on the JS thread at completion, after
 // checking they are still attached and large enough. Sync calls read and write in place (no JS
 // runs meanwhile). Outputs of known size are typed arrays the caller allocated; data-dependent
-// outputs are built in result() on the JS thread.
+// outputs are built in result() on the JS thread. Those copies and scratch live in blocks from a
+// process-wide pool (Block), so a call does not pay fresh pages (faults, mmap/munmap) for them, and
+// an image copies only the bytes of its rows (a window of a larger image: not the whole stride).
 #pragma once
 
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
+#include <mutex>
+#include <new>
 #include <string>
+#include <vector>
 
 #include "common.h"
 
@@ -38,15 +45,83 @@ inline Napi::Error codedError(Napi::Env env, const std::string& message, const c
 
 inline bool detached(const Napi::TypedArray& ta) { return ta.ArrayBuffer().IsDetached(); }
 
+// Reusable memory for async copies and scratch: power-of-two size classes (64 B up), grow-only free
+// lists, at most kRetain bytes kept (a block beyond that is freed), thread-safe. Leaked on purpose
+// (never destroyed): a Block released during exit must not find it gone.
+class BlockPool {
+ public:
+  static BlockPool& get() {
+    static BlockPool* pool = new BlockPool();
+    return *pool;
+  }
+  static int sizeClass(size_t bytes) {
+    int c = 6;
+    while (c < 62 && (size_t{1} << c) < bytes) c++;
+    return c;
+  }
+  uint8_t* take(int c) {
+    {
+      std::lock_guard<std::mutex> l(m_);
+      std::vector<uint8_t*>& f = free_[c];
+      if (!f.empty()) {
+        uint8_t* p = f.back();
+        f.pop_back();
+        retained_ -= size_t{1} << c;
+        return p;
+      }
+    }
+    void* p = std::malloc(size_t{1} << c);
+    if (!p) throw std::bad_alloc();
+    return static_cast<uint8_t*>(p);
+  }
+  void give(uint8_t* p, int c) {
+    {
+      std::lock_guard<std::mutex> l(m_);
+      if (retained_ + (size_t{1} << c) <= kRetain) {
+        try {
+          free_[c].push_back(p);
+          retained_ += size_t{1} << c;
+          return;
+        } catch (...) {
+        }
+      }
+    }
+    std::free(p);
+  }
+
+ private:
+  static constexpr size_t kRetain = size_t{64} << 20;
+  std::mutex m_;
+  std::vector<uint8_t*> free_[63];
+  size_t retained_ = 0;
+};
+
+// At least `bytes` bytes (uninitialised) from BlockPool, given back when destroyed.
+class Block {
+ public:
+  explicit Block(size_t bytes) : class_(BlockPool::sizeClass(bytes)), data_(BlockPool::get().take(class_)) {}
+  Block(Block&& b) noexcept : class_(b.class_), data_(b.data_) { b.data_ = nullptr; }
+  Block& operator=(Block&&) = delete;
+  Block(const Block&) = delete;
+  ~Block() {
+    if (data_) BlockPool::get().give(data_, class_);
+  }
+  uint8_t* get() const { return data_; }
+
+ private:
+  int class_;
+  uint8_t* data_;
+};
+
 // The buffers of one call: async copies of inputs, and output scratch with where it goes.
 struct Io {
   bool async = false;
-  std::vector<std::unique_ptr<uint8_t[]>> copies;
+  std::vector<Block> copies;
   struct Out {
     const char* key;
     Napi::Reference<Napi::TypedArray> target;
     size_t begin, count, elem;  // elements [begin, begin + count) of target, elem bytes each
-    std::unique_ptr<uint8_t[]> scratch;
+    Block scratch;
   };
   std::vector<Out> outs;
   // JS thread, after the job ran: copies scratch into the caller's arrays, or returns the key of
@@ -63,6 +138,27 @@ struct Io {
     return nullptr;
   }
 };
+
+// The async input copy, on the JS thread: a large one (an image: megabytes) in parallel on the
+// kernels' thread pool (a core copies ~10 GB/s; several copy faster), a small one as one memcpy.
+// rows of rowBytes, srcStride apart in src, packed in dst.
+inline void copyIn(uint8_t* dst, const uint8_t* src, int64_t rows, int64_t rowBytes, int64_t srcStride) {
+  const int64_t total = rows * rowBytes;
+  if (srcStride == rowBytes) {
+    // contiguous: 256 KiB pieces
+    constexpr int64_t kPiece = int64_t{1} << 18;
+    const int threads = total >= (int64_t{2} << 20) ? std::min(4, xk::hardwareThreads()) : 1;
+    xk::parallelFor((total + kPiece - 1) / kPiece, threads, 2, [&](int64_t a, int64_t b) {
+      const int64_t end = std::min(total, b * kPiece);
+      std::memcpy(dst + a * kPiece, src + a * kPiece, static_cast<size_t>(end - a * kPiece));
+    });
+    return;
+  }
+  const int threads = total >= (int64_t{2} << 20) ? std::min(4, xk::hardwareThreads()) : 1;
+  xk::parallelFor(rows, threads, std::max<int64_t>(1, (int64_t{1} << 19) / rowBytes), [&](int64_t a, int64_t b) {
+    for (int64_t y = a; y < b; y++) std::memcpy(dst + y * rowBytes, src + y * srcStride, static_cast<size_t>(rowBytes));
+  });
+}
 
 class Opts {
  public:
@@ -114,9 +210,28 @@ class Opts {
     *length = ta.ElementLength();
     const T* p = reinterpret_cast<const T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
     if (!io_.async || *length == 0) return p;
-    io_.copies.emplace_back(new uint8_t[*length * sizeof(T)]);
-    std::memcpy(io_.copies.back().get(), p, *length * sizeof(T));
+    io_.copies.emplace_back(*length * sizeof(T));
+    copyIn(io_.copies.back().get(), reinterpret_cast<const uint8_t*>(p), 1, static_cast<int64_t>(*length * sizeof(T)), static_cast<int64_t>(*length * sizeof(T)));
     return reinterpret_cast<const T*>(io_.copies.back().get());
+  }
+  // An input typed array in place, even for an async call (the caller copies what it needs: rows).
+  template <class T>
+  const T* view(const char* key, napi_typedarray_type type, size_t* length) const {
+    Napi::TypedArray ta = typedArray(key, obj_.Get(key), type);
+    *length = ta.ElementLength();
+    return reinterpret_cast<const T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  }
+  // Image rows at p (height rows of rowBytes every *stride bytes, checked by the caller): as they
+  // are (sync), or (async) a job-owned copy of just those bytes with the rows packed (*stride becomes
+  // rowBytes; the kernels address rows only through the stride), so a window of a larger image
+  // copies the window, not every byte between its first and last pixel.
+  const uint8_t* rows(const uint8_t* p, int height, int64_t rowBytes, int64_t* stride) const {
+    if (!io_.async) return p;
+    io_.copies.emplace_back(static_cast<size_t>(xk::mulSize(height, rowBytes)));
+    uint8_t* q = io_.copies.back().get();
+    copyIn(q, p, height, rowBytes, *stride);
+    *stride = rowBytes;
+    return q;
   }
   // Element count of an output typed array (checked: type, attached).
   size_t outLength(const char* key, napi_typedarray_type type) const { return typedArray(key, obj_.Get(key), type).ElementLength(); }
@@ -129,7 +244,7 @@ class Opts {
       throw xk::KernelError(std::string("output '") + key + "' is too small");
     if (!io_.async) return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset()) + begin;
     io_.outs.push_back({key, Napi::Persistent(ta), static_cast<size_t>(begin), static_cast<size_t>(count), sizeof(T),
-                        std::unique_ptr<uint8_t[]>(new uint8_t[static_cast<size_t>(count) * sizeof(T) + 1])});
+                        Block(static_cast<size_t>(count) * sizeof(T) + 1)});
     return reinterpret_cast<T*>(io_.outs.back().scratch.get());
   }
   bool isType(const char* key, napi_typedarray_type type) const {
@@ -251,11 +366,13 @@ inline xk::ImageView readImage(const Opts& o) {
   im.stride = o.integer("stride", 0, kMaxSafe);
   if (static_cast<int64_t>(im.width) * im.channels > INT32_MAX) throw xk::KernelError("image rows must be under 2 GiB");
   size_t len = 0;
-  im.data = o.in<uint8_t>("data", napi_uint8_array, &len);
+  im.data = o.view<uint8_t>("data", napi_uint8_array, &len);
   xk::checkImage(im);
-  const int64_t need = xk::addSize(xk::mulSize(im.height - 1, im.stride), static_cast<int64_t>(im.width) * im.channels);
+  const int64_t row = static_cast<int64_t>(im.width) * im.channels;
+  const int64_t need = xk::addSize(xk::mulSize(im.height - 1, im.stride), row);
   if (static_cast<uint64_t>(need) > len) throw xk::KernelError("image data is shorter than height * stride");
   if (!im.data) throw xk::KernelError("image data is null");
+  im.data = o.rows(im.data, im.height, row, &im.stride);
   return im;
 }
 
