@@ -95,7 +95,7 @@ describe('ShapeSessions without a shape for the first session', () => {
 describe('the options of a per-shape session', () => {
   const cuda = ortSessionOptions(variant('cuda'), {}, ['cuda', 'cpu']);
   it('CUDA: fixed dimensions and a graph on its device; off through XPKG_ORT_CUDA_GRAPH=0 or the tuning', () => {
-    const shape = { freeDims: [['N', 8] as [string, number]] };
+    const shape = { freeDims: [['N', 8] as [string, number]], graph: true };
     expect(capiOptions(cuda, cudaTuning({}, {}), shape)).toMatchObject({
       freeDims: [['N', '8']],
       cudaGraph: true,
@@ -105,8 +105,12 @@ describe('the options of a per-shape session', () => {
     expect(off.freeDims).toEqual([['N', '8']]);
     expect(off.cudaGraph).toBeUndefined();
     expect(capiOptions(cuda, cudaTuning({ cudaGraph: false }, {}), shape).cudaGraph).toBeUndefined();
-    // a session made for no one shape (the first) never runs as a graph
+    // a session made for no one shape (the first) never runs as a graph, nor one of a model the
+    // backend keeps off graphs (data-shaped ops): its dimensions are still fixed
     expect(capiOptions(cuda, cudaTuning({}, {})).cudaGraph).toBeUndefined();
+    const noGraph = capiOptions(cuda, cudaTuning({}, {}), { freeDims: [['N', 8]], graph: false });
+    expect(noGraph.cudaGraph).toBeUndefined();
+    expect(noGraph.freeDims).toEqual([['N', '8']]);
   });
 
   it('CPU: fixed dimensions only', () => {

@@ -4,8 +4,8 @@
 #   bash .gpu/pN/dev.sh setup     after the last part: check, unpack to /tmp/gpu/app, put the CUDA provider in place
 #   bash /tmp/gpu/dev.sh suite    the GPU suite       (writes suite.json, suite.err under $OUT)
 #   bash /tmp/gpu/dev.sh bench    cuDNN search options and modes, the GPU variants' host pre-processing (preprocess-u8.txt), then the side-by-side benchmarks and the OCR steps (conv-search.json, bench.json, bench.txt, steps.txt under $OUT)
-#   bash /tmp/gpu/dev.sh quick    node-profile (the models' time by op, plain and as CUDA graphs), detector and OCR side by side
-#                                 (CUDA graphs on and off, 16 libuv threads), OCR steps (no cold starts)
+#   bash /tmp/gpu/dev.sh quick    detector and OCR side by side with CUDA graphs on and off, OCR steps (no cold starts);
+#                                 PROFILE=1 first runs node-profile (the models' time by op, plain and as CUDA graphs)
 #   bash /tmp/gpu/dev.sh cold     the cold starts of side-by-side alone
 #   bash /tmp/gpu/dev.sh profile  the detector's GPU runs under V8's profiler ($OUT/prof/*.cpuprofile, profile.txt)
 #   bash /tmp/gpu/dev.sh webgpu   with .gpu/gl/*.deb carried (Debian amd64 libvulkan1 libegl1 libglvnd0 libopengl0 libgl1
@@ -53,12 +53,10 @@ case "${1:?receive|setup|suite|bench|quick|cold|profile|webgpu}" in
   quick)
     # the models' own time by op (node-profile), then the detector and OCR side by side and the OCR steps, without cold starts
     . "$env_file"; cd "$g/app"
-    node dist-tools/bench/gpu/node-profile.js --out "$out/node-profile.json" | tee "$out/node-profile.txt" || echo "node-profile failed"
+    [ -n "${PROFILE:-}" ] && { node dist-tools/bench/gpu/node-profile.js --out "$out/node-profile.json" | tee "$out/node-profile.txt" || echo "node-profile failed"; }
     node dist-tools/bench/gpu/side-by-side.js --data data --only detector,ocr --out "$out/bench.json" | tee "$out/bench.txt"
     echo "--- without CUDA graphs (XPKG_ORT_CUDA_GRAPH=0)"
     XPKG_ORT_CUDA_GRAPH=0 node dist-tools/bench/gpu/side-by-side.js --data data --only detector,ocr --runs 100 --out "$out/bench-nograph.json" | tee "$out/bench-nograph.txt"
-    echo "--- 16 libuv threads (UV_THREADPOOL_SIZE=16)"
-    UV_THREADPOOL_SIZE=16 node dist-tools/bench/gpu/side-by-side.js --data data --only ocr --out "$out/bench-uv16.json" | tee "$out/bench-uv16.txt"
     node dist-tools/bench/gpu/steps.js --data data | tee "$out/steps.txt" || echo "steps failed"
     ;;
   cold)

@@ -124,7 +124,10 @@ for (const k of cases) {
   if (GPU_PROVIDER !== 'cpu') {
     try {
       const gs = await createCapiSession(c.capi, bytes, {
-        ...capiOptions(ortSessionOptions(variant as never, {}, ['cuda', 'cpu']), cudaTuning(), { freeDims }),
+        ...capiOptions(ortSessionOptions(variant as never, {}, ['cuda', 'cpu']), cudaTuning(), {
+          freeDims,
+          graph: true,
+        }),
       });
       let t = performance.now();
       const first = await gs.run(feed);

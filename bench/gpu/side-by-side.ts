@@ -39,6 +39,7 @@ function gpuRow(gpu: Awaited<ReturnType<typeof timed>>) {
     copies: gpu.last.copies,
     stageP50: gpu.stageP50,
     bindings: gpu.last.bindings,
+    graphs: gpu.last.graphs,
   };
 }
 
@@ -126,7 +127,7 @@ async function detector(lines: string[], out: Record<string, unknown>): Promise<
         : `PyTorch reference failed: ${String(torch.error).slice(-300)}`,
       `  xpkg GPU p99/p50 = ${r2(gpu.p99 / gpu.p50)}; boxes GPU vs CPU ${JSON.stringify(vsCpu.detail.boxes)}; vs PyTorch max ${vsTorch ? `${r2(vsTorch.maxPx)} px` : '-'}`,
       `  stage medians, ms: GPU ${JSON.stringify(gpu.stageP50)}; CPU ${JSON.stringify(c.stageP50)}`,
-      `  sessions: ${JSON.stringify(gpu.last.bindings)}`,
+      `  sessions: ${JSON.stringify(gpu.last.bindings)}; CUDA graphs: ${JSON.stringify(gpu.last.graphs ?? {})}`,
     );
   } finally {
     await g.runner.close();
@@ -163,7 +164,7 @@ async function ocr(lines: string[], out: Record<string, unknown>): Promise<void>
       row('xpkg CPU (CPU variants)', c.p50, c.p99, `${r2(c.p50 / gpu.p50)}× the GPU's p50`),
       `  ${(gpu.last.outputs.lines as unknown[]).length} lines; text identical to the CPU's: ${same.ok}; stage medians, ms: GPU ${JSON.stringify(gpu.stageP50)}; CPU ${JSON.stringify(c.stageP50)}`,
       `  device→host by model ${JSON.stringify(Object.fromEntries(Object.entries(gpu.last.copies.models).map(([k, v]) => [k, v.deviceToHost])))}`,
-      `  sessions: ${JSON.stringify(gpu.last.bindings)}`,
+      `  sessions: ${JSON.stringify(gpu.last.bindings)}; CUDA graphs: ${JSON.stringify(gpu.last.graphs ?? {})}`,
       `  open ${r2(o.ms.total)} ms (load ${r2(o.ms.load)}, pre-warm ${r2(o.ms.prewarm)}): ${Object.entries(o.prewarm)
         .map(([m, w]) => `${m} ${w.shapes.length} shapes ${r2(w.ms)} ms${w.skipped ? ` (${w.skipped.code})` : ''}`)
         .join(', ')}`,

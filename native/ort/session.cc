@@ -8,6 +8,11 @@
 #include <napi.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <thread>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -212,10 +217,30 @@ struct Graph {
   explicit Graph(int d) : device(d) {
     check(api->CreateRunOptions(&skip));
     check(api->AddRunConfigEntry(skip, "gpu_graph_id", "-1"));
+    owner_ = std::thread([this] { loop(); });
   }
   ~Graph() {
+    {
+      std::lock_guard<std::mutex> lk(qm_);
+      stop_ = true;
+    }
+    qcv_.notify_all();
+    owner_.join();
     release();
     if (skip) api->ReleaseRunOptions(skip);
+  }
+  // onnxruntime's CUDA provider keeps a captured graph per thread (its per-thread context): a run
+  // on another thread would capture again, then alongside other runs, which CUDA refuses. So every
+  // run of a graph session happens on the session's own thread; the caller waits for it.
+  void onOwner(const std::function<void()>& f) {
+    std::packaged_task<void()> task(f);
+    std::future<void> done = task.get_future();
+    {
+      std::lock_guard<std::mutex> lk(qm_);
+      q_.push_back(std::move(task));
+    }
+    qcv_.notify_one();
+    done.get();  // rethrows what f threw
   }
   void release() {
     if (binding) api->ReleaseIoBinding(binding), binding = nullptr;
@@ -264,6 +289,28 @@ struct Graph {
     check(api->RunWithBinding(s, nullptr, binding));  // onnxruntime runs until it has captured
     captured = true;
   }
+
+ private:
+  std::thread owner_;
+  std::mutex qm_;
+  std::condition_variable qcv_;
+  std::deque<std::packaged_task<void()>> q_;
+  bool stop_ = false;
+  void loop() {
+    for (;;) {
+      std::packaged_task<void()> task;
+      {
+        std::unique_lock<std::mutex> lk(qm_);
+        qcv_.wait(lk, [this] { return stop_ || !q_.empty(); });
+        if (q_.empty()) return;
+        task = std::move(q_.front());
+        q_.pop_front();
+      }
+      task();
+    }
+  }
+
+ public:
   void copyIn(const std::vector<Input>& in) {
     const Cudart& c = cudart();
     cudaCheck(c.setDevice(device), "cudaSetDevice");
@@ -498,20 +545,23 @@ class RunWorker : public Napi::AsyncWorker {
         std::shared_lock<std::shared_mutex> shared(capturing);
         return plainRun(nullptr);
       }
-      std::lock_guard<std::mutex> lk(g->m);
-      {
-        std::shared_lock<std::shared_mutex> shared(capturing);
-        if (!g->error.empty()) return plainRun(g->skip);
-        if (g->captured) return g->replay(s_->session_, in_, outNames_, outs_);
+      g->onOwner([this, g] {
+        std::lock_guard<std::mutex> lk(g->m);
+        {
+          std::shared_lock<std::shared_mutex> shared(capturing);
+          if (!g->error.empty()) return plainRun(g->skip);
+          if (g->captured) return g->replay(s_->session_, in_, outNames_, outs_);
+        }
+        // the first run alone too: onnxruntime may start capturing on a session's first run
+        std::unique_lock<std::shared_mutex> alone(capturing);
         plainRun(g->skip);  // this call's result, and the output shapes to bind
-      }
-      std::unique_lock<std::shared_mutex> alone(capturing);
-      try {
-        g->bindAndCapture(s_->session_, in_, outNames_, outs_);
-      } catch (const std::exception& x) {
-        g->error = x.what();
-        g->release();
-      }
+        try {
+          g->bindAndCapture(s_->session_, in_, outNames_, outs_);
+        } catch (const std::exception& x) {
+          g->error = x.what();
+          g->release();
+        }
+      });
     } catch (const std::exception& x) {
       SetError(x.what());
     }

@@ -57,15 +57,15 @@ const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } a
 export function capiOptions(
   create: OrtSessionOptions & { profileFilePrefix?: string; enableProfiling?: boolean },
   tuning: CudaTuning = cudaTuning({}, {}),
-  /** A session for this one input shape: its symbolic dimensions fixed, and a CUDA graph where tuning says so. */
-  shape?: { freeDims: [string, number][] },
+  /** A session for this one input shape: its symbolic dimensions fixed, and a CUDA graph where `graph` and tuning say so. */
+  shape?: { freeDims: [string, number][]; graph?: boolean },
 ): CapiCreateOptions {
   const cuda = create.executionProviders[0] === 'cuda';
   return {
     ...(shape
       ? {
           freeDims: shape.freeDims.map(([k, v]) => [k, String(v)] as [string, string]),
-          ...(cuda && tuning.cudaGraph ? { cudaGraph: true, deviceId: 0 } : {}),
+          ...(cuda && tuning.cudaGraph && shape.graph ? { cudaGraph: true, deviceId: 0 } : {}),
         }
       : {}),
     provider: cuda ? 'cuda' : 'cpu',

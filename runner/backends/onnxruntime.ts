@@ -479,7 +479,7 @@ export class OnnxruntimeBackend implements Backend {
     },
     plain: OrtSessionOptions = create,
     /** A session for one input shape (capiOptions: fixed dimensions, a CUDA graph where tuned so). */
-    shape?: { freeDims: [string, number][] },
+    shape?: { freeDims: [string, number][]; graph?: boolean },
   ): Promise<CreatedSession> {
     const cuda = create.executionProviders[0] === 'cuda';
     // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
@@ -612,7 +612,7 @@ export class OnnxruntimeBackend implements Backend {
               create: async (key: string) => {
                 const withProfile = profileNext;
                 profileNext = false;
-                const shape = { freeDims: freeDimsOf(key, shapes) };
+                const shape = { freeDims: freeDimsOf(key, shapes), graph: graphs };
                 const made = (
                   await this.#create(ort, bytes, null, withProfile ? { ...opts, ...profiling } : opts, opts, shape)
                 ).session;
