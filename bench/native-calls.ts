@@ -24,7 +24,8 @@ import {
   preprocess,
   preprocessSync,
 } from '../native/index.js';
-import { arg, median } from './util.js';
+import { regionWindow } from '../runner/pipeline/ops-image.js';
+import { arg, image1080p, median } from './util.js';
 
 const runs = Number(arg('runs') ?? 40);
 const rounds = Number(arg('rounds') ?? 6);
@@ -37,18 +38,7 @@ interface Stat {
 type Cases = Record<string, { run: () => Promise<unknown> | unknown; digest: () => Promise<string> }>;
 
 function cases(): Cases {
-  const W = 1920,
-    H = 1080;
-  const rgb = new Uint8Array(W * H * 3);
-  // Gradients and stripes: detail, not noise.
-  for (let y = 0; y < H; y++)
-    for (let x = 0; x < W; x++) {
-      const i = (y * W + x) * 3;
-      rgb[i] = (x * 255) / W;
-      rgb[i + 1] = (y * 255) / H;
-      rgb[i + 2] = ((x >> 3) ^ (y >> 3)) & 1 ? 220 : 30;
-    }
-  const image: ImageInput = { data: rgb, width: W, height: H, format: 'rgb' };
+  const image: ImageInput = image1080p();
   const letterbox: PreprocessOptions = {
     resize: { mode: 'letterbox', width: 320, height: 320, padPixel: 114 },
     scale: 1,
@@ -83,7 +73,7 @@ function cases(): Cases {
     ]);
   }
   const cropOpts = { height: 48, maxWidth: 3200, layout: 'nhwc', dtype: 'u8', scale: 1 } as const;
-  const crops = () => Promise.all(quads.map((q) => cropBatch(...window(image, q), cropOpts)));
+  const crops = () => Promise.all(quads.map((q) => cropBatch(...regionWindow(image, q), cropOpts)));
   const hash = (parts: Uint8Array[]) => {
     const h = createHash('sha256');
     for (const p of parts) h.update(p);
@@ -105,24 +95,6 @@ function cases(): Cases {
       digest: async () => hash([data(preprocessSync(image, letterbox))]),
     },
   };
-}
-
-/** runner/pipeline/ops-image.ts regionWindow: the rows and columns a quad needs, plus a 4 px margin. */
-function window(image: ImageInput, quad: number[]): [ImageInput, number[]] {
-  const M = 4,
-    c = 3;
-  const xs = quad.filter((_, k) => k % 2 === 0),
-    ys = quad.filter((_, k) => k % 2 === 1);
-  const x0 = Math.max(0, Math.floor(Math.min(...xs)) - M),
-    y0 = Math.max(0, Math.floor(Math.min(...ys)) - M);
-  const x1 = Math.min(image.width, Math.ceil(Math.max(...xs)) + M),
-    y1 = Math.min(image.height, Math.ceil(Math.max(...ys)) + M);
-  const stride = image.width * c;
-  const data = image.data.subarray(y0 * stride + x0 * c, (y1 - 1) * stride + x1 * c);
-  return [
-    { data, width: x1 - x0, height: y1 - y0, stride, format: image.format },
-    quad.map((v, k) => v - (k % 2 ? y0 : x0)),
-  ];
 }
 
 async function measure(f: () => unknown): Promise<Stat> {

@@ -10,21 +10,10 @@
  */
 import { loadavg } from 'node:os';
 import { nativeInfo, type PreprocessOptions, preprocess } from '../native/index.js';
-import { arg, median } from './util.js';
+import { arg, image1080p, median } from './util.js';
 
 const runs = Number(arg('runs') ?? 200);
-const W = 1920,
-  H = 1080;
-const rgb = new Uint8Array(W * H * 3);
-// Gradients and stripes: detail, not noise.
-for (let y = 0; y < H; y++)
-  for (let x = 0; x < W; x++) {
-    const i = (y * W + x) * 3;
-    rgb[i] = (x * 255) / W;
-    rgb[i + 1] = (y * 255) / H;
-    rgb[i + 2] = ((x >> 3) ^ (y >> 3)) & 1 ? 220 : 30;
-  }
-const image = { data: rgb, width: W, height: H, format: 'rgb' as const };
+const image = image1080p();
 
 const shapes: [string, PreprocessOptions][] = [
   ['detector 1080p→320² letterbox', { resize: { mode: 'letterbox', width: 320, height: 320, padPixel: 114 } }],
