@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
-import { capiOptions, cudaTuning } from '../runner/backends/capi-options.js';
+import { capiOptions, cudaGraphsFor, cudaTuning } from '../runner/backends/capi-options.js';
 import { dataShapedOps } from '../runner/backends/onnx-inputs.js';
 import { ortSessionOptions } from '../runner/backends/onnxruntime.js';
 import { CAPI_BUILT, createCapiSession, loadCapi } from '../runner/backends/ort-capi.js';
@@ -41,6 +41,27 @@ describe('data-shaped ops', () => {
     expect(dataShapedOps(await modelOf(ocr, 'models/rec/rec-gpu-fp32.onnx'))).toEqual([]);
     // the detector's GPU model returns its best rows (fixed shape), not NonMaxSuppression's
     expect(dataShapedOps(await modelOf('fixtures/dist/detector.xpkg', 'model-cuda-fp16.onnx'))).toEqual([]);
+  });
+
+  it('decide which models get graph sessions: CUDA, tuned so, the binding loading, no data-shaped op', async () => {
+    const ocr = 'fixtures/dist/paddleocr-v4.xpkg';
+    const cls = await modelOf(ocr, 'models/cls/cls-gpu-fp32.onnx');
+    const det = await modelOf(ocr, 'models/det/det-gpu-fp32.onnx');
+    const on = cudaTuning({}, {});
+    const asked: string[] = [];
+    const binding = (loads: boolean) => () => (asked.push('binding'), loads);
+    const want = (provider: string, model: Uint8Array, tuning = on, loads = true) =>
+      cudaGraphsFor({ provider, tuning, binding: binding(loads), model });
+    expect(want('cuda', cls)).toBe(true);
+    // the OCR detector's sparse map (Compress): never, though everything else says yes
+    expect(want('cuda', det)).toBe(false);
+    expect(want('cuda', cls, cudaTuning({}, { XPKG_ORT_CUDA_GRAPH: '0' }))).toBe(false);
+    expect(want('cuda', cls, on, false)).toBe(false);
+    asked.length = 0;
+    expect(want('cpu', cls)).toBe(false);
+    expect(want('webgpu', cls)).toBe(false);
+    // the binding is not loaded to decide for another provider
+    expect(asked).toEqual([]);
   });
 
   it('an unreadable model counts as data-shaped', () => {

@@ -204,7 +204,7 @@ struct Graph {
     OrtValue* value = nullptr;
     void* ptr = nullptr;
   };
-  std::mutex m;  // runs of one graph session take turns: they share its buffers
+  std::mutex m;  // error and captured, read by graphState() on the JS thread (runs already take turns on owner_)
   int device = 0;
   OrtRunOptions* skip = nullptr;  // gpu_graph_id -1: a normal run, no capture or replay
   OrtMemoryInfo* info = nullptr;

@@ -3,6 +3,7 @@
  * the stock binding's session options translated, plus the CUDA provider settings the stock
  * binding cannot pass (cuDNN's search, TF32, workspace, arena growth).
  */
+import { dataShapedOps } from './onnx-inputs.js';
 import type { OrtSessionOptions } from './onnxruntime.js';
 import type { CapiCreateOptions, ConvAlgoSearch } from './ort-capi.js';
 
@@ -49,6 +50,20 @@ export function cudaTuning(o: Partial<CudaTuning> = {}, env: NodeJS.ProcessEnv =
     arenaExtend: o.arenaExtend ?? (env.XPKG_ORT_ARENA === 'power-of-two' ? 'power-of-two' : 'same-as-requested'),
     cudaGraph: o.cudaGraph ?? flag(env.XPKG_ORT_CUDA_GRAPH, true),
   };
+}
+
+/**
+ * Whether a model's per-shape sessions run as CUDA graphs: on CUDA, tuned so, through xpkg's binding
+ * (`binding`: whether it loads, asked only then), and only for a model without data-shaped ops — a
+ * replay repeats the shapes of the run it captured (onnx-inputs.ts dataShapedOps).
+ */
+export function cudaGraphsFor(o: {
+  provider: string;
+  tuning: CudaTuning;
+  binding: () => boolean;
+  model: Uint8Array;
+}): boolean {
+  return o.provider === 'cuda' && o.tuning.cudaGraph && o.binding() && dataShapedOps(o.model).length === 0;
 }
 
 const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } as const;

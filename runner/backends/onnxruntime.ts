@@ -33,10 +33,10 @@ import type {
   Tensor,
   VariantFiles,
 } from '../types.js';
-import { type CudaTuning, capiOptions, cudaTuning } from './capi-options.js';
+import { type CudaTuning, capiOptions, cudaGraphsFor, cudaTuning } from './capi-options.js';
 import { filesFromMap, type PrivateFolder, writePrivateFolder } from './model-files.js';
 import { externalFiles } from './onnx-external.js';
-import { dataShapedOps, hasStaticInputs } from './onnx-inputs.js';
+import { hasStaticInputs } from './onnx-inputs.js';
 import { OrtModelCache } from './ort-cache.js';
 import { type ConvAlgoSearch, createCapiSession, loadCapi, type OrtSessionLike } from './ort-capi.js';
 import { profileFolder, readPlacement } from './ort-placement.js';
@@ -457,11 +457,9 @@ export class OnnxruntimeBackend implements Backend {
     return { hints: [] };
   }
 
-  /** Whether sessions made per input shape run as CUDA graphs: CUDA through xpkg's binding, tuned so. */
-  #graphs(opts: OrtSessionOptions): boolean {
-    if (opts.executionProviders[0] !== 'cuda' || !this.#cuda.cudaGraph || this.#capi === 'never' || !this.#bindingDir)
-      return false;
-    return 'capi' in loadCapi(this.#bindingDir);
+  /** Whether this backend makes sessions through xpkg's binding where it may (capi not `never`, the binding loads). */
+  #capiLoads(): boolean {
+    return this.#capi !== 'never' && !!this.#bindingDir && 'capi' in loadCapi(this.#bindingDir);
   }
 
   /**
@@ -585,7 +583,14 @@ export class OnnxruntimeBackend implements Backend {
           (this.#shapeSessions === 'accelerated' && opts.executionProviders[0] !== 'cpu'));
       // CUDA graphs (xpkg's binding): every shape gets a session of its own, captured at that shape;
       // the first session serves only shapes over the limit, so the first shape's session is profiled
-      const graphs = shapeSessions && this.#graphs(opts) && dataShapedOps(bytes).length === 0;
+      const graphs =
+        shapeSessions &&
+        cudaGraphsFor({
+          provider: opts.executionProviders[0],
+          tuning: this.#cuda,
+          binding: () => this.#capiLoads(),
+          model: bytes,
+        });
       const profiling = profile ? { enableProfiling: true, profileFilePrefix: join(profile, 'p') } : {};
       const create = {
         ...opts,
