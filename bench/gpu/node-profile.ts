@@ -5,8 +5,8 @@
  * provider (CUDA nodes: launch time, the kernels run asynchronously), so the gap between them is
  * what waiting for the GPU and copying costs. Then the same model as a CUDA graph session (the
  * binding's Graph: fixed dimensions, fixed device buffers, one replay a run): its first run (the
- * capture), its wall p50, its graph state, and how far its outputs are from the plain session's. On
- * the GPU machine:
+ * capture), its wall p50 and its ratio to the plain session's, its graph state, and how far its
+ * outputs are from the plain session's. On the GPU machine:
  *
  *   node dist-tools/bench/gpu/node-profile.js [--runs n] [--out file.json]
  *
@@ -142,6 +142,8 @@ for (const k of cases) {
       }
       graph.wallP50 = r2(pct(gw, 50));
       graph.wallP99 = r2(pct(gw, 99));
+      // side by side with the plain session's run of the same model and input, timed above
+      graph.overPlainP50 = r2(pct(gw, 50) / pct(wall, 50));
       graph.state = gs.graphState();
       let diff = 0;
       for (const [name, v] of Object.entries(out)) {
