@@ -37,7 +37,14 @@ import { patchingModels, withVariants } from './pipeline/patch.js';
 import { type PipelineCopies, runPipeline } from './pipeline/run.js';
 import { pipelineShapes } from './pipeline/shapes.js';
 import { validatePipeline } from './pipeline/validate.js';
-import { DEFAULT_MAX_SHAPES, MAX_WARM_RUNS, type OpenReport, type PrewarmOptions, prewarmOpen } from './prewarm.js';
+import {
+  DEFAULT_MAX_SHAPES,
+  MAX_WARM_RUNS,
+  type OpenReport,
+  type PrewarmMode,
+  type PrewarmOptions,
+  prewarmOpen,
+} from './prewarm.js';
 import { type ProviderReport, providerReport } from './provider-report.js';
 import { type ManyInput, type ManyResult, runMany } from './run-many.js';
 import { sandboxKernelsFor } from './sandbox-kernels.js';
@@ -303,6 +310,11 @@ export class Runner implements AsyncDisposable {
     return n;
   }
 
+  private get prewarmMode(): PrewarmMode {
+    const p = this.options.prewarm;
+    return (typeof p === 'object' ? p.mode : p) ?? 'auto';
+  }
+
   /** Runs per pre-warmed shape, when given (runner/prewarm.ts). */
   private get warmRuns(): number | undefined {
     const p = this.options.prewarm;
@@ -392,6 +404,8 @@ export class Runner implements AsyncDisposable {
       ...(this.options.modelCache !== undefined ? { modelCache: this.options.modelCache } : {}),
       // as many sessions per model on an accelerator as shapes are pre-warmed (one per shape)
       shapeSessions: this.maxShapes,
+      // graphs are captured where open pre-warms; without it, a first run would pay the captures
+      ...(this.prewarmMode === 'off' ? { cudaGraphs: false } : {}),
     };
     let fatal: unknown;
     try {
@@ -432,7 +446,7 @@ export class Runner implements AsyncDisposable {
   private async prewarm(t0: number): Promise<void> {
     const p = this.options.prewarm;
     this.#opened = await prewarmOpen({
-      mode: (typeof p === 'object' ? p.mode : p) ?? 'auto',
+      mode: this.prewarmMode,
       maxShapes: this.maxShapes,
       runs: this.warmRuns,
       parallel: typeof p === 'object' ? p.parallel : undefined,

@@ -77,6 +77,13 @@ export interface SessionOptions {
    * provider redoes its per-shape set-up whenever the shape changes; runner/backends/shape-sessions.ts).
    */
   shapeSessions?: number;
+  /**
+   * Whether per-shape sessions on CUDA may run as CUDA graphs where the backend can (default true).
+   * A graph is captured on a session's first run at its shape, and its model keeps one session more
+   * (the first serves no shape): costs that pre-warming in `open` pays once. The runner turns graphs
+   * off when it does not pre-warm, so a one-shot run does not pay them on its way to its result.
+   */
+  cudaGraphs?: boolean;
 }
 
 /** What a backend can load, decided from the detected host. */

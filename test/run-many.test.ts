@@ -123,3 +123,27 @@ describe('runner.runMany', () => {
     ]);
   });
 });
+
+describe('pre-warm follows the inputs', () => {
+  it('a folder, a pattern (named or not) are many inputs; files named one by one are not', async () => {
+    const { flagsNameMany } = await import('../cli/commands/run-many.js');
+    const good = join(dir, 'in', 'a-good.png');
+    expect(await flagsNameMany([join(dir, 'in')])).toBe(true);
+    expect(await flagsNameMany([`image=${join(dir, 'in')}`])).toBe(true);
+    expect(await flagsNameMany([join(dir, 'in', '*.png')])).toBe(true);
+    expect(await flagsNameMany([good, good])).toBe(false);
+    expect(await flagsNameMany([`image=${good}`, join(dir, 'in', 'missing.png')])).toBe(false);
+    expect(await flagsNameMany([])).toBe(false);
+  });
+
+  it('one image on a GPU host: open loads and pre-warms nothing unless --prewarm says so', async () => {
+    // the h100 profile selects the CUDA variant, which falls back to the CPU here: auto loads it in open
+    const gpu = ['--host', 'fixtures/hosts/h100.json', '-i', join(dir, 'in', 'a-good.png'), '--json'];
+    const oneShot = (await run(gpu)).lines[0].result;
+    expect(oneShot.open.prewarm).toEqual({});
+    expect(oneShot.outputs.boxes.length).toBeGreaterThan(0);
+    const auto = (await run([...gpu, '--prewarm', 'auto'])).lines[0].result;
+    expect(auto.open.prewarm.detector).toMatchObject({ provider: 'cpu', skipped: { code: 'cpu' } });
+    expect(auto.outputs).toEqual(oneShot.outputs);
+  });
+});

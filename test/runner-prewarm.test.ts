@@ -313,6 +313,20 @@ describe('Runner.open pre-warms', () => {
     expect(spy.runs()).toEqual(['box-cpu 1x3x48x64', 'line-cpu 1x3x16x32']);
   });
 
+  it('CUDA graphs only where open pre-warms: with pre-warm off the sessions are asked for none', async () => {
+    const pkg = await bucketPackage();
+    for (const [prewarm, graphs] of [
+      ['off', false],
+      ['always', undefined],
+    ] as const) {
+      const spy = new SpyBackend('cuda');
+      await using runner = await Runner.open(pkg, { allowUnsigned: true, stateDir: state(), registry: spy.registry(), prewarm });
+      await runner.run({ image: await png(50, 50) });
+      expect(spy.loadOptions.length).toBe(2);
+      for (const o of spy.loadOptions) expect(o.cudaGraphs).toBe(graphs);
+    }
+  });
+
   it('auto loads a model chosen for a GPU in open; ended on the CPU it is not warmed, and says so', async () => {
     const registry = new BackendRegistry();
     registry.register(new OnnxruntimeBackend({ attemptProviders: ['cuda'] }), 100);

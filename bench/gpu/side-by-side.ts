@@ -1,21 +1,22 @@
 /**
  * GPU benchmarks side by side, in one run (on the GPU machine, after make-data.ts):
  *
- *   node dist-tools/bench/gpu/side-by-side.js [--data dir] [--runs n] [--out file.json] [--cold-runs n] [--only detector,ocr,cold]
+ *   node dist-tools/bench/gpu/side-by-side.js [--data dir] [--runs n] [--out file.json] [--cold-runs n] [--cold-stock] [--ocr-package f.xpkg] [--only detector,ocr,cold]
  *
  * 1. Detector, a 1920×1080 RGB image in memory → boxes: xpkg on the GPU (its GPU variant, else
  *    its model forced onto cuda) vs xpkg on the CPU (the CPU variant) vs the detector's own PyTorch
  *    module in eager mode on the same GPU (detector_torch.py: GPU resize/normalise,
  *    torchvision.ops.batched_nms). p50/p99 and ratios. Goal: p50 ≤ 3 ms, ≤ 1.0× PyTorch, p99 ≤ 1.5× p50.
  * 2. OCR, a 1920×1080 page of 30 lines → text: GPU p50 vs CPU p50, text identical. Goal p50 ≤ 30 ms.
- * 3. Cold start, process start → first result with verification, per package on the GPU (cold-child.ts). Goal ≤ 2 s.
+ * 3. Cold start, process start → first result with verification, per package on the GPU: `xpkg run`, and the
+ *    library with pre-warm auto / off (cold-child.ts). Goal ≤ 2 s.
  * Bytes copied device → host per image are in each xpkg row (goal ≤ 64 KB).
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Runner, RunResult } from '../../runner/runner.js';
-import { compareBoxes, compareOutputs, openCpu, openGpu, pct, r2, rawImage, timeRuns } from './common.js';
+import { compareBoxes, compareOutputs, openCpu, openGpu, pct, r2, rawImage, TRUST, timeRuns } from './common.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string, d: string) => {
@@ -26,6 +27,8 @@ const DATA = flag('--data', '.gpu/data');
 const RUNS = Number(flag('--runs', '200'));
 const OUT = flag('--out', '');
 const COLD = Number(flag('--cold-runs', '3'));
+/** Another build of the OCR package (other batch sizes, say) for the OCR row. */
+const OCR_PACKAGE = flag('--ocr-package', 'fixtures/dist/paddleocr-v4.xpkg');
 
 /**
  * Warm-up runs, then up to `runs` timed runs within `budgetMs` (wall time around each run), with
@@ -136,7 +139,7 @@ async function detector(lines: string[], out: Record<string, unknown>): Promise<
 }
 
 async function ocr(lines: string[], out: Record<string, unknown>): Promise<void> {
-  const pkg = 'fixtures/dist/paddleocr-v4.xpkg';
+  const pkg = OCR_PACKAGE;
   const img = await rawImage(join(DATA, 'ocr-page-1080p.png'));
   const inputs = { image: { data: img.data, width: img.width, height: img.height, channels: 3 } };
   const g = await openGpu(pkg);
@@ -159,7 +162,7 @@ async function ocr(lines: string[], out: Record<string, unknown>): Promise<void>
     const o = g.runner.opened;
     lines.push(
       '',
-      `OCR, ${img.width}×${img.height} page of 30 lines → text              p50 ms    p99 ms`,
+      `OCR (${pkg.split('/').pop()}), ${img.width}×${img.height} page of 30 lines → text   p50 ms    p99 ms`,
       row(`xpkg GPU (${g.mode})`, gpu.p50, gpu.p99, `${gpu.last.copies.deviceToHost} B device→host`),
       row('xpkg CPU (CPU variants)', c.p50, c.p99, `${r2(c.p50 / gpu.p50)}× the GPU's p50`),
       `  ${(gpu.last.outputs.lines as unknown[]).length} lines; text identical to the CPU's: ${same.ok}; stage medians, ms: GPU ${JSON.stringify(gpu.stageP50)}; CPU ${JSON.stringify(c.stageP50)}`,
@@ -176,40 +179,64 @@ async function ocr(lines: string[], out: Record<string, unknown>): Promise<void>
 }
 
 /**
- * With cuDNN's HEURISTIC search (xpkg's C API binding, the default where it is built) and without
- * (XPKG_ORT_CAPI=off: the stock binding, exhaustive search; that costs tens of seconds on the OCR
- * package, so it runs once).
+ * Cold starts as fresh processes, median of `--cold-runs`: `xpkg run` as a user types it (one
+ * image: no pre-warm, so no CUDA graphs), and the library (cold-child.ts) with open's pre-warm
+ * auto and off. `--cold-stock` adds the stock binding (XPKG_ORT_CAPI=off: cuDNN's exhaustive
+ * search; tens of seconds on the OCR package, so one run each).
  */
 function coldStart(lines: string[], out: Record<string, unknown>, modes: Record<string, string>): void {
-  const cases = ['on', 'off'].flatMap((capi) =>
-    ['auto', 'off'].flatMap((prewarm) => [
-      ['fixtures/dist/detector.xpkg', join(DATA, 'det-scene-1080p.png'), modes.detector ?? 'variant', prewarm, capi],
-      ['fixtures/dist/paddleocr-v4.xpkg', join(DATA, 'ocr-page-1080p.png'), modes.ocr ?? 'variant', prewarm, capi],
-    ]),
-  );
+  const packages = [
+    ['fixtures/dist/detector.xpkg', join(DATA, 'det-scene-1080p.png'), modes.detector ?? 'variant'],
+    ['fixtures/dist/paddleocr-v4.xpkg', join(DATA, 'ocr-page-1080p.png'), modes.ocr ?? 'variant'],
+  ];
   const res: Record<string, unknown> = {};
-  lines.push(
-    '',
-    `cold start, process start → first result (verification, GPU variant; pre-warm in open auto / off; HEURISTIC on: median of ${COLD}, off: 1 run)`,
-  );
-  for (const [pkg, image, mode, prewarm, capi] of cases) {
+  lines.push('', `cold start, process start → first result (verification, GPU variant; median of ${COLD})`);
+  const time = (
+    name: string,
+    runs: number,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+    describe: (last: any) => string,
+  ) => {
     const walls: number[] = [];
-    let child: Record<string, unknown> = {};
-    for (let i = 0; i < (capi === 'on' ? COLD : 1); i++) {
+    let last: any = {};
+    for (let i = 0; i < runs; i++) {
       const t = performance.now();
-      const p = spawnSync(process.execPath, ['dist-tools/bench/gpu/cold-child.js', pkg, image, mode, prewarm], {
-        encoding: 'utf8',
-        env: { ...process.env, ...(capi === 'off' ? { XPKG_ORT_CAPI: 'off' } : {}) },
-      });
+      const p = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, ...env } });
       walls.push(performance.now() - t);
-      child = p.status === 0 ? JSON.parse(p.stdout.trim()) : { error: p.stderr.slice(-1000) };
+      try {
+        last = p.status === 0 ? JSON.parse(p.stdout.trim().split('\n').pop()!) : { error: p.stderr.slice(-1000) };
+      } catch {
+        last = { error: `${p.stdout.slice(-500)} ${p.stderr.slice(-500)}` };
+      }
     }
-    const name = `${pkg.split('/').pop()!} prewarm ${prewarm} HEURISTIC ${capi}`;
-    res[name] = { wallMs: r2(pct(walls, 50)), all: walls.map(r2), last: child };
-    lines.push(
-      `  ${name.padEnd(48)} ${r2(pct(walls, 50))} ms (${mode}; in-process: import ${r2(Number(child.importMs))}, open ${r2(Number(child.openMs))} of which pre-warm ${r2(Number(child.prewarmMs))}, first run ${r2(Number(child.firstRunMs))}; binding ${JSON.stringify(child.bindings)})`,
-    );
+    res[name] = { wallMs: r2(pct(walls, 50)), all: walls.map(r2), last };
+    const detail = last.error ? `failed: ${String(last.error).slice(-300)}` : describe(last);
+    lines.push(`  ${name.padEnd(48)} ${r2(pct(walls, 50))} ms (${detail})`);
+  };
+  for (const [pkg, image] of packages) {
+    const name = pkg.split('/').pop()!;
+    time(`${name} xpkg run`, COLD, ['bin/xpkg.js', 'run', pkg, '-i', image, '--trust', TRUST[0], '--json'], {}, (l) => {
+      const r = l.result ?? {};
+      const stages = Object.entries(r.timings ?? {})
+        .map(([k, v]) => `${k} ${r2(Number(v))}`)
+        .join(', ');
+      return `open ${r2(Number(r.open?.ms?.total))}; ${stages}; providers ${JSON.stringify(r.actualProvider)}`;
+    });
   }
+  const library = (prewarm: string, capi: string) =>
+    packages.forEach(([pkg, image, mode]) =>
+      time(
+        `${pkg.split('/').pop()!} prewarm ${prewarm} HEURISTIC ${capi}`,
+        capi === 'on' ? COLD : 1,
+        ['dist-tools/bench/gpu/cold-child.js', pkg, image, mode, prewarm],
+        capi === 'off' ? { XPKG_ORT_CAPI: 'off' } : {},
+        (c) =>
+          `${mode}; in-process: import ${r2(Number(c.importMs))}, open ${r2(Number(c.openMs))} of which pre-warm ${r2(Number(c.prewarmMs))}, first run ${r2(Number(c.firstRunMs))}; binding ${JSON.stringify(c.bindings)}`,
+      ),
+    );
+  for (const prewarm of ['auto', 'off']) library(prewarm, 'on');
+  if (argv.includes('--cold-stock')) for (const prewarm of ['auto', 'off']) library(prewarm, 'off');
   out.coldStart = res;
 }
 

@@ -6,7 +6,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { annotate, writeAnnotation } from '../../runner/annotate.js';
-import { expandInputPath } from '../../runner/inputs/expand.js';
+import { expandInputPath, namesMany } from '../../runner/inputs/expand.js';
 import { outputsToJson } from '../../runner/outputs-json.js';
 import type { ManyInput } from '../../runner/run-many.js';
 import type { Runner } from '../../runner/runner.js';
@@ -25,6 +25,18 @@ export interface InputPlan {
  * `--input [name=]path` flags → files per input. `name=` picks the input; a bare path fills the next
  * input without one, and once every input has one, a package with a single input takes more.
  */
+/**
+ * Whether some `--input` flag names a folder or a pattern (checked before the package opens: a
+ * `name=` prefix is tried with and without, as planInputs cannot tell yet which it is).
+ */
+export async function flagsNameMany(flags: string[] = []): Promise<boolean> {
+  const paths = flags.flatMap((f) => {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.+)$/.exec(f);
+    return m ? [f, m[2]] : [f];
+  });
+  return (await Promise.all(paths.map(namesMany))).some(Boolean);
+}
+
 export async function planInputs(manifest: Manifest, flags: string[] = []): Promise<InputPlan> {
   const given = new Map<string, string[]>();
   const declared = manifest.inputs.map((i) => `${i.name} (${i.type}${i.optional ? ', optional' : ''})`).join(', ');

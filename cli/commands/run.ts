@@ -59,7 +59,7 @@ export function addRunOptions(cmd: Command): Command {
     .option('--no-model-cache', 'neither use nor fill the cache of models optimised for this machine (XPKG_CACHE)')
     .option(
       '--prewarm <mode>',
-      'auto (default: models on a GPU run once at every input shape the pipeline can make, inside open), always, or off',
+      'auto (models on a GPU run once at every input shape the pipeline can make, inside open; the default when an input is a folder or pattern), always, or off (the default for inputs named one by one)',
     )
     .option('--max-prewarm-shapes <n>', 'the most shapes one model is pre-warmed at (default 32)')
     .option('--json', 'print one JSON document on stdout');
@@ -184,12 +184,17 @@ export function register(program: Command): void {
     await startHelperThread();
     const fabric = opts.peer?.length || opts.discover ? await offloaderOf(opts) : undefined;
     await using _peers = { [Symbol.asyncDispose]: async () => fabric?.peers.close() };
+    const { flagsNameMany, planInputs, runInputs } = await import('./run-many.js');
+    // Pre-warming every shape the pipeline can make (auto, on an accelerator) pays off over many
+    // inputs; a run of a few named files meets a few shapes, and would wait for all of them.
+    const oneShot =
+      opts.prewarm === undefined && opts.maxPrewarmShapes === undefined && !(await flagsNameMany(opts.input));
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, {
       ...runnerOptions(opts),
+      ...(oneShot ? { prewarm: 'off' as const } : {}),
       ...(fabric ? { offloader: fabric.offloader } : {}),
       onPullProgress: io.progress('pulling'),
     });
-    const { planInputs, runInputs } = await import('./run-many.js');
     const plan = await planInputs(runner.manifest, opts.input);
     return await runInputs(io, runner, plan, {
       ...(opts.annotate !== undefined ? { annotate: opts.annotate } : {}),

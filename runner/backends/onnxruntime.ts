@@ -585,6 +585,7 @@ export class OnnxruntimeBackend implements Backend {
       // the first session serves only shapes over the limit, so the first shape's session is profiled
       const graphs =
         shapeSessions &&
+        options.cudaGraphs !== false &&
         cudaGraphsFor({
           provider: opts.executionProviders[0],
           tuning: this.#cuda,

@@ -33,6 +33,12 @@ function patternRegExp(pattern: string): RegExp {
   return new RegExp(`^${body}$`, 's');
 }
 
+/** Whether `expandInputPath` would take `arg` as many inputs (a folder or a pattern), without listing them. */
+export async function namesMany(arg: string): Promise<boolean> {
+  const st = await stat(arg).catch(() => null);
+  return st ? st.isDirectory() : isPattern(basename(arg));
+}
+
 /** Expands one path argument; a plain file path comes back as itself (existence is checked when it is read). */
 export async function expandInputPath(arg: string): Promise<Expanded> {
   const st = await stat(arg).catch(() => null);

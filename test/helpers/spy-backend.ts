@@ -21,6 +21,8 @@ export class SpyBackend implements Backend {
   readonly name = 'spy-onnxruntime';
   readonly runtimes = ['onnxruntime'] as const;
   readonly events: SpyEvent[] = [];
+  /** The session options of each load, in order. */
+  readonly loadOptions: SessionOptions[] = [];
   readonly #real = new OnnxruntimeBackend({ placement: 'never' });
 
   constructor(readonly provider?: string) {}
@@ -34,6 +36,7 @@ export class SpyBackend implements Backend {
     files: VariantFiles | ReadonlyMap<string, Buffer>,
     options: SessionOptions,
   ): Promise<ModelSession> {
+    this.loadOptions.push(options);
     const real = await this.#real.load(variant, files, options);
     this.events.push({ kind: 'load', variant: variant.id });
     const events = this.events;
