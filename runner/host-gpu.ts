@@ -4,6 +4,9 @@
  * version. Jetson boards have neither and are recognised by their device tree. Other PCI GPUs
  * (AMD, Intel) are listed from /sys/class/drm.
  */
+import { join } from 'node:path';
+import { cacheRoot } from '../platform/cache-dir.js';
+import { readSmiCache, smiCacheKey, writeSmiCache } from './host-gpu-cache.js';
 import type { HostDevice, HostProfile } from './host-profile.js';
 import { listDir, readText, runTool } from './host-util.js';
 
@@ -157,16 +160,33 @@ export function parseCudaToolkitVersion(text: string): string | undefined {
 const busKey = (id: string | undefined) =>
   id ? id.toLowerCase().replace(/^0+/, '').split(':').slice(-2).join(':') : undefined;
 
-async function nvidiaGpus(notDetected: NotDetected): Promise<HostDevice[]> {
-  const procDir = '/proc/driver/nvidia/gpus';
+/** Where nvidiaGpus reads the driver's files and keeps nvidia-smi's answer (tests point them elsewhere). */
+export interface NvidiaSources {
+  /** `/proc/driver/nvidia` */
+  procDir?: string;
+  /** host-gpu-cache.ts's folder, or null for none (default: cacheRoot()/host) */
+  cacheDir?: string | null;
+}
+
+export async function nvidiaGpus(notDetected: NotDetected, sources: NvidiaSources = {}): Promise<HostDevice[]> {
+  const proc = sources.procDir ?? '/proc/driver/nvidia';
   const fromProc: NvidiaProcGpu[] = [];
-  for (const bus of await listDir(procDir)) {
-    const r = await readText(`${procDir}/${bus}/information`);
+  const informations: { bus: string; information: string }[] = [];
+  for (const bus of await listDir(`${proc}/gpus`)) {
+    const r = await readText(`${proc}/gpus/${bus}/information`);
     const g = r.ok ? parseNvidiaInformation(r.value) : null;
-    if (g) fromProc.push({ busId: bus, ...g });
+    if (g) {
+      fromProc.push({ busId: bus, ...g });
+      informations.push({ bus, information: r.ok ? r.value : '' });
+    }
   }
-  const version = await readText('/proc/driver/nvidia/version');
+  const version = await readText(`${proc}/version`);
   const procDriver = version.ok ? parseNvidiaVersion(version.value) : undefined;
+  // nvidia-smi's answer is kept per driver and GPU set (host-gpu-cache.ts): only /proc is read then
+  const cacheDir = sources.cacheDir === undefined ? join(cacheRoot(), 'host') : sources.cacheDir;
+  const key = cacheDir && version.ok && fromProc.length ? smiCacheKey(version.value, informations) : null;
+  const cached = key && cacheDir ? await readSmiCache(cacheDir, key) : null;
+  if (cached) return cached;
 
   const [smi, banner] = await Promise.all([
     runTool('nvidia-smi', [`--query-gpu=${SMI_QUERY.join(',')}`, '--format=csv,noheader,nounits']),
@@ -174,7 +194,7 @@ async function nvidiaGpus(notDetected: NotDetected): Promise<HostDevice[]> {
   ]);
   const cuda = banner.ok ? parseNvidiaSmiBanner(banner.value).cuda : undefined;
   if (smi.ok) {
-    return parseNvidiaSmiCsv(smi.value).map((g) => {
+    const devices = parseNvidiaSmiCsv(smi.value).map((g) => {
       const arch = (g.computeCap && smFromComputeCap(g.computeCap)) ?? smFromName(g.name);
       const d: HostDevice = { kind: 'gpu', vendor: 'nvidia', name: g.name, source: 'nvidia-smi' };
       if (arch) d.arch = arch;
@@ -183,6 +203,9 @@ async function nvidiaGpus(notDetected: NotDetected): Promise<HostDevice[]> {
       if (cuda) d.cuda = cuda;
       return d;
     });
+    // only a whole answer is kept: one without the banner's CUDA version is asked again next time
+    if (key && cacheDir && devices.length && banner.ok) await writeSmiCache(cacheDir, key, devices);
+    return devices;
   }
   if (fromProc.length)
     notDetected.push({

@@ -106,6 +106,12 @@ export interface RunnerOptions {
    * default `auto`: only models whose chosen variant runs on an accelerator.
    */
   prewarm?: PrewarmOptions['mode'] | PrewarmOptions;
+  /**
+   * The runner serves a few runs and is closed (`xpkg run` of files named one by one): the first
+   * result matters more than steady speed. Then `prewarm` defaults to `off`, and models load as
+   * one-shot sessions (SessionOptions.oneShot: on a GPU no algorithm search and no CUDA graphs).
+   */
+  oneShot?: boolean;
   /** Progress of pulling a package opened by reference (`oci://…`). */
   onPullProgress?: (done: number, total: number) => void;
   /** Runs split models' tails on peers (fabric/ HttpOffloader); without one, tails run here. */
@@ -312,7 +318,7 @@ export class Runner implements AsyncDisposable {
 
   private get prewarmMode(): PrewarmMode {
     const p = this.options.prewarm;
-    return (typeof p === 'object' ? p.mode : p) ?? 'auto';
+    return (typeof p === 'object' ? p.mode : p) ?? (this.options.oneShot ? 'off' : 'auto');
   }
 
   /** Runs per pre-warmed shape, when given (runner/prewarm.ts). */
@@ -406,6 +412,7 @@ export class Runner implements AsyncDisposable {
       shapeSessions: this.maxShapes,
       // graphs are captured where open pre-warms; without it, a first run would pay the captures
       ...(this.prewarmMode === 'off' ? { cudaGraphs: false } : {}),
+      ...(this.options.oneShot ? { oneShot: true } : {}),
     };
     let fatal: unknown;
     try {

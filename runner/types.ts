@@ -84,6 +84,12 @@ export interface SessionOptions {
    * off when it does not pre-warm, so a one-shot run does not pay them on its way to its result.
    */
   cudaGraphs?: boolean;
+  /**
+   * The session runs a few times and is released (RunnerOptions.oneShot): the backend favours its
+   * first run over steady speed (onnxruntime on CUDA: cuDNN's default algorithms, no search and no
+   * graph; capi-options.ts oneShotTuning).
+   */
+  oneShot?: boolean;
 }
 
 /** What a backend can load, decided from the detected host. */

@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
-import { capiOptions, cudaGraphsFor, cudaTuning } from '../runner/backends/capi-options.js';
+import { capiOptions, cudaGraphsFor, cudaTuning, oneShotTuning, searchAsked } from '../runner/backends/capi-options.js';
 import { dataShapedOps } from '../runner/backends/onnx-inputs.js';
 import { ortSessionOptions } from '../runner/backends/onnxruntime.js';
 import { CAPI_BUILT, createCapiSession, loadCapi } from '../runner/backends/ort-capi.js';
@@ -67,6 +67,26 @@ describe('data-shaped ops', () => {
   it('an unreadable model counts as data-shaped', () => {
     expect(dataShapedOps(new Uint8Array([0xff, 0xff, 0xff]))).toEqual(['?']);
     expect(dataShapedOps(new Uint8Array(0))).toEqual(['?']);
+  });
+});
+
+describe('one-shot sessions', () => {
+  it('take cuDNN’s default algorithms and no graph, unless a search was asked for', () => {
+    const t = cudaTuning({}, {});
+    expect(t.convAlgoSearch).toBe('HEURISTIC');
+    expect(oneShotTuning(t, false)).toEqual({ ...t, convAlgoSearch: 'DEFAULT', cudaGraph: false });
+    const exhaustive = cudaTuning({ convAlgoSearch: 'EXHAUSTIVE' }, {});
+    expect(oneShotTuning(exhaustive, true)).toMatchObject({ convAlgoSearch: 'EXHAUSTIVE', cudaGraph: false });
+    expect(searchAsked({}, {})).toBe(false);
+    expect(searchAsked({ convAlgoSearch: 'HEURISTIC' }, {})).toBe(true);
+    expect(searchAsked({}, { XPKG_ORT_CONV_SEARCH: 'HEURISTIC' })).toBe(true);
+    expect(searchAsked({}, { XPKG_ORT_CONV_SEARCH: 'bogus' })).toBe(false);
+    const o = capiOptions(ortSessionOptions(variant('cuda'), {}, ['cuda', 'cpu']), oneShotTuning(t, false), {
+      freeDims: [['N', 1]],
+      graph: true,
+    });
+    expect(o.providerOptions).toContainEqual(['cudnn_conv_algo_search', 'DEFAULT']);
+    expect(o.cudaGraph).toBeUndefined();
   });
 });
 

@@ -320,10 +320,36 @@ describe('Runner.open pre-warms', () => {
       ['always', undefined],
     ] as const) {
       const spy = new SpyBackend('cuda');
-      await using runner = await Runner.open(pkg, { allowUnsigned: true, stateDir: state(), registry: spy.registry(), prewarm });
+      await using runner = await Runner.open(pkg, {
+        allowUnsigned: true,
+        stateDir: state(),
+        registry: spy.registry(),
+        prewarm,
+      });
       await runner.run({ image: await png(50, 50) });
       expect(spy.loadOptions.length).toBe(2);
       for (const o of spy.loadOptions) expect(o.cudaGraphs).toBe(graphs);
+    }
+  });
+
+  it('a one-shot runner pre-warms nothing by default and asks for one-shot sessions', async () => {
+    const pkg = await bucketPackage();
+    // [options, SessionOptions.oneShot, warmed in open] (auto warms nothing on this CPU host)
+    for (const [options, oneShot, warmed] of [
+      [{ oneShot: true }, true, false],
+      [{ oneShot: true, prewarm: 'always' as const }, true, true],
+      [{}, undefined, false],
+    ] as const) {
+      const spy = new SpyBackend('cuda');
+      await using runner = await Runner.open(pkg, {
+        allowUnsigned: true,
+        stateDir: state(),
+        registry: spy.registry(),
+        ...options,
+      });
+      expect(Object.keys(runner.opened.prewarm).length > 0).toBe(warmed);
+      await runner.run({ image: await png(50, 50) });
+      for (const o of spy.loadOptions) expect(o.oneShot).toBe(oneShot);
     }
   });
 

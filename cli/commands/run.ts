@@ -185,13 +185,13 @@ export function register(program: Command): void {
     const fabric = opts.peer?.length || opts.discover ? await offloaderOf(opts) : undefined;
     await using _peers = { [Symbol.asyncDispose]: async () => fabric?.peers.close() };
     const { flagsNameMany, planInputs, runInputs } = await import('./run-many.js');
-    // Pre-warming every shape the pipeline can make (auto, on an accelerator) pays off over many
-    // inputs; a run of a few named files meets a few shapes, and would wait for all of them.
+    // Pre-warming every shape the pipeline can make (auto, on an accelerator), cuDNN's search and CUDA
+    // graphs pay off over many inputs; a run of files named one by one wants its first result soonest.
     const oneShot =
       opts.prewarm === undefined && opts.maxPrewarmShapes === undefined && !(await flagsNameMany(opts.input));
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, {
       ...runnerOptions(opts),
-      ...(oneShot ? { prewarm: 'off' as const } : {}),
+      ...(oneShot ? { oneShot } : {}),
       ...(fabric ? { offloader: fabric.offloader } : {}),
       onPullProgress: io.progress('pulling'),
     });

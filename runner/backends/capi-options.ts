@@ -53,6 +53,24 @@ export function cudaTuning(o: Partial<CudaTuning> = {}, env: NodeJS.ProcessEnv =
 }
 
 /**
+ * A one-shot session's tuning (SessionOptions.oneShot): cuDNN's default algorithm for every
+ * convolution instead of a search, unless a search was asked for explicitly, and no CUDA graph. On the
+ * H200 a HEURISTIC search cost the float32 recogniser ~0.5 s at each new input shape (steady runs
+ * 4–7 ms), DEFAULT none (steady ~100 ms): `xpkg run` of the OCR package on one 1080p page took
+ * 1.9 s instead of 3.3–3.6 s, the detector 1.0–1.1 s instead of 1.2–1.3 s.
+ */
+export function oneShotTuning(t: CudaTuning, searchAsked: boolean): CudaTuning {
+  return { ...t, convAlgoSearch: searchAsked ? t.convAlgoSearch : 'DEFAULT', cudaGraph: false };
+}
+
+/** Whether cuDNN's search was chosen by the caller (an option or XPKG_ORT_CONV_SEARCH) rather than defaulted. */
+export function searchAsked(o: { convAlgoSearch?: string }, env: NodeJS.ProcessEnv = process.env): boolean {
+  return (
+    o.convAlgoSearch !== undefined || ['DEFAULT', 'EXHAUSTIVE', 'HEURISTIC'].includes(env.XPKG_ORT_CONV_SEARCH ?? '')
+  );
+}
+
+/**
  * Whether a model's per-shape sessions run as CUDA graphs: on CUDA, tuned so, through xpkg's binding
  * (`binding`: whether it loads, asked only then), and only for a model without data-shaped ops — a
  * replay repeats the shapes of the run it captured (onnx-inputs.ts dataShapedOps).

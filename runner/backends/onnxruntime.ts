@@ -33,7 +33,7 @@ import type {
   Tensor,
   VariantFiles,
 } from '../types.js';
-import { type CudaTuning, capiOptions, cudaGraphsFor, cudaTuning } from './capi-options.js';
+import { type CudaTuning, capiOptions, cudaGraphsFor, cudaTuning, oneShotTuning, searchAsked } from './capi-options.js';
 import { filesFromMap, type PrivateFolder, writePrivateFolder } from './model-files.js';
 import { externalFiles } from './onnx-external.js';
 import { hasStaticInputs } from './onnx-inputs.js';
@@ -330,6 +330,8 @@ export class OnnxruntimeBackend implements Backend {
   readonly #shapeSessions: NonNullable<OnnxruntimeBackendOptions['shapeSessions']>;
   readonly #capi: NonNullable<OnnxruntimeBackendOptions['capi']>;
   readonly #cuda: CudaTuning;
+  /** The tuning of one-shot sessions (SessionOptions.oneShot). */
+  readonly #cudaOneShot: CudaTuning;
   #bindingDir: string | undefined;
   #ort: Ort | undefined;
   #providers: string[] = [];
@@ -345,6 +347,7 @@ export class OnnxruntimeBackend implements Backend {
     this.#shapeSessions = options.shapeSessions ?? 'accelerated';
     this.#capi = options.capi ?? 'cuda';
     this.#cuda = cudaTuning({ ...options.cuda, convAlgoSearch: options.convAlgoSearch });
+    this.#cudaOneShot = oneShotTuning(this.#cuda, searchAsked(options));
   }
 
   /** The CUDA and WebGPU checks init made (undefined before init). */
@@ -478,6 +481,7 @@ export class OnnxruntimeBackend implements Backend {
     plain: OrtSessionOptions = create,
     /** A session for one input shape (capiOptions: fixed dimensions, a CUDA graph where tuned so). */
     shape?: { freeDims: [string, number][]; graph?: boolean },
+    tuning: CudaTuning = this.#cuda,
   ): Promise<CreatedSession> {
     const cuda = create.executionProviders[0] === 'cuda';
     // a Buffer is a Uint8Array view: the binding reads it in place (buffer, offset, length)
@@ -491,10 +495,10 @@ export class OnnxruntimeBackend implements Backend {
       const c = loadCapi(this.#bindingDir);
       if ('capi' in c) {
         try {
-          const session = await createCapiSession(c.capi, bytes, capiOptions(create, this.#cuda, shape));
+          const session = await createCapiSession(c.capi, bytes, capiOptions(create, tuning, shape));
           const binding = {
             name: 'xpkg-ort-capi' as const,
-            ...(cuda ? { ...this.#cuda } : {}),
+            ...(cuda ? { ...tuning } : {}),
           };
           return { session, binding };
         } catch (e) {
@@ -567,6 +571,7 @@ export class OnnxruntimeBackend implements Backend {
     // onnxruntime refuses a session whose first provider fails to load: the variant's next
     // provider is tried then, and each failure is kept on the session
     const fallbacks: ProviderFallback[] = [];
+    const tuning = options.oneShot ? this.#cudaOneShot : this.#cuda;
     let last: unknown;
     for (let i = 0; i < sessionOptions.executionProviders.length; i++) {
       const opts = { ...sessionOptions, executionProviders: sessionOptions.executionProviders.slice(i) };
@@ -588,7 +593,7 @@ export class OnnxruntimeBackend implements Backend {
         options.cudaGraphs !== false &&
         cudaGraphsFor({
           provider: opts.executionProviders[0],
-          tuning: this.#cuda,
+          tuning,
           binding: () => this.#capiLoads(),
           model: bytes,
         });
@@ -599,7 +604,15 @@ export class OnnxruntimeBackend implements Backend {
         ...(save ? { optimizedModelFilePath: save, extra: { session: { ...opts.extra.session, ...SAVE_ORT } } } : {}),
       };
       try {
-        const { session, binding } = await this.#create(ort, bytes, folder ? folder.path(entry) : null, create, opts);
+        const { session, binding } = await this.#create(
+          ort,
+          bytes,
+          folder ? folder.path(entry) : null,
+          create,
+          opts,
+          undefined,
+          tuning,
+        );
         // Creating the session read (or mapped) every initializer, so the folder can go now and
         // nothing is left behind if the process is killed; where open files cannot be removed
         // (Windows) it goes when the session is released.
@@ -620,7 +633,15 @@ export class OnnxruntimeBackend implements Backend {
                 profileNext = false;
                 const shape = { freeDims: freeDimsOf(key, shapes), graph: graphs };
                 const made = (
-                  await this.#create(ort, bytes, null, withProfile ? { ...opts, ...profiling } : opts, opts, shape)
+                  await this.#create(
+                    ort,
+                    bytes,
+                    null,
+                    withProfile ? { ...opts, ...profiling } : opts,
+                    opts,
+                    shape,
+                    tuning,
+                  )
                 ).session;
                 if (withProfile) profiled.add(made);
                 return made;
