@@ -80,10 +80,11 @@ function lost(w: Worker): void {
 
 /**
  * Starts the decoder's worker (once per process), which loads sharp at once, and with `onnxruntime`
- * then starts onnxruntime-node there. Returns false where it cannot start; decoding then happens in
- * this thread.
+ * then starts onnxruntime-node there (with `cuda` also its CUDA provider: gpu-install.ts
+ * cudaProviderInstalled says when that is worth it). Returns false where it cannot start; decoding
+ * then happens in this thread.
  */
-export function startImageDecoder(options: { onnxruntime?: boolean } = {}): boolean {
+export function startImageDecoder(options: { onnxruntime?: boolean; cuda?: boolean } = {}): boolean {
   if (worker) return true;
   try {
     const { file, eval: isEval } = entry();
@@ -91,7 +92,11 @@ export function startImageDecoder(options: { onnxruntime?: boolean } = {}): bool
     const hashes = new MessageChannel();
     const w = new Worker(file, {
       eval: isEval,
-      workerData: { hashes: hashes.port2, onnxruntime: Boolean(options.onnxruntime) },
+      workerData: {
+        hashes: hashes.port2,
+        onnxruntime: Boolean(options.onnxruntime),
+        cuda: Boolean(options.onnxruntime && options.cuda),
+      },
       transferList: [hashes.port2],
     });
     hashOn(hashes.port1);
