@@ -29,16 +29,11 @@ export interface CudaTuning {
    * binding's Graph). On the H200 the small models here spent most of a run launching nodes.
    */
   cudaGraph: boolean;
-  /**
-   * Convolutions in NHWC where the provider has kernels for it (`prefer_nhwc`): off by default;
-   * XPKG_ORT_NHWC=1 measures it.
-   */
-  nhwc: boolean;
 }
 
 /**
  * The binding's CUDA settings: options first, then XPKG_ORT_CONV_SEARCH, XPKG_ORT_TF32 (0/1),
- * XPKG_ORT_CONV_MAX_WS (0/1), XPKG_ORT_ARENA (`power-of-two`), XPKG_ORT_CUDA_GRAPH (0/1), XPKG_ORT_NHWC (0/1), for side-by-side
+ * XPKG_ORT_CONV_MAX_WS (0/1), XPKG_ORT_ARENA (`power-of-two`), XPKG_ORT_CUDA_GRAPH (0/1), for side-by-side
  * measurements on a GPU.
  * TF32 stays on: the float32 recogniser took 52 ms a page without it on the H200, 20 ms with it,
  * the same text on the benchmark page.
@@ -54,7 +49,6 @@ export function cudaTuning(o: Partial<CudaTuning> = {}, env: NodeJS.ProcessEnv =
     convMaxWorkspace: o.convMaxWorkspace ?? flag(env.XPKG_ORT_CONV_MAX_WS, false),
     arenaExtend: o.arenaExtend ?? (env.XPKG_ORT_ARENA === 'power-of-two' ? 'power-of-two' : 'same-as-requested'),
     cudaGraph: o.cudaGraph ?? flag(env.XPKG_ORT_CUDA_GRAPH, true),
-    nhwc: o.nhwc ?? flag(env.XPKG_ORT_NHWC, false),
   };
 }
 
@@ -115,7 +109,6 @@ export function capiOptions(
           ['use_tf32', tuning.tf32 ? '1' : '0'],
           ['cudnn_conv_use_max_workspace', tuning.convMaxWorkspace ? '1' : '0'],
           ['arena_extend_strategy', tuning.arenaExtend === 'power-of-two' ? 'kNextPowerOfTwo' : 'kSameAsRequested'],
-          ...(tuning.nhwc ? [['prefer_nhwc', '1'] as [string, string]] : []),
         ]
       : [],
     intraOpThreads: create.intraOpNumThreads,
