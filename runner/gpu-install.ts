@@ -82,25 +82,6 @@ export function ortBinding(module = 'onnxruntime-node'): OrtBinding {
   return { dir: join(pkgDir, 'bin', 'napi-v6', process.platform, process.arch), version };
 }
 
-/**
- * Whether this process should set up the CUDA provider before it knows it needs it (the image
- * decoder's worker, for `xpkg run`): an NVIDIA driver is loaded and `xpkg gpu install` put the
- * provider beside onnxruntime-node. A file check or two; `XPKG_WARM_CUDA=0` says no (to measure).
- */
-export function cudaProviderInstalled(
-  env: NodeJS.ProcessEnv = process.env,
-  procDir = '/proc/driver/nvidia',
-  bindingDir?: string,
-): boolean {
-  if (env.XPKG_WARM_CUDA === '0' || process.platform !== 'linux' || !existsSync(join(procDir, 'version'))) return false;
-  try {
-    const dir = bindingDir ?? ortBinding().dir;
-    return CUDA_PROVIDER.files.every((f) => existsSync(join(dir, f.name)));
-  } catch {
-    return false;
-  }
-}
-
 export async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);

@@ -9,13 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tar from 'tar';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  CUDA_PROVIDER,
-  cudaProviderInstalled,
-  installGpuProviders,
-  ortBinding,
-  type ProviderPackage,
-} from '../runner/gpu-install.js';
+import { CUDA_PROVIDER, installGpuProviders, ortBinding, type ProviderPackage } from '../runner/gpu-install.js';
 import { EXIT } from '../spec/errors.js';
 import { xpkg } from './helpers/cli.js';
 import { codeOf } from './helpers/errors.js';
@@ -159,26 +153,5 @@ describe('gpu install', () => {
     });
     expect(r.tarballSha256).toBe(CUDA_PROVIDER.tarballSha256);
     expect(readdirSync(dir).sort()).toEqual(CUDA_PROVIDER.files.map((f) => f.name).sort());
-  });
-});
-
-describe('setting the CUDA provider up before it is asked for (xpkg run)', () => {
-  it('only with an NVIDIA driver loaded and the provider installed, unless XPKG_WARM_CUDA=0', () => {
-    const root = mkdtempSync(join(tmpdir(), 'xpkg-warm-cuda-'));
-    const proc = join(root, 'proc');
-    const binding = join(root, 'binding');
-    mkdirSync(proc);
-    mkdirSync(binding);
-    for (const f of CUDA_PROVIDER.files) writeFileSync(join(binding, f.name), '');
-    expect(cudaProviderInstalled({}, proc, binding)).toBe(false);
-    writeFileSync(
-      join(proc, 'version'),
-      'NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build\n',
-    );
-    expect(cudaProviderInstalled({}, proc, binding)).toBe(process.platform === 'linux');
-    expect(cudaProviderInstalled({ XPKG_WARM_CUDA: '0' }, proc, binding)).toBe(false);
-    rmSync(join(binding, CUDA_PROVIDER.files[0].name));
-    expect(cudaProviderInstalled({}, proc, binding)).toBe(false);
-    rmSync(root, { recursive: true, force: true });
   });
 });

@@ -4,14 +4,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generatedModels, prepare } from '../fixtures/multi-variant/build.js';
-import {
-  addOneFp16Model,
-  addOneInt8Model,
-  addOneModel,
-  convMatMulModel,
-  encodeModel,
-  identityModel,
-} from '../fixtures/onnx-tiny.js';
+import { addOneFp16Model, addOneInt8Model, addOneModel, encodeModel, identityModel } from '../fixtures/onnx-tiny.js';
 import { defaultRegistry } from '../runner/backends/index.js';
 import {
   checkTensor,
@@ -20,7 +13,7 @@ import {
   type OrtInit,
   ortSessionOptions,
 } from '../runner/backends/onnxruntime.js';
-import { GPU_WARM_DIMS, GPU_WARM_MODEL_HEX, gpuWarmModel, PROBE_MODEL_HEX } from '../runner/backends/probe-model.js';
+import { PROBE_MODEL_HEX } from '../runner/backends/probe-model.js';
 import { BackendRegistry } from '../runner/backends/registry.js';
 import { physicalCores } from '../runner/host-cpu.js';
 import type { Tensor } from '../runner/types.js';
@@ -38,23 +31,6 @@ const x = (values: number[]): Tensor => ({ type: 'float32', dims: [values.length
 describe('tiny ONNX models from the fixture encoder', () => {
   it('the probe model constant is exactly what the encoder writes', () => {
     expect(identityModel().toString('hex')).toBe(PROBE_MODEL_HEX);
-  });
-
-  it('so is the GPU warm-up model, which onnxruntime runs on its zero feeds', async () => {
-    expect(convMatMulModel().toString('hex')).toBe(GPU_WARM_MODEL_HEX);
-    const ort = await import('onnxruntime-node');
-    const s = await ort.InferenceSession.create(gpuWarmModel(), { intraOpNumThreads: 1 });
-    const feeds = Object.fromEntries(
-      Object.entries(GPU_WARM_DIMS).map(([k, d]) => [
-        k,
-        new ort.Tensor('float32', new Float32Array(d.reduce((a, b) => a * b, 1)).fill(1), d),
-      ]),
-    );
-    const out = await s.run(feeds);
-    expect([...out.Y.dims]).toEqual([1, 1, 6, 6]);
-    expect(out.Y.data[0]).toBe(9);
-    expect(out.Z.data[0]).toBe(8);
-    await s.release();
   });
 
   it('onnxruntime itself runs every generated model', async () => {

@@ -1,5 +1,4 @@
 /** `xpkg run` and `xpkg bench`: verify, select, load and run a package on inputs. */
-import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { PeerDirectory } from '../../fabric/contract.js';
 import { renderSelection, selectionJson } from '../../runner/explain.js';
@@ -169,10 +168,7 @@ async function offloaderOf(opts: RunFlags): Promise<{ offloader: RunnerOptions['
  * models, and onnxruntime's once-per-process start (runner/pipeline/image-decoder.ts).
  */
 async function startHelperThread(): Promise<void> {
-  // on an NVIDIA host with the CUDA provider installed, the worker also sets that provider up
-  const cuda =
-    existsSync('/proc/driver/nvidia/version') && (await import('../../runner/gpu-install.js')).cudaProviderInstalled();
-  (await import('../../runner/pipeline/image-decoder.js')).startImageDecoder({ onnxruntime: true, cuda });
+  (await import('../../runner/pipeline/image-decoder.js')).startImageDecoder({ onnxruntime: true });
 }
 
 export function register(program: Command): void {

@@ -8,18 +8,12 @@ import { createRequire } from 'node:module';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { serveHashes } from '../../platform/hash-thread.js';
 import { XpkgError } from '../../spec/errors.js';
-import { GPU_WARM_DIMS, gpuWarmModel, probeModel } from '../backends/probe-model.js';
-import { ortBinding } from '../gpu-install.js';
-import { checkCuda, probeAccelEnv, withBinding } from '../host-accel.js';
+import { probeModel } from '../backends/probe-model.js';
 import { decodeHere, probeHere } from './decode-sharp.js';
 import type { DecodeReply, DecodeRequest } from './image-decoder.js';
 
 // SHA-256 for the main thread (platform/hash-thread.ts), served from the start
-const { hashes, onnxruntime, cuda } = (workerData ?? {}) as {
-  hashes?: MessagePort;
-  onnxruntime?: boolean;
-  cuda?: boolean;
-};
+const { hashes, onnxruntime } = (workerData ?? {}) as { hashes?: MessagePort; onnxruntime?: boolean };
 if (hashes) serveHashes(hashes);
 
 const require = createRequire(import.meta.url);
@@ -29,28 +23,13 @@ require('sharp');
 if (onnxruntime) {
   // One session of the smallest model, released at once: onnxruntime's library, its process-wide
   // environment and CPU kernel registries are set up here, once per process, instead of in the main
-  // thread's first session. With `cuda`, a Conv and a MatMul run once on the CUDA provider: the
-  // device context, cuDNN and cuBLAS (their libraries loaded, ~0.2 s on the H200 machine) are set up
-  // here too, while the main thread verifies and opens. Any failure is the main thread's to meet and
-  // report when it loads.
+  // thread's first session. Any failure is the main thread's to meet and report when it loads.
   setImmediate(() => {
     try {
       const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
-      const quiet = { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 4 } as const;
-      // CUDA only where the provider can load (its libraries found, the driver new enough): a failed
-      // attempt would print onnxruntime's own error here, before the main thread reports it its way
-      const usable = async () => Boolean(cuda) && checkCuda(withBinding(await probeAccelEnv(), ortBinding())).usable;
-      const warmCuda = async () => {
-        const s = await ort.InferenceSession.create(gpuWarmModel(), { ...quiet, executionProviders: ['cuda'] });
-        const zeros = (d: number[]) => new ort.Tensor('float32', new Float32Array(d.reduce((a, b) => a * b, 1)), d);
-        await s
-          .run(Object.fromEntries(Object.entries(GPU_WARM_DIMS).map(([k, d]) => [k, zeros(d)])))
-          .finally(() => s.release());
-      };
-      const start = usable().then((gpu) =>
-        gpu ? warmCuda() : ort.InferenceSession.create(probeModel(), quiet).then((s) => s.release()),
-      );
-      start.catch(() => {});
+      ort.InferenceSession.create(probeModel(), { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 })
+        .then((s) => s.release())
+        .catch(() => {});
     } catch {
       // not installed or not loadable: nothing to start
     }

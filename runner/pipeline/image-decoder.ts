@@ -80,11 +80,10 @@ function lost(w: Worker): void {
 
 /**
  * Starts the decoder's worker (once per process), which loads sharp at once, and with `onnxruntime`
- * then starts onnxruntime-node there (with `cuda` also its CUDA provider: gpu-install.ts
- * cudaProviderInstalled says when that is worth it). Returns false where it cannot start; decoding
- * then happens in this thread.
+ * then starts onnxruntime-node there. Returns false where it cannot start; decoding then happens in
+ * this thread.
  */
-export function startImageDecoder(options: { onnxruntime?: boolean; cuda?: boolean } = {}): boolean {
+export function startImageDecoder(options: { onnxruntime?: boolean } = {}): boolean {
   if (worker) return true;
   try {
     const { file, eval: isEval } = entry();
@@ -92,11 +91,7 @@ export function startImageDecoder(options: { onnxruntime?: boolean; cuda?: boole
     const hashes = new MessageChannel();
     const w = new Worker(file, {
       eval: isEval,
-      workerData: {
-        hashes: hashes.port2,
-        onnxruntime: Boolean(options.onnxruntime),
-        cuda: Boolean(options.onnxruntime && options.cuda),
-      },
+      workerData: { hashes: hashes.port2, onnxruntime: Boolean(options.onnxruntime) },
       transferList: [hashes.port2],
     });
     hashOn(hashes.port1);
