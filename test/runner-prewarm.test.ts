@@ -313,32 +313,16 @@ describe('Runner.open pre-warms', () => {
     expect(spy.runs()).toEqual(['box-cpu 1x3x48x64', 'line-cpu 1x3x16x32']);
   });
 
-  it('CUDA graphs only where open pre-warms: with pre-warm off the sessions are asked for none', async () => {
+  it('what open warms and the sessions are asked for: no CUDA graphs without pre-warm, one-shot sessions for a one-shot runner', async () => {
     const pkg = await bucketPackage();
-    for (const [prewarm, graphs] of [
-      ['off', false],
-      ['always', undefined],
-    ] as const) {
-      const spy = new SpyBackend('cuda');
-      await using runner = await Runner.open(pkg, {
-        allowUnsigned: true,
-        stateDir: state(),
-        registry: spy.registry(),
-        prewarm,
-      });
-      await runner.run({ image: await png(50, 50) });
-      expect(spy.loadOptions.length).toBe(2);
-      for (const o of spy.loadOptions) expect(o.cudaGraphs).toBe(graphs);
-    }
-  });
-
-  it('a one-shot runner pre-warms nothing by default and asks for one-shot sessions', async () => {
-    const pkg = await bucketPackage();
-    // [options, SessionOptions.oneShot, warmed in open] (auto warms nothing on this CPU host)
-    for (const [options, oneShot, warmed] of [
-      [{ oneShot: true }, true, false],
-      [{ oneShot: true, prewarm: 'always' as const }, true, true],
-      [{}, undefined, false],
+    // options → SessionOptions.cudaGraphs, SessionOptions.oneShot, models warmed in open (auto warms
+    // nothing on this CPU host; the spy's sessions say they run on cuda)
+    for (const [options, cudaGraphs, oneShot, warmed] of [
+      [{ prewarm: 'off' }, false, undefined, false],
+      [{ prewarm: 'always' }, undefined, undefined, true],
+      [{ oneShot: true }, false, true, false],
+      [{ oneShot: true, prewarm: 'always' }, undefined, true, true],
+      [{}, undefined, undefined, false],
     ] as const) {
       const spy = new SpyBackend('cuda');
       await using runner = await Runner.open(pkg, {
@@ -349,7 +333,8 @@ describe('Runner.open pre-warms', () => {
       });
       expect(Object.keys(runner.opened.prewarm).length > 0).toBe(warmed);
       await runner.run({ image: await png(50, 50) });
-      for (const o of spy.loadOptions) expect(o.oneShot).toBe(oneShot);
+      expect(spy.loadOptions.length).toBe(2);
+      for (const o of spy.loadOptions) expect([o.cudaGraphs, o.oneShot]).toEqual([cudaGraphs, oneShot]);
     }
   });
 
