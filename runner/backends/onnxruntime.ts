@@ -571,7 +571,9 @@ export class OnnxruntimeBackend implements Backend {
     // onnxruntime refuses a session whose first provider fails to load: the variant's next
     // provider is tried then, and each failure is kept on the session
     const fallbacks: ProviderFallback[] = [];
-    const tuning = options.oneShot ? this.#cudaOneShot : this.#cuda;
+    // the binding's settings for this model's sessions, as its results report them (`bindings`)
+    const base = options.oneShot ? this.#cudaOneShot : this.#cuda;
+    const tuning = options.cudaGraphs === false ? { ...base, cudaGraph: false } : base;
     let last: unknown;
     for (let i = 0; i < sessionOptions.executionProviders.length; i++) {
       const opts = { ...sessionOptions, executionProviders: sessionOptions.executionProviders.slice(i) };
@@ -590,7 +592,6 @@ export class OnnxruntimeBackend implements Backend {
       // the first session serves only shapes over the limit, so the first shape's session is profiled
       const graphs =
         shapeSessions &&
-        options.cudaGraphs !== false &&
         cudaGraphsFor({
           provider: opts.executionProviders[0],
           tuning,
