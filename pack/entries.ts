@@ -243,6 +243,12 @@ export function checkCompression(e: CentralEntry): void {
       `deflated entry ${JSON.stringify(e.name)} expands to ${e.size} bytes; larger payloads must be stored`,
       { name: e.name, size: e.size, limit: LIMITS.deflatedEntryBytes },
     );
+  if (e.compressedSize > e.size + Math.ceil(e.size / 4) + LIMITS.deflateSlackBytes)
+    throw new FormatError(
+      'E_ARCHIVE_BOMB',
+      `deflated entry ${JSON.stringify(e.name)} has a ${e.compressedSize}-byte stream for ${e.size} bytes, more than any encoder writes`,
+      { name: e.name, size: e.size, compressedSize: e.compressedSize },
+    );
   if (e.size > LIMITS.ratioFreeBytes && e.size > e.compressedSize * LIMITS.compressionRatio) {
     throw new FormatError(
       'E_ARCHIVE_BOMB',

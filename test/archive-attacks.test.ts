@@ -337,6 +337,20 @@ describe('size lies and bombs', () => {
       ),
     ).toBe('E_ARCHIVE_BOMB');
   });
+  it('a deflate stream padded with empty stored blocks → E_ARCHIVE_BOMB (before reading it)', async () => {
+    // Valid deflate that inflates to the right bytes, but a small file's stream would have to be
+    // buffered whole: the manifest, the signatures and any asset.
+    const empty = Buffer.from([0x00, 0x00, 0x00, 0xff, 0xff]);
+    const padded = (data: Buffer, blocks: number) =>
+      Buffer.concat([...Array<Buffer>(blocks).fill(empty), deflateFixed(data)]);
+    expect(inflateRawSync(padded(LABELS, 1000)).equals(LABELS)).toBe(true);
+    expect(await rejection(on(LBL, (e) => ({ method: 8, raw: padded(e.data, 1000) })))).toBe('E_ARCHIVE_BOMB');
+    expect(
+      await rejection(craft([{ ...base[0], method: 8, raw: padded(base[0].data, 10_000) }, ...base.slice(1)])),
+    ).toBe('E_ARCHIVE_BOMB');
+    // A few empty blocks, as some encoders flush, are fine.
+    expect(await outcome(on(LBL, (e) => ({ method: 8, raw: padded(e.data, 2) })))).toEqual(await outcome(pkg));
+  });
   it('CRC-32 wrong in both headers, digests right → E_ARCHIVE_CRC', async () => {
     expect(await rejection(on(LBL, (e) => ({ crc32: crc32(e.data) ^ 0x10000 })))).toBe('E_ARCHIVE_CRC');
     expect(await rejection(on(LBL, (e) => ({ method: 8, crc32: crc32(e.data) ^ 0x10000 })))).toBe('E_ARCHIVE_CRC');
