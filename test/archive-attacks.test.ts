@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32, inflateRawSync } from 'node:zlib';
+import { crc32, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
 import { unpackPackage } from '../pack/unpack.js';
@@ -350,6 +350,17 @@ describe('size lies and bombs', () => {
     ).toBe('E_ARCHIVE_BOMB');
     // A few empty blocks, as some encoders flush, are fine.
     expect(await outcome(on(LBL, (e) => ({ method: 8, raw: padded(e.data, 2) })))).toEqual(await outcome(pkg));
+  });
+  it('many deflated entries, each under the ratio-free size, together above the ratio → E_ARCHIVE_BOMB', async () => {
+    const zeros = Buffer.alloc(LIMITS.ratioFreeBytes);
+    const raw = deflateRawSync(zeros, { level: 9 });
+    const many = (n: number) =>
+      plus(
+        Array.from({ length: n }, (_, i) => entry(`assets/z${i}`, '', { data: zeros, method: 8, raw })),
+        true,
+      );
+    expect('ok' in (await outcome(many(1)))).toBe(true);
+    expect(await rejection(many(3))).toBe('E_ARCHIVE_BOMB');
   });
   it('CRC-32 wrong in both headers, digests right → E_ARCHIVE_CRC', async () => {
     expect(await rejection(on(LBL, (e) => ({ crc32: crc32(e.data) ^ 0x10000 })))).toBe('E_ARCHIVE_CRC');
