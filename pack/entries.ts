@@ -243,6 +243,12 @@ export function checkCompression(e: CentralEntry): void {
       `deflated entry ${JSON.stringify(e.name)} expands to ${e.size} bytes; larger payloads must be stored`,
       { name: e.name, size: e.size, limit: LIMITS.deflatedEntryBytes },
     );
+  if (e.compressedSize > e.size + Math.ceil(e.size / 4) + LIMITS.deflateSlackBytes)
+    throw new FormatError(
+      'E_ARCHIVE_BOMB',
+      `deflated entry ${JSON.stringify(e.name)} has a ${e.compressedSize}-byte stream for ${e.size} bytes, more than any encoder writes`,
+      { name: e.name, size: e.size, compressedSize: e.compressedSize },
+    );
   if (e.size > LIMITS.ratioFreeBytes && e.size > e.compressedSize * LIMITS.compressionRatio) {
     throw new FormatError(
       'E_ARCHIVE_BOMB',
@@ -250,6 +256,26 @@ export function checkCompression(e: CentralEntry): void {
       { name: e.name, size: e.size, compressedSize: e.compressedSize },
     );
   }
+}
+
+/**
+ * The ratio limit over all deflated entries together: entries each small enough to be free of it
+ * cannot add up to gigabytes of inflating (20,000 × 1 MiB of zeros is a 30 MB file).
+ */
+export function checkCompressionTotal(entries: readonly CentralEntry[]): void {
+  let size = 0;
+  let compressedSize = 0;
+  for (const e of entries)
+    if (e.method === 8) {
+      size += e.size;
+      compressedSize += e.compressedSize;
+    }
+  if (size > LIMITS.ratioFreeBytes && size > compressedSize * LIMITS.compressionRatio)
+    throw new FormatError(
+      'E_ARCHIVE_BOMB',
+      `deflated entries together claim a compression ratio above ${LIMITS.compressionRatio}:1`,
+      { size, compressedSize },
+    );
 }
 
 /** Decodes an entry's data (inflating with the declared size as a hard cap) and checks deflate framing and CRC. */

@@ -36,7 +36,8 @@ export interface InspectResult {
     path: string;
     size: number;
     sha256: string;
-    stored: 'stored' | 'deflate';
+    /** `absent`: left out of a partial package (spec/OCI.md §4); its offset is then -1. */
+    stored: 'stored' | 'deflate' | 'absent';
     aligned: boolean;
     offset: number;
   }[];
@@ -103,14 +104,14 @@ export function inspectReader(r: PackageReader, options: InspectOptions = {}): I
     },
     assets: (m.assets ?? []).map(({ id, path: p, kind }) => ({ id, path: p, kind })),
     files: m.files.map((f) => {
-      const e = r.entry(f.path)!;
+      const e = r.entry(f.path);
       return {
         path: f.path,
         size: f.size,
         sha256: f.sha256,
-        stored: e.method === 0 ? 'stored' : 'deflate',
+        stored: !e ? 'absent' : e.method === 0 ? 'stored' : 'deflate',
         aligned: models.has(f.path),
-        offset: e.dataOffset,
+        offset: e ? e.dataOffset : -1,
       };
     }),
     signatures,
@@ -174,7 +175,7 @@ export function renderInspect(i: InspectResult): string {
   lines.push(`files (${i.files.length}):`);
   for (const f of i.files)
     lines.push(
-      `  ${formatBytes(f.size).padStart(9)}  ${f.sha256.slice(0, 16)}…  ${f.path}${f.aligned ? '  [aligned]' : ''}`,
+      `  ${formatBytes(f.size).padStart(9)}  ${f.sha256.slice(0, 16)}…  ${f.path}${f.aligned ? '  [aligned]' : ''}${f.stored === 'absent' ? '  [absent]' : ''}`,
     );
   return lines.join('\n');
 }

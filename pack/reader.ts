@@ -26,6 +26,7 @@ import type { Manifest } from '../spec/schema.js';
 import {
   type CentralEntry,
   checkCompression,
+  checkCompressionTotal,
   checkLocal,
   checkStoredCrc,
   entryBytes,
@@ -391,6 +392,7 @@ export class PackageReader implements PackageReaderLike {
       }
     }
     for (const e of central) checkCompression(e);
+    checkCompressionTotal(central);
 
     // Metadata is parsed before any digest check, so its CRC is checked here.
     const metadata = async (e: CentralEntry): Promise<Buffer> => {

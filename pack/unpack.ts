@@ -50,6 +50,11 @@ export async function unpackPackage(
   onProgress?: (d: number, t: number) => void,
 ): Promise<UnpackResult> {
   await using reader = await PackageReader.open(pkgPath);
+  // A partial package (spec/OCI.md §4) lacks files its manifest lists: there is nothing to write for them.
+  if (reader.absent.size)
+    throw new FormatError('E_FILE_PARTIAL', 'a partial package cannot be unpacked: some of its files are absent', {
+      absent: [...reader.absent],
+    });
   const root = resolve(outDir);
   const createdFiles: string[] = [];
   const createdDirs: string[] = [];

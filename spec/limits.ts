@@ -23,6 +23,12 @@ export const LIMITS = {
   /** Largest uncompressed:compressed ratio of a deflated entry bigger than `ratioFreeBytes`. */
   compressionRatio: 100,
   ratioFreeBytes: 1024 * 1024,
+  /**
+   * A deflated entry's stream is at most its size plus a quarter plus this many bytes: more than any
+   * encoder writes (zlib's worst case is about an eighth), so padding the stream (e.g. with empty
+   * stored blocks) cannot make a reader buffer gigabytes for a small file.
+   */
+  deflateSlackBytes: 64,
   /** Central directory bytes. */
   centralDirectoryBytes: 16 * 1024 * 1024,
 } as const;

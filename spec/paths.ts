@@ -5,7 +5,9 @@
 import { FormatError } from './errors.js';
 import { LIMITS, RESERVED_PREFIX } from './limits.js';
 
-const WINDOWS_RESERVED = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i;
+// Windows also opens the device when spaces follow the name before an extension ("nul .txt"), and
+// CONIN$ / CONOUT$ name the console.
+const WINDOWS_RESERVED = /^(con|prn|aux|nul|conin\$|conout\$|com[0-9¹²³]|lpt[0-9¹²³]) *(\..*)?$/i;
 // Controls, DEL, C1 controls, and characters that are special on common file systems or shells.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
 const FORBIDDEN_CHAR = /[\u0000-\u001f\u007f-\u009f\\:*?"<>|\u2028\u2029\ufeff\ufff9-\ufffb]/u;

@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32, inflateRawSync } from 'node:zlib';
+import { crc32, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
 import { unpackPackage } from '../pack/unpack.js';
@@ -88,6 +88,10 @@ describe('entry names', () => {
     './a',
     'CON',
     'lpt1.txt',
+    'CONOUT$',
+    'a/conin$.txt',
+    'nul .txt',
+    'Aux  .onnx',
     'a /b',
     'a./b',
     'a\u0000b',
@@ -332,6 +336,31 @@ describe('size lies and bombs', () => {
         ]),
       ),
     ).toBe('E_ARCHIVE_BOMB');
+  });
+  it('a deflate stream padded with empty stored blocks → E_ARCHIVE_BOMB (before reading it)', async () => {
+    // Valid deflate that inflates to the right bytes, but a small file's stream would have to be
+    // buffered whole: the manifest, the signatures and any asset.
+    const empty = Buffer.from([0x00, 0x00, 0x00, 0xff, 0xff]);
+    const padded = (data: Buffer, blocks: number) =>
+      Buffer.concat([...Array<Buffer>(blocks).fill(empty), deflateFixed(data)]);
+    expect(inflateRawSync(padded(LABELS, 1000)).equals(LABELS)).toBe(true);
+    expect(await rejection(on(LBL, (e) => ({ method: 8, raw: padded(e.data, 1000) })))).toBe('E_ARCHIVE_BOMB');
+    expect(
+      await rejection(craft([{ ...base[0], method: 8, raw: padded(base[0].data, 10_000) }, ...base.slice(1)])),
+    ).toBe('E_ARCHIVE_BOMB');
+    // A few empty blocks, as some encoders flush, are fine.
+    expect(await outcome(on(LBL, (e) => ({ method: 8, raw: padded(e.data, 2) })))).toEqual(await outcome(pkg));
+  });
+  it('many deflated entries, each under the ratio-free size, together above the ratio → E_ARCHIVE_BOMB', async () => {
+    const zeros = Buffer.alloc(LIMITS.ratioFreeBytes);
+    const raw = deflateRawSync(zeros, { level: 9 });
+    const many = (n: number) =>
+      plus(
+        Array.from({ length: n }, (_, i) => entry(`assets/z${i}`, '', { data: zeros, method: 8, raw })),
+        true,
+      );
+    expect('ok' in (await outcome(many(1)))).toBe(true);
+    expect(await rejection(many(3))).toBe('E_ARCHIVE_BOMB');
   });
   it('CRC-32 wrong in both headers, digests right → E_ARCHIVE_CRC', async () => {
     expect(await rejection(on(LBL, (e) => ({ crc32: crc32(e.data) ^ 0x10000 })))).toBe('E_ARCHIVE_CRC');

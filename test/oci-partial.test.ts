@@ -3,13 +3,15 @@
  * pull writes is a strict archive the one reader opens and verifies (signatures included, since the
  * manifest is untouched), and every inconsistent `xpkg/partial.json` is refused with its code.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type Artifact, artifactOf, hexOf, MEDIA } from '../oci/artifact.js';
 import { layoutPartial, type Plan, type PlanInput, planPartial, planWhole } from '../oci/plan.js';
+import { inspectPackage } from '../pack/inspect.js';
 import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
+import { unpackPackage } from '../pack/unpack.js';
 import { verify } from '../signing/verify.js';
 import { canonicalBytes } from '../spec/canonical.js';
 import { XpkgError } from '../spec/errors.js';
@@ -122,5 +124,17 @@ describe('partial packages', () => {
     ];
     for (const [what, gone, record, code] of cases)
       expect(await codeOf(openAndCheck(await write(layoutPartial(input, gone, record), MULTI))), what).toBe(code);
+  });
+
+  it('unpack refuses a partial package (E_FILE_PARTIAL) and writes nothing; inspect marks its absent files', async () => {
+    const { input } = await inputOf(MULTI);
+    const plan = planPartial(input, new Set(['cpu-fp32']));
+    const file = await write(plan, MULTI);
+    const dest = join(tempDir(), 'out');
+    expect(await codeOf(unpackPackage(file, dest))).toBe('E_FILE_PARTIAL');
+    expect(existsSync(dest)).toBe(false);
+    const files = (await inspectPackage(file)).files;
+    expect(files.filter((f) => f.stored === 'absent').map((f) => f.path)).toEqual(plan.absent);
+    expect(files.find((f) => f.path === 'models/add-one-fp32.onnx')?.stored).toBe('stored');
   });
 });
