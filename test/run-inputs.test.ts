@@ -7,9 +7,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { checkTensor as checkBackendTensor } from '../runner/backends/ort-tensor.js';
 import { inputFromBytes } from '../runner/inputs/load.js';
 import { JSON_ARRAY_MAX, outputsToJson, typedToJson } from '../runner/outputs-json.js';
 import { Runner } from '../runner/runner.js';
+import type { Tensor } from '../runner/types.js';
 import { EXIT } from '../spec/errors.js';
 import type { IoSpec } from '../spec/schema.js';
 import { xpkgAsync } from './helpers/cli.js';
@@ -192,6 +194,19 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
       'E_RUN_INPUT',
     );
     expect(await codeOf(inputFromBytes(spec('tensor', { shape: [6] }), bytes, 'a.bin'))).toBe('E_RUN_INPUT');
+  });
+  it('raw tensor: int8 is read as signed values the backend takes; a bool byte above 1 → E_RUN_INPUT_FORMAT', async () => {
+    const t = (await inputFromBytes(
+      spec('tensor', { dtype: 'int8', shape: ['N'] }),
+      Buffer.from([0xff, 0x80, 0x7f]),
+      'a.bin',
+    )) as Tensor;
+    expect(t.data).toBeInstanceOf(Int8Array);
+    expect(Array.from(t.data as Int8Array)).toEqual([-1, -128, 127]);
+    expect(() => checkBackendTensor('v', t)).not.toThrow();
+    const bool = spec('tensor', { dtype: 'bool', shape: ['N'] });
+    expect(((await inputFromBytes(bool, Buffer.from([0, 1]), 'a.bin')) as Tensor).data).toEqual(new Uint8Array([0, 1]));
+    expect(await codeOf(inputFromBytes(bool, Buffer.from([0, 2]), 'a.bin'))).toBe('E_RUN_INPUT_FORMAT');
   });
   it('a .npy must fit the declared shape, named dimensions agreeing', async () => {
     const f = npyF32([1, 2, 3, 4, 5, 6], [2, 3]);

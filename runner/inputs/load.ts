@@ -130,7 +130,11 @@ function rawTensor(spec: IoSpec, bytes: Buffer, path: string): Tensor {
           ? new BigInt64Array(b)
           : dtype === 'int32'
             ? new Int32Array(b)
-            : data;
+            : dtype === 'int8'
+              ? new Int8Array(b)
+              : data;
+  if (dtype === 'bool' && data.some((v) => v > 1))
+    throw formatError('dtype', `${path}: a bool value is neither 0 nor 1`, path, { dtype });
   return { type: dtype, dims, data: typed };
 }
 
