@@ -3,12 +3,12 @@
  * (runner/inputs/load.ts), and `--json` outputs with typed arrays as JSON arrays or base64
  * (runner/outputs-json.ts), checked against the library's own result.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { checkTensor as checkBackendTensor } from '../runner/backends/ort-tensor.js';
-import { inputFromBytes } from '../runner/inputs/load.js';
+import { inputFromBytes, loadInputFile } from '../runner/inputs/load.js';
 import { JSON_ARRAY_MAX, outputsToJson, typedToJson } from '../runner/outputs-json.js';
 import { Runner } from '../runner/runner.js';
 import type { Tensor } from '../runner/types.js';
@@ -207,6 +207,13 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
     const bool = spec('tensor', { dtype: 'bool', shape: ['N'] });
     expect(((await inputFromBytes(bool, Buffer.from([0, 1]), 'a.bin')) as Tensor).data).toEqual(new Uint8Array([0, 1]));
     expect(await codeOf(inputFromBytes(bool, Buffer.from([0, 2]), 'a.bin'))).toBe('E_RUN_INPUT_FORMAT');
+  });
+  it('a file over 2 GiB (more than Node reads at once) → E_RUN_INPUT, not an internal error', async () => {
+    const big = join(dir, 'big.bin');
+    writeFileSync(big, '');
+    truncateSync(big, 2 ** 31 + 4); // sparse: nothing is written or read
+    expect(await codeOf(loadInputFile(spec('tensor', { dtype: 'float32', shape: ['N'] }), big))).toBe('E_RUN_INPUT');
+    rmSync(big);
   });
   it('a .npy must fit the declared shape, named dimensions agreeing', async () => {
     const f = npyF32([1, 2, 3, 4, 5, 6], [2, 3]);

@@ -26,7 +26,17 @@ function formatError(reason: string, summary: string, path: string, detail: Reco
 
 /** Reads one file as the value of the declared input `spec`. */
 export async function loadInputFile(spec: IoSpec, path: string): Promise<unknown> {
-  return inputFromBytes(spec, await readFileBytes(path), path);
+  const bytes = await readFileBytes(path).catch((e: NodeJS.ErrnoException) => {
+    // Node reads at most 2 GiB into one buffer; a larger input is refused clearly, not as an internal error.
+    if (e?.code === 'ERR_FS_FILE_TOO_LARGE')
+      throw new RunnerError('E_RUN_INPUT', `${path} is too large to read as an input (more than 2 GiB)`, {
+        reason: 'too-large',
+        path,
+        input: spec.name,
+      });
+    throw e;
+  });
+  return inputFromBytes(spec, bytes, path);
 }
 
 /** The value of input `spec` from a file's bytes; `path` names the file in errors and picks `.npy`. */
