@@ -257,6 +257,18 @@ describe('typed arrays in JSON (runner/outputs-json.ts)', () => {
     };
     expect(bool.t.data.dtype).toBe('bool');
   });
+  it('a float array holding NaN or ±Infinity (which JSON cannot write) is base64, its values intact', () => {
+    const f32 = new Float32Array([1, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]);
+    const b = typedToJson(f32, [4], 'float32') as { dtype: string; shape: number[]; data: string };
+    expect([b.dtype, b.shape]).toEqual(['float32', [4]]);
+    const back = Buffer.from(b.data, 'base64');
+    expect(Array.from(new Float32Array(back.buffer, back.byteOffset, 4))).toEqual(Array.from(f32));
+    const half = outputsToJson({ t: { type: 'float16', dims: [2], data: new Uint16Array([0x3c00, 0x7e00]) } }) as {
+      t: { data: { dtype: string } };
+    };
+    expect(half.t.data.dtype).toBe('float16');
+    expect(typedToJson(new Float32Array([1, -0.5]))).toEqual([1, -0.5]);
+  });
   it('a small mask is a JSON array; a big one with a label over 255 stays int32', () => {
     expect(outputsToJson({ m: { width: 2, height: 1, data: new Int32Array([0, 3]) } })).toEqual({
       m: { width: 2, height: 1, data: [0, 3] },
