@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { checkTensor as checkBackendTensor } from '../runner/backends/ort-tensor.js';
 import { inputFromBytes, loadInputFile } from '../runner/inputs/load.js';
-import { JSON_ARRAY_MAX, outputsToJson, typedToJson } from '../runner/outputs-json.js';
+import { JSON_ARRAY_MAX, JSON_BYTES_MAX, outputsToJson, typedToJson } from '../runner/outputs-json.js';
 import { Runner } from '../runner/runner.js';
 import type { Tensor } from '../runner/types.js';
 import { EXIT } from '../spec/errors.js';
@@ -268,6 +268,16 @@ describe('typed arrays in JSON (runner/outputs-json.ts)', () => {
     };
     expect(half.t.data.dtype).toBe('float16');
     expect(typedToJson(new Float32Array([1, -0.5]))).toEqual([1, -0.5]);
+  });
+  it('an array whose base64 would not fit one string → E_RUN_BUDGET, not an internal error', () => {
+    const big = new Uint8Array(JSON_BYTES_MAX + 1); // zero pages: not touched before the check
+    let code: string | undefined;
+    try {
+      outputsToJson({ t: { type: 'uint8', dims: [big.length], data: big } });
+    } catch (e) {
+      code = (e as { code?: string }).code;
+    }
+    expect(code).toBe('E_RUN_BUDGET');
   });
   it('a small mask is a JSON array; a big one with a label over 255 stays int32', () => {
     expect(outputsToJson({ m: { width: 2, height: 1, data: new Int32Array([0, 3]) } })).toEqual({
