@@ -215,6 +215,17 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
     expect(await codeOf(loadInputFile(spec('tensor', { dtype: 'float32', shape: ['N'] }), big))).toBe('E_RUN_INPUT');
     rmSync(big);
   });
+  it('a valid .npy of a dtype no input takes (float64, uint16) → E_RUN_INPUT; an object (pickle) one → E_RUN_INPUT_FORMAT', async () => {
+    const { readFileSync } = await import('node:fs');
+    const f32 = spec('tensor', { dtype: 'float32', shape: ['N', 'M'] });
+    expect(await codeOf(inputFromBytes(f32, readFileSync('test/data/npy/f8-v1.npy'), 'a.npy'))).toBe('E_RUN_INPUT');
+    const u2 = npyF32([1, 2], [2]);
+    u2.write("'<u2'", u2.indexOf("'<f4'"), 'latin1');
+    expect(await codeOf(inputFromBytes(f32, u2.subarray(0, u2.length - 4), 'a.npy'))).toBe('E_RUN_INPUT');
+    const obj = npyF32([1, 2], [2]);
+    obj.write("'|O' ", obj.indexOf("'<f4'"), 'latin1');
+    expect(await codeOf(inputFromBytes(f32, obj, 'a.npy'))).toBe('E_RUN_INPUT_FORMAT');
+  });
   it('a .npy must fit the declared shape, named dimensions agreeing', async () => {
     const f = npyF32([1, 2, 3, 4, 5, 6], [2, 3]);
     expect(await codeOf(inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N', 'N'] }), f, 'a.npy'))).toBe(

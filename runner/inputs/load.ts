@@ -70,8 +70,13 @@ function npyOf(bytes: Buffer, path: string): Tensor {
   try {
     return parseNpy(bytes);
   } catch (e) {
-    if (e instanceof RunnerError)
-      throw new RunnerError(e.code, `${path}: ${e.message}`, { ...(e.detail as object), path });
+    if (e instanceof RunnerError) {
+      const detail = e.detail as { reason?: string; descr?: string };
+      // A numeric dtype the reader does not take (float64, uint16…) is a valid file of another dtype
+      // than any input can declare: E_RUN_INPUT, as a dtype that differs from the declaration.
+      const numeric = detail.reason === 'dtype' && /^[<>][fiuc][0-9]+$/.test(detail.descr ?? '');
+      throw new RunnerError(numeric ? 'E_RUN_INPUT' : e.code, `${path}: ${e.message}`, { ...detail, path });
+    }
     throw e;
   }
 }
