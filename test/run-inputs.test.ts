@@ -180,6 +180,31 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
     expect(await codeOf(inputFromBytes(spec('image'), Buffer.from('hello'), 'a.png'))).toBe('E_RUN_INPUT_FORMAT');
     expect(await codeOf(inputFromBytes(spec('image'), Buffer.alloc(0), 'a.png'))).toBe('E_RUN_INPUT_FORMAT');
   });
+  it("image: one above sharp's own pixel limit (268 MP) is an image, refused later by the --max-pixels budget", async () => {
+    const { deflateSync, crc32 } = await import('node:zlib');
+    const chunk = (type: string, d: Buffer) => {
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(d.length);
+      const crc = Buffer.alloc(4);
+      crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type), d])));
+      return Buffer.concat([len, Buffer.from(type), d, crc]);
+    };
+    const side = 16_400; // 269 MP, 1-bit grey: a 33 MB bitmap that deflates to 33 KB
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(side, 0);
+    ihdr.writeUInt32BE(side, 4);
+    ihdr.set([1, 0, 0, 0, 0], 8);
+    const png = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      chunk('IHDR', ihdr),
+      chunk('IDAT', deflateSync(Buffer.alloc((Math.ceil(side / 8) + 1) * side))),
+      chunk('IEND', Buffer.alloc(0)),
+    ]);
+    expect(await inputFromBytes(spec('image'), png, 'big.png')).toBe(png);
+    const { decodeHere } = await import('../runner/pipeline/decode-sharp.js');
+    const err = await decodeHere(png, 3, [255], { maxPixels: 100_000_000, maxTensorBytes: 2 ** 30 }).catch((e) => e);
+    expect([err.code, err.detail.limit]).toEqual(['E_RUN_INPUT', 'maxPixels']);
+  });
   it('raw tensor: the declared shape with one unknown dimension inferred; two unknowns → E_RUN_INPUT', async () => {
     const bytes = Buffer.from(new Int32Array([1, 2, 3, 4, 5, 6]).buffer);
     expect(await inputFromBytes(spec('tensor', { dtype: 'int32', shape: [-1, 3] }), bytes, 'a.bin')).toEqual({
