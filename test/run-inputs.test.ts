@@ -251,6 +251,11 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
     obj.write("'|O' ", obj.indexOf("'<f4'"), 'latin1');
     expect(await codeOf(inputFromBytes(f32, obj, 'a.npy'))).toBe('E_RUN_INPUT_FORMAT');
   });
+  it('a .npy file under another name is read as a .npy (by its magic), not as raw values', async () => {
+    const f = npyF32([1, 2, 3], [3]);
+    const t = (await inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N'] }), f, 'x.data')) as Tensor;
+    expect([t.dims, Array.from(t.data as Float32Array)]).toEqual([[3], [1, 2, 3]]);
+  });
   it('a .npy must fit the declared shape, named dimensions agreeing', async () => {
     const f = npyF32([1, 2, 3, 4, 5, 6], [2, 3]);
     expect(await codeOf(inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N', 'N'] }), f, 'a.npy'))).toBe(

@@ -18,6 +18,7 @@ import { probeImage } from '../pipeline/image-decoder.js';
 import type { DType, Tensor } from '../types.js';
 import { parseNpy } from './npy.js';
 
+const NPY_MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 const ITEM: Record<DType, number> = { float32: 4, float16: 2, int64: 8, int32: 4, uint8: 1, int8: 1, bool: 1 };
 
 function formatError(reason: string, summary: string, path: string, detail: Record<string, unknown> = {}): RunnerError {
@@ -39,9 +40,10 @@ export async function loadInputFile(spec: IoSpec, path: string): Promise<unknown
   return inputFromBytes(spec, bytes, path);
 }
 
-/** The value of input `spec` from a file's bytes; `path` names the file in errors and picks `.npy`. */
+/** The value of input `spec` from a file's bytes; `path` names the file in errors and, with the magic, picks `.npy`. */
 export async function inputFromBytes(spec: IoSpec, bytes: Buffer, path: string): Promise<unknown> {
-  const npy = /\.npy$/i.test(path);
+  // A .npy by name, or by its magic: read as raw values, its header would become silently wrong numbers.
+  const npy = /\.npy$/i.test(path) || NPY_MAGIC.equals(bytes.subarray(0, 6));
   switch (spec.type) {
     case 'image': {
       if (bytes.length === 0) throw formatError('empty', `${path} is empty, not an image`, path);
