@@ -77,6 +77,10 @@ describe('xpkg run over a folder', () => {
     const r = await run(['-i', join(dir, 'in')]);
     expect(r.stdout).toContain(`== ${join(dir, 'in', 'a-good.png')}`);
     expect(r.stderr).toContain('E_RUN_INPUT_FORMAT');
+    // each failed input is named once per line, not twice (its error names the file already)
+    const notes = join(dir, 'in', 'c-notes.txt');
+    expect(r.stderr).toContain(notes);
+    expect(r.stderr).not.toContain(`${notes}: ${notes}`);
     expect(r.status).toBe(EXIT.runner);
   });
 });
