@@ -77,7 +77,8 @@ function npyOf(bytes: Buffer, path: string): Tensor {
       // A numeric dtype the reader does not take (float64, uint16…) is a valid file of another dtype
       // than any input can declare: E_RUN_INPUT, as a dtype that differs from the declaration.
       const numeric = detail.reason === 'dtype' && /^[<>][fiuc][0-9]+$/.test(detail.descr ?? '');
-      throw new RunnerError(numeric ? 'E_RUN_INPUT' : e.code, `${path}: ${e.message}`, { ...detail, path });
+      const message = numeric ? e.message.replace(/^not a valid \.npy file: /, '') : e.message;
+      throw new RunnerError(numeric ? 'E_RUN_INPUT' : e.code, `${path}: ${message}`, { ...detail, path });
     }
     throw e;
   }
