@@ -256,6 +256,20 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
     const t = (await inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N'] }), f, 'x.data')) as Tensor;
     expect([t.dims, Array.from(t.data as Float32Array)]).toEqual([[3], [1, 2, 3]]);
   });
+  it.skipIf(process.platform === 'win32')(
+    'a device (/dev/zero, which never ends) → E_RUN_INPUT_FORMAT at once; a pipe is read to its end',
+    async () => {
+      const x = spec('tensor', { dtype: 'float32', shape: ['N'] });
+      expect(await codeOf(loadInputFile(x, '/dev/zero'))).toBe('E_RUN_INPUT_FORMAT');
+      const { execFileSync } = await import('node:child_process');
+      const fifo = join(dir, 'in.fifo');
+      execFileSync('mkfifo', [fifo]);
+      const { createWriteStream } = await import('node:fs');
+      createWriteStream(fifo).end(npyF32([1, 2, 3], [3]));
+      const t = (await loadInputFile(x, fifo)) as Tensor;
+      expect(Array.from(t.data as Float32Array)).toEqual([1, 2, 3]);
+    },
+  );
   it('a .npy must fit the declared shape, named dimensions agreeing', async () => {
     const f = npyF32([1, 2, 3, 4, 5, 6], [2, 3]);
     expect(await codeOf(inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N', 'N'] }), f, 'a.npy'))).toBe(

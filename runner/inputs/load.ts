@@ -35,6 +35,7 @@ export async function loadInputFile(spec: IoSpec, path: string): Promise<unknown
         path,
         input: spec.name,
       });
+    if (e?.code === 'ERR_INPUT_DEVICE') throw formatError('device', `${path} is a device, not an input file`, path);
     throw e;
   });
   return inputFromBytes(spec, bytes, path);
