@@ -256,6 +256,11 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
     const t = (await inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N'] }), f, 'x.data')) as Tensor;
     expect([t.dims, Array.from(t.data as Float32Array)]).toEqual([[3], [1, 2, 3]]);
   });
+  it('a .npz archive (np.savez) is refused with E_RUN_INPUT_FORMAT, not read as raw values', async () => {
+    const zip = Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.alloc(60)]);
+    const x = spec('tensor', { dtype: 'float32', shape: ['N'] });
+    expect(await codeOf(inputFromBytes(x, zip, 'x.npz'))).toBe('E_RUN_INPUT_FORMAT');
+  });
   it.skipIf(process.platform === 'win32')(
     'a device (/dev/zero, which never ends) → E_RUN_INPUT_FORMAT at once; a pipe is read to its end',
     async () => {

@@ -58,6 +58,13 @@ export async function inputFromBytes(spec: IoSpec, bytes: Buffer, path: string):
       return bytes;
     }
     case 'tensor':
+      // np.savez's archive of arrays: as raw values it would be silently wrong numbers
+      if (!npy && /\.npz$/i.test(path))
+        throw formatError(
+          'npz',
+          `${path} is a .npz archive; a tensor input is one .npy file (np.save) or raw values`,
+          path,
+        );
       return checkTensor(spec, npy ? npyOf(bytes, path) : rawTensor(spec, bytes, path), path);
     case 'text':
       return utf8(bytes, path);
