@@ -2,8 +2,9 @@
  * Input values from files, by the package's input declaration (its `type`, `dtype`, `shape`):
  *
  * - image: the file's bytes, checked to be an image sharp can read (decoded later by the pipeline);
- * - tensor: a `.npy` file (strict reader, npy.ts), or any other file as raw little-endian bytes of
- *   the declared dtype, its shape from the declaration (one unknown dimension is inferred);
+ * - tensor: a `.npy` file by name or magic (strict reader, npy.ts), or any other file but a `.npz`
+ *   as raw little-endian bytes of the declared dtype, its shape from the declaration (one unknown
+ *   dimension is inferred);
  * - text: strict UTF-8 (a leading BOM is dropped);
  * - mask: a 2-D integer `.npy`, or JSON `{width, height, data}`;
  * - json, text-lines, classification, boxes: a JSON document.
