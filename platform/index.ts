@@ -8,7 +8,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { inflateRawSync, crc32 as zlibCrc32 } from 'node:zlib';
 
@@ -110,7 +110,35 @@ export function readTextFileSync(path: string): string {
   return readFileSync(path, 'utf8');
 }
 
-/** A whole file's bytes (inputs named by path; the browser has no paths). */
-export function readFileBytes(path: string): Promise<Buffer> {
-  return readFile(path);
+/** The most bytes readFileBytes reads: what Node reads into one buffer (2 GiB). */
+const READ_MAX = 2 ** 31 - 1;
+
+function readError(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+/**
+ * A whole file's bytes (inputs named by path; the browser has no paths). A pipe is read to its end,
+ * at most 2 GiB like a file (else ERR_FS_FILE_TOO_LARGE); a device, which may never end
+ * (/dev/zero), is refused with ERR_INPUT_DEVICE.
+ */
+export async function readFileBytes(path: string): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const st = await fh.stat();
+    if (st.isCharacterDevice() || st.isBlockDevice())
+      throw readError('ERR_INPUT_DEVICE', `${path} is a device, not a file`);
+    if (st.isFile()) return await fh.readFile();
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const { bytesRead, buffer } = await fh.read(Buffer.alloc(1 << 20), 0, 1 << 20, null);
+      if (bytesRead === 0) return Buffer.concat(chunks, total);
+      total += bytesRead;
+      if (total > READ_MAX) throw readError('ERR_FS_FILE_TOO_LARGE', `${path} is more than 2 GiB`);
+      chunks.push(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await fh.close();
+  }
 }

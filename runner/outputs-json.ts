@@ -5,13 +5,22 @@
  * major, when it has at most JSON_ARRAY_MAX elements; a larger one becomes
  * `{"dtype", "shape", "encoding": "base64", "data"}` with the raw little-endian bytes. float16 arrays
  * print as numbers; int64 ones print as numbers only when every value is a safe integer (else
- * base64). A mask's labels are written as uint8 when every label fits (a 256×256 mask: 87 KB of
- * base64 instead of 644 KB of `{"0": …}`).
+ * base64); a float array holding NaN or ±Infinity, which JSON cannot write, is base64 too. A mask's
+ * labels are written as uint8 when every label fits (a 256×256 mask: 87 KB of base64 instead of
+ * 644 KB of `{"0": …}`).
  */
+import { constants } from 'node:buffer';
+import { RunnerError } from '../spec/errors.js';
 import type { DType } from './types.js';
 
 /** Typed arrays with more elements than this are written as base64. */
 export const JSON_ARRAY_MAX = 4096;
+
+/**
+ * The most bytes one typed array may have in JSON: its base64 must fit one JavaScript string
+ * (about 512 MiB of characters), with room left for the rest of the document.
+ */
+export const JSON_BYTES_MAX = Math.floor((constants.MAX_STRING_LENGTH - 2 ** 20) / 4) * 3;
 
 export interface Base64Array {
   dtype: DType | 'uint16' | 'float64' | 'int16' | 'uint32';
@@ -56,9 +65,19 @@ export function typedToJson(a: ArrayBufferView, shape?: readonly number[], dtype
     arr instanceof BigInt64Array &&
     arr.some((v) => v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER));
   if (n <= JSON_ARRAY_MAX && !unsafe) {
-    if (dt === 'float16') return Array.from(arr as Uint16Array, halfToNumber);
-    return Array.from(arr as ArrayLike<number | bigint>, (v) => Number(v));
+    const nums =
+      dt === 'float16'
+        ? Array.from(arr as Uint16Array, halfToNumber)
+        : Array.from(arr as ArrayLike<number | bigint>, (v) => Number(v));
+    // JSON has no NaN or ±Infinity (JSON.stringify would write null): such an array goes as base64, losslessly
+    if (nums.every(Number.isFinite)) return nums;
   }
+  if (a.byteLength > JSON_BYTES_MAX)
+    throw new RunnerError(
+      'E_RUN_BUDGET',
+      `a ${dt} array of ${a.byteLength} bytes is too large to write as JSON (at most ${JSON_BYTES_MAX} bytes); take it from the library (Runner.run) instead`,
+      { limit: 'json', need: a.byteLength, budget: JSON_BYTES_MAX, dtype: dt, shape: [...(shape ?? [n])] },
+    );
   const bytes = Buffer.from(a.buffer, a.byteOffset, a.byteLength);
   return { dtype: dt, shape: [...(shape ?? [n])], encoding: 'base64', data: bytes.toString('base64') };
 }

@@ -3,13 +3,15 @@
  * (runner/inputs/load.ts), and `--json` outputs with typed arrays as JSON arrays or base64
  * (runner/outputs-json.ts), checked against the library's own result.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { inputFromBytes } from '../runner/inputs/load.js';
-import { JSON_ARRAY_MAX, outputsToJson, typedToJson } from '../runner/outputs-json.js';
+import { checkTensor as checkBackendTensor } from '../runner/backends/ort-tensor.js';
+import { inputFromBytes, loadInputFile } from '../runner/inputs/load.js';
+import { JSON_ARRAY_MAX, JSON_BYTES_MAX, outputsToJson, typedToJson } from '../runner/outputs-json.js';
 import { Runner } from '../runner/runner.js';
+import type { Tensor } from '../runner/types.js';
 import { EXIT } from '../spec/errors.js';
 import type { IoSpec } from '../spec/schema.js';
 import { xpkgAsync } from './helpers/cli.js';
@@ -178,6 +180,31 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
     expect(await codeOf(inputFromBytes(spec('image'), Buffer.from('hello'), 'a.png'))).toBe('E_RUN_INPUT_FORMAT');
     expect(await codeOf(inputFromBytes(spec('image'), Buffer.alloc(0), 'a.png'))).toBe('E_RUN_INPUT_FORMAT');
   });
+  it("image: one above sharp's own pixel limit (268 MP) is an image, refused later by the --max-pixels budget", async () => {
+    const { deflateSync, crc32 } = await import('node:zlib');
+    const chunk = (type: string, d: Buffer) => {
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(d.length);
+      const crc = Buffer.alloc(4);
+      crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type), d])));
+      return Buffer.concat([len, Buffer.from(type), d, crc]);
+    };
+    const side = 16_400; // 269 MP, 1-bit grey: a 33 MB bitmap that deflates to 33 KB
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(side, 0);
+    ihdr.writeUInt32BE(side, 4);
+    ihdr.set([1, 0, 0, 0, 0], 8);
+    const png = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      chunk('IHDR', ihdr),
+      chunk('IDAT', deflateSync(Buffer.alloc((Math.ceil(side / 8) + 1) * side))),
+      chunk('IEND', Buffer.alloc(0)),
+    ]);
+    expect(await inputFromBytes(spec('image'), png, 'big.png')).toBe(png);
+    const { decodeHere } = await import('../runner/pipeline/decode-sharp.js');
+    const err = await decodeHere(png, 3, [255], { maxPixels: 100_000_000, maxTensorBytes: 2 ** 30 }).catch((e) => e);
+    expect([err.code, err.detail.limit]).toEqual(['E_RUN_INPUT', 'maxPixels']);
+  });
   it('raw tensor: the declared shape with one unknown dimension inferred; two unknowns → E_RUN_INPUT', async () => {
     const bytes = Buffer.from(new Int32Array([1, 2, 3, 4, 5, 6]).buffer);
     expect(await inputFromBytes(spec('tensor', { dtype: 'int32', shape: [-1, 3] }), bytes, 'a.bin')).toEqual({
@@ -193,6 +220,61 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
     );
     expect(await codeOf(inputFromBytes(spec('tensor', { shape: [6] }), bytes, 'a.bin'))).toBe('E_RUN_INPUT');
   });
+  it('raw tensor: int8 is read as signed values the backend takes; a bool byte above 1 → E_RUN_INPUT_FORMAT', async () => {
+    const t = (await inputFromBytes(
+      spec('tensor', { dtype: 'int8', shape: ['N'] }),
+      Buffer.from([0xff, 0x80, 0x7f]),
+      'a.bin',
+    )) as Tensor;
+    expect(t.data).toBeInstanceOf(Int8Array);
+    expect(Array.from(t.data as Int8Array)).toEqual([-1, -128, 127]);
+    expect(() => checkBackendTensor('v', t)).not.toThrow();
+    const bool = spec('tensor', { dtype: 'bool', shape: ['N'] });
+    expect(((await inputFromBytes(bool, Buffer.from([0, 1]), 'a.bin')) as Tensor).data).toEqual(new Uint8Array([0, 1]));
+    expect(await codeOf(inputFromBytes(bool, Buffer.from([0, 2]), 'a.bin'))).toBe('E_RUN_INPUT_FORMAT');
+  });
+  it('a file over 2 GiB (more than Node reads at once) → E_RUN_INPUT, not an internal error', async () => {
+    const big = join(dir, 'big.bin');
+    writeFileSync(big, '');
+    truncateSync(big, 2 ** 31 + 4); // sparse: nothing is written or read
+    expect(await codeOf(loadInputFile(spec('tensor', { dtype: 'float32', shape: ['N'] }), big))).toBe('E_RUN_INPUT');
+    rmSync(big);
+  });
+  it('a valid .npy of a dtype no input takes (float64, uint16) → E_RUN_INPUT; an object (pickle) one → E_RUN_INPUT_FORMAT', async () => {
+    const { readFileSync } = await import('node:fs');
+    const f32 = spec('tensor', { dtype: 'float32', shape: ['N', 'M'] });
+    expect(await codeOf(inputFromBytes(f32, readFileSync('test/data/npy/f8-v1.npy'), 'a.npy'))).toBe('E_RUN_INPUT');
+    const u2 = npyF32([1, 2], [2]);
+    u2.write("'<u2'", u2.indexOf("'<f4'"), 'latin1');
+    expect(await codeOf(inputFromBytes(f32, u2.subarray(0, u2.length - 4), 'a.npy'))).toBe('E_RUN_INPUT');
+    const obj = npyF32([1, 2], [2]);
+    obj.write("'|O' ", obj.indexOf("'<f4'"), 'latin1');
+    expect(await codeOf(inputFromBytes(f32, obj, 'a.npy'))).toBe('E_RUN_INPUT_FORMAT');
+  });
+  it('a .npy file under another name is read as a .npy (by its magic), not as raw values', async () => {
+    const f = npyF32([1, 2, 3], [3]);
+    const t = (await inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N'] }), f, 'x.data')) as Tensor;
+    expect([t.dims, Array.from(t.data as Float32Array)]).toEqual([[3], [1, 2, 3]]);
+  });
+  it('a .npz archive (np.savez) is refused with E_RUN_INPUT_FORMAT, not read as raw values', async () => {
+    const zip = Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.alloc(60)]);
+    const x = spec('tensor', { dtype: 'float32', shape: ['N'] });
+    expect(await codeOf(inputFromBytes(x, zip, 'x.npz'))).toBe('E_RUN_INPUT_FORMAT');
+  });
+  it.skipIf(process.platform === 'win32')(
+    'a device (/dev/zero, which never ends) → E_RUN_INPUT_FORMAT at once; a pipe is read to its end',
+    async () => {
+      const x = spec('tensor', { dtype: 'float32', shape: ['N'] });
+      expect(await codeOf(loadInputFile(x, '/dev/zero'))).toBe('E_RUN_INPUT_FORMAT');
+      const { execFileSync } = await import('node:child_process');
+      const fifo = join(dir, 'in.fifo');
+      execFileSync('mkfifo', [fifo]);
+      const { createWriteStream } = await import('node:fs');
+      createWriteStream(fifo).end(npyF32([1, 2, 3], [3]));
+      const t = (await loadInputFile(x, fifo)) as Tensor;
+      expect(Array.from(t.data as Float32Array)).toEqual([1, 2, 3]);
+    },
+  );
   it('a .npy must fit the declared shape, named dimensions agreeing', async () => {
     const f = npyF32([1, 2, 3, 4, 5, 6], [2, 3]);
     expect(await codeOf(inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N', 'N'] }), f, 'a.npy'))).toBe(
@@ -234,6 +316,28 @@ describe('typed arrays in JSON (runner/outputs-json.ts)', () => {
       t: { data: { dtype: string } };
     };
     expect(bool.t.data.dtype).toBe('bool');
+  });
+  it('a float array holding NaN or ±Infinity (which JSON cannot write) is base64, its values intact', () => {
+    const f32 = new Float32Array([1, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]);
+    const b = typedToJson(f32, [4], 'float32') as { dtype: string; shape: number[]; data: string };
+    expect([b.dtype, b.shape]).toEqual(['float32', [4]]);
+    const back = Buffer.from(b.data, 'base64');
+    expect(Array.from(new Float32Array(back.buffer, back.byteOffset, 4))).toEqual(Array.from(f32));
+    const half = outputsToJson({ t: { type: 'float16', dims: [2], data: new Uint16Array([0x3c00, 0x7e00]) } }) as {
+      t: { data: { dtype: string } };
+    };
+    expect(half.t.data.dtype).toBe('float16');
+    expect(typedToJson(new Float32Array([1, -0.5]))).toEqual([1, -0.5]);
+  });
+  it('an array whose base64 would not fit one string → E_RUN_BUDGET, not an internal error', () => {
+    const big = new Uint8Array(JSON_BYTES_MAX + 1); // zero pages: not touched before the check
+    let code: string | undefined;
+    try {
+      outputsToJson({ t: { type: 'uint8', dims: [big.length], data: big } });
+    } catch (e) {
+      code = (e as { code?: string }).code;
+    }
+    expect(code).toBe('E_RUN_BUDGET');
   });
   it('a small mask is a JSON array; a big one with a label over 255 stays int32', () => {
     expect(outputsToJson({ m: { width: 2, height: 1, data: new Int32Array([0, 3]) } })).toEqual({

@@ -64,10 +64,23 @@ describe('xpkg run over a folder', () => {
     expect([(await run(['-i', join(dir, 'i*', 'a.png'), '--json'])).lines[0].error.code]).toEqual(['E_USAGE']);
   });
 
+  it('a folder with no input files (empty, or only hidden ones) → E_NOT_FOUND, not a silent success', async () => {
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    writeFileSync(join(empty, '.hidden.png'), 'hidden files are not inputs');
+    const r = await run(['-i', empty, '--json']);
+    expect(r.lines.map((l) => l.error?.code)).toEqual(['E_NOT_FOUND']);
+    expect(r.status).toBe(EXIT.io);
+  });
+
   it('without --json: each result under its input name, errors on stderr, the same exit status', async () => {
     const r = await run(['-i', join(dir, 'in')]);
     expect(r.stdout).toContain(`== ${join(dir, 'in', 'a-good.png')}`);
     expect(r.stderr).toContain('E_RUN_INPUT_FORMAT');
+    // each failed input is named once per line, not twice (its error names the file already)
+    const notes = join(dir, 'in', 'c-notes.txt');
+    expect(r.stderr).toContain(notes);
+    expect(r.stderr).not.toContain(`${notes}: ${notes}`);
     expect(r.status).toBe(EXIT.runner);
   });
 });

@@ -168,6 +168,19 @@ describe('runner budget', () => {
     expect((await small.run({ image: await png(100, 100) })).outputs.y).toMatchObject({ dims: [1, 3, 64, 64] });
   });
 
+  it('an input tensor above maxTensorBytes is E_RUN_INPUT before any step runs; one that fits runs', async () => {
+    await using runner = await Runner.open('fixtures/dist/multi-variant.xpkg', {
+      trust: ['fixtures/keys/test.pub'],
+      stateDir: state(),
+      budget: { maxTensorBytes: 8 },
+    });
+    const e = await errorOf(runner.run({ x: { type: 'float32', dims: [3], data: new Float32Array([1, 2, 3]) } }));
+    expect(e.code).toBe('E_RUN_INPUT');
+    expect(e.detail).toMatchObject({ limit: 'maxTensorBytes', need: 12, budget: 8 });
+    const ok = await runner.run({ x: { type: 'float32', dims: [2], data: new Float32Array([1, 2]) } });
+    expect(ok.outputs.y).toMatchObject({ dims: [2] });
+  });
+
   it("the CLI: --max-pixels and --max-tensor-bytes reach the runner on run and bench, and the exit status is the runner's", async () => {
     const cli = (args: string[]) => {
       const t0 = performance.now();

@@ -184,7 +184,11 @@ export async function runInputs(
       firstFailure ??= error.exitStatus;
       if (io.json)
         process.stdout.write(`${JSON.stringify({ input: r.source, error: { detail: null, ...error.toJSON() } })}\n`);
-      else io.log(`xpkg: error ${error.code}: ${r.source}: ${error.message}`);
+      // an input file's error names it already
+      else
+        io.log(
+          `xpkg: error ${error.code}: ${error.message.startsWith(r.source) ? '' : `${r.source}: `}${error.message}`,
+        );
     } else {
       ok++;
       if (io.json) process.stdout.write(`${JSON.stringify({ input: r.source, result })}\n`);

@@ -42,7 +42,11 @@ export async function namesMany(arg: string): Promise<boolean> {
 /** Expands one path argument; a plain file path comes back as itself (existence is checked when it is read). */
 export async function expandInputPath(arg: string): Promise<Expanded> {
   const st = await stat(arg).catch(() => null);
-  if (st?.isDirectory()) return { files: await regularFiles(arg, (n) => !n.startsWith('.')), many: true };
+  if (st?.isDirectory()) {
+    const files = await regularFiles(arg, (n) => !n.startsWith('.'));
+    if (!files.length) throw new UsageError('E_NOT_FOUND', `no input files in the folder ${arg}`, { folder: arg });
+    return { files, many: true };
+  }
   const dir = dirname(arg);
   if (!st && isPattern(dir))
     throw new UsageError('E_USAGE', `only the last part of an input pattern may hold * or ? (${arg})`, {

@@ -2,8 +2,9 @@
  * Input values from files, by the package's input declaration (its `type`, `dtype`, `shape`):
  *
  * - image: the file's bytes, checked to be an image sharp can read (decoded later by the pipeline);
- * - tensor: a `.npy` file (strict reader, npy.ts), or any other file as raw little-endian bytes of
- *   the declared dtype, its shape from the declaration (one unknown dimension is inferred);
+ * - tensor: a `.npy` file by name or magic (strict reader, npy.ts), or any other file but a `.npz`
+ *   as raw little-endian bytes of the declared dtype, its shape from the declaration (one unknown
+ *   dimension is inferred);
  * - text: strict UTF-8 (a leading BOM is dropped);
  * - mask: a 2-D integer `.npy`, or JSON `{width, height, data}`;
  * - json, text-lines, classification, boxes: a JSON document.
@@ -18,6 +19,7 @@ import { probeImage } from '../pipeline/image-decoder.js';
 import type { DType, Tensor } from '../types.js';
 import { parseNpy } from './npy.js';
 
+const NPY_MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 const ITEM: Record<DType, number> = { float32: 4, float16: 2, int64: 8, int32: 4, uint8: 1, int8: 1, bool: 1 };
 
 function formatError(reason: string, summary: string, path: string, detail: Record<string, unknown> = {}): RunnerError {
@@ -26,12 +28,24 @@ function formatError(reason: string, summary: string, path: string, detail: Reco
 
 /** Reads one file as the value of the declared input `spec`. */
 export async function loadInputFile(spec: IoSpec, path: string): Promise<unknown> {
-  return inputFromBytes(spec, await readFileBytes(path), path);
+  const bytes = await readFileBytes(path).catch((e: NodeJS.ErrnoException) => {
+    // Node reads at most 2 GiB into one buffer; a larger input is refused clearly, not as an internal error.
+    if (e?.code === 'ERR_FS_FILE_TOO_LARGE')
+      throw new RunnerError('E_RUN_INPUT', `${path} is too large to read as an input (more than 2 GiB)`, {
+        reason: 'too-large',
+        path,
+        input: spec.name,
+      });
+    if (e?.code === 'ERR_INPUT_DEVICE') throw formatError('device', `${path} is a device, not an input file`, path);
+    throw e;
+  });
+  return inputFromBytes(spec, bytes, path);
 }
 
-/** The value of input `spec` from a file's bytes; `path` names the file in errors and picks `.npy`. */
+/** The value of input `spec` from a file's bytes; `path` names the file in errors and, with the magic, picks `.npy`. */
 export async function inputFromBytes(spec: IoSpec, bytes: Buffer, path: string): Promise<unknown> {
-  const npy = /\.npy$/i.test(path);
+  // A .npy by name, or by its magic: read as raw values, its header would become silently wrong numbers.
+  const npy = /\.npy$/i.test(path) || NPY_MAGIC.equals(bytes.subarray(0, 6));
   switch (spec.type) {
     case 'image': {
       if (bytes.length === 0) throw formatError('empty', `${path} is empty, not an image`, path);
@@ -45,6 +59,13 @@ export async function inputFromBytes(spec: IoSpec, bytes: Buffer, path: string):
       return bytes;
     }
     case 'tensor':
+      // np.savez's archive of arrays: as raw values it would be silently wrong numbers
+      if (!npy && /\.npz$/i.test(path))
+        throw formatError(
+          'npz',
+          `${path} is a .npz archive; a tensor input is one .npy file (np.save) or raw values`,
+          path,
+        );
       return checkTensor(spec, npy ? npyOf(bytes, path) : rawTensor(spec, bytes, path), path);
     case 'text':
       return utf8(bytes, path);
@@ -60,8 +81,14 @@ function npyOf(bytes: Buffer, path: string): Tensor {
   try {
     return parseNpy(bytes);
   } catch (e) {
-    if (e instanceof RunnerError)
-      throw new RunnerError(e.code, `${path}: ${e.message}`, { ...(e.detail as object), path });
+    if (e instanceof RunnerError) {
+      const detail = e.detail as { reason?: string; descr?: string };
+      // A numeric dtype the reader does not take (float64, uint16…) is a valid file of another dtype
+      // than any input can declare: E_RUN_INPUT, as a dtype that differs from the declaration.
+      const numeric = detail.reason === 'dtype' && /^[<>][fiuc][0-9]+$/.test(detail.descr ?? '');
+      const message = numeric ? e.message.replace(/^not a valid \.npy file: /, '') : e.message;
+      throw new RunnerError(numeric ? 'E_RUN_INPUT' : e.code, `${path}: ${message}`, { ...detail, path });
+    }
     throw e;
   }
 }
@@ -130,7 +157,11 @@ function rawTensor(spec: IoSpec, bytes: Buffer, path: string): Tensor {
           ? new BigInt64Array(b)
           : dtype === 'int32'
             ? new Int32Array(b)
-            : data;
+            : dtype === 'int8'
+              ? new Int8Array(b)
+              : data;
+  if (dtype === 'bool' && data.some((v) => v > 1))
+    throw formatError('dtype', `${path}: a bool value is neither 0 nor 1`, path, { dtype });
   return { type: dtype, dims, data: typed };
 }
 

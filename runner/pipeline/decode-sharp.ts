@@ -135,9 +135,12 @@ export async function decodeHere(
   }
 }
 
-/** Throws unless sharp can read `bytes`' header (only the header is read). */
+/**
+ * Throws unless sharp can read `bytes`' header (only the header is read). sharp's own pixel limit is
+ * off, as in decodeHere: an image above it is a real image, which the budget refuses by its size.
+ */
 export async function probeHere(bytes: Uint8Array): Promise<void> {
-  await sharp(
-    Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-  ).metadata();
+  await sharp(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
+    limitInputPixels: false,
+  }).metadata();
 }

@@ -3,7 +3,7 @@
  * of named values, charging each step's time to its stage (decode, pre, infer:<model>, post).
  */
 import { RunnerError, XpkgError } from '../../spec/errors.js';
-import type { PipelineContext, SplitPlacement, Timings } from '../types.js';
+import type { PipelineContext, RunnerBudget, SplitPlacement, Timings } from '../types.js';
 import { overBudget, resolveBudget } from './budget.js';
 import { convertOutput, type OutputValue } from './outputs.js';
 import { patchingModels, withVariants } from './patch.js';
@@ -42,7 +42,7 @@ function memoOf(ctx: PipelineContext): Map<string, Promise<unknown>> {
   return m;
 }
 
-function inputValue(type: string, name: string, v: unknown): Value {
+function inputValue(type: string, name: string, v: unknown, budget: Required<RunnerBudget>): Value {
   if (type === 'tensor') {
     const t = v as { type?: unknown; dims?: unknown; data?: unknown };
     if (
@@ -54,6 +54,13 @@ function inputValue(type: string, name: string, v: unknown): Value {
     ) {
       throw new RunnerError('E_RUN_INPUT', `input ${name} must be a tensor {type, dims, data}`, { input: name });
     }
+    // the caller's tensor, like the caller's image, is refused above the budget before any step runs
+    if (t.data.byteLength > budget.maxTensorBytes)
+      throw new RunnerError(
+        'E_RUN_INPUT',
+        `input ${name} is ${t.data.byteLength} bytes, above the budget of ${budget.maxTensorBytes} (maxTensorBytes, --max-tensor-bytes)`,
+        { input: name, limit: 'maxTensorBytes', need: t.data.byteLength, budget: budget.maxTensorBytes },
+      );
     return { kind: 'tensor', type: t.type as never, dims: t.dims as number[], data: t.data as never };
   }
   return { kind: 'raw', value: v };
@@ -88,7 +95,7 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
         expected: m.inputs.map((i) => i.name),
       });
     }
-    env.set(spec.name, inputValue(spec.type, spec.name, v));
+    env.set(spec.name, inputValue(spec.type, spec.name, v, budget));
   }
   for (const k of Object.keys(inputs)) {
     if (!m.inputs.some((i) => i.name === k))
