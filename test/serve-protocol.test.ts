@@ -290,6 +290,32 @@ describe('bad input: the right 4xx with a code, and the daemon stays healthy', (
     }
   });
 
+  it('data nested deeper than any shape is a 400, not a stack overflow (500)', async () => {
+    const deep = (inner: string, n: number) => `${'['.repeat(n)}${inner}${']'.repeat(n)}`;
+    const deepObject = (n: number) => `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`;
+    const cases: [string, string, string][] = [
+      [url(), `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":${deep('1', 20_000)}}]}`, 'shape'],
+      [url(), `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[${deepObject(20_000)}]}]}`, 'dtype'],
+      [
+        `${s.url}/v2/models/detector/infer`,
+        `{"inputs":[{"name":"image","shape":[1],"datatype":"BYTES","data":${deep('"aa"', 20_000)}}]}`,
+        'shape',
+      ],
+    ];
+    for (const [u, body, reason] of cases) {
+      const r = await http(u, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      expect([r.status, r.body.code, r.body.detail?.reason]).toEqual([400, 'E_SERVE_INPUT', reason]);
+    }
+    // as deep as the largest rank is still data
+    const eight = await http(url(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":${deep('1', 8)}}]}`,
+    });
+    expect([eight.status, eight.body.outputs?.[0].data]).toEqual([200, [2]]);
+    expect((await http(`${s.url}/v2/health/ready`)).status).toBe(200);
+  });
+
   it('binary framing errors, a huge body, a non-image body, an empty body', async () => {
     const f = new Uint8Array(new Float32Array([1, 2]).buffer);
     const hdr = { inputs: [{ name: 'x', shape: [2], datatype: 'FP32', parameters: { binary_data_size: 8 } }] };
