@@ -122,15 +122,16 @@ async function submit(
 export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // infer takes JSON or the binary extension only: anything else is 415, not a schema error
   app.removeContentTypeParser('text/plain');
-  // The binary tensor data extension: application/octet-stream with the JSON header's length in a header.
-  // The body is read into pooled memory (pool.ts), padded so that the tensor bytes after the JSON header
-  // start 8-aligned: FP32/INT64 tensors are then views, never copies.
-  app.addContentTypeParser('application/octet-stream', async (req: FastifyRequest, payload: Readable) => {
+  // The binary tensor data extension: the JSON header's length in a header, then the tensor bytes.
+  // Without that header the whole body is the JSON request (the extension's header is optional when
+  // no tensor is binary). The body is read into pooled memory (pool.ts), padded so that the tensor
+  // bytes after the JSON header start 8-aligned: FP32/INT64 tensors are then views, never copies.
+  const binaryBody = async (req: FastifyRequest, payload: Readable) => {
     const raw = req.headers[HEADER_LENGTH];
-    const n = Number(raw);
+    const n = raw === undefined ? undefined : Number(raw);
     const length = req.headers['content-length'];
     const declared = length === undefined ? Number.POSITIVE_INFINITY : Number(length);
-    if (raw === undefined || !Number.isSafeInteger(n) || n < 2 || n > declared)
+    if (n !== undefined && (!Number.isSafeInteger(n) || n < 2 || n > declared))
       throw new ServeError(
         'E_SERVE_REQUEST',
         `a binary request needs an ${HEADER_LENGTH} header between 2 and the body's ${length ?? 'unknown'} bytes`,
@@ -140,24 +141,35 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
       limit: req.routeOptions.bodyLimit ?? Number.POSITIVE_INFINITY,
       ...(length !== undefined ? { length } : {}),
       pool: ctx.pool,
-      pad: (8 - (n % 8)) % 8,
+      pad: n === undefined ? 0 : (8 - (n % 8)) % 8,
     });
-    if (n > buf.length)
+    const end = n ?? buf.length;
+    if (end > buf.length)
       throw new ServeError('E_SERVE_REQUEST', `the ${HEADER_LENGTH} ${n} runs past the body's ${buf.length} bytes`, {
         header: raw,
       });
     let header: InferBody;
     try {
-      header = JSON.parse(buf.subarray(0, n).toString('utf8'));
+      header = JSON.parse(buf.subarray(0, end).toString('utf8'));
     } catch (e) {
       throw new ServeError(
         'E_SERVE_REQUEST',
-        `the JSON header of the binary request is not JSON: ${(e as Error).message}`,
+        `${n === undefined ? 'the request body' : 'the JSON header of the binary request'} is not JSON: ${(e as Error).message}`,
       );
     }
     if (header && typeof header === 'object' && !Array.isArray(header))
-      Object.defineProperty(header, BINARY, { value: buf.subarray(n), enumerable: false });
+      Object.defineProperty(header, BINARY, { value: buf.subarray(end), enumerable: false });
     return header;
+  };
+  app.addContentTypeParser('application/octet-stream', binaryBody);
+  // No content type at all (Triton's and KServe's Python clients send none): JSON, or binary when the
+  // header length is given. Any other type not parsed above is 415.
+  app.addContentTypeParser('*', async (req: FastifyRequest, payload: Readable) => {
+    if (req.headers['content-type'] !== undefined)
+      throw new ServeError('E_SERVE_MEDIA_TYPE', `infer takes application/json or application/octet-stream`, {
+        contentType: req.headers['content-type'],
+      });
+    return binaryBody(req, payload);
   });
 
   const infer = async (

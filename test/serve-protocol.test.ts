@@ -148,6 +148,32 @@ describe('infer', () => {
     expect(j.body.outputs[0].data).toEqual(Array.from(x, (v) => v + 1));
   });
 
+  it("requests without a content type (Triton's and KServe's Python clients), JSON as octet-stream without the header length", async () => {
+    const url = `${s.url}/v2/models/${ADD}/infer`;
+    const json = { id: 'plain', inputs: [{ name: 'x', shape: [4], datatype: 'FP32', data: [1, 2, 3, 4] }] };
+    // a Uint8Array body: fetch sends no content-type for it
+    const bare = await http(url, { method: 'POST', body: new Uint8Array(Buffer.from(JSON.stringify(json))) });
+    expect([bare.status, bare.body.id, bare.body.outputs[0].data]).toEqual([200, 'plain', [2, 3, 4, 5]]);
+    const octet = await http(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: JSON.stringify(json),
+    });
+    expect([octet.status, octet.body.outputs[0].data]).toEqual([200, [2, 3, 4, 5]]);
+    const x = new Float32Array([1, 2, 3, 4]);
+    const bin = binaryRequest(
+      {
+        inputs: [{ name: 'x', shape: [4], datatype: 'FP32', parameters: { binary_data_size: 16 } }],
+        outputs: [{ name: 'y', parameters: { binary_data: true } }],
+      },
+      [new Uint8Array(x.buffer)],
+    );
+    delete bin.headers['content-type'];
+    const b = await http(url, { method: 'POST', ...bin });
+    expect(b.status).toBe(200);
+    expect(Array.from(new Float32Array(new Uint8Array(parseBinaryReply(b).outputs.y).buffer))).toEqual([2, 3, 4, 5]);
+  });
+
   it('an image as raw UINT8 pixels (binary) and as an encoded image (BYTES, base64 in JSON) gives the package result', async () => {
     const bytes = await png();
     const { data, info } = await sharp(bytes).removeAlpha().raw().toBuffer({ resolveWithObject: true });
