@@ -179,6 +179,8 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     // one line per request comes from the onResponse hook below, with the model and version
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: o.bodyLimit ?? 64 * 1024 * 1024,
+    // a model name may be 128 characters (spec/schema.ts); the router's default stops at 100
+    routerOptions: { maxParamLength: 256 },
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();

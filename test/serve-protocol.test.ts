@@ -20,6 +20,7 @@ import {
   type TestServer,
   TRUST,
   testServer,
+  versionedPackage,
 } from './helpers/serve.js';
 import { tempDir } from './helpers/source.js';
 
@@ -81,6 +82,23 @@ describe('health and metadata', () => {
     for (const [path, code] of cases) {
       const r = await http(`${s.url}${path}`);
       expect([path, r.status, r.body.code, typeof r.body.error]).toEqual([path, 404, code, 'string']);
+    }
+  });
+
+  it('a model named with the longest name a manifest allows (128) is served', async () => {
+    const name = `long-${'n'.repeat(123)}`;
+    const repo = tempDir('xpkg-serve-repo-');
+    await copyFile(await versionedPackage({ sequence: 1, k: 1, name }), join(repo, 'long.xpkg'));
+    const t = await testServer({ repo });
+    try {
+      const meta = await http(`${t.url}/v2/models/${name}`);
+      expect([meta.status, meta.body.name]).toEqual([200, name]);
+      const r = await postJson(`${t.url}/v2/models/${name}/infer`, {
+        inputs: [{ name: 'x', shape: [2], datatype: 'FP32', data: [1, 2] }],
+      });
+      expect([r.status, r.body.model_name, r.body.outputs[0].data]).toEqual([200, name, [2, 3]]);
+    } finally {
+      await t.close();
     }
   });
 });
