@@ -235,12 +235,14 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     if (status === 429 || status === 503) reply.header('retry-after', String(retry ?? 1));
     if (e.code === 'E_INTERNAL') log.error({ reqId: req.id, err }, 'internal error');
     const v2 = req.url.startsWith('/v2');
+    // an internal error's detail is its stack: for the log above, not for the client
+    const detail = e.code === 'E_INTERNAL' ? undefined : e.detail;
     return reply
       .code(status)
       .send(
         v2
-          ? { error: e.message, code: e.code, ...(e.detail !== undefined ? { detail: e.detail } : {}) }
-          : { error: e.toJSON() },
+          ? { error: e.message, code: e.code, ...(detail !== undefined ? { detail } : {}) }
+          : { error: { code: e.code, summary: e.message, ...(detail !== undefined ? { detail } : {}) } },
       );
   });
   app.setNotFoundHandler(async (req) => {
