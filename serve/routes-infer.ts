@@ -11,7 +11,7 @@ import { readBody } from './pool.js';
 import type { Ran } from './scheduler.js';
 import type { ServeContext } from './server.js';
 import { outputTensor } from './tensor-output.js';
-import { type RequestTensor, requestInputs } from './tensors.js';
+import { type RequestTensor, type ResponseTensor, requestInputs } from './tensors.js';
 
 const BINARY = Symbol('binary tensor data');
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
@@ -92,6 +92,21 @@ export const modelParams = {
 } as const;
 
 export type ModelParams = { name: string; version?: string };
+
+/** An output whose data are bigints: INT64 values beyond 2^53, which no JSON number of JavaScript's holds. */
+const exact = (t: ResponseTensor) => typeof t.data?.[0] === 'bigint';
+
+/** The response as JSON, INT64 data beyond 2^53 written digit for digit (JSON.stringify refuses a bigint). */
+function json(r: { outputs: ResponseTensor[] }): string {
+  if (!r.outputs.some(exact)) return JSON.stringify(r);
+  const outputs = r.outputs.map((t) => {
+    if (!exact(t)) return JSON.stringify(t);
+    const { data, ...rest } = t;
+    return `${JSON.stringify(rest).slice(0, -1)},"data":[${data!.join(',')}]}`;
+  });
+  const { outputs: _, ...head } = r;
+  return `${JSON.stringify(head).slice(0, -1)},"outputs":[${outputs.join(',')}]}`;
+}
 
 /** Stage times of one inference into the histograms. */
 function observe(ctx: ServeContext, name: string, ran: Ran, workerMs: number): void {
@@ -243,12 +258,15 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     };
     reply.header('xpkg-model-version', ran.version.id);
     const bins = enc.filter((e) => e.binary).map((e) => e.binary!);
-    if (bins.length === 0) return response;
-    const json = Buffer.from(JSON.stringify(response));
+    if (bins.length === 0)
+      return response.outputs.some(exact)
+        ? reply.type('application/json; charset=utf-8').send(json(response))
+        : response;
+    const text = Buffer.from(json(response));
     return reply
-      .header(HEADER_LENGTH, String(json.length))
+      .header(HEADER_LENGTH, String(text.length))
       .type('application/octet-stream')
-      .send(Buffer.concat([json, ...bins]));
+      .send(Buffer.concat([text, ...bins]));
   };
   const opts = { schema: { params: modelParams, body: inferSchema } };
   app.post('/v2/models/:name/infer', opts, infer);

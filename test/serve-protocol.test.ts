@@ -4,14 +4,17 @@
  * data extension), the raw-image route against `xpkg run --json`, and bad input → the right 4xx
  * with a code, the daemon healthy after.
  */
-import { copyFile, readFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeModel } from '../fixtures/onnx-tiny.js';
+import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
 import { outputsToJson } from '../runner/outputs-json.js';
 import { Runner } from '../runner/runner.js';
+import { sign } from '../signing/sign.js';
 import {
   binaryRequest,
   http,
@@ -164,6 +167,66 @@ describe('infer', () => {
       ),
     });
     expect(j.body.outputs[0].data).toEqual(Array.from(x, (v) => v + 1));
+  });
+
+  it('INT64 outputs beyond 2^53 are exact in JSON (as in binary), not rounded to a double', async () => {
+    const src = tempDir('xpkg-serve-src-');
+    await mkdir(join(src, 'models'));
+    const model = encodeModel({
+      name: 'id64',
+      nodes: [{ op: 'Identity', inputs: ['X'], outputs: ['Y'] }],
+      inputs: [{ name: 'X', type: 'int64', shape: ['N'] }],
+      outputs: [{ name: 'Y', type: 'int64', shape: ['N'] }],
+      initializers: [],
+    });
+    await writeFile(join(src, 'models', 'id.onnx'), model);
+    const io = (name: string) => [{ name, type: 'tensor', dtype: 'int64', shape: ['N'] }];
+    const manifest = {
+      format: 'xpkg/1',
+      name: 'id-int64',
+      version: '1.0.0',
+      sequence: 1,
+      license: 'Apache-2.0',
+      task: 'tensor',
+      inputs: io('x'),
+      outputs: io('y'),
+      models: [
+        { id: 'id', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/id.onnx'] }] },
+      ],
+      pipeline: { steps: [{ op: 'infer', model: 'id', params: { inputs: 'x', outputs: 'y' } }] },
+    };
+    await writeFile(join(src, 'xpkg.json'), JSON.stringify(manifest));
+    const repo = tempDir('xpkg-serve-repo-');
+    const pkg = join(repo, 'id-int64.xpkg');
+    await packFolder(src, pkg, { sourceDateEpoch: '' });
+    await sign(pkg, { key: 'fixtures/keys/test.key', out: pkg, passphrase: '', force: true });
+    const t = await testServer({ repo });
+    try {
+      const x = new BigInt64Array([1n, -(2n ** 62n), 2n ** 62n + 1n]);
+      const url = `${t.url}/v2/models/id-int64/infer`;
+      const header = { inputs: [{ name: 'x', shape: [3], datatype: 'INT64', parameters: { binary_data_size: 24 } }] };
+      const r = await http(url, { method: 'POST', ...binaryRequest(header, [new Uint8Array(x.buffer)]) });
+      expect(r.status).toBe(200);
+      // the digits as written, before any JSON parser of JavaScript's rounds them
+      expect(r.raw.toString('utf8')).toContain('"data":[1,-4611686018427387904,4611686018427387905]');
+      const both = await http(url, {
+        method: 'POST',
+        ...binaryRequest({ ...header, outputs: [{ name: 'y' }, { name: 'y', parameters: { binary_data: true } }] }, [
+          new Uint8Array(x.buffer),
+        ]),
+      });
+      const { header: h, outputs } = parseBinaryReply(both);
+      expect(h.outputs[0].shape).toEqual([3]);
+      expect(both.raw.subarray(0, Number(both.headers.get('inference-header-content-length'))).toString()).toContain(
+        '"data":[1,-4611686018427387904,4611686018427387905]',
+      );
+      expect(Array.from(new BigInt64Array(new Uint8Array(outputs.y).buffer))).toEqual(Array.from(x));
+      // safe values stay plain numbers
+      const small = await postJson(url, { inputs: [{ name: 'x', shape: [2], datatype: 'INT64', data: [5, -6] }] });
+      expect(small.body.outputs[0].data).toEqual([5, -6]);
+    } finally {
+      await t.close();
+    }
   });
 
   it("requests without a content type (Triton's and KServe's Python clients), JSON as octet-stream without the header length", async () => {
