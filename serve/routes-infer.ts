@@ -82,13 +82,24 @@ const inferSchema = {
   },
 } as const;
 
+const NAME = '[A-Za-z0-9][A-Za-z0-9._-]{0,127}';
+const VERSION = { type: 'string', pattern: '^[0-9a-f]{8,64}$' } as const;
+
+/** A served model's name: a manifest name, scoped ones (`@scope/name`, the slash sent as %2F) included. */
 export const modelParams = {
   type: 'object',
   required: ['name'],
   properties: {
-    name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' },
-    version: { type: 'string', pattern: '^[0-9a-f]{8,64}$' },
+    name: { type: 'string', pattern: `^(?:@[a-z0-9][a-z0-9._-]{0,63}/)?${NAME}$` },
+    version: VERSION,
   },
+} as const;
+
+/** The repository API's names: no scope (a name it does not know is the file `<name>.xpkg` of the folder). */
+export const repositoryParams = {
+  type: 'object',
+  required: ['name'],
+  properties: { name: { type: 'string', pattern: `^${NAME}$` }, version: VERSION },
 } as const;
 
 export type ModelParams = { name: string; version?: string };

@@ -88,18 +88,24 @@ describe('health and metadata', () => {
     }
   });
 
-  it('a model named with the longest name a manifest allows (128) is served', async () => {
-    const name = `long-${'n'.repeat(123)}`;
+  it('a model named with the longest name a manifest allows (128), or a scoped one (@scope/name), is served', async () => {
+    const long = `long-${'n'.repeat(123)}`;
+    const scoped = '@acme/add-one';
     const repo = tempDir('xpkg-serve-repo-');
-    await copyFile(await versionedPackage({ sequence: 1, k: 1, name }), join(repo, 'long.xpkg'));
+    await copyFile(await versionedPackage({ sequence: 1, k: 1, name: long }), join(repo, 'long.xpkg'));
+    await copyFile(await versionedPackage({ sequence: 1, k: 1, name: scoped }), join(repo, 'scoped.xpkg'));
     const t = await testServer({ repo });
     try {
-      const meta = await http(`${t.url}/v2/models/${name}`);
-      expect([meta.status, meta.body.name]).toEqual([200, name]);
-      const r = await postJson(`${t.url}/v2/models/${name}/infer`, {
-        inputs: [{ name: 'x', shape: [2], datatype: 'FP32', data: [1, 2] }],
-      });
-      expect([r.status, r.body.model_name, r.body.outputs[0].data]).toEqual([200, name, [2, 3]]);
+      for (const name of [long, scoped]) {
+        const base = `${t.url}/v2/models/${encodeURIComponent(name)}`;
+        const meta = await http(base);
+        expect([meta.status, meta.body.name]).toEqual([200, name]);
+        expect((await http(`${base}/ready`)).status).toBe(200);
+        const r = await postJson(`${base}/infer`, {
+          inputs: [{ name: 'x', shape: [2], datatype: 'FP32', data: [1, 2] }],
+        });
+        expect([r.status, r.body.model_name, r.body.outputs[0].data]).toEqual([200, name, [2, 3]]);
+      }
     } finally {
       await t.close();
     }
