@@ -81,11 +81,15 @@ describe('health and metadata', () => {
       ['/v2/models/nope/ready', 'E_SERVE_MODEL_UNKNOWN'],
       [`/v2/models/${ADD}/versions/0123456789abcdef`, 'E_SERVE_VERSION_UNKNOWN'],
       ['/v2/nothing/here', 'E_SERVE_NOT_FOUND'],
+      // longer than any name can be: the router's own refusal, through the same error handler
+      [`/v2/models/${'a'.repeat(300)}`, 'E_SERVE_NOT_FOUND'],
     ];
     for (const [path, code] of cases) {
       const r = await http(`${s.url}${path}`);
       expect([path, r.status, r.body.code, typeof r.body.error]).toEqual([path, 404, code, 'string']);
     }
+    const badUrl = await http(`${s.url}/v2/models/%zz`);
+    expect([badUrl.status, badUrl.body.code, typeof badUrl.body.error]).toEqual([400, 'E_SERVE_REQUEST', 'string']);
   });
 
   it('a model named with the longest name a manifest allows (128), or a scoped one (@scope/name), is served', async () => {
