@@ -52,6 +52,10 @@ export function asServeError(e: unknown): XpkgError {
       return new ServeError('E_SERVE_BODY_TOO_LARGE', 'the request body is larger than the server accepts');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new ServeError('E_SERVE_MEDIA_TYPE', err.message ?? 'unsupported media type');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      // longer than any name or version the server can hold
+      return new ServeError('E_SERVE_NOT_FOUND', err.message ?? 'no such route');
+    case 'FST_ERR_BAD_URL':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':

@@ -7,7 +7,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ServeError } from '../spec/errors.js';
-import { type ModelParams, modelParams } from './routes-infer.js';
+import { type ModelParams, modelParams, repositoryParams } from './routes-infer.js';
 import type { ServeContext } from './server.js';
 import { metadataTensor } from './tensors.js';
 
@@ -91,7 +91,7 @@ export function repositoryRoutes(app: FastifyInstance, ctx: ServeContext): void 
     const only = (req.body as { ready?: boolean } | null)?.ready;
     return ctx.repository.index().filter((x) => !only || x.state === 'READY');
   });
-  const opts = { schema: { params: modelParams, body } };
+  const opts = { schema: { params: repositoryParams, body } };
   app.post('/v2/repository/models/:name/load', opts, async (req: FastifyRequest<{ Params: ModelParams }>) => {
     const v = await ctx.repository.loadModel(req.params.name);
     return { name: v.name, version: v.id, sequence: v.sequence };

@@ -11,7 +11,7 @@ import { readBody } from './pool.js';
 import type { Ran } from './scheduler.js';
 import type { ServeContext } from './server.js';
 import { outputTensor } from './tensor-output.js';
-import { type RequestTensor, requestInputs } from './tensors.js';
+import { type RequestTensor, type ResponseTensor, requestInputs } from './tensors.js';
 
 const BINARY = Symbol('binary tensor data');
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
@@ -82,16 +82,42 @@ const inferSchema = {
   },
 } as const;
 
+const NAME = '[A-Za-z0-9][A-Za-z0-9._-]{0,127}';
+const VERSION = { type: 'string', pattern: '^[0-9a-f]{8,64}$' } as const;
+
+/** A served model's name: a manifest name, scoped ones (`@scope/name`, the slash sent as %2F) included. */
 export const modelParams = {
   type: 'object',
   required: ['name'],
   properties: {
-    name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' },
-    version: { type: 'string', pattern: '^[0-9a-f]{8,64}$' },
+    name: { type: 'string', pattern: `^(?:@[a-z0-9][a-z0-9._-]{0,63}/)?${NAME}$` },
+    version: VERSION,
   },
 } as const;
 
+/** The repository API's names: no scope (a name it does not know is the file `<name>.xpkg` of the folder). */
+export const repositoryParams = {
+  type: 'object',
+  required: ['name'],
+  properties: { name: { type: 'string', pattern: `^${NAME}$` }, version: VERSION },
+} as const;
+
 export type ModelParams = { name: string; version?: string };
+
+/** An output whose data are bigints: INT64 values beyond 2^53, which no JSON number of JavaScript's holds. */
+const exact = (t: ResponseTensor) => typeof t.data?.[0] === 'bigint';
+
+/** The response as JSON, INT64 data beyond 2^53 written digit for digit (JSON.stringify refuses a bigint). */
+function json(r: { outputs: ResponseTensor[] }): string {
+  if (!r.outputs.some(exact)) return JSON.stringify(r);
+  const outputs = r.outputs.map((t) => {
+    if (!exact(t)) return JSON.stringify(t);
+    const { data, ...rest } = t;
+    return `${JSON.stringify(rest).slice(0, -1)},"data":[${data!.join(',')}]}`;
+  });
+  const { outputs: _, ...head } = r;
+  return `${JSON.stringify(head).slice(0, -1)},"outputs":[${outputs.join(',')}]}`;
+}
 
 /** Stage times of one inference into the histograms. */
 function observe(ctx: ServeContext, name: string, ran: Ran, workerMs: number): void {
@@ -122,15 +148,16 @@ async function submit(
 export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // infer takes JSON or the binary extension only: anything else is 415, not a schema error
   app.removeContentTypeParser('text/plain');
-  // The binary tensor data extension: application/octet-stream with the JSON header's length in a header.
-  // The body is read into pooled memory (pool.ts), padded so that the tensor bytes after the JSON header
-  // start 8-aligned: FP32/INT64 tensors are then views, never copies.
-  app.addContentTypeParser('application/octet-stream', async (req: FastifyRequest, payload: Readable) => {
+  // The binary tensor data extension: the JSON header's length in a header, then the tensor bytes.
+  // Without that header the whole body is the JSON request (the extension's header is optional when
+  // no tensor is binary). The body is read into pooled memory (pool.ts), padded so that the tensor
+  // bytes after the JSON header start 8-aligned: FP32/INT64 tensors are then views, never copies.
+  const binaryBody = async (req: FastifyRequest, payload: Readable) => {
     const raw = req.headers[HEADER_LENGTH];
-    const n = Number(raw);
+    const n = raw === undefined ? undefined : Number(raw);
     const length = req.headers['content-length'];
     const declared = length === undefined ? Number.POSITIVE_INFINITY : Number(length);
-    if (raw === undefined || !Number.isSafeInteger(n) || n < 2 || n > declared)
+    if (n !== undefined && (!Number.isSafeInteger(n) || n < 2 || n > declared))
       throw new ServeError(
         'E_SERVE_REQUEST',
         `a binary request needs an ${HEADER_LENGTH} header between 2 and the body's ${length ?? 'unknown'} bytes`,
@@ -140,24 +167,35 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
       limit: req.routeOptions.bodyLimit ?? Number.POSITIVE_INFINITY,
       ...(length !== undefined ? { length } : {}),
       pool: ctx.pool,
-      pad: (8 - (n % 8)) % 8,
+      pad: n === undefined ? 0 : (8 - (n % 8)) % 8,
     });
-    if (n > buf.length)
+    const end = n ?? buf.length;
+    if (end > buf.length)
       throw new ServeError('E_SERVE_REQUEST', `the ${HEADER_LENGTH} ${n} runs past the body's ${buf.length} bytes`, {
         header: raw,
       });
     let header: InferBody;
     try {
-      header = JSON.parse(buf.subarray(0, n).toString('utf8'));
+      header = JSON.parse(buf.subarray(0, end).toString('utf8'));
     } catch (e) {
       throw new ServeError(
         'E_SERVE_REQUEST',
-        `the JSON header of the binary request is not JSON: ${(e as Error).message}`,
+        `${n === undefined ? 'the request body' : 'the JSON header of the binary request'} is not JSON: ${(e as Error).message}`,
       );
     }
     if (header && typeof header === 'object' && !Array.isArray(header))
-      Object.defineProperty(header, BINARY, { value: buf.subarray(n), enumerable: false });
+      Object.defineProperty(header, BINARY, { value: buf.subarray(end), enumerable: false });
     return header;
+  };
+  app.addContentTypeParser('application/octet-stream', binaryBody);
+  // No content type at all (Triton's and KServe's Python clients send none): JSON, or binary when the
+  // header length is given. Any other type not parsed above is 415.
+  app.addContentTypeParser('*', async (req: FastifyRequest, payload: Readable) => {
+    if (req.headers['content-type'] !== undefined)
+      throw new ServeError('E_SERVE_MEDIA_TYPE', `infer takes application/json or application/octet-stream`, {
+        contentType: req.headers['content-type'],
+      });
+    return binaryBody(req, payload);
   });
 
   const infer = async (
@@ -231,12 +269,15 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     };
     reply.header('xpkg-model-version', ran.version.id);
     const bins = enc.filter((e) => e.binary).map((e) => e.binary!);
-    if (bins.length === 0) return response;
-    const json = Buffer.from(JSON.stringify(response));
+    if (bins.length === 0)
+      return response.outputs.some(exact)
+        ? reply.type('application/json; charset=utf-8').send(json(response))
+        : response;
+    const text = Buffer.from(json(response));
     return reply
-      .header(HEADER_LENGTH, String(json.length))
+      .header(HEADER_LENGTH, String(text.length))
       .type('application/octet-stream')
-      .send(Buffer.concat([json, ...bins]));
+      .send(Buffer.concat([text, ...bins]));
   };
   const opts = { schema: { params: modelParams, body: inferSchema } };
   app.post('/v2/models/:name/infer', opts, infer);

@@ -6,7 +6,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import type { Logger } from 'pino';
 import { checkToken } from '../fabric/auth.js';
 import type { DirectoryOptions, MdnsPeerDirectory } from '../fabric/discovery/directory.js';
@@ -172,6 +178,27 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     closing: false,
   };
 
+  type Tagged = FastifyRequest & { xpkg?: { model?: string; version?: string; code?: string } };
+  /** One error as the response: its code's status, V2's shape under /v2, the run route's elsewhere. */
+  function sendError(err: unknown, req: Tagged, reply: FastifyReply) {
+    const e = asServeError(err);
+    const status = httpStatusOf(e.code);
+    req.xpkg = { ...req.xpkg, code: e.code };
+    const retry = (e.detail as { retryAfter?: number } | undefined)?.retryAfter;
+    if (status === 429 || status === 503) reply.header('retry-after', String(retry ?? 1));
+    if (e.code === 'E_INTERNAL') log.error({ reqId: req.id, err }, 'internal error');
+    const v2 = req.url.startsWith('/v2');
+    // an internal error's detail is its stack: for the log above, not for the client
+    const detail = e.code === 'E_INTERNAL' ? undefined : e.detail;
+    return reply
+      .code(status)
+      .send(
+        v2
+          ? { error: e.message, code: e.code, ...(detail !== undefined ? { detail } : {}) }
+          : { error: { code: e.code, summary: e.message, ...(detail !== undefined ? { detail } : {}) } },
+      );
+  }
+
   const requestTimeout = o.requestTimeoutMs ?? 30_000;
   const app: FastifyInstance = Fastify({
     // pino's Logger is what fastify logs with; its types name a narrower interface
@@ -179,6 +206,11 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     // one line per request comes from the onResponse hook below, with the model and version
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: o.bodyLimit ?? 64 * 1024 * 1024,
+    // a model name may be 128 characters (spec/schema.ts); the router's default stops at 100
+    routerOptions: { maxParamLength: 256 },
+    // a URL the router cannot decode, or a longer parameter: answered as any other error (the error
+    // handler set below does not reach the router's own context)
+    frameworkErrors: (err, req, reply) => sendError(err, req as Tagged, reply as FastifyReply),
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
@@ -201,7 +233,6 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
       ),
   });
 
-  type Tagged = FastifyRequest & { xpkg?: { model?: string; version?: string; code?: string } };
   // callback hooks, not async ones: no promise per hook per request on the event loop
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
@@ -225,22 +256,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     else log.info(line, 'request');
     done();
   });
-  app.setErrorHandler(async (err, req: Tagged, reply) => {
-    const e = asServeError(err);
-    const status = httpStatusOf(e.code);
-    req.xpkg = { ...req.xpkg, code: e.code };
-    const retry = (e.detail as { retryAfter?: number } | undefined)?.retryAfter;
-    if (status === 429 || status === 503) reply.header('retry-after', String(retry ?? 1));
-    if (e.code === 'E_INTERNAL') log.error({ reqId: req.id, err }, 'internal error');
-    const v2 = req.url.startsWith('/v2');
-    return reply
-      .code(status)
-      .send(
-        v2
-          ? { error: e.message, code: e.code, ...(e.detail !== undefined ? { detail: e.detail } : {}) }
-          : { error: e.toJSON() },
-      );
-  });
+  app.setErrorHandler(async (err, req: Tagged, reply) => sendError(err, req, reply));
   app.setNotFoundHandler(async (req) => {
     throw new ServeError('E_SERVE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
   });

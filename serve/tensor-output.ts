@@ -60,6 +60,8 @@ export function outputTensor(spec: IoSpec | undefined, name: string, value: unkn
   return { tensor: { name, shape, datatype, data: json } };
 }
 
+const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** A typed array as a flat JSON array of numbers (FP16 as numbers, BOOL as booleans). */
 function outputsToJsonArray(a: ArrayBufferView, datatype: V2Datatype): unknown[] {
   if (datatype === 'BOOL') return Array.from(a as Uint8Array, (x) => x !== 0);
@@ -77,6 +79,8 @@ function outputsToJsonArray(a: ArrayBufferView, datatype: V2Datatype): unknown[]
           : s * (1 + f / 1024) * 2 ** (e - 15);
     });
   }
-  if (a instanceof BigInt64Array) return Array.from(a, (x) => Number(x));
+  // beyond 2^53 a number is not the value: such a tensor stays bigints, written exactly (routes-infer.ts)
+  if (a instanceof BigInt64Array)
+    return a.every((x) => x >= -SAFE && x <= SAFE) ? Array.from(a, Number) : Array.from(a);
   return Array.from(a as Float32Array);
 }

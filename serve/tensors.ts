@@ -103,14 +103,31 @@ function toHalf(x: number): number {
   return sign | h;
 }
 
+/** The deepest nesting of JSON tensor data: the protocol's largest rank (the request schema's). */
+const MAX_NESTING = 8;
+
+/**
+ * JSON tensor data (flat or nested, row major) flattened. Nesting deeper than any shape is refused
+ * here, before anything recurses through it (a deep array would overflow the stack).
+ */
+function flatData(name: string, data: unknown): unknown[] {
+  if (!Array.isArray(data)) throw bad(name, 'data', 'data must be an array');
+  if (!data.some(Array.isArray)) return data;
+  const flat = data.flat(MAX_NESTING - 1) as unknown[];
+  if (flat.some(Array.isArray))
+    throw bad(name, 'shape', `data is nested deeper than ${MAX_NESTING} levels`, { maxNesting: MAX_NESTING });
+  return flat;
+}
+
 /** JSON tensor data (flat or nested, row major) as a typed array of `dtype`. */
 function fromJson(name: string, dtype: DType, data: unknown, n: number): Tensor['data'] {
-  if (!Array.isArray(data)) throw bad(name, 'data', 'data must be an array');
-  const flat = data.some(Array.isArray) ? (data.flat(Infinity) as unknown[]) : data;
+  const flat = flatData(name, data);
   if (flat.length !== n)
     throw bad(name, 'size', `data holds ${flat.length} values, its shape needs ${n}`, { values: flat.length, need: n });
   const wrong = (i: number): never => {
-    throw bad(name, 'dtype', `element ${i} (${JSON.stringify(flat[i])}) is not a ${TO_V2[dtype]} value`, {
+    // an object is named, not printed: it may nest deeper than JSON.stringify recurses
+    const v = flat[i] !== null && typeof flat[i] === 'object' ? 'an object' : JSON.stringify(flat[i]);
+    throw bad(name, 'dtype', `element ${i} (${v}) is not a ${TO_V2[dtype]} value`, {
       index: i,
     });
   };
@@ -220,8 +237,7 @@ function bytesElements(t: RequestTensor, binary: Uint8Array | undefined, base64:
     }
     return out;
   }
-  if (!Array.isArray(t.data)) throw bad(t.name, 'data', 'data must be an array');
-  return (t.data.flat(Infinity) as unknown[]).map((v, i) => {
+  return flatData(t.name, t.data).map((v, i) => {
     if (typeof v !== 'string') throw bad(t.name, 'dtype', `element ${i} is not a string`, { index: i });
     return base64 ? Buffer.from(v, 'base64') : Buffer.from(v, 'utf8');
   });

@@ -4,14 +4,17 @@
  * data extension), the raw-image route against `xpkg run --json`, and bad input → the right 4xx
  * with a code, the daemon healthy after.
  */
-import { copyFile, readFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeModel } from '../fixtures/onnx-tiny.js';
+import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
 import { outputsToJson } from '../runner/outputs-json.js';
 import { Runner } from '../runner/runner.js';
+import { sign } from '../signing/sign.js';
 import {
   binaryRequest,
   http,
@@ -20,6 +23,7 @@ import {
   type TestServer,
   TRUST,
   testServer,
+  versionedPackage,
 } from './helpers/serve.js';
 import { tempDir } from './helpers/source.js';
 
@@ -77,10 +81,37 @@ describe('health and metadata', () => {
       ['/v2/models/nope/ready', 'E_SERVE_MODEL_UNKNOWN'],
       [`/v2/models/${ADD}/versions/0123456789abcdef`, 'E_SERVE_VERSION_UNKNOWN'],
       ['/v2/nothing/here', 'E_SERVE_NOT_FOUND'],
+      // longer than any name can be: the router's own refusal, through the same error handler
+      [`/v2/models/${'a'.repeat(300)}`, 'E_SERVE_NOT_FOUND'],
     ];
     for (const [path, code] of cases) {
       const r = await http(`${s.url}${path}`);
       expect([path, r.status, r.body.code, typeof r.body.error]).toEqual([path, 404, code, 'string']);
+    }
+    const badUrl = await http(`${s.url}/v2/models/%zz`);
+    expect([badUrl.status, badUrl.body.code, typeof badUrl.body.error]).toEqual([400, 'E_SERVE_REQUEST', 'string']);
+  });
+
+  it('a model named with the longest name a manifest allows (128), or a scoped one (@scope/name), is served', async () => {
+    const long = `long-${'n'.repeat(123)}`;
+    const scoped = '@acme/add-one';
+    const repo = tempDir('xpkg-serve-repo-');
+    await copyFile(await versionedPackage({ sequence: 1, k: 1, name: long }), join(repo, 'long.xpkg'));
+    await copyFile(await versionedPackage({ sequence: 1, k: 1, name: scoped }), join(repo, 'scoped.xpkg'));
+    const t = await testServer({ repo });
+    try {
+      for (const name of [long, scoped]) {
+        const base = `${t.url}/v2/models/${encodeURIComponent(name)}`;
+        const meta = await http(base);
+        expect([meta.status, meta.body.name]).toEqual([200, name]);
+        expect((await http(`${base}/ready`)).status).toBe(200);
+        const r = await postJson(`${base}/infer`, {
+          inputs: [{ name: 'x', shape: [2], datatype: 'FP32', data: [1, 2] }],
+        });
+        expect([r.status, r.body.model_name, r.body.outputs[0].data]).toEqual([200, name, [2, 3]]);
+      }
+    } finally {
+      await t.close();
     }
   });
 });
@@ -146,6 +177,92 @@ describe('infer', () => {
       ),
     });
     expect(j.body.outputs[0].data).toEqual(Array.from(x, (v) => v + 1));
+  });
+
+  it('INT64 outputs beyond 2^53 are exact in JSON (as in binary), not rounded to a double', async () => {
+    const src = tempDir('xpkg-serve-src-');
+    await mkdir(join(src, 'models'));
+    const model = encodeModel({
+      name: 'id64',
+      nodes: [{ op: 'Identity', inputs: ['X'], outputs: ['Y'] }],
+      inputs: [{ name: 'X', type: 'int64', shape: ['N'] }],
+      outputs: [{ name: 'Y', type: 'int64', shape: ['N'] }],
+      initializers: [],
+    });
+    await writeFile(join(src, 'models', 'id.onnx'), model);
+    const io = (name: string) => [{ name, type: 'tensor', dtype: 'int64', shape: ['N'] }];
+    const manifest = {
+      format: 'xpkg/1',
+      name: 'id-int64',
+      version: '1.0.0',
+      sequence: 1,
+      license: 'Apache-2.0',
+      task: 'tensor',
+      inputs: io('x'),
+      outputs: io('y'),
+      models: [
+        { id: 'id', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/id.onnx'] }] },
+      ],
+      pipeline: { steps: [{ op: 'infer', model: 'id', params: { inputs: 'x', outputs: 'y' } }] },
+    };
+    await writeFile(join(src, 'xpkg.json'), JSON.stringify(manifest));
+    const repo = tempDir('xpkg-serve-repo-');
+    const pkg = join(repo, 'id-int64.xpkg');
+    await packFolder(src, pkg, { sourceDateEpoch: '' });
+    await sign(pkg, { key: 'fixtures/keys/test.key', out: pkg, passphrase: '', force: true });
+    const t = await testServer({ repo });
+    try {
+      const x = new BigInt64Array([1n, -(2n ** 62n), 2n ** 62n + 1n]);
+      const url = `${t.url}/v2/models/id-int64/infer`;
+      const header = { inputs: [{ name: 'x', shape: [3], datatype: 'INT64', parameters: { binary_data_size: 24 } }] };
+      const r = await http(url, { method: 'POST', ...binaryRequest(header, [new Uint8Array(x.buffer)]) });
+      expect(r.status).toBe(200);
+      // the digits as written, before any JSON parser of JavaScript's rounds them
+      expect(r.raw.toString('utf8')).toContain('"data":[1,-4611686018427387904,4611686018427387905]');
+      const both = await http(url, {
+        method: 'POST',
+        ...binaryRequest({ ...header, outputs: [{ name: 'y' }, { name: 'y', parameters: { binary_data: true } }] }, [
+          new Uint8Array(x.buffer),
+        ]),
+      });
+      const { header: h, outputs } = parseBinaryReply(both);
+      expect(h.outputs[0].shape).toEqual([3]);
+      expect(both.raw.subarray(0, Number(both.headers.get('inference-header-content-length'))).toString()).toContain(
+        '"data":[1,-4611686018427387904,4611686018427387905]',
+      );
+      expect(Array.from(new BigInt64Array(new Uint8Array(outputs.y).buffer))).toEqual(Array.from(x));
+      // safe values stay plain numbers
+      const small = await postJson(url, { inputs: [{ name: 'x', shape: [2], datatype: 'INT64', data: [5, -6] }] });
+      expect(small.body.outputs[0].data).toEqual([5, -6]);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("requests without a content type (Triton's and KServe's Python clients), JSON as octet-stream without the header length", async () => {
+    const url = `${s.url}/v2/models/${ADD}/infer`;
+    const json = { id: 'plain', inputs: [{ name: 'x', shape: [4], datatype: 'FP32', data: [1, 2, 3, 4] }] };
+    // a Uint8Array body: fetch sends no content-type for it
+    const bare = await http(url, { method: 'POST', body: new Uint8Array(Buffer.from(JSON.stringify(json))) });
+    expect([bare.status, bare.body.id, bare.body.outputs[0].data]).toEqual([200, 'plain', [2, 3, 4, 5]]);
+    const octet = await http(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: JSON.stringify(json),
+    });
+    expect([octet.status, octet.body.outputs[0].data]).toEqual([200, [2, 3, 4, 5]]);
+    const x = new Float32Array([1, 2, 3, 4]);
+    const bin = binaryRequest(
+      {
+        inputs: [{ name: 'x', shape: [4], datatype: 'FP32', parameters: { binary_data_size: 16 } }],
+        outputs: [{ name: 'y', parameters: { binary_data: true } }],
+      },
+      [new Uint8Array(x.buffer)],
+    );
+    delete bin.headers['content-type'];
+    const b = await http(url, { method: 'POST', ...bin });
+    expect(b.status).toBe(200);
+    expect(Array.from(new Float32Array(new Uint8Array(parseBinaryReply(b).outputs.y).buffer))).toEqual([2, 3, 4, 5]);
   });
 
   it('an image as raw UINT8 pixels (binary) and as an encoded image (BYTES, base64 in JSON) gives the package result', async () => {
@@ -288,6 +405,32 @@ describe('bad input: the right 4xx with a code, and the daemon stays healthy', (
       const r = (req as RequestInit).method ? await http(url(), req as RequestInit) : await postJson(url(), req);
       expect([what, r.status, r.body.code, reason && r.body.detail?.reason]).toEqual([what, status, code, reason]);
     }
+  });
+
+  it('data nested deeper than any shape is a 400, not a stack overflow (500)', async () => {
+    const deep = (inner: string, n: number) => `${'['.repeat(n)}${inner}${']'.repeat(n)}`;
+    const deepObject = (n: number) => `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`;
+    const cases: [string, string, string][] = [
+      [url(), `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":${deep('1', 20_000)}}]}`, 'shape'],
+      [url(), `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[${deepObject(20_000)}]}]}`, 'dtype'],
+      [
+        `${s.url}/v2/models/detector/infer`,
+        `{"inputs":[{"name":"image","shape":[1],"datatype":"BYTES","data":${deep('"aa"', 20_000)}}]}`,
+        'shape',
+      ],
+    ];
+    for (const [u, body, reason] of cases) {
+      const r = await http(u, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      expect([r.status, r.body.code, r.body.detail?.reason]).toEqual([400, 'E_SERVE_INPUT', reason]);
+    }
+    // as deep as the largest rank is still data
+    const eight = await http(url(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":${deep('1', 8)}}]}`,
+    });
+    expect([eight.status, eight.body.outputs?.[0].data]).toEqual([200, [2]]);
+    expect((await http(`${s.url}/v2/health/ready`)).status).toBe(200);
   });
 
   it('binary framing errors, a huge body, a non-image body, an empty body', async () => {
