@@ -189,14 +189,10 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     if (e.code === 'E_INTERNAL') log.error({ reqId: req.id, err }, 'internal error');
     const v2 = req.url.startsWith('/v2');
     // an internal error's detail is its stack: for the log above, not for the client
-    const detail = e.code === 'E_INTERNAL' ? undefined : e.detail;
-    return reply
-      .code(status)
-      .send(
-        v2
-          ? { error: e.message, code: e.code, ...(detail !== undefined ? { detail } : {}) }
-          : { error: { code: e.code, summary: e.message, ...(detail !== undefined ? { detail } : {}) } },
-      );
+    const json = e.toJSON();
+    if (e.code === 'E_INTERNAL') delete json.detail;
+    const { summary, ...rest } = json;
+    return reply.code(status).send(v2 ? { error: summary, ...rest } : { error: json });
   }
 
   const requestTimeout = o.requestTimeoutMs ?? 30_000;

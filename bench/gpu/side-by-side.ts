@@ -237,6 +237,15 @@ function coldStart(lines: string[], out: Record<string, unknown>, modes: Record<
     );
   for (const prewarm of ['auto', 'off']) library(prewarm, 'on');
   if (argv.includes('--cold-stock')) for (const prewarm of ['auto', 'off']) library(prewarm, 'off');
+  // side by side: the one-shot CLI against the library pre-warming in open, and against the goal
+  for (const [pkg] of packages) {
+    const name = pkg.split('/').pop()!;
+    const wall = (k: string) => (res[k] as { wallMs?: number } | undefined)?.wallMs ?? Number.NaN;
+    const cli = wall(`${name} xpkg run`);
+    lines.push(
+      `  ${name}: xpkg run / pre-warmed open = ${r2(cli / wall(`${name} prewarm auto HEURISTIC on`))}; / goal 2000 ms = ${r2(cli / 2000)}`,
+    );
+  }
   out.coldStart = res;
 }
 
