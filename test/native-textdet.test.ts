@@ -185,4 +185,37 @@ describe.skipIf(!nativeExpected)('dbPostprocess native vs portable (bit for bit)
       }
     }
   });
+
+  it('components joined late (U and W shapes), diagonal chains, speckle, and the candidate cap', () => {
+    const W = 131,
+      H = 77;
+    const r = rng(11);
+    const prob = new Float32Array(W * H);
+    const set = (x: number, y: number) => {
+      if (x >= 0 && y >= 0 && x < W && y < H) prob[y * W + x] = 0.9;
+    };
+    // U: two arms whose runs meet only at the bottom bar; W: three arms, the middle one shorter
+    for (let y = 5; y < 30; y++) for (const x0 of [10, 30]) for (let x = x0; x < x0 + 4; x++) set(x, y);
+    for (let x = 10; x < 34; x++) for (let y = 30; y < 33; y++) set(x, y);
+    for (let y = 5; y < 40; y++)
+      for (const x0 of [50, 70, 90]) for (let x = x0; x < x0 + 3; x++) set(x, y + (x0 === 70 ? 10 : 0));
+    for (let x = 50; x < 93; x++) set(x, 45);
+    // diagonal chains (8-connected only through corners), both directions
+    for (let i = 0; i < 25; i++) set(100 + i, 40 + i), set(125 - i, 40 + i), set(5 + i, 50 + i);
+    // speckle: many one- and two-pixel components
+    for (let i = 0; i < 60; i++) {
+      const x = Math.floor(r() * W),
+        y = Math.floor(r() * H);
+      set(x, y);
+      if (r() < 0.3) set(x + 1, y);
+    }
+    for (const maxCandidates of [1000, 40, 3, 1])
+      for (const dilate of [false, true]) {
+        const o: DbOptions = { width: W, height: H, dilate, boxThreshold: 0, minSize: 1, maxCandidates, threads: 2 };
+        const both = onBoth(() => dbPostprocessSync(prob, o));
+        // a cap may keep only speckle, whose single pixels make no box
+        if (maxCandidates === 1000) expect(both.native.count).toBeGreaterThan(3);
+        expect(both.native).toEqual(both.portable);
+      }
+  });
 });

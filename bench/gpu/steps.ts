@@ -2,7 +2,7 @@
  * Where an OCR run's time goes, step by step (the stages of side-by-side.ts split by step id), GPU
  * variant and CPU variant in one run, on the GPU machine:
  *
- *   node dist-tools/bench/gpu/steps.js [--data dir] [--runs n]
+ *   node dist-tools/bench/gpu/steps.js [--data dir] [--runs n] [--gpu-only]
  *
  * Each pipeline op's `run` is wrapped to time its steps; per step the median over the timed runs,
  * with the process CPU time per run (the native kernels' threads and onnxruntime's included).
@@ -36,6 +36,8 @@ for (const [name, runs, open] of [
   ['GPU variant', RUNS, async () => (await openGpu(PKG)).runner],
   ['CPU variant', Math.max(3, Math.round(RUNS / 8)), () => openCpu(PKG)],
 ] as const) {
+  // --gpu-only: the GPU variant alone (e.g. under --cpu-prof, where the CPU variant's time would drown it)
+  if (name === 'CPU variant' && argv.includes('--gpu-only')) continue;
   const runner = await open();
   try {
     for (let i = 0; i < 3; i++) await runner.run(inputs);

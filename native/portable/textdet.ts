@@ -182,66 +182,79 @@ export function dbPostprocess(o: RawDb): RawDbResult {
     }
     mask = d;
   }
-  const labels = new Int32Array(n),
-    stack = new Int32Array(n);
-  const bounds: number[] = [];
-  let count = 0;
-  for (let start = 0; start < n && count < o.maxCandidates; start++) {
-    if (!mask[start] || labels[start]) continue;
-    const id = ++count;
-    let sp = 0;
-    stack[sp++] = start;
-    labels[start] = id;
-    let bx0 = W,
-      by0 = H,
-      bx1 = -1,
-      by1 = -1;
-    while (sp > 0) {
-      const q = stack[--sp];
-      const py = Math.floor(q / W),
-        px = q - py * W;
-      bx0 = Math.min(bx0, px);
-      bx1 = Math.max(bx1, px);
-      by0 = Math.min(by0, py);
-      by1 = Math.max(by1, py);
-      const ya = py > 0 ? py - 1 : py,
-        yb = py < H - 1 ? py + 1 : py;
-      const xa = px > 0 ? px - 1 : px,
-        xb = px < W - 1 ? px + 1 : px;
-      for (let yy = ya; yy <= yb; yy++) {
-        for (let xx = xa; xx <= xb; xx++) {
-          const r = yy * W + xx;
-          if (mask[r] && !labels[r]) {
-            labels[r] = id;
-            stack[sp++] = r;
-          }
-        }
+  // 8-connected components over runs of mask pixels, numbered in raster order of their first
+  // pixel, the first maxCandidates only (kernels/textdet.cc: the same algorithm, which says why).
+  const rx0: number[] = [],
+    rx1: number[] = [],
+    ry: number[] = [];
+  const rowStart = new Int32Array(H + 1);
+  for (let y = 0; y < H; y++) {
+    rowStart[y] = rx0.length;
+    const row = y * W;
+    for (let x = 0; x < W; ) {
+      while (x < W && !mask[row + x]) x++;
+      if (x >= W) break;
+      const a = x;
+      while (x < W && mask[row + x]) x++;
+      rx0.push(a);
+      rx1.push(x - 1);
+      ry.push(y);
+    }
+  }
+  rowStart[H] = rx0.length;
+  const runs = rx0.length;
+  const parent = Int32Array.from({ length: runs }, (_, i) => i);
+  const find = (i: number) => {
+    while (parent[i] !== i) i = parent[i] = parent[parent[i]];
+    return i;
+  };
+  for (let y = 1; y < H; y++) {
+    let q = rowStart[y - 1];
+    const qEnd = rowStart[y];
+    for (let r = rowStart[y]; r < rowStart[y + 1]; r++) {
+      while (q < qEnd && rx1[q] < rx0[r] - 1) q++;
+      for (let k = q; k < qEnd && rx0[k] <= rx1[r] + 1; k++) {
+        const a = find(r),
+          b = find(k);
+        if (a !== b) parent[Math.max(a, b)] = Math.min(a, b);
       }
     }
-    bounds.push(bx0, by0, bx1, by1);
+  }
+  const runComp = new Int32Array(runs);
+  const bounds: number[] = [];
+  const compRuns: number[][] = [];
+  let count = 0;
+  for (let r = 0; r < runs; r++) {
+    const root = find(r);
+    if (root === r) {
+      if (count >= o.maxCandidates) continue;
+      runComp[r] = ++count;
+      bounds.push(rx0[r], ry[r], rx1[r], ry[r]);
+      compRuns.push([r]);
+      continue;
+    }
+    const id = runComp[root];
+    runComp[r] = id;
+    if (!id) continue;
+    const b = 4 * (id - 1);
+    bounds[b] = Math.min(bounds[b], rx0[r]);
+    bounds[b + 2] = Math.max(bounds[b + 2], rx1[r]);
+    bounds[b + 3] = Math.max(bounds[b + 3], ry[r]);
+    compRuns[id - 1].push(r);
   }
   const quads: number[] = [],
     scores: number[] = [];
   for (let c = 0; c < count; c++) {
-    const id = c + 1;
     const [b0, b1, b2, b3] = bounds.slice(4 * c, 4 * c + 4);
     if (b2 - b0 + 1 < o.minSize && b3 - b1 + 1 < o.minSize) continue;
     const pts: number[] = [];
-    for (let y = b1; y <= b3; y++) {
-      const row = y * W;
-      let lo = -1,
-        hi = -1;
-      for (let x = b0; x <= b2; x++)
-        if (labels[row + x] === id) {
-          lo = x;
-          break;
-        }
-      if (lo < 0) continue;
-      for (let x = b2; x >= lo; x--)
-        if (labels[row + x] === id) {
-          hi = x;
-          break;
-        }
+    // per row: its leftmost and rightmost pixel (the first run's start, the last run's end)
+    const own = compRuns[c];
+    for (let i = 0; i < own.length; ) {
+      const y = ry[own[i]],
+        lo = rx0[own[i]];
+      let hi = rx1[own[i]];
+      for (i++; i < own.length && ry[own[i]] === y; i++) hi = rx1[own[i]];
       pts.push(lo, y);
       if (hi !== lo) pts.push(hi, y);
     }
