@@ -9,8 +9,11 @@
  *   - plain sessions (no graph) of that shape: 1 and 4, all at once
  * and what creating each extra session costs. On the GPU machine:
  *
- *   node dist-tools/bench/gpu/rec-concurrency.js [--runs n] [--batches n] [--widths 960,1600]
+ *   node dist-tools/bench/gpu/rec-concurrency.js [--runs n] [--batches n] [--widths 960,1600] [--fp16 | --model file.onnx]
  */
+import { readFileSync } from 'node:fs';
+import { convertToFloat16 } from '../../fixtures/onnx-fp16.js';
+import { OnnxGraph } from '../../fixtures/onnx-graph.js';
 import { PackageReader } from '../../pack/reader.js';
 import { capiOptions, cudaTuning } from '../../runner/backends/capi-options.js';
 import { ortSessionOptions } from '../../runner/backends/onnxruntime.js';
@@ -30,9 +33,19 @@ const loaded = loadCapi(ortBinding().dir);
 if (!('capi' in loaded)) throw new Error(`binding unavailable: ${loaded.reason}`);
 const c = loaded;
 const reader = await PackageReader.open('fixtures/dist/paddleocr-v4.xpkg');
-const bytes = await reader.readVerified(FILE);
+// --model file.onnx: another build of the recogniser (same input and outputs) instead of the package's
+const read = argv.includes('--model') ? new Uint8Array(readFileSync(flag('--model', ''))) : await reader.readVerified(FILE);
 await reader.close();
-const variant = { id: 'm', runtime: 'onnxruntime', precision: 'fp32', files: ['m'], requires: {} };
+// --fp16: the same model in half precision (fixtures/onnx-fp16.ts), for its speed and first-run cost
+const bytes = argv.includes('--fp16')
+  ? (() => {
+      const g = OnnxGraph.decode(read);
+      convertToFloat16(g);
+      return g.encode();
+    })()
+  : read;
+// the provider comes from the variant's requirements (as node-profile.ts)
+const variant = { id: 'm', runtime: 'onnxruntime', precision: 'fp32', files: ['m'], requires: { executionProviders: [GPU_PROVIDER] } };
 const providers = GPU_PROVIDER === 'cpu' ? ['cpu'] : ['cuda', 'cpu'];
 type S = Awaited<ReturnType<typeof createCapiSession>>;
 
@@ -91,6 +104,14 @@ async function timed(body: () => Promise<unknown>): Promise<number> {
 
 const out: Record<string, unknown> = {};
 for (const w of WIDTHS) {
+  try {
+    await oneWidth(w);
+  } catch (e) {
+    out[`8x48x${w}`] = { error: String((e as Error).message).slice(0, 300) };
+    console.log(`rec 8×48×${w}: failed: ${(e as Error).message.slice(0, 300)}`);
+  }
+}
+async function oneWidth(w: number) {
   const dims = [8, 48, w, 3];
   const row: Record<string, unknown> = {};
   const name = (s: S) => s.inputNames[0];
