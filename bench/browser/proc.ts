@@ -92,3 +92,39 @@ function descendants(of: (pid: string) => [number, number], pids?: Set<number>):
   walk(process.pid);
   return total;
 }
+
+/** Memory of the processes under this one, in bytes, summed by kind (/proc status and smaps_rollup). */
+export interface MemoryBreakdown {
+  /** Resident pages, as VmRSS counts them: a page shared by two processes (a data pipe's shared memory) counts twice. */
+  rss: number;
+  /** Anonymous resident pages (heaps, buffers): private to each process. */
+  anon: number;
+  /** Resident shared memory (shared-memory segments, e.g. Mojo data pipes between the browser's processes). */
+  shmem: number;
+  /** Proportional set size: each shared page divided among the processes that map it, so the sum counts it once. */
+  pss: number;
+}
+
+export function descendantsMemory(): MemoryBreakdown {
+  const kb = (text: string, key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(text)?.[1] ?? 0) * 1024;
+  const sum = (key: keyof MemoryBreakdown) =>
+    descendants((d) => {
+      const status = readFileSync(`/proc/${d}/status`, 'utf8');
+      const ppid = Number(/PPid:\s+(\d+)/.exec(status)?.[1]);
+      if (key === 'pss') return [ppid, kb(readFileSync(`/proc/${d}/smaps_rollup`, 'utf8'), 'Pss')];
+      return [ppid, kb(status, key === 'rss' ? 'VmRSS' : key === 'anon' ? 'RssAnon' : 'RssShmem')];
+    });
+  return { rss: sum('rss'), anon: sum('anon'), shmem: sum('shmem'), pss: sum('pss') };
+}
+
+/** Anonymous resident memory of each process under this one, by pid, with its Chromium --type (browser when none). */
+export function anonByProcess(): Map<number, { type: string; anon: number }> {
+  const out = new Map<number, { type: string; anon: number }>();
+  descendants((d) => {
+    const status = readFileSync(`/proc/${d}/status`, 'utf8');
+    const type = /--type=([a-z-]+)/.exec(readFileSync(`/proc/${d}/cmdline`, 'utf8'))?.[1] ?? 'browser';
+    out.set(Number(d), { type, anon: Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024 });
+    return [Number(/PPid:\s+(\d+)/.exec(status)?.[1]), 0];
+  });
+  return out;
+}

@@ -16,6 +16,9 @@
  *  5. first-visit download of the page without a package (bytes on the wire; limit 5 MB).
  *
  *   npm run build && npm run fixtures && npx tsx bench/browser/run.ts [--mb 200] [--images 3] [--runs 3] [--only cold|verify] [--baseline DIR]
+ *
+ * XPKG_BENCH_MEMORY=1 also prints, per verification, the growth of the browser's memory by kind
+ * (RSS, anonymous, shared, PSS: proc.ts descendantsMemory) and the anonymous growth by process.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
@@ -30,7 +33,7 @@ import { oneModelManifest, writeSource } from '../../test/helpers/source.js';
 import { startWebServer } from '../../web/server.js';
 import { arg, median } from '../util.js';
 import { CHROMIUM, coldFigures, row } from './cold.js';
-import { descendantsRss } from './proc.js';
+import { anonByProcess, descendantsMemory, descendantsRss } from './proc.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const OUT = join(ROOT, 'bench', 'out', 'browser');
@@ -84,7 +87,19 @@ async function filePage(browser: Browser, url: string, file: string): Promise<Pa
 async function verifyOnce(page: Page, trust: string): Promise<{ ms: number; growth: number }> {
   const base = descendantsRss();
   let peak = base;
-  const sampler = setInterval(() => (peak = Math.max(peak, descendantsRss())), 25);
+  const m0 = descendantsMemory();
+  const mPeak = { ...m0 };
+  const a0 = anonByProcess();
+  const aPeak = new Map<number, number>();
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, descendantsRss());
+    if (process.env.XPKG_BENCH_MEMORY) {
+      const m = descendantsMemory();
+      for (const k of Object.keys(m) as (keyof typeof m)[]) mPeak[k] = Math.max(mPeak[k], m[k]);
+      for (const [pid, v] of anonByProcess())
+        aPeak.set(pid, Math.max(aPeak.get(pid) ?? 0, v.anon - (a0.get(pid)?.anon ?? 0)));
+    }
+  }, 25);
   const ms = await page.evaluate(async (trust) => {
     const file = (document.getElementById('bench-file') as HTMLInputElement).files![0];
     const { openPackage } = (window as unknown as { xpkg: typeof import('../../browser/index.js') }).xpkg;
@@ -96,6 +111,15 @@ async function verifyOnce(page: Page, trust: string): Promise<{ ms: number; grow
     return t1 - t0;
   }, trust);
   clearInterval(sampler);
+  if (process.env.XPKG_BENCH_MEMORY)
+    console.error(
+      `verify growth MiB: ${Object.entries(mPeak)
+        .map(([k, v]) => `${k} ${((v - m0[k as keyof typeof m0]) / 2 ** 20).toFixed(1)}`)
+        .join(', ')}; anon by process: ${[...aPeak]
+        .filter(([, v]) => v > 2 ** 20)
+        .map(([pid, v]) => `${a0.get(pid)?.type ?? 'new'} ${(v / 2 ** 20).toFixed(1)}`)
+        .join(', ')}`,
+    );
   return { ms, growth: peak - base };
 }
 
