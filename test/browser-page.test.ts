@@ -116,4 +116,30 @@ describe.skipIf(!haveBrowser)('the drop page in Chromium', () => {
     expect(await page.isVisible('#run')).toBe(false);
     await page.screenshot({ path: join(ARTIFACTS, 'flipped-byte.png'), fullPage: true });
   });
+
+  it('an image waiting runs before the whole package is verified; a package that then fails shows no results', async () => {
+    const page = await rig.page();
+    await page.goto(rig.server.url);
+    await page.waitForFunction(() => (document.getElementById('trust') as HTMLTextAreaElement).value.length > 0);
+    // the image first, then the package: the run starts once the signed manifest is trusted
+    await page.setInputFiles('#image-file', IMAGE);
+    await page.setInputFiles('#pkg-file', join(dir, 'flipped.xpkg'));
+    await expect.poll(() => page.textContent('#verdict'), { timeout: 30_000 }).toMatch(/^Not verified/);
+    await page.waitForTimeout(500);
+    expect(await page.textContent('#results')).toBe('');
+    expect(await page.isVisible('#run')).toBe(false);
+    // the intact package with the same image waiting: its text shows, and it ran once
+    await page.setInputFiles('#pkg-file', OCR);
+    await expect.poll(() => page.textContent('#verdict'), { timeout: 60_000 }).toMatch(/^Verified/);
+    await expect.poll(() => page.textContent('#results'), { timeout: 60_000 }).toContain(nodeLines[0]);
+    const marks = await page.evaluate(() => {
+      const at = (n: string) => performance.getEntriesByName(n).map((e) => e.startTime);
+      return { ran: at('xpkg:page-ran'), started: at('xpkg:page-run-start'), verified: at('xpkg:page-verified') };
+    });
+    expect(marks.ran).toHaveLength(1);
+    // started (on the intact package: the second start) while the package was still verifying
+    expect(marks.started).toHaveLength(2);
+    expect(marks.verified).toHaveLength(1);
+    expect(marks.started[1]).toBeLessThan(marks.verified[0]);
+  });
 });
