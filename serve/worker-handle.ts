@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { quietOnnxruntime } from '../runner/backends/ort-env.js';
 import type { RunnerOptions } from '../runner/runner.js';
 import { type ErrorCode, type ErrorJson, ServeError, XpkgError } from '../spec/errors.js';
 import { BulkFile, detachedError, hasDetached, isDetached, splitBulk } from './bulk.js';
@@ -71,6 +72,8 @@ export class ModelWorker extends EventEmitter {
   /** `nice`: a process worker's niceness from its first instruction on (serve/worker-nice.ts). */
   static spawn(isolation: Isolation, nice = 0): ModelWorker {
     const e = entry();
+    // the worker loads onnxruntime: the variable in this process's environment first (ort-env.ts says why)
+    quietOnnxruntime();
     if (isolation === 'process') {
       const bulk = BulkFile.create();
       try {

@@ -27,6 +27,23 @@ const MODEL_BYTES = 40e6; // 10 blocks of 4 MiB
 
 type Outcome = { ok: true } | { code: string; block?: number };
 
+/** What testBundle() puts on the page's window (a type only: the code using it runs in the page). */
+interface BlobReads {
+  BlobSource: new (
+    b: Blob,
+    name: string,
+    reuse: boolean,
+  ) => { buffersMade: number; bytesRead: number; byobStalls: number };
+  PackageReader: {
+    fromSource(s: InstanceType<BlobReads['BlobSource']>): Promise<{
+      manifest: { files: { path: string }[] };
+      verifyIntegrity(): Promise<unknown>;
+      readVerified(path: string): Promise<Uint8Array>;
+      close(): Promise<void>;
+    }>;
+  };
+}
+
 async function nodeOutcome(file: string): Promise<Outcome> {
   const r = await PackageReader.open(file).catch((e) => e as Error);
   if (r instanceof Error) return { code: (r as XpkgError).code };
@@ -94,22 +111,7 @@ describe.skipIf(!haveBrowser)('a Blob read through reused buffers in Chromium', 
     await page.goto(rig.server.url);
     await page.addScriptTag({ content: await testBundle() });
     const got = await page.evaluate(async (names: string[]) => {
-      type Source = { buffersMade: number; bytesRead: number; byobStalls: number };
-      const { BlobSource, PackageReader } = (
-        window as unknown as {
-          blobReads: {
-            BlobSource: new (b: Blob, name: string, reuse: boolean) => Source;
-            PackageReader: {
-              fromSource(s: Source): Promise<{
-                manifest: { files: { path: string }[] };
-                verifyIntegrity(): Promise<unknown>;
-                readVerified(path: string): Promise<Uint8Array>;
-                close(): Promise<void>;
-              }>;
-            };
-          };
-        }
-      ).blobReads;
+      const { BlobSource, PackageReader } = (window as unknown as { blobReads: BlobReads }).blobReads;
       const sha = async (b: Uint8Array) =>
         Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', b as Uint8Array<ArrayBuffer>)), (x) =>
           x.toString(16).padStart(2, '0'),
@@ -175,20 +177,10 @@ describe.skipIf(!haveBrowser)('a Blob read through reused buffers in Chromium', 
     const page = await rig.page();
     await page.goto(rig.server.url);
     await page.addScriptTag({ content: await testBundle() });
-    // 100 verifications of the 40 MB package: 1,000 block reads. Through BYOB readers (the first
-    // version), every read of the Blob stalled after a few hundred of them in Chromium 156.
+    // 100 verifications of the 40 MB package: 1,000 block reads. A first version's BYOB readers
+    // stalled every read of the Blob after a few hundred in Chromium 156; the stall guard reads on.
     const got = await page.evaluate(async () => {
-      type Source = object;
-      const { BlobSource, PackageReader } = (
-        window as unknown as {
-          blobReads: {
-            BlobSource: new (b: Blob, name: string, reuse: boolean) => Source;
-            PackageReader: {
-              fromSource(s: Source): Promise<{ verifyIntegrity(): Promise<unknown>; close(): Promise<void> }>;
-            };
-          };
-        }
-      ).blobReads;
+      const { BlobSource, PackageReader } = (window as unknown as { blobReads: BlobReads }).blobReads;
       const blob = await (await fetch('/packages/big.xpkg')).blob();
       for (let i = 0; i < 100; i++) {
         const reader = await PackageReader.fromSource(new BlobSource(blob, 'p', true));
@@ -209,17 +201,7 @@ describe.skipIf(!haveBrowser)('a Blob read through reused buffers in Chromium', 
     await page.goto(rig.server.url);
     await page.addScriptTag({ content: await testBundle() });
     const got = await page.evaluate(async () => {
-      type Source = { byobStalls: number; buffersMade: number };
-      const { BlobSource, PackageReader } = (
-        window as unknown as {
-          blobReads: {
-            BlobSource: new (b: Blob, name: string, reuse: boolean) => Source;
-            PackageReader: {
-              fromSource(s: Source): Promise<{ verifyIntegrity(): Promise<unknown>; close(): Promise<void> }>;
-            };
-          };
-        }
-      ).blobReads;
+      const { BlobSource, PackageReader } = (window as unknown as { blobReads: BlobReads }).blobReads;
       // A Blob whose byte streams hand BYOB readers that never answer (what Chromium 156 did after
       // hundreds of reads of a fetched Blob); default readers, slices and arrayBuffer() work.
       const stalling = (b: Blob): Blob =>

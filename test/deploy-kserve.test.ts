@@ -169,9 +169,16 @@ describe('deploy/kserve manifests against the KServe CRD schemas', () => {
         body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [2], data: [1, 2.5] }] }),
       });
       expect((await r.json()).outputs[0].data).toEqual([2, 3.5]);
-      // --log-format json from the manifest: the server's lines are JSON objects.
-      const lines = log.split('\n').filter((l) => l.startsWith('{'));
-      expect(lines.map((l) => JSON.parse(l).msg)).toContain('ready');
+      // --log-format json from the manifest: the server's lines are JSON objects. The logger writes
+      // asynchronously, so its "ready" line may reach this pipe after the probe's answer did.
+      const msgs = () =>
+        log
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l).msg);
+      for (const t1 = Date.now(); !msgs().includes('ready') && Date.now() - t1 < 5000; )
+        await new Promise((r) => setTimeout(r, 50));
+      expect(msgs(), log).toContain('ready');
     } finally {
       child.kill('SIGTERM');
       if (child.exitCode === null) await once(child, 'exit');

@@ -39,6 +39,7 @@ import { externalFiles } from './onnx-external.js';
 import { hasStaticInputs } from './onnx-inputs.js';
 import { OrtModelCache } from './ort-cache.js';
 import { type ConvAlgoSearch, createCapiSession, loadCapi, type OrtSessionLike } from './ort-capi.js';
+import { quietOnnxruntime } from './ort-env.js';
 import { profileFolder, readPlacement } from './ort-placement.js';
 import { checkTensor, fromOrtTensor } from './ort-tensor.js';
 import { probeModel } from './probe-model.js';
@@ -362,9 +363,7 @@ export class OnnxruntimeBackend implements Backend {
     const scan = this.#accelEnv ? undefined : probeAccelEnv();
     scan?.catch(() => {}); // awaited below; not when the import fails
     try {
-      // onnxruntime's own telemetry writes a device id and a database under the user's home and
-      // would upload from it: off unless the user set the variable (read when the library starts)
-      process.env.ORT_DISABLE_TELEMETRY ??= '1';
+      quietOnnxruntime();
       ort = (await import(this.#module)) as Ort;
       const entry = createRequire(import.meta.url).resolve(this.#module);
       bindingDir = join(dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);

@@ -27,6 +27,7 @@ import { MessageChannel, Worker } from 'node:worker_threads';
 import { hashOn } from '../../platform/hash-thread.js';
 import { RunnerError, type RunnerErrorCode } from '../../spec/errors.js';
 import type { Manifest } from '../../spec/schema.js';
+import { quietOnnxruntime } from '../backends/ort-env.js';
 import type { RunnerBudget } from '../types.js';
 import { decodeHere, probeHere } from './decode-sharp.js';
 import type { ImageValue } from './values.js';
@@ -89,6 +90,7 @@ export function startImageDecoder(options: { onnxruntime?: boolean } = {}): bool
     const { file, eval: isEval } = entry();
     // the worker also hashes this thread's large buffers (platform/hash-thread.ts): one thread's start, not two
     const hashes = new MessageChannel();
+    if (options.onnxruntime) quietOnnxruntime();
     const w = new Worker(file, {
       eval: isEval,
       workerData: { hashes: hashes.port2, onnxruntime: Boolean(options.onnxruntime) },
