@@ -127,7 +127,7 @@ export class BlobSource extends WindowedSource {
    * this stays at the most reads at once (IN_FLIGHT blocks hashing, a few loads), whatever the size read.
    */
   buffersMade = 0;
-  /** BYOB reads that never answered (each keeps the buffer it was given; the block was read again through chunks). */
+  /** BYOB reads that failed or never answered (a read never answered keeps its buffer); each block was read again through chunks. */
   byobStalls = 0;
   /** Buffers free for the next read. */
   private readonly free: ArrayBuffer[] = [];
@@ -169,7 +169,7 @@ export class BlobSource extends WindowedSource {
     if (this.byob && !byobStalled) {
       const filled = await this.fillByob(from, length);
       if (filled) return filled;
-      // a stalled BYOB read: this page reads Blobs through their chunks from now on
+      // a BYOB read stalled or failed: this page reads Blobs through their chunks from now on
       byobStalled = true;
     }
     this.byob = false;
@@ -225,9 +225,12 @@ export class BlobSource extends WindowedSource {
         if (done || !value) break;
         got += value.byteLength;
       }
-    } catch (e) {
+    } catch {
+      // A read that fails (Chromium's "network error" above) is read again through chunks too: a
+      // real read error shows there.
       if (!(buffer as ArrayBuffer & { detached?: boolean }).detached) this.giveBack(buffer);
-      throw e;
+      this.byobStalls++;
+      return null;
     } finally {
       if (!stalled) reader.releaseLock();
     }
