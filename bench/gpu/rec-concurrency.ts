@@ -34,7 +34,9 @@ if (!('capi' in loaded)) throw new Error(`binding unavailable: ${loaded.reason}`
 const c = loaded;
 const reader = await PackageReader.open('fixtures/dist/paddleocr-v4.xpkg');
 // --model file.onnx: another build of the recogniser (same input and outputs) instead of the package's
-const read = argv.includes('--model') ? new Uint8Array(readFileSync(flag('--model', ''))) : await reader.readVerified(FILE);
+const read = argv.includes('--model')
+  ? new Uint8Array(readFileSync(flag('--model', '')))
+  : await reader.readVerified(FILE);
 await reader.close();
 // --fp16: the same model in half precision (fixtures/onnx-fp16.ts), for its speed and first-run cost
 const bytes = argv.includes('--fp16')
@@ -45,7 +47,13 @@ const bytes = argv.includes('--fp16')
     })()
   : read;
 // the provider comes from the variant's requirements (as node-profile.ts)
-const variant = { id: 'm', runtime: 'onnxruntime', precision: 'fp32', files: ['m'], requires: { executionProviders: [GPU_PROVIDER] } };
+const variant = {
+  id: 'm',
+  runtime: 'onnxruntime',
+  precision: 'fp32',
+  files: ['m'],
+  requires: { executionProviders: [GPU_PROVIDER] },
+};
 const providers = GPU_PROVIDER === 'cpu' ? ['cpu'] : ['cuda', 'cpu'];
 type S = Awaited<ReturnType<typeof createCapiSession>>;
 
