@@ -142,4 +142,20 @@ describe.skipIf(!haveBrowser)('the drop page in Chromium', () => {
     expect(marks.verified).toHaveLength(1);
     expect(marks.started[1]).toBeLessThan(marks.verified[0]);
   });
+
+  it('a package opened while another one runs: only the last one shows', async () => {
+    const page = await rig.page();
+    await page.goto(rig.server.url);
+    await page.waitForFunction(() => (document.getElementById('trust') as HTMLTextAreaElement).value.length > 0);
+    await page.setInputFiles('#image-file', IMAGE);
+    await page.setInputFiles('#pkg-file', OCR);
+    // the OCR package's run has started (a second or more in the browser) when the next one opens
+    await page.waitForFunction(() => performance.getEntriesByName('xpkg:page-run-start').length > 0);
+    await page.setInputFiles('#pkg-file', join(dir, 'flipped.xpkg'));
+    await expect.poll(() => page.textContent('#verdict [data-code]'), { timeout: 30_000 }).toBe('E_DIGEST_MISMATCH');
+    // the first package's run, ended by its close, and its verification change nothing after
+    await page.waitForTimeout(3000);
+    expect(await page.textContent('#verdict [data-code]')).toBe('E_DIGEST_MISMATCH');
+    expect(await page.textContent('#results')).toBe('');
+  });
 });

@@ -87,7 +87,9 @@ async function openFile(input: File | string): Promise<void> {
     // same cores and connection. Should the whole package then fail to verify, the results are taken down.
     $('run').hidden = false;
     if (lastImage) await runImage(lastImage);
+    if (pkg !== current) return; // another package was opened meanwhile
     const v = await pkg.verify({ onProgress: showProgress });
+    if (pkg !== current) return;
     const who = v.signatures.signers.map((s) => s.keyid.slice(0, 16)).join(', ');
     $('verdict').innerHTML =
       `<strong class="good" data-verdict="verified">${v.signatures.status === 'verified' ? 'Verified' : `Intact, ${esc(v.signatures.status)}`}</strong> ` +
@@ -99,6 +101,7 @@ async function openFile(input: File | string): Promise<void> {
     performance.mark('xpkg:page-verified');
   } catch (e) {
     rejected.add(pkg);
+    if (pkg !== current) return; // a package closed because another was opened: nothing of it to show
     $('run').hidden = true;
     $('results').innerHTML = '';
     $('timings').textContent = '';
@@ -152,6 +155,7 @@ async function runImage(file: File): Promise<void> {
     r = await pkg.run({ [input]: file }, { onProgress: showProgress });
   } catch (e) {
     ran = null; // picking the image again tries again
+    if (pkg !== current) return;
     const { text } = errorText(e);
     $('results').innerHTML = `<p class="bad">${esc(text)}</p>`;
     return announce(`Run failed: ${text}`, 'error');
