@@ -145,10 +145,10 @@ async function runImage(file: File): Promise<void> {
   if (!current) return;
   const pkg = current;
   if (ran?.pkg === pkg && ran.file === file) return;
-  ran = { pkg, file };
-  performance.mark('xpkg:page-run-start');
   const input = pkg.info.inspect.inputs.find((x) => x.type === 'image')?.name;
   if (!input) return announce('This package takes no image input.', 'error');
+  ran = { pkg, file };
+  performance.mark('xpkg:page-run-start');
   announce(`Running ${pkg.info.name} on ${file.name}…`);
   let r: BrowserRunResult;
   try {
