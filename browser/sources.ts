@@ -143,7 +143,7 @@ export class BlobSource extends WindowedSource {
      */
     private readonly reuse: boolean = blobStreams(),
     /** Hash through BYOB readers where the Blob's stream is a byte stream (false: its chunks, copied). */
-    private byob: boolean = reuse && byteStreams(),
+    private readonly byob: boolean = reuse && byteStreams(),
   ) {
     super();
   }
@@ -172,7 +172,6 @@ export class BlobSource extends WindowedSource {
       // a BYOB read stalled or failed: this page reads Blobs through their chunks from now on
       byobStalled = true;
     }
-    this.byob = false;
     const buffer = this.take(length);
     try {
       await this.streamInto(new Uint8Array(buffer, 0, length), from);

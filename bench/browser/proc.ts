@@ -93,38 +93,48 @@ function descendants(of: (pid: string) => [number, number], pids?: Set<number>):
   return total;
 }
 
-/** Memory of the processes under this one, in bytes, summed by kind (/proc status and smaps_rollup). */
-export interface MemoryBreakdown {
-  /** Resident pages, as VmRSS counts them: a page shared by two processes (a data pipe's shared memory) counts twice. */
+/** Memory of one process, in bytes, by kind (/proc status and smaps_rollup). */
+export interface ProcessMemory {
+  /** Chromium's `--type` of the process (`browser` when it has none). */
+  type: string;
+  /** Resident pages, as VmRSS counts them: a page shared by two processes (a data pipe's shared memory) counts in both. */
   rss: number;
   /** Anonymous resident pages (heaps, buffers): private to each process. */
   anon: number;
   /** Resident shared memory (shared-memory segments, e.g. Mojo data pipes between the browser's processes). */
   shmem: number;
-  /** Proportional set size: each shared page divided among the processes that map it, so the sum counts it once. */
+  /** Proportional set size: each shared page divided among the processes that map it, so a sum counts it once. */
   pss: number;
 }
+export type MemoryKind = Exclude<keyof ProcessMemory, 'type'>;
+export const MEMORY_KINDS: readonly MemoryKind[] = ['rss', 'anon', 'shmem', 'pss'];
 
-export function descendantsMemory(): MemoryBreakdown {
+/** The memory of each process under this one, by pid (the tree walked once, then only its processes read). */
+export function memoryByProcess(): Map<number, ProcessMemory> {
+  const under = new Set<number>();
+  descendants((d) => [Number(/PPid:\s+(\d+)/.exec(readFileSync(`/proc/${d}/status`, 'utf8'))?.[1]), 0], under);
   const kb = (text: string, key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(text)?.[1] ?? 0) * 1024;
-  const sum = (key: keyof MemoryBreakdown) =>
-    descendants((d) => {
-      const status = readFileSync(`/proc/${d}/status`, 'utf8');
-      const ppid = Number(/PPid:\s+(\d+)/.exec(status)?.[1]);
-      if (key === 'pss') return [ppid, kb(readFileSync(`/proc/${d}/smaps_rollup`, 'utf8'), 'Pss')];
-      return [ppid, kb(status, key === 'rss' ? 'VmRSS' : key === 'anon' ? 'RssAnon' : 'RssShmem')];
-    });
-  return { rss: sum('rss'), anon: sum('anon'), shmem: sum('shmem'), pss: sum('pss') };
+  const out = new Map<number, ProcessMemory>();
+  for (const pid of under) {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      out.set(pid, {
+        type: /--type=([a-z-]+)/.exec(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))?.[1] ?? 'browser',
+        rss: kb(status, 'VmRSS'),
+        anon: kb(status, 'RssAnon'),
+        shmem: kb(status, 'RssShmem'),
+        pss: kb(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'), 'Pss'),
+      });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }
 
-/** Anonymous resident memory of each process under this one, by pid, with its Chromium --type (browser when none). */
-export function anonByProcess(): Map<number, { type: string; anon: number }> {
-  const out = new Map<number, { type: string; anon: number }>();
-  descendants((d) => {
-    const status = readFileSync(`/proc/${d}/status`, 'utf8');
-    const type = /--type=([a-z-]+)/.exec(readFileSync(`/proc/${d}/cmdline`, 'utf8'))?.[1] ?? 'browser';
-    out.set(Number(d), { type, anon: Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024 });
-    return [Number(/PPid:\s+(\d+)/.exec(status)?.[1]), 0];
-  });
-  return out;
+/** The processes' memory summed by kind. */
+export function totalMemory(m: ReadonlyMap<number, ProcessMemory>): Record<MemoryKind, number> {
+  const sum = { rss: 0, anon: 0, shmem: 0, pss: 0 };
+  for (const p of m.values()) for (const k of MEMORY_KINDS) sum[k] += p[k];
+  return sum;
 }

@@ -18,7 +18,7 @@
  *   npm run build && npm run fixtures && npx tsx bench/browser/run.ts [--mb 200] [--images 3] [--runs 3] [--only cold|verify] [--baseline DIR]
  *
  * XPKG_BENCH_MEMORY=1 also prints, per verification, the growth of the browser's memory by kind
- * (RSS, anonymous, shared, PSS: proc.ts descendantsMemory) and the anonymous growth by process.
+ * (RSS, anonymous, shared, PSS: proc.ts memoryByProcess) and the anonymous growth by process.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
@@ -33,7 +33,7 @@ import { oneModelManifest, writeSource } from '../../test/helpers/source.js';
 import { startWebServer } from '../../web/server.js';
 import { arg, median } from '../util.js';
 import { CHROMIUM, coldFigures, row } from './cold.js';
-import { anonByProcess, descendantsMemory, descendantsRss } from './proc.js';
+import { descendantsRss, MEMORY_KINDS, memoryByProcess, type ProcessMemory, totalMemory } from './proc.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const OUT = join(ROOT, 'bench', 'out', 'browser');
@@ -87,18 +87,19 @@ async function filePage(browser: Browser, url: string, file: string): Promise<Pa
 async function verifyOnce(page: Page, trust: string): Promise<{ ms: number; growth: number }> {
   const base = descendantsRss();
   let peak = base;
-  const m0 = descendantsMemory();
-  const mPeak = { ...m0 };
-  const a0 = anonByProcess();
-  const aPeak = new Map<number, number>();
+  // XPKG_BENCH_MEMORY: the growth by kind and by process too (one /proc walk a sample)
+  const breakdown = Boolean(process.env.XPKG_BENCH_MEMORY);
+  const m0 = breakdown ? memoryByProcess() : new Map<number, ProcessMemory>();
+  const total0 = totalMemory(m0);
+  const totalPeak = { ...total0 };
+  const anonPeak = new Map<number, number>();
   const sampler = setInterval(() => {
     peak = Math.max(peak, descendantsRss());
-    if (process.env.XPKG_BENCH_MEMORY) {
-      const m = descendantsMemory();
-      for (const k of Object.keys(m) as (keyof typeof m)[]) mPeak[k] = Math.max(mPeak[k], m[k]);
-      for (const [pid, v] of anonByProcess())
-        aPeak.set(pid, Math.max(aPeak.get(pid) ?? 0, v.anon - (a0.get(pid)?.anon ?? 0)));
-    }
+    if (!breakdown) return;
+    const m = memoryByProcess();
+    const total = totalMemory(m);
+    for (const k of MEMORY_KINDS) totalPeak[k] = Math.max(totalPeak[k], total[k]);
+    for (const [pid, v] of m) anonPeak.set(pid, Math.max(anonPeak.get(pid) ?? 0, v.anon - (m0.get(pid)?.anon ?? 0)));
   }, 25);
   const ms = await page.evaluate(async (trust) => {
     const file = (document.getElementById('bench-file') as HTMLInputElement).files![0];
@@ -111,13 +112,13 @@ async function verifyOnce(page: Page, trust: string): Promise<{ ms: number; grow
     return t1 - t0;
   }, trust);
   clearInterval(sampler);
-  if (process.env.XPKG_BENCH_MEMORY)
+  if (breakdown)
     console.error(
-      `verify growth MiB: ${Object.entries(mPeak)
-        .map(([k, v]) => `${k} ${((v - m0[k as keyof typeof m0]) / 2 ** 20).toFixed(1)}`)
-        .join(', ')}; anon by process: ${[...aPeak]
+      `verify growth MiB: ${MEMORY_KINDS.map((k) => `${k} ${((totalPeak[k] - total0[k]) / 2 ** 20).toFixed(1)}`).join(', ')}; anon by process: ${[
+        ...anonPeak,
+      ]
         .filter(([, v]) => v > 2 ** 20)
-        .map(([pid, v]) => `${a0.get(pid)?.type ?? 'new'} ${(v / 2 ** 20).toFixed(1)}`)
+        .map(([pid, v]) => `${m0.get(pid)?.type ?? 'new'} ${(v / 2 ** 20).toFixed(1)}`)
         .join(', ')}`,
     );
   return { ms, growth: peak - base };

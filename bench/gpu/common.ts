@@ -21,6 +21,19 @@ export const GPU_PROVIDER = process.env.XPKG_SUITE_PROVIDER ?? 'cuda';
 /** `XPKG_SUITE_MODE=forced`: models run forced onto GPU_PROVIDER even where a GPU variant exists (e.g. on webgpu). */
 const GPU_MODE = process.env.XPKG_SUITE_MODE === 'forced' ? 'forced' : undefined;
 export const ACCELERATED = (p: string | undefined) => p !== undefined && p !== 'cpu';
+/**
+ * A one-file variant on GPU_PROVIDER, for scripts that make sessions of one model through the
+ * binding (node-profile.ts, rec-concurrency.ts): ortSessionOptions takes the provider from it.
+ */
+export const GPU_VARIANT = {
+  id: 'm',
+  runtime: 'onnxruntime',
+  precision: 'fp32',
+  files: ['m'],
+  requires: { executionProviders: [GPU_PROVIDER] },
+} as const;
+/** The providers GPU_VARIANT's sessions are asked for, in order. */
+export const GPU_PROVIDERS = GPU_PROVIDER === 'cpu' ? ['cpu'] : ['cuda', 'cpu'];
 
 export const pct = (xs: readonly number[], p: number) =>
   xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)] : Number.NaN;

@@ -23,7 +23,7 @@ import { ortSessionOptions } from '../../runner/backends/onnxruntime.js';
 import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
 import { freeDimsOf, shapeKey } from '../../runner/backends/shape-sessions.js';
 import { ortBinding } from '../../runner/gpu-install.js';
-import { GPU_PROVIDER, pct, r2 } from './common.js';
+import { GPU_PROVIDER, GPU_PROVIDERS, GPU_VARIANT, pct, r2 } from './common.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string, d: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : d);
@@ -73,13 +73,7 @@ const cases: { name: string; pkg: string; file: string; dims: number[]; make?: (
     dims: [8, 48, 960, 3],
   },
 ];
-const variant = {
-  id: 'm',
-  runtime: 'onnxruntime',
-  precision: 'fp32',
-  files: ['m'],
-  requires: { executionProviders: [GPU_PROVIDER] },
-};
+const variant = GPU_VARIANT;
 interface Ev {
   cat: string;
   name: string;
@@ -94,10 +88,7 @@ for (const k of cases) {
   await reader.close();
   const dir = mkdtempSync(join(tmpdir(), 'xpkg-prof-'));
   const o = {
-    ...capiOptions(
-      ortSessionOptions(variant as never, {}, GPU_PROVIDER === 'cpu' ? ['cpu'] : ['cuda', 'cpu']),
-      cudaTuning(),
-    ),
+    ...capiOptions(ortSessionOptions(variant as never, {}, GPU_PROVIDERS), cudaTuning()),
     profilePrefix: join(dir, 'p'),
   };
   const s = await createCapiSession(c.capi, bytes, o);

@@ -82,10 +82,10 @@ function npyOf(bytes: Buffer, path: string): Tensor {
     return parseNpy(bytes);
   } catch (e) {
     if (e instanceof RunnerError) {
-      const detail = e.detail as { reason?: string; descr?: string };
+      const detail = e.detail as { reason?: string; numeric?: boolean };
       // A numeric dtype the reader does not take (float64, uint16…) is a valid file of another dtype
       // than any input can declare: E_RUN_INPUT, as a dtype that differs from the declaration.
-      const numeric = detail.reason === 'dtype' && /^[<>][fiuc][0-9]+$/.test(detail.descr ?? '');
+      const numeric = detail.reason === 'dtype' && detail.numeric === true;
       const message = numeric ? e.message.replace(/^not a valid \.npy file: /, '') : e.message;
       throw new RunnerError(numeric ? 'E_RUN_INPUT' : e.code, `${path}: ${message}`, { ...detail, path });
     }

@@ -145,6 +145,8 @@ export function parseNpy(bytes: Uint8Array): Tensor {
   if (!m || !known)
     bad('dtype', `dtype ${JSON.stringify(h.descr)} is not one of float32, float16, int64, int32, uint8, int8, bool`, {
       descr: h.descr,
+      // a plain number type (float64, uint16, complex64…): a valid file of a dtype no input declares
+      numeric: /^[<>][fiuc][0-9]+$/.test(h.descr),
     });
   const [type, size] = known;
   // '|' is for single-byte types only; '=' is native order, and NumPy writes it only for those too.
