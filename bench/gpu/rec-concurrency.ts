@@ -7,7 +7,7 @@
  *   - 2 and 4 graph sessions of that shape, the batches spread over them, all at once
  *   - one graph session at batch 8 × batches (one call)
  *   - plain sessions (no graph) of that shape: 1 and 4, all at once
- * and what creating each extra session costs. On the GPU machine:
+ * and what creating each extra session costs, with each one's ratio to the first. On the GPU machine:
  *
  *   node dist-tools/bench/gpu/rec-concurrency.js [--runs n] [--batches n] [--widths 960,1600] [--model file.onnx]
  */
@@ -130,6 +130,14 @@ async function oneWidth(w: number) {
   row.plain1AtOnceMs = await timed(() => Promise.all(Array.from({ length: BATCHES }, () => run(plain[0]))));
   row.plain4AtOnceMs = await timed(() => Promise.all(Array.from({ length: BATCHES }, (_, b) => run(plain[b % 4]))));
   for (const s of plain) await s.release();
+  // side by side: each way of running the page's batches over one graph session taking them in turn
+  const serial = row.graph1Ms as number;
+  row.ratios = Object.fromEntries(
+    (['graph2Ms', 'graph4Ms', 'graphOneCallMs', 'plain1AtOnceMs', 'plain4AtOnceMs'] as const).map((k) => [
+      `${k.replace(/Ms$/, '')}/graph1`,
+      r2((row[k] as number) / serial),
+    ]),
+  );
   out[`8x48x${w}`] = row;
   console.log(`rec ${BATCHES} batches of 8×48×${w}: ${JSON.stringify(row)}`);
 }
