@@ -48,13 +48,13 @@ export function loadNiceFor(isolation: 'process' | 'thread', nice: number): numb
 }
 
 /**
- * Every thread of this process to niceness `nice` (Linux: niceness is per thread, and a thread
- * started later inherits its creator's). Returns how many threads were set; throws on the first
- * that refuses (a thread that ended meanwhile is skipped).
+ * Every thread of a process (this one, or a child `pid` this process may renice) to niceness `nice`
+ * (Linux: niceness is per thread, and a thread started later inherits its creator's). Returns how
+ * many threads were set; throws on the first that refuses (a thread that ended meanwhile is skipped).
  */
-export function setProcessNice(nice: number): number {
+export function setProcessNice(nice: number, pid?: number): number {
   let n = 0;
-  for (const tid of readdirSync('/proc/self/task')) {
+  for (const tid of readdirSync(`/proc/${pid ?? 'self'}/task`)) {
     try {
       setPriority(Number(tid), nice);
       n++;

@@ -63,6 +63,8 @@ export interface ServeOptions {
    * undone at the switch: process workers, Linux, CAP_SYS_NICE or RLIMIT_NICE; else `workerNice`).
    */
   loadNice?: number;
+  /** A load still running after this long goes on at `workerNice` (default 5000 ms; serve/version.ts says why). */
+  loadPatienceMs?: number;
   /** Runs in flight per model (default 4) and requests waiting beyond them (default 64). */
   concurrency?: number;
   queue?: number;
@@ -157,6 +159,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
       log,
       nice: o.workerNice ?? 0,
       loadNice: o.loadNice ?? loadNiceFor(isolation, o.workerNice ?? 0),
+      ...(o.loadPatienceMs !== undefined ? { loadPatienceMs: o.loadPatienceMs } : {}),
     },
     scheduler: {
       concurrency: o.concurrency ?? 4,

@@ -22,8 +22,73 @@ export interface VersionConfig {
    * loading a version takes only what the serving workers leave; back to `nice` before it serves.
    */
   loadNice?: number;
+  /**
+   * A load still running after this long (default 5 s) goes on at `nice`: on a host saturated by
+   * other work, a worker at 19 gets ~1.5% of a core and would starve the swap for minutes.
+   */
+  loadPatienceMs?: number;
   log: Logger;
   onRestart?: (v: LoadedVersion) => void;
+}
+
+/**
+ * The workers one load starts (the first open, the warm-up's others, or a replacement): spawned at
+ * `loadNice`, and all set to `nice` from the daemon once the load outlasts its patience (the worker
+ * itself may be too busy verifying to take a message). `done` ends the clock.
+ */
+class LoadClock {
+  private readonly workers = new Set<ModelWorker>();
+  private timer: NodeJS.Timeout | undefined;
+  private late = false;
+
+  constructor(
+    private readonly config: VersionConfig,
+    private readonly what: string,
+  ) {
+    const { nice = 0, loadNice = nice, loadPatienceMs = 5000 } = config;
+    if (loadNice !== nice) this.timer = setTimeout(() => this.hurry(), loadPatienceMs).unref();
+  }
+
+  /** The niceness a worker of this load starts at, now. */
+  get nice(): number {
+    const { nice = 0, loadNice = nice } = this.config;
+    return this.late ? nice : loadNice;
+  }
+
+  spawn(): ModelWorker {
+    const w = ModelWorker.spawn(this.config.isolation, this.nice);
+    this.workers.add(w);
+    return w;
+  }
+
+  /** After a step of a worker: once late, what it may have set itself meanwhile is undone. */
+  stepped(w: ModelWorker): void {
+    if (this.late) this.renice(w);
+  }
+
+  done(): void {
+    clearTimeout(this.timer);
+    this.workers.clear();
+  }
+
+  private hurry(): void {
+    this.late = true;
+    const threads = [...this.workers].reduce((n, w) => n + this.renice(w), 0);
+    this.config.log.info(
+      { load: this.what, patienceMs: this.config.loadPatienceMs ?? 5000, threads, nice: this.nice },
+      'load outlasted its patience; it goes on at the serving niceness',
+    );
+  }
+
+  private renice(w: ModelWorker): number {
+    try {
+      return w.reniceFromHere(this.nice);
+    } catch (e) {
+      // ended meanwhile, or refused despite priority.ts's check: the load goes on as it was
+      this.config.log.warn({ load: this.what, err: (e as Error).message }, 'a loading worker could not be reniced');
+      return 0;
+    }
+  }
 }
 
 export class LoadedVersion {
@@ -48,6 +113,7 @@ export class LoadedVersion {
     opened: Opened,
     first: ModelWorker,
     private readonly config: VersionConfig,
+    private readonly loading: LoadClock,
   ) {
     this.id = opened.id;
     this.manifest = opened.manifest;
@@ -66,12 +132,14 @@ export class LoadedVersion {
 
   /** Opens (verifies) the package in one worker; nothing is loaded yet beyond the manifest. */
   static async open(path: string, config: VersionConfig): Promise<LoadedVersion> {
-    const nice = config.loadNice ?? config.nice;
-    const w = ModelWorker.spawn(config.isolation, nice);
+    const loading = new LoadClock(config, path);
+    const w = loading.spawn();
     try {
-      const opened = await w.open(path, config.runner, undefined, nice);
-      return new LoadedVersion(path, opened, w, config);
+      const opened = await w.open(path, config.runner, undefined, loading.nice);
+      loading.stepped(w);
+      return new LoadedVersion(path, opened, w, config, loading);
     } catch (e) {
+      loading.done();
       w.kill();
       throw e;
     }
@@ -80,11 +148,12 @@ export class LoadedVersion {
   /** Starts the other workers and warms every one up (models loaded, one example run). */
   async warm(): Promise<void> {
     const more = await Promise.all(
-      Array.from({ length: this.config.workers - 1 }, () => this.spawnOne().catch((e: unknown) => e)),
+      Array.from({ length: this.config.workers - 1 }, () => this.spawnOne(this.loading).catch((e: unknown) => e)),
     );
     const failed = more.find((x) => !(x instanceof ModelWorker));
     if (failed) throw failed;
     const warmed = await Promise.all(this.workers.map((w) => w.warm()));
+    this.loading.done();
     await Promise.all(this.workers.map((w) => this.serving(w)));
     for (const w of this.workers) w.ready = true;
     const measured = warmed.map((x) => x.rss);
@@ -92,11 +161,11 @@ export class LoadedVersion {
     this.state = 'ready';
   }
 
-  private async spawnOne(): Promise<ModelWorker> {
-    const nice = this.config.loadNice ?? this.config.nice;
-    const w = ModelWorker.spawn(this.config.isolation, nice);
+  private async spawnOne(loading: LoadClock): Promise<ModelWorker> {
+    const w = loading.spawn();
     try {
-      await w.open(this.path, this.config.runner, this.id, nice);
+      await w.open(this.path, this.config.runner, this.id, loading.nice);
+      loading.stepped(w);
     } catch (e) {
       w.kill();
       throw e;
@@ -127,9 +196,11 @@ export class LoadedVersion {
       if (!unexpected || this.state !== 'ready') return;
       this.config.log.warn({ model: this.name, version: this.id, code, signal }, 'model worker died; replacing it');
       this.config.onRestart?.(this);
-      const replacing = this.spawnOne()
+      const loading = new LoadClock(this.config, `replacing a worker of ${this.path}`);
+      const replacing = this.spawnOne(loading)
         .then(async (nw) => {
           await nw.warm();
+          loading.done();
           await this.serving(nw);
           nw.ready = true;
         })
@@ -140,6 +211,7 @@ export class LoadedVersion {
           ),
         )
         .finally(() => {
+          loading.done();
           if (this.replacing === replacing) this.replacing = undefined;
         });
       this.replacing = replacing;
@@ -203,6 +275,7 @@ export class LoadedVersion {
 
   async close(): Promise<void> {
     this.state = 'closed';
+    this.loading.done();
     await Promise.all(this.workers.map((w) => w.close()));
   }
 

@@ -12,6 +12,7 @@ import { quietOnnxruntime } from '../runner/backends/ort-env.js';
 import type { RunnerOptions } from '../runner/runner.js';
 import { type ErrorCode, type ErrorJson, ServeError, XpkgError } from '../spec/errors.js';
 import { BulkFile, detachedError, hasDetached, isDetached, splitBulk } from './bulk.js';
+import { setProcessNice } from './priority.js';
 import type { FromWorker, Opened, RunReply, ToWorker } from './protocol.js';
 
 export type Isolation = 'process' | 'thread';
@@ -131,6 +132,14 @@ export class ModelWorker extends EventEmitter {
   /** Every thread of a process worker to niceness `nice` (serve/priority.ts); a thread worker stays as it is. */
   async renice(nice: number): Promise<void> {
     if (this.child) await this.call<{ threads: number }>({ t: 'nice', nice });
+  }
+
+  /**
+   * The same from this process, without waiting for the worker to take a message (it may be busy
+   * verifying or loading): how many of its threads were set. A thread worker: 0.
+   */
+  reniceFromHere(nice: number): number {
+    return this.child?.pid !== undefined && !this.exited ? setProcessNice(nice, this.child.pid) : 0;
   }
 
   /**

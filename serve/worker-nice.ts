@@ -10,6 +10,8 @@ delete process.env.XPKG_WORKER_NICE;
 if (Number.isInteger(nice) && nice > 0)
   try {
     setProcessNice(nice);
+    // done: 'open' leaves it as it is now (the daemon may have lowered it meanwhile, serve/version.ts)
+    (globalThis as Record<symbol, unknown>)[Symbol.for('xpkg.worker.niced')] = nice;
   } catch {
     // the 'open' message sets it again and reports a failure there
   }

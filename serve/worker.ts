@@ -94,7 +94,9 @@ async function handle(m: ToWorker): Promise<void> {
     case 'open': {
       // before onnxruntime starts its threads: they inherit it. A process worker: every thread there is
       // (V8's helpers included); a thread worker: this thread only (the others are the daemon's)
-      if (m.nice) inThread ? setPriority(m.nice) : setProcessNice(m.nice);
+      if (m.nice && inThread) setPriority(m.nice);
+      else if (m.nice && (globalThis as Record<symbol, unknown>)[Symbol.for('xpkg.worker.niced')] === undefined)
+        setProcessNice(m.nice);
       const r = await Runner.open(m.path, m.options);
       if (m.expectId && r.id !== m.expectId) {
         await r.close();

@@ -7,8 +7,11 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../serve/log.js';
 import { LOAD_NICE, loadNiceFor, mayLowerNiceTo } from '../serve/priority.js';
+import { LoadedVersion } from '../serve/version.js';
 import { ModelWorker } from '../serve/worker-handle.js';
 import {
   binaryRequest,
@@ -17,6 +20,7 @@ import {
   idOf,
   parseBinaryReply,
   type TestServer,
+  TRUST,
   testServer,
   until,
   versionedPackage,
@@ -161,3 +165,51 @@ describe.skipIf(process.platform !== 'linux')('a version loads at low priority a
     await servingAt5(2);
   }, 90_000);
 });
+
+describe.skipIf(process.platform !== 'linux' || loadNiceFor('process', 5) !== LOAD_NICE)(
+  'a load that outlasts its patience goes on at the serving niceness',
+  () => {
+    const config = (loadPatienceMs: number, lines: Record<string, unknown>[]) => ({
+      isolation: 'process' as const,
+      workers: 1,
+      runner: { trust: TRUST, stateDir: tempDir('xpkg-serve-patience-') },
+      nice: 5,
+      loadNice: LOAD_NICE,
+      loadPatienceMs,
+      log: createLogger({
+        format: 'json',
+        level: 'info',
+        destination: new Writable({
+          write(chunk, _enc, cb) {
+            lines.push(JSON.parse(String(chunk)));
+            cb();
+          },
+        }),
+      }),
+    });
+
+    it('within its patience the opened worker is at 19 on every thread; past it, at 5 before warming up', async () => {
+      const pkg = await versionedPackage({ sequence: 1, k: 1 });
+      const patient: Record<string, unknown>[] = [];
+      const a = await LoadedVersion.open(pkg, config(60_000, patient));
+      const late: Record<string, unknown>[] = [];
+      const b = await LoadedVersion.open(pkg, config(0, late));
+      try {
+        const [pa] = a.pids();
+        const [pb] = b.pids();
+        expect(threadNices(pa)).toEqual(threadNices(pa).map(() => LOAD_NICE));
+        expect(threadNices(pb)).toEqual(threadNices(pb).map(() => 5));
+        expect(patient.some((l) => String(l.msg).includes('patience'))).toBe(false);
+        const said = late.find((l) => String(l.msg).includes('patience'));
+        expect(said).toMatchObject({ load: pkg, patienceMs: 0, nice: 5 });
+        // the warm-up goes on at 5 and the version serves there
+        await b.warm();
+        expect(threadNices(pb)).toEqual(threadNices(pb).map(() => 5));
+        const r = await b.run({ x: { type: 'float32', dims: [1], data: new Float32Array([1]) } });
+        expect(Array.from((Object.values(r.outputs)[0] as { data: Float32Array }).data)).toEqual([2]);
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    }, 60_000);
+  },
+);

@@ -18,6 +18,7 @@ interface ServeFlags
   isolation?: string;
   workers?: string;
   workerNice?: string;
+  loadPatience?: string;
   concurrency?: string;
   queue?: string;
   inferTimeout?: string;
@@ -68,6 +69,10 @@ export function register(program: Command): void {
     .option(
       '--worker-nice <n>',
       'CPU niceness of the model workers, 0-19: the event loop first on a busy machine (default 0)',
+    )
+    .option(
+      '--load-patience <ms>',
+      "a new version loads at niceness 19 where that can be undone; after this long at the workers' (default 5000)",
     )
     .option('--concurrency <n>', 'runs in flight per model (default 4)')
     .option('--queue <n>', 'requests waiting per model beyond those; more get 429 (default 64)')
@@ -142,6 +147,7 @@ export function register(program: Command): void {
       isolation,
       ...(opts.workers !== undefined ? { workers: intOption(opts.workers, 'workers') } : {}),
       ...(opts.workerNice !== undefined ? { workerNice: niceOption(opts.workerNice) } : {}),
+      ...(opts.loadPatience !== undefined ? { loadPatienceMs: intOption(opts.loadPatience, 'load-patience', 0) } : {}),
       ...(opts.concurrency !== undefined ? { concurrency: intOption(opts.concurrency, 'concurrency') } : {}),
       ...(opts.queue !== undefined ? { queue: intOption(opts.queue, 'queue', 0) } : {}),
       ...(opts.inferTimeout !== undefined ? { inferTimeoutMs: intOption(opts.inferTimeout, 'infer-timeout') } : {}),
