@@ -36,7 +36,24 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * A reader that went away (`xpkg run … --json | head -c 100`): what is left of stdout has nowhere to
+ * go, so the command ends at once with the status it has, without a stack trace; on stderr (logs,
+ * progress) the lost lines are dropped and the command goes on. Other stream errors stay errors.
+ */
+function endOnClosedPipe(): void {
+  const closed = (e: NodeJS.ErrnoException) => e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED';
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (!closed(e)) throw e;
+    process.exit();
+  });
+  process.stderr.on('error', (e: NodeJS.ErrnoException) => {
+    if (!closed(e)) throw e;
+  });
+}
+
 export async function main(argv: string[]): Promise<void> {
+  endOnClosedPipe();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

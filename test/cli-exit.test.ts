@@ -217,3 +217,53 @@ describe.skipIf(!exitNow())('ending as soon as the output is flushed', () => {
       expect(() => JSON.parse(readFileSync(join(cache, 'ort', f), 'utf8'))).not.toThrow();
   }, 60_000);
 });
+
+describe('a reader that goes away', () => {
+  /** Runs the CLI; `cut` closes its stdout or stderr once the first bytes arrived there. */
+  function runCut(
+    args: string[],
+    cut: 'stdout' | 'stderr',
+  ): Promise<{ code: number | null; out: string; err: string }> {
+    return new Promise((done, fail) => {
+      const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, XPKG_RELAUNCH: '0' } });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d;
+        if (cut === 'stdout') child.stdout.destroy();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        err += d;
+        if (cut === 'stderr') child.stderr.destroy();
+      });
+      if (cut === 'stderr') child.stderr.destroy();
+      child.on('error', fail);
+      child.on('close', (code) => done({ code, out, err }));
+    });
+  }
+
+  it('stdout closed after its first bytes (`| head -c`): the command ends with its status and no stack trace', async () => {
+    // a 400 KB document: more than a pipe holds, so writing goes on after the reader left
+    const r = await runCut(
+      ['run', 'fixtures/dist/segmenter.xpkg', '--trust', KEY, '--input', IMAGE, '--json', '--state-dir', tempDir()],
+      'stdout',
+    );
+    expect(r.out.startsWith('{"result":')).toBe(true);
+    expect(r.err).not.toMatch(/EPIPE|Unhandled|at .*\(node:/);
+    expect(r.code).toBe(0);
+  }, 60_000);
+
+  it('stderr closed: the lines for it are dropped and the result still comes out whole', async () => {
+    const r = await runCut(
+      ['run', OCR, '--trust', KEY, '--input', IMAGE, '--input', IMAGE, '--json', '--state-dir', tempDir()],
+      'stderr',
+    );
+    expect(r.code).toBe(0);
+    const lines = r.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.length).toBe(2);
+    for (const l of lines) expect(l.result.outputs.lines.length).toBeGreaterThan(0);
+  }, 60_000);
+});
