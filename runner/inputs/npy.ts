@@ -15,7 +15,7 @@ const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 export const NPY_MAX_HEADER = 10_000;
 const MAX_DIMS = 32;
 
-export type NpyProblem = 'magic' | 'version' | 'truncated' | 'header' | 'dtype' | 'order' | 'shape' | 'size';
+export type NpyProblem = 'magic' | 'version' | 'truncated' | 'header' | 'dtype' | 'shape' | 'size';
 
 function bad(reason: NpyProblem, summary: string, detail: Record<string, unknown> = {}): never {
   throw new RunnerError('E_RUN_INPUT_FORMAT', `not a valid .npy file: ${summary}`, {
@@ -139,7 +139,6 @@ export function parseNpy(bytes: Uint8Array): Tensor {
   // v1/v2 headers are latin-1 and in practice ASCII; v3 allows UTF-8, but the keys and values we accept are ASCII.
   if (raw.some((c) => c > 0x7e || (c < 0x20 && c !== 0x0a))) bad('header', 'the header has non-ASCII or control bytes');
   const h = parseHeader(raw.toString('latin1'));
-  if (h.fortran) bad('order', 'Fortran-order arrays are not supported (save with C order)');
   const m = /^([<>|=])([a-zA-Z][0-9]+)$/.exec(h.descr);
   const known = m ? DTYPES[m[2]] : undefined;
   if (!m || !known)
@@ -166,10 +165,40 @@ export function parseNpy(bytes: Uint8Array): Tensor {
       shape: h.shape,
       descr: h.descr,
     });
-  const data = new Uint8Array(body); // a copy: aligned for the typed array, and ours to swap
+  // a copy: aligned for the typed array, and ours to swap; NumPy writes a transposed or
+  // np.asfortranarray array column-major (fortran_order True): read into row-major order
+  const data = h.fortran && h.shape.length > 1 ? toRowMajor(body, h.shape, size) : new Uint8Array(body);
   if (m[1] === '>' && size > 1) swap(data, size);
   if (type === 'bool' && data.some((b) => b > 1)) bad('dtype', 'a bool element is neither 0 nor 1');
   return { type, dims: h.shape, data: typed(type, data.buffer) };
+}
+
+/** Column-major elements of `size` bytes, in row-major order: element (i0, …, in-1) sits at Σ ik·(d0·…·dk-1). */
+function toRowMajor(body: Uint8Array, shape: readonly number[], size: number): Uint8Array {
+  const out = new Uint8Array(body.length);
+  const n = shape.length;
+  const stride = new Array<number>(n);
+  for (let k = 0, s = size; k < n; k++) {
+    stride[k] = s;
+    s *= shape[k];
+  }
+  const idx = new Array<number>(n).fill(0);
+  const last = n - 1;
+  // the last index moves fastest in row-major order: copy along it, carry into the others
+  for (let o = 0, from = 0; o < out.length; ) {
+    for (let j = 0; j < shape[last]; j++, o += size, from += stride[last]) out.set(body.subarray(from, from + size), o);
+    from -= stride[last] * shape[last];
+    let k = last - 1;
+    for (; k >= 0; k--) {
+      idx[k]++;
+      from += stride[k];
+      if (idx[k] < shape[k]) break;
+      from -= stride[k] * shape[k];
+      idx[k] = 0;
+    }
+    if (k < 0) break;
+  }
+  return out;
 }
 
 function typed(type: DType, b: ArrayBuffer): Tensor['data'] {

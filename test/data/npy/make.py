@@ -19,3 +19,6 @@ save('empty-v1.npy', np.zeros((0, 3), dtype='<f4'), (1, 0))
 save('f8-v1.npy', np.array([1.0], dtype='<f8'), (1, 0))
 save('fortran-v1.npy', np.asfortranarray(np.arange(6, dtype='<f4').reshape(2, 3)), (1, 0))
 save('mask-u1.npy', np.array([[0, 1], [2, 0]], dtype='u1'), (1, 0))
+# column-major (fortran_order True): what np.save writes for a transposed array or np.asfortranarray
+save('fortran-3d-be-v1.npy', np.asfortranarray(np.arange(24, dtype='>i4').reshape(2, 3, 4)), (1, 0))
+save('transposed-f2-v1.npy', np.arange(12, dtype='<f2').reshape(3, 4).T, (1, 0))
