@@ -4,6 +4,7 @@
  * codes here too, so a client always gets a code.
  */
 import { type ErrorCode, ServeError, toXpkgError, type XpkgError } from '../spec/errors.js';
+import { isDecodeError } from './encoding.js';
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   E_SERVE_NOT_FOUND: 404,
@@ -63,6 +64,10 @@ export function asServeError(e: unknown): XpkgError {
     case 'FST_ERR_CTP_INVALID_TYPE':
       return new ServeError('E_SERVE_REQUEST', err.message ?? 'malformed request body');
   }
+  if (isDecodeError(e))
+    return new ServeError('E_SERVE_REQUEST', `the compressed request body cannot be decompressed: ${err.message}`, {
+      zlib: err.code,
+    });
   if (e instanceof SyntaxError || (err?.statusCode === 400 && !(typeof err?.code === 'string' && /^E_/.test(err.code))))
     return new ServeError('E_SERVE_REQUEST', `malformed request: ${err?.message ?? String(e)}`);
   return toXpkgError(e);

@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { outputsToJson } from '../runner/outputs-json.js';
 import { ServeError } from '../spec/errors.js';
+import { bodyEncoding, decodedBody } from './encoding.js';
 import { readBody } from './pool.js';
 import type { Ran } from './scheduler.js';
 import type { ServeContext } from './server.js';
@@ -148,6 +149,7 @@ async function submit(
 export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // infer takes JSON or the binary extension only: anything else is 415, not a schema error
   app.removeContentTypeParser('text/plain');
+  app.addHook('preParsing', async (req, _reply, payload) => decodedBody(req, payload));
   // The binary tensor data extension: the JSON header's length in a header, then the tensor bytes.
   // Without that header the whole body is the JSON request (the extension's header is optional when
   // no tensor is binary). The body is read into pooled memory (pool.ts), padded so that the tensor
@@ -155,7 +157,8 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
   const binaryBody = async (req: FastifyRequest, payload: Readable) => {
     const raw = req.headers[HEADER_LENGTH];
     const n = raw === undefined ? undefined : Number(raw);
-    const length = req.headers['content-length'];
+    // a compressed body's Content-Length counts what came over the wire, not what is read here
+    const length = bodyEncoding(req) === undefined ? req.headers['content-length'] : undefined;
     const declared = length === undefined ? Number.POSITIVE_INFINITY : Number(length);
     if (n !== undefined && (!Number.isSafeInteger(n) || n < 2 || n > declared))
       throw new ServeError(
@@ -287,6 +290,7 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
 /** POST /xpkg/models/{name}[/versions/{v}]/run: an image as the body, `xpkg run --json`'s result back. */
 export function runRoutes(app: FastifyInstance, ctx: ServeContext): void {
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.addHook('preParsing', async (req, _reply, payload) => decodedBody(req, payload));
   const run = async (
     req: FastifyRequest<{ Params: ModelParams; Querystring: { input?: string } }>,
     reply: import('fastify').FastifyReply,

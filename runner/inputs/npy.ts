@@ -174,7 +174,7 @@ export function parseNpy(bytes: Uint8Array): Tensor {
 }
 
 /** Column-major elements of `size` bytes, in row-major order: element (i0, …, in-1) sits at Σ ik·(d0·…·dk-1). */
-function toRowMajor(body: Uint8Array, shape: readonly number[], size: number): Uint8Array {
+function toRowMajor(body: Uint8Array, shape: readonly number[], size: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(body.length);
   const n = shape.length;
   const stride = new Array<number>(n);
