@@ -394,11 +394,24 @@ function stats(engine: Engine) {
   };
 }
 
+/**
+ * What the engine prints (Emscripten's print/printErr): its abort message, whose RuntimeError
+ * carries the same text into the failure. Kept here, bounded, never written to the process's
+ * stderr: a user running a package saw `Aborted(Assertion failed: …)` lines there.
+ */
+const engineSaid: string[] = [];
+const said = (text: unknown) => {
+  engineSaid.push(String(text).slice(0, 1024));
+  if (engineSaid.length > 8) engineSaid.shift();
+};
+
 async function main(): Promise<void> {
   const Q = await newQuickJSWASMModuleFromVariant(
     newVariant(RELEASE_SYNC, {
       wasmMemory: memory as never,
       ...(wasmModule ? { wasmModule: wasmModule as never } : {}),
+      // passed to Emscripten as they are (quickjs-emscripten's typings leave these out)
+      emscriptenModule: { print: said, printErr: said } as never,
     }),
   );
   let engine = new Engine(Q);
@@ -471,6 +484,8 @@ async function main(): Promise<void> {
         // (assert list_empty(&rt->gc_obj_list)) after a job was interrupted or ran out of memory,
         // with no job pending and every handle disposed: an engine leak, not ours to free.
         broken = e instanceof Error ? e.message : String(e);
+        if (engineSaid.length && !broken.includes(engineSaid[engineSaid.length - 1]))
+          broken += ` (the engine said: ${engineSaid.join(' | ')})`;
       }
     }
   }
