@@ -552,15 +552,27 @@ export class OnnxruntimeBackend implements Backend {
     ]);
     // The model's bytes are read, and so verified, even when the cache has its optimised graph: a
     // package damaged after it was cached is refused like any other (~15 ms for 11 MB, SHA-NI).
-    const bytes = await files.read(entry);
+    // Read beside the cache's entry: hashed on the decoder's thread while this one creates the
+    // session from the entry; a hit is handed out only once they verified.
+    const reading = files.read(entry);
+    reading.catch(() => {}); // awaited on every path below
     // per-shape sessions are made from the package's bytes; the cache holds one session's graph
     const perShapeOnCpu = this.#shapeSessions === 'always' && (options.shapeSessions ?? 1) > 1;
     const cache = perShapeOnCpu ? null : cacheFor(options, files, entry, sessionOptions, ort);
     if (cache) {
       // a hit's record says whether the inputs are static (read from this model when it was stored)
       const hit = await fromCache(ort, cache, variant.id, sessionOptions);
-      if (hit) return hit;
+      if (hit) {
+        try {
+          await reading;
+        } catch (e) {
+          await hit.release();
+          throw e;
+        }
+        return hit;
+      }
     }
+    const bytes = await reading;
     // a walk of the graph's protobuf (20–40 ms of CPU for the OCR package's three models in a cold process)
     sessionOptions.enableMemPattern = hasStaticInputs(bytes);
     const external = externalFiles(variant.id, entry, variant.files, bytes);
