@@ -106,6 +106,7 @@ describe('hot swap under a closed-loop load', () => {
       () => load.samples.some((x) => x.sent > tSwap && x.version === id2),
       SWITCH_BOUND_MS,
       'the first v2 response',
+      s,
     );
     const firstV2 = load.samples.find((x) => x.sent > tSwap && x.version === id2)!.sent - tSwap;
     await new Promise((r) => setTimeout(r, 500));
@@ -131,6 +132,7 @@ describe('hot swap under a closed-loop load', () => {
       () => load.samples.some((x) => x.sent > tRestore && x.ok),
       SWITCH_BOUND_MS,
       'serving again after the restore',
+      s,
     );
     const back = load.samples.find((x) => x.sent > tRestore && x.ok)!.sent;
     await new Promise((r) => setTimeout(r, 500));

@@ -136,11 +136,27 @@ export function parseBinaryReply(r: Reply): { header: any; outputs: Record<strin
   return { header, outputs };
 }
 
-/** Waits until `f` returns true (polling), or fails after `ms`. */
-export async function until(f: () => boolean | Promise<boolean>, ms: number, what: string): Promise<number> {
+/**
+ * Waits until `f` returns true (polling), or fails after `ms`; `server`: its last log lines go into
+ * the failure, so a timeout in CI says what the daemon was doing.
+ */
+export async function until(
+  f: () => boolean | Promise<boolean>,
+  ms: number,
+  what: string,
+  server?: TestServer,
+): Promise<number> {
   const t0 = performance.now();
   while (!(await f())) {
-    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    if (performance.now() - t0 > ms) {
+      const log = server
+        ? `; the daemon's last log lines:\n${server.lines
+            .slice(-12)
+            .map((l) => JSON.stringify(l))
+            .join('\n')}`
+        : '';
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${log}`);
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
   return performance.now() - t0;
