@@ -16,6 +16,7 @@ import {
   bestClass,
   bestClassPacked,
   bestRows,
+  classGroups,
   imageInput,
   quantizedMap,
   SPARSE_MAP,
@@ -191,6 +192,36 @@ describe('bestClass', () => {
 });
 
 describe('bestClassPacked', () => {
+  it.each([
+    [11, 300, 15],
+    [13, 6625, 53],
+    [13, 307, 0],
+  ])(
+    'in opset %i over %i classes (%i groups) finds the first best class and its probability, as a scan does',
+    async (opset, C, groups) => {
+      expect(classGroups(C)).toBe(groups);
+      const g = identity(opset, ['N', 'T', C]);
+      bestClassPacked(g);
+      const [N, T] = [2, 9];
+      const r = rng(C);
+      const x = Float32Array.from({ length: N * T * C }, () => Math.round(r() * 50) / 50);
+      // ties across and inside groups: the step's maximum at several places
+      for (let s = 0; s < N * T; s++) {
+        const peak = 1 + (s % 3);
+        for (const k of [(s * 37) % C, (s * 37 + 125) % C, (s * 37 + 3) % C]) x[s * C + k] = peak;
+      }
+      const best = (await run(g, { X: new ort.Tensor('float32', x, [N, T, C]) })).best;
+      expect(best.dims).toEqual([N, T]);
+      const want = Array.from({ length: N * T }, (_, s) => {
+        const row = x.subarray(s * C, s * C + C);
+        let k = 0;
+        for (let i = 1; i < C; i++) if (row[i] > row[k]) k = i;
+        return k * 256 + Math.min(255, Math.floor(Math.fround(Math.fround(row[k] * 255) + 0.5)));
+      });
+      expect([...(best.data as Int32Array)]).toEqual(want);
+    },
+  );
+
   it.each([9, 13])('gives id × 256 + round(255 p) in one int32 (first on ties), in opset %i', async (opset) => {
     const g = identity(opset, ['N', 'T', 5]);
     bestClassPacked(g);

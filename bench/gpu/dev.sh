@@ -7,6 +7,7 @@
 #   bash /tmp/gpu/dev.sh quick    detector and OCR side by side with CUDA graphs on and off, OCR steps (no cold starts);
 #                                 PROFILE=1 first runs node-profile (the models' time by op, plain and as CUDA graphs)
 #   bash /tmp/gpu/dev.sh cold     the cold starts of side-by-side alone
+#   bash /tmp/gpu/dev.sh cupti    kernel time by kernel name over the OCR steps' timed runs (kernels.txt)
 #   bash /tmp/gpu/dev.sh profile  the detector's GPU runs under V8's profiler ($OUT/prof/*.cpuprofile, profile.txt)
 #   bash /tmp/gpu/dev.sh webgpu   with .gpu/gl/*.deb carried (Debian amd64 libvulkan1 libegl1 libglvnd0 libopengl0 libgl1
 #                                 libglx0 libgles2, from apt-get download; vulkan1 + glvnd0 alone: no adapter on the H200):
@@ -58,6 +59,20 @@ case "${1:?receive|setup|suite|bench|quick|cold|profile|webgpu}" in
     echo "--- without CUDA graphs (XPKG_ORT_CUDA_GRAPH=0)"
     XPKG_ORT_CUDA_GRAPH=0 node dist-tools/bench/gpu/side-by-side.js --data data --only detector,ocr --runs 100 --out "$out/bench-nograph.json" | tee "$out/bench-nograph.txt"
     node dist-tools/bench/gpu/steps.js --data data | tee "$out/steps.txt" || echo "steps failed"
+    ;;
+  cupti)
+    # kernel time by name over the OCR steps' timed GPU runs (bench/gpu/cupti-trace.c; no Nsight here)
+    . "$env_file"; cd "$g/app"
+    inc=$(dirname "$(find / -name cupti.h -path '*include*' 2>/dev/null | head -1)")
+    lib=$(dirname "$(find / -name 'libcupti.so*' 2>/dev/null | head -1)")
+    for v in 12 11 10 9 8 7; do
+      gcc -O2 -shared -fPIC -DKV=CUpti_ActivityKernel$v -I"$inc" -I/usr/local/cuda/include bench/gpu/cupti-trace.c \
+        -o /tmp/gpu/cupti-trace.so -L"$lib" -lcupti -lpthread 2>/dev/null && { echo "CUpti_ActivityKernel$v ($inc)"; break; }
+    done
+    rm -f /tmp/gpu/arm.*
+    LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}" LD_PRELOAD=/tmp/gpu/cupti-trace.so CUPTI_ARM=/tmp/gpu/arm CUPTI_OUT="$out/kernels.txt" \
+      node dist-tools/bench/gpu/steps.js --data data --gpu-only --runs "${RUNS:-30}" | tee "$out/steps-cupti.txt"
+    head -70 "$out/kernels.txt"
     ;;
   cold)
     . "$env_file"; cd "$g/app"

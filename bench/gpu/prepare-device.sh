@@ -36,7 +36,7 @@ cp fixtures/dist/detector.xpkg fixtures/dist/paddleocr-v4.xpkg fixtures/dist/mul
 cp fixtures/keys/test.pub "$w/app/fixtures/keys/"
 cp fixtures/detector/train.py fixtures/detector/model.onnx "$w/app/fixtures/detector/"
 cp fixtures/synthetic/*.py "$w/app/fixtures/synthetic/"
-cp bench/gpu/*.py "$w/app/bench/gpu/"
+cp bench/gpu/*.py bench/gpu/*.c "$w/app/bench/gpu/"
 cp -r .gpu/data "$w/app/data"
 # production dependencies without onnxruntime (the CUDA bundle brings the build it matches)
 npm ls --omit=dev --parseable --all 2>/dev/null | sed "s#^$PWD/##" | grep '^node_modules/' | grep -v onnxruntime |

@@ -7,7 +7,9 @@
  * Each pipeline op's `run` is wrapped to time its steps; per step the median over the timed runs,
  * with the process CPU time per run (the native kernels' threads and onnxruntime's included).
  */
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { getOp } from '../../runner/pipeline/registry.js';
 import { openCpu, openGpu, pct, r2, rawImage } from './common.js';
 
@@ -43,6 +45,12 @@ for (const [name, runs, open] of [
     for (let i = 0; i < 3; i++) await runner.run(inputs);
     for (const k of Object.keys(times)) delete times[k];
     const total: number[] = [];
+    // CUPTI_ARM: cupti-trace.c (LD_PRELOAD) records kernels only while these runs go (dev.sh cupti)
+    const arm = process.env.CUPTI_ARM;
+    if (arm && name === 'GPU variant') {
+      writeFileSync(`${arm}.on`, '');
+      await sleep(50);
+    }
     const c0 = process.cpuUsage();
     for (let i = 0; i < runs; i++) {
       const t = performance.now();
@@ -50,6 +58,10 @@ for (const [name, runs, open] of [
       total.push(performance.now() - t);
     }
     const cpu = process.cpuUsage(c0);
+    if (arm && name === 'GPU variant') {
+      writeFileSync(`${arm}.off`, '');
+      await sleep(500);
+    }
     const steps = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, r2(pct(v, 50))]));
     results[name] = { p50: pct(total, 50), steps };
     console.log(

@@ -29,6 +29,20 @@ export interface CudaTuning {
    * binding's Graph). On the H200 the small models here spent most of a run launching nodes.
    */
   cudaGraph: boolean;
+  /**
+   * Further CUDA provider options, passed as they are (XPKG_ORT_CUDA_OPTIONS=`k=v;k=v`, e.g.
+   * `prefer_nhwc=1`): for side-by-side measurements of settings xpkg does not choose itself.
+   */
+  extra: [string, string][];
+}
+
+/** `k=v;k=v` (XPKG_ORT_CUDA_OPTIONS, XPKG_ORT_SESSION_CONFIG) as pairs; entries without `=` are dropped. */
+export function keyValues(v: string | undefined): [string, string][] {
+  return (v ?? '')
+    .split(';')
+    .map((e) => e.trim())
+    .filter((e) => e.includes('='))
+    .map((e) => [e.slice(0, e.indexOf('=')).trim(), e.slice(e.indexOf('=') + 1).trim()] as [string, string]);
 }
 
 /**
@@ -49,6 +63,7 @@ export function cudaTuning(o: Partial<CudaTuning> = {}, env: NodeJS.ProcessEnv =
     convMaxWorkspace: o.convMaxWorkspace ?? flag(env.XPKG_ORT_CONV_MAX_WS, false),
     arenaExtend: o.arenaExtend ?? (env.XPKG_ORT_ARENA === 'power-of-two' ? 'power-of-two' : 'same-as-requested'),
     cudaGraph: o.cudaGraph ?? flag(env.XPKG_ORT_CUDA_GRAPH, true),
+    extra: o.extra ?? keyValues(env.XPKG_ORT_CUDA_OPTIONS),
   };
 }
 
@@ -109,6 +124,7 @@ export function capiOptions(
           ['use_tf32', tuning.tf32 ? '1' : '0'],
           ['cudnn_conv_use_max_workspace', tuning.convMaxWorkspace ? '1' : '0'],
           ['arena_extend_strategy', tuning.arenaExtend === 'power-of-two' ? 'kNextPowerOfTwo' : 'kSameAsRequested'],
+          ...tuning.extra,
         ]
       : [],
     intraOpThreads: create.intraOpNumThreads,
@@ -119,7 +135,11 @@ export function capiOptions(
     memArena: create.enableCpuMemArena,
     memPattern: create.enableMemPattern,
     // the stock binding's `extra` entries are session config entries under their dotted names
-    config: Object.entries(create.extra.session).map(([k, v]) => [`session.${k}`, String(v)]),
+    // XPKG_ORT_SESSION_CONFIG=`k=v;…` adds entries (full dotted names), for side-by-side measurements
+    config: [
+      ...Object.entries(create.extra.session).map(([k, v]) => [`session.${k}`, String(v)] as [string, string]),
+      ...keyValues(process.env.XPKG_ORT_SESSION_CONFIG),
+    ],
     ...(create.enableProfiling && create.profileFilePrefix ? { profilePrefix: create.profileFilePrefix } : {}),
   };
 }

@@ -15,6 +15,7 @@ import {
 import { planCrop } from '../../native/plan.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { quadSize } from '../ops/geometry.js';
+import { turnRow180 } from '../ops/turn-rows.js';
 import { classPicker, regionQuads, regionWindow, resizePlan, turnQuad } from './ops-image.js';
 import { defineOp, Name, type OpRun } from './registry.js';
 import type { ImageValue, RegionsValue, TensorValue } from './values.js';
@@ -215,6 +216,15 @@ async function cropParts(image: ImageInput, cut: number[], parts: number[][], o:
   };
 }
 
+/**
+ * Whether crop-batch turns the lines its classification picks after cutting them: a half turn
+ * (sizes unchanged), and not `overflow: 'crop'` (which keeps a line's leading part, and a turn
+ * changes which end leads).
+ */
+function turnedLater(p: { classes?: string; angle?: number; overflow?: string }): boolean {
+  return p.classes !== undefined && p.angle === 180 && p.overflow !== 'crop';
+}
+
 /** The first `fraction` of a quad along its reading direction (TL→TR, BL→BR). */
 function leading(q: number[], fraction: number): number[] {
   const lerp = (a: number, b: number) => a + (b - a) * fraction;
@@ -253,6 +263,8 @@ defineOp({
     { additionalProperties: false },
   ),
   reads: (p) => [p.image, p.regions, ...(p.classes ? [p.classes] : [])],
+  // the classes are awaited inside run: at 180° only after the lines are cut (turnedLater)
+  lateReads: (p) => (p.classes ? [p.classes] : []),
   writes: (p) => [p.output, ...(p.regionsOutput ? [p.regionsOutput] : [])],
   check(p) {
     if ((p.classes === undefined) !== (p.angle === undefined)) return 'classes and angle go together';
@@ -280,8 +292,14 @@ defineOp({
     const r = x.get(p.regions, 'regions', 'boxes');
     const quads = regionQuads(img, r, x);
     const tall = p.rotateTall ?? 1.5;
-    const picked = p.classes ? classPicker(p, quads.length, 'regions', x) : () => false;
+    // A half turn changes no line's size: the lines are cut while the classification is still
+    // running (the step starts beside it) and the ones it picks are turned in place afterwards.
+    const later = turnedLater(p);
+    if (p.classes && !later) await x.wait(p.classes, 'classes');
+    const picked = p.classes && !later ? classPicker(p, quads.length, 'regions', x) : () => false;
     const turn = (i: number) => (picked(i) ? p.angle! / 90 : 0);
+    /** Per region: where its crop is (a result and its row), for turning it later. */
+    const rowOf: [CropResult, number][] = [];
     const H = p.height;
     const limit = p.width ?? p.maxWidth;
     const cut: number[] = [];
@@ -357,6 +375,9 @@ defineOp({
           ),
         ),
       );
+      groups.forEach((g, k) => {
+        g.forEach((i, row) => (rowOf[i] = [items[k], row]));
+      });
       x.set(p.output, { kind: 'tensors', items: items.map(value) });
     } else if (p.batch === false) {
       const optsOf = (i: number) => (p.widthBuckets ? { ...opts, ...bucketOf(i, i + 1) } : opts);
@@ -367,6 +388,7 @@ defineOp({
       const items = await Promise.all(
         turned.map((_, i) => cropBatch(...regionWindow(image, cut.slice(8 * i, 8 * i + 8)), optsOf(i))),
       );
+      items.forEach((c, i) => (rowOf[i] = [c, 0]));
       x.set(p.output, { kind: 'tensors', items: items.map(value) });
     } else if (quads.length === 0) {
       const c = img.channels === 1 ? 1 : 3,
@@ -383,10 +405,19 @@ defineOp({
     } else {
       const o = p.widthBuckets ? { ...opts, ...bucketOf(0, quads.length) } : opts;
       x.fits({ bytes: cropBytes(image, cut, o, p) }, `a batch of ${quads.length} crops`);
-      x.set(
-        p.output,
-        value(o.width && p.calls ? await cropSplit(image, cut, o, p.calls) : await cropBatch(image, cut, o)),
-      );
+      const c = o.width && p.calls ? await cropSplit(image, cut, o, p.calls) : await cropBatch(image, cut, o);
+      quads.forEach((_, i) => (rowOf[i] = [c, i]));
+      x.set(p.output, value(c));
+    }
+    if (later) {
+      await x.wait(p.classes!, 'classes');
+      const pick = classPicker(p, quads.length, 'regions', x);
+      const nhwc = (p.layout ?? 'nchw') === 'nhwc';
+      for (let i = 0; i < quads.length; i++) {
+        if (!pick(i)) continue;
+        turnRow180(rowOf[i][0], rowOf[i][1], nhwc);
+        turned[i] = turnQuad(turned[i], 2);
+      }
     }
     if (p.regionsOutput) {
       const scores = r.scores;

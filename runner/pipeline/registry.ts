@@ -20,6 +20,11 @@ export interface OpRun {
   readonly index: number;
   /** Reads a value, checking its kind. */
   get<K extends ValueKind>(name: string, ...kinds: K[]): Extract<Value, { kind: K }>;
+  /**
+   * Reads a value the op declared in `lateReads`, once the step writing it has finished (the step
+   * itself started without waiting for it); `get` of such a name before `wait` fails.
+   */
+  wait<K extends ValueKind>(name: string, ...kinds: K[]): Promise<Extract<Value, { kind: K }>>;
   /** Reads a value if present. */
   peek(name: string): Value | undefined;
   set(name: string, value: Value): void;
@@ -48,6 +53,11 @@ export interface OpDef<S extends TSchema = TSchema> {
   /** The step must name a model (`step.model`). */
   readonly model?: boolean;
   reads(p: Static<S>): string[];
+  /**
+   * Names among `reads` the op asks for with `OpRun.wait`, after work that does not need them: the
+   * step may start before the steps writing them have finished (schedule.ts).
+   */
+  lateReads?(p: Static<S>): string[];
   writes(p: Static<S>): string[];
   /** Asset ids the step needs. */
   assets?(p: Static<S>): string[];

@@ -1,6 +1,7 @@
 /**
- * The pipeline executor: interprets `manifest.pipeline.steps` in order over a small environment
- * of named values, charging each step's time to its stage (decode, pre, infer:<model>, post).
+ * The pipeline executor: interprets `manifest.pipeline.steps` over a small environment of named
+ * values, each step as soon as the steps its dataflow depends on are done (schedule.ts; a chain runs
+ * in list order), charging each step's time to its stage (decode, pre, infer:<model>, post).
  */
 import { RunnerError, XpkgError } from '../../spec/errors.js';
 import type { PipelineContext, RunnerBudget, SplitPlacement, Timings } from '../types.js';
@@ -8,6 +9,7 @@ import { overBudget, resolveBudget } from './budget.js';
 import { convertOutput, type OutputValue } from './outputs.js';
 import { patchingModels, withVariants } from './patch.js';
 import { getOp, type OpRun, pipelineError, RestartPipeline, stepError } from './registry.js';
+import { planSchedule, runScheduled, serialPlans, type StepPlan } from './schedule.js';
 import { validatePipeline } from './validate.js';
 import type { Value, ValueKind } from './values.js';
 
@@ -26,7 +28,10 @@ export interface PipelineCopies {
 export interface PipelineResult {
   /** Keyed by the manifest's output names, converted per their declared type. */
   outputs: Record<string, OutputValue>;
-  /** Milliseconds per stage; the same amounts were reported to `ctx.time`. */
+  /**
+   * Milliseconds per stage (the sum of its steps' times); the same amounts were reported to
+   * `ctx.time`. Steps of independent branches overlap, so the stages may add up to more than the run.
+   */
   timings: Timings;
   copies: PipelineCopies;
   /** Where the parts of each split model ran, by head model id (only when a `split` step ran). */
@@ -35,6 +40,8 @@ export interface PipelineResult {
 
 /** Per-context caches (asset texts, parsed vocabularies): contexts live as long as a loaded package. */
 const memos = new WeakMap<PipelineContext, Map<string, Promise<unknown>>>();
+/** Each (patched) manifest's schedule, planned once. */
+const schedules = new WeakMap<PipelineContext['manifest'], StepPlan[]>();
 
 function memoOf(ctx: PipelineContext): Map<string, Promise<unknown>> {
   let m = memos.get(ctx);
@@ -108,8 +115,15 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
   const copies: PipelineCopies = { hostToDevice: 0, deviceToHost: 0, models: {} };
   const split: Record<string, SplitPlacement> = {};
   const memo = memoOf(ctx);
+  /** `${step}\u0000${name}` of late reads a step has waited for. */
+  const settledLate = new Set<string>();
   const steps = m.pipeline.steps;
-  for (let index = 0; index < steps.length; index++) {
+  let plans = schedules.get(m);
+  if (!plans) schedules.set(m, (plans = planSchedule(steps, (s) => getOp(s.op)!)));
+  // XPKG_PIPELINE_SERIAL=1: every step after the one before it (for side-by-side measurements)
+  if (globalThis.process?.env?.XPKG_PIPELINE_SERIAL === '1') plans = serialPlans(plans);
+  const lateWriters = plans.map((p) => p.lateWriters);
+  await runScheduled(plans, async (index, wait) => {
     const step = steps[index];
     const def = getOp(step.op)!;
     const fail = (message: string, detail?: Record<string, unknown>): never => {
@@ -120,6 +134,8 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
       step,
       index,
       get<K extends ValueKind>(name: string, ...kinds: K[]) {
+        if (lateWriters[index].has(name) && !settledLate.has(`${index}\u0000${name}`))
+          return fail(`value ${JSON.stringify(name)} is read late: wait for it first`, { name });
         const v = env.get(name);
         if (!v) return fail(`value ${JSON.stringify(name)} is not set (an optional input left out?)`, { name });
         if (kinds.length && !kinds.includes(v.kind as K))
@@ -128,6 +144,12 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
             kind: v.kind,
           });
         return v as Extract<Value, { kind: K }>;
+      },
+      async wait<K extends ValueKind>(name: string, ...kinds: K[]) {
+        const w = lateWriters[index].get(name);
+        if (w !== undefined) await wait(w);
+        settledLate.add(`${index}\u0000${name}`);
+        return x.get(name, ...kinds);
       },
       peek: (name) => env.get(name),
       set: (name, v) => void env.set(name, v),
@@ -169,7 +191,7 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
     const ms = performance.now() - t0;
     timings[stage] = (timings[stage] ?? 0) + ms;
     ctx.time(stage, ms);
-  }
+  });
   const outputs: Record<string, OutputValue> = {};
   for (const spec of m.outputs) {
     const v = env.get(spec.name);

@@ -1,0 +1,175 @@
+/**
+ * How the recogniser's in-graph best class (ArgMax and the best probability over 6625 classes per
+ * step) should be written for the CUDA provider: CUPTI showed onnxruntime's ArgMax over the last
+ * axis and cuDNN's ReduceMax taking ~0.56 and ~0.86 ms a batch, more than the Softmax before them
+ * (bench/gpu/cupti-trace.c). Each way below (the first is the reference) is built from the package's folded float32 recogniser
+ * with the same uint8 input, run as a CUDA graph session at [8, 48, W, 3], one batch and four
+ * sessions at once (a page), its packed output compared with the shipped way's. On the GPU machine:
+ *
+ *   node dist-tools/bench/gpu/rec-post.js [--runs n] [--widths 1056,1536]
+ */
+import { DT, i64Init, intAttr, OnnxGraph } from '../../fixtures/onnx-graph.js';
+import { upgradeToOpset11, withOpsets } from '../../fixtures/onnx-int8.js';
+import { bestClassPacked, imageInput, packBest } from '../../fixtures/onnx-prepost.js';
+import { PackageReader } from '../../pack/reader.js';
+import { capiOptions, cudaTuning } from '../../runner/backends/capi-options.js';
+import { ortSessionOptions } from '../../runner/backends/onnxruntime.js';
+import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
+import { freeDimsOf, shapeKey } from '../../runner/backends/shape-sessions.js';
+import { ortBinding } from '../../runner/gpu-install.js';
+import { GPU_PROVIDER, GPU_PROVIDERS, GPU_VARIANT, pct, r2 } from './common.js';
+
+const argv = process.argv.slice(2);
+const flag = (name: string, d: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : d);
+const RUNS = Number(flag('--runs', '60'));
+const WIDTHS = flag('--widths', '1056,1536').split(',').map(Number);
+
+const loaded = loadCapi(ortBinding().dir);
+if (!('capi' in loaded)) throw new Error(`binding unavailable: ${loaded.reason}`);
+const c = loaded;
+const reader = await PackageReader.open('fixtures/dist/paddleocr-v4.xpkg');
+const folded = await reader.readVerified('models/rec/ch_PP-OCRv4_rec_infer.onnx');
+await reader.close();
+
+/** The folded model with the GPU variant's uint8 input, at opset 9 (as shipped) or raised to 11. */
+function base(opset11: boolean): OnnxGraph {
+  const g = OnnxGraph.decode(folded);
+  imageInput(g, { mean: [0.5], std: [0.5] });
+  if (!opset11) return g;
+  upgradeToOpset11(g);
+  return OnnxGraph.decode(withOpsets(g.encode()));
+}
+
+/** Packs best index (int64, any shape that reshapes to [N, T]) and probability into `best` [N, T] int32. */
+function finish(g: OnnxGraph, idx: string, max: string): void {
+  const o = g.outputs[0];
+  const shape = g.addInit(i64Init(g.unique('nt'), [2], [0, 0]));
+  const [i2, m2] = [g.unique('idx2'), g.unique('max2')];
+  g.nodes.push(g.node('Reshape', [idx, shape], [i2]), g.node('Reshape', [max, shape], [m2]));
+  packBest(g, i2, m2, o);
+}
+
+const ways: Record<string, () => Uint8Array> = {
+  'opset 9: ArgMax + ReduceMax (shipped before)': () => {
+    const g = base(false);
+    bestClassPacked(g);
+    return g.encode();
+  },
+  'opset 11: bestClassPacked (as shipped now)': () => {
+    const g = base(true);
+    bestClassPacked(g);
+    return g.encode();
+  },
+  'ArgMax + GatherElements': () => {
+    const g = base(true);
+    const p = g.outputs[0].name;
+    const [idx, max] = [g.unique('idx'), g.unique('max')];
+    g.nodes.push(
+      g.node('ArgMax', [p], [idx], [intAttr('axis', 2), intAttr('keepdims', 1)]),
+      g.node('GatherElements', [p, idx], [max], [intAttr('axis', 2)]),
+    );
+    finish(g, idx, max);
+    return g.encode();
+  },
+  'TopK k=1': () => {
+    const g = base(true);
+    const p = g.outputs[0].name;
+    const [idx, max] = [g.unique('idx'), g.unique('max')];
+    g.nodes.push(g.node('TopK', [p, g.addInit(i64Init(g.unique('k'), [1], [1]))], [max, idx], [intAttr('axis', 2)]));
+    finish(g, idx, max);
+    return g.encode();
+  },
+  ...Object.fromEntries(
+    [25, 53, 125].map((G) => [
+      `two-stage ArgMax, ${G} groups + GatherElements`,
+      () => {
+        const g = base(true);
+        const p = g.outputs[0].name;
+        const C = 6625;
+        const u = (s: string) => g.unique(`two.${s}`);
+        const [r, li, lm, gi, m, l, base2, idx] = ['r', 'li', 'lm', 'gi', 'm', 'l', 'base', 'idx'].map(u);
+        g.nodes.push(
+          g.node('Reshape', [p, g.addInit(i64Init(u('shape'), [4], [0, 0, G, C / G]))], [r]),
+          g.node('ArgMax', [r], [li], [intAttr('axis', 3), intAttr('keepdims', 1)]),
+          g.node('GatherElements', [r, li], [lm], [intAttr('axis', 3)]),
+          g.node('ArgMax', [lm], [gi], [intAttr('axis', 2), intAttr('keepdims', 1)]),
+          g.node('GatherElements', [lm, gi], [m], [intAttr('axis', 2)]),
+          g.node('GatherElements', [li, gi], [l], [intAttr('axis', 2)]),
+          g.node('Mul', [gi, g.addInit(i64Init(u('width'), [], [C / G]))], [base2]),
+          g.node('Add', [base2, l], [idx]),
+        );
+        finish(g, idx, m);
+        return g.encode();
+      },
+    ]),
+  ),
+};
+void DT;
+
+const options = (shape?: { freeDims: [string, number][]; graph: boolean }) =>
+  capiOptions(ortSessionOptions(GPU_VARIANT as never, {}, GPU_PROVIDERS), cudaTuning(), shape);
+type S = Awaited<ReturnType<typeof createCapiSession>>;
+
+function feed(dims: number[]) {
+  const n = dims.reduce((a, b) => a * b, 1);
+  const data = new Uint8Array(n);
+  // text-like: mostly background with dark strokes
+  for (let i = 0; i < n; i++) data[i] = (i * 2654435761) >>> 24 < 40 ? 30 : 225;
+  return { type: 'uint8', dims, data };
+}
+
+async function timed(body: () => Promise<unknown>): Promise<number> {
+  for (let i = 0; i < 3; i++) await body();
+  const t: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    await body();
+    t.push(performance.now() - t0);
+  }
+  return r2(pct(t, 50));
+}
+
+for (const w of WIDTHS) {
+  const dims = [8, 48, w, 3];
+  const x = feed(dims);
+  let reference: Int32Array | undefined;
+  let shipped = 0;
+  for (const [name, make] of Object.entries(ways)) {
+    try {
+      const bytes = make();
+      const probe = await createCapiSession(c.capi, bytes, options());
+      const declared = probe.inputMetadata.map((m) => (m.isTensor ? (m.shape as (number | string)[]) : undefined));
+      const input = probe.inputNames[0];
+      await probe.release();
+      const freeDims = freeDimsOf(
+        shapeKey([input], () => dims),
+        declared,
+      );
+      const sessions: S[] = [];
+      for (let i = 0; i < 4; i++)
+        sessions.push(await createCapiSession(c.capi, bytes, options({ freeDims, graph: GPU_PROVIDER !== 'cpu' })));
+      const run = (s: S) => s.run({ [input]: x } as never) as Promise<Record<string, { data: Int32Array }>>;
+      const out = (await run(sessions[0])).best.data;
+      let same = 'reference';
+      if (!reference) reference = Int32Array.from(out);
+      else {
+        let ids = 0,
+          q = 0;
+        for (let i = 0; i < out.length; i++) {
+          if (out[i] >> 8 !== reference[i] >> 8) ids++;
+          q = Math.max(q, Math.abs((out[i] & 255) - (reference[i] & 255)));
+        }
+        same = `${ids} of ${out.length} best classes differ, score Δ ≤ ${q}/255`;
+      }
+      const one = await timed(() => run(sessions[0]));
+      const four = await timed(() => Promise.all(sessions.map(run)));
+      if (!shipped) shipped = four;
+      console.log(
+        `8×48×${w} ${name.padEnd(44)} one batch ${String(one).padStart(6)} ms, four at once ${String(four).padStart(6)} ms (${r2(four / shipped)}× the first); ${same}; graph ${sessions[0].graphState()}`,
+      );
+      for (const s of sessions) await s.release();
+    } catch (e) {
+      console.log(`8×48×${w} ${name}: failed: ${String((e as Error).message).slice(0, 300)}`);
+    }
+  }
+}
