@@ -9,7 +9,7 @@ import { overBudget, resolveBudget } from './budget.js';
 import { convertOutput, type OutputValue } from './outputs.js';
 import { patchingModels, withVariants } from './patch.js';
 import { getOp, type OpRun, pipelineError, RestartPipeline, stepError } from './registry.js';
-import { planSchedule, runScheduled, serialPlans, type StepPlan } from './schedule.js';
+import { planSchedule, runScheduled, type StepPlan, serialPlans } from './schedule.js';
 import { validatePipeline } from './validate.js';
 import type { Value, ValueKind } from './values.js';
 
