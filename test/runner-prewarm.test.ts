@@ -310,7 +310,8 @@ describe('Runner.open pre-warms', () => {
     expect(runner.opened.prewarm).toEqual({});
     const r = await runner.run({ image: await png(50, 50) });
     expect(r.timings.load).toBeGreaterThan(0);
-    expect(spy.runs()).toEqual(['box-cpu 1x3x48x64', 'line-cpu 1x3x16x32']);
+    // the two models sit in independent branches of the pipeline, which run side by side
+    expect([...spy.runs()].sort()).toEqual(['box-cpu 1x3x48x64', 'line-cpu 1x3x16x32']);
   });
 
   it('what open warms and the sessions are asked for: no CUDA graphs without pre-warm, one-shot sessions for a one-shot runner', async () => {
