@@ -1,6 +1,7 @@
 #include "crop.h"
 
 #include <cmath>
+#include <vector>
 
 namespace xk {
 
@@ -98,6 +99,111 @@ void cropRow(const CropParams& p, int r, int y) {
     for (int k = 0; k < K; k++) Store::put(o.data, index(x, k), o.pad[k]);
 }
 
+// An upright rectangle read at one sample a pixel (the usual text line: h[1] = h[3] = 0, affine):
+// the source row depends on y alone and the column on x alone, so each column's interpolation
+// terms are found once per region (Columns) and each row's once per row, instead of per pixel. The
+// values are cropRow's bit for bit: h[1] v and h[3] u are exactly 0 there, and adding an exact 0
+// changes no sum that is then clamped at 0.
+struct Column {
+  int c0, c1;
+  float fx;
+};
+bool upright(const CropParams& p, int r) {
+  const double* h = p.homographies + static_cast<size_t>(r) * 9;
+  return h[6] == 0 && h[7] == 0 && h[8] == 1 && h[1] == 0 && h[3] == 0 && p.samples[r] == 1;
+}
+void columns(const CropParams& p, int r, std::vector<Column>& cols) {
+  const double* h = p.homographies + static_cast<size_t>(r) * 9;
+  const double h0 = h[0], h2 = h[2];
+  const double maxX = p.src.width - 1;
+  const int lastX = p.src.width - 1, c = p.src.channels;
+  cols.resize(static_cast<size_t>(p.widths[r]));
+  for (int x = 0; x < p.widths[r]; x++) {
+    double px = h0 * (x + 0.5) + h2 - 0.5;
+    if (!(px >= 0)) px = 0;
+    else if (px > maxX) px = maxX;
+    const int ix = static_cast<int>(px);
+    cols[static_cast<size_t>(x)] = {ix * c, (ix < lastX ? ix + 1 : ix) * c, static_cast<float>(px - ix)};
+  }
+}
+// One source row interpolated along x at every column of the region (K values a column, in
+// output channel order): `top` and `bot` of cropRow, which rows of an enlarged line share.
+template <int K>
+void interpolateRow(const CropParams& p, int iy, const std::vector<Column>& cols, std::vector<float>& out) {
+  const uint8_t* row = p.src.data + static_cast<int64_t>(iy) * p.src.stride;
+  int ch[K];
+  for (int k = 0; k < K; k++) ch[k] = p.out.chanMap[k];
+  out.resize(cols.size() * K);
+  float* o = out.data();
+  for (size_t x = 0; x < cols.size(); x++) {
+    const Column& col = cols[x];
+    const float fx = col.fx;
+    for (int k = 0; k < K; k++) o[x * K + k] = (1 - fx) * row[col.c0 + ch[k]] + fx * row[col.c1 + ch[k]];
+  }
+}
+
+// The interpolated source rows an upright region's output rows read: two kept, as consecutive output
+// rows read the same pair or the next one (down, or up for a quad listed bottom first).
+struct RowCache {
+  std::vector<float> rows[2];
+  int of[2] = {-1, -1};
+  int region = -1;
+  std::vector<Column> cols;
+  template <int K>
+  void get(const CropParams& p, int iy, int iy1, const float*& top, const float*& bot) {
+    int a = of[0] == iy ? 0 : of[1] == iy ? 1 : -1;
+    if (a < 0) {
+      a = of[0] == iy1 ? 1 : 0;  // keep iy1 where it is
+      interpolateRow<K>(p, iy, cols, rows[a]);
+      of[a] = iy;
+    }
+    int b = iy1 == iy ? a : of[a ^ 1] == iy1 ? (a ^ 1) : -1;
+    if (b < 0) {
+      b = a ^ 1;
+      interpolateRow<K>(p, iy1, cols, rows[b]);
+      of[b] = iy1;
+    }
+    top = rows[a].data();
+    bot = rows[b].data();
+  }
+};
+
+template <bool NHWC, int K, class Store>
+void cropRowUpright(const CropParams& p, int r, int y, RowCache& cache) {
+  const TensorOut& o = p.out;
+  const int W = p.outWidth, H = p.outHeight;
+  const int64_t plane = static_cast<int64_t>(W) * H;
+  const int64_t base = o.offset + static_cast<int64_t>(r) * plane * K;
+  auto index = [&](int x, int k) -> int64_t {
+    return base + (NHWC ? (static_cast<int64_t>(y) * W + x) * K + k : k * plane + static_cast<int64_t>(y) * W + x);
+  };
+  const double* h = p.homographies + static_cast<size_t>(r) * 9;
+  const int valid = p.widths[r];
+  const double maxY = p.src.height - 1;
+  const int lastY = p.src.height - 1;
+  double py = h[4] * (y + 0.5) + h[5] - 0.5;
+  if (!(py >= 0)) py = 0;
+  else if (py > maxY) py = maxY;
+  const int iy = static_cast<int>(py);
+  const float fy = static_cast<float>(py - iy);
+  const int iy1 = iy < lastY ? iy + 1 : iy;
+  const float *top, *bot;
+  cache.get<K>(p, iy, iy1, top, bot);
+  float mul[K], add[K];
+  for (int k = 0; k < K; k++) {
+    mul[k] = o.mul[k];
+    add[k] = o.add[k];
+  }
+  const float gy = 1 - fy;
+  for (int x = 0; x < valid; x++)
+    for (int k = 0; k < K; k++) {
+      const float acc = 0 + (gy * top[x * K + k] + fy * bot[x * K + k]);
+      Store::put(o.data, index(x, k), acc * 1.0f * mul[k] + add[k]);
+    }
+  for (int x = valid; x < W; x++)
+    for (int k = 0; k < K; k++) Store::put(o.data, index(x, k), o.pad[k]);
+}
+
 template <bool NHWC, bool Affine, class Store>
 void cropRowK(const CropParams& p, int r, int y) {
   if (p.out.channels == 1) cropRow<NHWC, Affine, 1, Store>(p, r, y);
@@ -109,12 +215,28 @@ void cropRowA(const CropParams& p, int r, int y) {
   if (h[6] == 0 && h[7] == 0 && h[8] == 1) cropRowK<NHWC, true, Store>(p, r, y);
   else cropRowK<NHWC, false, Store>(p, r, y);
 }
+template <bool NHWC, class Store>
+void cropRowU(const CropParams& p, int r, int y, RowCache& cache) {
+  if (p.out.channels == 1) cropRowUpright<NHWC, 1, Store>(p, r, y, cache);
+  else cropRowUpright<NHWC, 3, Store>(p, r, y, cache);
+}
 template <class Store>
 void cropRows(const CropParams& p, int64_t a, int64_t b) {
+  RowCache cache;
   for (int64_t i = a; i < b; i++) {
     const int r = static_cast<int>(i / p.outHeight), y = static_cast<int>(i % p.outHeight);
-    if (p.out.nhwc) cropRowA<true, Store>(p, r, y);
-    else cropRowA<false, Store>(p, r, y);
+    if (upright(p, r)) {
+      if (cache.region != r) {
+        columns(p, cache.region = r, cache.cols);
+        cache.of[0] = cache.of[1] = -1;
+      }
+      if (p.out.nhwc) cropRowU<true, Store>(p, r, y, cache);
+      else cropRowU<false, Store>(p, r, y, cache);
+    } else if (p.out.nhwc) {
+      cropRowA<true, Store>(p, r, y);
+    } else {
+      cropRowA<false, Store>(p, r, y);
+    }
   }
 }
 

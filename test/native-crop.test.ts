@@ -195,6 +195,33 @@ describe.skipIf(!nativeExpected)('cropBatch native vs portable', () => {
   });
 });
 
+describe.skipIf(!nativeExpected)('cropBatch upright regions (rows interpolated once, kernels/crop.cc)', () => {
+  it('every corner order of an upright rectangle, enlarged and shrunk, in one batch: as portable, and a half turn is the crop turned', () => {
+    const img = rgb(97, 61, 5, 7);
+    const rect = [6.25, 4.5, 90.5, 4.5, 90.5, 33.75, 6.25, 33.75];
+    const turn = (q: number[], k: number) => Array.from({ length: 8 }, (_, i) => q[(i + 2 * k) % 8]);
+    // mirrored too: listed bottom first (output rows walk up the image) and right to left
+    const mirrorY = [rect[6], rect[7], rect[4], rect[5], rect[2], rect[3], rect[0], rect[1]];
+    const mirrorX = [rect[2], rect[3], rect[0], rect[1], rect[6], rect[7], rect[4], rect[5]];
+    const quads = [rect, turn(rect, 2), mirrorY, mirrorX, [-9, -3, 120, -3, 120, 70, -9, 70]];
+    for (const height of [48, 20]) {
+      const o: CropOptions = { height, maxWidth: 400, threads: 3 };
+      const r = onBoth(() => cropBatchSync(img, quads.flat(), o));
+      expect(r.native.widths).toEqual(r.portable.widths);
+      expect(maxAbsDiff(r.native.data, r.portable.data)).toBeLessThan(2e-5);
+      const [, C, H, W] = r.native.dims;
+      const w = r.native.widths[0];
+      const at = (q: number, c: number, y: number, x: number) =>
+        (r.native.data as Float32Array)[((q * C + c) * H + y) * W + x];
+      let far = 0;
+      for (let c = 0; c < C; c++)
+        for (let y = 0; y < H; y++)
+          for (let x = 0; x < w; x++) far = Math.max(far, Math.abs(at(1, c, y, x) - at(0, c, H - 1 - y, w - 1 - x)));
+      expect(far).toBeLessThan(1e-3);
+    }
+  });
+});
+
 describe('cropBatch u8 (pixels for a model that normalises itself)', () => {
   const r = rng(11);
   const quads: number[] = [];
@@ -253,7 +280,8 @@ describe('cropBatch u8 (pixels for a model that normalises itself)', () => {
  * The kernel's bytes pinned: sha256 of native outputs recorded from the plain per-sample loop (one
  * homography division a coordinate) before the affine path and the hoisting, so any change of
  * arithmetic in kernels/crop.cc shows here. Affine quads (upright and rotated rectangles with exact
- * corners: h[6] = h[7] = 0) take the division-free path; perspective ones the general one. Portable stays within its usual distance.
+ * corners: h[6] = h[7] = 0) take the division-free path (upright ones at one sample a pixel the
+ * rows-interpolated-once one, byte for byte the same); perspective ones the general one. Portable stays within its usual distance.
  */
 describe.skipIf(!nativeExpected)('cropBatch bytes: affine and perspective quads', () => {
   const img: ImageInput = {

@@ -238,6 +238,10 @@ export function cropBatch(o: RawCrop): void {
     const valid = o.widths[r];
     const s = o.samples[r];
     const base = o.outOffset + r * plane * K;
+    if (s === 1 && h[6] === 0 && h[7] === 0 && h[8] === 1 && h[1] === 0 && h[3] === 0) {
+      cropUpright(o, h, valid, base, put);
+      continue;
+    }
     const inv = 1 / (s * s);
     for (let y = 0; y < H; y++) {
       const index = (x: number, k: number): number => base + (o.nhwc ? (y * W + x) * K + k : k * plane + y * W + x);
@@ -274,5 +278,67 @@ export function cropBatch(o: RawCrop): void {
       }
       for (let x = valid; x < W; x++) for (let k = 0; k < K; k++) put(index(x, k), n[6 + k]);
     }
+  }
+}
+
+/**
+ * An upright rectangle at one sample a pixel (kernels/crop.cc cropRowUpright): each column's and each
+ * row's interpolation terms found once, each source row interpolated along x once for the output rows
+ * that read it. The same values as the per-sample loop above: h[1] v and h[3] u are exactly 0, the
+ * denominator exactly 1.
+ */
+function cropUpright(o: RawCrop, h: Float64Array, valid: number, base: number, put: Store): void {
+  const { data: src, width: sw, height: sh, channels: C, stride } = o;
+  const K = o.outChannels;
+  const W = o.outWidth,
+    H = o.outHeight;
+  const plane = W * H;
+  const n = o.norm;
+  const maxX = sw - 1,
+    maxY = sh - 1;
+  const c0 = new Int32Array(valid),
+    c1 = new Int32Array(valid),
+    fx = new Float64Array(valid);
+  for (let x = 0; x < valid; x++) {
+    let px = h[0] * (x + 0.5) + h[2] - 0.5;
+    if (!(px >= 0)) px = 0;
+    else if (px > maxX) px = maxX;
+    const ix = Math.trunc(px);
+    c0[x] = ix * C;
+    c1[x] = (ix < maxX ? ix + 1 : ix) * C;
+    fx[x] = Math.fround(px - ix);
+  }
+  const rows = [new Float64Array(valid * K), new Float64Array(valid * K)];
+  const of = [-1, -1];
+  const fill = (slot: number, iy: number) => {
+    const row = rows[slot];
+    const at = iy * stride;
+    for (let x = 0; x < valid; x++)
+      for (let k = 0; k < K; k++) {
+        const c = o.chanMap[k];
+        row[x * K + k] = (1 - fx[x]) * src[at + c0[x] + c] + fx[x] * src[at + c1[x] + c];
+      }
+    of[slot] = iy;
+  };
+  for (let y = 0; y < H; y++) {
+    let py = h[4] * (y + 0.5) + h[5] - 0.5;
+    if (!(py >= 0)) py = 0;
+    else if (py > maxY) py = maxY;
+    const iy = Math.trunc(py);
+    const fy = Math.fround(py - iy);
+    const iy1 = iy < maxY ? iy + 1 : iy;
+    let a = of[0] === iy ? 0 : of[1] === iy ? 1 : -1;
+    if (a < 0) fill((a = of[0] === iy1 ? 1 : 0), iy);
+    let b = iy1 === iy ? a : of[a ^ 1] === iy1 ? a ^ 1 : -1;
+    if (b < 0) fill((b = a ^ 1), iy1);
+    const top = rows[a],
+      bot = rows[b];
+    for (let x = 0; x < valid; x++)
+      for (let k = 0; k < K; k++) {
+        const acc = 0 + ((1 - fy) * top[x * K + k] + fy * bot[x * K + k]);
+        put(base + (o.nhwc ? (y * W + x) * K + k : k * plane + y * W + x), acc * 1 * n[k] + n[3 + k]);
+      }
+    for (let x = valid; x < W; x++)
+      for (let k = 0; k < K; k++) put(base + (o.nhwc ? (y * W + x) * K + k : k * plane + y * W + x), n[6 + k]);
   }
 }
