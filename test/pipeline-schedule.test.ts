@@ -207,6 +207,77 @@ describe('crop-batch turns the lines its classifier picks after cutting them', (
   const rows = (v: unknown): Item[] => ('items' in (v as object) ? (v as { items: Item[] }).items : [v as Item]);
   const quads = (v: unknown) => [...(v as { quads: Float32Array }).quads];
 
+  it('starts beside a slow classifier, turns after it, and its time leaves out the wait', async () => {
+    const slow = 600;
+    const cropStarted = 0;
+    let classified = 0;
+    const manifest = {
+      name: 'slow',
+      version: '1.0.0',
+      sequence: 1,
+      license: 'MIT',
+      task: 'test',
+      inputs: [
+        { name: 'image', type: 'image' },
+        { name: 'map', type: 'tensor' },
+      ],
+      outputs: [{ name: 'late', type: 'json' }],
+      models: [{ id: 'orient', variants: [{ id: 'v', runtime: 'onnxruntime', precision: 'fp32', files: ['m.onnx'] }] }],
+      pipeline: {
+        steps: [
+          { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+          { op: 'db-postprocess', params: { input: 'map', output: 'regions', unclipRatio: 0.5 } },
+          { op: 'crop-batch', params: { image: 'rgb', regions: 'regions', output: 'x', height: 8, width: 32 } },
+          { op: 'infer', model: 'orient', params: { inputs: 'x', outputs: 'probs' } },
+          { op: 'top-k', params: { input: 'probs', output: 'orientation', k: 1, labels: ['0', '180'] } },
+          {
+            op: 'crop-batch',
+            params: {
+              image: 'rgb',
+              regions: 'regions',
+              output: 'late',
+              height: 10,
+              classes: 'orientation',
+              label: '180',
+              angle: 180,
+            },
+          },
+        ],
+      },
+    } as unknown as Manifest;
+    const session = {
+      inputNames: ['x'],
+      outputNames: ['probs'],
+      async run(feeds: Record<string, Tensor>) {
+        const n = feeds.x.dims[0];
+        await new Promise((r) => setTimeout(r, slow));
+        classified = performance.now();
+        return {
+          probs: { type: 'float32', dims: [n, 2], data: Float32Array.from({ length: 2 * n }, (_, i) => i % 2) },
+        } as Record<string, Tensor>;
+      },
+      release: async () => {},
+    };
+    const stages: Record<string, number> = {};
+    const ctx: PipelineContext = {
+      manifest,
+      session: async () => session as never,
+      asset: async () => Buffer.alloc(0),
+      time: (stage, ms) => (stages[stage] = (stages[stage] ?? 0) + ms),
+    };
+    const t = performance.now();
+    const res = await runPipeline(ctx, {
+      image: { ...image, channels: 3 },
+      map: { type: 'float32', dims: [1, 1, H, W], data: map },
+    });
+    const wall = performance.now() - t;
+    expect(classified).toBeGreaterThan(0);
+    expect(wall).toBeGreaterThanOrEqual(slow);
+    // both crops together are far below the classifier's wait: the second one's wait is not its time
+    expect(res.timings.pre).toBeLessThan(slow / 2);
+    expect(rows(res.outputs.late)).toHaveLength(1);
+  });
+
   for (const [name, crop, tolerance] of [
     ['one tensor per line, float32 NCHW', { batch: false }, 1e-4],
     ['one batch, float32 NCHW', {}, 1e-4],

@@ -129,6 +129,8 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
     const fail = (message: string, detail?: Record<string, unknown>): never => {
       throw pipelineError(index, step, message, detail);
     };
+    /** Milliseconds the step spent waiting for late reads (not its own time). */
+    let waited = 0;
     const x: OpRun = {
       ctx,
       step,
@@ -147,7 +149,12 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
       },
       async wait<K extends ValueKind>(name: string, ...kinds: K[]) {
         const w = lateWriters[index].get(name);
-        if (w !== undefined) await wait(w);
+        if (w !== undefined) {
+          const t = performance.now();
+          await wait(w);
+          // the step's time is its own work, not the wait for another step
+          waited += performance.now() - t;
+        }
         settledLate.add(`${index}\u0000${name}`);
         return x.get(name, ...kinds);
       },
@@ -188,7 +195,7 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
       if (e instanceof XpkgError || e instanceof RestartPipeline) throw e;
       throw pipelineError(index, step, (e as Error)?.message ?? String(e), undefined, e);
     }
-    const ms = performance.now() - t0;
+    const ms = performance.now() - t0 - waited;
     timings[stage] = (timings[stage] ?? 0) + ms;
     ctx.time(stage, ms);
   });
