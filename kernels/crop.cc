@@ -18,6 +18,26 @@ struct StoreF32 {
   static void put(void* d, int64_t i, float v) { static_cast<float*>(d)[i] = v; }
 };
 
+// Where output row y of region r goes in the batch tensor, and its padding right of `from`.
+template <bool NHWC, int K>
+struct RowOut {
+  int64_t base, plane;
+  int W, y;
+  RowOut(const CropParams& p, int r, int row)
+      : base(p.out.offset + static_cast<int64_t>(r) * p.outWidth * p.outHeight * K),
+        plane(static_cast<int64_t>(p.outWidth) * p.outHeight),
+        W(p.outWidth),
+        y(row) {}
+  int64_t at(int x, int k) const {
+    return base + (NHWC ? (static_cast<int64_t>(y) * W + x) * K + k : k * plane + static_cast<int64_t>(y) * W + x);
+  }
+  template <class Store>
+  void pad(const TensorOut& o, int from) const {
+    for (int x = from; x < W; x++)
+      for (int k = 0; k < K; k++) Store::put(o.data, at(x, k), o.pad[k]);
+  }
+};
+
 // One output row of one region. Every value is computed by the same operations, in the same order,
 // as the plain per-sample loop it replaced (bit-identical), with the per-row work hoisted:
 // sub-sample offsets (i + 0.5) / s, the row coordinate v and its products h[1] v, h[4] v, h[7] v.
@@ -28,12 +48,7 @@ template <bool NHWC, bool Affine, int K, class Store>
 void cropRow(const CropParams& p, int r, int y) {
   const ImageView& im = p.src;
   const TensorOut& o = p.out;
-  const int W = p.outWidth, H = p.outHeight;
-  const int64_t plane = static_cast<int64_t>(W) * H;
-  const int64_t base = o.offset + static_cast<int64_t>(r) * plane * K;
-  auto index = [&](int x, int k) -> int64_t {
-    return base + (NHWC ? (static_cast<int64_t>(y) * W + x) * K + k : k * plane + static_cast<int64_t>(y) * W + x);
-  };
+  const RowOut<NHWC, K> out(p, r, y);
   const double* h = p.homographies + static_cast<size_t>(r) * 9;
   const double h0 = h[0], h2 = h[2], h3 = h[3], h5 = h[5], h6 = h[6], h8 = h[8];
   const int valid = p.widths[r];
@@ -93,10 +108,9 @@ void cropRow(const CropParams& p, int r, int y) {
         }
       }
     }
-    for (int k = 0; k < K; k++) Store::put(o.data, index(x, k), acc[k] * inv * mul[k] + add[k]);
+    for (int k = 0; k < K; k++) Store::put(o.data, out.at(x, k), acc[k] * inv * mul[k] + add[k]);
   }
-  for (int x = valid; x < W; x++)
-    for (int k = 0; k < K; k++) Store::put(o.data, index(x, k), o.pad[k]);
+  out.template pad<Store>(o, valid);
 }
 
 // An upright rectangle read at one sample a pixel (the usual text line: h[1] = h[3] = 0, affine):
@@ -171,12 +185,7 @@ struct RowCache {
 template <bool NHWC, int K, class Store>
 void cropRowUpright(const CropParams& p, int r, int y, RowCache& cache) {
   const TensorOut& o = p.out;
-  const int W = p.outWidth, H = p.outHeight;
-  const int64_t plane = static_cast<int64_t>(W) * H;
-  const int64_t base = o.offset + static_cast<int64_t>(r) * plane * K;
-  auto index = [&](int x, int k) -> int64_t {
-    return base + (NHWC ? (static_cast<int64_t>(y) * W + x) * K + k : k * plane + static_cast<int64_t>(y) * W + x);
-  };
+  const RowOut<NHWC, K> out(p, r, y);
   const double* h = p.homographies + static_cast<size_t>(r) * 9;
   const int valid = p.widths[r];
   const double maxY = p.src.height - 1;
@@ -198,10 +207,9 @@ void cropRowUpright(const CropParams& p, int r, int y, RowCache& cache) {
   for (int x = 0; x < valid; x++)
     for (int k = 0; k < K; k++) {
       const float acc = 0 + (gy * top[x * K + k] + fy * bot[x * K + k]);
-      Store::put(o.data, index(x, k), acc * 1.0f * mul[k] + add[k]);
+      Store::put(o.data, out.at(x, k), acc * 1.0f * mul[k] + add[k]);
     }
-  for (int x = valid; x < W; x++)
-    for (int k = 0; k < K; k++) Store::put(o.data, index(x, k), o.pad[k]);
+  out.template pad<Store>(o, valid);
 }
 
 template <bool NHWC, bool Affine, class Store>

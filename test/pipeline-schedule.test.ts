@@ -14,6 +14,26 @@ import { planSchedule, runScheduled } from '../runner/pipeline/schedule.js';
 import type { PipelineContext, Tensor } from '../runner/types.js';
 import type { Manifest, Step } from '../spec/schema.js';
 
+/** A manifest of `steps` over the named image and tensor inputs, every output as JSON. */
+const manifestOf = (
+  name: string,
+  tensors: string[],
+  outputs: string[],
+  steps: Step[],
+  models: unknown[] = [],
+): Manifest =>
+  ({
+    name,
+    version: '1.0.0',
+    sequence: 1,
+    license: 'MIT',
+    task: 'test',
+    inputs: [{ name: 'image', type: 'image' }, ...tensors.map((t) => ({ name: t, type: 'tensor' }))],
+    outputs: outputs.map((o) => ({ name: o, type: 'json' })),
+    models,
+    pipeline: { steps },
+  }) as unknown as Manifest;
+
 const plan = (steps: Step[]) => planSchedule(steps, (s) => getOp(s.op)!);
 
 describe('planSchedule', () => {
@@ -164,32 +184,16 @@ describe('crop-batch turns the lines its classifier picks after cutting them', (
     });
     const turn = { classes: 'orientation', label: '180', angle: 180, minScore: 0.9 };
     const names = ['late', 'late_q', 'cornered', 'cornered_q', 'plain', 'plain_q'];
-    const manifest = {
-      name: 'turns',
-      version: '1.0.0',
-      sequence: 1,
-      license: 'MIT',
-      task: 'test',
-      inputs: [
-        { name: 'image', type: 'image' },
-        { name: 'map', type: 'tensor' },
-        { name: 'probs', type: 'tensor' },
-      ],
-      outputs: names.map((name) => ({ name, type: 'json' })),
-      models: [],
-      pipeline: {
-        steps: [
-          { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
-          { op: 'db-postprocess', params: { input: 'map', output: 'regions', unclipRatio: 0.5 } },
-          { op: 'order-regions', params: { input: 'regions', output: 'regions' } },
-          { op: 'top-k', params: { input: 'probs', output: 'orientation', k: 1, labels: ['0', '180'] } },
-          step('late', turn),
-          // overflow 'crop' without a width limit cuts nothing off, but turns the corners before cutting
-          step('cornered', { ...turn, overflow: 'crop' }),
-          step('plain', {}),
-        ],
-      },
-    } as unknown as Manifest;
+    const manifest = manifestOf('turns', ['map', 'probs'], names, [
+      { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+      { op: 'db-postprocess', params: { input: 'map', output: 'regions', unclipRatio: 0.5 } },
+      { op: 'order-regions', params: { input: 'regions', output: 'regions' } },
+      { op: 'top-k', params: { input: 'probs', output: 'orientation', k: 1, labels: ['0', '180'] } },
+      step('late', turn),
+      // overflow 'crop' without a width limit cuts nothing off, but turns the corners before cutting
+      step('cornered', { ...turn, overflow: 'crop' }),
+      step('plain', {}),
+    ]);
     const ctx: PipelineContext = {
       manifest,
       session: async () => undefined as never,
@@ -209,42 +213,32 @@ describe('crop-batch turns the lines its classifier picks after cutting them', (
 
   it('starts beside a slow classifier, turns after it, and its time leaves out the wait', async () => {
     const slow = 600;
-    const cropStarted = 0;
     let classified = 0;
-    const manifest = {
-      name: 'slow',
-      version: '1.0.0',
-      sequence: 1,
-      license: 'MIT',
-      task: 'test',
-      inputs: [
-        { name: 'image', type: 'image' },
-        { name: 'map', type: 'tensor' },
-      ],
-      outputs: [{ name: 'late', type: 'json' }],
-      models: [{ id: 'orient', variants: [{ id: 'v', runtime: 'onnxruntime', precision: 'fp32', files: ['m.onnx'] }] }],
-      pipeline: {
-        steps: [
-          { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
-          { op: 'db-postprocess', params: { input: 'map', output: 'regions', unclipRatio: 0.5 } },
-          { op: 'crop-batch', params: { image: 'rgb', regions: 'regions', output: 'x', height: 8, width: 32 } },
-          { op: 'infer', model: 'orient', params: { inputs: 'x', outputs: 'probs' } },
-          { op: 'top-k', params: { input: 'probs', output: 'orientation', k: 1, labels: ['0', '180'] } },
-          {
-            op: 'crop-batch',
-            params: {
-              image: 'rgb',
-              regions: 'regions',
-              output: 'late',
-              height: 10,
-              classes: 'orientation',
-              label: '180',
-              angle: 180,
-            },
+    const manifest = manifestOf(
+      'slow',
+      ['map'],
+      ['late'],
+      [
+        { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+        { op: 'db-postprocess', params: { input: 'map', output: 'regions', unclipRatio: 0.5 } },
+        { op: 'crop-batch', params: { image: 'rgb', regions: 'regions', output: 'x', height: 8, width: 32 } },
+        { op: 'infer', model: 'orient', params: { inputs: 'x', outputs: 'probs' } },
+        { op: 'top-k', params: { input: 'probs', output: 'orientation', k: 1, labels: ['0', '180'] } },
+        {
+          op: 'crop-batch',
+          params: {
+            image: 'rgb',
+            regions: 'regions',
+            output: 'late',
+            height: 10,
+            classes: 'orientation',
+            label: '180',
+            angle: 180,
           },
-        ],
-      },
-    } as unknown as Manifest;
+        },
+      ],
+      [{ id: 'orient', variants: [{ id: 'v', runtime: 'onnxruntime', precision: 'fp32', files: ['m.onnx'] }] }],
+    );
     const session = {
       inputNames: ['x'],
       outputNames: ['probs'],

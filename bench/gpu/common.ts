@@ -39,6 +39,18 @@ export const pct = (xs: readonly number[], p: number) =>
   xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)] : Number.NaN;
 export const r2 = (x: number) => Math.round(x * 100) / 100;
 
+/** The median of `runs` timed calls of `body`, after 3 untimed ones, in ms (2 decimals). */
+export async function p50Of(body: () => Promise<unknown>, runs: number): Promise<number> {
+  for (let i = 0; i < 3; i++) await body();
+  const t: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await body();
+    t.push(performance.now() - t0);
+  }
+  return r2(pct(t, 50));
+}
+
 /**
  * Times `f` up to `runs` times but stops once `budgetMs` is spent (at least `min` runs): a package
  * whose runs take seconds (no shape buckets on a GPU) must not eat the machine's time.

@@ -18,7 +18,7 @@ import { ortSessionOptions } from '../../runner/backends/onnxruntime.js';
 import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
 import { freeDimsOf, shapeKey } from '../../runner/backends/shape-sessions.js';
 import { ortBinding } from '../../runner/gpu-install.js';
-import { GPU_PROVIDER, GPU_PROVIDERS, GPU_VARIANT, pct, r2 } from './common.js';
+import { GPU_PROVIDER, GPU_PROVIDERS, GPU_VARIANT, p50Of, r2 } from './common.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string, d: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : d);
@@ -75,16 +75,7 @@ function feed(dims: number[]) {
   return f;
 }
 
-async function timed(body: () => Promise<unknown>): Promise<number> {
-  for (let i = 0; i < 3; i++) await body();
-  const t: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const t0 = performance.now();
-    await body();
-    t.push(performance.now() - t0);
-  }
-  return r2(pct(t, 50));
-}
+const timed = (body: () => Promise<unknown>) => p50Of(body, RUNS);
 
 const out: Record<string, unknown> = {};
 for (const w of WIDTHS) {

@@ -17,7 +17,7 @@ import { ortSessionOptions } from '../../runner/backends/onnxruntime.js';
 import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
 import { freeDimsOf, shapeKey } from '../../runner/backends/shape-sessions.js';
 import { ortBinding } from '../../runner/gpu-install.js';
-import { GPU_PROVIDER, GPU_PROVIDERS, GPU_VARIANT, pct, r2 } from './common.js';
+import { GPU_PROVIDER, GPU_PROVIDERS, GPU_VARIANT, p50Of, r2 } from './common.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string, d: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : d);
@@ -118,16 +118,7 @@ function feed(dims: number[]) {
   return { type: 'uint8', dims, data };
 }
 
-async function timed(body: () => Promise<unknown>): Promise<number> {
-  for (let i = 0; i < 3; i++) await body();
-  const t: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const t0 = performance.now();
-    await body();
-    t.push(performance.now() - t0);
-  }
-  return r2(pct(t, 50));
-}
+const timed = (body: () => Promise<unknown>) => p50Of(body, RUNS);
 
 for (const w of WIDTHS) {
   const dims = [8, 48, w, 3];
