@@ -389,7 +389,12 @@ let warned = false;
 let mode: 'auto' | 'native' | 'portable' = (
   ['native', 'portable'].includes(getenv('XPKG_NATIVE') ?? '') ? getenv('XPKG_NATIVE') : 'auto'
 ) as never;
-let threads = Math.max(1, Math.min(8, availableParallelism()));
+/** XPKG_NATIVE_THREADS (1…256, for side-by-side measurements) or min(8, available cores); other values are ignored. */
+function defaultThreads(): number {
+  const v = Number(getenv('XPKG_NATIVE_THREADS') ?? '');
+  return Number.isInteger(v) && v >= 1 && v <= 256 ? v : Math.max(1, Math.min(8, availableParallelism()));
+}
+let threads = defaultThreads();
 
 function load(): Addon | null {
   if (addon !== undefined) return addon;
