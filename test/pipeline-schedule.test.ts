@@ -51,14 +51,18 @@ describe('planSchedule', () => {
     expect(plans[at('det-pre')].after).toEqual([at('decode-image')]);
   });
 
-  it('waits for the writer of what it reads, the readers and writer of what it overwrites, and the same script', () => {
+  it('waits for the writer of what it reads, the readers and writer of what it overwrites, and the previous script step', () => {
     const resize = (input: string, output: string): Step => ({
       op: 'resize',
       params: { input, output, mode: 'fixed', width: 2, height: 2 },
     });
-    const script = (inputs: Record<string, string>, outputs: Record<string, string>): Step => ({
+    const script = (
+      inputs: Record<string, string>,
+      outputs: Record<string, string>,
+      file = 'scripts/post.js',
+    ): Step => ({
       op: 'script',
-      script: 'scripts/post.js',
+      script: file,
       hook: 'h',
       params: { inputs, outputs },
     });
@@ -68,7 +72,7 @@ describe('planSchedule', () => {
       resize('a', 'c'), // 2: reads a
       resize('b', 'a'), // 3: overwrites a, which 2 reads and 0 wrote
       script({ x: 'c' }, { y: 'd' }), // 4
-      script({ x: 'b' }, { y: 'e' }), // 5: independent data, same script
+      script({ x: 'b' }, { y: 'e' }, 'scripts/other.js'), // 5: independent data, another script (one runtime)
       resize('a', 'a'), // 6: reads and overwrites its own input
     ]);
     expect(plans.map((p) => p.after)).toEqual([[], [], [0], [0, 1, 2], [2], [1, 4], [3]]);

@@ -3,7 +3,8 @@
  * wherever the dataflow needs it. A step waits for the last earlier step that writes a name it reads
  * (read after write), for the earlier steps that read or write a name it writes (so it never
  * overwrites a value another step still reads, or is overwritten by one), and for the earlier step
- * calling the same package script (a script may keep state between its hooks that no name shows).
+ * calling a package script (the package's scripts share one sandbox runtime and may keep state
+ * between hooks that no name shows).
  *
  * Why: on an accelerator most of a run is the host waiting for the device; steps of independent
  * branches (an OCR package's line crops beside its orientation classifier) fill that wait. A chain
@@ -26,7 +27,7 @@ export interface StepPlan {
 export function planSchedule(steps: readonly Step[], defOf: (step: Step) => OpDef): StepPlan[] {
   const lastWriter = new Map<string, number>();
   const readersSince = new Map<string, number[]>();
-  const lastScript = new Map<string, number>();
+  let lastScript: number | undefined;
   return steps.map((step, j) => {
     const def = defOf(step);
     const params = (step.params ?? {}) as never;
@@ -47,9 +48,8 @@ export function planSchedule(steps: readonly Step[], defOf: (step: Step) => OpDe
       for (const r of readersSince.get(w) ?? []) if (r !== j) after.add(r);
     }
     if (step.script !== undefined) {
-      const s = lastScript.get(step.script);
-      if (s !== undefined) after.add(s);
-      lastScript.set(step.script, j);
+      if (lastScript !== undefined) after.add(lastScript);
+      lastScript = j;
     }
     for (const r of reads) (readersSince.get(r) ?? readersSince.set(r, []).get(r)!).push(j);
     for (const w of writes) {
