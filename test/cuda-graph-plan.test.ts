@@ -8,7 +8,14 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
-import { capiOptions, cudaGraphsFor, cudaTuning, oneShotTuning, searchAsked } from '../runner/backends/capi-options.js';
+import {
+  capiOptions,
+  cudaGraphsFor,
+  cudaTuning,
+  keyValues,
+  oneShotTuning,
+  searchAsked,
+} from '../runner/backends/capi-options.js';
 import { dataShapedOps } from '../runner/backends/onnx-inputs.js';
 import { ortSessionOptions } from '../runner/backends/onnxruntime.js';
 import { CAPI_BUILT, createCapiSession, loadCapi } from '../runner/backends/ort-capi.js';
@@ -152,6 +159,27 @@ describe('the options of a per-shape session', () => {
     const noGraph = capiOptions(cuda, cudaTuning({}, {}), { freeDims: [['N', 8]], graph: false });
     expect(noGraph.cudaGraph).toBeUndefined();
     expect(noGraph.freeDims).toEqual([['N', '8']]);
+  });
+
+  it('XPKG_ORT_CUDA_OPTIONS adds CUDA provider options as given, XPKG_ORT_SESSION_CONFIG session config entries', () => {
+    expect(keyValues('prefer_nhwc=1; no-equals ;a=b=c;=x')).toEqual([
+      ['prefer_nhwc', '1'],
+      ['a', 'b=c'],
+    ]);
+    const tuning = cudaTuning({}, { XPKG_ORT_CUDA_OPTIONS: 'prefer_nhwc=1' });
+    expect(tuning.extra).toEqual([['prefer_nhwc', '1']]);
+    expect(capiOptions(cuda, tuning).providerOptions.at(-1)).toEqual(['prefer_nhwc', '1']);
+    expect(capiOptions(cuda, cudaTuning({}, {})).providerOptions.map(([k]) => k)).not.toContain('prefer_nhwc');
+    expect(capiOptions(ortSessionOptions(variant('cpu'), {}, ['cpu']), tuning).providerOptions).toEqual([]);
+    const before = process.env.XPKG_ORT_SESSION_CONFIG;
+    process.env.XPKG_ORT_SESSION_CONFIG = 'session.intra_op.allow_spinning=1';
+    try {
+      expect(capiOptions(cuda).config).toContainEqual(['session.intra_op.allow_spinning', '1']);
+    } finally {
+      if (before === undefined) delete process.env.XPKG_ORT_SESSION_CONFIG;
+      else process.env.XPKG_ORT_SESSION_CONFIG = before;
+    }
+    expect(capiOptions(cuda).config).not.toContainEqual(['session.intra_op.allow_spinning', '1']);
   });
 
   it('CPU: fixed dimensions only', () => {

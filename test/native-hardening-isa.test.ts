@@ -7,7 +7,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as native from '../native/index.js';
@@ -119,3 +119,13 @@ describe.skipIf(!nativeExpected || process.arch !== 'x64' || process.platform !=
     });
   },
 );
+
+describe('XPKG_NATIVE_THREADS', () => {
+  it('sets the threads a kernel call uses by default; other values leave min(8, cores)', () => {
+    const threads = (v: string) =>
+      child({ XPKG_NATIVE_THREADS: v }, 'console.log(JSON.stringify(n.nativeInfo().threads));').out;
+    const dflt = Math.max(1, Math.min(8, availableParallelism()));
+    expect(threads('3')).toBe(3);
+    for (const v of ['', 'abc', '0', '2.5', '300']) expect(threads(v)).toBe(dflt);
+  });
+});

@@ -36,12 +36,12 @@ export interface CudaTuning {
   extra: [string, string][];
 }
 
-/** `k=v;k=v` (XPKG_ORT_CUDA_OPTIONS, XPKG_ORT_SESSION_CONFIG) as pairs; entries without `=` are dropped. */
+/** `k=v;k=v` (XPKG_ORT_CUDA_OPTIONS, XPKG_ORT_SESSION_CONFIG) as pairs; entries without a key and `=` are dropped. */
 export function keyValues(v: string | undefined): [string, string][] {
   return (v ?? '')
     .split(';')
     .map((e) => e.trim())
-    .filter((e) => e.includes('='))
+    .filter((e) => e.indexOf('=') > 0)
     .map((e) => [e.slice(0, e.indexOf('=')).trim(), e.slice(e.indexOf('=') + 1).trim()] as [string, string]);
 }
 
