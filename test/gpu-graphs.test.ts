@@ -200,6 +200,8 @@ describe('bestClassPacked', () => {
     'in opset %i over %i classes (%i groups) finds the first best class and its probability, as a scan does',
     async (opset, C, groups) => {
       expect(classGroups(C)).toBe(groups);
+      // groups that do not divide the classes are refused when the graph is built
+      expect(() => bestClassPacked(identity(opset, ['N', 'T', C]), '', 8)).toThrow(/do not divide/);
       const g = identity(opset, ['N', 'T', C]);
       bestClassPacked(g);
       const [N, T] = [2, 9];

@@ -181,7 +181,7 @@ describe('crop-batch turns the lines its classifier picks after cutting them', (
     for (let y = y0; y < y1; y++) for (let x = 5; x < x1; x++) map[y * W + x] = 0.9;
   const probs = new Float32Array([0.99, 0.01, 0.02, 0.98, 0.6, 0.4]);
 
-  async function run(crop: Record<string, unknown>) {
+  async function run(crop: Record<string, unknown>, classified = probs) {
     const step = (output: string, extra: Record<string, unknown>): Step => ({
       op: 'crop-batch',
       params: { image: 'rgb', regions: 'regions', height: 10, ...crop, output, regionsOutput: `${output}_q`, ...extra },
@@ -207,13 +207,19 @@ describe('crop-batch turns the lines its classifier picks after cutting them', (
     const res = await runPipeline(ctx, {
       image: { ...image, channels: 3 },
       map: { type: 'float32', dims: [1, 1, H, W], data: map },
-      probs: { type: 'float32', dims: [3, 2], data: probs },
+      probs: { type: 'float32', dims: [classified.length / 2, 2], data: classified },
     });
     return res.outputs as Record<string, unknown>;
   }
   type Item = Tensor & { widths: Int32Array };
   const rows = (v: unknown): Item[] => ('items' in (v as object) ? (v as { items: Item[] }).items : [v as Item]);
   const quads = (v: unknown) => [...(v as { quads: Float32Array }).quads];
+
+  it('a classification of another count than the lines fails the step after cutting (E_RUN_PIPELINE)', async () => {
+    const e = await run({}, probs.subarray(0, 4)).catch((x) => x);
+    expect(e.code).toBe('E_RUN_PIPELINE');
+    expect(e.detail).toMatchObject({ op: 'crop-batch', step: 4 });
+  });
 
   it('starts beside a slow classifier, turns after it, and its time leaves out the wait', async () => {
     const slow = 600;

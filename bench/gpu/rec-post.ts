@@ -9,7 +9,7 @@
  *   node dist-tools/bench/gpu/rec-post.js [--runs n] [--widths 1056,1536]
  */
 import { createHash } from 'node:crypto';
-import { DT, i64Init, intAttr, OnnxGraph } from '../../fixtures/onnx-graph.js';
+import { i64Init, intAttr, OnnxGraph } from '../../fixtures/onnx-graph.js';
 import { upgradeToOpset11, withOpsets } from '../../fixtures/onnx-int8.js';
 import { bestClassPacked, imageInput, packBest } from '../../fixtures/onnx-prepost.js';
 import { PackageReader } from '../../pack/reader.js';
@@ -41,7 +41,7 @@ function base(opset11: boolean): OnnxGraph {
   return OnnxGraph.decode(withOpsets(g.encode()));
 }
 
-/** Packs best index (int64, any shape that reshapes to [N, T]) and probability into `best` [N, T] int32. */
+/** TopK's [N, T, 1] index and value, packed into `best` [N, T] int32 as bestClassPacked packs. */
 function finish(g: OnnxGraph, idx: string, max: string): void {
   const o = g.outputs[0];
   const shape = g.addInit(i64Init(g.unique('nt'), [2], [0, 0]));
@@ -63,13 +63,7 @@ const ways: Record<string, () => Uint8Array> = {
   },
   'ArgMax + GatherElements': () => {
     const g = base(true);
-    const p = g.outputs[0].name;
-    const [idx, max] = [g.unique('idx'), g.unique('max')];
-    g.nodes.push(
-      g.node('ArgMax', [p], [idx], [intAttr('axis', 2), intAttr('keepdims', 1)]),
-      g.node('GatherElements', [p, idx], [max], [intAttr('axis', 2)]),
-    );
-    finish(g, idx, max);
+    bestClassPacked(g, '', 0);
     return g.encode();
   },
   'TopK k=1': () => {
@@ -85,27 +79,12 @@ const ways: Record<string, () => Uint8Array> = {
       `two-stage ArgMax, ${G} groups + GatherElements`,
       () => {
         const g = base(true);
-        const p = g.outputs[0].name;
-        const C = 6625;
-        const u = (s: string) => g.unique(`two.${s}`);
-        const [r, li, lm, gi, m, l, base2, idx] = ['r', 'li', 'lm', 'gi', 'm', 'l', 'base', 'idx'].map(u);
-        g.nodes.push(
-          g.node('Reshape', [p, g.addInit(i64Init(u('shape'), [4], [0, 0, G, C / G]))], [r]),
-          g.node('ArgMax', [r], [li], [intAttr('axis', 3), intAttr('keepdims', 1)]),
-          g.node('GatherElements', [r, li], [lm], [intAttr('axis', 3)]),
-          g.node('ArgMax', [lm], [gi], [intAttr('axis', 2), intAttr('keepdims', 1)]),
-          g.node('GatherElements', [lm, gi], [m], [intAttr('axis', 2)]),
-          g.node('GatherElements', [li, gi], [l], [intAttr('axis', 2)]),
-          g.node('Mul', [gi, g.addInit(i64Init(u('width'), [], [C / G]))], [base2]),
-          g.node('Add', [base2, l], [idx]),
-        );
-        finish(g, idx, m);
+        bestClassPacked(g, '', G);
         return g.encode();
       },
     ]),
   ),
 };
-void DT;
 
 const options = (shape?: { freeDims: [string, number][]; graph: boolean }) =>
   capiOptions(ortSessionOptions(GPU_VARIANT as never, {}, GPU_PROVIDERS), cudaTuning(), shape);

@@ -115,8 +115,6 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
   const copies: PipelineCopies = { hostToDevice: 0, deviceToHost: 0, models: {} };
   const split: Record<string, SplitPlacement> = {};
   const memo = memoOf(ctx);
-  /** `${step}\u0000${name}` of late reads a step has waited for. */
-  const settledLate = new Set<string>();
   const steps = m.pipeline.steps;
   let plans = schedules.get(m);
   if (!plans) schedules.set(m, (plans = planSchedule(steps, (s) => getOp(s.op)!)));
@@ -129,14 +127,15 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
     const fail = (message: string, detail?: Record<string, unknown>): never => {
       throw pipelineError(index, step, message, detail);
     };
-    /** Milliseconds the step spent waiting for late reads (not its own time). */
+    /** Milliseconds the step spent waiting for late reads (not its own time), and the names it waited for. */
     let waited = 0;
+    const awaited = new Set<string>();
     const x: OpRun = {
       ctx,
       step,
       index,
       get<K extends ValueKind>(name: string, ...kinds: K[]) {
-        if (lateWriters[index].has(name) && !settledLate.has(`${index}\u0000${name}`))
+        if (lateWriters[index].has(name) && !awaited.has(name))
           return fail(`value ${JSON.stringify(name)} is read late: wait for it first`, { name });
         const v = env.get(name);
         if (!v) return fail(`value ${JSON.stringify(name)} is not set (an optional input left out?)`, { name });
@@ -155,7 +154,7 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
           // the step's time is its own work, not the wait for another step
           waited += performance.now() - t;
         }
-        settledLate.add(`${index}\u0000${name}`);
+        awaited.add(name);
         return x.get(name, ...kinds);
       },
       peek: (name) => env.get(name),
