@@ -146,6 +146,19 @@ async function submit(
   return ran;
 }
 
+/**
+ * Reads the rest of a refused body and drops it (up to the body limit), so that the keep-alive
+ * connection, and the requests pipelined on it, go on after the error (server.ts).
+ */
+async function drain(req: FastifyRequest, payload: Readable): Promise<void> {
+  const limit = req.routeOptions.bodyLimit ?? Number.POSITIVE_INFINITY;
+  let n = 0;
+  for await (const chunk of payload) {
+    n += (chunk as Buffer).length;
+    if (n > limit) return; // too much to read: the connection closes instead
+  }
+}
+
 export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // infer takes JSON or the binary extension only: anything else is 415, not a schema error
   app.removeContentTypeParser('text/plain');
@@ -160,12 +173,14 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     // a compressed body's Content-Length counts what came over the wire, not what is read here
     const length = bodyEncoding(req) === undefined ? req.headers['content-length'] : undefined;
     const declared = length === undefined ? Number.POSITIVE_INFINITY : Number(length);
-    if (n !== undefined && (!Number.isSafeInteger(n) || n < 2 || n > declared))
+    if (n !== undefined && (!Number.isSafeInteger(n) || n < 2 || n > declared)) {
+      await drain(req, payload);
       throw new ServeError(
         'E_SERVE_REQUEST',
         `a binary request needs an ${HEADER_LENGTH} header between 2 and the body's ${length ?? 'unknown'} bytes`,
         { header: raw ?? null },
       );
+    }
     const buf = await readBody(payload, {
       limit: req.routeOptions.bodyLimit ?? Number.POSITIVE_INFINITY,
       ...(length !== undefined ? { length } : {}),
@@ -194,10 +209,12 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // No content type at all (Triton's and KServe's Python clients send none): JSON, or binary when the
   // header length is given. Any other type not parsed above is 415.
   app.addContentTypeParser('*', async (req: FastifyRequest, payload: Readable) => {
-    if (req.headers['content-type'] !== undefined)
+    if (req.headers['content-type'] !== undefined) {
+      await drain(req, payload);
       throw new ServeError('E_SERVE_MEDIA_TYPE', `infer takes application/json or application/octet-stream`, {
         contentType: req.headers['content-type'],
       });
+    }
     return binaryBody(req, payload);
   });
 

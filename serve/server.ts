@@ -18,8 +18,9 @@ import { checkToken } from '../fabric/auth.js';
 import type { DirectoryOptions, MdnsPeerDirectory } from '../fabric/discovery/directory.js';
 import type { RunnerOptions } from '../runner/runner.js';
 import { ServeError } from '../spec/errors.js';
-import { asServeError, httpStatusOf } from './errors.js';
+import { asServeError, clientErrorResponse, httpStatusOf } from './errors.js';
 import { createLogger, type LogFormat } from './log.js';
+import { RouteMethods } from './methods.js';
 import { ServeMetrics } from './metrics.js';
 import {
   type AnnounceOptions,
@@ -215,6 +216,12 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     forceCloseConnections: 'idle',
+    // a request that is not HTTP, cut short or too slow: answered with a code, as every other error
+    clientErrorHandler: (err, socket) => {
+      if ((err as { code?: string }).code === 'ECONNRESET' || socket.destroyed) return;
+      if (socket.writable) socket.write(clientErrorResponse(err as { code?: string }));
+      socket.destroy(err);
+    },
     return503OnClosing: true,
     // validate as written: no coercion, and an unknown property is an error (never silently dropped)
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
@@ -235,6 +242,10 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   // callback hooks, not async ones: no promise per hook per request on the event loop
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
+    // fastify closes the connection after any body parser error, in case the client is still sending;
+    // a body read to its end leaves nothing behind, so the connection (and the requests pipelined on
+    // it) goes on
+    if (reply.getHeader('connection') === 'close' && req.raw.complete && !ctx.closing) reply.removeHeader('connection');
     done(null, payload);
   });
   app.addHook('onResponse', (req: Tagged, reply, done) => {
@@ -256,8 +267,17 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     done();
   });
   app.setErrorHandler(async (err, req: Tagged, reply) => sendError(err, req, reply));
-  app.setNotFoundHandler(async (req) => {
-    throw new ServeError('E_SERVE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
+  const methods = new RouteMethods();
+  methods.watch(app);
+  app.setNotFoundHandler(async (req, reply) => {
+    const path = req.url.split('?')[0];
+    const allowed = methods.allowed(path);
+    if (allowed.length === 0) throw new ServeError('E_SERVE_NOT_FOUND', `no route ${req.method} ${path}`);
+    reply.header('allow', allowed.join(', '));
+    if (req.method === 'OPTIONS') return reply.code(204).send();
+    throw new ServeError('E_SERVE_METHOD', `${path} takes ${allowed.join(', ')}, not ${req.method}`, {
+      allowed,
+    });
   });
 
   healthRoutes(app, ctx);
