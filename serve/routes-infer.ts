@@ -26,13 +26,12 @@ interface InferBody {
   [BINARY]?: Buffer;
 }
 
-const parameters = { type: 'object' } as const;
 const inferSchema = {
   type: 'object',
   required: ['inputs'],
   properties: {
     id: { type: 'string', maxLength: 256 },
-    parameters,
+    parameters: { type: 'object', properties: { binary_data_output: { type: 'boolean' } } },
     inputs: {
       type: 'array',
       minItems: 1,
@@ -86,14 +85,15 @@ const inferSchema = {
 const NAME = '[A-Za-z0-9][A-Za-z0-9._-]{0,127}';
 const VERSION = { type: 'string', pattern: '^[0-9a-f]{8,64}$' } as const;
 
-/** A served model's name: a manifest name, scoped ones (`@scope/name`, the slash sent as %2F) included. */
+/**
+ * A served model's name and version. Any string: a name or version the server does not hold is 404
+ * (E_SERVE_MODEL_UNKNOWN, E_SERVE_VERSION_UNKNOWN) whatever its form, as the protocol's clients
+ * expect (a Triton client names versions "1", "2"…); they are only looked up, never used as paths.
+ */
 export const modelParams = {
   type: 'object',
   required: ['name'],
-  properties: {
-    name: { type: 'string', pattern: `^(?:@[a-z0-9][a-z0-9._-]{0,63}/)?${NAME}$` },
-    version: VERSION,
-  },
+  properties: { name: { type: 'string', minLength: 1 }, version: { type: 'string', minLength: 1 } },
 } as const;
 
 /** The repository API's names: no scope (a name it does not know is the file `<name>.xpkg` of the folder). */
@@ -159,6 +159,18 @@ async function drain(req: FastifyRequest, payload: Readable): Promise<void> {
   }
 }
 
+/** Parameters of extensions this server does not implement: refused, never silently ignored. */
+const SHARED_MEMORY = ['shared_memory_region', 'shared_memory_byte_size', 'shared_memory_offset'];
+function unsupported(body: InferBody): void {
+  for (const t of [...body.inputs, ...(body.outputs ?? [])])
+    for (const key of SHARED_MEMORY)
+      if (t.parameters && key in t.parameters)
+        throw new ServeError('E_SERVE_REQUEST', `${t.name}: the shared-memory extension is not supported (${key})`, {
+          tensor: t.name,
+          parameter: key,
+        });
+}
+
 export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // infer takes JSON or the binary extension only: anything else is 415, not a schema error
   app.removeContentTypeParser('text/plain');
@@ -206,6 +218,10 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     return header;
   };
   app.addContentTypeParser('application/octet-stream', binaryBody);
+  // The extension is signalled by its header, not by the content type: a client may send the JSON
+  // header and the tensor bytes as application/json (Triton's server reads them so as well).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', binaryBody);
   // No content type at all (Triton's and KServe's Python clients send none): JSON, or binary when the
   // header length is given. Any other type not parsed above is 415.
   app.addContentTypeParser('*', async (req: FastifyRequest, payload: Readable) => {
@@ -227,8 +243,13 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     const manifest = ctx.repository.pick(name, version).manifest;
     const binary = body[BINARY];
     let off = 0;
+    unsupported(body);
     const parts = body.inputs.map((t) => {
       const size = (t.parameters as { binary_data_size?: number } | undefined)?.binary_data_size;
+      if (size !== undefined && t.data !== undefined)
+        throw new ServeError('E_SERVE_REQUEST', `input ${t.name} has both data and parameters.binary_data_size`, {
+          input: t.name,
+        });
       if (size === undefined) {
         if (t.data === undefined)
           throw new ServeError('E_SERVE_REQUEST', `input ${t.name} has neither data nor parameters.binary_data_size`, {

@@ -253,10 +253,13 @@ export function inputValue(spec: IoSpec, t: RequestTensor, binary?: Uint8Array):
   const n = count(t.shape);
   const one = () => {
     if (t.datatype !== 'BYTES' || n !== 1)
-      throw bad(t.name, 'dtype', `a ${spec.type} input is BYTES [1], not ${t.datatype} ${JSON.stringify(t.shape)}`, {
-        expected: 'BYTES',
-        actual: t.datatype,
-      });
+      // the right datatype with another element count is a shape problem, not a datatype one
+      throw bad(
+        t.name,
+        t.datatype === 'BYTES' ? 'shape' : 'dtype',
+        `a ${spec.type} input is BYTES [1], not ${t.datatype} ${JSON.stringify(t.shape)}`,
+        { expected: 'BYTES', actual: t.datatype, shape: t.shape },
+      );
     const els = bytesElements(t, binary, spec.type === 'image');
     if (els.length !== 1) throw bad(t.name, 'size', `BYTES data holds ${els.length} elements, its shape needs 1`);
     return els[0];

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TestServer, testServer } from './helpers/serve.js';
 import { tempDir } from './helpers/source.js';
 
+const ADD = 'multi-variant-add-one';
 let s: TestServer;
 
 beforeAll(async () => {
@@ -40,6 +41,88 @@ function check(name: string): Promise<unknown> {
 }
 
 const E = (status: number, code: string) => [status, code, true];
+
+describe('the V2 protocol as an independent client speaks it', () => {
+  it('health, server and model metadata in the published shapes', async () => {
+    const got = await check('endpoints');
+    expect(got).toMatchObject({
+      live: [200, { live: true }],
+      ready: [200, { ready: true }],
+      server: ['extensions', 'name', 'version'],
+      metadata: {
+        name: ADD,
+        platform: 'xpkg',
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [-1] }],
+        outputs: [{ name: 'y', datatype: 'FP32', shape: [-1] }],
+      },
+      version_metadata: ADD,
+      model_ready: { name: ADD, ready: true },
+      version_ready: 200,
+    });
+  });
+
+  it('JSON tensors: id echoed, flat and nested data alike, an output subset', async () => {
+    expect(await check('infer_json')).toEqual({
+      status: [200, 200, 200],
+      content_type: 'application/json',
+      id: '42',
+      model_name: ADD,
+      outputs: [{ name: 'y', shape: [4], datatype: 'FP32', data: [2, 3, 4, 5] }],
+      nested_same: true,
+      subset: ['y'],
+    });
+  });
+
+  it('binary tensors in and out, whatever the content type the header length comes with', async () => {
+    expect(await check('infer_binary')).toEqual({
+      'in:application/octet-stream': [200, [2, 3, 4]],
+      // the extension is signalled by Inference-Header-Content-Length, not by the content type
+      'in:application/json': [200, [2, 3, 4]],
+      'in:None': [200, [2, 3, 4]],
+      out: [200, 'application/octet-stream', 'FP32', [3], [2, 3, 4]],
+      json_in_binary_out: [2],
+      override: [null, [2]],
+    });
+  });
+
+  it('BYTES tensors: 4-byte little-endian lengths in binary, base64 in JSON', async () => {
+    expect(await check('bytes_tensors')).toEqual({
+      binary: [200, 'BYTES', [1], 1, true],
+      json: [200, 'BYTES', true],
+      two_elements: E(400, 'E_SERVE_INPUT'),
+    });
+  });
+
+  it('every bad request is a 4xx with the error object and a code; the server stays healthy', async () => {
+    expect(await check('errors')).toEqual({
+      wrong_datatype: E(400, 'E_SERVE_INPUT'),
+      wrong_shape: E(400, 'E_SERVE_INPUT'),
+      wrong_count: E(400, 'E_SERVE_INPUT'),
+      missing_input: E(400, 'E_SERVE_REQUEST'),
+      unknown_input: E(400, 'E_SERVE_INPUT'),
+      unknown_output: E(400, 'E_SERVE_REQUEST'),
+      unknown_model: E(404, 'E_SERVE_MODEL_UNKNOWN'),
+      // a name or version of any form that the server does not hold is unknown, not malformed
+      unknown_model_odd_name: E(404, 'E_SERVE_MODEL_UNKNOWN'),
+      unknown_version: E(404, 'E_SERVE_VERSION_UNKNOWN'),
+      unknown_version_1: E(404, 'E_SERVE_VERSION_UNKNOWN'),
+      metadata_version_1: E(404, 'E_SERVE_VERSION_UNKNOWN'),
+      bad_json: E(400, 'E_SERVE_REQUEST'),
+      empty_body: E(400, 'E_SERVE_REQUEST'),
+      header_length_too_long: E(400, 'E_SERVE_REQUEST'),
+      header_length_not_a_number: E(400, 'E_SERVE_REQUEST'),
+      truncated_binary: E(400, 'E_SERVE_REQUEST'),
+      extra_bytes: E(400, 'E_SERVE_REQUEST'),
+      data_and_binary_size: E(400, 'E_SERVE_REQUEST'),
+      binary_data_output_not_bool: E(400, 'E_SERVE_REQUEST'),
+      // an extension the server does not implement is refused, not ignored
+      shared_memory_output: E(400, 'E_SERVE_REQUEST'),
+      gzip_corrupt: E(400, 'E_SERVE_REQUEST'),
+      encoding_unknown: E(415, 'E_SERVE_MEDIA_TYPE'),
+      healthy_after: 200,
+    });
+  });
+});
 
 describe('HTTP as the client uses it', () => {
   it('keep-alive: a malformed body does not end the connection of the requests after it', async () => {
