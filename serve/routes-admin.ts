@@ -17,7 +17,7 @@ export function healthRoutes(app: FastifyInstance, ctx: ServeContext): void {
     const ready = ctx.repository.ready && !ctx.closing;
     return reply.code(ready ? 200 : 503).send({ ready });
   });
-  const extensions = ['binary_tensor_data', ...(ctx.repositoryApi ? ['model_repository'] : [])];
+  const extensions = ['binary_tensor_data', 'classification', ...(ctx.repositoryApi ? ['model_repository'] : [])];
   app.get('/v2', async () => ({ name: 'xpkg', version: ctx.serverVersion, extensions }));
 
   const metadata = async (req: FastifyRequest<{ Params: ModelParams }>) => {

@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { outputsToJson } from '../runner/outputs-json.js';
 import { ServeError } from '../spec/errors.js';
+import { classifyOutput } from './classification.js';
 import { bodyEncoding, decodedBody } from './encoding.js';
 import { readBody } from './pool.js';
 import type { Ran } from './scheduler.js';
@@ -22,7 +23,10 @@ interface InferBody {
   id?: string;
   parameters?: { binary_data_output?: boolean } & Record<string, unknown>;
   inputs: RequestTensor[];
-  outputs?: { name: string; parameters?: { binary_data?: boolean } & Record<string, unknown> }[];
+  outputs?: {
+    name: string;
+    parameters?: { binary_data?: boolean; classification?: number } & Record<string, unknown>;
+  }[];
   [BINARY]?: Buffer;
 }
 
@@ -75,7 +79,10 @@ const inferSchema = {
         required: ['name'],
         properties: {
           name: { type: 'string', maxLength: 64 },
-          parameters: { type: 'object', properties: { binary_data: { type: 'boolean' } } },
+          parameters: {
+            type: 'object',
+            properties: { binary_data: { type: 'boolean' }, classification: { type: 'integer', minimum: 1 } },
+          },
         },
       },
     },
@@ -287,14 +294,18 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     if (own) ctx.pool.give(binary.buffer);
     for (const b of ran.result.recycle ?? []) ctx.pool.give(b, true);
     const spec = ran.version.manifest.outputs;
-    const enc = wanted.map((o) =>
-      outputTensor(
+    const enc = wanted.map((o) => {
+      const bin = o.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false;
+      const value = ran.result.outputs[o.name];
+      const n = o.parameters?.classification;
+      if (n !== undefined) return classifyOutput(o.name, value, n, bin);
+      return outputTensor(
         spec.find((s) => s.name === o.name),
         o.name,
-        ran.result.outputs[o.name],
-        o.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false,
-      ),
-    );
+        value,
+        bin,
+      );
+    });
     const response = {
       model_name: name,
       model_version: ran.version.id,

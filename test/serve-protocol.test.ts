@@ -55,7 +55,7 @@ describe('health and metadata', () => {
     const ready = await http(`${s.url}/v2/health/ready`);
     expect([ready.status, ready.body]).toEqual([200, { ready: true }]);
     const meta = await http(`${s.url}/v2`);
-    expect(meta.body).toMatchObject({ name: 'xpkg', extensions: ['binary_tensor_data'] });
+    expect(meta.body).toMatchObject({ name: 'xpkg', extensions: ['binary_tensor_data', 'classification'] });
     expect(typeof meta.body.version).toBe('string');
     const m = await http(`${s.url}/v2/models/${ADD}`);
     expect(m.body).toMatchObject({

@@ -166,3 +166,15 @@ describe('HTTP as the client uses it', () => {
     expect(await check('concurrent')).toEqual(Array(16).fill(true));
   });
 });
+
+describe('extensions', () => {
+  it('classification: the top classes as "value:index" BYTES, in JSON and binary', async () => {
+    expect(await check('classification')).toEqual({
+      extensions: ['binary_tensor_data', 'classification', 'model_repository'],
+      json: [200, 'BYTES', [2], ['1', '2'], [6, 4]],
+      binary: [[2], true],
+      zero: E(400, 'E_SERVE_REQUEST'),
+      not_a_tensor: E(400, 'E_SERVE_REQUEST'),
+    });
+  });
+});
