@@ -6,7 +6,7 @@
  * protocol's (statuses, error codes, shapes), never messages.
  */
 import { execFile } from 'node:child_process';
-import { copyFile } from 'node:fs/promises';
+import { copyFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TestServer, testServer } from './helpers/serve.js';
@@ -19,6 +19,8 @@ beforeAll(async () => {
   const repo = tempDir('xpkg-serve-v2-');
   await copyFile('fixtures/dist/multi-variant.xpkg', join(repo, 'multi-variant.xpkg'));
   await copyFile('fixtures/dist/detector.xpkg', join(repo, 'detector.xpkg'));
+  // a file that is no package: refused, listed in the repository index with its reason
+  await writeFile(join(repo, 'broken.xpkg'), 'not a package');
   s = await testServer({ repo, repositoryApi: true, requestTimeoutMs: 1500 });
 });
 afterAll(async () => s?.close());
@@ -175,6 +177,18 @@ describe('extensions', () => {
       binary: [[2], true],
       zero: E(400, 'E_SERVE_REQUEST'),
       not_a_tensor: E(400, 'E_SERVE_REQUEST'),
+    });
+  });
+
+  it("model repository: Triton's clients' bodies, string fields in the index", async () => {
+    expect(await check('repository')).toEqual({
+      index_types: ['name,reason,state', 'name,state,version'],
+      refused: ['broken', 'UNAVAILABLE'],
+      index_strings: true,
+      ready_only: true,
+      unload: [200, 503],
+      load: [200, 200, 200],
+      load_config: E(400, 'E_SERVE_REQUEST'),
     });
   });
 });

@@ -342,6 +342,7 @@ def repository(v):
     plain = post(base + "load", b"")
     return {
         "index_types": sorted({",".join(sorted(k for k in e if k in ("name", "state", "version", "reason"))) for e in index}),
+        "refused": [[e["name"], e["state"]] for e in index if e["state"] != "READY"][0] if len(index) > 2 else None,
         "index_strings": all(isinstance(e[k], str) for e in index for k in ("name", "state", "version", "reason") if k in e),
         "ready_only": all(e["state"] == "READY" for e in ready),
         "unload": [unload.status, gone],
