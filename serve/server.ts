@@ -200,12 +200,13 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   }
 
   const requestTimeout = o.requestTimeoutMs ?? 30_000;
+  const bodyLimit = o.bodyLimit ?? 64 * 1024 * 1024;
   const app: FastifyInstance = Fastify({
     // pino's Logger is what fastify logs with; its types name a narrower interface
     loggerInstance: log as unknown as FastifyBaseLogger,
     // one line per request comes from the onResponse hook below, with the model and version
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: o.bodyLimit ?? 64 * 1024 * 1024,
+    bodyLimit,
     // a model name may be 128 characters (spec/schema.ts); the router's default stops at 100
     routerOptions: { maxParamLength: 256 },
     // a URL the router cannot decode, or a longer parameter: answered as any other error (the error
@@ -226,8 +227,8 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     // validate as written: no coercion, and an unknown property is an error (never silently dropped)
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     // Node's own guards against slow clients: a request (headers, then everything) must arrive in time.
-    serverFactory: (handler) =>
-      createServer(
+    serverFactory: (handler) => {
+      const server = createServer(
         {
           // Node requires headers to arrive no later than the whole request
           headersTimeout: Math.min(o.headersTimeoutMs ?? 10_000, requestTimeout),
@@ -236,7 +237,17 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
           connectionsCheckingInterval: 500,
         },
         handler,
-      ),
+      );
+      // Expect: 100-continue: a body declared over the limit is refused (413) before the client sends
+      // it, not after (RFC 9110 §10.1.1); Node would say 100 to any. A compressed body's length is not
+      // what the limit counts (encoding.ts), so it is let through.
+      server.on('checkContinue', (req, res) => {
+        const declared = Number(req.headers['content-length']);
+        if (!(declared > bodyLimit) || req.headers['content-encoding'] !== undefined) res.writeContinue();
+        handler(req, res);
+      });
+      return server;
+    },
   });
 
   // callback hooks, not async ones: no promise per hook per request on the event loop

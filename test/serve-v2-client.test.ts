@@ -139,6 +139,7 @@ describe('HTTP as the client uses it', () => {
   it('100-continue, chunked and compressed bodies, HEAD, OPTIONS, a wrong method', async () => {
     expect(await check('transport')).toEqual({
       continue: [100, 200],
+      continue_too_large: E(413, 'E_SERVE_BODY_TOO_LARGE'),
       chunked_json: 200,
       chunked_binary: 200,
       gzip: [200, [2, 3]],
