@@ -30,12 +30,17 @@ interface InferBody {
   [BINARY]?: Buffer;
 }
 
+/** The protocol's $parameters: names to a string, a number or a boolean. */
+const PARAMETERS = {
+  type: 'object',
+  additionalProperties: { anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }] },
+} as const;
 const inferSchema = {
   type: 'object',
   required: ['inputs'],
   properties: {
     id: { type: 'string', maxLength: 256 },
-    parameters: { type: 'object', properties: { binary_data_output: { type: 'boolean' } } },
+    parameters: { ...PARAMETERS, properties: { binary_data_output: { type: 'boolean' } } },
     inputs: {
       type: 'array',
       minItems: 1,
@@ -63,10 +68,7 @@ const inferSchema = {
               'BYTES',
             ],
           },
-          parameters: {
-            type: 'object',
-            properties: { binary_data_size: { type: 'integer', minimum: 0 } },
-          },
+          parameters: { ...PARAMETERS, properties: { binary_data_size: { type: 'integer', minimum: 0 } } },
           data: { type: 'array' },
         },
       },
@@ -80,7 +82,7 @@ const inferSchema = {
         properties: {
           name: { type: 'string', maxLength: 64 },
           parameters: {
-            type: 'object',
+            ...PARAMETERS,
             properties: { binary_data: { type: 'boolean' }, classification: { type: 'integer', minimum: 1 } },
           },
         },
@@ -154,6 +156,20 @@ async function submit(
 }
 
 /**
+ * JSON.parse, refusing the keys of prototype poisoning as fastify's own JSON parser does (a body
+ * with `__proto__`, or `constructor.prototype`, is 400): the infer routes parse their bodies here.
+ * The reviver, which slows a large body down, runs only when such a key may be there.
+ */
+function parseJson(text: string): InferBody {
+  if (!text.includes('__proto__') && !text.includes('constructor')) return JSON.parse(text);
+  return JSON.parse(text, function (this: Record<string, unknown>, key, value) {
+    if (key === '__proto__' || (key === 'constructor' && value && typeof value === 'object' && 'prototype' in value))
+      throw new SyntaxError(`the key ${key} is not taken`);
+    return value;
+  });
+}
+
+/**
  * Reads the rest of a refused body and drops it (up to the body limit), so that the keep-alive
  * connection, and the requests pipelined on it, go on after the error (server.ts).
  */
@@ -213,7 +229,7 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
       });
     let header: InferBody;
     try {
-      header = JSON.parse(buf.subarray(0, end).toString('utf8'));
+      header = parseJson(buf.subarray(0, end).toString('utf8'));
     } catch (e) {
       throw new ServeError(
         'E_SERVE_REQUEST',

@@ -116,6 +116,9 @@ describe('the V2 protocol as an independent client speaks it', () => {
       truncated_binary: E(400, 'E_SERVE_REQUEST'),
       extra_bytes: E(400, 'E_SERVE_REQUEST'),
       data_and_binary_size: E(400, 'E_SERVE_REQUEST'),
+      parameter_not_scalar: E(400, 'E_SERVE_REQUEST'),
+      input_parameter_not_scalar: E(400, 'E_SERVE_REQUEST'),
+      proto_key: E(400, 'E_SERVE_REQUEST'),
       binary_data_output_not_bool: E(400, 'E_SERVE_REQUEST'),
       // an extension the server does not implement is refused, not ignored
       shared_memory_output: E(400, 'E_SERVE_REQUEST'),

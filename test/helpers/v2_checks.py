@@ -142,6 +142,10 @@ def errors(v):
             json.dumps({"inputs": [dict(xbin(3), data=[1, 2, 3])]}).encode() + f,
             octet(len(json.dumps({"inputs": [dict(xbin(3), data=[1, 2, 3])]}))),
         ),
+        # $parameter = $string : $string | $number | $boolean
+        "parameter_not_scalar": v.infer_json(ADD, {"inputs": [x([1])], "parameters": {"a": {"b": [1]}}}),
+        "input_parameter_not_scalar": v.infer_json(ADD, {"inputs": [dict(x([1]), parameters={"a": [1]})]}),
+        "proto_key": post(b'{"__proto__": {"x": 1}, "inputs": [%s]}' % json.dumps(x([1])).encode(), {"content-type": "application/json"}),
         "binary_data_output_not_bool": v.infer_json(ADD, {"inputs": [x([1])], "parameters": {"binary_data_output": "yes"}}),
         "shared_memory_output": v.infer_json(
             ADD, {"inputs": [x([1])], "outputs": [{"name": "y", "parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 4}}]}
