@@ -9,6 +9,7 @@ import { outputsToJson } from '../runner/outputs-json.js';
 import { ServeError } from '../spec/errors.js';
 import { classifyOutput } from './classification.js';
 import { bodyEncoding, decodedBody } from './encoding.js';
+import { drain, parseJson, unsupported } from './infer-body.js';
 import { readBody } from './pool.js';
 import type { Ran } from './scheduler.js';
 import type { ServeContext } from './server.js';
@@ -155,45 +156,6 @@ async function submit(
   return ran;
 }
 
-/**
- * JSON.parse, refusing the keys of prototype poisoning as fastify's own JSON parser does (a body
- * with `__proto__`, or `constructor.prototype`, is 400): the infer routes parse their bodies here.
- * The reviver, which slows a large body down, runs only when such a key may be there.
- */
-function parseJson(text: string): InferBody {
-  if (!text.includes('__proto__') && !text.includes('constructor')) return JSON.parse(text);
-  return JSON.parse(text, function (this: Record<string, unknown>, key, value) {
-    if (key === '__proto__' || (key === 'constructor' && value && typeof value === 'object' && 'prototype' in value))
-      throw new SyntaxError(`the key ${key} is not taken`);
-    return value;
-  });
-}
-
-/**
- * Reads the rest of a refused body and drops it (up to the body limit), so that the keep-alive
- * connection, and the requests pipelined on it, go on after the error (server.ts).
- */
-async function drain(req: FastifyRequest, payload: Readable): Promise<void> {
-  const limit = req.routeOptions.bodyLimit ?? Number.POSITIVE_INFINITY;
-  let n = 0;
-  for await (const chunk of payload) {
-    n += (chunk as Buffer).length;
-    if (n > limit) return; // too much to read: the connection closes instead
-  }
-}
-
-/** Parameters of extensions this server does not implement: refused, never silently ignored. */
-const SHARED_MEMORY = ['shared_memory_region', 'shared_memory_byte_size', 'shared_memory_offset'];
-function unsupported(body: InferBody): void {
-  for (const t of [...body.inputs, ...(body.outputs ?? [])])
-    for (const key of SHARED_MEMORY)
-      if (t.parameters && key in t.parameters)
-        throw new ServeError('E_SERVE_REQUEST', `${t.name}: the shared-memory extension is not supported (${key})`, {
-          tensor: t.name,
-          parameter: key,
-        });
-}
-
 export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // infer takes JSON or the binary extension only: anything else is 415, not a schema error
   app.removeContentTypeParser('text/plain');
@@ -229,7 +191,7 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
       });
     let header: InferBody;
     try {
-      header = parseJson(buf.subarray(0, end).toString('utf8'));
+      header = parseJson(buf.subarray(0, end).toString('utf8')) as InferBody;
     } catch (e) {
       throw new ServeError(
         'E_SERVE_REQUEST',
