@@ -133,6 +133,8 @@ export interface XpkgServer {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** `/v2/models/@scope/…`: a bare `@scope` is never a model name (spec/schema.ts), so this is a scoped one. */
+const SCOPED = /^\/(v2|xpkg)\/models\/(?:@|%40)([a-z0-9][a-z0-9._-]{0,63})\//;
 
 export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   const host = o.host ?? '127.0.0.1';
@@ -209,6 +211,9 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     bodyLimit,
     // a model name may be 128 characters (spec/schema.ts); the router's default stops at 100
     routerOptions: { maxParamLength: 256 },
+    // a scoped model's name (`@scope/name`) as Triton's and KServe's clients put it in a path: the
+    // slash as it is (they quote everything else); routed as the one name it is, `%40scope%2Fname`
+    rewriteUrl: (req) => (req.url ?? '/').replace(SCOPED, '/$1/models/%40$2%2F'),
     // a URL the router cannot decode, or a longer parameter: answered as any other error (the error
     // handler set below does not reach the router's own context)
     frameworkErrors: (err, req, reply) => sendError(err, req as Tagged, reply as FastifyReply),

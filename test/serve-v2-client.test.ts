@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { copyFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestServer, testServer } from './helpers/serve.js';
+import { type TestServer, testServer, versionedPackage } from './helpers/serve.js';
 import { tempDir } from './helpers/source.js';
 
 const ADD = 'multi-variant-add-one';
@@ -21,6 +21,7 @@ beforeAll(async () => {
   await copyFile('fixtures/dist/detector.xpkg', join(repo, 'detector.xpkg'));
   // a file that is no package: refused, listed in the repository index with its reason
   await writeFile(join(repo, 'broken.xpkg'), 'not a package');
+  await copyFile(await versionedPackage({ sequence: 1, k: 1, name: '@acme/add-one' }), join(repo, 'scoped.xpkg'));
   s = await testServer({ repo, repositoryApi: true, requestTimeoutMs: 1500 });
 });
 afterAll(async () => s?.close());
@@ -125,6 +126,18 @@ describe('the V2 protocol as an independent client speaks it', () => {
       gzip_corrupt: E(400, 'E_SERVE_REQUEST'),
       encoding_unknown: E(415, 'E_SERVE_MEDIA_TYPE'),
       healthy_after: 200,
+    });
+  });
+});
+
+describe('paths as clients write them', () => {
+  it('a scoped model: the slash as it is, @ as it is or %40, or the whole name encoded', async () => {
+    const served = (name: string) => [200, name, 200, name, 200];
+    expect(await check('scoped')).toEqual({
+      raw: served('@acme/add-one'),
+      at_encoded: served('@acme/add-one'),
+      all_encoded: served('@acme/add-one'),
+      unknown: E(404, 'E_SERVE_MODEL_UNKNOWN'),
     });
   });
 });

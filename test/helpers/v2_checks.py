@@ -364,9 +364,27 @@ def repository(v):
     }
 
 
+def scoped(v):
+    """A scoped model (@acme/add-one) named in paths as clients write it: the slash as it is
+    (Triton's client quotes with "/" safe), '@' as it is or %40, or everything encoded."""
+    name = "@acme/add-one"
+    req = json.dumps({"inputs": [x([1])]}).encode()
+    out = {}
+    for label, path in (
+        ("raw", "/v2/models/@acme/add-one"),
+        ("at_encoded", "/v2/models/%40acme/add-one"),
+        ("all_encoded", "/v2/models/%40acme%2Fadd-one"),
+    ):
+        meta = v.get(path)
+        r = v.call("POST", path + "/infer", {"content-type": "application/json"}, req)
+        out[label] = [meta.status, meta.json().get("name"), r.status, r.json().get("model_name"), v.get(path + "/ready").status]
+    out["unknown"] = err(v.get("/v2/models/@acme/nope"))
+    return out
+
+
 CHECKS = {f.__name__: f for f in (
     endpoints, infer_json, infer_binary, bytes_tensors, errors, keepalive, pipelined, transport,
-    client_errors, slow_client, concurrent, classification, repository,
+    client_errors, slow_client, concurrent, classification, repository, scoped,
 )}
 
 
