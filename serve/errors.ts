@@ -25,6 +25,9 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   E_SERVE_ROLLBACK: 409,
   E_SERVE_UNSIGNED: 403,
   E_SERVE_UNAUTHORIZED: 401,
+  E_SERVE_METHOD: 405,
+  E_SERVE_SLOW_CLIENT: 408,
+  E_SERVE_HEADERS_TOO_LARGE: 431,
   E_SERVE_REPO: 500,
   // the caller's input, read by the pipeline
   E_RUN_INPUT: 400,
@@ -72,3 +75,33 @@ export function asServeError(e: unknown): XpkgError {
     return new ServeError('E_SERVE_REQUEST', `malformed request: ${err?.message ?? String(e)}`);
   return toXpkgError(e);
 }
+
+/** Node's errors for a client's bytes that are not HTTP, or that do not come in time, as codes. */
+const CLIENT_ERRORS: Record<string, [ErrorCode, string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: ['E_SERVE_SLOW_CLIENT', 'the request did not arrive within the request timeout'],
+  HPE_HEADER_OVERFLOW: ['E_SERVE_HEADERS_TOO_LARGE', 'the request headers are larger than the server accepts'],
+};
+
+/**
+ * The raw HTTP answer to a connection-level client error (Node's `clientError`: malformed HTTP, a body
+ * cut short, a slow client), in the V2 error shape with a code like every other error; fastify's
+ * default answers these with a body of its own, without a code. The connection is closed after it.
+ */
+export function clientErrorResponse(err: { code?: string; message?: string }): string {
+  const [code, summary] = CLIENT_ERRORS[err.code ?? ''] ?? [
+    'E_SERVE_REQUEST',
+    `malformed HTTP request${err.code ? ` (${err.code})` : ''}`,
+  ];
+  const status = httpStatusOf(code);
+  const body = JSON.stringify({ error: summary, code });
+  return (
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  );
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+};

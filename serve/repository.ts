@@ -384,15 +384,28 @@ export class Repository extends EventEmitter {
   }
 
   /** What the folder holds and the state of each file (the repository index). */
-  index(): { file: string; name?: string; version?: string; sequence?: number; state: string; reason?: ErrorJson }[] {
+  /**
+   * The model_repository extension's index: `name` and `state` always, `reason` a string (the
+   * extension's types); the error itself, with its code, is `error`. A file whose manifest could not
+   * be read is named by its file name, as the load API names it.
+   */
+  index(): {
+    file: string;
+    name: string;
+    version?: string;
+    sequence?: number;
+    state: string;
+    reason?: string;
+    error?: ErrorJson;
+  }[] {
     const state = { loading: 'LOADING', serving: 'READY', refused: 'UNAVAILABLE', standby: 'UNAVAILABLE' } as const;
     return [...this.files].map(([file, s]) => ({
       file,
-      ...(s.name ? { name: s.name } : {}),
+      name: s.name ?? file.replace(/\.xpkg$/, ''),
       ...(s.id ? { version: s.id } : {}),
       ...(s.sequence !== undefined ? { sequence: s.sequence } : {}),
       state: state[s.status],
-      ...(s.reason ? { reason: s.reason } : {}),
+      ...(s.reason ? { reason: s.reason.summary, error: s.reason } : {}),
     }));
   }
 

@@ -17,7 +17,7 @@ export function healthRoutes(app: FastifyInstance, ctx: ServeContext): void {
     const ready = ctx.repository.ready && !ctx.closing;
     return reply.code(ready ? 200 : 503).send({ ready });
   });
-  const extensions = ['binary_tensor_data', ...(ctx.repositoryApi ? ['model_repository'] : [])];
+  const extensions = ['binary_tensor_data', 'classification', ...(ctx.repositoryApi ? ['model_repository'] : [])];
   app.get('/v2', async () => ({ name: 'xpkg', version: ctx.serverVersion, extensions }));
 
   const metadata = async (req: FastifyRequest<{ Params: ModelParams }>) => {
@@ -80,23 +80,37 @@ export function repositoryRoutes(app: FastifyInstance, ctx: ServeContext): void 
     } else if (!LOOPBACK.test(req.socket.remoteAddress ?? ''))
       throw new ServeError('E_SERVE_UNAUTHORIZED', 'the repository API without a token answers loopback callers only');
   });
-  // Triton's load takes a config or file contents in parameters; here a package comes only from the folder.
-  const body = {
+  const index = {
     anyOf: [
       { type: 'null' },
       { type: 'object', properties: { ready: { type: 'boolean' } }, additionalProperties: false },
     ],
   };
-  app.post('/v2/repository/index', { schema: { body } }, async (req) => {
+  app.post('/v2/repository/index', { schema: { body: index } }, async (req) => {
     const only = (req.body as { ready?: boolean } | null)?.ready;
     return ctx.repository.index().filter((x) => !only || x.state === 'READY');
   });
-  const opts = { schema: { params: repositoryParams, body } };
-  app.post('/v2/repository/models/:name/load', opts, async (req: FastifyRequest<{ Params: ModelParams }>) => {
+  // Load and unload take an empty body or {"parameters": {…}} (Triton's clients send unload_dependents
+  // on every unload). Triton's load may also take a config or file contents in parameters; here a
+  // package comes only from the folder, so those are refused rather than ignored.
+  const body = (allowed: Record<string, unknown>) => ({
+    anyOf: [
+      { type: 'null' },
+      {
+        type: 'object',
+        properties: { parameters: { type: 'object', properties: allowed, additionalProperties: false } },
+        additionalProperties: false,
+      },
+    ],
+  });
+  const opts = (allowed: Record<string, unknown>) => ({ schema: { params: repositoryParams, body: body(allowed) } });
+  app.post('/v2/repository/models/:name/load', opts({}), async (req: FastifyRequest<{ Params: ModelParams }>) => {
     const v = await ctx.repository.loadModel(req.params.name);
     return { name: v.name, version: v.id, sequence: v.sequence };
   });
-  app.post('/v2/repository/models/:name/unload', opts, async (req: FastifyRequest<{ Params: ModelParams }>) => {
+  // a package has no dependent models to unload with it: the parameter changes nothing
+  const unload = opts({ unload_dependents: { type: 'boolean' } });
+  app.post('/v2/repository/models/:name/unload', unload, async (req: FastifyRequest<{ Params: ModelParams }>) => {
     await ctx.repository.unloadModel(req.params.name);
     return {};
   });

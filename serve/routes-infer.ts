@@ -7,7 +7,9 @@ import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { outputsToJson } from '../runner/outputs-json.js';
 import { ServeError } from '../spec/errors.js';
+import { classifyOutput } from './classification.js';
 import { bodyEncoding, decodedBody } from './encoding.js';
+import { drain, parseJson, unsupported } from './infer-body.js';
 import { readBody } from './pool.js';
 import type { Ran } from './scheduler.js';
 import type { ServeContext } from './server.js';
@@ -22,17 +24,24 @@ interface InferBody {
   id?: string;
   parameters?: { binary_data_output?: boolean } & Record<string, unknown>;
   inputs: RequestTensor[];
-  outputs?: { name: string; parameters?: { binary_data?: boolean } & Record<string, unknown> }[];
+  outputs?: {
+    name: string;
+    parameters?: { binary_data?: boolean; classification?: number } & Record<string, unknown>;
+  }[];
   [BINARY]?: Buffer;
 }
 
-const parameters = { type: 'object' } as const;
+/** The protocol's $parameters: names to a string, a number or a boolean. */
+const PARAMETERS = {
+  type: 'object',
+  additionalProperties: { anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }] },
+} as const;
 const inferSchema = {
   type: 'object',
   required: ['inputs'],
   properties: {
     id: { type: 'string', maxLength: 256 },
-    parameters,
+    parameters: { ...PARAMETERS, properties: { binary_data_output: { type: 'boolean' } } },
     inputs: {
       type: 'array',
       minItems: 1,
@@ -60,10 +69,7 @@ const inferSchema = {
               'BYTES',
             ],
           },
-          parameters: {
-            type: 'object',
-            properties: { binary_data_size: { type: 'integer', minimum: 0 } },
-          },
+          parameters: { ...PARAMETERS, properties: { binary_data_size: { type: 'integer', minimum: 0 } } },
           data: { type: 'array' },
         },
       },
@@ -76,7 +82,10 @@ const inferSchema = {
         required: ['name'],
         properties: {
           name: { type: 'string', maxLength: 64 },
-          parameters: { type: 'object', properties: { binary_data: { type: 'boolean' } } },
+          parameters: {
+            ...PARAMETERS,
+            properties: { binary_data: { type: 'boolean' }, classification: { type: 'integer', minimum: 1 } },
+          },
         },
       },
     },
@@ -86,14 +95,15 @@ const inferSchema = {
 const NAME = '[A-Za-z0-9][A-Za-z0-9._-]{0,127}';
 const VERSION = { type: 'string', pattern: '^[0-9a-f]{8,64}$' } as const;
 
-/** A served model's name: a manifest name, scoped ones (`@scope/name`, the slash sent as %2F) included. */
+/**
+ * A served model's name and version. Any string: a name or version the server does not hold is 404
+ * (E_SERVE_MODEL_UNKNOWN, E_SERVE_VERSION_UNKNOWN) whatever its form, as the protocol's clients
+ * expect (a Triton client names versions "1", "2"…); they are only looked up, never used as paths.
+ */
 export const modelParams = {
   type: 'object',
   required: ['name'],
-  properties: {
-    name: { type: 'string', pattern: `^(?:@[a-z0-9][a-z0-9._-]{0,63}/)?${NAME}$` },
-    version: VERSION,
-  },
+  properties: { name: { type: 'string', minLength: 1 }, version: { type: 'string', minLength: 1 } },
 } as const;
 
 /** The repository API's names: no scope (a name it does not know is the file `<name>.xpkg` of the folder). */
@@ -160,12 +170,14 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     // a compressed body's Content-Length counts what came over the wire, not what is read here
     const length = bodyEncoding(req) === undefined ? req.headers['content-length'] : undefined;
     const declared = length === undefined ? Number.POSITIVE_INFINITY : Number(length);
-    if (n !== undefined && (!Number.isSafeInteger(n) || n < 2 || n > declared))
+    if (n !== undefined && (!Number.isSafeInteger(n) || n < 2 || n > declared)) {
+      await drain(req, payload);
       throw new ServeError(
         'E_SERVE_REQUEST',
         `a binary request needs an ${HEADER_LENGTH} header between 2 and the body's ${length ?? 'unknown'} bytes`,
         { header: raw ?? null },
       );
+    }
     const buf = await readBody(payload, {
       limit: req.routeOptions.bodyLimit ?? Number.POSITIVE_INFINITY,
       ...(length !== undefined ? { length } : {}),
@@ -179,7 +191,7 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
       });
     let header: InferBody;
     try {
-      header = JSON.parse(buf.subarray(0, end).toString('utf8'));
+      header = parseJson(buf.subarray(0, end).toString('utf8')) as InferBody;
     } catch (e) {
       throw new ServeError(
         'E_SERVE_REQUEST',
@@ -191,13 +203,19 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     return header;
   };
   app.addContentTypeParser('application/octet-stream', binaryBody);
+  // The extension is signalled by its header, not by the content type: a client may send the JSON
+  // header and the tensor bytes as application/json (Triton's server reads them so as well).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', binaryBody);
   // No content type at all (Triton's and KServe's Python clients send none): JSON, or binary when the
   // header length is given. Any other type not parsed above is 415.
   app.addContentTypeParser('*', async (req: FastifyRequest, payload: Readable) => {
-    if (req.headers['content-type'] !== undefined)
+    if (req.headers['content-type'] !== undefined) {
+      await drain(req, payload);
       throw new ServeError('E_SERVE_MEDIA_TYPE', `infer takes application/json or application/octet-stream`, {
         contentType: req.headers['content-type'],
       });
+    }
     return binaryBody(req, payload);
   });
 
@@ -210,8 +228,13 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     const manifest = ctx.repository.pick(name, version).manifest;
     const binary = body[BINARY];
     let off = 0;
+    unsupported(body);
     const parts = body.inputs.map((t) => {
       const size = (t.parameters as { binary_data_size?: number } | undefined)?.binary_data_size;
+      if (size !== undefined && t.data !== undefined)
+        throw new ServeError('E_SERVE_REQUEST', `input ${t.name} has both data and parameters.binary_data_size`, {
+          input: t.name,
+        });
       if (size === undefined) {
         if (t.data === undefined)
           throw new ServeError('E_SERVE_REQUEST', `input ${t.name} has neither data nor parameters.binary_data_size`, {
@@ -249,14 +272,18 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     if (own) ctx.pool.give(binary.buffer);
     for (const b of ran.result.recycle ?? []) ctx.pool.give(b, true);
     const spec = ran.version.manifest.outputs;
-    const enc = wanted.map((o) =>
-      outputTensor(
+    const enc = wanted.map((o) => {
+      const bin = o.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false;
+      const value = ran.result.outputs[o.name];
+      const n = o.parameters?.classification;
+      if (n !== undefined) return classifyOutput(o.name, value, n, bin);
+      return outputTensor(
         spec.find((s) => s.name === o.name),
         o.name,
-        ran.result.outputs[o.name],
-        o.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false,
-      ),
-    );
+        value,
+        bin,
+      );
+    });
     const response = {
       model_name: name,
       model_version: ran.version.id,

@@ -18,8 +18,9 @@ import { checkToken } from '../fabric/auth.js';
 import type { DirectoryOptions, MdnsPeerDirectory } from '../fabric/discovery/directory.js';
 import type { RunnerOptions } from '../runner/runner.js';
 import { ServeError } from '../spec/errors.js';
-import { asServeError, httpStatusOf } from './errors.js';
+import { asServeError, clientErrorResponse, httpStatusOf } from './errors.js';
 import { createLogger, type LogFormat } from './log.js';
+import { RouteMethods } from './methods.js';
 import { ServeMetrics } from './metrics.js';
 import {
   type AnnounceOptions,
@@ -132,6 +133,8 @@ export interface XpkgServer {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** `/v2/models/@scope/…`: a bare `@scope` is never a model name (spec/schema.ts), so this is a scoped one. */
+const SCOPED = /^\/(v2|xpkg)\/models\/(?:@|%40)([a-z0-9][a-z0-9._-]{0,63})\//;
 
 export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   const host = o.host ?? '127.0.0.1';
@@ -199,14 +202,18 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   }
 
   const requestTimeout = o.requestTimeoutMs ?? 30_000;
+  const bodyLimit = o.bodyLimit ?? 64 * 1024 * 1024;
   const app: FastifyInstance = Fastify({
     // pino's Logger is what fastify logs with; its types name a narrower interface
     loggerInstance: log as unknown as FastifyBaseLogger,
     // one line per request comes from the onResponse hook below, with the model and version
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: o.bodyLimit ?? 64 * 1024 * 1024,
+    bodyLimit,
     // a model name may be 128 characters (spec/schema.ts); the router's default stops at 100
     routerOptions: { maxParamLength: 256 },
+    // a scoped model's name (`@scope/name`) as Triton's and KServe's clients put it in a path: the
+    // slash as it is (they quote everything else); routed as the one name it is, `%40scope%2Fname`
+    rewriteUrl: (req) => (req.url ?? '/').replace(SCOPED, '/$1/models/%40$2%2F'),
     // a URL the router cannot decode, or a longer parameter: answered as any other error (the error
     // handler set below does not reach the router's own context)
     frameworkErrors: (err, req, reply) => sendError(err, req as Tagged, reply as FastifyReply),
@@ -215,12 +222,18 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     forceCloseConnections: 'idle',
+    // a request that is not HTTP, cut short or too slow: answered with a code, as every other error
+    clientErrorHandler: (err, socket) => {
+      if ((err as { code?: string }).code === 'ECONNRESET' || socket.destroyed) return;
+      if (socket.writable) socket.write(clientErrorResponse(err as { code?: string }));
+      socket.destroy(err);
+    },
     return503OnClosing: true,
     // validate as written: no coercion, and an unknown property is an error (never silently dropped)
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     // Node's own guards against slow clients: a request (headers, then everything) must arrive in time.
-    serverFactory: (handler) =>
-      createServer(
+    serverFactory: (handler) => {
+      const server = createServer(
         {
           // Node requires headers to arrive no later than the whole request
           headersTimeout: Math.min(o.headersTimeoutMs ?? 10_000, requestTimeout),
@@ -229,12 +242,26 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
           connectionsCheckingInterval: 500,
         },
         handler,
-      ),
+      );
+      // Expect: 100-continue: a body declared over the limit is refused (413) before the client sends
+      // it, not after (RFC 9110 §10.1.1); Node would say 100 to any. A compressed body's length is not
+      // what the limit counts (encoding.ts), so it is let through.
+      server.on('checkContinue', (req, res) => {
+        const declared = Number(req.headers['content-length']);
+        if (!(declared > bodyLimit) || req.headers['content-encoding'] !== undefined) res.writeContinue();
+        handler(req, res);
+      });
+      return server;
+    },
   });
 
   // callback hooks, not async ones: no promise per hook per request on the event loop
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
+    // fastify closes the connection after any body parser error, in case the client is still sending;
+    // a body read to its end leaves nothing behind, so the connection (and the requests pipelined on
+    // it) goes on
+    if (reply.getHeader('connection') === 'close' && req.raw.complete && !ctx.closing) reply.removeHeader('connection');
     done(null, payload);
   });
   app.addHook('onResponse', (req: Tagged, reply, done) => {
@@ -256,8 +283,17 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     done();
   });
   app.setErrorHandler(async (err, req: Tagged, reply) => sendError(err, req, reply));
-  app.setNotFoundHandler(async (req) => {
-    throw new ServeError('E_SERVE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
+  const methods = new RouteMethods();
+  methods.watch(app);
+  app.setNotFoundHandler(async (req, reply) => {
+    const path = req.url.split('?')[0];
+    const allowed = methods.allowed(path);
+    if (allowed.length === 0) throw new ServeError('E_SERVE_NOT_FOUND', `no route ${req.method} ${path}`);
+    reply.header('allow', allowed.join(', '));
+    if (req.method === 'OPTIONS') return reply.code(204).send();
+    throw new ServeError('E_SERVE_METHOD', `${path} takes ${allowed.join(', ')}, not ${req.method}`, {
+      allowed,
+    });
   });
 
   healthRoutes(app, ctx);

@@ -119,6 +119,9 @@ function flatData(name: string, data: unknown): unknown[] {
   return flat;
 }
 
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
 /** JSON tensor data (flat or nested, row major) as a typed array of `dtype`. */
 function fromJson(name: string, dtype: DType, data: unknown, n: number): Tensor['data'] {
   const flat = flatData(name, data);
@@ -126,7 +129,8 @@ function fromJson(name: string, dtype: DType, data: unknown, n: number): Tensor[
     throw bad(name, 'size', `data holds ${flat.length} values, its shape needs ${n}`, { values: flat.length, need: n });
   const wrong = (i: number): never => {
     // an object is named, not printed: it may nest deeper than JSON.stringify recurses
-    const v = flat[i] !== null && typeof flat[i] === 'object' ? 'an object' : JSON.stringify(flat[i]);
+    const x = flat[i];
+    const v = x !== null && typeof x === 'object' ? 'an object' : typeof x === 'bigint' ? String(x) : JSON.stringify(x);
     throw bad(name, 'dtype', `element ${i} (${v}) is not a ${TO_V2[dtype]} value`, {
       index: i,
     });
@@ -146,8 +150,10 @@ function fromJson(name: string, dtype: DType, data: unknown, n: number): Tensor[
       const out = dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
       for (let i = 0; i < n; i++) {
         const v = flat[i];
-        if (typeof v !== 'number') wrong(i);
-        out[i] = dtype === 'float32' ? (v as number) : toHalf(v as number);
+        // an integer beyond 2^53 (infer-body.ts keeps it exact) is still a float's value
+        const f = typeof v === 'bigint' ? Number(v) : v;
+        if (typeof f !== 'number') wrong(i);
+        out[i] = dtype === 'float32' ? (f as number) : toHalf(f as number);
       }
       return out;
     }
@@ -155,8 +161,14 @@ function fromJson(name: string, dtype: DType, data: unknown, n: number): Tensor[
       const out = new BigInt64Array(n);
       for (let i = 0; i < n; i++) {
         const v = flat[i];
-        if (!Number.isSafeInteger(v)) wrong(i);
-        out[i] = BigInt(v as number);
+        // beyond 2^53 the request's integers arrive as bigints (infer-body.ts), exact
+        if (typeof v === 'bigint') {
+          if (v < INT64_MIN || v > INT64_MAX) wrong(i);
+          out[i] = v;
+        } else {
+          if (!Number.isSafeInteger(v)) wrong(i);
+          out[i] = BigInt(v as number);
+        }
       }
       return out;
     }
@@ -253,10 +265,13 @@ export function inputValue(spec: IoSpec, t: RequestTensor, binary?: Uint8Array):
   const n = count(t.shape);
   const one = () => {
     if (t.datatype !== 'BYTES' || n !== 1)
-      throw bad(t.name, 'dtype', `a ${spec.type} input is BYTES [1], not ${t.datatype} ${JSON.stringify(t.shape)}`, {
-        expected: 'BYTES',
-        actual: t.datatype,
-      });
+      // the right datatype with another element count is a shape problem, not a datatype one
+      throw bad(
+        t.name,
+        t.datatype === 'BYTES' ? 'shape' : 'dtype',
+        `a ${spec.type} input is BYTES [1], not ${t.datatype} ${JSON.stringify(t.shape)}`,
+        { expected: 'BYTES', actual: t.datatype, shape: t.shape },
+      );
     const els = bytesElements(t, binary, spec.type === 'image');
     if (els.length !== 1) throw bad(t.name, 'size', `BYTES data holds ${els.length} elements, its shape needs 1`);
     return els[0];

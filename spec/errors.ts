@@ -174,6 +174,9 @@ const codes = {
   E_SERVE_ROLLBACK: EXIT.serve,
   E_SERVE_UNSIGNED: EXIT.serve,
   E_SERVE_UNAUTHORIZED: EXIT.serve,
+  E_SERVE_METHOD: EXIT.serve,
+  E_SERVE_SLOW_CLIENT: EXIT.serve,
+  E_SERVE_HEADERS_TOO_LARGE: EXIT.serve,
   // OCI distribution (push, pull, export/import, cache, run by reference)
   E_OCI_REFERENCE: EXIT.oci,
   E_OCI_NETWORK: EXIT.oci,

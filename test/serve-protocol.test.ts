@@ -55,7 +55,7 @@ describe('health and metadata', () => {
     const ready = await http(`${s.url}/v2/health/ready`);
     expect([ready.status, ready.body]).toEqual([200, { ready: true }]);
     const meta = await http(`${s.url}/v2`);
-    expect(meta.body).toMatchObject({ name: 'xpkg', extensions: ['binary_tensor_data'] });
+    expect(meta.body).toMatchObject({ name: 'xpkg', extensions: ['binary_tensor_data', 'classification'] });
     expect(typeof meta.body.version).toBe('string');
     const m = await http(`${s.url}/v2/models/${ADD}`);
     expect(m.body).toMatchObject({
@@ -179,7 +179,7 @@ describe('infer', () => {
     expect(j.body.outputs[0].data).toEqual(Array.from(x, (v) => v + 1));
   });
 
-  it('INT64 outputs beyond 2^53 are exact in JSON (as in binary), not rounded to a double', async () => {
+  it('INT64 beyond 2^53 is exact in JSON outputs and inputs (as in binary), not rounded to a double', async () => {
     const src = tempDir('xpkg-serve-src-');
     await mkdir(join(src, 'models'));
     const model = encodeModel({
@@ -234,6 +234,18 @@ describe('infer', () => {
       // safe values stay plain numbers
       const small = await postJson(url, { inputs: [{ name: 'x', shape: [2], datatype: 'INT64', data: [5, -6] }] });
       expect(small.body.outputs[0].data).toEqual([5, -6]);
+      // JSON input data beyond 2^53 is read exactly too (a double would round it; it was a 400)
+      const text = (data: string) => ({
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: `{"id":"a\\"12345678901234567890","inputs":[{"name":"x","shape":[3],"datatype":"INT64","data":${data}}]}`,
+      });
+      const exact = await http(url, text('[[1],[-4611686018427387904],[4611686018427387905]]'));
+      expect(exact.status).toBe(200);
+      expect(exact.raw.toString('utf8')).toContain('"data":[1,-4611686018427387904,4611686018427387905]');
+      expect(exact.body.id).toBe('a"12345678901234567890'); // digits in a string stay a string
+      const over = await http(url, text('[1,2,9223372036854775808]'));
+      expect([over.status, over.body.code, over.body.detail?.reason]).toEqual([400, 'E_SERVE_INPUT', 'dtype']);
     } finally {
       await t.close();
     }
