@@ -11,11 +11,17 @@ import { type ModelParams, modelParams, repositoryParams } from './routes-infer.
 import type { ServeContext } from './server.js';
 import { metadataTensor } from './tensors.js';
 
+/**
+ * A health or readiness answer that is false: the protocol's "a 4xx status code indicates false"
+ * (KServe's required API; Triton answers 400). Probes treat any status from 400 as failed.
+ */
+const NOT_READY = 400;
+
 export function healthRoutes(app: FastifyInstance, ctx: ServeContext): void {
   app.get('/v2/health/live', async () => ({ live: true }));
   app.get('/v2/health/ready', async (_req, reply) => {
     const ready = ctx.repository.ready && !ctx.closing;
-    return reply.code(ready ? 200 : 503).send({ ready });
+    return reply.code(ready ? 200 : NOT_READY).send({ ready });
   });
   const extensions = ['binary_tensor_data', 'classification', ...(ctx.repositoryApi ? ['model_repository'] : [])];
   app.get('/v2', async () => ({ name: 'xpkg', version: ctx.serverVersion, extensions }));
@@ -51,7 +57,7 @@ export function healthRoutes(app: FastifyInstance, ctx: ServeContext): void {
       } catch (err) {
         if ((err as { code?: string }).code !== 'E_SERVE_UNAVAILABLE') throw err;
       }
-    return reply.code(ok ? 200 : 503).send({ name, ready: ok });
+    return reply.code(ok ? 200 : NOT_READY).send({ name, ready: ok });
   };
   const opts = { schema: { params: modelParams } };
   app.get('/v2/models/:name', opts, metadata);

@@ -40,7 +40,7 @@ describe('repository API', () => {
         ['unsigned-adder', 'READY'],
       ]);
       expect((await postJson(`${s.url}/v2/repository/models/${NAME}/unload`, {})).status).toBe(200);
-      expect((await http(`${s.url}/v2/models/${NAME}/ready`)).status).toBe(503);
+      expect((await http(`${s.url}/v2/models/${NAME}/ready`)).status).toBe(400);
       const loaded = await postJson(`${s.url}/v2/repository/models/${NAME}/load`, {});
       expect([loaded.status, loaded.body.version]).toEqual([200, await idOf(v2)]);
       expect((await http(`${s.url}/v2/models/${NAME}/ready`)).status).toBe(200);

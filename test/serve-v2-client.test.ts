@@ -203,7 +203,7 @@ describe('extensions', () => {
       refused: ['broken', 'UNAVAILABLE'],
       index_strings: true,
       ready_only: true,
-      unload: [200, 503],
+      unload: [200, 400],
       load: [200, 200, 200],
       load_config: E(400, 'E_SERVE_REQUEST'),
     });
