@@ -1,8 +1,8 @@
 /**
  * The guest half of the capability API, evaluated in each fresh QuickJS context before any
  * package code. It receives the raw host functions as an argument (they never appear on the
- * global object), keeps them in its closure, and returns `invoke`, `poll`, `functions` and
- * `warm` to the worker.
+ * global object), keeps them in its closure, and returns `invoke`, `poll`, `functions`, `warm`
+ * and `describe` to the worker.
  *
  * It captures the intrinsics it uses before guest code runs, so a script that later patches
  * `JSON`, `Array.prototype` or `Function.prototype.call` only confuses itself. Security does
@@ -299,6 +299,6 @@ export function preludeSource(c: PreludeConfig): string {
   function warm() {
     parse(stringify([{ a: 1, b: [0.5, 0.25], c: 'x', d: { e: null } }], replacer), reviver);
   }
-  return freeze({ invoke, poll, functions, warm });
+  return freeze({ invoke, poll, functions, warm, describe });
 })`;
 }

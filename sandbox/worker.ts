@@ -112,6 +112,7 @@ class Engine {
   readonly poll: QuickJSHandle;
   readonly functions: QuickJSHandle;
   readonly warm: QuickJSHandle;
+  readonly describe: QuickJSHandle;
   readonly modules = new Map<string, QuickJSHandle>();
 
   constructor(Q: QuickJSWASMModule) {
@@ -193,6 +194,7 @@ class Engine {
       this.invoke = ctx.getProp(api, 'invoke');
       this.poll = ctx.getProp(api, 'poll');
       this.warm = ctx.getProp(api, 'warm');
+      this.describe = ctx.getProp(api, 'describe');
       this.functions = api.consume((a) => ctx.getProp(a, 'functions'));
     } finally {
       end();
@@ -200,7 +202,7 @@ class Engine {
   }
 
   get heldHandles(): number {
-    return 4 + this.modules.size;
+    return 5 + this.modules.size;
   }
 
   /** Runs queued promise jobs until none remain, the deadline passes or a failure is recorded. */
@@ -215,6 +217,7 @@ class Engine {
     this.poll.dispose();
     this.functions.dispose();
     this.warm.dispose();
+    this.describe.dispose();
     this.ctx.dispose();
     contextsAlive--;
     this.rt.dispose();
@@ -258,28 +261,28 @@ function classifyThrown(d: {
 /**
  * An exception that reached the worker. From a hook it went past the prelude's catch-all, which
  * happens only when the prelude itself cannot allocate or recurse: out of memory unless it says
- * stack overflow. From a module's top level it is whatever the script threw.
+ * stack overflow. From a module's top level it is whatever the script threw, described by the
+ * prelude as a hook's throw is: its strings are cut there, so a huge message stays in the guest.
  */
 function classifyException(engine: Engine, err: QuickJSHandle, fromPrelude: boolean): Outcome {
   if (interrupted) return fail('E_SANDBOX_TIMEOUT', 'the script ran past its deadline', undefined, 'runtime');
   if (sticky) return { failure: sticky, reset: 'none' };
   const ctx = engine.ctx;
-  let d: Parameters<typeof classifyThrown>[0] = { error: false, type: 'unreadable' };
-  try {
-    const type = ctx.typeof(err);
-    d = { error: false, type };
-    if (type === 'object') {
-      const read = (k: string) =>
-        ctx.getProp(err, k).consume((h) => (ctx.typeof(h) === 'string' ? ctx.getString(h) : undefined));
-      const message = read('message');
-      if (message !== undefined) d = { error: true, name: read('name'), message, stack: read('stack') };
-    }
-  } catch {
-    /* unreadable: keep what we have */
+  if (!fromPrelude) {
+    const r = ctx.callFunction(engine.describe, ctx.undefined, err);
+    if (r.error) return r.error.consume((e) => classifyException(engine, e, true));
+    const tag = r.value.consume((v) => (ctx.typeof(v) === 'string' ? ctx.getString(v) : '{}'));
+    // Its getters may have run past the deadline (then the runtime is reset) or into a failure.
+    return finish(`E${tag}`);
   }
-  if (fromPrelude && d.message !== 'stack overflow' && d.message !== 'out of memory')
-    return classifyThrown({ message: 'out of memory' });
-  return classifyThrown(d);
+  let message: string | undefined;
+  try {
+    if (ctx.typeof(err) === 'object')
+      message = ctx.getProp(err, 'message').consume((h) => (ctx.typeof(h) === 'string' ? ctx.getString(h) : undefined));
+  } catch {
+    /* unreadable: out of memory */
+  }
+  return classifyThrown({ message: message === 'stack overflow' ? message : 'out of memory' });
 }
 
 /** A JavaScript exception out of the WebAssembly module itself: the instance may be corrupt. */

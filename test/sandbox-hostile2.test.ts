@@ -1,0 +1,63 @@
+/**
+ * More hostile scripts against sandbox/ (see sandbox-escape.test.ts for the first set): each one
+ * found a weakness that is fixed now. Every case must fail with its code (or succeed) within a
+ * bounded time, and the NEXT call must work. Limits are small so that runaways end fast.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { basicKernels, liveSandboxThreads, Sandbox } from '../sandbox/index.js';
+import { codeOf } from './helpers/errors.js';
+
+const DEADLINE = 200;
+const LONG = 10_000;
+const GRACE = 300;
+const options = {
+  policy: { memoryMiB: 32, timeMs: LONG, stackKiB: 256 },
+  caps: { graceMs: GRACE, copyBytes: 256 * 1024, outputBytes: 256 * 1024, hostTensorMiB: 64 },
+  kernels: basicKernels,
+};
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const HOSTILE = `
+export function ok() { return 'ok'; }
+// Leaves a toJSON on Object.prototype that never returns; returns a string, which never reaches it.
+export function poisonToJSON() {
+  Object.defineProperty(Object.prototype, 'toJSON', { value() { for (;;) {} }, configurable: true, writable: true });
+  Object.defineProperty(Array.prototype, 'toJSON', { get() { for (;;) {} }, configurable: true });
+  return 'poisoned';
+}
+`;
+
+describe('hostile scripts, second set', () => {
+  let sb: Sandbox;
+  const healthy = async () => expect(await sb.call('ok', {}, { deadlineMs: LONG })).toBe('ok');
+
+  beforeAll(async () => {
+    sb = await Sandbox.create(options);
+    await sb.load(HOSTILE, 'hostile.js');
+  });
+  afterAll(async () => {
+    await sb.close();
+    expect(liveSandboxThreads()).toBe(0);
+  });
+
+  it('a module throwing huge strings at load fails with E_SANDBOX_SCRIPT; the strings stay in the guest', async () => {
+    const big = "'x'.repeat(4 << 20)";
+    for (const [name, source] of [
+      ['message.js', `throw new Error(${big});`],
+      ['name.js', `const e = new Error('m'); e.name = ${big}; throw e;`],
+      ['stack.js', `const e = new Error('m'); e.stack = ${big}; throw e;`],
+      ['rejected.js', `await null; throw new RangeError(${big});`],
+    ]) {
+      const err = await sb.load(source, name).catch((e: unknown) => e as { code: string; detail: unknown });
+      expect((err as { code: string }).code).toBe('E_SANDBOX_SCRIPT');
+      expect(JSON.stringify((err as { detail: unknown }).detail).length).toBeLessThan(10_000);
+    }
+    await healthy();
+  });
+
+  it('a getter that loops on what a module throws at load ends at the deadline (E_SANDBOX_TIMEOUT)', async () => {
+    const source = `const e = new Error('m'); Object.defineProperty(e, 'message', { get() { for (;;) {} } }); throw e;`;
+    expect(await codeOf(sb.load(source, 'getter.js', { deadlineMs: DEADLINE }))).toBe('E_SANDBOX_TIMEOUT');
+    await healthy();
+  });
+});
