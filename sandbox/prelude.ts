@@ -295,9 +295,13 @@ export function preludeSource(c: PreludeConfig): string {
     return stringify(arraySort(out));
   }
   // What a call does first (JSON through the reviver and the replacer), on throwaway data: run on
-  // the host's nudge to bring the interpreter back into the caches. Touches no state.
+  // the host's nudge to bring the interpreter back into the caches. Touches no state, and reaches
+  // no script code: objects without a prototype and no arrays, so a toJSON or getter a script put
+  // on Object.prototype or Array.prototype is never looked up (it would run between calls).
+  function bare(o) { const b = create(null); for (const k of keys(o)) b[k] = o[k]; return freeze(b); }
+  const WARM = bare({ a: 1, b: bare({ x: 0.5, y: 0.25 }), c: 'x', d: bare({ e: null }) });
   function warm() {
-    parse(stringify([{ a: 1, b: [0.5, 0.25], c: 'x', d: { e: null } }], replacer), reviver);
+    parse(stringify(WARM, replacer), reviver);
   }
   return freeze({ invoke, poll, functions, warm, describe });
 })`;

@@ -60,4 +60,17 @@ describe('hostile scripts, second set', () => {
     expect(await codeOf(sb.load(source, 'getter.js', { deadlineMs: DEADLINE }))).toBe('E_SANDBOX_TIMEOUT');
     await healthy();
   });
+
+  it('a toJSON left on Object.prototype by a successful call does not hang the next calls', async () => {
+    // Between calls the worker warms up by running a little JSON code; it used to reach the
+    // script's toJSON there, so the next call (of any hook) was killed by the watchdog.
+    const arg = { pad: 'p'.repeat(64 * 1024) };
+    const seen: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      seen.push(await codeOf(sb.call('poisonToJSON', {}, { deadlineMs: DEADLINE })));
+      await pause(20);
+      seen.push(await codeOf(sb.call('ok', arg, { deadlineMs: DEADLINE })));
+    }
+    expect(seen).toEqual(new Array(12).fill('OK'));
+  });
 });
