@@ -4,7 +4,7 @@
  * looked up, every marker checked, `__proto__` keys refused.
  */
 import { SandboxError } from '../spec/errors.js';
-import { DTYPE_ARRAY, DTYPE_BYTES, MAX_RANK, SMALL_ARRAYS, type SmallArrayName } from './protocol.js';
+import { DTYPE_ARRAY, DTYPE_BYTES, MAX_DEPTH, MAX_RANK, SMALL_ARRAYS, type SmallArrayName } from './protocol.js';
 import type { SandboxDType, SandboxTensor } from './types.js';
 
 const SMALL_CTORS: Readonly<
@@ -200,11 +200,34 @@ export function encodeForGuest(
   return s;
 }
 
+/** Whether JSON text nests arrays and objects deeper than `max` (brackets inside strings skipped). */
+export function nestsDeeper(json: string, max: number): boolean {
+  if (json.length <= 2 * max) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++;
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) {
+      if (++depth > max) return true;
+    } else if (c === 93 || c === 125) depth--;
+  }
+  return false;
+}
+
 /**
  * Guest JSON → host value. Tensor markers resolve in `scope` (E_SANDBOX_HANDLE when unknown),
- * array markers are size-checked, `__proto__` keys refused (E_SANDBOX_OUTPUT).
+ * array markers are size-checked, `__proto__` keys and nesting deeper than MAX_DEPTH refused
+ * (E_SANDBOX_OUTPUT).
  */
 export function decodeFromGuest(json: string, scope: CallScope, copyBytes: number): unknown {
+  if (nestsDeeper(json, MAX_DEPTH))
+    throw new SandboxError('E_SANDBOX_OUTPUT', `a value from the sandbox nests deeper than ${MAX_DEPTH} levels`, {
+      maxDepth: MAX_DEPTH,
+    });
   return JSON.parse(json, (key, v: unknown) => {
     if (key === '__proto__')
       throw new SandboxError('E_SANDBOX_OUTPUT', "the key '__proto__' is not allowed in values from the sandbox");

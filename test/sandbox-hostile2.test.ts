@@ -4,7 +4,7 @@
  * bounded time, and the NEXT call must work. Limits are small so that runaways end fast.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { basicKernels, liveSandboxThreads, Sandbox } from '../sandbox/index.js';
+import { basicKernels, liveSandboxThreads, Sandbox, type SandboxTensor } from '../sandbox/index.js';
 import { codeOf } from './helpers/errors.js';
 
 const DEADLINE = 200;
@@ -25,6 +25,9 @@ export function poisonToJSON() {
   Object.defineProperty(Array.prototype, 'toJSON', { get() { for (;;) {} }, configurable: true });
   return 'poisoned';
 }
+export function nested(input) { let a = 1; for (let i = 0; i < input.depth; i++) a = input.obj ? { a } : [a]; return a; }
+export function nestedArgs(input, ctx) { let a = {}; for (let i = 0; i < input.depth; i++) a = [a]; return ctx.kernels.softmax(input.x, a).shape; }
+export function bracketsInStrings() { return ['['.repeat(5000), '{"'.repeat(3000), '\\"['.repeat(2000)]; }
 `;
 
 describe('hostile scripts, second set', () => {
@@ -58,6 +61,20 @@ describe('hostile scripts, second set', () => {
   it('a getter that loops on what a module throws at load ends at the deadline (E_SANDBOX_TIMEOUT)', async () => {
     const source = `const e = new Error('m'); Object.defineProperty(e, 'message', { get() { for (;;) {} } }); throw e;`;
     expect(await codeOf(sb.load(source, 'getter.js', { deadlineMs: DEADLINE }))).toBe('E_SANDBOX_TIMEOUT');
+    await healthy();
+  });
+
+  it('a deeply nested result or kernel argument fails with E_SANDBOX_OUTPUT, not a host stack overflow', async () => {
+    // The host's JSON.parse with a reviver overflowed V8's stack at a few thousand levels, which the
+    // guest's 256 KiB stack still serialises: a RangeError without a code reached the caller.
+    const x: SandboxTensor = { type: 'float32', dims: [2], data: new Float32Array(2) };
+    for (const depth of [4000, 8000])
+      for (const obj of [false, true])
+        expect(await codeOf(sb.call('nested', { depth, obj }, { deadlineMs: LONG }))).toBe('E_SANDBOX_OUTPUT');
+    expect(await codeOf(sb.call('nestedArgs', { depth: 8000, x }, { deadlineMs: LONG }))).toBe('E_SANDBOX_OUTPUT');
+    // Nesting up to the limit, and brackets inside strings, are fine.
+    expect(await codeOf(sb.call('nested', { depth: 250 }))).toBe('OK');
+    expect(((await sb.call('bracketsInStrings')) as string[]).map((s) => s.length)).toEqual([5000, 6000, 4000]);
     await healthy();
   });
 
