@@ -49,10 +49,13 @@ const i32 = (dims: number[], data: Int32Array): SandboxTensor => ({ type: 'int32
 /** uint8 HWC → resized uint8 HWC (area when shrinking, else bilinear); float32 images use the basic kernel. */
 async function resize(
   budget: Required<RunnerBudget>,
+  call: unknown,
   img: SandboxValue,
   options?: SandboxValue,
 ): Promise<SandboxTensor> {
-  if ((img as SandboxTensor)?.type === 'float32') return basicKernels.resize(img, options ?? null) as SandboxTensor;
+  // The basic kernel keeps to the call's budget (its `this`, sandbox KernelBudget).
+  if ((img as SandboxTensor)?.type === 'float32')
+    return basicKernels.resize.call(call, img, options ?? null) as SandboxTensor;
   const im = image(img, 'resize: image');
   const o = opts(options);
   const r = await preprocess(
@@ -81,10 +84,12 @@ async function resize(
  */
 async function normalize(
   budget: Required<RunnerBudget>,
+  call: unknown,
   img: SandboxValue,
   options?: SandboxValue,
 ): Promise<SandboxTensor> {
-  if ((img as SandboxTensor)?.type === 'float32') return basicKernels.normalize(img, options ?? null) as SandboxTensor;
+  if ((img as SandboxTensor)?.type === 'float32')
+    return basicKernels.normalize.call(call, img, options ?? null) as SandboxTensor;
   const im = image(img, 'normalize: image');
   const o = opts(options);
   const resize: ResizeSpec = o.resize ?? { mode: 'stretch', width: im.width, height: im.height };
@@ -191,16 +196,24 @@ function withinBudget(
 export function sandboxKernelsFor(budget: Required<RunnerBudget> = DEFAULT_BUDGET): KernelTable {
   return Object.freeze({
     ...sandboxKernels,
-    resize: queued((img: SandboxValue, o?: SandboxValue) => resize(budget, img, o), 'tensor'),
-    normalize: queued((img: SandboxValue, o?: SandboxValue) => normalize(budget, img, o), 'tensor'),
+    resize: queued(function (this: unknown, img: SandboxValue, o?: SandboxValue) {
+      return resize(budget, this, img, o);
+    }, 'tensor'),
+    normalize: queued(function (this: unknown, img: SandboxValue, o?: SandboxValue) {
+      return normalize(budget, this, img, o);
+    }, 'tensor'),
   });
 }
 
 /** The kernel table with the default budget. */
 export const sandboxKernels: KernelTable = Object.freeze({
   ...basicKernels,
-  resize: queued((img: SandboxValue, o?: SandboxValue) => resize(DEFAULT_BUDGET, img, o), 'tensor'),
-  normalize: queued((img: SandboxValue, o?: SandboxValue) => normalize(DEFAULT_BUDGET, img, o), 'tensor'),
+  resize: queued(function (this: unknown, img: SandboxValue, o?: SandboxValue) {
+    return resize(DEFAULT_BUDGET, this, img, o);
+  }, 'tensor'),
+  normalize: queued(function (this: unknown, img: SandboxValue, o?: SandboxValue) {
+    return normalize(DEFAULT_BUDGET, this, img, o);
+  }, 'tensor'),
   nms: queued(nms, 'tensor'),
   decode: queued(decode, ['boxes', 'scores', 'classes']),
   argmax: queued(argmax, ['indices', 'values']),

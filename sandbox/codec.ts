@@ -155,6 +155,11 @@ export class CallScope {
     return this.live.size;
   }
 
+  /** Bytes of new tensors the call may still hold. */
+  get bytesLeft(): number {
+    return Math.max(0, this.maxOwnedBytes - this.ownedBytes);
+  }
+
   clear(): void {
     this.onCount(-this.live.size);
     this.live.clear();

@@ -25,6 +25,14 @@ export function poisonToJSON() {
   Object.defineProperty(Array.prototype, 'toJSON', { get() { for (;;) {} }, configurable: true });
   return 'poisoned';
 }
+// Host kernels with sizes the script chose: work and memory on the host, where nothing interrupts.
+export function resizeBomb(input, ctx) { const t = ctx.tensor('float32', [1, 1, 3], [1, 2, 3]); return ctx.kernels.resize(t, { width: 8192, height: 8192 }).shape; }
+export function gatherBomb(input, ctx) { const x = ctx.tensor('float32', [1, 65536], new Float32Array(65536)); return ctx.kernels.gather(x, ctx.tensor('int32', [2048], new Int32Array(2048))).shape; }
+export function nmsBomb(input, ctx) {
+  const n = 16384, b = new Float32Array(n * 4);
+  for (let k = 0; k < n; k++) b.set([k * 10, 0, k * 10 + 5, 5], 4 * k);
+  return ctx.kernels.nms(ctx.tensor('float32', [n, 4], b), ctx.tensor('float32', [n], new Float32Array(n).fill(0.5)), { iouThreshold: 0.5 }).shape;
+}
 export function nested(input) { let a = 1; for (let i = 0; i < input.depth; i++) a = input.obj ? { a } : [a]; return a; }
 export function nestedArgs(input, ctx) { let a = {}; for (let i = 0; i < input.depth; i++) a = [a]; return ctx.kernels.softmax(input.x, a).shape; }
 export function bracketsInStrings() { return ['['.repeat(5000), '{"'.repeat(3000), '\\"['.repeat(2000)]; }
@@ -61,6 +69,27 @@ describe('hostile scripts, second set', () => {
   it('a getter that loops on what a module throws at load ends at the deadline (E_SANDBOX_TIMEOUT)', async () => {
     const source = `const e = new Error('m'); Object.defineProperty(e, 'message', { get() { for (;;) {} } }); throw e;`;
     expect(await codeOf(sb.load(source, 'getter.js', { deadlineMs: DEADLINE }))).toBe('E_SANDBOX_TIMEOUT');
+    await healthy();
+  });
+
+  it.each(['gatherBomb', 'resizeBomb'])(
+    '%s: a kernel result over the host-tensor budget is refused before it is allocated (E_SANDBOX_MEMORY)',
+    async (hook) => {
+      // 512 / 768 MiB asked of a sandbox whose calls may hold 64 MiB of tensors on the host. The
+      // process's peak RSS (KiB) tells whether they were allocated: the host is blocked meanwhile.
+      const peak = () => process.resourceUsage().maxRSS * 1024;
+      const before = peak();
+      expect(await codeOf(sb.call(hook, {}, { deadlineMs: LONG }))).toBe('E_SANDBOX_MEMORY');
+      expect(peak() - before).toBeLessThan(128 * 2 ** 20);
+      await healthy();
+    },
+  );
+
+  it('a kernel asked for seconds of work stops at the deadline (E_SANDBOX_TIMEOUT), not the watchdog', async () => {
+    // 16384 disjoint boxes: greedy NMS keeps each and compares it with all (7 s here without a stop).
+    const before = (await sb.stats()).workersStarted;
+    expect(await codeOf(sb.call('nmsBomb', {}, { deadlineMs: DEADLINE }))).toBe('E_SANDBOX_TIMEOUT');
+    expect((await sb.stats()).workersStarted).toBe(before);
     await healthy();
   });
 
