@@ -25,6 +25,8 @@ export interface PreludeConfig {
   kernels: readonly (readonly [string, 'tensor' | readonly string[] | null])[];
   outputChars: number;
   copyBytes: number;
+  /** Four random 32-bit words seeding the guest's Math.random. */
+  seed: readonly number[];
 }
 
 export function preludeSource(c: PreludeConfig): string {
@@ -55,6 +57,21 @@ export function preludeSource(c: PreludeConfig): string {
   for (const C of [Float32Array, Float64Array, Int32Array, Uint32Array, Int16Array, Uint16Array, Int8Array, Uint8Array, BigInt64Array]) ARR[C.name] = C;
   const hostKernel = host.kernel, hostQueue = host.queue, hostSync = host.sync, hostRead = host.read, hostTensor = host.tensor, hostDispose = host.dispose;
   const hostAsset = host.asset, hostAssetText = host.assetText, hostFail = host.fail;
+
+  // QuickJS seeds Math.random with the time in microseconds when the context is made: a script
+  // inverting one output read the clock without the grant. xoshiro128** from the host's seed.
+  let r0 = ${c.seed[0] | 0}, r1 = ${c.seed[1] | 0}, r2 = ${c.seed[2] | 0}, r3 = ${c.seed[3] | 0} || 1;
+  const imul = Math.imul;
+  function next32() {
+    const r = imul(((imul(r1, 5) << 7) | (imul(r1, 5) >>> 25)), 9);
+    const t = r1 << 9;
+    r2 ^= r0; r3 ^= r1; r1 ^= r2; r0 ^= r3; r2 ^= t; r3 = (r3 << 11) | (r3 >>> 21);
+    return r >>> 0;
+  }
+  defineProperty(Math, 'random', {
+    value: function random() { return ((next32() >>> 5) * 67108864 + (next32() >>> 6)) / 9007199254740992; },
+    writable: true, enumerable: false, configurable: true,
+  });
 
   // Index loop rather than Array.from: iterators are patchable by the script.
   function toArray(v) {

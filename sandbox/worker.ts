@@ -188,7 +188,8 @@ class Engine {
     });
     begin(config.timeMs);
     try {
-      const fn = ctx.unwrapResult(ctx.evalCode(preludeSource(config), 'xpkg:prelude'));
+      const seed = Array.from(crypto.getRandomValues(new Uint32Array(4)));
+      const fn = ctx.unwrapResult(ctx.evalCode(preludeSource({ ...config, seed }), 'xpkg:prelude'));
       const api = fn.consume((f) => ctx.unwrapResult(ctx.callFunction(f, ctx.undefined, host)));
       host.dispose();
       this.invoke = ctx.getProp(api, 'invoke');

@@ -33,6 +33,21 @@ export function nmsBomb(input, ctx) {
   for (let k = 0; k < n; k++) b.set([k * 10, 0, k * 10 + 5, 5], 4 * k);
   return ctx.kernels.nms(ctx.tensor('float32', [n, 4], b), ctx.tensor('float32', [n], new Float32Array(n).fill(0.5)), { iouThreshold: 0.5 }).shape;
 }
+// QuickJS seeds Math.random (xorshift64*) with the time in µs: one output gives the seed back.
+export function clockFromRandom() {
+  const M = (1n << 64n) - 1n, C = 0x2545f4914f6cdd1dn;
+  let inv = C;
+  for (let i = 0; i < 6; i++) inv = (inv * (2n - C * inv)) & M;
+  const unR = (y, s) => { let x = y; for (let i = 0; i < 64; i += s) x = y ^ (x >> BigInt(s)); return x & M; };
+  const unL = (y, s) => { let x = y; for (let i = 0; i < 64; i += s) x = (y ^ (x << BigInt(s))) & M; return x; };
+  const f = new Float64Array([Math.random() + 1]), hi = new BigUint64Array(f.buffer)[0] & ((1n << 52n) - 1n);
+  for (let lo = 0n; lo < 4096n; lo++) {
+    const x = unR(unL(unR(((hi << 12n) | lo) * inv & M, 27), 25), 12);
+    if (x > 1500000000000000n && x < 2500000000000000n) return Number(x / 1000n);
+  }
+  return null;
+}
+export function randoms() { return Array.from({ length: 1000 }, () => Math.random()); }
 export function nested(input) { let a = 1; for (let i = 0; i < input.depth; i++) a = input.obj ? { a } : [a]; return a; }
 export function nestedArgs(input, ctx) { let a = {}; for (let i = 0; i < input.depth; i++) a = [a]; return ctx.kernels.softmax(input.x, a).shape; }
 export function bracketsInStrings() { return ['['.repeat(5000), '{"'.repeat(3000), '\\"['.repeat(2000)]; }
@@ -105,6 +120,15 @@ describe('hostile scripts, second set', () => {
     expect(await codeOf(sb.call('nested', { depth: 250 }))).toBe('OK');
     expect(((await sb.call('bracketsInStrings')) as string[]).map((s) => s.length)).toEqual([5000, 6000, 4000]);
     await healthy();
+  });
+
+  it('Math.random does not give away the clock when no clock is granted', async () => {
+    const when = (await sb.call('clockFromRandom')) as number | null;
+    expect(when === null || Math.abs(when - Date.now()) > 365 * 86_400_000).toBe(true);
+    const r = (await sb.call('randoms')) as number[];
+    expect(r.every((x) => x >= 0 && x < 1)).toBe(true);
+    expect(new Set(r).size).toBe(1000);
+    expect(r.reduce((a, b) => a + b, 0) / r.length).toBeCloseTo(0.5, 1);
   });
 
   it('a toJSON left on Object.prototype by a successful call does not hang the next calls', async () => {
