@@ -464,6 +464,15 @@ async function main(): Promise<void> {
       else if (m.t === 'load') {
         const l: Loaded = { name: m.name, source: m.source, timeMs: m.timeMs, hooks: m.hooks };
         out = runLoad(engine, l);
+        // Memory never shrinks: a module that leaves it full would have every worker replaced
+        // after each call, and each replacement fill it again as it loads the module.
+        if ('value' in out && memoryFull())
+          out = fail(
+            'E_SANDBOX_MEMORY',
+            `script '${m.name}' filled its memory as it loaded`,
+            { wasmBytes: memory.buffer.byteLength, wasmLimitBytes: wasmMaxBytes },
+            'worker',
+          );
         if ('value' in out) loaded.push(l);
       } else if (m.t === 'stats') out = { value: stats(engine) };
       else out = fail('E_SANDBOX_KILLED', `sandbox protocol: unexpected ${m.t}`, undefined, 'worker');

@@ -81,6 +81,16 @@ describe('hostile scripts, second set', () => {
     await healthy();
   });
 
+  it('a module that fills its memory as it loads fails to load (E_SANDBOX_MEMORY); the sandbox goes on', async () => {
+    // It used to load, and then every call and stats() failed with E_SANDBOX_KILLED: the full
+    // worker was replaced after each answer, and each replacement filled up again loading it.
+    const source = `const keep = []; try { for (;;) keep.push(new Uint8Array(1 << 20)); } catch {} export function filled() { return keep.length; }`;
+    expect(await codeOf(sb.load(source, 'fills.js'))).toBe('E_SANDBOX_MEMORY');
+    await healthy();
+    expect((await sb.stats()).modules).toBe(1);
+    expect(await codeOf(sb.call('filled'))).toBe('E_SANDBOX_SCRIPT');
+  });
+
   it('a getter that loops on what a module throws at load ends at the deadline (E_SANDBOX_TIMEOUT)', async () => {
     const source = `const e = new Error('m'); Object.defineProperty(e, 'message', { get() { for (;;) {} } }); throw e;`;
     expect(await codeOf(sb.load(source, 'getter.js', { deadlineMs: DEADLINE }))).toBe('E_SANDBOX_TIMEOUT');
