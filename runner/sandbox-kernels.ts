@@ -16,8 +16,15 @@ import {
   softmaxTopK,
 } from '../native/index.js';
 import { planPreprocess } from '../native/plan.js';
-import { basicKernels, type KernelTable, queued, type SandboxTensor, type SandboxValue } from '../sandbox/index.js';
-import { RunnerError } from '../spec/errors.js';
+import {
+  basicKernels,
+  type KernelBudget,
+  type KernelTable,
+  queued,
+  type SandboxTensor,
+  type SandboxValue,
+} from '../sandbox/index.js';
+import { RunnerError, SandboxError } from '../spec/errors.js';
 import { DEFAULT_BUDGET, overBudget } from './pipeline/budget.js';
 import type { RunnerBudget } from './types.js';
 
@@ -62,6 +69,7 @@ async function resize(
     im,
     withinBudget(
       budget,
+      call,
       im,
       {
         resize: { mode: 'stretch', width: o.width, height: o.height },
@@ -97,6 +105,7 @@ async function normalize(
     im,
     withinBudget(
       budget,
+      call,
       im,
       {
         resize,
@@ -177,18 +186,29 @@ async function ctcDecode(probs: SandboxValue, options?: SandboxValue): Promise<R
  */
 function withinBudget(
   budget: Required<RunnerBudget>,
+  call: unknown,
   im: ReturnType<typeof image>,
   o: PreprocessOptions,
   what: string,
 ): PreprocessOptions {
   const plan = planPreprocess(im, o);
   const pixels = plan.dims.reduce((n, d) => n * d, 1) / plan.dims[plan.raw.nhwc ? 3 : 1];
-  const over = overBudget(
-    budget,
-    { pixels, bytes: plan.dims.reduce((n, d) => n * d, plan.dtype === 'f32' ? 4 : plan.dtype === 'f16' ? 2 : 1) },
-    `script kernel ${what} to ${plan.dims.join('×')}`,
-  );
+  const bytes = plan.dims.reduce((n, d) => n * d, plan.dtype === 'f32' ? 4 : plan.dtype === 'f16' ? 2 : 1);
+  const over = overBudget(budget, { pixels, bytes }, `script kernel ${what} to ${plan.dims.join('×')}`);
   if (over) throw new RunnerError('E_RUN_BUDGET', over.message, over.detail);
+  // And against what the sandbox call has left of its host-tensor budget (the kernel's `this`),
+  // which may be lower: past it the result would be refused once made.
+  const left = (call as Partial<KernelBudget> | undefined)?.maxBytes;
+  if (typeof left === 'number' && bytes > left)
+    throw new SandboxError(
+      'E_SANDBOX_MEMORY',
+      `script kernel ${what}: results of ${bytes} bytes exceed the ${left} bytes left`,
+      {
+        kernel: what,
+        bytes,
+        limitBytes: left,
+      },
+    );
   return o;
 }
 
