@@ -167,11 +167,19 @@ export class CallScope {
   }
 }
 
+/**
+ * JSON has no NaN, infinities or -0 (they came out 0): typed array elements that are go as the
+ * strings typed array constructors read back.
+ */
+const NON_FINITE = new Set(['NaN', 'Infinity', '-Infinity', '-0']);
+const element = (x: number): number | string =>
+  x - x === 0 && (x !== 0 || 1 / x > 0) ? x : Object.is(x, -0) ? '-0' : String(x);
+
 function encodeSmall(
   v: ArrayBufferView,
   copyBytes: number,
   where: string,
-): { $xpkg: 'array'; type: string; data: number[] } {
+): { $xpkg: 'array'; type: string; data: (number | string)[] } {
   const tag = typedTag(v);
   if (!tag || !(SMALL_ARRAYS as readonly string[]).includes(tag))
     throw new TypeError(`${where}: cannot copy a ${tag ?? 'DataView'}; pass a tensor`);
@@ -179,7 +187,7 @@ function encodeSmall(
     throw new RangeError(
       `${where}: a typed array of ${v.byteLength} bytes exceeds the copy budget of ${copyBytes}; pass a tensor`,
     );
-  return { $xpkg: 'array', type: tag, data: Array.from(v as unknown as ArrayLike<number>) };
+  return { $xpkg: 'array', type: tag, data: Array.from(v as unknown as ArrayLike<number>, element) };
 }
 
 /**
@@ -248,7 +256,7 @@ export function decodeFromGuest(json: string, scope: CallScope, copyBytes: numbe
       const C = SMALL_CTORS[m.type as SmallArrayName];
       if (m.data.length * (C as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT > copyBytes)
         throw new SandboxError('E_SANDBOX_MEMORY', `a typed array exceeds the copy budget of ${copyBytes} bytes`);
-      if (!m.data.every((x) => x === null || typeof x === 'number'))
+      if (!m.data.every((x) => x === null || typeof x === 'number' || NON_FINITE.has(x)))
         throw new SandboxError('E_SANDBOX_OUTPUT', 'malformed typed array from the sandbox');
       return new C(m.data as number[]);
     }

@@ -79,6 +79,16 @@ export function preludeSource(c: PreludeConfig): string {
     for (let i = 0; i < v.length; i++) out[i] = v[i];
     return out;
   }
+  // JSON has no NaN, infinities or -0 (they came out 0): such elements go as the strings the
+  // typed array constructors read back ('NaN', 'Infinity', '-Infinity', '-0').
+  function toElements(v) {
+    const out = [];
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      out[i] = x - x === 0 && (x !== 0 || 1 / x > 0) ? x : x === 0 ? '-0' : StringCtor(x);
+    }
+    return out;
+  }
   // Records the failure on the host side first: the call then fails with this code even if the
   // script catches what is thrown here.
   function fail(code, message) {
@@ -173,7 +183,7 @@ export function preludeSource(c: PreludeConfig): string {
         const tag = typedTag(v);
         if (tag === undefined || SMALL[tag] !== true) fail('E_SANDBOX_OUTPUT', 'cannot copy a ' + (tag || 'DataView') + '; use a tensor');
         if (typedByteLength(v) > COPY) fail('E_SANDBOX_MEMORY', 'typed array of ' + typedByteLength(v) + ' bytes exceeds the copy budget of ' + COPY);
-        return { $xpkg: 'array', type: tag, data: toArray(v) };
+        return { $xpkg: 'array', type: tag, data: toElements(v) };
       }
       if (hasOwn(v, '$xpkg')) fail('E_SANDBOX_HANDLE', "forged value: the key '$xpkg' is reserved");
     }

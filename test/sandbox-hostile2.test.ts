@@ -4,6 +4,7 @@
  * bounded time, and the NEXT call must work. Limits are small so that runaways end fast.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CallScope, decodeFromGuest } from '../sandbox/codec.js';
 import { basicKernels, liveSandboxThreads, Sandbox, type SandboxTensor } from '../sandbox/index.js';
 import { codeOf } from './helpers/errors.js';
 
@@ -48,6 +49,11 @@ export function clockFromRandom() {
   return null;
 }
 export function randoms() { return Array.from({ length: 1000 }, () => Math.random()); }
+export function nonFinite(input) {
+  const back = Array.from(input.arr, (x) => Object.is(x, -0) ? '-0' : String(x));
+  return { back, out: new Float32Array([NaN, Infinity, -Infinity, -0, 1.5]), f64: new Float64Array([-0, NaN]) };
+}
+export function forgedElements() { return { $xpkg: 'array', type: 'Float32Array', data: ['1e999'] }; }
 export function nested(input) { let a = 1; for (let i = 0; i < input.depth; i++) a = input.obj ? { a } : [a]; return a; }
 export function nestedArgs(input, ctx) { let a = {}; for (let i = 0; i < input.depth; i++) a = [a]; return ctx.kernels.softmax(input.x, a).shape; }
 export function bracketsInStrings() { return ['['.repeat(5000), '{"'.repeat(3000), '\\"['.repeat(2000)]; }
@@ -139,6 +145,26 @@ describe('hostile scripts, second set', () => {
     expect(r.every((x) => x >= 0 && x < 1)).toBe(true);
     expect(new Set(r).size).toBe(1000);
     expect(r.reduce((a, b) => a + b, 0) / r.length).toBeCloseTo(0.5, 1);
+  });
+
+  it('NaN, infinities and -0 in small typed arrays cross both ways (they came out 0)', async () => {
+    const arr = new Float64Array([Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, 2]);
+    const r = (await sb.call('nonFinite', { arr })) as { back: string[]; out: Float32Array; f64: Float64Array };
+    expect(r.back).toEqual(['NaN', 'Infinity', '-Infinity', '-0', '2']);
+    expect(Array.from(r.out)).toEqual([Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, 1.5]);
+    expect(Object.is(r.f64[0], -0) && Number.isNaN(r.f64[1])).toBe(true);
+    // A marker the script writes itself is refused; the host takes only those four strings.
+    expect(await codeOf(sb.call('forgedElements'))).toBe('E_SANDBOX_HANDLE');
+    const scope = new CallScope(
+      () => 1,
+      1 << 20,
+      () => undefined,
+    );
+    const marker = (x: unknown) => JSON.stringify({ $xpkg: 'array', type: 'Float32Array', data: [x] });
+    expect(await codeOf(Promise.resolve().then(() => decodeFromGuest(marker('1e999'), scope, 1024)))).toBe(
+      'E_SANDBOX_OUTPUT',
+    );
+    expect(decodeFromGuest(marker('-Infinity'), scope, 1024)).toEqual(new Float32Array([Number.NEGATIVE_INFINITY]));
   });
 
   it('a toJSON left on Object.prototype by a successful call does not hang the next calls', async () => {
