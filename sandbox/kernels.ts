@@ -158,7 +158,8 @@ export function softmax(this: Budget, x: SandboxValue): SandboxTensor {
 export function argmax(this: Budget, x: SandboxValue): { indices: SandboxTensor; values: SandboxTensor } {
   const t = tensorArg(x, 'argmax: input', ['float32']);
   const [rows, cols] = rowsCols(t);
-  room(this, rows * 8, 'argmax');
+  // The leading dims, not rows: an empty last axis ([2³¹, 0]) has no rows but a large result.
+  room(this, t.dims.slice(0, -1).reduce((n, d) => n * d, 1) * 8, 'argmax');
   const src = t.data as Float32Array;
   const dims = t.dims.slice(0, -1);
   const indices = new Int32Array(rows);

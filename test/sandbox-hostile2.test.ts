@@ -29,6 +29,7 @@ export function poisonToJSON() {
 // Host kernels with sizes the script chose: work and memory on the host, where nothing interrupts.
 export function resizeBomb(input, ctx) { const t = ctx.tensor('float32', [1, 1, 3], [1, 2, 3]); return ctx.kernels.resize(t, { width: 8192, height: 8192 }).shape; }
 export function gatherBomb(input, ctx) { const x = ctx.tensor('float32', [1, 65536], new Float32Array(65536)); return ctx.kernels.gather(x, ctx.tensor('int32', [2048], new Int32Array(2048))).shape; }
+export function argmaxEmptyAxis(input, ctx) { return ctx.kernels.argmax(ctx.tensor('float32', [2 ** 31, 0], [])).values.shape; }
 export function nmsBomb(input, ctx) {
   const n = 16384, b = new Float32Array(n * 4);
   for (let k = 0; k < n; k++) b.set([k * 10, 0, k * 10 + 5, 5], 4 * k);
@@ -103,7 +104,7 @@ describe('hostile scripts, second set', () => {
     await healthy();
   });
 
-  it.each(['gatherBomb', 'resizeBomb'])(
+  it.each(['gatherBomb', 'resizeBomb', 'argmaxEmptyAxis'])(
     '%s: a kernel result over the host-tensor budget is refused before it is allocated (E_SANDBOX_MEMORY)',
     async (hook) => {
       // 512 / 768 MiB asked of a sandbox whose calls may hold 64 MiB of tensors on the host. The
