@@ -18,7 +18,7 @@
  * handles at once and the host runs them as they come, while the hook goes on (see types.ts
  * `Kernel`).
  */
-import { DTYPE_ARRAY, MAX_QUEUED, SMALL_ARRAYS } from './protocol.js';
+import { DTYPE_ARRAY, MAX_QUEUED, MAX_RANK, SMALL_ARRAYS } from './protocol.js';
 
 export interface PreludeConfig {
   /** Kernel names, with the declared results of queued kernels (null: synchronous). */
@@ -34,6 +34,8 @@ export function preludeSource(c: PreludeConfig): string {
   const MAX_QUEUED = ${MAX_QUEUED};
   const OUTPUT = ${c.outputChars};
   const COPY = ${c.copyBytes};
+  const MAX_RANK = ${MAX_RANK};
+  const MAX_ID = 1024;
   const DTYPE_ARRAY = ${JSON.stringify(DTYPE_ARRAY)};
   const SMALL = ${JSON.stringify(Object.fromEntries(SMALL_ARRAYS.map((n) => [n, true])))};`;
   return `(function (host) {
@@ -92,6 +94,7 @@ export function preludeSource(c: PreludeConfig): string {
   // Records the failure on the host side first: the call then fails with this code even if the
   // script catches what is thrown here.
   function fail(code, message) {
+    message = strSlice(message, 0, 2000);
     hostFail(code, message);
     throw new ErrorCtor(message);
   }
@@ -248,16 +251,21 @@ export function preludeSource(c: PreludeConfig): string {
 
   function tensor(dtype, shape, data) {
     if (typeof dtype !== 'string' || !hasOwn(DTYPE_ARRAY, dtype)) throw new TypeErrorCtor('ctx.tensor: unknown dtype ' + StringCtor(dtype));
-    if (!isArray(shape)) throw new TypeErrorCtor('ctx.tensor: shape must be an array');
+    if (!isArray(shape) || shape.length > MAX_RANK) throw new TypeErrorCtor('ctx.tensor: shape must be an array of at most ' + MAX_RANK + ' dims');
     const copy = new ARR[DTYPE_ARRAY[dtype]](data);
     if (typedByteLength(copy) > COPY) fail('E_SANDBOX_MEMORY', 'ctx.tensor: ' + typedByteLength(copy) + ' bytes exceeds the copy budget of ' + COPY);
     return parse(hostCall(hostTensor, dtype, stringify(toArray(shape)), typedBuffer(copy)), reviver);
   }
+  function assetId(id) {
+    const s = StringCtor(id);
+    if (s.length > MAX_ID) throw new TypeErrorCtor('ctx.asset: an asset id is at most ' + MAX_ID + ' characters');
+    return s;
+  }
   const ctx = freeze({
     kernels,
     tensor,
-    asset: function asset(id) { return new ARR.Uint8Array(hostCall(hostAsset, StringCtor(id))); },
-    assetText: function assetText(id) { return hostCall(hostAssetText, StringCtor(id)); },
+    asset: function asset(id) { return new ARR.Uint8Array(hostCall(hostAsset, assetId(id))); },
+    assetText: function assetText(id) { return hostCall(hostAssetText, assetId(id)); },
     isTensor: function isTensor(v) { return isHandle(v); },
   });
 

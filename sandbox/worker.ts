@@ -139,6 +139,16 @@ class Engine {
     const def = (name: string, fn: (...a: QuickJSHandle[]) => QuickJSHandle | undefined) =>
       ctx.newFunction(name, fn).consume((f) => ctx.setProp(host, name, f));
     const str = (h: QuickJSHandle) => (ctx.typeof(h) === 'string' ? ctx.getString(h) : '');
+    // A string that is not JSON for the host (ids, dtypes, shapes, messages): its length is read
+    // first, so that a huge one is not copied into this thread and posted to the host.
+    const short = (h: QuickJSHandle, max = SHORT_CHARS) => {
+      if (ctx.typeof(h) !== 'string') return '';
+      if (ctx.getProp(h, 'length').consume((n) => ctx.getNumber(n)) > max) {
+        stick({ code: 'E_SANDBOX_OUTPUT', message: `a string of more than ${max} characters passed to the host` });
+        throw new Error('string too long for the host');
+      }
+      return ctx.getString(h);
+    };
     const num = (h: QuickJSHandle) => (ctx.typeof(h) === 'number' ? ctx.getNumber(h) : NaN);
     const buffer = (bytes: Uint8Array) =>
       ctx.newArrayBuffer(bytes.buffer.byteLength === bytes.byteLength ? bytes.buffer : bytes.slice().buffer);
@@ -167,22 +177,24 @@ class Engine {
       const bytes = ctx.getArrayBuffer(data).consume((b) => b.value.slice());
       let dims: unknown;
       try {
-        dims = JSON.parse(str(shape));
+        dims = JSON.parse(short(shape));
       } catch {
         dims = null;
       }
       return ctx.newString(
-        request({ t: 'tensor', dtype: str(dtype) as never, shape: dims as number[], bytes }, [bytes.buffer]) as string,
+        request({ t: 'tensor', dtype: short(dtype) as never, shape: dims as number[], bytes }, [
+          bytes.buffer,
+        ]) as string,
       );
     });
     def('dispose', (id) => void request({ t: 'dispose', id: num(id) }));
-    def('asset', (id) => buffer(request({ t: 'asset', id: str(id), text: false }) as Uint8Array));
-    def('assetText', (id) => ctx.newString(request({ t: 'asset', id: str(id), text: true }) as string));
+    def('asset', (id) => buffer(request({ t: 'asset', id: short(id), text: false }) as Uint8Array));
+    def('assetText', (id) => ctx.newString(request({ t: 'asset', id: short(id), text: true }) as string));
     def('fail', (code, message) => {
-      const c = str(code);
+      const c = short(code);
       stick({
         code: (SANDBOX_CODES.has(c) ? c : 'E_SANDBOX_SCRIPT') as SandboxErrorCode,
-        message: str(message).slice(0, 2000),
+        message: short(message, 2000),
       });
       return undefined;
     });
@@ -225,6 +237,9 @@ class Engine {
     runtimesAlive--;
   }
 }
+
+/** Longest string a host function takes that is not JSON (an asset id, a dtype, a shape, a message). */
+const SHORT_CHARS = 4096;
 
 /** Deadline of the warm-up between calls (it takes microseconds). */
 const WARM_MS = 5;

@@ -55,6 +55,13 @@ export function nonFinite(input) {
   return { back, out: new Float32Array([NaN, Infinity, -Infinity, -0, 1.5]), f64: new Float64Array([-0, NaN]) };
 }
 export function forgedElements() { return { $xpkg: 'array', type: 'Float32Array', data: ['1e999'] }; }
+// Strings the host takes that are not JSON: they went whole to the worker thread and the host.
+export function hugeStrings(input, ctx) {
+  const big = 'x'.repeat(20 << 20), out = [];
+  for (const f of [() => ctx.assetText(big), () => ctx.asset(big), () => ctx.tensor('float32', new Array(1 << 20).fill(1), [])])
+    try { f(); out.push('no error'); } catch (e) { out.push(e.name); }
+  return out;
+}
 export function nested(input) { let a = 1; for (let i = 0; i < input.depth; i++) a = input.obj ? { a } : [a]; return a; }
 export function nestedArgs(input, ctx) { let a = {}; for (let i = 0; i < input.depth; i++) a = [a]; return ctx.kernels.softmax(input.x, a).shape; }
 export function bracketsInStrings() { return ['['.repeat(5000), '{"'.repeat(3000), '\\"['.repeat(2000)]; }
@@ -166,6 +173,13 @@ describe('hostile scripts, second set', () => {
       'E_SANDBOX_OUTPUT',
     );
     expect(decodeFromGuest(marker('-Infinity'), scope, 1024)).toEqual(new Float32Array([Number.NEGATIVE_INFINITY]));
+  });
+
+  it('huge asset ids and shapes are refused in the guest, before they are copied to the host', async () => {
+    // 20 MB ids went to the worker thread and were posted to the host (300 MB: the process's RSS
+    // grew by 800 MB) before the host answered that no such asset exists.
+    expect(await sb.call('hugeStrings', {}, { deadlineMs: LONG })).toEqual(['TypeError', 'TypeError', 'TypeError']);
+    await healthy();
   });
 
   it('a toJSON left on Object.prototype by a successful call does not hang the next calls', async () => {
