@@ -503,8 +503,8 @@ async function main(): Promise<void> {
     post({ t: 'done', ok: false, failure: out.failure, reset: out.reset });
     if (out.reset === 'runtime') {
       // A fresh runtime drops whatever the interrupted script left behind (queued jobs, state);
-      // the modules that loaded before are evaluated again in it. Done after answering, so the
-      // host's watchdog does not count it; the next request waits in the port meanwhile.
+      // the modules that loaded before are evaluated again in it. Done after answering; the host
+      // waits for the 'ready' below before it sends the next request, whose deadline then starts.
       try {
         engine.dispose();
         engine = new Engine(Q);
@@ -519,6 +519,7 @@ async function main(): Promise<void> {
         if (engineSaid.length && !broken.includes(engineSaid[engineSaid.length - 1]))
           broken += ` (the engine said: ${engineSaid.join(' | ')})`;
       }
+      post({ t: 'ready' });
     }
   }
 }

@@ -182,6 +182,25 @@ describe('hostile scripts, second set', () => {
     await healthy();
   });
 
+  it('the call after a timeout waits for the runtime to be rebuilt, outside its own deadline', async () => {
+    // A timeout rebuilds the runtime and evaluates the loaded modules again, after answering. A
+    // module whose top level takes longer than the next call's deadline + grace made that call,
+    // of a healthy hook, fail with E_SANDBOX_KILLED: the watchdog counted the rebuild.
+    await using slow = await Sandbox.create({ policy: { timeMs: LONG }, caps: { graceMs: 50 } });
+    await slow.load(
+      `let x = 0; for (let i = 0; i < 8e6; i++) x += i % 7;
+      export function ok() { return x > 0; } export function loop() { for (;;) {} }`,
+      'slow.js',
+    );
+    const seen: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      seen.push(await codeOf(slow.call('loop', {}, { deadlineMs: 50 })));
+      seen.push(await codeOf(slow.call('ok', {}, { deadlineMs: 50 })));
+    }
+    expect(seen).toEqual(['E_SANDBOX_TIMEOUT', 'OK', 'E_SANDBOX_TIMEOUT', 'OK']);
+    expect((await slow.stats()).workersStarted).toBe(1);
+  });
+
   it('a toJSON left on Object.prototype by a successful call does not hang the next calls', async () => {
     // Between calls the worker warms up by running a little JSON code; it used to reach the
     // script's toJSON there, so the next call (of any hook) was killed by the watchdog.
