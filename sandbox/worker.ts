@@ -247,6 +247,22 @@ const WARM_MS = 5;
 /** Emscripten grows memory in steps: within 15% of the cap means an allocation failed there. */
 const memoryFull = () => memory.buffer.byteLength >= wasmMaxBytes * 0.85;
 
+/**
+ * Past the deadline. With the memory full, running out is what happened: QuickJS goes on after
+ * some failed allocations (a flood of promise jobs spins once none can be queued), and a runtime
+ * rebuilt in a full memory fails again (or traps), so the worker is replaced.
+ */
+function timedOut(): Outcome {
+  if (memoryFull())
+    return fail(
+      'E_SANDBOX_MEMORY',
+      'the script ran out of memory',
+      { wasmBytes: memory.buffer.byteLength, wasmLimitBytes: wasmMaxBytes },
+      'worker',
+    );
+  return fail('E_SANDBOX_TIMEOUT', 'the script ran past its deadline', undefined, 'runtime');
+}
+
 /** Maps a thrown value's description to a failure. */
 function classifyThrown(d: {
   error?: boolean;
@@ -284,7 +300,7 @@ function classifyThrown(d: {
  * prelude as a hook's throw is: its strings are cut there, so a huge message stays in the guest.
  */
 function classifyException(engine: Engine, err: QuickJSHandle, fromPrelude: boolean): Outcome {
-  if (interrupted) return fail('E_SANDBOX_TIMEOUT', 'the script ran past its deadline', undefined, 'runtime');
+  if (interrupted) return timedOut();
   if (sticky) return { failure: sticky, reset: 'none' };
   const ctx = engine.ctx;
   if (!fromPrelude) {
@@ -321,7 +337,7 @@ function classifyNative(e: unknown): Outcome {
 
 /** Final checks shared by loads and calls; `tag` is the prelude's answer ('R'…, 'E'…, 'P'). */
 function finish(tag: string): Outcome {
-  if (interrupted) return fail('E_SANDBOX_TIMEOUT', 'the script ran past its deadline', undefined, 'runtime');
+  if (interrupted) return timedOut();
   if (sticky) return { failure: sticky, reset: 'none' };
   if (tag === 'P') return fail('E_SANDBOX_SCRIPT', 'the hook returned a promise that never settles');
   if (tag[0] === 'E') return classifyThrown(JSON.parse(tag.slice(1)));
@@ -500,6 +516,8 @@ async function main(): Promise<void> {
       post({ t: 'done', ok: true, value: out.value, recycle: memoryFull() });
       continue;
     }
+    // As after a success: a worker whose memory is full is replaced, whatever the failure.
+    if (memoryFull()) out.reset = 'worker';
     post({ t: 'done', ok: false, failure: out.failure, reset: out.reset });
     if (out.reset === 'runtime') {
       // A fresh runtime drops whatever the interrupted script left behind (queued jobs, state);
