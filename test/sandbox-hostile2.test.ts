@@ -62,6 +62,13 @@ export function hugeStrings(input, ctx) {
     try { f(); out.push('no error'); } catch (e) { out.push(e.name); }
   return out;
 }
+// A shape whose length is 1 when the prelude checks it and 10⁶ when it copies it.
+export function proxyShape(input, ctx) {
+  let n = 0;
+  const shape = new Proxy([1], { get(t, k) { return k === 'length' ? (n++ < 2 ? 1 : 1e6) : 1; } });
+  try { ctx.tensor('float32', shape, [1]); } catch (e) {}
+  return 'swallowed';
+}
 export function fillThenLoop() { const a = []; try { for (;;) a.push(new Uint8Array(1 << 20)); } catch (e) {} for (;;) {} }
 export function fillThenThrow() { const a = []; try { for (;;) a.push(new Uint8Array(1 << 20)); } catch (e) {} throw new Error('after'); }
 export function nested(input) { let a = 1; for (let i = 0; i < input.depth; i++) a = input.obj ? { a } : [a]; return a; }
@@ -181,6 +188,8 @@ describe('hostile scripts, second set', () => {
     // 20 MB ids went to the worker thread and were posted to the host (300 MB: the process's RSS
     // grew by 800 MB) before the host answered that no such asset exists.
     expect(await sb.call('hugeStrings', {}, { deadlineMs: LONG })).toEqual(['TypeError', 'TypeError', 'TypeError']);
+    // Past the prelude's check, the worker reads the length before copying: sticky, even if caught.
+    expect(await codeOf(sb.call('proxyShape', {}, { deadlineMs: LONG }))).toBe('E_SANDBOX_OUTPUT');
     await healthy();
   });
 
