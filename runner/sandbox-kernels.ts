@@ -16,8 +16,15 @@ import {
   softmaxTopK,
 } from '../native/index.js';
 import { planPreprocess } from '../native/plan.js';
-import { basicKernels, type KernelTable, queued, type SandboxTensor, type SandboxValue } from '../sandbox/index.js';
-import { RunnerError } from '../spec/errors.js';
+import {
+  basicKernels,
+  type KernelBudget,
+  type KernelTable,
+  queued,
+  type SandboxTensor,
+  type SandboxValue,
+} from '../sandbox/index.js';
+import { RunnerError, SandboxError } from '../spec/errors.js';
 import { DEFAULT_BUDGET, overBudget } from './pipeline/budget.js';
 import type { RunnerBudget } from './types.js';
 
@@ -49,16 +56,20 @@ const i32 = (dims: number[], data: Int32Array): SandboxTensor => ({ type: 'int32
 /** uint8 HWC → resized uint8 HWC (area when shrinking, else bilinear); float32 images use the basic kernel. */
 async function resize(
   budget: Required<RunnerBudget>,
+  call: unknown,
   img: SandboxValue,
   options?: SandboxValue,
 ): Promise<SandboxTensor> {
-  if ((img as SandboxTensor)?.type === 'float32') return basicKernels.resize(img, options ?? null) as SandboxTensor;
+  // The basic kernel keeps to the call's budget (its `this`, sandbox KernelBudget).
+  if ((img as SandboxTensor)?.type === 'float32')
+    return basicKernels.resize.call(call, img, options ?? null) as SandboxTensor;
   const im = image(img, 'resize: image');
   const o = opts(options);
   const r = await preprocess(
     im,
     withinBudget(
       budget,
+      call,
       im,
       {
         resize: { mode: 'stretch', width: o.width, height: o.height },
@@ -81,10 +92,12 @@ async function resize(
  */
 async function normalize(
   budget: Required<RunnerBudget>,
+  call: unknown,
   img: SandboxValue,
   options?: SandboxValue,
 ): Promise<SandboxTensor> {
-  if ((img as SandboxTensor)?.type === 'float32') return basicKernels.normalize(img, options ?? null) as SandboxTensor;
+  if ((img as SandboxTensor)?.type === 'float32')
+    return basicKernels.normalize.call(call, img, options ?? null) as SandboxTensor;
   const im = image(img, 'normalize: image');
   const o = opts(options);
   const resize: ResizeSpec = o.resize ?? { mode: 'stretch', width: im.width, height: im.height };
@@ -92,6 +105,7 @@ async function normalize(
     im,
     withinBudget(
       budget,
+      call,
       im,
       {
         resize,
@@ -172,18 +186,29 @@ async function ctcDecode(probs: SandboxValue, options?: SandboxValue): Promise<R
  */
 function withinBudget(
   budget: Required<RunnerBudget>,
+  call: unknown,
   im: ReturnType<typeof image>,
   o: PreprocessOptions,
   what: string,
 ): PreprocessOptions {
   const plan = planPreprocess(im, o);
   const pixels = plan.dims.reduce((n, d) => n * d, 1) / plan.dims[plan.raw.nhwc ? 3 : 1];
-  const over = overBudget(
-    budget,
-    { pixels, bytes: plan.dims.reduce((n, d) => n * d, plan.dtype === 'f32' ? 4 : plan.dtype === 'f16' ? 2 : 1) },
-    `script kernel ${what} to ${plan.dims.join('×')}`,
-  );
+  const bytes = plan.dims.reduce((n, d) => n * d, plan.dtype === 'f32' ? 4 : plan.dtype === 'f16' ? 2 : 1);
+  const over = overBudget(budget, { pixels, bytes }, `script kernel ${what} to ${plan.dims.join('×')}`);
   if (over) throw new RunnerError('E_RUN_BUDGET', over.message, over.detail);
+  // And against what the sandbox call has left of its host-tensor budget (the kernel's `this`),
+  // which may be lower: past it the result would be refused once made.
+  const left = (call as Partial<KernelBudget> | undefined)?.maxBytes;
+  if (typeof left === 'number' && bytes > left)
+    throw new SandboxError(
+      'E_SANDBOX_MEMORY',
+      `script kernel ${what}: results of ${bytes} bytes exceed the ${left} bytes left`,
+      {
+        kernel: what,
+        bytes,
+        limitBytes: left,
+      },
+    );
   return o;
 }
 
@@ -191,16 +216,24 @@ function withinBudget(
 export function sandboxKernelsFor(budget: Required<RunnerBudget> = DEFAULT_BUDGET): KernelTable {
   return Object.freeze({
     ...sandboxKernels,
-    resize: queued((img: SandboxValue, o?: SandboxValue) => resize(budget, img, o), 'tensor'),
-    normalize: queued((img: SandboxValue, o?: SandboxValue) => normalize(budget, img, o), 'tensor'),
+    resize: queued(function (this: unknown, img: SandboxValue, o?: SandboxValue) {
+      return resize(budget, this, img, o);
+    }, 'tensor'),
+    normalize: queued(function (this: unknown, img: SandboxValue, o?: SandboxValue) {
+      return normalize(budget, this, img, o);
+    }, 'tensor'),
   });
 }
 
 /** The kernel table with the default budget. */
 export const sandboxKernels: KernelTable = Object.freeze({
   ...basicKernels,
-  resize: queued((img: SandboxValue, o?: SandboxValue) => resize(DEFAULT_BUDGET, img, o), 'tensor'),
-  normalize: queued((img: SandboxValue, o?: SandboxValue) => normalize(DEFAULT_BUDGET, img, o), 'tensor'),
+  resize: queued(function (this: unknown, img: SandboxValue, o?: SandboxValue) {
+    return resize(DEFAULT_BUDGET, this, img, o);
+  }, 'tensor'),
+  normalize: queued(function (this: unknown, img: SandboxValue, o?: SandboxValue) {
+    return normalize(DEFAULT_BUDGET, this, img, o);
+  }, 'tensor'),
   nms: queued(nms, 'tensor'),
   decode: queued(decode, ['boxes', 'scores', 'classes']),
   argmax: queued(argmax, ['indices', 'values']),

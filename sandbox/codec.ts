@@ -4,7 +4,7 @@
  * looked up, every marker checked, `__proto__` keys refused.
  */
 import { SandboxError } from '../spec/errors.js';
-import { DTYPE_ARRAY, DTYPE_BYTES, MAX_RANK, SMALL_ARRAYS, type SmallArrayName } from './protocol.js';
+import { DTYPE_ARRAY, DTYPE_BYTES, MAX_DEPTH, MAX_RANK, SMALL_ARRAYS, type SmallArrayName } from './protocol.js';
 import type { SandboxDType, SandboxTensor } from './types.js';
 
 const SMALL_CTORS: Readonly<
@@ -155,6 +155,11 @@ export class CallScope {
     return this.live.size;
   }
 
+  /** Bytes of new tensors the call may still hold. */
+  get bytesLeft(): number {
+    return Math.max(0, this.maxOwnedBytes - this.ownedBytes);
+  }
+
   clear(): void {
     this.onCount(-this.live.size);
     this.live.clear();
@@ -162,11 +167,19 @@ export class CallScope {
   }
 }
 
+/**
+ * JSON has no NaN, infinities or -0 (they came out 0): typed array elements that are go as the
+ * strings typed array constructors read back.
+ */
+const NON_FINITE = new Set(['NaN', 'Infinity', '-Infinity', '-0']);
+const element = (x: number): number | string =>
+  x - x === 0 && (x !== 0 || 1 / x > 0) ? x : Object.is(x, -0) ? '-0' : String(x);
+
 function encodeSmall(
   v: ArrayBufferView,
   copyBytes: number,
   where: string,
-): { $xpkg: 'array'; type: string; data: number[] } {
+): { $xpkg: 'array'; type: string; data: (number | string)[] } {
   const tag = typedTag(v);
   if (!tag || !(SMALL_ARRAYS as readonly string[]).includes(tag))
     throw new TypeError(`${where}: cannot copy a ${tag ?? 'DataView'}; pass a tensor`);
@@ -174,7 +187,7 @@ function encodeSmall(
     throw new RangeError(
       `${where}: a typed array of ${v.byteLength} bytes exceeds the copy budget of ${copyBytes}; pass a tensor`,
     );
-  return { $xpkg: 'array', type: tag, data: Array.from(v as unknown as ArrayLike<number>) };
+  return { $xpkg: 'array', type: tag, data: Array.from(v as unknown as ArrayLike<number>, element) };
 }
 
 /**
@@ -200,11 +213,34 @@ export function encodeForGuest(
   return s;
 }
 
+/** Whether JSON text nests arrays and objects deeper than `max` (brackets inside strings skipped). */
+export function nestsDeeper(json: string, max: number): boolean {
+  if (json.length <= 2 * max) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++;
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) {
+      if (++depth > max) return true;
+    } else if (c === 93 || c === 125) depth--;
+  }
+  return false;
+}
+
 /**
  * Guest JSON → host value. Tensor markers resolve in `scope` (E_SANDBOX_HANDLE when unknown),
- * array markers are size-checked, `__proto__` keys refused (E_SANDBOX_OUTPUT).
+ * array markers are size-checked, `__proto__` keys and nesting deeper than MAX_DEPTH refused
+ * (E_SANDBOX_OUTPUT).
  */
 export function decodeFromGuest(json: string, scope: CallScope, copyBytes: number): unknown {
+  if (nestsDeeper(json, MAX_DEPTH))
+    throw new SandboxError('E_SANDBOX_OUTPUT', `a value from the sandbox nests deeper than ${MAX_DEPTH} levels`, {
+      maxDepth: MAX_DEPTH,
+    });
   return JSON.parse(json, (key, v: unknown) => {
     if (key === '__proto__')
       throw new SandboxError('E_SANDBOX_OUTPUT', "the key '__proto__' is not allowed in values from the sandbox");
@@ -220,7 +256,7 @@ export function decodeFromGuest(json: string, scope: CallScope, copyBytes: numbe
       const C = SMALL_CTORS[m.type as SmallArrayName];
       if (m.data.length * (C as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT > copyBytes)
         throw new SandboxError('E_SANDBOX_MEMORY', `a typed array exceeds the copy budget of ${copyBytes} bytes`);
-      if (!m.data.every((x) => x === null || typeof x === 'number'))
+      if (!m.data.every((x) => x === null || typeof x === 'number' || NON_FINITE.has(x)))
         throw new SandboxError('E_SANDBOX_OUTPUT', 'malformed typed array from the sandbox');
       return new C(m.data as number[]);
     }

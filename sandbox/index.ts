@@ -12,6 +12,7 @@ export type {
   CallOptions,
   EffectivePolicy,
   Kernel,
+  KernelBudget,
   KernelResults,
   KernelTable,
   LoadedScript,

@@ -1,9 +1,33 @@
 /**
  * A small set of real kernels in TypeScript, usable as a sandbox's kernel table until the runner
  * passes its native ones. Each takes tensors plus one options object and returns fresh tensors;
- * inputs are never modified. Bad arguments throw (the guest sees a catchable error).
+ * inputs are never modified. Bad arguments throw (the guest sees a catchable error). Called by the
+ * sandbox, each keeps to the call's budget (`this`, types.ts KernelBudget): results over the bytes
+ * left are refused before they are allocated, and the long loops stop past the deadline.
  */
-import type { Kernel, KernelResults, KernelTable, SandboxTensor, SandboxValue } from './types.js';
+import { SandboxError } from '../spec/errors.js';
+import type { Kernel, KernelBudget, KernelResults, KernelTable, SandboxTensor, SandboxValue } from './types.js';
+
+/** `this` of a kernel: a KernelBudget when the sandbox calls it, anything when others do. */
+type Budget = Partial<KernelBudget> | undefined | unknown;
+const limits = (b: Budget): Partial<KernelBudget> => (typeof b === 'object' && b !== null ? b : {});
+
+/** Refuses results of `bytes` over what the call has left (E_SANDBOX_MEMORY), before allocating them. */
+function room(b: Budget, bytes: number, what: string): void {
+  const { maxBytes } = limits(b);
+  if (typeof maxBytes === 'number' && bytes > maxBytes)
+    throw new SandboxError('E_SANDBOX_MEMORY', `${what}: results of ${bytes} bytes exceed the ${maxBytes} bytes left`, {
+      kernel: what,
+      bytes,
+      limitBytes: maxBytes,
+    });
+}
+/** Stops a long kernel once past the call's deadline (E_SANDBOX_TIMEOUT): nothing else can. */
+function inTime(b: Budget, what: string): void {
+  const { deadline } = limits(b);
+  if (typeof deadline === 'number' && performance.now() > deadline)
+    throw new SandboxError('E_SANDBOX_TIMEOUT', `kernel ${what} ran past the call's deadline`, { kernel: what });
+}
 
 type F32 = SandboxTensor & { data: Float32Array };
 
@@ -43,13 +67,14 @@ function rowsCols(t: SandboxTensor): [number, number] {
 }
 
 /** Bilinear resize of an HWC image (uint8 or float32), half-pixel centres, edges clamped. */
-export function resize(image: SandboxValue, options?: SandboxValue): SandboxTensor {
+export function resize(this: Budget, image: SandboxValue, options?: SandboxValue): SandboxTensor {
   const t = tensorArg(image, 'resize: image', ['uint8', 'float32']);
   if (t.dims.length !== 3) throw new RangeError('resize: image must be [height, width, channels]');
   const o = opts(options);
   const [h, w, c] = t.dims;
   const oh = int(o.height, 'resize: height', 1, 16384);
   const ow = int(o.width, 'resize: width', 1, 16384);
+  room(this, oh * ow * c * t.data.BYTES_PER_ELEMENT, 'resize');
   const src = t.data as Uint8Array | Float32Array;
   const out = t.type === 'uint8' ? new Uint8Array(oh * ow * c) : new Float32Array(oh * ow * c);
   const sy = h / oh;
@@ -64,6 +89,7 @@ export function resize(image: SandboxValue, options?: SandboxValue): SandboxTens
     fxs[x] = fx - x0s[x];
   }
   for (let y = 0; y < oh; y++) {
+    inTime(this, 'resize');
     const fy = Math.min(Math.max((y + 0.5) * sy - 0.5, 0), h - 1);
     const y0 = Math.floor(fy),
       y1 = Math.min(y0 + 1, h - 1),
@@ -86,7 +112,7 @@ export function resize(image: SandboxValue, options?: SandboxValue): SandboxTens
 }
 
 /** HWC image → float32 [1, C, H, W] with `(x · scale − mean[c]) / std[c]`. */
-export function normalize(image: SandboxValue, options?: SandboxValue): SandboxTensor {
+export function normalize(this: Budget, image: SandboxValue, options?: SandboxValue): SandboxTensor {
   const t = tensorArg(image, 'normalize: image', ['uint8', 'float32']);
   if (t.dims.length !== 3) throw new RangeError('normalize: image must be [height, width, channels]');
   const [h, w, c] = t.dims;
@@ -95,9 +121,11 @@ export function normalize(image: SandboxValue, options?: SandboxValue): SandboxT
   const std = nums(o.std ?? new Array(c).fill(1), c, 'normalize: std');
   const scale = o.scale === undefined ? 1 : nums([o.scale], 1, 'normalize: scale')[0];
   const src = t.data as Uint8Array | Float32Array;
+  room(this, h * w * c * 4, 'normalize');
   const out = f32([1, c, h, w]);
   const plane = h * w;
   for (let k = 0; k < c; k++) {
+    inTime(this, 'normalize');
     const m = mean[k],
       inv = 1 / std[k],
       dst = out.data,
@@ -108,12 +136,14 @@ export function normalize(image: SandboxValue, options?: SandboxValue): SandboxT
 }
 
 /** Softmax along the last axis (float32). */
-export function softmax(x: SandboxValue): SandboxTensor {
+export function softmax(this: Budget, x: SandboxValue): SandboxTensor {
   const t = tensorArg(x, 'softmax: input', ['float32']);
   const [rows, cols] = rowsCols(t);
   const src = t.data as Float32Array;
+  room(this, t.data.byteLength, 'softmax');
   const out = f32([...t.dims]);
   for (let r = 0; r < rows; r++) {
+    if ((r & 1023) === 0) inTime(this, 'softmax');
     const o = r * cols;
     let max = -Infinity;
     for (let i = 0; i < cols; i++) if (src[o + i] > max) max = src[o + i];
@@ -125,9 +155,11 @@ export function softmax(x: SandboxValue): SandboxTensor {
 }
 
 /** First maximum along the last axis (NaN skipped): `{ indices: int32, values: float32 }`, dims without the last axis. */
-export function argmax(x: SandboxValue): { indices: SandboxTensor; values: SandboxTensor } {
+export function argmax(this: Budget, x: SandboxValue): { indices: SandboxTensor; values: SandboxTensor } {
   const t = tensorArg(x, 'argmax: input', ['float32']);
   const [rows, cols] = rowsCols(t);
+  // The leading dims, not rows: an empty last axis ([2³¹, 0]) has no rows but a large result.
+  room(this, t.dims.slice(0, -1).reduce((n, d) => n * d, 1) * 8, 'argmax');
   const src = t.data as Float32Array;
   const dims = t.dims.slice(0, -1);
   const indices = new Int32Array(rows);
@@ -147,17 +179,18 @@ export function argmax(x: SandboxValue): { indices: SandboxTensor; values: Sandb
 }
 
 /** 1 where `x > value`, else 0 (uint8, same dims). */
-export function threshold(x: SandboxValue, options?: SandboxValue): SandboxTensor {
+export function threshold(this: Budget, x: SandboxValue, options?: SandboxValue): SandboxTensor {
   const t = tensorArg(x, 'threshold: input', ['float32']);
   const v = nums([opts(options).value], 1, 'threshold: value')[0];
   const src = t.data as Float32Array;
+  room(this, src.length, 'threshold');
   const out = new Uint8Array(src.length);
   for (let i = 0; i < src.length; i++) out[i] = src[i] > v ? 1 : 0;
   return { type: 'uint8', dims: [...t.dims], data: out };
 }
 
 /** Greedy NMS over float32 boxes [N, 4] (x1, y1, x2, y2) and scores [N] → kept indices, best first. */
-export function nms(boxes: SandboxValue, scores: SandboxValue, options?: SandboxValue): SandboxTensor {
+export function nms(this: Budget, boxes: SandboxValue, scores: SandboxValue, options?: SandboxValue): SandboxTensor {
   const b = tensorArg(boxes, 'nms: boxes', ['float32']).data as Float32Array;
   const st = tensorArg(scores, 'nms: scores', ['float32']);
   const s = st.data as Float32Array;
@@ -172,6 +205,8 @@ export function nms(boxes: SandboxValue, scores: SandboxValue, options?: Sandbox
   const dead = new Uint8Array(s.length);
   for (const i of order) {
     if (dead[i] || keep.length >= maxOut) continue;
+    // Quadratic in the boxes kept: a script's thousands of disjoint boxes take seconds.
+    inTime(this, 'nms');
     keep.push(i);
     for (const j of order) {
       if (dead[j] || j === i) continue;
@@ -186,15 +221,17 @@ export function nms(boxes: SandboxValue, scores: SandboxValue, options?: Sandbox
 }
 
 /** Rows of `x` (along axis 0) at int32 `indices` [K] → [K, …rest]. */
-export function gather(x: SandboxValue, indices: SandboxValue): SandboxTensor {
+export function gather(this: Budget, x: SandboxValue, indices: SandboxValue): SandboxTensor {
   const t = tensorArg(x, 'gather: input', ['float32', 'int32', 'uint8', 'int8', 'bool', 'float16', 'int64']);
   const idx = tensorArg(indices, 'gather: indices', ['int32']).data as Int32Array;
   if (t.dims.length === 0) throw new RangeError('gather: input must have at least one axis');
   const n = t.dims[0];
   const row = n === 0 ? 0 : t.data.length / n;
   const C = t.data.constructor as new (n: number) => typeof t.data;
+  room(this, idx.length * row * t.data.BYTES_PER_ELEMENT, 'gather');
   const out = new C(idx.length * row);
   idx.forEach((i, k) => {
+    if ((k & 1023) === 0) inTime(this, 'gather');
     if (!(i >= 0 && i < n)) throw new RangeError(`gather: index ${i} out of range 0..${n - 1}`);
     (out as unknown as { set(a: ArrayLike<unknown>, o: number): void }).set(
       t.data.subarray(i * row, (i + 1) * row) as ArrayLike<unknown>,
@@ -208,8 +245,10 @@ export function gather(x: SandboxValue, indices: SandboxValue): SandboxTensor {
  * A queued copy of a kernel that always returns `returns` (one tensor, or an object of named
  * tensors): scripts get its result handles without waiting for the host (see types.ts Kernel).
  */
-export function queued(fn: (...args: SandboxValue[]) => unknown, returns: KernelResults): Kernel {
-  const k = ((...args: SandboxValue[]) => fn(...args)) as Kernel;
+export function queued(fn: (this: Budget, ...args: SandboxValue[]) => unknown, returns: KernelResults): Kernel {
+  const k = function (this: Budget, ...args: SandboxValue[]) {
+    return fn.apply(this, args);
+  } as Kernel;
   k.returns = typeof returns === 'string' ? returns : Object.freeze([...returns]);
   return k;
 }

@@ -1,8 +1,8 @@
 /**
  * The guest half of the capability API, evaluated in each fresh QuickJS context before any
  * package code. It receives the raw host functions as an argument (they never appear on the
- * global object), keeps them in its closure, and returns `invoke`, `poll`, `functions` and
- * `warm` to the worker.
+ * global object), keeps them in its closure, and returns `invoke`, `poll`, `functions`, `warm`
+ * and `describe` to the worker.
  *
  * It captures the intrinsics it uses before guest code runs, so a script that later patches
  * `JSON`, `Array.prototype` or `Function.prototype.call` only confuses itself. Security does
@@ -18,13 +18,15 @@
  * handles at once and the host runs them as they come, while the hook goes on (see types.ts
  * `Kernel`).
  */
-import { DTYPE_ARRAY, MAX_QUEUED, SMALL_ARRAYS } from './protocol.js';
+import { DTYPE_ARRAY, MAX_QUEUED, MAX_RANK, SMALL_ARRAYS } from './protocol.js';
 
 export interface PreludeConfig {
   /** Kernel names, with the declared results of queued kernels (null: synchronous). */
   kernels: readonly (readonly [string, 'tensor' | readonly string[] | null])[];
   outputChars: number;
   copyBytes: number;
+  /** Four random 32-bit words seeding the guest's Math.random. */
+  seed: readonly number[];
 }
 
 export function preludeSource(c: PreludeConfig): string {
@@ -32,6 +34,8 @@ export function preludeSource(c: PreludeConfig): string {
   const MAX_QUEUED = ${MAX_QUEUED};
   const OUTPUT = ${c.outputChars};
   const COPY = ${c.copyBytes};
+  const MAX_RANK = ${MAX_RANK};
+  const MAX_ID = 1024;
   const DTYPE_ARRAY = ${JSON.stringify(DTYPE_ARRAY)};
   const SMALL = ${JSON.stringify(Object.fromEntries(SMALL_ARRAYS.map((n) => [n, true])))};`;
   return `(function (host) {
@@ -56,15 +60,41 @@ export function preludeSource(c: PreludeConfig): string {
   const hostKernel = host.kernel, hostQueue = host.queue, hostSync = host.sync, hostRead = host.read, hostTensor = host.tensor, hostDispose = host.dispose;
   const hostAsset = host.asset, hostAssetText = host.assetText, hostFail = host.fail;
 
+  // QuickJS seeds Math.random with the time in microseconds when the context is made: a script
+  // inverting one output read the clock without the grant. xoshiro128** from the host's seed.
+  let r0 = ${c.seed[0] | 0}, r1 = ${c.seed[1] | 0}, r2 = ${c.seed[2] | 0}, r3 = ${c.seed[3] | 0} || 1;
+  const imul = Math.imul;
+  function next32() {
+    const r = imul(((imul(r1, 5) << 7) | (imul(r1, 5) >>> 25)), 9);
+    const t = r1 << 9;
+    r2 ^= r0; r3 ^= r1; r1 ^= r2; r0 ^= r3; r2 ^= t; r3 = (r3 << 11) | (r3 >>> 21);
+    return r >>> 0;
+  }
+  defineProperty(Math, 'random', {
+    value: function random() { return ((next32() >>> 5) * 67108864 + (next32() >>> 6)) / 9007199254740992; },
+    writable: true, enumerable: false, configurable: true,
+  });
+
   // Index loop rather than Array.from: iterators are patchable by the script.
   function toArray(v) {
     const out = [];
     for (let i = 0; i < v.length; i++) out[i] = v[i];
     return out;
   }
+  // JSON has no NaN, infinities or -0 (they came out 0): such elements go as the strings the
+  // typed array constructors read back ('NaN', 'Infinity', '-Infinity', '-0').
+  function toElements(v) {
+    const out = [];
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      out[i] = x - x === 0 && (x !== 0 || 1 / x > 0) ? x : x === 0 ? '-0' : StringCtor(x);
+    }
+    return out;
+  }
   // Records the failure on the host side first: the call then fails with this code even if the
   // script catches what is thrown here.
   function fail(code, message) {
+    message = strSlice(message, 0, 2000);
     hostFail(code, message);
     throw new ErrorCtor(message);
   }
@@ -156,7 +186,7 @@ export function preludeSource(c: PreludeConfig): string {
         const tag = typedTag(v);
         if (tag === undefined || SMALL[tag] !== true) fail('E_SANDBOX_OUTPUT', 'cannot copy a ' + (tag || 'DataView') + '; use a tensor');
         if (typedByteLength(v) > COPY) fail('E_SANDBOX_MEMORY', 'typed array of ' + typedByteLength(v) + ' bytes exceeds the copy budget of ' + COPY);
-        return { $xpkg: 'array', type: tag, data: toArray(v) };
+        return { $xpkg: 'array', type: tag, data: toElements(v) };
       }
       if (hasOwn(v, '$xpkg')) fail('E_SANDBOX_HANDLE', "forged value: the key '$xpkg' is reserved");
     }
@@ -221,16 +251,21 @@ export function preludeSource(c: PreludeConfig): string {
 
   function tensor(dtype, shape, data) {
     if (typeof dtype !== 'string' || !hasOwn(DTYPE_ARRAY, dtype)) throw new TypeErrorCtor('ctx.tensor: unknown dtype ' + StringCtor(dtype));
-    if (!isArray(shape)) throw new TypeErrorCtor('ctx.tensor: shape must be an array');
+    if (!isArray(shape) || shape.length > MAX_RANK) throw new TypeErrorCtor('ctx.tensor: shape must be an array of at most ' + MAX_RANK + ' dims');
     const copy = new ARR[DTYPE_ARRAY[dtype]](data);
     if (typedByteLength(copy) > COPY) fail('E_SANDBOX_MEMORY', 'ctx.tensor: ' + typedByteLength(copy) + ' bytes exceeds the copy budget of ' + COPY);
     return parse(hostCall(hostTensor, dtype, stringify(toArray(shape)), typedBuffer(copy)), reviver);
   }
+  function assetId(id) {
+    const s = StringCtor(id);
+    if (s.length > MAX_ID) throw new TypeErrorCtor('ctx.asset: an asset id is at most ' + MAX_ID + ' characters');
+    return s;
+  }
   const ctx = freeze({
     kernels,
     tensor,
-    asset: function asset(id) { return new ARR.Uint8Array(hostCall(hostAsset, StringCtor(id))); },
-    assetText: function assetText(id) { return hostCall(hostAssetText, StringCtor(id)); },
+    asset: function asset(id) { return new ARR.Uint8Array(hostCall(hostAsset, assetId(id))); },
+    assetText: function assetText(id) { return hostCall(hostAssetText, assetId(id)); },
     isTensor: function isTensor(v) { return isHandle(v); },
   });
 
@@ -295,10 +330,14 @@ export function preludeSource(c: PreludeConfig): string {
     return stringify(arraySort(out));
   }
   // What a call does first (JSON through the reviver and the replacer), on throwaway data: run on
-  // the host's nudge to bring the interpreter back into the caches. Touches no state.
+  // the host's nudge to bring the interpreter back into the caches. Touches no state, and reaches
+  // no script code: objects without a prototype and no arrays, so a toJSON or getter a script put
+  // on Object.prototype or Array.prototype is never looked up (it would run between calls).
+  function bare(o) { const b = create(null); for (const k of keys(o)) b[k] = o[k]; return freeze(b); }
+  const WARM = bare({ a: 1, b: bare({ x: 0.5, y: 0.25 }), c: 'x', d: bare({ e: null }) });
   function warm() {
-    parse(stringify([{ a: 1, b: [0.5, 0.25], c: 'x', d: { e: null } }], replacer), reviver);
+    parse(stringify(WARM, replacer), reviver);
   }
-  return freeze({ invoke, poll, functions, warm });
+  return freeze({ invoke, poll, functions, warm, describe });
 })`;
 }

@@ -154,5 +154,11 @@ export type SmallArrayName = (typeof SMALL_ARRAYS)[number];
 /** Queued kernel calls the guest may post before it must sync (bounds what the host holds unread). */
 export const MAX_QUEUED = 64;
 
+/**
+ * Deepest nesting of a value from the guest (result or kernel arguments): the host's JSON.parse
+ * with a reviver recurses on its own stack, which a few thousand levels overflow.
+ */
+export const MAX_DEPTH = 256;
+
 /** Rank limit of tensors crossing the boundary (the manifest's IoSpec allows 8 dims). */
 export const MAX_RANK = 8;

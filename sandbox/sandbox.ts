@@ -78,6 +78,11 @@ export class Sandbox implements AsyncDisposable {
   private liveTensors = 0;
   private workersStarted = 0;
   private respawns = 0;
+  /**
+   * Threads rebuilding their runtime after a failure (replaying every loaded module, which may
+   * take long): the next request waits for their 'ready', outside its own deadline.
+   */
+  private readonly rebuilding = new WeakSet<Thread>();
 
   private constructor(options: SandboxOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError('sandbox: options must be an object');
@@ -340,6 +345,7 @@ export class Sandbox implements AsyncDisposable {
     scope: CallScope | null,
     signal?: AbortSignal,
   ): Promise<unknown> {
+    if (this.rebuilding.has(t)) await this.rebuilt(t);
     const deadlineAt = performance.now() + timeMs + this.policy.graceMs;
     let onAbort: (() => void) | undefined;
     const aborted = signal
@@ -378,6 +384,7 @@ export class Sandbox implements AsyncDisposable {
           }
           const err = new SandboxError(m.failure.code, m.failure.message, m.failure.detail);
           if (m.reset === 'worker') await this.retire(t, err);
+          else if (m.reset === 'runtime') this.rebuilding.add(t);
           if (m.unrun) throw new Unrun();
           throw err;
         }
@@ -414,6 +421,28 @@ export class Sandbox implements AsyncDisposable {
       if (onAbort) signal?.removeEventListener('abort', onAbort);
       t.worker.unref();
     }
+  }
+
+  /**
+   * Waits until a thread that is rebuilding its runtime says it is ready. One that does not within
+   * STARTUP_MS, or dies meanwhile, is replaced; the request then goes to a fresh worker.
+   */
+  private async rebuilt(t: Thread): Promise<void> {
+    this.rebuilding.delete(t);
+    t.worker.ref();
+    try {
+      const m = await this.next(t, performance.now() + STARTUP_MS, undefined);
+      if (m.t === 'ready') return;
+      await this.retire(t, new SandboxError('E_SANDBOX_KILLED', 'sandbox protocol error', { reason: 'protocol' }));
+    } catch (e) {
+      if (this.closed) throw e;
+      const why =
+        e instanceof SandboxError ? e : new SandboxError('E_SANDBOX_KILLED', 'the runtime was not rebuilt in time');
+      await this.retire(t, why);
+    } finally {
+      t.worker.unref();
+    }
+    throw new Unrun();
   }
 
   private async next(

@@ -13,7 +13,7 @@ import {
   tensorFromBytes,
 } from './codec.js';
 import { type HostMessage, MAX_QUEUED, type WorkerMessage } from './protocol.js';
-import type { EffectivePolicy, Kernel, KernelResults, SandboxTensor, SandboxValue } from './types.js';
+import type { EffectivePolicy, Kernel, KernelBudget, KernelResults, SandboxTensor, SandboxValue } from './types.js';
 
 /** What serving needs from the sandbox. */
 export interface HostSide {
@@ -52,10 +52,20 @@ function untilDeadline<T>(r: T | Promise<T>, deadline: number, name: string): T 
   return Promise.race([r, late]).finally(() => clearTimeout(timer));
 }
 
-/** Calls a kernel; what it throws (not a SandboxError) becomes a KernelFailure the guest may catch. */
-async function callKernel(fn: Kernel, name: string, args: SandboxValue[], deadline: number): Promise<unknown> {
+/**
+ * Calls a kernel with what the call leaves it as `this` (types.ts KernelBudget); what it throws
+ * (not a SandboxError) becomes a KernelFailure the guest may catch.
+ */
+async function callKernel(
+  fn: Kernel,
+  name: string,
+  args: SandboxValue[],
+  deadline: number,
+  scope: CallScope,
+): Promise<unknown> {
   try {
-    return await untilDeadline(fn(...args), deadline, name);
+    const budget: KernelBudget = Object.freeze({ maxBytes: scope.bytesLeft, deadline });
+    return await untilDeadline(fn.apply(budget, args), deadline, name);
   } catch (e) {
     if (e instanceof SandboxError) throw e;
     throw new KernelFailure(name, e instanceof Error ? e.message : String(e));
@@ -119,7 +129,7 @@ export class OpStream {
       throw new SandboxError('E_SANDBOX_TIMEOUT', 'queued kernel calls ran past the deadline', { kernel: name });
     const args = decodeFromGuest(op.a, this.scope, this.h.policy.copyBytes);
     if (!Array.isArray(args)) throw malformed();
-    const r = await callKernel(fn, name, args as SandboxValue[], this.deadline);
+    const r = await callKernel(fn, name, args as SandboxValue[], this.deadline, this.scope);
     const outs: [unknown, unknown][] =
       returns === 'tensor'
         ? [[op.o, r]]
@@ -176,7 +186,7 @@ export async function serve(
         const args = decodeFromGuest(m.args, scope, p.copyBytes);
         if (!Array.isArray(args)) return refuse('malformed kernel arguments');
         try {
-          const r = await callKernel(fn, m.name, args as SandboxValue[], deadline);
+          const r = await callKernel(fn, m.name, args as SandboxValue[], deadline, scope);
           return ok(encodeForGuest(r, (x) => scope.own(x), p.copyBytes, `kernel '${m.name}'`));
         } catch (e) {
           if (e instanceof SandboxError) throw e;

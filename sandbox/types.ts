@@ -56,9 +56,25 @@ export type KernelResults = 'tensor' | readonly string[];
  * no thread hand-off of its own; a failure surfaces at the next sync (catchable) or, if none
  * comes, fails the call at the end of the hook (E_SANDBOX_SCRIPT).
  */
-export type Kernel = ((...args: SandboxValue[]) => SandboxValue | undefined | Promise<SandboxValue | undefined>) & {
+export type Kernel = ((
+  this: KernelBudget | unknown,
+  ...args: SandboxValue[]
+) => SandboxValue | undefined | Promise<SandboxValue | undefined>) & {
   returns?: KernelResults;
 };
+
+/**
+ * What the call a kernel serves leaves it: the kernel's `this` when the sandbox calls it. Kernels
+ * run on the host, where nothing can interrupt them, with sizes the script chose: a kernel checks
+ * its results' size before it allocates them and stops once past the deadline (the basic kernels
+ * throw E_SANDBOX_MEMORY / E_SANDBOX_TIMEOUT, which fail the call).
+ */
+export interface KernelBudget {
+  /** Bytes its results may take: what is left of the call's host-tensor budget (`hostTensorMiB`). */
+  readonly maxBytes: number;
+  /** The call's deadline, a `performance.now()` time. */
+  readonly deadline: number;
+}
 export type KernelTable = Readonly<Record<string, Kernel>>;
 
 /** The limits a package declares for a script (manifest `pipeline.scripts[].policy`). */

@@ -112,6 +112,7 @@ class Engine {
   readonly poll: QuickJSHandle;
   readonly functions: QuickJSHandle;
   readonly warm: QuickJSHandle;
+  readonly describe: QuickJSHandle;
   readonly modules = new Map<string, QuickJSHandle>();
 
   constructor(Q: QuickJSWASMModule) {
@@ -138,6 +139,16 @@ class Engine {
     const def = (name: string, fn: (...a: QuickJSHandle[]) => QuickJSHandle | undefined) =>
       ctx.newFunction(name, fn).consume((f) => ctx.setProp(host, name, f));
     const str = (h: QuickJSHandle) => (ctx.typeof(h) === 'string' ? ctx.getString(h) : '');
+    // A string that is not JSON for the host (ids, dtypes, shapes, messages): its length is read
+    // first, so that a huge one is not copied into this thread and posted to the host.
+    const short = (h: QuickJSHandle, max = SHORT_CHARS) => {
+      if (ctx.typeof(h) !== 'string') return '';
+      if (ctx.getProp(h, 'length').consume((n) => ctx.getNumber(n)) > max) {
+        stick({ code: 'E_SANDBOX_OUTPUT', message: `a string of more than ${max} characters passed to the host` });
+        throw new Error('string too long for the host');
+      }
+      return ctx.getString(h);
+    };
     const num = (h: QuickJSHandle) => (ctx.typeof(h) === 'number' ? ctx.getNumber(h) : NaN);
     const buffer = (bytes: Uint8Array) =>
       ctx.newArrayBuffer(bytes.buffer.byteLength === bytes.byteLength ? bytes.buffer : bytes.slice().buffer);
@@ -166,33 +177,37 @@ class Engine {
       const bytes = ctx.getArrayBuffer(data).consume((b) => b.value.slice());
       let dims: unknown;
       try {
-        dims = JSON.parse(str(shape));
+        dims = JSON.parse(short(shape));
       } catch {
         dims = null;
       }
       return ctx.newString(
-        request({ t: 'tensor', dtype: str(dtype) as never, shape: dims as number[], bytes }, [bytes.buffer]) as string,
+        request({ t: 'tensor', dtype: short(dtype) as never, shape: dims as number[], bytes }, [
+          bytes.buffer,
+        ]) as string,
       );
     });
     def('dispose', (id) => void request({ t: 'dispose', id: num(id) }));
-    def('asset', (id) => buffer(request({ t: 'asset', id: str(id), text: false }) as Uint8Array));
-    def('assetText', (id) => ctx.newString(request({ t: 'asset', id: str(id), text: true }) as string));
+    def('asset', (id) => buffer(request({ t: 'asset', id: short(id), text: false }) as Uint8Array));
+    def('assetText', (id) => ctx.newString(request({ t: 'asset', id: short(id), text: true }) as string));
     def('fail', (code, message) => {
-      const c = str(code);
+      const c = short(code);
       stick({
         code: (SANDBOX_CODES.has(c) ? c : 'E_SANDBOX_SCRIPT') as SandboxErrorCode,
-        message: str(message).slice(0, 2000),
+        message: short(message, 2000),
       });
       return undefined;
     });
     begin(config.timeMs);
     try {
-      const fn = ctx.unwrapResult(ctx.evalCode(preludeSource(config), 'xpkg:prelude'));
+      const seed = Array.from(crypto.getRandomValues(new Uint32Array(4)));
+      const fn = ctx.unwrapResult(ctx.evalCode(preludeSource({ ...config, seed }), 'xpkg:prelude'));
       const api = fn.consume((f) => ctx.unwrapResult(ctx.callFunction(f, ctx.undefined, host)));
       host.dispose();
       this.invoke = ctx.getProp(api, 'invoke');
       this.poll = ctx.getProp(api, 'poll');
       this.warm = ctx.getProp(api, 'warm');
+      this.describe = ctx.getProp(api, 'describe');
       this.functions = api.consume((a) => ctx.getProp(a, 'functions'));
     } finally {
       end();
@@ -200,7 +215,7 @@ class Engine {
   }
 
   get heldHandles(): number {
-    return 4 + this.modules.size;
+    return 5 + this.modules.size;
   }
 
   /** Runs queued promise jobs until none remain, the deadline passes or a failure is recorded. */
@@ -215,6 +230,7 @@ class Engine {
     this.poll.dispose();
     this.functions.dispose();
     this.warm.dispose();
+    this.describe.dispose();
     this.ctx.dispose();
     contextsAlive--;
     this.rt.dispose();
@@ -222,8 +238,30 @@ class Engine {
   }
 }
 
+/** Longest string a host function takes that is not JSON (an asset id, a dtype, a shape, a message). */
+const SHORT_CHARS = 4096;
+
+/** Deadline of the warm-up between calls (it takes microseconds). */
+const WARM_MS = 5;
+
 /** Emscripten grows memory in steps: within 15% of the cap means an allocation failed there. */
 const memoryFull = () => memory.buffer.byteLength >= wasmMaxBytes * 0.85;
+
+/**
+ * Past the deadline. With the memory full, running out is what happened: QuickJS goes on after
+ * some failed allocations (a flood of promise jobs spins once none can be queued), and a runtime
+ * rebuilt in a full memory fails again (or traps), so the worker is replaced.
+ */
+function timedOut(): Outcome {
+  if (memoryFull())
+    return fail(
+      'E_SANDBOX_MEMORY',
+      'the script ran out of memory',
+      { wasmBytes: memory.buffer.byteLength, wasmLimitBytes: wasmMaxBytes },
+      'worker',
+    );
+  return fail('E_SANDBOX_TIMEOUT', 'the script ran past its deadline', undefined, 'runtime');
+}
 
 /** Maps a thrown value's description to a failure. */
 function classifyThrown(d: {
@@ -258,28 +296,28 @@ function classifyThrown(d: {
 /**
  * An exception that reached the worker. From a hook it went past the prelude's catch-all, which
  * happens only when the prelude itself cannot allocate or recurse: out of memory unless it says
- * stack overflow. From a module's top level it is whatever the script threw.
+ * stack overflow. From a module's top level it is whatever the script threw, described by the
+ * prelude as a hook's throw is: its strings are cut there, so a huge message stays in the guest.
  */
 function classifyException(engine: Engine, err: QuickJSHandle, fromPrelude: boolean): Outcome {
-  if (interrupted) return fail('E_SANDBOX_TIMEOUT', 'the script ran past its deadline', undefined, 'runtime');
+  if (interrupted) return timedOut();
   if (sticky) return { failure: sticky, reset: 'none' };
   const ctx = engine.ctx;
-  let d: Parameters<typeof classifyThrown>[0] = { error: false, type: 'unreadable' };
-  try {
-    const type = ctx.typeof(err);
-    d = { error: false, type };
-    if (type === 'object') {
-      const read = (k: string) =>
-        ctx.getProp(err, k).consume((h) => (ctx.typeof(h) === 'string' ? ctx.getString(h) : undefined));
-      const message = read('message');
-      if (message !== undefined) d = { error: true, name: read('name'), message, stack: read('stack') };
-    }
-  } catch {
-    /* unreadable: keep what we have */
+  if (!fromPrelude) {
+    const r = ctx.callFunction(engine.describe, ctx.undefined, err);
+    if (r.error) return r.error.consume((e) => classifyException(engine, e, true));
+    const tag = r.value.consume((v) => (ctx.typeof(v) === 'string' ? ctx.getString(v) : '{}'));
+    // Its getters may have run past the deadline (then the runtime is reset) or into a failure.
+    return finish(`E${tag}`);
   }
-  if (fromPrelude && d.message !== 'stack overflow' && d.message !== 'out of memory')
-    return classifyThrown({ message: 'out of memory' });
-  return classifyThrown(d);
+  let message: string | undefined;
+  try {
+    if (ctx.typeof(err) === 'object')
+      message = ctx.getProp(err, 'message').consume((h) => (ctx.typeof(h) === 'string' ? ctx.getString(h) : undefined));
+  } catch {
+    /* unreadable: out of memory */
+  }
+  return classifyThrown({ message: message === 'stack overflow' ? message : 'out of memory' });
 }
 
 /** A JavaScript exception out of the WebAssembly module itself: the instance may be corrupt. */
@@ -299,7 +337,7 @@ function classifyNative(e: unknown): Outcome {
 
 /** Final checks shared by loads and calls; `tag` is the prelude's answer ('R'…, 'E'…, 'P'). */
 function finish(tag: string): Outcome {
-  if (interrupted) return fail('E_SANDBOX_TIMEOUT', 'the script ran past its deadline', undefined, 'runtime');
+  if (interrupted) return timedOut();
   if (sticky) return { failure: sticky, reset: 'none' };
   if (tag === 'P') return fail('E_SANDBOX_SCRIPT', 'the hook returned a promise that never settles');
   if (tag[0] === 'E') return classifyThrown(JSON.parse(tag.slice(1)));
@@ -421,7 +459,8 @@ async function main(): Promise<void> {
   // a long sleep the interpreter's code and data are out of the caches. Only between calls: during
   // one, the guest is inside a host function and must not be re-entered.
   const warmUp = () => {
-    begin(config.timeMs);
+    // Short: it runs no script code, and the call it warms up for is on its way.
+    begin(WARM_MS);
     try {
       const r = engine.ctx.callFunction(engine.warm, engine.ctx.undefined);
       if (r.error) r.error.dispose();
@@ -456,6 +495,15 @@ async function main(): Promise<void> {
       else if (m.t === 'load') {
         const l: Loaded = { name: m.name, source: m.source, timeMs: m.timeMs, hooks: m.hooks };
         out = runLoad(engine, l);
+        // Memory never shrinks: a module that leaves it full would have every worker replaced
+        // after each call, and each replacement fill it again as it loads the module.
+        if ('value' in out && memoryFull())
+          out = fail(
+            'E_SANDBOX_MEMORY',
+            `script '${m.name}' filled its memory as it loaded`,
+            { wasmBytes: memory.buffer.byteLength, wasmLimitBytes: wasmMaxBytes },
+            'worker',
+          );
         if ('value' in out) loaded.push(l);
       } else if (m.t === 'stats') out = { value: stats(engine) };
       else out = fail('E_SANDBOX_KILLED', `sandbox protocol: unexpected ${m.t}`, undefined, 'worker');
@@ -468,11 +516,13 @@ async function main(): Promise<void> {
       post({ t: 'done', ok: true, value: out.value, recycle: memoryFull() });
       continue;
     }
+    // As after a success: a worker whose memory is full is replaced, whatever the failure.
+    if (memoryFull()) out.reset = 'worker';
     post({ t: 'done', ok: false, failure: out.failure, reset: out.reset });
     if (out.reset === 'runtime') {
       // A fresh runtime drops whatever the interrupted script left behind (queued jobs, state);
-      // the modules that loaded before are evaluated again in it. Done after answering, so the
-      // host's watchdog does not count it; the next request waits in the port meanwhile.
+      // the modules that loaded before are evaluated again in it. Done after answering; the host
+      // waits for the 'ready' below before it sends the next request, whose deadline then starts.
       try {
         engine.dispose();
         engine = new Engine(Q);
@@ -487,6 +537,7 @@ async function main(): Promise<void> {
         if (engineSaid.length && !broken.includes(engineSaid[engineSaid.length - 1]))
           broken += ` (the engine said: ${engineSaid.join(' | ')})`;
       }
+      post({ t: 'ready' });
     }
   }
 }

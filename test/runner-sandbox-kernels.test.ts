@@ -136,4 +136,19 @@ describe('runner sandbox kernels', () => {
       tight.close();
     }
   });
+
+  it("a script's resize/normalize keep to the sandbox call's host-tensor budget before the host allocates", async () => {
+    // 4000² RGB as float32 is 192 MB: within the runner's budget, over the sandbox's 16 MiB.
+    const script = `export function norm(input, ctx) { return ctx.kernels.normalize(input.image, { resize: { mode: 'stretch', width: 4000, height: 4000 } }).shape; }
+    export function f32(input, ctx) { return ctx.kernels.resize(ctx.tensor('float32', [1, 1, 3], [1, 2, 3]), { width: 4000, height: 4000 }).shape; }`;
+    const image = { type: 'uint8', dims: [1, 1, 3], data: new Uint8Array(3) } as SandboxTensor;
+    await using sb = await Sandbox.create({ kernels: sandboxKernels, caps: { hostTensorMiB: 16 } });
+    await sb.load(script, 's.js');
+    // The process's peak RSS (KiB): the host is busy in the kernel while it allocates.
+    const peak = () => process.resourceUsage().maxRSS * 1024;
+    const before = peak();
+    for (const hook of ['norm', 'f32'])
+      await expect(sb.call(hook, { image })).rejects.toMatchObject({ code: 'E_SANDBOX_MEMORY' });
+    expect(peak() - before).toBeLessThan(96 * 2 ** 20);
+  });
 });

@@ -38,6 +38,9 @@ describe('package scripts in the runner', () => {
         const v = input.y.read()[0];
         if (v > 1000) { for (;;) {} }
         if (v > 500) { const keep = []; for (;;) keep.push(new Uint8Array(1 << 20)); }
+        if (v > 300) { let a = 1; for (let i = 0; i < 2500; i++) a = [a]; return { z: a }; }
+        // Leaves a looping toJSON behind (the warm-up between runs reached it: sandbox-hostile2.test.ts).
+        if (v > 200) Object.defineProperty(Array.prototype, 'toJSON', { get() { for (;;) {} }, configurable: true });
         return { z: input.y };
       }`,
     );
@@ -85,5 +88,12 @@ describe('package scripts in the runner', () => {
     expect(performance.now() - t).toBeLessThan(10000);
     const again = await runner.run(x(41));
     expect(Array.from((again.outputs.z as { data: Float32Array }).data)).toEqual([42]);
+    // A result nested past the limit has a code (the host's parser used to overflow V8's stack).
+    expect(await codeOf(runner.run(x(400)))).toBe('E_SANDBOX_OUTPUT');
+    expect(await codeOf(runner.run(x(250)))).toBe('OK');
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      expect(await codeOf(runner.run(x(i)))).toBe('OK');
+    }
   });
 });
