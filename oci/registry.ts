@@ -190,10 +190,49 @@ export class Registry {
     });
   }
 
+  /** Opens an upload session (its Location), or null when the blob was mounted from `mount`. */
+  private startUpload(repo: string, digest: string, mount?: string): Promise<string | null> {
+    return withRetries(this.retries, async () => {
+      const q = mount ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(mount)}` : '';
+      const res = await this.request({
+        method: 'POST',
+        path: `/v2/${repo}/blobs/uploads/${q}`,
+        repo,
+        push: true,
+        ...(mount ? { mountFrom: mount } : {}),
+      });
+      res.resume();
+      if (res.statusCode === 201 && mount) return null;
+      if (res.statusCode !== 202 || !res.headers.location) throw await failure(res, `start upload of ${digest}`);
+      return res.headers.location;
+    });
+  }
+
+  /**
+   * Where an upload session got to, from its Range (`0-<last byte>`); null when that cannot be
+   * trusted and the upload must start again: the session is gone or refused (distribution refuses a
+   * session whose state lags the bytes a broken chunk left), or the Range is `0-0`, which
+   * distribution sends for both no bytes and one byte.
+   */
+  private async uploadStatus(repo: string, location: string): Promise<{ location: string; done: number } | null> {
+    const st = await this.request({
+      method: 'GET',
+      path: new URL(location, `${this.base}/`).toString(),
+      repo,
+      push: true,
+    }).catch(() => null);
+    if (!st) return null;
+    st.resume();
+    const got = /^(?:bytes=)?0-(\d+)$/.exec(String(st.headers.range ?? ''));
+    if (st.statusCode !== 204 || !got || Number(got[1]) === 0) return null;
+    return { location: st.headers.location ?? location, done: Number(got[1]) + 1 };
+  }
+
   /**
    * Uploads a blob unless the repository has it: a cross-repository mount from `mountFrom` when
    * given (no bytes move), else a monolithic PUT for small blobs or PATCH chunks for large ones. A
-   * failed chunk is resumed from the offset the registry reports.
+   * failed chunk is resumed from the offset the registry reports, or the upload started again when
+   * that offset cannot be trusted.
    */
   async upload(
     repo: string,
@@ -203,20 +242,7 @@ export class Registry {
   ): Promise<UploadOutcome> {
     if (await this.hasBlob(repo, desc.digest)) return 'exists';
     const mount = options.mountFrom && options.mountFrom !== repo ? options.mountFrom : undefined;
-    const start = await withRetries(this.retries, async () => {
-      const q = mount ? `?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(mount)}` : '';
-      const res = await this.request({
-        method: 'POST',
-        path: `/v2/${repo}/blobs/uploads/${q}`,
-        repo,
-        push: true,
-        mountFrom: mount,
-      });
-      res.resume();
-      if (res.statusCode === 201 && mount) return null;
-      if (res.statusCode !== 202 || !res.headers.location) throw await failure(res, `start upload of ${desc.digest}`);
-      return res.headers.location;
-    });
+    const start = await this.startUpload(repo, desc.digest, mount);
     if (start === null) return 'mounted';
     const withDigest = (loc: string) => {
       const u = new URL(loc, `${this.base}/`);
@@ -225,10 +251,12 @@ export class Registry {
     };
     const octets = { 'content-type': 'application/octet-stream' };
     if (desc.size <= this.chunkBytes) {
-      await withRetries(this.retries, async () => {
+      // A failed PUT may have ended its upload session: each retry opens a fresh one.
+      await withRetries(this.retries, async (attempt) => {
+        const at = attempt === 0 ? start : await this.startUpload(repo, desc.digest);
         const res = await this.request({
           method: 'PUT',
-          path: withDigest(start),
+          path: withDigest(at!),
           repo,
           push: true,
           headers: octets,
@@ -263,18 +291,12 @@ export class Registry {
       } catch (e) {
         if (attempt++ >= this.retries || !isRetryable(e)) throw e;
         await new Promise((r) => setTimeout(r, Math.min(3000, 150 * 2 ** attempt)));
-        // Where the registry got to: the next chunk starts after its Range.
-        const st = await this.request({
-          method: 'GET',
-          path: new URL(location, `${this.base}/`).toString(),
-          repo,
-          push: true,
-        });
-        st.resume();
-        if (st.statusCode !== 204) throw await failure(st, `upload status of ${desc.digest}`);
-        location = st.headers.location ?? location;
-        const got = /^0-(\d+)$/.exec(String(st.headers.range ?? ''));
-        done = got ? Number(got[1]) + 1 : 0;
+        const resumed = await this.uploadStatus(repo, location);
+        if (resumed) ({ location, done } = resumed);
+        else {
+          location = (await this.startUpload(repo, desc.digest))!;
+          done = 0;
+        }
       }
     }
     await withRetries(this.retries, async () => {
