@@ -104,12 +104,18 @@ export class Registry {
       const e = await failure(res, `token from ${u.host}`);
       throw new OciError('E_OCI_AUTH', `the token server refused: ${e.message}`, e.detail);
     }
-    const body = JSON.parse((await readBody(res, 1024 * 1024)).toString('utf8')) as {
-      token?: string;
-      access_token?: string;
-    };
-    const token = body.token ?? body.access_token;
-    if (!token) throw new OciError('E_OCI_AUTH', `the token server at ${u.host} sent no token`);
+    let body: { token?: unknown; access_token?: unknown } | null = null;
+    try {
+      body = JSON.parse((await readBody(res, 1024 * 1024)).toString('utf8'));
+    } catch (e) {
+      if (e instanceof OciError && e.code === 'E_OCI_NETWORK') throw e;
+      // a login page or proxy error page instead of the token JSON
+    }
+    const token = body?.token ?? body?.access_token;
+    if (typeof token !== 'string' || !token)
+      throw new OciError('E_OCI_AUTH', `the token server at ${u.host} sent no token`, {
+        realm: `${u.origin}${u.pathname}`,
+      });
     return token;
   }
 
