@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
 import { PackageReader } from '../pack/reader.js';
 import { OciError } from '../spec/errors.js';
-import { artifactOf, hexOf, MEDIA } from './artifact.js';
+import { artifactOf, hexOf, MAX_OCI_MANIFEST, MEDIA, packageInIndex } from './artifact.js';
 import { type BlobSource, fetchSmall } from './assemble.js';
 import type { Cache } from './cache.js';
 import { type Materialized, type MaterializeOptions, materialize } from './pull.js';
@@ -150,7 +150,13 @@ export async function importLayout(
       );
     const desc = { mediaType: MEDIA.ociManifest, digest: chosen[0].digest, size: chosen[0].size ?? 0 };
     const source = layoutSource(dir);
-    const bytes = await fetchSmall(source, desc, 4 * 1024 * 1024);
+    let bytes = await fetchSmall(source, desc, MAX_OCI_MANIFEST);
+    // The tag may name an image index (skopeo copy --all of a multi-artifact index): its one package.
+    const listed = await packageInIndex(bytes, (d) => fetchSmall(source, d, MAX_OCI_MANIFEST));
+    if (listed) {
+      bytes = listed.bytes;
+      desc.digest = listed.descriptor.digest;
+    }
     await cache.putBlob(desc.digest, bytes);
     const m = await materialize(cache, bytes, source, options);
     return { ...m, digest: desc.digest };

@@ -7,7 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { OciError } from '../spec/errors.js';
-import { MEDIA, sha256 } from './artifact.js';
+import { MANIFEST_ACCEPT, MEDIA, sha256 } from './artifact.js';
 import { basicHeader, type Credentials, findCredentials, parseChallenge } from './auth.js';
 import { failure, isRetryable, readBody, type Send, send, withRetries } from './http.js';
 import { DIGEST, registryBaseUrl } from './ref.js';
@@ -130,7 +130,9 @@ export class Registry {
         method: 'GET',
         path: `/v2/${repo}/manifests/${reference}`,
         repo,
-        headers: { accept: MEDIA.ociManifest },
+        // Every type a tag may hold: asked for OCI manifests only, distribution converts a Docker image
+        // to schema 1 and answers an index with 404, which would hide what the tag really names.
+        headers: { accept: MANIFEST_ACCEPT },
       });
       if (res.statusCode !== 200) throw await failure(res, `manifest ${repo}:${reference}`);
       const bytes = await readBody(res);

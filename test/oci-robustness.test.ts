@@ -1,0 +1,164 @@
+/**
+ * Registries and tags that are not what xpkg pushed, against real components on loopback:
+ * docker-registry, skopeo publishing hand-built OCI layouts (a container image, image indexes),
+ * and an HTTP proxy in front of the registry answering chosen requests itself (a failed chunk, a
+ * broken token server). Errors are asserted by code.
+ */
+import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { EXIT } from '../spec/errors.js';
+import { xpkgAsync as xpkg } from './helpers/cli.js';
+import { startFaultProxy } from './helpers/fault-proxy.js';
+import { containerImage, imageIndex, tagged } from './helpers/oci-layout.js';
+import {
+  registryAvailable,
+  startCuttingProxy,
+  startRegistry,
+  type TestRegistry,
+  toolAvailable,
+} from './helpers/registry.js';
+import { baseManifest, tempDir, writeSource } from './helpers/source.js';
+
+vi.setConfig({ testTimeout: 60_000 });
+
+const MULTI = 'fixtures/dist/multi-variant.xpkg';
+const ARTIFACT = 'application/vnd.xpkg.package.v1';
+const available = registryAvailable();
+const skopeo = toolAvailable('skopeo');
+if ((!available || !skopeo) && process.env.CI)
+  throw new Error('docker-registry or skopeo is missing (.ci/run installs them)');
+const run = promisify(execFile);
+
+const cacheEnv = () => ({ XPKG_CACHE: tempDir('xpkg-cache-'), XPKG_STATE_DIR: tempDir('xpkg-state-') });
+
+/** skopeo publishing a tag of a local OCI layout (`--all`: an index with every manifest it lists). */
+const publish = (dir: string, tag: string, to: string, extra: string[] = []) =>
+  run('skopeo', ['copy', '--dest-tls-verify=false', ...extra, `oci:${dir}:${tag}`, `docker://${to}`]);
+
+describe.skipIf(!available || !skopeo)('tags that name something else', () => {
+  let reg: TestRegistry;
+  let layout: string;
+  beforeAll(async () => {
+    reg = await startRegistry();
+    // One layout: the package as xpkg exports it, a plain container image, and indexes of them.
+    layout = join(tempDir(), 'layout');
+    const e = await xpkg(['export', MULTI, '--oci-layout', layout, '--tag', 'pkg']);
+    if (e.status !== 0) throw new Error(e.stderr);
+    const pkg = tagged(layout, 'pkg');
+    const img = containerImage(layout, 'img');
+    imageIndex(layout, [img, { ...pkg, artifactType: ARTIFACT }], 'multi');
+    imageIndex(layout, [img], 'images');
+  });
+  afterAll(async () => reg?.stop());
+
+  it('a container image at the tag (OCI or Docker schema 2) is E_OCI_NOT_PACKAGE', async () => {
+    await publish(layout, 'img', `${reg.host}/plain/img:oci`);
+    await publish(layout, 'img', `${reg.host}/plain/img:docker`, ['--format', 'v2s2']);
+    for (const tag of ['oci', 'docker']) {
+      const r = await xpkg(['pull', `${reg.host}/plain/img:${tag}`, '--json'], cacheEnv());
+      expect(r.json!.error!.code, tag).toBe('E_OCI_NOT_PACKAGE');
+      expect(r.status).toBe(EXIT.oci);
+    }
+  });
+
+  it('an image index at the tag resolves to the package it lists, also when skopeo dropped its artifactType', async () => {
+    await publish(layout, 'multi', `${reg.host}/mixed/p:multi`, ['--all']);
+    const out = join(tempDir(), 'p.xpkg');
+    const r = await xpkg(['pull', `${reg.host}/mixed/p:multi`, '-o', out, '--json'], cacheEnv());
+    expect(r.status, r.stderr).toBe(0);
+    expect(readFileSync(out).equals(readFileSync(MULTI))).toBe(true);
+    // The same layout imported directly (its tag names the index, artifactType intact).
+    const imported = await xpkg(['import', layout, '--tag', 'multi', '--json'], cacheEnv());
+    expect(imported.status, imported.stderr).toBe(0);
+    expect(imported.json!.result.packageId).toBe(r.json!.result.packageId);
+    // An index of images only names no package.
+    await publish(layout, 'images', `${reg.host}/mixed/p:images`, ['--all']);
+    const none = await xpkg(['pull', `${reg.host}/mixed/p:images`, '--json'], cacheEnv());
+    expect(none.json!.error!.code).toBe('E_OCI_NOT_PACKAGE');
+  });
+
+  it('a tag moved to a container image leaves the resolution an offline run falls back on', async () => {
+    expect((await xpkg(['push', MULTI, `${reg.host}/moved/p:1`], cacheEnv())).status).toBe(0);
+    const proxy = await startCuttingProxy(reg.port, Number.POSITIVE_INFINITY);
+    const env = cacheEnv();
+    const ref = `${proxy.host}/moved/p:1`;
+    try {
+      expect((await xpkg(['pull', ref], env)).status).toBe(0);
+      await publish(layout, 'img', `${reg.host}/moved/p:1`);
+      expect((await xpkg(['pull', ref, '--json'], env)).json!.error!.code).toBe('E_OCI_NOT_PACKAGE');
+    } finally {
+      await proxy.close();
+    }
+    const offline = await xpkg(['pull', ref, '--json'], { ...env, XPKG_OCI_RETRIES: '0' });
+    expect(offline.status, offline.stderr).toBe(0);
+    expect(offline.json!.result.offline).toBe(true);
+  });
+});
+
+describe.skipIf(!available)('a registry misbehaving', () => {
+  let reg: TestRegistry;
+  beforeAll(async () => {
+    reg = await startRegistry();
+  });
+  afterAll(async () => reg?.stop());
+
+  it('a chunked push whose first chunk fails starts the upload again instead of skipping a byte', async () => {
+    const model = Buffer.alloc(3 * 1024 * 1024);
+    for (let i = 0; i < model.length; i++) model[i] = (i * 2654435761) >>> 24;
+    const src = writeSource({ 'models/net.onnx': model }, baseManifest({ name: 'chunked' }));
+    const pkg = join(tempDir(), 'chunked.xpkg');
+    expect((await xpkg(['pack', src, '-o', pkg])).status).toBe(0);
+    let patches = 0;
+    const proxy = await startFaultProxy(reg.port, (req, res) => {
+      if (req.method !== 'PATCH' || patches++ > 0) return false;
+      req.resume();
+      req.on('end', () => res.writeHead(503).end());
+      return true;
+    });
+    try {
+      const env = { ...cacheEnv(), XPKG_OCI_CHUNK_BYTES: String(1 << 20) };
+      const push = await xpkg(['push', pkg, `${proxy.host}/chunk/p:1`, '--json'], env);
+      expect(push.status, push.stderr).toBe(0);
+      expect(patches).toBeGreaterThan(3);
+    } finally {
+      await proxy.close();
+    }
+    const out = join(tempDir(), 'back.xpkg');
+    expect((await xpkg(['pull', `${reg.host}/chunk/p:1`, '-o', out], cacheEnv())).status).toBe(0);
+    expect(readFileSync(out).equals(readFileSync(pkg))).toBe(true);
+  });
+
+  it('a token server that answers with a page instead of JSON is E_OCI_AUTH', async () => {
+    const proxy = await startFaultProxy(reg.port, (req, res) => {
+      req.resume();
+      if (req.url?.startsWith('/token'))
+        res.writeHead(200, { 'content-type': 'text/html' }).end('<html>sign in</html>');
+      else res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${proxy.host}/token",service="x"` }).end();
+      return true;
+    });
+    try {
+      const r = await xpkg(['pull', `${proxy.host}/tok/p:1`, '--json'], cacheEnv());
+      expect(r.json!.error!.code).toBe('E_OCI_AUTH');
+      expect(r.status).toBe(EXIT.oci);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('a damaged reference record in the cache is as good as none, and gc removes it', async () => {
+    expect((await xpkg(['push', MULTI, `${reg.host}/refs/p:1`], cacheEnv())).status).toBe(0);
+    const env = cacheEnv();
+    expect((await xpkg(['pull', `${reg.host}/refs/p:1`], env)).status).toBe(0);
+    const refs = join(env.XPKG_CACHE, 'refs');
+    for (const f of readdirSync(refs)) writeFileSync(join(refs, f), '{"reference":');
+    const again = await xpkg(['pull', `${reg.host}/refs/p:1`, '--json'], env);
+    expect(again.status, again.stderr).toBe(0);
+    writeFileSync(join(refs, 'junk.json'), 'null');
+    expect((await xpkg(['cache', 'ls', '--json'], env)).status).toBe(0);
+    expect((await xpkg(['cache', 'gc', '--json'], env)).status).toBe(0);
+    expect(readdirSync(refs)).not.toContain('junk.json');
+  });
+});
