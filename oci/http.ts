@@ -37,9 +37,24 @@ export async function withRetries<T>(retries: number, fn: (attempt: number) => P
       return await fn(attempt);
     } catch (e) {
       if (attempt >= retries || !isRetryable(e)) throw e;
-      await new Promise((r) => setTimeout(r, Math.min(3000, 150 * 2 ** attempt)));
+      await new Promise((r) => setTimeout(r, backoff(e, attempt)));
     }
   }
+}
+
+/** Longest wait a registry's Retry-After is honoured for, per attempt. */
+const MAX_RETRY_AFTER_MS = 60_000;
+
+/**
+ * Milliseconds before the next attempt: exponential, or what a 429/503's Retry-After asks (a
+ * rate-limited registry refuses again until then, so the attempts would all be spent at once).
+ */
+export function backoff(e: unknown, attempt: number): number {
+  const base = Math.min(3000, 150 * 2 ** attempt);
+  const after = ((e as OciError).detail as { retryAfter?: string | null } | undefined)?.retryAfter;
+  if (!after) return base;
+  const seconds = /^\d+$/.test(after.trim()) ? Number(after) * 1000 : Date.parse(after) - Date.now();
+  return Number.isFinite(seconds) ? Math.max(base, Math.min(MAX_RETRY_AFTER_MS, seconds)) : base;
 }
 
 export function send(req: Send): Promise<IncomingMessage> {
@@ -100,7 +115,8 @@ export async function failure(res: IncomingMessage, what: string): Promise<OciEr
     // not JSON
   }
   const status = res.statusCode ?? 0;
-  const detail = { status, errors };
+  const retryAfter = res.headers['retry-after'];
+  const detail = { status, errors, ...(retryAfter ? { retryAfter } : {}) };
   const codes = Array.isArray(errors) ? errors.map((x) => (x as { code?: string })?.code) : [];
   if (status === 401 || status === 403) return new OciError('E_OCI_AUTH', `${what}: access denied (${status})`, detail);
   if (status === 404) return new OciError('E_OCI_NOT_FOUND', `${what}: not found`, detail);

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { OciError } from '../spec/errors.js';
 import { MANIFEST_ACCEPT, MEDIA, sha256 } from './artifact.js';
 import { basicHeader, type Credentials, findCredentials, parseChallenge } from './auth.js';
-import { failure, isRetryable, readBody, type Send, send, withRetries } from './http.js';
+import { backoff, failure, isRetryable, readBody, type Send, send, withRetries } from './http.js';
 import { DIGEST, registryBaseUrl } from './ref.js';
 
 export { closeConnections, isRetryable, readBody, withRetries } from './http.js';
@@ -298,7 +298,7 @@ export class Registry {
         done = end;
       } catch (e) {
         if (attempt++ >= this.retries || !isRetryable(e)) throw e;
-        await new Promise((r) => setTimeout(r, Math.min(3000, 150 * 2 ** attempt)));
+        await new Promise((r) => setTimeout(r, backoff(e, attempt)));
         const resumed = await this.uploadStatus(repo, location);
         if (resumed) ({ location, done } = resumed);
         else {

@@ -131,6 +131,24 @@ describe.skipIf(!available)('a registry misbehaving', () => {
     expect(readFileSync(out).equals(readFileSync(pkg))).toBe(true);
   });
 
+  it('a rate-limited registry (429 with Retry-After) is waited for as long as it asks', async () => {
+    expect((await xpkg(['push', MULTI, `${reg.host}/limited/p:1`], cacheEnv())).status).toBe(0);
+    const until = Date.now() + 1500;
+    const proxy = await startFaultProxy(reg.port, (req, res) => {
+      if (Date.now() >= until) return false;
+      req.resume();
+      res.writeHead(429, { 'retry-after': '1' }).end('{"errors":[{"code":"TOOMANYREQUESTS"}]}');
+      return true;
+    });
+    try {
+      // Two retries: 0.45 s of exponential backoff alone would give up while the limit lasts.
+      const r = await xpkg(['pull', `${proxy.host}/limited/p:1`, '--json'], { ...cacheEnv(), XPKG_OCI_RETRIES: '2' });
+      expect(r.status, r.stderr).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('a token server that answers with a page instead of JSON is E_OCI_AUTH', async () => {
     const proxy = await startFaultProxy(reg.port, (req, res) => {
       req.resume();
