@@ -168,12 +168,11 @@ export class Registry {
    */
   async getBlob(repo: string, digest: string, offset = 0): Promise<{ stream: IncomingMessage; offset: number }> {
     const range: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
-    let res = await this.request({ method: 'GET', path: `/v2/${repo}/blobs/${digest}`, repo, headers: range });
-    for (let hops = 0; res.statusCode && [301, 302, 303, 307, 308].includes(res.statusCode) && hops < 5; hops++) {
-      const to = new URL(res.headers.location ?? '', `${this.base}/`).toString();
-      res.resume();
-      res = await send({ method: 'GET', url: to, headers: range });
-    }
+    const res = await this.redirected(
+      await this.request({ method: 'GET', path: `/v2/${repo}/blobs/${digest}`, repo, headers: range }),
+      'GET',
+      range,
+    );
     if (res.statusCode === 206) {
       const start = Number(/bytes (\d+)-/.exec(res.headers['content-range'] ?? '')?.[1] ?? -1);
       if (start === offset) return { stream: res, offset };
@@ -188,9 +187,29 @@ export class Registry {
     return { stream: res, offset: 0 };
   }
 
+  /**
+   * Follows a blob request's redirects (blob storage behind the registry), without the registry's
+   * credentials: distribution on S3 or GCS redirects HEAD as well as GET.
+   */
+  private async redirected(
+    res: IncomingMessage,
+    method: 'GET' | 'HEAD',
+    headers: Record<string, string> = {},
+  ): Promise<IncomingMessage> {
+    for (let hops = 0; res.statusCode && [301, 302, 303, 307, 308].includes(res.statusCode) && hops < 5; hops++) {
+      const to = new URL(res.headers.location ?? '', `${this.base}/`).toString();
+      res.resume();
+      res = await send({ method, url: to, headers });
+    }
+    return res;
+  }
+
   async hasBlob(repo: string, digest: string): Promise<boolean> {
     return withRetries(this.retries, async () => {
-      const res = await this.request({ method: 'HEAD', path: `/v2/${repo}/blobs/${digest}`, repo, push: true });
+      const res = await this.redirected(
+        await this.request({ method: 'HEAD', path: `/v2/${repo}/blobs/${digest}`, repo, push: true }),
+        'HEAD',
+      );
       res.resume();
       if (res.statusCode === 200) return true;
       if (res.statusCode === 404) return false;

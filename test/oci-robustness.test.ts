@@ -6,12 +6,14 @@
  */
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EXIT } from '../spec/errors.js';
 import { xpkgAsync as xpkg } from './helpers/cli.js';
-import { startFaultProxy } from './helpers/fault-proxy.js';
+import { forward, startFaultProxy } from './helpers/fault-proxy.js';
 import { containerImage, imageIndex, tagged } from './helpers/oci-layout.js';
 import {
   registryAvailable,
@@ -19,6 +21,7 @@ import {
   startRegistry,
   type TestRegistry,
   toolAvailable,
+  writeAuthFile,
 } from './helpers/registry.js';
 import { baseManifest, tempDir, writeSource } from './helpers/source.js';
 
@@ -129,6 +132,51 @@ describe.skipIf(!available)('a registry misbehaving', () => {
     const out = join(tempDir(), 'back.xpkg');
     expect((await xpkg(['pull', `${reg.host}/chunk/p:1`, '-o', out], cacheEnv())).status).toBe(0);
     expect(readFileSync(out).equals(readFileSync(pkg))).toBe(true);
+  });
+
+  it('blob requests redirected to storage on another origin (HEAD too) are followed without credentials', async () => {
+    // The proxy asks for Basic credentials like a registry would, and redirects blob HEAD and GET
+    // to a "storage" origin that serves them from the registry, recording what it was sent.
+    const storageSaw: (string | undefined)[] = [];
+    const storage = http.createServer((req, res) => {
+      storageSaw.push(req.headers.authorization);
+      forward(reg.port, req, res);
+    });
+    await new Promise<void>((r) => storage.listen(0, '127.0.0.1', r));
+    const to = `127.0.0.1:${(storage.address() as AddressInfo).port}`;
+    const proxy = await startFaultProxy(reg.port, (req, res) => {
+      if (!req.headers.authorization) {
+        req.resume();
+        res.writeHead(401, { 'www-authenticate': 'Basic realm="test"' }).end();
+        return true;
+      }
+      delete req.headers.authorization;
+      if ((req.method === 'GET' || req.method === 'HEAD') && /\/blobs\/sha256:/.test(req.url ?? '')) {
+        req.resume();
+        res.writeHead(307, { location: `http://${to}${req.url}` }).end();
+        return true;
+      }
+      return false;
+    });
+    const authFile = join(tempDir(), 'auth.json');
+    writeAuthFile(authFile, proxy.host);
+    try {
+      const env = { ...cacheEnv(), REGISTRY_AUTH_FILE: authFile };
+      const ref = `${proxy.host}/redirect/p:1`;
+      expect((await xpkg(['push', MULTI, ref], env)).status).toBe(0);
+      const again = await xpkg(['push', MULTI, ref, '--json'], env); // every blob found (HEAD redirected)
+      expect(again.status, again.stderr).toBe(0);
+      expect(again.json!.result.blobs.every((b: { outcome: string }) => b.outcome === 'exists')).toBe(true);
+      const out = join(tempDir(), 'p.xpkg');
+      const pull = await xpkg(['pull', ref, '-o', out], { ...env, XPKG_CACHE: tempDir() });
+      expect(pull.status, pull.stderr).toBe(0);
+      expect(readFileSync(out).equals(readFileSync(MULTI))).toBe(true);
+      expect(storageSaw.length).toBeGreaterThan(0);
+      expect(storageSaw.filter(Boolean)).toEqual([]);
+    } finally {
+      await proxy.close();
+      await new Promise((r) => storage.close(r));
+    }
   });
 
   it('a rate-limited registry (429 with Retry-After) is waited for as long as it asks', async () => {
