@@ -66,6 +66,7 @@ export async function exportLayout(pkgPath: string, dest: string, tag = 'latest'
     await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
     const index = {
       schemaVersion: 2,
+      mediaType: MEDIA.ociIndex,
       manifests: [
         {
           mediaType: MEDIA.ociManifest,
