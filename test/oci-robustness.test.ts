@@ -108,6 +108,17 @@ describe.skipIf(!available)('a registry misbehaving', () => {
   });
   afterAll(async () => reg?.stop());
 
+  it('a package with an empty file pushes and pulls back byte-identical', async () => {
+    const src = writeSource({ 'assets/labels.txt': '' }, baseManifest({ name: 'empty-file' }));
+    const pkg = join(tempDir(), 'empty.xpkg');
+    expect((await xpkg(['pack', src, '-o', pkg])).status).toBe(0);
+    const push = await xpkg(['push', pkg, `${reg.host}/empty/p:1`, '--json'], cacheEnv());
+    expect(push.status, push.stderr).toBe(0);
+    const out = join(tempDir(), 'back.xpkg');
+    expect((await xpkg(['pull', `${reg.host}/empty/p:1`, '-o', out], cacheEnv())).status).toBe(0);
+    expect(readFileSync(out).equals(readFileSync(pkg))).toBe(true);
+  });
+
   it('a chunked push whose first chunk fails starts the upload again instead of skipping a byte', async () => {
     const model = Buffer.alloc(3 * 1024 * 1024);
     for (let i = 0; i < model.length; i++) model[i] = (i * 2654435761) >>> 24;
