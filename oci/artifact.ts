@@ -295,6 +295,16 @@ export function parseOciManifest(bytes: Buffer): OciManifest {
   if (v.schemaVersion !== 2 || !Array.isArray(v.layers))
     throw badManifest('not an OCI image manifest (schemaVersion 2 with layers)');
   const config = descriptorOf(v.config, 'config');
+  // A .xpkg published whole as one layer (`oras push … pkg.xpkg`, a hand-built layout): not this
+  // mapping, which needs one blob per file to fetch per variant and dedupe; said plainly.
+  const whole = (v.layers as Descriptor[]).some(
+    (l) => l?.mediaType === MEDIA.artifact || /\.xpkg$/i.test(l?.annotations?.[ANNOTATION.title] ?? ''),
+  );
+  if (config.mediaType !== MEDIA.config && whole)
+    throw notPackage(
+      'a package file published whole as one layer; xpkg pulls packages pushed with `xpkg push` (or copied from them)',
+      { mediaType: v.mediaType ?? null, artifactType: v.artifactType ?? null, config: config.mediaType },
+    );
   if (v.artifactType !== MEDIA.artifact && config.mediaType !== MEDIA.config)
     throw notPackage(
       `not an xpkg package: ${v.mediaType === MEDIA.dockerManifest || /docker|oci\.image\.config/.test(config.mediaType) ? 'a container image' : 'an artifact'} of type ${JSON.stringify(v.artifactType ?? config.mediaType)}`,

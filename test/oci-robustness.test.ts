@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EXIT } from '../spec/errors.js';
 import { xpkgAsync as xpkg } from './helpers/cli.js';
 import { forward, startFaultProxy } from './helpers/fault-proxy.js';
-import { containerImage, imageIndex, tagged } from './helpers/oci-layout.js';
+import { containerImage, imageIndex, tagged, wholeFileArtifact } from './helpers/oci-layout.js';
 import {
   registryAvailable,
   startCuttingProxy,
@@ -65,6 +65,14 @@ describe.skipIf(!available || !skopeo)('tags that name something else', () => {
       expect(r.json!.error!.code, tag).toBe('E_OCI_NOT_PACKAGE');
       expect(r.status).toBe(EXIT.oci);
     }
+  });
+
+  it('a package file published whole as one layer (ORAS style) is E_OCI_NOT_PACKAGE', async () => {
+    wholeFileArtifact(layout, readFileSync(MULTI), 'whole');
+    await publish(layout, 'whole', `${reg.host}/whole/p:1`);
+    const r = await xpkg(['pull', `${reg.host}/whole/p:1`, '--json'], cacheEnv());
+    expect(r.json!.error!.code).toBe('E_OCI_NOT_PACKAGE');
+    expect(r.status).toBe(EXIT.oci);
   });
 
   it('an image index at the tag resolves to the package it lists, also when skopeo dropped its artifactType', async () => {

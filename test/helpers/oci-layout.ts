@@ -80,3 +80,22 @@ export function imageIndex(dir: string, manifests: Desc[], tag: string): Desc {
   tagIn(dir, d, tag);
   return d;
 }
+
+/** A .xpkg file published whole as one layer, as `oras push --artifact-type … pkg.xpkg` does, tagged `tag`. */
+export function wholeFileArtifact(dir: string, file: Buffer, tag: string): Desc {
+  const layer = {
+    ...putBlob(dir, 'application/vnd.xpkg.package.v1', file),
+    annotations: { 'org.opencontainers.image.title': 'model.xpkg' },
+  };
+  const config = putBlob(dir, 'application/vnd.oci.empty.v1+json', Buffer.from('{}'));
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    artifactType: 'application/vnd.xpkg.package.v1',
+    config,
+    layers: [layer],
+  };
+  const d = putBlob(dir, manifest.mediaType, Buffer.from(JSON.stringify(manifest)));
+  tagIn(dir, d, tag);
+  return d;
+}
