@@ -135,7 +135,12 @@ export class Registry {
         headers: { accept: MANIFEST_ACCEPT },
       });
       if (res.statusCode !== 200) throw await failure(res, `manifest ${repo}:${reference}`);
-      const bytes = await readBody(res);
+      // Over the limit is the manifest's fault, as when a layout holds it (E_OCI_MANIFEST there too).
+      const bytes = await readBody(res).catch((e: OciError) => {
+        throw e.code === 'E_OCI_REGISTRY'
+          ? new OciError('E_OCI_MANIFEST', `manifest ${repo}:${reference}: ${e.message}`, e.detail)
+          : e;
+      });
       const digest = sha256(bytes);
       if (DIGEST.test(reference) && digest !== reference)
         throw new OciError('E_OCI_DIGEST', `manifest ${repo}@${reference} has digest ${digest}`, {

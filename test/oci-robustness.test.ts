@@ -216,6 +216,21 @@ describe.skipIf(!available)('a registry misbehaving', () => {
     }
   });
 
+  it('a manifest over the 4 MiB limit is E_OCI_MANIFEST, as from a layout', async () => {
+    const proxy = await startFaultProxy(reg.port, (req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' });
+      res.end(Buffer.alloc(5 * 1024 * 1024, 0x20));
+      return true;
+    });
+    try {
+      const r = await xpkg(['pull', `${proxy.host}/big/p:1`, '--json'], cacheEnv());
+      expect(r.json!.error!.code).toBe('E_OCI_MANIFEST');
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('a token server that answers with a page instead of JSON is E_OCI_AUTH', async () => {
     const proxy = await startFaultProxy(reg.port, (req, res) => {
       req.resume();
