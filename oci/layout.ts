@@ -149,7 +149,11 @@ export async function importLayout(
           : `the layout has ${all.length} manifests; name one with --tag`,
         { tags: all.map((m) => m.annotations?.[REF_NAME] ?? null) },
       );
-    const desc = { mediaType: MEDIA.ociManifest, digest: chosen[0].digest, size: chosen[0].size ?? 0 };
+    const size = chosen[0].size;
+    // A descriptor without its size would read as a digest mismatch of an empty blob.
+    if (!Number.isSafeInteger(size) || size! < 0)
+      throw bad(`the layout's descriptor of ${chosen[0].digest} has no valid size`, { digest: chosen[0].digest });
+    const desc = { mediaType: MEDIA.ociManifest, digest: chosen[0].digest, size: size! };
     const source = layoutSource(dir);
     let bytes = await fetchSmall(source, desc, MAX_OCI_MANIFEST);
     // The tag may name an image index (skopeo copy --all of a multi-artifact index): its one package.

@@ -75,6 +75,16 @@ describe.skipIf(!available || !skopeo)('tags that name something else', () => {
     expect(r.status).toBe(EXIT.oci);
   });
 
+  it('a layout whose index.json descriptor lacks its size is E_OCI_LAYOUT (not a digest mismatch)', async () => {
+    const dir = join(tempDir(), 'nosize');
+    expect((await xpkg(['export', MULTI, '--oci-layout', dir, '--tag', 'v1'])).status).toBe(0);
+    const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8'));
+    delete index.manifests[0].size;
+    writeFileSync(join(dir, 'index.json'), JSON.stringify(index));
+    const r = await xpkg(['import', dir, '--json'], cacheEnv());
+    expect(r.json!.error!.code).toBe('E_OCI_LAYOUT');
+  });
+
   it('an image index at the tag resolves to the package it lists, also when skopeo dropped its artifactType', async () => {
     await publish(layout, 'multi', `${reg.host}/mixed/p:multi`, ['--all']);
     const out = join(tempDir(), 'p.xpkg');
