@@ -16,6 +16,9 @@ import { DIGEST } from './ref.js';
 
 export const MEDIA = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
   artifact: 'application/vnd.xpkg.package.v1',
   config: 'application/vnd.xpkg.manifest.v1+json',
   skeleton: 'application/vnd.xpkg.skeleton.v1',
@@ -204,23 +207,109 @@ function descriptorOf(x: unknown, where: string): Descriptor {
   return d;
 }
 
-/** Parses an OCI manifest from an untrusted source and checks it is an xpkg package artifact. */
-export function parseOciManifest(bytes: Buffer): OciManifest {
+/** The media types a manifest request accepts: xpkg's own, and those a tag may hold instead (to name them in errors). */
+export const MANIFEST_ACCEPT = [MEDIA.ociManifest, MEDIA.ociIndex, MEDIA.dockerManifest, MEDIA.dockerList].join(', ');
+
+const notPackage = (summary: string, detail?: unknown) => new OciError('E_OCI_NOT_PACKAGE', summary, detail);
+
+function parseJson(bytes: Buffer): Record<string, unknown> {
   if (bytes.length > MAX_OCI_MANIFEST) throw badManifest(`OCI manifest larger than ${MAX_OCI_MANIFEST} bytes`);
-  let v: Record<string, unknown>;
+  let v: unknown;
   try {
-    v = parseStrictJson(bytes) as Record<string, unknown>;
+    v = parseStrictJson(bytes);
   } catch (e) {
     throw badManifest(`OCI manifest is not valid JSON: ${(e as Error).message}`);
   }
-  if (!v || typeof v !== 'object' || v.schemaVersion !== 2 || !Array.isArray(v.layers))
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw badManifest('OCI manifest is not a JSON object');
+  return v as Record<string, unknown>;
+}
+
+const isIndex = (v: Record<string, unknown>) =>
+  v.mediaType === MEDIA.ociIndex || v.mediaType === MEDIA.dockerList || Array.isArray(v.manifests);
+
+/** Whether a manifest's JSON says it is an xpkg package (the checks parseOciManifest starts with). */
+function isPackage(bytes: Buffer): boolean {
+  try {
+    const v = parseJson(bytes);
+    const config = v.config as { mediaType?: unknown } | undefined;
+    return !isIndex(v) && (v.artifactType === MEDIA.artifact || config?.mediaType === MEDIA.config);
+  } catch {
+    return false;
+  }
+}
+
+/** Most manifests of an index without artifactType fetched to look for the package among them. */
+const MAX_INDEX_PROBES = 16;
+
+/**
+ * When `bytes` is an image index (multi-platform or multi-artifact), the one xpkg package it lists
+ * and its manifest bytes (from `fetch`, which checks the digest); null when it is not an index.
+ * Descriptors with our artifactType decide; tools that predate OCI 1.1 (skopeo 1.9) drop that
+ * field when they copy an index, so without any, the image manifests listed are fetched and
+ * looked at. None, or several, is E_OCI_NOT_PACKAGE: the user pins one by digest.
+ */
+export async function packageInIndex(
+  bytes: Buffer,
+  fetch: (d: Descriptor) => Promise<Buffer>,
+): Promise<{ descriptor: Descriptor; bytes: Buffer } | null> {
+  const v = parseJson(bytes);
+  if (!isIndex(v)) return null;
+  if (!Array.isArray(v.manifests)) throw badManifest('image index without a manifests list');
+  const listed = v.manifests.map((m, i) => ({
+    ...descriptorOf(m, `manifests[${i}]`),
+    artifactType: (m as { artifactType?: unknown }).artifactType,
+  }));
+  const detail = {
+    manifests: listed.map((m) => ({ digest: m.digest, mediaType: m.mediaType, artifactType: m.artifactType ?? null })),
+  };
+  let found: { descriptor: Descriptor; bytes: Buffer | null }[] = listed
+    .filter((m) => m.artifactType === MEDIA.artifact && m.mediaType === MEDIA.ociManifest)
+    .map((m) => ({ descriptor: m, bytes: null }));
+  if (found.length === 0) {
+    const unknown = listed.filter((m) => m.artifactType === undefined && m.mediaType === MEDIA.ociManifest);
+    if (unknown.length > MAX_INDEX_PROBES)
+      throw notPackage(`an image index of ${listed.length} manifests, none marked as an xpkg package`, detail);
+    found = [];
+    for (const m of unknown) {
+      const b = await fetch(m);
+      if (isPackage(b)) found.push({ descriptor: m, bytes: b });
+    }
+  }
+  if (found.length !== 1)
+    throw notPackage(
+      found.length
+        ? `the image index lists ${found.length} xpkg packages; name one by digest (@sha256:…)`
+        : `an image index of ${listed.length} manifests, none an xpkg package`,
+      detail,
+    );
+  const { mediaType, digest, size } = found[0].descriptor;
+  const descriptor = { mediaType, digest, size };
+  return { descriptor, bytes: found[0].bytes ?? (await fetch(descriptor)) };
+}
+
+/** Parses an OCI manifest from an untrusted source and checks it is an xpkg package artifact. */
+export function parseOciManifest(bytes: Buffer): OciManifest {
+  const v = parseJson(bytes);
+  if (isIndex(v)) throw notPackage('an image index, not a package manifest', { mediaType: v.mediaType ?? null });
+  if (v.schemaVersion === 1) throw notPackage('a Docker schema 1 image manifest, not an xpkg package');
+  if (v.schemaVersion !== 2 || !Array.isArray(v.layers))
     throw badManifest('not an OCI image manifest (schemaVersion 2 with layers)');
   const config = descriptorOf(v.config, 'config');
+  // A .xpkg published whole as one layer (`oras push … pkg.xpkg`, a hand-built layout): not this
+  // mapping, which needs one blob per file to fetch per variant and dedupe; said plainly.
+  const whole = (v.layers as Descriptor[]).some(
+    (l) => l?.mediaType === MEDIA.artifact || /\.xpkg$/i.test(l?.annotations?.[ANNOTATION.title] ?? ''),
+  );
+  if (config.mediaType !== MEDIA.config && whole)
+    throw notPackage(
+      'a package file published whole as one layer; xpkg pulls packages pushed with `xpkg push` (or copied from them)',
+      { mediaType: v.mediaType ?? null, artifactType: v.artifactType ?? null, config: config.mediaType },
+    );
   if (v.artifactType !== MEDIA.artifact && config.mediaType !== MEDIA.config)
-    throw badManifest(`not an xpkg package: artifact type ${JSON.stringify(v.artifactType ?? config.mediaType)}`, {
-      artifactType: v.artifactType ?? null,
-      config: config.mediaType,
-    });
+    throw notPackage(
+      `not an xpkg package: ${v.mediaType === MEDIA.dockerManifest || /docker|oci\.image\.config/.test(config.mediaType) ? 'a container image' : 'an artifact'} of type ${JSON.stringify(v.artifactType ?? config.mediaType)}`,
+      { mediaType: v.mediaType ?? null, artifactType: v.artifactType ?? null, config: config.mediaType },
+    );
   if (config.mediaType !== MEDIA.config) throw badManifest(`config media type must be ${MEDIA.config}`);
   const layers = (v.layers as unknown[]).map((l, i) => descriptorOf(l, `layers[${i}]`));
   return {

@@ -40,7 +40,9 @@ export function findCredentials(
   repository: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Credentials | null {
-  const wanted = `${registry}/${repository}`.toLowerCase();
+  // Docker keeps Docker Hub's entry under https://index.docker.io/v1/; any of its names matches.
+  const hub = (k: string) => k.replace(/^(?:index\.|registry-1\.)?docker\.io(?=\/|$)/, 'docker.io');
+  const wanted = hub(`${registry}/${repository}`.toLowerCase());
   for (const file of authFiles(env)) {
     let auths: Record<string, { auth?: string; username?: string; password?: string }>;
     try {
@@ -50,7 +52,7 @@ export function findCredentials(
     }
     let best: { len: number; c: Credentials } | null = null;
     for (const [key, entry] of Object.entries(auths)) {
-      const k = normalizeKey(key);
+      const k = hub(normalizeKey(key));
       if (!(wanted === k || wanted.startsWith(`${k}/`))) continue;
       let c: Credentials | null = null;
       if (entry?.auth) {

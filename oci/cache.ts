@@ -18,6 +18,7 @@ import { PackageReader } from '../pack/reader.js';
 import { cacheRoot } from '../platform/cache-dir.js';
 import { OciError, toXpkgError } from '../spec/errors.js';
 import { hexOf, MEDIA, parseOciManifest, sha256 } from './artifact.js';
+import { DIGEST } from './ref.js';
 
 /** The cache folder pull, run and serve share (platform/cache-dir.ts: `XPKG_CACHE`, else the user's cache folder). */
 export const defaultCacheDir = (env: NodeJS.ProcessEnv = process.env): string => cacheRoot(env);
@@ -99,21 +100,33 @@ export class Cache {
 
   async getRef(reference: string): Promise<string | null> {
     const r = await readFile(this.refPath(reference), 'utf8').catch(() => null);
-    return r ? ((JSON.parse(r) as RefRecord).digest ?? null) : null;
+    try {
+      const digest = r ? (JSON.parse(r) as RefRecord).digest : null;
+      return typeof digest === 'string' && DIGEST.test(digest) ? digest : null;
+    } catch {
+      return null; // a damaged record is as good as none: the reference is resolved again
+    }
   }
 
   async refs(): Promise<RefRecord[]> {
-    const out: RefRecord[] = [];
+    return (await this.refFiles()).flatMap((x) => (x.record ? [x.record] : []));
+  }
+
+  /** Every record file, with its record, or null when it is damaged (gc removes those). */
+  private async refFiles(): Promise<{ file: string; record: RefRecord | null }[]> {
+    const out: { file: string; record: RefRecord | null }[] = [];
     for (const f of await readdir(join(this.root, 'refs'))) {
-      const r = await readFile(join(this.root, 'refs', f), 'utf8').catch(() => null);
-      if (!r) continue;
+      const text = await readFile(join(this.root, 'refs', f), 'utf8').catch(() => null);
+      let r: Partial<RefRecord> | null = null;
       try {
-        out.push(JSON.parse(r) as RefRecord);
+        r = text ? (JSON.parse(text) as Partial<RefRecord>) : null;
       } catch {
-        // a damaged record is as good as none; gc removes it
+        r = null;
       }
+      const ok = r && typeof r.reference === 'string' && typeof r.digest === 'string' && DIGEST.test(r.digest);
+      out.push({ file: f, record: ok ? { reference: r!.reference!, digest: r!.digest! } : null });
     }
-    return out.sort((a, b) => a.reference.localeCompare(b.reference));
+    return out.sort((a, b) => (a.record?.reference ?? '').localeCompare(b.record?.reference ?? ''));
   }
 
   async packages(): Promise<CachedPackage[]> {
@@ -219,6 +232,8 @@ export class Cache {
       freed += st?.size ?? 0;
       removed.push(label);
     };
+    for (const x of await this.refFiles())
+      if (!x.record) await drop(join(this.root, 'refs', x.file), `ref file ${x.file}`);
     for (const r of await this.refs()) {
       const mb = options.all ? null : await this.getBlob(r.digest);
       if (!mb) {

@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
 import { PackageReader } from '../pack/reader.js';
 import { OciError } from '../spec/errors.js';
-import { artifactOf, hexOf, MEDIA } from './artifact.js';
+import { artifactOf, hexOf, MAX_OCI_MANIFEST, MEDIA, packageInIndex } from './artifact.js';
 import { type BlobSource, fetchSmall } from './assemble.js';
 import type { Cache } from './cache.js';
 import { type Materialized, type MaterializeOptions, materialize } from './pull.js';
@@ -66,6 +66,7 @@ export async function exportLayout(pkgPath: string, dest: string, tag = 'latest'
     await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
     const index = {
       schemaVersion: 2,
+      mediaType: MEDIA.ociIndex,
       manifests: [
         {
           mediaType: MEDIA.ociManifest,
@@ -148,9 +149,19 @@ export async function importLayout(
           : `the layout has ${all.length} manifests; name one with --tag`,
         { tags: all.map((m) => m.annotations?.[REF_NAME] ?? null) },
       );
-    const desc = { mediaType: MEDIA.ociManifest, digest: chosen[0].digest, size: chosen[0].size ?? 0 };
+    const size = chosen[0].size;
+    // A descriptor without its size would read as a digest mismatch of an empty blob.
+    if (!Number.isSafeInteger(size) || size! < 0)
+      throw bad(`the layout's descriptor of ${chosen[0].digest} has no valid size`, { digest: chosen[0].digest });
+    const desc = { mediaType: MEDIA.ociManifest, digest: chosen[0].digest, size: size! };
     const source = layoutSource(dir);
-    const bytes = await fetchSmall(source, desc, 4 * 1024 * 1024);
+    let bytes = await fetchSmall(source, desc, MAX_OCI_MANIFEST);
+    // The tag may name an image index (skopeo copy --all of a multi-artifact index): its one package.
+    const listed = await packageInIndex(bytes, (d) => fetchSmall(source, d, MAX_OCI_MANIFEST));
+    if (listed) {
+      bytes = listed.bytes;
+      desc.digest = listed.descriptor.digest;
+    }
     await cache.putBlob(desc.digest, bytes);
     const m = await materialize(cache, bytes, source, options);
     return { ...m, digest: desc.digest };

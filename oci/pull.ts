@@ -10,7 +10,7 @@ import { OciError, UsageError } from '../spec/errors.js';
 import { LIMITS } from '../spec/limits.js';
 import { parseManifest } from '../spec/manifest.js';
 import type { Manifest } from '../spec/schema.js';
-import { hexOf, MAX_SKELETON, MEDIA, type OciManifest, parseOciManifest } from './artifact.js';
+import { hexOf, MAX_SKELETON, MEDIA, type OciManifest, packageInIndex, parseOciManifest } from './artifact.js';
 import { assemble, type BlobSource, fetchSmall, type TransferCounts } from './assemble.js';
 import { Cache } from './cache.js';
 import { planPartial, planWhole } from './plan.js';
@@ -149,8 +149,11 @@ export async function pull(reference: string, options: PullOptions = {}): Promis
   const known = ref.digest ?? (await cache.getRef(name));
   try {
     oci = await registry.getManifest(ref.repository, manifestRef(ref), known ? 0 : registry.retries);
+    // A tag may name an image index (multi-platform, multi-artifact): its one xpkg package is taken.
+    const fetch = async (d: { digest: string }) => (await registry.getManifest(ref.repository, d.digest)).bytes;
+    const listed = await packageInIndex(oci.bytes, fetch);
+    if (listed) oci = { bytes: listed.bytes, digest: listed.descriptor.digest };
     await cache.putBlob(oci.digest, oci.bytes);
-    await cache.setRef(name, oci.digest);
   } catch (e) {
     if (!(e instanceof OciError && e.code === 'E_OCI_NETWORK')) throw e;
     const bytes = known ? await cache.getBlob(known) : null;
@@ -159,6 +162,9 @@ export async function pull(reference: string, options: PullOptions = {}): Promis
     offline = true;
   }
   const m = await materialize(cache, oci.bytes, registrySource(registry, ref.repository), options);
+  // Recorded only once it gave a package: a tag moved to something broken or not a package must not
+  // replace the resolution an offline run falls back on.
+  if (!offline) await cache.setRef(name, oci.digest);
   return { ...m, reference: name, digest: oci.digest, offline };
 }
 

@@ -75,9 +75,10 @@ export async function push(pkgPath: string, reference: string, options: PushOpti
     for (const b of art.blobs) {
       const d = b.descriptor;
       // Entry data is read from the package file (the same bytes the reader checked the layout of).
+      // An empty range is no stream at all: createReadStream refuses end < start (an empty file).
       const read = (start: number, end: number): Readable =>
-        b.bytes
-          ? Readable.from([b.bytes.subarray(start, end)])
+        b.bytes || end <= start
+          ? Readable.from(b.bytes && end > start ? [b.bytes.subarray(start, end)] : [])
           : createReadStream(pkgPath, { start: b.offset! + start, end: b.offset! + end - 1, highWaterMark: 1 << 20 });
       const mountFrom = options.mountFrom ?? mounts.get(d.digest);
       const outcome = await registry.upload(ref.repository, d, read, {

@@ -68,6 +68,9 @@ export function parseReference(input: string, env: NodeJS.ProcessEnv = process.e
   }
   if (parts.length === 0 || !parts.every((p) => COMPONENT.test(p)))
     throw bad(input, 'repository path components are lower-case letters and digits joined by . _ __ or -');
+  // Docker Hub's official images live under library/ (`docker.io/alpine` is `library/alpine`).
+  if (DOCKER_HUB.has(registry)) registry = 'docker.io';
+  if (registry === 'docker.io' && parts.length === 1) parts = ['library', ...parts];
   const repository = parts.join('/');
   if (repository.length > 255) throw bad(input, 'repository name longer than 255 characters');
   return { registry, repository, ...(tag ? { tag } : {}), ...(digest ? { digest } : {}) };
@@ -90,6 +93,9 @@ export function isReference(target: string, env: NodeJS.ProcessEnv = process.env
   return /^[a-z0-9][a-z0-9._/-]*(?::[A-Za-z0-9_][A-Za-z0-9._-]*)?(?:@sha256:[a-f0-9]{64})?$/.test(target);
 }
 
+/** Names of Docker Hub; its API is served from registry-1.docker.io, not from the name itself. */
+export const DOCKER_HUB = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
+
 /** Loopback registries speak plain HTTP, as Docker allows; others HTTPS unless listed in XPKG_INSECURE_REGISTRIES. */
 export function registryBaseUrl(registry: string, env: NodeJS.ProcessEnv = process.env): string {
   const host = registry.replace(/:[0-9]+$/, '');
@@ -103,5 +109,6 @@ export function registryBaseUrl(registry: string, env: NodeJS.ProcessEnv = proce
     host === '[::1]' ||
     insecure.includes(registry) ||
     insecure.includes(host);
+  if (DOCKER_HUB.has(registry)) return 'https://registry-1.docker.io';
   return `${plain ? 'http' : 'https'}://${registry}`;
 }

@@ -4,13 +4,15 @@
  * Node's own http/https with keep-alive: transfers stream between sockets and files, nothing is
  * held whole in memory but manifests.
  */
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { OciError } from '../spec/errors.js';
-import { MAX_OCI_MANIFEST, MEDIA, sha256 } from './artifact.js';
+import { MANIFEST_ACCEPT, MEDIA, sha256 } from './artifact.js';
 import { basicHeader, type Credentials, findCredentials, parseChallenge } from './auth.js';
+import { backoff, failure, isRetryable, readBody, type Send, send, withRetries } from './http.js';
 import { DIGEST, registryBaseUrl } from './ref.js';
+
+export { closeConnections, isRetryable, readBody, withRetries } from './http.js';
 
 export interface RegistryOptions {
   env?: NodeJS.ProcessEnv;
@@ -18,107 +20,6 @@ export interface RegistryOptions {
   retries?: number;
   /** Upload chunk size in bytes (default XPKG_OCI_CHUNK_BYTES or 64 MiB, at least 1 MiB); smaller blobs go up in one request. */
   chunkBytes?: number;
-}
-
-type Body = Buffer | (() => Readable);
-
-interface Send {
-  method: string;
-  url: string;
-  headers?: Record<string, string>;
-  body?: Body;
-  bodyLength?: number;
-}
-
-const agents = {
-  'http:': new http.Agent({ keepAlive: true, maxSockets: 16 }),
-  'https:': new https.Agent({ keepAlive: true, maxSockets: 16 }),
-};
-
-/** Whether an error is worth another attempt: the network failed, or the registry had a 5xx or 429. */
-export function isRetryable(e: unknown): boolean {
-  if (!(e instanceof OciError)) return false;
-  if (e.code === 'E_OCI_NETWORK') return true;
-  const status = (e.detail as { status?: number } | undefined)?.status ?? 0;
-  return e.code === 'E_OCI_REGISTRY' && (status >= 500 || status === 429);
-}
-
-export async function withRetries<T>(retries: number, fn: (attempt: number) => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await fn(attempt);
-    } catch (e) {
-      if (attempt >= retries || !isRetryable(e)) throw e;
-      await new Promise((r) => setTimeout(r, Math.min(3000, 150 * 2 ** attempt)));
-    }
-  }
-}
-
-function send(req: Send): Promise<IncomingMessage> {
-  const url = new URL(req.url);
-  const agent = agents[url.protocol as 'http:' | 'https:'];
-  if (!agent) return Promise.reject(new OciError('E_OCI_REFERENCE', `unsupported URL ${req.url}`));
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = { 'user-agent': 'xpkg', ...req.headers };
-    if (Buffer.isBuffer(req.body)) headers['content-length'] = req.body.length;
-    else if (req.body) headers['content-length'] = req.bodyLength ?? 0;
-    else if (req.method === 'PUT' || req.method === 'POST' || req.method === 'PATCH') headers['content-length'] = 0;
-    const r = (url.protocol === 'https:' ? https : http).request(url, { method: req.method, headers, agent }, resolve);
-    const fail = (e: NodeJS.ErrnoException) =>
-      reject(
-        new OciError('E_OCI_NETWORK', `${req.method} ${url.host}${url.pathname}: ${e.message}`, {
-          url: `${url.origin}${url.pathname}`,
-          errno: e.code ?? null,
-        }),
-      );
-    r.on('error', fail);
-    r.setTimeout(60_000, () => r.destroy(Object.assign(new Error('no response for 60 s'), { code: 'ETIMEDOUT' })));
-    if (Buffer.isBuffer(req.body)) r.end(req.body);
-    else if (req.body) {
-      const src = req.body();
-      src.on('error', (e) => r.destroy(e));
-      src.pipe(r);
-    } else r.end();
-  });
-}
-
-/** The response body, at most `limit` bytes (a larger one is E_OCI_REGISTRY). */
-export async function readBody(res: IncomingMessage, limit = MAX_OCI_MANIFEST): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  try {
-    for await (const c of res as AsyncIterable<Buffer>) {
-      n += c.length;
-      if (n > limit) {
-        res.destroy();
-        throw new OciError('E_OCI_REGISTRY', `response larger than ${limit} bytes`, { limit });
-      }
-      parts.push(c);
-    }
-  } catch (e) {
-    if (e instanceof OciError) throw e;
-    throw new OciError('E_OCI_NETWORK', `response cut short: ${(e as Error).message}`);
-  }
-  return Buffer.concat(parts);
-}
-
-/** Drains and turns an unexpected response into an error with the registry's own codes. */
-async function failure(res: IncomingMessage, what: string): Promise<OciError> {
-  const body = await readBody(res, 64 * 1024).catch(() => Buffer.alloc(0));
-  let errors: unknown = null;
-  try {
-    errors = (JSON.parse(body.toString('utf8')) as { errors?: unknown }).errors ?? null;
-  } catch {
-    // not JSON
-  }
-  const status = res.statusCode ?? 0;
-  const detail = { status, errors };
-  const codes = Array.isArray(errors) ? errors.map((x) => (x as { code?: string })?.code) : [];
-  if (status === 401 || status === 403) return new OciError('E_OCI_AUTH', `${what}: access denied (${status})`, detail);
-  if (status === 404) return new OciError('E_OCI_NOT_FOUND', `${what}: not found`, detail);
-  if (codes.includes('DIGEST_INVALID') || codes.includes('SIZE_INVALID'))
-    return new OciError('E_OCI_DIGEST', `${what}: the registry says the bytes do not match their digest`, detail);
-  return new OciError('E_OCI_REGISTRY', `${what}: unexpected response ${status}`, detail);
 }
 
 export type UploadOutcome = 'exists' | 'mounted' | 'uploaded';
@@ -203,12 +104,18 @@ export class Registry {
       const e = await failure(res, `token from ${u.host}`);
       throw new OciError('E_OCI_AUTH', `the token server refused: ${e.message}`, e.detail);
     }
-    const body = JSON.parse((await readBody(res, 1024 * 1024)).toString('utf8')) as {
-      token?: string;
-      access_token?: string;
-    };
-    const token = body.token ?? body.access_token;
-    if (!token) throw new OciError('E_OCI_AUTH', `the token server at ${u.host} sent no token`);
+    let body: { token?: unknown; access_token?: unknown } | null = null;
+    try {
+      body = JSON.parse((await readBody(res, 1024 * 1024)).toString('utf8'));
+    } catch (e) {
+      if (e instanceof OciError && e.code === 'E_OCI_NETWORK') throw e;
+      // a login page or proxy error page instead of the token JSON
+    }
+    const token = body?.token ?? body?.access_token;
+    if (typeof token !== 'string' || !token)
+      throw new OciError('E_OCI_AUTH', `the token server at ${u.host} sent no token`, {
+        realm: `${u.origin}${u.pathname}`,
+      });
     return token;
   }
 
@@ -223,10 +130,17 @@ export class Registry {
         method: 'GET',
         path: `/v2/${repo}/manifests/${reference}`,
         repo,
-        headers: { accept: MEDIA.ociManifest },
+        // Every type a tag may hold: asked for OCI manifests only, distribution converts a Docker image
+        // to schema 1 and answers an index with 404, which would hide what the tag really names.
+        headers: { accept: MANIFEST_ACCEPT },
       });
       if (res.statusCode !== 200) throw await failure(res, `manifest ${repo}:${reference}`);
-      const bytes = await readBody(res);
+      // Over the limit is the manifest's fault, as when a layout holds it (E_OCI_MANIFEST there too).
+      const bytes = await readBody(res).catch((e: OciError) => {
+        throw e.code === 'E_OCI_REGISTRY'
+          ? new OciError('E_OCI_MANIFEST', `manifest ${repo}:${reference}: ${e.message}`, e.detail)
+          : e;
+      });
       const digest = sha256(bytes);
       if (DIGEST.test(reference) && digest !== reference)
         throw new OciError('E_OCI_DIGEST', `manifest ${repo}@${reference} has digest ${digest}`, {
@@ -259,12 +173,11 @@ export class Registry {
    */
   async getBlob(repo: string, digest: string, offset = 0): Promise<{ stream: IncomingMessage; offset: number }> {
     const range: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
-    let res = await this.request({ method: 'GET', path: `/v2/${repo}/blobs/${digest}`, repo, headers: range });
-    for (let hops = 0; res.statusCode && [301, 302, 303, 307, 308].includes(res.statusCode) && hops < 5; hops++) {
-      const to = new URL(res.headers.location ?? '', `${this.base}/`).toString();
-      res.resume();
-      res = await send({ method: 'GET', url: to, headers: range });
-    }
+    const res = await this.redirected(
+      await this.request({ method: 'GET', path: `/v2/${repo}/blobs/${digest}`, repo, headers: range }),
+      'GET',
+      range,
+    );
     if (res.statusCode === 206) {
       const start = Number(/bytes (\d+)-/.exec(res.headers['content-range'] ?? '')?.[1] ?? -1);
       if (start === offset) return { stream: res, offset };
@@ -279,9 +192,29 @@ export class Registry {
     return { stream: res, offset: 0 };
   }
 
+  /**
+   * Follows a blob request's redirects (blob storage behind the registry), without the registry's
+   * credentials: distribution on S3 or GCS redirects HEAD as well as GET.
+   */
+  private async redirected(
+    res: IncomingMessage,
+    method: 'GET' | 'HEAD',
+    headers: Record<string, string> = {},
+  ): Promise<IncomingMessage> {
+    for (let hops = 0; res.statusCode && [301, 302, 303, 307, 308].includes(res.statusCode) && hops < 5; hops++) {
+      const to = new URL(res.headers.location ?? '', `${this.base}/`).toString();
+      res.resume();
+      res = await send({ method, url: to, headers });
+    }
+    return res;
+  }
+
   async hasBlob(repo: string, digest: string): Promise<boolean> {
     return withRetries(this.retries, async () => {
-      const res = await this.request({ method: 'HEAD', path: `/v2/${repo}/blobs/${digest}`, repo, push: true });
+      const res = await this.redirected(
+        await this.request({ method: 'HEAD', path: `/v2/${repo}/blobs/${digest}`, repo, push: true }),
+        'HEAD',
+      );
       res.resume();
       if (res.statusCode === 200) return true;
       if (res.statusCode === 404) return false;
@@ -289,10 +222,49 @@ export class Registry {
     });
   }
 
+  /** Opens an upload session (its Location), or null when the blob was mounted from `mount`. */
+  private startUpload(repo: string, digest: string, mount?: string): Promise<string | null> {
+    return withRetries(this.retries, async () => {
+      const q = mount ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(mount)}` : '';
+      const res = await this.request({
+        method: 'POST',
+        path: `/v2/${repo}/blobs/uploads/${q}`,
+        repo,
+        push: true,
+        ...(mount ? { mountFrom: mount } : {}),
+      });
+      res.resume();
+      if (res.statusCode === 201 && mount) return null;
+      if (res.statusCode !== 202 || !res.headers.location) throw await failure(res, `start upload of ${digest}`);
+      return res.headers.location;
+    });
+  }
+
+  /**
+   * Where an upload session got to, from its Range (`0-<last byte>`); null when that cannot be
+   * trusted and the upload must start again: the session is gone or refused (distribution refuses a
+   * session whose state lags the bytes a broken chunk left), or the Range is `0-0`, which
+   * distribution sends for both no bytes and one byte.
+   */
+  private async uploadStatus(repo: string, location: string): Promise<{ location: string; done: number } | null> {
+    const st = await this.request({
+      method: 'GET',
+      path: new URL(location, `${this.base}/`).toString(),
+      repo,
+      push: true,
+    }).catch(() => null);
+    if (!st) return null;
+    st.resume();
+    const got = /^(?:bytes=)?0-(\d+)$/.exec(String(st.headers.range ?? ''));
+    if (st.statusCode !== 204 || !got || Number(got[1]) === 0) return null;
+    return { location: st.headers.location ?? location, done: Number(got[1]) + 1 };
+  }
+
   /**
    * Uploads a blob unless the repository has it: a cross-repository mount from `mountFrom` when
    * given (no bytes move), else a monolithic PUT for small blobs or PATCH chunks for large ones. A
-   * failed chunk is resumed from the offset the registry reports.
+   * failed chunk is resumed from the offset the registry reports, or the upload started again when
+   * that offset cannot be trusted.
    */
   async upload(
     repo: string,
@@ -302,20 +274,7 @@ export class Registry {
   ): Promise<UploadOutcome> {
     if (await this.hasBlob(repo, desc.digest)) return 'exists';
     const mount = options.mountFrom && options.mountFrom !== repo ? options.mountFrom : undefined;
-    const start = await withRetries(this.retries, async () => {
-      const q = mount ? `?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(mount)}` : '';
-      const res = await this.request({
-        method: 'POST',
-        path: `/v2/${repo}/blobs/uploads/${q}`,
-        repo,
-        push: true,
-        mountFrom: mount,
-      });
-      res.resume();
-      if (res.statusCode === 201 && mount) return null;
-      if (res.statusCode !== 202 || !res.headers.location) throw await failure(res, `start upload of ${desc.digest}`);
-      return res.headers.location;
-    });
+    const start = await this.startUpload(repo, desc.digest, mount);
     if (start === null) return 'mounted';
     const withDigest = (loc: string) => {
       const u = new URL(loc, `${this.base}/`);
@@ -324,10 +283,12 @@ export class Registry {
     };
     const octets = { 'content-type': 'application/octet-stream' };
     if (desc.size <= this.chunkBytes) {
-      await withRetries(this.retries, async () => {
+      // A failed PUT may have ended its upload session: each retry opens a fresh one.
+      await withRetries(this.retries, async (attempt) => {
+        const at = attempt === 0 ? start : await this.startUpload(repo, desc.digest);
         const res = await this.request({
           method: 'PUT',
-          path: withDigest(start),
+          path: withDigest(at!),
           repo,
           push: true,
           headers: octets,
@@ -361,19 +322,13 @@ export class Registry {
         done = end;
       } catch (e) {
         if (attempt++ >= this.retries || !isRetryable(e)) throw e;
-        await new Promise((r) => setTimeout(r, Math.min(3000, 150 * 2 ** attempt)));
-        // Where the registry got to: the next chunk starts after its Range.
-        const st = await this.request({
-          method: 'GET',
-          path: new URL(location, `${this.base}/`).toString(),
-          repo,
-          push: true,
-        });
-        st.resume();
-        if (st.statusCode !== 204) throw await failure(st, `upload status of ${desc.digest}`);
-        location = st.headers.location ?? location;
-        const got = /^0-(\d+)$/.exec(String(st.headers.range ?? ''));
-        done = got ? Number(got[1]) + 1 : 0;
+        await new Promise((r) => setTimeout(r, backoff(e, attempt)));
+        const resumed = await this.uploadStatus(repo, location);
+        if (resumed) ({ location, done } = resumed);
+        else {
+          location = (await this.startUpload(repo, desc.digest))!;
+          done = 0;
+        }
       }
     }
     await withRetries(this.retries, async () => {
@@ -383,10 +338,4 @@ export class Registry {
     });
     return 'uploaded';
   }
-}
-
-/** Frees idle keep-alive sockets (a CLI command ends with this so the process can exit at once). */
-export function closeConnections(): void {
-  agents['http:'].destroy();
-  agents['https:'].destroy();
 }

@@ -185,6 +185,7 @@ const codes = {
   E_OCI_REGISTRY: EXIT.oci,
   E_OCI_DIGEST: EXIT.oci,
   E_OCI_MANIFEST: EXIT.oci,
+  E_OCI_NOT_PACKAGE: EXIT.oci,
   E_OCI_PARTIAL: EXIT.oci,
   E_OCI_LAYOUT: EXIT.oci,
   E_OCI_CACHE: EXIT.oci,
