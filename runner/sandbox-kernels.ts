@@ -214,26 +214,25 @@ function withinBudget(
 
 /** The runner's sandbox kernel table for a budget: native kernels first, the basic ones for everything else. */
 export function sandboxKernelsFor(budget: Required<RunnerBudget> = DEFAULT_BUDGET): KernelTable {
-  return Object.freeze({
-    ...sandboxKernels,
+  return Object.freeze({ ...sandboxKernels, ...budgeted(budget) });
+}
+
+/** The kernels whose allocations the runner's budget bounds (`this`: the sandbox call's KernelBudget). */
+function budgeted(budget: Required<RunnerBudget>) {
+  return {
     resize: queued(function (this: unknown, img: SandboxValue, o?: SandboxValue) {
       return resize(budget, this, img, o);
     }, 'tensor'),
     normalize: queued(function (this: unknown, img: SandboxValue, o?: SandboxValue) {
       return normalize(budget, this, img, o);
     }, 'tensor'),
-  });
+  };
 }
 
 /** The kernel table with the default budget. */
 export const sandboxKernels: KernelTable = Object.freeze({
   ...basicKernels,
-  resize: queued(function (this: unknown, img: SandboxValue, o?: SandboxValue) {
-    return resize(DEFAULT_BUDGET, this, img, o);
-  }, 'tensor'),
-  normalize: queued(function (this: unknown, img: SandboxValue, o?: SandboxValue) {
-    return normalize(DEFAULT_BUDGET, this, img, o);
-  }, 'tensor'),
+  ...budgeted(DEFAULT_BUDGET),
   nms: queued(nms, 'tensor'),
   decode: queued(decode, ['boxes', 'scores', 'classes']),
   argmax: queued(argmax, ['indices', 'values']),
