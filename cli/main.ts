@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { UsageError } from '../spec/errors.js';
+import { EXIT, UsageError } from '../spec/errors.js';
 import { commands } from './commands/index.js';
 import { finish, makeIo } from './framework.js';
 
@@ -37,19 +37,21 @@ export function buildProgram(): Command {
 }
 
 /**
- * A reader that went away (`xpkg run … --json | head -c 100`): what is left of stdout has nowhere to
- * go, so the command ends at once with the status it has, without a stack trace; on stderr (logs,
- * progress) the lost lines are dropped and the command goes on. Other stream errors stay errors.
+ * A reader that went away (`xpkg inspect … --json | head -c 100`): what is left of stdout has nowhere
+ * to go, so the command ends at once, quietly, with 141 (128 + SIGPIPE), the status a shell gives any
+ * other program killed by a closed pipe (Node ignores SIGPIPE, so it is set by hand). stdout that
+ * cannot be written otherwise (a full disk: ENOSPC, EIO) ends with E_IO's status and one line on
+ * stderr, never a stack. stderr errors are dropped: there is nowhere left to report them, and the
+ * result on stdout still counts.
  */
-function endOnClosedPipe(): void {
+export function endOnClosedPipe(): void {
   const closed = (e: NodeJS.ErrnoException) => e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED';
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (!closed(e)) throw e;
-    process.exit();
+    if (closed(e)) process.exit(EXIT.closedPipe);
+    process.stderr.write(`xpkg: error E_IO: cannot write to stdout: ${e.code ?? e.message}\n`);
+    process.exit(EXIT.io);
   });
-  process.stderr.on('error', (e: NodeJS.ErrnoException) => {
-    if (!closed(e)) throw e;
-  });
+  process.stderr.on('error', () => {});
 }
 
 export async function main(argv: string[]): Promise<void> {
