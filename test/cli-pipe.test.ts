@@ -61,7 +61,7 @@ describe.skipIf(!existsSync('/dev/full'))('a stdout that fails to write (a full 
           stdio: ['ignore', fd, 'pipe'],
         });
         let err = '';
-        child.stderr.on('data', (d: Buffer) => (err += d));
+        child.stderr?.on('data', (d: Buffer) => (err += d));
         child.on('error', fail);
         child.on('close', (code) => done({ code, err }));
       });
