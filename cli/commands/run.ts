@@ -4,7 +4,6 @@ import type { PeerDirectory } from '../../fabric/contract.js';
 import { renderSelection, selectionJson } from '../../runner/explain.js';
 import type { RunnerOptions } from '../../runner/runner.js';
 import { RunnerError } from '../../spec/errors.js';
-import type { Manifest } from '../../spec/schema.js';
 import { action, endsWhenDone, intOption, usage } from '../framework.js';
 import { discoveryFlags } from './peers.js';
 
@@ -102,30 +101,6 @@ export function runnerOptions(o: RunFlags): RunnerOptions {
   };
 }
 
-/** Human rendering of typed outputs. */
-export function renderOutputs(manifest: Manifest, outputs: Record<string, unknown>): string {
-  const out: string[] = [];
-  for (const spec of manifest.outputs) {
-    const v = outputs[spec.name] as any;
-    if (spec.type === 'text-lines' && Array.isArray(v)) out.push(...v.map((l: { text: string }) => l.text));
-    else if (spec.type === 'classification' && Array.isArray(v?.top ?? v))
-      out.push(...(v.top ?? v).map((c: { label: string; score: number }) => `${c.label}\t${c.score.toFixed(4)}`));
-    else if (spec.type === 'text' && typeof v === 'string') out.push(v.replace(/\n$/, ''));
-    else if (spec.type === 'boxes' && Array.isArray(v))
-      out.push(
-        `${v.length} boxes`,
-        ...v.map(
-          (b: any) => `${b.label ?? b.class}\t${Number(b.score).toFixed(3)}\t${JSON.stringify(b.box ?? b.bbox)}`,
-        ),
-      );
-    else
-      out.push(
-        `${spec.name}: ${JSON.stringify(v, (_k, x) => (ArrayBuffer.isView(x) ? `<${(x as Uint8Array).length} values>` : x))}`,
-      );
-  }
-  return out.join('\n');
-}
-
 /**
  * The HTTP offloader (fabric/client.ts) to the peers given by URL or, with --discover, found by mDNS
  * (fabric/discovery/: their documents say what they hold and run, so the tail goes to the peer with its
@@ -184,7 +159,10 @@ export function register(program: Command): void {
     await startHelperThread();
     const fabric = opts.peer?.length || opts.discover ? await offloaderOf(opts) : undefined;
     await using _peers = { [Symbol.asyncDispose]: async () => fabric?.peers.close() };
-    const { flagsNameMany, planInputs, runInputs } = await import('./run-many.js');
+    const [{ flagsNameMany, planInputs, runInputs }, { renderOutputs }] = await Promise.all([
+      import('./run-many.js'),
+      import('../render-outputs.js'),
+    ]);
     // Pre-warming every shape the pipeline can make (auto, on an accelerator), cuDNN's search and CUDA
     // graphs pay off over many inputs; a run of files named one by one wants its first result soonest.
     const oneShot =
