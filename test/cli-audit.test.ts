@@ -1,0 +1,106 @@
+/**
+ * What an audit of the CLI's bad-input paths found, each through the built CLI: an interrupted
+ * unpack leaves no half-written file under a package name, an empty path is a usage error (not the
+ * current folder or a default name), and a 1-D Fortran-order .npy is an input like any other.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { EXIT } from '../spec/errors.js';
+import { xpkg, xpkgAsync } from './helpers/cli.js';
+import { oneModelManifest, tempDir, writeSource } from './helpers/source.js';
+
+vi.setConfig({ testTimeout: 120_000 });
+
+const BIN = resolve('bin/xpkg.js');
+const DETECTOR = 'fixtures/dist/detector.xpkg';
+
+describe('unpack killed while writing', () => {
+  it('leaves no half-written file under the name the package gives it (SIGKILL: no handler runs)', async () => {
+    const size = 96 * 2 ** 20;
+    const src = writeSource({ 'models/big.onnx': randomBytes(size) }, oneModelManifest(), tempDir(), false);
+    const pkg = join(tempDir(), 'big.xpkg');
+    expect(xpkg(['pack', src, '-o', pkg]).status).toBe(0);
+    const dest = join(tempDir(), 'out');
+    const child = spawn(process.execPath, [BIN, 'unpack', pkg, '-o', dest], { stdio: 'ignore' });
+    const exited = new Promise((done) => child.on('exit', done));
+    // kill as soon as the model's bytes start landing in the destination
+    const models = join(dest, 'models');
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (existsSync(models) && readdirSync(models).length) break;
+      if (Date.now() > deadline) throw new Error('unpack never started writing');
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    child.kill('SIGKILL');
+    await exited;
+    const final = join(models, 'big.onnx');
+    // either not there at all, or whole (it finished before the kill): never a part of it
+    if (existsSync(final)) expect(statSync(final).size).toBe(size);
+    else expect(readdirSync(models).every((f) => f.startsWith('.'))).toBe(true);
+  });
+});
+
+describe('an empty path is E_USAGE, never a default or the current folder', () => {
+  it.each([
+    ['pack -o ""', (d: string) => ['pack', d, '-o', '']],
+    ['sign -o ""', () => ['sign', resolve(DETECTOR), '--key', resolve('fixtures/keys/test.key'), '-o', '']],
+    ['inspect ""', () => ['inspect', '']],
+    ['unpack -o ""', () => ['unpack', resolve(DETECTOR), '-o', '']],
+    ['run --annotate ""', () => ['run', resolve(DETECTOR), '--allow-unsigned', '--annotate', '']],
+    ['run -i ""', () => ['run', resolve(DETECTOR), '--allow-unsigned', '-i', '']],
+  ])('%s', (_name, args) => {
+    const dir = writeSource();
+    // in a folder of its own: a default output name would land there, not in the repository
+    const cwd = tempDir();
+    const r = xpkg([...args(dir), '--json'], {}, undefined, cwd);
+    expect([r.json?.error?.code, r.status]).toEqual(['E_USAGE', EXIT.usage]);
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+});
+
+/** A v1 .npy with this header's fortran_order and shape, float32 values. */
+function npy(fortran: boolean, shape: number[], values: number[]): Buffer {
+  let h = `{'descr': '<f4', 'fortran_order': ${fortran ? 'True' : 'False'}, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  h += `${' '.repeat((64 - ((10 + h.length + 1) % 64)) % 64)}\n`;
+  const len = Buffer.alloc(2);
+  len.writeUInt16LE(h.length);
+  const magic = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
+  return Buffer.concat([magic, len, Buffer.from(h, 'latin1'), Buffer.from(new Float32Array(values).buffer)]);
+}
+
+describe('Fortran-order .npy inputs to xpkg run', () => {
+  it('1-D (the same bytes as C order) runs; 2-D is read in C order, then checked against the declared shape', async () => {
+    const dir = tempDir();
+    const run = (f: string) =>
+      xpkgAsync([
+        'run',
+        'fixtures/dist/multi-variant.xpkg',
+        '--trust',
+        'fixtures/keys/test.pub',
+        '--variant',
+        'cpu-fp32',
+        '--state-dir',
+        dir,
+        '-i',
+        f,
+        '--json',
+      ]);
+    const one = join(dir, 'f1.npy');
+    writeFileSync(one, npy(true, [3], [1, 2, 3]));
+    const r1 = await run(one);
+    expect(r1.status).toBe(0);
+    expect(r1.json?.result.outputs.y.data).toEqual([2, 3, 4]);
+    const two = join(dir, 'f2.npy');
+    writeFileSync(two, npy(true, [2, 2], [1, 2, 3, 4]));
+    const r2 = await run(two);
+    // the model takes [N]: a 2-D array is refused for its shape, not its order
+    expect([r2.json?.error?.code, (r2.json?.error?.detail as { reason?: string })?.reason, r2.status]).toEqual([
+      'E_RUN_INPUT',
+      'shape',
+      EXIT.runner,
+    ]);
+  });
+});
