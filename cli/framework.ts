@@ -85,12 +85,30 @@ export function action<A extends unknown[], O extends { json?: boolean }>(
     const positionals = raw.slice(0, -2) as A;
     const io = makeIo(Boolean(opts?.json));
     try {
+      refuseEmpty(cmd, positionals, opts);
       finish(io, await run(io, ...positionals, opts));
     } catch (e) {
       finish(io, { error: e });
     }
     if (oneShot.has(cmd)) await (await import('./exit.js')).exitWhenFlushed();
   });
+}
+
+/**
+ * An empty argument or option value (`-o ""`, an unset shell variable) is a usage error: as a path
+ * it would fall back to a default name or resolve to the current folder, silently.
+ */
+function refuseEmpty(cmd: Command, positionals: unknown[], opts: object | undefined): void {
+  cmd.registeredArguments.forEach((arg, i) => {
+    const v = positionals[i];
+    if (v === '' || (Array.isArray(v) && v.includes('')))
+      throw usage(`<${arg.name()}> must not be empty`, { argument: arg.name() });
+  });
+  for (const o of cmd.options) {
+    const v = (opts as Record<string, unknown> | undefined)?.[o.attributeName()];
+    if (v === '' || (Array.isArray(v) && v.includes('')))
+      throw usage(`${o.long ?? o.short} must not be empty`, { option: o.long ?? o.short });
+  }
 }
 
 export function usage(summary: string, detail?: unknown): UsageError {
