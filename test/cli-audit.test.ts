@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { EXIT } from '../spec/errors.js';
@@ -102,5 +102,59 @@ describe('Fortran-order .npy inputs to xpkg run', () => {
       'shape',
       EXIT.runner,
     ]);
+  });
+});
+
+describe('xpkg split: outputs that would overwrite each other or the model, and samples that do not fit', () => {
+  const MODEL = 'fixtures/detector/model.onnx';
+  const AT = '/s3/s3.2/Add_output_0';
+  /** A copy of the model to cut, in a folder of its own, and its bytes' size. */
+  function copy(): { dir: string; model: string; size: number } {
+    const dir = tempDir('xpkg-split-');
+    const model = join(dir, 'model.onnx');
+    copyFileSync(MODEL, model);
+    return { dir, model, size: statSync(model).size };
+  }
+  it('--head and --tail the same file, or the model itself (also through a link): E_USAGE, the model untouched', () => {
+    const { dir, model, size } = copy();
+    symlinkSync(model, join(dir, 'link.onnx'));
+    for (const [head, tail] of [
+      ['same.onnx', 'same.onnx'],
+      ['model.onnx', 't.onnx'],
+      ['h.onnx', 'link.onnx'],
+      ['h.onnx', './sub/../model.onnx'],
+    ]) {
+      const r = xpkg([
+        'split',
+        model,
+        '--at',
+        AT,
+        '--head',
+        join(dir, head),
+        '--tail',
+        join(dir, tail),
+        '--check',
+        '0',
+        '--json',
+      ]);
+      expect([r.json?.error?.code, r.status]).toEqual(['E_USAGE', EXIT.usage]);
+      expect(statSync(model).size).toBe(size);
+    }
+  });
+  it('--check with --sample is E_USAGE; a sample of the wrong shape or input name is E_FABRIC_SPLIT, not an internal error', () => {
+    const { dir, model } = copy();
+    const small = join(dir, 'small.npy');
+    writeFileSync(small, npy(false, [3], [1, 2, 3]));
+    const out = ['--head', join(dir, 'h.onnx'), '--tail', join(dir, 't.onnx'), '--json'];
+    const both = xpkg(['split', model, '--at', AT, '--check', '1', '--sample', small, ...out]);
+    expect([both.json?.error?.code, both.status]).toEqual(['E_USAGE', EXIT.usage]);
+    for (const sample of [small, `nope=${small}`]) {
+      const r = xpkg(['split', model, '--at', AT, '--sample', sample, ...out]);
+      expect([r.json?.error?.code, (r.json?.error?.detail as { reason?: string })?.reason, r.status]).toEqual([
+        'E_FABRIC_SPLIT',
+        'sample',
+        EXIT.fabric,
+      ]);
+    }
   });
 });
