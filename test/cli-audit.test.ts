@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { EXIT } from '../spec/errors.js';
@@ -156,5 +156,51 @@ describe('xpkg split: outputs that would overwrite each other or the model, and 
         EXIT.fabric,
       ]);
     }
+  });
+});
+
+describe('files a command reads are never its output', () => {
+  it('sign -o <the key file> is E_PACK_OUTPUT_SOURCE, --force or not; the key is untouched', () => {
+    const dir = tempDir();
+    const key = join(dir, 'k.key');
+    copyFileSync('fixtures/keys/test.key', key);
+    const before = readFileSync(key);
+    for (const force of [[], ['--force']]) {
+      const r = xpkg(['sign', DETECTOR, '--key', key, '-o', key, ...force, '--json']);
+      expect([r.json?.error?.code, r.status]).toEqual(['E_PACK_OUTPUT_SOURCE', EXIT.pack]);
+      expect(readFileSync(key).equals(before)).toBe(true);
+    }
+  });
+  it('run --annotate <the package> or <a trust key> is E_USAGE; both untouched', async () => {
+    const dir = tempDir();
+    const pkg = join(dir, 'd.xpkg');
+    const pub = join(dir, 'k.pub');
+    copyFileSync(DETECTOR, pkg);
+    copyFileSync('fixtures/keys/test.pub', pub);
+    const size = statSync(pkg).size;
+    for (const target of [pkg, pub]) {
+      const r = await xpkgAsync([
+        'run',
+        pkg,
+        '--trust',
+        pub,
+        '--state-dir',
+        dir,
+        '-i',
+        'fixtures/images/example.png',
+        '--annotate',
+        target,
+        '--json',
+      ]);
+      expect([r.json?.error?.code, r.status]).toEqual(['E_USAGE', EXIT.usage]);
+    }
+    expect(statSync(pkg).size).toBe(size);
+    expect(readFileSync(pub, 'utf8')).toBe(readFileSync('fixtures/keys/test.pub', 'utf8'));
+  });
+  it('an output in a missing folder is E_NOT_FOUND naming that output, not the temp file beside it', () => {
+    const out = join(tempDir(), 'missing', 'x.xpkg');
+    const r = xpkg(['pack', writeSource(), '-o', out, '--json']);
+    expect([r.json?.error?.code, r.status]).toEqual(['E_NOT_FOUND', EXIT.io]);
+    expect((r.json?.error?.detail as { path?: string }).path).toBe(out);
   });
 });
