@@ -177,6 +177,11 @@ export function register(program: Command): void {
     return await runInputs(io, runner, plan, {
       ...(opts.annotate !== undefined ? { annotate: opts.annotate } : {}),
       render: (outputs) => renderOutputs(runner.manifest, outputs),
+      protect: [
+        ...(pkg.startsWith('oci://') ? [] : [pkg]),
+        ...(opts.trust ?? []),
+        ...[opts.host, opts.peerTokenFile].filter((f): f is string => f !== undefined),
+      ],
       // what open cost (models loaded and pre-warmed in it): with the single result
       extra: () => ({
         open: runner.opened,
