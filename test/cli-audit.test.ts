@@ -204,3 +204,15 @@ describe('files a command reads are never its output', () => {
     expect((r.json?.error?.detail as { path?: string }).path).toBe(out);
   });
 });
+
+describe('a folder of inputs holding a file whose name is not UTF-8', () => {
+  it('that file fails as its own input (E_NOT_FOUND), the others still run: never skipped silently', async () => {
+    const dir = tempDir();
+    const image = readFileSync('fixtures/images/example.png');
+    writeFileSync(Buffer.concat([Buffer.from(`${dir}/a`), Buffer.from([0xfe]), Buffer.from('.png')]), image);
+    writeFileSync(join(dir, 'b.png'), image);
+    const r = await xpkgAsync(['run', DETECTOR, '--allow-unsigned', '--state-dir', tempDir(), '-i', dir, '--json']);
+    expect(r.lines.map((l) => l.error?.code ?? 'ok')).toEqual(['E_NOT_FOUND', 'ok']);
+    expect(r.status).toBe(EXIT.io);
+  });
+});
