@@ -24,13 +24,30 @@ export function ownVersion(): string {
   return 'unknown';
 }
 
-export function buildProgram(): Command {
+/**
+ * `--help` / `--version` with `--json`: their text is held here and printed as one
+ * `{"result": {"help"|"version": …}}` document, so stdout stays one JSON document.
+ */
+let heldOut: string | undefined;
+/** Whether commander wrote to stdout: help asked for (`xpkg help run`) goes there, help after a mistake to stderr. */
+let wroteOut = false;
+
+export function buildProgram(json = false): Command {
+  heldOut = json ? '' : undefined;
+  wroteOut = false;
   const program = new Command('xpkg')
     .description('Build, sign, verify and run .xpkg model packages')
     .version(ownVersion())
     .showHelpAfterError()
     .exitOverride()
-    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({
+      writeOut: (s) => {
+        wroteOut = true;
+        if (heldOut !== undefined) heldOut += s;
+        else process.stdout.write(s);
+      },
+      writeErr: (s) => process.stderr.write(s),
+    });
   for (const register of commands) register(program);
   program.commands.forEach((c) => c.exitOverride());
   return program;
@@ -56,13 +73,26 @@ export function endOnClosedPipe(): void {
 
 export async function main(argv: string[]): Promise<void> {
   endOnClosedPipe();
-  const program = buildProgram();
+  const json = argv.includes('--json');
+  const program = buildProgram(json);
   try {
     await program.parseAsync(argv);
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') {
-        process.exitCode = 0;
+      if (
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        (e.code === 'commander.help' && wroteOut)
+      ) {
+        const text = heldOut ?? '';
+        const result = e.code === 'commander.version' ? { version: text.trim() } : { help: text };
+        if (json) finish(makeIo(true), { result, human: '' });
+        else process.exitCode = 0;
+        return;
+      }
+      // no command given (`xpkg`, `xpkg gpu`): the help went to stderr; that is a usage error
+      if (e.code === 'commander.help') {
+        finish(makeIo(json), { error: new UsageError('E_USAGE', 'no command given', { commander: e.code }) });
         return;
       }
       finish(makeIo(argv.includes('--json')), {

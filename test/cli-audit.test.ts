@@ -216,3 +216,23 @@ describe('a folder of inputs holding a file whose name is not UTF-8', () => {
     expect(r.status).toBe(EXIT.io);
   });
 });
+
+describe('help, version and no command', () => {
+  it('--version and --help with --json print one {"result"} document; no command at all is E_USAGE', () => {
+    const v = xpkg(['--version', '--json']);
+    expect([v.status, typeof v.json?.result.version]).toEqual([0, 'string']);
+    for (const args of [
+      ['run', '--help', '--json'],
+      ['help', 'run', '--json'],
+    ]) {
+      const h = xpkg(args);
+      expect([h.status, typeof h.json?.result.help]).toEqual([0, 'string']);
+    }
+    expect(xpkg(['help', 'run']).status).toBe(0);
+    for (const args of [[], ['gpu']]) {
+      const r = xpkg(args);
+      expect([r.status, r.stdout]).toEqual([EXIT.usage, '']);
+    }
+    expect(xpkg(['gpu', '--json']).json?.error?.code).toBe('E_USAGE');
+  });
+});
