@@ -236,3 +236,27 @@ describe('help, version and no command', () => {
     expect(xpkg(['gpu', '--json']).json?.error?.code).toBe('E_USAGE');
   });
 });
+
+describe('import -o', () => {
+  it('never replaces the layout it reads, an existing file only with --force; --variant and --host exclude each other', () => {
+    const dir = tempDir();
+    const env = { XPKG_CACHE: join(dir, 'cache') };
+    const tar = join(dir, 'l.tar');
+    expect(xpkg(['export', DETECTOR, '--oci-layout', tar], env).status).toBe(0);
+    const size = statSync(tar).size;
+    const out = join(dir, 'p.xpkg');
+    writeFileSync(out, 'mine');
+    for (const args of [
+      ['-o', tar],
+      ['-o', tar, '--force'],
+      ['-o', out],
+      ['--variant', 'cpu-fp32', '--host', 'auto'],
+    ]) {
+      const r = xpkg(['import', tar, ...args, '--json'], env);
+      expect([r.json?.error?.code, r.status]).toEqual(['E_USAGE', EXIT.usage]);
+    }
+    expect(statSync(tar).size).toBe(size);
+    expect(readFileSync(out, 'utf8')).toBe('mine');
+    expect(xpkg(['import', tar, '-o', out, '--force'], env).status).toBe(0);
+  });
+});
