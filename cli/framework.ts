@@ -122,3 +122,10 @@ export function intOption(value: string | undefined, name: string, min = 1): num
     throw usage(`--${name} must be an integer ≥ ${min}, not ${JSON.stringify(value)}`);
   return Number(value);
 }
+
+/** A TCP/UDP port option (0…65535; `min` 0 allows "any free one"), or E_USAGE: never a socket error later. */
+export function portOption(value: string | undefined, name: string, min = 0): number | undefined {
+  const port = intOption(value, name, min);
+  if (port !== undefined && port > 65535) throw usage(`--${name} must be a port ≤ 65535, not ${JSON.stringify(value)}`);
+  return port;
+}

@@ -260,3 +260,16 @@ describe('import -o', () => {
     expect(xpkg(['import', tar, '-o', out, '--force'], env).status).toBe(0);
   });
 });
+
+describe('ports', () => {
+  it('a port above 65535 is E_USAGE in web, serve and peers (web had E_INTERNAL from the socket)', () => {
+    for (const args of [
+      ['web', '--port', '99999'],
+      ['serve', '--repo', tempDir(), '--allow-unsigned', '--port', '70000'],
+      ['peers', '--discover', '--mdns-port', '70000'],
+    ]) {
+      const r = xpkg([...args, '--json'], { XPKG_RELAUNCH: '0' });
+      expect([r.json?.error?.code, r.status]).toEqual(['E_USAGE', EXIT.usage]);
+    }
+  });
+});

@@ -1,6 +1,6 @@
 /** `xpkg serve`: the inference daemon (serve/), until SIGTERM or SIGINT, then a graceful stop. */
 import type { Command } from 'commander';
-import { action, intOption, usage } from '../framework.js';
+import { action, intOption, portOption, usage } from '../framework.js';
 import type { RunFlags } from './run.js';
 
 interface ServeFlags
@@ -142,7 +142,7 @@ export function register(program: Command): void {
       ...(references.length ? { references } : {}),
       ...(opts.refPoll !== undefined ? { refPollMs: intOption(opts.refPoll, 'ref-poll', 0) } : {}),
       host: opts.host ?? '127.0.0.1',
-      port: intOption(opts.port, 'port', 0) ?? 8000,
+      port: portOption(opts.port, 'port') ?? 8000,
       runner: runnerOptions({ ...opts, host: opts.hostProfile }),
       isolation,
       ...(opts.workers !== undefined ? { workers: intOption(opts.workers, 'workers') } : {}),

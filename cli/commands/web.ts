@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, intOption } from '../framework.js';
+import { action, portOption } from '../framework.js';
 
 interface WebOpts {
   host?: string;
@@ -21,7 +21,7 @@ export function register(program: Command): void {
     .option('--no-isolation', 'serve without COOP/COEP (onnxruntime-web then uses one thread)')
     .option('--json', 'print one JSON document {"result": {"url"}} on stdout once listening');
   action<[], WebOpts>(cmd, async (io, opts) => {
-    const port = intOption(opts.port, 'port', 0) ?? 8080;
+    const port = portOption(opts.port, 'port') ?? 8080;
     const [{ startWebServer }, { readFile }] = await Promise.all([
       import('../../web/server.js'),
       import('node:fs/promises'),
