@@ -273,3 +273,10 @@ describe('ports', () => {
     }
   });
 });
+
+describe('web --trust', () => {
+  it('a secret key file is E_KEY_FORMAT: the page would have served its seed to every visitor', () => {
+    const r = xpkg(['web', '--port', '0', '--trust', 'fixtures/keys/test.key', '--json']);
+    expect([r.json?.error?.code, r.status]).toEqual(['E_KEY_FORMAT', EXIT.key]);
+  });
+});
