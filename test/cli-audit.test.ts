@@ -280,3 +280,14 @@ describe('web --trust', () => {
     expect([r.json?.error?.code, r.status]).toEqual(['E_KEY_FORMAT', EXIT.key]);
   });
 });
+
+describe('keygen -o', () => {
+  it('a folder as the prefix (`dir/`, `.`) is E_USAGE, not the hidden files dir/.key and dir/.pub', () => {
+    const dir = tempDir();
+    for (const o of [`${dir}/`, '.', `${dir}/..`]) {
+      const r = xpkg(['keygen', '-o', o, '--no-passphrase', '--json'], {}, undefined, dir);
+      expect([r.json?.error?.code, r.status]).toEqual(['E_USAGE', EXIT.usage]);
+    }
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});
