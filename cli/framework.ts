@@ -44,6 +44,11 @@ export function makeIo(json: boolean): Io {
 }
 
 let exitHandled = false;
+/** Whether `finish` has run: the command's one document (or error line) is out. */
+export function finished(): boolean {
+  return exitHandled;
+}
+
 /** The single place where the process exit status and the error document are produced. */
 export function finish(io: Io, outcome: CommandOutcome<unknown> | { error: unknown }): never | void {
   if (exitHandled) return;

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { EXIT, UsageError } from '../spec/errors.js';
 import { commands } from './commands/index.js';
-import { finish, makeIo } from './framework.js';
+import { finish, finished, makeIo } from './framework.js';
 
 /**
  * xpkg's own version, from the package.json above this file (cli/ in the sources, dist/cli/ when
@@ -71,8 +71,28 @@ export function endOnClosedPipe(): void {
   process.stderr.on('error', () => {});
 }
 
+/**
+ * An error no command caught (a throw in a timer or stream callback, a rejected promise nobody
+ * awaited) still ends in the one exit handler: with `--json` one `{"error"}` document (E_INTERNAL)
+ * instead of Node's stack on stderr and nothing on stdout. After the result was out, one line on
+ * stderr, and the status is no longer 0.
+ */
+function endOnUncaught(json: boolean): void {
+  const fail = (e: unknown) => {
+    if (!finished()) finish(makeIo(json), { error: e });
+    else {
+      process.stderr.write(`xpkg: error E_INTERNAL after the result: ${e instanceof Error ? e.message : String(e)}\n`);
+      if (!process.exitCode) process.exitCode = EXIT.internal;
+    }
+    process.exit();
+  };
+  process.on('uncaughtException', fail);
+  process.on('unhandledRejection', fail);
+}
+
 export async function main(argv: string[]): Promise<void> {
   endOnClosedPipe();
+  endOnUncaught(argv.includes('--json'));
   const json = argv.includes('--json');
   const program = buildProgram(json);
   try {

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { EXIT } from '../spec/errors.js';
 import { xpkg, xpkgAsync } from './helpers/cli.js';
@@ -289,5 +290,32 @@ describe('keygen -o', () => {
       expect([r.json?.error?.code, r.status]).toEqual(['E_USAGE', EXIT.usage]);
     }
     expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('an error no command caught', () => {
+  it('ends in the one exit handler: one E_INTERNAL document with --json, status 1, not a bare stack', async () => {
+    const dir = tempDir();
+    // preloaded: throws from a timer (nobody's to catch) once the CLI is running
+    const hook = join(dir, 'boom.mjs');
+    writeFileSync(
+      hook,
+      "const t = setInterval(() => { if (process.listenerCount('uncaughtException')) { clearInterval(t); throw new Error('boom'); } }, 5); t.unref();\n",
+    );
+    const r = await xpkgAsync(
+      [
+        'run',
+        'fixtures/dist/paddleocr-v4.xpkg',
+        '--allow-unsigned',
+        '--state-dir',
+        dir,
+        '-i',
+        'fixtures/images/example.png',
+        '--json',
+      ],
+      { NODE_OPTIONS: `--import ${pathToFileURL(hook).href}`, XPKG_RELAUNCH: '0' },
+    );
+    expect(r.lines.length).toBe(1);
+    expect([r.json?.error?.code, r.status]).toEqual(['E_INTERNAL', EXIT.internal]);
   });
 });
