@@ -202,7 +202,7 @@ describe('files a command reads are never its output', () => {
     const out = join(tempDir(), 'missing', 'x.xpkg');
     const r = xpkg(['pack', writeSource(), '-o', out, '--json']);
     expect([r.json?.error?.code, r.status]).toEqual(['E_NOT_FOUND', EXIT.io]);
-    expect((r.json?.error?.detail as { path?: string }).path).toBe(out);
+    expect((r.json?.error?.detail as { path?: string } | undefined)?.path).toBe(out);
   });
 });
 
