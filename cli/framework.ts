@@ -120,11 +120,18 @@ export function usage(summary: string, detail?: unknown): UsageError {
   return new UsageError('E_USAGE', summary, detail);
 }
 
-/** Parses a positive integer option or throws E_USAGE. */
-export function intOption(value: string | undefined, name: string, min = 1): number | undefined {
+/** Parses an integer option in [min, max] (max: a safe integer by default) or throws E_USAGE. */
+export function intOption(
+  value: string | undefined,
+  name: string,
+  min = 1,
+  max = Number.MAX_SAFE_INTEGER,
+): number | undefined {
   if (value === undefined) return undefined;
   if (!/^[0-9]+$/.test(value) || Number(value) < min)
     throw usage(`--${name} must be an integer ≥ ${min}, not ${JSON.stringify(value)}`);
+  // 1e23 would round silently to another number (and a budget of it means no budget)
+  if (Number(value) > max) throw usage(`--${name} must be at most ${max}, not ${JSON.stringify(value)}`);
   return Number(value);
 }
 

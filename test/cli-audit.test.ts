@@ -319,3 +319,17 @@ describe('an error no command caught', () => {
     expect([r.json?.error?.code, r.status]).toEqual(['E_INTERNAL', EXIT.internal]);
   });
 });
+
+describe('integer options', () => {
+  it('a value beyond a safe integer, or --threads beyond 4 per core, is E_USAGE before any work', () => {
+    const run = ['run', DETECTOR, '--allow-unsigned', '-i', 'fixtures/images/example.png', '--state-dir', tempDir()];
+    for (const args of [
+      [...run, '--max-tensor-bytes', '99999999999999999999999'],
+      [...run, '--max-pixels', '99999999999999999999999'],
+      [...run, '--threads', '100000'],
+    ]) {
+      const r = xpkg([...args, '--json']);
+      expect([r.json?.error?.code, r.status]).toEqual(['E_USAGE', EXIT.usage]);
+    }
+  });
+});

@@ -1,4 +1,5 @@
 /** `xpkg run` and `xpkg bench`: verify, select, load and run a package on inputs. */
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import type { PeerDirectory } from '../../fabric/contract.js';
 import { renderSelection, selectionJson } from '../../runner/explain.js';
@@ -75,6 +76,14 @@ function prewarmOption(o: RunFlags): RunnerOptions['prewarm'] | undefined {
   return { mode: mode as (typeof PREWARM)[number], ...(maxShapes !== undefined ? { maxShapes } : {}) };
 }
 
+/**
+ * The most intra-op threads a model may ask for: 4 per core, at least 64. onnxruntime starts every
+ * one of them: `--threads 100000` spent minutes creating threads before running anything.
+ */
+function maxThreads(): number {
+  return Math.max(64, 4 * availableParallelism());
+}
+
 export function runnerOptions(o: RunFlags): RunnerOptions {
   const prewarm = prewarmOption(o);
   return {
@@ -86,7 +95,7 @@ export function runnerOptions(o: RunFlags): RunnerOptions {
     ...(o.stateDir ? { stateDir: o.stateDir } : {}),
     ...(o.variant ? { variant: o.variant } : {}),
     ...(o.host !== undefined ? { host: o.host } : {}),
-    ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads', 0) } : {}),
+    ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads', 0, maxThreads()) } : {}),
     ...(o.modelCache === false ? { modelCache: false as const } : {}),
     ...(o.maxPixels !== undefined || o.maxTensorBytes !== undefined
       ? {
