@@ -3,6 +3,7 @@
  * otherwise, logs and progress on stderr. Commands are typed async functions returning a result
  * object plus a human rendering; they never call process.exit or print the result themselves.
  */
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { toXpkgError, UsageError, type XpkgError } from '../spec/errors.js';
 
@@ -133,6 +134,19 @@ export function intOption(
   // 1e23 would round silently to another number (and a budget of it means no budget)
   if (Number(value) > max) throw usage(`--${name} must be at most ${max}, not ${JSON.stringify(value)}`);
   return Number(value);
+}
+
+/** Node runs a timer longer than this after 1 ms (TimeoutOverflowWarning): `--wait 9999999999` did not wait at all. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A duration in milliseconds that a timer will wait, or E_USAGE. */
+export function msOption(value: string | undefined, name: string, min = 0): number | undefined {
+  return intOption(value, name, min, MAX_TIMER_MS);
+}
+
+/** A count of threads or processes to start: at most 4 per core (at least 64 allowed), or E_USAGE. */
+export function perCoreOption(value: string | undefined, name: string, min = 1): number | undefined {
+  return intOption(value, name, min, Math.max(64, 4 * availableParallelism()));
 }
 
 /** A TCP/UDP port option (0…65535; `min` 0 allows "any free one"), or E_USAGE: never a socket error later. */

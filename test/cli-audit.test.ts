@@ -333,3 +333,17 @@ describe('integer options', () => {
     }
   });
 });
+
+describe('durations and process counts', () => {
+  it('a duration a timer cannot hold (> 2^31-1 ms: Node waits 1 ms instead) or 100000 workers is E_USAGE', () => {
+    const serve = ['serve', '--repo', tempDir(), '--allow-unsigned', '--port', '0'];
+    for (const args of [
+      ['peers', '--discover', '--wait', '9999999999'],
+      [...serve, '--ref-poll', '9999999999'],
+      [...serve, '--workers', '100000'],
+    ]) {
+      const r = xpkg([...args, '--json'], { XPKG_RELAUNCH: '0' });
+      expect([r.json?.error?.code, r.status]).toEqual(['E_USAGE', EXIT.usage]);
+    }
+  });
+});

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import type { PeerInfo } from '../../fabric/contract.js';
 import type { DirectoryOptions } from '../../fabric/discovery/directory.js';
-import { action, intOption, portOption, usage } from '../framework.js';
+import { action, msOption, portOption, usage } from '../framework.js';
 
 export interface DiscoveryFlags {
   discover?: boolean;
@@ -55,7 +55,7 @@ export function register(program: Command): void {
       .option('--json', 'print the peers as JSON'),
   );
   action<[], PeersFlags>(cmd, async (io, f) => {
-    const wait = intOption(f.wait, 'wait', 0) ?? 3000;
+    const wait = msOption(f.wait, 'wait', 0) ?? 3000;
     const { createPeerDirectory } = await import('../../fabric/discovery/index.js');
     const dir = await createPeerDirectory({
       ...directoryOptions(f),

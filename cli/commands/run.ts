@@ -1,11 +1,10 @@
 /** `xpkg run` and `xpkg bench`: verify, select, load and run a package on inputs. */
-import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import type { PeerDirectory } from '../../fabric/contract.js';
 import { renderSelection, selectionJson } from '../../runner/explain.js';
 import type { RunnerOptions } from '../../runner/runner.js';
 import { RunnerError } from '../../spec/errors.js';
-import { action, endsWhenDone, intOption, usage } from '../framework.js';
+import { action, endsWhenDone, intOption, msOption, perCoreOption, usage } from '../framework.js';
 import { discoveryFlags } from './peers.js';
 
 export interface RunFlags {
@@ -76,14 +75,6 @@ function prewarmOption(o: RunFlags): RunnerOptions['prewarm'] | undefined {
   return { mode: mode as (typeof PREWARM)[number], ...(maxShapes !== undefined ? { maxShapes } : {}) };
 }
 
-/**
- * The most intra-op threads a model may ask for: 4 per core, at least 64. onnxruntime starts every
- * one of them: `--threads 100000` spent minutes creating threads before running anything.
- */
-function maxThreads(): number {
-  return Math.max(64, 4 * availableParallelism());
-}
-
 export function runnerOptions(o: RunFlags): RunnerOptions {
   const prewarm = prewarmOption(o);
   return {
@@ -95,7 +86,7 @@ export function runnerOptions(o: RunFlags): RunnerOptions {
     ...(o.stateDir ? { stateDir: o.stateDir } : {}),
     ...(o.variant ? { variant: o.variant } : {}),
     ...(o.host !== undefined ? { host: o.host } : {}),
-    ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads', 0, maxThreads()) } : {}),
+    ...(o.threads !== undefined ? { threads: perCoreOption(o.threads, 'threads', 0) } : {}),
     ...(o.modelCache === false ? { modelCache: false as const } : {}),
     ...(o.maxPixels !== undefined || o.maxTensorBytes !== undefined
       ? {
@@ -125,7 +116,7 @@ async function offloaderOf(opts: RunFlags): Promise<{ offloader: RunnerOptions['
   const token = await readToken(opts.peerTokenFile);
   let peers: PeerDirectory;
   if (opts.discover) {
-    const wait = intOption(opts.discoverWait, 'discover-wait', 0) ?? 2000;
+    const wait = msOption(opts.discoverWait, 'discover-wait', 0) ?? 2000;
     const [{ createPeerDirectory }, { directoryOptions }] = await Promise.all([
       import('../../fabric/discovery/index.js'),
       import('./peers.js'),
