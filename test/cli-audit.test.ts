@@ -347,3 +347,14 @@ describe('durations and process counts', () => {
     }
   });
 });
+
+describe('cache', () => {
+  it('an unknown action, or --all without gc, is E_USAGE and creates no cache folder', () => {
+    const dir = tempDir();
+    for (const args of [['bogus'], ['ls', '--all']]) {
+      const r = xpkg(['cache', ...args, '--json'], { XPKG_CACHE: join(dir, 'cache') });
+      expect([r.json?.error?.code, r.status]).toEqual(['E_USAGE', EXIT.usage]);
+    }
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});

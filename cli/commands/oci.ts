@@ -180,6 +180,10 @@ export function register(program: Command): void {
     .option('--all', 'gc: remove everything, references included')
     .option('--json', 'print one JSON document on stdout');
   action<[string], { all?: boolean; json?: boolean }>(cache, async (_io, what, o) => {
+    // checked before the cache is opened (which creates its folders): a typo changes nothing
+    if (!['ls', 'gc', 'verify'].includes(what))
+      throw usage(`unknown cache action ${JSON.stringify(what)} (ls, gc or verify)`);
+    if (o.all && what !== 'gc') throw usage(`--all goes with gc only, not ${what}`);
     const { Cache } = await import('../../oci/cache.js');
     const c = await Cache.open();
     if (what === 'ls') {
