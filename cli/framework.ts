@@ -3,6 +3,7 @@
  * otherwise, logs and progress on stderr. Commands are typed async functions returning a result
  * object plus a human rendering; they never call process.exit or print the result themselves.
  */
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { toXpkgError, UsageError, type XpkgError } from '../spec/errors.js';
 
@@ -44,6 +45,11 @@ export function makeIo(json: boolean): Io {
 }
 
 let exitHandled = false;
+/** Whether `finish` has run: the command's one document (or error line) is out. */
+export function finished(): boolean {
+  return exitHandled;
+}
+
 /** The single place where the process exit status and the error document are produced. */
 export function finish(io: Io, outcome: CommandOutcome<unknown> | { error: unknown }): never | void {
   if (exitHandled) return;
@@ -85,6 +91,7 @@ export function action<A extends unknown[], O extends { json?: boolean }>(
     const positionals = raw.slice(0, -2) as A;
     const io = makeIo(Boolean(opts?.json));
     try {
+      refuseEmpty(cmd, positionals, opts);
       finish(io, await run(io, ...positionals, opts));
     } catch (e) {
       finish(io, { error: e });
@@ -93,14 +100,58 @@ export function action<A extends unknown[], O extends { json?: boolean }>(
   });
 }
 
+/**
+ * An empty argument or option value (`-o ""`, an unset shell variable) is a usage error: as a path
+ * it would fall back to a default name or resolve to the current folder, silently.
+ */
+function refuseEmpty(cmd: Command, positionals: unknown[], opts: object | undefined): void {
+  cmd.registeredArguments.forEach((arg, i) => {
+    const v = positionals[i];
+    if (v === '' || (Array.isArray(v) && v.includes('')))
+      throw usage(`<${arg.name()}> must not be empty`, { argument: arg.name() });
+  });
+  for (const o of cmd.options) {
+    const v = (opts as Record<string, unknown> | undefined)?.[o.attributeName()];
+    if (v === '' || (Array.isArray(v) && v.includes('')))
+      throw usage(`${o.long ?? o.short} must not be empty`, { option: o.long ?? o.short });
+  }
+}
+
 export function usage(summary: string, detail?: unknown): UsageError {
   return new UsageError('E_USAGE', summary, detail);
 }
 
-/** Parses a positive integer option or throws E_USAGE. */
-export function intOption(value: string | undefined, name: string, min = 1): number | undefined {
+/** Parses an integer option in [min, max] (max: a safe integer by default) or throws E_USAGE. */
+export function intOption(
+  value: string | undefined,
+  name: string,
+  min = 1,
+  max = Number.MAX_SAFE_INTEGER,
+): number | undefined {
   if (value === undefined) return undefined;
   if (!/^[0-9]+$/.test(value) || Number(value) < min)
     throw usage(`--${name} must be an integer ≥ ${min}, not ${JSON.stringify(value)}`);
+  // 1e23 would round silently to another number (and a budget of it means no budget)
+  if (Number(value) > max) throw usage(`--${name} must be at most ${max}, not ${JSON.stringify(value)}`);
   return Number(value);
+}
+
+/** Node runs a timer longer than this after 1 ms (TimeoutOverflowWarning): `--wait 9999999999` did not wait at all. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A duration in milliseconds that a timer will wait, or E_USAGE. */
+export function msOption(value: string | undefined, name: string, min = 0): number | undefined {
+  return intOption(value, name, min, MAX_TIMER_MS);
+}
+
+/** A count of threads or processes to start: at most 4 per core (at least 64 allowed), or E_USAGE. */
+export function perCoreOption(value: string | undefined, name: string, min = 1): number | undefined {
+  return intOption(value, name, min, Math.max(64, 4 * availableParallelism()));
+}
+
+/** A TCP/UDP port option (0…65535; `min` 0 allows "any free one"), or E_USAGE: never a socket error later. */
+export function portOption(value: string | undefined, name: string, min = 0): number | undefined {
+  const port = intOption(value, name, min);
+  if (port !== undefined && port > 65535) throw usage(`--${name} must be a port ≤ 65535, not ${JSON.stringify(value)}`);
+  return port;
 }

@@ -4,9 +4,9 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { UsageError } from '../spec/errors.js';
+import { EXIT, UsageError } from '../spec/errors.js';
 import { commands } from './commands/index.js';
-import { finish, makeIo } from './framework.js';
+import { finish, finished, makeIo } from './framework.js';
 
 /**
  * xpkg's own version, from the package.json above this file (cli/ in the sources, dist/cli/ when
@@ -24,43 +24,95 @@ export function ownVersion(): string {
   return 'unknown';
 }
 
-export function buildProgram(): Command {
+/**
+ * `--help` / `--version` with `--json`: their text is held here and printed as one
+ * `{"result": {"help"|"version": …}}` document, so stdout stays one JSON document.
+ */
+let heldOut: string | undefined;
+/** Whether commander wrote to stdout: help asked for (`xpkg help run`) goes there, help after a mistake to stderr. */
+let wroteOut = false;
+
+export function buildProgram(json = false): Command {
+  heldOut = json ? '' : undefined;
+  wroteOut = false;
   const program = new Command('xpkg')
     .description('Build, sign, verify and run .xpkg model packages')
     .version(ownVersion())
     .showHelpAfterError()
     .exitOverride()
-    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({
+      writeOut: (s) => {
+        wroteOut = true;
+        if (heldOut !== undefined) heldOut += s;
+        else process.stdout.write(s);
+      },
+      writeErr: (s) => process.stderr.write(s),
+    });
   for (const register of commands) register(program);
   program.commands.forEach((c) => c.exitOverride());
   return program;
 }
 
 /**
- * A reader that went away (`xpkg run … --json | head -c 100`): what is left of stdout has nowhere to
- * go, so the command ends at once with the status it has, without a stack trace; on stderr (logs,
- * progress) the lost lines are dropped and the command goes on. Other stream errors stay errors.
+ * A reader that went away (`xpkg inspect … --json | head -c 100`): what is left of stdout has nowhere
+ * to go, so the command ends at once, quietly, with 141 (128 + SIGPIPE), the status a shell gives any
+ * other program killed by a closed pipe (Node ignores SIGPIPE, so it is set by hand). stdout that
+ * cannot be written otherwise (a full disk: ENOSPC, EIO) ends with E_IO's status and one line on
+ * stderr, never a stack. stderr errors are dropped: there is nowhere left to report them, and the
+ * result on stdout still counts.
  */
-function endOnClosedPipe(): void {
+export function endOnClosedPipe(): void {
   const closed = (e: NodeJS.ErrnoException) => e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED';
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (!closed(e)) throw e;
+    if (closed(e)) process.exit(EXIT.closedPipe);
+    process.stderr.write(`xpkg: error E_IO: cannot write to stdout: ${e.code ?? e.message}\n`);
+    process.exit(EXIT.io);
+  });
+  process.stderr.on('error', () => {});
+}
+
+/**
+ * An error no command caught (a throw in a timer or stream callback, a rejected promise nobody
+ * awaited) still ends in the one exit handler: with `--json` one `{"error"}` document (E_INTERNAL)
+ * instead of Node's stack on stderr and nothing on stdout. After the result was out, one line on
+ * stderr, and the status is no longer 0.
+ */
+function endOnUncaught(json: boolean): void {
+  const fail = (e: unknown) => {
+    if (!finished()) finish(makeIo(json), { error: e });
+    else {
+      process.stderr.write(`xpkg: error E_INTERNAL after the result: ${e instanceof Error ? e.message : String(e)}\n`);
+      if (!process.exitCode) process.exitCode = EXIT.internal;
+    }
     process.exit();
-  });
-  process.stderr.on('error', (e: NodeJS.ErrnoException) => {
-    if (!closed(e)) throw e;
-  });
+  };
+  process.on('uncaughtException', fail);
+  process.on('unhandledRejection', fail);
 }
 
 export async function main(argv: string[]): Promise<void> {
   endOnClosedPipe();
-  const program = buildProgram();
+  endOnUncaught(argv.includes('--json'));
+  const json = argv.includes('--json');
+  const program = buildProgram(json);
   try {
     await program.parseAsync(argv);
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') {
-        process.exitCode = 0;
+      if (
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        (e.code === 'commander.help' && wroteOut)
+      ) {
+        const text = heldOut ?? '';
+        const result = e.code === 'commander.version' ? { version: text.trim() } : { help: text };
+        if (json) finish(makeIo(true), { result, human: '' });
+        else process.exitCode = 0;
+        return;
+      }
+      // no command given (`xpkg`, `xpkg gpu`): the help went to stderr; that is a usage error
+      if (e.code === 'commander.help') {
+        finish(makeIo(json), { error: new UsageError('E_USAGE', 'no command given', { commander: e.code }) });
         return;
       }
       finish(makeIo(argv.includes('--json')), {

@@ -27,7 +27,55 @@ const ORT_TYPE: Record<number, OrtTensor.Type> = {
   6: 'int32',
   7: 'int64',
   9: 'bool',
+  10: 'float16',
 };
+
+/**
+ * Given samples (`--sample`) against the whole model's declared inputs: every input given, no other
+ * name, its element type and rank, and its fixed dims. A sample that does not fit is the user's
+ * input, not an internal error from onnxruntime (E_FABRIC_SPLIT, reason `sample`).
+ */
+export function checkSamples(model: Uint8Array, samples: Record<string, Tensor>[]): void {
+  const inputs = OnnxGraph.decode(model).inputs;
+  const bad = (summary: string, detail: Record<string, unknown>) => {
+    throw new FabricError('E_FABRIC_SPLIT', summary, { reason: 'sample', ...detail });
+  };
+  for (const [k, sample] of samples.entries()) {
+    for (const name of Object.keys(sample))
+      if (!inputs.some((v) => v.name === name))
+        bad(`sample ${k}: the model has no input ${JSON.stringify(name)}`, {
+          sample: k,
+          input: name,
+          inputs: inputs.map((v) => v.name),
+        });
+    for (const v of inputs) {
+      const x = sample[v.name];
+      if (!x) {
+        bad(`sample ${k}: no value for the model's input ${v.name}`, { sample: k, input: v.name });
+        continue;
+      }
+      const type = ORT_TYPE[v.elemType] ?? `onnx type ${v.elemType}`;
+      if (x.type !== type)
+        bad(`sample ${k}: input ${v.name} is ${type}, the sample ${x.type}`, {
+          sample: k,
+          input: v.name,
+          expected: type,
+          actual: x.type,
+        });
+      const shape = v.shape;
+      if (
+        shape &&
+        (shape.length !== x.dims.length || shape.some((d, i) => typeof d === 'number' && d > 0 && d !== x.dims[i]))
+      )
+        bad(`sample ${k}: input ${v.name} has shape [${shape.join(',')}], the sample [${x.dims.join(',')}]`, {
+          sample: k,
+          input: v.name,
+          expected: shape,
+          actual: x.dims,
+        });
+    }
+  }
+}
 
 /** Random feeds of the model's declared inputs (float: uniform [0, 1); integers: 0…9). */
 export function randomFeeds(model: Uint8Array): Record<string, Tensor> {
@@ -71,10 +119,11 @@ export async function checkSplit(
   const open = (b: Uint8Array) => ort.InferenceSession.create(b, { executionProviders: ['cpu'] });
   const [w, h, t] = await Promise.all([open(whole), open(head), open(tail)]);
   const toOrt = (x: Tensor) => new ort.Tensor(x.type as OrtTensor.Type, x.data as never, x.dims as number[]);
-  const run = async (s: InferenceSession, feeds: Record<string, OrtTensor>, names: readonly string[]) => {
-    const r = await s.run(Object.fromEntries(names.map((n) => [n, feeds[n]])));
-    return r;
-  };
+  // onnxruntime refusing what it was fed is this check failing, not an internal error
+  const run = (s: InferenceSession, feeds: Record<string, OrtTensor>, names: readonly string[]) =>
+    s.run(Object.fromEntries(names.map((n) => [n, feeds[n]]))).catch((e: Error) => {
+      throw new FabricError('E_FABRIC_SPLIT', `onnxruntime refused a check run: ${e.message}`, { reason: 'check' });
+    });
   let maxAbsDiff = 0;
   let cutBytes = 0;
   const cutShapes: Record<string, number[]> = {};

@@ -83,7 +83,15 @@ export async function writeAtomic<T>(
   const dest = overwrite ? await resolveTarget(target) : { path: target };
   const mode = options.mode ?? dest.mode;
   const temp = join(dirname(dest.path), `.${basename(dest.path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(temp, 'wx+', mode ?? 0o644);
+  const fh = await open(temp, 'wx+', mode ?? 0o644).catch((e: NodeJS.ErrnoException) => {
+    // the error names the file asked for (a missing or read-only folder), not the temp name beside it
+    throw Object.assign(new Error(`cannot write ${target}: ${e.message.split(', ')[0]}`), {
+      code: e.code,
+      errno: e.errno,
+      syscall: e.syscall,
+      path: target,
+    });
+  });
   track(temp);
   let closed = false;
   try {

@@ -4,15 +4,14 @@
  * destination path is refused, never followed. Nothing is overwritten.
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, rm, rmdir } from 'node:fs/promises';
+import { type FileHandle, lstat, mkdir, rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FormatError, PackError } from '../spec/errors.js';
 import { BLOCK_SIZE } from '../spec/limits.js';
 import { referencedPaths } from '../spec/manifest.js';
 import type { ManifestSource } from '../spec/schema.js';
-import { writeAllAt } from './atomic.js';
+import { writeAllAt, writeAtomic } from './atomic.js';
 import { SOURCE_MANIFEST } from './pack.js';
 import { PackageReader } from './reader.js';
 
@@ -42,6 +41,51 @@ export function sourceManifestOf(reader: PackageReader): ManifestSource {
   const referenced = referencedPaths({ ...rest, files } as never);
   const include = files.map((f) => f.path).filter((p) => !referenced.has(p));
   return include.length ? { ...rest, include } : rest;
+}
+
+/** Writes one file of the package to `fh`, checked as verify checks it: SHA-256, every block digest, CRC-32. */
+async function writeVerified(
+  reader: PackageReader,
+  path: string,
+  record: PackageReader['manifest']['files'][number] | null,
+  fh: FileHandle,
+  onBytes: (n: number) => void,
+): Promise<void> {
+  if (!record) {
+    await writeAllAt(fh, Buffer.from(`${JSON.stringify(sourceManifestOf(reader), null, 2)}\n`), 0);
+    return;
+  }
+  const e = reader.entry(path)!;
+  const h = createHash('sha256');
+  if (e.method === 8) {
+    const data = await reader.readVerified(path);
+    h.update(data);
+    await writeAllAt(fh, data, 0);
+  } else {
+    let crc = 0;
+    for (let p = 0, k = 0; p < e.size; p += BLOCK_SIZE, k++) {
+      const part = await reader.readRaw(e, p, Math.min(BLOCK_SIZE, e.size - p));
+      h.update(part);
+      crc = crc32(part, crc);
+      const block = createHash('sha256').update(part).digest('hex');
+      if (block !== record.blocks[k])
+        throw new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)}: block ${k} does not match the manifest`, {
+          path,
+          block: k,
+        });
+      await writeAllAt(fh, part, p);
+      onBytes(part.length);
+    }
+    if (crc >>> 0 !== e.crc32)
+      throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(path)}: CRC-32 does not match its header`, { path });
+  }
+  const sha = h.digest('hex');
+  if (sha !== record.sha256)
+    throw new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)} does not match its manifest digest`, {
+      path,
+      expected: record.sha256,
+      actual: sha,
+    });
 }
 
 export async function unpackPackage(
@@ -78,64 +122,27 @@ export async function unpackPackage(
           path,
         });
       if (pre) throw new PackError('E_UNPACK_EXISTS', `${path} already exists in the destination`, { path });
-      const fh = await open(
+      // Each file is written to a temp file beside it and linked into place once every byte is
+      // verified: a kill mid-write leaves no half-written file under a name from the package
+      // (pack/atomic.ts). link() never replaces, so a file that appeared meanwhile is refused.
+      await writeAtomic(
         target,
-        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-        0o644,
-      ).catch((e: NodeJS.ErrnoException) => {
-        if (e.code === 'EEXIST' || e.code === 'ELOOP')
-          throw new PackError(
-            e.code === 'ELOOP' ? 'E_UNPACK_LINK' : 'E_UNPACK_EXISTS',
-            `${path} appeared in the destination while unpacking`,
-            { path },
-          );
-        throw e;
+        (fh) =>
+          writeVerified(reader, path, record, fh, (n) => {
+            done += n;
+            onProgress?.(done, total);
+          }),
+        { overwrite: false },
+      ).catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EEXIST') throw e;
+        const link = (await lstat(target).catch(() => null))?.isSymbolicLink();
+        throw new PackError(
+          link ? 'E_UNPACK_LINK' : 'E_UNPACK_EXISTS',
+          `${path} appeared in the destination while unpacking`,
+          { path },
+        );
       });
       createdFiles.push(target);
-      try {
-        if (!record) {
-          await writeAllAt(fh, Buffer.from(`${JSON.stringify(sourceManifestOf(reader), null, 2)}\n`), 0);
-          continue;
-        }
-        const e = reader.entry(path)!;
-        // The same checks as verify: whole-file SHA-256, every block digest, and the CRC-32.
-        const h = createHash('sha256');
-        if (e.method === 8) {
-          const data = await reader.readVerified(path);
-          h.update(data);
-          await writeAllAt(fh, data, 0);
-        } else {
-          let crc = 0;
-          for (let p = 0, k = 0; p < e.size; p += BLOCK_SIZE, k++) {
-            const part = await reader.readRaw(e, p, Math.min(BLOCK_SIZE, e.size - p));
-            h.update(part);
-            crc = crc32(part, crc);
-            const block = createHash('sha256').update(part).digest('hex');
-            if (block !== record.blocks[k])
-              throw new FormatError(
-                'E_DIGEST_MISMATCH',
-                `${JSON.stringify(path)}: block ${k} does not match the manifest`,
-                { path, block: k },
-              );
-            await writeAllAt(fh, part, p);
-            done += part.length;
-            onProgress?.(done, total);
-          }
-          if (crc >>> 0 !== e.crc32)
-            throw new FormatError('E_ARCHIVE_CRC', `${JSON.stringify(path)}: CRC-32 does not match its header`, {
-              path,
-            });
-        }
-        const sha = h.digest('hex');
-        if (sha !== record.sha256)
-          throw new FormatError('E_DIGEST_MISMATCH', `${JSON.stringify(path)} does not match its manifest digest`, {
-            path,
-            expected: record.sha256,
-            actual: sha,
-          });
-      } finally {
-        await fh.close();
-      }
     }
   } catch (e) {
     // Leave the destination as it was: remove what this call created, newest first.

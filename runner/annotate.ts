@@ -10,9 +10,9 @@
  * Everything is drawn inside the shapes (each shape clips its own drawing), so pixels outside
  * every box, quad and masked pixel are the input's. Other output types draw nothing.
  */
-import { randomBytes } from 'node:crypto';
-import { realpath, rename, rm, writeFile } from 'node:fs/promises';
+import { realpath } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { writeAtomic } from '../pack/atomic.js';
 import { UsageError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 
@@ -177,8 +177,9 @@ async function canonical(p: string): Promise<string> {
 }
 
 /**
- * Writes `png` to `dest` atomically (a temporary file in the same folder, then rename). Refuses
- * (E_USAGE) when `dest` is one of `inputs`: an input is never overwritten.
+ * Writes `png` to `dest` atomically (pack/atomic.ts: a temp file beside it, removed on Ctrl-C, then
+ * renamed). Refuses (E_USAGE) when `dest` is one of `inputs` (the run's input files, and the files
+ * it reads besides: the package, trust keys, the host profile): none is ever overwritten.
  */
 export async function writeAnnotation(dest: string, png: Buffer, inputs: readonly string[]): Promise<void> {
   const target = await canonical(dest);
@@ -186,12 +187,5 @@ export async function writeAnnotation(dest: string, png: Buffer, inputs: readonl
     if ((await canonical(i)) === target)
       throw new UsageError('E_USAGE', `--annotate would overwrite the input ${i}`, { input: i, annotate: dest });
   }
-  const tmp = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    await writeFile(tmp, png, { flag: 'wx' });
-    await rename(tmp, target);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  await writeAtomic(target, (fh) => fh.writeFile(png));
 }

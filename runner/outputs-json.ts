@@ -44,7 +44,7 @@ function dtypeOf(a: ArrayBufferView): Base64Array['dtype'] {
 }
 
 /** IEEE half → number. */
-function halfToNumber(h: number): number {
+export function halfToNumber(h: number): number {
   const s = h & 0x8000 ? -1 : 1,
     e = (h >> 10) & 0x1f,
     f = h & 0x3ff;

@@ -10,6 +10,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { copyOut } from '../oci/pull.js';
+import { parseReference as parseOciReference } from '../oci/ref.js';
 import type { RunnerOptions } from '../runner/runner.js';
 import { ServeError } from '../spec/errors.js';
 
@@ -38,6 +39,16 @@ export function parseReference(spec: string): ServeReference {
     throw new ServeError('E_SERVE_CONFIG', `--ref ${JSON.stringify(spec)}: give a model name (name=reference)`, {
       reference: spec,
     });
+  // a reference that does not parse now never will (its registry comes from this process's
+  // environment): refused at start, not logged as unresolved at every poll while the daemon runs
+  try {
+    parseOciReference(reference);
+  } catch (e) {
+    throw new ServeError('E_SERVE_CONFIG', `--ref ${JSON.stringify(spec)}: ${(e as Error).message}`, {
+      reference: spec,
+      code: (e as { code?: string }).code,
+    });
+  }
   return { name, reference };
 }
 

@@ -163,9 +163,19 @@ async function refuseExisting(pkgPath: string, out: string): Promise<void> {
     throw new PackError('E_PACK_OUTPUT_EXISTS', `${out} already exists (pass --force to replace it)`, { path: out });
 }
 
+/** The output is never the key file, --force or not: a signed package written over the secret key loses it. */
+async function refuseKeyFile(key: string, out: string): Promise<void> {
+  const [k, o] = await Promise.all([stat(key).catch(() => null), stat(out).catch(() => null)]);
+  if (k && o && k.ino === o.ino && k.dev === o.dev)
+    throw new PackError('E_PACK_OUTPUT_SOURCE', `${out} is the key file; the signed package would replace it`, {
+      path: out,
+    });
+}
+
 /** Adds (or replaces) this key's signature. The package id and every other byte range stay the same. */
 export async function sign(pkgPath: string, options: SignOptions): Promise<SignResult> {
   // Before the passphrase prompt and the digest pass: nothing to do if the output is refused.
+  if (options.out !== undefined && typeof options.key === 'string') await refuseKeyFile(options.key, options.out);
   if (options.out !== undefined && !options.force) await refuseExisting(pkgPath, options.out);
   const key =
     typeof options.key === 'string'

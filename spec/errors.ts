@@ -31,6 +31,8 @@ export const EXIT = {
   serve: 60,
   oci: 70,
   fabric: 80,
+  /** stdout's reader went away (`| head`): 128 + SIGPIPE, as a shell reports a program killed by it. */
+  closedPipe: 141,
 } as const;
 export type ExitStatus = (typeof EXIT)[keyof typeof EXIT];
 

@@ -24,9 +24,11 @@ it('a reference names its model file: name=… or the repository’s last segmen
     name: 'ocr',
     reference: 'oci://127.0.0.1:5000/models/ocr:4',
   });
-  expect(parseReference('det=oci://h/x/y@sha256:' + 'a'.repeat(64)).name).toBe('det');
+  expect(parseReference('det=oci://h.example/x/y@sha256:' + 'a'.repeat(64)).name).toBe('det');
   expect(parseReference('localhost:5000/models/adder').name).toBe('adder');
   expect(await codeOf(Promise.resolve().then(() => parseReference('Bad Name=oci://h/r:1')))).toBe('E_SERVE_CONFIG');
+  // a reference that cannot parse (no registry host, none by default) is refused at start
+  expect(await codeOf(Promise.resolve().then(() => parseReference('bad')))).toBe('E_SERVE_CONFIG');
 });
 
 describe.skipIf(!available)('serve with registry references', () => {

@@ -24,6 +24,14 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document on stdout');
   action<[], KeygenOpts>(cmd, async (_io, opts) => {
     if (!opts.output) throw usage('keygen needs -o <prefix>');
+    // a prefix that is a folder (`-o keys/`, `-o .`) would write the hidden files `.key` and `.pub`
+    if (/(^|[/\\])(\.{1,2})?$/.test(opts.output))
+      throw usage(
+        `-o ${opts.output} names a folder; give a file prefix such as ${opts.output.replace(/[/\\]?$/, '/signing')}`,
+        {
+          output: opts.output,
+        },
+      );
     const { keygen } = await import('../../signing/index.js');
     const r = await keygen(opts.output, {
       passphrase: opts.passphrase === false ? null : undefined,

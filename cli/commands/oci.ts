@@ -14,6 +14,8 @@ interface SelectFlags {
 
 /** `--variant` ids, or `--host auto|profile.json`: the variants this host can run; neither: the whole package. */
 async function variantChooser(o: SelectFlags) {
+  if (o.variant?.length && o.host !== undefined)
+    throw usage('--variant and --host exclude each other (the variants named, or those a host can run)');
   if (o.variant?.length) return new Set(o.variant);
   if (o.host === undefined) return undefined;
   const [{ resolveHost }, { variantsForHost }] = await Promise.all([
@@ -22,6 +24,34 @@ async function variantChooser(o: SelectFlags) {
   ]);
   const host = await resolveHost(o.host === 'auto' ? {} : { host: o.host });
   return (m: Parameters<typeof variantsForHost>[0]) => variantsForHost(m, host, {});
+}
+
+/**
+ * `-o`: never one of the files the command reads (`import l.tar -o l.tar` replaced the layout with
+ * the package), compared as real paths; an existing file only with --force. Both E_USAGE, before any
+ * work is done.
+ */
+async function checkOutput(output: string | undefined, force: boolean | undefined, inputs: string[]): Promise<void> {
+  if (output === undefined) return;
+  const [{ realpath, stat }, { basename, dirname, join, resolve }] = await Promise.all([
+    import('node:fs/promises'),
+    import('node:path'),
+  ]);
+  const real = async (p: string) =>
+    realpath(p).catch(async () =>
+      join(await realpath(dirname(resolve(p))).catch(() => dirname(resolve(p))), basename(p)),
+    );
+  const out = await real(output);
+  for (const i of inputs)
+    if ((await real(i)) === out) throw usage(`-o ${output} is ${i}, which this command reads`, { path: output });
+  if (
+    !force &&
+    (await stat(output).then(
+      () => true,
+      () => false,
+    ))
+  )
+    throw usage(`${output} already exists (pass --force to replace it)`, { path: output });
 }
 
 /** Runs a command that talks to registries, then frees idle connections so the process exits at once. */
@@ -72,16 +102,7 @@ export function register(program: Command): void {
   action<[string], SelectFlags & { output?: string; force?: boolean; json?: boolean }>(pull, (io, ref, o) =>
     networked(async () => {
       const { pull: run, copyOut } = await import('../../oci/pull.js');
-      const { stat } = await import('node:fs/promises');
-      if (
-        o.output &&
-        !o.force &&
-        (await stat(o.output).then(
-          () => true,
-          () => false,
-        ))
-      )
-        throw usage(`${o.output} already exists (pass --force to replace it)`, { path: o.output });
+      await checkOutput(o.output, o.force, o.host && o.host !== 'auto' ? [o.host] : []);
       const variants = await variantChooser(o);
       const r = await run(ref, { ...(variants ? { variants } : {}), onProgress: io.progress('pulling') });
       if (o.output) await copyOut(r.path, o.output);
@@ -123,23 +144,27 @@ export function register(program: Command): void {
     .option('--as <ref>', 'record it under this reference, so running by reference works offline')
     .option('--variant <id...>', 'only these variants (a partial package)')
     .option('--host <auto|profile.json>', 'only the variants this host can run')
+    .option('--force', 'replace an existing output file')
     .option('--json', 'print one JSON document on stdout');
-  action<[string], SelectFlags & { tag?: string; output?: string; as?: string; json?: boolean }>(
+  action<[string], SelectFlags & { tag?: string; output?: string; as?: string; force?: boolean; json?: boolean }>(
     imp,
     async (io, src, o) => {
+      await checkOutput(o.output, o.force, [src, ...(o.host && o.host !== 'auto' ? [o.host] : [])]);
       const [{ importLayout }, { Cache }, { copyOut }, ref] = await Promise.all([
         import('../../oci/layout.js'),
         import('../../oci/cache.js'),
         import('../../oci/pull.js'),
         import('../../oci/ref.js'),
       ]);
+      // a bad --as is refused before the import, not after it filled the cache
+      const as = o.as === undefined ? undefined : ref.formatReference(ref.parseReference(o.as));
       const cache = await Cache.open();
       const variants = await variantChooser(o);
       const r = await importLayout(cache, src, o.tag, {
         ...(variants ? { variants } : {}),
         onProgress: io.progress('importing'),
       });
-      if (o.as) await cache.setRef(ref.formatReference(ref.parseReference(o.as)), r.digest);
+      if (as) await cache.setRef(as, r.digest);
       if (o.output) await copyOut(r.path, o.output);
       return {
         result: { ...r, ...(o.output ? { output: o.output } : {}) },
@@ -155,6 +180,10 @@ export function register(program: Command): void {
     .option('--all', 'gc: remove everything, references included')
     .option('--json', 'print one JSON document on stdout');
   action<[string], { all?: boolean; json?: boolean }>(cache, async (_io, what, o) => {
+    // checked before the cache is opened (which creates its folders): a typo changes nothing
+    if (!['ls', 'gc', 'verify'].includes(what))
+      throw usage(`unknown cache action ${JSON.stringify(what)} (ls, gc or verify)`);
+    if (o.all && what !== 'gc') throw usage(`--all goes with gc only, not ${what}`);
     const { Cache } = await import('../../oci/cache.js');
     const c = await Cache.open();
     if (what === 'ls') {

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import type { PeerInfo } from '../../fabric/contract.js';
 import type { DirectoryOptions } from '../../fabric/discovery/directory.js';
-import { action, intOption, usage } from '../framework.js';
+import { action, msOption, portOption, usage } from '../framework.js';
 
 export interface DiscoveryFlags {
   discover?: boolean;
@@ -29,7 +29,7 @@ export function discoveryFlags(cmd: Command, what = 'peers'): Command {
 export function mdnsOptions(f: DiscoveryFlags): Pick<DirectoryOptions, 'interface' | 'mdnsPort'> {
   if (f.mdnsInterface !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(f.mdnsInterface))
     throw usage(`--mdns-interface is an IPv4 address, not ${JSON.stringify(f.mdnsInterface)}`);
-  const port = intOption(f.mdnsPort, 'mdns-port');
+  const port = portOption(f.mdnsPort, 'mdns-port', 1);
   if (port !== undefined && port > 65535) throw usage('--mdns-port must be at most 65535');
   return {
     ...(f.mdnsInterface ? { interface: f.mdnsInterface } : {}),
@@ -55,7 +55,7 @@ export function register(program: Command): void {
       .option('--json', 'print the peers as JSON'),
   );
   action<[], PeersFlags>(cmd, async (io, f) => {
-    const wait = intOption(f.wait, 'wait', 0) ?? 3000;
+    const wait = msOption(f.wait, 'wait', 0) ?? 3000;
     const { createPeerDirectory } = await import('../../fabric/discovery/index.js');
     const dir = await createPeerDirectory({
       ...directoryOptions(f),

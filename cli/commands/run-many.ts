@@ -109,6 +109,8 @@ export interface RunInputsOptions {
   /** Human text after each result. */
   humanExtra?: () => string;
   render: (outputs: Record<string, unknown>) => string;
+  /** Files the run reads besides its inputs (the package, trust keys…): --annotate never writes over them. */
+  protect?: readonly string[];
 }
 
 /**
@@ -129,7 +131,7 @@ export async function runInputs(
     imageName !== undefined
       ? await annotationPaths(o.annotate!, plan.many ? plan.many.files : [plan.fixed[imageName]], Boolean(plan.many))
       : [];
-  const allInputs = [...Object.values(plan.fixed), ...(plan.many?.files ?? [])];
+  const allInputs = [...Object.values(plan.fixed), ...(plan.many?.files ?? []), ...(o.protect ?? [])];
   const items: ManyInput[] = plan.many
     ? plan.many.files.map((f) => ({ source: f, files: { ...plan.fixed, [plan.many!.name]: f } }))
     : [{ source: Object.values(plan.fixed)[0] ?? '', files: plan.fixed }];

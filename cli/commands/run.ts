@@ -4,8 +4,7 @@ import type { PeerDirectory } from '../../fabric/contract.js';
 import { renderSelection, selectionJson } from '../../runner/explain.js';
 import type { RunnerOptions } from '../../runner/runner.js';
 import { RunnerError } from '../../spec/errors.js';
-import type { Manifest } from '../../spec/schema.js';
-import { action, endsWhenDone, intOption, usage } from '../framework.js';
+import { action, endsWhenDone, intOption, msOption, perCoreOption, usage } from '../framework.js';
 import { discoveryFlags } from './peers.js';
 
 export interface RunFlags {
@@ -87,7 +86,7 @@ export function runnerOptions(o: RunFlags): RunnerOptions {
     ...(o.stateDir ? { stateDir: o.stateDir } : {}),
     ...(o.variant ? { variant: o.variant } : {}),
     ...(o.host !== undefined ? { host: o.host } : {}),
-    ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads', 0) } : {}),
+    ...(o.threads !== undefined ? { threads: perCoreOption(o.threads, 'threads', 0) } : {}),
     ...(o.modelCache === false ? { modelCache: false as const } : {}),
     ...(o.maxPixels !== undefined || o.maxTensorBytes !== undefined
       ? {
@@ -100,30 +99,6 @@ export function runnerOptions(o: RunFlags): RunnerOptions {
         }
       : {}),
   };
-}
-
-/** Human rendering of typed outputs. */
-export function renderOutputs(manifest: Manifest, outputs: Record<string, unknown>): string {
-  const out: string[] = [];
-  for (const spec of manifest.outputs) {
-    const v = outputs[spec.name] as any;
-    if (spec.type === 'text-lines' && Array.isArray(v)) out.push(...v.map((l: { text: string }) => l.text));
-    else if (spec.type === 'classification' && Array.isArray(v?.top ?? v))
-      out.push(...(v.top ?? v).map((c: { label: string; score: number }) => `${c.label}\t${c.score.toFixed(4)}`));
-    else if (spec.type === 'text' && typeof v === 'string') out.push(v.replace(/\n$/, ''));
-    else if (spec.type === 'boxes' && Array.isArray(v))
-      out.push(
-        `${v.length} boxes`,
-        ...v.map(
-          (b: any) => `${b.label ?? b.class}\t${Number(b.score).toFixed(3)}\t${JSON.stringify(b.box ?? b.bbox)}`,
-        ),
-      );
-    else
-      out.push(
-        `${spec.name}: ${JSON.stringify(v, (_k, x) => (ArrayBuffer.isView(x) ? `<${(x as Uint8Array).length} values>` : x))}`,
-      );
-  }
-  return out.join('\n');
 }
 
 /**
@@ -141,7 +116,7 @@ async function offloaderOf(opts: RunFlags): Promise<{ offloader: RunnerOptions['
   const token = await readToken(opts.peerTokenFile);
   let peers: PeerDirectory;
   if (opts.discover) {
-    const wait = intOption(opts.discoverWait, 'discover-wait', 0) ?? 2000;
+    const wait = msOption(opts.discoverWait, 'discover-wait', 0) ?? 2000;
     const [{ createPeerDirectory }, { directoryOptions }] = await Promise.all([
       import('../../fabric/discovery/index.js'),
       import('./peers.js'),
@@ -184,7 +159,10 @@ export function register(program: Command): void {
     await startHelperThread();
     const fabric = opts.peer?.length || opts.discover ? await offloaderOf(opts) : undefined;
     await using _peers = { [Symbol.asyncDispose]: async () => fabric?.peers.close() };
-    const { flagsNameMany, planInputs, runInputs } = await import('./run-many.js');
+    const [{ flagsNameMany, planInputs, runInputs }, { renderOutputs }] = await Promise.all([
+      import('./run-many.js'),
+      import('../render-outputs.js'),
+    ]);
     // Pre-warming every shape the pipeline can make (auto, on an accelerator), cuDNN's search and CUDA
     // graphs pay off over many inputs; a run of files named one by one wants its first result soonest.
     const oneShot =
@@ -199,6 +177,11 @@ export function register(program: Command): void {
     return await runInputs(io, runner, plan, {
       ...(opts.annotate !== undefined ? { annotate: opts.annotate } : {}),
       render: (outputs) => renderOutputs(runner.manifest, outputs),
+      protect: [
+        ...(pkg.startsWith('oci://') ? [] : [pkg]),
+        ...(opts.trust ?? []),
+        ...[opts.host, opts.peerTokenFile].filter((f): f is string => f !== undefined),
+      ],
       // what open cost (models loaded and pre-warmed in it): with the single result
       extra: () => ({
         open: runner.opened,

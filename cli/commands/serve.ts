@@ -1,6 +1,6 @@
 /** `xpkg serve`: the inference daemon (serve/), until SIGTERM or SIGINT, then a graceful stop. */
 import type { Command } from 'commander';
-import { action, intOption, usage } from '../framework.js';
+import { action, intOption, msOption, perCoreOption, portOption, usage } from '../framework.js';
 import type { RunFlags } from './run.js';
 
 interface ServeFlags
@@ -140,31 +140,31 @@ export function register(program: Command): void {
     const server = await startServer({
       repo: opts.repo,
       ...(references.length ? { references } : {}),
-      ...(opts.refPoll !== undefined ? { refPollMs: intOption(opts.refPoll, 'ref-poll', 0) } : {}),
+      ...(opts.refPoll !== undefined ? { refPollMs: msOption(opts.refPoll, 'ref-poll', 0) } : {}),
       host: opts.host ?? '127.0.0.1',
-      port: intOption(opts.port, 'port', 0) ?? 8000,
+      port: portOption(opts.port, 'port') ?? 8000,
       runner: runnerOptions({ ...opts, host: opts.hostProfile }),
       isolation,
-      ...(opts.workers !== undefined ? { workers: intOption(opts.workers, 'workers') } : {}),
+      ...(opts.workers !== undefined ? { workers: perCoreOption(opts.workers, 'workers') } : {}),
       ...(opts.workerNice !== undefined ? { workerNice: niceOption(opts.workerNice) } : {}),
-      ...(opts.loadPatience !== undefined ? { loadPatienceMs: intOption(opts.loadPatience, 'load-patience', 0) } : {}),
+      ...(opts.loadPatience !== undefined ? { loadPatienceMs: msOption(opts.loadPatience, 'load-patience', 0) } : {}),
       ...(opts.concurrency !== undefined ? { concurrency: intOption(opts.concurrency, 'concurrency') } : {}),
       ...(opts.queue !== undefined ? { queue: intOption(opts.queue, 'queue', 0) } : {}),
-      ...(opts.inferTimeout !== undefined ? { inferTimeoutMs: intOption(opts.inferTimeout, 'infer-timeout') } : {}),
+      ...(opts.inferTimeout !== undefined ? { inferTimeoutMs: msOption(opts.inferTimeout, 'infer-timeout') } : {}),
       ...(opts.bodyLimit !== undefined ? { bodyLimit: intOption(opts.bodyLimit, 'body-limit') } : {}),
       ...(opts.headersTimeout !== undefined
-        ? { headersTimeoutMs: intOption(opts.headersTimeout, 'headers-timeout') }
+        ? { headersTimeoutMs: msOption(opts.headersTimeout, 'headers-timeout') }
         : {}),
       ...(opts.requestTimeout !== undefined
-        ? { requestTimeoutMs: intOption(opts.requestTimeout, 'request-timeout') }
+        ? { requestTimeoutMs: msOption(opts.requestTimeout, 'request-timeout') }
         : {}),
-      ...(opts.drainTimeout !== undefined ? { drainMs: intOption(opts.drainTimeout, 'drain-timeout', 0) } : {}),
-      ...(opts.poll !== undefined ? { pollMs: intOption(opts.poll, 'poll', 10) } : {}),
+      ...(opts.drainTimeout !== undefined ? { drainMs: msOption(opts.drainTimeout, 'drain-timeout', 0) } : {}),
+      ...(opts.poll !== undefined ? { pollMs: msOption(opts.poll, 'poll', 10) } : {}),
       ...(opts.memoryBudget !== undefined
         ? { memoryBudget: intOption(opts.memoryBudget, 'memory-budget')! * 1048576 }
         : {}),
       ...(batchMax !== undefined
-        ? { batch: { max: batchMax, delayMs: intOption(opts.batchDelay, 'batch-delay', 0) ?? 2 } }
+        ? { batch: { max: batchMax, delayMs: msOption(opts.batchDelay, 'batch-delay', 0) ?? 2 } }
         : {}),
       repositoryApi: Boolean(opts.repositoryApi),
       ...(fabricToken ? { fabricToken } : {}),

@@ -15,6 +15,24 @@ interface SplitFlags {
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
+/**
+ * --head, --tail and the model are three different files: the same path twice would leave one
+ * output written over by the other, or the model replaced by its head. Compared as real paths (a
+ * link or `./` spelling of the model is still the model).
+ */
+async function distinctPaths(model: string, head: string, tail: string): Promise<void> {
+  const { realpath } = await import('node:fs/promises');
+  const { basename, dirname, join, resolve } = await import('node:path');
+  // an output need not exist yet: its folder's real path and its own name
+  const real = async (p: string) =>
+    realpath(p).catch(async () =>
+      join(await realpath(dirname(resolve(p))).catch(() => dirname(resolve(p))), basename(p)),
+    );
+  const [m, h, t] = await Promise.all([real(model), real(head), real(tail)]);
+  if (h === t) throw usage('--head and --tail name the same file', { head, tail });
+  if (h === m || t === m) throw usage(`--${h === m ? 'head' : 'tail'} would replace the model being cut`, { model });
+}
+
 export function register(program: Command): void {
   const cmd = program
     .command('split')
@@ -39,6 +57,9 @@ export function register(program: Command): void {
     const tolerance = opts.tolerance === undefined ? 1e-4 : Number(opts.tolerance);
     if (!(tolerance >= 0)) throw usage(`--tolerance must be a number ≥ 0, not ${JSON.stringify(opts.tolerance)}`);
     const checks = intOption(opts.check, 'check', 0) ?? 1;
+    if (opts.check !== undefined && opts.sample?.length)
+      throw usage('--check and --sample exclude each other (random inputs, or the samples given)');
+    await distinctPaths(model, opts.head, opts.tail);
     const { readFile } = await import('node:fs/promises');
     const { UsageError } = await import('../../spec/errors.js');
     const whole = await readFile(model).catch((e: NodeJS.ErrnoException) => {
@@ -49,7 +70,7 @@ export function register(program: Command): void {
     let cut = cutModel(whole, options);
     const { OnnxGraph } = await import('../../runner/backends/onnx-graph.js');
     const wholeGraph = OnnxGraph.decode(whole);
-    const { checkSplit, randomFeeds } = await import('../../fabric/split-check.js');
+    const { checkSamples, checkSplit, randomFeeds } = await import('../../fabric/split-check.js');
     let samples: Awaited<ReturnType<typeof randomFeeds>>[];
     if (opts.sample?.length) {
       const { parseNpy } = await import('../../runner/inputs/npy.js');
@@ -61,6 +82,7 @@ export function register(program: Command): void {
           return { [name]: parseNpy(await readFile(file)) };
         }),
       );
+      checkSamples(whole, samples);
     } else samples = Array.from({ length: checks }, () => randomFeeds(whole));
     const check = samples.length ? await checkSplit(whole, cut.head, cut.tail, samples, tolerance) : undefined;
     // A model of fixed input shapes has fixed cut shapes: declared, a peer checks what it is sent.

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, intOption } from '../framework.js';
+import { action, portOption } from '../framework.js';
 
 interface WebOpts {
   host?: string;
@@ -21,12 +21,21 @@ export function register(program: Command): void {
     .option('--no-isolation', 'serve without COOP/COEP (onnxruntime-web then uses one thread)')
     .option('--json', 'print one JSON document {"result": {"url"}} on stdout once listening');
   action<[], WebOpts>(cmd, async (io, opts) => {
-    const port = intOption(opts.port, 'port', 0) ?? 8080;
-    const [{ startWebServer }, { readFile }] = await Promise.all([
+    const port = portOption(opts.port, 'port') ?? 8080;
+    const [{ startWebServer }, { readFile }, { parsePublicKey }] = await Promise.all([
       import('../../web/server.js'),
       import('node:fs/promises'),
+      import('../../signing/keys.js'),
     ]);
-    const trust = await Promise.all((opts.trust ?? []).map((p) => readFile(p, 'utf8')));
+    // each --trust must be a public key (E_KEY_FORMAT otherwise): the page serves these texts to any
+    // visitor as /web/config.json, and a .key file given by mistake would publish the secret seed
+    const trust = await Promise.all(
+      (opts.trust ?? []).map(async (p) => {
+        const text = await readFile(p, 'utf8');
+        parsePublicKey(text, p);
+        return text;
+      }),
+    );
     const server = await startWebServer({
       host: opts.host ?? '127.0.0.1',
       port,

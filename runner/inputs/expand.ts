@@ -15,12 +15,20 @@ export interface Expanded {
 
 const isPattern = (s: string) => /[*?]/.test(s);
 
+/**
+ * The regular files (links followed) of `dir` whose names `keep` accepts. A file whose name is not
+ * valid UTF-8 cannot be opened by the name Node decodes for it: it is listed all the same (its
+ * directory entry says it is a file), so that it fails as its own input (E_NOT_FOUND) instead of
+ * vanishing from the run.
+ */
 async function regularFiles(dir: string, keep: (name: string) => boolean): Promise<string[]> {
-  const names = (await readdir(dir)).filter(keep).sort();
+  const entries = (await readdir(dir, { withFileTypes: true })).filter((d) => keep(d.name));
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const out: string[] = [];
-  for (const n of names) {
-    const p = join(dir, n);
-    if ((await stat(p).catch(() => null))?.isFile()) out.push(p);
+  for (const d of entries) {
+    const p = join(dir, d.name);
+    const st = await stat(p).catch(() => null);
+    if (st ? st.isFile() : d.isFile()) out.push(p);
   }
   return out;
 }

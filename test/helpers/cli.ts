@@ -20,11 +20,12 @@ function outcome(args: string[], status: number | null, stdout: string, stderr: 
   return { status: status ?? -1, stdout, stderr, json };
 }
 
-export function xpkg(args: string[], env: Record<string, string> = {}, input?: string): CliRun {
+export function xpkg(args: string[], env: Record<string, string> = {}, input?: string, cwd?: string): CliRun {
   const r = spawnSync(process.execPath, [resolve('bin/xpkg.js'), ...args], {
     encoding: 'utf8',
     env: { ...process.env, ...env },
     input,
+    ...(cwd ? { cwd } : {}),
   });
   return outcome(args, r.status, r.stdout, r.stderr);
 }

@@ -1,0 +1,86 @@
+/**
+ * `xpkg run` without `--json`: a tensor output shows its dtype, shape, first and last values and
+ * min / max / mean (cli/render-outputs.ts), a few lines whatever its size.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { renderOutputs, summarizeTensor } from '../cli/render-outputs.js';
+import type { Manifest } from '../spec/schema.js';
+import { xpkgAsync } from './helpers/cli.js';
+import { tempDir } from './helpers/source.js';
+
+vi.setConfig({ testTimeout: 120_000 });
+
+const t = (type: string, dims: number[], data: ArrayBufferView & { length: number }) => ({ type, dims, data });
+
+describe('summarizeTensor', () => {
+  it('a small tensor in full, with its stats', () => {
+    expect(summarizeTensor(t('float32', [2, 2], new Float32Array([1, 2.5, -3, 4])))).toBe(
+      'float32 [2,2] [1, 2.5, -3, 4]  min -3  max 4  mean 1.125',
+    );
+  });
+  it('a large one: its first and last values, bounded whatever its size', () => {
+    const n = 1_000_000;
+    const s = summarizeTensor(
+      t(
+        'float32',
+        [1, n],
+        Float32Array.from({ length: n }, (_, i) => i),
+      ),
+    );
+    expect(s.length).toBeLessThan(200);
+    expect(s).toContain('float32 [1,1000000] [0, 1, 2, 3, 4, 5, …, 999997, 999998, 999999]');
+    expect(s).toContain('min 0  max 999999  mean 500000');
+  });
+  it('float16 as numbers, int64 as integers, bool as true/false, NaN counted apart, empty', () => {
+    // 0x3c00 = 1, 0xc000 = -2, 0x7e00 = NaN
+    expect(summarizeTensor(t('float16', [3], new Uint16Array([0x3c00, 0xc000, 0x7e00])))).toBe(
+      'float16 [3] [1, -2, NaN]  min -2  max 1  mean -0.5  nan 1',
+    );
+    expect(summarizeTensor(t('int64', [2], new BigInt64Array([2n ** 62n, -1n])))).toContain(
+      `[${2n ** 62n}, -1]  min -1  max ${2n ** 62n}`,
+    );
+    expect(summarizeTensor(t('bool', [2], new Uint8Array([1, 0])))).toBe(
+      'bool [2] [true, false]  min false  max true  mean 0.5',
+    );
+    expect(summarizeTensor(t('float32', [0, 3], new Float32Array(0)))).toBe('float32 [0,3] []');
+  });
+  it('renderOutputs names each tensor output', () => {
+    const manifest = { outputs: [{ name: 'y', type: 'tensor' }] } as unknown as Manifest;
+    expect(renderOutputs(manifest, { y: t('int32', [1], new Int32Array([7])) })).toBe(
+      'y: int32 [1] [7]  min 7  max 7  mean 7',
+    );
+  });
+});
+
+/** A v1 .npy of float32 values. */
+function npyF32(values: Float32Array): Buffer {
+  let h = `{'descr': '<f4', 'fortran_order': False, 'shape': (${values.length},), }`;
+  h += `${' '.repeat((64 - ((10 + h.length + 1) % 64)) % 64)}\n`;
+  const len = Buffer.alloc(2);
+  len.writeUInt16LE(h.length);
+  const magic = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
+  return Buffer.concat([magic, len, Buffer.from(h, 'latin1'), Buffer.from(values.buffer)]);
+}
+
+describe('xpkg run without --json', () => {
+  it('prints a 100,000-value tensor output as one short summary line', async () => {
+    const f = join(tempDir(), 'x.npy');
+    writeFileSync(f, npyF32(Float32Array.from({ length: 100_000 }, (_, i) => i % 10)));
+    const r = await xpkgAsync([
+      'run',
+      'fixtures/dist/multi-variant.xpkg',
+      '--trust',
+      'fixtures/keys/test.pub',
+      '--variant',
+      'cpu-fp32',
+      '--state-dir',
+      tempDir(),
+      '-i',
+      f,
+    ]);
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe('y: float32 [100000] [1, 2, 3, 4, 5, 6, …, 8, 9, 10]  min 1  max 10  mean 5.5');
+  });
+});
