@@ -67,3 +67,25 @@ describe('metadata entries outside the manifest are stored', () => {
     expect(await codeOf(verify(await variant((es) => partial(es, 8)), policy()))).toBe('E_ARCHIVE_METHOD');
   });
 });
+
+describe('secret key files', () => {
+  async function keyFile(edit: (enc: Record<string, unknown>) => void): Promise<string> {
+    const doc = JSON.parse(await encodeSecretKey(generateKeyPair(), 'pw', { N: 2, r: 1, p: 1 }));
+    edit(doc.encryption);
+    return JSON.stringify(doc);
+  }
+  it('scrypt parameters OpenSSL refuses (N ≥ 2^(16·r)) are E_KEY_FORMAT, not an internal error', async () => {
+    for (const N of [1 << 16, 1 << 17, 1 << 20]) {
+      const text = await keyFile((enc) => {
+        enc.N = N;
+      });
+      expect(await codeOf(decodeSecretKey(text, 'pw'))).toBe('E_KEY_FORMAT');
+    }
+  });
+  it('unknown fields in "encryption" are E_KEY_FORMAT', async () => {
+    const text = await keyFile((enc) => {
+      enc.iterations = 1;
+    });
+    expect(await codeOf(decodeSecretKey(text, 'pw'))).toBe('E_KEY_FORMAT');
+  });
+});
