@@ -89,3 +89,35 @@ describe('secret key files', () => {
     expect(await codeOf(decodeSecretKey(text, 'pw'))).toBe('E_KEY_FORMAT');
   });
 });
+
+describe('state and trust files that are not regular files', () => {
+  const fifo = async (path: string) => {
+    await mkdir(join(path, '..'), { recursive: true });
+    execFileSync('mkfifo', [path]);
+  };
+  it('a FIFO as the rollback state is E_POLICY_STATE at once (it used to block forever)', async () => {
+    const stateDir = tmp('state');
+    await fifo(join(stateDir, ROLLBACK_FILE));
+    expect(await codeOf(FileRollbackStore.open(stateDir))).toBe('E_POLICY_STATE');
+    expect(await codeOf(verify(signed, { trust: [pub], stateDir }))).toBe('E_POLICY_STATE');
+  });
+  it('a folder as the rollback state is E_POLICY_STATE', async () => {
+    const stateDir = tmp('state');
+    await mkdir(join(stateDir, ROLLBACK_FILE), { recursive: true });
+    expect(await codeOf(FileRollbackStore.open(stateDir))).toBe('E_POLICY_STATE');
+  });
+  it('a FIFO as a key file or revocation list is E_TRUST_STORE', async () => {
+    const trustDir = tmp('trust');
+    await fifo(join(trustDir, REVOCATION_FILE));
+    expect(await codeOf(loadTrustStore({ trustDir }))).toBe('E_TRUST_STORE');
+    const keyDir = tmp('trust');
+    await fifo(join(keyDir, 'k.pub'));
+    expect(await codeOf(loadTrustStore({ trustDir: keyDir }))).toBe('E_TRUST_STORE');
+    expect(await codeOf(loadTrustStore({ trust: [join(keyDir, 'k.pub')] }))).toBe('E_TRUST_STORE');
+  });
+  it('an oversized key file is E_TRUST_STORE', async () => {
+    const big = tmp('big.pub');
+    await writeFile(big, `# ${'x'.repeat(8192)}\n`);
+    expect(await codeOf(loadTrustStore({ trust: [big] }))).toBe('E_TRUST_STORE');
+  });
+});
