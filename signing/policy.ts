@@ -48,8 +48,9 @@ export interface Signer {
 }
 
 export interface Downgrade {
+  /** The trusted key whose record is the highest for this package name. */
   keyid: string;
-  /** Highest sequence accepted before for this signer and package name. */
+  /** Highest sequence accepted before for this package name from a trusted key. */
   highest: number;
   sequence: number;
 }
@@ -182,25 +183,34 @@ export function verifySignatures(input: SignatureInput, policy: ResolvedPolicy):
   }
 
   if (report.status === 'verified' && policy.rollback) {
-    for (const { keyid } of report.signers) {
+    // The highest sequence of this name accepted from ANY key still trusted, not only from this
+    // package's signers: an old release signed by a second or rotated-out key must not replace a
+    // newer one. A key revoked or no longer trusted stops counting (a stolen key cannot lock a name).
+    let top: { keyid: string; highest: number } | undefined;
+    for (const keyid of policy.store.keys.keys()) {
       const highest = policy.rollback.highest(keyid, manifest.name);
-      if (highest !== undefined && manifest.sequence < highest) {
-        if (!policy.allowDowngrade) {
-          throw new SigningError(
-            'E_POLICY_ROLLBACK',
-            `${manifest.name} sequence ${manifest.sequence} is older than ${highest}, already accepted from key ${keyid.slice(0, 16)}… (pass --allow-downgrade to accept it)`,
-            {
-              name: manifest.name,
-              keyid,
-              sequence: manifest.sequence,
-              highest,
-              state: policy.rollback.location,
-            },
-          );
-        }
-        report.downgrades.push({ keyid, highest, sequence: manifest.sequence });
-      } else if (highest === undefined || manifest.sequence > highest) {
-        report.rollbackUpdates.push({ keyid, name: manifest.name, sequence: manifest.sequence });
+      if (highest !== undefined && (!top || highest > top.highest)) top = { keyid, highest };
+    }
+    if (top && manifest.sequence < top.highest) {
+      if (!policy.allowDowngrade) {
+        throw new SigningError(
+          'E_POLICY_ROLLBACK',
+          `${manifest.name} sequence ${manifest.sequence} is older than ${top.highest}, already accepted from key ${top.keyid.slice(0, 16)}… (pass --allow-downgrade to accept it)`,
+          {
+            name: manifest.name,
+            keyid: top.keyid,
+            sequence: manifest.sequence,
+            highest: top.highest,
+            state: policy.rollback.location,
+          },
+        );
+      }
+      report.downgrades.push({ keyid: top.keyid, highest: top.highest, sequence: manifest.sequence });
+    } else {
+      for (const { keyid } of report.signers) {
+        const highest = policy.rollback.highest(keyid, manifest.name);
+        if (highest === undefined || manifest.sequence > highest)
+          report.rollbackUpdates.push({ keyid, name: manifest.name, sequence: manifest.sequence });
       }
     }
   }
