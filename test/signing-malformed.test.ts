@@ -12,7 +12,7 @@ import { deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair } from '../signing/keys.js';
 import { decodeSecretKey, encodeSecretKey } from '../signing/secret-key.js';
-import { keygen, sign } from '../signing/sign.js';
+import { keygen, loadSigningKey, sign } from '../signing/sign.js';
 import { FileRollbackStore, MemoryRollbackStore, ROLLBACK_FILE } from '../signing/state.js';
 import { loadTrustStore, REVOCATION_FILE } from '../signing/trust.js';
 import { type VerifyPolicy, verify } from '../signing/verify.js';
@@ -114,6 +114,11 @@ describe('state and trust files that are not regular files', () => {
     await fifo(join(keyDir, 'k.pub'));
     expect(await codeOf(loadTrustStore({ trustDir: keyDir }))).toBe('E_TRUST_STORE');
     expect(await codeOf(loadTrustStore({ trust: [join(keyDir, 'k.pub')] }))).toBe('E_TRUST_STORE');
+  });
+  it('a FIFO given as the signing key is E_KEY_FORMAT', async () => {
+    const path = tmp('key.key');
+    await fifo(path);
+    expect(await codeOf(loadSigningKey(path, { passphrase: null }))).toBe('E_KEY_FORMAT');
   });
   it('an oversized key file is E_TRUST_STORE', async () => {
     const big = tmp('big.pub');
