@@ -38,7 +38,7 @@ export class SmallFileError extends Error {
  * they are; the refusals above as SmallFileError.
  */
 export async function readSmallFile(path: string, max: number): Promise<Buffer> {
-  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const fh = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw new SmallFileError('not-regular');
