@@ -5,20 +5,26 @@
  * asserts the code.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signDetached } from '../signing/ed25519.js';
+import { encodeEnvelope, PAYLOAD_TYPE, signedBytes } from '../signing/envelope.js';
 import { generateKeyPair } from '../signing/keys.js';
+import { verifySignatures } from '../signing/policy.js';
 import { decodeSecretKey, encodeSecretKey } from '../signing/secret-key.js';
 import { keygen, loadSigningKey, sign } from '../signing/sign.js';
 import { FileRollbackStore, MemoryRollbackStore, ROLLBACK_FILE } from '../signing/state.js';
-import { loadTrustStore, REVOCATION_FILE } from '../signing/trust.js';
+import { buildTrustStore, loadTrustStore, REVOCATION_FILE } from '../signing/trust.js';
 import { type VerifyPolicy, verify } from '../signing/verify.js';
 import { canonicalBytes } from '../spec/canonical.js';
+import { SigningError } from '../spec/errors.js';
 import { PARTIAL_PATH } from '../spec/partial.js';
-import { codeOf } from './helpers/errors.js';
+import { codeOf, syncCodeOf } from './helpers/errors.js';
 import { assemble, packSource, type RawEntry, rawEntries, storedEntry } from './signing-helpers.js';
 
 let dir: string;
@@ -87,6 +93,44 @@ describe('secret key files', () => {
       enc.iterations = 1;
     });
     expect(await codeOf(decodeSecretKey(text, 'pw'))).toBe('E_KEY_FORMAT');
+  });
+});
+
+describe('trust stores built by hand (library callers)', () => {
+  const kp = generateKeyPair({ seed: new Uint8Array(32).fill(7) });
+  const key = (keyid: string, publicKey: Uint8Array = kp.publicKey) => ({ keyid, publicKey, source: 'config' });
+  it('one key under a second, made-up id is E_SIG_KEYID_MISMATCH (it counted twice toward a threshold)', () => {
+    const fake = 'f'.repeat(64);
+    expect(syncCodeOf(() => buildTrustStore([key(kp.keyid), key(fake)]), SigningError)).toBe('E_SIG_KEYID_MISMATCH');
+    // What it allowed: two envelope entries by the one key met threshold 2.
+    const manifestBytes = canonicalBytes({ format: 'xpkg/1', name: 'demo', sequence: 1, version: '1.0.0' });
+    const id = createHash('sha256').update(manifestBytes).digest('hex');
+    const sig = signDetached(signedBytes(manifestBytes), kp.secretKey);
+    const signaturesBytes = encodeEnvelope({
+      payloadType: PAYLOAD_TYPE,
+      packageId: id,
+      signatures: [
+        { keyid: kp.keyid, sig },
+        { keyid: fake, sig },
+      ],
+    });
+    const store = { keys: new Map([kp.keyid, fake].map((k) => [k, key(k)])), revoked: new Set<string>() };
+    const input = { manifestBytes, id, signaturesBytes, manifest: { name: 'demo', version: '1.0.0', sequence: 1 } };
+    const policy = {
+      store,
+      threshold: 2,
+      allowUnsigned: false,
+      allowDowngrade: false,
+      now: new Date(),
+      rollback: null,
+    };
+    expect(verifySignatures(input, policy).signers).toHaveLength(2); // hence the check when the store is built
+  });
+  it('weak or wrong-length keys are E_SIG_WEAK_KEY', () => {
+    const identity = new Uint8Array(32);
+    identity[0] = 1;
+    for (const publicKey of [identity, kp.publicKey.subarray(0, 31)])
+      expect(syncCodeOf(() => buildTrustStore([key(kp.keyid, publicKey)]), SigningError)).toBe('E_SIG_WEAK_KEY');
   });
 });
 
