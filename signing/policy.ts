@@ -5,8 +5,9 @@
  */
 import { SigningError, UsageError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
-import { verifyStrict } from './ed25519.js';
+import { assertStrongPublicKey, verifyStrict } from './ed25519.js';
 import { decodeEnvelope, signedBytes } from './envelope.js';
+import { keyIdOf } from './keys.js';
 import type { RollbackRecord } from './state.js';
 import type { TrustStore } from './trust-store.js';
 
@@ -133,6 +134,14 @@ export function verifySignatures(input: SignatureInput, policy: ResolvedPolicy):
         const key = policy.store.keys.get(keyid);
         if (!key) report.untrusted.push(keyid);
         else {
+          // Distinct ids must mean distinct keys, or one signature could count twice toward the
+          // threshold: a store not made by buildTrustStore is not trusted to have checked that.
+          assertStrongPublicKey(key.publicKey, { keyid, source: key.source });
+          if (keyIdOf(key.publicKey) !== keyid)
+            throw new SigningError('E_SIG_KEYID_MISMATCH', `trusted key ${keyid.slice(0, 16)}… is another key's`, {
+              keyid,
+              source: key.source,
+            });
           // A trusted key's signature that fails is tampering, not "one signature fewer": fail now.
           verifyStrict(message, sig, key.publicKey, { keyid, source: key.source });
           report.signers.push({ keyid, source: key.source });

@@ -102,7 +102,7 @@ describe('trust stores built by hand (library callers)', () => {
   it('one key under a second, made-up id is E_SIG_KEYID_MISMATCH (it counted twice toward a threshold)', () => {
     const fake = 'f'.repeat(64);
     expect(syncCodeOf(() => buildTrustStore([key(kp.keyid), key(fake)]), SigningError)).toBe('E_SIG_KEYID_MISMATCH');
-    // What it allowed: two envelope entries by the one key met threshold 2.
+    // Two envelope entries by the one key, threshold 2: earlier this verified with two signers.
     const manifestBytes = canonicalBytes({ format: 'xpkg/1', name: 'demo', sequence: 1, version: '1.0.0' });
     const id = createHash('sha256').update(manifestBytes).digest('hex');
     const sig = signDetached(signedBytes(manifestBytes), kp.secretKey);
@@ -124,7 +124,13 @@ describe('trust stores built by hand (library callers)', () => {
       now: new Date(),
       rollback: null,
     };
-    expect(verifySignatures(input, policy).signers).toHaveLength(2); // hence the check when the store is built
+    // verifySignatures checks it too, for stores that never went through buildTrustStore.
+    expect(syncCodeOf(() => verifySignatures(input, policy), SigningError)).toBe('E_SIG_KEYID_MISMATCH');
+    const short = {
+      keys: new Map([[kp.keyid, key(kp.keyid, kp.publicKey.subarray(0, 31))]]),
+      revoked: new Set<string>(),
+    };
+    expect(syncCodeOf(() => verifySignatures(input, { ...policy, store: short }), SigningError)).toBe('E_SIG_WEAK_KEY');
   });
   it('weak or wrong-length keys are E_SIG_WEAK_KEY', () => {
     const identity = new Uint8Array(32);
