@@ -2,7 +2,7 @@
  * Signing side: key files (`keygen`) and adding a signature to a package (`sign`). Kept apart from
  * verification, which never needs a secret key.
  */
-import { stat } from 'node:fs/promises';
+import { stat, unlink } from 'node:fs/promises';
 import { PackageReader } from '../pack/reader.js';
 import { writeSignatures } from '../pack/writer.js';
 import { PackError, SigningError } from '../spec/errors.js';
@@ -58,10 +58,14 @@ export async function keygen(prefix: string, options: KeygenOptions = {}): Promi
   const kp = generateKeyPair({ seed: options.seed });
   const keyText = await encodeSecretKey(kp, passphrase, options.scrypt ?? DEFAULT_SCRYPT);
   const pubText = formatPublicKey(kp.publicKey);
+  let wroteSecret = false;
   try {
     await writeFileAtomic(secretKeyPath, keyText, { mode: 0o600, overwrite: Boolean(options.force) });
+    wroteSecret = true;
     await writeFileAtomic(publicKeyPath, pubText, { mode: 0o644, overwrite: Boolean(options.force) });
   } catch (e) {
+    // Never leave half a key pair: a new .key without its .pub would block the next keygen.
+    if (wroteSecret && !options.force) await unlink(secretKeyPath).catch(() => {});
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
       const err = e as NodeJS.ErrnoException & { dest?: string };
       const path = err.dest ?? err.path;
