@@ -391,6 +391,15 @@ export class PackageReader implements PackageReaderLike {
         throw new FormatError('E_FILE_EXTRA', `unknown reserved entry ${JSON.stringify(e.name)}`, { path: e.name });
       }
     }
+    // The unsigned metadata entries are stored (FORMAT.md §6, OCI.md §4): one spelling per package,
+    // and no inflate of bytes no signature covers.
+    for (const e of [sigEntry, partialEntry]) {
+      if (e && e.method !== 0)
+        throw new FormatError('E_ARCHIVE_METHOD', `${e.name} must be stored (method 0), not compressed`, {
+          name: e.name,
+          method: e.method,
+        });
+    }
     for (const e of central) checkCompression(e);
     checkCompressionTotal(central);
 

@@ -5,6 +5,7 @@
  * O_EXCL file so two waiters never both break it (one would delete the lock the other just took).
  * Waiting is bounded: after `waitMs` the caller gets an ELOCKED error.
  */
+import { randomBytes } from 'node:crypto';
 import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,11 +21,11 @@ export interface LockOptions {
 export const LOCK_WAIT_MS = 15_000;
 export const LOCK_STALE_MS = 10_000;
 
-async function createExclusive(path: string): Promise<boolean> {
+async function createExclusive(path: string, content = `${process.pid} ${hostname()}\n`): Promise<boolean> {
   try {
     const fh = await open(path, 'wx', 0o600);
     try {
-      await fh.writeFile(`${process.pid} ${hostname()}\n`);
+      await fh.writeFile(content);
     } finally {
       await fh.close();
     }
@@ -66,7 +67,9 @@ export async function withFileLock<T>(path: string, fn: () => Promise<T>, option
   const staleMs = options.staleMs ?? LOCK_STALE_MS;
   const deadline = Date.now() + waitMs;
   let delay = 2;
-  while (!(await createExclusive(path))) {
+  // A nonce after pid and host: this holder's lock, told apart from one taken after it was broken.
+  const mine = `${process.pid} ${hostname()} ${randomBytes(8).toString('hex')}\n`;
+  while (!(await createExclusive(path, mine))) {
     if (Date.now() >= deadline) {
       const owner = (await readFile(path, 'utf8').catch(() => '')).trim();
       throw Object.assign(new Error(`${path} is held${owner ? ` by ${owner}` : ''}`), { code: 'ELOCKED', path, owner });
@@ -78,6 +81,8 @@ export async function withFileLock<T>(path: string, fn: () => Promise<T>, option
   try {
     return await fn();
   } finally {
-    await unlink(path).catch(() => {});
+    // A holder that overran staleMs may have had its lock broken and taken by another: removing that
+    // one would let a third writer in beside the second (and lose one's records).
+    if ((await readFile(path, 'utf8').catch(() => null)) === mine) await unlink(path).catch(() => {});
   }
 }

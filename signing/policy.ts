@@ -5,8 +5,9 @@
  */
 import { SigningError, UsageError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
-import { verifyStrict } from './ed25519.js';
+import { assertStrongPublicKey, verifyStrict } from './ed25519.js';
 import { decodeEnvelope, signedBytes } from './envelope.js';
+import { keyIdOf } from './keys.js';
 import type { RollbackRecord } from './state.js';
 import type { TrustStore } from './trust-store.js';
 
@@ -48,8 +49,9 @@ export interface Signer {
 }
 
 export interface Downgrade {
+  /** The trusted key whose record is the highest for this package name. */
   keyid: string;
-  /** Highest sequence accepted before for this signer and package name. */
+  /** Highest sequence accepted before for this package name from a trusted key. */
   highest: number;
   sequence: number;
 }
@@ -132,6 +134,14 @@ export function verifySignatures(input: SignatureInput, policy: ResolvedPolicy):
         const key = policy.store.keys.get(keyid);
         if (!key) report.untrusted.push(keyid);
         else {
+          // Distinct ids must mean distinct keys, or one signature could count twice toward the
+          // threshold: a store not made by buildTrustStore is not trusted to have checked that.
+          assertStrongPublicKey(key.publicKey, { keyid, source: key.source });
+          if (keyIdOf(key.publicKey) !== keyid)
+            throw new SigningError('E_SIG_KEYID_MISMATCH', `trusted key ${keyid.slice(0, 16)}… is another key's`, {
+              keyid,
+              source: key.source,
+            });
           // A trusted key's signature that fails is tampering, not "one signature fewer": fail now.
           verifyStrict(message, sig, key.publicKey, { keyid, source: key.source });
           report.signers.push({ keyid, source: key.source });
@@ -182,25 +192,34 @@ export function verifySignatures(input: SignatureInput, policy: ResolvedPolicy):
   }
 
   if (report.status === 'verified' && policy.rollback) {
-    for (const { keyid } of report.signers) {
+    // The highest sequence of this name accepted from ANY key still trusted, not only from this
+    // package's signers: an old release signed by a second or rotated-out key must not replace a
+    // newer one. A key revoked or no longer trusted stops counting (a stolen key cannot lock a name).
+    let top: { keyid: string; highest: number } | undefined;
+    for (const keyid of policy.store.keys.keys()) {
       const highest = policy.rollback.highest(keyid, manifest.name);
-      if (highest !== undefined && manifest.sequence < highest) {
-        if (!policy.allowDowngrade) {
-          throw new SigningError(
-            'E_POLICY_ROLLBACK',
-            `${manifest.name} sequence ${manifest.sequence} is older than ${highest}, already accepted from key ${keyid.slice(0, 16)}… (pass --allow-downgrade to accept it)`,
-            {
-              name: manifest.name,
-              keyid,
-              sequence: manifest.sequence,
-              highest,
-              state: policy.rollback.location,
-            },
-          );
-        }
-        report.downgrades.push({ keyid, highest, sequence: manifest.sequence });
-      } else if (highest === undefined || manifest.sequence > highest) {
-        report.rollbackUpdates.push({ keyid, name: manifest.name, sequence: manifest.sequence });
+      if (highest !== undefined && (!top || highest > top.highest)) top = { keyid, highest };
+    }
+    if (top && manifest.sequence < top.highest) {
+      if (!policy.allowDowngrade) {
+        throw new SigningError(
+          'E_POLICY_ROLLBACK',
+          `${manifest.name} sequence ${manifest.sequence} is older than ${top.highest}, already accepted from key ${top.keyid.slice(0, 16)}… (pass --allow-downgrade to accept it)`,
+          {
+            name: manifest.name,
+            keyid: top.keyid,
+            sequence: manifest.sequence,
+            highest: top.highest,
+            state: policy.rollback.location,
+          },
+        );
+      }
+      report.downgrades.push({ keyid: top.keyid, highest: top.highest, sequence: manifest.sequence });
+    } else {
+      for (const { keyid } of report.signers) {
+        const highest = policy.rollback.highest(keyid, manifest.name);
+        if (highest === undefined || manifest.sequence > highest)
+          report.rollbackUpdates.push({ keyid, name: manifest.name, sequence: manifest.sequence });
       }
     }
   }

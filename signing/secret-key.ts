@@ -23,6 +23,8 @@ export interface ScryptParams {
   p: number;
 }
 
+const ENCRYPTION_FIELDS = ['N', 'cipher', 'kdf', 'nonce', 'p', 'r', 'salt'];
+
 interface Encryption {
   kdf: 'scrypt';
   N: number;
@@ -40,9 +42,13 @@ function scrypt(passphrase: string, salt: Buffer, params: ScryptParams): Promise
     p: params.p,
     maxmem: 128 * params.N * params.r * params.p + 32 * 1024 * 1024,
   };
-  return new Promise((resolve, reject) =>
+  return new Promise<Buffer>((resolve, reject) =>
     scryptCb(passphrase.normalize('NFC'), salt, 32, options, (err, key) => (err ? reject(err) : resolve(key))),
-  );
+  ).catch((e: NodeJS.ErrnoException) => {
+    // parse() bounds the parameters; whatever OpenSSL still refuses is a bad key file, not a crash.
+    if (e?.code === 'ERR_CRYPTO_INVALID_SCRYPT_PARAMS') throw bad('scrypt parameters out of range', { ...params });
+    throw e;
+  });
 }
 
 function header(kp: { keyid: string; publicKey: Uint8Array }, encryption: Encryption | null): Record<string, Json> {
@@ -133,11 +139,15 @@ function parse(text: string): Parsed {
     const { N, r, p } = enc as Record<string, Json>;
     if (enc.kdf !== 'scrypt' || enc.cipher !== 'aes-256-gcm')
       throw bad('unsupported encryption (expected scrypt + aes-256-gcm)');
+    const unknown = Object.keys(enc).filter((k) => !ENCRYPTION_FIELDS.includes(k));
+    if (unknown.length) throw bad(`unexpected encryption fields ${unknown.join(', ')}`);
     const ints = [N, r, p].every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 1);
     if (
       !ints ||
       ((N as number) & ((N as number) - 1)) !== 0 ||
       (N as number) < 2 ||
+      // RFC 7914: N < 2^(128·r/8); OpenSSL refuses more (N = 2^16 with r = 1).
+      (N as number) >= 2 ** (16 * (r as number)) ||
       128 * (N as number) * (r as number) * (p as number) > MAX_SCRYPT_MEMORY
     ) {
       throw bad('scrypt parameters out of range', { N, r, p });

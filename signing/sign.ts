@@ -2,13 +2,13 @@
  * Signing side: key files (`keygen`) and adding a signature to a package (`sign`). Kept apart from
  * verification, which never needs a secret key.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat, unlink } from 'node:fs/promises';
 import { PackageReader } from '../pack/reader.js';
 import { writeSignatures } from '../pack/writer.js';
 import { PackError, SigningError } from '../spec/errors.js';
 import { signDetached } from './ed25519.js';
 import { decodeEnvelope, encodeEnvelope, PAYLOAD_TYPE, type SignatureEntry, signedBytes } from './envelope.js';
-import { writeFileAtomic } from './files.js';
+import { readSmallFile, SmallFileError, writeFileAtomic } from './files.js';
 import { formatPublicKey, generateKeyPair, type KeyPair } from './keys.js';
 import { obtainPassphrase } from './passphrase.js';
 import { DEFAULT_SCRYPT, decodeSecretKey, encodeSecretKey, inspectSecretKey, type ScryptParams } from './secret-key.js';
@@ -58,10 +58,14 @@ export async function keygen(prefix: string, options: KeygenOptions = {}): Promi
   const kp = generateKeyPair({ seed: options.seed });
   const keyText = await encodeSecretKey(kp, passphrase, options.scrypt ?? DEFAULT_SCRYPT);
   const pubText = formatPublicKey(kp.publicKey);
+  let wroteSecret = false;
   try {
     await writeFileAtomic(secretKeyPath, keyText, { mode: 0o600, overwrite: Boolean(options.force) });
+    wroteSecret = true;
     await writeFileAtomic(publicKeyPath, pubText, { mode: 0o644, overwrite: Boolean(options.force) });
   } catch (e) {
+    // Never leave half a key pair: a new .key without its .pub would block the next keygen.
+    if (wroteSecret && !options.force) await unlink(secretKeyPath).catch(() => {});
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
       const err = e as NodeJS.ErrnoException & { dest?: string };
       const path = err.dest ?? err.path;
@@ -81,10 +85,13 @@ export async function keygen(prefix: string, options: KeygenOptions = {}): Promi
  * only when the file is encrypted.
  */
 export async function loadSigningKey(path: string, options: { passphrase?: string | null } = {}): Promise<KeyPair> {
-  const st = await stat(path);
-  if (!st.isFile() || st.size > KEY_FILE_MAX)
-    throw new SigningError('E_KEY_FORMAT', `${path} is not a key file`, { path });
-  const text = await readFile(path, 'utf8');
+  const text = await readSmallFile(path, KEY_FILE_MAX).then(
+    (b) => b.toString('utf8'),
+    (e) => {
+      if (e instanceof SmallFileError) throw new SigningError('E_KEY_FORMAT', `${path} is not a key file`, { path });
+      throw e;
+    },
+  );
   const info = inspectSecretKey(text);
   let passphrase = options.passphrase;
   if (info.encrypted && (passphrase === undefined || passphrase === null))

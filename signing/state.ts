@@ -4,12 +4,12 @@
  * hosts without a file system. A damaged state file is an error (E_POLICY_STATE), never silently
  * reset: resetting it would re-open exactly the downgrade it exists to stop.
  */
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { canonicalize, type Json, parseStrictJson } from '../spec/canonical.js';
 import { SigningError, XpkgError } from '../spec/errors.js';
-import { writeFileAtomic } from './files.js';
+import { readSmallFile, SmallFileError, writeFileAtomic } from './files.js';
 import { type LockOptions, withFileLock } from './lock.js';
 
 export const STATE_DIR_ENV = 'XPKG_STATE_DIR';
@@ -119,13 +119,14 @@ async function makeDirs(dir: string, mode: number): Promise<void> {
 async function readTable(path: string): Promise<Table> {
   let bytes: Buffer;
   try {
-    bytes = await readFile(path);
+    bytes = await readSmallFile(path, STATE_MAX_BYTES);
   } catch (e) {
+    if (e instanceof SmallFileError)
+      throw stateError(path, e.reason === 'too-large' ? `larger than ${STATE_MAX_BYTES} bytes` : e.message);
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOENT') return new Map();
     throw stateError(path, `cannot read: ${err.code ?? err.message}`, { errno: err.code });
   }
-  if (bytes.length > STATE_MAX_BYTES) throw stateError(path, `larger than ${STATE_MAX_BYTES} bytes`);
   return parseRollbackState(bytes, path);
 }
 

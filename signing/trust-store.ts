@@ -4,7 +4,8 @@
  * from `--trust` files and `--trust-dir` folders is signing/trust.ts's.
  */
 import { SigningError } from '../spec/errors.js';
-import { PUBLIC_KEY_TAG, type PublicKey } from './keys.js';
+import { assertStrongPublicKey } from './ed25519.js';
+import { keyIdOf, PUBLIC_KEY_TAG, type PublicKey } from './keys.js';
 
 export interface TrustedKey extends PublicKey {
   /** Where the key came from: a file path or `<inline>`. */
@@ -37,11 +38,27 @@ export function parseRevocationList(text: string, source = '<inline>'): string[]
   return ids;
 }
 
-/** Builds a store from parsed keys and revoked ids; revocation wins over trust. */
+/**
+ * Builds a store from parsed keys and revoked ids; revocation wins over trust. Keys are checked
+ * again here because callers of the library may build them by hand: a key id that is not the hash
+ * of its key (E_SIG_KEYID_MISMATCH) would let one key stand under two ids and count twice toward a
+ * threshold, and a weak key (E_SIG_WEAK_KEY) must never enter a store.
+ */
 export function buildTrustStore(keys: Iterable<TrustedKey>, revoked: Iterable<string> = []): TrustStore {
   const revokedSet = new Set(revoked);
   const map = new Map<string, TrustedKey>();
-  for (const k of keys) if (!revokedSet.has(k.keyid) && !map.has(k.keyid)) map.set(k.keyid, k);
+  for (const k of keys) {
+    assertStrongPublicKey(k.publicKey, { source: k.source, keyid: k.keyid });
+    const actual = keyIdOf(k.publicKey);
+    if (actual !== k.keyid) {
+      throw new SigningError('E_SIG_KEYID_MISMATCH', `${k.source}: key id is not the id of the key it carries`, {
+        source: k.source,
+        stated: k.keyid,
+        actual,
+      });
+    }
+    if (!revokedSet.has(k.keyid) && !map.has(k.keyid)) map.set(k.keyid, k);
+  }
   return { keys: map, revoked: revokedSet };
 }
 

@@ -3,9 +3,10 @@
  * `--trust` files or texts and/or a `--trust-dir` holding `*.pub` files and an optional
  * `revoked.txt`. Fails closed: an unreadable or malformed entry is an error, never skipped.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SigningError, XpkgError } from '../spec/errors.js';
+import { SigningError } from '../spec/errors.js';
+import { readSmallFile, SmallFileError } from './files.js';
 import { PUBLIC_KEY_TEXT_MAX, parsePublicKey } from './keys.js';
 import {
   buildTrustStore,
@@ -30,13 +31,13 @@ const REVOCATION_TEXT_MAX = 1024 * 1024;
 async function readSmall(path: string, max: number, what: string): Promise<string> {
   let text: string;
   try {
-    const st = await stat(path);
-    if (!st.isFile()) throw new SigningError('E_TRUST_STORE', `${what} ${path} is not a regular file`, { path });
-    if (st.size > max)
-      throw new SigningError('E_TRUST_STORE', `${what} ${path} is larger than ${max} bytes`, { path, size: st.size });
-    text = await readFile(path, 'utf8');
+    text = (await readSmallFile(path, max)).toString('utf8');
   } catch (e) {
-    if (e instanceof XpkgError) throw e;
+    if (e instanceof SmallFileError) {
+      if (e.reason === 'not-regular')
+        throw new SigningError('E_TRUST_STORE', `${what} ${path} is not a regular file`, { path });
+      throw new SigningError('E_TRUST_STORE', `${what} ${path} is larger than ${max} bytes`, { path, size: e.size });
+    }
     const err = e as NodeJS.ErrnoException;
     throw new SigningError('E_TRUST_STORE', `cannot read ${what} ${path}: ${err.code ?? err.message}`, {
       path,

@@ -381,6 +381,19 @@ describe('signature and policy attacks through packages', () => {
     expect(await codeOf(verify(signed, { trust: [alice.pub], stateDir, now: NOW }))).toBe('E_POLICY_ROLLBACK');
     expect(JSON.parse(await readFile(join(stateDir, ROLLBACK_FILE), 'utf8')).highest[alice.keyid].tiny).toBe(9);
   });
+  it('an older release signed by another trusted key after a newer one: E_POLICY_ROLLBACK (state file, both keys trusted)', async () => {
+    const stateDir = tmp('state-keys');
+    const newer = tmp('newer-alice.xpkg');
+    await packSource(tmp('newer-alice-src'), newer, { sequence: 9 });
+    await sign(newer, { key: alice.key });
+    const older = tmp('older-bob.xpkg');
+    await sign(unsigned, { key: bob.key, out: older });
+    const both = { trust: [alice.pub, bob.pub], stateDir, now: NOW };
+    await verify(newer, both);
+    expect(await codeOf(verify(older, both))).toBe('E_POLICY_ROLLBACK');
+    // Once alice is no longer trusted her record stops counting.
+    expect((await verify(older, { ...both, trust: [bob.pub] })).signatures.status).toBe('verified');
+  });
   it('a package that fails integrity does not raise the rollback mark', async () => {
     const stateDir = tmp('state2');
     const { entries, dosTime } = await rawEntries(signed);

@@ -1,6 +1,6 @@
 /** Key ids, the public key text format, encrypted key files and `keygen` on disk. */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -177,6 +177,12 @@ describe('keygen on disk', () => {
     const second = await keygen(prefix, { passphrase: null, force: true });
     expect(second.keyid).not.toBe(first.keyid);
     expect((await loadSigningKey(`${prefix}.key`)).keyid).toBe(second.keyid);
+  });
+  it('a .pub that appears while writing (here a dangling link) fails E_KEY_EXISTS and leaves no lone .key', async () => {
+    const prefix = join(dir, 'half');
+    await symlink(join(dir, 'nowhere'), `${prefix}.pub`);
+    expect(await codeOf(() => keygen(prefix, { passphrase: null }))).toBe('E_KEY_EXISTS');
+    await expect(lstat(`${prefix}.key`)).rejects.toMatchObject({ code: 'ENOENT' });
   });
   it('takes the passphrase from XPKG_PASSPHRASE, for keygen and for loading', async () => {
     process.env[PASSPHRASE_ENV] = 's3cret';

@@ -192,15 +192,32 @@ describe('anti-rollback decision', () => {
       { keyid: alice.keyid, name: 'demo', sequence: 6 },
     ]);
   });
-  it('is keyed by (signer, name): other names and other signers are independent', async () => {
+  it('is keyed by name across every trusted key: an older release signed by another trusted key is a rollback', async () => {
     const rollback = new MemoryRollbackStore();
     await rollback.record([{ keyid: alice.keyid, name: 'demo', sequence: 9 }]);
     expect(verifySignatures(input({ sequence: 1, name: 'other' }, [alice]), policy({ rollback })).status).toBe(
       'verified',
     );
-    expect(verifySignatures(input({ sequence: 1 }, [bob]), policy({ rollback })).status).toBe('verified');
-    // Any one trusted signer that saw a higher sequence blocks it.
+    // bob never signed "demo" before, but alice's 9 was accepted: bob's 1 is older.
+    expect(await check(input({ sequence: 1 }, [bob]), policy({ rollback }))).toBe('E_POLICY_ROLLBACK');
     expect(await check(input({ sequence: 1 }, [alice, bob]), policy({ rollback }))).toBe('E_POLICY_ROLLBACK');
+    const allowed = verifySignatures(input({ sequence: 1 }, [bob]), policy({ rollback, allowDowngrade: true }));
+    expect(allowed.downgrades).toEqual([{ keyid: alice.keyid, highest: 9, sequence: 1 }]);
+    expect(allowed.rollbackUpdates).toEqual([]);
+    // Equal is fine (re-signed by another key), and raises bob's record.
+    expect(verifySignatures(input({ sequence: 9 }, [bob]), policy({ rollback })).rollbackUpdates).toEqual([
+      { keyid: bob.keyid, name: 'demo', sequence: 9 },
+    ]);
+  });
+  it('records of keys no longer trusted (revoked or dropped) do not count', async () => {
+    const rollback = new MemoryRollbackStore();
+    await rollback.record([{ keyid: mallory.keyid, name: 'demo', sequence: Number.MAX_SAFE_INTEGER }]);
+    expect(verifySignatures(input({ sequence: 1 }, [bob]), policy({ rollback })).status).toBe('verified');
+    await rollback.record([{ keyid: alice.keyid, name: 'demo', sequence: 9 }]);
+    const aliceRevoked = buildTrustStore(trusted(alice, bob), [alice.keyid]);
+    expect(verifySignatures(input({ sequence: 1 }, [bob]), policy({ rollback, store: aliceRevoked })).status).toBe(
+      'verified',
+    );
   });
   it('unsigned packages under allowUnsigned are not tracked', () => {
     const rollback = new MemoryRollbackStore();

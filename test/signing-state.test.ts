@@ -5,13 +5,16 @@
  * file system fails at once with its code instead of spinning.
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, vi } from 'vitest';
 import { packFolder } from '../pack/pack.js';
 import { PackageReader } from '../pack/reader.js';
 import { Runner } from '../runner/runner.js';
 import { formatPublicKey, generateKeyPair, type KeyPair } from '../signing/keys.js';
+import { withFileLock } from '../signing/lock.js';
 import { sign } from '../signing/sign.js';
 import { FileRollbackStore, ROLLBACK_FILE } from '../signing/state.js';
 import { verify } from '../signing/verify.js';
@@ -158,6 +161,27 @@ describe('rollback state file', () => {
     const held = await FileRollbackStore.open(dir, { waitMs: 300 });
     expect(await codeOf(held.record([{ keyid: 'b'.repeat(64), name: 'x', sequence: 4 }]))).toBe('E_POLICY_STATE');
     expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('a holder whose lock was broken as stale leaves the lock its successor took in place', async () => {
+    const lock = join(tempDir('xpkg-state-lock-'), 'x.lock');
+    const gate = () => {
+      let open!: () => void;
+      return { wait: new Promise<void>((r) => (open = r)), open: () => open() };
+    };
+    const [firstIn, firstOut, secondIn, secondOut] = [gate(), gate(), gate(), gate()];
+    const opts = { staleMs: 50, waitMs: 5000 };
+    const first = withFileLock(lock, async () => (firstIn.open(), firstOut.wait), opts);
+    await firstIn.wait;
+    await sleep(150); // the first holder overruns staleMs: the next waiter breaks its lock
+    const second = withFileLock(lock, async () => (secondIn.open(), secondOut.wait), opts);
+    await secondIn.wait;
+    firstOut.open();
+    await first;
+    expect(existsSync(lock)).toBe(true); // still the second holder's
+    secondOut.open();
+    await second;
+    expect(existsSync(lock)).toBe(false);
   });
 
   it('a state folder on a pseudo file system fails at once with E_POLICY_STATE (library, verify and run)', async () => {

@@ -48,7 +48,10 @@ export function addRunOptions(cmd: Command): Command {
     .option('--trust <file.pub>', 'trust this public key (repeatable)', collect)
     .option('--trust-dir <dir>', 'trust every *.pub in this folder')
     .option('--allow-unsigned', 'run a package without a trusted signature (integrity is still checked)')
-    .option('--allow-downgrade', 'accept a lower sequence than already accepted from a signer')
+    .option(
+      '--allow-downgrade',
+      'accept a lower sequence than already accepted for the package name from a trusted key',
+    )
     .option('--state-dir <dir>', 'anti-rollback state folder')
     .option('--variant <id...>', 'force a variant (fails clearly if this host cannot run it)')
     .option('--host <file>', 'a host profile instead of detecting this machine (same as XPKG_HOST)')

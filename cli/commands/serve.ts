@@ -58,7 +58,10 @@ export function register(program: Command): void {
     .option('--trust <file.pub>', 'trust this public key (repeatable)', collect)
     .option('--trust-dir <dir>', 'trust every *.pub in this folder')
     .option('--allow-unsigned', 'serve packages without a trusted signature (integrity is still checked)')
-    .option('--allow-downgrade', 'accept a lower sequence than already accepted from a signer')
+    .option(
+      '--allow-downgrade',
+      'accept a lower sequence than already accepted for the package name from a trusted key',
+    )
     .option('--state-dir <dir>', 'anti-rollback state folder')
     .option('--host-profile <file>', 'a host profile instead of detecting this machine (same as XPKG_HOST)')
     .option('--threads <n>', 'intra-op threads per model (0: the backend chooses)')

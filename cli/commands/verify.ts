@@ -26,7 +26,10 @@ export function register(program: Command): void {
     .option('--trust-dir <dir>', 'trust every *.pub in this folder; revoked.txt there lists revoked key ids')
     .option('--threshold <n>', 'valid signatures by distinct trusted keys required (default 1)')
     .option('--allow-unsigned', 'accept a package without a trusted signature (integrity is still checked)')
-    .option('--allow-downgrade', 'accept a lower sequence than already accepted from a signer (reported)')
+    .option(
+      '--allow-downgrade',
+      'accept a lower sequence than already accepted for the package name from a trusted key (reported)',
+    )
     .option(
       '--state-dir <dir>',
       'anti-rollback state folder (default $XPKG_STATE_DIR, $XDG_STATE_HOME/xpkg, ~/.local/state/xpkg)',
