@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { EXIT } from '../spec/errors.js';
 import { xpkg, xpkgAsync } from './helpers/cli.js';
+import { npyFile } from './helpers/npy.js';
 import { oneModelManifest, tempDir, writeSource } from './helpers/source.js';
 
 vi.setConfig({ testTimeout: 120_000 });
@@ -62,16 +63,6 @@ describe('an empty path is E_USAGE, never a default or the current folder', () =
   });
 });
 
-/** A v1 .npy with this header's fortran_order and shape, float32 values. */
-function npy(fortran: boolean, shape: number[], values: number[]): Buffer {
-  let h = `{'descr': '<f4', 'fortran_order': ${fortran ? 'True' : 'False'}, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  h += `${' '.repeat((64 - ((10 + h.length + 1) % 64)) % 64)}\n`;
-  const len = Buffer.alloc(2);
-  len.writeUInt16LE(h.length);
-  const magic = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
-  return Buffer.concat([magic, len, Buffer.from(h, 'latin1'), Buffer.from(new Float32Array(values).buffer)]);
-}
-
 describe('Fortran-order .npy inputs to xpkg run', () => {
   it('1-D (the same bytes as C order) runs; 2-D is read in C order, then checked against the declared shape', async () => {
     const dir = tempDir();
@@ -90,12 +81,12 @@ describe('Fortran-order .npy inputs to xpkg run', () => {
         '--json',
       ]);
     const one = join(dir, 'f1.npy');
-    writeFileSync(one, npy(true, [3], [1, 2, 3]));
+    writeFileSync(one, npyFile([1, 2, 3], [3], { fortran: true }));
     const r1 = await run(one);
     expect(r1.status).toBe(0);
     expect(r1.json?.result.outputs.y.data).toEqual([2, 3, 4]);
     const two = join(dir, 'f2.npy');
-    writeFileSync(two, npy(true, [2, 2], [1, 2, 3, 4]));
+    writeFileSync(two, npyFile([1, 2, 3, 4], [2, 2], { fortran: true }));
     const r2 = await run(two);
     // the model takes [N]: a 2-D array is refused for its shape, not its order
     expect([r2.json?.error?.code, (r2.json?.error?.detail as { reason?: string })?.reason, r2.status]).toEqual([
@@ -145,7 +136,7 @@ describe('xpkg split: outputs that would overwrite each other or the model, and 
   it('--check with --sample is E_USAGE; a sample of the wrong shape or input name is E_FABRIC_SPLIT, not an internal error', () => {
     const { dir, model } = copy();
     const small = join(dir, 'small.npy');
-    writeFileSync(small, npy(false, [3], [1, 2, 3]));
+    writeFileSync(small, npyFile([1, 2, 3], [3]));
     const out = ['--head', join(dir, 'h.onnx'), '--tail', join(dir, 't.onnx'), '--json'];
     const both = xpkg(['split', model, '--at', AT, '--check', '1', '--sample', small, ...out]);
     expect([both.json?.error?.code, both.status]).toEqual(['E_USAGE', EXIT.usage]);

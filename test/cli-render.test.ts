@@ -8,6 +8,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { renderOutputs, summarizeTensor } from '../cli/render-outputs.js';
 import type { Manifest } from '../spec/schema.js';
 import { xpkgAsync } from './helpers/cli.js';
+import { npyFile } from './helpers/npy.js';
 import { tempDir } from './helpers/source.js';
 
 vi.setConfig({ testTimeout: 120_000 });
@@ -54,20 +55,16 @@ describe('summarizeTensor', () => {
   });
 });
 
-/** A v1 .npy of float32 values. */
-function npyF32(values: Float32Array): Buffer {
-  let h = `{'descr': '<f4', 'fortran_order': False, 'shape': (${values.length},), }`;
-  h += `${' '.repeat((64 - ((10 + h.length + 1) % 64)) % 64)}\n`;
-  const len = Buffer.alloc(2);
-  len.writeUInt16LE(h.length);
-  const magic = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
-  return Buffer.concat([magic, len, Buffer.from(h, 'latin1'), Buffer.from(values.buffer)]);
-}
-
 describe('xpkg run without --json', () => {
   it('prints a 100,000-value tensor output as one short summary line', async () => {
     const f = join(tempDir(), 'x.npy');
-    writeFileSync(f, npyF32(Float32Array.from({ length: 100_000 }, (_, i) => i % 10)));
+    writeFileSync(
+      f,
+      npyFile(
+        Float32Array.from({ length: 100_000 }, (_, i) => i % 10),
+        [100_000],
+      ),
+    );
     const r = await xpkgAsync([
       'run',
       'fixtures/dist/multi-variant.xpkg',

@@ -16,22 +16,11 @@ import { EXIT } from '../spec/errors.js';
 import type { IoSpec } from '../spec/schema.js';
 import { xpkgAsync } from './helpers/cli.js';
 import { codeOf } from './helpers/errors.js';
+import { npyFile } from './helpers/npy.js';
 
 const TRUST = ['--trust', 'fixtures/keys/test.pub'];
 const dist = (p: string) => `fixtures/dist/${p}.xpkg`;
 let dir: string;
-
-/** A v1 .npy file of float32 values (the layout NumPy writes). */
-function npyF32(values: number[], shape: number[], descr = '<f4'): Buffer {
-  let h = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  h += ' '.repeat((64 - ((10 + h.length + 1) % 64)) % 64) + '\n';
-  const len = Buffer.alloc(2);
-  len.writeUInt16LE(h.length);
-  const body =
-    descr === '<i4' ? Buffer.from(new Int32Array(values).buffer) : Buffer.from(new Float32Array(values).buffer);
-  if (descr === '>f4') body.swap32();
-  return Buffer.concat([Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]), len, Buffer.from(h, 'latin1'), body]);
-}
 
 /** The values of a `--json` typed array: a JSON array, or base64 decoded per its dtype. */
 function values(a: unknown, dtype: string): number[] {
@@ -97,7 +86,7 @@ describe('xpkg run --json for every example package', async () => {
 
   it('multi-variant: a tensor from a .npy file, y = x + 1 as a JSON array with its dtype and dims', async () => {
     const f = join(dir, 'x.npy');
-    writeFileSync(f, npyF32([0.5, -2, 7, 100], [4]));
+    writeFileSync(f, npyFile([0.5, -2, 7, 100], [4]));
     const r = await xpkgAsync(['run', dist('multi-variant'), ...TRUST, '--variant', 'cpu-fp32', '-i', f, '--json']);
     expect(r.status).toBe(0);
     expect(r.lines[0].result.outputs.y).toEqual({ type: 'float32', dims: [4], data: [1.5, -1, 8, 101] });
@@ -105,7 +94,7 @@ describe('xpkg run --json for every example package', async () => {
 
   it('multi-variant: a big-endian .npy and a raw little-endian file give the same result', async () => {
     const be = join(dir, 'be.npy');
-    writeFileSync(be, npyF32([1, 2, 3], [3], '>f4'));
+    writeFileSync(be, npyFile([1, 2, 3], [3], { descr: '>f4' }));
     const raw = join(dir, 'x.f32');
     writeFileSync(raw, Buffer.from(new Float32Array([1, 2, 3]).buffer));
     for (const f of [be, raw]) {
@@ -128,7 +117,7 @@ describe('xpkg run --json for every example package', async () => {
     const n = JSON_ARRAY_MAX + 1;
     const x = Array.from({ length: n }, (_, i) => i / 8);
     const f = join(dir, 'big.npy');
-    writeFileSync(f, npyF32(x, [n]));
+    writeFileSync(f, npyFile(x, [n]));
     const r = await xpkgAsync(['run', dist('multi-variant'), ...TRUST, '--variant', 'cpu-fp32', '-i', f, '--json']);
     expect(r.status).toBe(0);
     const y = r.lines[0].result.outputs.y;
@@ -139,9 +128,9 @@ describe('xpkg run --json for every example package', async () => {
 
   it('multi-variant: a .npy of the wrong dtype, a malformed one, and a raw file of a partial value are refused with codes', async () => {
     const wrong = join(dir, 'i4.npy');
-    writeFileSync(wrong, npyF32([1, 2], [2], '<i4'));
+    writeFileSync(wrong, npyFile([1, 2], [2], { descr: '<i4' }));
     const broken = join(dir, 'broken.npy');
-    writeFileSync(broken, npyF32([1, 2], [2]).subarray(0, 100));
+    writeFileSync(broken, npyFile([1, 2], [2]).subarray(0, 100));
     const partial = join(dir, 'partial.f32');
     writeFileSync(partial, Buffer.alloc(6));
     const cases: [string, string][] = [
@@ -244,15 +233,15 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
     const { readFileSync } = await import('node:fs');
     const f32 = spec('tensor', { dtype: 'float32', shape: ['N', 'M'] });
     expect(await codeOf(inputFromBytes(f32, readFileSync('test/data/npy/f8-v1.npy'), 'a.npy'))).toBe('E_RUN_INPUT');
-    const u2 = npyF32([1, 2], [2]);
+    const u2 = npyFile([1, 2], [2]);
     u2.write("'<u2'", u2.indexOf("'<f4'"), 'latin1');
     expect(await codeOf(inputFromBytes(f32, u2.subarray(0, u2.length - 4), 'a.npy'))).toBe('E_RUN_INPUT');
-    const obj = npyF32([1, 2], [2]);
+    const obj = npyFile([1, 2], [2]);
     obj.write("'|O' ", obj.indexOf("'<f4'"), 'latin1');
     expect(await codeOf(inputFromBytes(f32, obj, 'a.npy'))).toBe('E_RUN_INPUT_FORMAT');
   });
   it('a .npy file under another name is read as a .npy (by its magic), not as raw values', async () => {
-    const f = npyF32([1, 2, 3], [3]);
+    const f = npyFile([1, 2, 3], [3]);
     const t = (await inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N'] }), f, 'x.data')) as Tensor;
     expect([t.dims, Array.from(t.data as Float32Array)]).toEqual([[3], [1, 2, 3]]);
   });
@@ -270,13 +259,13 @@ describe('input files of the other declared types (runner/inputs/load.ts)', () =
       const fifo = join(dir, 'in.fifo');
       execFileSync('mkfifo', [fifo]);
       const { createWriteStream } = await import('node:fs');
-      createWriteStream(fifo).end(npyF32([1, 2, 3], [3]));
+      createWriteStream(fifo).end(npyFile([1, 2, 3], [3]));
       const t = (await loadInputFile(x, fifo)) as Tensor;
       expect(Array.from(t.data as Float32Array)).toEqual([1, 2, 3]);
     },
   );
   it('a .npy must fit the declared shape, named dimensions agreeing', async () => {
-    const f = npyF32([1, 2, 3, 4, 5, 6], [2, 3]);
+    const f = npyFile([1, 2, 3, 4, 5, 6], [2, 3]);
     expect(await codeOf(inputFromBytes(spec('tensor', { dtype: 'float32', shape: ['N', 'N'] }), f, 'a.npy'))).toBe(
       'E_RUN_INPUT',
     );
