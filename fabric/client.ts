@@ -10,10 +10,41 @@ import type { OffloadAnswer, OffloadCall, Offloader, PeerDirectory, PeerInfo } f
 import { orderPeers, type PickPeers } from './peers.js';
 import { decodeV2, encodeV2, HEADER_LENGTH } from './v2-binary.js';
 
+/** Codes a peer's error answer may carry through; any other (or none) is E_FABRIC_PEER, so the union stays closed. */
+const PEER_CODES = new Set(['E_FABRIC_AUTH', 'E_FABRIC_PACKAGE_UNKNOWN', 'E_FABRIC_SPLIT', 'E_FABRIC_MESSAGE']);
+/** Largest answer read: outputs of a tail are megabytes; a peer streaming without end must not fill memory. */
+export const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
+
+/** The body, read up to `max` bytes; a longer one is E_FABRIC_MESSAGE without reading the rest. */
+async function readCapped(res: Response, max: number, detail: Record<string, unknown>): Promise<Buffer> {
+  const tooBig = () => new FabricError('E_FABRIC_MESSAGE', `the answer is larger than ${max} bytes`, detail);
+  if (Number(res.headers.get('content-length')) > max) {
+    await res.body?.cancel().catch(() => {});
+    throw tooBig();
+  }
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  if (!res.body) return Buffer.alloc(0);
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.byteLength;
+    if (n > max) {
+      await reader.cancel().catch(() => {});
+      throw tooBig();
+    }
+    parts.push(value);
+  }
+  return Buffer.concat(parts, n);
+}
+
 export interface HttpOffloaderOptions {
   peers: PeerDirectory;
   token: string;
   pick?: PickPeers;
+  /** Largest answer read (default MAX_ANSWER_BYTES). */
+  maxAnswerBytes?: number;
 }
 
 /** The peer route for the tail of split model `model` of package `id`. */
@@ -66,9 +97,12 @@ export class HttpOffloader implements Offloader {
         },
         body: new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.length),
         signal: AbortSignal.any(signals),
+        // the token goes to this peer's origin only: a redirect is a failed call, never followed
+        redirect: 'manual',
       });
-      bytes = Buffer.from(await res.arrayBuffer());
+      bytes = await readCapped(res, this.o.maxAnswerBytes ?? MAX_ANSWER_BYTES, detail);
     } catch (e) {
+      if (e instanceof FabricError) throw e;
       if (signals.some((s) => s.aborted))
         throw new FabricError('E_FABRIC_DEADLINE', `peer ${peer.id} did not answer within ${left} ms`, detail);
       const why = (e as { cause?: { code?: string; message?: string } }).cause;
@@ -82,11 +116,12 @@ export class HttpOffloader implements Offloader {
       let code: string | undefined;
       let message = `peer ${peer.id} answered ${res.status}`;
       try {
-        const j = JSON.parse(bytes.toString('utf8')) as { code?: string; error?: string };
-        code = j.code;
-        if (j.error) message += `: ${j.error}`;
+        const j = JSON.parse(bytes.subarray(0, 64 * 1024).toString('utf8')) as { code?: unknown; error?: unknown };
+        if (typeof j.code === 'string') code = j.code.slice(0, 64);
+        // the peer's words, bounded and on one line: they end up in logs
+        if (typeof j.error === 'string') message += `: ${j.error.slice(0, 300).replace(/[\u0000-\u001f\u007f]/g, ' ')}`;
       } catch {}
-      const known = code?.startsWith('E_FABRIC_') ? (code as 'E_FABRIC_PEER') : 'E_FABRIC_PEER';
+      const known = code && PEER_CODES.has(code) ? (code as 'E_FABRIC_PEER') : 'E_FABRIC_PEER';
       throw new FabricError(known, message, { ...detail, status: res.status, code: code ?? null });
     }
     if (!proofMatches(res.headers.get(PROOF_HEADER), this.o.token, nonce))
