@@ -119,7 +119,7 @@ export class HttpOffloader implements Offloader {
         const j = JSON.parse(bytes.subarray(0, 64 * 1024).toString('utf8')) as { code?: unknown; error?: unknown };
         if (typeof j.code === 'string') code = j.code.slice(0, 64);
         // the peer's words, bounded and on one line: they end up in logs
-        if (typeof j.error === 'string') message += `: ${j.error.slice(0, 300).replace(/[\u0000-\u001f\u007f]/g, ' ')}`;
+        if (typeof j.error === 'string') message += `: ${j.error.slice(0, 300).replace(/\p{Cc}/gu, ' ')}`;
       } catch {}
       const known = code && PEER_CODES.has(code) ? (code as 'E_FABRIC_PEER') : 'E_FABRIC_PEER';
       throw new FabricError(known, message, { ...detail, status: res.status, code: code ?? null });
