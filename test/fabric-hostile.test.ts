@@ -6,12 +6,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { NONCE_HEADER, PROOF_HEADER, proofOf } from '../fabric/auth.js';
 import { HttpOffloader } from '../fabric/client.js';
 import { fetchPeerDocument } from '../fabric/discovery/peer-doc.js';
 import { StaticPeers } from '../fabric/peers.js';
+import { encodeV2, HEADER_LENGTH } from '../fabric/v2-binary.js';
 import type { Tensor } from '../runner/types.js';
 import { FabricError } from '../spec/errors.js';
-import { TOKEN } from './helpers/fabric.js';
+import { device, LOW, placement, TOKEN } from './helpers/fabric.js';
 
 const servers: Server[] = [];
 afterEach(async () => {
@@ -120,5 +122,26 @@ describe('hostile peers: the peer document', () => {
     const doc = await fetchPeerDocument(url, { timeoutMs: 2000, headers: { authorization: `Bearer ${TOKEN}` } });
     expect('reason' in doc).toBe(true);
     expect(seen).toEqual([]);
+  });
+});
+
+describe('hostile peers: answers that hold the token but not the tail', () => {
+  it('outputs under other names are E_FABRIC_MESSAGE and the device runs the tail itself', async () => {
+    const url = await hostile((req, res) => {
+      req.resume();
+      const t: Tensor = { type: 'float32', dims: [1, 2], data: new Float32Array([1, 2]) };
+      const { body, headerLength } = encodeV2({ parameters: {} }, 'outputs', { not_the_output: t });
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        [HEADER_LENGTH]: String(headerLength),
+        [PROOF_HEADER]: proofOf(TOKEN, String(req.headers[NONCE_HEADER])),
+      });
+      res.end(body);
+    });
+    await using d = await device([url]);
+    const p = placement(await d.run({ image: LOW }));
+    expect(p.decision.offload).toBe(true);
+    expect(p.decision.fallback?.code).toBe('E_FABRIC_MESSAGE');
+    expect(p.tail.where).toBe('local');
   });
 });
