@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NONCE_HEADER, PROOF_HEADER, proofOf } from '../fabric/auth.js';
 import { HttpOffloader } from '../fabric/client.js';
+import { createPeerDirectory } from '../fabric/discovery/index.js';
 import { fetchPeerDocument } from '../fabric/discovery/peer-doc.js';
 import { StaticPeers } from '../fabric/peers.js';
 import { encodeV2, HEADER_LENGTH } from '../fabric/v2-binary.js';
@@ -143,5 +144,41 @@ describe('hostile peers: answers that hold the token but not the tail', () => {
     expect(p.decision.offload).toBe(true);
     expect(p.decision.fallback?.code).toBe('E_FABRIC_MESSAGE');
     expect(p.tail.where).toBe('local');
+  });
+});
+
+describe('peer URLs', () => {
+  const code = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      return e as FabricError;
+    }
+  };
+
+  it('credentials, a query or a fragment in a peer URL are E_FABRIC_CONFIG, and a password is never echoed', async () => {
+    for (const raw of [
+      'http://user:s3cretpw@127.0.0.1:1',
+      'http://127.0.0.1:1?x=1',
+      'http://127.0.0.1:1#x',
+      'ftp://127.0.0.1:1',
+    ]) {
+      const e = code(() => new StaticPeers([raw]));
+      expect(e?.code, raw).toBe('E_FABRIC_CONFIG');
+      expect(JSON.stringify({ m: e?.message, d: e?.detail })).not.toContain('s3cretpw');
+      const d = await createPeerDirectory({ peers: [raw] }).then(
+        (dir) => dir.close().then(() => undefined),
+        (x: FabricError) => x,
+      );
+      expect(d?.code, raw).toBe('E_FABRIC_CONFIG');
+      expect(JSON.stringify({ m: d?.message, d: d?.detail })).not.toContain('s3cretpw');
+    }
+  });
+
+  it('an IPv6 literal and a trailing slash are kept as the base URL', () => {
+    expect(new StaticPeers(['http://[::1]:8080/']).list()[0]).toMatchObject({
+      id: '[::1]:8080',
+      url: 'http://[::1]:8080',
+    });
   });
 });
