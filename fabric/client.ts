@@ -5,7 +5,7 @@
  * the tail's outputs. Peers are tried in `pick` order until one answers or the deadline passes.
  */
 import { FabricError, toXpkgError, type XpkgError } from '../spec/errors.js';
-import { NONCE_HEADER, newNonce, PROOF_HEADER, proofMatches } from './auth.js';
+import { callAuthorization, NONCE_HEADER, newNonce, PROOF_HEADER, proofMatches } from './auth.js';
 import type { OffloadAnswer, OffloadCall, Offloader, PeerDirectory, PeerInfo } from './contract.js';
 import { orderPeers, type PickPeers } from './peers.js';
 import { decodeV2, encodeV2, HEADER_LENGTH } from './v2-binary.js';
@@ -87,10 +87,12 @@ export class HttpOffloader implements Offloader {
     let res: Response;
     let bytes: Buffer;
     try {
-      res = await fetch(peer.url + tailPath(call.packageId, call.model), {
+      const path = tailPath(call.packageId, call.model);
+      res = await fetch(peer.url + path, {
         method: 'POST',
         headers: {
-          authorization: `Bearer ${this.o.token}`,
+          // signed for this call, never the token itself (fabric/auth.ts)
+          authorization: callAuthorization(this.o.token, nonce, 'POST', path),
           'content-type': 'application/octet-stream',
           [HEADER_LENGTH]: String(headerLength),
           [NONCE_HEADER]: nonce,

@@ -12,7 +12,7 @@
  * device has run the tail itself.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { bearerMatches, NONCE_HEADER, PROOF_HEADER, proofOf } from '../fabric/auth.js';
+import { CallVerifier, NONCE_HEADER, PROOF_HEADER, proofOf } from '../fabric/auth.js';
 import { decodeV2, encodeV2, HEADER_LENGTH } from '../fabric/v2-binary.js';
 import type { Tensor } from '../runner/types.js';
 import { FabricError } from '../spec/errors.js';
@@ -32,9 +32,10 @@ const params = {
 export function fabricRoutes(app: FastifyInstance, ctx: ServeContext, token: string): void {
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   // before the body is read or the params are checked: a caller without the token learns nothing
+  const calls = new CallVerifier(token);
   app.addHook('onRequest', async (req) => {
-    if (!bearerMatches(req.headers.authorization, token))
-      throw new FabricError('E_FABRIC_AUTH', 'this peer needs the fabric token (Authorization: Bearer …)');
+    if (!calls.verify(req.headers.authorization, req.method, req.url))
+      throw new FabricError('E_FABRIC_AUTH', 'this peer needs a fresh call signed with the fabric token');
   });
   app.post('/v2/fabric/packages/:id/models/:model/tail/infer', { schema: { params } }, async (req, reply) => {
     const { id, model } = (req as FastifyRequest<{ Params: Params }>).params;

@@ -92,6 +92,20 @@ describe('hostile peers: the offload call', () => {
   });
 });
 
+describe('hostile peers: the token', () => {
+  it('a peer that is not one (anyone who announced) never receives the fabric token', async () => {
+    const seen: string[] = [];
+    const url = await hostile((req, res) => {
+      seen.push(JSON.stringify(req.headers));
+      req.resume();
+      res.writeHead(500).end();
+    });
+    await offload(url);
+    expect(seen.length).toBe(1);
+    expect(seen[0]).not.toContain(TOKEN);
+  });
+});
+
 describe('hostile peers: the peer document', () => {
   it('a document without end is refused at the size cap, not read to the timeout', async () => {
     const url = await hostile((_req, res) => {
