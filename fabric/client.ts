@@ -102,6 +102,11 @@ export class HttpOffloader implements Offloader {
         // the token goes to this peer's origin only: a redirect is a failed call, never followed
         redirect: 'manual',
       });
+      // a 200 without the proof is refused before its body is read (a stranger's, of any size)
+      if (res.status === 200 && !proofMatches(res.headers.get(PROOF_HEADER), this.o.token, nonce)) {
+        await res.body?.cancel().catch(() => {});
+        throw new FabricError('E_FABRIC_AUTH', `peer ${peer.id} did not prove it holds the fabric token`, detail);
+      }
       bytes = await readCapped(res, this.o.maxAnswerBytes ?? MAX_ANSWER_BYTES, detail);
     } catch (e) {
       if (e instanceof FabricError) throw e;
@@ -126,8 +131,6 @@ export class HttpOffloader implements Offloader {
       const known = code && PEER_CODES.has(code) ? (code as 'E_FABRIC_PEER') : 'E_FABRIC_PEER';
       throw new FabricError(known, message, { ...detail, status: res.status, code: code ?? null });
     }
-    if (!proofMatches(res.headers.get(PROOF_HEADER), this.o.token, nonce))
-      throw new FabricError('E_FABRIC_AUTH', `peer ${peer.id} did not prove it holds the fabric token`, detail);
     const { header, tensors } = decodeV2(bytes, res.headers.get(HEADER_LENGTH) ?? undefined, 'outputs');
     const p = (header.parameters ?? {}) as { variant?: unknown; provider?: unknown };
     return {

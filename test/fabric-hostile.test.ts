@@ -60,7 +60,10 @@ describe('hostile peers: the offload call', () => {
   it('an answer larger than the cap is E_FABRIC_MESSAGE at once, not read to the deadline', async () => {
     const url = await hostile((req, res) => {
       req.resume();
-      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        [PROOF_HEADER]: proofOf(TOKEN, String(req.headers[NONCE_HEADER])),
+      });
       const chunk = Buffer.alloc(64 * 1024);
       let sent = 0;
       // 8 MiB, then the connection stays open: a client without a cap waits for the rest
@@ -73,6 +76,17 @@ describe('hostile peers: the offload call', () => {
     const { err, ms } = await offload(url, 4000, { maxAnswerBytes: 1 << 20 });
     expect(err.code).toBe('E_FABRIC_MESSAGE');
     expect(ms).toBeLessThan(2000);
+  });
+
+  it('a 200 without the proof is E_FABRIC_AUTH before its body is read', async () => {
+    const url = await hostile((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.write(Buffer.alloc(1024)); // then nothing: a client reading the body waits for the deadline
+    });
+    const { err, ms } = await offload(url, 3000);
+    expect(err.code).toBe('E_FABRIC_AUTH');
+    expect(ms).toBeLessThan(1500);
   });
 
   it('a redirect is a failed call: the request never goes to the other origin', async () => {
