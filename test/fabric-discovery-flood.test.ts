@@ -3,6 +3,7 @@
  * more bogus instances than the directory holds, each with a different malformed TXT record, must
  * neither keep a real peer out nor grow the log without end.
  */
+import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -66,6 +67,33 @@ describe('discovery: a flood of bogus instances', () => {
       await announcer?.close();
       await new Promise<void>((r) => m.destroy(() => r()));
       http.close();
+      await dir.close();
+    }
+  });
+
+  it('undecodable packets without end are logged a bounded number of times', async () => {
+    let warns = 0;
+    const dir = await createPeerDirectory({
+      discover: true,
+      ...LOOPBACK,
+      log: { info: () => {}, warn: () => void warns++ },
+    });
+    const sock = createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    sock.setMulticastInterface('127.0.0.1');
+    sock.setMulticastLoopback(true);
+    try {
+      for (let i = 0; i < 300; i++) {
+        await new Promise((r) =>
+          sock.send(Buffer.from([0, 0, 0x84, 0, 0, 1, 0, 0, 0xff, i & 0xff]), MDNS_PORT, '224.0.0.251', r),
+        );
+        if (i % 50 === 49) await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      expect(warns).toBeGreaterThan(0);
+      expect(warns).toBeLessThan(30);
+    } finally {
+      sock.close();
       await dir.close();
     }
   });
