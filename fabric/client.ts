@@ -39,6 +39,9 @@ async function readCapped(res: Response, max: number, detail: Record<string, unk
   return Buffer.concat(parts, n);
 }
 
+/** A variant or provider id as the peer names it, or '' (it lands in results and logs: short, printable). */
+const label = (v: unknown): string => (typeof v === 'string' && /^[A-Za-z0-9_.:+-]{1,64}$/.test(v) ? v : '');
+
 export interface HttpOffloaderOptions {
   peers: PeerDirectory;
   token: string;
@@ -136,8 +139,8 @@ export class HttpOffloader implements Offloader {
     return {
       outputs: tensors,
       peer: peer.id,
-      variant: typeof p.variant === 'string' ? p.variant : '',
-      provider: typeof p.provider === 'string' ? p.provider : '',
+      variant: label(p.variant),
+      provider: label(p.provider),
       bytesOut: body.length,
       bytesIn: bytes.length,
     };

@@ -89,6 +89,23 @@ describe('hostile peers: the offload call', () => {
     expect(ms).toBeLessThan(1500);
   });
 
+  it("a peer's variant and provider names reach the result only as short printable ids", async () => {
+    const url = await hostile((req, res) => {
+      req.resume();
+      const params = { variant: `v\n${'x'.repeat(100_000)}`, provider: { nested: true } };
+      const { body, headerLength } = encodeV2({ parameters: params }, 'outputs', inputs);
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        [HEADER_LENGTH]: String(headerLength),
+        [PROOF_HEADER]: proofOf(TOKEN, String(req.headers[NONCE_HEADER])),
+      });
+      res.end(body);
+    });
+    const off = new HttpOffloader({ peers: new StaticPeers([url]), token: TOKEN });
+    const a = await off.run({ packageId: ID, model: 'm', inputs, deadline: Date.now() + 3000 });
+    expect([a.variant, a.provider]).toEqual(['', '']);
+  });
+
   it('a redirect is a failed call: the request never goes to the other origin', async () => {
     const seen: string[] = [];
     const other = await hostile((req, res) => {
