@@ -65,8 +65,12 @@ export class HttpOffloader implements Offloader {
         package: call.packageId,
       });
     let last: XpkgError | undefined;
+    const tried = new Set<string>();
     for (const peer of peers) {
       if (Date.now() >= call.deadline || call.signal?.aborted) break;
+      // one peer listed twice (announced and given by URL, or under two names at one address) is asked once
+      if (tried.has(peer.id) || tried.has(peer.url)) continue;
+      tried.add(peer.id).add(peer.url);
       try {
         return await this.one(peer, call);
       } catch (e) {

@@ -9,8 +9,10 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import makeMdns from 'multicast-dns';
 import { describe, expect, it } from 'vitest';
+import { HttpOffloader } from '../fabric/client.js';
 import { Announcer, createPeerDirectory, encodeTxt, hostSummaryOf, packagesDigest } from '../fabric/discovery/index.js';
 import { loadHostProfile } from '../runner/host-profile.js';
+import type { Tensor } from '../runner/types.js';
 import { until } from './helpers/serve.js';
 
 const MDNS_PORT = 20_000 + Math.floor(Math.random() * 20_000);
@@ -94,6 +96,55 @@ describe('discovery: a flood of bogus instances', () => {
       expect(warns).toBeLessThan(30);
     } finally {
       sock.close();
+      await dir.close();
+    }
+  });
+
+  it('a peer both announced and given by URL is one peer: a failing call asks it once', async () => {
+    const profile = loadHostProfile(JSON.parse(readFileSync('fixtures/hosts/x64-avx2.json', 'utf8')));
+    const host = hostSummaryOf(profile, ['onnxruntime']);
+    const id = 'b'.repeat(64);
+    const doc = {
+      format: 'xpkg-peer/1',
+      name: 'twice',
+      host,
+      profile,
+      packages: [{ id, name: 'p', sequence: 1 }],
+      free: 1,
+      digest: packagesDigest([id]),
+    };
+    let posts = 0;
+    const http = createServer((q, s) => {
+      if (q.method === 'POST') {
+        posts++;
+        q.resume();
+        return s.writeHead(500).end();
+      }
+      s.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(doc));
+    });
+    await new Promise<void>((ok) => http.listen(0, '127.0.0.1', ok));
+    const port = (http.address() as AddressInfo).port;
+    const url = `http://127.0.0.1:${port}`;
+    const dir = await createPeerDirectory({ discover: true, peers: [url], ...LOOPBACK, downMs: 60_000 });
+    const announcer = await Announcer.start(
+      { ...LOOPBACK, name: 'twice', port, addresses: ['127.0.0.1'], ttlSec: 60 },
+      encodeTxt({ host, packages: [id], free: 1 }),
+    );
+    try {
+      await until(() => dir.list().length === 2, 5000, 'the peer announced and given');
+      // the directory cannot mark the peer down between tries: the client alone must not repeat it
+      const peers = { list: () => dir.list(), onChange: () => () => {}, close: async () => {} };
+      const off = new HttpOffloader({ peers, token: 'test-fabric-token-0123456789abcdef' });
+      const x: Tensor = { type: 'float32', dims: [1], data: new Float32Array(1) };
+      await expect(
+        off.run({ packageId: id, model: 'm', inputs: { x }, deadline: Date.now() + 3000 }),
+      ).rejects.toMatchObject({
+        code: 'E_FABRIC_PEER',
+      });
+      expect(posts).toBe(1);
+    } finally {
+      await announcer.close();
+      http.close();
       await dir.close();
     }
   });
