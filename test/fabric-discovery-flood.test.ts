@@ -1,7 +1,8 @@
 /**
  * Discovery under a flood (loopback mDNS on a port of its own, a hostile sender this test controls):
  * more bogus instances than the directory holds, each with a different malformed TXT record, must
- * neither keep a real peer out nor grow the log without end.
+ * neither keep a real peer out nor grow the log without end; garbage packets are logged a bounded
+ * number of times; a peer both announced and given by URL is asked once per call.
  */
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
@@ -18,7 +19,7 @@ import { until } from './helpers/serve.js';
 const MDNS_PORT = 20_000 + Math.floor(Math.random() * 20_000);
 const LOOPBACK = { interface: '127.0.0.1', mdnsPort: MDNS_PORT };
 
-describe('discovery: a flood of bogus instances', () => {
+describe('discovery: floods and duplicates', () => {
   it('a real peer is still found after more bogus instances than the directory holds, and the log stays bounded', async () => {
     let warns = 0;
     const dir = await createPeerDirectory({

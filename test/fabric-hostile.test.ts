@@ -1,7 +1,9 @@
 /**
  * Hostile peers on loopback (plain `node:http` servers this test controls): what the device's
  * offload client and document fetch do with answers a real peer never gives — codes outside the
- * closed union, bodies without end, redirects to another origin.
+ * closed union, bodies without end, redirects to another origin, a 200 without the proof, odd
+ * variant names, outputs under other names — that the token itself never reaches a peer, and which
+ * peer URLs are refused.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
