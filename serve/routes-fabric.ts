@@ -3,9 +3,9 @@
  * the tail of split model `model` of the package whose id (content address of the signed version)
  * is `id`, on cut tensors in the V2 binary tensor extension, and answers its outputs the same way.
  *
- * Only with a fabric token (`xpkg serve --fabric-token-file`): the caller must present it (bearer,
- * compared in constant time; else 401 E_FABRIC_AUTH) and the answer carries the proof that this peer
- * holds it too (fabric/auth.ts). The id must be one this daemon has loaded, exactly (no prefix, no
+ * Only with a fabric token (`xpkg serve --fabric-token-file`): the caller must sign the call with
+ * it (time, nonce, method, path; checked in constant time, fresh and never replayed; else 401
+ * E_FABRIC_AUTH) and the answer carries the proof that this peer holds it too (fabric/auth.ts). The id must be one this daemon has loaded, exactly (no prefix, no
  * other version of the same name; else 404 E_FABRIC_PACKAGE_UNKNOWN): the tail then runs in that
  * version's workers, which opened and verified the package like every other request's. A request
  * still queued after the device's `parameters.deadline_ms` is dropped (E_SERVE_TIMEOUT): by then the
