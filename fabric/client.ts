@@ -42,6 +42,13 @@ async function readCapped(res: Response, max: number, detail: Record<string, unk
 /** A variant or provider id as the peer names it, or '' (it lands in results and logs: short, printable). */
 const label = (v: unknown): string => (typeof v === 'string' && /^[A-Za-z0-9_.:+-]{1,64}$/.test(v) ? v : '');
 
+/** `Retry-After` (seconds or an HTTP date) in ms, kept between 250 ms and 10 minutes; undefined when absent or unreadable. */
+function retryAfter(v: string | null): number | undefined {
+  if (!v) return undefined;
+  const ms = /^[0-9]{1,9}$/.test(v.trim()) ? Number(v.trim()) * 1000 : Date.parse(v) - Date.now();
+  return Number.isFinite(ms) ? Math.min(Math.max(ms, 250), 600_000) : undefined;
+}
+
 export interface HttpOffloaderOptions {
   peers: PeerDirectory;
   token: string;
@@ -76,7 +83,9 @@ export class HttpOffloader implements Offloader {
       } catch (e) {
         last = toXpkgError(e);
         // a peer that failed is left out of later calls until it is heard from again
-        if (!call.signal?.aborted) this.o.peers.markDown?.(peer.id, last.message);
+        const back = (last.detail as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+        if (!call.signal?.aborted)
+          this.o.peers.markDown?.(peer.id, last.message, typeof back === 'number' ? back : undefined);
       }
     }
     throw (
@@ -136,7 +145,14 @@ export class HttpOffloader implements Offloader {
         if (typeof j.error === 'string') message += `: ${j.error.slice(0, 300).replace(/\p{Cc}/gu, ' ')}`;
       } catch {}
       const known = code && PEER_CODES.has(code) ? (code as 'E_FABRIC_PEER') : 'E_FABRIC_PEER';
-      throw new FabricError(known, message, { ...detail, status: res.status, code: code ?? null });
+      const retryAfterMs =
+        res.status === 429 || res.status === 503 ? retryAfter(res.headers.get('retry-after')) : undefined;
+      throw new FabricError(known, message, {
+        ...detail,
+        status: res.status,
+        code: code ?? null,
+        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      });
     }
     const { header, tensors } = decodeV2(bytes, res.headers.get(HEADER_LENGTH) ?? undefined, 'outputs');
     const p = (header.parameters ?? {}) as { variant?: unknown; provider?: unknown };

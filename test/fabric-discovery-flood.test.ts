@@ -149,4 +149,45 @@ describe('discovery: floods and duplicates', () => {
       await dir.close();
     }
   });
+
+  it("a busy peer (429, Retry-After: 1) is left out for its Retry-After, not the directory's down time", async () => {
+    const profile = loadHostProfile(JSON.parse(readFileSync('fixtures/hosts/x64-avx2.json', 'utf8')));
+    const host = hostSummaryOf(profile, ['onnxruntime']);
+    const id = 'c'.repeat(64);
+    const doc = {
+      format: 'xpkg-peer/1',
+      name: 'busy',
+      host,
+      profile,
+      packages: [{ id, name: 'p', sequence: 1 }],
+      free: 1,
+      digest: packagesDigest([id]),
+    };
+    const http = createServer((q, s) => {
+      q.resume();
+      if (q.method === 'POST')
+        return s
+          .writeHead(429, { 'retry-after': '1', 'content-type': 'application/json' })
+          .end('{"code":"E_SERVE_BUSY"}');
+      s.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(doc));
+    });
+    await new Promise<void>((ok) => http.listen(0, '127.0.0.1', ok));
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+    const dir = await createPeerDirectory({ peers: [url], tickMs: 100, downMs: 60_000 });
+    try {
+      await until(() => dir.list().length === 1, 3000, 'the static peer');
+      const off = new HttpOffloader({ peers: dir, token: 'test-fabric-token-0123456789abcdef' });
+      const x: Tensor = { type: 'float32', dims: [1], data: new Float32Array(1) };
+      await expect(
+        off.run({ packageId: id, model: 'm', inputs: { x }, deadline: Date.now() + 3000 }),
+      ).rejects.toMatchObject({
+        code: 'E_FABRIC_PEER',
+      });
+      expect(dir.list()).toEqual([]);
+      await until(() => dir.list().length === 1, 3000, 'the peer back after its Retry-After');
+    } finally {
+      http.close();
+      await dir.close();
+    }
+  });
 });

@@ -127,11 +127,11 @@ export class MdnsPeerDirectory implements PeerDirectory {
     return () => this.listeners.delete(listener);
   }
 
-  /** A call or probe to this peer failed: forget it for `downMs` (it is listed again after a later announcement). */
-  markDown(id: string, reason = 'marked down'): void {
+  /** A call or probe to this peer failed: forget it for `forMs` (the peer's Retry-After) or `downMs`, then ask it again. */
+  markDown(id: string, reason = 'marked down', forMs?: number): void {
     for (const e of this.entries.values())
       if (e.doc?.name === id || e.key === id) {
-        e.downUntil = Date.now() + (this.o.downMs ?? 30_000);
+        e.downUntil = Date.now() + (forMs ?? this.o.downMs ?? 30_000);
         e.doc = undefined;
         e.docFor = undefined;
         this.log.info({ peer: id, reason }, 'peer down');
@@ -299,7 +299,14 @@ export class MdnsPeerDirectory implements PeerDirectory {
     const now = Date.now();
     let ask = false;
     for (const e of [...this.entries.values()]) {
-      if (e.source !== 'mdns') continue;
+      if (e.source !== 'mdns') {
+        // a static peer back from being down is asked at once, not at the next periodic probe
+        if ((e.downUntil ?? 0) !== 0 && (e.downUntil ?? 0) <= now && !e.doc) {
+          e.downUntil = undefined;
+          this.refresh(e);
+        }
+        continue;
+      }
       if (now > e.seen + e.ttlMs) this.forget(e.key, 'TTL ran out');
       // RFC 6762 §5.2 asks again from 80% of the TTL; half leaves room for a lost packet on a busy link
       else if (now > e.seen + e.ttlMs / 2) ask = true;
