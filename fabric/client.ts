@@ -5,15 +5,56 @@
  * the tail's outputs. Peers are tried in `pick` order until one answers or the deadline passes.
  */
 import { FabricError, toXpkgError, type XpkgError } from '../spec/errors.js';
-import { NONCE_HEADER, newNonce, PROOF_HEADER, proofMatches } from './auth.js';
+import { callAuthorization, NONCE_HEADER, newNonce, PROOF_HEADER, proofMatches } from './auth.js';
 import type { OffloadAnswer, OffloadCall, Offloader, PeerDirectory, PeerInfo } from './contract.js';
 import { orderPeers, type PickPeers } from './peers.js';
 import { decodeV2, encodeV2, HEADER_LENGTH } from './v2-binary.js';
+
+/** Codes a peer's error answer may carry through; any other (or none) is E_FABRIC_PEER, so the union stays closed. */
+const PEER_CODES = new Set(['E_FABRIC_AUTH', 'E_FABRIC_PACKAGE_UNKNOWN', 'E_FABRIC_SPLIT', 'E_FABRIC_MESSAGE']);
+/** Largest answer read: outputs of a tail are megabytes; a peer streaming without end must not fill memory. */
+export const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
+
+/** The body, read up to `max` bytes; a longer one is E_FABRIC_MESSAGE without reading the rest. */
+async function readCapped(res: Response, max: number, detail: Record<string, unknown>): Promise<Buffer> {
+  const tooBig = () => new FabricError('E_FABRIC_MESSAGE', `the answer is larger than ${max} bytes`, detail);
+  if (Number(res.headers.get('content-length')) > max) {
+    await res.body?.cancel().catch(() => {});
+    throw tooBig();
+  }
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  if (!res.body) return Buffer.alloc(0);
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.byteLength;
+    if (n > max) {
+      await reader.cancel().catch(() => {});
+      throw tooBig();
+    }
+    parts.push(value);
+  }
+  return Buffer.concat(parts, n);
+}
+
+/** A variant or provider id as the peer names it, or '' (it lands in results and logs: short, printable). */
+const label = (v: unknown): string => (typeof v === 'string' && /^[A-Za-z0-9_.:+-]{1,64}$/.test(v) ? v : '');
+
+/** `Retry-After` (seconds or an HTTP date) in ms, kept between 250 ms and 10 minutes; undefined when absent or unreadable. */
+function retryAfter(v: string | null): number | undefined {
+  if (!v) return undefined;
+  const ms = /^[0-9]{1,9}$/.test(v.trim()) ? Number(v.trim()) * 1000 : Date.parse(v) - Date.now();
+  return Number.isFinite(ms) ? Math.min(Math.max(ms, 250), 600_000) : undefined;
+}
 
 export interface HttpOffloaderOptions {
   peers: PeerDirectory;
   token: string;
   pick?: PickPeers;
+  /** Largest answer read (default MAX_ANSWER_BYTES). */
+  maxAnswerBytes?: number;
 }
 
 /** The peer route for the tail of split model `model` of package `id`. */
@@ -31,14 +72,20 @@ export class HttpOffloader implements Offloader {
         package: call.packageId,
       });
     let last: XpkgError | undefined;
+    const tried = new Set<string>();
     for (const peer of peers) {
       if (Date.now() >= call.deadline || call.signal?.aborted) break;
+      // one peer listed twice (announced and given by URL, or under two names at one address) is asked once
+      if (tried.has(peer.id) || tried.has(peer.url)) continue;
+      tried.add(peer.id).add(peer.url);
       try {
         return await this.one(peer, call);
       } catch (e) {
         last = toXpkgError(e);
         // a peer that failed is left out of later calls until it is heard from again
-        if (!call.signal?.aborted) this.o.peers.markDown?.(peer.id, last.message);
+        const back = (last.detail as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+        if (!call.signal?.aborted)
+          this.o.peers.markDown?.(peer.id, last.message, typeof back === 'number' ? back : undefined);
       }
     }
     throw (
@@ -56,19 +103,29 @@ export class HttpOffloader implements Offloader {
     let res: Response;
     let bytes: Buffer;
     try {
-      res = await fetch(peer.url + tailPath(call.packageId, call.model), {
+      const path = tailPath(call.packageId, call.model);
+      res = await fetch(peer.url + path, {
         method: 'POST',
         headers: {
-          authorization: `Bearer ${this.o.token}`,
+          // signed for this call, never the token itself (fabric/auth.ts)
+          authorization: callAuthorization(this.o.token, nonce, 'POST', path),
           'content-type': 'application/octet-stream',
           [HEADER_LENGTH]: String(headerLength),
           [NONCE_HEADER]: nonce,
         },
         body: new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.length),
         signal: AbortSignal.any(signals),
+        // the token goes to this peer's origin only: a redirect is a failed call, never followed
+        redirect: 'manual',
       });
-      bytes = Buffer.from(await res.arrayBuffer());
+      // a 200 without the proof is refused before its body is read (a stranger's, of any size)
+      if (res.status === 200 && !proofMatches(res.headers.get(PROOF_HEADER), this.o.token, nonce)) {
+        await res.body?.cancel().catch(() => {});
+        throw new FabricError('E_FABRIC_AUTH', `peer ${peer.id} did not prove it holds the fabric token`, detail);
+      }
+      bytes = await readCapped(res, this.o.maxAnswerBytes ?? MAX_ANSWER_BYTES, detail);
     } catch (e) {
+      if (e instanceof FabricError) throw e;
       if (signals.some((s) => s.aborted))
         throw new FabricError('E_FABRIC_DEADLINE', `peer ${peer.id} did not answer within ${left} ms`, detail);
       const why = (e as { cause?: { code?: string; message?: string } }).cause;
@@ -82,22 +139,28 @@ export class HttpOffloader implements Offloader {
       let code: string | undefined;
       let message = `peer ${peer.id} answered ${res.status}`;
       try {
-        const j = JSON.parse(bytes.toString('utf8')) as { code?: string; error?: string };
-        code = j.code;
-        if (j.error) message += `: ${j.error}`;
+        const j = JSON.parse(bytes.subarray(0, 64 * 1024).toString('utf8')) as { code?: unknown; error?: unknown };
+        if (typeof j.code === 'string') code = j.code.slice(0, 64);
+        // the peer's words, bounded and on one line: they end up in logs
+        if (typeof j.error === 'string') message += `: ${j.error.slice(0, 300).replace(/\p{Cc}/gu, ' ')}`;
       } catch {}
-      const known = code?.startsWith('E_FABRIC_') ? (code as 'E_FABRIC_PEER') : 'E_FABRIC_PEER';
-      throw new FabricError(known, message, { ...detail, status: res.status, code: code ?? null });
+      const known = code && PEER_CODES.has(code) ? (code as 'E_FABRIC_PEER') : 'E_FABRIC_PEER';
+      const retryAfterMs =
+        res.status === 429 || res.status === 503 ? retryAfter(res.headers.get('retry-after')) : undefined;
+      throw new FabricError(known, message, {
+        ...detail,
+        status: res.status,
+        code: code ?? null,
+        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      });
     }
-    if (!proofMatches(res.headers.get(PROOF_HEADER), this.o.token, nonce))
-      throw new FabricError('E_FABRIC_AUTH', `peer ${peer.id} did not prove it holds the fabric token`, detail);
     const { header, tensors } = decodeV2(bytes, res.headers.get(HEADER_LENGTH) ?? undefined, 'outputs');
     const p = (header.parameters ?? {}) as { variant?: unknown; provider?: unknown };
     return {
       outputs: tensors,
       peer: peer.id,
-      variant: typeof p.variant === 'string' ? p.variant : '',
-      provider: typeof p.provider === 'string' ? p.provider : '',
+      variant: label(p.variant),
+      provider: label(p.provider),
       bytesOut: body.length,
       bytesIn: bytes.length,
     };

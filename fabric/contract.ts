@@ -30,8 +30,11 @@ export interface PeerDirectory {
   list(): PeerInfo[];
   /** Called whenever a peer comes, changes or goes. Returns an unsubscribe function. */
   onChange(listener: (peers: PeerInfo[]) => void): () => void;
-  /** A call to this peer failed: leave it out until it is heard from again (directories that can). */
-  markDown?(id: string, reason?: string): void;
+  /**
+   * A call to this peer failed: leave it out until it is heard from again (directories that can),
+   * or for `forMs` when the peer said when to come back (a busy peer's `Retry-After`).
+   */
+  markDown?(id: string, reason?: string, forMs?: number): void;
   close(): Promise<void>;
 }
 

@@ -37,22 +37,45 @@ export function orderPeers(peers: PeerInfo[], call: Pick<OffloadCall, 'packageId
   ];
 }
 
+/**
+ * A peer's base URL as given (`--peer`), checked: http(s) only, and nothing that would go elsewhere
+ * than `<url><route>` — no credentials (the fabric token is the credential; a password in a URL
+ * would reach logs and error details), query or fragment (a route appended after them is not a
+ * path). `path`: a path prefix is kept (a peer behind a proxy); else only `/` is allowed. Throws
+ * E_FABRIC_CONFIG, quoting the URL without its credentials.
+ */
+export function peerBaseUrl(raw: string, o: { path: boolean }): string {
+  let u: URL | undefined;
+  try {
+    u = new URL(raw);
+  } catch {}
+  const shown = u && (u.username || u.password) ? `${u.protocol}//…@${u.host}${u.pathname}` : raw.slice(0, 200);
+  const refuse = (why: string) =>
+    new FabricError('E_FABRIC_CONFIG', `peer ${JSON.stringify(shown)}: ${why}`, { peer: shown });
+  if (!u) throw refuse('not a URL');
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw refuse('only http and https URLs');
+  if (u.username || u.password) throw refuse('no user or password in the URL (the fabric token is the credential)');
+  if (u.search || u.hash || raw.includes('?') || raw.includes('#')) throw refuse('no query or fragment');
+  const path = u.pathname.replace(/\/+$/, '');
+  if (path && !o.path) throw refuse('a base URL like http://host:port');
+  return `${u.protocol}//${u.host}${path}`;
+}
+
 /** A fixed list of peer URLs; what they hold is not known in advance. */
 export class StaticPeers implements PeerDirectory {
   readonly #peers: PeerInfo[];
 
   constructor(urls: readonly string[]) {
     this.#peers = urls.map((raw) => {
-      let u: URL;
-      try {
-        u = new URL(raw);
-      } catch {
-        throw new FabricError('E_FABRIC_CONFIG', `peer ${JSON.stringify(raw)} is not a URL`, { peer: raw });
-      }
-      if (u.protocol !== 'http:' && u.protocol !== 'https:')
-        throw new FabricError('E_FABRIC_CONFIG', `peer ${raw}: only http and https URLs`, { peer: raw });
-      const url = u.href.replace(/\/+$/, '');
-      return { id: u.host, url, host: { cpu: '', accelerators: [], runtimes: [] }, packages: [], free: 0, seen: 0 };
+      const url = peerBaseUrl(raw, { path: true });
+      return {
+        id: new URL(url).host,
+        url,
+        host: { cpu: '', accelerators: [], runtimes: [] },
+        packages: [],
+        free: 0,
+        seen: 0,
+      };
     });
   }
 

@@ -3,16 +3,16 @@
  * the tail of split model `model` of the package whose id (content address of the signed version)
  * is `id`, on cut tensors in the V2 binary tensor extension, and answers its outputs the same way.
  *
- * Only with a fabric token (`xpkg serve --fabric-token-file`): the caller must present it (bearer,
- * compared in constant time; else 401 E_FABRIC_AUTH) and the answer carries the proof that this peer
- * holds it too (fabric/auth.ts). The id must be one this daemon has loaded, exactly (no prefix, no
+ * Only with a fabric token (`xpkg serve --fabric-token-file`): the caller must sign the call with
+ * it (time, nonce, method, path; checked in constant time, fresh and never replayed; else 401
+ * E_FABRIC_AUTH) and the answer carries the proof that this peer holds it too (fabric/auth.ts). The id must be one this daemon has loaded, exactly (no prefix, no
  * other version of the same name; else 404 E_FABRIC_PACKAGE_UNKNOWN): the tail then runs in that
  * version's workers, which opened and verified the package like every other request's. A request
  * still queued after the device's `parameters.deadline_ms` is dropped (E_SERVE_TIMEOUT): by then the
  * device has run the tail itself.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { bearerMatches, NONCE_HEADER, PROOF_HEADER, proofOf } from '../fabric/auth.js';
+import { CallVerifier, NONCE_HEADER, PROOF_HEADER, proofOf } from '../fabric/auth.js';
 import { decodeV2, encodeV2, HEADER_LENGTH } from '../fabric/v2-binary.js';
 import type { Tensor } from '../runner/types.js';
 import { FabricError } from '../spec/errors.js';
@@ -32,9 +32,10 @@ const params = {
 export function fabricRoutes(app: FastifyInstance, ctx: ServeContext, token: string): void {
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   // before the body is read or the params are checked: a caller without the token learns nothing
+  const calls = new CallVerifier(token);
   app.addHook('onRequest', async (req) => {
-    if (!bearerMatches(req.headers.authorization, token))
-      throw new FabricError('E_FABRIC_AUTH', 'this peer needs the fabric token (Authorization: Bearer …)');
+    if (!calls.verify(req.headers.authorization, req.method, req.url))
+      throw new FabricError('E_FABRIC_AUTH', 'this peer needs a fresh call signed with the fabric token');
   });
   app.post('/v2/fabric/packages/:id/models/:model/tail/infer', { schema: { params } }, async (req, reply) => {
     const { id, model } = (req as FastifyRequest<{ Params: Params }>).params;

@@ -6,6 +6,7 @@
  */
 import { createServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callAuthorization, newNonce } from '../fabric/auth.js';
 import { HttpOffloader } from '../fabric/client.js';
 import { StaticPeers } from '../fabric/peers.js';
 import { encodeV2, HEADER_LENGTH } from '../fabric/v2-binary.js';
@@ -76,7 +77,14 @@ describe('split inference: refusals', () => {
         },
         body: new Uint8Array(body),
       });
-    for (const auth of [undefined, 'Bearer wrong-token-0123456789abcdef', `Basic ${TOKEN}`]) {
+    for (const auth of [
+      undefined,
+      `Bearer ${TOKEN}`,
+      'Bearer wrong-token-0123456789abcdef',
+      `Basic ${TOKEN}`,
+      callAuthorization('wrong-token-0123456789abcdef', newNonce(), 'POST', path),
+      callAuthorization(TOKEN, newNonce(), 'POST', path.replace('detector-head', 'other')),
+    ]) {
       const r = await send(auth);
       expect(r.status).toBe(401);
       expect(r.body.code).toBe('E_FABRIC_AUTH');
@@ -107,6 +115,27 @@ describe('split inference: refusals', () => {
     }
   });
 
+  it('refuses a replayed call, a call for another path and one signed outside the clock window', async () => {
+    const path = `/v2/fabric/packages/${local.id}/models/detector-head/tail/infer`;
+    const { body, headerLength } = encodeV2({}, 'inputs', {});
+    const send = (authorization: string) =>
+      http(peer.url + path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream', [HEADER_LENGTH]: String(headerLength), authorization },
+        body: new Uint8Array(body),
+      });
+    const once = callAuthorization(TOKEN, newNonce(), 'POST', path);
+    expect((await send(once)).status).not.toBe(401); // past the check (the empty tensors are then refused)
+    const again = await send(once);
+    expect([again.status, again.body.code]).toEqual([401, 'E_FABRIC_AUTH']);
+    for (const skew of [-10 * 60_000, 10 * 60_000]) {
+      const r = await send(callAuthorization(TOKEN, newNonce(), 'POST', path, Date.now() + skew));
+      expect([r.status, r.body.code]).toEqual([401, 'E_FABRIC_AUTH']);
+    }
+    // 30 s of drift between hosts is fine
+    expect((await send(callAuthorization(TOKEN, newNonce(), 'POST', path, Date.now() - 30_000))).status).not.toBe(401);
+  });
+
   it('refuses malformed cut tensors with 400 before they reach the runtime, and keeps serving', async () => {
     const path = `/v2/fabric/packages/${local.id}/models/detector-head/tail/infer`;
     const post = (tensors: Record<string, Tensor>) => {
@@ -114,7 +143,7 @@ describe('split inference: refusals', () => {
       return http(peer.url + path, {
         method: 'POST',
         headers: {
-          authorization: `Bearer ${TOKEN}`,
+          authorization: callAuthorization(TOKEN, newNonce(), 'POST', path),
           'content-type': 'application/octet-stream',
           [HEADER_LENGTH]: String(headerLength),
         },

@@ -55,6 +55,8 @@ const SUFFIX = `.${SERVICE_TYPE}`;
 /** Bounds on what the network can make the directory hold: instances, and how long one lives unheard. */
 const MAX_ENTRIES = 1024;
 const MAX_TTL_S = 75 * 60;
+/** Distinct reasons logged: a network varying its malformed announcements must not grow memory or the log without end. */
+const MAX_WARNED = 256;
 const lower = (s: string) => s.toLowerCase();
 
 export class MdnsPeerDirectory implements PeerDirectory {
@@ -125,11 +127,11 @@ export class MdnsPeerDirectory implements PeerDirectory {
     return () => this.listeners.delete(listener);
   }
 
-  /** A call or probe to this peer failed: forget it for `downMs` (it is listed again after a later announcement). */
-  markDown(id: string, reason = 'marked down'): void {
+  /** A call or probe to this peer failed: forget it for `forMs` (the peer's Retry-After) or `downMs`, then ask it again. */
+  markDown(id: string, reason = 'marked down', forMs?: number): void {
     for (const e of this.entries.values())
       if (e.doc?.name === id || e.key === id) {
-        e.downUntil = Date.now() + (this.o.downMs ?? 30_000);
+        e.downUntil = Date.now() + (forMs ?? this.o.downMs ?? 30_000);
         e.doc = undefined;
         e.docFor = undefined;
         this.log.info({ peer: id, reason }, 'peer down');
@@ -161,9 +163,11 @@ export class MdnsPeerDirectory implements PeerDirectory {
 
   private ignore(key: string, reason: string): void {
     const k = `${key}\n${reason}`;
-    if (this.warned.has(k)) return;
+    if (this.warned.has(k) || this.warned.size > MAX_WARNED) return;
     this.warned.add(k);
-    this.log.warn({ peer: key, reason }, 'ignored a peer announcement');
+    if (this.warned.size > MAX_WARNED)
+      this.log.warn({ limit: MAX_WARNED }, 'many malformed peer announcements: no more are logged');
+    else this.log.warn({ peer: key, reason }, 'ignored a peer announcement');
   }
 
   private forget(key: string, reason: string): void {
@@ -186,6 +190,7 @@ export class MdnsPeerDirectory implements PeerDirectory {
     };
     const entry = (key: string) => {
       let e = this.entries.get(key);
+      if (!e && this.entries.size >= MAX_ENTRIES) this.evictUnproven();
       if (!e && this.entries.size < MAX_ENTRIES)
         this.entries.set(key, (e = { key, source: 'mdns', seen: now, ttlMs: 0 }));
       return e;
@@ -242,6 +247,17 @@ export class MdnsPeerDirectory implements PeerDirectory {
     this.changed();
   }
 
+  /**
+   * Full: the longest-unheard instance that never served a valid document makes room. Else a flood
+   * of bogus instances (each living up to its TTL) would keep every real peer out.
+   */
+  private evictUnproven(): void {
+    let victim: Entry | undefined;
+    for (const e of this.entries.values())
+      if (e.source === 'mdns' && !e.doc && !e.fetching && (!victim || e.seen < victim.seen)) victim = e;
+    if (victim) this.entries.delete(victim.key);
+  }
+
   /** Fetches the peer's document when it is new or its package list or address changed. */
   private refresh(e: Entry): void {
     const now = Date.now();
@@ -283,7 +299,14 @@ export class MdnsPeerDirectory implements PeerDirectory {
     const now = Date.now();
     let ask = false;
     for (const e of [...this.entries.values()]) {
-      if (e.source !== 'mdns') continue;
+      if (e.source !== 'mdns') {
+        // a static peer back from being down is asked at once, not at the next periodic probe
+        if ((e.downUntil ?? 0) !== 0 && (e.downUntil ?? 0) <= now && !e.doc) {
+          e.downUntil = undefined;
+          this.refresh(e);
+        }
+        continue;
+      }
       if (now > e.seen + e.ttlMs) this.forget(e.key, 'TTL ran out');
       // RFC 6762 §5.2 asks again from 80% of the TTL; half leaves room for a lost packet on a busy link
       else if (now > e.seen + e.ttlMs / 2) ask = true;

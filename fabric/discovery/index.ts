@@ -1,5 +1,6 @@
 /** Peer discovery for split inference: announce a daemon, browse for peers (DNS-SD over mDNS). */
 import { FabricError } from '../../spec/errors.js';
+import { peerBaseUrl } from '../peers.js';
 import { type DirectoryOptions, MdnsPeerDirectory } from './directory.js';
 
 export { Announcer, type AnnouncerOptions, checkInstanceName } from './announce.js';
@@ -16,15 +17,7 @@ export async function createPeerDirectory(o: DirectoryOptions & { discover?: boo
   const peers = o.peers ?? [];
   if (!o.discover && peers.length === 0)
     throw new FabricError('E_FABRIC_CONFIG', 'no peers: give --discover or at least one --peer URL');
-  for (const p of peers) {
-    let u: URL | undefined;
-    try {
-      u = new URL(p);
-    } catch {}
-    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || u.pathname.replace(/\/+$/, '') !== '')
-      throw new FabricError('E_FABRIC_CONFIG', `peer ${JSON.stringify(p)} is not a base URL like http://host:port`, {
-        peer: p,
-      });
-  }
-  return MdnsPeerDirectory.start({ ...o, discover: Boolean(o.discover), peers });
+  // checked and normalised as `xpkg run --peer` does (fabric/peers.ts), without a path prefix
+  const urls = peers.map((p) => peerBaseUrl(p, { path: false }));
+  return MdnsPeerDirectory.start({ ...o, discover: Boolean(o.discover), peers: urls });
 }

@@ -19,6 +19,9 @@ export interface MdnsOptions {
 
 export type Mdns = makeMdns.MulticastDNS;
 
+/** mDNS warnings logged a minute. */
+const WARN_BURST = 20;
+
 export type Warn = (obj: Record<string, unknown>, msg: string) => void;
 
 /** Opens the socket; rejects with E_FABRIC_DISCOVERY when it cannot bind (port taken without reuse, no such interface). */
@@ -32,8 +35,17 @@ export async function openMdns(o: MdnsOptions, warn: Warn): Promise<Mdns> {
     reuseAddr: true,
     loopback: true,
   });
-  // undecodable packets and membership failures arrive as warnings: logged, never fatal
-  m.on('warning', (e: Error) => warn({ err: e.message }, 'mDNS warning'));
+  // undecodable packets and membership failures arrive as warnings: logged, never fatal — and at
+  // most WARN_BURST a minute, so a sender of garbage cannot flood the log
+  let windowStart = 0;
+  let inWindow = 0;
+  m.on('warning', (e: Error) => {
+    const now = Date.now();
+    if (now - windowStart > 60_000) [windowStart, inWindow] = [now, 0];
+    if (++inWindow <= WARN_BURST) warn({ err: e.message }, 'mDNS warning');
+    else if (inWindow === WARN_BURST + 1)
+      warn({ limit: WARN_BURST }, 'many mDNS warnings: no more are logged this minute');
+  });
   await new Promise<void>((resolve, reject) => {
     const onError = (e: Error) => {
       m.destroy();

@@ -95,11 +95,23 @@ export async function fetchPeerDocument(
     const r = await fetch(`${url}/v2/xpkg/peer`, {
       signal: AbortSignal.timeout(o.timeoutMs),
       ...(o.headers ? { headers: o.headers } : {}),
+      // the document describes the peer at this URL: one served elsewhere (a redirect) is not its own
+      redirect: 'manual',
     });
-    if (r.status !== 200) return { reason: `GET /v2/xpkg/peer answered ${r.status}` };
-    const text = await r.text();
-    if (text.length > MAX_DOC_BYTES) return { reason: 'peer document too large' };
-    return checkPeerDocument(JSON.parse(text));
+    if (r.status !== 200) {
+      await r.body?.cancel().catch(() => {});
+      return { reason: `GET /v2/xpkg/peer answered ${r.status}` };
+    }
+    // read no more than the cap: a peer streaming without end must not fill the device's memory
+    const parts: Uint8Array[] = [];
+    let n = 0;
+    for await (const chunk of r.body ?? []) {
+      n += chunk.byteLength;
+      // leaving the loop cancels the stream
+      if (n > MAX_DOC_BYTES) return { reason: 'peer document too large' };
+      parts.push(chunk);
+    }
+    return checkPeerDocument(JSON.parse(Buffer.concat(parts, n).toString('utf8')));
   } catch (e) {
     return { reason: `GET /v2/xpkg/peer: ${(e as Error).message}` };
   }

@@ -129,6 +129,20 @@ defineOp({
           const err = toXpkgError(e);
           failed(err.code, err.message);
         }
+        // a peer's answer lacking what the step binds is a failed offload (local fallback), not a failed run
+        if (answer) {
+          // a peer's answer lacking what the step binds is a failed offload (local fallback), not a failed run;
+          // a single binding names the tail's first output, which only the local tail knows
+          const got = answer.outputs;
+          const first =
+            typeof p.outputs === 'string' && localOk ? (await x.ctx.session(split.tail)).outputNames[0] : undefined;
+          const want = typeof p.outputs === 'string' ? (first ? [first] : []) : Object.keys(p.outputs);
+          const missing = want.filter((n) => !Object.hasOwn(got, n));
+          if (missing.length || !Object.keys(got).length) {
+            failed('E_FABRIC_MESSAGE', `peer ${answer.peer} answered without the tail's outputs ${missing.join(', ')}`);
+            answer = undefined;
+          } else if (first) answer.outputs = { [first]: got[first], ...got };
+        }
         if (answer) {
           result = answer.outputs;
           placement.tail = {
