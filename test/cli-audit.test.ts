@@ -253,6 +253,26 @@ describe('import -o', () => {
   });
 });
 
+describe('export --oci-layout', () => {
+  it('replaces an existing .tar only with --force, and never the package it reads', () => {
+    const dir = tempDir();
+    const env = { XPKG_CACHE: join(dir, 'cache') };
+    const tar = join(dir, 'l.tar');
+    writeFileSync(tar, 'mine');
+    const r = xpkg(['export', DETECTOR, '--oci-layout', tar, '--json'], env);
+    expect([r.json?.error?.code, r.status]).toEqual(['E_USAGE', EXIT.usage]);
+    expect(readFileSync(tar, 'utf8')).toBe('mine');
+    expect(xpkg(['export', DETECTOR, '--oci-layout', tar, '--force'], env).status).toBe(0);
+    expect(statSync(tar).size).toBeGreaterThan(1000);
+    // a package named .tar, exported onto itself
+    const pkg = join(dir, 'pkg.tar');
+    copyFileSync(DETECTOR, pkg);
+    const self = xpkg(['export', pkg, '--oci-layout', pkg, '--force', '--json'], env);
+    expect([self.json?.error?.code, self.status]).toEqual(['E_USAGE', EXIT.usage]);
+    expect(statSync(pkg).size).toBe(statSync(DETECTOR).size);
+  });
+});
+
 describe('ports', () => {
   it('a port above 65535 is E_USAGE in web, serve and peers (web had E_INTERNAL from the socket)', () => {
     for (const args of [

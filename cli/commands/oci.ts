@@ -31,7 +31,12 @@ async function variantChooser(o: SelectFlags) {
  * the package), compared as real paths; an existing file only with --force. Both E_USAGE, before any
  * work is done.
  */
-async function checkOutput(output: string | undefined, force: boolean | undefined, inputs: string[]): Promise<void> {
+async function checkOutput(
+  output: string | undefined,
+  force: boolean | undefined,
+  inputs: string[],
+  flag = '-o',
+): Promise<void> {
   if (output === undefined) return;
   const [{ realpath, stat }, { basename, dirname, join, resolve }] = await Promise.all([
     import('node:fs/promises'),
@@ -43,7 +48,7 @@ async function checkOutput(output: string | undefined, force: boolean | undefine
     );
   const out = await real(output);
   for (const i of inputs)
-    if ((await real(i)) === out) throw usage(`-o ${output} is ${i}, which this command reads`, { path: output });
+    if ((await real(i)) === out) throw usage(`${flag} ${output} is ${i}, which this command reads`, { path: output });
   if (
     !force &&
     (await stat(output).then(
@@ -122,13 +127,18 @@ export function register(program: Command): void {
     .argument('<pkg>', 'package file, or a reference to pull first')
     .requiredOption('--oci-layout <dir|tar>', 'destination folder, or a file ending in .tar')
     .option('--tag <tag>', 'tag recorded in the layout (default latest)')
+    .option('--force', 'replace an existing .tar')
     .option('--json', 'print one JSON document on stdout');
-  action<[string], { ociLayout: string; tag?: string; json?: boolean }>(exp, (io, pkg, o) =>
+  action<[string], { ociLayout: string; tag?: string; force?: boolean; json?: boolean }>(exp, (io, pkg, o) =>
     networked(async () => {
       const [{ exportLayout }, { isReference }] = await Promise.all([
         import('../../oci/layout.js'),
         import('../../oci/ref.js'),
       ]);
+      // a .tar is one file, replaced only with --force (as pull/import -o); a folder layout takes
+      // another manifest beside the ones it holds
+      if (o.ociLayout.endsWith('.tar'))
+        await checkOutput(o.ociLayout, o.force, isReference(pkg) ? [] : [pkg], '--oci-layout');
       const file = isReference(pkg) ? (await (await import('../../oci/pull.js')).pull(pkg)).path : pkg;
       const r = await exportLayout(file, o.ociLayout, o.tag);
       return { result: r, human: `exported ${r.digest} (${r.blobs} blobs, ${mib(r.bytes)}) to ${r.path}` };
