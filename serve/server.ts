@@ -135,6 +135,8 @@ export interface XpkgServer {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** `/v2/models/@scope/…`: a bare `@scope` is never a model name (spec/schema.ts), so this is a scoped one. */
 const SCOPED = /^\/(v2|xpkg)\/models\/(?:@|%40)([a-z0-9][a-z0-9._-]{0,63})\//;
+/** An infer route's model name (after the scoped rewrite), with or without a version. */
+const INFER_PATH = /^\/v2\/models\/([^/?#]+)(?:\/versions\/[^/?#]+)?\/infer(?:[?#]|$)/;
 
 export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   const host = o.host ?? '127.0.0.1';
@@ -203,6 +205,17 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
 
   const requestTimeout = o.requestTimeoutMs ?? 30_000;
   const bodyLimit = o.bodyLimit ?? 64 * 1024 * 1024;
+  /** The name in an infer URL when the repository does not hold it (a name that cannot decode: left to the router). */
+  const unknownModel = (url = '/'): string | undefined => {
+    const m = INFER_PATH.exec(url.replace(SCOPED, '/$1/models/%40$2%2F'));
+    if (!m) return undefined;
+    try {
+      const name = decodeURIComponent(m[1]);
+      return ctx.repository.models.has(name) ? undefined : name;
+    } catch {
+      return undefined;
+    }
+  };
   const app: FastifyInstance = Fastify({
     // pino's Logger is what fastify logs with; its types name a narrower interface
     loggerInstance: log as unknown as FastifyBaseLogger,
@@ -246,9 +259,11 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
       // Expect: 100-continue: a body declared over the limit is refused (413) before the client sends
       // it, not after (RFC 9110 §10.1.1); Node would say 100 to any. A compressed body's length is not
       // what the limit counts (encoding.ts), so it is let through.
+      // So is a request to a model the repository does not hold (404 at once, no upload).
       server.on('checkContinue', (req, res) => {
         const declared = Number(req.headers['content-length']);
-        if (!(declared > bodyLimit) || req.headers['content-encoding'] !== undefined) res.writeContinue();
+        const tooLarge = declared > bodyLimit && req.headers['content-encoding'] === undefined;
+        if (!tooLarge && unknownModel(req.url) === undefined) res.writeContinue();
         handler(req, res);
       });
       return server;
@@ -256,6 +271,18 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   });
 
   // callback hooks, not async ones: no promise per hook per request on the event loop
+  // Expect: 100-continue to a model the repository does not hold: no 100 was sent (checkContinue), so
+  // its 404 comes now instead of after waiting for a body the client holds back
+  app.addHook('onRequest', (req, _reply, done) => {
+    const name = req.headers.expect?.toLowerCase() === '100-continue' ? unknownModel(req.raw.url) : undefined;
+    if (name === undefined) return done();
+    try {
+      ctx.repository.pick(name);
+      done();
+    } catch (e) {
+      done(e as Error);
+    }
+  });
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
     // fastify closes the connection after any body parser error, in case the client is still sending;

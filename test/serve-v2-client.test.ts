@@ -156,6 +156,7 @@ describe('HTTP as the client uses it', () => {
     expect(await check('transport')).toEqual({
       continue: [100, 200],
       continue_too_large: E(413, 'E_SERVE_BODY_TOO_LARGE'),
+      continue_unknown_model: E(404, 'E_SERVE_MODEL_UNKNOWN'),
       chunked_json: 200,
       chunked_binary: 200,
       gzip: [200, [2, 3]],

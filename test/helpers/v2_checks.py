@@ -226,6 +226,15 @@ def transport(v):
     first = c.read(head="interim")
     out["continue_too_large"] = err(first) if first.status != 100 else [100]
     c.close()
+    # a model the server does not hold: its 404 instead of 100, nothing uploaded
+    c = v.conn(timeout=5)
+    head, _ = c.request_bytes(
+        "POST", infer_path("no-such-model"), {"content-type": "application/json", "expect": "100-continue", "content-length": str(len(good))}, b""
+    )
+    c.raw(head)
+    first = c.read(head="interim")
+    out["continue_unknown_model"] = err(first) if first.status != 100 else [100]
+    c.close()
     out["chunked_json"] = v.call("POST", infer_path(ADD), {"content-type": "application/json"}, good, chunked=True).status
     hb = json.dumps({"inputs": [xbin(2)]}).encode()
     out["chunked_binary"] = v.call(
