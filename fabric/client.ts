@@ -6,6 +6,7 @@
  */
 import { FabricError, toXpkgError, type XpkgError } from '../spec/errors.js';
 import { callAuthorization, NONCE_HEADER, newNonce, PROOF_HEADER, proofMatches } from './auth.js';
+import { bodyUpTo } from './body.js';
 import type { OffloadAnswer, OffloadCall, Offloader, PeerDirectory, PeerInfo } from './contract.js';
 import { orderPeers, type PickPeers } from './peers.js';
 import { decodeV2, encodeV2, HEADER_LENGTH } from './v2-binary.js';
@@ -14,30 +15,6 @@ import { decodeV2, encodeV2, HEADER_LENGTH } from './v2-binary.js';
 const PEER_CODES = new Set(['E_FABRIC_AUTH', 'E_FABRIC_PACKAGE_UNKNOWN', 'E_FABRIC_SPLIT', 'E_FABRIC_MESSAGE']);
 /** Largest answer read: outputs of a tail are megabytes; a peer streaming without end must not fill memory. */
 export const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
-
-/** The body, read up to `max` bytes; a longer one is E_FABRIC_MESSAGE without reading the rest. */
-async function readCapped(res: Response, max: number, detail: Record<string, unknown>): Promise<Buffer> {
-  const tooBig = () => new FabricError('E_FABRIC_MESSAGE', `the answer is larger than ${max} bytes`, detail);
-  if (Number(res.headers.get('content-length')) > max) {
-    await res.body?.cancel().catch(() => {});
-    throw tooBig();
-  }
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  if (!res.body) return Buffer.alloc(0);
-  const reader = res.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    n += value.byteLength;
-    if (n > max) {
-      await reader.cancel().catch(() => {});
-      throw tooBig();
-    }
-    parts.push(value);
-  }
-  return Buffer.concat(parts, n);
-}
 
 /** A variant or provider id as the peer names it, or '' (it lands in results and logs: short, printable). */
 const label = (v: unknown): string => (typeof v === 'string' && /^[A-Za-z0-9_.:+-]{1,64}$/.test(v) ? v : '');
@@ -123,7 +100,10 @@ export class HttpOffloader implements Offloader {
         await res.body?.cancel().catch(() => {});
         throw new FabricError('E_FABRIC_AUTH', `peer ${peer.id} did not prove it holds the fabric token`, detail);
       }
-      bytes = await readCapped(res, this.o.maxAnswerBytes ?? MAX_ANSWER_BYTES, detail);
+      const max = this.o.maxAnswerBytes ?? MAX_ANSWER_BYTES;
+      const answer = await bodyUpTo(res, max);
+      if (!answer) throw new FabricError('E_FABRIC_MESSAGE', `the answer is larger than ${max} bytes`, detail);
+      bytes = answer;
     } catch (e) {
       if (e instanceof FabricError) throw e;
       if (signals.some((s) => s.aborted))

@@ -135,6 +135,8 @@ export interface XpkgServer {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** `/v2/models/@scope/…`: a bare `@scope` is never a model name (spec/schema.ts), so this is a scoped one. */
 const SCOPED = /^\/(v2|xpkg)\/models\/(?:@|%40)([a-z0-9][a-z0-9._-]{0,63})\//;
+/** A URL with a scoped name's slash as Triton's clients write it (`@scope/name`) routed as the one name it is. */
+const unscoped = (url: string) => url.replace(SCOPED, '/$1/models/%40$2%2F');
 /** An infer route's model name (after the scoped rewrite), with or without a version. */
 const INFER_PATH = /^\/v2\/models\/([^/?#]+)(?:\/versions\/[^/?#]+)?\/infer(?:[?#]|$)/;
 
@@ -207,7 +209,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   const bodyLimit = o.bodyLimit ?? 64 * 1024 * 1024;
   /** The name in an infer URL when the repository does not hold it (a name that cannot decode: left to the router). */
   const unknownModel = (url = '/'): string | undefined => {
-    const m = INFER_PATH.exec(url.replace(SCOPED, '/$1/models/%40$2%2F'));
+    const m = INFER_PATH.exec(unscoped(url));
     if (!m) return undefined;
     try {
       const name = decodeURIComponent(m[1]);
@@ -226,7 +228,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     routerOptions: { maxParamLength: 256 },
     // a scoped model's name (`@scope/name`) as Triton's and KServe's clients put it in a path: the
     // slash as it is (they quote everything else); routed as the one name it is, `%40scope%2Fname`
-    rewriteUrl: (req) => (req.url ?? '/').replace(SCOPED, '/$1/models/%40$2%2F'),
+    rewriteUrl: (req) => unscoped(req.url ?? '/'),
     // a URL the router cannot decode, or a longer parameter: answered as any other error (the error
     // handler set below does not reach the router's own context)
     frameworkErrors: (err, req, reply) => sendError(err, req as Tagged, reply as FastifyReply),

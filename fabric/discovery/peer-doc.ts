@@ -7,6 +7,7 @@
 import { loadHostProfile } from '../../runner/host-profile.js';
 import type { HostProfile } from '../../runner/host-profile-schema.js';
 import { XpkgError } from '../../spec/errors.js';
+import { bodyUpTo } from '../body.js';
 import type { PeerInfo } from '../contract.js';
 import { PACKAGE_ID, packagesDigest } from './txt.js';
 
@@ -102,16 +103,9 @@ export async function fetchPeerDocument(
       await r.body?.cancel().catch(() => {});
       return { reason: `GET /v2/xpkg/peer answered ${r.status}` };
     }
-    // read no more than the cap: a peer streaming without end must not fill the device's memory
-    const parts: Uint8Array[] = [];
-    let n = 0;
-    for await (const chunk of r.body ?? []) {
-      n += chunk.byteLength;
-      // leaving the loop cancels the stream
-      if (n > MAX_DOC_BYTES) return { reason: 'peer document too large' };
-      parts.push(chunk);
-    }
-    return checkPeerDocument(JSON.parse(Buffer.concat(parts, n).toString('utf8')));
+    const body = await bodyUpTo(r, MAX_DOC_BYTES);
+    if (!body) return { reason: 'peer document too large' };
+    return checkPeerDocument(JSON.parse(body.toString('utf8')));
   } catch (e) {
     return { reason: `GET /v2/xpkg/peer: ${(e as Error).message}` };
   }
