@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Page } from 'playwright-core';
+import type { FileChooser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedLines, pages } from '../fixtures/images/render.js';
 import { ARTIFACTS, type BrowserRig, BUILT, dropFiles, haveBrowser, startRig } from './helpers/browser.js';
@@ -29,6 +29,25 @@ async function tabTo(page: Page, id: string): Promise<number> {
   throw new Error(`#${id} is not reachable with Tab`);
 }
 
+/**
+ * File choosers as a queue, subscribed before the page loads: Playwright turns on Chromium's chooser
+ * interception when the first listener is added, and a listener added in the same breath as the key
+ * press raced it under load (the chooser opened unintercepted and no event came).
+ */
+function chooserQueue(page: Page): () => Promise<FileChooser> {
+  const ready: FileChooser[] = [];
+  const waiting: ((c: FileChooser) => void)[] = [];
+  page.on('filechooser', (c) => {
+    const w = waiting.shift();
+    if (w) w(c);
+    else ready.push(c);
+  });
+  return () => {
+    const c = ready.shift();
+    return c ? Promise.resolve(c) : new Promise((resolve) => waiting.push(resolve));
+  };
+}
+
 describe.skipIf(!haveBrowser)('keyboard and embedding', () => {
   let rig: BrowserRig;
   let key: string;
@@ -41,18 +60,21 @@ describe.skipIf(!haveBrowser)('keyboard and embedding', () => {
 
   it('keyboard only: Tab to the labelled inputs, Space to choose, results announced in the live region', async () => {
     const page = await rig.page();
+    const nextChooser = chooserQueue(page);
     await page.goto(rig.server.url);
     await page.waitForFunction(() => (document.getElementById('trust') as HTMLTextAreaElement).value.length > 0);
     const status = page.getByRole('status');
     expect(await status.getAttribute('aria-live')).toBe('polite');
     expect(await page.getByLabel('choose a package file (.xpkg)').getAttribute('id')).toBe('pkg-file');
     await tabTo(page, 'pkg-file');
-    const [pick] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Space')]);
+    await page.keyboard.press('Space');
+    const pick = await nextChooser();
     await pick.setFiles(OCR);
     await expect.poll(() => status.textContent(), { timeout: 30_000 }).toMatch(/paddleocr-v4 is verified/);
     expect(await page.getByLabel('choose an image').getAttribute('id')).toBe('image-file');
     await tabTo(page, 'image-file');
-    const [pick2] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Space')]);
+    await page.keyboard.press('Space');
+    const pick2 = await nextChooser();
     await pick2.setFiles(IMAGE);
     await expect.poll(() => status.textContent(), { timeout: 90_000 }).toContain(FIRST_LINE);
     await page.screenshot({ path: join(ARTIFACTS, 'keyboard-flow.png'), fullPage: true });
