@@ -17,12 +17,17 @@ import { foldAffineConv } from '../fixtures/onnx-fold.js';
 import { OnnxGraph } from '../fixtures/onnx-graph.js';
 import {
   activationParams,
+  alignAffineRanges,
   foldBatchNorms,
   quantizableConvs,
+  quantizeConvs,
+  quantizeHardSwish,
+  type Ranges,
   upgradeToOpset11,
   withOpsets,
 } from '../fixtures/onnx-int8.js';
-import { INT8_REC_FILE, int8Recogniser, modelsDir } from '../fixtures/paddleocr-v4/build.js';
+import { tensorFloat32 } from '../fixtures/onnx-proto.js';
+import { INT8_REC_FILE, int8Float, int8Recogniser, modelsDir, RANGES_FILE } from '../fixtures/paddleocr-v4/build.js';
 import { PackageReader } from '../pack/reader.js';
 import { type HostProfile, loadHostProfile } from '../runner/host-profile.js';
 import type { TextLine } from '../runner/pipeline/index.js';
@@ -104,6 +109,53 @@ describe('the int8 graph edits (fixtures/onnx-int8.ts)', () => {
     let worst = 0;
     for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
     expect(worst).toBeLessThan(1e-4);
+  });
+
+  it('hard-swish on the uint8 values reads like the float chain it replaces, every affine step exact', async () => {
+    const { ranges } = JSON.parse(await readFile(RANGES_FILE, 'utf8')) as { ranges: Ranges };
+    const float = int8Float(folded);
+    const aligned = alignAffineRanges(float, ranges);
+    // each affine's b is a whole number of its value's steps where the ranges were aligned
+    const moved = Object.keys(aligned).filter((k) => aligned[k] !== ranges[k]);
+    expect(moved.length).toBeGreaterThan(5);
+    for (const v of moved) {
+      const add = float.nodes.find((n) => n.output[0] === v)!;
+      const b = tensorFloat32(float.inits.get(add.input.find((x) => float.inits.has(x))!)!.msg)![0];
+      const steps = b / activationParams(aligned[v]).scale;
+      expect(Math.abs(steps - Math.round(steps)), v).toBeLessThan(1e-3);
+      expect(Math.abs(activationParams(aligned[v]).scale / activationParams(ranges[v]).scale - 1)).toBeLessThanOrEqual(
+        0.25,
+      );
+    }
+    const before = int8Float(folded);
+    quantizeConvs(before, aligned);
+    const after = int8Float(folded);
+    quantizeConvs(after, aligned);
+    const n = quantizeHardSwish(after);
+    const count = (g: OnnxGraph, op: string) => g.nodes.filter((x) => x.opType === op).length;
+    expect(n).toBeGreaterThan(20);
+    expect(count(after, 'QLinearMul')).toBe(n);
+    expect(count(after, 'HardSigmoid')).toBe(count(before, 'HardSigmoid') - n);
+    // the same text read from a synthetic line: the argmax of each time step agrees
+    const x = new Float32Array(3 * 48 * 320);
+    for (let i = 0; i < x.length; i++) x[i] = Math.sin(i * 0.05) * 0.8 + Math.sin(i * 0.71) * 0.2;
+    const run = async (g: OnnxGraph) => {
+      const s = await ort.InferenceSession.create(withOpsets(g.encode()), { intraOpNumThreads: 1 });
+      const out = await s.run({ x: new ort.Tensor('float32', x, [1, 3, 48, 320]) });
+      await s.release();
+      return Object.values(out)[0] as ort.Tensor;
+    };
+    const [a, b] = [await run(before), await run(after)];
+    const classes = a.dims[2];
+    const argmax = (t: ort.Tensor, step: number) => {
+      const d = t.data as Float32Array;
+      let best = 0;
+      for (let c = 1; c < classes; c++) if (d[step * classes + c] > d[step * classes + best]) best = c;
+      return best;
+    };
+    let same = 0;
+    for (let t = 0; t < a.dims[1]; t++) same += argmax(a, t) === argmax(b, t) ? 1 : 0;
+    expect(same / a.dims[1]).toBeGreaterThanOrEqual(0.97);
   });
 
   it('refuses an op whose definition changed before opset 11 rather than guessing', () => {
