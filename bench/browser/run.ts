@@ -15,7 +15,7 @@
  *     (bench/browser/cold.ts; `--baseline DIR` measures another build beside it);
  *  5. first-visit download of the page without a package (bytes on the wire; limit 5 MB).
  *
- *   npm run build && npm run fixtures && npx tsx bench/browser/run.ts [--mb 200] [--images 3] [--runs 3] [--only cold|verify] [--baseline DIR]
+ *   npm run build && npm run fixtures && npx tsx bench/browser/run.ts [--mb 200] [--images 3] [--runs 3] [--only cold|verify|ocr] [--baseline DIR]
  *
  * XPKG_BENCH_MEMORY=1 also prints, per verification, the growth of the browser's memory by kind
  * (RSS, anonymous, shared, PSS: proc.ts memoryByProcess) and the anonymous growth by process.
@@ -44,6 +44,7 @@ const IMAGES = Number(arg('images') ?? 3);
 const RUNS = Number(arg('runs') ?? 3);
 /** `--only cold`: the cold page figures alone (4, 5); `--only verify`: figure 2 alone. */
 const COLD_ONLY = arg('only') === 'cold';
+const OCR_ONLY = arg('only') === 'ocr';
 const VERIFY_ONLY = arg('only') === 'verify';
 
 /** A signed package holding one `mb` MB model of random bytes (built once, kept in bench/out). */
@@ -148,7 +149,7 @@ async function main(): Promise<void> {
   if (!existsSync(join(ROOT, 'dist', 'browser', 'xpkg.js')) || !existsSync(OCR))
     throw new Error('run npm run build && npm run fixtures first');
   await mkdir(OUT, { recursive: true });
-  const big = COLD_ONLY ? '' : await bigPackage();
+  const big = COLD_ONLY || OCR_ONLY ? '' : await bigPackage();
   const folder = join(OUT, 'served');
   await rm(folder, { recursive: true, force: true });
   await mkdir(join(folder, 'images'), { recursive: true });
@@ -176,7 +177,7 @@ async function main(): Promise<void> {
   );
   console.log(`${'figure'.padEnd(58)} ${'measured'.padStart(16)}   ${'limit'.padEnd(22)}`);
   try {
-    if (!COLD_ONLY) {
+    if (!COLD_ONLY && !OCR_ONLY) {
       // --- 1. open, 2. verify ------------------------------------------------------------------
       const page = await filePage(browser, server.url, big);
       const opens: number[] = [];
@@ -303,17 +304,27 @@ async function main(): Promise<void> {
     }
     if (!COLD_ONLY && !VERIFY_ONLY) {
       // --- 3. OCR per image: Node vs Chromium ----------------------------------------------------
-      const nodeRunner = await Runner.open(OCR, { trust: [`${KEY}.pub`], rollbackStore: null } as never);
-      const nodeMs: number[] = [];
-      for (const img of images) {
-        await nodeRunner.run({ image: img }); // warm
-        for (let k = 0; k < RUNS; k++) {
-          const t0 = performance.now();
-          await nodeRunner.run({ image: img });
-          nodeMs.push(performance.now() - t0);
+      // Node as it runs by default (its threads, the variants it picks for this CPU), and Node at one
+      // thread on the variants the browser runs (like for like with Chromium at one thread).
+      const nodeOcr = async (options: { threads?: number; variant?: string[] }) => {
+        const runner = await Runner.open(OCR, { trust: [`${KEY}.pub`], rollbackStore: null, ...options } as never);
+        const ms: number[] = [];
+        const stages: Record<string, number>[] = [];
+        let variants = '';
+        for (const img of images) {
+          await runner.run({ image: img }); // warm
+          for (let k = 0; k < RUNS; k++) {
+            const t0 = performance.now();
+            const r = await runner.run({ image: img });
+            ms.push(performance.now() - t0);
+            stages.push(r.timings as Record<string, number>);
+            variants = Object.values(r.variant).join(', ');
+          }
         }
-      }
-      await nodeRunner.close();
+        await runner.close();
+        return { ms, stages, variants };
+      };
+      const node = await nodeOcr({});
       // A page per thread count: onnxruntime-web starts once per page (its first start decides the threads).
       const browserOcr = async (threads: number) => {
         const ocrPage = await browser.newPage();
@@ -324,18 +335,22 @@ async function main(): Promise<void> {
             const { openPackage } = (window as unknown as { xpkg: typeof import('../../browser/index.js') }).xpkg;
             const pkg = await openPackage('/packages/paddleocr-v4.xpkg', { trust: [trust], threads });
             const ms: number[] = [];
+            const stages: Record<string, number>[] = [];
             let used = 0;
+            let variants = '';
             for (const b64 of pngs) {
               const blob = new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], { type: 'image/png' });
               used = (await pkg.run({ image: blob })).runtime?.threads ?? 0; // warm (first: loads the models)
               for (let k = 0; k < runs; k++) {
                 const t0 = performance.now();
-                await pkg.run({ image: blob });
+                const r = await pkg.run({ image: blob });
                 ms.push(performance.now() - t0);
+                stages.push(r.timings);
+                variants = Object.values(r.variant).join(', ');
               }
             }
             await pkg.close();
-            return { ms, used, isolated: crossOriginIsolated };
+            return { ms, stages, variants, used, isolated: crossOriginIsolated };
           },
           { pngs: images.map((f) => readFileSync(f).toString('base64')), runs: RUNS, threads, trust },
         );
@@ -344,23 +359,42 @@ async function main(): Promise<void> {
       };
       const one = await browserOcr(1);
       const two = await browserOcr(2);
-      const nm = median(nodeMs);
+      const like = await nodeOcr({ threads: 1, variant: one.variants.split(', ') });
+      const nm = median(node.ms);
+      const lm = median(like.ms);
       const b1 = median(one.ms);
       const b2 = median(two.ms);
+      /** Median ms of each stage, as one line. */
+      const stages = (rs: Record<string, number>[]) =>
+        Object.keys(rs[0] ?? {})
+          .filter((k) => k !== 'total')
+          .map((k) => `${k} ${median(rs.map((r) => r[k] ?? 0)).toFixed(0)}`)
+          .join(', ');
       row('OCR per image, Node runner (default threads)', `${nm.toFixed(0)} ms`, '', true);
+      console.log(`    ${node.variants}; ${stages(node.stages)}`);
+      row("OCR per image, Node runner, 1 thread, the browser's variants", `${lm.toFixed(0)} ms`, '', true);
+      console.log(`    ${like.variants}; ${stages(like.stages)}`);
       row(`OCR per image, Chromium, ${one.used} thread`, `${b1.toFixed(0)} ms`, '', true);
-      row('  ratio Chromium (1 thread) / Node', `${(b1 / nm).toFixed(2)}×`, '≤ 3.5×', b1 / nm <= 3.5);
+      console.log(`    ${one.variants}; ${stages(one.stages)}`);
+      row('  ratio Chromium (1 thread) / Node (default)', `${(b1 / nm).toFixed(2)}×`, '≤ 3.5×', b1 / nm <= 3.5);
+      row(
+        '  ratio Chromium (1 thread) / Node (1 thread, same variants)',
+        `${(b1 / lm).toFixed(2)}×`,
+        '≤ 3.5×',
+        b1 / lm <= 3.5,
+      );
       row(
         `OCR per image, Chromium, ${two.used} threads (isolated page: ${two.isolated})`,
         `${b2.toFixed(0)} ms`,
         'reported',
         true,
       );
+      console.log(`    ${stages(two.stages)}`);
       row('  ratio Chromium (threaded) / Node', `${(b2 / nm).toFixed(2)}×`, '', true);
     }
     // --- 4. cold page to first OCR result (first and repeat visit); 5. first visit -------------
     // Browsers of their own, on profiles kept on disk (bench/browser/cold.ts).
-    if (!VERIFY_ONLY)
+    if (!VERIFY_ONLY && !OCR_ONLY)
       await coldFigures({
         runs: Math.max(1, RUNS - 1),
         dist: arg('dist') ?? join(ROOT, 'dist'),
