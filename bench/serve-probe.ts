@@ -75,6 +75,45 @@ process.stdout.write('http://127.0.0.1:' + app.server.address().port + '\\n');`;
   );
 }
 
+/**
+ * The transport's floor: a node:net server in its own process that reads each request to the end of
+ * its content-length and answers a fixed small response: no HTTP parser, no framework, no model.
+ * What moving the request's bytes over loopback costs here, beneath any HTTP daemon.
+ */
+export function startRawFloor(): Promise<{ url: string; child: ChildProcess }> {
+  const code = `import { createServer } from 'node:net';
+const reply = Buffer.from('HTTP/1.1 200 OK\\r\\ncontent-type: application/json\\r\\ncontent-length: 2\\r\\n\\r\\n{}');
+const srv = createServer((s) => {
+  s.setNoDelay(true);
+  let head = Buffer.alloc(0);
+  let left = -1;
+  s.on('data', (d) => {
+    while (d.length) {
+      if (left < 0) {
+        head = Buffer.concat([head, d]);
+        const end = head.indexOf('\\r\\n\\r\\n');
+        if (end < 0) return;
+        left = Number(/content-length: *(\\d+)/i.exec(head.subarray(0, end).toString('latin1'))?.[1] ?? 0);
+        d = head.subarray(end + 4);
+        head = Buffer.alloc(0);
+      }
+      const take = Math.min(left, d.length);
+      left -= take;
+      d = d.subarray(take);
+      if (left === 0) {
+        left = -1;
+        s.write(reply);
+      }
+    }
+  });
+});
+srv.listen(0, '127.0.0.1', () => process.stdout.write('http://127.0.0.1:' + srv.address().port + '\\n'));`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((res) =>
+    child.stdout!.setEncoding('utf8').once('data', (s: string) => res({ url: s.trim(), child })),
+  );
+}
+
 export async function floorLag(url: string): Promise<number> {
   return ((await (await fetch(`${url}/lag`)).json()) as { p99: number }).p99;
 }

@@ -48,6 +48,7 @@ import {
   minus,
   plus,
   startFloor,
+  startRawFloor,
   type Usage,
   usage,
   ZERO,
@@ -293,6 +294,7 @@ if (BEFORE) {
   });
 }
 const floor = await startFloor();
+const raw = await startRawFloor();
 const loadBefore = load();
 process.stderr.write(`daemon ${url} (${ISOLATION} workers), ${REQUESTS} requests per row, ${loadBefore}\n`);
 rows.push(`${''.padEnd(26)} ${'in process'.padStart(26)} │ ${'xpkg serve'.padStart(26)} │`);
@@ -313,6 +315,9 @@ try {
     const localRun = async () => (await runner.run(input), true);
     const floorWire = encodePost(`${floor.url}/echo`, { 'content-type': 'application/octet-stream' }, px);
     const floorCall = async () => (await client.send(floorWire)).status === 200;
+    const rawWire = encodePost(`${raw.url}/echo`, { 'content-type': 'application/octet-stream' }, px);
+    const rawCall = async () => (await client.send(rawWire)).status === 200;
+    for (let i = 0; i < 20; i++) await rawCall();
     for (let i = 0; i < 3; i++) await runner.run(input);
     for (const d of daemons) for (let i = 0; i < 3; i++) await binaryInfer(d.url, name, px)();
     for (let i = 0; i < 20; i++) await floorCall();
@@ -323,6 +328,7 @@ try {
       const n = REQUESTS * 2;
       const l: number[] = [];
       const fl: number[] = [];
+      const rl: number[] = [];
       let localCpu = 0;
       let floorUse = ZERO;
       const per = daemons.map((d) => ({
@@ -363,6 +369,9 @@ try {
         await floorCall();
         fl.push(performance.now() - t);
         floorUse = plus(floorUse, minus(usage(floor.child.pid!), a));
+        t = performance.now();
+        await rawCall();
+        rl.push(performance.now() - t);
       }
       const st = (xs: number[]): Stats => ({
         rps: 1000 / (xs.reduce((x, y) => x + y, 0) / xs.length),
@@ -398,6 +407,7 @@ try {
       }
       overheads.push(
         `  ${'bare fastify'.padEnd(12)} ${perReq(floorUse, n)} │ ${ms(fs.p50)}, ${ms(fs.p99)} ms │ (the same body, no model; the floor any Node HTTP daemon pays)`,
+        `  ${'raw socket'.padEnd(12)} ${''.padEnd(52)} │ ${ms(pct(rl, 50))}, ${ms(pct(rl, 99))} ms │ (the same request read to its end and a fixed reply by a node:net server: the transport alone)`,
         `  ${'in process'.padEnd(12)} run ${ms(localCpu / n)} ms CPU │ ${ms(local.p50)}, ${ms(local.p99)} ms`,
       );
     }
@@ -523,6 +533,7 @@ try {
 } finally {
   for (const d of daemons) d.child.kill('SIGTERM');
   floor.child.kill();
+  raw.child.kill();
 }
 process.stdout.write(
   `${ISOLATION} workers${NICE ? ` (at niceness ${NICE})` : ''}; before: ${loadBefore}; after: ${load()}\n${rows.join('\n')}\n\n${libraryCosts()}\nevent-loop lag p99 of the daemon while loaded (1 ms sampling):\n  ${lags.join('\n  ')}\ndaemon overhead at c=1 (binary tensors, ${SIDE}×${SIDE}×3 u8):\n  ${overheads.join('\n  ')}\n`,
