@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,6 +48,14 @@ describe('xpkg web', () => {
     expect(etag).toMatch(/^".+"$/);
     const again = await fetch(`${base}/browser/ort-wasm-simd-threaded.wasm`, { headers: { 'If-None-Match': etag! } });
     expect(again.status).toBe(304);
+    expect(wasm.headers.get('cache-control')).toBe('no-cache');
+    // The bundle's chunks are named by their content: cached for good; the entries that name them are revalidated.
+    const chunk = (await readdir(join(ROOT, 'dist', 'browser', 'chunks'))).find((n) => n.endsWith('.js'))!;
+    const c = await fetch(`${base}/browser/chunks/${chunk}`);
+    expect(c.status).toBe(200);
+    expect(c.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    expect((await fetch(`${base}/browser/xpkg.js`)).headers.get('cache-control')).toBe('no-cache');
+    expect((await fetch(`${base}/web/app.js`)).headers.get('cache-control')).toBe('no-cache');
     expect((await fetch(`${base}/web/config.json`).then((r) => r.json())).trust).toEqual([await readFile(KEY, 'utf8')]);
   });
 

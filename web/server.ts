@@ -77,9 +77,14 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
     return body;
   };
 
-  const headers = (type: string): Record<string, string> => ({
+  /** The bundle's chunks, named by their content's hash (browser/build.ts chunkNames). */
+  const chunks = join(root, 'browser', 'chunks') + sep;
+  const headers = (type: string, path = ''): Record<string, string> => ({
     'Content-Type': type,
-    'Cache-Control': 'no-cache',
+    // A chunk's name changes with its content: kept without asking again, so the worker's imports of
+    // chunks the page loaded come from the cache and a return visit sends no request for them. The
+    // entries and the WASM keep their names across builds: revalidated (ETag, 304) each time.
+    'Cache-Control': path.startsWith(chunks) ? 'public, max-age=31536000, immutable' : 'no-cache',
     'X-Content-Type-Options': 'nosniff',
     ...(options.isolation === false
       ? {}
@@ -93,13 +98,13 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
     // A validator, so a return visit revalidates instead of downloading the files (14 MB of WASM) again.
     const etag = etagOf(st);
     if (req.headers['if-none-match'] === etag) {
-      res.writeHead(304, { ...headers(type), ETag: etag });
+      res.writeHead(304, { ...headers(type, path), ETag: etag });
       return void res.end();
     }
     if (COMPRESS.has(extname(path)) && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
       const body = await gzipped(path, etag);
       res.writeHead(200, {
-        ...headers(type),
+        ...headers(type, path),
         ETag: etag,
         'Content-Encoding': 'gzip',
         'Content-Length': body.length,
@@ -108,7 +113,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
       res.end(req.method === 'HEAD' ? undefined : body);
       return;
     }
-    res.writeHead(200, { ...headers(type), ETag: etag, 'Content-Length': st.size });
+    res.writeHead(200, { ...headers(type, path), ETag: etag, 'Content-Length': st.size });
     if (req.method === 'HEAD') res.end();
     else createReadStream(path).pipe(res);
   }
