@@ -37,6 +37,10 @@ export async function loadInputFile(spec: IoSpec, path: string): Promise<unknown
         input: spec.name,
       });
     if (e?.code === 'ERR_INPUT_DEVICE') throw formatError('device', `${path} is a device, not an input file`, path);
+    if (e?.code === 'ERR_INPUT_EMPTY_PIPE') throw formatError('empty', e.message, path);
+    // a socket cannot be opened as a file
+    if (e?.code === 'ENXIO')
+      throw formatError('device', `${path} is a socket or a device with nothing behind it, not an input file`, path);
     throw e;
   });
   return inputFromBytes(spec, bytes, path);
