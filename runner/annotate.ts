@@ -10,7 +10,7 @@
  * Everything is drawn inside the shapes (each shape clips its own drawing), so pixels outside
  * every box, quad and masked pixel are the input's. Other output types draw nothing.
  */
-import { realpath } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writeAtomic } from '../pack/atomic.js';
 import { UsageError } from '../spec/errors.js';
@@ -179,7 +179,8 @@ async function canonical(p: string): Promise<string> {
 /**
  * Writes `png` to `dest` atomically (pack/atomic.ts: a temp file beside it, removed on Ctrl-C, then
  * renamed). Refuses (E_USAGE) when `dest` is one of `inputs` (the run's input files, and the files
- * it reads besides: the package, trust keys, the host profile): none is ever overwritten.
+ * it reads besides: the package, trust keys, the host profile): none is ever overwritten; and when
+ * `dest` exists but is not a regular file (a device, a pipe: the rename would replace it).
  */
 export async function writeAnnotation(dest: string, png: Buffer, inputs: readonly string[]): Promise<void> {
   const target = await canonical(dest);
@@ -187,5 +188,14 @@ export async function writeAnnotation(dest: string, png: Buffer, inputs: readonl
     if ((await canonical(i)) === target)
       throw new UsageError('E_USAGE', `--annotate would overwrite the input ${i}`, { input: i, annotate: dest });
   }
+  // The temp file is renamed over the target: a device (/dev/null), a pipe or a socket there would be
+  // replaced by a regular file, not written to.
+  const st = await stat(target).catch(() => null);
+  if (st && !st.isFile())
+    throw new UsageError(
+      'E_USAGE',
+      `--annotate ${dest} is ${st.isDirectory() ? 'a folder' : 'not a regular file'}; a picture is written as a new file`,
+      { annotate: dest, reason: 'not-a-file' },
+    );
   await writeAtomic(target, (fh) => fh.writeFile(png));
 }

@@ -83,12 +83,15 @@ async function annotationPaths(dest: string, sources: string[], many: boolean): 
   if (!folder) return [dest];
   if (st && !st.isDirectory()) throw usage(`--annotate ${dest} must be a folder when there are several inputs`);
   await mkdir(dest, { recursive: true });
-  const used = new Map<string, number>();
+  // a.png and a.jpg → a.annotated.png, a-2.annotated.png; a third input a-2.png then gets a-2-2…:
+  // never one picture for two inputs
+  const taken = new Set<string>();
   return sources.map((s) => {
     const stem = basename(s, extname(s));
-    const n = (used.get(stem) ?? 0) + 1;
-    used.set(stem, n);
-    return join(dest, `${stem}${n > 1 ? `-${n}` : ''}.annotated.png`);
+    let name = `${stem}.annotated.png`;
+    for (let n = 2; taken.has(name); n++) name = `${stem}-${n}.annotated.png`;
+    taken.add(name);
+    return join(dest, name);
   });
 }
 
