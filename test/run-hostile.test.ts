@@ -1,0 +1,181 @@
+/**
+ * `xpkg run` and the library's runner on inputs nobody meant to give them: named pipes with no
+ * writer, sockets, links that lead nowhere, `--annotate` onto a device or a pipe, pictures whose
+ * names collide, an SVG that references the files beside it. Each gets its own code and exit
+ * status, never a hang, and one bad input does not stop the others.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFileSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_BUDGET } from '../runner/pipeline/budget.js';
+import { decodeHere } from '../runner/pipeline/decode-sharp.js';
+import { EXIT } from '../spec/errors.js';
+
+const PKG = 'fixtures/dist/detector.xpkg';
+const GOOD = 'fixtures/detector/eval/001.png';
+let dir: string;
+
+/**
+ * `xpkg run` of the detector as a process, killed (by its id) after `limitMs`: a run that hangs
+ * fails the test with status -1 instead of outliving it. stdout's JSON lines are parsed.
+ */
+async function run(args: string[], limitMs = 30_000) {
+  const child = spawn(
+    process.execPath,
+    [resolve('bin/xpkg.js'), 'run', PKG, '--trust', 'fixtures/keys/test.pub', ...args],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+  child.stderr.resume();
+  const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
+  const [status, signal] = (await once(child, 'close')) as [number | null, string | null];
+  clearTimeout(timer);
+  const lines = stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l));
+  return { status: signal ? -1 : (status ?? -1), lines };
+}
+
+const mkfifo = (p: string) => expect(spawnSync('mkfifo', [p]).status).toBe(0);
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'xpkg-hostile-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('special files as inputs never hang', () => {
+  it('a named pipe that no process writes: E_RUN_INPUT_FORMAT (exit 30) at once, alone or among good inputs', async () => {
+    const fifo = join(dir, 'nobody-writes.png');
+    mkfifo(fifo);
+    const one = await run(['-i', fifo, '--json'], 20_000);
+    expect(one.status).toBe(EXIT.runner);
+    expect(one.lines[0].error.code).toBe('E_RUN_INPUT_FORMAT');
+    expect(one.lines[0].error.detail.reason).toBe('empty');
+
+    const many = await run(['-i', GOOD, '-i', fifo, '-i', GOOD, '--json'], 20_000);
+    expect(many.status).toBe(EXIT.runner);
+    expect(many.lines.map((l) => (l.error ? l.error.code : 'ok'))).toEqual(['ok', 'E_RUN_INPUT_FORMAT', 'ok']);
+  }, 45_000);
+
+  it('a pipe with a writer is still read to its end', async () => {
+    const fifo = join(dir, 'written.png');
+    mkfifo(fifo);
+    // the writer opens the pipe once xpkg is reading (its open blocks until then)
+    const writer = spawn('sh', ['-c', `cat "${GOOD}" > "${fifo}"`], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const r = await run(['-i', fifo, '--json'], 20_000);
+      expect(r.status).toBe(0);
+      expect(r.lines[0].result.outputs.boxes.length).toBeGreaterThan(0);
+    } finally {
+      if (writer.exitCode === null) writer.kill();
+    }
+  }, 30_000);
+
+  it('a Unix socket: E_RUN_INPUT_FORMAT (exit 30), not an I/O error', async () => {
+    const path = join(dir, 'socket.png');
+    const server: Server = createServer();
+    await new Promise<void>((r) => server.listen(path, r));
+    try {
+      const r = await run(['-i', path, '--json'], 20_000);
+      expect(r.status).toBe(EXIT.runner);
+      expect(r.lines[0].error.code).toBe('E_RUN_INPUT_FORMAT');
+    } finally {
+      server.close();
+    }
+  }, 30_000);
+
+  it('the library given an image path that is a pipe with no writer: E_RUN_INPUT at once', async () => {
+    const fifo = join(dir, 'lib-fifo.png');
+    mkfifo(fifo);
+    const code = await decodeHere(fifo, 3, [255], DEFAULT_BUDGET).then(
+      () => 'OK',
+      (e) => e.code,
+    );
+    expect(code).toBe('E_RUN_INPUT');
+  }, 20_000);
+});
+
+describe('folders: a link that leads nowhere is its own failed input, never skipped silently', () => {
+  it('a dangling link and a loop of links each get an error line; the good file runs', async () => {
+    const folder = join(dir, 'links');
+    mkdirSync(folder);
+    copyFileSync(GOOD, join(folder, 'a-good.png'));
+    symlinkSync(join(dir, 'no-such-file.png'), join(folder, 'b-dangling.png'));
+    symlinkSync('c-loop2.png', join(folder, 'c-loop1.png'));
+    symlinkSync('c-loop1.png', join(folder, 'c-loop2.png'));
+    const r = await run(['-i', folder, '--json']);
+    expect(r.lines.map((l) => l.input)).toEqual(
+      ['a-good.png', 'b-dangling.png', 'c-loop1.png', 'c-loop2.png'].map((f) => join(folder, f)),
+    );
+    expect(r.lines.map((l) => (l.error ? l.error.code : 'ok'))).toEqual(['ok', 'E_NOT_FOUND', 'E_IO', 'E_IO']);
+    expect(r.status).toBe(EXIT.io);
+  }, 30_000);
+});
+
+describe('--annotate never replaces what is not a regular file, and never writes one picture for two inputs', () => {
+  it('onto a named pipe: E_USAGE (exit 2), the pipe is still a pipe', async () => {
+    const fifo = join(dir, 'annotate-pipe.png');
+    mkfifo(fifo);
+    const r = await run(['-i', GOOD, '--annotate', fifo, '--json'], 20_000);
+    expect(r.status).toBe(EXIT.usage);
+    expect(r.lines[0].error.code).toBe('E_USAGE');
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+  }, 30_000);
+
+  it.runIf(process.getuid?.() === 0)(
+    'onto a character device (as root, a copy of /dev/null): E_USAGE, the device stays',
+    async () => {
+      const dev = join(dir, 'null-device');
+      expect(spawnSync('mknod', [dev, 'c', '1', '3']).status).toBe(0);
+      const r = await run(['-i', GOOD, '--annotate', dev, '--json'], 20_000);
+      expect(r.status).toBe(EXIT.usage);
+      expect(r.lines[0].error.code).toBe('E_USAGE');
+      expect(lstatSync(dev).isCharacterDevice()).toBe(true);
+    },
+    30_000,
+  );
+
+  it('a.png, a.jpg and a-2.png into one folder: three pictures, three names', async () => {
+    const folder = join(dir, 'collide');
+    mkdirSync(folder);
+    copyFileSync(GOOD, join(folder, 'a.png'));
+    copyFileSync(GOOD, join(folder, 'a-2.png'));
+    await sharp(GOOD).jpeg().toFile(join(folder, 'a.jpg'));
+    const out = join(dir, 'collide-out');
+    const r = await run(['-i', folder, '--annotate', out, '--json']);
+    expect(r.status).toBe(0);
+    const pictures = r.lines.map((l) => l.result.annotated as string);
+    expect(pictures).toHaveLength(3);
+    expect(new Set(pictures).size).toBe(3);
+  }, 30_000);
+});
+
+describe('an SVG image given by path', () => {
+  it('is decoded from its bytes: the files it references beside it are not read', async () => {
+    const folder = join(dir, 'svg');
+    mkdirSync(folder);
+    // a red picture beside the SVG, which draws it over a white page
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } })
+      .png()
+      .toFile(join(folder, 'secret.png'));
+    const svg = join(folder, 'page.svg');
+    writeFileSync(
+      svg,
+      '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="8" height="8">' +
+        '<rect width="8" height="8" fill="#ffffff"/><image xlink:href="secret.png" href="secret.png" width="8" height="8"/></svg>',
+    );
+    const image = await decodeHere(svg, 3, [255], DEFAULT_BUDGET);
+    // white, not the red of secret.png
+    expect([image.data[0], image.data[1], image.data[2]]).toEqual([255, 255, 255]);
+  }, 20_000);
+});
