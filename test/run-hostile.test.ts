@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inputFromBytes, TEXT_MAX_BYTES } from '../runner/inputs/load.js';
 import { DEFAULT_BUDGET } from '../runner/pipeline/budget.js';
 import { decodeHere } from '../runner/pipeline/decode-sharp.js';
 import { EXIT } from '../spec/errors.js';
@@ -178,4 +179,18 @@ describe('an SVG image given by path', () => {
     // white, not the red of secret.png
     expect([image.data[0], image.data[1], image.data[2]]).toEqual([255, 255, 255]);
   }, 20_000);
+});
+
+describe('a text or JSON input longer than one JavaScript string', () => {
+  it('is E_RUN_INPUT (too-large), not "invalid UTF-8"', async () => {
+    // not filled: refused by its length before a byte is decoded
+    const big = Buffer.allocUnsafe(TEXT_MAX_BYTES + 1);
+    for (const type of ['text', 'json', 'mask'] as const) {
+      const e = await inputFromBytes({ name: 'x', type }, big, 'big.txt').then(
+        () => null,
+        (err) => err,
+      );
+      expect([e?.code, e?.detail?.reason]).toEqual(['E_RUN_INPUT', 'too-large']);
+    }
+  }, 60_000);
 });

@@ -26,6 +26,20 @@ function formatError(reason: string, summary: string, path: string, detail: Reco
   return new RunnerError('E_RUN_INPUT_FORMAT', summary, { reason, path, ...detail });
 }
 
+/**
+ * The most UTF-8 bytes a text or JSON input may hold: V8's longest string (2^29 − 24 characters,
+ * buffer.constants.MAX_STRING_LENGTH in Node 20); fewer bytes always decode to fewer characters.
+ */
+export const TEXT_MAX_BYTES = 2 ** 29 - 24;
+
+function tooLarge(spec: IoSpec, path: string, bytes: number): RunnerError {
+  return new RunnerError(
+    'E_RUN_INPUT',
+    `${path} is ${bytes} bytes, more than a ${spec.type} input can hold (${TEXT_MAX_BYTES} bytes)`,
+    { reason: 'too-large', path, input: spec.name, bytes, limit: TEXT_MAX_BYTES },
+  );
+}
+
 /** Reads one file as the value of the declared input `spec`. */
 export async function loadInputFile(spec: IoSpec, path: string): Promise<unknown> {
   const bytes = await readFileBytes(path).catch((e: NodeJS.ErrnoException) => {
@@ -72,11 +86,14 @@ export async function inputFromBytes(spec: IoSpec, bytes: Buffer, path: string):
         );
       return checkTensor(spec, npy ? npyOf(bytes, path) : rawTensor(spec, bytes, path), path);
     case 'text':
+      if (bytes.length > TEXT_MAX_BYTES) throw tooLarge(spec, path, bytes.length);
       return utf8(bytes, path);
     case 'mask':
       if (npy) return maskOf(npyOf(bytes, path), path);
+      if (bytes.length > TEXT_MAX_BYTES) throw tooLarge(spec, path, bytes.length);
       return json(bytes, path);
     default:
+      if (bytes.length > TEXT_MAX_BYTES) throw tooLarge(spec, path, bytes.length);
       return json(bytes, path);
   }
 }
