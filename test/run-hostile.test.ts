@@ -6,7 +6,16 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFileSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -161,11 +170,25 @@ describe('--annotate never replaces what is not a regular file, and never writes
   }, 30_000);
 });
 
-describe('an SVG image given by path', () => {
-  it('is decoded from its bytes: the files it references beside it are not read', async () => {
+describe('an SVG is refused as an image input: it is drawn by a program, not decoded', () => {
+  it('200 bytes of filters that would keep a core busy for minutes: E_RUN_INPUT_FORMAT (exit 30) at once, the next input still runs', async () => {
+    const svg = join(dir, 'filters.svg');
+    writeFileSync(
+      svg,
+      '<svg xmlns="http://www.w3.org/2000/svg" width="9000" height="9000"><filter id="f"><feGaussianBlur stdDeviation="3000"/>' +
+        '<feMorphology radius="3000"/></filter><rect width="9000" height="9000" fill="red" filter="url(#f)"/></svg>',
+    );
+    const r = await run(['-i', svg, '-i', GOOD, '--json'], 20_000);
+    expect(r.status).toBe(EXIT.runner);
+    expect(r.lines.map((l) => (l.error ? [l.error.code, l.error.detail.reason] : 'ok'))).toEqual([
+      ['E_RUN_INPUT_FORMAT', 'vector'],
+      'ok',
+    ]);
+  }, 30_000);
+
+  it('the library, given an SVG by path that references the files beside it: refused, nothing beside it is drawn', async () => {
     const folder = join(dir, 'svg');
     mkdirSync(folder);
-    // a red picture beside the SVG, which draws it over a white page
     await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } })
       .png()
       .toFile(join(folder, 'secret.png'));
@@ -173,11 +196,15 @@ describe('an SVG image given by path', () => {
     writeFileSync(
       svg,
       '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="8" height="8">' +
-        '<rect width="8" height="8" fill="#ffffff"/><image xlink:href="secret.png" href="secret.png" width="8" height="8"/></svg>',
+        '<image xlink:href="secret.png" href="secret.png" width="8" height="8"/></svg>',
     );
-    const image = await decodeHere(svg, 3, [255], DEFAULT_BUDGET);
-    // white, not the red of secret.png
-    expect([image.data[0], image.data[1], image.data[2]]).toEqual([255, 255, 255]);
+    for (const value of [svg, readFileSync(svg)]) {
+      const e = await decodeHere(value, 3, [255], DEFAULT_BUDGET).then(
+        () => null,
+        (err) => err,
+      );
+      expect([e?.code, e?.detail?.reason]).toEqual(['E_RUN_INPUT_FORMAT', 'vector']);
+    }
   }, 20_000);
 });
 

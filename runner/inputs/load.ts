@@ -72,6 +72,8 @@ export async function inputFromBytes(spec: IoSpec, bytes: Buffer, path: string):
       try {
         await probeImage(bytes);
       } catch (e) {
+        if (e instanceof RunnerError && e.code === 'E_RUN_INPUT_FORMAT')
+          throw formatError((e.detail as { reason?: string })?.reason ?? 'image', `${path}: ${e.message}`, path);
         throw formatError('image', `${path} is not an image (${(e as Error).message})`, path);
       }
       return bytes;

@@ -78,7 +78,7 @@ export async function decodeHere(
     // Header first: the size is checked against the budget before a pixel is decoded (so sharp's
     // own pixel limit, which would refuse without saying the size, is off).
     img = sharp(bytes, { failOn: 'error', limitInputPixels: false });
-    let meta: { width?: number; height?: number };
+    let meta: { width?: number; height?: number; format?: string };
     try {
       meta = await img.metadata();
     } catch (e) {
@@ -89,6 +89,7 @@ export async function decodeHere(
         { cause: e },
       );
     }
+    refuseVector(meta.format, path);
     if (!meta.width || !meta.height)
       throw new RunnerError(
         'E_RUN_INPUT',
@@ -159,11 +160,28 @@ export async function decodeHere(
 }
 
 /**
- * Throws unless sharp can read `bytes`' header (only the header is read). sharp's own pixel limit is
- * off, as in decodeHere: an image above it is a real image, which the budget refuses by its size.
+ * An SVG is a program for librsvg, not pixels: 200 bytes of filters (feMorphology of radius 3000 on
+ * a 9000×9000 page, within the pixel budget) kept a core busy for minutes, and no budget bounds
+ * the time of a decode. Image inputs are raster images; an SVG is refused by its format.
+ */
+function refuseVector(format: string | undefined, path?: string): void {
+  if (format === 'svg')
+    throw new RunnerError(
+      'E_RUN_INPUT_FORMAT',
+      `${path !== undefined ? `${path} is ` : 'image is '}an SVG drawing; an image input is a raster image (PNG, JPEG, WebP…)`,
+      { reason: 'vector', format, ...(path !== undefined ? { path } : {}) },
+    );
+}
+
+/**
+ * Throws unless sharp can read `bytes`' header (only the header is read) as a raster image (an SVG:
+ * E_RUN_INPUT_FORMAT, reason `vector`). sharp's own pixel limit is off, as in decodeHere: an image
+ * above it is a real image, which the budget refuses by its size.
  */
 export async function probeHere(bytes: Uint8Array): Promise<void> {
-  await sharp(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
-    limitInputPixels: false,
-  }).metadata();
+  const meta = await sharp(
+    Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+    { limitInputPixels: false },
+  ).metadata();
+  refuseVector(meta.format);
 }
