@@ -43,16 +43,19 @@ async function run(args: string[], limitMs = 30_000) {
     },
   );
   let stdout = '';
+  let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr.resume();
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
   const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
   const [status, signal] = (await once(child, 'close')) as [number | null, string | null];
   clearTimeout(timer);
-  const lines = stdout
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l));
-  return { status: signal ? -1 : (status ?? -1), lines };
+  const lines = args.includes('--json')
+    ? stdout
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l))
+    : [];
+  return { status: signal ? -1 : (status ?? -1), lines, stdout, stderr };
 }
 
 const mkfifo = (p: string) => expect(spawnSync('mkfifo', [p]).status).toBe(0);
@@ -129,6 +132,20 @@ describe('folders: a link that leads nowhere is its own failed input, never skip
     );
     expect(r.lines.map((l) => (l.error ? l.error.code : 'ok'))).toEqual(['ok', 'E_NOT_FOUND', 'E_IO', 'E_IO']);
     expect(r.status).toBe(EXIT.io);
+  }, 30_000);
+});
+
+describe('names with newlines', () => {
+  it('cannot forge lines of the human output: one "== " header per result, one error line per failure', async () => {
+    const folder = join(dir, 'newlines');
+    mkdirSync(folder);
+    copyFileSync(GOOD, join(folder, 'a.png'));
+    copyFileSync(GOOD, join(folder, 'b\n== forged.png'));
+    writeFileSync(join(folder, 'c\nxpkg: error E_FORGED: d.png'), 'not an image');
+    const r = await run(['-i', folder]);
+    expect(r.status).toBe(EXIT.runner);
+    expect(r.stdout.split('\n').filter((l) => l.startsWith('== '))).toHaveLength(2);
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('xpkg: error '))).toHaveLength(1);
   }, 30_000);
 });
 
