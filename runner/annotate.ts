@@ -13,7 +13,8 @@
 import { realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writeAtomic } from '../pack/atomic.js';
-import { UsageError } from '../spec/errors.js';
+import { readFileBytes } from '../platform/index.js';
+import { RunnerError, UsageError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 
 const PALETTE = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6', '#9a6324'];
@@ -140,11 +141,17 @@ export async function annotate(
   outputs: Record<string, unknown>,
 ): Promise<Buffer> {
   const { default: sharp } = await import('sharp');
-  const { data, info } = await sharp(image, { failOn: 'error' })
-    .autoOrient()
-    .toColourspace('srgb')
-    .raw()
-    .toBuffer({ resolveWithObject: true });
+  // a path is read here, never opened by libvips (a pipe would block it), and an SVG is refused as
+  // the runner refuses it (decode-sharp.ts): its filters can take a core for minutes
+  const bytes = typeof image === 'string' ? await readFileBytes(image) : image;
+  const input = sharp(bytes, { failOn: 'error' });
+  const { format } = await input.metadata();
+  if (format === 'svg')
+    throw new RunnerError('E_RUN_INPUT_FORMAT', 'an SVG drawing is not annotated; give the raster image that ran', {
+      reason: 'vector',
+      format,
+    });
+  const { data, info } = await input.autoOrient().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   const layers: { input: Buffer; raw?: { width: number; height: number; channels: 4 } }[] = [];
   const mask = maskLayer(manifest, outputs);
   if (mask) {

@@ -21,10 +21,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { annotate } from '../runner/annotate.js';
 import { inputFromBytes, TEXT_MAX_BYTES } from '../runner/inputs/load.js';
 import { DEFAULT_BUDGET } from '../runner/pipeline/budget.js';
 import { decodeHere } from '../runner/pipeline/decode-sharp.js';
 import { EXIT } from '../spec/errors.js';
+import type { Manifest } from '../spec/schema.js';
 
 const PKG = 'fixtures/dist/detector.xpkg';
 const GOOD = 'fixtures/detector/eval/001.png';
@@ -203,7 +205,7 @@ describe('an SVG is refused as an image input: it is drawn by a program, not dec
     ]);
   }, 30_000);
 
-  it('the library, given an SVG by path that references the files beside it: refused, nothing beside it is drawn', async () => {
+  it('the library (decode, annotate), given an SVG by path that references the files beside it: refused, nothing beside it is drawn', async () => {
     const folder = join(dir, 'svg');
     mkdirSync(folder);
     await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } })
@@ -215,7 +217,13 @@ describe('an SVG is refused as an image input: it is drawn by a program, not dec
       '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="8" height="8">' +
         '<image xlink:href="secret.png" href="secret.png" width="8" height="8"/></svg>',
     );
+    const svgOf = (value: string | Buffer) =>
+      annotate(value, { outputs: [] } as unknown as Manifest, {}).then(
+        () => null,
+        (err) => err,
+      );
     for (const value of [svg, readFileSync(svg)]) {
+      expect((await svgOf(value))?.code).toBe('E_RUN_INPUT_FORMAT');
       const e = await decodeHere(value, 3, [255], DEFAULT_BUDGET).then(
         () => null,
         (err) => err,
