@@ -27,6 +27,7 @@ import { DEFAULT_BUDGET } from '../runner/pipeline/budget.js';
 import { decodeHere } from '../runner/pipeline/decode-sharp.js';
 import { EXIT } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
+import { xpkgAsync } from './helpers/cli.js';
 
 const PKG = 'fixtures/dist/detector.xpkg';
 const GOOD = 'fixtures/detector/eval/001.png';
@@ -231,6 +232,50 @@ describe('an SVG is refused as an image input: it is drawn by a program, not dec
       expect([e?.code, e?.detail?.reason]).toEqual(['E_RUN_INPUT_FORMAT', 'vector']);
     }
   }, 20_000);
+});
+
+describe('an image file given to a tensor input', () => {
+  it('is E_RUN_INPUT_FORMAT (encoded), not read as raw float32 values; the .npy beside it still runs', async () => {
+    const png = readFileSync(GOOD);
+    // with an Exif tag, cut to whole float32 values; and whole, as libvips writes it (no JFIF, no Exif)
+    const exif = await sharp(GOOD).jpeg().withMetadata({ orientation: 1 }).toBuffer();
+    let whole = Buffer.alloc(1);
+    for (let q = 80; q <= 100 && whole.length % 4 !== 0; q++) whole = await sharp(GOOD).jpeg({ quality: q }).toBuffer();
+    expect(whole.length % 4).toBe(0);
+    const files = [
+      ['x.png', png],
+      ['y.jpg', exif],
+      ['z.jpg', whole],
+    ].map(([name, b]) => {
+      const path = join(dir, name as string);
+      const bytes = b as Buffer;
+      writeFileSync(path, bytes.subarray(0, bytes.length - (bytes.length % 4))); // whole float32 values
+      return path;
+    });
+    const npy = join(dir, 'ok.npy');
+    const header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
+    const h = Buffer.from(`${header}${' '.repeat(64 - ((10 + header.length + 1) % 64))}\n`, 'latin1');
+    const len = Buffer.alloc(2);
+    len.writeUInt16LE(h.length);
+    writeFileSync(npy, Buffer.concat([Buffer.from('\x93NUMPY\x01\x00', 'latin1'), len, h, Buffer.alloc(8)]));
+    const r = await xpkgAsync([
+      'run',
+      'fixtures/dist/multi-variant.xpkg',
+      '--trust',
+      'fixtures/keys/test.pub',
+      ...files.flatMap((f) => ['-i', f]),
+      '-i',
+      npy,
+      '--json',
+    ]);
+    expect(r.lines.map((l) => (l.error ? [l.error.code, l.error.detail.reason] : 'ok'))).toEqual([
+      ['E_RUN_INPUT_FORMAT', 'encoded'],
+      ['E_RUN_INPUT_FORMAT', 'encoded'],
+      ['E_RUN_INPUT_FORMAT', 'encoded'],
+      'ok',
+    ]);
+    expect(r.status).toBe(EXIT.runner);
+  }, 30_000);
 });
 
 describe('a text or JSON input longer than one JavaScript string', () => {

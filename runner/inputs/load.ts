@@ -133,8 +133,41 @@ function json(bytes: Buffer, path: string): unknown {
   }
 }
 
+/**
+ * Formats whose files start with a signature no run of raw values plausibly starts with (8 bytes,
+ * or 4 plus a tag further on): such a file read as raw values would be silently wrong numbers.
+ */
+const ENCODED: [string, (b: Buffer) => boolean][] = [
+  ['PNG', (b) => b.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))],
+  ['GIF', (b) => /^GIF8[79]a$/.test(b.subarray(0, 6).toString('latin1'))],
+  ['WebP', (b) => b.subarray(0, 4).toString('latin1') === 'RIFF' && b.subarray(8, 12).toString('latin1') === 'WEBP'],
+  // JPEG: its start, a marker, and a JFIF / Exif tag, or (an encoder writing neither) its end marker
+  [
+    'JPEG',
+    (b) =>
+      b.length >= 11 &&
+      b[0] === 0xff &&
+      b[1] === 0xd8 &&
+      b[2] === 0xff &&
+      (/^(JFIF|Exif)\0$/.test(b.subarray(6, 11).toString('latin1')) ||
+        ((b[3] >= 0xe0 || [0xdb, 0xc0, 0xc1, 0xc2, 0xc4, 0xfe].includes(b[3])) &&
+          b.readUInt16BE(b.length - 2) === 0xffd9)),
+  ],
+  ['ZIP (.npz)', (b) => b.subarray(0, 4).equals(Buffer.from([0x50, 0x4b, 0x03, 0x04]))],
+];
+
 /** Raw little-endian bytes in the declared dtype; the declared shape with one unknown dimension inferred. */
 function rawTensor(spec: IoSpec, bytes: Buffer, path: string): Tensor {
+  const encoded = ENCODED.find(([, is]) => is(bytes))?.[0];
+  if (encoded)
+    throw formatError(
+      'encoded',
+      `${path} is a ${encoded} file, not raw values (a tensor input is .npy or raw values)`,
+      path,
+      {
+        format: encoded,
+      },
+    );
   const dtype = spec.dtype as DType | 'string' | undefined;
   if (!dtype || dtype === 'string') {
     throw new RunnerError(
