@@ -131,7 +131,7 @@ function readError(code: string, message: string): Error {
  * is still at work is waited for (polled), as a blocking read would.
  */
 export async function readFileBytes(path: string): Promise<Buffer> {
-  const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
   try {
     const st = await fh.stat();
     if (st.isCharacterDevice() || st.isBlockDevice())
