@@ -7,7 +7,7 @@
  */
 import { constants as bufferConstants } from 'node:buffer';
 import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { constants as fsConstants, readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { inflateRawSync, crc32 as zlibCrc32 } from 'node:zlib';
@@ -113,6 +113,9 @@ export function readTextFileSync(path: string): string {
 /** The most bytes readFileBytes reads: what Node reads into one buffer (2 GiB). */
 const READ_MAX = 2 ** 31 - 1;
 
+/** How long a named pipe with no writer is given for one to appear (see readFileBytes). */
+const PIPE_WRITER_GRACE_MS = 300;
+
 function readError(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
 }
@@ -121,9 +124,14 @@ function readError(code: string, message: string): Error {
  * A whole file's bytes (inputs named by path; the browser has no paths). A pipe is read to its end,
  * at most 2 GiB like a file (else ERR_FS_FILE_TOO_LARGE); a device, which may never end
  * (/dev/zero), is refused with ERR_INPUT_DEVICE.
+ *
+ * The file is opened non-blocking: opening a named pipe that no process writes would otherwise
+ * wait for a writer forever (and a device's open may block too). Such a pipe reads as empty at
+ * once, and a pipe that gives no bytes is refused with ERR_INPUT_EMPTY_PIPE. A pipe whose writer
+ * is still at work is waited for (polled), as a blocking read would.
  */
 export async function readFileBytes(path: string): Promise<Buffer> {
-  const fh = await open(path, 'r');
+  const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
   try {
     const st = await fh.stat();
     if (st.isCharacterDevice() || st.isBlockDevice())
@@ -131,9 +139,32 @@ export async function readFileBytes(path: string): Promise<Buffer> {
     if (st.isFile()) return await fh.readFile();
     const chunks: Buffer[] = [];
     let total = 0;
+    let wait = 1;
+    // A writer blocked in its own open (`cat x > pipe &`) is woken by ours, but may not have its end
+    // open yet at our first read, which then sees no writer: that is waited out for a moment.
+    let writerSeen = false;
+    const lonely = Date.now() + PIPE_WRITER_GRACE_MS;
     for (;;) {
-      const { bytesRead, buffer } = await fh.read(Buffer.alloc(1 << 20), 0, 1 << 20, null);
-      if (bytesRead === 0) return Buffer.concat(chunks, total);
+      const read = await fh.read(Buffer.alloc(1 << 20), 0, 1 << 20, null).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'EAGAIN' || e.code === 'EWOULDBLOCK') return null;
+        throw e;
+      });
+      const noWriterYet = read?.bytesRead === 0 && !writerSeen && st.isFIFO() && Date.now() < lonely;
+      if (!read || noWriterYet) {
+        // nothing written yet: wait a little longer each time, up to 50 ms
+        writerSeen ||= !read;
+        await new Promise((r) => setTimeout(r, wait));
+        wait = Math.min(50, wait * 2);
+        continue;
+      }
+      wait = 1;
+      writerSeen = true;
+      const { bytesRead, buffer } = read;
+      if (bytesRead === 0) {
+        if (total === 0 && st.isFIFO())
+          throw readError('ERR_INPUT_EMPTY_PIPE', `${path} is a pipe that gave no bytes (no process writes to it)`);
+        return Buffer.concat(chunks, total);
+      }
       total += bytesRead;
       if (total > READ_MAX) throw readError('ERR_FS_FILE_TOO_LARGE', `${path} is more than 2 GiB`);
       chunks.push(buffer.subarray(0, bytesRead));

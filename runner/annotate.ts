@@ -10,10 +10,11 @@
  * Everything is drawn inside the shapes (each shape clips its own drawing), so pixels outside
  * every box, quad and masked pixel are the input's. Other output types draw nothing.
  */
-import { realpath } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writeAtomic } from '../pack/atomic.js';
-import { UsageError } from '../spec/errors.js';
+import { readFileBytes } from '../platform/index.js';
+import { RunnerError, UsageError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 
 const PALETTE = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6', '#9a6324'];
@@ -140,11 +141,17 @@ export async function annotate(
   outputs: Record<string, unknown>,
 ): Promise<Buffer> {
   const { default: sharp } = await import('sharp');
-  const { data, info } = await sharp(image, { failOn: 'error' })
-    .autoOrient()
-    .toColourspace('srgb')
-    .raw()
-    .toBuffer({ resolveWithObject: true });
+  // a path is read here, never opened by libvips (a pipe would block it), and an SVG is refused as
+  // the runner refuses it (decode-sharp.ts): its filters can take a core for minutes
+  const bytes = typeof image === 'string' ? await readFileBytes(image) : image;
+  const input = sharp(bytes, { failOn: 'error' });
+  const { format } = await input.metadata();
+  if (format === 'svg')
+    throw new RunnerError('E_RUN_INPUT_FORMAT', 'an SVG drawing is not annotated; give the raster image that ran', {
+      reason: 'vector',
+      format,
+    });
+  const { data, info } = await input.autoOrient().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   const layers: { input: Buffer; raw?: { width: number; height: number; channels: 4 } }[] = [];
   const mask = maskLayer(manifest, outputs);
   if (mask) {
@@ -179,7 +186,8 @@ async function canonical(p: string): Promise<string> {
 /**
  * Writes `png` to `dest` atomically (pack/atomic.ts: a temp file beside it, removed on Ctrl-C, then
  * renamed). Refuses (E_USAGE) when `dest` is one of `inputs` (the run's input files, and the files
- * it reads besides: the package, trust keys, the host profile): none is ever overwritten.
+ * it reads besides: the package, trust keys, the host profile): none is ever overwritten; and when
+ * `dest` exists but is not a regular file (a device, a pipe: the rename would replace it).
  */
 export async function writeAnnotation(dest: string, png: Buffer, inputs: readonly string[]): Promise<void> {
   const target = await canonical(dest);
@@ -187,5 +195,14 @@ export async function writeAnnotation(dest: string, png: Buffer, inputs: readonl
     if ((await canonical(i)) === target)
       throw new UsageError('E_USAGE', `--annotate would overwrite the input ${i}`, { input: i, annotate: dest });
   }
+  // The temp file is renamed over the target: a device (/dev/null), a pipe or a socket there would be
+  // replaced by a regular file, not written to.
+  const st = await stat(target).catch(() => null);
+  if (st && !st.isFile())
+    throw new UsageError(
+      'E_USAGE',
+      `--annotate ${dest} is ${st.isDirectory() ? 'a folder' : 'not a regular file'}; a picture is written as a new file`,
+      { annotate: dest, reason: 'not-a-file' },
+    );
   await writeAtomic(target, (fh) => fh.writeFile(png));
 }

@@ -83,12 +83,15 @@ async function annotationPaths(dest: string, sources: string[], many: boolean): 
   if (!folder) return [dest];
   if (st && !st.isDirectory()) throw usage(`--annotate ${dest} must be a folder when there are several inputs`);
   await mkdir(dest, { recursive: true });
-  const used = new Map<string, number>();
+  // a.png and a.jpg → a.annotated.png, a-2.annotated.png; a third input a-2.png then gets a-2-2…:
+  // never one picture for two inputs
+  const taken = new Set<string>();
   return sources.map((s) => {
     const stem = basename(s, extname(s));
-    const n = (used.get(stem) ?? 0) + 1;
-    used.set(stem, n);
-    return join(dest, `${stem}${n > 1 ? `-${n}` : ''}.annotated.png`);
+    let name = `${stem}.annotated.png`;
+    for (let n = 2; taken.has(name); n++) name = `${stem}-${n}.annotated.png`;
+    taken.add(name);
+    return join(dest, name);
   });
 }
 
@@ -101,6 +104,14 @@ function imageInput(manifest: Manifest): string {
     );
   return i.name;
 }
+
+/**
+ * A file name as one line of human output: a newline or other control character in it (a name
+ * may hold any byte but / and NUL) is written as its JSON escape, so a name cannot forge lines.
+ */
+const escapeControls = (s: string) =>
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: exactly those are escaped
+  s.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
 
 export interface RunInputsOptions {
   annotate?: string;
@@ -189,12 +200,14 @@ export async function runInputs(
       // an input file's error names it already
       else
         io.log(
-          `xpkg: error ${error.code}: ${error.message.startsWith(r.source) ? '' : `${r.source}: `}${error.message}`,
+          escapeControls(
+            `xpkg: error ${error.code}: ${error.message.startsWith(r.source) ? '' : `${r.source}: `}${error.message}`,
+          ),
         );
     } else {
       ok++;
       if (io.json) process.stdout.write(`${JSON.stringify({ input: r.source, result })}\n`);
-      else process.stdout.write(`== ${r.source}\n${o.render(r.result.outputs)}\n`);
+      else process.stdout.write(`== ${escapeControls(r.source)}\n${o.render(r.result.outputs)}\n`);
     }
     progress(r.index + 1, items.length);
   }

@@ -19,7 +19,8 @@ const isPattern = (s: string) => /[*?]/.test(s);
  * The regular files (links followed) of `dir` whose names `keep` accepts. A file whose name is not
  * valid UTF-8 cannot be opened by the name Node decodes for it: it is listed all the same (its
  * directory entry says it is a file), so that it fails as its own input (E_NOT_FOUND) instead of
- * vanishing from the run.
+ * vanishing from the run. So is a symbolic link that leads nowhere (dangling, a loop): it fails as
+ * its own input (E_NOT_FOUND, E_IO).
  */
 async function regularFiles(dir: string, keep: (name: string) => boolean): Promise<string[]> {
   const entries = (await readdir(dir, { withFileTypes: true })).filter((d) => keep(d.name));
@@ -28,7 +29,7 @@ async function regularFiles(dir: string, keep: (name: string) => boolean): Promi
   for (const d of entries) {
     const p = join(dir, d.name);
     const st = await stat(p).catch(() => null);
-    if (st ? st.isFile() : d.isFile()) out.push(p);
+    if (st ? st.isFile() : d.isFile() || d.isSymbolicLink()) out.push(p);
   }
   return out;
 }

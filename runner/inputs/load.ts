@@ -26,6 +26,20 @@ function formatError(reason: string, summary: string, path: string, detail: Reco
   return new RunnerError('E_RUN_INPUT_FORMAT', summary, { reason, path, ...detail });
 }
 
+/**
+ * The most UTF-8 bytes a text or JSON input may hold: V8's longest string (2^29 − 24 characters,
+ * buffer.constants.MAX_STRING_LENGTH in Node 20); fewer bytes always decode to fewer characters.
+ */
+export const TEXT_MAX_BYTES = 2 ** 29 - 24;
+
+function tooLarge(spec: IoSpec, path: string, bytes: number): RunnerError {
+  return new RunnerError(
+    'E_RUN_INPUT',
+    `${path} is ${bytes} bytes, more than a ${spec.type} input can hold (${TEXT_MAX_BYTES} bytes)`,
+    { reason: 'too-large', path, input: spec.name, bytes, limit: TEXT_MAX_BYTES },
+  );
+}
+
 /** Reads one file as the value of the declared input `spec`. */
 export async function loadInputFile(spec: IoSpec, path: string): Promise<unknown> {
   const bytes = await readFileBytes(path).catch((e: NodeJS.ErrnoException) => {
@@ -37,6 +51,10 @@ export async function loadInputFile(spec: IoSpec, path: string): Promise<unknown
         input: spec.name,
       });
     if (e?.code === 'ERR_INPUT_DEVICE') throw formatError('device', `${path} is a device, not an input file`, path);
+    if (e?.code === 'ERR_INPUT_EMPTY_PIPE') throw formatError('empty', e.message, path);
+    // a socket cannot be opened as a file
+    if (e?.code === 'ENXIO')
+      throw formatError('device', `${path} is a socket or a device with nothing behind it, not an input file`, path);
     throw e;
   });
   return inputFromBytes(spec, bytes, path);
@@ -54,6 +72,8 @@ export async function inputFromBytes(spec: IoSpec, bytes: Buffer, path: string):
       try {
         await probeImage(bytes);
       } catch (e) {
+        if (e instanceof RunnerError && e.code === 'E_RUN_INPUT_FORMAT')
+          throw formatError((e.detail as { reason?: string })?.reason ?? 'image', `${path}: ${e.message}`, path);
         throw formatError('image', `${path} is not an image (${(e as Error).message})`, path);
       }
       return bytes;
@@ -68,11 +88,14 @@ export async function inputFromBytes(spec: IoSpec, bytes: Buffer, path: string):
         );
       return checkTensor(spec, npy ? npyOf(bytes, path) : rawTensor(spec, bytes, path), path);
     case 'text':
+      if (bytes.length > TEXT_MAX_BYTES) throw tooLarge(spec, path, bytes.length);
       return utf8(bytes, path);
     case 'mask':
       if (npy) return maskOf(npyOf(bytes, path), path);
+      if (bytes.length > TEXT_MAX_BYTES) throw tooLarge(spec, path, bytes.length);
       return json(bytes, path);
     default:
+      if (bytes.length > TEXT_MAX_BYTES) throw tooLarge(spec, path, bytes.length);
       return json(bytes, path);
   }
 }
@@ -110,8 +133,41 @@ function json(bytes: Buffer, path: string): unknown {
   }
 }
 
+/**
+ * Formats whose files start with a signature no run of raw values plausibly starts with (8 bytes,
+ * or 4 plus a tag further on): such a file read as raw values would be silently wrong numbers.
+ */
+const ENCODED: [string, (b: Buffer) => boolean][] = [
+  ['PNG', (b) => b.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))],
+  ['GIF', (b) => /^GIF8[79]a$/.test(b.subarray(0, 6).toString('latin1'))],
+  ['WebP', (b) => b.subarray(0, 4).toString('latin1') === 'RIFF' && b.subarray(8, 12).toString('latin1') === 'WEBP'],
+  // JPEG: its start, a marker, and a JFIF / Exif tag, or (an encoder writing neither) its end marker
+  [
+    'JPEG',
+    (b) =>
+      b.length >= 11 &&
+      b[0] === 0xff &&
+      b[1] === 0xd8 &&
+      b[2] === 0xff &&
+      (/^(JFIF|Exif)\0$/.test(b.subarray(6, 11).toString('latin1')) ||
+        ((b[3] >= 0xe0 || [0xdb, 0xc0, 0xc1, 0xc2, 0xc4, 0xfe].includes(b[3])) &&
+          b.readUInt16BE(b.length - 2) === 0xffd9)),
+  ],
+  ['ZIP (.npz)', (b) => b.subarray(0, 4).equals(Buffer.from([0x50, 0x4b, 0x03, 0x04]))],
+];
+
 /** Raw little-endian bytes in the declared dtype; the declared shape with one unknown dimension inferred. */
 function rawTensor(spec: IoSpec, bytes: Buffer, path: string): Tensor {
+  const encoded = ENCODED.find(([, is]) => is(bytes))?.[0];
+  if (encoded)
+    throw formatError(
+      'encoded',
+      `${path} is a ${encoded} file, not raw values (a tensor input is .npy or raw values)`,
+      path,
+      {
+        format: encoded,
+      },
+    );
   const dtype = spec.dtype as DType | 'string' | undefined;
   if (!dtype || dtype === 'string') {
     throw new RunnerError(

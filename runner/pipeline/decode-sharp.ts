@@ -4,6 +4,7 @@
  * (image-decoder.ts), with the same code either way, so the pixels are the same.
  */
 import type { Sharp } from 'sharp';
+import { readFileBytes } from '../../platform/index.js';
 import { RunnerError } from '../../spec/errors.js';
 import type { RunnerBudget } from '../types.js';
 import { KERNEL_MAX_SIDE } from './budget.js';
@@ -38,6 +39,19 @@ export function checkInputSize(width: number, height: number, budget: Required<R
   }
 }
 
+/** An image file's bytes; a file that cannot be read is the caller's input error (E_RUN_INPUT). */
+async function readImageFile(path: string): Promise<Buffer> {
+  try {
+    return await readFileBytes(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new RunnerError('E_RUN_INPUT', `cannot read image ${path}: ${(e as Error).message}`, {
+      path,
+      ...(code ? { errno: code } : {}),
+    });
+  }
+}
+
 export async function decodeHere(
   value: unknown,
   channels: 1 | 3,
@@ -50,12 +64,21 @@ export async function decodeHere(
     value = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   if (typeof value === 'string' || Buffer.isBuffer(value)) {
     if (typeof value === 'string' && value.length === 0) throw new RunnerError('E_RUN_INPUT', 'image path is empty');
-    if (Buffer.isBuffer(value) && value.length === 0) throw new RunnerError('E_RUN_INPUT', 'image buffer is empty');
+    const path = typeof value === 'string' ? value : undefined;
+    // A path is read here and decoded from its bytes, never handed to sharp: an SVG given by path
+    // would have librsvg load the files it references beside it (<image href="secret.png">), and
+    // a named pipe or a device would block libvips' open (readFileBytes refuses or reads those).
+    const bytes = path !== undefined ? await readImageFile(path) : (value as Buffer);
+    if (bytes.length === 0)
+      throw new RunnerError(
+        'E_RUN_INPUT',
+        `image ${path !== undefined ? 'file' : 'buffer'} is empty`,
+        path !== undefined ? { path } : undefined,
+      );
     // Header first: the size is checked against the budget before a pixel is decoded (so sharp's
     // own pixel limit, which would refuse without saying the size, is off).
-    const path = typeof value === 'string' ? value : undefined;
-    img = sharp(value, { failOn: 'error', limitInputPixels: false });
-    let meta: { width?: number; height?: number };
+    img = sharp(bytes, { failOn: 'error', limitInputPixels: false });
+    let meta: { width?: number; height?: number; format?: string };
     try {
       meta = await img.metadata();
     } catch (e) {
@@ -66,6 +89,7 @@ export async function decodeHere(
         { cause: e },
       );
     }
+    refuseVector(meta.format, path);
     if (!meta.width || !meta.height)
       throw new RunnerError(
         'E_RUN_INPUT',
@@ -136,11 +160,28 @@ export async function decodeHere(
 }
 
 /**
- * Throws unless sharp can read `bytes`' header (only the header is read). sharp's own pixel limit is
- * off, as in decodeHere: an image above it is a real image, which the budget refuses by its size.
+ * An SVG is a program for librsvg, not pixels: 200 bytes of filters (feMorphology of radius 3000 on
+ * a 9000×9000 page, within the pixel budget) kept a core busy for minutes, and no budget bounds
+ * the time of a decode. Image inputs are raster images; an SVG is refused by its format.
+ */
+function refuseVector(format: string | undefined, path?: string): void {
+  if (format === 'svg')
+    throw new RunnerError(
+      'E_RUN_INPUT_FORMAT',
+      `${path !== undefined ? `${path} is ` : 'image is '}an SVG drawing; an image input is a raster image (PNG, JPEG, WebP…)`,
+      { reason: 'vector', format, ...(path !== undefined ? { path } : {}) },
+    );
+}
+
+/**
+ * Throws unless sharp can read `bytes`' header (only the header is read) as a raster image (an SVG:
+ * E_RUN_INPUT_FORMAT, reason `vector`). sharp's own pixel limit is off, as in decodeHere: an image
+ * above it is a real image, which the budget refuses by its size.
  */
 export async function probeHere(bytes: Uint8Array): Promise<void> {
-  await sharp(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
-    limitInputPixels: false,
-  }).metadata();
+  const meta = await sharp(
+    Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+    { limitInputPixels: false },
+  ).metadata();
+  refuseVector(meta.format);
 }
