@@ -127,7 +127,19 @@ async function runOnce(
     chunks.push(await runChunk(session, part, pad, moved));
   }
   const out: Record<string, Tensor> = {};
-  for (const k of Object.keys(chunks[0])) out[k] = concatBatch(chunks.map((c) => c[k]));
+  for (const k of Object.keys(chunks[0])) {
+    // Concatenated along dim 0: each chunk's output must hold its chunk's items, of one shape and type.
+    const parts = chunks.map((c) => c[k]);
+    const tail = parts[0]?.dims.slice(1).join(',');
+    parts.forEach((t, i) => {
+      const items = Math.min(n, (i + 1) * maxBatch) - i * maxBatch;
+      if (!t || t.dims[0] !== items || t.dims.slice(1).join(',') !== tail || t.type !== parts[0].type)
+        throw new Error(
+          `output ${k} is ${t ? `${t.type} [${t.dims.join(', ')}]` : 'missing'} for a chunk of ${items} items: it can't be joined along the batch`,
+        );
+    });
+    out[k] = concatBatch(parts);
+  }
   return out;
 }
 
