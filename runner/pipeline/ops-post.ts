@@ -15,6 +15,12 @@ import type { ImageTransform, RegionsValue, TensorValue, TextLine } from './valu
 
 const Opt = Type.Optional;
 
+/** Whether `a` holds a NaN (a model's output gone wrong: it has no order, no box, no meaning). */
+export function hasNaN(a: ArrayLike<number>): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== a[i]) return true;
+  return false;
+}
+
 export function floats(t: TensorValue, x: OpRun): Float32Array {
   if (t.data instanceof Float32Array) return t.data;
   if (t.type === 'float16') x.fail('float16 outputs need converting first; not supported by this op');
@@ -258,12 +264,19 @@ defineOp({
       const { rows, cols } = matrix(t);
       if (!rows) continue;
       const kk = Math.min(p.k ?? 1, cols);
-      const r = await softmaxTopK(floats(t, x), { dims: [rows, cols], k: kk, softmax: p.softmax ?? false });
+      const f = floats(t, x);
+      // a NaN score has no rank: the classes picked around it would be an accident of the scan
+      if (hasNaN(f)) x.fail('the scores hold NaN', { nan: true });
+      const r = await softmaxTopK(f, { dims: [rows, cols], k: kk, softmax: p.softmax ?? false });
       if (count && kk !== k) x.fail('tensors in the list have different class counts');
+      if (hasNaN(r.values)) x.fail('the scores hold NaN', { nan: true });
       k = kk;
       count += rows;
-      indices.push(...r.indices);
-      scores.push(...r.values);
+      // one at a time: a spread of a large batch's rows overflows the call stack
+      for (let i = 0; i < r.values.length; i++) {
+        indices.push(r.indices[i]);
+        scores.push(r.values[i]);
+      }
     }
     const labels = await labelsOf(p, x);
     x.set(p.output, {
@@ -342,6 +355,13 @@ defineOp({
     );
     const texts: string[] = [];
     const scores: number[] = [];
+    // one at a time: a spread of a large batch's rows overflows the call stack
+    const append = (r: { texts: string[]; scores: ArrayLike<number> }) => {
+      for (let k = 0; k < r.texts.length; k++) {
+        texts.push(r.texts[k]);
+        scores.push(r.scores[k]);
+      }
+    };
     // `scores`: the model did the per-step argmax itself (a GPU variant), `input` holds class ids.
     const best = p.scores ? x.get(p.scores, 'tensor', 'tensors') : undefined;
     const bestOf = (i: number): TensorValue | undefined =>
@@ -360,6 +380,9 @@ defineOp({
     if (wt?.kind === 'tensors' && wt.items.length !== items.length)
       x.fail(`${items.length} inputs and ${wt.items.length} padded tensors`);
     const blank = p.blank ?? 0;
+    // class ids run 0…vocabulary (the tokens and one blank): a blank past them would leave none
+    if (blank > vocab.length)
+      x.fail(`blank ${blank} is not a class of a ${vocab.length}-token vocabulary`, { blank, tokens: vocab.length });
     for (const [i, t] of items.entries()) {
       if (t.dims[0] === 0) continue;
       // A padded tensor (crop-batch): steps past each item's valid width only saw padding.
@@ -380,9 +403,7 @@ defineOp({
           ids[k] = v[k] >> 8;
           sc[k] = (v[k] & 255) / 255;
         }
-        const r = ctcDecodeBest(ids, sc, t.dims, common);
-        texts.push(...r.texts);
-        scores.push(...r.scores);
+        append(ctcDecodeBest(ids, sc, t.dims, common));
         continue;
       }
       const s = bestOf(i);
@@ -391,13 +412,12 @@ defineOp({
           x.fail(`with scores, input must hold [N, T] class ids, got ${t.type} [${t.dims.join(', ')}]`);
         if (s.dims.length !== 2 || s.dims[0] !== t.dims[0] || s.dims[1] !== t.dims[1])
           x.fail(`scores [${s.dims.join(', ')}] do not match class ids [${t.dims.join(', ')}]`);
-        const r = ctcDecodeBest(t.data as ArrayLike<number | bigint>, floats(s, x), t.dims, common);
-        texts.push(...r.texts);
-        scores.push(...r.scores);
+        append(ctcDecodeBest(t.data as ArrayLike<number | bigint>, floats(s, x), t.dims, common));
         continue;
       }
       if (t.dims.length !== 3) x.fail(`expected [N, T, C] scores, got [${t.dims.join(', ')}]`);
       const classes = t.dims[2];
+      if (blank >= classes) x.fail(`blank ${blank} is not one of the model's ${classes} classes`, { blank, classes });
       if (classes !== vocab.length + 1)
         x.fail(`model has ${classes} classes but the vocabulary gives ${vocab.length} tokens + blank`, {
           classes,
@@ -408,9 +428,9 @@ defineOp({
         p.probabilities && !p.softmax
           ? ctcProbabilities(floats(t, x), t.dims, { ...common, probabilities: true })
           : await ctcGreedyDecode(floats(t, x), { ...common, dims: [...t.dims], softmax: p.softmax ?? false });
-      texts.push(...r.texts);
-      scores.push(...r.scores);
+      append(r);
     }
+    if (hasNaN(scores)) x.fail('the scores hold NaN', { nan: true });
     x.set(p.output, { kind: 'texts', texts, scores: Float32Array.from(scores) });
   },
 });
@@ -458,6 +478,8 @@ defineOp({
       for (let i = 0; i < n; i++) {
         let [a, b, c, e] = [at(i, 0), at(i, 1), at(i, 2), at(i, 3)];
         if (p.format === 'cxcywh') [a, b, c, e] = [a - c / 2, b - e / 2, a + c / 2, b + e / 2];
+        // a box with a NaN or infinite corner has no overlap to suppress by, nor a place to report
+        if (!Number.isFinite(a + b + c + e)) x.fail(`box ${i} has a non-finite coordinate`, { box: i });
         boxes.set([a, b, c, e], 4 * i);
         if (layout === 'box-class-scores') {
           let best = 4;
@@ -470,6 +492,9 @@ defineOp({
         }
       }
     }
+    if (v.kind === 'boxes' && !Number.isFinite(boxes.subarray(0, 4 * count).reduce((s, c) => s + c, 0)))
+      x.fail('a box has a non-finite coordinate');
+    if (hasNaN(scores.subarray(0, count))) x.fail('the scores hold NaN', { nan: true });
     const keep = count
       ? (
           await nms(boxes, scores, {
