@@ -5,6 +5,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { encodeModel } from '../fixtures/onnx-tiny.js';
+import { shapeSummary } from '../runner/pipeline/shapes.js';
 import type { Runner, RunnerOptions } from '../runner/runner.js';
 import { codeOf } from './helpers/errors.js';
 import { cleanup, manifest, oneOp, openTrusted, signedPackage } from './helpers/hostile-pkg.js';
@@ -235,5 +236,17 @@ describe('a model that returns NaN or a large batch', () => {
     expect((await r.run({ x: scores })).outputs.t).toBe('ab');
     // 4 classes for a 2-token vocabulary whose blank is 3: refused, whichever check meets it
     expect(await codeOf(r.run({ x: T([1, 1, 4], [0, 0, 0, 1]) }))).toBe('E_RUN_PIPELINE');
+  });
+});
+
+describe('input shapes from the manifest (pre-warm, explain)', () => {
+  it('an infer maxBatch of a million opens with pre-warm on (too many shapes, not a stack overflow)', async () => {
+    const steps = [infer({ maxBatch: 1_000_000 })];
+    const m = manifest({ inputs: [{ ...x(), shape: ['N'] }], outputs: [{ name: 'y', type: 'tensor' }], steps });
+    expect(shapeSummary(m as never).net.shapes).toBe(1_000_000);
+    await using r = await openTrusted(await signedPackage(m, { 'models/net.onnx': ident(['N']) }), {
+      prewarm: 'always',
+    });
+    expect(await codeOf(r.run({ x: T([3], [1, 2, 3]) }))).toBe('OK');
   });
 });
