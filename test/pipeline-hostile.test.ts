@@ -250,3 +250,18 @@ describe('input shapes from the manifest (pre-warm, explain)', () => {
     expect(await codeOf(r.run({ x: T([3], [1, 2, 3]) }))).toBe('OK');
   });
 });
+
+describe('infer padBatch', () => {
+  it('padding a small batch to maxBatch items is held to the budget before it is allocated', async () => {
+    await using r = await open(
+      { steps: [infer({ maxBatch: 1000, padBatch: true })], outputs: [{ name: 'y', type: 'tensor' }] },
+      { 'models/net.onnx': ident(['N', 'C']) },
+      { budget: { maxTensorBytes: 1_000_000 } },
+    );
+    // one item of 4000 bytes, padded to 1000: 4 MB
+    const run = (c: number) => r.run({ x: T([1, c], new Float32Array(c)) });
+    expect(await codeOf(run(1000))).toBe('E_RUN_BUDGET');
+    expect(await detailOf(run(1000))).toMatchObject({ step: 0, limit: 'maxTensorBytes' });
+    expect(((await run(10)).outputs.y as { dims: number[] }).dims).toEqual([1, 10]);
+  });
+});
