@@ -265,3 +265,26 @@ describe('infer padBatch', () => {
     expect(((await run(10)).outputs.y as { dims: number[] }).dims).toEqual([1, 10]);
   });
 });
+
+describe('script results', () => {
+  it('a result field is the result’s own: `toString` of a result without it is E_RUN_PIPELINE, not a function', async () => {
+    const m = manifest({
+      inputs: [x()],
+      outputs: [{ name: 'z', type: 'json' }],
+      steps: [
+        infer(),
+        {
+          op: 'script',
+          script: 'scripts/s.js',
+          hook: 'post',
+          params: { inputs: { y: 'y' }, outputs: { toString: 'z' } },
+        },
+      ],
+    });
+    (m.pipeline as Record<string, unknown>).scripts = [{ path: 'scripts/s.js', hooks: ['post'] }];
+    const files = { 'models/net.onnx': ident(['N']), 'scripts/s.js': 'export function post() { return {}; }' };
+    await using r = await openTrusted(await signedPackage(m, files));
+    expect(await codeOf(r.run({ x: T([1], [1]) }))).toBe('E_RUN_PIPELINE');
+    expect((await detailOf(r.run({ x: T([1], [1]) })))?.step).toBe(1);
+  });
+});
