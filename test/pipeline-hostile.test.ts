@@ -288,3 +288,17 @@ describe('script results', () => {
     expect((await detailOf(r.run({ x: T([1], [1]) })))?.step).toBe(1);
   });
 });
+
+describe('optional inputs', () => {
+  it('an optional input named like an Object.prototype key, left out, is left out (not Object itself)', async () => {
+    for (const name of ['constructor', '__proto__']) {
+      const m = manifest({
+        inputs: [x(), { ...x(name), optional: true }],
+        outputs: [{ name: 'y', type: 'tensor' }],
+        steps: [infer()],
+      });
+      await using r = await openTrusted(await signedPackage(m, { 'models/net.onnx': ident(['N']) }));
+      expect(await codeOf(r.run({ x: T([1], [1]) }))).toBe('OK');
+    }
+  });
+});

@@ -105,7 +105,8 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
   validatePipeline(m, budget);
   const env = new Map<string, Value>();
   for (const spec of m.inputs) {
-    const v = inputs[spec.name];
+    // the caller's own keys only: an optional input named `constructor` left out is left out
+    const v = Object.hasOwn(inputs, spec.name) ? inputs[spec.name] : undefined;
     if (v === undefined) {
       if (spec.optional) continue;
       throw new RunnerError('E_RUN_INPUT', `missing input ${JSON.stringify(spec.name)}`, {
