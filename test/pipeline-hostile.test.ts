@@ -302,3 +302,24 @@ describe('optional inputs', () => {
     }
   });
 });
+
+describe('a model called constructor', () => {
+  it('has its input shapes found (pre-warm on, explain), not Object.prototype’s', async () => {
+    const m = manifest({
+      inputs: [{ ...x(), shape: [2] }],
+      outputs: [{ name: 'y', type: 'tensor' }],
+      steps: [{ ...infer(), model: 'constructor' }],
+      models: [
+        {
+          id: 'constructor',
+          variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/net.onnx'] }],
+        },
+      ],
+    });
+    expect(shapeSummary(m as never)).toEqual({ constructor: { shapes: 1 } });
+    await using r = await openTrusted(await signedPackage(m, { 'models/net.onnx': ident(['N']) }), {
+      prewarm: 'always',
+    });
+    expect(await codeOf(r.run({ x: T([2], [1, 2]) }))).toBe('OK');
+  });
+});

@@ -188,7 +188,10 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
         if (over) throw stepError('E_RUN_BUDGET', index, step, over.message, over.detail);
       },
       copied(model, hostToDevice, deviceToHost) {
-        const m = (copies.models[model] ??= { hostToDevice: 0, deviceToHost: 0 });
+        // own keys: a model may be called `constructor`
+        const m = Object.hasOwn(copies.models, model)
+          ? copies.models[model]
+          : (copies.models[model] = { hostToDevice: 0, deviceToHost: 0 });
         m.hostToDevice += hostToDevice;
         m.deviceToHost += deviceToHost;
         copies.hostToDevice += hostToDevice;

@@ -253,7 +253,8 @@ export function pipelineShapes(manifest: Pick<Manifest, 'inputs' | 'pipeline'>):
           v.kind === 'tensor'
             ? { step: index, input, dims: chunked(v.dims, p, v.list) }
             : { step: index, input, dims: null, why: v.kind === 'unknown' ? v.why : `${env} is an image` };
-        (out[step.model] ??= []).push(feed);
+        // own keys: a model may be called `constructor`
+        (Object.hasOwn(out, step.model) ? out[step.model] : (out[step.model] = [])).push(feed);
       }
       for (const name of typeof p.outputs === 'string' ? [p.outputs] : Object.values(p.outputs as object))
         env.set(name as string, { kind: 'unknown', why: `an output of model ${step.model}` });
