@@ -323,3 +323,25 @@ describe('a model called constructor', () => {
     expect(await codeOf(r.run({ x: T([2], [1, 2]) }))).toBe('OK');
   });
 });
+
+describe('labels and vocabulary assets', () => {
+  it('one of more than a million tokens is E_RUN_PIPELINE (a line is a string slot: heap, not package bytes)', async () => {
+    const classify = (labels: string) =>
+      open(
+        {
+          steps: [infer(), { op: 'top-k', params: { input: 'y', output: 'c', labelsAsset: 'l' } }],
+          outputs: [{ name: 'c', type: 'classification' }],
+          assets: [{ id: 'l', path: 'assets/l.txt', kind: 'labels' }],
+        },
+        { 'models/net.onnx': ident(['N', 'C']), 'assets/l.txt': labels },
+      );
+    const scores = { x: T([1, 2], [0, 1]) };
+    {
+      await using r = await classify('a\n'.repeat(1_000_001));
+      expect(await codeOf(r.run(scores))).toBe('E_RUN_PIPELINE');
+      expect((await detailOf(r.run(scores)))?.step).toBe(1);
+    }
+    await using r = await classify('a\n'.repeat(1_000_000));
+    expect(await codeOf(r.run(scores))).toBe('OK');
+  });
+});

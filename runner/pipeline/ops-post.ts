@@ -34,6 +34,24 @@ function matrix(t: TensorValue): { rows: number; cols: number } {
   return { rows: cols === 0 ? 0 : rows, cols };
 }
 
+/**
+ * The most tokens a labels or vocabulary asset may hold (the largest OCR vocabularies have ~20 000;
+ * `labels` in params at most 100 000). Each line costs a string slot: an asset of 500 M newlines,
+ * a package's to ship, was 4 GB of heap and a fatal out-of-memory before this cap.
+ */
+export const MAX_TOKENS = 1_000_000;
+
+/** The asset's tokens (parseVocabulary), its lines counted first: E_RUN_PIPELINE above MAX_TOKENS. */
+function tokensOf(text: string, id: string, x: OpRun, options?: { appendSpace?: boolean }): string[] {
+  let lines = 1;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1))
+    // +1: a trailing newline ends the last token rather than starting one
+    if (++lines > MAX_TOKENS + 1) x.fail(`asset ${id} holds more than ${MAX_TOKENS} tokens`, { asset: id });
+  const tokens = parseVocabulary(text, options);
+  if (tokens.length > MAX_TOKENS) x.fail(`asset ${id} holds more than ${MAX_TOKENS} tokens`, { asset: id });
+  return tokens;
+}
+
 export async function labelsOf(
   p: { labels?: string[]; labelsAsset?: string },
   x: OpRun,
@@ -41,7 +59,7 @@ export async function labelsOf(
   if (p.labels) return p.labels;
   if (p.labelsAsset) {
     const id = p.labelsAsset;
-    return x.memo(`labels:${id}`, async () => parseVocabulary(await x.text(id)));
+    return x.memo(`labels:${id}`, async () => tokensOf(await x.text(id), id, x));
   }
   return undefined;
 }
@@ -351,7 +369,7 @@ defineOp({
   async run(p, x) {
     const v = x.get(p.input, 'tensor', 'tensors');
     const vocab = await x.memo(`vocab:${p.vocabulary}:${p.appendSpace ? 1 : 0}`, async () =>
-      parseVocabulary(await x.text(p.vocabulary), { appendSpace: p.appendSpace }),
+      tokensOf(await x.text(p.vocabulary), p.vocabulary, x, { appendSpace: p.appendSpace }),
     );
     const texts: string[] = [];
     const scores: number[] = [];
