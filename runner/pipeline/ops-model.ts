@@ -188,10 +188,11 @@ defineOp({
           outs.map(([m]) => [m, { type: 'float32', dims: [0], data: new Float32Array(0) } as Tensor]),
         );
       // padBatch pads every call to maxBatch items: a tensor of that many items, whatever came in
+      // (the chunks of a larger batch are that size too, each allocated only when it is padded)
       if (p.padBatch && p.maxBatch)
         for (const [m, t] of Object.entries(feeds)) {
           const per = t.data.byteLength / Math.max(1, t.dims[0]);
-          x.fits({ bytes: per * Math.max(p.maxBatch, t.dims[0]) }, `input ${m} padded to ${p.maxBatch} items`);
+          x.fits({ bytes: per * p.maxBatch }, `input ${m} padded to ${p.maxBatch} items`);
         }
       let out: Record<string, Tensor>;
       const moved: Moved = { in: 0, out: 0 };
