@@ -164,6 +164,30 @@ function sameShapes(lists: readonly TensorsValue[], count: number): number[][] {
   return [...groups.values()];
 }
 
+/**
+ * Feeds the model's declared inputs can't take (another dtype, rank or fixed dim) fail the step
+ * before the model runs: a run failure makes the model fall back to its next variant, and one
+ * that takes them (a variant of another dtype) would then serve every later run instead.
+ * Dim 0 is the batch `maxBatch` cuts into chunks: with it, that dim is the chunks'.
+ */
+function checkFeeds(session: ModelSession, feeds: Record<string, Tensor>, chunked: boolean, x: OpRun): void {
+  for (const [name, t] of Object.entries(feeds)) {
+    const want = session.inputShapes?.find((s) => s.name === name);
+    if (!want) continue;
+    const bad = (why: string): never =>
+      x.fail(`input ${name} of model ${x.step.model} is ${t.type} [${t.dims.join(', ')}]: ${why}`, {
+        input: name,
+        dims: [...t.dims],
+      });
+    if (want.type !== t.type) bad(`the model takes ${want.type}`);
+    if (want.shape.length > 0 && want.shape.length !== t.dims.length) bad(`the model takes rank ${want.shape.length}`);
+    want.shape.forEach((d, i) => {
+      if (typeof d === 'number' && d >= 0 && t.dims[i] !== d && !(i === 0 && chunked))
+        bad(`the model takes ${d} at dim ${i}`);
+    });
+  }
+}
+
 defineOp({
   op: 'infer',
   stage: 'infer',
@@ -194,6 +218,7 @@ defineOp({
           const per = t.data.byteLength / Math.max(1, t.dims[0]);
           x.fits({ bytes: per * p.maxBatch }, `input ${m} padded to ${p.maxBatch} items`);
         }
+      checkFeeds(session, feeds, p.maxBatch !== undefined, x);
       let out: Record<string, Tensor>;
       const moved: Moved = { in: 0, out: 0 };
       try {
