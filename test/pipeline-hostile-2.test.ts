@@ -35,3 +35,29 @@ describe('infer: feeds the model does not take', () => {
     expect(await codeOf(r.run(good))).toBe('OK');
   });
 });
+
+describe('db-postprocess: a sparse map', () => {
+  it('is held to the budget before the dense map its flags stand for is allocated', async () => {
+    const u8 = (name: string) => ({ name, type: 'tensor', dtype: 'uint8' });
+    const m = manifest({
+      inputs: [{ name: 'x', type: 'tensor' }, u8('flags'), u8('blocks'), u8('means')],
+      outputs: [{ name: 'r', type: 'boxes' }],
+      steps: [
+        { op: 'infer', model: 'net', params: { inputs: 'x', outputs: 'y' } },
+        { op: 'db-postprocess', params: { input: 'flags', blocks: 'blocks', blockMeans: 'means', output: 'r' } },
+      ],
+    });
+    const files = { 'models/net.onnx': identity('float32') };
+    await using r = await openTrusted(await signedPackage(m, files), { budget: { maxTensorBytes: 1_000_000 } });
+    // 64×64 flag bytes (4 KB, no block flagged) stand for a 1024×2048 map: 8 MB of float32
+    const run = (side: number) =>
+      r.run({
+        x: { type: 'float32', dims: [1], data: new Float32Array(1) },
+        flags: { type: 'uint8', dims: [side, side], data: new Uint8Array(side * side) },
+        blocks: { type: 'uint8', dims: [0, 8], data: new Uint8Array(0) },
+        means: { type: 'uint8', dims: [0], data: new Uint8Array(0) },
+      });
+    expect(await codeOf(run(64))).toBe('E_RUN_BUDGET');
+    expect(await codeOf(run(4))).toBe('OK');
+  });
+});

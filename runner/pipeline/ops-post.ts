@@ -128,6 +128,11 @@ defineOp({
         v.type === 'uint8' ? (v.data as Uint8Array) : x.fail(`${what} must be uint8, got ${v.type}`);
       const b = x.get(p.blocks, 'tensor');
       const m = x.get(p.blockMeans!, 'tensor');
+      // a flag byte stands for 8 blocks of 8×8 pixels: the float map is 2048× the flags' bytes
+      if (d.length === 2) {
+        const px = d[0] * 32 * d[1] * 16;
+        x.fits({ pixels: px, bytes: px * 4 }, `a ${d[1] * 16}×${d[0] * 32} probability map from sparse flags`);
+      }
       try {
         const s = denseFromSparse(
           {
