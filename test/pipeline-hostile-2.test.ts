@@ -61,3 +61,25 @@ describe('db-postprocess: a sparse map', () => {
     expect(await codeOf(run(4))).toBe('OK');
   });
 });
+
+describe('pre-warm', () => {
+  it('does not allocate zeros of a manifest shape above the tensor budget: the model is skipped (budget)', async () => {
+    const m = manifest({
+      inputs: [{ name: 'x', type: 'tensor', shape: [1000, 1000] }],
+      outputs: [{ name: 'y', type: 'tensor' }],
+      steps: [{ op: 'infer', model: 'net', params: { inputs: 'x', outputs: 'y' } }],
+    });
+    const X = { name: 'X', type: 'float32' as const, shape: ['A', 'B'] };
+    const files = { 'models/net.onnx': oneOp('Identity', X, { ...X, name: 'Y' }) };
+    const open = async (maxTensorBytes: number) =>
+      openTrusted(await signedPackage(m, files), { prewarm: 'always', budget: { maxTensorBytes } });
+    {
+      await using r = await open(1_000_000);
+      expect(r.opened.prewarm.net.skipped?.code).toBe('budget');
+      expect(r.opened.prewarm.net.shapes).toEqual([]);
+    }
+    await using r = await open(4_000_000);
+    expect(r.opened.prewarm.net.skipped).toBeUndefined();
+    expect(r.opened.prewarm.net.shapes.map((s) => s.dims)).toEqual([{ X: [1000, 1000] }]);
+  });
+});
