@@ -83,3 +83,27 @@ describe('pre-warm', () => {
     expect(r.opened.prewarm.net.shapes.map((s) => s.dims)).toEqual([{ X: [1000, 1000] }]);
   });
 });
+
+describe('decode-image', () => {
+  it('a background of two values (neither grey nor RGB) is E_RUN_PIPELINE at open', async () => {
+    const m = (background: number[]) =>
+      manifest({
+        inputs: [
+          { name: 'x', type: 'tensor' },
+          { name: 'image', type: 'image' },
+        ],
+        outputs: [{ name: 'img', type: 'image' }],
+        steps: [
+          { op: 'infer', model: 'net', params: { inputs: 'x', outputs: 'y' } },
+          { op: 'decode-image', params: { input: 'image', output: 'img', background } },
+        ],
+      });
+    const files = { 'models/net.onnx': identity('float32') };
+    expect(await codeOf(signedPackage(m([0, 255]), files).then(openTrusted))).toBe('E_RUN_PIPELINE');
+    await using r = await openTrusted(await signedPackage(m([0, 255, 0]), files));
+    const pixels = { data: new Uint8Array(4 * 4 * 3), width: 4, height: 4, channels: 3 };
+    expect(await codeOf(r.run({ x: { type: 'float32', dims: [1], data: new Float32Array(1) }, image: pixels }))).toBe(
+      'OK',
+    );
+  });
+});

@@ -29,6 +29,8 @@ defineOp({
   ),
   reads: (p) => [p.input],
   writes: (p) => [p.output],
+  // two values are neither a grey nor an RGB background (they were read as R, G and R again)
+  check: (p) => (p.background?.length === 2 ? 'background is one grey value or three RGB values' : undefined),
   async run(p, x) {
     const v = x.get(p.input, 'raw', 'image');
     x.set(
