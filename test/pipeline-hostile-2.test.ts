@@ -107,3 +107,34 @@ describe('decode-image', () => {
     );
   });
 });
+
+describe('split: feeds the head does not take', () => {
+  it('fail the step before the head runs, and do not move the head to a variant that takes them', async () => {
+    const m = manifest({
+      inputs: [{ name: 'x', type: 'tensor' }],
+      outputs: [{ name: 'z', type: 'tensor' }],
+      steps: [{ op: 'split', model: 'h', params: { inputs: 'x', outputs: 'z' } }],
+      models: [
+        {
+          id: 'h',
+          variants: [variant('a', 'models/a.onnx'), variant('b', 'models/b.onnx')],
+          split: { tail: 't', at: ['Y'] },
+        },
+        { id: 't', variants: [variant('t', 'models/t.onnx')] },
+      ],
+    });
+    const tail = oneOp(
+      'Identity',
+      { name: 'Y', type: 'float32', shape: ['N'] },
+      { name: 'Z', type: 'float32', shape: ['N'] },
+    );
+    const files = { 'models/a.onnx': identity('float32'), 'models/b.onnx': identity('int32'), 'models/t.onnx': tail };
+    await using r = await openTrusted(await signedPackage(m, files));
+    const good = { x: { type: 'float32', dims: [2], data: new Float32Array([1, 2]) } };
+    expect(await codeOf(r.run(good))).toBe('OK');
+    expect(await codeOf(r.run({ x: { type: 'int32', dims: [2], data: new Int32Array([1, 2]) } }))).toBe(
+      'E_RUN_PIPELINE',
+    );
+    expect(await codeOf(r.run(good))).toBe('OK');
+  });
+});

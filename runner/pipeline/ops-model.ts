@@ -170,7 +170,7 @@ function sameShapes(lists: readonly TensorsValue[], count: number): number[][] {
  * that takes them (a variant of another dtype) would then serve every later run instead.
  * Dim 0 is the batch `maxBatch` cuts into chunks: with it, that dim is the chunks'.
  */
-function checkFeeds(session: ModelSession, feeds: Record<string, Tensor>, chunked: boolean, x: OpRun): void {
+export function checkFeeds(session: ModelSession, feeds: Record<string, Tensor>, chunked: boolean, x: OpRun): void {
   for (const [name, t] of Object.entries(feeds)) {
     const want = session.inputShapes?.find((s) => s.name === name);
     if (!want) continue;
