@@ -138,3 +138,31 @@ describe('split: feeds the head does not take', () => {
     expect(await codeOf(r.run(good))).toBe('OK');
   });
 });
+
+describe('nms', () => {
+  it('many overlapping boxes that do not suppress each other are E_RUN_PIPELINE, not minutes of comparisons', async () => {
+    const m = (maxOutput?: number) =>
+      manifest({
+        inputs: [{ name: 'x', type: 'tensor' }],
+        outputs: [{ name: 'b', type: 'boxes' }],
+        steps: [
+          { op: 'infer', model: 'net', params: { inputs: 'x', outputs: 'y' } },
+          { op: 'nms', params: { input: 'y', output: 'b', iouThreshold: 1, ...(maxOutput ? { maxOutput } : {}) } },
+        ],
+      });
+    const X = { name: 'X', type: 'float32' as const, shape: ['N', 5] };
+    const files = { 'models/net.onnx': oneOp('Identity', X, { ...X, name: 'Y' }) };
+    const n = 60_000;
+    const boxes = new Float32Array(5 * n);
+    for (let i = 0; i < n; i++) boxes.set([i % 8, 0, (i % 8) + 1, 1, 0.5], 5 * i);
+    const x = { x: { type: 'float32', dims: [n, 5], data: boxes } };
+    {
+      await using r = await openTrusted(await signedPackage(m(), files));
+      const t0 = performance.now();
+      expect(await codeOf(r.run(x))).toBe('E_RUN_PIPELINE');
+      expect(performance.now() - t0).toBeLessThan(1000);
+    }
+    await using r = await openTrusted(await signedPackage(m(100), files));
+    expect(await codeOf(r.run(x))).toBe('OK');
+  });
+});

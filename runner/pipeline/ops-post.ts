@@ -15,6 +15,9 @@ import type { ImageTransform, RegionsValue, TensorValue, TextLine } from './valu
 
 const Opt = Type.Optional;
 
+/** The most box pairs `nms` may compare (~1 s on one core; count × min(count, maxOutput)). */
+export const MAX_NMS_PAIRS = 2.5e9;
+
 /** Whether `a` holds a NaN (a model's output gone wrong: it has no order, no box, no meaning). */
 export function hasNaN(a: ArrayLike<number>): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== a[i]) return true;
@@ -401,6 +404,13 @@ defineOp({
     if (v.kind === 'boxes' && !Number.isFinite(boxes.subarray(0, 4 * count).reduce((s, c) => s + c, 0)))
       x.fail('a box has a non-finite coordinate');
     if (hasNaN(scores.subarray(0, count))) x.fail('the scores hold NaN', { nan: true });
+    // each box is compared with every one kept before it: boxes that overlap without suppressing
+    // each other cost count² (300 000 took a minute), so count × the most kept is bounded
+    const pairs = count * Math.min(count, p.maxOutput ?? count);
+    if (pairs > MAX_NMS_PAIRS)
+      x.fail(`${count} boxes could need ${pairs} comparisons, above ${MAX_NMS_PAIRS}: set a smaller maxOutput`, {
+        boxes: count,
+      });
     const keep = count
       ? (
           await nms(boxes, scores, {
