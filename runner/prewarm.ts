@@ -10,6 +10,7 @@
  */
 
 import { RunnerError } from '../spec/errors.js';
+import { tensorBytes } from './pipeline/budget.js';
 import {
   enumerateShapes,
   type ModelFeedSpace,
@@ -67,7 +68,9 @@ export type PrewarmSkip =
   /** Several inputs vary together, or one the pipeline does not feed has no fixed shape, or an unsupported element type. */
   | 'inputs'
   /** The model failed to load (the run reports it) or a warm-up run failed. */
-  | 'failed';
+  | 'failed'
+  /** A shape's zeros would be above the runner's tensor budget (maxTensorBytes). */
+  | 'budget';
 
 export interface ModelPrewarm {
   provider: string;
@@ -106,7 +109,12 @@ const ZEROS: Record<DType, (n: number) => TypedData> = {
 };
 
 /** The feeds to warm a loaded session with: one per shape, from what the pipeline makes and what the model declares. */
-export function prewarmPlan(spaces: readonly ModelFeedSpace[], session: ModelSession, maxShapes: number): Plan {
+export function prewarmPlan(
+  spaces: readonly ModelFeedSpace[],
+  session: ModelSession,
+  maxShapes: number,
+  maxTensorBytes = Number.POSITIVE_INFINITY,
+): Plan {
   const declared = new Map((session.inputShapes ?? []).map((s) => [s.name, s]));
   const byStep = new Map<number, ModelFeedSpace[]>();
   for (const f of spaces) byStep.set(f.step, [...(byStep.get(f.step) ?? []), f]);
@@ -161,6 +169,17 @@ export function prewarmPlan(spaces: readonly ModelFeedSpace[], session: ModelSes
   const feeds = [...all.values()];
   if (feeds.length > maxShapes)
     return { skip: 'too-many-shapes', reason: `${feeds.length} shapes, above the limit of ${maxShapes}`, possible };
+  // the shapes come from the manifest: zeros of each are held to the budget a run's tensors are
+  for (const feed of feeds)
+    for (const [name, dims] of Object.entries(feed)) {
+      const need = tensorBytes(declared.get(name)?.type ?? 'float32', dims);
+      if (need > maxTensorBytes)
+        return {
+          skip: 'budget',
+          reason: `${name} [${dims.join(', ')}]: ${need} bytes, above the budget of ${maxTensorBytes} (maxTensorBytes)`,
+          possible,
+        };
+    }
   return { feeds, possible: feeds.length };
 }
 
@@ -174,9 +193,10 @@ export async function prewarmSession(
   maxShapes: number,
   runs = 1,
   parallel = 1,
+  maxTensorBytes?: number,
 ): Promise<ModelPrewarm> {
   const t0 = performance.now();
-  const plan = prewarmPlan(spaces, session, maxShapes);
+  const plan = prewarmPlan(spaces, session, maxShapes, maxTensorBytes);
   const report: ModelPrewarm = { provider: session.provider ?? 'cpu', shapes: [], possible: plan.possible, ms: 0 };
   if ('skip' in plan) {
     report.skipped = { code: plan.skip, reason: plan.reason };
@@ -241,6 +261,8 @@ export async function prewarmOpen(o: {
   runs?: number;
   /** Shapes of a model warmed at once (PrewarmOptions.parallel). */
   parallel?: number;
+  /** The runner's tensor budget: a shape whose zeros are above it is not warmed. */
+  maxTensorBytes?: number;
   selection: Selection;
   /**
    * The shapes the pipeline makes once the models named are loaded: a variant's step patches
@@ -287,7 +309,7 @@ export async function prewarmOpen(o: {
       return { provider: 'cpu', ...none, skipped: { code: 'cpu', reason } };
     }
     const parallel = o.parallel ?? (accelerated(r.s.provider) ? DEFAULT_WARM_PARALLEL : 1);
-    return prewarmSession(r.s, shapes[id] ?? [], o.maxShapes, o.runs, parallel);
+    return prewarmSession(r.s, shapes[id] ?? [], o.maxShapes, o.runs, parallel, o.maxTensorBytes);
   };
   // models on accelerators warm at once (their sessions are their own); on the CPU one after another
   const together =

@@ -457,6 +457,7 @@ export class Runner implements AsyncDisposable {
       maxShapes: this.maxShapes,
       runs: this.warmRuns,
       parallel: typeof p === 'object' ? p.parallel : undefined,
+      maxTensorBytes: this.budget.maxTensorBytes,
       selection: this.selectionState,
       shapes: async (loaded) => {
         // the variants loaded in open, else the ones selection chose (not loaded here for this)

@@ -23,7 +23,8 @@ export const TYPED: Record<DType, TypedCtor> = {
 
 /** Checks a neutral tensor before it reaches native code (clear errors, no native asserts). */
 export function checkTensor(name: string, t: Tensor): void {
-  const ctor = TYPED[t.type];
+  // own keys only: a type named `constructor` must not find Object (every array is an instance of it)
+  const ctor = Object.hasOwn(TYPED, t.type) ? TYPED[t.type] : undefined;
   if (!ctor) throw new RunnerError('E_RUN_INPUT', `input ${name}: unsupported dtype ${String(t.type)}`);
   if (!(t.data instanceof ctor))
     throw new RunnerError(

@@ -6,7 +6,7 @@
 
 import { decodeDetections, segmentArgmax } from '../../native/index.js';
 import { Type } from '../../spec/typebox-lite.js';
-import { floats, LabelParams, labelHooks, labelsOf, planeOf } from './ops-post.js';
+import { floats, hasNaN, LabelParams, labelHooks, labelsOf, planeOf } from './ops-post.js';
 import { defineOp, Name, type OpRun } from './registry.js';
 import type { ImageTransform, TensorValue } from './values.js';
 
@@ -70,6 +70,8 @@ defineOp({
       ...(tr ? { letterbox: { scale: { x: tr.scaleX, y: tr.scaleY }, pad: { x: tr.offsetX, y: tr.offsetY } } } : {}),
       ...(f ? { clip: { width: tr?.width ?? f.width, height: tr?.height ?? f.height } } : {}),
     });
+    // a NaN in the detector's output that survived decoding has no place to report
+    if (hasNaN(r.boxes) || hasNaN(r.scores)) x.fail('the detections hold NaN', { nan: true });
     const labels = await labelsOf(p, x);
     x.set(p.output, {
       kind: 'boxes',

@@ -16,55 +16,21 @@ import { planCrop } from '../../native/plan.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { quadSize } from '../ops/geometry.js';
 import { turnRow180 } from '../ops/turn-rows.js';
+import {
+  checkNorm,
+  elementBytes,
+  imageInput,
+  type NormP,
+  NormParams,
+  norm,
+  normProblem,
+  tensorType,
+} from './norm-params.js';
 import { classPicker, regionQuads, regionWindow, resizePlan, turnQuad } from './ops-image.js';
-import { defineOp, Name, type OpRun } from './registry.js';
-import type { ImageValue, RegionsValue, TensorValue } from './values.js';
+import { defineOp, Name } from './registry.js';
+import type { RegionsValue, TensorValue } from './values.js';
 
 const Opt = Type.Optional;
-
-/** Normalisation params shared by both ops (the `normalize` op's names and defaults). */
-const NormParams = {
-  scale: Opt(Type.Number()),
-  mean: Opt(Type.Array(Type.Number(), { minItems: 1, maxItems: 3 })),
-  std: Opt(Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, maxItems: 3 })),
-  layout: Opt(Type.Union([Type.Literal('nchw'), Type.Literal('nhwc')])),
-  channelOrder: Opt(Type.Union([Type.Literal('rgb'), Type.Literal('bgr')])),
-  dtype: Opt(Type.Union([Type.Literal('float32'), Type.Literal('float16'), Type.Literal('uint8')])),
-};
-interface NormP {
-  scale?: number;
-  mean?: number[];
-  std?: number[];
-  layout?: 'nchw' | 'nhwc';
-  channelOrder?: 'rgb' | 'bgr';
-  dtype?: 'float32' | 'float16' | 'uint8';
-}
-
-/**
- * uint8: the pixels as they are (for a model that normalises its input itself); scale, mean and std
- * do not apply. Both kernels write them themselves (`u8`: no float32 tensor, no pass over it).
- */
-function norm(p: NormP) {
-  const raw = p.dtype === 'uint8';
-  return {
-    scale: raw ? 1 : (p.scale ?? 1 / 255),
-    mean: raw ? undefined : p.mean,
-    std: raw ? undefined : p.std,
-    layout: p.layout ?? 'nchw',
-    channelOrder: p.channelOrder ?? 'rgb',
-    dtype: p.dtype === 'float16' ? 'f16' : raw ? 'u8' : 'f32',
-  } as const;
-}
-
-function imageInput(img: ImageValue, x: OpRun): ImageInput {
-  if (img.channels !== 1 && img.channels !== 3)
-    x.fail(`expected a 1- or 3-channel image, got ${img.channels} channels`);
-  return { data: img.data, width: img.width, height: img.height, format: img.channels === 1 ? 'gray' : 'rgb' };
-}
-
-const tensorType = (p: NormP) => p.dtype ?? 'float32';
-/** Bytes per element the kernels write. */
-const elementBytes = (p: NormP) => (p.dtype === 'uint8' ? 1 : p.dtype === 'float16' ? 2 : 4);
 
 /** Bytes of the tensor a crop plan makes (count × channels × height × width elements). */
 const cropBytes = (image: ImageInput, quads: number[], opts: CropOptions, p: NormP) =>
@@ -96,7 +62,7 @@ defineOp({
   check: (p) =>
     (p.mode === 'fixed' || p.mode === 'letterbox') && (!p.width || !p.height)
       ? `mode ${p.mode} needs width and height`
-      : undefined,
+      : normProblem(p),
   size(p) {
     if (p.mode === 'limit-side') return undefined;
     const px = p.width! * p.height!;
@@ -104,6 +70,7 @@ defineOp({
   },
   async run(p, x) {
     const img = x.get(p.input, 'image');
+    checkNorm(p, img, x);
     // The plane the kernel will fill, sized as the resize op sizes it, checked before it is allocated.
     const plane = resizePlan(
       {
@@ -269,6 +236,8 @@ defineOp({
   check(p) {
     if ((p.classes === undefined) !== (p.angle === undefined)) return 'classes and angle go together';
     if (p.minWidth && p.maxWidth && p.minWidth > p.maxWidth) return 'minWidth is above maxWidth';
+    const norm = normProblem(p);
+    if (norm) return norm;
     if (p.widthBuckets) {
       if (p.width) return 'width and widthBuckets exclude each other';
       if (p.widthBuckets.some((w, i) => i > 0 && w <= p.widthBuckets![i - 1])) return 'widthBuckets must ascend';
@@ -289,6 +258,7 @@ defineOp({
   },
   async run(p, x) {
     const img = x.get(p.image, 'image');
+    checkNorm(p, img, x);
     const r = x.get(p.regions, 'regions', 'boxes');
     const quads = regionQuads(img, r, x);
     const tall = p.rotateTall ?? 1.5;

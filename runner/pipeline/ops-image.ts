@@ -29,6 +29,8 @@ defineOp({
   ),
   reads: (p) => [p.input],
   writes: (p) => [p.output],
+  // two values are neither a grey nor an RGB background (they were read as R, G and R again)
+  check: (p) => (p.background?.length === 2 ? 'background is one grey value or three RGB values' : undefined),
   async run(p, x) {
     const v = x.get(p.input, 'raw', 'image');
     x.set(
@@ -426,6 +428,10 @@ defineOp({
       x.fits({ pixels: w * h }, `a ${w}×${h} crop`);
       return { quad, w, h };
     });
+    // The list is held whole, and every crop is cut at once (the kernel writing float32 first):
+    // crops each under maxPixels still add up, so the list counts together, before any is cut.
+    const elements = sized.reduce((n, { w, h }) => n + w * h * img.channels, 0);
+    x.fits({ bytes: elements * 4 }, `a list of ${sized.length} crops`);
     // One cropBatch call per region, at its own size; the kernel scales (averaging up to 4×4
     // samples when shrinking) in the same pass.
     const items: ImageValue[] = await Promise.all(

@@ -127,7 +127,19 @@ async function runOnce(
     chunks.push(await runChunk(session, part, pad, moved));
   }
   const out: Record<string, Tensor> = {};
-  for (const k of Object.keys(chunks[0])) out[k] = concatBatch(chunks.map((c) => c[k]));
+  for (const k of Object.keys(chunks[0])) {
+    // Concatenated along dim 0: each chunk's output must hold its chunk's items, of one shape and type.
+    const parts = chunks.map((c) => c[k]);
+    const tail = parts[0]?.dims.slice(1).join(',');
+    parts.forEach((t, i) => {
+      const items = Math.min(n, (i + 1) * maxBatch) - i * maxBatch;
+      if (!t || t.dims[0] !== items || t.dims.slice(1).join(',') !== tail || t.type !== parts[0].type)
+        throw new Error(
+          `output ${k} is ${t ? `${t.type} [${t.dims.join(', ')}]` : 'missing'} for a chunk of ${items} items: it can't be joined along the batch`,
+        );
+    });
+    out[k] = concatBatch(parts);
+  }
   return out;
 }
 
@@ -150,6 +162,30 @@ function sameShapes(lists: readonly TensorsValue[], count: number): number[][] {
     groups.set(key, [...(groups.get(key) ?? []), i]);
   }
   return [...groups.values()];
+}
+
+/**
+ * Feeds the model's declared inputs can't take (another dtype, rank or fixed dim) fail the step
+ * before the model runs: a run failure makes the model fall back to its next variant, and one
+ * that takes them (a variant of another dtype) would then serve every later run instead.
+ * Dim 0 is the batch `maxBatch` cuts into chunks: with it, that dim is the chunks'.
+ */
+export function checkFeeds(session: ModelSession, feeds: Record<string, Tensor>, chunked: boolean, x: OpRun): void {
+  for (const [name, t] of Object.entries(feeds)) {
+    const want = session.inputShapes?.find((s) => s.name === name);
+    if (!want) continue;
+    const bad = (why: string): never =>
+      x.fail(`input ${name} of model ${x.step.model} is ${t.type} [${t.dims.join(', ')}]: ${why}`, {
+        input: name,
+        dims: [...t.dims],
+      });
+    if (want.type !== t.type) bad(`the model takes ${want.type}`);
+    if (want.shape.length > 0 && want.shape.length !== t.dims.length) bad(`the model takes rank ${want.shape.length}`);
+    want.shape.forEach((d, i) => {
+      if (typeof d === 'number' && d >= 0 && t.dims[i] !== d && !(i === 0 && chunked))
+        bad(`the model takes ${d} at dim ${i}`);
+    });
+  }
 }
 
 defineOp({
@@ -175,6 +211,14 @@ defineOp({
         return Object.fromEntries(
           outs.map(([m]) => [m, { type: 'float32', dims: [0], data: new Float32Array(0) } as Tensor]),
         );
+      // padBatch pads every call to maxBatch items: a tensor of that many items, whatever came in
+      // (the chunks of a larger batch are that size too, each allocated only when it is padded)
+      if (p.padBatch && p.maxBatch)
+        for (const [m, t] of Object.entries(feeds)) {
+          const per = t.data.byteLength / Math.max(1, t.dims[0]);
+          x.fits({ bytes: per * p.maxBatch }, `input ${m} padded to ${p.maxBatch} items`);
+        }
+      checkFeeds(session, feeds, p.maxBatch !== undefined, x);
       let out: Record<string, Tensor>;
       const moved: Moved = { in: 0, out: 0 };
       try {

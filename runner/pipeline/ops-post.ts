@@ -1,12 +1,12 @@
 /**
- * Post-processing ops: db-postprocess, order-regions, softmax, top-k, argmax, ctc-decode, nms,
+ * Post-processing ops: db-postprocess, order-regions, softmax, top-k, argmax, nms,
  * text-lines.
  */
 
-import { ctcGreedyDecode, dbPostprocess, nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
+import { dbPostprocess, nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { softmax } from '../ops/classify.js';
-import { ctcDecodeBest, ctcGreedyDecode as ctcProbabilities, latinAscii, parseVocabulary } from '../ops/ctc.js';
+import { latinAscii, parseVocabulary } from '../ops/ctc.js';
 import { enclosingQuad, orderQuad, quadSize } from '../ops/geometry.js';
 import { readingLayout, readingOrder } from '../ops/order.js';
 import { denseFromSparse, SparseMapError } from '../ops/sparse-map.js';
@@ -14,6 +14,15 @@ import { AssetId, defineOp, Labels, Name, type OpRun } from './registry.js';
 import type { ImageTransform, RegionsValue, TensorValue, TextLine } from './values.js';
 
 const Opt = Type.Optional;
+
+/** The most box pairs `nms` may compare (~1 s on one core; count × min(count, maxOutput)). */
+export const MAX_NMS_PAIRS = 2.5e9;
+
+/** Whether `a` holds a NaN (a model's output gone wrong: it has no order, no box, no meaning). */
+export function hasNaN(a: ArrayLike<number>): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== a[i]) return true;
+  return false;
+}
 
 export function floats(t: TensorValue, x: OpRun): Float32Array {
   if (t.data instanceof Float32Array) return t.data;
@@ -28,6 +37,24 @@ function matrix(t: TensorValue): { rows: number; cols: number } {
   return { rows: cols === 0 ? 0 : rows, cols };
 }
 
+/**
+ * The most tokens a labels or vocabulary asset may hold (the largest OCR vocabularies have ~20 000;
+ * `labels` in params at most 100 000). Each line costs a string slot: an asset of 500 M newlines,
+ * a package's to ship, was 4 GB of heap and a fatal out-of-memory before this cap.
+ */
+export const MAX_TOKENS = 1_000_000;
+
+/** The asset's tokens (parseVocabulary), its lines counted first: E_RUN_PIPELINE above MAX_TOKENS. */
+export function tokensOf(text: string, id: string, x: OpRun, options?: { appendSpace?: boolean }): string[] {
+  let lines = 1;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1))
+    // +1: a trailing newline ends the last token rather than starting one
+    if (++lines > MAX_TOKENS + 1) x.fail(`asset ${id} holds more than ${MAX_TOKENS} tokens`, { asset: id });
+  const tokens = parseVocabulary(text, options);
+  if (tokens.length > MAX_TOKENS) x.fail(`asset ${id} holds more than ${MAX_TOKENS} tokens`, { asset: id });
+  return tokens;
+}
+
 export async function labelsOf(
   p: { labels?: string[]; labelsAsset?: string },
   x: OpRun,
@@ -35,7 +62,7 @@ export async function labelsOf(
   if (p.labels) return p.labels;
   if (p.labelsAsset) {
     const id = p.labelsAsset;
-    return x.memo(`labels:${id}`, async () => parseVocabulary(await x.text(id)));
+    return x.memo(`labels:${id}`, async () => tokensOf(await x.text(id), id, x));
   }
   return undefined;
 }
@@ -104,6 +131,11 @@ defineOp({
         v.type === 'uint8' ? (v.data as Uint8Array) : x.fail(`${what} must be uint8, got ${v.type}`);
       const b = x.get(p.blocks, 'tensor');
       const m = x.get(p.blockMeans!, 'tensor');
+      // a flag byte stands for 8 blocks of 8×8 pixels: the float map is 2048× the flags' bytes
+      if (d.length === 2) {
+        const px = d[0] * 32 * d[1] * 16;
+        x.fits({ pixels: px, bytes: px * 4 }, `a ${d[1] * 16}×${d[0] * 32} probability map from sparse flags`);
+      }
       try {
         const s = denseFromSparse(
           {
@@ -258,12 +290,19 @@ defineOp({
       const { rows, cols } = matrix(t);
       if (!rows) continue;
       const kk = Math.min(p.k ?? 1, cols);
-      const r = await softmaxTopK(floats(t, x), { dims: [rows, cols], k: kk, softmax: p.softmax ?? false });
+      const f = floats(t, x);
+      // a NaN score has no rank: the classes picked around it would be an accident of the scan
+      if (hasNaN(f)) x.fail('the scores hold NaN', { nan: true });
+      const r = await softmaxTopK(f, { dims: [rows, cols], k: kk, softmax: p.softmax ?? false });
       if (count && kk !== k) x.fail('tensors in the list have different class counts');
+      if (hasNaN(r.values)) x.fail('the scores hold NaN', { nan: true });
       k = kk;
       count += rows;
-      indices.push(...r.indices);
-      scores.push(...r.values);
+      // one at a time: a spread of a large batch's rows overflows the call stack
+      for (let i = 0; i < r.values.length; i++) {
+        indices.push(r.indices[i]);
+        scores.push(r.values[i]);
+      }
     }
     const labels = await labelsOf(p, x);
     x.set(p.output, {
@@ -302,116 +341,6 @@ defineOp({
     } else mask = Int32Array.from((await segmentArgmax(src, { dims: [1, c, h, w] })).labels);
     const labels = await labelsOf(p, x);
     x.set(p.output, { kind: 'mask', width: w, height: h, data: mask, ...(labels ? { labels } : {}) });
-  },
-});
-
-defineOp({
-  op: 'ctc-decode',
-  stage: 'post',
-  summary:
-    'CTC greedy decoding of a [N, T, C] score tensor (or [N, T] best classes with their `scores`, or packed as class × 256 + round(255 × score) with `packed`) with a vocabulary asset (one token per line): text and mean character confidence per row.',
-  params: Type.Object(
-    {
-      input: Name,
-      output: Name,
-      vocabulary: AssetId,
-      blank: Opt(Type.Integer({ minimum: 0 })),
-      appendSpace: Opt(Type.Boolean()),
-      softmax: Opt(Type.Boolean()),
-      probabilities: Opt(Type.Boolean()),
-      widths: Opt(Name),
-      scores: Opt(Name),
-      // input: int32 [N, T] of best class × 256 + round(255 × its probability) (fixtures/onnx-prepost.ts bestClassPacked)
-      packed: Opt(Type.Boolean()),
-    },
-    { additionalProperties: false },
-  ),
-  reads: (p) => [p.input, ...(p.widths ? [p.widths] : []), ...(p.scores ? [p.scores] : [])],
-  check: (p) =>
-    (p.scores || p.packed) && (p.softmax || p.probabilities)
-      ? 'with scores or packed the input holds best classes: softmax and probabilities do not apply'
-      : p.scores && p.packed
-        ? 'packed input carries its scores: scores does not apply'
-        : undefined,
-  writes: (p) => [p.output],
-  assets: (p) => [p.vocabulary],
-  async run(p, x) {
-    const v = x.get(p.input, 'tensor', 'tensors');
-    const vocab = await x.memo(`vocab:${p.vocabulary}:${p.appendSpace ? 1 : 0}`, async () =>
-      parseVocabulary(await x.text(p.vocabulary), { appendSpace: p.appendSpace }),
-    );
-    const texts: string[] = [];
-    const scores: number[] = [];
-    // `scores`: the model did the per-step argmax itself (a GPU variant), `input` holds class ids.
-    const best = p.scores ? x.get(p.scores, 'tensor', 'tensors') : undefined;
-    const bestOf = (i: number): TensorValue | undefined =>
-      best && (best.kind === 'tensor' ? (i === 0 ? best : undefined) : best.items[i]);
-    if (best && (best.kind === 'tensor') !== (v.kind === 'tensor'))
-      x.fail('input and scores must both be tensors or both be tensor lists');
-    // `widths`: the padded tensor(s) the model read (crop-batch: each item's valid width).
-    const wt = p.widths ? x.get(p.widths, 'tensor', 'tensors') : undefined;
-    const lensOf = (w: TensorValue | undefined) =>
-      w?.widths ? { widths: w.widths, width: w.paddedWidth ?? w.dims[w.dims.length - 1] } : undefined;
-    // A tensor list (one recognition call per region) decodes item by item, in order.
-    const items = v.kind === 'tensor' ? [v] : v.items;
-    if (best && best.kind === 'tensors' && best.items.length !== items.length)
-      x.fail(`${items.length} inputs and ${best.items.length} scores`);
-    if (wt && wt.kind !== v.kind) x.fail('input and widths must both be tensors or both be tensor lists');
-    if (wt?.kind === 'tensors' && wt.items.length !== items.length)
-      x.fail(`${items.length} inputs and ${wt.items.length} padded tensors`);
-    const blank = p.blank ?? 0;
-    for (const [i, t] of items.entries()) {
-      if (t.dims[0] === 0) continue;
-      // A padded tensor (crop-batch): steps past each item's valid width only saw padding.
-      let lengths: Int32Array | undefined;
-      const lens = lensOf(wt?.kind === 'tensor' ? wt : wt?.items[i]);
-      if (lens) {
-        if (lens.widths.length !== t.dims[0]) x.fail(`${lens.widths.length} widths for a batch of ${t.dims[0]}`);
-        lengths = Int32Array.from(lens.widths, (w) => Math.min(t.dims[1], Math.ceil((w * t.dims[1]) / lens.width)));
-      }
-      const common = { vocabulary: vocab, blank, offset: blank === 0 ? 1 : 0, ...(lengths ? { lengths } : {}) };
-      if (p.packed) {
-        if (t.dims.length !== 2 || t.type !== 'int32')
-          x.fail(`packed input must be int32 [N, T], got ${t.type} [${t.dims.join(', ')}]`);
-        const v = t.data as Int32Array;
-        const ids = new Int32Array(v.length);
-        const sc = new Float32Array(v.length);
-        for (let k = 0; k < v.length; k++) {
-          ids[k] = v[k] >> 8;
-          sc[k] = (v[k] & 255) / 255;
-        }
-        const r = ctcDecodeBest(ids, sc, t.dims, common);
-        texts.push(...r.texts);
-        scores.push(...r.scores);
-        continue;
-      }
-      const s = bestOf(i);
-      if (s) {
-        if (t.dims.length !== 2 || t.type.startsWith('float'))
-          x.fail(`with scores, input must hold [N, T] class ids, got ${t.type} [${t.dims.join(', ')}]`);
-        if (s.dims.length !== 2 || s.dims[0] !== t.dims[0] || s.dims[1] !== t.dims[1])
-          x.fail(`scores [${s.dims.join(', ')}] do not match class ids [${t.dims.join(', ')}]`);
-        const r = ctcDecodeBest(t.data as ArrayLike<number | bigint>, floats(s, x), t.dims, common);
-        texts.push(...r.texts);
-        scores.push(...r.scores);
-        continue;
-      }
-      if (t.dims.length !== 3) x.fail(`expected [N, T, C] scores, got [${t.dims.join(', ')}]`);
-      const classes = t.dims[2];
-      if (classes !== vocab.length + 1)
-        x.fail(`model has ${classes} classes but the vocabulary gives ${vocab.length} tokens + blank`, {
-          classes,
-          tokens: vocab.length,
-        });
-      // Probabilities: the early-exit scan (runner/ops/ctc.ts) beats the kernel's full scan.
-      const r =
-        p.probabilities && !p.softmax
-          ? ctcProbabilities(floats(t, x), t.dims, { ...common, probabilities: true })
-          : await ctcGreedyDecode(floats(t, x), { ...common, dims: [...t.dims], softmax: p.softmax ?? false });
-      texts.push(...r.texts);
-      scores.push(...r.scores);
-    }
-    x.set(p.output, { kind: 'texts', texts, scores: Float32Array.from(scores) });
   },
 });
 
@@ -458,6 +387,8 @@ defineOp({
       for (let i = 0; i < n; i++) {
         let [a, b, c, e] = [at(i, 0), at(i, 1), at(i, 2), at(i, 3)];
         if (p.format === 'cxcywh') [a, b, c, e] = [a - c / 2, b - e / 2, a + c / 2, b + e / 2];
+        // a box with a NaN or infinite corner has no overlap to suppress by, nor a place to report
+        if (!Number.isFinite(a + b + c + e)) x.fail(`box ${i} has a non-finite coordinate`, { box: i });
         boxes.set([a, b, c, e], 4 * i);
         if (layout === 'box-class-scores') {
           let best = 4;
@@ -470,6 +401,16 @@ defineOp({
         }
       }
     }
+    if (v.kind === 'boxes' && !Number.isFinite(boxes.subarray(0, 4 * count).reduce((s, c) => s + c, 0)))
+      x.fail('a box has a non-finite coordinate');
+    if (hasNaN(scores.subarray(0, count))) x.fail('the scores hold NaN', { nan: true });
+    // each box is compared with every one kept before it: boxes that overlap without suppressing
+    // each other cost count² (300 000 took a minute), so count × the most kept is bounded
+    const pairs = count * Math.min(count, p.maxOutput ?? count);
+    if (pairs > MAX_NMS_PAIRS)
+      x.fail(`${count} boxes could need ${pairs} comparisons, above ${MAX_NMS_PAIRS}: set a smaller maxOutput`, {
+        boxes: count,
+      });
     const keep = count
       ? (
           await nms(boxes, scores, {

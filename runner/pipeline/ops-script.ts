@@ -89,7 +89,7 @@ defineOp({
   writes: (p) => Object.values(p.outputs),
   check: (p) => {
     for (const k of Object.keys(p.as ?? {}))
-      if (!(k in p.outputs)) return `as names ${JSON.stringify(k)}, which is not in outputs`;
+      if (!Object.hasOwn(p.outputs, k)) return `as names ${JSON.stringify(k)}, which is not in outputs`;
     return undefined;
   },
   async run(p, x) {
@@ -104,7 +104,8 @@ defineOp({
     > | null;
     if (!result || typeof result !== 'object' || Array.isArray(result)) x.fail('script hook did not return an object');
     for (const [field, name] of Object.entries(p.outputs)) {
-      if (!(field in result!)) x.fail(`script result has no field ${JSON.stringify(field)}`);
+      // own fields only: `toString` is no field of a result that lacks it
+      if (!Object.hasOwn(result!, field)) x.fail(`script result has no field ${JSON.stringify(field)}`);
       x.set(name, fromGuest(result![field], p.as?.[field] ?? 'json', field, x));
     }
   },

@@ -9,7 +9,7 @@ import type { OffloadAnswer } from '../../fabric/contract.js';
 import { FabricError, toXpkgError } from '../../spec/errors.js';
 import { Type } from '../../spec/typebox-lite.js';
 import type { SplitPlacement, Tensor } from '../types.js';
-import { Binding, bare, bind } from './ops-model.js';
+import { Binding, bare, bind, checkFeeds } from './ops-model.js';
 import { defineOp, RestartPipeline } from './registry.js';
 import { type TensorValue, tensorValue } from './values.js';
 
@@ -62,6 +62,8 @@ defineOp({
     const head = await x.ctx.session(headId);
     const ins = bind(p.inputs, head.inputNames, 'input', x);
     const feeds = Object.fromEntries(ins.map(([m, env]) => [m, bare(x.get(env, 'tensor'))]));
+    // as infer's: a feed the head does not take fails here, never by a fallback to a variant that takes it
+    checkFeeds(head, feeds, false, x);
     let out: Record<string, Tensor>;
     try {
       out = await head.run(feeds);

@@ -3,8 +3,9 @@
  * values, each step as soon as the steps its dataflow depends on are done (schedule.ts; a chain runs
  * in list order), charging each step's time to its stage (decode, pre, infer:<model>, post).
  */
-import { RunnerError, XpkgError } from '../../spec/errors.js';
-import type { PipelineContext, RunnerBudget, SplitPlacement, Timings } from '../types.js';
+import { NativeError, RunnerError, XpkgError } from '../../spec/errors.js';
+import { checkTensor } from '../backends/ort-tensor.js';
+import type { PipelineContext, RunnerBudget, SplitPlacement, Tensor, Timings } from '../types.js';
 import { overBudget, resolveBudget } from './budget.js';
 import { convertOutput, type OutputValue } from './outputs.js';
 import { patchingModels, withVariants } from './patch.js';
@@ -68,7 +69,17 @@ function inputValue(type: string, name: string, v: unknown, budget: Required<Run
         `input ${name} is ${t.data.byteLength} bytes, above the budget of ${budget.maxTensorBytes} (maxTensorBytes, --max-tensor-bytes)`,
         { input: name, limit: 'maxTensorBytes', need: t.data.byteLength, budget: budget.maxTensorBytes },
       );
-    return { kind: 'tensor', type: t.type as never, dims: t.dims as number[], data: t.data as never };
+    // dims that disagree with the data would size what later steps allocate and read (a 16-byte
+    // tensor claiming [1, 3, 4000, 4000]): refused here, as the caller's, before any step runs
+    if (!t.dims.every((d) => Number.isSafeInteger(d)))
+      throw new RunnerError('E_RUN_INPUT', `input ${name}: dims must be non-negative integers`, { input: name });
+    try {
+      checkTensor(name, t as Tensor);
+    } catch (e) {
+      if (e instanceof RunnerError) throw new RunnerError(e.code, e.message, { input: name, ...(e.detail as object) });
+      throw e;
+    }
+    return { kind: 'tensor', type: t.type as never, dims: [...(t.dims as number[])], data: t.data as never };
   }
   return { kind: 'raw', value: v };
 }
@@ -94,7 +105,8 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
   validatePipeline(m, budget);
   const env = new Map<string, Value>();
   for (const spec of m.inputs) {
-    const v = inputs[spec.name];
+    // the caller's own keys only: an optional input named `constructor` left out is left out
+    const v = Object.hasOwn(inputs, spec.name) ? inputs[spec.name] : undefined;
     if (v === undefined) {
       if (spec.optional) continue;
       throw new RunnerError('E_RUN_INPUT', `missing input ${JSON.stringify(spec.name)}`, {
@@ -176,7 +188,10 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
         if (over) throw stepError('E_RUN_BUDGET', index, step, over.message, over.detail);
       },
       copied(model, hostToDevice, deviceToHost) {
-        const m = (copies.models[model] ??= { hostToDevice: 0, deviceToHost: 0 });
+        // own keys: a model may be called `constructor`
+        const m = Object.hasOwn(copies.models, model)
+          ? copies.models[model]
+          : (copies.models[model] = { hostToDevice: 0, deviceToHost: 0 });
         m.hostToDevice += hostToDevice;
         m.deviceToHost += deviceToHost;
         copies.hostToDevice += hostToDevice;
@@ -191,6 +206,10 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
     try {
       await def.run((step.params ?? {}) as never, x);
     } catch (e) {
+      // a kernel refusing its arguments was handed what a step made of the package's values (a
+      // model's output of an odd shape, params the kernel takes fewer of): the step's failure
+      if (e instanceof NativeError && e.code === 'E_NATIVE_ARGUMENT')
+        throw pipelineError(index, step, e.message, { native: e.code }, e);
       if (e instanceof XpkgError || e instanceof RestartPipeline) throw e;
       throw pipelineError(index, step, (e as Error)?.message ?? String(e), undefined, e);
     }

@@ -31,16 +31,20 @@ export interface ModelFeedSpace {
 /** Per model id, every feed the pipeline makes, in step order. */
 export type PipelineShapes = Record<string, ModelFeedSpace[]>;
 
-/** The given values (a param the op's checks require is never undefined here). */
-const fixed = (...v: (number | undefined)[]): Dim => ({
+/**
+ * The given values (a param the op's checks require is never undefined here). Lists go as arrays,
+ * never spread into the call: a `maxBatch` of a million is a million values, above the stack's reach.
+ */
+const fixedOf = (v: readonly (number | undefined)[]): Dim => ({
   values: [...new Set(v.filter((x): x is number => x !== undefined))].sort((a, b) => a - b),
 });
+const fixed = (...v: (number | undefined)[]): Dim => fixedOf(v);
 const open = (why: string): Dim => ({ open: why });
 const isOpen = (d: Dim): d is { open: string } => 'open' in d;
 
 /** Values `f(v)` for every v of `d` (open stays open). */
 function mapDim(d: Dim, f: (v: number) => number): Dim {
-  return isOpen(d) ? d : fixed(...d.values.map(f));
+  return isOpen(d) ? d : fixedOf(d.values.map(f));
 }
 
 /** Every value in [lo, hi] rounded as `round` does, deduplicated. */
@@ -60,7 +64,7 @@ function limitSides(p: { limitSide?: number; limitType?: string; maxSide?: numbe
   // max: every side ends at most `limit` (small images keep their size); min: grows, bounded only by maxSide
   const top = (p.limitType ?? 'max') === 'max' ? Math.min(limit, p.maxSide ?? limit) : p.maxSide;
   if (top === undefined) return open(`limit-side ${limit} (min) without maxSide: any size above the limit`);
-  return fixed(...range(1, top, (v) => roundTo(v, m)));
+  return fixedOf(range(1, top, (v) => roundTo(v, m)));
 }
 
 /** Widths of a `fixed-height` resize (ops-image.ts resizePlan). */
@@ -68,7 +72,7 @@ function fixedHeightWidths(p: { minWidth?: number; maxWidth?: number; multipleOf
   if (!p.maxWidth) return open('fixed-height without maxWidth: any width');
   const m = p.multipleOf ?? 1;
   const lo = Math.max(1, p.minWidth ?? 1);
-  return fixed(...range(lo, p.maxWidth, (v) => Math.min(p.maxWidth!, m > 1 ? roundTo(v, m) : v)));
+  return fixedOf(range(lo, p.maxWidth, (v) => Math.min(p.maxWidth!, m > 1 ? roundTo(v, m) : v)));
 }
 
 /** Widths `crop-batch` makes (native/plan.ts planCrop: maxWidth 4096 unless given). */
@@ -80,10 +84,10 @@ function cropWidths(p: {
   widthBuckets?: number[];
 }): Dim {
   if (p.width) return fixed(p.width);
-  if (p.widthBuckets) return fixed(...p.widthBuckets);
+  if (p.widthBuckets) return fixedOf(p.widthBuckets);
   const max = p.maxWidth ?? 4096;
   const m = p.widthMultiple ?? 1;
-  return fixed(...range(Math.min(p.minWidth ?? 1, max), max, (v) => Math.min(max, Math.ceil(v / m) * m)));
+  return fixedOf(range(Math.min(p.minWidth ?? 1, max), max, (v) => Math.min(max, Math.ceil(v / m) * m)));
 }
 
 /** Tensor dims from a batch count, channels and a plane, in the step's layout. */
@@ -176,7 +180,7 @@ const OPS: Record<string, (p: Params, get: Get) => ValueSpace | undefined> = {
     const c = img.kind === 'image' ? img.channels : open('the image channels');
     // groupSize: a list of batches of 1…groupSize lines
     const list = p.batch === false || Boolean(p.groupSize);
-    const n = p.batch === false ? fixed(1) : p.groupSize ? fixed(...range(1, p.groupSize, (v) => v)) : open(REGIONS);
+    const n = p.batch === false ? fixed(1) : p.groupSize ? fixedOf(range(1, p.groupSize, (v) => v)) : open(REGIONS);
     return { kind: 'tensor', list, dims: planeDims(n, c, fixed(p.height), cropWidths(p), p.layout) };
   },
   'crop-regions'(p, get) {
@@ -193,7 +197,7 @@ const OPS: Record<string, (p: Params, get: Get) => ValueSpace | undefined> = {
     const both =
       isOpen(img.height) || isOpen(img.width)
         ? open('sides of turned images')
-        : fixed(...img.height.values, ...img.width.values);
+        : fixedOf([...img.height.values, ...img.width.values]);
     return { ...img, height: both, width: both };
   },
 };
@@ -221,8 +225,8 @@ function chunked(dims: Dim[], p: Pick<Params, 'maxBatch' | 'padBatch' | 'batchLi
   if (!maxBatch) return dims;
   const [n, ...rest] = dims;
   const batch = isOpen(n)
-    ? fixed(...range(1, maxBatch, (v) => v))
-    : fixed(...n.values.flatMap((v) => (v <= maxBatch ? [v] : [maxBatch, ...(v % maxBatch ? [v % maxBatch] : [])])));
+    ? fixedOf(range(1, maxBatch, (v) => v))
+    : fixedOf(n.values.flatMap((v) => (v <= maxBatch ? [v] : [maxBatch, ...(v % maxBatch ? [v % maxBatch] : [])])));
   return [batch, ...rest];
 }
 
@@ -249,7 +253,8 @@ export function pipelineShapes(manifest: Pick<Manifest, 'inputs' | 'pipeline'>):
           v.kind === 'tensor'
             ? { step: index, input, dims: chunked(v.dims, p, v.list) }
             : { step: index, input, dims: null, why: v.kind === 'unknown' ? v.why : `${env} is an image` };
-        (out[step.model] ??= []).push(feed);
+        // own keys: a model may be called `constructor`
+        (Object.hasOwn(out, step.model) ? out[step.model] : (out[step.model] = [])).push(feed);
       }
       for (const name of typeof p.outputs === 'string' ? [p.outputs] : Object.values(p.outputs as object))
         env.set(name as string, { kind: 'unknown', why: `an output of model ${step.model}` });

@@ -74,7 +74,11 @@ function validateSteps(m: PipelineManifest): void {
       if (!defined.has(r))
         throw pipelineError(index, step, `reads ${JSON.stringify(r)} before any step writes it`, { name: r });
     }
-    for (const w of def.writes(params as never)) defined.add(w);
+    const writes = def.writes(params as never);
+    // two values of one step under one name: which one a later step reads would be an accident of order
+    const twice = writes.find((w, i) => writes.indexOf(w) !== i);
+    if (twice !== undefined) throw pipelineError(index, step, `writes ${JSON.stringify(twice)} twice`, { name: twice });
+    for (const w of writes) defined.add(w);
   });
   for (const o of m.outputs) {
     if (!o.optional && !defined.has(o.name))
