@@ -29,6 +29,8 @@ export class XpkgDropElement extends HTMLElement {
   /** The package dropped last, once opened. */
   package: XpkgPackage | null = null;
   private depth = 0;
+  /** Counts packages accepted: one that a later drop overtook while it opened is closed unseen. */
+  private openings = 0;
 
   constructor() {
     super();
@@ -76,23 +78,31 @@ export class XpkgDropElement extends HTMLElement {
     if (!isPackage) return this.runOn(file);
     if (!this.emit('xpkg-drop', { file }, true)) return;
     const attr = this.getAttribute('trust');
+    const ticket = ++this.openings;
+    const latest = () => ticket === this.openings;
+    let opened = false;
     try {
-      await this.package?.close();
+      const previous = this.package;
       this.package = null;
+      await previous?.close().catch(() => {});
       const pkg = await openPackage(file, {
         trust: [...this.trust, ...(attr ? [attr] : [])],
         allowUnsigned: this.hasAttribute('allow-unsigned'),
       });
+      if (!latest()) return void (await pkg.close().catch(() => {}));
       this.package = pkg;
+      opened = true;
       this.say(`${pkg.info.name} ${pkg.info.version}: verifying…`);
       this.emit('xpkg-manifest', pkg.info);
-      const verified = await pkg.verify({ onProgress: (p) => this.emit('xpkg-progress', p) });
+      const verified = await pkg.verify({ onProgress: (p) => latest() && this.emit('xpkg-progress', p) });
+      if (!latest()) return;
       this.say(`${pkg.info.name} ${pkg.info.version}: ${verified.signatures.status}; drop an image to run it`);
       this.emit('xpkg-verified', verified);
     } catch (e) {
+      if (!latest()) return; // a package dropped since speaks for the element now
       const err = errorOf(e);
       this.say(`rejected: ${err.code}`);
-      this.emit('xpkg-error', { stage: this.package ? 'verify' : 'open', ...err });
+      this.emit('xpkg-error', { stage: opened ? 'verify' : 'open', ...err });
     }
   }
 
@@ -113,8 +123,12 @@ export class XpkgDropElement extends HTMLElement {
 }
 
 function errorOf(e: unknown): { code: string; summary: string; detail?: unknown } {
-  const x = e as { code?: string; message?: string; detail?: unknown };
-  return { code: x.code ?? 'E_INTERNAL', summary: x.message ?? String(e), detail: x.detail };
+  const x = (e ?? {}) as { code?: unknown; message?: unknown; detail?: unknown };
+  return {
+    code: typeof x.code === 'string' && /^E_[A-Z0-9_]+$/.test(x.code) ? x.code : 'E_INTERNAL',
+    summary: typeof x.message === 'string' ? x.message : String(e),
+    detail: x.detail,
+  };
 }
 
 /** Registers `<xpkg-drop>` (once; another name can be given). */

@@ -1,0 +1,200 @@
+/// <reference lib="dom" />
+// Code handed to page.evaluate runs in the page: it is typed with the DOM library.
+/**
+ * The drop page and `<xpkg-drop>` in a real Chromium against what a hostile package or a hurried
+ * person gives them: a package whose manifest text is HTML and whose script's `json` outputs are
+ * anything but the boxes and masks the page draws (shown escaped, the malformed left out, never a
+ * page stuck at "Running…"); a package opening slowly from a URL overtaken by one dropped after it
+ * (the page and the element show the last one, never the first over its verdict); `?package=` URLs
+ * of other schemes (a code, nothing run).
+ */
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addOneModel } from '../fixtures/onnx-tiny.js';
+import { packFolder } from '../pack/pack.js';
+import { type BrowserRig, BUILT, dropFiles, haveBrowser, loadLibrary, startRig } from './helpers/browser.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const FIXTURES = join(ROOT, 'fixtures', 'dist');
+const IMAGE = join(ROOT, 'fixtures', 'images', 'example.png');
+const KEY = join(ROOT, 'fixtures', 'keys', 'test.pub');
+const HTML = '<img src=x onerror="window.__pwned=1">';
+
+/** An unsigned package with HTML for text and a script whose `json` outputs are every malformed shape. */
+async function hostilePackage(dir: string): Promise<string> {
+  const src = join(dir, 'src');
+  await mkdir(join(src, 'models'), { recursive: true });
+  await mkdir(join(src, 'scripts'));
+  await writeFile(join(src, 'models', 'add.onnx'), addOneModel());
+  const items = [
+    null,
+    7,
+    'x',
+    {},
+    { box: [] },
+    { box: [[0]] },
+    { box: [0, 0, 'a', 1] },
+    { box: [1, 1, 8, 8], text: 5 },
+    { box: [1, 1, 8, 8], label: HTML, score: 0.5 },
+    {
+      box: [
+        [0, 0],
+        [4, 0],
+        [4, 4],
+        [0, 4],
+      ],
+      text: '<b>bold</b>',
+    },
+  ];
+  const mask = { width: 100000, height: 100000, data: [1] };
+  await writeFile(
+    join(src, 'scripts', 'out.js'),
+    `export function out() { return { items: ${JSON.stringify(items)}, mask: ${JSON.stringify(mask)} }; }`,
+  );
+  await writeFile(
+    join(src, 'xpkg.json'),
+    JSON.stringify({
+      name: 'hostile-outputs',
+      version: '1.0.0',
+      sequence: 1,
+      license: HTML,
+      task: 'test',
+      description: HTML,
+      inputs: [{ name: 'image', type: 'image' }],
+      outputs: [
+        { name: 'items', type: 'json' },
+        { name: 'mask', type: 'json' },
+      ],
+      models: [
+        { id: 'add', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/add.onnx'] }] },
+      ],
+      pipeline: {
+        scripts: [{ path: 'scripts/out.js', hooks: ['out'], policy: { memoryMiB: 16, timeMs: 2000 } }],
+        steps: [
+          { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+          {
+            op: 'script',
+            script: 'scripts/out.js',
+            hook: 'out',
+            params: { inputs: {}, outputs: { items: 'items', mask: 'mask' }, as: { items: 'json', mask: 'json' } },
+          },
+        ],
+      },
+    }),
+  );
+  const out = join(dir, 'packages', 'hostile.xpkg');
+  await packFolder(src, out);
+  return out;
+}
+
+describe.skipIf(!haveBrowser)('the drop page and <xpkg-drop> against hostile packages and hurried people', () => {
+  let rig: BrowserRig;
+  let dir: string;
+
+  beforeAll(async () => {
+    if (!BUILT) throw new Error('dist/browser is not built: run npm run build');
+    dir = await mkdtemp(join(tmpdir(), 'xpkg-browser-hostile-'));
+    await mkdir(join(dir, 'packages'));
+    for (const n of ['detector.xpkg', 'multi-variant.xpkg', 'paddleocr-v4.xpkg'])
+      await copyFile(join(FIXTURES, n), join(dir, 'packages', n));
+    await hostilePackage(dir);
+    rig = await startRig({ packages: join(dir, 'packages'), trust: [await readFile(KEY, 'utf8')] });
+  });
+  afterAll(async () => {
+    await rig?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('shows a hostile package text as text and its malformed outputs left out, never stuck at "Running…"', async () => {
+    const page = await rig.page();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(rig.server.url);
+    await page.check('#allow-unsigned');
+    await page.setInputFiles('#pkg-file', join(dir, 'packages', 'hostile.xpkg'));
+    await expect.poll(() => page.textContent('#verdict'), { timeout: 30_000 }).toMatch(/^Intact, unsigned/);
+    expect(await page.textContent('#pkg-meta')).toContain(HTML);
+    await page.setInputFiles('#image-file', IMAGE);
+    await expect.poll(() => page.getAttribute('#status', 'data-kind'), { timeout: 30_000 }).toBe('ok');
+    const lines = await page.$$eval('#results li', (els) => els.map((e) => e.textContent));
+    expect(lines).toEqual(['5', `${HTML} 50%`, '<b>bold</b>']);
+    expect(await page.$$eval('img, b', (els) => els.length)).toBe(0);
+    expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+    expect(errors).toEqual([]);
+  });
+
+  it('a package opening slowly from ?package= and overtaken by a dropped one never replaces it', async () => {
+    const context = await rig.browser.newContext();
+    let pending = 0;
+    let answered = 0;
+    await context.route('**/packages/detector.xpkg', async (route) => {
+      pending++;
+      await new Promise((r) => setTimeout(r, 1000));
+      pending--;
+      answered++;
+      await route.continue().catch(() => {});
+    });
+    try {
+      const page = await context.newPage();
+      await page.goto(`${rig.server.url}?package=/packages/detector.xpkg`);
+      await expect.poll(() => pending, { timeout: 10_000 }).toBeGreaterThan(0);
+      await dropFiles(page, 'body', [{ url: '/packages/multi-variant.xpkg', name: 'multi-variant.xpkg' }]);
+      await expect.poll(() => page.textContent('#verdict'), { timeout: 30_000 }).toMatch(/^Verified/);
+      // the slow one's reads all answered, and time for it to have opened and shown itself
+      await expect.poll(() => answered > 0 && pending === 0, { timeout: 20_000 }).toBe(true);
+      await page.waitForTimeout(2500);
+      expect(pending).toBe(0);
+      expect(await page.textContent('#pkg-name')).toBe('multi-variant-add-one 1.0.0');
+      expect(await page.textContent('#verdict')).toMatch(/^Verified/);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('<xpkg-drop>: a package dropped while another opens speaks last; the first is closed unseen', async () => {
+    const page = await rig.page();
+    await page.goto(`${new URL(rig.server.url).origin}/web/embed.html`);
+    await loadLibrary(page);
+    const events = await page.evaluate(async () => {
+      await customElements.whenDefined('xpkg-drop');
+      const el = document.getElementById('drop') as HTMLElement & {
+        accept(f: File): Promise<void>;
+        package: unknown;
+      };
+      const seen: string[] = [];
+      for (const type of ['xpkg-manifest', 'xpkg-verified', 'xpkg-error'])
+        el.addEventListener(type, (e) => {
+          const d = (e as CustomEvent).detail as { name?: string; code?: string; stage?: string };
+          seen.push(`${type} ${d.name ?? d.code} ${d.stage ?? ''}`.trim());
+        });
+      const big = new File(
+        [await (await fetch('/packages/paddleocr-v4.xpkg', { headers: { Range: 'bytes=0-' } })).blob()],
+        'a.xpkg',
+      );
+      const junk = new File([new Uint8Array(64)], 'b.xpkg');
+      await Promise.all([el.accept(big), el.accept(junk)]);
+      await new Promise((r) => setTimeout(r, 1500));
+      return { seen, package: el.package === null };
+    });
+    expect(events.seen).toEqual(['xpkg-error E_ARCHIVE_NO_END open']);
+    expect(events.package).toBe(true);
+  });
+
+  it('?package= of another scheme is refused with a code and runs nothing', async () => {
+    const page = await rig.page();
+    const dialogs: string[] = [];
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    for (const url of ['javascript:alert(1)', `data:text/html,${HTML}`, 'file:///etc/passwd', HTML]) {
+      await page.goto(`${rig.server.url}?package=${encodeURIComponent(url)}`);
+      await expect.poll(() => page.textContent('#verdict [data-code]'), { timeout: 20_000 }).toBe('E_BROWSER_FETCH');
+      expect(await page.$$eval('#verdict img', (els) => els.length)).toBe(0);
+    }
+    expect(dialogs).toEqual([]);
+    expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+  });
+});
