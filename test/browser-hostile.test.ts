@@ -125,6 +125,41 @@ describe.skipIf(!haveBrowser)('the drop page and <xpkg-drop> against hostile pac
     expect(errors).toEqual([]);
   });
 
+  it('an image chosen while another runs shows its own results, never the earlier image results over them', async () => {
+    const page = await rig.page();
+    await page.goto(rig.server.url);
+    await page.check('#allow-unsigned');
+    await page.setInputFiles('#pkg-file', join(dir, 'packages', 'hostile.xpkg'));
+    await expect.poll(() => page.textContent('#verdict'), { timeout: 30_000 }).toMatch(/^Intact, unsigned/);
+    await page.evaluate(async () => {
+      const images: File[] = [];
+      // a large image (slow to decode) first, then a small one: the small one's run ends first
+      for (const side of [4000, 64]) {
+        const c = new OffscreenCanvas(side, side);
+        const g = c.getContext('2d')!;
+        for (let i = 0; i < 3000; i++) {
+          g.fillStyle = `hsl(${i % 360}, 60%, ${(i * 7) % 100}%)`;
+          g.fillRect((i * 7919) % side, (i * 104729) % side, 40, 40);
+        }
+        images.push(new File([await c.convertToBlob({ type: 'image/png' })], `${side}.png`, { type: 'image/png' }));
+      }
+      const input = document.getElementById('image-file') as HTMLInputElement;
+      for (const f of images) {
+        const dt = new DataTransfer();
+        dt.items.add(f);
+        input.files = dt.files;
+        input.dispatchEvent(new Event('change'));
+      }
+    });
+    // both runs over (each marks its end), then the drawing is the small image's
+    await expect
+      .poll(() => page.evaluate(() => performance.getEntriesByName('xpkg:page-ran').length), { timeout: 30_000 })
+      .toBe(2);
+    await page.waitForTimeout(1000);
+    expect(await page.evaluate(() => (document.getElementById('canvas') as HTMLCanvasElement).width)).toBe(64);
+    expect(await page.getAttribute('#status', 'data-kind')).toBe('ok');
+  });
+
   it('a package opening slowly from ?package= and overtaken by a dropped one never replaces it', async () => {
     const context = await rig.browser.newContext();
     let pending = 0;

@@ -164,8 +164,8 @@ async function runImage(file: File): Promise<void> {
   try {
     r = await pkg.run({ [input]: file }, { onProgress: showProgress });
   } catch (e) {
-    ran = null; // picking the image again tries again
-    if (pkg !== current) return;
+    if (ran?.file === file) ran = null; // picking the image again tries again
+    if (pkg !== current || file !== lastImage) return; // another package or image was chosen meanwhile
     const { code, text } = errorText(e);
     $('results').innerHTML = `<p class="bad"><code data-code>${esc(code)}</code> ${esc(text)}</p>`;
     return announce(`Run failed: ${text}`, 'error');
@@ -175,8 +175,9 @@ async function runImage(file: File): Promise<void> {
   }
   if (rejected.has(pkg) || pkg !== current) return;
   performance.mark('xpkg:page-ran');
+  if (file !== lastImage) return; // another image was chosen while this one ran: its results show
   try {
-    await show(file, r);
+    await show(pkg, file, r);
   } catch (e) {
     // the results could not be drawn (an image the page cannot decode, say): said, not left at "Running…"
     const { code, text } = errorText(e);
@@ -186,8 +187,9 @@ async function runImage(file: File): Promise<void> {
 }
 
 /** Draws a run's results over its image and lists them. */
-async function show(file: File, r: BrowserRunResult): Promise<void> {
+async function show(pkg: XpkgPackage, file: File, r: BrowserRunResult): Promise<void> {
   const bitmap = await createImageBitmap(file);
+  if (file !== lastImage || pkg !== current) return;
   const canvas = $<HTMLCanvasElement>('canvas');
   canvas.width = bitmap.width;
   canvas.height = bitmap.height;
