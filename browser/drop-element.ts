@@ -31,6 +31,8 @@ export class XpkgDropElement extends HTMLElement {
   private depth = 0;
   /** Counts packages accepted: one that a later drop overtook while it opened is closed unseen. */
   private openings = 0;
+  /** Settles once the package being opened is (or failed): an image dropped meanwhile waits, then runs it. */
+  private opening: Promise<void> | null = null;
 
   constructor() {
     super();
@@ -74,24 +76,30 @@ export class XpkgDropElement extends HTMLElement {
 
   /** A dropped or chosen file: a package is opened and verified; anything else runs the package on it. */
   async accept(file: File): Promise<void> {
-    const isPackage = /\.xpkg$/i.test(file.name) || !file.type.startsWith('image/') || !this.package;
-    if (!isPackage) return this.runOn(file);
+    const image = !/\.xpkg$/i.test(file.name) && file.type.startsWith('image/');
+    while (image && !this.package && this.opening) await this.opening;
+    if (image && this.package) return this.runOn(file);
     if (!this.emit('xpkg-drop', { file }, true)) return;
     const attr = this.getAttribute('trust');
+    const options = {
+      trust: [...this.trust, ...(attr ? [attr] : [])],
+      allowUnsigned: this.hasAttribute('allow-unsigned'),
+    };
     const ticket = ++this.openings;
     const latest = () => ticket === this.openings;
     let opened = false;
+    let ready!: () => void;
+    const settled = new Promise<void>((r) => (ready = r));
+    this.opening = settled;
+    const previous = this.package;
+    this.package = null;
     try {
-      const previous = this.package;
-      this.package = null;
       await previous?.close().catch(() => {});
-      const pkg = await openPackage(file, {
-        trust: [...this.trust, ...(attr ? [attr] : [])],
-        allowUnsigned: this.hasAttribute('allow-unsigned'),
-      });
+      const pkg = await openPackage(file, options);
       if (!latest()) return void (await pkg.close().catch(() => {}));
       this.package = pkg;
       opened = true;
+      ready();
       this.say(`${pkg.info.name} ${pkg.info.version}: verifying…`);
       this.emit('xpkg-manifest', pkg.info);
       const verified = await pkg.verify({ onProgress: (p) => latest() && this.emit('xpkg-progress', p) });
@@ -103,6 +111,9 @@ export class XpkgDropElement extends HTMLElement {
       const err = errorOf(e);
       this.say(`rejected: ${err.code}`);
       this.emit('xpkg-error', { stage: opened ? 'verify' : 'open', ...err });
+    } finally {
+      ready();
+      if (this.opening === settled) this.opening = null;
     }
   }
 

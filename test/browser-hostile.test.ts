@@ -217,6 +217,31 @@ describe.skipIf(!haveBrowser)('the drop page and <xpkg-drop> against hostile pac
     expect(events.package).toBe(true);
   });
 
+  it('<xpkg-drop>: an image dropped while the package still opens waits for it and runs it', async () => {
+    const page = await rig.page();
+    await page.goto(`${new URL(rig.server.url).origin}/web/embed.html`);
+    await loadLibrary(page);
+    const png = (await readFile(IMAGE)).toString('base64');
+    const seen = await page.evaluate(async (png) => {
+      await customElements.whenDefined('xpkg-drop');
+      const el = document.getElementById('drop') as HTMLElement & { accept(f: File): Promise<void> };
+      el.setAttribute('allow-unsigned', '');
+      const seen: string[] = [];
+      for (const type of ['xpkg-manifest', 'xpkg-verified', 'xpkg-result', 'xpkg-error'])
+        el.addEventListener(type, (e) => seen.push(`${type} ${(e as CustomEvent).detail?.code ?? ''}`.trim()));
+      const pkg = new File(
+        [await (await fetch('/packages/hostile.xpkg', { headers: { Range: 'bytes=0-' } })).blob()],
+        'h.xpkg',
+      );
+      const image = new File([Uint8Array.from(atob(png), (c) => c.charCodeAt(0))], 'example.png', {
+        type: 'image/png',
+      });
+      await Promise.all([el.accept(pkg), el.accept(image)]);
+      return seen.sort();
+    }, png);
+    expect(seen).toEqual(['xpkg-manifest', 'xpkg-result', 'xpkg-verified']);
+  });
+
   it('?package= of another scheme is refused with a code and runs nothing', async () => {
     const page = await rig.page();
     const dialogs: string[] = [];
