@@ -58,6 +58,9 @@ describe.skipIf(!BUILT)('xpkg web against hostile requests', () => {
     await symlink(join(dir, 'a.xpkg'), join(dir, 'alias.xpkg'));
     await mkdir(join(dir, 'folder.xpkg'));
     await writeFile(join(dir, 'big.xpkg'), Buffer.alloc(32 << 20));
+    // names the /packages/ route never serves (nothing before the extension, a Windows separator)
+    copyFileSync(PKG, join(dir, '.xpkg'));
+    copyFileSync(PKG, join(dir, 'back\\slash.xpkg'));
     server = await startWebServer({
       port: 0,
       root: join(ROOT, 'dist'),
@@ -96,13 +99,15 @@ describe.skipIf(!BUILT)('xpkg web against hostile requests', () => {
     expect((await get('/packages/a.xpkg?x=../../etc/passwd')).status).toBe(200);
   });
 
-  it('serves no link out of the packages folder, and lists only what it serves', async () => {
+  it('serves no link out of the packages folder, and lists only what it serves (links out, folders, odd names)', async () => {
     expect((await get('/packages/escape.xpkg')).status).toBe(404);
     expect((await get('/packages/escape.xpkg', { Range: 'bytes=0-3' })).status).toBe(404);
     expect((await get('/packages/folder.xpkg')).status).toBe(404);
     const alias = await get('/packages/alias.xpkg');
     expect(alias.status).toBe(200);
     expect(alias.body.equals(whole)).toBe(true);
+    expect((await get('/packages/.xpkg')).status).toBe(404);
+    expect((await get('/packages/back%5cslash.xpkg')).status).toBe(404);
     expect(JSON.parse((await get('/packages/')).body.toString())).toEqual(['a.xpkg', 'alias.xpkg', 'big.xpkg']);
   });
 

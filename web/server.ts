@@ -48,6 +48,8 @@ const TYPES: Record<string, string> = {
   '.txt': 'text/plain; charset=utf-8',
   '.xpkg': 'application/octet-stream',
 };
+/** A package's file name under /packages/ (the listing names only these). */
+const PACKAGE = /^[^/\\]+\.xpkg$/;
 const COMPRESS = new Set(['.html', '.js', '.mjs', '.css', '.json', '.map', '.wasm', '.txt']);
 const gzip = promisify(gzipCb);
 
@@ -253,7 +255,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
     }
     if (path === '/packages/' && packages !== undefined) {
       const names: string[] = [];
-      for (const n of (await readdir(packages)).filter((n) => n.endsWith('.xpkg')).sort()) {
+      for (const n of (await readdir(packages)).filter((n) => PACKAGE.test(n)).sort()) {
         const f = await regular(join(packages, n), packagesReal);
         if (f) names.push(n);
         await f?.fh.close();
@@ -262,8 +264,8 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
       res.writeHead(200, { ...headers(TYPES['.json']), 'Content-Length': body.length });
       return void res.end(body);
     }
-    const pkg = /^\/packages\/([^/]+\.xpkg)$/.exec(path);
-    if (pkg && packages !== undefined && basename(pkg[1]) === pkg[1]) {
+    const pkg = /^\/packages\/(.+)$/.exec(path);
+    if (pkg && packages !== undefined && PACKAGE.test(pkg[1]) && basename(pkg[1]) === pkg[1]) {
       const p = join(packages, pkg[1]);
       const f = await regular(p, packagesReal);
       if (f) return withFile(f, (fh, st) => ranged(req, res, p, fh, st));
