@@ -120,12 +120,19 @@ export class XpkgDropElement extends HTMLElement {
   private async runOn(file: File): Promise<void> {
     const pkg = this.package!;
     const input = pkg.info.inspect.inputs.find((i) => i.type === 'image')?.name ?? pkg.info.inspect.inputs[0]?.name;
+    // a package dropped since closed this one: its run's end (a result, or the close failing it) is not reported
+    const current = () => this.package === pkg;
     try {
       this.say(`running ${pkg.info.name} on ${file.name}…`);
-      const result = await pkg.run({ [input]: file }, { onProgress: (p) => this.emit('xpkg-progress', p) });
+      const result = await pkg.run(
+        { [input]: file },
+        { onProgress: (p) => current() && this.emit('xpkg-progress', p) },
+      );
+      if (!current()) return;
       this.say(`${pkg.info.name} ran on ${file.name} in ${Math.round(result.timings.total ?? 0)} ms`);
       this.emit('xpkg-result', { file, result });
     } catch (e) {
+      if (!current()) return;
       const err = errorOf(e);
       this.say(`run failed: ${err.code}`);
       this.emit('xpkg-error', { stage: 'run', ...err });

@@ -23,8 +23,8 @@ const KEY = join(ROOT, 'fixtures', 'keys', 'test.pub');
 const HTML = '<img src=x onerror="window.__pwned=1">';
 
 /** An unsigned package with HTML for text and a script whose `json` outputs are every malformed shape. */
-async function hostilePackage(dir: string): Promise<string> {
-  const src = join(dir, 'src');
+async function hostilePackage(dir: string, name = 'hostile', spin = 0): Promise<string> {
+  const src = join(dir, `src-${name}`);
   await mkdir(join(src, 'models'), { recursive: true });
   await mkdir(join(src, 'scripts'));
   await writeFile(join(src, 'models', 'add.onnx'), addOneModel());
@@ -51,7 +51,8 @@ async function hostilePackage(dir: string): Promise<string> {
   const mask = { width: 100000, height: 100000, data: [1] };
   await writeFile(
     join(src, 'scripts', 'out.js'),
-    `export function out() { return { items: ${JSON.stringify(items)}, mask: ${JSON.stringify(mask)} }; }`,
+    // `spin`: loop iterations first (a run that takes a while)
+    `export function out() { let x = 0; for (let i = 0; i < ${spin}; i++) x += i; return { items: ${JSON.stringify(items)}, mask: ${JSON.stringify(mask)} }; }`,
   );
   await writeFile(
     join(src, 'xpkg.json'),
@@ -71,7 +72,7 @@ async function hostilePackage(dir: string): Promise<string> {
         { id: 'add', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/add.onnx'] }] },
       ],
       pipeline: {
-        scripts: [{ path: 'scripts/out.js', hooks: ['out'], policy: { memoryMiB: 16, timeMs: 2000 } }],
+        scripts: [{ path: 'scripts/out.js', hooks: ['out'], policy: { memoryMiB: 16, timeMs: 5000 } }],
         steps: [
           { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
           {
@@ -84,7 +85,7 @@ async function hostilePackage(dir: string): Promise<string> {
       },
     }),
   );
-  const out = join(dir, 'packages', 'hostile.xpkg');
+  const out = join(dir, 'packages', `${name}.xpkg`);
   await packFolder(src, out);
   return out;
 }
@@ -100,6 +101,7 @@ describe.skipIf(!haveBrowser)('the drop page and <xpkg-drop> against hostile pac
     for (const n of ['detector.xpkg', 'multi-variant.xpkg', 'paddleocr-v4.xpkg'])
       await copyFile(join(FIXTURES, n), join(dir, 'packages', n));
     await hostilePackage(dir);
+    await hostilePackage(dir, 'slow', 20_000_000);
     rig = await startRig({ packages: join(dir, 'packages'), trust: [await readFile(KEY, 'utf8')] });
   });
   afterAll(async () => {
@@ -240,6 +242,36 @@ describe.skipIf(!haveBrowser)('the drop page and <xpkg-drop> against hostile pac
       return seen.sort();
     }, png);
     expect(seen).toEqual(['xpkg-manifest', 'xpkg-result', 'xpkg-verified']);
+  });
+
+  it('<xpkg-drop>: a run of a package replaced while it ran reports nothing', async () => {
+    const page = await rig.page();
+    await page.goto(`${new URL(rig.server.url).origin}/web/embed.html`);
+    await loadLibrary(page);
+    const png = (await readFile(IMAGE)).toString('base64');
+    const late = await page.evaluate(async (png) => {
+      await customElements.whenDefined('xpkg-drop');
+      const el = document.getElementById('drop') as HTMLElement & { accept(f: File): Promise<void> };
+      el.setAttribute('allow-unsigned', '');
+      const file = async (url: string, name: string) =>
+        new File([await (await fetch(url, { headers: { Range: 'bytes=0-' } })).blob()], name);
+      const seen: string[] = [];
+      for (const type of ['xpkg-manifest', 'xpkg-verified', 'xpkg-result', 'xpkg-error', 'xpkg-progress'])
+        el.addEventListener(type, () => seen.push(type));
+      await el.accept(await file('/packages/slow.xpkg', 'slow.xpkg'));
+      const image = new File([Uint8Array.from(atob(png), (c) => c.charCodeAt(0))], 'example.png', {
+        type: 'image/png',
+      });
+      const running = el.accept(image);
+      await new Promise((r) => setTimeout(r, 150));
+      seen.length = 0;
+      await el.accept(await file('/packages/hostile.xpkg', 'hostile.xpkg'));
+      await running;
+      await new Promise((r) => setTimeout(r, 500));
+      return seen.filter((t) => t !== 'xpkg-progress');
+    }, png);
+    // the new package's events only: nothing of the slow one's run, ended or failed by its close
+    expect(late).toEqual(['xpkg-manifest', 'xpkg-verified']);
   });
 
   it('?package= of another scheme is refused with a code and runs nothing', async () => {
