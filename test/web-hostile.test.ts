@@ -99,6 +99,22 @@ describe.skipIf(!BUILT)('xpkg web against hostile requests', () => {
     expect((await get('/packages/a.xpkg?x=../../etc/passwd')).status).toBe(200);
   });
 
+  it('answers request targets that are no URL with 400, not 500', async () => {
+    const status = (line: string) =>
+      new Promise<string>((resolve) => {
+        const sock = connect(port, '127.0.0.1', () =>
+          sock.write(`${line}\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`),
+        );
+        let head = '';
+        sock.on('data', (c) => (head += c));
+        sock.on('error', () => {});
+        sock.on('close', () => resolve(head.split(' ')[1] ?? ''));
+        sock.setTimeout(5000, () => sock.destroy());
+      });
+    for (const line of ['GET http://[ HTTP/1.1', 'GET http://[::1 HTTP/1.1', 'GET /%E0%A4%A HTTP/1.1'])
+      expect(await status(line), line).toBe('400');
+  });
+
   it('serves no link out of the packages folder, and lists only what it serves (links out, folders, odd names)', async () => {
     expect((await get('/packages/escape.xpkg')).status).toBe(404);
     expect((await get('/packages/escape.xpkg', { Range: 'bytes=0-3' })).status).toBe(404);

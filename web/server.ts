@@ -237,11 +237,13 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
     }
     // A path starting `//` is a path here, not another host's name.
     const target = req.url ?? '/';
-    const url = new URL(target.startsWith('/') ? `http://localhost${target}` : target, 'http://localhost');
+    let url: URL;
     let path: string;
     try {
+      url = new URL(target.startsWith('/') ? `http://localhost${target}` : target, 'http://localhost');
       path = decodeURIComponent(url.pathname);
     } catch {
+      // a target that is no URL (`http://[`) or a path that is no UTF-8
       res.writeHead(400);
       return void res.end();
     }
