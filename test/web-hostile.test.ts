@@ -48,6 +48,16 @@ describe.skipIf(!BUILT)('xpkg web against hostile requests', () => {
       r.end();
     });
 
+  /** How many of this process's descriptors are open on a file of the packages folder. */
+  const openFds = (name: string) =>
+    readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === join(dir, name);
+      } catch {
+        return false;
+      }
+    }).length;
+
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'xpkg-web-hostile-'));
     outside = await mkdtemp(join(tmpdir(), 'xpkg-web-outside-'));
@@ -225,14 +235,6 @@ describe.skipIf(!BUILT)('xpkg web against hostile requests', () => {
   });
 
   it.skipIf(!existsSync('/proc/self/fd'))('closes the file of a client gone mid-body', async () => {
-    const open = () =>
-      readdirSync('/proc/self/fd').filter((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`) === join(dir, 'big.xpkg');
-        } catch {
-          return false;
-        }
-      }).length;
     for (let k = 0; k < 8; k++)
       await new Promise<void>((resolve) => {
         const sock = connect(port, '127.0.0.1', () =>
@@ -244,8 +246,28 @@ describe.skipIf(!BUILT)('xpkg web against hostile requests', () => {
           resolve();
         });
       });
-    await expect.poll(open, { timeout: 5000 }).toBe(0);
+    await expect.poll(() => openFds('big.xpkg'), { timeout: 5000 }).toBe(0);
     expect((await get('/packages/a.xpkg', { Range: 'bytes=0-9' })).status).toBe(206);
+  });
+
+  it.skipIf(!existsSync('/proc/self/fd'))('closes the file of a client that stops reading mid-body', async () => {
+    const idle = await startWebServer({ port: 0, root: join(ROOT, 'dist'), packages: dir, idleTimeoutMs: 300 });
+    const p = Number(new URL(idle.url).port);
+    try {
+      const sock = connect(p, '127.0.0.1', () =>
+        sock.write(`GET /packages/big.xpkg HTTP/1.1\r\nHost: 127.0.0.1:${p}\r\n\r\n`),
+      );
+      sock.on('error', () => {});
+      // the first bytes come, then nothing is read: the server's writes stall on a full socket
+      await new Promise((resolve) => sock.once('data', resolve));
+      sock.pause();
+      const closed = new Promise((resolve) => sock.once('close', resolve));
+      await expect.poll(() => openFds('big.xpkg'), { timeout: 5000 }).toBe(0);
+      sock.resume();
+      await closed;
+    } finally {
+      await idle.close();
+    }
   });
 
   it.skipIf(process.platform === 'win32')('a FIFO named like a package is not opened', async () => {

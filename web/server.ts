@@ -28,6 +28,11 @@ export interface WebServerOptions {
   isolation?: boolean;
   /** The built dist/ folder (default: the one this module is in). */
   root?: string;
+  /**
+   * A connection that neither sends nor takes a byte for this long is closed (default 60 s): a
+   * client that stops reading a body mid-way would otherwise hold its file open for good.
+   */
+  idleTimeoutMs?: number;
   /** Called with every byte range of a package served (for tests and benchmarks of in-place reads). */
   onRange?: (name: string, start: number, end: number) => void;
 }
@@ -290,6 +295,8 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
       res.end();
     });
   });
+  // no 'timeout' listener: Node destroys a socket idle this long (a slow reader still reading is not idle)
+  server.setTimeout(options.idleTimeoutMs ?? 60_000);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => resolve());
