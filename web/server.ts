@@ -128,8 +128,8 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
 
   /**
    * Sends bytes `start`..`end` (inclusive) of an open file. A client gone mid-body stops the reads;
-   * a file cut short or failing while it is read ends the connection rather than
-   * the response, so the client sees it broken instead of taking the next response for its rest.
+   * a file cut short or failing while it is read ends the connection rather than the response, so
+   * the client sees it broken instead of taking the next response for the rest of this one.
    */
   async function send(res: ServerResponse, fh: FileHandle, start: number, end: number): Promise<void> {
     const body = fh.createReadStream({ start, end, autoClose: false });
