@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addOneModel } from '../fixtures/onnx-tiny.js';
 import { packFolder } from '../pack/pack.js';
+import { startWebServer } from '../web/server.js';
 import { type BrowserRig, BUILT, dropFiles, haveBrowser, loadLibrary, startRig } from './helpers/browser.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -272,6 +273,32 @@ describe.skipIf(!haveBrowser)('the drop page and <xpkg-drop> against hostile pac
     }, png);
     // the new package's events only: nothing of the slow one's run, ended or failed by its close
     expect(late).toEqual(['xpkg-manifest', 'xpkg-verified']);
+  });
+
+  it('another site cannot frame the drop page (even served without isolation)', async () => {
+    const open = await startWebServer({ port: 0, root: join(ROOT, 'dist'), isolation: false });
+    const port = new URL(open.url).port;
+    const page = await rig.page();
+    try {
+      // localhost and 127.0.0.1 are two origins of the one server
+      await page.goto(`http://localhost:${port}/web/embed.html`);
+      const framed = async (src: string) => {
+        await page.evaluate(async (src) => {
+          const f = document.createElement('iframe');
+          f.src = src;
+          const loaded = new Promise((r) => f.addEventListener('load', r, { once: true }));
+          document.body.append(f);
+          await loaded;
+        }, src);
+        const frame = page.frames().find((f) => f.url() === src);
+        return frame ? (await frame.$('#trust')) !== null : false;
+      };
+      expect(await framed(`http://localhost:${port}/web/`)).toBe(true);
+      expect(await framed(`http://127.0.0.1:${port}/web/`)).toBe(false);
+    } finally {
+      await page.close();
+      await open.close();
+    }
   });
 
   it('?package= of another scheme is refused with a code and runs nothing', async () => {

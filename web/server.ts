@@ -120,6 +120,9 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
     // entries and the WASM keep their names across builds: revalidated (ETag, 304) each time.
     'Cache-Control': path.startsWith(chunks) ? 'public, max-age=31536000, immutable' : 'no-cache',
     'X-Content-Type-Options': 'nosniff',
+    // The page is never framed by another site (which could lead a click onto "accept unsigned").
+    'Content-Security-Policy': "frame-ancestors 'self'",
+    'X-Frame-Options': 'SAMEORIGIN',
     ...(options.isolation === false
       ? {}
       : { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' }),
