@@ -301,14 +301,21 @@ describe.skipIf(!haveBrowser)('the drop page and <xpkg-drop> against hostile pac
     }
   });
 
-  it('?package= of another scheme is refused with a code and runs nothing', async () => {
+  it('?package= of another scheme, or no URL at all, is refused with E_BROWSER_FETCH and runs nothing', async () => {
     const page = await rig.page();
     const dialogs: string[] = [];
     page.on('dialog', (d) => {
       dialogs.push(d.message());
       void d.dismiss();
     });
-    for (const url of ['javascript:alert(1)', `data:text/html,${HTML}`, 'file:///etc/passwd', HTML]) {
+    for (const url of [
+      'javascript:alert(1)',
+      `data:text/html,${HTML}`,
+      'file:///etc/passwd',
+      HTML,
+      'http://[',
+      'https://:0/',
+    ]) {
       await page.goto(`${rig.server.url}?package=${encodeURIComponent(url)}`);
       await expect.poll(() => page.textContent('#verdict [data-code]'), { timeout: 20_000 }).toBe('E_BROWSER_FETCH');
       expect(await page.$$eval('#verdict img', (els) => els.length)).toBe(0);
