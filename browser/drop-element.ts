@@ -29,6 +29,10 @@ export class XpkgDropElement extends HTMLElement {
   /** The package dropped last, once opened. */
   package: XpkgPackage | null = null;
   private depth = 0;
+  /** Counts packages accepted: one that a later drop overtook while it opened is closed unseen. */
+  private openings = 0;
+  /** Settles once the package being opened is (or failed): an image dropped meanwhile waits, then runs it. */
+  private opening: Promise<void> | null = null;
 
   constructor() {
     super();
@@ -72,39 +76,63 @@ export class XpkgDropElement extends HTMLElement {
 
   /** A dropped or chosen file: a package is opened and verified; anything else runs the package on it. */
   async accept(file: File): Promise<void> {
-    const isPackage = /\.xpkg$/i.test(file.name) || !file.type.startsWith('image/') || !this.package;
-    if (!isPackage) return this.runOn(file);
+    const image = !/\.xpkg$/i.test(file.name) && file.type.startsWith('image/');
+    while (image && !this.package && this.opening) await this.opening;
+    if (image && this.package) return this.runOn(file);
     if (!this.emit('xpkg-drop', { file }, true)) return;
     const attr = this.getAttribute('trust');
+    const options = {
+      trust: [...this.trust, ...(attr ? [attr] : [])],
+      allowUnsigned: this.hasAttribute('allow-unsigned'),
+    };
+    const ticket = ++this.openings;
+    const latest = () => ticket === this.openings;
+    let opened = false;
+    let ready!: () => void;
+    const settled = new Promise<void>((r) => (ready = r));
+    this.opening = settled;
+    const previous = this.package;
+    this.package = null;
     try {
-      await this.package?.close();
-      this.package = null;
-      const pkg = await openPackage(file, {
-        trust: [...this.trust, ...(attr ? [attr] : [])],
-        allowUnsigned: this.hasAttribute('allow-unsigned'),
-      });
+      await previous?.close().catch(() => {});
+      const pkg = await openPackage(file, options);
+      if (!latest()) return void (await pkg.close().catch(() => {}));
       this.package = pkg;
+      opened = true;
+      ready();
       this.say(`${pkg.info.name} ${pkg.info.version}: verifying…`);
       this.emit('xpkg-manifest', pkg.info);
-      const verified = await pkg.verify({ onProgress: (p) => this.emit('xpkg-progress', p) });
+      const verified = await pkg.verify({ onProgress: (p) => latest() && this.emit('xpkg-progress', p) });
+      if (!latest()) return;
       this.say(`${pkg.info.name} ${pkg.info.version}: ${verified.signatures.status}; drop an image to run it`);
       this.emit('xpkg-verified', verified);
     } catch (e) {
+      if (!latest()) return; // a package dropped since speaks for the element now
       const err = errorOf(e);
       this.say(`rejected: ${err.code}`);
-      this.emit('xpkg-error', { stage: this.package ? 'verify' : 'open', ...err });
+      this.emit('xpkg-error', { stage: opened ? 'verify' : 'open', ...err });
+    } finally {
+      ready();
+      if (this.opening === settled) this.opening = null;
     }
   }
 
   private async runOn(file: File): Promise<void> {
     const pkg = this.package!;
     const input = pkg.info.inspect.inputs.find((i) => i.type === 'image')?.name ?? pkg.info.inspect.inputs[0]?.name;
+    // a package dropped since closed this one: its run's end (a result, or the close failing it) is not reported
+    const current = () => this.package === pkg;
     try {
       this.say(`running ${pkg.info.name} on ${file.name}…`);
-      const result = await pkg.run({ [input]: file }, { onProgress: (p) => this.emit('xpkg-progress', p) });
+      const result = await pkg.run(
+        { [input]: file },
+        { onProgress: (p) => current() && this.emit('xpkg-progress', p) },
+      );
+      if (!current()) return;
       this.say(`${pkg.info.name} ran on ${file.name} in ${Math.round(result.timings.total ?? 0)} ms`);
       this.emit('xpkg-result', { file, result });
     } catch (e) {
+      if (!current()) return;
       const err = errorOf(e);
       this.say(`run failed: ${err.code}`);
       this.emit('xpkg-error', { stage: 'run', ...err });
@@ -113,8 +141,12 @@ export class XpkgDropElement extends HTMLElement {
 }
 
 function errorOf(e: unknown): { code: string; summary: string; detail?: unknown } {
-  const x = e as { code?: string; message?: string; detail?: unknown };
-  return { code: x.code ?? 'E_INTERNAL', summary: x.message ?? String(e), detail: x.detail };
+  const x = (e ?? {}) as { code?: unknown; message?: unknown; detail?: unknown };
+  return {
+    code: typeof x.code === 'string' && /^E_[A-Z0-9_]+$/.test(x.code) ? x.code : 'E_INTERNAL',
+    summary: typeof x.message === 'string' ? x.message : String(e),
+    detail: x.detail,
+  };
 }
 
 /** Registers `<xpkg-drop>` (once; another name can be given). */

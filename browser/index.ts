@@ -7,7 +7,7 @@
  *   await pkg.verify({ onProgress });                                  // every digest
  *   const { outputs } = await pkg.run({ image: imageFile });           // onnxruntime-web
  */
-import { type ErrorJson, XpkgError } from '../spec/errors.js';
+import { BrowserError, type ErrorJson, XpkgError } from '../spec/errors.js';
 import type { Reply, Request } from './protocol.js';
 import type { BrowserRunResult, Opened, PackageInput, PackageSession, Progress, SessionOptions } from './session.js';
 
@@ -188,8 +188,16 @@ export async function openPackage(input: PackageInput, options: OpenOptions = {}
   const { worker = true, ...rest } = options;
   const channel = worker ? (shared ??= new WorkerChannel()) : (direct ??= new DirectChannel());
   // A URL is resolved against the page, not the worker's script.
-  const input2 =
-    typeof input === 'string' || input instanceof URL ? new URL(String(input), globalThis.location?.href).href : input;
+  const input2 = typeof input === 'string' || input instanceof URL ? resolveUrl(String(input)) : input;
   const r = (await channel.call('open', { input: input2, options: rest })) as { pkg: number; opened: Opened };
   return new XpkgPackage(channel, r.pkg, r.opened);
+}
+
+/** A package URL against the page; one that is no URL (`http://[`) is E_BROWSER_FETCH, as one that cannot be fetched. */
+function resolveUrl(url: string): string {
+  try {
+    return new URL(url, globalThis.location?.href).href;
+  } catch {
+    throw new BrowserError('E_BROWSER_FETCH', `${url} is not a URL`, { url, reason: 'url' });
+  }
 }

@@ -12,6 +12,8 @@ const status = $('status');
 const trustBox = $<HTMLTextAreaElement>('trust');
 const allowUnsigned = $<HTMLInputElement>('allow-unsigned');
 let current: XpkgPackage | null = null;
+/** Counts openings: an opening that a later one overtook (a slow URL, then a dropped file) is dropped. */
+let openings = 0;
 let lastImage: File | null = null;
 /** The image last run (or running) on the current package: a second pick of it does not run it again. */
 let ran: { pkg: XpkgPackage; file: File } | null = null;
@@ -27,11 +29,12 @@ const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 const fmt = (n: number) =>
   n < 1024 ? `${n} B` : n < 2 ** 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 2 ** 20).toFixed(1)} MiB`;
 
+/** An error's code and account; what is not an xpkg error (a DOMException's numeric code, null) is E_INTERNAL. */
 function errorText(e: unknown): { code: string; text: string } {
-  const x = e as { code?: string; message?: string };
-  const code = x.code ?? 'E_INTERNAL';
+  const x = (e ?? {}) as { code?: unknown; message?: unknown };
+  const code = typeof x.code === 'string' && /^E_[A-Z0-9_]+$/.test(x.code) ? x.code : 'E_INTERNAL';
   const human = MESSAGES[code as keyof typeof MESSAGES] ?? 'Unexpected error.';
-  return { code, text: `${human} (${code}: ${x.message ?? String(e)})` };
+  return { code, text: `${human} (${code}: ${typeof x.message === 'string' ? x.message : String(e)})` };
 }
 
 function trustKeys(): string[] {
@@ -52,6 +55,7 @@ function showProgress(p: Progress): void {
 }
 
 async function openFile(input: File | string): Promise<void> {
+  const ticket = ++openings;
   await current?.close().catch(() => {});
   current = null;
   $('package').hidden = true;
@@ -65,9 +69,15 @@ async function openFile(input: File | string): Promise<void> {
   try {
     pkg = await openPackage(input, { trust: trustKeys(), allowUnsigned: allowUnsigned.checked });
   } catch (e) {
+    if (ticket !== openings) return; // another package was chosen meanwhile: its account stands
     const { code, text } = errorText(e);
     $('verdict').innerHTML = `<strong class="bad">Rejected</strong> <code data-code>${esc(code)}</code> ${esc(text)}`;
     announce(`Rejected: ${text}`, 'error');
+    return;
+  }
+  if (ticket !== openings) {
+    // another package was chosen while this one opened: the page shows that one, never this
+    await pkg.close().catch(() => {});
     return;
   }
   current = pkg;
@@ -154,10 +164,10 @@ async function runImage(file: File): Promise<void> {
   try {
     r = await pkg.run({ [input]: file }, { onProgress: showProgress });
   } catch (e) {
-    ran = null; // picking the image again tries again
-    if (pkg !== current) return;
-    const { text } = errorText(e);
-    $('results').innerHTML = `<p class="bad">${esc(text)}</p>`;
+    if (ran?.file === file) ran = null; // picking the image again tries again
+    if (pkg !== current || file !== lastImage) return; // another package or image was chosen meanwhile
+    const { code, text } = errorText(e);
+    $('results').innerHTML = `<p class="bad"><code data-code>${esc(code)}</code> ${esc(text)}</p>`;
     return announce(`Run failed: ${text}`, 'error');
   } finally {
     $('progress').hidden = true;
@@ -165,7 +175,21 @@ async function runImage(file: File): Promise<void> {
   }
   if (rejected.has(pkg) || pkg !== current) return;
   performance.mark('xpkg:page-ran');
+  if (file !== lastImage) return; // another image was chosen while this one ran: its results show
+  try {
+    await show(pkg, file, r);
+  } catch (e) {
+    // the results could not be drawn (an image the page cannot decode, say): said, not left at "Running…"
+    const { code, text } = errorText(e);
+    $('results').innerHTML = `<p class="bad"><code data-code>${esc(code)}</code> ${esc(text)}</p>`;
+    announce(`Run failed: ${text}`, 'error');
+  }
+}
+
+/** Draws a run's results over its image and lists them. */
+async function show(pkg: XpkgPackage, file: File, r: BrowserRunResult): Promise<void> {
   const bitmap = await createImageBitmap(file);
+  if (file !== lastImage || pkg !== current) return;
   const canvas = $<HTMLCanvasElement>('canvas');
   canvas.width = bitmap.width;
   canvas.height = bitmap.height;
@@ -193,49 +217,81 @@ function loadTimes(r: BrowserRunResult): string {
   return ` · runtime start ${r.runtime.startMs.toFixed(0)} ms${loads.join('')}`;
 }
 
-/** Draws every output the picture can show and returns one text line per result. */
+const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+/** The most pixels a mask drawn over the image may have (a package's outputs are its own to shape). */
+const MAX_MASK = 64 * 2 ** 20;
+
+/** A label mask ({width, height, data[, labels]}) the canvas can take, or null. */
+function maskOf(v: unknown): { width: number; height: number; data: ArrayLike<number>; labels?: unknown } | null {
+  if (!v || typeof v !== 'object' || Array.isArray(v) || !('width' in v) || !('data' in v)) return null;
+  const m = v as { width: unknown; height?: unknown; data: unknown; labels?: unknown };
+  const { width: w, height: h, data } = m;
+  if (!Number.isSafeInteger(w) || !Number.isSafeInteger(h) || (w as number) < 1 || (h as number) < 1) return null;
+  if ((w as number) * (h as number) > MAX_MASK) return null;
+  const d = data as { length?: unknown } | null;
+  if (!d || typeof d !== 'object' || !num(d.length) || d.length < (w as number) * (h as number)) return null;
+  return m as { width: number; height: number; data: ArrayLike<number>; labels?: unknown };
+}
+
+/** A box as corner points: [x1, y1, x2, y2] or [[x, y], …] with finite numbers, else null. */
+function pointsOf(box: unknown): [number, number][] | null {
+  if (!Array.isArray(box) || box.length === 0) return null;
+  if (box.every((p) => Array.isArray(p) && p.length === 2 && num(p[0]) && num(p[1]))) return box;
+  if (box.length !== 4 || !box.every(num)) return null;
+  const [x1, y1, x2, y2] = box;
+  return [
+    [x1, y1],
+    [x2, y1],
+    [x2, y2],
+    [x1, y2],
+  ];
+}
+
+/**
+ * Draws every output the picture can show and returns one text line per result. What a package's
+ * outputs hold is its own (a script's `json` output can be anything): what is not a mask or a box
+ * is left out, never drawn half.
+ */
 function draw(ctx: CanvasRenderingContext2D, outputs: Record<string, unknown>): string[] {
   const text: string[] = [];
   ctx.lineWidth = Math.max(2, ctx.canvas.width / 400);
   ctx.font = `${Math.max(12, ctx.canvas.width / 60)}px sans-serif`;
   for (const value of Object.values(outputs)) {
-    if (!Array.isArray(value) && value && typeof value === 'object' && 'width' in value && 'data' in value) {
-      const m = value as { width: number; height: number; data: ArrayLike<number>; labels?: string[] };
+    const m = maskOf(value);
+    if (m) {
       const img = ctx.createImageData(m.width, m.height);
       const seen = new Set<number>();
       for (let k = 0; k < m.width * m.height; k++) {
-        const l = m.data[k];
-        if (!l) continue;
+        const l = Number(m.data[k]);
+        if (!l || !Number.isFinite(l)) continue;
         seen.add(l);
         img.data.set([(l * 97) % 255, (l * 57) % 255, (l * 151) % 255, 110], k * 4);
       }
       const layer = new OffscreenCanvas(m.width, m.height);
       layer.getContext('2d')!.putImageData(img, 0, 0);
       ctx.drawImage(layer, 0, 0, ctx.canvas.width, ctx.canvas.height);
-      text.push(`mask: ${[...seen].map((l) => m.labels?.[l] ?? l).join(', ')}`);
+      const labels = Array.isArray(m.labels) ? m.labels : [];
+      text.push(`mask: ${[...seen].map((l) => String(labels[l] ?? l)).join(', ')}`);
       continue;
     }
     if (!Array.isArray(value)) continue;
-    for (const item of value as { text?: string; label?: string; score?: number; box?: unknown }[]) {
-      const box = item.box as number[] | [number, number][] | undefined;
-      if (!box) continue;
-      const pts: [number, number][] = Array.isArray(box[0])
-        ? (box as [number, number][])
-        : (() => {
-            const [x1, y1, x2, y2] = box as number[];
-            return [
-              [x1, y1],
-              [x2, y1],
-              [x2, y2],
-              [x1, y2],
-            ];
-          })();
-      ctx.strokeStyle = item.text !== undefined ? '#16a34a' : '#dc2626';
+    for (const item of value as unknown[]) {
+      if (!item || typeof item !== 'object') continue;
+      const {
+        text: t,
+        label: name,
+        score,
+        box,
+      } = item as { text?: unknown; label?: unknown; score?: unknown; box?: unknown };
+      const pts = pointsOf(box);
+      if (!pts) continue;
+      ctx.strokeStyle = t !== undefined ? '#16a34a' : '#dc2626';
       ctx.beginPath();
       pts.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
       ctx.closePath();
       ctx.stroke();
-      const label = item.text ?? `${item.label ?? '?'} ${((item.score ?? 0) * 100).toFixed(0)}%`;
+      const label =
+        t !== undefined ? String(t) : `${String(name ?? '?')} ${((num(score) ? score : 0) * 100).toFixed(0)}%`;
       ctx.fillStyle = ctx.strokeStyle;
       ctx.fillText(label, pts[0][0], Math.max(12, pts[0][1] - 4));
       text.push(label);
