@@ -62,9 +62,12 @@ describe.skipIf(!BUILT)('xpkg web against hostile requests', () => {
     dir = await mkdtemp(join(tmpdir(), 'xpkg-web-hostile-'));
     outside = await mkdtemp(join(tmpdir(), 'xpkg-web-outside-'));
     whole = await readFile(PKG);
-    await writeFile(join(outside, 'secret.xpkg'), 'not for the web');
+    await writeFile(join(outside, 'secret.txt'), 'not for the web');
     copyFileSync(PKG, join(dir, 'a.xpkg'));
-    await symlink(join(outside, 'secret.xpkg'), join(dir, 'escape.xpkg'));
+    copyFileSync(PKG, join(outside, 'kept-elsewhere.xpkg'));
+    await symlink(join(outside, 'secret.txt'), join(dir, 'escape.xpkg'));
+    // a folder of links to packages kept elsewhere is served (the link leads to a package)
+    await symlink(join(outside, 'kept-elsewhere.xpkg'), join(dir, 'linked.xpkg'));
     await symlink(join(dir, 'a.xpkg'), join(dir, 'alias.xpkg'));
     await mkdir(join(dir, 'folder.xpkg'));
     await writeFile(join(dir, 'big.xpkg'), Buffer.alloc(32 << 20));
@@ -125,8 +128,11 @@ describe.skipIf(!BUILT)('xpkg web against hostile requests', () => {
       expect(await status(line), line).toBe('400');
   });
 
-  it('serves no link out of the packages folder, and lists only what it serves (links out, folders, odd names)', async () => {
+  it('serves no link out of the packages folder but to a package, and lists only what it serves (links out, folders, odd names)', async () => {
     expect((await get('/packages/escape.xpkg')).status).toBe(404);
+    const linked = await get('/packages/linked.xpkg');
+    expect(linked.status).toBe(200);
+    expect(linked.body.equals(whole)).toBe(true);
     expect((await get('/packages/escape.xpkg', { Range: 'bytes=0-3' })).status).toBe(404);
     expect((await get('/packages/folder.xpkg')).status).toBe(404);
     const alias = await get('/packages/alias.xpkg');
@@ -134,7 +140,12 @@ describe.skipIf(!BUILT)('xpkg web against hostile requests', () => {
     expect(alias.body.equals(whole)).toBe(true);
     expect((await get('/packages/.xpkg')).status).toBe(404);
     expect((await get('/packages/back%5cslash.xpkg')).status).toBe(404);
-    expect(JSON.parse((await get('/packages/')).body.toString())).toEqual(['a.xpkg', 'alias.xpkg', 'big.xpkg']);
+    expect(JSON.parse((await get('/packages/')).body.toString())).toEqual([
+      'a.xpkg',
+      'alias.xpkg',
+      'big.xpkg',
+      'linked.xpkg',
+    ]);
   });
 
   it('answers every method but GET and HEAD with 405 and Allow', async () => {

@@ -93,7 +93,9 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
   const packages = options.packages;
   if (packages !== undefined && !(await stat(packages).catch(() => null))?.isDirectory())
     throw new UsageError('E_USAGE', `--packages ${packages} is not a folder`, { packages });
-  // Links are followed only where they stay inside these folders.
+  // Links are followed where they stay inside these folders; a package's link may also lead out of
+  // its folder to another package (a folder of links to packages kept elsewhere), never to a file
+  // not named like one (a link `x.xpkg` → /etc/shadow is not served).
   const rootReal = await realpath(root);
   const packagesReal = packages === undefined ? '' : await realpath(packages);
   const loopback = isLoopback(options.host ?? '127.0.0.1');
@@ -209,10 +211,18 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
     else await send(res, fh, start, end);
   }
 
-  /** A regular file opened for reading whose real path lies inside `folder` (no link out of it), or null. */
-  async function regular(path: string, folder: string): Promise<{ fh: FileHandle; st: Stats } | null> {
+  /**
+   * A regular file opened for reading whose real path lies inside `folder`, or (`packageLinks`) is
+   * named like a package wherever it is; else null.
+   */
+  async function regular(
+    path: string,
+    folder: string,
+    packageLinks = false,
+  ): Promise<{ fh: FileHandle; st: Stats } | null> {
     const real = await realpath(path).catch(() => null);
-    if (real === null || !real.startsWith(folder + sep)) return null;
+    if (real === null || !(real.startsWith(folder + sep) || (packageLinks && PACKAGE.test(basename(real)))))
+      return null;
     // Not blocking: a FIFO named like a package would otherwise hold a thread of the pool until written.
     const fh = await open(real, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0)).catch(() => null);
     if (!fh) return null;
@@ -266,7 +276,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
     if (path === '/packages/' && packages !== undefined) {
       const names: string[] = [];
       for (const n of (await readdir(packages)).filter((n) => PACKAGE.test(n)).sort()) {
-        const f = await regular(join(packages, n), packagesReal);
+        const f = await regular(join(packages, n), packagesReal, true);
         if (f) names.push(n);
         await f?.fh.close();
       }
@@ -277,7 +287,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
     const pkg = /^\/packages\/(.+)$/.exec(path);
     if (pkg && packages !== undefined && PACKAGE.test(pkg[1]) && basename(pkg[1]) === pkg[1]) {
       const p = join(packages, pkg[1]);
-      const f = await regular(p, packagesReal);
+      const f = await regular(p, packagesReal, true);
       if (f) return withFile(f, (fh, st) => ranged(req, res, p, fh, st));
     }
     // Only files under web/ and browser/ of the built folder, never through `..`.
