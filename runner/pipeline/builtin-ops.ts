@@ -2,6 +2,7 @@
 import './ops-image.js';
 import './ops-model.js';
 import './ops-post.js';
+import './ops-regions.js';
 import './ops-ctc.js';
 import './ops-script.js';
 import './ops-fused.js';
