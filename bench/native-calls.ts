@@ -24,7 +24,7 @@ import {
   preprocess,
   preprocessSync,
 } from '../native/index.js';
-import { regionWindow } from '../runner/pipeline/ops-image.js';
+import { regionWindow } from '../runner/pipeline/ops-crop.js';
 import { arg, image1080p, median } from './util.js';
 
 const runs = Number(arg('runs') ?? 40);

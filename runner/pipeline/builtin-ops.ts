@@ -1,5 +1,6 @@
 /** Registers the op vocabulary this build ships (runner/PIPELINE.md). Imported for its side effects. */
 import './ops-image.js';
+import './ops-crop.js';
 import './ops-model.js';
 import './ops-post.js';
 import './ops-regions.js';

@@ -26,7 +26,8 @@ import {
   normProblem,
   tensorType,
 } from './norm-params.js';
-import { classPicker, regionQuads, regionWindow, resizePlan, turnQuad } from './ops-image.js';
+import { classPicker, regionQuads, regionWindow, turnQuad } from './ops-crop.js';
+import { resizePlan } from './ops-image.js';
 import { defineOp, Name } from './registry.js';
 import type { RegionsValue, TensorValue } from './values.js';
 
