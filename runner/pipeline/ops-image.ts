@@ -7,6 +7,7 @@ import { floatsToHalves } from '../../native/index.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { resizeImage, toTensor } from '../ops/image.js';
 import { decodeImage } from './image-decoder.js';
+import { NormParams } from './norm-params.js';
 import { defineOp, Name, type OpRun } from './registry.js';
 import type { ImageTransform, ImageValue, TensorValue } from './values.js';
 
@@ -219,12 +220,10 @@ const NormalizeParams = Type.Object(
   {
     input: Name,
     output: Name,
-    scale: Opt(Type.Number()),
+    ...NormParams,
+    // one value per channel of the images it takes, up to 4 (preprocess and crop-batch: 1 or 3)
     mean: Opt(Type.Array(Type.Number(), { minItems: 1, maxItems: 4 })),
     std: Opt(Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, maxItems: 4 })),
-    layout: Opt(Type.Union([Type.Literal('nchw'), Type.Literal('nhwc')])),
-    channelOrder: Opt(Type.Union([Type.Literal('rgb'), Type.Literal('bgr')])),
-    dtype: Opt(Type.Union([Type.Literal('float32'), Type.Literal('float16'), Type.Literal('uint8')])),
     padValue: Opt(Type.Number()),
     minWidth: Opt(Type.Integer({ minimum: 0, maximum: 65536 })),
     minHeight: Opt(Type.Integer({ minimum: 0, maximum: 65536 })),
