@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { toXpkgError, UsageError, type XpkgError } from '../spec/errors.js';
+import { terminalSafe } from './terminal.js';
 
 export interface CommandOutcome<T> {
   /** What `--json` prints as `{"result": …}`. */
@@ -30,7 +31,7 @@ export function makeIo(json: boolean): Io {
   const tty = Boolean(process.stderr.isTTY) && !process.env.CI;
   return {
     json,
-    log: (m) => process.stderr.write(`${m}\n`),
+    log: (m) => process.stderr.write(`${terminalSafe(m)}\n`),
     progress(label) {
       if (!tty) return () => {};
       let last = -1;
@@ -58,7 +59,7 @@ export function finish(io: Io, outcome: CommandOutcome<unknown> | { error: unkno
     const err: XpkgError = toXpkgError(outcome.error);
     if (io.json) process.stdout.write(`${JSON.stringify({ error: err.toJSON() })}\n`);
     else {
-      process.stderr.write(`xpkg: error ${err.code}: ${err.message}\n`);
+      process.stderr.write(`xpkg: error ${err.code}: ${terminalSafe(err.message)}\n`);
       if (process.env.XPKG_DEBUG && err.stack) process.stderr.write(`${err.stack}\n`);
     }
     process.exitCode = err.exitStatus;
@@ -66,7 +67,11 @@ export function finish(io: Io, outcome: CommandOutcome<unknown> | { error: unkno
   }
   if (outcome.streamed) void 0;
   else if (io.json) process.stdout.write(`${JSON.stringify({ result: outcome.result })}\n`);
-  else if (outcome.human) process.stdout.write(outcome.human.endsWith('\n') ? outcome.human : `${outcome.human}\n`);
+  else if (outcome.human) {
+    // the human rendering holds the package's own strings: never a raw escape sequence to the terminal
+    const human = terminalSafe(outcome.human);
+    process.stdout.write(human.endsWith('\n') ? human : `${human}\n`);
+  }
   process.exitCode = outcome.exitStatus ?? 0;
 }
 

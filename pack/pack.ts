@@ -14,7 +14,7 @@ import { join, resolve, sep } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { canonicalBytes, parseStrictJson } from '../spec/canonical.js';
 import { FormatError, PackError, UsageError } from '../spec/errors.js';
-import { BLOCK_SIZE, FORMAT_ID, MANIFEST_PATH } from '../spec/limits.js';
+import { BLOCK_SIZE, FORMAT_ID, LIMITS, MANIFEST_PATH } from '../spec/limits.js';
 import { modelPaths, packageId, referencedPaths, validateManifest, validateManifestSource } from '../spec/manifest.js';
 import type { FileRecord, Manifest, ManifestSource } from '../spec/schema.js';
 import { writeAllAt, writeAtomic } from './atomic.js';
@@ -59,8 +59,18 @@ export async function readManifestSource(dir: string): Promise<ManifestSource> {
   if (!st) throw new PackError('E_PACK_SOURCE_MISSING', `no ${SOURCE_MANIFEST} in ${dir}`, { path: file });
   if (st.isSymbolicLink()) throw new PackError('E_PACK_SOURCE_LINK', `${file} is a symbolic link`, { path: file });
   if (!st.isFile()) throw new PackError('E_PACK_SOURCE_TYPE', `${file} is not a regular file`, { path: file });
-  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  // O_NONBLOCK: a FIFO swapped in after the check must not wait for a writer (fstat refuses it below).
+  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | (constants.O_NONBLOCK ?? 0));
   try {
+    const now = await fh.stat();
+    if (!now.isFile()) throw new PackError('E_PACK_SOURCE_TYPE', `${file} is not a regular file`, { path: file });
+    // Checked before reading: a multi-gigabyte xpkg.json is refused, never read whole into memory.
+    if (now.size > LIMITS.manifestBytes)
+      throw new FormatError(
+        'E_MANIFEST_TOO_LARGE',
+        `${file} is ${now.size} bytes; a manifest is at most ${LIMITS.manifestBytes}`,
+        { path: file, size: now.size, limit: LIMITS.manifestBytes },
+      );
     return validateManifestSource(parseStrictJson(await fh.readFile()));
   } finally {
     await fh.close();
@@ -117,6 +127,12 @@ async function checkOutput(outPath: string, manifestFile: string, sources: Sourc
     throw e;
   });
   if (!out) return;
+  // --force replaces a package file, never a folder, device, FIFO or socket: the rename would put a
+  // regular file in place of /dev/null (or fail on a folder after the whole package was written).
+  if (!out.isFile())
+    throw new PackError('E_PACK_OUTPUT_EXISTS', `${outPath} exists and is not a regular file; it is never replaced`, {
+      path: outPath,
+    });
   const inputs = [
     { path: SOURCE_MANIFEST, st: await stat(manifestFile) },
     ...(await Promise.all(sources.map(async (s) => ({ path: s.path, st: await s.fh.stat() })))),

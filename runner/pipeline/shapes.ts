@@ -245,8 +245,10 @@ export function pipelineShapes(manifest: Pick<Manifest, 'inputs' | 'pipeline'>):
   manifest.pipeline.steps.forEach((step: Step, index) => {
     const p = (step.params ?? {}) as unknown as Params;
     if (step.op === 'infer' && step.model) {
+      // params are checked when the pipeline is built, not when a package is packed or explained:
+      // an infer step without inputs / outputs binds nothing here (explain must not crash on it)
       const bindings: [string | null, string][] =
-        typeof p.inputs === 'string' ? [[null, p.inputs]] : Object.entries(p.inputs as Record<string, string>);
+        typeof p.inputs === 'string' ? [[null, p.inputs]] : Object.entries((p.inputs ?? {}) as Record<string, string>);
       for (const [input, env] of bindings) {
         const v = get(env);
         const feed: ModelFeedSpace =
@@ -256,7 +258,7 @@ export function pipelineShapes(manifest: Pick<Manifest, 'inputs' | 'pipeline'>):
         // own keys: a model may be called `constructor`
         (Object.hasOwn(out, step.model) ? out[step.model] : (out[step.model] = [])).push(feed);
       }
-      for (const name of typeof p.outputs === 'string' ? [p.outputs] : Object.values(p.outputs as object))
+      for (const name of typeof p.outputs === 'string' ? [p.outputs] : Object.values((p.outputs ?? {}) as object))
         env.set(name as string, { kind: 'unknown', why: `an output of model ${step.model}` });
       return;
     }

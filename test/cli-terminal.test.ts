@@ -1,0 +1,60 @@
+/**
+ * Terminal output injection: a package's own strings (name, description, license, …) and names
+ * given on the command line reach human output with their escape sequences, carriage returns and
+ * bidi overrides neutralised; `--json` keeps the true strings. Through the real CLI.
+ */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT } from '../spec/errors.js';
+import { xpkg } from './helpers/cli.js';
+import { baseManifest, tempDir, writeSource } from './helpers/source.js';
+
+const LICENSE = 'MIT\u001b[31m RED\u001b[0m';
+const DESCRIPTION = 'about \u001b]0;pwned\u0007 \r fake line \u202egnp.exe \u0085\u2028x\u009b2J';
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding raw controls is the point
+const RAW = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+let dir: string;
+let pkg: string;
+beforeAll(() => {
+  dir = tempDir('xpkg-terminal-');
+  const src = writeSource({}, baseManifest({ license: LICENSE, description: DESCRIPTION }), join(dir, 'src'));
+  pkg = join(dir, 'hostile.xpkg');
+  const r = xpkg(['pack', src, '-o', pkg, '--json']);
+  expect(r.status).toBe(0);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('human output never carries a package string raw to the terminal', () => {
+  it('inspect: escaped in human output, true strings in --json', () => {
+    const human = xpkg(['inspect', pkg]);
+    expect(human.status).toBe(0);
+    expect(human.stdout).not.toMatch(RAW);
+    expect(human.stdout).toContain('\\u001b[31m');
+    const json = xpkg(['inspect', pkg, '--json']);
+    expect(json.status).toBe(0);
+    expect(json.json?.result.license).toBe(LICENSE);
+    expect(json.json?.result.description).toBe(DESCRIPTION);
+  });
+
+  it('verify and explain: no raw control in human output', () => {
+    const v = xpkg(['verify', pkg, '--allow-unsigned']);
+    expect(v.status).toBe(0);
+    expect(v.stdout + v.stderr).not.toMatch(RAW);
+    const e = xpkg(['explain', pkg]);
+    expect(e.status).toBe(0);
+    expect(e.stdout + e.stderr).not.toMatch(RAW);
+  });
+
+  it('an error naming a hostile path on the command line is escaped on stderr, not in --json', () => {
+    const name = join(dir, 'no\u001b]0;x\u0007such\r.xpkg');
+    const human = xpkg(['inspect', name]);
+    expect(human.status).toBe(EXIT.io);
+    expect(human.stderr).not.toMatch(RAW);
+    const json = xpkg(['inspect', name, '--json']);
+    expect(json.status).toBe(EXIT.io);
+    expect(json.json?.error?.code).toBe('E_NOT_FOUND');
+    expect(json.json?.error?.summary).toContain(name);
+  });
+});

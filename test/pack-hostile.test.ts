@@ -1,0 +1,75 @@
+/**
+ * `xpkg pack` / `unpack` / `explain` meeting hostile or odd input, through the real CLI: every bad
+ * input is a stable code with its area's exit status, never a crash, and nothing of the user's is
+ * replaced or lost.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EXIT } from '../spec/errors.js';
+import { xpkg } from './helpers/cli.js';
+import { baseManifest, tempDir, writeSource } from './helpers/source.js';
+
+const dirs: string[] = [];
+const temp = () => {
+  const d = tempDir('xpkg-hostile-');
+  dirs.push(d);
+  return d;
+};
+const source = (manifest = baseManifest()) => writeSource({}, manifest, temp());
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('pack: the output path', () => {
+  it('--force never replaces a FIFO (or a device) with the package', () => {
+    const out = join(temp(), 'fifo');
+    expect(spawnSync('mkfifo', [out]).status).toBe(0);
+    const r = xpkg(['pack', source(), '-o', out, '--force', '--json']);
+    expect(r.json?.error?.code).toBe('E_PACK_OUTPUT_EXISTS');
+    expect(r.status).toBe(EXIT.pack);
+    expect(lstatSync(out).isFIFO()).toBe(true);
+    expect(readdirSync(join(out, '..'))).toEqual(['fifo']);
+  });
+
+  it('--force onto a folder is refused before anything is written, the folder kept', () => {
+    const parent = temp();
+    const out = join(parent, 'folder');
+    mkdirSync(out);
+    const r = xpkg(['pack', source(), '-o', out, '--force', '--json']);
+    expect(r.json?.error?.code).toBe('E_PACK_OUTPUT_EXISTS');
+    expect(r.status).toBe(EXIT.pack);
+    expect(lstatSync(out).isDirectory()).toBe(true);
+    expect(readdirSync(parent)).toEqual(['folder']);
+  });
+
+  it('the source folder itself as the output is refused, even with --force', () => {
+    const src = source();
+    const r = xpkg(['pack', src, '-o', src, '--force', '--json']);
+    expect(r.json?.error?.code).toBe('E_PACK_OUTPUT_EXISTS');
+    expect(r.status).toBe(EXIT.pack);
+    expect(existsSync(join(src, 'xpkg.json'))).toBe(true);
+  });
+});
+
+describe('pack: the manifest source', () => {
+  it('a multi-gigabyte xpkg.json is E_MANIFEST_TOO_LARGE, not read into memory', () => {
+    const src = source();
+    truncateSync(join(src, 'xpkg.json'), 3 * 1024 ** 3); // sparse: no disk used
+    const r = xpkg(['pack', src, '-o', join(temp(), 'o.xpkg'), '--json']);
+    expect(r.json?.error?.code).toBe('E_MANIFEST_TOO_LARGE');
+    expect(r.status).toBe(EXIT.manifest);
+  });
+});
+
+describe('explain: a package the schema accepts', () => {
+  it('an infer step without params is explained, not an internal error', () => {
+    const out = join(temp(), 'p.xpkg');
+    expect(xpkg(['pack', source(), '-o', out, '--json']).status).toBe(0);
+    const r = xpkg(['explain', out, '--json']);
+    expect(r.json?.error?.code).toBeUndefined();
+    expect(r.status).toBe(0);
+    expect(Object.keys(r.json?.result.shapes)).toEqual([]);
+  });
+});
