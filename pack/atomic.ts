@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
 import { type FileHandle, link, lstat, open, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { PackError } from '../spec/errors.js';
 
 const temps = new Set<string>();
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -70,6 +71,12 @@ async function resolveTarget(target: string): Promise<{ path: string; mode?: num
     throw e;
   });
   if (!st) return { path: target };
+  // The temp file is renamed over the target: a folder would fail only after every byte was written,
+  // and a device (/dev/null), FIFO or socket would be replaced by a regular file, not written to.
+  if (!st.isFile())
+    throw new PackError('E_PACK_OUTPUT_EXISTS', `${target} exists and is not a regular file; it is never replaced`, {
+      path: target,
+    });
   const path = (await lstat(target)).isSymbolicLink() ? await realpath(target) : target;
   return { path, mode: st.mode & 0o7777 };
 }

@@ -53,6 +53,31 @@ describe('pack: the output path', () => {
   });
 });
 
+describe('sign and keygen: --force never replaces what is not a regular file', () => {
+  it('sign -o <FIFO> --force is refused, the FIFO kept', () => {
+    const parent = temp();
+    const out = join(parent, 'fifo');
+    expect(spawnSync('mkfifo', [out]).status).toBe(0);
+    const pkg = join(parent, 'p.xpkg');
+    expect(xpkg(['pack', source(), '-o', pkg, '--json']).status).toBe(0);
+    const r = xpkg(['sign', pkg, '--key', 'fixtures/keys/test.key', '-o', out, '--force', '--json']);
+    expect(r.json?.error?.code).toBe('E_PACK_OUTPUT_EXISTS');
+    expect(r.status).toBe(EXIT.pack);
+    expect(lstatSync(out).isFIFO()).toBe(true);
+    expect(readdirSync(parent).sort()).toEqual(['fifo', 'p.xpkg']);
+  });
+
+  it('keygen --force with a FIFO for the .pub writes no key at all', () => {
+    const parent = temp();
+    expect(spawnSync('mkfifo', [join(parent, 'k.pub')]).status).toBe(0);
+    const r = xpkg(['keygen', '-o', join(parent, 'k'), '--no-passphrase', '--force', '--json']);
+    expect(r.json?.error?.code).toBe('E_KEY_EXISTS');
+    expect(r.status).toBe(EXIT.key);
+    expect(lstatSync(join(parent, 'k.pub')).isFIFO()).toBe(true);
+    expect(readdirSync(parent)).toEqual(['k.pub']);
+  });
+});
+
 describe('pack: the manifest source', () => {
   it('a multi-gigabyte xpkg.json is E_MANIFEST_TOO_LARGE, not read into memory', () => {
     const src = source();
