@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, truncateSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../spec/errors.js';
 import { xpkg } from './helpers/cli.js';
@@ -85,6 +85,43 @@ describe('pack: the manifest source', () => {
     const r = xpkg(['pack', src, '-o', join(temp(), 'o.xpkg'), '--json']);
     expect(r.json?.error?.code).toBe('E_MANIFEST_TOO_LARGE');
     expect(r.status).toBe(EXIT.manifest);
+  });
+});
+
+describe('pack: many files', () => {
+  it('a folder of more files than descriptors the process may hold open is packed', () => {
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 300; i++) files[`f/${i}.txt`] = `${i}`;
+    const src = writeSource(files, baseManifest({ include: Object.keys(files) }), temp());
+    const out = join(temp(), 'many.xpkg');
+    // ulimit -n 96: node needs some 30 descriptors of its own; before the fix every file stayed open
+    const r = spawnSync(
+      'sh',
+      [
+        '-c',
+        'ulimit -n 96 && exec "$0" "$@"',
+        process.execPath,
+        resolve('bin/xpkg.js'),
+        'pack',
+        src,
+        '-o',
+        out,
+        '--json',
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(r.stdout).toContain('"result"');
+    expect(r.status).toBe(0);
+    const v = xpkg(['verify', out, '--allow-unsigned', '--json']);
+    expect(v.status).toBe(0);
+    expect(v.json?.result.integrity.files).toBe(302);
+  });
+
+  it('more files than a package can hold is E_ARCHIVE_LIMIT before any is opened, not a package no reader opens', () => {
+    const include = Array.from({ length: 19_997 }, (_, i) => `f/${i}`); // + 2 files of baseManifest = 19,999
+    const r = xpkg(['pack', source(baseManifest({ include })), '-o', join(temp(), 'o.xpkg'), '--json']);
+    expect(r.json?.error?.code).toBe('E_ARCHIVE_LIMIT');
+    expect(r.status).toBe(EXIT.archive);
   });
 });
 
