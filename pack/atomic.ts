@@ -81,6 +81,22 @@ async function resolveTarget(target: string): Promise<{ path: string; mode?: num
   return { path, mode: st.mode & 0o7777 };
 }
 
+/**
+ * The target's name cut to at most 128 UTF-8 bytes (whole characters) for its temp file: a target
+ * named up to the file system's 255 bytes (a package's path segment may be) must not fail on a
+ * temp name longer than that.
+ */
+function shortName(name: string): string {
+  let out = '';
+  let bytes = 0;
+  for (const ch of name) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > 128) break;
+    out += ch;
+  }
+  return out;
+}
+
 export async function writeAtomic<T>(
   target: string,
   fill: (fh: FileHandle, tempPath: string) => Promise<T>,
@@ -89,7 +105,10 @@ export async function writeAtomic<T>(
   const overwrite = options.overwrite !== false;
   const dest = overwrite ? await resolveTarget(target) : { path: target };
   const mode = options.mode ?? dest.mode;
-  const temp = join(dirname(dest.path), `.${basename(dest.path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const temp = join(
+    dirname(dest.path),
+    `.${shortName(basename(dest.path))}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
+  );
   const fh = await open(temp, 'wx+', mode ?? 0o644).catch((e: NodeJS.ErrnoException) => {
     // the error names the file asked for (a missing or read-only folder), not the temp name beside it
     throw Object.assign(new Error(`cannot write ${target}: ${e.message.split(', ')[0]}`), {

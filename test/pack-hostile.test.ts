@@ -88,6 +88,23 @@ describe('pack: the manifest source', () => {
   });
 });
 
+describe('long names', () => {
+  it('an output and a packaged file named with 250 bytes are written (temp names stay under 255)', () => {
+    const long = `${'é'.repeat(60)}${'a'.repeat(126)}.txt`; // 250 UTF-8 bytes, one segment
+    const src = writeSource({ [`d/${long}`]: 'x' }, baseManifest({ include: [`d/${long}`] }), temp());
+    const parent = temp();
+    const out = join(parent, `${'p'.repeat(245)}.xpkg`);
+    const r = xpkg(['pack', src, '-o', out, '--json']);
+    expect(r.json?.error).toBeUndefined();
+    expect(r.status).toBe(0);
+    const dest = join(parent, 'out');
+    const u = xpkg(['unpack', out, '-o', dest, '--json']);
+    expect(u.json?.error).toBeUndefined();
+    expect(u.status).toBe(0);
+    expect(readdirSync(join(dest, 'd'))).toEqual([long]);
+  });
+});
+
 describe('pack: many files', () => {
   it('a folder of more files than descriptors the process may hold open is packed', () => {
     const files: Record<string, string> = {};
