@@ -44,6 +44,21 @@ describe('pack: the output path', () => {
     expect(readdirSync(parent)).toEqual(['folder']);
   });
 
+  it('an output ending in / (a folder, existing or not) is a usage error, nothing written', () => {
+    const parent = temp();
+    const pkg = join(parent, 'p.xpkg');
+    expect(xpkg(['pack', source(), '-o', pkg, '--json']).status).toBe(0);
+    for (const out of [join(parent, 'new/'), `${parent}/`]) {
+      const r = xpkg(['pack', source(), '-o', out, '--force', '--json']);
+      expect(r.json?.error?.code, out).toBe('E_USAGE');
+      expect(r.status).toBe(EXIT.usage);
+      const s = xpkg(['sign', pkg, '--key', 'fixtures/keys/test.key', '-o', out, '--force', '--json']);
+      expect(s.json?.error?.code, out).toBe('E_USAGE');
+      expect(s.status).toBe(EXIT.usage);
+    }
+    expect(readdirSync(parent)).toEqual(['p.xpkg']);
+  });
+
   it('the source folder itself as the output is refused, even with --force', () => {
     const src = source();
     const r = xpkg(['pack', src, '-o', src, '--force', '--json']);
