@@ -6,10 +6,11 @@
  * never goes through here: it carries the true strings, JSON-escaped.
  */
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: exactly those are escaped
-const UNSAFE_KEEP_LINES = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]/g;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: exactly those are escaped
-const UNSAFE_LINE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]/g;
+// C0 controls but tab and newline, DEL, C1 controls, line / paragraph separators, bidi marks,
+// embeddings, overrides and isolates.
+const OTHERS = '\\u000b-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069\\u200e\\u200f\\u061c';
+const UNSAFE_KEEP_LINES = new RegExp(`[\\u0000-\\u0008${OTHERS}]`, 'g');
+const UNSAFE_LINE = new RegExp(`[\\u0000-\\u0008\\u0009\\u000a${OTHERS}]`, 'g');
 
 function visible(c: string): string {
   const j = JSON.stringify(c).slice(1, -1);
