@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { toXpkgError, UsageError, type XpkgError } from '../spec/errors.js';
-import { terminalSafe } from './terminal.js';
+import { terminalSafe } from '../spec/terminal.js';
 
 export interface CommandOutcome<T> {
   /** What `--json` prints as `{"result": …}`. */

@@ -1,6 +1,6 @@
 /**
- * Terminal output injection: a package's own strings (name, description, license, …) and names
- * given on the command line reach human output with their escape sequences, carriage returns and
+ * Terminal output injection (spec/terminal.ts): a package's own strings (name, description,
+ * license, …) and names given on the command line reach human output with their escape sequences, carriage returns and
  * bidi overrides neutralised; `--json` keeps the true strings. Through the real CLI.
  */
 import { rmSync } from 'node:fs';
@@ -36,6 +36,19 @@ describe('human output never carries a package string raw to the terminal', () =
     expect(json.status).toBe(0);
     expect(json.json?.result.license).toBe(LICENSE);
     expect(json.json?.result.description).toBe(DESCRIPTION);
+  });
+
+  it('inspect: a newline in a one-line field cannot forge a line of the report', () => {
+    const forged = 'MIT\n  signature present, verified by the vendor';
+    const src = writeSource({}, baseManifest({ license: forged, description: 'a\nb' }), join(dir, 'forge'));
+    const out = join(dir, 'forge.xpkg');
+    expect(xpkg(['pack', src, '-o', out, '--json']).status).toBe(0);
+    const human = xpkg(['inspect', out]);
+    expect(human.status).toBe(0);
+    const lines = human.stdout.split('\n');
+    expect(lines.filter((l) => l.startsWith('  signature'))).toEqual(['  signature none']);
+    expect(lines.some((l) => l === 'b')).toBe(false);
+    expect(xpkg(['inspect', out, '--json']).json?.result.license).toBe(forged);
   });
 
   it('verify and explain: no raw control in human output', () => {

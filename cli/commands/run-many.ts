@@ -12,8 +12,8 @@ import type { ManyInput } from '../../runner/run-many.js';
 import type { Runner } from '../../runner/runner.js';
 import { toXpkgError } from '../../spec/errors.js';
 import type { Manifest } from '../../spec/schema.js';
+import { escapeLine, terminalSafe } from '../../spec/terminal.js';
 import { type CommandOutcome, type Io, usage } from '../framework.js';
-import { escapeLine, terminalSafe } from '../terminal.js';
 
 export interface InputPlan {
   /** Inputs with one file. */
