@@ -131,6 +131,12 @@ export function formatBytes(n: number): string {
   return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
 }
 
+/**
+ * A package's free text on one line: a newline in a description or license must not forge a line
+ * of this report ("signature verified"), and no escape sequence reaches the terminal.
+ */
+const L = (s: string) => escapeLine(s);
+
 function describeRequires(r: Requirements): string {
   const parts: string[] = [];
   if (r.os) parts.push(`os ${r.os.join('|')}`);
@@ -140,15 +146,9 @@ function describeRequires(r: Requirements): string {
     const a = r.accelerator;
     parts.push(`${a.vendor} ${a.kind}${a.arch ? ` ${a.arch.join('|')}` : ''}${a.minArch ? ` ≥${a.minArch}` : ''}`);
   }
-  if (r.runtimeVersion) parts.push(`runtime ${r.runtimeVersion}`);
+  if (r.runtimeVersion) parts.push(`runtime ${L(r.runtimeVersion)}`);
   return parts.length ? parts.join(', ') : 'any host';
 }
-
-/**
- * A package's free text on one line: a newline in a description or license must not forge a line
- * of this report ("signature verified"), and no escape sequence reaches the terminal.
- */
-const L = (s: string) => escapeLine(s);
 
 export function renderInspect(i: InspectResult): string {
   const lines = [

@@ -40,7 +40,10 @@ describe('human output never carries a package string raw to the terminal', () =
 
   it('inspect: a newline in a one-line field cannot forge a line of the report', () => {
     const forged = 'MIT\n  signature present, verified by the vendor';
-    const src = writeSource({}, baseManifest({ license: forged, description: 'a\nb' }), join(dir, 'forge'));
+    const m = baseManifest({ license: forged, description: 'a\nb' });
+    const variant = (m.models as { variants: Record<string, unknown>[] }[])[0].variants[0];
+    variant.requires = { runtimeVersion: '>=1\n  signature present, verified' };
+    const src = writeSource({}, m, join(dir, 'forge'));
     const out = join(dir, 'forge.xpkg');
     expect(xpkg(['pack', src, '-o', out, '--json']).status).toBe(0);
     const human = xpkg(['inspect', out]);
