@@ -94,6 +94,18 @@ describe('sign and keygen: --force never replaces what is not a regular file', (
 });
 
 describe('pack: the manifest source', () => {
+  it('a missing folder is E_NOT_FOUND with -o or without (the default name is read from it)', () => {
+    const missing = join(temp(), 'nope');
+    for (const args of [
+      ['pack', missing, '--json'],
+      ['pack', missing, '-o', join(temp(), 'o.xpkg'), '--json'],
+    ]) {
+      const r = xpkg(args, {}, undefined, temp());
+      expect(r.json?.error?.code, args.join(' ')).toBe('E_NOT_FOUND');
+      expect(r.status).toBe(EXIT.io);
+    }
+  });
+
   it('a multi-gigabyte xpkg.json is E_MANIFEST_TOO_LARGE, not read into memory', () => {
     const src = source();
     truncateSync(join(src, 'xpkg.json'), 3 * 1024 ** 3); // sparse: no disk used
