@@ -63,7 +63,7 @@ export async function readManifestSource(dir: string): Promise<ManifestSource> {
   const file = join(dir, SOURCE_MANIFEST);
   const st = await lstat(file).catch(() => null);
   // a folder that is not there is E_NOT_FOUND, as packFolder says it, with -o or without
-  if (!st && (await stat(dir).catch((e: NodeJS.ErrnoException) => e.code)) === 'ENOENT')
+  if (!st && !(await stat(dir).catch(() => null)))
     throw new UsageError('E_NOT_FOUND', `package folder ${dir} does not exist`, { path: dir });
   if (!st) throw new PackError('E_PACK_SOURCE_MISSING', `no ${SOURCE_MANIFEST} in ${dir}`, { path: file });
   if (st.isSymbolicLink()) throw new PackError('E_PACK_SOURCE_LINK', `${file} is a symbolic link`, { path: file });
