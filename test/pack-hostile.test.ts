@@ -4,7 +4,7 @@
  * replaced or lost.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, truncateSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync, truncateSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../spec/errors.js';
@@ -94,15 +94,18 @@ describe('sign and keygen: --force never replaces what is not a regular file', (
 });
 
 describe('pack: the manifest source', () => {
-  it('a missing folder is E_NOT_FOUND with -o or without (the default name is read from it)', () => {
-    const missing = join(temp(), 'nope');
-    for (const args of [
-      ['pack', missing, '--json'],
-      ['pack', missing, '-o', join(temp(), 'o.xpkg'), '--json'],
-    ]) {
-      const r = xpkg(args, {}, undefined, temp());
-      expect(r.json?.error?.code, args.join(' ')).toBe('E_NOT_FOUND');
-      expect(r.status).toBe(EXIT.io);
+  it('a missing folder (or a link loop) is E_NOT_FOUND with -o or without (the default name is read from it)', () => {
+    const loop = join(temp(), 'loop');
+    symlinkSync(loop, loop);
+    for (const missing of [join(temp(), 'nope'), loop]) {
+      for (const args of [
+        ['pack', missing, '--json'],
+        ['pack', missing, '-o', join(temp(), 'o.xpkg'), '--json'],
+      ]) {
+        const r = xpkg(args, {}, undefined, temp());
+        expect(r.json?.error?.code, args.join(' ')).toBe('E_NOT_FOUND');
+        expect(r.status).toBe(EXIT.io);
+      }
     }
   });
 
