@@ -181,4 +181,15 @@ describe('explain: a package the schema accepts', () => {
     expect(r.status).toBe(0);
     expect(Object.keys(r.json?.result.shapes)).toEqual([]);
   });
+
+  it('script and split steps without params are explained, not an internal error', () => {
+    for (const op of ['script', 'split']) {
+      const steps = [{ op }, { op: 'infer', model: 'net' }];
+      const out = join(temp(), `${op}.xpkg`);
+      expect(xpkg(['pack', source(baseManifest({ pipeline: { steps } })), '-o', out, '--json']).status).toBe(0);
+      const r = xpkg(['explain', out, '--json']);
+      expect(r.json?.error?.code, op).toBeUndefined();
+      expect(r.status).toBe(0);
+    }
+  });
 });

@@ -262,8 +262,17 @@ export function pipelineShapes(manifest: Pick<Manifest, 'inputs' | 'pipeline'>):
         env.set(name as string, { kind: 'unknown', why: `an output of model ${step.model}` });
       return;
     }
-    const space = OPS[step.op]?.(p, get);
-    for (const name of getOp(step.op)?.writes(p as never) ?? [])
+    // Params are checked when the pipeline is built (a run), not for explain: a step whose params
+    // its op would refuse (missing outputs of a script or split step) tells nothing, never throws.
+    let space: ValueSpace | undefined;
+    let written: readonly string[] = [];
+    try {
+      space = OPS[step.op]?.(p, get);
+      written = getOp(step.op)?.writes(p as never) ?? [];
+    } catch {
+      return;
+    }
+    for (const name of written)
       env.set(name, space && name === p.output ? space : { kind: 'unknown', why: `made by ${step.op}` });
   });
   return out;
