@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { toXpkgError, UsageError, type XpkgError } from '../spec/errors.js';
-import { terminalSafe } from '../spec/terminal.js';
+import { escapeLine, terminalSafe } from '../spec/terminal.js';
 
 export interface CommandOutcome<T> {
   /** What `--json` prints as `{"result": …}`. */
@@ -59,7 +59,8 @@ export function finish(io: Io, outcome: CommandOutcome<unknown> | { error: unkno
     const err: XpkgError = toXpkgError(outcome.error);
     if (io.json) process.stdout.write(`${JSON.stringify({ error: err.toJSON() })}\n`);
     else {
-      process.stderr.write(`xpkg: error ${err.code}: ${terminalSafe(err.message)}\n`);
+      // one line: a newline in a path or a package string cannot forge another
+      process.stderr.write(`xpkg: error ${err.code}: ${escapeLine(err.message)}\n`);
       if (process.env.XPKG_DEBUG && err.stack) process.stderr.write(`${err.stack}\n`);
     }
     process.exitCode = err.exitStatus;

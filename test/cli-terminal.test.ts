@@ -64,10 +64,11 @@ describe('human output never carries a package string raw to the terminal', () =
   });
 
   it('an error naming a hostile path on the command line is escaped on stderr, not in --json', () => {
-    const name = join(dir, 'no\u001b]0;x\u0007such\r.xpkg');
+    const name = join(dir, 'no\u001b]0;x\u0007such\r\nxpkg: error E_FORGED: .xpkg');
     const human = xpkg(['inspect', name]);
     expect(human.status).toBe(EXIT.io);
     expect(human.stderr).not.toMatch(RAW);
+    expect(human.stderr.trimEnd().split('\n')).toHaveLength(1);
     const json = xpkg(['inspect', name, '--json']);
     expect(json.status).toBe(EXIT.io);
     expect(json.json?.error?.code).toBe('E_NOT_FOUND');
