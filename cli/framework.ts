@@ -34,12 +34,13 @@ export function makeIo(json: boolean): Io {
     log: (m) => process.stderr.write(`${terminalSafe(m)}\n`),
     progress(label) {
       if (!tty) return () => {};
+      const shown = escapeLine(label); // names a file the user gave: no raw escape to the terminal
       let last = -1;
       return (done, total) => {
         const pct = total > 0 ? Math.floor((done / total) * 100) : 100;
         if (pct === last) return;
         last = pct;
-        process.stderr.write(`\r${label} ${pct}%${pct >= 100 ? '\n' : ''}`);
+        process.stderr.write(`\r${shown} ${pct}%${pct >= 100 ? '\n' : ''}`);
       };
     },
   };

@@ -3,8 +3,9 @@
  * license, …) and names given on the command line reach human output with their escape sequences, carriage returns and
  * bidi overrides neutralised; `--json` keeps the true strings. Through the real CLI.
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../spec/errors.js';
 import { xpkg } from './helpers/cli.js';
@@ -73,5 +74,26 @@ describe('human output never carries a package string raw to the terminal', () =
     expect(json.status).toBe(EXIT.io);
     expect(json.json?.error?.code).toBe('E_NOT_FOUND');
     expect(json.json?.error?.summary).toContain(name);
+  });
+});
+
+const hasScript = spawnSync('script', ['--version']).status === 0;
+describe.skipIf(!hasScript)('progress on a terminal', () => {
+  it('the progress line escapes the output name it shows', async () => {
+    const { CI: _ci, ...env } = process.env;
+    const src = writeSource({}, baseManifest(), join(dir, 'progress'));
+    const out = join(dir, 'p\u001b[2Jx.xpkg');
+    const cmd = [process.execPath, resolve('bin/xpkg.js'), 'pack', src, '-o', out];
+    const r = await new Promise<string>((done) => {
+      let text = '';
+      const child = spawn('script', ['-qec', cmd.map((a) => `'${a}'`).join(' '), '/dev/null'], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (text += d));
+      child.on('close', () => done(text));
+    });
+    expect(r).toContain('100%');
+    expect(r).not.toContain('\u001b[2J');
   });
 });
