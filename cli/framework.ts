@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { toXpkgError, UsageError, type XpkgError } from '../spec/errors.js';
+import { escapeLine, terminalSafe } from '../spec/terminal.js';
 
 export interface CommandOutcome<T> {
   /** What `--json` prints as `{"result": …}`. */
@@ -30,15 +31,16 @@ export function makeIo(json: boolean): Io {
   const tty = Boolean(process.stderr.isTTY) && !process.env.CI;
   return {
     json,
-    log: (m) => process.stderr.write(`${m}\n`),
+    log: (m) => process.stderr.write(`${terminalSafe(m)}\n`),
     progress(label) {
       if (!tty) return () => {};
+      const shown = escapeLine(label); // names a file the user gave: no raw escape to the terminal
       let last = -1;
       return (done, total) => {
         const pct = total > 0 ? Math.floor((done / total) * 100) : 100;
         if (pct === last) return;
         last = pct;
-        process.stderr.write(`\r${label} ${pct}%${pct >= 100 ? '\n' : ''}`);
+        process.stderr.write(`\r${shown} ${pct}%${pct >= 100 ? '\n' : ''}`);
       };
     },
   };
@@ -58,7 +60,8 @@ export function finish(io: Io, outcome: CommandOutcome<unknown> | { error: unkno
     const err: XpkgError = toXpkgError(outcome.error);
     if (io.json) process.stdout.write(`${JSON.stringify({ error: err.toJSON() })}\n`);
     else {
-      process.stderr.write(`xpkg: error ${err.code}: ${err.message}\n`);
+      // one line: a newline in a path or a package string cannot forge another
+      process.stderr.write(`xpkg: error ${err.code}: ${escapeLine(err.message)}\n`);
       if (process.env.XPKG_DEBUG && err.stack) process.stderr.write(`${err.stack}\n`);
     }
     process.exitCode = err.exitStatus;
@@ -66,7 +69,11 @@ export function finish(io: Io, outcome: CommandOutcome<unknown> | { error: unkno
   }
   if (outcome.streamed) void 0;
   else if (io.json) process.stdout.write(`${JSON.stringify({ result: outcome.result })}\n`);
-  else if (outcome.human) process.stdout.write(outcome.human.endsWith('\n') ? outcome.human : `${outcome.human}\n`);
+  else if (outcome.human) {
+    // the human rendering holds the package's own strings: never a raw escape sequence to the terminal
+    const human = terminalSafe(outcome.human);
+    process.stdout.write(human.endsWith('\n') ? human : `${human}\n`);
+  }
   process.exitCode = outcome.exitStatus ?? 0;
 }
 

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
 import { type FileHandle, link, lstat, open, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { PackError } from '../spec/errors.js';
 
 const temps = new Set<string>();
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -70,8 +71,30 @@ async function resolveTarget(target: string): Promise<{ path: string; mode?: num
     throw e;
   });
   if (!st) return { path: target };
+  // The temp file is renamed over the target: a folder would fail only after every byte was written,
+  // and a device (/dev/null), FIFO or socket would be replaced by a regular file, not written to.
+  if (!st.isFile())
+    throw new PackError('E_PACK_OUTPUT_EXISTS', `${target} exists and is not a regular file; it is never replaced`, {
+      path: target,
+    });
   const path = (await lstat(target)).isSymbolicLink() ? await realpath(target) : target;
   return { path, mode: st.mode & 0o7777 };
+}
+
+/**
+ * The target's name cut to at most 128 UTF-8 bytes (whole characters) for its temp file: a target
+ * named up to the file system's 255 bytes (a package's path segment may be) must not fail on a
+ * temp name longer than that.
+ */
+function shortName(name: string): string {
+  let out = '';
+  let bytes = 0;
+  for (const ch of name) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > 128) break;
+    out += ch;
+  }
+  return out;
 }
 
 export async function writeAtomic<T>(
@@ -82,7 +105,10 @@ export async function writeAtomic<T>(
   const overwrite = options.overwrite !== false;
   const dest = overwrite ? await resolveTarget(target) : { path: target };
   const mode = options.mode ?? dest.mode;
-  const temp = join(dirname(dest.path), `.${basename(dest.path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const temp = join(
+    dirname(dest.path),
+    `.${shortName(basename(dest.path))}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
+  );
   const fh = await open(temp, 'wx+', mode ?? 0o644).catch((e: NodeJS.ErrnoException) => {
     // the error names the file asked for (a missing or read-only folder), not the temp name beside it
     throw Object.assign(new Error(`cannot write ${target}: ${e.message.split(', ')[0]}`), {

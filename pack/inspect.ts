@@ -2,9 +2,11 @@
  * `xpkg inspect`: what a package holds, read through the strict reader (no digest pass, no
  * signature check: signatures are reported as present, never as verified).
  */
+
 import { toXpkgError } from '../spec/errors.js';
 import { modelPaths } from '../spec/manifest.js';
 import type { Requirements, Step } from '../spec/schema.js';
+import { escapeLine } from '../spec/terminal.js';
 import { PackageReader } from './reader.js';
 
 export interface InspectResult {
@@ -129,6 +131,12 @@ export function formatBytes(n: number): string {
   return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
 }
 
+/**
+ * A package's free text on one line: a newline in a description or license must not forge a line
+ * of this report ("signature verified"), and no escape sequence reaches the terminal.
+ */
+const L = (s: string) => escapeLine(s);
+
 function describeRequires(r: Requirements): string {
   const parts: string[] = [];
   if (r.os) parts.push(`os ${r.os.join('|')}`);
@@ -138,23 +146,24 @@ function describeRequires(r: Requirements): string {
     const a = r.accelerator;
     parts.push(`${a.vendor} ${a.kind}${a.arch ? ` ${a.arch.join('|')}` : ''}${a.minArch ? ` ≥${a.minArch}` : ''}`);
   }
-  if (r.runtimeVersion) parts.push(`runtime ${r.runtimeVersion}`);
+  if (r.runtimeVersion) parts.push(`runtime ${L(r.runtimeVersion)}`);
   return parts.length ? parts.join(', ') : 'any host';
 }
 
 export function renderInspect(i: InspectResult): string {
   const lines = [
-    `${i.name}@${i.version} (sequence ${i.sequence})`,
+    `${L(i.name)}@${L(i.version)} (sequence ${i.sequence})`,
     `  id        ${i.id}`,
-    `  task      ${i.task}    license ${i.license}    size ${formatBytes(i.size)}`,
+    `  task      ${L(i.task)}    license ${L(i.license)}    size ${formatBytes(i.size)}`,
   ];
-  if (i.description) lines.push(`  about     ${i.description}`);
-  if (i.expires) lines.push(`  expires   ${i.expires}`);
+  if (i.description) lines.push(`  about     ${L(i.description)}`);
+  if (i.expires) lines.push(`  expires   ${L(i.expires)}`);
   lines.push(`  inputs    ${i.inputs.map((x) => `${x.name}: ${x.type}`).join(', ')}`);
   lines.push(`  outputs   ${i.outputs.map((x) => `${x.name}: ${x.type}`).join(', ')}`);
   const sig = i.signatures;
   if (sig.status === 'unsigned') lines.push('  signature none');
-  else if (sig.status === 'unreadable') lines.push(`  signature present but unreadable (${sig.error}); not verified`);
+  else if (sig.status === 'unreadable')
+    lines.push(`  signature present but unreadable (${L(String(sig.error))}); not verified`);
   else
     lines.push(
       `  signature present, not verified${sig.keyids.length ? ` (key ids ${sig.keyids.join(', ')})` : ''}; check it with xpkg verify --trust <key.pub>`,
@@ -171,7 +180,7 @@ export function renderInspect(i: InspectResult): string {
     `pipeline: ${i.pipeline.steps.map((s) => s.op + (s.model ? `(${s.model})` : '')).join(' → ') || '(none)'}`,
   );
   for (const s of i.pipeline.scripts) lines.push(`  script ${s.path} hooks ${s.hooks.join(', ')}`);
-  if (i.assets.length) lines.push(`assets: ${i.assets.map((a) => `${a.id} (${a.kind}, ${a.path})`).join(', ')}`);
+  if (i.assets.length) lines.push(`assets: ${i.assets.map((a) => `${a.id} (${L(a.kind)}, ${a.path})`).join(', ')}`);
   lines.push(`files (${i.files.length}):`);
   for (const f of i.files)
     lines.push(

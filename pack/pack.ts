@@ -14,7 +14,7 @@ import { join, resolve, sep } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { canonicalBytes, parseStrictJson } from '../spec/canonical.js';
 import { FormatError, PackError, UsageError } from '../spec/errors.js';
-import { BLOCK_SIZE, FORMAT_ID, MANIFEST_PATH } from '../spec/limits.js';
+import { BLOCK_SIZE, FORMAT_ID, LIMITS, MANIFEST_PATH } from '../spec/limits.js';
 import { modelPaths, packageId, referencedPaths, validateManifest, validateManifestSource } from '../spec/manifest.js';
 import type { FileRecord, Manifest, ManifestSource } from '../spec/schema.js';
 import { writeAllAt, writeAtomic } from './atomic.js';
@@ -48,19 +48,38 @@ export interface LayoutItem {
   aligned: boolean;
 }
 
+/**
+ * A file to pack. It is not held open between the layout and its turn to be written (a folder of
+ * thousands of files would run out of descriptors): it is opened again then, and must be the same
+ * file (device, inode) of the same size.
+ */
 interface Source extends LayoutItem {
-  fh: FileHandle;
+  dev: number;
+  ino: number;
 }
 
 /** Reads and validates `<dir>/xpkg.json`. */
 export async function readManifestSource(dir: string): Promise<ManifestSource> {
   const file = join(dir, SOURCE_MANIFEST);
   const st = await lstat(file).catch(() => null);
+  // a folder that is not there is E_NOT_FOUND, as packFolder says it, with -o or without
+  if (!st && !(await stat(dir).catch(() => null)))
+    throw new UsageError('E_NOT_FOUND', `package folder ${dir} does not exist`, { path: dir });
   if (!st) throw new PackError('E_PACK_SOURCE_MISSING', `no ${SOURCE_MANIFEST} in ${dir}`, { path: file });
   if (st.isSymbolicLink()) throw new PackError('E_PACK_SOURCE_LINK', `${file} is a symbolic link`, { path: file });
   if (!st.isFile()) throw new PackError('E_PACK_SOURCE_TYPE', `${file} is not a regular file`, { path: file });
-  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  // O_NONBLOCK: a FIFO swapped in after the check must not wait for a writer (fstat refuses it below).
+  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | (constants.O_NONBLOCK ?? 0));
   try {
+    const now = await fh.stat();
+    if (!now.isFile()) throw new PackError('E_PACK_SOURCE_TYPE', `${file} is not a regular file`, { path: file });
+    // Checked before reading: a multi-gigabyte xpkg.json is refused, never read whole into memory.
+    if (now.size > LIMITS.manifestBytes)
+      throw new FormatError(
+        'E_MANIFEST_TOO_LARGE',
+        `${file} is ${now.size} bytes; a manifest is at most ${LIMITS.manifestBytes}`,
+        { path: file, size: now.size, limit: LIMITS.manifestBytes },
+      );
     return validateManifestSource(parseStrictJson(await fh.readFile()));
   } finally {
     await fh.close();
@@ -96,13 +115,28 @@ async function openSource(root: string, rel: string): Promise<FileHandle> {
       path: rel,
       resolved: real,
     });
-  const fh = await open(cur, constants.O_RDONLY | constants.O_NOFOLLOW);
+  // O_NONBLOCK: a FIFO put at the path after the check must not block the open (fstat refuses it).
+  const fh = await open(cur, constants.O_RDONLY | constants.O_NOFOLLOW | (constants.O_NONBLOCK ?? 0));
   const [a, b] = [await fh.stat(), await lstat(cur)];
   if (a.ino !== b.ino || a.dev !== b.dev || !a.isFile()) {
     await fh.close();
     throw new PackError('E_PACK_SOURCE_CHANGED', `${rel} changed while being opened`, { path: rel });
   }
   return fh;
+}
+
+/** Opens a source again for writing: the same checks, and the same file as at layout time. */
+async function reopen(root: string, s: Source): Promise<{ fh: FileHandle } & AsyncDisposable> {
+  const fh = await openSource(root, s.path);
+  const st = await fh.stat().catch(async (e) => {
+    await fh.close();
+    throw e;
+  });
+  if (st.dev !== s.dev || st.ino !== s.ino || st.size !== s.size) {
+    await fh.close();
+    throw new PackError('E_PACK_SOURCE_CHANGED', `${s.path} changed while being packed`, { path: s.path });
+  }
+  return { fh, [Symbol.asyncDispose]: () => fh.close().catch(() => {}) };
 }
 
 const ZERO = '0'.repeat(64);
@@ -117,9 +151,15 @@ async function checkOutput(outPath: string, manifestFile: string, sources: Sourc
     throw e;
   });
   if (!out) return;
+  // --force replaces a package file, never a folder, device, FIFO or socket: the rename would put a
+  // regular file in place of /dev/null (or fail on a folder after the whole package was written).
+  if (!out.isFile())
+    throw new PackError('E_PACK_OUTPUT_EXISTS', `${outPath} exists and is not a regular file; it is never replaced`, {
+      path: outPath,
+    });
   const inputs = [
     { path: SOURCE_MANIFEST, st: await stat(manifestFile) },
-    ...(await Promise.all(sources.map(async (s) => ({ path: s.path, st: await s.fh.stat() })))),
+    ...sources.map((s) => ({ path: s.path, st: { ino: s.ino, dev: s.dev } })),
   ];
   const same = inputs.find((i) => i.st.ino === out.ino && i.st.dev === out.dev);
   if (same)
@@ -209,122 +249,129 @@ export async function packFolder(dir: string, outPath: string, options: PackOpti
   }
   const models = modelPaths(src);
   const paths = [...referencedPaths(src).keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-  const sources: Source[] = [];
-  try {
-    for (const p of paths) {
-      const fh = await openSource(root, p);
-      sources.push({ path: p, fh, size: (await fh.stat()).size, aligned: models.has(p) });
-    }
-    const { include: _include, format: _format, ...rest } = src;
-    const manifestFor = (records: FileRecord[]): Manifest => ({
-      ...rest,
-      format: FORMAT_ID,
-      blockSize: BLOCK_SIZE,
-      files: records,
+  // The manifest entry and the signatures entry `xpkg sign` adds count too: a package of more files
+  // would be one no reader opens (E_ARCHIVE_LIMIT), or one that could never be signed.
+  const maxFiles = LIMITS.entries - 2;
+  if (paths.length > maxFiles)
+    throw new FormatError('E_ARCHIVE_LIMIT', `${paths.length} files; a package holds at most ${maxFiles}`, {
+      files: paths.length,
+      limit: maxFiles,
     });
-    const placeholder = canonicalBytes(
-      manifestFor(
-        sources.map((s) => ({
+  const sources: Source[] = [];
+  for (const p of paths) {
+    const fh = await openSource(root, p);
+    try {
+      const st = await fh.stat();
+      sources.push({ path: p, size: st.size, aligned: models.has(p), dev: st.dev, ino: st.ino });
+    } finally {
+      await fh.close();
+    }
+  }
+  const { include: _include, format: _format, ...rest } = src;
+  const manifestFor = (records: FileRecord[]): Manifest => ({
+    ...rest,
+    format: FORMAT_ID,
+    blockSize: BLOCK_SIZE,
+    files: records,
+  });
+  const placeholder = canonicalBytes(
+    manifestFor(
+      sources.map((s) => ({
+        path: s.path,
+        size: s.size,
+        sha256: ZERO,
+        blocks: Array(Math.ceil(s.size / BLOCK_SIZE)).fill(ZERO),
+      })),
+    ),
+  );
+
+  const manifestLayout: Z.EntryLayout = {
+    name: Buffer.from(MANIFEST_PATH),
+    method: 0,
+    crc32: 0,
+    compressedSize: placeholder.length,
+    size: placeholder.length,
+    localHeaderOffset: 0,
+    padding: 0,
+  };
+  const { order, cursor } = layoutPayloads(manifestLayout, sources);
+
+  await checkOutput(outPath, join(root, SOURCE_MANIFEST), sources, Boolean(options.force));
+  const total = sources.reduce((n, s) => n + s.size, 0);
+  let done = 0;
+  const records = new Map<string, FileRecord>();
+  // Big files: block digests are hashed by worker threads from the bytes just written to the
+  // output (so they cover exactly what the package holds), while this thread reads, writes and
+  // runs the sequential whole-file SHA-256 and CRC-32. Small files are hashed here.
+  const big = sources.some((x) => x.size > BLOCK_SIZE);
+  await writeAtomic(
+    outPath,
+    async (out) => {
+      using pool = big ? new HashPool(out.fd, Math.max(1, Math.min(availableParallelism() - 1, 4))) : null;
+      const buf = Buffer.allocUnsafe(BLOCK_SIZE);
+      for (const { s, layout } of order) {
+        await using file = await reopen(root, s);
+        const dataAt = layout.localHeaderOffset + Z.localHeaderLength(layout);
+        const whole = createHash('sha256');
+        const blockJobs: Promise<string[]>[] = [];
+        let crc = 0;
+        let pos = 0;
+        // Chunks are BLOCK_SIZE-aligned reads, so each block digest sees exactly one block.
+        while (pos < s.size) {
+          const want = Math.min(BLOCK_SIZE, s.size - pos);
+          let got = 0;
+          while (got < want) {
+            const { bytesRead } = await file.fh.read(buf, got, want - got, pos + got);
+            if (bytesRead === 0)
+              throw new PackError('E_PACK_SOURCE_CHANGED', `${s.path} shrank while being packed`, { path: s.path });
+            got += bytesRead;
+          }
+          const chunk = buf.subarray(0, want);
+          whole.update(chunk);
+          crc = crc32(chunk, crc);
+          await writeAllAt(out, chunk, dataAt + pos);
+          if (pool && s.size > BLOCK_SIZE) {
+            const job = pool
+              .run({ kind: 'blocks', offset: dataAt + pos, length: want, blockSize: BLOCK_SIZE })
+              .then((r) => r.digests);
+            job.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
+            blockJobs.push(job);
+          } else blockJobs.push(Promise.resolve([createHash('sha256').update(chunk).digest('hex')]));
+          pos += want;
+          done += want;
+          options.onProgress?.(done, total);
+        }
+        const { bytesRead: extra } = await file.fh.read(buf, 0, 1, s.size);
+        if (extra !== 0)
+          throw new PackError('E_PACK_SOURCE_CHANGED', `${s.path} grew while being packed`, { path: s.path });
+        layout.crc32 = crc >>> 0;
+        await writeAllAt(out, Z.encodeLocalHeader(layout, ts), layout.localHeaderOffset);
+        records.set(s.path, {
           path: s.path,
           size: s.size,
-          sha256: ZERO,
-          blocks: Array(Math.ceil(s.size / BLOCK_SIZE)).fill(ZERO),
-        })),
-      ),
-    );
-
-    const manifestLayout: Z.EntryLayout = {
-      name: Buffer.from(MANIFEST_PATH),
-      method: 0,
-      crc32: 0,
-      compressedSize: placeholder.length,
-      size: placeholder.length,
-      localHeaderOffset: 0,
-      padding: 0,
-    };
-    const { order, cursor } = layoutPayloads(manifestLayout, sources);
-
-    await checkOutput(outPath, join(root, SOURCE_MANIFEST), sources, Boolean(options.force));
-    const total = sources.reduce((n, s) => n + s.size, 0);
-    let done = 0;
-    const records = new Map<string, FileRecord>();
-    // Big files: block digests are hashed by worker threads from the bytes just written to the
-    // output (so they cover exactly what the package holds), while this thread reads, writes and
-    // runs the sequential whole-file SHA-256 and CRC-32. Small files are hashed here.
-    const big = sources.some((x) => x.size > BLOCK_SIZE);
-    await writeAtomic(
-      outPath,
-      async (out) => {
-        using pool = big ? new HashPool(out.fd, Math.max(1, Math.min(availableParallelism() - 1, 4))) : null;
-        const buf = Buffer.allocUnsafe(BLOCK_SIZE);
-        for (const { s, layout } of order) {
-          const dataAt = layout.localHeaderOffset + Z.localHeaderLength(layout);
-          const whole = createHash('sha256');
-          const blockJobs: Promise<string[]>[] = [];
-          let crc = 0;
-          let pos = 0;
-          // Chunks are BLOCK_SIZE-aligned reads, so each block digest sees exactly one block.
-          while (pos < s.size) {
-            const want = Math.min(BLOCK_SIZE, s.size - pos);
-            let got = 0;
-            while (got < want) {
-              const { bytesRead } = await s.fh.read(buf, got, want - got, pos + got);
-              if (bytesRead === 0)
-                throw new PackError('E_PACK_SOURCE_CHANGED', `${s.path} shrank while being packed`, { path: s.path });
-              got += bytesRead;
-            }
-            const chunk = buf.subarray(0, want);
-            whole.update(chunk);
-            crc = crc32(chunk, crc);
-            await writeAllAt(out, chunk, dataAt + pos);
-            if (pool && s.size > BLOCK_SIZE) {
-              const job = pool
-                .run({ kind: 'blocks', offset: dataAt + pos, length: want, blockSize: BLOCK_SIZE })
-                .then((r) => r.digests);
-              job.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
-              blockJobs.push(job);
-            } else blockJobs.push(Promise.resolve([createHash('sha256').update(chunk).digest('hex')]));
-            pos += want;
-            done += want;
-            options.onProgress?.(done, total);
-          }
-          const { bytesRead: extra } = await s.fh.read(buf, 0, 1, s.size);
-          if (extra !== 0)
-            throw new PackError('E_PACK_SOURCE_CHANGED', `${s.path} grew while being packed`, { path: s.path });
-          layout.crc32 = crc >>> 0;
-          await writeAllAt(out, Z.encodeLocalHeader(layout, ts), layout.localHeaderOffset);
-          records.set(s.path, {
-            path: s.path,
-            size: s.size,
-            sha256: whole.digest('hex'),
-            blocks: (await Promise.all(blockJobs)).flat(),
-          });
-        }
-        const manifest = manifestFor(sources.map((s) => records.get(s.path)!));
-        validateManifest(manifest);
-        const bytes = canonicalBytes(manifest);
-        if (bytes.length !== placeholder.length)
-          throw new FormatError(
-            'E_MANIFEST_NOT_CANONICAL',
-            'internal: manifest length changed between layout and write',
-          );
-        manifestLayout.crc32 = crc32(bytes) >>> 0;
-        await writeAllAt(out, Buffer.concat([Z.encodeLocalHeader(manifestLayout, ts), bytes]), 0);
-        await writeAllAt(out, encodeDirectory([manifestLayout, ...order.map((o) => o.layout)], cursor, ts), cursor);
-      },
-      { overwrite: Boolean(options.force) },
-    ).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'EEXIST')
-        throw new PackError('E_PACK_OUTPUT_EXISTS', `${outPath} appeared while packing (pass --force to replace it)`, {
-          path: outPath,
+          sha256: whole.digest('hex'),
+          blocks: (await Promise.all(blockJobs)).flat(),
         });
-      throw e;
-    });
-    const manifest = manifestFor(sources.map((s) => records.get(s.path)!));
-    const bytes = canonicalBytes(manifest);
-    const { size } = await stat(outPath);
-    return { path: outPath, id: packageId(bytes), size, files: sources.length, payloadBytes: total, manifest };
-  } finally {
-    await Promise.all(sources.map((s) => s.fh.close().catch(() => {})));
-  }
+      }
+      const manifest = manifestFor(sources.map((s) => records.get(s.path)!));
+      validateManifest(manifest);
+      const bytes = canonicalBytes(manifest);
+      if (bytes.length !== placeholder.length)
+        throw new FormatError('E_MANIFEST_NOT_CANONICAL', 'internal: manifest length changed between layout and write');
+      manifestLayout.crc32 = crc32(bytes) >>> 0;
+      await writeAllAt(out, Buffer.concat([Z.encodeLocalHeader(manifestLayout, ts), bytes]), 0);
+      await writeAllAt(out, encodeDirectory([manifestLayout, ...order.map((o) => o.layout)], cursor, ts), cursor);
+    },
+    { overwrite: Boolean(options.force) },
+  ).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'EEXIST')
+      throw new PackError('E_PACK_OUTPUT_EXISTS', `${outPath} appeared while packing (pass --force to replace it)`, {
+        path: outPath,
+      });
+    throw e;
+  });
+  const manifest = manifestFor(sources.map((s) => records.get(s.path)!));
+  const bytes = canonicalBytes(manifest);
+  const { size } = await stat(outPath);
+  return { path: outPath, id: packageId(bytes), size, files: sources.length, payloadBytes: total, manifest };
 }

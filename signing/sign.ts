@@ -45,11 +45,16 @@ async function exists(path: string): Promise<boolean> {
 export async function keygen(prefix: string, options: KeygenOptions = {}): Promise<KeygenResult> {
   const secretKeyPath = `${prefix}.key`;
   const publicKeyPath = `${prefix}.pub`;
-  if (!options.force) {
-    for (const p of [secretKeyPath, publicKeyPath]) {
-      if (await exists(p))
-        throw new SigningError('E_KEY_EXISTS', `${p} already exists (pass --force to replace it)`, { path: p });
-    }
+  for (const p of [secretKeyPath, publicKeyPath]) {
+    if (!options.force && (await exists(p)))
+      throw new SigningError('E_KEY_EXISTS', `${p} already exists (pass --force to replace it)`, { path: p });
+    // --force replaces key files, never a folder, device or FIFO; checked for both before the
+    // secret key is written, so a refused .pub never leaves a new .key beside an old .pub
+    const st = await stat(p).catch(() => null);
+    if (st && !st.isFile())
+      throw new SigningError('E_KEY_EXISTS', `${p} exists and is not a regular file; it is never replaced`, {
+        path: p,
+      });
   }
   const passphrase =
     options.passphrase === undefined
@@ -170,6 +175,15 @@ async function refuseExisting(pkgPath: string, out: string): Promise<void> {
     throw new PackError('E_PACK_OUTPUT_EXISTS', `${out} already exists (pass --force to replace it)`, { path: out });
 }
 
+/** The output is never a folder, device, FIFO or socket, --force or not: the rename would replace it. */
+async function refuseSpecial(out: string): Promise<void> {
+  const o = await stat(out).catch(() => null);
+  if (o && !o.isFile())
+    throw new PackError('E_PACK_OUTPUT_EXISTS', `${out} exists and is not a regular file; it is never replaced`, {
+      path: out,
+    });
+}
+
 /** The output is never the key file, --force or not: a signed package written over the secret key loses it. */
 async function refuseKeyFile(key: string, out: string): Promise<void> {
   const [k, o] = await Promise.all([stat(key).catch(() => null), stat(out).catch(() => null)]);
@@ -182,6 +196,7 @@ async function refuseKeyFile(key: string, out: string): Promise<void> {
 /** Adds (or replaces) this key's signature. The package id and every other byte range stay the same. */
 export async function sign(pkgPath: string, options: SignOptions): Promise<SignResult> {
   // Before the passphrase prompt and the digest pass: nothing to do if the output is refused.
+  if (options.out !== undefined) await refuseSpecial(options.out);
   if (options.out !== undefined && typeof options.key === 'string') await refuseKeyFile(options.key, options.out);
   if (options.out !== undefined && !options.force) await refuseExisting(pkgPath, options.out);
   const key =

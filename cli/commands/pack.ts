@@ -12,6 +12,9 @@ export function register(program: Command): void {
   action<[string], { output?: string; force?: boolean; json?: boolean }>(cmd, async (io, dir, opts) => {
     if (!dir) throw usage('pack needs a source folder');
     const { formatBytes, packFolder, readManifestSource } = await import('../../pack/index.js');
+    // `-o dist/` names a folder: the package would be linked to the name "dist/" and fail late
+    if (opts.output !== undefined && /[/\\]$/.test(opts.output))
+      throw usage(`-o ${opts.output} names a folder; give the package's file name`, { output: opts.output });
     let out = opts.output;
     if (!out) {
       const src = await readManifestSource(dir);

@@ -12,6 +12,7 @@ import type { ManyInput } from '../../runner/run-many.js';
 import type { Runner } from '../../runner/runner.js';
 import { toXpkgError } from '../../spec/errors.js';
 import type { Manifest } from '../../spec/schema.js';
+import { escapeLine, terminalSafe } from '../../spec/terminal.js';
 import { type CommandOutcome, type Io, usage } from '../framework.js';
 
 export interface InputPlan {
@@ -105,14 +106,6 @@ function imageInput(manifest: Manifest): string {
   return i.name;
 }
 
-/**
- * A file name as one line of human output: a newline or other control character in it (a name
- * may hold any byte but / and NUL) is written as its JSON escape, so a name cannot forge lines.
- */
-const escapeControls = (s: string) =>
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: exactly those are escaped
-  s.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
-
 export interface RunInputsOptions {
   annotate?: string;
   /** Extra fields for each result (e.g. the selection explained). */
@@ -200,14 +193,14 @@ export async function runInputs(
       // an input file's error names it already
       else
         io.log(
-          escapeControls(
+          escapeLine(
             `xpkg: error ${error.code}: ${error.message.startsWith(r.source) ? '' : `${r.source}: `}${error.message}`,
           ),
         );
     } else {
       ok++;
       if (io.json) process.stdout.write(`${JSON.stringify({ input: r.source, result })}\n`);
-      else process.stdout.write(`== ${escapeControls(r.source)}\n${o.render(r.result.outputs)}\n`);
+      else process.stdout.write(`== ${escapeLine(r.source)}\n${terminalSafe(o.render(r.result.outputs))}\n`);
     }
     progress(r.index + 1, items.length);
   }

@@ -26,6 +26,8 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document on stdout');
   action<[string], SignOpts>(cmd, async (io, pkg, opts) => {
     if (!opts.key) throw usage('sign needs --key <file.key>');
+    if (opts.output !== undefined && /[/\\]$/.test(opts.output))
+      throw usage(`-o ${opts.output} names a folder; give the signed package's file name`, { output: opts.output });
     const { sign } = await import('../../signing/index.js');
     const r = await sign(pkg, {
       key: opts.key,

@@ -245,8 +245,10 @@ export function pipelineShapes(manifest: Pick<Manifest, 'inputs' | 'pipeline'>):
   manifest.pipeline.steps.forEach((step: Step, index) => {
     const p = (step.params ?? {}) as unknown as Params;
     if (step.op === 'infer' && step.model) {
+      // params are checked when the pipeline is built, not when a package is packed or explained:
+      // an infer step without inputs / outputs binds nothing here (explain must not crash on it)
       const bindings: [string | null, string][] =
-        typeof p.inputs === 'string' ? [[null, p.inputs]] : Object.entries(p.inputs as Record<string, string>);
+        typeof p.inputs === 'string' ? [[null, p.inputs]] : Object.entries((p.inputs ?? {}) as Record<string, string>);
       for (const [input, env] of bindings) {
         const v = get(env);
         const feed: ModelFeedSpace =
@@ -256,12 +258,21 @@ export function pipelineShapes(manifest: Pick<Manifest, 'inputs' | 'pipeline'>):
         // own keys: a model may be called `constructor`
         (Object.hasOwn(out, step.model) ? out[step.model] : (out[step.model] = [])).push(feed);
       }
-      for (const name of typeof p.outputs === 'string' ? [p.outputs] : Object.values(p.outputs as object))
+      for (const name of typeof p.outputs === 'string' ? [p.outputs] : Object.values((p.outputs ?? {}) as object))
         env.set(name as string, { kind: 'unknown', why: `an output of model ${step.model}` });
       return;
     }
-    const space = OPS[step.op]?.(p, get);
-    for (const name of getOp(step.op)?.writes(p as never) ?? [])
+    // Params are checked when the pipeline is built (a run), not for explain: a step whose params
+    // its op would refuse (missing outputs of a script or split step) tells nothing, never throws.
+    let space: ValueSpace | undefined;
+    let written: readonly string[] = [];
+    try {
+      space = OPS[step.op]?.(p, get);
+      written = getOp(step.op)?.writes(p as never) ?? [];
+    } catch {
+      return;
+    }
+    for (const name of written)
       env.set(name, space && name === p.output ? space : { kind: 'unknown', why: `made by ${step.op}` });
   });
   return out;
