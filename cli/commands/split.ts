@@ -60,11 +60,14 @@ export function register(program: Command): void {
     if (opts.check !== undefined && opts.sample?.length)
       throw usage('--check and --sample exclude each other (random inputs, or the samples given)');
     await distinctPaths(model, opts.head, opts.tail);
-    const { readFile } = await import('node:fs/promises');
+    const { readFileBytes } = await import('../../platform/index.js');
     const { UsageError } = await import('../../spec/errors.js');
-    const whole = await readFile(model).catch((e: NodeJS.ErrnoException) => {
-      throw new UsageError(e.code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `cannot read ${model}: ${e.message}`);
-    });
+    // readFileBytes, not readFile: a device (/dev/zero) is refused, never read without end
+    const readFile = (path: string) =>
+      readFileBytes(path).catch((e: NodeJS.ErrnoException) => {
+        throw new UsageError(e.code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `cannot read ${path}: ${e.message}`);
+      });
+    const whole = await readFile(model);
     const { cutModel } = await import('../../fabric/split.js');
     const options = { at: opts.at, ...(opts.headOutput ? { headOutputs: opts.headOutput } : {}) };
     let cut = cutModel(whole, options);
