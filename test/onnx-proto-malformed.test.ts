@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cutModel } from '../fabric/split.js';
 import { checkSamples, MAX_RANDOM_ELEMENTS, randomFeeds } from '../fabric/split-check.js';
-import { externalFiles } from '../runner/backends/onnx-external.js';
+import { externalFiles, MAX_EXTERNAL_REFS } from '../runner/backends/onnx-external.js';
 import { OnnxGraph, valueInfo } from '../runner/backends/onnx-graph.js';
 import { dataShapedOps, hasStaticInputs } from '../runner/backends/onnx-inputs.js';
 import {
@@ -118,6 +118,32 @@ describe('the runner reading a package model', () => {
     expect(syncCodeOf(() => externalFiles('v', 'model.onnx', ['model.onnx'], deep), RunnerError)).toBe('E_RUN_LOAD');
     expect(dataShapedOps(deep)).toEqual(['If']);
     expect(syncCodeOf(() => cutModel(deep, { at: ['o'] }), FabricError)).toBe('E_FABRIC_SPLIT');
+  });
+
+  it('tens of millions of empty nodes: the scans keep memory flat (a 128 MiB heap; was a fatal out-of-memory)', () => {
+    // 12.5M empty NodeProto fields (25 MB): the scans held a ~200-byte record per field, ~2.5 GB
+    const script = `
+      const { externalDataRefs } = await import(${JSON.stringify(resolve('dist/runner/backends/onnx-external.js'))});
+      const m = await import(${JSON.stringify(resolve('dist/runner/backends/onnx-inputs.js'))});
+      const n = 12_500_000, g = new Uint8Array(2 * n);
+      for (let i = 0; i < n; i++) g[2 * i] = 0x0a;
+      const len = []; for (let v = g.length; ; ) { const b = v & 0x7f; v = Math.floor(v / 128); if (!v) { len.push(b); break; } len.push(b | 0x80); }
+      const model = new Uint8Array(1 + len.length + g.length);
+      model[0] = 0x3a; model.set(len, 1); model.set(g, 1 + len.length);
+      console.log(JSON.stringify([externalDataRefs(model).length, m.hasStaticInputs(model), m.dataShapedOps(model)]));`;
+    const r = spawnSync(process.execPath, ['--max-old-space-size=128', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.signal).toBeNull();
+    expect(JSON.parse(r.stdout)).toEqual([0, true, []]);
+  });
+
+  it(`more external tensors than MAX_EXTERNAL_REFS: E_RUN_LOAD, not a list without bound`, () => {
+    // an initializer whose data_location is EXTERNAL, 4 bytes each
+    const graph = new Uint8Array(4 * (MAX_EXTERNAL_REFS + 1)).map((_v, i) => [0x2a, 0x02, 0x70, 0x01][i % 4]);
+    const b = bytes([0x3a], varint(graph.length), graph);
+    expect(syncCodeOf(() => externalFiles('v', 'model.onnx', ['model.onnx'], b), RunnerError)).toBe('E_RUN_LOAD');
   });
 
   it('a tensor whose external_data entry is malformed: E_RUN_LOAD', () => {
