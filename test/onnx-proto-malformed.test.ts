@@ -246,6 +246,18 @@ describe('xpkg split, the process', () => {
     expect(split(['/dev/zero', '--at', 'm', ...out('zero')])?.error?.code).toBe('E_IO');
   });
 
+  it('--tolerance that is no finite decimal, --check beyond 1000 samples: E_USAGE (were 0, Infinity, or all made up front)', () => {
+    const p = join(dir, 'opts.onnx');
+    writeFileSync(p, good);
+    for (const t of ['', ' ', '0x10', '1e309', 'Infinity', '-1', 'NaN', '1e-4x'])
+      expect(split([p, '--at', 'm', ...out('opts'), '--tolerance', t])?.error?.code).toBe('E_USAGE');
+    for (const n of ['1001', '99999999999', '1e3'])
+      expect(split([p, '--at', 'm', ...out('opts'), '--check', n])?.error?.code).toBe('E_USAGE');
+    expect(split([p, '--at', 'm', ...out('opts'), '--tolerance', '1.5e-3', '--check', '2'])?.result?.at).toEqual([
+      { name: 'm', elemType: 1 },
+    ]);
+  });
+
   it('a model cut at a tensor named constructor, checked by onnxruntime (was E_INTERNAL)', () => {
     const p = join(dir, 'ctor.onnx');
     writeFileSync(p, model([relu('x', 'constructor'), relu('constructor', 'y')]));
