@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cutModel } from '../fabric/split.js';
 import { checkSamples, MAX_RANDOM_ELEMENTS, randomFeeds } from '../fabric/split-check.js';
+import { decodeV2, encodeV2 } from '../fabric/v2-binary.js';
 import { externalFiles, MAX_EXTERNAL_REFS } from '../runner/backends/onnx-external.js';
 import { OnnxGraph, valueInfo } from '../runner/backends/onnx-graph.js';
 import { dataShapedOps, hasStaticInputs } from '../runner/backends/onnx-inputs.js';
@@ -264,5 +265,16 @@ describe('xpkg split, the process', () => {
     expect(split([p, '--at', 'constructor', ...out('ctor')])?.result?.at).toEqual([
       { name: 'constructor', elemType: 1 },
     ]);
+  });
+});
+
+describe('a fabric peer message (fabric/v2-binary.ts)', () => {
+  it('a tensor named __proto__ is a tensor of the message, not its prototype', () => {
+    const t: Tensor = { type: 'float32', dims: [2], data: new Float32Array([1, 2]) };
+    const { body, headerLength } = encodeV2({}, 'inputs', Object.fromEntries([['__proto__', t]]));
+    const { tensors } = decodeV2(body, String(headerLength), 'inputs');
+    expect(Object.keys(tensors)).toEqual(['__proto__']);
+    expect(Object.getPrototypeOf(tensors)).toBe(Object.prototype);
+    expect((tensors as Record<string, unknown>).dims).toBeUndefined();
   });
 });
