@@ -111,7 +111,7 @@ export function readFileBytes(path: string): Promise<Buffer> {
   );
 }
 
-export function readTextFileSync(path: string): string {
+export function readTextFileSync(path: string, _maxBytes?: number): string {
   throw new UsageError('E_USAGE', `no file system in the browser: pass the text of ${JSON.stringify(path)}`);
 }
 

@@ -8,7 +8,7 @@
  * that does not hold the token (a stranger answering on the peer's address).
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readSmallFile } from '../signing/files.js';
 import { FabricError } from '../spec/errors.js';
 
 export const NONCE_HEADER = 'xpkg-fabric-nonce';
@@ -27,11 +27,15 @@ export function checkToken(token: string, what = 'the fabric token'): string {
   return token;
 }
 
+/** The largest token file read: a token is a line of tens of characters (`/dev/zero` never ends). */
+export const TOKEN_FILE_MAX = 64 * 1024;
+
 /** The token from a file (its first line); written by an operator, e.g. `openssl rand -hex 32`. */
 export async function readToken(path: string): Promise<string> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    // a regular file of at most TOKEN_FILE_MAX bytes: a device or a pipe nobody writes is refused, not waited on
+    text = (await readSmallFile(path, TOKEN_FILE_MAX)).toString('utf8');
   } catch (e) {
     throw new FabricError('E_FABRIC_CONFIG', `cannot read the fabric token file ${path}: ${(e as Error).message}`, {
       path,

@@ -49,7 +49,7 @@ export function checkSamples(model: Uint8Array, samples: Record<string, Tensor>[
           inputs: inputs.map((v) => v.name),
         });
     for (const v of inputs) {
-      const x = sample[v.name];
+      const x = Object.hasOwn(sample, v.name) ? sample[v.name] : undefined;
       if (!x) {
         bad(`sample ${k}: no value for the model's input ${v.name}`, { sample: k, input: v.name });
         continue;
@@ -77,13 +77,23 @@ export function checkSamples(model: Uint8Array, samples: Record<string, Tensor>[
   }
 }
 
+/** The most elements of one random input (256 MiB of float32): a model declares its input shapes, any it likes. */
+export const MAX_RANDOM_ELEMENTS = 2 ** 26;
+
 /** Random feeds of the model's declared inputs (float: uniform [0, 1); integers: 0…9). */
 export function randomFeeds(model: Uint8Array): Record<string, Tensor> {
   const g = OnnxGraph.decode(model);
-  const feeds: Record<string, Tensor> = {};
+  // no prototype: an input may be named `__proto__`
+  const feeds: Record<string, Tensor> = Object.create(null);
   for (const v of g.inputs) {
     const dims = (v.shape ?? []).map((d) => (typeof d === 'number' && d > 0 ? d : 1));
     const n = dims.reduce((a, b) => a * b, 1);
+    if (!(n <= MAX_RANDOM_ELEMENTS))
+      throw new FabricError(
+        'E_FABRIC_SPLIT',
+        `input ${v.name}: its declared shape [${dims.join(',')}] is too large for random samples (more than ${MAX_RANDOM_ELEMENTS} elements); give .npy samples`,
+        { reason: 'sample', input: v.name, dims },
+      );
     const type = ORT_TYPE[v.elemType];
     if (type === 'float32') {
       const u = new Uint32Array(n);
@@ -126,7 +136,7 @@ export async function checkSplit(
     });
   let maxAbsDiff = 0;
   let cutBytes = 0;
-  const cutShapes: Record<string, number[]> = {};
+  const cutShapes: Record<string, number[]> = Object.create(null); // a cut tensor may be named `__proto__`
   try {
     for (const [k, sample] of samples.entries()) {
       const feeds = Object.fromEntries(Object.entries(sample).map(([n, x]) => [n, toOrt(x)]));

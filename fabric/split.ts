@@ -120,7 +120,9 @@ function part(
 ) {
   const g = OnnxGraph.decode(bytes);
   const wholeInputs = new Map(g.inputs.map((v) => [v.name, v]));
-  const value = (c: CutTensor) => valueInfo(c.name, c.elemType, shapes[c.name]);
+  // a tensor may be named like an Object.prototype member (`constructor`): only shapes given count
+  const value = (c: CutTensor) =>
+    valueInfo(c.name, c.elemType, Object.hasOwn(shapes, c.name) ? shapes[c.name] : undefined);
   g.nodes = g.nodes.filter((_n, i) => keep.has(i));
   if (inputs) g.inputs = inputs.map((c) => wholeInputs.get(c.name) ?? value(c));
   if (outputs) g.outputs = outputs.map(value);
@@ -165,7 +167,12 @@ export function cutModel(bytes: Uint8Array, o: CutOptions): Cut {
   const unused = at.filter((n) => !tail.reads.has(n));
   if (unused.length) throw splitError(`the tail does not need the cut tensor(s) ${unused.join(', ')}`, { at, unused });
   const head = closure(g, [...at, ...extra], new Set());
-  const types = elemTypes(g);
+  let types: Map<string, number>;
+  try {
+    types = elemTypes(g); // reads Constant nodes' tensors, which the decode above left as bytes
+  } catch (e) {
+    throw splitError(`not an ONNX model this tool can cut: ${(e as Error).message}`);
+  }
   const typed = (name: string): CutTensor => {
     const elemType = types.get(name) ?? 0;
     if (!elemType) throw splitError(`cannot tell the element type of ${JSON.stringify(name)}`, { tensor: name });

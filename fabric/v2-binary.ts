@@ -95,7 +95,13 @@ export function decodeV2(body: Uint8Array, headerLength: unknown, key: 'inputs' 
     const copy = new ArrayBuffer(size);
     new Uint8Array(copy).set(body.subarray(off, off + size));
     off += size;
-    tensors[t.name] = { type, dims: shape as number[], data: new C(copy, 0, count) };
+    // defined, not assigned: a tensor named `__proto__` stays a tensor, not the record's prototype
+    Object.defineProperty(tensors, t.name, {
+      value: { type, dims: shape as number[], data: new C(copy, 0, count) },
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   if (off !== body.length) throw bad(`the body has ${body.length - off} bytes after the last tensor`);
   return { header: rest, tensors };

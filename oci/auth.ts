@@ -3,14 +3,17 @@
  * and the two challenge schemes registries use: Basic, and Bearer through a token server.
  * Credential helpers (`credsStore`, `credHelpers`) are not run.
  */
-import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { readTextFileSync } from '../platform/index.js';
 
 export interface Credentials {
   username: string;
   password: string;
 }
+
+/** The largest auth file read (one holds a line per registry). */
+export const AUTH_FILE_MAX = 4 << 20;
 
 /** Auth files in the order Podman and skopeo read them, then Docker's. */
 export function authFiles(env: NodeJS.ProcessEnv = process.env): string[] {
@@ -44,22 +47,31 @@ export function findCredentials(
   const hub = (k: string) => k.replace(/^(?:index\.|registry-1\.)?docker\.io(?=\/|$)/, 'docker.io');
   const wanted = hub(`${registry}/${repository}`.toLowerCase());
   for (const file of authFiles(env)) {
-    let auths: Record<string, { auth?: string; username?: string; password?: string }>;
+    let auths: Record<string, { auth?: unknown; username?: unknown; password?: unknown } | null>;
     try {
-      auths = (JSON.parse(readFileSync(file, 'utf8')) as { auths?: typeof auths }).auths ?? {};
+      // at most AUTH_FILE_MAX bytes, never a device (REGISTRY_AUTH_FILE=/dev/zero was read without end)
+      auths = (JSON.parse(readTextFileSync(file, AUTH_FILE_MAX)) as { auths?: typeof auths }).auths ?? {};
     } catch {
       continue; // absent or unreadable: the next file may have it
     }
+    if (typeof auths !== 'object') continue;
     let best: { len: number; c: Credentials } | null = null;
     for (const [key, entry] of Object.entries(auths)) {
       const k = hub(normalizeKey(key));
       if (!(wanted === k || wanted.startsWith(`${k}/`))) continue;
       let c: Credentials | null = null;
-      if (entry?.auth) {
+      // a value of another type than the file format's string is no credential (Buffer.from(5) threw)
+      if (typeof entry?.auth === 'string' && entry.auth) {
         const text = Buffer.from(entry.auth, 'base64').toString('utf8');
         const i = text.indexOf(':');
         if (i > 0) c = { username: text.slice(0, i), password: text.slice(i + 1) };
-      } else if (entry?.username && entry.password) c = { username: entry.username, password: entry.password };
+      } else if (
+        typeof entry?.username === 'string' &&
+        typeof entry.password === 'string' &&
+        entry.username &&
+        entry.password
+      )
+        c = { username: entry.username, password: entry.password };
       if (c && (!best || k.length > best.len)) best = { len: k.length, c };
     }
     if (best) return best.c;

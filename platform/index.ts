@@ -7,7 +7,7 @@
  */
 import { constants as bufferConstants } from 'node:buffer';
 import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { constants as fsConstants, readFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { inflateRawSync, crc32 as zlibCrc32 } from 'node:zlib';
@@ -105,9 +105,37 @@ export async function sha256Blocks(data: Uint8Array, blockSize: number): Promise
   return out;
 }
 
-/** A small text file, synchronously (a host profile named by path). */
-export function readTextFileSync(path: string): string {
-  return readFileSync(path, 'utf8');
+/**
+ * A small text file, synchronously (a host profile named by path): at most `maxBytes` (else
+ * ERR_FS_FILE_TOO_LARGE, read no further), never a device (ERR_INPUT_DEVICE: /dev/zero never ends).
+ * Opened non-blocking, as readFileBytes does: a named pipe that no process writes reads as empty.
+ */
+export function readTextFileSync(path: string, maxBytes = 1 << 20): string {
+  const fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+  try {
+    const st = fstatSync(fd);
+    if (st.isCharacterDevice() || st.isBlockDevice())
+      throw readError('ERR_INPUT_DEVICE', `${path} is a device, not a file`);
+    if (st.isFile() && st.size > maxBytes)
+      throw readError('ERR_FS_FILE_TOO_LARGE', `${path} is more than ${maxBytes} bytes`);
+    const buf = Buffer.alloc(maxBytes + 1);
+    let total = 0;
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(fd, buf, total, buf.length - total, null);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EAGAIN') break; // a pipe with nothing (more) written
+        throw e;
+      }
+      if (n === 0) break;
+      total += n;
+      if (total > maxBytes) throw readError('ERR_FS_FILE_TOO_LARGE', `${path} is more than ${maxBytes} bytes`);
+    }
+    return buf.toString('utf8', 0, total);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The most bytes readFileBytes reads: what Node reads into one buffer (2 GiB). */

@@ -108,7 +108,8 @@ export const HostProfileSchema = Type.Object(
     gpus: Type.Array(Device, { maxItems: 64 }),
     npus: Type.Array(Device, { maxItems: 64 }),
     /** By manifest runtime name: onnxruntime, tensorrt, rknn, openvino, coreml, … */
-    runtimes: Type.Record(Type.String({ pattern: '^[a-z0-9-]{1,32}$' }), RuntimeInfo),
+    // a name that is no runtime name is refused, not left unchecked (patternProperties alone checks only names that match)
+    runtimes: Type.Record(Type.String({ pattern: '^[a-z0-9-]{1,32}$' }), RuntimeInfo, { additionalProperties: false }),
     notDetected: Type.Array(NotDetected, { maxItems: 256 }),
     /** The pre/post-processing kernel backend of this xpkg (native/index.ts nativeInfo()). */
     kernels: Type.Optional(

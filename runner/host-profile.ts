@@ -13,6 +13,8 @@ import type { HostDevice, HostProfile } from './host-profile-schema.js';
 export type { HostDevice, HostProfile, RuntimeInfo } from './host-profile-schema.js';
 
 export const HOST_PROFILE_FORMAT = 'xpkg-host/1';
+/** The largest host profile file read: a detected one is a few KiB (`--host /dev/zero` never ends). */
+export const HOST_PROFILE_MAX_BYTES = 1 << 20;
 
 // Compiled at build time from host-profile-schema.ts (spec/gen-validators.ts): no ajv compile at start.
 const validate = hostProfile as unknown as ValidateFunction;
@@ -40,7 +42,7 @@ export function loadHostProfile(input: string | object): HostProfile {
     if (!input.trimStart().startsWith('{')) {
       origin = input;
       try {
-        text = readTextFileSync(input);
+        text = readTextFileSync(input, HOST_PROFILE_MAX_BYTES);
       } catch (e) {
         throw new RunnerError(
           'E_HOST_PROFILE',

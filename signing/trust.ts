@@ -52,6 +52,17 @@ async function keyFromFile(path: string): Promise<TrustedKey> {
   return { ...parsePublicKey(text, path), source: path };
 }
 
+/**
+ * A public key file's text, checked to be one (E_KEY_FORMAT otherwise): read as `--trust` files are,
+ * a regular file of at most PUBLIC_KEY_TEXT_MAX bytes (E_TRUST_STORE otherwise, never a device read
+ * without end).
+ */
+export async function readPublicKeyFile(path: string): Promise<string> {
+  const text = await readSmall(path, PUBLIC_KEY_TEXT_MAX, 'public key file');
+  parsePublicKey(text, path);
+  return text;
+}
+
 export interface TrustSources {
   /** Public key files, or public key texts. */
   trust?: readonly string[];

@@ -15,6 +15,9 @@ interface SplitFlags {
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
+/** The most random samples `--check` makes. */
+const MAX_CHECKS = 1000;
+
 /**
  * --head, --tail and the model are three different files: the same path twice would leave one
  * output written over by the other, or the model replaced by its head. Compared as real paths (a
@@ -54,17 +57,26 @@ export function register(program: Command): void {
     .option('--tolerance <x>', 'the largest output difference the check accepts (default 1e-4)')
     .option('--json', 'print one JSON document on stdout');
   action<[string], SplitFlags>(cmd, async (io, model, opts) => {
+    // a decimal number, finite: Number() reads '' and ' ' as 0, '0x10' as 16 and '1e309' as Infinity
     const tolerance = opts.tolerance === undefined ? 1e-4 : Number(opts.tolerance);
-    if (!(tolerance >= 0)) throw usage(`--tolerance must be a number ≥ 0, not ${JSON.stringify(opts.tolerance)}`);
-    const checks = intOption(opts.check, 'check', 0) ?? 1;
+    if (
+      opts.tolerance !== undefined &&
+      (!/^(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(opts.tolerance) || !Number.isFinite(tolerance))
+    )
+      throw usage(`--tolerance must be a number ≥ 0, not ${JSON.stringify(opts.tolerance)}`);
+    // the random samples are made up front, each as large as the model's inputs
+    const checks = intOption(opts.check, 'check', 0, MAX_CHECKS) ?? 1;
     if (opts.check !== undefined && opts.sample?.length)
       throw usage('--check and --sample exclude each other (random inputs, or the samples given)');
     await distinctPaths(model, opts.head, opts.tail);
-    const { readFile } = await import('node:fs/promises');
+    const { readFileBytes } = await import('../../platform/index.js');
     const { UsageError } = await import('../../spec/errors.js');
-    const whole = await readFile(model).catch((e: NodeJS.ErrnoException) => {
-      throw new UsageError(e.code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `cannot read ${model}: ${e.message}`);
-    });
+    // readFileBytes, not readFile: a device (/dev/zero) is refused, never read without end
+    const readFile = (path: string) =>
+      readFileBytes(path).catch((e: NodeJS.ErrnoException) => {
+        throw new UsageError(e.code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `cannot read ${path}: ${e.message}`);
+      });
+    const whole = await readFile(model);
     const { cutModel } = await import('../../fabric/split.js');
     const options = { at: opts.at, ...(opts.headOutput ? { headOutputs: opts.headOutput } : {}) };
     let cut = cutModel(whole, options);

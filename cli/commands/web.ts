@@ -22,20 +22,14 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document {"result": {"url"}} on stdout once listening');
   action<[], WebOpts>(cmd, async (io, opts) => {
     const port = portOption(opts.port, 'port') ?? 8080;
-    const [{ startWebServer }, { readFile }, { parsePublicKey }] = await Promise.all([
+    const [{ startWebServer }, { readPublicKeyFile }] = await Promise.all([
       import('../../web/server.js'),
-      import('node:fs/promises'),
-      import('../../signing/keys.js'),
+      import('../../signing/trust.js'),
     ]);
     // each --trust must be a public key (E_KEY_FORMAT otherwise): the page serves these texts to any
-    // visitor as /web/config.json, and a .key file given by mistake would publish the secret seed
-    const trust = await Promise.all(
-      (opts.trust ?? []).map(async (p) => {
-        const text = await readFile(p, 'utf8');
-        parsePublicKey(text, p);
-        return text;
-      }),
-    );
+    // visitor as /web/config.json, and a .key file given by mistake would publish the secret seed.
+    // A small regular file (E_TRUST_STORE otherwise): `--trust /dev/zero` was read without end.
+    const trust = await Promise.all((opts.trust ?? []).map(readPublicKeyFile));
     const server = await startWebServer({
       host: opts.host ?? '127.0.0.1',
       port,

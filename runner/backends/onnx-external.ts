@@ -11,7 +11,7 @@
  */
 import { posix } from 'node:path';
 import { RunnerError } from '../../spec/errors.js';
-import { decodeMessage, fieldsOf, intOf, lastOf, type Message, stringOf, sub } from './protobuf.js';
+import { eachBytes, lastBytes, lastInt, textOf } from './protobuf.js';
 
 /** onnx.proto field numbers of the messages that can hold tensors. */
 const F = {
@@ -30,6 +30,8 @@ const F = {
 const EXTERNAL = 1;
 /** Sub-graphs nest (If inside Loop inside If…); real models stay far below this. */
 const MAX_DEPTH = 64;
+/** External tensors one model may have (a large model in one weights file has tens of thousands). */
+export const MAX_EXTERNAL_REFS = 1 << 20;
 
 export interface ExternalRef {
   /** The tensor's name. */
@@ -38,56 +40,59 @@ export interface ExternalRef {
   location: string;
 }
 
-/** Every external-data reference in a serialized ModelProto, in the order found. */
+/**
+ * Every external-data reference in a serialized ModelProto, in the order found. The walk visits
+ * fields in place (protobuf.ts forEachField): memory stays flat however many fields the model has.
+ */
 export function externalDataRefs(model: Uint8Array): ExternalRef[] {
   const refs: ExternalRef[] = [];
-  const tensor = (m: Message) => {
-    const loc = lastOf(m, F.tensor.dataLocation);
-    const entries = fieldsOf(m, F.tensor.externalData);
-    if (!entries.length && !(loc && intOf(loc, 'TensorProto') === EXTERNAL)) return;
+  const tensor = (m: Uint8Array) => {
+    const loc = lastInt(m, F.tensor.dataLocation, 'TensorProto');
+    let entries = 0;
     let location = '';
-    for (const e of entries) {
-      const kv = sub(e, 'StringStringEntryProto');
-      const k = lastOf(kv, F.entry.key);
-      const v = lastOf(kv, F.entry.value);
-      if (k && stringOf(k) === 'location') location = v ? stringOf(v) : '';
-    }
-    const name = lastOf(m, F.tensor.name);
-    refs.push({ tensor: name ? stringOf(name) : '', location });
+    eachBytes(m, F.tensor.externalData, 'TensorProto', (e) => {
+      entries++;
+      const k = lastBytes(e, F.entry.key, 'StringStringEntryProto');
+      const v = lastBytes(e, F.entry.value, 'StringStringEntryProto');
+      if (k && textOf(k) === 'location') location = v ? textOf(v) : '';
+    });
+    if (!entries && loc !== EXTERNAL) return;
+    if (refs.length >= MAX_EXTERNAL_REFS)
+      throw new Error(`more than ${MAX_EXTERNAL_REFS} tensors keep their data outside`);
+    const name = lastBytes(m, F.tensor.name, 'TensorProto');
+    refs.push({ tensor: name ? textOf(name) : '', location });
   };
-  const sparse = (m: Message) => {
-    for (const f of [...fieldsOf(m, F.sparse.values), ...fieldsOf(m, F.sparse.indices)]) tensor(sub(f, 'TensorProto'));
+  const sparse = (m: Uint8Array) => {
+    eachBytes(m, F.sparse.values, 'SparseTensorProto', tensor);
+    eachBytes(m, F.sparse.indices, 'SparseTensorProto', tensor);
   };
-  const attribute = (m: Message, depth: number) => {
-    for (const f of [...fieldsOf(m, F.attribute.t), ...fieldsOf(m, F.attribute.tensors)]) tensor(sub(f, 'TensorProto'));
-    for (const f of [...fieldsOf(m, F.attribute.sparseTensor), ...fieldsOf(m, F.attribute.sparseTensors)])
-      sparse(sub(f, 'SparseTensorProto'));
-    for (const f of [...fieldsOf(m, F.attribute.g), ...fieldsOf(m, F.attribute.graphs)])
-      graph(sub(f, 'GraphProto'), depth + 1);
+  const attribute = (m: Uint8Array, depth: number) => {
+    eachBytes(m, F.attribute.t, 'AttributeProto', tensor);
+    eachBytes(m, F.attribute.tensors, 'AttributeProto', tensor);
+    eachBytes(m, F.attribute.sparseTensor, 'AttributeProto', sparse);
+    eachBytes(m, F.attribute.sparseTensors, 'AttributeProto', sparse);
+    eachBytes(m, F.attribute.g, 'AttributeProto', (g) => graph(g, depth + 1));
+    eachBytes(m, F.attribute.graphs, 'AttributeProto', (g) => graph(g, depth + 1));
   };
-  const nodes = (fields: Message, depth: number) => {
-    for (const n of fields)
-      for (const a of fieldsOf(sub(n, 'NodeProto'), F.node.attribute)) attribute(sub(a, 'AttributeProto'), depth);
-  };
-  const graph = (m: Message, depth: number) => {
+  const nodes = (m: Uint8Array, no: number, what: string, depth: number) =>
+    eachBytes(m, no, what, (n) => eachBytes(n, F.node.attribute, 'NodeProto', (a) => attribute(a, depth)));
+  const graph = (m: Uint8Array, depth: number) => {
     if (depth > MAX_DEPTH) throw new Error(`sub-graphs nest deeper than ${MAX_DEPTH}`);
-    for (const f of fieldsOf(m, F.graph.initializer)) tensor(sub(f, 'TensorProto'));
-    for (const f of fieldsOf(m, F.graph.sparseInitializer)) sparse(sub(f, 'SparseTensorProto'));
-    nodes(fieldsOf(m, F.graph.node), depth);
+    eachBytes(m, F.graph.initializer, 'GraphProto', tensor);
+    eachBytes(m, F.graph.sparseInitializer, 'GraphProto', sparse);
+    nodes(m, F.graph.node, 'GraphProto', depth);
   };
   // Plain Uint8Array views: a Buffer's subarray() costs several times more, per field.
-  const top = decodeMessage(new Uint8Array(model.buffer, model.byteOffset, model.byteLength), 'ModelProto');
-  for (const f of fieldsOf(top, F.model.graph)) graph(sub(f, 'GraphProto'), 0);
-  for (const f of fieldsOf(top, F.model.trainingInfo)) {
-    const t = sub(f, 'TrainingInfoProto');
-    for (const g of [...fieldsOf(t, F.training.initialization), ...fieldsOf(t, F.training.algorithm)])
-      graph(sub(g, 'GraphProto'), 0);
-  }
-  for (const f of fieldsOf(top, F.model.functions)) {
-    const fn = sub(f, 'FunctionProto');
-    nodes(fieldsOf(fn, F.fn.node), 0);
-    for (const a of fieldsOf(fn, F.fn.attributeProto)) attribute(sub(a, 'AttributeProto'), 0);
-  }
+  const top = new Uint8Array(model.buffer, model.byteOffset, model.byteLength);
+  eachBytes(top, F.model.graph, 'ModelProto', (g) => graph(g, 0));
+  eachBytes(top, F.model.trainingInfo, 'ModelProto', (t) => {
+    eachBytes(t, F.training.initialization, 'TrainingInfoProto', (g) => graph(g, 0));
+    eachBytes(t, F.training.algorithm, 'TrainingInfoProto', (g) => graph(g, 0));
+  });
+  eachBytes(top, F.model.functions, 'ModelProto', (fn) => {
+    nodes(fn, F.fn.node, 'FunctionProto', 0);
+    eachBytes(fn, F.fn.attributeProto, 'FunctionProto', (a) => attribute(a, 0));
+  });
   return refs;
 }
 

@@ -10,7 +10,7 @@
  * at one width: 77 ms on the run that records it vs 48 without the pattern, equal after), so the
  * pattern is on only for fixed-shape models.
  */
-import { decodeMessage, fieldsOf, lastOf, stringOf, sub } from './protobuf.js';
+import { eachBytes, forEachField, lastBytes, textOf } from './protobuf.js';
 
 /** onnx.proto: ModelProto.graph, GraphProto.input/initializer, ValueInfoProto.type, TypeProto… */
 const F = {
@@ -25,36 +25,48 @@ const F = {
   tensor: { name: 8 },
 } as const;
 
-/** True when every graph input (initializers aside) is a tensor of known rank with only fixed dims. */
+/**
+ * True when every graph input (initializers aside) is a tensor of known rank with only fixed dims.
+ * Fields are visited in place (protobuf.ts forEachField): memory stays flat whatever the model holds.
+ */
 export function hasStaticInputs(model: Uint8Array): boolean {
   try {
-    const graphField = lastOf(decodeMessage(model, 'ModelProto'), F.model.graph);
-    if (!graphField) return false;
-    const graph = sub(graphField, 'GraphProto');
+    const graph = lastBytes(model, F.model.graph, 'ModelProto');
+    if (!graph) return false;
     // IR < 4 lists initializers among the inputs; they are not fed, so their shapes do not matter
-    const initializers = new Set(
-      fieldsOf(graph, F.graph.initializer).map((f) => {
-        const n = lastOf(sub(f, 'TensorProto'), F.tensor.name);
-        return n ? stringOf(n) : '';
-      }),
-    );
-    for (const f of fieldsOf(graph, F.graph.input)) {
-      const info = sub(f, 'ValueInfoProto');
-      const name = lastOf(info, F.valueInfo.name);
-      if (name && initializers.has(stringOf(name))) continue;
-      const type = lastOf(info, F.valueInfo.type);
-      const tensor = type && lastOf(sub(type, 'TypeProto'), F.type.tensor);
-      const shape = tensor && lastOf(sub(tensor, 'TypeProto.Tensor'), F.tensorType.shape);
-      if (!shape) return false;
-      for (const d of fieldsOf(sub(shape, 'TensorShapeProto'), F.shape.dim)) {
-        if (!lastOf(sub(d, 'Dimension'), F.dim.value)) return false;
-      }
-    }
-    return true;
+    const initializers = new Set<string>();
+    eachBytes(graph, F.graph.initializer, 'GraphProto', (t) => {
+      const n = lastBytes(t, F.tensor.name, 'TensorProto');
+      initializers.add(n ? textOf(n) : '');
+    });
+    let fixed = true;
+    eachBytes(graph, F.graph.input, 'GraphProto', (info) => {
+      if (!fixed) return;
+      const name = lastBytes(info, F.valueInfo.name, 'ValueInfoProto');
+      if (name && initializers.has(textOf(name))) return;
+      const type = lastBytes(info, F.valueInfo.type, 'ValueInfoProto');
+      const tensor = type && lastBytes(type, F.type.tensor, 'TypeProto');
+      const shape = tensor && lastBytes(tensor, F.tensorType.shape, 'TypeProto.Tensor');
+      if (!shape) fixed = false;
+      else
+        eachBytes(shape, F.shape.dim, 'TensorShapeProto', (d) => {
+          if (fixed && !hasField(d, F.dim.value, 'Dimension')) fixed = false;
+        });
+    });
+    return fixed;
   } catch {
     // unreadable here: onnxruntime will say why; plan as for dynamic shapes meanwhile
     return false;
   }
+}
+
+/** Whether `buf` has a field `no` (of any wire type). */
+function hasField(buf: Uint8Array, no: number, what: string): boolean {
+  let found = false;
+  forEachField(buf, what, (n) => {
+    if (n === no) found = true;
+  });
+  return found;
 }
 
 /**
@@ -67,14 +79,14 @@ const DATA_SHAPED = new Set(['NonZero', 'Compress', 'NonMaxSuppression', 'Unique
 /** The data-shaped ops of the model's main graph (empty: its output shapes follow its input shapes); unreadable: ['?']. */
 export function dataShapedOps(model: Uint8Array): string[] {
   try {
-    const graphField = lastOf(decodeMessage(model, 'ModelProto'), F.model.graph);
-    if (!graphField) return ['?'];
+    const graph = lastBytes(model, F.model.graph, 'ModelProto');
+    if (!graph) return ['?'];
     const found = new Set<string>();
-    for (const f of fieldsOf(sub(graphField, 'GraphProto'), F.graph.node)) {
-      const op = lastOf(sub(f, 'NodeProto'), F.node.opType);
-      const name = op ? stringOf(op) : '';
+    eachBytes(graph, F.graph.node, 'GraphProto', (n) => {
+      const op = lastBytes(n, F.node.opType, 'NodeProto');
+      const name = op ? textOf(op) : '';
       if (DATA_SHAPED.has(name)) found.add(name);
-    }
+    });
     return [...found];
   } catch {
     return ['?'];

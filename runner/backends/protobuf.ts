@@ -55,9 +55,18 @@ function readSmallVarint(buf: Uint8Array, pos: number, what: string): { value: n
   return { value: Number(big.value), end: big.end };
 }
 
-/** Splits `buf` into its fields (one level; sub-messages stay bytes until `sub()` decodes them). */
-export function decodeMessage(buf: Uint8Array, what = 'message'): Message {
-  const fields: Message = [];
+/**
+ * Walks the fields of `buf` (one level), checking each as `decodeMessage` does, and hands each to
+ * `visit` as offsets into `buf`: the field starts at `start`, its value at `at`, and it ends at
+ * `end`. Nothing is allocated per field: a model of tens of millions of empty fields costs time in
+ * proportion, not memory (decodeMessage's field records, ~200 bytes each, ran a 48 MB model out of
+ * heap).
+ */
+export function forEachField(
+  buf: Uint8Array,
+  what: string,
+  visit: (no: number, wire: WireType, start: number, at: number, end: number) => void,
+): void {
   let pos = 0;
   while (pos < buf.length) {
     const start = pos;
@@ -89,9 +98,46 @@ export function decodeMessage(buf: Uint8Array, what = 'message'): Message {
         throw new Error(`${what}: unsupported wire type ${wire} for field ${no} at byte ${start}`);
     }
     if (pos > buf.length) throw new Error(`${what}: field ${no} is truncated at byte ${start}`);
-    fields.push({ no, wire: wire as WireType, raw: buf.subarray(start, pos), at: at - start });
+    visit(no, wire as WireType, start, at, pos);
   }
+}
+
+/** Splits `buf` into its fields (one level; sub-messages stay bytes until `sub()` decodes them). */
+export function decodeMessage(buf: Uint8Array, what = 'message'): Message {
+  const fields: Message = [];
+  forEachField(buf, what, (no, wire, start, at, end) => {
+    fields.push({ no, wire, raw: buf.subarray(start, end), at: at - start });
+  });
   return fields;
+}
+
+/** Each length-delimited field `no` of `buf`, as a view of its value, in wire order (another wire type throws). */
+export function eachBytes(buf: Uint8Array, no: number, what: string, fn: (value: Uint8Array) => void): void {
+  forEachField(buf, what, (n, wire, _start, at, end) => {
+    if (n !== no) return;
+    if (wire !== 2) throw new Error(`${what}: field ${no} has wire type ${wire}, expected 2`);
+    fn(buf.subarray(at, end));
+  });
+}
+
+/** The last length-delimited field `no` of `buf` (protobuf merge semantics for a singular field). */
+export function lastBytes(buf: Uint8Array, no: number, what: string): Uint8Array | undefined {
+  let last: Uint8Array | undefined;
+  eachBytes(buf, no, what, (b) => {
+    last = b;
+  });
+  return last;
+}
+
+/** The last varint field `no` of `buf` as a signed 64-bit integer (int64/int32/enum), as a JS number. */
+export function lastInt(buf: Uint8Array, no: number, what: string): number | undefined {
+  let value: number | undefined;
+  forEachField(buf, what, (n, wire, _start, at) => {
+    if (n !== no) return;
+    if (wire !== 0) throw new Error(`${what}: field ${no} has wire type ${wire}, expected 0`);
+    value = Number(BigInt.asIntN(64, readVarint(buf, at, what).value));
+  });
+  return value;
 }
 
 const decoder = new TextDecoder();
@@ -112,6 +158,8 @@ export function bytesOf(f: Field, what = 'message'): Uint8Array {
   return f.raw.subarray(f.at);
 }
 export const stringOf = (f: Field, what = 'message'): string => decoder.decode(bytesOf(f, what));
+/** UTF-8 text of a length-delimited value (from `eachBytes`/`lastBytes`). */
+export const textOf = (b: Uint8Array): string => decoder.decode(b);
 export const sub = (f: Field, what = 'message'): Message => decodeMessage(bytesOf(f, what), what);
 
 /** A varint field as a signed 64-bit integer (int64/int32/enum), as a JS number. */
