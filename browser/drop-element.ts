@@ -9,7 +9,7 @@
  *
  * Attributes: `trust` (public key text; the `trust` property takes several), `allow-unsigned`.
  */
-import { openPackage, type XpkgPackage } from './index.js';
+import { errorInfo, openPackage, type XpkgPackage } from './index.js';
 
 const TEMPLATE = `
 <style>
@@ -108,7 +108,7 @@ export class XpkgDropElement extends HTMLElement {
       this.emit('xpkg-verified', verified);
     } catch (e) {
       if (!latest()) return; // a package dropped since speaks for the element now
-      const err = errorOf(e);
+      const err = errorInfo(e);
       this.say(`rejected: ${err.code}`);
       this.emit('xpkg-error', { stage: opened ? 'verify' : 'open', ...err });
     } finally {
@@ -133,20 +133,11 @@ export class XpkgDropElement extends HTMLElement {
       this.emit('xpkg-result', { file, result });
     } catch (e) {
       if (!current()) return;
-      const err = errorOf(e);
+      const err = errorInfo(e);
       this.say(`run failed: ${err.code}`);
       this.emit('xpkg-error', { stage: 'run', ...err });
     }
   }
-}
-
-function errorOf(e: unknown): { code: string; summary: string; detail?: unknown } {
-  const x = (e ?? {}) as { code?: unknown; message?: unknown; detail?: unknown };
-  return {
-    code: typeof x.code === 'string' && /^E_[A-Z0-9_]+$/.test(x.code) ? x.code : 'E_INTERNAL',
-    summary: typeof x.message === 'string' ? x.message : String(e),
-    detail: x.detail,
-  };
 }
 
 /** Registers `<xpkg-drop>` (once; another name can be given). */

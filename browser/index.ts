@@ -201,3 +201,16 @@ function resolveUrl(url: string): string {
     throw new BrowserError('E_BROWSER_FETCH', `${url} is not a URL`, { url, reason: 'url' });
   }
 }
+
+/**
+ * An error as the drop page and `<xpkg-drop>` report it: its xpkg code (`E_…`), else E_INTERNAL (a
+ * DOMException's numeric code, a thrown null), its message and its detail.
+ */
+export function errorInfo(e: unknown): { code: string; summary: string; detail?: unknown } {
+  const x = (e ?? {}) as { code?: unknown; message?: unknown; detail?: unknown };
+  return {
+    code: typeof x.code === 'string' && /^E_[A-Z0-9_]+$/.test(x.code) ? x.code : 'E_INTERNAL',
+    summary: typeof x.message === 'string' ? x.message : String(e),
+    detail: x.detail,
+  };
+}

@@ -162,3 +162,13 @@ export function portOption(value: string | undefined, name: string, min = 0): nu
   if (port !== undefined && port > 65535) throw usage(`--${name} must be a port ≤ 65535, not ${JSON.stringify(value)}`);
   return port;
 }
+
+/**
+ * An `-o` naming the file to write, or E_USAGE: one ending in a separator names a folder, which the
+ * written file would be renamed onto and fail late, naming its temp file.
+ */
+export function fileOutputOption(value: string | undefined, what: string): string | undefined {
+  if (value !== undefined && /[/\\]$/.test(value))
+    throw usage(`-o ${value} names a folder; give the ${what}'s file name`, { output: value });
+  return value;
+}

@@ -4,7 +4,7 @@
  * on error, on exit and on SIGINT / SIGTERM / SIGHUP (a Ctrl-C during a 5 GiB pack leaves nothing).
  */
 import { randomBytes } from 'node:crypto';
-import { unlinkSync } from 'node:fs';
+import { type Stats, unlinkSync } from 'node:fs';
 import { type FileHandle, link, lstat, open, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PackError } from '../spec/errors.js';
@@ -71,14 +71,22 @@ async function resolveTarget(target: string): Promise<{ path: string; mode?: num
     throw e;
   });
   if (!st) return { path: target };
-  // The temp file is renamed over the target: a folder would fail only after every byte was written,
-  // and a device (/dev/null), FIFO or socket would be replaced by a regular file, not written to.
-  if (!st.isFile())
+  refuseNonRegular(target, st);
+  const path = (await lstat(target)).isSymbolicLink() ? await realpath(target) : target;
+  return { path, mode: st.mode & 0o7777 };
+}
+
+/**
+ * E_PACK_OUTPUT_EXISTS when `st` (the output's stat, null where there is none) is not a regular
+ * file. An output is written to a temp file renamed over it: a folder would fail only after every
+ * byte was written, and a device (/dev/null), FIFO or socket would be replaced by a regular file, not
+ * written to. Commands call it up front, before their work; writeAtomic calls it again.
+ */
+export function refuseNonRegular(target: string, st: Stats | null): void {
+  if (st && !st.isFile())
     throw new PackError('E_PACK_OUTPUT_EXISTS', `${target} exists and is not a regular file; it is never replaced`, {
       path: target,
     });
-  const path = (await lstat(target)).isSymbolicLink() ? await realpath(target) : target;
-  return { path, mode: st.mode & 0o7777 };
 }
 
 /**

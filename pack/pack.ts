@@ -17,7 +17,7 @@ import { FormatError, PackError, UsageError } from '../spec/errors.js';
 import { BLOCK_SIZE, FORMAT_ID, LIMITS, MANIFEST_PATH } from '../spec/limits.js';
 import { modelPaths, packageId, referencedPaths, validateManifest, validateManifestSource } from '../spec/manifest.js';
 import type { FileRecord, Manifest, ManifestSource } from '../spec/schema.js';
-import { writeAllAt, writeAtomic } from './atomic.js';
+import { refuseNonRegular, writeAllAt, writeAtomic } from './atomic.js';
 import { HashPool } from './hash.js';
 import { encodeDirectory } from './writer.js';
 import * as Z from './zip.js';
@@ -151,12 +151,8 @@ async function checkOutput(outPath: string, manifestFile: string, sources: Sourc
     throw e;
   });
   if (!out) return;
-  // --force replaces a package file, never a folder, device, FIFO or socket: the rename would put a
-  // regular file in place of /dev/null (or fail on a folder after the whole package was written).
-  if (!out.isFile())
-    throw new PackError('E_PACK_OUTPUT_EXISTS', `${outPath} exists and is not a regular file; it is never replaced`, {
-      path: outPath,
-    });
+  // --force replaces a package file, never a folder, device, FIFO or socket (before any hashing)
+  refuseNonRegular(outPath, out);
   const inputs = [
     { path: SOURCE_MANIFEST, st: await stat(manifestFile) },
     ...sources.map((s) => ({ path: s.path, st: { ino: s.ino, dev: s.dev } })),

@@ -3,6 +3,7 @@
  * verification, which never needs a secret key.
  */
 import { stat, unlink } from 'node:fs/promises';
+import { refuseNonRegular } from '../pack/atomic.js';
 import { PackageReader } from '../pack/reader.js';
 import { writeSignatures } from '../pack/writer.js';
 import { PackError, SigningError } from '../spec/errors.js';
@@ -175,15 +176,6 @@ async function refuseExisting(pkgPath: string, out: string): Promise<void> {
     throw new PackError('E_PACK_OUTPUT_EXISTS', `${out} already exists (pass --force to replace it)`, { path: out });
 }
 
-/** The output is never a folder, device, FIFO or socket, --force or not: the rename would replace it. */
-async function refuseSpecial(out: string): Promise<void> {
-  const o = await stat(out).catch(() => null);
-  if (o && !o.isFile())
-    throw new PackError('E_PACK_OUTPUT_EXISTS', `${out} exists and is not a regular file; it is never replaced`, {
-      path: out,
-    });
-}
-
 /** The output is never the key file, --force or not: a signed package written over the secret key loses it. */
 async function refuseKeyFile(key: string, out: string): Promise<void> {
   const [k, o] = await Promise.all([stat(key).catch(() => null), stat(out).catch(() => null)]);
@@ -196,7 +188,8 @@ async function refuseKeyFile(key: string, out: string): Promise<void> {
 /** Adds (or replaces) this key's signature. The package id and every other byte range stay the same. */
 export async function sign(pkgPath: string, options: SignOptions): Promise<SignResult> {
   // Before the passphrase prompt and the digest pass: nothing to do if the output is refused.
-  if (options.out !== undefined) await refuseSpecial(options.out);
+  // never a folder, device, FIFO or socket, --force or not: checked before the passphrase and digests
+  if (options.out !== undefined) refuseNonRegular(options.out, await stat(options.out).catch(() => null));
   if (options.out !== undefined && typeof options.key === 'string') await refuseKeyFile(options.key, options.out);
   if (options.out !== undefined && !options.force) await refuseExisting(pkgPath, options.out);
   const key =

@@ -4,7 +4,14 @@
  * through `xpkg/browser` in its worker; this file only renders. Results and errors are announced
  * in the live region #status for screen readers.
  */
-import { type BrowserRunResult, openPackage, type Progress, preload, type XpkgPackage } from '../browser/index.js';
+import {
+  type BrowserRunResult,
+  errorInfo,
+  openPackage,
+  type Progress,
+  preload,
+  type XpkgPackage,
+} from '../browser/index.js';
 import { MESSAGES } from './messages.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -31,10 +38,9 @@ const fmt = (n: number) =>
 
 /** An error's code and account; what is not an xpkg error (a DOMException's numeric code, null) is E_INTERNAL. */
 function errorText(e: unknown): { code: string; text: string } {
-  const x = (e ?? {}) as { code?: unknown; message?: unknown };
-  const code = typeof x.code === 'string' && /^E_[A-Z0-9_]+$/.test(x.code) ? x.code : 'E_INTERNAL';
+  const { code, summary } = errorInfo(e);
   const human = MESSAGES[code as keyof typeof MESSAGES] ?? 'Unexpected error.';
-  return { code, text: `${human} (${code}: ${typeof x.message === 'string' ? x.message : String(e)})` };
+  return { code, text: `${human} (${code}: ${summary})` };
 }
 
 function trustKeys(): string[] {

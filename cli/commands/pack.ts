@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, usage } from '../framework.js';
+import { action, fileOutputOption, usage } from '../framework.js';
 
 export function register(program: Command): void {
   const cmd = program
@@ -12,10 +12,7 @@ export function register(program: Command): void {
   action<[string], { output?: string; force?: boolean; json?: boolean }>(cmd, async (io, dir, opts) => {
     if (!dir) throw usage('pack needs a source folder');
     const { formatBytes, packFolder, readManifestSource } = await import('../../pack/index.js');
-    // `-o dist/` names a folder: the package would be linked to the name "dist/" and fail late
-    if (opts.output !== undefined && /[/\\]$/.test(opts.output))
-      throw usage(`-o ${opts.output} names a folder; give the package's file name`, { output: opts.output });
-    let out = opts.output;
+    let out = fileOutputOption(opts.output, 'package');
     if (!out) {
       const src = await readManifestSource(dir);
       out = `${src.name.replace(/^@/, '').replace('/', '-')}-${src.version}.xpkg`;

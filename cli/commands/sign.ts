@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, usage } from '../framework.js';
+import { action, fileOutputOption, usage } from '../framework.js';
 
 interface SignOpts {
   key?: string;
@@ -26,8 +26,7 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document on stdout');
   action<[string], SignOpts>(cmd, async (io, pkg, opts) => {
     if (!opts.key) throw usage('sign needs --key <file.key>');
-    if (opts.output !== undefined && /[/\\]$/.test(opts.output))
-      throw usage(`-o ${opts.output} names a folder; give the signed package's file name`, { output: opts.output });
+    fileOutputOption(opts.output, 'signed package');
     const { sign } = await import('../../signing/index.js');
     const r = await sign(pkg, {
       key: opts.key,
