@@ -53,6 +53,7 @@ import {
   type Loaded,
   loadWithFallback,
   type ModelSelection,
+  ONE_SHOT_PRECISION,
   type Precision,
   type Selection,
   selectVariants,
@@ -108,8 +109,10 @@ export interface RunnerOptions {
   prewarm?: PrewarmOptions['mode'] | PrewarmOptions;
   /**
    * The runner serves a few runs and is closed (`xpkg run` of files named one by one): the first
-   * result matters more than steady speed. Then `prewarm` defaults to `off`, and models load as
-   * one-shot sessions (SessionOptions.oneShot: on a GPU no algorithm search and no CUDA graphs).
+   * result matters more than steady speed. Then `prewarm` defaults to `off`, models load as
+   * one-shot sessions (SessionOptions.oneShot: on a GPU no algorithm search and no CUDA graphs),
+   * and, unless `precision` says otherwise, GPU variants in float32 come before half ones
+   * (ONE_SHOT_PRECISION: a half model's set-up at each new shape costs seconds in cuDNN).
    */
   oneShot?: boolean;
   /** Progress of pulling a package opened by reference (`oci://…`). */
@@ -274,7 +277,11 @@ export class Runner implements AsyncDisposable {
     const registry = options.registry ?? defaultRegistry();
     const selection = selectVariants(reader.manifest, host, {
       ...(options.variant !== undefined ? { variant: options.variant } : {}),
-      ...(options.precision ? { precision: options.precision } : {}),
+      ...(options.precision
+        ? { precision: options.precision }
+        : options.oneShot
+          ? { precision: ONE_SHOT_PRECISION }
+          : {}),
       backends: registry.runtimes(),
       absent: absentVariants(reader.manifest, reader.absent),
     });

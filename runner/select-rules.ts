@@ -27,6 +27,16 @@ export const DEFAULT_PRECISION_POLICY: Readonly<PrecisionPolicy> = Object.freeze
   cpuInt8: ['int8', 'fp32', 'mixed', 'bf16', 'fp16', 'int4'],
 });
 
+/**
+ * The policy of one-shot runs (RunnerOptions.oneShot): float32 first on GPUs. A half model's first
+ * run at each new input shape pays seconds of cuDNN set-up (H200: the OCR recogniser's 17 widths
+ * 3–11 s each against 0.5–1 s in float32), which a runner that pre-warms pays once in `open` and
+ * a one-shot run would pay on its first page.
+ */
+export const ONE_SHOT_PRECISION: Readonly<Partial<PrecisionPolicy>> = Object.freeze({
+  gpu: ['fp32', 'fp16', 'bf16', 'mixed', 'int8', 'int4'],
+});
+
 /** A policy that puts `first` ahead everywhere (`--precision fp32`), the rest as in `base`. */
 export function preferPrecision(first: Precision, base: PrecisionPolicy = DEFAULT_PRECISION_POLICY): PrecisionPolicy {
   const lift = (list: Precision[]) => [first, ...list.filter((p) => p !== first)];

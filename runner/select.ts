@@ -26,6 +26,7 @@ export {
   type ArchMatch,
   DEFAULT_PRECISION_POLICY,
   type DeviceMatch,
+  ONE_SHOT_PRECISION,
   type Precision,
   type PrecisionPolicy,
   preferPrecision,

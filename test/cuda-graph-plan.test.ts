@@ -46,6 +46,7 @@ describe('data-shaped ops', () => {
     expect(dataShapedOps(await modelOf(ocr, 'models/det/det-gpu-fp32.onnx'))).toEqual(['Compress']);
     expect(dataShapedOps(await modelOf(ocr, 'models/cls/cls-gpu-fp32.onnx'))).toEqual([]);
     expect(dataShapedOps(await modelOf(ocr, 'models/rec/rec-gpu-fp32.onnx'))).toEqual([]);
+    expect(dataShapedOps(await modelOf(ocr, 'models/rec/rec-gpu-fp16.onnx'))).toEqual([]);
     // the detector's GPU model returns its best rows (fixed shape), not NonMaxSuppression's
     expect(dataShapedOps(await modelOf('fixtures/dist/detector.xpkg', 'model-cuda-fp16.onnx'))).toEqual([]);
   });

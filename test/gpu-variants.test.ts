@@ -15,7 +15,7 @@ import { BackendRegistry, OnnxruntimeBackend } from '../runner/backends/index.js
 import { loadHostProfile } from '../runner/host-profile.js';
 import type { DetectedBox, TextLine } from '../runner/pipeline/index.js';
 import { Runner, type RunnerOptions } from '../runner/runner.js';
-import { selectVariants } from '../runner/select.js';
+import { ONE_SHOT_PRECISION, type PrecisionPolicy, selectVariants } from '../runner/select.js';
 import type { Manifest } from '../spec/schema.js';
 import { gpuVariantsOnCpu } from './helpers/gpu-on-cpu.js';
 import { meanAveragePrecision, pairBoxes } from './helpers/metrics.js';
@@ -44,23 +44,30 @@ beforeAll(async () => {
 });
 
 describe('GPU variants in the built packages', () => {
-  it('each model has a CUDA variant after its CPU ones: the detector’s half the size of its fp32 model, OCR’s float32', () => {
-    for (const [m, gpuIds, precision, ratio] of [
-      [ocr, ['det-cuda-fp32', 'cls-cuda-fp32', 'rec-cuda-fp32'], 'fp32', [0.98, 1.02]],
-      [detector, ['cuda-fp16'], 'fp16', [0.45, 0.56]],
+  it('each model has CUDA variants after its CPU ones: the detector’s and OCR recogniser’s half ones half the size, OCR’s float32 ones the same', () => {
+    for (const [m, gpuIds] of [
+      [ocr, [['det-cuda-fp32'], ['cls-cuda-fp32'], ['rec-cuda-fp32', 'rec-cuda-fp16']]],
+      [detector, [['cuda-fp16']]],
     ] as const) {
       m.models.forEach((model, i) => {
-        const gpu = model.variants.at(-1)!;
-        expect(gpu.id).toBe(gpuIds[i]);
-        expect(gpu).toMatchObject({ precision, requires: { executionProviders: ['cuda'] } });
-        expect(gpu.requires?.accelerator).toMatchObject({ kind: 'gpu', vendor: 'nvidia' });
-        expect(gpu.steps && Object.keys(gpu.steps).length).toBeGreaterThan(0);
+        const gpus = model.variants.filter((v) => v.requires?.accelerator);
+        expect(gpus.map((v) => v.id)).toEqual(gpuIds[i]);
+        expect(model.variants.slice(-gpus.length)).toEqual(gpus);
         const size = (v: (typeof model.variants)[number]) => m.files.find((f) => f.path === v.files[0])!.size;
         const fp32 = model.variants.find((v) => v.precision === 'fp32' && !v.requires?.accelerator)!;
-        expect(size(gpu) / size(fp32)).toBeGreaterThan(ratio[0]);
-        expect(size(gpu) / size(fp32)).toBeLessThan(ratio[1]);
+        for (const gpu of gpus) {
+          expect(gpu).toMatchObject({ requires: { executionProviders: ['cuda'] } });
+          expect(gpu.requires?.accelerator).toMatchObject({ kind: 'gpu', vendor: 'nvidia' });
+          expect(gpu.steps && Object.keys(gpu.steps).length).toBeGreaterThan(0);
+          const [lo, hi] = gpu.precision === 'fp16' ? [0.45, 0.56] : [0.98, 1.02];
+          expect(size(gpu) / size(fp32), gpu.id).toBeGreaterThan(lo);
+          expect(size(gpu) / size(fp32), gpu.id).toBeLessThan(hi);
+        }
       });
     }
+    // both recognisers patch the pipeline the same way
+    const [a, b] = ocr.models[2].variants.slice(-2);
+    expect(a.steps).toEqual(b.steps);
   });
 
   it('ocr-script, whose pipeline lacks the steps they change, has none', async () => {
@@ -75,14 +82,19 @@ describe('GPU variants in the built packages', () => {
 });
 
 describe('selection with injected host profiles', () => {
-  const chosen = (m: Manifest, h: string) =>
-    selectVariants(m, host(h), { backends: ['onnxruntime'] }).models.map((x) => x.chosen?.variant.id);
+  const chosen = (m: Manifest, h: string, precision?: Partial<PrecisionPolicy>) =>
+    selectVariants(m, host(h), { backends: ['onnxruntime'], ...(precision ? { precision } : {}) }).models.map(
+      (x) => x.chosen?.variant.id,
+    );
 
   it.each(['h100', 'rtx4090', 'rtx3050-laptop'])(
-    '%s (NVIDIA, CUDA provider) runs every model on its GPU variant',
+    '%s (NVIDIA, CUDA provider) runs every model on its GPU variant, the half recogniser unless one-shot',
     (h) => {
-      expect(chosen(ocr, h)).toEqual(['det-cuda-fp32', 'cls-cuda-fp32', 'rec-cuda-fp32']);
+      expect(chosen(ocr, h)).toEqual(['det-cuda-fp32', 'cls-cuda-fp32', 'rec-cuda-fp16']);
       expect(chosen(detector, h)).toEqual(['cuda-fp16']);
+      // one-shot runs put float32 first on GPUs; the detector's only GPU variant is half, and stays
+      expect(chosen(ocr, h, ONE_SHOT_PRECISION)).toEqual(['det-cuda-fp32', 'cls-cuda-fp32', 'rec-cuda-fp32']);
+      expect(chosen(detector, h, ONE_SHOT_PRECISION)).toEqual(['cuda-fp16']);
     },
   );
 
@@ -110,15 +122,18 @@ describe('selection with injected host profiles', () => {
 describe('the GPU variants on onnxruntime CPU match the CPU variants', () => {
   const gpu = gpuVariantsOnCpu();
   let cpuRunner: Runner;
-  let gpuRunner: Runner;
+  /** The pre-warming runner's variants (half recogniser), and a one-shot runner's (float32 recogniser). */
+  const gpuRunners: Record<'fp16' | 'fp32', Runner> = {} as never;
   beforeAll(async () => {
     // the float32 CPU variants, which the GPU models are made from (not the int8 recogniser a VNNI CPU picks)
     cpuRunner = await Runner.open(OCR, { ...base(), precision: 'fp32' });
-    gpuRunner = await Runner.open(OCR, { ...base(), host: host('h100'), registry: gpu.registry });
+    const gpuHost = { ...base(), host: host('h100'), registry: gpu.registry, prewarm: 'off' as const };
+    gpuRunners.fp16 = await Runner.open(OCR, gpuHost);
+    gpuRunners.fp32 = await Runner.open(OCR, { ...gpuHost, oneShot: true });
   });
   afterAll(async () => {
     await cpuRunner?.close();
-    await gpuRunner?.close();
+    for (const r of Object.values(gpuRunners)) await r?.close();
   });
 
   const corpus = pages();
@@ -132,37 +147,41 @@ describe('the GPU variants on onnxruntime CPU match the CPU variants', () => {
     ),
   ];
 
-  it.each(images)('OCR %s: the same lines, boxes within a pixel, far fewer bytes back', async (name, load) => {
-    const image = await load();
-    gpu.bytes.reset();
-    const a = await cpuRunner.run({ image });
-    const b = await gpuRunner.run({ image });
-    expect(b.variant).toEqual({ det: 'det-cuda-fp32', cls: 'cls-cuda-fp32', rec: 'rec-cuda-fp32' });
-    const la = a.outputs.lines as TextLine[];
-    const lb = b.outputs.lines as TextLine[];
-    expect(la.length).toBeGreaterThan(0);
-    if (name === 'dense') {
-      // Its two borderline spaces ("show close", "neighbours run") go in float32 with any padding
-      // at all (measured: 32 columns of grey were enough), and the GPU variant pads each line to
-      // its batch's width bucket: the same characters, a space may go.
-      const bare = (t: string) => t.replaceAll(' ', '');
-      expect(lb.map((l) => bare(l.text))).toEqual(la.map((l) => bare(l.text)));
-    } else expect(lb.map((l) => l.text)).toEqual(la.map((l) => l.text));
-    // the mean character score moves (8-bit packed scores, padding) by up to 0.03
-    lb.forEach((l, i) => {
-      expect(Math.abs(l.score - la[i].score)).toBeLessThan(0.03);
-      l.box.forEach(([x, y], k) => {
-        expect(Math.abs(x - la[i].box[k][0])).toBeLessThanOrEqual(1);
-        expect(Math.abs(y - la[i].box[k][1])).toBeLessThanOrEqual(1);
+  it.each(images.flatMap(([name, load]) => (['fp16', 'fp32'] as const).map((rec) => [name, rec, load] as const)))(
+    'OCR %s, %s recogniser: the same lines, boxes within a pixel, far fewer bytes back',
+    async (name, precision, load) => {
+      const image = await load();
+      gpu.bytes.reset();
+      const a = await cpuRunner.run({ image });
+      const b = await gpuRunners[precision].run({ image });
+      const recVariant = `rec-cuda-${precision}`;
+      expect(b.variant).toEqual({ det: 'det-cuda-fp32', cls: 'cls-cuda-fp32', rec: recVariant });
+      const la = a.outputs.lines as TextLine[];
+      const lb = b.outputs.lines as TextLine[];
+      expect(la.length).toBeGreaterThan(0);
+      if (name === 'dense') {
+        // Its two borderline spaces ("show close", "neighbours run") go in float32 with any padding
+        // at all (measured: 32 columns of grey were enough), and the GPU variant pads each line to
+        // its batch's width bucket: the same characters, a space may go.
+        const bare = (t: string) => t.replaceAll(' ', '');
+        expect(lb.map((l) => bare(l.text))).toEqual(la.map((l) => bare(l.text)));
+      } else expect(lb.map((l) => l.text)).toEqual(la.map((l) => l.text));
+      // the mean character score moves (8-bit packed scores, padding) by up to 0.03
+      lb.forEach((l, i) => {
+        expect(Math.abs(l.score - la[i].score)).toBeLessThan(0.03);
+        l.box.forEach(([x, y], k) => {
+          expect(Math.abs(x - la[i].box[k][0])).toBeLessThanOrEqual(1);
+          expect(Math.abs(y - la[i].box[k][1])).toBeLessThanOrEqual(1);
+        });
       });
-    });
-    // det: the thresholded map as sparse 8×8 mask blocks; rec: 4 bytes a step instead of 4 × 6625
-    const det = gpu.bytes.byVariant.get('det-cuda-fp32')!;
-    const rec = gpu.bytes.byVariant.get('rec-cuda-fp32')!;
-    expect(det).toBeGreaterThan(0);
-    expect(rec).toBeGreaterThan(0);
-    expect(rec).toBeLessThan(64 * 1024);
-  });
+      // det: the thresholded map as sparse 8×8 mask blocks; rec: 4 bytes a step instead of 4 × 6625
+      const det = gpu.bytes.byVariant.get('det-cuda-fp32')!;
+      const rec = gpu.bytes.byVariant.get(recVariant)!;
+      expect(det).toBeGreaterThan(0);
+      expect(rec).toBeGreaterThan(0);
+      expect(rec).toBeLessThan(64 * 1024);
+    },
+  );
 });
 
 describe('a GPU host whose CUDA provider fails to load', () => {
@@ -177,7 +196,9 @@ describe('a GPU host whose CUDA provider fails to load', () => {
     const r = await gpuHost.run({ image });
     expect(r.variant).toEqual({ det: 'det-cpu-fp32', cls: 'cls-cpu-fp32', rec: 'rec-cpu-int8' });
     expect(Object.keys(r.fallbacks).sort()).toEqual(['cls', 'det', 'rec']);
-    expect(r.fallbacks.rec[0]).toMatchObject({ variant: 'rec-cuda-fp32', code: 'E_RUN_LOAD' });
+    // every GPU variant tried, best first: the half recogniser, then the float32 one
+    expect(r.fallbacks.rec.map((f) => f.variant)).toEqual(['rec-cuda-fp16', 'rec-cuda-fp32']);
+    expect(r.fallbacks.rec[0]).toMatchObject({ variant: 'rec-cuda-fp16', code: 'E_RUN_LOAD' });
     expect(r.outputs.lines).toEqual((await cpu.run({ image })).outputs.lines);
   });
 });

@@ -34,6 +34,8 @@ else
 fi
 cp fixtures/dist/detector.xpkg fixtures/dist/paddleocr-v4.xpkg fixtures/dist/multi-variant.xpkg "$w/app/fixtures/dist/"
 cp fixtures/keys/test.pub "$w/app/fixtures/keys/"
+# other builds of the packages to compare with on the GPU machine (steps.js --package ab/<file>)
+if ls .gpu/ab/*.xpkg >/dev/null 2>&1; then mkdir -p "$w/app/ab" && cp .gpu/ab/*.xpkg "$w/app/ab/"; fi
 cp fixtures/detector/train.py fixtures/detector/model.onnx "$w/app/fixtures/detector/"
 cp fixtures/synthetic/*.py "$w/app/fixtures/synthetic/"
 cp bench/gpu/*.py bench/gpu/*.c "$w/app/bench/gpu/"

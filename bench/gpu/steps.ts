@@ -2,11 +2,14 @@
  * Where an OCR run's time goes, step by step (the stages of side-by-side.ts split by step id), GPU
  * variant and CPU variant in one run, on the GPU machine:
  *
- *   node dist-tools/bench/gpu/steps.js [--data dir] [--runs n] [--gpu-only]
+ *   node dist-tools/bench/gpu/steps.js [--data dir] [--runs n] [--gpu-only] [--package file.xpkg]
  *
+ * The last line of each variant is a digest of the page's text lines (text and box, no scores), so
+ * runs of two builds or settings can be checked for the same reading.
  * Each pipeline op's `run` is wrapped to time its steps; per step the median over the timed runs,
  * with the process CPU time per run (the native kernels' threads and onnxruntime's included).
  */
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,7 +20,7 @@ const argv = process.argv.slice(2);
 const flag = (name: string, d: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : d);
 const DATA = flag('--data', '.gpu/data');
 const RUNS = Number(flag('--runs', '40'));
-const PKG = 'fixtures/dist/paddleocr-v4.xpkg';
+const PKG = flag('--package', 'fixtures/dist/paddleocr-v4.xpkg');
 
 const times: Record<string, number[]> = {};
 for (const op of ['preprocess', 'crop-batch', 'db-postprocess', 'ctc-decode', 'text-lines', 'top-k', 'infer']) {
@@ -63,10 +66,13 @@ for (const [name, runs, open] of [
       await sleep(500);
     }
     const steps = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, r2(pct(v, 50))]));
+    const read = await runner.run(inputs);
+    const text = JSON.stringify(read.outputs, (k, v) => (k === 'score' ? undefined : v));
     results[name] = { p50: pct(total, 50), steps };
     console.log(
       `${name}: p50 ${r2(pct(total, 50))} ms, process CPU ${r2((cpu.user + cpu.system) / 1000 / runs)} ms a run; step medians, ms: ${JSON.stringify(steps)}`,
     );
+    console.log(`${name}: text ${createHash('sha256').update(text).digest('hex').slice(0, 16)}`);
   } finally {
     await runner.close();
   }
