@@ -39,7 +39,7 @@ import { externalFiles } from './onnx-external.js';
 import { hasStaticInputs } from './onnx-inputs.js';
 import { OrtModelCache } from './ort-cache.js';
 import { type ConvAlgoSearch, createCapiSession, loadCapi, type OrtSessionLike } from './ort-capi.js';
-import { quietOnnxruntime } from './ort-env.js';
+import { ortLogLevel, quietOnnxruntime } from './ort-env.js';
 import { profileFolder, readPlacement } from './ort-placement.js';
 import { checkTensor, fromOrtTensor } from './ort-tensor.js';
 import { probeModel } from './probe-model.js';
@@ -365,6 +365,7 @@ export class OnnxruntimeBackend implements Backend {
     try {
       quietOnnxruntime();
       ort = (await import(this.#module)) as Ort;
+      ort.env.logLevel = ortLogLevel();
       const entry = createRequire(import.meta.url).resolve(this.#module);
       bindingDir = join(dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);
     } catch (e) {

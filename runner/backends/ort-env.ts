@@ -10,3 +10,19 @@
 export function quietOnnxruntime(env: NodeJS.ProcessEnv = process.env): void {
   env.ORT_DISABLE_TELEMETRY ??= '1';
 }
+
+const LOG_LEVELS = ['verbose', 'info', 'warning', 'error', 'fatal'] as const;
+export type OrtLogLevel = (typeof LOG_LEVELS)[number];
+
+/**
+ * The level of onnxruntime's process-wide log, which kernels write to directly (the session's
+ * `logSeverityLevel` does not reach it): `error` unless XPKG_ORT_LOG_LEVEL names another. At its
+ * default, `warning`, a one-shot `xpkg run` of the OCR package on the H200 printed 267 lines of
+ * "OP Conv(…) running in Fallback mode" (cuDNN's default algorithms, chosen on purpose) on stderr.
+ * onnxruntime reads it once, when the first session of the process creates its environment: every
+ * thread that may create the first session sets it first (onnxruntime.ts init, decode-worker.ts).
+ */
+export function ortLogLevel(env: NodeJS.ProcessEnv = process.env): OrtLogLevel {
+  const asked = env.XPKG_ORT_LOG_LEVEL?.trim().toLowerCase();
+  return LOG_LEVELS.find((l) => l === asked) ?? 'error';
+}

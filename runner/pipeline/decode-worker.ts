@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { serveHashes } from '../../platform/hash-thread.js';
 import { XpkgError } from '../../spec/errors.js';
+import { ortLogLevel } from '../backends/ort-env.js';
 import { probeModel } from '../backends/probe-model.js';
 import { decodeHere, probeHere } from './decode-sharp.js';
 import type { DecodeReply, DecodeRequest } from './image-decoder.js';
@@ -27,6 +28,7 @@ if (onnxruntime) {
   setImmediate(() => {
     try {
       const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
+      ort.env.logLevel = ortLogLevel();
       ort.InferenceSession.create(probeModel(), { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 })
         .then((s) => s.release())
         .catch(() => {});
