@@ -87,6 +87,18 @@ abstract class WindowedSource implements CountingSource {
     return null;
   }
 
+  /** A window kept or loading whose bytes start at or before `position` and reach past it. */
+  private windowHolding(position: number): { start: number; length: number; bytes: Promise<Uint8Array> } | null {
+    for (const [start, bytes] of this.windows)
+      if (position >= start && position < start + bytes.length)
+        return { start, length: bytes.length, bytes: Promise.resolve(bytes) };
+    for (const [start, p] of this.loading) {
+      const length = Math.min(this.size, start + WINDOW) - start;
+      if (position >= start && position < start + length) return { start, length, bytes: p };
+    }
+    return null;
+  }
+
   async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
     const end = Math.min(this.size, position + length);
     if (end <= position) return { bytesRead: 0 };
@@ -97,9 +109,25 @@ abstract class WindowedSource implements CountingSource {
       if (got) bytes = got.subarray(position - ahead[0], end - ahead[0]);
     }
     if (!bytes && end - position >= WINDOW) {
-      // A large read (a payload for running, an inline file being checked) lands in the caller's memory.
-      await this.loadInto(buffer.subarray(offset, offset + end - position), position);
-      this.bytesFetched += end - position;
+      // A large read (a payload for running, an inline file being checked) lands in the caller's
+      // memory. Its start often lies in the window loaded (or loading) for the header before it:
+      // that part is copied from there and only the rest loaded, at once (each byte fetched once).
+      const head = this.windowHolding(position);
+      const split = head ? Math.min(end, head.start + head.length) : position;
+      const rest =
+        split < end
+          ? this.loadInto(buffer.subarray(offset + split - position, offset + end - position), split)
+          : Promise.resolve();
+      const got = head && (await head.bytes.catch(() => null));
+      if (head && got && got.length >= split - head.start)
+        buffer.set(got.subarray(position - head.start, split - head.start), offset);
+      else if (split > position) {
+        // the window failed to load: its part is loaded here
+        await this.loadInto(buffer.subarray(offset, offset + split - position), position);
+        this.bytesFetched += split - position;
+      }
+      await rest;
+      this.bytesFetched += end - split;
       this.bytesRead += end - position;
       return { bytesRead: end - position };
     }

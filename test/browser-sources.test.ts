@@ -48,4 +48,37 @@ describe('browser sources', () => {
     await opened.close();
     await sequential.close();
   });
+
+  it('a large read that starts in a window loaded (or loading) for a header takes that part from it and fetches only the rest', async () => {
+    const data = new Uint8Array(1 << 20).map((_, i) => (i * 2654435761) >>> 24);
+    const blob = new Blob([data]);
+    const read = async (src: BlobSource, position: number, length: number) => {
+      const buf = new Uint8Array(length);
+      const r = await src.read(buf, 0, length, position);
+      expect(r.bytesRead).toBe(length);
+      expect(Buffer.from(buf).equals(Buffer.from(data.subarray(position, position + length)))).toBe(true);
+    };
+    // kept: a small read loaded [1000, 1000 + 64 KiB); the payload after the header starts inside it
+    const kept = new RoundTrips(blob, 'kept');
+    await read(kept, 1000, 30);
+    expect(kept.bytesFetched).toBe(65536);
+    await read(kept, 1100, 200_000);
+    expect(kept.bytesFetched).toBe(1100 + 200_000 - 1000);
+    // loading: the window is still on its way when the payload read comes; both go at once
+    const loading = new RoundTrips(blob, 'loading');
+    loading.prefetch([5000]);
+    await read(loading, 5040, 300_000);
+    expect(loading.bytesFetched).toBe(5040 + 300_000 - 5000);
+    // a window that fails to load: the read loads that part itself, the bytes are still right
+    class Failing extends RoundTrips {
+      protected override async load(from: number, to: number): Promise<Uint8Array> {
+        if (from === 9000) throw new Error('gone');
+        return super.load(from, to);
+      }
+    }
+    const failing = new Failing(blob, 'failing');
+    failing.prefetch([9000]);
+    await read(failing, 9010, 100_000);
+    expect(failing.bytesFetched).toBe(100_000);
+  });
 });

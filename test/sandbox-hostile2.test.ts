@@ -197,12 +197,17 @@ describe('hostile scripts, second set', () => {
     // A timeout rebuilds the runtime and evaluates the loaded modules again, after answering. A
     // module whose top level takes longer than the next call's deadline + grace made that call,
     // of a healthy hook, fail with E_SANDBOX_KILLED: the watchdog counted the rebuild.
-    await using slow = await Sandbox.create({ policy: { timeMs: LONG }, caps: { graceMs: 50 } });
+    // graceMs 200: the looping call's own timeout answer must come within it on a loaded machine
+    // (at 50 a busy CI machine answered late and the watchdog killed the worker); the module's top
+    // level still takes longer than the next call's 50 ms deadline + grace.
+    await using slow = await Sandbox.create({ policy: { timeMs: LONG }, caps: { graceMs: 200 } });
+    const t0 = performance.now();
     await slow.load(
-      `let x = 0; for (let i = 0; i < 8e6; i++) x += i % 7;
+      `let x = 0; for (let i = 0; i < 3.2e7; i++) x += i % 7;
       export function ok() { return x > 0; } export function loop() { for (;;) {} }`,
       'slow.js',
     );
+    expect(performance.now() - t0).toBeGreaterThan(250);
     expect(await codeOf(slow.call('loop', {}, { deadlineMs: 50 }))).toBe('E_SANDBOX_TIMEOUT');
     expect(await codeOf(slow.call('ok', {}, { deadlineMs: 50 }))).toBe('OK');
     expect((await slow.stats()).workersStarted).toBe(1);
