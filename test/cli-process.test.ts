@@ -329,6 +329,38 @@ describe('xpkg explain', { timeout: 240_000 }, () => {
     },
   );
 
+  it('says which variants a one-shot run would take instead (fp32 first on GPUs), and nothing where they are the same', async () => {
+    const gpu = doc(
+      await xpkg(['explain', PKG('paddleocr-v4'), '--host', 'fixtures/hosts/h100.json', '--json']),
+    ).result;
+    expect(gpu.models.map((m: { chosen: string }) => m.chosen)).toEqual([
+      'det-cuda-fp32',
+      'cls-cuda-fp32',
+      'rec-cuda-fp16',
+    ]);
+    expect(gpu.oneShot).toEqual({ rec: 'rec-cuda-fp32' });
+    const human = await xpkg(['explain', PKG('paddleocr-v4'), '--host', 'fixtures/hosts/h100.json']);
+    expect(human.stdout).toContain(
+      'one-shot runs (`xpkg run` of files named one by one) put fp32 first on GPUs: rec runs rec-cuda-fp32',
+    );
+    // asked for a precision, or on a CPU host: no such line
+    const asked = doc(
+      await xpkg([
+        'explain',
+        PKG('paddleocr-v4'),
+        '--host',
+        'fixtures/hosts/h100.json',
+        '--precision',
+        'fp32',
+        '--json',
+      ]),
+    );
+    expect(asked.result.oneShot).toBeUndefined();
+    expect(asked.result.models.map((m: { chosen: string }) => m.chosen)[2]).toBe('rec-cuda-fp32');
+    const cpu = doc(await xpkg(['explain', PKG('paddleocr-v4'), '--host', 'fixtures/hosts/x64-avx2.json', '--json']));
+    expect(cpu.result.oneShot).toBeUndefined();
+  });
+
   it('names the package by its id; --precision and --variant steer the choice; a variant the host cannot run is refused', async () => {
     const r = await xpkg(['explain', PKG('paddleocr-v4'), '--json']);
     expect(r.status).toBe(0);

@@ -20,21 +20,43 @@ export function register(program: Command): void {
     .option('--precision <p>', 'prefer this precision everywhere (fp32, fp16, bf16, int8, …)')
     .option('--json', 'print one JSON document on stdout');
   action<[string], ExplainOpts>(cmd, async (_io, pkg, opts) => {
-    const [{ PackageReader }, { explainVariants }, { resolveHost }, { shapeSummary }, { absentVariants }] =
-      await Promise.all([
-        import('../../pack/reader.js'),
-        import('../../runner/select.js'),
-        import('../../runner/host.js'),
-        import('../../runner/pipeline/shapes.js'),
-        import('../../spec/partial.js'),
-      ]);
+    const [
+      { PackageReader },
+      { explainVariants, ONE_SHOT_PRECISION, selectVariants },
+      { resolveHost },
+      { shapeSummary },
+      { absentVariants },
+    ] = await Promise.all([
+      import('../../pack/reader.js'),
+      import('../../runner/select.js'),
+      import('../../runner/host.js'),
+      import('../../runner/pipeline/shapes.js'),
+      import('../../spec/partial.js'),
+    ]);
     await using reader = await PackageReader.open(pkg);
     const host = await resolveHost(opts.host !== undefined ? { host: opts.host } : {});
-    const { result, human } = explainVariants(reader.manifest, host, {
+    const absent = absentVariants(reader.manifest, reader.absent);
+    const { result, human, selection } = explainVariants(reader.manifest, host, {
       ...(opts.variant ? { variant: opts.variant } : {}),
       ...(opts.precision ? { precision: opts.precision } : {}),
-      absent: absentVariants(reader.manifest, reader.absent),
+      absent,
     });
+    // `xpkg run` of files named one by one puts fp32 first on GPUs (runner/select-rules.ts
+    // ONE_SHOT_PRECISION): where that picks other variants, say which
+    const oneShot: Record<string, string> = {};
+    if (!opts.variant && !opts.precision) {
+      const other = selectVariants(reader.manifest, host, { precision: ONE_SHOT_PRECISION, absent });
+      for (const m of other.models) {
+        const id = m.chosen?.variant.id;
+        const usual = selection.models.find((x) => x.model === m.model)?.chosen?.variant.id;
+        if (id && id !== usual) oneShot[m.model] = id;
+      }
+    }
+    const oneShotLine = Object.keys(oneShot).length
+      ? `\n\none-shot runs (\`xpkg run\` of files named one by one) put fp32 first on GPUs: ${Object.entries(oneShot)
+          .map(([m, v]) => `${m} runs ${v}`)
+          .join(', ')}`
+      : '';
     // the input shapes a GPU session is pre-warmed at in open (runner/prewarm.ts)
     const shapes = shapeSummary(reader.manifest);
     const shapeLines = Object.entries(shapes).map(
@@ -44,9 +66,10 @@ export function register(program: Command): void {
       result: {
         package: { name: reader.manifest.name, version: reader.manifest.version, id: reader.id },
         ...result,
+        ...(Object.keys(oneShot).length ? { oneShot } : {}),
         shapes,
       },
-      human: `${reader.manifest.name}@${reader.manifest.version}\n${human}${shapeLines.length ? `\n\ninput shapes the pipeline can make (pre-warmed on a GPU up to 32 per model):\n${shapeLines.join('\n')}` : ''}`,
+      human: `${reader.manifest.name}@${reader.manifest.version}\n${human}${oneShotLine}${shapeLines.length ? `\n\ninput shapes the pipeline can make (pre-warmed on a GPU up to 32 per model):\n${shapeLines.join('\n')}` : ''}`,
     };
   });
 }
