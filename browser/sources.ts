@@ -16,7 +16,12 @@ export interface CountingSource extends ByteSource {
 
 /** Reads smaller than this load a whole window, kept for the reads that follow (headers are small and close together). */
 const WINDOW = 64 * 1024;
-const WINDOWS_KEPT = 8;
+/**
+ * Windows kept (1 MiB at most). Opening prefetches one per local header: with fewer kept than a
+ * package has files (the OCR package has 11), the first windows were evicted before the manifest
+ * read that needs them and loaded again, more or less often depending on timing.
+ */
+const WINDOWS_KEPT = 16;
 
 /**
  * Positional reads over a source where each access costs a round trip (a Blob slice crosses to the
