@@ -1,7 +1,7 @@
 /**
  * GPU benchmarks side by side, in one run (on the GPU machine, after make-data.ts):
  *
- *   node dist-tools/bench/gpu/side-by-side.js [--data dir] [--runs n] [--out file.json] [--cold-runs n] [--cold-stock] [--ocr-package f.xpkg] [--only detector,ocr,cold]
+ *   node dist-tools/bench/gpu/side-by-side.js [--data dir] [--runs n] [--out file.json] [--cold-runs n] [--cold-stock] [--ocr-package f.xpkg (the OCR rows and the OCR cold starts)] [--only detector,ocr,cold]
  *
  * 1. Detector, a 1920×1080 RGB image in memory → boxes: xpkg on the GPU (its GPU variant, else
  *    its model forced onto cuda) vs xpkg on the CPU (the CPU variant) vs the detector's own PyTorch
@@ -187,7 +187,7 @@ async function ocr(lines: string[], out: Record<string, unknown>): Promise<void>
 function coldStart(lines: string[], out: Record<string, unknown>, modes: Record<string, string>): void {
   const packages = [
     ['fixtures/dist/detector.xpkg', join(DATA, 'det-scene-1080p.png'), modes.detector ?? 'variant'],
-    ['fixtures/dist/paddleocr-v4.xpkg', join(DATA, 'ocr-page-1080p.png'), modes.ocr ?? 'variant'],
+    [OCR_PACKAGE, join(DATA, 'ocr-page-1080p.png'), modes.ocr ?? 'variant'],
   ];
   const res: Record<string, unknown> = {};
   lines.push('', `cold start, process start → first result (verification, GPU variant; median of ${COLD})`);
