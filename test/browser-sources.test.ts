@@ -45,6 +45,13 @@ describe('browser sources', () => {
     expect([...together.loads].sort()).toEqual([...oneByOne.loads].sort());
     expect(together.bytesFetched).toBe(oneByOne.bytesFetched);
     expect(together.bytesFetched).toBeLessThan(2 ** 20);
+    // no window loaded twice, none overlapping another: every header window is kept until read
+    for (const loads of [together.loads, oneByOne.loads]) {
+      const ranges = loads.map((l) => l.split('-').map(Number)).sort((a, b) => a[0] - b[0]);
+      ranges.forEach(([from], i) => {
+        if (i > 0) expect(from, loads.join(' ')).toBeGreaterThanOrEqual(ranges[i - 1][1]);
+      });
+    }
     await opened.close();
     await sequential.close();
   });

@@ -23,9 +23,9 @@ import {
   quantizeConvs,
   quantizeHardSwish,
   type Ranges,
-  upgradeToOpset11,
   withOpsets,
 } from '../fixtures/onnx-int8.js';
+import { upgradeToOpset11 } from '../fixtures/onnx-opset.js';
 import { tensorFloat32 } from '../fixtures/onnx-proto.js';
 import { INT8_REC_FILE, int8Float, int8Recogniser, modelsDir, RANGES_FILE } from '../fixtures/paddleocr-v4/build.js';
 import { PackageReader } from '../pack/reader.js';

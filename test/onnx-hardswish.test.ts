@@ -1,5 +1,5 @@
 /**
- * fixtures/onnx-hardswish.ts: raising a graph to opset 14 keeps what it computes (Squeeze axes as
+ * fixtures/onnx-hardswish.ts and onnx-opset.ts: raising a graph to opset 14 keeps what it computes (Squeeze axes as
  * inputs, the old Softmax's flattening), HardSigmoid(1/6, ½) × x becomes one HardSwish only where
  * that is the whole use of the HardSigmoid, and on the three PaddleOCR models the fused graphs give
  * onnxruntime's outputs unchanged. Ops the raise does not know, and opsets it does not start from,
@@ -11,8 +11,8 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { foldAffineConv } from '../fixtures/onnx-fold.js';
 import { floatAttr, type GNode, intAttr, intsAttr, OnnxGraph } from '../fixtures/onnx-graph.js';
-import { fuseHardSwish, raiseToOpset14, withOpset } from '../fixtures/onnx-hardswish.js';
-import { upgradeToOpset11 } from '../fixtures/onnx-int8.js';
+import { fuseHardSwish } from '../fixtures/onnx-hardswish.js';
+import { atOpset, raiseToOpset14 } from '../fixtures/onnx-opset.js';
 import { encodeModel } from '../fixtures/onnx-tiny.js';
 import { FILES, modelsDir } from '../fixtures/paddleocr-v4/build.js';
 import { rng } from '../fixtures/random.js';
@@ -60,12 +60,7 @@ async function same(before: Uint8Array, after: Uint8Array, dims: number[], seed 
 
 /** Raised to 14 (through 11 for older graphs) and fused: the new bytes and the count. */
 function raiseAndFuse(g: OnnxGraph): { bytes: Uint8Array; fused: number; graph: OnnxGraph } {
-  if (g.opset < 11) {
-    upgradeToOpset11(g);
-    g = OnnxGraph.decode(withOpset(g.encode(), 11));
-  }
-  raiseToOpset14(g);
-  const h = OnnxGraph.decode(withOpset(g.encode(), 14));
+  const h = atOpset(g, 14);
   const fused = fuseHardSwish(h);
   return { bytes: h.encode(), fused, graph: h };
 }

@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { i64Init, intAttr, OnnxGraph } from '../../fixtures/onnx-graph.js';
-import { upgradeToOpset11, withOpsets } from '../../fixtures/onnx-int8.js';
+import { atOpset } from '../../fixtures/onnx-opset.js';
 import { bestClassPacked, imageInput, packBest } from '../../fixtures/onnx-prepost.js';
 import { PackageReader } from '../../pack/reader.js';
 import { capiOptions, cudaTuning } from '../../runner/backends/capi-options.js';
@@ -36,9 +36,7 @@ await reader.close();
 function base(opset11: boolean): OnnxGraph {
   const g = OnnxGraph.decode(folded);
   imageInput(g, { mean: [0.5], std: [0.5] });
-  if (!opset11) return g;
-  upgradeToOpset11(g);
-  return OnnxGraph.decode(withOpsets(g.encode()));
+  return opset11 ? atOpset(g, 11) : g;
 }
 
 /** TopK's [N, T, 1] index and value, packed into `best` [N, T] int32 as bestClassPacked packs. */
