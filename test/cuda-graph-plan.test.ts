@@ -162,6 +162,16 @@ describe('the options of a per-shape session', () => {
     expect(noGraph.freeDims).toEqual([['N', '8']]);
   });
 
+  it('XPKG_ORT_CUDA_SYNC picks how host threads wait for the GPU; by default CUDA chooses, and CPU sessions never set it', () => {
+    expect(capiOptions(cuda, cudaTuning({}, {})).cudaSchedule).toBeUndefined();
+    expect(capiOptions(cuda, cudaTuning({}, { XPKG_ORT_CUDA_SYNC: 'blocking' })).cudaSchedule).toBe(4);
+    expect(capiOptions(cuda, cudaTuning({}, { XPKG_ORT_CUDA_SYNC: 'yield' })).cudaSchedule).toBe(2);
+    expect(capiOptions(cuda, cudaTuning({ sync: 'spin' }, {})).cudaSchedule).toBe(1);
+    expect(cudaTuning({}, { XPKG_ORT_CUDA_SYNC: 'sleepy' }).sync).toBe('auto');
+    const cpu = ortSessionOptions(variant('cpu'), {}, ['cpu']);
+    expect(capiOptions(cpu, cudaTuning({ sync: 'blocking' }, {})).cudaSchedule).toBeUndefined();
+  });
+
   it('XPKG_ORT_CUDA_OPTIONS adds CUDA provider options as given, XPKG_ORT_SESSION_CONFIG session config entries', () => {
     expect(keyValues('prefer_nhwc=1; no-equals ;a=b=c;=x')).toEqual([
       ['prefer_nhwc', '1'],

@@ -15,6 +15,7 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 import type { Runner, RunResult } from '../../runner/runner.js';
 import { compareBoxes, compareOutputs, openCpu, openGpu, pct, r2, rawImage, TRUST, timeRuns } from './common.js';
 
@@ -41,6 +42,8 @@ function gpuRow(gpu: Awaited<ReturnType<typeof timed>>) {
     p99: gpu.p99,
     copies: gpu.last.copies,
     stageP50: gpu.stageP50,
+    tail: gpu.tail,
+    gc: gpu.gc,
     bindings: gpu.last.bindings,
     graphs: gpu.last.graphs,
   };
@@ -49,17 +52,51 @@ function gpuRow(gpu: Awaited<ReturnType<typeof timed>>) {
 async function timed(runner: Runner, inputs: Record<string, unknown>, runs: number, warm = 10, budgetMs = 30_000) {
   for (let i = 0; i < warm; i++) await runner.run(inputs);
   const stages: Record<string, number[]> = {};
+  const spans: [number, number][] = [];
+  // V8's collections during the timed runs, to tell a GC pause from GPU or host work in the tail
+  const gcs: { start: number; ms: number; kind: number }[] = [];
+  const obs = new PerformanceObserver((l) => {
+    for (const e of l.getEntries())
+      gcs.push({
+        start: e.startTime,
+        ms: e.duration,
+        kind: (e as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0,
+      });
+  });
+  obs.observe({ entryTypes: ['gc'] });
   const { ms, last } = await timeRuns(
     async () => {
+      const t = performance.now();
       const r = await runner.run(inputs);
+      spans.push([t, performance.now()]);
       for (const [k, v] of Object.entries(r.timings)) (stages[k] ??= []).push(v);
       return r;
     },
     runs,
     budgetMs,
   );
+  await new Promise((r) => setTimeout(r, 0));
+  obs.disconnect();
   const stageP50 = Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, r2(pct(v, 50))]));
-  return { p50: r2(pct(ms, 50)), p99: r2(pct(ms, 99)), runs: ms.length, last: last as RunResult, stageP50 };
+  // the slowest 2 % of runs: their stages and the GC time inside them
+  const gcIn = ([a, b]: [number, number]) =>
+    gcs.reduce((n, g) => n + Math.max(0, Math.min(b, g.start + g.ms) - Math.max(a, g.start)), 0);
+  const slow = ms
+    .map((m, i) => [m, i] as const)
+    .sort((x, y) => y[0] - x[0])
+    .slice(0, Math.max(1, Math.ceil(ms.length / 50)));
+  const tail = slow.map(([m, i]) => ({
+    ms: r2(m),
+    gcMs: r2(gcIn(spans[i])),
+    stages: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, r2(v[i])])),
+  }));
+  const gc = {
+    count: gcs.length,
+    ms: r2(gcs.reduce((n, g) => n + g.ms, 0)),
+    maxMs: r2(Math.max(0, ...gcs.map((g) => g.ms))),
+    runsWithGc: spans.filter((s) => gcIn(s) > 0).length,
+  };
+  return { p50: r2(pct(ms, 50)), p99: r2(pct(ms, 99)), runs: ms.length, last: last as RunResult, stageP50, tail, gc };
 }
 
 const row = (name: string, p50: number, p99: number, extra = '') =>
@@ -130,6 +167,7 @@ async function detector(lines: string[], out: Record<string, unknown>): Promise<
         : `PyTorch reference failed: ${String(torch.error).slice(-300)}`,
       `  xpkg GPU p99/p50 = ${r2(gpu.p99 / gpu.p50)}; boxes GPU vs CPU ${JSON.stringify(vsCpu.detail.boxes)}; vs PyTorch max ${vsTorch ? `${r2(vsTorch.maxPx)} px` : '-'}`,
       `  stage medians, ms: GPU ${JSON.stringify(gpu.stageP50)}; CPU ${JSON.stringify(c.stageP50)}`,
+      `  GPU runs' GC: ${JSON.stringify(gpu.gc)}; slowest 2 %: ${JSON.stringify(gpu.tail)}`,
       `  sessions: ${JSON.stringify(gpu.last.bindings)}; CUDA graphs: ${JSON.stringify(gpu.last.graphs ?? {})}`,
     );
   } finally {
@@ -166,6 +204,7 @@ async function ocr(lines: string[], out: Record<string, unknown>): Promise<void>
       row(`xpkg GPU (${g.mode})`, gpu.p50, gpu.p99, `${gpu.last.copies.deviceToHost} B device→host`),
       row('xpkg CPU (CPU variants)', c.p50, c.p99, `${r2(c.p50 / gpu.p50)}× the GPU's p50`),
       `  ${(gpu.last.outputs.lines as unknown[]).length} lines; text identical to the CPU's: ${same.ok}; stage medians, ms: GPU ${JSON.stringify(gpu.stageP50)}; CPU ${JSON.stringify(c.stageP50)}`,
+      `  GPU runs' GC: ${JSON.stringify(gpu.gc)}; slowest 2 %: ${JSON.stringify(gpu.tail)}`,
       `  device→host by model ${JSON.stringify(Object.fromEntries(Object.entries(gpu.last.copies.models).map(([k, v]) => [k, v.deviceToHost])))}`,
       `  sessions: ${JSON.stringify(gpu.last.bindings)}; CUDA graphs: ${JSON.stringify(gpu.last.graphs ?? {})}`,
       `  open ${r2(o.ms.total)} ms (load ${r2(o.ms.load)}, pre-warm ${r2(o.ms.prewarm)}): ${Object.entries(o.prewarm)

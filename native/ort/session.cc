@@ -54,6 +54,7 @@ struct Cudart {
   int (*memcpy)(void*, const void*, size_t, int) = nullptr;  // cudaMemcpy; kinds 1 H2D, 2 D2H
   int (*streamSync)(void*) = nullptr;                        // cudaStreamSynchronize
   int (*setDevice)(int) = nullptr;                           // cudaSetDevice
+  int (*setDeviceFlags)(unsigned) = nullptr;                 // cudaSetDeviceFlags (optional)
   const char* (*errorString)(int) = nullptr;                 // cudaGetErrorString
   std::string error;                                         // why it is not usable
 };
@@ -72,6 +73,7 @@ const Cudart& cudart() {
     c.streamSync = reinterpret_cast<int (*)(void*)>(dlsym(lib, "cudaStreamSynchronize"));
     c.setDevice = reinterpret_cast<int (*)(int)>(dlsym(lib, "cudaSetDevice"));
     c.errorString = reinterpret_cast<const char* (*)(int)>(dlsym(lib, "cudaGetErrorString"));
+    c.setDeviceFlags = reinterpret_cast<int (*)(unsigned)>(dlsym(lib, "cudaSetDeviceFlags"));
     if (!c.memcpy || !c.streamSync || !c.setDevice || !c.errorString) c.error = "libcudart lacks cudaMemcpy, cudaStreamSynchronize or cudaSetDevice";
   });
   return c;
@@ -122,7 +124,24 @@ struct CreateOptions {
   bool cudaGraph = false;
   int deviceId = 0;
   std::vector<std::pair<std::string, std::string>> freeDims;
+  // How a host thread waits for the device (cudaDeviceScheduleSpin 1, Yield 2, BlockingSync 4);
+  // -1 leaves CUDA's default (spin while fewer contexts than cores). Process-wide, set once.
+  int cudaSchedule = -1;
 };
+
+// cudaSetDeviceFlags for the device a CUDA session is made on, once per process (the flags belong to
+// the device's primary context, which every session of the process shares).
+void applyCudaSchedule(const CreateOptions& c) {
+  static std::once_flag once;
+  if (c.provider != "cuda" || c.cudaSchedule < 0) return;
+  std::call_once(once, [&c] {
+    const Cudart& r = cudart();
+    if (!r.error.empty()) throw std::runtime_error(r.error);
+    if (!r.setDeviceFlags) throw std::runtime_error("libcudart lacks cudaSetDeviceFlags");
+    cudaCheck(r.setDevice(c.deviceId), "cudaSetDevice");
+    cudaCheck(r.setDeviceFlags(static_cast<unsigned>(c.cudaSchedule)), "cudaSetDeviceFlags");
+  });
+}
 
 std::vector<std::pair<std::string, std::string>> pairs(const Napi::Object& o, const char* key) {
   std::vector<std::pair<std::string, std::string>> out;
@@ -461,6 +480,7 @@ class CreateWorker : public Napi::AsyncWorker {
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
+      applyCudaSchedule(o_);
       OrtSessionOptions* so = sessionOptions(o_);
       std::shared_lock<std::shared_mutex> shared(capturing);  // it allocates on the device
       OrtStatus* s = api->CreateSessionFromArray(env, bytes_.data(), bytes_.size(), so, &session_);
@@ -514,6 +534,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   c.cudaGraph = o.Has("cudaGraph") && o.Get("cudaGraph").ToBoolean();
   if (o.Has("deviceId") && o.Get("deviceId").IsNumber()) c.deviceId = o.Get("deviceId").As<Napi::Number>().Int32Value();
   c.freeDims = pairs(o, "freeDims");
+  if (o.Has("cudaSchedule") && o.Get("cudaSchedule").IsNumber()) c.cudaSchedule = o.Get("cudaSchedule").As<Napi::Number>().Int32Value();
   if (c.cudaGraph) {
     if (c.provider != "cuda") throw Napi::Error::New(e, "cudaGraph needs the cuda provider");
     c.providerOptions.emplace_back("enable_cuda_graph", "1");

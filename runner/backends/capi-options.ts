@@ -34,6 +34,12 @@ export interface CudaTuning {
    * `prefer_nhwc=1`): for side-by-side measurements of settings xpkg does not choose itself.
    */
   extra: [string, string][];
+  /**
+   * How a host thread waits for the GPU (cudaSetDeviceFlags, once per process): `auto` is CUDA's
+   * default (spin while the process has fewer contexts than cores); `spin`, `yield`, `blocking`
+   * (sleep until the device signals, freeing the core). XPKG_ORT_CUDA_SYNC, for measurements.
+   */
+  sync: 'auto' | 'spin' | 'yield' | 'blocking';
 }
 
 /** `k=v;k=v` (XPKG_ORT_CUDA_OPTIONS, XPKG_ORT_SESSION_CONFIG) as pairs; entries without a key and `=` are dropped. */
@@ -64,6 +70,11 @@ export function cudaTuning(o: Partial<CudaTuning> = {}, env: NodeJS.ProcessEnv =
     arenaExtend: o.arenaExtend ?? (env.XPKG_ORT_ARENA === 'power-of-two' ? 'power-of-two' : 'same-as-requested'),
     cudaGraph: o.cudaGraph ?? flag(env.XPKG_ORT_CUDA_GRAPH, true),
     extra: o.extra ?? keyValues(env.XPKG_ORT_CUDA_OPTIONS),
+    sync:
+      o.sync ??
+      (['spin', 'yield', 'blocking'].includes(env.XPKG_ORT_CUDA_SYNC ?? '')
+        ? (env.XPKG_ORT_CUDA_SYNC as CudaTuning['sync'])
+        : 'auto'),
   };
 }
 
@@ -99,6 +110,7 @@ export function cudaGraphsFor(o: {
   return o.provider === 'cuda' && o.tuning.cudaGraph && o.binding() && dataShapedOps(o.model).length === 0;
 }
 
+const CUDA_SCHEDULE = { spin: 1, yield: 2, blocking: 4 } as const;
 const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } as const;
 
 /** The binding's options object for the options a stock session would be created with. */
@@ -117,6 +129,7 @@ export function capiOptions(
         }
       : {}),
     provider: cuda ? 'cuda' : 'cpu',
+    ...(cuda && tuning.sync !== 'auto' ? { cudaSchedule: CUDA_SCHEDULE[tuning.sync] } : {}),
     providerOptions: cuda
       ? [
           ['device_id', '0'],

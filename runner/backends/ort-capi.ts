@@ -57,6 +57,8 @@ export interface CapiCreateOptions {
   deviceId?: number;
   /** Symbolic input dimensions fixed to these sizes (onnxruntime's free dimension overrides). */
   freeDims?: [string, string][];
+  /** cudaSetDeviceFlags' scheduling flag (1 spin, 2 yield, 4 blocking sync), set once per process; absent: CUDA's default. */
+  cudaSchedule?: 1 | 2 | 4;
 }
 /** A graph session's state: `off`, `pending` (not run yet), `captured`, or `failed: <why>` (it runs without). */
 export type GraphState = string;
