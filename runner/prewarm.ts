@@ -187,6 +187,21 @@ export function prewarmPlan(
  * Runs `session` `runs` times per planned shape on zeros (largest first, `parallel` shapes at
  * once), timing the first and last.
  */
+/** Zeros of each input's declared type at these dims. */
+function zeroFeeds(session: ModelSession, dims: Record<string, number[]>): Record<string, Tensor> {
+  const declared = new Map((session.inputShapes ?? []).map((s) => [s.name, s.type as DType]));
+  const feeds: Record<string, Tensor> = {};
+  for (const [name, d] of Object.entries(dims)) {
+    const type = declared.get(name) ?? 'float32';
+    feeds[name] = { type, dims: d, data: ZEROS[type](d.reduce((a, b) => a * b, 1)) };
+  }
+  return feeds;
+}
+
+async function prewarmFeeds(session: ModelSession, dims: Record<string, number[]>): Promise<void> {
+  await session.run(zeroFeeds(session, dims));
+}
+
 export async function prewarmSession(
   session: ModelSession,
   spaces: readonly ModelFeedSpace[],
@@ -202,13 +217,8 @@ export async function prewarmSession(
     report.skipped = { code: plan.skip, reason: plan.reason };
     return report;
   }
-  const declared = new Map((session.inputShapes ?? []).map((s) => [s.name, s.type as DType]));
   const warm = async (dims: Record<string, number[]>) => {
-    const feeds: Record<string, Tensor> = {};
-    for (const [name, d] of Object.entries(dims)) {
-      const type = declared.get(name) ?? 'float32';
-      feeds[name] = { type, dims: d, data: ZEROS[type](d.reduce((a, b) => a * b, 1)) };
-    }
+    const feeds = zeroFeeds(session, dims);
     const ms: number[] = [];
     for (let k = 0; k < runs; k++) {
       const t = performance.now();
@@ -321,4 +331,37 @@ export async function prewarmOpen(o: {
   report.ms.prewarm = performance.now() - tp;
   report.ms.total = performance.now() - o.t0;
   return report;
+}
+
+/**
+ * A one-shot runner's first touch (RunnerOptions.oneShot, no pre-warm): each model on an accelerator
+ * that the pipeline does not run first is loaded and run once on zeros at its smallest planned shape,
+ * in the background, while the first model runs. A GPU's first run of a model pays set-up that does
+ * not depend on the shape (kernel modules, library handles); here it overlaps the models before it
+ * instead of adding to them. Nothing is reported and nothing fails: a real run reports its own errors.
+ */
+export async function firstTouch(o: {
+  selection: Selection;
+  /** Models the pipeline runs first (their own first run is the real one). */
+  first: readonly string[];
+  shapes: (loaded: readonly string[]) => Promise<PipelineShapes>;
+  load: (model: string) => Promise<ModelSession>;
+  maxTensorBytes?: number;
+}): Promise<void> {
+  const ids = o.selection.models
+    .filter((m) => m.chosen?.providers?.some(accelerated) && !o.first.includes(m.model))
+    .map((m) => m.model);
+  if (!ids.length) return;
+  const sessions = await Promise.all(ids.map((id) => o.load(id).catch(() => null)));
+  const shapes = await o.shapes(ids.filter((_, i) => sessions[i]));
+  await Promise.all(
+    ids.map(async (id, i) => {
+      const s = sessions[i];
+      if (!s) return;
+      const plan = prewarmPlan(shapes[id] ?? [], s, Number.POSITIVE_INFINITY, o.maxTensorBytes);
+      if ('skip' in plan || !plan.feeds.length) return;
+      // the feeds come largest first
+      await prewarmFeeds(s, plan.feeds.at(-1)!).catch(() => {});
+    }),
+  );
 }

@@ -39,6 +39,7 @@ import { pipelineShapes } from './pipeline/shapes.js';
 import { validatePipeline } from './pipeline/validate.js';
 import {
   DEFAULT_MAX_SHAPES,
+  firstTouch,
   MAX_WARM_RUNS,
   type OpenReport,
   type PrewarmMode,
@@ -85,6 +86,11 @@ export interface RunnerOptions {
   variant?: string | string[];
   /** A host profile (object, JSON text or file path) instead of detecting this machine. */
   host?: string | HostProfile;
+  /**
+   * Prefer variants of this precision. `fp32` also means float32 math at full precision, none of a
+   * GPU's reduced-precision shortcuts (SessionOptions.exactFloat32): the text of the OCR package
+   * on a GPU then matches the CPU's, at twice the recogniser's time on the H200.
+   */
   precision?: Precision;
   /** Intra-op threads per model (default: the backend's choice, physical cores). */
   threads?: number;
@@ -196,6 +202,9 @@ export class Runner implements AsyncDisposable {
   private closed = false;
   /** Raises the anti-rollback state; set while a verified signer's sequence is still unrecorded. */
   private commitRollback?: () => Promise<void>;
+  /** The one-shot first touch still running (prewarm.ts firstTouch). */
+  #touch: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
   #opened: OpenReport = { ms: { total: 0, load: 0, prewarm: 0 }, prewarm: {} };
 
   private constructor(
@@ -420,6 +429,7 @@ export class Runner implements AsyncDisposable {
       // graphs are captured where open pre-warms; without it, a first run would pay the captures
       ...(this.prewarmMode === 'off' ? { cudaGraphs: false } : {}),
       ...(this.options.oneShot ? { oneShot: true } : {}),
+      ...(this.options.precision === 'fp32' ? { exactFloat32: true } : {}),
     };
     let fatal: unknown;
     try {
@@ -466,25 +476,39 @@ export class Runner implements AsyncDisposable {
       parallel: typeof p === 'object' ? p.parallel : undefined,
       maxTensorBytes: this.budget.maxTensorBytes,
       selection: this.selectionState,
-      shapes: async (loaded) => {
-        // the variants loaded in open, else the ones selection chose (not loaded here for this)
-        const variants = await Promise.all(
-          patchingModels(this.manifest).map((id) =>
-            loaded.includes(id)
-              ? this.context.variant!(id)
-              : this.selectionState.models.find((m) => m.model === id)?.chosen?.variant,
-          ),
-        );
-        return pipelineShapes(
-          withVariants(
-            this.manifest,
-            variants.filter((v) => v !== undefined),
-          ),
-        );
-      },
+      shapes: (loaded) => this.shapesOf(loaded),
       load: (id) => this.model(id),
       t0,
     });
+    // a one-shot run's later models take their first GPU run beside the first model's (prewarm.ts firstTouch)
+    if (this.options.oneShot && this.prewarmMode === 'off' && globalThis.process?.env?.XPKG_FIRST_TOUCH !== '0')
+      this.#touch = firstTouch({
+        selection: this.selectionState,
+        first: this.manifest.pipeline.steps
+          .filter((s) => s.model)
+          .map((s) => s.model!)
+          .slice(0, 1),
+        shapes: (loaded) => this.shapesOf(loaded),
+        load: (id) => this.model(id),
+        maxTensorBytes: this.budget.maxTensorBytes,
+      }).catch(() => {});
+  }
+
+  /** The shapes the pipeline makes with the variants loaded (`loaded`), else the ones selection chose. */
+  private async shapesOf(loaded: readonly string[]) {
+    const variants = await Promise.all(
+      patchingModels(this.manifest).map((id) =>
+        loaded.includes(id)
+          ? this.context.variant!(id)
+          : this.selectionState.models.find((m) => m.model === id)?.chosen?.variant,
+      ),
+    );
+    return pipelineShapes(
+      withVariants(
+        this.manifest,
+        variants.filter((v) => v !== undefined),
+      ),
+    );
   }
 
   /**
@@ -693,7 +717,13 @@ export class Runner implements AsyncDisposable {
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    // a session is never released while the first touch runs it, which needs the runner open
+    await this.#touch;
     this.closed = true;
     for (const p of this.models.values()) {
       const m = await p.catch(() => null);

@@ -20,7 +20,7 @@ export interface PrecisionPolicy {
   cpuInt8: Precision[];
 }
 
-export const DEFAULT_PRECISION_POLICY: Readonly<PrecisionPolicy> = Object.freeze({
+export const DEFAULT_PRECISION_POLICY: Readonly<PrecisionPolicy> = Object.freeze<PrecisionPolicy>({
   gpu: ['fp16', 'fp32', 'bf16', 'mixed', 'int8', 'int4'],
   npu: ['int8', 'fp16', 'mixed', 'int4', 'bf16', 'fp32'],
   cpu: ['fp32', 'mixed', 'bf16', 'fp16', 'int8', 'int4'],

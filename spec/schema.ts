@@ -4,6 +4,7 @@
  */
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { BLOCK_SIZE, FORMAT_ID, LIMITS } from './limits.js';
+import { PRECISIONS } from './precision.js';
 
 const Hex64 = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'lower-case hex SHA-256' });
 const Id = Type.String({
@@ -134,7 +135,7 @@ export const Variant = Type.Object(
       pattern: '^[a-z0-9-]{1,32}$',
       description: 'onnxruntime, tensorrt, rknn, openvino, coreml, tflite, …',
     }),
-    precision: Type.Union(['fp32', 'fp16', 'bf16', 'int8', 'int4', 'mixed'].map((t) => Type.Literal(t))),
+    precision: Type.Union(PRECISIONS.map((t) => Type.Literal(t))),
     files: Type.Array(PathString, {
       minItems: 1,
       maxItems: 64,

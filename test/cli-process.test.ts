@@ -202,6 +202,20 @@ describe('xpkg run', { timeout: 240_000 }, () => {
       await xpkg(['run', PKG('detector'), ...trusted(), '-i', img, '--variant', 'nope', '--json']),
       'E_RUN_VARIANT_UNKNOWN',
     );
+    expectError(
+      await xpkg(['run', PKG('detector'), ...trusted(), '-i', img, '--precision', 'fp64', '--json']),
+      'E_USAGE',
+    );
+  });
+
+  it('--precision picks variants of that precision (the VNNI profile would pick int8)', async () => {
+    const vnni = ['--host', 'fixtures/hosts/x64-avx512-vnni.json', '--json'];
+    const x = join(tempDir(), 'x.bin');
+    writeFileSync(x, Buffer.from(new Float32Array([1, 2, 3]).buffer));
+    const run = async (...extra: string[]) =>
+      doc(await xpkg(['run', PKG('multi-variant'), ...trusted(), '-i', `x=${x}`, ...vnni, ...extra])).result;
+    expect((await run()).variant).toEqual({ 'add-one': 'cpu-int8-vnni' });
+    expect((await run('--precision', 'fp32')).variant).toEqual({ 'add-one': 'cpu-fp32' });
   });
 
   it('a byte changed inside a model is caught before onnxruntime sees it (E_DIGEST_MISMATCH)', async () => {

@@ -3,7 +3,9 @@ import type { Command } from 'commander';
 import type { PeerDirectory } from '../../fabric/contract.js';
 import { renderSelection, selectionJson } from '../../runner/explain.js';
 import type { RunnerOptions } from '../../runner/runner.js';
+import type { Precision } from '../../runner/select-rules.js';
 import { RunnerError } from '../../spec/errors.js';
+import { PRECISIONS } from '../../spec/precision.js';
 import { action, endsWhenDone, intOption, msOption, perCoreOption, usage } from '../framework.js';
 import { discoveryFlags } from './peers.js';
 
@@ -15,6 +17,7 @@ export interface RunFlags {
   allowDowngrade?: boolean;
   stateDir?: string;
   variant?: string[];
+  precision?: string;
   host?: string;
   threads?: string;
   maxPixels?: string;
@@ -54,6 +57,10 @@ export function addRunOptions(cmd: Command): Command {
     )
     .option('--state-dir <dir>', 'anti-rollback state folder')
     .option('--variant <id...>', 'force a variant (fails clearly if this host cannot run it)')
+    .option(
+      '--precision <p>',
+      `prefer variants of this precision (${PRECISIONS.join(', ')}); fp32 also keeps a GPU's float32 math at full precision (no TF32)`,
+    )
     .option('--host <file>', 'a host profile instead of detecting this machine (same as XPKG_HOST)')
     .option('--threads <n>', 'intra-op threads per model (0: the backend chooses)')
     .option('--max-pixels <n>', 'the most pixels of one image, decoded or made by a step (default 100000000)')
@@ -68,6 +75,12 @@ export function addRunOptions(cmd: Command): Command {
 }
 
 const PREWARM = ['auto', 'always', 'off'] as const;
+
+function precisionOption(p: string): Precision {
+  if (!(PRECISIONS as readonly string[]).includes(p))
+    throw usage(`--precision must be one of ${PRECISIONS.join(', ')}, not ${JSON.stringify(p)}`);
+  return p as Precision;
+}
 
 function prewarmOption(o: RunFlags): RunnerOptions['prewarm'] | undefined {
   if (o.prewarm === undefined && o.maxPrewarmShapes === undefined) return undefined;
@@ -88,6 +101,7 @@ export function runnerOptions(o: RunFlags): RunnerOptions {
     allowDowngrade: Boolean(o.allowDowngrade),
     ...(o.stateDir ? { stateDir: o.stateDir } : {}),
     ...(o.variant ? { variant: o.variant } : {}),
+    ...(o.precision !== undefined ? { precision: precisionOption(o.precision) } : {}),
     ...(o.host !== undefined ? { host: o.host } : {}),
     ...(o.threads !== undefined ? { threads: perCoreOption(o.threads, 'threads', 0) } : {}),
     ...(o.modelCache === false ? { modelCache: false as const } : {}),

@@ -110,6 +110,26 @@ export function cudaGraphsFor(o: {
   return o.provider === 'cuda' && o.tuning.cudaGraph && o.binding() && dataShapedOps(o.model).length === 0;
 }
 
+/**
+ * The tuning of one model's sessions: the backend's (or its one-shot tuning), without graphs where
+ * the runner does not pre-warm, and without TF32 where float32 was asked for by name
+ * (SessionOptions.exactFloat32): on the H200 the OCR package's float32 recogniser with TF32 read
+ * "golfjuliet" where the CPU reads "golf juliet" on the large test page; without it, the CPU's text
+ * (recogniser 48 ms a page instead of 16).
+ */
+export function sessionTuning(
+  base: CudaTuning,
+  oneShot: CudaTuning,
+  o: { oneShot?: boolean; cudaGraphs?: boolean; exactFloat32?: boolean },
+): CudaTuning {
+  const t = o.oneShot ? oneShot : base;
+  return {
+    ...t,
+    ...(o.cudaGraphs === false ? { cudaGraph: false } : {}),
+    ...(o.exactFloat32 ? { tf32: false } : {}),
+  };
+}
+
 const CUDA_SCHEDULE = { spin: 1, yield: 2, blocking: 4 } as const;
 const GRAPH_LEVEL = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } as const;
 

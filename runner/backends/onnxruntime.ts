@@ -33,7 +33,15 @@ import type {
   Tensor,
   VariantFiles,
 } from '../types.js';
-import { type CudaTuning, capiOptions, cudaGraphsFor, cudaTuning, oneShotTuning, searchAsked } from './capi-options.js';
+import {
+  type CudaTuning,
+  capiOptions,
+  cudaGraphsFor,
+  cudaTuning,
+  oneShotTuning,
+  searchAsked,
+  sessionTuning,
+} from './capi-options.js';
 import { filesFromMap, type PrivateFolder, writePrivateFolder } from './model-files.js';
 import { externalFiles } from './onnx-external.js';
 import { hasStaticInputs } from './onnx-inputs.js';
@@ -584,8 +592,7 @@ export class OnnxruntimeBackend implements Backend {
     // provider is tried then, and each failure is kept on the session
     const fallbacks: ProviderFallback[] = [];
     // the binding's settings for this model's sessions, as its results report them (`bindings`)
-    const base = options.oneShot ? this.#cudaOneShot : this.#cuda;
-    const tuning = options.cudaGraphs === false ? { ...base, cudaGraph: false } : base;
+    const tuning = sessionTuning(this.#cuda, this.#cudaOneShot, options);
     let last: unknown;
     for (let i = 0; i < sessionOptions.executionProviders.length; i++) {
       const opts = { ...sessionOptions, executionProviders: sessionOptions.executionProviders.slice(i) };

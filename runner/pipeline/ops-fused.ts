@@ -12,7 +12,7 @@ import {
   preprocess,
   type ResizeSpec,
 } from '../../native/index.js';
-import { planCrop } from '../../native/plan.js';
+import { planCrop, planPreprocess } from '../../native/plan.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { quadSize } from '../ops/geometry.js';
 import { turnRow180 } from '../ops/turn-rows.js';
@@ -101,11 +101,15 @@ defineOp({
         side: p.limitType ?? 'max',
         multiple: p.multipleOf ?? 1,
       };
-    const r = await preprocess(imageInput(img, x), {
-      resize,
-      interpolation: p.interpolation ?? 'auto',
-      ...norm(p),
-    });
+    const input = imageInput(img, x);
+    const opts = { resize, interpolation: p.interpolation ?? 'auto', ...norm(p) } as const;
+    // the model's input usually dies with the run: a reused array (scratch.ts), sized as the kernel plans
+    const plan = planPreprocess(input, opts);
+    const out = x.scratch(
+      plan.dtype,
+      plan.dims.reduce((a, b) => a * b, 1),
+    );
+    const r = await preprocess(input, { ...opts, out });
     // Compose with an earlier transform so later ops map back to the decoded image.
     const t = img.transform;
     const transform = t

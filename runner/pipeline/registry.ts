@@ -9,6 +9,7 @@ import type { Step } from '../../spec/schema.js';
 import { Type } from '../../spec/typebox-lite.js';
 import type { PipelineContext, RunnerBudget, SplitPlacement } from '../types.js';
 import type { Need } from './budget.js';
+import type { ScratchOf, ScratchType } from './scratch.js';
 import type { Value, ValueKind } from './values.js';
 
 export type Stage = 'decode' | 'pre' | 'infer' | 'post';
@@ -36,6 +37,12 @@ export interface OpRun {
   fail(message: string, detail?: Record<string, unknown>): never;
   /** The runner's budget, defaults filled in. */
   readonly budget: Required<RunnerBudget>;
+  /**
+   * An array for a value that usually dies with the run (a model's input tensor), reused across
+   * runs of this runner: given back when the run has finished unless its result refers to it
+   * (scratch.ts). Call `fits` first.
+   */
+  scratch<T extends ScratchType>(type: T, length: number): ScratchOf<T>;
   /** Call before allocating: throws E_RUN_BUDGET naming this step when `need` is above the budget. */
   fits(need: Need, what: string): void;
   /** Counts bytes a model on an accelerator took in and handed back (run.ts PipelineCopies). */

@@ -11,6 +11,7 @@ import { convertOutput, type OutputValue } from './outputs.js';
 import { patchingModels, withVariants } from './patch.js';
 import { getOp, type OpRun, pipelineError, RestartPipeline, stepError } from './registry.js';
 import { planSchedule, runScheduled, type StepPlan, serialPlans } from './schedule.js';
+import { ScratchLease, ScratchPool } from './scratch.js';
 import { validatePipeline } from './validate.js';
 import type { Value, ValueKind } from './values.js';
 
@@ -43,6 +44,9 @@ export interface PipelineResult {
 const memos = new WeakMap<PipelineContext, Map<string, Promise<unknown>>>();
 /** Each (patched) manifest's schedule, planned once. */
 const schedules = new WeakMap<PipelineContext['manifest'], StepPlan[]>();
+
+/** Each context's reused intermediate arrays (scratch.ts). */
+const pools = new WeakMap<PipelineContext, ScratchPool>();
 
 function memoOf(ctx: PipelineContext): Map<string, Promise<unknown>> {
   let m = memos.get(ctx);
@@ -127,6 +131,10 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
   const copies: PipelineCopies = { hostToDevice: 0, deviceToHost: 0, models: {} };
   const split: Record<string, SplitPlacement> = {};
   const memo = memoOf(ctx);
+  let pool = pools.get(ctx);
+  if (!pool) pools.set(ctx, (pool = new ScratchPool()));
+  // a failed run gives nothing back: a step may still hold its arrays
+  const scratch = new ScratchLease(pool);
   const steps = m.pipeline.steps;
   let plans = schedules.get(m);
   if (!plans) schedules.set(m, (plans = planSchedule(steps, (s) => getOp(s.op)!)));
@@ -183,6 +191,7 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
       text: (assetId) => x.memo(`asset:${assetId}`, async () => (await ctx.asset(assetId)).toString('utf8')),
       fail,
       budget,
+      scratch: (type, length) => scratch.take(type, length),
       fits(need, what) {
         const over = overBudget(budget, need, what);
         if (over) throw stepError('E_RUN_BUDGET', index, step, over.message, over.detail);
@@ -233,5 +242,6 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
       throw pipelineError(steps.length - 1, steps[steps.length - 1], r.problem, { output: spec.name });
     outputs[spec.name] = r.value;
   }
+  scratch.release(outputs);
   return { outputs, timings, copies, split };
 }

@@ -20,7 +20,10 @@ class CpuStandIn implements Backend {
   readonly name = 'onnxruntime-cpu-stand-in';
   readonly runtimes = ['onnxruntime'] as const;
   readonly #ort = new OnnxruntimeBackend();
-  constructor(private readonly counted: Map<string, number>) {}
+  constructor(
+    private readonly counted: Map<string, number>,
+    private readonly loads: { variant: string; options: SessionOptions }[],
+  ) {}
   init() {
     return this.#ort.init();
   }
@@ -29,6 +32,7 @@ class CpuStandIn implements Backend {
     files: VariantFiles | ReadonlyMap<string, Buffer>,
     options: SessionOptions,
   ): Promise<ModelSession> {
+    this.loads.push({ variant: variant.id, options });
     const requires = { ...variant.requires, executionProviders: ['cpu'] };
     const session = await this.#ort.load({ ...variant, requires }, files, options);
     const counted = this.counted;
@@ -60,10 +64,15 @@ class CpuStandIn implements Backend {
   }
 }
 
-/** A registry running every variant on the CPU provider, and its output byte counts. */
-export function gpuVariantsOnCpu(): { registry: BackendRegistry; bytes: OutputBytes } {
+/** A registry running every variant on the CPU provider, its output byte counts, and the session options of each load. */
+export function gpuVariantsOnCpu(): {
+  registry: BackendRegistry;
+  bytes: OutputBytes;
+  loads: { variant: string; options: SessionOptions }[];
+} {
   const byVariant = new Map<string, number>();
+  const loads: { variant: string; options: SessionOptions }[] = [];
   const r = new BackendRegistry();
-  r.register(new CpuStandIn(byVariant), 100);
-  return { registry: r, bytes: { byVariant, reset: () => byVariant.clear() } };
+  r.register(new CpuStandIn(byVariant, loads), 100);
+  return { registry: r, bytes: { byVariant, reset: () => byVariant.clear() }, loads };
 }
