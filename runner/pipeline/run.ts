@@ -132,7 +132,8 @@ export async function runPipeline(ctx: PipelineContext, inputs: Record<string, u
   const split: Record<string, SplitPlacement> = {};
   const memo = memoOf(ctx);
   let pool = pools.get(ctx);
-  if (!pool) pools.set(ctx, (pool = new ScratchPool()));
+  // XPKG_SCRATCH=0: nothing reused (for side-by-side measurements)
+  if (!pool) pools.set(ctx, (pool = new ScratchPool(globalThis.process?.env?.XPKG_SCRATCH === '0' ? 0 : undefined)));
   // a failed run gives nothing back: a step may still hold its arrays
   const scratch = new ScratchLease(pool);
   const steps = m.pipeline.steps;
