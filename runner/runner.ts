@@ -86,11 +86,7 @@ export interface RunnerOptions {
   variant?: string | string[];
   /** A host profile (object, JSON text or file path) instead of detecting this machine. */
   host?: string | HostProfile;
-  /**
-   * Prefer variants of this precision. `fp32` also means float32 math at full precision, none of a
-   * GPU's reduced-precision shortcuts (SessionOptions.exactFloat32): the text of the OCR package
-   * on a GPU then matches the CPU's, at twice the recogniser's time on the H200.
-   */
+  /** Prefer variants of this precision. */
   precision?: Precision;
   /** Intra-op threads per model (default: the backend's choice, physical cores). */
   threads?: number;
@@ -429,7 +425,6 @@ export class Runner implements AsyncDisposable {
       // graphs are captured where open pre-warms; without it, a first run would pay the captures
       ...(this.prewarmMode === 'off' ? { cudaGraphs: false } : {}),
       ...(this.options.oneShot ? { oneShot: true } : {}),
-      ...(this.options.precision === 'fp32' ? { exactFloat32: true } : {}),
     };
     let fatal: unknown;
     try {

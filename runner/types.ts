@@ -90,11 +90,6 @@ export interface SessionOptions {
    * graph; capi-options.ts oneShotTuning).
    */
   oneShot?: boolean;
-  /**
-   * Float32 was asked for by name (RunnerOptions.precision `fp32`): float32 math at full precision,
-   * none of a provider's reduced-precision shortcuts (onnxruntime on CUDA: no TF32).
-   */
-  exactFloat32?: boolean;
 }
 
 /** What a backend can load, decided from the detected host. */

@@ -163,19 +163,13 @@ describe('the options of a per-shape session', () => {
     expect(noGraph.freeDims).toEqual([['N', '8']]);
   });
 
-  it("a model's sessions: one-shot tuning, no graphs where the runner does not pre-warm, no TF32 where float32 was asked for", () => {
+  it("a model's sessions: one-shot tuning, no graphs where the runner does not pre-warm", () => {
     const base = cudaTuning({}, {});
     const one = oneShotTuning(base, false);
     expect(sessionTuning(base, one, {})).toEqual(base);
     expect(sessionTuning(base, one, { oneShot: true })).toEqual(one);
     expect(sessionTuning(base, one, { cudaGraphs: false })).toEqual({ ...base, cudaGraph: false });
-    expect(sessionTuning(base, one, { exactFloat32: true }).tf32).toBe(false);
-    expect(sessionTuning(base, one, { oneShot: true, exactFloat32: true })).toEqual({ ...one, tf32: false });
-    expect(capiOptions(cuda, sessionTuning(base, one, { exactFloat32: true })).providerOptions).toContainEqual([
-      'use_tf32',
-      '0',
-    ]);
-    expect(capiOptions(cuda, base).providerOptions).toContainEqual(['use_tf32', '1']);
+    expect(sessionTuning(base, one, { oneShot: true, cudaGraphs: false })).toEqual({ ...one, cudaGraph: false });
   });
 
   it('XPKG_ORT_CUDA_SYNC picks how host threads wait for the GPU; by default CUDA chooses, and CPU sessions never set it', () => {

@@ -184,28 +184,6 @@ describe('the GPU variants on onnxruntime CPU match the CPU variants', () => {
   );
 });
 
-describe('float32 asked for by name', () => {
-  it('loads the float32 GPU variants as exact float32 sessions (no TF32); the default and one-shot runs do not', async () => {
-    const exact = (o: Partial<RunnerOptions>) => {
-      const gpu = gpuVariantsOnCpu();
-      return Runner.open(OCR, { ...base(), host: host('h100'), registry: gpu.registry, prewarm: 'off', ...o }).then(
-        async (r) => {
-          await using _ = r;
-          for (const m of r.manifest.models) await r.session(m.id);
-          return gpu.loads.map((l) => [l.variant, l.options.exactFloat32 === true]);
-        },
-      );
-    };
-    expect(await exact({ precision: 'fp32' })).toEqual([
-      ['det-cuda-fp32', true],
-      ['cls-cuda-fp32', true],
-      ['rec-cuda-fp32', true],
-    ]);
-    expect((await exact({})).every(([, e]) => !e)).toBe(true);
-    expect((await exact({ oneShot: true })).every(([, e]) => !e)).toBe(true);
-  });
-});
-
 describe('a one-shot runner on a GPU', () => {
   it('runs the later models once in the background (the first touch), not the first one, and close waits for it', async () => {
     const touched = async (o: Partial<RunnerOptions>) => {

@@ -29,7 +29,6 @@ interface Config {
   variant?: string[];
   tf32?: boolean;
   oneShot?: boolean;
-  precision?: 'fp32';
 }
 /** Each GPU model alone (the others on the CPU in float32), then all of them, with TF32 on and off. */
 const CONFIGS: Config[] = [
@@ -42,7 +41,6 @@ const CONFIGS: Config[] = [
   { name: 'rec32-gpu-no-tf32', variant: ['det-cpu-fp32', 'cls-cpu-fp32', 'rec-cuda-fp32'], tf32: false },
   { name: 'rec16-gpu', variant: ['det-cpu-fp32', 'cls-cpu-fp32', 'rec-cuda-fp16'] },
   { name: 'one-shot', oneShot: true },
-  { name: 'exact-fp32', precision: 'fp32' },
 ];
 
 async function open(c: Config): Promise<Runner> {

@@ -57,10 +57,7 @@ export function addRunOptions(cmd: Command): Command {
     )
     .option('--state-dir <dir>', 'anti-rollback state folder')
     .option('--variant <id...>', 'force a variant (fails clearly if this host cannot run it)')
-    .option(
-      '--precision <p>',
-      `prefer variants of this precision (${PRECISIONS.join(', ')}); fp32 also keeps a GPU's float32 math at full precision (no TF32)`,
-    )
+    .option('--precision <p>', `prefer variants of this precision (${PRECISIONS.join(', ')})`)
     .option('--host <file>', 'a host profile instead of detecting this machine (same as XPKG_HOST)')
     .option('--threads <n>', 'intra-op threads per model (0: the backend chooses)')
     .option('--max-pixels <n>', 'the most pixels of one image, decoded or made by a step (default 100000000)')

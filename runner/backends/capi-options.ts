@@ -55,8 +55,9 @@ export function keyValues(v: string | undefined): [string, string][] {
  * The binding's CUDA settings: options first, then XPKG_ORT_CONV_SEARCH, XPKG_ORT_TF32 (0/1),
  * XPKG_ORT_CONV_MAX_WS (0/1), XPKG_ORT_ARENA (`power-of-two`), XPKG_ORT_CUDA_GRAPH (0/1), for side-by-side
  * measurements on a GPU.
- * TF32 stays on: the float32 recogniser took 52 ms a page without it on the H200, 20 ms with it,
- * the same text on the benchmark page.
+ * TF32 stays on: the float32 recogniser took 48 ms a page without it on the H200, 16 ms with it,
+ * the same text on the benchmark page. Neither keeps the large test page's one borderline space
+ * every time: without TF32 it was kept in one process and lost in another (cuDNN's algorithm choice).
  */
 export function cudaTuning(o: Partial<CudaTuning> = {}, env: NodeJS.ProcessEnv = process.env): CudaTuning {
   const flag = (v: string | undefined, d: boolean) => (v === '1' ? true : v === '0' ? false : d);
@@ -111,23 +112,16 @@ export function cudaGraphsFor(o: {
 }
 
 /**
- * The tuning of one model's sessions: the backend's (or its one-shot tuning), without graphs where
- * the runner does not pre-warm, and without TF32 where float32 was asked for by name
- * (SessionOptions.exactFloat32): on the H200 the OCR package's float32 recogniser with TF32 read
- * "golfjuliet" where the CPU reads "golf juliet" on the large test page; without it, the CPU's text
- * (recogniser 48 ms a page instead of 16).
+ * The tuning of one model's sessions: the backend's, or its one-shot tuning, without graphs where
+ * the runner does not pre-warm.
  */
 export function sessionTuning(
   base: CudaTuning,
   oneShot: CudaTuning,
-  o: { oneShot?: boolean; cudaGraphs?: boolean; exactFloat32?: boolean },
+  o: { oneShot?: boolean; cudaGraphs?: boolean },
 ): CudaTuning {
   const t = o.oneShot ? oneShot : base;
-  return {
-    ...t,
-    ...(o.cudaGraphs === false ? { cudaGraph: false } : {}),
-    ...(o.exactFloat32 ? { tf32: false } : {}),
-  };
+  return o.cudaGraphs === false ? { ...t, cudaGraph: false } : t;
 }
 
 const CUDA_SCHEDULE = { spin: 1, yield: 2, blocking: 4 } as const;
