@@ -146,3 +146,65 @@ describe('the preprocess step on a reused array', () => {
     expect((a.outputs.y as Tensor).data[0]).toBeCloseTo((single.outputs.y as Tensor).data[0] as number, 3);
   });
 });
+
+describe('crop-batch on reused arrays', () => {
+  // three lines of a map over an image whose pixels change run to run
+  const W = 120;
+  const H = 40;
+  const map = new Float32Array(W * H);
+  for (const [y0, y1, x1] of [
+    [3, 11, 60],
+    [16, 24, 110],
+    [29, 37, 90],
+  ])
+    for (let y = y0; y < y1; y++) for (let x = 5; x < x1; x++) map[y * W + x] = 0.9;
+  const manifestOf = (crop: Record<string, unknown>): Manifest =>
+    ({
+      name: 'crops',
+      version: '1.0.0',
+      sequence: 1,
+      license: 'MIT',
+      task: 'test',
+      inputs: [
+        { name: 'image', type: 'image' },
+        { name: 'map', type: 'tensor' },
+      ],
+      outputs: [{ name: 'x', type: 'json' }],
+      models: [],
+      pipeline: {
+        steps: [
+          { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+          { op: 'db-postprocess', params: { input: 'map', output: 'regions', unclipRatio: 0.5 } },
+          { op: 'crop-batch', params: { image: 'rgb', regions: 'regions', output: 'x', height: 10, ...crop } },
+        ],
+      },
+    }) as unknown as Manifest;
+  const ctxOf = (m: Manifest): PipelineContext => ({
+    manifest: m,
+    session: async () => undefined as never,
+    asset: async () => Buffer.alloc(0),
+    time: () => {},
+  });
+  const inputs = (v: number) => ({
+    image: { data: new Uint8Array(W * H * 3).fill(v), width: W, height: H, channels: 3 },
+    map: { type: 'float32', dims: [1, 1, H, W], data: map },
+  });
+  const arrays = (x: unknown) =>
+    ('items' in (x as object) ? (x as { items: Tensor[] }).items : [x as Tensor]).map((t) => t.data as Float32Array);
+  const values = (x: unknown) => arrays(x).map((d) => Array.from(d));
+
+  for (const [name, crop] of [
+    ['one batch', { width: 64 }],
+    ['one batch in two calls', { width: 64, calls: 2 }],
+    ['batches of similar width', { widthBuckets: [32, 64, 128], groupSize: 2, dtype: 'uint8', layout: 'nhwc' }],
+  ] as const)
+    it(`${name}: a result that returns the crops keeps them, whatever the next run cuts`, async () => {
+      const ctx = ctxOf(manifestOf(crop));
+      const a = await runPipeline(ctx, inputs(10));
+      const kept = values(a.outputs.x);
+      const b = await runPipeline(ctx, inputs(200));
+      expect(values(a.outputs.x)).toEqual(kept);
+      for (const d of arrays(b.outputs.x)) expect(arrays(a.outputs.x)).not.toContain(d);
+      expect(values(b.outputs.x)).not.toEqual(kept);
+    });
+});

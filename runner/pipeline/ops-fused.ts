@@ -28,7 +28,7 @@ import {
 } from './norm-params.js';
 import { classPicker, regionQuads, regionWindow, turnQuad } from './ops-crop.js';
 import { resizePlan } from './ops-image.js';
-import { defineOp, Name } from './registry.js';
+import { defineOp, Name, type OpRun } from './registry.js';
 import type { RegionsValue, TensorValue } from './values.js';
 
 const Opt = Type.Optional;
@@ -145,31 +145,46 @@ defineOp({
  * the shared tensor: more cores than one call's threads, which take contiguous rows so long lines
  * bunch up. The quads move into each window, so values may differ from one call's by float rounding.
  */
-async function cropSplit(image: ImageInput, cut: number[], o: CropOptions, calls: number): Promise<CropResult> {
+async function cropSplit(
+  image: ImageInput,
+  cut: number[],
+  o: CropOptions,
+  calls: number,
+  alloc: OpRun['scratch'],
+): Promise<CropResult> {
   const n = cut.length / 8;
   const parts = Math.min(calls, n);
-  if (parts < 2) return cropBatch(image, cut, o);
+  if (parts < 2) return cropInto(image, cut, o, alloc);
   const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((n * i) / parts));
   return cropParts(
     image,
     cut,
     bounds.slice(0, -1).map((b, i) => Array.from({ length: bounds[i + 1] - b }, (_, k) => b + k)),
     o,
+    alloc,
   );
 }
 
+/** One batch crop into an array from `alloc` (OpRun.scratch), sized by the kernel's own plan. */
+function cropInto(image: ImageInput, cut: number[], o: CropOptions, alloc: OpRun['scratch']): Promise<CropResult> {
+  const size = planCrop(image, cut, o).dims.reduce((a, b) => a * b, 1);
+  return cropBatch(image, cut, { ...o, out: alloc(o.dtype ?? 'f32', size) });
+}
+
 /** One batch of the regions `parts` lists (its rows in that order), one kernel call per part, all at once. */
-async function cropParts(image: ImageInput, cut: number[], parts: number[][], o: CropOptions): Promise<CropResult> {
+async function cropParts(
+  image: ImageInput,
+  cut: number[],
+  parts: number[][],
+  o: CropOptions,
+  /** The batch tensor's array (OpRun.scratch: every element is written, rows and their padding). */
+  alloc: OpRun['scratch'],
+): Promise<CropResult> {
   const quadsOf = (part: number[]) => part.flatMap((i) => cut.slice(8 * i, 8 * i + 8));
   const dims = planCrop(image, quadsOf(parts[0]).slice(0, 8), o).dims;
   const per = dims.slice(1).reduce((a, b) => a * b, 1);
   const n = parts.reduce((a, q) => a + q.length, 0);
-  const out =
-    o.dtype === 'u8'
-      ? new Uint8Array(per * n)
-      : o.dtype === 'f16'
-        ? new Uint16Array(per * n)
-        : new Float32Array(per * n);
+  const out = alloc(o.dtype ?? 'f32', per * n);
   let at = 0;
   const rs = await Promise.all(
     parts.map((part) => {
@@ -347,6 +362,7 @@ defineOp({
             cut,
             g.map((i) => [i]),
             optsOfGroup(g),
+            x.scratch,
           ),
         ),
       );
@@ -380,7 +396,10 @@ defineOp({
     } else {
       const o = p.widthBuckets ? { ...opts, ...bucketOf(0, quads.length) } : opts;
       x.fits({ bytes: cropBytes(image, cut, o, p) }, `a batch of ${quads.length} crops`);
-      const c = o.width && p.calls ? await cropSplit(image, cut, o, p.calls) : await cropBatch(image, cut, o);
+      const c =
+        o.width && p.calls
+          ? await cropSplit(image, cut, o, p.calls, x.scratch)
+          : await cropInto(image, cut, o, x.scratch);
       quads.forEach((_, i) => (rowOf[i] = [c, i]));
       x.set(p.output, value(c));
     }
