@@ -17,6 +17,7 @@ import { enumerateShapes, pipelineShapes } from '../runner/pipeline/shapes.js';
 import type { ModelSession, PipelineContext, Tensor } from '../runner/types.js';
 import type { Manifest, Step, Variant } from '../spec/schema.js';
 import { codeOf } from './helpers/errors.js';
+import { lineMap } from './helpers/line-map.js';
 
 /** ids = int32(max over C and H of X), scores = that max: [N, W] from [N, C, H, W]. */
 const columnMax = encodeModel({
@@ -40,13 +41,11 @@ const W = 200,
   H = 42;
 const r = rng(12);
 const pixels = { data: Uint8Array.from({ length: W * H * 3 }, () => Math.floor(r() * 256)), width: W, height: H };
-const map = new Float32Array(W * H);
-for (const [y0, y1, x1] of [
+const map = lineMap(W, H, [
   [3, 11, 60],
   [16, 24, 66],
   [29, 37, 190],
-])
-  for (let y = y0; y < y1; y++) for (let x = 5; x < x1; x++) map[y * W + x] = 0.9;
+]);
 const BUCKETS = [24, 64, 128, 160, 384];
 
 /** Runs `steps` after db-postprocess on the map, with the column-max model as `m`; counts its calls. */

@@ -13,6 +13,7 @@ import { getOp } from '../runner/pipeline/registry.js';
 import { planSchedule, runScheduled } from '../runner/pipeline/schedule.js';
 import type { PipelineContext, Tensor } from '../runner/types.js';
 import type { Manifest, Step } from '../spec/schema.js';
+import { lineMap } from './helpers/line-map.js';
 
 /** A manifest of `steps` over the named image and tensor inputs, every output as JSON. */
 const manifestOf = (
@@ -172,13 +173,11 @@ describe('crop-batch turns the lines its classifier picks after cutting them', (
     H = 40;
   const r = rng(7);
   const image = { data: Uint8Array.from({ length: W * H * 3 }, () => Math.floor(r() * 256)), width: W, height: H };
-  const map = new Float32Array(W * H);
-  for (const [y0, y1, x1] of [
+  const map = lineMap(W, H, [
     [3, 11, 60],
     [16, 24, 110],
     [29, 37, 90],
-  ])
-    for (let y = y0; y < y1; y++) for (let x = 5; x < x1; x++) map[y * W + x] = 0.9;
+  ]);
   const probs = new Float32Array([0.99, 0.01, 0.02, 0.98, 0.6, 0.4]);
 
   async function run(crop: Record<string, unknown>, classified = probs) {

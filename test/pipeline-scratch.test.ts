@@ -8,6 +8,7 @@ import { runPipeline } from '../runner/pipeline/index.js';
 import { buffersIn, ScratchLease, ScratchPool } from '../runner/pipeline/scratch.js';
 import type { ModelSession, PipelineContext, Tensor } from '../runner/types.js';
 import type { Manifest } from '../spec/schema.js';
+import { lineMap } from './helpers/line-map.js';
 
 describe('ScratchPool and ScratchLease', () => {
   it('gives an array back for the next take of its type and length only', () => {
@@ -151,13 +152,11 @@ describe('crop-batch on reused arrays', () => {
   // three lines of a map over an image whose pixels change run to run
   const W = 120;
   const H = 40;
-  const map = new Float32Array(W * H);
-  for (const [y0, y1, x1] of [
+  const map = lineMap(W, H, [
     [3, 11, 60],
     [16, 24, 110],
     [29, 37, 90],
-  ])
-    for (let y = y0; y < y1; y++) for (let x = 5; x < x1; x++) map[y * W + x] = 0.9;
+  ]);
   const manifestOf = (crop: Record<string, unknown>): Manifest =>
     ({
       name: 'crops',
