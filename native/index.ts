@@ -16,7 +16,7 @@ import { bothForms, type Prepared, runAsync, runSync } from './dispatch.js';
 import { nativeEnv } from './env.js';
 import { planCrop, planPreprocess } from './plan.js';
 import { portable } from './portable/index.js';
-import { bool, dims, int, num, oneOf, options, outTensor, threadCount, typed } from './validate.js';
+import { bool, dims, int, num, type OutAlloc, oneOf, options, outTensor, threadCount, typed } from './validate.js';
 
 const {
   join,
@@ -68,6 +68,8 @@ export interface PreprocessOptions extends NormOptions {
   /** Write into this tensor (Float32Array, Uint16Array of half bits for f16, Uint8Array for u8) at `outOffset`. */
   out?: TensorData;
   outOffset?: number;
+  /** Without `out`: the output array comes from this (exactly the planned size) instead of a new one. */
+  alloc?: OutAlloc;
 }
 export interface PreprocessResult {
   data: TensorData;
@@ -94,6 +96,8 @@ export interface CropOptions extends NormOptions {
   supersample?: boolean;
   out?: Float32Array | Uint16Array | Uint8Array;
   outOffset?: number;
+  /** Without `out`: the output array comes from this (exactly the planned size) instead of a new one. */
+  alloc?: OutAlloc;
 }
 export interface CropResult {
   data: Float32Array | Uint16Array | Uint8Array;
@@ -803,3 +807,4 @@ export const dbPostprocessSync = db.sync;
 
 export { floatsToHalves, floatToHalf, halfToFloat } from './portable/f16.js';
 export { yoloGrid } from './portable/grid.js';
+export { OUT as OUT_ARRAYS, type OutAlloc, type OutArray } from './validate.js';

@@ -88,15 +88,27 @@ export function threadCount(o: { threads?: number }, dflt: number): number {
   return o.threads === undefined ? dflt : int('threads', o.threads, 1, 256);
 }
 
-const OUT = { f32: Float32Array, f16: Uint16Array, u8: Uint8Array } as const;
+/** The array type of each output dtype (half floats as their bits). */
+export const OUT = { f32: Float32Array, f16: Uint16Array, u8: Uint8Array } as const;
+export type OutArray<D extends TensorDtype> = InstanceType<(typeof OUT)[D]>;
+/** Makes a kernel's output array of exactly `size` elements (a caller's pool, say), instead of a new one. */
+export type OutAlloc = <D extends TensorDtype>(dtype: D, size: number) => OutArray<D>;
 
-/** The caller's output tensor (checked for type and room) or a new one; the array type tells the kernel the dtype. */
+/**
+ * The caller's output tensor (checked for type and room), one from the caller's `alloc` (exactly the
+ * size the kernel plans), or a new one; the array type tells the kernel the dtype.
+ */
 export function outTensor<D extends TensorDtype>(
-  o: { out?: TensorData; outOffset?: number },
+  o: { out?: TensorData; outOffset?: number; alloc?: OutAlloc },
   dtype: D,
   size: number,
-): { out: InstanceType<(typeof OUT)[D]>; outOffset: number } {
-  type Out = InstanceType<(typeof OUT)[D]>;
+): { out: OutArray<D>; outOffset: number } {
+  type Out = OutArray<D>;
+  if (o.out === undefined && o.alloc !== undefined) {
+    const out = typed<Out>('alloc()', o.alloc(dtype, size), OUT[dtype] as unknown as Ctor<Out>);
+    if (out.length !== size) fail('alloc()', `returned ${out.length} elements, not ${size}`);
+    return { out, outOffset: 0 };
+  }
   if (o.out === undefined) return { out: new OUT[dtype](size) as Out, outOffset: 0 };
   const out = typed<Out>('out', o.out, OUT[dtype] as unknown as Ctor<Out>);
   const outOffset = int('outOffset', o.outOffset ?? 0, 0);

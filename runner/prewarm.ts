@@ -183,10 +183,6 @@ export function prewarmPlan(
   return { feeds, possible: feeds.length };
 }
 
-/**
- * Runs `session` `runs` times per planned shape on zeros (largest first, `parallel` shapes at
- * once), timing the first and last.
- */
 /** Zeros of each input's declared type at these dims. */
 function zeroFeeds(session: ModelSession, dims: Record<string, number[]>): Record<string, Tensor> {
   const declared = new Map((session.inputShapes ?? []).map((s) => [s.name, s.type as DType]));
@@ -198,10 +194,10 @@ function zeroFeeds(session: ModelSession, dims: Record<string, number[]>): Recor
   return feeds;
 }
 
-async function prewarmFeeds(session: ModelSession, dims: Record<string, number[]>): Promise<void> {
-  await session.run(zeroFeeds(session, dims));
-}
-
+/**
+ * Runs `session` `runs` times per planned shape on zeros (largest first, `parallel` shapes at
+ * once), timing the first and last.
+ */
 export async function prewarmSession(
   session: ModelSession,
   spaces: readonly ModelFeedSpace[],
@@ -361,7 +357,7 @@ export async function firstTouch(o: {
       const plan = prewarmPlan(shapes[id] ?? [], s, Number.POSITIVE_INFINITY, o.maxTensorBytes);
       if ('skip' in plan || !plan.feeds.length) return;
       // the feeds come largest first
-      await prewarmFeeds(s, plan.feeds.at(-1)!).catch(() => {});
+      await s.run(zeroFeeds(s, plan.feeds.at(-1)!)).catch(() => {});
     }),
   );
 }

@@ -27,6 +27,12 @@ export const DEFAULT_PRECISION_POLICY: Readonly<PrecisionPolicy> = Object.freeze
   cpuInt8: ['int8', 'fp32', 'mixed', 'bf16', 'fp16', 'int4'],
 });
 
+/** A policy that puts `first` ahead everywhere (`--precision fp32`), the rest as in `base`. */
+export function preferPrecision(first: Precision, base: PrecisionPolicy = DEFAULT_PRECISION_POLICY): PrecisionPolicy {
+  const lift = (list: Precision[]) => [first, ...list.filter((p) => p !== first)];
+  return { gpu: lift(base.gpu), npu: lift(base.npu), cpu: lift(base.cpu), cpuInt8: lift(base.cpuInt8) };
+}
+
 /**
  * The policy of one-shot runs (RunnerOptions.oneShot): float32 first on GPUs. A half model's first
  * run at each new input shape pays seconds of cuDNN set-up (H200: the OCR recogniser's 17 widths
@@ -34,14 +40,8 @@ export const DEFAULT_PRECISION_POLICY: Readonly<PrecisionPolicy> = Object.freeze
  * a one-shot run would pay on its first page.
  */
 export const ONE_SHOT_PRECISION: Readonly<Partial<PrecisionPolicy>> = Object.freeze({
-  gpu: ['fp32', 'fp16', 'bf16', 'mixed', 'int8', 'int4'],
+  gpu: preferPrecision('fp32').gpu,
 });
-
-/** A policy that puts `first` ahead everywhere (`--precision fp32`), the rest as in `base`. */
-export function preferPrecision(first: Precision, base: PrecisionPolicy = DEFAULT_PRECISION_POLICY): PrecisionPolicy {
-  const lift = (list: Precision[]) => [first, ...list.filter((p) => p !== first)];
-  return { gpu: lift(base.gpu), npu: lift(base.npu), cpu: lift(base.cpu), cpuInt8: lift(base.cpuInt8) };
-}
 
 export type ReasonCode =
   | 'os'

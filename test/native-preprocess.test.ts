@@ -10,6 +10,7 @@ import {
   type PixelFormat,
   type PreprocessOptions,
   type PreprocessResult,
+  preprocess,
   preprocessSync,
 } from '../native/index.js';
 import { halfMaxDiff, maxAbsDiff, nativeExpected, onBoth, onPortable, randomBytes } from './native-helpers.js';
@@ -164,6 +165,25 @@ describe('preprocess vs reference', () => {
       preprocessSync(image(10, 7, 'rgb', 12), { resize: { mode: 'limitSide', limit: 64, side: 'min', multiple: 32 } }),
     );
     expect(s.dims).toEqual([1, 3, 64, 96]);
+  });
+
+  it('alloc: the output comes from the caller, asked for at exactly the planned type and size; anything else is E_NATIVE_ARGUMENT', async () => {
+    const img = image(30, 20, 'rgb', 14);
+    const resize = { mode: 'letterbox', width: 16, height: 16 } as const;
+    const asked: [string, number][] = [];
+    const mine = new Uint8Array(3 * 16 * 16);
+    const r = await preprocess(img, {
+      resize,
+      dtype: 'u8',
+      alloc: ((d: string, n: number) => (asked.push([d, n]), mine)) as never,
+    });
+    expect(asked).toEqual([['u8', 768]]);
+    expect(r.data).toBe(mine);
+    expect(r.data).toEqual(preprocessSync(img, { resize, dtype: 'u8' }).data);
+    for (const wrong of [new Uint8Array(767), new Float32Array(768)])
+      expect(() => preprocessSync(img, { resize, dtype: 'u8', alloc: (() => wrong) as never })).toThrow(
+        expect.objectContaining({ code: 'E_NATIVE_ARGUMENT' }),
+      );
   });
 
   it('writes into a batch tensor at an offset and leaves the rest alone', () => {

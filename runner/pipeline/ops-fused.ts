@@ -9,10 +9,11 @@ import {
   type CropResult,
   cropBatch,
   type ImageInput,
+  type OutAlloc,
   preprocess,
   type ResizeSpec,
 } from '../../native/index.js';
-import { planCrop, planPreprocess } from '../../native/plan.js';
+import { planCrop } from '../../native/plan.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { quadSize } from '../ops/geometry.js';
 import { turnRow180 } from '../ops/turn-rows.js';
@@ -28,7 +29,7 @@ import {
 } from './norm-params.js';
 import { classPicker, regionQuads, regionWindow, turnQuad } from './ops-crop.js';
 import { resizePlan } from './ops-image.js';
-import { defineOp, Name, type OpRun } from './registry.js';
+import { defineOp, Name } from './registry.js';
 import type { RegionsValue, TensorValue } from './values.js';
 
 const Opt = Type.Optional;
@@ -101,15 +102,13 @@ defineOp({
         side: p.limitType ?? 'max',
         multiple: p.multipleOf ?? 1,
       };
-    const input = imageInput(img, x);
-    const opts = { resize, interpolation: p.interpolation ?? 'auto', ...norm(p) } as const;
-    // the model's input usually dies with the run: a reused array (scratch.ts), sized as the kernel plans
-    const plan = planPreprocess(input, opts);
-    const out = x.scratch(
-      plan.dtype,
-      plan.dims.reduce((a, b) => a * b, 1),
-    );
-    const r = await preprocess(input, { ...opts, out });
+    const r = await preprocess(imageInput(img, x), {
+      resize,
+      interpolation: p.interpolation ?? 'auto',
+      ...norm(p),
+      // the model's input usually dies with the run: a reused array (scratch.ts)
+      alloc: x.scratch,
+    });
     // Compose with an earlier transform so later ops map back to the decoded image.
     const t = img.transform;
     const transform = t
@@ -150,11 +149,11 @@ async function cropSplit(
   cut: number[],
   o: CropOptions,
   calls: number,
-  alloc: OpRun['scratch'],
+  alloc: OutAlloc,
 ): Promise<CropResult> {
   const n = cut.length / 8;
   const parts = Math.min(calls, n);
-  if (parts < 2) return cropInto(image, cut, o, alloc);
+  if (parts < 2) return cropBatch(image, cut, { ...o, alloc });
   const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((n * i) / parts));
   return cropParts(
     image,
@@ -165,12 +164,6 @@ async function cropSplit(
   );
 }
 
-/** One batch crop into an array from `alloc` (OpRun.scratch), sized by the kernel's own plan. */
-function cropInto(image: ImageInput, cut: number[], o: CropOptions, alloc: OpRun['scratch']): Promise<CropResult> {
-  const size = planCrop(image, cut, o).dims.reduce((a, b) => a * b, 1);
-  return cropBatch(image, cut, { ...o, out: alloc(o.dtype ?? 'f32', size) });
-}
-
 /** One batch of the regions `parts` lists (its rows in that order), one kernel call per part, all at once. */
 async function cropParts(
   image: ImageInput,
@@ -178,7 +171,7 @@ async function cropParts(
   parts: number[][],
   o: CropOptions,
   /** The batch tensor's array (OpRun.scratch: every element is written, rows and their padding). */
-  alloc: OpRun['scratch'],
+  alloc: OutAlloc,
 ): Promise<CropResult> {
   const quadsOf = (part: number[]) => part.flatMap((i) => cut.slice(8 * i, 8 * i + 8));
   const dims = planCrop(image, quadsOf(parts[0]).slice(0, 8), o).dims;
@@ -399,7 +392,7 @@ defineOp({
       const c =
         o.width && p.calls
           ? await cropSplit(image, cut, o, p.calls, x.scratch)
-          : await cropInto(image, cut, o, x.scratch);
+          : await cropBatch(image, cut, { ...o, alloc: x.scratch });
       quads.forEach((_, i) => (rowOf[i] = [c, i]));
       x.set(p.output, value(c));
     }

@@ -8,10 +8,11 @@
  * What is never given back: an array a run's outputs refer to (any view of its buffer), every array
  * of a run that failed (a step may still hold it), and one that was detached meanwhile.
  */
-export type ScratchArray = Float32Array | Uint16Array | Uint8Array;
-export type ScratchType = 'f32' | 'f16' | 'u8';
-const CTOR = { f32: Float32Array, f16: Uint16Array, u8: Uint8Array } as const;
-export type ScratchOf<T extends ScratchType> = InstanceType<(typeof CTOR)[T]>;
+import { OUT_ARRAYS as CTOR, type OutArray, type TensorData, type TensorDtype } from '../../native/index.js';
+
+export type ScratchArray = TensorData;
+export type ScratchType = TensorDtype;
+export type ScratchOf<T extends ScratchType> = OutArray<T>;
 
 /** Free arrays by type and length, up to `maxBytes` in all and `perKey` of one type and length. */
 export class ScratchPool {
