@@ -14,6 +14,7 @@ import { runPipeline } from '../runner/pipeline/index.js';
 import { withVariants } from '../runner/pipeline/patch.js';
 import { RestartPipeline } from '../runner/pipeline/registry.js';
 import { enumerateShapes, pipelineShapes } from '../runner/pipeline/shapes.js';
+import { prewarmPlan } from '../runner/prewarm.js';
 import type { ModelSession, PipelineContext, Tensor } from '../runner/types.js';
 import type { Manifest, Step, Variant } from '../spec/schema.js';
 import { codeOf } from './helpers/errors.js';
@@ -170,7 +171,7 @@ describe('crop-batch groupSize', () => {
   it('cuts the lines sorted by width into batches at the bucket of each one’s widest; regions follow that order', async () => {
     const { outputs, calls } = await run(
       [
-        { op: 'crop-batch', params: { ...crop, output: 'own', regionsOutput: 'q' } },
+        { op: 'crop-batch', params: { ...crop, output: 'own', regionsOutput: 'q', widthsOutput: 'ow' } },
         { op: 'infer', model: 'm', params: { inputs: 'own', outputs: { I: 'oi', S: 'os' } } },
         {
           op: 'ctc-decode',
@@ -178,7 +179,15 @@ describe('crop-batch groupSize', () => {
         },
         {
           op: 'crop-batch',
-          params: { ...crop, output: 'g', regionsOutput: 'gq', batch: true, widthBuckets: BUCKETS, groupSize: 2 },
+          params: {
+            ...crop,
+            output: 'g',
+            regionsOutput: 'gq',
+            widthsOutput: 'gw',
+            batch: true,
+            widthBuckets: BUCKETS,
+            groupSize: 2,
+          },
         },
         {
           op: 'infer',
@@ -187,7 +196,7 @@ describe('crop-batch groupSize', () => {
         },
         { op: 'ctc-decode', params: { input: 'gi', scores: 'gs', output: 'gTexts', widths: 'g', vocabulary: 'vocab' } },
       ],
-      ['own', 'q', 'ownTexts', 'g', 'gq', 'gTexts'],
+      ['own', 'q', 'ownTexts', 'g', 'gq', 'gTexts', 'ow', 'gw'],
       longFirst,
     );
     const own = items(outputs.own);
@@ -202,6 +211,10 @@ describe('crop-batch groupSize', () => {
       [1, 3, 8, bucket(widths[order[2]])],
     ]);
     expect(g.flatMap((t) => [...t.widths])).toEqual(order.map((i) => widths[i]));
+    // widthsOutput: the same widths as int32 tensors, one per item of the list
+    const asTensors = (v: unknown) => items(v).map((t) => [t.type, t.dims, [...t.data]]);
+    expect(asTensors(outputs.gw)).toEqual(g.map((t) => ['int32', [t.dims[0]], [...t.widths]]));
+    expect(asTensors(outputs.ow)).toEqual(widths.map((w) => ['int32', [1], [w]]));
     // each row's own columns are the line's own crop; the rest is padding
     let row = 0;
     for (const t of g)
@@ -251,11 +264,16 @@ describe('crop-batch groupSize', () => {
 
   it('an empty page makes an empty list; groupSize needs widthBuckets and a batch, not calls', async () => {
     const { outputs } = await run(
-      [{ op: 'crop-batch', params: { ...crop, output: 'g', batch: true, widthBuckets: BUCKETS, groupSize: 2 } }],
-      ['g'],
+      [
+        { op: 'crop-batch', params: { ...crop, output: 'g', batch: true, widthBuckets: BUCKETS, groupSize: 2 } },
+        { op: 'crop-batch', params: { ...crop, output: 'b', widthsOutput: 'bw', batch: true } },
+      ],
+      ['g', 'b', 'bw'],
       new Float32Array(W * H),
     );
     expect(items(outputs.g)).toEqual([]);
+    expect((outputs.b as Tensor).dims[0]).toBe(0);
+    expect(outputs.bw).toMatchObject({ type: 'int32', dims: [0] });
     for (const params of [
       { ...crop, output: 'g', batch: true, groupSize: 2 },
       { ...crop, output: 'g', widthBuckets: BUCKETS, groupSize: 2 },
@@ -281,17 +299,27 @@ describe('crop-batch groupSize', () => {
                 batch: true,
                 widthBuckets: [32, 64],
                 groupSize: 3,
+                widthsOutput: 'w',
               },
             },
-            { op: 'infer', model: 'm', params: { inputs: 'x', outputs: 'y', ...infer } },
+            { op: 'infer', model: 'm', params: { inputs: { X: 'x', widths: 'w' }, outputs: 'y', ...infer } },
           ],
         },
       }) as never;
-    expect(enumerateShapes(pipelineShapes(manifest({ maxBatch: 3, padBatch: true })).m[0].dims!)).toEqual([
-      [3, 3, 8, 64],
-      [3, 3, 8, 32],
+    const padded = pipelineShapes(manifest({ maxBatch: 3, padBatch: true })).m;
+    expect(padded.map((f) => [f.input, enumerateShapes(f.dims!)])).toEqual([
+      [
+        'X',
+        [
+          [3, 3, 8, 64],
+          [3, 3, 8, 32],
+        ],
+      ],
+      ['widths', [[3]]],
     ]);
-    expect(enumerateShapes(pipelineShapes(manifest({})).m[0].dims!)).toHaveLength(6);
+    const unpadded = pipelineShapes(manifest({})).m;
+    expect(enumerateShapes(unpadded[0].dims!)).toHaveLength(6);
+    expect(enumerateShapes(unpadded[1].dims!)).toEqual([[3], [2], [1]]);
   });
 });
 
@@ -355,10 +383,24 @@ describe('the OCR package on a GPU', () => {
     await reader.close();
     const gpu = m.models.map((x) => x.variants.find((v) => v.id.includes('cuda'))!);
     const shapes = pipelineShapes(withVariants(m, gpu));
-    const rec = m.models.find((x) => x.id === 'rec')!.variants.find((v) => v.id.includes('cuda'))!;
-    const buckets = (rec.steps!['rec-crop'].params as { widthBuckets: number[] }).widthBuckets;
+    const recGpu = m.models.find((x) => x.id === 'rec')!.variants.find((v) => v.id.includes('cuda'))!;
+    const buckets = (recGpu.steps!['rec-crop'].params as { widthBuckets: number[] }).widthBuckets;
     expect(shapes.cls.map((f) => enumerateShapes(f.dims!))).toEqual([[[32, 48, 192, 3]]]);
-    expect(shapes.rec.map((f) => enumerateShapes(f.dims!))).toEqual([[...buckets].reverse().map((w) => [8, 48, w, 3])]);
+    // the crops, and each line's valid width beside them (the model masks its padding)
+    const rec = Object.fromEntries(shapes.rec.map((f) => [f.input, enumerateShapes(f.dims!)]));
+    expect(rec).toEqual({ x: [...buckets].reverse().map((w) => [8, 48, w, 3]), widths: [[8]] });
+    // so open warms each bucket with its widths beside it
+    const session = {
+      inputNames: ['x', 'widths'],
+      inputShapes: [
+        { name: 'x', type: 'uint8', shape: ['N', 48, 'W', 3] },
+        { name: 'widths', type: 'int32', shape: ['N'] },
+      ],
+    } as unknown as ModelSession;
+    const plan = prewarmPlan(shapes.rec, session, 32);
+    expect('feeds' in plan && plan.feeds).toEqual(
+      [...buckets].reverse().map((w) => ({ x: [8, 48, w, 3], widths: [8] })),
+    );
     expect(buckets.length).toBeLessThanOrEqual(32);
   });
 });

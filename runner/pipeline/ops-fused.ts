@@ -222,6 +222,9 @@ defineOp({
       regions: Name,
       output: Name,
       regionsOutput: Opt(Name),
+      // each item's valid width as an int32 tensor (a list of them beside a list), for a model
+      // that masks its padding (fixtures/onnx-width-mask.ts)
+      widthsOutput: Opt(Name),
       height: Type.Integer({ minimum: 1, maximum: 4096 }),
       width: Opt(Type.Integer({ minimum: 1, maximum: 32768 })),
       minWidth: Opt(Type.Integer({ minimum: 1, maximum: 32768 })),
@@ -245,7 +248,7 @@ defineOp({
   reads: (p) => [p.image, p.regions, ...(p.classes ? [p.classes] : [])],
   // the classes are awaited inside run: at 180° only after the lines are cut (turnedLater)
   lateReads: (p) => (p.classes ? [p.classes] : []),
-  writes: (p) => [p.output, ...(p.regionsOutput ? [p.regionsOutput] : [])],
+  writes: (p) => [p.output, ...(p.regionsOutput ? [p.regionsOutput] : []), ...(p.widthsOutput ? [p.widthsOutput] : [])],
   check(p) {
     if ((p.classes === undefined) !== (p.angle === undefined)) return 'classes and angle go together';
     if (p.minWidth && p.maxWidth && p.minWidth > p.maxWidth) return 'minWidth is above maxWidth';
@@ -317,6 +320,18 @@ defineOp({
       widths: c.widths,
       paddedWidth: c.dims[(p.layout ?? 'nchw') === 'nhwc' ? 2 : 3],
     });
+    const widthsOf = (c: { widths: Int32Array }): TensorValue => ({
+      kind: 'tensor',
+      type: 'int32',
+      dims: [c.widths.length],
+      data: c.widths,
+    });
+    /** Sets the output (and widthsOutput) from one batch or a list of them. */
+    const put = (made: CropResult | CropResult[]) => {
+      const list = Array.isArray(made);
+      x.set(p.output, list ? { kind: 'tensors', items: made.map(value) } : value(made));
+      if (p.widthsOutput) x.set(p.widthsOutput, list ? { kind: 'tensors', items: made.map(widthsOf) } : widthsOf(made));
+    };
     // widthBuckets: the width is the smallest bucket that holds the line (the last one squeezes
     // wider lines), so an accelerator sees a few shapes it can prepare for, not one per line.
     const bucketOf = (from: number, to: number) => {
@@ -362,7 +377,7 @@ defineOp({
       groups.forEach((g, k) => {
         g.forEach((i, row) => (rowOf[i] = [items[k], row]));
       });
-      x.set(p.output, { kind: 'tensors', items: items.map(value) });
+      put(items);
     } else if (p.batch === false) {
       const optsOf = (i: number) => (p.widthBuckets ? { ...opts, ...bucketOf(i, i + 1) } : opts);
       // A list is held whole: its items count together.
@@ -373,19 +388,14 @@ defineOp({
         turned.map((_, i) => cropBatch(...regionWindow(image, cut.slice(8 * i, 8 * i + 8)), optsOf(i))),
       );
       items.forEach((c, i) => (rowOf[i] = [c, 0]));
-      x.set(p.output, { kind: 'tensors', items: items.map(value) });
+      put(items);
     } else if (quads.length === 0) {
       const c = img.channels === 1 ? 1 : 3,
         w = p.width ?? p.widthBuckets?.[0] ?? p.minWidth ?? 1;
       const dims = (p.layout ?? 'nchw') === 'nchw' ? [0, c, H, w] : [0, H, w, c];
-      x.set(p.output, {
-        kind: 'tensor',
-        type: tensorType(p),
-        dims,
-        data:
-          p.dtype === 'uint8' ? new Uint8Array(0) : p.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0),
-        widths: new Int32Array(0),
-      } as TensorValue);
+      const data =
+        p.dtype === 'uint8' ? new Uint8Array(0) : p.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0);
+      put({ data, dims, widths: new Int32Array(0), rotated: new Uint8Array(0) });
     } else {
       const o = p.widthBuckets ? { ...opts, ...bucketOf(0, quads.length) } : opts;
       x.fits({ bytes: cropBytes(image, cut, o, p) }, `a batch of ${quads.length} crops`);
@@ -394,7 +404,7 @@ defineOp({
           ? await cropSplit(image, cut, o, p.calls, x.scratch)
           : await cropBatch(image, cut, { ...o, alloc: x.scratch });
       quads.forEach((_, i) => (rowOf[i] = [c, i]));
-      x.set(p.output, value(c));
+      put(c);
     }
     if (later) {
       await x.wait(p.classes!, 'classes');

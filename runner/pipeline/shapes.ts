@@ -121,6 +121,7 @@ interface Params {
   batchList?: boolean;
   widthBuckets?: number[];
   groupSize?: number;
+  widthsOutput?: string;
   inputs?: string | Record<string, string>;
   outputs?: string | Record<string, string>;
 }
@@ -274,6 +275,9 @@ export function pipelineShapes(manifest: Pick<Manifest, 'inputs' | 'pipeline'>):
     }
     for (const name of written)
       env.set(name, space && name === p.output ? space : { kind: 'unknown', why: `made by ${step.op}` });
+    // crop-batch's widths: one int32 per item of its output, so the same batch dims
+    if (step.op === 'crop-batch' && p.widthsOutput && space?.kind === 'tensor')
+      env.set(p.widthsOutput, { kind: 'tensor', list: space.list, dims: [space.dims[0]] });
   });
   return out;
 }

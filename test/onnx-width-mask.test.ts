@@ -1,0 +1,167 @@
+/**
+ * fixtures/onnx-width-mask.ts: the GPU recogniser, given each line's valid width, computes on a
+ * padded line what the plain model computes on the unpadded one, whatever the padding holds; the
+ * unmasked model does not. Graphs it can't reason about (a column-mixing node on a tensor whose
+ * width is not followed, an opset without Range) are refused.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { foldAffineConv } from '../fixtures/onnx-fold.js';
+import { i64Init, intsAttr, OnnxGraph } from '../fixtures/onnx-graph.js';
+import { atOpset } from '../fixtures/onnx-opset.js';
+import { imageInput } from '../fixtures/onnx-prepost.js';
+import { encodeModel } from '../fixtures/onnx-tiny.js';
+import { maskPaddedWidth } from '../fixtures/onnx-width-mask.js';
+import { modelsDir } from '../fixtures/paddleocr-v4/build.js';
+import { rng } from '../fixtures/random.js';
+
+const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 2, interOpNumThreads: 1 };
+const H = 48;
+
+describe('maskPaddedWidth on the PP-OCRv4 recogniser', () => {
+  let plain: ort.InferenceSession;
+  let masked: ort.InferenceSession;
+  let unmasked: ort.InferenceSession;
+  let report: ReturnType<typeof maskPaddedWidth>;
+  beforeAll(async () => {
+    const folded = foldAffineConv(readFileSync(join(modelsDir(), 'ch_PP-OCRv4_rec_infer.onnx'))).bytes;
+    const gpu = (mask: boolean) => {
+      let g = OnnxGraph.decode(folded);
+      imageInput(g, { mean: [0.5], std: [0.5] });
+      g = atOpset(g, 11);
+      if (mask) report = maskPaddedWidth(g);
+      return atOpset(g, 14).encode();
+    };
+    [plain, masked, unmasked] = await Promise.all(
+      [folded, gpu(true), gpu(false)].map((b) => ort.InferenceSession.create(b, options)),
+    );
+  });
+
+  /** Probabilities [T, C] of a line `w` wide alone, and padded to `W` with noise (masked and not). */
+  async function run(w: number, W: number, seed: number) {
+    const r = rng(seed);
+    const px = Uint8Array.from({ length: H * W * 3 }, () => Math.floor(256 * r()));
+    const f = new Float32Array(3 * H * w);
+    for (let y = 0; y < H; y++)
+      for (let x = 0; x < w; x++)
+        for (let c = 0; c < 3; c++) f[(c * H + y) * w + x] = (px[(y * W + x) * 3 + c] / 255 - 0.5) / 0.5;
+    const x = new ort.Tensor('uint8', px, [1, H, W, 3]);
+    const [a, b, u] = await Promise.all([
+      plain.run({ x: new ort.Tensor('float32', f, [1, 3, H, w]) }),
+      masked.run({ x, widths: new ort.Tensor('int32', Int32Array.from([w]), [1]) }),
+      unmasked.run({ x }),
+    ]);
+    const out = (o: ort.InferenceSession.ReturnType) => Object.values(o)[0];
+    return { a: out(a), b: out(b), u: out(u) };
+  }
+
+  /** Largest |Δp| over the steps of `a` (the unpadded line's), and how many steps' best class differs. */
+  function diff(a: ort.Tensor, b: ort.Tensor) {
+    const [, T, C] = a.dims;
+    const da = a.data as Float32Array;
+    const db = b.data as Float32Array;
+    let max = 0;
+    let classes = 0;
+    for (let t = 0; t < T; t++) {
+      let ia = 0;
+      let ib = 0;
+      for (let c = 0; c < C; c++) {
+        max = Math.max(max, Math.abs(da[t * C + c] - db[t * C + c]));
+        if (da[t * C + c] > da[t * C + ia]) ia = c;
+        if (db[t * C + c] > db[t * C + ib]) ib = c;
+      }
+      if (ia !== ib) classes++;
+    }
+    return { max, classes };
+  }
+
+  it('masks every column-mixing node, both squeeze-excite pools and both attention blocks', () => {
+    expect(report).toEqual({ masked: 20, pools: 2, attention: 2 });
+    expect(masked.inputNames).toEqual(['x', 'widths']);
+  });
+
+  // odd widths and widths that are no multiple of the strides; noise as padding
+  it.each([
+    [680, 864],
+    [123, 160],
+    [61, 128],
+    [301, 320],
+    [1001, 1056],
+  ])('a line %i wide padded to %i reads as it does alone; unmasked it does not', async (w, W) => {
+    const { a, b, u } = await run(w, W, w);
+    expect(b.dims[1]).toBe(W / 8);
+    const masked = diff(a, b);
+    expect(masked.max).toBeLessThan(1e-4);
+    expect(masked.classes).toBe(0);
+    expect(diff(a, u).max).toBeGreaterThan(0.05);
+  });
+
+  it('an item of valid width 0 (a padBatch filler) gives finite outputs and leaves the others alone', async () => {
+    const W = 160;
+    const r = rng(3);
+    const px = Uint8Array.from({ length: 2 * H * W * 3 }, () => Math.floor(256 * r()));
+    const one = await masked.run({
+      x: new ort.Tensor('uint8', px.subarray(0, H * W * 3), [1, H, W, 3]),
+      widths: new ort.Tensor('int32', Int32Array.from([100]), [1]),
+    });
+    const two = await masked.run({
+      x: new ort.Tensor('uint8', px, [2, H, W, 3]),
+      widths: new ort.Tensor('int32', Int32Array.from([100, 0]), [2]),
+    });
+    const d1 = Object.values(one)[0].data as Float32Array;
+    const d2 = Object.values(two)[0].data as Float32Array;
+    expect(d2.every(Number.isFinite)).toBe(true);
+    let max = 0;
+    for (let i = 0; i < d1.length; i++) max = Math.max(max, Math.abs(d1[i] - d2[i]));
+    expect(max).toBeLessThan(1e-5);
+  });
+});
+
+describe('maskPaddedWidth refuses what it cannot follow', () => {
+  /** x [N, 1, 4, W] → (nodes) → y, with a 3×3 convolution weight `k`. */
+  const model = (opset: number, nodes: (g: OnnxGraph) => void) => {
+    const g = OnnxGraph.decode(
+      encodeModel({
+        name: 't',
+        opset,
+        nodes: [],
+        inputs: [{ name: 'x', type: 'float32', shape: ['N', 1, 4, 'W'] }],
+        outputs: [{ name: 'y', type: 'float32', shape: ['N', 1, 4, 'W'] }],
+        initializers: [{ name: 'k', type: 'float32', dims: [1, 1, 3, 3], raw: new Uint8Array(36) }],
+      }),
+    );
+    nodes(g);
+    return g;
+  };
+  const conv = (g: OnnxGraph, x: string, y: string) =>
+    g.node('Conv', [x, 'k'], [y], [intsAttr('kernel_shape', [3, 3]), intsAttr('pads', [1, 1, 1, 1])]);
+
+  it('masks a plain convolution', () => {
+    const g = model(13, (g) => g.nodes.push(conv(g, 'x', 'y')));
+    expect(maskPaddedWidth(g)).toEqual({ masked: 1, pools: 0, attention: 0 });
+    expect(g.inputs.map((i) => i.name)).toEqual(['x', 'widths']);
+  });
+
+  it('refuses opsets before 11, a second widths input, and a graph whose columns never mix', () => {
+    expect(() => maskPaddedWidth(model(10, (g) => g.nodes.push(conv(g, 'x', 'y'))))).toThrow(/opset 11/);
+    expect(() =>
+      maskPaddedWidth(
+        model(13, (g) => g.nodes.push(conv(g, 'x', 'y'))),
+        { input: 'x' },
+      ),
+    ).toThrow(/already has input x/);
+    expect(() => maskPaddedWidth(model(13, (g) => g.nodes.push(g.node('Relu', ['x'], ['y']))))).toThrow(
+      /no node mixes/,
+    );
+  });
+
+  it('refuses a column-mixing node past a reshape it cannot follow', () => {
+    const g = model(13, (g) => {
+      const shape = g.addInit(i64Init('shape', [4], [0, 1, 4, -1]));
+      g.nodes.push(g.node('Reshape', ['x', shape], ['r']), conv(g, 'r', 'y'));
+    });
+    expect(() => maskPaddedWidth(g)).toThrow(/valid width is not known/);
+  });
+});
