@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { foldAffineConv } from '../fixtures/onnx-fold.js';
-import { i64Init, intsAttr, OnnxGraph } from '../fixtures/onnx-graph.js';
+import { convertToFloat16 } from '../fixtures/onnx-fp16.js';
+import { f32Init, i64Init, intsAttr, OnnxGraph } from '../fixtures/onnx-graph.js';
 import { atOpset } from '../fixtures/onnx-opset.js';
 import { imageInput } from '../fixtures/onnx-prepost.js';
 import { encodeModel } from '../fixtures/onnx-tiny.js';
@@ -77,8 +78,10 @@ describe('maskPaddedWidth on the PP-OCRv4 recogniser', () => {
     return { max, classes };
   }
 
-  it('masks every column-mixing node, both squeeze-excite pools and both attention blocks', () => {
-    expect(report).toEqual({ masked: 20, pools: 2, attention: 2 });
+  it('masks every column-mixing node (mostly by scaling the affine before it), both squeeze-excite pools and both attention blocks', () => {
+    // 19 nodes with right padding: 16 fed by a multiply-add with constants, 3 by a Mul of their own;
+    // the 3×2 pool has none
+    expect(report).toEqual({ masked: 3, folded: 16, unpadded: 1, pools: 2, attention: 2 });
     expect(masked.inputNames).toEqual(['x', 'widths']);
   });
 
@@ -96,6 +99,29 @@ describe('maskPaddedWidth on the PP-OCRv4 recogniser', () => {
     expect(masked.max).toBeLessThan(1e-4);
     expect(masked.classes).toBe(0);
     expect(diff(a, u).max).toBeGreaterThan(0.05);
+  });
+
+  it('the half model too: a padded line reads as the same line alone, within half rounding', async () => {
+    let g = OnnxGraph.decode(foldAffineConv(readFileSync(join(modelsDir(), 'ch_PP-OCRv4_rec_infer.onnx'))).bytes);
+    convertToFloat16(g);
+    g = OnnxGraph.decode(g.encode());
+    imageInput(g, { mean: [0.5], std: [0.5] });
+    g = atOpset(g, 11);
+    expect(maskPaddedWidth(g)).toEqual({ masked: 3, folded: 16, unpadded: 1, pools: 2, attention: 2 });
+    const half = await ort.InferenceSession.create(atOpset(g, 14).encode(), options);
+    const [w, W] = [301, 320];
+    const r = rng(5);
+    const px = Uint8Array.from({ length: H * W * 3 }, () => Math.floor(256 * r()));
+    const own = new Uint8Array(H * w * 3);
+    for (let y = 0; y < H; y++) own.set(px.subarray(y * W * 3, (y * W + w) * 3), y * w * 3);
+    const widths = new ort.Tensor('int32', Int32Array.from([w]), [1]);
+    const [a, b] = await Promise.all([
+      half.run({ x: new ort.Tensor('uint8', own, [1, H, w, 3]), widths }),
+      half.run({ x: new ort.Tensor('uint8', px, [1, H, W, 3]), widths }),
+    ]);
+    const d = diff(Object.values(a)[0], Object.values(b)[0]);
+    expect(d.classes).toBe(0);
+    expect(d.max).toBeLessThan(0.02);
   });
 
   it('an item of valid width 0 (a padBatch filler) gives finite outputs and leaves the others alone', async () => {
@@ -140,8 +166,26 @@ describe('maskPaddedWidth refuses what it cannot follow', () => {
 
   it('masks a plain convolution', () => {
     const g = model(13, (g) => g.nodes.push(conv(g, 'x', 'y')));
-    expect(maskPaddedWidth(g)).toEqual({ masked: 1, pools: 0, attention: 0 });
+    expect(maskPaddedWidth(g)).toEqual({ masked: 1, folded: 0, unpadded: 0, pools: 0, attention: 0 });
     expect(g.inputs.map((i) => i.name)).toEqual(['x', 'widths']);
+  });
+
+  it('folds the mask into a multiply-add with constants before it; a node without right padding needs none', () => {
+    const g = model(13, (g) => {
+      const [a, b] = [g.addInit(f32Init('a', [1], [2])), g.addInit(f32Init('b', [1, 1, 1, 1], [3]))];
+      g.nodes.push(
+        g.node('Mul', [a, 'x'], ['ax']),
+        g.node('Add', ['ax', b], ['axb']),
+        conv(g, 'axb', 'c'),
+        // 1×2, stride 2, no padding: a valid output reads valid columns only
+        g.node('AveragePool', ['c'], ['y'], [intsAttr('kernel_shape', [1, 2]), intsAttr('strides', [1, 2])]),
+      );
+    });
+    expect(maskPaddedWidth(g)).toEqual({ masked: 0, folded: 1, unpadded: 1, pools: 0, attention: 0 });
+    // the constants are scaled, and no Mul stands in front of the convolution
+    const c = g.nodes.find((n) => n.opType === 'Conv')!;
+    expect(c.input[0]).toBe('axb');
+    expect(g.nodes.find((n) => n.output[0] === 'ax')!.input[0]).not.toBe('a');
   });
 
   it('refuses opsets before 11, a second widths input, and a graph whose columns never mix', () => {

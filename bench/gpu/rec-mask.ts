@@ -60,7 +60,7 @@ async function sessions(bytes: Uint8Array, dims: number[]) {
 
 for (const half of [true, false]) {
   const build = (mask: boolean) =>
-    gpuGraph(folded, { mean: [0.5], std: [0.5] }, recPost({ half, mask }), { opset11: true, half });
+    gpuGraph(folded, { mean: [0.5], std: [0.5] }, recPost({ mask }), { opset11: true, half });
   const models = { unmasked: build(false), masked: build(true) };
   for (const w of WIDTHS) {
     const dims = [8, 48, w, 3];
