@@ -44,8 +44,20 @@ export type ResizeSpec =
   | { mode: 'stretch'; width: number; height: number }
   /** Fit inside width×height keeping the aspect ratio; pad with `padPixel` (pixel units, default 114). */
   | { mode: 'letterbox'; width: number; height: number; padPixel?: number | number[]; anchor?: 'center' | 'topLeft' }
-  /** PaddleOCR det: scale so the max (or min) side is `limit`, round each side to `multiple` (default 32). */
-  | { mode: 'limitSide'; limit: number; side?: 'max' | 'min'; multiple?: number };
+  /**
+   * PaddleOCR det: scale so the max (or min) side is `limit`, round each side to `multiple` (default
+   * 32). `padTo` (ascending sizes): each side of the plane is the smallest that holds it (a side
+   * above them all keeps its size), the image at the top left, the rest `padPixel` (default 0), so
+   * an accelerator sees a few input shapes instead of one per page size.
+   */
+  | {
+      mode: 'limitSide';
+      limit: number;
+      side?: 'max' | 'min';
+      multiple?: number;
+      padTo?: readonly number[];
+      padPixel?: number | number[];
+    };
 interface NormOptions {
   /** Applied first (default 1/255), then `(v - mean[c]) / std[c]`, per OUTPUT channel. */
   scale?: number;

@@ -84,6 +84,17 @@ export interface PreprocessPlan {
   scale: { x: number; y: number };
 }
 
+/** `padTo`: ascending integer sizes (at most 64), or none. */
+function padSizes(v: unknown): number[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || v.length > 64) fail('resize.padTo', 'must be an array of at most 64 sizes');
+  return v.map((b, i) => {
+    const n = int(`resize.padTo[${i}]`, b, 1, 1 << 15);
+    if (i > 0 && n <= v[i - 1]) fail('resize.padTo', 'must ascend');
+    return n;
+  });
+}
+
 export function planPreprocess(image: ImageInput, opts: PreprocessOptions): PreprocessPlan {
   const im = planImage(image);
   const o = options<PreprocessOptions>('options', opts);
@@ -127,11 +138,13 @@ export function planPreprocess(image: ImageInput, opts: PreprocessOptions): Prep
         : Math.min(w, h) < limit
           ? limit / Math.min(w, h)
           : 1;
-    planeW = Math.max(Math.round((w * ratio) / multiple) * multiple, multiple);
-    planeH = Math.max(Math.round((h * ratio) / multiple) * multiple, multiple);
-    if (planeW > 1 << 15 || planeH > 1 << 15) fail('resize', `output ${planeW}x${planeH} is too large`);
-    roiW = planeW;
-    roiH = planeH;
+    roiW = Math.max(Math.round((w * ratio) / multiple) * multiple, multiple);
+    roiH = Math.max(Math.round((h * ratio) / multiple) * multiple, multiple);
+    if (roiW > 1 << 15 || roiH > 1 << 15) fail('resize', `output ${roiW}x${roiH} is too large`);
+    const sizes = padSizes(rs.padTo);
+    planeW = sizes.find((b) => b >= roiW) ?? roiW;
+    planeH = sizes.find((b) => b >= roiH) ?? roiH;
+    if (sizes.length) padPixel = perChannel('resize.padPixel', rs.padPixel, 0);
   }
   const interp = INTERP[oneOf('interpolation', o.interpolation ?? 'auto', ['bilinear', 'area', 'auto'] as const)];
   const n = planNorm(im.format, o, { pixel: padPixel }, ['f32', 'f16', 'u8']);

@@ -377,7 +377,7 @@ describe('infer batchList / padBatch, ctc-decode over bucketed items', () => {
 });
 
 describe('the OCR package on a GPU', () => {
-  it('its GPU variants make few shapes: one for cls, one per width bucket for rec (8 lines a call)', async () => {
+  it('its GPU variants make few shapes: 25 page sizes for det, one for cls, one per width bucket for rec (8 lines a call)', async () => {
     const reader = await PackageReader.open('fixtures/dist/paddleocr-v4.xpkg');
     const m = reader.manifest;
     await reader.close();
@@ -386,6 +386,18 @@ describe('the OCR package on a GPU', () => {
     const recGpu = m.models.find((x) => x.id === 'rec')!.variants.find((v) => v.id.includes('cuda'))!;
     const buckets = (recGpu.steps!['rec-crop'].params as { widthBuckets: number[] }).widthBuckets;
     expect(shapes.cls.map((f) => enumerateShapes(f.dims!))).toEqual([[[32, 48, 192, 3]]]);
+    // det: a page padded to 5 sizes a side, its own size beside it (the model masks the padding)
+    const pad = (
+      m.models[0].variants.find((v) => v.id === 'det-cuda-fp32')!.steps!['det-pre'].params as {
+        padBuckets: number[];
+      }
+    ).padBuckets;
+    const det = Object.fromEntries(shapes.det.map((f) => [f.input, enumerateShapes(f.dims!)]));
+    expect(det.heights).toEqual([[1]]);
+    expect(det.widths).toEqual([[1]]);
+    expect(new Set(det.x.map((d: number[]) => JSON.stringify(d)))).toEqual(
+      new Set(pad.flatMap((h) => pad.map((w) => JSON.stringify([1, h, w, 3])))),
+    );
     // the crops, and each line's valid width beside them (the model masks its padding)
     const rec = Object.fromEntries(shapes.rec.map((f) => [f.input, enumerateShapes(f.dims!)]));
     expect(rec).toEqual({ x: [...buckets].reverse().map((w) => [8, 48, w, 3]), widths: [[8]] });
@@ -402,5 +414,60 @@ describe('the OCR package on a GPU', () => {
       [...buckets].reverse().map((w) => ({ x: [8, 48, w, 3], widths: [8] })),
     );
     expect(buckets.length).toBeLessThanOrEqual(32);
+  });
+});
+
+describe('preprocess padBuckets', () => {
+  const manifest = (params: object) =>
+    ({
+      name: 'pad',
+      version: '1.0.0',
+      sequence: 1,
+      license: 'MIT',
+      task: 'test',
+      inputs: [{ name: 'image', type: 'image' }],
+      outputs: ['t', 'h', 'w'].map((name) => ({ name, type: 'json' })),
+      models: [],
+      pipeline: {
+        steps: [
+          { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+          {
+            op: 'preprocess',
+            params: { input: 'rgb', output: 't', mode: 'limit-side', limitSide: 96, multipleOf: 32, ...params },
+          },
+        ],
+      },
+    }) as unknown as Manifest;
+  const ctx = (params: object): PipelineContext => ({
+    manifest: manifest(params),
+    session: async () => {
+      throw new Error('no model');
+    },
+    asset: async () => Buffer.alloc(0),
+    time: () => {},
+  });
+
+  it('pads each side to its bucket and writes the page’s own size beside the tensor; the transform is unchanged', async () => {
+    // 200×42 → 96×32 (sides rounded to 32), padded to 96×64
+    const image = { ...pixels, channels: 3 };
+    const p = { heightsOutput: 'h', widthsOutput: 'w', dtype: 'uint8', layout: 'nhwc' };
+    const own = (await runPipeline(ctx(p), { image })).outputs;
+    const padded = (await runPipeline(ctx({ ...p, padBuckets: [64, 96], padValue: 7 }), { image })).outputs;
+    const [a, b] = [own.t as Tensor & { transform: unknown }, padded.t as Tensor & { transform: unknown }];
+    expect(a.dims).toEqual([1, 32, 96, 3]);
+    expect(b.dims).toEqual([1, 64, 96, 3]);
+    expect(b.transform).toEqual(a.transform);
+    expect([...(b.data as Uint8Array).subarray(0, a.data.length)]).toEqual([...(a.data as Uint8Array)]);
+    expect((b.data as Uint8Array).subarray(a.data.length).every((v) => v === 7)).toBe(true);
+    for (const o of [own, padded]) {
+      expect(o.h).toMatchObject({ type: 'int32', dims: [1], data: Int32Array.of(32) });
+      expect(o.w).toMatchObject({ type: 'int32', dims: [1], data: Int32Array.of(96) });
+    }
+  });
+
+  it('goes with limit-side only, ascending', async () => {
+    const image = { ...pixels, channels: 3 };
+    for (const params of [{ padBuckets: [64, 32] }, { mode: 'fixed', width: 32, height: 32, padBuckets: [64] }])
+      expect(await codeOf(runPipeline(ctx(params), { image }))).toBe('E_RUN_PIPELINE');
   });
 });

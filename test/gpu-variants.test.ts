@@ -159,7 +159,7 @@ describe('the GPU variants on onnxruntime CPU match the CPU variants', () => {
       const la = a.outputs.lines as TextLine[];
       const lb = b.outputs.lines as TextLine[];
       expect(la.length).toBeGreaterThan(0);
-      // the recogniser masks its bucket padding (fixtures/onnx-width-mask.ts): without that, dense's
+      // the recogniser masks its bucket padding (fixtures/onnx-pad-mask.ts): without that, dense's
       // two borderline spaces ("show close", "neighbours run") went with 32 columns of grey
       expect(lb.map((l) => l.text)).toEqual(la.map((l) => l.text));
       // the mean character score moves (8-bit packed scores, padding) by up to 0.03

@@ -12,6 +12,7 @@ import {
   type PreprocessResult,
   preprocess,
   preprocessSync,
+  type ResizeSpec,
 } from '../native/index.js';
 import { halfMaxDiff, maxAbsDiff, nativeExpected, onBoth, onPortable, randomBytes } from './native-helpers.js';
 
@@ -165,6 +166,42 @@ describe('preprocess vs reference', () => {
       preprocessSync(image(10, 7, 'rgb', 12), { resize: { mode: 'limitSide', limit: 64, side: 'min', multiple: 32 } }),
     );
     expect(s.dims).toEqual([1, 3, 64, 96]);
+  });
+
+  it('limitSide padTo: each side padded (bottom, right) to the smallest size that holds it, native and portable alike; bad sizes are E_NATIVE_ARGUMENT', () => {
+    const img = image(1000, 500, 'rgb', 13);
+    const o: PreprocessOptions & { resize: ResizeSpec & { mode: 'limitSide' } } = {
+      resize: { mode: 'limitSide', limit: 960, padTo: [320, 544, 736, 960], padPixel: [1, 2, 3] },
+      interpolation: 'bilinear',
+      scale: 1,
+    };
+    const plain = preprocessSync(img, { ...o, resize: { mode: 'limitSide', limit: 960 } });
+    const [native, portable] = [preprocessSync(img, o), onPortable(() => preprocessSync(img, o))];
+    for (const r of [native, portable]) {
+      // 960×480 resized, padded to 960×544; the plane's top-left is the unpadded tensor (within the
+      // portable twin's rounding)
+      expect(r.dims).toEqual([1, 3, 544, 960]);
+      expect(r.resized).toEqual({ width: 960, height: 480 });
+      expect(r.pad).toEqual({ x: 0, y: 0 });
+      for (let c = 0; c < 3; c++)
+        for (let y = 0; y < 544; y += 17) {
+          const row = r.data.subarray((c * 544 + y) * 960, (c * 544 + y + 1) * 960);
+          if (y < 480)
+            expect(
+              maxAbsDiff(
+                row as Float32Array,
+                plain.data.subarray((c * 480 + y) * 960, (c * 480 + y + 1) * 960) as Float32Array,
+              ),
+            ).toBeLessThan(1e-3);
+          else expect(row.every((v) => v === c + 1)).toBe(true);
+        }
+    }
+    // a side above every size keeps its own
+    expect(preprocessSync(img, { ...o, resize: { ...o.resize, padTo: [320] } }).dims).toEqual([1, 3, 480, 960]);
+    for (const padTo of [[544, 320], [0, 320], [1.5], 'x', Array.from({ length: 65 }, (_, i) => i + 1)])
+      expect(() => preprocessSync(img, { ...o, resize: { ...o.resize, padTo: padTo as never } })).toThrow(
+        expect.objectContaining({ code: 'E_NATIVE_ARGUMENT' }),
+      );
   });
 
   it('alloc: the output comes from the caller, asked for at exactly the planned type and size; anything else is E_NATIVE_ARGUMENT', async () => {

@@ -1,5 +1,5 @@
 /**
- * What the recogniser's padding mask (fixtures/onnx-width-mask.ts) costs on the GPU: the shipped
+ * What the recogniser's padding mask (fixtures/onnx-pad-mask.ts) costs on the GPU: the shipped
  * GPU recogniser (float16 and float32) built with and without the mask from the package's folded
  * model, each as four CUDA graph sessions at [8, 48, W, 3] (a page's batches run four at once),
  * timed alternately in one process: one batch, and four at once. The masked model's best classes

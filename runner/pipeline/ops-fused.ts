@@ -38,6 +38,16 @@ const Opt = Type.Optional;
 const cropBytes = (image: ImageInput, quads: number[], opts: CropOptions, p: NormP) =>
   planCrop(image, quads, opts).dims.reduce((n, d) => n * d, elementBytes(p));
 
+/** Per channel, the 8-bit pixel nearest to what `(v × scale − mean) / std` maps to 0. */
+function zeroPixel(p: { mean?: number[]; scale?: number }): number[] {
+  const m = p.mean ?? [0];
+  const scale = p.scale ?? 1 / 255;
+  return [0, 1, 2].map((k) => Math.min(255, Math.max(0, Math.round(m[m.length === 1 ? 0 : k] / scale))));
+}
+
+/** An int32 [1] tensor of one size. */
+const sizeTensor = (v: number): TensorValue => ({ kind: 'tensor', type: 'int32', dims: [1], data: Int32Array.of(v) });
+
 defineOp({
   op: 'preprocess',
   stage: 'pre',
@@ -53,6 +63,11 @@ defineOp({
       limitSide: Opt(Type.Integer({ minimum: 1, maximum: 32768 })),
       limitType: Opt(Type.Union([Type.Literal('max'), Type.Literal('min')])),
       multipleOf: Opt(Type.Integer({ minimum: 1, maximum: 1024 })),
+      // limit-side: each side padded (bottom, right) to the smallest of these that holds it
+      padBuckets: Opt(Type.Array(Type.Integer({ minimum: 1, maximum: 32768 }), { minItems: 1, maxItems: 64 })),
+      // the resized image's own height and width (int32 [1]), for a model that masks the padding
+      heightsOutput: Opt(Name),
+      widthsOutput: Opt(Name),
       padValue: Opt(Type.Integer({ minimum: 0, maximum: 255 })),
       interpolation: Opt(Type.Union([Type.Literal('bilinear'), Type.Literal('area'), Type.Literal('auto')])),
       ...NormParams,
@@ -60,11 +75,14 @@ defineOp({
     { additionalProperties: false },
   ),
   reads: (p) => [p.input],
-  writes: (p) => [p.output],
-  check: (p) =>
-    (p.mode === 'fixed' || p.mode === 'letterbox') && (!p.width || !p.height)
-      ? `mode ${p.mode} needs width and height`
-      : normProblem(p),
+  writes: (p) => [p.output, ...[p.heightsOutput, p.widthsOutput].filter((n): n is string => n !== undefined)],
+  check(p) {
+    if ((p.mode === 'fixed' || p.mode === 'letterbox') && (!p.width || !p.height))
+      return `mode ${p.mode} needs width and height`;
+    if (p.padBuckets && p.mode !== 'limit-side') return 'padBuckets goes with mode limit-side';
+    if (p.padBuckets?.some((b, i) => i > 0 && b <= p.padBuckets![i - 1])) return 'padBuckets must ascend';
+    return normProblem(p);
+  },
   size(p) {
     if (p.mode === 'limit-side') return undefined;
     const px = p.width! * p.height!;
@@ -87,9 +105,11 @@ defineOp({
       img.height,
     );
     const c = img.channels === 1 ? 1 : 3;
+    const bucket = (v: number) => p.padBuckets?.find((b) => b >= v) ?? v;
+    const [ow, oh] = [bucket(plane.ow), bucket(plane.oh)];
     x.fits(
-      { pixels: plane.ow * plane.oh, bytes: plane.ow * plane.oh * c * elementBytes(p) },
-      `a ${c}×${plane.oh}×${plane.ow} tensor from a ${img.width}×${img.height} image`,
+      { pixels: ow * oh, bytes: ow * oh * c * elementBytes(p) },
+      `a ${c}×${oh}×${ow} tensor from a ${img.width}×${img.height} image`,
     );
     let resize: ResizeSpec;
     if (p.mode === 'fixed') resize = { mode: 'stretch', width: p.width!, height: p.height! };
@@ -101,6 +121,8 @@ defineOp({
         limit: p.limitSide ?? 960,
         side: p.limitType ?? 'max',
         multiple: p.multipleOf ?? 1,
+        // the padding: padValue, else the pixel that normalises to 0 (what a model's own zero padding reads)
+        ...(p.padBuckets ? { padTo: p.padBuckets, padPixel: p.padValue ?? zeroPixel(p) } : {}),
       };
     const r = await preprocess(imageInput(img, x), {
       resize,
@@ -135,6 +157,8 @@ defineOp({
       data: r.data,
       transform,
     } as TensorValue);
+    if (p.heightsOutput) x.set(p.heightsOutput, sizeTensor(r.resized.height));
+    if (p.widthsOutput) x.set(p.widthsOutput, sizeTensor(r.resized.width));
   },
 });
 
@@ -223,7 +247,7 @@ defineOp({
       output: Name,
       regionsOutput: Opt(Name),
       // each item's valid width as an int32 tensor (a list of them beside a list), for a model
-      // that masks its padding (fixtures/onnx-width-mask.ts)
+      // that masks its padding (fixtures/onnx-pad-mask.ts)
       widthsOutput: Opt(Name),
       height: Type.Integer({ minimum: 1, maximum: 4096 }),
       width: Opt(Type.Integer({ minimum: 1, maximum: 32768 })),

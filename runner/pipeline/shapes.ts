@@ -122,6 +122,8 @@ interface Params {
   widthBuckets?: number[];
   groupSize?: number;
   widthsOutput?: string;
+  heightsOutput?: string;
+  padBuckets?: number[];
   inputs?: string | Record<string, string>;
   outputs?: string | Record<string, string>;
 }
@@ -161,7 +163,9 @@ const OPS: Record<string, (p: Params, get: Get) => ValueSpace | undefined> = {
   preprocess(p, get) {
     const img = get(p.input);
     if (img.kind !== 'image') return undefined;
-    const side = p.mode === 'limit-side' ? limitSides(p) : undefined;
+    // padBuckets: a side is the smallest bucket that holds it (a larger one keeps its size)
+    const bucket = (v: number) => p.padBuckets?.find((b) => b >= v) ?? v;
+    const side = p.mode === 'limit-side' ? mapDim(limitSides(p), bucket) : undefined;
     const h = side ?? fixed(p.height);
     const w = side ?? fixed(p.width);
     return { kind: 'tensor', list: false, dims: planeDims(fixed(1), img.channels, h, w, p.layout) };
@@ -275,9 +279,10 @@ export function pipelineShapes(manifest: Pick<Manifest, 'inputs' | 'pipeline'>):
     }
     for (const name of written)
       env.set(name, space && name === p.output ? space : { kind: 'unknown', why: `made by ${step.op}` });
-    // crop-batch's widths: one int32 per item of its output, so the same batch dims
-    if (step.op === 'crop-batch' && p.widthsOutput && space?.kind === 'tensor')
-      env.set(p.widthsOutput, { kind: 'tensor', list: space.list, dims: [space.dims[0]] });
+    // crop-batch's and preprocess's sizes: one int32 per item of the output, so its batch dims
+    if (space?.kind === 'tensor' && (step.op === 'crop-batch' || step.op === 'preprocess'))
+      for (const name of [p.widthsOutput, p.heightsOutput])
+        if (name) env.set(name, { kind: 'tensor', list: space.list, dims: [space.dims[0]] });
   });
   return out;
 }

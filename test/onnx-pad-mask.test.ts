@@ -1,5 +1,5 @@
 /**
- * fixtures/onnx-width-mask.ts: the GPU recogniser, given each line's valid width, computes on a
+ * fixtures/onnx-pad-mask.ts: the GPU recogniser, given each line's valid width, computes on a
  * padded line what the plain model computes on the unpadded one, whatever the padding holds; the
  * unmasked model does not. Graphs it can't reason about (a column-mixing node on a tensor whose
  * width is not followed, an opset without Range) are refused.
@@ -12,27 +12,27 @@ import { foldAffineConv } from '../fixtures/onnx-fold.js';
 import { convertToFloat16 } from '../fixtures/onnx-fp16.js';
 import { f32Init, i64Init, intsAttr, OnnxGraph } from '../fixtures/onnx-graph.js';
 import { atOpset } from '../fixtures/onnx-opset.js';
+import { maskPadding } from '../fixtures/onnx-pad-mask.js';
 import { imageInput } from '../fixtures/onnx-prepost.js';
 import { encodeModel } from '../fixtures/onnx-tiny.js';
-import { maskPaddedWidth } from '../fixtures/onnx-width-mask.js';
 import { modelsDir } from '../fixtures/paddleocr-v4/build.js';
 import { rng } from '../fixtures/random.js';
 
 const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 2, interOpNumThreads: 1 };
 const H = 48;
 
-describe('maskPaddedWidth on the PP-OCRv4 recogniser', () => {
+describe('maskPadding on the PP-OCRv4 recogniser', () => {
   let plain: ort.InferenceSession;
   let masked: ort.InferenceSession;
   let unmasked: ort.InferenceSession;
-  let report: ReturnType<typeof maskPaddedWidth>;
+  let report: ReturnType<typeof maskPadding>;
   beforeAll(async () => {
     const folded = foldAffineConv(readFileSync(join(modelsDir(), 'ch_PP-OCRv4_rec_infer.onnx'))).bytes;
     const gpu = (mask: boolean) => {
       let g = OnnxGraph.decode(folded);
       imageInput(g, { mean: [0.5], std: [0.5] });
       g = atOpset(g, 11);
-      if (mask) report = maskPaddedWidth(g);
+      if (mask) report = maskPadding(g);
       return atOpset(g, 14).encode();
     };
     [plain, masked, unmasked] = await Promise.all(
@@ -107,7 +107,7 @@ describe('maskPaddedWidth on the PP-OCRv4 recogniser', () => {
     g = OnnxGraph.decode(g.encode());
     imageInput(g, { mean: [0.5], std: [0.5] });
     g = atOpset(g, 11);
-    expect(maskPaddedWidth(g)).toEqual({ masked: 3, folded: 16, unpadded: 1, pools: 2, attention: 2 });
+    expect(maskPadding(g)).toEqual({ masked: 3, folded: 16, unpadded: 1, pools: 2, attention: 2 });
     const half = await ort.InferenceSession.create(atOpset(g, 14).encode(), options);
     const [w, W] = [301, 320];
     const r = rng(5);
@@ -145,7 +145,59 @@ describe('maskPaddedWidth on the PP-OCRv4 recogniser', () => {
   });
 });
 
-describe('maskPaddedWidth refuses what it cannot follow', () => {
+describe('maskPadding on the PP-OCRv4 detector (height and width, FPN upsampling, transposed convolutions)', () => {
+  const mean = [0.485, 0.456, 0.406];
+  const std = [0.229, 0.224, 0.225];
+  const folded = () => foldAffineConv(readFileSync(join(modelsDir(), 'ch_PP-OCRv4_det_infer.onnx'))).bytes;
+  const gpu = (mask: boolean, multipleOf?: number) => {
+    const g = OnnxGraph.decode(folded());
+    imageInput(g, { mean, std });
+    const report = mask ? maskPadding(g, { heights: 'heights', multipleOf, zeroOutputs: true }) : undefined;
+    return { bytes: atOpset(g, 14).encode(), report };
+  };
+
+  it('a page padded to a bucket gives the unpadded page’s map, and zero in the padding; unmasked it does not', async () => {
+    const m = gpu(true, 32);
+    expect(m.report).toEqual({ masked: 16, folded: 15, unpadded: 0, pools: 10, attention: 0 });
+    const [plain, masked, unmasked] = await Promise.all(
+      [folded(), m.bytes, gpu(false).bytes].map((b) => ort.InferenceSession.create(b, options)),
+    );
+    const [h, w, Hp, Wp] = [96, 160, 160, 224];
+    const r = rng(9);
+    const px = Uint8Array.from({ length: Hp * Wp * 3 }, () => Math.floor(256 * r()));
+    const f = new Float32Array(3 * h * w);
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++)
+        for (let c = 0; c < 3; c++) f[(c * h + y) * w + x] = (px[(y * Wp + x) * 3 + c] / 255 - mean[c]) / std[c];
+    const x = new ort.Tensor('uint8', px, [1, Hp, Wp, 3]);
+    const size = (v: number) => new ort.Tensor('int32', Int32Array.of(v), [1]);
+    const [a, b, c] = (
+      await Promise.all([
+        plain.run({ x: new ort.Tensor('float32', f, [1, 3, h, w]) }),
+        masked.run({ x, heights: size(h), widths: size(w) }),
+        unmasked.run({ x }),
+      ])
+    ).map((o) => Object.values(o)[0].data as Float32Array);
+    let [mb, mc, pad] = [0, 0, 0];
+    for (let y = 0; y < Hp; y++)
+      for (let xx = 0; xx < Wp; xx++) {
+        if (y >= h || xx >= w) pad = Math.max(pad, Math.abs(b[y * Wp + xx]));
+        else {
+          mb = Math.max(mb, Math.abs(a[y * w + xx] - b[y * Wp + xx]));
+          mc = Math.max(mc, Math.abs(a[y * w + xx] - c[y * Wp + xx]));
+        }
+      }
+    expect(mb).toBeLessThan(1e-5);
+    expect(pad).toBe(0);
+    expect(mc).toBeGreaterThan(1e-4);
+  });
+
+  it('without multipleOf the FPN’s sums of an upsampled 1/32 map and a 1/16 one are refused (equal only on multiples of 32)', () => {
+    expect(() => gpu(true)).toThrow(/joins tensors of different valid sizes/);
+  });
+});
+
+describe('maskPadding refuses what it cannot follow', () => {
   /** x [N, 1, 4, W] → (nodes) → y, with a 3×3 convolution weight `k`. */
   const model = (opset: number, nodes: (g: OnnxGraph) => void) => {
     const g = OnnxGraph.decode(
@@ -166,7 +218,7 @@ describe('maskPaddedWidth refuses what it cannot follow', () => {
 
   it('masks a plain convolution', () => {
     const g = model(13, (g) => g.nodes.push(conv(g, 'x', 'y')));
-    expect(maskPaddedWidth(g)).toEqual({ masked: 1, folded: 0, unpadded: 0, pools: 0, attention: 0 });
+    expect(maskPadding(g)).toEqual({ masked: 1, folded: 0, unpadded: 0, pools: 0, attention: 0 });
     expect(g.inputs.map((i) => i.name)).toEqual(['x', 'widths']);
   });
 
@@ -181,7 +233,7 @@ describe('maskPaddedWidth refuses what it cannot follow', () => {
         g.node('AveragePool', ['c'], ['y'], [intsAttr('kernel_shape', [1, 2]), intsAttr('strides', [1, 2])]),
       );
     });
-    expect(maskPaddedWidth(g)).toEqual({ masked: 0, folded: 1, unpadded: 1, pools: 0, attention: 0 });
+    expect(maskPadding(g)).toEqual({ masked: 0, folded: 1, unpadded: 1, pools: 0, attention: 0 });
     // the constants are scaled, and no Mul stands in front of the convolution
     const c = g.nodes.find((n) => n.opType === 'Conv')!;
     expect(c.input[0]).toBe('axb');
@@ -189,16 +241,14 @@ describe('maskPaddedWidth refuses what it cannot follow', () => {
   });
 
   it('refuses opsets before 11, a second widths input, and a graph whose columns never mix', () => {
-    expect(() => maskPaddedWidth(model(10, (g) => g.nodes.push(conv(g, 'x', 'y'))))).toThrow(/opset 11/);
+    expect(() => maskPadding(model(10, (g) => g.nodes.push(conv(g, 'x', 'y'))))).toThrow(/opset 11/);
     expect(() =>
-      maskPaddedWidth(
+      maskPadding(
         model(13, (g) => g.nodes.push(conv(g, 'x', 'y'))),
-        { input: 'x' },
+        { widths: 'x' },
       ),
     ).toThrow(/already has input x/);
-    expect(() => maskPaddedWidth(model(13, (g) => g.nodes.push(g.node('Relu', ['x'], ['y']))))).toThrow(
-      /no node mixes/,
-    );
+    expect(() => maskPadding(model(13, (g) => g.nodes.push(g.node('Relu', ['x'], ['y']))))).toThrow(/no node mixes/);
   });
 
   it('refuses a column-mixing node past a reshape it cannot follow', () => {
@@ -206,6 +256,6 @@ describe('maskPaddedWidth refuses what it cannot follow', () => {
       const shape = g.addInit(i64Init('shape', [4], [0, 1, 4, -1]));
       g.nodes.push(g.node('Reshape', ['x', shape], ['r']), conv(g, 'r', 'y'));
     });
-    expect(() => maskPaddedWidth(g)).toThrow(/valid width is not known/);
+    expect(() => maskPadding(g)).toThrow(/valid size is not known/);
   });
 });
