@@ -56,8 +56,9 @@ export function keyValues(v: string | undefined): [string, string][] {
  * XPKG_ORT_CONV_MAX_WS (0/1), XPKG_ORT_ARENA (`power-of-two`), XPKG_ORT_CUDA_GRAPH (0/1), for side-by-side
  * measurements on a GPU.
  * TF32 stays on: the float32 recogniser took 48 ms a page without it on the H200, 16 ms with it,
- * the same text on the benchmark page. Neither keeps the large test page's one borderline space
- * every time: without TF32 it was kept in one process and lost in another (cuDNN's algorithm choice).
+ * the same text on the benchmark page. Neither kept the large test page's one borderline space
+ * every time (a tie made by the padding of the recogniser's width bucket, which the model now
+ * masks: fixtures/onnx-pad-mask.ts; since then the GPU suite reads that page as the CPU does).
  */
 export function cudaTuning(o: Partial<CudaTuning> = {}, env: NodeJS.ProcessEnv = process.env): CudaTuning {
   const flag = (v: string | undefined, d: boolean) => (v === '1' ? true : v === '0' ? false : d);
