@@ -20,7 +20,7 @@ import {
 import { dataShapedOps } from '../runner/backends/onnx-inputs.js';
 import { ortSessionOptions } from '../runner/backends/onnxruntime.js';
 import { CAPI_BUILT, createCapiSession, loadCapi } from '../runner/backends/ort-capi.js';
-import { freeDimsOf, ShapeSessions } from '../runner/backends/shape-sessions.js';
+import { freeDimsOf, ShapeSessions, shapeKey } from '../runner/backends/shape-sessions.js';
 import { ortBinding } from '../runner/gpu-install.js';
 
 async function modelOf(pkg: string, file: string): Promise<Uint8Array> {
@@ -220,21 +220,23 @@ describe.skipIf(!existsSync(CAPI_BUILT))('the binding: fixed dimensions, and gra
     const plain = await createCapiSession(c.capi, bytes, capiOptions(cpu));
     const shapes = plain.inputMetadata.map((m) => m.shape as (number | string)[]);
     const dims = [2, 48, 160, 3];
-    const freeDims = freeDimsOf(dims.join('x'), shapes);
+    // the crops and each line's own width (the model masks its padding)
+    const dimsOf = (n: string) => (n === 'widths' ? [2] : dims);
+    const freeDims = freeDimsOf(shapeKey(plain.inputNames, dimsOf), shapes);
     expect(freeDims.length).toBeGreaterThan(0);
     const fixed = await createCapiSession(c.capi, bytes, capiOptions(cpu, cudaTuning({}, {}), { freeDims }));
     try {
       const data = new Uint8Array(dims.reduce((a, b) => a * b, 1));
       for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
-      const feed = { [plain.inputNames[0]]: { type: 'uint8', dims, data } };
+      const widths = { type: 'int32', dims: [2], data: Int32Array.of(100, 160) };
+      const feed = { x: { type: 'uint8', dims, data }, widths };
+      expect(plain.inputNames).toEqual(['x', 'widths']);
       const [a, b] = await Promise.all([plain.run(feed), fixed.run(feed)]);
       expect(b).toEqual(a);
       expect(fixed.graphState()).toBe('off');
       // the fixed session refuses another width: its dimensions are fixed
       await expect(
-        fixed.run({
-          [plain.inputNames[0]]: { type: 'uint8', dims: [2, 48, 192, 3], data: new Uint8Array(2 * 48 * 192 * 3) },
-        }),
+        fixed.run({ x: { type: 'uint8', dims: [2, 48, 192, 3], data: new Uint8Array(2 * 48 * 192 * 3) }, widths }),
       ).rejects.toThrow();
       await expect(createCapiSession(c.capi, bytes, { ...capiOptions(cpu), cudaGraph: true })).rejects.toThrow(
         /cudaGraph needs the cuda provider/,

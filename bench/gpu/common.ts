@@ -39,6 +39,18 @@ export const pct = (xs: readonly number[], p: number) =>
   xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)] : Number.NaN;
 export const r2 = (x: number) => Math.round(x * 100) / 100;
 
+/**
+ * Feeds for a GPU model given its uint8 NHWC image `x`: the image input, and for a model that masks
+ * its padding (fixtures/onnx-pad-mask.ts) its `widths` / `heights` inputs at the whole size.
+ */
+export function imageFeeds(inputNames: readonly string[], x: { type: string; dims: number[]; data: Uint8Array }) {
+  const [n, h, w] = x.dims;
+  const size = (v: number) => ({ type: 'int32', dims: [n], data: new Int32Array(n).fill(v) });
+  return Object.fromEntries(
+    inputNames.map((name, i) => [name, i === 0 ? x : name === 'heights' ? size(h) : size(w)] as const),
+  );
+}
+
 /** The median of `runs` timed calls of `body`, after 3 untimed ones, in ms (2 decimals). */
 export async function p50Of(body: () => Promise<unknown>, runs: number): Promise<number> {
   for (let i = 0; i < 3; i++) await body();

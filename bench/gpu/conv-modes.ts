@@ -12,7 +12,7 @@ import { type CudaTuning, capiOptions, cudaTuning } from '../../runner/backends/
 import { ortSessionOptions } from '../../runner/backends/onnxruntime.js';
 import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
 import { ortBinding } from '../../runner/gpu-install.js';
-import { r2 } from './common.js';
+import { imageFeeds, r2 } from './common.js';
 
 const modes = (process.argv[2] ?? 'HEURISTIC+tf32,HEURISTIC+tf32+ws0,DEFAULT+tf32').split(',');
 const c = loadCapi(ortBinding().dir);
@@ -65,10 +65,10 @@ for (const [name, m] of Object.entries(models)) {
       for (let i = 0; i < n; i++) data[i] = (i * 2654435761) >>> 24;
       const x = { type: 'uint8', dims, data };
       let t = performance.now();
-      const r = await s.run({ [s.inputNames[0]]: x });
+      const r = await s.run(imageFeeds(s.inputNames, x) as never);
       const first = performance.now() - t;
       t = performance.now();
-      await s.run({ [s.inputNames[0]]: x });
+      await s.run(imageFeeds(s.inputNames, x) as never);
       const second = performance.now() - t;
       const key = dims.join('x');
       let diff = 0;

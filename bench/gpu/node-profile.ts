@@ -23,7 +23,7 @@ import { ortSessionOptions } from '../../runner/backends/onnxruntime.js';
 import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
 import { freeDimsOf, shapeKey } from '../../runner/backends/shape-sessions.js';
 import { ortBinding } from '../../runner/gpu-install.js';
-import { GPU_PROVIDER, GPU_PROVIDERS, GPU_VARIANT, pct, r2 } from './common.js';
+import { GPU_PROVIDER, GPU_PROVIDERS, GPU_VARIANT, imageFeeds, pct, r2 } from './common.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string, d: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : d);
@@ -95,7 +95,7 @@ for (const k of cases) {
   const n = k.dims.reduce((a, b) => a * b, 1);
   const data = new Uint8Array(n);
   for (let i = 0; i < n; i++) data[i] = (i * 2654435761) >>> 24;
-  const feed = { [s.inputNames[0]]: { type: 'uint8', dims: k.dims, data } };
+  const feed = imageFeeds(s.inputNames, { type: 'uint8', dims: k.dims, data }) as never;
   for (let i = 0; i < 10; i++) await s.run(feed);
   const wall: number[] = [];
   for (let i = 0; i < RUNS; i++) {

@@ -18,7 +18,7 @@ import { ortSessionOptions } from '../../runner/backends/onnxruntime.js';
 import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
 import { freeDimsOf, shapeKey } from '../../runner/backends/shape-sessions.js';
 import { ortBinding } from '../../runner/gpu-install.js';
-import { GPU_PROVIDER, GPU_PROVIDERS, GPU_VARIANT, p50Of, r2 } from './common.js';
+import { GPU_PROVIDER, GPU_PROVIDERS, GPU_VARIANT, imageFeeds, p50Of, r2 } from './common.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string, d: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : d);
@@ -69,7 +69,7 @@ function feed(dims: number[]) {
     const n = dims.reduce((a, b) => a * b, 1);
     const data = new Uint8Array(n);
     for (let i = 0; i < n; i++) data[i] = (i * 2654435761) >>> 24;
-    f = { x: { type: 'uint8', dims, data } } as Feed;
+    f = imageFeeds(inputNames, { type: 'uint8', dims, data }) as Feed;
     feeds.set(key, f);
   }
   return f;
@@ -89,8 +89,7 @@ for (const w of WIDTHS) {
 async function oneWidth(w: number) {
   const dims = [8, 48, w, 3];
   const row: Record<string, unknown> = {};
-  const name = (s: S) => s.inputNames[0];
-  const run = (s: S, d = dims) => s.run({ [name(s)]: feed(d).x } as never);
+  const run = (s: S, d = dims) => s.run(feed(d) as never);
   const pool: { s: S; createMs: number; firstMs: number }[] = [];
   for (let i = 0; i < 4; i++) pool.push(await make(dims, true));
   row.graphCreateMs = pool.map((p) => r2(p.createMs));

@@ -9,29 +9,14 @@
  *   node dist-tools/bench/gpu/rec-mask.js [--runs n] [--widths 480,1056,1536]
  */
 import { gpuGraph, recPost } from '../../fixtures/paddleocr-v4/build.js';
-import { PackageReader } from '../../pack/reader.js';
-import { capiOptions, cudaTuning } from '../../runner/backends/capi-options.js';
-import { ortSessionOptions } from '../../runner/backends/onnxruntime.js';
-import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
-import { freeDimsOf, shapeKey } from '../../runner/backends/shape-sessions.js';
-import { ortBinding } from '../../runner/gpu-install.js';
-import { GPU_PROVIDER, GPU_PROVIDERS, GPU_VARIANT, p50Of, r2 } from './common.js';
+import { type CapiSession, foldedRecogniser, shapeSessions } from './capi-sessions.js';
+import { p50Of, r2 } from './common.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string, d: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : d);
 const RUNS = Number(flag('--runs', '60'));
 const WIDTHS = flag('--widths', '480,1056,1536').split(',').map(Number);
-
-const loaded = loadCapi(ortBinding().dir);
-if (!('capi' in loaded)) throw new Error(`binding unavailable: ${loaded.reason}`);
-const c = loaded;
-const reader = await PackageReader.open('fixtures/dist/paddleocr-v4.xpkg');
-const folded = await reader.readVerified('models/rec/ch_PP-OCRv4_rec_infer.onnx');
-await reader.close();
-
-const options = (shape?: { freeDims: [string, number][]; graph: boolean }) =>
-  capiOptions(ortSessionOptions(GPU_VARIANT as never, {}, GPU_PROVIDERS), cudaTuning(), shape);
-type S = Awaited<ReturnType<typeof createCapiSession>>;
+const folded = await foldedRecogniser();
 type Out = Record<string, { data: Int32Array }>;
 
 function pixels(dims: number[]) {
@@ -42,21 +27,8 @@ function pixels(dims: number[]) {
   return { type: 'uint8', dims, data };
 }
 
-/** Four graph sessions of `bytes` at `dims`, and a run of one of them on `feeds`. */
-async function sessions(bytes: Uint8Array, dims: number[]) {
-  const probe = await createCapiSession(c.capi, bytes, options());
-  const declared = probe.inputMetadata.map((m) => (m.isTensor ? (m.shape as (number | string)[]) : undefined));
-  const names = probe.inputNames;
-  await probe.release();
-  const freeDims = freeDimsOf(
-    shapeKey(names, (n) => (n === 'x' ? dims : [dims[0]])),
-    declared,
-  );
-  const all: S[] = [];
-  for (let i = 0; i < 4; i++)
-    all.push(await createCapiSession(c.capi, bytes, options({ freeDims, graph: GPU_PROVIDER !== 'cpu' })));
-  return { all, names };
-}
+/** Four sessions of `bytes` at `dims` (the widths input at the batch size). */
+const sessions = (bytes: Uint8Array, dims: number[]) => shapeSessions(bytes, (n) => (n === 'x' ? dims : [dims[0]]), 4);
 
 for (const half of [true, false]) {
   const build = (mask: boolean) =>
@@ -74,7 +46,7 @@ for (const half of [true, false]) {
     const full = { ...widths, data: new Int32Array(8).fill(w) };
     const u = await sessions(models.unmasked, dims);
     const m = await sessions(models.masked, dims);
-    const run = (s: S, feeds: object) => s.run(feeds as never) as Promise<Out>;
+    const run = (s: CapiSession, feeds: object) => s.run(feeds as never) as Promise<Out>;
     const fu = { x };
     const fm = { x, widths };
     // nothing masked: the same best classes as the unmasked model

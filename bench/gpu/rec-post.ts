@@ -12,25 +12,14 @@ import { createHash } from 'node:crypto';
 import { i64Init, intAttr, OnnxGraph } from '../../fixtures/onnx-graph.js';
 import { atOpset } from '../../fixtures/onnx-opset.js';
 import { bestClassPacked, imageInput, packBest } from '../../fixtures/onnx-prepost.js';
-import { PackageReader } from '../../pack/reader.js';
-import { capiOptions, cudaTuning } from '../../runner/backends/capi-options.js';
-import { ortSessionOptions } from '../../runner/backends/onnxruntime.js';
-import { createCapiSession, loadCapi } from '../../runner/backends/ort-capi.js';
-import { freeDimsOf, shapeKey } from '../../runner/backends/shape-sessions.js';
-import { ortBinding } from '../../runner/gpu-install.js';
-import { GPU_PROVIDER, GPU_PROVIDERS, GPU_VARIANT, p50Of, r2 } from './common.js';
+import { type CapiSession, foldedRecogniser, shapeSessions } from './capi-sessions.js';
+import { p50Of, r2 } from './common.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string, d: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : d);
 const RUNS = Number(flag('--runs', '60'));
 const WIDTHS = flag('--widths', '1056,1536').split(',').map(Number);
-
-const loaded = loadCapi(ortBinding().dir);
-if (!('capi' in loaded)) throw new Error(`binding unavailable: ${loaded.reason}`);
-const c = loaded;
-const reader = await PackageReader.open('fixtures/dist/paddleocr-v4.xpkg');
-const folded = await reader.readVerified('models/rec/ch_PP-OCRv4_rec_infer.onnx');
-await reader.close();
+const folded = await foldedRecogniser();
 
 /** The folded model with the GPU variant's uint8 input, at opset 9 (as shipped) or raised to 11. */
 function base(opset11: boolean): OnnxGraph {
@@ -84,10 +73,6 @@ const ways: Record<string, () => Uint8Array> = {
   ),
 };
 
-const options = (shape?: { freeDims: [string, number][]; graph: boolean }) =>
-  capiOptions(ortSessionOptions(GPU_VARIANT as never, {}, GPU_PROVIDERS), cudaTuning(), shape);
-type S = Awaited<ReturnType<typeof createCapiSession>>;
-
 function feed(dims: number[]) {
   const n = dims.reduce((a, b) => a * b, 1);
   const data = new Uint8Array(n);
@@ -106,18 +91,9 @@ for (const w of WIDTHS) {
   for (const [name, make] of Object.entries(ways)) {
     try {
       const bytes = make();
-      const probe = await createCapiSession(c.capi, bytes, options());
-      const declared = probe.inputMetadata.map((m) => (m.isTensor ? (m.shape as (number | string)[]) : undefined));
-      const input = probe.inputNames[0];
-      await probe.release();
-      const freeDims = freeDimsOf(
-        shapeKey([input], () => dims),
-        declared,
-      );
-      const sessions: S[] = [];
-      for (let i = 0; i < 4; i++)
-        sessions.push(await createCapiSession(c.capi, bytes, options({ freeDims, graph: GPU_PROVIDER !== 'cpu' })));
-      const run = (s: S) => s.run({ [input]: x } as never) as Promise<Record<string, { data: Int32Array }>>;
+      const { all: sessions, names } = await shapeSessions(bytes, () => dims, 4);
+      const input = names[0];
+      const run = (s: CapiSession) => s.run({ [input]: x } as never) as Promise<Record<string, { data: Int32Array }>>;
       const out = (await run(sessions[0])).best.data;
       // the reference's digest, to compare runs under other settings (XPKG_ORT_CUDA_OPTIONS…)
       let same = `reference ${createHash('sha256')
