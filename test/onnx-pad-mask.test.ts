@@ -78,6 +78,26 @@ describe('maskPadding on the PP-OCRv4 recogniser', () => {
     return { max, classes };
   }
 
+  it('per run, the masks compare thresholds made from shapes alone with the widths: no size arithmetic on the widths', () => {
+    let g = OnnxGraph.decode(foldAffineConv(readFileSync(join(modelsDir(), 'ch_PP-OCRv4_rec_infer.onnx'))).bytes);
+    imageInput(g, { mean: [0.5], std: [0.5] });
+    g = atOpset(g, 11);
+    maskPadding(g);
+    // the mask nodes a run computes: from the widths, not on the image's path (a Shape is constant)
+    const fromWidths = new Set(['widths']);
+    const fromImage = new Set(['x']);
+    const ops = new Set<string>();
+    for (const n of g.nodes) {
+      const image = n.opType !== 'Shape' && n.input.some((i) => fromImage.has(i));
+      if (image) for (const o of n.output) fromImage.add(o);
+      if (!n.input.some((i) => fromWidths.has(i))) continue;
+      for (const o of n.output) fromWidths.add(o);
+      if (!image) ops.add(n.opType);
+    }
+    expect(ops.has('Less')).toBe(true);
+    for (const op of ['Floor', 'Add']) expect(ops.has(op)).toBe(false);
+  });
+
   it('masks every column-mixing node (mostly by scaling the affine before it), both squeeze-excite pools and both attention blocks', () => {
     // 19 nodes with right padding: 16 fed by a multiply-add with constants, 3 by a Mul of their own;
     // the 3×2 pool has none
