@@ -6,6 +6,7 @@ import './ops-post.js';
 import './ops-regions.js';
 import './ops-ctc.js';
 import './ops-script.js';
+import './ops-preprocess.js';
 import './ops-fused.js';
 import './ops-detect.js';
 import './ops-split.js';
