@@ -15,10 +15,11 @@ import { withVariants } from '../runner/pipeline/patch.js';
 import { RestartPipeline } from '../runner/pipeline/registry.js';
 import { enumerateShapes, pipelineShapes } from '../runner/pipeline/shapes.js';
 import { prewarmPlan } from '../runner/prewarm.js';
-import type { ModelSession, PipelineContext, Tensor } from '../runner/types.js';
-import type { Manifest, Step, Variant } from '../spec/schema.js';
+import type { ModelSession, Tensor } from '../runner/types.js';
+import type { Step, Variant } from '../spec/schema.js';
 import { codeOf } from './helpers/errors.js';
 import { lineMap } from './helpers/line-map.js';
+import { pipelineContext, pipelineManifest } from './helpers/pipeline.js';
 
 /** ids = int32(max over C and H of X), scores = that max: [N, W] from [N, C, H, W]. */
 const columnMax = encodeModel({
@@ -64,34 +65,23 @@ async function run(
   const counted: ModelSession = Object.assign(Object.create(session) as ModelSession, {
     run: (feeds: Record<string, Tensor>) => (calls.push([...feeds.X.dims]), session.run(feeds)),
   });
-  const manifest = {
+  const manifest = pipelineManifest({
     name: 'buckets',
-    version: '1.0.0',
-    sequence: 1,
-    license: 'MIT',
-    task: 'test',
-    inputs: [
-      { name: 'image', type: 'image' },
-      { name: 'map', type: 'tensor' },
-    ],
-    outputs: outputs.map((name) => ({ name, type: 'json' })),
+    tensors: ['map'],
+    outputs,
     models: [{ id: 'm', variants: [variant] }],
     assets: [{ id: 'vocab', path: 'vocab.txt', kind: 'vocabulary' }],
-    pipeline: {
-      steps: [
-        { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
-        { op: 'db-postprocess', params: { input: 'map', output: 'regions', unclipRatio: 0.5 } },
-        ...steps,
-      ],
-    },
-  } as unknown as Manifest;
-  const ctx: PipelineContext = {
-    manifest,
+    steps: [
+      { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+      { op: 'db-postprocess', params: { input: 'map', output: 'regions', unclipRatio: 0.5 } },
+      ...steps,
+    ],
+  });
+  const ctx = pipelineContext(manifest, {
     session: async () => wrap(counted),
     // ids 1…4 of the column maxima (scale 4/255: pixels 0…4) are a…d
     asset: async () => Buffer.from('a\nb\nc\nd\n'),
-    time: () => {},
-  };
+  });
   try {
     const res = await runPipeline(ctx, {
       image: { ...pixels, channels: 3 },
@@ -418,17 +408,11 @@ describe('the OCR package on a GPU', () => {
 });
 
 describe('preprocess padBuckets', () => {
-  const manifest = (params: object) =>
-    ({
-      name: 'pad',
-      version: '1.0.0',
-      sequence: 1,
-      license: 'MIT',
-      task: 'test',
-      inputs: [{ name: 'image', type: 'image' }],
-      outputs: ['t', 'h', 'w'].map((name) => ({ name, type: 'json' })),
-      models: [],
-      pipeline: {
+  const ctx = (params: object) =>
+    pipelineContext(
+      pipelineManifest({
+        name: 'pad',
+        outputs: ['t', 'h', 'w'],
         steps: [
           { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
           {
@@ -436,16 +420,8 @@ describe('preprocess padBuckets', () => {
             params: { input: 'rgb', output: 't', mode: 'limit-side', limitSide: 96, multipleOf: 32, ...params },
           },
         ],
-      },
-    }) as unknown as Manifest;
-  const ctx = (params: object): PipelineContext => ({
-    manifest: manifest(params),
-    session: async () => {
-      throw new Error('no model');
-    },
-    asset: async () => Buffer.alloc(0),
-    time: () => {},
-  });
+      }),
+    );
 
   it('pads each side to its bucket and writes the page’s own size beside the tensor; the transform is unchanged', async () => {
     // 200×42 → 96×32 (sides rounded to 32), padded to 96×64

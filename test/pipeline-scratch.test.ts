@@ -6,9 +6,10 @@
 import { describe, expect, it } from 'vitest';
 import { runPipeline } from '../runner/pipeline/index.js';
 import { buffersIn, ScratchLease, ScratchPool } from '../runner/pipeline/scratch.js';
-import type { ModelSession, PipelineContext, Tensor } from '../runner/types.js';
+import type { ModelSession, Tensor } from '../runner/types.js';
 import type { Manifest } from '../spec/schema.js';
 import { lineMap } from './helpers/line-map.js';
+import { pipelineContext, pipelineManifest } from './helpers/pipeline.js';
 
 describe('ScratchPool and ScratchLease', () => {
   it('gives an array back for the next take of its type and length only', () => {
@@ -66,23 +67,17 @@ describe('the preprocess step on a reused array', () => {
   const W = 40;
   const H = 30;
   const manifestOf = (outputs: string[]): Manifest =>
-    ({
+    pipelineManifest({
       name: 'scratch',
-      version: '1.0.0',
-      sequence: 1,
-      license: 'MIT',
-      task: 'test',
-      inputs: [{ name: 'image', type: 'image' }],
-      outputs: outputs.map((o) => ({ name: o, type: 'tensor' })),
+      outputs,
+      outputType: 'tensor',
       models: [{ id: 'm', variants: [] }],
-      pipeline: {
-        steps: [
-          { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
-          { op: 'preprocess', params: { input: 'rgb', output: 'x', mode: 'letterbox', width: 16, height: 16 } },
-          { op: 'infer', model: 'm', params: { inputs: 'x', outputs: 'y' } },
-        ],
-      },
-    }) as unknown as Manifest;
+      steps: [
+        { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+        { op: 'preprocess', params: { input: 'rgb', output: 'x', mode: 'letterbox', width: 16, height: 16 } },
+        { op: 'infer', model: 'm', params: { inputs: 'x', outputs: 'y' } },
+      ],
+    });
   /** A context whose model records each feed and answers its sum (or fails when told to). */
   const contextOf = (manifest: Manifest) => {
     const feeds: Tensor[] = [];
@@ -99,12 +94,7 @@ describe('the preprocess step on a reused array', () => {
       },
       release: async () => {},
     };
-    const ctx: PipelineContext = {
-      manifest,
-      session: async () => session,
-      asset: async () => Buffer.alloc(0),
-      time: () => {},
-    };
+    const ctx = pipelineContext(manifest, { session: async () => session });
     return { ctx, feeds, ctl };
   };
   const image = (v: number) => ({ data: new Uint8Array(W * H * 3).fill(v), width: W, height: H, channels: 3 });
@@ -158,32 +148,17 @@ describe('crop-batch on reused arrays', () => {
     [29, 37, 90],
   ]);
   const manifestOf = (crop: Record<string, unknown>): Manifest =>
-    ({
+    pipelineManifest({
       name: 'crops',
-      version: '1.0.0',
-      sequence: 1,
-      license: 'MIT',
-      task: 'test',
-      inputs: [
-        { name: 'image', type: 'image' },
-        { name: 'map', type: 'tensor' },
+      tensors: ['map'],
+      outputs: ['x'],
+      steps: [
+        { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
+        { op: 'db-postprocess', params: { input: 'map', output: 'regions', unclipRatio: 0.5 } },
+        { op: 'crop-batch', params: { image: 'rgb', regions: 'regions', output: 'x', height: 10, ...crop } },
       ],
-      outputs: [{ name: 'x', type: 'json' }],
-      models: [],
-      pipeline: {
-        steps: [
-          { op: 'decode-image', params: { input: 'image', output: 'rgb' } },
-          { op: 'db-postprocess', params: { input: 'map', output: 'regions', unclipRatio: 0.5 } },
-          { op: 'crop-batch', params: { image: 'rgb', regions: 'regions', output: 'x', height: 10, ...crop } },
-        ],
-      },
-    }) as unknown as Manifest;
-  const ctxOf = (m: Manifest): PipelineContext => ({
-    manifest: m,
-    session: async () => undefined as never,
-    asset: async () => Buffer.alloc(0),
-    time: () => {},
-  });
+    });
+  const ctxOf = (m: Manifest) => pipelineContext(m);
   const inputs = (v: number) => ({
     image: { data: new Uint8Array(W * H * 3).fill(v), width: W, height: H, channels: 3 },
     map: { type: 'float32', dims: [1, 1, H, W], data: map },
