@@ -8,7 +8,6 @@
  */
 import type { Readable } from 'node:stream';
 import { ServeError } from '../spec/errors.js';
-import { isDetached } from './bulk.js';
 
 /** Smaller buffers are cheap to allocate: they are neither pooled nor read specially. */
 export const POOL_MIN = 64 * 1024;
@@ -52,8 +51,10 @@ export class BufferPool {
    * thread transferred back: a transfer makes a new ArrayBuffer object), still attached, and there is room.
    */
   give(ab: ArrayBufferLike | undefined, adopt = false): void {
-    if (!(ab instanceof ArrayBuffer) || !(adopt || this.owns(ab)) || isDetached(ab) || this.free.includes(ab)) return;
-    if (ab.byteLength < POOL_MIN || this.free.length >= this.maxBuffers || this.bytes + ab.byteLength > this.maxBytes)
+    // a detached buffer (handed to a thread) has byteLength 0, so the size test refuses it too, and
+    // without isDetached's throw and catch (~35 µs a request, profiled on the daemon's main thread)
+    if (!(ab instanceof ArrayBuffer) || ab.byteLength < POOL_MIN || !(adopt || this.owns(ab))) return;
+    if (this.free.includes(ab) || this.free.length >= this.maxBuffers || this.bytes + ab.byteLength > this.maxBytes)
       return;
     this.mine.add(ab);
     this.free.push(ab);
