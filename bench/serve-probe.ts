@@ -5,8 +5,10 @@
  * samples its own event-loop lag with the same 1 ms sampler as the daemon (its lag while the daemon
  * is saturated is the machine's: how late an idle process gets a CPU).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 
 /** CPU milliseconds (user, system) and minor page faults of a thread or process, from /proc (Linux). */
 export function procStat(path: string): { user: number; sys: number; faults: number } {
@@ -151,4 +153,36 @@ export async function daemonSums(
     requestMs: get('xpkg_serve_request_duration_seconds_sum', route) * 1000,
     workerMs: get('xpkg_serve_stage_duration_seconds_sum', `model="${model}",stage="worker"`) * 1000,
   };
+}
+
+/** p50 and p99 (ms) of one series that bench/serve_floor.py measured. */
+type Floor = { p50: number; p99: number; n: number };
+
+/**
+ * The floors with no Node on the client (bench/serve_floor.py, Python's blocking sockets): the kernel's
+ * own loopback cost for a request of `px.length` bytes plus a small header, and the daemon's wall time
+ * less the run as that independent client sees it. Undefined where python3 is missing.
+ */
+export function pythonFloors(
+  daemonUrl: string,
+  model: string,
+  px: Buffer,
+  side: number,
+  runs: number,
+): { kernel: Floor; daemon: Floor; daemonWall: Floor } | undefined {
+  // run from the repository's root, as bench/serve.ts is (its compiled copy included)
+  const script = resolve('bench/serve_floor.py');
+  const py = (args: string[]) => JSON.parse(execFileSync('python3', [script, ...args], { encoding: 'utf8' }));
+  const dir = mkdtempSync(join(tmpdir(), 'xpkg-floor-'));
+  try {
+    const kernel = py(['kernel', String(px.length + 200), String(runs)]).wall as Floor;
+    writeFileSync(join(dir, 'pixels'), px);
+    const d = py(['v2', new URL(daemonUrl).port, model, join(dir, 'pixels'), String(side), String(runs)]);
+    return { kernel, daemon: d.wallLessRun, daemonWall: d.wall };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -6,7 +6,9 @@
  *    in-process runs, served requests and the floor any HTTP daemon pays (a bare fastify taking the
  *    same body, bench/serve-probe.ts) alternate one by one, so all see the same machine load; beside
  *    the latencies, the CPU time and page faults per request of each one's main thread (from /proc:
- *    robust to load) and of the daemon's workers;
+ *    robust to load) and of the daemon's workers; then, with no Node on the client side
+ *    (bench/serve_floor.py, python3), the daemon's wall time less the run and the kernel's own
+ *    loopback cost for the same bytes;
  * 2. the daemon's event-loop lag p99 while saturated (prom-client's own gauge, scraped after), beside
  *    the lag the idle floor process sees at the same time with the same 1 ms sampler (the machine's);
  * 3. dynamic batching off and on for the batchable add-one package at concurrency 16;
@@ -47,6 +49,7 @@ import {
   floorLag,
   minus,
   plus,
+  pythonFloors,
   startFloor,
   startRawFloor,
   type Usage,
@@ -410,6 +413,17 @@ try {
         `  ${'raw socket'.padEnd(12)} ${''.padEnd(52)} │ ${ms(pct(rl, 50))}, ${ms(pct(rl, 99))} ms │ (the same request read to its end and a fixed reply by a node:net server: the transport alone)`,
         `  ${'in process'.padEnd(12)} run ${ms(localCpu / n)} ms CPU │ ${ms(local.p50)}, ${ms(local.p99)} ms`,
       );
+      // the same measures with no Node on the client side (its own process, blocking sockets):
+      // how much of the figures above is the load generator's own, and the kernel's loopback floor
+      for (const d of per) {
+        const py = pythonFloors(d.url, name, px, SIDE, n);
+        overheads.push(
+          py
+            ? `  ${'python3 client'.padEnd(12)} ${d.label}: wall ${ms(py.daemonWall.p50)}, ${ms(py.daemonWall.p99)} ms; wall − run in the worker p50 ${ms(py.daemon.p50)}, p99 ${ms(py.daemon.p99)} ms │ ` +
+                `the kernel alone (python3 at both ends, the same bytes and a 2-byte reply): p50 ${ms(py.kernel.p50)}, p99 ${ms(py.kernel.p99)} ms`
+            : `  ${'python3 client'.padEnd(12)} (no python3 here: no floor without Node)`,
+        );
+      }
     }
     for (const c of [4, 16]) {
       const n = LOADED ?? Math.max(REQUESTS, c * 3);
