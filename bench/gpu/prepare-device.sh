@@ -39,6 +39,7 @@ if ls .gpu/ab/*.xpkg >/dev/null 2>&1; then mkdir -p "$w/app/ab" && cp .gpu/ab/*.
 cp fixtures/detector/train.py fixtures/detector/model.onnx "$w/app/fixtures/detector/"
 cp fixtures/synthetic/*.py "$w/app/fixtures/synthetic/"
 cp bench/gpu/*.py bench/gpu/*.c "$w/app/bench/gpu/"
+cp bench/serve_floor.py "$w/app/bench/"
 cp -r .gpu/data "$w/app/data"
 # production dependencies without onnxruntime (the CUDA bundle brings the build it matches)
 npm ls --omit=dev --parseable --all 2>/dev/null | sed "s#^$PWD/##" | grep '^node_modules/' | grep -v onnxruntime |
