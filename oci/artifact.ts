@@ -188,9 +188,9 @@ function variantsByFile(m: Manifest): Map<string, string[]> {
   return out;
 }
 
-const badManifest = (summary: string, detail?: unknown) => new OciError('E_OCI_MANIFEST', summary, detail);
+export const badManifest = (summary: string, detail?: unknown) => new OciError('E_OCI_MANIFEST', summary, detail);
 
-function descriptorOf(x: unknown, where: string): Descriptor {
+export function descriptorOf(x: unknown, where: string): Descriptor {
   const d = x as Descriptor;
   if (
     !d ||
@@ -210,9 +210,9 @@ function descriptorOf(x: unknown, where: string): Descriptor {
 /** The media types a manifest request accepts: xpkg's own, and those a tag may hold instead (to name them in errors). */
 export const MANIFEST_ACCEPT = [MEDIA.ociManifest, MEDIA.ociIndex, MEDIA.dockerManifest, MEDIA.dockerList].join(', ');
 
-const notPackage = (summary: string, detail?: unknown) => new OciError('E_OCI_NOT_PACKAGE', summary, detail);
+export const notPackage = (summary: string, detail?: unknown) => new OciError('E_OCI_NOT_PACKAGE', summary, detail);
 
-function parseJson(bytes: Buffer): Record<string, unknown> {
+export function parseJson(bytes: Buffer): Record<string, unknown> {
   if (bytes.length > MAX_OCI_MANIFEST) throw badManifest(`OCI manifest larger than ${MAX_OCI_MANIFEST} bytes`);
   let v: unknown;
   try {
@@ -224,11 +224,11 @@ function parseJson(bytes: Buffer): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-const isIndex = (v: Record<string, unknown>) =>
+export const isIndex = (v: Record<string, unknown>) =>
   v.mediaType === MEDIA.ociIndex || v.mediaType === MEDIA.dockerList || Array.isArray(v.manifests);
 
 /** Whether a manifest's JSON says it is an xpkg package (the checks parseOciManifest starts with). */
-function isPackage(bytes: Buffer): boolean {
+export function isPackage(bytes: Buffer): boolean {
   try {
     const v = parseJson(bytes);
     const config = v.config as { mediaType?: unknown } | undefined;
@@ -236,55 +236,6 @@ function isPackage(bytes: Buffer): boolean {
   } catch {
     return false;
   }
-}
-
-/** Most manifests of an index without artifactType fetched to look for the package among them. */
-const MAX_INDEX_PROBES = 16;
-
-/**
- * When `bytes` is an image index (multi-platform or multi-artifact), the one xpkg package it lists
- * and its manifest bytes (from `fetch`, which checks the digest); null when it is not an index.
- * Descriptors with our artifactType decide; tools that predate OCI 1.1 (skopeo 1.9) drop that
- * field when they copy an index, so without any, the image manifests listed are fetched and
- * looked at. None, or several, is E_OCI_NOT_PACKAGE: the user pins one by digest.
- */
-export async function packageInIndex(
-  bytes: Buffer,
-  fetch: (d: Descriptor) => Promise<Buffer>,
-): Promise<{ descriptor: Descriptor; bytes: Buffer } | null> {
-  const v = parseJson(bytes);
-  if (!isIndex(v)) return null;
-  if (!Array.isArray(v.manifests)) throw badManifest('image index without a manifests list');
-  const listed = v.manifests.map((m, i) => ({
-    ...descriptorOf(m, `manifests[${i}]`),
-    artifactType: (m as { artifactType?: unknown }).artifactType,
-  }));
-  const detail = {
-    manifests: listed.map((m) => ({ digest: m.digest, mediaType: m.mediaType, artifactType: m.artifactType ?? null })),
-  };
-  let found: { descriptor: Descriptor; bytes: Buffer | null }[] = listed
-    .filter((m) => m.artifactType === MEDIA.artifact && m.mediaType === MEDIA.ociManifest)
-    .map((m) => ({ descriptor: m, bytes: null }));
-  if (found.length === 0) {
-    const unknown = listed.filter((m) => m.artifactType === undefined && m.mediaType === MEDIA.ociManifest);
-    if (unknown.length > MAX_INDEX_PROBES)
-      throw notPackage(`an image index of ${listed.length} manifests, none marked as an xpkg package`, detail);
-    found = [];
-    for (const m of unknown) {
-      const b = await fetch(m);
-      if (isPackage(b)) found.push({ descriptor: m, bytes: b });
-    }
-  }
-  if (found.length !== 1)
-    throw notPackage(
-      found.length
-        ? `the image index lists ${found.length} xpkg packages; name one by digest (@sha256:…)`
-        : `an image index of ${listed.length} manifests, none an xpkg package`,
-      detail,
-    );
-  const { mediaType, digest, size } = found[0].descriptor;
-  const descriptor = { mediaType, digest, size };
-  return { descriptor, bytes: found[0].bytes ?? (await fetch(descriptor)) };
 }
 
 /** Parses an OCI manifest from an untrusted source and checks it is an xpkg package artifact. */

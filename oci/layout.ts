@@ -11,9 +11,10 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
 import { PackageReader } from '../pack/reader.js';
 import { OciError } from '../spec/errors.js';
-import { artifactOf, hexOf, MAX_OCI_MANIFEST, MEDIA, packageInIndex } from './artifact.js';
+import { artifactOf, hexOf, MAX_OCI_MANIFEST, MEDIA } from './artifact.js';
 import { type BlobSource, fetchSmall } from './assemble.js';
 import type { Cache } from './cache.js';
+import { packageInIndex } from './image-index.js';
 import { type Materialized, type MaterializeOptions, materialize } from './pull.js';
 import { DIGEST } from './ref.js';
 
@@ -34,6 +35,9 @@ export async function exportLayout(pkgPath: string, dest: string, tag = 'latest'
   const dir = isTar(dest) ? await mkdtemp(join(tmpdir(), 'xpkg-layout-')) : resolve(dest);
   try {
     const art = await artifactOf(reader);
+    // A folder that already is a layout (an earlier export, skopeo's) keeps what it lists: only the
+    // entry of this tag is replaced. Its index.json is read before any blob is written.
+    const held = isTar(dest) ? null : await readLayoutIndex(dir, dest, true);
     await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
     let bytes = 0;
     const put = async (hex: string, write: (path: string) => Promise<void>) => {
@@ -63,21 +67,22 @@ export async function exportLayout(pkgPath: string, dest: string, tag = 'latest'
       );
     }
     await put(hexOf(art.digest), (p) => writeFile(p, art.manifestBytes));
-    await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    const mine = {
+      mediaType: MEDIA.ociManifest,
+      artifactType: MEDIA.artifact,
+      digest: art.digest,
+      size: art.manifestBytes.length,
+      annotations: { [REF_NAME]: tag },
+    };
     const index = {
       schemaVersion: 2,
       mediaType: MEDIA.ociIndex,
-      manifests: [
-        {
-          mediaType: MEDIA.ociManifest,
-          artifactType: MEDIA.artifact,
-          digest: art.digest,
-          size: art.manifestBytes.length,
-          annotations: { [REF_NAME]: tag },
-        },
-      ],
+      ...held?.index,
+      manifests: [...(held?.manifests ?? []).filter((m) => m.annotations?.[REF_NAME] !== tag), mine],
     };
-    await writeFile(join(dir, 'index.json'), JSON.stringify(index));
+    await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    await writeFile(join(dir, 'index.json.tmp'), JSON.stringify(index));
+    await rename(join(dir, 'index.json.tmp'), join(dir, 'index.json'));
     if (isTar(dest)) {
       const tmp = `${resolve(dest)}.${process.pid}.tmp`;
       await tar.c({ file: tmp, cwd: dir, portable: true, noMtime: true }, ['oci-layout', 'index.json', 'blobs']);
@@ -91,6 +96,46 @@ export async function exportLayout(pkgPath: string, dest: string, tag = 'latest'
 }
 
 const bad = (summary: string, detail?: unknown) => new OciError('E_OCI_LAYOUT', summary, detail);
+
+interface LayoutEntry {
+  digest?: unknown;
+  size?: number;
+  annotations?: Record<string, string>;
+}
+
+/**
+ * A layout's index.json: its other fields and its descriptors (objects; their fields are checked
+ * where used). Not a file, over the manifest limit, not JSON or not an index: E_OCI_LAYOUT, never
+ * a crash on `null` or a `manifests` that is no list. With `optional`, a missing one is null.
+ */
+async function readLayoutIndex(
+  dir: string,
+  src: string,
+  optional: boolean,
+): Promise<{ index: Record<string, unknown>; manifests: LayoutEntry[] } | null> {
+  const path = join(dir, 'index.json');
+  const st = await stat(path).catch(() => null);
+  if (!st && optional) return null;
+  if (!st?.isFile()) throw bad(`${src} is not an OCI layout (no readable index.json)`);
+  if (st.size > MAX_OCI_MANIFEST)
+    throw bad(`${src}: index.json is larger than ${MAX_OCI_MANIFEST} bytes`, { size: st.size });
+  let index: unknown;
+  try {
+    index = JSON.parse(await readFile(path, 'utf8'));
+  } catch {
+    throw bad(`${src} is not an OCI layout (no readable index.json)`);
+  }
+  const manifests = (index as { manifests?: unknown } | null)?.manifests ?? [];
+  if (
+    !index ||
+    typeof index !== 'object' ||
+    Array.isArray(index) ||
+    !Array.isArray(manifests) ||
+    !manifests.every((m) => m && typeof m === 'object' && !Array.isArray(m))
+  )
+    throw bad(`${src}: index.json is not an image index (an object with a list of descriptors)`);
+  return { index: index as Record<string, unknown>, manifests: manifests as LayoutEntry[] };
+}
 
 function layoutSource(dir: string): BlobSource {
   return {
@@ -132,28 +177,28 @@ export async function importLayout(
         });
       dir = extracted;
     }
-    const index = await readFile(join(dir, 'index.json'), 'utf8')
-      .then(
-        (t) =>
-          JSON.parse(t) as { manifests?: { digest?: string; size?: number; annotations?: Record<string, string> }[] },
-      )
-      .catch(() => {
-        throw bad(`${src} is not an OCI layout (no readable index.json)`);
-      });
-    const all = index.manifests ?? [];
+    const { manifests: all } = (await readLayoutIndex(dir, src, false))!;
     const chosen = tag ? all.filter((m) => m.annotations?.[REF_NAME] === tag) : all;
-    if (chosen.length !== 1 || typeof chosen[0].digest !== 'string' || !DIGEST.test(chosen[0].digest))
+    if (chosen.length !== 1)
       throw bad(
         tag
           ? `the layout has ${chosen.length} manifests tagged ${JSON.stringify(tag)}`
-          : `the layout has ${all.length} manifests; name one with --tag`,
+          : all.length
+            ? `the layout has ${all.length} manifests; name one with --tag`
+            : 'the layout lists no manifest',
         { tags: all.map((m) => m.annotations?.[REF_NAME] ?? null) },
+      );
+    const digest = chosen[0].digest;
+    if (typeof digest !== 'string' || !DIGEST.test(digest))
+      throw bad(
+        `the layout's descriptor names ${typeof digest === 'string' ? digest : 'no digest'}; xpkg reads sha256 blobs`,
+        { digest: digest ?? null },
       );
     const size = chosen[0].size;
     // A descriptor without its size would read as a digest mismatch of an empty blob.
     if (!Number.isSafeInteger(size) || size! < 0)
-      throw bad(`the layout's descriptor of ${chosen[0].digest} has no valid size`, { digest: chosen[0].digest });
-    const desc = { mediaType: MEDIA.ociManifest, digest: chosen[0].digest, size: size! };
+      throw bad(`the layout's descriptor of ${digest} has no valid size`, { digest });
+    const desc = { mediaType: MEDIA.ociManifest, digest, size: size! };
     const source = layoutSource(dir);
     let bytes = await fetchSmall(source, desc, MAX_OCI_MANIFEST);
     // The tag may name an image index (skopeo copy --all of a multi-artifact index): its one package.

@@ -74,6 +74,16 @@ export async function inputFromBytes(spec: IoSpec, bytes: Buffer, path: string):
       } catch (e) {
         if (e instanceof RunnerError && e.code === 'E_RUN_INPUT_FORMAT')
           throw formatError((e.detail as { reason?: string })?.reason ?? 'image', `${path}: ${e.message}`, path);
+        // A file that starts as an image but whose header cannot be read (a WebP, GIF or TIFF cut
+        // short) is a damaged image, E_RUN_INPUT as the decode step and the library say of a cut PNG
+        // or JPEG, not a file of no image format.
+        const format = imageSignature(bytes);
+        if (format)
+          throw new RunnerError('E_RUN_INPUT', `${path} is a damaged ${format} image (${(e as Error).message})`, {
+            reason: 'damaged',
+            format,
+            path,
+          });
         throw formatError('image', `${path} is not an image (${(e as Error).message})`, path);
       }
       return bytes;
@@ -155,6 +165,20 @@ const ENCODED: [string, (b: Buffer) => boolean][] = [
   ],
   ['ZIP (.npz)', (b) => b.subarray(0, 4).equals(Buffer.from([0x50, 0x4b, 0x03, 0x04]))],
 ];
+
+/** The raster format sharp reads whose signature `b` starts with, or undefined. */
+function imageSignature(b: Buffer): string | undefined {
+  const ascii = (from: number, to: number) => b.subarray(from, to).toString('latin1');
+  if (ENCODED[0][1](b)) return 'PNG';
+  if (/^GIF8[79]a$/.test(ascii(0, 6))) return 'GIF';
+  if (ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'WebP';
+  if (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'JPEG';
+  // TIFF (II*\0, MM\0*) and BigTIFF (version 43)
+  if (/^(II[*+]\0|MM\0[*+])$/.test(ascii(0, 4))) return 'TIFF';
+  // HEIF/AVIF: an ISO-BMFF ftyp box naming an image brand
+  if (ascii(4, 8) === 'ftyp' && /^(avif|avis|heic|heix|hevc|heim|heis|mif1|msf1)$/.test(ascii(8, 12))) return 'HEIF';
+  return undefined;
+}
 
 /** Raw little-endian bytes in the declared dtype; the declared shape with one unknown dimension inferred. */
 function rawTensor(spec: IoSpec, bytes: Buffer, path: string): Tensor {

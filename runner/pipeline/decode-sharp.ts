@@ -78,7 +78,7 @@ export async function decodeHere(
     // Header first: the size is checked against the budget before a pixel is decoded (so sharp's
     // own pixel limit, which would refuse without saying the size, is off).
     img = sharp(bytes, { failOn: 'error', limitInputPixels: false });
-    let meta: { width?: number; height?: number; format?: string };
+    let meta: { width?: number; height?: number; format?: string; space?: string; hasProfile?: boolean };
     try {
       meta = await img.metadata();
     } catch (e) {
@@ -97,6 +97,11 @@ export async function decodeHere(
         path !== undefined ? { path } : undefined,
       );
     checkInputSize(meta.width, meta.height, budget, path);
+    // sharp converts a 16-bit RGB image with an ICC profile to Display P3, not sRGB (its working
+    // space for 16 bits), and the final toColourspace only rescales: a 16-bit PNG or TIFF tagged
+    // sRGB, Adobe RGB or P3 came out desaturated. Taken to 8-bit sRGB first, the profile maps it to
+    // sRGB as it does for 8-bit images (at most 1 level of rounding away from a 16-bit transform).
+    if (meta.space === 'rgb16' && meta.hasProfile) img = img.pipelineColourspace('srgb');
     img = img.autoOrient();
   } else if (value && typeof value === 'object' && 'data' in value) {
     const {
