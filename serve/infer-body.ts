@@ -16,8 +16,10 @@ type Tensorish = { name: string; parameters?: Record<string, unknown> };
  */
 export function parseJson(text: string): unknown {
   // integers a double cannot hold (INT64 data beyond 2^53) are marked before parsing, then restored
-  // (only INT64 data can hold them: a body without INT64 tensors is parsed as it is)
-  const marked = text.includes('"INT64"') && BIG_INTEGER.test(text) ? markBigIntegers(text) : text;
+  // (only INT64 data can hold them: a body without INT64 tensors is parsed as it is); so are the
+  // NaN and ±Infinity of float data, which JSON has no number for
+  const bigs = text.includes('"INT64"') && BIG_INTEGER.test(text);
+  const marked = bigs || NON_FINITE.test(text) ? markTokens(text, bigs) : text;
   const body =
     !marked.includes('__proto__') && !marked.includes('constructor')
       ? JSON.parse(marked)
@@ -29,37 +31,59 @@ export function parseJson(text: string): unknown {
             throw new SyntaxError(`the key ${key} is not taken`);
           return value;
         });
-  if (marked !== text) restoreBigIntegers(body);
+  if (marked !== text) restoreTokens(body);
   return body;
 }
 
 /** A prefix no client can send by chance (a NUL, then a random id): a marked integer's digits follow it. */
 const NONCE = `int:${randomUUID()}:`;
 const MARK = `\u0000${NONCE}`;
+/** The same for a non-finite float token (its spelling follows). */
+const FLOAT_NONCE = `float:${randomUUID()}:`;
+const FLOAT_MARK = `\u0000${FLOAT_NONCE}`;
 const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /**
  * An integer literal of 16 digits or more somewhere (a fraction's or an exponent's digits are not):
  * the cheap test that spares float data, whose doubles print 17 digits after the point.
  */
 const BIG_INTEGER = /(?<![\d.eE+-])-?\d{16,}(?![\d.eE])/;
-/** A JSON string literal (kept as it is) or a number. */
-const TOKEN = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+/**
+ * NaN and ±Infinity as Triton's server reads them in float data (rapidjson's kParseNanAndInfFlag) and
+ * Python's json and tritonclient's rapidjson write them: the cheap test, after a `[`, `,` or `:` (so
+ * never inside base64, which holds none of them).
+ */
+const NON_FINITE = /[[,:]\s*-?(?:NaN|Inf)/;
+const NON_FINITE_VALUE: Record<string, number> = {
+  NaN: Number.NaN,
+  Infinity: Number.POSITIVE_INFINITY,
+  Inf: Number.POSITIVE_INFINITY,
+  '-Infinity': Number.NEGATIVE_INFINITY,
+  '-Inf': Number.NEGATIVE_INFINITY,
+};
+/** A JSON string literal (kept as it is; unrolled, so a long one is one loop), a non-finite float's spelling, or a number. */
+const TOKEN = /"[^"\\]*(?:\\.[^"\\]*)*"|-?Inf(?:inity)?|NaN|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
 
-/** Integer literals beyond 2^53 as marked strings (JSON.parse would round them to a double). */
-function markBigIntegers(text: string): string {
+/**
+ * Non-finite spellings, and (with `bigs`) integer literals beyond 2^53, as marked strings: JSON.parse
+ * refuses the first and would round the second to a double.
+ */
+function markTokens(text: string, bigs: boolean): string {
   return text.replace(TOKEN, (t) => {
-    if (t[0] === '"' || /[.eE]|^-?0\d/.test(t)) return t;
-    const v = BigInt(t);
+    if (t[0] === '"') return t;
     // the NUL escaped: a control character is not JSON in a string literal
+    if (Object.hasOwn(NON_FINITE_VALUE, t)) return `"\\u0000${FLOAT_NONCE}${t}"`;
+    if (!bigs || /[.eE]|^-?0\d/.test(t)) return t;
+    const v = BigInt(t);
     return v > SAFE || v < -SAFE ? `"\\u0000${NONCE}${t}"` : t;
   });
 }
 
 /**
- * Marked integers back: a bigint in an input's `data` (tensors.ts reads it exactly as INT64), a
- * number (as JSON.parse would have given) anywhere else.
+ * Marked tokens back: in an input's `data`, a bigint (tensors.ts reads it exactly as INT64) or the
+ * non-finite number; elsewhere a big integer is the number JSON.parse would have given, and a
+ * non-finite one is not JSON (Triton's parser takes it anywhere; only tensor data has a use for it).
  */
-function restoreBigIntegers(body: unknown): void {
+function restoreTokens(body: unknown): void {
   const stack: [unknown, boolean][] = [[body, false]];
   while (stack.length) {
     const [node, inData] = stack.pop()!;
@@ -70,6 +94,10 @@ function restoreBigIntegers(body: unknown): void {
       if (typeof v === 'string' && v.startsWith(MARK)) {
         const digits = v.slice(MARK.length);
         o[k] = inData ? BigInt(digits) : Number(digits);
+      } else if (typeof v === 'string' && v.startsWith(FLOAT_MARK)) {
+        const word = v.slice(FLOAT_MARK.length);
+        if (!inData) throw new SyntaxError(`${word} is not JSON outside tensor data`);
+        o[k] = NON_FINITE_VALUE[word];
       } else if (v && typeof v === 'object') {
         // inputs[i].data, at any depth of nesting
         const data = inData || (k === 'data' && isInput(o));

@@ -118,7 +118,13 @@ export type ModelParams = { name: string; version?: string };
 /** An output whose data are bigints: INT64 values beyond 2^53, which no JSON number of JavaScript's holds. */
 const exact = (t: ResponseTensor) => typeof t.data?.[0] === 'bigint';
 
-/** The response as JSON, INT64 data beyond 2^53 written digit for digit (JSON.stringify refuses a bigint). */
+/**
+ * The response as JSON, INT64 data beyond 2^53 written digit for digit (JSON.stringify refuses a
+ * bigint). NaN and ±Infinity in float data are written as null, as JSON.stringify writes them: the
+ * response stays JSON that every parser reads (JSON.parse, a browser's response.json(), orjson);
+ * Triton writes the bare words, which those refuse along with the whole response. The binary
+ * extension carries them exactly.
+ */
 function json(r: { outputs: ResponseTensor[] }): string {
   if (!r.outputs.some(exact)) return JSON.stringify(r);
   const outputs = r.outputs.map((t) => {
@@ -257,7 +263,10 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
         declared: off,
       });
     const inputs = requestInputs(manifest, body.inputs, parts);
-    const wanted: NonNullable<InferBody['outputs']> = body.outputs ?? manifest.outputs.map((o) => ({ name: o.name }));
+    // no outputs named, or an empty list, is every output (the protocol's default; Triton's too)
+    const wanted: NonNullable<InferBody['outputs']> = body.outputs?.length
+      ? body.outputs
+      : manifest.outputs.map((o) => ({ name: o.name }));
     for (const o of wanted)
       if (!manifest.outputs.some((s) => s.name === o.name))
         throw new ServeError('E_SERVE_REQUEST', `the model has no output ${JSON.stringify(o.name)}`, {

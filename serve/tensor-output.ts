@@ -29,6 +29,10 @@ export function outputTensor(spec: IoSpec | undefined, name: string, value: unkn
     datatype = TO_V2[v.type as DType] ?? 'FP32';
     shape = [...(v.dims as number[])];
     data = v.data as ArrayBufferView;
+    // an empty result (the runner skips a model on an empty batch) has no bytes to be of any type:
+    // it is of the declared one, which the client reads it as (tritonclient: np.empty(0, dtype))
+    const declared = spec?.type === 'tensor' ? TO_V2[spec.dtype as DType] : undefined;
+    if (data.byteLength === 0 && declared) datatype = declared;
   } else if (v && typeof v === 'object' && typeof v.width === 'number' && v.data instanceof Int32Array) {
     datatype = 'INT32';
     shape = [v.height as number, v.width as number];

@@ -391,9 +391,13 @@ def scoped(v):
     return out
 
 
+# checks against test/serve-conformance.test.ts's server (its "dtypes" model)
+from v2_checks_floats import non_finite  # noqa: E402
+
+
 CHECKS = {f.__name__: f for f in (
     endpoints, infer_json, infer_binary, bytes_tensors, errors, keepalive, pipelined, transport,
-    client_errors, slow_client, concurrent, classification, repository, scoped,
+    client_errors, slow_client, concurrent, classification, repository, scoped, non_finite,
 )}
 
 
