@@ -219,6 +219,17 @@ export class PackageReader implements PackageReaderLike {
           'malformed ZIP64 end record (or an extensible data sector, which is not allowed)',
         );
       }
+      // Exactly what the writer puts there, as in central headers: otherwise four bytes of a
+      // signed package could change with nothing noticing (and a version some readers refuse).
+      if (e64.readUInt16LE(12) !== Z.VERSION_MADE_BY || e64.readUInt16LE(14) !== 45)
+        throw new FormatError(
+          'E_ARCHIVE_UNSUPPORTED',
+          'ZIP64 end record: version made by or needed is not 4.5 (Unix)',
+          {
+            madeBy: e64.readUInt16LE(12),
+            versionNeeded: e64.readUInt16LE(14),
+          },
+        );
       if (e64.readUInt32LE(16) !== 0 || e64.readUInt32LE(20) !== 0)
         throw new FormatError('E_ARCHIVE_UNSUPPORTED', 'multi-disk archives are not allowed');
       entriesOnDisk = Number(e64.readBigUInt64LE(24));

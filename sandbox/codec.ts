@@ -232,9 +232,18 @@ export function nestsDeeper(json: string, max: number): boolean {
 }
 
 /**
- * Guest JSON → host value. Tensor markers resolve in `scope` (E_SANDBOX_HANDLE when unknown),
- * array markers are size-checked, `__proto__` keys and nesting deeper than MAX_DEPTH refused
- * (E_SANDBOX_OUTPUT).
+ * Whether a decoded guest object would pass for a tensor: it carries `type` and `dims` beside a
+ * typed array `data` (the runner's test needs no more). Only handles may be tensors on the host.
+ */
+function isForgedTensor(v: object): boolean {
+  const o = v as { data?: unknown };
+  return Object.hasOwn(v, 'data') && ArrayBuffer.isView(o.data) && Object.hasOwn(v, 'type') && Object.hasOwn(v, 'dims');
+}
+
+/**
+ * Guest JSON → host value. Tensor markers resolve in `scope` (E_SANDBOX_HANDLE when unknown, as
+ * is a tensor-shaped plain object), array markers are size-checked, `__proto__` keys and nesting
+ * deeper than MAX_DEPTH refused (E_SANDBOX_OUTPUT).
  */
 export function decodeFromGuest(json: string, scope: CallScope, copyBytes: number): unknown {
   if (nestsDeeper(json, MAX_DEPTH))
@@ -244,7 +253,16 @@ export function decodeFromGuest(json: string, scope: CallScope, copyBytes: numbe
   return JSON.parse(json, (key, v: unknown) => {
     if (key === '__proto__')
       throw new SandboxError('E_SANDBOX_OUTPUT', "the key '__proto__' is not allowed in values from the sandbox");
-    if (typeof v !== 'object' || v === null || !Object.hasOwn(v, '$xpkg')) return v;
+    if (typeof v !== 'object' || v === null) return v;
+    if (!Object.hasOwn(v, '$xpkg')) {
+      // A plain object shaped like a tensor ({type, dims, data: a copied typed array}) would pass
+      // the host's structural tensor tests with dims that need not match its data: kernels sized
+      // their work by those dims (25 s of the host thread for 5·10⁷ channels), and results reached
+      // the runner as tensors.
+      if (isForgedTensor(v))
+        throw new SandboxError('E_SANDBOX_HANDLE', 'a tensor-shaped object from the sandbox is not a tensor handle');
+      return v;
+    }
     const m = v as { $xpkg: unknown; id?: unknown; type?: unknown; data?: unknown };
     if (m.$xpkg === 'tensor') return scope.get(m.id);
     if (

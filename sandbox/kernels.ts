@@ -6,6 +6,7 @@
  * left are refused before they are allocated, and the long loops stop past the deadline.
  */
 import { SandboxError } from '../spec/errors.js';
+import { checkTensor } from './codec.js';
 import type { Kernel, KernelBudget, KernelResults, KernelTable, SandboxTensor, SandboxValue } from './types.js';
 
 /** `this` of a kernel: a KernelBudget when the sandbox calls it, anything when others do. */
@@ -36,6 +37,8 @@ function tensorArg(v: SandboxValue | undefined, what: string, types: readonly st
   if (typeof t !== 'object' || t === null || !ArrayBuffer.isView(t.data) || !Array.isArray(t.dims))
     throw new TypeError(`${what} must be a tensor`);
   if (!types.includes(t.type)) throw new TypeError(`${what} must be ${types.join(' or ')}, got ${t.type}`);
+  // Work and allocations are sized by dims: they must describe the data (a caller's bug otherwise).
+  checkTensor(t, what);
   return t;
 }
 function opts(v: SandboxValue | undefined): Record<string, unknown> {
@@ -189,6 +192,46 @@ export function threshold(this: Budget, x: SandboxValue, options?: SandboxValue)
   return { type: 'uint8', dims: [...t.dims], data: out };
 }
 
+/**
+ * Indices of the scores ≥ `minScore` (NaN never is), best first, ties by index: a stable LSD radix
+ * sort on order-preserving keys, two passes of 16 bits, the deadline checked every 64 Ki scores.
+ * A comparator sort of millions of scores ran on the host for seconds past the deadline
+ * (16 Mi boxes: 13 s), out of reach of any check.
+ */
+function byScore(b: Budget, s: Float32Array, minScore: number): Uint32Array {
+  const check = (k: number) => (k & 0xffff) === 0 && inTime(b, 'nms');
+  let n = 0;
+  for (let i = 0; i < s.length; i++) if (s[i] >= minScore) n++;
+  const bits = new Uint32Array(s.buffer, s.byteOffset, s.length);
+  let idx = new Uint32Array(n);
+  let key = new Uint32Array(n);
+  for (let i = 0, k = 0; i < s.length; i++) {
+    check(i);
+    if (!(s[i] >= minScore)) continue;
+    // Float bits → unsigned ascending order (-0 as +0), then inverted for best first.
+    const u = s[i] === 0 ? 0 : bits[i];
+    key[k] = (u & 0x80000000 ? u : ~(u | 0x80000000)) >>> 0;
+    idx[k++] = i;
+  }
+  let idx2 = new Uint32Array(n);
+  let key2 = new Uint32Array(n);
+  const count = new Uint32Array(65537);
+  for (const shift of [0, 16]) {
+    count.fill(0);
+    for (let k = 0; k < n; k++) count[((key[k] >>> shift) & 0xffff) + 1]++;
+    for (let d = 1; d <= 65536; d++) count[d] += count[d - 1];
+    for (let k = 0; k < n; k++) {
+      check(k);
+      const at = count[(key[k] >>> shift) & 0xffff]++;
+      idx2[at] = idx[k];
+      key2[at] = key[k];
+    }
+    [idx, idx2] = [idx2, idx];
+    [key, key2] = [key2, key];
+  }
+  return idx;
+}
+
 /** Greedy NMS over float32 boxes [N, 4] (x1, y1, x2, y2) and scores [N] → kept indices, best first. */
 export function nms(this: Budget, boxes: SandboxValue, scores: SandboxValue, options?: SandboxValue): SandboxTensor {
   const b = tensorArg(boxes, 'nms: boxes', ['float32']).data as Float32Array;
@@ -199,17 +242,23 @@ export function nms(this: Budget, boxes: SandboxValue, scores: SandboxValue, opt
   const iouMax = nums([o.iouThreshold], 1, 'nms: iouThreshold')[0];
   const minScore = o.scoreThreshold === undefined ? -Infinity : nums([o.scoreThreshold], 1, 'nms: scoreThreshold')[0];
   const maxOut = o.maxOutput === undefined ? s.length : int(o.maxOutput, 'nms: maxOutput', 0, 1 << 30);
-  const order = [...s.keys()].filter((i) => s[i] >= minScore).sort((i, j) => s[j] - s[i] || i - j);
+  const order = byScore(this, s, minScore);
   const area = (i: number) => Math.max(0, b[4 * i + 2] - b[4 * i]) * Math.max(0, b[4 * i + 3] - b[4 * i + 1]);
   const keep: number[] = [];
   const dead = new Uint8Array(s.length);
-  for (const i of order) {
-    if (dead[i] || keep.length >= maxOut) continue;
-    // Quadratic in the boxes kept: a script's thousands of disjoint boxes take seconds.
+  // Quadratic in the boxes kept, and one pass over millions of boxes takes a while too: the
+  // deadline is checked per kept box and every 64 Ki boxes of a pass. Boxes before the kept one
+  // in `order` are kept or dead already, so a pass starts after it.
+  for (let a = 0; a < order.length && keep.length < maxOut; a++) {
+    if ((a & 0xffff) === 0) inTime(this, 'nms');
+    const i = order[a];
+    if (dead[i]) continue;
     inTime(this, 'nms');
     keep.push(i);
-    for (const j of order) {
-      if (dead[j] || j === i) continue;
+    for (let c = a + 1; c < order.length; c++) {
+      if ((c & 0xffff) === 0) inTime(this, 'nms');
+      const j = order[c];
+      if (dead[j]) continue;
       const iw = Math.min(b[4 * i + 2], b[4 * j + 2]) - Math.max(b[4 * i], b[4 * j]);
       const ih = Math.min(b[4 * i + 3], b[4 * j + 3]) - Math.max(b[4 * i + 1], b[4 * j + 1]);
       const inter = iw > 0 && ih > 0 ? iw * ih : 0;
