@@ -31,6 +31,10 @@ let started: Promise<{ threads: number; startMs: number }> | null = null;
 const sessions = new Map<number, OrtWeb.InferenceSession>();
 let next = 1;
 
+/** Tensors' declared element types and shapes (what the runner checks inputs and empty outputs by). */
+const declared = (ms: readonly OrtWeb.InferenceSession.ValueMetadata[]) =>
+  ms.flatMap((x) => (x.isTensor ? [{ name: x.name, type: x.type, shape: [...x.shape] }] : []));
+
 async function handle(m: HostRequest): Promise<[unknown, Transferable[]?]> {
   switch (m.op) {
     case 'start': {
@@ -85,9 +89,8 @@ async function handle(m: HostRequest): Promise<[unknown, Transferable[]?]> {
           sid,
           inputNames: [...session.inputNames],
           outputNames: [...session.outputNames],
-          inputShapes: session.inputMetadata.flatMap((x) =>
-            x.isTensor ? [{ name: x.name, type: x.type, shape: [...x.shape] }] : [],
-          ),
+          inputShapes: declared(session.inputMetadata),
+          outputShapes: declared(session.outputMetadata),
         },
       ];
     }

@@ -20,6 +20,7 @@ export interface CreatedSession {
   inputNames: string[];
   outputNames: string[];
   inputShapes: NonNullable<ModelSession['inputShapes']>;
+  outputShapes: NonNullable<ModelSession['outputShapes']>;
 }
 
 /** onnxruntime-web's WASM build (its CPU provider), served beside the bundle. */

@@ -291,6 +291,7 @@ class WebOrtSession implements ModelSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   readonly inputShapes: ModelSession['inputShapes'];
+  readonly outputShapes: ModelSession['outputShapes'];
   private released = false;
 
   constructor(
@@ -302,6 +303,7 @@ class WebOrtSession implements ModelSession {
     this.inputNames = created.inputNames;
     this.outputNames = created.outputNames;
     this.inputShapes = created.inputShapes;
+    this.outputShapes = created.outputShapes;
   }
 
   async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {

@@ -137,6 +137,9 @@ export class ModelSlot implements ModelSession {
   get inputShapes(): ModelSession['inputShapes'] {
     return this.#current.session.inputShapes;
   }
+  get outputShapes(): ModelSession['outputShapes'] {
+    return this.#current.session.outputShapes;
+  }
   get provider(): string | undefined {
     return this.#current.session.provider;
   }

@@ -24,6 +24,8 @@ export interface ModelSession {
    * dims; strings, or -1, are dims the model leaves open). The runner checks them against its budget.
    */
   readonly inputShapes?: readonly { name: string; type: string; shape: readonly (number | string)[] }[];
+  /** Declared outputs where the backend knows them, as `inputShapes` (an empty batch's outputs take their type and rank). */
+  readonly outputShapes?: readonly { name: string; type: string; shape: readonly (number | string)[] }[];
   run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
   release(): Promise<void>;
   /** The execution provider the model runs on (onnxruntime: the first provider of the session). */

@@ -107,6 +107,8 @@ describe.skipIf(!built)('C API binding on the CPU provider (built by xpkg gpu in
     try {
       expect(a.binding).toEqual({ name: 'xpkg-ort-capi' });
       expect(a.inputShapes).toEqual(s.inputShapes);
+      expect(a.outputShapes).toEqual(s.outputShapes);
+      expect(a.outputShapes?.length).toBe(a.outputNames.length);
       expect(a.inputNames).toEqual(s.inputNames);
       const name = a.inputNames[0];
       const x: Tensor = { type: 'float32', dims: [4], data: new Float32Array([1, -2, 3.5, 1e-30]) };

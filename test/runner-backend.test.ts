@@ -16,9 +16,11 @@ import {
 import { PROBE_MODEL_HEX } from '../runner/backends/probe-model.js';
 import { BackendRegistry } from '../runner/backends/registry.js';
 import { physicalCores } from '../runner/host-cpu.js';
+import { runPipeline } from '../runner/pipeline/run.js';
 import type { Tensor } from '../runner/types.js';
 import { validateManifestSource } from '../spec/manifest.js';
 import type { Variant } from '../spec/schema.js';
+import { pipelineContext, pipelineManifest } from './helpers/pipeline.js';
 
 const cpuVariant = (file: string, id = 'v'): Variant => ({
   id,
@@ -175,6 +177,34 @@ describe('onnxruntime backend', () => {
     await s.release();
     await s.release(); // idempotent
     await expect(s.run({ X: x([1]) })).rejects.toMatchObject({ code: 'E_RUN_BACKEND' });
+  });
+
+  it('declares its outputs; an empty batch skips the model and gives outputs of the declared type and rank', async () => {
+    // boxes [N, 4] float32 in, their int64 rounding [N, 4] out
+    const model = encodeModel({
+      name: 'boxes',
+      nodes: [{ op: 'Cast', inputs: ['X'], outputs: ['Y'], intAttrs: { to: 7 } }],
+      inputs: [{ name: 'X', type: 'float32', shape: ['N', 4] }],
+      outputs: [{ name: 'Y', type: 'int64', shape: ['N', 4] }],
+    });
+    await using s = await backend.load(cpuVariant('m.onnx'), new Map([['m.onnx', model]]), { threads: 1 });
+    expect(s.outputShapes).toEqual([{ name: 'Y', type: 'int64', shape: ['N', 4] }]);
+    const manifest = pipelineManifest({
+      name: 'empty',
+      tensors: ['x'],
+      outputs: ['y'],
+      outputType: 'tensor',
+      models: [{ id: 'm', variants: [cpuVariant('m.onnx')] }],
+      steps: [{ op: 'infer', model: 'm', params: { inputs: { X: 'x' }, outputs: { Y: 'y' } } }],
+    });
+    manifest.inputs = manifest.inputs.filter((i) => i.name !== 'image'); // a tensor package
+    const ctx = pipelineContext(manifest, { session: async () => s });
+    const empty = await runPipeline(ctx, { x: { type: 'float32', dims: [0, 4], data: new Float32Array(0) } });
+    expect(empty.outputs.y).toMatchObject({ type: 'int64', dims: [0, 4] });
+    expect((empty.outputs.y as Tensor).data).toBeInstanceOf(BigInt64Array);
+    // the same type and rank as a run of one box
+    const one = await runPipeline(ctx, { x: { type: 'float32', dims: [1, 4], data: new Float32Array([1, 2, 3, 4]) } });
+    expect(one.outputs.y).toMatchObject({ type: 'int64', dims: [1, 4] });
   });
 
   it('adapts ort tensors without copying', () => {

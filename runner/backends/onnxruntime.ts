@@ -131,6 +131,7 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   readonly inputShapes: ModelSession['inputShapes'];
+  readonly outputShapes: ModelSession['outputShapes'];
   /** The provider the session was created for: nodes it cannot take run on the CPU provider. */
   readonly provider: string;
   /** Nodes per provider, known after the first run of a profiled session. */
@@ -181,9 +182,12 @@ export class OrtModelSession implements ModelSession, AsyncDisposable {
     this.provider = options.executionProviders[0];
     this.inputNames = [...session.inputNames];
     this.outputNames = [...session.outputNames];
-    this.inputShapes = session.inputMetadata.flatMap((m) =>
-      m.isTensor ? [{ name: m.name, type: String(m.type), shape: [...(m.shape as (number | string)[])] }] : [],
-    );
+    const declared = (ms: OrtSessionLike['inputMetadata'] | undefined) =>
+      (ms ?? []).flatMap((m) =>
+        m.isTensor ? [{ name: m.name, type: String(m.type), shape: [...(m.shape as (number | string)[])] }] : [],
+      );
+    this.inputShapes = declared(session.inputMetadata);
+    this.outputShapes = declared(session.outputMetadata);
   }
 
   /**

@@ -148,6 +148,8 @@ export interface OrtSessionLike {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   readonly inputMetadata: readonly { name: string; isTensor: boolean; type?: unknown; shape?: readonly unknown[] }[];
+  /** The outputs' likewise (the stock binding's since onnxruntime 1.21). */
+  readonly outputMetadata?: OrtSessionLike['inputMetadata'];
   run(feeds: Record<string, CapiTensor>): Promise<Record<string, unknown>>;
   endProfiling(): void;
   release(): Promise<void>;
@@ -158,18 +160,22 @@ export class CapiSession implements OrtSessionLike {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   readonly inputMetadata: OrtSessionLike['inputMetadata'];
+  readonly outputMetadata: OrtSessionLike['inputMetadata'];
   #s: NativeSession;
 
   constructor(s: NativeSession) {
     this.#s = s;
     this.inputNames = s.inputs.map((m) => m.name);
     this.outputNames = s.outputs.map((m) => m.name);
-    this.inputMetadata = s.inputs.map((m) => {
-      const type = m.type === undefined ? undefined : DTYPE_OF.get(m.type);
-      return type && m.shape
-        ? { name: m.name, isTensor: true, type, shape: m.shape }
-        : { name: m.name, isTensor: false };
-    });
+    const meta = (ms: NativeMeta[]) =>
+      ms.map((m) => {
+        const type = m.type === undefined ? undefined : DTYPE_OF.get(m.type);
+        return type && m.shape
+          ? { name: m.name, isTensor: true, type, shape: m.shape }
+          : { name: m.name, isTensor: false };
+      });
+    this.inputMetadata = meta(s.inputs);
+    this.outputMetadata = meta(s.outputs);
   }
 
   async run(feeds: Record<string, CapiTensor>): Promise<Record<string, CapiTensor>> {

@@ -3,7 +3,7 @@
  * runs in one call (or in chunks of `maxBatch` along dim 0); a `tensors` list runs once per item.
  */
 import { Type } from '../../spec/typebox-lite.js';
-import type { ModelSession, Tensor, TypedData } from '../types.js';
+import type { DType, ModelSession, Tensor, TypedData } from '../types.js';
 import { defineOp, Name, type OpRun, RestartPipeline } from './registry.js';
 import { type TensorsValue, type TensorValue, tensorValue } from './values.js';
 
@@ -188,6 +188,28 @@ export function checkFeeds(session: ModelSession, feeds: Record<string, Tensor>,
   }
 }
 
+const EMPTY: Record<DType, () => TypedData> = {
+  float32: () => new Float32Array(0),
+  float16: () => new Uint16Array(0),
+  int64: () => new BigInt64Array(0),
+  int32: () => new Int32Array(0),
+  uint8: () => new Uint8Array(0),
+  int8: () => new Int8Array(0),
+  bool: () => new Uint8Array(0),
+};
+
+/**
+ * A skipped model's output: no elements, of the element type and rank the model declares (a batch
+ * of 0, open dimensions 0), as a run of an empty batch would give where a runtime takes one; float32
+ * `[0]` where the backend declares nothing.
+ */
+function emptyOutput(session: ModelSession, name: string): Tensor {
+  const d = session.outputShapes?.find((s) => s.name === name);
+  const type: DType = d && Object.hasOwn(EMPTY, d.type) ? (d.type as DType) : 'float32';
+  const rest = d?.shape.slice(1).map((n) => (typeof n === 'number' && n > 0 ? n : 0)) ?? [];
+  return { type, dims: [0, ...rest], data: EMPTY[type]() };
+}
+
 defineOp({
   op: 'infer',
   stage: 'infer',
@@ -208,9 +230,7 @@ defineOp({
     const call = async (feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> => {
       // An empty batch (no regions found) can't go through most runtimes; its outputs are empty.
       if (Object.values(feeds).some((t) => t.dims[0] === 0))
-        return Object.fromEntries(
-          outs.map(([m]) => [m, { type: 'float32', dims: [0], data: new Float32Array(0) } as Tensor]),
-        );
+        return Object.fromEntries(outs.map(([m]) => [m, emptyOutput(session, m)]));
       // padBatch pads every call to maxBatch items: a tensor of that many items, whatever came in
       // (the chunks of a larger batch are that size too, each allocated only when it is padded)
       if (p.padBatch && p.maxBatch)
