@@ -16,6 +16,7 @@ import { writeAtomic } from '../pack/atomic.js';
 import { readFileBytes } from '../platform/index.js';
 import { RunnerError, UsageError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
+import { profiledToSrgb } from './pipeline/decode-sharp.js';
 
 const PALETTE = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6', '#9a6324'];
 const MASK_RGB = [
@@ -145,13 +146,19 @@ export async function annotate(
   // the runner refuses it (decode-sharp.ts): its filters can take a core for minutes
   const bytes = typeof image === 'string' ? await readFileBytes(image) : image;
   const input = sharp(bytes, { failOn: 'error' });
-  const { format } = await input.metadata();
+  const meta = await input.metadata();
+  const { format } = meta;
   if (format === 'svg')
     throw new RunnerError('E_RUN_INPUT_FORMAT', 'an SVG drawing is not annotated; give the raster image that ran', {
       reason: 'vector',
       format,
     });
-  const { data, info } = await input.autoOrient().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  // the same pixels the run decoded (a 16-bit image with a profile through 8-bit sRGB first)
+  const { data, info } = await profiledToSrgb(input, meta)
+    .autoOrient()
+    .toColourspace('srgb')
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   const layers: { input: Buffer; raw?: { width: number; height: number; channels: 4 } }[] = [];
   const mask = maskLayer(manifest, outputs);
   if (mask) {

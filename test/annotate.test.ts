@@ -72,6 +72,38 @@ describe('--annotate', () => {
     }
   });
 
+  it('a 16-bit image with a colour profile is drawn on in the colours the run decoded (its 8-bit twin)', async () => {
+    // sharp's 16-bit RGB path goes through Display P3: the picture came out desaturated
+    const input = 'fixtures/detector/eval/002.png';
+    const png16 = join(dir, 'det16.png');
+    await sharp(input).withIccProfile('srgb').toColourspace('rgb16').png().toFile(png16);
+    const out = join(dir, 'det16-annotated.png');
+    const r = await xpkgAsync([
+      'run',
+      'fixtures/dist/detector.xpkg',
+      ...TRUST,
+      '-i',
+      png16,
+      '--annotate',
+      out,
+      '--json',
+    ]);
+    expect(r.status).toBe(0);
+    const boxes = r.lines[0].result.outputs.boxes.map((b: { box: number[] }) => b.box) as number[][];
+    const inBox = (x: number, y: number) =>
+      boxes.some(([x1, y1, x2, y2]) => x + 1 > x1 && x < x2 && y + 1 > y1 && y < y2);
+    const [a, b] = [await pixels(input), await pixels(out)];
+    let worst = 0;
+    for (let y = 0; y < a.height; y++)
+      for (let x = 0; x < a.width; x++)
+        if (!inBox(x, y))
+          for (let c = 0; c < 3; c++) {
+            const i = (y * a.width + x) * a.channels + c;
+            worst = Math.max(worst, Math.abs(a.data[i] - b.data[(y * b.width + x) * b.channels + c]));
+          }
+    expect(worst).toBeLessThanOrEqual(1);
+  });
+
   it('segmenter: the mask as a translucent overlay — exactly the labelled pixels change', async () => {
     const input = 'fixtures/segmenter/eval/003.png';
     const out = join(dir, 'seg.png');

@@ -52,6 +52,17 @@ async function readImageFile(path: string): Promise<Buffer> {
   }
 }
 
+/**
+ * sharp converts a 16-bit RGB image with an ICC profile to Display P3, not sRGB (its working space
+ * for 16 bits), and the final toColourspace only rescales: a 16-bit PNG or TIFF tagged sRGB, Adobe
+ * RGB or P3 came out desaturated. Taken to 8-bit sRGB first, the profile maps it to sRGB as it does
+ * for 8-bit images (at most 1 level of rounding away from a 16-bit transform). Decode and
+ * `--annotate` (runner/annotate.ts) both read pixels through this.
+ */
+export function profiledToSrgb(img: Sharp, meta: { space?: string; hasProfile?: boolean }): Sharp {
+  return meta.space === 'rgb16' && meta.hasProfile ? img.pipelineColourspace('srgb') : img;
+}
+
 export async function decodeHere(
   value: unknown,
   channels: 1 | 3,
@@ -97,12 +108,7 @@ export async function decodeHere(
         path !== undefined ? { path } : undefined,
       );
     checkInputSize(meta.width, meta.height, budget, path);
-    // sharp converts a 16-bit RGB image with an ICC profile to Display P3, not sRGB (its working
-    // space for 16 bits), and the final toColourspace only rescales: a 16-bit PNG or TIFF tagged
-    // sRGB, Adobe RGB or P3 came out desaturated. Taken to 8-bit sRGB first, the profile maps it to
-    // sRGB as it does for 8-bit images (at most 1 level of rounding away from a 16-bit transform).
-    if (meta.space === 'rgb16' && meta.hasProfile) img = img.pipelineColourspace('srgb');
-    img = img.autoOrient();
+    img = profiledToSrgb(img, meta).autoOrient();
   } else if (value && typeof value === 'object' && 'data' in value) {
     const {
       data,
