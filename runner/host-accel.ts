@@ -60,8 +60,13 @@ export interface AccelEnv {
   nvidiaDriver: string | null;
   /** Vulkan installable client drivers (ICD manifests) found. */
   vulkanIcds: string[];
-  /** GPU device nodes present (/dev/dri/renderD*, /dev/nvidia0). */
+  /** GPU device nodes present (/dev/dri/renderD*, /dev/nvidia0, /dev/dxg). */
   deviceNodes: string[];
+  /**
+   * WSL2's GPU paravirtualisation (/dev/dxg): the Windows driver serves CUDA through
+   * /usr/lib/wsl/lib/libcuda.so.1 and there is no /proc/driver/nvidia, so its absence is no reason.
+   */
+  wsl?: boolean;
 }
 
 /** Sonames the CUDA provider of onnxruntime 1.29.0 (CUDA 13) links against or opens (readelf -d; cuDNN by dlopen). */
@@ -140,6 +145,7 @@ export async function probeAccelEnv(options: ProbeOptions = {}): Promise<AccelEn
   const deviceNodes = [
     ...dri.filter((n) => n.startsWith('renderD')).map((n) => `/dev/dri/${n}`),
     ...(existsSync(at('dev/nvidia0')) ? ['/dev/nvidia0'] : []),
+    ...(existsSync(at('dev/dxg')) ? ['/dev/dxg'] : []),
   ];
   const env: AccelEnv = {
     platform: options.platform ?? process.platform,
@@ -150,6 +156,7 @@ export async function probeAccelEnv(options: ProbeOptions = {}): Promise<AccelEn
     nvidiaDriver,
     vulkanIcds,
     deviceNodes,
+    ...(deviceNodes.includes('/dev/dxg') ? { wsl: true } : {}),
   };
   return options.binding ? withBinding(env, options.binding) : env;
 }
@@ -195,7 +202,15 @@ export function checkCuda(env: AccelEnv): AccelCheck {
       message: `the provider libraries are built for onnxruntime ${pkg.ortVersion}; onnxruntime-node here is ${env.binding.version}`,
     });
   }
-  if (env.nvidiaDriver === null)
+  if (env.nvidiaDriver === null && env.wsl) {
+    // the Windows driver's version is not readable from here: nvidia-smi reports it (xpkg host)
+    if (!env.libraries.has('libcuda.so.1'))
+      reasons.push({
+        code: 'no-libcuda',
+        message: `WSL2: libcuda.so.1 (/usr/lib/wsl/lib) is not on the loader path (${env.searched} places searched); the Windows NVIDIA driver provides it`,
+        missing: ['libcuda.so.1'],
+      });
+  } else if (env.nvidiaDriver === null)
     reasons.push({ code: 'no-driver', message: 'no NVIDIA driver loaded (/proc/driver/nvidia/version absent)' });
   else {
     const major = Number.parseInt(env.nvidiaDriver, 10);
@@ -244,7 +259,10 @@ export function checkWebgpu(env: AccelEnv): AccelCheck {
         message: 'no Vulkan driver manifest in /usr/share/vulkan/icd.d, /etc/vulkan/icd.d or VK_DRIVER_FILES',
       });
     if (!env.deviceNodes.length)
-      reasons.push({ code: 'no-gpu-device', message: 'no GPU device node (/dev/dri/renderD*, /dev/nvidia0)' });
+      reasons.push({
+        code: 'no-gpu-device',
+        message: 'no GPU device node (/dev/dri/renderD*, /dev/nvidia0, /dev/dxg)',
+      });
   }
   return { provider: 'webgpu', usable: !reasons.length, reasons };
 }

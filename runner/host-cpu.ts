@@ -6,6 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { join } from 'node:path';
+import { type ResourceLimits, readLimits, usableCpus } from './host-limits.js';
 import type { HostProfile } from './host-profile.js';
 import { readText, runTool } from './host-util.js';
 
@@ -77,7 +79,14 @@ const ARM_PARTS: Record<string, string> = {
   '0xd82': 'Cortex-X4',
 };
 
-/** Parses /proc/cpuinfo text (x86 and Arm layouts). */
+/**
+ * Parses /proc/cpuinfo text. Layouts differ by architecture and kernel age: x86, Arm and RISC-V
+ * give one block per processor; ppc64 blocks carry only `processor` and `cpu`; s390x lists
+ * `processor N: …` lines under one `features` line; old Arm kernels put every `processor : N`
+ * line in one block and `Features` in another. Processors are counted by their lines, so none of
+ * these reads as one CPU. A feature is listed only when every processor that lists features has it
+ * (a build using it may be scheduled on any of them).
+ */
 export function parseCpuinfo(text: string): CpuInfo {
   const blocks = text.split(/\n\s*\n/).map((b) => {
     const m = new Map<string, string>();
@@ -87,13 +96,20 @@ export function parseCpuinfo(text: string): CpuInfo {
     }
     return m;
   });
-  const procs = blocks.filter(
-    (b) => b.has('processor') && (b.has('flags') || b.has('features') || b.has('model name') || b.has('cpu part')),
-  );
-  const features = new Set<string>();
-  for (const b of procs)
-    for (const f of (b.get('flags') ?? b.get('features') ?? '').split(/\s+/)) if (f) features.add(f);
-  const logical = Math.max(1, procs.length);
+  const procs = blocks.filter((b) => /^\d+$/.test(b.get('processor') ?? ''));
+  const numbered = text.match(/^processor[ \t]*:[ \t]*\d+[ \t]*\r?$/gim)?.length ?? 0;
+  const s390 = text.match(/^processor \d+:/gm)?.length ?? 0;
+  const declared = Number(blocks.find((b) => b.has('# processors'))?.get('# processors'));
+  const logical = Math.max(1, numbered, s390, Number.isInteger(declared) && declared < 65536 ? declared : 0);
+
+  const flagsOf = (b: Map<string, string>) => b.get('flags') ?? b.get('features');
+  const split = (s: string) => s.split(/\s+/).filter(Boolean);
+  const perProc = procs.map(flagsOf).filter((f): f is string => f !== undefined);
+  let raw: string[];
+  if (perProc.length) {
+    const sets = perProc.map((f) => new Set(split(f)));
+    raw = [...sets[0]].filter((f) => sets.every((s) => s.has(f)));
+  } else raw = split(blocks.map(flagsOf).find((f) => f !== undefined) ?? '');
 
   const cores = new Set(
     procs.filter((b) => b.has('core id')).map((b) => `${b.get('physical id') ?? 0}/${b.get('core id')}`),
@@ -117,13 +133,15 @@ export function parseCpuinfo(text: string): CpuInfo {
     }
     model = [...counts].map(([n, c]) => `${c}× ${n}`).join(' + ');
   }
-  const hardware = blocks.map((b) => b.get('hardware')).find(Boolean);
+  // ppc64 names the core in `cpu` ("POWER9, altivec supported"), s390x the machine in `machine`
+  if (!model) model = procs[0]?.get('cpu') ?? '';
+  const hardware = blocks.map((b) => b.get('hardware') ?? b.get('vendor_id')).find(Boolean);
   if (!model) model = hardware ?? 'unknown';
   return {
     model,
     logicalCores: logical,
-    physicalCores: Math.min(physical, logical),
-    features: normaliseFeatures(features),
+    physicalCores: Math.max(1, Math.min(physical, logical)),
+    features: normaliseFeatures(raw),
   };
 }
 
@@ -165,20 +183,43 @@ function fromNode(): CpuInfo {
   return { model: cpus[0]?.model?.trim() || 'unknown', logicalCores: logical, physicalCores: logical, features: [] };
 }
 
-export async function detectCpu(): Promise<{ cpu: CpuInfo; memoryMiB: number; notDetected: NotDetected }> {
+export interface DetectCpuOptions {
+  /** Stands in for / when reading /proc and /sys/fs/cgroup (tests). */
+  root?: string;
+}
+
+/** The default thread count: physical cores, bounded by the CPUs this process may use. */
+export function threadsFor(cpu: Pick<CpuInfo, 'logicalCores' | 'physicalCores'>, limits: ResourceLimits): number {
+  return Math.max(1, Math.min(cpu.physicalCores, usableCpus(cpu.logicalCores, limits)));
+}
+
+export async function detectCpu(options: DetectCpuOptions = {}): Promise<{
+  cpu: CpuInfo;
+  memoryMiB: number;
+  limits?: NonNullable<HostProfile['limits']>;
+  notDetected: NotDetected;
+}> {
+  const root = options.root ?? '/';
   const notDetected: NotDetected = [];
   let memoryMiB = Math.floor(os.totalmem() / 1048576);
   let cpu: CpuInfo;
-  if (process.platform === 'linux' || process.platform === 'android') {
-    const r = await readText('/proc/cpuinfo', 8 << 20);
-    if (r.ok) cpu = parseCpuinfo(r.value);
-    else {
+  const linux = process.platform === 'linux' || process.platform === 'android' || options.root !== undefined;
+  if (linux) {
+    const r = await readText(join(root, 'proc/cpuinfo'), 8 << 20);
+    if (r.ok) {
+      cpu = parseCpuinfo(r.value);
+      // a cpuinfo that numbers no processor (some sandboxes give an empty one): count them as Node does
+      if (!/^processor\b/im.test(r.value)) {
+        const n = fromNode();
+        cpu = { ...cpu, logicalCores: n.logicalCores, physicalCores: n.physicalCores };
+      }
+    } else {
       cpu = fromNode();
       notDetected.push({ what: 'cpu features', reason: r.reason });
     }
     if (cpu.model === 'unknown') cpu.model = fromNode().model;
     // Arm boards name the SoC in the device tree, not in cpuinfo
-    const dt = await readText('/proc/device-tree/model');
+    const dt = await readText(join(root, 'proc/device-tree/model'));
     if (dt.ok && process.arch !== 'x64' && process.arch !== 'ia32')
       cpu.model = `${cpu.model} (${dt.value.replace(/\0/g, '').trim()})`;
   } else if (process.platform === 'darwin') {
@@ -197,21 +238,36 @@ export async function detectCpu(): Promise<{ cpu: CpuInfo; memoryMiB: number; no
   }
   if (!cpu.features.length && !notDetected.some((n) => n.what === 'cpu features'))
     notDetected.push({ what: 'cpu features', reason: 'the CPU reported none' });
-  return { cpu, memoryMiB, notDetected };
+  const lim = linux ? readLimits(root) : { sources: [] };
+  const limits: NonNullable<HostProfile['limits']> = { threads: threadsFor(cpu, lim) };
+  if (lim.cpuQuota !== undefined && lim.cpuQuota < cpu.logicalCores)
+    limits.cpuQuota = Math.round(lim.cpuQuota * 1000) / 1000 || 0.001;
+  if (lim.cpusAllowed !== undefined && lim.cpusAllowed < cpu.logicalCores) limits.cpusAllowed = lim.cpusAllowed;
+  const limitMiB = lim.memoryBytes !== undefined ? Math.floor(lim.memoryBytes / 1048576) : undefined;
+  if (limitMiB !== undefined && limitMiB < memoryMiB) memoryMiB = limits.memoryMiB = limitMiB;
+  const binds = limits.cpuQuota !== undefined || limits.cpusAllowed !== undefined || limits.memoryMiB !== undefined;
+  return { cpu, memoryMiB, ...(binds ? { limits } : {}), notDetected };
 }
 
-let cachedPhysical: number | undefined;
-/** Physical core count (synchronous, cached): the default intra-op thread count of backends. */
+let cachedThreads: number | undefined;
+/**
+ * The default intra-op thread count of backends (synchronous, cached): physical cores, bounded by
+ * the affinity mask and the cgroup's CPU quota. More threads than the quota allows are throttled
+ * each period and run slower than fewer.
+ */
 export function physicalCores(): number {
-  if (cachedPhysical) return cachedPhysical;
-  let n = fromNode().logicalCores;
+  if (cachedThreads) return cachedThreads;
+  let cpu: Pick<CpuInfo, 'logicalCores' | 'physicalCores'> = fromNode();
+  let limits: ResourceLimits = { sources: [] };
   if (process.platform === 'linux' || process.platform === 'android') {
     try {
-      n = parseCpuinfo(readFileSync('/proc/cpuinfo', 'utf8')).physicalCores;
+      const text = readFileSync('/proc/cpuinfo', 'utf8');
+      if (/^processor\b/im.test(text)) cpu = parseCpuinfo(text);
     } catch {
       // keep the logical count
     }
+    limits = readLimits();
   }
-  cachedPhysical = Math.max(1, n);
-  return cachedPhysical;
+  cachedThreads = threadsFor(cpu, limits);
+  return cachedThreads;
 }

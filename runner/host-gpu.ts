@@ -45,9 +45,12 @@ export interface SmiGpu {
   memoryMiB?: number;
   driver?: string;
   busId?: string;
+  /** MIG mode is on: CUDA sees the GPU's slices, not the GPU (memory.total is the whole GPU's). */
+  mig?: boolean;
 }
 
-export const SMI_QUERY = ['name', 'compute_cap', 'memory.total', 'driver_version', 'pci.bus_id'];
+// mig.mode.current came with driver 450, compute_cap with 510: a driver that answers one knows both
+export const SMI_QUERY = ['name', 'compute_cap', 'memory.total', 'driver_version', 'pci.bus_id', 'mig.mode.current'];
 
 /**
  * Parses `nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version,pci.bus_id
@@ -85,8 +88,39 @@ export function parseNvidiaSmiCsv(text: string): SmiGpu[] {
     if (Number.isFinite(memNum)) g.memoryMiB = Math.round(/GiB/i.test(mem!) ? memNum * 1024 : memNum);
     if (get('driver_version')) g.driver = get('driver_version');
     if (get('pci.bus_id')) g.busId = get('pci.bus_id');
+    if (get('mig.mode.current')?.toLowerCase() === 'enabled') g.mig = true;
     return g;
   });
+}
+
+export interface MigSlice {
+  /** nvidia-smi's index of the GPU it is carved from. */
+  gpu: number;
+  /** The GPU instance profile: "1g.10gb", "3g.40gb". */
+  profile: string;
+  /** The profile's memory, rounded down (its "10gb" is 10⁹-byte units, and a little is reserved). */
+  memoryMiB?: number;
+  uuid?: string;
+}
+
+/** MIG slices from `nvidia-smi -L` ("GPU 0: … (UUID: GPU-…)" then "  MIG 1g.10gb Device 0: (UUID: MIG-…)"). */
+export function parseNvidiaSmiList(text: string): MigSlice[] {
+  const out: MigSlice[] = [];
+  let gpu = -1;
+  for (const line of text.split(/\r?\n/)) {
+    const g = /^GPU (\d+):/.exec(line.trim());
+    if (g) gpu = Number(g[1]);
+    const m = /^MIG\s+(\S+)\s+Device\s+\d+:\s*(?:\(UUID:\s*([^)\s]+)\))?/.exec(line.trim());
+    if (!m || gpu < 0) continue;
+    const gb = /\.(\d+)gb$/i.exec(m[1]);
+    out.push({
+      gpu,
+      profile: m[1],
+      ...(gb ? { memoryMiB: Math.floor((Number(gb[1]) * 1e9) / 1048576) } : {}),
+      ...(m[2] ? { uuid: m[2] } : {}),
+    });
+  }
+  return out;
 }
 
 /** Driver and CUDA versions from the banner of plain `nvidia-smi`. */
@@ -194,7 +228,8 @@ export async function nvidiaGpus(notDetected: NotDetected, sources: NvidiaSource
   ]);
   const cuda = banner.ok ? parseNvidiaSmiBanner(banner.value).cuda : undefined;
   if (smi.ok) {
-    const devices = parseNvidiaSmiCsv(smi.value).map((g) => {
+    const gpus = parseNvidiaSmiCsv(smi.value);
+    const devices = gpus.map((g) => {
       const arch = (g.computeCap && smFromComputeCap(g.computeCap)) ?? smFromName(g.name);
       const d: HostDevice = { kind: 'gpu', vendor: 'nvidia', name: g.name, source: 'nvidia-smi' };
       if (arch) d.arch = arch;
@@ -203,6 +238,7 @@ export async function nvidiaGpus(notDetected: NotDetected, sources: NvidiaSource
       if (cuda) d.cuda = cuda;
       return d;
     });
+    if (gpus.some((g) => g.mig)) return migDevices(gpus, devices, notDetected);
     // only a whole answer is kept: one without the banner's CUDA version is asked again next time
     if (key && cacheDir && devices.length && banner.ok) await writeSmiCache(cacheDir, key, devices);
     return devices;
@@ -224,6 +260,39 @@ export async function nvidiaGpus(notDetected: NotDetected, sources: NvidiaSource
     if (procDriver) d.driver = procDriver;
     return d;
   });
+}
+
+/**
+ * A GPU in MIG mode is, to CUDA, its slices: each with a share of the memory (a variant that needs
+ * 20 GiB does not fit a 1g.10gb slice of an 80 GB GPU), none at all before slices are made. Slices
+ * can be remade without a driver change, so this answer is never cached.
+ */
+async function migDevices(gpus: SmiGpu[], devices: HostDevice[], notDetected: NotDetected): Promise<HostDevice[]> {
+  const list = await runTool('nvidia-smi', ['-L']);
+  const slices = list.ok ? parseNvidiaSmiList(list.value) : [];
+  const out: HostDevice[] = [];
+  gpus.forEach((g, i) => {
+    const d = devices[i];
+    if (!g.mig) return out.push(d);
+    const mine = slices.filter((s) => s.gpu === i);
+    if (!list.ok) {
+      const { memoryMiB: _whole, ...rest } = d;
+      notDetected.push({ what: `memory of ${d.name}'s MIG slices`, reason: list.reason });
+      return out.push({ ...rest, name: `${d.name} (MIG)`, source: 'nvidia-smi (MIG mode)' });
+    }
+    if (!mine.length)
+      notDetected.push({ what: `${d.name} (MIG)`, reason: 'MIG mode is on and no slice is made: CUDA sees no device' });
+    for (const sl of mine) {
+      const { memoryMiB: _whole, ...rest } = d;
+      out.push({
+        ...rest,
+        name: `${d.name} MIG ${sl.profile}`,
+        ...(sl.memoryMiB !== undefined ? { memoryMiB: sl.memoryMiB } : {}),
+        source: `nvidia-smi -L${sl.uuid ? ` (${sl.uuid})` : ''}`.slice(0, 256),
+      });
+    }
+  });
+  return out;
 }
 
 async function jetson(notDetected: NotDetected): Promise<HostDevice[]> {

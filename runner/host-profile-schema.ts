@@ -104,7 +104,24 @@ export const HostProfileSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
+    /** Memory this process may use: the machine's, or its cgroup's limit where lower (`limits`). */
     memoryMiB: Type.Integer({ minimum: 0 }),
+    /**
+     * Where this process may use less than the machine has (runner/host-limits.ts): its cgroup's
+     * CPU quota in CPUs (1.5), the CPUs of its affinity mask, its cgroup's memory limit, and the
+     * threads backends use by default under them. Absent when nothing binds.
+     */
+    limits: Type.Optional(
+      Type.Object(
+        {
+          cpuQuota: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 65536 })),
+          cpusAllowed: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
+          memoryMiB: Type.Optional(Type.Integer({ minimum: 0 })),
+          threads: Type.Integer({ minimum: 1, maximum: 65536 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     gpus: Type.Array(Device, { maxItems: 64 }),
     npus: Type.Array(Device, { maxItems: 64 }),
     /** By manifest runtime name: onnxruntime, tensorrt, rknn, openvino, coreml, … */

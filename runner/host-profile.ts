@@ -98,7 +98,12 @@ export function devicesOf(host: HostProfile): HostDevice[] {
 /** One line naming the host, for the head of `explain`. */
 export function hostSummary(h: HostProfile): string {
   const accel = [...h.gpus, ...h.npus].map((d) => `${d.vendor} ${d.kind}${d.arch ? ` ${d.arch}` : ''}`);
-  return `${h.os} ${h.arch}, ${h.cpu.model}, ${Math.round(h.memoryMiB / 1024)} GiB${accel.length ? `, ${accel.join(', ')}` : ', no accelerator'}`;
+  const mem = `${Math.round(h.memoryMiB / 1024)} GiB${h.limits?.memoryMiB !== undefined ? ' (cgroup limit)' : ''}`;
+  const cpus =
+    h.limits?.cpuQuota !== undefined || h.limits?.cpusAllowed !== undefined
+      ? `, ${Math.min(h.limits.cpuQuota ?? Infinity, h.limits.cpusAllowed ?? Infinity)} of ${h.cpu.logicalCores} CPUs`
+      : '';
+  return `${h.os} ${h.arch}, ${h.cpu.model}${cpus}, ${mem}${accel.length ? `, ${accel.join(', ')}` : ', no accelerator'}`;
 }
 
 /** Features that give a CPU fast int8 dot products (the precision policy prefers int8 with them). */

@@ -88,6 +88,8 @@ export async function librarySearchPath(): Promise<string[]> {
       '/usr/local/cuda/lib64',
       '/usr/local/tensorrt/lib',
     );
+    // WSL2: the Windows driver's libcuda and nvidia-smi (also named in /etc/ld.so.conf.d/ld.wsl.conf)
+    if (existsSync('/usr/lib/wsl/lib')) dirs.push('/usr/lib/wsl/lib');
     for (const d of (await listDir('/opt/intel')).filter((d) => d.startsWith('openvino')))
       dirs.push(`/opt/intel/${d}/runtime/lib/intel64`);
   } else if (process.platform === 'darwin') {

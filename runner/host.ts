@@ -43,6 +43,7 @@ export async function detectHost(options: DetectOptions = {}): Promise<HostProfi
     arch: process.arch as HostProfile['arch'],
     cpu: cpuPart.cpu,
     memoryMiB: cpuPart.memoryMiB,
+    ...(cpuPart.limits ? { limits: cpuPart.limits } : {}),
     gpus: [...gpuPart.gpus, ...npuPart.gpus],
     npus: npuPart.npus,
     runtimes: rtPart.runtimes,
@@ -116,6 +117,16 @@ function device(d: HostDevice): string {
   return `${d.vendor} ${d.name}${parts.length ? ` (${parts.join(', ')})` : ''}`;
 }
 
+/** "1.5 CPUs (cgroup quota), 4 CPUs allowed, 2048 MiB; 1 thread by default". */
+export function limitsText(l: NonNullable<HostProfile['limits']>): string {
+  const parts = [
+    l.cpuQuota !== undefined ? `${l.cpuQuota} CPUs (cgroup quota)` : undefined,
+    l.cpusAllowed !== undefined ? `${l.cpusAllowed} CPUs allowed (affinity)` : undefined,
+    l.memoryMiB !== undefined ? `${l.memoryMiB} MiB memory (cgroup)` : undefined,
+  ].filter(Boolean);
+  return `${parts.join(', ')}; ${l.threads} thread${l.threads === 1 ? '' : 's'} by default`;
+}
+
 /** The human form of `xpkg host`. */
 export function renderHost(h: HostProfile): string {
   const shown = SHOWN_FEATURES.filter((f) => h.cpu.features.includes(f));
@@ -123,7 +134,8 @@ export function renderHost(h: HostProfile): string {
     `os        ${h.os} ${h.arch}`,
     `cpu       ${h.cpu.model} — ${h.cpu.physicalCores} cores, ${h.cpu.logicalCores} threads`,
     `features  ${shown.length ? shown.join(' ') : 'none of note'}${h.cpu.features.length > shown.length ? ` (+${h.cpu.features.length - shown.length} more in --json)` : ''}`,
-    `memory    ${(h.memoryMiB / 1024).toFixed(1)} GiB`,
+    `memory    ${(h.memoryMiB / 1024).toFixed(1)} GiB${h.limits?.memoryMiB !== undefined ? ' (cgroup limit)' : ''}`,
+    ...(h.limits ? [`limits    ${limitsText(h.limits)}`] : []),
     `gpus      ${h.gpus.length ? h.gpus.map(device).join('; ') : 'none detected'}`,
     `npus      ${h.npus.length ? h.npus.map(device).join('; ') : 'none detected'}`,
   ];

@@ -191,8 +191,12 @@ export function evaluateVariant(variant: Variant, host: HostProfile, backends: r
   if (req.minMemoryMiB !== undefined && host.memoryMiB < req.minMemoryMiB) {
     reasons.push({
       code: 'memory',
-      message: `needs ${req.minMemoryMiB} MiB of memory; host has ${host.memoryMiB} MiB`,
-      detail: { need: req.minMemoryMiB, have: host.memoryMiB },
+      message: `needs ${req.minMemoryMiB} MiB of memory; host has ${host.memoryMiB} MiB${host.limits?.memoryMiB !== undefined ? ' (its cgroup limit)' : ''}`,
+      detail: {
+        need: req.minMemoryMiB,
+        have: host.memoryMiB,
+        ...(host.limits?.memoryMiB !== undefined ? { limit: 'cgroup' } : {}),
+      },
     });
   }
   if (req.accelerator) {
