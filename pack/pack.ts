@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, lstat, open, realpath, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join, resolve, sep } from 'node:path';
+import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { canonicalBytes, parseStrictJson } from '../spec/canonical.js';
 import { FormatError, PackError, UsageError } from '../spec/errors.js';
@@ -19,6 +19,7 @@ import { modelPaths, packageId, referencedPaths, validateManifest, validateManif
 import type { FileRecord, Manifest, ManifestSource } from '../spec/schema.js';
 import { refuseNonRegular, writeAllAt, writeAtomic } from './atomic.js';
 import { HashPool } from './hash.js';
+import { FolderNames, openSource } from './source-files.js';
 import { encodeDirectory } from './writer.js';
 import * as Z from './zip.js';
 
@@ -66,6 +67,8 @@ export async function readManifestSource(dir: string): Promise<ManifestSource> {
   if (!st && !(await stat(dir).catch(() => null)))
     throw new UsageError('E_NOT_FOUND', `package folder ${dir} does not exist`, { path: dir });
   if (!st) throw new PackError('E_PACK_SOURCE_MISSING', `no ${SOURCE_MANIFEST} in ${dir}`, { path: file });
+  // by its exact name, as the files it references: `XPKG.json` is found on macOS, not on Linux
+  await new FolderNames().find(dir, SOURCE_MANIFEST, SOURCE_MANIFEST, []);
   if (st.isSymbolicLink()) throw new PackError('E_PACK_SOURCE_LINK', `${file} is a symbolic link`, { path: file });
   if (!st.isFile()) throw new PackError('E_PACK_SOURCE_TYPE', `${file} is not a regular file`, { path: file });
   // O_NONBLOCK: a FIFO swapped in after the check must not wait for a writer (fstat refuses it below).
@@ -86,48 +89,9 @@ export async function readManifestSource(dir: string): Promise<ManifestSource> {
   }
 }
 
-/** Opens a referenced file, refusing links anywhere on its path, non-regular files and escapes. */
-async function openSource(root: string, rel: string): Promise<FileHandle> {
-  const segs = rel.split('/');
-  let cur = root;
-  for (let i = 0; i < segs.length; i++) {
-    cur = join(cur, segs[i]);
-    const st = await lstat(cur).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return null;
-      throw e;
-    });
-    if (!st)
-      throw new PackError('E_PACK_SOURCE_MISSING', `${rel} is referenced by the manifest but does not exist`, {
-        path: rel,
-      });
-    if (st.isSymbolicLink())
-      throw new PackError(
-        'E_PACK_SOURCE_LINK',
-        `${rel}: ${segs.slice(0, i + 1).join('/')} is a symbolic link; packages never follow links`,
-        { path: rel },
-      );
-    if (i < segs.length - 1 ? !st.isDirectory() : !st.isFile())
-      throw new PackError('E_PACK_SOURCE_TYPE', `${rel} is not a regular file`, { path: rel });
-  }
-  const real = await realpath(cur);
-  if (!real.startsWith(root + sep))
-    throw new PackError('E_PACK_SOURCE_OUTSIDE', `${rel} resolves outside the package folder`, {
-      path: rel,
-      resolved: real,
-    });
-  // O_NONBLOCK: a FIFO put at the path after the check must not block the open (fstat refuses it).
-  const fh = await open(cur, constants.O_RDONLY | constants.O_NOFOLLOW | (constants.O_NONBLOCK ?? 0));
-  const [a, b] = [await fh.stat(), await lstat(cur)];
-  if (a.ino !== b.ino || a.dev !== b.dev || !a.isFile()) {
-    await fh.close();
-    throw new PackError('E_PACK_SOURCE_CHANGED', `${rel} changed while being opened`, { path: rel });
-  }
-  return fh;
-}
-
 /** Opens a source again for writing: the same checks, and the same file as at layout time. */
-async function reopen(root: string, s: Source): Promise<{ fh: FileHandle } & AsyncDisposable> {
-  const fh = await openSource(root, s.path);
+async function reopen(root: string, s: Source, names: FolderNames): Promise<{ fh: FileHandle } & AsyncDisposable> {
+  const { fh } = await openSource(root, s.path, names);
   const st = await fh.stat().catch(async (e) => {
     await fh.close();
     throw e;
@@ -254,8 +218,9 @@ export async function packFolder(dir: string, outPath: string, options: PackOpti
       limit: maxFiles,
     });
   const sources: Source[] = [];
+  const names = new FolderNames();
   for (const p of paths) {
-    const fh = await openSource(root, p);
+    const { fh } = await openSource(root, p, names);
     try {
       const st = await fh.stat();
       sources.push({ path: p, size: st.size, aligned: models.has(p), dev: st.dev, ino: st.ino });
@@ -306,7 +271,7 @@ export async function packFolder(dir: string, outPath: string, options: PackOpti
       using pool = big ? new HashPool(out.fd, Math.max(1, Math.min(availableParallelism() - 1, 4))) : null;
       const buf = Buffer.allocUnsafe(BLOCK_SIZE);
       for (const { s, layout } of order) {
-        await using file = await reopen(root, s);
+        await using file = await reopen(root, s, names);
         const dataAt = layout.localHeaderOffset + Z.localHeaderLength(layout);
         const whole = createHash('sha256');
         const blockJobs: Promise<string[]>[] = [];

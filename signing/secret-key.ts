@@ -116,7 +116,9 @@ interface Parsed {
   encryption: Encryption | null;
 }
 
-function parse(text: string): Parsed {
+function parse(raw: string): Parsed {
+  // A BOM (PowerShell's and Notepad's UTF-8) is dropped as in .pub files: the file is the user's own key.
+  const text = raw.replace(/^\uFEFF/, '');
   if (/^\s*(#.*\n\s*)*xpkg-ed25519-pub /.test(text))
     throw bad('this is a PUBLIC key file; sign with the .key file', { reason: 'public-key' });
   let doc: Json;

@@ -2,15 +2,16 @@
  * Signing side: key files (`keygen`) and adding a signature to a package (`sign`). Kept apart from
  * verification, which never needs a secret key.
  */
-import { stat, unlink } from 'node:fs/promises';
+import { realpath, stat, unlink } from 'node:fs/promises';
 import { refuseNonRegular } from '../pack/atomic.js';
 import { PackageReader } from '../pack/reader.js';
 import { writeSignatures } from '../pack/writer.js';
-import { PackError, SigningError } from '../spec/errors.js';
+import { PackError, SigningError, UsageError } from '../spec/errors.js';
 import { signDetached } from './ed25519.js';
 import { decodeEnvelope, encodeEnvelope, PAYLOAD_TYPE, type SignatureEntry, signedBytes } from './envelope.js';
 import { readSmallFile, SmallFileError, writeFileAtomic } from './files.js';
 import { formatPublicKey, generateKeyPair, type KeyPair } from './keys.js';
+import { withFileLock } from './lock.js';
 import { obtainPassphrase } from './passphrase.js';
 import { DEFAULT_SCRYPT, decodeSecretKey, encodeSecretKey, inspectSecretKey, type ScryptParams } from './secret-key.js';
 
@@ -196,21 +197,48 @@ export async function sign(pkgPath: string, options: SignOptions): Promise<SignR
     typeof options.key === 'string'
       ? await loadSigningKey(options.key, { passphrase: options.passphrase })
       : options.key;
-  const reader = await PackageReader.open(pkgPath);
-  try {
-    if (options.checkIntegrity !== false) await reader.verifyIntegrity({ onProgress: options.onProgress });
-    const r = addSignature(reader.manifestBytes, reader.id, reader.signaturesBytes, key);
-    const out = options.out ?? pkgPath;
-    await writeSignatures(reader, r.envelope, out);
-    return {
-      path: out,
-      packageId: reader.id,
-      keyid: key.keyid,
-      signatures: r.keyids,
-      replaced: r.replaced,
-      dropped: r.dropped,
-    };
-  } finally {
-    await reader.close();
-  }
+  const out = options.out ?? pkgPath;
+  const signIt = async (): Promise<SignResult> => {
+    const reader = await PackageReader.open(pkgPath);
+    try {
+      if (options.checkIntegrity !== false) await reader.verifyIntegrity({ onProgress: options.onProgress });
+      const r = addSignature(reader.manifestBytes, reader.id, reader.signaturesBytes, key);
+      await writeSignatures(reader, r.envelope, out);
+      return {
+        path: out,
+        packageId: reader.id,
+        keyid: key.keyid,
+        signatures: r.keyids,
+        replaced: r.replaced,
+        dropped: r.dropped,
+      };
+    } finally {
+      await reader.close();
+    }
+  };
+  if (!(await sameFile(pkgPath, out))) return signIt();
+  // In place, signing is read-modify-write of the envelope: two signers at once would each write
+  // the package with only their own signature added, and one signature would be lost while both
+  // reported success. One lock per package file (its real path: a link is signed through).
+  const lock = `${await realpath(pkgPath)}.sign.lock`;
+  return withFileLock(lock, signIt, SIGN_LOCK).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ELOCKED') throw e;
+    throw new UsageError('E_IO', `${pkgPath} is being signed by another process (${e.message})`, {
+      path: pkgPath,
+      lock,
+    });
+  });
+}
+
+/**
+ * A signer holds the lock for a whole digest pass and copy (minutes for a large package): others
+ * wait that long. A holder that died on this host is seen at once (its pid is gone); one on another
+ * host sharing the folder only by age.
+ */
+const SIGN_LOCK = { waitMs: 60 * 60_000, staleMs: 60 * 60_000 };
+
+async function sameFile(a: string, b: string): Promise<boolean> {
+  if (a === b) return true;
+  const [x, y] = await Promise.all([stat(a).catch(() => null), stat(b).catch(() => null)]);
+  return Boolean(x && y && x.ino === y.ino && x.dev === y.dev);
 }

@@ -65,5 +65,10 @@ export function buildTrustStore(keys: Iterable<TrustedKey>, revoked: Iterable<st
 /** True when a `--trust` value is key text rather than a path. */
 export function looksLikeKeyText(value: string): boolean {
   const t = value.trimStart();
-  return t.startsWith(PUBLIC_KEY_TAG) || t.startsWith('#') || value.includes('\n');
+  // the tag and then white space: a file named `xpkg-ed25519-pub-alice.pub` is a path
+  return (
+    (t.startsWith(PUBLIC_KEY_TAG) && /^\s/.test(t.slice(PUBLIC_KEY_TAG.length))) ||
+    t.startsWith('#') ||
+    value.includes('\n')
+  );
 }

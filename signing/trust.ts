@@ -6,6 +6,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SigningError } from '../spec/errors.js';
+import { collisionKey } from '../spec/paths.js';
 import { readSmallFile, SmallFileError } from './files.js';
 import { PUBLIC_KEY_TEXT_MAX, parsePublicKey } from './keys.js';
 import {
@@ -91,11 +92,20 @@ export async function loadTrustStore(sources: TrustSources): Promise<TrustStore>
       });
     }
     for (const name of names) {
-      if (name.endsWith('.pub')) keys.push(await keyFromFile(join(dir, name)));
-      else if (name === REVOCATION_FILE) {
+      // Hidden files are not keys: macOS leaves `._alice.pub` (AppleDouble) beside each file it
+      // copies to a foreign volume, editors their swap files. Skipping one only ever trusts less.
+      if (name.startsWith('.')) continue;
+      if (name === REVOCATION_FILE) {
         const path = join(dir, name);
         revoked.push(...parseRevocationList(await readSmall(path, REVOCATION_TEXT_MAX, 'revocation list'), path));
-      }
+      } else if (collisionKey(name) === collisionKey(REVOCATION_FILE))
+        // `REVOKED.txt` ignored would silently trust the keys it revokes: refuse, never guess
+        throw new SigningError(
+          'E_TRUST_STORE',
+          `${join(dir, name)}: the revocation list must be named exactly ${REVOCATION_FILE}`,
+          { path: join(dir, name) },
+        );
+      else if (name.endsWith('.pub')) keys.push(await keyFromFile(join(dir, name)));
     }
   }
   return buildTrustStore(keys, revoked);
