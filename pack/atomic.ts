@@ -134,14 +134,32 @@ export async function writeAtomic<T>(
     await fh.sync();
     await fh.close();
     closed = true;
-    // link() fails with EEXIST instead of replacing: a no-clobber publish with no check-then-write race.
     if (overwrite) await rename(temp, dest.path);
-    else await link(temp, dest.path);
+    else await publishNew(temp, dest.path);
     return result;
   } finally {
     if (!closed) await fh.close().catch(() => {});
     await unlink(temp).catch(() => {});
     untrack(temp);
+  }
+}
+
+/** link()'s failures on file systems without hard links (vfat and exFAT sticks, some network and FUSE mounts). */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+/**
+ * Publishes `temp` as `dest` without replacing a file that is there. link() fails with EEXIST
+ * instead of replacing: a no-clobber publish with no check-then-write race. Where the file system
+ * has no hard links, the name is claimed by an exclusive create (EEXIST as link gives it) and the
+ * temp file renamed over the claim: never over another's file, empty only for that instant.
+ */
+async function publishNew(temp: string, dest: string): Promise<void> {
+  try {
+    await link(temp, dest);
+  } catch (e) {
+    if (!NO_HARD_LINKS.has((e as NodeJS.ErrnoException).code ?? '')) throw e;
+    await (await open(dest, 'wx')).close();
+    await rename(temp, dest);
   }
 }
 
