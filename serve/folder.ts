@@ -1,8 +1,10 @@
 /**
  * Watching the repository folder: fs.watch events plus a poll (events are not reliable everywhere).
- * A scan lists the `.xpkg` files (hidden ones are temporary files being written), and reports a file
- * as changed once its identity (inode, size, mtime) has stayed the same for `settleMs`, and as
- * removed when it is gone. A folder that cannot be listed is logged once and reported as nothing.
+ * A scan lists the `.xpkg` files (hidden ones are temporary files being written) in name order, and
+ * reports a file as changed once its identity (inode, size, mtime) has stayed the same for
+ * `settleMs`, and as removed once it has been gone (or not a regular file: a dangling link, a folder,
+ * a FIFO) for `settleMs` too, so a file deleted and written again meanwhile is a replacement, not an
+ * unload and a load. A folder that cannot be listed is logged once and reported as nothing.
  */
 import { type FSWatcher, watch } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
@@ -25,6 +27,8 @@ export interface FolderHooks {
 export class FolderWatch {
   /** Keys seen and since when, so only settled files are reported. */
   private readonly seen = new Map<string, { key: string; since: number }>();
+  /** Known files found missing, and since when. */
+  private readonly missing = new Map<string, number>();
   private watcher: FSWatcher | undefined;
   private poller: NodeJS.Timeout | undefined;
   private settleTimer: NodeJS.Timeout | undefined;
@@ -50,6 +54,7 @@ export class FolderWatch {
   /** Forgets what was seen of a file, so it is looked at again. */
   forget(file: string): void {
     this.seen.delete(file);
+    this.missing.delete(file);
   }
 
   /** One scan at a time; `now` reports files without waiting for them to settle (start-up). */
@@ -77,18 +82,30 @@ export class FolderWatch {
     const known = this.hooks.known();
     const t = performance.now();
     let wait = Infinity;
-    for (const n of names) {
+    const settled = (since: number) => {
+      const age = t - since;
+      if (now || age >= this.o.settleMs) return true;
+      wait = Math.min(wait, this.o.settleMs - age);
+      return false;
+    };
+    const present = new Set<string>();
+    // name order: of two files with the same model and sequence, the same one wins at every start
+    for (const n of names.sort()) {
       const key = await fileKey(join(this.dir, n));
-      if (key === null || known.get(n) === key) continue;
+      if (key === null) continue;
+      present.add(n);
+      this.missing.delete(n);
+      if (known.get(n) === key) continue;
       if (this.seen.get(n)?.key !== key) this.seen.set(n, { key, since: t });
-      const age = t - this.seen.get(n)!.since;
-      if (!now && age < this.o.settleMs) {
-        wait = Math.min(wait, this.o.settleMs - age);
-        continue;
-      }
-      this.hooks.changed(n);
+      if (settled(this.seen.get(n)!.since)) this.hooks.changed(n);
     }
-    for (const n of known.keys()) if (!names.includes(n)) this.hooks.removed(n);
+    // files seen once and gone before they settled are forgotten (a folder of churning names)
+    for (const n of this.seen.keys()) if (!present.has(n)) this.seen.delete(n);
+    for (const n of known.keys()) {
+      if (present.has(n)) continue;
+      if (!this.missing.has(n)) this.missing.set(n, t);
+      if (settled(this.missing.get(n)!)) this.hooks.removed(n);
+    }
     if (wait !== Infinity && !this.settleTimer)
       this.settleTimer = setTimeout(() => {
         this.settleTimer = undefined;

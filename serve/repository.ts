@@ -7,8 +7,10 @@
  * then requests move to it in one assignment and the old version drains (deadline `drainMs`) and
  * unloads. Anything else is refused with a logged reason while the old version keeps serving: a
  * failed verification or load, a lower or equal sequence (E_SERVE_ROLLBACK), a memory budget that
- * cannot hold both copies (E_SERVE_MEMORY). A deleted file unloads its version. Loads run one at a
- * time, so decisions never race. A folder that cannot be read changes nothing that is loaded.
+ * cannot hold both copies (E_SERVE_MEMORY). A deleted file unloads its version, unless another file
+ * holds the same package (a rename, a copy, a hard link): that one serves on. Loads run one at a
+ * time, so decisions never race; a stop ends the load in progress. A folder that cannot be read
+ * changes nothing that is loaded.
  */
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs/promises';
@@ -18,6 +20,7 @@ import { type ErrorJson, ServeError, toXpkgError, XpkgError } from '../spec/erro
 import { batchPlan } from './batch.js';
 import { FolderWatch, fileKey } from './folder.js';
 import type { ServeMetrics } from './metrics.js';
+import { type FileState, type FileStatus, type IndexEntry, repositoryIndex } from './repository-index.js';
 import { ModelScheduler, type SchedulerConfig } from './scheduler.js';
 import { LoadedVersion, type VersionConfig } from './version.js';
 
@@ -32,17 +35,6 @@ export interface RepositoryConfig {
   scheduler: Omit<SchedulerConfig, 'batch'> & { batch?: { max: number; delayMs: number } };
   metrics: ServeMetrics;
   log: Logger;
-}
-
-export type FileStatus = 'loading' | 'serving' | 'refused' | 'standby';
-
-interface FileState {
-  key: string;
-  status: FileStatus;
-  name?: string;
-  id?: string;
-  sequence?: number;
-  reason?: ErrorJson;
 }
 
 export interface ModelEntry {
@@ -65,6 +57,8 @@ export class Repository extends EventEmitter {
   private readonly queued = new Set<string>();
   private readonly folder: FolderWatch;
   private closed = false;
+  /** Ends the load in progress (its workers), so a stop does not wait for a swap to finish warming up. */
+  private loading: AbortController | undefined;
   ready = false;
 
   constructor(private readonly config: RepositoryConfig) {
@@ -200,24 +194,43 @@ export class Repository extends EventEmitter {
     if (key === null) return undefined;
     this.files.set(file, { key, status: 'loading' });
     const t0 = performance.now();
+    this.loading = new AbortController();
+    try {
+      return await this.loadOpened(file, key, t0, o, this.loading.signal);
+    } finally {
+      this.loading = undefined;
+    }
+  }
+
+  private async loadOpened(
+    file: string,
+    key: string,
+    t0: number,
+    o: { api?: boolean },
+    signal: AbortSignal,
+  ): Promise<ErrorJson | undefined> {
     let v: LoadedVersion;
     try {
-      v = await LoadedVersion.open(join(this.config.dir, file), {
-        ...this.config.version,
-        onRestart: (x) => this.config.metrics.restarts.inc({ model: x.name }),
-      });
+      v = await LoadedVersion.open(
+        join(this.config.dir, file),
+        { ...this.config.version, onRestart: (x) => this.config.metrics.restarts.inc({ model: x.name }) },
+        signal,
+      );
     } catch (e) {
+      if (this.closed) return undefined; // stopped while verifying: nothing to refuse
       return this.refuse(file, key, e);
     }
     const who = { name: v.name, id: v.id, sequence: v.sequence };
     const e = this.entry(v.name);
     const decline = async (status: FileStatus, err?: unknown) => {
       await v.close();
-      if (err) return this.refuse(file, key, err, who);
+      if (err && !this.closed) return this.refuse(file, key, err, who);
       this.files.set(file, { key, status, ...who });
       return undefined;
     };
-    if (e.current?.id === v.id) return decline('serving');
+    // the version serving, from its own file (touched) or from another (a copy, a hard link): only
+    // the file it came from is serving; another holds it in standby (it serves if that one goes)
+    if (e.current?.id === v.id) return decline(e.file === file ? 'serving' : 'standby');
     if (e.held && !o.api) return decline('standby');
     if (o.api && !v.signed)
       return decline(
@@ -238,18 +251,13 @@ export class Repository extends EventEmitter {
         ),
       );
     const budget = this.config.memoryBudget;
+    const overBudget = (summary: string) =>
+      new ServeError('E_SERVE_MEMORY', summary, { ...who, need: v.memory, used: this.used(), budget });
     if (budget !== undefined && this.used() + v.memory > budget)
       return decline(
         'refused',
-        new ServeError(
-          'E_SERVE_MEMORY',
+        overBudget(
           `loading ${v.name} needs about ${mib(v.memory)} MiB; ${mib(this.used())} of ${mib(budget)} MiB are in use`,
-          {
-            ...who,
-            need: v.memory,
-            used: this.used(),
-            budget,
-          },
         ),
       );
     try {
@@ -260,18 +268,11 @@ export class Repository extends EventEmitter {
     if (budget !== undefined && this.used() + v.memory > budget)
       return decline(
         'refused',
-        new ServeError(
-          'E_SERVE_MEMORY',
-          `${v.name} holds ${mib(v.memory)} MiB once loaded; the budget is ${mib(budget)} MiB`,
-          {
-            ...who,
-            need: v.memory,
-            used: this.used(),
-            budget,
-          },
-        ),
+        overBudget(`${v.name} holds ${mib(v.memory)} MiB once loaded; the budget is ${mib(budget)} MiB`),
       );
     if ((await fileKey(join(this.config.dir, file))) !== key) return decline('standby'); // changed while loading: the next scan retries
+    // stopping, or unloaded through the API while this warmed up: the hold wins over a file's load
+    if (this.closed || (e.held && !o.api)) return decline('standby');
     this.switchTo(e, v, file, key, performance.now() - t0);
     return undefined;
   }
@@ -324,7 +325,20 @@ export class Repository extends EventEmitter {
   private async remove(file: string): Promise<void> {
     this.files.delete(file);
     this.folder.forget(file);
-    for (const e of this.models.values()) if (e.current && e.file === file) await this.unload(e, `${file} was removed`);
+    for (const e of this.models.values()) {
+      if (!e.current || e.file !== file) continue;
+      // renamed, or another copy of the same package is in the folder: it keeps serving from that file
+      const id = e.current.id;
+      const copy = [...this.files].find(([, s]) => s.status === 'standby' && s.id === id && s.key !== '');
+      if (copy) {
+        e.file = copy[0];
+        copy[1].status = 'serving';
+        this.log.info(
+          { model: e.name, version: id, file: copy[0], was: file },
+          'model file gone; a copy keeps serving',
+        );
+      } else await this.unload(e, `${file} was removed`);
+    }
   }
 
   private async unload(e: ModelEntry, why: string): Promise<void> {
@@ -383,35 +397,15 @@ export class Repository extends EventEmitter {
     await task;
   }
 
-  /** What the folder holds and the state of each file (the repository index). */
-  /**
-   * The model_repository extension's index: `name` and `state` always, `reason` a string (the
-   * extension's types); the error itself, with its code, is `error`. A file whose manifest could not
-   * be read is named by its file name, as the load API names it.
-   */
-  index(): {
-    file: string;
-    name: string;
-    version?: string;
-    sequence?: number;
-    state: string;
-    reason?: string;
-    error?: ErrorJson;
-  }[] {
-    const state = { loading: 'LOADING', serving: 'READY', refused: 'UNAVAILABLE', standby: 'UNAVAILABLE' } as const;
-    return [...this.files].map(([file, s]) => ({
-      file,
-      name: s.name ?? file.replace(/\.xpkg$/, ''),
-      ...(s.id ? { version: s.id } : {}),
-      ...(s.sequence !== undefined ? { sequence: s.sequence } : {}),
-      state: state[s.status],
-      ...(s.reason ? { reason: s.reason.summary, error: s.reason } : {}),
-    }));
+  /** What the folder holds and the state of each file (the repository index, repository-index.ts). */
+  index(): IndexEntry[] {
+    return repositoryIndex(this.files);
   }
 
   /** Stops watching and unloads everything (runs in flight finish first, within the drain deadline). */
   async close(): Promise<void> {
     this.closed = true;
+    this.loading?.abort();
     await this.folder.close();
     await this.idle();
     await Promise.all(

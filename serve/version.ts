@@ -40,13 +40,21 @@ class LoadClock {
   private readonly workers = new Set<ModelWorker>();
   private timer: NodeJS.Timeout | undefined;
   private late = false;
+  private aborted = false;
+  private readonly onAbort = () => {
+    this.aborted = true;
+    for (const w of this.workers) w.kill();
+  };
 
   constructor(
     private readonly config: VersionConfig,
     private readonly what: string,
+    /** Aborting ends the load's workers (its steps fail as a crash); a finished load ignores it. */
+    private readonly signal?: AbortSignal,
   ) {
     const { nice = 0, loadNice = nice, loadPatienceMs = 5000 } = config;
     if (loadNice !== nice) this.timer = setTimeout(() => this.hurry(), loadPatienceMs).unref();
+    signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 
   /** The niceness a worker of this load starts at, now. */
@@ -58,6 +66,7 @@ class LoadClock {
   spawn(): ModelWorker {
     const w = ModelWorker.spawn(this.config.isolation, this.nice);
     this.workers.add(w);
+    if (this.aborted || this.signal?.aborted) w.kill();
     return w;
   }
 
@@ -68,6 +77,7 @@ class LoadClock {
 
   done(): void {
     clearTimeout(this.timer);
+    this.signal?.removeEventListener('abort', this.onAbort);
     this.workers.clear();
   }
 
@@ -131,8 +141,8 @@ export class LoadedVersion {
   }
 
   /** Opens (verifies) the package in one worker; nothing is loaded yet beyond the manifest. */
-  static async open(path: string, config: VersionConfig): Promise<LoadedVersion> {
-    const loading = new LoadClock(config, path);
+  static async open(path: string, config: VersionConfig, signal?: AbortSignal): Promise<LoadedVersion> {
+    const loading = new LoadClock(config, path, signal);
     const w = loading.spawn();
     try {
       const opened = await w.open(path, config.runner, undefined, loading.nice);

@@ -176,6 +176,10 @@ export class ModelWorker extends EventEmitter {
     if (this.closing) return gone; // already killed: wait for the exit
     this.closing = true;
     const timer = setTimeout(() => this.kill(), ms);
+    // a step still pending (an open or warm-up of a load or a replacement) fails now: the close's own
+    // call takes its place, and a step left pending would never settle
+    this.control?.reject(new ServeError('E_SERVE_UNAVAILABLE', 'the model worker was closed during this step'));
+    this.control = undefined;
     this.call({ t: 'close' }).catch(() => {});
     await gone;
     clearTimeout(timer);
