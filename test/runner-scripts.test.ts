@@ -1,11 +1,11 @@
 /** Package scripts through Runner: same results as the declarative steps, limits enforced, host healthy after. */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { pages, renderPng } from '../fixtures/images/render.js';
 import { packFolder } from '../pack/pack.js';
 import { Runner } from '../runner/runner.js';
 import { codeOf } from './helpers/errors.js';
+import { scriptPackageSource } from './helpers/script-pkg.js';
 import { tempDir } from './helpers/source.js';
 
 const TRUST = ['fixtures/keys/test.pub'];
@@ -27,14 +27,10 @@ describe('package scripts in the runner', () => {
   });
 
   it('a runaway script is stopped with its code within its deadline, and the next run works', async () => {
-    const src = tempDir('xpkg-script-src-');
-    mkdirSync(join(src, 'models'));
-    mkdirSync(join(src, 'scripts'));
-    const { addOneModel } = await import('../fixtures/onnx-tiny.js');
-    writeFileSync(join(src, 'models', 'add.onnx'), addOneModel());
-    writeFileSync(
-      join(src, 'scripts', 'post.js'),
-      `export function post(input) {
+    const src = scriptPackageSource({
+      name: 'script-limits',
+      policy: { memoryMiB: 16, timeMs: 200 },
+      post: `export function post(input) {
         const v = input.y.read()[0];
         if (v > 1000) { for (;;) {} }
         if (v > 500) { const keep = []; for (;;) keep.push(new Uint8Array(1 << 20)); }
@@ -43,37 +39,7 @@ describe('package scripts in the runner', () => {
         if (v > 200) Object.defineProperty(Array.prototype, 'toJSON', { get() { for (;;) {} }, configurable: true });
         return { z: input.y };
       }`,
-    );
-    writeFileSync(
-      join(src, 'xpkg.json'),
-      JSON.stringify({
-        name: 'script-limits',
-        version: '1.0.0',
-        sequence: 1,
-        license: 'MIT',
-        task: 'test',
-        inputs: [{ name: 'x', type: 'tensor' }],
-        outputs: [{ name: 'z', type: 'tensor' }],
-        models: [
-          {
-            id: 'add',
-            variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/add.onnx'] }],
-          },
-        ],
-        pipeline: {
-          scripts: [{ path: 'scripts/post.js', hooks: ['post'], policy: { memoryMiB: 16, timeMs: 200 } }],
-          steps: [
-            { op: 'infer', model: 'add', params: { inputs: 'x', outputs: 'y' } },
-            {
-              op: 'script',
-              script: 'scripts/post.js',
-              hook: 'post',
-              params: { inputs: { y: 'y' }, outputs: { z: 'z' }, as: { z: 'tensor' } },
-            },
-          ],
-        },
-      }),
-    );
+    });
     const pkg = join(tempDir(), 'limits.xpkg');
     await packFolder(src, pkg);
     await using runner = await Runner.open(pkg, { allowUnsigned: true, stateDir: state() });

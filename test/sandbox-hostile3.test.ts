@@ -2,7 +2,6 @@
  * Hostile scripts against sandbox/, third set (sandbox-escape and sandbox-hostile2 hold the
  * earlier ones): each case fails with its code within a bounded time, and the next call works.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packFolder } from '../pack/pack.js';
@@ -10,6 +9,7 @@ import { Runner } from '../runner/runner.js';
 import { basicKernels, liveSandboxThreads, Sandbox } from '../sandbox/index.js';
 import type { IoSpec } from '../spec/schema.js';
 import { codeOf } from './helpers/errors.js';
+import { scriptPackageSource } from './helpers/script-pkg.js';
 import { tempDir } from './helpers/source.js';
 
 const LONG = 20_000;
@@ -117,48 +117,14 @@ describe('hostile scripts, third set', () => {
 
 describe('through the runner', () => {
   it('a script step returning a tensor-shaped object fails the run with E_SANDBOX_HANDLE; the next run works', async () => {
-    const src = tempDir('xpkg-script3-src-');
-    mkdirSync(join(src, 'models'));
-    mkdirSync(join(src, 'scripts'));
-    const { addOneModel } = await import('../fixtures/onnx-tiny.js');
-    writeFileSync(join(src, 'models', 'add.onnx'), addOneModel());
-    writeFileSync(
-      join(src, 'scripts', 'post.js'),
-      `export function post(input) {
+    const src = scriptPackageSource({
+      name: 'script-forged',
+      policy: { timeMs: 2000 },
+      post: `export function post(input) {
         if (input.y.read()[0] > 100) return { z: { type: 'float32', dims: [65536, 65536], data: new Float32Array(1) } };
         return { z: input.y };
       }`,
-    );
-    writeFileSync(
-      join(src, 'xpkg.json'),
-      JSON.stringify({
-        name: 'script-forged',
-        version: '1.0.0',
-        sequence: 1,
-        license: 'MIT',
-        task: 'test',
-        inputs: [{ name: 'x', type: 'tensor' }],
-        outputs: [{ name: 'z', type: 'tensor' }],
-        models: [
-          {
-            id: 'add',
-            variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/add.onnx'] }],
-          },
-        ],
-        pipeline: {
-          scripts: [{ path: 'scripts/post.js', hooks: ['post'], policy: { timeMs: 2000 } }],
-          steps: [
-            { op: 'infer', model: 'add', params: { inputs: 'x', outputs: 'y' } },
-            {
-              op: 'script',
-              script: 'scripts/post.js',
-              hook: 'post',
-              params: { inputs: { y: 'y' }, outputs: { z: 'z' }, as: { z: 'tensor' } },
-            },
-          ],
-        },
-      }),
-    );
+    });
     const pkg = join(tempDir(), 'forged.xpkg');
     await packFolder(src, pkg);
     await using runner = await Runner.open(pkg, { allowUnsigned: true, stateDir: tempDir('xpkg-state-') });

@@ -5,13 +5,13 @@
  * when it is seen (refused, then loaded once complete), and a repository folder that cannot be read
  * (what is loaded keeps serving).
  */
-import { copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addOneModel } from '../fixtures/onnx-tiny.js';
 import { packFolder } from '../pack/pack.js';
 import { sign } from '../signing/sign.js';
+import { scriptPackageSource } from './helpers/script-pkg.js';
 import { dropIn, http, postJson, type TestServer, testServer, until } from './helpers/serve.js';
 import { tempDir } from './helpers/source.js';
 
@@ -21,46 +21,17 @@ let repo: string;
 
 /** The runner-scripts test's package: Y = X + 1, then a script that loops forever above 1000 and eats memory above 500. */
 async function scriptLimitsPackage(): Promise<string> {
-  const src = tempDir('xpkg-serve-script-');
-  await mkdir(join(src, 'models'));
-  await mkdir(join(src, 'scripts'));
-  await writeFile(join(src, 'models', 'add.onnx'), addOneModel());
-  await writeFile(
-    join(src, 'scripts', 'post.js'),
-    `export function post(input) {
+  const src = scriptPackageSource({
+    name: 'script-limits',
+    policy: { memoryMiB: 16, timeMs: 200 },
+    input: { dtype: 'float32', shape: ['N'] },
+    post: `export function post(input) {
       const v = input.y.read()[0];
       if (v > 1000) { for (;;) {} }
       if (v > 500) { const keep = []; for (;;) keep.push(new Uint8Array(1 << 20)); }
       return { z: input.y };
     }`,
-  );
-  await writeFile(
-    join(src, 'xpkg.json'),
-    JSON.stringify({
-      name: 'script-limits',
-      version: '1.0.0',
-      sequence: 1,
-      license: 'MIT',
-      task: 'test',
-      inputs: [{ name: 'x', type: 'tensor', dtype: 'float32', shape: ['N'] }],
-      outputs: [{ name: 'z', type: 'tensor' }],
-      models: [
-        { id: 'add', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/add.onnx'] }] },
-      ],
-      pipeline: {
-        scripts: [{ path: 'scripts/post.js', hooks: ['post'], policy: { memoryMiB: 16, timeMs: 200 } }],
-        steps: [
-          { op: 'infer', model: 'add', params: { inputs: 'x', outputs: 'y' } },
-          {
-            op: 'script',
-            script: 'scripts/post.js',
-            hook: 'post',
-            params: { inputs: { y: 'y' }, outputs: { z: 'z' }, as: { z: 'tensor' } },
-          },
-        ],
-      },
-    }),
-  );
+  });
   const out = join(tempDir(), 'script-limits.xpkg');
   await packFolder(src, out, { sourceDateEpoch: '' });
   await sign(out, { key: 'fixtures/keys/test.key', out, passphrase: '', force: true });
