@@ -2,23 +2,14 @@
 test/serve-conformance.test.ts against its "dtypes" model (one identity per datatype: input
 <dtype> -> output <dtype>_out). Each returns what it observed; the test says what is required."""
 
-import json
-
-
-def err(r):
-    """Status, code, and whether the body is the protocol's error object (an "error" string)."""
-    try:
-        body = json.loads(r.body.decode("utf-8"))
-    except ValueError:
-        return [r.status, None, False]
-    return [r.status, body.get("code"), isinstance(body.get("error"), str)]
-
 
 def non_finite(v):
     """NaN and ±Infinity in float request data as Python's json writes them (allow_nan, its
     default) and Triton's server reads them; refused in integer data and in parameters. What comes
     back is whatever the server writes (spelled here as Python reads it)."""
     import math
+
+    from v2_checks import err  # imported here: v2_checks imports this file
 
     vals = [float("nan"), float("inf"), -float("inf"), 1.5]
     req = {
