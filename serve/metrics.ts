@@ -50,7 +50,7 @@ export class ServeMetrics {
   });
   readonly swaps = new Counter({
     name: 'xpkg_serve_swap_events_total',
-    help: 'repository events per model: loaded, swapped, refused, unloaded',
+    help: 'repository events per model: loaded, swapped, refused, superseded, unloaded',
     labelNames: ['model', 'event'] as const,
     registers: [this.registry],
   });

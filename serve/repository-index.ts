@@ -6,8 +6,11 @@
  */
 import type { ErrorJson } from '../spec/errors.js';
 
-/** `standby`: verified, not serving (held by an API unload, superseded while loading, or a copy of what serves). */
-export type FileStatus = 'loading' | 'serving' | 'refused' | 'standby';
+/**
+ * `standby`: verified, not serving (held by an API unload, or a copy of what serves). `superseded`: the
+ * file was replaced while this package loaded; not a refusal (its newer contents load next).
+ */
+export type FileStatus = 'loading' | 'serving' | 'refused' | 'standby' | 'superseded';
 
 export interface FileState {
   /** The file's identity when it was handled (folder.ts's fileKey); '' to have it looked at again. */
@@ -29,7 +32,16 @@ export interface IndexEntry {
   error?: ErrorJson;
 }
 
-const STATE = { loading: 'LOADING', serving: 'READY', refused: 'UNAVAILABLE', standby: 'UNAVAILABLE' } as const;
+const STATE = {
+  loading: 'LOADING',
+  serving: 'READY',
+  refused: 'UNAVAILABLE',
+  standby: 'UNAVAILABLE',
+  superseded: 'UNAVAILABLE',
+} as const;
+
+/** The reason of a file set aside without a fault: a string, as the extension's `reason`, and no `error`. */
+const SUPERSEDED = 'superseded: the file was replaced while this package loaded; its newer contents load next';
 
 export function repositoryIndex(files: ReadonlyMap<string, FileState>): IndexEntry[] {
   return [...files]
@@ -41,5 +53,6 @@ export function repositoryIndex(files: ReadonlyMap<string, FileState>): IndexEnt
       ...(s.sequence !== undefined ? { sequence: s.sequence } : {}),
       state: STATE[s.status],
       ...(s.reason ? { reason: s.reason.summary, error: s.reason } : {}),
+      ...(s.status === 'superseded' ? { reason: SUPERSEDED } : {}),
     }));
 }

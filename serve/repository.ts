@@ -5,9 +5,11 @@
  * through Runner.open; its package id is the version and its manifest name the model it serves as.
  * A higher `sequence` than the version serving that name is loaded and warmed in the background,
  * then requests move to it in one assignment and the old version drains (deadline `drainMs`) and
- * unloads. Anything else is refused with a logged reason while the old version keeps serving: a
- * failed verification or load, a lower or equal sequence (E_SERVE_ROLLBACK), a memory budget that
- * cannot hold both copies (E_SERVE_MEMORY). A deleted file unloads its version, unless another file
+ * unloads in the background (retirement.ts). Anything else is refused with a logged reason while the
+ * old version keeps serving: a failed verification or load, a lower or equal sequence
+ * (E_SERVE_ROLLBACK), a memory budget that cannot hold both copies (E_SERVE_MEMORY), a load past its
+ * deadline (E_SERVE_TIMEOUT). A file replaced while it loaded is set aside as superseded, not
+ * refused: its newer contents load next. A deleted file unloads its version, unless another file
  * holds the same package (a rename, a copy, a hard link): that one serves on. Loads run one at a
  * time, so decisions never race; a stop ends the load in progress. A folder that cannot be read
  * changes nothing that is loaded.
@@ -20,8 +22,10 @@ import { type ErrorJson, ServeError, toXpkgError, XpkgError } from '../spec/erro
 import { batchPlan } from './batch.js';
 import { FolderWatch, fileKey } from './folder.js';
 import type { ServeMetrics } from './metrics.js';
+import { type ModelEntry, newModelEntry, pickVersion } from './model-entry.js';
 import { type FileState, type FileStatus, type IndexEntry, repositoryIndex } from './repository-index.js';
-import { ModelScheduler, type SchedulerConfig } from './scheduler.js';
+import { Retirements } from './retirement.js';
+import type { SchedulerConfig } from './scheduler.js';
 import { LoadedVersion, type VersionConfig } from './version.js';
 
 export interface RepositoryConfig {
@@ -29,6 +33,8 @@ export interface RepositoryConfig {
   pollMs: number;
   settleMs: number;
   drainMs: number;
+  /** A load (open, verify, load, warm up) still running after this long is abandoned (E_SERVE_TIMEOUT). */
+  loadTimeoutMs: number;
   /** Bytes all loaded versions may hold together, a swap's two copies included (unbounded when absent). */
   memoryBudget?: number;
   version: VersionConfig;
@@ -37,36 +43,27 @@ export interface RepositoryConfig {
   log: Logger;
 }
 
-export interface ModelEntry {
-  name: string;
-  current?: LoadedVersion;
-  /** Every loaded version: the current one and any still draining. */
-  versions: Map<string, LoadedVersion>;
-  scheduler: ModelScheduler;
-  /** Unloaded through the repository API: files of this name wait for an API load. */
-  held: boolean;
-  /** The file the current version came from: deleting it unloads the model, even if it has since been
-   * replaced by a package that was refused (the version in memory kept serving meanwhile). */
-  file?: string;
-}
+export type { ModelEntry } from './model-entry.js';
 
 export class Repository extends EventEmitter {
   private readonly files = new Map<string, FileState>();
   readonly models = new Map<string, ModelEntry>();
   private chain: Promise<void> = Promise.resolve();
-  private readonly queued = new Set<string>();
+  private readonly queued = new Map<string, Promise<void>>();
   private readonly folder: FolderWatch;
   private closed = false;
   /** Ends the load in progress (its workers), so a stop does not wait for a swap to finish warming up. */
   private loading: AbortController | undefined;
+  private readonly retiring: Retirements;
   ready = false;
 
   constructor(private readonly config: RepositoryConfig) {
     super();
+    this.retiring = new Retirements(config);
     this.folder = new FolderWatch(config.dir, config, {
       known: () => new Map([...this.files].map(([f, st]) => [f, st.key])),
-      changed: (f) => this.enqueue(f, () => this.load(f)),
-      removed: (f) => this.enqueue(f, () => this.remove(f)),
+      changed: (f) => void this.enqueue(f, () => this.load(f)),
+      removed: (f) => void this.enqueue(f, () => this.remove(f)),
     });
   }
 
@@ -104,15 +101,18 @@ export class Repository extends EventEmitter {
     } while (c !== this.chain);
   }
 
-  private enqueue(file: string, task: () => Promise<unknown>): void {
-    if (this.queued.has(file)) return;
-    this.queued.add(file);
-    this.chain = this.chain
+  /** Queues a task (once per key while it waits); resolves when that key's queued task has run. */
+  private enqueue(file: string, task: () => Promise<unknown>): Promise<void> {
+    const waiting = this.queued.get(file);
+    if (waiting) return waiting;
+    const done = (this.chain = this.chain
       .then(async () => {
         this.queued.delete(file);
         if (!this.closed) await task();
       })
-      .catch((e: unknown) => this.log.error({ file, err: (e as Error).message }, 'repository task failed'));
+      .catch((e: unknown) => this.log.error({ file, err: (e as Error).message }, 'repository task failed')));
+    this.queued.set(file, done);
+    return done;
   }
 
   /** Lists the folder now and queues loads for new or changed files and unloads for removed ones. */
@@ -122,52 +122,17 @@ export class Repository extends EventEmitter {
 
   private entry(name: string): ModelEntry {
     let e = this.models.get(name);
-    if (!e) {
-      const c = this.config.scheduler;
-      const entry: ModelEntry = {
+    if (!e)
+      this.models.set(
         name,
-        versions: new Map(),
-        held: false,
-        scheduler: new ModelScheduler(
-          name,
-          { concurrency: c.concurrency, queue: c.queue, timeoutMs: c.timeoutMs },
-          {
-            pick: (pinned) => this.pick(name, pinned),
-            depth: (queued, active) => {
-              this.config.metrics.queueDepth.set({ model: name }, queued);
-              this.config.metrics.inflight.set({ model: name }, active);
-            },
-          },
-        ),
-      };
-      this.models.set(name, (e = entry));
-    }
+        (e = newModelEntry(name, this.config.scheduler, this.config.metrics, (p) => this.pick(name, p))),
+      );
     return e;
   }
 
   /** The version a request for `name` runs on: the pinned id (or a unique prefix of it) while loaded, else the current one. */
   pick(name: string, pinned?: string): LoadedVersion {
-    const e = this.models.get(name);
-    if (!e || (!e.current && e.versions.size === 0))
-      throw new ServeError('E_SERVE_MODEL_UNKNOWN', `no model named ${JSON.stringify(name)} is loaded`, {
-        model: name,
-      });
-    if (pinned !== undefined) {
-      const hits = [...e.versions.values()].filter((v) => v.state !== 'closed' && v.id.startsWith(pinned));
-      if (pinned.length < 8 || hits.length !== 1)
-        throw new ServeError(
-          'E_SERVE_VERSION_UNKNOWN',
-          `model ${name} has no loaded version ${JSON.stringify(pinned)}`,
-          {
-            model: name,
-            version: pinned,
-            loaded: [...e.versions.keys()],
-          },
-        );
-      return hits[0];
-    }
-    if (!e.current) throw new ServeError('E_SERVE_UNAVAILABLE', `model ${name} has no version ready`, { model: name });
-    return e.current;
+    return pickVersion(this.models.get(name), name, pinned);
   }
 
   private refuse(file: string, key: string, e: unknown, extra: Partial<FileState> = {}): ErrorJson {
@@ -182,10 +147,11 @@ export class Repository extends EventEmitter {
     return reason;
   }
 
+  /** What the loaded versions hold, those still draining included: their workers are still there. */
   private used(): number {
-    let n = 0;
-    for (const e of this.models.values()) for (const v of e.versions.values()) n += v.memory;
-    return n;
+    const all = new Set([...this.models.values()].flatMap((e) => [...e.versions.values()]));
+    for (const v of this.retiring.versions()) all.add(v);
+    return [...all].reduce((n, v) => n + v.memory, 0);
   }
 
   /** One file: open and verify, decide, warm up, switch. Resolves with why it was refused, if it was. */
@@ -194,11 +160,28 @@ export class Repository extends EventEmitter {
     if (key === null) return undefined;
     this.files.set(file, { key, status: 'loading' });
     const t0 = performance.now();
-    this.loading = new AbortController();
+    const loading = (this.loading = new AbortController());
+    const seen: { who?: Who } = {};
+    const ms = this.config.loadTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
+    const work = this.loadOpened(file, key, t0, o, loading.signal, seen);
     try {
-      return await this.loadOpened(file, key, t0, o, this.loading.signal);
+      const r = await Promise.race([work, late]);
+      if (r !== 'late') return r;
+      // a worker that never answers (stuck in native code, a blocking open) must not hold up every
+      // later load: its workers are killed, the aborted load settles by itself and changes nothing
+      loading.abort();
+      work.catch((e: unknown) => this.log.error({ file, err: (e as Error).message }, 'an abandoned load failed'));
+      if (this.closed) return undefined;
+      const why = new ServeError('E_SERVE_TIMEOUT', `loading ${file} did not finish within ${ms} ms; abandoned`, {
+        file,
+        loadTimeoutMs: ms,
+      });
+      return this.refuse(file, key, why, seen.who);
     } finally {
-      this.loading = undefined;
+      clearTimeout(timer);
+      if (this.loading === loading) this.loading = undefined;
     }
   }
 
@@ -208,24 +191,28 @@ export class Repository extends EventEmitter {
     t0: number,
     o: { api?: boolean },
     signal: AbortSignal,
+    seen: { who?: Who },
   ): Promise<ErrorJson | undefined> {
+    const path = join(this.config.dir, file);
     let v: LoadedVersion;
     try {
       v = await LoadedVersion.open(
-        join(this.config.dir, file),
+        path,
         { ...this.config.version, onRestart: (x) => this.config.metrics.restarts.inc({ model: x.name }) },
         signal,
       );
     } catch (e) {
-      if (this.closed) return undefined; // stopped while verifying: nothing to refuse
+      if (this.closed || signal.aborted) return undefined; // stopped, or past its deadline (refused there)
       return this.refuse(file, key, e);
     }
-    const who = { name: v.name, id: v.id, sequence: v.sequence };
+    const who = (seen.who = { name: v.name, id: v.id, sequence: v.sequence });
     const e = this.entry(v.name);
     const decline = async (status: FileStatus, err?: unknown) => {
       await v.close();
+      if (signal.aborted) return undefined; // past its deadline: refused there already
       if (err && !this.closed) return this.refuse(file, key, err, who);
       this.files.set(file, { key, status, ...who });
+      if (status === 'superseded') this.superseded(file, who);
       return undefined;
     };
     // the version serving, from its own file (touched) or from another (a copy, a hard link): only
@@ -263,18 +250,28 @@ export class Repository extends EventEmitter {
     try {
       await v.warm();
     } catch (err) {
-      return decline('refused', err);
+      // a later worker found another package at the path (E_SERVE_VERSION_UNKNOWN), or none: the file
+      // was replaced while this loaded, which is no fault of this package
+      const moved = (err as { code?: string }).code === 'E_SERVE_VERSION_UNKNOWN' || (await fileKey(path)) !== key;
+      return decline(moved ? 'superseded' : 'refused', moved ? undefined : err);
     }
     if (budget !== undefined && this.used() + v.memory > budget)
       return decline(
         'refused',
         overBudget(`${v.name} holds ${mib(v.memory)} MiB once loaded; the budget is ${mib(budget)} MiB`),
       );
-    if ((await fileKey(join(this.config.dir, file))) !== key) return decline('standby'); // changed while loading: the next scan retries
-    // stopping, or unloaded through the API while this warmed up: the hold wins over a file's load
-    if (this.closed || (e.held && !o.api)) return decline('standby');
+    if ((await fileKey(path)) !== key) return decline('superseded'); // changed while loading: the next scan loads it
+    // stopping, past the deadline, or unloaded through the API while this warmed up: the hold wins over a file's load
+    if (this.closed || signal.aborted || (e.held && !o.api)) return decline('standby');
     this.switchTo(e, v, file, key, performance.now() - t0);
     return undefined;
+  }
+
+  /** Set aside, not refused: logged and counted apart, and the file's newer contents load next. */
+  private superseded(file: string, who: Who): void {
+    this.config.metrics.swaps.inc({ model: who.name, event: 'superseded' });
+    this.log.info({ file, ...who }, 'package superseded while it loaded; the newer file loads next');
+    this.emit('superseded', { file, ...who });
   }
 
   private switchTo(e: ModelEntry, v: LoadedVersion, file: string, key: string, loadMs: number): void {
@@ -291,7 +288,7 @@ export class Repository extends EventEmitter {
       if (f !== file && s.status === 'serving' && s.name === v.name) s.status = 'standby';
     const m = this.config.metrics;
     m.swaps.inc({ model: v.name, event: old ? 'swapped' : 'loaded' });
-    m.loaded.set({ model: v.name }, e.versions.size);
+    m.loaded.set({ model: v.name }, this.retiring.count(e));
     m.memory.set({ model: v.name, version: v.id }, v.memory);
     this.log.info(
       {
@@ -307,18 +304,7 @@ export class Repository extends EventEmitter {
       old ? 'swapped to a new version' : 'model loaded',
     );
     this.emit('swapped', { name: v.name, from: old?.id, to: v.id });
-    if (old) void this.retire(e, old);
-  }
-
-  private async retire(e: ModelEntry, v: LoadedVersion): Promise<void> {
-    const r = await v.drain(this.config.drainMs);
-    e.versions.delete(v.id);
-    this.config.metrics.loaded.set({ model: e.name }, e.versions.size);
-    this.config.metrics.memory.remove({ model: e.name, version: v.id });
-    this.log.info(
-      { model: e.name, version: v.id, drained: r.drained, drainMs: Math.round(r.ms) },
-      'old version unloaded',
-    );
+    if (old) void this.retiring.retire(e, old);
   }
 
   /** A file gone: its version unloads if it was serving; other files of that name get another look. */
@@ -337,11 +323,12 @@ export class Repository extends EventEmitter {
           { model: e.name, version: id, file: copy[0], was: file },
           'model file gone; a copy keeps serving',
         );
-      } else await this.unload(e, `${file} was removed`);
+      } else this.unload(e, `${file} was removed`);
     }
   }
 
-  private async unload(e: ModelEntry, why: string): Promise<void> {
+  /** Takes the model out of service now; its version drains in the background (loads do not wait for it). */
+  private unload(e: ModelEntry, why: string): void {
     const v = e.current!;
     e.current = undefined;
     e.file = undefined;
@@ -351,7 +338,7 @@ export class Repository extends EventEmitter {
     // another file with this name may serve now: the next scan looks at those files again (a key
     // no file has), and they stay known by name meanwhile (an API load finds them)
     for (const st of this.files.values()) if (st.name === e.name && st.status !== 'serving') st.key = '';
-    await this.retire(e, v);
+    void this.retiring.retire(e, v);
     if (!this.closed) void this.scan(true);
   }
 
@@ -364,7 +351,7 @@ export class Repository extends EventEmitter {
     for (const f of files) {
       this.files.delete(f);
       // its own queue key: a watcher load of the same file already queued must not swallow the API's
-      this.enqueue(`api:${f}`, async () => {
+      void this.enqueue(`api:${f}`, async () => {
         const why = await this.load(f, { api: true });
         if (why) reasons.push(why);
       });
@@ -388,13 +375,11 @@ export class Repository extends EventEmitter {
         model: name,
       });
     e.held = true;
-    const task = new Promise<void>((resolve) => {
-      this.enqueue(`api:${name}`, async () => {
-        if (e.current) await this.unload(e, 'unloaded through the repository API');
-        resolve();
-      });
+    await this.enqueue(`api:${name}`, async () => {
+      if (e.current) this.unload(e, 'unloaded through the repository API');
     });
-    await task;
+    // the answer means unloaded (workers gone), as before; the queue of loads did not wait for it
+    await this.retiring.gone(name);
   }
 
   /** What the folder holds and the state of each file (the repository index, repository-index.ts). */
@@ -408,13 +393,16 @@ export class Repository extends EventEmitter {
     this.loading?.abort();
     await this.folder.close();
     await this.idle();
-    await Promise.all(
-      [...this.models.values()].flatMap((e) => {
+    await Promise.all([
+      this.retiring.gone(),
+      ...[...this.models.values()].flatMap((e) => {
         e.current = undefined;
-        return [...e.versions.values()].map((v) => v.drain(this.config.drainMs));
+        return [...e.versions.values()].filter((v) => !this.retiring.has(v)).map((v) => v.drain(this.config.drainMs));
       }),
-    );
+    ]);
   }
 }
+
+type Who = { name: string; id: string; sequence: number };
 
 const mib = (n: number) => Math.round(n / 1048576);

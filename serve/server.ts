@@ -77,8 +77,13 @@ export interface ServeOptions {
   headersTimeoutMs?: number;
   requestTimeoutMs?: number;
   keepAliveTimeoutMs?: number;
-  /** How long an old version may finish its runs after a swap or removal (default 30 s). */
+  /** How long an old version may finish its runs after a swap or removal (default 30 s); loads do not wait for it. */
   drainMs?: number;
+  /**
+   * How long one load (verify, load, warm up) may take before it is abandoned: its workers are killed
+   * and the file refused with E_SERVE_TIMEOUT, so a stuck load never holds up the next (default 5 min).
+   */
+  loadTimeoutMs?: number;
   /** Repository poll period (default 1 s) and how long a file must stay unchanged before it loads (default 500 ms). */
   pollMs?: number;
   settleMs?: number;
@@ -158,6 +163,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     pollMs: o.pollMs ?? 1000,
     settleMs: o.settleMs ?? 500,
     drainMs: o.drainMs ?? 30_000,
+    loadTimeoutMs: o.loadTimeoutMs ?? 300_000,
     ...(o.memoryBudget !== undefined ? { memoryBudget: o.memoryBudget } : {}),
     version: {
       isolation,

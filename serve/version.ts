@@ -163,8 +163,9 @@ export class LoadedVersion {
     const failed = more.find((x) => !(x instanceof ModelWorker));
     if (failed) throw failed;
     const warmed = await Promise.all(this.workers.map((w) => w.warm()));
-    this.loading.done();
     await Promise.all(this.workers.map((w) => this.serving(w)));
+    // only now: an abort (a stop, the load's deadline) still kills a worker stuck going back to `nice`
+    this.loading.done();
     for (const w of this.workers) w.ready = true;
     const measured = warmed.map((x) => x.rss);
     if (measured.every((x) => x !== null)) this.memory = measured.reduce((a, b) => a + b!, 0);

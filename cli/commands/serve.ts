@@ -19,6 +19,7 @@ interface ServeFlags
   workers?: string;
   workerNice?: string;
   loadPatience?: string;
+  loadTimeout?: string;
   concurrency?: string;
   queue?: string;
   inferTimeout?: string;
@@ -76,6 +77,10 @@ export function register(program: Command): void {
     .option(
       '--load-patience <ms>',
       "a new version loads at niceness 19 where that can be undone; after this long at the workers' (default 5000)",
+    )
+    .option(
+      '--load-timeout <ms>',
+      'a load (verify, load, warm up) still running after this long is abandoned and its file refused (default 300000)',
     )
     .option('--concurrency <n>', 'runs in flight per model (default 4)')
     .option('--queue <n>', 'requests waiting per model beyond those; more get 429 (default 64)')
@@ -151,6 +156,7 @@ export function register(program: Command): void {
       ...(opts.workers !== undefined ? { workers: perCoreOption(opts.workers, 'workers') } : {}),
       ...(opts.workerNice !== undefined ? { workerNice: niceOption(opts.workerNice) } : {}),
       ...(opts.loadPatience !== undefined ? { loadPatienceMs: msOption(opts.loadPatience, 'load-patience', 0) } : {}),
+      ...(opts.loadTimeout !== undefined ? { loadTimeoutMs: msOption(opts.loadTimeout, 'load-timeout', 100) } : {}),
       ...(opts.concurrency !== undefined ? { concurrency: intOption(opts.concurrency, 'concurrency') } : {}),
       ...(opts.queue !== undefined ? { queue: intOption(opts.queue, 'queue', 0) } : {}),
       ...(opts.inferTimeout !== undefined ? { inferTimeoutMs: msOption(opts.inferTimeout, 'infer-timeout') } : {}),
