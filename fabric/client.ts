@@ -1,11 +1,21 @@
 /**
  * The device side of an offload: the Offloader the runner is handed. It POSTs the cut tensors to a
  * peer's fabric route (serve/routes-fabric.ts) in the V2 binary tensor extension, with the shared
- * token and a nonce, under the call's deadline; checks the peer's proof of the token; and decodes
- * the tail's outputs. Peers are tried in `pick` order until one answers or the deadline passes.
+ * token and a nonce, under the call's deadline; checks the peer's proof of the token and its MAC over
+ * the call and both bodies (a relay that changed either is refused); and decodes the tail's outputs. Peers are tried in `pick` order until one answers or the deadline passes.
  */
 import { FabricError, toXpkgError, type XpkgError } from '../spec/errors.js';
-import { callAuthorization, NONCE_HEADER, newNonce, PROOF_HEADER, proofMatches } from './auth.js';
+import {
+  ANSWER_HEADER,
+  answerMatches,
+  BODY_HEADER,
+  callAuthorization,
+  NONCE_HEADER,
+  newNonce,
+  PROOF_HEADER,
+  proofMatches,
+  sha256,
+} from './auth.js';
 import { bodyUpTo } from './body.js';
 import type { OffloadAnswer, OffloadCall, Offloader, PeerDirectory, PeerInfo } from './contract.js';
 import { orderPeers, type PickPeers } from './peers.js';
@@ -15,6 +25,8 @@ import { decodeV2, encodeV2, HEADER_LENGTH } from './v2-binary.js';
 const PEER_CODES = new Set(['E_FABRIC_AUTH', 'E_FABRIC_PACKAGE_UNKNOWN', 'E_FABRIC_SPLIT', 'E_FABRIC_MESSAGE']);
 /** Largest answer read: outputs of a tail are megabytes; a peer streaming without end must not fill memory. */
 export const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
+/** Largest error answer read: only its JSON code and message are used, and anyone who announced can send one. */
+const MAX_ERROR_BYTES = 64 * 1024;
 
 /** A variant or provider id as the peer names it, or '' (it lands in results and logs: short, printable). */
 const label = (v: unknown): string => (typeof v === 'string' && /^[A-Za-z0-9_.:+-]{1,64}$/.test(v) ? v : '');
@@ -75,19 +87,21 @@ export class HttpOffloader implements Offloader {
     const left = call.deadline - Date.now();
     const { body, headerLength } = encodeV2({ parameters: { deadline_ms: left } }, 'inputs', call.inputs);
     const nonce = newNonce();
+    const digest = sha256(body);
+    const path = tailPath(call.packageId, call.model);
     const signals = [AbortSignal.timeout(Math.max(1, left)), ...(call.signal ? [call.signal] : [])];
     const detail = { peer: peer.id, url: peer.url };
     let res: Response;
     let bytes: Buffer;
     try {
-      const path = tailPath(call.packageId, call.model);
       res = await fetch(peer.url + path, {
         method: 'POST',
         headers: {
           // signed for this call, never the token itself (fabric/auth.ts)
-          authorization: callAuthorization(this.o.token, nonce, 'POST', path),
+          authorization: callAuthorization(this.o.token, nonce, 'POST', path, Date.now(), digest),
           'content-type': 'application/octet-stream',
           [HEADER_LENGTH]: String(headerLength),
+          [BODY_HEADER]: digest,
           [NONCE_HEADER]: nonce,
         },
         body: new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.length),
@@ -100,10 +114,12 @@ export class HttpOffloader implements Offloader {
         await res.body?.cancel().catch(() => {});
         throw new FabricError('E_FABRIC_AUTH', `peer ${peer.id} did not prove it holds the fabric token`, detail);
       }
-      const max = this.o.maxAnswerBytes ?? MAX_ANSWER_BYTES;
+      // an error's body is read only as far as its code and message need (it may never end)
+      const max = res.status === 200 ? (this.o.maxAnswerBytes ?? MAX_ANSWER_BYTES) : MAX_ERROR_BYTES;
       const answer = await bodyUpTo(res, max);
-      if (!answer) throw new FabricError('E_FABRIC_MESSAGE', `the answer is larger than ${max} bytes`, detail);
-      bytes = answer;
+      if (!answer && res.status === 200)
+        throw new FabricError('E_FABRIC_MESSAGE', `the answer is larger than ${max} bytes`, detail);
+      bytes = answer ?? Buffer.alloc(0);
     } catch (e) {
       if (e instanceof FabricError) throw e;
       if (signals.some((s) => s.aborted))
@@ -134,7 +150,23 @@ export class HttpOffloader implements Offloader {
         ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
       });
     }
-    const { header, tensors } = decodeV2(bytes, res.headers.get(HEADER_LENGTH) ?? undefined, 'outputs');
+    // the tensors are the peer's answer to this call on these inputs, unchanged on the way back
+    const headerLengthValue = res.headers.get(HEADER_LENGTH) ?? '';
+    const bound = {
+      nonce,
+      method: 'POST',
+      path,
+      request: digest,
+      headerLength: headerLengthValue,
+      answer: sha256(bytes),
+    };
+    if (!answerMatches(res.headers.get(ANSWER_HEADER), this.o.token, bound))
+      throw new FabricError(
+        'E_FABRIC_AUTH',
+        `the answer of peer ${peer.id} is not the one it signed for this call`,
+        detail,
+      );
+    const { header, tensors } = decodeV2(bytes, headerLengthValue || undefined, 'outputs');
     const p = (header.parameters ?? {}) as { variant?: unknown; provider?: unknown };
     return {
       outputs: tensors,

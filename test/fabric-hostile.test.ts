@@ -13,10 +13,11 @@ import { HttpOffloader } from '../fabric/client.js';
 import { createPeerDirectory } from '../fabric/discovery/index.js';
 import { fetchPeerDocument } from '../fabric/discovery/peer-doc.js';
 import { StaticPeers } from '../fabric/peers.js';
-import { encodeV2, HEADER_LENGTH } from '../fabric/v2-binary.js';
+import { encodeV2 } from '../fabric/v2-binary.js';
 import type { Tensor } from '../runner/types.js';
 import { FabricError } from '../spec/errors.js';
 import { device, LOW, placement, TOKEN } from './helpers/fabric.js';
+import { answerHeaders } from './helpers/fabric-sign.js';
 
 const servers: Server[] = [];
 afterEach(async () => {
@@ -98,8 +99,7 @@ describe('hostile peers: the offload call', () => {
       const { body, headerLength } = encodeV2({ parameters: params }, 'outputs', inputs);
       res.writeHead(200, {
         'content-type': 'application/octet-stream',
-        [HEADER_LENGTH]: String(headerLength),
-        [PROOF_HEADER]: proofOf(TOKEN, String(req.headers[NONCE_HEADER])),
+        ...answerHeaders(req, TOKEN, headerLength, body),
       });
       res.end(body);
     });
@@ -181,8 +181,7 @@ describe('hostile peers: answers that hold the token but not the tail', () => {
       const { body, headerLength } = encodeV2({ parameters: {} }, 'outputs', { not_the_output: t });
       res.writeHead(200, {
         'content-type': 'application/octet-stream',
-        [HEADER_LENGTH]: String(headerLength),
-        [PROOF_HEADER]: proofOf(TOKEN, String(req.headers[NONCE_HEADER])),
+        ...answerHeaders(req, TOKEN, headerLength, body),
       });
       res.end(body);
     });

@@ -2,7 +2,8 @@
  * `MdnsPeerDirectory`: the peers a device can offload to. It browses `_xpkg._tcp` (and/or reads a
  * static list of URLs), then fetches each peer's document (`GET /v2/xpkg/peer`: whole host profile,
  * every package id) — that fetch is also the first health probe. A peer is listed only once its
- * document is read, and forgotten when it says goodbye (TTL 0), when its records' TTL runs out
+ * document is read, and forgotten a second after it says goodbye (TTL 0) unless it answers the question
+ * that follows (anyone can send a goodbye), when its records' TTL runs out
  * without a fresh answer (the directory re-asks at half the TTL), or when `markDown(id)` is called
  * (a failed call or probe); a marked peer is ignored for `downMs`. A malformed announcement or
  * document is ignored with its reason logged once, never thrown.
@@ -49,6 +50,8 @@ interface Entry {
   docFor?: string;
   fetching?: boolean;
   downUntil?: number;
+  /** When a goodbye (TTL 0) takes effect, unless the peer answers meanwhile (RFC 6762 §10.1). */
+  byeAt?: number;
 }
 
 const SUFFIX = `.${SERVICE_TYPE}`;
@@ -57,7 +60,26 @@ const MAX_ENTRIES = 1024;
 const MAX_TTL_S = 75 * 60;
 /** Distinct reasons logged: a network varying its malformed announcements must not grow memory or the log without end. */
 const MAX_WARNED = 256;
+/**
+ * A goodbye is acted on a second later, after asking once more (RFC 6762 §10.1): anyone on the link
+ * can send one for any peer, and a live peer answers the question and stays.
+ */
+const GOODBYE_MS = 1000;
 const lower = (s: string) => s.toLowerCase();
+
+/**
+ * Whether an announced IPv4 address is one a device may call: a unicast address, and loopback only
+ * when the announcement came from loopback (a host on the LAN must not point a device at its own
+ * local services). 0.0.0.0/8 reaches the device itself too; multicast, reserved and broadcast
+ * addresses are no peer's.
+ */
+export function reachable(address: string, from: string): boolean {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(address);
+  if (!m || m.slice(1).some((o) => Number(o) > 255)) return false;
+  const first = Number(m[1]);
+  if (first === 0 || first >= 224) return false;
+  return first !== 127 || from.startsWith('127.');
+}
 
 export class MdnsPeerDirectory implements PeerDirectory {
   private readonly entries = new Map<string, Entry>();
@@ -205,7 +227,12 @@ export class MdnsPeerDirectory implements PeerDirectory {
       if (!key) continue;
       const ttl = 'ttl' in r ? (r.ttl ?? 0) : 0;
       if (ttl === 0) {
-        this.forget(key, 'goodbye');
+        const gone = this.entries.get(key);
+        if (gone?.source === 'mdns' && gone.byeAt === undefined) {
+          gone.byeAt = now + GOODBYE_MS;
+          // rate-limited like the refresh queries: a flood of goodbyes is not a flood of questions
+          if (now - this.lastQuery >= (this.o.tickMs ?? 500) / 2) this.query();
+        }
         touched.delete(key);
         continue;
       }
@@ -215,6 +242,7 @@ export class MdnsPeerDirectory implements PeerDirectory {
         continue;
       }
       e.seen = now;
+      e.byeAt = undefined;
       const ms = Math.min(ttl, MAX_TTL_S) * 1000;
       e.ttlMs = e.ttlMs ? Math.min(e.ttlMs, ms) : ms;
       touched.add(key);
@@ -233,7 +261,13 @@ export class MdnsPeerDirectory implements PeerDirectory {
     }
     for (const key of touched) {
       const e = this.entries.get(key)!;
-      if (e.srv) e.address = addresses.get(e.srv.target) ?? e.address ?? from;
+      const a = e.srv && addresses.get(e.srv.target);
+      if (a !== undefined && !reachable(a, from)) {
+        // the device would call this address: never its own loopback for a stranger, nor 0.0.0.0 (also itself)
+        this.ignore(key, `address ${JSON.stringify(a.slice(0, 40))} from ${from}`);
+        continue;
+      }
+      if (e.srv) e.address = a ?? e.address ?? from;
       if (!e.srv || !e.txt) {
         if (e.doc && !e.txt) {
           e.doc = undefined; // its TXT became malformed: not routable until it announces a valid one
@@ -307,7 +341,8 @@ export class MdnsPeerDirectory implements PeerDirectory {
         }
         continue;
       }
-      if (now > e.seen + e.ttlMs) this.forget(e.key, 'TTL ran out');
+      if (e.byeAt !== undefined && now >= e.byeAt) this.forget(e.key, 'goodbye');
+      else if (now > e.seen + e.ttlMs) this.forget(e.key, 'TTL ran out');
       // RFC 6762 §5.2 asks again from 80% of the TTL; half leaves room for a lost packet on a busy link
       else if (now > e.seen + e.ttlMs / 2) ask = true;
       else if ((e.downUntil ?? 0) !== 0 && (e.downUntil ?? 0) <= now && !e.doc) {

@@ -25,6 +25,7 @@ export interface PeerDocument {
 }
 
 const TOKEN = /^[A-Za-z0-9_.:+-]{1,64}$/;
+const NAME = /^[^\p{C}\s.\\][^\p{C}.\\]{0,62}$/u;
 
 /** The announced summary of a profile: CPU arch, accelerators (`vendor-kind:arch`), runtimes xpkg can use there. */
 export function hostSummaryOf(profile: HostProfile, backends: readonly string[]): PeerInfo['host'] {
@@ -46,7 +47,9 @@ export function checkPeerDocument(value: unknown): PeerDocument | { reason: stri
   if (!value || typeof value !== 'object' || Array.isArray(value)) return { reason: 'not a JSON object' };
   const d = value as Record<string, unknown>;
   if (d.format !== 'xpkg-peer/1') return { reason: `format ${JSON.stringify(d.format)}` };
-  if (typeof d.name !== 'string' || d.name.length === 0 || d.name.length > 63) return { reason: 'name' };
+  // the name is the peer's id in results, logs and `xpkg peers`: no control or format characters (a
+  // terminal escape, a bidi override), as an announce name (one DNS label) never has
+  if (typeof d.name !== 'string' || !NAME.test(d.name) || Buffer.byteLength(d.name) > 63) return { reason: 'name' };
   if (!Number.isSafeInteger(d.free) || (d.free as number) < 0) return { reason: 'free' };
   if (!Array.isArray(d.packages) || d.packages.length > 100_000) return { reason: 'packages is not a list' };
   const packages: PeerDocument['packages'] = [];

@@ -8,7 +8,7 @@
 import type { OffloadAnswer } from '../../fabric/contract.js';
 import { FabricError, toXpkgError } from '../../spec/errors.js';
 import { Type } from '../../spec/typebox-lite.js';
-import type { SplitPlacement, Tensor } from '../types.js';
+import type { ModelSession, SplitPlacement, Tensor } from '../types.js';
 import { Binding, bare, bind, checkFeeds } from './ops-model.js';
 import { defineOp, RestartPipeline } from './registry.js';
 import { type TensorValue, tensorValue } from './values.js';
@@ -44,6 +44,21 @@ function reduce(t: Tensor, how: 'max' | 'min' | 'mean'): number {
     acc = how === 'max' ? Math.max(acc, v) : how === 'min' ? Math.min(acc, v) : acc + v;
   }
   return how === 'mean' ? acc / d.length : acc;
+}
+
+const DTYPES = new Set(['float32', 'float16', 'int64', 'int32', 'uint8', 'int8', 'bool']);
+
+/** Why a peer's outputs do not fit the tail's declared ones (element type, rank, fixed dims), or undefined. */
+function misfitOutput(got: Record<string, Tensor>, declared: ModelSession['outputShapes']): string | undefined {
+  for (const d of declared ?? []) {
+    const t = Object.hasOwn(got, d.name) ? got[d.name] : undefined;
+    if (!t) continue;
+    if (DTYPES.has(d.type) && t.type !== d.type) return `${d.name} as ${t.type}, not ${d.type}`;
+    const fixed = d.shape.every((n, i) => typeof n !== 'number' || n < 0 || t.dims[i] === n);
+    if (t.dims.length !== d.shape.length || !fixed)
+      return `${d.name} of shape [${t.dims.join(', ')}], not [${d.shape.join(', ')}]`;
+  }
+  return undefined;
 }
 
 defineOp({
@@ -136,12 +151,20 @@ defineOp({
           // a peer's answer lacking what the step binds is a failed offload (local fallback), not a failed run;
           // a single binding names the tail's first output, which only the local tail knows
           const got = answer.outputs;
-          const first =
-            typeof p.outputs === 'string' && localOk ? (await x.ctx.session(split.tail)).outputNames[0] : undefined;
+          // The local tail declares what its outputs are, and a peer's must match them. It is loaded
+          // here only where the binding needs its first output's name anyway: tails are not loaded up
+          // front (runner.ts), and a device that offloads spares that memory. With outputs bound by
+          // name, a misfit answer fails in the step that reads it instead of falling back.
+          const tail = localOk && typeof p.outputs === 'string' ? await x.ctx.session(split.tail) : undefined;
+          const first = tail?.outputNames[0];
           const want = typeof p.outputs === 'string' ? (first ? [first] : []) : Object.keys(p.outputs);
           const missing = want.filter((n) => !Object.hasOwn(got, n));
+          const misfit = tail ? misfitOutput(got, tail.outputShapes) : undefined;
           if (missing.length || !Object.keys(got).length) {
             failed('E_FABRIC_MESSAGE', `peer ${answer.peer} answered without the tail's outputs ${missing.join(', ')}`);
+            answer = undefined;
+          } else if (misfit) {
+            failed('E_FABRIC_MESSAGE', `peer ${answer.peer} answered ${misfit}`);
             answer = undefined;
           } else if (first) answer.outputs = { [first]: got[first], ...got };
         }
