@@ -219,6 +219,43 @@ describe('discovery: spoofed and malformed answers', () => {
     }
   });
 
+  it("the directory's headers (a bearer token) go to peers given by URL, never to an announced address", async () => {
+    const seen: { port: number; auth?: string }[] = [];
+    const server = async (name: string) => {
+      const port: number = await listen((q, s) => {
+        seen.push({ port, auth: q.headers.authorization });
+        s.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(docOf(name)));
+      });
+      return port;
+    };
+    const given = await server('given-peer');
+    const announced = await server('announced-peer');
+    const dir = await createPeerDirectory({
+      discover: true,
+      ...LOOPBACK,
+      peers: [`http://127.0.0.1:${given}`],
+      tickMs: 100,
+      headers: { authorization: 'Bearer secret' },
+    });
+    const m = await hostileMdns();
+    try {
+      for (let i = 0; i < 3; i++) {
+        m.respond({ answers: records('announced-peer', announced, '127.0.0.1') });
+        await sleep(200);
+      }
+      await until(
+        () => seen.some((x) => x.port === announced) && seen.some((x) => x.port === given),
+        5000,
+        'both read',
+      );
+      expect(seen.filter((x) => x.port === given).every((x) => x.auth === 'Bearer secret')).toBe(true);
+      expect(seen.filter((x) => x.port === announced).map((x) => x.auth)).not.toContain('Bearer secret');
+    } finally {
+      await new Promise<void>((r) => m.destroy(() => r()));
+      await dir.close();
+    }
+  });
+
   it("a spoofed goodbye for a live peer does not remove it; the peer's own goodbye does", async () => {
     const doc = await docServer('live-peer');
     const dir = await createPeerDirectory({ discover: true, ...LOOPBACK, tickMs: 100 });

@@ -31,7 +31,10 @@ export interface DirectoryOptions extends MdnsOptions {
   /** Period of the expiry check and refresh queries (default 500 ms). */
   tickMs?: number;
   staticRefreshMs?: number;
-  /** Sent with document fetches (a bearer token, when peers want one). */
+  /**
+   * Sent with document fetches to the peers given by URL (a bearer token, when peers want one);
+   * never to an address an mDNS announcement names, which anyone on the link can send.
+   */
   headers?: Record<string, string>;
   log?: DirectoryLog;
 }
@@ -301,7 +304,7 @@ export class MdnsPeerDirectory implements PeerDirectory {
     e.fetching = true;
     void fetchPeerDocument(e.url, {
       timeoutMs: this.o.fetchTimeoutMs ?? 2000,
-      ...(this.o.headers ? { headers: this.o.headers } : {}),
+      ...(this.o.headers && e.source !== 'mdns' ? { headers: this.o.headers } : {}),
     }).then((doc) => {
       e.fetching = false;
       if (this.closed || this.entries.get(e.key) !== e) return;
