@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { toXpkgError, UsageError, type XpkgError } from '../spec/errors.js';
 import { escapeLine, terminalSafe } from '../spec/terminal.js';
+import { checkEnvironment } from './env.js';
 
 export interface CommandOutcome<T> {
   /** What `--json` prints as `{"result": …}`. */
@@ -99,6 +100,7 @@ export function action<A extends unknown[], O extends { json?: boolean }>(
     const io = makeIo(Boolean(opts?.json));
     try {
       refuseEmpty(cmd, positionals, opts);
+      checkEnvironment();
       finish(io, await run(io, ...positionals, opts));
     } catch (e) {
       finish(io, { error: e });
@@ -122,6 +124,36 @@ function refuseEmpty(cmd: Command, positionals: unknown[], opts: object | undefi
     if (v === '' || (Array.isArray(v) && v.includes('')))
       throw usage(`${o.long ?? o.short} must not be empty`, { option: o.long ?? o.short });
   }
+}
+
+/**
+ * The trust policy's single-valued options: given twice with different values, commander keeps
+ * the last, and the first would be dropped without a word (a threshold lowered, another trust
+ * folder or anti-rollback state read). Other options keep the last value, as wrapper scripts
+ * (`xpkg serve --port 8000 "$@"`) and manifests that append arguments expect.
+ */
+const ONE_VALUE = new Set(['--trust-dir', '--threshold', '--state-dir']);
+
+/**
+ * One of ONE_VALUE given twice with different values is E_USAGE; the same value twice is harmless.
+ */
+export function refuseRepeated(cmd: Command): void {
+  const seen = new Map<string, unknown>();
+  for (const o of cmd.options) {
+    if (!(o.required || o.optional) || o.variadic || o.parseArg || !ONE_VALUE.has(o.long ?? '')) continue;
+    cmd.on(`option:${o.name()}`, (value: unknown) => {
+      const flag = o.long ?? o.short ?? o.name();
+      if (seen.has(flag) && seen.get(flag) !== value)
+        throw usage(
+          `${flag} given twice with different values (${JSON.stringify(seen.get(flag))}, ${JSON.stringify(value)})`,
+          {
+            option: flag,
+          },
+        );
+      seen.set(flag, value);
+    });
+  }
+  for (const sub of cmd.commands) refuseRepeated(sub);
 }
 
 export function usage(summary: string, detail?: unknown): UsageError {

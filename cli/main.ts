@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { EXIT, UsageError } from '../spec/errors.js';
 import { commands } from './commands/index.js';
-import { finish, finished, makeIo } from './framework.js';
+import { finish, finished, makeIo, refuseRepeated } from './framework.js';
 
 /**
  * xpkg's own version, from the package.json above this file (cli/ in the sources, dist/cli/ when
@@ -50,7 +50,18 @@ export function buildProgram(json = false): Command {
     });
   for (const register of commands) register(program);
   program.commands.forEach((c) => c.exitOverride());
+  refuseRepeated(program);
   return program;
+}
+
+/**
+ * Whether `--json` was asked for, for the documents main writes itself (usage errors, help,
+ * version, uncaught errors): before a `--` only (after it `--json` is an operand, such as a file
+ * name), and `--json=…` too, which commander refuses: that script still reads one JSON document.
+ */
+export function jsonAsked(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).some((a) => a === '--json' || a.startsWith('--json='));
 }
 
 /**
@@ -92,8 +103,8 @@ function endOnUncaught(json: boolean): void {
 
 export async function main(argv: string[]): Promise<void> {
   endOnClosedPipe();
-  endOnUncaught(argv.includes('--json'));
-  const json = argv.includes('--json');
+  const json = jsonAsked(argv);
+  endOnUncaught(json);
   const program = buildProgram(json);
   try {
     await program.parseAsync(argv);
@@ -115,11 +126,11 @@ export async function main(argv: string[]): Promise<void> {
         finish(makeIo(json), { error: new UsageError('E_USAGE', 'no command given', { commander: e.code }) });
         return;
       }
-      finish(makeIo(argv.includes('--json')), {
+      finish(makeIo(json), {
         error: new UsageError('E_USAGE', e.message.replace(/^error: /, ''), { commander: e.code }),
       });
       return;
     }
-    finish(makeIo(argv.includes('--json')), { error: e });
+    finish(makeIo(json), { error: e });
   }
 }

@@ -10,6 +10,8 @@ import { basename, dirname, join } from 'node:path';
 import { PackError } from '../spec/errors.js';
 
 const temps = new Set<string>();
+/** Undo steps of work that made more than one file (unpack), run after the temp files are gone. */
+const undos = new Set<() => void>();
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 function removeTemps(): void {
@@ -21,6 +23,14 @@ function removeTemps(): void {
     }
   }
   temps.clear();
+  for (const undo of [...undos].reverse()) {
+    try {
+      undo();
+    } catch {
+      // best effort: the process is ending
+    }
+  }
+  undos.clear();
 }
 
 function onSignal(signal: NodeJS.Signals): void {
@@ -37,18 +47,39 @@ function unlisten(): void {
   process.removeListener('exit', removeTemps);
 }
 
+function listen(): void {
+  if (temps.size + undos.size > 0) return;
+  for (const s of SIGNALS) process.on(s, onSignal);
+  process.on('exit', removeTemps);
+}
+
+function quiet(): void {
+  if (temps.size + undos.size === 0) unlisten();
+}
+
 /** Registers a temp file for removal on signals and exit. */
 function track(path: string): void {
-  if (temps.size === 0) {
-    for (const s of SIGNALS) process.on(s, onSignal);
-    process.on('exit', removeTemps);
-  }
+  listen();
   temps.add(path);
 }
 
 function untrack(path: string): void {
   temps.delete(path);
-  if (temps.size === 0) unlisten();
+  quiet();
+}
+
+/**
+ * Runs `undo` (synchronous) if a signal or an exit ends the process before the returned function
+ * is called: work that publishes several files one by one (unpack) removes those it published, as
+ * it does on an error, instead of leaving part of its output.
+ */
+export function undoOnInterrupt(undo: () => void): () => void {
+  listen();
+  undos.add(undo);
+  return () => {
+    undos.delete(undo);
+    quiet();
+  };
 }
 
 export interface AtomicOptions {

@@ -4,6 +4,7 @@
  * destination path is refused, never followed. Nothing is overwritten.
  */
 import { createHash } from 'node:crypto';
+import { rmdirSync, rmSync } from 'node:fs';
 import { type FileHandle, lstat, mkdir, rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -11,7 +12,7 @@ import { FormatError, PackError } from '../spec/errors.js';
 import { BLOCK_SIZE } from '../spec/limits.js';
 import { referencedPaths } from '../spec/manifest.js';
 import type { ManifestSource } from '../spec/schema.js';
-import { writeAllAt, writeAtomic } from './atomic.js';
+import { undoOnInterrupt, writeAllAt, writeAtomic } from './atomic.js';
 import { SOURCE_MANIFEST } from './pack.js';
 import { PackageReader } from './reader.js';
 
@@ -105,6 +106,19 @@ export async function unpackPackage(
   if ((await ensureDir(root, outDir)) === 'created') createdDirs.push(root);
   const total = reader.manifest.files.reduce((n, f) => n + f.size, 0);
   let done = 0;
+  // Ctrl-C or SIGTERM mid-unpack leaves the destination as it was too (as an error does, below)
+  const settled = undoOnInterrupt(() => {
+    const each = (paths: string[], remove: (p: string) => void) =>
+      [...paths].reverse().forEach((p) => {
+        try {
+          remove(p);
+        } catch {
+          // not ours to force: a folder someone else wrote into stays
+        }
+      });
+    each(createdFiles, (f) => rmSync(f, { force: true }));
+    each(createdDirs, rmdirSync);
+  });
   try {
     const files = [...reader.manifest.files.map((f) => ({ path: f.path, record: f as typeof f | null }))];
     if (!files.some((f) => f.path === SOURCE_MANIFEST)) files.push({ path: SOURCE_MANIFEST, record: null });
@@ -149,6 +163,8 @@ export async function unpackPackage(
     for (const f of createdFiles.reverse()) await rm(f, { force: true }).catch(() => {});
     for (const d of createdDirs.reverse()) await rmdir(d).catch(() => {});
     throw e;
+  } finally {
+    settled();
   }
   return { dir: root, id: reader.id, files: reader.manifest.files.map((f) => f.path), bytes: total };
 }

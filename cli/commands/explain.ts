@@ -1,12 +1,12 @@
 /** `xpkg explain <pkg>`: every variant of every model, chosen or rejected, and why, for this (or a given) host. */
 import type { Command } from 'commander';
-import type { Precision } from '../../runner/index.js';
 import { action } from '../framework.js';
+import { precisionOption } from './run.js';
 
 interface ExplainOpts {
   host?: string;
   variant?: string[];
-  precision?: Precision;
+  precision?: string;
   json?: boolean;
 }
 
@@ -20,6 +20,8 @@ export function register(program: Command): void {
     .option('--precision <p>', 'prefer this precision everywhere (fp32, fp16, bf16, int8, …)')
     .option('--json', 'print one JSON document on stdout');
   action<[string], ExplainOpts>(cmd, async (_io, pkg, opts) => {
+    // as run and bench: an unknown precision is E_USAGE, not a preference that matches nothing
+    const precision = opts.precision !== undefined ? precisionOption(opts.precision) : undefined;
     const [
       { PackageReader },
       { explainVariants, ONE_SHOT_PRECISION, selectVariants },
@@ -38,13 +40,13 @@ export function register(program: Command): void {
     const absent = absentVariants(reader.manifest, reader.absent);
     const { result, human, selection } = explainVariants(reader.manifest, host, {
       ...(opts.variant ? { variant: opts.variant } : {}),
-      ...(opts.precision ? { precision: opts.precision } : {}),
+      ...(precision ? { precision } : {}),
       absent,
     });
     // `xpkg run` of files named one by one puts fp32 first on GPUs (runner/select-rules.ts
     // ONE_SHOT_PRECISION): where that picks other variants, say which
     const oneShot: Record<string, string> = {};
-    if (!opts.variant && !opts.precision) {
+    if (!opts.variant && !precision) {
       const other = selectVariants(reader.manifest, host, { precision: ONE_SHOT_PRECISION, absent });
       for (const m of other.models) {
         const id = m.chosen?.variant.id;

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { escapeLine } from '../../spec/terminal.js';
 import { action, usage } from '../framework.js';
 
 interface KeygenOpts {
@@ -45,10 +46,10 @@ export function register(program: Command): void {
         encrypted: r.encrypted,
       },
       human: [
-        `wrote ${r.secretKeyPath} (secret, ${r.encrypted ? 'encrypted' : 'NOT encrypted'}, mode 0600) and ${r.publicKeyPath}`,
+        `wrote ${escapeLine(r.secretKeyPath)} (secret, ${r.encrypted ? 'encrypted' : 'NOT encrypted'}, mode 0600) and ${escapeLine(r.publicKeyPath)}`,
         `  key id ${r.keyid}`,
-        `sign:   xpkg sign <pkg> --key ${r.secretKeyPath}`,
-        `verify: xpkg verify <pkg> --trust ${r.publicKeyPath}`,
+        `sign:   xpkg sign <pkg> --key ${escapeLine(r.secretKeyPath)}`,
+        `verify: xpkg verify <pkg> --trust ${escapeLine(r.publicKeyPath)}`,
       ].join('\n'),
     };
   });

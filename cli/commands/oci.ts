@@ -3,6 +3,7 @@
  * Each action imports its implementation when it runs.
  */
 import type { Command } from 'commander';
+import { escapeLine } from '../../spec/terminal.js';
 import { action, usage } from '../framework.js';
 
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
@@ -114,7 +115,7 @@ export function register(program: Command): void {
       const kind = r.absent.length ? `partial package (${r.absent.length} files left out)` : 'whole package';
       return {
         result: { ...r, ...(o.output ? { output: o.output } : {}) },
-        human: `${r.name}@${r.version} ${kind}, ${mib(r.size)}: ${o.output ?? r.path}\n${mib(r.transfer.downloaded)} downloaded, ${mib(r.transfer.reused)} from the cache${r.offline ? ' (registry unreachable: cached resolution used)' : ''}`,
+        human: `${r.name}@${r.version} ${kind}, ${mib(r.size)}: ${escapeLine(o.output ?? r.path)}\n${mib(r.transfer.downloaded)} downloaded, ${mib(r.transfer.reused)} from the cache${r.offline ? ' (registry unreachable: cached resolution used)' : ''}`,
       };
     }),
   );
@@ -141,7 +142,7 @@ export function register(program: Command): void {
         await checkOutput(o.ociLayout, o.force, isReference(pkg) ? [] : [pkg], '--oci-layout');
       const file = isReference(pkg) ? (await (await import('../../oci/pull.js')).pull(pkg)).path : pkg;
       const r = await exportLayout(file, o.ociLayout, o.tag);
-      return { result: r, human: `exported ${r.digest} (${r.blobs} blobs, ${mib(r.bytes)}) to ${r.path}` };
+      return { result: r, human: `exported ${r.digest} (${r.blobs} blobs, ${mib(r.bytes)}) to ${escapeLine(r.path)}` };
     }),
   );
 
@@ -178,7 +179,7 @@ export function register(program: Command): void {
       if (o.output) await copyOut(r.path, o.output);
       return {
         result: { ...r, ...(o.output ? { output: o.output } : {}) },
-        human: `${r.name}@${r.version}: ${o.output ?? r.path}`,
+        human: `${r.name}@${r.version}: ${escapeLine(o.output ?? r.path)}`,
       };
     },
   );
@@ -198,14 +199,14 @@ export function register(program: Command): void {
     const c = await Cache.open();
     if (what === 'ls') {
       const r = await c.list();
-      const lines = [`${r.root}: ${r.packages.length} packages, ${r.blobs} blobs, ${mib(r.bytes)}`];
+      const lines = [`${escapeLine(r.root)}: ${r.packages.length} packages, ${r.blobs} blobs, ${mib(r.bytes)}`];
       for (const x of r.references)
         lines.push(
           `${x.reference}  ${x.digest.slice(0, 19)}  ${x.cached.length ? x.cached.join(' ') : '(not pulled)'}`,
         );
       for (const p of r.packages)
         lines.push(
-          `${p.file}  ${p.name}@${p.version}  ${mib(p.size)}${p.absent?.length ? `  partial: ${p.absent.length} files absent` : ''}`,
+          `${escapeLine(p.file)}  ${p.name}@${p.version}  ${mib(p.size)}${p.absent?.length ? `  partial: ${p.absent.length} files absent` : ''}`,
         );
       return { result: r, human: lines.join('\n') };
     }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { escapeLine } from '../../spec/terminal.js';
 import { action, fileOutputOption, usage } from '../framework.js';
 
 export function register(program: Command): void {
@@ -28,7 +29,7 @@ export function register(program: Command): void {
         name: r.manifest.name,
         version: r.manifest.version,
       },
-      human: `packed ${r.manifest.name}@${r.manifest.version} → ${r.path}\n  id   ${r.id}\n  size ${formatBytes(r.size)} (${r.files} files)`,
+      human: `packed ${r.manifest.name}@${r.manifest.version} → ${escapeLine(r.path)}\n  id   ${r.id}\n  size ${formatBytes(r.size)} (${r.files} files)`,
     };
   });
 }

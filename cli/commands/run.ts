@@ -73,7 +73,7 @@ export function addRunOptions(cmd: Command): Command {
 
 const PREWARM = ['auto', 'always', 'off'] as const;
 
-function precisionOption(p: string): Precision {
+export function precisionOption(p: string): Precision {
   if (!(PRECISIONS as readonly string[]).includes(p))
     throw usage(`--precision must be one of ${PRECISIONS.join(', ')}, not ${JSON.stringify(p)}`);
   return p as Precision;

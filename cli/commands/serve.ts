@@ -46,6 +46,7 @@ interface ServeFlags
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 export function register(program: Command): void {
   const cmd = program
@@ -114,7 +115,7 @@ export function register(program: Command): void {
       'serve the tails of split models to peers presenting the token in this file (split inference)',
     )
     .option('--log-format <format>', 'text (default) or json (one object per line, with the request id)')
-    .option('--log-level <level>', 'info (default), debug, warn, error')
+    .option('--log-level <level>', 'info (default), trace, debug, warn, error, fatal, silent')
     .option('--json', 'print one JSON document on stdout when the server stops')
     .option('--announce', 'announce this daemon on the local network as a split-inference peer (DNS-SD _xpkg._tcp)')
     .option('--announce-name <name>', 'instance name to announce (default xpkg-<hostname>-<port>)')
@@ -133,6 +134,20 @@ export function register(program: Command): void {
     const logFormat = opts.logFormat ?? 'text';
     if (logFormat !== 'text' && logFormat !== 'json')
       throw usage(`--log-format is text or json, not ${JSON.stringify(logFormat)}`);
+    // pino's levels: any other threw from inside the logger, E_INTERNAL
+    if (opts.logLevel !== undefined && !LOG_LEVELS.includes(opts.logLevel))
+      throw usage(`--log-level is one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(opts.logLevel)}`);
+    // The keys and host profile every package load reads: a missing or wrong file is its own coded
+    // error now, not a daemon that starts and then refuses every package (or an empty repository's none).
+    if (opts.trust?.length || opts.trustDir !== undefined)
+      await (await import('../../signing/trust.js')).loadTrustStore({
+        ...(opts.trust ? { trust: opts.trust } : {}),
+        ...(opts.trustDir !== undefined ? { trustDir: opts.trustDir } : {}),
+      });
+    if (opts.hostProfile !== undefined || process.env.XPKG_HOST)
+      await (await import('../../runner/host.js')).resolveHost(
+        opts.hostProfile !== undefined ? { host: opts.hostProfile } : {},
+      );
     const { runnerOptions } = await import('./run.js');
     const { startServer } = await import('../../serve/server.js');
     const { ownVersion } = await import('../main.js');

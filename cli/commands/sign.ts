@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { escapeLine } from '../../spec/terminal.js';
 import { action, fileOutputOption, usage } from '../framework.js';
 
 interface SignOpts {
@@ -35,7 +36,7 @@ export function register(program: Command): void {
       onProgress: io.progress('checking'),
     });
     const lines = [
-      `signed ${r.path} with key ${short(r.keyid)}${r.replaced ? ' (replaced its earlier signature)' : ''}`,
+      `signed ${escapeLine(r.path)} with key ${short(r.keyid)}${r.replaced ? ' (replaced its earlier signature)' : ''}`,
       `  id         ${r.packageId} (unchanged)`,
       `  signatures ${r.signatures.length}: ${r.signatures.map(short).join(', ')}`,
     ];

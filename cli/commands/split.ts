@@ -1,5 +1,6 @@
 /** `xpkg split`: cuts an ONNX model at named tensors into head and tail models (fabric/split.ts) and checks head∘tail. */
 import type { Command } from 'commander';
+import { escapeLine } from '../../spec/terminal.js';
 import { action, intOption, usage } from '../framework.js';
 
 interface SplitFlags {
@@ -101,11 +102,12 @@ export function register(program: Command): void {
     const fixed = wholeGraph.inputs.every((v) => v.shape?.every((d) => typeof d === 'number' && d > 0));
     if (check && fixed) cut = cutModel(whole, { ...options, shapes: check.cutShapes });
     const { writeAtomic } = await import('../../pack/atomic.js');
-    for (const [path, bytes] of [
-      [opts.head, cut.head],
-      [opts.tail, cut.tail],
-    ] as const)
-      await writeAtomic(path, async (fh) => void (await fh.writeFile(bytes)));
+    // Both or neither: the tail is written and renamed inside the head's write, so a tail that
+    // cannot be written (a missing folder, a full disk) fails before the head is renamed into place.
+    await writeAtomic(opts.head, async (head) => {
+      await head.writeFile(cut.head);
+      await writeAtomic(opts.tail, async (tail) => void (await tail.writeFile(cut.tail)));
+    });
     io.log(`xpkg split: head ${cut.nodes.head} nodes, tail ${cut.nodes.tail} of ${cut.nodes.whole}`);
     const result = {
       head: { path: opts.head, bytes: cut.head.length },
@@ -115,7 +117,7 @@ export function register(program: Command): void {
       ...(check ? { check } : {}),
     };
     const human = [
-      `head ${opts.head} (${cut.nodes.head} nodes, ${cut.head.length} bytes) → ${cut.at.map((c) => c.name).join(', ')} → tail ${opts.tail} (${cut.nodes.tail} nodes, ${cut.tail.length} bytes)`,
+      `head ${escapeLine(opts.head)} (${cut.nodes.head} nodes, ${cut.head.length} bytes) → ${cut.at.map((c) => escapeLine(c.name)).join(', ')} → tail ${escapeLine(opts.tail)} (${cut.nodes.tail} nodes, ${cut.tail.length} bytes)`,
       check
         ? `head∘tail equals the whole on ${check.samples} sample(s): largest difference ${check.maxAbsDiff} (≤ ${check.tolerance}); ${check.cutBytes} bytes cross the cut per sample`
         : 'not checked (--check 0)',

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { escapeLine } from '../../spec/terminal.js';
 import { action, usage } from '../framework.js';
 
 export function register(program: Command): void {
@@ -14,6 +15,6 @@ export function register(program: Command): void {
     if (!opts.output) throw usage('unpack needs -o <dir>');
     const { formatBytes, unpackPackage } = await import('../../pack/index.js');
     const r = await unpackPackage(pkg, opts.output, io.progress('unpacking'));
-    return { result: r, human: `unpacked ${r.files.length} files (${formatBytes(r.bytes)}) into ${r.dir}` };
+    return { result: r, human: `unpacked ${r.files.length} files (${formatBytes(r.bytes)}) into ${escapeLine(r.dir)}` };
   });
 }

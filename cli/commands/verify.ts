@@ -1,5 +1,6 @@
 /** `xpkg verify`: strict archive + integrity checks and signatures, through one open file (signing/verify.ts). */
 import type { Command } from 'commander';
+import { escapeLine } from '../../spec/terminal.js';
 import { action, intOption } from '../framework.js';
 
 interface VerifyOpts {
@@ -52,6 +53,8 @@ export function register(program: Command): void {
       },
       { onProgress: io.progress('verifying') },
     );
-    return { result: r, human: renderVerifyResult(r) };
+    // a key's source is a path the user gave or a file name in --trust-dir: one line each
+    const signers = r.signatures.signers.map((k) => ({ ...k, source: escapeLine(k.source) }));
+    return { result: r, human: renderVerifyResult({ ...r, signatures: { ...r.signatures, signers } }) };
   });
 }
