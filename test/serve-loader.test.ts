@@ -14,44 +14,41 @@ import { childPids } from './helpers/proc.js';
 import {
   dropIn,
   http,
-  idOf,
+  inferVersioned,
   postJson,
+  serverPool,
   type TestServer,
   TRUST,
   testServer,
   until,
+  VERSIONED,
   versionedPackage,
+  versions,
 } from './helpers/serve.js';
 import { tempDir } from './helpers/source.js';
 
-const NAME = 'multi-variant-add-one';
+const NAME = VERSIONED;
 const BOUND = 20_000;
 const pkgs: Record<number, string> = {};
 const ids: Record<number, string> = {};
 let second: string;
 
 beforeAll(async () => {
-  for (const k of [1, 2, 3]) {
-    pkgs[k] = await versionedPackage({ sequence: k, k });
-    ids[k] = await idOf(pkgs[k]);
-  }
+  const v = await versions([1, 2, 3]);
+  Object.assign(pkgs, v.pkgs);
+  Object.assign(ids, v.ids);
   second = await versionedPackage({ sequence: 1, k: 5, name: 'second-model' });
 });
 
-let servers: TestServer[] = [];
+const pool = serverPool();
 /** Stopped workers are let go again whatever happens, so that a failed test still stops its daemon. */
 let stopped: number[] = [];
 afterEach(async () => {
   for (const pid of stopped) resume(pid);
   stopped = [];
-  await Promise.all(servers.map((s) => s.close()));
-  servers = [];
+  await pool.closeAll();
 });
-async function serve(repo: string, o: object = {}): Promise<TestServer> {
-  const s = await testServer({ repo, repositoryApi: true, ...o });
-  servers.push(s);
-  return s;
-}
+const serve = pool.serve;
 function pause(pid: number): void {
   process.kill(pid, 'SIGSTOP');
   stopped.push(pid);
@@ -64,8 +61,7 @@ function resume(pid: number): void {
   }
 }
 
-const infer = (url: string, x = 1) =>
-  postJson(`${url}/v2/models/${NAME}/infer`, { inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [x] }] });
+const infer = inferVersioned;
 
 type Entry = { file: string; name: string; state: string; version?: string; reason?: string; error?: { code: string } };
 const index = async (s: TestServer) => (await postJson(`${s.url}/v2/repository/index`, {})).body as Entry[];

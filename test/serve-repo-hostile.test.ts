@@ -16,17 +16,20 @@ import { childPids, fdCount } from './helpers/proc.js';
 import {
   dropIn,
   http,
-  idOf,
+  inferVersioned,
   postJson,
+  serverPool,
   type TestServer,
   TRUST,
   testServer,
   until,
+  VERSIONED,
   versionedPackage,
+  versions,
 } from './helpers/serve.js';
 import { tempDir } from './helpers/source.js';
 
-const NAME = 'multi-variant-add-one';
+const NAME = VERSIONED;
 const BOUND = 20_000;
 const pkgs: Record<number, string> = {};
 /** Package id → k (its model adds k). */
@@ -34,26 +37,16 @@ const kOf: Record<string, number> = {};
 const ids: Record<number, string> = {};
 
 beforeAll(async () => {
-  for (const k of [1, 2, 3]) {
-    pkgs[k] = await versionedPackage({ sequence: k, k });
-    ids[k] = await idOf(pkgs[k]);
-    kOf[ids[k]] = k;
-  }
+  const v = await versions([1, 2, 3]);
+  Object.assign(pkgs, v.pkgs);
+  Object.assign(ids, v.ids);
+  for (const k of [1, 2, 3]) kOf[ids[k]] = k;
 });
 
-let servers: TestServer[] = [];
-afterEach(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-  servers = [];
-});
-async function serve(repo: string, o: Parameters<typeof testServer>[0] | object = {}): Promise<TestServer> {
-  const s = await testServer({ repo, repositoryApi: true, ...o });
-  servers.push(s);
-  return s;
-}
-
-const infer = (url: string, x = 1) =>
-  postJson(`${url}/v2/models/${NAME}/infer`, { inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [x] }] });
+const pool = serverPool();
+afterEach(() => pool.closeAll());
+const serve = pool.serve;
+const infer = inferVersioned;
 
 /** One closed-loop client; every answer is kept as ok (200 from one whole version) or its status and code. */
 function client(url: string) {

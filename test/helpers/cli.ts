@@ -1,7 +1,7 @@
 /** Runs the built CLI (dist/, built by test/global-setup.ts) as a user would. */
-import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
+import { xpkgRawAsync } from './cli-raw.js';
 
 export interface CliRun {
   status: number;
@@ -36,15 +36,7 @@ export function xpkg(args: string[], env: Record<string, string> = {}, input?: s
  * JSON line (many inputs print JSON Lines) and `json` the document when exactly one was printed.
  */
 export async function xpkgAsync(args: string[], env: Record<string, string> = {}): Promise<CliRun & { lines: any[] }> {
-  const child = spawn(process.execPath, [resolve('bin/xpkg.js'), ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const [status] = (await once(child, 'close')) as [number | null];
+  const { status, stdout, stderr } = await xpkgRawAsync(args, env);
   const lines = args.includes('--json')
     ? stdout
         .split('\n')

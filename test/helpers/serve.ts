@@ -171,3 +171,37 @@ export async function idOf(p: string): Promise<string> {
     await r.close();
   }
 }
+
+/** The model name of versionedPackage's packages (the multi-variant fixture's). */
+export const VERSIONED = 'multi-variant-add-one';
+
+/** Packages of sequence k with Y = X + k, for each k, and their ids (a test's set of versions). */
+export async function versions(ks: number[]): Promise<{ pkgs: Record<number, string>; ids: Record<number, string> }> {
+  const pkgs: Record<number, string> = {};
+  const ids: Record<number, string> = {};
+  for (const k of ks) {
+    pkgs[k] = await versionedPackage({ sequence: k, k });
+    ids[k] = await idOf(pkgs[k]);
+  }
+  return { pkgs, ids };
+}
+
+/** One JSON infer of versionedPackage's model: x in, x + k out. */
+export const inferVersioned = (url: string, x = 1) =>
+  postJson(`${url}/v2/models/${VERSIONED}/infer`, { inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [x] }] });
+
+/** Servers a test starts (with the repository API), all closed by `closeAll` (an afterEach). */
+export function serverPool() {
+  let servers: TestServer[] = [];
+  return {
+    async serve(repo: string, o: Partial<ServeOptions> = {}): Promise<TestServer> {
+      const s = await testServer({ repo, repositoryApi: true, ...o });
+      servers.push(s);
+      return s;
+    },
+    async closeAll(): Promise<void> {
+      await Promise.all(servers.map((s) => s.close()));
+      servers = [];
+    },
+  };
+}
