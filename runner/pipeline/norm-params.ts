@@ -43,9 +43,31 @@ export function norm(p: NormP) {
   } as const;
 }
 
+/**
+ * mean and std in the other scale's units: a 0-255 mean at scale 1/255 puts every value near −500,
+ * a 0-1 std beside a 0-255 mean at scale 1 multiplies them by ~250; the model runs and reads
+ * garbage. A mean above the brightest scaled pixel, or a std below one pixel level, is never a
+ * data set's: refused, saying which scale goes with them.
+ */
+export function unitsProblem(p: Pick<NormP, 'scale' | 'mean' | 'std' | 'dtype'>): string | undefined {
+  const scale = p.scale ?? 1 / 255;
+  if (p.dtype === 'uint8' || !(scale > 0)) return undefined;
+  const top = 255 * scale;
+  const at = `at scale ${p.scale === undefined ? '1/255 (the default)' : scale}`;
+  const m = p.mean?.find((v) => v > top * (1 + 1e-6));
+  if (m !== undefined)
+    return `mean ${m} is above the brightest pixel ${at}, ${+top.toPrecision(6)}: a mean in 0-255 units goes with scale 1`;
+  const s = p.std?.find((v) => v < (top / 255) * (1 - 1e-6));
+  if (s !== undefined)
+    return `std ${s} is below one pixel level ${at}, ${+(top / 255).toPrecision(6)}: a std in 0-1 units goes with scale 1/255`;
+  return undefined;
+}
+
 /** mean/std hold one value for all channels or one per channel (the kernels take 1 or 3 channels). */
 export function normProblem(p: NormP): string | undefined {
   if (p.dtype === 'uint8') return undefined;
+  const units = unitsProblem(p);
+  if (units) return units;
   for (const [k, a] of [
     ['mean', p.mean],
     ['std', p.std],

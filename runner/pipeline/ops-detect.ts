@@ -6,22 +6,10 @@
 
 import { decodeDetections, segmentArgmax } from '../../native/index.js';
 import { Type } from '../../spec/typebox-lite.js';
-import { floats, hasNaN, LabelParams, labelHooks, labelsOf, planeOf } from './ops-post.js';
-import { defineOp, Name, type OpRun } from './registry.js';
-import type { ImageTransform, TensorValue } from './values.js';
+import { floats, frameOf, hasNaN, LabelParams, labelHooks, labelsOf } from './ops-post.js';
+import { defineOp, Name } from './registry.js';
 
 const Opt = Type.Optional;
-
-/** The transform and plane size of the image (or `preprocess` tensor) a model saw. */
-function frameOf(
-  name: string | undefined,
-  x: OpRun,
-): { transform?: ImageTransform; width: number; height: number } | undefined {
-  if (!name) return undefined;
-  const v = x.get(name, 'image', 'tensor');
-  if (v.kind === 'image') return { transform: v.transform, width: v.width, height: v.height };
-  return { transform: (v as TensorValue).transform, ...planeOf(v, x) };
-}
 
 defineOp({
   op: 'detect-decode',
@@ -54,6 +42,16 @@ defineOp({
     const dims = t.dims.length === 2 ? [1, ...t.dims] : t.dims;
     if (dims.length !== 3)
       x.fail(`expected a [1, attributes, anchors] or [1, anchors, attributes] tensor, got [${t.dims.join(', ')}]`);
+    // the boxes of a batch would come out as one list, the images' detections mixed (0: no image, no boxes)
+    if (dims[0] > 1)
+      x.fail(`a batch of ${dims[0]} heads: detect-decode decodes one image's, [1, …] (infer a batch of 1)`, {
+        dims: [...t.dims],
+      });
+    // the default guesses attributes on the shorter axis; a square head (YOLOv8 at 64×64: 84 × 84) has none
+    if (!p.layout && dims[1] === dims[2])
+      x.fail(`a ${dims[1]}×${dims[2]} head could be attributes × anchors or anchors × attributes: set layout`, {
+        dims: [...t.dims],
+      });
     const f = frameOf(p.image, x);
     const tr = f?.transform;
     const r = await decodeDetections(floats(t, x), {

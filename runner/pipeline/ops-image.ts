@@ -7,7 +7,7 @@ import { floatsToHalves } from '../../native/index.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { resizeImage, toTensor } from '../ops/image.js';
 import { decodeImage } from './image-decoder.js';
-import { NormParams } from './norm-params.js';
+import { NormParams, unitsProblem } from './norm-params.js';
 import { defineOp, Name, type OpRun } from './registry.js';
 import type { ImageTransform, ImageValue, TensorValue } from './values.js';
 
@@ -257,9 +257,11 @@ function toTensorValue(p: NormalizeP, items: ImageValue[], x: OpRun): TensorValu
   };
   const f = new Float32Array(items.length * per);
   items.forEach((img, n) => toTensor(img.data, img, { ...opts, dst: f, offset: n * per }));
-  if (dtype === 'uint8') return { kind: 'tensor', type: 'uint8', dims, data: Uint8Array.from(f) };
-  if (dtype === 'float16') return { kind: 'tensor', type: 'float16', dims, data: floatsToHalves(f) };
-  return { kind: 'tensor', type: 'float32', dims, data: f };
+  // One image's tensor maps back like `preprocess`'s (padding is right/bottom: the same transform), so
+  // `detect-decode`, `nms` and `segment-argmax` take it as their `image`; a batch has no single one.
+  const t = items.length === 1 ? items[0].transform : undefined;
+  const data = dtype === 'uint8' ? Uint8Array.from(f) : dtype === 'float16' ? floatsToHalves(f) : f;
+  return { kind: 'tensor', type: dtype, dims, data, ...(t ? { transform: t } : {}) } as TensorValue;
 }
 
 defineOp({
@@ -273,7 +275,7 @@ defineOp({
   check(p) {
     if (p.mean && p.std && p.mean.length !== p.std.length && p.mean.length !== 1 && p.std.length !== 1)
       return 'mean and std lengths differ';
-    return undefined;
+    return unitsProblem(p);
   },
   size(p) {
     const w = Math.max(1, p.minWidth ?? 0),

@@ -3,7 +3,7 @@
  * post ops share (ops-regions.ts: db-postprocess, order-regions, text-lines; ops-ctc.ts; ops-detect.ts).
  */
 
-import { nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
+import { halfToFloat, nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { softmax } from '../ops/classify.js';
 import { parseVocabulary } from '../ops/ctc.js';
@@ -21,9 +21,22 @@ export function hasNaN(a: ArrayLike<number>): boolean {
   return false;
 }
 
-export function floats(t: TensorValue, x: OpRun): Float32Array {
+/** Every half's float value, by its bits (256 KiB, made on first use). */
+let halves: Float32Array | undefined;
+
+/**
+ * The tensor as float32: float16 (an fp16 model's outputs, kept as half bits) decoded, integers
+ * converted. Reading the bits as numbers would give scores of thousands and boxes far off the image.
+ */
+export function floats(t: TensorValue, _x?: OpRun): Float32Array {
   if (t.data instanceof Float32Array) return t.data;
-  if (t.type === 'float16') x.fail('float16 outputs need converting first; not supported by this op');
+  if (t.type === 'float16') {
+    halves ??= Float32Array.from({ length: 65536 }, (_, h) => halfToFloat(h));
+    const h = t.data as Uint16Array;
+    const f = new Float32Array(h.length);
+    for (let i = 0; i < h.length; i++) f[i] = halves[h[i]];
+    return f;
+  }
   return Float32Array.from(t.data as ArrayLike<number> & Iterable<number>, Number);
 }
 
@@ -70,6 +83,17 @@ export function planeOf(t: TensorValue, x: OpRun): { width: number; height: numb
   if (d.length !== 4) x.fail(`expected an image tensor [1, C, H, W] or [1, H, W, C], got [${d.join(', ')}]`);
   // NHWC when the last axis looks like channels.
   return d[3] <= 4 && d[1] > 4 ? { width: d[2], height: d[1] } : { width: d[3], height: d[2] };
+}
+
+/** The transform and plane size of the image (or `preprocess` tensor) a model saw. */
+export function frameOf(
+  name: string | undefined,
+  x: OpRun,
+): { transform?: ImageTransform; width: number; height: number } | undefined {
+  if (!name) return undefined;
+  const v = x.get(name, 'image', 'tensor');
+  if (v.kind === 'image') return { transform: v.transform, width: v.width, height: v.height };
+  return { transform: (v as TensorValue).transform, ...planeOf(v, x) };
 }
 
 export function mapBack(t: ImageTransform | undefined, x: number, y: number): [number, number] {
@@ -157,9 +181,16 @@ defineOp({
 defineOp({
   op: 'argmax',
   stage: 'post',
-  summary: 'Per-pixel class of a [1, C, H, W] score map (or channel 0 > threshold when given) as a label mask.',
+  summary:
+    'Per-pixel class of a [1, C, H, W] score map (or [1, H, W, C] with layout nhwc; channel 0 > threshold when given) as a label mask.',
   params: Type.Object(
-    { input: Name, output: Name, threshold: Opt(Type.Number()), ...LabelParams },
+    {
+      input: Name,
+      output: Name,
+      threshold: Opt(Type.Number()),
+      layout: Opt(Type.Union([Type.Literal('nchw'), Type.Literal('nhwc')])),
+      ...LabelParams,
+    },
     { additionalProperties: false },
   ),
   reads: (p) => [p.input],
@@ -168,19 +199,61 @@ defineOp({
   async run(p, x) {
     const t = x.get(p.input, 'tensor');
     const d = t.dims.length === 4 ? t.dims : t.dims.length === 3 ? [1, ...t.dims] : [];
-    if (d.length !== 4 || d[0] !== 1) x.fail(`expected [1, C, H, W] or [C, H, W], got [${t.dims.join(', ')}]`);
-    const [, c, h, w] = d;
+    const nhwc = p.layout === 'nhwc';
+    if (d.length !== 4 || d[0] !== 1)
+      x.fail(
+        `expected ${nhwc ? '[1, H, W, C] or [H, W, C]' : '[1, C, H, W] or [C, H, W]'}, got [${t.dims.join(', ')}]`,
+      );
+    // an NHWC map read as NCHW would take its rows for classes: a mask of the wrong size, no error
+    const [c, h, w] = nhwc ? [d[3], d[1], d[2]] : [d[1], d[2], d[3]];
     const src = floats(t, x);
     const plane = h * w;
     let mask: Int32Array;
     if (p.threshold !== undefined) {
       mask = new Int32Array(plane);
-      for (let i = 0; i < plane; i++) mask[i] = src[i] > p.threshold ? 1 : 0;
-    } else mask = Int32Array.from((await segmentArgmax(src, { dims: [1, c, h, w] })).labels);
+      const step = nhwc ? c : 1;
+      for (let i = 0; i < plane; i++) mask[i] = src[i * step] > p.threshold ? 1 : 0;
+    } else mask = Int32Array.from((await segmentArgmax(src, { dims: [...d], layout: nhwc ? 'nhwc' : 'nchw' })).labels);
     const labels = await labelsOf(p, x);
     x.set(p.output, { kind: 'mask', width: w, height: h, data: mask, ...(labels ? { labels } : {}) });
   },
 });
+
+/**
+ * Split detector outputs as one row per box: columns 0-3 from the boxes, then the `scores` tensor's
+ * C columns ([N] or [N, C]; `transpose`: [C, N]), then the `classes` tensor's id. One score is
+ * `box-score` (`box-score-class` with classes), several are `box-class-scores`.
+ */
+function splitRows(
+  p: { scores?: string; classes?: string; transpose?: boolean },
+  x: OpRun,
+  n: number,
+  kb: number,
+  box: (i: number, j: number) => number,
+) {
+  if (kb !== 4) x.fail(`expected [N, 4] boxes beside scores, got ${kb} values per box`);
+  const st = x.get(p.scores!, 'tensor');
+  const sc = floats(st, x);
+  const c = n ? sc.length / n : 1;
+  const last = st.dims[st.dims.length - 1];
+  // the scores must be one per box, or per box and class along the axis `transpose` names
+  if (!Number.isInteger(c) || c < 1 || (c > 1 && st.dims.length > 1 && last !== (p.transpose ? n : c)))
+    x.fail(
+      `scores [${st.dims.join(', ')}] are not [${n}] or [${n}, C]${p.transpose ? ' transposed' : ''} for ${n} boxes`,
+    );
+  const score = (i: number, j: number) => (p.transpose ? sc[j * n + i] : sc[i * c + j]);
+  let ids: Float32Array | undefined;
+  if (p.classes) {
+    const ct = x.get(p.classes, 'tensor');
+    if (c > 1) x.fail('classes goes with one score per box; these scores have one per class');
+    ids = floats(ct, x);
+    if (ids.length !== n) x.fail(`classes [${ct.dims.join(', ')}] hold ${ids.length} ids for ${n} boxes`);
+  }
+  const at = (i: number, j: number) => (j < 4 ? box(i, j) : j < 4 + c ? score(i, j - 4) : ids![i]);
+  const layout: 'box-score' | 'box-score-class' | 'box-class-scores' =
+    c > 1 ? 'box-class-scores' : ids ? 'box-score-class' : 'box-score';
+  return { k: 4 + c + (ids ? 1 : 0), at, layout };
+}
 
 defineOp({
   op: 'nms',
@@ -197,26 +270,38 @@ defineOp({
       format: Opt(Type.Union([Type.Literal('xyxy'), Type.Literal('cxcywh')])),
       layout: Opt(Type.Union(['box-score', 'box-score-class', 'box-class-scores'].map((l) => Type.Literal(l)))),
       transpose: Opt(Type.Boolean()),
+      // split outputs: `input` holds the [N, 4] boxes, `scores` [N] or [N, C], `classes` [N] ids
+      scores: Opt(Name),
+      classes: Opt(Name),
       classAware: Opt(Type.Boolean()),
       image: Opt(Name),
       ...LabelParams,
     },
     { additionalProperties: false },
   ),
-  reads: (p) => [p.input, ...(p.image ? [p.image] : [])],
+  reads: (p) => [p.input, ...[p.scores, p.classes, p.image].filter((n): n is string => n !== undefined)],
   writes: (p) => [p.output],
   assets: labelAssets,
+  check(p) {
+    if (p.classes && !p.scores) return 'classes goes with scores (split boxes, scores and classes tensors)';
+    if (p.scores && p.layout) return 'layout describes one detection tensor; with scores the boxes are [N, 4]';
+    return undefined;
+  },
   async run(p, x) {
     const v = x.get(p.input, 'boxes', 'tensor');
     let boxes: Float32Array, scores: Float32Array, classes: Int32Array | undefined, count: number;
-    if (v.kind === 'boxes') ({ boxes, scores, classes, count } = v);
-    else {
+    if (v.kind === 'boxes') {
+      if (p.scores) x.fail('scores goes with a boxes tensor, not a boxes value');
+      ({ boxes, scores, classes, count } = v);
+    } else {
       const d = v.dims.filter((n, i) => !(n === 1 && i < v.dims.length - 2));
       if (d.length !== 2) x.fail(`expected a [N, K] detection tensor, got [${v.dims.join(', ')}]`);
       const src = floats(v, x);
-      const [n, k] = p.transpose ? [d[1], d[0]] : [d[0], d[1]];
-      const at = (i: number, j: number) => (p.transpose ? src[j * n + i] : src[i * k + j]);
-      const layout = p.layout ?? 'box-score';
+      const [n, kb] = p.transpose ? [d[1], d[0]] : [d[0], d[1]];
+      let k = kb;
+      let at = (i: number, j: number) => (p.transpose ? src[j * n + i] : src[i * kb + j]);
+      let layout = p.layout ?? 'box-score';
+      if (p.scores) ({ k, at, layout } = splitRows(p, x, n, kb, at));
       if (k < (layout === 'box-score-class' ? 6 : 5)) x.fail(`layout ${layout} needs more than ${k} values per box`);
       count = n;
       boxes = new Float32Array(4 * n);
@@ -259,7 +344,8 @@ defineOp({
           })
         ).keep
       : new Int32Array(0);
-    const img = p.image ? x.get(p.image, 'image') : undefined;
+    // the model's input: a resized image or a `preprocess`/`normalize` tensor, both carry the transform
+    const img = frameOf(p.image, x);
     const t = img?.transform;
     // Boxes are clipped to the image they refer to when it is known.
     const W = t?.width ?? img?.width ?? Infinity,
