@@ -33,6 +33,8 @@ export class XpkgDropElement extends HTMLElement {
   private openings = 0;
   /** Settles once the package being opened is (or failed): an image dropped meanwhile waits, then runs it. */
   private opening: Promise<void> | null = null;
+  /** What the package's verification failed with: an image dropped after that is refused with it, not run. */
+  private failed: { code: string; summary: string; detail?: unknown } | null = null;
 
   constructor() {
     super();
@@ -93,6 +95,7 @@ export class XpkgDropElement extends HTMLElement {
     this.opening = settled;
     const previous = this.package;
     this.package = null;
+    this.failed = null;
     try {
       await previous?.close().catch(() => {});
       const pkg = await openPackage(file, options);
@@ -109,6 +112,7 @@ export class XpkgDropElement extends HTMLElement {
     } catch (e) {
       if (!latest()) return; // a package dropped since speaks for the element now
       const err = errorInfo(e);
+      if (opened) this.failed = err;
       this.say(`rejected: ${err.code}`);
       this.emit('xpkg-error', { stage: opened ? 'verify' : 'open', ...err });
     } finally {
@@ -122,6 +126,10 @@ export class XpkgDropElement extends HTMLElement {
     const input = pkg.info.inspect.inputs.find((i) => i.type === 'image')?.name ?? pkg.info.inspect.inputs[0]?.name;
     // a package dropped since closed this one: its run's end (a result, or the close failing it) is not reported
     const current = () => this.package === pkg;
+    if (this.failed) {
+      this.say(`not run: the package did not verify (${this.failed.code})`);
+      return void this.emit('xpkg-error', { stage: 'run', ...this.failed });
+    }
     try {
       this.say(`running ${pkg.info.name} on ${file.name}…`);
       const result = await pkg.run(

@@ -23,6 +23,20 @@ export function decodeTarget(manifest: Manifest, input: string): { channels: 1 |
   return { channels: p.channels ?? 3, background: p.background ?? [255] };
 }
 
+function checkPixels(width: number, height: number, maxPixels: number): void {
+  if (width * height > maxPixels)
+    throw new RunnerError(
+      'E_RUN_INPUT',
+      `image is ${width}×${height} = ${width * height} pixels, above the budget of ${maxPixels}`,
+      {
+        width,
+        height,
+        limit: 'maxPixels',
+        budget: maxPixels,
+      },
+    );
+}
+
 /** Decodes an image Blob (or takes an ImageBitmap / ImageData) into the pixels the package wants. */
 export async function decodeImage(
   value: Blob | ImageBitmap | ImageData,
@@ -34,6 +48,8 @@ export async function decodeImage(
   let height: number;
   if (value instanceof ImageData) {
     ({ width, height } = value);
+    // the same budget as a decoded image: the pixels are copied and converted below
+    checkPixels(width, height, maxPixels);
     rgba = value.data;
   } else {
     let bitmap: ImageBitmap;
@@ -43,17 +59,7 @@ export async function decodeImage(
       throw new RunnerError('E_RUN_INPUT', `cannot decode image: ${(e as Error).message}`);
     }
     ({ width, height } = bitmap);
-    if (width * height > maxPixels)
-      throw new RunnerError(
-        'E_RUN_INPUT',
-        `image is ${width}×${height} = ${width * height} pixels, above the budget of ${maxPixels}`,
-        {
-          width,
-          height,
-          limit: 'maxPixels',
-          budget: maxPixels,
-        },
-      );
+    checkPixels(width, height, maxPixels);
     const canvas = new OffscreenCanvas(width, height);
     const ctx = canvas.getContext('2d', { willReadFrequently: true });
     if (!ctx) throw new RunnerError('E_RUN_INPUT', 'cannot decode image: no 2D canvas');

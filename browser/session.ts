@@ -10,6 +10,7 @@ import { PackageReader } from '../pack/reader.js';
 import { BackendRegistry } from '../runner/backends/registry.js';
 import { resolveBudget } from '../runner/pipeline/budget.js';
 import { Runner, type RunResult } from '../runner/runner.js';
+import type { RunnerBudget } from '../runner/types.js';
 import { decodeEnvelope } from '../signing/envelope.js';
 import type { Signer } from '../signing/policy.js';
 import { type LoadedPolicy, type VerifyResult, verifyReader } from '../signing/verify-reader.js';
@@ -36,6 +37,8 @@ export interface SessionOptions {
   threads?: number;
   /** The largest model variant loaded, in bytes (default DEFAULT_MAX_MODEL_BYTES). */
   maxModelBytes?: number;
+  /** Ceilings for what a run allocates, as Node's `Runner.open` takes them (image pixels, tensor bytes). */
+  budget?: RunnerBudget;
   /** Base URL of the bundle's files: onnxruntime-web's and QuickJS's WASM, the sandbox worker (default: beside the bundle). */
   wasmBase?: string;
 }
@@ -219,7 +222,7 @@ export class PackageSession {
   /** The inputs as the runner takes them: images decoded by the browser, anything else as given. */
   private async decodeInputs(inputs: Record<string, unknown>): Promise<Record<string, unknown>> {
     const manifest = this.reader.manifest;
-    const budget = resolveBudget(undefined);
+    const budget = resolveBudget(this.options.budget);
     const values: Record<string, unknown> = {};
     for (const [name, value] of Object.entries(inputs)) {
       const spec = manifest.inputs.find((i) => i.name === name);
@@ -264,7 +267,11 @@ export class PackageSession {
     const registry = new BackendRegistry();
     registry.register(backend, 100);
     const host = await detectHost({ registry });
-    this.runner = await Runner.fromReader(this.reader, this.policy, { host, registry });
+    this.runner = await Runner.fromReader(this.reader, this.policy, {
+      host,
+      registry,
+      ...(this.options.budget ? { budget: this.options.budget } : {}),
+    });
     this.backend = backend;
     void this.readAhead(this.runner).then(() => mark('read-ahead'));
     return this.runner;

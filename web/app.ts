@@ -24,8 +24,8 @@ let openings = 0;
 let lastImage: File | null = null;
 /** The image last run (or running) on the current package: a second pick of it does not run it again. */
 let ran: { pkg: XpkgPackage; file: File } | null = null;
-/** Packages whose full verification failed: results of a run on them are not shown. */
-const rejected = new WeakSet<XpkgPackage>();
+/** Packages whose full verification failed, with what it said: they are not run, nor their results shown. */
+const rejected = new WeakMap<XpkgPackage, { code: string; text: string }>();
 
 function announce(text: string, kind: 'ok' | 'error' | 'info' = 'info'): void {
   status.textContent = text;
@@ -67,6 +67,7 @@ async function openFile(input: File | string): Promise<void> {
   $('package').hidden = true;
   $('run').hidden = true;
   $('verdict').textContent = '';
+  clearResults(); // the last package's results are not shown under this one
   announce(`Opening ${typeof input === 'string' ? input : input.name}…`);
   let pkg: XpkgPackage;
   performance.mark('xpkg:page-open');
@@ -107,8 +108,10 @@ async function openFile(input: File | string): Promise<void> {
     const v = await pkg.verify({ onProgress: showProgress });
     if (pkg !== current) return;
     const who = v.signatures.signers.map((s) => s.keyid.slice(0, 16)).join(', ');
+    // Intact but unsigned or untrusted (accepted only when asked) is said as such, never as verified.
+    const status = v.signatures.status;
     $('verdict').innerHTML =
-      `<strong class="good" data-verdict="verified">${v.signatures.status === 'verified' ? 'Verified' : `Intact, ${esc(v.signatures.status)}`}</strong> ` +
+      `<strong class="${status === 'verified' ? 'good' : 'warn'}" data-verdict="${esc(status)}">${status === 'verified' ? 'Verified' : `Intact, ${esc(status)}`}</strong> ` +
       `${v.integrity.files} files, ${fmt(v.integrity.bytes)} in ${v.integrity.ms.toFixed(0)} ms${who ? `; signed by ${esc(who)}…` : ''}`;
     announce(
       `${pkg.info.name} is ${v.signatures.status === 'verified' ? 'verified' : v.signatures.status}. Choose an image to run it.`,
@@ -116,12 +119,11 @@ async function openFile(input: File | string): Promise<void> {
     );
     performance.mark('xpkg:page-verified');
   } catch (e) {
-    rejected.add(pkg);
+    const { code, text } = errorText(e);
+    rejected.set(pkg, { code, text });
     if (pkg !== current) return; // a package closed because another was opened: nothing of it to show
     $('run').hidden = true;
-    $('results').innerHTML = '';
-    $('timings').textContent = '';
-    const { code, text } = errorText(e);
+    clearResults();
     $('verdict').innerHTML =
       `<strong class="bad" data-verdict="failed">Not verified</strong> <code data-code>${esc(code)}</code> ${esc(text)}`;
     announce(`Not verified: ${text}`, 'error');
@@ -129,6 +131,15 @@ async function openFile(input: File | string): Promise<void> {
     $('progress').hidden = true;
     $('progress-label').textContent = '';
   }
+}
+
+/** Takes down the results, timings and picture of a run. */
+function clearResults(): void {
+  $('results').innerHTML = '';
+  $('timings').textContent = '';
+  const canvas = $<HTMLCanvasElement>('canvas');
+  canvas.width = 0;
+  canvas.height = 0;
 }
 
 function renderPackage(pkg: XpkgPackage): void {
@@ -161,6 +172,9 @@ async function runImage(file: File): Promise<void> {
   if (!current) return;
   const pkg = current;
   if (ran?.pkg === pkg && ran.file === file) return;
+  // An image dropped on a package that failed to verify is not run: its verdict is said again.
+  const refused = rejected.get(pkg);
+  if (refused) return announce(`Not run: the package did not verify. ${refused.text}`, 'error');
   const input = pkg.info.inspect.inputs.find((x) => x.type === 'image')?.name;
   if (!input) return announce('This package takes no image input.', 'error');
   ran = { pkg, file };
