@@ -98,7 +98,10 @@ describe('the load deadline', () => {
   it('a load that never finishes is abandoned: refused E_SERVE_TIMEOUT, its worker killed, the old version serves, the next load goes on', async () => {
     const repo = tempDir('xpkg-loader-');
     await copyFile(pkgs[1], join(repo, 'a.xpkg'));
-    const s = await serve(repo, { loadTimeoutMs: 3000 });
+    // loads at the workers' niceness from the start (no patience at 19): on a busy machine a load
+    // held at 19 could outlast the deadline, and v3's load below must not (a fresh-clone CI run
+    // beside other work refused it too with a 3 s deadline)
+    const s = await serve(repo, { loadTimeoutMs: 8000, loadPatienceMs: 0 });
     const refused = new Promise<{ reason: { code: string } }>((r) => s.repository.once('refused', r));
     const before = childPids();
     await dropIn(pkgs[2], repo, 'a.xpkg');
