@@ -87,14 +87,51 @@ export interface Challenge {
   params: Record<string, string>;
 }
 
-/** Parses `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` (one challenge). */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+/;
+
+/**
+ * Every challenge of a `WWW-Authenticate` value (RFC 9110 §11.6.1): several may share one header
+ * (`Basic realm="x", Bearer realm="…"`, also what Node makes of repeated headers), schemes and
+ * parameter names in any case, values quoted or not. Each challenge keeps only its own parameters.
+ */
+export function parseChallenges(header: string | undefined): Challenge[] {
+  const s = header ?? '';
+  const out: Challenge[] = [];
+  let cur: Challenge | null = null;
+  let i = 0;
+  const skip = (chars: RegExp) => {
+    while (i < s.length && chars.test(s[i])) i++;
+  };
+  while (i < s.length) {
+    skip(/[\s,]/);
+    const name = TOKEN.exec(s.slice(i))?.[0];
+    if (!name) break; // unparsable rest: what came before still counts
+    i += name.length;
+    skip(/\s/);
+    if (s[i] !== '=') {
+      cur = { scheme: name.toLowerCase(), params: {} };
+      out.push(cur);
+      continue;
+    }
+    i++;
+    skip(/\s/);
+    let value = '';
+    if (s[i] === '"') {
+      for (i++; i < s.length && s[i] !== '"'; i++) value += s[i] === '\\' ? (s[++i] ?? '') : s[i];
+      i++;
+    } else {
+      value = /^[^,\s]*/.exec(s.slice(i))![0];
+      i += value.length;
+    }
+    if (cur) cur.params[name.toLowerCase()] = value;
+  }
+  return out;
+}
+
+/** The challenge to answer: Bearer with a realm when offered (it scopes access), else Basic, else the first. */
 export function parseChallenge(header: string | undefined): Challenge | null {
-  if (!header) return null;
-  const m = /^\s*([A-Za-z]+)\s*(.*)$/s.exec(header);
-  if (!m) return null;
-  const params: Record<string, string> = {};
-  const re = /([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?\s*/g;
-  for (let x = re.exec(m[2]); x; x = re.exec(m[2]))
-    params[x[1].toLowerCase()] = x[2] !== undefined ? x[2].replace(/\\(.)/g, '$1') : x[3];
-  return { scheme: m[1].toLowerCase(), params };
+  const all = parseChallenges(header);
+  return (
+    all.find((c) => c.scheme === 'bearer' && c.params.realm) ?? all.find((c) => c.scheme === 'basic') ?? all[0] ?? null
+  );
 }

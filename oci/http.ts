@@ -125,6 +125,40 @@ export async function failure(res: IncomingMessage, what: string): Promise<OciEr
   return new OciError('E_OCI_REGISTRY', `${what}: unexpected response ${status}`, detail);
 }
 
+export const OCTETS = { 'content-type': 'application/octet-stream' };
+
+/** An answer's Location as an absolute URL: relative ones resolve against the request's URL (RFC 9110 §10.2.2). */
+export function locationOf(res: IncomingMessage, requestUrl: string): string {
+  return res.headers.location ? new URL(res.headers.location, requestUrl).toString() : requestUrl;
+}
+
+/** The session URL with `digest=` added to whatever query the registry put there. */
+export function withDigest(location: string, digest: string): string {
+  const u = new URL(location);
+  u.searchParams.set('digest', digest);
+  return u.toString();
+}
+
+/**
+ * Refuses an answer whose Docker-Content-Digest names other bytes than those sent: the digest is
+ * ours (the manifest's is what the signatures' package id is reached through), and a registry that
+ * stored something else must not be taken as having the package. An absent header is fine.
+ */
+export function saidDigest(res: IncomingMessage, expected: string, what: string): void {
+  const said = String(res.headers['docker-content-digest'] ?? '').trim();
+  if (said && said !== expected)
+    throw new OciError('E_OCI_DIGEST', `${what}: the registry says it stored ${said}`, { expected, actual: said });
+}
+
+/** A registry refusing the method or form of an upload (not its bytes, not its auth). */
+export function refusedMethod(e: unknown): boolean {
+  if (!(e instanceof OciError) || e.code !== 'E_OCI_REGISTRY') return false;
+  const d = e.detail as { status?: number; errors?: unknown } | undefined;
+  const codes = Array.isArray(d?.errors) ? d.errors.map((x) => (x as { code?: unknown })?.code) : [];
+  // 416: a chunk's Content-Range in another form than the one the registry wants
+  return d?.status === 405 || d?.status === 416 || d?.status === 501 || codes.includes('UNSUPPORTED');
+}
+
 /** Frees idle keep-alive sockets (a CLI command ends with this so the process can exit at once). */
 export function closeConnections(): void {
   agents['http:'].destroy();

@@ -9,7 +9,20 @@ import type { Readable } from 'node:stream';
 import { OciError } from '../spec/errors.js';
 import { MANIFEST_ACCEPT, MEDIA, sha256 } from './artifact.js';
 import { basicHeader, type Credentials, findCredentials, parseChallenge } from './auth.js';
-import { backoff, failure, isRetryable, readBody, type Send, send, withRetries } from './http.js';
+import {
+  backoff,
+  failure,
+  isRetryable,
+  locationOf,
+  OCTETS,
+  readBody,
+  refusedMethod,
+  type Send,
+  saidDigest,
+  send,
+  withDigest,
+  withRetries,
+} from './http.js';
 import { DIGEST, registryBaseUrl } from './ref.js';
 
 export { closeConnections, isRetryable, readBody, withRetries } from './http.js';
@@ -65,6 +78,8 @@ export class Registry {
       send({ ...req, url, headers: { ...req.headers, ...(authorization && own ? { authorization } : {}) } });
     let res = await go(this.auth.get(key));
     if (res.statusCode !== 401) return res;
+    // Another host's challenge is never answered: its realm would get the user's credentials.
+    if (!own) throw await failure(res, `${req.method} ${new URL(url).host}${new URL(url).pathname}`);
     const challenge = parseChallenge(res.headers['www-authenticate']);
     res.resume();
     const creds = this.credentials(req.repo);
@@ -92,7 +107,16 @@ export class Registry {
   }
 
   private async token(params: Record<string, string>, scopes: string[], creds: Credentials | null): Promise<string> {
-    const u = new URL(params.realm);
+    let u: URL;
+    try {
+      u = new URL(params.realm);
+      if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error(u.protocol);
+    } catch {
+      throw new OciError('E_OCI_AUTH', `${this.registry} named a token realm that is not a URL`, {
+        registry: this.registry,
+        realm: params.realm.slice(0, 200),
+      });
+    }
     if (params.service) u.searchParams.set('service', params.service);
     for (const s of scopes) u.searchParams.append('scope', s);
     const res = await send({
@@ -163,6 +187,7 @@ export class Registry {
       });
       if (res.statusCode !== 201 && res.statusCode !== 200) throw await failure(res, `PUT manifest ${repo}:${tag}`);
       res.resume();
+      saidDigest(res, sha256(bytes), `manifest ${repo}:${tag}`);
     });
   }
 
@@ -217,18 +242,23 @@ export class Registry {
       );
       res.resume();
       if (res.statusCode === 200) return true;
-      if (res.statusCode === 404) return false;
+      // 405/501: a registry without HEAD on blobs; uploading is then the only way to be sure.
+      if (res.statusCode === 404 || res.statusCode === 405 || res.statusCode === 501) return false;
       throw await failure(res, `HEAD blob ${digest}`);
     });
   }
 
-  /** Opens an upload session (its Location), or null when the blob was mounted from `mount`. */
+  /**
+   * Opens an upload session: its Location as an absolute URL, or null when the blob was mounted
+   * from `mount` (a registry that ignores the mount answers 202 and gets the bytes instead).
+   */
   private startUpload(repo: string, digest: string, mount?: string): Promise<string | null> {
     return withRetries(this.retries, async () => {
       const q = mount ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(mount)}` : '';
+      const path = `/v2/${repo}/blobs/uploads/${q}`;
       const res = await this.request({
         method: 'POST',
-        path: `/v2/${repo}/blobs/uploads/${q}`,
+        path,
         repo,
         push: true,
         ...(mount ? { mountFrom: mount } : {}),
@@ -236,7 +266,7 @@ export class Registry {
       res.resume();
       if (res.statusCode === 201 && mount) return null;
       if (res.statusCode !== 202 || !res.headers.location) throw await failure(res, `start upload of ${digest}`);
-      return res.headers.location;
+      return locationOf(res, `${this.base}${path}`);
     });
   }
 
@@ -247,24 +277,19 @@ export class Registry {
    * distribution sends for both no bytes and one byte.
    */
   private async uploadStatus(repo: string, location: string): Promise<{ location: string; done: number } | null> {
-    const st = await this.request({
-      method: 'GET',
-      path: new URL(location, `${this.base}/`).toString(),
-      repo,
-      push: true,
-    }).catch(() => null);
+    const st = await this.request({ method: 'GET', path: location, repo, push: true }).catch(() => null);
     if (!st) return null;
     st.resume();
     const got = /^(?:bytes=)?0-(\d+)$/.exec(String(st.headers.range ?? ''));
     if (st.statusCode !== 204 || !got || Number(got[1]) === 0) return null;
-    return { location: st.headers.location ?? location, done: Number(got[1]) + 1 };
+    return { location: locationOf(st, location), done: Number(got[1]) + 1 };
   }
 
   /**
    * Uploads a blob unless the repository has it: a cross-repository mount from `mountFrom` when
-   * given (no bytes move), else a monolithic PUT for small blobs or PATCH chunks for large ones. A
-   * failed chunk is resumed from the offset the registry reports, or the upload started again when
-   * that offset cannot be trusted.
+   * given (no bytes move), else a monolithic PUT for small blobs or PATCH chunks for large ones.
+   * A registry that refuses the one way (405/501 or UNSUPPORTED: PUT-only registries, or those
+   * that want PATCH before the closing PUT) is sent the blob the other way, in a fresh session.
    */
   async upload(
     repo: string,
@@ -276,31 +301,61 @@ export class Registry {
     const mount = options.mountFrom && options.mountFrom !== repo ? options.mountFrom : undefined;
     const start = await this.startUpload(repo, desc.digest, mount);
     if (start === null) return 'mounted';
-    const withDigest = (loc: string) => {
-      const u = new URL(loc, `${this.base}/`);
-      u.searchParams.set('digest', desc.digest);
-      return u.toString();
+    let sent = 0;
+    const onBytes = (n: number) => {
+      sent += n;
+      options.onBytes?.(n);
     };
-    const octets = { 'content-type': 'application/octet-stream' };
-    if (desc.size <= this.chunkBytes) {
-      // A failed PUT may have ended its upload session: each retry opens a fresh one.
-      await withRetries(this.retries, async (attempt) => {
-        const at = attempt === 0 ? start : await this.startUpload(repo, desc.digest);
-        const res = await this.request({
-          method: 'PUT',
-          path: withDigest(at!),
-          repo,
-          push: true,
-          headers: octets,
-          body: () => read(0, desc.size),
-          bodyLength: desc.size,
-        });
-        res.resume();
-        if (res.statusCode !== 201) throw await failure(res, `upload of ${desc.digest}`);
-      });
-      options.onBytes?.(desc.size);
-      return 'uploaded';
+    const whole = desc.size <= this.chunkBytes;
+    try {
+      if (whole) await this.putWhole(repo, desc, read, start, onBytes);
+      else await this.putChunks(repo, desc, read, start, onBytes);
+    } catch (e) {
+      if (sent > 0 || !refusedMethod(e)) throw e;
+      const again = (await this.startUpload(repo, desc.digest))!;
+      if (whole) await this.putChunks(repo, desc, read, again, onBytes);
+      else await this.putWhole(repo, desc, read, again, onBytes);
     }
+    return 'uploaded';
+  }
+
+  /** The blob in one PUT; a failed PUT may have ended its session, so each retry opens a fresh one. */
+  private async putWhole(
+    repo: string,
+    desc: { digest: string; size: number },
+    read: (start: number, end: number) => Readable,
+    start: string,
+    onBytes: (n: number) => void,
+  ): Promise<void> {
+    await withRetries(this.retries, async (attempt) => {
+      const at = attempt === 0 ? start : await this.startUpload(repo, desc.digest);
+      const res = await this.request({
+        method: 'PUT',
+        path: withDigest(at!, desc.digest),
+        repo,
+        push: true,
+        headers: OCTETS,
+        body: () => read(0, desc.size),
+        bodyLength: desc.size,
+      });
+      res.resume();
+      if (res.statusCode !== 201) throw await failure(res, `upload of ${desc.digest}`);
+      saidDigest(res, desc.digest, `blob ${desc.digest}`);
+    });
+    onBytes(desc.size);
+  }
+
+  /**
+   * PATCH chunks then a closing PUT. A failed chunk is resumed from the offset the registry
+   * reports, or the upload started again when that offset cannot be trusted.
+   */
+  private async putChunks(
+    repo: string,
+    desc: { digest: string; size: number },
+    read: (start: number, end: number) => Readable,
+    start: string,
+    onBytes: (n: number) => void,
+  ): Promise<void> {
     let location = start;
     let done = 0;
     for (let attempt = 0; done < desc.size; ) {
@@ -308,17 +363,17 @@ export class Registry {
       try {
         const res = await this.request({
           method: 'PATCH',
-          path: new URL(location, `${this.base}/`).toString(),
+          path: location,
           repo,
           push: true,
-          headers: { ...octets, 'content-range': `${done}-${end - 1}` },
+          headers: { ...OCTETS, 'content-range': `${done}-${end - 1}` },
           body: () => read(done, end),
           bodyLength: end - done,
         });
         res.resume();
         if (res.statusCode !== 202) throw await failure(res, `chunk ${done}-${end - 1} of ${desc.digest}`);
-        location = res.headers.location ?? location;
-        options.onBytes?.(end - done);
+        location = locationOf(res, location);
+        onBytes(end - done);
         done = end;
       } catch (e) {
         if (attempt++ >= this.retries || !isRetryable(e)) throw e;
@@ -332,10 +387,10 @@ export class Registry {
       }
     }
     await withRetries(this.retries, async () => {
-      const res = await this.request({ method: 'PUT', path: withDigest(location), repo, push: true });
+      const res = await this.request({ method: 'PUT', path: withDigest(location, desc.digest), repo, push: true });
       res.resume();
       if (res.statusCode !== 201) throw await failure(res, `finish upload of ${desc.digest}`);
+      saidDigest(res, desc.digest, `blob ${desc.digest}`);
     });
-    return 'uploaded';
   }
 }
