@@ -86,18 +86,22 @@ const CLIENT_ERRORS: Record<string, [ErrorCode, string]> = {
  * The raw HTTP answer to a connection-level client error (Node's `clientError`: malformed HTTP, a body
  * cut short, a slow client), in the V2 error shape with a code like every other error; fastify's
  * default answers these with a body of its own, without a code. The connection is closed after it.
+ * `reqId`: the daemon's own (the client's header was never read), for the log line and the answer.
  */
-export function clientErrorResponse(err: { code?: string; message?: string }): string {
+export function clientErrorResponse(
+  err: { code?: string; message?: string },
+  reqId: string,
+): { response: string; status: number; code: ErrorCode } {
   const [code, summary] = CLIENT_ERRORS[err.code ?? ''] ?? [
     'E_SERVE_REQUEST',
     `malformed HTTP request${err.code ? ` (${err.code})` : ''}`,
   ];
   const status = httpStatusOf(code);
   const body = JSON.stringify({ error: summary, code });
-  return (
+  const response =
     `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
-  );
+    `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${reqId}\r\nConnection: close\r\n\r\n${body}`;
+  return { response, status, code };
 }
 
 const STATUS_TEXT: Record<number, string> = {

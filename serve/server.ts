@@ -6,20 +6,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
-import Fastify, {
-  type FastifyBaseLogger,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-  LogController,
-} from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { checkToken } from '../fabric/auth.js';
 import type { DirectoryOptions, MdnsPeerDirectory } from '../fabric/discovery/directory.js';
 import type { RunnerOptions } from '../runner/runner.js';
 import { ServeError } from '../spec/errors.js';
 import { asServeError, clientErrorResponse, httpStatusOf } from './errors.js';
-import { createLogger, type LogFormat } from './log.js';
+import { createLogger, type LogFormat, requestLog, type Tagged } from './log.js';
 import { RouteMethods } from './methods.js';
 import { ServeMetrics } from './metrics.js';
 import {
@@ -194,7 +188,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     closing: false,
   };
 
-  type Tagged = FastifyRequest & { xpkg?: { model?: string; version?: string; code?: string } };
+  const requests = requestLog(log, metrics);
   /** One error as the response: its code's status, V2's shape under /v2, the run route's elsewhere. */
   function sendError(err: unknown, req: Tagged, reply: FastifyReply) {
     const e = asServeError(err);
@@ -202,7 +196,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     req.xpkg = { ...req.xpkg, code: e.code };
     const retry = (e.detail as { retryAfter?: number } | undefined)?.retryAfter;
     if (status === 429 || status === 503) reply.header('retry-after', String(retry ?? 1));
-    if (e.code === 'E_INTERNAL') log.error({ reqId: req.id, err }, 'internal error');
+    if (e.code === 'E_INTERNAL') requests.internal(err, req);
     const v2 = req.url.startsWith('/v2');
     // an internal error's detail is its stack: for the log above, not for the client
     const json = e.toJSON();
@@ -236,18 +230,27 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     // slash as it is (they quote everything else); routed as the one name it is, `%40scope%2Fname`
     rewriteUrl: (req) => unscoped(req.url ?? '/'),
     // a URL the router cannot decode, or a longer parameter: answered as any other error (the error
-    // handler set below does not reach the router's own context)
-    frameworkErrors: (err, req, reply) => sendError(err, req as Tagged, reply as FastifyReply),
+    // handler set below does not reach the router's own context); no hook runs there either, so the
+    // request id, log line and counts are added here
+    frameworkErrors: (err, req, reply) => {
+      reply.header('x-request-id', req.id);
+      reply.raw.once('close', () => requests.record(req as Tagged, reply as FastifyReply));
+      return sendError(err, req as Tagged, reply as FastifyReply);
+    },
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     forceCloseConnections: 'idle',
     // a request that is not HTTP, cut short or too slow: answered with a code, as every other error
+    // counted and logged as a request (route "none"), with an id of its own: never the client's bytes
     clientErrorHandler: (err, socket) => {
       if ((err as { code?: string }).code === 'ECONNRESET' || socket.destroyed) return;
-      if (socket.writable) socket.write(clientErrorResponse(err as { code?: string }));
+      const reqId = randomUUID();
+      const r = clientErrorResponse(err as { code?: string }, reqId);
+      if (socket.writable) socket.write(r.response);
       socket.destroy(err);
+      requests.refused(reqId, r.status, r.code, (err as { code?: string }).code);
     },
     return503OnClosing: true,
     // validate as written: no coercion, and an unknown property is an error (never silently dropped)
@@ -300,21 +303,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     done(null, payload);
   });
   app.addHook('onResponse', (req: Tagged, reply, done) => {
-    const route = req.routeOptions.url ?? 'none';
-    const t = req.xpkg ?? {};
-    const model = t.model ?? '';
-    metrics.requests.inc({ route, status: reply.statusCode, code: t.code ?? 'ok', model });
-    metrics.latency.observe({ route, model }, reply.elapsedTime / 1000);
-    const line = {
-      reqId: req.id,
-      method: req.method,
-      url: req.url,
-      status: reply.statusCode,
-      ms: Number(reply.elapsedTime.toFixed(2)),
-      ...t,
-    };
-    if (reply.statusCode >= 500) log.warn(line, 'request failed');
-    else log.info(line, 'request');
+    requests.record(req, reply);
     done();
   });
   app.setErrorHandler(async (err, req: Tagged, reply) => sendError(err, req, reply));
