@@ -4,12 +4,10 @@
  * seen as such), raw HTTP bytes over a socket, and the daemon's own metric families.
  */
 import { connect } from 'node:net';
-import { Writable } from 'node:stream';
-import { createLogger, type LogFormat } from '../../serve/log.js';
-import { type ServeOptions, startServer, type XpkgServer } from '../../serve/server.js';
+import type { LogFormat } from '../../serve/log.js';
+import type { ServeOptions, XpkgServer } from '../../serve/server.js';
 import { type Family, parseExposition } from './prom-text.js';
-import { http, TRUST } from './serve.js';
-import { tempDir } from './source.js';
+import { http, startWithLog } from './serve.js';
 
 export interface RawServer extends XpkgServer {
   /** Everything the logger wrote, in order. */
@@ -24,21 +22,7 @@ export async function rawServer(
   format: LogFormat = 'json',
 ): Promise<RawServer> {
   const chunks: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      chunks.push(String(chunk));
-      cb();
-    },
-  });
-  const server = await startServer({
-    port: 0,
-    pollMs: 100,
-    settleMs: 100,
-    drainMs: 5000,
-    runner: { trust: TRUST, stateDir: tempDir('xpkg-obs-state-') },
-    log: createLogger({ format, level: 'info', destination: sink }),
-    ...o,
-  });
+  const server = await startWithLog(o, format, (text) => chunks.push(text));
   const text = () => chunks.join('');
   const lines = () =>
     text()

@@ -10,7 +10,7 @@ import { prepare as prepareMultiVariant } from '../../fixtures/multi-variant/bui
 import { encodeModel } from '../../fixtures/onnx-tiny.js';
 import { packFolder } from '../../pack/pack.js';
 import { PackageReader } from '../../pack/reader.js';
-import { createLogger } from '../../serve/log.js';
+import { createLogger, type LogFormat } from '../../serve/log.js';
 import { type ServeOptions, startServer, type XpkgServer } from '../../serve/server.js';
 import { sign } from '../../signing/sign.js';
 import { tempDir } from './source.js';
@@ -63,23 +63,34 @@ export interface TestServer extends XpkgServer {
   lines: Record<string, unknown>[];
 }
 
-/** A server on a free loopback port; its JSON log lines are kept in `lines`. */
-export async function testServer(o: Partial<ServeOptions> & { repo: string }): Promise<TestServer> {
-  const lines: Record<string, unknown>[] = [];
+/** A daemon on a free loopback port, not yet ready, its log written to `onChunk` as the logger writes it. */
+export function startWithLog(
+  o: Partial<ServeOptions> & { repo: string },
+  format: LogFormat,
+  onChunk: (text: string) => void,
+): Promise<XpkgServer> {
   const sink = new Writable({
     write(chunk, _enc, cb) {
-      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
+      onChunk(String(chunk));
       cb();
     },
   });
-  const server = await startServer({
+  return startServer({
     port: 0,
     pollMs: 100,
     settleMs: 100,
     drainMs: 5000,
     runner: { trust: TRUST, stateDir: tempDir('xpkg-serve-state-') },
-    log: createLogger({ format: 'json', level: 'info', destination: sink }),
+    log: createLogger({ format, level: 'info', destination: sink }),
     ...o,
+  });
+}
+
+/** A server on a free loopback port; its JSON log lines are kept in `lines`. */
+export async function testServer(o: Partial<ServeOptions> & { repo: string }): Promise<TestServer> {
+  const lines: Record<string, unknown>[] = [];
+  const server = await startWithLog(o, 'json', (text) => {
+    for (const l of text.split('\n')) if (l) lines.push(JSON.parse(l));
   });
   await server.ready;
   return Object.assign(server, { lines });
