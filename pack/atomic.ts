@@ -15,14 +15,7 @@ const undos = new Set<() => void>();
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 function removeTemps(): void {
-  for (const t of temps) {
-    try {
-      unlinkSync(t);
-    } catch {
-      // already gone
-    }
-  }
-  temps.clear();
+  // undos first: one may compare the file it was publishing with that file's temp (unpack.ts)
   for (const undo of [...undos].reverse()) {
     try {
       undo();
@@ -31,6 +24,14 @@ function removeTemps(): void {
     }
   }
   undos.clear();
+  for (const t of temps) {
+    try {
+      unlinkSync(t);
+    } catch {
+      // already gone
+    }
+  }
+  temps.clear();
 }
 
 function onSignal(signal: NodeJS.Signals): void {
@@ -90,6 +91,11 @@ export interface AtomicOptions {
   mode?: number;
   /** Replace an existing target (default). When false an existing one fails with EEXIST, atomically. */
   overwrite?: boolean;
+  /**
+   * Called once the target is in place, before anything else is awaited: a caller that must undo
+   * its writes on a signal (undoOnInterrupt) records the file here, not after writeAtomic resolves.
+   */
+  onPublished?: () => void;
 }
 
 /**
@@ -148,7 +154,10 @@ export async function writeAtomic<T>(
     dirname(dest.path),
     `.${shortName(basename(dest.path))}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
   );
+  // tracked before it exists: a signal between the open and its callback must still remove it
+  track(temp);
   const fh = await open(temp, 'wx+', mode ?? 0o644).catch((e: NodeJS.ErrnoException) => {
+    untrack(temp);
     // the error names the file asked for (a missing or read-only folder), not the temp name beside it
     throw Object.assign(new Error(`cannot write ${target}: ${e.message.split(', ')[0]}`), {
       code: e.code,
@@ -157,7 +166,6 @@ export async function writeAtomic<T>(
       path: target,
     });
   });
-  track(temp);
   let closed = false;
   try {
     const result = await fill(fh, temp);
@@ -167,6 +175,7 @@ export async function writeAtomic<T>(
     closed = true;
     if (overwrite) await rename(temp, dest.path);
     else await publishNew(temp, dest.path);
+    options.onPublished?.();
     return result;
   } finally {
     if (!closed) await fh.close().catch(() => {});

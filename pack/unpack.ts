@@ -4,9 +4,9 @@
  * destination path is refused, never followed. Nothing is overwritten.
  */
 import { createHash } from 'node:crypto';
-import { rmdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { type FileHandle, lstat, mkdir, rm, rmdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FormatError, PackError } from '../spec/errors.js';
 import { BLOCK_SIZE } from '../spec/limits.js';
@@ -16,6 +16,35 @@ import { undoOnInterrupt, writeAllAt, writeAtomic } from './atomic.js';
 import { SOURCE_MANIFEST } from './pack.js';
 import { PackageReader } from './reader.js';
 
+/**
+ * On a signal, the file this process was publishing: this process's temp files beside it
+ * (pack/atomic.ts names them `.<name>.<pid>.<hex>.tmp`) are removed, and the target too where it
+ * is one of them linked into place (the same inode): ours, not a file that appeared meanwhile.
+ */
+function dropInflight(target: string): void {
+  const dir = dirname(target);
+  const mine = new RegExp(`^\\..*\\.${process.pid}\\.[0-9a-f]{12}\\.tmp$`);
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  const at = (p: string) => {
+    try {
+      return statSync(p);
+    } catch {
+      return null;
+    }
+  };
+  const t = at(target);
+  for (const n of names.filter((x) => mine.test(x))) {
+    const temp = at(join(dir, n));
+    if (t && temp && t.ino === temp.ino && t.dev === temp.dev) rmSync(target, { force: true });
+    rmSync(join(dir, n), { force: true });
+  }
+}
+
 export interface UnpackResult {
   dir: string;
   id: string;
@@ -23,7 +52,17 @@ export interface UnpackResult {
   bytes: number;
 }
 
-async function ensureDir(path: string, shown: string): Promise<'created' | 'existed'> {
+/**
+ * `before` runs just before the folder is made: a caller that undoes its writes on a signal records
+ * it then, not after mkdir's callback (a signal can come between the two); `after` takes the record
+ * back when mkdir fails.
+ */
+async function ensureDir(
+  path: string,
+  shown: string,
+  before?: () => void,
+  after?: () => void,
+): Promise<'created' | 'existed'> {
   const st = await lstat(path).catch(() => null);
   if (st?.isSymbolicLink())
     throw new PackError('E_UNPACK_LINK', `${shown} is a symbolic link in the destination; refusing to follow it`, {
@@ -32,7 +71,11 @@ async function ensureDir(path: string, shown: string): Promise<'created' | 'exis
   if (st && !st.isDirectory())
     throw new PackError('E_UNPACK_EXISTS', `${shown} exists and is not a directory`, { path: shown });
   if (st) return 'existed';
-  await mkdir(path);
+  before?.();
+  await mkdir(path).catch((e: unknown) => {
+    after?.(); // not made here: not ours to remove
+    throw e;
+  });
   return 'created';
 }
 
@@ -103,7 +146,14 @@ export async function unpackPackage(
   const root = resolve(outDir);
   const createdFiles: string[] = [];
   const createdDirs: string[] = [];
-  if ((await ensureDir(root, outDir)) === 'created') createdDirs.push(root);
+  await ensureDir(
+    root,
+    outDir,
+    () => createdDirs.push(root),
+    () => createdDirs.pop(),
+  );
+  /** The file being published: on a signal it may be in place before writeAtomic's callback ran. */
+  let inflight: string | undefined;
   const total = reader.manifest.files.reduce((n, f) => n + f.size, 0);
   let done = 0;
   // Ctrl-C or SIGTERM mid-unpack leaves the destination as it was too (as an error does, below)
@@ -116,6 +166,7 @@ export async function unpackPackage(
           // not ours to force: a folder someone else wrote into stays
         }
       });
+    if (inflight) dropInflight(inflight);
     each(createdFiles, (f) => rmSync(f, { force: true }));
     each(createdDirs, rmdirSync);
   });
@@ -127,7 +178,13 @@ export async function unpackPackage(
       let cur = root;
       for (let i = 0; i < segs.length - 1; i++) {
         cur = join(cur, segs[i]);
-        if ((await ensureDir(cur, segs.slice(0, i + 1).join('/'))) === 'created') createdDirs.push(cur);
+        const dir = cur;
+        await ensureDir(
+          dir,
+          segs.slice(0, i + 1).join('/'),
+          () => createdDirs.push(dir),
+          () => createdDirs.pop(),
+        );
       }
       const target = join(root, path);
       const pre = await lstat(target).catch(() => null);
@@ -139,6 +196,7 @@ export async function unpackPackage(
       // Each file is written to a temp file beside it and linked into place once every byte is
       // verified: a kill mid-write leaves no half-written file under a name from the package
       // (pack/atomic.ts). link() never replaces, so a file that appeared meanwhile is refused.
+      inflight = target;
       await writeAtomic(
         target,
         (fh) =>
@@ -146,8 +204,15 @@ export async function unpackPackage(
             done += n;
             onProgress?.(done, total);
           }),
-        { overwrite: false },
+        {
+          overwrite: false,
+          onPublished: () => {
+            createdFiles.push(target);
+            inflight = undefined;
+          },
+        },
       ).catch(async (e: NodeJS.ErrnoException) => {
+        inflight = undefined;
         if (e.code !== 'EEXIST') throw e;
         const link = (await lstat(target).catch(() => null))?.isSymbolicLink();
         throw new PackError(
@@ -156,7 +221,6 @@ export async function unpackPackage(
           { path },
         );
       });
-      createdFiles.push(target);
     }
   } catch (e) {
     // Leave the destination as it was: remove what this call created, newest first.
