@@ -817,6 +817,6 @@ const db = both((prob: Float32Array, opts: DbOptions): Prepared<DbResult> => {
 export const dbPostprocess = db.async;
 export const dbPostprocessSync = db.sync;
 
-export { floatsToHalves, floatToHalf, halfToFloat } from './portable/f16.js';
+export { floatsToHalves, floatToHalf, halfToFloat, halvesToFloats } from './portable/f16.js';
 export { yoloGrid } from './portable/grid.js';
 export { OUT as OUT_ARRAYS, type OutAlloc, type OutArray } from './validate.js';

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addOneModel } from '../fixtures/onnx-tiny.js';
 import { packFolder } from '../pack/pack.js';
 import { startWebServer } from '../web/server.js';
-import { type BrowserRig, BUILT, dropFiles, haveBrowser, loadLibrary, startRig } from './helpers/browser.js';
+import { type BrowserRig, BUILT, dropFiles, frameIn, haveBrowser, loadLibrary, startRig } from './helpers/browser.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const FIXTURES = join(ROOT, 'fixtures', 'dist');
@@ -283,14 +283,7 @@ describe.skipIf(!haveBrowser)('the drop page and <xpkg-drop> against hostile pac
       // localhost and 127.0.0.1 are two origins of the one server
       await page.goto(`http://localhost:${port}/web/embed.html`);
       const framed = async (src: string) => {
-        await page.evaluate(async (src) => {
-          const f = document.createElement('iframe');
-          f.src = src;
-          const loaded = new Promise((r) => f.addEventListener('load', r, { once: true }));
-          document.body.append(f);
-          await loaded;
-        }, src);
-        const frame = page.frames().find((f) => f.url() === src);
+        const frame = await frameIn(page, src);
         return frame ? (await frame.$('#trust')) !== null : false;
       };
       expect(await framed(`http://localhost:${port}/web/`)).toBe(true);

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
 import { Runner } from '../runner/runner.js';
 import { toXpkgError } from '../spec/errors.js';
-import { type BrowserRig, BUILT, haveBrowser, type Lib, loadLibrary, startRig } from './helpers/browser.js';
+import { type BrowserRig, BUILT, frameIn, haveBrowser, type Lib, loadLibrary, startRig } from './helpers/browser.js';
 import { hugePng, sweepImages } from './helpers/sweep-images.js';
 import { SHIPPED, sweepPackages } from './helpers/sweep-packages.js';
 
@@ -303,14 +303,7 @@ describe.skipIf(!haveBrowser)('browser sweep: packages and inputs nobody shows u
     const port = new URL(rig.server.url).port;
     await page.goto(`http://localhost:${port}/web/`);
     const src = `http://127.0.0.1:${port}/web/embed.html`;
-    await page.evaluate(async (src) => {
-      const f = document.createElement('iframe');
-      f.src = src;
-      const loaded = new Promise((r) => f.addEventListener('load', r, { once: true }));
-      document.body.append(f);
-      await loaded;
-    }, src);
-    const frame = page.frames().find((f) => f.url() === src);
+    const frame = await frameIn(page, src);
     expect(frame ? await frame.$('xpkg-drop') : null).toBeNull();
     await page.goto(`http://127.0.0.1:${port}/web/embed.html`);
     await page.waitForFunction(() => customElements.get('xpkg-drop') !== undefined);

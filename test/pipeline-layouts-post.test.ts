@@ -20,6 +20,27 @@ import {
 
 useLayoutPackages();
 
+/** The two ways to decode the YOLO-style head [1, 4 + C, A] into boxes mapped back through `image: x`. */
+const YOLO_POSTS: Record<string, Step> = {
+  'detect-decode': {
+    op: 'detect-decode',
+    params: { input: 'out', output: 'boxes', image: 'x', layout: 'attrs-first', iouThreshold: 0.5 },
+  },
+  nms: {
+    op: 'nms',
+    params: {
+      input: 'out',
+      output: 'boxes',
+      image: 'x',
+      transpose: true,
+      format: 'cxcywh',
+      layout: 'box-class-scores',
+      iouThreshold: 0.5,
+      classAware: true,
+    },
+  },
+};
+
 describe('detector outputs: boxes mapped back to the original image', () => {
   const rows6 = () => DETS.flatMap(([b, c, s]) => [...toPlane(b), s, c]);
 
@@ -79,22 +100,7 @@ describe('detector outputs through resize → normalize (the unfused pre-process
   ];
   for (const op of ['detect-decode', 'nms'])
     it(`${op} with the normalize tensor as image maps boxes back through the letterbox`, async () => {
-      const post: Step =
-        op === 'detect-decode'
-          ? { op, params: { input: 'out', output: 'boxes', image: 'x', layout: 'attrs-first', iouThreshold: 0.5 } }
-          : {
-              op,
-              params: {
-                input: 'out',
-                output: 'boxes',
-                image: 'x',
-                transpose: true,
-                format: 'cxcywh',
-                layout: 'box-class-scores',
-                iouThreshold: 0.5,
-                classAware: true,
-              },
-            };
+      const post = YOLO_POSTS[op];
       const ctx = await pkg(
         echo('float32', ['a', 'b', 'c']),
         detSteps([post], unfused),
@@ -113,26 +119,7 @@ describe('detector outputs through resize → normalize (the unfused pre-process
 });
 
 describe('float16 detector outputs (an fp16 model)', () => {
-  const posts: Record<string, Step> = {
-    'detect-decode': {
-      op: 'detect-decode',
-      params: { input: 'out', output: 'boxes', image: 'x', layout: 'attrs-first', iouThreshold: 0.5 },
-    },
-    nms: {
-      op: 'nms',
-      params: {
-        input: 'out',
-        output: 'boxes',
-        image: 'x',
-        transpose: true,
-        format: 'cxcywh',
-        layout: 'box-class-scores',
-        iouThreshold: 0.5,
-        classAware: true,
-      },
-    },
-  };
-  for (const [op, post] of Object.entries(posts))
+  for (const [op, post] of Object.entries(YOLO_POSTS))
     it(`${op} reads float16 scores and boxes`, async () => {
       const ctx = await pkg(
         echo('float32', ['a', 'b', 'c'], 'float16'),

@@ -52,6 +52,17 @@ export function floatsToHalves(
   return dst;
 }
 
+/** Every half's float value, by its bits (256 KiB, made on first use). */
+let halfTable: Float32Array | undefined;
+
+/** Every element of src (half bits) as float32, into a new array: the inverse of floatsToHalves. */
+export function halvesToFloats(src: Uint16Array): Float32Array {
+  halfTable ??= Float32Array.from({ length: 65536 }, (_, h) => halfToFloat(h));
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = halfTable[src[i]];
+  return out;
+}
+
 /** Half bits -> number (for tests and callers reading f16 tensors). */
 export function halfToFloat(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;

@@ -143,23 +143,41 @@ function json(bytes: Buffer, path: string): unknown {
   }
 }
 
+const ascii = (b: Buffer, from: number, to: number) => b.subarray(from, to).toString('latin1');
+const PNG_START = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** How each raster format sharp reads starts (its signature alone). */
+const IMAGE_STARTS: [string, (b: Buffer) => boolean][] = [
+  ['PNG', (b) => b.subarray(0, 8).equals(PNG_START)],
+  ['GIF', (b) => /^GIF8[79]a$/.test(ascii(b, 0, 6))],
+  ['WebP', (b) => ascii(b, 0, 4) === 'RIFF' && ascii(b, 8, 12) === 'WEBP'],
+  ['JPEG', (b) => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff],
+  // TIFF (II*\0, MM\0*) and BigTIFF (version 43)
+  ['TIFF', (b) => /^(II[*+]\0|MM\0[*+])$/.test(ascii(b, 0, 4))],
+  // HEIF/AVIF: an ISO-BMFF ftyp box naming an image brand
+  [
+    'HEIF',
+    (b) => ascii(b, 4, 8) === 'ftyp' && /^(avif|avis|heic|heix|hevc|heim|heis|mif1|msf1)$/.test(ascii(b, 8, 12)),
+  ],
+];
+const startsAs = (name: string) => IMAGE_STARTS.find(([n]) => n === name)![1];
+
 /**
  * Formats whose files start with a signature no run of raw values plausibly starts with (8 bytes,
  * or 4 plus a tag further on): such a file read as raw values would be silently wrong numbers.
+ * A JPEG needs more than its start.
  */
 const ENCODED: [string, (b: Buffer) => boolean][] = [
-  ['PNG', (b) => b.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))],
-  ['GIF', (b) => /^GIF8[79]a$/.test(b.subarray(0, 6).toString('latin1'))],
-  ['WebP', (b) => b.subarray(0, 4).toString('latin1') === 'RIFF' && b.subarray(8, 12).toString('latin1') === 'WEBP'],
+  ['PNG', startsAs('PNG')],
+  ['GIF', startsAs('GIF')],
+  ['WebP', startsAs('WebP')],
   // JPEG: its start, a marker, and a JFIF / Exif tag, or (an encoder writing neither) its end marker
   [
     'JPEG',
     (b) =>
       b.length >= 11 &&
-      b[0] === 0xff &&
-      b[1] === 0xd8 &&
-      b[2] === 0xff &&
-      (/^(JFIF|Exif)\0$/.test(b.subarray(6, 11).toString('latin1')) ||
+      startsAs('JPEG')(b) &&
+      (/^(JFIF|Exif)\0$/.test(ascii(b, 6, 11)) ||
         ((b[3] >= 0xe0 || [0xdb, 0xc0, 0xc1, 0xc2, 0xc4, 0xfe].includes(b[3])) &&
           b.readUInt16BE(b.length - 2) === 0xffd9)),
   ],
@@ -168,16 +186,7 @@ const ENCODED: [string, (b: Buffer) => boolean][] = [
 
 /** The raster format sharp reads whose signature `b` starts with, or undefined. */
 function imageSignature(b: Buffer): string | undefined {
-  const ascii = (from: number, to: number) => b.subarray(from, to).toString('latin1');
-  if (ENCODED[0][1](b)) return 'PNG';
-  if (/^GIF8[79]a$/.test(ascii(0, 6))) return 'GIF';
-  if (ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'WebP';
-  if (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'JPEG';
-  // TIFF (II*\0, MM\0*) and BigTIFF (version 43)
-  if (/^(II[*+]\0|MM\0[*+])$/.test(ascii(0, 4))) return 'TIFF';
-  // HEIF/AVIF: an ISO-BMFF ftyp box naming an image brand
-  if (ascii(4, 8) === 'ftyp' && /^(avif|avis|heic|heix|hevc|heim|heis|mif1|msf1)$/.test(ascii(8, 12))) return 'HEIF';
-  return undefined;
+  return IMAGE_STARTS.find(([, is]) => is(b))?.[0];
 }
 
 /** Raw little-endian bytes in the declared dtype; the declared shape with one unknown dimension inferred. */

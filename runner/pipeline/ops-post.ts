@@ -3,7 +3,7 @@
  * post ops share (ops-regions.ts: db-postprocess, order-regions, text-lines; ops-ctc.ts; ops-detect.ts).
  */
 
-import { halfToFloat, nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
+import { halvesToFloats, nms, segmentArgmax, softmaxTopK } from '../../native/index.js';
 import { Type } from '../../spec/typebox-lite.js';
 import { softmax } from '../ops/classify.js';
 import { parseVocabulary } from '../ops/ctc.js';
@@ -21,22 +21,13 @@ export function hasNaN(a: ArrayLike<number>): boolean {
   return false;
 }
 
-/** Every half's float value, by its bits (256 KiB, made on first use). */
-let halves: Float32Array | undefined;
-
 /**
  * The tensor as float32: float16 (an fp16 model's outputs, kept as half bits) decoded, integers
  * converted. Reading the bits as numbers would give scores of thousands and boxes far off the image.
  */
 export function floats(t: TensorValue, _x?: OpRun): Float32Array {
   if (t.data instanceof Float32Array) return t.data;
-  if (t.type === 'float16') {
-    halves ??= Float32Array.from({ length: 65536 }, (_, h) => halfToFloat(h));
-    const h = t.data as Uint16Array;
-    const f = new Float32Array(h.length);
-    for (let i = 0; i < h.length; i++) f[i] = halves[h[i]];
-    return f;
-  }
+  if (t.type === 'float16') return halvesToFloats(t.data as Uint16Array);
   return Float32Array.from(t.data as ArrayLike<number> & Iterable<number>, Number);
 }
 

@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import { type Browser, chromium, type Frame, type Page } from 'playwright-core';
 import { startWebServer, type WebServer, type WebServerOptions } from '../../web/server.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -105,4 +105,16 @@ export interface Lib {
     }>;
     close(): Promise<void>;
   }>;
+}
+
+/** Loads `src` in an iframe of the page and returns its frame once loaded (undefined where none shows up). */
+export async function frameIn(page: Page, src: string): Promise<Frame | undefined> {
+  await page.evaluate(async (src) => {
+    const f = document.createElement('iframe');
+    f.src = src;
+    const loaded = new Promise((r) => f.addEventListener('load', r, { once: true }));
+    document.body.append(f);
+    await loaded;
+  }, src);
+  return page.frames().find((f) => f.url() === src);
 }
