@@ -4,9 +4,9 @@
  * through the built CLI, where a sweep of every command found it broken.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { packFolder } from '../pack/pack.js';
 import { EXIT } from '../spec/errors.js';
 import { BIN, oneDocument, STACK, xpkgRaw, xpkgRawAsync } from './helpers/cli-raw.js';
@@ -181,9 +181,15 @@ describe('no partial output', () => {
       false,
     );
     const pkg = join(tempDir('xpkg-contract-unpack-'), 'two.xpkg');
+    // ~390 MB of source, package and output: removed as soon as the test is done with them
+    const big = [src, dirname(pkg)];
+    onTestFinished(() => {
+      for (const d of big) rmSync(d, { recursive: true, force: true });
+    });
     await packFolder(src, pkg);
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       const parent = tempDir('xpkg-contract-dest-');
+      big.push(parent);
       mkdirSync(join(parent, 'out'));
       writeFileSync(join(parent, 'out', 'mine.txt'), 'kept');
       const dest = join(parent, 'out');

@@ -4,19 +4,35 @@
  * fixture packages once per test run.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildBrowser } from '../browser/build.js';
 import { buildOrtBinding } from '../runner/gpu-binding.js';
 import { bundleCli } from '../tools/bundle-cli.js';
 
+/** Bytes under `dir` (files only; links not followed). */
+function bytesUnder(dir: string): number {
+  let n = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true }))
+    if (e.isFile()) n += statSync(join(e.parentPath, e.name), { throwIfNoEntry: false })?.size ?? 0;
+  return n;
+}
+
 export default async function setup(): Promise<() => void> {
-  // Tests (and the CLI processes they spawn) keep optimised models in a cache of their own, never
-  // in the user's.
-  const cache = mkdtempSync(join(tmpdir(), 'xpkg-test-cache-'));
+  // Every temporary file of the run (the tests', the CLI processes and daemons they spawn, Chromium's,
+  // Python's) goes under one folder, removed when the run ends: a run used to leave gigabytes in /tmp.
+  // TMPDIR reaches the test workers and their children as XPKG_CACHE does.
+  const root = mkdtempSync(join(tmpdir(), 'xpkg-test-run-'));
+  process.env.TMPDIR = root;
+  // Tests keep optimised models in a cache of their own, never in the user's.
+  const cache = mkdtempSync(join(root, 'xpkg-test-cache-'));
   process.env.XPKG_CACHE = cache;
-  const teardown = () => rmSync(cache, { recursive: true, force: true });
+  const teardown = () => {
+    const mb = bytesUnder(root) / 2 ** 20;
+    rmSync(root, { recursive: true, force: true });
+    console.log(`global teardown: removed ${mb.toFixed(0)} MiB of the run's temporary files (${root})`);
+  };
   // With onnxruntime's C API headers at hand (.ci/run fetches them), the C API binding is built
   // once, so its tests (test/ort-capi.test.ts) run rather than skip.
   const headers = process.env.XPKG_ORT_HEADERS_TARBALL;
