@@ -143,7 +143,7 @@ export async function daemonGcs(url: string): Promise<{ major: number; minor: nu
 export async function daemonSums(
   url: string,
   model: string,
-): Promise<{ n: number; requestMs: number; workerMs: number }> {
+): Promise<{ n: number; requestMs: number; workerMs: number; receiveMs: number }> {
   const m = await (await fetch(`${url}/metrics`)).text();
   const get = (metric: string, labels: string) =>
     Number(new RegExp(`^${metric}\\{${labels}\\} (\\S+)$`, 'm').exec(m)?.[1] ?? 0);
@@ -152,6 +152,8 @@ export async function daemonSums(
     n: get('xpkg_serve_request_duration_seconds_count', route),
     requestMs: get('xpkg_serve_request_duration_seconds_sum', route) * 1000,
     workerMs: get('xpkg_serve_stage_duration_seconds_sum', `model="${model}",stage="worker"`) * 1000,
+    // 0 from a build without the stage (--before)
+    receiveMs: get('xpkg_serve_stage_duration_seconds_sum', `model="${model}",stage="receive"`) * 1000,
   };
 }
 

@@ -404,8 +404,14 @@ try {
         const req = (sums1[k].requestMs - sums0[k].requestMs) / r;
         const trip = (sums1[k].workerMs - sums0[k].workerMs) / r;
         const run = mean(d.runs);
+        // the body's arrival (first byte read to last parsed: the kernel and Node's reads) apart
+        const recv = (sums1[k].receiveMs - sums0[k].receiveMs) / r;
+        const main =
+          recv > 0
+            ? `receiving the body ${ms(recv)} + the rest of the daemon's headers→response beyond the worker ${ms(req - trip - recv)}`
+            : `daemon headers→response beyond the worker ${ms(req - trip)}`;
         overheads.push(
-          `  ${''.padEnd(12)} means: wall ${ms(mean(d.wall))} = run ${ms(run)} + worker round trip beyond the run ${ms(trip - run)} + daemon headers→response beyond the worker ${ms(req - trip)} + HTTP and client ${ms(mean(d.wall) - req)} ms`,
+          `  ${''.padEnd(12)} means: wall ${ms(mean(d.wall))} = run ${ms(run)} + worker round trip beyond the run ${ms(trip - run)} + ${main} + HTTP and client ${ms(mean(d.wall) - req)} ms`,
         );
       }
       overheads.push(

@@ -102,7 +102,11 @@ export function createLogger(
 }
 
 /** A request with what the routes learnt: the model and version that answered, the error code. */
-export type Tagged = FastifyRequest & { xpkg?: { model?: string; version?: string; code?: string; error?: string } };
+export type Tagged = FastifyRequest & {
+  xpkg?: { model?: string; version?: string; code?: string; error?: string; receiveMs?: number };
+  /** When the body began to be read (the preParsing hook of the routes that take one: receiveTimer). */
+  receiving?: number;
+};
 
 /** Distinct internal-error stacks logged (each once). */
 const STACKS = 64;

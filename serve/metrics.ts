@@ -25,7 +25,7 @@ export class ServeMetrics {
   });
   readonly stages = new Histogram({
     name: 'xpkg_serve_stage_duration_seconds',
-    help: 'time per stage of an inference: queue, worker (round trip), then the pipeline stages (decode, pre, infer:<model>, post)',
+    help: 'time per stage of an inference: receive (the request body), queue, worker (round trip), then the pipeline stages (decode, pre, infer:<model>, post)',
     labelNames: ['model', 'stage'] as const,
     buckets: BUCKETS,
     registers: [this.registry],

@@ -10,6 +10,7 @@ import { ServeError } from '../spec/errors.js';
 import { classifyOutput } from './classification.js';
 import { bodyEncoding, decodedBody } from './encoding.js';
 import { drain, parseJson, unsupported } from './infer-body.js';
+import type { Tagged } from './log.js';
 import { readBody } from './pool.js';
 import type { Ran } from './scheduler.js';
 import type { ServeContext } from './server.js';
@@ -158,14 +159,34 @@ async function submit(
   const t0 = performance.now();
   const ran = await entry!.scheduler.submit(inputs, { ...(pinned ? { pinned } : {}), transfer });
   observe(ctx, name, ran, performance.now() - t0 - ran.queueMs);
-  (req as FastifyRequest & { xpkg?: object }).xpkg = { model: name, version: ran.version.id };
+  const tag = (req as Tagged).xpkg;
+  // the body's receive time is observed only now: a label is a model the repository holds, never a
+  // name from the client's URL
+  if (tag?.receiveMs !== undefined) ctx.metrics.stages.observe({ model: name, stage: 'receive' }, tag.receiveMs / 1000);
+  (req as Tagged).xpkg = { ...tag, model: name, version: ran.version.id };
   return ran;
+}
+
+/**
+ * The body decoded as it arrives (encoding.ts), and the time from its first byte read to its last
+ * parsed: the request log's `receiveMs` and the `receive` stage (a slow client shows there, not in
+ * the run).
+ */
+function receiveTimer(app: FastifyInstance): void {
+  app.addHook('preParsing', async (req: Tagged, _reply, payload) => {
+    req.receiving = performance.now();
+    return decodedBody(req, payload);
+  });
+  app.addHook('preValidation', async (req: Tagged) => {
+    if (req.receiving !== undefined)
+      req.xpkg = { ...req.xpkg, receiveMs: Number((performance.now() - req.receiving).toFixed(3)) };
+  });
 }
 
 export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // infer takes JSON or the binary extension only: anything else is 415, not a schema error
   app.removeContentTypeParser('text/plain');
-  app.addHook('preParsing', async (req, _reply, payload) => decodedBody(req, payload));
+  receiveTimer(app);
   // The binary tensor data extension: the JSON header's length in a header, then the tensor bytes.
   // Without that header the whole body is the JSON request (the extension's header is optional when
   // no tensor is binary). The body is read into pooled memory (pool.ts), padded so that the tensor
@@ -326,7 +347,7 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
 /** POST /xpkg/models/{name}[/versions/{v}]/run: an image as the body, `xpkg run --json`'s result back. */
 export function runRoutes(app: FastifyInstance, ctx: ServeContext): void {
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-  app.addHook('preParsing', async (req, _reply, payload) => decodedBody(req, payload));
+  receiveTimer(app);
   const run = async (
     req: FastifyRequest<{ Params: ModelParams; Querystring: { input?: string } }>,
     reply: import('fastify').FastifyReply,

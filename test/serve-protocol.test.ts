@@ -545,14 +545,23 @@ describe('observability', () => {
       version: addId,
       url: `/v2/models/${ADD}/infer`,
     });
+    // how long the body took to arrive, beside the whole request's time
+    expect(line!.receiveMs).toBeGreaterThanOrEqual(0);
+    expect(line!.receiveMs).toBeLessThanOrEqual(line!.ms);
+    // a name from the client's URL never becomes a label, the body's receive time included
+    const unknown = await postJson(`${s.url}/v2/models/no-such-model-7f3/infer`, {
+      inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }],
+    });
+    expect(unknown.status).toBe(404);
     const m = (await http(`${s.url}/metrics`)).raw.toString();
+    expect(m).not.toContain('no-such-model-7f3');
     expect(m).toMatch(
       /xpkg_serve_requests_total\{route="\/v2\/models\/:name\/infer",status="400",code="E_SERVE_INPUT",model=""\} [1-9]/,
     );
     expect(m).toMatch(
       /xpkg_serve_requests_total\{route="\/xpkg\/models\/:name\/run",status="429",code="E_SERVE_QUEUE_FULL"/,
     );
-    for (const stage of ['queue', 'worker', 'infer:detector', 'decode'])
+    for (const stage of ['receive', 'queue', 'worker', 'infer:detector', 'decode'])
       expect(m).toContain(`xpkg_serve_stage_duration_seconds_count{model="detector",stage="${stage}"}`);
     expect(m).toMatch(/xpkg_serve_loaded_versions\{model="detector"\} 1/);
     expect(m).toMatch(/xpkg_serve_swap_events_total\{model="detector",event="loaded"\} 1/);
