@@ -55,7 +55,10 @@ export function plus(a: Usage, b: Usage): Usage {
 
 export const ZERO: Usage = { user: 0, sys: 0, faults: 0, rest: 0 };
 
-/** The floor: `POST /echo` takes the body, `GET /lag` answers the lag p99 (ms) since the last call. */
+/**
+ * The floor: `POST /echo` takes the body, `POST /v2/models/{name}/infer` takes it and answers after
+ * `x-hold-ms`, `GET /lag` answers the lag p99 (ms) since the last call.
+ */
 export function startFloor(): Promise<{ url: string; child: ChildProcess }> {
   const code = `import Fastify from 'fastify';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -64,6 +67,15 @@ loop.enable();
 const app = Fastify({ bodyLimit: 64 << 20 });
 app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_r, b, done) => done(null, b));
 app.post('/echo', async (req) => ({ bytes: req.body.length }));
+// The same body as a V2 binary infer request, answered after x-hold-ms of idle (a timer, as the daemon's
+// main thread idles while its worker runs), with the time held as the run's: a client subtracts it as
+// it subtracts the daemon's run_ms. After a run's worth of idle, wake-ups and a cold cache cost more
+// than back to back; this floor pays them as the daemon does.
+app.post('/v2/models/:name/infer', async (req) => {
+  const t = performance.now();
+  await new Promise((r) => setTimeout(r, Number(req.headers['x-hold-ms'] ?? 0)));
+  return { model_name: req.params.name, parameters: { run_ms: performance.now() - t, bytes: req.body.length } };
+});
 app.get('/lag', async () => {
   const p99 = loop.count > 0 ? Math.max(0, loop.percentile(99) / 1e6 - 1) : 0;
   loop.reset();
@@ -171,7 +183,9 @@ export function pythonFloors(
   px: Buffer,
   side: number,
   runs: number,
-): { kernel: Floor; daemon: Floor; daemonWall: Floor } | undefined {
+  /** The bare fastify floor (startFloor) and how long it holds each answer: the run's time in process. */
+  held?: { url: string; ms: number },
+): { kernel: Floor; daemon: Floor; daemonWall: Floor; held?: Floor } | undefined {
   // run from the repository's root, as bench/serve.ts is (its compiled copy included)
   const script = resolve('bench/serve_floor.py');
   const py = (args: string[]) => JSON.parse(execFileSync('python3', [script, ...args], { encoding: 'utf8' }));
@@ -179,8 +193,23 @@ export function pythonFloors(
   try {
     const kernel = py(['kernel', String(px.length + 200), String(runs)]).wall as Floor;
     writeFileSync(join(dir, 'pixels'), px);
-    const d = py(['v2', new URL(daemonUrl).port, model, join(dir, 'pixels'), String(side), String(runs)]);
-    return { kernel, daemon: d.wallLessRun, daemonWall: d.wall };
+    const v2 = (url: string, hold?: number) =>
+      py([
+        'v2',
+        new URL(url).port,
+        model,
+        join(dir, 'pixels'),
+        String(side),
+        String(runs),
+        ...(hold ? [String(hold)] : []),
+      ]);
+    const d = v2(daemonUrl);
+    return {
+      kernel,
+      daemon: d.wallLessRun,
+      daemonWall: d.wall,
+      ...(held ? { held: v2(held.url, held.ms).wallLessRun } : {}),
+    };
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;

@@ -4,7 +4,8 @@
  * 1. detector and OCR, 640×640×3 UINT8 pixels as binary tensors, at concurrency 1, 4 and 16:
  *    throughput, p50 and p99, and the daemon's overhead over in-process at concurrency 1. At c=1
  *    in-process runs, served requests and the floor any HTTP daemon pays (a bare fastify taking the
- *    same body, bench/serve-probe.ts) alternate one by one, so all see the same machine load; beside
+ *    same body, bench/serve-probe.ts; and the same answering after the run's time idle: the floor with
+ *    a run's worth of idle and its cold wake-ups) alternate one by one, so all see the same machine load; beside
  *    the latencies, the CPU time and page faults per request of each one's main thread (from /proc:
  *    robust to load) and of the daemon's workers; then, with no Node on the client side
  *    (bench/serve_floor.py, python3), the daemon's wall time less the run and the kernel's own
@@ -121,6 +122,7 @@ function binaryInfer(
   px: Buffer,
   record?: number[],
   runs?: number[],
+  extra: Record<string, string> = {},
 ): () => Promise<boolean> {
   const header = Buffer.from(
     JSON.stringify({
@@ -135,6 +137,7 @@ function binaryInfer(
     {
       'content-type': 'application/octet-stream',
       'inference-header-content-length': String(header.length),
+      ...extra,
     },
     body,
   );
@@ -322,6 +325,12 @@ try {
     const rawCall = async () => (await client.send(rawWire)).status === 200;
     for (let i = 0; i < 20; i++) await rawCall();
     for (let i = 0; i < 3; i++) await runner.run(input);
+    // the run's usual time, which the held floor idles for before it answers
+    const warm: number[] = [];
+    for (let i = 0; i < 5; i++) warm.push((await runner.run(input)).timings.total ?? 0);
+    const hold = Math.round(pct(warm, 50));
+    const held: number[] = [];
+    const heldCall = binaryInfer(floor.url, name, px, held, undefined, { 'x-hold-ms': String(hold) });
     for (const d of daemons) for (let i = 0; i < 3; i++) await binaryInfer(d.url, name, px)();
     for (let i = 0; i < 20; i++) await floorCall();
     // c=1, the goal's measure: in-process runs, served requests (each daemon) and the floor's
@@ -375,6 +384,7 @@ try {
         t = performance.now();
         await rawCall();
         rl.push(performance.now() - t);
+        await heldCall();
       }
       const st = (xs: number[]): Stats => ({
         rps: 1000 / (xs.reduce((x, y) => x + y, 0) / xs.length),
@@ -417,16 +427,18 @@ try {
       overheads.push(
         `  ${'bare fastify'.padEnd(12)} ${perReq(floorUse, n)} │ ${ms(fs.p50)}, ${ms(fs.p99)} ms │ (the same body, no model; the floor any Node HTTP daemon pays)`,
         `  ${'raw socket'.padEnd(12)} ${''.padEnd(52)} │ ${ms(pct(rl, 50))}, ${ms(pct(rl, 99))} ms │ (the same request read to its end and a fixed reply by a node:net server: the transport alone)`,
+        `  ${'held fastify'.padEnd(12)} ${''.padEnd(52)} │ wall − held p50 ${ms(pct(held, 50))}, p99 ${ms(pct(held, 99))} ms │ (bare fastify answering the same V2 request after ${hold} ms idle, the run's time: the floor with a run's idle in it)`,
         `  ${'in process'.padEnd(12)} run ${ms(localCpu / n)} ms CPU │ ${ms(local.p50)}, ${ms(local.p99)} ms`,
       );
       // the same measures with no Node on the client side (its own process, blocking sockets):
       // how much of the figures above is the load generator's own, and the kernel's loopback floor
       for (const d of per) {
-        const py = pythonFloors(d.url, name, px, SIDE, n);
+        const py = pythonFloors(d.url, name, px, SIDE, n, { url: floor.url, ms: hold });
         overheads.push(
           py
             ? `  ${'python3 client'.padEnd(12)} ${d.label}: wall ${ms(py.daemonWall.p50)}, ${ms(py.daemonWall.p99)} ms; wall − run in the worker p50 ${ms(py.daemon.p50)}, p99 ${ms(py.daemon.p99)} ms │ ` +
-                `the kernel alone (python3 at both ends, the same bytes and a 2-byte reply): p50 ${ms(py.kernel.p50)}, p99 ${ms(py.kernel.p99)} ms`
+                `the kernel alone (python3 at both ends, the same bytes and a 2-byte reply): p50 ${ms(py.kernel.p50)}, p99 ${ms(py.kernel.p99)} ms` +
+                (py.held ? ` │ held fastify: wall − held p50 ${ms(py.held.p50)}, p99 ${ms(py.held.p99)} ms` : '')
             : `  ${'python3 client'.padEnd(12)} (no python3 here: no floor without Node)`,
         );
       }

@@ -3,10 +3,11 @@
   python3 bench/serve_floor.py kernel <bytes> <runs>
       a forked Python server reads each <bytes>-byte message to its end and answers 2 bytes: what the
       kernel alone charges to move the request over loopback, beneath any server or client library.
-  python3 bench/serve_floor.py v2 <port> <model> <raw pixels file> <side> <runs>
+  python3 bench/serve_floor.py v2 <port> <model> <raw pixels file> <side> <runs> [<hold ms>]
       binary-tensor infer requests (UINT8 [side, side, 3]) to a daemon, one at a time on one kept-alive
       connection: the wall time per request and the wall time less the run's own `run_ms`, as an
-      independent client sees the daemon.
+      independent client sees the daemon. With <hold ms>, an x-hold-ms header (for the bare fastify
+      floor of bench/serve-probe.ts, which answers after that long and reports it as its run_ms).
 Prints one JSON document: p50 and p99 in ms of each series, the first tenth of the runs left out (warm-up).
 """
 import json
@@ -65,7 +66,7 @@ def kernel(n, runs):
     return {"wall": summary(wall)}
 
 
-def v2(port, model, pixels, side, runs):
+def v2(port, model, pixels, side, runs, hold=None):
     px = open(pixels, "rb").read()
     head = json.dumps(
         {
@@ -83,7 +84,8 @@ def v2(port, model, pixels, side, runs):
     req = (
         f"POST /v2/models/{model}/infer HTTP/1.1\r\nhost: 127.0.0.1\r\n"
         f"content-type: application/octet-stream\r\ninference-header-content-length: {len(head)}\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
+        + (f"x-hold-ms: {hold}\r\n" if hold else "")
+        + f"content-length: {len(body)}\r\n\r\n"
     ).encode() + body
     s = connect(port)
     wall, over = [], []
@@ -112,5 +114,5 @@ if __name__ == "__main__":
     if a[0] == "kernel":
         out = kernel(int(a[1]), int(a[2]))
     else:
-        out = v2(int(a[1]), a[2], a[3], int(a[4]), int(a[5]))
+        out = v2(int(a[1]), a[2], a[3], int(a[4]), int(a[5]), a[6] if len(a) > 6 else None)
     print(json.dumps(out))
