@@ -137,6 +137,33 @@ function json(r: { outputs: ResponseTensor[] }): string {
   return `${JSON.stringify(head).slice(0, -1)},"outputs":[${outputs.join(',')}]}`;
 }
 
+/**
+ * Each requested output once: a name given twice alike is answered once, as Triton's server does (a
+ * response holds one tensor per name, which is how clients look them up); given twice with other
+ * parameters (JSON and binary, or a classification) it is refused, since one answer cannot be both.
+ */
+function onceEach(outputs: NonNullable<InferBody['outputs']>): NonNullable<InferBody['outputs']> {
+  const seen = new Map<string, string>();
+  const once: NonNullable<InferBody['outputs']> = [];
+  for (const o of outputs) {
+    const how = JSON.stringify(Object.entries(o.parameters ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    const before = seen.get(o.name);
+    if (before === undefined) {
+      seen.set(o.name, how);
+      once.push(o);
+    } else if (before !== how)
+      throw new ServeError(
+        'E_SERVE_REQUEST',
+        `output ${JSON.stringify(o.name)} is requested twice, with other parameters`,
+        {
+          output: o.name,
+          reason: 'duplicate',
+        },
+      );
+  }
+  return once;
+}
+
 /** Stage times of one inference into the histograms. */
 function observe(ctx: ServeContext, name: string, ran: Ran, workerMs: number): void {
   const h = ctx.metrics.stages;
@@ -286,7 +313,7 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     const inputs = requestInputs(manifest, body.inputs, parts);
     // no outputs named, or an empty list, is every output (the protocol's default; Triton's too)
     const wanted: NonNullable<InferBody['outputs']> = body.outputs?.length
-      ? body.outputs
+      ? onceEach(body.outputs)
       : manifest.outputs.map((o) => ({ name: o.name }));
     for (const o of wanted)
       if (!manifest.outputs.some((s) => s.name === o.name))

@@ -252,8 +252,9 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
       socket.destroy(err);
       requests.refused(reqId, r.status, r.code, (err as { code?: string }).code);
     },
-    return503OnClosing: true,
-    // validate as written: no coercion, and an unknown property is an error (never silently dropped)
+    // the daemon answers requests that arrive while it stops itself (the onRequest hook below)
+    return503OnClosing: false,
+    // validate as written: no coercion, and no property removed (one a schema does not allow is an error)
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     // Node's own guards against slow clients: a request (headers, then everything) must arrive in time.
     serverFactory: (handler) => {
@@ -284,7 +285,14 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   // callback hooks, not async ones: no promise per hook per request on the event loop
   // Expect: 100-continue to a model the repository does not hold: no 100 was sent (checkContinue), so
   // its 404 comes now instead of after waiting for a body the client holds back
-  app.addHook('onRequest', (req, _reply, done) => {
+  app.addHook('onRequest', (req, reply, done) => {
+    // stopping: a request that still reaches the daemon (pipelined, or on a connection busy when the
+    // stop began) gets the daemon's 503 with a code and Retry-After, then its connection closes;
+    // fastify's own answer (return503OnClosing) has neither
+    if (ctx.closing) {
+      reply.header('connection', 'close');
+      return done(new ServeError('E_SERVE_UNAVAILABLE', 'the server is stopping', { reason: 'stopping' }));
+    }
     const name = req.headers.expect?.toLowerCase() === '100-continue' ? unknownModel(req.raw.url) : undefined;
     if (name === undefined) return done();
     try {
@@ -364,6 +372,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
       if (o.announce) announcing = await startAnnouncing(o.announce, await state(), { host, port: port() }, log);
       if (o.discover) peers = await discoverPeers(o.discover, log);
     } catch (e) {
+      ctx.closing = true;
       await announcing?.close();
       await app.close();
       await ready.catch(() => {});

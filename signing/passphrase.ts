@@ -14,10 +14,25 @@ export interface PassphraseRequest {
   env?: NodeJS.ProcessEnv;
 }
 
+/**
+ * One line ending at the end of `XPKG_PASSPHRASE`: a secret mounted from a file (a Kubernetes secret
+ * made with `--from-file`, an editor's last newline) often carries one. It is not part of the
+ * passphrase, as for gpg's `--passphrase-file` (its first line): the terminal prompt can never type
+ * it (Enter ends the line), so a key made with it could be opened only from that variable.
+ */
+const LINE_END = /\r?\n$/;
+
+/** `XPKG_PASSPHRASE` as it is set, when that differs from the passphrase read from it (a line ending dropped). */
+export function passphraseAsSet(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const v = env[PASSPHRASE_ENV];
+  return v !== undefined && LINE_END.test(v) ? v : undefined;
+}
+
 export async function obtainPassphrase(req: PassphraseRequest = {}): Promise<string> {
   const env = req.env ?? process.env;
-  const fromEnv = env[PASSPHRASE_ENV];
-  if (fromEnv !== undefined) {
+  const set = env[PASSPHRASE_ENV];
+  if (set !== undefined) {
+    const fromEnv = set.replace(LINE_END, '');
     if (fromEnv === '') throw new SigningError('E_KEY_PASSPHRASE', `${PASSPHRASE_ENV} is set but empty`);
     return fromEnv;
   }

@@ -12,7 +12,7 @@ import { decodeEnvelope, encodeEnvelope, PAYLOAD_TYPE, type SignatureEntry, sign
 import { readSmallFile, SmallFileError, writeFileAtomic } from './files.js';
 import { formatPublicKey, generateKeyPair, type KeyPair } from './keys.js';
 import { withFileLock } from './lock.js';
-import { obtainPassphrase } from './passphrase.js';
+import { obtainPassphrase, passphraseAsSet } from './passphrase.js';
 import { DEFAULT_SCRYPT, decodeSecretKey, encodeSecretKey, inspectSecretKey, type ScryptParams } from './secret-key.js';
 
 const KEY_FILE_MAX = 64 * 1024;
@@ -101,9 +101,18 @@ export async function loadSigningKey(path: string, options: { passphrase?: strin
   );
   const info = inspectSecretKey(text);
   let passphrase = options.passphrase;
-  if (info.encrypted && (passphrase === undefined || passphrase === null))
+  let asSet: string | undefined;
+  if (info.encrypted && (passphrase === undefined || passphrase === null)) {
     passphrase = await obtainPassphrase({ prompt: `Passphrase for ${path}: ` });
-  return decodeSecretKey(text, passphrase);
+    asSet = passphraseAsSet();
+  }
+  try {
+    return await decodeSecretKey(text, passphrase);
+  } catch (e) {
+    // a key made by an earlier build, which kept XPKG_PASSPHRASE's line ending, still opens
+    if (asSet === undefined || (e as SigningError).code !== 'E_KEY_PASSPHRASE') throw e;
+    return decodeSecretKey(text, asSet);
+  }
 }
 
 export interface AddSignatureResult {

@@ -62,13 +62,16 @@ export function buildTrustStore(keys: Iterable<TrustedKey>, revoked: Iterable<st
   return { keys: map, revoked: revokedSet };
 }
 
-/** True when a `--trust` value is key text rather than a path. */
+/**
+ * True when a `--trust` value is key text rather than a path: only what could be a key's text, its
+ * line first or comment lines before it. Any other value is a path, even one with a newline or
+ * starting with `#` (a file named `#team.pub`): read as text it could never be a key.
+ */
 export function looksLikeKeyText(value: string): boolean {
   const t = value.trimStart();
   // the tag and then white space: a file named `xpkg-ed25519-pub-alice.pub` is a path
   return (
     (t.startsWith(PUBLIC_KEY_TAG) && /^\s/.test(t.slice(PUBLIC_KEY_TAG.length))) ||
-    t.startsWith('#') ||
-    value.includes('\n')
+    (t.startsWith('#') && t.includes('\n'))
   );
 }

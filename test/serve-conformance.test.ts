@@ -245,6 +245,27 @@ describe('requested outputs', () => {
     const all = await postJson(infer(), { inputs: inputs(1), outputs: [], parameters: { binary_data_output: true } });
     expect(parseBinaryReply(all).header.outputs.map((o: Out) => o.name)).toEqual(TYPES.map((t) => `${t}_out`));
   });
+
+  it("an output named twice alike is answered once (Triton's server merges them); with other parameters, 400", async () => {
+    const twice = await postJson(infer(), {
+      inputs: inputs(1),
+      outputs: [
+        { name: 'int32_out', parameters: { binary_data: false } },
+        { name: 'bool_out' },
+        { name: 'int32_out', parameters: { binary_data: false } },
+      ],
+    });
+    expect([twice.status, twice.body.outputs.map((o: Out) => o.name)]).toEqual([200, ['int32_out', 'bool_out']]);
+    // JSON and binary of one output, or the tensor and its classification: one answer cannot be both
+    for (const other of [{ binary_data: true }, { classification: 1 }]) {
+      const r = await postJson(infer(), {
+        inputs: inputs(1),
+        outputs: [{ name: 'int32_out' }, { name: 'int32_out', parameters: other }],
+      });
+      expect(E(r)).toEqual([400, 'E_SERVE_REQUEST', 'duplicate']);
+    }
+    expect((await postJson(infer(), { inputs: inputs(1) })).status).toBe(200);
+  });
 });
 
 describe('every datatype, JSON and binary mixed in one body', () => {

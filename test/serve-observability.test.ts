@@ -187,7 +187,7 @@ describe('text logs', () => {
 });
 
 describe('readiness and the swap metrics', () => {
-  it('ready only after warm-up; during a stop new probes fail while the request in flight finishes', async () => {
+  it('ready only after warm-up; during a stop the request in flight finishes, later ones are 503 E_SERVE_UNAVAILABLE', async () => {
     const repo = tempDir('xpkg-obs-ready-');
     await copyFile(await versionedPackage({ sequence: 1, k: 1, name: 'ready-m' }), join(repo, 'm.xpkg'));
     const t = await rawServer({ repo, isolation: 'thread' });
@@ -213,14 +213,24 @@ describe('readiness and the swap metrics', () => {
     await received;
     const stopping = t.close();
     const probe = await http(`${t.url}/v2/health/ready`).catch(() => undefined);
-    if (probe) expect(probe.status).toBeGreaterThanOrEqual(400);
-    sock.write(body.slice(10));
-    await until(() => answer.includes('\r\n\r\n'), 20_000, 'the answer in flight');
-    sock.end();
-    await closed;
+    if (probe) expect([probe.status, probe.body.code]).toEqual([503, 'E_SERVE_UNAVAILABLE']);
+    // the rest of the body, and a request pipelined after it: it arrives during the stop
+    sock.write(
+      `${body.slice(10)}POST /v2/models/ready-m/infer HTTP/1.1\r\nHost: x\r\nx-request-id: late\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    await closed; // the late answer closes the connection
     await stopping;
-    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    const [first, late] = answer.split(/(?=HTTP\/1\.1 )/);
+    expect(first).toMatch(/^HTTP\/1\.1 200 /);
     expect(t.lines().find((l) => l.reqId === 'in-flight')).toMatchObject({ status: 200, model: 'ready-m' });
+    // the daemon's 503 with its code, Retry-After and request id, not fastify's own body
+    expect(late).toMatch(/^HTTP\/1\.1 503 /);
+    expect(late).toMatch(/\r\nretry-after: 1\r\n/i);
+    expect(late).toMatch(/\r\nx-request-id: late\r\n/i);
+    expect(late).toMatch(/\r\nconnection: close\r\n/i);
+    expect(JSON.parse(late.slice(late.indexOf('\r\n\r\n') + 4)).code).toBe('E_SERVE_UNAVAILABLE');
+    expect(t.lines().find((l) => l.reqId === 'late')).toMatchObject({ status: 503, code: 'E_SERVE_UNAVAILABLE' });
     expect(t.lines().at(-1)?.msg).toBe('stopped');
   });
 

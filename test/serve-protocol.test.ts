@@ -219,17 +219,14 @@ describe('infer', () => {
       expect(r.status).toBe(200);
       // the digits as written, before any JSON parser of JavaScript's rounds them
       expect(r.raw.toString('utf8')).toContain('"data":[1,-4611686018427387904,4611686018427387905]');
-      const both = await http(url, {
+      const bin = await http(url, {
         method: 'POST',
-        ...binaryRequest({ ...header, outputs: [{ name: 'y' }, { name: 'y', parameters: { binary_data: true } }] }, [
+        ...binaryRequest({ ...header, outputs: [{ name: 'y', parameters: { binary_data: true } }] }, [
           new Uint8Array(x.buffer),
         ]),
       });
-      const { header: h, outputs } = parseBinaryReply(both);
+      const { header: h, outputs } = parseBinaryReply(bin);
       expect(h.outputs[0].shape).toEqual([3]);
-      expect(both.raw.subarray(0, Number(both.headers.get('inference-header-content-length'))).toString()).toContain(
-        '"data":[1,-4611686018427387904,4611686018427387905]',
-      );
       expect(Array.from(new BigInt64Array(new Uint8Array(outputs.y).buffer))).toEqual(Array.from(x));
       // safe values stay plain numbers
       const small = await postJson(url, { inputs: [{ name: 'x', shape: [2], datatype: 'INT64', data: [5, -6] }] });

@@ -195,6 +195,25 @@ describe('keygen on disk', () => {
     process.env[PASSPHRASE_ENV] = '';
     expect(await codeOf(() => loadSigningKey(`${prefix}.key`))).toBe('E_KEY_PASSPHRASE');
   });
+  it("XPKG_PASSPHRASE's one line ending (a secret mounted from a file) is not part of the passphrase", async () => {
+    for (const [i, end] of ['\n', '\r\n'].entries()) {
+      process.env[PASSPHRASE_ENV] = `s3cret${end}`;
+      const prefix = join(dir, `line-end-${i}`);
+      const r = await keygen(prefix, { scrypt: CHEAP });
+      // what the terminal prompt gives (it ends at the line ending) opens it, and so does the variable
+      expect((await loadSigningKey(`${prefix}.key`, { passphrase: 's3cret' })).keyid).toBe(r.keyid);
+      expect((await loadSigningKey(`${prefix}.key`)).keyid).toBe(r.keyid);
+    }
+    // a key an earlier build encrypted with the line ending still opens from the same variable
+    const old = join(dir, 'line-end-old.key');
+    await writeFile(old, await encodeSecretKey(generateKeyPair({ seed: SEED }), 's3cret\n', CHEAP));
+    process.env[PASSPHRASE_ENV] = 's3cret\n';
+    expect((await loadSigningKey(old)).keyid).toBe(generateKeyPair({ seed: SEED }).keyid);
+    process.env[PASSPHRASE_ENV] = 'other\n';
+    expect(await codeOf(() => loadSigningKey(old))).toBe('E_KEY_PASSPHRASE');
+    process.env[PASSPHRASE_ENV] = '\n';
+    expect(await codeOf(() => keygen(join(dir, 'line-end-empty'), { scrypt: CHEAP }))).toBe('E_KEY_PASSPHRASE');
+  });
   it('with neither a passphrase nor a terminal, keygen fails instead of writing a clear key', async () => {
     delete process.env[PASSPHRASE_ENV];
     const prefix = join(dir, 'dave');

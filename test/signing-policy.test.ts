@@ -242,6 +242,26 @@ describe('trust stores on disk', () => {
     expect(store.keys.get(alice.keyid)!.source).toBe(f);
     expect(store.keys.get(bob.keyid)!.source).toBe('<inline>');
   });
+  it('a --trust path with a newline, or starting with #, is a path; key text with comment lines is text', async () => {
+    const odd = [join(dir, 'a\nb.pub'), join(dir, '#team.pub'), `${join(dir, 'trailing.pub')}\n`];
+    for (const f of odd) await writeFile(f, formatPublicKey(alice.publicKey));
+    for (const f of odd) {
+      const store = await loadTrustStore({ trust: [f] });
+      expect([[...store.keys.keys()], store.keys.get(alice.keyid)!.source]).toEqual([[alice.keyid], f]);
+    }
+    // relative, from the working folder: `#team.pub` as the shell passes `'#team.pub'`
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      expect((await loadTrustStore({ trust: ['#team.pub'] })).keys.has(alice.keyid)).toBe(true);
+    } finally {
+      process.chdir(cwd);
+    }
+    // one that names no file is E_TRUST_STORE with its path, never read as a malformed key text
+    expect(await codeOf(() => loadTrustStore({ trust: [join(dir, 'no\nsuch.pub')] }))).toBe('E_TRUST_STORE');
+    const commented = `# bob's key\n${formatPublicKey(bob.publicKey)}`;
+    expect((await loadTrustStore({ trust: [commented] })).keys.get(bob.keyid)!.source).toBe('<inline>');
+  });
   it('loads a trust dir: *.pub files, revoked.txt, other files ignored', async () => {
     const td = join(dir, 'trust.d');
     await mkdir(td);

@@ -27,7 +27,8 @@ export async function resolvePolicy(policy: VerifyPolicy = {}): Promise<LoadedPo
   if (policy.trustDir !== undefined)
     throw new UsageError('E_USAGE', 'no trust folders in the browser: give the public keys as text');
   const keys = (policy.trust ?? []).map((text, i) => {
-    if (!looksLikeKeyText(text))
+    // no paths here: text of several lines (a PEM pasted by mistake) is read as a key, E_KEY_FORMAT
+    if (!looksLikeKeyText(text) && !text.includes('\n'))
       throw new UsageError('E_USAGE', `trusted key ${i + 1} is not public key text (no key files in the browser)`);
     return { ...parsePublicKey(text), source: `<key ${i + 1}>` };
   });
