@@ -544,7 +544,7 @@ describe('observability', () => {
     });
     // how long the body took to arrive, beside the whole request's time
     expect(line!.receiveMs).toBeGreaterThanOrEqual(0);
-    expect(line!.receiveMs).toBeLessThanOrEqual(line!.ms);
+    expect(line!.receiveMs).toBeLessThanOrEqual(line!.ms as number);
     // a name from the client's URL never becomes a label, the body's receive time included
     const unknown = await postJson(`${s.url}/v2/models/no-such-model-7f3/infer`, {
       inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }],
