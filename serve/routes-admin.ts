@@ -7,6 +7,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ServeError } from '../spec/errors.js';
+import { parseJson } from './infer-body.js';
 import { type ModelParams, modelParams, repositoryParams } from './routes-infer.js';
 import type { ServeContext } from './server.js';
 import { metadataTensor } from './tensors.js';
@@ -85,6 +86,18 @@ export function repositoryRoutes(app: FastifyInstance, ctx: ServeContext): void 
         throw new ServeError('E_SERVE_UNAUTHORIZED', 'the repository API needs Authorization: Bearer <token>');
     } else if (!LOOPBACK.test(req.socket.remoteAddress ?? ''))
       throw new ServeError('E_SERVE_UNAUTHORIZED', 'the repository API without a token answers loopback callers only');
+  });
+  // Triton's server reads these bodies whatever their content type, and an empty one as no options:
+  // clients post an empty body as application/json (Go's and generic clients) or as a form (`curl -d ''`)
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') return done(null, null);
+    try {
+      done(null, parseJson(text));
+    } catch (e) {
+      done(new ServeError('E_SERVE_REQUEST', `the request body is not JSON: ${(e as Error).message}`));
+    }
   });
   const index = {
     anyOf: [

@@ -9,6 +9,7 @@
  * Outputs: tensor-output.ts.
  */
 
+import { doubleToHalf } from '../native/portable/f16.js';
 import type { DType, Tensor } from '../runner/types.js';
 import { ServeError } from '../spec/errors.js';
 import type { IoSpec, Manifest } from '../spec/schema.js';
@@ -76,33 +77,6 @@ function count(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** IEEE half bits of a number (round to nearest even), for FP16 data given as JSON numbers. */
-function toHalf(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer)[0];
-  const sign = (u >>> 16) & 0x8000;
-  const exp = (u >>> 23) & 0xff;
-  let mant = u & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let h = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && h & 1)) h++;
-    return sign | h;
-  }
-  // a carry out of the mantissa moves into the exponent, up to infinity: still the right bits
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
-  return sign | h;
-}
-
 /** The deepest nesting of JSON tensor data: the protocol's largest rank (the request schema's). */
 const MAX_NESTING = 8;
 
@@ -153,7 +127,7 @@ function fromJson(name: string, dtype: DType, data: unknown, n: number): Tensor[
         // an integer beyond 2^53 (infer-body.ts keeps it exact) is still a float's value
         const f = typeof v === 'bigint' ? Number(v) : v;
         if (typeof f !== 'number') wrong(i);
-        out[i] = dtype === 'float32' ? (f as number) : toHalf(f as number);
+        out[i] = dtype === 'float32' ? (f as number) : doubleToHalf(f as number);
       }
       return out;
     }

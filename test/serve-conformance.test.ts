@@ -235,6 +235,22 @@ describe('NaN and ±Infinity in float data', () => {
   });
 });
 
+describe('FP16 data as JSON numbers', () => {
+  it('are rounded once to the nearest half, as an independent client (Python struct) rounds them', async () => {
+    const got = await new Promise<{ ok: boolean; got: unknown }>((resolve, reject) =>
+      execFile(
+        'python3',
+        ['test/helpers/v2_client.py', s.url, 'fp16_rounding'],
+        { timeout: 20_000, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } },
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(JSON.parse(stdout))),
+      ),
+    );
+    expect(got.ok, String(got.got)).toBe(true);
+    // the values whose half differs from the nearest one: none, in binary and in JSON
+    expect(got.got).toEqual({ binary: [200, []], json: [200, []] });
+  });
+});
+
 describe('requested outputs', () => {
   it('an empty outputs list is every output, as when none is named', async () => {
     const r = await postJson(`${s.url}/v2/models/${ADD}/infer`, {

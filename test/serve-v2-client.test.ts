@@ -209,4 +209,16 @@ describe('extensions', () => {
       load_config: E(400, 'E_SERVE_REQUEST'),
     });
   });
+
+  it('model repository: an empty body is no options, whatever its content type; a body that is not JSON is 400', async () => {
+    expect(await check('repository_bodies')).toEqual({
+      // Go's and generic clients post an empty body as application/json, `curl -d ''` as a form
+      index_empty_json: true,
+      index_empty_form: true,
+      index_text: true,
+      unload_load: [200, 400, 200, 200],
+      not_json: E(400, 'E_SERVE_REQUEST'),
+      proto_key: E(400, 'E_SERVE_REQUEST'),
+    });
+  });
 });

@@ -41,6 +41,38 @@ export function floatToHalf(value: number): number {
   return halfOfFloatBits(u32[0]);
 }
 
+/** x rounded to an integer, ties to even (x >= 0). */
+function roundEven(x: number): number {
+  const f = Math.floor(x);
+  const r = x - f;
+  return r > 0.5 || (r === 0.5 && f % 2 === 1) ? f + 1 : f;
+}
+
+/**
+ * A number (a double, as JSON gives it) as half bits, rounded once: through float32 first, a value
+ * just past the midpoint of two halves can land on it and round the wrong way (1 + 2^-11 + 2^-40
+ * gave 1, not 1 + 2^-10). NaN, overflow and subnormals as halfOfFloatBits.
+ */
+export function doubleToHalf(value: number): number {
+  if (Number.isNaN(value)) return HALF_NAN;
+  const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0;
+  const a = Math.abs(value);
+  // a half subnormal (or zero) counts units of 2^-24; 1024 of them is the smallest normal, whose bits these are
+  if (a < 2 ** -14) return sign | roundEven(a * 2 ** 24);
+  if (a >= 65520) return sign | 0x7c00; // the midpoint above the largest half (65504) rounds to even: Infinity
+  let e = Math.floor(Math.log2(a));
+  // log2 may be one off next to a power of two
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  // scaling by a power of two is exact: m is the significand with 10 fraction bits, rounded once
+  let m = roundEven(a * 2 ** (10 - e));
+  if (m === 2048) {
+    e++;
+    m = 1024;
+  }
+  return sign | ((e + 15) << 10) | (m - 1024);
+}
+
 /** Every element of src as half bits, into dst at offset (default: a new array). */
 export function floatsToHalves(
   src: Float32Array,

@@ -393,11 +393,13 @@ def scoped(v):
 
 # checks against test/serve-conformance.test.ts's server (its "dtypes" model)
 from v2_checks_floats import non_finite  # noqa: E402
+from v2_checks_more import fp16_rounding, repository_bodies  # noqa: E402
 
 
 CHECKS = {f.__name__: f for f in (
     endpoints, infer_json, infer_binary, bytes_tensors, errors, keepalive, pipelined, transport,
     client_errors, slow_client, concurrent, classification, repository, scoped, non_finite,
+    repository_bodies, fp16_rounding,
 )}
 
 
