@@ -261,6 +261,9 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // header and the tensor bytes as application/json (Triton's server reads them so as well).
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', binaryBody);
+  // curl's -d sends this type: Triton's server reads the body whatever its type, and its docs' curl
+  // lines give no other, so a user pasting one must not get a 415
+  app.addContentTypeParser('application/x-www-form-urlencoded', binaryBody);
   // No content type at all (Triton's and KServe's Python clients send none): JSON, or binary when the
   // header length is given. Any other type not parsed above is 415.
   app.addContentTypeParser('*', async (req: FastifyRequest, payload: Readable) => {

@@ -416,6 +416,16 @@ describe('bad input: the right 4xx with a code, and the daemon stays healthy', (
     }
   });
 
+  it("curl -d's form type carries a JSON body, as Triton's server (and its docs' curl lines) read it", async () => {
+    const body = JSON.stringify({ inputs: [{ name: 'x', shape: [2], datatype: 'FP32', data: [1, 2] }] });
+    const r = await http(url(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body,
+    });
+    expect([r.status, r.body.outputs?.[0]?.data]).toEqual([200, [2, 3]]);
+  });
+
   it('data nested deeper than any shape is a 400, not a stack overflow (500)', async () => {
     const deep = (inner: string, n: number) => `${'['.repeat(n)}${inner}${']'.repeat(n)}`;
     const deepObject = (n: number) => `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`;
