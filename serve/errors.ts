@@ -96,16 +96,31 @@ export function clientErrorResponse(
     'E_SERVE_REQUEST',
     `malformed HTTP request${err.code ? ` (${err.code})` : ''}`,
   ];
+  return rawErrorResponse(code, summary, reqId);
+}
+
+/** An error as raw HTTP bytes, for a socket no response object writes to; the connection closes after it. */
+export function rawErrorResponse(
+  code: ErrorCode,
+  summary: string,
+  reqId: string,
+  headers: Record<string, string> = {},
+  detail?: unknown,
+): { response: string; status: number; code: ErrorCode } {
   const status = httpStatusOf(code);
-  const body = JSON.stringify({ error: summary, code });
+  const body = JSON.stringify({ error: summary, code, ...(detail !== undefined ? { detail } : {}) });
+  const extra = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
   const response =
     `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-    `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${reqId}\r\nConnection: close\r\n\r\n${body}`;
+    `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${reqId}\r\n${extra}Connection: close\r\n\r\n${body}`;
   return { response, status, code };
 }
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
+  405: 'Method Not Allowed',
   408: 'Request Timeout',
   431: 'Request Header Fields Too Large',
 };

@@ -4,6 +4,7 @@
  * and OPTIONS on a known path answers 204 with `Allow` (RFC 9110 §9.3.7, §15.5.6).
  */
 import type { FastifyInstance } from 'fastify';
+import { ServeError } from '../spec/errors.js';
 
 export class RouteMethods {
   private readonly routes: { re: RegExp; methods: Set<string> }[] = [];
@@ -26,6 +27,21 @@ export class RouteMethods {
     const out = new Set<string>();
     for (const r of this.routes) if (r.re.test(path)) for (const m of r.methods) out.add(m);
     if (out.size) out.add('OPTIONS');
+    return [...out].sort();
+  }
+
+  /** Why no route answers `method` on `path`: 404, or 405 with the methods the path takes. */
+  noRoute(method: string, path: string): ServeError {
+    const allowed = this.allowed(path);
+    return allowed.length === 0
+      ? new ServeError('E_SERVE_NOT_FOUND', `no route ${method} ${path}`)
+      : new ServeError('E_SERVE_METHOD', `${path} takes ${allowed.join(', ')}, not ${method}`, { allowed });
+  }
+
+  /** Every method some route takes, sorted (OPTIONS *). */
+  all(): string[] {
+    const out = new Set(['OPTIONS']);
+    for (const r of this.routes) for (const m of r.methods) out.add(m);
     return [...out].sort();
   }
 }

@@ -5,7 +5,8 @@
  * the repository's first load has finished (every model warmed up).
  */
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { checkToken } from '../fabric/auth.js';
@@ -33,6 +34,7 @@ import { Repository } from './repository.js';
 import { healthRoutes, isLoopbackHost, repositoryRoutes } from './routes-admin.js';
 import { fabricRoutes } from './routes-fabric.js';
 import { inferRoutes, runRoutes } from './routes-infer.js';
+import { Connections, refusalBeforeBody, refuseConnect, routedUrl } from './transport.js';
 import type { Isolation } from './worker-handle.js';
 
 export interface ServeOptions {
@@ -132,13 +134,6 @@ export interface XpkgServer {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-/** `/v2/models/@scope/…`: a bare `@scope` is never a model name (spec/schema.ts), so this is a scoped one. */
-const SCOPED = /^\/(v2|xpkg)\/models\/(?:@|%40)([a-z0-9][a-z0-9._-]{0,63})\//;
-/** A URL with a scoped name's slash as Triton's clients write it (`@scope/name`) routed as the one name it is. */
-const unscoped = (url: string) => url.replace(SCOPED, '/$1/models/%40$2%2F');
-/** An infer route's model name (after the scoped rewrite), with or without a version. */
-const INFER_PATH = /^\/v2\/models\/([^/?#]+)(?:\/versions\/[^/?#]+)?\/infer(?:[?#]|$)/;
-
 export async function startServer(o: ServeOptions): Promise<XpkgServer> {
   const host = o.host ?? '127.0.0.1';
   if (o.repositoryApi && !o.repositoryToken && !isLoopbackHost(host))
@@ -207,17 +202,10 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
 
   const requestTimeout = o.requestTimeoutMs ?? 30_000;
   const bodyLimit = o.bodyLimit ?? 64 * 1024 * 1024;
-  /** The name in an infer URL when the repository does not hold it (a name that cannot decode: left to the router). */
-  const unknownModel = (url = '/'): string | undefined => {
-    const m = INFER_PATH.exec(unscoped(url));
-    if (!m) return undefined;
-    try {
-      const name = decodeURIComponent(m[1]);
-      return ctx.repository.models.has(name) ? undefined : name;
-    } catch {
-      return undefined;
-    }
-  };
+  const methods = new RouteMethods();
+  const connections = new Connections();
+  /** Requests with `Expect: 100-continue` refused instead of a 100: answered so in the onRequest hook. */
+  const refusedAtContinue = new WeakMap<IncomingMessage, ServeError>();
   const app: FastifyInstance = Fastify({
     // pino's Logger is what fastify logs with; its types name a narrower interface
     loggerInstance: log as unknown as FastifyBaseLogger,
@@ -226,9 +214,8 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     bodyLimit,
     // a model name may be 128 characters (spec/schema.ts); the router's default stops at 100
     routerOptions: { maxParamLength: 256 },
-    // a scoped model's name (`@scope/name`) as Triton's and KServe's clients put it in a path: the
-    // slash as it is (they quote everything else); routed as the one name it is, `%40scope%2Fname`
-    rewriteUrl: (req) => unscoped(req.url ?? '/'),
+    // a scoped model's name with its slash as it is, and an absolute-form target (transport.ts)
+    rewriteUrl: (req) => routedUrl(req.url ?? '/'),
     // a URL the router cannot decode, or a longer parameter: answered as any other error (the error
     // handler set below does not reach the router's own context); no hook runs there either, so the
     // request id, log line and counts are added here
@@ -245,12 +232,16 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     // a request that is not HTTP, cut short or too slow: answered with a code, as every other error
     // counted and logged as a request (route "none"), with an id of its own: never the client's bytes
     clientErrorHandler: (err, socket) => {
-      if ((err as { code?: string }).code === 'ECONNRESET' || socket.destroyed) return;
-      const reqId = randomUUID();
-      const r = clientErrorResponse(err as { code?: string }, reqId);
-      if (socket.writable) socket.write(r.response);
-      socket.destroy(err);
-      requests.refused(reqId, r.status, r.code, (err as { code?: string }).code);
+      const code = (err as { code?: string }).code;
+      if (code === 'ECONNRESET' || socket.destroyed) return;
+      // after the answers to the requests read before the bad bytes (pipelined), in order
+      connections.clientError(socket as Socket, code, () => {
+        const reqId = randomUUID();
+        const r = clientErrorResponse(err as { code?: string }, reqId);
+        if (socket.writable) socket.write(r.response);
+        socket.destroy(err);
+        requests.refused(reqId, r.status, r.code, code);
+      });
     },
     // the daemon answers requests that arrive while it stops itself (the onRequest hook below)
     return503OnClosing: false,
@@ -258,6 +249,7 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     // Node's own guards against slow clients: a request (headers, then everything) must arrive in time.
     serverFactory: (handler) => {
+      const tracked = connections.track(handler);
       const server = createServer(
         {
           // Node requires headers to arrive no later than the whole request
@@ -265,26 +257,34 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
           requestTimeout,
           keepAliveTimeout: o.keepAliveTimeoutMs ?? 5_000,
           connectionsCheckingInterval: 500,
+          // checked in the onRequest hook instead: Node's own 400 has no body and no code
+          requireHostHeader: false,
         },
-        handler,
+        tracked,
       );
       // Expect: 100-continue: a body declared over the limit is refused (413) before the client sends
       // it, not after (RFC 9110 §10.1.1); Node would say 100 to any. A compressed body's length is not
       // what the limit counts (encoding.ts), so it is let through.
-      // So is a request to a model the repository does not hold (404 at once, no upload).
+      // So is a request that is refused whatever its body: no route for it, or a model or version not
+      // served (404 or 405 at once, no upload).
       server.on('checkContinue', (req, res) => {
         const declared = Number(req.headers['content-length']);
         const tooLarge = declared > bodyLimit && req.headers['content-encoding'] === undefined;
-        if (!tooLarge && unknownModel(req.url) === undefined) res.writeContinue();
-        handler(req, res);
+        const refused = tooLarge ? undefined : refusalBeforeBody(methods, repository, req.method ?? '', req.url ?? '/');
+        if (refused) refusedAtContinue.set(req, refused);
+        else if (!tooLarge) res.writeContinue();
+        tracked(req, res);
+      });
+      // CONNECT: Node hands its socket over, and without a listener closes it with no answer at all
+      server.on('connect', (req: IncomingMessage, socket: Socket) => {
+        const r = refuseConnect(methods, req.url ?? '', socket);
+        requests.refused(r.reqId, r.status, r.code, 'CONNECT');
       });
       return server;
     },
   });
 
   // callback hooks, not async ones: no promise per hook per request on the event loop
-  // Expect: 100-continue to a model the repository does not hold: no 100 was sent (checkContinue), so
-  // its 404 comes now instead of after waiting for a body the client holds back
   app.addHook('onRequest', (req, reply, done) => {
     // stopping: a request that still reaches the daemon (pipelined, or on a connection busy when the
     // stop began) gets the daemon's 503 with a code and Retry-After, then its connection closes;
@@ -293,14 +293,15 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
       reply.header('connection', 'close');
       return done(new ServeError('E_SERVE_UNAVAILABLE', 'the server is stopping', { reason: 'stopping' }));
     }
-    const name = req.headers.expect?.toLowerCase() === '100-continue' ? unknownModel(req.raw.url) : undefined;
-    if (name === undefined) return done();
-    try {
-      ctx.repository.pick(name);
-      done();
-    } catch (e) {
-      done(e as Error);
-    }
+    // an HTTP/1.1 request without Host is 400 (RFC 9112 §3.2)
+    if (req.raw.httpVersion === '1.1' && req.headers.host === undefined)
+      return done(new ServeError('E_SERVE_REQUEST', 'an HTTP/1.1 request needs a Host header'));
+    // Expect: 100-continue refused at once (checkContinue): no 100 was sent, so its 404 or 405 comes
+    // now instead of after waiting for a body the client holds back
+    const refused = refusedAtContinue.get(req.raw);
+    if (refused?.code === 'E_SERVE_METHOD')
+      reply.header('allow', (refused.detail as { allowed: string[] }).allowed.join(', '));
+    done(refused);
   });
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
@@ -315,17 +316,15 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     done();
   });
   app.setErrorHandler(async (err, req: Tagged, reply) => sendError(err, req, reply));
-  const methods = new RouteMethods();
   methods.watch(app);
   app.setNotFoundHandler(async (req, reply) => {
     const path = req.url.split('?')[0];
-    const allowed = methods.allowed(path);
-    if (allowed.length === 0) throw new ServeError('E_SERVE_NOT_FOUND', `no route ${req.method} ${path}`);
+    // OPTIONS * asks what the server as a whole takes (RFC 9110 §9.3.7)
+    const allowed = path === '*' && req.method === 'OPTIONS' ? methods.all() : methods.allowed(path);
+    if (allowed.length === 0) throw methods.noRoute(req.method, path);
     reply.header('allow', allowed.join(', '));
     if (req.method === 'OPTIONS') return reply.code(204).send();
-    throw new ServeError('E_SERVE_METHOD', `${path} takes ${allowed.join(', ')}, not ${req.method}`, {
-      allowed,
-    });
+    throw methods.noRoute(req.method, path);
   });
 
   healthRoutes(app, ctx);
