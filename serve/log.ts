@@ -137,6 +137,22 @@ export function requestLog(log: Logger, metrics: ServeMetrics) {
       if (reply.statusCode >= 500) log.warn(line, 'request failed');
       else log.info(line, 'request');
     },
+    /**
+     * The client closed its connection before the answer was complete (fastify's onRequestAbort): no
+     * response and no onResponse, so counted here as status 499 (nginx's "client closed request"),
+     * code `aborted`, with its line; a later record() of the same request adds nothing.
+     */
+    aborted(req: Tagged) {
+      if (recorded.has(req.raw)) return;
+      recorded.add(req.raw);
+      const route = req.routeOptions?.url ?? 'none';
+      const t = req.xpkg ?? {};
+      metrics.requests.inc({ route, status: 499, code: 'aborted', model: t.model ?? '' });
+      log.info(
+        { reqId: req.id, method: req.method, url: req.url, status: 499, code: 'aborted', ...t },
+        'request aborted',
+      );
+    },
     /** Refused by Node's HTTP parser (no request object): `reason` is Node's code, never the client's bytes. */
     refused(reqId: string, status: number, code: string, reason?: string) {
       metrics.requests.inc({ route: 'none', status, code, model: '' });

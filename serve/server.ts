@@ -315,6 +315,10 @@ export async function startServer(o: ServeOptions): Promise<XpkgServer> {
     requests.record(req, reply);
     done();
   });
+  app.addHook('onRequestAbort', (req: Tagged, done) => {
+    requests.aborted(req);
+    done();
+  });
   app.setErrorHandler(async (err, req: Tagged, reply) => sendError(err, req, reply));
   methods.watch(app);
   app.setNotFoundHandler(async (req, reply) => {

@@ -202,5 +202,10 @@ describe('smuggling shapes and resets', () => {
     const gauge = async (name: string) =>
       (await m.getSingleMetric(name)!.get()).values.find((v) => v.labels.model === M)?.value;
     expect([await gauge('xpkg_serve_inflight'), await gauge('xpkg_serve_queue_depth')]).toEqual([0, 0]);
+    // each request its client closed is counted (499, code aborted), with its model once known
+    const counted = (await m.getSingleMetric('xpkg_serve_requests_total')!.get()).values
+      .filter((v) => v.labels.status === 499 && v.labels.code === 'aborted')
+      .reduce((a, v) => a + v.value, 0);
+    expect(counted).toBeGreaterThanOrEqual(8);
   });
 });
