@@ -36,7 +36,12 @@ export const DataType = Type.Union(
 
 export const IoSpec = Type.Object(
   {
-    name: Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,63}$' }),
+    // Not `__proto__`: outputs and CLI inputs are plain objects keyed by these names, and that key
+    // set the object's prototype instead of holding the value (it silently vanished).
+    name: Type.String({
+      pattern: '^(?!__proto__$)[A-Za-z_][A-Za-z0-9_]{0,63}$',
+      description: 'input or output name: letters, digits, _ (not __proto__)',
+    }),
     type: DataType,
     description: Type.Optional(Text(1024)),
     dtype: Type.Optional(

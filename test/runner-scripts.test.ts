@@ -1,4 +1,5 @@
 /** Package scripts through Runner: same results as the declarative steps, limits enforced, host healthy after. */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { pages, renderPng } from '../fixtures/images/render.js';
@@ -61,5 +62,22 @@ describe('package scripts in the runner', () => {
       await new Promise((r) => setTimeout(r, 20));
       expect(await codeOf(runner.run(x(i)))).toBe('OK');
     }
+  });
+});
+
+describe('script step fields', () => {
+  it('an input field named __proto__ is refused at open (it set the argument prototype: the hook never saw it)', async () => {
+    const src = scriptPackageSource({
+      name: 'script-proto',
+      policy: {},
+      post: 'export function post(i) { return { z: i.y }; }',
+    });
+    const file = join(src, 'xpkg.json');
+    const m = JSON.parse(readFileSync(file, 'utf8'));
+    m.pipeline.steps[1].params.inputs = JSON.parse('{"__proto__":"y"}');
+    writeFileSync(file, JSON.stringify(m));
+    const pkg = join(tempDir(), 'proto.xpkg');
+    await packFolder(src, pkg);
+    expect(await codeOf(Runner.open(pkg, { allowUnsigned: true, stateDir: state() }))).toBe('E_RUN_PIPELINE');
   });
 });

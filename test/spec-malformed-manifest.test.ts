@@ -173,6 +173,9 @@ describe('schema violations', () => {
     ['expires not a date-time', (m) => (m.expires = 'tomorrow'), '/expires'],
     ['metadata value not a string', (m) => (m.metadata = { a: 1 }), '/metadata/a'],
     ['blocks not hex', (m) => ((m.files as { blocks: string[] }[])[0].blocks = ['00']), '/files/0/blocks/0'],
+    // Results are plain objects keyed by output name: this one set their prototype and vanished.
+    ['an output named __proto__', (m) => (m.outputs = [{ name: '__proto__', type: 'json' }]), '/outputs/0/name'],
+    ['an input named __proto__', (m) => (m.inputs = [{ name: '__proto__', type: 'image' }]), '/inputs/0/name'],
   ];
   for (const [what, change, path] of single) {
     it(`${what} → E_MANIFEST_SCHEMA at ${path}`, () => {

@@ -10,6 +10,7 @@ import { encodeModel } from '../fixtures/onnx-tiny.js';
 import { packFolder } from '../pack/pack.js';
 import { mergePatch, patchSteps } from '../runner/pipeline/patch.js';
 import { Runner } from '../runner/runner.js';
+import { parseStrictJson } from '../spec/canonical.js';
 import { validateManifestSource } from '../spec/manifest.js';
 import type { Step } from '../spec/schema.js';
 import { codeOf } from './helpers/errors.js';
@@ -114,6 +115,16 @@ describe('merging', () => {
     expect(mergePatch({ a: [1, 2] }, { a: [3] })).toEqual({ a: [3] });
     expect(mergePatch({ a: 'x' }, { a: { b: 1 } })).toEqual({ a: { b: 1 } });
     expect(mergePatch({ a: 1 }, { b: null })).toEqual({ a: 1 });
+  });
+
+  it("a __proto__ key in a signed patch stays a key: it does not become the merged object's prototype", () => {
+    // parseStrictJson keeps "__proto__" as an own key, as the manifest reader does
+    const patch = parseStrictJson('{"labels":{"__proto__":{"k":5},"a":1}}');
+    const merged = mergePatch({ labels: { b: 2 } }, patch) as { labels: Record<string, unknown> };
+    expect(Object.getPrototypeOf(merged.labels)).toBe(Object.prototype);
+    expect(merged.labels.k).toBeUndefined();
+    expect(Object.keys(merged.labels).sort()).toEqual(['__proto__', 'a', 'b']);
+    expect(mergePatch({}, parseStrictJson('{"__proto__":null}'))).toEqual({});
   });
 
   it('changes only the patched steps; a new op takes the patch params alone', () => {

@@ -10,14 +10,21 @@ import { tensorValue, type Value } from './values.js';
 
 const As = Type.Union([Type.Literal('json'), Type.Literal('tensor'), Type.Literal('tensors'), Type.Literal('texts')]);
 
+/**
+ * A field of the hook's argument or result, enforced (a Record's key pattern is not, without
+ * additionalProperties: false). Not `__proto__`: as an input it set the argument's prototype and
+ * never reached the hook; as an output no result can carry it (E_SANDBOX_OUTPUT).
+ */
+const Field = Type.String({ pattern: '^(?!__proto__$)[A-Za-z_][A-Za-z0-9_]{0,63}$' });
+
 const ScriptParams = Type.Object(
   {
     /** Hook argument field → environment value. */
-    inputs: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,63}$' }), Name),
+    inputs: Type.Record(Field, Name, { additionalProperties: false }),
     /** Constant fields added to the hook's argument (small JSON). */
-    constants: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,63}$' }), Type.Unknown())),
+    constants: Type.Optional(Type.Record(Field, Type.Unknown(), { additionalProperties: false })),
     /** Result field → environment value. */
-    outputs: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,63}$' }), Name),
+    outputs: Type.Record(Field, Name, { additionalProperties: false }),
     /** How a result field becomes a value (default json). */
     as: Type.Optional(Type.Record(Type.String(), As)),
     deadlineMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 })),

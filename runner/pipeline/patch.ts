@@ -14,7 +14,15 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
     target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...target } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
-    else out[k] = mergePatch(out[k], v);
+    // Defined, not assigned: a "__proto__" member (the strict parser keeps it as a key) set the
+    // merged object's prototype instead, so the params seen by a run differed from their own keys.
+    else
+      Object.defineProperty(out, k, {
+        value: mergePatch(Object.hasOwn(out, k) ? out[k] : undefined, v),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
   }
   return out;
 }
