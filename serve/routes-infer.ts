@@ -332,7 +332,10 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
     if (own) ctx.pool.give(binary.buffer);
     for (const b of ran.result.recycle ?? []) ctx.pool.give(b, true);
     const spec = ran.version.manifest.outputs;
-    const enc = wanted.map((o) => {
+    // an optional output the run did not produce is left out, as Triton leaves out what a model did
+    // not write (own keys only: `constructor` is no output of any run)
+    const produced = wanted.filter((o) => Object.hasOwn(ran.result.outputs, o.name));
+    const enc = produced.map((o) => {
       const bin = o.parameters?.binary_data ?? body.parameters?.binary_data_output ?? false;
       const value = ran.result.outputs[o.name];
       const n = o.parameters?.classification;

@@ -348,3 +348,63 @@ describe('every datatype, JSON and binary mixed in one body', () => {
     expect((await postJson(infer(), { inputs: inputs(1) })).status).toBe(200);
   });
 });
+
+describe('optional outputs', () => {
+  it('an optional output the run did not produce is left out of the response, asked for or not, JSON or binary', async () => {
+    const repo = tempDir('xpkg-serve-optional-');
+    const src = tempDir('xpkg-conf-src-');
+    await mkdir(join(src, 'models'));
+    const model = encodeModel({
+      name: 'id',
+      nodes: [{ op: 'Identity', inputs: ['X'], outputs: ['Y'] }],
+      inputs: [{ name: 'X', type: 'float32', shape: ['N'] }],
+      outputs: [{ name: 'Y', type: 'float32', shape: ['N'] }],
+    });
+    await writeFile(join(src, 'models', 'id.onnx'), model);
+    // `constructor`: a name every plain object inherits, never an output the run produced
+    const spare = (name: string) => ({ name, type: 'tensor', dtype: 'float32', shape: ['N'], optional: true });
+    const manifest = {
+      format: 'xpkg/1',
+      name: 'optional-out',
+      version: '1.0.0',
+      sequence: 1,
+      license: 'Apache-2.0',
+      task: 'tensor',
+      inputs: [{ name: 'x', type: 'tensor', dtype: 'float32', shape: ['N'] }],
+      outputs: [{ name: 'y', type: 'tensor', dtype: 'float32', shape: ['N'] }, spare('spare'), spare('constructor')],
+      models: [
+        { id: 'id', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/id.onnx'] }] },
+      ],
+      pipeline: {
+        steps: [{ op: 'infer', model: 'id', params: { inputs: { X: 'x' }, outputs: { Y: 'y' } } }],
+      },
+    };
+    await writeFile(join(src, 'xpkg.json'), JSON.stringify(manifest));
+    const pkg = join(repo, 'optional-out.xpkg');
+    await packFolder(src, pkg, { sourceDateEpoch: '' });
+    await sign(pkg, { key: 'fixtures/keys/test.key', out: pkg, passphrase: '', force: true });
+    const t = await testServer({ repo });
+    try {
+      const url = `${t.url}/v2/models/optional-out/infer`;
+      const x = { name: 'x', shape: [2], datatype: 'FP32', data: [1, 2] };
+      const all = await postJson(url, { inputs: [x] });
+      expect([all.status, all.body.outputs.map((o: Out) => o.name)]).toEqual([200, ['y']]);
+      const asked = await postJson(url, {
+        inputs: [x],
+        outputs: [{ name: 'y' }, { name: 'spare' }, { name: 'constructor' }],
+      });
+      expect([asked.status, asked.body.outputs.map((o: Out) => o.name)]).toEqual([200, ['y']]);
+      const header = { inputs: [x], outputs: [{ name: 'spare' }, { name: 'constructor' }, { name: 'y' }] };
+      const bin = await http(url, {
+        method: 'POST',
+        ...binaryRequest({ ...header, parameters: { binary_data_output: true } }, []),
+      });
+      expect(bin.status).toBe(200);
+      const { header: h, outputs } = parseBinaryReply(bin);
+      expect(h.outputs.map((o: Out) => o.name)).toEqual(['y']);
+      expect(Array.from(new Float32Array(new Uint8Array(outputs.y).buffer))).toEqual([1, 2]);
+    } finally {
+      await t.close();
+    }
+  });
+});
