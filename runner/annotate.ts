@@ -16,7 +16,9 @@ import { writeAtomic } from '../pack/atomic.js';
 import { readFileBytes } from '../platform/index.js';
 import { RunnerError, UsageError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
-import { profiledToSrgb } from './pipeline/decode-sharp.js';
+import { resolveBudget } from './pipeline/budget.js';
+import { checkInputSize, profiledToSrgb } from './pipeline/decode-sharp.js';
+import type { RunnerBudget } from './types.js';
 
 const PALETTE = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6', '#9a6324'];
 const MASK_RGB = [
@@ -135,17 +137,25 @@ function maskLayer(
   return null;
 }
 
-/** PNG bytes of `image` (a path or encoded bytes; EXIF orientation applied, as the pipeline does) with `outputs` drawn on it. */
+/**
+ * PNG bytes of `image` (a path or encoded bytes; EXIF orientation applied, as the pipeline does) with
+ * `outputs` drawn on it. `budget` is the run's: an image the run took is drawn, a larger one refused
+ * (E_RUN_INPUT) as the run refuses it.
+ */
 export async function annotate(
   image: string | Buffer,
   manifest: Manifest,
   outputs: Record<string, unknown>,
+  budget?: RunnerBudget,
 ): Promise<Buffer> {
   const { default: sharp } = await import('sharp');
   // a path is read here, never opened by libvips (a pipe would block it), and an SVG is refused as
   // the runner refuses it (decode-sharp.ts): its filters can take a core for minutes
   const bytes = typeof image === 'string' ? await readFileBytes(image) : image;
-  const input = sharp(bytes, { failOn: 'error' });
+  // sharp's own pixel limit (268 MP) is off, the run's budget checked instead: with --max-pixels
+  // above it, a picture the run took was an internal error here
+  const unlimited = { limitInputPixels: false } as const;
+  const input = sharp(bytes, { failOn: 'error', ...unlimited });
   const meta = await input.metadata();
   const { format } = meta;
   if (format === 'svg')
@@ -153,32 +163,41 @@ export async function annotate(
       reason: 'vector',
       format,
     });
+  if (meta.width && meta.height) checkInputSize(meta.width, meta.height, resolveBudget(budget));
   // the same pixels the run decoded (a 16-bit image with a profile through 8-bit sRGB first)
   const { data, info } = await profiledToSrgb(input, meta)
     .autoOrient()
     .toColourspace('srgb')
     .raw()
     .toBuffer({ resolveWithObject: true });
-  const layers: { input: Buffer; raw?: { width: number; height: number; channels: 4 } }[] = [];
+  const layers: {
+    input: Buffer;
+    raw?: { width: number; height: number; channels: 4 };
+    limitInputPixels: false;
+  }[] = [];
   const mask = maskLayer(manifest, outputs);
   if (mask) {
     const fit =
       mask.width === info.width && mask.height === info.height
         ? mask.data
-        : await sharp(mask.data, { raw: { width: mask.width, height: mask.height, channels: 4 } })
+        : await sharp(mask.data, { raw: { width: mask.width, height: mask.height, channels: 4 }, ...unlimited })
             .resize(info.width, info.height, { kernel: 'nearest' })
             .raw()
             .toBuffer();
-    layers.push({ input: fit, raw: { width: info.width, height: info.height, channels: 4 } });
+    layers.push({ input: fit, raw: { width: info.width, height: info.height, channels: 4 }, ...unlimited });
   }
-  layers.push({ input: Buffer.from(svgFor(manifest, outputs, info.width, info.height)) });
-  const drawn = await sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } })
+  layers.push({ input: Buffer.from(svgFor(manifest, outputs, info.width, info.height)), ...unlimited });
+  const drawn = await sharp(data, {
+    raw: { width: info.width, height: info.height, channels: info.channels },
+    ...unlimited,
+  })
     .composite(layers)
     .raw()
     .toBuffer({ resolveWithObject: true });
   // Composing adds an alpha channel; an opaque input stays opaque (and smaller).
   const out = sharp(drawn.data, {
     raw: { width: drawn.info.width, height: drawn.info.height, channels: drawn.info.channels },
+    ...unlimited,
   });
   return (info.channels === 4 || info.channels === 2 ? out : out.removeAlpha()).png().toBuffer();
 }

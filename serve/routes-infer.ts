@@ -379,6 +379,18 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
 
 /** POST /xpkg/models/{name}[/versions/{v}]/run: an image as the body, `xpkg run --json`'s result back. */
 export function runRoutes(app: FastifyInstance, ctx: ServeContext): void {
+  // A form (curl -F, an HTML form, requests' files=) wraps the image in multipart parts, and curl -d
+  // sends it form-encoded with its line breaks dropped: decoded as the image, either was a puzzling
+  // "cannot decode image". Said as what it is, with the way to send the image itself.
+  for (const form of ['multipart/form-data', 'application/x-www-form-urlencoded'])
+    app.addContentTypeParser(form, async (req: FastifyRequest, payload: Readable) => {
+      await drain(req, payload);
+      throw new ServeError(
+        'E_SERVE_MEDIA_TYPE',
+        `the run route takes the image itself as the body, not a form (${form}): curl --data-binary @image.png -H 'content-type: image/png'`,
+        { contentType: req.headers['content-type'] },
+      );
+    });
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   receiveTimer(app);
   const run = async (

@@ -10,6 +10,7 @@ import { expandInputPath, namesMany } from '../../runner/inputs/expand.js';
 import { outputsToJson } from '../../runner/outputs-json.js';
 import type { ManyInput } from '../../runner/run-many.js';
 import type { Runner } from '../../runner/runner.js';
+import type { RunnerBudget } from '../../runner/types.js';
 import { toXpkgError } from '../../spec/errors.js';
 import type { Manifest } from '../../spec/schema.js';
 import { escapeLine, terminalSafe } from '../../spec/terminal.js';
@@ -108,6 +109,8 @@ function imageInput(manifest: Manifest): string {
 
 export interface RunInputsOptions {
   annotate?: string;
+  /** The runner's budget: --annotate draws what the run took (--max-pixels). */
+  budget?: RunnerBudget;
   /** Extra fields for each result (e.g. the selection explained). */
   extra?: () => Record<string, unknown>;
   /** Human text after each result. */
@@ -151,7 +154,7 @@ export async function runInputs(
         if (imageName !== undefined) {
           await writeAnnotation(
             pictures[r.index],
-            await annotate(r.inputs[imageName] as Buffer, manifest, r.result.outputs),
+            await annotate(r.inputs[imageName] as Buffer, manifest, r.result.outputs, o.budget),
             allInputs,
           );
           annotated = pictures[r.index];

@@ -181,8 +181,9 @@ export function register(program: Command): void {
     // graphs pay off over many inputs; a run of files named one by one wants its first result soonest.
     const oneShot =
       opts.prewarm === undefined && opts.maxPrewarmShapes === undefined && !(await flagsNameMany(opts.input));
+    const options = runnerOptions(opts);
     await using runner = await (await import('../../runner/runner.js')).Runner.open(pkg, {
-      ...runnerOptions(opts),
+      ...options,
       ...(oneShot ? { oneShot } : {}),
       ...(fabric ? { offloader: fabric.offloader } : {}),
       onPullProgress: io.progress('pulling'),
@@ -190,6 +191,7 @@ export function register(program: Command): void {
     const plan = await planInputs(runner.manifest, opts.input);
     return await runInputs(io, runner, plan, {
       ...(opts.annotate !== undefined ? { annotate: opts.annotate } : {}),
+      ...(options.budget ? { budget: options.budget } : {}),
       render: (outputs) => renderOutputs(runner.manifest, outputs),
       protect: [
         ...(pkg.startsWith('oci://') ? [] : [pkg]),

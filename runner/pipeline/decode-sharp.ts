@@ -3,7 +3,7 @@
  * count, to the 8-bit pixels the pipeline takes. Runs in this thread or in the decoder's worker
  * (image-decoder.ts), with the same code either way, so the pixels are the same.
  */
-import type { Sharp } from 'sharp';
+import type { Metadata, Sharp } from 'sharp';
 import { readFileBytes } from '../../platform/index.js';
 import { RunnerError } from '../../spec/errors.js';
 import type { RunnerBudget } from '../types.js';
@@ -56,11 +56,16 @@ async function readImageFile(path: string): Promise<Buffer> {
  * sharp converts a 16-bit RGB image with an ICC profile to Display P3, not sRGB (its working space
  * for 16 bits), and the final toColourspace only rescales: a 16-bit PNG or TIFF tagged sRGB, Adobe
  * RGB or P3 came out desaturated. Taken to 8-bit sRGB first, the profile maps it to sRGB as it does
- * for 8-bit images (at most 1 level of rounding away from a 16-bit transform). Decode and
- * `--annotate` (runner/annotate.ts) both read pixels through this.
+ * for 8-bit images (at most 1 level of rounding away from a 16-bit transform). A 16-bit grey image's
+ * profile sharp skips altogether (a grey scan tagged Gray Gamma 1.0 came out 71 levels darker than
+ * its 8-bit twin); taken to 8-bit grey first, its profile is applied too. Decode and `--annotate`
+ * (runner/annotate.ts) both read pixels through this.
  */
 export function profiledToSrgb(img: Sharp, meta: { space?: string; hasProfile?: boolean }): Sharp {
-  return meta.space === 'rgb16' && meta.hasProfile ? img.pipelineColourspace('srgb') : img;
+  if (!meta.hasProfile) return img;
+  if (meta.space === 'rgb16') return img.pipelineColourspace('srgb');
+  if (meta.space === 'grey16') return img.pipelineColourspace('b-w');
+  return img;
 }
 
 export async function decodeHere(
@@ -71,6 +76,7 @@ export async function decodeHere(
 ): Promise<ImageValue> {
   if (value && typeof value === 'object' && (value as { kind?: unknown }).kind === 'image') return value as ImageValue;
   let img: Sharp;
+  let meta: Metadata | undefined;
   if (value instanceof Uint8Array && !Buffer.isBuffer(value))
     value = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   if (typeof value === 'string' || Buffer.isBuffer(value)) {
@@ -89,13 +95,12 @@ export async function decodeHere(
     // Header first: the size is checked against the budget before a pixel is decoded (so sharp's
     // own pixel limit, which would refuse without saying the size, is off).
     img = sharp(bytes, { failOn: 'error', limitInputPixels: false });
-    let meta: { width?: number; height?: number; format?: string; space?: string; hasProfile?: boolean };
     try {
       meta = await img.metadata();
     } catch (e) {
       throw new RunnerError(
         'E_RUN_INPUT',
-        `cannot decode image: ${(e as Error).message}`,
+        `cannot decode image: ${sharpMessage(e)}`,
         path !== undefined ? { path } : undefined,
         { cause: e },
       );
@@ -137,7 +142,11 @@ export async function decodeHere(
     checkInputSize(width as number, height as number, budget);
     // Fast path: already what the pipeline wants, no copy (ops never write their inputs).
     if (c === channels) return { kind: 'image', data, width: width as number, height: height as number, channels };
-    img = sharp(data, { raw: { width: width as number, height: height as number, channels: c as 1 | 2 | 3 | 4 } });
+    // the budget was checked above; sharp's own limit (268 MP) would refuse what --max-pixels allows
+    img = sharp(data, {
+      raw: { width: width as number, height: height as number, channels: c as 1 | 2 | 3 | 4 },
+      limitInputPixels: false,
+    });
   } else {
     throw new RunnerError(
       'E_RUN_INPUT',
@@ -161,13 +170,39 @@ export async function decodeHere(
       channels,
     };
   } catch (e) {
+    const path = typeof value === 'string' ? value : undefined;
+    // An iPhone's photo: sharp reads a HEIC's header, but its prebuilt libvips has no HEVC decoder
+    // (only AV1, for AVIF); said as a format it does not read, not as a damaged image.
+    if (meta?.format === 'heif' && meta.compression === 'hevc')
+      throw new RunnerError(
+        'E_RUN_INPUT_FORMAT',
+        `${path !== undefined ? `${path} is ` : 'image is '}a HEIC photo (HEIF coded with HEVC), which this build of sharp does not decode; convert it to JPEG, PNG or AVIF (${sharpMessage(e).split('; ').at(-1)})`,
+        { reason: 'unsupported', format: 'heic', ...(path !== undefined ? { path } : {}) },
+        { cause: e },
+      );
     throw new RunnerError(
       'E_RUN_INPUT',
-      `cannot decode image: ${(e as Error).message}`,
-      typeof value === 'string' ? { path: value } : undefined,
+      `cannot decode image: ${sharpMessage(e)}`,
+      path !== undefined ? { path } : undefined,
       { cause: e },
     );
   }
+}
+
+/**
+ * sharp's message on one line, each line once: libvips repeats a line per retry or tile (a JPEG
+ * above its 65500-pixel side gave it three times, once behind sharp's "corrupt header:" prefix).
+ */
+function sharpMessage(e: unknown): string {
+  const lines = [
+    ...new Set(
+      String(e instanceof Error ? e.message : e)
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean),
+    ),
+  ];
+  return lines.filter((l) => !lines.some((o) => o !== l && o.endsWith(l))).join('; ');
 }
 
 /**
@@ -193,6 +228,10 @@ export async function probeHere(bytes: Uint8Array): Promise<void> {
   const meta = await sharp(
     Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
     { limitInputPixels: false },
-  ).metadata();
+  )
+    .metadata()
+    .catch((e) => {
+      throw new Error(sharpMessage(e));
+    });
   refuseVector(meta.format);
 }
