@@ -220,7 +220,8 @@ export function inferRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // bytes after the JSON header start 8-aligned: FP32/INT64 tensors are then views, never copies.
   const binaryBody = async (req: FastifyRequest, payload: Readable) => {
     const raw = req.headers[HEADER_LENGTH];
-    const n = raw === undefined ? undefined : Number(raw);
+    // digits only: Number() would also read 0x1A, 1e2 and " 12 " as lengths
+    const n = raw === undefined ? undefined : /^\d{1,15}$/.test(raw as string) ? Number(raw) : Number.NaN;
     // a compressed body's Content-Length counts what came over the wire, not what is read here
     const length = bodyEncoding(req) === undefined ? req.headers['content-length'] : undefined;
     const declared = length === undefined ? Number.POSITIVE_INFINITY : Number(length);

@@ -336,11 +336,12 @@ export function requestInputs(
     const spec = manifest.inputs.find((s) => s.name === t.name);
     if (!spec)
       throw bad(t.name, 'name', 'the model has no such input', { expected: manifest.inputs.map((s) => s.name) });
-    if (t.name in out) throw bad(t.name, 'name', 'given twice');
+    // own keys only: an input named `constructor` is not given because every object inherits one
+    if (Object.hasOwn(out, t.name)) throw bad(t.name, 'name', 'given twice');
     out[t.name] = inputValue(spec, t, binary[i]);
   });
   for (const s of manifest.inputs)
-    if (!s.optional && !(s.name in out))
+    if (!s.optional && !Object.hasOwn(out, s.name))
       throw bad(s.name, 'missing', 'missing', { expected: manifest.inputs.map((x) => x.name) });
   return out;
 }

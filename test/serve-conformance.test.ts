@@ -350,7 +350,7 @@ describe('every datatype, JSON and binary mixed in one body', () => {
 });
 
 describe('optional outputs', () => {
-  it('an optional output the run did not produce is left out of the response, asked for or not, JSON or binary', async () => {
+  it('an optional output the run did not produce is left out of the response, asked for or not, JSON or binary; an input named constructor is taken', async () => {
     const repo = tempDir('xpkg-serve-optional-');
     const src = tempDir('xpkg-conf-src-');
     await mkdir(join(src, 'models'));
@@ -361,7 +361,7 @@ describe('optional outputs', () => {
       outputs: [{ name: 'Y', type: 'float32', shape: ['N'] }],
     });
     await writeFile(join(src, 'models', 'id.onnx'), model);
-    // `constructor`: a name every plain object inherits, never an output the run produced
+    // `constructor`, `toString`: names every plain object inherits, neither given nor produced by that
     const spare = (name: string) => ({ name, type: 'tensor', dtype: 'float32', shape: ['N'], optional: true });
     const manifest = {
       format: 'xpkg/1',
@@ -370,13 +370,13 @@ describe('optional outputs', () => {
       sequence: 1,
       license: 'Apache-2.0',
       task: 'tensor',
-      inputs: [{ name: 'x', type: 'tensor', dtype: 'float32', shape: ['N'] }],
-      outputs: [{ name: 'y', type: 'tensor', dtype: 'float32', shape: ['N'] }, spare('spare'), spare('constructor')],
+      inputs: [{ name: 'constructor', type: 'tensor', dtype: 'float32', shape: ['N'] }],
+      outputs: [{ name: 'y', type: 'tensor', dtype: 'float32', shape: ['N'] }, spare('spare'), spare('toString')],
       models: [
         { id: 'id', variants: [{ id: 'cpu', runtime: 'onnxruntime', precision: 'fp32', files: ['models/id.onnx'] }] },
       ],
       pipeline: {
-        steps: [{ op: 'infer', model: 'id', params: { inputs: { X: 'x' }, outputs: { Y: 'y' } } }],
+        steps: [{ op: 'infer', model: 'id', params: { inputs: { X: 'constructor' }, outputs: { Y: 'y' } } }],
       },
     };
     await writeFile(join(src, 'xpkg.json'), JSON.stringify(manifest));
@@ -386,15 +386,15 @@ describe('optional outputs', () => {
     const t = await testServer({ repo });
     try {
       const url = `${t.url}/v2/models/optional-out/infer`;
-      const x = { name: 'x', shape: [2], datatype: 'FP32', data: [1, 2] };
+      const x = { name: 'constructor', shape: [2], datatype: 'FP32', data: [1, 2] };
       const all = await postJson(url, { inputs: [x] });
       expect([all.status, all.body.outputs.map((o: Out) => o.name)]).toEqual([200, ['y']]);
       const asked = await postJson(url, {
         inputs: [x],
-        outputs: [{ name: 'y' }, { name: 'spare' }, { name: 'constructor' }],
+        outputs: [{ name: 'y' }, { name: 'spare' }, { name: 'toString' }],
       });
       expect([asked.status, asked.body.outputs.map((o: Out) => o.name)]).toEqual([200, ['y']]);
-      const header = { inputs: [x], outputs: [{ name: 'spare' }, { name: 'constructor' }, { name: 'y' }] };
+      const header = { inputs: [x], outputs: [{ name: 'spare' }, { name: 'toString' }, { name: 'y' }] };
       const bin = await http(url, {
         method: 'POST',
         ...binaryRequest({ ...header, parameters: { binary_data_output: true } }, []),

@@ -462,6 +462,14 @@ describe('bad input: the right 4xx with a code, and the daemon stays healthy', (
     const noHeader = binaryRequest(hdr, [f]);
     delete noHeader.headers['inference-header-content-length'];
     expect((await http(url(), { method: 'POST', ...noHeader })).body.code).toBe('E_SERVE_REQUEST');
+    // the header's length in decimal digits only: Number() reads hex, exponents and spaces too
+    const length = binaryRequest(hdr, [f]).headers['inference-header-content-length'];
+    for (const spelt of [`0x${Number(length).toString(16)}`, `${Number(length) / 10}e1`, `+${length}`]) {
+      const odd = binaryRequest(hdr, [f]);
+      odd.headers['inference-header-content-length'] = spelt;
+      const r = await http(url(), { method: 'POST', ...odd });
+      expect([spelt, r.status, r.body.code]).toEqual([spelt, 400, 'E_SERVE_REQUEST']);
+    }
     const wrongSize = binaryRequest(
       { inputs: [{ name: 'x', shape: [3], datatype: 'FP32', parameters: { binary_data_size: 8 } }] },
       [f],
