@@ -61,13 +61,13 @@ describe('image decoding in the worker', () => {
     const damaged = png.subarray(0, png.length >> 1);
     const text = Buffer.from('not an image at all');
     const small = resolveBudget({ maxPixels: 1000 });
-    for (const [bytes, b] of [
-      [damaged, budget],
-      [text, budget],
-      [png, small],
+    for (const [bytes, b, code] of [
+      [damaged, budget, 'E_RUN_INPUT'],
+      [text, budget, 'E_RUN_INPUT_FORMAT'],
+      [png, small, 'E_RUN_INPUT'],
     ] as const) {
       const there = await outcome(decodeImage(bytes, 3, [255], b));
-      expect(there).toHaveProperty('error.code', 'E_RUN_INPUT');
+      expect(there).toHaveProperty('error.code', code);
       expect(there).toEqual(await outcome(decodeHere(Buffer.from(bytes), 3, [255], b)));
     }
     expect(await outcome(probeImage(text))).toEqual(await outcome(probeHere(text)));

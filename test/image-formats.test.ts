@@ -269,6 +269,42 @@ describe('damaged files', () => {
     );
   });
 
+  it('an image of a format sharp does not decode is E_RUN_INPUT_FORMAT, reason unsupported, alike from the loader (xpkg run) and the decode step (the daemon)', async () => {
+    // a whole 2x2 24-bit BMP, as Windows writes it
+    const bmp = Buffer.alloc(70);
+    bmp.write('BM', 0, 'latin1');
+    bmp.writeUInt32LE(70, 2);
+    bmp.writeUInt32LE(54, 10);
+    bmp.writeUInt32LE(40, 14);
+    bmp.writeInt32LE(2, 18);
+    bmp.writeInt32LE(2, 22);
+    bmp.writeUInt16LE(1, 26);
+    bmp.writeUInt16LE(24, 28);
+    bmp.fill(0x80, 54);
+    const starts: [string, Buffer][] = [
+      ['BMP', bmp],
+      ['ICO', Buffer.from([0, 0, 1, 0, 1, 0, 16, 16, 0, 0, 1, 0, 32, 0])],
+      ['PSD', Buffer.concat([Buffer.from('8BPS\0\x01', 'latin1'), Buffer.alloc(40)])],
+      ['JPEG 2000', Buffer.concat([Buffer.from('\0\0\0\x0cjP  \r\n\x87\n', 'latin1'), Buffer.alloc(40)])],
+      ['JPEG XL', Buffer.concat([Buffer.from([0xff, 0x0a]), Buffer.alloc(40)])],
+      ['QOI', Buffer.concat([Buffer.from('qoif', 'latin1'), Buffer.alloc(40)])],
+    ];
+    const outcome = (p: Promise<unknown>) =>
+      p.then(
+        () => null,
+        (e) => [e.code, e.detail?.reason, e.detail?.format],
+      );
+    for (const [format, bytes] of starts) {
+      const want = ['E_RUN_INPUT_FORMAT', 'unsupported', format];
+      expect([format, await outcome(inputFromBytes(imageSpec, bytes, 'x.img'))]).toEqual([format, want]);
+      expect([format, await outcome(decoded(bytes))]).toEqual([format, want]);
+    }
+    // no image: the same code from both
+    const text = Buffer.from('not an image at all');
+    expect(await outcome(inputFromBytes(imageSpec, text, 'x.png'))).toEqual(['E_RUN_INPUT_FORMAT', 'image', undefined]);
+    expect(await outcome(decoded(text))).toEqual(['E_RUN_INPUT_FORMAT', 'image', undefined]);
+  });
+
   it('xpkg run over a folder: cut WebP and GIF fail with E_RUN_INPUT, the images after them run', async () => {
     const dir = join(tempDir('xpkg-formats-'), 'in');
     mkdirSync(dir);

@@ -487,7 +487,8 @@ describe('bad input: the right 4xx with a code, and the daemon stays healthy', (
       headers: { 'content-type': 'image/png' },
       body: 'not an image at all',
     });
-    expect([notImage.status, notImage.body.error.code]).toEqual([400, 'E_RUN_INPUT']);
+    // as `xpkg run` says of the same bytes
+    expect([notImage.status, notImage.body.error.code]).toEqual([400, 'E_RUN_INPUT_FORMAT']);
     const empty = await http(run, { method: 'POST', headers: { 'content-type': 'image/png' }, body: '' });
     expect([empty.status, empty.body.error.code]).toEqual([400, 'E_SERVE_INPUT']);
     const tensorModel = await http(`${s.url}/xpkg/models/${ADD}/run`, {

@@ -17,6 +17,7 @@ import { RunnerError } from '../../spec/errors.js';
 import type { IoSpec, Manifest } from '../../spec/schema.js';
 import { probeImage } from '../pipeline/image-decoder.js';
 import type { DType, Tensor } from '../types.js';
+import { ascii, startsAs, unreadableImage } from './image-signatures.js';
 import { parseNpy } from './npy.js';
 
 const NPY_MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
@@ -75,16 +76,9 @@ export async function inputFromBytes(spec: IoSpec, bytes: Buffer, path: string):
         if (e instanceof RunnerError && e.code === 'E_RUN_INPUT_FORMAT')
           throw formatError((e.detail as { reason?: string })?.reason ?? 'image', `${path}: ${e.message}`, path);
         // A file that starts as an image but whose header cannot be read (a WebP, GIF or TIFF cut
-        // short) is a damaged image, E_RUN_INPUT as the decode step and the library say of a cut PNG
-        // or JPEG, not a file of no image format.
-        const format = imageSignature(bytes);
-        if (format)
-          throw new RunnerError('E_RUN_INPUT', `${path} is a damaged ${format} image (${(e as Error).message})`, {
-            reason: 'damaged',
-            format,
-            path,
-          });
-        throw formatError('image', `${path} is not an image (${(e as Error).message})`, path);
+        // short) is a damaged image, E_RUN_INPUT as the decode step says of a cut PNG or JPEG; an
+        // image of a format sharp does not decode, or no image, is E_RUN_INPUT_FORMAT
+        throw unreadableImage(bytes, (e as Error).message, path);
       }
       return bytes;
     }
@@ -143,25 +137,6 @@ function json(bytes: Buffer, path: string): unknown {
   }
 }
 
-const ascii = (b: Buffer, from: number, to: number) => b.subarray(from, to).toString('latin1');
-const PNG_START = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-
-/** How each raster format sharp reads starts (its signature alone). */
-const IMAGE_STARTS: [string, (b: Buffer) => boolean][] = [
-  ['PNG', (b) => b.subarray(0, 8).equals(PNG_START)],
-  ['GIF', (b) => /^GIF8[79]a$/.test(ascii(b, 0, 6))],
-  ['WebP', (b) => ascii(b, 0, 4) === 'RIFF' && ascii(b, 8, 12) === 'WEBP'],
-  ['JPEG', (b) => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff],
-  // TIFF (II*\0, MM\0*) and BigTIFF (version 43)
-  ['TIFF', (b) => /^(II[*+]\0|MM\0[*+])$/.test(ascii(b, 0, 4))],
-  // HEIF/AVIF: an ISO-BMFF ftyp box naming an image brand
-  [
-    'HEIF',
-    (b) => ascii(b, 4, 8) === 'ftyp' && /^(avif|avis|heic|heix|hevc|heim|heis|mif1|msf1)$/.test(ascii(b, 8, 12)),
-  ],
-];
-const startsAs = (name: string) => IMAGE_STARTS.find(([n]) => n === name)![1];
-
 /**
  * Formats whose files start with a signature no run of raw values plausibly starts with (8 bytes,
  * or 4 plus a tag further on): such a file read as raw values would be silently wrong numbers.
@@ -183,11 +158,6 @@ const ENCODED: [string, (b: Buffer) => boolean][] = [
   ],
   ['ZIP (.npz)', (b) => b.subarray(0, 4).equals(Buffer.from([0x50, 0x4b, 0x03, 0x04]))],
 ];
-
-/** The raster format sharp reads whose signature `b` starts with, or undefined. */
-function imageSignature(b: Buffer): string | undefined {
-  return IMAGE_STARTS.find(([, is]) => is(b))?.[0];
-}
 
 /** Raw little-endian bytes in the declared dtype; the declared shape with one unknown dimension inferred. */
 function rawTensor(spec: IoSpec, bytes: Buffer, path: string): Tensor {

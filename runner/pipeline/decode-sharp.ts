@@ -6,6 +6,7 @@
 import type { Metadata, Sharp } from 'sharp';
 import { readFileBytes } from '../../platform/index.js';
 import { RunnerError } from '../../spec/errors.js';
+import { unreadableImage } from '../inputs/image-signatures.js';
 import type { RunnerBudget } from '../types.js';
 import { KERNEL_MAX_SIDE } from './budget.js';
 import { sharp } from './lazy-sharp.js';
@@ -98,12 +99,8 @@ export async function decodeHere(
     try {
       meta = await img.metadata();
     } catch (e) {
-      throw new RunnerError(
-        'E_RUN_INPUT',
-        `cannot decode image: ${sharpMessage(e)}`,
-        path !== undefined ? { path } : undefined,
-        { cause: e },
-      );
+      // said as the CLI's input loader says it (a damaged image, another image format, no image)
+      throw unreadableImage(bytes, sharpMessage(e), path, e);
     }
     refuseVector(meta.format, path);
     if (!meta.width || !meta.height)
