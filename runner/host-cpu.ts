@@ -8,31 +8,11 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { type ResourceLimits, readLimits, usableCpus } from './host-limits.js';
-import type { HostProfile } from './host-profile.js';
+import { FEATURE_ALIASES, type HostProfile } from './host-profile.js';
 import { readText, runTool } from './host-util.js';
 
 export type CpuInfo = HostProfile['cpu'];
 type NotDetected = HostProfile['notDetected'];
-
-/** Kernel / sysctl spellings → the names manifests use. Both names stay in the feature list. */
-const ALIASES: Record<string, string> = {
-  pni: 'sse3',
-  asimd: 'neon',
-  advsimd: 'neon',
-  asimddp: 'dotprod',
-  asimdhp: 'fp16',
-  fphp: 'fp16',
-  asimdfhm: 'fhm',
-  avx1_0: 'avx',
-  avx2_0: 'avx2',
-  avx512vnni: 'avx512_vnni',
-  avx512bf16: 'avx512_bf16',
-  avx512fp16: 'avx512_fp16',
-  avxvnni: 'avx_vnni',
-  amxtile: 'amx_tile',
-  amxbf16: 'amx_bf16',
-  amxint8: 'amx_int8',
-};
 
 export { INT8_DOT_FEATURES } from './host-profile.js';
 
@@ -45,8 +25,8 @@ export function normaliseFeatures(raw: Iterable<string>): string[] {
       .replace(/[.\s-]+/g, '_');
     if (!/^[a-z0-9_.]{1,64}$/.test(f)) continue;
     out.add(f);
-    const alias = ALIASES[f];
-    if (alias) out.add(alias);
+    // own keys only: a flag named `constructor` has no alias
+    if (Object.hasOwn(FEATURE_ALIASES, f)) out.add(FEATURE_ALIASES[f]);
   }
   return [...out].sort();
 }
@@ -166,12 +146,12 @@ export function parseSysctl(text: string): CpuInfo & { memoryBytes?: number } {
     for (const f of (kv.get(k) ?? '').split(/\s+/)) if (f) raw.push(f);
   }
   const int = (k: string) => (kv.has(k) && /^\d+$/.test(kv.get(k)!) ? Number(kv.get(k)) : undefined);
-  const logical = int('hw.logicalcpu') ?? int('hw.ncpu') ?? 1;
+  const logical = Math.max(1, Math.min(int('hw.logicalcpu') ?? int('hw.ncpu') ?? 1, 65536));
   const mem = int('hw.memsize');
   return {
     model: kv.get('machdep.cpu.brand_string') || 'unknown',
     logicalCores: logical,
-    physicalCores: int('hw.physicalcpu') ?? logical,
+    physicalCores: Math.max(1, Math.min(int('hw.physicalcpu') ?? logical, logical)),
     features: normaliseFeatures(raw),
     ...(mem !== undefined ? { memoryBytes: mem } : {}),
   };

@@ -49,21 +49,30 @@ export interface SmiGpu {
   mig?: boolean;
 }
 
-// mig.mode.current came with driver 450, compute_cap with 510: a driver that answers one knows both
 export const SMI_QUERY = ['name', 'compute_cap', 'memory.total', 'driver_version', 'pci.bus_id', 'mig.mode.current'];
+/**
+ * What older drivers answer: compute_cap came with driver 510 and mig.mode.current with 450, and a
+ * query naming a field the driver does not know fails whole (`Field "compute_cap" is not a valid
+ * field to query.`, exit 2), memory included. Asked in turn until one answers.
+ */
+export const SMI_QUERIES: readonly (readonly string[])[] = [
+  SMI_QUERY,
+  SMI_QUERY.filter((f) => f !== 'compute_cap'),
+  SMI_QUERY.filter((f) => f !== 'compute_cap' && f !== 'mig.mode.current'),
+];
 
 /**
  * Parses `nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version,pci.bus_id
  * --format=csv[,noheader][,nounits]`. With a header, columns are found by name (so a recording
  * with other columns still parses); without one, the order above is assumed.
  */
-export function parseNvidiaSmiCsv(text: string): SmiGpu[] {
+export function parseNvidiaSmiCsv(text: string, query: readonly string[] = SMI_QUERY): SmiGpu[] {
   const lines = text
     .split(/\r?\n/)
     .map((l) => l.trim())
     .filter(Boolean);
   if (!lines.length) return [];
-  let cols = SMI_QUERY;
+  let cols = query;
   if (/\bname\b/i.test(lines[0]) && /driver_version|memory\.total/i.test(lines[0])) {
     cols = lines
       .shift()!
@@ -222,13 +231,24 @@ export async function nvidiaGpus(notDetected: NotDetected, sources: NvidiaSource
   const cached = key && cacheDir ? await readSmiCache(cacheDir, key) : null;
   if (cached) return cached;
 
-  const [smi, banner] = await Promise.all([
-    runTool('nvidia-smi', [`--query-gpu=${SMI_QUERY.join(',')}`, '--format=csv,noheader,nounits']),
-    runTool('nvidia-smi', []),
-  ]);
+  const ask = (query: readonly string[]) =>
+    runTool('nvidia-smi', [`--query-gpu=${query.join(',')}`, '--format=csv,noheader,nounits']);
+  let [smi, banner] = await Promise.all([ask(SMI_QUERY), runTool('nvidia-smi', [])]);
+  let query = SMI_QUERY;
+  for (const older of SMI_QUERIES.slice(1)) {
+    if (smi.ok || !/not a valid field/i.test(smi.reason)) break;
+    query = [...older];
+    smi = await ask(query);
+  }
   const cuda = banner.ok ? parseNvidiaSmiBanner(banner.value).cuda : undefined;
   if (smi.ok) {
-    const gpus = parseNvidiaSmiCsv(smi.value);
+    const gpus = parseNvidiaSmiCsv(smi.value, query);
+    if (!query.includes('compute_cap'))
+      notDetected.push({
+        what: 'nvidia compute capability',
+        reason:
+          "this driver's nvidia-smi has no compute_cap (driver 510 or newer has); arch guessed from the product name",
+      });
     const devices = gpus.map((g) => {
       const arch = (g.computeCap && smFromComputeCap(g.computeCap)) ?? smFromName(g.name);
       const d: HostDevice = { kind: 'gpu', vendor: 'nvidia', name: g.name, source: 'nvidia-smi' };

@@ -27,7 +27,7 @@ const ROCKCHIP_NPU_SOCS = new Set([
 /** The Rockchip SoC named by a device-tree compatible list ("rockchip,rk3588s"), if any. */
 export function rockchipSoc(compatible: string[]): string | undefined {
   for (const c of compatible) {
-    const m = /^rockchip,(r[kv]\d{4}[a-z]?)$/.exec(c);
+    const m = /^rockchip,(r[kv]\d{4}(?:[a-z]|pro)?)$/.exec(c); // rk3588s, rk3399pro
     if (m) return m[1];
   }
   return undefined;

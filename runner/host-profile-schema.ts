@@ -5,6 +5,8 @@
 import { type Static, Type } from '@sinclair/typebox';
 
 const Name = Type.String({ minLength: 1, maxLength: 256 });
+/** Memory sizes in MiB: up to 1 EiB, far above any machine, so a size of 1e300 is refused, not rendered. */
+const MiB = Type.Integer({ minimum: 0, maximum: 2 ** 40 }); // host.ts detectHost keeps detection under it
 
 export const Device = Type.Object(
   {
@@ -13,7 +15,7 @@ export const Device = Type.Object(
     name: Name,
     /** sm_89 for NVIDIA GPUs, the SoC (rk3588) for Rockchip NPUs, the generation for others. */
     arch: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.+-]{1,32}$' })),
-    memoryMiB: Type.Optional(Type.Integer({ minimum: 0 })),
+    memoryMiB: Type.Optional(MiB),
     driver: Type.Optional(Type.String({ maxLength: 64 })),
     /** Highest CUDA version the driver supports (NVIDIA). */
     cuda: Type.Optional(Type.String({ maxLength: 32 })),
@@ -105,7 +107,7 @@ export const HostProfileSchema = Type.Object(
       { additionalProperties: false },
     ),
     /** Memory this process may use: the machine's, or its cgroup's limit where lower (`limits`). */
-    memoryMiB: Type.Integer({ minimum: 0 }),
+    memoryMiB: MiB,
     /**
      * Where this process may use less than the machine has (runner/host-limits.ts): its cgroup's
      * CPU quota in CPUs (1.5), the CPUs of its affinity mask, its cgroup's memory limit, and the
@@ -116,7 +118,7 @@ export const HostProfileSchema = Type.Object(
         {
           cpuQuota: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 65536 })),
           cpusAllowed: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
-          memoryMiB: Type.Optional(Type.Integer({ minimum: 0 })),
+          memoryMiB: Type.Optional(MiB),
           threads: Type.Integer({ minimum: 1, maximum: 65536 }),
         },
         { additionalProperties: false },

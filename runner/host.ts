@@ -10,7 +10,7 @@ import type { BackendRegistry } from './backends/registry.js';
 import { detectCpu } from './host-cpu.js';
 import { detectGpus } from './host-gpu.js';
 import { detectNpus } from './host-npu.js';
-import { HOST_PROFILE_FORMAT, type HostDevice, type HostProfile, loadHostProfile } from './host-profile.js';
+import { HOST_PROFILE_FORMAT, type HostDevice, type HostProfile, loadHostProfile, memoryText } from './host-profile.js';
 import { detectRuntimes } from './host-runtimes.js';
 
 export {
@@ -35,7 +35,11 @@ export async function detectHost(options: DetectOptions = {}): Promise<HostProfi
   // strings from /proc, sysctl and tools are clipped to the schema's bounds: detection must not fail on them
   const clip = (s: string, n = 256) => (s.length > n ? `${s.slice(0, n - 1)}…` : s) || 'unknown';
   cpuPart.cpu.model = clip(cpuPart.cpu.model);
-  for (const d of [...gpuPart.gpus, ...npuPart.gpus, ...npuPart.npus]) d.name = clip(d.name);
+  for (const d of [...gpuPart.gpus, ...npuPart.gpus, ...npuPart.npus]) {
+    d.name = clip(d.name);
+    // a size no device has (a tool's garbage) is unknown, not a reason to fail detection
+    if (d.memoryMiB !== undefined && !(d.memoryMiB <= 2 ** 40)) delete d.memoryMiB;
+  }
   const profile: HostProfile = {
     format: HOST_PROFILE_FORMAT,
     description: clip(`detected on ${os.hostname()}`, 1024),
@@ -110,7 +114,7 @@ const SHOWN_FEATURES = [
 function device(d: HostDevice): string {
   const parts = [
     d.arch,
-    d.memoryMiB !== undefined ? `${Math.round(d.memoryMiB / 1024)} GiB` : undefined,
+    d.memoryMiB !== undefined ? memoryText(d.memoryMiB) : undefined,
     d.driver ? `driver ${d.driver}` : undefined,
     d.cuda ? `CUDA ${d.cuda}` : undefined,
   ].filter(Boolean);

@@ -4,7 +4,14 @@
  * variant, the host profile and the set of runtimes xpkg has backends for.
  */
 import type { Accelerator, Variant } from '../spec/schema.js';
-import { devicesOf, type HostDevice, type HostProfile, INT8_DOT_FEATURES, smNumber } from './host-profile.js';
+import {
+  devicesOf,
+  type HostDevice,
+  type HostProfile,
+  hasCpuFeature,
+  INT8_DOT_FEATURES,
+  smNumber,
+} from './host-profile.js';
 import { usableProviders, variantProviders } from './providers.js';
 import { rangeProblem, satisfies } from './semver.js';
 
@@ -185,9 +192,22 @@ export function evaluateVariant(variant: Variant, host: HostProfile, backends: r
       message: `runs on ${list(req.arch)}; host CPU is ${host.arch}`,
       detail: { wanted: req.arch, have: host.arch },
     });
-  const missing = (req.cpuFeatures ?? []).filter((f) => !host.cpu.features.includes(f));
-  if (missing.length)
-    reasons.push({ code: 'cpu-features', message: `CPU lacks ${missing.join(', ')}`, detail: { missing } });
+  const missing = (req.cpuFeatures ?? []).filter((f) => !hasCpuFeature(host.cpu.features, f));
+  if (missing.length) {
+    // no feature source here (Windows, a sandbox without /proc): the CPU may well have them, but
+    // running code built for features it lacks dies of SIGILL, so the variant stays out
+    const unknown = host.cpu.features.length
+      ? undefined
+      : (host.notDetected.find((n) => n.what === 'cpu features')?.reason ?? 'none listed');
+    reasons.push({
+      code: 'cpu-features',
+      message:
+        unknown === undefined
+          ? `CPU lacks ${missing.join(', ')}`
+          : `needs CPU features ${missing.join(', ')}; this host's CPU features are unknown (${unknown})`,
+      detail: { missing, ...(unknown !== undefined ? { unknown: true } : {}) },
+    });
+  }
   if (req.minMemoryMiB !== undefined && host.memoryMiB < req.minMemoryMiB) {
     reasons.push({
       code: 'memory',
@@ -279,7 +299,7 @@ export function precisionList(
     return device.kind === 'gpu'
       ? { list: policy.gpu, label: 'gpu policy' }
       : { list: policy.npu, label: `${device.kind} policy` };
-  const dot = INT8_DOT_FEATURES.filter((f) => host.cpu.features.includes(f));
+  const dot = INT8_DOT_FEATURES.filter((f) => hasCpuFeature(host.cpu.features, f));
   return dot.length
     ? { list: policy.cpuInt8, label: `cpu policy with int8 dot product (${dot.join(', ')})` }
     : { list: policy.cpu, label: 'cpu policy' };

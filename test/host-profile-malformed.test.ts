@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HOST_PROFILE_MAX_BYTES, loadHostProfile } from '../runner/host-profile.js';
-import { RunnerError } from '../spec/errors.js';
+import { EXIT, RunnerError } from '../spec/errors.js';
 import { syncCodeOf } from './helpers/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'xpkg-host-malformed-'));
@@ -83,6 +83,20 @@ describe('profile text', () => {
       'a device name of 10 000 characters',
       (o: Profile) => ({ ...o, gpus: [{ ...o.gpus[0], name: 'x'.repeat(10_000) }] }),
     ],
+    ['memory of 1e300 MiB (an integer to JSON)', (o: Profile) => ({ ...o, memoryMiB: 1e300 })],
+    ['GPU memory past any device', (o: Profile) => ({ ...o, gpus: [{ ...o.gpus[0], memoryMiB: 2 ** 53 }] })],
+    // what the schema cannot say: counts past the CPUs there are, memory above its own cgroup limit
+    ['more physical cores than logical', (o: Profile) => ({ ...o, cpu: { ...o.cpu, physicalCores: 64 } })],
+    ['more default threads than CPUs', (o: Profile) => ({ ...o, limits: { threads: 65536 } })],
+    [
+      'an affinity mask of more CPUs than there are',
+      (o: Profile) => ({ ...o, limits: { cpusAllowed: 33, threads: 1 } }),
+    ],
+    ['a CPU quota of more CPUs than there are', (o: Profile) => ({ ...o, limits: { cpuQuota: 1e4, threads: 1 } })],
+    [
+      "the machine's memory above its cgroup limit",
+      (o: Profile) => ({ ...o, memoryMiB: 65536, limits: { memoryMiB: 2048, threads: 2 } }),
+    ],
     ['another format', (o: Profile) => ({ ...o, format: 'xpkg-host/2' })],
     ['no format', ({ format: _f, ...o }: Profile) => o],
   ])('%s: E_HOST_PROFILE', (_what, edit) => {
@@ -146,6 +160,18 @@ describe('through the xpkg process', () => {
     expect(cli(['host', '--host', odd, '--json']).code).toBe('E_HOST_PROFILE');
     expect(cli(['host', '--host', odd]).status).toBe(cli(['host', '--host', odd, '--json']).status);
     expect(cli(['explain', 'fixtures/dist/detector.xpkg', '--host', odd, '--json']).code).toBe('E_HOST_PROFILE');
+  });
+
+  it('a profile that contradicts itself: E_HOST_PROFILE with its exit status, from host and explain', () => {
+    const odd = join(dir, 'contradicts.json');
+    writeFileSync(odd, text({ ...good, memoryMiB: 65536, limits: { memoryMiB: 2048, threads: 2 } }));
+    for (const r of [
+      cli(['host', '--host', odd, '--json']),
+      cli(['host', '--host', odd]),
+      cli(['explain', 'fixtures/dist/detector.xpkg', '--host', odd, '--json']),
+    ])
+      expect(r.status).toBe(EXIT.host);
+    expect(cli(['host', '--host', odd, '--json']).code).toBe('E_HOST_PROFILE');
   });
 
   it('--host with a file over the limit: E_HOST_PROFILE', () => {

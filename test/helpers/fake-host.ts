@@ -32,6 +32,8 @@ export interface FakeSmi {
   list?: string;
   banner?: string;
   error?: { text: string; code: number };
+  /** Query fields this (older) driver does not know: a query naming one fails as nvidia-smi does. */
+  unknownFields?: string[];
 }
 
 /** Puts a fake nvidia-smi first on PATH; returns a function that restores PATH. */
@@ -39,8 +41,14 @@ export function fakeNvidiaSmi(smi: FakeSmi): () => void {
   const bin = tempDir('xpkg-fake-smi-');
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const fail = smi.error ? `printf '%s\\n' ${q(smi.error.text)}; exit ${smi.error.code}` : 'exit 9';
+  // as a 470 driver's nvidia-smi: the message on stdout, exit 2, nothing else answered
+  const unknown = (smi.unknownFields ?? []).map(
+    (f) =>
+      `case "$1" in --query-gpu=*${f}*) printf '%s\\n\\n' ${q(`Field "${f}" is not a valid field to query.`)}; exit 2 ;; esac`,
+  );
   const script = [
     '#!/bin/sh',
+    ...unknown,
     `case "$1" in`,
     `  --query-gpu=*) ${smi.query === null ? fail : `printf '%s\\n' ${q(smi.query)}`} ;;`,
     `  -L) printf '%s\\n' ${q(smi.list ?? '')} ;;`,
