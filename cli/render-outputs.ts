@@ -4,6 +4,7 @@
  * lines whatever its size, never megabytes of numbers (`--json` has every value).
  */
 import { halfToNumber } from '../runner/outputs-json.js';
+import type { Classification } from '../runner/pipeline/outputs.js';
 import type { Manifest } from '../spec/schema.js';
 
 /** Values shown in full up to this many; beyond it the first HEAD and last TAIL, with `…` between. */
@@ -86,15 +87,31 @@ function shortJson(v: unknown): string {
   );
 }
 
+/** `{labels, indices, scores}` (runner/pipeline/outputs.ts Classification). */
+const isClassification = (c: unknown): c is Classification =>
+  typeof c === 'object' &&
+  c !== null &&
+  Array.isArray((c as Classification).labels) &&
+  Array.isArray((c as Classification).scores);
+
 /** Human rendering of typed outputs. */
 export function renderOutputs(manifest: Manifest, outputs: Record<string, unknown>): string {
   const out: string[] = [];
   for (const spec of manifest.outputs) {
     const v = outputs[spec.name] as any;
     if (spec.type === 'text-lines' && Array.isArray(v)) out.push(...v.map((l: { text: string }) => l.text));
-    else if (spec.type === 'classification' && Array.isArray(v?.top ?? v))
-      out.push(...(v.top ?? v).map((c: { label: string; score: number }) => `${c.label}\t${c.score.toFixed(4)}`));
-    else if (spec.type === 'text' && typeof v === 'string') out.push(v.replace(/\n$/, ''));
+    else if (
+      spec.type === 'classification' &&
+      (isClassification(v) || (Array.isArray(v) && v.every(isClassification)))
+    ) {
+      // one image's classes, or a batch's (a [N, C] head): each item's rows prefixed with its index
+      const list: Classification[] = Array.isArray(v) ? v : [v];
+      list.forEach((c, i) =>
+        out.push(
+          ...c.labels.map((l, k) => `${list.length > 1 ? `${i}\t` : ''}${l}\t${Number(c.scores[k]).toFixed(4)}`),
+        ),
+      );
+    } else if (spec.type === 'text' && typeof v === 'string') out.push(v.replace(/\n$/, ''));
     else if (spec.type === 'boxes' && Array.isArray(v))
       out.push(
         `${v.length} boxes`,

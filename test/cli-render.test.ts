@@ -53,6 +53,13 @@ describe('summarizeTensor', () => {
       'y: int32 [1] [7]  min 7  max 7  mean 7',
     );
   });
+  it("renderOutputs lists one image's classes, and a batch's item by item (a list once crashed it)", () => {
+    const manifest = { outputs: [{ name: 'top', type: 'classification' }] } as unknown as Manifest;
+    const one = { labels: ['cat', 'dog'], indices: [3, 1], scores: [0.75, 0.125] };
+    expect(renderOutputs(manifest, { top: one })).toBe('cat\t0.7500\ndog\t0.1250');
+    const two = { labels: ['dog'], indices: [1], scores: [0.5] };
+    expect(renderOutputs(manifest, { top: [one, two] })).toBe('0\tcat\t0.7500\n0\tdog\t0.1250\n1\tdog\t0.5000');
+  });
 });
 
 describe('xpkg run without --json', () => {

@@ -35,7 +35,8 @@ describe('infer: feeds the model does not take', () => {
     });
     const files = { 'models/a.onnx': identity('float32'), 'models/b.onnx': identity('int32') };
     await using r = await openTrusted(await signedPackage(m, files));
-    await badFeedsFailAlone(r, [int32Feed, { x: { type: 'float32', dims: [1, 2], data: new Float32Array([1, 2]) } }]);
+    // [2, 1] for [N]: a rank the model does not take ([1, 2] would be fed as [2], a batch of one without its dim)
+    await badFeedsFailAlone(r, [int32Feed, { x: { type: 'float32', dims: [2, 1], data: new Float32Array([1, 2]) } }]);
   });
 });
 

@@ -76,7 +76,9 @@ defineOp({
     // class ids run 0…vocabulary (the tokens and one blank): a blank past them would leave none
     if (blank > vocab.length)
       x.fail(`blank ${blank} is not a class of a ${vocab.length}-token vocabulary`, { blank, tokens: vocab.length });
-    for (const [i, t] of items.entries()) {
+    for (const [i, given] of items.entries()) {
+      // a recogniser exported without a batch dim gives one line's [T, C] scores
+      const t = given.dims.length === 2 && !best && !p.packed ? { ...given, dims: [1, ...given.dims] } : given;
       if (t.dims[0] === 0) continue;
       // A padded tensor (crop-batch): steps past each item's valid width only saw padding.
       let lengths: Int32Array | undefined;

@@ -6,7 +6,7 @@
 
 import { decodeDetections, segmentArgmax } from '../../native/index.js';
 import { Type } from '../../spec/typebox-lite.js';
-import { floats, frameOf, hasNaN, LabelParams, labelHooks, labelsOf } from './ops-post.js';
+import { floats, frameOf, hasNaN, LabelParams, labelHooks, labelsOf, oneChannelLabels } from './ops-post.js';
 import { defineOp, Name } from './registry.js';
 
 const Opt = Type.Optional;
@@ -30,13 +30,19 @@ defineOp({
       agnostic: Opt(Type.Boolean()),
       preTopK: Opt(Type.Integer({ minimum: 0 })),
       maxOutput: Opt(Type.Integer({ minimum: 0 })),
+      // coordinates are fractions of the model input's width and height, not pixels
+      normalized: Opt(Type.Boolean()),
       ...LabelParams,
     },
     { additionalProperties: false },
   ),
   reads: (p) => [p.input, ...(p.image ? [p.image] : [])],
   writes: (p) => [p.output],
-  ...labelHooks,
+  assets: labelHooks.assets,
+  check: (p) =>
+    p.normalized && !p.image
+      ? 'normalized needs image: the model input whose size the fractions are of'
+      : labelHooks.check(p),
   async run(p, x) {
     const t = x.get(p.input, 'tensor');
     const dims = t.dims.length === 2 ? [1, ...t.dims] : t.dims;
@@ -53,7 +59,9 @@ defineOp({
         dims: [...t.dims],
       });
     const f = frameOf(p.image, x);
-    const tr = f?.transform;
+    const tr = f?.transform ?? (f && { scaleX: 1, scaleY: 1, offsetX: 0, offsetY: 0 });
+    // fractions of the plane: (b × W − pad) / scale = (b − pad / W) / (scale / W)
+    const [kx, ky] = p.normalized && f ? [f.width, f.height] : [1, 1];
     const r = await decodeDetections(floats(t, x), {
       dims: [...dims],
       ...(p.layout ? { layout: p.layout } : {}),
@@ -65,8 +73,15 @@ defineOp({
       agnostic: p.agnostic ?? false,
       ...(p.preTopK !== undefined ? { preTopK: p.preTopK } : {}),
       maxOutput: p.maxOutput ?? 300,
-      ...(tr ? { letterbox: { scale: { x: tr.scaleX, y: tr.scaleY }, pad: { x: tr.offsetX, y: tr.offsetY } } } : {}),
-      ...(f ? { clip: { width: tr?.width ?? f.width, height: tr?.height ?? f.height } } : {}),
+      ...(tr
+        ? {
+            letterbox: {
+              scale: { x: tr.scaleX / kx, y: tr.scaleY / ky },
+              pad: { x: tr.offsetX / kx, y: tr.offsetY / ky },
+            },
+          }
+        : {}),
+      ...(f ? { clip: { width: f.transform?.width ?? f.width, height: f.transform?.height ?? f.height } } : {}),
     });
     // a NaN in the detector's output that survived decoding has no place to report
     if (hasNaN(r.boxes) || hasNaN(r.scores)) x.fail('the detections hold NaN', { nan: true });
@@ -86,7 +101,7 @@ defineOp({
   op: 'segment-argmax',
   stage: 'post',
   summary:
-    'Per-pixel class of a segmentation score map ([1, C, H, W] or NHWC, softmax optional) as a label mask; with `image`, mapped back to the original image (nearest, undoing the resize/letterbox).',
+    'Per-pixel class of a segmentation score map ([1, C, H, W] or NHWC, softmax optional; one channel: class ids of an integer type, or probabilities above `threshold`) as a label mask; with `image`, mapped back to the original image (nearest, undoing the resize/letterbox).',
   params: Type.Object(
     {
       input: Name,
@@ -94,6 +109,8 @@ defineOp({
       image: Opt(Name),
       layout: Opt(Type.Union([Type.Literal('nchw'), Type.Literal('nhwc')])),
       softmax: Opt(Type.Boolean()),
+      // a one-channel probability map (a binary segmenter's sigmoid): pixels above it are class 1
+      threshold: Opt(Type.Number()),
       ...LabelParams,
     },
     { additionalProperties: false },
@@ -106,11 +123,20 @@ defineOp({
     const d = t.dims.length === 3 ? [1, ...t.dims] : t.dims;
     if (d.length !== 4 || d[0] !== 1) x.fail(`expected a [1, C, H, W] (or NHWC) score map, got [${t.dims.join(', ')}]`);
     const nhwc = p.layout === 'nhwc';
-    const r = await segmentArgmax(floats(t, x), {
-      dims: [...d],
-      layout: nhwc ? 'nhwc' : 'nchw',
-      softmax: p.softmax ?? false,
-    });
+    if (p.threshold !== undefined && (nhwc ? d[3] : d[1]) !== 1)
+      x.fail(`threshold goes with a one-channel map, not [${t.dims.join(', ')}]`, { dims: [...t.dims] });
+    // one channel: class ids (a model's own ArgMax) or a probability map, not scores to take the best of
+    const r = {
+      labels:
+        oneChannelLabels(t, nhwc ? d[3] : d[1], p.threshold, x) ??
+        (
+          await segmentArgmax(floats(t, x), {
+            dims: [...d],
+            layout: nhwc ? 'nhwc' : 'nchw',
+            softmax: p.softmax ?? false,
+          })
+        ).labels,
+    };
     const mh = nhwc ? d[1] : d[2],
       mw = nhwc ? d[2] : d[3];
     const f = frameOf(p.image, x);

@@ -188,6 +188,23 @@ export function checkFeeds(session: ModelSession, feeds: Record<string, Tensor>,
   }
 }
 
+/**
+ * The feeds with a leading 1 left out where the model declares that input one rank lower: a model
+ * exported without a batch dim (torchvision's detectors take [3, H, W]) given one item as the image
+ * ops make it ([1, C, H, W]); refused as a rank mismatch before.
+ */
+function unbatched(session: ModelSession, feeds: Record<string, Tensor>): Record<string, Tensor> {
+  let out = feeds;
+  for (const [name, t] of Object.entries(feeds)) {
+    const rank = session.inputShapes?.find((s) => s.name === name)?.shape.length ?? 0;
+    if (rank > 0 && rank === t.dims.length - 1 && t.dims[0] === 1) {
+      if (out === feeds) out = { ...feeds };
+      out[name] = { ...t, dims: t.dims.slice(1) };
+    }
+  }
+  return out;
+}
+
 const EMPTY: Record<DType, () => TypedData> = {
   float32: () => new Float32Array(0),
   float16: () => new Uint16Array(0),
@@ -227,7 +244,9 @@ defineOp({
     const values = ins.map(([m, env]) => [m, x.get(env, 'tensor', 'tensors')] as const);
     const lists = values.filter(([, v]) => v.kind === 'tensors');
     if (lists.length && lists.length !== values.length) x.fail('inputs mix a tensor list with single tensors');
-    const call = async (feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> => {
+    const call = async (given: Record<string, Tensor>): Promise<Record<string, Tensor>> => {
+      // maxBatch cuts dim 0, which a model without a batch dim does not have: its rank is refused below
+      const feeds = p.maxBatch ? given : unbatched(session, given);
       // An empty batch (no regions found) can't go through most runtimes; its outputs are empty.
       if (Object.values(feeds).some((t) => t.dims[0] === 0))
         return Object.fromEntries(outs.map(([m]) => [m, emptyOutput(session, m)]));

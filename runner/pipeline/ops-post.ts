@@ -31,11 +31,43 @@ export function floats(t: TensorValue, _x?: OpRun): Float32Array {
   return Float32Array.from(t.data as ArrayLike<number> & Iterable<number>, Number);
 }
 
-/** Rows × columns view of a tensor over its last axis. */
+/**
+ * Rows × columns view of a tensor over its class axis: the last one, trailing 1s past rank 2 left
+ * out. A convolutional head without Flatten (SqueezeNet: [1, 1000, 1, 1]) read over its last axis
+ * was 1000 rows of one class, each "class 0".
+ */
 function matrix(t: TensorValue): { rows: number; cols: number } {
-  const cols = t.dims.length ? t.dims[t.dims.length - 1] : 1;
-  const rows = t.dims.length > 1 ? t.dims.slice(0, -1).reduce((a, b) => a * b, 1) : 1;
+  let r = t.dims.length;
+  while (r > 2 && t.dims[r - 1] === 1) r--;
+  const cols = r ? t.dims[r - 1] : 1;
+  const rows = r > 1 ? t.dims.slice(0, r - 1).reduce((a, b) => a * b, 1) : 1;
   return { rows: cols === 0 ? 0 : rows, cols };
+}
+
+const INTEGER_TYPES: ReadonlySet<string> = new Set(['int64', 'int32', 'int8', 'uint8', 'bool']);
+
+/**
+ * The labels of a one-channel map ([1, 1, H, W], [1, H, W]), or undefined when it has several
+ * channels (scores to take the best of): class ids as they are when it is of an integer type (a
+ * model with its own ArgMax), channel > `threshold` when given. One channel of float scores
+ * without a threshold fails: its best class would be 0 at every pixel.
+ */
+export function oneChannelLabels(
+  t: TensorValue,
+  channels: number,
+  threshold: number | undefined,
+  x: OpRun,
+): Int32Array | undefined {
+  if (channels !== 1) return undefined;
+  if (threshold === undefined) {
+    if (INTEGER_TYPES.has(t.type))
+      return Int32Array.from(t.data as ArrayLike<number | bigint> & Iterable<number | bigint>, Number);
+    return x.fail(
+      `a one-channel ${t.type} map [${t.dims.join(', ')}] has no other class to pick: set threshold (a probability map), or give class ids as an integer tensor`,
+      { dims: [...t.dims] },
+    );
+  }
+  return Int32Array.from(floats(t, x), (v) => (v > threshold ? 1 : 0));
 }
 
 /**
@@ -197,14 +229,17 @@ defineOp({
       );
     // an NHWC map read as NCHW would take its rows for classes: a mask of the wrong size, no error
     const [c, h, w] = nhwc ? [d[3], d[1], d[2]] : [d[1], d[2], d[3]];
-    const src = floats(t, x);
     const plane = h * w;
-    let mask: Int32Array;
-    if (p.threshold !== undefined) {
+    let mask = oneChannelLabels(t, c, p.threshold, x);
+    if (!mask && p.threshold !== undefined) {
+      const src = floats(t, x);
       mask = new Int32Array(plane);
       const step = nhwc ? c : 1;
       for (let i = 0; i < plane; i++) mask[i] = src[i * step] > p.threshold ? 1 : 0;
-    } else mask = Int32Array.from((await segmentArgmax(src, { dims: [...d], layout: nhwc ? 'nhwc' : 'nchw' })).labels);
+    } else if (!mask)
+      mask = Int32Array.from(
+        (await segmentArgmax(floats(t, x), { dims: [...d], layout: nhwc ? 'nhwc' : 'nchw' })).labels,
+      );
     const labels = await labelsOf(p, x);
     x.set(p.output, { kind: 'mask', width: w, height: h, data: mask, ...(labels ? { labels } : {}) });
   },
@@ -266,6 +301,8 @@ defineOp({
       classes: Opt(Name),
       classAware: Opt(Type.Boolean()),
       image: Opt(Name),
+      // coordinates are fractions of the model input's width and height (RT-DETR, TF detectors), not pixels
+      normalized: Opt(Type.Boolean()),
       ...LabelParams,
     },
     { additionalProperties: false },
@@ -274,6 +311,7 @@ defineOp({
   writes: (p) => [p.output],
   assets: labelAssets,
   check(p) {
+    if (p.normalized && !p.image) return 'normalized needs image: the model input whose size the fractions are of';
     if (p.classes && !p.scores) return 'classes goes with scores (split boxes, scores and classes tensors)';
     if (p.scores && p.layout) return 'layout describes one detection tensor; with scores the boxes are [N, 4]';
     return undefined;
@@ -342,10 +380,12 @@ defineOp({
     const W = t?.width ?? img?.width ?? Infinity,
       H = t?.height ?? img?.height ?? Infinity;
     const clip = (v: number, max: number) => (img ? Math.min(Math.max(v, 0), max) : v);
+    // fractions → pixels of the plane the model saw (IoU is the same in either unit)
+    const [sx, sy] = p.normalized && img ? [img.width, img.height] : [1, 1];
     const ob = new Float32Array(keep.length * 4);
     keep.forEach((i, j) => {
-      const [x1, y1] = mapBack(t, boxes[4 * i], boxes[4 * i + 1]);
-      const [x2, y2] = mapBack(t, boxes[4 * i + 2], boxes[4 * i + 3]);
+      const [x1, y1] = mapBack(t, boxes[4 * i] * sx, boxes[4 * i + 1] * sy);
+      const [x2, y2] = mapBack(t, boxes[4 * i + 2] * sx, boxes[4 * i + 3] * sy);
       ob.set([clip(x1, W), clip(y1, H), clip(x2, W), clip(y2, H)], 4 * j);
     });
     const labels = await labelsOf(p, x);

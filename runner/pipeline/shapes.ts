@@ -315,8 +315,13 @@ export function openReason(dims: readonly Dim[]): string | undefined {
   return why.length ? why.join('; ') : undefined;
 }
 
-/** Narrows a pipeline dim by the model's declared dim (a fixed number wins; names and -1 keep the pipeline's). */
+/**
+ * Narrows a pipeline dim by the model's declared dim (a fixed number wins; names and -1 keep the
+ * pipeline's). A model declared without the batch dim is fed a batch of one without it (infer).
+ */
 export function withDeclared(dims: readonly Dim[], declared: readonly (number | string)[] | undefined): Dim[] {
+  const one = dims[0] && 'values' in dims[0] && dims[0].values.length === 1 && dims[0].values[0] === 1;
+  if (declared?.length && declared.length === dims.length - 1 && one) dims = dims.slice(1);
   if (!declared || declared.length !== dims.length) return [...dims];
   return dims.map((d, i) => {
     const m = declared[i];
