@@ -245,22 +245,29 @@ export function parseOciManifest(bytes: Buffer): OciManifest {
   if (v.schemaVersion === 1) throw notPackage('a Docker schema 1 image manifest, not an xpkg package');
   if (v.schemaVersion !== 2 || !Array.isArray(v.layers))
     throw badManifest('not an OCI image manifest (schemaVersion 2 with layers)');
-  const config = descriptorOf(v.config, 'config');
-  // A .xpkg published whole as one layer (`oras push … pkg.xpkg`, a hand-built layout): not this
-  // mapping, which needs one blob per file to fetch per variant and dedupe; said plainly.
-  const whole = (v.layers as Descriptor[]).some(
-    (l) => l?.mediaType === MEDIA.artifact || /\.xpkg$/i.test(l?.annotations?.[ANNOTATION.title] ?? ''),
-  );
-  if (config.mediaType !== MEDIA.config && whole)
+  const raw = v.config as { mediaType?: unknown } | null;
+  if (!raw || typeof raw !== 'object' || typeof raw.mediaType !== 'string') descriptorOf(raw, 'config');
+  // What the manifest is decides before its descriptors are checked: a container image or another
+  // artifact is E_OCI_NOT_PACKAGE even when it names blobs by a digest xpkg does not read (sha512).
+  const configType = raw!.mediaType as string;
+  const listed = v.layers as (Descriptor | null)[];
+  // A .xpkg published whole as one layer (`oras push … pkg.xpkg`, a hand-built layout), titled as a
+  // file or not at all: not this mapping, which needs one blob per file to fetch per variant and
+  // dedupe; said plainly.
+  const whole =
+    listed.some((l) => l?.mediaType === MEDIA.artifact || /\.xpkg$/i.test(l?.annotations?.[ANNOTATION.title] ?? '')) ||
+    (v.artifactType === MEDIA.artifact && !listed.some((l) => l?.mediaType === MEDIA.skeleton));
+  if (configType !== MEDIA.config && whole)
     throw notPackage(
       'a package file published whole as one layer; xpkg pulls packages pushed with `xpkg push` (or copied from them)',
-      { mediaType: v.mediaType ?? null, artifactType: v.artifactType ?? null, config: config.mediaType },
+      { mediaType: v.mediaType ?? null, artifactType: v.artifactType ?? null, config: configType },
     );
-  if (v.artifactType !== MEDIA.artifact && config.mediaType !== MEDIA.config)
+  if (v.artifactType !== MEDIA.artifact && configType !== MEDIA.config)
     throw notPackage(
-      `not an xpkg package: ${v.mediaType === MEDIA.dockerManifest || /docker|oci\.image\.config/.test(config.mediaType) ? 'a container image' : 'an artifact'} of type ${JSON.stringify(v.artifactType ?? config.mediaType)}`,
-      { mediaType: v.mediaType ?? null, artifactType: v.artifactType ?? null, config: config.mediaType },
+      `not an xpkg package: ${v.mediaType === MEDIA.dockerManifest || /docker|oci\.image\.config/.test(configType) ? 'a container image' : 'an artifact'} of type ${JSON.stringify(v.artifactType ?? configType)}`,
+      { mediaType: v.mediaType ?? null, artifactType: v.artifactType ?? null, config: configType },
     );
+  const config = descriptorOf(v.config, 'config');
   if (config.mediaType !== MEDIA.config) throw badManifest(`config media type must be ${MEDIA.config}`);
   const layers = (v.layers as unknown[]).map((l, i) => descriptorOf(l, `layers[${i}]`));
   return {

@@ -39,6 +39,7 @@ function listedIn(v: Record<string, unknown>): Listed[] {
 }
 
 const isIndexType = (t: string) => t === MEDIA.ociIndex || t === MEDIA.dockerList;
+const isManifestType = (t: string) => t === MEDIA.ociManifest || t === MEDIA.dockerManifest;
 
 /**
  * The xpkg packages an index lists, by digest (one package listed once per platform is one):
@@ -58,7 +59,8 @@ async function packagesIn(
       found.set(m.digest, { descriptor: m, bytes: null });
   if (found.size) return found;
   const unique = (ms: Listed[]) => [...new Map(ms.map((m) => [m.digest, m])).values()];
-  const unknown = unique(listed.filter((m) => m.artifactType === undefined && m.mediaType === MEDIA.ociManifest));
+  // Docker schema 2 too: a registry that converts OCI to Docker serves a list of converted manifests.
+  const unknown = unique(listed.filter((m) => m.artifactType === undefined && isManifestType(m.mediaType)));
   const nested = depth < MAX_INDEX_DEPTH ? unique(listed.filter((m) => isIndexType(m.mediaType))) : [];
   budget.total += listed.length;
   budget.left -= unknown.length + nested.length;

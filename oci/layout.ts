@@ -38,6 +38,7 @@ export async function exportLayout(pkgPath: string, dest: string, tag = 'latest'
     // A folder that already is a layout (an earlier export, skopeo's) keeps what it lists: only the
     // entry of this tag is replaced. Its index.json is read before any blob is written.
     const held = isTar(dest) ? null : await readLayoutIndex(dir, dest, true);
+    const version = isTar(dest) ? null : await readLayoutVersion(dir, dest);
     await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
     let bytes = 0;
     const put = async (hex: string, write: (path: string) => Promise<void>) => {
@@ -80,7 +81,8 @@ export async function exportLayout(pkgPath: string, dest: string, tag = 'latest'
       ...held?.index,
       manifests: [...(held?.manifests ?? []).filter((m) => m.annotations?.[REF_NAME] !== tag), mine],
     };
-    await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    // A 1.x layout's own marker is kept as it is.
+    if (!version) await writeFile(join(dir, 'oci-layout'), LAYOUT_MARKER);
     await writeFile(join(dir, 'index.json.tmp'), JSON.stringify(index));
     await rename(join(dir, 'index.json.tmp'), join(dir, 'index.json'));
     if (isTar(dest)) {
@@ -96,6 +98,31 @@ export async function exportLayout(pkgPath: string, dest: string, tag = 'latest'
 }
 
 const bad = (summary: string, detail?: unknown) => new OciError('E_OCI_LAYOUT', summary, detail);
+
+const LAYOUT_MARKER = '{"imageLayoutVersion":"1.0.0"}';
+
+/**
+ * The layout's `oci-layout` version, or null when the file is missing (skopeo reads such folders,
+ * so import does too). Another major version is a layout whose structure xpkg does not know: read
+ * as 1.0 it could be misread, and an export would relabel it 1.0.0, so it is E_OCI_LAYOUT (as ORAS).
+ */
+async function readLayoutVersion(dir: string, src: string): Promise<string | null> {
+  const path = join(dir, 'oci-layout');
+  const st = await stat(path).catch(() => null);
+  if (!st) return null;
+  let version: unknown;
+  try {
+    if (!st.isFile() || st.size > 64 * 1024) throw new Error('not a small file');
+    version = (JSON.parse(await readFile(path, 'utf8')) as { imageLayoutVersion?: unknown } | null)?.imageLayoutVersion;
+  } catch {
+    throw bad(`${src}: oci-layout is not a JSON object with an imageLayoutVersion`);
+  }
+  if (typeof version !== 'string' || !/^1\.\d+\.\d+$/.test(version))
+    throw bad(`${src} is an OCI layout of version ${JSON.stringify(version)}; xpkg reads and writes version 1`, {
+      imageLayoutVersion: version ?? null,
+    });
+  return version;
+}
 
 interface LayoutEntry {
   digest?: unknown;
@@ -137,6 +164,24 @@ async function readLayoutIndex(
   return { index: index as Record<string, unknown>, manifests: manifests as LayoutEntry[] };
 }
 
+/** The tag part of a ref.name written as a full reference (`localhost:5000/models/ocr:4` → `4`), else null. */
+function tagOf(name: unknown): string | null {
+  if (typeof name !== 'string') return null;
+  const colon = name.lastIndexOf(':');
+  return colon > 0 && colon > name.lastIndexOf('/') ? name.slice(colon + 1) : null;
+}
+
+/**
+ * The entries named `tag`: its exact ref.name; else, for a bare tag, the entries whose ref.name is
+ * a full reference with that tag (podman save and `skopeo copy … oci:dir:host/repo:tag` write the
+ * full form, xpkg, umoci and BuildKit the tag alone).
+ */
+function taggedAs(all: LayoutEntry[], tag: string): LayoutEntry[] {
+  const exact = all.filter((m) => m.annotations?.[REF_NAME] === tag);
+  if (exact.length || /[/:@]/.test(tag)) return exact;
+  return all.filter((m) => tagOf(m.annotations?.[REF_NAME]) === tag);
+}
+
 function layoutSource(dir: string): BlobSource {
   return {
     where: dir,
@@ -145,6 +190,17 @@ function layoutSource(dir: string): BlobSource {
       const path = join(dir, 'blobs', 'sha256', hexOf(desc.digest));
       const st = await stat(path).catch(() => null);
       if (!st?.isFile()) throw bad(`the layout has no blob ${desc.digest}`, { digest: desc.digest });
+      // A truncated copy can never match (and nothing would come of reading it again).
+      if (st.size !== desc.size)
+        throw new OciError(
+          'E_OCI_DIGEST',
+          `blob ${desc.digest} in ${dir} is ${st.size} bytes; its descriptor says ${desc.size}`,
+          {
+            digest: desc.digest,
+            size: st.size,
+            expected: desc.size,
+          },
+        );
       return { stream: createReadStream(path, { start: offset, highWaterMark: 1 << 20 }), offset };
     },
   };
@@ -177,14 +233,16 @@ export async function importLayout(
         });
       dir = extracted;
     }
+    await readLayoutVersion(dir, src);
     const { manifests: all } = (await readLayoutIndex(dir, src, false))!;
-    const chosen = tag ? all.filter((m) => m.annotations?.[REF_NAME] === tag) : all;
+    // One manifest under several tags (umoci tag, skopeo copies to two names) is one choice.
+    const chosen = [...new Map((tag ? taggedAs(all, tag) : all).map((m) => [m.digest, m])).values()];
     if (chosen.length !== 1)
       throw bad(
         tag
           ? `the layout has ${chosen.length} manifests tagged ${JSON.stringify(tag)}`
           : all.length
-            ? `the layout has ${all.length} manifests; name one with --tag`
+            ? `the layout has ${chosen.length} manifests; name one with --tag`
             : 'the layout lists no manifest',
         { tags: all.map((m) => m.annotations?.[REF_NAME] ?? null) },
       );

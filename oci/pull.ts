@@ -130,7 +130,7 @@ export function registrySource(registry: Registry, repository: string): BlobSour
   return {
     where: `${registry.registry}/${repository}`,
     retries: registry.retries,
-    open: (desc, offset) => registry.getBlob(repository, desc.digest, offset),
+    open: (desc, offset) => registry.getBlob(repository, desc.digest, offset, desc.size),
   };
 }
 

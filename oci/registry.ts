@@ -196,24 +196,43 @@ export class Registry {
    * the registry ignored the range. Redirects (blob storage behind the registry) are followed
    * without the registry's credentials.
    */
-  async getBlob(repo: string, digest: string, offset = 0): Promise<{ stream: IncomingMessage; offset: number }> {
+  async getBlob(
+    repo: string,
+    digest: string,
+    offset = 0,
+    size?: number,
+  ): Promise<{ stream: IncomingMessage; offset: number }> {
     const range: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
     const res = await this.redirected(
       await this.request({ method: 'GET', path: `/v2/${repo}/blobs/${digest}`, repo, headers: range }),
       'GET',
       range,
     );
-    if (res.statusCode === 206) {
-      const start = Number(/bytes (\d+)-/.exec(res.headers['content-range'] ?? '')?.[1] ?? -1);
-      if (start === offset) return { stream: res, offset };
+    // A blob of another length than its descriptor's can never match: said at once, not retried
+    // as a transfer that broke off (the registry would send the same bytes again).
+    const holds = (n: number) => {
+      if (size === undefined || !Number.isSafeInteger(n) || n === size) return;
       res.destroy();
-      return this.getBlob(repo, digest, 0);
+      throw new OciError('E_OCI_DIGEST', `blob ${digest} in ${repo} is ${n} bytes; its descriptor says ${size}`, {
+        digest,
+        size: n,
+        expected: size,
+      });
+    };
+    if (res.statusCode === 206) {
+      const served = /bytes (\d+)-(?:\d+)?(?:\/(\d+))?/.exec(res.headers['content-range'] ?? '');
+      holds(Number(served?.[2]));
+      if (Number(served?.[1] ?? -1) === offset) return { stream: res, offset };
+      res.destroy();
+      return this.getBlob(repo, digest, 0, size);
     }
     if (res.statusCode === 416 && offset > 0) {
       res.resume();
-      return this.getBlob(repo, digest, 0);
+      return this.getBlob(repo, digest, 0, size);
     }
     if (res.statusCode !== 200) throw await failure(res, `blob ${digest}`);
+    if (res.headers['content-length'] !== undefined && !res.headers['content-encoding'])
+      holds(Number(res.headers['content-length']));
     return { stream: res, offset: 0 };
   }
 
