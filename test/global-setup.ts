@@ -25,9 +25,13 @@ export default async function setup(): Promise<() => void> {
   // TMPDIR reaches the test workers and their children as XPKG_CACHE does.
   const root = mkdtempSync(join(tmpdir(), 'xpkg-test-run-'));
   process.env.TMPDIR = root;
-  // Tests keep optimised models in a cache of their own, never in the user's.
+  // Tests keep optimised models in a cache of their own, never in the user's, and anti-rollback
+  // state of their own: runs without --state-dir recorded the packages they accepted in the user's
+  // ~/.local/state/xpkg, where a detector of sequence 2 made by hand there failed every later run of
+  // the fixture's sequence 1 (E_POLICY_ROLLBACK)
   const cache = mkdtempSync(join(root, 'xpkg-test-cache-'));
   process.env.XPKG_CACHE = cache;
+  process.env.XPKG_STATE_DIR = mkdtempSync(join(root, 'xpkg-test-state-'));
   const teardown = () => {
     const mb = bytesUnder(root) / 2 ** 20;
     rmSync(root, { recursive: true, force: true });

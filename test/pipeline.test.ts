@@ -201,7 +201,7 @@ describe('runPipeline', () => {
     const code = async (inputs: Record<string, unknown>) => (await runPipeline(ctx, inputs).catch((e) => e)).code;
     expect(await code({})).toBe('E_RUN_INPUT');
     expect(await code({ image: solid(2, 2, [0, 0, 0]), extra: 1 })).toBe('E_RUN_INPUT');
-    expect(await code({ image: Buffer.from('not an image') })).toBe('E_RUN_INPUT');
+    expect(await code({ image: Buffer.from('not an image') })).toBe('E_RUN_INPUT_FORMAT');
     expect(await code({ image: join(dir, 'missing.png') })).toBe('E_RUN_INPUT');
     expect(await code({ image: { data: new Uint8Array(5), width: 2, height: 2, channels: 3 } })).toBe('E_RUN_INPUT');
     expect(await code({ image: 42 })).toBe('E_RUN_INPUT');
