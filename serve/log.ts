@@ -68,7 +68,8 @@ function textStream(out: Sink): DestinationStream {
   const levels: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
   return {
     write(line: string) {
-      const { time, level, msg, pid: _p, hostname: _h, ...rest } = JSON.parse(line) as Record<string, unknown>;
+      // pino adds no pid or hostname (base: undefined): a pid here was logged on purpose (`listening`)
+      const { time, level, msg, ...rest } = JSON.parse(line) as Record<string, unknown>;
       const fields = Object.entries(rest)
         .map(([k, v]) => `${k.replace(UNSAFE, unicodeEscape)}=${value(v)}`)
         .join(' ');

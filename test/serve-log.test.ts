@@ -2,10 +2,13 @@
  * The daemon's log goes out in batches (serve/log.ts): lines wait at most the batch time, a warning
  * or worse takes the waiting lines out at once, and so do 64 KiB of them; order is kept.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../serve/log.js';
-import { until } from './helpers/serve.js';
+import { startWithLog, until } from './helpers/serve.js';
 
 function sink() {
   const writes: string[] = [];
@@ -59,5 +62,23 @@ describe('batched log lines', () => {
     for (let i = 0; i < 1000 && s.writes.length === before; i++) log.info({ pad: 'x'.repeat(200) }, 'bulk');
     expect(s.writes.length).toBe(before + 1);
     expect(s.writes[before].length).toBeGreaterThanOrEqual(65536);
+  });
+});
+
+describe('text log lines', () => {
+  it("the text format's listening line carries the daemon's pid, as the JSON one does", async () => {
+    const repo = await mkdtemp(join(tmpdir(), 'xpkg-log-pid-'));
+    let text = '';
+    const server = await startWithLog({ repo }, 'text', (t) => {
+      text += t;
+    });
+    try {
+      await server.ready;
+      const line = text.split('\n').find((l) => / INFO listening /.test(l));
+      expect(line).toContain(` pid=${process.pid}`);
+    } finally {
+      await server.close();
+      await rm(repo, { recursive: true, force: true });
+    }
   });
 });
