@@ -12,7 +12,7 @@ import { FormatError, PackError } from '../spec/errors.js';
 import { BLOCK_SIZE } from '../spec/limits.js';
 import { referencedPaths } from '../spec/manifest.js';
 import type { ManifestSource } from '../spec/schema.js';
-import { undoOnInterrupt, writeAllAt, writeAtomic } from './atomic.js';
+import { createTracked, undoOnInterrupt, writeAllAt, writeAtomic } from './atomic.js';
 import { SOURCE_MANIFEST } from './pack.js';
 import { PackageReader } from './reader.js';
 
@@ -72,7 +72,7 @@ async function ensureDir(
     throw new PackError('E_UNPACK_EXISTS', `${shown} exists and is not a directory`, { path: shown });
   if (st) return 'existed';
   before?.();
-  await mkdir(path).catch((e: unknown) => {
+  await createTracked(() => mkdir(path)).catch((e: unknown) => {
     after?.(); // not made here: not ours to remove
     throw e;
   });
