@@ -3,6 +3,8 @@
  * manifest bytes, the parsed manifest, the envelope bytes and a resolved policy. No I/O: the CLI,
  * the library, the runner and a browser build all call this same function.
  */
+
+import { rfc3339Instant } from '../spec/date-time.js';
 import { SigningError, UsageError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
 import { assertStrongPublicKey, verifyStrict } from './ed25519.js';
@@ -182,7 +184,7 @@ export function verifySignatures(input: SignatureInput, policy: ResolvedPolicy):
   }
 
   if (manifest.expires !== undefined) {
-    const at = Date.parse(manifest.expires);
+    const at = rfc3339Instant(manifest.expires) ?? Number.NaN;
     if (!(at > policy.now.getTime())) {
       throw new SigningError('E_POLICY_EXPIRED', `package expired at ${manifest.expires}`, {
         expires: manifest.expires,

@@ -5,6 +5,7 @@
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { sha256Hex } from '../platform/index.js';
 import { canonicalBytes, parseStrictJson } from './canonical.js';
+import { rfc3339Instant } from './date-time.js';
 import { FormatError } from './errors.js';
 import * as generated from './generated/manifest.js';
 import { BLOCK_SIZE, LIMITS } from './limits.js';
@@ -109,8 +110,8 @@ function semanticProblems(m: ManifestSource | Manifest): FieldProblem[] {
     else if (isReserved(p))
       problems.push({ path: where, message: `path ${JSON.stringify(p)} is under the reserved xpkg/ prefix` });
   }
-  if (m.expires !== undefined && Number.isNaN(Date.parse(m.expires)))
-    problems.push({ path: '/expires', message: 'not a date-time' });
+  if (m.expires !== undefined && rfc3339Instant(m.expires) === undefined)
+    problems.push({ path: '/expires', message: 'not an RFC 3339 date-time' });
   return problems;
 }
 
