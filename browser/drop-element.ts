@@ -9,6 +9,7 @@
  *
  * Attributes: `trust` (public key text; the `trust` property takes several), `allow-unsigned`.
  */
+import { isImageFile } from './file-kind.js';
 import { errorInfo, openPackage, type XpkgPackage } from './index.js';
 
 const TEMPLATE = `
@@ -78,7 +79,7 @@ export class XpkgDropElement extends HTMLElement {
 
   /** A dropped or chosen file: a package is opened and verified; anything else runs the package on it. */
   async accept(file: File): Promise<void> {
-    const image = !/\.xpkg$/i.test(file.name) && file.type.startsWith('image/');
+    const image = await isImageFile(file).catch(() => false);
     while (image && !this.package && this.opening) await this.opening;
     if (image && this.package) return this.runOn(file);
     if (!this.emit('xpkg-drop', { file }, true)) return;

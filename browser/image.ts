@@ -6,6 +6,7 @@
  */
 import { RunnerError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
+import { IMAGE_MAGIC } from './file-kind.js';
 
 export interface RawImage {
   data: Uint8Array;
@@ -37,6 +38,15 @@ function checkPixels(width: number, height: number, maxPixels: number): void {
     );
 }
 
+/** An SVG document (after a BOM, an XML declaration, comments or a doctype), or a HEIF file of an HEVC brand. */
+const SVG = /^(\ufeff|\xef\xbb\xbf)?\s*(<\?xml[^>]*>\s*)?(<!--[\s\S]*?-->\s*|<!DOCTYPE[^>]*>\s*)*<svg[\s>]/i;
+const HEIC = /^....ftyp(heic|heix|heim|heis|hevc|hevx)/s;
+
+/** A Blob's first KiB, a byte a character. */
+async function headOf(blob: Blob): Promise<string> {
+  return String.fromCharCode(...new Uint8Array(await blob.slice(0, 1024).arrayBuffer()));
+}
+
 /** Decodes an image Blob (or takes an ImageBitmap / ImageData) into the pixels the package wants. */
 export async function decodeImage(
   value: Blob | ImageBitmap | ImageData,
@@ -52,11 +62,31 @@ export async function decodeImage(
     checkPixels(width, height, maxPixels);
     rgba = value.data;
   } else {
+    const head = value instanceof Blob ? await headOf(value) : '';
+    // an SVG is refused by its format, as `xpkg run` refuses it (runner/pipeline/decode-sharp.ts)
+    if (value instanceof Blob && (value.type === 'image/svg+xml' || SVG.test(head)))
+      throw new RunnerError(
+        'E_RUN_INPUT_FORMAT',
+        'image is an SVG drawing; an image input is a raster image (PNG, JPEG, WebP…)',
+        { reason: 'vector', format: 'svg' },
+      );
     let bitmap: ImageBitmap;
     try {
       bitmap = value instanceof Blob ? await createImageBitmap(value) : value;
     } catch (e) {
-      throw new RunnerError('E_RUN_INPUT', `cannot decode image: ${(e as Error).message}`);
+      // a HEIC photo this browser has no HEVC decoder for is a format it does not read, as under Node
+      if (HEIC.test(head))
+        throw new RunnerError(
+          'E_RUN_INPUT_FORMAT',
+          `image is a HEIC photo (HEIF coded with HEVC), which this browser does not decode; convert it to JPEG, PNG or AVIF`,
+          { reason: 'unsupported', format: 'heic' },
+        );
+      const message = `cannot decode image: ${(e as Error).message}`;
+      // bytes of no image format are told from a damaged image, with `xpkg run`'s codes and reasons
+      // (runner/inputs/image-signatures.ts, whose Buffer calls the browser's shim does not take)
+      if (value instanceof Blob && !IMAGE_MAGIC.some((m) => m.test(head)))
+        throw new RunnerError('E_RUN_INPUT_FORMAT', `the image is not an image (${message})`, { reason: 'image' });
+      throw new RunnerError('E_RUN_INPUT', message, { reason: 'damaged' });
     }
     ({ width, height } = bitmap);
     checkPixels(width, height, maxPixels);

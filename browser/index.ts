@@ -14,6 +14,7 @@ import type { BrowserRunResult, Opened, PackageInput, PackageSession, Progress, 
 export type { ErrorCode, ErrorJson } from '../spec/errors.js';
 export { XpkgError } from '../spec/errors.js';
 export { defineXpkgDrop, XpkgDropElement } from './drop-element.js';
+export { isImageFile } from './file-kind.js';
 export type { BrowserRunResult, Opened, PackageInput, Progress, SessionOptions, SignatureCheck } from './session.js';
 
 export interface OpenOptions extends SessionOptions {

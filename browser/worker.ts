@@ -4,7 +4,7 @@
  * opened package; each request answers once, with progress messages before.
  */
 
-import { toXpkgError } from '../spec/errors.js';
+import { toXpkgError, UsageError } from '../spec/errors.js';
 import type { Reply, Request } from './protocol.js';
 import type { PackageSession } from './session.js';
 
@@ -25,7 +25,8 @@ const post = (m: Reply) => scope.postMessage(m);
 async function handle(m: Request): Promise<unknown> {
   const session = (pkg: number) => {
     const s = sessions.get(pkg);
-    if (!s) throw new Error(`package ${pkg} is closed`);
+    // a call on a closed package is the caller's mistake, as on the page's thread (index.ts), not an internal error
+    if (!s) throw new UsageError('E_USAGE', 'the package is closed');
     return s;
   };
   switch (m.op) {

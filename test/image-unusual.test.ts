@@ -17,6 +17,7 @@ import { xpkgAsync } from './helpers/cli.js';
 import { codeOf } from './helpers/errors.js';
 import { http, type TestServer, testServer } from './helpers/serve.js';
 import { tempDir } from './helpers/source.js';
+import { heic } from './helpers/sweep-images.js';
 
 const TRUST = 'fixtures/keys/test.pub';
 const DETECTOR = 'fixtures/dist/detector.xpkg';
@@ -89,57 +90,6 @@ function greyProfile(gamma: number): Buffer {
   head.write('acsp', 36, 'latin1');
   d50.copy(head, 68);
   return Buffer.concat([head, table, ...tags.map(([, b]) => b)]);
-}
-
-/**
- * A HEIC as a phone writes it, reduced to its boxes: one `hvc1` (HEVC) item of 4032×3024 with its
- * hvcC and ispe properties. sharp reads its header; its libvips has no HEVC decoder.
- */
-function heic(): Buffer {
-  const box = (type: string, data: Buffer) => {
-    const h = Buffer.alloc(8);
-    h.writeUInt32BE(8 + data.length);
-    h.write(type, 4, 'latin1');
-    return Buffer.concat([h, data]);
-  };
-  const full = (type: string, version: number, data: Buffer) =>
-    box(type, Buffer.concat([Buffer.from([version, 0, 0, 0]), data]));
-  const u16 = (...v: number[]) => Buffer.from(v.flatMap((x) => [x >> 8, x & 255]));
-  const u32 = (...v: number[]) => Buffer.concat(v.map((x) => u16(x >>> 16, x & 0xffff)));
-  const payload = Buffer.concat([u32(16), Buffer.from([0x26, 0x01]), Buffer.alloc(14, 0xaf)]);
-  const ftyp = box('ftyp', Buffer.from('heic\0\0\0\0mif1heic', 'latin1'));
-  const props = box(
-    'iprp',
-    Buffer.concat([
-      box(
-        'ipco',
-        Buffer.concat([
-          box(
-            'hvcC',
-            Buffer.from([
-              1, 1, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 0x5d, 0xf0, 0, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0, 0x0f, 0,
-            ]),
-          ),
-          full('ispe', 0, u32(4032, 3024)),
-        ]),
-      ),
-      full('ipma', 0, Buffer.concat([u32(1), u16(1), Buffer.from([2, 0x81, 0x02])])),
-    ]),
-  );
-  const meta = (at: number) =>
-    full(
-      'meta',
-      0,
-      Buffer.concat([
-        full('hdlr', 0, Buffer.concat([Buffer.alloc(4), Buffer.from('pict', 'latin1'), Buffer.alloc(13)])),
-        full('pitm', 0, u16(1)),
-        full('iloc', 0, Buffer.concat([Buffer.from([0x44, 0]), u16(1, 1, 0, 1), u32(at, payload.length)])),
-        full('iinf', 0, Buffer.concat([u16(1), full('infe', 2, Buffer.concat([u16(1, 0), Buffer.from('hvc1\0')]))])),
-        props,
-      ]),
-    );
-  const at = ftyp.length + meta(0).length + 8;
-  return Buffer.concat([ftyp, meta(at), box('mdat', payload)]);
 }
 
 /** Largest difference between two images' bytes. */

@@ -7,6 +7,7 @@
 import {
   type BrowserRunResult,
   errorInfo,
+  isImageFile,
   openPackage,
   type Progress,
   preload,
@@ -187,6 +188,7 @@ async function runImage(file: File): Promise<void> {
     if (ran?.file === file) ran = null; // picking the image again tries again
     if (pkg !== current || file !== lastImage) return; // another package or image was chosen meanwhile
     const { code, text } = errorText(e);
+    clearResults(); // the picture and timings of the image run before are not left under this one's error
     $('results').innerHTML = `<p class="bad"><code data-code>${esc(code)}</code> ${esc(text)}</p>`;
     return announce(`Run failed: ${text}`, 'error');
   } finally {
@@ -201,6 +203,7 @@ async function runImage(file: File): Promise<void> {
   } catch (e) {
     // the results could not be drawn (an image the page cannot decode, say): said, not left at "Running…"
     const { code, text } = errorText(e);
+    clearResults();
     $('results').innerHTML = `<p class="bad"><code data-code>${esc(code)}</code> ${esc(text)}</p>`;
     announce(`Run failed: ${text}`, 'error');
   }
@@ -326,16 +329,26 @@ function route(file: File): void {
       trustBox.value = `${trustBox.value.trim()}\n${t}`.trim();
       announce(`Trusted key added from ${file.name}.`, 'ok');
     });
-  } else if (file.type.startsWith('image/')) void runImage(file);
-  else void openFile(file);
+  } else
+    void isImageFile(file).then(
+      (image) => (image ? runImage(file) : openFile(file)),
+      () => openFile(file),
+    );
 }
 
+/** A picker's file, the picker then emptied: choosing the same file again (after a drop, or to retry a failed run) is a change. */
+function picked(e: Event): File | undefined {
+  const input = e.target as HTMLInputElement;
+  const f = input.files?.[0];
+  input.value = '';
+  return f;
+}
 $<HTMLInputElement>('pkg-file').addEventListener('change', (e) => {
-  const f = (e.target as HTMLInputElement).files?.[0];
+  const f = picked(e);
   if (f) void openFile(f);
 });
 $<HTMLInputElement>('image-file').addEventListener('change', (e) => {
-  const f = (e.target as HTMLInputElement).files?.[0];
+  const f = picked(e);
   if (f) void runImage(f);
 });
 document.addEventListener('dragover', (e) => {
