@@ -22,7 +22,15 @@ import { PackageReader } from './reader.js';
  * is one of them linked into place (the same inode): ours, not a file that appeared meanwhile.
  */
 function dropInflight(target: string): void {
-  const dir = dirname(target);
+  dropTemps(dirname(target), target);
+}
+
+/**
+ * This process's temp files in `dir` (and `target` where it is one of them linked into place). A
+ * published file's temp whose unlink had not run yet held its folder open: the folder stayed after
+ * an interrupted unpack (a fresh-clone CI saw it).
+ */
+function dropTemps(dir: string, target?: string): void {
   const mine = new RegExp(`^\\..*\\.${process.pid}\\.[0-9a-f]{12}\\.tmp$`);
   let names: string[] = [];
   try {
@@ -37,10 +45,10 @@ function dropInflight(target: string): void {
       return null;
     }
   };
-  const t = at(target);
+  const t = target === undefined ? null : at(target);
   for (const n of names.filter((x) => mine.test(x))) {
     const temp = at(join(dir, n));
-    if (t && temp && t.ino === temp.ino && t.dev === temp.dev) rmSync(target, { force: true });
+    if (t && temp && t.ino === temp.ino && t.dev === temp.dev) rmSync(target!, { force: true });
     rmSync(join(dir, n), { force: true });
   }
 }
@@ -168,6 +176,7 @@ export async function unpackPackage(
       });
     if (inflight) dropInflight(inflight);
     each(createdFiles, (f) => rmSync(f, { force: true }));
+    for (const d of new Set([...createdDirs, ...createdFiles.map(dirname)])) dropTemps(d);
     each(createdDirs, rmdirSync);
   });
   try {

@@ -12,27 +12,13 @@ import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Runner } from '../runner/runner.js';
 import { toXpkgError } from '../spec/errors.js';
-import { type BrowserRig, BUILT, haveBrowser, type Lib, loadLibrary, startRig } from './helpers/browser.js';
+import { type BrowserRig, BUILT, dropBytes, haveBrowser, type Lib, loadLibrary, startRig } from './helpers/browser.js';
 import { heic } from './helpers/sweep-images.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const FIXTURES = join(ROOT, 'fixtures', 'dist');
 const KEY = join(ROOT, 'fixtures', 'keys', 'test.pub');
 const SHAPES = join(ROOT, 'fixtures', 'detector', 'eval', '000.png');
-
-/** Drops one file (bytes from here, of the given type) on `selector`, as a person's drop does. */
-async function dropBytes(page: Page, selector: string, name: string, bytes: Buffer, type = '') {
-  await page.evaluate(
-    ({ selector, name, b64, type }) => {
-      const dt = new DataTransfer();
-      dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, { type }));
-      const target = document.querySelector(selector)!;
-      for (const t of ['dragenter', 'dragover', 'drop'])
-        target.dispatchEvent(new DragEvent(t, { dataTransfer: dt, bubbles: true, cancelable: true }));
-    },
-    { selector, name, b64: bytes.toString('base64'), type },
-  );
-}
 
 describe.skipIf(!haveBrowser)('browser drops and reruns', () => {
   let rig: BrowserRig;

@@ -16,7 +16,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PackageReader } from '../pack/reader.js';
 import { Runner } from '../runner/runner.js';
 import { toXpkgError } from '../spec/errors.js';
-import { type BrowserRig, BUILT, frameIn, haveBrowser, type Lib, loadLibrary, startRig } from './helpers/browser.js';
+import {
+  type BrowserRig,
+  BUILT,
+  dropBytes,
+  frameIn,
+  haveBrowser,
+  type Lib,
+  loadLibrary,
+  startRig,
+} from './helpers/browser.js';
 import { hugePng, sweepImages } from './helpers/sweep-images.js';
 import { SHIPPED, sweepPackages } from './helpers/sweep-packages.js';
 
@@ -24,20 +33,6 @@ const ROOT = join(import.meta.dirname, '..');
 const KEY = join(ROOT, 'fixtures', 'keys', 'test.pub');
 const SHAPES = join(ROOT, 'fixtures', 'detector', 'eval', '000.png');
 type Box = { box: number[]; score: number; label: string };
-
-/** Hands files (bytes from here) to the page's drop handler on `selector`, as a person's drop does. */
-async function dropBytes(page: Page, selector: string, name: string, bytes: Buffer, type = '') {
-  await page.evaluate(
-    ({ selector, name, b64, type }) => {
-      const dt = new DataTransfer();
-      dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, { type }));
-      const target = document.querySelector(selector)!;
-      for (const t of ['dragenter', 'dragover', 'drop'])
-        target.dispatchEvent(new DragEvent(t, { dataTransfer: dt, bubbles: true, cancelable: true }));
-    },
-    { selector, name, b64: bytes.toString('base64'), type },
-  );
-}
 
 /** Opens `/packages/<name>.xpkg` in the page's library and runs it on `inputs`: its outputs, or its code. */
 function libRun(page: Page, name: string, options: Record<string, unknown>, image?: Buffer, type = 'image/png') {

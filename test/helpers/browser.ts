@@ -118,3 +118,17 @@ export async function frameIn(page: Page, src: string): Promise<Frame | undefine
   }, src);
   return page.frames().find((f) => f.url() === src);
 }
+
+/** Hands files (bytes from here) to the page's drop handler on `selector`, as a person's drop does. */
+export async function dropBytes(page: Page, selector: string, name: string, bytes: Buffer, type = '') {
+  await page.evaluate(
+    ({ selector, name, b64, type }) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, { type }));
+      const target = document.querySelector(selector)!;
+      for (const t of ['dragenter', 'dragover', 'drop'])
+        target.dispatchEvent(new DragEvent(t, { dataTransfer: dt, bubbles: true, cancelable: true }));
+    },
+    { selector, name, b64: bytes.toString('base64'), type },
+  );
+}
