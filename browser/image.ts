@@ -6,7 +6,7 @@
  */
 import { RunnerError } from '../spec/errors.js';
 import type { Manifest } from '../spec/schema.js';
-import { IMAGE_MAGIC } from './file-kind.js';
+import { isImageBytes } from './file-kind.js';
 
 export interface RawImage {
   data: Uint8Array;
@@ -42,9 +42,9 @@ function checkPixels(width: number, height: number, maxPixels: number): void {
 const SVG = /^(\ufeff|\xef\xbb\xbf)?\s*(<\?xml[^>]*>\s*)?(<!--[\s\S]*?-->\s*|<!DOCTYPE[^>]*>\s*)*<svg[\s>]/i;
 const HEIC = /^....ftyp(heic|heix|heim|heis|hevc|hevx)/s;
 
-/** A Blob's first KiB, a byte a character. */
-async function headOf(blob: Blob): Promise<string> {
-  return String.fromCharCode(...new Uint8Array(await blob.slice(0, 1024).arrayBuffer()));
+/** A Blob's first KiB. */
+async function headOf(blob: Blob): Promise<Uint8Array> {
+  return new Uint8Array(await blob.slice(0, 1024).arrayBuffer());
 }
 
 /** Decodes an image Blob (or takes an ImageBitmap / ImageData) into the pixels the package wants. */
@@ -62,7 +62,8 @@ export async function decodeImage(
     checkPixels(width, height, maxPixels);
     rgba = value.data;
   } else {
-    const head = value instanceof Blob ? await headOf(value) : '';
+    const bytes = value instanceof Blob ? await headOf(value) : new Uint8Array(0);
+    const head = String.fromCharCode(...bytes); // a byte a character, for the patterns above
     // an SVG is refused by its format, as `xpkg run` refuses it (runner/pipeline/decode-sharp.ts)
     if (value instanceof Blob && (value.type === 'image/svg+xml' || SVG.test(head)))
       throw new RunnerError(
@@ -84,7 +85,7 @@ export async function decodeImage(
       const message = `cannot decode image: ${(e as Error).message}`;
       // bytes of no image format are told from a damaged image, with `xpkg run`'s codes and reasons
       // (runner/inputs/image-signatures.ts, whose Buffer calls the browser's shim does not take)
-      if (value instanceof Blob && !IMAGE_MAGIC.some((m) => m.test(head)))
+      if (value instanceof Blob && !isImageBytes(bytes))
         throw new RunnerError('E_RUN_INPUT_FORMAT', `the image is not an image (${message})`, { reason: 'image' });
       throw new RunnerError('E_RUN_INPUT', message, { reason: 'damaged' });
     }

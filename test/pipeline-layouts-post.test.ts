@@ -230,20 +230,7 @@ describe('YOLO [1, 84, A] (transposed) and NMS per class or across classes', () 
           op: 'detect-decode',
           params: { input: 'out', output: 'boxes', image: 'x', iouThreshold: 0.5, agnostic },
         },
-        {
-          op: 'nms',
-          params: {
-            input: 'out',
-            output: 'boxes',
-            image: 'x',
-            transpose: true,
-            format: 'cxcywh',
-            layout: 'box-class-scores',
-            iouThreshold: 0.5,
-            scoreThreshold: 0.25,
-            classAware: !agnostic,
-          },
-        },
+        { ...YOLO_POSTS.nms, params: { ...YOLO_POSTS.nms.params, scoreThreshold: 0.25, classAware: !agnostic } },
       ] as Step[]) {
         const ctx = await pkg(
           echo('float32', ['a', 'b', 'c']),

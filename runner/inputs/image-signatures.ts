@@ -2,18 +2,18 @@
  * Image files told apart by their first bytes, where sharp cannot read them: a damaged image of a
  * format it reads, an image of a format this build does not decode, or no image at all. The CLI's
  * input loader (load.ts) and the pipeline's decode (decode-sharp.ts, which the daemon's bodies reach)
- * say it alike.
+ * say it alike, and the browser (browser/file-kind.ts, browser/image.ts) reads the same signatures: no
+ * Buffer here, plain bytes.
  */
 import { RunnerError } from '../../spec/errors.js';
 
-export const ascii = (b: Uint8Array, from: number, to: number) => Buffer.from(b.subarray(from, to)).toString('latin1');
-const PNG_START = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-const JP2_CODESTREAM = Buffer.from([0xff, 0x4f, 0xff, 0x51]);
-const u32le = (b: Uint8Array, at: number) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).readUInt32LE(at);
+/** Bytes `from`..`to` as text, a byte a character (latin1). */
+export const ascii = (b: Uint8Array, from: number, to: number) => String.fromCharCode(...b.subarray(from, to));
+const u32le = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(at, true);
 
 /** How each raster format sharp reads starts (its signature alone). */
 const IMAGE_STARTS: [string, (b: Uint8Array) => boolean][] = [
-  ['PNG', (b) => PNG_START.equals(b.subarray(0, 8))],
+  ['PNG', (b) => ascii(b, 0, 8) === '\x89PNG\r\n\x1a\n'],
   ['GIF', (b) => /^GIF8[79]a$/.test(ascii(b, 0, 6))],
   ['WebP', (b) => ascii(b, 0, 4) === 'RIFF' && ascii(b, 8, 12) === 'WEBP'],
   ['JPEG', (b) => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff],
@@ -35,7 +35,7 @@ const OTHER_IMAGES: [string, (b: Uint8Array) => boolean][] = [
   ['BMP', (b) => ascii(b, 0, 2) === 'BM' && b.length >= 18 && [12, 40, 52, 56, 64, 108, 124].includes(u32le(b, 14))],
   ['ICO', (b) => b.length >= 6 && b[0] === 0 && b[1] === 0 && b[2] === 1 && b[3] === 0 && (b[4] || b[5]) !== 0],
   ['PSD', (b) => ascii(b, 0, 4) === '8BPS'],
-  ['JPEG 2000', (b) => JP2_CODESTREAM.equals(b.subarray(0, 4)) || ascii(b, 4, 12) === 'jP  \r\n\x87\n'],
+  ['JPEG 2000', (b) => ascii(b, 0, 4) === '\xff\x4f\xff\x51' || ascii(b, 4, 12) === 'jP  \r\n\x87\n'],
   ['JPEG XL', (b) => (b[0] === 0xff && b[1] === 0x0a) || ascii(b, 4, 8) === 'JXL '],
   ['QOI', (b) => ascii(b, 0, 4) === 'qoif'],
 ];
@@ -45,6 +45,11 @@ export const startsAs = (name: string) => IMAGE_STARTS.find(([n]) => n === name)
 /** The raster format sharp reads whose signature `b` starts with, or undefined. */
 export function imageSignature(b: Uint8Array): string | undefined {
   return IMAGE_STARTS.find(([, is]) => is(b))?.[0];
+}
+
+/** The image format (one sharp reads, or another) whose signature `b` starts with, or undefined. */
+export function anyImageSignature(b: Uint8Array): string | undefined {
+  return imageSignature(b) ?? OTHER_IMAGES.find(([, is]) => is(b))?.[0];
 }
 
 /**
